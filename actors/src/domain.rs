@@ -1,0 +1,179 @@
+//! Domain types: identifiers, roles, users and projects.
+//!
+//! These types carry no serialization; the adapters convert them to and from their wire shapes.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+
+/// The id of a user.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UserId(pub i64);
+
+/// The id of a project.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ProjectId(pub i64);
+
+impl fmt::Display for UserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl fmt::Display for ProjectId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// What a user may do in the hub.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Triages tickets; a super admin is an admin with `is_superuser`.
+    Admin,
+    /// Works on the tickets assigned to them.
+    Developer,
+    /// Opens tickets and approves or rejects the work.
+    Client,
+}
+
+impl Role {
+    /// Every role, in display order.
+    pub const ALL: [Role; 3] = [Role::Admin, Role::Developer, Role::Client];
+
+    /// The lowercase name used in storage, tokens and on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Developer => "developer",
+            Role::Client => "client",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A role name that is not one of `admin`, `developer`, `client`.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown role `{0}` (expected admin, developer or client)")]
+pub struct UnknownRole(pub String);
+
+impl FromStr for Role {
+    type Err = UnknownRole;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "admin" => Ok(Role::Admin),
+            "developer" => Ok(Role::Developer),
+            "client" => Ok(Role::Client),
+            other => Err(UnknownRole(other.to_owned())),
+        }
+    }
+}
+
+/// A user of the hub, without their password hash.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct User {
+    /// The user's id.
+    pub id: UserId,
+    /// The unique login name.
+    pub username: String,
+    /// The name shown to other people; falls back to the username when empty.
+    pub display_name: String,
+    /// Where email notifications go, if anywhere.
+    pub email: Option<String>,
+    /// Where WhatsApp notifications go, if anywhere (E.164 digits).
+    pub whatsapp_number: Option<String>,
+    /// What the user may do.
+    pub role: Role,
+    /// A super admin receives `user_registered`.
+    pub is_superuser: bool,
+    /// An inactive user can neither log in nor connect.
+    pub is_active: bool,
+    /// When the user was created.
+    pub created_at: DateTime<Utc>,
+}
+
+impl User {
+    /// The name to show for this user.
+    pub fn name(&self) -> &str {
+        if self.display_name.is_empty() {
+            &self.username
+        } else {
+            &self.display_name
+        }
+    }
+}
+
+/// The fields needed to create a user; the password arrives already hashed.
+#[derive(Clone, Debug)]
+pub struct NewUser {
+    /// The unique login name.
+    pub username: String,
+    /// The name shown to other people.
+    pub display_name: String,
+    /// Email address, if any.
+    pub email: Option<String>,
+    /// WhatsApp number, if any.
+    pub whatsapp_number: Option<String>,
+    /// The user's role.
+    pub role: Role,
+    /// Whether the user is a super admin.
+    pub is_superuser: bool,
+    /// The argon2 PHC string of the password.
+    pub password_hash: String,
+}
+
+/// A project: the unit of membership for tickets and project streams.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Project {
+    /// The project's id.
+    pub id: ProjectId,
+    /// The short key that prefixes ticket keys, e.g. `PROJ`.
+    pub key: String,
+    /// The human name.
+    pub name: String,
+    /// The ids of its members.
+    pub member_ids: Vec<UserId>,
+    /// When the project was created.
+    pub created_at: DateTime<Utc>,
+}
+
+/// Whether `key` is a valid project key: 2 to 10 ASCII uppercase letters or digits,
+/// starting with a letter.
+pub fn is_valid_project_key(key: &str) -> bool {
+    let bytes = key.as_bytes();
+    (2..=10).contains(&bytes.len())
+        && bytes[0].is_ascii_uppercase()
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_round_trip_through_their_names() {
+        for role in Role::ALL {
+            assert_eq!(role.as_str().parse::<Role>().unwrap(), role);
+        }
+        assert!("root".parse::<Role>().is_err());
+    }
+
+    #[test]
+    fn project_keys_are_short_uppercase_words() {
+        assert!(is_valid_project_key("PROJ"));
+        assert!(is_valid_project_key("WEB2"));
+        assert!(!is_valid_project_key("P"));
+        assert!(!is_valid_project_key("proj"));
+        assert!(!is_valid_project_key("2WEB"));
+        assert!(!is_valid_project_key("PROJECTKEY1"));
+    }
+}

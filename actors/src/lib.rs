@@ -1,0 +1,33 @@
+//! The domain core of tickethub and its supervised actors.
+//!
+//! This crate knows nothing about HTTP, SQL, Redis or JSON. It defines the domain types,
+//! the ports (traits and message types) that the adapters in the `tickethub` crate implement,
+//! and the actors that own the live state of the hub.
+//!
+//! # Supervision tree
+//!
+//! ```text
+//! HubRoot                          restarts a failed directory; never stops on a child's exit
+//! └── UserDirectory                get-or-spawn of user actors; prunes them on exit or failure
+//!     └── UserActor(user_id)*      one per connected user: that user's sockets and heartbeat
+//! ```
+//!
+//! A socket is not an actor. It is one task in the adapter (`tickethub::ws::session`) that owns
+//! the socket, and it talks to its user actor through [`connection::ConnHandle`]: a bounded queue
+//! of [`connection::ConnectionMsg`] plus a little shared state. A user actor that panics is
+//! removed from the directory alone; its sockets close with 1012 and reconnect to a fresh actor.
+//!
+//! # Invariants
+//!
+//! - Domain types have no serde: wire shapes live at the edges and are converted by hand.
+//! - Actors return `Err` from a handler only for bugs or lost infrastructure; refusals travel
+//!   in replies.
+
+pub mod connection;
+pub mod directory;
+pub mod domain;
+pub mod hub;
+pub mod ports;
+pub mod user;
+
+pub use hub::{Hub, HubConfig};

@@ -1,0 +1,336 @@
+//! The composition root: the only place that wires store, auth, actors and HTTP together.
+
+use std::future::{Future, IntoFuture};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::serve::ListenerExt;
+use tickethub_actors::domain::{NewUser, Role, User};
+use tickethub_actors::ports::{Store, StoreError};
+use tickethub_actors::{Hub, HubConfig};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::auth::{self, Auth};
+use crate::config::{ConfigError, DatabaseKind, JwtAlgorithm, ServeConfig};
+use crate::http::{self, AppState};
+use crate::store::{self, ConnectError};
+use crate::ws::WsSettings;
+
+/// Why the hub could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// A setting is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The database could not be opened or migrated.
+    #[error(transparent)]
+    Store(#[from] ConnectError),
+    /// The listening socket could not be bound.
+    #[error("--bind (TICKETHUB_BIND): cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The actor system could not start.
+    #[error("cannot start the actor system: {0}")]
+    Actors(#[from] ractor::SpawnErr),
+    /// The jwt secret file could not be read or written.
+    #[error("--jwt-secret (TICKETHUB_JWT_SECRET): {0}")]
+    Secret(String),
+}
+
+/// A built hub, bound to its port and ready to run.
+pub struct Application {
+    listener: TcpListener,
+    addr: SocketAddr,
+    state: AppState,
+    max_body_bytes: usize,
+    shutdown_timeout: Duration,
+}
+
+impl Application {
+    /// Validates the configuration, opens the database (running migrations), starts the
+    /// actors and binds the listener.
+    pub async fn build(config: ServeConfig) -> Result<Self, BuildError> {
+        config.validate()?;
+        let store = store::connect(&config.database_url).await?;
+        let secret = match (config.jwt_algorithm, &config.jwt_secret) {
+            (JwtAlgorithm::Hs256, Some(secret)) => Some(secret.clone()),
+            (JwtAlgorithm::Hs256, None) => Some(embedded_secret(&config.database_url)?),
+            _ => None,
+        };
+        let auth = Arc::new(Auth::from_config(&config, secret.as_deref())?);
+        let hub = Hub::start(HubConfig {
+            ping_interval: config.ping_interval(),
+            idle_timeout: config.idle_timeout(),
+            ..HubConfig::default()
+        })
+        .await?;
+        let listener = TcpListener::bind(config.bind)
+            .await
+            .map_err(|source| BuildError::Bind {
+                addr: config.bind,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| BuildError::Bind {
+            addr: config.bind,
+            source,
+        })?;
+        let ws = Arc::new(WsSettings {
+            allowed_origins: config.allowed_origins.clone(),
+            max_message_bytes: config.ws_max_message_bytes,
+            outbound_queue: config.ws_outbound_queue,
+            sessions: TaskTracker::new(),
+            shutdown: CancellationToken::new(),
+            next_conn_id: AtomicU64::new(1),
+        });
+        let state = AppState {
+            store,
+            auth,
+            hub,
+            ws,
+            dummy_hash: auth::hash_password("not a password".into()).await.into(),
+        };
+        Ok(Self {
+            listener,
+            addr,
+            state,
+            max_body_bytes: config.max_body_bytes,
+            shutdown_timeout: Duration::from_secs(config.shutdown_timeout),
+        })
+    }
+
+    /// The address the hub listens on (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The actor system.
+    pub fn hub(&self) -> Hub {
+        self.state.hub.clone()
+    }
+
+    /// The database.
+    pub fn store(&self) -> Arc<dyn Store> {
+        self.state.store.clone()
+    }
+
+    /// Token issue and verification.
+    pub fn auth(&self) -> Arc<Auth> {
+        self.state.auth.clone()
+    }
+
+    /// Serves until `shutdown` resolves, then shuts down gracefully: stop accepting, close
+    /// every socket with 1001, let in-flight requests finish, close the database.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let Application {
+            listener,
+            state,
+            max_body_bytes,
+            shutdown_timeout,
+            ..
+        } = self;
+        let router = http::router(state.clone(), max_body_bytes);
+        let stop_accepting = CancellationToken::new();
+        let stopped = stop_accepting.clone();
+        let listener = listener.tap_io(|tcp| {
+            // Frames are small and latency matters more than packet count.
+            let _ = tcp.set_nodelay(true);
+        });
+        let server = tokio::spawn(
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async move { stopped.cancelled().await })
+                .into_future(),
+        );
+        shutdown.await;
+        tracing::info!("shutting down");
+        stop_accepting.cancel();
+        let told = state.hub.disconnect_all().await;
+        state.ws.shutdown.cancel();
+        state.ws.sessions.close();
+        if tokio::time::timeout(shutdown_timeout, state.ws.sessions.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("some sockets did not close in time");
+        }
+        let served = match tokio::time::timeout(shutdown_timeout, server).await {
+            Ok(Ok(res)) => res,
+            Ok(Err(join)) => Err(std::io::Error::other(join)),
+            Err(_) => {
+                tracing::warn!("some requests did not finish in time");
+                Ok(())
+            }
+        };
+        state.hub.shutdown().await;
+        state.store.close().await;
+        tracing::info!(user_actors = told, "stopped");
+        served
+    }
+}
+
+/// The HS256 secret of an embedded hub: kept in `<database file>.jwt-secret`, created on
+/// first start, so that tokens survive restarts. An in-memory database gets a fresh one.
+fn embedded_secret(database_url: &str) -> Result<String, BuildError> {
+    if crate::config::database_kind(database_url)? != DatabaseKind::Sqlite {
+        return Err(ConfigError::new(
+            "--jwt-secret (TICKETHUB_JWT_SECRET)",
+            "is required with a PostgreSQL database",
+        )
+        .into());
+    }
+    let Some(path) = sqlite_file(database_url) else {
+        return Ok(auth::generate_secret());
+    };
+    let mut secret_path = path.into_os_string();
+    secret_path.push(".jwt-secret");
+    let secret_path = PathBuf::from(secret_path);
+    match std::fs::read_to_string(&secret_path) {
+        Ok(s) if s.trim().len() >= 32 => return Ok(s.trim().to_owned()),
+        Ok(_) => {
+            return Err(BuildError::Secret(format!(
+                "{} is shorter than 32 characters",
+                secret_path.display()
+            )))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(BuildError::Secret(format!(
+                "cannot read {}: {e}",
+                secret_path.display()
+            )))
+        }
+    }
+    let secret = auth::generate_secret();
+    write_private(&secret_path, &secret)
+        .map_err(|e| BuildError::Secret(format!("cannot write {}: {e}", secret_path.display())))?;
+    tracing::info!(path = %secret_path.display(), "generated a token secret");
+    Ok(secret)
+}
+
+fn write_private(path: &std::path::Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path)?.write_all(contents.as_bytes())
+}
+
+/// The file an SQLite URL names, or `None` for an in-memory database.
+fn sqlite_file(url: &str) -> Option<PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or_default();
+    if path.is_empty() || path == ":memory:" || url.contains("mode=memory") {
+        None
+    } else {
+        Some(PathBuf::from(path))
+    }
+}
+
+/// One demo account.
+#[derive(Debug, Clone)]
+pub struct DemoAccount {
+    /// Login name.
+    pub username: &'static str,
+    /// Password.
+    pub password: &'static str,
+    /// Role.
+    pub role: Role,
+}
+
+/// The demo accounts `--demo` creates.
+pub const DEMO_ACCOUNTS: [DemoAccount; 3] = [
+    DemoAccount {
+        username: "admin",
+        password: "admin-demo",
+        role: Role::Admin,
+    },
+    DemoAccount {
+        username: "developer",
+        password: "developer-demo",
+        role: Role::Developer,
+    },
+    DemoAccount {
+        username: "client",
+        password: "client-demo",
+        role: Role::Client,
+    },
+];
+
+/// The demo project's key.
+pub const DEMO_PROJECT: &str = "DEMO";
+
+/// Creates the demo users and project unless they exist already.
+pub async fn seed_demo(store: &dyn Store) -> Result<(), StoreError> {
+    let mut ids = Vec::new();
+    for account in &DEMO_ACCOUNTS {
+        let user = match store.user_with_hash(account.username).await? {
+            Some((user, _)) => user,
+            None => create_demo_user(store, account).await?,
+        };
+        ids.push(user.id);
+    }
+    match store.project_by_key(DEMO_PROJECT).await? {
+        Some(project) => store.add_members(project.id, &ids).await?,
+        None => {
+            store
+                .create_project(DEMO_PROJECT, "Demo Project", &ids)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+async fn create_demo_user(store: &dyn Store, account: &DemoAccount) -> Result<User, StoreError> {
+    let display_name = match account.role {
+        Role::Admin => "Ada Admin",
+        Role::Developer => "Dev Eloper",
+        Role::Client => "Cli Ent",
+    };
+    store
+        .create_user(NewUser {
+            username: account.username.to_owned(),
+            display_name: display_name.to_owned(),
+            email: Some(format!("{}@demo.tickethub.local", account.username)),
+            whatsapp_number: None,
+            role: account.role,
+            is_superuser: account.role == Role::Admin,
+            password_hash: auth::hash_password(account.password.to_owned()).await,
+        })
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_urls_name_their_file() {
+        assert_eq!(
+            sqlite_file("sqlite://tickethub.db"),
+            Some("tickethub.db".into())
+        );
+        assert_eq!(
+            sqlite_file("sqlite:///var/lib/th.db?mode=rwc"),
+            Some("/var/lib/th.db".into())
+        );
+        assert_eq!(sqlite_file("sqlite::memory:"), None);
+        assert_eq!(sqlite_file("sqlite://file.db?mode=memory"), None);
+    }
+}

@@ -1,0 +1,310 @@
+//! The command line: `serve`, `users add` and `projects add`.
+//!
+//! Settings come from flags, the environment and an optional TOML file (`--config FILE`). The
+//! file is merged under the other two by turning each of its keys into a flag that was not
+//! already given on the command line or through the environment.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Args, CommandFactory, Parser, Subcommand};
+
+use crate::config::{ConfigError, ServeConfig};
+
+/// tickethub: ticket API, WebSocket hub and notification delivery in one binary.
+#[derive(Parser, Debug)]
+#[command(name = "tickethub", version, about, long_about = None)]
+pub struct Cli {
+    /// TOML file with settings; its keys are the long flag names (`bind`, `database-url`, …).
+    #[arg(long, global = true, env = "TICKETHUB_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the hub (migrations run at start).
+    Serve(ServeConfig),
+    /// Manage users.
+    Users {
+        /// What to do with users.
+        #[command(subcommand)]
+        command: UsersCommand,
+    },
+    /// Manage projects.
+    Projects {
+        /// What to do with projects.
+        #[command(subcommand)]
+        command: ProjectsCommand,
+    },
+}
+
+/// `tickethub users …`.
+#[derive(Subcommand, Debug)]
+pub enum UsersCommand {
+    /// Create a user (like Django's `createsuperuser`).
+    Add(UserAddArgs),
+}
+
+/// `tickethub projects …`.
+#[derive(Subcommand, Debug)]
+pub enum ProjectsCommand {
+    /// Create a project.
+    Add(ProjectAddArgs),
+}
+
+/// The database a management command works on.
+#[derive(Args, Debug, Clone)]
+pub struct DatabaseArgs {
+    /// Database URL: `sqlite://FILE` or `postgres://…`.
+    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://tickethub.db")]
+    pub database_url: String,
+}
+
+/// `tickethub users add`.
+#[derive(Args, Debug)]
+pub struct UserAddArgs {
+    /// Login name.
+    #[arg(long)]
+    pub username: String,
+    /// Role: admin, developer or client.
+    #[arg(long)]
+    pub role: String,
+    /// Password; a random one is generated and printed when omitted.
+    #[arg(long, env = "TICKETHUB_USER_PASSWORD", hide_env_values = true)]
+    pub password: Option<String>,
+    /// Email address for email notifications.
+    #[arg(long)]
+    pub email: Option<String>,
+    /// WhatsApp number for WhatsApp notifications (E.164, e.g. +15551234567).
+    #[arg(long)]
+    pub whatsapp: Option<String>,
+    /// Name shown to other people.
+    #[arg(long)]
+    pub display_name: Option<String>,
+    /// Make the user a super admin (admins only).
+    #[arg(long)]
+    pub superuser: bool,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub db: DatabaseArgs,
+}
+
+/// `tickethub projects add`.
+#[derive(Args, Debug)]
+pub struct ProjectAddArgs {
+    /// Short key that prefixes ticket keys, e.g. PROJ.
+    #[arg(long)]
+    pub key: String,
+    /// Human name.
+    #[arg(long)]
+    pub name: String,
+    /// Usernames of the members, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub members: Vec<String>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub db: DatabaseArgs,
+}
+
+/// Parses the command line, merging the `--config` file under flags and environment.
+pub fn parse<I, T>(args: I) -> Result<Cli, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    let first = Cli::try_parse_from(&args)?;
+    let Some(path) = first.config.clone() else {
+        return Ok(first);
+    };
+    let merged = merge_config_file(&args, &path)
+        .map_err(|e| Cli::command().error(clap::error::ErrorKind::InvalidValue, e.to_string()))?;
+    Cli::try_parse_from(merged)
+}
+
+/// Inserts each key of the TOML file as a flag of the subcommand, unless the flag was given on
+/// the command line or through the environment.
+fn merge_config_file(args: &[OsString], path: &PathBuf) -> Result<Vec<OsString>, ConfigError> {
+    const SETTING: &str = "--config (TICKETHUB_CONFIG)";
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::new(SETTING, format!("cannot read {}: {e}", path.display())))?;
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+        ConfigError::new(SETTING, format!("{}: {}", path.display(), e.message()))
+    })?;
+
+    let cmd = Cli::command();
+    let matches = cmd
+        .clone()
+        .try_get_matches_from(args)
+        .map_err(|e| ConfigError::new(SETTING, e.to_string()))?;
+    let Some((sub_name, sub_matches)) = matches.subcommand() else {
+        return Ok(args.to_vec());
+    };
+    // Only leaf subcommands take settings; `users add` and `projects add` take the database.
+    let (sub_cmd, leaf_matches, depth) = match sub_matches.subcommand() {
+        Some((leaf, leaf_matches)) => (
+            cmd.find_subcommand(sub_name)
+                .and_then(|c| c.find_subcommand(leaf))
+                .cloned(),
+            leaf_matches,
+            2,
+        ),
+        None => (cmd.find_subcommand(sub_name).cloned(), sub_matches, 1),
+    };
+    let Some(sub_cmd) = sub_cmd else {
+        return Ok(args.to_vec());
+    };
+
+    let mut injected: Vec<OsString> = Vec::new();
+    for (key, value) in &table {
+        let flag = key.replace('_', "-");
+        if flag == "config" {
+            continue;
+        }
+        let Some(arg) = sub_cmd
+            .get_arguments()
+            .find(|a| a.get_long() == Some(flag.as_str()))
+        else {
+            // A key for another subcommand (e.g. `bind` while running `users add`) is fine only
+            // if some subcommand knows it.
+            if known_anywhere(&cmd, &flag) {
+                continue;
+            }
+            return Err(ConfigError::new(
+                SETTING,
+                format!("{}: unknown setting `{key}`", path.display()),
+            ));
+        };
+        let id = arg.get_id().as_str();
+        let from_user = matches!(
+            leaf_matches.value_source(id),
+            Some(clap::parser::ValueSource::CommandLine | clap::parser::ValueSource::EnvVariable)
+        );
+        if from_user {
+            continue;
+        }
+        let values: Vec<String> = match value {
+            toml::Value::String(s) => vec![s.clone()],
+            toml::Value::Integer(i) => vec![i.to_string()],
+            toml::Value::Float(f) => vec![f.to_string()],
+            toml::Value::Boolean(b) => {
+                if arg.get_action().takes_values() {
+                    vec![b.to_string()]
+                } else {
+                    if *b {
+                        injected.push(format!("--{flag}").into());
+                    }
+                    continue;
+                }
+            }
+            toml::Value::Array(items) => vec![items
+                .iter()
+                .map(|v| match v {
+                    toml::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join(",")],
+            _ => {
+                return Err(ConfigError::new(
+                    SETTING,
+                    format!(
+                        "{}: `{key}` must be a string, number, boolean or list",
+                        path.display()
+                    ),
+                ))
+            }
+        };
+        for v in values {
+            injected.push(format!("--{flag}={v}").into());
+        }
+    }
+
+    // Place the injected flags right after the subcommand path so they parse as its flags.
+    let mut out = Vec::with_capacity(args.len() + injected.len());
+    let mut seen = 0;
+    let path_names: Vec<&str> = match sub_matches.subcommand_name() {
+        Some(leaf) if depth == 2 => vec![sub_name, leaf],
+        _ => vec![sub_name],
+    };
+    let mut inserted = false;
+    for arg in args {
+        out.push(arg.clone());
+        if !inserted && seen < path_names.len() && arg.to_str() == Some(path_names[seen]) {
+            seen += 1;
+            if seen == path_names.len() {
+                out.extend(injected.iter().cloned());
+                inserted = true;
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn known_anywhere(cmd: &clap::Command, flag: &str) -> bool {
+    cmd.get_arguments().any(|a| a.get_long() == Some(flag))
+        || cmd.get_subcommands().any(|s| known_anywhere(s, flag))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn serve(cli: Cli) -> ServeConfig {
+        match cli.command {
+            Command::Serve(c) => c,
+            other => panic!("not serve: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_config_file_fills_what_flags_leave_out() {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        writeln!(
+            f,
+            "bind = \"127.0.0.1:9999\"\ndemo = true\nws_ping_interval = 5\nallowed-origins = [\"https://a.example\", \"https://b.example\"]\ndatabase_url = \"sqlite://from-file.db\""
+        )
+        .unwrap();
+        let path = f.path().to_str().unwrap().to_owned();
+        let c = serve(
+            parse([
+                "tickethub",
+                "--config",
+                &path,
+                "serve",
+                "--database-url",
+                "sqlite://flag.db",
+            ])
+            .unwrap(),
+        );
+        assert_eq!(c.bind.to_string(), "127.0.0.1:9999");
+        assert!(c.demo);
+        assert_eq!(c.ws_ping_interval, 5);
+        assert_eq!(c.database_url, "sqlite://flag.db");
+        assert_eq!(
+            c.allowed_origins,
+            ["https://a.example", "https://b.example"]
+        );
+    }
+
+    #[test]
+    fn unknown_keys_in_the_config_file_are_errors() {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        writeln!(f, "bnid = \"127.0.0.1:9999\"").unwrap();
+        let path = f.path().to_str().unwrap().to_owned();
+        let err = parse(["tickethub", "--config", &path, "serve"]).unwrap_err();
+        assert!(err.to_string().contains("unknown setting `bnid`"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_name_the_setting() {
+        let err = parse(["tickethub", "serve", "--bind", "nowhere"]).unwrap_err();
+        assert!(err.to_string().contains("--bind"), "{err}");
+    }
+}

@@ -1,0 +1,300 @@
+//! The hub's configuration: one typed struct, read once at the edge.
+//!
+//! Every setting is a flag of `tickethub serve`, an environment variable and a key of the
+//! optional TOML file given with `--config`. Flags win over the environment, the environment
+//! wins over the file, and the file wins over the defaults.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+/// Settings of `tickethub serve`.
+#[derive(Args, Clone, Debug)]
+pub struct ServeConfig {
+    /// Address and port the hub listens on.
+    #[arg(long, env = "TICKETHUB_BIND", default_value = "127.0.0.1:8080")]
+    pub bind: SocketAddr,
+
+    /// Database URL: `sqlite://FILE` (created if missing), `sqlite::memory:` or `postgres://…`.
+    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://tickethub.db")]
+    pub database_url: String,
+
+    /// Secret that signs HS256 tokens. Without one, an SQLite hub generates a secret and keeps
+    /// it beside the database file (`<file>.jwt-secret`); a PostgreSQL hub needs one.
+    #[arg(long, env = "TICKETHUB_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+
+    /// The only signature algorithm accepted for tokens: HS256, RS256 or ES256.
+    #[arg(
+        long,
+        env = "TICKETHUB_JWT_ALGORITHM",
+        value_enum,
+        default_value = "HS256"
+    )]
+    pub jwt_algorithm: JwtAlgorithm,
+
+    /// PEM public key that verifies RS256/ES256 tokens from an external identity provider.
+    #[arg(long, env = "TICKETHUB_JWT_PUBLIC_KEY")]
+    pub jwt_public_key: Option<PathBuf>,
+
+    /// PEM private key that signs RS256/ES256 tokens issued by `/api/auth/login/`. Without it,
+    /// an RS256/ES256 hub only verifies tokens and its login endpoints answer 503.
+    #[arg(long, env = "TICKETHUB_JWT_PRIVATE_KEY")]
+    pub jwt_private_key: Option<PathBuf>,
+
+    /// Lifetime of access tokens, in seconds.
+    #[arg(long, env = "TICKETHUB_ACCESS_TOKEN_TTL", default_value_t = 900)]
+    pub access_token_ttl: u64,
+
+    /// Lifetime of refresh tokens, in seconds.
+    #[arg(long, env = "TICKETHUB_REFRESH_TOKEN_TTL", default_value_t = 86_400)]
+    pub refresh_token_ttl: u64,
+
+    /// Create a demo admin, developer and client in one project (if absent) and print how to
+    /// log in.
+    #[arg(long, env = "TICKETHUB_DEMO")]
+    pub demo: bool,
+
+    /// Origins allowed to open WebSockets, comma-separated, matched exactly
+    /// (e.g. `https://app.example.com`). Empty: only the hub's own origin.
+    #[arg(long, env = "TICKETHUB_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
+
+    /// Seconds between protocol pings the hub sends to every socket.
+    #[arg(long, env = "TICKETHUB_WS_PING_INTERVAL", default_value_t = 25)]
+    pub ws_ping_interval: u64,
+
+    /// Seconds of silence after which a socket is closed.
+    #[arg(long, env = "TICKETHUB_WS_IDLE_TIMEOUT", default_value_t = 60)]
+    pub ws_idle_timeout: u64,
+
+    /// Largest WebSocket message accepted from a client, in bytes; larger ones close with 1009.
+    #[arg(long, env = "TICKETHUB_WS_MAX_MESSAGE_BYTES", default_value_t = 64 * 1024)]
+    pub ws_max_message_bytes: usize,
+
+    /// Frames that may wait in one socket's outbound queue before it is closed as a slow
+    /// consumer (4008).
+    #[arg(long, env = "TICKETHUB_WS_OUTBOUND_QUEUE", default_value_t = 256)]
+    pub ws_outbound_queue: usize,
+
+    /// Largest HTTP request body accepted, in bytes; larger ones answer 413.
+    #[arg(long, env = "TICKETHUB_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Log format.
+    #[arg(long, env = "TICKETHUB_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+
+    /// Seconds a graceful shutdown waits for sockets and requests before it gives up.
+    #[arg(long, env = "TICKETHUB_SHUTDOWN_TIMEOUT", default_value_t = 10)]
+    pub shutdown_timeout: u64,
+}
+
+/// The token signature algorithms the hub can be pinned to.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+#[value(rename_all = "UPPER")]
+pub enum JwtAlgorithm {
+    /// HMAC with SHA-256 and a shared secret.
+    #[value(name = "HS256")]
+    Hs256,
+    /// RSA PKCS#1 v1.5 with SHA-256.
+    #[value(name = "RS256")]
+    Rs256,
+    /// ECDSA P-256 with SHA-256.
+    #[value(name = "ES256")]
+    Es256,
+}
+
+/// How log lines are written.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// A setting that cannot be used, named as the user gave it.
+#[derive(Debug, thiserror::Error)]
+#[error("{setting}: {message}")]
+pub struct ConfigError {
+    /// The flag (and environment variable) at fault.
+    pub setting: &'static str,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl ConfigError {
+    /// A new error about `setting`.
+    pub fn new(setting: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            setting,
+            message: message.into(),
+        }
+    }
+}
+
+/// Which database a URL names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DatabaseKind {
+    /// An SQLite file (or `:memory:`).
+    Sqlite,
+    /// A PostgreSQL server.
+    Postgres,
+}
+
+impl ServeConfig {
+    /// A configuration with every default, for tests and embedding.
+    pub fn defaults() -> Self {
+        #[derive(clap::Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            serve: ServeConfig,
+        }
+        <Wrapper as clap::Parser>::parse_from(["tickethub"]).serve
+    }
+
+    /// Checks the settings that clap cannot check alone.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let kind = database_kind(&self.database_url)?;
+        if self.jwt_algorithm == JwtAlgorithm::Hs256 {
+            if let Some(secret) = &self.jwt_secret {
+                if secret.len() < 32 {
+                    return Err(ConfigError::new(
+                        "--jwt-secret (TICKETHUB_JWT_SECRET)",
+                        "must be at least 32 characters",
+                    ));
+                }
+            } else if kind == DatabaseKind::Postgres {
+                return Err(ConfigError::new(
+                    "--jwt-secret (TICKETHUB_JWT_SECRET)",
+                    "is required with a PostgreSQL database (every node must share it)",
+                ));
+            }
+        } else if self.jwt_public_key.is_none() {
+            return Err(ConfigError::new(
+                "--jwt-public-key (TICKETHUB_JWT_PUBLIC_KEY)",
+                "is required with RS256 and ES256",
+            ));
+        }
+        for origin in &self.allowed_origins {
+            if !(origin.starts_with("http://") || origin.starts_with("https://"))
+                || origin.ends_with('/')
+            {
+                return Err(ConfigError::new(
+                    "--allowed-origins (TICKETHUB_ALLOWED_ORIGINS)",
+                    format!("`{origin}` is not an origin like https://app.example.com"),
+                ));
+            }
+        }
+        if self.ws_ping_interval == 0 || self.ws_idle_timeout <= self.ws_ping_interval {
+            return Err(ConfigError::new(
+                "--ws-idle-timeout (TICKETHUB_WS_IDLE_TIMEOUT)",
+                "must be longer than --ws-ping-interval, which must be at least 1",
+            ));
+        }
+        if self.ws_max_message_bytes < 1024 {
+            return Err(ConfigError::new(
+                "--ws-max-message-bytes (TICKETHUB_WS_MAX_MESSAGE_BYTES)",
+                "must be at least 1024",
+            ));
+        }
+        if self.ws_outbound_queue == 0 {
+            return Err(ConfigError::new(
+                "--ws-outbound-queue (TICKETHUB_WS_OUTBOUND_QUEUE)",
+                "must be at least 1",
+            ));
+        }
+        if self.access_token_ttl < 60 {
+            return Err(ConfigError::new(
+                "--access-token-ttl (TICKETHUB_ACCESS_TOKEN_TTL)",
+                "must be at least 60 seconds",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The ping interval as a duration.
+    pub fn ping_interval(&self) -> Duration {
+        Duration::from_secs(self.ws_ping_interval)
+    }
+
+    /// The idle timeout as a duration.
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.ws_idle_timeout)
+    }
+}
+
+/// Which backend a database URL names.
+pub fn database_kind(url: &str) -> Result<DatabaseKind, ConfigError> {
+    if url.starts_with("sqlite:") {
+        Ok(DatabaseKind::Sqlite)
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(DatabaseKind::Postgres)
+    } else {
+        Err(ConfigError::new(
+            "--database-url (DATABASE_URL)",
+            format!(
+                "`{}` is neither sqlite://FILE nor postgres://…",
+                redact_url(url)
+            ),
+        ))
+    }
+}
+
+/// A URL with any password replaced by `***`, safe to print.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            match userinfo.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme_end + 3],
+                    &userinfo[..colon],
+                    &url[at..]
+                ),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_validate() {
+        ServeConfig::defaults().validate().unwrap();
+    }
+
+    #[test]
+    fn postgres_needs_a_secret() {
+        let mut c = ServeConfig::defaults();
+        c.database_url = "postgres://localhost/x".into();
+        let err = c.validate().unwrap_err();
+        assert!(err.to_string().starts_with("--jwt-secret"), "{err}");
+    }
+
+    #[test]
+    fn unknown_database_schemes_name_the_setting() {
+        let mut c = ServeConfig::defaults();
+        c.database_url = "mysql://u:pw@h/db".into();
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.starts_with("--database-url"), "{err}");
+        assert!(!err.contains("pw"), "{err}");
+    }
+
+    #[test]
+    fn origins_must_be_bare_origins() {
+        let mut c = ServeConfig::defaults();
+        c.allowed_origins = vec!["https://a.example/".into()];
+        assert!(c.validate().is_err());
+        c.allowed_origins = vec!["https://a.example".into()];
+        c.validate().unwrap();
+    }
+}

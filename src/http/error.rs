@@ -1,0 +1,100 @@
+//! The HTTP error type: every failure becomes `{"detail": "…"}` with a status code.
+//!
+//! Internal errors are logged here and answered with a generic message, never a stack trace.
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+use tickethub_actors::ports::StoreError;
+
+/// An error answered to an HTTP client.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    detail: String,
+}
+
+impl ApiError {
+    /// An error with this status and detail.
+    pub fn new(status: StatusCode, detail: impl Into<String>) -> Self {
+        Self {
+            status,
+            detail: detail.into(),
+        }
+    }
+
+    /// 400 Bad Request.
+    pub fn bad_request(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, detail)
+    }
+
+    /// 401 Unauthorized.
+    pub fn unauthorized(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, detail)
+    }
+
+    /// 403 Forbidden.
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, detail)
+    }
+
+    /// 404 Not Found, in Django REST Framework's words.
+    pub fn not_found() -> Self {
+        Self::new(StatusCode::NOT_FOUND, "Not found.")
+    }
+
+    /// 503 Service Unavailable.
+    pub fn unavailable(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, detail)
+    }
+
+    /// The status code.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(json!({ "detail": self.detail }))).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict(_) => ApiError::bad_request("That value is already taken."),
+            StoreError::NotFound(_) => ApiError::not_found(),
+            StoreError::Backend(err) => {
+                tracing::error!(error = %err, "database error");
+                ApiError::unavailable("The database is unavailable; try again shortly.")
+            }
+        }
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        let status = match rejection.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => StatusCode::PAYLOAD_TOO_LARGE,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        let detail = match status {
+            StatusCode::PAYLOAD_TOO_LARGE => "Request body is too large.".to_owned(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+                "Unsupported media type; send Content-Type: application/json.".to_owned()
+            }
+            _ => format!("JSON parse error - {}", rejection.body_text()),
+        };
+        ApiError::new(status, detail)
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        ApiError::bad_request(format!("Invalid query - {}", rejection.body_text()))
+    }
+}

@@ -1,0 +1,63 @@
+//! Extractors: JSON bodies and query strings with `{"detail"}` rejections, and the caller.
+
+use axum::extract::{FromRef, FromRequest, FromRequestParts};
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use tickethub_actors::domain::{Role, User};
+
+use super::error::ApiError;
+use super::AppState;
+use crate::auth::{TokenError, TokenType};
+
+/// A JSON body whose rejection is a `{"detail"}` error.
+#[derive(FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct Json<T>(pub T);
+
+/// A query string whose rejection is a `{"detail"}` error.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct Query<T>(pub T);
+
+impl<T: serde::Serialize> axum::response::IntoResponse for Json<T> {
+    fn into_response(self) -> axum::response::Response {
+        axum::Json(self.0).into_response()
+    }
+}
+
+/// The authenticated, active user making the request.
+#[derive(Debug, Clone)]
+pub struct Caller(pub User);
+
+impl Caller {
+    /// Whether the caller is an admin.
+    pub fn is_admin(&self) -> bool {
+        self.0.role == Role::Admin
+    }
+}
+
+impl<S> FromRequestParts<S> for Caller
+where
+    AppState: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let state = AppState::from_ref(state);
+        let token = parts
+            .headers
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or_else(|| ApiError::unauthorized(TokenError::Missing.to_string()))?;
+        let verified = state
+            .auth
+            .verify(token.trim(), TokenType::Access)
+            .map_err(|e| ApiError::unauthorized(e.to_string()))?;
+        match state.store.user_by_id(verified.user_id).await? {
+            Some(user) if user.is_active => Ok(Caller(user)),
+            _ => Err(ApiError::unauthorized("User not found or inactive.")),
+        }
+    }
+}

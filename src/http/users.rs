@@ -1,0 +1,218 @@
+//! Authentication and the caller's profile: login, refresh, register, `me`.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::Router;
+use serde::{Deserialize, Serialize};
+use tickethub_actors::domain::{NewUser, Role, User};
+
+use super::error::ApiError;
+use super::extract::{Caller, Json};
+use super::AppState;
+use crate::auth::{self, TokenType};
+
+/// The routes of this module.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/auth/login/", post(login))
+        .route("/api/auth/refresh/", post(refresh))
+        .route("/api/auth/register/", post(register))
+        .route("/api/users/me/", get(me))
+}
+
+/// A user as the API shows it.
+#[derive(Serialize, Debug)]
+pub struct UserOut {
+    id: i64,
+    username: String,
+    display_name: String,
+    email: Option<String>,
+    whatsapp_number: Option<String>,
+    role: &'static str,
+    is_superuser: bool,
+    is_active: bool,
+    date_joined: String,
+}
+
+impl From<&User> for UserOut {
+    fn from(u: &User) -> Self {
+        Self {
+            id: u.id.0,
+            username: u.username.clone(),
+            display_name: u.name().to_owned(),
+            email: u.email.clone(),
+            whatsapp_number: u.whatsapp_number.clone(),
+            role: u.role.as_str(),
+            is_superuser: u.is_superuser,
+            is_active: u.is_active,
+            date_joined: super::timestamp(u.created_at),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct LoginIn {
+    username: String,
+    password: String,
+}
+
+#[derive(Serialize)]
+struct TokensOut {
+    access: String,
+    refresh: String,
+}
+
+async fn login(
+    State(state): State<AppState>,
+    Json(body): Json<LoginIn>,
+) -> Result<Json<TokensOut>, ApiError> {
+    let found = state.store.user_with_hash(&body.username).await?;
+    // Verify against a dummy hash for unknown users, so that timing does not reveal them.
+    let (user, hash) = match found {
+        Some((user, hash)) => (Some(user), hash),
+        None => (None, state.dummy_hash.to_string()),
+    };
+    let ok = auth::verify_password(body.password, hash).await;
+    match user {
+        Some(user) if ok && user.is_active => {
+            let pair = state.auth.issue_pair(user.id).ok_or_else(cannot_issue)?;
+            Ok(Json(TokensOut {
+                access: pair.access,
+                refresh: pair.refresh,
+            }))
+        }
+        _ => Err(ApiError::unauthorized(
+            "No active account found with the given credentials",
+        )),
+    }
+}
+
+#[derive(Deserialize)]
+struct RefreshIn {
+    refresh: String,
+}
+
+#[derive(Serialize)]
+struct AccessOut {
+    access: String,
+}
+
+async fn refresh(
+    State(state): State<AppState>,
+    Json(body): Json<RefreshIn>,
+) -> Result<Json<AccessOut>, ApiError> {
+    let verified = state
+        .auth
+        .verify(&body.refresh, TokenType::Refresh)
+        .map_err(|e| ApiError::unauthorized(e.to_string()))?;
+    match state.store.user_by_id(verified.user_id).await? {
+        Some(user) if user.is_active => Ok(Json(AccessOut {
+            access: state.auth.issue_access(user.id).ok_or_else(cannot_issue)?,
+        })),
+        _ => Err(ApiError::unauthorized("User not found or inactive.")),
+    }
+}
+
+fn cannot_issue() -> ApiError {
+    ApiError::unavailable("This hub verifies tokens from an identity provider and issues none.")
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegisterIn {
+    username: String,
+    password: String,
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
+    display_name: Option<String>,
+    #[serde(default)]
+    whatsapp_number: Option<String>,
+}
+
+async fn register(
+    State(state): State<AppState>,
+    Json(body): Json<RegisterIn>,
+) -> Result<(StatusCode, Json<UserOut>), ApiError> {
+    let username = body.username.trim().to_owned();
+    validate_username(&username)?;
+    if body.password.chars().count() < 8 {
+        return Err(ApiError::bad_request(
+            "password: This password is too short. It must contain at least 8 characters.",
+        ));
+    }
+    let email = body.email.filter(|e| !e.trim().is_empty());
+    if let Some(email) = &email {
+        if !is_plausible_email(email) {
+            return Err(ApiError::bad_request("email: Enter a valid email address."));
+        }
+    }
+    let whatsapp_number = body.whatsapp_number.filter(|n| !n.trim().is_empty());
+    if let Some(n) = &whatsapp_number {
+        if !is_plausible_phone(n) {
+            return Err(ApiError::bad_request(
+                "whatsapp_number: Enter a number in international format, e.g. +15551234567.",
+            ));
+        }
+    }
+    let new = NewUser {
+        display_name: body.display_name.unwrap_or_default().trim().to_owned(),
+        username,
+        email,
+        whatsapp_number,
+        role: Role::Client,
+        is_superuser: false,
+        password_hash: auth::hash_password(body.password).await,
+    };
+    let user = state.store.create_user(new).await.map_err(|e| match e {
+        tickethub_actors::ports::StoreError::Conflict(_) => {
+            ApiError::bad_request("username: A user with that username already exists.")
+        }
+        other => other.into(),
+    })?;
+    tracing::info!(user_id = user.id.0, "client registered");
+    Ok((StatusCode::CREATED, Json(UserOut::from(&user))))
+}
+
+async fn me(caller: Caller) -> Json<UserOut> {
+    Json(UserOut::from(&caller.0))
+}
+
+/// Checks a username the way Django does: 1 to 150 letters, digits and `@.+-_`.
+pub fn validate_username(username: &str) -> Result<(), ApiError> {
+    let ok = !username.is_empty()
+        && username.chars().count() <= 150
+        && username
+            .chars()
+            .all(|c| c.is_alphanumeric() || "@.+-_".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(
+            "username: Enter a valid username. This value may contain only letters, numbers, and @/./+/-/_ characters.",
+        ))
+    }
+}
+
+/// A cheap shape check; delivery finds out the rest.
+pub fn is_plausible_email(email: &str) -> bool {
+    let mut parts = email.splitn(2, '@');
+    match (parts.next(), parts.next()) {
+        (Some(local), Some(domain)) => {
+            !local.is_empty()
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+                && !email.chars().any(char::is_whitespace)
+        }
+        _ => false,
+    }
+}
+
+/// An E.164 number: `+` and 8 to 15 digits.
+pub fn is_plausible_phone(number: &str) -> bool {
+    number
+        .strip_prefix('+')
+        .is_some_and(|d| (8..=15).contains(&d.len()) && d.bytes().all(|b| b.is_ascii_digit()))
+}

@@ -1,0 +1,26 @@
+//! tickethub: the ticket REST API, the WebSocket hub and notification delivery in one binary.
+//!
+//! This crate holds the adapters around the core in `tickethub-actors`:
+//!
+//! - [`config`] and [`cli`]: settings from flags, environment and a TOML file.
+//! - [`app`]: the composition root; [`app::Application`] builds and runs the hub.
+//! - [`auth`]: JWT and argon2, shared by [`http`] and [`ws`].
+//! - [`http`]: the REST API, one module per resource.
+//! - [`ws`]: the WebSocket handshake and the per-socket session task.
+//! - [`store`]: SQLite and PostgreSQL implementations of the storage ports.
+//! - [`telemetry`]: logging.
+//!
+//! `main.rs` stays thin: it parses the command line and calls into this library, so the tests
+//! can start the very same hub on port 0.
+
+pub mod app;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod http;
+pub mod store;
+pub mod telemetry;
+pub mod ws;
+
+pub use app::Application;
+pub use config::ServeConfig;

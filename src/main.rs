@@ -1,0 +1,216 @@
+//! The `tickethub` binary: parse the command line and dispatch.
+
+use std::process::ExitCode;
+
+use tickethub::cli::{self, Command, ProjectsCommand, UsersCommand};
+use tickethub::config::redact_url;
+use tickethub::{app, auth, store, telemetry, Application};
+use tickethub_actors::domain::{is_valid_project_key, NewUser, Role};
+
+/// Exit status for unusable settings (`EX_USAGE`).
+const EX_USAGE: u8 = 64;
+
+fn main() -> ExitCode {
+    let cli = match cli::parse(std::env::args_os()) {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind::*;
+            if matches!(
+                e.kind(),
+                DisplayHelp | DisplayVersion | DisplayHelpOnMissingArgumentOrSubcommand
+            ) {
+                let _ = e.print();
+                return ExitCode::SUCCESS;
+            }
+            let text = e.to_string();
+            let line = text
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("invalid arguments");
+            eprintln!("{}", line.trim_start_matches("error: "));
+            return ExitCode::from(EX_USAGE);
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("cannot start the async runtime");
+    runtime.block_on(run(cli.command))
+}
+
+async fn run(command: Command) -> ExitCode {
+    match command {
+        Command::Serve(config) => serve(config).await,
+        Command::Users {
+            command: UsersCommand::Add(args),
+        } => fail_on_err(add_user(args).await),
+        Command::Projects {
+            command: ProjectsCommand::Add(args),
+        } => fail_on_err(add_project(args).await),
+    }
+}
+
+fn fail_on_err(res: Result<(), String>) -> ExitCode {
+    match res {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: tickethub::ServeConfig) -> ExitCode {
+    telemetry::init(config.log_format);
+    if let Err(e) = config.validate() {
+        eprintln!("{e}");
+        return ExitCode::from(EX_USAGE);
+    }
+    let demo = config.demo;
+    let database = redact_url(&config.database_url);
+    let app = match Application::build(config).await {
+        Ok(app) => app,
+        Err(e) => {
+            eprintln!("{e}");
+            return match e {
+                app::BuildError::Config(_) | app::BuildError::Bind { .. } => {
+                    ExitCode::from(EX_USAGE)
+                }
+                _ => ExitCode::FAILURE,
+            };
+        }
+    };
+    let addr = app.local_addr();
+    if demo {
+        if let Err(e) = app::seed_demo(app.store().as_ref()).await {
+            eprintln!("cannot create the demo accounts: {e}");
+            return ExitCode::FAILURE;
+        }
+        println!("tickethub demo is running at http://{addr}/ (database {database})");
+        println!("Log in with POST http://{addr}/api/auth/login/ as one of:");
+        for a in &app::DEMO_ACCOUNTS {
+            println!(
+                "  {:<10} password {:<16} ({})",
+                a.username, a.password, a.role
+            );
+        }
+        println!(
+            "They share the project {}. WebSocket: ws://{addr}/ws/notifications/?token=<access>",
+            app::DEMO_PROJECT
+        );
+    } else {
+        println!("tickethub is listening on http://{addr}/ (database {database})");
+    }
+    match app.run_until_stopped(shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("server error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
+
+async fn add_user(args: cli::UserAddArgs) -> Result<(), String> {
+    let role: Role = args.role.parse().map_err(|e| format!("--role: {e}"))?;
+    if args.superuser && role != Role::Admin {
+        return Err("--superuser: only admins can be super admins".into());
+    }
+    if let Some(n) = &args.whatsapp {
+        if !tickethub::http::users::is_plausible_phone(n) {
+            return Err("--whatsapp: use international format, e.g. +15551234567".into());
+        }
+    }
+    tickethub::http::users::validate_username(&args.username)
+        .map_err(|_| "--username: use letters, digits and @.+-_ only".to_owned())?;
+    let (password, generated) = match args.password {
+        Some(p) if p.chars().count() >= 8 => (p, false),
+        Some(_) => return Err("--password: must be at least 8 characters".into()),
+        None => (auth::generate_secret()[..16].to_owned(), true),
+    };
+    let store = store::connect(&args.db.database_url)
+        .await
+        .map_err(|e| e.to_string())?;
+    let user = store
+        .create_user(NewUser {
+            username: args.username.clone(),
+            display_name: args.display_name.unwrap_or_default(),
+            email: args.email,
+            whatsapp_number: args.whatsapp,
+            role,
+            is_superuser: args.superuser,
+            password_hash: auth::hash_password(password.clone()).await,
+        })
+        .await
+        .map_err(|e| match e {
+            tickethub_actors::ports::StoreError::Conflict(_) => {
+                format!("--username: `{}` is already taken", args.username)
+            }
+            other => other.to_string(),
+        })?;
+    store.close().await;
+    println!("created {} `{}` (id {})", user.role, user.username, user.id);
+    if generated {
+        println!("password: {password}");
+    }
+    Ok(())
+}
+
+async fn add_project(args: cli::ProjectAddArgs) -> Result<(), String> {
+    if !is_valid_project_key(&args.key) {
+        return Err("--key: 2 to 10 uppercase letters or digits, starting with a letter".into());
+    }
+    let store = store::connect(&args.db.database_url)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut members = Vec::new();
+    for name in args.members.iter().filter(|m| !m.is_empty()) {
+        match store
+            .user_with_hash(name)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            Some((user, _)) => members.push(user.id),
+            None => return Err(format!("--members: no user named `{name}`")),
+        }
+    }
+    let project = store
+        .create_project(&args.key, &args.name, &members)
+        .await
+        .map_err(|e| match e {
+            tickethub_actors::ports::StoreError::Conflict(_) => {
+                format!("--key: a project `{}` exists already", args.key)
+            }
+            other => other.to_string(),
+        })?;
+    store.close().await;
+    println!(
+        "created project {} `{}` (id {}) with {} member(s)",
+        project.key,
+        project.name,
+        project.id,
+        project.member_ids.len()
+    );
+    Ok(())
+}

@@ -1,0 +1,415 @@
+//! Storage adapters: SQLite (the embedded default) and PostgreSQL, behind the core's ports.
+//!
+//! Both backends share one implementation, written once in [`impl_store!`] and expanded for
+//! each pool type. The SQL is the common subset of both dialects (`$n` parameters, `RETURNING`,
+//! `ON CONFLICT`); each backend has its own migrations under `migrations/`.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use tickethub_actors::domain::{Project, ProjectId, Role, User, UserId};
+use tickethub_actors::ports::{Store, StoreError};
+
+use crate::config::{database_kind, ConfigError, DatabaseKind};
+
+pub mod postgres;
+pub mod sqlite;
+
+/// Connects to the database a URL names and runs its migrations.
+pub async fn connect(url: &str) -> Result<Arc<dyn Store>, ConnectError> {
+    match database_kind(url)? {
+        DatabaseKind::Sqlite => Ok(Arc::new(sqlite::SqliteStore::connect(url).await?)),
+        DatabaseKind::Postgres => Ok(Arc::new(postgres::PgStore::connect(url).await?)),
+    }
+}
+
+/// Why the store could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The URL is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The database refused the connection.
+    #[error("cannot open the database: {0}")]
+    Database(#[from] sqlx::Error),
+    /// A migration failed.
+    #[error("cannot migrate the database: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+pub(crate) fn backend_error(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            StoreError::Conflict(db.message().to_owned())
+        }
+        sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
+            StoreError::NotFound(db.message().to_owned())
+        }
+        _ => StoreError::Backend(Box::new(e)),
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct UserRow {
+    id: i64,
+    username: String,
+    display_name: String,
+    email: Option<String>,
+    whatsapp_number: Option<String>,
+    role: String,
+    is_superuser: bool,
+    is_active: bool,
+    created_at: DateTime<Utc>,
+}
+
+impl UserRow {
+    fn into_user(self) -> Result<User, StoreError> {
+        Ok(User {
+            id: UserId(self.id),
+            username: self.username,
+            display_name: self.display_name,
+            email: self.email,
+            whatsapp_number: self.whatsapp_number,
+            role: self
+                .role
+                .parse::<Role>()
+                .map_err(|e| StoreError::Backend(Box::new(e)))?,
+            is_superuser: self.is_superuser,
+            is_active: self.is_active,
+            created_at: self.created_at,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct ProjectRow {
+    id: i64,
+    key: String,
+    name: String,
+    created_at: DateTime<Utc>,
+}
+
+impl ProjectRow {
+    fn into_project(self, member_ids: Vec<UserId>) -> Project {
+        Project {
+            id: ProjectId(self.id),
+            key: self.key,
+            name: self.name,
+            member_ids,
+            created_at: self.created_at,
+        }
+    }
+}
+
+pub(crate) const USER_COLUMNS: &str =
+    "id, username, display_name, email, whatsapp_number, role, is_superuser, is_active, created_at";
+
+/// Implements every port for a store type with `reader()` and `writer()` pools.
+macro_rules! impl_store {
+    ($store:ty, $backend:literal) => {
+        #[async_trait::async_trait]
+        impl tickethub_actors::ports::UserStore for $store {
+            async fn create_user(
+                &self,
+                u: tickethub_actors::domain::NewUser,
+            ) -> Result<tickethub_actors::domain::User, tickethub_actors::ports::StoreError> {
+                let sql = format!(
+                    "INSERT INTO users (username, display_name, email, whatsapp_number, role, \
+                     is_superuser, is_active, password_hash, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {}",
+                    $crate::store::USER_COLUMNS
+                );
+                sqlx::query_as::<_, $crate::store::UserRow>(&sql)
+                    .bind(&u.username)
+                    .bind(&u.display_name)
+                    .bind(&u.email)
+                    .bind(&u.whatsapp_number)
+                    .bind(u.role.as_str())
+                    .bind(u.is_superuser)
+                    .bind(true)
+                    .bind(&u.password_hash)
+                    .bind(chrono::Utc::now())
+                    .fetch_one(self.writer())
+                    .await
+                    .map_err($crate::store::backend_error)?
+                    .into_user()
+            }
+
+            async fn user_by_id(
+                &self,
+                id: tickethub_actors::domain::UserId,
+            ) -> Result<Option<tickethub_actors::domain::User>, tickethub_actors::ports::StoreError>
+            {
+                let sql = format!(
+                    "SELECT {} FROM users WHERE id = $1",
+                    $crate::store::USER_COLUMNS
+                );
+                sqlx::query_as::<_, $crate::store::UserRow>(&sql)
+                    .bind(id.0)
+                    .fetch_optional(self.reader())
+                    .await
+                    .map_err($crate::store::backend_error)?
+                    .map($crate::store::UserRow::into_user)
+                    .transpose()
+            }
+
+            async fn user_with_hash(
+                &self,
+                username: &str,
+            ) -> Result<
+                Option<(tickethub_actors::domain::User, String)>,
+                tickethub_actors::ports::StoreError,
+            > {
+                let sql = format!(
+                    "SELECT {}, password_hash FROM users WHERE username = $1",
+                    $crate::store::USER_COLUMNS
+                );
+                let row = sqlx::query(&sql)
+                    .bind(username)
+                    .fetch_optional(self.reader())
+                    .await
+                    .map_err($crate::store::backend_error)?;
+                let Some(row) = row else { return Ok(None) };
+                use sqlx::{FromRow, Row};
+                let hash: String = row
+                    .try_get("password_hash")
+                    .map_err($crate::store::backend_error)?;
+                let user = $crate::store::UserRow::from_row(&row)
+                    .map_err($crate::store::backend_error)?
+                    .into_user()?;
+                Ok(Some((user, hash)))
+            }
+
+            async fn list_users(
+                &self,
+            ) -> Result<Vec<tickethub_actors::domain::User>, tickethub_actors::ports::StoreError>
+            {
+                let sql = format!(
+                    "SELECT {} FROM users ORDER BY id",
+                    $crate::store::USER_COLUMNS
+                );
+                sqlx::query_as::<_, $crate::store::UserRow>(&sql)
+                    .fetch_all(self.reader())
+                    .await
+                    .map_err($crate::store::backend_error)?
+                    .into_iter()
+                    .map($crate::store::UserRow::into_user)
+                    .collect()
+            }
+
+            async fn notification_cursor(
+                &self,
+                user: tickethub_actors::domain::UserId,
+            ) -> Result<
+                tickethub_actors::ports::NotificationCursor,
+                tickethub_actors::ports::StoreError,
+            > {
+                let row: Option<(i64, i64, i64)> =
+                    sqlx::query_as("SELECT last_seq, acked_seq, sent_seq FROM users WHERE id = $1")
+                        .bind(user.0)
+                        .fetch_optional(self.reader())
+                        .await
+                        .map_err($crate::store::backend_error)?;
+                let (last_seq, acked_seq, sent_seq) = row.ok_or_else(|| {
+                    tickethub_actors::ports::StoreError::NotFound(format!("user {user}"))
+                })?;
+                Ok(tickethub_actors::ports::NotificationCursor {
+                    last_seq,
+                    acked_seq,
+                    sent_seq,
+                })
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl tickethub_actors::ports::ProjectStore for $store {
+            async fn create_project(
+                &self,
+                key: &str,
+                name: &str,
+                members: &[tickethub_actors::domain::UserId],
+            ) -> Result<tickethub_actors::domain::Project, tickethub_actors::ports::StoreError>
+            {
+                let mut tx = self
+                    .writer()
+                    .begin()
+                    .await
+                    .map_err($crate::store::backend_error)?;
+                let row = sqlx::query_as::<_, $crate::store::ProjectRow>(
+                    "INSERT INTO projects (key, name, created_at) VALUES ($1, $2, $3) \
+                     RETURNING id, key, name, created_at",
+                )
+                .bind(key)
+                .bind(name)
+                .bind(chrono::Utc::now())
+                .fetch_one(&mut *tx)
+                .await
+                .map_err($crate::store::backend_error)?;
+                let mut ids: Vec<_> = members.to_vec();
+                ids.sort();
+                ids.dedup();
+                for m in &ids {
+                    sqlx::query(
+                        "INSERT INTO project_members (project_id, user_id) VALUES ($1, $2)",
+                    )
+                    .bind(row.id)
+                    .bind(m.0)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err($crate::store::backend_error)?;
+                }
+                tx.commit().await.map_err($crate::store::backend_error)?;
+                Ok(row.into_project(ids))
+            }
+
+            async fn project_by_id(
+                &self,
+                id: tickethub_actors::domain::ProjectId,
+            ) -> Result<
+                Option<tickethub_actors::domain::Project>,
+                tickethub_actors::ports::StoreError,
+            > {
+                let row = sqlx::query_as::<_, $crate::store::ProjectRow>(
+                    "SELECT id, key, name, created_at FROM projects WHERE id = $1",
+                )
+                .bind(id.0)
+                .fetch_optional(self.reader())
+                .await
+                .map_err($crate::store::backend_error)?;
+                match row {
+                    Some(row) => {
+                        let members = self.members_of(row.id).await?;
+                        Ok(Some(row.into_project(members)))
+                    }
+                    None => Ok(None),
+                }
+            }
+
+            async fn project_by_key(
+                &self,
+                key: &str,
+            ) -> Result<
+                Option<tickethub_actors::domain::Project>,
+                tickethub_actors::ports::StoreError,
+            > {
+                let row = sqlx::query_as::<_, $crate::store::ProjectRow>(
+                    "SELECT id, key, name, created_at FROM projects WHERE key = $1",
+                )
+                .bind(key)
+                .fetch_optional(self.reader())
+                .await
+                .map_err($crate::store::backend_error)?;
+                match row {
+                    Some(row) => {
+                        let members = self.members_of(row.id).await?;
+                        Ok(Some(row.into_project(members)))
+                    }
+                    None => Ok(None),
+                }
+            }
+
+            async fn list_projects(
+                &self,
+                member: Option<tickethub_actors::domain::UserId>,
+            ) -> Result<Vec<tickethub_actors::domain::Project>, tickethub_actors::ports::StoreError>
+            {
+                let rows = match member {
+                    None => {
+                        sqlx::query_as::<_, $crate::store::ProjectRow>(
+                            "SELECT id, key, name, created_at FROM projects ORDER BY id",
+                        )
+                        .fetch_all(self.reader())
+                        .await
+                    }
+                    Some(user) => {
+                        sqlx::query_as::<_, $crate::store::ProjectRow>(
+                            "SELECT p.id, p.key, p.name, p.created_at FROM projects p \
+                         JOIN project_members m ON m.project_id = p.id \
+                         WHERE m.user_id = $1 ORDER BY p.id",
+                        )
+                        .bind(user.0)
+                        .fetch_all(self.reader())
+                        .await
+                    }
+                }
+                .map_err($crate::store::backend_error)?;
+                let mut out = Vec::with_capacity(rows.len());
+                for row in rows {
+                    let members = self.members_of(row.id).await?;
+                    out.push(row.into_project(members));
+                }
+                Ok(out)
+            }
+
+            async fn add_members(
+                &self,
+                project: tickethub_actors::domain::ProjectId,
+                members: &[tickethub_actors::domain::UserId],
+            ) -> Result<(), tickethub_actors::ports::StoreError> {
+                let mut tx = self
+                    .writer()
+                    .begin()
+                    .await
+                    .map_err($crate::store::backend_error)?;
+                for m in members {
+                    sqlx::query(
+                        "INSERT INTO project_members (project_id, user_id) VALUES ($1, $2) \
+                         ON CONFLICT DO NOTHING",
+                    )
+                    .bind(project.0)
+                    .bind(m.0)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err($crate::store::backend_error)?;
+                }
+                tx.commit().await.map_err($crate::store::backend_error)?;
+                Ok(())
+            }
+        }
+
+        impl $store {
+            async fn members_of(
+                &self,
+                project: i64,
+            ) -> Result<Vec<tickethub_actors::domain::UserId>, tickethub_actors::ports::StoreError>
+            {
+                let ids: Vec<(i64,)> = sqlx::query_as(
+                    "SELECT user_id FROM project_members WHERE project_id = $1 ORDER BY user_id",
+                )
+                .bind(project)
+                .fetch_all(self.reader())
+                .await
+                .map_err($crate::store::backend_error)?;
+                Ok(ids
+                    .into_iter()
+                    .map(|(id,)| tickethub_actors::domain::UserId(id))
+                    .collect())
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl tickethub_actors::ports::Store for $store {
+            fn backend(&self) -> &'static str {
+                $backend
+            }
+
+            async fn ping(&self) -> Result<(), tickethub_actors::ports::StoreError> {
+                sqlx::query("SELECT 1")
+                    .execute(self.reader())
+                    .await
+                    .map_err($crate::store::backend_error)?;
+                Ok(())
+            }
+
+            async fn close(&self) {
+                self.writer().close().await;
+                self.reader().close().await;
+            }
+        }
+    };
+}
+pub(crate) use impl_store;
+
+/// Checks that `Store` stays object-safe.
+#[allow(dead_code)]
+fn _assert_object_safe(_: &dyn Store) {}

@@ -1,0 +1,236 @@
+//! The WebSocket endpoints: the handshake (origin check, token extraction) and the upgrade.
+//!
+//! A handshake whose `Origin` is not allowed is refused with 403 before the upgrade. Every
+//! other well-formed handshake is upgraded; a missing, invalid or expired token then closes
+//! the socket with 4001 before any actor is involved.
+
+use std::sync::atomic::AtomicU64;
+
+use axum::extract::{Request, State};
+use axum::http::header::{AUTHORIZATION, HOST, ORIGIN, SEC_WEBSOCKET_PROTOCOL};
+use axum::http::{HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::auth::{TokenError, TokenType};
+use crate::http::error::ApiError;
+use crate::http::AppState;
+
+pub mod close;
+pub mod protocol;
+pub mod session;
+
+/// The subprotocol a browser offers, together with `bearer.<JWT>`, to carry its token.
+pub const SUBPROTOCOL: &str = "tickethub.v1";
+
+/// WebSocket settings and the registry of live sessions.
+#[derive(Debug)]
+pub struct WsSettings {
+    /// Origins allowed to connect; empty means only the hub's own.
+    pub allowed_origins: Vec<String>,
+    /// Largest message accepted from a client.
+    pub max_message_bytes: usize,
+    /// Frames one socket's outbound queue holds.
+    pub outbound_queue: usize,
+    /// Every session task, so that shutdown can wait for them.
+    pub sessions: TaskTracker,
+    /// Cancelled when the hub shuts down.
+    pub shutdown: CancellationToken,
+    /// Source of connection ids.
+    pub next_conn_id: AtomicU64,
+}
+
+/// The routes of this module.
+pub fn router() -> Router<AppState> {
+    Router::new().route("/ws/notifications/", get(notifications))
+}
+
+#[derive(Deserialize, Default)]
+struct WsQuery {
+    token: Option<String>,
+    last_seq: Option<String>,
+}
+
+async fn notifications(State(state): State<AppState>, mut req: Request) -> Response {
+    let headers = req.headers();
+    if let Some(origin) = headers.get(ORIGIN) {
+        if !origin_allowed(&state.ws.allowed_origins, origin, headers) {
+            return ApiError::forbidden("Origin not allowed.").into_response();
+        }
+    }
+    let query: WsQuery = req
+        .uri()
+        .query()
+        .and_then(|q| serde_urlencoded_lite(q))
+        .unwrap_or_default();
+    let last_seq = match query.last_seq.as_deref().map(str::parse::<i64>) {
+        None => None,
+        Some(Ok(s)) if s >= 0 => Some(s),
+        Some(_) => {
+            return ApiError::bad_request("last_seq must be a non-negative integer.")
+                .into_response()
+        }
+    };
+    let offered = offered_subprotocols(headers);
+    let token = token_from(&offered, headers, query.token);
+    let wants_subprotocol = offered.iter().any(|p| p == SUBPROTOCOL);
+
+    let (mut response, upgrade) = match fastwebsockets::upgrade::upgrade(&mut req) {
+        Ok(pair) => pair,
+        Err(e) => {
+            return ApiError::bad_request(format!("Not a WebSocket handshake: {e}")).into_response()
+        }
+    };
+    if wants_subprotocol {
+        response.headers_mut().insert(
+            SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static(SUBPROTOCOL),
+        );
+    }
+
+    let auth = match token {
+        None => Err(TokenError::Missing),
+        Some(t) => state.auth.verify(&t, TokenType::Access),
+    };
+    let user = match auth {
+        Ok(verified) => match state.store.user_by_id(verified.user_id).await {
+            Ok(Some(user)) if user.is_active => Ok((user, verified)),
+            Ok(_) => Err(TokenError::Invalid),
+            Err(e) => {
+                tracing::error!(error = %e, "user lookup failed during handshake");
+                return ApiError::unavailable("The database is unavailable.").into_response();
+            }
+        },
+        Err(e) => Err(e),
+    };
+    let cursor = match &user {
+        Ok((u, _)) => match state.store.notification_cursor(u.id).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "cursor lookup failed during handshake");
+                return ApiError::unavailable("The database is unavailable.").into_response();
+            }
+        },
+        Err(_) => Default::default(),
+    };
+    let session = session::Session {
+        state: state.clone(),
+        upgrade,
+        user,
+        cursor,
+        last_seq,
+    };
+    state.ws.sessions.spawn(session.run());
+    response.into_response()
+}
+
+/// Parses the query string (`token`, `last_seq`), ignoring anything else.
+fn serde_urlencoded_lite(q: &str) -> Option<WsQuery> {
+    axum::extract::Query::<WsQuery>::try_from_uri(&format!("/?{q}").parse().ok()?)
+        .ok()
+        .map(|axum::extract::Query(q)| q)
+}
+
+fn offered_subprotocols(headers: &HeaderMap) -> Vec<String> {
+    headers
+        .get_all(SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|p| p.trim().to_owned())
+        .filter(|p| !p.is_empty())
+        .collect()
+}
+
+/// The token, in order of preference: subprotocol, `Authorization` header, query string.
+fn token_from(offered: &[String], headers: &HeaderMap, query: Option<String>) -> Option<String> {
+    offered
+        .iter()
+        .find_map(|p| p.strip_prefix("bearer.").map(str::to_owned))
+        .or_else(|| {
+            headers
+                .get(AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .map(|t| t.trim().to_owned())
+        })
+        .or(query)
+        .filter(|t| !t.is_empty())
+}
+
+/// Whether a browser's `Origin` may open a socket: an exact match with the allow-list, or,
+/// when the list is empty, the hub's own origin (the `Host` the request was sent to).
+fn origin_allowed(allowed: &[String], origin: &HeaderValue, headers: &HeaderMap) -> bool {
+    let Ok(origin) = origin.to_str() else {
+        return false;
+    };
+    if origin == "null" {
+        return false;
+    }
+    if !allowed.is_empty() {
+        return allowed.iter().any(|a| a == origin);
+    }
+    let Some(host) = headers.get(HOST).and_then(|h| h.to_str().ok()) else {
+        return false;
+    };
+    origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"))
+        .is_some_and(|o| o.eq_ignore_ascii_case(host))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn the_subprotocol_token_wins_over_header_and_query() {
+        let h = headers(&[
+            ("sec-websocket-protocol", "tickethub.v1, bearer.SUB"),
+            ("authorization", "Bearer HDR"),
+        ]);
+        let offered = offered_subprotocols(&h);
+        assert_eq!(
+            token_from(&offered, &h, Some("Q".into())).as_deref(),
+            Some("SUB")
+        );
+        let h = headers(&[("authorization", "Bearer HDR")]);
+        assert_eq!(
+            token_from(&[], &h, Some("Q".into())).as_deref(),
+            Some("HDR")
+        );
+        assert_eq!(
+            token_from(&[], &HeaderMap::new(), Some("Q".into())).as_deref(),
+            Some("Q")
+        );
+        assert_eq!(
+            token_from(&[], &HeaderMap::new(), Some(String::new())),
+            None
+        );
+    }
+
+    #[test]
+    fn origins_match_exactly_or_the_hub_itself() {
+        let h = headers(&[("host", "hub.example:8080")]);
+        let o = |s: &str| HeaderValue::from_str(s).unwrap();
+        assert!(origin_allowed(&[], &o("http://hub.example:8080"), &h));
+        assert!(!origin_allowed(&[], &o("http://evil.example"), &h));
+        assert!(!origin_allowed(&[], &o("null"), &h));
+        let list = vec!["https://app.example".to_owned()];
+        assert!(origin_allowed(&list, &o("https://app.example"), &h));
+        assert!(!origin_allowed(&list, &o("https://app.example.evil"), &h));
+        assert!(!origin_allowed(&list, &o("http://hub.example:8080"), &h));
+    }
+}

@@ -1,0 +1,206 @@
+//! The JSON frames of `/ws/notifications/`: what the hub sends and what clients may send.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// A frame the hub sends.
+#[derive(Serialize, Debug)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerFrame<'a> {
+    /// The first frame on an authenticated socket.
+    ConnectionEstablished {
+        /// A greeting naming the user.
+        message: String,
+        /// The user's id.
+        user_id: i64,
+        /// The highest notification seq the user has.
+        last_seq: i64,
+    },
+    /// The answer to an application `ping`.
+    Pong {
+        /// The client's timestamp echoed back, or the hub's time in milliseconds.
+        timestamp: Value,
+    },
+    /// The access token runs out in `expires_in` seconds; send `refresh_token`.
+    TokenExpiring {
+        /// Seconds left.
+        expires_in: i64,
+    },
+    /// The socket now runs on the new token.
+    TokenRefreshed {
+        /// The new token's expiry, in seconds since the Unix epoch.
+        expires_at: i64,
+    },
+    /// A frame could not be handled; the socket stays open.
+    Error {
+        /// A stable machine-readable code.
+        code: &'a str,
+        /// A human explanation.
+        message: String,
+    },
+}
+
+impl ServerFrame<'_> {
+    /// The frame as JSON text.
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("server frames always serialize")
+    }
+}
+
+/// A frame a client sends, decoded.
+#[derive(Debug, PartialEq)]
+pub enum ClientFrame {
+    /// Application heartbeat.
+    Ping {
+        /// Echoed back in the `pong`.
+        timestamp: Option<Value>,
+    },
+    /// A new access token for this socket.
+    RefreshToken {
+        /// The token.
+        token: String,
+    },
+}
+
+/// Why a client frame could not be decoded. Each maps to an `error` frame's `code`.
+#[derive(Debug, PartialEq, Eq)]
+pub enum DecodeError {
+    /// Not JSON, not an object, or no string `type`.
+    Malformed(String),
+    /// A `type` the hub does not know.
+    UnknownType(String),
+    /// A known `type` with missing or mistyped fields.
+    BadFields {
+        /// The frame's type.
+        kind: String,
+        /// What was wrong.
+        reason: String,
+    },
+}
+
+impl DecodeError {
+    /// The `error` frame for this failure.
+    pub fn to_frame(&self) -> ServerFrame<'static> {
+        match self {
+            DecodeError::Malformed(reason) => ServerFrame::Error {
+                code: "bad_request",
+                message: format!("Malformed frame: {reason}"),
+            },
+            DecodeError::UnknownType(kind) => ServerFrame::Error {
+                code: "unknown_type",
+                message: format!("Unknown message type `{kind}`"),
+            },
+            DecodeError::BadFields { kind, reason } => ServerFrame::Error {
+                code: "bad_request",
+                message: format!("Invalid `{kind}` frame: {reason}"),
+            },
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    #[serde(rename = "type")]
+    kind: String,
+}
+
+#[derive(Deserialize)]
+struct PingIn {
+    #[serde(default)]
+    timestamp: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct RefreshIn {
+    token: String,
+}
+
+impl ClientFrame {
+    /// Decodes a text frame.
+    pub fn decode(text: &[u8]) -> Result<ClientFrame, DecodeError> {
+        let value: Value =
+            serde_json::from_slice(text).map_err(|e| DecodeError::Malformed(e.to_string()))?;
+        if !value.is_object() {
+            return Err(DecodeError::Malformed("expected a JSON object".into()));
+        }
+        let Envelope { kind } = Envelope::deserialize(&value)
+            .map_err(|_| DecodeError::Malformed("missing string field `type`".into()))?;
+        let fields = |e: serde_json::Error| DecodeError::BadFields {
+            kind: kind.clone(),
+            reason: e.to_string(),
+        };
+        match kind.as_str() {
+            "ping" => {
+                let p = PingIn::deserialize(&value).map_err(fields)?;
+                Ok(ClientFrame::Ping {
+                    timestamp: p.timestamp,
+                })
+            }
+            "refresh_token" => {
+                let r = RefreshIn::deserialize(&value).map_err(fields)?;
+                Ok(ClientFrame::RefreshToken { token: r.token })
+            }
+            _ => Err(DecodeError::UnknownType(kind)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pings_decode_with_and_without_timestamp() {
+        assert_eq!(
+            ClientFrame::decode(br#"{"type":"ping","timestamp":1735038600000}"#),
+            Ok(ClientFrame::Ping {
+                timestamp: Some(serde_json::json!(1735038600000u64))
+            })
+        );
+        assert_eq!(
+            ClientFrame::decode(br#"{"type":"ping"}"#),
+            Ok(ClientFrame::Ping { timestamp: None })
+        );
+    }
+
+    #[test]
+    fn garbage_and_unknown_types_are_told_apart() {
+        assert!(matches!(
+            ClientFrame::decode(b"{not json"),
+            Err(DecodeError::Malformed(_))
+        ));
+        assert!(matches!(
+            ClientFrame::decode(b"[1,2]"),
+            Err(DecodeError::Malformed(_))
+        ));
+        assert!(matches!(
+            ClientFrame::decode(br#"{"type":7}"#),
+            Err(DecodeError::Malformed(_))
+        ));
+        assert_eq!(
+            ClientFrame::decode(br#"{"type":"dance"}"#),
+            Err(DecodeError::UnknownType("dance".into()))
+        );
+        assert!(matches!(
+            ClientFrame::decode(br#"{"type":"refresh_token"}"#),
+            Err(DecodeError::BadFields { .. })
+        ));
+    }
+
+    #[test]
+    fn server_frames_have_the_contract_shape() {
+        let v: Value = serde_json::from_slice(
+            &ServerFrame::ConnectionEstablished {
+                message: "Connected successfully as john_admin".into(),
+                user_id: 1,
+                last_seq: 41,
+            }
+            .to_json(),
+        )
+        .unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"type":"connection_established","message":"Connected successfully as john_admin","user_id":1,"last_seq":41})
+        );
+    }
+}

@@ -1,0 +1,324 @@
+//! One socket's session: a single task that reads, writes and watches the token clock.
+//!
+//! The session owns the socket and nothing else. It hands its user actor a
+//! [`ConnHandle`](tickethub_actors::connection::ConnHandle) (the sending end of its bounded
+//! outbound queue) and forwards the client's frames. A socket costs one task, two small
+//! buffers and a queue; there is no actor per socket.
+//!
+//! fastwebsockets' frame reader is not cancel-safe, so the read future is created once per
+//! frame and polled to completion across loop turns, while writes go to the other half.
+
+use std::future::Future;
+use std::pin::pin;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use chrono::Utc;
+use fastwebsockets::upgrade::UpgradeFut;
+use fastwebsockets::{Frame, OpCode, Payload, WebSocketError, WebSocketWrite};
+use hyper_util::rt::TokioIo;
+use tickethub_actors::connection::{ConnHandle, ConnId, ConnShared, ConnectionMsg};
+use tickethub_actors::domain::User;
+use tickethub_actors::ports::NotificationCursor;
+use tickethub_actors::user::UserMsg;
+use tokio::io::WriteHalf;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::close::CloseCode;
+use super::protocol::{ClientFrame, ServerFrame};
+use crate::auth::{TokenError, TokenType, Verified};
+use crate::http::AppState;
+
+type Io = TokioIo<hyper::upgrade::Upgraded>;
+type Writer = WebSocketWrite<WriteHalf<Io>>;
+
+/// How long before a token's expiry the client is warned.
+const EXPIRY_WARNING: i64 = 30;
+
+/// Everything a session starts with.
+pub struct Session {
+    /// Shared handles.
+    pub state: AppState,
+    /// The pending upgrade.
+    pub upgrade: UpgradeFut,
+    /// The authenticated user and token, or why there is none.
+    pub user: Result<(User, Verified), TokenError>,
+    /// The user's notification cursor at handshake time.
+    pub cursor: NotificationCursor,
+    /// The `last_seq` the client asked to resume from.
+    pub last_seq: Option<i64>,
+}
+
+enum Flow {
+    Continue,
+    Close(CloseCode, &'static str),
+}
+
+impl Session {
+    /// Runs the socket until it closes.
+    pub async fn run(self) {
+        let mut ws = match self.upgrade.await {
+            Ok(ws) => ws,
+            Err(e) => {
+                tracing::debug!(error = %e, "upgrade failed");
+                return;
+            }
+        };
+        ws.set_max_message_size(self.state.ws.max_message_bytes);
+        ws.set_auto_pong(false);
+        ws.set_auto_close(false);
+        let (read, mut write) = ws.split(tokio::io::split);
+
+        let (user, token) = match self.user {
+            Ok(pair) => pair,
+            Err(e) => {
+                let _ = close(&mut write, CloseCode::Unauthorized, &e.to_string()).await;
+                return;
+            }
+        };
+        let ws_settings = self.state.ws.clone();
+        let (tx, mut rx) = mpsc::channel(ws_settings.outbound_queue);
+        let conn = ConnHandle {
+            id: ConnId(ws_settings.next_conn_id.fetch_add(1, Ordering::Relaxed)),
+            tx,
+            shared: ConnShared::new(),
+        };
+        let shared = conn.shared.clone();
+        let conn_id = conn.id;
+        let attached = match self.state.hub.attach(user.id, conn).await {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(user_id = user.id.0, error = %e, "cannot attach socket");
+                let _ = close(&mut write, CloseCode::GoingAway, "hub unavailable").await;
+                return;
+            }
+        };
+        tracing::debug!(user_id = user.id.0, conn = conn_id.0, "socket attached");
+
+        let mut ctx = Ctx {
+            state: self.state,
+            user,
+            token,
+            warned: false,
+            fragments: Vec::new(),
+        };
+        let hello = ServerFrame::ConnectionEstablished {
+            message: format!("Connected successfully as {}", ctx.user.username),
+            user_id: ctx.user.id.0,
+            last_seq: self.cursor.last_seq,
+        };
+        let mut outcome = send(&mut write, &hello).await.map(|_| Flow::Continue);
+
+        let mut read = read;
+        let mut noop = |_: Frame<'_>| async { Ok::<(), std::io::Error>(()) };
+        'frames: while let Ok(Flow::Continue) = outcome {
+            let frame_fut = read.read_frame(&mut noop);
+            let mut frame_fut = pin!(frame_fut);
+            let frame = loop {
+                let deadline = ctx.next_token_deadline();
+                tokio::select! {
+                    biased;
+                    reason = shared.until_kicked() => {
+                        outcome = Ok(Flow::Close(reason.into(), "closed by the hub"));
+                        break 'frames;
+                    }
+                    _ = ws_settings.shutdown.cancelled() => {
+                        outcome = Ok(Flow::Close(CloseCode::GoingAway, "server shutting down"));
+                        break 'frames;
+                    }
+                    msg = rx.recv() => {
+                        outcome = match msg {
+                            Some(ConnectionMsg::Ping) => write
+                                .write_frame(Frame::new(true, OpCode::Ping, None, Payload::Borrowed(b"")))
+                                .await
+                                .map(|_| Flow::Continue),
+                            Some(ConnectionMsg::Close(reason)) => Ok(Flow::Close(reason.into(), "closed by the hub")),
+                            None => Ok(Flow::Close(CloseCode::ServiceRestart, "user actor restarted")),
+                        };
+                        if !matches!(outcome, Ok(Flow::Continue)) {
+                            break 'frames;
+                        }
+                    }
+                    _ = tokio::time::sleep_until(deadline) => {
+                        outcome = ctx.on_token_clock(&mut write).await;
+                        if !matches!(outcome, Ok(Flow::Continue)) {
+                            break 'frames;
+                        }
+                    }
+                    frame = &mut frame_fut => break frame,
+                }
+            };
+            shared.touch();
+            outcome = match frame {
+                Ok(frame) => ctx.on_frame(frame, &mut write).await,
+                Err(WebSocketError::FrameTooLarge) => {
+                    Ok(Flow::Close(CloseCode::TooBig, "message too big"))
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "socket read ended");
+                    Err(e)
+                }
+            };
+        }
+        if let Ok(Flow::Close(code, reason)) = outcome {
+            let _ = close(&mut write, code, reason).await;
+        }
+        let _ = attached.actor.send_message(UserMsg::Detach(conn_id));
+        tracing::debug!(user_id = ctx.user.id.0, conn = conn_id.0, "socket closed");
+    }
+}
+
+/// The per-socket state the frame handlers work on.
+struct Ctx {
+    state: AppState,
+    user: User,
+    token: Verified,
+    warned: bool,
+    fragments: Vec<u8>,
+}
+
+impl Ctx {
+    /// When the token clock next needs attention: the warning, then the expiry.
+    fn next_token_deadline(&self) -> Instant {
+        let now = Utc::now().timestamp();
+        let at = if self.warned {
+            self.token.exp
+        } else {
+            self.token.exp - EXPIRY_WARNING
+        };
+        Instant::now() + Duration::from_secs(at.saturating_sub(now).max(0) as u64)
+    }
+
+    async fn on_token_clock(&mut self, write: &mut Writer) -> Result<Flow, WebSocketError> {
+        let left = self.token.exp - Utc::now().timestamp();
+        if left <= 0 {
+            return Ok(Flow::Close(CloseCode::Unauthorized, "Token is expired."));
+        }
+        if !self.warned {
+            self.warned = true;
+            send(
+                write,
+                &ServerFrame::TokenExpiring {
+                    expires_in: left.min(EXPIRY_WARNING),
+                },
+            )
+            .await?;
+        }
+        Ok(Flow::Continue)
+    }
+
+    async fn on_frame(
+        &mut self,
+        frame: Frame<'_>,
+        write: &mut Writer,
+    ) -> Result<Flow, WebSocketError> {
+        match frame.opcode {
+            OpCode::Text if frame.fin && self.fragments.is_empty() => {
+                self.on_text(&frame.payload, write).await
+            }
+            OpCode::Text => {
+                self.fragments.clear();
+                self.fragments.extend_from_slice(&frame.payload);
+                Ok(Flow::Continue)
+            }
+            OpCode::Continuation => {
+                if self.fragments.len() + frame.payload.len() > self.state.ws.max_message_bytes {
+                    return Ok(Flow::Close(CloseCode::TooBig, "message too big"));
+                }
+                self.fragments.extend_from_slice(&frame.payload);
+                if frame.fin {
+                    let text = std::mem::take(&mut self.fragments);
+                    if std::str::from_utf8(&text).is_err() {
+                        return Err(WebSocketError::InvalidUTF8);
+                    }
+                    return self.on_text(&text, write).await;
+                }
+                Ok(Flow::Continue)
+            }
+            OpCode::Binary => Ok(Flow::Close(
+                CloseCode::Unsupported,
+                "binary frames are not supported",
+            )),
+            OpCode::Close => Ok(Flow::Close(CloseCode::Normal, "")),
+            OpCode::Ping => {
+                write
+                    .write_frame(Frame::pong(Payload::Owned(frame.payload.to_vec())))
+                    .await?;
+                Ok(Flow::Continue)
+            }
+            OpCode::Pong => Ok(Flow::Continue),
+        }
+    }
+
+    async fn on_text(&mut self, text: &[u8], write: &mut Writer) -> Result<Flow, WebSocketError> {
+        let frame = match ClientFrame::decode(text) {
+            Ok(frame) => frame,
+            Err(e) => {
+                send(write, &e.to_frame()).await?;
+                return Ok(Flow::Continue);
+            }
+        };
+        match frame {
+            ClientFrame::Ping { timestamp } => {
+                let timestamp = timestamp.unwrap_or_else(|| Utc::now().timestamp_millis().into());
+                send(write, &ServerFrame::Pong { timestamp }).await?;
+            }
+            ClientFrame::RefreshToken { token } => {
+                match self.state.auth.verify(&token, TokenType::Access) {
+                    Ok(v) if v.user_id == self.user.id => {
+                        self.token = v;
+                        self.warned = false;
+                        send(write, &ServerFrame::TokenRefreshed { expires_at: v.exp }).await?;
+                    }
+                    Ok(_) => {
+                        send(
+                            write,
+                            &ServerFrame::Error {
+                                code: "invalid_token",
+                                message: "The new token belongs to another user.".into(),
+                            },
+                        )
+                        .await?;
+                    }
+                    Err(e) => {
+                        send(
+                            write,
+                            &ServerFrame::Error {
+                                code: "invalid_token",
+                                message: e.to_string(),
+                            },
+                        )
+                        .await?;
+                    }
+                }
+            }
+        }
+        Ok(Flow::Continue)
+    }
+}
+
+async fn send(write: &mut Writer, frame: &ServerFrame<'_>) -> Result<(), WebSocketError> {
+    write
+        .write_frame(Frame::text(Payload::Owned(frame.to_json())))
+        .await
+}
+
+fn close<'a>(
+    write: &'a mut Writer,
+    code: CloseCode,
+    reason: &'a str,
+) -> impl Future<Output = Result<(), WebSocketError>> + 'a {
+    async move {
+        // A peer that stopped reading must not hold the task forever.
+        match tokio::time::timeout(
+            Duration::from_secs(2),
+            write.write_frame(Frame::close(code.code(), reason.as_bytes())),
+        )
+        .await
+        {
+            Ok(res) => res,
+            Err(_) => Ok(()),
+        }
+    }
+}
