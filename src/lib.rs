@@ -8,7 +8,7 @@
 //! - [`http`]: the REST API, one module per resource.
 //! - [`ws`]: the WebSocket handshake and the per-socket session task.
 //! - [`store`]: SQLite and PostgreSQL implementations of the storage ports.
-//! - [`telemetry`]: logging.
+//! - [`telemetry`]: tracing setup.
 //!
 //! `main.rs` stays thin: it parses the command line and calls into this library, so the tests
 //! can start the very same hub on port 0.

@@ -62,11 +62,7 @@ async fn notifications(State(state): State<AppState>, mut req: Request) -> Respo
             return ApiError::forbidden("Origin not allowed.").into_response();
         }
     }
-    let query: WsQuery = req
-        .uri()
-        .query()
-        .and_then(|q| serde_urlencoded_lite(q))
-        .unwrap_or_default();
+    let query: WsQuery = req.uri().query().and_then(parse_query).unwrap_or_default();
     let last_seq = match query.last_seq.as_deref().map(str::parse::<i64>) {
         None => None,
         Some(Ok(s)) if s >= 0 => Some(s),
@@ -129,7 +125,7 @@ async fn notifications(State(state): State<AppState>, mut req: Request) -> Respo
 }
 
 /// Parses the query string (`token`, `last_seq`), ignoring anything else.
-fn serde_urlencoded_lite(q: &str) -> Option<WsQuery> {
+fn parse_query(q: &str) -> Option<WsQuery> {
     axum::extract::Query::<WsQuery>::try_from_uri(&format!("/?{q}").parse().ok()?)
         .ok()
         .map(|axum::extract::Query(q)| q)

@@ -117,7 +117,7 @@ impl Actor for UserDirectory {
                     .get(&user_id)
                     .cloned();
                 let actor = match existing {
-                    Some(actor) if actor.get_status() == ractor::ActorStatus::Running => actor,
+                    Some(actor) if ractor::ACTIVE_STATES.contains(&actor.get_status()) => actor,
                     _ => {
                         let (actor, _) = Actor::spawn_linked(
                             None,

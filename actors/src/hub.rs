@@ -173,13 +173,8 @@ impl Actor for HubRoot {
         myself: ActorRef<Self::Msg>,
         _: (),
     ) -> Result<Self::State, ActorProcessingErr> {
-        let (directory, _) = Actor::spawn_linked(
-            Some("user-directory".into()),
-            self.directory_spec.clone(),
-            (),
-            myself.get_cell(),
-        )
-        .await?;
+        let (directory, _) =
+            Actor::spawn_linked(None, self.directory_spec.clone(), (), myself.get_cell()).await?;
         Ok(RootState {
             directory: Arc::new(RwLock::new(directory)),
             restarts: 0,
@@ -209,13 +204,9 @@ impl Actor for HubRoot {
         if let SupervisionEvent::ActorFailed(cell, err) = event {
             tracing::error!(actor = ?cell.get_name(), error = %err, "directory failed; restarting");
             state.restarts += 1;
-            let (directory, _) = Actor::spawn_linked(
-                Some("user-directory".into()),
-                self.directory_spec.clone(),
-                (),
-                myself.get_cell(),
-            )
-            .await?;
+            let (directory, _) =
+                Actor::spawn_linked(None, self.directory_spec.clone(), (), myself.get_cell())
+                    .await?;
             *state.directory.write().expect("directory ref poisoned") = directory;
         }
         Ok(())

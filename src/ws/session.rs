@@ -8,7 +8,6 @@
 //! fastwebsockets' frame reader is not cancel-safe, so the read future is created once per
 //! frame and polled to completion across loop turns, while writes go to the other half.
 
-use std::future::Future;
 use std::pin::pin;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -32,6 +31,9 @@ use crate::http::AppState;
 
 type Io = TokioIo<hyper::upgrade::Upgraded>;
 type Writer = WebSocketWrite<WriteHalf<Io>>;
+
+/// How long a closing socket waits for the client's close frame.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
 /// How long before a token's expiry the client is warned.
 const EXPIRY_WARNING: i64 = 30;
@@ -162,7 +164,18 @@ impl Session {
             };
         }
         if let Ok(Flow::Close(code, reason)) = outcome {
-            let _ = close(&mut write, code, reason).await;
+            if close(&mut write, code, reason).await.is_ok() && code != CloseCode::Normal {
+                // Complete the closing handshake: wait briefly for the client's close frame,
+                // so that the TCP close does not reset frames the client has yet to read.
+                let _ = tokio::time::timeout(CLOSE_GRACE, async {
+                    while let Ok(frame) = read.read_frame(&mut noop).await {
+                        if frame.opcode == OpCode::Close {
+                            break;
+                        }
+                    }
+                })
+                .await;
+            }
         }
         let _ = attached.actor.send_message(UserMsg::Detach(conn_id));
         tracing::debug!(user_id = ctx.user.id.0, conn = conn_id.0, "socket closed");
@@ -304,21 +317,12 @@ async fn send(write: &mut Writer, frame: &ServerFrame<'_>) -> Result<(), WebSock
         .await
 }
 
-fn close<'a>(
-    write: &'a mut Writer,
-    code: CloseCode,
-    reason: &'a str,
-) -> impl Future<Output = Result<(), WebSocketError>> + 'a {
-    async move {
-        // A peer that stopped reading must not hold the task forever.
-        match tokio::time::timeout(
-            Duration::from_secs(2),
-            write.write_frame(Frame::close(code.code(), reason.as_bytes())),
-        )
-        .await
-        {
-            Ok(res) => res,
-            Err(_) => Ok(()),
-        }
-    }
+async fn close(write: &mut Writer, code: CloseCode, reason: &str) -> Result<(), WebSocketError> {
+    // A peer that stopped reading must not hold the task forever.
+    tokio::time::timeout(
+        Duration::from_secs(2),
+        write.write_frame(Frame::close(code.code(), reason.as_bytes())),
+    )
+    .await
+    .unwrap_or(Ok(()))
 }

@@ -1,0 +1,110 @@
+//! The actor tree seen from outside: one actor per user, fault isolation, shutdown, scale.
+
+use futures::future::join_all;
+use tickethub_actors::domain::Role;
+use tickethub_actors::user::UserMsg;
+
+use crate::both_backends;
+use crate::harness::{eventually, Backend, Ended, TestHub};
+
+both_backends!(
+    tabs_share_one_actor_which_ends_with_the_last_socket,
+    a_panicking_user_actor_takes_nobody_else_down,
+    graceful_shutdown_closes_sockets_with_1001,
+);
+
+async fn tabs_share_one_actor_which_ends_with_the_last_socket(backend: Backend) {
+    let hub = TestHub::start(&backend).await;
+    let user = hub.user("alice", Role::Client).await;
+    let mut tab1 = hub.connect(&user).await;
+    let mut tab2 = hub.connect(&user).await;
+    let actor = hub.hub.user(user.id).expect("actor while connected");
+    let snap = ractor::call_t!(actor, UserMsg::Snapshot, 5_000).unwrap();
+    assert_eq!(snap.connections.len(), 2);
+    assert_eq!(hub.hub.user_stats().await.unwrap().actors, 1);
+
+    tab1.inner.close(None).await.unwrap();
+    assert_eq!(tab1.ended().await, Ended::Closed(1000));
+    eventually("one socket left", || async {
+        let snap = ractor::call_t!(actor, UserMsg::Snapshot, 5_000).unwrap();
+        snap.connections.len() == 1
+    })
+    .await;
+    tab2.roundtrip().await;
+    drop(tab2);
+    eventually("actor gone after the last socket", || async {
+        hub.hub.user(user.id).is_none()
+    })
+    .await;
+    assert_eq!(hub.hub.user_stats().await.unwrap().actors, 0);
+}
+
+async fn a_panicking_user_actor_takes_nobody_else_down(backend: Backend) {
+    let hub = TestHub::start(&backend).await;
+    let alice = hub.user("alice", Role::Client).await;
+    let bob = hub.user("bob", Role::Developer).await;
+    let mut a1 = hub.connect(&alice).await;
+    let mut a2 = hub.connect(&alice).await;
+    let mut b = hub.connect(&bob).await;
+    let bob_actor = hub.hub.user(bob.id).unwrap();
+
+    hub.hub
+        .user(alice.id)
+        .unwrap()
+        .send_message(UserMsg::InjectFault)
+        .unwrap();
+
+    // Alice's sockets are told to reconnect; Bob's socket and actor are untouched.
+    assert_eq!(a1.close_code().await, 1012);
+    assert_eq!(a2.close_code().await, 1012);
+    b.roundtrip().await;
+    assert_eq!(hub.hub.user(bob.id).unwrap().get_id(), bob_actor.get_id());
+    let stats = hub.hub.user_stats().await.unwrap();
+    assert_eq!(stats.failures, 1);
+    assert!(stats.last_failure.unwrap().contains("injected fault"));
+
+    // Alice reconnects to a fresh actor.
+    let mut a3 = hub.connect(&alice).await;
+    a3.roundtrip().await;
+    assert!(hub.hub.user(alice.id).is_some());
+    b.roundtrip().await;
+}
+
+async fn graceful_shutdown_closes_sockets_with_1001(backend: Backend) {
+    let mut hub = TestHub::start(&backend).await;
+    let alice = hub.user("alice", Role::Client).await;
+    let bob = hub.user("bob", Role::Admin).await;
+    let mut sockets = vec![
+        hub.connect(&alice).await,
+        hub.connect(&alice).await,
+        hub.connect(&bob).await,
+    ];
+    let addr = hub.addr;
+    hub.stop().await;
+    for ws in &mut sockets {
+        assert_eq!(ws.close_code().await, 1001);
+    }
+    // The listener is gone.
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_concurrent_sockets_are_all_established() {
+    let hub = TestHub::start(&Backend::Sqlite).await;
+    let mut users = Vec::new();
+    for i in 0..50 {
+        users.push(hub.user(&format!("user{i}"), Role::Client).await);
+    }
+    let sockets = join_all((0..1000).map(|i| hub.connect(&users[i % users.len()]))).await;
+    assert_eq!(sockets.len(), 1000);
+    assert_eq!(hub.hub.user_stats().await.unwrap().actors, 50);
+    let mut total = 0;
+    for u in &users {
+        let actor = hub.hub.user(u.id).unwrap();
+        total += ractor::call_t!(actor, UserMsg::Snapshot, 5_000)
+            .unwrap()
+            .connections
+            .len();
+    }
+    assert_eq!(total, 1000);
+}

@@ -1,0 +1,147 @@
+//! REST authentication: login, refresh, register, `me`.
+
+use serde_json::json;
+use tickethub_actors::domain::Role;
+
+use crate::both_backends;
+use crate::harness::{Backend, TestHub};
+
+both_backends!(
+    login_me_and_refresh,
+    bad_credentials_are_401_with_detail,
+    register_creates_clients
+);
+
+async fn login_me_and_refresh(backend: Backend) {
+    let hub = TestHub::start(&backend).await;
+    hub.user("alice", Role::Developer).await;
+    let (status, tokens) = hub
+        .post(
+            "/api/auth/login/",
+            None,
+            json!({"username": "alice", "password": "alice-password"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{tokens}");
+    let access = tokens["access"].as_str().unwrap();
+    let refresh = tokens["refresh"].as_str().unwrap();
+
+    let (status, me) = hub.get("/api/users/me/", Some(access)).await;
+    assert_eq!(status, 200);
+    assert_eq!(me["username"], "alice");
+    assert_eq!(me["role"], "developer");
+    assert_eq!(me["display_name"], "alice display");
+    assert!(me.get("password_hash").is_none());
+
+    // A refresh token buys an access token, and is no access token itself.
+    let (status, body) = hub.get("/api/users/me/", Some(refresh)).await;
+    assert_eq!(status, 401);
+    assert_eq!(body["detail"], "Token has wrong type.");
+    let (status, body) = hub
+        .post("/api/auth/refresh/", None, json!({"refresh": refresh}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = hub
+        .get("/api/users/me/", Some(body["access"].as_str().unwrap()))
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = hub
+        .post("/api/auth/refresh/", None, json!({"refresh": access}))
+        .await;
+    assert_eq!(status, 401);
+}
+
+async fn bad_credentials_are_401_with_detail(backend: Backend) {
+    let hub = TestHub::start(&backend).await;
+    hub.user("bob", Role::Client).await;
+    for body in [
+        json!({"username": "bob", "password": "wrong"}),
+        json!({"username": "nobody", "password": "bob-password"}),
+    ] {
+        let (status, res) = hub.post("/api/auth/login/", None, body).await;
+        assert_eq!(status, 401);
+        assert_eq!(
+            res,
+            json!({"detail": "No active account found with the given credentials"})
+        );
+    }
+    let (status, res) = hub.get("/api/users/me/", None).await;
+    assert_eq!(status, 401);
+    assert_eq!(
+        res["detail"],
+        "Authentication credentials were not provided."
+    );
+    let (status, res) = hub.get("/api/users/me/", Some("not-a-jwt")).await;
+    assert_eq!(status, 401);
+    assert!(res["detail"].is_string());
+
+    // Malformed JSON and wrong field types are 400, oversized bodies 413.
+    let res = hub
+        .http
+        .post(hub.url("/api/auth/login/"))
+        .header("content-type", "application/json")
+        .body("{\"username\":")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    let (status, res) = hub
+        .post(
+            "/api/auth/login/",
+            None,
+            json!({"username": 5, "password": []}),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert!(res["detail"].is_string());
+    let big = "x".repeat(2 * 1024 * 1024);
+    let (status, res) = hub
+        .post(
+            "/api/auth/login/",
+            None,
+            json!({"username": big, "password": "p"}),
+        )
+        .await;
+    assert_eq!(status, 413, "{res}");
+    let (status, res) = hub.get("/api/nothing-here/", None).await;
+    assert_eq!(status, 404);
+    assert_eq!(res["detail"], "Not found.");
+}
+
+async fn register_creates_clients(backend: Backend) {
+    let hub = TestHub::start(&backend).await;
+    let body = json!({
+        "username": "carol",
+        "password": "long enough",
+        "email": "carol@example.test",
+        "display_name": "Carol C",
+        "whatsapp_number": "+15551234567"
+    });
+    let (status, user) = hub.post("/api/auth/register/", None, body.clone()).await;
+    assert_eq!(status, 201, "{user}");
+    assert_eq!(user["role"], "client");
+    assert_eq!(user["is_superuser"], false);
+    assert_eq!(user["whatsapp_number"], "+15551234567");
+
+    let (status, res) = hub.post("/api/auth/register/", None, body).await;
+    assert_eq!(status, 400);
+    assert!(res["detail"].as_str().unwrap().contains("already exists"));
+    for bad in [
+        json!({"username": "d", "password": "short"}),
+        json!({"username": "bad name", "password": "long enough"}),
+        json!({"username": "e", "password": "long enough", "email": "nope"}),
+        json!({"username": "f", "password": "long enough", "role": "admin"}),
+    ] {
+        let (status, res) = hub.post("/api/auth/register/", None, bad.clone()).await;
+        assert_eq!(status, 400, "{bad} -> {res}");
+        assert!(res["detail"].is_string());
+    }
+    let (status, _) = hub
+        .post(
+            "/api/auth/login/",
+            None,
+            json!({"username": "carol", "password": "long enough"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+}

@@ -1,0 +1,212 @@
+//! The binary: management commands, bad configuration, a real serve with SIGTERM.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+const BIN: &str = env!("CARGO_BIN_EXE_tickethub");
+
+fn tickethub(args: &[&str]) -> std::process::Output {
+    Command::new(BIN)
+        .args(args)
+        .env_remove("DATABASE_URL")
+        .env_remove("TICKETHUB_JWT_SECRET")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn users_and_projects_are_added_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("cli.db").display());
+    let out = tickethub(&[
+        "users",
+        "add",
+        "--username",
+        "root",
+        "--role",
+        "admin",
+        "--superuser",
+        "--password",
+        "rootroot",
+        "--database-url",
+        &db,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("created admin `root`"));
+
+    let out = tickethub(&[
+        "users",
+        "add",
+        "--username",
+        "dev",
+        "--role",
+        "developer",
+        "--database-url",
+        &db,
+    ]);
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("password: "), "{stdout}");
+
+    let out = tickethub(&[
+        "users",
+        "add",
+        "--username",
+        "root",
+        "--role",
+        "admin",
+        "--password",
+        "rootroot",
+        "--database-url",
+        &db,
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already taken"));
+
+    let out = tickethub(&[
+        "users",
+        "add",
+        "--username",
+        "x",
+        "--role",
+        "wizard",
+        "--database-url",
+        &db,
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).starts_with("--role"));
+
+    let out = tickethub(&[
+        "projects",
+        "add",
+        "--key",
+        "PROJ",
+        "--name",
+        "Project",
+        "--members",
+        "root,dev",
+        "--database-url",
+        &db,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("with 2 member(s)"));
+
+    let out = tickethub(&[
+        "projects",
+        "add",
+        "--key",
+        "OTHER",
+        "--name",
+        "x",
+        "--members",
+        "ghost",
+        "--database-url",
+        &db,
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no user named `ghost`"));
+}
+
+#[test]
+fn bad_configuration_exits_64_with_one_line_naming_the_setting() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["serve", "--bind", "nowhere"], "--bind"),
+        (&["serve", "--database-url", "mysql://x"], "--database-url"),
+        (
+            &["serve", "--database-url", "postgres://localhost/x"],
+            "--jwt-secret",
+        ),
+        (&["serve", "--jwt-secret", "short"], "--jwt-secret"),
+        (
+            &["serve", "--ws-ping-interval", "abc"],
+            "--ws-ping-interval",
+        ),
+        (&["serve", "--jwt-algorithm", "RS256"], "--jwt-public-key"),
+        (&["serve", "--jwt-algorithm", "none"], "--jwt-algorithm"),
+        (&["--config", "/does/not/exist.toml", "serve"], "--config"),
+    ];
+    for (args, setting) in cases {
+        let out = tickethub(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(64), "{args:?}: {stderr}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.contains(setting), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}
+
+#[tokio::test]
+async fn serve_demo_prints_logins_and_exits_0_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("hub.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "bind = \"127.0.0.1:0\"\ndatabase_url = \"sqlite://{}\"\ndemo = true\n",
+            dir.path().join("demo.db").display()
+        ),
+    )
+    .unwrap();
+    let mut child = tokio::process::Command::new(BIN)
+        .args(["--config", config.to_str().unwrap(), "serve"])
+        .env_remove("DATABASE_URL")
+        .env_remove("TICKETHUB_JWT_SECRET")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut printed = Vec::new();
+    while let Ok(Some(line)) = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .expect("demo output in time")
+    {
+        let done = line.contains("WebSocket:");
+        printed.push(line);
+        if done {
+            break;
+        }
+    }
+    let text = printed.join("\n");
+    for needle in ["admin-demo", "developer-demo", "client-demo", "DEMO"] {
+        assert!(text.contains(needle), "{text}");
+    }
+    let addr = text
+        .split("http://")
+        .nth(1)
+        .and_then(|s| s.split('/').next())
+        .unwrap()
+        .to_owned();
+    let client = reqwest::Client::new();
+    let res = client
+        .post(format!("http://{addr}/api/auth/login/"))
+        .json(&serde_json::json!({"username": "client", "password": "client-demo"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(dir.path().join("demo.db.jwt-secret").exists());
+
+    let pid = child.id().unwrap().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+}

@@ -1,0 +1,437 @@
+//! The test harness: start a hub on a fresh database, make users, open sockets.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use serde_json::Value;
+use tickethub::auth::Auth;
+use tickethub::{Application, ServeConfig};
+use tickethub_actors::domain::{NewUser, Role, User};
+use tickethub_actors::ports::Store;
+use tickethub_actors::Hub;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// The HS256 secret every test hub uses, so tests can forge tokens.
+pub const SECRET: &str = "test-secret-test-secret-test-secret-0123456789";
+
+/// How long any single expected event may take before a test fails.
+pub const PATIENCE: Duration = Duration::from_secs(15);
+
+/// Which database a test hub runs on.
+#[derive(Clone, Debug)]
+pub enum Backend {
+    /// A fresh SQLite file in a temporary directory.
+    Sqlite,
+    /// A fresh database on the PostgreSQL server at this admin URL.
+    Postgres(String),
+}
+
+impl Backend {
+    /// PostgreSQL if `TEST_DATABASE_URL` is set; `None` (with a notice) if not, unless
+    /// `TICKETHUB_REQUIRE_SERVICES=1`, where a missing service is a failure.
+    pub fn postgres() -> Option<Backend> {
+        match std::env::var("TEST_DATABASE_URL") {
+            Ok(url) if !url.is_empty() => Some(Backend::Postgres(url)),
+            _ => {
+                if std::env::var("TICKETHUB_REQUIRE_SERVICES").as_deref() == Ok("1") {
+                    panic!("TEST_DATABASE_URL is not set but TICKETHUB_REQUIRE_SERVICES=1");
+                }
+                eprintln!("notice: TEST_DATABASE_URL is not set; skipping a PostgreSQL test");
+                None
+            }
+        }
+    }
+}
+
+/// Runs an async test body once per backend: SQLite, and PostgreSQL when available.
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    super::$name($crate::harness::Backend::Sqlite).await
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    if let Some(b) = $crate::harness::Backend::postgres() {
+                        super::$name(b).await
+                    }
+                }
+            }
+        )*
+    };
+}
+
+/// A fresh database: its URL and what must be cleaned up.
+pub struct TestDb {
+    pub url: String,
+    _dir: Option<tempfile::TempDir>,
+    pg: Option<(String, String)>,
+}
+
+impl TestDb {
+    /// Creates an empty database on the backend.
+    pub async fn create(backend: &Backend) -> TestDb {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().unwrap();
+                let url = format!("sqlite://{}", dir.path().join("hub.db").display());
+                TestDb {
+                    url,
+                    _dir: Some(dir),
+                    pg: None,
+                }
+            }
+            Backend::Postgres(admin_url) => {
+                use sqlx::Connection;
+                let name = format!("th_test_{}", uuid::Uuid::new_v4().simple());
+                let mut conn = sqlx::PgConnection::connect(admin_url)
+                    .await
+                    .expect("cannot reach TEST_DATABASE_URL");
+                sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+                let _ = conn.close().await;
+                let url = with_database(admin_url, &name);
+                TestDb {
+                    url,
+                    _dir: None,
+                    pg: Some((admin_url.clone(), name)),
+                }
+            }
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some((admin, name)) = self.pg.take() {
+            // Drop the database from a thread of its own: Drop cannot await.
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async {
+                    use sqlx::Connection;
+                    if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
+                        let _ = sqlx::query(&format!(
+                            "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+                        ))
+                        .execute(&mut conn)
+                        .await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}
+
+/// The admin URL with its database name replaced.
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let base = match base[scheme_end..].find('/') {
+        Some(slash) => &base[..scheme_end + slash],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{base}/{name}?{q}"),
+        None => format!("{base}/{name}"),
+    }
+}
+
+/// A hub running in this process on port 0.
+pub struct TestHub {
+    pub addr: SocketAddr,
+    pub hub: Hub,
+    pub store: Arc<dyn Store>,
+    pub auth: Arc<Auth>,
+    pub http: reqwest::Client,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    pub db: TestDb,
+}
+
+/// The configuration every test hub starts from.
+pub fn test_config(db_url: &str) -> ServeConfig {
+    let mut c = ServeConfig::defaults();
+    c.bind = "127.0.0.1:0".parse().unwrap();
+    c.database_url = db_url.to_owned();
+    c.jwt_secret = Some(SECRET.to_owned());
+    c.shutdown_timeout = 5;
+    c
+}
+
+impl TestHub {
+    /// A hub with the default test configuration.
+    pub async fn start(backend: &Backend) -> TestHub {
+        Self::start_with(backend, |_| {}).await
+    }
+
+    /// A hub whose configuration `tweak` adjusts first.
+    pub async fn start_with(backend: &Backend, tweak: impl FnOnce(&mut ServeConfig)) -> TestHub {
+        let db = TestDb::create(backend).await;
+        let mut config = test_config(&db.url);
+        tweak(&mut config);
+        let app = Application::build(config).await.expect("hub builds");
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let addr = app.local_addr();
+        let hub = app.hub();
+        let store = app.store();
+        let auth = app.auth();
+        let task = tokio::spawn(app.run_until_stopped(async {
+            let _ = stopped.await;
+        }));
+        TestHub {
+            addr,
+            hub,
+            store,
+            auth,
+            http: reqwest::Client::new(),
+            stop: Some(stop),
+            task: Some(task),
+            db,
+        }
+    }
+
+    /// Shuts the hub down gracefully and waits for it.
+    pub async fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(PATIENCE, task)
+                .await
+                .expect("hub stops in time")
+                .unwrap()
+                .unwrap();
+        }
+    }
+
+    /// `http://addr/path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// `ws://addr/path`.
+    pub fn ws_url(&self, path: &str) -> String {
+        format!("ws://{}{}", self.addr, path)
+    }
+
+    /// Creates a user directly in the store; the password is `<username>-password`.
+    pub async fn user(&self, username: &str, role: Role) -> User {
+        self.user_with(username, role, false).await
+    }
+
+    /// Creates a user, optionally a super admin.
+    pub async fn user_with(&self, username: &str, role: Role, superuser: bool) -> User {
+        self.store
+            .create_user(NewUser {
+                username: username.to_owned(),
+                display_name: format!("{username} display"),
+                email: Some(format!("{username}@example.test")),
+                whatsapp_number: None,
+                role,
+                is_superuser: superuser,
+                password_hash: tickethub::auth::hash_password_blocking(&format!(
+                    "{username}-password"
+                )),
+            })
+            .await
+            .unwrap()
+    }
+
+    /// A valid access token for a user.
+    pub fn token(&self, user: &User) -> String {
+        self.auth.issue_access(user.id).unwrap()
+    }
+
+    /// Opens `/ws/notifications/?token=…` and reads `connection_established`.
+    pub async fn connect(&self, user: &User) -> Ws {
+        let mut ws =
+            Ws::connect(&self.ws_url(&format!("/ws/notifications/?token={}", self.token(user))))
+                .await;
+        let hello = ws.next_json().await;
+        assert_eq!(hello["type"], "connection_established", "{hello}");
+        ws
+    }
+
+    /// GET with a bearer token.
+    pub async fn get(&self, path: &str, token: Option<&str>) -> (u16, Value) {
+        let mut req = self.http.get(self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        respond(req).await
+    }
+
+    /// POST JSON with a bearer token.
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (u16, Value) {
+        let mut req = self.http.post(self.url(path)).json(&body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        respond(req).await
+    }
+}
+
+impl Drop for TestHub {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+async fn respond(req: reqwest::RequestBuilder) -> (u16, Value) {
+    let res = req.send().await.expect("request sent");
+    let status = res.status().as_u16();
+    let text = res.text().await.unwrap();
+    let json = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, json)
+}
+
+/// A WebSocket client.
+pub struct Ws {
+    pub inner: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    /// The `Sec-WebSocket-Protocol` the hub selected.
+    pub protocol: Option<String>,
+}
+
+/// How a socket ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Ended {
+    /// A close frame with this code.
+    Closed(u16),
+    /// The TCP connection ended without a close frame.
+    Dropped,
+}
+
+impl Ws {
+    /// Connects to a URL with no extra headers.
+    pub async fn connect(url: &str) -> Ws {
+        Self::connect_with(url, &[])
+            .await
+            .expect("websocket handshake")
+    }
+
+    /// Connects with extra headers; an HTTP refusal is the error.
+    pub async fn connect_with(
+        url: &str,
+        headers: &[(&'static str, String)],
+    ) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
+        let mut req = url.into_client_request().unwrap();
+        for (k, v) in headers {
+            req.headers_mut().insert(*k, v.parse().unwrap());
+        }
+        let (inner, resp) = tokio_tungstenite::connect_async(req).await?;
+        let protocol = resp
+            .headers()
+            .get("sec-websocket-protocol")
+            .map(|v| v.to_str().unwrap().to_owned());
+        Ok(Ws { inner, protocol })
+    }
+
+    /// The next text frame as JSON, skipping protocol pings and pongs.
+    pub async fn next_json(&mut self) -> Value {
+        loop {
+            let msg = tokio::time::timeout(PATIENCE, self.inner.next())
+                .await
+                .expect("a frame in time")
+                .expect("socket open")
+                .expect("frame ok");
+            match msg {
+                Message::Text(t) => return serde_json::from_str(&t).unwrap(),
+                Message::Ping(_) | Message::Pong(_) => continue,
+                other => panic!("expected a text frame, got {other:?}"),
+            }
+        }
+    }
+
+    /// Sends a JSON text frame.
+    pub async fn send_json(&mut self, v: Value) {
+        self.inner.send(Message::text(v.to_string())).await.unwrap();
+    }
+
+    /// Sends a raw message.
+    pub async fn send(&mut self, m: Message) {
+        self.inner.send(m).await.unwrap();
+    }
+
+    /// Reads until the socket ends, and says how.
+    pub async fn ended(&mut self) -> Ended {
+        loop {
+            let msg = tokio::time::timeout(PATIENCE, self.inner.next())
+                .await
+                .expect("the socket ends in time");
+            match msg {
+                Some(Ok(Message::Close(Some(frame)))) => {
+                    return Ended::Closed(u16::from(frame.code))
+                }
+                Some(Ok(Message::Close(None))) => return Ended::Closed(1005),
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return Ended::Dropped,
+            }
+        }
+    }
+
+    /// Reads until a close frame arrives and returns its code; fails on anything else.
+    pub async fn close_code(&mut self) -> u16 {
+        match self.ended().await {
+            Ended::Closed(code) => code,
+            Ended::Dropped => panic!("socket dropped without a close frame"),
+        }
+    }
+
+    /// Sends an application ping and waits for its pong.
+    pub async fn roundtrip(&mut self) {
+        self.send_json(serde_json::json!({"type": "ping", "timestamp": 1}))
+            .await;
+        loop {
+            let v = self.next_json().await;
+            if v["type"] == "pong" {
+                assert_eq!(v["timestamp"], 1);
+                return;
+            }
+        }
+    }
+}
+
+/// Unused-import guard for `CloseCode` users.
+pub fn code(c: CloseCode) -> u16 {
+    u16::from(c)
+}
+
+/// Polls `cond` until it holds, failing after [`PATIENCE`].
+pub async fn eventually<F, Fut>(what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        if cond().await {
+            return;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out waiting for: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

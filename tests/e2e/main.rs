@@ -1,0 +1,13 @@
+//! End-to-end tests: the real hub on port 0, real sockets, real SQLite and PostgreSQL.
+//!
+//! One test binary keeps link time down. Tests that need PostgreSQL read `TEST_DATABASE_URL`;
+//! without it they print a notice and pass, unless `TICKETHUB_REQUIRE_SERVICES=1` (as in
+//! `.ci/run`), where a missing service fails them.
+
+mod harness;
+
+mod actors;
+mod auth;
+mod cli;
+mod store;
+mod ws;

@@ -1,0 +1,155 @@
+//! The store suite, run against SQLite and PostgreSQL alike.
+
+use tickethub_actors::domain::{NewUser, Role};
+use tickethub_actors::ports::{NotificationCursor, Store, StoreError};
+
+use crate::both_backends;
+use crate::harness::{Backend, TestDb};
+
+both_backends!(
+    users_round_trip,
+    projects_and_members,
+    migrations_are_idempotent
+);
+
+async fn open(db: &TestDb) -> std::sync::Arc<dyn Store> {
+    tickethub::store::connect(&db.url).await.unwrap()
+}
+
+fn new_user(name: &str, role: Role) -> NewUser {
+    NewUser {
+        username: name.to_owned(),
+        display_name: String::new(),
+        email: None,
+        whatsapp_number: Some("+15550001111".into()),
+        role,
+        is_superuser: role == Role::Admin,
+        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+    }
+}
+
+async fn users_round_trip(backend: Backend) {
+    let db = TestDb::create(&backend).await;
+    let store = open(&db).await;
+    let a = store
+        .create_user(new_user("ann", Role::Admin))
+        .await
+        .unwrap();
+    assert_eq!(a.username, "ann");
+    assert_eq!(a.name(), "ann");
+    assert!(a.is_superuser && a.is_active);
+    assert_eq!(a.whatsapp_number.as_deref(), Some("+15550001111"));
+
+    assert!(matches!(
+        store.create_user(new_user("ann", Role::Client)).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let d = store
+        .create_user(new_user("dan", Role::Developer))
+        .await
+        .unwrap();
+    assert!(d.id.0 > a.id.0);
+
+    assert_eq!(store.user_by_id(a.id).await.unwrap(), Some(a.clone()));
+    assert_eq!(
+        store
+            .user_by_id(tickethub_actors::domain::UserId(-1))
+            .await
+            .unwrap(),
+        None
+    );
+    let (found, hash) = store.user_with_hash("dan").await.unwrap().unwrap();
+    assert_eq!(found, d);
+    assert!(hash.starts_with("$argon2id$"));
+    assert!(store.user_with_hash("nobody").await.unwrap().is_none());
+    let all = store.list_users().await.unwrap();
+    assert_eq!(
+        all.iter().map(|u| u.username.as_str()).collect::<Vec<_>>(),
+        ["ann", "dan"]
+    );
+    assert_eq!(
+        store.notification_cursor(a.id).await.unwrap(),
+        NotificationCursor::default()
+    );
+    store.ping().await.unwrap();
+    store.close().await;
+}
+
+async fn projects_and_members(backend: Backend) {
+    let db = TestDb::create(&backend).await;
+    let store = open(&db).await;
+    let a = store
+        .create_user(new_user("ann", Role::Admin))
+        .await
+        .unwrap();
+    let c = store
+        .create_user(new_user("cid", Role::Client))
+        .await
+        .unwrap();
+    let d = store
+        .create_user(new_user("dan", Role::Developer))
+        .await
+        .unwrap();
+
+    let p = store
+        .create_project("WEB", "Main Website", &[c.id, c.id, d.id])
+        .await
+        .unwrap();
+    assert_eq!(p.key, "WEB");
+    assert_eq!(p.member_ids, vec![c.id, d.id]);
+    assert!(matches!(
+        store.create_project("WEB", "Again", &[]).await,
+        Err(StoreError::Conflict(_))
+    ));
+    // A member that does not exist fails the whole creation.
+    assert!(store
+        .create_project("API", "Api", &[tickethub_actors::domain::UserId(9_999)])
+        .await
+        .is_err());
+    assert!(store.project_by_key("API").await.unwrap().is_none());
+
+    let q = store
+        .create_project("OPS", "Operations", &[])
+        .await
+        .unwrap();
+    store.add_members(q.id, &[a.id, c.id]).await.unwrap();
+    store.add_members(q.id, &[c.id]).await.unwrap();
+    assert_eq!(
+        store.project_by_id(q.id).await.unwrap().unwrap().member_ids,
+        vec![a.id, c.id]
+    );
+    assert_eq!(store.project_by_key("WEB").await.unwrap().unwrap(), p);
+
+    let keys = |ps: Vec<tickethub_actors::domain::Project>| {
+        ps.into_iter().map(|p| p.key).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        keys(store.list_projects(None).await.unwrap()),
+        ["WEB", "OPS"]
+    );
+    assert_eq!(
+        keys(store.list_projects(Some(c.id)).await.unwrap()),
+        ["WEB", "OPS"]
+    );
+    assert_eq!(
+        keys(store.list_projects(Some(d.id)).await.unwrap()),
+        ["WEB"]
+    );
+    assert_eq!(
+        keys(store.list_projects(Some(a.id)).await.unwrap()),
+        ["OPS"]
+    );
+}
+
+async fn migrations_are_idempotent(backend: Backend) {
+    let db = TestDb::create(&backend).await;
+    let first = open(&db).await;
+    first
+        .create_user(new_user("ann", Role::Admin))
+        .await
+        .unwrap();
+    first.close().await;
+    // Opening again runs the migrator again: nothing changes and the data is there.
+    let second = open(&db).await;
+    assert!(second.user_with_hash("ann").await.unwrap().is_some());
+}

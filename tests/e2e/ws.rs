@@ -1,0 +1,325 @@
+//! The WebSocket endpoint: authentication, origin, protocol frames and close codes.
+
+use std::time::Duration;
+
+use jsonwebtoken::{encode, EncodingKey, Header};
+use serde_json::json;
+use tickethub_actors::domain::Role;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::both_backends;
+use crate::harness::{Backend, Ended, TestHub, Ws, SECRET};
+
+both_backends!(
+    every_token_failure_closes_4001,
+    header_and_subprotocol_auth,
+    ping_pong_and_error_frames,
+    binary_and_oversized_frames_close,
+    foreign_origins_are_refused_before_the_upgrade,
+    expiring_tokens_warn_refresh_and_close,
+    heartbeat_pings_and_closes_silent_sockets,
+);
+
+fn forge(claims: serde_json::Value, key: &str) -> String {
+    encode(
+        &Header::default(),
+        &claims,
+        &EncodingKey::from_secret(key.as_bytes()),
+    )
+    .unwrap()
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+async fn every_token_failure_closes_4001(backend: Backend) {
+    let hub = TestHub::start(&backend).await;
+    let user = hub.user("alice", Role::Admin).await;
+    let id = user.id.0;
+    let refresh = hub
+        .auth
+        .issue(user.id, tickethub::auth::TokenType::Refresh, 600)
+        .unwrap();
+    let cases = [
+        (
+            "expired",
+            forge(
+                json!({"user_id": id, "exp": now() - 5, "token_type": "access"}),
+                SECRET,
+            ),
+        ),
+        (
+            "wrong key",
+            forge(
+                json!({"user_id": id, "exp": now() + 600, "token_type": "access"}),
+                "another-secret-another-secret-another",
+            ),
+        ),
+        // {"alg":"none"} with no signature.
+        (
+            "alg none",
+            format!(
+                "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.{}.",
+                base64_url(
+                    &json!({"user_id": id, "exp": now() + 600, "token_type": "access"}).to_string()
+                )
+            ),
+        ),
+        ("refresh as access", refresh),
+        (
+            "no exp",
+            forge(json!({"user_id": id, "token_type": "access"}), SECRET),
+        ),
+        (
+            "unknown user",
+            forge(json!({"user_id": 999_999, "exp": now() + 600}), SECRET),
+        ),
+        ("garbage", "abc.def.ghi".to_owned()),
+    ];
+    for (what, token) in cases {
+        let mut ws = Ws::connect(&hub.ws_url(&format!("/ws/notifications/?token={token}"))).await;
+        assert_eq!(ws.close_code().await, 4001, "{what}");
+    }
+    let mut ws = Ws::connect(&hub.ws_url("/ws/notifications/")).await;
+    assert_eq!(ws.close_code().await, 4001, "missing");
+    // No actor was started for any of them.
+    assert!(hub.hub.user(user.id).is_none());
+    assert_eq!(hub.hub.user_stats().await.unwrap().actors, 0);
+}
+
+fn base64_url(s: &str) -> String {
+    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let bytes = s.as_bytes();
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk.iter().fold(0u32, |acc, b| (acc << 8) | *b as u32) << (8 * (3 - chunk.len()));
+        for i in 0..=chunk.len() {
+            out.push(TABLE[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+async fn header_and_subprotocol_auth(backend: Backend) {
+    let hub = TestHub::start(&backend).await;
+    let user = hub.user("alice", Role::Client).await;
+    let token = hub.token(&user);
+
+    let mut ws = Ws::connect_with(
+        &hub.ws_url("/ws/notifications/"),
+        &[(
+            "sec-websocket-protocol",
+            format!("tickethub.v1, bearer.{token}"),
+        )],
+    )
+    .await
+    .unwrap();
+    assert_eq!(ws.protocol.as_deref(), Some("tickethub.v1"));
+    let hello = ws.next_json().await;
+    assert_eq!(hello["type"], "connection_established");
+    assert_eq!(hello["user_id"], user.id.0);
+    assert_eq!(hello["message"], "Connected successfully as alice");
+    assert_eq!(hello["last_seq"], 0);
+
+    let mut ws = Ws::connect_with(
+        &hub.ws_url("/ws/notifications/"),
+        &[("authorization", format!("Bearer {token}"))],
+    )
+    .await
+    .unwrap();
+    assert_eq!(ws.next_json().await["type"], "connection_established");
+
+    // The subprotocol token wins over a bad query token.
+    let mut ws = Ws::connect_with(
+        &hub.ws_url("/ws/notifications/?token=garbage"),
+        &[(
+            "sec-websocket-protocol",
+            format!("tickethub.v1, bearer.{token}"),
+        )],
+    )
+    .await
+    .unwrap();
+    assert_eq!(ws.next_json().await["type"], "connection_established");
+}
+
+async fn ping_pong_and_error_frames(backend: Backend) {
+    let hub = TestHub::start(&backend).await;
+    let user = hub.user("alice", Role::Client).await;
+    let mut ws = hub.connect(&user).await;
+
+    ws.send_json(json!({"type": "ping", "timestamp": 1735038600000u64}))
+        .await;
+    assert_eq!(
+        ws.next_json().await,
+        json!({"type": "pong", "timestamp": 1735038600000u64})
+    );
+
+    ws.send(Message::text("{not json")).await;
+    let err = ws.next_json().await;
+    assert_eq!(err["type"], "error");
+    assert_eq!(err["code"], "bad_request");
+
+    ws.send_json(json!({"type": "dance"})).await;
+    let err = ws.next_json().await;
+    assert_eq!(err["type"], "error");
+    assert_eq!(err["code"], "unknown_type");
+
+    ws.send_json(json!({"no_type": true})).await;
+    assert_eq!(ws.next_json().await["code"], "bad_request");
+
+    // The socket is still open and well.
+    ws.roundtrip().await;
+
+    // A protocol ping from the client is answered with a pong carrying its payload.
+    ws.send(Message::Ping(b"hi".to_vec().into())).await;
+    loop {
+        match tokio::time::timeout(
+            Duration::from_secs(10),
+            futures::StreamExt::next(&mut ws.inner),
+        )
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap()
+        {
+            Message::Pong(p) => {
+                assert_eq!(&p[..], b"hi");
+                break;
+            }
+            Message::Ping(_) => continue,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+async fn binary_and_oversized_frames_close(backend: Backend) {
+    let hub = TestHub::start(&backend).await;
+    let user = hub.user("alice", Role::Client).await;
+
+    let mut ws = hub.connect(&user).await;
+    ws.send(Message::binary(vec![1, 2, 3])).await;
+    assert_eq!(ws.close_code().await, 1003);
+
+    let mut ws = hub.connect(&user).await;
+    let big = format!(
+        "{{\"type\":\"ping\",\"pad\":\"{}\"}}",
+        "x".repeat(100 * 1024)
+    );
+    ws.send(Message::text(big)).await;
+    assert_eq!(ws.close_code().await, 1009);
+
+    // Just under the limit is fine.
+    let mut ws = hub.connect(&user).await;
+    let ok = format!(
+        "{{\"type\":\"ping\",\"timestamp\":1,\"pad\":\"{}\"}}",
+        "x".repeat(60 * 1024)
+    );
+    ws.send(Message::text(ok)).await;
+    assert_eq!(ws.next_json().await["type"], "pong");
+}
+
+async fn foreign_origins_are_refused_before_the_upgrade(backend: Backend) {
+    let hub = TestHub::start_with(&backend, |c| {
+        c.allowed_origins = vec!["https://app.example".into()];
+    })
+    .await;
+    let user = hub.user("alice", Role::Client).await;
+    let url = hub.ws_url(&format!("/ws/notifications/?token={}", hub.token(&user)));
+    for origin in ["https://evil.example", "null", "https://app.example.evil"] {
+        match Ws::connect_with(&url, &[("origin", origin.to_owned())]).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+                assert_eq!(resp.status(), 403, "{origin}")
+            }
+            Err(other) => panic!("{origin}: unexpected {other}"),
+            Ok(_) => panic!("{origin} was allowed"),
+        }
+    }
+    let mut ws = Ws::connect_with(&url, &[("origin", "https://app.example".to_owned())])
+        .await
+        .unwrap();
+    assert_eq!(ws.next_json().await["type"], "connection_established");
+    // Non-browser clients send no Origin and are allowed.
+    let mut ws = Ws::connect(&url).await;
+    assert_eq!(ws.next_json().await["type"], "connection_established");
+    assert!(hub.hub.user(user.id).is_some());
+}
+
+async fn expiring_tokens_warn_refresh_and_close(backend: Backend) {
+    let hub = TestHub::start(&backend).await;
+    let user = hub.user("alice", Role::Client).await;
+    let short = |secs: i64| {
+        forge(
+            json!({"user_id": user.id.0, "exp": now() + secs, "token_type": "access"}),
+            SECRET,
+        )
+    };
+
+    // A token with 31 s left is warned about at once, and a refresh keeps the socket alive.
+    let mut ws = Ws::connect(&hub.ws_url(&format!("/ws/notifications/?token={}", short(31)))).await;
+    assert_eq!(ws.next_json().await["type"], "connection_established");
+    let warning = ws.next_json().await;
+    assert_eq!(warning["type"], "token_expiring");
+    assert!(warning["expires_in"].as_i64().unwrap() <= 30);
+    let fresh = hub.token(&user);
+    ws.send_json(json!({"type": "refresh_token", "token": fresh}))
+        .await;
+    let refreshed = ws.next_json().await;
+    assert_eq!(refreshed["type"], "token_refreshed");
+    assert!(refreshed["expires_at"].as_i64().unwrap() > now() + 60);
+    // A refresh with another user's token is refused and changes nothing.
+    let other = hub.user("mallory", Role::Client).await;
+    ws.send_json(json!({"type": "refresh_token", "token": hub.token(&other)}))
+        .await;
+    assert_eq!(ws.next_json().await["code"], "invalid_token");
+    ws.roundtrip().await;
+
+    // A token that runs out on a live socket closes it with 4001.
+    let mut ws = Ws::connect(&hub.ws_url(&format!("/ws/notifications/?token={}", short(2)))).await;
+    assert_eq!(ws.next_json().await["type"], "connection_established");
+    assert_eq!(ws.next_json().await["type"], "token_expiring");
+    assert_eq!(ws.close_code().await, 4001);
+}
+
+async fn heartbeat_pings_and_closes_silent_sockets(backend: Backend) {
+    let hub = TestHub::start_with(&backend, |c| {
+        c.ws_ping_interval = 1;
+        c.ws_idle_timeout = 2;
+    })
+    .await;
+    let user = hub.user("alice", Role::Client).await;
+
+    // A client that reads (and so answers pings) sees them and stays connected.
+    let mut ws = hub.connect(&user).await;
+    let mut pings = 0;
+    while pings < 3 {
+        match tokio::time::timeout(
+            Duration::from_secs(10),
+            futures::StreamExt::next(&mut ws.inner),
+        )
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap()
+        {
+            Message::Ping(_) => pings += 1,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    ws.roundtrip().await;
+
+    // A client that neither reads nor writes is closed after the idle timeout.
+    let mut silent = hub.connect(&user).await;
+    let started = tokio::time::Instant::now();
+    // Keep the first socket alive meanwhile, without touching the silent one.
+    let ended = loop {
+        tokio::select! {
+            msg = futures::StreamExt::next(&mut ws.inner) => { msg.unwrap().unwrap(); }
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {
+                if started.elapsed() > Duration::from_secs(3) { break silent.ended().await; }
+            }
+        }
+    };
+    assert_eq!(ended, Ended::Closed(4000));
+    ws.roundtrip().await;
+}
