@@ -1,0 +1,209 @@
+//! Load scenarios against a hub in a child process: `cargo bench --bench load -- <scenario>`.
+//!
+//! The hub runs in a child process (this same executable, re-run in `serve-child` mode) so
+//! that its memory and CPU are measured apart from the load generator's.
+//!
+//! Scenarios:
+//! - `idle`: N authenticated sockets, one user (and so one user actor) each; reports the hub's
+//!   resident memory per socket and the connect rate.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+use futures::StreamExt;
+use jsonwebtoken::{encode, EncodingKey, Header};
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+const SECRET: &str = "load-bench-secret-load-bench-secret-0123456789";
+/// A valid argon2 hash shared by every bench user: they log in with tokens, not passwords.
+const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$YmVuY2hzYWx0YmVuY2g$3e1hTVsxkjh5o6I2LRR9HVKxoaMdWs9nBHM9aMCOLOg";
+
+#[derive(Parser, Debug)]
+#[command(name = "load", about = "Load scenarios for tickethub")]
+struct Cli {
+    #[command(subcommand)]
+    scenario: Scenario,
+    /// Ignored: cargo passes `--bench` to bench executables.
+    #[arg(long, global = true, hide = true)]
+    bench: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum Scenario {
+    /// N idle authenticated sockets: hub RSS per socket and connect rate.
+    Idle {
+        /// How many sockets (one user each).
+        #[arg(long, default_value_t = 10_000)]
+        clients: usize,
+        /// Sockets opened at once.
+        #[arg(long, default_value_t = 256)]
+        concurrency: usize,
+        /// Where the JSON result goes.
+        #[arg(long, default_value = "bench-results")]
+        out: PathBuf,
+    },
+    /// Internal: run a hub for the scenarios, seeded with `users` users.
+    #[command(hide = true)]
+    ServeChild {
+        #[arg(long)]
+        users: usize,
+        #[arg(long)]
+        dir: PathBuf,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    match cli.scenario {
+        Scenario::ServeChild { users, dir } => rt.block_on(serve_child(users, dir)),
+        Scenario::Idle {
+            clients,
+            concurrency,
+            out,
+        } => rt.block_on(idle(clients, concurrency, out)),
+    }
+}
+
+/// The hub process: seed users, print the address, serve until stdin closes.
+async fn serve_child(users: usize, dir: PathBuf) {
+    let mut config = tickethub::ServeConfig::defaults();
+    config.bind = "127.0.0.1:0".parse().unwrap();
+    config.database_url = format!("sqlite://{}", dir.join("load.db").display());
+    config.jwt_secret = Some(SECRET.into());
+    config.ws_idle_timeout = 600;
+    config.ws_ping_interval = 300;
+    let app = tickethub::Application::build(config).await.unwrap();
+    let store = app.store();
+    for i in 0..users {
+        store
+            .create_user(tickethub_actors::domain::NewUser {
+                username: format!("load{i}"),
+                display_name: String::new(),
+                email: None,
+                whatsapp_number: None,
+                role: tickethub_actors::domain::Role::Client,
+                is_superuser: false,
+                password_hash: HASH.into(),
+            })
+            .await
+            .unwrap();
+    }
+    println!("READY {} {}", app.local_addr(), std::process::id());
+    let stop = async {
+        let mut line = String::new();
+        let mut stdin = BufReader::new(tokio::io::stdin());
+        let _ = stdin.read_line(&mut line).await;
+    };
+    app.run_until_stopped(stop).await.unwrap();
+}
+
+struct Child {
+    proc: tokio::process::Child,
+    addr: String,
+    pid: u32,
+    _dir: tempfile::TempDir,
+}
+
+async fn spawn_hub(users: usize) -> Child {
+    let dir = tempfile::tempdir().unwrap();
+    let mut proc = tokio::process::Command::new(std::env::current_exe().unwrap())
+        .args(["serve-child", "--users", &users.to_string(), "--dir"])
+        .arg(dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(proc.stdout.take().unwrap()).lines();
+    loop {
+        let line = lines.next_line().await.unwrap().expect("hub exited early");
+        if let Some(rest) = line.strip_prefix("READY ") {
+            let mut parts = rest.split(' ');
+            let addr = parts.next().unwrap().to_owned();
+            let pid = parts.next().unwrap().parse().unwrap();
+            return Child {
+                proc,
+                addr,
+                pid,
+                _dir: dir,
+            };
+        }
+    }
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn token(user_id: i64) -> String {
+    let exp = chrono::Utc::now().timestamp() + 3600;
+    encode(
+        &Header::default(),
+        &json!({"user_id": user_id, "exp": exp, "token_type": "access"}),
+        &EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn open(addr: &str, user_id: i64) -> Socket {
+    let url = format!("ws://{addr}/ws/notifications/?token={}", token(user_id));
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.expect("connect");
+    match ws.next().await {
+        Some(Ok(tokio_tungstenite::tungstenite::Message::Text(t))) => {
+            assert!(t.contains("connection_established"), "{t}")
+        }
+        other => panic!("no greeting: {other:?}"),
+    }
+    ws
+}
+
+async fn idle(clients: usize, concurrency: usize, out: PathBuf) {
+    let mut hub = spawn_hub(clients).await;
+    // Let the hub settle, then take the baseline.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = rss_kib(hub.pid);
+    let started = Instant::now();
+    let sockets: Vec<Socket> = futures::stream::iter(1..=clients as i64)
+        .map(|id| open(&hub.addr, id))
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    let connect_secs = started.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after = rss_kib(hub.pid);
+    let per_socket = (after.saturating_sub(before)) as f64 / clients as f64;
+    let result = json!({
+        "scenario": "idle",
+        "clients": clients,
+        "rss_before_kib": before,
+        "rss_after_kib": after,
+        "rss_per_socket_kib": (per_socket * 100.0).round() / 100.0,
+        "connect_seconds": connect_secs,
+        "connects_per_second": (clients as f64 / connect_secs).round(),
+    });
+    println!("scenario   clients  hub RSS before  hub RSS after  per socket  connect rate");
+    println!(
+        "idle       {clients:>7}  {before:>10} KiB  {after:>9} KiB  {per_socket:>6.2} KiB  {:>8.0}/s",
+        clients as f64 / connect_secs
+    );
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("idle.json"), serde_json::to_string_pretty(&result).unwrap()).unwrap();
+    drop(sockets);
+    drop(hub.proc.stdin.take());
+    let _ = tokio::time::timeout(Duration::from_secs(20), hub.proc.wait()).await;
+}
