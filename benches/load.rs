@@ -158,11 +158,14 @@ fn token(user_id: i64) -> String {
     .unwrap()
 }
 
-type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn open(addr: &str, user_id: i64) -> Socket {
     let url = format!("ws://{addr}/ws/notifications/?token={}", token(user_id));
-    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.expect("connect");
+    let (mut ws, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("connect");
     match ws.next().await {
         Some(Ok(tokio_tungstenite::tungstenite::Message::Text(t))) => {
             assert!(t.contains("connection_established"), "{t}")
@@ -202,7 +205,11 @@ async fn idle(clients: usize, concurrency: usize, out: PathBuf) {
         clients as f64 / connect_secs
     );
     std::fs::create_dir_all(&out).unwrap();
-    std::fs::write(out.join("idle.json"), serde_json::to_string_pretty(&result).unwrap()).unwrap();
+    std::fs::write(
+        out.join("idle.json"),
+        serde_json::to_string_pretty(&result).unwrap(),
+    )
+    .unwrap();
     drop(sockets);
     drop(hub.proc.stdin.take());
     let _ = tokio::time::timeout(Duration::from_secs(20), hub.proc.wait()).await;

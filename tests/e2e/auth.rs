@@ -145,3 +145,98 @@ async fn register_creates_clients(backend: Backend) {
         .await;
     assert_eq!(status, 200);
 }
+
+/// An identity provider signs with its private key; the hub holds only the public key.
+async fn external_identity_provider_tokens(alg: &str) {
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let lower = alg.to_lowercase();
+    let hub = TestHub::start_with(&Backend::Sqlite, |c| {
+        c.jwt_algorithm = match alg {
+            "RS256" => tickethub::config::JwtAlgorithm::Rs256,
+            _ => tickethub::config::JwtAlgorithm::Es256,
+        };
+        c.jwt_secret = None;
+        c.jwt_public_key = Some(fixtures.join(format!("{lower}-public.pem")));
+    })
+    .await;
+    let user = hub.user("idp-user", Role::Developer).await;
+    let pem = std::fs::read(fixtures.join(format!("{lower}-private.pem"))).unwrap();
+    let (algorithm, key) = match alg {
+        "RS256" => (
+            jsonwebtoken::Algorithm::RS256,
+            jsonwebtoken::EncodingKey::from_rsa_pem(&pem).unwrap(),
+        ),
+        _ => (
+            jsonwebtoken::Algorithm::ES256,
+            jsonwebtoken::EncodingKey::from_ec_pem(&pem).unwrap(),
+        ),
+    };
+    let exp = chrono::Utc::now().timestamp() + 600;
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(algorithm),
+        &json!({"sub": user.id.0.to_string(), "exp": exp}),
+        &key,
+    )
+    .unwrap();
+    let (status, me) = hub.get("/api/users/me/", Some(&token)).await;
+    assert_eq!(status, 200, "{me}");
+    assert_eq!(me["username"], "idp-user");
+    let mut ws =
+        crate::harness::Ws::connect(&hub.ws_url(&format!("/ws/notifications/?token={token}")))
+            .await;
+    assert_eq!(ws.next_json().await["type"], "connection_established");
+
+    // An HS256 token, even one signed with the public key as its secret, is refused.
+    let forged = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &json!({"sub": user.id.0.to_string(), "exp": exp}),
+        &jsonwebtoken::EncodingKey::from_secret(
+            &std::fs::read(fixtures.join(format!("{lower}-public.pem"))).unwrap(),
+        ),
+    )
+    .unwrap();
+    let (status, _) = hub.get("/api/users/me/", Some(&forged)).await;
+    assert_eq!(status, 401);
+    // Without a private key the hub issues no tokens.
+    let (status, res) = hub
+        .post(
+            "/api/auth/login/",
+            None,
+            json!({"username": "idp-user", "password": "idp-user-password"}),
+        )
+        .await;
+    assert_eq!(status, 503, "{res}");
+}
+
+#[tokio::test]
+async fn rs256_tokens_from_an_identity_provider() {
+    external_identity_provider_tokens("RS256").await;
+}
+
+#[tokio::test]
+async fn es256_tokens_from_an_identity_provider() {
+    external_identity_provider_tokens("ES256").await;
+}
+
+#[tokio::test]
+async fn es256_hub_with_a_private_key_issues_its_own_tokens() {
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let hub = TestHub::start_with(&Backend::Sqlite, |c| {
+        c.jwt_algorithm = tickethub::config::JwtAlgorithm::Es256;
+        c.jwt_secret = None;
+        c.jwt_public_key = Some(fixtures.join("es256-public.pem"));
+        c.jwt_private_key = Some(fixtures.join("es256-private.pem"));
+    })
+    .await;
+    hub.user("erin", Role::Client).await;
+    let (status, tokens) = hub
+        .post(
+            "/api/auth/login/",
+            None,
+            json!({"username": "erin", "password": "erin-password"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = hub.get("/api/users/me/", tokens["access"].as_str()).await;
+    assert_eq!(status, 200);
+}
