@@ -67,11 +67,15 @@ impl Application {
             _ => None,
         };
         let auth = Arc::new(Auth::from_config(&config, secret.as_deref())?);
-        let hub = Hub::start(HubConfig {
-            ping_interval: config.ping_interval(),
-            idle_timeout: config.idle_timeout(),
-            ..HubConfig::default()
-        })
+        let hub = Hub::start(
+            HubConfig {
+                ping_interval: config.ping_interval(),
+                idle_timeout: config.idle_timeout(),
+                ..HubConfig::default()
+            },
+            store.clone(),
+            crate::routing::load(config.routing.as_deref())?,
+        )
         .await?;
         let listener = TcpListener::bind(config.bind)
             .await

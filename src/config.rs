@@ -83,6 +83,10 @@ pub struct ServeConfig {
     #[arg(long, env = "TICKETHUB_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
 
+    /// TOML file overriding who hears about which event on which channels (see README).
+    #[arg(long, env = "TICKETHUB_ROUTING")]
+    pub routing: Option<PathBuf>,
+
     /// Log format.
     #[arg(long, env = "TICKETHUB_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,

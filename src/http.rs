@@ -15,7 +15,10 @@ use crate::ws::WsSettings;
 
 pub mod error;
 pub mod extract;
+pub mod notifications;
 pub mod ops;
+pub mod projects;
+pub mod tickets;
 pub mod users;
 
 /// What every handler can reach.
@@ -37,6 +40,9 @@ pub struct AppState {
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     Router::new()
         .merge(users::router())
+        .merge(tickets::router())
+        .merge(projects::router())
+        .merge(notifications::router())
         .merge(ops::router())
         .merge(crate::ws::router())
         .fallback(|| async { error::ApiError::not_found() })
@@ -61,4 +67,108 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
 /// Formats a time the way the seeds do: RFC 3339 in UTC with a `Z`.
 pub fn timestamp(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// `page` and `page_size` query parameters, Django REST Framework style.
+#[derive(serde::Deserialize, Debug, Default, Clone, Copy)]
+pub struct PageParams {
+    /// 1-based page number (default 1).
+    pub page: Option<i64>,
+    /// Rows per page (default 20, at most 100).
+    pub page_size: Option<i64>,
+}
+
+impl PageParams {
+    /// The slice these parameters ask for, or a 400 for nonsense.
+    pub fn page(&self) -> Result<(i64, tickethub_actors::ports::Page), error::ApiError> {
+        let page = self.page.unwrap_or(1);
+        let size = self.page_size.unwrap_or(20);
+        if page < 1 {
+            return Err(error::ApiError::not_found().with("page", "Invalid page."));
+        }
+        if !(1..=100).contains(&size) {
+            return Err(error::ApiError::bad_request(
+                "page_size: must be between 1 and 100.",
+            ));
+        }
+        Ok((
+            page,
+            tickethub_actors::ports::Page {
+                offset: (page - 1) * size,
+                limit: size,
+            },
+        ))
+    }
+}
+
+/// `{count, next, previous, results}` with absolute `next`/`previous` links that keep the
+/// request's other query parameters. A page past the end is 404, as in DRF.
+pub fn paginated(
+    parts: &axum::http::request::Parts,
+    page: i64,
+    limit: i64,
+    count: i64,
+    results: Vec<serde_json::Value>,
+) -> Result<serde_json::Value, error::ApiError> {
+    let pages = ((count + limit - 1) / limit).max(1);
+    if page > pages {
+        return Err(error::ApiError::new(StatusCode::NOT_FOUND, "Invalid page."));
+    }
+    let host = parts
+        .headers
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
+    let link = |n: i64| {
+        let mut pairs: Vec<(String, String)> = parts
+            .uri
+            .query()
+            .map(|q| {
+                url_pairs(q)
+                    .into_iter()
+                    .filter(|(k, _)| k != "page")
+                    .collect()
+            })
+            .unwrap_or_default();
+        if n > 1 {
+            pairs.push(("page".into(), n.to_string()));
+        }
+        let query: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let sep = if query.is_empty() { "" } else { "?" };
+        format!("http://{host}{}{sep}{}", parts.uri.path(), query.join("&"))
+    };
+    Ok(serde_json::json!({
+        "count": count,
+        "next": (page < pages).then(|| link(page + 1)),
+        "previous": (page > 1).then(|| link(page - 1)),
+        "results": results,
+    }))
+}
+
+/// Splits a raw query string into pairs, keeping the raw (still encoded) values.
+fn url_pairs(q: &str) -> Vec<(String, String)> {
+    q.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| match p.split_once('=') {
+            Some((k, v)) => (k.to_owned(), v.to_owned()),
+            None => (p.to_owned(), String::new()),
+        })
+        .collect()
+}
+
+/// Parses a DRF-style boolean query value.
+pub fn parse_bool(name: &str, v: &str) -> Result<bool, error::ApiError> {
+    match v.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" => Ok(true),
+        "false" | "0" | "no" => Ok(false),
+        _ => Err(error::ApiError::bad_request(format!(
+            "{name}: `{v}` is not a boolean (use true or false)."
+        ))),
+    }
+}
+
+/// Parses an integer query value.
+pub fn parse_id(name: &str, v: &str) -> Result<i64, error::ApiError> {
+    v.parse()
+        .map_err(|_| error::ApiError::bad_request(format!("{name}: `{v}` is not a valid id.")))
 }

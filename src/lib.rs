@@ -18,8 +18,10 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod http;
+pub mod routing;
 pub mod store;
 pub mod telemetry;
+pub mod wire;
 pub mod ws;
 
 pub use app::Application;

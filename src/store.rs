@@ -12,8 +12,10 @@ use tickethub_actors::ports::{Store, StoreError};
 
 use crate::config::{database_kind, ConfigError, DatabaseKind};
 
+pub mod notifications;
 pub mod postgres;
 pub mod sqlite;
+pub mod tickets;
 
 /// Connects to the database a URL names and runs its migrations.
 pub async fn connect(url: &str) -> Result<Arc<dyn Store>, ConnectError> {
@@ -106,7 +108,10 @@ pub(crate) const USER_COLUMNS: &str =
 
 /// Implements every port for a store type with `reader()` and `writer()` pools.
 macro_rules! impl_store {
-    ($store:ty, $backend:literal) => {
+    ($store:ty, $db:ty, $backend:literal) => {
+        $crate::store::tickets::impl_ticket_store!($store, $db);
+        $crate::store::notifications::impl_notification_store!($store, $db);
+
         #[async_trait::async_trait]
         impl tickethub_actors::ports::UserStore for $store {
             async fn create_user(
@@ -189,6 +194,52 @@ macro_rules! impl_store {
                     $crate::store::USER_COLUMNS
                 );
                 sqlx::query_as::<_, $crate::store::UserRow>(&sql)
+                    .fetch_all(self.reader())
+                    .await
+                    .map_err($crate::store::backend_error)?
+                    .into_iter()
+                    .map($crate::store::UserRow::into_user)
+                    .collect()
+            }
+
+            async fn users_with_role(
+                &self,
+                role: tickethub_actors::domain::Role,
+            ) -> Result<Vec<tickethub_actors::domain::User>, tickethub_actors::ports::StoreError>
+            {
+                let sql = format!(
+                    "SELECT {} FROM users WHERE role = $1 AND is_active = $2 ORDER BY id",
+                    $crate::store::USER_COLUMNS
+                );
+                sqlx::query_as::<_, $crate::store::UserRow>(&sql)
+                    .bind(role.as_str())
+                    .bind(true)
+                    .fetch_all(self.reader())
+                    .await
+                    .map_err($crate::store::backend_error)?
+                    .into_iter()
+                    .map($crate::store::UserRow::into_user)
+                    .collect()
+            }
+
+            async fn users_by_ids(
+                &self,
+                ids: &[tickethub_actors::domain::UserId],
+            ) -> Result<Vec<tickethub_actors::domain::User>, tickethub_actors::ports::StoreError>
+            {
+                if ids.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let mut q = sqlx::QueryBuilder::<$db>::new(format!(
+                    "SELECT {} FROM users WHERE id IN (",
+                    $crate::store::USER_COLUMNS
+                ));
+                let mut sep = q.separated(", ");
+                for id in ids {
+                    sep.push_bind(id.0);
+                }
+                q.push(") ORDER BY id");
+                q.build_query_as::<$crate::store::UserRow>()
                     .fetch_all(self.reader())
                     .await
                     .map_err($crate::store::backend_error)?

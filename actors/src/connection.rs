@@ -41,6 +41,28 @@ impl Disconnect {
     }
 }
 
+/// A change another socket (or the REST API) made to the user's inbox.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Update {
+    /// A notification was marked read or unread.
+    Read {
+        /// The notification.
+        id: i64,
+        /// Its new state.
+        is_read: bool,
+    },
+    /// A notification was deleted.
+    Deleted {
+        /// The notification.
+        id: i64,
+    },
+    /// Every notification was deleted.
+    AllDeleted {
+        /// How many.
+        count: i64,
+    },
+}
+
 /// What an actor asks a socket session to do.
 #[derive(Debug)]
 pub enum ConnectionMsg {
@@ -48,6 +70,10 @@ pub enum ConnectionMsg {
     Ping,
     /// Close the socket for this reason.
     Close(Disconnect),
+    /// Send a live notification.
+    Notification(std::sync::Arc<crate::notification::Notification>),
+    /// Tell the client that its inbox changed elsewhere.
+    Updated(Update),
 }
 
 /// State shared between a socket session and its user actor.

@@ -1,75 +1,93 @@
-//! The user directory: get-or-spawn of user actors, and their supervisor.
+//! Directories: get-or-spawn of keyed actors (users, tickets), and their supervisor.
 //!
-//! The directory is the only writer of the shared [`UserMap`]; anyone may read it to find a
-//! user's actor without a message round trip. It prunes an actor from the map when it stops or
-//! fails, counts failures, and drives every user actor's heartbeat from one timer.
+//! A directory is the only writer of its shared [`Map`]; anyone may read the map to find an
+//! actor without a message round trip. It prunes an actor from the map when it stops or fails,
+//! counts failures, and can drive a periodic tick of every child from one timer.
 
 use std::collections::HashMap;
+use std::fmt::Debug;
+use std::hash::Hash;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use ractor::concurrency::JoinHandle;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 
-use crate::connection::ConnHandle;
-use crate::domain::UserId;
-use crate::user::{Attached, UserActor, UserMsg};
+/// The live actors of a directory by key, readable by everyone.
+pub type Map<K, M> = Arc<RwLock<HashMap<K, ActorRef<M>>>>;
 
-/// The live user actors by user id, readable by everyone.
-pub type UserMap = Arc<RwLock<HashMap<UserId, ActorRef<UserMsg>>>>;
-
-/// The directory actor.
-#[derive(Clone, Debug)]
-pub struct UserDirectory {
-    /// The map this directory maintains.
-    pub users: UserMap,
-    /// How often every socket is pinged.
-    pub ping_interval: Duration,
-    /// A socket silent for longer than this is closed.
-    pub idle_timeout: Duration,
+/// An actor that lives in a directory under a key.
+pub trait Keyed: Actor + Clone {
+    /// What the actor is found by.
+    type Key: Copy + Eq + Hash + Debug + Send + Sync + 'static;
+    /// The kind of actor, for logs and operators.
+    const KIND: &'static str;
+    /// The startup arguments for the actor of `key`.
+    fn arguments(&self, key: Self::Key) -> Self::Arguments;
 }
 
-/// Counters the directory keeps about its children.
+/// A periodic message: how often, and how to make it.
+pub type Tick<M> = (Duration, fn() -> M);
+
+/// A directory of keyed actors.
+pub struct Directory<A: Keyed> {
+    /// How each child is built.
+    pub spec: A,
+    /// The map this directory maintains.
+    pub map: Map<A::Key, A::Msg>,
+    /// An optional periodic message sent to every child.
+    pub tick: Option<Tick<A::Msg>>,
+}
+
+impl<A: Keyed> Clone for Directory<A> {
+    fn clone(&self) -> Self {
+        Self {
+            spec: self.spec.clone(),
+            map: self.map.clone(),
+            tick: self.tick,
+        }
+    }
+}
+
+/// Counters a directory keeps about its children.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DirectoryStats {
-    /// User actors alive now.
+    /// Children alive now.
     pub actors: usize,
-    /// User actors that failed (panicked or returned an error) since the hub started.
+    /// Children that failed (panicked or returned an error) since the hub started.
     pub failures: u64,
     /// The last failure's message, if any.
     pub last_failure: Option<String>,
 }
 
-/// The directory's state.
-pub struct DirectoryState {
-    by_actor: HashMap<ActorId, UserId>,
+/// A directory's state.
+pub struct DirectoryState<K> {
+    by_actor: HashMap<ActorId, K>,
     stats: DirectoryStats,
-    heartbeat: Option<JoinHandle<()>>,
+    ticker: Option<JoinHandle<()>>,
 }
 
-/// Messages the directory handles.
-#[derive(Debug)]
-pub enum DirectoryMsg {
-    /// Hand a new socket to its user's actor, starting the actor if needed.
-    Attach {
-        /// Whose socket it is.
-        user_id: UserId,
-        /// The socket's handle.
-        conn: ConnHandle,
-        /// Answered by the user actor once it owns the socket.
-        reply: RpcReplyPort<Attached>,
+/// Messages a directory handles.
+pub enum DirectoryMsg<K, M> {
+    /// Deliver `msg` to the actor of `key`, starting it if needed. If it cannot start (its
+    /// `pre_start` fails), the message is dropped, and with it any reply port it carries.
+    Forward {
+        /// Whose actor.
+        key: K,
+        /// The message.
+        msg: M,
     },
-    /// Tick every user actor's heartbeat.
-    Heartbeat,
-    /// Close every socket for shutdown; answers once every user actor was told.
-    Shutdown(RpcReplyPort<usize>),
+    /// Send the tick message to every child.
+    Tick,
+    /// Send a message to every child; answers how many were sent one.
+    Broadcast(fn() -> M, RpcReplyPort<usize>),
     /// Report the counters.
     Stats(RpcReplyPort<DirectoryStats>),
 }
 
-impl Actor for UserDirectory {
-    type Msg = DirectoryMsg;
-    type State = DirectoryState;
+impl<A: Keyed> Actor for Directory<A> {
+    type Msg = DirectoryMsg<A::Key, A::Msg>;
+    type State = DirectoryState<A::Key>;
     type Arguments = ();
 
     async fn pre_start(
@@ -78,12 +96,14 @@ impl Actor for UserDirectory {
         _: (),
     ) -> Result<Self::State, ActorProcessingErr> {
         // A restarted directory starts from an empty map: the previous one's children are gone.
-        self.users.write().expect("user map poisoned").clear();
-        let heartbeat = myself.send_interval(self.ping_interval, || DirectoryMsg::Heartbeat);
+        self.map.write().expect("directory map poisoned").clear();
+        let ticker = self
+            .tick
+            .map(|(every, _)| myself.send_interval(every, || DirectoryMsg::Tick));
         Ok(DirectoryState {
             by_actor: HashMap::new(),
             stats: DirectoryStats::default(),
-            heartbeat: Some(heartbeat),
+            ticker,
         })
     }
 
@@ -92,7 +112,7 @@ impl Actor for UserDirectory {
         _myself: ActorRef<Self::Msg>,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        if let Some(h) = state.heartbeat.take() {
+        if let Some(h) = state.ticker.take() {
             h.abort();
         }
         Ok(())
@@ -105,57 +125,60 @@ impl Actor for UserDirectory {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            DirectoryMsg::Attach {
-                user_id,
-                conn,
-                reply,
-            } => {
+            DirectoryMsg::Forward { key, msg } => {
                 let existing = self
-                    .users
+                    .map
                     .read()
-                    .expect("user map poisoned")
-                    .get(&user_id)
+                    .expect("directory map poisoned")
+                    .get(&key)
                     .cloned();
                 let actor = match existing {
                     Some(actor) if ractor::ACTIVE_STATES.contains(&actor.get_status()) => actor,
                     _ => {
-                        let (actor, _) = Actor::spawn_linked(
+                        let spawned = Actor::spawn_linked(
                             None,
-                            UserActor {
-                                idle_timeout: self.idle_timeout,
-                            },
-                            user_id,
+                            self.spec.clone(),
+                            self.spec.arguments(key),
                             myself.get_cell(),
                         )
-                        .await?;
-                        state.by_actor.insert(actor.get_id(), user_id);
-                        self.users
-                            .write()
-                            .expect("user map poisoned")
-                            .insert(user_id, actor.clone());
-                        actor
+                        .await;
+                        match spawned {
+                            Ok((actor, _)) => {
+                                state.by_actor.insert(actor.get_id(), key);
+                                self.map
+                                    .write()
+                                    .expect("directory map poisoned")
+                                    .insert(key, actor.clone());
+                                actor
+                            }
+                            Err(e) => {
+                                tracing::debug!(kind = A::KIND, ?key, error = %e, "cannot start actor");
+                                return Ok(());
+                            }
+                        }
                     }
                 };
-                // If the actor stops before it reads this, the reply port is dropped and the
-                // caller retries against a fresh actor.
-                let _ = actor.send_message(UserMsg::Attach { conn, reply });
+                // If the actor stops before it reads this, any reply port is dropped and the
+                // caller retries or reports the failure.
+                let _ = actor.send_message(msg);
             }
-            DirectoryMsg::Heartbeat => {
-                let users = self.users.read().expect("user map poisoned");
-                for actor in users.values() {
-                    let _ = actor.send_message(UserMsg::Heartbeat);
+            DirectoryMsg::Tick => {
+                if let Some((_, make)) = self.tick {
+                    for actor in self.map.read().expect("directory map poisoned").values() {
+                        let _ = actor.send_message(make());
+                    }
                 }
             }
-            DirectoryMsg::Shutdown(reply) => {
+            DirectoryMsg::Broadcast(make, reply) => {
                 let actors: Vec<_> = self
-                    .users
+                    .map
                     .read()
-                    .expect("user map poisoned")
+                    .expect("directory map poisoned")
                     .values()
                     .cloned()
                     .collect();
                 for actor in &actors {
-                    let _ = actor.send_message(UserMsg::Shutdown);
+                    let _ = actor.send_message(make());
                 }
                 let _ = reply.send(actors.len());
             }
@@ -180,13 +203,13 @@ impl Actor for UserDirectory {
             SupervisionEvent::ActorFailed(cell, err) => (cell, Some(err.to_string())),
             _ => return Ok(()),
         };
-        if let Some(user_id) = state.by_actor.remove(&cell.get_id()) {
-            let mut users = self.users.write().expect("user map poisoned");
-            if users.get(&user_id).map(|a| a.get_id()) == Some(cell.get_id()) {
-                users.remove(&user_id);
+        if let Some(key) = state.by_actor.remove(&cell.get_id()) {
+            let mut map = self.map.write().expect("directory map poisoned");
+            if map.get(&key).map(|a| a.get_id()) == Some(cell.get_id()) {
+                map.remove(&key);
             }
             if let Some(err) = failure {
-                tracing::warn!(user_id = user_id.0, error = %err, "user actor failed; removed");
+                tracing::warn!(kind = A::KIND, ?key, error = %err, "actor failed; removed");
                 state.stats.failures += 1;
                 state.stats.last_failure = Some(err);
             }

@@ -4,12 +4,18 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use ractor::concurrency::JoinHandle;
-use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
+use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SupervisionEvent};
 
-use crate::connection::ConnHandle;
-use crate::directory::{DirectoryMsg, DirectoryStats, UserDirectory, UserMap};
-use crate::domain::UserId;
-use crate::user::{Attached, UserMsg};
+use crate::connection::{ConnHandle, ConnId};
+use crate::directory::{Directory, DirectoryMsg, DirectoryStats, Keyed, Map};
+use crate::domain::{Role, User, UserId};
+use crate::notification::{ticket_wording, EventDetails, TicketSummary};
+use crate::notifier::{Content, Deps};
+use crate::ports::{NewTicket, Store, StoreError};
+use crate::routing::{Channel, EventType, Parties, RoutingTable};
+use crate::ticket::{Applied, TicketActor, TicketError, TicketMsg};
+use crate::ticket_domain::{Action, Principal, Ticket, TicketId};
+use crate::user::{execute, Attached, CommandOutcome, UserActor, UserCommand, UserMsg};
 
 /// Settings of the actor system.
 #[derive(Clone, Debug)]
@@ -20,6 +26,8 @@ pub struct HubConfig {
     pub idle_timeout: Duration,
     /// How long a call into an actor may take before it counts as failed.
     pub call_timeout: Duration,
+    /// How long a ticket actor lives without messages.
+    pub ticket_idle: Duration,
 }
 
 impl Default for HubConfig {
@@ -27,7 +35,8 @@ impl Default for HubConfig {
         Self {
             ping_interval: Duration::from_secs(25),
             idle_timeout: Duration::from_secs(60),
-            call_timeout: Duration::from_secs(5),
+            call_timeout: Duration::from_secs(10),
+            ticket_idle: Duration::from_secs(60),
         }
     }
 }
@@ -40,6 +49,37 @@ pub enum AttachError {
     Unavailable,
 }
 
+/// Who an admin's notification goes to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recipients {
+    /// These users.
+    Users(Vec<UserId>),
+    /// Every active user of a role.
+    Role(Role),
+}
+
+/// An admin's own notification.
+#[derive(Debug, Clone)]
+pub struct Announcement {
+    /// Who receives it.
+    pub to: Recipients,
+    /// Its type (any name).
+    pub notification_type: String,
+    /// Its title.
+    pub title: String,
+    /// Its sentence.
+    pub message: String,
+    /// Extra data, a JSON object as text.
+    pub data: String,
+    /// Where a click should lead.
+    pub link: Option<String>,
+    /// Outbound channels besides the in-app record.
+    pub channels: Vec<Channel>,
+}
+
+type UserDirectory = Directory<UserActor>;
+type TicketDirectory = Directory<TicketActor>;
+
 /// A cheap, cloneable handle to the running hub.
 #[derive(Clone)]
 pub struct Hub {
@@ -48,40 +88,93 @@ pub struct Hub {
 
 struct HubInner {
     config: HubConfig,
+    deps: Arc<Deps>,
     root: ActorRef<RootMsg>,
-    directory: Arc<RwLock<ActorRef<DirectoryMsg>>>,
-    users: UserMap,
+    refs: Arc<RwLock<Refs>>,
+    tickets: Map<TicketId, TicketMsg>,
     root_handle: tokio::sync::Mutex<Option<JoinHandle<()>>>,
+}
+
+#[derive(Clone)]
+struct Refs {
+    users: ActorRef<DirectoryMsg<UserId, UserMsg>>,
+    tickets: ActorRef<DirectoryMsg<TicketId, TicketMsg>>,
 }
 
 impl Hub {
     /// Starts the actor system.
-    pub async fn start(config: HubConfig) -> Result<Hub, ractor::SpawnErr> {
-        let users: UserMap = Arc::default();
-        let directory_spec = UserDirectory {
-            users: users.clone(),
-            ping_interval: config.ping_interval,
-            idle_timeout: config.idle_timeout,
-        };
-        let (root, root_handle) = Actor::spawn(
-            None,
-            HubRoot {
-                directory_spec: directory_spec.clone(),
+    pub async fn start(
+        config: HubConfig,
+        store: Arc<dyn Store>,
+        routing: RoutingTable,
+    ) -> Result<Hub, ractor::SpawnErr> {
+        let deps = Arc::new(Deps {
+            store,
+            routing,
+            users: Map::default(),
+        });
+        let tickets: Map<TicketId, TicketMsg> = Map::default();
+        let spec = RootSpec {
+            users: Directory {
+                spec: UserActor {
+                    idle_timeout: config.idle_timeout,
+                    deps: deps.clone(),
+                },
+                map: deps.users.clone(),
+                tick: Some((config.ping_interval, || UserMsg::Heartbeat)),
             },
-            (),
-        )
-        .await?;
-        let directory = ractor::call_t!(root, RootMsg::Directory, 5_000)
+            tickets: Directory {
+                spec: TicketActor {
+                    deps: deps.clone(),
+                    idle: config.ticket_idle,
+                },
+                map: tickets.clone(),
+                tick: None,
+            },
+        };
+        let (root, root_handle) = Actor::spawn(None, HubRoot { spec }, ()).await?;
+        let refs = ractor::call_t!(root, RootMsg::Refs, 5_000)
             .map_err(|e| ractor::SpawnErr::StartupFailed(e.to_string().into()))?;
         Ok(Hub {
             inner: Arc::new(HubInner {
                 config,
+                deps,
                 root,
-                directory,
-                users,
+                refs,
+                tickets,
                 root_handle: tokio::sync::Mutex::new(Some(root_handle)),
             }),
         })
+    }
+
+    fn refs(&self) -> Refs {
+        self.inner.refs.read().expect("refs poisoned").clone()
+    }
+
+    /// Sends `msg` (built around a reply port) to the keyed actor through its directory and
+    /// waits for the answer; `None` if the actor could not start or answer in time.
+    async fn forward<K, M, T>(
+        &self,
+        directory: &ActorRef<DirectoryMsg<K, M>>,
+        key: K,
+        msg: impl FnOnce(ractor::RpcReplyPort<T>) -> M,
+    ) -> Option<T>
+    where
+        K: Send + 'static,
+        M: Send + 'static,
+        T: Send + 'static,
+    {
+        let (tx, rx) = ractor::concurrency::oneshot();
+        directory
+            .send_message(DirectoryMsg::Forward {
+                key,
+                msg: msg(tx.into()),
+            })
+            .ok()?;
+        tokio::time::timeout(self.inner.config.call_timeout, rx)
+            .await
+            .ok()?
+            .ok()
     }
 
     /// Hands a socket to its user's actor, starting the actor if needed.
@@ -89,22 +182,13 @@ impl Hub {
         // A user actor that is stopping as the socket arrives drops the request; retrying
         // reaches the fresh actor the directory spawns instead.
         for _ in 0..3 {
-            let directory = self.directory();
             let conn = conn.clone();
-            let res = directory
-                .call(
-                    |reply| DirectoryMsg::Attach {
-                        user_id,
-                        conn,
-                        reply,
-                    },
-                    Some(self.inner.config.call_timeout),
-                )
-                .await;
-            match res {
-                Ok(ractor::rpc::CallResult::Success(attached)) => return Ok(attached),
-                Ok(_) => continue,
-                Err(_) => return Err(AttachError::Unavailable),
+            let directory = self.refs().users;
+            if let Some(attached) = self
+                .forward(&directory, user_id, |reply| UserMsg::Attach { conn, reply })
+                .await
+            {
+                return Ok(attached);
             }
         }
         Err(AttachError::Unavailable)
@@ -113,6 +197,7 @@ impl Hub {
     /// The live actor of a user, if the user is connected to this hub.
     pub fn user(&self, user_id: UserId) -> Option<ActorRef<UserMsg>> {
         self.inner
+            .deps
             .users
             .read()
             .expect("user map poisoned")
@@ -120,14 +205,185 @@ impl Hub {
             .cloned()
     }
 
-    /// The directory's counters.
+    /// The live actor of a ticket, if it is active.
+    pub fn ticket(&self, id: TicketId) -> Option<ActorRef<TicketMsg>> {
+        self.inner
+            .tickets
+            .read()
+            .expect("ticket map poisoned")
+            .get(&id)
+            .cloned()
+    }
+
+    /// The user directory's counters.
     pub async fn user_stats(&self) -> Option<DirectoryStats> {
-        ractor::call_t!(self.directory(), DirectoryMsg::Stats, 5_000).ok()
+        ractor::call_t!(self.refs().users, DirectoryMsg::Stats, 5_000).ok()
+    }
+
+    /// The ticket directory's counters.
+    pub async fn ticket_stats(&self) -> Option<DirectoryStats> {
+        ractor::call_t!(self.refs().tickets, DirectoryMsg::Stats, 5_000).ok()
+    }
+
+    /// Applies an action to a ticket through its actor.
+    pub async fn apply(
+        &self,
+        ticket: TicketId,
+        by: &User,
+        action: Action,
+    ) -> Result<Applied, TicketError> {
+        let principal = Principal {
+            id: by.id,
+            role: by.role,
+        };
+        let by_name = by.name().to_owned();
+        let directory = self.refs().tickets;
+        self.forward(&directory, ticket, |reply| TicketMsg::Apply {
+            by: principal,
+            by_name,
+            action,
+            reply,
+        })
+        .await
+        .unwrap_or(Err(TicketError::Unavailable))
+    }
+
+    /// Creates a ticket and notifies (per the routing table) in the same transaction.
+    pub async fn create_ticket(&self, by: &User, new: NewTicket) -> Result<Ticket, TicketError> {
+        let deps = &self.inner.deps;
+        let event = EventType::TicketCreated;
+        let audience = deps.audience(&event, &[by.id]).await?;
+        let actor_name = by.name().to_owned();
+        let plan = |ticket: &Ticket| {
+            let (title, message) = ticket_wording(
+                &event,
+                ticket,
+                &EventDetails {
+                    actor_name: &actor_name,
+                    ..EventDetails::default()
+                },
+            );
+            audience.drafts(
+                Parties {
+                    actor: Some(by.id),
+                    creator: Some(ticket.created_by),
+                    ..Parties::default()
+                },
+                &Content {
+                    event: event.clone(),
+                    title,
+                    message,
+                    ticket: Some(TicketSummary::from(ticket)),
+                    data: "{}".into(),
+                    action_url: Some(format!("/tickets/{}/", ticket.id)),
+                },
+            )
+        };
+        let (ticket, notifications) = deps.store.create_ticket(new, &plan).await?;
+        deps.deliver(notifications);
+        Ok(ticket)
+    }
+
+    /// Tells the super admins that a client registered.
+    pub async fn user_registered(&self, user: &User, data: String) -> Result<usize, StoreError> {
+        let deps = &self.inner.deps;
+        let event = EventType::UserRegistered;
+        let audience = deps.audience(&event, &[]).await?;
+        let drafts = audience.drafts(
+            Parties {
+                actor: Some(user.id),
+                ..Parties::default()
+            },
+            &Content {
+                event,
+                title: "New User Registered".into(),
+                message: format!(
+                    "A new client has registered: {} ({})",
+                    user.name(),
+                    user.username
+                ),
+                ticket: None,
+                data,
+                action_url: Some(format!("/users/{}/", user.id)),
+            },
+        );
+        let notifications = deps.store.commit_notifications(drafts).await?;
+        let count = notifications.len();
+        deps.deliver(notifications);
+        Ok(count)
+    }
+
+    /// Sends an admin's own notification; returns how many users received it. Unknown or
+    /// inactive users are left out.
+    pub async fn announce(&self, a: Announcement) -> Result<usize, StoreError> {
+        let deps = &self.inner.deps;
+        let ids: Vec<UserId> = match &a.to {
+            Recipients::Users(ids) => ids.clone(),
+            Recipients::Role(role) => deps
+                .store
+                .users_with_role(*role)
+                .await?
+                .into_iter()
+                .map(|u| u.id)
+                .collect(),
+        };
+        let event: EventType = a.notification_type.parse().expect("infallible");
+        let audience = deps.audience(&event, &ids).await?;
+        let drafts = audience.drafts_for(
+            &ids,
+            &a.channels,
+            &Content {
+                event,
+                title: a.title,
+                message: a.message,
+                ticket: None,
+                data: a.data,
+                action_url: a.link,
+            },
+        );
+        let notifications = deps.store.commit_notifications(drafts).await?;
+        let count = notifications.len();
+        deps.deliver(notifications);
+        Ok(count)
+    }
+
+    /// Applies a change to a user's inbox: through the user's actor when they are connected
+    /// (so their other sockets hear of it), directly otherwise.
+    pub async fn user_command(
+        &self,
+        user: UserId,
+        from: Option<ConnId>,
+        cmd: UserCommand,
+    ) -> Result<CommandOutcome, String> {
+        if let Some(actor) = self.user(user) {
+            let sent = cmd.clone();
+            let res = actor
+                .call(
+                    |reply| UserMsg::Command {
+                        from,
+                        cmd: sent,
+                        reply,
+                    },
+                    Some(self.inner.config.call_timeout),
+                )
+                .await;
+            if let Ok(ractor::rpc::CallResult::Success(outcome)) = res {
+                return outcome;
+            }
+        }
+        execute(self.inner.deps.store.as_ref(), user, &cmd)
+            .await
+            .map_err(|e| e.to_string())
     }
 
     /// Tells every socket that the hub is going away; returns how many user actors were told.
     pub async fn disconnect_all(&self) -> usize {
-        ractor::call_t!(self.directory(), DirectoryMsg::Shutdown, 5_000).unwrap_or(0)
+        ractor::call_t!(
+            self.refs().users,
+            |reply| DirectoryMsg::Broadcast(|| UserMsg::Shutdown, reply),
+            5_000
+        )
+        .unwrap_or(0)
     }
 
     /// Closes every socket and stops the actor system.
@@ -138,29 +394,36 @@ impl Hub {
             let _ = handle.await;
         }
     }
+}
 
-    fn directory(&self) -> ActorRef<DirectoryMsg> {
-        self.inner
-            .directory
-            .read()
-            .expect("directory ref poisoned")
-            .clone()
-    }
+/// How the root builds its children.
+#[derive(Clone)]
+struct RootSpec {
+    users: UserDirectory,
+    tickets: TicketDirectory,
 }
 
 /// The root supervisor.
 struct HubRoot {
-    directory_spec: UserDirectory,
+    spec: RootSpec,
 }
 
 struct RootState {
-    directory: Arc<RwLock<ActorRef<DirectoryMsg>>>,
+    refs: Arc<RwLock<Refs>>,
     restarts: u64,
 }
 
-#[derive(Debug)]
 enum RootMsg {
-    Directory(ractor::RpcReplyPort<Arc<RwLock<ActorRef<DirectoryMsg>>>>),
+    Refs(ractor::RpcReplyPort<Arc<RwLock<Refs>>>),
+}
+
+async fn spawn_directory<A: Keyed>(
+    spec: &Directory<A>,
+    supervisor: ActorCell,
+) -> Result<ActorRef<DirectoryMsg<A::Key, A::Msg>>, ractor::SpawnErr> {
+    Ok(Actor::spawn_linked(None, spec.clone(), (), supervisor)
+        .await?
+        .0)
 }
 
 impl Actor for HubRoot {
@@ -173,10 +436,12 @@ impl Actor for HubRoot {
         myself: ActorRef<Self::Msg>,
         _: (),
     ) -> Result<Self::State, ActorProcessingErr> {
-        let (directory, _) =
-            Actor::spawn_linked(None, self.directory_spec.clone(), (), myself.get_cell()).await?;
+        let refs = Refs {
+            users: spawn_directory(&self.spec.users, myself.get_cell()).await?,
+            tickets: spawn_directory(&self.spec.tickets, myself.get_cell()).await?,
+        };
         Ok(RootState {
-            directory: Arc::new(RwLock::new(directory)),
+            refs: Arc::new(RwLock::new(refs)),
             restarts: 0,
         })
     }
@@ -188,8 +453,8 @@ impl Actor for HubRoot {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            RootMsg::Directory(reply) => {
-                let _ = reply.send(state.directory.clone());
+            RootMsg::Refs(reply) => {
+                let _ = reply.send(state.refs.clone());
             }
         }
         Ok(())
@@ -201,13 +466,19 @@ impl Actor for HubRoot {
         event: SupervisionEvent,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
+        // A failed directory is restarted alone; the root never stops because a child ended.
         if let SupervisionEvent::ActorFailed(cell, err) = event {
-            tracing::error!(actor = ?cell.get_name(), error = %err, "directory failed; restarting");
             state.restarts += 1;
-            let (directory, _) =
-                Actor::spawn_linked(None, self.directory_spec.clone(), (), myself.get_cell())
-                    .await?;
-            *state.directory.write().expect("directory ref poisoned") = directory;
+            let current = state.refs.read().expect("refs poisoned").clone();
+            if cell.get_id() == current.users.get_id() {
+                tracing::error!(error = %err, "user directory failed; restarting");
+                let fresh = spawn_directory(&self.spec.users, myself.get_cell()).await?;
+                state.refs.write().expect("refs poisoned").users = fresh;
+            } else if cell.get_id() == current.tickets.get_id() {
+                tracing::error!(error = %err, "ticket directory failed; restarting");
+                let fresh = spawn_directory(&self.spec.tickets, myself.get_cell()).await?;
+                state.refs.write().expect("refs poisoned").tickets = fresh;
+            }
         }
         Ok(())
     }

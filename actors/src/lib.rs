@@ -8,8 +8,10 @@
 //!
 //! ```text
 //! HubRoot                          restarts a failed directory; never stops on a child's exit
-//! └── UserDirectory                get-or-spawn of user actors; prunes them on exit or failure
-//!     └── UserActor(user_id)*      one per connected user: that user's sockets and heartbeat
+//! ├── Directory<UserActor>         get-or-spawn; prunes on exit or failure; heartbeat ticks
+//! │   └── UserActor(user_id)*      one per connected user: sockets, heartbeat, inbox changes
+//! └── Directory<TicketActor>       get-or-spawn; prunes on exit or failure
+//!     └── TicketActor(ticket_id)*  one per active ticket: serializes its transitions
 //! ```
 //!
 //! A socket is not an actor. It is one task in the adapter (`tickethub::ws::session`) that owns
@@ -27,7 +29,12 @@ pub mod connection;
 pub mod directory;
 pub mod domain;
 pub mod hub;
+pub mod notification;
+pub mod notifier;
 pub mod ports;
+pub mod routing;
+pub mod ticket;
+pub mod ticket_domain;
 pub mod user;
 
 pub use hub::{Hub, HubConfig};

@@ -3,9 +3,15 @@
 //! Request/response IO is an `async_trait` trait object (`Arc<dyn Store>`); pushes into
 //! adapters are message types owned by the core (see [`crate::connection`]).
 
-use async_trait::async_trait;
+use std::collections::HashMap;
 
-use crate::domain::{NewUser, Project, ProjectId, User, UserId};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::domain::{NewUser, Project, ProjectId, Role, User, UserId};
+use crate::notification::{Draft, Notification};
+use crate::routing::{Channel, Preferences};
+use crate::ticket_domain::{Category, Change, Comment, Priority, Ticket, TicketId, TicketStatus};
 
 /// Why a storage call failed.
 #[derive(Debug, thiserror::Error)]
@@ -16,6 +22,9 @@ pub enum StoreError {
     /// A referenced row does not exist.
     #[error("not found: {0}")]
     NotFound(String),
+    /// The row changed since it was read (its `version` moved on); reload and decide again.
+    #[error("stale: {0}")]
+    Stale(String),
     /// The database could not be reached or answered with an error.
     #[error("database error: {0}")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -32,6 +41,10 @@ pub trait UserStore: Send + Sync {
     async fn user_with_hash(&self, username: &str) -> Result<Option<(User, String)>, StoreError>;
     /// Lists every user, ordered by id.
     async fn list_users(&self) -> Result<Vec<User>, StoreError>;
+    /// The active users of a role, ordered by id.
+    async fn users_with_role(&self, role: Role) -> Result<Vec<User>, StoreError>;
+    /// The users with these ids (unknown ids are left out), ordered by id.
+    async fn users_by_ids(&self, ids: &[UserId]) -> Result<Vec<User>, StoreError>;
     /// Where the user's notification stream stands.
     async fn notification_cursor(&self, user: UserId) -> Result<NotificationCursor, StoreError>;
 }
@@ -67,9 +80,179 @@ pub trait ProjectStore: Send + Sync {
     async fn add_members(&self, project: ProjectId, members: &[UserId]) -> Result<(), StoreError>;
 }
 
+/// The fields of a new ticket.
+#[derive(Clone, Debug)]
+pub struct NewTicket {
+    /// Its project.
+    pub project: ProjectId,
+    /// One line.
+    pub title: String,
+    /// Free text.
+    pub description: String,
+    /// Urgency.
+    pub priority: Priority,
+    /// Kind of work.
+    pub category: Category,
+    /// The creating client.
+    pub created_by: UserId,
+}
+
+/// Which tickets a list shows.
+#[derive(Clone, Debug, Default)]
+pub struct TicketFilter {
+    /// Only this status.
+    pub status: Option<TicketStatus>,
+    /// Only this project.
+    pub project: Option<ProjectId>,
+    /// Only tickets assigned to this developer.
+    pub assigned_to: Option<UserId>,
+    /// Only tickets in projects this user belongs to (`None`: every ticket, for admins).
+    pub visible_to: Option<UserId>,
+}
+
+/// A slice of a list.
+#[derive(Clone, Copy, Debug)]
+pub struct Page {
+    /// Rows to skip.
+    pub offset: i64,
+    /// Rows to return.
+    pub limit: i64,
+}
+
+/// Which notifications a list or bulk change covers.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NotificationFilter {
+    /// Only read (`true`) or unread (`false`) ones.
+    pub is_read: Option<bool>,
+    /// Only this type.
+    pub notification_type: Option<String>,
+    /// Only those about this ticket.
+    pub ticket: Option<TicketId>,
+    /// Only those with a smaller seq (for paging backwards through a socket).
+    pub before_seq: Option<i64>,
+}
+
+/// The result of committing a ticket change.
+#[derive(Clone, Debug)]
+pub struct Committed {
+    /// The ticket after the change.
+    pub ticket: Ticket,
+    /// The notifications stored with it, each with its recipient's next seq.
+    pub notifications: Vec<Notification>,
+    /// The comment stored, for `comments`.
+    pub comment: Option<Comment>,
+}
+
+/// One outbound delivery of a notification.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Delivery {
+    /// The delivery's id.
+    pub id: i64,
+    /// Its notification.
+    pub notification_id: i64,
+    /// The channel.
+    pub channel: Channel,
+    /// Where it goes.
+    pub address: String,
+    /// `QUEUED`, `SENDING`, `SENT` or `FAILED`.
+    pub status: String,
+    /// Attempts made.
+    pub attempts: i64,
+    /// The last error, if any.
+    pub last_error: Option<String>,
+    /// When it was sent.
+    pub sent_at: Option<DateTime<Utc>>,
+}
+
+/// Builds a new ticket's notifications once the ticket (with its id and key) exists.
+pub type PlanDrafts<'a> = &'a (dyn Fn(&Ticket) -> Vec<Draft> + Send + Sync);
+
+/// Tickets, their changes and comments.
+#[async_trait]
+pub trait TicketStore: Send + Sync {
+    /// Creates a ticket and, in the same transaction, the notifications `plan` drafts for it.
+    async fn create_ticket(
+        &self,
+        ticket: NewTicket,
+        plan: PlanDrafts<'_>,
+    ) -> Result<(Ticket, Vec<Notification>), StoreError>;
+    /// Loads a ticket.
+    async fn ticket(&self, id: TicketId) -> Result<Option<Ticket>, StoreError>;
+    /// Commits a change made to the ticket at `expected_version`, with its notifications, in
+    /// one transaction. A ticket whose version moved on is [`StoreError::Stale`].
+    async fn commit_change(
+        &self,
+        id: TicketId,
+        expected_version: i64,
+        change: &Change,
+        author: UserId,
+        drafts: Vec<Draft>,
+    ) -> Result<Committed, StoreError>;
+    /// Lists tickets, newest first, with the total count.
+    async fn list_tickets(
+        &self,
+        filter: &TicketFilter,
+        page: Page,
+    ) -> Result<(i64, Vec<Ticket>), StoreError>;
+    /// A ticket's comments, oldest first.
+    async fn comments(&self, id: TicketId) -> Result<Vec<Comment>, StoreError>;
+}
+
+/// Notifications, read and changed by their recipient only.
+#[async_trait]
+pub trait NotificationStore: Send + Sync {
+    /// Stores notifications that belong to no ticket change (registrations, admin sends).
+    async fn commit_notifications(
+        &self,
+        drafts: Vec<Draft>,
+    ) -> Result<Vec<Notification>, StoreError>;
+    /// A user's notifications, newest first, with the total count.
+    async fn list_notifications(
+        &self,
+        user: UserId,
+        filter: &NotificationFilter,
+        page: Page,
+    ) -> Result<(i64, Vec<Notification>), StoreError>;
+    /// A user's unread count, in all and by type.
+    async fn unread_counts(&self, user: UserId) -> Result<(i64, Vec<(String, i64)>), StoreError>;
+    /// One of a user's notifications.
+    async fn notification(&self, user: UserId, id: i64)
+        -> Result<Option<Notification>, StoreError>;
+    /// Marks one of a user's notifications read or unread; `None` if it is not theirs.
+    async fn set_read(
+        &self,
+        user: UserId,
+        id: i64,
+        read: bool,
+    ) -> Result<Option<Notification>, StoreError>;
+    /// Marks a user's unread notifications read; returns the ids changed.
+    async fn mark_all_read(
+        &self,
+        user: UserId,
+        filter: &NotificationFilter,
+    ) -> Result<Vec<i64>, StoreError>;
+    /// Deletes one of a user's notifications; `false` if it is not theirs.
+    async fn delete_notification(&self, user: UserId, id: i64) -> Result<bool, StoreError>;
+    /// Deletes all of a user's notifications; returns how many.
+    async fn delete_all_notifications(&self, user: UserId) -> Result<i64, StoreError>;
+    /// The outbound deliveries of one of a user's notifications.
+    async fn deliveries(&self, user: UserId, id: i64) -> Result<Option<Vec<Delivery>>, StoreError>;
+    /// The preferences of these users.
+    async fn preferences(
+        &self,
+        users: &[UserId],
+    ) -> Result<HashMap<UserId, Preferences>, StoreError>;
+    /// Sets some of a user's switches.
+    async fn set_preferences(
+        &self,
+        user: UserId,
+        switches: &[(String, Channel, bool)],
+    ) -> Result<(), StoreError>;
+}
+
 /// Everything the hub stores, behind one object.
 #[async_trait]
-pub trait Store: UserStore + ProjectStore {
+pub trait Store: UserStore + ProjectStore + TicketStore + NotificationStore {
     /// The backend's name (`sqlite` or `postgres`), for logs and health output.
     fn backend(&self) -> &'static str;
     /// Checks that the database answers.

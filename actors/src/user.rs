@@ -1,20 +1,29 @@
 //! The user actor: one per connected user, owning all of that user's sockets.
 //!
-//! Several tabs of one user are one actor. The actor checks the heartbeat of each socket when
-//! its directory ticks, and stops itself once its last socket is gone.
+//! Several tabs of one user are one actor. The actor pushes the user's notifications to every
+//! socket, applies the user's changes to their inbox (so that every other socket hears of
+//! them), checks each socket's heartbeat when its directory ticks, and stops itself once its
+//! last socket is gone.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
-use crate::connection::{now_ms, ConnHandle, ConnId, ConnectionMsg, Disconnect};
+use crate::connection::{now_ms, ConnHandle, ConnId, ConnectionMsg, Disconnect, Update};
+use crate::directory::Keyed;
 use crate::domain::UserId;
+use crate::notification::Notification;
+use crate::notifier::Deps;
+use crate::ports::{NotificationFilter, Store, StoreError};
 
-/// The user actor. Its configuration is the heartbeat's idle timeout.
+/// The user actor.
 #[derive(Clone, Debug)]
 pub struct UserActor {
     /// A socket silent for longer than this is closed.
     pub idle_timeout: Duration,
+    /// Shared dependencies.
+    pub deps: Arc<Deps>,
 }
 
 /// The live state of one user actor.
@@ -42,6 +51,52 @@ pub struct UserSnapshot {
     pub connections: Vec<ConnId>,
 }
 
+/// A change a user makes to their own inbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserCommand {
+    /// Mark one notification read (`true`) or unread.
+    SetRead {
+        /// The notification.
+        id: i64,
+        /// Read or unread.
+        read: bool,
+    },
+    /// Mark every unread notification matching the filter read.
+    MarkAllRead(NotificationFilter),
+    /// Delete one notification.
+    Delete {
+        /// The notification.
+        id: i64,
+    },
+    /// Delete every notification.
+    DeleteAll,
+}
+
+/// The result of a [`UserCommand`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommandOutcome {
+    /// The notification after the change, or `None` if the user has no such notification.
+    SetRead {
+        /// The notification asked for.
+        id: i64,
+        /// Read or unread.
+        read: bool,
+        /// The notification after the change.
+        notification: Option<Box<Notification>>,
+    },
+    /// The ids marked read.
+    AllRead(Vec<i64>),
+    /// Whether the notification existed and was deleted.
+    Deleted {
+        /// The notification asked for.
+        id: i64,
+        /// Whether it was the user's and is gone now.
+        success: bool,
+    },
+    /// How many were deleted.
+    AllDeleted(i64),
+}
+
 /// Messages a user actor handles.
 #[derive(Debug)]
 pub enum UserMsg {
@@ -54,6 +109,17 @@ pub enum UserMsg {
     },
     /// A socket of this user ended.
     Detach(ConnId),
+    /// A committed notification for this user.
+    Notify(Arc<Notification>),
+    /// Apply a change to the user's inbox and tell the user's other sockets.
+    Command {
+        /// The socket it came from (not told of its own change), if any.
+        from: Option<ConnId>,
+        /// The change.
+        cmd: UserCommand,
+        /// The result.
+        reply: RpcReplyPort<Result<CommandOutcome, String>>,
+    },
     /// Ping every socket and close those silent for longer than the idle timeout.
     Heartbeat,
     /// The hub is stopping: close every socket with [`Disconnect::Shutdown`], then stop.
@@ -63,6 +129,48 @@ pub enum UserMsg {
     /// Panic inside the handler. Used by fault-injection tests and chaos drills to prove that
     /// a failing user actor takes nobody else down.
     InjectFault,
+}
+
+impl Keyed for UserActor {
+    type Key = UserId;
+    const KIND: &'static str = "user";
+
+    fn arguments(&self, key: UserId) -> UserId {
+        key
+    }
+}
+
+/// Applies a command to a user's inbox through the store.
+pub async fn execute(
+    store: &dyn Store,
+    user: UserId,
+    cmd: &UserCommand,
+) -> Result<CommandOutcome, StoreError> {
+    Ok(match cmd {
+        UserCommand::SetRead { id, read } => CommandOutcome::SetRead {
+            id: *id,
+            read: *read,
+            notification: store.set_read(user, *id, *read).await?.map(Box::new),
+        },
+        UserCommand::MarkAllRead(filter) => {
+            CommandOutcome::AllRead(store.mark_all_read(user, filter).await?)
+        }
+        UserCommand::Delete { id } => CommandOutcome::Deleted {
+            id: *id,
+            success: store.delete_notification(user, *id).await?,
+        },
+        UserCommand::DeleteAll => {
+            CommandOutcome::AllDeleted(store.delete_all_notifications(user).await?)
+        }
+    })
+}
+
+impl UserState {
+    /// Pushes to every socket but `except`, dropping the sockets that are gone or kicked.
+    fn push_all(&mut self, except: Option<ConnId>, make: impl Fn() -> ConnectionMsg) {
+        self.conns
+            .retain(|conn| Some(conn.id) == except || conn.push(make()).is_ok());
+    }
 }
 
 impl Actor for UserActor {
@@ -103,14 +211,55 @@ impl Actor for UserActor {
             UserMsg::Attach { conn, reply } => {
                 state.conns.push(conn);
                 let _ = reply.send(Attached {
-                    actor: myself,
+                    actor: myself.clone(),
                     connections: state.conns.len(),
                 });
             }
             UserMsg::Detach(id) => {
                 state.conns.retain(|c| c.id != id);
-                if state.conns.is_empty() {
-                    myself.stop(Some("last socket closed".into()));
+            }
+            UserMsg::Notify(n) => {
+                state.push_all(None, || ConnectionMsg::Notification(n.clone()));
+            }
+            UserMsg::Command { from, cmd, reply } => {
+                match execute(self.deps.store.as_ref(), state.user_id, &cmd).await {
+                    Ok(outcome) => {
+                        match &outcome {
+                            CommandOutcome::SetRead {
+                                id,
+                                read,
+                                notification: Some(_),
+                            } => state.push_all(from, || {
+                                ConnectionMsg::Updated(Update::Read {
+                                    id: *id,
+                                    is_read: *read,
+                                })
+                            }),
+                            CommandOutcome::AllRead(ids) => {
+                                for id in ids {
+                                    state.push_all(from, || {
+                                        ConnectionMsg::Updated(Update::Read {
+                                            id: *id,
+                                            is_read: true,
+                                        })
+                                    });
+                                }
+                            }
+                            CommandOutcome::Deleted { id, success: true } => state
+                                .push_all(from, || {
+                                    ConnectionMsg::Updated(Update::Deleted { id: *id })
+                                }),
+                            CommandOutcome::AllDeleted(count) => state.push_all(from, || {
+                                ConnectionMsg::Updated(Update::AllDeleted { count: *count })
+                            }),
+                            _ => {}
+                        }
+                        let _ = reply.send(Ok(outcome));
+                    }
+                    Err(e) => {
+                        tracing::warn!(user_id = state.user_id.0, error = %e, "inbox command failed");
+                        let _ = reply.send(Err(e.to_string()));
+                    }
                 }
             }
             UserMsg::Heartbeat => {
@@ -122,9 +271,6 @@ impl Actor for UserActor {
                     }
                     conn.push(ConnectionMsg::Ping).is_ok()
                 });
-                if state.conns.is_empty() {
-                    myself.stop(Some("no live sockets".into()));
-                }
             }
             UserMsg::Shutdown => {
                 for conn in state.conns.drain(..) {
@@ -136,6 +282,7 @@ impl Actor for UserActor {
                     }
                 }
                 myself.stop(Some("hub shutdown".into()));
+                return Ok(());
             }
             UserMsg::Snapshot(reply) => {
                 let _ = reply.send(UserSnapshot {
@@ -146,6 +293,9 @@ impl Actor for UserActor {
             UserMsg::InjectFault => {
                 panic!("injected fault in the actor of user {}", state.user_id);
             }
+        }
+        if state.conns.is_empty() {
+            myself.stop(Some("no sockets left".into()));
         }
         Ok(())
     }

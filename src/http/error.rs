@@ -14,6 +14,7 @@ use tickethub_actors::ports::StoreError;
 pub struct ApiError {
     status: StatusCode,
     detail: String,
+    extra: Option<(&'static str, serde_json::Value)>,
 }
 
 impl ApiError {
@@ -22,7 +23,14 @@ impl ApiError {
         Self {
             status,
             detail: detail.into(),
+            extra: None,
         }
+    }
+
+    /// Adds one more field to the body, beside `detail`.
+    pub fn with(mut self, key: &'static str, value: impl Into<serde_json::Value>) -> Self {
+        self.extra = Some((key, value.into()));
+        self
     }
 
     /// 400 Bad Request.
@@ -58,7 +66,11 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(json!({ "detail": self.detail }))).into_response()
+        let mut body = json!({ "detail": self.detail });
+        if let Some((key, value)) = self.extra {
+            body[key] = value;
+        }
+        (self.status, Json(body)).into_response()
     }
 }
 
@@ -67,6 +79,10 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::Conflict(_) => ApiError::bad_request("That value is already taken."),
             StoreError::NotFound(_) => ApiError::not_found(),
+            StoreError::Stale(_) => ApiError::new(
+                StatusCode::CONFLICT,
+                "The resource changed meanwhile; reload and try again.",
+            ),
             StoreError::Backend(err) => {
                 tracing::error!(error = %err, "database error");
                 ApiError::unavailable("The database is unavailable; try again shortly.")
@@ -96,5 +112,22 @@ impl From<JsonRejection> for ApiError {
 impl From<QueryRejection> for ApiError {
     fn from(rejection: QueryRejection) -> Self {
         ApiError::bad_request(format!("Invalid query - {}", rejection.body_text()))
+    }
+}
+
+impl From<tickethub_actors::ticket::TicketError> for ApiError {
+    fn from(e: tickethub_actors::ticket::TicketError) -> Self {
+        use tickethub_actors::ticket::TicketError;
+        use tickethub_actors::ticket_domain::TransitionError;
+        match e {
+            TicketError::Transition(TransitionError::Conflict { current, .. }) => {
+                ApiError::new(StatusCode::CONFLICT, e.to_string()).with("status", current.as_str())
+            }
+            TicketError::Transition(TransitionError::Forbidden(msg)) => ApiError::forbidden(msg),
+            TicketError::Transition(TransitionError::Invalid(msg)) => ApiError::bad_request(msg),
+            TicketError::NotFound => ApiError::not_found(),
+            TicketError::Store(store) => store.into(),
+            TicketError::Unavailable => ApiError::unavailable("The ticket is busy; try again."),
+        }
     }
 }

@@ -172,6 +172,17 @@ async fn register(
         other => other.into(),
     })?;
     tracing::info!(user_id = user.id.0, "client registered");
+    let data = serde_json::json!({
+        "user_id": user.id.0,
+        "username": user.username,
+        "user_email": user.email,
+        "user_full_name": user.name(),
+        "user_role": user.role.as_str(),
+    });
+    // The account exists either way; a failed notice is logged, not reported to the client.
+    if let Err(e) = state.hub.user_registered(&user, data.to_string()).await {
+        tracing::error!(error = %e, "cannot notify super admins of a registration");
+    }
     Ok((StatusCode::CREATED, Json(UserOut::from(&user))))
 }
 

@@ -35,4 +35,4 @@ impl PgStore {
     }
 }
 
-impl_store!(PgStore, "postgres");
+impl_store!(PgStore, sqlx::Postgres, "postgres");

@@ -16,10 +16,12 @@ use chrono::Utc;
 use fastwebsockets::upgrade::UpgradeFut;
 use fastwebsockets::{Frame, OpCode, Payload, WebSocketError, WebSocketWrite};
 use hyper_util::rt::TokioIo;
-use tickethub_actors::connection::{ConnHandle, ConnId, ConnShared, ConnectionMsg};
-use tickethub_actors::domain::User;
-use tickethub_actors::ports::NotificationCursor;
-use tickethub_actors::user::UserMsg;
+use serde_json::{json, Value};
+use tickethub_actors::connection::{ConnHandle, ConnId, ConnShared, ConnectionMsg, Update};
+use tickethub_actors::domain::{Role, User};
+use tickethub_actors::ports::{NotificationCursor, NotificationFilter, Page};
+use tickethub_actors::ticket_domain::TicketId;
+use tickethub_actors::user::{CommandOutcome, UserCommand, UserMsg};
 use tokio::io::WriteHalf;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -28,6 +30,7 @@ use super::close::CloseCode;
 use super::protocol::{ClientFrame, ServerFrame};
 use crate::auth::{TokenError, TokenType, Verified};
 use crate::http::AppState;
+use crate::wire;
 
 type Io = TokioIo<hyper::upgrade::Upgraded>;
 type Writer = WebSocketWrite<WriteHalf<Io>>;
@@ -102,6 +105,7 @@ impl Session {
             state: self.state,
             user,
             token,
+            conn_id,
             warned: false,
             fragments: Vec::new(),
         };
@@ -136,6 +140,12 @@ impl Session {
                                 .await
                                 .map(|_| Flow::Continue),
                             Some(ConnectionMsg::Close(reason)) => Ok(Flow::Close(reason.into(), "closed by the hub")),
+                            Some(ConnectionMsg::Notification(n)) => {
+                                send_value(&mut write, &wire::notification_frame(&n, false)).await.map(|_| Flow::Continue)
+                            }
+                            Some(ConnectionMsg::Updated(update)) => {
+                                send_value(&mut write, &update_frame(update)).await.map(|_| Flow::Continue)
+                            }
                             None => Ok(Flow::Close(CloseCode::ServiceRestart, "user actor restarted")),
                         };
                         if !matches!(outcome, Ok(Flow::Continue)) {
@@ -187,6 +197,7 @@ struct Ctx {
     state: AppState,
     user: User,
     token: Verified,
+    conn_id: ConnId,
     warned: bool,
     fragments: Vec<u8>,
 }
@@ -306,9 +317,141 @@ impl Ctx {
                     }
                 }
             }
+            other => {
+                let reply = match self.command(other).await {
+                    Ok(v) => v,
+                    Err((code, message)) => {
+                        serde_json::to_value(ServerFrame::Error { code, message })
+                            .expect("error frames serialize")
+                    }
+                };
+                send_value(write, &reply).await?;
+            }
         }
         Ok(Flow::Continue)
     }
+
+    /// Runs an inbox command: reads straight from the store, changes through the user actor.
+    async fn command(&self, frame: ClientFrame) -> Result<Value, (&'static str, String)> {
+        let user = self.user.id;
+        let hub = &self.state.hub;
+        let unavailable = |e: String| {
+            tracing::warn!(user_id = user.0, error = %e, "socket command failed");
+            (
+                "unavailable",
+                "The database is unavailable; try again shortly.".to_owned(),
+            )
+        };
+        let run = |cmd: UserCommand| async move {
+            hub.user_command(user, Some(self.conn_id), cmd)
+                .await
+                .map_err(unavailable)
+        };
+        Ok(match frame {
+            ClientFrame::GetNotifications(q) => {
+                let limit = q.limit.unwrap_or(20);
+                if !(1..=100).contains(&limit) {
+                    return Err(("bad_request", "limit must be between 1 and 100".into()));
+                }
+                let filter = NotificationFilter {
+                    is_read: q.is_read,
+                    notification_type: q.notification_type,
+                    ticket: q.ticket.map(TicketId),
+                    before_seq: q.before_seq,
+                };
+                let store = &self.state.store;
+                let (total, list) = store
+                    .list_notifications(user, &filter, Page { offset: 0, limit })
+                    .await
+                    .map_err(|e| unavailable(e.to_string()))?;
+                let (unread, _) = store
+                    .unread_counts(user)
+                    .await
+                    .map_err(|e| unavailable(e.to_string()))?;
+                json!({
+                    "type": "notifications_list",
+                    "notifications": list.iter().map(|n| wire::notification_frame(n, false)).collect::<Vec<_>>(),
+                    "total": total,
+                    "unread_count": unread,
+                })
+            }
+            ClientFrame::MarkRead { notification_id }
+            | ClientFrame::MarkUnread { notification_id } => {
+                let read = matches!(frame, ClientFrame::MarkRead { .. });
+                let outcome = run(UserCommand::SetRead {
+                    id: notification_id,
+                    read,
+                })
+                .await?;
+                let success = matches!(
+                    outcome,
+                    CommandOutcome::SetRead {
+                        notification: Some(_),
+                        ..
+                    }
+                );
+                json!({
+                    "type": if read { "notification_marked_read" } else { "notification_marked_unread" },
+                    "notification_id": notification_id,
+                    "success": success,
+                })
+            }
+            ClientFrame::MarkAllRead(q) => {
+                let filter = NotificationFilter {
+                    notification_type: q.notification_type,
+                    ticket: q.ticket.map(TicketId),
+                    ..NotificationFilter::default()
+                };
+                let count = match run(UserCommand::MarkAllRead(filter)).await? {
+                    CommandOutcome::AllRead(ids) => ids.len(),
+                    _ => 0,
+                };
+                json!({ "type": "all_marked_read", "count": count })
+            }
+            ClientFrame::DeleteNotification { notification_id } => {
+                let success = matches!(
+                    run(UserCommand::Delete {
+                        id: notification_id
+                    })
+                    .await?,
+                    CommandOutcome::Deleted { success: true, .. }
+                );
+                json!({ "type": "notification_deleted", "notification_id": notification_id, "success": success })
+            }
+            ClientFrame::SendNotification(body) => {
+                if self.user.role != Role::Admin {
+                    return Err(("forbidden", "Only admins can send notifications.".into()));
+                }
+                let announcement = body.into_announcement().map_err(|e| ("bad_request", e))?;
+                let count = hub
+                    .announce(announcement)
+                    .await
+                    .map_err(|e| unavailable(e.to_string()))?;
+                json!({ "type": "notification_sent", "success": true, "count": count })
+            }
+            ClientFrame::Ping { .. } | ClientFrame::RefreshToken { .. } => {
+                return Err(("bad_request", "not a command".into()))
+            }
+        })
+    }
+}
+
+/// The frame telling a socket that its inbox changed elsewhere.
+fn update_frame(update: Update) -> Value {
+    match update {
+        Update::Read { id, is_read } => {
+            json!({ "type": "notification_updated", "id": id, "is_read": is_read })
+        }
+        Update::Deleted { id } => {
+            json!({ "type": "notification_updated", "id": id, "deleted": true })
+        }
+        Update::AllDeleted { count } => json!({ "type": "notifications_cleared", "count": count }),
+    }
+}
+
+async fn send_value(write: &mut Writer, value: &Value) -> Result<(), WebSocketError> {
+    let bytes = serde_json::to_vec(value).expect("JSON values serialize");
+    write.write_frame(Frame::text(Payload::Owned(bytes))).await
 }
 
 async fn send(write: &mut Writer, frame: &ServerFrame<'_>) -> Result<(), WebSocketError> {

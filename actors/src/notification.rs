@@ -1,0 +1,212 @@
+//! Notifications: the stored record, the draft committed with a change, and their wording.
+
+use chrono::{DateTime, Utc};
+
+use crate::domain::UserId;
+use crate::routing::{Channel, EventType};
+use crate::ticket_domain::{Category, Priority, Ticket, TicketId, TicketStatus};
+
+/// What a notification shows of its ticket, as of the event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TicketSummary {
+    /// The ticket's id.
+    pub id: TicketId,
+    /// The ticket's key, e.g. `WEB-5`.
+    pub key: String,
+    /// The title.
+    pub title: String,
+    /// Urgency.
+    pub priority: Priority,
+    /// Kind of work.
+    pub category: Category,
+    /// Status after the event.
+    pub status: TicketStatus,
+    /// The creator's display name.
+    pub created_by: String,
+    /// The project's name.
+    pub project_name: String,
+    /// When the ticket was created.
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<&Ticket> for TicketSummary {
+    fn from(t: &Ticket) -> Self {
+        TicketSummary {
+            id: t.id,
+            key: t.key(),
+            title: t.title.clone(),
+            priority: t.priority,
+            category: t.category,
+            status: t.status,
+            created_by: t.created_by_name.clone(),
+            project_name: t.project_name.clone(),
+            created_at: t.created_at,
+        }
+    }
+}
+
+/// A stored notification.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Notification {
+    /// The notification's id.
+    pub id: i64,
+    /// Its recipient.
+    pub user_id: UserId,
+    /// The recipient's sequence number: 1, 2, 3, … with no gaps.
+    pub seq: i64,
+    /// The type.
+    pub notification_type: EventType,
+    /// A short title ("New Ticket Created").
+    pub title: String,
+    /// The sentence shown to the user.
+    pub message: String,
+    /// The ticket it is about, if any.
+    pub ticket: Option<TicketSummary>,
+    /// Extra data: a JSON object, validated at the edge, carried as text.
+    pub data: String,
+    /// Where a click should lead.
+    pub action_url: Option<String>,
+    /// Whether the user has read it.
+    pub is_read: bool,
+    /// When it was read.
+    pub read_at: Option<DateTime<Utc>>,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A notification to commit, before it has an id and a seq.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Draft {
+    /// Who receives it.
+    pub recipient: UserId,
+    /// The type.
+    pub notification_type: EventType,
+    /// A short title.
+    pub title: String,
+    /// The sentence.
+    pub message: String,
+    /// The ticket it is about.
+    pub ticket: Option<TicketSummary>,
+    /// Extra data, a JSON object as text.
+    pub data: String,
+    /// Where a click should lead.
+    pub action_url: Option<String>,
+    /// The outbound deliveries to queue with it: channel and address.
+    pub deliveries: Vec<(Channel, String)>,
+}
+
+/// What an event says, besides the ticket itself.
+#[derive(Clone, Debug, Default)]
+pub struct EventDetails<'a> {
+    /// The acting user's display name.
+    pub actor_name: &'a str,
+    /// The rejection reason.
+    pub reason: Option<&'a str>,
+    /// The comment text.
+    pub comment: Option<&'a str>,
+}
+
+/// The title and message of a ticket event, in the seeds' words.
+pub fn ticket_wording(event: &EventType, t: &Ticket, d: &EventDetails<'_>) -> (String, String) {
+    let key = t.key();
+    let (title, message) = match event {
+        EventType::TicketCreated => (
+            "New Ticket Created",
+            format!(
+                "New {} priority ticket created: {}",
+                t.priority.display(),
+                t.title
+            ),
+        ),
+        EventType::TicketOpened => (
+            "Ticket Opened",
+            format!("Your ticket {key} has been opened: {}", t.title),
+        ),
+        EventType::TicketAssigned => (
+            "Ticket Assigned",
+            format!("You have been assigned to ticket {key}: {}", t.title),
+        ),
+        EventType::WorkStarted => (
+            "Work Started",
+            format!(
+                "{} started work on your ticket {key}: {}",
+                d.actor_name, t.title
+            ),
+        ),
+        EventType::WorkFinished => (
+            "Work Finished",
+            format!(
+                "{} finished work on ticket {key}: {}",
+                d.actor_name, t.title
+            ),
+        ),
+        EventType::TicketApproved => (
+            "Ticket Approved",
+            format!("{} approved ticket {key}: {}", d.actor_name, t.title),
+        ),
+        EventType::TicketRejected => (
+            "Ticket Rejected",
+            match d.reason.filter(|r| !r.is_empty()) {
+                Some(reason) => format!("{} rejected ticket {key}: {reason}", d.actor_name),
+                None => format!("{} rejected ticket {key}: {}", d.actor_name, t.title),
+            },
+        ),
+        EventType::CommentAdded => (
+            "New Comment",
+            format!(
+                "{} commented on {key}: {}",
+                d.actor_name,
+                excerpt(d.comment.unwrap_or_default(), 140)
+            ),
+        ),
+        EventType::UserRegistered | EventType::Custom(_) => ("Notification", t.title.clone()),
+    };
+    (title.to_owned(), message)
+}
+
+/// At most `max` characters of `text`, with an ellipsis when cut.
+pub fn excerpt(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        text.to_owned()
+    } else {
+        let mut s: String = text.chars().take(max.saturating_sub(1)).collect();
+        s.push('…');
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::ProjectId;
+
+    #[test]
+    fn ticket_created_reads_like_the_seed() {
+        let t = Ticket {
+            id: TicketId(5),
+            project_id: ProjectId(1),
+            project_key: "WEB".into(),
+            project_name: "Main Website".into(),
+            number: 5,
+            title: "Homepage not loading".into(),
+            description: String::new(),
+            priority: Priority::High,
+            category: Category::Bug,
+            status: TicketStatus::New,
+            created_by: UserId(3),
+            created_by_name: "John Client".into(),
+            assignees: vec![],
+            created_at: Utc::now(),
+            updated_at: Utc::now(),
+            version: 1,
+        };
+        let (title, message) =
+            ticket_wording(&EventType::TicketCreated, &t, &EventDetails::default());
+        assert_eq!(title, "New Ticket Created");
+        assert_eq!(
+            message,
+            "New High priority ticket created: Homepage not loading"
+        );
+        assert_eq!(excerpt("abcdef", 4), "abc…");
+    }
+}

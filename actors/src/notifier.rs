@@ -1,0 +1,164 @@
+//! What every actor that raises notifications shares: the store, the routing table, and the
+//! fan-out to user actors.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::directory::Map;
+use crate::domain::{Role, User, UserId};
+use crate::notification::{Draft, Notification, TicketSummary};
+use crate::ports::{Store, StoreError};
+use crate::routing::{
+    channels_for, recipients, Channel, EventType, Parties, Preferences, Route, RoutingTable,
+};
+use crate::user::UserMsg;
+
+/// Shared dependencies of the actors.
+pub struct Deps {
+    /// The database.
+    pub store: Arc<dyn Store>,
+    /// Who hears about what.
+    pub routing: RoutingTable,
+    /// The live user actors, for fan-out.
+    pub users: Map<UserId, UserMsg>,
+}
+
+impl std::fmt::Debug for Deps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Deps").finish_non_exhaustive()
+    }
+}
+
+/// The people an event may reach, loaded once before drafting.
+#[derive(Debug, Default)]
+pub struct Audience {
+    route: Option<Route>,
+    admins: Vec<UserId>,
+    super_admins: Vec<UserId>,
+    users: HashMap<UserId, User>,
+    prefs: HashMap<UserId, Preferences>,
+}
+
+/// One event's content, the same for every recipient.
+#[derive(Debug, Clone)]
+pub struct Content {
+    /// The type.
+    pub event: EventType,
+    /// The title.
+    pub title: String,
+    /// The sentence.
+    pub message: String,
+    /// The ticket it is about.
+    pub ticket: Option<TicketSummary>,
+    /// Extra data (a JSON object as text).
+    pub data: String,
+    /// Where a click should lead.
+    pub action_url: Option<String>,
+}
+
+impl Deps {
+    /// Loads what drafting `event` needs: admins if the route names them, and the addresses
+    /// and preferences of `candidates` and those admins.
+    pub async fn audience(
+        &self,
+        event: &EventType,
+        candidates: &[UserId],
+    ) -> Result<Audience, StoreError> {
+        let route = self.routing.route(event).cloned();
+        let mut ids: Vec<UserId> = candidates.to_vec();
+        let mut admins = Vec::new();
+        let mut super_admins = Vec::new();
+        if route.as_ref().is_some_and(|r| {
+            r.audiences.iter().any(|a| {
+                matches!(
+                    a,
+                    crate::routing::Audience::Admins | crate::routing::Audience::SuperAdmins
+                )
+            })
+        }) {
+            for admin in self.store.users_with_role(Role::Admin).await? {
+                admins.push(admin.id);
+                if admin.is_superuser {
+                    super_admins.push(admin.id);
+                }
+                ids.push(admin.id);
+            }
+        }
+        ids.sort();
+        ids.dedup();
+        let users = self
+            .store
+            .users_by_ids(&ids)
+            .await?
+            .into_iter()
+            .map(|u| (u.id, u))
+            .collect();
+        let prefs = self.store.preferences(&ids).await?;
+        Ok(Audience {
+            route,
+            admins,
+            super_admins,
+            users,
+            prefs,
+        })
+    }
+
+    /// Sends committed notifications to their recipients' live actors. Never waits on a socket.
+    pub fn deliver(&self, notifications: Vec<Notification>) {
+        if notifications.is_empty() {
+            return;
+        }
+        let users = self.users.read().expect("user map poisoned");
+        for n in notifications {
+            if let Some(actor) = users.get(&n.user_id) {
+                let _ = actor.send_message(UserMsg::Notify(Arc::new(n)));
+            }
+        }
+    }
+}
+
+impl Audience {
+    /// The drafts of a routed event: the route's audiences among `parties`, active users only,
+    /// each with the outbound channels their addresses and preferences allow.
+    pub fn drafts(&self, parties: Parties<'_>, content: &Content) -> Vec<Draft> {
+        let Some(route) = &self.route else {
+            return Vec::new();
+        };
+        let parties = Parties {
+            admins: &self.admins,
+            super_admins: &self.super_admins,
+            ..parties
+        };
+        let ids = recipients(route, &parties);
+        self.drafts_for(&ids, &route.channels, content)
+    }
+
+    /// The drafts of an event sent to explicit recipients on explicit channels.
+    pub fn drafts_for(
+        &self,
+        ids: &[UserId],
+        channels: &[Channel],
+        content: &Content,
+    ) -> Vec<Draft> {
+        let none = Preferences::default();
+        ids.iter()
+            .filter_map(|id| self.users.get(id))
+            .filter(|u| u.is_active)
+            .map(|user| Draft {
+                recipient: user.id,
+                notification_type: content.event.clone(),
+                title: content.title.clone(),
+                message: content.message.clone(),
+                ticket: content.ticket.clone(),
+                data: content.data.clone(),
+                action_url: content.action_url.clone(),
+                deliveries: channels_for(
+                    channels,
+                    &content.event,
+                    user,
+                    self.prefs.get(&user.id).unwrap_or(&none),
+                ),
+            })
+            .collect()
+    }
+}

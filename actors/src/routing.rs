@@ -1,0 +1,504 @@
+//! Who hears about an event, and on which channels: seed 001's table as data.
+//!
+//! [`RoutingTable::default`] is the contract's table; a deployment can replace any event's
+//! route. [`recipients`] and [`channels_for`] are pure.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+
+use crate::domain::{User, UserId};
+
+/// The kind of a notification (`notification_type` on the wire).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum EventType {
+    /// A client created a ticket.
+    TicketCreated,
+    /// An admin opened a ticket.
+    TicketOpened,
+    /// An admin assigned developers.
+    TicketAssigned,
+    /// A developer started work.
+    WorkStarted,
+    /// A developer finished work.
+    WorkFinished,
+    /// The client approved the work.
+    TicketApproved,
+    /// The client rejected the work.
+    TicketRejected,
+    /// Someone commented.
+    CommentAdded,
+    /// A client signed up.
+    UserRegistered,
+    /// An admin's own type, sent with `send`.
+    Custom(String),
+}
+
+impl EventType {
+    /// The built-in types.
+    pub const BUILT_IN: [EventType; 9] = [
+        EventType::TicketCreated,
+        EventType::TicketOpened,
+        EventType::TicketAssigned,
+        EventType::WorkStarted,
+        EventType::WorkFinished,
+        EventType::TicketApproved,
+        EventType::TicketRejected,
+        EventType::CommentAdded,
+        EventType::UserRegistered,
+    ];
+
+    /// The wire name.
+    pub fn as_str(&self) -> &str {
+        match self {
+            EventType::TicketCreated => "ticket_created",
+            EventType::TicketOpened => "ticket_opened",
+            EventType::TicketAssigned => "ticket_assigned",
+            EventType::WorkStarted => "work_started",
+            EventType::WorkFinished => "work_finished",
+            EventType::TicketApproved => "ticket_approved",
+            EventType::TicketRejected => "ticket_rejected",
+            EventType::CommentAdded => "comment_added",
+            EventType::UserRegistered => "user_registered",
+            EventType::Custom(s) => s,
+        }
+    }
+
+    /// A human name for the type.
+    pub fn display(&self) -> String {
+        match self {
+            EventType::Custom(s) => s.replace('_', " "),
+            other => {
+                let s = other.as_str().replace('_', " ");
+                let mut c = s.chars();
+                c.next()
+                    .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
+                    .unwrap_or_default()
+            }
+        }
+    }
+}
+
+impl FromStr for EventType {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(EventType::BUILT_IN
+            .iter()
+            .find(|e| e.as_str() == s)
+            .cloned()
+            .unwrap_or_else(|| EventType::Custom(s.to_owned())))
+    }
+}
+
+impl fmt::Display for EventType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A way to reach a user.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Channel {
+    /// In-app, over the WebSocket; always stored.
+    Websocket,
+    /// Email to the user's address.
+    Email,
+    /// WhatsApp to the user's number.
+    Whatsapp,
+}
+
+impl Channel {
+    /// Every channel.
+    pub const ALL: [Channel; 3] = [Channel::Websocket, Channel::Email, Channel::Whatsapp];
+
+    /// The wire and storage name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Websocket => "websocket",
+            Channel::Email => "email",
+            Channel::Whatsapp => "whatsapp",
+        }
+    }
+}
+
+impl FromStr for Channel {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Channel::ALL
+            .into_iter()
+            .find(|c| c.as_str() == s)
+            .ok_or_else(|| format!("unknown channel `{s}` (expected websocket, email or whatsapp)"))
+    }
+}
+
+/// A group of recipients, resolved against one event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Audience {
+    /// Every active admin.
+    Admins,
+    /// Every active super admin.
+    SuperAdmins,
+    /// The ticket's creator.
+    Creator,
+    /// Every assignee of the ticket (after the change).
+    Assignees,
+    /// Assignees added by this change.
+    NewlyAssigned,
+}
+
+impl FromStr for Audience {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "admins" => Ok(Audience::Admins),
+            "super_admins" => Ok(Audience::SuperAdmins),
+            "creator" => Ok(Audience::Creator),
+            "assignees" => Ok(Audience::Assignees),
+            "newly_assigned" => Ok(Audience::NewlyAssigned),
+            other => Err(format!(
+                "unknown audience `{other}` (expected admins, super_admins, creator, assignees or newly_assigned)"
+            )),
+        }
+    }
+}
+
+/// Who hears about one event type, and how.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Route {
+    /// The groups that receive it.
+    pub audiences: Vec<Audience>,
+    /// The channels it goes out on (websocket is always stored regardless).
+    pub channels: Vec<Channel>,
+}
+
+/// The routing of every event type.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoutingTable {
+    routes: HashMap<EventType, Route>,
+}
+
+impl Default for RoutingTable {
+    /// Seed 001's table.
+    fn default() -> Self {
+        use Audience::*;
+        use Channel::*;
+        let all = vec![Email, Whatsapp, Websocket];
+        let table = [
+            (EventType::TicketCreated, vec![Admins], all.clone()),
+            (EventType::TicketOpened, vec![Creator], all.clone()),
+            (EventType::TicketAssigned, vec![NewlyAssigned], all.clone()),
+            (EventType::WorkStarted, vec![Creator], all.clone()),
+            (EventType::WorkFinished, vec![Creator, Admins], all),
+            (
+                EventType::TicketApproved,
+                vec![Admins, Assignees],
+                vec![Websocket, Whatsapp],
+            ),
+            (
+                EventType::TicketRejected,
+                vec![Admins, Assignees],
+                vec![Websocket, Whatsapp],
+            ),
+            (
+                EventType::CommentAdded,
+                vec![Creator, Assignees],
+                vec![Websocket, Email],
+            ),
+            (
+                EventType::UserRegistered,
+                vec![SuperAdmins],
+                vec![Websocket, Email],
+            ),
+        ];
+        RoutingTable {
+            routes: table
+                .into_iter()
+                .map(|(e, audiences, channels)| {
+                    (
+                        e,
+                        Route {
+                            audiences,
+                            channels,
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+}
+
+impl RoutingTable {
+    /// The route of an event type; custom types have none (their recipients are explicit).
+    pub fn route(&self, event: &EventType) -> Option<&Route> {
+        self.routes.get(event)
+    }
+
+    /// Replaces one event type's route.
+    pub fn set(&mut self, event: EventType, route: Route) {
+        self.routes.insert(event, route);
+    }
+}
+
+/// The people an event concerns, for resolving audiences.
+#[derive(Clone, Debug, Default)]
+pub struct Parties<'a> {
+    /// Who acted; never notified of their own action.
+    pub actor: Option<UserId>,
+    /// The ticket's creator.
+    pub creator: Option<UserId>,
+    /// The ticket's assignees after the change.
+    pub assignees: &'a [UserId],
+    /// Assignees added by the change.
+    pub newly_assigned: &'a [UserId],
+    /// Active admins.
+    pub admins: &'a [UserId],
+    /// Active super admins.
+    pub super_admins: &'a [UserId],
+}
+
+/// The recipients of an event: the route's audiences, deduplicated, in order of first
+/// appearance, without the actor.
+pub fn recipients(route: &Route, parties: &Parties<'_>) -> Vec<UserId> {
+    let mut out: Vec<UserId> = Vec::new();
+    for audience in &route.audiences {
+        let ids: &[UserId] = match audience {
+            Audience::Admins => parties.admins,
+            Audience::SuperAdmins => parties.super_admins,
+            Audience::Creator => parties.creator.as_slice(),
+            Audience::Assignees => parties.assignees,
+            Audience::NewlyAssigned => parties.newly_assigned,
+        };
+        for id in ids {
+            if Some(*id) != parties.actor && !out.contains(id) {
+                out.push(*id);
+            }
+        }
+    }
+    out
+}
+
+/// A user's on/off switches: `(notification type or "*", channel) → enabled`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Preferences {
+    switches: HashMap<(String, Channel), bool>,
+}
+
+impl Preferences {
+    /// Sets one switch; `notification_type` may be `*` for every type.
+    pub fn set(&mut self, notification_type: &str, channel: Channel, enabled: bool) {
+        self.switches
+            .insert((notification_type.to_owned(), channel), enabled);
+    }
+
+    /// Whether a channel is on for a type: the specific switch, else the `*` switch, else on.
+    pub fn allows(&self, event: &EventType, channel: Channel) -> bool {
+        self.switches
+            .get(&(event.as_str().to_owned(), channel))
+            .or_else(|| self.switches.get(&("*".to_owned(), channel)))
+            .copied()
+            .unwrap_or(true)
+    }
+
+    /// Every switch, sorted.
+    pub fn entries(&self) -> Vec<(String, Channel, bool)> {
+        let mut v: Vec<_> = self
+            .switches
+            .iter()
+            .map(|((t, c), e)| (t.clone(), *c, *e))
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+/// The outbound channels (email, WhatsApp) one recipient gets for an event, with the address
+/// for each: a channel is used only if the route names it, the user has the address and has
+/// not switched it off. The in-app record is always stored and is not listed here.
+pub fn channels_for(
+    route_channels: &[Channel],
+    event: &EventType,
+    user: &User,
+    prefs: &Preferences,
+) -> Vec<(Channel, String)> {
+    let mut out = Vec::new();
+    for channel in route_channels {
+        let address = match channel {
+            Channel::Websocket => continue,
+            Channel::Email => user.email.as_ref(),
+            Channel::Whatsapp => user.whatsapp_number.as_ref(),
+        };
+        if let Some(address) = address.filter(|a| !a.is_empty()) {
+            if prefs.allows(event, *channel) {
+                out.push((*channel, address.clone()));
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Role;
+
+    const A1: UserId = UserId(1);
+    const A2: UserId = UserId(2);
+    const D1: UserId = UserId(3);
+    const D2: UserId = UserId(4);
+    const C: UserId = UserId(5);
+
+    fn parties<'a>(actor: UserId, assignees: &'a [UserId], new: &'a [UserId]) -> Parties<'a> {
+        Parties {
+            actor: Some(actor),
+            creator: Some(C),
+            assignees,
+            newly_assigned: new,
+            admins: &[A1, A2],
+            super_admins: &[A1],
+        }
+    }
+
+    /// Seed 001's table, event by event, with the actor left out.
+    #[test]
+    fn the_default_table_is_seed_001() {
+        let t = RoutingTable::default();
+        let who = |e: EventType, p: Parties<'_>| recipients(t.route(&e).unwrap(), &p);
+        assert_eq!(
+            who(EventType::TicketCreated, parties(C, &[], &[])),
+            vec![A1, A2]
+        );
+        assert_eq!(who(EventType::TicketOpened, parties(A1, &[], &[])), vec![C]);
+        assert_eq!(
+            who(EventType::TicketAssigned, parties(A1, &[D1, D2], &[D2])),
+            vec![D2]
+        );
+        assert_eq!(
+            who(EventType::WorkStarted, parties(D1, &[D1], &[])),
+            vec![C]
+        );
+        assert_eq!(
+            who(EventType::WorkFinished, parties(D1, &[D1], &[])),
+            vec![C, A1, A2]
+        );
+        assert_eq!(
+            who(EventType::TicketApproved, parties(C, &[D1, D2], &[])),
+            vec![A1, A2, D1, D2]
+        );
+        assert_eq!(
+            who(EventType::TicketRejected, parties(C, &[D1], &[])),
+            vec![A1, A2, D1]
+        );
+        assert_eq!(
+            who(EventType::CommentAdded, parties(D1, &[D1, D2], &[])),
+            vec![C, D2]
+        );
+        assert_eq!(
+            who(EventType::CommentAdded, parties(A2, &[D1], &[])),
+            vec![C, D1]
+        );
+        assert_eq!(
+            who(
+                EventType::UserRegistered,
+                Parties {
+                    actor: Some(C),
+                    ..parties(C, &[], &[])
+                }
+            ),
+            vec![A1]
+        );
+
+        use Channel::*;
+        let ch = |e: EventType| {
+            let mut c = t.route(&e).unwrap().channels.clone();
+            c.sort();
+            c
+        };
+        assert_eq!(
+            ch(EventType::TicketCreated),
+            vec![Websocket, Email, Whatsapp]
+        );
+        assert_eq!(ch(EventType::TicketApproved), vec![Websocket, Whatsapp]);
+        assert_eq!(ch(EventType::CommentAdded), vec![Websocket, Email]);
+        assert_eq!(ch(EventType::UserRegistered), vec![Websocket, Email]);
+    }
+
+    #[test]
+    fn an_admin_acting_is_not_told_of_their_own_action() {
+        let t = RoutingTable::default();
+        let r = recipients(
+            t.route(&EventType::WorkFinished).unwrap(),
+            &Parties {
+                actor: Some(A1),
+                ..parties(A1, &[], &[])
+            },
+        );
+        assert_eq!(r, vec![C, A2]);
+    }
+
+    #[test]
+    fn routes_can_be_overridden() {
+        let mut t = RoutingTable::default();
+        t.set(
+            EventType::TicketOpened,
+            Route {
+                audiences: vec![Audience::Admins, Audience::Creator],
+                channels: vec![Channel::Websocket],
+            },
+        );
+        let r = recipients(
+            t.route(&EventType::TicketOpened).unwrap(),
+            &parties(A1, &[], &[]),
+        );
+        assert_eq!(r, vec![A2, C]);
+    }
+
+    #[test]
+    fn channels_need_an_address_and_an_open_switch() {
+        let mut user = User {
+            id: C,
+            username: "c".into(),
+            display_name: String::new(),
+            email: Some("c@example.test".into()),
+            whatsapp_number: None,
+            role: Role::Client,
+            is_superuser: false,
+            is_active: true,
+            created_at: chrono::Utc::now(),
+        };
+        let all = [Channel::Email, Channel::Whatsapp, Channel::Websocket];
+        let mut prefs = Preferences::default();
+        let e = EventType::TicketOpened;
+        assert_eq!(
+            channels_for(&all, &e, &user, &prefs),
+            vec![(Channel::Email, "c@example.test".into())]
+        );
+        user.whatsapp_number = Some("+15551234567".into());
+        assert_eq!(channels_for(&all, &e, &user, &prefs).len(), 2);
+        prefs.set("*", Channel::Email, false);
+        assert_eq!(
+            channels_for(&all, &e, &user, &prefs),
+            vec![(Channel::Whatsapp, "+15551234567".into())]
+        );
+        prefs.set("ticket_opened", Channel::Email, true);
+        assert_eq!(channels_for(&all, &e, &user, &prefs).len(), 2);
+        assert_eq!(
+            channels_for(&[Channel::Websocket], &e, &user, &prefs),
+            vec![]
+        );
+    }
+
+    #[test]
+    fn event_names_round_trip() {
+        for e in EventType::BUILT_IN {
+            assert_eq!(e.as_str().parse::<EventType>().unwrap(), e);
+        }
+        assert_eq!(
+            "deploy_done".parse::<EventType>().unwrap(),
+            EventType::Custom("deploy_done".into())
+        );
+        assert_eq!(EventType::TicketCreated.display(), "Ticket created");
+    }
+}

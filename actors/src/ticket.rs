@@ -1,0 +1,252 @@
+//! The ticket actor: one per active ticket, serializing its transitions.
+//!
+//! Started on first use, it loads its ticket, then applies actions one at a time: decide
+//! (pure [`transition`]), draft the notifications (routing), commit the change and the
+//! notifications in one transaction with a version check, answer, and only then fan out.
+//! It passivates itself after a quiet period.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::concurrency::JoinHandle;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use tokio::time::Instant;
+
+use crate::directory::Keyed;
+use crate::notification::{ticket_wording, EventDetails, TicketSummary};
+use crate::notifier::Content;
+use crate::notifier::Deps;
+use crate::ports::{Committed, StoreError};
+use crate::routing::Parties;
+use crate::ticket_domain::{
+    transition, Action, Comment, Principal, Ticket, TicketId, TransitionError,
+};
+
+/// Why a ticket operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TicketError {
+    /// The action was refused (400, 403 or 409).
+    #[error(transparent)]
+    Transition(#[from] TransitionError),
+    /// No such ticket.
+    #[error("no such ticket")]
+    NotFound,
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The ticket's actor could not be reached in time.
+    #[error("the ticket is busy; try again")]
+    Unavailable,
+}
+
+/// A successful action.
+#[derive(Debug, Clone)]
+pub struct Applied {
+    /// The ticket after the action.
+    pub ticket: Ticket,
+    /// The comment added, for `comments`.
+    pub comment: Option<Comment>,
+}
+
+/// The ticket actor.
+#[derive(Clone, Debug)]
+pub struct TicketActor {
+    /// Shared dependencies.
+    pub deps: Arc<Deps>,
+    /// How long a ticket actor lives without messages.
+    pub idle: Duration,
+}
+
+/// The state of a ticket actor.
+pub struct TicketState {
+    ticket: Ticket,
+    last_active: Instant,
+    timer: Option<JoinHandle<()>>,
+}
+
+/// Messages a ticket actor handles.
+#[derive(Debug)]
+pub enum TicketMsg {
+    /// Apply an action by a user.
+    Apply {
+        /// Who acts.
+        by: Principal,
+        /// Their display name, for the notifications' wording.
+        by_name: String,
+        /// What they do.
+        action: Action,
+        /// The outcome.
+        reply: RpcReplyPort<Result<Applied, TicketError>>,
+    },
+    /// Stop if nothing happened for the idle period.
+    IdleCheck,
+    /// Panic inside the handler, for fault-injection tests.
+    InjectFault,
+}
+
+impl Keyed for TicketActor {
+    type Key = TicketId;
+    const KIND: &'static str = "ticket";
+
+    fn arguments(&self, key: TicketId) -> TicketId {
+        key
+    }
+}
+
+impl Actor for TicketActor {
+    type Msg = TicketMsg;
+    type State = TicketState;
+    type Arguments = TicketId;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        id: TicketId,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let ticket = self
+            .deps
+            .store
+            .ticket(id)
+            .await?
+            .ok_or_else(|| format!("ticket {id} does not exist"))?;
+        let timer = myself.send_interval(self.idle.max(Duration::from_millis(100)) / 2, || {
+            TicketMsg::IdleCheck
+        });
+        Ok(TicketState {
+            ticket,
+            last_active: Instant::now(),
+            timer: Some(timer),
+        })
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        if let Some(t) = state.timer.take() {
+            t.abort();
+        }
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            TicketMsg::Apply {
+                by,
+                by_name,
+                action,
+                reply,
+            } => {
+                state.last_active = Instant::now();
+                let result = self.apply(state, by, &by_name, &action).await;
+                match result {
+                    Ok(committed) => {
+                        state.ticket = committed.ticket.clone();
+                        let _ = reply.send(Ok(Applied {
+                            ticket: committed.ticket,
+                            comment: committed.comment,
+                        }));
+                        // Stored before sent: fan-out starts only after the commit.
+                        self.deps.deliver(committed.notifications);
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                    }
+                }
+            }
+            TicketMsg::IdleCheck => {
+                if state.last_active.elapsed() >= self.idle {
+                    myself.stop(Some("idle".into()));
+                }
+            }
+            TicketMsg::InjectFault => {
+                panic!("injected fault in the actor of ticket {}", state.ticket.id)
+            }
+        }
+        Ok(())
+    }
+}
+
+impl TicketActor {
+    /// Decides, drafts and commits one action; on a version conflict (another process changed
+    /// the ticket), reloads and decides again, once.
+    async fn apply(
+        &self,
+        state: &mut TicketState,
+        by: Principal,
+        by_name: &str,
+        action: &Action,
+    ) -> Result<Committed, TicketError> {
+        let store = &self.deps.store;
+        for _attempt in 0..3 {
+            let ticket = &state.ticket;
+            let change = transition(ticket, by, action)?;
+            if let Action::Assign { developer_ids } = action {
+                let found = store.users_by_ids(developer_ids).await?;
+                let all_developers = developer_ids.iter().all(|id| {
+                    found.iter().any(|u| {
+                        u.id == *id && u.is_active && u.role == crate::domain::Role::Developer
+                    })
+                });
+                if !all_developers {
+                    return Err(TransitionError::Invalid(
+                        "developer_ids: Every id must be an active developer.".into(),
+                    )
+                    .into());
+                }
+            }
+            let mut after = ticket.clone();
+            after.status = change.status;
+            after.assignees = change.assignees.clone();
+            let (title, message) = ticket_wording(
+                &change.event,
+                &after,
+                &EventDetails {
+                    actor_name: by_name,
+                    reason: change.reason.as_deref(),
+                    comment: change.comment.as_deref(),
+                },
+            );
+            let mut candidates = vec![after.created_by];
+            candidates.extend(&after.assignees);
+            let audience = self.deps.audience(&change.event, &candidates).await?;
+            let drafts = audience.drafts(
+                Parties {
+                    actor: Some(by.id),
+                    creator: Some(after.created_by),
+                    assignees: &after.assignees,
+                    newly_assigned: &change.newly_assigned,
+                    ..Parties::default()
+                },
+                &Content {
+                    event: change.event.clone(),
+                    title,
+                    message,
+                    ticket: Some(TicketSummary::from(&after)),
+                    data: "{}".into(),
+                    action_url: Some(format!("/tickets/{}/", after.id)),
+                },
+            );
+            match store
+                .commit_change(ticket.id, ticket.version, &change, by.id, drafts)
+                .await
+            {
+                Ok(committed) => return Ok(committed),
+                Err(StoreError::Stale(_)) => {
+                    state.ticket = store
+                        .ticket(ticket.id)
+                        .await?
+                        .ok_or(TicketError::NotFound)?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(TicketError::Unavailable)
+    }
+}

@@ -1,0 +1,391 @@
+//! The caller's own notifications: the inbox, read state, deletion, deliveries, preferences,
+//! and admins' sends. Another user's notification id is always 404.
+//!
+//! Reads go straight to the store; changes go through the caller's user actor (when they are
+//! connected) so that their other sockets hear `notification_updated`.
+
+use axum::extract::{Path, State};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use axum::routing::{delete, get, post};
+use axum::Router;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use tickethub_actors::domain::UserId;
+use tickethub_actors::ports::NotificationFilter;
+use tickethub_actors::routing::{Channel, EventType};
+use tickethub_actors::ticket_domain::TicketId;
+use tickethub_actors::user::{CommandOutcome, UserCommand};
+
+use super::error::ApiError;
+use super::extract::{Caller, Json, Query};
+use super::{paginated, parse_bool, parse_id, timestamp, AppState, PageParams};
+use crate::wire::{self, SendIn};
+
+/// The routes of this module. Seed 004's hyphenated paths are aliases of seed 001's.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/notifications/", get(list))
+        .route("/api/notifications/unread/", get(unread))
+        .route("/api/notifications/unread_count/", get(unread_count))
+        .route("/api/notifications/unread-count/", get(unread_count))
+        .route(
+            "/api/notifications/mark_all_as_read/",
+            post(mark_all_as_read),
+        )
+        .route(
+            "/api/notifications/mark-all-as-read/",
+            post(mark_all_as_read),
+        )
+        .route("/api/notifications/delete-all/", delete(delete_all))
+        .route(
+            "/api/notifications/preferences/",
+            get(get_preferences).put(put_preferences),
+        )
+        .route("/api/notifications/send/", post(send))
+        .route("/api/notifications/{id}/", get(one).delete(delete_one))
+        .route("/api/notifications/{id}/mark_as_read/", post(mark_as_read))
+        .route("/api/notifications/mark_as_read/{id}/", post(mark_as_read))
+        .route("/api/notifications/{id}/mark-as-read/", post(mark_as_read))
+        .route(
+            "/api/notifications/{id}/mark_as_unread/",
+            post(mark_as_unread),
+        )
+        .route(
+            "/api/notifications/{id}/mark-as-unread/",
+            post(mark_as_unread),
+        )
+        .route("/api/notifications/{id}/deliveries/", get(deliveries))
+}
+
+/// The list filters, as query parameters.
+#[derive(Deserialize, Default)]
+struct Filters {
+    is_read: Option<String>,
+    notification_type: Option<String>,
+    /// Seed 004 calls the type filter `type`.
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    ticket: Option<String>,
+    #[serde(flatten)]
+    page: PageParams,
+}
+
+impl Filters {
+    fn filter(&self) -> Result<NotificationFilter, ApiError> {
+        let nonempty = |o: &Option<String>| o.clone().filter(|s| !s.is_empty());
+        Ok(NotificationFilter {
+            is_read: nonempty(&self.is_read)
+                .map(|v| parse_bool("is_read", &v))
+                .transpose()?,
+            notification_type: nonempty(&self.notification_type).or_else(|| nonempty(&self.kind)),
+            ticket: nonempty(&self.ticket)
+                .map(|v| parse_id("ticket", &v).map(TicketId))
+                .transpose()?,
+            before_seq: None,
+        })
+    }
+}
+
+async fn page_of(
+    state: &AppState,
+    caller: &Caller,
+    filter: NotificationFilter,
+    params: PageParams,
+    parts: &Parts,
+) -> Result<Json<Value>, ApiError> {
+    let (page, slice) = params.page()?;
+    let (count, list) = state
+        .store
+        .list_notifications(caller.0.id, &filter, slice)
+        .await?;
+    let results = list
+        .iter()
+        .map(|n| wire::notification_rest(n, &caller.0))
+        .collect();
+    Ok(Json(paginated(parts, page, slice.limit, count, results)?))
+}
+
+async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<Filters>,
+    parts: Parts,
+) -> Result<Json<Value>, ApiError> {
+    page_of(&state, &caller, q.filter()?, q.page, &parts).await
+}
+
+async fn unread(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<Filters>,
+    parts: Parts,
+) -> Result<Json<Value>, ApiError> {
+    let filter = NotificationFilter {
+        is_read: Some(false),
+        ..q.filter()?
+    };
+    page_of(&state, &caller, filter, q.page, &parts).await
+}
+
+async fn unread_count(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Value>, ApiError> {
+    let (count, by_type) = state.store.unread_counts(caller.0.id).await?;
+    let by_type: Map<String, Value> = by_type.into_iter().map(|(k, v)| (k, v.into())).collect();
+    Ok(Json(json!({ "count": count, "by_type": by_type })))
+}
+
+fn notification_id(raw: &str) -> Result<i64, ApiError> {
+    raw.parse().map_err(|_| ApiError::not_found())
+}
+
+async fn one(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let n = state
+        .store
+        .notification(caller.0.id, notification_id(&id)?)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    Ok(Json(wire::notification_rest(&n, &caller.0)))
+}
+
+async fn command(
+    state: &AppState,
+    user: UserId,
+    cmd: UserCommand,
+) -> Result<CommandOutcome, ApiError> {
+    state.hub.user_command(user, None, cmd).await.map_err(|e| {
+        tracing::error!(error = %e, "inbox command failed");
+        ApiError::unavailable("The database is unavailable; try again shortly.")
+    })
+}
+
+async fn set_read(
+    state: AppState,
+    caller: Caller,
+    id: String,
+    read: bool,
+) -> Result<Json<Value>, ApiError> {
+    let id = notification_id(&id)?;
+    match command(&state, caller.0.id, UserCommand::SetRead { id, read }).await? {
+        CommandOutcome::SetRead {
+            notification: Some(n),
+            ..
+        } => Ok(Json(json!({
+            "message": if read { "Notification marked as read" } else { "Notification marked as unread" },
+            "notification": wire::notification_rest(&n, &caller.0),
+        }))),
+        _ => Err(ApiError::not_found()),
+    }
+}
+
+async fn mark_as_read(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    set_read(state, caller, id, true).await
+}
+
+async fn mark_as_unread(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    set_read(state, caller, id, false).await
+}
+
+async fn mark_all_as_read(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<Filters>,
+) -> Result<Json<Value>, ApiError> {
+    let filter = NotificationFilter {
+        is_read: None,
+        ..q.filter()?
+    };
+    match command(&state, caller.0.id, UserCommand::MarkAllRead(filter)).await? {
+        CommandOutcome::AllRead(ids) => Ok(Json(json!({
+            "message": format!("{} notification(s) marked as read", ids.len()),
+            "count": ids.len(),
+        }))),
+        _ => Err(ApiError::unavailable("Unexpected answer.")),
+    }
+}
+
+async fn delete_one(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let id = notification_id(&id)?;
+    match command(&state, caller.0.id, UserCommand::Delete { id }).await? {
+        CommandOutcome::Deleted { success: true, .. } => Ok(StatusCode::NO_CONTENT),
+        _ => Err(ApiError::not_found()),
+    }
+}
+
+async fn delete_all(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Value>, ApiError> {
+    match command(&state, caller.0.id, UserCommand::DeleteAll).await? {
+        CommandOutcome::AllDeleted(count) => Ok(Json(json!({
+            "message": format!("{count} notification(s) deleted"),
+            "count": count,
+        }))),
+        _ => Err(ApiError::unavailable("Unexpected answer.")),
+    }
+}
+
+async fn deliveries(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id = notification_id(&id)?;
+    let list = state
+        .store
+        .deliveries(caller.0.id, id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    let mut out = vec![json!({
+        "channel": "websocket",
+        "status": "STORED",
+        "attempts": 0,
+        "last_error": null,
+        "sent_at": null,
+    })];
+    out.extend(list.iter().map(|d| {
+        json!({
+            "id": d.id,
+            "channel": d.channel.as_str(),
+            "address": d.address,
+            "status": d.status,
+            "attempts": d.attempts,
+            "last_error": d.last_error,
+            "sent_at": d.sent_at.map(timestamp),
+        })
+    }));
+    Ok(Json(json!({ "notification": id, "deliveries": out })))
+}
+
+/// The channels a user can switch; the in-app record is always stored.
+const SWITCHABLE: [Channel; 2] = [Channel::Email, Channel::Whatsapp];
+
+async fn get_preferences(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(preferences_json(&state, caller.0.id).await?))
+}
+
+async fn preferences_json(state: &AppState, user: UserId) -> Result<Value, ApiError> {
+    let prefs = state
+        .store
+        .preferences(&[user])
+        .await?
+        .remove(&user)
+        .unwrap_or_default();
+    let mut channels = Map::new();
+    for c in SWITCHABLE {
+        channels.insert(
+            c.as_str().into(),
+            prefs.allows(&EventType::Custom("*".into()), c).into(),
+        );
+    }
+    let mut types: Map<String, Value> = Map::new();
+    for (kind, channel, enabled) in prefs.entries() {
+        if kind != "*" {
+            let entry = types.entry(kind).or_insert_with(|| json!({}));
+            entry[channel.as_str()] = enabled.into();
+        }
+    }
+    Ok(json!({
+        "channels": channels,
+        "types": types,
+        "notification_types": EventType::BUILT_IN.iter().map(|e| e.as_str()).collect::<Vec<_>>(),
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PreferencesIn {
+    #[serde(default)]
+    channels: Map<String, Value>,
+    #[serde(default)]
+    types: Map<String, Value>,
+}
+
+fn switchable(name: &str) -> Result<Channel, ApiError> {
+    SWITCHABLE
+        .into_iter()
+        .find(|c| c.as_str() == name)
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "`{name}` is not a channel you can switch (email, whatsapp); in-app notifications are always stored."
+            ))
+        })
+}
+
+fn switch_value(path: &str, v: &Value) -> Result<bool, ApiError> {
+    v.as_bool()
+        .ok_or_else(|| ApiError::bad_request(format!("{path}: must be true or false.")))
+}
+
+async fn put_preferences(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(body): Json<PreferencesIn>,
+) -> Result<Json<Value>, ApiError> {
+    let mut switches = Vec::new();
+    for (name, v) in &body.channels {
+        switches.push((
+            "*".to_owned(),
+            switchable(name)?,
+            switch_value(&format!("channels.{name}"), v)?,
+        ));
+    }
+    for (kind, per_channel) in &body.types {
+        if kind.is_empty() || kind.len() > 64 || kind == "*" {
+            return Err(ApiError::bad_request(format!(
+                "types: `{kind}` is not a notification type."
+            )));
+        }
+        let per_channel = per_channel.as_object().ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "types.{kind}: must be an object of channel → boolean."
+            ))
+        })?;
+        for (name, v) in per_channel {
+            switches.push((
+                kind.clone(),
+                switchable(name)?,
+                switch_value(&format!("types.{kind}.{name}"), v)?,
+            ));
+        }
+    }
+    state.store.set_preferences(caller.0.id, &switches).await?;
+    Ok(Json(preferences_json(&state, caller.0.id).await?))
+}
+
+async fn send(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(body): Json<SendIn>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    if !caller.is_admin() {
+        return Err(ApiError::forbidden("Only admins can send notifications."));
+    }
+    let announcement = body.into_announcement().map_err(ApiError::bad_request)?;
+    let count = state.hub.announce(announcement).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "success": true, "count": count })),
+    ))
+}

@@ -1,0 +1,285 @@
+//! Tickets: list, create, read, and the lifecycle actions, all through the ticket actors.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::Router;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tickethub_actors::domain::{ProjectId, Role, UserId};
+use tickethub_actors::ports::{NewTicket, TicketFilter};
+use tickethub_actors::ticket_domain::{Action, Category, Priority, Ticket, TicketId, TicketStatus};
+
+use super::error::ApiError;
+use super::extract::{Caller, Json, Query};
+use super::{paginated, parse_bool, parse_id, AppState, PageParams};
+use crate::wire;
+
+/// The routes of this module.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/tickets/", get(list).post(create))
+        .route("/api/tickets/{id}/", get(detail))
+        .route("/api/tickets/{id}/comments/", get(comments).post(comment))
+        .route("/api/tickets/{id}/{action}/", post(act))
+}
+
+#[derive(Deserialize, Default)]
+struct ListParams {
+    status: Option<String>,
+    project: Option<String>,
+    assigned_to_me: Option<String>,
+    #[serde(flatten)]
+    page: PageParams,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(params): Query<ListParams>,
+    parts: Parts,
+) -> Result<Json<Value>, ApiError> {
+    let mut filter = TicketFilter {
+        visible_to: (!caller.is_admin()).then_some(caller.0.id),
+        ..TicketFilter::default()
+    };
+    if let Some(s) = params.status.as_deref().filter(|s| !s.is_empty()) {
+        filter.status = Some(
+            s.parse::<TicketStatus>()
+                .map_err(|e| ApiError::bad_request(format!("status: {e}")))?,
+        );
+    }
+    if let Some(p) = params.project.as_deref().filter(|s| !s.is_empty()) {
+        filter.project = Some(ProjectId(parse_id("project", p)?));
+    }
+    if let Some(mine) = params.assigned_to_me.as_deref().filter(|s| !s.is_empty()) {
+        if parse_bool("assigned_to_me", mine)? {
+            filter.assigned_to = Some(caller.0.id);
+        }
+    }
+    let (page, slice) = params.page.page()?;
+    let (count, tickets) = state.store.list_tickets(&filter, slice).await?;
+    let results = tickets.iter().map(wire::ticket).collect();
+    Ok(Json(paginated(&parts, page, slice.limit, count, results)?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateIn {
+    project: i64,
+    title: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    priority: Option<String>,
+    #[serde(default)]
+    category: Option<String>,
+}
+
+async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(body): Json<CreateIn>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    if caller.0.role != Role::Client {
+        return Err(ApiError::forbidden("Only clients can create tickets."));
+    }
+    let title = body.title.trim().to_owned();
+    if title.is_empty() || title.chars().count() > 200 {
+        return Err(ApiError::bad_request(
+            "title: Give a title of 1 to 200 characters.",
+        ));
+    }
+    if body.description.chars().count() > 20_000 {
+        return Err(ApiError::bad_request(
+            "description: At most 20000 characters.",
+        ));
+    }
+    let priority = match body.priority.as_deref() {
+        None => Priority::Medium,
+        Some(p) => p
+            .parse()
+            .map_err(|e| ApiError::bad_request(format!("priority: {e}")))?,
+    };
+    let category = match body.category.as_deref() {
+        None => Category::Other,
+        Some(c) => c
+            .parse()
+            .map_err(|e| ApiError::bad_request(format!("category: {e}")))?,
+    };
+    let project = state
+        .store
+        .project_by_id(ProjectId(body.project))
+        .await?
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "project: Invalid pk \"{}\" - object does not exist.",
+                body.project
+            ))
+        })?;
+    if !project.member_ids.contains(&caller.0.id) {
+        return Err(ApiError::forbidden("You are not a member of this project."));
+    }
+    let ticket = state
+        .hub
+        .create_ticket(
+            &caller.0,
+            NewTicket {
+                project: project.id,
+                title,
+                description: body.description,
+                priority,
+                category,
+                created_by: caller.0.id,
+            },
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(wire::ticket(&ticket))))
+}
+
+/// Loads a ticket the caller may see: admins see every ticket, others those of their projects.
+/// Anything else is 404, so that ids reveal nothing.
+async fn visible(state: &AppState, caller: &Caller, id: i64) -> Result<Ticket, ApiError> {
+    let ticket = state
+        .store
+        .ticket(TicketId(id))
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    if caller.is_admin() {
+        return Ok(ticket);
+    }
+    let project = state
+        .store
+        .project_by_id(ticket.project_id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    if project.member_ids.contains(&caller.0.id)
+        || ticket.created_by == caller.0.id
+        || ticket.assignees.contains(&caller.0.id)
+    {
+        Ok(ticket)
+    } else {
+        Err(ApiError::not_found())
+    }
+}
+
+fn ticket_id(raw: &str) -> Result<i64, ApiError> {
+    raw.parse().map_err(|_| ApiError::not_found())
+}
+
+async fn detail(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let ticket = visible(&state, &caller, ticket_id(&id)?).await?;
+    let comments = state.store.comments(ticket.id).await?;
+    let mut body = wire::ticket(&ticket);
+    body["comments"] = comments.iter().map(wire::comment).collect();
+    Ok(Json(body))
+}
+
+async fn comments(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let ticket = visible(&state, &caller, ticket_id(&id)?).await?;
+    let comments = state.store.comments(ticket.id).await?;
+    Ok(Json(Value::Array(
+        comments.iter().map(wire::comment).collect(),
+    )))
+}
+
+async fn comment(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let ticket = visible(&state, &caller, ticket_id(&id)?).await?;
+    let body = json_body(&body)?;
+    let text = body
+        .get("body")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ApiError::bad_request("body: This field is required."))?;
+    if text.chars().count() > 10_000 {
+        return Err(ApiError::bad_request("body: At most 10000 characters."));
+    }
+    let applied = state
+        .hub
+        .apply(
+            ticket.id,
+            &caller.0,
+            Action::Comment {
+                body: text.to_owned(),
+            },
+        )
+        .await?;
+    let comment = applied
+        .comment
+        .ok_or_else(|| ApiError::unavailable("The comment was not stored."))?;
+    Ok((StatusCode::CREATED, Json(wire::comment(&comment))))
+}
+
+/// An action's body: empty (the seed clients post none) or a JSON object.
+fn json_body(bytes: &Bytes) -> Result<Value, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(json!({}));
+    }
+    let v: Value = serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::bad_request(format!("JSON parse error - {e}")))?;
+    if v.is_object() {
+        Ok(v)
+    } else {
+        Err(ApiError::bad_request("Expected a JSON object."))
+    }
+}
+
+async fn act(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((id, action)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let body = json_body(&body)?;
+    let action = match action.as_str() {
+        "open_ticket" => Action::Open,
+        "assign" => {
+            let ids = body
+                .get("developer_ids")
+                .and_then(Value::as_array)
+                .ok_or_else(|| {
+                    ApiError::bad_request("developer_ids: A list of user ids is required.")
+                })?;
+            let ids = ids
+                .iter()
+                .map(|v| v.as_i64().map(UserId))
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| {
+                    ApiError::bad_request("developer_ids: Every id must be an integer.")
+                })?;
+            Action::Assign { developer_ids: ids }
+        }
+        "start_work" => Action::StartWork,
+        "finish_work" => Action::FinishWork,
+        "approve" => Action::Approve,
+        "reject" => Action::Reject {
+            reason: match body.get("reason") {
+                None | Some(Value::Null) => String::new(),
+                Some(Value::String(s)) if s.chars().count() <= 5_000 => s.clone(),
+                Some(_) => {
+                    return Err(ApiError::bad_request(
+                        "reason: A string of at most 5000 characters.",
+                    ))
+                }
+            },
+        },
+        _ => return Err(ApiError::not_found()),
+    };
+    let ticket = visible(&state, &caller, ticket_id(&id)?).await?;
+    let applied = state.hub.apply(ticket.id, &caller.0, action).await?;
+    Ok(Json(wire::ticket(&applied.ticket)))
+}

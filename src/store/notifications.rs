@@ -1,0 +1,482 @@
+//! Notifications in SQL: rows, per-recipient seq allocation, and the inbox half of the ports.
+
+use chrono::{DateTime, Utc};
+use tickethub_actors::domain::UserId;
+use tickethub_actors::notification::{Notification, TicketSummary};
+use tickethub_actors::ports::StoreError;
+use tickethub_actors::ticket_domain::TicketId;
+
+/// A notification with what it shows of its ticket (as the ticket is now).
+pub(crate) const NOTIFICATION_SELECT: &str = "SELECT n.id, n.user_id, n.seq, n.notification_type, \
+     n.title, n.message, n.ticket_id, n.data, n.action_url, n.is_read, n.read_at, n.created_at, \
+     t.number AS t_number, t.title AS t_title, t.priority AS t_priority, t.category AS t_category, \
+     t.status AS t_status, t.created_at AS t_created_at, p.key AS p_key, p.name AS p_name, \
+     COALESCE(NULLIF(u.display_name, ''), u.username) AS c_name \
+     FROM notifications n LEFT JOIN tickets t ON t.id = n.ticket_id \
+     LEFT JOIN projects p ON p.id = t.project_id LEFT JOIN users u ON u.id = t.created_by";
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct NotificationRow {
+    id: i64,
+    user_id: i64,
+    seq: i64,
+    notification_type: String,
+    title: String,
+    message: String,
+    ticket_id: Option<i64>,
+    data: String,
+    action_url: Option<String>,
+    is_read: bool,
+    read_at: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+    t_number: Option<i64>,
+    t_title: Option<String>,
+    t_priority: Option<String>,
+    t_category: Option<String>,
+    t_status: Option<String>,
+    t_created_at: Option<DateTime<Utc>>,
+    p_key: Option<String>,
+    p_name: Option<String>,
+    c_name: Option<String>,
+}
+
+fn corrupt(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+    StoreError::Backend(Box::new(e))
+}
+
+impl NotificationRow {
+    pub(crate) fn into_notification(self) -> Result<Notification, StoreError> {
+        let ticket = match (self.ticket_id, self.t_number, self.p_key) {
+            (Some(id), Some(number), Some(key)) => Some(TicketSummary {
+                id: TicketId(id),
+                key: format!("{key}-{number}"),
+                title: self.t_title.unwrap_or_default(),
+                priority: self
+                    .t_priority
+                    .unwrap_or_default()
+                    .parse()
+                    .map_err(corrupt)?,
+                category: self
+                    .t_category
+                    .unwrap_or_default()
+                    .parse()
+                    .map_err(corrupt)?,
+                status: self.t_status.unwrap_or_default().parse().map_err(corrupt)?,
+                created_by: self.c_name.unwrap_or_default(),
+                project_name: self.p_name.unwrap_or_default(),
+                created_at: self.t_created_at.unwrap_or(self.created_at),
+            }),
+            _ => None,
+        };
+        Ok(Notification {
+            id: self.id,
+            user_id: UserId(self.user_id),
+            seq: self.seq,
+            notification_type: self.notification_type.parse().expect("infallible"),
+            title: self.title,
+            message: self.message,
+            ticket,
+            data: self.data,
+            action_url: self.action_url,
+            is_read: self.is_read,
+            read_at: self.read_at,
+            created_at: self.created_at,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct DeliveryRow {
+    pub(crate) id: i64,
+    pub(crate) notification_id: i64,
+    pub(crate) channel: String,
+    pub(crate) address: String,
+    pub(crate) status: String,
+    pub(crate) attempts: i64,
+    pub(crate) last_error: Option<String>,
+    pub(crate) sent_at: Option<DateTime<Utc>>,
+}
+
+/// Implements `NotificationStore` (and the draft insertion both ports share) for a store type.
+macro_rules! impl_notification_store {
+    ($store:ty, $db:ty) => {
+        impl $store {
+            /// Stores drafts inside a transaction: each recipient's next seq is allocated by
+            /// bumping `users.last_seq`, which also locks that user's row until commit, so
+            /// concurrent commits to one recipient get consecutive seqs with no gaps. Drafts are
+            /// taken in recipient order so that concurrent transactions lock rows in one order.
+            async fn insert_drafts(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                mut drafts: Vec<tickethub_actors::notification::Draft>,
+            ) -> Result<Vec<tickethub_actors::notification::Notification>, tickethub_actors::ports::StoreError>
+            {
+                use tickethub_actors::ports::StoreError;
+                drafts.sort_by_key(|d| d.recipient);
+                let now = chrono::Utc::now();
+                let mut out = Vec::with_capacity(drafts.len());
+                for d in drafts {
+                    let seq: Option<(i64,)> = sqlx::query_as(
+                        "UPDATE users SET last_seq = last_seq + 1 WHERE id = $1 RETURNING last_seq",
+                    )
+                    .bind(d.recipient.0)
+                    .fetch_optional(&mut **tx)
+                    .await
+                    .map_err($crate::store::backend_error)?;
+                    let (seq,) = seq.ok_or_else(|| StoreError::NotFound(format!("user {}", d.recipient)))?;
+                    let (id,): (i64,) = sqlx::query_as(
+                        "INSERT INTO notifications (user_id, seq, notification_type, title, message, \
+                         ticket_id, data, action_url, is_read, created_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+                    )
+                    .bind(d.recipient.0)
+                    .bind(seq)
+                    .bind(d.notification_type.as_str())
+                    .bind(&d.title)
+                    .bind(&d.message)
+                    .bind(d.ticket.as_ref().map(|t| t.id.0))
+                    .bind(&d.data)
+                    .bind(&d.action_url)
+                    .bind(false)
+                    .bind(now)
+                    .fetch_one(&mut **tx)
+                    .await
+                    .map_err($crate::store::backend_error)?;
+                    for (channel, address) in &d.deliveries {
+                        sqlx::query(
+                            "INSERT INTO deliveries (notification_id, channel, address, status, attempts, \
+                             next_attempt_at, created_at, updated_at) VALUES ($1, $2, $3, 'QUEUED', 0, $4, $4, $4)",
+                        )
+                        .bind(id)
+                        .bind(channel.as_str())
+                        .bind(address)
+                        .bind(now)
+                        .execute(&mut **tx)
+                        .await
+                        .map_err($crate::store::backend_error)?;
+                    }
+                    out.push(tickethub_actors::notification::Notification {
+                        id,
+                        user_id: d.recipient,
+                        seq,
+                        notification_type: d.notification_type,
+                        title: d.title,
+                        message: d.message,
+                        ticket: d.ticket,
+                        data: d.data,
+                        action_url: d.action_url,
+                        is_read: false,
+                        read_at: None,
+                        created_at: now,
+                    });
+                }
+                Ok(out)
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl tickethub_actors::ports::NotificationStore for $store {
+            async fn commit_notifications(
+                &self,
+                drafts: Vec<tickethub_actors::notification::Draft>,
+            ) -> Result<Vec<tickethub_actors::notification::Notification>, tickethub_actors::ports::StoreError>
+            {
+                let mut tx = self.writer().begin().await.map_err($crate::store::backend_error)?;
+                let out = Self::insert_drafts(&mut tx, drafts).await?;
+                tx.commit().await.map_err($crate::store::backend_error)?;
+                Ok(out)
+            }
+
+            async fn list_notifications(
+                &self,
+                user: tickethub_actors::domain::UserId,
+                filter: &tickethub_actors::ports::NotificationFilter,
+                page: tickethub_actors::ports::Page,
+            ) -> Result<(i64, Vec<tickethub_actors::notification::Notification>), tickethub_actors::ports::StoreError>
+            {
+                fn conditions<'a>(
+                    q: &mut sqlx::QueryBuilder<'a, $db>,
+                    user: i64,
+                    f: &'a tickethub_actors::ports::NotificationFilter,
+                ) {
+                    q.push(" WHERE n.deleted_at IS NULL AND n.user_id = ").push_bind(user);
+                    if let Some(r) = f.is_read {
+                        q.push(" AND n.is_read = ").push_bind(r);
+                    }
+                    if let Some(t) = &f.notification_type {
+                        q.push(" AND n.notification_type = ").push_bind(t.as_str());
+                    }
+                    if let Some(t) = f.ticket {
+                        q.push(" AND n.ticket_id = ").push_bind(t.0);
+                    }
+                    if let Some(s) = f.before_seq {
+                        q.push(" AND n.seq < ").push_bind(s);
+                    }
+                }
+                let mut count = sqlx::QueryBuilder::<$db>::new("SELECT COUNT(*) FROM notifications n");
+                conditions(&mut count, user.0, filter);
+                let (total,): (i64,) = count
+                    .build_query_as()
+                    .fetch_one(self.reader())
+                    .await
+                    .map_err($crate::store::backend_error)?;
+                let mut q = sqlx::QueryBuilder::<$db>::new($crate::store::notifications::NOTIFICATION_SELECT);
+                conditions(&mut q, user.0, filter);
+                q.push(" ORDER BY n.seq DESC LIMIT ")
+                    .push_bind(page.limit)
+                    .push(" OFFSET ")
+                    .push_bind(page.offset);
+                let rows = q
+                    .build_query_as::<$crate::store::notifications::NotificationRow>()
+                    .fetch_all(self.reader())
+                    .await
+                    .map_err($crate::store::backend_error)?;
+                let list = rows
+                    .into_iter()
+                    .map($crate::store::notifications::NotificationRow::into_notification)
+                    .collect::<Result<_, _>>()?;
+                Ok((total, list))
+            }
+
+            async fn unread_counts(
+                &self,
+                user: tickethub_actors::domain::UserId,
+            ) -> Result<(i64, Vec<(String, i64)>), tickethub_actors::ports::StoreError> {
+                let rows: Vec<(String, i64)> = sqlx::query_as(
+                    "SELECT notification_type, COUNT(*) FROM notifications \
+                     WHERE user_id = $1 AND is_read = $2 AND deleted_at IS NULL \
+                     GROUP BY notification_type ORDER BY notification_type",
+                )
+                .bind(user.0)
+                .bind(false)
+                .fetch_all(self.reader())
+                .await
+                .map_err($crate::store::backend_error)?;
+                Ok((rows.iter().map(|(_, n)| n).sum(), rows))
+            }
+
+            async fn notification(
+                &self,
+                user: tickethub_actors::domain::UserId,
+                id: i64,
+            ) -> Result<Option<tickethub_actors::notification::Notification>, tickethub_actors::ports::StoreError>
+            {
+                let sql = format!(
+                    "{} WHERE n.id = $1 AND n.user_id = $2 AND n.deleted_at IS NULL",
+                    $crate::store::notifications::NOTIFICATION_SELECT
+                );
+                sqlx::query_as::<_, $crate::store::notifications::NotificationRow>(&sql)
+                    .bind(id)
+                    .bind(user.0)
+                    .fetch_optional(self.reader())
+                    .await
+                    .map_err($crate::store::backend_error)?
+                    .map($crate::store::notifications::NotificationRow::into_notification)
+                    .transpose()
+            }
+
+            async fn set_read(
+                &self,
+                user: tickethub_actors::domain::UserId,
+                id: i64,
+                read: bool,
+            ) -> Result<Option<tickethub_actors::notification::Notification>, tickethub_actors::ports::StoreError>
+            {
+                let read_at = read.then(chrono::Utc::now);
+                let done = sqlx::query(
+                    "UPDATE notifications SET is_read = $1, read_at = $2 \
+                     WHERE id = $3 AND user_id = $4 AND deleted_at IS NULL",
+                )
+                .bind(read)
+                .bind(read_at)
+                .bind(id)
+                .bind(user.0)
+                .execute(self.writer())
+                .await
+                .map_err($crate::store::backend_error)?;
+                if done.rows_affected() == 0 {
+                    return Ok(None);
+                }
+                let sql = format!(
+                    "{} WHERE n.id = $1 AND n.user_id = $2",
+                    $crate::store::notifications::NOTIFICATION_SELECT
+                );
+                sqlx::query_as::<_, $crate::store::notifications::NotificationRow>(&sql)
+                    .bind(id)
+                    .bind(user.0)
+                    .fetch_optional(self.writer())
+                    .await
+                    .map_err($crate::store::backend_error)?
+                    .map($crate::store::notifications::NotificationRow::into_notification)
+                    .transpose()
+            }
+
+            async fn mark_all_read(
+                &self,
+                user: tickethub_actors::domain::UserId,
+                filter: &tickethub_actors::ports::NotificationFilter,
+            ) -> Result<Vec<i64>, tickethub_actors::ports::StoreError> {
+                let mut q = sqlx::QueryBuilder::<$db>::new("UPDATE notifications SET is_read = ");
+                q.push_bind(true)
+                    .push(", read_at = ")
+                    .push_bind(chrono::Utc::now())
+                    .push(" WHERE deleted_at IS NULL AND is_read = ")
+                    .push_bind(false)
+                    .push(" AND user_id = ")
+                    .push_bind(user.0);
+                if let Some(t) = &filter.notification_type {
+                    q.push(" AND notification_type = ").push_bind(t.as_str());
+                }
+                if let Some(t) = filter.ticket {
+                    q.push(" AND ticket_id = ").push_bind(t.0);
+                }
+                q.push(" RETURNING id");
+                let mut ids: Vec<i64> = q
+                    .build_query_as::<(i64,)>()
+                    .fetch_all(self.writer())
+                    .await
+                    .map_err($crate::store::backend_error)?
+                    .into_iter()
+                    .map(|(id,)| id)
+                    .collect();
+                ids.sort_unstable();
+                Ok(ids)
+            }
+
+            async fn delete_notification(
+                &self,
+                user: tickethub_actors::domain::UserId,
+                id: i64,
+            ) -> Result<bool, tickethub_actors::ports::StoreError> {
+                let done = sqlx::query(
+                    "UPDATE notifications SET deleted_at = $1 WHERE id = $2 AND user_id = $3 AND deleted_at IS NULL",
+                )
+                .bind(chrono::Utc::now())
+                .bind(id)
+                .bind(user.0)
+                .execute(self.writer())
+                .await
+                .map_err($crate::store::backend_error)?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn delete_all_notifications(
+                &self,
+                user: tickethub_actors::domain::UserId,
+            ) -> Result<i64, tickethub_actors::ports::StoreError> {
+                let done = sqlx::query(
+                    "UPDATE notifications SET deleted_at = $1 WHERE user_id = $2 AND deleted_at IS NULL",
+                )
+                .bind(chrono::Utc::now())
+                .bind(user.0)
+                .execute(self.writer())
+                .await
+                .map_err($crate::store::backend_error)?;
+                Ok(done.rows_affected() as i64)
+            }
+
+            async fn deliveries(
+                &self,
+                user: tickethub_actors::domain::UserId,
+                id: i64,
+            ) -> Result<Option<Vec<tickethub_actors::ports::Delivery>>, tickethub_actors::ports::StoreError>
+            {
+                let owned: Option<(i64,)> = sqlx::query_as(
+                    "SELECT id FROM notifications WHERE id = $1 AND user_id = $2 AND deleted_at IS NULL",
+                )
+                .bind(id)
+                .bind(user.0)
+                .fetch_optional(self.reader())
+                .await
+                .map_err($crate::store::backend_error)?;
+                if owned.is_none() {
+                    return Ok(None);
+                }
+                let rows: Vec<$crate::store::notifications::DeliveryRow> = sqlx::query_as(
+                    "SELECT id, notification_id, channel, address, status, attempts, last_error, sent_at \
+                     FROM deliveries WHERE notification_id = $1 ORDER BY id",
+                )
+                .bind(id)
+                .fetch_all(self.reader())
+                .await
+                .map_err($crate::store::backend_error)?;
+                rows.into_iter()
+                    .map(|r| {
+                        Ok(tickethub_actors::ports::Delivery {
+                            id: r.id,
+                            notification_id: r.notification_id,
+                            channel: r.channel.parse().map_err(|e: String| {
+                                tickethub_actors::ports::StoreError::Backend(e.into())
+                            })?,
+                            address: r.address,
+                            status: r.status,
+                            attempts: r.attempts,
+                            last_error: r.last_error,
+                            sent_at: r.sent_at,
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+                    .map(Some)
+            }
+
+            async fn preferences(
+                &self,
+                users: &[tickethub_actors::domain::UserId],
+            ) -> Result<
+                std::collections::HashMap<tickethub_actors::domain::UserId, tickethub_actors::routing::Preferences>,
+                tickethub_actors::ports::StoreError,
+            > {
+                let mut out: std::collections::HashMap<_, tickethub_actors::routing::Preferences> =
+                    std::collections::HashMap::new();
+                if users.is_empty() {
+                    return Ok(out);
+                }
+                let mut q = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT user_id, notification_type, channel, enabled FROM preferences WHERE user_id IN (",
+                );
+                let mut sep = q.separated(", ");
+                for u in users {
+                    sep.push_bind(u.0);
+                }
+                q.push(")");
+                let rows: Vec<(i64, String, String, bool)> = q
+                    .build_query_as()
+                    .fetch_all(self.reader())
+                    .await
+                    .map_err($crate::store::backend_error)?;
+                for (user, kind, channel, enabled) in rows {
+                    if let Ok(channel) = channel.parse() {
+                        out.entry(tickethub_actors::domain::UserId(user))
+                            .or_default()
+                            .set(&kind, channel, enabled);
+                    }
+                }
+                Ok(out)
+            }
+
+            async fn set_preferences(
+                &self,
+                user: tickethub_actors::domain::UserId,
+                switches: &[(String, tickethub_actors::routing::Channel, bool)],
+            ) -> Result<(), tickethub_actors::ports::StoreError> {
+                let mut tx = self.writer().begin().await.map_err($crate::store::backend_error)?;
+                for (kind, channel, enabled) in switches {
+                    sqlx::query(
+                        "INSERT INTO preferences (user_id, notification_type, channel, enabled) \
+                         VALUES ($1, $2, $3, $4) ON CONFLICT (user_id, notification_type, channel) \
+                         DO UPDATE SET enabled = excluded.enabled",
+                    )
+                    .bind(user.0)
+                    .bind(kind)
+                    .bind(channel.as_str())
+                    .bind(*enabled)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err($crate::store::backend_error)?;
+                }
+                tx.commit().await.map_err($crate::store::backend_error)?;
+                Ok(())
+            }
+        }
+    };
+}
+pub(crate) use impl_notification_store;

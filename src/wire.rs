@@ -1,0 +1,193 @@
+//! JSON shapes shared by the REST API and the WebSocket: notifications and tickets.
+//!
+//! The domain types carry no serde; this module is where they become the contract's shapes.
+
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use tickethub_actors::domain::{Role, User, UserId};
+use tickethub_actors::hub::{Announcement, Recipients};
+use tickethub_actors::notification::{Notification, TicketSummary};
+use tickethub_actors::routing::Channel;
+use tickethub_actors::ticket_domain::{Comment, Ticket};
+
+use crate::http::timestamp;
+
+/// The `ticket` object inside a notification (seed 001's shape plus `key`).
+pub fn ticket_summary(t: &TicketSummary) -> Value {
+    json!({
+        "id": t.id.0,
+        "key": t.key,
+        "title": t.title,
+        "priority": t.priority.as_str(),
+        "priority_display": t.priority.display(),
+        "category": t.category.as_str(),
+        "status": t.status.as_str(),
+        "created_by": t.created_by,
+        "project_name": t.project_name,
+        "created_at": timestamp(t.created_at),
+    })
+}
+
+/// A notification's `data`: the stored JSON object, or `{}` if it is somehow not one.
+pub fn data(n: &Notification) -> Value {
+    serde_json::from_str::<Value>(&n.data)
+        .ok()
+        .filter(Value::is_object)
+        .unwrap_or_else(|| Value::Object(Map::new()))
+}
+
+/// The WebSocket `notification` frame (SPEC §3), also the items of `notifications_list`.
+pub fn notification_frame(n: &Notification, replayed: bool) -> Value {
+    json!({
+        "type": "notification",
+        "id": n.id,
+        "seq": n.seq,
+        "notification_type": n.notification_type.as_str(),
+        "title": n.title,
+        "message": n.message,
+        "ticket": n.ticket.as_ref().map(ticket_summary),
+        "data": data(n),
+        "action_url": n.action_url,
+        "is_read": n.is_read,
+        "read_at": n.read_at.map(timestamp),
+        "timestamp": timestamp(n.created_at),
+        "replayed": replayed,
+    })
+}
+
+/// The REST notification (seed 001's fields, plus `seq`, `title`, `data` and `action_url`).
+pub fn notification_rest(n: &Notification, recipient: &User) -> Value {
+    json!({
+        "id": n.id,
+        "seq": n.seq,
+        "ticket": n.ticket.as_ref().map(|t| t.id.0),
+        "ticket_key": n.ticket.as_ref().map(|t| t.key.clone()),
+        "ticket_title": n.ticket.as_ref().map(|t| t.title.clone()),
+        "recipient": recipient.id.0,
+        "recipient_name": recipient.name(),
+        "notification_type": n.notification_type.as_str(),
+        "notification_type_display": n.notification_type.display(),
+        "title": n.title,
+        "subject": n.title,
+        "message": n.message,
+        "data": data(n),
+        "action_url": n.action_url,
+        "is_read": n.is_read,
+        "read_at": n.read_at.map(timestamp),
+        "created_at": timestamp(n.created_at),
+    })
+}
+
+/// A ticket as the REST API shows it.
+pub fn ticket(t: &Ticket) -> Value {
+    json!({
+        "id": t.id.0,
+        "key": t.key(),
+        "project": t.project_id.0,
+        "project_key": t.project_key,
+        "project_name": t.project_name,
+        "title": t.title,
+        "description": t.description,
+        "priority": t.priority.as_str(),
+        "priority_display": t.priority.display(),
+        "category": t.category.as_str(),
+        "category_display": t.category.display(),
+        "status": t.status.as_str(),
+        "status_display": t.status.display(),
+        "created_by": t.created_by.0,
+        "created_by_name": t.created_by_name,
+        "assignees": t.assignees.iter().map(|a| a.0).collect::<Vec<_>>(),
+        "created_at": timestamp(t.created_at),
+        "updated_at": timestamp(t.updated_at),
+        "version": t.version,
+    })
+}
+
+/// A comment as the REST API shows it.
+pub fn comment(c: &Comment) -> Value {
+    json!({
+        "id": c.id,
+        "ticket": c.ticket_id.0,
+        "author": c.author.0,
+        "author_name": c.author_name,
+        "body": c.body,
+        "created_at": timestamp(c.created_at),
+    })
+}
+
+/// What an admin sends, over REST or the WebSocket.
+#[derive(Deserialize, Debug)]
+pub struct SendIn {
+    #[serde(default)]
+    user_ids: Option<Vec<i64>>,
+    #[serde(default)]
+    user_id: Option<i64>,
+    #[serde(default)]
+    role: Option<String>,
+    title: String,
+    message: String,
+    #[serde(default)]
+    notification_type: Option<String>,
+    #[serde(default)]
+    data: Option<Value>,
+    #[serde(default)]
+    link: Option<String>,
+    #[serde(default)]
+    channels: Vec<String>,
+}
+
+impl SendIn {
+    /// Validates the request into an announcement.
+    pub fn into_announcement(self) -> Result<Announcement, String> {
+        let to = match (self.user_ids, self.user_id, self.role) {
+            (Some(ids), None, None) if !ids.is_empty() && ids.len() <= 10_000 => {
+                Recipients::Users(ids.into_iter().map(UserId).collect())
+            }
+            (None, Some(id), None) => Recipients::Users(vec![UserId(id)]),
+            (None, None, Some(role)) => {
+                Recipients::Role(role.parse::<Role>().map_err(|e| format!("role: {e}"))?)
+            }
+            _ => {
+                return Err(
+                    "Give exactly one of user_ids (1 to 10000 ids), user_id or role.".into(),
+                )
+            }
+        };
+        let title = self.title.trim().to_owned();
+        if title.is_empty() || title.chars().count() > 200 {
+            return Err("title: Give a title of 1 to 200 characters.".into());
+        }
+        if self.message.trim().is_empty() || self.message.chars().count() > 5_000 {
+            return Err("message: Give a message of 1 to 5000 characters.".into());
+        }
+        let notification_type = self.notification_type.unwrap_or_else(|| "general".into());
+        let valid_type = !notification_type.is_empty()
+            && notification_type.len() <= 64
+            && notification_type
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.');
+        if !valid_type {
+            return Err("notification_type: 1 to 64 letters, digits, `_`, `-` or `.`.".into());
+        }
+        let data = match self.data {
+            None | Some(Value::Null) => "{}".to_owned(),
+            Some(v @ Value::Object(_)) => v.to_string(),
+            Some(_) => return Err("data: must be a JSON object.".into()),
+        };
+        let channels = self
+            .channels
+            .iter()
+            .map(|c| c.parse::<Channel>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("channels: {e}"))?;
+        Ok(Announcement {
+            to,
+            notification_type,
+            title,
+            message: self.message,
+            data,
+            link: self.link.filter(|l| !l.is_empty()),
+            channels,
+        })
+    }
+}
