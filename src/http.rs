@@ -69,32 +69,40 @@ pub fn timestamp(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
-/// `page` and `page_size` query parameters, Django REST Framework style.
-#[derive(serde::Deserialize, Debug, Default, Clone, Copy)]
+/// `page` and `page_size` query parameters, Django REST Framework style. They are strings
+/// here because query strings are (and `#[serde(flatten)]` loses their typing).
+#[derive(serde::Deserialize, Debug, Default, Clone)]
 pub struct PageParams {
     /// 1-based page number (default 1).
-    pub page: Option<i64>,
+    pub page: Option<String>,
     /// Rows per page (default 20, at most 100).
-    pub page_size: Option<i64>,
+    pub page_size: Option<String>,
 }
 
 impl PageParams {
-    /// The slice these parameters ask for, or a 400 for nonsense.
+    /// The slice these parameters ask for. As in DRF, a page that is not a positive number
+    /// is 404 "Invalid page.", and a bad or oversized `page_size` falls back to the default
+    /// or the maximum.
     pub fn page(&self) -> Result<(i64, tickethub_actors::ports::Page), error::ApiError> {
-        let page = self.page.unwrap_or(1);
-        let size = self.page_size.unwrap_or(20);
-        if page < 1 {
-            return Err(error::ApiError::not_found().with("page", "Invalid page."));
-        }
-        if !(1..=100).contains(&size) {
-            return Err(error::ApiError::bad_request(
-                "page_size: must be between 1 and 100.",
-            ));
-        }
+        let page = match self.page.as_deref().filter(|p| !p.is_empty()) {
+            None => 1,
+            Some(p) => p
+                .parse::<i64>()
+                .ok()
+                .filter(|p| *p >= 1)
+                .ok_or_else(|| error::ApiError::new(StatusCode::NOT_FOUND, "Invalid page."))?,
+        };
+        let size = self
+            .page_size
+            .as_deref()
+            .and_then(|s| s.parse::<i64>().ok())
+            .filter(|s| *s >= 1)
+            .map(|s| s.min(100))
+            .unwrap_or(20);
         Ok((
             page,
             tickethub_actors::ports::Page {
-                offset: (page - 1) * size,
+                offset: page.saturating_sub(1).saturating_mul(size),
                 limit: size,
             },
         ))

@@ -281,6 +281,76 @@ impl TestHub {
         respond(req).await
     }
 
+    /// A request with a method, a bearer token and an optional JSON body.
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = self.http.request(method, self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        respond(req).await
+    }
+
+    /// POST as a user; panics unless the status is `expect`.
+    pub async fn post_as(&self, user: &User, path: &str, body: Value, expect: u16) -> Value {
+        let (status, res) = self.post(path, Some(&self.token(user)), body).await;
+        assert_eq!(status, expect, "POST {path} as {}: {res}", user.username);
+        res
+    }
+
+    /// GET as a user; panics unless the status is `expect`.
+    pub async fn get_as(&self, user: &User, path: &str, expect: u16) -> Value {
+        let (status, res) = self.get(path, Some(&self.token(user))).await;
+        assert_eq!(status, expect, "GET {path} as {}: {res}", user.username);
+        res
+    }
+
+    /// Creates a project directly in the store.
+    pub async fn project(&self, key: &str, members: &[&User]) -> tickethub_actors::domain::Project {
+        let ids: Vec<_> = members.iter().map(|u| u.id).collect();
+        self.store
+            .create_project(key, &format!("{key} project"), &ids)
+            .await
+            .unwrap()
+    }
+
+    /// Starts a second hub on this hub's database (two processes sharing one database).
+    pub async fn sibling(&self) -> TestHub {
+        let mut config = test_config(&self.db.url);
+        config.bind = "127.0.0.1:0".parse().unwrap();
+        let app = Application::build(config).await.expect("sibling builds");
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let addr = app.local_addr();
+        let hub = app.hub();
+        let store = app.store();
+        let auth = app.auth();
+        let task = tokio::spawn(app.run_until_stopped(async {
+            let _ = stopped.await;
+        }));
+        TestHub {
+            addr,
+            hub,
+            store,
+            auth,
+            http: reqwest::Client::new(),
+            stop: Some(stop),
+            task: Some(task),
+            db: TestDb {
+                url: self.db.url.clone(),
+                _dir: None,
+                pg: None,
+            },
+        }
+    }
+
     /// POST JSON with a bearer token.
     pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (u16, Value) {
         let mut req = self.http.post(self.url(path)).json(&body);
@@ -396,6 +466,36 @@ impl Ws {
         match self.ended().await {
             Ended::Closed(code) => code,
             Ended::Dropped => panic!("socket dropped without a close frame"),
+        }
+    }
+
+    /// The next `n` notification frames, failing on any other frame but pongs.
+    pub async fn notifications(&mut self, n: usize) -> Vec<Value> {
+        let mut out = Vec::new();
+        while out.len() < n {
+            let v = self.next_json().await;
+            match v["type"].as_str() {
+                Some("notification") => out.push(v),
+                Some("pong") => continue,
+                _ => panic!("expected a notification, got {v}"),
+            }
+        }
+        out
+    }
+
+    /// The next frame of a given type, skipping notifications and pongs.
+    pub async fn next_of(&mut self, kind: &str) -> Value {
+        loop {
+            let v = self.next_json().await;
+            if v["type"] == kind {
+                return v;
+            }
+            assert!(
+                v["type"] == "notification"
+                    || v["type"] == "pong"
+                    || v["type"] == "notification_updated",
+                "waiting for {kind}, got {v}"
+            );
         }
     }
 

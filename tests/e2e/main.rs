@@ -9,5 +9,7 @@ mod harness;
 mod actors;
 mod auth;
 mod cli;
+mod inbox;
 mod store;
+mod tickets;
 mod ws;
