@@ -71,6 +71,7 @@ impl Application {
             HubConfig {
                 ping_interval: config.ping_interval(),
                 idle_timeout: config.idle_timeout(),
+                ticket_idle: Duration::from_secs(config.ticket_actor_idle.max(1)),
                 ..HubConfig::default()
             },
             store.clone(),

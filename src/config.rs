@@ -83,6 +83,10 @@ pub struct ServeConfig {
     #[arg(long, env = "TICKETHUB_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
 
+    /// Seconds a ticket's actor lives without messages before it is passivated.
+    #[arg(long, env = "TICKETHUB_TICKET_ACTOR_IDLE", default_value_t = 60)]
+    pub ticket_actor_idle: u64,
+
     /// TOML file overriding who hears about which event on which channels (see README).
     #[arg(long, env = "TICKETHUB_ROUTING")]
     pub routing: Option<PathBuf>,
