@@ -72,6 +72,7 @@ impl Application {
                 ping_interval: config.ping_interval(),
                 idle_timeout: config.idle_timeout(),
                 ticket_idle: Duration::from_secs(config.ticket_actor_idle.max(1)),
+                replay_cap: config.replay_cap,
                 ..HubConfig::default()
             },
             store.clone(),
@@ -92,6 +93,7 @@ impl Application {
             allowed_origins: config.allowed_origins.clone(),
             max_message_bytes: config.ws_max_message_bytes,
             outbound_queue: config.ws_outbound_queue,
+            outbound_queue_bytes: config.ws_outbound_queue_bytes,
             sessions: TaskTracker::new(),
             shutdown: CancellationToken::new(),
             next_conn_id: AtomicU64::new(1),

@@ -79,6 +79,16 @@ pub struct ServeConfig {
     #[arg(long, env = "TICKETHUB_WS_OUTBOUND_QUEUE", default_value_t = 256)]
     pub ws_outbound_queue: usize,
 
+    /// Bytes that may wait in one socket's outbound queue before it is closed as a slow
+    /// consumer (4008).
+    #[arg(long, env = "TICKETHUB_WS_OUTBOUND_QUEUE_BYTES", default_value_t = 1024 * 1024)]
+    pub ws_outbound_queue_bytes: usize,
+
+    /// The most notifications replayed to a reconnecting socket; older ones are announced with
+    /// `replay_truncated` and left to the REST API.
+    #[arg(long, env = "TICKETHUB_REPLAY_CAP", default_value_t = 1000)]
+    pub replay_cap: i64,
+
     /// Largest HTTP request body accepted, in bytes; larger ones answer 413.
     #[arg(long, env = "TICKETHUB_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
@@ -213,6 +223,12 @@ impl ServeConfig {
             return Err(ConfigError::new(
                 "--ws-outbound-queue (TICKETHUB_WS_OUTBOUND_QUEUE)",
                 "must be at least 1",
+            ));
+        }
+        if !(1..=100_000).contains(&self.replay_cap) {
+            return Err(ConfigError::new(
+                "--replay-cap (TICKETHUB_REPLAY_CAP)",
+                "must be between 1 and 100000",
             ));
         }
         if self.access_token_ttl < 60 {

@@ -36,6 +36,8 @@ pub struct WsSettings {
     pub max_message_bytes: usize,
     /// Frames one socket's outbound queue holds.
     pub outbound_queue: usize,
+    /// Bytes one socket's outbound queue holds.
+    pub outbound_queue_bytes: usize,
     /// Every session task, so that shutdown can wait for them.
     pub sessions: TaskTracker,
     /// Cancelled when the hub shuts down.

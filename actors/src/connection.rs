@@ -5,7 +5,7 @@
 //! read. The queue is where back-pressure is applied: when it is full the socket is a slow
 //! consumer and is kicked; nothing upstream ever waits on a socket.
 
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -72,6 +72,16 @@ pub enum ConnectionMsg {
     Close(Disconnect),
     /// Send a live notification.
     Notification(std::sync::Arc<crate::notification::Notification>),
+    /// Send a replayed backlog (oldest first), then `replay_complete`. One queue slot, however
+    /// long the backlog.
+    Replay {
+        /// The notifications, oldest first.
+        notifications: Vec<crate::notification::Notification>,
+        /// How many older ones the replay cap left out (`replay_truncated`).
+        remaining: i64,
+        /// The seq the client has seen everything up to once this is written.
+        last_seq: i64,
+    },
     /// Tell the client that its inbox changed elsewhere.
     Updated(Update),
 }
@@ -82,6 +92,8 @@ pub struct ConnShared {
     last_seen_ms: AtomicU64,
     kicked: AtomicU8,
     kick: Notify,
+    sent_seq: AtomicI64,
+    queued_bytes: AtomicUsize,
 }
 
 impl ConnShared {
@@ -116,6 +128,30 @@ impl ConnShared {
         Disconnect::from_u8(self.kicked.load(Ordering::Acquire))
     }
 
+    /// Records that the notification with `seq` was written to the socket.
+    pub fn mark_sent(&self, seq: i64) {
+        self.sent_seq.fetch_max(seq, Ordering::AcqRel);
+    }
+
+    /// The highest seq written to the socket.
+    pub fn sent_seq(&self) -> i64 {
+        self.sent_seq.load(Ordering::Acquire)
+    }
+
+    /// Bytes queued and not yet written.
+    pub fn queued_bytes(&self) -> usize {
+        self.queued_bytes.load(Ordering::Acquire)
+    }
+
+    /// Records that `bytes` of queued frames were written.
+    pub fn written(&self, bytes: usize) {
+        let _ = self
+            .queued_bytes
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |q| {
+                Some(q.saturating_sub(bytes))
+            });
+    }
+
     /// Resolves once [`ConnShared::kick`] has been called.
     pub async fn until_kicked(&self) -> Disconnect {
         loop {
@@ -132,10 +168,12 @@ impl ConnShared {
 pub struct ConnHandle {
     /// The connection's id.
     pub id: ConnId,
-    /// The sending end of the socket's bounded outbound queue.
+    /// The sending end of the socket's bounded outbound queue (bounded in frames).
     pub tx: mpsc::Sender<ConnectionMsg>,
     /// State shared with the session.
     pub shared: Arc<ConnShared>,
+    /// The most bytes that may wait in the queue.
+    pub max_queued_bytes: usize,
 }
 
 /// Why a push to a socket did not enqueue.
@@ -147,16 +185,51 @@ pub enum PushError {
     Closed,
 }
 
+impl ConnectionMsg {
+    /// A cheap estimate of the bytes this message becomes on the wire.
+    pub fn estimated_bytes(&self) -> usize {
+        fn one(n: &crate::notification::Notification) -> usize {
+            320 + n.title.len()
+                + n.message.len()
+                + n.data.len()
+                + n.ticket.as_ref().map_or(0, |t| {
+                    t.title.len() + t.project_name.len() + t.created_by.len()
+                })
+        }
+        match self {
+            ConnectionMsg::Notification(n) => one(n),
+            ConnectionMsg::Replay { notifications, .. } => {
+                64 + notifications.iter().map(one).sum::<usize>()
+            }
+            ConnectionMsg::Updated(_) => 64,
+            ConnectionMsg::Ping | ConnectionMsg::Close(_) => 8,
+        }
+    }
+}
+
 impl ConnHandle {
-    /// Enqueues a message without waiting. A full queue kicks the socket as a slow consumer.
+    /// Enqueues a message without waiting. A full queue (in frames or in bytes) kicks the
+    /// socket as a slow consumer.
     pub fn push(&self, msg: ConnectionMsg) -> Result<(), PushError> {
+        let bytes = msg.estimated_bytes();
+        let queued = self.shared.queued_bytes.fetch_add(bytes, Ordering::AcqRel);
+        // A single message larger than the bound (a long replay) may still go to an empty queue.
+        if queued > 0 && queued + bytes > self.max_queued_bytes {
+            self.shared.written(bytes);
+            self.shared.kick(Disconnect::SlowConsumer);
+            return Err(PushError::Full);
+        }
         match self.tx.try_send(msg) {
             Ok(()) => Ok(()),
             Err(mpsc::error::TrySendError::Full(_)) => {
+                self.shared.written(bytes);
                 self.shared.kick(Disconnect::SlowConsumer);
                 Err(PushError::Full)
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(PushError::Closed),
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                self.shared.written(bytes);
+                Err(PushError::Closed)
+            }
         }
     }
 }
@@ -180,10 +253,29 @@ mod tests {
             id: ConnId(1),
             tx,
             shared: ConnShared::new(),
+            max_queued_bytes: 1 << 20,
         };
         assert_eq!(conn.push(ConnectionMsg::Ping), Ok(()));
         assert_eq!(conn.push(ConnectionMsg::Ping), Err(PushError::Full));
         assert_eq!(conn.shared.until_kicked().await, Disconnect::SlowConsumer);
+    }
+
+    #[tokio::test]
+    async fn too_many_queued_bytes_kick_the_socket_too() {
+        let (tx, _rx) = mpsc::channel(100);
+        let conn = ConnHandle {
+            id: ConnId(1),
+            tx,
+            shared: ConnShared::new(),
+            max_queued_bytes: 20,
+        };
+        assert_eq!(conn.push(ConnectionMsg::Ping), Ok(()));
+        assert_eq!(conn.push(ConnectionMsg::Ping), Ok(()));
+        assert_eq!(conn.shared.queued_bytes(), 16);
+        assert_eq!(conn.push(ConnectionMsg::Ping), Err(PushError::Full));
+        assert_eq!(conn.shared.kicked(), Some(Disconnect::SlowConsumer));
+        conn.shared.written(8);
+        assert_eq!(conn.shared.queued_bytes(), 8);
     }
 
     #[tokio::test]

@@ -15,7 +15,7 @@ use crate::ports::{NewTicket, Store, StoreError};
 use crate::routing::{Channel, EventType, Parties, RoutingTable};
 use crate::ticket::{Applied, TicketActor, TicketError, TicketMsg};
 use crate::ticket_domain::{Action, Principal, Ticket, TicketId};
-use crate::user::{execute, Attached, CommandOutcome, UserActor, UserCommand, UserMsg};
+use crate::user::{execute, Attached, CommandOutcome, Resume, UserActor, UserCommand, UserMsg};
 
 /// Settings of the actor system.
 #[derive(Clone, Debug)]
@@ -28,6 +28,11 @@ pub struct HubConfig {
     pub call_timeout: Duration,
     /// How long a ticket actor lives without messages.
     pub ticket_idle: Duration,
+    /// The most notifications one replay sends.
+    pub replay_cap: i64,
+    /// How long an out-of-order live notification waits before the gap is read from the
+    /// database.
+    pub gap_wait: Duration,
 }
 
 impl Default for HubConfig {
@@ -37,6 +42,8 @@ impl Default for HubConfig {
             idle_timeout: Duration::from_secs(60),
             call_timeout: Duration::from_secs(10),
             ticket_idle: Duration::from_secs(60),
+            replay_cap: 1000,
+            gap_wait: Duration::from_millis(50),
         }
     }
 }
@@ -119,6 +126,8 @@ impl Hub {
                 spec: UserActor {
                     idle_timeout: config.idle_timeout,
                     deps: deps.clone(),
+                    replay_cap: config.replay_cap,
+                    gap_wait: config.gap_wait,
                 },
                 map: deps.users.clone(),
                 tick: Some((config.ping_interval, || UserMsg::Heartbeat)),
@@ -177,15 +186,25 @@ impl Hub {
             .ok()
     }
 
-    /// Hands a socket to its user's actor, starting the actor if needed.
-    pub async fn attach(&self, user_id: UserId, conn: ConnHandle) -> Result<Attached, AttachError> {
+    /// Hands a socket to its user's actor, starting the actor if needed; the actor queues the
+    /// socket's replay (from `resume`) before anything live.
+    pub async fn attach(
+        &self,
+        user_id: UserId,
+        conn: ConnHandle,
+        resume: Resume,
+    ) -> Result<Attached, AttachError> {
         // A user actor that is stopping as the socket arrives drops the request; retrying
         // reaches the fresh actor the directory spawns instead.
         for _ in 0..3 {
             let conn = conn.clone();
             let directory = self.refs().users;
             if let Some(attached) = self
-                .forward(&directory, user_id, |reply| UserMsg::Attach { conn, reply })
+                .forward(&directory, user_id, |reply| UserMsg::Attach {
+                    conn,
+                    resume,
+                    reply,
+                })
                 .await
             {
                 return Ok(attached);

@@ -235,6 +235,28 @@ pub trait NotificationStore: Send + Sync {
     async fn delete_notification(&self, user: UserId, id: i64) -> Result<bool, StoreError>;
     /// Deletes all of a user's notifications; returns how many.
     async fn delete_all_notifications(&self, user: UserId) -> Result<i64, StoreError>;
+    /// A user's backlog after `after_seq`, oldest first: the newest `cap` of them, and how many
+    /// older ones the cap left out. Deleted notifications are not replayed.
+    async fn backlog(
+        &self,
+        user: UserId,
+        after_seq: i64,
+        cap: i64,
+    ) -> Result<(i64, Vec<Notification>), StoreError>;
+    /// A user's notifications with `after < seq < before`, oldest first (to fill a gap in the
+    /// live stream).
+    async fn seq_range(
+        &self,
+        user: UserId,
+        after: i64,
+        before: i64,
+    ) -> Result<Vec<Notification>, StoreError>;
+    /// Records that the user's clients have shown everything up to `seq` (never moves back,
+    /// never past the user's last seq); returns the acknowledged seq.
+    async fn ack(&self, user: UserId, seq: i64) -> Result<i64, StoreError>;
+    /// Records that everything up to `seq` was written to some socket of the user (never
+    /// moves back).
+    async fn record_sent(&self, user: UserId, seq: i64) -> Result<(), StoreError>;
     /// The outbound deliveries of one of a user's notifications.
     async fn deliveries(&self, user: UserId, id: i64) -> Result<Option<Vec<Delivery>>, StoreError>;
     /// The preferences of these users.

@@ -1,10 +1,21 @@
 //! The user actor: one per connected user, owning all of that user's sockets.
 //!
-//! Several tabs of one user are one actor. The actor pushes the user's notifications to every
-//! socket, applies the user's changes to their inbox (so that every other socket hears of
-//! them), checks each socket's heartbeat when its directory ticks, and stops itself once its
-//! last socket is gone.
+//! Several tabs of one user are one actor. The actor replays each new socket's backlog, pushes
+//! the user's live notifications to every socket in seq order, applies the user's changes to
+//! their inbox (so that every other socket hears of them), checks each socket's heartbeat when
+//! its directory ticks, and stops itself once its last socket is gone.
+//!
+//! # Order, no gaps, no duplicates
+//!
+//! Seqs are allocated per user under a row lock, so a seq is committed only after every smaller
+//! one. Live notifications can still reach the actor out of order (two ticket actors fan out
+//! concurrently), so the actor keeps `delivered`, the highest seq it pushed live, and holds back
+//! any notification past `delivered + 1` until the missing ones arrive; if they do not arrive
+//! within `gap_wait` (committed by another process, say), it reads them from the database.
+//! Each socket remembers the highest seq pushed to it (`sent`); a live notification at or below
+//! that is skipped, which is what keeps a replay and the live stream from overlapping.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,13 +35,42 @@ pub struct UserActor {
     pub idle_timeout: Duration,
     /// Shared dependencies.
     pub deps: Arc<Deps>,
+    /// The most notifications one replay sends; older ones are left to REST.
+    pub replay_cap: i64,
+    /// How long an out-of-order notification waits for the missing ones before they are read
+    /// from the database.
+    pub gap_wait: Duration,
+}
+
+/// Where a new socket's replay starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resume {
+    /// After this seq (`?last_seq=S`).
+    After(i64),
+    /// After what the user's clients acknowledged, or, if they never acknowledged anything,
+    /// after what was written to any of the user's sockets.
+    Unacknowledged,
+}
+
+#[derive(Debug)]
+struct Conn {
+    handle: ConnHandle,
+    /// The highest seq pushed to this socket.
+    sent: i64,
 }
 
 /// The live state of one user actor.
 #[derive(Debug)]
 pub struct UserState {
     user_id: UserId,
-    conns: Vec<ConnHandle>,
+    conns: Vec<Conn>,
+    /// The highest seq pushed live, in order.
+    delivered: i64,
+    /// Live notifications that arrived ahead of a missing one.
+    pending: BTreeMap<i64, Arc<Notification>>,
+    gap_check_scheduled: bool,
+    /// The `sent_seq` last written to the database.
+    flushed_sent: i64,
 }
 
 /// What the user actor answers when a socket attaches.
@@ -70,6 +110,8 @@ pub enum UserCommand {
     },
     /// Delete every notification.
     DeleteAll,
+    /// The user's clients have shown everything up to this seq.
+    Ack(i64),
 }
 
 /// The result of a [`UserCommand`].
@@ -95,6 +137,8 @@ pub enum CommandOutcome {
     },
     /// How many were deleted.
     AllDeleted(i64),
+    /// The acknowledged seq now.
+    Acked(i64),
 }
 
 /// Messages a user actor handles.
@@ -104,9 +148,13 @@ pub enum UserMsg {
     Attach {
         /// The socket's handle.
         conn: ConnHandle,
-        /// Answered once the socket is owned by this actor.
+        /// Where its replay starts.
+        resume: Resume,
+        /// Answered once the socket is owned by this actor and its replay is queued.
         reply: RpcReplyPort<Attached>,
     },
+    /// Fill a gap in the live stream from the database, if it is still open.
+    GapCheck,
     /// A socket of this user ended.
     Detach(ConnId),
     /// A committed notification for this user.
@@ -162,6 +210,7 @@ pub async fn execute(
         UserCommand::DeleteAll => {
             CommandOutcome::AllDeleted(store.delete_all_notifications(user).await?)
         }
+        UserCommand::Ack(seq) => CommandOutcome::Acked(store.ack(user, *seq).await?),
     })
 }
 
@@ -169,7 +218,86 @@ impl UserState {
     /// Pushes to every socket but `except`, dropping the sockets that are gone or kicked.
     fn push_all(&mut self, except: Option<ConnId>, make: impl Fn() -> ConnectionMsg) {
         self.conns
-            .retain(|conn| Some(conn.id) == except || conn.push(make()).is_ok());
+            .retain(|conn| Some(conn.handle.id) == except || conn.handle.push(make()).is_ok());
+    }
+
+    /// Pushes one live notification to every socket that has not had it yet.
+    fn push_live(&mut self, n: &Arc<Notification>) {
+        self.conns.retain_mut(|conn| {
+            if conn.sent >= n.seq {
+                return true;
+            }
+            conn.sent = n.seq;
+            conn.handle
+                .push(ConnectionMsg::Notification(n.clone()))
+                .is_ok()
+        });
+        self.delivered = self.delivered.max(n.seq);
+    }
+
+    /// Pushes the held-back notifications that are next in line.
+    fn drain(&mut self) {
+        while let Some(entry) = self.pending.first_entry() {
+            if *entry.key() > self.delivered + 1 {
+                break;
+            }
+            let n = entry.remove();
+            if n.seq > self.delivered {
+                self.push_live(&n);
+            }
+        }
+    }
+
+    /// The highest seq written to any socket of this actor.
+    fn max_sent(&self) -> i64 {
+        self.conns
+            .iter()
+            .map(|c| c.handle.shared.sent_seq())
+            .max()
+            .unwrap_or(0)
+    }
+}
+
+impl UserActor {
+    /// Writes the highest seq written to a socket to the database, when it moved.
+    async fn flush_sent(&self, state: &mut UserState, extra: i64) {
+        let sent = state.max_sent().max(extra);
+        if sent > state.flushed_sent {
+            match self.deps.store.record_sent(state.user_id, sent).await {
+                Ok(()) => state.flushed_sent = sent,
+                Err(e) => {
+                    tracing::warn!(user_id = state.user_id.0, error = %e, "cannot record sent seq")
+                }
+            }
+        }
+    }
+
+    /// Queues a new socket's backlog and returns the seq it has everything up to.
+    async fn replay(
+        &self,
+        state: &UserState,
+        conn: &ConnHandle,
+        resume: Resume,
+    ) -> Result<i64, StoreError> {
+        let store = &self.deps.store;
+        let cursor = store.notification_cursor(state.user_id).await?;
+        let start = match resume {
+            Resume::After(seq) => seq.min(cursor.last_seq),
+            Resume::Unacknowledged if cursor.acked_seq > 0 => cursor.acked_seq,
+            Resume::Unacknowledged => cursor
+                .sent_seq
+                .max(state.max_sent())
+                .max(state.flushed_sent),
+        };
+        let (remaining, notifications) =
+            store.backlog(state.user_id, start, self.replay_cap).await?;
+        let last_seq = notifications.last().map_or(start, |n| n.seq).max(start);
+        let _ = conn.push(ConnectionMsg::Replay {
+            notifications,
+            remaining,
+            last_seq,
+        });
+        Ok(last_seq)
     }
 }
 
@@ -183,9 +311,14 @@ impl Actor for UserActor {
         _myself: ActorRef<Self::Msg>,
         user_id: UserId,
     ) -> Result<Self::State, ActorProcessingErr> {
+        let cursor = self.deps.store.notification_cursor(user_id).await?;
         Ok(UserState {
             user_id,
             conns: Vec::with_capacity(1),
+            delivered: cursor.last_seq,
+            pending: BTreeMap::new(),
+            gap_check_scheduled: false,
+            flushed_sent: cursor.sent_seq,
         })
     }
 
@@ -194,9 +327,10 @@ impl Actor for UserActor {
         _myself: ActorRef<Self::Msg>,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
+        self.flush_sent(state, 0).await;
         // Sockets still attached when the actor stops without a shutdown are told to reconnect.
         for conn in state.conns.drain(..) {
-            conn.shared.kick(Disconnect::ActorRestart);
+            conn.handle.shared.kick(Disconnect::ActorRestart);
         }
         Ok(())
     }
@@ -208,18 +342,60 @@ impl Actor for UserActor {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            UserMsg::Attach { conn, reply } => {
-                state.conns.push(conn);
-                let _ = reply.send(Attached {
-                    actor: myself.clone(),
-                    connections: state.conns.len(),
-                });
-            }
+            UserMsg::Attach {
+                conn,
+                resume,
+                reply,
+            } => match self.replay(state, &conn, resume).await {
+                Ok(sent) => {
+                    state.conns.push(Conn { handle: conn, sent });
+                    let _ = reply.send(Attached {
+                        actor: myself.clone(),
+                        connections: state.conns.len(),
+                    });
+                }
+                Err(e) => {
+                    // Dropping the reply port fails the attach; the session closes and the
+                    // client reconnects.
+                    tracing::warn!(user_id = state.user_id.0, error = %e, "cannot replay backlog");
+                }
+            },
             UserMsg::Detach(id) => {
-                state.conns.retain(|c| c.id != id);
+                let gone = state
+                    .conns
+                    .iter()
+                    .find(|c| c.handle.id == id)
+                    .map_or(0, |c| c.handle.shared.sent_seq());
+                state.conns.retain(|c| c.handle.id != id);
+                self.flush_sent(state, gone).await;
             }
             UserMsg::Notify(n) => {
-                state.push_all(None, || ConnectionMsg::Notification(n.clone()));
+                if n.seq > state.delivered {
+                    state.pending.insert(n.seq, n);
+                    state.drain();
+                    if !state.pending.is_empty() && !state.gap_check_scheduled {
+                        state.gap_check_scheduled = true;
+                        myself.send_after(self.gap_wait, || UserMsg::GapCheck);
+                    }
+                }
+            }
+            UserMsg::GapCheck => {
+                state.gap_check_scheduled = false;
+                if let Some(&first) = state.pending.keys().next() {
+                    if first > state.delivered + 1 {
+                        let missing = self
+                            .deps
+                            .store
+                            .seq_range(state.user_id, state.delivered, first)
+                            .await?;
+                        for n in missing {
+                            state.push_live(&Arc::new(n));
+                        }
+                        // Seqs in the range that were not returned were deleted meanwhile.
+                        state.delivered = state.delivered.max(first - 1);
+                        state.drain();
+                    }
+                }
             }
             UserMsg::Command { from, cmd, reply } => {
                 match execute(self.deps.store.as_ref(), state.user_id, &cmd).await {
@@ -265,20 +441,23 @@ impl Actor for UserActor {
             UserMsg::Heartbeat => {
                 let deadline = now_ms().saturating_sub(self.idle_timeout.as_millis() as u64);
                 state.conns.retain(|conn| {
-                    if conn.shared.last_seen_ms() < deadline {
-                        conn.shared.kick(Disconnect::Idle);
+                    if conn.handle.shared.last_seen_ms() < deadline {
+                        conn.handle.shared.kick(Disconnect::Idle);
                         return false;
                     }
-                    conn.push(ConnectionMsg::Ping).is_ok()
+                    conn.handle.push(ConnectionMsg::Ping).is_ok()
                 });
+                self.flush_sent(state, 0).await;
             }
             UserMsg::Shutdown => {
+                self.flush_sent(state, 0).await;
                 for conn in state.conns.drain(..) {
                     if conn
+                        .handle
                         .push(ConnectionMsg::Close(Disconnect::Shutdown))
                         .is_err()
                     {
-                        conn.shared.kick(Disconnect::Shutdown);
+                        conn.handle.shared.kick(Disconnect::Shutdown);
                     }
                 }
                 myself.stop(Some("hub shutdown".into()));
@@ -287,7 +466,7 @@ impl Actor for UserActor {
             UserMsg::Snapshot(reply) => {
                 let _ = reply.send(UserSnapshot {
                     user_id: state.user_id,
-                    connections: state.conns.iter().map(|c| c.id).collect(),
+                    connections: state.conns.iter().map(|c| c.handle.id).collect(),
                 });
             }
             UserMsg::InjectFault => {

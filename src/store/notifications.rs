@@ -374,6 +374,100 @@ macro_rules! impl_notification_store {
                 Ok(done.rows_affected() as i64)
             }
 
+            async fn backlog(
+                &self,
+                user: tickethub_actors::domain::UserId,
+                after_seq: i64,
+                cap: i64,
+            ) -> Result<(i64, Vec<tickethub_actors::notification::Notification>), tickethub_actors::ports::StoreError>
+            {
+                let (count,): (i64,) = sqlx::query_as(
+                    "SELECT COUNT(*) FROM notifications WHERE user_id = $1 AND seq > $2 AND deleted_at IS NULL",
+                )
+                .bind(user.0)
+                .bind(after_seq)
+                .fetch_one(self.reader())
+                .await
+                .map_err($crate::store::backend_error)?;
+                if count == 0 {
+                    return Ok((0, Vec::new()));
+                }
+                // The newest `cap`, read newest first and turned around.
+                let sql = format!(
+                    "{} WHERE n.user_id = $1 AND n.seq > $2 AND n.deleted_at IS NULL ORDER BY n.seq DESC LIMIT $3",
+                    $crate::store::notifications::NOTIFICATION_SELECT
+                );
+                let mut list = sqlx::query_as::<_, $crate::store::notifications::NotificationRow>(&sql)
+                    .bind(user.0)
+                    .bind(after_seq)
+                    .bind(cap)
+                    .fetch_all(self.reader())
+                    .await
+                    .map_err($crate::store::backend_error)?
+                    .into_iter()
+                    .map($crate::store::notifications::NotificationRow::into_notification)
+                    .collect::<Result<Vec<_>, _>>()?;
+                list.reverse();
+                Ok(((count - list.len() as i64).max(0), list))
+            }
+
+            async fn seq_range(
+                &self,
+                user: tickethub_actors::domain::UserId,
+                after: i64,
+                before: i64,
+            ) -> Result<Vec<tickethub_actors::notification::Notification>, tickethub_actors::ports::StoreError>
+            {
+                let sql = format!(
+                    "{} WHERE n.user_id = $1 AND n.seq > $2 AND n.seq < $3 ORDER BY n.seq",
+                    $crate::store::notifications::NOTIFICATION_SELECT
+                );
+                sqlx::query_as::<_, $crate::store::notifications::NotificationRow>(&sql)
+                    .bind(user.0)
+                    .bind(after)
+                    .bind(before)
+                    .fetch_all(self.writer())
+                    .await
+                    .map_err($crate::store::backend_error)?
+                    .into_iter()
+                    .map($crate::store::notifications::NotificationRow::into_notification)
+                    .collect()
+            }
+
+            async fn ack(
+                &self,
+                user: tickethub_actors::domain::UserId,
+                seq: i64,
+            ) -> Result<i64, tickethub_actors::ports::StoreError> {
+                let row: Option<(i64,)> = sqlx::query_as(
+                    "UPDATE users SET acked_seq = CASE \
+                       WHEN $2 > acked_seq THEN (CASE WHEN $2 < last_seq THEN $2 ELSE last_seq END) \
+                       ELSE acked_seq END \
+                     WHERE id = $1 RETURNING acked_seq",
+                )
+                .bind(user.0)
+                .bind(seq)
+                .fetch_optional(self.writer())
+                .await
+                .map_err($crate::store::backend_error)?;
+                row.map(|(s,)| s)
+                    .ok_or_else(|| tickethub_actors::ports::StoreError::NotFound(format!("user {user}")))
+            }
+
+            async fn record_sent(
+                &self,
+                user: tickethub_actors::domain::UserId,
+                seq: i64,
+            ) -> Result<(), tickethub_actors::ports::StoreError> {
+                sqlx::query("UPDATE users SET sent_seq = $2 WHERE id = $1 AND sent_seq < $2")
+                    .bind(user.0)
+                    .bind(seq)
+                    .execute(self.writer())
+                    .await
+                    .map_err($crate::store::backend_error)?;
+                Ok(())
+            }
+
             async fn deliveries(
                 &self,
                 user: tickethub_actors::domain::UserId,

@@ -81,6 +81,11 @@ pub enum ClientFrame {
     },
     /// An admin sends a notification.
     SendNotification(Box<crate::wire::SendIn>),
+    /// The client has shown everything up to `seq`.
+    Ack {
+        /// The seq.
+        seq: i64,
+    },
 }
 
 /// The fields of `get_notifications`.
@@ -172,6 +177,11 @@ struct IdIn {
     notification_id: i64,
 }
 
+#[derive(Deserialize)]
+struct AckIn {
+    seq: i64,
+}
+
 impl ClientFrame {
     /// Decodes a text frame.
     pub fn decode(text: &[u8]) -> Result<ClientFrame, DecodeError> {
@@ -211,6 +221,9 @@ impl ClientFrame {
             )),
             "delete_notification" => Ok(ClientFrame::DeleteNotification {
                 notification_id: IdIn::deserialize(&value).map_err(fields)?.notification_id,
+            }),
+            "ack" => Ok(ClientFrame::Ack {
+                seq: AckIn::deserialize(&value).map_err(fields)?.seq,
             }),
             "send_notification" => Ok(ClientFrame::SendNotification(Box::new(
                 crate::wire::SendIn::deserialize(&value).map_err(fields)?,

@@ -21,7 +21,7 @@ use tickethub_actors::connection::{ConnHandle, ConnId, ConnShared, ConnectionMsg
 use tickethub_actors::domain::{Role, User};
 use tickethub_actors::ports::{NotificationCursor, NotificationFilter, Page};
 use tickethub_actors::ticket_domain::TicketId;
-use tickethub_actors::user::{CommandOutcome, UserCommand, UserMsg};
+use tickethub_actors::user::{CommandOutcome, Resume, UserCommand, UserMsg};
 use tokio::io::WriteHalf;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -57,7 +57,10 @@ pub struct Session {
 
 enum Flow {
     Continue,
+    /// Send this close frame, then wait briefly for the client's.
     Close(CloseCode, &'static str),
+    /// Drop the connection without a close frame: a write was abandoned half-way.
+    Drop,
 }
 
 impl Session {
@@ -88,10 +91,15 @@ impl Session {
             id: ConnId(ws_settings.next_conn_id.fetch_add(1, Ordering::Relaxed)),
             tx,
             shared: ConnShared::new(),
+            max_queued_bytes: ws_settings.outbound_queue_bytes,
         };
         let shared = conn.shared.clone();
         let conn_id = conn.id;
-        let attached = match self.state.hub.attach(user.id, conn).await {
+        let resume = match self.last_seq {
+            Some(seq) => Resume::After(seq),
+            None => Resume::Unacknowledged,
+        };
+        let attached = match self.state.hub.attach(user.id, conn, resume).await {
             Ok(a) => a,
             Err(e) => {
                 tracing::warn!(user_id = user.id.0, error = %e, "cannot attach socket");
@@ -134,20 +142,7 @@ impl Session {
                         break 'frames;
                     }
                     msg = rx.recv() => {
-                        outcome = match msg {
-                            Some(ConnectionMsg::Ping) => write
-                                .write_frame(Frame::new(true, OpCode::Ping, None, Payload::Borrowed(b"")))
-                                .await
-                                .map(|_| Flow::Continue),
-                            Some(ConnectionMsg::Close(reason)) => Ok(Flow::Close(reason.into(), "closed by the hub")),
-                            Some(ConnectionMsg::Notification(n)) => {
-                                send_value(&mut write, &wire::notification_frame(&n, false)).await.map(|_| Flow::Continue)
-                            }
-                            Some(ConnectionMsg::Updated(update)) => {
-                                send_value(&mut write, &update_frame(update)).await.map(|_| Flow::Continue)
-                            }
-                            None => Ok(Flow::Close(CloseCode::ServiceRestart, "user actor restarted")),
-                        };
+                        outcome = outbound(msg, &mut write, &shared).await;
                         if !matches!(outcome, Ok(Flow::Continue)) {
                             break 'frames;
                         }
@@ -317,6 +312,17 @@ impl Ctx {
                     }
                 }
             }
+            ClientFrame::Ack { seq } => {
+                // Acknowledgements have no answer; a failure is logged, and the client acks again.
+                if let Err(e) = self
+                    .state
+                    .hub
+                    .user_command(self.user.id, Some(self.conn_id), UserCommand::Ack(seq))
+                    .await
+                {
+                    tracing::warn!(user_id = self.user.id.0, error = %e, "ack failed");
+                }
+            }
             other => {
                 let reply = match self.command(other).await {
                     Ok(v) => v,
@@ -429,11 +435,79 @@ impl Ctx {
                     .map_err(|e| unavailable(e.to_string()))?;
                 json!({ "type": "notification_sent", "success": true, "count": count })
             }
-            ClientFrame::Ping { .. } | ClientFrame::RefreshToken { .. } => {
+            ClientFrame::Ack { .. }
+            | ClientFrame::Ping { .. }
+            | ClientFrame::RefreshToken { .. } => {
                 return Err(("bad_request", "not a command".into()))
             }
         })
     }
+}
+
+/// Writes one queued message. If the hub kicks the socket while a write is stuck (the client
+/// stopped reading), the write is abandoned and the connection dropped.
+async fn outbound(
+    msg: Option<ConnectionMsg>,
+    write: &mut Writer,
+    shared: &ConnShared,
+) -> Result<Flow, WebSocketError> {
+    let Some(msg) = msg else {
+        return Ok(Flow::Close(
+            CloseCode::ServiceRestart,
+            "user actor restarted",
+        ));
+    };
+    let bytes = msg.estimated_bytes();
+    let res = tokio::select! {
+        biased;
+        _ = shared.until_kicked() => return Ok(Flow::Drop),
+        res = write_message(msg, write, shared) => res,
+    };
+    shared.written(bytes);
+    res
+}
+
+async fn write_message(
+    msg: ConnectionMsg,
+    write: &mut Writer,
+    shared: &ConnShared,
+) -> Result<Flow, WebSocketError> {
+    match msg {
+        ConnectionMsg::Ping => {
+            write
+                .write_frame(Frame::new(true, OpCode::Ping, None, Payload::Borrowed(b"")))
+                .await?
+        }
+        ConnectionMsg::Close(reason) => return Ok(Flow::Close(reason.into(), "closed by the hub")),
+        ConnectionMsg::Notification(n) => {
+            send_value(write, &wire::notification_frame(&n, false)).await?;
+            shared.mark_sent(n.seq);
+        }
+        ConnectionMsg::Replay {
+            notifications,
+            remaining,
+            last_seq,
+        } => {
+            if remaining > 0 {
+                send_value(
+                    write,
+                    &json!({ "type": "replay_truncated", "remaining": remaining }),
+                )
+                .await?;
+            }
+            for n in &notifications {
+                send_value(write, &wire::notification_frame(n, true)).await?;
+                shared.mark_sent(n.seq);
+            }
+            send_value(
+                write,
+                &json!({ "type": "replay_complete", "count": notifications.len(), "last_seq": last_seq }),
+            )
+            .await?;
+        }
+        ConnectionMsg::Updated(update) => send_value(write, &update_frame(update)).await?,
+    }
+    Ok(Flow::Continue)
 }
 
 /// The frame telling a socket that its inbox changed elsewhere.

@@ -119,15 +119,32 @@ async fn ticket_actors_passivate_and_recover_from_faults(backend: Backend) {
     let ticket_id = tickethub_actors::ticket_domain::TicketId(id);
     // Creating a ticket starts no actor; the first action does.
     assert!(hub.hub.ticket(ticket_id).is_none());
-    hub.post_as(&c.a1, &format!("/api/tickets/{id}/open_ticket/"), serde_json::json!({}), 200).await;
-    let actor = hub.hub.ticket(ticket_id).expect("an active ticket has an actor");
-    eventually("the idle ticket actor passivates", || async { hub.hub.ticket(ticket_id).is_none() }).await;
+    hub.post_as(
+        &c.a1,
+        &format!("/api/tickets/{id}/open_ticket/"),
+        serde_json::json!({}),
+        200,
+    )
+    .await;
+    let actor = hub
+        .hub
+        .ticket(ticket_id)
+        .expect("an active ticket has an actor");
+    eventually("the idle ticket actor passivates", || async {
+        hub.hub.ticket(ticket_id).is_none()
+    })
+    .await;
     assert_eq!(hub.hub.ticket_stats().await.unwrap().failures, 0);
     drop(actor);
 
     // A ticket actor that dies takes nothing committed with it, and the next action works.
-    hub.post_as(&c.a1, &format!("/api/tickets/{id}/assign/"), serde_json::json!({"developer_ids": [c.d1.id.0]}), 200)
-        .await;
+    hub.post_as(
+        &c.a1,
+        &format!("/api/tickets/{id}/assign/"),
+        serde_json::json!({"developer_ids": [c.d1.id.0]}),
+        200,
+    )
+    .await;
     hub.hub
         .ticket(ticket_id)
         .unwrap()
@@ -137,7 +154,14 @@ async fn ticket_actors_passivate_and_recover_from_faults(backend: Backend) {
         hub.hub.ticket_stats().await.unwrap().failures == 1
     })
     .await;
-    let started = hub.post_as(&c.d1, &format!("/api/tickets/{id}/start_work/"), serde_json::json!({}), 200).await;
+    let started = hub
+        .post_as(
+            &c.d1,
+            &format!("/api/tickets/{id}/start_work/"),
+            serde_json::json!({}),
+            200,
+        )
+        .await;
     assert_eq!(started["status"], "IN_PROGRESS");
     assert_eq!(started["version"], 4);
 }

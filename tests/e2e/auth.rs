@@ -184,7 +184,7 @@ async fn external_identity_provider_tokens(alg: &str) {
     let mut ws =
         crate::harness::Ws::connect(&hub.ws_url(&format!("/ws/notifications/?token={token}")))
             .await;
-    assert_eq!(ws.next_json().await["type"], "connection_established");
+    ws.established().await;
 
     // An HS256 token, even one signed with the public key as its secret, is refused.
     let forged = jsonwebtoken::encode(

@@ -267,8 +267,7 @@ impl TestHub {
         let mut ws =
             Ws::connect(&self.ws_url(&format!("/ws/notifications/?token={}", self.token(user))))
                 .await;
-        let hello = ws.next_json().await;
-        assert_eq!(hello["type"], "connection_established", "{hello}");
+        ws.established().await;
         ws
     }
 
@@ -382,6 +381,10 @@ pub struct Ws {
     pub inner: WebSocketStream<MaybeTlsStream<TcpStream>>,
     /// The `Sec-WebSocket-Protocol` the hub selected.
     pub protocol: Option<String>,
+    /// The notifications replayed when the socket connected.
+    pub replayed: Vec<Value>,
+    /// The `replay_complete` frame.
+    pub replay_complete: Value,
 }
 
 /// How a socket ended.
@@ -415,7 +418,41 @@ impl Ws {
             .headers()
             .get("sec-websocket-protocol")
             .map(|v| v.to_str().unwrap().to_owned());
-        Ok(Ws { inner, protocol })
+        Ok(Ws {
+            inner,
+            protocol,
+            replayed: Vec::new(),
+            replay_complete: Value::Null,
+        })
+    }
+
+    /// Reads `connection_established`, then the replay up to `replay_complete` (keeping the
+    /// replayed notifications and any `replay_truncated`), and returns the greeting.
+    pub async fn established(&mut self) -> Value {
+        let hello = self.next_json().await;
+        assert_eq!(hello["type"], "connection_established", "{hello}");
+        loop {
+            let v = self.next_json().await;
+            match v["type"].as_str() {
+                Some("notification") => {
+                    assert_eq!(v["replayed"], true, "{v}");
+                    self.replayed.push(v);
+                }
+                Some("replay_truncated") => self.replayed.push(v),
+                Some("replay_complete") => {
+                    assert_eq!(
+                        v["count"].as_u64().unwrap() as usize,
+                        self.replayed
+                            .iter()
+                            .filter(|n| n["type"] == "notification")
+                            .count()
+                    );
+                    self.replay_complete = v;
+                    return hello;
+                }
+                _ => panic!("unexpected frame during replay: {v}"),
+            }
+        }
     }
 
     /// The next text frame as JSON, skipping protocol pings and pongs.

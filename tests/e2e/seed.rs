@@ -49,12 +49,18 @@ impl Node {
     }
 
     async fn send(&mut self, cmd: &str) {
-        self.stdin.write_all(format!("{cmd}\n").as_bytes()).await.unwrap();
+        self.stdin
+            .write_all(format!("{cmd}\n").as_bytes())
+            .await
+            .unwrap();
     }
 }
 
 fn node_available() -> bool {
-    let found = std::process::Command::new("node").arg("--version").output().is_ok();
+    let found = std::process::Command::new("node")
+        .arg("--version")
+        .output()
+        .is_ok();
     if !found {
         if std::env::var("TICKETHUB_REQUIRE_SERVICES").as_deref() == Ok("1") {
             panic!("node is not installed but TICKETHUB_REQUIRE_SERVICES=1");
@@ -106,14 +112,20 @@ async fn seed_001_notification_service_works_unchanged() {
     .await;
     let n = node.event("notification").await;
     assert_eq!(n["notification_type"], "ticket_created");
-    assert_eq!(n["message"], "New High priority ticket created: Homepage not loading");
+    assert_eq!(
+        n["message"],
+        "New High priority ticket created: Homepage not loading"
+    );
     assert_eq!(n["ticket"]["title"], "Homepage not loading");
     assert_eq!(n["ticket"]["priority_display"], "High");
     assert_eq!(n["ticket"]["created_by"], "john_client display");
     assert_eq!(n["ticket"]["project_name"], "WEB project");
 
     node.send("count").await;
-    assert_eq!(node.event("count").await, json!({"count": 1, "by_type": {"ticket_created": 1}}));
+    assert_eq!(
+        node.event("count").await,
+        json!({"count": 1, "by_type": {"ticket_created": 1}})
+    );
     node.send(r#"list {"is_read":"false"}"#).await;
     let list = node.event("list").await;
     assert_eq!(list["count"], 1);
@@ -123,11 +135,19 @@ async fn seed_001_notification_service_works_unchanged() {
     let read = node.event("read").await;
     assert_eq!(read["message"], "Notification marked as read");
     assert_eq!(read["notification"]["is_read"], true);
-    hub.post_as(&admin, "/api/notifications/send/", json!({"user_ids": [admin.id.0], "title": "x", "message": "y"}), 201)
-        .await;
+    hub.post_as(
+        &admin,
+        "/api/notifications/send/",
+        json!({"user_ids": [admin.id.0], "title": "x", "message": "y"}),
+        201,
+    )
+    .await;
     assert_eq!(node.event("notification").await["title"], "x");
     node.send("readall").await;
-    assert_eq!(node.event("readall").await, json!({"message": "1 notification(s) marked as read", "count": 1}));
+    assert_eq!(
+        node.event("readall").await,
+        json!({"message": "1 notification(s) marked as read", "count": 1})
+    );
     node.send("count").await;
     assert_eq!(node.event("count").await["count"], 0);
     node.send("exit").await;

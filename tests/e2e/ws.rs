@@ -116,8 +116,7 @@ async fn header_and_subprotocol_auth(backend: Backend) {
     .await
     .unwrap();
     assert_eq!(ws.protocol.as_deref(), Some("tickethub.v1"));
-    let hello = ws.next_json().await;
-    assert_eq!(hello["type"], "connection_established");
+    let hello = ws.established().await;
     assert_eq!(hello["user_id"], user.id.0);
     assert_eq!(hello["message"], "Connected successfully as alice");
     assert_eq!(hello["last_seq"], 0);
@@ -128,7 +127,7 @@ async fn header_and_subprotocol_auth(backend: Backend) {
     )
     .await
     .unwrap();
-    assert_eq!(ws.next_json().await["type"], "connection_established");
+    ws.established().await;
 
     // The subprotocol token wins over a bad query token.
     let mut ws = Ws::connect_with(
@@ -140,7 +139,7 @@ async fn header_and_subprotocol_auth(backend: Backend) {
     )
     .await
     .unwrap();
-    assert_eq!(ws.next_json().await["type"], "connection_established");
+    ws.established().await;
 }
 
 async fn ping_pong_and_error_frames(backend: Backend) {
@@ -238,10 +237,10 @@ async fn foreign_origins_are_refused_before_the_upgrade(backend: Backend) {
     let mut ws = Ws::connect_with(&url, &[("origin", "https://app.example".to_owned())])
         .await
         .unwrap();
-    assert_eq!(ws.next_json().await["type"], "connection_established");
+    ws.established().await;
     // Non-browser clients send no Origin and are allowed.
     let mut ws = Ws::connect(&url).await;
-    assert_eq!(ws.next_json().await["type"], "connection_established");
+    ws.established().await;
     assert!(hub.hub.user(user.id).is_some());
 }
 
@@ -257,7 +256,7 @@ async fn expiring_tokens_warn_refresh_and_close(backend: Backend) {
 
     // A token with 31 s left is warned about at once, and a refresh keeps the socket alive.
     let mut ws = Ws::connect(&hub.ws_url(&format!("/ws/notifications/?token={}", short(31)))).await;
-    assert_eq!(ws.next_json().await["type"], "connection_established");
+    ws.established().await;
     let warning = ws.next_json().await;
     assert_eq!(warning["type"], "token_expiring");
     assert!(warning["expires_in"].as_i64().unwrap() <= 30);
@@ -276,7 +275,7 @@ async fn expiring_tokens_warn_refresh_and_close(backend: Backend) {
 
     // A token that runs out on a live socket closes it with 4001.
     let mut ws = Ws::connect(&hub.ws_url(&format!("/ws/notifications/?token={}", short(2)))).await;
-    assert_eq!(ws.next_json().await["type"], "connection_established");
+    ws.established().await;
     assert_eq!(ws.next_json().await["type"], "token_expiring");
     assert_eq!(ws.close_code().await, 4001);
 }
