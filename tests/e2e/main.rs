@@ -10,6 +10,7 @@ mod actors;
 mod auth;
 mod cli;
 mod inbox;
+mod replay;
 mod seed;
 mod store;
 mod tickets;
