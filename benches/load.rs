@@ -6,6 +6,9 @@
 //! Scenarios:
 //! - `idle`: N authenticated sockets, one user (and so one user actor) each; reports the hub's
 //!   resident memory per socket and the connect rate.
+//! - `reconnect`: M clients connect, drop, miss X notifications each, and reconnect at once with
+//!   `last_seq`; reports the time until every client has its backlog, and checks that each got
+//!   exactly its missed seqs, in order.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -45,6 +48,18 @@ enum Scenario {
         #[arg(long, default_value = "bench-results")]
         out: PathBuf,
     },
+    /// M clients drop, miss X notifications each, and reconnect at once with `last_seq`.
+    Reconnect {
+        /// How many clients (one user each).
+        #[arg(long, default_value_t = 5_000)]
+        clients: usize,
+        /// Notifications each client misses while away.
+        #[arg(long, default_value_t = 100)]
+        missed: usize,
+        /// Where the JSON result goes.
+        #[arg(long, default_value = "bench-results")]
+        out: PathBuf,
+    },
     /// Internal: run a hub for the scenarios, seeded with `users` users.
     #[command(hide = true)]
     ServeChild {
@@ -68,6 +83,11 @@ fn main() {
             concurrency,
             out,
         } => rt.block_on(idle(clients, concurrency, out)),
+        Scenario::Reconnect {
+            clients,
+            missed,
+            out,
+        } => rt.block_on(reconnect(clients, missed, out)),
     }
 }
 
@@ -96,10 +116,34 @@ async fn serve_child(users: usize, dir: PathBuf) {
             .unwrap();
     }
     println!("READY {} {}", app.local_addr(), std::process::id());
-    let stop = async {
-        let mut line = String::new();
-        let mut stdin = BufReader::new(tokio::io::stdin());
-        let _ = stdin.read_line(&mut line).await;
+    // Commands on stdin: `MISS n` commits n notifications for every user (straight to the
+    // store, as if sent while they were away); anything else, or end of input, stops the hub.
+    let stop = async move {
+        let mut stdin = BufReader::new(tokio::io::stdin()).lines();
+        while let Ok(Some(line)) = stdin.next_line().await {
+            let Some(n) = line
+                .strip_prefix("MISS ")
+                .and_then(|n| n.parse::<usize>().ok())
+            else {
+                break;
+            };
+            for round in 0..n {
+                let drafts = (1..=users as i64)
+                    .map(|id| tickethub_actors::notification::Draft {
+                        recipient: tickethub_actors::domain::UserId(id),
+                        notification_type: "load".parse().unwrap(),
+                        title: format!("missed {round}"),
+                        message: "A notification sent while the client was away".into(),
+                        ticket: None,
+                        data: "{}".into(),
+                        action_url: None,
+                        deliveries: Vec::new(),
+                    })
+                    .collect();
+                store.commit_notifications(drafts).await.unwrap();
+            }
+            println!("DONE");
+        }
     };
     app.run_until_stopped(stop).await.unwrap();
 }
@@ -108,6 +152,7 @@ struct Child {
     proc: tokio::process::Child,
     addr: String,
     pid: u32,
+    lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
     _dir: tempfile::TempDir,
 }
 
@@ -132,6 +177,7 @@ async fn spawn_hub(users: usize) -> Child {
                 proc,
                 addr,
                 pid,
+                lines,
                 _dir: dir,
             };
         }
@@ -162,17 +208,34 @@ type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn open(addr: &str, user_id: i64) -> Socket {
-    let url = format!("ws://{addr}/ws/notifications/?token={}", token(user_id));
+    open_from(addr, user_id, None).await.0
+}
+
+/// Connects, reads the greeting and the replay; returns the socket, the replayed seqs and the
+/// `last_seq` of `replay_complete`, or panics on anything out of place.
+async fn open_from(addr: &str, user_id: i64, last_seq: Option<i64>) -> (Socket, Vec<i64>, i64) {
+    use tokio_tungstenite::tungstenite::Message;
+    let mut url = format!("ws://{addr}/ws/notifications/?token={}", token(user_id));
+    if let Some(s) = last_seq {
+        url.push_str(&format!("&last_seq={s}"));
+    }
     let (mut ws, _) = tokio_tungstenite::connect_async(url)
         .await
         .expect("connect");
-    match ws.next().await {
-        Some(Ok(tokio_tungstenite::tungstenite::Message::Text(t))) => {
-            assert!(t.contains("connection_established"), "{t}")
+    let mut seqs = Vec::new();
+    loop {
+        let frame = match ws.next().await {
+            Some(Ok(Message::Text(t))) => serde_json::from_str::<serde_json::Value>(&t).unwrap(),
+            Some(Ok(_)) => continue,
+            other => panic!("socket ended during the greeting: {other:?}"),
+        };
+        match frame["type"].as_str() {
+            Some("connection_established") => {}
+            Some("notification") => seqs.push(frame["seq"].as_i64().unwrap()),
+            Some("replay_complete") => return (ws, seqs, frame["last_seq"].as_i64().unwrap()),
+            _ => panic!("unexpected frame {frame}"),
         }
-        other => panic!("no greeting: {other:?}"),
     }
-    ws
 }
 
 async fn idle(clients: usize, concurrency: usize, out: PathBuf) {
@@ -213,4 +276,96 @@ async fn idle(clients: usize, concurrency: usize, out: PathBuf) {
     drop(sockets);
     drop(hub.proc.stdin.take());
     let _ = tokio::time::timeout(Duration::from_secs(20), hub.proc.wait()).await;
+}
+
+async fn reconnect(clients: usize, missed: usize, out: PathBuf) {
+    let mut hub = spawn_hub(clients).await;
+    let addr = hub.addr.clone();
+    // Everyone connects once and learns where they stand.
+    let first: Vec<(Socket, Vec<i64>, i64)> = futures::stream::iter(1..=clients as i64)
+        .map(|id| open_from(&addr, id, None))
+        .buffer_unordered(256)
+        .collect()
+        .await;
+    let last_seen: std::collections::HashMap<i64, i64> = (1..=clients as i64)
+        .zip(first.iter().map(|f| f.2))
+        .collect();
+    drop(first);
+    // They miss `missed` notifications each while away.
+    let setup = Instant::now();
+    let stdin = hub.proc.stdin.as_mut().unwrap();
+    tokio::io::AsyncWriteExt::write_all(stdin, format!("MISS {missed}\n").as_bytes())
+        .await
+        .unwrap();
+    loop {
+        let line = hub.lines.next_line().await.unwrap().expect("hub exited");
+        if line == "DONE" {
+            break;
+        }
+    }
+    let commit_secs = setup.elapsed().as_secs_f64();
+    // All reconnect at once with last_seq.
+    let started = Instant::now();
+    let results: Vec<(i64, Vec<i64>, f64)> =
+        futures::future::join_all((1..=clients as i64).map(|id| {
+            let addr = addr.clone();
+            let from = last_seen[&id];
+            async move {
+                let (_ws, seqs, _) = open_from(&addr, id, Some(from)).await;
+                (from, seqs, started.elapsed().as_secs_f64())
+            }
+        }))
+        .await;
+    let all_secs = started.elapsed().as_secs_f64();
+    let mut lost = 0usize;
+    let mut out_of_order = 0usize;
+    let mut duplicated = 0usize;
+    for (from, seqs, _) in &results {
+        let want: Vec<i64> = (from + 1..=from + missed as i64).collect();
+        if seqs != &want {
+            let mut sorted = seqs.clone();
+            sorted.sort_unstable();
+            sorted.dedup();
+            duplicated += seqs.len() - sorted.len();
+            lost += want.iter().filter(|s| !sorted.contains(s)).count();
+            out_of_order += usize::from(sorted.len() == seqs.len() && seqs != &sorted);
+        }
+    }
+    let mut times: Vec<f64> = results.iter().map(|r| r.2).collect();
+    times.sort_by(f64::total_cmp);
+    let pct = |p: f64| times[((times.len() as f64 * p) as usize).min(times.len() - 1)];
+    let delivered = clients * missed;
+    println!("scenario   clients  missed  commit (setup)  all caught up   p50      p99   replayed/s  lost  dup  order");
+    println!(
+        "reconnect  {clients:>7}  {missed:>6}  {commit_secs:>12.1} s  {all_secs:>11.2} s  {:>5.2} s  {:>5.2} s  {:>9.0}  {lost:>4}  {duplicated:>3}  {out_of_order:>5}",
+        pct(0.5),
+        pct(0.99),
+        delivered as f64 / all_secs
+    );
+    let result = json!({
+        "scenario": "reconnect",
+        "clients": clients,
+        "missed_each": missed,
+        "setup_commit_seconds": commit_secs,
+        "all_caught_up_seconds": all_secs,
+        "p50_seconds": pct(0.5),
+        "p99_seconds": pct(0.99),
+        "replayed_per_second": (delivered as f64 / all_secs).round(),
+        "lost": lost,
+        "duplicated": duplicated,
+        "out_of_order": out_of_order,
+    });
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(
+        out.join("reconnect.json"),
+        serde_json::to_string_pretty(&result).unwrap(),
+    )
+    .unwrap();
+    drop(hub.proc.stdin.take());
+    let _ = tokio::time::timeout(Duration::from_secs(20), hub.proc.wait()).await;
+    assert_eq!(
+        lost + duplicated + out_of_order,
+        0,
+        "notifications were lost, duplicated or out of order"
+    );
 }

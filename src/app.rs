@@ -79,12 +79,10 @@ impl Application {
             crate::routing::load(config.routing.as_deref())?,
         )
         .await?;
-        let listener = TcpListener::bind(config.bind)
-            .await
-            .map_err(|source| BuildError::Bind {
-                addr: config.bind,
-                source,
-            })?;
+        let listener = listen(config.bind).map_err(|source| BuildError::Bind {
+            addr: config.bind,
+            source,
+        })?;
         let addr = listener.local_addr().map_err(|source| BuildError::Bind {
             addr: config.bind,
             source,
@@ -184,6 +182,19 @@ impl Application {
         tracing::info!(user_actors = told, "stopped");
         served
     }
+}
+
+/// Binds the listener with a deep accept backlog, so that a reconnect storm queues instead of
+/// being dropped and retried a second later.
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(4096)
 }
 
 /// The HS256 secret of an embedded hub: kept in `<database file>.jwt-secret`, created on
