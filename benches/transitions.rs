@@ -49,9 +49,14 @@ async fn fixture(url: String, dir: Option<tempfile::TempDir>) -> Fixture {
         .await
         .unwrap()
         .id;
-    let hub = Hub::start(HubConfig::default(), store, RoutingTable::default())
-        .await
-        .unwrap();
+    let hub = Hub::start(
+        HubConfig::default(),
+        store,
+        RoutingTable::default(),
+        Default::default(),
+    )
+    .await
+    .unwrap();
     Fixture {
         hub,
         admin,

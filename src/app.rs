@@ -77,6 +77,7 @@ impl Application {
             },
             store.clone(),
             crate::routing::load(config.routing.as_deref())?,
+            crate::delivery::build(&config)?,
         )
         .await?;
         let listener = listen(config.bind).map_err(|source| BuildError::Bind {

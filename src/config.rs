@@ -101,6 +101,110 @@ pub struct ServeConfig {
     #[arg(long, env = "TICKETHUB_ROUTING")]
     pub routing: Option<PathBuf>,
 
+    /// SMTP server for email, e.g. `smtp://user:pass@host:587?tls=required`. Without it, each
+    /// email is written as an `.eml` file into `--mail-outbox-dir`.
+    #[arg(long, env = "TICKETHUB_SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<String>,
+
+    /// The sender of emails.
+    #[arg(
+        long,
+        env = "TICKETHUB_SMTP_FROM",
+        default_value = "tickethub <noreply@tickethub.local>"
+    )]
+    pub smtp_from: String,
+
+    /// Folder that receives emails as `.eml` files when no SMTP server is configured.
+    #[arg(long, env = "TICKETHUB_MAIL_OUTBOX_DIR", default_value = "mail-outbox")]
+    pub mail_outbox_dir: PathBuf,
+
+    /// WhatsApp Cloud API base URL.
+    #[arg(
+        long,
+        env = "TICKETHUB_WHATSAPP_API_URL",
+        default_value = "https://graph.facebook.com/v21.0"
+    )]
+    pub whatsapp_api_url: String,
+
+    /// WhatsApp Cloud API access token; WhatsApp is off without it.
+    #[arg(long, env = "TICKETHUB_WHATSAPP_TOKEN", hide_env_values = true)]
+    pub whatsapp_token: Option<String>,
+
+    /// WhatsApp Cloud API phone-number id that sends the messages.
+    #[arg(long, env = "TICKETHUB_WHATSAPP_PHONE_NUMBER_ID")]
+    pub whatsapp_phone_number_id: Option<String>,
+
+    /// `template` (business-initiated messages need approved templates) or `text`.
+    #[arg(
+        long,
+        env = "TICKETHUB_WHATSAPP_MODE",
+        value_enum,
+        default_value = "template"
+    )]
+    pub whatsapp_mode: WhatsappMode,
+
+    /// Template language code used when a template names none.
+    #[arg(long, env = "TICKETHUB_WHATSAPP_LANGUAGE", default_value = "en_US")]
+    pub whatsapp_language: String,
+
+    /// Template per notification type, comma-separated `type=name[:language]`; a type not
+    /// listed uses a template named like the type.
+    #[arg(long, env = "TICKETHUB_WHATSAPP_TEMPLATES", value_delimiter = ',')]
+    pub whatsapp_templates: Vec<String>,
+
+    /// URLs that receive every notification as a signed POST, comma-separated.
+    #[arg(long, env = "TICKETHUB_WEBHOOK_URLS", value_delimiter = ',')]
+    pub webhook_urls: Vec<String>,
+
+    /// Standard Webhooks signing secret (`whsec_` + base64).
+    #[arg(long, env = "TICKETHUB_WEBHOOK_SECRET", hide_env_values = true)]
+    pub webhook_secret: Option<String>,
+
+    /// Allow webhook URLs that resolve to private, loopback or link-local addresses.
+    #[arg(long, env = "TICKETHUB_WEBHOOK_ALLOW_PRIVATE")]
+    pub webhook_allow_private: bool,
+
+    /// Folder of message templates overriding the defaults (`<type>.subject.txt`, `<type>.txt`,
+    /// `<type>.html`, `<type>.whatsapp.txt`, or `default.*`).
+    #[arg(long, env = "TICKETHUB_TEMPLATES_DIR")]
+    pub templates_dir: Option<PathBuf>,
+
+    /// Attempts before a delivery is marked FAILED.
+    #[arg(long, env = "TICKETHUB_DELIVERY_MAX_ATTEMPTS", default_value_t = 8)]
+    pub delivery_max_attempts: i64,
+
+    /// First retry delay in milliseconds; it doubles per attempt (with jitter).
+    #[arg(long, env = "TICKETHUB_DELIVERY_BACKOFF_MS", default_value_t = 2_000)]
+    pub delivery_backoff_ms: u64,
+
+    /// Longest retry delay in milliseconds.
+    #[arg(
+        long,
+        env = "TICKETHUB_DELIVERY_BACKOFF_MAX_MS",
+        default_value_t = 600_000
+    )]
+    pub delivery_backoff_max_ms: u64,
+
+    /// Sends in flight at once per channel.
+    #[arg(long, env = "TICKETHUB_DELIVERY_CONCURRENCY", default_value_t = 8)]
+    pub delivery_concurrency: usize,
+
+    /// Seconds a provider call may take.
+    #[arg(long, env = "TICKETHUB_DELIVERY_TIMEOUT", default_value_t = 10)]
+    pub delivery_timeout: u64,
+
+    /// Consecutive retryable failures that open a channel's circuit.
+    #[arg(long, env = "TICKETHUB_CIRCUIT_THRESHOLD", default_value_t = 5)]
+    pub circuit_threshold: u32,
+
+    /// Milliseconds an open circuit waits before letting a probe through.
+    #[arg(long, env = "TICKETHUB_CIRCUIT_COOLDOWN_MS", default_value_t = 30_000)]
+    pub circuit_cooldown_ms: u64,
+
+    /// Milliseconds between a channel's looks for due retries.
+    #[arg(long, env = "TICKETHUB_DELIVERY_POLL_MS", default_value_t = 1_000)]
+    pub delivery_poll_ms: u64,
+
     /// Log format.
     #[arg(long, env = "TICKETHUB_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -123,6 +227,15 @@ pub enum JwtAlgorithm {
     /// ECDSA P-256 with SHA-256.
     #[value(name = "ES256")]
     Es256,
+}
+
+/// How WhatsApp messages are sent.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WhatsappMode {
+    /// An approved template with the title and message as its two body parameters.
+    Template,
+    /// A free-form text message (only inside a customer-service window).
+    Text,
 }
 
 /// How log lines are written.
@@ -223,6 +336,55 @@ impl ServeConfig {
             return Err(ConfigError::new(
                 "--ws-outbound-queue (TICKETHUB_WS_OUTBOUND_QUEUE)",
                 "must be at least 1",
+            ));
+        }
+        if self.whatsapp_token.is_some() != self.whatsapp_phone_number_id.is_some() {
+            return Err(ConfigError::new(
+                "--whatsapp-phone-number-id (TICKETHUB_WHATSAPP_PHONE_NUMBER_ID)",
+                "WhatsApp needs both a token and a phone-number id",
+            ));
+        }
+        for t in &self.whatsapp_templates {
+            if t.split_once('=')
+                .is_none_or(|(k, v)| k.is_empty() || v.is_empty())
+            {
+                return Err(ConfigError::new(
+                    "--whatsapp-templates (TICKETHUB_WHATSAPP_TEMPLATES)",
+                    format!("`{t}` is not type=name[:language]"),
+                ));
+            }
+        }
+        for url in &self.webhook_urls {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(ConfigError::new(
+                    "--webhook-urls (TICKETHUB_WEBHOOK_URLS)",
+                    format!("`{url}` is not an http(s) URL"),
+                ));
+            }
+        }
+        if !self.webhook_urls.is_empty() {
+            let ok = self.webhook_secret.as_deref().is_some_and(|s| {
+                use base64::Engine;
+                s.strip_prefix("whsec_").is_some_and(|b| {
+                    base64::engine::general_purpose::STANDARD
+                        .decode(b)
+                        .is_ok_and(|k| k.len() >= 16)
+                })
+            });
+            if !ok {
+                return Err(ConfigError::new(
+                    "--webhook-secret (TICKETHUB_WEBHOOK_SECRET)",
+                    "webhooks need a secret of the form whsec_<base64 of at least 16 bytes>",
+                ));
+            }
+        }
+        if self.delivery_max_attempts < 1
+            || self.delivery_concurrency == 0
+            || self.circuit_threshold == 0
+        {
+            return Err(ConfigError::new(
+                "--delivery-max-attempts (TICKETHUB_DELIVERY_MAX_ATTEMPTS)",
+                "attempts, concurrency and the circuit threshold must be at least 1",
             ));
         }
         if !(1..=100_000).contains(&self.replay_cap) {

@@ -8,6 +8,7 @@
 //! - [`http`]: the REST API, one module per resource.
 //! - [`ws`]: the WebSocket handshake and the per-socket session task.
 //! - [`store`]: SQLite and PostgreSQL implementations of the storage ports.
+//! - [`delivery`]: email, WhatsApp and webhook transports, and their message templates.
 //! - [`telemetry`]: tracing setup.
 //!
 //! `main.rs` stays thin: it parses the command line and calls into this library, so the tests
@@ -17,6 +18,7 @@ pub mod app;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod delivery;
 pub mod http;
 pub mod routing;
 pub mod store;

@@ -13,6 +13,7 @@ use tickethub_actors::ports::{Store, StoreError};
 use crate::config::{database_kind, ConfigError, DatabaseKind};
 
 pub mod notifications;
+pub mod outbox;
 pub mod postgres;
 pub mod sqlite;
 pub mod tickets;
@@ -108,7 +109,8 @@ pub(crate) const USER_COLUMNS: &str =
 
 /// Implements every port for a store type with `reader()` and `writer()` pools.
 macro_rules! impl_store {
-    ($store:ty, $db:ty, $backend:literal) => {
+    ($store:ty, $db:ty, $backend:literal, $lock:literal) => {
+        $crate::store::outbox::impl_outbox_store!($store, $db, $lock);
         $crate::store::tickets::impl_ticket_store!($store, $db);
         $crate::store::notifications::impl_notification_store!($store, $db);
 

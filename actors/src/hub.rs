@@ -84,6 +84,17 @@ pub struct Announcement {
     pub channels: Vec<Channel>,
 }
 
+/// The outbound channels a hub runs.
+#[derive(Clone, Default)]
+pub struct DeliveryConfig {
+    /// A transport per outbound channel; channels without one are off (no outbox rows).
+    pub transports: Vec<(Channel, Arc<dyn crate::ports::Transport>)>,
+    /// Where every notification is also posted (with a webhook transport).
+    pub webhook_urls: Vec<String>,
+    /// How channels retry.
+    pub policy: crate::delivery::RetryPolicy,
+}
+
 type UserDirectory = Directory<UserActor>;
 type TicketDirectory = Directory<TicketActor>;
 
@@ -106,6 +117,7 @@ struct HubInner {
 struct Refs {
     users: ActorRef<DirectoryMsg<UserId, UserMsg>>,
     tickets: ActorRef<DirectoryMsg<TicketId, TicketMsg>>,
+    delivery: ActorRef<crate::delivery::DeliveryMsg>,
 }
 
 impl Hub {
@@ -114,11 +126,31 @@ impl Hub {
         config: HubConfig,
         store: Arc<dyn Store>,
         routing: RoutingTable,
+        delivery: DeliveryConfig,
     ) -> Result<Hub, ractor::SpawnErr> {
+        let channels: crate::delivery::ChannelMap = Arc::default();
         let deps = Arc::new(Deps {
-            store,
+            store: store.clone(),
             routing,
             users: Map::default(),
+            channels: channels.clone(),
+            outbound: delivery.transports.iter().map(|(c, _)| *c).collect(),
+            webhook_urls: delivery.webhook_urls.clone(),
+        });
+        let node: Arc<str> = format!("{:016x}", rand::random::<u64>()).into();
+        let delivery_spec = Arc::new(crate::delivery::DeliverySupervisor {
+            channels: delivery
+                .transports
+                .iter()
+                .map(|(channel, transport)| crate::delivery::ChannelActor {
+                    channel: *channel,
+                    store: store.clone(),
+                    transport: transport.clone(),
+                    policy: delivery.policy.clone(),
+                    node: node.clone(),
+                })
+                .collect(),
+            map: channels,
         });
         let tickets: Map<TicketId, TicketMsg> = Map::default();
         let spec = RootSpec {
@@ -140,6 +172,7 @@ impl Hub {
                 map: tickets.clone(),
                 tick: None,
             },
+            delivery: delivery_spec,
         };
         let (root, root_handle) = Actor::spawn(None, HubRoot { spec }, ()).await?;
         let refs = ractor::call_t!(root, RootMsg::Refs, 5_000)
@@ -395,6 +428,40 @@ impl Hub {
             .map_err(|e| e.to_string())
     }
 
+    /// The status of an outbound channel, if this hub runs it.
+    pub async fn channel_status(&self, channel: Channel) -> Option<crate::delivery::ChannelStatus> {
+        let actor = self
+            .inner
+            .deps
+            .channels
+            .read()
+            .expect("channel map poisoned")
+            .get(&channel)
+            .cloned()?;
+        ractor::call_t!(actor, crate::delivery::ChannelMsg::Status, 5_000).ok()
+    }
+
+    /// The live actor of an outbound channel, if this hub runs it.
+    pub fn channel(&self, channel: Channel) -> Option<ActorRef<crate::delivery::ChannelMsg>> {
+        self.inner
+            .deps
+            .channels
+            .read()
+            .expect("channel map poisoned")
+            .get(&channel)
+            .cloned()
+    }
+
+    /// How often each channel actor was restarted.
+    pub async fn channel_restarts(&self) -> std::collections::HashMap<Channel, u64> {
+        ractor::call_t!(
+            self.refs().delivery,
+            crate::delivery::DeliveryMsg::Restarts,
+            5_000
+        )
+        .unwrap_or_default()
+    }
+
     /// Tells every socket that the hub is going away; returns how many user actors were told.
     pub async fn disconnect_all(&self) -> usize {
         ractor::call_t!(
@@ -420,6 +487,7 @@ impl Hub {
 struct RootSpec {
     users: UserDirectory,
     tickets: TicketDirectory,
+    delivery: Arc<crate::delivery::DeliverySupervisor>,
 }
 
 /// The root supervisor.
@@ -434,6 +502,20 @@ struct RootState {
 
 enum RootMsg {
     Refs(ractor::RpcReplyPort<Arc<RwLock<Refs>>>),
+}
+
+async fn spawn_delivery(
+    spec: &Arc<crate::delivery::DeliverySupervisor>,
+    supervisor: ActorCell,
+) -> Result<ActorRef<crate::delivery::DeliveryMsg>, ractor::SpawnErr> {
+    Ok(Actor::spawn_linked(
+        None,
+        crate::delivery::DeliverySupervisor::clone(spec),
+        (),
+        supervisor,
+    )
+    .await?
+    .0)
 }
 
 async fn spawn_directory<A: Keyed>(
@@ -458,6 +540,7 @@ impl Actor for HubRoot {
         let refs = Refs {
             users: spawn_directory(&self.spec.users, myself.get_cell()).await?,
             tickets: spawn_directory(&self.spec.tickets, myself.get_cell()).await?,
+            delivery: spawn_delivery(&self.spec.delivery, myself.get_cell()).await?,
         };
         Ok(RootState {
             refs: Arc::new(RwLock::new(refs)),
@@ -497,6 +580,10 @@ impl Actor for HubRoot {
                 tracing::error!(error = %err, "ticket directory failed; restarting");
                 let fresh = spawn_directory(&self.spec.tickets, myself.get_cell()).await?;
                 state.refs.write().expect("refs poisoned").tickets = fresh;
+            } else if cell.get_id() == current.delivery.get_id() {
+                tracing::error!(error = %err, "delivery supervisor failed; restarting");
+                let fresh = spawn_delivery(&self.spec.delivery, myself.get_cell()).await?;
+                state.refs.write().expect("refs poisoned").delivery = fresh;
             }
         }
         Ok(())

@@ -10,8 +10,10 @@
 //! HubRoot                          restarts a failed directory; never stops on a child's exit
 //! ├── Directory<UserActor>         get-or-spawn; prunes on exit or failure; heartbeat ticks
 //! │   └── UserActor(user_id)*      one per connected user: sockets, heartbeat, inbox changes
-//! └── Directory<TicketActor>       get-or-spawn; prunes on exit or failure
-//!     └── TicketActor(ticket_id)*  one per active ticket: serializes its transitions
+//! ├── Directory<TicketActor>       get-or-spawn; prunes on exit or failure
+//! │   └── TicketActor(ticket_id)*  one per active ticket: serializes its transitions
+//! └── DeliverySupervisor           restarts a failed channel alone
+//!     └── ChannelActor(email | whatsapp | webhook)   drains the outbox with retries
 //! ```
 //!
 //! A socket is not an actor. It is one task in the adapter (`tickethub::ws::session`) that owns
@@ -26,6 +28,7 @@
 //!   in replies.
 
 pub mod connection;
+pub mod delivery;
 pub mod directory;
 pub mod domain;
 pub mod hub;
@@ -37,4 +40,4 @@ pub mod ticket;
 pub mod ticket_domain;
 pub mod user;
 
-pub use hub::{Hub, HubConfig};
+pub use hub::{DeliveryConfig, Hub, HubConfig};

@@ -21,6 +21,12 @@ pub struct Deps {
     pub routing: RoutingTable,
     /// The live user actors, for fan-out.
     pub users: Map<UserId, UserMsg>,
+    /// The live channel actors, to wake after a commit.
+    pub channels: crate::delivery::ChannelMap,
+    /// The outbound channels this hub has a transport for; others get no outbox rows.
+    pub outbound: Vec<Channel>,
+    /// Where every notification is also posted, when the webhook channel is on.
+    pub webhook_urls: Vec<String>,
 }
 
 impl std::fmt::Debug for Deps {
@@ -37,6 +43,8 @@ pub struct Audience {
     super_admins: Vec<UserId>,
     users: HashMap<UserId, User>,
     prefs: HashMap<UserId, Preferences>,
+    outbound: Vec<Channel>,
+    webhooks: Vec<String>,
 }
 
 /// One event's content, the same for every recipient.
@@ -64,6 +72,11 @@ impl Deps {
         event: &EventType,
         candidates: &[UserId],
     ) -> Result<Audience, StoreError> {
+        let webhooks = if self.outbound.contains(&Channel::Webhook) {
+            self.webhook_urls.clone()
+        } else {
+            Vec::new()
+        };
         let route = self.routing.route(event).cloned();
         let mut ids: Vec<UserId> = candidates.to_vec();
         let mut admins = Vec::new();
@@ -100,19 +113,27 @@ impl Deps {
             super_admins,
             users,
             prefs,
+            outbound: self.outbound.clone(),
+            webhooks,
         })
     }
 
-    /// Sends committed notifications to their recipients' live actors. Never waits on a socket.
+    /// Sends committed notifications to their recipients' live actors and wakes the channel
+    /// actors. Never waits on a socket or a provider.
     pub fn deliver(&self, notifications: Vec<Notification>) {
         if notifications.is_empty() {
             return;
         }
-        let users = self.users.read().expect("user map poisoned");
-        for n in notifications {
-            if let Some(actor) = users.get(&n.user_id) {
-                let _ = actor.send_message(UserMsg::Notify(Arc::new(n)));
+        {
+            let users = self.users.read().expect("user map poisoned");
+            for n in notifications {
+                if let Some(actor) = users.get(&n.user_id) {
+                    let _ = actor.send_message(UserMsg::Notify(Arc::new(n)));
+                }
             }
+        }
+        for actor in self.channels.read().expect("channel map poisoned").values() {
+            let _ = actor.send_message(crate::delivery::ChannelMsg::Wake);
         }
     }
 }
@@ -157,7 +178,15 @@ impl Audience {
                     &content.event,
                     user,
                     self.prefs.get(&user.id).unwrap_or(&none),
-                ),
+                )
+                .into_iter()
+                .filter(|(c, _)| self.outbound.contains(c))
+                .chain(
+                    self.webhooks
+                        .iter()
+                        .map(|url| (Channel::Webhook, url.clone())),
+                )
+                .collect(),
             })
             .collect()
     }

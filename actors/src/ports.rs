@@ -272,9 +272,89 @@ pub trait NotificationStore: Send + Sync {
     ) -> Result<(), StoreError>;
 }
 
+/// One claimed outbound delivery, with what it needs to be sent.
+#[derive(Clone, Debug)]
+pub struct DeliveryJob {
+    /// The delivery's id.
+    pub id: i64,
+    /// Its channel.
+    pub channel: Channel,
+    /// Where it goes (email address, phone number, URL).
+    pub address: String,
+    /// Attempts made before this one.
+    pub attempts: i64,
+    /// The notification it carries.
+    pub notification: Notification,
+    /// The recipient's display name.
+    pub recipient_name: String,
+}
+
+/// The durable outbox the channel actors drain.
+#[async_trait]
+pub trait OutboxStore: Send + Sync {
+    /// Claims up to `limit` due deliveries of a channel (queued and due, or claimed by a
+    /// process whose lease ran out), marking them `SENDING` until `lease_until`. Two processes
+    /// never claim the same row at once.
+    async fn claim(
+        &self,
+        channel: Channel,
+        node: &str,
+        limit: i64,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Vec<DeliveryJob>, StoreError>;
+    /// Records a successful send.
+    async fn delivery_sent(
+        &self,
+        id: i64,
+        attempts: i64,
+        provider_id: Option<&str>,
+    ) -> Result<(), StoreError>;
+    /// Records a final failure.
+    async fn delivery_failed(&self, id: i64, attempts: i64, error: &str) -> Result<(), StoreError>;
+    /// Puts a delivery back in the queue for a later attempt.
+    async fn delivery_retry(
+        &self,
+        id: i64,
+        attempts: i64,
+        next_attempt_at: DateTime<Utc>,
+        error: &str,
+    ) -> Result<(), StoreError>;
+    /// Releases claimed deliveries back to the queue untouched (on shutdown).
+    async fn delivery_release(&self, ids: &[i64]) -> Result<(), StoreError>;
+    /// Releases every delivery of a channel that this hub process (`node`) claimed: a
+    /// restarted channel actor takes back what its failed predecessor held.
+    async fn delivery_reclaim(&self, channel: Channel, node: &str) -> Result<u64, StoreError>;
+    /// Deliveries of a channel not yet final.
+    async fn outbox_depth(&self, channel: Channel) -> Result<i64, StoreError>;
+}
+
+/// Why a transport could not send.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum TransportError {
+    /// Sending again will not help (a bad address, a refused number).
+    #[error("permanent: {0}")]
+    Permanent(String),
+    /// Try again later, no sooner than `retry_after` if the provider said so.
+    #[error("retryable: {message}")]
+    Retryable {
+        /// What happened.
+        message: String,
+        /// The provider's `Retry-After`, if any.
+        retry_after: Option<std::time::Duration>,
+    },
+}
+
+/// Sends one delivery through a provider (SMTP, WhatsApp Cloud API, a webhook).
+#[async_trait]
+pub trait Transport: Send + Sync {
+    /// Sends; returns the provider's message id, if it gives one.
+    async fn send(&self, job: &DeliveryJob) -> Result<Option<String>, TransportError>;
+}
+
 /// Everything the hub stores, behind one object.
 #[async_trait]
-pub trait Store: UserStore + ProjectStore + TicketStore + NotificationStore {
+pub trait Store: UserStore + ProjectStore + TicketStore + NotificationStore + OutboxStore {
     /// The backend's name (`sqlite` or `postgres`), for logs and health output.
     fn backend(&self) -> &'static str;
     /// Checks that the database answers.

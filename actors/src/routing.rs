@@ -106,11 +106,21 @@ pub enum Channel {
     Email,
     /// WhatsApp to the user's number.
     Whatsapp,
+    /// A signed POST to each of the deployment's webhook URLs.
+    Webhook,
 }
 
 impl Channel {
     /// Every channel.
-    pub const ALL: [Channel; 3] = [Channel::Websocket, Channel::Email, Channel::Whatsapp];
+    pub const ALL: [Channel; 4] = [
+        Channel::Websocket,
+        Channel::Email,
+        Channel::Whatsapp,
+        Channel::Webhook,
+    ];
+
+    /// The channels with an outbox (everything but the in-app record).
+    pub const OUTBOUND: [Channel; 3] = [Channel::Email, Channel::Whatsapp, Channel::Webhook];
 
     /// The wire and storage name.
     pub fn as_str(self) -> &'static str {
@@ -118,6 +128,7 @@ impl Channel {
             Channel::Websocket => "websocket",
             Channel::Email => "email",
             Channel::Whatsapp => "whatsapp",
+            Channel::Webhook => "webhook",
         }
     }
 }
@@ -129,7 +140,9 @@ impl FromStr for Channel {
         Channel::ALL
             .into_iter()
             .find(|c| c.as_str() == s)
-            .ok_or_else(|| format!("unknown channel `{s}` (expected websocket, email or whatsapp)"))
+            .ok_or_else(|| {
+                format!("unknown channel `{s}` (expected websocket, email, whatsapp or webhook)")
+            })
     }
 }
 
@@ -326,7 +339,7 @@ pub fn channels_for(
     let mut out = Vec::new();
     for channel in route_channels {
         let address = match channel {
-            Channel::Websocket => continue,
+            Channel::Websocket | Channel::Webhook => continue,
             Channel::Email => user.email.as_ref(),
             Channel::Whatsapp => user.whatsapp_number.as_ref(),
         };

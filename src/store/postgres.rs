@@ -35,4 +35,9 @@ impl PgStore {
     }
 }
 
-impl_store!(PgStore, sqlx::Postgres, "postgres");
+impl_store!(
+    PgStore,
+    sqlx::Postgres,
+    "postgres",
+    "FOR UPDATE SKIP LOCKED"
+);

@@ -64,4 +64,4 @@ impl SqliteStore {
     }
 }
 
-impl_store!(SqliteStore, sqlx::Sqlite, "sqlite");
+impl_store!(SqliteStore, sqlx::Sqlite, "sqlite", "");

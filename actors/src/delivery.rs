@@ -1,0 +1,458 @@
+//! Delivery channels: one supervised actor per outbound channel, draining the durable outbox.
+//!
+//! A channel actor claims due rows, sends each through its [`Transport`] on a task of its own
+//! (bounded concurrency), and records the outcome: `SENT`, `FAILED` (permanent error, or out of
+//! attempts), or back to `QUEUED` with exponential backoff and jitter. Consecutive retryable
+//! failures open a circuit: the actor stops claiming until a cooldown passes, then lets one
+//! probe through (half-open). Nothing on the WebSocket path ever waits on a channel: commits
+//! only wake the actors.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use chrono::Utc;
+use ractor::concurrency::JoinHandle;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+
+use crate::ports::{Store, Transport, TransportError};
+use crate::routing::Channel;
+
+/// How a channel retries.
+#[derive(Clone, Debug)]
+pub struct RetryPolicy {
+    /// Attempts before a delivery is `FAILED`.
+    pub max_attempts: i64,
+    /// The first retry's delay; each next one doubles, up to `max_backoff`.
+    pub base_backoff: Duration,
+    /// The longest delay between attempts.
+    pub max_backoff: Duration,
+    /// Sends in flight at once per channel.
+    pub concurrency: usize,
+    /// How long a claim holds a row before another process may take it over.
+    pub lease: Duration,
+    /// Consecutive retryable failures that open the circuit.
+    pub circuit_threshold: u32,
+    /// How long an open circuit waits before a probe.
+    pub circuit_cooldown: Duration,
+    /// How often the actor looks for due retries without being woken.
+    pub poll_interval: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 8,
+            base_backoff: Duration::from_secs(2),
+            max_backoff: Duration::from_secs(600),
+            concurrency: 8,
+            lease: Duration::from_secs(120),
+            circuit_threshold: 5,
+            circuit_cooldown: Duration::from_secs(30),
+            poll_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The delay before attempt `attempts + 1`: exponential, capped, with jitter in
+    /// [half, full], and never sooner than the provider's `Retry-After`.
+    pub fn backoff(&self, attempts: i64, retry_after: Option<Duration>) -> Duration {
+        let exp = attempts.clamp(1, 30) as u32 - 1;
+        let full = self
+            .base_backoff
+            .saturating_mul(1u32 << exp.min(20))
+            .min(self.max_backoff);
+        let jittered = full.mul_f64(0.5 + rand::random::<f64>() * 0.5);
+        jittered.max(retry_after.unwrap_or_default())
+    }
+}
+
+/// The state of a channel's circuit breaker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Circuit {
+    /// Sending normally; counts consecutive retryable failures.
+    Closed {
+        /// Consecutive retryable failures so far.
+        failures: u32,
+    },
+    /// Not sending until the cooldown passes.
+    Open {
+        /// When a probe may go.
+        until: chrono::DateTime<Utc>,
+    },
+    /// One probe is allowed; its outcome closes or reopens the circuit.
+    HalfOpen {
+        /// Whether the probe is in flight.
+        probing: bool,
+    },
+}
+
+impl Circuit {
+    /// `closed`, `open` or `half_open`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Circuit::Closed { .. } => "closed",
+            Circuit::Open { .. } => "open",
+            Circuit::HalfOpen { .. } => "half_open",
+        }
+    }
+}
+
+/// What operators see of a channel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChannelStatus {
+    /// The channel.
+    pub channel: Channel,
+    /// Its circuit.
+    pub circuit: &'static str,
+    /// Sends in flight.
+    pub in_flight: usize,
+    /// Deliveries sent since the actor started.
+    pub sent: u64,
+    /// Deliveries that failed for good since the actor started.
+    pub failed: u64,
+    /// Attempts that will be retried, since the actor started.
+    pub retried: u64,
+}
+
+/// A channel actor.
+#[derive(Clone)]
+pub struct ChannelActor {
+    /// Its channel.
+    pub channel: Channel,
+    /// The database.
+    pub store: Arc<dyn Store>,
+    /// The provider.
+    pub transport: Arc<dyn Transport>,
+    /// How it retries.
+    pub policy: RetryPolicy,
+    /// This hub process's id, written on the rows it claims.
+    pub node: Arc<str>,
+}
+
+/// A channel actor's state.
+pub struct ChannelState {
+    circuit: Circuit,
+    in_flight: HashSet<i64>,
+    ticker: Option<JoinHandle<()>>,
+    sent: u64,
+    failed: u64,
+    retried: u64,
+}
+
+/// Messages a channel actor handles.
+pub enum ChannelMsg {
+    /// New deliveries may be queued.
+    Wake,
+    /// A send finished.
+    Done {
+        /// The delivery.
+        id: i64,
+        /// Attempts made before this one.
+        attempts: i64,
+        /// What the provider said.
+        result: Result<Option<String>, TransportError>,
+    },
+    /// Report the channel's status.
+    Status(RpcReplyPort<ChannelStatus>),
+    /// Panic inside the handler, for fault-injection tests.
+    InjectFault,
+}
+
+impl Actor for ChannelActor {
+    type Msg = ChannelMsg;
+    type State = ChannelState;
+    type Arguments = ();
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        _: (),
+    ) -> Result<Self::State, ActorProcessingErr> {
+        // Take back what a failed predecessor in this process held; rows queued before a crash
+        // or restart are picked up by the first tick.
+        self.store
+            .delivery_reclaim(self.channel, &self.node)
+            .await?;
+        let ticker = myself.send_interval(self.policy.poll_interval, || ChannelMsg::Wake);
+        Ok(ChannelState {
+            circuit: Circuit::Closed { failures: 0 },
+            in_flight: HashSet::new(),
+            ticker: Some(ticker),
+            sent: 0,
+            failed: 0,
+            retried: 0,
+        })
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        if let Some(t) = state.ticker.take() {
+            t.abort();
+        }
+        // Give back what this actor holds, so that a restart (or another node) sends it at once
+        // rather than after the lease.
+        let held: Vec<i64> = state.in_flight.drain().collect();
+        if !held.is_empty() {
+            let _ = self.store.delivery_release(&held).await;
+        }
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            ChannelMsg::Wake => {}
+            ChannelMsg::Done {
+                id,
+                attempts,
+                result,
+            } => {
+                state.in_flight.remove(&id);
+                self.record(state, id, attempts + 1, result).await;
+            }
+            ChannelMsg::Status(reply) => {
+                let _ = reply.send(ChannelStatus {
+                    channel: self.channel,
+                    circuit: state.circuit.name(),
+                    in_flight: state.in_flight.len(),
+                    sent: state.sent,
+                    failed: state.failed,
+                    retried: state.retried,
+                });
+                return Ok(());
+            }
+            ChannelMsg::InjectFault => {
+                panic!("injected fault in the {} channel", self.channel.as_str())
+            }
+        }
+        self.drain(&myself, state).await;
+        Ok(())
+    }
+}
+
+impl ChannelActor {
+    /// Claims as many due rows as the circuit and the concurrency bound allow, and starts
+    /// sending them.
+    async fn drain(&self, myself: &ActorRef<ChannelMsg>, state: &mut ChannelState) {
+        let now = Utc::now();
+        if let Circuit::Open { until } = state.circuit {
+            if now < until {
+                return;
+            }
+            state.circuit = Circuit::HalfOpen { probing: false };
+        }
+        let slots = match state.circuit {
+            Circuit::HalfOpen { probing: true } => 0,
+            Circuit::HalfOpen { probing: false } => 1,
+            _ => self
+                .policy
+                .concurrency
+                .saturating_sub(state.in_flight.len()),
+        };
+        if slots == 0 {
+            return;
+        }
+        let lease = now + chrono::Duration::from_std(self.policy.lease).unwrap_or_default();
+        let jobs = match self
+            .store
+            .claim(self.channel, &self.node, slots as i64, now, lease)
+            .await
+        {
+            Ok(jobs) => jobs,
+            Err(e) => {
+                tracing::warn!(channel = self.channel.as_str(), error = %e, "cannot claim deliveries");
+                return;
+            }
+        };
+        if let Circuit::HalfOpen { probing } = &mut state.circuit {
+            *probing = !jobs.is_empty();
+        }
+        for job in jobs {
+            state.in_flight.insert(job.id);
+            let transport = self.transport.clone();
+            let myself = myself.clone();
+            tokio::spawn(async move {
+                let result = transport.send(&job).await;
+                let _ = myself.send_message(ChannelMsg::Done {
+                    id: job.id,
+                    attempts: job.attempts,
+                    result,
+                });
+            });
+        }
+    }
+
+    /// Records one attempt's outcome and moves the circuit.
+    async fn record(
+        &self,
+        state: &mut ChannelState,
+        id: i64,
+        attempts: i64,
+        result: Result<Option<String>, TransportError>,
+    ) {
+        let store = &self.store;
+        let outcome = match result {
+            Ok(provider_id) => {
+                state.sent += 1;
+                state.circuit = Circuit::Closed { failures: 0 };
+                store
+                    .delivery_sent(id, attempts, provider_id.as_deref())
+                    .await
+            }
+            Err(TransportError::Permanent(error)) => {
+                // A bad address says nothing about the provider's health: the circuit stays.
+                state.failed += 1;
+                if let Circuit::HalfOpen { .. } = state.circuit {
+                    state.circuit = Circuit::Closed { failures: 0 };
+                }
+                store.delivery_failed(id, attempts, &error).await
+            }
+            Err(TransportError::Retryable {
+                message,
+                retry_after,
+            }) => {
+                state.circuit = match state.circuit {
+                    Circuit::Closed { failures }
+                        if failures + 1 < self.policy.circuit_threshold =>
+                    {
+                        Circuit::Closed {
+                            failures: failures + 1,
+                        }
+                    }
+                    _ => {
+                        tracing::warn!(channel = self.channel.as_str(), error = %message, "circuit opens");
+                        Circuit::Open {
+                            until: Utc::now()
+                                + chrono::Duration::from_std(self.policy.circuit_cooldown)
+                                    .unwrap_or_default(),
+                        }
+                    }
+                };
+                if attempts >= self.policy.max_attempts {
+                    state.failed += 1;
+                    store
+                        .delivery_failed(
+                            id,
+                            attempts,
+                            &format!("gave up after {attempts} attempts: {message}"),
+                        )
+                        .await
+                } else {
+                    state.retried += 1;
+                    let delay = self.policy.backoff(attempts, retry_after);
+                    let next = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
+                    store.delivery_retry(id, attempts, next, &message).await
+                }
+            }
+        };
+        if let Err(e) = outcome {
+            tracing::error!(channel = self.channel.as_str(), id, error = %e, "cannot record a delivery");
+        }
+    }
+}
+
+/// The live channel actors, by channel.
+pub type ChannelMap = Arc<RwLock<HashMap<Channel, ActorRef<ChannelMsg>>>>;
+
+/// Supervises the channel actors and restarts a failed one.
+#[derive(Clone)]
+pub struct DeliverySupervisor {
+    /// The actors to run.
+    pub channels: Vec<ChannelActor>,
+    /// The map the supervisor keeps current.
+    pub map: ChannelMap,
+}
+
+/// The supervisor's state.
+pub struct DeliveryState {
+    restarts: HashMap<Channel, u64>,
+}
+
+/// Messages the delivery supervisor handles.
+pub enum DeliveryMsg {
+    /// How often each channel was restarted.
+    Restarts(RpcReplyPort<HashMap<Channel, u64>>),
+}
+
+impl DeliverySupervisor {
+    async fn start(
+        &self,
+        spec: &ChannelActor,
+        myself: &ActorRef<DeliveryMsg>,
+    ) -> Result<(), ActorProcessingErr> {
+        let (actor, _) = Actor::spawn_linked(None, spec.clone(), (), myself.get_cell()).await?;
+        self.map
+            .write()
+            .expect("channel map poisoned")
+            .insert(spec.channel, actor);
+        Ok(())
+    }
+}
+
+impl Actor for DeliverySupervisor {
+    type Msg = DeliveryMsg;
+    type State = DeliveryState;
+    type Arguments = ();
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        _: (),
+    ) -> Result<Self::State, ActorProcessingErr> {
+        for spec in &self.channels {
+            self.start(spec, &myself).await?;
+        }
+        Ok(DeliveryState {
+            restarts: HashMap::new(),
+        })
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            DeliveryMsg::Restarts(reply) => {
+                let _ = reply.send(state.restarts.clone());
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        event: SupervisionEvent,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        // A failed channel is restarted alone; its rows stay in the outbox for the new actor.
+        if let SupervisionEvent::ActorFailed(cell, err) = event {
+            let failed = self
+                .map
+                .read()
+                .expect("channel map poisoned")
+                .iter()
+                .find(|(_, a)| a.get_id() == cell.get_id())
+                .map(|(c, _)| *c);
+            if let Some(channel) = failed {
+                tracing::error!(channel = channel.as_str(), error = %err, "channel actor failed; restarting");
+                *state.restarts.entry(channel).or_default() += 1;
+                if let Some(spec) = self.channels.iter().find(|s| s.channel == channel) {
+                    self.start(spec, &myself).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,150 @@
+//! Delivery transports: email (lettre), WhatsApp Cloud API and webhooks (reqwest), with the
+//! message templates they render. The channel actors in `tickethub-actors` drive them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tickethub_actors::delivery::RetryPolicy;
+use tickethub_actors::ports::{Transport, TransportError};
+use tickethub_actors::routing::Channel;
+use tickethub_actors::DeliveryConfig;
+
+use crate::config::{ConfigError, ServeConfig};
+
+pub mod email;
+pub mod templates;
+pub mod webhook;
+pub mod whatsapp;
+
+/// Builds the transports the configuration turns on: email always (SMTP, or `.eml` files in
+/// the outbox folder), WhatsApp with a token and phone-number id, webhooks with URLs.
+pub fn build(config: &ServeConfig) -> Result<DeliveryConfig, ConfigError> {
+    // reqwest and lettre share rustls with the ring provider.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let templates = Arc::new(templates::Templates::load(config.templates_dir.as_deref())?);
+    let timeout = Duration::from_secs(config.delivery_timeout.max(1));
+    let mut transports: Vec<(Channel, Arc<dyn Transport>)> = vec![(
+        Channel::Email,
+        Arc::new(email::EmailTransport::new(
+            config,
+            templates.clone(),
+            timeout,
+        )?),
+    )];
+    if let (Some(token), Some(phone)) = (&config.whatsapp_token, &config.whatsapp_phone_number_id) {
+        transports.push((
+            Channel::Whatsapp,
+            Arc::new(whatsapp::WhatsappTransport::new(
+                config,
+                token,
+                phone,
+                templates.clone(),
+                timeout,
+            )?),
+        ));
+    }
+    if !config.webhook_urls.is_empty() {
+        transports.push((
+            Channel::Webhook,
+            Arc::new(webhook::WebhookTransport::new(config, timeout)?),
+        ));
+    }
+    Ok(DeliveryConfig {
+        transports,
+        webhook_urls: config.webhook_urls.clone(),
+        policy: RetryPolicy {
+            max_attempts: config.delivery_max_attempts,
+            base_backoff: Duration::from_millis(config.delivery_backoff_ms.max(1)),
+            max_backoff: Duration::from_millis(config.delivery_backoff_max_ms.max(1)),
+            concurrency: config.delivery_concurrency,
+            lease: (timeout * 4).max(Duration::from_secs(30)),
+            circuit_threshold: config.circuit_threshold,
+            circuit_cooldown: Duration::from_millis(config.circuit_cooldown_ms),
+            poll_interval: Duration::from_millis(config.delivery_poll_ms.max(10)),
+        },
+    })
+}
+
+/// Classifies an HTTP answer: 2xx is success, 408/425/429 and 5xx are worth retrying (after
+/// `Retry-After` if given), any other 4xx is permanent.
+pub fn classify(
+    status: reqwest::StatusCode,
+    retry_after: Option<&str>,
+    body: &str,
+) -> Result<(), TransportError> {
+    if status.is_success() {
+        return Ok(());
+    }
+    let message = format!(
+        "HTTP {}: {}",
+        status.as_u16(),
+        tickethub_actors::notification::excerpt(body.trim(), 300)
+    );
+    let retryable = status.is_server_error() || matches!(status.as_u16(), 408 | 425 | 429);
+    if retryable {
+        Err(TransportError::Retryable {
+            message,
+            retry_after: retry_after
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(Duration::from_secs),
+        })
+    } else {
+        Err(TransportError::Permanent(message))
+    }
+}
+
+/// A network failure (connect, timeout, reset) is always worth retrying.
+pub fn network_error(e: reqwest::Error) -> TransportError {
+    TransportError::Retryable {
+        message: if e.is_timeout() {
+            "timed out".to_owned()
+        } else {
+            format!("network error: {e}")
+        },
+        retry_after: None,
+    }
+}
+
+/// An HTTP client with timeouts and without redirects.
+pub fn http_client(timeout: Duration) -> Result<reqwest::Client, ConfigError> {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("tickethub/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| {
+            ConfigError::new(
+                "--delivery-timeout (TICKETHUB_DELIVERY_TIMEOUT)",
+                e.to_string(),
+            )
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_answers_are_classified() {
+        use reqwest::StatusCode as S;
+        assert!(classify(S::OK, None, "").is_ok());
+        assert!(
+            matches!(classify(S::BAD_REQUEST, None, "bad number"), Err(TransportError::Permanent(m)) if m.contains("bad number"))
+        );
+        assert!(matches!(
+            classify(S::INTERNAL_SERVER_ERROR, None, ""),
+            Err(TransportError::Retryable {
+                retry_after: None,
+                ..
+            })
+        ));
+        assert_eq!(
+            classify(S::TOO_MANY_REQUESTS, Some("7"), ""),
+            Err(TransportError::Retryable {
+                message: "HTTP 429: ".into(),
+                retry_after: Some(Duration::from_secs(7))
+            })
+        );
+    }
+}

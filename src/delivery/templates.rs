@@ -1,0 +1,131 @@
+//! Message templates (minijinja): a subject, a text body, an HTML body and a WhatsApp text per
+//! notification type, with defaults that read like the seeds' messages. A folder of files
+//! overrides any of them: `<type>.subject.txt`, `<type>.txt`, `<type>.html`,
+//! `<type>.whatsapp.txt`, or `default.*` for every type.
+
+use std::path::Path;
+
+use minijinja::{context, Environment, Value};
+use tickethub_actors::ports::DeliveryJob;
+
+use crate::config::ConfigError;
+
+const DEFAULTS: [(&str, &str); 4] = [
+    (
+        "default.subject.txt",
+        include_str!("../../templates/default.subject.txt"),
+    ),
+    ("default.txt", include_str!("../../templates/default.txt")),
+    ("default.html", include_str!("../../templates/default.html")),
+    (
+        "default.whatsapp.txt",
+        include_str!("../../templates/default.whatsapp.txt"),
+    ),
+];
+
+/// The kinds of text a notification is rendered to.
+#[derive(Clone, Copy, Debug)]
+pub enum Part {
+    /// The email subject.
+    Subject,
+    /// The plain-text email body.
+    Text,
+    /// The HTML email body.
+    Html,
+    /// A WhatsApp text message.
+    Whatsapp,
+}
+
+impl Part {
+    fn suffix(self) -> &'static str {
+        match self {
+            Part::Subject => "subject.txt",
+            Part::Text => "txt",
+            Part::Html => "html",
+            Part::Whatsapp => "whatsapp.txt",
+        }
+    }
+}
+
+/// The loaded templates.
+pub struct Templates {
+    env: Environment<'static>,
+}
+
+impl Templates {
+    /// The defaults, overridden by the files in `dir`.
+    pub fn load(dir: Option<&Path>) -> Result<Self, ConfigError> {
+        const SETTING: &str = "--templates-dir (TICKETHUB_TEMPLATES_DIR)";
+        let mut env = Environment::new();
+        for (name, source) in DEFAULTS {
+            env.add_template(name, source)
+                .map_err(|e| ConfigError::new(SETTING, format!("built-in {name}: {e}")))?;
+        }
+        if let Some(dir) = dir {
+            let entries = std::fs::read_dir(dir).map_err(|e| {
+                ConfigError::new(SETTING, format!("cannot read {}: {e}", dir.display()))
+            })?;
+            for entry in entries.flatten() {
+                let path = entry.path();
+                let Some(name) = path.file_name().and_then(|n| n.to_str()).map(str::to_owned)
+                else {
+                    continue;
+                };
+                if !(name.ends_with(".txt") || name.ends_with(".html")) {
+                    continue;
+                }
+                let source = std::fs::read_to_string(&path).map_err(|e| {
+                    ConfigError::new(SETTING, format!("cannot read {}: {e}", path.display()))
+                })?;
+                env.add_template_owned(name.clone(), source)
+                    .map_err(|e| ConfigError::new(SETTING, format!("{name}: {e}")))?;
+            }
+        }
+        Ok(Self { env })
+    }
+
+    /// Renders one part for a delivery: the type's own template, else the default.
+    pub fn render(&self, part: Part, job: &DeliveryJob) -> Result<String, String> {
+        let kind = job.notification.notification_type.as_str();
+        let own = format!("{kind}.{}", part.suffix());
+        let template = self
+            .env
+            .get_template(&own)
+            .or_else(|_| self.env.get_template(&format!("default.{}", part.suffix())))
+            .map_err(|e| e.to_string())?;
+        let n = &job.notification;
+        let ticket = n.ticket.as_ref().map(|t| {
+            context! {
+                id => t.id.0,
+                key => t.key.clone(),
+                title => t.title.clone(),
+                priority => t.priority.as_str(),
+                priority_display => t.priority.display(),
+                category => t.category.as_str(),
+                status => t.status.as_str(),
+                status_display => t.status.display(),
+                created_by => t.created_by.clone(),
+                project_name => t.project_name.clone(),
+            }
+        });
+        let data: Value = serde_json::from_str::<serde_json::Value>(&n.data)
+            .map(|v| Value::from(minijinja::value::Serde(v)))
+            .unwrap_or_default();
+        let out = template
+            .render(context! {
+                title => n.title.clone(),
+                message => n.message.clone(),
+                notification_type => kind,
+                recipient_name => job.recipient_name.clone(),
+                ticket => ticket,
+                action_url => n.action_url.clone(),
+                data => data,
+                seq => n.seq,
+            })
+            .map_err(|e| e.to_string())?;
+        Ok(match part {
+            Part::Subject => out.lines().next().unwrap_or_default().trim().to_owned(),
+            _ => out,
+        })
+    }
+}

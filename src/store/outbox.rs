@@ -1,0 +1,202 @@
+//! The outbox in SQL: claiming due deliveries and recording their outcomes.
+
+/// Implements `OutboxStore` for a store type. `$lock` is the row-locking clause of the claim's
+/// subquery: `FOR UPDATE SKIP LOCKED` on PostgreSQL, so that hub processes sharing a database
+/// split the work, and nothing on SQLite, whose single writer already serializes claims.
+macro_rules! impl_outbox_store {
+    ($store:ty, $db:ty, $lock:literal) => {
+        #[async_trait::async_trait]
+        impl tickethub_actors::ports::OutboxStore for $store {
+            async fn claim(
+                &self,
+                channel: tickethub_actors::routing::Channel,
+                node: &str,
+                limit: i64,
+                now: chrono::DateTime<chrono::Utc>,
+                lease_until: chrono::DateTime<chrono::Utc>,
+            ) -> Result<Vec<tickethub_actors::ports::DeliveryJob>, tickethub_actors::ports::StoreError> {
+                use tickethub_actors::ports::StoreError;
+                let claimed: Vec<(i64,)> = sqlx::query_as(concat!(
+                    "UPDATE deliveries SET status = 'SENDING', claimed_until = $1, claimed_by = $2, updated_at = $3 \
+                     WHERE id IN (SELECT id FROM deliveries WHERE channel = $4 AND \
+                     ((status = 'QUEUED' AND next_attempt_at <= $3) OR (status = 'SENDING' AND claimed_until < $3)) \
+                     ORDER BY next_attempt_at, id LIMIT $5 ",
+                    $lock,
+                    ") RETURNING id"
+                ))
+                .bind(lease_until)
+                .bind(node)
+                .bind(now)
+                .bind(channel.as_str())
+                .bind(limit)
+                .fetch_all(self.writer())
+                .await
+                .map_err($crate::store::backend_error)?;
+                if claimed.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let mut q = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT d.id, d.notification_id, d.channel, d.address, d.status, d.attempts, d.last_error, \
+                     d.sent_at, COALESCE(NULLIF(u.display_name, ''), u.username) AS recipient_name \
+                     FROM deliveries d JOIN notifications n ON n.id = d.notification_id \
+                     JOIN users u ON u.id = n.user_id WHERE d.id IN (",
+                );
+                let mut sep = q.separated(", ");
+                for (id,) in &claimed {
+                    sep.push_bind(*id);
+                }
+                q.push(") ORDER BY d.id");
+                let rows: Vec<(i64, i64, String, String, String, i64, Option<String>, Option<chrono::DateTime<chrono::Utc>>, String)> = q
+                    .build_query_as()
+                    .fetch_all(self.writer())
+                    .await
+                    .map_err($crate::store::backend_error)?;
+                let mut nq = sqlx::QueryBuilder::<$db>::new($crate::store::notifications::NOTIFICATION_SELECT);
+                nq.push(" WHERE n.id IN (");
+                let mut sep = nq.separated(", ");
+                for row in &rows {
+                    sep.push_bind(row.1);
+                }
+                nq.push(")");
+                let notifications: std::collections::HashMap<i64, tickethub_actors::notification::Notification> = nq
+                    .build_query_as::<$crate::store::notifications::NotificationRow>()
+                    .fetch_all(self.writer())
+                    .await
+                    .map_err($crate::store::backend_error)?
+                    .into_iter()
+                    .map(|r| r.into_notification().map(|n| (n.id, n)))
+                    .collect::<Result<_, _>>()?;
+                rows.into_iter()
+                    .map(|(id, notification_id, channel, address, _, attempts, _, _, recipient_name)| {
+                        Ok(tickethub_actors::ports::DeliveryJob {
+                            id,
+                            channel: channel.parse().map_err(|e: String| StoreError::Backend(e.into()))?,
+                            address,
+                            attempts,
+                            notification: notifications
+                                .get(&notification_id)
+                                .cloned()
+                                .ok_or_else(|| StoreError::NotFound(format!("notification {notification_id}")))?,
+                            recipient_name,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn delivery_sent(
+                &self,
+                id: i64,
+                attempts: i64,
+                provider_id: Option<&str>,
+            ) -> Result<(), tickethub_actors::ports::StoreError> {
+                let now = chrono::Utc::now();
+                sqlx::query(
+                    "UPDATE deliveries SET status = 'SENT', attempts = $2, provider_message_id = $3, sent_at = $4, \
+                     last_error = NULL, claimed_until = NULL, claimed_by = NULL, updated_at = $4 WHERE id = $1",
+                )
+                .bind(id)
+                .bind(attempts)
+                .bind(provider_id)
+                .bind(now)
+                .execute(self.writer())
+                .await
+                .map_err($crate::store::backend_error)?;
+                Ok(())
+            }
+
+            async fn delivery_failed(
+                &self,
+                id: i64,
+                attempts: i64,
+                error: &str,
+            ) -> Result<(), tickethub_actors::ports::StoreError> {
+                sqlx::query(
+                    "UPDATE deliveries SET status = 'FAILED', attempts = $2, last_error = $3, \
+                     claimed_until = NULL, claimed_by = NULL, updated_at = $4 WHERE id = $1",
+                )
+                .bind(id)
+                .bind(attempts)
+                .bind(error)
+                .bind(chrono::Utc::now())
+                .execute(self.writer())
+                .await
+                .map_err($crate::store::backend_error)?;
+                Ok(())
+            }
+
+            async fn delivery_retry(
+                &self,
+                id: i64,
+                attempts: i64,
+                next_attempt_at: chrono::DateTime<chrono::Utc>,
+                error: &str,
+            ) -> Result<(), tickethub_actors::ports::StoreError> {
+                sqlx::query(
+                    "UPDATE deliveries SET status = 'QUEUED', attempts = $2, next_attempt_at = $3, last_error = $4, \
+                     claimed_until = NULL, claimed_by = NULL, updated_at = $5 WHERE id = $1",
+                )
+                .bind(id)
+                .bind(attempts)
+                .bind(next_attempt_at)
+                .bind(error)
+                .bind(chrono::Utc::now())
+                .execute(self.writer())
+                .await
+                .map_err($crate::store::backend_error)?;
+                Ok(())
+            }
+
+            async fn delivery_release(&self, ids: &[i64]) -> Result<(), tickethub_actors::ports::StoreError> {
+                if ids.is_empty() {
+                    return Ok(());
+                }
+                let mut q = sqlx::QueryBuilder::<$db>::new(
+                    "UPDATE deliveries SET status = 'QUEUED', claimed_until = NULL, claimed_by = NULL \
+                     WHERE status = 'SENDING' AND id IN (",
+                );
+                let mut sep = q.separated(", ");
+                for id in ids {
+                    sep.push_bind(*id);
+                }
+                q.push(")");
+                q.build()
+                    .execute(self.writer())
+                    .await
+                    .map_err($crate::store::backend_error)?;
+                Ok(())
+            }
+
+            async fn delivery_reclaim(
+                &self,
+                channel: tickethub_actors::routing::Channel,
+                node: &str,
+            ) -> Result<u64, tickethub_actors::ports::StoreError> {
+                let done = sqlx::query(
+                    "UPDATE deliveries SET status = 'QUEUED', claimed_until = NULL, claimed_by = NULL \
+                     WHERE channel = $1 AND status = 'SENDING' AND claimed_by = $2",
+                )
+                .bind(channel.as_str())
+                .bind(node)
+                .execute(self.writer())
+                .await
+                .map_err($crate::store::backend_error)?;
+                Ok(done.rows_affected())
+            }
+
+            async fn outbox_depth(
+                &self,
+                channel: tickethub_actors::routing::Channel,
+            ) -> Result<i64, tickethub_actors::ports::StoreError> {
+                let (n,): (i64,) = sqlx::query_as(
+                    "SELECT COUNT(*) FROM deliveries WHERE channel = $1 AND status IN ('QUEUED', 'SENDING')",
+                )
+                .bind(channel.as_str())
+                .fetch_one(self.reader())
+                .await
+                .map_err($crate::store::backend_error)?;
+                Ok(n)
+            }
+        }
+    };
+}
+pub(crate) use impl_outbox_store;
