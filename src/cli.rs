@@ -28,7 +28,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the hub (migrations run at start).
-    Serve(ServeConfig),
+    Serve(Box<ServeConfig>),
     /// Manage users.
     Users {
         /// What to do with users.
@@ -258,7 +258,7 @@ mod tests {
 
     fn serve(cli: Cli) -> ServeConfig {
         match cli.command {
-            Command::Serve(c) => c,
+            Command::Serve(c) => *c,
             other => panic!("not serve: {other:?}"),
         }
     }

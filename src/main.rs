@@ -40,7 +40,7 @@ fn main() -> ExitCode {
 
 async fn run(command: Command) -> ExitCode {
     match command {
-        Command::Serve(config) => serve(config).await,
+        Command::Serve(config) => serve(*config).await,
         Command::Users {
             command: UsersCommand::Add(args),
         } => fail_on_err(add_user(args).await),

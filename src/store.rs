@@ -250,6 +250,40 @@ macro_rules! impl_store {
                     .collect()
             }
 
+            async fn update_profile(
+                &self,
+                user: tickethub_actors::domain::UserId,
+                changes: tickethub_actors::ports::ProfileChanges,
+            ) -> Result<Option<tickethub_actors::domain::User>, tickethub_actors::ports::StoreError>
+            {
+                let mut q = sqlx::QueryBuilder::<$db>::new("UPDATE users SET id = id");
+                if let Some(name) = &changes.display_name {
+                    q.push(", display_name = ").push_bind(name.clone());
+                }
+                if let Some(email) = &changes.email {
+                    q.push(", email = ").push_bind(email.clone());
+                }
+                if let Some(number) = &changes.whatsapp_number {
+                    q.push(", whatsapp_number = ").push_bind(number.clone());
+                }
+                q.push(" WHERE id = ").push_bind(user.0);
+                q.build()
+                    .execute(self.writer())
+                    .await
+                    .map_err($crate::store::backend_error)?;
+                let sql = format!(
+                    "SELECT {} FROM users WHERE id = $1",
+                    $crate::store::USER_COLUMNS
+                );
+                sqlx::query_as::<_, $crate::store::UserRow>(&sql)
+                    .bind(user.0)
+                    .fetch_optional(self.writer())
+                    .await
+                    .map_err($crate::store::backend_error)?
+                    .map($crate::store::UserRow::into_user)
+                    .transpose()
+            }
+
             async fn notification_cursor(
                 &self,
                 user: tickethub_actors::domain::UserId,

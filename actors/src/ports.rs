@@ -45,8 +45,26 @@ pub trait UserStore: Send + Sync {
     async fn users_with_role(&self, role: Role) -> Result<Vec<User>, StoreError>;
     /// The users with these ids (unknown ids are left out), ordered by id.
     async fn users_by_ids(&self, ids: &[UserId]) -> Result<Vec<User>, StoreError>;
+    /// Changes a user's name and addresses; `None` leaves a field as it is, `Some(None)`
+    /// clears an address.
+    async fn update_profile(
+        &self,
+        user: UserId,
+        changes: ProfileChanges,
+    ) -> Result<Option<User>, StoreError>;
     /// Where the user's notification stream stands.
     async fn notification_cursor(&self, user: UserId) -> Result<NotificationCursor, StoreError>;
+}
+
+/// Changes to a user's profile.
+#[derive(Clone, Debug, Default)]
+pub struct ProfileChanges {
+    /// A new display name.
+    pub display_name: Option<String>,
+    /// A new email address, or `Some(None)` to remove it.
+    pub email: Option<Option<String>>,
+    /// A new WhatsApp number, or `Some(None)` to remove it.
+    pub whatsapp_number: Option<Option<String>>,
 }
 
 /// Where a user's notification stream stands.
@@ -160,6 +178,10 @@ pub struct Delivery {
     pub attempts: i64,
     /// The last error, if any.
     pub last_error: Option<String>,
+    /// The provider's id for the sent message.
+    pub provider_message_id: Option<String>,
+    /// When the next attempt is due (for queued deliveries).
+    pub next_attempt_at: DateTime<Utc>,
     /// When it was sent.
     pub sent_at: Option<DateTime<Utc>>,
 }

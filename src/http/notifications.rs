@@ -269,6 +269,8 @@ async fn deliveries(
             "status": d.status,
             "attempts": d.attempts,
             "last_error": d.last_error,
+            "provider_message_id": d.provider_message_id,
+            "next_attempt_at": (d.status == "QUEUED").then(|| timestamp(d.next_attempt_at)),
             "sent_at": d.sent_at.map(timestamp),
         })
     }));

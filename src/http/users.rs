@@ -18,7 +18,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/auth/login/", post(login))
         .route("/api/auth/refresh/", post(refresh))
         .route("/api/auth/register/", post(register))
-        .route("/api/users/me/", get(me))
+        .route("/api/users/me/", get(me).patch(update_me))
 }
 
 /// A user as the API shows it.
@@ -188,6 +188,71 @@ async fn register(
 
 async fn me(caller: Caller) -> Json<UserOut> {
     Json(UserOut::from(&caller.0))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProfileIn {
+    #[serde(default)]
+    display_name: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    email: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    whatsapp_number: Option<Option<String>>,
+}
+
+/// Tells a field that is absent (`None`) from one that is `null` (`Some(None)`).
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+async fn update_me(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(body): Json<ProfileIn>,
+) -> Result<Json<UserOut>, ApiError> {
+    let email = body.email.map(|e| e.filter(|e| !e.trim().is_empty()));
+    if let Some(Some(e)) = &email {
+        if !is_plausible_email(e) {
+            return Err(ApiError::bad_request("email: Enter a valid email address."));
+        }
+    }
+    let whatsapp_number = body
+        .whatsapp_number
+        .map(|n| n.filter(|n| !n.trim().is_empty()));
+    if let Some(Some(n)) = &whatsapp_number {
+        if !is_plausible_phone(n) {
+            return Err(ApiError::bad_request(
+                "whatsapp_number: Enter a number in international format, e.g. +15551234567.",
+            ));
+        }
+    }
+    if body
+        .display_name
+        .as_ref()
+        .is_some_and(|n| n.chars().count() > 150)
+    {
+        return Err(ApiError::bad_request(
+            "display_name: At most 150 characters.",
+        ));
+    }
+    let user = state
+        .store
+        .update_profile(
+            caller.0.id,
+            tickethub_actors::ports::ProfileChanges {
+                display_name: body.display_name.map(|n| n.trim().to_owned()),
+                email,
+                whatsapp_number,
+            },
+        )
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    Ok(Json(UserOut::from(&user)))
 }
 
 /// Checks a username the way Django does: 1 to 150 letters, digits and `@.+-_`.

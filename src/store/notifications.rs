@@ -94,6 +94,8 @@ pub(crate) struct DeliveryRow {
     pub(crate) status: String,
     pub(crate) attempts: i64,
     pub(crate) last_error: Option<String>,
+    pub(crate) provider_message_id: Option<String>,
+    pub(crate) next_attempt_at: DateTime<Utc>,
     pub(crate) sent_at: Option<DateTime<Utc>>,
 }
 
@@ -486,7 +488,8 @@ macro_rules! impl_notification_store {
                     return Ok(None);
                 }
                 let rows: Vec<$crate::store::notifications::DeliveryRow> = sqlx::query_as(
-                    "SELECT id, notification_id, channel, address, status, attempts, last_error, sent_at \
+                    "SELECT id, notification_id, channel, address, status, attempts, last_error, \
+                     provider_message_id, next_attempt_at, sent_at \
                      FROM deliveries WHERE notification_id = $1 ORDER BY id",
                 )
                 .bind(id)
@@ -505,6 +508,8 @@ macro_rules! impl_notification_store {
                             status: r.status,
                             attempts: r.attempts,
                             last_error: r.last_error,
+                            provider_message_id: r.provider_message_id,
+                            next_attempt_at: r.next_attempt_at,
                             sent_at: r.sent_at,
                         })
                     })

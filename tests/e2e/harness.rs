@@ -189,7 +189,11 @@ impl TestHub {
 
     /// A hub whose configuration `tweak` adjusts first.
     pub async fn start_with(backend: &Backend, tweak: impl FnOnce(&mut ServeConfig)) -> TestHub {
-        let db = TestDb::create(backend).await;
+        Self::start_on(TestDb::create(backend).await, tweak).await
+    }
+
+    /// A hub on an existing database (for restarts).
+    pub async fn start_on(db: TestDb, tweak: impl FnOnce(&mut ServeConfig)) -> TestHub {
         let mut config = test_config(&db.url);
         tweak(&mut config);
         let app = Application::build(config).await.expect("hub builds");
@@ -211,6 +215,19 @@ impl TestHub {
             task: Some(task),
             db,
         }
+    }
+
+    /// Shuts the hub down gracefully and hands back its database.
+    pub async fn stop_keep_db(mut self) -> TestDb {
+        self.stop().await;
+        std::mem::replace(
+            &mut self.db,
+            TestDb {
+                url: String::new(),
+                _dir: None,
+                pg: None,
+            },
+        )
     }
 
     /// Shuts the hub down gracefully and waits for it.

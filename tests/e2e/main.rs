@@ -9,6 +9,8 @@ mod harness;
 mod actors;
 mod auth;
 mod cli;
+mod delivery;
+mod fakes;
 mod inbox;
 mod replay;
 mod seed;

@@ -1,0 +1,415 @@
+//! Delivery channels end to end: a real SMTP server, a WhatsApp Cloud API stand-in and a webhook
+//! receiver in this process; retries, permanent failures, outages and restarts.
+
+use std::time::Duration;
+
+use base64::Engine;
+use hmac::{Hmac, KeyInit, Mac};
+use serde_json::{json, Value};
+use sha2::Sha256;
+use tickethub_actors::domain::{NewUser, Role, User};
+use tickethub_actors::routing::Channel;
+
+use crate::both_backends;
+use crate::fakes::{Http, Reply, Smtp};
+use crate::harness::{eventually, Backend, TestHub};
+use crate::tickets::{cast, create_ticket};
+
+both_backends!(
+    lifecycle_mails_reach_the_right_inboxes,
+    whatsapp_retries_with_backoff_and_refuses_permanently,
+    webhooks_are_signed_and_private_destinations_refused,
+    queued_mail_survives_a_restart_and_is_sent_once,
+);
+
+/// A user sets their WhatsApp number over the API.
+async fn set_whatsapp(hub: &TestHub, user: &User, number: &str) {
+    let (status, me) = hub
+        .call(
+            reqwest::Method::PATCH,
+            "/api/users/me/",
+            Some(&hub.token(user)),
+            Some(json!({"whatsapp_number": number})),
+        )
+        .await;
+    assert_eq!(status, 200, "{me}");
+    assert_eq!(me["whatsapp_number"], number);
+}
+
+/// Fast retries for tests.
+fn quick(c: &mut tickethub::ServeConfig) {
+    c.delivery_backoff_ms = 50;
+    c.delivery_backoff_max_ms = 200;
+    c.delivery_poll_ms = 50;
+    c.circuit_cooldown_ms = 200;
+    c.delivery_timeout = 1;
+}
+
+/// The deliveries of a user's newest notification of a type, once none is pending.
+async fn settled_deliveries(hub: &TestHub, user: &User, kind: &str) -> Vec<Value> {
+    let deadline = tokio::time::Instant::now() + crate::harness::PATIENCE;
+    loop {
+        let page = hub
+            .get_as(
+                user,
+                &format!("/api/notifications/?notification_type={kind}"),
+                200,
+            )
+            .await;
+        if let Some(id) = page["results"][0]["id"].as_i64() {
+            let d = hub
+                .get_as(user, &format!("/api/notifications/{id}/deliveries/"), 200)
+                .await;
+            let list = d["deliveries"].as_array().unwrap().clone();
+            if list.iter().all(|x| {
+                x["status"] == "STORED" || x["status"] == "SENT" || x["status"] == "FAILED"
+            }) {
+                return list;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "deliveries of {kind} did not settle"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn channel<'a>(deliveries: &'a [Value], name: &str) -> &'a Value {
+    deliveries
+        .iter()
+        .find(|d| d["channel"] == name)
+        .unwrap_or_else(|| panic!("no {name} delivery in {deliveries:?}"))
+}
+
+async fn lifecycle_mails_reach_the_right_inboxes(backend: Backend) {
+    let smtp = Smtp::start().await;
+    let url = smtp.url();
+    let hub = TestHub::start_with(&backend, |c| {
+        quick(c);
+        c.smtp_url = Some(url);
+        c.smtp_from = "Hub <hub@example.test>".into();
+    })
+    .await;
+    let c = cast(&hub).await;
+    create_ticket(&hub, &c.c1, c.project, "Homepage not loading").await;
+    let mails = smtp.wait_for(2).await;
+    let mut to: Vec<String> = mails.iter().flat_map(|m| m.to.clone()).collect();
+    to.sort();
+    assert_eq!(to, ["a1@example.test", "a2@example.test"]);
+    let mail = mails.iter().find(|m| m.to == ["a1@example.test"]).unwrap();
+    assert_eq!(mail.from, "hub@example.test");
+    assert_eq!(
+        mail.subject(),
+        "New Ticket Created: WEB-1 Homepage not loading"
+    );
+    let text = mail.text();
+    assert!(text.contains("Hello a1 display,"), "{text}");
+    assert!(
+        text.contains("New High priority ticket created: Homepage not loading"),
+        "{text}"
+    );
+    assert!(text.contains("text/html"), "{text}");
+    let d = settled_deliveries(&hub, &c.a1, "ticket_created").await;
+    let email = channel(&d, "email");
+    assert_eq!(
+        (email["status"].clone(), email["attempts"].clone()),
+        (json!("SENT"), json!(1))
+    );
+    assert!(email["sent_at"].is_string());
+
+    // An address the server refuses is a permanent failure: no retries.
+    let bad = hub
+        .store
+        .create_user(NewUser {
+            username: "bounce".into(),
+            display_name: String::new(),
+            email: Some("nobody@invalid.test".into()),
+            whatsapp_number: None,
+            role: Role::Client,
+            is_superuser: false,
+            password_hash: "x".into(),
+        })
+        .await
+        .unwrap();
+    hub.post_as(
+        &c.a1,
+        "/api/notifications/send/",
+        json!({"user_ids": [bad.id.0], "title": "x", "message": "y", "channels": ["email"]}),
+        201,
+    )
+    .await;
+    let d = settled_deliveries(&hub, &bad, "general").await;
+    let email = channel(&d, "email");
+    assert_eq!(
+        (email["status"].clone(), email["attempts"].clone()),
+        (json!("FAILED"), json!(1))
+    );
+    assert!(
+        email["last_error"].as_str().unwrap().contains("550"),
+        "{email}"
+    );
+
+    // Switching email off stops the mail but not the in-app notification.
+    hub.call(
+        reqwest::Method::PUT,
+        "/api/notifications/preferences/",
+        Some(&hub.token(&c.a2)),
+        Some(json!({"channels": {"email": false}})),
+    )
+    .await;
+    let before = smtp.mails().len();
+    create_ticket(&hub, &c.c1, c.project, "Second").await;
+    smtp.wait_for(before + 1).await;
+    let page = hub
+        .get_as(
+            &c.a2,
+            "/api/notifications/?notification_type=ticket_created",
+            200,
+        )
+        .await;
+    assert_eq!(page["count"], 2);
+    let d = settled_deliveries(&hub, &c.a2, "ticket_created").await;
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert!(smtp.mails()[before..]
+        .iter()
+        .all(|m| m.to == ["a1@example.test"]));
+}
+
+async fn whatsapp_retries_with_backoff_and_refuses_permanently(backend: Backend) {
+    let api = Http::start().await;
+    let url = api.url();
+    let hub = TestHub::start_with(&backend, |c| {
+        quick(c);
+        c.whatsapp_api_url = url;
+        c.whatsapp_token = Some("test-token".into());
+        c.whatsapp_phone_number_id = Some("1234567".into());
+        c.whatsapp_templates = vec!["ticket_opened=ticket_update:es".into()];
+    })
+    .await;
+    let c = cast(&hub).await;
+    set_whatsapp(&hub, &c.c1, "+15550001111").await;
+    let t = create_ticket(&hub, &c.c1, c.project, "Mobile app crash").await;
+    let id = t["id"].as_i64().unwrap();
+    // A 500, then a timeout, then success.
+    api.script([
+        Reply::Status(500, json!({"error": "boom"})),
+        Reply::Hang(Duration::from_secs(3)),
+    ]);
+    hub.post_as(
+        &c.a1,
+        &format!("/api/tickets/{id}/open_ticket/"),
+        json!({}),
+        200,
+    )
+    .await;
+    let d = settled_deliveries(&hub, &c.c1, "ticket_opened").await;
+    let wa = channel(&d, "whatsapp");
+    assert_eq!(wa["status"], "SENT", "{wa}");
+    assert_eq!(wa["attempts"], 3);
+    assert_eq!(wa["provider_message_id"], "wamid.TEST");
+    let requests = api.requests();
+    assert_eq!(requests.len(), 3);
+    for r in &requests {
+        assert_eq!(r.path, "/1234567/messages");
+        assert_eq!(r.headers["authorization"], "Bearer test-token");
+    }
+    let body = &requests[2].body;
+    assert_eq!(body["messaging_product"], "whatsapp");
+    assert_eq!(body["to"], "15550001111");
+    assert_eq!(body["type"], "template");
+    assert_eq!(body["template"]["name"], "ticket_update");
+    assert_eq!(body["template"]["language"]["code"], "es");
+    assert_eq!(
+        body["template"]["components"][0]["parameters"][0]["text"],
+        "Ticket Opened"
+    );
+
+    // A 400 (an unknown number, say) is permanent: one attempt, FAILED.
+    api.script([Reply::Status(
+        400,
+        json!({"error": {"message": "Recipient phone number not in allowed list"}}),
+    )]);
+    hub.post_as(
+        &c.a1,
+        &format!("/api/tickets/{id}/assign/"),
+        json!({"developer_ids": [c.d1.id.0]}),
+        200,
+    )
+    .await;
+    set_whatsapp(&hub, &c.d1, "+15550002222").await;
+    hub.post_as(
+        &c.d1,
+        &format!("/api/tickets/{id}/start_work/"),
+        json!({}),
+        200,
+    )
+    .await;
+    let d = settled_deliveries(&hub, &c.c1, "work_started").await;
+    let wa = channel(&d, "whatsapp");
+    assert_eq!(
+        (wa["status"].clone(), wa["attempts"].clone()),
+        (json!("FAILED"), json!(1))
+    );
+    assert!(wa["last_error"]
+        .as_str()
+        .unwrap()
+        .contains("not in allowed list"));
+    // A user without a number gets no WhatsApp delivery at all.
+    let d = settled_deliveries(&hub, &c.a1, "ticket_created").await;
+    assert!(d.iter().all(|x| x["channel"] != "whatsapp"));
+}
+
+/// Verifies a Standard Webhooks signature the way a receiver would.
+fn verify(secret: &str, id: &str, timestamp: &str, body: &str, signature: &str) -> bool {
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(secret.strip_prefix("whsec_").unwrap())
+        .unwrap();
+    let mut mac = Hmac::<Sha256>::new_from_slice(&key).unwrap();
+    mac.update(format!("{id}.{timestamp}.{body}").as_bytes());
+    let expected = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+    signature.split(' ').any(|s| s == format!("v1,{expected}"))
+}
+
+async fn webhooks_are_signed_and_private_destinations_refused(backend: Backend) {
+    const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let receiver = Http::start().await;
+    let url = format!("{}/hooks/tickethub", receiver.url());
+    let hub_url = url.clone();
+    let hub = TestHub::start_with(&backend, |c| {
+        quick(c);
+        c.webhook_urls = vec![hub_url];
+        c.webhook_secret = Some(SECRET.into());
+        c.webhook_allow_private = true;
+    })
+    .await;
+    let c = cast(&hub).await;
+    create_ticket(&hub, &c.c1, c.project, "Hooked").await;
+    let requests = receiver.wait_for(2).await;
+    for r in &requests {
+        assert_eq!(r.path, "/hooks/tickethub");
+        let h = |k: &str| r.headers[k].to_str().unwrap().to_owned();
+        assert!(h("webhook-id").starts_with("msg_"));
+        assert!(verify(
+            SECRET,
+            &h("webhook-id"),
+            &h("webhook-timestamp"),
+            &r.raw,
+            &h("webhook-signature")
+        ));
+        assert!(!verify(
+            SECRET,
+            &h("webhook-id"),
+            &h("webhook-timestamp"),
+            &r.raw.replace("Hooked", "Hacked"),
+            &h("webhook-signature")
+        ));
+        assert_eq!(r.body["type"], "ticket_created");
+        assert_eq!(r.body["data"]["ticket"]["title"], "Hooked");
+    }
+    let d = settled_deliveries(&hub, &c.a1, "ticket_created").await;
+    assert_eq!(channel(&d, "webhook")["status"], "SENT");
+
+    // Without the explicit allowance, a loopback destination is refused for good.
+    let strict = TestHub::start_with(&backend, |c| {
+        quick(c);
+        c.webhook_urls = vec![url];
+        c.webhook_secret = Some(SECRET.into());
+    })
+    .await;
+    let c = cast(&strict).await;
+    let before = receiver.requests().len();
+    create_ticket(&strict, &c.c1, c.project, "Refused").await;
+    let d = settled_deliveries(&strict, &c.a1, "ticket_created").await;
+    let hook = channel(&d, "webhook");
+    assert_eq!(hook["status"], "FAILED");
+    assert!(
+        hook["last_error"].as_str().unwrap().contains("non-public"),
+        "{hook}"
+    );
+    assert_eq!(receiver.requests().len(), before);
+}
+
+async fn queued_mail_survives_a_restart_and_is_sent_once(backend: Backend) {
+    let smtp = Smtp::start().await;
+    smtp.set_down(true);
+    let url = smtp.url();
+    let config = move |c: &mut tickethub::ServeConfig| {
+        quick(c);
+        c.smtp_url = Some(url.clone());
+    };
+    let hub = TestHub::start_with(&backend, config.clone()).await;
+    let c = cast(&hub).await;
+    let mut admin_ws = hub.connect(&c.a1).await;
+    for i in 0..3 {
+        create_ticket(&hub, &c.c1, c.project, &format!("Outage {i}")).await;
+    }
+    // Sockets are not held up by the outage.
+    assert_eq!(admin_ws.notifications(3).await.len(), 3);
+    eventually("the email circuit opens", || async {
+        hub.hub
+            .channel_status(Channel::Email)
+            .await
+            .unwrap()
+            .circuit
+            != "closed"
+    })
+    .await;
+    let db = hub.stop_keep_db().await;
+    assert!(smtp.mails().is_empty());
+
+    // The server comes back; a new hub on the same database sends every queued mail once.
+    smtp.set_down(false);
+    let hub = TestHub::start_on(db, config).await;
+    let mails = smtp.wait_for(6).await;
+    eventually("every email delivery is final", || async {
+        hub.store.outbox_depth(Channel::Email).await.unwrap() == 0
+    })
+    .await;
+    let mails_now = smtp.mails();
+    assert_eq!(
+        mails_now.len(),
+        6,
+        "{:?}",
+        mails_now
+            .iter()
+            .map(|m| (m.to.clone(), m.subject()))
+            .collect::<Vec<_>>()
+    );
+    let mut pairs: Vec<(Vec<String>, String)> =
+        mails.iter().map(|m| (m.to.clone(), m.subject())).collect();
+    pairs.sort();
+    pairs.dedup();
+    assert_eq!(pairs.len(), 6, "a mail was sent twice");
+    assert_eq!(
+        hub.hub
+            .channel_status(Channel::Email)
+            .await
+            .unwrap()
+            .circuit,
+        "closed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_channel_actor_is_restarted_and_resumes() {
+    let smtp = Smtp::start().await;
+    let url = smtp.url();
+    let hub = TestHub::start_with(&Backend::Sqlite, |c| {
+        quick(c);
+        c.smtp_url = Some(url);
+    })
+    .await;
+    let c = cast(&hub).await;
+    hub.hub
+        .channel(Channel::Email)
+        .unwrap()
+        .send_message(tickethub_actors::delivery::ChannelMsg::InjectFault)
+        .unwrap();
+    eventually("the email channel restarts", || async {
+        hub.hub.channel_restarts().await.get(&Channel::Email) == Some(&1)
+    })
+    .await;
+    create_ticket(&hub, &c.c1, c.project, "After the crash").await;
+    assert_eq!(smtp.wait_for(2).await.len(), 2);
+}
