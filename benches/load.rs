@@ -6,6 +6,8 @@
 //! Scenarios:
 //! - `idle`: N authenticated sockets, one user (and so one user actor) each; reports the hub's
 //!   resident memory per socket and the connect rate.
+//! - `outbox`: N notifications committed through the hub, each with a webhook delivery to a
+//!   local sink; reports deliveries per second.
 //! - `reconnect`: M clients connect, drop, miss X notifications each, and reconnect at once with
 //!   `last_seq`; reports the time until every client has its backlog, and checks that each got
 //!   exactly its missed seqs, in order.
@@ -67,6 +69,18 @@ enum Scenario {
         users: usize,
         #[arg(long)]
         dir: PathBuf,
+        /// A webhook URL every notification is also posted to.
+        #[arg(long)]
+        webhook: Option<String>,
+    },
+    /// Outbox throughput: N notifications, each posted to a local webhook sink.
+    Outbox {
+        /// How many deliveries.
+        #[arg(long, default_value_t = 10_000)]
+        deliveries: usize,
+        /// Where the JSON result goes.
+        #[arg(long, default_value = "bench-results")]
+        out: PathBuf,
     },
 }
 
@@ -77,7 +91,12 @@ fn main() {
         .build()
         .unwrap();
     match cli.scenario {
-        Scenario::ServeChild { users, dir } => rt.block_on(serve_child(users, dir)),
+        Scenario::ServeChild {
+            users,
+            dir,
+            webhook,
+        } => rt.block_on(serve_child(users, dir, webhook)),
+        Scenario::Outbox { deliveries, out } => rt.block_on(outbox(deliveries, out)),
         Scenario::Idle {
             clients,
             concurrency,
@@ -92,15 +111,23 @@ fn main() {
 }
 
 /// The hub process: seed users, print the address, serve until stdin closes.
-async fn serve_child(users: usize, dir: PathBuf) {
+async fn serve_child(users: usize, dir: PathBuf, webhook: Option<String>) {
     let mut config = tickethub::ServeConfig::defaults();
     config.bind = "127.0.0.1:0".parse().unwrap();
     config.database_url = format!("sqlite://{}", dir.join("load.db").display());
     config.jwt_secret = Some(SECRET.into());
     config.ws_idle_timeout = 600;
     config.ws_ping_interval = 300;
+    config.mail_outbox_dir = dir.join("mail");
+    if let Some(url) = webhook {
+        config.webhook_urls = vec![url];
+        config.webhook_secret = Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into());
+        config.webhook_allow_private = true;
+        config.delivery_concurrency = 32;
+    }
     let app = tickethub::Application::build(config).await.unwrap();
     let store = app.store();
+    let hub = app.hub();
     for i in 0..users {
         store
             .create_user(tickethub_actors::domain::NewUser {
@@ -121,6 +148,34 @@ async fn serve_child(users: usize, dir: PathBuf) {
     let stop = async move {
         let mut stdin = BufReader::new(tokio::io::stdin()).lines();
         while let Ok(Some(line)) = stdin.next_line().await {
+            if let Some(n) = line
+                .strip_prefix("ANNOUNCE ")
+                .and_then(|n| n.parse::<usize>().ok())
+            {
+                // n notifications through the hub (commit, fan-out, outbox), spread over the users.
+                let mut left = n;
+                while left > 0 {
+                    let batch = left.min(users);
+                    hub.announce(tickethub_actors::hub::Announcement {
+                        to: tickethub_actors::hub::Recipients::Users(
+                            (1..=batch as i64)
+                                .map(tickethub_actors::domain::UserId)
+                                .collect(),
+                        ),
+                        notification_type: "load".into(),
+                        title: "Outbox".into(),
+                        message: "A notification for the outbox bench".into(),
+                        data: "{}".into(),
+                        link: None,
+                        channels: Vec::new(),
+                    })
+                    .await
+                    .unwrap();
+                    left -= batch;
+                }
+                println!("DONE");
+                continue;
+            }
             let Some(n) = line
                 .strip_prefix("MISS ")
                 .and_then(|n| n.parse::<usize>().ok())
@@ -157,10 +212,15 @@ struct Child {
 }
 
 async fn spawn_hub(users: usize) -> Child {
+    spawn_hub_with(users, &[]).await
+}
+
+async fn spawn_hub_with(users: usize, extra: &[&str]) -> Child {
     let dir = tempfile::tempdir().unwrap();
     let mut proc = tokio::process::Command::new(std::env::current_exe().unwrap())
         .args(["serve-child", "--users", &users.to_string(), "--dir"])
         .arg(dir.path())
+        .args(extra)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .kill_on_drop(true)
@@ -368,4 +428,64 @@ async fn reconnect(clients: usize, missed: usize, out: PathBuf) {
         0,
         "notifications were lost, duplicated or out of order"
     );
+}
+
+async fn outbox(deliveries: usize, out: PathBuf) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    // The sink: counts POSTs and answers 200.
+    let received = Arc::new(AtomicUsize::new(0));
+    let counter = received.clone();
+    let sink = axum::Router::new().fallback(axum::routing::post(move || {
+        let counter = counter.clone();
+        async move {
+            counter.fetch_add(1, Ordering::Relaxed);
+            "ok"
+        }
+    }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let sink_url = format!("http://{}/sink", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, sink).await;
+    });
+    let users = deliveries.min(1000);
+    let mut hub = spawn_hub_with(users, &["--webhook", &sink_url]).await;
+    let started = Instant::now();
+    let stdin = hub.proc.stdin.as_mut().unwrap();
+    tokio::io::AsyncWriteExt::write_all(stdin, format!("ANNOUNCE {deliveries}\n").as_bytes())
+        .await
+        .unwrap();
+    loop {
+        if hub.lines.next_line().await.unwrap().expect("hub exited") == "DONE" {
+            break;
+        }
+    }
+    let committed = started.elapsed().as_secs_f64();
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while received.load(Ordering::Relaxed) < deliveries && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let got = received.load(Ordering::Relaxed);
+    println!("scenario  deliveries  committed in  all delivered in  deliveries/s");
+    println!(
+        "outbox    {got:>10}  {committed:>10.2} s  {secs:>14.2} s  {:>12.0}",
+        got as f64 / secs
+    );
+    let result = json!({
+        "scenario": "outbox",
+        "deliveries": got,
+        "committed_seconds": committed,
+        "delivered_seconds": secs,
+        "deliveries_per_second": (got as f64 / secs).round(),
+    });
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(
+        out.join("outbox.json"),
+        serde_json::to_string_pretty(&result).unwrap(),
+    )
+    .unwrap();
+    drop(hub.proc.stdin.take());
+    let _ = tokio::time::timeout(Duration::from_secs(20), hub.proc.wait()).await;
+    assert_eq!(got, deliveries, "deliveries were lost");
 }

@@ -116,6 +116,20 @@ pub struct ChannelStatus {
     pub retried: u64,
 }
 
+/// The outcome of one attempt, as far as the circuit and the counters go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Sent.
+    Sent,
+    /// Failed for good (a permanent error, or out of attempts after a retryable one).
+    Failed {
+        /// Whether the last error was retryable (so it counts against the provider).
+        retryable: bool,
+    },
+    /// Queued again for a later attempt.
+    Retried,
+}
+
 /// A channel actor.
 #[derive(Clone)]
 pub struct ChannelActor {
@@ -145,14 +159,12 @@ pub struct ChannelState {
 pub enum ChannelMsg {
     /// New deliveries may be queued.
     Wake,
-    /// A send finished.
+    /// A send finished and its outcome is recorded.
     Done {
         /// The delivery.
         id: i64,
-        /// Attempts made before this one.
-        attempts: i64,
-        /// What the provider said.
-        result: Result<Option<String>, TransportError>,
+        /// What happened.
+        outcome: Outcome,
     },
     /// Report the channel's status.
     Status(RpcReplyPort<ChannelStatus>),
@@ -211,13 +223,9 @@ impl Actor for ChannelActor {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             ChannelMsg::Wake => {}
-            ChannelMsg::Done {
-                id,
-                attempts,
-                result,
-            } => {
+            ChannelMsg::Done { id, outcome } => {
                 state.in_flight.remove(&id);
-                self.record(state, id, attempts + 1, result).await;
+                self.account(state, outcome);
             }
             ChannelMsg::Status(reply) => {
                 let _ = reply.send(ChannelStatus {
@@ -250,13 +258,16 @@ impl ChannelActor {
             }
             state.circuit = Circuit::HalfOpen { probing: false };
         }
+        let free = self
+            .policy
+            .concurrency
+            .saturating_sub(state.in_flight.len());
         let slots = match state.circuit {
             Circuit::HalfOpen { probing: true } => 0,
             Circuit::HalfOpen { probing: false } => 1,
-            _ => self
-                .policy
-                .concurrency
-                .saturating_sub(state.in_flight.len()),
+            // Claim in batches: one query per quarter of the concurrency, not per delivery.
+            _ if !state.in_flight.is_empty() && free < self.policy.concurrency.div_ceil(4) => 0,
+            _ => free,
         };
         if slots == 0 {
             return;
@@ -279,85 +290,109 @@ impl ChannelActor {
         for job in jobs {
             state.in_flight.insert(job.id);
             let transport = self.transport.clone();
+            let store = self.store.clone();
+            let policy = self.policy.clone();
             let myself = myself.clone();
             tokio::spawn(async move {
+                // The task records its own outcome, so that sends and their writes run in
+                // parallel; the actor only accounts for the circuit.
                 let result = transport.send(&job).await;
+                let outcome = record(store.as_ref(), &policy, &job, result).await;
                 let _ = myself.send_message(ChannelMsg::Done {
                     id: job.id,
-                    attempts: job.attempts,
-                    result,
+                    outcome,
                 });
             });
         }
     }
 
-    /// Records one attempt's outcome and moves the circuit.
-    async fn record(
-        &self,
-        state: &mut ChannelState,
-        id: i64,
-        attempts: i64,
-        result: Result<Option<String>, TransportError>,
-    ) {
-        let store = &self.store;
-        let outcome = match result {
-            Ok(provider_id) => {
+    /// Moves the circuit and the counters after an attempt.
+    fn account(&self, state: &mut ChannelState, outcome: Outcome) {
+        let provider_failed = match outcome {
+            Outcome::Sent => {
                 state.sent += 1;
-                state.circuit = Circuit::Closed { failures: 0 };
-                store
-                    .delivery_sent(id, attempts, provider_id.as_deref())
-                    .await
+                false
             }
-            Err(TransportError::Permanent(error)) => {
-                // A bad address says nothing about the provider's health: the circuit stays.
+            Outcome::Failed { retryable } => {
                 state.failed += 1;
-                if let Circuit::HalfOpen { .. } = state.circuit {
-                    state.circuit = Circuit::Closed { failures: 0 };
-                }
-                store.delivery_failed(id, attempts, &error).await
+                retryable
             }
-            Err(TransportError::Retryable {
-                message,
-                retry_after,
-            }) => {
-                state.circuit = match state.circuit {
-                    Circuit::Closed { failures }
-                        if failures + 1 < self.policy.circuit_threshold =>
-                    {
-                        Circuit::Closed {
-                            failures: failures + 1,
-                        }
+            Outcome::Retried => {
+                state.retried += 1;
+                true
+            }
+        };
+        state.circuit = if !provider_failed {
+            // A success, or a bad address (which says nothing about the provider's health).
+            match state.circuit {
+                Circuit::Open { until } => Circuit::Open { until },
+                _ => Circuit::Closed { failures: 0 },
+            }
+        } else {
+            match state.circuit {
+                Circuit::Closed { failures } if failures + 1 < self.policy.circuit_threshold => {
+                    Circuit::Closed {
+                        failures: failures + 1,
                     }
-                    _ => {
-                        tracing::warn!(channel = self.channel.as_str(), error = %message, "circuit opens");
-                        Circuit::Open {
-                            until: Utc::now()
-                                + chrono::Duration::from_std(self.policy.circuit_cooldown)
-                                    .unwrap_or_default(),
-                        }
+                }
+                Circuit::Open { until } => Circuit::Open { until },
+                _ => {
+                    tracing::warn!(channel = self.channel.as_str(), "circuit opens");
+                    Circuit::Open {
+                        until: Utc::now()
+                            + chrono::Duration::from_std(self.policy.circuit_cooldown)
+                                .unwrap_or_default(),
                     }
-                };
-                if attempts >= self.policy.max_attempts {
-                    state.failed += 1;
-                    store
-                        .delivery_failed(
-                            id,
-                            attempts,
-                            &format!("gave up after {attempts} attempts: {message}"),
-                        )
-                        .await
-                } else {
-                    state.retried += 1;
-                    let delay = self.policy.backoff(attempts, retry_after);
-                    let next = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
-                    store.delivery_retry(id, attempts, next, &message).await
                 }
             }
         };
-        if let Err(e) = outcome {
-            tracing::error!(channel = self.channel.as_str(), id, error = %e, "cannot record a delivery");
-        }
     }
+}
+
+/// Records one attempt's outcome in the outbox: `SENT`, `FAILED`, or back to `QUEUED` with
+/// backoff.
+async fn record(
+    store: &dyn Store,
+    policy: &RetryPolicy,
+    job: &crate::ports::DeliveryJob,
+    result: Result<Option<String>, TransportError>,
+) -> Outcome {
+    let attempts = job.attempts + 1;
+    let (outcome, written) = match result {
+        Ok(provider_id) => (
+            Outcome::Sent,
+            store
+                .delivery_sent(job.id, attempts, provider_id.as_deref())
+                .await,
+        ),
+        Err(TransportError::Permanent(error)) => (
+            Outcome::Failed { retryable: false },
+            store.delivery_failed(job.id, attempts, &error).await,
+        ),
+        Err(TransportError::Retryable {
+            message,
+            retry_after,
+        }) => {
+            if attempts >= policy.max_attempts {
+                let error = format!("gave up after {attempts} attempts: {message}");
+                (
+                    Outcome::Failed { retryable: true },
+                    store.delivery_failed(job.id, attempts, &error).await,
+                )
+            } else {
+                let delay = policy.backoff(attempts, retry_after);
+                let next = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
+                (
+                    Outcome::Retried,
+                    store.delivery_retry(job.id, attempts, next, &message).await,
+                )
+            }
+        }
+    };
+    if let Err(e) = written {
+        tracing::error!(id = job.id, error = %e, "cannot record a delivery");
+    }
+    outcome
 }
 
 /// The live channel actors, by channel.
