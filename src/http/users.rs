@@ -19,6 +19,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/auth/refresh/", post(refresh))
         .route("/api/auth/register/", post(register))
         .route("/api/users/me/", get(me).patch(update_me))
+        .route("/api/users/", get(list_users))
 }
 
 /// A user as the API shows it.
@@ -184,6 +185,49 @@ async fn register(
         tracing::error!(error = %e, "cannot notify super admins of a registration");
     }
     Ok((StatusCode::CREATED, Json(UserOut::from(&user))))
+}
+
+#[derive(Deserialize)]
+struct UsersQuery {
+    #[serde(default)]
+    role: Option<String>,
+}
+
+/// Lists users, optionally of one role: everyone for admins; for others, the people who share
+/// a project with them (so a client can see who works on their tickets).
+async fn list_users(
+    State(state): State<AppState>,
+    caller: Caller,
+    super::extract::Query(q): super::extract::Query<UsersQuery>,
+) -> Result<Json<Vec<UserOut>>, ApiError> {
+    let role = q
+        .role
+        .as_deref()
+        .filter(|r| !r.is_empty())
+        .map(|r| {
+            r.parse::<Role>()
+                .map_err(|e| ApiError::bad_request(format!("role: {e}")))
+        })
+        .transpose()?;
+    let mut users = state.store.list_users().await?;
+    if !caller.is_admin() {
+        let mut visible: Vec<_> = state
+            .store
+            .list_projects(Some(caller.0.id))
+            .await?
+            .into_iter()
+            .flat_map(|p| p.member_ids)
+            .collect();
+        visible.push(caller.0.id);
+        users.retain(|u| visible.contains(&u.id));
+    }
+    Ok(Json(
+        users
+            .iter()
+            .filter(|u| u.is_active && role.is_none_or(|r| u.role == r))
+            .map(UserOut::from)
+            .collect(),
+    ))
 }
 
 async fn me(caller: Caller) -> Json<UserOut> {

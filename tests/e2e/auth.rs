@@ -240,3 +240,37 @@ async fn es256_hub_with_a_private_key_issues_its_own_tokens() {
     let (status, _) = hub.get("/api/users/me/", tokens["access"].as_str()).await;
     assert_eq!(status, 200);
 }
+
+#[tokio::test]
+async fn users_are_listed_to_those_who_share_a_project() {
+    let hub = TestHub::start(&Backend::Sqlite).await;
+    let admin = hub.user("admin1", Role::Admin).await;
+    let dev = hub.user("dev1", Role::Developer).await;
+    let client = hub.user("client1", Role::Client).await;
+    let stranger = hub.user("stranger", Role::Developer).await;
+    hub.project("WEB", &[&dev, &client]).await;
+    let all = hub.get_as(&admin, "/api/users/", 200).await;
+    assert_eq!(all.as_array().unwrap().len(), 4);
+    let devs = hub.get_as(&admin, "/api/users/?role=developer", 200).await;
+    let names: Vec<&str> = devs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["username"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["dev1", "stranger"]);
+    let seen = hub.get_as(&client, "/api/users/", 200).await;
+    let names: Vec<&str> = seen
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["username"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["dev1", "client1"]);
+    hub.get_as(&stranger, "/api/users/?role=wizard", 400).await;
+    assert!(seen
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|u| u.get("password_hash").is_none()));
+}
