@@ -60,6 +60,7 @@ impl Application {
     /// actors and binds the listener.
     pub async fn build(config: ServeConfig) -> Result<Self, BuildError> {
         config.validate()?;
+        crate::telemetry::metrics();
         let store = store::connect(&config.database_url).await?;
         let secret = match (config.jwt_algorithm, &config.jwt_secret) {
             (JwtAlgorithm::Hs256, Some(secret)) => Some(secret.clone()),

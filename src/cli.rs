@@ -41,6 +41,37 @@ pub enum Command {
         #[command(subcommand)]
         command: ProjectsCommand,
     },
+    /// Print the live supervision tree of a running hub.
+    Actors(ActorsArgs),
+}
+
+/// `tickethub actors`.
+#[derive(Args, Debug)]
+pub struct ActorsArgs {
+    /// The hub's base URL.
+    #[arg(long, env = "TICKETHUB_URL", default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// An admin's access token.
+    #[arg(long, env = "TICKETHUB_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// An admin's username, to log in when no token is given.
+    #[arg(long, env = "TICKETHUB_USERNAME")]
+    pub username: Option<String>,
+    /// That admin's password.
+    #[arg(long, env = "TICKETHUB_PASSWORD", hide_env_values = true)]
+    pub password: Option<String>,
+    /// Only actors whose name (or username) contains this.
+    #[arg(long)]
+    pub filter: Option<String>,
+    /// Actors listed per directory.
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
+    /// Actors skipped per directory.
+    #[arg(long, default_value_t = 0)]
+    pub offset: usize,
+    /// Print the JSON document instead of a tree.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `tickethub users …`.

@@ -13,6 +13,7 @@ use tower_http::trace::TraceLayer;
 use crate::auth::Auth;
 use crate::ws::WsSettings;
 
+pub mod admin;
 pub mod error;
 pub mod extract;
 pub mod notifications;
@@ -43,6 +44,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .merge(tickets::router())
         .merge(projects::router())
         .merge(notifications::router())
+        .merge(admin::router())
         .merge(ops::router())
         .merge(crate::ws::router())
         .fallback(|| async { error::ApiError::not_found() })
@@ -50,6 +52,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
             error::ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed.")
         })
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(axum::middleware::from_fn(record_request))
         .layer(
             // The span names the route, never the query string: it may carry a token.
             TraceLayer::new_for_http().make_span_with(|req: &Request| {
@@ -62,6 +65,24 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
             }),
         )
         .with_state(state)
+}
+
+/// Counts every request by method, route (never the raw path or query) and status.
+async fn record_request(req: Request, next: axum::middleware::Next) -> axum::response::Response {
+    let started = std::time::Instant::now();
+    let method = req.method().to_string();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let response = next.run(req).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("tickethub_http_requests_total", "method" => method, "route" => route.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!("tickethub_http_request_duration_seconds", "route" => route)
+        .record(started.elapsed().as_secs_f64());
+    response
 }
 
 /// Formats a time the way the seeds do: RFC 3339 in UTC with a `Z`.

@@ -23,6 +23,7 @@ pub mod http;
 pub mod routing;
 pub mod store;
 pub mod telemetry;
+pub mod tree;
 pub mod wire;
 pub mod ws;
 

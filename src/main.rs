@@ -47,6 +47,7 @@ async fn run(command: Command) -> ExitCode {
         Command::Projects {
             command: ProjectsCommand::Add(args),
         } => fail_on_err(add_project(args).await),
+        Command::Actors(args) => fail_on_err(actors(args).await),
     }
 }
 
@@ -212,5 +213,64 @@ async fn add_project(args: cli::ProjectAddArgs) -> Result<(), String> {
         project.id,
         project.member_ids.len()
     );
+    Ok(())
+}
+
+async fn actors(args: cli::ActorsArgs) -> Result<(), String> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let base = args.url.trim_end_matches('/');
+    let client = reqwest::Client::new();
+    let token = match (args.token, args.username, args.password) {
+        (Some(token), _, _) => token,
+        (None, Some(username), Some(password)) => {
+            let res = client
+                .post(format!("{base}/api/auth/login/"))
+                .json(&serde_json::json!({"username": username, "password": password}))
+                .send()
+                .await
+                .map_err(|e| format!("--url: cannot reach {base}: {e}"))?;
+            let status = res.status();
+            let body: serde_json::Value = res.json().await.map_err(|e| e.to_string())?;
+            if !status.is_success() {
+                return Err(format!(
+                    "login failed: {}",
+                    body["detail"].as_str().unwrap_or("unknown error")
+                ));
+            }
+            body["access"].as_str().unwrap_or_default().to_owned()
+        }
+        _ => return Err("--token: give an admin token, or --username and --password".into()),
+    };
+    let mut url = reqwest::Url::parse(&format!("{base}/api/admin/actors"))
+        .map_err(|e| format!("--url: `{base}` is not a URL: {e}"))?;
+    url.query_pairs_mut()
+        .append_pair("limit", &args.limit.to_string())
+        .append_pair("offset", &args.offset.to_string());
+    if let Some(f) = args.filter {
+        url.query_pairs_mut().append_pair("q", &f);
+    }
+    let res = client
+        .get(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .map_err(|e| format!("--url: cannot reach {base}: {e}"))?;
+    let status = res.status();
+    let body: serde_json::Value = res.json().await.map_err(|e| e.to_string())?;
+    if !status.is_success() {
+        return Err(format!(
+            "{}: {}",
+            status.as_u16(),
+            body["detail"].as_str().unwrap_or("unknown error")
+        ));
+    }
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&body).map_err(|e| e.to_string())?
+        );
+    } else {
+        print!("{}", tickethub::tree::render(&body));
+    }
     Ok(())
 }

@@ -16,3 +16,92 @@ pub fn init(format: LogFormat) {
         LogFormat::Json => builder.json().try_init(),
     };
 }
+
+/// The process's Prometheus recorder, installed once (every hub in the process shares it).
+pub fn metrics() -> &'static metrics_exporter_prometheus::PrometheusHandle {
+    use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+    static HANDLE: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> =
+        std::sync::OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let builder = PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                Matcher::Suffix("_seconds".into()),
+                &[
+                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                ],
+            )
+            .expect("bucket list is not empty");
+        match builder.install_recorder() {
+            Ok(handle) => {
+                describe();
+                handle
+            }
+            // Another recorder is installed (an embedding program's): render an empty registry.
+            Err(_) => PrometheusBuilder::new().build_recorder().handle(),
+        }
+    })
+}
+
+/// Names, units and help texts of the metrics the hub records.
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_gauge!(
+        "tickethub_connections_open",
+        "WebSocket connections open now."
+    );
+    describe_counter!(
+        "tickethub_connections_total",
+        "WebSocket connections accepted."
+    );
+    describe_counter!(
+        "tickethub_frames_in_total",
+        "WebSocket frames received from clients."
+    );
+    describe_counter!(
+        "tickethub_frames_out_total",
+        "WebSocket text frames written to clients."
+    );
+    describe_counter!(
+        "tickethub_notifications_committed_total",
+        "Notifications committed."
+    );
+    describe_counter!(
+        "tickethub_notifications_delivered_total",
+        "Notifications written to sockets."
+    );
+    describe_histogram!(
+        "tickethub_delivery_latency_seconds",
+        Unit::Seconds,
+        "Time from a notification's commit to its write on a socket."
+    );
+    describe_counter!("tickethub_replays_total", "Backlog replays on connect.");
+    describe_counter!(
+        "tickethub_replayed_notifications_total",
+        "Notifications sent by replays."
+    );
+    describe_counter!(
+        "tickethub_slow_consumer_closes_total",
+        "Sockets closed as slow consumers (4008)."
+    );
+    describe_counter!(
+        "tickethub_actor_failures_total",
+        "Actors that failed and were removed or restarted, by kind."
+    );
+    describe_gauge!(
+        "tickethub_outbox_depth",
+        "Deliveries not yet final, by channel."
+    );
+    describe_counter!(
+        "tickethub_outbox_attempts_total",
+        "Delivery attempts by channel and result (sent, failed, retried)."
+    );
+    describe_counter!(
+        "tickethub_http_requests_total",
+        "HTTP requests by method, route and status."
+    );
+    describe_histogram!(
+        "tickethub_http_request_duration_seconds",
+        Unit::Seconds,
+        "HTTP request latency by route."
+    );
+}

@@ -117,9 +117,13 @@ impl ConnShared {
     /// Asks the session to close at once, without going through its (possibly full) queue.
     pub fn kick(&self, reason: Disconnect) {
         // The first reason wins; later kicks only wake the session again.
-        let _ = self
+        let first = self
             .kicked
-            .compare_exchange(0, reason as u8, Ordering::AcqRel, Ordering::Acquire);
+            .compare_exchange(0, reason as u8, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok();
+        if first && reason == Disconnect::SlowConsumer {
+            metrics::counter!("tickethub_slow_consumer_closes_total").increment(1);
+        }
         self.kick.notify_one();
     }
 

@@ -392,6 +392,13 @@ async fn record(
     if let Err(e) = written {
         tracing::error!(id = job.id, error = %e, "cannot record a delivery");
     }
+    let result = match outcome {
+        Outcome::Sent => "sent",
+        Outcome::Failed { .. } => "failed",
+        Outcome::Retried => "retried",
+    };
+    metrics::counter!("tickethub_outbox_attempts_total", "channel" => job.channel.as_str(), "result" => result)
+        .increment(1);
     outcome
 }
 
@@ -482,6 +489,8 @@ impl Actor for DeliverySupervisor {
                 .map(|(c, _)| *c);
             if let Some(channel) = failed {
                 tracing::error!(channel = channel.as_str(), error = %err, "channel actor failed; restarting");
+                metrics::counter!("tickethub_actor_failures_total", "kind" => "channel")
+                    .increment(1);
                 *state.restarts.entry(channel).or_default() += 1;
                 if let Some(spec) = self.channels.iter().find(|s| s.channel == channel) {
                     self.start(spec, &myself).await?;

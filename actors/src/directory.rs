@@ -19,9 +19,11 @@ pub type Map<K, M> = Arc<RwLock<HashMap<K, ActorRef<M>>>>;
 /// An actor that lives in a directory under a key.
 pub trait Keyed: Actor + Clone {
     /// What the actor is found by.
-    type Key: Copy + Eq + Hash + Debug + Send + Sync + 'static;
+    type Key: Copy + Eq + Hash + Ord + Debug + Send + Sync + 'static;
     /// The kind of actor, for logs and operators.
     const KIND: &'static str;
+    /// The actor's name for operators, e.g. `user:5`.
+    fn label(key: Self::Key) -> String;
     /// The startup arguments for the actor of `key`.
     fn arguments(&self, key: Self::Key) -> Self::Arguments;
 }
@@ -62,9 +64,47 @@ pub struct DirectoryStats {
 
 /// A directory's state.
 pub struct DirectoryState<K> {
-    by_actor: HashMap<ActorId, K>,
+    by_actor: HashMap<ActorId, (K, std::time::Instant)>,
     stats: DirectoryStats,
     ticker: Option<JoinHandle<()>>,
+    failures_by_key: HashMap<K, u32>,
+}
+
+/// One child in a directory listing.
+#[derive(Debug, Clone)]
+pub struct Listed<K, M> {
+    /// Its key.
+    pub key: K,
+    /// The actor.
+    pub actor: ActorRef<M>,
+    /// How long it has been alive.
+    pub uptime: std::time::Duration,
+    /// How often an actor of this key failed since the hub started.
+    pub failures: u32,
+}
+
+/// A page of a directory's children, ordered by key.
+#[derive(Debug, Clone)]
+pub struct Listing<K, M> {
+    /// Children that matched the filter, in all.
+    pub total: usize,
+    /// The requested slice.
+    pub items: Vec<Listed<K, M>>,
+    /// The directory's counters.
+    pub stats: DirectoryStats,
+}
+
+/// Which children a listing shows.
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter<K> {
+    /// Only children whose label contains this text…
+    pub label: Option<String>,
+    /// …or whose key is one of these.
+    pub keys: Option<Vec<K>>,
+    /// Rows to skip.
+    pub offset: usize,
+    /// Rows to return.
+    pub limit: usize,
 }
 
 /// Messages a directory handles.
@@ -83,6 +123,9 @@ pub enum DirectoryMsg<K, M> {
     Broadcast(fn() -> M, RpcReplyPort<usize>),
     /// Report the counters.
     Stats(RpcReplyPort<DirectoryStats>),
+    /// List a page of children; the directory answers from its own state, without asking the
+    /// children anything.
+    List(ListFilter<K>, RpcReplyPort<Listing<K, M>>),
 }
 
 impl<A: Keyed> Actor for Directory<A> {
@@ -104,6 +147,7 @@ impl<A: Keyed> Actor for Directory<A> {
             by_actor: HashMap::new(),
             stats: DirectoryStats::default(),
             ticker,
+            failures_by_key: HashMap::new(),
         })
     }
 
@@ -144,7 +188,9 @@ impl<A: Keyed> Actor for Directory<A> {
                         .await;
                         match spawned {
                             Ok((actor, _)) => {
-                                state.by_actor.insert(actor.get_id(), key);
+                                state
+                                    .by_actor
+                                    .insert(actor.get_id(), (key, std::time::Instant::now()));
                                 self.map
                                     .write()
                                     .expect("directory map poisoned")
@@ -187,6 +233,47 @@ impl<A: Keyed> Actor for Directory<A> {
                 stats.actors = state.by_actor.len();
                 let _ = reply.send(stats);
             }
+            DirectoryMsg::List(filter, reply) => {
+                let map = self.map.read().expect("directory map poisoned");
+                let mut rows: Vec<(A::Key, std::time::Instant, ActorRef<A::Msg>)> = state
+                    .by_actor
+                    .values()
+                    .filter(|(key, _)| {
+                        let by_label = filter
+                            .label
+                            .as_deref()
+                            .is_none_or(|q| A::label(*key).contains(q));
+                        let by_key = filter.keys.as_ref().is_some_and(|keys| keys.contains(key));
+                        if filter.label.is_some() && filter.keys.is_some() {
+                            by_label || by_key
+                        } else {
+                            by_label && filter.keys.as_ref().is_none_or(|_| by_key)
+                        }
+                    })
+                    .filter_map(|(key, started)| map.get(key).map(|a| (*key, *started, a.clone())))
+                    .collect();
+                drop(map);
+                rows.sort_by_key(|(key, _, _)| *key);
+                let total = rows.len();
+                let items = rows
+                    .into_iter()
+                    .skip(filter.offset)
+                    .take(filter.limit)
+                    .map(|(key, started, actor)| Listed {
+                        key,
+                        actor,
+                        uptime: started.elapsed(),
+                        failures: state.failures_by_key.get(&key).copied().unwrap_or(0),
+                    })
+                    .collect();
+                let mut stats = state.stats.clone();
+                stats.actors = state.by_actor.len();
+                let _ = reply.send(Listing {
+                    total,
+                    items,
+                    stats,
+                });
+            }
         }
         Ok(())
     }
@@ -203,13 +290,17 @@ impl<A: Keyed> Actor for Directory<A> {
             SupervisionEvent::ActorFailed(cell, err) => (cell, Some(err.to_string())),
             _ => return Ok(()),
         };
-        if let Some(key) = state.by_actor.remove(&cell.get_id()) {
+        if let Some((key, _)) = state.by_actor.remove(&cell.get_id()) {
             let mut map = self.map.write().expect("directory map poisoned");
             if map.get(&key).map(|a| a.get_id()) == Some(cell.get_id()) {
                 map.remove(&key);
             }
             if let Some(err) = failure {
                 tracing::warn!(kind = A::KIND, ?key, error = %err, "actor failed; removed");
+                metrics::counter!("tickethub_actor_failures_total", "kind" => A::KIND).increment(1);
+                if state.failures_by_key.len() < 100_000 {
+                    *state.failures_by_key.entry(key).or_default() += 1;
+                }
                 state.stats.failures += 1;
                 state.stats.last_failure = Some(err);
             }

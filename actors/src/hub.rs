@@ -105,6 +105,7 @@ pub struct Hub {
 }
 
 struct HubInner {
+    started: std::time::Instant,
     config: HubConfig,
     deps: Arc<Deps>,
     root: ActorRef<RootMsg>,
@@ -179,6 +180,7 @@ impl Hub {
             .map_err(|e| ractor::SpawnErr::StartupFailed(e.to_string().into()))?;
         Ok(Hub {
             inner: Arc::new(HubInner {
+                started: std::time::Instant::now(),
                 config,
                 deps,
                 root,
@@ -265,6 +267,53 @@ impl Hub {
             .expect("ticket map poisoned")
             .get(&id)
             .cloned()
+    }
+
+    /// How long the hub has run, and how often the root restarted a child.
+    pub async fn root_info(&self) -> (Duration, u64) {
+        let restarts = ractor::call_t!(self.inner.root, RootMsg::Restarts, 5_000).unwrap_or(0);
+        (self.inner.started.elapsed(), restarts)
+    }
+
+    /// A page of the live user actors.
+    pub async fn list_users(
+        &self,
+        filter: crate::directory::ListFilter<UserId>,
+    ) -> Option<crate::directory::Listing<UserId, UserMsg>> {
+        ractor::call_t!(self.refs().users, |r| DirectoryMsg::List(filter, r), 5_000).ok()
+    }
+
+    /// A page of the live ticket actors.
+    pub async fn list_tickets(
+        &self,
+        filter: crate::directory::ListFilter<TicketId>,
+    ) -> Option<crate::directory::Listing<TicketId, TicketMsg>> {
+        ractor::call_t!(
+            self.refs().tickets,
+            |r| DirectoryMsg::List(filter, r),
+            5_000
+        )
+        .ok()
+    }
+
+    /// The outbound channels this hub runs.
+    pub fn channels(&self) -> Vec<Channel> {
+        let mut v: Vec<Channel> = self
+            .inner
+            .deps
+            .channels
+            .read()
+            .expect("channel map poisoned")
+            .keys()
+            .copied()
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// The database.
+    pub fn store(&self) -> Arc<dyn Store> {
+        self.inner.deps.store.clone()
     }
 
     /// The user directory's counters.
@@ -502,6 +551,7 @@ struct RootState {
 
 enum RootMsg {
     Refs(ractor::RpcReplyPort<Arc<RwLock<Refs>>>),
+    Restarts(ractor::RpcReplyPort<u64>),
 }
 
 async fn spawn_delivery(
@@ -557,6 +607,9 @@ impl Actor for HubRoot {
         match msg {
             RootMsg::Refs(reply) => {
                 let _ = reply.send(state.refs.clone());
+            }
+            RootMsg::Restarts(reply) => {
+                let _ = reply.send(state.restarts);
             }
         }
         Ok(())

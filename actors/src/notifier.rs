@@ -124,6 +124,8 @@ impl Deps {
         if notifications.is_empty() {
             return;
         }
+        metrics::counter!("tickethub_notifications_committed_total")
+            .increment(notifications.len() as u64);
         {
             let users = self.users.read().expect("user map poisoned");
             for n in notifications {

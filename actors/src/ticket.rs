@@ -48,6 +48,17 @@ pub struct Applied {
     pub comment: Option<Comment>,
 }
 
+/// A point-in-time view of a ticket actor, for operators.
+#[derive(Debug, Clone)]
+pub struct TicketSnapshot {
+    /// The ticket's key.
+    pub key: String,
+    /// Its status.
+    pub status: crate::ticket_domain::TicketStatus,
+    /// Time since its last action.
+    pub idle: Duration,
+}
+
 /// The ticket actor.
 #[derive(Clone, Debug)]
 pub struct TicketActor {
@@ -80,6 +91,8 @@ pub enum TicketMsg {
     },
     /// Stop if nothing happened for the idle period.
     IdleCheck,
+    /// Describe the actor.
+    Snapshot(RpcReplyPort<TicketSnapshot>),
     /// Panic inside the handler, for fault-injection tests.
     InjectFault,
 }
@@ -87,6 +100,10 @@ pub enum TicketMsg {
 impl Keyed for TicketActor {
     type Key = TicketId;
     const KIND: &'static str = "ticket";
+
+    fn label(key: TicketId) -> String {
+        format!("ticket:{key}")
+    }
 
     fn arguments(&self, key: TicketId) -> TicketId {
         key
@@ -159,6 +176,13 @@ impl Actor for TicketActor {
                         let _ = reply.send(Err(e));
                     }
                 }
+            }
+            TicketMsg::Snapshot(reply) => {
+                let _ = reply.send(TicketSnapshot {
+                    key: state.ticket.key(),
+                    status: state.ticket.status,
+                    idle: state.last_active.elapsed(),
+                });
             }
             TicketMsg::IdleCheck => {
                 if state.last_active.elapsed() >= self.idle {

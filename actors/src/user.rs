@@ -89,6 +89,14 @@ pub struct UserSnapshot {
     pub user_id: UserId,
     /// The ids of the sockets it owns.
     pub connections: Vec<ConnId>,
+    /// Frames waiting in the sockets' queues, in all.
+    pub queued_frames: usize,
+    /// Bytes waiting in the sockets' queues, in all.
+    pub queued_bytes: usize,
+    /// When any socket was last heard from, in milliseconds since the Unix epoch.
+    pub last_seen_ms: u64,
+    /// The highest seq pushed live.
+    pub delivered_seq: i64,
 }
 
 /// A change a user makes to their own inbox.
@@ -182,6 +190,10 @@ pub enum UserMsg {
 impl Keyed for UserActor {
     type Key = UserId;
     const KIND: &'static str = "user";
+
+    fn label(key: UserId) -> String {
+        format!("user:{key}")
+    }
 
     fn arguments(&self, key: UserId) -> UserId {
         key
@@ -292,6 +304,9 @@ impl UserActor {
         let (remaining, notifications) =
             store.backlog(state.user_id, start, self.replay_cap).await?;
         let last_seq = notifications.last().map_or(start, |n| n.seq).max(start);
+        metrics::counter!("tickethub_replays_total").increment(1);
+        metrics::counter!("tickethub_replayed_notifications_total")
+            .increment(notifications.len() as u64);
         let _ = conn.push(ConnectionMsg::Replay {
             notifications,
             remaining,
@@ -464,9 +479,17 @@ impl Actor for UserActor {
                 return Ok(());
             }
             UserMsg::Snapshot(reply) => {
+                let conns = state.conns.iter().map(|c| &c.handle);
                 let _ = reply.send(UserSnapshot {
                     user_id: state.user_id,
-                    connections: state.conns.iter().map(|c| c.handle.id).collect(),
+                    connections: conns.clone().map(|c| c.id).collect(),
+                    queued_frames: conns
+                        .clone()
+                        .map(|c| c.tx.max_capacity() - c.tx.capacity())
+                        .sum(),
+                    queued_bytes: conns.clone().map(|c| c.shared.queued_bytes()).sum(),
+                    last_seen_ms: conns.map(|c| c.shared.last_seen_ms()).max().unwrap_or(0),
+                    delivered_seq: state.delivered,
                 });
             }
             UserMsg::InjectFault => {

@@ -13,6 +13,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(prometheus))
 }
 
 async fn healthz() -> Json<Value> {
@@ -33,4 +34,21 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
             )
         }
     }
+}
+
+/// Prometheus text format. Gauges that live in the database (outbox depth) are sampled here.
+async fn prometheus(State(state): State<AppState>) -> impl axum::response::IntoResponse {
+    for channel in state.hub.channels() {
+        if let Ok(depth) = state.store.outbox_depth(channel).await {
+            metrics::gauge!("tickethub_outbox_depth", "channel" => channel.as_str())
+                .set(depth as f64);
+        }
+    }
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        crate::telemetry::metrics().render(),
+    )
 }

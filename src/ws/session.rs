@@ -108,6 +108,8 @@ impl Session {
             }
         };
         tracing::debug!(user_id = user.id.0, conn = conn_id.0, "socket attached");
+        metrics::gauge!("tickethub_connections_open").increment(1.0);
+        metrics::counter!("tickethub_connections_total").increment(1);
 
         let mut ctx = Ctx {
             state: self.state,
@@ -157,6 +159,7 @@ impl Session {
                 }
             };
             shared.touch();
+            metrics::counter!("tickethub_frames_in_total").increment(1);
             outcome = match frame {
                 Ok(frame) => ctx.on_frame(frame, &mut write).await,
                 Err(WebSocketError::FrameTooLarge) => {
@@ -183,6 +186,7 @@ impl Session {
             }
         }
         let _ = attached.actor.send_message(UserMsg::Detach(conn_id));
+        metrics::gauge!("tickethub_connections_open").decrement(1.0);
         tracing::debug!(user_id = ctx.user.id.0, conn = conn_id.0, "socket closed");
     }
 }
@@ -482,6 +486,13 @@ async fn write_message(
         ConnectionMsg::Notification(n) => {
             send_value(write, &wire::notification_frame(&n, false)).await?;
             shared.mark_sent(n.seq);
+            metrics::counter!("tickethub_notifications_delivered_total", "replayed" => "false")
+                .increment(1);
+            let latency = (Utc::now() - n.created_at)
+                .num_microseconds()
+                .unwrap_or(0)
+                .max(0);
+            metrics::histogram!("tickethub_delivery_latency_seconds").record(latency as f64 / 1e6);
         }
         ConnectionMsg::Replay {
             notifications,
@@ -499,6 +510,8 @@ async fn write_message(
                 send_value(write, &wire::notification_frame(n, true)).await?;
                 shared.mark_sent(n.seq);
             }
+            metrics::counter!("tickethub_notifications_delivered_total", "replayed" => "true")
+                .increment(notifications.len() as u64);
             send_value(
                 write,
                 &json!({ "type": "replay_complete", "count": notifications.len(), "last_seq": last_seq }),
@@ -524,11 +537,13 @@ fn update_frame(update: Update) -> Value {
 }
 
 async fn send_value(write: &mut Writer, value: &Value) -> Result<(), WebSocketError> {
+    metrics::counter!("tickethub_frames_out_total").increment(1);
     let bytes = serde_json::to_vec(value).expect("JSON values serialize");
     write.write_frame(Frame::text(Payload::Owned(bytes))).await
 }
 
 async fn send(write: &mut Writer, frame: &ServerFrame<'_>) -> Result<(), WebSocketError> {
+    metrics::counter!("tickethub_frames_out_total").increment(1);
     write
         .write_frame(Frame::text(Payload::Owned(frame.to_json())))
         .await

@@ -1,0 +1,257 @@
+//! Operators' view: the live supervision tree.
+//!
+//! The tree is collected without stopping anything: each directory answers a page of its
+//! children from its own state (key, uptime, failures), then the listed actors are asked for a
+//! snapshot concurrently with a short timeout; an actor too busy to answer in time is shown as
+//! `busy`. Directories are paged and filtered, so the answer stays small with 50,000 actors.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::Router;
+use futures::future::join_all;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tickethub_actors::connection::now_ms;
+use tickethub_actors::directory::ListFilter;
+use tickethub_actors::domain::UserId;
+use tickethub_actors::ticket::TicketMsg;
+use tickethub_actors::ticket_domain::TicketId;
+use tickethub_actors::user::UserMsg;
+
+use super::error::ApiError;
+use super::extract::{Caller, Json, Query};
+use super::AppState;
+
+/// How long one actor may take to describe itself.
+const SNAPSHOT_TIMEOUT: Duration = Duration::from_millis(250);
+
+/// The routes of this module.
+pub fn router() -> Router<AppState> {
+    Router::new().route("/api/admin/actors", get(actors))
+}
+
+#[derive(Deserialize, Default)]
+struct TreeQuery {
+    q: Option<String>,
+    offset: Option<String>,
+    limit: Option<String>,
+}
+
+fn status_name(s: ractor::ActorStatus) -> &'static str {
+    use ractor::ActorStatus::*;
+    match s {
+        Unstarted => "unstarted",
+        Starting => "starting",
+        Running => "running",
+        Upgrading => "upgrading",
+        Draining => "draining",
+        Stopping => "stopping",
+        Stopped => "stopped",
+    }
+}
+
+fn secs(d: Duration) -> f64 {
+    (d.as_secs_f64() * 10.0).round() / 10.0
+}
+
+async fn actors(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<TreeQuery>,
+) -> Result<Json<Value>, ApiError> {
+    if !caller.is_admin() {
+        return Err(ApiError::forbidden(
+            "Only admins can see the supervision tree.",
+        ));
+    }
+    let offset = q
+        .offset
+        .as_deref()
+        .and_then(|o| o.parse().ok())
+        .unwrap_or(0usize);
+    let limit = q
+        .limit
+        .as_deref()
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(50usize)
+        .min(500);
+    let text = q.q.clone().filter(|t| !t.trim().is_empty());
+    let hub = &state.hub;
+    let unavailable = || ApiError::unavailable("The actor system did not answer.");
+
+    // Users: the filter matches `user:<id>` labels or usernames.
+    let mut usernames = std::collections::HashMap::new();
+    let all_users = state.store.list_users().await?;
+    let mut matching_ids = None;
+    if let Some(t) = &text {
+        matching_ids = Some(
+            all_users
+                .iter()
+                .filter(|u| u.username.contains(t.as_str()))
+                .map(|u| u.id)
+                .collect::<Vec<UserId>>(),
+        );
+    }
+    let users = hub
+        .list_users(ListFilter {
+            label: text.clone(),
+            keys: matching_ids,
+            offset,
+            limit,
+        })
+        .await
+        .ok_or_else(unavailable)?;
+    let user_ids: Vec<UserId> = users.items.iter().map(|l| l.key).collect();
+    for u in all_users.into_iter().filter(|u| user_ids.contains(&u.id)) {
+        usernames.insert(u.id, u.username);
+    }
+    let now = now_ms();
+    let user_nodes = join_all(users.items.iter().map(|l| {
+        let actor = l.actor.clone();
+        let username = usernames.get(&l.key).cloned().unwrap_or_default();
+        let (key, uptime, failures) = (l.key, l.uptime, l.failures);
+        async move {
+            let snap = ractor::call_t!(actor, UserMsg::Snapshot, SNAPSHOT_TIMEOUT.as_millis() as u64).ok();
+            let mut node = json!({
+                "name": format!("user:{key}"),
+                "kind": "user",
+                "id": key.0,
+                "username": username,
+                "status": if snap.is_some() { status_name(actor.get_status()) } else { "busy" },
+                "uptime_secs": secs(uptime),
+                "restarts": failures,
+            });
+            if let Some(s) = snap {
+                node["sockets"] = json!({
+                    "count": s.connections.len(),
+                    "queued_frames": s.queued_frames,
+                    "queued_bytes": s.queued_bytes,
+                    "last_seen_secs_ago": secs(Duration::from_millis(now.saturating_sub(s.last_seen_ms))),
+                });
+                node["delivered_seq"] = s.delivered_seq.into();
+            }
+            node
+        }
+    }))
+    .await;
+    let sockets: u64 = user_nodes
+        .iter()
+        .filter_map(|n| n["sockets"]["count"].as_u64())
+        .sum();
+
+    let tickets = hub
+        .list_tickets(ListFilter {
+            label: text.clone(),
+            keys: None,
+            offset,
+            limit,
+        })
+        .await
+        .ok_or_else(unavailable)?;
+    let ticket_nodes = join_all(tickets.items.iter().map(|l| {
+        let actor = l.actor.clone();
+        let (key, uptime, failures): (TicketId, _, _) = (l.key, l.uptime, l.failures);
+        async move {
+            let snap = ractor::call_t!(
+                actor,
+                TicketMsg::Snapshot,
+                SNAPSHOT_TIMEOUT.as_millis() as u64
+            )
+            .ok();
+            let mut node = json!({
+                "name": format!("ticket:{key}"),
+                "kind": "ticket",
+                "id": key.0,
+                "status": if snap.is_some() { status_name(actor.get_status()) } else { "busy" },
+                "uptime_secs": secs(uptime),
+                "restarts": failures,
+            });
+            if let Some(s) = snap {
+                node["key"] = s.key.into();
+                node["ticket_status"] = s.status.as_str().into();
+                node["idle_secs"] = secs(s.idle).into();
+            }
+            node
+        }
+    }))
+    .await;
+
+    let restarts = hub.channel_restarts().await;
+    let mut channel_nodes = Vec::new();
+    for channel in hub.channels() {
+        let status = hub.channel_status(channel).await;
+        let depth = state.store.outbox_depth(channel).await.unwrap_or(-1);
+        let name = format!("channel:{}", channel.as_str());
+        if text.as_deref().is_some_and(|t| !name.contains(t)) {
+            continue;
+        }
+        channel_nodes.push(match status {
+            Some(s) => json!({
+                "name": name,
+                "kind": "channel",
+                "channel": channel.as_str(),
+                "status": "running",
+                "circuit": s.circuit,
+                "in_flight": s.in_flight,
+                "outbox_depth": depth,
+                "sent": s.sent,
+                "failed": s.failed,
+                "retried": s.retried,
+                "restarts": restarts.get(&channel).copied().unwrap_or(0),
+            }),
+            None => json!({
+                "name": name,
+                "kind": "channel",
+                "channel": channel.as_str(),
+                "status": "busy",
+                "outbox_depth": depth,
+                "restarts": restarts.get(&channel).copied().unwrap_or(0),
+            }),
+        });
+    }
+    let channel_count = channel_nodes.len();
+    let (uptime, root_restarts) = hub.root_info().await;
+    Ok(Json(json!({
+        "name": "hub",
+        "kind": "root",
+        "status": "running",
+        "uptime_secs": secs(uptime),
+        "restarts": root_restarts,
+        "totals": {
+            "users": users.stats.actors,
+            "sockets": sockets,
+            "tickets": tickets.stats.actors,
+            "channels": channel_count,
+        },
+        "children": [
+            {
+                "name": "users",
+                "kind": "directory",
+                "status": "running",
+                "actors": users.stats.actors,
+                "failures": users.stats.failures,
+                "last_failure": users.stats.last_failure,
+                "page": {"offset": offset, "limit": limit, "total": users.total},
+                "children": user_nodes,
+            },
+            {
+                "name": "tickets",
+                "kind": "directory",
+                "status": "running",
+                "actors": tickets.stats.actors,
+                "failures": tickets.stats.failures,
+                "last_failure": tickets.stats.last_failure,
+                "page": {"offset": offset, "limit": limit, "total": tickets.total},
+                "children": ticket_nodes,
+            },
+            {
+                "name": "delivery",
+                "kind": "supervisor",
+                "status": "running",
+                "children": channel_nodes,
+            },
+        ],
+    })))
+}

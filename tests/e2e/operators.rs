@@ -1,0 +1,357 @@
+//! Operators' view from outside: the supervision tree over REST and in the CLI, metrics, and
+//! logs that never carry a secret.
+
+use std::process::Stdio;
+
+use serde_json::{json, Value};
+use tickethub_actors::domain::Role;
+use tickethub_actors::routing::Channel;
+use tickethub_actors::user::UserMsg;
+use tokio::io::AsyncBufReadExt;
+
+use crate::fakes::Smtp;
+use crate::harness::{eventually, Backend, TestHub, Ws, PATIENCE};
+
+const BIN: &str = env!("CARGO_BIN_EXE_tickethub");
+
+async fn tree(hub: &TestHub, admin: &tickethub_actors::domain::User, query: &str) -> Value {
+    hub.get_as(admin, &format!("/api/admin/actors{query}"), 200)
+        .await
+}
+
+fn child<'a>(node: &'a Value, name: &str) -> &'a Value {
+    node["children"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no {name} under {}", node["name"]))
+}
+
+fn names(node: &Value) -> Vec<String> {
+    node["children"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tree_shows_users_tickets_and_channels_as_they_come_and_go() {
+    let smtp = Smtp::start().await;
+    smtp.set_down(true);
+    let url = smtp.url();
+    let hub = TestHub::start_with(&Backend::Sqlite, |c| {
+        c.smtp_url = Some(url);
+        c.delivery_backoff_ms = 50;
+        c.delivery_backoff_max_ms = 100;
+        c.delivery_poll_ms = 50;
+        c.circuit_threshold = 1;
+        c.circuit_cooldown_ms = 60_000;
+        c.delivery_timeout = 1;
+    })
+    .await;
+    let c = crate::tickets::cast(&hub).await;
+    let mut a1 = hub.connect(&c.c1).await;
+    let _a2 = hub.connect(&c.c1).await;
+    let _b = hub.connect(&c.d1).await;
+    let t = crate::tickets::create_ticket(&hub, &c.c1, c.project, "Visible").await;
+    let id = t["id"].as_i64().unwrap();
+    hub.post_as(
+        &c.a1,
+        &format!("/api/tickets/{id}/open_ticket/"),
+        json!({}),
+        200,
+    )
+    .await;
+    a1.notifications(1).await;
+
+    // Non-admins may not look.
+    hub.get_as(&c.d1, "/api/admin/actors", 403).await;
+    let (status, _) = hub.get("/api/admin/actors", None).await;
+    assert_eq!(status, 401);
+
+    eventually("the email circuit opens", || async {
+        hub.hub
+            .channel_status(Channel::Email)
+            .await
+            .unwrap()
+            .circuit
+            == "open"
+    })
+    .await;
+    let root = tree(&hub, &c.a1, "").await;
+    assert_eq!(root["kind"], "root");
+    assert_eq!(root["totals"]["users"], 2);
+    assert_eq!(root["totals"]["sockets"], 3);
+    let users = child(&root, "users");
+    assert_eq!(users["kind"], "directory");
+    let c1 = child(users, &format!("user:{}", c.c1.id));
+    assert_eq!(c1["username"], "c1");
+    assert_eq!(c1["sockets"]["count"], 2);
+    assert_eq!(c1["status"], "running");
+    let tickets = child(&root, "tickets");
+    let ticket = child(tickets, &format!("ticket:{id}"));
+    assert_eq!(ticket["key"], "WEB-1");
+    assert_eq!(ticket["ticket_status"], "OPEN");
+    let email = child(child(&root, "delivery"), "channel:email");
+    assert_eq!(email["circuit"], "open");
+    assert!(email["outbox_depth"].as_i64().unwrap() >= 1, "{email}");
+
+    // Filters and pages.
+    let only = tree(&hub, &c.a1, "?q=d1").await;
+    assert_eq!(names(child(&only, "users")), [format!("user:{}", c.d1.id)]);
+    let paged = tree(&hub, &c.a1, "?limit=1").await;
+    assert_eq!(child(&paged, "users")["page"]["total"], 2);
+    assert_eq!(names(child(&paged, "users")).len(), 1);
+
+    // The CLI prints the same tree.
+    let token = hub.token(&c.a1);
+    let out = tokio::process::Command::new(BIN)
+        .args(["actors", "--url", &hub.url(""), "--token", &token])
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.starts_with("hub (root, running)"), "{text}");
+    assert!(
+        text.contains(&format!("user:{} (user, running)  c1  2 sockets", c.c1.id)),
+        "{text}"
+    );
+    assert!(
+        text.contains("channel:email (channel, running)  circuit open"),
+        "{text}"
+    );
+    let out = tokio::process::Command::new(BIN)
+        .args([
+            "actors",
+            "--url",
+            &hub.url(""),
+            "--username",
+            "a1",
+            "--password",
+            "a1-password",
+            "--json",
+        ])
+        .output()
+        .await
+        .unwrap();
+    let doc: Value = serde_json::from_slice(&out.stdout).expect("--json prints JSON");
+    assert_eq!(doc["totals"]["sockets"], 3);
+    let out = tokio::process::Command::new(BIN)
+        .args([
+            "actors",
+            "--url",
+            &hub.url(""),
+            "--token",
+            &hub.token(&c.d1),
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).starts_with("403"));
+
+    // An injected failure shows up as a failure and a restart count; closed sockets disappear.
+    hub.hub
+        .user(c.d1.id)
+        .unwrap()
+        .send_message(UserMsg::InjectFault)
+        .unwrap();
+    eventually("the failure is counted", || async {
+        let root = tree(&hub, &c.a1, "").await;
+        child(&root, "users")["failures"] == 1
+    })
+    .await;
+    let root = tree(&hub, &c.a1, "").await;
+    assert!(child(&root, "users")["last_failure"]
+        .as_str()
+        .unwrap()
+        .contains("injected fault"));
+    let _again = hub.connect(&c.d1).await;
+    let root = tree(&hub, &c.a1, "").await;
+    assert_eq!(
+        child(child(&root, "users"), &format!("user:{}", c.d1.id))["restarts"],
+        1
+    );
+    drop(a1);
+    drop(_a2);
+    eventually("c1 leaves the tree", || async {
+        let root = tree(&hub, &c.a1, "").await;
+        !names(child(&root, "users")).contains(&format!("user:{}", c.c1.id))
+    })
+    .await;
+    hub.hub
+        .channel(Channel::Email)
+        .unwrap()
+        .send_message(tickethub_actors::delivery::ChannelMsg::InjectFault)
+        .unwrap();
+    eventually("the channel restart is counted", || async {
+        let root = tree(&hub, &c.a1, "").await;
+        child(child(&root, "delivery"), "channel:email")["restarts"] == 1
+    })
+    .await;
+}
+
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| {
+            l.starts_with(name)
+                && (l[name.len()..].starts_with(' ') || l[name.len()..].starts_with('{'))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_move_as_traffic_flows() {
+    let hub = TestHub::start(&Backend::Sqlite).await;
+    let c = crate::tickets::cast(&hub).await;
+    let scrape = || async {
+        let res = hub.http.get(hub.url("/metrics")).send().await.unwrap();
+        assert_eq!(res.status(), 200);
+        assert!(res.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain"));
+        res.text().await.unwrap()
+    };
+    let before = scrape().await;
+    let mut ws = hub.connect(&c.a1).await;
+    crate::tickets::create_ticket(&hub, &c.c1, c.project, "Measured").await;
+    ws.notifications(1).await;
+    ws.roundtrip().await;
+    let after = scrape().await;
+    for name in [
+        "tickethub_notifications_committed_total",
+        "tickethub_notifications_delivered_total",
+        "tickethub_frames_out_total",
+        "tickethub_frames_in_total",
+        "tickethub_connections_total",
+        "tickethub_replays_total",
+        "tickethub_http_requests_total",
+        "tickethub_delivery_latency_seconds_count",
+    ] {
+        assert!(
+            metric(&after, name) > metric(&before, name),
+            "{name} did not move:\n{after}"
+        );
+    }
+    assert!(
+        after.contains(
+            "tickethub_http_requests_total{method=\"POST\",route=\"/api/tickets/\",status=\"201\"}"
+        ),
+        "{after}"
+    );
+    assert!(
+        after.contains("tickethub_outbox_depth{channel=\"email\"}"),
+        "{after}"
+    );
+    assert!(
+        after.contains("# TYPE tickethub_delivery_latency_seconds histogram"),
+        "{after}"
+    );
+    assert!(metric(&after, "tickethub_connections_open") >= 1.0);
+    // The raw query string never becomes a label.
+    let _ =
+        Ws::connect(&hub.ws_url(&format!("/ws/notifications/?token={}", hub.token(&c.d1)))).await;
+    assert!(!scrape().await.contains("token="));
+}
+
+#[tokio::test]
+async fn logs_never_carry_tokens_or_passwords() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("logs.db").display());
+    let mut child = tokio::process::Command::new(BIN)
+        .args([
+            "serve",
+            "--bind",
+            "127.0.0.1:0",
+            "--demo",
+            "--log-format",
+            "json",
+            "--database-url",
+            &db,
+        ])
+        .args([
+            "--mail-outbox-dir",
+            dir.path().join("mail").to_str().unwrap(),
+        ])
+        .env("RUST_LOG", "debug")
+        .env_remove("DATABASE_URL")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdout = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(PATIENCE, stdout.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let addr = first
+        .split("http://")
+        .nth(1)
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let client = reqwest::Client::new();
+    let tokens: Value = client
+        .post(format!("http://{addr}/api/auth/login/"))
+        .json(&json!({"username": "admin", "password": "admin-demo"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let access = tokens["access"].as_str().unwrap().to_owned();
+    let _ = client
+        .post(format!("http://{addr}/api/auth/login/"))
+        .json(&json!({"username": "admin", "password": "wrong-secret-password"}))
+        .send()
+        .await;
+    let mut ws = Ws::connect(&format!("ws://{addr}/ws/notifications/?token={access}")).await;
+    ws.established().await;
+    let _ = client
+        .get(format!("http://{addr}/api/users/me/"))
+        .bearer_auth(&access)
+        .send()
+        .await;
+    drop(ws);
+    let pid = child.id().unwrap().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().await.unwrap();
+    let logs = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        logs.lines().count() > 5,
+        "too few log lines to judge:\n{logs}"
+    );
+    assert!(
+        logs.lines()
+            .all(|l| serde_json::from_str::<Value>(l).is_ok()),
+        "not JSON lines:\n{logs}"
+    );
+    for secret in [
+        access.as_str(),
+        "admin-demo",
+        "wrong-secret-password",
+        tokens["refresh"].as_str().unwrap(),
+    ] {
+        assert!(!logs.contains(secret), "a secret reached the logs:\n{logs}");
+    }
+    let signature = access.rsplit('.').next().unwrap();
+    assert!(!logs.contains(signature));
+}
