@@ -17,6 +17,7 @@ pub mod admin;
 pub mod error;
 pub mod extract;
 pub mod notifications;
+pub mod openapi;
 pub mod ops;
 pub mod projects;
 pub mod tickets;
@@ -46,6 +47,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .merge(notifications::router())
         .merge(admin::router())
         .merge(ops::router())
+        .merge(openapi::router())
         .merge(crate::ws::router())
         .fallback(|| async { error::ApiError::not_found() })
         .method_not_allowed_fallback(|| async {

@@ -16,9 +16,14 @@ use tickethub_actors::ports::NotificationFilter;
 use tickethub_actors::routing::{Channel, EventType};
 use tickethub_actors::ticket_domain::TicketId;
 use tickethub_actors::user::{CommandOutcome, UserCommand};
+use utoipa::ToSchema;
 
 use super::error::ApiError;
 use super::extract::{Caller, Json, Query};
+use super::openapi::{
+    BulkResult, Deliveries, ErrorBody, NotificationFilters, NotificationPage, PageQuery,
+    Preferences, ReadStateChanged, SendRequest, SendResult, UnreadCount,
+};
 use super::{paginated, parse_bool, parse_id, timestamp, AppState, PageParams};
 use crate::wire::{self, SendIn};
 
@@ -106,6 +111,21 @@ async fn page_of(
     Ok(Json(paginated(parts, page, slice.limit, count, results)?))
 }
 
+/// Lists the caller's notifications, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/notifications/",
+    operation_id = "notifications_list",
+    tag = "notifications",
+    params(NotificationFilters, PageQuery),
+    responses(
+        (status = 200, description = "A page of notifications.", body = NotificationPage),
+        (status = 400, description = "A filter is invalid.", body = ErrorBody),
+        (status = 401, description = "No valid access token.", body = ErrorBody),
+        (status = 404, description = "Invalid page.", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -115,6 +135,21 @@ async fn list(
     page_of(&state, &caller, q.filter()?, q.page, &parts).await
 }
 
+/// Lists the caller's unread notifications, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/notifications/unread/",
+    operation_id = "notifications_unread",
+    tag = "notifications",
+    params(NotificationFilters, PageQuery),
+    responses(
+        (status = 200, description = "A page of unread notifications; `is_read` is ignored.", body = NotificationPage),
+        (status = 400, description = "A filter is invalid.", body = ErrorBody),
+        (status = 401, description = "No valid access token.", body = ErrorBody),
+        (status = 404, description = "Invalid page.", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 async fn unread(
     State(state): State<AppState>,
     caller: Caller,
@@ -128,6 +163,18 @@ async fn unread(
     page_of(&state, &caller, filter, q.page, &parts).await
 }
 
+/// Counts the caller's unread notifications.
+#[utoipa::path(
+    get,
+    path = "/api/notifications/unread_count/",
+    operation_id = "notifications_unread_count",
+    tag = "notifications",
+    responses(
+        (status = 200, description = "The count, in all and per type.", body = UnreadCount),
+        (status = 401, description = "No valid access token.", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 async fn unread_count(
     State(state): State<AppState>,
     caller: Caller,
@@ -141,6 +188,20 @@ fn notification_id(raw: &str) -> Result<i64, ApiError> {
     raw.parse().map_err(|_| ApiError::not_found())
 }
 
+/// One of the caller's notifications.
+#[utoipa::path(
+    get,
+    path = "/api/notifications/{id}/",
+    operation_id = "notifications_detail",
+    tag = "notifications",
+    params(("id" = i64, Path, description = "The notification's id.")),
+    responses(
+        (status = 200, description = "The notification.", body = super::openapi::Notification),
+        (status = 401, description = "No valid access token.", body = ErrorBody),
+        (status = 404, description = "No such notification of the caller's.", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 async fn one(
     State(state): State<AppState>,
     caller: Caller,
@@ -184,6 +245,20 @@ async fn set_read(
     }
 }
 
+/// Marks one of the caller's notifications read.
+#[utoipa::path(
+    post,
+    path = "/api/notifications/{id}/mark_as_read/",
+    operation_id = "notifications_mark_as_read",
+    tag = "notifications",
+    params(("id" = i64, Path, description = "The notification's id.")),
+    responses(
+        (status = 200, description = "The notification, read.", body = ReadStateChanged),
+        (status = 401, description = "No valid access token.", body = ErrorBody),
+        (status = 404, description = "No such notification of the caller's.", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 async fn mark_as_read(
     State(state): State<AppState>,
     caller: Caller,
@@ -192,6 +267,20 @@ async fn mark_as_read(
     set_read(state, caller, id, true).await
 }
 
+/// Marks one of the caller's notifications unread.
+#[utoipa::path(
+    post,
+    path = "/api/notifications/{id}/mark_as_unread/",
+    operation_id = "notifications_mark_as_unread",
+    tag = "notifications",
+    params(("id" = i64, Path, description = "The notification's id.")),
+    responses(
+        (status = 200, description = "The notification, unread.", body = ReadStateChanged),
+        (status = 401, description = "No valid access token.", body = ErrorBody),
+        (status = 404, description = "No such notification of the caller's.", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 async fn mark_as_unread(
     State(state): State<AppState>,
     caller: Caller,
@@ -200,6 +289,20 @@ async fn mark_as_unread(
     set_read(state, caller, id, false).await
 }
 
+/// Marks the caller's notifications read, all or those matching the filters.
+#[utoipa::path(
+    post,
+    path = "/api/notifications/mark_all_as_read/",
+    operation_id = "notifications_mark_all_as_read",
+    tag = "notifications",
+    params(NotificationFilters),
+    responses(
+        (status = 200, description = "How many were marked; `is_read` is ignored.", body = BulkResult),
+        (status = 400, description = "A filter is invalid.", body = ErrorBody),
+        (status = 401, description = "No valid access token.", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 async fn mark_all_as_read(
     State(state): State<AppState>,
     caller: Caller,
@@ -218,6 +321,20 @@ async fn mark_all_as_read(
     }
 }
 
+/// Deletes one of the caller's notifications.
+#[utoipa::path(
+    delete,
+    path = "/api/notifications/{id}/",
+    operation_id = "notifications_delete",
+    tag = "notifications",
+    params(("id" = i64, Path, description = "The notification's id.")),
+    responses(
+        (status = 204, description = "Deleted."),
+        (status = 401, description = "No valid access token.", body = ErrorBody),
+        (status = 404, description = "No such notification of the caller's.", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 async fn delete_one(
     State(state): State<AppState>,
     caller: Caller,
@@ -230,6 +347,18 @@ async fn delete_one(
     }
 }
 
+/// Deletes all of the caller's notifications.
+#[utoipa::path(
+    delete,
+    path = "/api/notifications/delete-all/",
+    operation_id = "notifications_delete_all",
+    tag = "notifications",
+    responses(
+        (status = 200, description = "How many were deleted.", body = BulkResult),
+        (status = 401, description = "No valid access token.", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 async fn delete_all(
     State(state): State<AppState>,
     caller: Caller,
@@ -243,6 +372,21 @@ async fn delete_all(
     }
 }
 
+/// The deliveries of one of the caller's notifications: the in-app record, then each email,
+/// WhatsApp and webhook delivery with its state.
+#[utoipa::path(
+    get,
+    path = "/api/notifications/{id}/deliveries/",
+    operation_id = "notifications_deliveries",
+    tag = "notifications",
+    params(("id" = i64, Path, description = "The notification's id.")),
+    responses(
+        (status = 200, description = "The deliveries.", body = Deliveries),
+        (status = 401, description = "No valid access token.", body = ErrorBody),
+        (status = 404, description = "No such notification of the caller's.", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 async fn deliveries(
     State(state): State<AppState>,
     caller: Caller,
@@ -280,6 +424,18 @@ async fn deliveries(
 /// The channels a user can switch; the in-app record is always stored.
 const SWITCHABLE: [Channel; 2] = [Channel::Email, Channel::Whatsapp];
 
+/// The caller's channel preferences.
+#[utoipa::path(
+    get,
+    path = "/api/notifications/preferences/",
+    operation_id = "notifications_preferences",
+    tag = "notifications",
+    responses(
+        (status = 200, description = "The preferences.", body = Preferences),
+        (status = 401, description = "No valid access token.", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 async fn get_preferences(
     State(state): State<AppState>,
     caller: Caller,
@@ -315,12 +471,18 @@ async fn preferences_json(state: &AppState, user: UserId) -> Result<Value, ApiEr
     }))
 }
 
-#[derive(Deserialize)]
+/// Switches to set; those not named stay as they are.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = PreferencesUpdate, examples(json!({"channels": {"whatsapp": false}, "types": {"ticket_created": {"email": false}}})))]
 struct PreferencesIn {
+    /// Per channel (`email`, `whatsapp`), for every type.
     #[serde(default)]
+    #[schema(value_type = std::collections::BTreeMap<String, bool>)]
     channels: Map<String, Value>,
+    /// Per type, per channel; these win over `channels`.
     #[serde(default)]
+    #[schema(value_type = std::collections::BTreeMap<String, std::collections::BTreeMap<String, bool>>)]
     types: Map<String, Value>,
 }
 
@@ -340,6 +502,20 @@ fn switch_value(path: &str, v: &Value) -> Result<bool, ApiError> {
         .ok_or_else(|| ApiError::bad_request(format!("{path}: must be true or false.")))
 }
 
+/// Changes the caller's channel preferences; the in-app record is always stored.
+#[utoipa::path(
+    put,
+    path = "/api/notifications/preferences/",
+    operation_id = "notifications_preferences_update",
+    tag = "notifications",
+    request_body = PreferencesIn,
+    responses(
+        (status = 200, description = "The preferences, changed.", body = Preferences),
+        (status = 400, description = "A channel cannot be switched, a type is invalid, or a value is not a boolean.", body = ErrorBody),
+        (status = 401, description = "No valid access token.", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 async fn put_preferences(
     State(state): State<AppState>,
     caller: Caller,
@@ -376,6 +552,21 @@ async fn put_preferences(
     Ok(Json(preferences_json(&state, caller.0.id).await?))
 }
 
+/// Sends a notification to users (admins).
+#[utoipa::path(
+    post,
+    path = "/api/notifications/send/",
+    operation_id = "notifications_send",
+    tag = "notifications",
+    request_body = SendRequest,
+    responses(
+        (status = 201, description = "Sent.", body = SendResult),
+        (status = 400, description = "The recipients or a field are invalid.", body = ErrorBody),
+        (status = 401, description = "No valid access token.", body = ErrorBody),
+        (status = 403, description = "The caller is not an admin.", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 async fn send(
     State(state): State<AppState>,
     caller: Caller,

@@ -1,4 +1,4 @@
-//! Operations endpoints: liveness and readiness.
+//! Operations endpoints: liveness, readiness and metrics.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -6,6 +6,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
+use super::openapi::{Health, Readiness};
 use super::AppState;
 
 /// The routes of this module.
@@ -16,10 +17,29 @@ pub fn router() -> Router<AppState> {
         .route("/metrics", get(prometheus))
 }
 
+/// Liveness: the process answers.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    operation_id = "healthz",
+    tag = "ops",
+    responses((status = 200, description = "Alive.", body = Health))
+)]
 async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
+/// Readiness: the database answers.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    operation_id = "readyz",
+    tag = "ops",
+    responses(
+        (status = 200, description = "Ready.", body = Readiness),
+        (status = 503, description = "The database does not answer.", body = Readiness),
+    )
+)]
 async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     match state.store.ping().await {
         Ok(()) => (
@@ -37,6 +57,16 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
 }
 
 /// Prometheus text format. Gauges that live in the database (outbox depth) are sampled here.
+/// Prometheus metrics of this process.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "metrics",
+    tag = "ops",
+    responses(
+        (status = 200, description = "The metrics, in the Prometheus text format.", body = String, content_type = "text/plain; version=0.0.4"),
+    )
+)]
 async fn prometheus(State(state): State<AppState>) -> impl axum::response::IntoResponse {
     for channel in state.hub.channels() {
         if let Ok(depth) = state.store.outbox_depth(channel).await {

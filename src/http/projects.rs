@@ -9,9 +9,11 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tickethub_actors::domain::{is_valid_project_key, Project, UserId};
 use tickethub_actors::ports::StoreError;
+use utoipa::ToSchema;
 
 use super::error::ApiError;
 use super::extract::{Caller, Json, Query};
+use super::openapi::{self, ErrorBody, PageQuery, ProjectPage};
 use super::{paginated, timestamp, AppState, PageParams};
 
 /// The routes of this module.
@@ -29,6 +31,20 @@ fn project_json(p: &Project) -> Value {
     })
 }
 
+/// Lists projects: the caller's, or every project for admins.
+#[utoipa::path(
+    get,
+    path = "/api/projects/",
+    operation_id = "projects_list",
+    tag = "projects",
+    params(PageQuery),
+    responses(
+        (status = 200, description = "A page of projects, oldest first.", body = ProjectPage),
+        (status = 401, description = "No valid access token.", body = ErrorBody),
+        (status = 404, description = "Invalid page.", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -53,15 +69,37 @@ async fn list(
     )?))
 }
 
-#[derive(Deserialize)]
+/// A new project.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = ProjectCreate)]
 struct CreateIn {
+    /// 2 to 10 uppercase letters or digits, starting with a letter; unique.
+    #[schema(examples("WEB"))]
     key: String,
+    /// 1 to 200 characters.
+    #[schema(max_length = 200)]
     name: String,
+    /// The ids of its members.
     #[serde(default)]
     member_ids: Vec<i64>,
 }
 
+/// Creates a project (admins).
+#[utoipa::path(
+    post,
+    path = "/api/projects/",
+    operation_id = "projects_create",
+    tag = "projects",
+    request_body = CreateIn,
+    responses(
+        (status = 201, description = "The new project.", body = openapi::Project),
+        (status = 400, description = "A field is invalid, a member does not exist, or the key is taken.", body = ErrorBody),
+        (status = 401, description = "No valid access token.", body = ErrorBody),
+        (status = 403, description = "The caller is not an admin.", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 async fn create(
     State(state): State<AppState>,
     caller: Caller,

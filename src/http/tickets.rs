@@ -11,9 +11,13 @@ use serde_json::{json, Value};
 use tickethub_actors::domain::{ProjectId, Role, UserId};
 use tickethub_actors::ports::{NewTicket, TicketFilter};
 use tickethub_actors::ticket_domain::{Action, Category, Priority, Ticket, TicketId, TicketStatus};
+use utoipa::ToSchema;
 
 use super::error::ApiError;
 use super::extract::{Caller, Json, Query};
+use super::openapi::{
+    self, CategoryName, CommentIn, ErrorBody, PageQuery, PriorityName, TicketPage, TicketStatusName,
+};
 use super::{paginated, parse_bool, parse_id, AppState, PageParams};
 use crate::wire;
 
@@ -35,6 +39,26 @@ struct ListParams {
     page: PageParams,
 }
 
+/// Lists the tickets of the caller's projects (admins: all), newest first.
+#[utoipa::path(
+    get,
+    path = "/api/tickets/",
+    operation_id = "tickets_list",
+    tag = "tickets",
+    params(
+        ("status" = Option<TicketStatusName>, Query, description = "Only tickets of this status."),
+        ("project" = Option<i64>, Query, description = "Only tickets of this project id."),
+        ("assigned_to_me" = Option<bool>, Query, description = "Only tickets assigned to the caller."),
+        PageQuery,
+    ),
+    responses(
+        (status = 200, description = "A page of tickets.", body = TicketPage),
+        (status = 400, description = "A filter is invalid.", body = ErrorBody),
+        (status = 401, description = "No valid access token.", body = ErrorBody),
+        (status = 404, description = "Invalid page.", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -65,19 +89,45 @@ async fn list(
     Ok(Json(paginated(&parts, page, slice.limit, count, results)?))
 }
 
-#[derive(Deserialize)]
+/// A new ticket.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = TicketCreate)]
 struct CreateIn {
+    /// The project's id; the caller must be a member.
     project: i64,
+    /// 1 to 200 characters.
+    #[schema(max_length = 200)]
     title: String,
+    /// At most 20000 characters.
     #[serde(default)]
+    #[schema(max_length = 20000)]
     description: String,
+    /// The priority (default `MEDIUM`).
     #[serde(default)]
+    #[schema(value_type = Option<PriorityName>)]
     priority: Option<String>,
+    /// The category (default `OTHER`).
     #[serde(default)]
+    #[schema(value_type = Option<CategoryName>)]
     category: Option<String>,
 }
 
+/// Creates a ticket (clients, in their projects); it starts as `NEW`.
+#[utoipa::path(
+    post,
+    path = "/api/tickets/",
+    operation_id = "tickets_create",
+    tag = "tickets",
+    request_body = CreateIn,
+    responses(
+        (status = 201, description = "The new ticket.", body = openapi::Ticket),
+        (status = 400, description = "A field is invalid, or the project does not exist.", body = ErrorBody),
+        (status = 401, description = "No valid access token.", body = ErrorBody),
+        (status = 403, description = "The caller is not a client, or not a member of the project.", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -169,6 +219,20 @@ fn ticket_id(raw: &str) -> Result<i64, ApiError> {
     raw.parse().map_err(|_| ApiError::not_found())
 }
 
+/// One ticket, with its comments.
+#[utoipa::path(
+    get,
+    path = "/api/tickets/{id}/",
+    operation_id = "tickets_detail",
+    tag = "tickets",
+    params(("id" = i64, Path, description = "The ticket's id.")),
+    responses(
+        (status = 200, description = "The ticket and its comments.", body = openapi::TicketDetail),
+        (status = 401, description = "No valid access token.", body = ErrorBody),
+        (status = 404, description = "No such ticket, or the caller may not see it.", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 async fn detail(
     State(state): State<AppState>,
     caller: Caller,
@@ -181,6 +245,20 @@ async fn detail(
     Ok(Json(body))
 }
 
+/// A ticket's comments, oldest first.
+#[utoipa::path(
+    get,
+    path = "/api/tickets/{id}/comments/",
+    operation_id = "tickets_comments",
+    tag = "tickets",
+    params(("id" = i64, Path, description = "The ticket's id.")),
+    responses(
+        (status = 200, description = "The comments.", body = Vec<openapi::Comment>),
+        (status = 401, description = "No valid access token.", body = ErrorBody),
+        (status = 404, description = "No such ticket, or the caller may not see it.", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 async fn comments(
     State(state): State<AppState>,
     caller: Caller,
@@ -193,6 +271,24 @@ async fn comments(
     )))
 }
 
+/// Comments on a ticket (its creator, its assignees and admins).
+#[utoipa::path(
+    post,
+    path = "/api/tickets/{id}/comments/",
+    operation_id = "tickets_comment",
+    tag = "tickets",
+    params(("id" = i64, Path, description = "The ticket's id.")),
+    request_body = CommentIn,
+    responses(
+        (status = 201, description = "The new comment.", body = openapi::Comment),
+        (status = 400, description = "The body is missing, blank or too long.", body = ErrorBody),
+        (status = 401, description = "No valid access token.", body = ErrorBody),
+        (status = 403, description = "The caller may see the ticket but not comment on it.", body = ErrorBody),
+        (status = 404, description = "No such ticket, or the caller may not see it.", body = ErrorBody),
+        (status = 409, description = "The ticket is `APPROVED`.", body = openapi::ConflictBody),
+    ),
+    security(("bearer" = []))
+)]
 async fn comment(
     State(state): State<AppState>,
     caller: Caller,
@@ -238,6 +334,8 @@ fn json_body(bytes: &Bytes) -> Result<Value, ApiError> {
     }
 }
 
+/// Applies a lifecycle action; the route's `{action}` names it. Each action is documented as a
+/// path of its own in [`actions`].
 async fn act(
     State(state): State<AppState>,
     caller: Caller,
@@ -282,4 +380,131 @@ async fn act(
     let ticket = visible(&state, &caller, ticket_id(&id)?).await?;
     let applied = state.hub.apply(ticket.id, &caller.0, action).await?;
     Ok(Json(wire::ticket(&applied.ticket)))
+}
+
+/// The lifecycle actions [`act`] dispatches, each documented as its own path since each has its
+/// own rules and body. These functions exist for the document only and are never routed.
+#[allow(dead_code)]
+pub(super) mod actions {
+    use crate::http::openapi::{AssignIn, ConflictBody, ErrorBody, Ticket};
+
+    /// `NEW` → `OPEN` (admins).
+    #[utoipa::path(
+        post,
+        path = "/api/tickets/{id}/open_ticket/",
+        operation_id = "tickets_open_ticket",
+        tag = "tickets",
+        params(("id" = i64, Path, description = "The ticket's id.")),
+        responses(
+            (status = 200, description = "The ticket, now `OPEN`.", body = Ticket),
+            (status = 400, description = "The body is not a JSON object.", body = ErrorBody),
+            (status = 401, description = "No valid access token.", body = ErrorBody),
+            (status = 403, description = "The caller is not an admin.", body = ErrorBody),
+            (status = 404, description = "No such ticket, or the caller may not see it.", body = ErrorBody),
+            (status = 409, description = "The ticket is not `NEW`.", body = ConflictBody),
+        ),
+        security(("bearer" = []))
+    )]
+    fn open_ticket() {}
+
+    /// Assigns developers (admins): `OPEN`, `ASSIGNED` or `REJECTED` → `ASSIGNED`, while
+    /// `IN_PROGRESS` stays; the ids become the assignees.
+    #[utoipa::path(
+        post,
+        path = "/api/tickets/{id}/assign/",
+        operation_id = "tickets_assign",
+        tag = "tickets",
+        params(("id" = i64, Path, description = "The ticket's id.")),
+        request_body = AssignIn,
+        responses(
+            (status = 200, description = "The ticket with its new assignees.", body = Ticket),
+            (status = 400, description = "`developer_ids` is missing or empty, or an id is not an active developer.", body = ErrorBody),
+            (status = 401, description = "No valid access token.", body = ErrorBody),
+            (status = 403, description = "The caller is not an admin.", body = ErrorBody),
+            (status = 404, description = "No such ticket, or the caller may not see it.", body = ErrorBody),
+            (status = 409, description = "The ticket is not `OPEN`, `ASSIGNED`, `IN_PROGRESS` or `REJECTED`.", body = ConflictBody),
+        ),
+        security(("bearer" = []))
+    )]
+    fn assign() {}
+
+    /// `ASSIGNED` or `REJECTED` → `IN_PROGRESS` (an assigned developer).
+    #[utoipa::path(
+        post,
+        path = "/api/tickets/{id}/start_work/",
+        operation_id = "tickets_start_work",
+        tag = "tickets",
+        params(("id" = i64, Path, description = "The ticket's id.")),
+        responses(
+            (status = 200, description = "The ticket, now `IN_PROGRESS`.", body = Ticket),
+            (status = 400, description = "The body is not a JSON object.", body = ErrorBody),
+            (status = 401, description = "No valid access token.", body = ErrorBody),
+            (status = 403, description = "The caller is not an assigned developer.", body = ErrorBody),
+            (status = 404, description = "No such ticket, or the caller may not see it.", body = ErrorBody),
+            (status = 409, description = "The ticket is not `ASSIGNED` or `REJECTED`.", body = ConflictBody),
+        ),
+        security(("bearer" = []))
+    )]
+    fn start_work() {}
+
+    /// `IN_PROGRESS` → `FINISHED` (an assigned developer).
+    #[utoipa::path(
+        post,
+        path = "/api/tickets/{id}/finish_work/",
+        operation_id = "tickets_finish_work",
+        tag = "tickets",
+        params(("id" = i64, Path, description = "The ticket's id.")),
+        responses(
+            (status = 200, description = "The ticket, now `FINISHED`.", body = Ticket),
+            (status = 400, description = "The body is not a JSON object.", body = ErrorBody),
+            (status = 401, description = "No valid access token.", body = ErrorBody),
+            (status = 403, description = "The caller is not an assigned developer.", body = ErrorBody),
+            (status = 404, description = "No such ticket, or the caller may not see it.", body = ErrorBody),
+            (status = 409, description = "The ticket is not `IN_PROGRESS`.", body = ConflictBody),
+        ),
+        security(("bearer" = []))
+    )]
+    fn finish_work() {}
+
+    /// `FINISHED` → `APPROVED` (the creating client).
+    #[utoipa::path(
+        post,
+        path = "/api/tickets/{id}/approve/",
+        operation_id = "tickets_approve",
+        tag = "tickets",
+        params(("id" = i64, Path, description = "The ticket's id.")),
+        responses(
+            (status = 200, description = "The ticket, now `APPROVED`.", body = Ticket),
+            (status = 400, description = "The body is not a JSON object.", body = ErrorBody),
+            (status = 401, description = "No valid access token.", body = ErrorBody),
+            (status = 403, description = "The caller is not the ticket's creator.", body = ErrorBody),
+            (status = 404, description = "No such ticket, or the caller may not see it.", body = ErrorBody),
+            (status = 409, description = "The ticket is not `FINISHED`.", body = ConflictBody),
+        ),
+        security(("bearer" = []))
+    )]
+    fn approve() {}
+
+    /// `FINISHED` → `REJECTED` (the creating client), with an optional reason.
+    #[utoipa::path(
+        post,
+        path = "/api/tickets/{id}/reject/",
+        operation_id = "tickets_reject",
+        tag = "tickets",
+        params(("id" = i64, Path, description = "The ticket's id.")),
+        request_body(
+            content = ref("#/components/schemas/RejectIn"),
+            description = "Optional: an empty body rejects without a reason."
+        ),
+        responses(
+            (status = 200, description = "The ticket, now `REJECTED`.", body = Ticket),
+            (status = 400, description = "The reason is not a string of at most 5000 characters.", body = ErrorBody),
+            (status = 401, description = "No valid access token.", body = ErrorBody),
+            (status = 403, description = "The caller is not the ticket's creator.", body = ErrorBody),
+            (status = 404, description = "No such ticket, or the caller may not see it.", body = ErrorBody),
+            (status = 409, description = "The ticket is not `FINISHED`.", body = ConflictBody),
+        ),
+        security(("bearer" = []))
+    )]
+    fn reject() {}
 }

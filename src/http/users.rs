@@ -6,9 +6,11 @@ use axum::routing::{get, post};
 use axum::Router;
 use serde::{Deserialize, Serialize};
 use tickethub_actors::domain::{NewUser, Role, User};
+use utoipa::ToSchema;
 
 use super::error::ApiError;
 use super::extract::{Caller, Json};
+use super::openapi::{ErrorBody, RoleName};
 use super::AppState;
 use crate::auth::{self, TokenType};
 
@@ -23,16 +25,30 @@ pub fn router() -> Router<AppState> {
 }
 
 /// A user as the API shows it.
-#[derive(Serialize, Debug)]
+#[derive(Serialize, Debug, ToSchema)]
+#[schema(as = User)]
 pub struct UserOut {
+    /// The user's id.
     id: i64,
+    /// The login name.
     username: String,
+    /// The name shown to others (the username when none is set).
     display_name: String,
+    /// The email address.
+    #[schema(required = true)]
     email: Option<String>,
+    /// The WhatsApp number, in international format.
+    #[schema(required = true)]
     whatsapp_number: Option<String>,
+    /// The role.
+    #[schema(value_type = RoleName)]
     role: &'static str,
+    /// Whether the user is a super admin.
     is_superuser: bool,
+    /// Whether the account is active.
     is_active: bool,
+    /// When the account was created.
+    #[schema(format = DateTime)]
     date_joined: String,
 }
 
@@ -52,18 +68,41 @@ impl From<&User> for UserOut {
     }
 }
 
-#[derive(Deserialize)]
+/// Credentials.
+#[derive(Deserialize, ToSchema)]
+#[schema(as = Login)]
 struct LoginIn {
+    /// The login name.
     username: String,
+    /// The password.
+    #[schema(format = Password)]
     password: String,
 }
 
-#[derive(Serialize)]
+/// A token pair.
+#[derive(Serialize, ToSchema)]
+#[schema(as = TokenPair)]
 struct TokensOut {
+    /// An access token, for `Authorization: Bearer`.
     access: String,
+    /// A refresh token, for `POST /api/auth/refresh/`.
     refresh: String,
 }
 
+/// Logs in with a username and password.
+#[utoipa::path(
+    post,
+    path = "/api/auth/login/",
+    operation_id = "auth_login",
+    tag = "auth",
+    request_body = LoginIn,
+    responses(
+        (status = 200, description = "An access and a refresh token.", body = TokensOut),
+        (status = 400, description = "The body is not valid JSON of this shape.", body = ErrorBody),
+        (status = 401, description = "No active account has these credentials.", body = ErrorBody),
+        (status = 503, description = "This hub verifies tokens from an identity provider and issues none.", body = ErrorBody),
+    )
+)]
 async fn login(
     State(state): State<AppState>,
     Json(body): Json<LoginIn>,
@@ -89,16 +128,36 @@ async fn login(
     }
 }
 
-#[derive(Deserialize)]
+/// A refresh token.
+#[derive(Deserialize, ToSchema)]
+#[schema(as = Refresh)]
 struct RefreshIn {
+    /// The refresh token from `POST /api/auth/login/`.
     refresh: String,
 }
 
-#[derive(Serialize)]
+/// A new access token.
+#[derive(Serialize, ToSchema)]
+#[schema(as = AccessToken)]
 struct AccessOut {
+    /// An access token, for `Authorization: Bearer`.
     access: String,
 }
 
+/// Trades a refresh token for a new access token.
+#[utoipa::path(
+    post,
+    path = "/api/auth/refresh/",
+    operation_id = "auth_refresh",
+    tag = "auth",
+    request_body = RefreshIn,
+    responses(
+        (status = 200, description = "A new access token.", body = AccessOut),
+        (status = 400, description = "The body is not valid JSON of this shape.", body = ErrorBody),
+        (status = 401, description = "The token is invalid, expired or not a refresh token, or its user is inactive.", body = ErrorBody),
+        (status = 503, description = "This hub verifies tokens from an identity provider and issues none.", body = ErrorBody),
+    )
+)]
 async fn refresh(
     State(state): State<AppState>,
     Json(body): Json<RefreshIn>,
@@ -119,19 +178,40 @@ fn cannot_issue() -> ApiError {
     ApiError::unavailable("This hub verifies tokens from an identity provider and issues none.")
 }
 
-#[derive(Deserialize)]
+/// A new client account.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = Registration)]
 struct RegisterIn {
+    /// 1 to 150 letters, digits and `@.+-_`.
+    #[schema(max_length = 150)]
     username: String,
+    /// At least 8 characters.
+    #[schema(min_length = 8, format = Password)]
     password: String,
+    /// An email address.
     #[serde(default)]
     email: Option<String>,
+    /// The name shown to others.
     #[serde(default)]
     display_name: Option<String>,
+    /// A WhatsApp number in international format, e.g. `+15551234567`.
     #[serde(default)]
     whatsapp_number: Option<String>,
 }
 
+/// Registers a client account and tells the super admins (`user_registered`).
+#[utoipa::path(
+    post,
+    path = "/api/auth/register/",
+    operation_id = "auth_register",
+    tag = "auth",
+    request_body = RegisterIn,
+    responses(
+        (status = 201, description = "The new client.", body = UserOut),
+        (status = 400, description = "A field is invalid, or the username is taken.", body = ErrorBody),
+    )
+)]
 async fn register(
     State(state): State<AppState>,
     Json(body): Json<RegisterIn>,
@@ -195,6 +275,19 @@ struct UsersQuery {
 
 /// Lists users, optionally of one role: everyone for admins; for others, the people who share
 /// a project with them (so a client can see who works on their tickets).
+#[utoipa::path(
+    get,
+    path = "/api/users/",
+    operation_id = "users_list",
+    tag = "users",
+    params(("role" = Option<RoleName>, Query, description = "Only users of this role.")),
+    responses(
+        (status = 200, description = "Active users the caller may see.", body = Vec<UserOut>),
+        (status = 400, description = "The role is unknown.", body = ErrorBody),
+        (status = 401, description = "No valid access token.", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 async fn list_users(
     State(state): State<AppState>,
     caller: Caller,
@@ -230,18 +323,38 @@ async fn list_users(
     ))
 }
 
+/// The caller's profile.
+#[utoipa::path(
+    get,
+    path = "/api/users/me/",
+    operation_id = "users_me",
+    tag = "users",
+    responses(
+        (status = 200, description = "The caller.", body = UserOut),
+        (status = 401, description = "No valid access token.", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 async fn me(caller: Caller) -> Json<UserOut> {
     Json(UserOut::from(&caller.0))
 }
 
-#[derive(Deserialize)]
+/// Changes to the caller's profile; absent fields stay as they are.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = ProfileChanges)]
 struct ProfileIn {
+    /// The name shown to others, at most 150 characters.
     #[serde(default)]
+    #[schema(max_length = 150)]
     display_name: Option<String>,
+    /// An email address; `null` clears it.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
     email: Option<Option<String>>,
+    /// A WhatsApp number in international format; `null` clears it.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
     whatsapp_number: Option<Option<String>>,
 }
 
@@ -254,6 +367,20 @@ where
     Option::<T>::deserialize(d).map(Some)
 }
 
+/// Changes the caller's profile.
+#[utoipa::path(
+    patch,
+    path = "/api/users/me/",
+    operation_id = "users_me_update",
+    tag = "users",
+    request_body = ProfileIn,
+    responses(
+        (status = 200, description = "The caller, changed.", body = UserOut),
+        (status = 400, description = "A field is invalid or unknown.", body = ErrorBody),
+        (status = 401, description = "No valid access token.", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 async fn update_me(
     State(state): State<AppState>,
     caller: Caller,

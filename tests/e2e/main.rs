@@ -12,6 +12,7 @@ mod cli;
 mod delivery;
 mod fakes;
 mod inbox;
+mod openapi;
 mod operators;
 mod replay;
 mod seed;
