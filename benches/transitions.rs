@@ -51,9 +51,12 @@ async fn fixture(url: String, dir: Option<tempfile::TempDir>) -> Fixture {
         .id;
     let hub = Hub::start(
         HubConfig::default(),
-        store,
-        RoutingTable::default(),
-        Default::default(),
+        tickethub_actors::HubDeps {
+            store,
+            routing: RoutingTable::default(),
+            delivery: Default::default(),
+            bus: None,
+        },
     )
     .await
     .unwrap();

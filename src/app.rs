@@ -10,7 +10,7 @@ use std::time::Duration;
 use axum::serve::ListenerExt;
 use tickethub_actors::domain::{NewUser, Role, User};
 use tickethub_actors::ports::{Store, StoreError};
-use tickethub_actors::{Hub, HubConfig};
+use tickethub_actors::{Hub, HubConfig, HubDeps};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -68,6 +68,13 @@ impl Application {
             _ => None,
         };
         let auth = Arc::new(Auth::from_config(&config, secret.as_deref())?);
+        let (bus, remote) = match &config.redis_url {
+            Some(url) => {
+                let (bus, remote) = crate::bus::RedisBus::connect(url, &config.redis_prefix).await?;
+                (Some(bus), Some(remote))
+            }
+            None => (None, None),
+        };
         let hub = Hub::start(
             HubConfig {
                 ping_interval: config.ping_interval(),
@@ -76,11 +83,24 @@ impl Application {
                 replay_cap: config.replay_cap,
                 ..HubConfig::default()
             },
-            store.clone(),
-            crate::routing::load(config.routing.as_deref())?,
-            crate::delivery::build(&config)?,
+            HubDeps {
+                store: store.clone(),
+                routing: crate::routing::load(config.routing.as_deref())?,
+                delivery: crate::delivery::build(&config)?,
+                bus: bus.clone().map(|b| b as Arc<dyn tickethub_actors::ports::Bus>),
+            },
         )
         .await?;
+        if let Some(mut remote) = remote {
+            let hub = hub.clone();
+            tokio::spawn(async move {
+                while let Some(events) = remote.recv().await {
+                    for (user, seq) in events {
+                        hub.remote_committed(user, seq);
+                    }
+                }
+            });
+        }
         let listener = listen(config.bind).map_err(|source| BuildError::Bind {
             addr: config.bind,
             source,
@@ -99,6 +119,7 @@ impl Application {
             next_conn_id: AtomicU64::new(1),
         });
         let state = AppState {
+            bus,
             store,
             auth,
             hub,
@@ -180,6 +201,9 @@ impl Application {
             }
         };
         state.hub.shutdown().await;
+        if let Some(bus) = &state.bus {
+            bus.close().await;
+        }
         state.store.close().await;
         tracing::info!(user_actors = told, "stopped");
         served

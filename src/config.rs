@@ -21,6 +21,15 @@ pub struct ServeConfig {
     #[arg(long, env = "DATABASE_URL", default_value = "sqlite://tickethub.db")]
     pub database_url: String,
 
+    /// Redis URL (`redis://host:6379`): fan-out between hub processes that share a database.
+    /// A single hub runs without it.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+
+    /// Prefix of the Redis channels, so that several deployments can share one Redis.
+    #[arg(long, env = "TICKETHUB_REDIS_PREFIX", default_value = "tickethub")]
+    pub redis_prefix: String,
+
     /// Secret that signs HS256 tokens. Without one, an SQLite hub generates a secret and keeps
     /// it beside the database file (`<file>.jwt-secret`); a PostgreSQL hub needs one.
     #[arg(long, env = "TICKETHUB_JWT_SECRET", hide_env_values = true)]

@@ -19,6 +19,7 @@ pub mod extract;
 pub mod notifications;
 pub mod openapi;
 pub mod ops;
+pub mod pages;
 pub mod projects;
 pub mod tickets;
 pub mod users;
@@ -36,6 +37,8 @@ pub struct AppState {
     pub ws: Arc<WsSettings>,
     /// A valid argon2 hash of nothing, verified for unknown usernames to keep timing flat.
     pub dummy_hash: Arc<str>,
+    /// The bus to other hub processes, if any.
+    pub bus: Option<Arc<crate::bus::RedisBus>>,
 }
 
 /// The whole HTTP surface: REST, WebSockets and operations.
@@ -49,6 +52,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .merge(ops::router())
         .merge(openapi::router())
         .merge(crate::ws::router())
+        .merge(pages::router())
         .fallback(|| async { error::ApiError::not_found() })
         .method_not_allowed_fallback(|| async {
             error::ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed.")

@@ -5,6 +5,7 @@
 //! - [`config`] and [`cli`]: settings from flags, environment and a TOML file.
 //! - [`app`]: the composition root; [`app::Application`] builds and runs the hub.
 //! - [`auth`]: JWT and argon2, shared by [`http`] and [`ws`].
+//! - [`bus`]: fan-out between hub processes over Redis.
 //! - [`http`]: the REST API, one module per resource.
 //! - [`ws`]: the WebSocket handshake and the per-socket session task.
 //! - [`store`]: SQLite and PostgreSQL implementations of the storage ports.
@@ -16,6 +17,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod bus;
 pub mod cli;
 pub mod config;
 pub mod delivery;

@@ -95,6 +95,18 @@ pub struct DeliveryConfig {
     pub policy: crate::delivery::RetryPolicy,
 }
 
+/// Everything a hub needs besides its settings.
+pub struct HubDeps {
+    /// The database.
+    pub store: Arc<dyn Store>,
+    /// Who hears about what.
+    pub routing: RoutingTable,
+    /// The outbound channels.
+    pub delivery: DeliveryConfig,
+    /// Fan-out to other hub processes, if any.
+    pub bus: Option<Arc<dyn crate::ports::Bus>>,
+}
+
 type UserDirectory = Directory<UserActor>;
 type TicketDirectory = Directory<TicketActor>;
 
@@ -123,12 +135,13 @@ struct Refs {
 
 impl Hub {
     /// Starts the actor system.
-    pub async fn start(
-        config: HubConfig,
-        store: Arc<dyn Store>,
-        routing: RoutingTable,
-        delivery: DeliveryConfig,
-    ) -> Result<Hub, ractor::SpawnErr> {
+    pub async fn start(config: HubConfig, hub_deps: HubDeps) -> Result<Hub, ractor::SpawnErr> {
+        let HubDeps {
+            store,
+            routing,
+            delivery,
+            bus,
+        } = hub_deps;
         let channels: crate::delivery::ChannelMap = Arc::default();
         let deps = Arc::new(Deps {
             store: store.clone(),
@@ -137,6 +150,7 @@ impl Hub {
             channels: channels.clone(),
             outbound: delivery.transports.iter().map(|(c, _)| *c).collect(),
             webhook_urls: delivery.webhook_urls.clone(),
+            bus,
         });
         let node: Arc<str> = format!("{:016x}", rand::random::<u64>()).into();
         let delivery_spec = Arc::new(crate::delivery::DeliverySupervisor {
@@ -257,6 +271,19 @@ impl Hub {
             .expect("user map poisoned")
             .get(&user_id)
             .cloned()
+    }
+
+    /// Another hub process committed notifications for `user` up to `seq`: if the user is
+    /// connected here, their actor catches up from the database.
+    pub fn remote_committed(&self, user: UserId, seq: i64) {
+        if let Some(actor) = self.user(user) {
+            let _ = actor.send_message(UserMsg::CatchUp(seq));
+        }
+    }
+
+    /// Whether the bus to other hub processes is connected (`None` without one).
+    pub fn bus_connected(&self) -> Option<bool> {
+        self.inner.deps.bus.as_ref().map(|b| b.is_connected())
     }
 
     /// The live actor of a ticket, if it is active.

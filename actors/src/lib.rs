@@ -40,4 +40,4 @@ pub mod ticket;
 pub mod ticket_domain;
 pub mod user;
 
-pub use hub::{DeliveryConfig, Hub, HubConfig};
+pub use hub::{DeliveryConfig, Hub, HubConfig, HubDeps};

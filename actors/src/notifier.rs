@@ -27,6 +27,8 @@ pub struct Deps {
     pub outbound: Vec<Channel>,
     /// Where every notification is also posted, when the webhook channel is on.
     pub webhook_urls: Vec<String>,
+    /// Fan-out to other hub processes, if there are any.
+    pub bus: Option<Arc<dyn crate::ports::Bus>>,
 }
 
 impl std::fmt::Debug for Deps {
@@ -126,6 +128,10 @@ impl Deps {
         }
         metrics::counter!("tickethub_notifications_committed_total")
             .increment(notifications.len() as u64);
+        if let Some(bus) = &self.bus {
+            let events: Vec<(UserId, i64)> = notifications.iter().map(|n| (n.user_id, n.seq)).collect();
+            bus.publish(&events);
+        }
         {
             let users = self.users.read().expect("user map poisoned");
             for n in notifications {

@@ -374,6 +374,15 @@ pub trait Transport: Send + Sync {
     async fn send(&self, job: &DeliveryJob) -> Result<Option<String>, TransportError>;
 }
 
+/// Fan-out between hub processes: each node announces the notifications it committed, and
+/// every other node hands them to its local user actors.
+pub trait Bus: Send + Sync {
+    /// Announces committed notifications by recipient and seq. Never waits.
+    fn publish(&self, events: &[(UserId, i64)]);
+    /// Whether the bus is connected, for readiness checks.
+    fn is_connected(&self) -> bool;
+}
+
 /// Everything the hub stores, behind one object.
 #[async_trait]
 pub trait Store: UserStore + ProjectStore + TicketStore + NotificationStore + OutboxStore {

@@ -163,6 +163,9 @@ pub enum UserMsg {
     },
     /// Fill a gap in the live stream from the database, if it is still open.
     GapCheck,
+    /// Another hub process committed notifications for this user up to this seq: read what
+    /// this actor has not pushed yet from the database.
+    CatchUp(i64),
     /// A socket of this user ended.
     Detach(ConnId),
     /// A committed notification for this user.
@@ -392,6 +395,20 @@ impl Actor for UserActor {
                         state.gap_check_scheduled = true;
                         myself.send_after(self.gap_wait, || UserMsg::GapCheck);
                     }
+                }
+            }
+            UserMsg::CatchUp(seq) => {
+                if seq > state.delivered {
+                    let missing = self
+                        .deps
+                        .store
+                        .seq_range(state.user_id, state.delivered, seq + 1)
+                        .await?;
+                    for n in missing {
+                        state.push_live(&Arc::new(n));
+                    }
+                    state.delivered = state.delivered.max(seq);
+                    state.drain();
                 }
             }
             UserMsg::GapCheck => {

@@ -41,16 +41,25 @@ async fn healthz() -> Json<Value> {
     )
 )]
 async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    let bus = match state.hub.bus_connected() {
+        None => "none",
+        Some(true) => "connected",
+        Some(false) => "disconnected",
+    };
     match state.store.ping().await {
-        Ok(()) => (
+        Ok(()) if bus != "disconnected" => (
             StatusCode::OK,
-            Json(json!({ "status": "ok", "database": state.store.backend() })),
+            Json(json!({ "status": "ok", "database": state.store.backend(), "bus": bus })),
+        ),
+        Ok(()) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "unavailable", "database": state.store.backend(), "bus": bus })),
         ),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({ "status": "unavailable", "database": "unreachable" })),
+                Json(json!({ "status": "unavailable", "database": "unreachable", "bus": bus })),
             )
         }
     }

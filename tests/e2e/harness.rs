@@ -51,6 +51,21 @@ impl Backend {
     }
 }
 
+/// The Redis URL for tests (`TEST_REDIS_URL`); `None` (with a notice) if unset, unless
+/// `TICKETHUB_REQUIRE_SERVICES=1`, where a missing service is a failure.
+pub fn redis() -> Option<String> {
+    match std::env::var("TEST_REDIS_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            if std::env::var("TICKETHUB_REQUIRE_SERVICES").as_deref() == Ok("1") {
+                panic!("TEST_REDIS_URL is not set but TICKETHUB_REQUIRE_SERVICES=1");
+            }
+            eprintln!("notice: TEST_REDIS_URL is not set; skipping a Redis test");
+            None
+        }
+    }
+}
+
 /// Runs an async test body once per backend: SQLite, and PostgreSQL when available.
 #[macro_export]
 macro_rules! both_backends {
@@ -343,8 +358,14 @@ impl TestHub {
 
     /// Starts a second hub on this hub's database (two processes sharing one database).
     pub async fn sibling(&self) -> TestHub {
+        self.sibling_with(|_| {}).await
+    }
+
+    /// Starts a second hub on this hub's database, configured by `tweak`.
+    pub async fn sibling_with(&self, tweak: impl FnOnce(&mut ServeConfig)) -> TestHub {
         let mut config = test_config(&self.db.url);
         config.bind = "127.0.0.1:0".parse().unwrap();
+        tweak(&mut config);
         let app = Application::build(config).await.expect("sibling builds");
         let (stop, stopped) = tokio::sync::oneshot::channel();
         let addr = app.local_addr();

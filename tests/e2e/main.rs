@@ -8,7 +8,9 @@ mod harness;
 
 mod actors;
 mod auth;
+mod browser;
 mod cli;
+mod cluster;
 mod delivery;
 mod fakes;
 mod inbox;

@@ -4,7 +4,6 @@
 use std::process::Stdio;
 
 use serde_json::{json, Value};
-use tickethub_actors::domain::Role;
 use tickethub_actors::routing::Channel;
 use tickethub_actors::user::UserMsg;
 use tokio::io::AsyncBufReadExt;

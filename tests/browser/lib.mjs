@@ -1,0 +1,178 @@
+// Shared helpers of the browser scenarios: argument parsing, a headless Chromium with a fresh
+// profile, checks that fail the run with a screenshot, and logging in through the pages' forms.
+
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const here = dirname(fileURLToPath(import.meta.url));
+
+/** Where screenshots go: `target/test-artifacts/` at the repository root. */
+export const ARTIFACTS = resolve(here, '../../target/test-artifacts');
+
+/** How long any one expected change on a page may take. */
+export const PATIENCE = 15_000;
+
+/**
+ * Parses `<base-url> role=username:password …`. Exits with a usage message when the base URL or
+ * one of the `required` roles is missing.
+ */
+export function parseArgs(script, required, optional = []) {
+  const [base, ...rest] = process.argv.slice(2);
+  const users = {};
+  for (const arg of rest) {
+    const m = /^([a-z]+)=([^:]+):(.*)$/.exec(arg);
+    if (!m) usage(script, required, optional, `cannot read ${JSON.stringify(arg)}`);
+    users[m[1]] = { username: m[2], password: m[3] };
+  }
+  if (!base || !/^https?:\/\//.test(base)) usage(script, required, optional, 'the first argument is the base URL');
+  for (const role of required) if (!users[role]) usage(script, required, optional, `missing ${role}=USER:PASSWORD`);
+  return { base: base.replace(/\/$/, ''), users };
+}
+
+function usage(script, required, optional, why) {
+  const roles = [...required.map((r) => `${r}=USER:PASSWORD`), ...optional.map((r) => `[${r}=USER:PASSWORD]`)];
+  console.error(`${why}\nusage: node tests/browser/${script} http://HOST:PORT ${roles.join(' ')}`);
+  process.exit(64);
+}
+
+/**
+ * A scenario run: one Chromium with a fresh profile, pages that are watched for script errors
+ * and content-security-policy violations, and numbered steps in the output.
+ */
+export class Run {
+  constructor(name) {
+    this.name = name;
+    this.pages = new Map();
+    this.problems = [];
+    this.step = 0;
+  }
+
+  async start() {
+    mkdirSync(ARTIFACTS, { recursive: true });
+    this.profile = mkdtempSync(join(tmpdir(), 'tickethub-chromium-'));
+    this.context = await chromium.launchPersistentContext(this.profile, {
+      executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+      headless: true,
+      viewport: { width: 1366, height: 800 },
+      args: [
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+        '--no-first-run',
+      ],
+    });
+    this.context.setDefaultTimeout(PATIENCE);
+    // The persistent profile opens with one blank tab; scenarios open their own.
+    for (const p of this.context.pages()) await p.close();
+    // Record every WebSocket a page opens (URL and subprotocols), and keep a handle to close
+    // it, without changing how the page uses it.
+    await this.context.addInitScript(() => {
+      const Native = window.WebSocket;
+      window.__sockets = [];
+      window.WebSocket = class extends Native {
+        constructor(url, protocols) {
+          super(url, protocols);
+          window.__sockets.push({ url: String(url), protocols: [].concat(protocols ?? []), socket: this });
+        }
+      };
+      window.__loadedAt = Date.now();
+    });
+  }
+
+  /** Opens a page named `name` at `url` and watches it. */
+  async page(name, url) {
+    const page = await this.context.newPage();
+    page.on('pageerror', (e) => this.problems.push(`${name}: uncaught ${e.message}`));
+    const seen = new Set();
+    page.on('console', (m) => {
+      const text = m.text();
+      if (/Content Security Policy|Refused to/i.test(text)) this.problems.push(`${name}: ${text}`);
+      // Each distinct message once: a page that polls would repeat its errors every second.
+      const line = `  [${name} console.${m.type()}] ${text}`;
+      if ((m.type() === 'error' || process.env.BROWSER_CONSOLE) && !seen.has(line)) {
+        seen.add(line);
+        console.log(line);
+      }
+    });
+    await page.goto(url);
+    this.pages.set(name, page);
+    return page;
+  }
+
+  /** Prints a step. */
+  log(text) {
+    this.step += 1;
+    console.log(`${String(this.step).padStart(2)}. ${text}`);
+  }
+
+  /** Fails the run unless `cond` holds. */
+  check(cond, what) {
+    if (!cond) throw new Error(`check failed: ${what}`);
+  }
+
+  /** Saves a screenshot of `page` as `target/test-artifacts/<file>`. */
+  async screenshot(page, file) {
+    const path = join(ARTIFACTS, file);
+    await page.screenshot({ path, fullPage: false });
+    console.log(`    screenshot: ${path}`);
+    return path;
+  }
+
+  /** Runs the scenario: exits 0 when it passes, 1 (after screenshots of every page) when not. */
+  async main(scenario) {
+    const deadline = setTimeout(() => {
+      console.error(`${this.name}: gave up after 180 s`);
+      process.exit(1);
+    }, 180_000);
+    let failed = null;
+    try {
+      await this.start();
+      await scenario(this);
+      if (this.problems.length) throw new Error(`the pages reported problems:\n  ${this.problems.join('\n  ')}`);
+    } catch (e) {
+      failed = e;
+      console.error(`\nFAILED: ${e.stack || e}`);
+      for (const [name, page] of this.pages) {
+        try {
+          await this.screenshot(page, `${this.name}-failure-${name}.png`);
+        } catch {
+          // The page may be gone; the other screenshots still help.
+        }
+      }
+    } finally {
+      clearTimeout(deadline);
+      if (this.context) await this.context.close().catch(() => {});
+      if (this.profile) rmSync(this.profile, { recursive: true, force: true });
+    }
+    if (!failed) console.log(`\n${this.name}: all checks passed`);
+    process.exit(failed ? 1 : 0);
+  }
+}
+
+/** The locator of `[data-testid=id]` inside `scope` (a page or a locator). */
+export function tid(scope, id) {
+  return scope.locator(`[data-testid="${id}"]`);
+}
+
+/** Logs in through a page's login form. */
+export async function logIn(page, user) {
+  await tid(page, 'login-username').fill(user.username);
+  await tid(page, 'login-password').fill(user.password);
+  await tid(page, 'login-submit').click();
+}
+
+/** Waits until `fn` (run in the page with `arg`) returns a truthy value, and returns it. */
+export async function until(page, what, fn, arg) {
+  try {
+    const handle = await page.waitForFunction(fn, arg, { timeout: PATIENCE, polling: 50 });
+    return handle.jsonValue();
+  } catch (e) {
+    throw new Error(`timed out waiting for: ${what}`, { cause: e });
+  }
+}

@@ -1,0 +1,109 @@
+// The operator page at `/admin/`, in headless Chromium: a non-admin is turned away; an admin
+// sees the supervision tree, watches the users directory change as people connect, and
+// filters it by a username.
+//
+//   node tests/browser/operator.mjs http://127.0.0.1:8080 admin=USER:PASS client=USER:PASS
+//
+// Exits non-zero on the first failed check, with screenshots of every page in
+// target/test-artifacts/.
+
+import { Run, PATIENCE, parseArgs, tid, logIn, until } from './lib.mjs';
+
+const { base, users } = parseArgs('operator.mjs', ['admin', 'client']);
+
+/** The usernames the users directory lists right now. */
+const listed = (page) => page.evaluate(() => [...document.querySelectorAll(
+  '[data-testid="node"][data-name="users"] [data-testid="actor-row"] [data-testid="actor-username"]',
+)].map((td) => td.textContent));
+
+/** Polls the users directory until `pred(usernames)` holds. */
+async function waitListed(page, what, pred) {
+  const deadline = Date.now() + PATIENCE;
+  let names = [];
+  while (Date.now() < deadline) {
+    names = await listed(page);
+    if (pred(names)) return names;
+    await page.waitForTimeout(50);
+  }
+  throw new Error(`timed out waiting for: ${what} (listed: ${names.join(', ') || 'nobody'})`);
+}
+
+await new Run('operator').main(async (run) => {
+  run.log('a client is turned away from the operator page');
+  const op = await run.page('operator', `${base}/admin/`);
+  await logIn(op, users.client);
+  await until(op, 'the refusal', () => /Only admins/.test(document.querySelector('[data-testid="login-error"]').textContent));
+  run.check(!(await tid(op, 'operator').isVisible()), 'the tree stays hidden from a client');
+
+  run.log(`admin ${users.admin.username} logs in on ${base}/admin/`);
+  await logIn(op, users.admin);
+  try {
+    await until(op, 'the tree', () => document.querySelector('[data-testid="node"][data-name="users"]'));
+  } catch (e) {
+    const shown = await tid(op, 'flash').textContent();
+    throw new Error(`the tree did not appear; the page says: ${shown || 'nothing'}`, { cause: e });
+  }
+  await until(op, 'the live indicator', () => document.querySelector('[data-testid="live-state"]').dataset.state === 'live');
+  for (const total of ['users', 'sockets', 'tickets', 'channels']) {
+    run.check(await tid(op, `total-${total}`).isVisible(), `the ${total} count is shown`);
+  }
+  for (const dir of ['users', 'tickets', 'delivery']) {
+    run.check(await op.locator(`[data-testid="node"][data-name="${dir}"]`).isVisible(), `the ${dir} branch is shown`);
+  }
+  const loadedAt = await op.evaluate(() => window.__loadedAt);
+
+  run.log('the client and the admin connect on the demo page; the tree follows without a reload');
+  const before = await listed(op);
+  run.check(!before.includes(users.client.username), `the client has no actor yet (listed: ${before.join(', ')})`);
+  const demos = [];
+  for (const [role, user] of [['client', users.client], ['admin', users.admin]]) {
+    const page = await run.page(`demo-${role}`, `${base}/`);
+    await logIn(page, user);
+    await until(page, `${role}'s demo socket is connected`,
+      () => document.querySelector('[data-testid="ws-state"]')?.dataset.state === 'connected');
+    demos.push(page);
+  }
+  const both = [users.client.username, users.admin.username];
+  await waitListed(op, 'both users in the users directory', (names) => both.every((w) => names.includes(w)));
+  await until(op, 'the client\'s row counts a socket', (name) => {
+    const rowOf = [...document.querySelectorAll('[data-testid="node"][data-name="users"] [data-testid="actor-row"]')]
+      .find((r) => r.querySelector('[data-testid="actor-username"]').textContent === name);
+    return rowOf && Number(rowOf.querySelector('[data-testid="actor-sockets-count"]').textContent) >= 1;
+  }, users.client.username);
+
+  run.log('the client files a ticket and the admin opens it; its actor appears in the tickets directory');
+  const [demoClient, demoAdmin] = demos;
+  await tid(demoClient, 'create-title').fill('Checkout button does nothing');
+  await tid(demoClient, 'create-submit').click();
+  const key = await until(demoClient, 'the ticket in the client\'s list',
+    () => document.querySelector('[data-testid="ticket-row"]')?.dataset.key);
+  const opener = demoAdmin.locator(`[data-testid="ticket-row"][data-key="${key}"] [data-testid="action-open_ticket"]`);
+  await opener.click();
+  await until(demoAdmin, `${key} is open`,
+    (k) => document.querySelector(`[data-testid="ticket-row"][data-key="${k}"]`)?.dataset.status === 'OPEN', key);
+  await until(op, `${key} in the tickets directory`, (k) => [...document.querySelectorAll(
+    '[data-testid="node"][data-name="tickets"] [data-testid="actor-row"] [data-testid="actor-key"]',
+  )].some((td) => td.textContent === k), key);
+  run.check((await op.evaluate(() => window.__loadedAt)) === loadedAt, 'the operator page was not reloaded');
+  await run.screenshot(op, 'operator-all.png');
+
+  run.log(`the admin filters by "${users.client.username}"`);
+  const asked = op.waitForRequest((r) => r.url().includes('/api/admin/actors')
+    && new URL(r.url()).searchParams.get('q') === users.client.username);
+  await tid(op, 'filter').fill(users.client.username);
+  await asked;
+  await waitListed(op, 'only the client listed', (names) => names.length === 1 && names[0] === users.client.username);
+  // The filter must hold across the refreshes that follow.
+  await op.waitForTimeout(1500);
+  const after = await listed(op);
+  run.check(after.length === 1 && after[0] === users.client.username, `still only the client after a refresh (${after.join(', ')})`);
+  run.check(await op.locator('[data-testid="actor-row"] mark').first().isVisible(), 'the match is highlighted');
+  await run.screenshot(op, 'operator.png');
+
+  run.log('clearing the filter lists everyone again');
+  await tid(op, 'filter').fill('');
+  await waitListed(op, 'both users again', (names) => both.every((w) => names.includes(w)));
+  for (const page of demos) await page.close();
+  run.pages.delete('demo-client');
+  run.pages.delete('demo-admin');
+});

@@ -1,0 +1,531 @@
+// The demo client: log in, follow the notification socket, and move tickets through their
+// lifecycle with the actions the logged-in role may take.
+
+import { el, byTestId, ApiError, Session, clock, loginForm } from '/assets/common.js';
+
+const session = new Session('tickethub.demo');
+
+const state = {
+  me: null,
+  projects: [],
+  developers: [],
+  names: new Map(),
+  tickets: [],
+  ticketsSignature: '',
+  busy: new Set(),
+  assignChoice: new Map(),
+  rejectReason: new Map(),
+  // The newest notifications are kept by id; unread ones older than those are counted in
+  // `unreadElsewhere`, so that the badge matches the hub's count.
+  notifications: new Map(),
+  unreadElsewhere: 0,
+  fresh: new Set(),
+  lastSeq: null,
+  ackedSeq: null,
+  ws: null,
+  retries: 0,
+  retryTimer: null,
+  countdownTimer: null,
+  ticketTimer: null,
+  ackTimer: null,
+  frames: [],
+};
+
+// Each role gets the buttons of the actions it may take at a ticket's status.
+const ACTIONS = {
+  admin: (t) => {
+    if (t.status === 'NEW') return ['open_ticket'];
+    if (['OPEN', 'ASSIGNED', 'IN_PROGRESS', 'REJECTED'].includes(t.status)) return ['assign'];
+    return [];
+  },
+  developer: (t, me) => {
+    if (!t.assignees.includes(me.id)) return [];
+    if (['ASSIGNED', 'REJECTED'].includes(t.status)) return ['start_work'];
+    if (t.status === 'IN_PROGRESS') return ['finish_work'];
+    return [];
+  },
+  client: (t, me) => (t.status === 'FINISHED' && t.created_by === me.id ? ['approve', 'reject'] : []),
+};
+
+const LABELS = {
+  open_ticket: 'Open ticket',
+  assign: 'Assign',
+  start_work: 'Start work',
+  finish_work: 'Finish work',
+  approve: 'Approve',
+  reject: 'Reject',
+};
+
+// Logging in starts the page; logging out or an expired session takes it back to the form.
+
+async function start() {
+  byTestId('login').hidden = true;
+  const me = await session.api('GET', '/api/users/me/');
+  state.me = me;
+  const who = byTestId('whoami');
+  who.textContent = `${me.display_name || me.username} · ${me.role}`;
+  who.dataset.role = me.role;
+  who.dataset.username = me.username;
+  who.hidden = false;
+  byTestId('logout').hidden = false;
+  byTestId('app').hidden = false;
+  byTestId('create-ticket-form').hidden = me.role !== 'client';
+  byTestId('mark-all-read').disabled = true;
+  await Promise.all([loadProjects(), loadPeople()]);
+  await refreshTickets();
+  connect();
+}
+
+function showLogin(message) {
+  byTestId('app').hidden = true;
+  byTestId('whoami').hidden = true;
+  byTestId('logout').hidden = true;
+  byTestId('login').hidden = false;
+  byTestId('login-error').textContent = message || '';
+  byTestId('login-username').focus();
+}
+
+function logout(message) {
+  disconnect();
+  session.logout();
+  state.me = null;
+  state.tickets = [];
+  state.ticketsSignature = '';
+  state.notifications.clear();
+  state.unreadElsewhere = 0;
+  state.lastSeq = null;
+  state.ackedSeq = null;
+  byTestId('ticket-list').replaceChildren();
+  renderNotifications();
+  setWsState('closed', 'not connected');
+  showLogin(message);
+}
+
+session.onExpired = () => logout('Your session has expired; please log in again.');
+
+// Outcomes of actions show in a banner above the panels for a few seconds.
+
+let flashTimer = null;
+
+function flash(text, kind = 'ok') {
+  const box = byTestId('flash');
+  box.textContent = text;
+  box.dataset.kind = kind;
+  box.hidden = false;
+  clearTimeout(flashTimer);
+  flashTimer = setTimeout(() => {
+    box.hidden = true;
+  }, kind === 'error' ? 8000 : 4000);
+}
+
+function describe(e) {
+  if (e instanceof ApiError) {
+    const status = e.body && e.body.status ? ` (the ticket is ${e.body.status})` : '';
+    return `${e.message}${status}`;
+  }
+  return `Cannot reach the hub: ${e.message}`;
+}
+
+// The tickets panel comes from REST, and is loaded again whenever a notification arrives.
+
+async function loadProjects() {
+  if (state.me.role !== 'client') return;
+  const page = await session.api('GET', '/api/projects/?page_size=100');
+  state.projects = page.results;
+  const select = byTestId('create-project');
+  select.replaceChildren(
+    ...state.projects.map((p) => el('option', { value: p.id }, `${p.key} · ${p.name}`)),
+  );
+  byTestId('create-submit').disabled = state.projects.length === 0;
+  if (state.projects.length === 0) flash('You are not a member of any project yet, so you cannot create tickets.', 'error');
+}
+
+async function loadPeople() {
+  const people = await session.api('GET', '/api/users/');
+  state.names = new Map(people.map((u) => [u.id, u.display_name || u.username]));
+  if (state.me.role === 'admin') {
+    state.developers = await session.api('GET', '/api/users/?role=developer');
+  }
+}
+
+async function refreshTickets() {
+  if (!state.me) return;
+  try {
+    const page = await session.api('GET', '/api/tickets/?page_size=100');
+    state.tickets = page.results;
+    byTestId('ticket-count').textContent =
+      page.count > page.results.length ? `${page.results.length} of ${page.count}` : `${page.count}`;
+    renderTickets();
+  } catch (e) {
+    flash(`Cannot load tickets: ${describe(e)}`, 'error');
+  }
+}
+
+/** Refreshes the ticket list soon, once for a burst of notifications. */
+function scheduleTicketRefresh() {
+  clearTimeout(state.ticketTimer);
+  state.ticketTimer = setTimeout(refreshTickets, 150);
+}
+
+function renderTickets() {
+  const signature = JSON.stringify([state.tickets, [...state.busy], state.developers.length]);
+  if (signature === state.ticketsSignature) return;
+  state.ticketsSignature = signature;
+  const focused = document.activeElement && document.activeElement.closest('[data-testid="ticket-row"]')
+    ? { id: document.activeElement.closest('[data-testid="ticket-row"]').dataset.ticketId, testid: document.activeElement.dataset.testid }
+    : null;
+  const rows = state.tickets.map(ticketRow);
+  byTestId('ticket-list').replaceChildren(...rows);
+  byTestId('tickets-empty').hidden = rows.length > 0;
+  if (focused) {
+    const again = document.querySelector(`[data-testid="ticket-row"][data-ticket-id="${focused.id}"] [data-testid="${focused.testid}"]`);
+    if (again) again.focus();
+  }
+}
+
+function ticketRow(t) {
+  const actions = (ACTIONS[state.me.role] || (() => []))(t, state.me);
+  const busy = state.busy.has(t.id);
+  const cells = [];
+  for (const action of actions) {
+    if (action === 'assign') {
+      const select = el('select', {
+        testid: 'assign-developer',
+        'aria-label': `Developer for ${t.key}`,
+        onchange: (ev) => state.assignChoice.set(t.id, ev.target.value),
+      });
+      const current = state.assignChoice.get(t.id) ?? String(t.assignees[0] ?? state.developers[0]?.id ?? '');
+      for (const d of state.developers) {
+        select.append(el('option', { value: d.id, selected: String(d.id) === current }, d.display_name || d.username));
+      }
+      if (state.developers.length === 0) select.append(el('option', { value: '' }, 'no developers'));
+      cells.push(select);
+    }
+    if (action === 'reject') {
+      cells.push(el('input', {
+        testid: 'reject-reason',
+        placeholder: 'reason',
+        'aria-label': `Reason to reject ${t.key}`,
+        value: state.rejectReason.get(t.id) || '',
+        oninput: (ev) => state.rejectReason.set(t.id, ev.target.value),
+      }));
+    }
+    cells.push(el('button', {
+      type: 'button',
+      class: `small${action === 'reject' ? ' danger' : action === 'assign' && t.assignees.length ? '' : ' primary'}`,
+      testid: `action-${action}`,
+      disabled: busy || (action === 'assign' && state.developers.length === 0),
+      onclick: () => act(t, action),
+    }, action === 'assign' && t.assignees.length ? 'Reassign' : LABELS[action]));
+  }
+  const assignees = t.assignees.map((id) => state.names.get(id) || `#${id}`);
+  return el('tr', { testid: 'ticket-row', dataset: { ticketId: t.id, key: t.key, status: t.status } },
+    el('td', { class: 'mono key', testid: 'ticket-key' }, t.key),
+    el('td', { class: 'title' },
+      el('div', { testid: 'ticket-title' }, t.title),
+      el('div', { class: 'muted' },
+        `by ${t.created_by_name || state.names.get(t.created_by) || `#${t.created_by}`}`,
+        assignees.length ? ` · assigned to ${assignees.join(', ')}` : '')),
+    el('td', {}, el('span', { class: 'status', testid: 'ticket-status', dataset: { status: t.status } }, t.status)),
+    el('td', { class: 'muted' }, t.priority_display || t.priority),
+    el('td', { class: 'actions' }, cells.length ? cells : el('span', { class: 'muted' }, '–')),
+  );
+}
+
+async function act(ticket, action) {
+  let body = {};
+  if (action === 'assign') {
+    const id = Number(state.assignChoice.get(ticket.id) ?? ticket.assignees[0] ?? state.developers[0]?.id);
+    body = { developer_ids: [id] };
+  } else if (action === 'reject') {
+    body = { reason: state.rejectReason.get(ticket.id) || '' };
+  }
+  state.busy.add(ticket.id);
+  renderTickets();
+  try {
+    const updated = await session.api('POST', `/api/tickets/${ticket.id}/${action}/`, body);
+    flash(`${updated.key}: ${LABELS[action].toLowerCase()} → ${updated.status}`);
+    state.assignChoice.delete(ticket.id);
+    state.rejectReason.delete(ticket.id);
+  } catch (e) {
+    flash(`${ticket.key}: ${describe(e)}`, 'error');
+  } finally {
+    state.busy.delete(ticket.id);
+    await refreshTickets();
+    renderTickets();
+  }
+}
+
+async function createTicket(ev) {
+  ev.preventDefault();
+  const form = ev.target;
+  const submit = byTestId('create-submit');
+  submit.disabled = true;
+  try {
+    const ticket = await session.api('POST', '/api/tickets/', {
+      project: Number(form.elements.project.value),
+      title: form.elements.title.value,
+      description: form.elements.description.value,
+      priority: form.elements.priority.value,
+    });
+    form.elements.title.value = '';
+    form.elements.description.value = '';
+    flash(`Created ${ticket.key}.`);
+    await refreshTickets();
+  } catch (e) {
+    flash(`Cannot create the ticket: ${describe(e)}`, 'error');
+  } finally {
+    submit.disabled = state.projects.length === 0;
+  }
+}
+
+// The notification socket reconnects by itself, resuming after the last seq it has seen.
+
+function setWsState(name, text, code) {
+  const pill = byTestId('ws-state');
+  pill.dataset.state = name;
+  if (code === undefined) delete pill.dataset.closeCode;
+  else pill.dataset.closeCode = String(code);
+  pill.textContent = text;
+}
+
+function connect() {
+  clearTimeout(state.retryTimer);
+  clearInterval(state.countdownTimer);
+  if (!session.loggedIn) return;
+  const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
+  let url = `${scheme}//${location.host}/ws/notifications/`;
+  if (state.lastSeq !== null) url += `?last_seq=${state.lastSeq}`;
+  setWsState('connecting', state.lastSeq === null ? 'connecting…' : `reconnecting from seq ${state.lastSeq}…`);
+  // The token travels as a subprotocol, so it is in no URL and no log.
+  const ws = new WebSocket(url, ['tickethub.v1', `bearer.${session.access}`]);
+  state.ws = ws;
+  ws.onmessage = (ev) => {
+    if (ws !== state.ws) return;
+    let frame;
+    try {
+      frame = JSON.parse(ev.data);
+    } catch {
+      logFrame('←', String(ev.data));
+      return;
+    }
+    logFrame('←', ev.data);
+    onFrame(frame);
+  };
+  ws.onclose = (ev) => {
+    if (ws !== state.ws) return;
+    state.ws = null;
+    onClosed(ev.code, ev.reason);
+  };
+}
+
+function disconnect() {
+  clearTimeout(state.retryTimer);
+  clearInterval(state.countdownTimer);
+  const ws = state.ws;
+  state.ws = null;
+  if (ws) ws.close(1000, 'logout');
+}
+
+async function onClosed(code, reason) {
+  byTestId('mark-all-read').disabled = true;
+  if (!session.loggedIn) return;
+  if (code === 4001) {
+    // The token was refused or ran out: renew it before trying again.
+    setWsState('closed', `closed (${code}) · renewing the login…`, code);
+    try {
+      if (!(await session.renew())) return;
+    } catch {
+      // The hub is unreachable; the backoff below retries.
+    }
+  }
+  const delay = Math.min(15000, 500 * 2 ** state.retries) + Math.floor(Math.random() * 250);
+  state.retries += 1;
+  const until = Date.now() + delay;
+  const label = `closed (${code}${reason ? `: ${reason}` : ''})`;
+  const tick = () => {
+    const left = Math.max(0, Math.ceil((until - Date.now()) / 1000));
+    setWsState('closed', `${label} · reconnecting in ${left} s`, code);
+  };
+  tick();
+  state.countdownTimer = setInterval(tick, 1000);
+  state.retryTimer = setTimeout(connect, delay);
+}
+
+function send(frame) {
+  if (!state.ws || state.ws.readyState !== WebSocket.OPEN) return false;
+  const text = JSON.stringify(frame);
+  state.ws.send(text);
+  logFrame('→', frame.type === 'refresh_token' ? JSON.stringify({ ...frame, token: '…' }) : text);
+  return true;
+}
+
+function logFrame(direction, text) {
+  state.frames.push(`${new Date().toLocaleTimeString()} ${direction} ${text}`);
+  if (state.frames.length > 80) state.frames.splice(0, state.frames.length - 80);
+  byTestId('frame-log').textContent = state.frames.slice().reverse().join('\n');
+}
+
+function noteSeq(seq) {
+  if (typeof seq !== 'number') return;
+  if (state.lastSeq === null || seq > state.lastSeq) state.lastSeq = seq;
+  // Acknowledge what this page has shown, so that a fresh tab starts after it.
+  clearTimeout(state.ackTimer);
+  state.ackTimer = setTimeout(() => {
+    if (state.lastSeq !== null && state.lastSeq !== state.ackedSeq && send({ type: 'ack', seq: state.lastSeq })) {
+      state.ackedSeq = state.lastSeq;
+    }
+  }, 1000);
+}
+
+function onFrame(f) {
+  switch (f.type) {
+    case 'connection_established':
+      state.retries = 0;
+      setWsState('connected', 'connected');
+      byTestId('mark-all-read').disabled = false;
+      break;
+    case 'notification':
+      noteSeq(f.seq);
+      if (!f.replayed) state.fresh.add(f.id);
+      state.notifications.set(f.id, f);
+      renderNotifications();
+      scheduleTicketRefresh();
+      break;
+    case 'replay_truncated':
+      flash(`${f.remaining} older notifications were not replayed; the list below shows the newest.`);
+      break;
+    case 'replay_complete':
+      if (typeof f.last_seq === 'number') noteSeq(f.last_seq);
+      // The inbox may have changed while this page was away: load it again.
+      send({ type: 'get_notifications', limit: 50 });
+      scheduleTicketRefresh();
+      break;
+    case 'notifications_list': {
+      const listed = new Map(f.notifications.map((n) => [n.id, n]));
+      const newest = Math.max(-1, ...f.notifications.map((n) => n.seq ?? -1));
+      // Keep notifications that arrived after the list was taken.
+      for (const [id, n] of state.notifications) {
+        if (!listed.has(id) && (n.seq ?? -1) > newest) listed.set(id, n);
+      }
+      const unreadListed = f.notifications.filter((n) => !n.is_read).length;
+      state.notifications = listed;
+      state.unreadElsewhere = Math.max(0, (f.unread_count ?? unreadListed) - unreadListed);
+      renderNotifications();
+      break;
+    }
+    case 'notification_updated': {
+      const n = state.notifications.get(f.id);
+      if (f.deleted) {
+        if (n) state.notifications.delete(f.id);
+      } else if (n) {
+        if (typeof f.is_read === 'boolean') n.is_read = f.is_read;
+      } else if (typeof f.is_read === 'boolean') {
+        state.unreadElsewhere = Math.max(0, state.unreadElsewhere + (f.is_read ? -1 : 1));
+      }
+      renderNotifications();
+      break;
+    }
+    case 'notification_marked_read':
+    case 'notification_marked_unread': {
+      const n = state.notifications.get(f.notification_id);
+      if (n && f.success) n.is_read = f.type === 'notification_marked_read';
+      if (!f.success) flash(`Notification ${f.notification_id} is gone.`, 'error');
+      renderNotifications();
+      break;
+    }
+    case 'all_marked_read':
+      for (const n of state.notifications.values()) n.is_read = true;
+      state.unreadElsewhere = 0;
+      renderNotifications();
+      break;
+    case 'notification_deleted':
+      if (f.success) state.notifications.delete(f.notification_id);
+      renderNotifications();
+      break;
+    case 'notifications_cleared':
+      state.notifications.clear();
+      state.unreadElsewhere = 0;
+      renderNotifications();
+      break;
+    case 'token_expiring':
+      renewOnSocket();
+      break;
+    case 'error':
+      flash(`The hub says: ${f.message} (${f.code})`, 'error');
+      break;
+    default:
+      break;
+  }
+}
+
+async function renewOnSocket() {
+  try {
+    const access = await session.renew();
+    if (access) send({ type: 'refresh_token', token: access });
+  } catch {
+    // The socket closes with 4001 when the token runs out, and the reconnect renews it.
+  }
+}
+
+function unreadCount() {
+  let n = state.unreadElsewhere;
+  for (const x of state.notifications.values()) if (!x.is_read) n += 1;
+  return n;
+}
+
+function renderNotifications() {
+  const sorted = [...state.notifications.values()].sort((a, b) => (b.seq ?? b.id) - (a.seq ?? a.id));
+  const items = sorted.slice(0, 100).map(notificationItem);
+  state.fresh.clear();
+  byTestId('notification-list').replaceChildren(...items);
+  byTestId('notifications-empty').hidden = items.length > 0;
+  const unread = unreadCount();
+  const badge = byTestId('unread-badge');
+  badge.textContent = String(unread);
+  badge.dataset.count = String(unread);
+  document.title = unread ? `(${unread}) tickethub` : 'tickethub';
+}
+
+function notificationItem(n) {
+  return el('li', {
+    class: `notification${state.fresh.has(n.id) ? ' fresh' : ''}`,
+    testid: 'notification-item',
+    dataset: { notificationId: n.id, type: n.notification_type, read: n.is_read, seq: n.seq ?? '' },
+  },
+  el('div', { class: 'meta' },
+    el('span', { class: 'chip', testid: 'notification-type' }, n.notification_type),
+    n.ticket ? el('span', { class: 'chip' }, n.ticket.key) : null,
+    el('span', {}, clock(n.timestamp)),
+    el('span', {}, `#${n.seq ?? '–'}`)),
+  el('div', { class: 'title', testid: 'notification-title' }, n.title),
+  el('div', { class: 'message', testid: 'notification-message' }, n.message),
+  el('div', { class: 'side' },
+    n.is_read
+      ? el('span', { class: 'muted' }, 'read')
+      : el('button', {
+        type: 'button',
+        class: 'small',
+        testid: 'mark-read',
+        onclick: () => send({ type: 'mark_read', notification_id: n.id }),
+      }, 'Mark as read')),
+  );
+}
+
+// The buttons and forms are wired once the document is parsed.
+
+document.addEventListener('DOMContentLoaded', () => {
+  loginForm(session, start);
+  byTestId('logout').addEventListener('click', () => logout());
+  byTestId('create-ticket-form').addEventListener('submit', createTicket);
+  byTestId('tickets-reload').addEventListener('click', refreshTickets);
+  byTestId('mark-all-read').addEventListener('click', () => send({ type: 'mark_all_read' }));
+  window.addEventListener('online', () => {
+    if (session.loggedIn && !state.ws) connect();
+  });
+  if (session.loggedIn) {
+    start().catch((e) => logout(e instanceof ApiError && e.status === 401 ? '' : describe(e)));
+  } else {
+    showLogin();
+  }
+});
