@@ -70,7 +70,8 @@ impl Application {
         let auth = Arc::new(Auth::from_config(&config, secret.as_deref())?);
         let (bus, remote) = match &config.redis_url {
             Some(url) => {
-                let (bus, remote) = crate::bus::RedisBus::connect(url, &config.redis_prefix).await?;
+                let (bus, remote) =
+                    crate::bus::RedisBus::connect(url, &config.redis_prefix).await?;
                 (Some(bus), Some(remote))
             }
             None => (None, None),
@@ -87,7 +88,9 @@ impl Application {
                 store: store.clone(),
                 routing: crate::routing::load(config.routing.as_deref())?,
                 delivery: crate::delivery::build(&config)?,
-                bus: bus.clone().map(|b| b as Arc<dyn tickethub_actors::ports::Bus>),
+                bus: bus
+                    .clone()
+                    .map(|b| b as Arc<dyn tickethub_actors::ports::Bus>),
             },
         )
         .await?;

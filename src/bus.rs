@@ -21,6 +21,7 @@ pub struct RedisBus {
     outbox: mpsc::UnboundedSender<String>,
     publisher: Client,
     subscriber: fred::clients::SubscriberClient,
+    resubscriber: tokio::task::JoinHandle<()>,
 }
 
 /// Notifications committed by other nodes: recipient and seq.
@@ -40,17 +41,21 @@ impl RedisBus {
         let subscriber = builder
             .build_subscriber_client()
             .map_err(|e| ConfigError::new(SETTING, e.to_string()))?;
-        publisher
-            .init()
-            .await
-            .map_err(|e| ConfigError::new(SETTING, format!("cannot connect to {}: {e}", redact_url(url))))?;
-        subscriber
-            .init()
-            .await
-            .map_err(|e| ConfigError::new(SETTING, format!("cannot connect to {}: {e}", redact_url(url))))?;
+        publisher.init().await.map_err(|e| {
+            ConfigError::new(
+                SETTING,
+                format!("cannot connect to {}: {e}", redact_url(url)),
+            )
+        })?;
+        subscriber.init().await.map_err(|e| {
+            ConfigError::new(
+                SETTING,
+                format!("cannot connect to {}: {e}", redact_url(url)),
+            )
+        })?;
         let channel = format!("{prefix}:notifications");
-        // Resubscribe after reconnects.
-        let _ = subscriber.manage_subscriptions();
+        // Resubscribe after reconnects; the task ends with the client.
+        let resubscriber = subscriber.manage_subscriptions();
         subscriber
             .subscribe(channel.clone())
             .await
@@ -62,7 +67,10 @@ impl RedisBus {
         let out_channel = channel.clone();
         tokio::spawn(async move {
             while let Some(payload) = out_rx.recv().await {
-                if let Err(e) = sender.publish::<i64, _, _>(out_channel.as_str(), payload).await {
+                if let Err(e) = sender
+                    .publish::<i64, _, _>(out_channel.as_str(), payload)
+                    .await
+                {
                     tracing::warn!(error = %e, "cannot publish to the bus");
                 }
             }
@@ -90,6 +98,7 @@ impl RedisBus {
                 outbox: out_tx,
                 publisher,
                 subscriber,
+                resubscriber,
             }),
             in_rx,
         ))
@@ -97,6 +106,7 @@ impl RedisBus {
 
     /// Closes both connections.
     pub async fn close(&self) {
+        self.resubscriber.abort();
         let _ = self.subscriber.quit().await;
         let _ = self.publisher.quit().await;
     }
@@ -143,7 +153,10 @@ mod tests {
     fn messages_round_trip_and_skip_their_own_node() {
         let text = encode("a", &[(UserId(1), 5), (UserId(22), 7)]);
         assert_eq!(text, "a|1:5,22:7");
-        assert_eq!(decode(&text, "b"), Some(vec![(UserId(1), 5), (UserId(22), 7)]));
+        assert_eq!(
+            decode(&text, "b"),
+            Some(vec![(UserId(1), 5), (UserId(22), 7)])
+        );
         assert_eq!(decode(&text, "a"), None);
         assert_eq!(decode("b|x:1", "a"), None);
         assert_eq!(decode("garbage", "a"), None);

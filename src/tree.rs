@@ -9,13 +9,13 @@ pub fn render(root: &Value) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "{}", line(root));
     let children = root["children"].as_array().cloned().unwrap_or_default();
-    walk(&children, "", &mut out);
+    walk(&children, "", &mut out, None);
     out
 }
 
-fn walk(children: &[Value], prefix: &str, out: &mut String) {
+fn walk(children: &[Value], prefix: &str, out: &mut String, more: Option<(u64, u64)>) {
     for (i, child) in children.iter().enumerate() {
-        let last = i + 1 == children.len();
+        let last = i + 1 == children.len() && more.is_none();
         let _ = writeln!(
             out,
             "{prefix}{}{}",
@@ -24,18 +24,14 @@ fn walk(children: &[Value], prefix: &str, out: &mut String) {
         );
         let deeper = format!("{prefix}{}", if last { "    " } else { "│   " });
         let grand = child["children"].as_array().cloned().unwrap_or_default();
-        walk(&grand, &deeper, out);
         let total = child["page"]["total"].as_u64().unwrap_or(0);
         let offset = child["page"]["offset"].as_u64().unwrap_or(0);
         let shown = grand.len() as u64;
-        if total > offset + shown {
-            let _ = writeln!(
-                out,
-                "{deeper}└── … {} more (use --offset {})",
-                total - offset - shown,
-                offset + shown
-            );
-        }
+        let rest = (total > offset + shown).then(|| (total - offset - shown, offset + shown));
+        walk(&grand, &deeper, out, rest);
+    }
+    if let Some((left, next)) = more {
+        let _ = writeln!(out, "{prefix}└── … {left} more (use --offset {next})");
     }
 }
 

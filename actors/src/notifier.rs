@@ -129,7 +129,8 @@ impl Deps {
         metrics::counter!("tickethub_notifications_committed_total")
             .increment(notifications.len() as u64);
         if let Some(bus) = &self.bus {
-            let events: Vec<(UserId, i64)> = notifications.iter().map(|n| (n.user_id, n.seq)).collect();
+            let events: Vec<(UserId, i64)> =
+                notifications.iter().map(|n| (n.user_id, n.seq)).collect();
             bus.publish(&events);
         }
         {
