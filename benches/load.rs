@@ -1,55 +1,173 @@
-//! Load scenarios against a hub in a child process: `cargo bench --bench load -- <scenario>`.
+//! Load scenarios for tickethub: `cargo bench --bench load -- <scenario> [options]`.
 //!
-//! The hub runs in a child process (this same executable, re-run in `serve-child` mode) so
-//! that its memory and CPU are measured apart from the load generator's.
+//! The hub runs in a child process (this same executable, re-run in a hidden `serve-child`
+//! mode) so that its memory and CPU are measured apart from the load generator's; so does the
+//! raw-stack baseline (`baseline-child`), an axum + fastwebsockets broadcast server with no
+//! actors and no database, which the scenarios that have a counterpart there also measure, so
+//! that every figure comes with its ratio to the baseline. The WebSocket clients live in
+//! worker processes (`client-child`), spread over several loopback source addresses.
 //!
-//! Scenarios:
-//! - `idle`: N authenticated sockets, one user (and so one user actor) each; reports the hub's
-//!   resident memory per socket and the connect rate.
-//! - `outbox`: N notifications committed through the hub, each with a webhook delivery to a
-//!   local sink; reports deliveries per second.
-//! - `reconnect`: M clients connect, drop, miss X notifications each, and reconnect at once with
-//!   `last_seq`; reports the time until every client has its backlog, and checks that each got
-//!   exactly its missed seqs, in order.
+//! Every scenario prints a summary table, writes `<out>/<scenario>.json` and a latency plot
+//! `<out>/<scenario>-latency.svg`, and exits non-zero if a notification was lost, duplicated,
+//! delivered out of order or to someone who should not have had it.
 
+#[path = "load/check.rs"]
+mod check;
+#[path = "load/child.rs"]
+mod child;
+#[path = "load/clients.rs"]
+mod clients;
+#[path = "load/report.rs"]
+mod report;
+#[path = "load/scenarios.rs"]
+mod scenarios;
+#[path = "load/target.rs"]
+mod target;
+
+use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use futures::StreamExt;
-use jsonwebtoken::{encode, EncodingKey, Header};
+use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
-use tokio::io::{AsyncBufReadExt, BufReader};
 
-const SECRET: &str = "load-bench-secret-load-bench-secret-0123456789";
-/// A valid argon2 hash shared by every bench user: they log in with tokens, not passwords.
-const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$YmVuY2hzYWx0YmVuY2g$3e1hTVsxkjh5o6I2LRR9HVKxoaMdWs9nBHM9aMCOLOg";
+use crate::child::{Child, Seed};
+use crate::report::{Report, Run};
+use crate::target::Kind;
+
+const ABOUT: &str = "Load scenarios for tickethub.
+
+The hub under test runs in a child process on SQLite (or on PostgreSQL with --database-url),
+and the raw-stack baseline (axum + fastwebsockets, no actors, no database) in another; the
+scenarios marked [baseline] measure both in the same run (see --against) and report every
+figure with its ratio to the baseline. Clients run in worker processes, at most
+--per-process sockets each, bound to 127.0.0.2, 127.0.0.3, … (--sources). All traffic stays on
+127.0.0.0/8.
+
+Scenarios and what they support:
+  idle        N idle sockets: server RSS per socket, connect rate      [baseline] [--target]
+  fanout      one notification to N users, K times: latency, rate      [baseline] [--target]
+  steady      R notifications/s, stepped up until p99 or loss fails    [baseline] [--target]
+  slow        a share of sockets stop reading: the others' p99         [baseline] [--target]
+  lifecycle   a ticket storm through the REST API, every recipient     [--target]
+  reconnect   M clients miss X notifications each and reconnect
+  outbox      N notifications, each posted to a local webhook sink
+
+With --target http://127.0.0.1:PORT the scenarios marked [--target] run against a hub that is
+already running: the bench logs in as --admin-username/--admin-password, and acts as the users
+<prefix>0, <prefix>1, … (--user-prefix, --user-password), registering the missing ones as
+clients with --create-users. The lifecycle also needs developers <prefix>dev0, … (create them
+with `tickethub users add --role developer`). With --jwt-secret (the target's HS256 secret)
+tokens are minted instead of logged in. --target-pid lets the bench read the target's RSS and
+CPU. reconnect and outbox need the embedded hub.
+
+Results: a table on stdout, <out>/<scenario>.json and <out>/<scenario>-latency.svg. The exit
+status is non-zero when a notification was lost, duplicated, out of order or unexpected, or
+when a scenario's bound was broken.";
 
 #[derive(Parser, Debug)]
-#[command(name = "load", about = "Load scenarios for tickethub")]
+#[command(name = "load", about = "Load scenarios for tickethub", long_about = ABOUT)]
 struct Cli {
     #[command(subcommand)]
     scenario: Scenario,
+    #[command(flatten)]
+    common: Common,
     /// Ignored: cargo passes `--bench` to bench executables.
     #[arg(long, global = true, hide = true)]
     bench: bool,
 }
 
+/// Which systems a scenario measures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Against {
+    /// The hub, then the baseline (scenarios without a baseline run the hub only).
+    Both,
+    /// The hub only.
+    Hub,
+    /// The baseline only.
+    Baseline,
+}
+
+/// Options every scenario takes.
+#[derive(Args, Debug, Clone)]
+pub struct Common {
+    /// Where the JSON results and latency plots go.
+    #[arg(long, global = true, default_value = "bench-results")]
+    pub out: PathBuf,
+    /// Which systems to measure.
+    #[arg(long, global = true, value_enum, default_value_t = Against::Both)]
+    pub against: Against,
+    /// A hub already running, `http://127.0.0.1:PORT`, instead of the embedded one.
+    #[arg(long, global = true)]
+    pub target: Option<String>,
+    /// The target's admin (sends notifications, opens and assigns tickets).
+    #[arg(long, global = true, default_value = "admin")]
+    pub admin_username: String,
+    /// The admin's password.
+    #[arg(long, global = true, default_value = "admin-demo")]
+    pub admin_password: String,
+    /// On the target, the load users are <prefix>0, <prefix>1, …; developers <prefix>dev0, …
+    #[arg(long, global = true, default_value = "load")]
+    pub user_prefix: String,
+    /// The load users' password on the target.
+    #[arg(long, global = true, default_value = "load-bench-password")]
+    pub user_password: String,
+    /// Register missing load users on the target (as clients, through /api/auth/register/).
+    #[arg(long, global = true)]
+    pub create_users: bool,
+    /// The target's HS256 secret: mint tokens instead of logging every user in.
+    #[arg(long, global = true)]
+    pub jwt_secret: Option<String>,
+    /// The target's pid, to read its RSS and CPU time from /proc.
+    #[arg(long, global = true)]
+    pub target_pid: Option<u32>,
+    /// The embedded hub's database: SQLite in a temporary folder by default; with a
+    /// `postgres://…` URL the hub gets a fresh database on that server, dropped afterwards.
+    #[arg(long, global = true)]
+    pub database_url: Option<String>,
+    /// How many loopback source addresses the clients use (127.0.0.2 and up).
+    #[arg(long, global = true, default_value_t = 4)]
+    pub sources: usize,
+    /// Sockets per client process (a process may open at most 20,000 files here).
+    #[arg(long, global = true, default_value_t = clients::DEFAULT_PER_PROCESS)]
+    pub per_process: usize,
+    /// Sockets opened at once.
+    #[arg(long, global = true, default_value_t = 256)]
+    pub concurrency: usize,
+}
+
+impl Common {
+    /// The systems to measure, the hub first; `baseline` says whether the scenario has one.
+    pub fn kinds(&self, baseline: bool) -> Vec<Kind> {
+        match (self.against, baseline) {
+            (Against::Both, true) => vec![Kind::Hub, Kind::Baseline],
+            (Against::Baseline, true) => vec![Kind::Baseline],
+            _ => vec![Kind::Hub],
+        }
+    }
+}
+
 #[derive(Subcommand, Debug)]
 enum Scenario {
-    /// N idle authenticated sockets: hub RSS per socket and connect rate.
+    /// N idle sockets: server RSS per socket and connect rate. [baseline] [--target]
     Idle {
         /// How many sockets (one user each).
         #[arg(long, default_value_t = 10_000)]
         clients: usize,
-        /// Sockets opened at once.
-        #[arg(long, default_value_t = 256)]
-        concurrency: usize,
-        /// Where the JSON result goes.
-        #[arg(long, default_value = "bench-results")]
-        out: PathBuf,
+        /// Seconds to hold the sockets before measuring memory.
+        #[arg(long, default_value_t = 2)]
+        hold: u64,
     },
+    /// One notification to N connected users, K times. [baseline] [--target]
+    Fanout(scenarios::FanoutArgs),
+    /// R notifications/s to random users, stepped up until p99 or loss fails. [baseline] [--target]
+    Steady(scenarios::SteadyArgs),
+    /// A share of sockets stop reading; the others' p99 must not move. [baseline] [--target]
+    Slow(scenarios::SlowArgs),
+    /// A ticket storm through the REST API with every recipient checked. [--target]
+    Lifecycle(scenarios::LifecycleArgs),
     /// M clients drop, miss X notifications each, and reconnect at once with `last_seq`.
     Reconnect {
         /// How many clients (one user each).
@@ -58,224 +176,140 @@ enum Scenario {
         /// Notifications each client misses while away.
         #[arg(long, default_value_t = 100)]
         missed: usize,
-        /// Where the JSON result goes.
-        #[arg(long, default_value = "bench-results")]
-        out: PathBuf,
-    },
-    /// Internal: run a hub for the scenarios, seeded with `users` users.
-    #[command(hide = true)]
-    ServeChild {
-        #[arg(long)]
-        users: usize,
-        #[arg(long)]
-        dir: PathBuf,
-        /// A webhook URL every notification is also posted to.
-        #[arg(long)]
-        webhook: Option<String>,
     },
     /// Outbox throughput: N notifications, each posted to a local webhook sink.
     Outbox {
         /// How many deliveries.
         #[arg(long, default_value_t = 10_000)]
         deliveries: usize,
-        /// Where the JSON result goes.
-        #[arg(long, default_value = "bench-results")]
-        out: PathBuf,
+    },
+    /// Internal: run a hub for the scenarios.
+    #[command(hide = true)]
+    ServeChild {
+        /// Clients to seed.
+        #[arg(long)]
+        users: usize,
+        /// Admins to seed (at least one).
+        #[arg(long, default_value_t = 1)]
+        admins: usize,
+        /// Developers to seed.
+        #[arg(long, default_value_t = 0)]
+        developers: usize,
+        /// Create a project with every client and developer.
+        #[arg(long)]
+        project: bool,
+        /// A folder for the database and mail.
+        #[arg(long)]
+        dir: PathBuf,
+        /// A webhook URL every notification is also posted to.
+        #[arg(long)]
+        webhook: Option<String>,
+    },
+    /// Internal: run the raw-stack baseline server.
+    #[command(hide = true)]
+    BaselineChild,
+    /// Internal: hold client sockets for the driver.
+    #[command(hide = true)]
+    ClientChild {
+        /// The server.
+        #[arg(long)]
+        addr: SocketAddr,
+        /// Source addresses, comma-separated.
+        #[arg(long)]
+        from: String,
+        /// The server is the hub (greeting ends at `replay_complete`; reconnect with replay).
+        #[arg(long)]
+        hub: bool,
     },
 }
 
 fn main() {
     let cli = Cli::parse();
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
-    match cli.scenario {
+    let common = cli.common;
+    let ok = match cli.scenario {
         Scenario::ServeChild {
             users,
+            admins,
+            developers,
+            project,
             dir,
             webhook,
-        } => rt.block_on(serve_child(users, dir, webhook)),
-        Scenario::Outbox { deliveries, out } => rt.block_on(outbox(deliveries, out)),
-        Scenario::Idle {
-            clients,
-            concurrency,
-            out,
-        } => rt.block_on(idle(clients, concurrency, out)),
-        Scenario::Reconnect {
-            clients,
-            missed,
-            out,
-        } => rt.block_on(reconnect(clients, missed, out)),
-    }
-}
-
-/// The hub process: seed users, print the address, serve until stdin closes.
-async fn serve_child(users: usize, dir: PathBuf, webhook: Option<String>) {
-    let mut config = tickethub::ServeConfig::defaults();
-    config.bind = "127.0.0.1:0".parse().unwrap();
-    config.database_url = format!("sqlite://{}", dir.join("load.db").display());
-    config.jwt_secret = Some(SECRET.into());
-    config.ws_idle_timeout = 600;
-    config.ws_ping_interval = 300;
-    config.mail_outbox_dir = dir.join("mail");
-    if let Some(url) = webhook {
-        config.webhook_urls = vec![url];
-        config.webhook_secret = Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into());
-        config.webhook_allow_private = true;
-        config.delivery_concurrency = 32;
-    }
-    let app = tickethub::Application::build(config).await.unwrap();
-    let store = app.store();
-    let hub = app.hub();
-    for i in 0..users {
-        store
-            .create_user(tickethub_actors::domain::NewUser {
-                username: format!("load{i}"),
-                display_name: String::new(),
-                email: None,
-                whatsapp_number: None,
-                role: tickethub_actors::domain::Role::Client,
-                is_superuser: false,
-                password_hash: HASH.into(),
-            })
-            .await
-            .unwrap();
-    }
-    println!("READY {} {}", app.local_addr(), std::process::id());
-    // Commands on stdin: `MISS n` commits n notifications for every user (straight to the
-    // store, as if sent while they were away); anything else, or end of input, stops the hub.
-    let stop = async move {
-        let mut stdin = BufReader::new(tokio::io::stdin()).lines();
-        while let Ok(Some(line)) = stdin.next_line().await {
-            if let Some(n) = line
-                .strip_prefix("ANNOUNCE ")
-                .and_then(|n| n.parse::<usize>().ok())
-            {
-                // n notifications through the hub (commit, fan-out, outbox), spread over the users.
-                let mut left = n;
-                while left > 0 {
-                    let batch = left.min(users);
-                    hub.announce(tickethub_actors::hub::Announcement {
-                        to: tickethub_actors::hub::Recipients::Users(
-                            (1..=batch as i64)
-                                .map(tickethub_actors::domain::UserId)
-                                .collect(),
-                        ),
-                        notification_type: "load".into(),
-                        title: "Outbox".into(),
-                        message: "A notification for the outbox bench".into(),
-                        data: "{}".into(),
-                        link: None,
-                        channels: Vec::new(),
-                    })
-                    .await
-                    .unwrap();
-                    left -= batch;
-                }
-                println!("DONE");
-                continue;
-            }
-            let Some(n) = line
-                .strip_prefix("MISS ")
-                .and_then(|n| n.parse::<usize>().ok())
-            else {
-                break;
+        } => {
+            let seed = Seed {
+                clients: users,
+                admins,
+                developers,
+                project,
             };
-            for round in 0..n {
-                let drafts = (1..=users as i64)
-                    .map(|id| tickethub_actors::notification::Draft {
-                        recipient: tickethub_actors::domain::UserId(id),
-                        notification_type: "load".parse().unwrap(),
-                        title: format!("missed {round}"),
-                        message: "A notification sent while the client was away".into(),
-                        ticket: None,
-                        data: "{}".into(),
-                        action_url: None,
-                        deliveries: Vec::new(),
-                    })
-                    .collect();
-                store.commit_notifications(drafts).await.unwrap();
-            }
-            println!("DONE");
+            rt.block_on(child::serve_child(seed, dir, webhook, common.database_url));
+            true
+        }
+        Scenario::BaselineChild => {
+            rt.block_on(child::baseline_child());
+            true
+        }
+        Scenario::ClientChild { addr, from, hub } => {
+            let sources = from.split(',').filter_map(|s| s.parse().ok()).collect();
+            rt.block_on(clients::client_child(addr, sources, hub));
+            true
+        }
+        Scenario::Idle { clients, hold } => rt.block_on(scenarios::idle(clients, hold, &common)),
+        Scenario::Fanout(args) => rt.block_on(scenarios::fanout(args, &common)),
+        Scenario::Steady(args) => rt.block_on(scenarios::steady(args, &common)),
+        Scenario::Slow(args) => rt.block_on(scenarios::slow(args, &common)),
+        Scenario::Lifecycle(args) => rt.block_on(scenarios::lifecycle(args, &common)),
+        Scenario::Reconnect { clients, missed } => {
+            embedded_only(&common, "reconnect");
+            rt.block_on(reconnect(clients, missed, &common))
+        }
+        Scenario::Outbox { deliveries } => {
+            embedded_only(&common, "outbox");
+            rt.block_on(outbox(deliveries, &common))
         }
     };
-    app.run_until_stopped(stop).await.unwrap();
-}
-
-struct Child {
-    proc: tokio::process::Child,
-    addr: String,
-    pid: u32,
-    lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
-    _dir: tempfile::TempDir,
-}
-
-async fn spawn_hub(users: usize) -> Child {
-    spawn_hub_with(users, &[]).await
-}
-
-async fn spawn_hub_with(users: usize, extra: &[&str]) -> Child {
-    let dir = tempfile::tempdir().unwrap();
-    let mut proc = tokio::process::Command::new(std::env::current_exe().unwrap())
-        .args(["serve-child", "--users", &users.to_string(), "--dir"])
-        .arg(dir.path())
-        .args(extra)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(proc.stdout.take().unwrap()).lines();
-    loop {
-        let line = lines.next_line().await.unwrap().expect("hub exited early");
-        if let Some(rest) = line.strip_prefix("READY ") {
-            let mut parts = rest.split(' ');
-            let addr = parts.next().unwrap().to_owned();
-            let pid = parts.next().unwrap().parse().unwrap();
-            return Child {
-                proc,
-                addr,
-                pid,
-                lines,
-                _dir: dir,
-            };
-        }
+    rt.shutdown_timeout(Duration::from_secs(1));
+    if !ok {
+        std::process::exit(1);
     }
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+fn embedded_only(common: &Common, scenario: &str) {
+    if common.target.is_some() {
+        eprintln!("{scenario} needs the embedded hub (it commits straight to the store or configures a webhook); drop --target");
+        std::process::exit(2);
+    }
 }
 
-fn token(user_id: i64) -> String {
-    let exp = chrono::Utc::now().timestamp() + 3600;
-    encode(
-        &Header::default(),
-        &json!({"user_id": user_id, "exp": exp, "token_type": "access"}),
-        &EncodingKey::from_secret(SECRET.as_bytes()),
-    )
-    .unwrap()
+/// A progress bar on stderr (hidden when stderr is not a terminal).
+pub fn bar(len: u64, message: &str) -> ProgressBar {
+    let pb = ProgressBar::new(len);
+    pb.set_style(
+        ProgressStyle::with_template(
+            "{msg:>22} [{elapsed_precise}] {wide_bar} {pos}/{len} ({per_sec}, eta {eta})",
+        )
+        .unwrap(),
+    );
+    pb.set_message(message.to_owned());
+    pb
 }
 
 type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-async fn open(addr: &str, user_id: i64) -> Socket {
-    open_from(addr, user_id, None).await.0
-}
-
 /// Connects, reads the greeting and the replay; returns the socket, the replayed seqs and the
 /// `last_seq` of `replay_complete`, or panics on anything out of place.
-async fn open_from(addr: &str, user_id: i64, last_seq: Option<i64>) -> (Socket, Vec<i64>, i64) {
+async fn open_from(
+    addr: SocketAddr,
+    token: &str,
+    last_seq: Option<i64>,
+) -> (Socket, Vec<i64>, i64) {
     use tokio_tungstenite::tungstenite::Message;
-    let mut url = format!("ws://{addr}/ws/notifications/?token={}", token(user_id));
+    let mut url = format!("ws://{addr}/ws/notifications/?token={token}");
     if let Some(s) = last_seq {
         url.push_str(&format!("&last_seq={s}"));
     }
@@ -298,142 +332,105 @@ async fn open_from(addr: &str, user_id: i64, last_seq: Option<i64>) -> (Socket, 
     }
 }
 
-async fn idle(clients: usize, concurrency: usize, out: PathBuf) {
-    let mut hub = spawn_hub(clients).await;
-    // Let the hub settle, then take the baseline.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let before = rss_kib(hub.pid);
-    let started = Instant::now();
-    let sockets: Vec<Socket> = futures::stream::iter(1..=clients as i64)
-        .map(|id| open(&hub.addr, id))
-        .buffer_unordered(concurrency)
-        .collect()
-        .await;
-    let connect_secs = started.elapsed().as_secs_f64();
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let after = rss_kib(hub.pid);
-    let per_socket = (after.saturating_sub(before)) as f64 / clients as f64;
-    let result = json!({
-        "scenario": "idle",
-        "clients": clients,
-        "rss_before_kib": before,
-        "rss_after_kib": after,
-        "rss_per_socket_kib": (per_socket * 100.0).round() / 100.0,
-        "connect_seconds": connect_secs,
-        "connects_per_second": (clients as f64 / connect_secs).round(),
-    });
-    println!("scenario   clients  hub RSS before  hub RSS after  per socket  connect rate");
-    println!(
-        "idle       {clients:>7}  {before:>10} KiB  {after:>9} KiB  {per_socket:>6.2} KiB  {:>8.0}/s",
-        clients as f64 / connect_secs
-    );
-    std::fs::create_dir_all(&out).unwrap();
-    std::fs::write(
-        out.join("idle.json"),
-        serde_json::to_string_pretty(&result).unwrap(),
-    )
-    .unwrap();
-    drop(sockets);
-    drop(hub.proc.stdin.take());
-    let _ = tokio::time::timeout(Duration::from_secs(20), hub.proc.wait()).await;
-}
-
-async fn reconnect(clients: usize, missed: usize, out: PathBuf) {
-    let mut hub = spawn_hub(clients).await;
-    let addr = hub.addr.clone();
-    // Everyone connects once and learns where they stand.
-    let first: Vec<(Socket, Vec<i64>, i64)> = futures::stream::iter(1..=clients as i64)
-        .map(|id| open_from(&addr, id, None))
-        .buffer_unordered(256)
-        .collect()
-        .await;
-    let last_seen: std::collections::HashMap<i64, i64> = (1..=clients as i64)
-        .zip(first.iter().map(|f| f.2))
+/// Reconnect storm: everyone connects, drops, misses `missed` notifications, and reconnects at
+/// once with `last_seq`; each must get exactly its missed seqs, in order.
+async fn reconnect(clients: usize, missed: usize, common: &Common) -> bool {
+    let seed = Seed {
+        clients,
+        admins: 1,
+        ..Default::default()
+    };
+    let mut hub = Child::hub(&seed, None, common.database_url.as_deref()).await;
+    let addr = hub.addr;
+    let users: Vec<(i64, String)> = hub.ready["clients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            let id = v.as_i64().unwrap();
+            (id, target::mint(child::SECRET, id))
+        })
         .collect();
-    drop(first);
-    // They miss `missed` notifications each while away.
+    let pb = bar(clients as u64, "first connect");
+    let first: Vec<(i64, i64)> = futures::stream::iter(users.iter())
+        .map(|(id, token)| {
+            let pb = pb.clone();
+            async move {
+                let (_ws, _, last) = open_from(addr, token, None).await;
+                pb.inc(1);
+                (*id, last)
+            }
+        })
+        .buffer_unordered(common.concurrency)
+        .collect()
+        .await;
+    pb.finish_and_clear();
+    let last_seen: std::collections::HashMap<i64, i64> = first.into_iter().collect();
     let setup = Instant::now();
-    let stdin = hub.proc.stdin.as_mut().unwrap();
-    tokio::io::AsyncWriteExt::write_all(stdin, format!("MISS {missed}\n").as_bytes())
-        .await
-        .unwrap();
-    loop {
-        let line = hub.lines.next_line().await.unwrap().expect("hub exited");
-        if line == "DONE" {
-            break;
-        }
-    }
+    hub.command(&format!("MISS {missed}")).await;
     let commit_secs = setup.elapsed().as_secs_f64();
-    // All reconnect at once with last_seq.
+    let cpu0 = child::cpu_secs(hub.pid);
+    let pb = bar(clients as u64, "reconnect storm");
     let started = Instant::now();
     let results: Vec<(i64, Vec<i64>, f64)> =
-        futures::future::join_all((1..=clients as i64).map(|id| {
-            let addr = addr.clone();
-            let from = last_seen[&id];
+        futures::future::join_all(users.iter().map(|(id, token)| {
+            let from = last_seen[id];
+            let pb = pb.clone();
             async move {
-                let (_ws, seqs, _) = open_from(&addr, id, Some(from)).await;
+                let (_ws, seqs, _) = open_from(addr, token, Some(from)).await;
+                pb.inc(1);
                 (from, seqs, started.elapsed().as_secs_f64())
             }
         }))
         .await;
     let all_secs = started.elapsed().as_secs_f64();
-    let mut lost = 0usize;
-    let mut out_of_order = 0usize;
-    let mut duplicated = 0usize;
+    let cpu = child::cpu_secs(hub.pid) - cpu0;
+    pb.finish_and_clear();
+    let mut run = Run::new("hub");
     for (from, seqs, _) in &results {
         let want: Vec<i64> = (from + 1..=from + missed as i64).collect();
         if seqs != &want {
             let mut sorted = seqs.clone();
             sorted.sort_unstable();
             sorted.dedup();
-            duplicated += seqs.len() - sorted.len();
-            lost += want.iter().filter(|s| !sorted.contains(s)).count();
-            out_of_order += usize::from(sorted.len() == seqs.len() && seqs != &sorted);
+            run.duplicated += (seqs.len() - sorted.len()) as u64;
+            run.lost += want.iter().filter(|s| !sorted.contains(s)).count() as u64;
+            run.out_of_order += u64::from(sorted.len() == seqs.len() && seqs != &sorted);
         }
     }
-    let mut times: Vec<f64> = results.iter().map(|r| r.2).collect();
-    times.sort_by(f64::total_cmp);
-    let pct = |p: f64| times[((times.len() as f64 * p) as usize).min(times.len() - 1)];
-    let delivered = clients * missed;
-    println!("scenario   clients  missed  commit (setup)  all caught up   p50      p99   replayed/s  lost  dup  order");
-    println!(
-        "reconnect  {clients:>7}  {missed:>6}  {commit_secs:>12.1} s  {all_secs:>11.2} s  {:>5.2} s  {:>5.2} s  {:>9.0}  {lost:>4}  {duplicated:>3}  {out_of_order:>5}",
-        pct(0.5),
-        pct(0.99),
-        delivered as f64 / all_secs
+    run.latencies_ms = results.iter().map(|r| r.2 * 1000.0).collect();
+    let delivered = (clients * missed) as f64;
+    run.metric("clients", clients as f64, "");
+    run.metric("missed_each", missed as f64, "");
+    run.metric("setup_commit_seconds", commit_secs, "s");
+    run.metric("all_caught_up_seconds", all_secs, "s");
+    run.metric(
+        "p50_seconds",
+        report::percentile_of(&run.latencies_ms, 0.5) / 1000.0,
+        "s",
     );
-    let result = json!({
-        "scenario": "reconnect",
-        "clients": clients,
-        "missed_each": missed,
-        "setup_commit_seconds": commit_secs,
-        "all_caught_up_seconds": all_secs,
-        "p50_seconds": pct(0.5),
-        "p99_seconds": pct(0.99),
-        "replayed_per_second": (delivered as f64 / all_secs).round(),
-        "lost": lost,
-        "duplicated": duplicated,
-        "out_of_order": out_of_order,
-    });
-    std::fs::create_dir_all(&out).unwrap();
-    std::fs::write(
-        out.join("reconnect.json"),
-        serde_json::to_string_pretty(&result).unwrap(),
-    )
-    .unwrap();
-    drop(hub.proc.stdin.take());
-    let _ = tokio::time::timeout(Duration::from_secs(20), hub.proc.wait()).await;
-    assert_eq!(
-        lost + duplicated + out_of_order,
-        0,
-        "notifications were lost, duplicated or out of order"
+    run.metric(
+        "p99_seconds",
+        report::percentile_of(&run.latencies_ms, 0.99) / 1000.0,
+        "s",
     );
+    run.metric("replayed_per_second", delivered / all_secs, "/s");
+    run.metric("hub_cpu_us_per_replayed", cpu * 1e6 / delivered, "us");
+    let mut report = Report::new(
+        "reconnect",
+        json!({"clients": clients, "missed": missed, "database": db_label(common)}),
+        "time from the storm's start until each client has its backlog",
+    );
+    report.runs.push(run);
+    hub.stop().await;
+    report.finish(&common.out)
 }
 
-async fn outbox(deliveries: usize, out: PathBuf) {
+/// Outbox throughput: notifications committed through the hub, each with one webhook
+/// delivery to a sink in this process.
+async fn outbox(deliveries: usize, common: &Common) -> bool {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
-    // The sink: counts POSTs and answers 200.
     let received = Arc::new(AtomicUsize::new(0));
     let counter = received.clone();
     let sink = axum::Router::new().fallback(axum::routing::post(move || {
@@ -448,44 +445,45 @@ async fn outbox(deliveries: usize, out: PathBuf) {
     tokio::spawn(async move {
         let _ = axum::serve(listener, sink).await;
     });
-    let users = deliveries.min(1000);
-    let mut hub = spawn_hub_with(users, &["--webhook", &sink_url]).await;
+    let seed = Seed {
+        clients: deliveries.min(1000),
+        admins: 1,
+        ..Default::default()
+    };
+    let mut hub = Child::hub(&seed, Some(&sink_url), common.database_url.as_deref()).await;
+    let pb = bar(deliveries as u64, "webhook deliveries");
     let started = Instant::now();
-    let stdin = hub.proc.stdin.as_mut().unwrap();
-    tokio::io::AsyncWriteExt::write_all(stdin, format!("ANNOUNCE {deliveries}\n").as_bytes())
-        .await
-        .unwrap();
-    loop {
-        if hub.lines.next_line().await.unwrap().expect("hub exited") == "DONE" {
-            break;
-        }
-    }
+    hub.command(&format!("ANNOUNCE {deliveries}")).await;
     let committed = started.elapsed().as_secs_f64();
     let deadline = Instant::now() + Duration::from_secs(600);
     while received.load(Ordering::Relaxed) < deliveries && Instant::now() < deadline {
+        pb.set_position(received.load(Ordering::Relaxed) as u64);
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    pb.finish_and_clear();
     let secs = started.elapsed().as_secs_f64();
     let got = received.load(Ordering::Relaxed);
-    println!("scenario  deliveries  committed in  all delivered in  deliveries/s");
-    println!(
-        "outbox    {got:>10}  {committed:>10.2} s  {secs:>14.2} s  {:>12.0}",
-        got as f64 / secs
+    let mut run = Run::new("hub");
+    run.metric("deliveries", got as f64, "");
+    run.metric("committed_seconds", committed, "s");
+    run.metric("delivered_seconds", secs, "s");
+    run.metric("deliveries_per_second", got as f64 / secs, "/s");
+    run.lost = (deliveries - got.min(deliveries)) as u64;
+    let mut report = Report::new(
+        "outbox",
+        json!({"deliveries": deliveries, "database": db_label(common)}),
+        "",
     );
-    let result = json!({
-        "scenario": "outbox",
-        "deliveries": got,
-        "committed_seconds": committed,
-        "delivered_seconds": secs,
-        "deliveries_per_second": (got as f64 / secs).round(),
-    });
-    std::fs::create_dir_all(&out).unwrap();
-    std::fs::write(
-        out.join("outbox.json"),
-        serde_json::to_string_pretty(&result).unwrap(),
-    )
-    .unwrap();
-    drop(hub.proc.stdin.take());
-    let _ = tokio::time::timeout(Duration::from_secs(20), hub.proc.wait()).await;
-    assert_eq!(got, deliveries, "deliveries were lost");
+    report.runs.push(run);
+    hub.stop().await;
+    report.finish(&common.out)
+}
+
+/// The database the embedded hub runs on, for the parameters of a result.
+pub fn db_label(common: &Common) -> &'static str {
+    match (&common.target, &common.database_url) {
+        (Some(_), _) => "target",
+        (None, Some(u)) if u.starts_with("postgres") => "postgresql",
+        _ => "sqlite",
+    }
 }
