@@ -22,6 +22,7 @@ pub struct Tracker {
     sends: Vec<Expected>,
     counts: HashMap<(usize, i64), u32>,
     watch: HashSet<i64>,
+    floor: HashMap<i64, i64>,
     high: HashMap<i64, i64>,
     seen: HashMap<i64, HashSet<i64>>,
     orphans: Vec<Rec>,
@@ -53,7 +54,19 @@ impl Tracker {
     /// A ledger for the users in `start` (user → `last_seq` of the greeting); deliveries to
     /// anyone else are ignored.
     pub fn new(start: &HashMap<i64, i64>, key_of: fn(&Rec) -> String) -> Self {
+        Self::continuing(start, start, key_of)
+    }
+
+    /// A ledger that goes on from another's `highs`; seqs at or below `floor` (each user's
+    /// greeting) predate the run and are ignored, like the backlog replayed on connect.
+    pub fn continuing(
+        floor: &HashMap<i64, i64>,
+        highs: &HashMap<i64, i64>,
+        key_of: fn(&Rec) -> String,
+    ) -> Self {
+        let start = highs;
         Tracker {
+            floor: floor.clone(),
             key_of,
             expected: HashMap::new(),
             sends: Vec::new(),
@@ -96,7 +109,9 @@ impl Tracker {
     /// Takes in deliveries, in the order each user received them.
     pub fn observe(&mut self, records: Vec<Rec>) {
         for r in records {
-            if !self.watch.contains(&r.user) {
+            if !self.watch.contains(&r.user)
+                || r.seq <= self.floor.get(&r.user).copied().unwrap_or(0)
+            {
                 continue;
             }
             let high = self.high.entry(r.user).or_insert(0);

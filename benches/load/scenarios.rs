@@ -394,6 +394,7 @@ impl Step {
 async fn paced(
     target: &Arc<Target>,
     pool: &mut Pool,
+    floor: &HashMap<i64, i64>,
     start: &HashMap<i64, i64>,
     label: &str,
     calls: usize,
@@ -404,7 +405,7 @@ async fn paced(
     inflight: usize,
     drain: Duration,
 ) -> (Step, Tracker) {
-    let mut tracker = Tracker::new(start, check::by_title);
+    let mut tracker = Tracker::continuing(floor, start, check::by_title);
     let interval_us = 1e6 / calls_per_sec;
     let begin = Instant::now() + Duration::from_millis(50);
     let begin_wall = wall_us() + 50_000;
@@ -541,6 +542,7 @@ pub async fn steady(a: SteadyArgs, common: &Common) -> bool {
             let (step, tracker) = paced(
                 &target,
                 &mut pool,
+                &connected.last_seq,
                 &highs,
                 &format!("s{index}"),
                 calls,
@@ -684,6 +686,7 @@ pub async fn slow(a: SlowArgs, common: &Common) -> bool {
             &target,
             &mut pool,
             &connected.last_seq,
+            &connected.last_seq,
             "quiet",
             calls,
             a.rate,
@@ -700,6 +703,7 @@ pub async fn slow(a: SlowArgs, common: &Common) -> bool {
         let (with, _) = paced(
             &target,
             &mut pool,
+            &connected.last_seq,
             &tracker.highs(),
             "stalled",
             calls,
