@@ -112,7 +112,7 @@ macro_rules! impl_store {
     ($store:ty, $db:ty, $backend:literal, $lock:literal) => {
         $crate::store::outbox::impl_outbox_store!($store, $db, $lock);
         $crate::store::tickets::impl_ticket_store!($store, $db);
-        $crate::store::notifications::impl_notification_store!($store, $db);
+        $crate::store::notifications::impl_notification_store!($store, $db, $lock);
 
         #[async_trait::async_trait]
         impl tickethub_actors::ports::UserStore for $store {

@@ -445,7 +445,7 @@ impl Hub {
     /// inactive users are left out.
     pub async fn announce(&self, a: Announcement) -> Result<usize, StoreError> {
         let deps = &self.inner.deps;
-        let ids: Vec<UserId> = match &a.to {
+        let mut ids: Vec<UserId> = match &a.to {
             Recipients::Users(ids) => ids.clone(),
             Recipients::Role(role) => deps
                 .store
@@ -455,6 +455,9 @@ impl Hub {
                 .map(|u| u.id)
                 .collect(),
         };
+        // One announcement reaches a user once, however often the request names them.
+        ids.sort();
+        ids.dedup();
         let event: EventType = a.notification_type.parse().expect("infallible");
         let audience = deps.audience(&event, &ids).await?;
         let drafts = audience.drafts_for(

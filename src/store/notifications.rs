@@ -101,13 +101,129 @@ pub(crate) struct DeliveryRow {
 
 /// Implements `NotificationStore` (and the draft insertion both ports share) for a store type.
 macro_rules! impl_notification_store {
-    ($store:ty, $db:ty) => {
+    ($store:ty, $db:ty, $lock:literal) => {
         impl $store {
             /// Stores drafts inside a transaction: each recipient's next seq is allocated by
             /// bumping `users.last_seq`, which also locks that user's row until commit, so
-            /// concurrent commits to one recipient get consecutive seqs with no gaps. Drafts are
-            /// taken in recipient order so that concurrent transactions lock rows in one order.
+            /// concurrent commits to one recipient get consecutive seqs with no gaps. The rows are
+            /// locked in id order first (on PostgreSQL), so that concurrent transactions cannot
+            /// deadlock; then one `UPDATE … RETURNING` allocates every seq and multi-row
+            /// `INSERT`s store the notifications and their deliveries, in chunks that stay under
+            /// the databases' bind-parameter limits.
             async fn insert_drafts(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                mut drafts: Vec<tickethub_actors::notification::Draft>,
+            ) -> Result<Vec<tickethub_actors::notification::Notification>, tickethub_actors::ports::StoreError>
+            {
+                use std::collections::HashMap;
+                use tickethub_actors::ports::StoreError;
+                const CHUNK: usize = 1000;
+                drafts.sort_by_key(|d| d.recipient);
+                if drafts.windows(2).any(|w| w[0].recipient == w[1].recipient) {
+                    return Self::insert_drafts_one_by_one(tx, drafts).await;
+                }
+                let now = chrono::Utc::now();
+                let mut seqs: HashMap<i64, i64> = HashMap::with_capacity(drafts.len());
+                for chunk in drafts.chunks(CHUNK) {
+                    if !$lock.is_empty() {
+                        let mut lock = sqlx::QueryBuilder::<$db>::new("SELECT id FROM users WHERE id IN (");
+                        let mut sep = lock.separated(", ");
+                        for d in chunk {
+                            sep.push_bind(d.recipient.0);
+                        }
+                        lock.push(") ORDER BY id FOR UPDATE");
+                        lock.build().execute(&mut **tx).await.map_err($crate::store::backend_error)?;
+                    }
+                    let mut bump = sqlx::QueryBuilder::<$db>::new(
+                        "UPDATE users SET last_seq = last_seq + 1 WHERE id IN (",
+                    );
+                    let mut sep = bump.separated(", ");
+                    for d in chunk {
+                        sep.push_bind(d.recipient.0);
+                    }
+                    bump.push(") RETURNING id, last_seq");
+                    let rows: Vec<(i64, i64)> = bump
+                        .build_query_as()
+                        .fetch_all(&mut **tx)
+                        .await
+                        .map_err($crate::store::backend_error)?;
+                    seqs.extend(rows);
+                }
+                if let Some(missing) = drafts.iter().find(|d| !seqs.contains_key(&d.recipient.0)) {
+                    return Err(StoreError::NotFound(format!("user {}", missing.recipient)));
+                }
+                let mut ids: HashMap<i64, i64> = HashMap::with_capacity(drafts.len());
+                for chunk in drafts.chunks(CHUNK) {
+                    let mut insert = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO notifications (user_id, seq, notification_type, title, message, \
+                         ticket_id, data, action_url, is_read, created_at) ",
+                    );
+                    insert.push_values(chunk, |mut row, d| {
+                        row.push_bind(d.recipient.0)
+                            .push_bind(seqs[&d.recipient.0])
+                            .push_bind(d.notification_type.as_str().to_owned())
+                            .push_bind(d.title.clone())
+                            .push_bind(d.message.clone())
+                            .push_bind(d.ticket.as_ref().map(|t| t.id.0))
+                            .push_bind(d.data.clone())
+                            .push_bind(d.action_url.clone())
+                            .push_bind(false)
+                            .push_bind(now);
+                    });
+                    insert.push(" RETURNING id, user_id");
+                    let rows: Vec<(i64, i64)> = insert
+                        .build_query_as()
+                        .fetch_all(&mut **tx)
+                        .await
+                        .map_err($crate::store::backend_error)?;
+                    ids.extend(rows.into_iter().map(|(id, user)| (user, id)));
+                }
+                let deliveries: Vec<(i64, &tickethub_actors::routing::Channel, &String)> = drafts
+                    .iter()
+                    .flat_map(|d| {
+                        let id = ids[&d.recipient.0];
+                        d.deliveries.iter().map(move |(c, a)| (id, c, a))
+                    })
+                    .collect();
+                for chunk in deliveries.chunks(CHUNK) {
+                    let mut insert = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO deliveries (notification_id, channel, address, status, attempts, \
+                         next_attempt_at, created_at, updated_at) ",
+                    );
+                    insert.push_values(chunk, |mut row, (id, channel, address)| {
+                        row.push_bind(*id)
+                            .push_bind(channel.as_str())
+                            .push_bind((*address).clone())
+                            .push_bind("QUEUED")
+                            .push_bind(0i64)
+                            .push_bind(now)
+                            .push_bind(now)
+                            .push_bind(now);
+                    });
+                    insert.build().execute(&mut **tx).await.map_err($crate::store::backend_error)?;
+                }
+                Ok(drafts
+                    .into_iter()
+                    .map(|d| tickethub_actors::notification::Notification {
+                        id: ids[&d.recipient.0],
+                        user_id: d.recipient,
+                        seq: seqs[&d.recipient.0],
+                        notification_type: d.notification_type,
+                        title: d.title,
+                        message: d.message,
+                        ticket: d.ticket,
+                        data: d.data,
+                        action_url: d.action_url,
+                        is_read: false,
+                        read_at: None,
+                        created_at: now,
+                    })
+                    .collect())
+            }
+
+            /// Stores drafts one statement at a time: the path for a batch that names one
+            /// recipient more than once (each needs its own seq).
+            async fn insert_drafts_one_by_one(
                 tx: &mut sqlx::Transaction<'_, $db>,
                 mut drafts: Vec<tickethub_actors::notification::Draft>,
             ) -> Result<Vec<tickethub_actors::notification::Notification>, tickethub_actors::ports::StoreError>

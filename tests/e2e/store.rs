@@ -153,3 +153,69 @@ async fn migrations_are_idempotent(backend: Backend) {
     let second = open(&db).await;
     assert!(second.user_with_hash("ann").await.unwrap().is_some());
 }
+
+both_backends!(batched_commits_give_every_recipient_the_next_seq);
+
+async fn batched_commits_give_every_recipient_the_next_seq(backend: Backend) {
+    use tickethub_actors::notification::Draft;
+    use tickethub_actors::routing::Channel;
+    let db = TestDb::create(&backend).await;
+    let store = open(&db).await;
+    let a = store
+        .create_user(new_user("ann", Role::Admin))
+        .await
+        .unwrap();
+    let b = store
+        .create_user(new_user("bob", Role::Client))
+        .await
+        .unwrap();
+    let draft = |to: tickethub_actors::domain::UserId, title: &str| Draft {
+        recipient: to,
+        notification_type: "general".parse().unwrap(),
+        title: title.into(),
+        message: "m".into(),
+        ticket: None,
+        data: "{}".into(),
+        action_url: None,
+        deliveries: vec![(Channel::Email, format!("{}@example.test", to.0))],
+    };
+    // A batch of distinct recipients takes the batched path.
+    let first = store
+        .commit_notifications(vec![draft(b.id, "b1"), draft(a.id, "a1")])
+        .await
+        .unwrap();
+    let seqs: Vec<(i64, i64)> = first.iter().map(|n| (n.user_id.0, n.seq)).collect();
+    assert_eq!(seqs, vec![(a.id.0, 1), (b.id.0, 1)]);
+    // A batch naming one recipient twice gives consecutive seqs.
+    let second = store
+        .commit_notifications(vec![
+            draft(a.id, "a2"),
+            draft(a.id, "a3"),
+            draft(b.id, "b2"),
+        ])
+        .await
+        .unwrap();
+    let mut seqs: Vec<(i64, i64)> = second.iter().map(|n| (n.user_id.0, n.seq)).collect();
+    seqs.sort();
+    assert_eq!(seqs, vec![(a.id.0, 2), (a.id.0, 3), (b.id.0, 2)]);
+    // Every notification got its delivery row, and the stored rows match what was returned.
+    for n in first.iter().chain(&second) {
+        let d = store.deliveries(n.user_id, n.id).await.unwrap().unwrap();
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].address, format!("{}@example.test", n.user_id.0));
+        let stored = store.notification(n.user_id, n.id).await.unwrap().unwrap();
+        assert_eq!(
+            (stored.seq, stored.title.as_str()),
+            (n.seq, n.title.as_str())
+        );
+    }
+    // An unknown recipient fails the whole batch.
+    let err = store
+        .commit_notifications(vec![
+            draft(a.id, "a4"),
+            draft(tickethub_actors::domain::UserId(999_999), "x"),
+        ])
+        .await;
+    assert!(err.is_err());
+    assert_eq!(store.notification_cursor(a.id).await.unwrap().last_seq, 3);
+}
