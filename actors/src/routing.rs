@@ -296,22 +296,30 @@ pub fn recipients(route: &Route, parties: &Parties<'_>) -> Vec<UserId> {
 /// A user's on/off switches: `(notification type or "*", channel) → enabled`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Preferences {
-    switches: HashMap<(String, Channel), bool>,
+    /// Per notification type (or `*`), the switch of each channel that has one.
+    switches: HashMap<String, HashMap<Channel, bool>>,
 }
 
 impl Preferences {
     /// Sets one switch; `notification_type` may be `*` for every type.
     pub fn set(&mut self, notification_type: &str, channel: Channel, enabled: bool) {
         self.switches
-            .insert((notification_type.to_owned(), channel), enabled);
+            .entry(notification_type.to_owned())
+            .or_default()
+            .insert(channel, enabled);
     }
 
     /// Whether a channel is on for a type: the specific switch, else the `*` switch, else on.
+    /// Looks up without allocating.
     pub fn allows(&self, event: &EventType, channel: Channel) -> bool {
-        self.switches
-            .get(&(event.as_str().to_owned(), channel))
-            .or_else(|| self.switches.get(&("*".to_owned(), channel)))
-            .copied()
+        let switch = |kind: &str| {
+            self.switches
+                .get(kind)
+                .and_then(|c| c.get(&channel))
+                .copied()
+        };
+        switch(event.as_str())
+            .or_else(|| switch("*"))
             .unwrap_or(true)
     }
 
@@ -320,7 +328,7 @@ impl Preferences {
         let mut v: Vec<_> = self
             .switches
             .iter()
-            .map(|((t, c), e)| (t.clone(), *c, *e))
+            .flat_map(|(t, cs)| cs.iter().map(move |(c, e)| (t.clone(), *c, *e)))
             .collect();
         v.sort();
         v
