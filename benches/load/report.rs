@@ -425,7 +425,20 @@ pub fn cdf_svg(title: &str, series: &[(&str, &[f64])]) -> String {
         r#"<text transform="translate(18 {:.1}) rotate(-90)" text-anchor="middle">share of deliveries at or below (%)</text>"#,
         TOP + plot_h / 2.0
     );
-    // One curve per series, sampled at up to 1,000 quantiles.
+    // One curve per series, sampled at up to 1,000 quantiles; the legend goes on top of them.
+    let mut legend = String::new();
+    let n_series = series
+        .iter()
+        .zip(&sorted)
+        .filter(|(_, s)| !s.is_empty())
+        .count();
+    let _ = writeln!(
+        legend,
+        r##"<rect x="{:.1}" y="{:.1}" width="490" height="{:.1}" fill="white" fill-opacity="0.9" stroke="#999"/>"##,
+        LEFT + plot_w - 505.0,
+        TOP + plot_h - 34.0 - 18.0 * (n_series.max(1) - 1) as f64,
+        18.0 * n_series as f64 + 6.0
+    );
     for (i, ((label, _), s)) in series.iter().zip(&sorted).enumerate() {
         if s.is_empty() {
             continue;
@@ -447,7 +460,7 @@ pub fn cdf_svg(title: &str, series: &[(&str, &[f64])]) -> String {
         );
         let ly = TOP + plot_h - 20.0 - 18.0 * (series.len() - 1 - i) as f64;
         let _ = writeln!(
-            svg,
+            legend,
             r#"<line x1="{:.1}" y1="{ly:.1}" x2="{:.1}" y2="{ly:.1}" stroke="{colour}" stroke-width="3"/><text x="{:.1}" y="{:.1}">{}: n={} p50={} ms p99={} ms max={} ms</text>"#,
             LEFT + plot_w - 500.0,
             LEFT + plot_w - 475.0,
@@ -460,6 +473,7 @@ pub fn cdf_svg(title: &str, series: &[(&str, &[f64])]) -> String {
             fmt_value(s[n - 1])
         );
     }
+    svg.push_str(&legend);
     svg.push_str("</svg>\n");
     svg
 }
