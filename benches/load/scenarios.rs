@@ -811,10 +811,12 @@ struct Event {
     recipients: Vec<i64>,
 }
 
-/// A walked ticket's events and REST latencies, or why it stopped.
-type Walked = Result<(Vec<Event>, Vec<f64>), String>;
+/// A walked ticket's events and REST latencies (of the steps that succeeded), and why it
+/// stopped early, if it did.
+type Walked = (Vec<Event>, Vec<f64>, Option<String>);
 
-/// Walks one ticket through its life; returns its events, the REST latencies, or an error.
+/// Walks one ticket through its life; returns the events of the steps that succeeded, their
+/// REST latencies, and the error that stopped it early, if any.
 async fn walk(
     target: &Target,
     t: usize,
@@ -822,9 +824,24 @@ async fn walk(
     admin: &Principal,
     devs: &[Principal],
 ) -> Walked {
-    use reqwest::Method;
     let mut events = Vec::new();
     let mut rest_ms = Vec::new();
+    let error = walk_steps(target, t, client, admin, devs, &mut events, &mut rest_ms)
+        .await
+        .err();
+    (events, rest_ms, error)
+}
+
+async fn walk_steps(
+    target: &Target,
+    t: usize,
+    client: &Principal,
+    admin: &Principal,
+    devs: &[Principal],
+    events: &mut Vec<Event>,
+    rest_ms: &mut Vec<f64>,
+) -> Result<(), String> {
+    use reqwest::Method;
     let admins = &target.all_admin_ids;
     let dev_ids: Vec<i64> = devs.iter().map(|d| d.id).collect();
     // Who hears: the routing table of the product contract, never the actor.
@@ -914,7 +931,7 @@ async fn walk(
             recipients: without(recipients, who.id),
         });
     }
-    Ok((events, rest_ms))
+    Ok(())
 }
 
 /// A ticket storm: concurrent clients, admins and developers walk tickets through their
@@ -976,21 +993,24 @@ pub async fn lifecycle(a: LifecycleArgs, common: &Common) -> bool {
     let mut run = Run::new("hub");
     let mut rest_ms = Vec::new();
     let mut transitions = 0usize;
-    for r in results {
-        match r {
-            Ok((events, ms)) => {
-                transitions += events.len();
-                rest_ms.extend(ms);
-                for e in events {
-                    tracker.expect(e.key, e.at_us, e.recipients);
-                }
-            }
-            Err(e) => {
-                if run.failures.len() < 5 {
-                    run.failures.push(e);
-                }
+    let mut failed_calls = 0usize;
+    for (events, ms, error) in results {
+        transitions += events.len();
+        rest_ms.extend(ms);
+        for e in events {
+            tracker.expect(e.key, e.at_us, e.recipients);
+        }
+        if let Some(e) = error {
+            failed_calls += 1;
+            if run.failures.len() < 5 {
+                run.failures.push(e);
             }
         }
+    }
+    if failed_calls > 0 {
+        run.failures.push(format!(
+            "{failed_calls} tickets stopped at a failed REST call"
+        ));
     }
     let want = tracker.expected_total();
     let pb = bar(want as u64, "notifications");
