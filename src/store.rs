@@ -48,6 +48,11 @@ pub(crate) fn backend_error(e: sqlx::Error) -> StoreError {
         sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
             StoreError::NotFound(db.message().to_owned())
         }
+        // A deadlock or serialization failure (PostgreSQL 40P01, 40001) rolled the transaction
+        // back: the caller reloads and decides again, as after a version conflict.
+        sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("40P01" | "40001")) => {
+            StoreError::Stale(db.message().to_owned())
+        }
         _ => StoreError::Backend(Box::new(e)),
     }
 }

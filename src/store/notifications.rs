@@ -106,8 +106,10 @@ macro_rules! impl_notification_store {
             /// Stores drafts inside a transaction: each recipient's next seq is allocated by
             /// bumping `users.last_seq`, which also locks that user's row until commit, so
             /// concurrent commits to one recipient get consecutive seqs with no gaps. The rows are
-            /// locked in id order first (on PostgreSQL), so that concurrent transactions cannot
-            /// deadlock; then one `UPDATE … RETURNING` allocates every seq and multi-row
+            /// locked in id order first (on PostgreSQL, `FOR NO KEY UPDATE`: the lock the `UPDATE`
+            /// takes anyway, which does not conflict with the key-share locks that foreign keys to
+            /// users take, such as a ticket's new assignees), so that concurrent transactions
+            /// cannot deadlock; then one `UPDATE … RETURNING` allocates every seq and multi-row
             /// `INSERT`s store the notifications and their deliveries, in chunks that stay under
             /// the databases' bind-parameter limits.
             async fn insert_drafts(
@@ -131,7 +133,7 @@ macro_rules! impl_notification_store {
                         for d in chunk {
                             sep.push_bind(d.recipient.0);
                         }
-                        lock.push(") ORDER BY id FOR UPDATE");
+                        lock.push(") ORDER BY id FOR NO KEY UPDATE");
                         lock.build().execute(&mut **tx).await.map_err($crate::store::backend_error)?;
                     }
                     let mut bump = sqlx::QueryBuilder::<$db>::new(
