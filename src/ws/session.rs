@@ -144,7 +144,9 @@ impl Session {
                         break 'frames;
                     }
                     msg = rx.recv() => {
-                        outcome = outbound(msg, &mut write, &shared).await;
+                        // Boxed too: the write of a replay is large, and only the socket
+                        // writing needs it for the moment it writes.
+                        outcome = Box::pin(outbound(msg, &mut write, &shared)).await;
                         if !matches!(outcome, Ok(Flow::Continue)) {
                             break 'frames;
                         }
@@ -161,7 +163,9 @@ impl Session {
             shared.touch();
             metrics::counter!("tickethub_frames_in_total").increment(1);
             outcome = match frame {
-                Ok(frame) => ctx.on_frame(frame, &mut write).await,
+                // Boxed: client frames are rare next to pushes, and their handling (commands
+                // with database calls) would otherwise sit in every idle socket's state.
+                Ok(frame) => Box::pin(ctx.on_frame(frame, &mut write)).await,
                 Err(WebSocketError::FrameTooLarge) => {
                     Ok(Flow::Close(CloseCode::TooBig, "message too big"))
                 }
