@@ -368,13 +368,7 @@ macro_rules! impl_store {
                 .fetch_optional(self.reader())
                 .await
                 .map_err($crate::store::backend_error)?;
-                match row {
-                    Some(row) => {
-                        let members = self.members_of(row.id).await?;
-                        Ok(Some(row.into_project(members)))
-                    }
-                    None => Ok(None),
-                }
+                self.with_members(row).await
             }
 
             async fn project_by_key(
@@ -391,13 +385,7 @@ macro_rules! impl_store {
                 .fetch_optional(self.reader())
                 .await
                 .map_err($crate::store::backend_error)?;
-                match row {
-                    Some(row) => {
-                        let members = self.members_of(row.id).await?;
-                        Ok(Some(row.into_project(members)))
-                    }
-                    None => Ok(None),
-                }
+                self.with_members(row).await
             }
 
             async fn list_projects(
@@ -460,6 +448,23 @@ macro_rules! impl_store {
         }
 
         impl $store {
+            /// A project row with its members, if there is a row.
+            async fn with_members(
+                &self,
+                row: Option<$crate::store::ProjectRow>,
+            ) -> Result<
+                Option<tickethub_actors::domain::Project>,
+                tickethub_actors::ports::StoreError,
+            > {
+                match row {
+                    Some(row) => {
+                        let members = self.members_of(row.id).await?;
+                        Ok(Some(row.into_project(members)))
+                    }
+                    None => Ok(None),
+                }
+            }
+
             async fn members_of(
                 &self,
                 project: i64,
