@@ -94,15 +94,12 @@ impl Application {
             },
         )
         .await?;
-        if let Some(mut remote) = remote {
-            let hub = hub.clone();
-            tokio::spawn(async move {
-                while let Some(events) = remote.recv().await {
-                    for (user, seq) in events {
-                        hub.remote_committed(user, seq);
-                    }
-                }
-            });
+        if let Some(remote) = remote {
+            tokio::spawn(follow_bus(
+                hub.clone(),
+                remote,
+                Duration::from_secs(config.bus_reconcile_interval.max(1)),
+            ));
         }
         let listener = listen(config.bind).map_err(|source| BuildError::Bind {
             addr: config.bind,
@@ -211,6 +208,48 @@ impl Application {
         tracing::info!(user_actors = told, "stopped");
         served
     }
+}
+
+/// Hands other nodes' events to the local actors, and catches every connected user up from
+/// the database after any gap on the bus (a resync) and on a slow timer. Requests that arrive
+/// while a catch-up runs are merged into the next one.
+async fn follow_bus(hub: Hub, mut remote: crate::bus::Remote, every: Duration) {
+    let wanted = Arc::new(tokio::sync::Notify::new());
+    let reconciler = {
+        let hub = hub.clone();
+        let wanted = wanted.clone();
+        tokio::spawn(async move {
+            let mut timer = tokio::time::interval(every);
+            timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            timer.tick().await;
+            loop {
+                let reason = tokio::select! {
+                    _ = wanted.notified() => "resync",
+                    _ = timer.tick() => "periodic",
+                };
+                match hub.catch_up_all().await {
+                    Ok(users) => {
+                        metrics::counter!("tickethub_bus_catch_ups_total", "reason" => reason)
+                            .increment(1);
+                        tracing::debug!(users, reason, "caught connected users up");
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, reason, "cannot catch connected users up");
+                        // Try again soon: the database may be back before the next tick.
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        wanted.notify_one();
+                    }
+                }
+            }
+        })
+    };
+    while let Some(event) = remote.recv().await {
+        match event {
+            tickethub_actors::ports::BusEvent::Resync => wanted.notify_one(),
+            event => hub.remote(event),
+        }
+    }
+    reconciler.abort();
 }
 
 /// Binds the listener with a deep accept backlog, so that a reconnect storm queues instead of

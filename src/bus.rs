@@ -1,16 +1,37 @@
-//! The Redis bus (fred): fan-out of committed notifications between hub processes.
+//! The Redis bus (fred): what one hub process tells the others.
 //!
-//! A node publishes `<node>|<user>:<seq>,<user>:<seq>…` on `<prefix>:notifications` after each
-//! commit. Every other node hands each pair to its local user actor, which reads what it has
-//! not pushed yet from the database (the database stays the only copy of a notification, so a
-//! lost bus message delays a push until the next one, and replay on reconnect never depends on
-//! the bus). A single node runs without Redis.
+//! Every message is `<node>|<kind>|<payload>` on `<prefix>:bus`:
+//!
+//! | kind | payload | sent when |
+//! |---|---|---|
+//! | `n` | `<user>:<seq>,<user>:<seq>…` | notifications were committed |
+//! | `i` | `<user>|<JSON of the change>` | a user changed their inbox |
+//! | `t` | `<ticket>:<version>` | a ticket was committed |
+//! | `r` | (empty) | the sender may have lost messages: everyone resyncs |
+//!
+//! Content never crosses the bus: a node that hears of a commit reads it from the database,
+//! which stays the only copy. So a lost message only delays a push, and every gap heals the
+//! same way: the node catches all of its connected users up from the database in one batched
+//! read ([`tickethub_actors::Hub::catch_up_all`]).
+//!
+//! Gaps are noticed where they happen: a reconnect of either connection (fred reconnects with
+//! exponential backoff and the subscriber resubscribes before anything else), a subscriber
+//! that lagged behind its message buffer, or a publish that failed (the node then asks every
+//! node to resync once it is back). A slow periodic reconciliation catches anything else.
+//! Publishing never waits: messages go through a queue to one task, and fail fast while Redis
+//! is away rather than pile up.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use fred::prelude::*;
+use fred::types::config::Options;
+use serde::{Deserialize, Serialize};
+use tickethub_actors::connection::Update;
 use tickethub_actors::domain::UserId;
-use tickethub_actors::ports::Bus;
+use tickethub_actors::ports::{Bus, BusEvent};
+use tickethub_actors::ticket_domain::TicketId;
 use tokio::sync::mpsc;
 
 use crate::config::{redact_url, ConfigError};
@@ -21,84 +42,92 @@ pub struct RedisBus {
     outbox: mpsc::UnboundedSender<String>,
     publisher: Client,
     subscriber: fred::clients::SubscriberClient,
-    resubscriber: tokio::task::JoinHandle<()>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
-/// Notifications committed by other nodes: recipient and seq.
-pub type Remote = mpsc::UnboundedReceiver<Vec<(UserId, i64)>>;
+/// What the bus hands this node: other nodes' events, and [`BusEvent::Resync`] after any gap.
+pub type Remote = mpsc::UnboundedReceiver<BusEvent>;
 
 const SETTING: &str = "--redis-url (REDIS_URL)";
 
+/// Reconnect attempts start at 100 ms and double up to 2 s, forever.
+fn reconnect_policy() -> ReconnectPolicy {
+    ReconnectPolicy::new_exponential(0, 100, 2_000, 2)
+}
+
 impl RedisBus {
-    /// Connects, subscribes, and starts the publishing and receiving tasks.
+    /// Connects (the first connection must succeed), subscribes, and starts the publishing,
+    /// receiving and healing tasks.
     pub async fn connect(url: &str, prefix: &str) -> Result<(Arc<RedisBus>, Remote), ConfigError> {
         let config = Config::from_url(url)
             .map_err(|e| ConfigError::new(SETTING, format!("`{}`: {e}", redact_url(url))))?;
-        let builder = Builder::from_config(config);
+        let mut builder = Builder::from_config(config);
+        builder
+            .set_policy(reconnect_policy())
+            .with_connection_config(|c| {
+                c.connection_timeout = Duration::from_secs(2);
+                c.internal_command_timeout = Duration::from_secs(2);
+            })
+            .with_performance_config(|p| {
+                // The subscriber's message buffer: a burst larger than this is a lag, which
+                // is healed by a resync.
+                p.broadcast_channel_capacity = 16_384;
+            });
         let publisher = builder
             .build()
             .map_err(|e| ConfigError::new(SETTING, e.to_string()))?;
         let subscriber = builder
             .build_subscriber_client()
             .map_err(|e| ConfigError::new(SETTING, e.to_string()))?;
-        publisher.init().await.map_err(|e| {
-            ConfigError::new(
-                SETTING,
-                format!("cannot connect to {}: {e}", redact_url(url)),
-            )
-        })?;
-        subscriber.init().await.map_err(|e| {
-            ConfigError::new(
-                SETTING,
-                format!("cannot connect to {}: {e}", redact_url(url)),
-            )
-        })?;
-        let channel = format!("{prefix}:notifications");
-        // Resubscribe after reconnects; the task ends with the client.
-        let resubscriber = subscriber.manage_subscriptions();
+        publisher.init().await.map_err(|e| cannot_connect(url, e))?;
+        subscriber
+            .init()
+            .await
+            .map_err(|e| cannot_connect(url, e))?;
+        let channel = format!("{prefix}:bus");
         subscriber
             .subscribe(channel.clone())
             .await
             .map_err(|e| ConfigError::new(SETTING, format!("cannot subscribe: {e}")))?;
         let node = format!("{:016x}", rand::random::<u64>());
-
-        let (out_tx, mut out_rx) = mpsc::unbounded_channel::<String>();
-        let sender = publisher.clone();
-        let out_channel = channel.clone();
-        tokio::spawn(async move {
-            while let Some(payload) = out_rx.recv().await {
-                if let Err(e) = sender
-                    .publish::<i64, _, _>(out_channel.as_str(), payload)
-                    .await
-                {
-                    tracing::warn!(error = %e, "cannot publish to the bus");
-                }
-            }
-        });
-
         let (in_tx, in_rx) = mpsc::unbounded_channel();
-        let mut messages = subscriber.message_rx();
-        let own = node.clone();
-        tokio::spawn(async move {
-            while let Ok(message) = messages.recv().await {
-                let Some(text) = message.value.as_string() else {
-                    continue;
-                };
-                if let Some(events) = decode(&text, &own) {
-                    if in_tx.send(events).is_err() {
-                        break;
-                    }
-                }
-            }
-        });
+        let (out_tx, out_rx) = mpsc::unbounded_channel::<String>();
+        // Set when a publish failed: once the publisher is back, every node is asked to resync.
+        let lost = Arc::new(AtomicBool::new(false));
+        let resync = encode(&node, &BusEvent::Resync);
 
+        let tasks = vec![
+            tokio::spawn(publish_loop(
+                publisher.clone(),
+                channel.clone(),
+                out_rx,
+                lost.clone(),
+            )),
+            tokio::spawn(receive_loop(
+                subscriber.clone(),
+                node.clone(),
+                in_tx.clone(),
+            )),
+            tokio::spawn(heal_subscriber(
+                subscriber.clone(),
+                in_tx,
+                out_tx.clone(),
+                resync.clone(),
+            )),
+            tokio::spawn(heal_publisher(
+                publisher.clone(),
+                out_tx.clone(),
+                resync,
+                lost,
+            )),
+        ];
         Ok((
             Arc::new(RedisBus {
                 node,
                 outbox: out_tx,
                 publisher,
                 subscriber,
-                resubscriber,
+                tasks,
             }),
             in_rx,
         ))
@@ -106,17 +135,124 @@ impl RedisBus {
 
     /// Closes both connections.
     pub async fn close(&self) {
-        self.resubscriber.abort();
+        for task in &self.tasks {
+            task.abort();
+        }
         let _ = self.subscriber.quit().await;
         let _ = self.publisher.quit().await;
     }
 }
 
-impl Bus for RedisBus {
-    fn publish(&self, events: &[(UserId, i64)]) {
-        if !events.is_empty() {
-            let _ = self.outbox.send(encode(&self.node, events));
+fn cannot_connect(url: &str, e: Error) -> ConfigError {
+    ConfigError::new(
+        SETTING,
+        format!("cannot connect to {}: {e}", redact_url(url)),
+    )
+}
+
+/// Sends queued messages one by one; while Redis is away each fails at once and is counted.
+async fn publish_loop(
+    publisher: Client,
+    channel: String,
+    mut queue: mpsc::UnboundedReceiver<String>,
+    lost: Arc<AtomicBool>,
+) {
+    let fast = publisher.with_options(&Options {
+        fail_fast: true,
+        timeout: Some(Duration::from_secs(2)),
+        max_attempts: Some(1),
+        ..Options::default()
+    });
+    while let Some(payload) = queue.recv().await {
+        match fast.publish::<i64, _, _>(channel.as_str(), payload).await {
+            Ok(_) => metrics::counter!("tickethub_bus_published_total").increment(1),
+            Err(e) => {
+                metrics::counter!("tickethub_bus_publish_failures_total").increment(1);
+                if !lost.swap(true, Ordering::SeqCst) {
+                    tracing::warn!(error = %e, "cannot publish to the bus; the other nodes will resync once it is back");
+                }
+            }
         }
+    }
+}
+
+/// Decodes other nodes' messages; a lagging receiver is a gap.
+async fn receive_loop(
+    subscriber: fred::clients::SubscriberClient,
+    own: String,
+    events: mpsc::UnboundedSender<BusEvent>,
+) {
+    let mut messages = subscriber.message_rx();
+    loop {
+        let event = match messages.recv().await {
+            Ok(message) => {
+                let Some(text) = message.value.as_string() else {
+                    continue;
+                };
+                match decode(&text, &own) {
+                    Some(event) => event,
+                    None => continue,
+                }
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                metrics::counter!("tickethub_bus_lagged_total").increment(missed);
+                tracing::warn!(missed, "the bus receiver lagged; resyncing");
+                BusEvent::Resync
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        };
+        if events.send(event).is_err() {
+            return;
+        }
+    }
+}
+
+/// After the subscriber reconnects: resubscribe first, then resync this node and ask the
+/// others to resync (they may have missed what this node published meanwhile).
+async fn heal_subscriber(
+    subscriber: fred::clients::SubscriberClient,
+    events: mpsc::UnboundedSender<BusEvent>,
+    outbox: mpsc::UnboundedSender<String>,
+    resync: String,
+) {
+    let mut reconnects = subscriber.reconnect_rx();
+    while reconnects.recv().await.is_ok() {
+        metrics::counter!("tickethub_bus_reconnects_total", "connection" => "subscriber")
+            .increment(1);
+        if let Err(e) = subscriber.resubscribe_all().await {
+            tracing::warn!(error = %e, "cannot resubscribe to the bus");
+        }
+        tracing::info!("bus subscriber reconnected; resyncing");
+        if events.send(BusEvent::Resync).is_err() {
+            return;
+        }
+        let _ = outbox.send(resync.clone());
+    }
+}
+
+/// After the publisher reconnects: if a publish failed meanwhile, ask every node to resync.
+async fn heal_publisher(
+    publisher: Client,
+    outbox: mpsc::UnboundedSender<String>,
+    resync: String,
+    lost: Arc<AtomicBool>,
+) {
+    let mut reconnects = publisher.reconnect_rx();
+    while reconnects.recv().await.is_ok() {
+        metrics::counter!("tickethub_bus_reconnects_total", "connection" => "publisher")
+            .increment(1);
+        if lost.swap(false, Ordering::SeqCst) {
+            let _ = outbox.send(resync.clone());
+        }
+    }
+}
+
+impl Bus for RedisBus {
+    fn publish(&self, event: BusEvent) {
+        if matches!(&event, BusEvent::Committed(e) if e.is_empty()) {
+            return;
+        }
+        let _ = self.outbox.send(encode(&self.node, &event));
     }
 
     fn is_connected(&self) -> bool {
@@ -124,25 +260,113 @@ impl Bus for RedisBus {
     }
 }
 
-/// `<node>|<user>:<seq>,…`
-fn encode(node: &str, events: &[(UserId, i64)]) -> String {
-    let pairs: Vec<String> = events.iter().map(|(u, s)| format!("{}:{s}", u.0)).collect();
-    format!("{node}|{}", pairs.join(","))
+/// The wire form of an inbox change.
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum InboxWire {
+    Read {
+        id: i64,
+        is_read: bool,
+    },
+    Deleted {
+        id: i64,
+    },
+    AllDeleted {
+        count: i64,
+    },
+    AllRead {
+        count: i64,
+        notification_type: Option<String>,
+        ticket: Option<i64>,
+    },
 }
 
-/// The events of another node's message; `None` for this node's own or a malformed one.
-fn decode(text: &str, own: &str) -> Option<Vec<(UserId, i64)>> {
-    let (node, pairs) = text.split_once('|')?;
+impl From<&Update> for InboxWire {
+    fn from(u: &Update) -> Self {
+        match u.clone() {
+            Update::Read { id, is_read } => InboxWire::Read { id, is_read },
+            Update::Deleted { id } => InboxWire::Deleted { id },
+            Update::AllDeleted { count } => InboxWire::AllDeleted { count },
+            Update::AllRead {
+                count,
+                notification_type,
+                ticket,
+            } => InboxWire::AllRead {
+                count,
+                notification_type,
+                ticket,
+            },
+        }
+    }
+}
+
+impl From<InboxWire> for Update {
+    fn from(w: InboxWire) -> Self {
+        match w {
+            InboxWire::Read { id, is_read } => Update::Read { id, is_read },
+            InboxWire::Deleted { id } => Update::Deleted { id },
+            InboxWire::AllDeleted { count } => Update::AllDeleted { count },
+            InboxWire::AllRead {
+                count,
+                notification_type,
+                ticket,
+            } => Update::AllRead {
+                count,
+                notification_type,
+                ticket,
+            },
+        }
+    }
+}
+
+/// `<node>|<kind>|<payload>`
+fn encode(node: &str, event: &BusEvent) -> String {
+    match event {
+        BusEvent::Committed(events) => {
+            let pairs: Vec<String> = events.iter().map(|(u, s)| format!("{}:{s}", u.0)).collect();
+            format!("{node}|n|{}", pairs.join(","))
+        }
+        BusEvent::Inbox(user, update) => format!(
+            "{node}|i|{}|{}",
+            user.0,
+            serde_json::to_string(&InboxWire::from(update)).expect("inbox changes serialize")
+        ),
+        BusEvent::Ticket(id, version) => format!("{node}|t|{}:{version}", id.0),
+        BusEvent::Resync => format!("{node}|r|"),
+    }
+}
+
+/// The event of another node's message; `None` for this node's own or a malformed one.
+fn decode(text: &str, own: &str) -> Option<BusEvent> {
+    let (node, rest) = text.split_once('|')?;
     if node == own {
         return None;
     }
-    pairs
-        .split(',')
-        .map(|p| {
-            let (u, s) = p.split_once(':')?;
-            Some((UserId(u.parse().ok()?), s.parse().ok()?))
-        })
-        .collect()
+    let (kind, payload) = rest.split_once('|')?;
+    match kind {
+        "n" => payload
+            .split(',')
+            .map(|p| {
+                let (u, s) = p.split_once(':')?;
+                Some((UserId(u.parse().ok()?), s.parse().ok()?))
+            })
+            .collect::<Option<Vec<_>>>()
+            .map(BusEvent::Committed),
+        "i" => {
+            let (user, json) = payload.split_once('|')?;
+            let wire: InboxWire = serde_json::from_str(json).ok()?;
+            Some(BusEvent::Inbox(UserId(user.parse().ok()?), wire.into()))
+        }
+        "t" => {
+            let (id, version) = payload.split_once(':')?;
+            Some(BusEvent::Ticket(
+                TicketId(id.parse().ok()?),
+                version.parse().ok()?,
+            ))
+        }
+        "r" => Some(BusEvent::Resync),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -151,14 +375,54 @@ mod tests {
 
     #[test]
     fn messages_round_trip_and_skip_their_own_node() {
-        let text = encode("a", &[(UserId(1), 5), (UserId(22), 7)]);
-        assert_eq!(text, "a|1:5,22:7");
+        let events = [
+            BusEvent::Committed(vec![(UserId(1), 5), (UserId(22), 7)]),
+            BusEvent::Inbox(
+                UserId(3),
+                Update::Read {
+                    id: 9,
+                    is_read: true,
+                },
+            ),
+            BusEvent::Inbox(UserId(3), Update::Deleted { id: 9 }),
+            BusEvent::Inbox(UserId(3), Update::AllDeleted { count: 4 }),
+            BusEvent::Inbox(
+                UserId(3),
+                Update::AllRead {
+                    count: 600,
+                    notification_type: Some("a|b".into()),
+                    ticket: Some(2),
+                },
+            ),
+            BusEvent::Ticket(TicketId(12), 4),
+            BusEvent::Resync,
+        ];
+        for event in events {
+            let text = encode("a", &event);
+            assert_eq!(decode(&text, "b"), Some(event), "{text}");
+            assert_eq!(decode(&text, "a"), None);
+        }
         assert_eq!(
-            decode(&text, "b"),
-            Some(vec![(UserId(1), 5), (UserId(22), 7)])
+            encode(
+                "a",
+                &BusEvent::Committed(vec![(UserId(1), 5), (UserId(22), 7)])
+            ),
+            "a|n|1:5,22:7"
         );
-        assert_eq!(decode(&text, "a"), None);
-        assert_eq!(decode("b|x:1", "a"), None);
-        assert_eq!(decode("garbage", "a"), None);
+    }
+
+    #[test]
+    fn malformed_messages_are_ignored() {
+        for text in [
+            "garbage",
+            "b|x:1",
+            "b|n|x:1",
+            "b|t|1",
+            "b|i|1|{}",
+            "b|z|",
+            "b|i|x|{\"kind\":\"deleted\",\"id\":1}",
+        ] {
+            assert_eq!(decode(text, "a"), None, "{text}");
+        }
     }
 }

@@ -30,6 +30,11 @@ pub struct ServeConfig {
     #[arg(long, env = "TICKETHUB_REDIS_PREFIX", default_value = "tickethub")]
     pub redis_prefix: String,
 
+    /// Seconds between the periodic reconciliations of a node with a bus: every connected
+    /// user is caught up from the database in one batched read, healing any lost message.
+    #[arg(long, env = "TICKETHUB_BUS_RECONCILE_INTERVAL", default_value_t = 30)]
+    pub bus_reconcile_interval: u64,
+
     /// Secret that signs HS256 tokens. Without one, an SQLite hub generates a secret and keeps
     /// it beside the database file (`<file>.jwt-secret`); a PostgreSQL hub needs one.
     #[arg(long, env = "TICKETHUB_JWT_SECRET", hide_env_values = true)]
@@ -202,6 +207,13 @@ pub struct ServeConfig {
     #[arg(long, env = "TICKETHUB_DELIVERY_TIMEOUT", default_value_t = 10)]
     pub delivery_timeout: u64,
 
+    /// Seconds a claimed outbox row stays with the hub process that claimed it; a process
+    /// that dies holding rows has them taken over by another once this runs out. At least
+    /// twice the delivery timeout, so that a live process never has a send taken from it.
+    /// 0: four times the delivery timeout, at least 30 s.
+    #[arg(long, env = "TICKETHUB_DELIVERY_LEASE", default_value_t = 0)]
+    pub delivery_lease: u64,
+
     /// Consecutive retryable failures that open a channel's circuit.
     #[arg(long, env = "TICKETHUB_CIRCUIT_THRESHOLD", default_value_t = 5)]
     pub circuit_threshold: u32,
@@ -317,6 +329,18 @@ impl ServeConfig {
             return Err(ConfigError::new(
                 "--jwt-public-key (TICKETHUB_JWT_PUBLIC_KEY)",
                 "is required with RS256 and ES256",
+            ));
+        }
+        if self.delivery_lease != 0 && self.delivery_lease < 2 * self.delivery_timeout.max(1) {
+            return Err(ConfigError::new(
+                "--delivery-lease (TICKETHUB_DELIVERY_LEASE)",
+                "must be at least twice --delivery-timeout, or 0 for the default",
+            ));
+        }
+        if self.bus_reconcile_interval == 0 {
+            return Err(ConfigError::new(
+                "--bus-reconcile-interval (TICKETHUB_BUS_RECONCILE_INTERVAL)",
+                "must be at least 1 second",
             ));
         }
         for origin in &self.allowed_origins {

@@ -57,7 +57,10 @@ pub fn build(config: &ServeConfig) -> Result<DeliveryConfig, ConfigError> {
             base_backoff: Duration::from_millis(config.delivery_backoff_ms.max(1)),
             max_backoff: Duration::from_millis(config.delivery_backoff_max_ms.max(1)),
             concurrency: config.delivery_concurrency,
-            lease: (timeout * 4).max(Duration::from_secs(30)),
+            lease: match config.delivery_lease {
+                0 => (timeout * 4).max(Duration::from_secs(30)),
+                secs => Duration::from_secs(secs),
+            },
             circuit_threshold: config.circuit_threshold,
             circuit_cooldown: Duration::from_millis(config.circuit_cooldown_ms),
             poll_interval: Duration::from_millis(config.delivery_poll_ms.max(10)),

@@ -311,6 +311,37 @@ macro_rules! impl_store {
                     sent_seq,
                 })
             }
+
+            async fn last_seqs(
+                &self,
+                users: &[tickethub_actors::domain::UserId],
+            ) -> Result<
+                Vec<(tickethub_actors::domain::UserId, i64)>,
+                tickethub_actors::ports::StoreError,
+            > {
+                let mut out = Vec::with_capacity(users.len());
+                // One query per thousand users, however many are connected.
+                for chunk in users.chunks(1000) {
+                    let mut q = sqlx::QueryBuilder::<$db>::new(
+                        "SELECT id, last_seq FROM users WHERE id IN (",
+                    );
+                    let mut sep = q.separated(", ");
+                    for id in chunk {
+                        sep.push_bind(id.0);
+                    }
+                    q.push(")");
+                    let rows: Vec<(i64, i64)> = q
+                        .build_query_as()
+                        .fetch_all(self.reader())
+                        .await
+                        .map_err($crate::store::backend_error)?;
+                    out.extend(
+                        rows.into_iter()
+                            .map(|(id, seq)| (tickethub_actors::domain::UserId(id), seq)),
+                    );
+                }
+                Ok(out)
+            }
         }
 
         #[async_trait::async_trait]

@@ -41,8 +41,8 @@ impl Disconnect {
     }
 }
 
-/// A change another socket (or the REST API) made to the user's inbox.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A change another socket (or the REST API, or another hub process) made to the user's inbox.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Update {
     /// A notification was marked read or unread.
     Read {
@@ -60,6 +60,15 @@ pub enum Update {
     AllDeleted {
         /// How many.
         count: i64,
+    },
+    /// Every unread notification matching a filter was marked read: one frame, however many.
+    AllRead {
+        /// How many changed.
+        count: i64,
+        /// The type filter, if any.
+        notification_type: Option<String>,
+        /// The ticket filter, if any.
+        ticket: Option<i64>,
     },
 }
 

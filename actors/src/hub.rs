@@ -11,7 +11,7 @@ use crate::directory::{Directory, DirectoryMsg, DirectoryStats, Keyed, Map};
 use crate::domain::{Role, User, UserId};
 use crate::notification::{ticket_wording, EventDetails, TicketSummary};
 use crate::notifier::{Content, Deps};
-use crate::ports::{NewTicket, Store, StoreError};
+use crate::ports::{BusEvent, NewTicket, Store, StoreError};
 use crate::routing::{Channel, EventType, Parties, RoutingTable};
 use crate::ticket::{Applied, TicketActor, TicketError, TicketMsg};
 use crate::ticket_domain::{Action, Principal, Ticket, TicketId};
@@ -281,6 +281,53 @@ impl Hub {
         }
     }
 
+    /// Hands an event another hub process published to the local actors it concerns.
+    /// [`BusEvent::Resync`] is the caller's to act on (see [`Hub::catch_up_all`]).
+    pub fn remote(&self, event: BusEvent) {
+        match event {
+            BusEvent::Committed(events) => {
+                for (user, seq) in events {
+                    self.remote_committed(user, seq);
+                }
+            }
+            BusEvent::Inbox(user, update) => {
+                if let Some(actor) = self.user(user) {
+                    let _ = actor.send_message(UserMsg::Changed(update));
+                }
+            }
+            BusEvent::Ticket(id, version) => {
+                if let Some(actor) = self.ticket(id) {
+                    let _ = actor.send_message(TicketMsg::Changed(version));
+                }
+            }
+            BusEvent::Resync => {}
+        }
+    }
+
+    /// Catches every user connected to this hub up from the database: one batched read of
+    /// their committed seqs, then each actor reads what it has not pushed yet (an actor that is
+    /// current does nothing). Run after any gap on the bus and periodically. Returns how many
+    /// users were checked.
+    pub async fn catch_up_all(&self) -> Result<usize, StoreError> {
+        let ids: Vec<UserId> = self
+            .inner
+            .deps
+            .users
+            .read()
+            .expect("user map poisoned")
+            .keys()
+            .copied()
+            .collect();
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let seqs = self.inner.deps.store.last_seqs(&ids).await?;
+        for (user, seq) in &seqs {
+            self.remote_committed(*user, *seq);
+        }
+        Ok(seqs.len())
+    }
+
     /// Whether the bus to other hub processes is connected (`None` without one).
     pub fn bus_connected(&self) -> Option<bool> {
         self.inner.deps.bus.as_ref().map(|b| b.is_connected())
@@ -486,6 +533,7 @@ impl Hub {
         from: Option<ConnId>,
         cmd: UserCommand,
     ) -> Result<CommandOutcome, String> {
+        let mut outcome = None;
         if let Some(actor) = self.user(user) {
             let sent = cmd.clone();
             let res = actor
@@ -498,13 +546,21 @@ impl Hub {
                     Some(self.inner.config.call_timeout),
                 )
                 .await;
-            if let Ok(ractor::rpc::CallResult::Success(outcome)) = res {
-                return outcome;
+            if let Ok(ractor::rpc::CallResult::Success(result)) = res {
+                outcome = Some(result);
             }
         }
-        execute(self.inner.deps.store.as_ref(), user, &cmd)
-            .await
-            .map_err(|e| e.to_string())
+        let outcome = match outcome {
+            Some(result) => result?,
+            None => execute(self.inner.deps.store.as_ref(), user, &cmd)
+                .await
+                .map_err(|e| e.to_string())?,
+        };
+        // The user's sockets on other hub processes hear of it too.
+        if let Some(update) = outcome.update(&cmd) {
+            self.inner.deps.publish(BusEvent::Inbox(user, update));
+        }
+        Ok(outcome)
     }
 
     /// The status of an outbound channel, if this hub runs it.

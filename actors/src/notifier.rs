@@ -120,6 +120,13 @@ impl Deps {
         })
     }
 
+    /// Announces an event to the other hub processes, if there is a bus. Never waits.
+    pub fn publish(&self, event: crate::ports::BusEvent) {
+        if let Some(bus) = &self.bus {
+            bus.publish(event);
+        }
+    }
+
     /// Sends committed notifications to their recipients' live actors and wakes the channel
     /// actors. Never waits on a socket or a provider.
     pub fn deliver(&self, notifications: Vec<Notification>) {
@@ -131,7 +138,7 @@ impl Deps {
         if let Some(bus) = &self.bus {
             let events: Vec<(UserId, i64)> =
                 notifications.iter().map(|n| (n.user_id, n.seq)).collect();
-            bus.publish(&events);
+            bus.publish(crate::ports::BusEvent::Committed(events));
         }
         {
             let users = self.users.read().expect("user map poisoned");

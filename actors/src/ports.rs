@@ -54,6 +54,9 @@ pub trait UserStore: Send + Sync {
     ) -> Result<Option<User>, StoreError>;
     /// Where the user's notification stream stands.
     async fn notification_cursor(&self, user: UserId) -> Result<NotificationCursor, StoreError>;
+    /// The highest seq allocated to each of these users, in one batched read (unknown ids are
+    /// left out).
+    async fn last_seqs(&self, users: &[UserId]) -> Result<Vec<(UserId, i64)>, StoreError>;
 }
 
 /// Changes to a user's profile.
@@ -374,11 +377,27 @@ pub trait Transport: Send + Sync {
     async fn send(&self, job: &DeliveryJob) -> Result<Option<String>, TransportError>;
 }
 
-/// Fan-out between hub processes: each node announces the notifications it committed, and
-/// every other node hands them to its local user actors.
+/// What crosses the bus between hub processes. Content never does: a node that hears of a
+/// change reads what it needs from the database.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BusEvent {
+    /// Notifications were committed: recipient and seq.
+    Committed(Vec<(UserId, i64)>),
+    /// A user changed their inbox (read, unread, delete, mark all read, delete all).
+    Inbox(UserId, crate::connection::Update),
+    /// A ticket was committed at this version.
+    Ticket(TicketId, i64),
+    /// Messages may have been lost (a node reconnected, or its publishes failed): every node
+    /// catches its connected users up from the database.
+    Resync,
+}
+
+/// Fan-out between hub processes: each node announces what it committed, and every other node
+/// hands it to its local actors.
 pub trait Bus: Send + Sync {
-    /// Announces committed notifications by recipient and seq. Never waits.
-    fn publish(&self, events: &[(UserId, i64)]);
+    /// Announces an event to the other nodes. Never waits and never fails the caller: a lost
+    /// message is made up by the next resync.
+    fn publish(&self, event: BusEvent);
     /// Whether the bus is connected, for readiness checks.
     fn is_connected(&self) -> bool;
 }

@@ -71,6 +71,8 @@ pub struct TicketActor {
 /// The state of a ticket actor.
 pub struct TicketState {
     ticket: Ticket,
+    /// Another hub process committed a newer version: reload before deciding.
+    stale: bool,
     last_active: Instant,
     timer: Option<JoinHandle<()>>,
 }
@@ -89,6 +91,8 @@ pub enum TicketMsg {
         /// The outcome.
         reply: RpcReplyPort<Result<Applied, TicketError>>,
     },
+    /// Another hub process committed this version of the ticket.
+    Changed(i64),
     /// Stop if nothing happened for the idle period.
     IdleCheck,
     /// Describe the actor.
@@ -131,6 +135,7 @@ impl Actor for TicketActor {
         });
         Ok(TicketState {
             ticket,
+            stale: false,
             last_active: Instant::now(),
             timer: Some(timer),
         })
@@ -165,6 +170,10 @@ impl Actor for TicketActor {
                 match result {
                     Ok(committed) => {
                         state.ticket = committed.ticket.clone();
+                        self.deps.publish(crate::ports::BusEvent::Ticket(
+                            committed.ticket.id,
+                            committed.ticket.version,
+                        ));
                         let _ = reply.send(Ok(Applied {
                             ticket: committed.ticket,
                             comment: committed.comment,
@@ -184,6 +193,11 @@ impl Actor for TicketActor {
                     idle: state.last_active.elapsed(),
                 });
             }
+            TicketMsg::Changed(version) => {
+                if version > state.ticket.version {
+                    state.stale = true;
+                }
+            }
             TicketMsg::IdleCheck => {
                 if state.last_active.elapsed() >= self.idle {
                     myself.stop(Some("idle".into()));
@@ -198,8 +212,13 @@ impl Actor for TicketActor {
 }
 
 impl TicketActor {
-    /// Decides, drafts and commits one action; on a version conflict (another process changed
-    /// the ticket), reloads and decides again, once.
+    /// Decides, drafts and commits one action on the latest committed state of the ticket.
+    ///
+    /// Another hub process may have moved the ticket since this actor loaded it. Three things
+    /// keep a decision from resting on a stale copy: a bus notice marks the copy stale (reload
+    /// before deciding); a refusal is re-checked against the database before it is answered
+    /// (one read, and only on refusals); and the commit's version check turns a race lost to
+    /// another process into a reload and a new decision.
     async fn apply(
         &self,
         state: &mut TicketState,
@@ -208,9 +227,29 @@ impl TicketActor {
         action: &Action,
     ) -> Result<Committed, TicketError> {
         let store = &self.deps.store;
+        if state.stale {
+            state.ticket = store
+                .ticket(state.ticket.id)
+                .await?
+                .ok_or(TicketError::NotFound)?;
+            state.stale = false;
+        }
         for _attempt in 0..3 {
             let ticket = &state.ticket;
-            let change = transition(ticket, by, action)?;
+            let change = match transition(ticket, by, action) {
+                Ok(change) => change,
+                Err(refused) => {
+                    let latest = store
+                        .ticket(ticket.id)
+                        .await?
+                        .ok_or(TicketError::NotFound)?;
+                    if latest.version == ticket.version {
+                        return Err(refused.into());
+                    }
+                    state.ticket = latest;
+                    continue;
+                }
+            };
             if let Action::Assign { developer_ids } = action {
                 let found = store.users_by_ids(developer_ids).await?;
                 let all_developers = developer_ids.iter().all(|id| {

@@ -170,6 +170,8 @@ pub enum UserMsg {
     Detach(ConnId),
     /// A committed notification for this user.
     Notify(Arc<Notification>),
+    /// The user changed their inbox on another hub process: tell every socket here.
+    Changed(Update),
     /// Apply a change to the user's inbox and tell the user's other sockets.
     Command {
         /// The socket it came from (not told of its own change), if any.
@@ -200,6 +202,37 @@ impl Keyed for UserActor {
 
     fn arguments(&self, key: UserId) -> UserId {
         key
+    }
+}
+
+impl CommandOutcome {
+    /// What the user's other sockets are told of this outcome, if anything changed.
+    pub fn update(&self, cmd: &UserCommand) -> Option<Update> {
+        match self {
+            CommandOutcome::SetRead {
+                id,
+                read,
+                notification: Some(_),
+            } => Some(Update::Read {
+                id: *id,
+                is_read: *read,
+            }),
+            CommandOutcome::AllRead(ids) if !ids.is_empty() => {
+                let UserCommand::MarkAllRead(filter) = cmd else {
+                    return None;
+                };
+                Some(Update::AllRead {
+                    count: ids.len() as i64,
+                    notification_type: filter.notification_type.clone(),
+                    ticket: filter.ticket.map(|t| t.0),
+                })
+            }
+            CommandOutcome::Deleted { id, success: true } => Some(Update::Deleted { id: *id }),
+            CommandOutcome::AllDeleted(count) if *count > 0 => {
+                Some(Update::AllDeleted { count: *count })
+            }
+            _ => None,
+        }
     }
 }
 
@@ -432,35 +465,8 @@ impl Actor for UserActor {
             UserMsg::Command { from, cmd, reply } => {
                 match execute(self.deps.store.as_ref(), state.user_id, &cmd).await {
                     Ok(outcome) => {
-                        match &outcome {
-                            CommandOutcome::SetRead {
-                                id,
-                                read,
-                                notification: Some(_),
-                            } => state.push_all(from, || {
-                                ConnectionMsg::Updated(Update::Read {
-                                    id: *id,
-                                    is_read: *read,
-                                })
-                            }),
-                            CommandOutcome::AllRead(ids) => {
-                                for id in ids {
-                                    state.push_all(from, || {
-                                        ConnectionMsg::Updated(Update::Read {
-                                            id: *id,
-                                            is_read: true,
-                                        })
-                                    });
-                                }
-                            }
-                            CommandOutcome::Deleted { id, success: true } => state
-                                .push_all(from, || {
-                                    ConnectionMsg::Updated(Update::Deleted { id: *id })
-                                }),
-                            CommandOutcome::AllDeleted(count) => state.push_all(from, || {
-                                ConnectionMsg::Updated(Update::AllDeleted { count: *count })
-                            }),
-                            _ => {}
+                        if let Some(update) = outcome.update(&cmd) {
+                            state.push_all(from, || ConnectionMsg::Updated(update.clone()));
                         }
                         let _ = reply.send(Ok(outcome));
                     }
@@ -469,6 +475,9 @@ impl Actor for UserActor {
                         let _ = reply.send(Err(e.to_string()));
                     }
                 }
+            }
+            UserMsg::Changed(update) => {
+                state.push_all(None, || ConnectionMsg::Updated(update.clone()));
             }
             UserMsg::Heartbeat => {
                 let deadline = now_ms().saturating_sub(self.idle_timeout.as_millis() as u64);

@@ -680,10 +680,10 @@ pub struct Health {
     pub status: String,
 }
 
-/// Readiness: whether the database answers.
+/// Readiness: whether the database answers, and whether the bus to other nodes is up.
 #[derive(ToSchema)]
 pub struct Readiness {
-    /// `ok` or `unavailable`.
+    /// `ok`; `degraded` (still ready) while the bus is down; `unavailable` without a database.
     #[schema(examples("ok"))]
     pub status: String,
     /// The backend (`sqlite`, `postgres`), or `unreachable`.

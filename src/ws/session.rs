@@ -537,6 +537,16 @@ fn update_frame(update: Update) -> Value {
             json!({ "type": "notification_updated", "id": id, "deleted": true })
         }
         Update::AllDeleted { count } => json!({ "type": "notifications_cleared", "count": count }),
+        Update::AllRead {
+            count,
+            notification_type,
+            ticket,
+        } => json!({
+            "type": "all_marked_read",
+            "count": count,
+            "notification_type": notification_type,
+            "ticket": ticket,
+        }),
     }
 }
 

@@ -1,10 +1,14 @@
 //! Several hub processes on one database and one Redis behave as one hub.
 
-use serde_json::json;
-use tickethub_actors::domain::Role;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tickethub_actors::domain::{Role, User};
 
 use crate::both_backends;
-use crate::harness::{redis, Backend, TestHub};
+use crate::fakes::{Http, Reply};
+use crate::harness::{eventually, redis, Backend, Ended, TestHub};
+use crate::nodes::Cluster;
 
 both_backends!(a_user_on_one_node_hears_of_commits_on_another);
 
@@ -63,4 +67,347 @@ async fn a_hub_without_its_redis_does_not_start() {
     .err()
     .expect("no Redis there");
     assert!(err.to_string().starts_with("--redis-url"), "{err}");
+}
+
+// ---- Several hub processes, one private redis-server ----
+
+/// A PostgreSQL backend, or `None` (with a notice) when it is not configured.
+fn postgres() -> Option<Backend> {
+    Backend::postgres()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_restart_heals_without_any_client_reconnecting() {
+    let Some(backend) = postgres() else { return };
+    // The periodic reconciliation is pushed out of the way: only the reconnect may heal.
+    let mut c = Cluster::start(&backend, 2, &["--bus-reconcile-interval", "3600"]).await;
+    let admin = c.user("boss", Role::Admin).await;
+    let alice = c.user("alice", Role::Client).await;
+    let mut ws = c.connect(1, &alice, None).await;
+    c.send(0, &admin, &alice, "before").await;
+    assert_eq!(ws.notifications(1).await[0]["seq"], 1);
+
+    c.redis.kill().await;
+    // Both nodes stay ready and say so honestly.
+    for node in 0..2 {
+        c.bus_is(node, "disconnected").await;
+        let (status, body) = c.ready(node).await;
+        assert_eq!((status, body["status"].as_str()), (200, Some("degraded")));
+    }
+    // Commits go on, and never wait for the bus.
+    for i in 0..5 {
+        c.send(0, &admin, &alice, &format!("during {i}")).await;
+    }
+    c.redis.restart().await;
+    // The same socket, never reconnected, receives everything committed during the outage.
+    let healed = ws.notifications(5).await;
+    let seqs: Vec<i64> = healed.iter().map(|n| n["seq"].as_i64().unwrap()).collect();
+    assert_eq!(seqs, vec![2, 3, 4, 5, 6]);
+    assert!(healed.iter().all(|n| n["replayed"] == false));
+    assert_eq!(healed[0]["title"], "during 0");
+    for node in 0..2 {
+        c.bus_is(node, "connected").await;
+        assert_eq!(c.ready(node).await.1["status"], "ok");
+    }
+    // The bus carries live traffic again, in both directions.
+    c.send(0, &admin, &alice, "after").await;
+    assert_eq!(ws.notifications(1).await[0]["seq"], 7);
+    let mut on_zero = c.connect(0, &alice, Some(7)).await;
+    c.send(1, &admin, &alice, "back").await;
+    assert_eq!(on_zero.notifications(1).await[0]["seq"], 8);
+    assert_eq!(ws.notifications(1).await[0]["seq"], 8);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbox_changes_reach_the_tabs_on_every_node() {
+    let Some(backend) = postgres() else { return };
+    let c = Cluster::start(&backend, 2, &[]).await;
+    let admin = c.user("boss", Role::Admin).await;
+    let alice = c.user("alice", Role::Client).await;
+    let mut tab0 = c.connect(0, &alice, None).await;
+    let mut tab1 = c.connect(1, &alice, None).await;
+    for i in 0..4 {
+        c.send(0, &admin, &alice, &format!("n{i}")).await;
+    }
+    let ids: Vec<i64> = tab0
+        .notifications(4)
+        .await
+        .iter()
+        .map(|n| n["id"].as_i64().unwrap())
+        .collect();
+    tab1.notifications(4).await;
+
+    // Read in one tab: the tab on the other node hears of it.
+    tab0.send_json(json!({"type": "mark_read", "notification_id": ids[0]}))
+        .await;
+    assert_eq!(
+        tab0.next_of("notification_marked_read").await["success"],
+        true
+    );
+    let v = tab1.next_of("notification_updated").await;
+    assert_eq!(
+        (v["id"].as_i64(), v["is_read"].as_bool()),
+        (Some(ids[0]), Some(true))
+    );
+    // Unread over REST on node 1: both tabs hear of it.
+    c.post(
+        1,
+        &alice,
+        &format!("/api/notifications/{}/mark_as_unread/", ids[0]),
+        json!({}),
+        200,
+    )
+    .await;
+    for tab in [&mut tab0, &mut tab1] {
+        let v = tab.next_of("notification_updated").await;
+        assert_eq!(
+            (v["id"].as_i64(), v["is_read"].as_bool()),
+            (Some(ids[0]), Some(false))
+        );
+    }
+    // Delete in the tab on node 1: the tab on node 0 hears of it.
+    tab1.send_json(json!({"type": "delete_notification", "notification_id": ids[1]}))
+        .await;
+    assert_eq!(tab1.next_of("notification_deleted").await["success"], true);
+    let v = tab0.next_of("notification_updated").await;
+    assert_eq!(
+        (v["id"].as_i64(), v["deleted"].as_bool()),
+        (Some(ids[1]), Some(true))
+    );
+    // Mark all read over REST on node 0: one frame to every tab, whatever the count.
+    c.post(
+        0,
+        &alice,
+        "/api/notifications/mark_all_as_read/",
+        json!({}),
+        200,
+    )
+    .await;
+    for tab in [&mut tab0, &mut tab1] {
+        let v = tab.next_of("all_marked_read").await;
+        assert_eq!(v["count"], 3, "{v}");
+    }
+    // Delete all over REST on node 1.
+    let (status, _) = c
+        .call(
+            1,
+            reqwest::Method::DELETE,
+            &alice,
+            "/api/notifications/delete-all/",
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    for tab in [&mut tab0, &mut tab1] {
+        let v = tab.next_of("notifications_cleared").await;
+        assert_eq!(v["count"], 3, "{v}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ticket_walks_its_lifecycle_with_each_action_on_the_other_node() {
+    let Some(backend) = postgres() else { return };
+    let c = Cluster::start(&backend, 2, &[]).await;
+    let admin = c.user("boss", Role::Admin).await;
+    let client = c.user("carol", Role::Client).await;
+    let dev = c.user("dave", Role::Developer).await;
+    let project = c
+        .store
+        .create_project("WEB", "Website", &[client.id, dev.id])
+        .await
+        .unwrap();
+    let mut watcher = c.connect(1, &client, None).await;
+    let ticket = c
+        .post(
+            0,
+            &client,
+            "/api/tickets/",
+            json!({"project": project.id.0, "title": "Down", "description": "d", "priority": "HIGH", "category": "BUG"}),
+            201,
+        )
+        .await;
+    let id = ticket["id"].as_i64().unwrap();
+    let act = |a: &str| format!("/api/tickets/{id}/{a}/");
+    let steps: Vec<(&User, String, Value, &str)> = vec![
+        (&admin, act("open_ticket"), json!({}), "OPEN"),
+        (
+            &admin,
+            act("assign"),
+            json!({"developer_ids": [dev.id.0]}),
+            "ASSIGNED",
+        ),
+        (&dev, act("start_work"), json!({}), "IN_PROGRESS"),
+        (&dev, act("finish_work"), json!({}), "FINISHED"),
+        (
+            &client,
+            act("reject"),
+            json!({"reason": "still down"}),
+            "REJECTED",
+        ),
+        (&dev, act("start_work"), json!({}), "IN_PROGRESS"),
+        (&dev, act("finish_work"), json!({}), "FINISHED"),
+        (&client, act("approve"), json!({}), "APPROVED"),
+    ];
+    let mut version = ticket["version"].as_i64();
+    for (i, (who, path, body, status)) in steps.into_iter().enumerate() {
+        // Node 1, then node 0, then node 1…: every action lands on the node that did not
+        // take the one before, whose ticket actor last saw an older version.
+        let node = (i + 1) % 2;
+        let res = c.post(node, who, &path, body, 200).await;
+        assert_eq!(res["status"], status, "step {i} on node {node}: {res}");
+        if let (Some(before), Some(after)) = (version, res["version"].as_i64()) {
+            assert!(after > before, "step {i}: version {before} → {after}");
+        }
+        version = res["version"].as_i64();
+    }
+    // A refusal is decided on the latest state too: approved is final on both nodes.
+    for node in 0..2 {
+        let (status, res) = c
+            .call(
+                node,
+                reqwest::Method::POST,
+                &client,
+                &act("approve"),
+                Some(json!({})),
+            )
+            .await;
+        assert_eq!(status, 409, "{res}");
+        assert_eq!(res["status"], "APPROVED");
+    }
+    // The client, connected to node 1, heard of every step in order, with no gap.
+    let mut seqs = Vec::new();
+    while seqs.last()
+        != Some(
+            &c.store
+                .notification_cursor(client.id)
+                .await
+                .unwrap()
+                .last_seq,
+        )
+    {
+        seqs.push(watcher.notifications(1).await[0]["seq"].as_i64().unwrap());
+    }
+    assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_node_loses_nothing_and_rejoins_when_restarted() {
+    let Some(backend) = postgres() else { return };
+    let mut c = Cluster::start(&backend, 2, &[]).await;
+    let admin = c.user("boss", Role::Admin).await;
+    let alice = c.user("alice", Role::Client).await;
+    let mut ws = c.connect(1, &alice, None).await;
+    for i in 0..3 {
+        c.send(0, &admin, &alice, &format!("n{i}")).await;
+    }
+    let seen = ws.notifications(3).await;
+    let last = seen[2]["seq"].as_i64().unwrap();
+
+    c.nodes[1].kill().await;
+    assert_eq!(ws.ended().await, Ended::Dropped);
+    for i in 3..6 {
+        c.send(0, &admin, &alice, &format!("n{i}")).await;
+    }
+    // The client reconnects to the surviving node and replays what it missed, once each.
+    let mut ws = c.connect(0, &alice, Some(last)).await;
+    let replayed: Vec<i64> = ws
+        .replayed
+        .iter()
+        .map(|n| n["seq"].as_i64().unwrap())
+        .collect();
+    assert_eq!(replayed, vec![4, 5, 6]);
+
+    // The restarted node rejoins the bus: a tab on it hears of commits on the other node.
+    c.nodes[1].restart().await;
+    c.bus_is(1, "connected").await;
+    let mut tab = c.connect(1, &alice, Some(6)).await;
+    assert!(tab.replayed.is_empty());
+    c.send(0, &admin, &alice, "n6").await;
+    assert_eq!(tab.notifications(1).await[0]["seq"], 7);
+    assert_eq!(ws.notifications(1).await[0]["seq"], 7);
+    c.send(1, &admin, &alice, "n7").await;
+    assert_eq!(ws.notifications(1).await[0]["seq"], 8);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_outbox_claims_of_a_dead_node_are_taken_over() {
+    let Some(backend) = postgres() else { return };
+    let receiver = Http::start().await;
+    let hook = format!("{}/hook", receiver.url());
+    let mut c = Cluster::start(
+        &backend,
+        2,
+        &[
+            "--webhook-urls",
+            &hook,
+            "--webhook-allow-private",
+            "--webhook-secret",
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            "--delivery-timeout",
+            "2",
+            "--delivery-lease",
+            "4",
+        ],
+    )
+    .await;
+    let admin = c.user("boss", Role::Admin).await;
+    let alice = c.user("alice", Role::Client).await;
+    let webhook_ids = |requests: &[crate::fakes::Request]| -> Vec<String> {
+        requests
+            .iter()
+            .map(|r| r.headers["webhook-id"].to_str().unwrap().to_owned())
+            .collect()
+    };
+    let sent = |seq: i64| {
+        let store = c.store.clone();
+        let alice = alice.id;
+        async move {
+            let (_, list) = store
+                .list_notifications(
+                    alice,
+                    &Default::default(),
+                    tickethub_actors::ports::Page {
+                        offset: 0,
+                        limit: 100,
+                    },
+                )
+                .await
+                .unwrap();
+            let n = list.iter().find(|n| n.seq == seq).unwrap();
+            store.deliveries(alice, n.id).await.unwrap().unwrap()
+        }
+    };
+
+    // Alive: a slow send (within the timeout) is made once, by one node.
+    receiver.script([Reply::Hang(Duration::from_millis(1500))]);
+    c.send(0, &admin, &alice, "slow").await;
+    eventually("the slow webhook is sent", || async {
+        sent(1).await.iter().all(|d| d.status == "SENT")
+    })
+    .await;
+    let first = webhook_ids(&receiver.requests());
+    assert_eq!(first.len(), 1);
+    assert_eq!(sent(1).await[0].attempts, 1);
+
+    // Dead: node 0 claims a delivery, hangs on it, and is killed; node 1 takes it over once
+    // the claim's lease runs out, and sends it once.
+    c.nodes[1].kill().await;
+    receiver.script([Reply::Hang(Duration::from_secs(60))]);
+    c.send(0, &admin, &alice, "orphaned").await;
+    receiver.wait_for(2).await;
+    assert_eq!(sent(2).await[0].status, "SENDING");
+    c.nodes[0].kill().await;
+    c.nodes[1].restart().await;
+    let requests = receiver.wait_for(3).await;
+    let ids = webhook_ids(&requests);
+    assert_eq!(
+        ids[1], ids[2],
+        "the same delivery, sent again by the other node"
+    );
+    eventually("the orphaned webhook is recorded as sent", || async {
+        sent(2).await[0].status == "SENT"
+    })
+    .await;
+    assert_eq!(sent(2).await[0].attempts, 1);
+    assert_eq!(receiver.requests().len(), 3);
 }

@@ -8,6 +8,7 @@ use crate::both_backends;
 use crate::harness::{Backend, TestHub};
 
 both_backends!(
+    marking_hundreds_read_is_one_frame_and_closes_no_tab,
     rest_inbox_operations_and_pagination,
     nobody_touches_another_users_notifications,
     socket_commands_and_updates_across_tabs,
@@ -319,14 +320,11 @@ async fn socket_commands_and_updates_across_tabs(backend: Backend) {
         tab2.next_json().await,
         json!({"type": "all_marked_read", "count": 2})
     );
-    let mut updated = Vec::new();
-    for _ in 0..2 {
-        let u = tab1.next_json().await;
-        assert_eq!(u["type"], "notification_updated");
-        updated.push(u["id"].as_i64().unwrap());
-    }
-    updated.sort();
-    assert_eq!(updated, vec![ids[0], ids[2]]);
+    // The other tab hears of the bulk change as one frame, however many it touched.
+    assert_eq!(
+        tab1.next_json().await,
+        json!({"type": "all_marked_read", "count": 2, "notification_type": null, "ticket": null})
+    );
     tab1.send_json(json!({"type": "delete_notification", "notification_id": ids[2]}))
         .await;
     assert_eq!(
@@ -461,4 +459,51 @@ async fn admins_send_to_users_or_a_role(backend: Backend) {
         403,
     )
     .await;
+}
+
+async fn marking_hundreds_read_is_one_frame_and_closes_no_tab(backend: Backend) {
+    // Past the 256 frames a socket's queue holds: one frame per id would close the other tab.
+    const UNREAD: usize = 600;
+    let hub = TestHub::start(&backend).await;
+    let admin = hub.user("boss", Role::Admin).await;
+    let alice = hub.user("alice", Role::Client).await;
+    let ids: Vec<i64> = vec![alice.id.0; UNREAD];
+    for chunk in ids.chunks(1) {
+        hub.post_as(
+            &admin,
+            "/api/notifications/send/",
+            json!({"user_ids": chunk, "title": "t", "message": "m"}),
+            201,
+        )
+        .await;
+    }
+    let mut tab1 = hub.connect(&alice).await;
+    let mut tab2 = hub.connect(&alice).await;
+    assert_eq!(tab1.replayed.len(), UNREAD);
+    tab2.send_json(json!({"type": "mark_all_read"})).await;
+    assert_eq!(tab2.next_of("all_marked_read").await["count"], UNREAD);
+    let frame = tab1.next_json().await;
+    assert_eq!(frame["type"], "all_marked_read", "{frame}");
+    assert_eq!(frame["count"], UNREAD);
+    // The other tab is still open, and so is the one that asked.
+    tab1.roundtrip().await;
+    tab2.roundtrip().await;
+    // The same over REST: one frame to each tab, both stay open.
+    let (status, _) = hub
+        .call(
+            reqwest::Method::DELETE,
+            "/api/notifications/delete-all/",
+            Some(&hub.token(&alice)),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    for tab in [&mut tab1, &mut tab2] {
+        let v = tab.next_json().await;
+        assert_eq!(
+            (v["type"].as_str(), v["count"].as_u64()),
+            (Some("notifications_cleared"), Some(UNREAD as u64))
+        );
+        tab.roundtrip().await;
+    }
 }

@@ -14,6 +14,7 @@ mod cluster;
 mod delivery;
 mod fakes;
 mod inbox;
+mod nodes;
 mod openapi;
 mod operators;
 mod replay;

@@ -1,6 +1,5 @@
 //! Nothing lost: replay on connect, live traffic during replay, slow consumers, crashes.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use futures::future::join_all;
@@ -354,43 +353,14 @@ async fn a_panicking_user_actor_mid_stream_loses_nothing(backend: Backend) {
     assert_eq!(hub.hub.user_stats().await.unwrap().failures, 1);
 }
 
-const BIN: &str = env!("CARGO_BIN_EXE_tickethub");
-
-async fn spawn_hub(db: &str) -> (tokio::process::Child, String) {
-    let mut child = tokio::process::Command::new(BIN)
-        .args([
-            "serve",
-            "--bind",
-            "127.0.0.1:0",
-            "--database-url",
-            db,
-            "--jwt-secret",
-            SECRET,
-        ])
-        .env_remove("DATABASE_URL")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    tokio::time::timeout(
-        PATIENCE,
-        tokio::io::AsyncBufReadExt::read_line(&mut lines, &mut line),
+/// A hub process on this database.
+async fn spawn_hub(db: &str) -> crate::nodes::Node {
+    crate::nodes::Node::start(
+        ["--database-url", db, "--jwt-secret", SECRET]
+            .map(String::from)
+            .to_vec(),
     )
     .await
-    .unwrap()
-    .unwrap();
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .unwrap()
-        .split('/')
-        .next()
-        .unwrap()
-        .to_owned();
-    (child, addr)
 }
 
 async fn kill_9_mid_stream_loses_nothing_that_was_acknowledged(backend: Backend) {
@@ -411,7 +381,8 @@ async fn kill_9_mid_stream_loses_nothing_that_was_acknowledged(backend: Backend)
     let auth = tickethub::auth::Auth::from_config(&test_config(&db.url), Some(SECRET)).unwrap();
     let admin_token = auth.issue_access(admin.id).unwrap();
 
-    let (mut child, addr) = spawn_hub(&db.url).await;
+    let mut node = spawn_hub(&db.url).await;
+    let addr = node.addr.clone();
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()
@@ -465,8 +436,7 @@ async fn kill_9_mid_stream_loses_nothing_that_was_acknowledged(backend: Backend)
         }
     })
     .await;
-    child.start_kill().unwrap();
-    child.wait().await.unwrap();
+    node.kill().await;
     killed_tx.send(true).unwrap();
     let mut acknowledged = Vec::new();
     for w in writers {
@@ -475,7 +445,8 @@ async fn kill_9_mid_stream_loses_nothing_that_was_acknowledged(backend: Backend)
     assert!(acknowledged.len() >= 60);
 
     // Restart on the same database and replay everything.
-    let (_child, addr) = spawn_hub(&db.url).await;
+    let node = spawn_hub(&db.url).await;
+    let addr = &node.addr;
     let url = format!(
         "ws://{addr}/ws/notifications/?token={}&last_seq=0",
         auth.issue_access(alice.id).unwrap()

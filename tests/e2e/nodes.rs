@@ -1,0 +1,326 @@
+//! Several hub processes for real: the `tickethub` binary as child processes on one database,
+//! and a private `redis-server` on a random port that a test can kill and start again.
+
+use std::process::Stdio;
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+use tickethub::auth::Auth;
+use tickethub_actors::domain::{NewUser, Role, User};
+use tickethub_actors::ports::Store;
+
+use crate::harness::{eventually, test_config, Backend, TestDb, Ws, PATIENCE, SECRET};
+
+const BIN: &str = env!("CARGO_BIN_EXE_tickethub");
+
+/// A free TCP port on loopback (bound, read and released).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A `redis-server` of the test's own, on a random port.
+pub struct RedisServer {
+    pub port: u16,
+    child: Option<tokio::process::Child>,
+}
+
+impl RedisServer {
+    /// Starts `redis-server` on a random port and waits until it answers.
+    pub async fn start() -> RedisServer {
+        let mut server = RedisServer {
+            port: free_port(),
+            child: None,
+        };
+        server.restart().await;
+        server
+    }
+
+    /// `redis://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the server with SIGKILL and waits for it to be gone.
+    pub async fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.start_kill().unwrap();
+            child.wait().await.unwrap();
+        }
+    }
+
+    /// Starts the server again on the same port (after [`RedisServer::kill`]).
+    pub async fn restart(&mut self) {
+        assert!(self.child.is_none(), "redis-server is already running");
+        let child = tokio::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("redis-server is installed");
+        self.child = Some(child);
+        let port = self.port;
+        eventually("redis-server answers", || async move {
+            match tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+                Ok(mut s) => {
+                    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                    let mut buf = [0u8; 7];
+                    s.write_all(b"PING\r\n").await.is_ok()
+                        && s.read_exact(&mut buf).await.is_ok()
+                        && &buf == b"+PONG\r\n"
+                }
+                Err(_) => false,
+            }
+        })
+        .await;
+    }
+}
+
+/// One hub process.
+pub struct Node {
+    /// `127.0.0.1:<port>`; kept across restarts.
+    pub addr: String,
+    args: Vec<String>,
+    child: Option<tokio::process::Child>,
+}
+
+impl Node {
+    /// Starts `tickethub serve` with these settings on a random port.
+    pub async fn start(args: Vec<String>) -> Node {
+        // The test's reqwest clients need rustls' provider, which an in-process hub would
+        // install; a test that only runs child processes installs it here.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut node = Node {
+            addr: format!("127.0.0.1:{}", free_port()),
+            args,
+            child: None,
+        };
+        node.restart().await;
+        node
+    }
+
+    /// Starts the process again on the same address (after [`Node::kill`]).
+    pub async fn restart(&mut self) {
+        assert!(self.child.is_none(), "the node is already running");
+        let mut child = tokio::process::Command::new(BIN)
+            .arg("serve")
+            .args(["--bind", &self.addr])
+            .args(&self.args)
+            .env_remove("DATABASE_URL")
+            .env_remove("REDIS_URL")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        tokio::time::timeout(
+            PATIENCE,
+            tokio::io::AsyncBufReadExt::read_line(&mut lines, &mut line),
+        )
+        .await
+        .expect("the node starts in time")
+        .unwrap();
+        assert!(
+            line.contains(&format!("http://{}/", self.addr)),
+            "unexpected first line: {line}"
+        );
+        self.child = Some(child);
+    }
+
+    /// Kills the process with SIGKILL and waits for it to be gone.
+    pub async fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.start_kill().unwrap();
+            child.wait().await.unwrap();
+        }
+    }
+
+    /// `http://addr/path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+/// Several hub processes on one database and one private Redis.
+pub struct Cluster {
+    pub nodes: Vec<Node>,
+    pub redis: RedisServer,
+    pub store: Arc<dyn Store>,
+    pub auth: Auth,
+    pub http: reqwest::Client,
+    _db: TestDb,
+}
+
+impl Cluster {
+    /// `n` nodes on a fresh database of `backend`, each given `extra` settings too.
+    pub async fn start(backend: &Backend, n: usize, extra: &[&str]) -> Cluster {
+        let db = TestDb::create(backend).await;
+        let redis = RedisServer::start().await;
+        let store = tickethub::store::connect(&db.url).await.unwrap();
+        let prefix = format!("th-{}", uuid::Uuid::new_v4().simple());
+        let mut args: Vec<String> = [
+            "--database-url",
+            &db.url,
+            "--jwt-secret",
+            SECRET,
+            "--redis-url",
+            &redis.url(),
+            "--redis-prefix",
+            &prefix,
+            "--mail-outbox-dir",
+            &std::env::temp_dir()
+                .join(format!("tickethub-mail-{prefix}"))
+                .display()
+                .to_string(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let mut nodes = Vec::new();
+        for _ in 0..n {
+            nodes.push(Node::start(args.clone()).await);
+        }
+        let auth = Auth::from_config(&test_config(&db.url), Some(SECRET)).unwrap();
+        Cluster {
+            nodes,
+            redis,
+            store,
+            auth,
+            http: reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(10))
+                .build()
+                .unwrap(),
+            _db: db,
+        }
+    }
+
+    /// Creates a user directly in the database (no password).
+    pub async fn user(&self, username: &str, role: Role) -> User {
+        self.store
+            .create_user(NewUser {
+                username: username.into(),
+                display_name: format!("{username} display"),
+                email: None,
+                whatsapp_number: None,
+                role,
+                is_superuser: false,
+                password_hash: "x".into(),
+            })
+            .await
+            .unwrap()
+    }
+
+    /// A valid access token.
+    pub fn token(&self, user: &User) -> String {
+        self.auth.issue_access(user.id).unwrap()
+    }
+
+    /// Opens `/ws/notifications/` on a node (optionally resuming after `last_seq`), through
+    /// its replay.
+    pub async fn connect(&self, node: usize, user: &User, last_seq: Option<i64>) -> Ws {
+        let resume = last_seq.map_or(String::new(), |s| format!("&last_seq={s}"));
+        let mut ws = Ws::connect(&format!(
+            "ws://{}/ws/notifications/?token={}{resume}",
+            self.nodes[node].addr,
+            self.token(user)
+        ))
+        .await;
+        ws.established().await;
+        ws
+    }
+
+    /// A request to a node as a user; returns the status and the JSON body.
+    pub async fn call(
+        &self,
+        node: usize,
+        method: reqwest::Method,
+        user: &User,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = self
+            .http
+            .request(method, self.nodes[node].url(path))
+            .bearer_auth(self.token(user));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let res = req.send().await.expect("request sent");
+        let status = res.status().as_u16();
+        let text = res.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    /// POST as a user to a node; panics unless the status is `expect`.
+    pub async fn post(
+        &self,
+        node: usize,
+        user: &User,
+        path: &str,
+        body: Value,
+        expect: u16,
+    ) -> Value {
+        let (status, res) = self
+            .call(node, reqwest::Method::POST, user, path, Some(body))
+            .await;
+        assert_eq!(
+            status, expect,
+            "POST {path} on node {node} as {}: {res}",
+            user.username
+        );
+        res
+    }
+
+    /// An admin's notification to one user, sent through a node.
+    pub async fn send(&self, node: usize, admin: &User, to: &User, title: &str) {
+        self.post(
+            node,
+            admin,
+            "/api/notifications/send/",
+            json!({"user_ids": [to.id.0], "title": title, "message": "m"}),
+            201,
+        )
+        .await;
+    }
+
+    /// A node's `/readyz`.
+    pub async fn ready(&self, node: usize) -> (u16, Value) {
+        let res = self
+            .http
+            .get(self.nodes[node].url("/readyz"))
+            .send()
+            .await
+            .expect("readyz answers");
+        (res.status().as_u16(), res.json().await.unwrap())
+    }
+
+    /// Waits until a node's `/readyz` reports the bus in this state.
+    pub async fn bus_is(&self, node: usize, state: &str) {
+        eventually(&format!("node {node}'s bus is {state}"), || async move {
+            let (status, body) = self.ready(node).await;
+            assert_eq!(status, 200, "{body}");
+            body["bus"] == state
+        })
+        .await;
+    }
+}
