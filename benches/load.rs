@@ -17,6 +17,8 @@ mod check;
 mod child;
 #[path = "load/clients.rs"]
 mod clients;
+#[path = "load/cluster.rs"]
+mod cluster;
 #[path = "load/report.rs"]
 mod report;
 #[path = "load/scenarios.rs"]
@@ -53,6 +55,8 @@ Scenarios and what they support:
   slow        a share of sockets stop reading: the others' p99         [baseline] [--target]
   lifecycle   a ticket storm through the REST API, every recipient     [--target]
   reconnect   M clients miss X notifications each and reconnect
+  cluster     --nodes hubs on PostgreSQL + a private redis-server: fan-out from one node to
+              users on all of them; --bus-fault restarts Redis mid-run (needs --database-url)
   outbox      N notifications, each posted to a local webhook sink
 
 With --target http://127.0.0.1:PORT the scenarios marked [--target] run against a hub that is
@@ -177,6 +181,9 @@ enum Scenario {
         #[arg(long, default_value_t = 100)]
         missed: usize,
     },
+    /// Several hub processes on PostgreSQL and a private Redis: fan-out from one node to users
+    /// on every node, optionally through a Redis restart (--bus-fault).
+    Cluster(cluster::ClusterArgs),
     /// Outbox throughput: N notifications, each posted to a local webhook sink.
     Outbox {
         /// How many deliveries.
@@ -204,6 +211,12 @@ enum Scenario {
         /// A webhook URL every notification is also posted to.
         #[arg(long)]
         webhook: Option<String>,
+        /// The Redis bus of a cluster.
+        #[arg(long)]
+        redis_url: Option<String>,
+        /// Join the database at --database-url as it is (no creation, no seeding).
+        #[arg(long)]
+        join: bool,
     },
     /// Internal: run the raw-stack baseline server.
     #[command(hide = true)]
@@ -239,6 +252,8 @@ fn main() {
             project,
             dir,
             webhook,
+            redis_url,
+            join,
         } => {
             let seed = Seed {
                 clients: users,
@@ -246,7 +261,14 @@ fn main() {
                 developers,
                 project,
             };
-            rt.block_on(child::serve_child(seed, dir, webhook, common.database_url));
+            let node = child::NodeArgs { redis_url, join };
+            rt.block_on(child::serve_child(
+                seed,
+                dir,
+                webhook,
+                common.database_url,
+                node,
+            ));
             true
         }
         Scenario::BaselineChild => {
@@ -266,6 +288,10 @@ fn main() {
         Scenario::Reconnect { clients, missed } => {
             embedded_only(&common, "reconnect");
             rt.block_on(reconnect(clients, missed, &common))
+        }
+        Scenario::Cluster(args) => {
+            embedded_only(&common, "cluster");
+            rt.block_on(cluster::cluster(args, &common))
         }
         Scenario::Outbox { deliveries } => {
             embedded_only(&common, "outbox");

@@ -25,6 +25,15 @@ pub const SECRET: &str = "load-bench-secret-load-bench-secret-0123456789";
 /// A valid argon2 hash shared by every seeded user: they log in with minted tokens.
 const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$YmVuY2hzYWx0YmVuY2g$3e1hTVsxkjh5o6I2LRR9HVKxoaMdWs9nBHM9aMCOLOg";
 
+/// A hub child's place in a cluster.
+#[derive(Clone, Debug, Default)]
+pub struct NodeArgs {
+    /// The Redis bus every node of the cluster shares.
+    pub redis_url: Option<String>,
+    /// Use `--database-url` as it is (created and seeded by the first node).
+    pub join: bool,
+}
+
 /// What the hub child seeds.
 #[derive(Clone, Debug, Default)]
 pub struct Seed {
@@ -44,17 +53,23 @@ pub struct Seed {
 /// (as if sent while they were away); `ANNOUNCE n` commits n notifications through the hub
 /// (commit, fan-out, outbox), spread over the clients; anything else, or the end of input,
 /// stops the hub.
+///
+/// In a cluster (`node`), every node is given a Redis bus; the first creates and seeds the
+/// database, and the others `join` it as they find it.
 pub async fn serve_child(
     seed: Seed,
     dir: PathBuf,
     webhook: Option<String>,
     database_url: Option<String>,
+    node: NodeArgs,
 ) {
     let mut config = tickethub::ServeConfig::defaults();
     config.bind = "127.0.0.1:0".parse().unwrap();
+    config.redis_url = node.redis_url;
     // On PostgreSQL the hub gets a database of its own, dropped when it stops.
     let mut pg_admin: Option<(String, String)> = None;
     config.database_url = match database_url.filter(|u| u.starts_with("postgres")) {
+        Some(url) if node.join => url,
         Some(url) => {
             let name = format!("tickethub_load_{}", std::process::id());
             run_pg(&url, &format!("CREATE DATABASE {name}")).await;
@@ -74,6 +89,7 @@ pub async fn serve_child(
         config.webhook_allow_private = true;
         config.delivery_concurrency = 32;
     }
+    let database_url_used = config.database_url.clone();
     let app = tickethub::Application::build(config).await.unwrap();
     let store = app.store();
     let hub = app.hub();
@@ -87,11 +103,12 @@ pub async fn serve_child(
         is_superuser: false,
         password_hash: HASH.into(),
     };
+    let seed = if node.join { Seed::default() } else { seed };
     let mut wanted = Vec::new();
     for i in 0..seed.clients {
         wanted.push(new_user(format!("load{i}"), Role::Client));
     }
-    for i in 0..seed.admins.max(1) {
+    for i in 0..if node.join { 0 } else { seed.admins.max(1) } {
         wanted.push(new_user(format!("loadadmin{i}"), Role::Admin));
     }
     for i in 0..seed.developers {
@@ -135,6 +152,7 @@ pub async fn serve_child(
         None
     };
     let ready = json!({
+        "database_url": database_url_used,
         "addr": app.local_addr().to_string(),
         "pid": std::process::id(),
         "clients": clients,
@@ -409,6 +427,16 @@ pub struct Child {
 impl Child {
     /// Starts `serve-child` with `seed`, an optional webhook and database URL.
     pub async fn hub(seed: &Seed, webhook: Option<&str>, database_url: Option<&str>) -> Child {
+        Self::node(seed, webhook, database_url, &NodeArgs::default()).await
+    }
+
+    /// Starts `serve-child` as a node of a cluster.
+    pub async fn node(
+        seed: &Seed,
+        webhook: Option<&str>,
+        database_url: Option<&str>,
+        node: &NodeArgs,
+    ) -> Child {
         let dir = tempfile::tempdir().unwrap();
         let mut args: Vec<String> = vec![
             "serve-child".into(),
@@ -429,6 +457,12 @@ impl Child {
         }
         if let Some(url) = database_url {
             args.extend(["--database-url".into(), url.into()]);
+        }
+        if let Some(url) = &node.redis_url {
+            args.extend(["--redis-url".into(), url.clone()]);
+        }
+        if node.join {
+            args.push("--join".into());
         }
         Self::spawn(&args, Some(dir)).await
     }

@@ -109,6 +109,9 @@ async fn a_redis_restart_heals_without_any_client_reconnecting() {
         c.bus_is(node, "connected").await;
         assert_eq!(c.ready(node).await.1["status"], "ok");
     }
+    // The publishes lost meanwhile were counted, and so were the reconnects.
+    assert!(c.counter(0, "tickethub_bus_publish_failures_total").await >= 5.0);
+    assert!(c.counter(1, "tickethub_bus_reconnects_total").await >= 1.0);
     // The bus carries live traffic again, in both directions.
     c.send(0, &admin, &alice, "after").await;
     assert_eq!(ws.notifications(1).await[0]["seq"], 7);
@@ -410,4 +413,40 @@ async fn the_outbox_claims_of_a_dead_node_are_taken_over() {
     .await;
     assert_eq!(sent(2).await[0].attempts, 1);
     assert_eq!(receiver.requests().len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_periodic_reconciliation_delivers_what_the_bus_never_carried() {
+    let Some(backend) = postgres() else { return };
+    let c = Cluster::start(&backend, 1, &["--bus-reconcile-interval", "1"]).await;
+    let admin = c.user("boss", Role::Admin).await;
+    let alice = c.user("alice", Role::Client).await;
+    let mut ws = c.connect(0, &alice, None).await;
+    // A hub on the same database with no bus at all: its commits are never published.
+    let silent = crate::nodes::Node::start(
+        [
+            "--database-url",
+            c.db_url(),
+            "--jwt-secret",
+            crate::harness::SECRET,
+        ]
+        .map(String::from)
+        .to_vec(),
+    )
+    .await;
+    let res = c
+        .http
+        .post(silent.url("/api/notifications/send/"))
+        .bearer_auth(c.token(&admin))
+        .json(&json!({"user_ids": [alice.id.0], "title": "unannounced", "message": "m"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let n = ws.notifications(1).await;
+    assert_eq!(
+        (n[0]["seq"].as_i64(), n[0]["title"].as_str()),
+        (Some(1), Some("unannounced"))
+    );
+    assert!(c.counter(0, "tickethub_bus_catch_ups_total").await >= 1.0);
 }

@@ -227,6 +227,28 @@ impl Cluster {
             .unwrap()
     }
 
+    /// The database every node runs on.
+    pub fn db_url(&self) -> &str {
+        &self._db.url
+    }
+
+    /// A node's `/metrics` value of a counter (summed over its labels; 0 when absent).
+    pub async fn counter(&self, node: usize, name: &str) -> f64 {
+        let text = self
+            .http
+            .get(self.nodes[node].url("/metrics"))
+            .send()
+            .await
+            .expect("metrics answer")
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
     /// A valid access token.
     pub fn token(&self, user: &User) -> String {
         self.auth.issue_access(user.id).unwrap()
