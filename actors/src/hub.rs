@@ -9,7 +9,7 @@ use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SupervisionEvent};
 use crate::connection::{ConnHandle, ConnId};
 use crate::directory::{Directory, DirectoryMsg, DirectoryStats, Keyed, Map};
 use crate::domain::{Role, User, UserId};
-use crate::notification::{ticket_wording, EventDetails, TicketSummary};
+use crate::notification::{ticket_wording, EventDetails, Notification, TicketSummary};
 use crate::notifier::{Content, Deps};
 use crate::ports::{BusEvent, NewTicket, Store, StoreError};
 use crate::routing::{Channel, EventType, Parties, RoutingTable};
@@ -285,11 +285,7 @@ impl Hub {
     /// [`BusEvent::Resync`] is the caller's to act on (see [`Hub::catch_up_all`]).
     pub fn remote(&self, event: BusEvent) {
         match event {
-            BusEvent::Committed(events) => {
-                for (user, seq) in events {
-                    self.remote_committed(user, seq);
-                }
-            }
+            BusEvent::Committed(events) => self.remote_commit(events),
             BusEvent::Inbox(user, update) => {
                 if let Some(actor) = self.user(user) {
                     let _ = actor.send_message(UserMsg::Changed(update));
@@ -302,6 +298,47 @@ impl Hub {
             }
             BusEvent::Resync => {}
         }
+    }
+
+    /// Another hub process committed these notifications. A single recipient connected here
+    /// catches up on its own; several are read in one batched query and pushed as live
+    /// notifications (the user actors keep them in seq order and fill any gap), so that a
+    /// fan-out to thousands costs this node a few queries rather than one per user.
+    fn remote_commit(&self, events: Vec<(UserId, i64)>) {
+        let local: Vec<(UserId, i64, ActorRef<UserMsg>)> = {
+            let users = self.inner.deps.users.read().expect("user map poisoned");
+            events
+                .into_iter()
+                .filter_map(|(u, s)| users.get(&u).map(|a| (u, s, a.clone())))
+                .collect()
+        };
+        if local.len() <= 1 {
+            for (_, seq, actor) in local {
+                let _ = actor.send_message(UserMsg::CatchUp(seq));
+            }
+            return;
+        }
+        let store = self.inner.deps.store.clone();
+        tokio::spawn(async move {
+            let keys: Vec<(UserId, i64)> = local.iter().map(|(u, s, _)| (*u, *s)).collect();
+            let found = match store.notifications_at(&keys).await {
+                Ok(found) => found,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read remote notifications; catching up one by one");
+                    Vec::new()
+                }
+            };
+            let mut found: std::collections::HashMap<(UserId, i64), Notification> =
+                found.into_iter().map(|n| ((n.user_id, n.seq), n)).collect();
+            for (user, seq, actor) in local {
+                let msg = match found.remove(&(user, seq)) {
+                    Some(n) => UserMsg::Notify(Arc::new(n)),
+                    // Deleted meanwhile, or the read failed: the actor reads what it lacks.
+                    None => UserMsg::CatchUp(seq),
+                };
+                let _ = actor.send_message(msg);
+            }
+        });
     }
 
     /// Catches every user connected to this hub up from the database: one batched read of

@@ -269,12 +269,18 @@ pub trait NotificationStore: Send + Sync {
         cap: i64,
     ) -> Result<(i64, Vec<Notification>), StoreError>;
     /// A user's notifications with `after < seq < before`, oldest first (to fill a gap in the
-    /// live stream).
+    /// live stream); deleted ones are left out.
     async fn seq_range(
         &self,
         user: UserId,
         after: i64,
         before: i64,
+    ) -> Result<Vec<Notification>, StoreError>;
+    /// The notifications with these (recipient, seq) keys, in any order, in batched reads;
+    /// deleted ones are left out.
+    async fn notifications_at(
+        &self,
+        keys: &[(UserId, i64)],
     ) -> Result<Vec<Notification>, StoreError>;
     /// Records that the user's clients have shown everything up to `seq` (never moves back,
     /// never past the user's last seq); returns the acknowledged seq.

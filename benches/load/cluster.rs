@@ -209,6 +209,7 @@ pub async fn cluster(a: ClusterArgs, common: &Common) -> bool {
     let pb = bar((sockets * a.rounds) as u64, "cluster fanout");
     let cpu0: Vec<f64> = children.iter().map(|c| child::cpu_secs(c.pid)).collect();
     let mut round_ms = Vec::new();
+    let mut send_ms = Vec::new();
     let mut steady_latencies = Vec::new();
     let mut fault_latencies = Vec::new();
     let mut heal_secs = None;
@@ -230,7 +231,12 @@ pub async fn cluster(a: ClusterArgs, common: &Common) -> bool {
                 )
                 .send()
         });
-        for r in futures::future::join_all(calls).await {
+        let called = Instant::now();
+        let answers = futures::future::join_all(calls).await;
+        if !faulty {
+            send_ms.push(called.elapsed().as_secs_f64() * 1000.0);
+        }
+        for r in answers {
             match r {
                 Ok(res) if res.status().is_success() => {}
                 Ok(res) => run.failures.push(format!("send: {}", res.status())),
@@ -300,6 +306,7 @@ pub async fn cluster(a: ClusterArgs, common: &Common) -> bool {
         "/s",
     );
     run.metric("median_round_ms", percentile_of(&steady_rounds, 0.5), "ms");
+    run.metric("median_send_calls_ms", percentile_of(&send_ms, 0.5), "ms");
     run.metric(
         "slowest_round_ms",
         steady_rounds.iter().copied().fold(0.0, f64::max),
@@ -338,7 +345,7 @@ pub async fn cluster(a: ClusterArgs, common: &Common) -> bool {
             "KiB",
         );
     }
-    run.extra = json!({"round_ms": round_ms, "fault_round": fault_round});
+    run.extra = json!({"round_ms": round_ms, "send_calls_ms": send_ms, "fault_round": fault_round});
     let mut report = Report::new(
         "cluster",
         json!({"nodes": nodes, "clients": a.clients, "rounds": a.rounds,

@@ -539,7 +539,8 @@ macro_rules! impl_notification_store {
             ) -> Result<Vec<tickethub_actors::notification::Notification>, tickethub_actors::ports::StoreError>
             {
                 let sql = format!(
-                    "{} WHERE n.user_id = $1 AND n.seq > $2 AND n.seq < $3 ORDER BY n.seq",
+                    "{} WHERE n.user_id = $1 AND n.seq > $2 AND n.seq < $3 AND n.deleted_at IS NULL \
+                     ORDER BY n.seq",
                     $crate::store::notifications::NOTIFICATION_SELECT
                 );
                 sqlx::query_as::<_, $crate::store::notifications::NotificationRow>(&sql)
@@ -552,6 +553,44 @@ macro_rules! impl_notification_store {
                     .into_iter()
                     .map($crate::store::notifications::NotificationRow::into_notification)
                     .collect()
+            }
+
+            async fn notifications_at(
+                &self,
+                keys: &[(tickethub_actors::domain::UserId, i64)],
+            ) -> Result<Vec<tickethub_actors::notification::Notification>, tickethub_actors::ports::StoreError>
+            {
+                let mut out = Vec::with_capacity(keys.len());
+                // One statement per thousand notifications, however many recipients a commit
+                // had. The keys are joined as a VALUES list: PostgreSQL plans a row-value
+                // `IN` list one arm at a time (70 ms for 500 keys, against 2 ms joined).
+                for chunk in keys.chunks(1000) {
+                    let mut q = sqlx::QueryBuilder::<$db>::new(
+                        $crate::store::notifications::NOTIFICATION_SELECT,
+                    );
+                    q.push(" JOIN (VALUES ");
+                    let mut first = true;
+                    for (user, seq) in chunk {
+                        if !first {
+                            q.push(", ");
+                        }
+                        first = false;
+                        q.push("(").push_bind(user.0).push(", ").push_bind(*seq).push(")");
+                    }
+                    q.push(
+                        ") AS k ON n.user_id = k.column1 AND n.seq = k.column2 \
+                         WHERE n.deleted_at IS NULL",
+                    );
+                    let rows = q
+                        .build_query_as::<$crate::store::notifications::NotificationRow>()
+                        .fetch_all(self.writer())
+                        .await
+                        .map_err($crate::store::backend_error)?;
+                    for row in rows {
+                        out.push(row.into_notification()?);
+                    }
+                }
+                Ok(out)
             }
 
             async fn ack(

@@ -450,3 +450,34 @@ async fn the_periodic_reconciliation_delivers_what_the_bus_never_carried() {
     );
     assert!(c.counter(0, "tickethub_bus_catch_ups_total").await >= 1.0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fan_out_on_one_node_reaches_every_user_on_the_others_in_order() {
+    let Some(backend) = postgres() else { return };
+    let c = Cluster::start(&backend, 3, &[]).await;
+    let admin = c.user("boss", Role::Admin).await;
+    let mut users = Vec::new();
+    let mut sockets = Vec::new();
+    for i in 0..24 {
+        let u = c.user(&format!("u{i}"), Role::Client).await;
+        sockets.push(c.connect(i % 3, &u, None).await);
+        users.push(u);
+    }
+    let ids: Vec<i64> = users.iter().map(|u| u.id.0).collect();
+    for round in 0..3 {
+        c.post(
+            round % 3,
+            &admin,
+            "/api/notifications/send/",
+            json!({"user_ids": ids, "title": format!("all {round}"), "message": "m"}),
+            201,
+        )
+        .await;
+    }
+    for ws in &mut sockets {
+        let got = ws.notifications(3).await;
+        let seqs: Vec<i64> = got.iter().map(|n| n["seq"].as_i64().unwrap()).collect();
+        assert_eq!(seqs, vec![1, 2, 3]);
+        assert_eq!(got[2]["title"], "all 2");
+    }
+}

@@ -218,4 +218,40 @@ async fn batched_commits_give_every_recipient_the_next_seq(backend: Backend) {
         .await;
     assert!(err.is_err());
     assert_eq!(store.notification_cursor(a.id).await.unwrap().last_seq, 3);
+
+    // What another node reads when it hears of a commit: by (recipient, seq), in batches,
+    // leaving out deleted ones and keys that do not exist; the gap fill leaves them out too.
+    assert!(store.delete_notification(a.id, second[1].id).await.unwrap());
+    let mut got: Vec<(i64, i64, String)> = store
+        .notifications_at(&[(a.id, 1), (b.id, 2), (a.id, 3), (a.id, 2), (b.id, 9)])
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|n| (n.user_id.0, n.seq, n.title))
+        .collect();
+    got.sort();
+    let deleted = second[1].seq;
+    let mut want = vec![(a.id.0, 1, "a1".to_owned()), (b.id.0, 2, "b2".to_owned())];
+    for (seq, title) in [(2, "a2"), (3, "a3")] {
+        if seq != deleted {
+            want.push((a.id.0, seq, title.to_owned()));
+        }
+    }
+    want.sort();
+    assert_eq!(got, want);
+    let range: Vec<i64> = store
+        .seq_range(a.id, 0, 4)
+        .await
+        .unwrap()
+        .iter()
+        .map(|n| n.seq)
+        .collect();
+    assert_eq!(range, (1..=3).filter(|s| *s != deleted).collect::<Vec<_>>());
+    let seqs = store
+        .last_seqs(&[a.id, b.id, tickethub_actors::domain::UserId(999_999)])
+        .await
+        .unwrap();
+    let mut seqs: Vec<(i64, i64)> = seqs.into_iter().map(|(u, s)| (u.0, s)).collect();
+    seqs.sort();
+    assert_eq!(seqs, vec![(a.id.0, 3), (b.id.0, 2)]);
 }
