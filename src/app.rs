@@ -114,6 +114,7 @@ impl Application {
             max_message_bytes: config.ws_max_message_bytes,
             outbound_queue: config.ws_outbound_queue,
             outbound_queue_bytes: config.ws_outbound_queue_bytes,
+            dialect: config.ws_dialect,
             sessions: TaskTracker::new(),
             shutdown: CancellationToken::new(),
             next_conn_id: AtomicU64::new(1),

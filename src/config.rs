@@ -84,6 +84,17 @@ pub struct ServeConfig {
     #[arg(long, env = "TICKETHUB_WS_IDLE_TIMEOUT", default_value_t = 60)]
     pub ws_idle_timeout: u64,
 
+    /// The frame shapes `/ws/notifications/` speaks: seed001 (the contract's), seed002, seed003
+    /// or seed004 (their frontends' shapes). A client may ask for another with `?dialect=` or
+    /// a `tickethub.<dialect>` subprotocol.
+    #[arg(
+        long,
+        env = "TICKETHUB_WS_DIALECT",
+        value_enum,
+        default_value = "seed001"
+    )]
+    pub ws_dialect: crate::ws::dialect::Dialect,
+
     /// Largest WebSocket message accepted from a client, in bytes; larger ones close with 1009.
     #[arg(long, env = "TICKETHUB_WS_MAX_MESSAGE_BYTES", default_value_t = 64 * 1024)]
     pub ws_max_message_bytes: usize,

@@ -21,8 +21,11 @@ use crate::http::error::ApiError;
 use crate::http::AppState;
 
 pub mod close;
+pub mod dialect;
 pub mod protocol;
 pub mod session;
+
+use dialect::Dialect;
 
 /// The subprotocol a browser offers, together with `bearer.<JWT>`, to carry its token.
 pub const SUBPROTOCOL: &str = "tickethub.v1";
@@ -38,6 +41,8 @@ pub struct WsSettings {
     pub outbound_queue: usize,
     /// Bytes one socket's outbound queue holds.
     pub outbound_queue_bytes: usize,
+    /// What sockets speak unless they ask for another dialect.
+    pub dialect: dialect::Dialect,
     /// Every session task, so that shutdown can wait for them.
     pub sessions: TaskTracker,
     /// Cancelled when the hub shuts down.
@@ -55,6 +60,7 @@ pub fn router() -> Router<AppState> {
 struct WsQuery {
     token: Option<String>,
     last_seq: Option<String>,
+    dialect: Option<String>,
 }
 
 async fn notifications(State(state): State<AppState>, mut req: Request) -> Response {
@@ -74,8 +80,30 @@ async fn notifications(State(state): State<AppState>, mut req: Request) -> Respo
         }
     };
     let offered = offered_subprotocols(headers);
+    // The dialect: a `tickethub.<dialect>` subprotocol, then `?dialect=`, then the hub's own.
+    let asked = offered.iter().find_map(|p| Dialect::from_subprotocol(p));
+    let dialect = match (asked, query.dialect.as_deref()) {
+        (Some(d), _) => d,
+        (None, None) => state.ws.dialect,
+        (None, Some(name)) => match Dialect::from_name(name) {
+            Some(d) => d,
+            None => {
+                return ApiError::bad_request(format!(
+                    "dialect must be one of {}.",
+                    Dialect::ALL.map(Dialect::name).join(", ")
+                ))
+                .into_response()
+            }
+        },
+    };
     let token = token_from(&offered, headers, query.token);
-    let wants_subprotocol = offered.iter().any(|p| p == SUBPROTOCOL);
+    let selected = match asked {
+        Some(d) => Some(d.subprotocol()),
+        None => offered
+            .iter()
+            .any(|p| p == SUBPROTOCOL)
+            .then(|| SUBPROTOCOL.to_owned()),
+    };
 
     let (mut response, upgrade) = match fastwebsockets::upgrade::upgrade(&mut req) {
         Ok(pair) => pair,
@@ -83,10 +111,10 @@ async fn notifications(State(state): State<AppState>, mut req: Request) -> Respo
             return ApiError::bad_request(format!("Not a WebSocket handshake: {e}")).into_response()
         }
     };
-    if wants_subprotocol {
+    if let Some(protocol) = selected {
         response.headers_mut().insert(
             SEC_WEBSOCKET_PROTOCOL,
-            HeaderValue::from_static(SUBPROTOCOL),
+            HeaderValue::from_str(&protocol).expect("subprotocol names are ASCII"),
         );
     }
 
@@ -121,12 +149,13 @@ async fn notifications(State(state): State<AppState>, mut req: Request) -> Respo
         user,
         cursor,
         last_seq,
+        dialect,
     };
     state.ws.sessions.spawn(session.run());
     response.into_response()
 }
 
-/// Parses the query string (`token`, `last_seq`), ignoring anything else.
+/// Parses the query string (`token`, `last_seq`, `dialect`), ignoring anything else.
 fn parse_query(q: &str) -> Option<WsQuery> {
     axum::extract::Query::<WsQuery>::try_from_uri(&format!("/?{q}").parse().ok()?)
         .ok()

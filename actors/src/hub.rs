@@ -525,9 +525,9 @@ impl Hub {
         Ok(count)
     }
 
-    /// Sends an admin's own notification; returns how many users received it. Unknown or
-    /// inactive users are left out.
-    pub async fn announce(&self, a: Announcement) -> Result<usize, StoreError> {
+    /// Sends an admin's own notification; returns the ids of the notifications stored, one per
+    /// user who received it. Unknown or inactive users are left out.
+    pub async fn announce(&self, a: Announcement) -> Result<Vec<i64>, StoreError> {
         let deps = &self.inner.deps;
         let mut ids: Vec<UserId> = match &a.to {
             Recipients::Users(ids) => ids.clone(),
@@ -557,9 +557,9 @@ impl Hub {
             },
         );
         let notifications = deps.store.commit_notifications(drafts).await?;
-        let count = notifications.len();
+        let ids = notifications.iter().map(|n| n.id).collect();
         deps.deliver(notifications);
-        Ok(count)
+        Ok(ids)
     }
 
     /// Applies a change to a user's inbox: through the user's actor when they are connected

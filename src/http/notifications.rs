@@ -576,7 +576,7 @@ async fn send(
         return Err(ApiError::forbidden("Only admins can send notifications."));
     }
     let announcement = body.into_announcement().map_err(ApiError::bad_request)?;
-    let count = state.hub.announce(announcement).await?;
+    let count = state.hub.announce(announcement).await?.len();
     Ok((
         StatusCode::CREATED,
         Json(json!({ "success": true, "count": count })),

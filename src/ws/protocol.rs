@@ -182,14 +182,63 @@ struct AckIn {
     seq: i64,
 }
 
+/// An object's members in the order they came, duplicate keys included (a JSON object in a
+/// `Value` keeps only the last of them).
+struct Members(Vec<(String, Value)>);
+
+impl<'de> Deserialize<'de> for Members {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Members;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Members, A::Error> {
+                let mut members = Vec::new();
+                while let Some(entry) = map.next_entry::<String, Value>()? {
+                    members.push(entry);
+                }
+                Ok(Members(members))
+            }
+        }
+        d.deserialize_map(Visit)
+    }
+}
+
+/// Parses a frame into one object. Seed 003's `send_notification` names the notification's
+/// type in a second `"type"` key after the frame's own: the first `type` is the frame's, and a
+/// second one becomes `notification_type` (unless that is given too).
+fn parse_object(text: &[u8]) -> Result<Value, DecodeError> {
+    let Members(members) = serde_json::from_slice(text).map_err(|e| {
+        if serde_json::from_slice::<Value>(text).is_ok() {
+            DecodeError::Malformed("expected a JSON object".into())
+        } else {
+            DecodeError::Malformed(e.to_string())
+        }
+    })?;
+    let mut object = serde_json::Map::new();
+    let mut second_type = None;
+    for (key, value) in members {
+        if key == "type" && object.contains_key("type") {
+            second_type.get_or_insert(value);
+        } else {
+            object.insert(key, value);
+        }
+    }
+    if let Some(kind) = second_type {
+        object.entry("notification_type").or_insert(kind);
+    }
+    Ok(Value::Object(object))
+}
+
 impl ClientFrame {
     /// Decodes a text frame.
     pub fn decode(text: &[u8]) -> Result<ClientFrame, DecodeError> {
-        let value: Value =
-            serde_json::from_slice(text).map_err(|e| DecodeError::Malformed(e.to_string()))?;
-        if !value.is_object() {
-            return Err(DecodeError::Malformed("expected a JSON object".into()));
-        }
+        let value = parse_object(text)?;
         let Envelope { kind } = Envelope::deserialize(&value)
             .map_err(|_| DecodeError::Malformed("missing string field `type`".into()))?;
         let fields = |e: serde_json::Error| DecodeError::BadFields {
@@ -255,6 +304,27 @@ mod tests {
             ClientFrame::decode(br#"{"type":"mark_read","notification_id":"x"}"#),
             Err(DecodeError::BadFields { .. })
         ));
+    }
+
+    #[test]
+    fn a_second_type_key_is_the_notification_type() {
+        let frame = ClientFrame::decode(
+            br#"{"type":"send_notification","user_id":123,"title":"T","message":"M","type":"approval","data":{},"link":"/x"}"#,
+        );
+        let Ok(ClientFrame::SendNotification(body)) = frame else {
+            panic!("{frame:?}");
+        };
+        let a = body.into_announcement().unwrap();
+        assert_eq!(a.notification_type, "approval");
+        assert_eq!(a.link.as_deref(), Some("/x"));
+        // An explicit notification_type wins over a second type key.
+        let frame = ClientFrame::decode(
+            br#"{"type":"send_notification","user_id":1,"title":"T","message":"M","type":"a","notification_type":"b"}"#,
+        );
+        let Ok(ClientFrame::SendNotification(body)) = frame else {
+            panic!("{frame:?}");
+        };
+        assert_eq!(body.into_announcement().unwrap().notification_type, "b");
     }
 
     #[test]

@@ -27,10 +27,10 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::close::CloseCode;
+use super::dialect::Dialect;
 use super::protocol::{ClientFrame, ServerFrame};
 use crate::auth::{TokenError, TokenType, Verified};
 use crate::http::AppState;
-use crate::wire;
 
 type Io = TokioIo<hyper::upgrade::Upgraded>;
 type Writer = WebSocketWrite<WriteHalf<Io>>;
@@ -53,6 +53,8 @@ pub struct Session {
     pub cursor: NotificationCursor,
     /// The `last_seq` the client asked to resume from.
     pub last_seq: Option<i64>,
+    /// The frame shapes this socket speaks.
+    pub dialect: Dialect,
 }
 
 enum Flow {
@@ -118,6 +120,7 @@ impl Session {
             conn_id,
             warned: false,
             fragments: Vec::new(),
+            dialect: self.dialect,
         };
         let hello = ServerFrame::ConnectionEstablished {
             message: format!("Connected successfully as {}", ctx.user.username),
@@ -146,7 +149,7 @@ impl Session {
                     msg = rx.recv() => {
                         // Boxed too: the write of a replay is large, and only the socket
                         // writing needs it for the moment it writes.
-                        outcome = Box::pin(outbound(msg, &mut write, &shared)).await;
+                        outcome = Box::pin(outbound(msg, &mut write, &shared, ctx.dialect)).await;
                         if !matches!(outcome, Ok(Flow::Continue)) {
                             break 'frames;
                         }
@@ -203,6 +206,7 @@ struct Ctx {
     conn_id: ConnId,
     warned: bool,
     fragments: Vec<u8>,
+    dialect: Dialect,
 }
 
 impl Ctx {
@@ -384,7 +388,7 @@ impl Ctx {
                     .map_err(|e| unavailable(e.to_string()))?;
                 json!({
                     "type": "notifications_list",
-                    "notifications": list.iter().map(|n| wire::notification_frame(n, false)).collect::<Vec<_>>(),
+                    "notifications": list.iter().map(|n| self.dialect.list_item(n)).collect::<Vec<_>>(),
                     "total": total,
                     "unread_count": unread,
                 })
@@ -437,11 +441,11 @@ impl Ctx {
                     return Err(("forbidden", "Only admins can send notifications.".into()));
                 }
                 let announcement = body.into_announcement().map_err(|e| ("bad_request", e))?;
-                let count = hub
+                let ids = hub
                     .announce(announcement)
                     .await
                     .map_err(|e| unavailable(e.to_string()))?;
-                json!({ "type": "notification_sent", "success": true, "count": count })
+                self.dialect.notification_sent(&ids)
             }
             ClientFrame::Ack { .. }
             | ClientFrame::Ping { .. }
@@ -458,6 +462,7 @@ async fn outbound(
     msg: Option<ConnectionMsg>,
     write: &mut Writer,
     shared: &ConnShared,
+    dialect: Dialect,
 ) -> Result<Flow, WebSocketError> {
     let Some(msg) = msg else {
         return Ok(Flow::Close(
@@ -469,7 +474,7 @@ async fn outbound(
     let res = tokio::select! {
         biased;
         _ = shared.until_kicked() => return Ok(Flow::Drop),
-        res = write_message(msg, write, shared) => res,
+        res = write_message(msg, write, shared, dialect) => res,
     };
     shared.written(bytes);
     res
@@ -479,6 +484,7 @@ async fn write_message(
     msg: ConnectionMsg,
     write: &mut Writer,
     shared: &ConnShared,
+    dialect: Dialect,
 ) -> Result<Flow, WebSocketError> {
     match msg {
         ConnectionMsg::Ping => {
@@ -488,7 +494,7 @@ async fn write_message(
         }
         ConnectionMsg::Close(reason) => return Ok(Flow::Close(reason.into(), "closed by the hub")),
         ConnectionMsg::Notification(n) => {
-            send_value(write, &wire::notification_frame(&n, false)).await?;
+            send_value(write, &dialect.notification(&n, false)).await?;
             shared.mark_sent(n.seq);
             metrics::counter!("tickethub_notifications_delivered_total", "replayed" => "false")
                 .increment(1);
@@ -511,7 +517,7 @@ async fn write_message(
                 .await?;
             }
             for n in &notifications {
-                send_value(write, &wire::notification_frame(n, true)).await?;
+                send_value(write, &dialect.notification(n, true)).await?;
                 shared.mark_sent(n.seq);
             }
             metrics::counter!("tickethub_notifications_delivered_total", "replayed" => "true")

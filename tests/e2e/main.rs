@@ -12,6 +12,7 @@ mod browser;
 mod cli;
 mod cluster;
 mod delivery;
+mod dialects;
 mod fakes;
 mod inbox;
 mod nodes;

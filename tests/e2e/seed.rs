@@ -17,6 +17,23 @@ struct Node {
 }
 
 impl Node {
+    /// Runs a driver script in Node with WebSocket support.
+    fn start(driver: &str, args: &[&str]) -> Node {
+        let mut child = tokio::process::Command::new("node")
+            .args(["--experimental-websocket", "--no-warnings", driver])
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("node starts");
+        Node {
+            stdin: child.stdin.take().unwrap(),
+            lines: BufReader::new(child.stdout.take().unwrap()).lines(),
+            _child: child,
+        }
+    }
+
     /// The next event the driver prints; the class's own log lines are skipped.
     async fn event(&mut self, name: &str) -> Value {
         loop {
@@ -80,26 +97,14 @@ async fn seed_001_notification_service_works_unchanged() {
     let client = hub.user("john_client", Role::Client).await;
     let project = hub.project("WEB", &[&admin, &client]).await;
 
-    let driver = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/seed001/driver.js");
-    let mut child = tokio::process::Command::new("node")
-        .args([
-            "--experimental-websocket",
-            "--no-warnings",
-            driver,
+    let mut node = Node::start(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/seed001/driver.js"),
+        &[
             &hub.url("/api"),
             &hub.ws_url("/ws/notifications/"),
             &hub.token(&admin),
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("node starts");
-    let mut node = Node {
-        stdin: child.stdin.take().unwrap(),
-        lines: BufReader::new(child.stdout.take().unwrap()).lines(),
-        _child: child,
-    };
+        ],
+    );
     node.log("Notification service connected").await;
     node.log(&format!("User ID: {}", admin.id.0)).await;
 
@@ -151,4 +156,61 @@ async fn seed_001_notification_service_works_unchanged() {
     node.send("count").await;
     assert_eq!(node.event("count").await["count"], 0);
     node.send("exit").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_004_frontend_example_works_unchanged() {
+    if !node_available() {
+        return;
+    }
+    // Seed 004's frontend connects with no dialect of its own: the hub is set to speak it.
+    let hub = TestHub::start_with(&Backend::Sqlite, |c| {
+        c.ws_dialect = tickethub::ws::dialect::Dialect::Seed004
+    })
+    .await;
+    let root = hub.user_with("root", Role::Admin, true).await;
+    let mut node = Node::start(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/seed004/driver.js"),
+        &[&format!("ws://{}", hub.addr), &hub.token(&root)],
+    );
+    assert_eq!(
+        node.event("log").await,
+        json!(["Connected to notification service"])
+    );
+    assert_eq!(
+        node.event("log").await,
+        json!(["Connection established:", "Connected successfully as root"])
+    );
+
+    let (status, user) = hub
+        .post(
+            "/api/auth/register/",
+            None,
+            json!({"username": "john", "password": "long enough", "email": "john@example.com", "display_name": "John Doe"}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let log = node.event("log").await;
+    assert_eq!(log[0], "New notification received:");
+    let shown = node.event("notification").await;
+    assert_eq!(shown, log[1]);
+    assert_eq!(shown["type"], "user_registered");
+    assert_eq!(shown["title"], "New User Registered");
+    assert_eq!(shown["time_ago"], "Just now");
+    assert_eq!(shown["metadata"]["user_id"], user["id"]);
+    assert_eq!(shown["metadata"]["user_full_name"], "John Doe");
+
+    let id = shown["id"].as_i64().unwrap();
+    hub.post_as(
+        &root,
+        &format!("/api/notifications/{id}/mark-as-read/"),
+        json!({}),
+        200,
+    )
+    .await;
+    assert_eq!(
+        node.event("log").await,
+        json!(["Notification updated:", {"type": "notification_updated", "id": id, "is_read": true}])
+    );
+    drop(node.stdin);
 }

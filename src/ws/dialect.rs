@@ -1,0 +1,203 @@
+//! The seed dialects of `/ws/notifications/`: the frame shapes each seed's frontend expects.
+//!
+//! Only shapes change. Every dialect gets the same replay (`replay_truncated`,
+//! `replay_complete`), the same `seq` and `replayed` on each notification, the same acks, close
+//! codes and guarantees, and understands the same commands. What a dialect renames or derives:
+//!
+//! | dialect | live notification | list item |
+//! |---|---|---|
+//! | `seed001` | `{"type":"notification","id","seq","notification_type","title","message","ticket","data","action_url","is_read","timestamp","replayed"}` | the same frame |
+//! | `seed002` | `{"type":"notification_message","data":{"id","notification_type","title","message","ticket_id","ticket_key","timestamp"}}` | the `data` object |
+//! | `seed003` | `{"type":"notification","notification":{"id","title","message","type","read","created_at","data"}}` | the `notification` object |
+//! | `seed004` | `{"type":"new_notification","notification":{"id","type","title","body","action_url","is_read","time_ago","created_at","metadata"}}` | the `notification` object |
+//!
+//! In seeds 002–004, `seq` and `replayed` sit beside `type` at the top of the frame, where
+//! their clients ignore them and a resuming client finds them.
+
+use chrono::{DateTime, Utc};
+use clap::ValueEnum;
+use serde_json::{json, Value};
+use tickethub_actors::notification::Notification;
+
+use crate::http::timestamp;
+use crate::wire;
+
+/// The frame shapes a socket speaks.
+#[derive(ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Dialect {
+    /// Seed 001 (the contract's own shapes).
+    #[default]
+    Seed001,
+    /// Seed 002: `notification_message` with a `data` object.
+    Seed002,
+    /// Seed 003: `notification` with a `notification` object (`type`, `read`).
+    Seed003,
+    /// Seed 004: `new_notification` with `body`, `time_ago` and `metadata`.
+    Seed004,
+}
+
+impl Dialect {
+    /// Every dialect, in order.
+    pub const ALL: [Dialect; 4] = [
+        Dialect::Seed001,
+        Dialect::Seed002,
+        Dialect::Seed003,
+        Dialect::Seed004,
+    ];
+
+    /// The dialect's name (`seed001` …), as `?dialect=` and `--ws-dialect` take it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Dialect::Seed001 => "seed001",
+            Dialect::Seed002 => "seed002",
+            Dialect::Seed003 => "seed003",
+            Dialect::Seed004 => "seed004",
+        }
+    }
+
+    /// A dialect by name.
+    pub fn from_name(name: &str) -> Option<Dialect> {
+        Dialect::ALL.into_iter().find(|d| d.name() == name)
+    }
+
+    /// The subprotocol that asks for this dialect: `tickethub.seed002` …
+    pub fn subprotocol(self) -> String {
+        format!("tickethub.{}", self.name())
+    }
+
+    /// A dialect asked for by a subprotocol.
+    pub fn from_subprotocol(protocol: &str) -> Option<Dialect> {
+        protocol
+            .strip_prefix("tickethub.")
+            .and_then(Dialect::from_name)
+    }
+
+    /// A live (`replayed: false`) or replayed notification frame.
+    pub fn notification(self, n: &Notification, replayed: bool) -> Value {
+        self.notification_at(n, replayed, Utc::now())
+    }
+
+    /// [`Dialect::notification`] with the clock given (for `time_ago`).
+    pub fn notification_at(self, n: &Notification, replayed: bool, now: DateTime<Utc>) -> Value {
+        match self {
+            Dialect::Seed001 => wire::notification_frame(n, replayed),
+            Dialect::Seed002 => json!({
+                "type": "notification_message",
+                "seq": n.seq,
+                "replayed": replayed,
+                "data": self.item_at(n, now),
+            }),
+            Dialect::Seed003 => json!({
+                "type": "notification",
+                "seq": n.seq,
+                "replayed": replayed,
+                "notification": self.item_at(n, now),
+            }),
+            Dialect::Seed004 => json!({
+                "type": "new_notification",
+                "seq": n.seq,
+                "replayed": replayed,
+                "notification": self.item_at(n, now),
+            }),
+        }
+    }
+
+    /// A notification as an item of `notifications_list`.
+    pub fn list_item(self, n: &Notification) -> Value {
+        self.item_at(n, Utc::now())
+    }
+
+    fn item_at(self, n: &Notification, now: DateTime<Utc>) -> Value {
+        match self {
+            Dialect::Seed001 => wire::notification_frame(n, false),
+            Dialect::Seed002 => json!({
+                "id": n.id,
+                "notification_type": n.notification_type.as_str(),
+                "title": n.title,
+                "message": n.message,
+                "ticket_id": n.ticket.as_ref().map(|t| t.id.0),
+                "ticket_key": n.ticket.as_ref().map(|t| t.key.clone()),
+                "timestamp": timestamp(n.created_at),
+            }),
+            Dialect::Seed003 => json!({
+                "id": n.id,
+                "title": n.title,
+                "message": n.message,
+                "type": n.notification_type.as_str(),
+                "read": n.is_read,
+                "created_at": timestamp(n.created_at),
+                "data": wire::data(n),
+            }),
+            Dialect::Seed004 => json!({
+                "id": n.id,
+                "type": n.notification_type.as_str(),
+                "title": n.title,
+                "body": n.message,
+                "action_url": n.action_url,
+                "is_read": n.is_read,
+                "time_ago": time_ago(n.created_at, now),
+                "created_at": timestamp(n.created_at),
+                "metadata": wire::data(n),
+            }),
+        }
+    }
+
+    /// The answer to `send_notification`: how many were sent, and (seed 003) the id of the
+    /// first one.
+    pub fn notification_sent(self, ids: &[i64]) -> Value {
+        match self {
+            Dialect::Seed003 => json!({
+                "type": "notification_sent",
+                "success": true,
+                "notification_id": ids.first(),
+                "count": ids.len(),
+            }),
+            _ => json!({ "type": "notification_sent", "success": true, "count": ids.len() }),
+        }
+    }
+}
+
+/// Django's `timesince` in words: "Just now", "1 minute ago", "3 hours ago", "2 days ago".
+pub fn time_ago(then: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    let secs = (now - then).num_seconds().max(0);
+    let (n, unit) = match secs {
+        0..=59 => return "Just now".into(),
+        60..=3_599 => (secs / 60, "minute"),
+        3_600..=86_399 => (secs / 3_600, "hour"),
+        86_400..=2_591_999 => (secs / 86_400, "day"),
+        2_592_000..=31_535_999 => (secs / 2_592_000, "month"),
+        _ => (secs / 31_536_000, "year"),
+    };
+    format!("{n} {unit}{} ago", if n == 1 { "" } else { "s" })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_ago_reads_like_django() {
+        let now = Utc::now();
+        let ago = |s: i64| time_ago(now - chrono::Duration::seconds(s), now);
+        assert_eq!(ago(0), "Just now");
+        assert_eq!(ago(59), "Just now");
+        assert_eq!(ago(60), "1 minute ago");
+        assert_eq!(ago(150), "2 minutes ago");
+        assert_eq!(ago(3_600), "1 hour ago");
+        assert_eq!(ago(86_400 * 3), "3 days ago");
+        assert_eq!(ago(86_400 * 65), "2 months ago");
+        assert_eq!(ago(86_400 * 800), "2 years ago");
+        // A clock a little behind the database's is not "in the future".
+        assert_eq!(ago(-5), "Just now");
+    }
+
+    #[test]
+    fn names_and_subprotocols_round_trip() {
+        for d in Dialect::ALL {
+            assert_eq!(Dialect::from_name(d.name()), Some(d));
+            assert_eq!(Dialect::from_subprotocol(&d.subprotocol()), Some(d));
+        }
+        assert_eq!(Dialect::from_name("seed005"), None);
+        assert_eq!(Dialect::from_subprotocol("tickethub.v1"), None);
+    }
+}
