@@ -102,6 +102,7 @@ impl RedisBus {
                 channel.clone(),
                 out_rx,
                 lost.clone(),
+                resync.clone(),
             )),
             tokio::spawn(receive_loop(
                 subscriber.clone(),
@@ -150,12 +151,16 @@ fn cannot_connect(url: &str, e: Error) -> ConfigError {
     )
 }
 
-/// Sends queued messages one by one; while Redis is away each fails at once and is counted.
+/// Sends queued messages one by one; while Redis is away each fails at once (or at its
+/// timeout) and is counted. Once a publish fails, the node owes the others a resync: it is
+/// sent after the next publish that succeeds, and retried every second until it is through,
+/// whatever fred's reconnect notices say.
 async fn publish_loop(
     publisher: Client,
     channel: String,
     mut queue: mpsc::UnboundedReceiver<String>,
     lost: Arc<AtomicBool>,
+    resync: String,
 ) {
     let fast = publisher.with_options(&Options {
         fail_fast: true,
@@ -163,14 +168,40 @@ async fn publish_loop(
         max_attempts: Some(1),
         ..Options::default()
     });
-    while let Some(payload) = queue.recv().await {
-        match fast.publish::<i64, _, _>(channel.as_str(), payload).await {
-            Ok(_) => metrics::counter!("tickethub_bus_published_total").increment(1),
-            Err(e) => {
-                metrics::counter!("tickethub_bus_publish_failures_total").increment(1);
-                if !lost.swap(true, Ordering::SeqCst) {
-                    tracing::warn!(error = %e, "cannot publish to the bus; the other nodes will resync once it is back");
+    let publish = |payload: String| {
+        let fast = &fast;
+        let channel = channel.as_str();
+        async move { fast.publish::<i64, _, _>(channel, payload).await }
+    };
+    loop {
+        let next = tokio::time::timeout(Duration::from_secs(1), queue.recv()).await;
+        let payload = match next {
+            Ok(Some(payload)) => Some(payload),
+            Ok(None) => return,
+            // Quiet: a good moment to pay a resync still owed.
+            Err(_) => None,
+        };
+        let ok = match payload {
+            Some(payload) => match publish(payload).await {
+                Ok(_) => {
+                    metrics::counter!("tickethub_bus_published_total").increment(1);
+                    true
                 }
+                Err(e) => {
+                    metrics::counter!("tickethub_bus_publish_failures_total").increment(1);
+                    if !lost.swap(true, Ordering::SeqCst) {
+                        tracing::warn!(error = %e, "cannot publish to the bus; the other nodes will resync once it is back");
+                    }
+                    false
+                }
+            },
+            None => lost.load(Ordering::SeqCst),
+        };
+        if ok && lost.swap(false, Ordering::SeqCst) {
+            if publish(resync.clone()).await.is_ok() {
+                tracing::info!("bus publishing is back; asked every node to resync");
+            } else {
+                lost.store(true, Ordering::SeqCst);
             }
         }
     }
@@ -207,8 +238,9 @@ async fn receive_loop(
     }
 }
 
-/// After the subscriber reconnects: resubscribe first, then resync this node and ask the
-/// others to resync (they may have missed what this node published meanwhile).
+/// After the subscriber reconnects: resubscribe first (retrying until it holds), then resync
+/// this node and ask the others to resync (they may have missed what this node published
+/// meanwhile).
 async fn heal_subscriber(
     subscriber: fred::clients::SubscriberClient,
     events: mpsc::UnboundedSender<BusEvent>,
@@ -216,11 +248,18 @@ async fn heal_subscriber(
     resync: String,
 ) {
     let mut reconnects = subscriber.reconnect_rx();
-    while reconnects.recv().await.is_ok() {
+    loop {
+        match reconnects.recv().await {
+            Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        }
         metrics::counter!("tickethub_bus_reconnects_total", "connection" => "subscriber")
             .increment(1);
-        if let Err(e) = subscriber.resubscribe_all().await {
-            tracing::warn!(error = %e, "cannot resubscribe to the bus");
+        let mut delay = Duration::from_millis(100);
+        while let Err(e) = subscriber.resubscribe_all().await {
+            tracing::warn!(error = %e, "cannot resubscribe to the bus; retrying");
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(2));
         }
         tracing::info!("bus subscriber reconnected; resyncing");
         if events.send(BusEvent::Resync).is_err() {
@@ -230,7 +269,8 @@ async fn heal_subscriber(
     }
 }
 
-/// After the publisher reconnects: if a publish failed meanwhile, ask every node to resync.
+/// After the publisher reconnects: if a publish failed meanwhile, queue a resync for every node
+/// (the publish loop also pays it after its next success).
 async fn heal_publisher(
     publisher: Client,
     outbox: mpsc::UnboundedSender<String>,
@@ -238,10 +278,14 @@ async fn heal_publisher(
     lost: Arc<AtomicBool>,
 ) {
     let mut reconnects = publisher.reconnect_rx();
-    while reconnects.recv().await.is_ok() {
+    loop {
+        match reconnects.recv().await {
+            Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        }
         metrics::counter!("tickethub_bus_reconnects_total", "connection" => "publisher")
             .increment(1);
-        if lost.swap(false, Ordering::SeqCst) {
+        if lost.load(Ordering::SeqCst) {
             let _ = outbox.send(resync.clone());
         }
     }

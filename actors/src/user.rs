@@ -306,7 +306,27 @@ impl UserState {
     }
 }
 
+/// How long a user actor waits before it retries a database read that failed.
+const RETRY: Duration = Duration::from_secs(2);
+
 impl UserActor {
+    /// Pushes the committed notifications with `delivered < seq < until` from the database, in
+    /// order, then whatever was held back behind them. Seqs in the range that are not returned
+    /// were deleted.
+    async fn fill(&self, state: &mut UserState, until: i64) -> Result<(), StoreError> {
+        let missing = self
+            .deps
+            .store
+            .seq_range(state.user_id, state.delivered, until)
+            .await?;
+        for n in missing {
+            state.push_live(&Arc::new(n));
+        }
+        state.delivered = state.delivered.max(until - 1);
+        state.drain();
+        Ok(())
+    }
+
     /// Writes the highest seq written to a socket to the database, when it moved.
     async fn flush_sent(&self, state: &mut UserState, extra: i64) {
         let sent = state.max_sent().max(extra);
@@ -432,34 +452,28 @@ impl Actor for UserActor {
             }
             UserMsg::CatchUp(seq) => {
                 if seq > state.delivered {
-                    let missing = self
-                        .deps
-                        .store
-                        .seq_range(state.user_id, state.delivered, seq + 1)
-                        .await?;
-                    for n in missing {
-                        state.push_live(&Arc::new(n));
+                    if let Err(e) = self.fill(state, seq + 1).await {
+                        // A database hiccup must not drop the user's sockets: try again soon.
+                        tracing::warn!(user_id = state.user_id.0, error = %e, "cannot catch up; retrying");
+                        myself.send_after(RETRY, move || UserMsg::CatchUp(seq));
                     }
-                    state.delivered = state.delivered.max(seq);
-                    state.drain();
                 }
             }
             UserMsg::GapCheck => {
                 state.gap_check_scheduled = false;
                 if let Some(&first) = state.pending.keys().next() {
                     if first > state.delivered + 1 {
-                        let missing = self
-                            .deps
-                            .store
-                            .seq_range(state.user_id, state.delivered, first)
-                            .await?;
-                        for n in missing {
-                            state.push_live(&Arc::new(n));
+                        if let Err(e) = self.fill(state, first).await {
+                            tracing::warn!(user_id = state.user_id.0, error = %e, "cannot fill a gap; retrying");
+                            state.gap_check_scheduled = true;
+                            myself.send_after(RETRY, || UserMsg::GapCheck);
                         }
-                        // Seqs in the range that were not returned were deleted meanwhile.
-                        state.delivered = state.delivered.max(first - 1);
-                        state.drain();
                     }
+                }
+                // Another gap further on waits its turn.
+                if !state.pending.is_empty() && !state.gap_check_scheduled {
+                    state.gap_check_scheduled = true;
+                    myself.send_after(self.gap_wait, || UserMsg::GapCheck);
                 }
             }
             UserMsg::Command { from, cmd, reply } => {
@@ -477,6 +491,19 @@ impl Actor for UserActor {
                 }
             }
             UserMsg::Changed(update) => {
+                // The change may be about a notification committed on another node that has
+                // not reached this actor yet: push what was committed first, so that a socket
+                // never hears of a change before the notification it changes.
+                let caught_up = match self.deps.store.notification_cursor(state.user_id).await {
+                    Ok(cursor) if cursor.last_seq > state.delivered => {
+                        self.fill(state, cursor.last_seq + 1).await
+                    }
+                    Ok(_) => Ok(()),
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = caught_up {
+                    tracing::warn!(user_id = state.user_id.0, error = %e, "cannot catch up before an inbox change");
+                }
                 state.push_all(None, || ConnectionMsg::Updated(update.clone()));
             }
             UserMsg::Heartbeat => {

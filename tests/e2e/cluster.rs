@@ -484,3 +484,39 @@ async fn a_fan_out_on_one_node_reaches_every_user_on_the_others_in_order() {
         assert_eq!(got[2]["title"], "all 2");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_inbox_change_never_overtakes_the_notification_it_changes() {
+    let Some(backend) = postgres() else { return };
+    let c = Cluster::start(&backend, 2, &[]).await;
+    let admin = c.user("boss", Role::Admin).await;
+    let alice = c.user("alice", Role::Client).await;
+    let bob = c.user("bob", Role::Client).await;
+    // Both on node 1, so that node reads the commit for them in one batch.
+    let mut tab = c.connect(1, &alice, None).await;
+    let _bob = c.connect(1, &bob, None).await;
+    for round in 0..5 {
+        c.post(
+            0,
+            &admin,
+            "/api/notifications/send/",
+            json!({"user_ids": [alice.id.0, bob.id.0], "title": format!("n{round}"), "message": "m"}),
+            201,
+        )
+        .await;
+        // Read at once, on the node that committed.
+        c.post(
+            0,
+            &alice,
+            "/api/notifications/mark_all_as_read/",
+            json!({}),
+            200,
+        )
+        .await;
+        let first = tab.next_json().await;
+        assert_eq!(first["type"], "notification", "round {round}: {first}");
+        assert_eq!(first["title"], format!("n{round}"));
+        let second = tab.next_json().await;
+        assert_eq!(second["type"], "all_marked_read", "round {round}: {second}");
+    }
+}
