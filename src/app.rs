@@ -82,6 +82,11 @@ impl Application {
                 idle_timeout: config.idle_timeout(),
                 ticket_idle: Duration::from_secs(config.ticket_actor_idle.max(1)),
                 replay_cap: config.replay_cap,
+                rooms: tickethub_actors::room::RoomConfig {
+                    grace: Duration::from_millis(config.presence_grace_ms),
+                    typing_idle: Duration::from_millis(config.typing_idle_ms.max(1)),
+                    ..Default::default()
+                },
                 ..HubConfig::default()
             },
             HubDeps {

@@ -7,6 +7,7 @@
 //! | `n` | `<user>:<seq>,<user>:<seq>…` | notifications were committed |
 //! | `i` | `<user>|<JSON of the change>` | a user changed their inbox |
 //! | `t` | `<ticket>:<version>` | a ticket was committed |
+//! | `b` | `<project>:<ticket>:u:<action>` or `…:c:<comment>` | a project's board changed |
 //! | `r` | (empty) | the sender may have lost messages: everyone resyncs |
 //!
 //! Content never crosses the bus: a node that hears of a commit reads it from the database,
@@ -29,8 +30,10 @@ use fred::prelude::*;
 use fred::types::config::Options;
 use serde::{Deserialize, Serialize};
 use tickethub_actors::connection::Update;
+use tickethub_actors::domain::ProjectId;
 use tickethub_actors::domain::UserId;
-use tickethub_actors::ports::{Bus, BusEvent};
+use tickethub_actors::ports::{BoardNotice, Bus, BusEvent};
+use tickethub_actors::room::BoardAction;
 use tickethub_actors::ticket_domain::TicketId;
 use tokio::sync::mpsc;
 
@@ -376,6 +379,17 @@ fn encode(node: &str, event: &BusEvent) -> String {
             serde_json::to_string(&InboxWire::from(update)).expect("inbox changes serialize")
         ),
         BusEvent::Ticket(id, version) => format!("{node}|t|{}:{version}", id.0),
+        BusEvent::Board {
+            project,
+            ticket,
+            notice,
+        } => {
+            let notice = match notice {
+                BoardNotice::Update(action) => format!("u:{}", action.as_str()),
+                BoardNotice::Comment(id) => format!("c:{id}"),
+            };
+            format!("{node}|b|{}:{}:{notice}", project.0, ticket.0)
+        }
         BusEvent::Resync => format!("{node}|r|"),
     }
 }
@@ -408,6 +422,21 @@ fn decode(text: &str, own: &str) -> Option<BusEvent> {
                 version.parse().ok()?,
             ))
         }
+        "b" => {
+            let mut parts = payload.splitn(4, ':');
+            let project = ProjectId(parts.next()?.parse().ok()?);
+            let ticket = TicketId(parts.next()?.parse().ok()?);
+            let notice = match (parts.next()?, parts.next()?) {
+                ("u", action) => BoardNotice::Update(BoardAction::parse(action)?),
+                ("c", id) => BoardNotice::Comment(id.parse().ok()?),
+                _ => return None,
+            };
+            Some(BusEvent::Board {
+                project,
+                ticket,
+                notice,
+            })
+        }
         "r" => Some(BusEvent::Resync),
         _ => None,
     }
@@ -439,6 +468,16 @@ mod tests {
                 },
             ),
             BusEvent::Ticket(TicketId(12), 4),
+            BusEvent::Board {
+                project: ProjectId(3),
+                ticket: TicketId(12),
+                notice: BoardNotice::Update(BoardAction::StatusChanged),
+            },
+            BusEvent::Board {
+                project: ProjectId(3),
+                ticket: TicketId(12),
+                notice: BoardNotice::Comment(77),
+            },
             BusEvent::Resync,
         ];
         for event in events {

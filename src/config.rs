@@ -95,6 +95,15 @@ pub struct ServeConfig {
     )]
     pub ws_dialect: crate::ws::dialect::Dialect,
 
+    /// Milliseconds a user whose last presence socket closed stays present in a project (so a
+    /// page reload does not flap joined/left).
+    #[arg(long, env = "TICKETHUB_PRESENCE_GRACE_MS", default_value_t = 5_000)]
+    pub presence_grace_ms: u64,
+
+    /// Milliseconds of silence after which a typing user is relayed as stopped.
+    #[arg(long, env = "TICKETHUB_TYPING_IDLE_MS", default_value_t = 5_000)]
+    pub typing_idle_ms: u64,
+
     /// Largest WebSocket message accepted from a client, in bytes; larger ones close with 1009.
     #[arg(long, env = "TICKETHUB_WS_MAX_MESSAGE_BYTES", default_value_t = 64 * 1024)]
     pub ws_max_message_bytes: usize,

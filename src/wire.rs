@@ -191,3 +191,81 @@ impl SendIn {
         })
     }
 }
+
+/// A project room's frame (seed 002's board and presence sockets).
+pub fn room_event(event: &tickethub_actors::room::RoomEvent) -> Value {
+    use tickethub_actors::room::RoomEvent;
+    match event {
+        RoomEvent::TicketUpdate { action, ticket } => json!({
+            "type": "ticket_update",
+            "action": action.as_str(),
+            "data": {
+                "ticket_id": ticket.id.0,
+                "key": ticket.key(),
+                "title": ticket.title,
+                "priority": ticket.priority.as_str(),
+                "status": {"name": ticket.status.display(), "code": ticket.status.as_str(), "color": ticket.status.color()},
+                "assignees": ticket.assignees.iter().map(|a| a.0).collect::<Vec<_>>(),
+                "updated_at": timestamp(ticket.updated_at),
+                "version": ticket.version,
+            },
+        }),
+        RoomEvent::CommentAdded { ticket, comment } => json!({
+            "type": "comment_added",
+            "data": {
+                "ticket_id": ticket.id.0,
+                "key": ticket.key(),
+                "comment": {
+                    "id": comment.id,
+                    "author": comment.author_name,
+                    "author_id": comment.author.0,
+                    "body": comment.body,
+                    "created_at": timestamp(comment.created_at),
+                },
+            },
+        }),
+        RoomEvent::PresenceState(users) => json!({
+            "type": "presence_state",
+            "users": users.iter().map(|u| json!({
+                "user_id": u.user_id.0,
+                "username": u.username,
+                "display_name": u.display_name,
+                "viewing": u.viewing.map(|t| t.0),
+            })).collect::<Vec<_>>(),
+        }),
+        RoomEvent::UserStatus {
+            joined,
+            user_id,
+            username,
+        } => json!({
+            "type": "user_status",
+            "action": if *joined { "joined" } else { "left" },
+            "user_id": user_id.0,
+            "username": username,
+        }),
+        RoomEvent::Viewing { user_id, ticket_id } => json!({
+            "type": "ticket_viewing",
+            "user_id": user_id.0,
+            "ticket_id": ticket_id.map(|t| t.0),
+        }),
+        RoomEvent::Typing {
+            user_id,
+            ticket_id,
+            is_typing,
+        } => json!({
+            "type": "user_typing",
+            "user_id": user_id.0,
+            "ticket_id": ticket_id.0,
+            "is_typing": is_typing,
+        }),
+        RoomEvent::Error { code, message } => json!({
+            "type": "error",
+            "code": code,
+            "message": message,
+        }),
+        RoomEvent::Subscribed => json!({
+            "type": "connection_established",
+            "message": "Subscribed to the project's tickets",
+        }),
+    }
+}

@@ -6,7 +6,7 @@
 
 use std::sync::atomic::AtomicU64;
 
-use axum::extract::{Request, State};
+use axum::extract::{Path, Request, State};
 use axum::http::header::{AUTHORIZATION, HOST, ORIGIN, SEC_WEBSOCKET_PROTOCOL};
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
@@ -26,6 +26,8 @@ pub mod protocol;
 pub mod session;
 
 use dialect::Dialect;
+use tickethub_actors::domain::{ProjectId, Role};
+use tickethub_actors::room::RoomSocket;
 
 /// The subprotocol a browser offers, together with `bearer.<JWT>`, to carry its token.
 pub const SUBPROTOCOL: &str = "tickethub.v1";
@@ -53,7 +55,32 @@ pub struct WsSettings {
 
 /// The routes of this module.
 pub fn router() -> Router<AppState> {
-    Router::new().route("/ws/notifications/", get(notifications))
+    Router::new()
+        .route("/ws/notifications/", get(notifications))
+        .route("/ws/projects/{project}/tickets/", get(board))
+        .route("/ws/projects/{project}/presence/", get(presence))
+}
+
+/// `/ws/projects/{id}/tickets/`: the project's live ticket board.
+async fn board(
+    State(state): State<AppState>,
+    Path(project): Path<String>,
+    req: Request,
+) -> Response {
+    handshake(state, req, Some((project, RoomSocket::Board))).await
+}
+
+/// `/ws/projects/{id}/presence/`: who is here, what they look at, who types.
+async fn presence(
+    State(state): State<AppState>,
+    Path(project): Path<String>,
+    req: Request,
+) -> Response {
+    handshake(state, req, Some((project, RoomSocket::Presence))).await
+}
+
+async fn notifications(State(state): State<AppState>, req: Request) -> Response {
+    handshake(state, req, None).await
 }
 
 #[derive(Deserialize, Default)]
@@ -63,7 +90,15 @@ struct WsQuery {
     dialect: Option<String>,
 }
 
-async fn notifications(State(state): State<AppState>, mut req: Request) -> Response {
+/// The handshake every socket shares: origin, token, upgrade. A project socket is admitted
+/// only for the project's members and admins; anyone else, including a caller who names a
+/// project that does not exist, is closed with 4003 after the upgrade, the same way in both
+/// cases, and no actor starts.
+async fn handshake(
+    state: AppState,
+    mut req: Request,
+    room: Option<(String, RoomSocket)>,
+) -> Response {
     let headers = req.headers();
     if let Some(origin) = headers.get(ORIGIN) {
         if !origin_allowed(&state.ws.allowed_origins, origin, headers) {
@@ -133,15 +168,36 @@ async fn notifications(State(state): State<AppState>, mut req: Request) -> Respo
         },
         Err(e) => Err(e),
     };
+    let room = match (room, &user) {
+        (None, _) => None,
+        (Some(_), Err(_)) => Some(Err(())),
+        (Some((project, kind)), Ok((u, _))) => {
+            let admitted = match project.parse::<i64>() {
+                Ok(id) => match state.store.project_by_id(ProjectId(id)).await {
+                    Ok(Some(p)) if u.role == Role::Admin || p.member_ids.contains(&u.id) => {
+                        Some(p.id)
+                    }
+                    Ok(_) => None,
+                    Err(e) => {
+                        tracing::error!(error = %e, "project lookup failed during handshake");
+                        return ApiError::unavailable("The database is unavailable.")
+                            .into_response();
+                    }
+                },
+                Err(_) => None,
+            };
+            Some(admitted.map(|p| (p, kind)).ok_or(()))
+        }
+    };
     let cursor = match &user {
-        Ok((u, _)) => match state.store.notification_cursor(u.id).await {
+        Ok((u, _)) if room.is_none() => match state.store.notification_cursor(u.id).await {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(error = %e, "cursor lookup failed during handshake");
                 return ApiError::unavailable("The database is unavailable.").into_response();
             }
         },
-        Err(_) => Default::default(),
+        _ => Default::default(),
     };
     let session = session::Session {
         state: state.clone(),
@@ -150,6 +206,7 @@ async fn notifications(State(state): State<AppState>, mut req: Request) -> Respo
         cursor,
         last_seq,
         dialect,
+        room,
     };
     state.ws.sessions.spawn(session.run());
     response.into_response()

@@ -8,10 +8,11 @@ use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SupervisionEvent};
 
 use crate::connection::{ConnHandle, ConnId};
 use crate::directory::{Directory, DirectoryMsg, DirectoryStats, Keyed, Map};
-use crate::domain::{Role, User, UserId};
+use crate::domain::{ProjectId, Role, User, UserId};
 use crate::notification::{ticket_wording, EventDetails, Notification, TicketSummary};
 use crate::notifier::{Content, Deps};
 use crate::ports::{BusEvent, NewTicket, Store, StoreError};
+use crate::room::{BoardAction, RoomActor, RoomEvent, RoomMsg, RoomSocket};
 use crate::routing::{Channel, EventType, Parties, RoutingTable};
 use crate::ticket::{Applied, TicketActor, TicketError, TicketMsg};
 use crate::ticket_domain::{Action, Principal, Ticket, TicketId};
@@ -33,6 +34,8 @@ pub struct HubConfig {
     /// How long an out-of-order live notification waits before the gap is read from the
     /// database.
     pub gap_wait: Duration,
+    /// Project rooms: presence grace period and typing timings.
+    pub rooms: crate::room::RoomConfig,
 }
 
 impl Default for HubConfig {
@@ -44,6 +47,7 @@ impl Default for HubConfig {
             ticket_idle: Duration::from_secs(60),
             replay_cap: 1000,
             gap_wait: Duration::from_millis(50),
+            rooms: crate::room::RoomConfig::default(),
         }
     }
 }
@@ -109,6 +113,7 @@ pub struct HubDeps {
 
 type UserDirectory = Directory<UserActor>;
 type TicketDirectory = Directory<TicketActor>;
+type RoomDirectory = Directory<RoomActor>;
 
 /// A cheap, cloneable handle to the running hub.
 #[derive(Clone)]
@@ -130,6 +135,7 @@ struct HubInner {
 struct Refs {
     users: ActorRef<DirectoryMsg<UserId, UserMsg>>,
     tickets: ActorRef<DirectoryMsg<TicketId, TicketMsg>>,
+    rooms: ActorRef<DirectoryMsg<ProjectId, RoomMsg>>,
     delivery: ActorRef<crate::delivery::DeliveryMsg>,
 }
 
@@ -147,6 +153,7 @@ impl Hub {
             store: store.clone(),
             routing,
             users: Map::default(),
+            rooms: Map::default(),
             channels: channels.clone(),
             outbound: delivery.transports.iter().map(|(c, _)| *c).collect(),
             webhook_urls: delivery.webhook_urls.clone(),
@@ -186,6 +193,17 @@ impl Hub {
                 },
                 map: tickets.clone(),
                 tick: None,
+            },
+            rooms: Directory {
+                spec: RoomActor {
+                    deps: deps.clone(),
+                    config: crate::room::RoomConfig {
+                        idle_timeout: config.idle_timeout,
+                        ..config.rooms.clone()
+                    },
+                },
+                map: deps.rooms.clone(),
+                tick: Some((config.ping_interval, || RoomMsg::Heartbeat)),
             },
             delivery: delivery_spec,
         };
@@ -296,8 +314,92 @@ impl Hub {
                     let _ = actor.send_message(TicketMsg::Changed(version));
                 }
             }
+            BusEvent::Board {
+                project,
+                ticket,
+                notice,
+            } => {
+                let Some(room) = self.room(project) else {
+                    return;
+                };
+                // Content never crosses the bus: read the ticket (and comment) here.
+                let store = self.inner.deps.store.clone();
+                tokio::spawn(async move {
+                    let Ok(Some(t)) = store.ticket(ticket).await else {
+                        return;
+                    };
+                    let ticket = Arc::new(t);
+                    let event = match notice {
+                        crate::ports::BoardNotice::Update(action) => {
+                            RoomEvent::TicketUpdate { action, ticket }
+                        }
+                        crate::ports::BoardNotice::Comment(id) => {
+                            let Ok(comments) = store.comments(ticket.id).await else {
+                                return;
+                            };
+                            let Some(comment) = comments.into_iter().find(|c| c.id == id) else {
+                                return;
+                            };
+                            RoomEvent::CommentAdded {
+                                ticket,
+                                comment: Arc::new(comment),
+                            }
+                        }
+                    };
+                    let _ = room.send_message(RoomMsg::Board(event));
+                });
+            }
             BusEvent::Resync => {}
         }
+    }
+
+    /// The live room of a project, if it has sockets on this hub.
+    pub fn room(&self, project: ProjectId) -> Option<ActorRef<RoomMsg>> {
+        self.inner
+            .deps
+            .rooms
+            .read()
+            .expect("room map poisoned")
+            .get(&project)
+            .cloned()
+    }
+
+    /// Hands a board or presence socket to its project's room, starting the room if needed.
+    /// The caller has checked that the user may see the project.
+    pub async fn join_room(
+        &self,
+        project: ProjectId,
+        user: &User,
+        kind: RoomSocket,
+        conn: ConnHandle,
+    ) -> Result<ActorRef<RoomMsg>, AttachError> {
+        // A room that is stopping as the socket arrives drops the request; the retry reaches
+        // the fresh one.
+        for _ in 0..3 {
+            let conn = conn.clone();
+            let directory = self.refs().rooms;
+            let user = user.clone();
+            if let Some(room) = self
+                .forward(&directory, project, |reply| RoomMsg::Join {
+                    user,
+                    kind,
+                    conn,
+                    reply,
+                })
+                .await
+            {
+                return Ok(room);
+            }
+        }
+        Err(AttachError::Unavailable)
+    }
+
+    /// A page of the live rooms.
+    pub async fn list_rooms(
+        &self,
+        filter: crate::directory::ListFilter<ProjectId>,
+    ) -> Option<crate::directory::Listing<ProjectId, RoomMsg>> {
+        ractor::call_t!(self.refs().rooms, |r| DirectoryMsg::List(filter, r), 5_000).ok()
     }
 
     /// Another hub process committed these notifications. A single recipient connected here
@@ -493,6 +595,10 @@ impl Hub {
         };
         let (ticket, notifications) = deps.store.create_ticket(new, &plan).await?;
         deps.deliver(notifications);
+        deps.board(RoomEvent::TicketUpdate {
+            action: BoardAction::Created,
+            ticket: Arc::new(ticket.clone()),
+        });
         Ok(ticket)
     }
 
@@ -636,6 +742,11 @@ impl Hub {
 
     /// Tells every socket that the hub is going away; returns how many user actors were told.
     pub async fn disconnect_all(&self) -> usize {
+        let _ = ractor::call_t!(
+            self.refs().rooms,
+            |reply| DirectoryMsg::Broadcast(|| RoomMsg::Shutdown, reply),
+            5_000
+        );
         ractor::call_t!(
             self.refs().users,
             |reply| DirectoryMsg::Broadcast(|| UserMsg::Shutdown, reply),
@@ -659,6 +770,7 @@ impl Hub {
 struct RootSpec {
     users: UserDirectory,
     tickets: TicketDirectory,
+    rooms: RoomDirectory,
     delivery: Arc<crate::delivery::DeliverySupervisor>,
 }
 
@@ -713,6 +825,7 @@ impl Actor for HubRoot {
         let refs = Refs {
             users: spawn_directory(&self.spec.users, myself.get_cell()).await?,
             tickets: spawn_directory(&self.spec.tickets, myself.get_cell()).await?,
+            rooms: spawn_directory(&self.spec.rooms, myself.get_cell()).await?,
             delivery: spawn_delivery(&self.spec.delivery, myself.get_cell()).await?,
         };
         Ok(RootState {
@@ -756,6 +869,10 @@ impl Actor for HubRoot {
                 tracing::error!(error = %err, "ticket directory failed; restarting");
                 let fresh = spawn_directory(&self.spec.tickets, myself.get_cell()).await?;
                 state.refs.write().expect("refs poisoned").tickets = fresh;
+            } else if cell.get_id() == current.rooms.get_id() {
+                tracing::error!(error = %err, "room directory failed; restarting");
+                let fresh = spawn_directory(&self.spec.rooms, myself.get_cell()).await?;
+                state.refs.write().expect("refs poisoned").rooms = fresh;
             } else if cell.get_id() == current.delivery.get_id() {
                 tracing::error!(error = %err, "delivery supervisor failed; restarting");
                 let fresh = spawn_delivery(&self.spec.delivery, myself.get_cell()).await?;

@@ -12,6 +12,8 @@
 //! │   └── UserActor(user_id)*      one per connected user: sockets, heartbeat, inbox changes
 //! ├── Directory<TicketActor>       get-or-spawn; prunes on exit or failure
 //! │   └── TicketActor(ticket_id)*  one per active ticket: serializes its transitions
+//! ├── Directory<RoomActor>         get-or-spawn; prunes; heartbeat ticks
+//! │   └── RoomActor(project_id)*   one per project with live board or presence sockets
 //! └── DeliverySupervisor           restarts a failed channel alone
 //!     └── ChannelActor(email | whatsapp | webhook)   drains the outbox with retries
 //! ```
@@ -35,6 +37,7 @@ pub mod hub;
 pub mod notification;
 pub mod notifier;
 pub mod ports;
+pub mod room;
 pub mod routing;
 pub mod ticket;
 pub mod ticket_domain;

@@ -21,6 +21,8 @@ pub struct Deps {
     pub routing: RoutingTable,
     /// The live user actors, for fan-out.
     pub users: Map<UserId, UserMsg>,
+    /// The live project rooms, for board events.
+    pub rooms: Map<crate::domain::ProjectId, crate::room::RoomMsg>,
     /// The live channel actors, to wake after a commit.
     pub channels: crate::delivery::ChannelMap,
     /// The outbound channels this hub has a transport for; others get no outbox rows.
@@ -118,6 +120,36 @@ impl Deps {
             outbound: self.outbound.clone(),
             webhooks,
         })
+    }
+
+    /// Pushes a committed board event to the project's room here and announces it to the other
+    /// nodes. Never waits.
+    pub fn board(&self, event: crate::room::RoomEvent) {
+        use crate::room::RoomEvent;
+        let (ticket, notice) = match &event {
+            RoomEvent::TicketUpdate { action, ticket } => {
+                (ticket, crate::ports::BoardNotice::Update(*action))
+            }
+            RoomEvent::CommentAdded { ticket, comment } => {
+                (ticket, crate::ports::BoardNotice::Comment(comment.id))
+            }
+            _ => return,
+        };
+        let project = ticket.project_id;
+        self.publish(crate::ports::BusEvent::Board {
+            project,
+            ticket: ticket.id,
+            notice,
+        });
+        let room = self
+            .rooms
+            .read()
+            .expect("room map poisoned")
+            .get(&project)
+            .cloned();
+        if let Some(room) = room {
+            let _ = room.send_message(crate::room::RoomMsg::Board(event));
+        }
     }
 
     /// Announces an event to the other hub processes, if there is a bus. Never waits.

@@ -393,9 +393,28 @@ pub enum BusEvent {
     Inbox(UserId, crate::connection::Update),
     /// A ticket was committed at this version.
     Ticket(TicketId, i64),
+    /// A ticket of a project changed or got a comment: nodes with the project's room read it
+    /// and push it to the board.
+    Board {
+        /// The project.
+        project: crate::domain::ProjectId,
+        /// The ticket.
+        ticket: TicketId,
+        /// What happened.
+        notice: BoardNotice,
+    },
     /// Messages may have been lost (a node reconnected, or its publishes failed): every node
     /// catches its connected users up from the database.
     Resync,
+}
+
+/// What a board notice on the bus says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BoardNotice {
+    /// The ticket was created or changed.
+    Update(crate::room::BoardAction),
+    /// A comment with this id was added.
+    Comment(i64),
 }
 
 /// Fan-out between hub processes: each node announces what it committed, and every other node

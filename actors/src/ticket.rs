@@ -169,6 +169,7 @@ impl Actor for TicketActor {
                 let result = self.apply(state, by, &by_name, &action).await;
                 match result {
                     Ok(committed) => {
+                        let before = state.ticket.status;
                         state.ticket = committed.ticket.clone();
                         self.deps.publish(crate::ports::BusEvent::Ticket(
                             committed.ticket.id,
@@ -176,10 +177,11 @@ impl Actor for TicketActor {
                         ));
                         let _ = reply.send(Ok(Applied {
                             ticket: committed.ticket,
-                            comment: committed.comment,
+                            comment: committed.comment.clone(),
                         }));
                         // Stored before sent: fan-out starts only after the commit.
                         self.deps.deliver(committed.notifications);
+                        self.board(before, &action, &state.ticket, committed.comment);
                     }
                     Err(e) => {
                         let _ = reply.send(Err(e));
@@ -212,6 +214,36 @@ impl Actor for TicketActor {
 }
 
 impl TicketActor {
+    /// Tells the project's board what the committed action did.
+    fn board(
+        &self,
+        before: crate::ticket_domain::TicketStatus,
+        action: &Action,
+        after: &Ticket,
+        comment: Option<Comment>,
+    ) {
+        use crate::room::{BoardAction, RoomEvent};
+        let ticket = Arc::new(after.clone());
+        let changed = after.status != before || !matches!(action, Action::Comment { .. });
+        if changed {
+            let action = if after.status != before {
+                BoardAction::StatusChanged
+            } else {
+                BoardAction::Updated
+            };
+            self.deps.board(RoomEvent::TicketUpdate {
+                action,
+                ticket: ticket.clone(),
+            });
+        }
+        if let Some(comment) = comment {
+            self.deps.board(RoomEvent::CommentAdded {
+                ticket,
+                comment: Arc::new(comment),
+            });
+        }
+    }
+
     /// Decides, drafts and commits one action on the latest committed state of the ticket.
     ///
     /// Another hub process may have moved the ticket since this actor loaded it. Three things

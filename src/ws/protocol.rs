@@ -86,6 +86,18 @@ pub enum ClientFrame {
         /// The seq.
         seq: i64,
     },
+    /// Presence sockets: the client looks at a ticket, or at none.
+    TicketViewing {
+        /// The ticket.
+        ticket_id: Option<i64>,
+    },
+    /// Presence sockets: the client types under a ticket's comments, or stopped.
+    UserTyping {
+        /// The ticket.
+        ticket_id: i64,
+        /// Typing or stopped.
+        is_typing: bool,
+    },
 }
 
 /// The fields of `get_notifications`.
@@ -182,6 +194,17 @@ struct AckIn {
     seq: i64,
 }
 
+#[derive(Deserialize)]
+struct ViewingIn {
+    ticket_id: Option<i64>,
+}
+
+#[derive(Deserialize)]
+struct TypingIn {
+    ticket_id: i64,
+    is_typing: bool,
+}
+
 /// An object's members in the order they came, duplicate keys included (a JSON object in a
 /// `Value` keeps only the last of them).
 struct Members(Vec<(String, Value)>);
@@ -271,6 +294,16 @@ impl ClientFrame {
             "delete_notification" => Ok(ClientFrame::DeleteNotification {
                 notification_id: IdIn::deserialize(&value).map_err(fields)?.notification_id,
             }),
+            "ticket_viewing" => Ok(ClientFrame::TicketViewing {
+                ticket_id: ViewingIn::deserialize(&value).map_err(fields)?.ticket_id,
+            }),
+            "user_typing" => {
+                let t = TypingIn::deserialize(&value).map_err(fields)?;
+                Ok(ClientFrame::UserTyping {
+                    ticket_id: t.ticket_id,
+                    is_typing: t.is_typing,
+                })
+            }
             "ack" => Ok(ClientFrame::Ack {
                 seq: AckIn::deserialize(&value).map_err(fields)?.seq,
             }),

@@ -26,11 +26,16 @@ use tokio::io::WriteHalf;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use ractor::ActorRef;
+use tickethub_actors::domain::ProjectId;
+use tickethub_actors::room::{PresenceCommand, RoomMsg, RoomSocket};
+
 use super::close::CloseCode;
 use super::dialect::Dialect;
 use super::protocol::{ClientFrame, ServerFrame};
 use crate::auth::{TokenError, TokenType, Verified};
 use crate::http::AppState;
+use crate::wire;
 
 type Io = TokioIo<hyper::upgrade::Upgraded>;
 type Writer = WebSocketWrite<WriteHalf<Io>>;
@@ -55,6 +60,15 @@ pub struct Session {
     pub last_seq: Option<i64>,
     /// The frame shapes this socket speaks.
     pub dialect: Dialect,
+    /// A project socket (board or presence) instead of `/ws/notifications/`; `Err` when the
+    /// user may not see the project (closed with 4003, no actor started).
+    pub room: Option<Result<(ProjectId, RoomSocket), ()>>,
+}
+
+/// The actor that owns a socket.
+enum Owner {
+    User(ActorRef<UserMsg>),
+    Room(ActorRef<RoomMsg>, RoomSocket),
 }
 
 enum Flow {
@@ -87,6 +101,16 @@ impl Session {
                 return;
             }
         };
+        if let Some(Err(())) = self.room {
+            // The same answer whether the project exists or not.
+            let _ = close(
+                &mut write,
+                CloseCode::Forbidden,
+                "Not a member of this project.",
+            )
+            .await;
+            return;
+        }
         let ws_settings = self.state.ws.clone();
         let (tx, mut rx) = mpsc::channel(ws_settings.outbound_queue);
         let conn = ConnHandle {
@@ -101,8 +125,22 @@ impl Session {
             Some(seq) => Resume::After(seq),
             None => Resume::Unacknowledged,
         };
-        let attached = match self.state.hub.attach(user.id, conn, resume).await {
-            Ok(a) => a,
+        let joined = match self.room {
+            Some(Ok((project, kind))) => self
+                .state
+                .hub
+                .join_room(project, &user, kind, conn)
+                .await
+                .map(|room| Owner::Room(room, kind)),
+            _ => self
+                .state
+                .hub
+                .attach(user.id, conn, resume)
+                .await
+                .map(|a| Owner::User(a.actor)),
+        };
+        let owner = match joined {
+            Ok(owner) => owner,
             Err(e) => {
                 tracing::warn!(user_id = user.id.0, error = %e, "cannot attach socket");
                 let _ = close(&mut write, CloseCode::GoingAway, "hub unavailable").await;
@@ -121,13 +159,20 @@ impl Session {
             warned: false,
             fragments: Vec::new(),
             dialect: self.dialect,
+            owner,
         };
-        let hello = ServerFrame::ConnectionEstablished {
-            message: format!("Connected successfully as {}", ctx.user.username),
-            user_id: ctx.user.id.0,
-            last_seq: self.cursor.last_seq,
+        let mut outcome = match &ctx.owner {
+            Owner::User(_) => {
+                let hello = ServerFrame::ConnectionEstablished {
+                    message: format!("Connected successfully as {}", ctx.user.username),
+                    user_id: ctx.user.id.0,
+                    last_seq: self.cursor.last_seq,
+                };
+                send(&mut write, &hello).await.map(|_| Flow::Continue)
+            }
+            // A room greets its sockets itself, through the queue.
+            Owner::Room(..) => Ok(Flow::Continue),
         };
-        let mut outcome = send(&mut write, &hello).await.map(|_| Flow::Continue);
 
         let mut read = read;
         let mut noop = |_: Frame<'_>| async { Ok::<(), std::io::Error>(()) };
@@ -192,7 +237,14 @@ impl Session {
                 .await;
             }
         }
-        let _ = attached.actor.send_message(UserMsg::Detach(conn_id));
+        match &ctx.owner {
+            Owner::User(actor) => {
+                let _ = actor.send_message(UserMsg::Detach(conn_id));
+            }
+            Owner::Room(room, _) => {
+                let _ = room.send_message(RoomMsg::Leave(conn_id));
+            }
+        }
         metrics::gauge!("tickethub_connections_open").decrement(1.0);
         tracing::debug!(user_id = ctx.user.id.0, conn = conn_id.0, "socket closed");
     }
@@ -207,6 +259,7 @@ struct Ctx {
     warned: bool,
     fragments: Vec<u8>,
     dialect: Dialect,
+    owner: Owner,
 }
 
 impl Ctx {
@@ -290,40 +343,15 @@ impl Ctx {
                 return Ok(Flow::Continue);
             }
         };
+        if let Owner::Room(room, kind) = &self.owner {
+            return self.on_room_frame(room.clone(), *kind, frame, write).await;
+        }
         match frame {
             ClientFrame::Ping { timestamp } => {
                 let timestamp = timestamp.unwrap_or_else(|| Utc::now().timestamp_millis().into());
                 send(write, &ServerFrame::Pong { timestamp }).await?;
             }
-            ClientFrame::RefreshToken { token } => {
-                match self.state.auth.verify(&token, TokenType::Access) {
-                    Ok(v) if v.user_id == self.user.id => {
-                        self.token = v;
-                        self.warned = false;
-                        send(write, &ServerFrame::TokenRefreshed { expires_at: v.exp }).await?;
-                    }
-                    Ok(_) => {
-                        send(
-                            write,
-                            &ServerFrame::Error {
-                                code: "invalid_token",
-                                message: "The new token belongs to another user.".into(),
-                            },
-                        )
-                        .await?;
-                    }
-                    Err(e) => {
-                        send(
-                            write,
-                            &ServerFrame::Error {
-                                code: "invalid_token",
-                                message: e.to_string(),
-                            },
-                        )
-                        .await?;
-                    }
-                }
-            }
+            ClientFrame::RefreshToken { token } => self.refresh(&token, write).await?,
             ClientFrame::Ack { seq } => {
                 // Acknowledgements have no answer; a failure is logged, and the client acks again.
                 if let Err(e) = self
@@ -346,6 +374,89 @@ impl Ctx {
                 send_value(write, &reply).await?;
             }
         }
+        Ok(Flow::Continue)
+    }
+
+    /// `refresh_token`: the socket runs on the new token from now on.
+    async fn refresh(&mut self, token: &str, write: &mut Writer) -> Result<(), WebSocketError> {
+        match self.state.auth.verify(token, TokenType::Access) {
+            Ok(v) if v.user_id == self.user.id => {
+                self.token = v;
+                self.warned = false;
+                send(write, &ServerFrame::TokenRefreshed { expires_at: v.exp }).await?;
+            }
+            Ok(_) => {
+                send(
+                    write,
+                    &ServerFrame::Error {
+                        code: "invalid_token",
+                        message: "The new token belongs to another user.".into(),
+                    },
+                )
+                .await?;
+            }
+            Err(e) => {
+                send(
+                    write,
+                    &ServerFrame::Error {
+                        code: "invalid_token",
+                        message: e.to_string(),
+                    },
+                )
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A frame on a project socket: pings and token refreshes as anywhere; presence sockets
+    /// also say what their user looks at and types; nothing else is understood there.
+    async fn on_room_frame(
+        &mut self,
+        room: ActorRef<RoomMsg>,
+        kind: RoomSocket,
+        frame: ClientFrame,
+        write: &mut Writer,
+    ) -> Result<Flow, WebSocketError> {
+        let cmd = match frame {
+            ClientFrame::Ping { timestamp } => {
+                let timestamp = timestamp.unwrap_or_else(|| Utc::now().timestamp_millis().into());
+                send(write, &ServerFrame::Pong { timestamp }).await?;
+                return Ok(Flow::Continue);
+            }
+            ClientFrame::RefreshToken { token } => {
+                self.refresh(&token, write).await?;
+                return Ok(Flow::Continue);
+            }
+            ClientFrame::TicketViewing { ticket_id } if kind == RoomSocket::Presence => {
+                PresenceCommand::Viewing(ticket_id.map(TicketId))
+            }
+            ClientFrame::UserTyping {
+                ticket_id,
+                is_typing,
+            } if kind == RoomSocket::Presence => PresenceCommand::Typing {
+                ticket_id: TicketId(ticket_id),
+                is_typing,
+            },
+            _ => {
+                send(
+                    write,
+                    &ServerFrame::Error {
+                        code: "unknown_type",
+                        message: match kind {
+                            RoomSocket::Board => "The ticket stream takes only ping and refresh_token.".into(),
+                            RoomSocket::Presence => "Presence sockets take ping, refresh_token, ticket_viewing and user_typing.".into(),
+                        },
+                    },
+                )
+                .await?;
+                return Ok(Flow::Continue);
+            }
+        };
+        let _ = room.send_message(RoomMsg::Presence {
+            conn: self.conn_id,
+            cmd,
+        });
         Ok(Flow::Continue)
     }
 
@@ -447,6 +558,12 @@ impl Ctx {
                     .map_err(|e| unavailable(e.to_string()))?;
                 self.dialect.notification_sent(&ids)
             }
+            ClientFrame::TicketViewing { .. } | ClientFrame::UserTyping { .. } => {
+                return Err((
+                    "bad_request",
+                    "ticket_viewing and user_typing belong on /ws/projects/{id}/presence/.".into(),
+                ))
+            }
             ClientFrame::Ack { .. }
             | ClientFrame::Ping { .. }
             | ClientFrame::RefreshToken { .. } => {
@@ -529,6 +646,7 @@ async fn write_message(
             .await?;
         }
         ConnectionMsg::Updated(update) => send_value(write, &update_frame(update)).await?,
+        ConnectionMsg::Room(event) => send_value(write, &wire::room_event(&event)).await?,
     }
     Ok(Flow::Continue)
 }

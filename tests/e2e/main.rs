@@ -19,6 +19,7 @@ mod nodes;
 mod openapi;
 mod operators;
 mod replay;
+mod rooms;
 mod seed;
 mod store;
 mod tickets;

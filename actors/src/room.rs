@@ -1,0 +1,649 @@
+//! The room actor: one per project with live project sockets (seed 002's live ticket board and
+//! presence).
+//!
+//! A room owns its project's board sockets (`/ws/projects/{id}/tickets/`) and presence sockets
+//! (`/ws/projects/{id}/presence/`). Board events reach it after their commit; it pushes them to
+//! every board socket. Presence counts users, not sockets: one entry per user however many
+//! tabs they have, `joined` when the first tab arrives and `left` only once the last one is gone
+//! and a grace period has passed, so that a page reload does not flap. Typing relays are
+//! throttled per user and ticket, and an `is_typing: false` follows by itself after a silence.
+//! The room stops once it has no sockets and nobody is inside a grace period.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use tokio::time::Instant;
+
+use crate::connection::{now_ms, ConnHandle, ConnId, ConnectionMsg, Disconnect};
+use crate::directory::Keyed;
+use crate::domain::{ProjectId, UserId};
+use crate::notifier::Deps;
+use crate::ticket_domain::{Comment, Ticket, TicketId};
+
+/// What a board event says happened to a ticket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BoardAction {
+    /// The ticket was created.
+    Created,
+    /// Its status moved.
+    StatusChanged,
+    /// Something else changed (assignees).
+    Updated,
+}
+
+impl BoardAction {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BoardAction::Created => "created",
+            BoardAction::StatusChanged => "status_changed",
+            BoardAction::Updated => "updated",
+        }
+    }
+
+    /// The action by its wire name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "created" => Some(BoardAction::Created),
+            "status_changed" => Some(BoardAction::StatusChanged),
+            "updated" => Some(BoardAction::Updated),
+            _ => None,
+        }
+    }
+}
+
+/// One present user, as `presence_state` lists them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PresenceEntry {
+    /// The user.
+    pub user_id: UserId,
+    /// Their username.
+    pub username: String,
+    /// Their display name.
+    pub display_name: String,
+    /// The ticket their most recent tab looks at.
+    pub viewing: Option<TicketId>,
+}
+
+/// What a room pushes to its sockets; the adapter renders the JSON.
+#[derive(Clone, Debug)]
+pub enum RoomEvent {
+    /// A ticket of the project was created or changed (board sockets).
+    TicketUpdate {
+        /// What happened.
+        action: BoardAction,
+        /// The ticket after the change.
+        ticket: Arc<Ticket>,
+    },
+    /// A comment was added to a ticket of the project (board sockets).
+    CommentAdded {
+        /// The ticket.
+        ticket: Arc<Ticket>,
+        /// The comment.
+        comment: Arc<Comment>,
+    },
+    /// Who is present, sent to a presence socket when it joins.
+    PresenceState(Vec<PresenceEntry>),
+    /// A user joined (their first tab) or left (their last tab, after the grace period).
+    UserStatus {
+        /// Joined or left.
+        joined: bool,
+        /// The user.
+        user_id: UserId,
+        /// Their username.
+        username: String,
+    },
+    /// A user looks at a ticket, or at none.
+    Viewing {
+        /// The user.
+        user_id: UserId,
+        /// The ticket.
+        ticket_id: Option<TicketId>,
+    },
+    /// A user is typing under a ticket's comments, or stopped.
+    Typing {
+        /// The user.
+        user_id: UserId,
+        /// The ticket.
+        ticket_id: TicketId,
+        /// Typing or stopped.
+        is_typing: bool,
+    },
+    /// A presence frame was refused; the socket stays open.
+    Error {
+        /// A stable machine-readable code.
+        code: &'static str,
+        /// A human explanation.
+        message: String,
+    },
+    /// The board socket is subscribed: everything committed from now on reaches it.
+    Subscribed,
+}
+
+/// Which of a project's sockets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RoomSocket {
+    /// `/ws/projects/{id}/tickets/`.
+    Board,
+    /// `/ws/projects/{id}/presence/`.
+    Presence,
+}
+
+/// What a presence socket's client says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PresenceCommand {
+    /// `{"type":"ticket_viewing","ticket_id":T|null}`.
+    Viewing(Option<TicketId>),
+    /// `{"type":"user_typing","ticket_id":T,"is_typing":bool}`.
+    Typing {
+        /// The ticket.
+        ticket_id: TicketId,
+        /// Typing or stopped.
+        is_typing: bool,
+    },
+}
+
+/// Settings of the room actors.
+#[derive(Clone, Debug)]
+pub struct RoomConfig {
+    /// How long a user whose last tab closed stays present.
+    pub grace: Duration,
+    /// The least time between two typing relays of one user about one ticket.
+    pub typing_throttle: Duration,
+    /// The silence after which a typing user is relayed as stopped.
+    pub typing_idle: Duration,
+    /// A socket silent for longer than this is closed.
+    pub idle_timeout: Duration,
+}
+
+impl Default for RoomConfig {
+    fn default() -> Self {
+        Self {
+            grace: Duration::from_secs(5),
+            typing_throttle: Duration::from_secs(1),
+            typing_idle: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The room actor.
+#[derive(Clone)]
+pub struct RoomActor {
+    /// Shared dependencies.
+    pub deps: Arc<Deps>,
+    /// Timings.
+    pub config: RoomConfig,
+}
+
+#[derive(Debug)]
+struct Member {
+    username: String,
+    display_name: String,
+    /// The user's presence sockets here, with what each looks at.
+    tabs: Vec<(ConnId, Option<TicketId>)>,
+    /// The ticket the most recent tab said it looks at.
+    viewing: Option<TicketId>,
+    /// Typing state per ticket: when last relayed, when last heard.
+    typing: HashMap<TicketId, (Instant, Instant)>,
+    /// When the last tab left (the grace period runs from here).
+    gone_since: Option<Instant>,
+}
+
+/// The live state of a room.
+pub struct RoomState {
+    project: ProjectId,
+    board: Vec<ConnHandle>,
+    presence: Vec<(ConnHandle, UserId)>,
+    members: BTreeMap<UserId, Member>,
+    /// Which tickets belong to the project (a ticket never moves between projects).
+    tickets: HashMap<TicketId, bool>,
+}
+
+/// A point-in-time view of a room, for operators.
+#[derive(Clone, Debug)]
+pub struct RoomSnapshot {
+    /// The project.
+    pub project: ProjectId,
+    /// Board sockets.
+    pub board_sockets: usize,
+    /// Presence sockets.
+    pub presence_sockets: usize,
+    /// Present users (one per user), with their presence socket counts.
+    pub members: Vec<(UserId, String, usize)>,
+}
+
+/// Messages a room handles.
+pub enum RoomMsg {
+    /// A new socket of the project; answered once it is owned by the room.
+    Join {
+        /// The user.
+        user: crate::domain::User,
+        /// Board or presence.
+        kind: RoomSocket,
+        /// The socket's handle.
+        conn: ConnHandle,
+        /// Answered with the room.
+        reply: RpcReplyPort<ActorRef<RoomMsg>>,
+    },
+    /// A socket ended.
+    Leave(ConnId),
+    /// A presence socket's client said something.
+    Presence {
+        /// The socket.
+        conn: ConnId,
+        /// What.
+        cmd: PresenceCommand,
+    },
+    /// A committed change to one of the project's tickets.
+    Board(RoomEvent),
+    /// A user's grace period may be over.
+    GraceCheck(UserId),
+    /// A typing user may have gone quiet.
+    TypingCheck(UserId, TicketId),
+    /// Ping every socket and close the silent ones.
+    Heartbeat,
+    /// Describe the room.
+    Snapshot(RpcReplyPort<RoomSnapshot>),
+    /// The hub is stopping.
+    Shutdown,
+    /// Panic inside the handler, for fault-injection tests.
+    InjectFault,
+}
+
+impl Keyed for RoomActor {
+    type Key = ProjectId;
+    const KIND: &'static str = "room";
+
+    fn label(key: ProjectId) -> String {
+        format!("room:{key}")
+    }
+
+    fn arguments(&self, key: ProjectId) -> ProjectId {
+        key
+    }
+}
+
+impl RoomState {
+    fn push_board(&mut self, event: &RoomEvent) {
+        let event = Arc::new(event.clone());
+        self.board
+            .retain(|c| c.push(ConnectionMsg::Room(event.clone())).is_ok());
+    }
+
+    /// Pushes to every presence socket but `except`.
+    fn push_presence(&mut self, except: Option<ConnId>, event: RoomEvent) {
+        self.push_presence_where(|conn, _| Some(conn) != except, event);
+    }
+
+    /// Pushes to the presence sockets `to` selects.
+    fn push_presence_where(&mut self, to: impl Fn(ConnId, UserId) -> bool, event: RoomEvent) {
+        let event = Arc::new(event);
+        let mut gone = Vec::new();
+        for (conn, user) in &self.presence {
+            if to(conn.id, *user) && conn.push(ConnectionMsg::Room(event.clone())).is_err() {
+                gone.push(conn.id);
+            }
+        }
+        for id in gone {
+            self.drop_presence(id);
+        }
+    }
+
+    fn send_to(&self, conn: ConnId, event: RoomEvent) {
+        if let Some((c, _)) = self.presence.iter().find(|(c, _)| c.id == conn) {
+            let _ = c.push(ConnectionMsg::Room(Arc::new(event)));
+        }
+    }
+
+    /// Removes a presence socket; returns its user if that was their last tab here.
+    fn drop_presence(&mut self, id: ConnId) -> Option<UserId> {
+        let pos = self.presence.iter().position(|(c, _)| c.id == id)?;
+        let (_, user) = self.presence.remove(pos);
+        let member = self.members.get_mut(&user)?;
+        member.tabs.retain(|(c, _)| *c != id);
+        if member.tabs.is_empty() && member.gone_since.is_none() {
+            member.gone_since = Some(Instant::now());
+            return Some(user);
+        }
+        None
+    }
+
+    fn entries(&self) -> Vec<PresenceEntry> {
+        self.members
+            .iter()
+            .map(|(id, m)| PresenceEntry {
+                user_id: *id,
+                username: m.username.clone(),
+                display_name: m.display_name.clone(),
+                viewing: m.viewing,
+            })
+            .collect()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.board.is_empty() && self.presence.is_empty() && self.members.is_empty()
+    }
+}
+
+impl RoomActor {
+    /// Whether a ticket belongs to the room's project (cached: tickets never move).
+    async fn in_project(&self, state: &mut RoomState, ticket: TicketId) -> bool {
+        if let Some(known) = state.tickets.get(&ticket) {
+            return *known;
+        }
+        match self.deps.store.ticket(ticket).await {
+            Ok(t) => {
+                let ours = t.is_some_and(|t| t.project_id == state.project);
+                if state.tickets.len() < 100_000 {
+                    state.tickets.insert(ticket, ours);
+                }
+                ours
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot check a ticket's project");
+                false
+            }
+        }
+    }
+
+    async fn on_presence(
+        &self,
+        myself: &ActorRef<RoomMsg>,
+        state: &mut RoomState,
+        conn: ConnId,
+        cmd: PresenceCommand,
+    ) {
+        let Some(user) = state
+            .presence
+            .iter()
+            .find(|(c, _)| c.id == conn)
+            .map(|(_, u)| *u)
+        else {
+            return;
+        };
+        let ticket = match cmd {
+            PresenceCommand::Viewing(t) => t,
+            PresenceCommand::Typing { ticket_id, .. } => Some(ticket_id),
+        };
+        if let Some(t) = ticket {
+            if !self.in_project(state, t).await {
+                state.send_to(
+                    conn,
+                    RoomEvent::Error {
+                        code: "not_found",
+                        message: format!("Ticket {t} is not in this project."),
+                    },
+                );
+                return;
+            }
+        }
+        let Some(member) = state.members.get_mut(&user) else {
+            return;
+        };
+        match cmd {
+            PresenceCommand::Viewing(ticket_id) => {
+                if let Some(tab) = member.tabs.iter_mut().find(|(c, _)| *c == conn) {
+                    tab.1 = ticket_id;
+                }
+                member.viewing = ticket_id;
+                state.push_presence(
+                    Some(conn),
+                    RoomEvent::Viewing {
+                        user_id: user,
+                        ticket_id,
+                    },
+                );
+            }
+            PresenceCommand::Typing {
+                ticket_id,
+                is_typing,
+            } => {
+                let now = Instant::now();
+                let relay = if is_typing {
+                    match member.typing.get_mut(&ticket_id) {
+                        Some((relayed, heard)) => {
+                            *heard = now;
+                            if now.duration_since(*relayed) >= self.config.typing_throttle {
+                                *relayed = now;
+                                true
+                            } else {
+                                metrics::counter!("tickethub_typing_throttled_total").increment(1);
+                                false
+                            }
+                        }
+                        None => {
+                            member.typing.insert(ticket_id, (now, now));
+                            true
+                        }
+                    }
+                } else {
+                    member.typing.remove(&ticket_id).is_some()
+                };
+                if is_typing {
+                    myself.send_after(self.config.typing_idle, move || {
+                        RoomMsg::TypingCheck(user, ticket_id)
+                    });
+                }
+                if relay {
+                    state.push_presence(
+                        Some(conn),
+                        RoomEvent::Typing {
+                            user_id: user,
+                            ticket_id,
+                            is_typing,
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    /// A user's last tab left: after the grace period, unless a tab came back, they leave.
+    fn schedule_grace(&self, myself: &ActorRef<RoomMsg>, user: UserId) {
+        myself.send_after(self.config.grace, move || RoomMsg::GraceCheck(user));
+    }
+
+    fn leave(&self, myself: &ActorRef<RoomMsg>, state: &mut RoomState, conn: ConnId) {
+        state.board.retain(|c| c.id != conn);
+        if let Some(user) = state.drop_presence(conn) {
+            self.schedule_grace(myself, user);
+        }
+    }
+}
+
+impl Actor for RoomActor {
+    type Msg = RoomMsg;
+    type State = RoomState;
+    type Arguments = ProjectId;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        project: ProjectId,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        Ok(RoomState {
+            project,
+            board: Vec::new(),
+            presence: Vec::new(),
+            members: BTreeMap::new(),
+            tickets: HashMap::new(),
+        })
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        for c in state.board.drain(..) {
+            c.shared.kick(Disconnect::ActorRestart);
+        }
+        for (c, _) in state.presence.drain(..) {
+            c.shared.kick(Disconnect::ActorRestart);
+        }
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            RoomMsg::Join {
+                user,
+                kind,
+                conn,
+                reply,
+            } => match kind {
+                RoomSocket::Board => {
+                    let _ = conn.push(ConnectionMsg::Room(Arc::new(RoomEvent::Subscribed)));
+                    state.board.push(conn);
+                    let _ = reply.send(myself.clone());
+                }
+                RoomSocket::Presence => {
+                    let id = conn.id;
+                    let member = state.members.entry(user.id).or_insert_with(|| Member {
+                        username: user.username.clone(),
+                        display_name: user.name().to_owned(),
+                        tabs: Vec::new(),
+                        viewing: None,
+                        typing: HashMap::new(),
+                        gone_since: None,
+                    });
+                    // A user already here, or back within the grace period, did not join.
+                    let joined = member.tabs.is_empty() && member.gone_since.is_none();
+                    member.gone_since = None;
+                    member.tabs.push((id, None));
+                    let entries = state.entries();
+                    let _ = conn.push(ConnectionMsg::Room(Arc::new(RoomEvent::PresenceState(
+                        entries,
+                    ))));
+                    state.presence.push((conn, user.id));
+                    if joined {
+                        state.push_presence(
+                            Some(id),
+                            RoomEvent::UserStatus {
+                                joined: true,
+                                user_id: user.id,
+                                username: user.username.clone(),
+                            },
+                        );
+                    }
+                    let _ = reply.send(myself.clone());
+                }
+            },
+            RoomMsg::Leave(conn) => self.leave(&myself, state, conn),
+            RoomMsg::Presence { conn, cmd } => self.on_presence(&myself, state, conn, cmd).await,
+            RoomMsg::Board(event) => state.push_board(&event),
+            RoomMsg::GraceCheck(user) => {
+                let over = state.members.get(&user).is_some_and(|m| {
+                    m.tabs.is_empty()
+                        && m.gone_since.is_some_and(|t| {
+                            t.elapsed() + Duration::from_millis(5) >= self.config.grace
+                        })
+                });
+                if over {
+                    let member = state.members.remove(&user).expect("checked above");
+                    for ticket_id in member.typing.keys() {
+                        state.push_presence(
+                            None,
+                            RoomEvent::Typing {
+                                user_id: user,
+                                ticket_id: *ticket_id,
+                                is_typing: false,
+                            },
+                        );
+                    }
+                    state.push_presence(
+                        None,
+                        RoomEvent::UserStatus {
+                            joined: false,
+                            user_id: user,
+                            username: member.username,
+                        },
+                    );
+                }
+            }
+            RoomMsg::TypingCheck(user, ticket_id) => {
+                let quiet = state
+                    .members
+                    .get(&user)
+                    .and_then(|m| m.typing.get(&ticket_id))
+                    .is_some_and(|(_, heard)| {
+                        heard.elapsed() + Duration::from_millis(5) >= self.config.typing_idle
+                    });
+                if quiet {
+                    if let Some(m) = state.members.get_mut(&user) {
+                        m.typing.remove(&ticket_id);
+                    }
+                    state.push_presence_where(
+                        |_, to| to != user,
+                        RoomEvent::Typing {
+                            user_id: user,
+                            ticket_id,
+                            is_typing: false,
+                        },
+                    );
+                }
+            }
+            RoomMsg::Heartbeat => {
+                let deadline = now_ms().saturating_sub(self.config.idle_timeout.as_millis() as u64);
+                let mut silent = Vec::new();
+                for c in state
+                    .board
+                    .iter()
+                    .chain(state.presence.iter().map(|(c, _)| c))
+                {
+                    if c.shared.last_seen_ms() < deadline {
+                        c.shared.kick(Disconnect::Idle);
+                        silent.push(c.id);
+                    } else if c.push(ConnectionMsg::Ping).is_err() {
+                        silent.push(c.id);
+                    }
+                }
+                for id in silent {
+                    self.leave(&myself, state, id);
+                }
+            }
+            RoomMsg::Snapshot(reply) => {
+                let _ = reply.send(RoomSnapshot {
+                    project: state.project,
+                    board_sockets: state.board.len(),
+                    presence_sockets: state.presence.len(),
+                    members: state
+                        .members
+                        .iter()
+                        .map(|(id, m)| (*id, m.username.clone(), m.tabs.len()))
+                        .collect(),
+                });
+            }
+            RoomMsg::Shutdown => {
+                for c in state.board.drain(..) {
+                    if c.push(ConnectionMsg::Close(Disconnect::Shutdown)).is_err() {
+                        c.shared.kick(Disconnect::Shutdown);
+                    }
+                }
+                for (c, _) in state.presence.drain(..) {
+                    if c.push(ConnectionMsg::Close(Disconnect::Shutdown)).is_err() {
+                        c.shared.kick(Disconnect::Shutdown);
+                    }
+                }
+                state.members.clear();
+                myself.stop(Some("hub shutdown".into()));
+                return Ok(());
+            }
+            RoomMsg::InjectFault => {
+                panic!("injected fault in the room of project {}", state.project)
+            }
+        }
+        if state.is_empty() {
+            myself.stop(Some("room empty".into()));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,398 @@
+//! Project rooms (seed 002): the live ticket board and presence, on SQLite and PostgreSQL,
+//! and across two hubs on one database and one Redis.
+
+use serde_json::{json, Value};
+use tickethub_actors::domain::{ProjectId, Role, User};
+
+use crate::both_backends;
+use crate::harness::{redis, Backend, TestHub, Ws};
+use crate::tickets::{cast, create_ticket};
+
+both_backends!(
+    only_members_and_admins_get_in,
+    the_board_streams_every_change_of_its_project_only,
+    presence_counts_users_and_waits_out_the_grace_period,
+    typing_is_throttled_and_stops_by_itself,
+    the_board_crosses_nodes,
+);
+
+/// A hub whose presence grace period and typing silence are short, for tests.
+async fn quick_hub(backend: &Backend) -> TestHub {
+    TestHub::start_with(backend, |c| {
+        c.presence_grace_ms = 400;
+        c.typing_idle_ms = 600;
+    })
+    .await
+}
+
+fn path(project: i64, kind: &str) -> String {
+    format!("/ws/projects/{project}/{kind}/")
+}
+
+/// Opens a project socket as `user`.
+async fn open(hub: &TestHub, user: &User, project: i64, kind: &str) -> Ws {
+    Ws::connect(&hub.ws_url(&format!(
+        "{}?token={}",
+        path(project, kind),
+        hub.token(user)
+    )))
+    .await
+}
+
+/// Opens a board socket and reads its greeting.
+async fn board(hub: &TestHub, user: &User, project: i64) -> Ws {
+    let mut ws = open(hub, user, project, "tickets").await;
+    let hello = ws.next_json().await;
+    assert_eq!(hello["type"], "connection_established", "{hello}");
+    ws
+}
+
+/// Opens a presence socket and returns it with its `presence_state`.
+async fn presence(hub: &TestHub, user: &User, project: i64) -> (Ws, Value) {
+    let mut ws = open(hub, user, project, "presence").await;
+    let state = ws.next_json().await;
+    assert_eq!(state["type"], "presence_state", "{state}");
+    (ws, state)
+}
+
+fn user_ids(state: &Value) -> Vec<i64> {
+    state["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["user_id"].as_i64().unwrap())
+        .collect()
+}
+
+async fn only_members_and_admins_get_in(backend: Backend) {
+    let hub = TestHub::start(&backend).await;
+    let c = cast(&hub).await;
+    let outsider = hub.user("outsider", Role::Client).await;
+    let other_admin = hub.user("other-admin", Role::Admin).await;
+    let project = c.project;
+    // Members get in on both paths, and so does an admin who is not a member.
+    board(&hub, &c.c1, project).await;
+    presence(&hub, &c.d1, project).await;
+    presence(&hub, &other_admin, project).await;
+    // A non-member, a project that does not exist and one that is not a number are all refused
+    // the same way, after the upgrade: 4003 with the same reason.
+    let mut reasons = Vec::new();
+    for (who, p) in [
+        (&outsider, project.to_string()),
+        (&c.c1, "999999".to_owned()),
+        (&c.c1, "abc".to_owned()),
+    ] {
+        for kind in ["tickets", "presence"] {
+            let mut ws = Ws::connect(&hub.ws_url(&format!(
+                "/ws/projects/{p}/{kind}/?token={}",
+                hub.token(who)
+            )))
+            .await;
+            let msg = tokio::time::timeout(
+                crate::harness::PATIENCE,
+                futures::StreamExt::next(&mut ws.inner),
+            )
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+            let tokio_tungstenite::tungstenite::Message::Close(Some(frame)) = msg else {
+                panic!("expected a close frame, got {msg:?}");
+            };
+            assert_eq!(u16::from(frame.code), 4003);
+            reasons.push(frame.reason.to_string());
+        }
+    }
+    reasons.dedup();
+    assert_eq!(reasons.len(), 1, "{reasons:?}");
+    // No room started for the refused sockets of the missing project.
+    assert!(hub.hub.room(ProjectId(999_999)).is_none());
+    // No token: 4001, as on /ws/notifications/.
+    let mut ws = Ws::connect(&hub.ws_url(&path(project, "presence"))).await;
+    assert_eq!(ws.close_code().await, 4001);
+    // A foreign Origin: 403 before the upgrade.
+    let refused = Ws::connect_with(
+        &hub.ws_url(&format!(
+            "{}?token={}",
+            path(project, "tickets"),
+            hub.token(&c.c1)
+        )),
+        &[("origin", "https://evil.example".to_owned())],
+    )
+    .await;
+    assert!(refused.is_err());
+}
+
+async fn the_board_streams_every_change_of_its_project_only(backend: Backend) {
+    let hub = TestHub::start(&backend).await;
+    let c = cast(&hub).await;
+    let other = hub.project("OPS", &[&c.c1, &c.a1]).await.id.0;
+    let mut ws = board(&hub, &c.d2, c.project).await;
+
+    // A ticket of another project never reaches this board.
+    create_ticket(&hub, &c.c1, other, "Elsewhere").await;
+    let t = create_ticket(&hub, &c.c1, c.project, "Homepage down").await;
+    let id = t["id"].as_i64().unwrap();
+    let created = ws.next_json().await;
+    assert_eq!(created["type"], "ticket_update", "{created}");
+    assert_eq!(created["action"], "created");
+    let data = &created["data"];
+    assert_eq!(data["ticket_id"], id);
+    assert_eq!(data["key"], t["key"]);
+    assert_eq!(data["title"], "Homepage down");
+    assert_eq!(data["priority"], "HIGH");
+    assert_eq!(data["status"]["name"], "New");
+    assert!(data["status"]["color"].as_str().unwrap().starts_with('#'));
+    assert!(data["updated_at"].is_string());
+    let mut versions = vec![data["version"].as_i64().unwrap()];
+
+    let act = |a: &str| format!("/api/tickets/{id}/{a}/");
+    hub.post_as(&c.a1, &act("open_ticket"), json!({}), 200)
+        .await;
+    hub.post_as(
+        &c.a1,
+        &act("assign"),
+        json!({"developer_ids": [c.d1.id.0]}),
+        200,
+    )
+    .await;
+    hub.post_as(
+        &c.c1,
+        &format!("/api/tickets/{id}/comments/"),
+        json!({"body": "Any news?"}),
+        201,
+    )
+    .await;
+    hub.post_as(&c.d1, &act("start_work"), json!({}), 200).await;
+    let opened = ws.next_json().await;
+    assert_eq!(
+        (
+            opened["action"].as_str(),
+            opened["data"]["status"]["code"].as_str()
+        ),
+        (Some("status_changed"), Some("OPEN"))
+    );
+    let assigned = ws.next_json().await;
+    assert_eq!(assigned["action"], "status_changed");
+    assert_eq!(assigned["data"]["assignees"], json!([c.d1.id.0]));
+    let comment = ws.next_json().await;
+    assert_eq!(comment["type"], "comment_added", "{comment}");
+    assert_eq!(comment["data"]["ticket_id"], id);
+    assert_eq!(comment["data"]["comment"]["body"], "Any news?");
+    assert_eq!(comment["data"]["comment"]["author"], "c1 display");
+    assert!(comment["data"]["comment"]["id"].is_i64());
+    let started = ws.next_json().await;
+    assert_eq!(started["data"]["status"]["code"], "IN_PROGRESS");
+    for v in [&opened, &assigned, &started] {
+        versions.push(v["data"]["version"].as_i64().unwrap());
+    }
+    // Versions only grow: a client drops any update older than the list it loaded.
+    assert!(versions.windows(2).all(|w| w[0] < w[1]), "{versions:?}");
+    // Nothing of the other project arrived in between, and the socket is quiet now.
+    ws.roundtrip().await;
+    // Seed 001's notification commands are not understood on a board socket.
+    ws.send_json(json!({"type": "get_notifications"})).await;
+    assert_eq!(ws.next_json().await["code"], "unknown_type");
+}
+
+async fn presence_counts_users_and_waits_out_the_grace_period(backend: Backend) {
+    let hub = quick_hub(&backend).await;
+    let c = cast(&hub).await;
+    let p = c.project;
+    let (mut bob, state) = presence(&hub, &c.d1, p).await;
+    assert_eq!(user_ids(&state), vec![c.d1.id.0]);
+    // Alice opens two tabs: one presence, one `joined`.
+    let (tab1, _) = presence(&hub, &c.c1, p).await;
+    let joined = bob.next_json().await;
+    assert_eq!(
+        joined,
+        json!({"type": "user_status", "action": "joined", "user_id": c.c1.id.0, "username": "c1"})
+    );
+    let (mut tab2, state) = presence(&hub, &c.c1, p).await;
+    let mut ids = user_ids(&state);
+    ids.sort();
+    let mut want = vec![c.d1.id.0, c.c1.id.0];
+    want.sort();
+    assert_eq!(ids, want, "two tabs are one presence");
+    // What she looks at reaches the others, with her id added.
+    let t = create_ticket(&hub, &c.c1, p, "Look").await["id"]
+        .as_i64()
+        .unwrap();
+    tab2.send_json(json!({"type": "ticket_viewing", "ticket_id": t}))
+        .await;
+    assert_eq!(
+        bob.next_json().await,
+        json!({"type": "ticket_viewing", "user_id": c.c1.id.0, "ticket_id": t})
+    );
+    // A new socket sees it in presence_state.
+    let (_carol, state) = presence(&hub, &c.a2, p).await;
+    let alice = state["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["user_id"] == c.c1.id.0)
+        .unwrap()
+        .clone();
+    assert_eq!(alice["viewing"], t);
+    assert_eq!(alice["display_name"], "c1 display");
+    assert_eq!(bob.next_json().await["action"], "joined");
+
+    // Closing one tab says nothing; a reload within the grace period says nothing either.
+    drop(tab1.inner);
+    drop(tab2.inner);
+    let (mut tab3, _) = presence(&hub, &c.c1, p).await;
+    tab3.send_json(json!({"type": "ticket_viewing", "ticket_id": null}))
+        .await;
+    let next = bob.next_json().await;
+    assert_eq!(next["type"], "ticket_viewing", "no flapping: {next}");
+    // The last tab closes: `left` comes once, after the grace period.
+    drop(tab3.inner);
+    let left = bob.next_json().await;
+    assert_eq!(
+        left,
+        json!({"type": "user_status", "action": "left", "user_id": c.c1.id.0, "username": "c1"})
+    );
+    bob.roundtrip().await;
+    // Notification sockets of the same user never notice any of it.
+    let mut notes = hub.connect(&c.d1).await;
+    notes.roundtrip().await;
+}
+
+async fn typing_is_throttled_and_stops_by_itself(backend: Backend) {
+    let hub = quick_hub(&backend).await;
+    let c = cast(&hub).await;
+    let p = c.project;
+    let other = hub.project("OPS", &[&c.c1]).await.id.0;
+    let t = create_ticket(&hub, &c.c1, p, "Typing").await["id"]
+        .as_i64()
+        .unwrap();
+    let foreign = create_ticket(&hub, &c.c1, other, "Elsewhere").await["id"]
+        .as_i64()
+        .unwrap();
+    let (mut bob, _) = presence(&hub, &c.d1, p).await;
+    let (mut alice, _) = presence(&hub, &c.c1, p).await;
+    assert_eq!(bob.next_json().await["action"], "joined");
+    // Ten keystrokes in quick succession: one relay.
+    for _ in 0..10 {
+        alice
+            .send_json(json!({"type": "user_typing", "ticket_id": t, "is_typing": true}))
+            .await;
+    }
+    assert_eq!(
+        bob.next_json().await,
+        json!({"type": "user_typing", "user_id": c.c1.id.0, "ticket_id": t, "is_typing": true})
+    );
+    // Then silence: `is_typing: false` follows by itself.
+    assert_eq!(
+        bob.next_json().await,
+        json!({"type": "user_typing", "user_id": c.c1.id.0, "ticket_id": t, "is_typing": false})
+    );
+    // A ticket of another project, or a malformed frame: an error, and the socket stays open.
+    alice
+        .send_json(json!({"type": "user_typing", "ticket_id": foreign, "is_typing": true}))
+        .await;
+    assert_eq!(alice.next_json().await["code"], "not_found");
+    alice
+        .send_json(json!({"type": "ticket_viewing", "ticket_id": foreign}))
+        .await;
+    assert_eq!(alice.next_json().await["code"], "not_found");
+    alice
+        .send_json(json!({"type": "user_typing", "ticket_id": "x"}))
+        .await;
+    assert_eq!(alice.next_json().await["code"], "bad_request");
+    alice
+        .send(tokio_tungstenite::tungstenite::Message::text("{nope"))
+        .await;
+    assert_eq!(alice.next_json().await["code"], "bad_request");
+    alice.roundtrip().await;
+    // Nothing of that reached Bob.
+    bob.roundtrip().await;
+    // Stopping is relayed at once.
+    alice
+        .send_json(json!({"type": "user_typing", "ticket_id": t, "is_typing": true}))
+        .await;
+    alice
+        .send_json(json!({"type": "user_typing", "ticket_id": t, "is_typing": false}))
+        .await;
+    assert_eq!(bob.next_json().await["is_typing"], true);
+    assert_eq!(bob.next_json().await["is_typing"], false);
+    // The room is an actor of its own, listed for operators.
+    let rooms = hub
+        .hub
+        .list_rooms(tickethub_actors::directory::ListFilter {
+            label: None,
+            keys: None,
+            offset: 0,
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    assert_eq!(rooms.total, 1);
+    assert_eq!(rooms.items[0].key, ProjectId(p));
+    drop(alice.inner);
+    assert!(matches!(bob.ended_or_next().await, Some(v) if v["action"] == "left"));
+}
+
+async fn the_board_crosses_nodes(backend: Backend) {
+    let Some(url) = redis() else { return };
+    let prefix = format!("tickethub-test-{}", uuid::Uuid::new_v4().simple());
+    let (u1, p1) = (url.clone(), prefix.clone());
+    let a = TestHub::start_with(&backend, move |c| {
+        c.redis_url = Some(u1);
+        c.redis_prefix = p1;
+    })
+    .await;
+    let b = a
+        .sibling_with(move |c| {
+            c.redis_url = Some(url);
+            c.redis_prefix = prefix;
+        })
+        .await;
+    let c = cast(&a).await;
+    let mut on_b = board(&b, &c.d1, c.project).await;
+    let t = create_ticket(&a, &c.c1, c.project, "Cross").await;
+    let id = t["id"].as_i64().unwrap();
+    let created = on_b.next_json().await;
+    assert_eq!(
+        (
+            created["action"].as_str(),
+            created["data"]["ticket_id"].as_i64()
+        ),
+        (Some("created"), Some(id))
+    );
+    a.post_as(
+        &c.a1,
+        &format!("/api/tickets/{id}/open_ticket/"),
+        json!({}),
+        200,
+    )
+    .await;
+    a.post_as(
+        &c.c1,
+        &format!("/api/tickets/{id}/comments/"),
+        json!({"body": "from node A"}),
+        201,
+    )
+    .await;
+    assert_eq!(on_b.next_json().await["action"], "status_changed");
+    let comment = on_b.next_json().await;
+    assert_eq!(comment["type"], "comment_added");
+    assert_eq!(comment["data"]["comment"]["body"], "from node A");
+}
+
+impl Ws {
+    /// The next frame, or `None` if the socket ended.
+    async fn ended_or_next(&mut self) -> Option<Value> {
+        match tokio::time::timeout(
+            crate::harness::PATIENCE,
+            futures::StreamExt::next(&mut self.inner),
+        )
+        .await
+        {
+            Ok(Some(Ok(tokio_tungstenite::tungstenite::Message::Text(t)))) => {
+                serde_json::from_str(&t).ok()
+            }
+            _ => None,
+        }
+    }
+}
