@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 use tickethub_actors::connection::now_ms;
 use tickethub_actors::directory::ListFilter;
 use tickethub_actors::domain::UserId;
+use tickethub_actors::room::RoomMsg;
 use tickethub_actors::ticket::TicketMsg;
 use tickethub_actors::ticket_domain::TicketId;
 use tickethub_actors::user::UserMsg;
@@ -178,6 +179,43 @@ async fn actors(
     }))
     .await;
 
+    let rooms = hub
+        .list_rooms(ListFilter {
+            label: text.clone(),
+            keys: None,
+            offset,
+            limit,
+        })
+        .await
+        .ok_or_else(unavailable)?;
+    let room_nodes = join_all(rooms.items.iter().map(|l| {
+        let actor = l.actor.clone();
+        let (key, uptime, failures) = (l.key, l.uptime, l.failures);
+        async move {
+            let snap = ractor::call_t!(actor, RoomMsg::Snapshot, SNAPSHOT_TIMEOUT.as_millis() as u64).ok();
+            let mut node = json!({
+                "name": format!("room:{key}"),
+                "kind": "room",
+                "project": key.0,
+                "status": if snap.is_some() { status_name(actor.get_status()) } else { "busy" },
+                "uptime_secs": secs(uptime),
+                "restarts": failures,
+            });
+            if let Some(s) = snap {
+                node["board_sockets"] = s.board_sockets.into();
+                node["presence_sockets"] = s.presence_sockets.into();
+                node["members"] = s
+                    .members
+                    .iter()
+                    .map(|(id, username, tabs)| json!({"user_id": id.0, "username": username, "sockets": tabs}))
+                    .collect::<Vec<_>>()
+                    .into();
+            }
+            node
+        }
+    }))
+    .await;
+
     let restarts = hub.channel_restarts().await;
     let mut channel_nodes = Vec::new();
     for channel in hub.channels() {
@@ -223,6 +261,7 @@ async fn actors(
             "users": users.stats.actors,
             "sockets": sockets,
             "tickets": tickets.stats.actors,
+            "rooms": rooms.stats.actors,
             "channels": channel_count,
         },
         "children": [
@@ -245,6 +284,16 @@ async fn actors(
                 "last_failure": tickets.stats.last_failure,
                 "page": {"offset": offset, "limit": limit, "total": tickets.total},
                 "children": ticket_nodes,
+            },
+            {
+                "name": "rooms",
+                "kind": "directory",
+                "status": "running",
+                "actors": rooms.stats.actors,
+                "failures": rooms.stats.failures,
+                "last_failure": rooms.stats.last_failure,
+                "page": {"offset": offset, "limit": limit, "total": rooms.total},
+                "children": room_nodes,
             },
             {
                 "name": "delivery",

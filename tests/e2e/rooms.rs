@@ -396,3 +396,57 @@ impl Ws {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_room_restarts_alone_and_operators_see_it() {
+    let hub = TestHub::start(&Backend::Sqlite).await;
+    let c = cast(&hub).await;
+    let p = c.project;
+    let (_bob, _) = presence(&hub, &c.d1, p).await;
+    let mut alice = board(&hub, &c.c1, p).await;
+    let mut notes = hub.connect(&c.c1).await;
+
+    // The operators' tree shows the room with its members and socket counts.
+    let tree = hub.get_as(&c.a1, "/api/admin/actors", 200).await;
+    let rooms = tree["children"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == "rooms")
+        .expect("a rooms directory")
+        .clone();
+    assert_eq!(tree["totals"]["rooms"], 1);
+    let room = &rooms["children"][0];
+    assert_eq!(room["name"], format!("room:{p}"));
+    assert_eq!(
+        (
+            room["board_sockets"].as_u64(),
+            room["presence_sockets"].as_u64()
+        ),
+        (Some(1), Some(1))
+    );
+    assert_eq!(room["members"][0]["user_id"], c.d1.id.0);
+
+    // A room that crashes takes its own sockets down (1012: reconnect), nobody else's.
+    let actor = hub.hub.room(ProjectId(p)).unwrap();
+    actor
+        .send_message(tickethub_actors::room::RoomMsg::InjectFault)
+        .unwrap();
+    assert_eq!(alice.close_code().await, 1012);
+    notes.roundtrip().await;
+    // Reconnecting starts a fresh room, which streams as before.
+    let mut alice = board(&hub, &c.c1, p).await;
+    create_ticket(&hub, &c.c1, p, "After the crash").await;
+    assert_eq!(alice.next_json().await["action"], "created");
+    let stats = hub
+        .hub
+        .list_rooms(tickethub_actors::directory::ListFilter {
+            label: None,
+            keys: None,
+            offset: 0,
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    assert_eq!(stats.stats.failures, 1);
+}
