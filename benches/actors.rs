@@ -88,6 +88,7 @@ impl Fixture {
                 routing: RoutingTable::default(),
                 delivery: Default::default(),
                 bus: None,
+                presence: None,
             },
         )
         .await

@@ -56,6 +56,7 @@ async fn fixture(url: String, dir: Option<tempfile::TempDir>) -> Fixture {
             routing: RoutingTable::default(),
             delivery: Default::default(),
             bus: None,
+            presence: None,
         },
     )
     .await

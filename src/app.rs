@@ -85,6 +85,7 @@ impl Application {
                 rooms: tickethub_actors::room::RoomConfig {
                     grace: Duration::from_millis(config.presence_grace_ms),
                     typing_idle: Duration::from_millis(config.typing_idle_ms.max(1)),
+                    presence_lease: Duration::from_secs(config.presence_lease.max(1)),
                     ..Default::default()
                 },
                 ..HubConfig::default()
@@ -96,6 +97,12 @@ impl Application {
                 bus: bus
                     .clone()
                     .map(|b| b as Arc<dyn tickethub_actors::ports::Bus>),
+                presence: bus.as_ref().map(|b| {
+                    Arc::new(b.presence(
+                        &config.redis_prefix,
+                        Duration::from_secs(config.presence_lease.max(1)),
+                    )) as Arc<dyn tickethub_actors::ports::PresenceStore>
+                }),
             },
         )
         .await?;

@@ -8,6 +8,7 @@
 //! | `i` | `<user>|<JSON of the change>` | a user changed their inbox |
 //! | `t` | `<ticket>:<version>` | a ticket was committed |
 //! | `b` | `<project>:<ticket>:u:<action>` or `…:c:<comment>` | a project's board changed |
+//! | `p` | `<project>|<JSON of the change>` | a presence change (joined, left, viewing, typing) |
 //! | `r` | (empty) | the sender may have lost messages: everyone resyncs |
 //!
 //! Content never crosses the bus: a node that hears of a commit reads it from the database,
@@ -33,7 +34,7 @@ use tickethub_actors::connection::Update;
 use tickethub_actors::domain::ProjectId;
 use tickethub_actors::domain::UserId;
 use tickethub_actors::ports::{BoardNotice, Bus, BusEvent};
-use tickethub_actors::room::BoardAction;
+use tickethub_actors::room::{BoardAction, PresenceChange};
 use tickethub_actors::ticket_domain::TicketId;
 use tokio::sync::mpsc;
 
@@ -135,6 +136,20 @@ impl RedisBus {
             }),
             in_rx,
         ))
+    }
+
+    /// Presence leases on this bus's Redis, for this node.
+    pub fn presence(
+        &self,
+        prefix: &str,
+        lease: std::time::Duration,
+    ) -> crate::presence::RedisPresence {
+        crate::presence::RedisPresence::new(
+            self.publisher.clone(),
+            self.node.clone(),
+            prefix,
+            lease,
+        )
     }
 
     /// Closes both connections.
@@ -366,6 +381,85 @@ impl From<InboxWire> for Update {
     }
 }
 
+/// The wire form of a presence change.
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum PresenceWire {
+    Joined {
+        user: i64,
+        username: String,
+    },
+    Left {
+        user: i64,
+        username: String,
+    },
+    Viewing {
+        user: i64,
+        ticket: Option<i64>,
+    },
+    Typing {
+        user: i64,
+        ticket: i64,
+        is_typing: bool,
+    },
+}
+
+impl From<&PresenceChange> for PresenceWire {
+    fn from(c: &PresenceChange) -> Self {
+        match c.clone() {
+            PresenceChange::Joined { user_id, username } => PresenceWire::Joined {
+                user: user_id.0,
+                username,
+            },
+            PresenceChange::Left { user_id, username } => PresenceWire::Left {
+                user: user_id.0,
+                username,
+            },
+            PresenceChange::Viewing { user_id, ticket_id } => PresenceWire::Viewing {
+                user: user_id.0,
+                ticket: ticket_id.map(|t| t.0),
+            },
+            PresenceChange::Typing {
+                user_id,
+                ticket_id,
+                is_typing,
+            } => PresenceWire::Typing {
+                user: user_id.0,
+                ticket: ticket_id.0,
+                is_typing,
+            },
+        }
+    }
+}
+
+impl From<PresenceWire> for PresenceChange {
+    fn from(w: PresenceWire) -> Self {
+        match w {
+            PresenceWire::Joined { user, username } => PresenceChange::Joined {
+                user_id: UserId(user),
+                username,
+            },
+            PresenceWire::Left { user, username } => PresenceChange::Left {
+                user_id: UserId(user),
+                username,
+            },
+            PresenceWire::Viewing { user, ticket } => PresenceChange::Viewing {
+                user_id: UserId(user),
+                ticket_id: ticket.map(TicketId),
+            },
+            PresenceWire::Typing {
+                user,
+                ticket,
+                is_typing,
+            } => PresenceChange::Typing {
+                user_id: UserId(user),
+                ticket_id: TicketId(ticket),
+                is_typing,
+            },
+        }
+    }
+}
+
 /// `<node>|<kind>|<payload>`
 fn encode(node: &str, event: &BusEvent) -> String {
     match event {
@@ -390,6 +484,11 @@ fn encode(node: &str, event: &BusEvent) -> String {
             };
             format!("{node}|b|{}:{}:{notice}", project.0, ticket.0)
         }
+        BusEvent::Presence(project, change) => format!(
+            "{node}|p|{}|{}",
+            project.0,
+            serde_json::to_string(&PresenceWire::from(change)).expect("presence changes serialize")
+        ),
         BusEvent::Resync => format!("{node}|r|"),
     }
 }
@@ -437,6 +536,14 @@ fn decode(text: &str, own: &str) -> Option<BusEvent> {
                 notice,
             })
         }
+        "p" => {
+            let (project, json) = payload.split_once('|')?;
+            let wire: PresenceWire = serde_json::from_str(json).ok()?;
+            Some(BusEvent::Presence(
+                ProjectId(project.parse().ok()?),
+                wire.into(),
+            ))
+        }
         "r" => Some(BusEvent::Resync),
         _ => None,
     }
@@ -478,6 +585,21 @@ mod tests {
                 ticket: TicketId(12),
                 notice: BoardNotice::Comment(77),
             },
+            BusEvent::Presence(
+                ProjectId(3),
+                PresenceChange::Typing {
+                    user_id: UserId(4),
+                    ticket_id: TicketId(5),
+                    is_typing: true,
+                },
+            ),
+            BusEvent::Presence(
+                ProjectId(3),
+                PresenceChange::Left {
+                    user_id: UserId(4),
+                    username: "a|b".into(),
+                },
+            ),
             BusEvent::Resync,
         ];
         for event in events {

@@ -100,6 +100,11 @@ pub struct ServeConfig {
     #[arg(long, env = "TICKETHUB_PRESENCE_GRACE_MS", default_value_t = 5_000)]
     pub presence_grace_ms: u64,
 
+    /// Seconds a node's presence lease lasts in Redis unless renewed: the users of a node that
+    /// dies without a word leave the other nodes' presence within about this long.
+    #[arg(long, env = "TICKETHUB_PRESENCE_LEASE", default_value_t = 15)]
+    pub presence_lease: u64,
+
     /// Milliseconds of silence after which a typing user is relayed as stopped.
     #[arg(long, env = "TICKETHUB_TYPING_IDLE_MS", default_value_t = 5_000)]
     pub typing_idle_ms: u64,

@@ -109,6 +109,8 @@ pub struct HubDeps {
     pub delivery: DeliveryConfig,
     /// Fan-out to other hub processes, if any.
     pub bus: Option<Arc<dyn crate::ports::Bus>>,
+    /// Presence across hub processes, if any.
+    pub presence: Option<Arc<dyn crate::ports::PresenceStore>>,
 }
 
 type UserDirectory = Directory<UserActor>;
@@ -147,6 +149,7 @@ impl Hub {
             routing,
             delivery,
             bus,
+            presence,
         } = hub_deps;
         let channels: crate::delivery::ChannelMap = Arc::default();
         let deps = Arc::new(Deps {
@@ -158,6 +161,7 @@ impl Hub {
             outbound: delivery.transports.iter().map(|(c, _)| *c).collect(),
             webhook_urls: delivery.webhook_urls.clone(),
             bus,
+            presence,
         });
         let node: Arc<str> = format!("{:016x}", rand::random::<u64>()).into();
         let delivery_spec = Arc::new(crate::delivery::DeliverySupervisor {
@@ -348,6 +352,11 @@ impl Hub {
                     };
                     let _ = room.send_message(RoomMsg::Board(event));
                 });
+            }
+            BusEvent::Presence(project, change) => {
+                if let Some(room) = self.room(project) {
+                    let _ = room.send_message(RoomMsg::Remote(change));
+                }
             }
             BusEvent::Resync => {}
         }

@@ -31,6 +31,8 @@ pub struct Deps {
     pub webhook_urls: Vec<String>,
     /// Fan-out to other hub processes, if there are any.
     pub bus: Option<Arc<dyn crate::ports::Bus>>,
+    /// Presence held across hub processes, if there are several.
+    pub presence: Option<Arc<dyn crate::ports::PresenceStore>>,
 }
 
 impl std::fmt::Debug for Deps {

@@ -403,9 +403,45 @@ pub enum BusEvent {
         /// What happened.
         notice: BoardNotice,
     },
+    /// A presence change in a project's room on another node (joined, left, viewing, typing),
+    /// relayed to this node's presence sockets of the project.
+    Presence(crate::domain::ProjectId, crate::room::PresenceChange),
     /// Messages may have been lost (a node reconnected, or its publishes failed): every node
     /// catches its connected users up from the database.
     Resync,
+}
+
+/// Presence held across hub processes: per project, one lease per (user, node), refreshed by
+/// the node while the user has a presence socket there. A node that dies stops refreshing, and
+/// its leases run out.
+#[async_trait]
+pub trait PresenceStore: Send + Sync {
+    /// This node has the user in the project (or their entry changed); answers whether the
+    /// user already had a live lease on another node.
+    async fn enter(
+        &self,
+        project: crate::domain::ProjectId,
+        entry: &crate::room::PresenceEntry,
+    ) -> Result<bool, StoreError>;
+    /// This node no longer has the user; answers whether another node still has them.
+    async fn exit(
+        &self,
+        project: crate::domain::ProjectId,
+        user: UserId,
+    ) -> Result<bool, StoreError>;
+    /// Renews this node's leases for these users.
+    async fn refresh(
+        &self,
+        project: crate::domain::ProjectId,
+        entries: &[crate::room::PresenceEntry],
+    ) -> Result<(), StoreError>;
+    /// The users other nodes hold live leases for, and the users whose leases ran out: those
+    /// are removed here, and a user is returned only to the one node that removed their last
+    /// lease, so that `left` is said once for the cluster.
+    async fn others(
+        &self,
+        project: crate::domain::ProjectId,
+    ) -> Result<(Vec<crate::room::PresenceEntry>, Vec<(UserId, String)>), StoreError>;
 }
 
 /// What a board notice on the bus says.

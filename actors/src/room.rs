@@ -122,6 +122,81 @@ pub enum RoomEvent {
     Subscribed,
 }
 
+/// A presence change that crosses the bus between nodes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PresenceChange {
+    /// The user is present in the cluster now (their first tab anywhere).
+    Joined {
+        /// The user.
+        user_id: UserId,
+        /// Their username.
+        username: String,
+    },
+    /// The user's last tab anywhere is gone, and the grace period passed.
+    Left {
+        /// The user.
+        user_id: UserId,
+        /// Their username.
+        username: String,
+    },
+    /// The user looks at a ticket, or at none.
+    Viewing {
+        /// The user.
+        user_id: UserId,
+        /// The ticket.
+        ticket_id: Option<TicketId>,
+    },
+    /// The user types under a ticket's comments, or stopped.
+    Typing {
+        /// The user.
+        user_id: UserId,
+        /// The ticket.
+        ticket_id: TicketId,
+        /// Typing or stopped.
+        is_typing: bool,
+    },
+}
+
+impl PresenceChange {
+    /// The frame the change becomes on a presence socket.
+    pub fn event(&self) -> RoomEvent {
+        match self.clone() {
+            PresenceChange::Joined { user_id, username } => RoomEvent::UserStatus {
+                joined: true,
+                user_id,
+                username,
+            },
+            PresenceChange::Left { user_id, username } => RoomEvent::UserStatus {
+                joined: false,
+                user_id,
+                username,
+            },
+            PresenceChange::Viewing { user_id, ticket_id } => {
+                RoomEvent::Viewing { user_id, ticket_id }
+            }
+            PresenceChange::Typing {
+                user_id,
+                ticket_id,
+                is_typing,
+            } => RoomEvent::Typing {
+                user_id,
+                ticket_id,
+                is_typing,
+            },
+        }
+    }
+
+    /// The user it is about.
+    pub fn user(&self) -> UserId {
+        match self {
+            PresenceChange::Joined { user_id, .. }
+            | PresenceChange::Left { user_id, .. }
+            | PresenceChange::Viewing { user_id, .. }
+            | PresenceChange::Typing { user_id, .. } => *user_id,
+        }
+    }
+}
+
 /// Which of a project's sockets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RoomSocket {
@@ -156,6 +231,9 @@ pub struct RoomConfig {
     pub typing_idle: Duration,
     /// A socket silent for longer than this is closed.
     pub idle_timeout: Duration,
+    /// How long a node's presence lease lasts unless renewed (a third of it apart): a node that
+    /// dies without a word has its users leave within about this long.
+    pub presence_lease: Duration,
 }
 
 impl Default for RoomConfig {
@@ -165,6 +243,7 @@ impl Default for RoomConfig {
             typing_throttle: Duration::from_secs(1),
             typing_idle: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(60),
+            presence_lease: Duration::from_secs(15),
         }
     }
 }
@@ -200,6 +279,8 @@ pub struct RoomState {
     members: BTreeMap<UserId, Member>,
     /// Which tickets belong to the project (a ticket never moves between projects).
     tickets: HashMap<TicketId, bool>,
+    /// Renews this node's presence leases, when presence crosses nodes.
+    lease_timer: Option<ractor::concurrency::JoinHandle<()>>,
 }
 
 /// A point-in-time view of a room, for operators.
@@ -241,6 +322,10 @@ pub enum RoomMsg {
     Board(RoomEvent),
     /// A user's grace period may be over.
     GraceCheck(UserId),
+    /// Renew this node's presence leases and reap the ones that ran out.
+    PresenceTick,
+    /// A presence change on another node.
+    Remote(PresenceChange),
     /// A typing user may have gone quiet.
     TypingCheck(UserId, TicketId),
     /// Ping every socket and close the silent ones.
@@ -389,9 +474,16 @@ impl RoomActor {
                     tab.1 = ticket_id;
                 }
                 member.viewing = ticket_id;
-                state.push_presence(
+                if let (Some(store), Some(entry)) = (&self.deps.presence, Self::entry(state, user))
+                {
+                    if let Err(e) = store.enter(state.project, &entry).await {
+                        tracing::warn!(error = %e, "cannot record presence");
+                    }
+                }
+                self.announce(
+                    state,
                     Some(conn),
-                    RoomEvent::Viewing {
+                    PresenceChange::Viewing {
                         user_id: user,
                         ticket_id,
                     },
@@ -428,9 +520,10 @@ impl RoomActor {
                     });
                 }
                 if relay {
-                    state.push_presence(
+                    self.announce(
+                        state,
                         Some(conn),
-                        RoomEvent::Typing {
+                        PresenceChange::Typing {
                             user_id: user,
                             ticket_id,
                             is_typing,
@@ -439,6 +532,24 @@ impl RoomActor {
                 }
             }
         }
+    }
+
+    /// Tells this node's presence sockets (but `except`) and the other nodes of a change.
+    fn announce(&self, state: &mut RoomState, except: Option<ConnId>, change: PresenceChange) {
+        self.deps.publish(crate::ports::BusEvent::Presence(
+            state.project,
+            change.clone(),
+        ));
+        state.push_presence(except, change.event());
+    }
+
+    fn entry(state: &RoomState, user: UserId) -> Option<PresenceEntry> {
+        state.members.get(&user).map(|m| PresenceEntry {
+            user_id: user,
+            username: m.username.clone(),
+            display_name: m.display_name.clone(),
+            viewing: m.viewing,
+        })
     }
 
     /// A user's last tab left: after the grace period, unless a tab came back, they leave.
@@ -461,7 +572,7 @@ impl Actor for RoomActor {
 
     async fn pre_start(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         project: ProjectId,
     ) -> Result<Self::State, ActorProcessingErr> {
         Ok(RoomState {
@@ -470,6 +581,9 @@ impl Actor for RoomActor {
             presence: Vec::new(),
             members: BTreeMap::new(),
             tickets: HashMap::new(),
+            lease_timer: self.deps.presence.as_ref().map(|_| {
+                myself.send_interval(self.config.presence_lease / 3, || RoomMsg::PresenceTick)
+            }),
         })
     }
 
@@ -478,6 +592,9 @@ impl Actor for RoomActor {
         _myself: ActorRef<Self::Msg>,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
+        if let Some(t) = state.lease_timer.take() {
+            t.abort();
+        }
         for c in state.board.drain(..) {
             c.shared.kick(Disconnect::ActorRestart);
         }
@@ -519,16 +636,42 @@ impl Actor for RoomActor {
                     let joined = member.tabs.is_empty() && member.gone_since.is_none();
                     member.gone_since = None;
                     member.tabs.push((id, None));
-                    let entries = state.entries();
+                    let mut entries = state.entries();
+                    let mut elsewhere = false;
+                    if let Some(store) = &self.deps.presence {
+                        if joined {
+                            let entry = Self::entry(state, user.id).expect("just added");
+                            elsewhere =
+                                store
+                                    .enter(state.project, &entry)
+                                    .await
+                                    .unwrap_or_else(|e| {
+                                        tracing::warn!(error = %e, "cannot record presence");
+                                        false
+                                    });
+                        }
+                        // Users present only on other nodes.
+                        match store.others(state.project).await {
+                            Ok((others, _)) => {
+                                for o in others {
+                                    if !entries.iter().any(|e| e.user_id == o.user_id) {
+                                        entries.push(o);
+                                    }
+                                }
+                                entries.sort_by_key(|e| e.user_id);
+                            }
+                            Err(e) => tracing::warn!(error = %e, "cannot read presence"),
+                        }
+                    }
                     let _ = conn.push(ConnectionMsg::Room(Arc::new(RoomEvent::PresenceState(
                         entries,
                     ))));
                     state.presence.push((conn, user.id));
-                    if joined {
-                        state.push_presence(
+                    if joined && !elsewhere {
+                        self.announce(
+                            state,
                             Some(id),
-                            RoomEvent::UserStatus {
-                                joined: true,
+                            PresenceChange::Joined {
                                 user_id: user.id,
                                 username: user.username.clone(),
                             },
@@ -550,23 +693,34 @@ impl Actor for RoomActor {
                 if over {
                     let member = state.members.remove(&user).expect("checked above");
                     for ticket_id in member.typing.keys() {
-                        state.push_presence(
+                        self.announce(
+                            state,
                             None,
-                            RoomEvent::Typing {
+                            PresenceChange::Typing {
                                 user_id: user,
                                 ticket_id: *ticket_id,
                                 is_typing: false,
                             },
                         );
                     }
-                    state.push_presence(
-                        None,
-                        RoomEvent::UserStatus {
-                            joined: false,
-                            user_id: user,
-                            username: member.username,
-                        },
-                    );
+                    // Still present on another node: not gone from the project.
+                    let elsewhere = match &self.deps.presence {
+                        Some(store) => store.exit(state.project, user).await.unwrap_or_else(|e| {
+                            tracing::warn!(error = %e, "cannot record presence");
+                            false
+                        }),
+                        None => false,
+                    };
+                    if !elsewhere {
+                        self.announce(
+                            state,
+                            None,
+                            PresenceChange::Left {
+                                user_id: user,
+                                username: member.username,
+                            },
+                        );
+                    }
                 }
             }
             RoomMsg::TypingCheck(user, ticket_id) => {
@@ -581,14 +735,54 @@ impl Actor for RoomActor {
                     if let Some(m) = state.members.get_mut(&user) {
                         m.typing.remove(&ticket_id);
                     }
-                    state.push_presence_where(
-                        |_, to| to != user,
-                        RoomEvent::Typing {
-                            user_id: user,
-                            ticket_id,
-                            is_typing: false,
-                        },
-                    );
+                    let change = PresenceChange::Typing {
+                        user_id: user,
+                        ticket_id,
+                        is_typing: false,
+                    };
+                    self.deps.publish(crate::ports::BusEvent::Presence(
+                        state.project,
+                        change.clone(),
+                    ));
+                    state.push_presence_where(|_, to| to != user, change.event());
+                }
+            }
+            RoomMsg::PresenceTick => {
+                if let Some(store) = self.deps.presence.clone() {
+                    let mine: Vec<PresenceEntry> = state.entries();
+                    if let Err(e) = store.refresh(state.project, &mine).await {
+                        tracing::warn!(error = %e, "cannot renew presence leases");
+                    }
+                    match store.others(state.project).await {
+                        Ok((_, gone)) => {
+                            for (user_id, username) in gone {
+                                // A dead node's user: gone from the cluster unless here.
+                                if !state.members.contains_key(&user_id) {
+                                    self.announce(
+                                        state,
+                                        None,
+                                        PresenceChange::Left { user_id, username },
+                                    );
+                                }
+                            }
+                        }
+                        Err(e) => tracing::warn!(error = %e, "cannot read presence"),
+                    }
+                }
+            }
+            RoomMsg::Remote(change) => {
+                // A local member's own changes are said here already.
+                let local = state
+                    .members
+                    .get(&change.user())
+                    .is_some_and(|m| !m.tabs.is_empty());
+                if !local
+                    || matches!(
+                        change,
+                        PresenceChange::Viewing { .. } | PresenceChange::Typing { .. }
+                    )
+                {
+                    state.push_presence_where(|_, to| to != change.user(), change.event());
                 }
             }
             RoomMsg::Heartbeat => {

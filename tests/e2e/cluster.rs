@@ -520,3 +520,110 @@ async fn an_inbox_change_never_overtakes_the_notification_it_changes() {
         assert_eq!(second["type"], "all_marked_read", "round {round}: {second}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_holds_across_nodes_and_a_dead_nodes_users_leave() {
+    let Some(backend) = postgres() else { return };
+    let mut c = Cluster::start(
+        &backend,
+        2,
+        &["--presence-lease", "3", "--presence-grace-ms", "300"],
+    )
+    .await;
+    let alice = c.user("alice", Role::Client).await;
+    let bob = c.user("bob", Role::Developer).await;
+    let carol = c.user("carol", Role::Client).await;
+    let project = c
+        .store
+        .create_project("WEB", "Website", &[alice.id, bob.id, carol.id])
+        .await
+        .unwrap()
+        .id
+        .0;
+    let open = |node: usize, user: &User| {
+        let url = format!(
+            "ws://{}/ws/projects/{project}/presence/?token={}",
+            c.nodes[node].addr,
+            c.token(user)
+        );
+        async move {
+            let mut ws = crate::harness::Ws::connect(&url).await;
+            let state = ws.next_json().await;
+            assert_eq!(state["type"], "presence_state", "{state}");
+            (ws, state)
+        }
+    };
+    let ids = |state: &Value| -> Vec<i64> {
+        let mut v: Vec<i64> = state["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u["user_id"].as_i64().unwrap())
+            .collect();
+        v.sort();
+        v
+    };
+    let (mut a0, _) = open(0, &alice).await;
+    let (_c0, _) = open(0, &carol).await;
+    assert_eq!(a0.next_json().await["username"], "carol");
+    // Bob, on the other node, sees both, and both hear that he joined.
+    let (mut b1, state) = open(1, &bob).await;
+    assert_eq!(ids(&state), vec![alice.id.0, bob.id.0, carol.id.0]);
+    let joined = a0.next_json().await;
+    assert_eq!(
+        (joined["action"].as_str(), joined["user_id"].as_i64()),
+        (Some("joined"), Some(bob.id.0))
+    );
+    // A second tab of Alice's on Bob's node is no second presence: no `joined`.
+    let (mut a1, state) = open(1, &alice).await;
+    assert_eq!(ids(&state), vec![alice.id.0, bob.id.0, carol.id.0]);
+    let ticket = c
+        .post(
+            0,
+            &alice,
+            "/api/tickets/",
+            json!({"project": project, "title": "T", "description": "d", "priority": "LOW", "category": "BUG"}),
+            201,
+        )
+        .await["id"]
+        .as_i64()
+        .unwrap();
+    a1.send_json(json!({"type": "ticket_viewing", "ticket_id": ticket}))
+        .await;
+    let next = b1.next_json().await;
+    assert_eq!(next["type"], "ticket_viewing", "{next}");
+    assert_eq!(next["user_id"], alice.id.0);
+    // Typing on node 0 reaches node 1.
+    a0.send_json(json!({"type": "user_typing", "ticket_id": ticket, "is_typing": true}))
+        .await;
+    let typing = b1.next_json().await;
+    assert_eq!(
+        typing,
+        json!({"type": "user_typing", "user_id": alice.id.0, "ticket_id": ticket, "is_typing": true})
+    );
+
+    // Node 0 dies without a word. Carol was only there: she leaves Bob's presence once her
+    // lease runs out. Alice still has a tab on node 1: she stays.
+    c.nodes[0].kill().await;
+    let mut lefts = Vec::new();
+    while lefts.is_empty() {
+        let v = b1.next_json().await;
+        if v["type"] == "user_status" {
+            assert_eq!(v["action"], "left", "{v}");
+            lefts.push(v["user_id"].as_i64().unwrap());
+        }
+    }
+    assert_eq!(lefts, vec![carol.id.0]);
+    // Alice's last tab closes: she leaves, once, after the grace period.
+    drop(a1.inner);
+    loop {
+        let v = b1.next_json().await;
+        if v["type"] == "user_status" {
+            assert_eq!(
+                (v["action"].as_str(), v["user_id"].as_i64()),
+                (Some("left"), Some(alice.id.0))
+            );
+            break;
+        }
+    }
+}

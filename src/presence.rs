@@ -1,0 +1,188 @@
+//! Presence across hub processes, in Redis (fred): per project a hash
+//! `<prefix>:presence:<project>` with one field per user and node, `<user>@<node>`, whose value
+//! carries the user's entry and when the lease runs out. Each node renews its own fields; a
+//! node that dies stops renewing, and the first node to find the lease run out removes it
+//! (`HDEL` answers 1 to exactly one node) and, if that was the user's last, says `left`.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use fred::prelude::*;
+use fred::types::config::Options;
+use serde::{Deserialize, Serialize};
+use tickethub_actors::domain::{ProjectId, UserId};
+use tickethub_actors::ports::{PresenceStore, StoreError};
+use tickethub_actors::room::PresenceEntry;
+use tickethub_actors::ticket_domain::TicketId;
+
+/// Presence leases in Redis.
+pub struct RedisPresence {
+    client: Client,
+    node: String,
+    prefix: String,
+    lease: Duration,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Lease {
+    #[serde(rename = "n")]
+    username: String,
+    #[serde(rename = "d")]
+    display_name: String,
+    #[serde(rename = "v")]
+    viewing: Option<i64>,
+    /// When the lease runs out, in milliseconds since the Unix epoch.
+    #[serde(rename = "x")]
+    expires_ms: i64,
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn redis_error(e: Error) -> StoreError {
+    StoreError::Backend(Box::new(e))
+}
+
+impl RedisPresence {
+    /// Presence on `client` (the bus's publishing connection) for this node.
+    pub fn new(client: Client, node: String, prefix: &str, lease: Duration) -> Self {
+        Self {
+            client,
+            node,
+            prefix: prefix.to_owned(),
+            lease,
+        }
+    }
+
+    fn key(&self, project: ProjectId) -> String {
+        format!("{}:presence:{}", self.prefix, project.0)
+    }
+
+    fn field(&self, user: UserId) -> String {
+        format!("{}@{}", user.0, self.node)
+    }
+
+    fn fast(&self) -> fred::clients::WithOptions<Client> {
+        self.client.with_options(&Options {
+            fail_fast: true,
+            timeout: Some(Duration::from_secs(2)),
+            max_attempts: Some(1),
+            ..Options::default()
+        })
+    }
+
+    fn lease_of(&self, entry: &PresenceEntry) -> String {
+        serde_json::to_string(&Lease {
+            username: entry.username.clone(),
+            display_name: entry.display_name.clone(),
+            viewing: entry.viewing.map(|t| t.0),
+            expires_ms: now_ms() + self.lease.as_millis() as i64,
+        })
+        .expect("leases serialize")
+    }
+
+    /// Every field of the project's hash: (user, node, lease).
+    async fn all(&self, project: ProjectId) -> Result<Vec<(UserId, String, Lease)>, StoreError> {
+        let fields: HashMap<String, String> = self
+            .fast()
+            .hgetall(self.key(project))
+            .await
+            .map_err(redis_error)?;
+        Ok(fields
+            .into_iter()
+            .filter_map(|(field, value)| {
+                let (user, node) = field.split_once('@')?;
+                let lease: Lease = serde_json::from_str(&value).ok()?;
+                Some((UserId(user.parse().ok()?), node.to_owned(), lease))
+            })
+            .collect())
+    }
+
+    /// Whether another node holds a live lease for the user.
+    async fn elsewhere(&self, project: ProjectId, user: UserId) -> Result<bool, StoreError> {
+        let now = now_ms();
+        Ok(self
+            .all(project)
+            .await?
+            .iter()
+            .any(|(u, node, l)| *u == user && *node != self.node && l.expires_ms > now))
+    }
+}
+
+#[async_trait]
+impl PresenceStore for RedisPresence {
+    async fn enter(&self, project: ProjectId, entry: &PresenceEntry) -> Result<bool, StoreError> {
+        self.fast()
+            .hset::<i64, _, _>(
+                self.key(project),
+                vec![(self.field(entry.user_id), self.lease_of(entry))],
+            )
+            .await
+            .map_err(redis_error)?;
+        self.elsewhere(project, entry.user_id).await
+    }
+
+    async fn exit(&self, project: ProjectId, user: UserId) -> Result<bool, StoreError> {
+        self.fast()
+            .hdel::<i64, _, _>(self.key(project), self.field(user))
+            .await
+            .map_err(redis_error)?;
+        self.elsewhere(project, user).await
+    }
+
+    async fn refresh(
+        &self,
+        project: ProjectId,
+        entries: &[PresenceEntry],
+    ) -> Result<(), StoreError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let fields: Vec<(String, String)> = entries
+            .iter()
+            .map(|e| (self.field(e.user_id), self.lease_of(e)))
+            .collect();
+        self.fast()
+            .hset::<i64, _, _>(self.key(project), fields)
+            .await
+            .map_err(redis_error)?;
+        Ok(())
+    }
+
+    async fn others(
+        &self,
+        project: ProjectId,
+    ) -> Result<(Vec<PresenceEntry>, Vec<(UserId, String)>), StoreError> {
+        let now = now_ms();
+        let all = self.all(project).await?;
+        let live: Vec<&(UserId, String, Lease)> =
+            all.iter().filter(|(_, _, l)| l.expires_ms > now).collect();
+        let mut present: Vec<PresenceEntry> = Vec::new();
+        for (user, node, lease) in &live {
+            if *node == self.node || present.iter().any(|p| p.user_id == *user) {
+                continue;
+            }
+            present.push(PresenceEntry {
+                user_id: *user,
+                username: lease.username.clone(),
+                display_name: lease.display_name.clone(),
+                viewing: lease.viewing.map(TicketId),
+            });
+        }
+        let mut gone = Vec::new();
+        for (user, node, lease) in all.iter().filter(|(_, _, l)| l.expires_ms <= now) {
+            let removed: i64 = self
+                .fast()
+                .hdel(self.key(project), format!("{}@{node}", user.0))
+                .await
+                .map_err(redis_error)?;
+            let still = live.iter().any(|(u, _, _)| u == user);
+            if removed == 1 && !still && !gone.iter().any(|(u, _)| u == user) {
+                gone.push((*user, lease.username.clone()));
+            }
+        }
+        Ok((present, gone))
+    }
+}
