@@ -194,7 +194,7 @@ impl SendIn {
 
 /// A project room's frame (seed 002's board and presence sockets).
 pub fn room_event(event: &tickethub_actors::room::RoomEvent) -> Value {
-    use tickethub_actors::room::RoomEvent;
+    use tickethub_actors::room::{PresenceChange, RoomEvent};
     match event {
         RoomEvent::TicketUpdate { action, ticket } => json!({
             "type": "ticket_update",
@@ -233,31 +233,30 @@ pub fn room_event(event: &tickethub_actors::room::RoomEvent) -> Value {
                 "viewing": u.viewing.map(|t| t.0),
             })).collect::<Vec<_>>(),
         }),
-        RoomEvent::UserStatus {
-            joined,
-            user_id,
-            username,
-        } => json!({
-            "type": "user_status",
-            "action": if *joined { "joined" } else { "left" },
-            "user_id": user_id.0,
-            "username": username,
-        }),
-        RoomEvent::Viewing { user_id, ticket_id } => json!({
-            "type": "ticket_viewing",
-            "user_id": user_id.0,
-            "ticket_id": ticket_id.map(|t| t.0),
-        }),
-        RoomEvent::Typing {
-            user_id,
-            ticket_id,
-            is_typing,
-        } => json!({
-            "type": "user_typing",
-            "user_id": user_id.0,
-            "ticket_id": ticket_id.0,
-            "is_typing": is_typing,
-        }),
+        RoomEvent::Presence(change) => match change {
+            PresenceChange::Joined { user_id, username }
+            | PresenceChange::Left { user_id, username } => json!({
+                "type": "user_status",
+                "action": if matches!(change, PresenceChange::Joined { .. }) { "joined" } else { "left" },
+                "user_id": user_id.0,
+                "username": username,
+            }),
+            PresenceChange::Viewing { user_id, ticket_id } => json!({
+                "type": "ticket_viewing",
+                "user_id": user_id.0,
+                "ticket_id": ticket_id.map(|t| t.0),
+            }),
+            PresenceChange::Typing {
+                user_id,
+                ticket_id,
+                is_typing,
+            } => json!({
+                "type": "user_typing",
+                "user_id": user_id.0,
+                "ticket_id": ticket_id.0,
+                "is_typing": is_typing,
+            }),
+        },
         RoomEvent::Error { code, message } => json!({
             "type": "error",
             "code": code,

@@ -86,31 +86,8 @@ pub enum RoomEvent {
     },
     /// Who is present, sent to a presence socket when it joins.
     PresenceState(Vec<PresenceEntry>),
-    /// A user joined (their first tab) or left (their last tab, after the grace period).
-    UserStatus {
-        /// Joined or left.
-        joined: bool,
-        /// The user.
-        user_id: UserId,
-        /// Their username.
-        username: String,
-    },
-    /// A user looks at a ticket, or at none.
-    Viewing {
-        /// The user.
-        user_id: UserId,
-        /// The ticket.
-        ticket_id: Option<TicketId>,
-    },
-    /// A user is typing under a ticket's comments, or stopped.
-    Typing {
-        /// The user.
-        user_id: UserId,
-        /// The ticket.
-        ticket_id: TicketId,
-        /// Typing or stopped.
-        is_typing: bool,
-    },
+    /// A user joined or left, looks at a ticket, or types (presence sockets).
+    Presence(PresenceChange),
     /// A presence frame was refused; the socket stays open.
     Error {
         /// A stable machine-readable code.
@@ -160,30 +137,7 @@ pub enum PresenceChange {
 impl PresenceChange {
     /// The frame the change becomes on a presence socket.
     pub fn event(&self) -> RoomEvent {
-        match self.clone() {
-            PresenceChange::Joined { user_id, username } => RoomEvent::UserStatus {
-                joined: true,
-                user_id,
-                username,
-            },
-            PresenceChange::Left { user_id, username } => RoomEvent::UserStatus {
-                joined: false,
-                user_id,
-                username,
-            },
-            PresenceChange::Viewing { user_id, ticket_id } => {
-                RoomEvent::Viewing { user_id, ticket_id }
-            }
-            PresenceChange::Typing {
-                user_id,
-                ticket_id,
-                is_typing,
-            } => RoomEvent::Typing {
-                user_id,
-                ticket_id,
-                is_typing,
-            },
-        }
+        RoomEvent::Presence(self.clone())
     }
 
     /// The user it is about.
