@@ -2,6 +2,7 @@
 // lifecycle with the actions the logged-in role may take.
 
 import { el, byTestId, ApiError, Session, clock, loginForm } from '/assets/common.js';
+import { Room } from '/assets/rooms.js';
 
 const session = new Session('tickethub.demo');
 
@@ -29,7 +30,36 @@ const state = {
   ticketTimer: null,
   ackTimer: null,
   frames: [],
+  // The ticket whose comments are open, if any.
+  detail: null,
 };
+
+// The project room: the board moves tickets in place; presence shows who is here.
+const room = new Room({
+  token: () => session.access,
+  onTicket: (u) => {
+    const t = state.tickets.find((x) => x.id === u.ticket_id);
+    if (!t) {
+      scheduleTicketRefresh();
+      return;
+    }
+    // The list is newer than this update: drop it.
+    if (typeof t.version === 'number' && u.version <= t.version) return;
+    Object.assign(t, {
+      status: u.status.code,
+      title: u.title,
+      assignees: u.assignees,
+      version: u.version,
+      updated_at: u.updated_at,
+    });
+    renderTickets();
+  },
+  onComment: (d) => {
+    if (state.detail === d.ticket_id) appendComment(d.comment);
+  },
+  ticketKey: (id) => state.tickets.find((t) => t.id === id)?.key || `#${id}`,
+  log: (dir, text) => logFrame(dir, text),
+});
 
 // Each role gets the buttons of the actions it may take at a ticket's status.
 const ACTIONS = {
@@ -74,6 +104,61 @@ async function start() {
   await Promise.all([loadProjects(), loadPeople()]);
   await refreshTickets();
   connect();
+  await loadRooms();
+}
+
+// The project rooms this user may join: their projects (every project for admins).
+
+async function loadRooms() {
+  const page = await session.api('GET', '/api/projects/?page_size=100');
+  const select = byTestId('room-project');
+  select.replaceChildren(...page.results.map((p) => el('option', { value: p.id }, `${p.key} · ${p.name}`)));
+  if (page.results.length) room.open(page.results[0].id, state.me);
+}
+
+async function showDetail(t) {
+  state.detail = t.id;
+  room.view(t.id);
+  byTestId('ticket-detail').hidden = false;
+  byTestId('detail-title').textContent = `${t.key} · ${t.title}`;
+  byTestId('comment-list').replaceChildren();
+  try {
+    const full = await session.api('GET', `/api/tickets/${t.id}/`);
+    if (state.detail !== t.id) return;
+    for (const c of full.comments || []) appendComment({ ...c, author: c.author_name });
+  } catch (e) {
+    flash(`Cannot load the comments: ${describe(e)}`, 'error');
+  }
+  room.render();
+}
+
+function hideDetail() {
+  state.detail = null;
+  byTestId('ticket-detail').hidden = true;
+  room.view(null);
+}
+
+function appendComment(c) {
+  const list = byTestId('comment-list');
+  if (list.querySelector(`[data-comment-id="${c.id}"]`)) return;
+  list.append(el('li', { testid: 'comment-item', dataset: { commentId: c.id } },
+    el('strong', {}, c.author), ' ', el('span', { class: 'muted' }, clock(c.created_at)),
+    el('div', {}, c.body)));
+}
+
+async function postComment(ev) {
+  ev.preventDefault();
+  const id = state.detail;
+  const input = byTestId('comment-input');
+  if (id === null || !input.value.trim()) return;
+  try {
+    const c = await session.api('POST', `/api/tickets/${id}/comments/`, { body: input.value });
+    input.value = '';
+    room.stoppedTyping(id);
+    appendComment({ ...c, author: c.author_name });
+  } catch (e) {
+    flash(`Cannot comment: ${describe(e)}`, 'error');
+  }
 }
 
 function showLogin(message) {
@@ -87,6 +172,8 @@ function showLogin(message) {
 
 function logout(message) {
   disconnect();
+  room.close();
+  hideDetail();
   session.logout();
   state.me = null;
   state.tickets = [];
@@ -228,7 +315,14 @@ function ticketRow(t) {
         assignees.length ? ` · assigned to ${assignees.join(', ')}` : '')),
     el('td', {}, el('span', { class: 'status', testid: 'ticket-status', dataset: { status: t.status } }, t.status)),
     el('td', { class: 'muted' }, t.priority_display || t.priority),
-    el('td', { class: 'actions' }, cells.length ? cells : el('span', { class: 'muted' }, '–')),
+    el('td', { class: 'actions' },
+      ...(cells.length ? cells : [el('span', { class: 'muted' }, '–')]),
+      el('button', {
+        type: 'button',
+        class: 'small',
+        testid: 'action-view',
+        onclick: () => showDetail(t),
+      }, 'View')),
   );
 }
 
@@ -520,6 +614,12 @@ document.addEventListener('DOMContentLoaded', () => {
   byTestId('create-ticket-form').addEventListener('submit', createTicket);
   byTestId('tickets-reload').addEventListener('click', refreshTickets);
   byTestId('mark-all-read').addEventListener('click', () => send({ type: 'mark_all_read' }));
+  byTestId('room-project').addEventListener('change', (ev) => room.open(Number(ev.target.value), state.me));
+  byTestId('detail-close').addEventListener('click', hideDetail);
+  byTestId('comment-form').addEventListener('submit', postComment);
+  byTestId('comment-input').addEventListener('input', () => {
+    if (state.detail !== null) room.typed(state.detail);
+  });
   window.addEventListener('online', () => {
     if (session.loggedIn && !state.ws) connect();
   });

@@ -58,6 +58,11 @@ const ASSETS: &[Asset] = &[
         body: include_str!("../../web/demo.js"),
     },
     Asset {
+        path: "/assets/rooms.js",
+        content_type: JS,
+        body: include_str!("../../web/rooms.js"),
+    },
+    Asset {
         path: "/assets/admin.js",
         content_type: JS,
         body: include_str!("../../web/admin.js"),

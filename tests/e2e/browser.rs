@@ -160,3 +160,32 @@ async fn operator_page_shows_the_live_supervision_tree() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_page_shows_the_board_presence_and_typing() {
+    if !browser_available() {
+        return;
+    }
+    let hub = TestHub::start_with(&Backend::Sqlite, |c| c.presence_grace_ms = 500).await;
+    let admin = hub.user_with("ada", Role::Admin, true).await;
+    let client = hub.user("carl", Role::Client).await;
+    let developer = hub.user("dev", Role::Developer).await;
+    let project = hub.project("WEB", &[&client, &developer]).await;
+    hub.post_as(
+        &client,
+        "/api/tickets/",
+        serde_json::json!({"project": project.id.0, "title": "Checkout is slow", "priority": "MEDIUM", "category": "BUG"}),
+        201,
+    )
+    .await;
+    run_script(
+        "rooms.mjs",
+        &hub,
+        &[
+            credentials("client", &client.username),
+            credentials("developer", &developer.username),
+            credentials("admin", &admin.username),
+        ],
+    )
+    .await;
+}
