@@ -21,6 +21,8 @@ mod clients;
 mod cluster;
 #[path = "load/report.rs"]
 mod report;
+#[path = "load/rooms.rs"]
+mod rooms;
 #[path = "load/scenarios.rs"]
 mod scenarios;
 #[path = "load/target.rs"]
@@ -55,6 +57,7 @@ Scenarios and what they support:
   slow        a share of sockets stop reading: the others' p99         [baseline] [--target]
   lifecycle   a ticket storm through the REST API, every recipient     [--target]
   reconnect   M clients miss X notifications each and reconnect
+  rooms       a project's board at a steady rate, and a presence join/leave storm
   cluster     --nodes hubs on PostgreSQL + a private redis-server: fan-out from one node to
               users on all of them; --bus-fault restarts Redis mid-run (needs --database-url)
   outbox      N notifications, each posted to a local webhook sink
@@ -184,6 +187,8 @@ enum Scenario {
     /// Several hub processes on PostgreSQL and a private Redis: fan-out from one node to users
     /// on every node, optionally through a Redis restart (--bus-fault).
     Cluster(cluster::ClusterArgs),
+    /// A project's board and presence: board latency at a steady rate, a join/leave storm.
+    Rooms(rooms::RoomsArgs),
     /// Outbox throughput: N notifications, each posted to a local webhook sink.
     Outbox {
         /// How many deliveries.
@@ -288,6 +293,10 @@ fn main() {
         Scenario::Reconnect { clients, missed } => {
             embedded_only(&common, "reconnect");
             rt.block_on(reconnect(clients, missed, &common))
+        }
+        Scenario::Rooms(args) => {
+            embedded_only(&common, "rooms");
+            rt.block_on(rooms::rooms(args, &common))
         }
         Scenario::Cluster(args) => {
             embedded_only(&common, "cluster");

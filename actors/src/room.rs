@@ -211,6 +211,18 @@ pub struct RoomActor {
     pub config: RoomConfig,
 }
 
+/// One user's typing under one ticket.
+#[derive(Debug, Clone, Copy)]
+struct Typing {
+    /// When `is_typing: true` was last relayed; kept after a stop, so that true/false/true…
+    /// cannot beat the throttle.
+    relayed: Instant,
+    /// When the client last said it types.
+    heard: Instant,
+    /// Whether the others were last told that the user types.
+    active: bool,
+}
+
 #[derive(Debug)]
 struct Member {
     username: String,
@@ -219,8 +231,8 @@ struct Member {
     tabs: Vec<(ConnId, Option<TicketId>)>,
     /// The ticket the most recent tab said it looks at.
     viewing: Option<TicketId>,
-    /// Typing state per ticket: when last relayed, when last heard.
-    typing: HashMap<TicketId, (Instant, Instant)>,
+    /// Typing state per ticket.
+    typing: HashMap<TicketId, Typing>,
     /// When the last tab left (the grace period runs from here).
     gone_since: Option<Instant>,
 }
@@ -233,6 +245,12 @@ pub struct RoomState {
     members: BTreeMap<UserId, Member>,
     /// Which tickets belong to the project (a ticket never moves between projects).
     tickets: HashMap<TicketId, bool>,
+    /// Users whose last tab here just went (however it went); their grace timers start once
+    /// the current message is handled.
+    orphaned: Vec<UserId>,
+    /// The newest version pushed to the board per ticket: an older update (from another node,
+    /// read late) is dropped.
+    board_versions: HashMap<TicketId, i64>,
     /// Renews this node's presence leases, when presence crosses nodes.
     lease_timer: Option<ractor::concurrency::JoinHandle<()>>,
 }
@@ -307,6 +325,13 @@ impl Keyed for RoomActor {
 
 impl RoomState {
     fn push_board(&mut self, event: &RoomEvent) {
+        if let RoomEvent::TicketUpdate { ticket, .. } = event {
+            let newest = self.board_versions.entry(ticket.id).or_insert(0);
+            if ticket.version <= *newest {
+                return;
+            }
+            *newest = ticket.version;
+        }
         let event = Arc::new(event.clone());
         self.board
             .retain(|c| c.push(ConnectionMsg::Room(event.clone())).is_ok());
@@ -345,6 +370,7 @@ impl RoomState {
         member.tabs.retain(|(c, _)| *c != id);
         if member.tabs.is_empty() && member.gone_since.is_none() {
             member.gone_since = Some(Instant::now());
+            self.orphaned.push(user);
             return Some(user);
         }
         None
@@ -374,13 +400,15 @@ impl RoomActor {
             return *known;
         }
         match self.deps.store.ticket(ticket).await {
-            Ok(t) => {
-                let ours = t.is_some_and(|t| t.project_id == state.project);
+            Ok(Some(t)) => {
+                let ours = t.project_id == state.project;
                 if state.tickets.len() < 100_000 {
                     state.tickets.insert(ticket, ours);
                 }
                 ours
             }
+            // Not there (yet): ticket ids are handed out in order, so it may exist later.
+            Ok(None) => false,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot check a ticket's project");
                 false
@@ -448,25 +476,33 @@ impl RoomActor {
                 is_typing,
             } => {
                 let now = Instant::now();
-                let relay = if is_typing {
-                    match member.typing.get_mut(&ticket_id) {
-                        Some((relayed, heard)) => {
-                            *heard = now;
-                            if now.duration_since(*relayed) >= self.config.typing_throttle {
-                                *relayed = now;
-                                true
-                            } else {
-                                metrics::counter!("tickethub_typing_throttled_total").increment(1);
-                                false
-                            }
-                        }
-                        None => {
-                            member.typing.insert(ticket_id, (now, now));
+                let throttle = self.config.typing_throttle;
+                let relay = match (member.typing.get_mut(&ticket_id), is_typing) {
+                    (None, true) => {
+                        member.typing.insert(
+                            ticket_id,
+                            Typing {
+                                relayed: now,
+                                heard: now,
+                                active: true,
+                            },
+                        );
+                        true
+                    }
+                    (None, false) => false,
+                    (Some(t), true) => {
+                        t.heard = now;
+                        if now.duration_since(t.relayed) >= throttle {
+                            t.relayed = now;
+                            t.active = true;
                             true
+                        } else {
+                            metrics::counter!("tickethub_typing_throttled_total").increment(1);
+                            false
                         }
                     }
-                } else {
-                    member.typing.remove(&ticket_id).is_some()
+                    // A stop is relayed at once, but only after a start the others heard.
+                    (Some(t), false) => std::mem::replace(&mut t.active, false),
                 };
                 if is_typing {
                     myself.send_after(self.config.typing_idle, move || {
@@ -511,11 +547,9 @@ impl RoomActor {
         myself.send_after(self.config.grace, move || RoomMsg::GraceCheck(user));
     }
 
-    fn leave(&self, myself: &ActorRef<RoomMsg>, state: &mut RoomState, conn: ConnId) {
+    fn leave(&self, state: &mut RoomState, conn: ConnId) {
         state.board.retain(|c| c.id != conn);
-        if let Some(user) = state.drop_presence(conn) {
-            self.schedule_grace(myself, user);
-        }
+        state.drop_presence(conn);
     }
 }
 
@@ -535,6 +569,8 @@ impl Actor for RoomActor {
             presence: Vec::new(),
             members: BTreeMap::new(),
             tickets: HashMap::new(),
+            orphaned: Vec::new(),
+            board_versions: HashMap::new(),
             lease_timer: self.deps.presence.as_ref().map(|_| {
                 myself.send_interval(self.config.presence_lease / 3, || RoomMsg::PresenceTick)
             }),
@@ -606,13 +642,23 @@ impl Actor for RoomActor {
                         }
                         // Users present only on other nodes.
                         match store.others(state.project).await {
-                            Ok((others, _)) => {
+                            Ok((others, gone)) => {
                                 for o in others {
                                     if !entries.iter().any(|e| e.user_id == o.user_id) {
                                         entries.push(o);
                                     }
                                 }
                                 entries.sort_by_key(|e| e.user_id);
+                                // Leases this call found run out: this node says `left` for them.
+                                for (user_id, username) in gone {
+                                    if !state.members.contains_key(&user_id) {
+                                        self.announce(
+                                            state,
+                                            None,
+                                            PresenceChange::Left { user_id, username },
+                                        );
+                                    }
+                                }
                             }
                             Err(e) => tracing::warn!(error = %e, "cannot read presence"),
                         }
@@ -634,7 +680,7 @@ impl Actor for RoomActor {
                     let _ = reply.send(myself.clone());
                 }
             },
-            RoomMsg::Leave(conn) => self.leave(&myself, state, conn),
+            RoomMsg::Leave(conn) => self.leave(state, conn),
             RoomMsg::Presence { conn, cmd } => self.on_presence(&myself, state, conn, cmd).await,
             RoomMsg::Board(event) => state.push_board(&event),
             RoomMsg::GraceCheck(user) => {
@@ -646,7 +692,7 @@ impl Actor for RoomActor {
                 });
                 if over {
                     let member = state.members.remove(&user).expect("checked above");
-                    for ticket_id in member.typing.keys() {
+                    for (ticket_id, _) in member.typing.iter().filter(|(_, t)| t.active) {
                         self.announce(
                             state,
                             None,
@@ -682,12 +728,18 @@ impl Actor for RoomActor {
                     .members
                     .get(&user)
                     .and_then(|m| m.typing.get(&ticket_id))
-                    .is_some_and(|(_, heard)| {
-                        heard.elapsed() + Duration::from_millis(5) >= self.config.typing_idle
+                    .is_some_and(|t| {
+                        t.active
+                            && t.heard.elapsed() + Duration::from_millis(5)
+                                >= self.config.typing_idle
                     });
                 if quiet {
-                    if let Some(m) = state.members.get_mut(&user) {
-                        m.typing.remove(&ticket_id);
+                    if let Some(t) = state
+                        .members
+                        .get_mut(&user)
+                        .and_then(|m| m.typing.get_mut(&ticket_id))
+                    {
+                        t.active = false;
                     }
                     let change = PresenceChange::Typing {
                         user_id: user,
@@ -755,7 +807,7 @@ impl Actor for RoomActor {
                     }
                 }
                 for id in silent {
-                    self.leave(&myself, state, id);
+                    self.leave(state, id);
                 }
             }
             RoomMsg::Snapshot(reply) => {
@@ -788,6 +840,9 @@ impl Actor for RoomActor {
             RoomMsg::InjectFault => {
                 panic!("injected fault in the room of project {}", state.project)
             }
+        }
+        for user in std::mem::take(&mut state.orphaned) {
+            self.schedule_grace(&myself, user);
         }
         if state.is_empty() {
             myself.stop(Some("room empty".into()));

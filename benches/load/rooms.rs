@@ -1,0 +1,363 @@
+//! The rooms scenario: a project's live board and presence under load, on one hub.
+//!
+//! 1. **Board.** `--members` board sockets of one project; clients of the project create
+//!    tickets at `--rate` per second for `--seconds`, one per call; every board socket must see
+//!    every `created` update. Latency: the create call's start to the frame.
+//! 2. **Storm.** `--storm` presence sockets of one project join at once, then leave at once,
+//!    while one user's notification socket receives an admin's notification every 100 ms.
+//!    Figures: the time until an observer's presence has converged (everyone joined; everyone
+//!    left, which includes the grace period), and the notification latency before and during
+//!    the storm, which must stay unharmed.
+//!
+//! The sockets live in the driver process (at most 20,000 files a process here).
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use futures::StreamExt;
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::child::{self, Child, Seed};
+use crate::report::{percentile_of, Report, Run};
+use crate::{bar, db_label, Common};
+
+/// Options of `rooms`.
+#[derive(Args, Debug, Clone)]
+pub struct RoomsArgs {
+    /// Board sockets, one member each.
+    #[arg(long, default_value_t = 2_000)]
+    members: usize,
+    /// Tickets created per second.
+    #[arg(long, default_value_t = 10.0)]
+    rate: f64,
+    /// Seconds of ticket creation.
+    #[arg(long, default_value_t = 30.0)]
+    seconds: f64,
+    /// Presence sockets in the join/leave storm.
+    #[arg(long, default_value_t = 5_000)]
+    storm: usize,
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn open(addr: std::net::SocketAddr, path: &str, token: &str) -> Ws {
+    let url = format!("ws://{addr}{path}?token={token}");
+    tokio_tungstenite::connect_async(url)
+        .await
+        .expect("connect")
+        .0
+}
+
+async fn next_json(ws: &mut Ws) -> Option<Value> {
+    loop {
+        match ws.next().await? {
+            Ok(Message::Text(t)) => return serde_json::from_str(&t).ok(),
+            Ok(Message::Close(_)) | Err(_) => return None,
+            Ok(_) => continue,
+        }
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// Runs the scenario; false when an update was lost.
+pub async fn rooms(a: RoomsArgs, common: &Common) -> bool {
+    let users = a.members.max(a.storm) + 2;
+    let seed = Seed {
+        clients: users,
+        admins: 1,
+        project: true,
+        ..Default::default()
+    };
+    let hub = Child::hub(&seed, None, common.database_url.as_deref()).await;
+    let addr = hub.addr;
+    let project = hub.ready["project"].as_i64().expect("a project");
+    let ids: Vec<i64> = hub.ready["clients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_i64)
+        .collect();
+    let admin = hub.ready["admins"][0].as_i64().unwrap();
+    let token = |id: i64| crate::target::mint(child::SECRET, id);
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let mut run = Run::new("hub");
+
+    // 1. Board: every member's socket sees every created ticket.
+    let board_path = format!("/ws/projects/{project}/tickets/");
+    let (tx, mut rx) = mpsc::unbounded_channel::<(String, Instant)>();
+    let pb = bar(a.members as u64, "board sockets");
+    let sockets: Vec<Ws> = futures::stream::iter(ids[..a.members].iter().copied())
+        .map(|id| {
+            let (path, pb) = (board_path.clone(), pb.clone());
+            let t = token(id);
+            async move {
+                let mut ws = open(addr, &path, &t).await;
+                let hello = next_json(&mut ws).await.expect("greeting");
+                assert_eq!(hello["type"], "connection_established", "{hello}");
+                pb.inc(1);
+                ws
+            }
+        })
+        .buffer_unordered(common.concurrency)
+        .collect()
+        .await;
+    pb.finish_and_clear();
+    for mut ws in sockets {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            while let Some(v) = next_json(&mut ws).await {
+                if v["type"] == "ticket_update" && v["action"] == "created" {
+                    if let Some(title) = v["data"]["title"].as_str() {
+                        let _ = tx.send((title.to_owned(), Instant::now()));
+                    }
+                }
+            }
+        });
+    }
+    drop(tx);
+    let total = (a.rate * a.seconds).round() as usize;
+    let every = Duration::from_secs_f64(1.0 / a.rate.max(0.001));
+    let started = Instant::now();
+    let mut sent_at: HashMap<String, Instant> = HashMap::new();
+    let pb = bar((total * a.members) as u64, "board updates");
+    let cpu0 = child::cpu_secs(hub.pid);
+    let mut latencies = Vec::with_capacity(total * a.members);
+    let mut failures = 0usize;
+    for i in 0..total {
+        let due = started + every * i as u32;
+        tokio::time::sleep_until(due.into()).await;
+        let title = format!("r{i}");
+        let creator = ids[i % a.members];
+        sent_at.insert(title.clone(), Instant::now());
+        let res = http
+            .post(format!("http://{addr}/api/tickets/"))
+            .bearer_auth(token(creator))
+            .json(
+                &json!({"project": project, "title": title, "priority": "LOW", "category": "BUG"}),
+            )
+            .send()
+            .await;
+        if !res.is_ok_and(|r| r.status() == 201) {
+            failures += 1;
+        }
+        while let Ok((title, at)) = rx.try_recv() {
+            if let Some(s) = sent_at.get(&title) {
+                latencies.push(ms(at - *s));
+                pb.inc(1);
+            }
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while latencies.len() < total * a.members && Instant::now() < deadline {
+        match tokio::time::timeout(Duration::from_millis(200), rx.recv()).await {
+            Ok(Some((title, at))) => {
+                if let Some(s) = sent_at.get(&title) {
+                    latencies.push(ms(at - *s));
+                    pb.inc(1);
+                }
+            }
+            Ok(None) => break,
+            Err(_) => {}
+        }
+    }
+    pb.finish_and_clear();
+    let cpu = child::cpu_secs(hub.pid) - cpu0;
+    let expected = total * a.members;
+    run.lost += expected.saturating_sub(latencies.len()) as u64;
+    run.metric("board_sockets", a.members as f64, "");
+    run.metric("tickets_created", total as f64, "");
+    run.metric("board_updates_delivered", latencies.len() as f64, "");
+    run.metric("create_failures", failures as f64, "");
+    run.metric("board_p50_ms", percentile_of(&latencies, 0.5), "ms");
+    run.metric("board_p99_ms", percentile_of(&latencies, 0.99), "ms");
+    run.metric(
+        "board_max_ms",
+        latencies.iter().copied().fold(0.0, f64::max),
+        "ms",
+    );
+    run.metric(
+        "hub_cpu_us_per_board_update",
+        cpu * 1e6 / latencies.len().max(1) as f64,
+        "us",
+    );
+    run.latencies_ms = latencies;
+
+    // 2. Storm: presence converges, and notifications stay fast meanwhile.
+    let presence_path = format!("/ws/projects/{project}/presence/");
+    let observer_id = ids[a.members.max(a.storm)];
+    let probe_id = ids[a.members.max(a.storm) + 1];
+    let mut observer = open(addr, &presence_path, &token(observer_id)).await;
+    let state = next_json(&mut observer).await.expect("presence_state");
+    assert_eq!(state["type"], "presence_state");
+    let (ptx, mut prx) = mpsc::unbounded_channel::<(bool, Instant)>();
+    tokio::spawn(async move {
+        while let Some(v) = next_json(&mut observer).await {
+            if v["type"] == "user_status" {
+                let _ = ptx.send((v["action"] == "joined", Instant::now()));
+            }
+        }
+    });
+    // The probe: a notification socket that an admin sends to every 100 ms.
+    let mut probe = open(addr, "/ws/notifications/", &token(probe_id)).await;
+    loop {
+        let v = next_json(&mut probe).await.expect("probe greeting");
+        if v["type"] == "replay_complete" {
+            break;
+        }
+    }
+    let (ltx, mut lrx) = mpsc::unbounded_channel::<(String, Instant)>();
+    tokio::spawn(async move {
+        while let Some(v) = next_json(&mut probe).await {
+            if v["type"] == "notification" {
+                let _ = ltx.send((v["title"].as_str().unwrap_or("").to_owned(), Instant::now()));
+            }
+        }
+    });
+    let probing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let (stx, mut srx) = mpsc::unbounded_channel::<(String, Instant)>();
+    let prober = {
+        let (http, probing) = (http.clone(), probing.clone());
+        let admin_token = token(admin);
+        tokio::spawn(async move {
+            let mut i = 0u64;
+            while probing.load(std::sync::atomic::Ordering::Relaxed) {
+                let title = format!("p{i}");
+                let _ = stx.send((title.clone(), Instant::now()));
+                let _ = http
+                    .post(format!("http://{addr}/api/notifications/send/"))
+                    .bearer_auth(&admin_token)
+                    .json(&json!({"user_ids": [probe_id], "title": title, "message": "probe"}))
+                    .send()
+                    .await;
+                i += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    let collect_probe = |srx: &mut mpsc::UnboundedReceiver<(String, Instant)>,
+                         lrx: &mut mpsc::UnboundedReceiver<(String, Instant)>,
+                         sent: &mut HashMap<String, Instant>,
+                         out: &mut Vec<f64>| {
+        while let Ok((t, at)) = srx.try_recv() {
+            sent.insert(t, at);
+        }
+        while let Ok((t, at)) = lrx.try_recv() {
+            if let Some(s) = sent.get(&t) {
+                out.push(ms(at - *s));
+            }
+        }
+    };
+    let mut probe_sent = HashMap::new();
+    let mut before = Vec::new();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    collect_probe(&mut srx, &mut lrx, &mut probe_sent, &mut before);
+
+    let storm_ids: Vec<i64> = ids[..a.storm].to_vec();
+    let joined_at = Instant::now();
+    let pb = bar(a.storm as u64, "presence storm");
+    let storm: Vec<Ws> = futures::stream::iter(storm_ids.iter().copied())
+        .map(|id| {
+            let (path, pb) = (presence_path.clone(), pb.clone());
+            let t = token(id);
+            async move {
+                let ws = open(addr, &path, &t).await;
+                pb.inc(1);
+                ws
+            }
+        })
+        .buffer_unordered(common.concurrency)
+        .collect()
+        .await;
+    pb.finish_and_clear();
+    let connect_secs = joined_at.elapsed().as_secs_f64();
+    let mut joins = 0usize;
+    let mut during = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut converged_join = None;
+    while Instant::now() < deadline {
+        collect_probe(&mut srx, &mut lrx, &mut probe_sent, &mut during);
+        match tokio::time::timeout(Duration::from_millis(50), prx.recv()).await {
+            Ok(Some((true, at))) => {
+                joins += 1;
+                if joins == a.storm {
+                    converged_join = Some(at - joined_at);
+                    break;
+                }
+            }
+            Ok(_) | Err(_) => {}
+        }
+    }
+    let left_at = Instant::now();
+    drop(storm);
+    let mut lefts = 0usize;
+    let mut converged_leave = None;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        collect_probe(&mut srx, &mut lrx, &mut probe_sent, &mut during);
+        match tokio::time::timeout(Duration::from_millis(50), prx.recv()).await {
+            Ok(Some((false, at))) => {
+                lefts += 1;
+                if lefts == a.storm {
+                    converged_leave = Some(at - left_at);
+                    break;
+                }
+            }
+            Ok(_) | Err(_) => {}
+        }
+    }
+    probing.store(false, std::sync::atomic::Ordering::Relaxed);
+    let _ = prober.await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    collect_probe(&mut srx, &mut lrx, &mut probe_sent, &mut during);
+    run.lost += (a.storm - joins) as u64 + (a.storm - lefts) as u64;
+    run.metric("storm_sockets", a.storm as f64, "");
+    run.metric("storm_connect_seconds", connect_secs, "s");
+    run.metric(
+        "presence_all_joined_seconds",
+        converged_join.map_or(f64::NAN, |d| d.as_secs_f64()),
+        "s",
+    );
+    run.metric(
+        "presence_all_left_seconds_incl_grace",
+        converged_leave.map_or(f64::NAN, |d| d.as_secs_f64()),
+        "s",
+    );
+    run.metric("probe_p50_ms_before", percentile_of(&before, 0.5), "ms");
+    run.metric("probe_p99_ms_before", percentile_of(&before, 0.99), "ms");
+    run.metric(
+        "probe_p50_ms_during_storm",
+        percentile_of(&during, 0.5),
+        "ms",
+    );
+    run.metric(
+        "probe_p99_ms_during_storm",
+        percentile_of(&during, 0.99),
+        "ms",
+    );
+    run.metric(
+        "probe_max_ms_during_storm",
+        during.iter().copied().fold(0.0, f64::max),
+        "ms",
+    );
+    run.extra = json!({"probe_before_ms": before, "probe_during_ms": during});
+    let mut report = Report::new(
+        "rooms",
+        json!({"members": a.members, "rate": a.rate, "seconds": a.seconds, "storm": a.storm,
+               "database": db_label(common)}),
+        "board latency, ticket create call to `ticket_update` on each board socket",
+    );
+    report.runs.push(run);
+    hub.stop().await;
+    report.finish(&common.out)
+}
