@@ -93,8 +93,8 @@ pub enum ConnectionMsg {
     },
     /// Tell the client that its inbox changed elsewhere.
     Updated(Update),
-    /// A project room's event (board or presence).
-    Room(std::sync::Arc<crate::room::RoomEvent>),
+    /// A project room's events (board or presence), one frame each, in one queue slot.
+    Room(Vec<std::sync::Arc<crate::room::RoomEvent>>),
 }
 
 /// State shared between a socket session and its user actor.
@@ -217,7 +217,7 @@ impl ConnectionMsg {
                 64 + notifications.iter().map(one).sum::<usize>()
             }
             ConnectionMsg::Updated(_) => 64,
-            ConnectionMsg::Room(_) => 256,
+            ConnectionMsg::Room(events) => 256 * events.len().max(1),
             ConnectionMsg::Ping | ConnectionMsg::Close(_) => 8,
         }
     }

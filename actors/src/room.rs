@@ -174,6 +174,9 @@ pub enum PresenceCommand {
     },
 }
 
+/// How long presence events gather before they are written to the sockets.
+const PRESENCE_BATCH: Duration = Duration::from_millis(20);
+
 /// Settings of the room actors.
 #[derive(Clone, Debug)]
 pub struct RoomConfig {
@@ -248,6 +251,10 @@ pub struct RoomState {
     /// Users whose last tab here just went (however it went); their grace timers start once
     /// the current message is handled.
     orphaned: Vec<UserId>,
+    /// Presence events not yet written, per socket.
+    pending: HashMap<ConnId, Vec<Arc<RoomEvent>>>,
+    /// Whether a flush of `pending` is due.
+    flush_scheduled: bool,
     /// The newest version pushed to the board per ticket: an older update (from another node,
     /// read late) is dropped.
     board_versions: HashMap<TicketId, i64>,
@@ -294,6 +301,8 @@ pub enum RoomMsg {
     Board(RoomEvent),
     /// A user's grace period may be over.
     GraceCheck(UserId),
+    /// Write the queued presence events.
+    Flush,
     /// Renew this node's presence leases and reap the ones that ran out.
     PresenceTick,
     /// A presence change on another node.
@@ -334,7 +343,7 @@ impl RoomState {
         }
         let event = Arc::new(event.clone());
         self.board
-            .retain(|c| c.push(ConnectionMsg::Room(event.clone())).is_ok());
+            .retain(|c| c.push(ConnectionMsg::Room(vec![event.clone()])).is_ok());
     }
 
     /// Pushes to every presence socket but `except`.
@@ -342,13 +351,27 @@ impl RoomState {
         self.push_presence_where(|conn, _| Some(conn) != except, event);
     }
 
-    /// Pushes to the presence sockets `to` selects.
+    /// Queues an event for the presence sockets `to` selects. Presence events are written in
+    /// batches (see [`RoomState::flush`]): a storm of joins or leaves is a few queue slots per
+    /// socket, not one per user, so no socket is closed as a slow consumer for it.
     fn push_presence_where(&mut self, to: impl Fn(ConnId, UserId) -> bool, event: RoomEvent) {
         let event = Arc::new(event);
-        let mut gone = Vec::new();
         for (conn, user) in &self.presence {
-            if to(conn.id, *user) && conn.push(ConnectionMsg::Room(event.clone())).is_err() {
-                gone.push(conn.id);
+            if to(conn.id, *user) {
+                self.pending.entry(conn.id).or_default().push(event.clone());
+            }
+        }
+    }
+
+    /// Writes the queued presence events, one queue slot per socket.
+    fn flush(&mut self) {
+        let pending = std::mem::take(&mut self.pending);
+        let mut gone = Vec::new();
+        for (conn, _) in &self.presence {
+            if let Some(events) = pending.get(&conn.id) {
+                if conn.push(ConnectionMsg::Room(events.clone())).is_err() {
+                    gone.push(conn.id);
+                }
             }
         }
         for id in gone {
@@ -358,7 +381,7 @@ impl RoomState {
 
     fn send_to(&self, conn: ConnId, event: RoomEvent) {
         if let Some((c, _)) = self.presence.iter().find(|(c, _)| c.id == conn) {
-            let _ = c.push(ConnectionMsg::Room(Arc::new(event)));
+            let _ = c.push(ConnectionMsg::Room(vec![Arc::new(event)]));
         }
     }
 
@@ -366,6 +389,7 @@ impl RoomState {
     fn drop_presence(&mut self, id: ConnId) -> Option<UserId> {
         let pos = self.presence.iter().position(|(c, _)| c.id == id)?;
         let (_, user) = self.presence.remove(pos);
+        self.pending.remove(&id);
         let member = self.members.get_mut(&user)?;
         member.tabs.retain(|(c, _)| *c != id);
         if member.tabs.is_empty() && member.gone_since.is_none() {
@@ -570,6 +594,8 @@ impl Actor for RoomActor {
             members: BTreeMap::new(),
             tickets: HashMap::new(),
             orphaned: Vec::new(),
+            pending: HashMap::new(),
+            flush_scheduled: false,
             board_versions: HashMap::new(),
             lease_timer: self.deps.presence.as_ref().map(|_| {
                 myself.send_interval(self.config.presence_lease / 3, || RoomMsg::PresenceTick)
@@ -608,7 +634,7 @@ impl Actor for RoomActor {
                 reply,
             } => match kind {
                 RoomSocket::Board => {
-                    let _ = conn.push(ConnectionMsg::Room(Arc::new(RoomEvent::Subscribed)));
+                    let _ = conn.push(ConnectionMsg::Room(vec![Arc::new(RoomEvent::Subscribed)]));
                     state.board.push(conn);
                     let _ = reply.send(myself.clone());
                 }
@@ -663,9 +689,9 @@ impl Actor for RoomActor {
                             Err(e) => tracing::warn!(error = %e, "cannot read presence"),
                         }
                     }
-                    let _ = conn.push(ConnectionMsg::Room(Arc::new(RoomEvent::PresenceState(
-                        entries,
-                    ))));
+                    let _ = conn.push(ConnectionMsg::Room(vec![Arc::new(
+                        RoomEvent::PresenceState(entries),
+                    )]));
                     state.presence.push((conn, user.id));
                     if joined && !elsewhere {
                         self.announce(
@@ -752,6 +778,10 @@ impl Actor for RoomActor {
                     ));
                     state.push_presence_where(|_, to| to != user, change.event());
                 }
+            }
+            RoomMsg::Flush => {
+                state.flush_scheduled = false;
+                state.flush();
             }
             RoomMsg::PresenceTick => {
                 if let Some(store) = self.deps.presence.clone() {
@@ -843,6 +873,10 @@ impl Actor for RoomActor {
         }
         for user in std::mem::take(&mut state.orphaned) {
             self.schedule_grace(&myself, user);
+        }
+        if !state.pending.is_empty() && !state.flush_scheduled {
+            state.flush_scheduled = true;
+            myself.send_after(PRESENCE_BATCH, || RoomMsg::Flush);
         }
         if state.is_empty() {
             myself.stop(Some("room empty".into()));

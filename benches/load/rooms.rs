@@ -266,14 +266,16 @@ pub async fn rooms(a: RoomsArgs, common: &Common) -> bool {
     let storm_ids: Vec<i64> = ids[..a.storm].to_vec();
     let joined_at = Instant::now();
     let pb = bar(a.storm as u64, "presence storm");
-    let storm: Vec<Ws> = futures::stream::iter(storm_ids.iter().copied())
+    // Each storm socket reads what it is sent, as a browser would.
+    let storm: Vec<tokio::task::AbortHandle> = futures::stream::iter(storm_ids.iter().copied())
         .map(|id| {
             let (path, pb) = (presence_path.clone(), pb.clone());
             let t = token(id);
             async move {
-                let ws = open(addr, &path, &t).await;
+                let mut ws = open(addr, &path, &t).await;
                 pb.inc(1);
-                ws
+                tokio::spawn(async move { while next_json(&mut ws).await.is_some() {} })
+                    .abort_handle()
             }
         })
         .buffer_unordered(common.concurrency)
@@ -287,33 +289,33 @@ pub async fn rooms(a: RoomsArgs, common: &Common) -> bool {
     let mut converged_join = None;
     while Instant::now() < deadline {
         collect_probe(&mut srx, &mut lrx, &mut probe_sent, &mut during);
-        match tokio::time::timeout(Duration::from_millis(50), prx.recv()).await {
-            Ok(Some((true, at))) => {
-                joins += 1;
-                if joins == a.storm {
-                    converged_join = Some(at - joined_at);
-                    break;
-                }
+        if let Ok(Some((true, at))) =
+            tokio::time::timeout(Duration::from_millis(50), prx.recv()).await
+        {
+            joins += 1;
+            if joins == a.storm {
+                converged_join = Some(at - joined_at);
+                break;
             }
-            Ok(_) | Err(_) => {}
         }
     }
     let left_at = Instant::now();
-    drop(storm);
+    for reader in storm {
+        reader.abort();
+    }
     let mut lefts = 0usize;
     let mut converged_leave = None;
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
         collect_probe(&mut srx, &mut lrx, &mut probe_sent, &mut during);
-        match tokio::time::timeout(Duration::from_millis(50), prx.recv()).await {
-            Ok(Some((false, at))) => {
-                lefts += 1;
-                if lefts == a.storm {
-                    converged_leave = Some(at - left_at);
-                    break;
-                }
+        if let Ok(Some((false, at))) =
+            tokio::time::timeout(Duration::from_millis(50), prx.recv()).await
+        {
+            lefts += 1;
+            if lefts == a.storm {
+                converged_leave = Some(at - left_at);
+                break;
             }
-            Ok(_) | Err(_) => {}
         }
     }
     probing.store(false, std::sync::atomic::Ordering::Relaxed);

@@ -646,7 +646,11 @@ async fn write_message(
             .await?;
         }
         ConnectionMsg::Updated(update) => send_value(write, &update_frame(update)).await?,
-        ConnectionMsg::Room(event) => send_value(write, &wire::room_event(&event)).await?,
+        ConnectionMsg::Room(events) => {
+            for event in &events {
+                send_value(write, &wire::room_event(event)).await?;
+            }
+        }
     }
     Ok(Flow::Continue)
 }
