@@ -456,3 +456,33 @@ async fn a_crashed_room_restarts_alone_and_operators_see_it() {
         .unwrap();
     assert_eq!(stats.stats.failures, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ticket_that_did_not_exist_yet_is_not_held_against_it() {
+    let hub = TestHub::start(&Backend::Sqlite).await;
+    let c = cast(&hub).await;
+    let p = c.project;
+    let first = create_ticket(&hub, &c.c1, p, "First").await["id"]
+        .as_i64()
+        .unwrap();
+    let (mut bob, _) = presence(&hub, &c.d1, p).await;
+    let (mut alice, _) = presence(&hub, &c.c1, p).await;
+    assert_eq!(bob.next_json().await["action"], "joined");
+    // The next ticket's id is asked about before the ticket exists…
+    alice
+        .send_json(json!({"type": "ticket_viewing", "ticket_id": first + 1}))
+        .await;
+    assert_eq!(alice.next_json().await["code"], "not_found");
+    // …and once it does, it is the project's like any other.
+    let second = create_ticket(&hub, &c.c1, p, "Second").await["id"]
+        .as_i64()
+        .unwrap();
+    assert_eq!(second, first + 1);
+    alice
+        .send_json(json!({"type": "ticket_viewing", "ticket_id": second}))
+        .await;
+    assert_eq!(
+        bob.next_json().await,
+        json!({"type": "ticket_viewing", "user_id": c.c1.id.0, "ticket_id": second})
+    );
+}
