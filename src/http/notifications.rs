@@ -484,6 +484,11 @@ struct PreferencesIn {
     #[serde(default)]
     #[schema(value_type = std::collections::BTreeMap<String, std::collections::BTreeMap<String, bool>>)]
     types: Map<String, Value>,
+    /// Read-only (the types the hub knows): accepted and ignored, so that the body `GET`
+    /// answers can be sent back as it is, as in DRF.
+    #[serde(default, rename = "notification_types")]
+    #[schema(read_only, value_type = Option<Vec<String>>)]
+    _notification_types: Option<Value>,
 }
 
 fn switchable(name: &str) -> Result<Channel, ApiError> {

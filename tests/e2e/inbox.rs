@@ -507,3 +507,48 @@ async fn marking_hundreds_read_is_one_frame_and_closes_no_tab(backend: Backend) 
         tab.roundtrip().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preferences_round_trip_as_they_were_read() {
+    let hub = TestHub::start(&Backend::Sqlite).await;
+    let alice = hub.user("alice", Role::Client).await;
+    let token = hub.token(&alice);
+    let (status, _) = hub
+        .call(
+            reqwest::Method::PUT,
+            "/api/notifications/preferences/",
+            Some(&token),
+            Some(json!({"channels": {"whatsapp": false}, "types": {"ticket_created": {"email": false}}})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    // What GET answers, read-only fields included, goes back with PUT unchanged.
+    let read = hub
+        .get_as(&alice, "/api/notifications/preferences/", 200)
+        .await;
+    assert!(read["notification_types"].is_array());
+    let (status, written) = hub
+        .call(
+            reqwest::Method::PUT,
+            "/api/notifications/preferences/",
+            Some(&token),
+            Some(read.clone()),
+        )
+        .await;
+    assert_eq!(status, 200, "{written}");
+    assert_eq!(
+        hub.get_as(&alice, "/api/notifications/preferences/", 200)
+            .await,
+        read
+    );
+    // A field that is neither writable nor read-only is still an error, not silently dropped.
+    let (status, res) = hub
+        .call(
+            reqwest::Method::PUT,
+            "/api/notifications/preferences/",
+            Some(&token),
+            Some(json!({"chanels": {"email": false}})),
+        )
+        .await;
+    assert_eq!(status, 400, "{res}");
+}
