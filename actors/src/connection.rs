@@ -93,8 +93,9 @@ pub enum ConnectionMsg {
     },
     /// Tell the client that its inbox changed elsewhere.
     Updated(Update),
-    /// A project room's events (board or presence), one frame each, in one queue slot.
-    Room(Vec<std::sync::Arc<crate::room::RoomEvent>>),
+    /// A project room's events (board or presence), one frame each, in one queue slot. Shared:
+    /// a board update is one allocation however many sockets it goes to.
+    Room(std::sync::Arc<[std::sync::Arc<crate::room::RoomEvent>]>),
 }
 
 /// State shared between a socket session and its user actor.

@@ -174,6 +174,11 @@ pub enum PresenceCommand {
     },
 }
 
+/// One event as a socket message.
+fn one(event: RoomEvent) -> Arc<[Arc<RoomEvent>]> {
+    Arc::from([Arc::new(event)])
+}
+
 /// How long presence events gather before they are written to the sockets.
 const PRESENCE_BATCH: Duration = Duration::from_millis(20);
 
@@ -333,6 +338,21 @@ impl Keyed for RoomActor {
 }
 
 impl RoomState {
+    fn new(project: ProjectId) -> Self {
+        RoomState {
+            project,
+            board: Vec::new(),
+            presence: Vec::new(),
+            members: BTreeMap::new(),
+            tickets: HashMap::new(),
+            orphaned: Vec::new(),
+            pending: HashMap::new(),
+            flush_scheduled: false,
+            board_versions: HashMap::new(),
+            lease_timer: None,
+        }
+    }
+
     fn push_board(&mut self, event: &RoomEvent) {
         if let RoomEvent::TicketUpdate { ticket, .. } = event {
             let newest = self.board_versions.entry(ticket.id).or_insert(0);
@@ -341,9 +361,9 @@ impl RoomState {
             }
             *newest = ticket.version;
         }
-        let event = Arc::new(event.clone());
+        let batch = one(event.clone());
         self.board
-            .retain(|c| c.push(ConnectionMsg::Room(vec![event.clone()])).is_ok());
+            .retain(|c| c.push(ConnectionMsg::Room(batch.clone())).is_ok());
     }
 
     /// Pushes to every presence socket but `except`.
@@ -365,11 +385,11 @@ impl RoomState {
 
     /// Writes the queued presence events, one queue slot per socket.
     fn flush(&mut self) {
-        let pending = std::mem::take(&mut self.pending);
+        let mut pending = std::mem::take(&mut self.pending);
         let mut gone = Vec::new();
         for (conn, _) in &self.presence {
-            if let Some(events) = pending.get(&conn.id) {
-                if conn.push(ConnectionMsg::Room(events.clone())).is_err() {
+            if let Some(events) = pending.remove(&conn.id) {
+                if conn.push(ConnectionMsg::Room(events.into())).is_err() {
                     gone.push(conn.id);
                 }
             }
@@ -381,7 +401,7 @@ impl RoomState {
 
     fn send_to(&self, conn: ConnId, event: RoomEvent) {
         if let Some((c, _)) = self.presence.iter().find(|(c, _)| c.id == conn) {
-            let _ = c.push(ConnectionMsg::Room(vec![Arc::new(event)]));
+            let _ = c.push(ConnectionMsg::Room(one(event)));
         }
     }
 
@@ -410,6 +430,21 @@ impl RoomState {
                 viewing: m.viewing,
             })
             .collect()
+    }
+
+    /// Every socket of the room, board and presence.
+    fn sockets(&self) -> impl Iterator<Item = &ConnHandle> {
+        self.board
+            .iter()
+            .chain(self.presence.iter().map(|(c, _)| c))
+    }
+
+    /// Takes every socket out of the room.
+    fn drain_sockets(&mut self) -> Vec<ConnHandle> {
+        let mut all: Vec<ConnHandle> = self.board.drain(..).collect();
+        all.extend(self.presence.drain(..).map(|(c, _)| c));
+        self.pending.clear();
+        all
     }
 
     fn is_empty(&self) -> bool {
@@ -557,6 +592,16 @@ impl RoomActor {
         state.push_presence(except, change.event());
     }
 
+    /// Users whose last lease (on a dead node) this node found run out and removed: gone from
+    /// the cluster, unless they are here.
+    fn reap(&self, state: &mut RoomState, gone: Vec<(UserId, String)>) {
+        for (user_id, username) in gone {
+            if !state.members.contains_key(&user_id) {
+                self.announce(state, None, PresenceChange::Left { user_id, username });
+            }
+        }
+    }
+
     fn entry(state: &RoomState, user: UserId) -> Option<PresenceEntry> {
         state.members.get(&user).map(|m| PresenceEntry {
             user_id: user,
@@ -587,20 +632,11 @@ impl Actor for RoomActor {
         myself: ActorRef<Self::Msg>,
         project: ProjectId,
     ) -> Result<Self::State, ActorProcessingErr> {
-        Ok(RoomState {
-            project,
-            board: Vec::new(),
-            presence: Vec::new(),
-            members: BTreeMap::new(),
-            tickets: HashMap::new(),
-            orphaned: Vec::new(),
-            pending: HashMap::new(),
-            flush_scheduled: false,
-            board_versions: HashMap::new(),
-            lease_timer: self.deps.presence.as_ref().map(|_| {
-                myself.send_interval(self.config.presence_lease / 3, || RoomMsg::PresenceTick)
-            }),
-        })
+        let mut state = RoomState::new(project);
+        state.lease_timer = self.deps.presence.as_ref().map(|_| {
+            myself.send_interval(self.config.presence_lease / 3, || RoomMsg::PresenceTick)
+        });
+        Ok(state)
     }
 
     async fn post_stop(
@@ -611,10 +647,7 @@ impl Actor for RoomActor {
         if let Some(t) = state.lease_timer.take() {
             t.abort();
         }
-        for c in state.board.drain(..) {
-            c.shared.kick(Disconnect::ActorRestart);
-        }
-        for (c, _) in state.presence.drain(..) {
+        for c in state.drain_sockets() {
             c.shared.kick(Disconnect::ActorRestart);
         }
         Ok(())
@@ -634,7 +667,7 @@ impl Actor for RoomActor {
                 reply,
             } => match kind {
                 RoomSocket::Board => {
-                    let _ = conn.push(ConnectionMsg::Room(vec![Arc::new(RoomEvent::Subscribed)]));
+                    let _ = conn.push(ConnectionMsg::Room(one(RoomEvent::Subscribed)));
                     state.board.push(conn);
                     let _ = reply.send(myself.clone());
                 }
@@ -675,23 +708,12 @@ impl Actor for RoomActor {
                                     }
                                 }
                                 entries.sort_by_key(|e| e.user_id);
-                                // Leases this call found run out: this node says `left` for them.
-                                for (user_id, username) in gone {
-                                    if !state.members.contains_key(&user_id) {
-                                        self.announce(
-                                            state,
-                                            None,
-                                            PresenceChange::Left { user_id, username },
-                                        );
-                                    }
-                                }
+                                self.reap(state, gone);
                             }
                             Err(e) => tracing::warn!(error = %e, "cannot read presence"),
                         }
                     }
-                    let _ = conn.push(ConnectionMsg::Room(vec![Arc::new(
-                        RoomEvent::PresenceState(entries),
-                    )]));
+                    let _ = conn.push(ConnectionMsg::Room(one(RoomEvent::PresenceState(entries))));
                     state.presence.push((conn, user.id));
                     if joined && !elsewhere {
                         self.announce(
@@ -790,18 +812,7 @@ impl Actor for RoomActor {
                         tracing::warn!(error = %e, "cannot renew presence leases");
                     }
                     match store.others(state.project).await {
-                        Ok((_, gone)) => {
-                            for (user_id, username) in gone {
-                                // A dead node's user: gone from the cluster unless here.
-                                if !state.members.contains_key(&user_id) {
-                                    self.announce(
-                                        state,
-                                        None,
-                                        PresenceChange::Left { user_id, username },
-                                    );
-                                }
-                            }
-                        }
+                        Ok((_, gone)) => self.reap(state, gone),
                         Err(e) => tracing::warn!(error = %e, "cannot read presence"),
                     }
                 }
@@ -824,11 +835,7 @@ impl Actor for RoomActor {
             RoomMsg::Heartbeat => {
                 let deadline = now_ms().saturating_sub(self.config.idle_timeout.as_millis() as u64);
                 let mut silent = Vec::new();
-                for c in state
-                    .board
-                    .iter()
-                    .chain(state.presence.iter().map(|(c, _)| c))
-                {
+                for c in state.sockets() {
                     if c.shared.last_seen_ms() < deadline {
                         c.shared.kick(Disconnect::Idle);
                         silent.push(c.id);
@@ -853,12 +860,7 @@ impl Actor for RoomActor {
                 });
             }
             RoomMsg::Shutdown => {
-                for c in state.board.drain(..) {
-                    if c.push(ConnectionMsg::Close(Disconnect::Shutdown)).is_err() {
-                        c.shared.kick(Disconnect::Shutdown);
-                    }
-                }
-                for (c, _) in state.presence.drain(..) {
+                for c in state.drain_sockets() {
                     if c.push(ConnectionMsg::Close(Disconnect::Shutdown)).is_err() {
                         c.shared.kick(Disconnect::Shutdown);
                     }
@@ -882,5 +884,97 @@ impl Actor for RoomActor {
             myself.stop(Some("room empty".into()));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::connection::ConnShared;
+    use crate::ticket_domain::{sample_ticket, TicketStatus};
+    use tokio::sync::mpsc;
+
+    fn socket(id: u64) -> (ConnHandle, mpsc::Receiver<ConnectionMsg>) {
+        let (tx, rx) = mpsc::channel(16);
+        let conn = ConnHandle {
+            id: ConnId(id),
+            tx,
+            shared: ConnShared::new(),
+            max_queued_bytes: 1 << 20,
+        };
+        (conn, rx)
+    }
+
+    fn update(version: i64) -> RoomEvent {
+        let mut ticket = sample_ticket(TicketStatus::Open);
+        ticket.version = version;
+        RoomEvent::TicketUpdate {
+            action: BoardAction::StatusChanged,
+            ticket: Arc::new(ticket),
+        }
+    }
+
+    #[test]
+    fn a_board_update_older_than_one_pushed_is_dropped_and_a_batch_is_shared() {
+        let mut state = RoomState::new(ProjectId(1));
+        let (a, mut ra) = socket(1);
+        let (b, mut rb) = socket(2);
+        state.board.extend([a, b]);
+        state.push_board(&update(3));
+        // Read late from another node: an older version after a newer one.
+        state.push_board(&update(2));
+        state.push_board(&update(3));
+        state.push_board(&update(4));
+        let versions = |rx: &mut mpsc::Receiver<ConnectionMsg>| {
+            let mut out = Vec::new();
+            while let Ok(ConnectionMsg::Room(batch)) = rx.try_recv() {
+                for e in batch.iter() {
+                    if let RoomEvent::TicketUpdate { ticket, .. } = e.as_ref() {
+                        out.push(ticket.version);
+                    }
+                }
+            }
+            out
+        };
+        assert_eq!(versions(&mut ra), vec![3, 4]);
+        assert_eq!(versions(&mut rb), vec![3, 4]);
+        // One allocation for every socket: the batch is shared, not copied.
+        let (c, mut rc) = socket(3);
+        let (d, mut rd) = socket(4);
+        state.board = vec![c, d];
+        state.push_board(&update(5));
+        let (Ok(ConnectionMsg::Room(x)), Ok(ConnectionMsg::Room(y))) =
+            (rc.try_recv(), rd.try_recv())
+        else {
+            panic!("both sockets get the update");
+        };
+        assert!(Arc::ptr_eq(&x, &y));
+    }
+
+    #[test]
+    fn presence_events_wait_for_the_flush_and_go_in_one_slot() {
+        let mut state = RoomState::new(ProjectId(1));
+        let (a, mut ra) = socket(1);
+        state.presence.push((a, UserId(7)));
+        for user in 0..100 {
+            state.push_presence(
+                None,
+                PresenceChange::Joined {
+                    user_id: UserId(user),
+                    username: format!("u{user}"),
+                }
+                .event(),
+            );
+        }
+        assert!(
+            ra.try_recv().is_err(),
+            "nothing is written before the flush"
+        );
+        state.flush();
+        let Ok(ConnectionMsg::Room(batch)) = ra.try_recv() else {
+            panic!("one message");
+        };
+        assert_eq!(batch.len(), 100);
+        assert!(ra.try_recv().is_err());
     }
 }

@@ -411,6 +411,30 @@ pub fn transition(
     }
 }
 
+/// A ticket for tests: `WEB-5` in project 1, created by user 3, assigned to user 2.
+#[cfg(test)]
+pub(crate) fn sample_ticket(status: TicketStatus) -> Ticket {
+    use chrono::Utc;
+    Ticket {
+        id: TicketId(10),
+        project_id: crate::domain::ProjectId(1),
+        project_key: "WEB".into(),
+        project_name: "Main Website".into(),
+        number: 5,
+        title: "Homepage not loading".into(),
+        description: String::new(),
+        priority: Priority::High,
+        category: Category::Bug,
+        status,
+        created_by: crate::domain::UserId(3),
+        created_by_name: "John Client".into(),
+        assignees: vec![crate::domain::UserId(2)],
+        created_at: Utc::now(),
+        updated_at: Utc::now(),
+        version: 1,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -439,24 +463,10 @@ mod tests {
     };
 
     fn ticket(status: TicketStatus) -> Ticket {
-        Ticket {
-            id: TicketId(10),
-            project_id: ProjectId(1),
-            project_key: "WEB".into(),
-            project_name: "Main Website".into(),
-            number: 5,
-            title: "Homepage not loading".into(),
-            description: String::new(),
-            priority: Priority::High,
-            category: Category::Bug,
-            status,
-            created_by: CLIENT.id,
-            created_by_name: "John Client".into(),
-            assignees: vec![DEV.id],
-            created_at: Utc::now(),
-            updated_at: Utc::now(),
-            version: 1,
-        }
+        let mut t = super::sample_ticket(status);
+        t.created_by = CLIENT.id;
+        t.assignees = vec![DEV.id];
+        t
     }
 
     fn outcome(

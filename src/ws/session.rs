@@ -647,7 +647,7 @@ async fn write_message(
         }
         ConnectionMsg::Updated(update) => send_value(write, &update_frame(update)).await?,
         ConnectionMsg::Room(events) => {
-            for event in &events {
+            for event in events.iter() {
                 send_value(write, &wire::room_event(event)).await?;
             }
         }
