@@ -517,6 +517,30 @@ mod tests {
     }
 
     #[test]
+    fn a_delivery_lease_shorter_than_two_timeouts_is_refused() {
+        let mut c = ServeConfig::defaults();
+        c.delivery_timeout = 5;
+        c.delivery_lease = 9;
+        let err = c.validate().unwrap_err();
+        assert!(err.to_string().starts_with("--delivery-lease"), "{err}");
+        c.delivery_lease = 10;
+        c.validate().unwrap();
+        c.delivery_lease = 0;
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn the_bus_reconcile_interval_must_be_positive() {
+        let mut c = ServeConfig::defaults();
+        c.bus_reconcile_interval = 0;
+        let err = c.validate().unwrap_err();
+        assert!(
+            err.to_string().starts_with("--bus-reconcile-interval"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn postgres_needs_a_secret() {
         let mut c = ServeConfig::defaults();
         c.database_url = "postgres://localhost/x".into();

@@ -7,27 +7,15 @@ use tickethub_actors::domain::{Role, User};
 
 use crate::both_backends;
 use crate::fakes::{Http, Reply};
-use crate::harness::{eventually, redis, Backend, Ended, TestHub};
+use crate::harness::{eventually, Backend, Ended, TestHub};
 use crate::nodes::Cluster;
 
 both_backends!(a_user_on_one_node_hears_of_commits_on_another);
 
 async fn a_user_on_one_node_hears_of_commits_on_another(backend: Backend) {
-    let Some(url) = redis() else { return };
-    // A prefix of its own keeps parallel tests' messages apart.
-    let prefix = format!("tickethub-test-{}", uuid::Uuid::new_v4().simple());
-    let (u1, p1) = (url.clone(), prefix.clone());
-    let a = TestHub::start_with(&backend, move |c| {
-        c.redis_url = Some(u1);
-        c.redis_prefix = p1;
-    })
-    .await;
-    let b = a
-        .sibling_with(move |c| {
-            c.redis_url = Some(url);
-            c.redis_prefix = prefix;
-        })
-        .await;
+    let Some((a, b)) = TestHub::pair_on_redis(&backend).await else {
+        return;
+    };
     for hub in [&a, &b] {
         let (status, ready) = hub.get("/readyz", None).await;
         assert_eq!(status, 200);

@@ -391,6 +391,27 @@ impl TestHub {
         }
     }
 
+    /// Two hubs in this process on one fresh database and the test Redis (`TEST_REDIS_URL`),
+    /// with a channel prefix of their own so that parallel tests stay apart; `None` (with a
+    /// notice) without Redis.
+    pub async fn pair_on_redis(backend: &Backend) -> Option<(TestHub, TestHub)> {
+        let url = redis()?;
+        let prefix = format!("tickethub-test-{}", uuid::Uuid::new_v4().simple());
+        let (u1, p1) = (url.clone(), prefix.clone());
+        let a = TestHub::start_with(backend, move |c| {
+            c.redis_url = Some(u1);
+            c.redis_prefix = p1;
+        })
+        .await;
+        let b = a
+            .sibling_with(move |c| {
+                c.redis_url = Some(url);
+                c.redis_prefix = prefix;
+            })
+            .await;
+        Some((a, b))
+    }
+
     /// POST JSON with a bearer token.
     pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (u16, Value) {
         let mut req = self.http.post(self.url(path)).json(&body);

@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 use tickethub_actors::domain::{ProjectId, Role, User};
 
 use crate::both_backends;
-use crate::harness::{redis, Backend, TestHub, Ws};
+use crate::harness::{Backend, TestHub, Ws};
 use crate::tickets::{cast, create_ticket};
 
 both_backends!(
@@ -340,20 +340,9 @@ async fn typing_is_throttled_and_stops_by_itself(backend: Backend) {
 }
 
 async fn the_board_crosses_nodes(backend: Backend) {
-    let Some(url) = redis() else { return };
-    let prefix = format!("tickethub-test-{}", uuid::Uuid::new_v4().simple());
-    let (u1, p1) = (url.clone(), prefix.clone());
-    let a = TestHub::start_with(&backend, move |c| {
-        c.redis_url = Some(u1);
-        c.redis_prefix = p1;
-    })
-    .await;
-    let b = a
-        .sibling_with(move |c| {
-            c.redis_url = Some(url);
-            c.redis_prefix = prefix;
-        })
-        .await;
+    let Some((a, b)) = TestHub::pair_on_redis(&backend).await else {
+        return;
+    };
     let c = cast(&a).await;
     let mut on_b = board(&b, &c.d1, c.project).await;
     let t = create_ticket(&a, &c.c1, c.project, "Cross").await;
