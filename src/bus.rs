@@ -34,7 +34,7 @@ use tickethub_actors::connection::Update;
 use tickethub_actors::domain::ProjectId;
 use tickethub_actors::domain::UserId;
 use tickethub_actors::ports::{BoardNotice, Bus, BusEvent};
-use tickethub_actors::room::{BoardAction, PresenceChange};
+use tickethub_actors::room::{BoardAction, PresenceChange, PresenceEntry};
 use tickethub_actors::ticket_domain::TicketId;
 use tokio::sync::mpsc;
 
@@ -388,6 +388,10 @@ enum PresenceWire {
     Joined {
         user: i64,
         username: String,
+        #[serde(default)]
+        display_name: String,
+        #[serde(default)]
+        viewing: Option<i64>,
     },
     Left {
         user: i64,
@@ -407,9 +411,11 @@ enum PresenceWire {
 impl From<&PresenceChange> for PresenceWire {
     fn from(c: &PresenceChange) -> Self {
         match c.clone() {
-            PresenceChange::Joined { user_id, username } => PresenceWire::Joined {
-                user: user_id.0,
-                username,
+            PresenceChange::Joined(entry) => PresenceWire::Joined {
+                user: entry.user_id.0,
+                username: entry.username,
+                display_name: entry.display_name,
+                viewing: entry.viewing.map(|t| t.0),
             },
             PresenceChange::Left { user_id, username } => PresenceWire::Left {
                 user: user_id.0,
@@ -435,10 +441,21 @@ impl From<&PresenceChange> for PresenceWire {
 impl From<PresenceWire> for PresenceChange {
     fn from(w: PresenceWire) -> Self {
         match w {
-            PresenceWire::Joined { user, username } => PresenceChange::Joined {
-                user_id: UserId(user),
+            PresenceWire::Joined {
+                user,
                 username,
-            },
+                display_name,
+                viewing,
+            } => PresenceChange::Joined(PresenceEntry {
+                user_id: UserId(user),
+                display_name: if display_name.is_empty() {
+                    username.clone()
+                } else {
+                    display_name
+                },
+                username,
+                viewing: viewing.map(TicketId),
+            }),
             PresenceWire::Left { user, username } => PresenceChange::Left {
                 user_id: UserId(user),
                 username,

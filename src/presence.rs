@@ -3,6 +3,10 @@
 //! carries the user's entry and when the lease runs out. Each node renews its own fields; a
 //! node that dies stops renewing, and the first node to find the lease run out removes it
 //! (`HDEL` answers 1 to exactly one node) and, if that was the user's last, says `left`.
+//!
+//! Entering and leaving are Lua scripts, each one atomic step over the hash: two nodes that
+//! take in the same user at once cannot both (or neither) decide that the user joined, nor both
+//! (or neither) that the user left.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -100,36 +104,104 @@ impl RedisPresence {
             .collect())
     }
 
-    /// Whether another node holds a live lease for the user.
-    async fn elsewhere(&self, project: ProjectId, user: UserId) -> Result<bool, StoreError> {
-        let now = now_ms();
-        Ok(self
-            .all(project)
-            .await?
+    /// Runs one of the scripts below with this node, the time, and `args`; answers the user ids
+    /// it returns.
+    async fn script(
+        &self,
+        script: &'static str,
+        project: ProjectId,
+        args: Vec<String>,
+    ) -> Result<Vec<UserId>, StoreError> {
+        let mut all = vec![self.node.clone(), now_ms().to_string()];
+        all.extend(args);
+        let ids: Vec<String> = self
+            .fast()
+            .eval(script, vec![self.key(project)], all)
+            .await
+            .map_err(redis_error)?;
+        Ok(ids
             .iter()
-            .any(|(u, node, l)| *u == user && *node != self.node && l.expires_ms > now))
+            .filter_map(|u| u.parse().ok().map(UserId))
+            .collect())
     }
 }
 
+/// The users with a live lease in the hash `KEYS[1]` (on nodes other than `ARGV[1]` when
+/// `others` is true), as a Lua set; `ARGV[2]` is the time in milliseconds.
+const LIVE: &str = r#"
+local function live(others)
+  local set = {}
+  local all = redis.call('HGETALL', KEYS[1])
+  local now = tonumber(ARGV[2])
+  for i = 1, #all, 2 do
+    local at = string.find(all[i], '@', 1, true)
+    if at then
+      local user = string.sub(all[i], 1, at - 1)
+      local node = string.sub(all[i], at + 1)
+      local ok, lease = pcall(cjson.decode, all[i + 1])
+      if ok and (not others or node ~= ARGV[1]) and tonumber(lease['x']) and tonumber(lease['x']) > now then
+        set[user] = true
+      end
+    end
+  end
+  return set
+end
+"#;
+
+/// Sets this node's leases (`ARGV[3..]`: user, lease, user, lease…) and answers the users that
+/// no other node held a live lease for.
+const ENTER: &str = r#"
+local elsewhere = live(true)
+local new = {}
+for i = 3, #ARGV, 2 do
+  redis.call('HSET', KEYS[1], ARGV[i] .. '@' .. ARGV[1], ARGV[i + 1])
+  if not elsewhere[ARGV[i]] then table.insert(new, ARGV[i]) end
+end
+return new
+"#;
+
+/// Removes this node's leases of the users `ARGV[3..]` and answers those with no live lease
+/// left on any node.
+const EXIT: &str = r#"
+for i = 3, #ARGV do
+  redis.call('HDEL', KEYS[1], ARGV[i] .. '@' .. ARGV[1])
+end
+local still = live(false)
+local gone = {}
+for i = 3, #ARGV do
+  if not still[ARGV[i]] then table.insert(gone, ARGV[i]) end
+end
+return gone
+"#;
+
+static ENTER_SCRIPT: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| format!("{LIVE}{ENTER}"));
+static EXIT_SCRIPT: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| format!("{LIVE}{EXIT}"));
+
 #[async_trait]
 impl PresenceStore for RedisPresence {
-    async fn enter(&self, project: ProjectId, entry: &PresenceEntry) -> Result<bool, StoreError> {
-        self.fast()
-            .hset::<i64, _, _>(
-                self.key(project),
-                vec![(self.field(entry.user_id), self.lease_of(entry))],
-            )
-            .await
-            .map_err(redis_error)?;
-        self.elsewhere(project, entry.user_id).await
+    async fn enter(
+        &self,
+        project: ProjectId,
+        entries: &[PresenceEntry],
+    ) -> Result<Vec<UserId>, StoreError> {
+        if entries.is_empty() {
+            return Ok(Vec::new());
+        }
+        let args = entries
+            .iter()
+            .flat_map(|e| [e.user_id.0.to_string(), self.lease_of(e)])
+            .collect();
+        self.script(&ENTER_SCRIPT, project, args).await
     }
 
-    async fn exit(&self, project: ProjectId, user: UserId) -> Result<bool, StoreError> {
-        self.fast()
-            .hdel::<i64, _, _>(self.key(project), self.field(user))
-            .await
-            .map_err(redis_error)?;
-        self.elsewhere(project, user).await
+    async fn exit(&self, project: ProjectId, users: &[UserId]) -> Result<Vec<UserId>, StoreError> {
+        if users.is_empty() {
+            return Ok(Vec::new());
+        }
+        let args = users.iter().map(|u| u.0.to_string()).collect();
+        self.script(&EXIT_SCRIPT, project, args).await
     }
 
     async fn refresh(
@@ -160,8 +232,9 @@ impl PresenceStore for RedisPresence {
         let live: Vec<&(UserId, String, Lease)> =
             all.iter().filter(|(_, _, l)| l.expires_ms > now).collect();
         let mut present: Vec<PresenceEntry> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         for (user, node, lease) in &live {
-            if *node == self.node || present.iter().any(|p| p.user_id == *user) {
+            if *node == self.node || !seen.insert(*user) {
                 continue;
             }
             present.push(PresenceEntry {

@@ -192,6 +192,16 @@ impl SendIn {
     }
 }
 
+/// One user in `presence_state` and `presence_diff`.
+fn presence_entry(u: &tickethub_actors::room::PresenceEntry) -> Value {
+    json!({
+        "user_id": u.user_id.0,
+        "username": u.username,
+        "display_name": u.display_name,
+        "viewing": u.viewing.map(|t| t.0),
+    })
+}
+
 /// A project room's frame (seed 002's board and presence sockets).
 pub fn room_event(event: &tickethub_actors::room::RoomEvent) -> Value {
     use tickethub_actors::room::{PresenceChange, RoomEvent};
@@ -226,18 +236,27 @@ pub fn room_event(event: &tickethub_actors::room::RoomEvent) -> Value {
         }),
         RoomEvent::PresenceState(users) => json!({
             "type": "presence_state",
-            "users": users.iter().map(|u| json!({
-                "user_id": u.user_id.0,
-                "username": u.username,
-                "display_name": u.display_name,
-                "viewing": u.viewing.map(|t| t.0),
+            "users": users.iter().map(presence_entry).collect::<Vec<_>>(),
+        }),
+        RoomEvent::PresenceDiff { joins, leaves } => json!({
+            "type": "presence_diff",
+            "joins": joins.iter().map(presence_entry).collect::<Vec<_>>(),
+            "leaves": leaves.iter().map(|(id, username)| json!({
+                "user_id": id.0,
+                "username": username,
             })).collect::<Vec<_>>(),
         }),
         RoomEvent::Presence(change) => match change {
-            PresenceChange::Joined { user_id, username }
-            | PresenceChange::Left { user_id, username } => json!({
+            PresenceChange::Joined(entry) => json!({
                 "type": "user_status",
-                "action": if matches!(change, PresenceChange::Joined { .. }) { "joined" } else { "left" },
+                "action": "joined",
+                "user_id": entry.user_id.0,
+                "username": entry.username,
+                "display_name": entry.display_name,
+            }),
+            PresenceChange::Left { user_id, username } => json!({
+                "type": "user_status",
+                "action": "left",
                 "user_id": user_id.0,
                 "username": username,
             }),

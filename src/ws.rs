@@ -88,6 +88,7 @@ struct WsQuery {
     token: Option<String>,
     last_seq: Option<String>,
     dialect: Option<String>,
+    presence: Option<String>,
 }
 
 /// The handshake every socket shares: origin, token, upgrade. A project socket is admitted
@@ -112,6 +113,14 @@ async fn handshake(
         Some(_) => {
             return ApiError::bad_request("last_seq must be a non-negative integer.")
                 .into_response()
+        }
+    };
+    // `?presence=diff`: joins and leaves as one `presence_diff` frame per batch.
+    let diff = match query.presence.as_deref() {
+        None | Some("events") => false,
+        Some("diff") => true,
+        Some(_) => {
+            return ApiError::bad_request("presence must be events or diff.").into_response()
         }
     };
     let offered = offered_subprotocols(headers);
@@ -207,12 +216,14 @@ async fn handshake(
         last_seq,
         dialect,
         room,
+        diff,
     };
     state.ws.sessions.spawn(session.run());
     response.into_response()
 }
 
-/// Parses the query string (`token`, `last_seq`, `dialect`), ignoring anything else.
+/// Parses the query string (`token`, `last_seq`, `dialect`, `presence`), ignoring anything
+/// else.
 fn parse_query(q: &str) -> Option<WsQuery> {
     axum::extract::Query::<WsQuery>::try_from_uri(&format!("/?{q}").parse().ok()?)
         .ok()

@@ -95,7 +95,7 @@ pub enum ConnectionMsg {
     Updated(Update),
     /// A project room's events (board or presence), one frame each, in one queue slot. Shared:
     /// a board update is one allocation however many sockets it goes to.
-    Room(std::sync::Arc<[std::sync::Arc<crate::room::RoomEvent>]>),
+    Room(std::sync::Arc<[std::sync::Arc<crate::room::RoomFrame>]>),
 }
 
 /// State shared between a socket session and its user actor.
@@ -218,7 +218,7 @@ impl ConnectionMsg {
                 64 + notifications.iter().map(one).sum::<usize>()
             }
             ConnectionMsg::Updated(_) => 64,
-            ConnectionMsg::Room(events) => 256 * events.len().max(1),
+            ConnectionMsg::Room(frames) => frames.iter().map(|f| f.estimated_bytes()).sum(),
             ConnectionMsg::Ping | ConnectionMsg::Close(_) => 8,
         }
     }

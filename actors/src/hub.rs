@@ -374,12 +374,14 @@ impl Hub {
     }
 
     /// Hands a board or presence socket to its project's room, starting the room if needed.
-    /// The caller has checked that the user may see the project.
+    /// The caller has checked that the user may see the project. A presence socket with `diff`
+    /// takes joins and leaves as `presence_diff` frames.
     pub async fn join_room(
         &self,
         project: ProjectId,
         user: &User,
         kind: RoomSocket,
+        diff: bool,
         conn: ConnHandle,
     ) -> Result<ActorRef<RoomMsg>, AttachError> {
         // A room that is stopping as the socket arrives drops the request; the retry reaches
@@ -392,6 +394,7 @@ impl Hub {
                 .forward(&directory, project, |reply| RoomMsg::Join {
                     user,
                     kind,
+                    diff,
                     conn,
                     reply,
                 })

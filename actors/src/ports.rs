@@ -416,19 +416,20 @@ pub enum BusEvent {
 /// its leases run out.
 #[async_trait]
 pub trait PresenceStore: Send + Sync {
-    /// This node has the user in the project (or their entry changed); answers whether the
-    /// user already had a live lease on another node.
+    /// This node has these users in the project now; answers, in one atomic step, those of
+    /// them that no other node held a live lease for (they joined the cluster).
     async fn enter(
         &self,
         project: crate::domain::ProjectId,
-        entry: &crate::room::PresenceEntry,
-    ) -> Result<bool, StoreError>;
-    /// This node no longer has the user; answers whether another node still has them.
+        entries: &[crate::room::PresenceEntry],
+    ) -> Result<Vec<UserId>, StoreError>;
+    /// This node no longer has these users; answers, in one atomic step, those of them that no
+    /// node holds a live lease for any more (they left the cluster).
     async fn exit(
         &self,
         project: crate::domain::ProjectId,
-        user: UserId,
-    ) -> Result<bool, StoreError>;
+        users: &[UserId],
+    ) -> Result<Vec<UserId>, StoreError>;
     /// Renews this node's leases for these users.
     async fn refresh(
         &self,

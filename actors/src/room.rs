@@ -10,7 +10,7 @@
 //! The room stops once it has no sockets and nobody is inside a grace period.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
@@ -88,6 +88,14 @@ pub enum RoomEvent {
     PresenceState(Vec<PresenceEntry>),
     /// A user joined or left, looks at a ticket, or types (presence sockets).
     Presence(PresenceChange),
+    /// The joins and leaves of one batch in one frame, for presence sockets that asked for
+    /// diffs (`?presence=diff`): a storm of arrivals is one frame per batch, not one per user.
+    PresenceDiff {
+        /// Users who joined.
+        joins: Vec<PresenceEntry>,
+        /// Users who left: (id, username).
+        leaves: Vec<(UserId, String)>,
+    },
     /// A presence frame was refused; the socket stays open.
     Error {
         /// A stable machine-readable code.
@@ -99,16 +107,52 @@ pub enum RoomEvent {
     Subscribed,
 }
 
+/// A room event on its way to sockets, with its text once the first socket rendered it: every
+/// socket that gets the same frame shares the one rendering.
+#[derive(Debug)]
+pub struct RoomFrame {
+    event: RoomEvent,
+    text: OnceLock<Box<[u8]>>,
+}
+
+impl RoomFrame {
+    /// A frame for `event`, not rendered yet.
+    pub fn new(event: RoomEvent) -> Arc<Self> {
+        Arc::new(RoomFrame {
+            event,
+            text: OnceLock::new(),
+        })
+    }
+
+    /// The event.
+    pub fn event(&self) -> &RoomEvent {
+        &self.event
+    }
+
+    /// The frame's text, rendered by `render` on first use.
+    pub fn text(&self, render: impl FnOnce(&RoomEvent) -> Vec<u8>) -> &[u8] {
+        self.text
+            .get_or_init(|| render(&self.event).into_boxed_slice())
+    }
+
+    /// A cheap estimate of the frame's size on the wire.
+    pub fn estimated_bytes(&self) -> usize {
+        if let Some(t) = self.text.get() {
+            return t.len();
+        }
+        match &self.event {
+            RoomEvent::PresenceState(users) => 64 + 96 * users.len(),
+            RoomEvent::PresenceDiff { joins, leaves } => 64 + 96 * (joins.len() + leaves.len()),
+            _ => 256,
+        }
+    }
+}
+
 /// A presence change that crosses the bus between nodes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PresenceChange {
     /// The user is present in the cluster now (their first tab anywhere).
-    Joined {
-        /// The user.
-        user_id: UserId,
-        /// Their username.
-        username: String,
-    },
+    Joined(PresenceEntry),
     /// The user's last tab anywhere is gone, and the grace period passed.
     Left {
         /// The user.
@@ -143,8 +187,8 @@ impl PresenceChange {
     /// The user it is about.
     pub fn user(&self) -> UserId {
         match self {
-            PresenceChange::Joined { user_id, .. }
-            | PresenceChange::Left { user_id, .. }
+            PresenceChange::Joined(entry) => entry.user_id,
+            PresenceChange::Left { user_id, .. }
             | PresenceChange::Viewing { user_id, .. }
             | PresenceChange::Typing { user_id, .. } => *user_id,
         }
@@ -174,13 +218,22 @@ pub enum PresenceCommand {
     },
 }
 
+/// Frames as one socket message.
+type Batch = Arc<[Arc<RoomFrame>]>;
+
 /// One event as a socket message.
-fn one(event: RoomEvent) -> Arc<[Arc<RoomEvent>]> {
-    Arc::from([Arc::new(event)])
+fn one(event: RoomEvent) -> Batch {
+    Arc::from([RoomFrame::new(event)])
 }
 
-/// How long presence events gather before they are written to the sockets.
+/// The shortest time presence events gather before they are written to the sockets.
 const PRESENCE_BATCH: Duration = Duration::from_millis(20);
+/// The longest: a big room batches for longer (20 µs per presence socket), so that the share
+/// of the hub a presence storm takes stays bounded however many sockets hear it.
+const PRESENCE_BATCH_MAX: Duration = Duration::from_millis(250);
+/// Sockets written between two yields of a flush, so that other work (notifications) never
+/// waits behind a whole room's writes.
+const FLUSH_CHUNK: usize = 256;
 
 /// Settings of the room actors.
 #[derive(Clone, Debug)]
@@ -245,20 +298,58 @@ struct Member {
     gone_since: Option<Instant>,
 }
 
+/// A presence socket of the room.
+struct PresenceSocket {
+    conn: ConnHandle,
+    user: UserId,
+    /// Joins and leaves as one `presence_diff` frame per batch.
+    diff: bool,
+    /// Joined since the last flush: its `presence_state` is still to come.
+    fresh: bool,
+}
+
+/// Whom a queued presence event is not for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Skip {
+    Nobody,
+    /// The socket it came from.
+    Conn(ConnId),
+    /// Every socket of the user it is about.
+    User(UserId),
+}
+
+impl Skip {
+    fn spares(self, socket: &PresenceSocket) -> bool {
+        match self {
+            Skip::Nobody => false,
+            Skip::Conn(c) => socket.conn.id == c,
+            Skip::User(u) => socket.user == u,
+        }
+    }
+}
+
 /// The live state of a room.
 pub struct RoomState {
     project: ProjectId,
     board: Vec<ConnHandle>,
-    presence: Vec<(ConnHandle, UserId)>,
+    presence: Vec<PresenceSocket>,
     members: BTreeMap<UserId, Member>,
     /// Which tickets belong to the project (a ticket never moves between projects).
     tickets: HashMap<TicketId, bool>,
     /// Users whose last tab here just went (however it went); their grace timers start once
     /// the current message is handled.
     orphaned: Vec<UserId>,
-    /// Presence events not yet written, per socket.
-    pending: HashMap<ConnId, Vec<Arc<RoomEvent>>>,
-    /// Whether a flush of `pending` is due.
+    /// Presence events not yet written, in order, with whom each is not for.
+    pending: Vec<(Arc<RoomFrame>, Skip)>,
+    /// Users whose first tab here arrived since the last flush: joined, unless another node
+    /// has them.
+    entering: Vec<UserId>,
+    /// Users whose grace period ran out since the last flush: left, unless another node has
+    /// them.
+    leaving: Vec<(UserId, String)>,
+    /// Users whose lease must be rewritten (what they look at changed).
+    touched: Vec<UserId>,
+    /// Whether a flush is due.
     flush_scheduled: bool,
     /// The newest version pushed to the board per ticket: an older update (from another node,
     /// read late) is dropped.
@@ -288,6 +379,8 @@ pub enum RoomMsg {
         user: crate::domain::User,
         /// Board or presence.
         kind: RoomSocket,
+        /// A presence socket that takes joins and leaves as `presence_diff` frames.
+        diff: bool,
         /// The socket's handle.
         conn: ConnHandle,
         /// Answered with the room.
@@ -337,6 +430,44 @@ impl Keyed for RoomActor {
     }
 }
 
+/// The joins and leaves among `events` as one diff frame (a user who joined and left within
+/// the batch, or left and came back, is in neither), followed by the other events in order.
+fn with_diff<'a>(events: impl Iterator<Item = &'a Arc<RoomFrame>>) -> Vec<Arc<RoomFrame>> {
+    let mut net: BTreeMap<UserId, (bool, bool, Option<PresenceEntry>, String)> = BTreeMap::new();
+    let mut rest = Vec::new();
+    for frame in events {
+        match frame.event() {
+            RoomEvent::Presence(PresenceChange::Joined(entry)) => {
+                let e = net
+                    .entry(entry.user_id)
+                    .or_insert((true, true, None, String::new()));
+                e.1 = true;
+                e.2 = Some(entry.clone());
+            }
+            RoomEvent::Presence(PresenceChange::Left { user_id, username }) => {
+                let e = net
+                    .entry(*user_id)
+                    .or_insert((false, false, None, String::new()));
+                e.1 = false;
+                e.3.clone_from(username);
+            }
+            _ => rest.push(frame.clone()),
+        }
+    }
+    let (mut joins, mut leaves) = (Vec::new(), Vec::new());
+    for (user, (first_joined, last_joined, entry, username)) in net {
+        match (first_joined, last_joined, entry) {
+            (true, true, Some(entry)) => joins.push(entry),
+            (false, false, _) => leaves.push((user, username)),
+            _ => {}
+        }
+    }
+    if !joins.is_empty() || !leaves.is_empty() {
+        rest.insert(0, RoomFrame::new(RoomEvent::PresenceDiff { joins, leaves }));
+    }
+    rest
+}
+
 impl RoomState {
     fn new(project: ProjectId) -> Self {
         RoomState {
@@ -346,7 +477,10 @@ impl RoomState {
             members: BTreeMap::new(),
             tickets: HashMap::new(),
             orphaned: Vec::new(),
-            pending: HashMap::new(),
+            pending: Vec::new(),
+            entering: Vec::new(),
+            leaving: Vec::new(),
+            touched: Vec::new(),
             flush_scheduled: false,
             board_versions: HashMap::new(),
             lease_timer: None,
@@ -366,50 +500,85 @@ impl RoomState {
             .retain(|c| c.push(ConnectionMsg::Room(batch.clone())).is_ok());
     }
 
-    /// Pushes to every presence socket but `except`.
-    fn push_presence(&mut self, except: Option<ConnId>, event: RoomEvent) {
-        self.push_presence_where(|conn, _| Some(conn) != except, event);
+    /// Queues a presence event for every presence socket but those `skip` spares. Presence
+    /// events are written in batches (see [`RoomActor::flush`]).
+    fn queue(&mut self, skip: Skip, event: RoomEvent) {
+        self.pending.push((RoomFrame::new(event), skip));
     }
 
-    /// Queues an event for the presence sockets `to` selects. Presence events are written in
-    /// batches (see [`RoomState::flush`]): a storm of joins or leaves is a few queue slots per
-    /// socket, not one per user, so no socket is closed as a slow consumer for it.
-    fn push_presence_where(&mut self, to: impl Fn(ConnId, UserId) -> bool, event: RoomEvent) {
-        let event = Arc::new(event);
-        for (conn, user) in &self.presence {
-            if to(conn.id, *user) {
-                self.pending.entry(conn.id).or_default().push(event.clone());
-            }
-        }
+    /// Whether anything waits for a flush.
+    fn flush_due(&self) -> bool {
+        !self.pending.is_empty()
+            || !self.entering.is_empty()
+            || !self.leaving.is_empty()
+            || !self.touched.is_empty()
+            || self.presence.iter().any(|s| s.fresh)
     }
 
-    /// Writes the queued presence events, one queue slot per socket.
-    fn flush(&mut self) {
-        let mut pending = std::mem::take(&mut self.pending);
-        let mut gone = Vec::new();
-        for (conn, _) in &self.presence {
-            if let Some(events) = pending.remove(&conn.id) {
-                if conn.push(ConnectionMsg::Room(events.into())).is_err() {
-                    gone.push(conn.id);
-                }
+    /// How long presence events gather: longer in a bigger room.
+    fn batch_interval(&self) -> Duration {
+        (Duration::from_micros(20) * self.presence.len() as u32)
+            .clamp(PRESENCE_BATCH, PRESENCE_BATCH_MAX)
+    }
+
+    /// What each presence socket gets from the queued events: a socket that just joined gets
+    /// `state` (which already says who joined, left and looks at what) and the typing relays;
+    /// the others get the events, with joins and leaves as one diff frame if they asked for
+    /// it. Sockets in the same situation share one message.
+    fn batches(&mut self, state: Option<Arc<RoomFrame>>) -> Vec<(usize, Batch)> {
+        let pending = std::mem::take(&mut self.pending);
+        let for_fresh = |frame: &Arc<RoomFrame>| {
+            matches!(
+                frame.event(),
+                RoomEvent::Presence(PresenceChange::Typing { .. })
+            )
+        };
+        let build = |socket: Option<&PresenceSocket>, fresh: bool, diff: bool| -> Batch {
+            let events = pending
+                .iter()
+                .filter(|(_, skip)| socket.is_none_or(|s| !skip.spares(s)))
+                .map(|(frame, _)| frame);
+            let mut out: Vec<Arc<RoomFrame>> = Vec::new();
+            if fresh {
+                out.extend(state.iter().cloned());
+                out.extend(events.filter(|f| for_fresh(f)).cloned());
+            } else if diff {
+                out = with_diff(events);
+            } else {
+                out.extend(events.cloned());
+            }
+            out.into()
+        };
+        let mut shared: HashMap<(bool, bool), Batch> = HashMap::new();
+        let mut out = Vec::new();
+        for (i, socket) in self.presence.iter_mut().enumerate() {
+            let (fresh, diff) = (std::mem::take(&mut socket.fresh), socket.diff);
+            let spared = pending.iter().any(|(_, skip)| skip.spares(socket));
+            let batch = if spared {
+                build(Some(socket), fresh, diff)
+            } else {
+                shared
+                    .entry((fresh, diff))
+                    .or_insert_with(|| build(None, fresh, diff))
+                    .clone()
+            };
+            if !batch.is_empty() {
+                out.push((i, batch));
             }
         }
-        for id in gone {
-            self.drop_presence(id);
-        }
+        out
     }
 
     fn send_to(&self, conn: ConnId, event: RoomEvent) {
-        if let Some((c, _)) = self.presence.iter().find(|(c, _)| c.id == conn) {
-            let _ = c.push(ConnectionMsg::Room(one(event)));
+        if let Some(s) = self.presence.iter().find(|s| s.conn.id == conn) {
+            let _ = s.conn.push(ConnectionMsg::Room(one(event)));
         }
     }
 
     /// Removes a presence socket; returns its user if that was their last tab here.
     fn drop_presence(&mut self, id: ConnId) -> Option<UserId> {
-        let pos = self.presence.iter().position(|(c, _)| c.id == id)?;
-        let (_, user) = self.presence.remove(pos);
-        self.pending.remove(&id);
+        let pos = self.presence.iter().position(|s| s.conn.id == id)?;
+        let user = self.presence.remove(pos).user;
         let member = self.members.get_mut(&user)?;
         member.tabs.retain(|(c, _)| *c != id);
         if member.tabs.is_empty() && member.gone_since.is_none() {
@@ -420,15 +589,19 @@ impl RoomState {
         None
     }
 
+    fn entry(&self, user: UserId) -> Option<PresenceEntry> {
+        self.members.get(&user).map(|m| PresenceEntry {
+            user_id: user,
+            username: m.username.clone(),
+            display_name: m.display_name.clone(),
+            viewing: m.viewing,
+        })
+    }
+
     fn entries(&self) -> Vec<PresenceEntry> {
         self.members
-            .iter()
-            .map(|(id, m)| PresenceEntry {
-                user_id: *id,
-                username: m.username.clone(),
-                display_name: m.display_name.clone(),
-                viewing: m.viewing,
-            })
+            .keys()
+            .filter_map(|id| self.entry(*id))
             .collect()
     }
 
@@ -436,19 +609,22 @@ impl RoomState {
     fn sockets(&self) -> impl Iterator<Item = &ConnHandle> {
         self.board
             .iter()
-            .chain(self.presence.iter().map(|(c, _)| c))
+            .chain(self.presence.iter().map(|s| &s.conn))
     }
 
     /// Takes every socket out of the room.
     fn drain_sockets(&mut self) -> Vec<ConnHandle> {
         let mut all: Vec<ConnHandle> = self.board.drain(..).collect();
-        all.extend(self.presence.drain(..).map(|(c, _)| c));
+        all.extend(self.presence.drain(..).map(|s| s.conn));
         self.pending.clear();
         all
     }
 
     fn is_empty(&self) -> bool {
-        self.board.is_empty() && self.presence.is_empty() && self.members.is_empty()
+        self.board.is_empty()
+            && self.presence.is_empty()
+            && self.members.is_empty()
+            && self.leaving.is_empty()
     }
 }
 
@@ -485,8 +661,8 @@ impl RoomActor {
         let Some(user) = state
             .presence
             .iter()
-            .find(|(c, _)| c.id == conn)
-            .map(|(_, u)| *u)
+            .find(|s| s.conn.id == conn)
+            .map(|s| s.user)
         else {
             return;
         };
@@ -515,15 +691,10 @@ impl RoomActor {
                     tab.1 = ticket_id;
                 }
                 member.viewing = ticket_id;
-                if let (Some(store), Some(entry)) = (&self.deps.presence, Self::entry(state, user))
-                {
-                    if let Err(e) = store.enter(state.project, &entry).await {
-                        tracing::warn!(error = %e, "cannot record presence");
-                    }
-                }
+                state.touched.push(user);
                 self.announce(
                     state,
-                    Some(conn),
+                    Skip::Conn(conn),
                     PresenceChange::Viewing {
                         user_id: user,
                         ticket_id,
@@ -571,7 +742,7 @@ impl RoomActor {
                 if relay {
                     self.announce(
                         state,
-                        Some(conn),
+                        Skip::Conn(conn),
                         PresenceChange::Typing {
                             user_id: user,
                             ticket_id,
@@ -583,13 +754,14 @@ impl RoomActor {
         }
     }
 
-    /// Tells this node's presence sockets (but `except`) and the other nodes of a change.
-    fn announce(&self, state: &mut RoomState, except: Option<ConnId>, change: PresenceChange) {
+    /// Tells this node's presence sockets (but those `skip` spares) and the other nodes of a
+    /// change.
+    fn announce(&self, state: &mut RoomState, skip: Skip, change: PresenceChange) {
         self.deps.publish(crate::ports::BusEvent::Presence(
             state.project,
             change.clone(),
         ));
-        state.push_presence(except, change.event());
+        state.queue(skip, change.event());
     }
 
     /// Users whose last lease (on a dead node) this node found run out and removed: gone from
@@ -597,18 +769,13 @@ impl RoomActor {
     fn reap(&self, state: &mut RoomState, gone: Vec<(UserId, String)>) {
         for (user_id, username) in gone {
             if !state.members.contains_key(&user_id) {
-                self.announce(state, None, PresenceChange::Left { user_id, username });
+                self.announce(
+                    state,
+                    Skip::Nobody,
+                    PresenceChange::Left { user_id, username },
+                );
             }
         }
-    }
-
-    fn entry(state: &RoomState, user: UserId) -> Option<PresenceEntry> {
-        state.members.get(&user).map(|m| PresenceEntry {
-            user_id: user,
-            username: m.username.clone(),
-            display_name: m.display_name.clone(),
-            viewing: m.viewing,
-        })
     }
 
     /// A user's last tab left: after the grace period, unless a tab came back, they leave.
@@ -619,6 +786,105 @@ impl RoomActor {
     fn leave(&self, state: &mut RoomState, conn: ConnId) {
         state.board.retain(|c| c.id != conn);
         state.drop_presence(conn);
+    }
+
+    /// Settles the batch's arrivals and departures with the other nodes, then writes the
+    /// queued presence events: one message per socket, sockets in the same situation sharing
+    /// it, a yield every [`FLUSH_CHUNK`] sockets.
+    ///
+    /// Whether a user joined or left the cluster is decided in one atomic step per batch
+    /// ([`crate::ports::PresenceStore::enter`] and `exit`), so that `joined` and `left` are said
+    /// once for the whole cluster.
+    async fn flush(&self, state: &mut RoomState) {
+        let leaving = std::mem::take(&mut state.leaving);
+        let mut entering = std::mem::take(&mut state.entering);
+        entering.retain(|u| state.members.contains_key(u));
+        entering.dedup();
+        let mut touched = std::mem::take(&mut state.touched);
+        touched.retain(|u| state.members.contains_key(u) && !entering.contains(u));
+        touched.sort();
+        touched.dedup();
+        let fresh = state.presence.iter().any(|s| s.fresh);
+        let leaving_ids: Vec<UserId> = leaving.iter().map(|(u, _)| *u).collect();
+        let mut left: Vec<UserId> = leaving_ids.clone();
+        let mut joined: Vec<UserId> = entering.clone();
+        let mut remote = Vec::new();
+        if let Some(store) = self.deps.presence.clone() {
+            let project = state.project;
+            // Out first, then in: a user who left and came back within the batch keeps a lease.
+            if !leaving_ids.is_empty() {
+                match store.exit(project, &leaving_ids).await {
+                    Ok(gone) => left = gone,
+                    Err(e) => tracing::warn!(error = %e, "cannot record presence"),
+                }
+            }
+            if !entering.is_empty() {
+                let entries: Vec<PresenceEntry> =
+                    entering.iter().filter_map(|u| state.entry(*u)).collect();
+                match store.enter(project, &entries).await {
+                    Ok(new) => joined = new,
+                    Err(e) => tracing::warn!(error = %e, "cannot record presence"),
+                }
+            }
+            if !touched.is_empty() {
+                let entries: Vec<PresenceEntry> =
+                    touched.iter().filter_map(|u| state.entry(*u)).collect();
+                if let Err(e) = store.refresh(project, &entries).await {
+                    tracing::warn!(error = %e, "cannot record presence");
+                }
+            }
+            if fresh {
+                match store.others(project).await {
+                    Ok((others, gone)) => {
+                        remote = others;
+                        self.reap(state, gone);
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot read presence"),
+                }
+            }
+        }
+        // Left and back within one batch: neither.
+        let both: Vec<UserId> = joined
+            .iter()
+            .filter(|u| left.contains(u))
+            .copied()
+            .collect();
+        for (user_id, username) in leaving {
+            if left.contains(&user_id) && !both.contains(&user_id) {
+                self.announce(
+                    state,
+                    Skip::Nobody,
+                    PresenceChange::Left { user_id, username },
+                );
+            }
+        }
+        for user in joined.iter().filter(|u| !both.contains(u)) {
+            if let Some(entry) = state.entry(*user) {
+                self.announce(state, Skip::Nobody, PresenceChange::Joined(entry));
+            }
+        }
+        let snapshot = fresh.then(|| {
+            let mut entries = state.entries();
+            let here: std::collections::HashSet<UserId> =
+                entries.iter().map(|e| e.user_id).collect();
+            entries.extend(remote.into_iter().filter(|e| !here.contains(&e.user_id)));
+            entries.sort_by_key(|e| e.user_id);
+            RoomFrame::new(RoomEvent::PresenceState(entries))
+        });
+        let batches = state.batches(snapshot);
+        let mut gone = Vec::new();
+        for (n, (i, batch)) in batches.into_iter().enumerate() {
+            let conn = &state.presence[i].conn;
+            if conn.push(ConnectionMsg::Room(batch)).is_err() {
+                gone.push(conn.id);
+            }
+            if n % FLUSH_CHUNK == FLUSH_CHUNK - 1 {
+                tokio::task::yield_now().await;
+            }
+        }
+        for id in gone {
+            state.drop_presence(id);
+        }
     }
 }
 
@@ -663,71 +929,41 @@ impl Actor for RoomActor {
             RoomMsg::Join {
                 user,
                 kind,
+                diff,
                 conn,
                 reply,
-            } => match kind {
-                RoomSocket::Board => {
-                    let _ = conn.push(ConnectionMsg::Room(one(RoomEvent::Subscribed)));
-                    state.board.push(conn);
-                    let _ = reply.send(myself.clone());
-                }
-                RoomSocket::Presence => {
-                    let id = conn.id;
-                    let member = state.members.entry(user.id).or_insert_with(|| Member {
-                        username: user.username.clone(),
-                        display_name: user.name().to_owned(),
-                        tabs: Vec::new(),
-                        viewing: None,
-                        typing: HashMap::new(),
-                        gone_since: None,
-                    });
-                    // A user already here, or back within the grace period, did not join.
-                    let joined = member.tabs.is_empty() && member.gone_since.is_none();
-                    member.gone_since = None;
-                    member.tabs.push((id, None));
-                    let mut entries = state.entries();
-                    let mut elsewhere = false;
-                    if let Some(store) = &self.deps.presence {
-                        if joined {
-                            let entry = Self::entry(state, user.id).expect("just added");
-                            elsewhere =
-                                store
-                                    .enter(state.project, &entry)
-                                    .await
-                                    .unwrap_or_else(|e| {
-                                        tracing::warn!(error = %e, "cannot record presence");
-                                        false
-                                    });
-                        }
-                        // Users present only on other nodes.
-                        match store.others(state.project).await {
-                            Ok((others, gone)) => {
-                                for o in others {
-                                    if !entries.iter().any(|e| e.user_id == o.user_id) {
-                                        entries.push(o);
-                                    }
-                                }
-                                entries.sort_by_key(|e| e.user_id);
-                                self.reap(state, gone);
-                            }
-                            Err(e) => tracing::warn!(error = %e, "cannot read presence"),
-                        }
+            } => {
+                match kind {
+                    RoomSocket::Board => {
+                        let _ = conn.push(ConnectionMsg::Room(one(RoomEvent::Subscribed)));
+                        state.board.push(conn);
                     }
-                    let _ = conn.push(ConnectionMsg::Room(one(RoomEvent::PresenceState(entries))));
-                    state.presence.push((conn, user.id));
-                    if joined && !elsewhere {
-                        self.announce(
-                            state,
-                            Some(id),
-                            PresenceChange::Joined {
-                                user_id: user.id,
-                                username: user.username.clone(),
-                            },
-                        );
+                    RoomSocket::Presence => {
+                        let member = state.members.entry(user.id).or_insert_with(|| Member {
+                            username: user.username.clone(),
+                            display_name: user.name().to_owned(),
+                            tabs: Vec::new(),
+                            viewing: None,
+                            typing: HashMap::new(),
+                            gone_since: None,
+                        });
+                        // A user already here, or back within the grace period, did not join.
+                        if member.tabs.is_empty() && member.gone_since.is_none() {
+                            state.entering.push(user.id);
+                        }
+                        member.gone_since = None;
+                        member.tabs.push((conn.id, None));
+                        // Its `presence_state` goes out with the next flush.
+                        state.presence.push(PresenceSocket {
+                            conn,
+                            user: user.id,
+                            diff,
+                            fresh: true,
+                        });
                     }
-                    let _ = reply.send(myself.clone());
                 }
-            },
+                let _ = reply.send(myself.clone());
+            }
             RoomMsg::Leave(conn) => self.leave(state, conn),
             RoomMsg::Presence { conn, cmd } => self.on_presence(&myself, state, conn, cmd).await,
             RoomMsg::Board(event) => state.push_board(&event),
@@ -743,7 +979,7 @@ impl Actor for RoomActor {
                     for (ticket_id, _) in member.typing.iter().filter(|(_, t)| t.active) {
                         self.announce(
                             state,
-                            None,
+                            Skip::Nobody,
                             PresenceChange::Typing {
                                 user_id: user,
                                 ticket_id: *ticket_id,
@@ -751,24 +987,8 @@ impl Actor for RoomActor {
                             },
                         );
                     }
-                    // Still present on another node: not gone from the project.
-                    let elsewhere = match &self.deps.presence {
-                        Some(store) => store.exit(state.project, user).await.unwrap_or_else(|e| {
-                            tracing::warn!(error = %e, "cannot record presence");
-                            false
-                        }),
-                        None => false,
-                    };
-                    if !elsewhere {
-                        self.announce(
-                            state,
-                            None,
-                            PresenceChange::Left {
-                                user_id: user,
-                                username: member.username,
-                            },
-                        );
-                    }
+                    // `left` goes out with the next flush, unless another node has them.
+                    state.leaving.push((user, member.username));
                 }
             }
             RoomMsg::TypingCheck(user, ticket_id) => {
@@ -789,21 +1009,20 @@ impl Actor for RoomActor {
                     {
                         t.active = false;
                     }
-                    let change = PresenceChange::Typing {
-                        user_id: user,
-                        ticket_id,
-                        is_typing: false,
-                    };
-                    self.deps.publish(crate::ports::BusEvent::Presence(
-                        state.project,
-                        change.clone(),
-                    ));
-                    state.push_presence_where(|_, to| to != user, change.event());
+                    self.announce(
+                        state,
+                        Skip::User(user),
+                        PresenceChange::Typing {
+                            user_id: user,
+                            ticket_id,
+                            is_typing: false,
+                        },
+                    );
                 }
             }
             RoomMsg::Flush => {
                 state.flush_scheduled = false;
-                state.flush();
+                self.flush(state).await;
             }
             RoomMsg::PresenceTick => {
                 if let Some(store) = self.deps.presence.clone() {
@@ -829,7 +1048,7 @@ impl Actor for RoomActor {
                         PresenceChange::Viewing { .. } | PresenceChange::Typing { .. }
                     )
                 {
-                    state.push_presence_where(|_, to| to != change.user(), change.event());
+                    state.queue(Skip::User(change.user()), change.event());
                 }
             }
             RoomMsg::Heartbeat => {
@@ -866,6 +1085,7 @@ impl Actor for RoomActor {
                     }
                 }
                 state.members.clear();
+                state.leaving.clear();
                 myself.stop(Some("hub shutdown".into()));
                 return Ok(());
             }
@@ -876,11 +1096,11 @@ impl Actor for RoomActor {
         for user in std::mem::take(&mut state.orphaned) {
             self.schedule_grace(&myself, user);
         }
-        if !state.pending.is_empty() && !state.flush_scheduled {
+        if state.flush_due() && !state.flush_scheduled {
             state.flush_scheduled = true;
-            myself.send_after(PRESENCE_BATCH, || RoomMsg::Flush);
+            myself.send_after(state.batch_interval(), || RoomMsg::Flush);
         }
-        if state.is_empty() {
+        if state.is_empty() && !state.flush_scheduled {
             myself.stop(Some("room empty".into()));
         }
         Ok(())
@@ -929,7 +1149,7 @@ mod tests {
             let mut out = Vec::new();
             while let Ok(ConnectionMsg::Room(batch)) = rx.try_recv() {
                 for e in batch.iter() {
-                    if let RoomEvent::TicketUpdate { ticket, .. } = e.as_ref() {
+                    if let RoomEvent::TicketUpdate { ticket, .. } = e.event() {
                         out.push(ticket.version);
                     }
                 }
@@ -951,30 +1171,113 @@ mod tests {
         assert!(Arc::ptr_eq(&x, &y));
     }
 
-    #[test]
-    fn presence_events_wait_for_the_flush_and_go_in_one_slot() {
-        let mut state = RoomState::new(ProjectId(1));
-        let (a, mut ra) = socket(1);
-        state.presence.push((a, UserId(7)));
-        for user in 0..100 {
-            state.push_presence(
-                None,
-                PresenceChange::Joined {
-                    user_id: UserId(user),
-                    username: format!("u{user}"),
-                }
-                .event(),
-            );
+    fn joined(user: i64) -> RoomEvent {
+        PresenceChange::Joined(PresenceEntry {
+            user_id: UserId(user),
+            username: format!("u{user}"),
+            display_name: format!("U {user}"),
+            viewing: None,
+        })
+        .event()
+    }
+
+    fn left(user: i64) -> RoomEvent {
+        PresenceChange::Left {
+            user_id: UserId(user),
+            username: format!("u{user}"),
         }
-        assert!(
-            ra.try_recv().is_err(),
-            "nothing is written before the flush"
+        .event()
+    }
+
+    fn presence_socket(id: u64, user: i64, diff: bool, fresh: bool) -> PresenceSocket {
+        PresenceSocket {
+            conn: socket(id).0,
+            user: UserId(user),
+            diff,
+            fresh,
+        }
+    }
+
+    #[test]
+    fn a_batch_is_one_message_per_socket_shared_by_sockets_alike() {
+        let mut state = RoomState::new(ProjectId(1));
+        state.presence = vec![
+            presence_socket(1, 1, false, false),
+            presence_socket(2, 2, false, false),
+            presence_socket(3, 3, true, false),
+            presence_socket(4, 4, true, false),
+            presence_socket(5, 5, false, true),
+            // The typing user's own socket is spared their relay.
+            presence_socket(6, 9, false, false),
+        ];
+        for user in 100..200 {
+            state.queue(Skip::Nobody, joined(user));
+        }
+        state.queue(
+            Skip::User(UserId(9)),
+            PresenceChange::Typing {
+                user_id: UserId(9),
+                ticket_id: TicketId(1),
+                is_typing: true,
+            }
+            .event(),
         );
-        state.flush();
-        let Ok(ConnectionMsg::Room(batch)) = ra.try_recv() else {
-            panic!("one message");
+        let present = RoomFrame::new(RoomEvent::PresenceState(Vec::new()));
+        let batches: HashMap<usize, Batch> = state.batches(Some(present)).into_iter().collect();
+        assert_eq!(batches.len(), 6);
+        // One frame per event for seed clients, the same message for both.
+        assert_eq!(batches[&0].len(), 101);
+        assert!(Arc::ptr_eq(&batches[&0], &batches[&1]));
+        // Diff sockets: one diff frame with the 100 joins, then the typing relay.
+        assert_eq!(batches[&2].len(), 2);
+        assert!(Arc::ptr_eq(&batches[&2], &batches[&3]));
+        let RoomEvent::PresenceDiff { joins, leaves } = batches[&2][0].event() else {
+            panic!("a diff first");
         };
-        assert_eq!(batch.len(), 100);
-        assert!(ra.try_recv().is_err());
+        assert_eq!((joins.len(), leaves.len()), (100, 0));
+        // A socket that just joined gets the state (which says who joined) and the relay.
+        assert!(matches!(
+            batches[&4][0].event(),
+            RoomEvent::PresenceState(_)
+        ));
+        assert_eq!(batches[&4].len(), 2);
+        // The typing user's socket: the joins only.
+        assert_eq!(batches[&5].len(), 100);
+        // Nothing is left for the next flush, and nobody is fresh any more.
+        assert!(!state.flush_due());
+    }
+
+    #[test]
+    fn a_diff_nets_out_who_came_and_went_within_the_batch() {
+        let frames: Vec<Arc<RoomFrame>> =
+            [joined(1), left(1), left(2), joined(2), joined(3), left(4)]
+                .into_iter()
+                .map(RoomFrame::new)
+                .collect();
+        let out = with_diff(frames.iter());
+        assert_eq!(out.len(), 1);
+        let RoomEvent::PresenceDiff { joins, leaves } = out[0].event() else {
+            panic!("one diff");
+        };
+        assert_eq!(
+            joins.iter().map(|e| e.user_id.0).collect::<Vec<_>>(),
+            vec![3]
+        );
+        assert_eq!(leaves.iter().map(|(u, _)| u.0).collect::<Vec<_>>(), vec![4]);
+        assert!(with_diff([].iter()).is_empty());
+    }
+
+    #[test]
+    fn a_bigger_room_batches_longer_within_bounds() {
+        let mut state = RoomState::new(ProjectId(1));
+        assert_eq!(state.batch_interval(), PRESENCE_BATCH);
+        state.presence = (0..5_000)
+            .map(|i| presence_socket(i, i as i64, false, false))
+            .collect();
+        assert_eq!(state.batch_interval(), Duration::from_millis(100));
+        state.presence = (0..50_000)
+            .map(|i| presence_socket(i, i as i64, false, false))
+            .collect();
+        assert_eq!(state.batch_interval(), PRESENCE_BATCH_MAX);
     }
 }

@@ -63,6 +63,8 @@ pub struct Session {
     /// A project socket (board or presence) instead of `/ws/notifications/`; `Err` when the
     /// user may not see the project (closed with 4003, no actor started).
     pub room: Option<Result<(ProjectId, RoomSocket), ()>>,
+    /// A presence socket that takes joins and leaves as `presence_diff` frames.
+    pub diff: bool,
 }
 
 /// The actor that owns a socket.
@@ -129,7 +131,7 @@ impl Session {
             Some(Ok((project, kind))) => self
                 .state
                 .hub
-                .join_room(project, &user, kind, conn)
+                .join_room(project, &user, kind, self.diff, conn)
                 .await
                 .map(|room| Owner::Room(room, kind)),
             _ => self
@@ -646,9 +648,16 @@ async fn write_message(
             .await?;
         }
         ConnectionMsg::Updated(update) => send_value(write, &update_frame(update)).await?,
-        ConnectionMsg::Room(events) => {
-            for event in events.iter() {
-                send_value(write, &wire::room_event(event)).await?;
+        ConnectionMsg::Room(frames) => {
+            // Rendered once for every socket the frame goes to.
+            for frame in frames.iter() {
+                let text = frame.text(|event| {
+                    serde_json::to_vec(&wire::room_event(event)).expect("JSON values serialize")
+                });
+                metrics::counter!("tickethub_frames_out_total").increment(1);
+                write
+                    .write_frame(Frame::text(Payload::Borrowed(text)))
+                    .await?;
             }
         }
     }

@@ -206,7 +206,7 @@ async fn presence_counts_users_and_waits_out_the_grace_period(backend: Backend) 
     let joined = bob.next_json().await;
     assert_eq!(
         joined,
-        json!({"type": "user_status", "action": "joined", "user_id": c.c1.id.0, "username": "c1"})
+        json!({"type": "user_status", "action": "joined", "user_id": c.c1.id.0, "username": "c1", "display_name": "c1 display"})
     );
     let (mut tab2, state) = presence(&hub, &c.c1, p).await;
     let mut ids = user_ids(&state);
