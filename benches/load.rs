@@ -143,6 +143,10 @@ pub struct Common {
     /// Sockets opened at once.
     #[arg(long, global = true, default_value_t = 256)]
     pub concurrency: usize,
+    /// Pin the hub processes to these CPUs (`taskset` list, e.g. `1`), and this driver with
+    /// its clients to the others, so that the two never share a core.
+    #[arg(long, global = true)]
+    pub pin_hub: Option<String>,
 }
 
 impl Common {

@@ -258,7 +258,10 @@ async fn follow_bus(hub: Hub, mut remote: crate::bus::Remote, every: Duration) {
     };
     while let Some(event) = remote.recv().await {
         match event {
-            tickethub_actors::ports::BusEvent::Resync => wanted.notify_one(),
+            tickethub_actors::ports::BusEvent::Resync => {
+                hub.resync_rooms();
+                wanted.notify_one();
+            }
             event => hub.remote(event),
         }
     }

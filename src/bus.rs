@@ -506,6 +506,15 @@ fn encode(node: &str, event: &BusEvent) -> String {
             project.0,
             serde_json::to_string(&PresenceWire::from(change)).expect("presence changes serialize")
         ),
+        BusEvent::Revoked(project, users) => format!(
+            "{node}|v|{}|{}",
+            project.0,
+            users
+                .iter()
+                .map(|u| u.0.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
         BusEvent::Resync => format!("{node}|r|"),
     }
 }
@@ -560,6 +569,14 @@ fn decode(text: &str, own: &str) -> Option<BusEvent> {
                 ProjectId(project.parse().ok()?),
                 wire.into(),
             ))
+        }
+        "v" => {
+            let (project, users) = payload.split_once('|')?;
+            let users = users
+                .split(',')
+                .map(|u| u.parse().ok().map(UserId))
+                .collect::<Option<Vec<_>>>()?;
+            Some(BusEvent::Revoked(ProjectId(project.parse().ok()?), users))
         }
         "r" => Some(BusEvent::Resync),
         _ => None,
@@ -617,6 +634,16 @@ mod tests {
                     username: "a|b".into(),
                 },
             ),
+            BusEvent::Presence(
+                ProjectId(3),
+                PresenceChange::Joined(PresenceEntry {
+                    user_id: UserId(4),
+                    username: "a|b".into(),
+                    display_name: "A, B".into(),
+                    viewing: Some(TicketId(9)),
+                }),
+            ),
+            BusEvent::Revoked(ProjectId(3), vec![UserId(4), UserId(5)]),
             BusEvent::Resync,
         ];
         for event in events {

@@ -114,11 +114,18 @@ impl RedisPresence {
     ) -> Result<Vec<UserId>, StoreError> {
         let mut all = vec![self.node.clone(), now_ms().to_string()];
         all.extend(args);
-        let ids: Vec<String> = self
-            .fast()
-            .eval(script, vec![self.key(project)], all)
-            .await
-            .map_err(redis_error)?;
+        // A script is not failed fast by the client while it reconnects: do it here, and
+        // bound the wait, so that a room never waits on Redis for long.
+        if !self.client.is_connected() {
+            return Err(StoreError::Backend("Redis is not connected".into()));
+        }
+        let ids: Vec<String> = tokio::time::timeout(
+            Duration::from_secs(2),
+            self.fast().eval(script, vec![self.key(project)], all),
+        )
+        .await
+        .map_err(|_| StoreError::Backend("Redis did not answer in time".into()))?
+        .map_err(redis_error)?;
         Ok(ids
             .iter()
             .filter_map(|u| u.parse().ok().map(UserId))
@@ -127,8 +134,15 @@ impl RedisPresence {
 }
 
 /// The users with a live lease in the hash `KEYS[1]` (on nodes other than `ARGV[1]` when
-/// `others` is true), as a Lua set; `ARGV[2]` is the time in milliseconds.
+/// `others` is true), as a Lua set; `ARGV[2]` is the time in milliseconds. A script that
+/// reaches Redis more than 2 s after it was sent (queued by the client through a reconnect,
+/// its caller long gone) does nothing: its decision would be stale.
 const LIVE: &str = r#"
+local t = redis.call('TIME')
+local server_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if math.abs(server_ms - tonumber(ARGV[2])) > 2000 then
+  return redis.error_reply('stale presence script')
+end
 local function live(others)
   local set = {}
   local all = redis.call('HGETALL', KEYS[1])

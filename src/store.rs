@@ -476,6 +476,44 @@ macro_rules! impl_store {
                 tx.commit().await.map_err($crate::store::backend_error)?;
                 Ok(())
             }
+
+            async fn remove_members(
+                &self,
+                project: tickethub_actors::domain::ProjectId,
+                members: &[tickethub_actors::domain::UserId],
+            ) -> Result<(), tickethub_actors::ports::StoreError> {
+                let mut tx = self
+                    .writer()
+                    .begin()
+                    .await
+                    .map_err($crate::store::backend_error)?;
+                for m in members {
+                    sqlx::query(
+                        "DELETE FROM project_members WHERE project_id = $1 AND user_id = $2",
+                    )
+                    .bind(project.0)
+                    .bind(m.0)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err($crate::store::backend_error)?;
+                }
+                tx.commit().await.map_err($crate::store::backend_error)?;
+                Ok(())
+            }
+
+            async fn rename_project(
+                &self,
+                project: tickethub_actors::domain::ProjectId,
+                name: &str,
+            ) -> Result<(), tickethub_actors::ports::StoreError> {
+                sqlx::query("UPDATE projects SET name = $1 WHERE id = $2")
+                    .bind(name)
+                    .bind(project.0)
+                    .execute(self.writer())
+                    .await
+                    .map_err($crate::store::backend_error)?;
+                Ok(())
+            }
         }
 
         impl $store {

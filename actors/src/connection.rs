@@ -27,6 +27,8 @@ pub enum Disconnect {
     Idle = 3,
     /// The user's actor failed and was removed; the client should reconnect.
     ActorRestart = 4,
+    /// The user may no longer see what the socket shows (removed from the project).
+    Forbidden = 5,
 }
 
 impl Disconnect {
@@ -36,6 +38,7 @@ impl Disconnect {
             2 => Some(Disconnect::SlowConsumer),
             3 => Some(Disconnect::Idle),
             4 => Some(Disconnect::ActorRestart),
+            5 => Some(Disconnect::Forbidden),
             _ => None,
         }
     }

@@ -358,7 +358,26 @@ impl Hub {
                     let _ = room.send_message(RoomMsg::Remote(change));
                 }
             }
+            BusEvent::Revoked(project, users) => {
+                if let Some(room) = self.room(project) {
+                    let _ = room.send_message(RoomMsg::Revoke(users));
+                }
+            }
             BusEvent::Resync => {}
+        }
+    }
+
+    /// These users were removed from the project: their board and presence sockets close with
+    /// 4003, on every node.
+    pub fn revoke(&self, project: ProjectId, users: Vec<UserId>) {
+        if users.is_empty() {
+            return;
+        }
+        self.inner
+            .deps
+            .publish(BusEvent::Revoked(project, users.clone()));
+        if let Some(room) = self.room(project) {
+            let _ = room.send_message(RoomMsg::Revoke(users));
         }
     }
 
@@ -371,6 +390,23 @@ impl Hub {
             .expect("room map poisoned")
             .get(&project)
             .cloned()
+    }
+
+    /// After a gap on the bus, other nodes' joins and leaves may have been missed: every room
+    /// sends its presence sockets a fresh `presence_state` with its next batch.
+    pub fn resync_rooms(&self) {
+        let rooms: Vec<ActorRef<RoomMsg>> = self
+            .inner
+            .deps
+            .rooms
+            .read()
+            .expect("room map poisoned")
+            .values()
+            .cloned()
+            .collect();
+        for room in rooms {
+            let _ = room.send_message(RoomMsg::Resync);
+        }
     }
 
     /// Hands a board or presence socket to its project's room, starting the room if needed.

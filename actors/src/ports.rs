@@ -99,6 +99,14 @@ pub trait ProjectStore: Send + Sync {
     async fn list_projects(&self, member: Option<UserId>) -> Result<Vec<Project>, StoreError>;
     /// Adds members to a project; members already present are kept once.
     async fn add_members(&self, project: ProjectId, members: &[UserId]) -> Result<(), StoreError>;
+    /// Removes members from a project.
+    async fn remove_members(
+        &self,
+        project: ProjectId,
+        members: &[UserId],
+    ) -> Result<(), StoreError>;
+    /// Renames a project.
+    async fn rename_project(&self, project: ProjectId, name: &str) -> Result<(), StoreError>;
 }
 
 /// The fields of a new ticket.
@@ -406,6 +414,8 @@ pub enum BusEvent {
     /// A presence change in a project's room on another node (joined, left, viewing, typing),
     /// relayed to this node's presence sockets of the project.
     Presence(crate::domain::ProjectId, crate::room::PresenceChange),
+    /// Users were removed from a project: their sockets in its room close, on every node.
+    Revoked(crate::domain::ProjectId, Vec<UserId>),
     /// Messages may have been lost (a node reconnected, or its publishes failed): every node
     /// catches its connected users up from the database.
     Resync,

@@ -332,6 +332,8 @@ impl Skip {
 pub struct RoomState {
     project: ProjectId,
     board: Vec<ConnHandle>,
+    /// Whose each board socket is.
+    board_users: HashMap<ConnId, UserId>,
     presence: Vec<PresenceSocket>,
     members: BTreeMap<UserId, Member>,
     /// Which tickets belong to the project (a ticket never moves between projects).
@@ -346,7 +348,11 @@ pub struct RoomState {
     entering: Vec<UserId>,
     /// Users whose grace period ran out since the last flush: left, unless another node has
     /// them.
-    leaving: Vec<(UserId, String)>,
+    leaving: Vec<PresenceEntry>,
+    /// The users present on other nodes only, as this room's sockets were told, each with the
+    /// number of lease reads in a row that missed them. Kept in step with the bus and, as a
+    /// backstop for what a gap on the bus lost, with the leases themselves.
+    remote: BTreeMap<UserId, (PresenceEntry, u8)>,
     /// Users whose lease must be rewritten (what they look at changed).
     touched: Vec<UserId>,
     /// Whether a flush is due.
@@ -407,6 +413,10 @@ pub enum RoomMsg {
     Remote(PresenceChange),
     /// A typing user may have gone quiet.
     TypingCheck(UserId, TicketId),
+    /// The bus had a gap: renew the leases and bring the view of other nodes in step now.
+    Resync,
+    /// These users are no longer members of the project: their sockets close with 4003.
+    Revoke(Vec<UserId>),
     /// Ping every socket and close the silent ones.
     Heartbeat,
     /// Describe the room.
@@ -473,6 +483,7 @@ impl RoomState {
         RoomState {
             project,
             board: Vec::new(),
+            board_users: HashMap::new(),
             presence: Vec::new(),
             members: BTreeMap::new(),
             tickets: HashMap::new(),
@@ -480,6 +491,7 @@ impl RoomState {
             pending: Vec::new(),
             entering: Vec::new(),
             leaving: Vec::new(),
+            remote: BTreeMap::new(),
             touched: Vec::new(),
             flush_scheduled: false,
             board_versions: HashMap::new(),
@@ -496,8 +508,14 @@ impl RoomState {
             *newest = ticket.version;
         }
         let batch = one(event.clone());
-        self.board
-            .retain(|c| c.push(ConnectionMsg::Room(batch.clone())).is_ok());
+        let users = &mut self.board_users;
+        self.board.retain(|c| {
+            let ok = c.push(ConnectionMsg::Room(batch.clone())).is_ok();
+            if !ok {
+                users.remove(&c.id);
+            }
+            ok
+        });
     }
 
     /// Queues a presence event for every presence socket but those `skip` spares. Presence
@@ -614,6 +632,7 @@ impl RoomState {
 
     /// Takes every socket out of the room.
     fn drain_sockets(&mut self) -> Vec<ConnHandle> {
+        self.board_users.clear();
         let mut all: Vec<ConnHandle> = self.board.drain(..).collect();
         all.extend(self.presence.drain(..).map(|s| s.conn));
         self.pending.clear();
@@ -765,15 +784,72 @@ impl RoomActor {
     }
 
     /// Users whose last lease (on a dead node) this node found run out and removed: gone from
-    /// the cluster, unless they are here.
+    /// the cluster, unless they are here. The other nodes hear of it; this node's sockets only
+    /// if they were told the user was present.
     fn reap(&self, state: &mut RoomState, gone: Vec<(UserId, String)>) {
         for (user_id, username) in gone {
-            if !state.members.contains_key(&user_id) {
-                self.announce(
-                    state,
-                    Skip::Nobody,
-                    PresenceChange::Left { user_id, username },
-                );
+            if state.members.contains_key(&user_id) {
+                continue;
+            }
+            let change = PresenceChange::Left { user_id, username };
+            self.deps.publish(crate::ports::BusEvent::Presence(
+                state.project,
+                change.clone(),
+            ));
+            if state.remote.remove(&user_id).is_some() {
+                state.queue(Skip::Nobody, change.event());
+            }
+        }
+    }
+
+    /// Reads the other nodes' leases: reaps the run-out ones, and brings the room's view of
+    /// who is present elsewhere in step with them.
+    async fn read_leases(&self, state: &mut RoomState) {
+        let Some(store) = self.deps.presence.clone() else {
+            return;
+        };
+        match store.others(state.project).await {
+            Ok((others, gone)) => {
+                self.reap(state, gone);
+                Self::reconcile(state, others);
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot read presence"),
+        }
+    }
+
+    /// Brings the view of who is present on other nodes in step with their live leases, for
+    /// this node's sockets only (each node does its own): a user the bus did not announce (a
+    /// gap) is `joined` here now; one missing from two lease reads in a row (a lease is renewed
+    /// every third of its life, so a live one is never missed twice) is `left`.
+    fn reconcile(state: &mut RoomState, others: Vec<PresenceEntry>) {
+        let seen: std::collections::HashSet<UserId> = others.iter().map(|e| e.user_id).collect();
+        for entry in others {
+            match state.remote.get_mut(&entry.user_id) {
+                Some(known) => *known = (entry, 0),
+                None if state.members.contains_key(&entry.user_id) => {}
+                None => {
+                    state.remote.insert(entry.user_id, (entry.clone(), 0));
+                    state.queue(Skip::Nobody, PresenceChange::Joined(entry).event());
+                }
+            }
+        }
+        let mut gone = Vec::new();
+        for (user, (_, missed)) in state.remote.iter_mut() {
+            if !seen.contains(user) {
+                *missed += 1;
+                if *missed >= 2 {
+                    gone.push(*user);
+                }
+            }
+        }
+        for user in gone {
+            let (entry, _) = state.remote.remove(&user).expect("listed above");
+            if !state.members.contains_key(&user) {
+                let change = PresenceChange::Left {
+                    user_id: user,
+                    username: entry.username,
+                };
+                state.queue(Skip::Nobody, change.event());
             }
         }
     }
@@ -785,6 +861,7 @@ impl RoomActor {
 
     fn leave(&self, state: &mut RoomState, conn: ConnId) {
         state.board.retain(|c| c.id != conn);
+        state.board_users.remove(&conn);
         state.drop_presence(conn);
     }
 
@@ -805,10 +882,9 @@ impl RoomActor {
         touched.sort();
         touched.dedup();
         let fresh = state.presence.iter().any(|s| s.fresh);
-        let leaving_ids: Vec<UserId> = leaving.iter().map(|(u, _)| *u).collect();
+        let leaving_ids: Vec<UserId> = leaving.iter().map(|e| e.user_id).collect();
         let mut left: Vec<UserId> = leaving_ids.clone();
         let mut joined: Vec<UserId> = entering.clone();
-        let mut remote = Vec::new();
         if let Some(store) = self.deps.presence.clone() {
             let project = state.project;
             // Out first, then in: a user who left and came back within the batch keeps a lease.
@@ -834,13 +910,7 @@ impl RoomActor {
                 }
             }
             if fresh {
-                match store.others(project).await {
-                    Ok((others, gone)) => {
-                        remote = others;
-                        self.reap(state, gone);
-                    }
-                    Err(e) => tracing::warn!(error = %e, "cannot read presence"),
-                }
+                self.read_leases(state).await;
             }
         }
         // Left and back within one batch: neither.
@@ -849,13 +919,19 @@ impl RoomActor {
             .filter(|u| left.contains(u))
             .copied()
             .collect();
-        for (user_id, username) in leaving {
-            if left.contains(&user_id) && !both.contains(&user_id) {
-                self.announce(
-                    state,
-                    Skip::Nobody,
-                    PresenceChange::Left { user_id, username },
-                );
+        for entry in leaving {
+            if both.contains(&entry.user_id) {
+                continue;
+            }
+            if left.contains(&entry.user_id) {
+                let change = PresenceChange::Left {
+                    user_id: entry.user_id,
+                    username: entry.username,
+                };
+                self.announce(state, Skip::Nobody, change);
+            } else {
+                // Still present on another node: from here on, a remote user.
+                state.remote.entry(entry.user_id).or_insert((entry, 0));
             }
         }
         for user in joined.iter().filter(|u| !both.contains(u)) {
@@ -865,9 +941,13 @@ impl RoomActor {
         }
         let snapshot = fresh.then(|| {
             let mut entries = state.entries();
-            let here: std::collections::HashSet<UserId> =
-                entries.iter().map(|e| e.user_id).collect();
-            entries.extend(remote.into_iter().filter(|e| !here.contains(&e.user_id)));
+            entries.extend(
+                state
+                    .remote
+                    .iter()
+                    .filter(|(u, _)| !state.members.contains_key(u))
+                    .map(|(_, (e, _))| e.clone()),
+            );
             entries.sort_by_key(|e| e.user_id);
             RoomFrame::new(RoomEvent::PresenceState(entries))
         });
@@ -936,6 +1016,7 @@ impl Actor for RoomActor {
                 match kind {
                     RoomSocket::Board => {
                         let _ = conn.push(ConnectionMsg::Room(one(RoomEvent::Subscribed)));
+                        state.board_users.insert(conn.id, user.id);
                         state.board.push(conn);
                     }
                     RoomSocket::Presence => {
@@ -975,6 +1056,7 @@ impl Actor for RoomActor {
                         })
                 });
                 if over {
+                    let entry = state.entry(user).expect("checked above");
                     let member = state.members.remove(&user).expect("checked above");
                     for (ticket_id, _) in member.typing.iter().filter(|(_, t)| t.active) {
                         self.announce(
@@ -988,7 +1070,7 @@ impl Actor for RoomActor {
                         );
                     }
                     // `left` goes out with the next flush, unless another node has them.
-                    state.leaving.push((user, member.username));
+                    state.leaving.push(entry);
                 }
             }
             RoomMsg::TypingCheck(user, ticket_id) => {
@@ -1024,31 +1106,60 @@ impl Actor for RoomActor {
                 state.flush_scheduled = false;
                 self.flush(state).await;
             }
-            RoomMsg::PresenceTick => {
+            // After a gap on the bus, the same at once: what the gap lost is made up.
+            RoomMsg::PresenceTick | RoomMsg::Resync => {
                 if let Some(store) = self.deps.presence.clone() {
                     let mine: Vec<PresenceEntry> = state.entries();
                     if let Err(e) = store.refresh(state.project, &mine).await {
                         tracing::warn!(error = %e, "cannot renew presence leases");
                     }
-                    match store.others(state.project).await {
-                        Ok((_, gone)) => self.reap(state, gone),
-                        Err(e) => tracing::warn!(error = %e, "cannot read presence"),
-                    }
+                    self.read_leases(state).await;
                 }
             }
             RoomMsg::Remote(change) => {
-                // A local member's own changes are said here already.
-                let local = state
-                    .members
-                    .get(&change.user())
-                    .is_some_and(|m| !m.tabs.is_empty());
-                if !local
-                    || matches!(
-                        change,
-                        PresenceChange::Viewing { .. } | PresenceChange::Typing { .. }
-                    )
-                {
-                    state.queue(Skip::User(change.user()), change.event());
+                // A user present here (a tab, or within the grace period) was never gone for
+                // this room's sockets: their joins and leaves elsewhere are not news here.
+                let user = change.user();
+                let here = state.members.contains_key(&user);
+                let news = match &change {
+                    PresenceChange::Joined(entry) => {
+                        let new = state.remote.insert(user, (entry.clone(), 0)).is_none();
+                        new && !here
+                    }
+                    PresenceChange::Left { .. } => state.remote.remove(&user).is_some() && !here,
+                    PresenceChange::Viewing { ticket_id, .. } => {
+                        if let Some((entry, _)) = state.remote.get_mut(&user) {
+                            entry.viewing = *ticket_id;
+                        }
+                        true
+                    }
+                    PresenceChange::Typing { .. } => true,
+                };
+                if news {
+                    state.queue(Skip::User(user), change.event());
+                }
+            }
+            RoomMsg::Revoke(users) => {
+                let mut out: Vec<ConnId> = state
+                    .presence
+                    .iter()
+                    .filter(|s| users.contains(&s.user))
+                    .map(|s| s.conn.id)
+                    .collect();
+                out.extend(
+                    state
+                        .board_users
+                        .iter()
+                        .filter(|(_, u)| users.contains(u))
+                        .map(|(c, _)| *c),
+                );
+                for id in out {
+                    if let Some(c) = state.sockets().find(|c| c.id == id) {
+                        if c.push(ConnectionMsg::Close(Disconnect::Forbidden)).is_err() {
+                            c.shared.kick(Disconnect::Forbidden);
+                        }
+                    }
+                    self.leave(state, id);
                 }
             }
             RoomMsg::Heartbeat => {
@@ -1279,5 +1390,60 @@ mod tests {
             .map(|i| presence_socket(i, i as i64, false, false))
             .collect();
         assert_eq!(state.batch_interval(), PRESENCE_BATCH_MAX);
+    }
+
+    fn entry(user: i64) -> PresenceEntry {
+        PresenceEntry {
+            user_id: UserId(user),
+            username: format!("u{user}"),
+            display_name: format!("U {user}"),
+            viewing: None,
+        }
+    }
+
+    fn said(state: &mut RoomState) -> Vec<String> {
+        std::mem::take(&mut state.pending)
+            .iter()
+            .map(|(f, _)| match f.event() {
+                RoomEvent::Presence(PresenceChange::Joined(e)) => format!("+{}", e.user_id.0),
+                RoomEvent::Presence(PresenceChange::Left { user_id, .. }) => {
+                    format!("-{}", user_id.0)
+                }
+                other => format!("{other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_view_of_other_nodes_follows_their_leases_when_the_bus_missed_it() {
+        let mut state = RoomState::new(ProjectId(1));
+        state.members.insert(
+            UserId(2),
+            Member {
+                username: "u2".into(),
+                display_name: "U 2".into(),
+                tabs: vec![(ConnId(1), None)],
+                viewing: None,
+                typing: HashMap::new(),
+                gone_since: None,
+            },
+        );
+        // User 1 is on another node and the bus never said so; user 2 is here as well.
+        RoomActor::reconcile(&mut state, vec![entry(1), entry(2)]);
+        assert_eq!(said(&mut state), vec!["+1"]);
+        RoomActor::reconcile(&mut state, vec![entry(1), entry(2)]);
+        assert!(said(&mut state).is_empty(), "said once");
+        // One read that misses a user may be a lease between renewals: nothing yet.
+        RoomActor::reconcile(&mut state, vec![entry(2)]);
+        assert!(said(&mut state).is_empty());
+        RoomActor::reconcile(&mut state, vec![entry(1), entry(2)]);
+        RoomActor::reconcile(&mut state, vec![]);
+        assert!(
+            said(&mut state).is_empty(),
+            "a miss is forgiven once seen again"
+        );
+        RoomActor::reconcile(&mut state, vec![]);
+        assert_eq!(said(&mut state), vec!["-1"]);
+        assert!(state.remote.is_empty());
     }
 }

@@ -527,6 +527,39 @@ impl Child {
     }
 }
 
+/// Pins every thread of `pid` to `cpus` (a `taskset` list); threads started later inherit it.
+pub fn pin(pid: u32, cpus: &str) {
+    let ok = std::process::Command::new("taskset")
+        .args(["-a", "-pc", cpus, &pid.to_string()])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "taskset -a -pc {cpus} {pid} failed");
+}
+
+/// With `--pin-hub`, pins the hub processes to those CPUs and this process to the rest.
+pub fn pin_apart(hubs: &[u32], hub_cpus: Option<&str>) {
+    let Some(cpus) = hub_cpus else { return };
+    let hub_set: Vec<usize> = cpus
+        .split(',')
+        .flat_map(|part| match part.split_once('-') {
+            Some((a, b)) => (a.parse().unwrap()..=b.parse().unwrap()).collect::<Vec<usize>>(),
+            None => vec![part.parse().expect("a CPU list")],
+        })
+        .collect();
+    let all = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let rest: Vec<String> = (0..all)
+        .filter(|c| !hub_set.contains(c))
+        .map(|c| c.to_string())
+        .collect();
+    for hub in hubs {
+        pin(*hub, cpus);
+    }
+    if !rest.is_empty() {
+        pin(std::process::id(), &rest.join(","));
+    }
+}
+
 /// A process's resident memory in KiB (0 if unknown).
 pub fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();

@@ -48,13 +48,14 @@ pub struct ClusterArgs {
 }
 
 /// A private redis-server on a random port.
-struct Redis {
+pub struct Redis {
     port: u16,
     proc: Option<tokio::process::Child>,
 }
 
 impl Redis {
-    async fn start() -> Redis {
+    /// Starts one.
+    pub async fn start() -> Redis {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -65,7 +66,8 @@ impl Redis {
         r
     }
 
-    fn url(&self) -> String {
+    /// Its URL.
+    pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
@@ -86,7 +88,8 @@ impl Redis {
         }
     }
 
-    async fn kill(&mut self) {
+    /// Stops it.
+    pub async fn kill(&mut self) {
         if let Some(mut p) = self.proc.take() {
             let _ = p.start_kill();
             let _ = p.wait().await;

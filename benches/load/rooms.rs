@@ -9,6 +9,11 @@
 //!    left, which includes the grace period), and the notification latency before and during
 //!    the storm, which must stay unharmed.
 //!
+//! With `--nodes 2` the same runs on two hub processes sharing one PostgreSQL database
+//! (`--database-url`) and a private `redis-server`, every socket dealt to the nodes in turn:
+//! board events and presence cross the bus. With `--pin-hub`, the hubs run on those CPUs and
+//! this driver, which holds every socket, on the others.
+//!
 //! The sockets live in the driver process (at most 20,000 files a process here).
 
 use std::collections::HashMap;
@@ -20,7 +25,7 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::child::{self, Child, Seed};
+use crate::child::{self, Child, NodeArgs, Seed};
 use crate::report::{percentile_of, Report, Run};
 use crate::{bar, db_label, Common};
 
@@ -39,13 +44,21 @@ pub struct RoomsArgs {
     /// Presence sockets in the join/leave storm.
     #[arg(long, default_value_t = 5_000)]
     storm: usize,
+    /// How the storm's presence sockets take joins and leaves: `diff` (one `presence_diff`
+    /// frame per batch, `?presence=diff`) or `events` (seed 002's `user_status` per user).
+    #[arg(long, default_value = "diff", value_parser = ["diff", "events"])]
+    presence: String,
+    /// Hub processes (2: one PostgreSQL database and a private redis-server).
+    #[arg(long, default_value_t = 1)]
+    nodes: usize,
 }
 
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn open(addr: std::net::SocketAddr, path: &str, token: &str) -> Ws {
-    let url = format!("ws://{addr}{path}?token={token}");
+    let sep = if path.contains('?') { '&' } else { '?' };
+    let url = format!("ws://{addr}{path}{sep}token={token}");
     tokio_tungstenite::connect_async(url)
         .await
         .expect("connect")
@@ -75,7 +88,45 @@ pub async fn rooms(a: RoomsArgs, common: &Common) -> bool {
         project: true,
         ..Default::default()
     };
-    let hub = Child::hub(&seed, None, common.database_url.as_deref()).await;
+    let nodes = a.nodes.max(1);
+    let mut redis = None;
+    let hub = if nodes == 1 {
+        Child::hub(&seed, None, common.database_url.as_deref()).await
+    } else {
+        let Some(db) = common
+            .database_url
+            .as_deref()
+            .filter(|u| u.starts_with("postgres"))
+        else {
+            eprintln!("rooms --nodes 2 needs --database-url postgres://… (the nodes share it)");
+            return false;
+        };
+        let r = crate::cluster::Redis::start().await;
+        let bus = NodeArgs {
+            redis_url: Some(r.url()),
+            join: false,
+        };
+        redis = Some(r);
+        Child::node(&seed, None, Some(db), &bus).await
+    };
+    let mut others = Vec::new();
+    for _ in 1..nodes {
+        let join = NodeArgs {
+            redis_url: redis.as_ref().map(|r| r.url()),
+            join: true,
+        };
+        let db = hub.ready["database_url"].as_str().map(str::to_owned);
+        others.push(Child::node(&Seed::default(), None, db.as_deref(), &join).await);
+    }
+    let pids: Vec<u32> = std::iter::once(hub.pid)
+        .chain(others.iter().map(|c| c.pid))
+        .collect();
+    child::pin_apart(&pids, common.pin_hub.as_deref());
+    let addrs: Vec<std::net::SocketAddr> = std::iter::once(hub.addr)
+        .chain(others.iter().map(|c| c.addr))
+        .collect();
+    let node_of = |i: usize| addrs[i % addrs.len()];
+    let hub_cpu = || pids.iter().map(|p| child::cpu_secs(*p)).sum::<f64>();
     let addr = hub.addr;
     let project = hub.ready["project"].as_i64().expect("a project");
     let ids: Vec<i64> = hub.ready["clients"]
@@ -97,12 +148,12 @@ pub async fn rooms(a: RoomsArgs, common: &Common) -> bool {
     let board_path = format!("/ws/projects/{project}/tickets/");
     let (tx, mut rx) = mpsc::unbounded_channel::<(String, Instant)>();
     let pb = bar(a.members as u64, "board sockets");
-    let sockets: Vec<Ws> = futures::stream::iter(ids[..a.members].iter().copied())
-        .map(|id| {
+    let sockets: Vec<Ws> = futures::stream::iter(ids[..a.members].iter().copied().enumerate())
+        .map(|(i, id)| {
             let (path, pb) = (board_path.clone(), pb.clone());
-            let t = token(id);
+            let (t, at) = (token(id), node_of(i));
             async move {
-                let mut ws = open(addr, &path, &t).await;
+                let mut ws = open(at, &path, &t).await;
                 let hello = next_json(&mut ws).await.expect("greeting");
                 assert_eq!(hello["type"], "connection_established", "{hello}");
                 pb.inc(1);
@@ -131,7 +182,7 @@ pub async fn rooms(a: RoomsArgs, common: &Common) -> bool {
     let started = Instant::now();
     let mut sent_at: HashMap<String, Instant> = HashMap::new();
     let pb = bar((total * a.members) as u64, "board updates");
-    let cpu0 = child::cpu_secs(hub.pid);
+    let cpu0 = hub_cpu();
     let mut latencies = Vec::with_capacity(total * a.members);
     let mut failures = 0usize;
     for i in 0..total {
@@ -172,7 +223,7 @@ pub async fn rooms(a: RoomsArgs, common: &Common) -> bool {
         }
     }
     pb.finish_and_clear();
-    let cpu = child::cpu_secs(hub.pid) - cpu0;
+    let cpu = hub_cpu() - cpu0;
     let expected = total * a.members;
     run.lost += expected.saturating_sub(latencies.len()) as u64;
     run.metric("board_sockets", a.members as f64, "");
@@ -194,17 +245,28 @@ pub async fn rooms(a: RoomsArgs, common: &Common) -> bool {
     run.latencies_ms = latencies;
 
     // 2. Storm: presence converges, and notifications stay fast meanwhile.
-    let presence_path = format!("/ws/projects/{project}/presence/");
+    let presence_path = match a.presence.as_str() {
+        "diff" => format!("/ws/projects/{project}/presence/?presence=diff"),
+        _ => format!("/ws/projects/{project}/presence/"),
+    };
     let observer_id = ids[a.members.max(a.storm)];
     let probe_id = ids[a.members.max(a.storm) + 1];
-    let mut observer = open(addr, &presence_path, &token(observer_id)).await;
+    // The observer sits on the last node: with two, every storm socket on the first crosses.
+    let mut observer = open(*addrs.last().unwrap(), &presence_path, &token(observer_id)).await;
     let state = next_json(&mut observer).await.expect("presence_state");
     assert_eq!(state["type"], "presence_state");
     let (ptx, mut prx) = mpsc::unbounded_channel::<(bool, Instant)>();
     tokio::spawn(async move {
         while let Some(v) = next_json(&mut observer).await {
+            let now = Instant::now();
             if v["type"] == "user_status" {
-                let _ = ptx.send((v["action"] == "joined", Instant::now()));
+                let _ = ptx.send((v["action"] == "joined", now));
+            } else if v["type"] == "presence_diff" {
+                for (list, joined) in [("joins", true), ("leaves", false)] {
+                    for _ in v[list].as_array().into_iter().flatten() {
+                        let _ = ptx.send((joined, now));
+                    }
+                }
             }
         }
     });
@@ -267,20 +329,21 @@ pub async fn rooms(a: RoomsArgs, common: &Common) -> bool {
     let joined_at = Instant::now();
     let pb = bar(a.storm as u64, "presence storm");
     // Each storm socket reads what it is sent, as a browser would.
-    let storm: Vec<tokio::task::AbortHandle> = futures::stream::iter(storm_ids.iter().copied())
-        .map(|id| {
-            let (path, pb) = (presence_path.clone(), pb.clone());
-            let t = token(id);
-            async move {
-                let mut ws = open(addr, &path, &t).await;
-                pb.inc(1);
-                tokio::spawn(async move { while next_json(&mut ws).await.is_some() {} })
-                    .abort_handle()
-            }
-        })
-        .buffer_unordered(common.concurrency)
-        .collect()
-        .await;
+    let storm: Vec<tokio::task::AbortHandle> =
+        futures::stream::iter(storm_ids.iter().copied().enumerate())
+            .map(|(i, id)| {
+                let (path, pb) = (presence_path.clone(), pb.clone());
+                let (t, at) = (token(id), node_of(i));
+                async move {
+                    let mut ws = open(at, &path, &t).await;
+                    pb.inc(1);
+                    tokio::spawn(async move { while next_json(&mut ws).await.is_some() {} })
+                        .abort_handle()
+                }
+            })
+            .buffer_unordered(common.concurrency)
+            .collect()
+            .await;
     pb.finish_and_clear();
     let connect_secs = joined_at.elapsed().as_secs_f64();
     let mut joins = 0usize;
@@ -356,10 +419,17 @@ pub async fn rooms(a: RoomsArgs, common: &Common) -> bool {
     let mut report = Report::new(
         "rooms",
         json!({"members": a.members, "rate": a.rate, "seconds": a.seconds, "storm": a.storm,
+               "presence": a.presence, "nodes": nodes, "pin_hub": common.pin_hub,
                "database": db_label(common)}),
         "board latency, ticket create call to `ticket_update` on each board socket",
     );
     report.runs.push(run);
+    for node in others {
+        node.stop().await;
+    }
     hub.stop().await;
+    if let Some(mut r) = redis {
+        r.kill().await;
+    }
     report.finish(&common.out)
 }

@@ -58,6 +58,8 @@ same inbox.";
         users::list_users,
         projects::list,
         projects::create,
+        projects::detail,
+        projects::update,
         tickets::list,
         tickets::create,
         tickets::detail,

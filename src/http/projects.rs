@@ -1,13 +1,14 @@
-//! Projects: members see theirs, admins see and create all.
+//! Projects: members see theirs, admins see, create and change all. A member removed from a
+//! project is dropped from its live board and presence sockets (4003) on every node.
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tickethub_actors::domain::{is_valid_project_key, Project, UserId};
+use tickethub_actors::domain::{is_valid_project_key, Project, ProjectId, Role, UserId};
 use tickethub_actors::ports::StoreError;
 use utoipa::ToSchema;
 
@@ -18,7 +19,9 @@ use super::{paginated, timestamp, AppState, PageParams};
 
 /// The routes of this module.
 pub fn router() -> Router<AppState> {
-    Router::new().route("/api/projects/", get(list).post(create))
+    Router::new()
+        .route("/api/projects/", get(list).post(create))
+        .route("/api/projects/{id}/", get(detail).patch(update))
 }
 
 fn project_json(p: &Project) -> Value {
@@ -137,4 +140,145 @@ async fn create(
             other => other.into(),
         })?;
     Ok((StatusCode::CREATED, Json(project_json(&project))))
+}
+
+/// The project of `id` if the caller may see it: its members and admins; 404 for anyone else,
+/// whether it exists or not.
+async fn visible(state: &AppState, caller: &Caller, id: &str) -> Result<Project, ApiError> {
+    let not_found = || ApiError::not_found();
+    let id: i64 = id.parse().map_err(|_| not_found())?;
+    match state.store.project_by_id(ProjectId(id)).await? {
+        Some(p) if caller.is_admin() || p.member_ids.contains(&caller.0.id) => Ok(p),
+        _ => Err(not_found()),
+    }
+}
+
+/// One project.
+#[utoipa::path(
+    get,
+    path = "/api/projects/{id}/",
+    operation_id = "projects_retrieve",
+    tag = "projects",
+    params(("id" = i64, Path, description = "The project.")),
+    responses(
+        (status = 200, description = "The project.", body = openapi::Project),
+        (status = 401, description = "No valid access token.", body = ErrorBody),
+        (status = 404, description = "No such project, or the caller is not a member.", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+async fn detail(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(project_json(&visible(&state, &caller, &id).await?)))
+}
+
+/// A change to a project (every field optional).
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = ProjectUpdate)]
+struct UpdateIn {
+    /// 1 to 200 characters.
+    #[schema(max_length = 200)]
+    name: Option<String>,
+    /// The ids of its members: the whole new list. Members left out are removed, and their
+    /// open board and presence sockets of the project close with 4003.
+    member_ids: Option<Vec<i64>>,
+    /// Read-only: accepted and ignored, so that a `GET` body can be sent back, as in DRF.
+    #[serde(default, rename = "id")]
+    #[schema(read_only, value_type = Option<i64>)]
+    _id: Option<Value>,
+    /// Read-only (a key never changes): ignored.
+    #[serde(default, rename = "key")]
+    #[schema(read_only, value_type = Option<String>)]
+    _key: Option<Value>,
+    /// Read-only, ignored.
+    #[serde(default, rename = "created_at")]
+    #[schema(read_only, value_type = Option<String>)]
+    _created_at: Option<Value>,
+}
+
+/// Changes a project's name or members (admins).
+#[utoipa::path(
+    patch,
+    path = "/api/projects/{id}/",
+    operation_id = "projects_partial_update",
+    tag = "projects",
+    params(("id" = i64, Path, description = "The project.")),
+    request_body = UpdateIn,
+    responses(
+        (status = 200, description = "The project after the change.", body = openapi::Project),
+        (status = 400, description = "A field is invalid, or a member does not exist.", body = ErrorBody),
+        (status = 401, description = "No valid access token.", body = ErrorBody),
+        (status = 403, description = "The caller is a member but not an admin.", body = ErrorBody),
+        (status = 404, description = "No such project, or the caller is not a member.", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Json(body): Json<UpdateIn>,
+) -> Result<Json<Value>, ApiError> {
+    let project = visible(&state, &caller, &id).await?;
+    if !caller.is_admin() {
+        return Err(ApiError::forbidden("Only admins can change projects."));
+    }
+    let name = match &body.name {
+        Some(n) => {
+            let n = n.trim();
+            if n.is_empty() || n.chars().count() > 200 {
+                return Err(ApiError::bad_request(
+                    "name: Give a name of 1 to 200 characters.",
+                ));
+            }
+            Some(n.to_owned())
+        }
+        None => None,
+    };
+    let mut removed = Vec::new();
+    if let Some(member_ids) = &body.member_ids {
+        let ids: Vec<UserId> = member_ids.iter().map(|id| UserId(*id)).collect();
+        let found = state.store.users_by_ids(&ids).await?;
+        if let Some(missing) = ids.iter().find(|id| !found.iter().any(|u| u.id == **id)) {
+            return Err(ApiError::bad_request(format!(
+                "member_ids: Invalid pk \"{missing}\" - object does not exist."
+            )));
+        }
+        let added: Vec<UserId> = ids
+            .iter()
+            .filter(|id| !project.member_ids.contains(id))
+            .copied()
+            .collect();
+        removed = project
+            .member_ids
+            .iter()
+            .filter(|id| !ids.contains(id))
+            .copied()
+            .collect();
+        state.store.add_members(project.id, &added).await?;
+        state.store.remove_members(project.id, &removed).await?;
+    }
+    if let Some(name) = &name {
+        state.store.rename_project(project.id, name).await?;
+    }
+    // Admins may see every project: only the others lose their sockets.
+    let removed = state.store.users_by_ids(&removed).await?;
+    state.hub.revoke(
+        project.id,
+        removed
+            .iter()
+            .filter(|u| u.role != Role::Admin)
+            .map(|u| u.id)
+            .collect(),
+    );
+    let after = state
+        .store
+        .project_by_id(project.id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    Ok(Json(project_json(&after)))
 }

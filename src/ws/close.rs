@@ -52,6 +52,7 @@ impl From<Disconnect> for CloseCode {
             Disconnect::SlowConsumer => CloseCode::Policy,
             Disconnect::Idle => CloseCode::IdleTimeout,
             Disconnect::ActorRestart => CloseCode::ServiceRestart,
+            Disconnect::Forbidden => CloseCode::Forbidden,
         }
     }
 }

@@ -7,7 +7,7 @@ use tickethub_actors::domain::{Role, User};
 
 use crate::both_backends;
 use crate::fakes::{Http, Reply};
-use crate::harness::{eventually, Backend, Ended, TestHub};
+use crate::harness::{eventually, Backend, Ended, TestHub, Ws};
 use crate::nodes::Cluster;
 
 both_backends!(a_user_on_one_node_hears_of_commits_on_another);
@@ -528,19 +528,6 @@ async fn presence_holds_across_nodes_and_a_dead_nodes_users_leave() {
         .unwrap()
         .id
         .0;
-    let open = |node: usize, user: &User| {
-        let url = format!(
-            "ws://{}/ws/projects/{project}/presence/?token={}",
-            c.nodes[node].addr,
-            c.token(user)
-        );
-        async move {
-            let mut ws = crate::harness::Ws::connect(&url).await;
-            let state = ws.next_json().await;
-            assert_eq!(state["type"], "presence_state", "{state}");
-            (ws, state)
-        }
-    };
     let ids = |state: &Value| -> Vec<i64> {
         let mut v: Vec<i64> = state["users"]
             .as_array()
@@ -551,11 +538,11 @@ async fn presence_holds_across_nodes_and_a_dead_nodes_users_leave() {
         v.sort();
         v
     };
-    let (mut a0, _) = open(0, &alice).await;
-    let (_c0, _) = open(0, &carol).await;
+    let (mut a0, _) = presence_on(&c, 0, &alice, project).await;
+    let (_c0, _) = presence_on(&c, 0, &carol, project).await;
     assert_eq!(a0.next_json().await["username"], "carol");
     // Bob, on the other node, sees both, and both hear that he joined.
-    let (mut b1, state) = open(1, &bob).await;
+    let (mut b1, state) = presence_on(&c, 1, &bob, project).await;
     assert_eq!(ids(&state), vec![alice.id.0, bob.id.0, carol.id.0]);
     let joined = a0.next_json().await;
     assert_eq!(
@@ -563,7 +550,7 @@ async fn presence_holds_across_nodes_and_a_dead_nodes_users_leave() {
         (Some("joined"), Some(bob.id.0))
     );
     // A second tab of Alice's on Bob's node is no second presence: no `joined`.
-    let (mut a1, state) = open(1, &alice).await;
+    let (mut a1, state) = presence_on(&c, 1, &alice, project).await;
     assert_eq!(ids(&state), vec![alice.id.0, bob.id.0, carol.id.0]);
     let ticket = c
         .post(
@@ -614,4 +601,140 @@ async fn presence_holds_across_nodes_and_a_dead_nodes_users_leave() {
             break;
         }
     }
+}
+
+/// Opens a presence socket of a project on a node and returns it with its `presence_state`.
+async fn presence_on(c: &Cluster, node: usize, user: &User, project: i64) -> (Ws, Value) {
+    let url = format!(
+        "ws://{}/ws/projects/{project}/presence/?token={}",
+        c.nodes[node].addr,
+        c.token(user)
+    );
+    let mut ws = Ws::connect(&url).await;
+    let state = ws.next_json().await;
+    assert_eq!(state["type"], "presence_state", "{state}");
+    (ws, state)
+}
+
+/// The next `user_status` frame: (action, user id).
+async fn next_status(ws: &mut Ws) -> (String, i64) {
+    loop {
+        let v = ws.next_json().await;
+        if v["type"] == "user_status" {
+            return (
+                v["action"].as_str().unwrap().to_owned(),
+                v["user_id"].as_i64().unwrap(),
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_heals_after_a_bus_gap() {
+    let Some(backend) = postgres() else { return };
+    let mut c = Cluster::start(
+        &backend,
+        2,
+        &["--presence-lease", "3", "--presence-grace-ms", "300"],
+    )
+    .await;
+    let alice = c.user("alice", Role::Client).await;
+    let bob = c.user("bob", Role::Developer).await;
+    let project = c
+        .store
+        .create_project("WEB", "Website", &[alice.id, bob.id])
+        .await
+        .unwrap()
+        .id
+        .0;
+    let (mut b1, _) = presence_on(&c, 1, &bob, project).await;
+    // Alice arrives on node 0 while Redis is down: her `joined` cannot cross.
+    c.redis.kill().await;
+    for node in 0..2 {
+        c.bus_is(node, "disconnected").await;
+    }
+    let (a0, state) = presence_on(&c, 0, &alice, project).await;
+    assert!(
+        state["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|u| u["user_id"] == alice.id.0),
+        "{state}"
+    );
+    // Redis comes back (empty): node 1 learns of her from the renewed leases, once.
+    c.redis.restart().await;
+    assert_eq!(next_status(&mut b1).await, ("joined".into(), alice.id.0));
+    // And her leaving crosses as usual, once.
+    drop(a0.inner);
+    assert_eq!(next_status(&mut b1).await, ("left".into(), alice.id.0));
+    b1.roundtrip().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_removed_from_a_project_is_dropped_from_its_rooms_on_every_node() {
+    let Some(backend) = postgres() else { return };
+    let c = Cluster::start(&backend, 2, &["--presence-grace-ms", "300"]).await;
+    let admin = c.user("root", Role::Admin).await;
+    let alice = c.user("alice", Role::Client).await;
+    let bob = c.user("bob", Role::Developer).await;
+    let project = c
+        .store
+        .create_project("WEB", "Website", &[alice.id, bob.id])
+        .await
+        .unwrap()
+        .id
+        .0;
+    let (mut a0, _) = presence_on(&c, 0, &alice, project).await;
+    let (mut b1, _) = presence_on(&c, 1, &bob, project).await;
+    assert_eq!(next_status(&mut a0).await, ("joined".into(), bob.id.0));
+    let board = format!(
+        "ws://{}/ws/projects/{project}/tickets/?token={}",
+        c.nodes[1].addr,
+        c.token(&bob)
+    );
+    let mut b1_board = Ws::connect(&board).await;
+    assert_eq!(b1_board.next_json().await["type"], "connection_established");
+    // Only admins change a project; a member gets 403, anyone else 404.
+    let path = format!("/api/projects/{project}/");
+    let (status, _) = c
+        .call(
+            0,
+            reqwest::Method::PATCH,
+            &alice,
+            &path,
+            Some(json!({"member_ids": [alice.id.0]})),
+        )
+        .await;
+    assert_eq!(status, 403);
+    // The admin removes Bob through node 0: his sockets on node 1 close with 4003.
+    let (status, body) = c
+        .call(
+            0,
+            reqwest::Method::PATCH,
+            &admin,
+            &path,
+            Some(json!({"member_ids": [alice.id.0]})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["member_ids"], json!([alice.id.0]));
+    assert_eq!(b1.close_code().await, 4003);
+    assert_eq!(b1_board.close_code().await, 4003);
+    // Alice hears that he left, and he cannot come back.
+    assert_eq!(next_status(&mut a0).await, ("left".into(), bob.id.0));
+    let url = format!(
+        "ws://{}/ws/projects/{project}/presence/?token={}",
+        c.nodes[0].addr,
+        c.token(&bob)
+    );
+    assert_eq!(Ws::connect(&url).await.close_code().await, 4003);
+    let (status, _) = c.call(1, reqwest::Method::GET, &bob, &path, None).await;
+    assert_eq!(status, 404);
+    // The body of a GET goes back as it is (read-only fields ignored).
+    let (_, got) = c.call(1, reqwest::Method::GET, &admin, &path, None).await;
+    let (status, again) = c
+        .call(1, reqwest::Method::PATCH, &admin, &path, Some(got.clone()))
+        .await;
+    assert_eq!((status, &again), (200, &got));
 }
