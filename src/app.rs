@@ -61,7 +61,11 @@ impl Application {
     pub async fn build(config: ServeConfig) -> Result<Self, BuildError> {
         config.validate()?;
         crate::telemetry::metrics();
-        let store = store::connect(&config.database_url).await?;
+        let store = store::connect_with(
+            &config.database_url,
+            Duration::from_millis(config.db_acquire_timeout_ms),
+        )
+        .await?;
         let secret = match (config.jwt_algorithm, &config.jwt_secret) {
             (JwtAlgorithm::Hs256, Some(secret)) => Some(secret.clone()),
             (JwtAlgorithm::Hs256, None) => Some(embedded_secret(&config.database_url)?),

@@ -26,6 +26,11 @@ pub struct ServeConfig {
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
 
+    /// Milliseconds a call waits for a database connection before it fails (503, or
+    /// `unavailable` on a socket): during a database outage every call fails this fast.
+    #[arg(long, env = "TICKETHUB_DB_ACQUIRE_TIMEOUT_MS", default_value_t = 2_000)]
+    pub db_acquire_timeout_ms: u64,
+
     /// Prefix of the Redis channels, so that several deployments can share one Redis.
     #[arg(long, env = "TICKETHUB_REDIS_PREFIX", default_value = "tickethub")]
     pub redis_prefix: String,
@@ -360,6 +365,12 @@ impl ServeConfig {
             return Err(ConfigError::new(
                 "--delivery-lease (TICKETHUB_DELIVERY_LEASE)",
                 "must be at least twice --delivery-timeout, or 0 for the default",
+            ));
+        }
+        if self.db_acquire_timeout_ms == 0 {
+            return Err(ConfigError::new(
+                "--db-acquire-timeout-ms (TICKETHUB_DB_ACQUIRE_TIMEOUT_MS)",
+                "must be at least 1 millisecond",
             ));
         }
         if self.bus_reconcile_interval == 0 {

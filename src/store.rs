@@ -18,11 +18,27 @@ pub mod postgres;
 pub mod sqlite;
 pub mod tickets;
 
+/// The default wait for a pooled connection.
+pub const ACQUIRE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Connects to the database a URL names and runs its migrations.
 pub async fn connect(url: &str) -> Result<Arc<dyn Store>, ConnectError> {
+    connect_with(url, ACQUIRE_TIMEOUT).await
+}
+
+/// [`connect`], with the time a call waits for a pooled connection before it fails: during a
+/// database outage, every call fails within it.
+pub async fn connect_with(
+    url: &str,
+    acquire_timeout: std::time::Duration,
+) -> Result<Arc<dyn Store>, ConnectError> {
     match database_kind(url)? {
-        DatabaseKind::Sqlite => Ok(Arc::new(sqlite::SqliteStore::connect(url).await?)),
-        DatabaseKind::Postgres => Ok(Arc::new(postgres::PgStore::connect(url).await?)),
+        DatabaseKind::Sqlite => Ok(Arc::new(
+            sqlite::SqliteStore::connect(url, acquire_timeout).await?,
+        )),
+        DatabaseKind::Postgres => Ok(Arc::new(
+            postgres::PgStore::connect(url, acquire_timeout).await?,
+        )),
     }
 }
 

@@ -14,12 +14,13 @@ pub struct PgStore {
 }
 
 impl PgStore {
-    /// Connects and runs the migrations.
-    pub async fn connect(url: &str) -> Result<Self, ConnectError> {
+    /// Connects and runs the migrations; a call waits at most `acquire_timeout` for a
+    /// connection.
+    pub async fn connect(url: &str, acquire_timeout: Duration) -> Result<Self, ConnectError> {
         let options = PgConnectOptions::from_str(url)?;
         let pool = PgPoolOptions::new()
             .max_connections(16)
-            .acquire_timeout(Duration::from_secs(10))
+            .acquire_timeout(acquire_timeout)
             .connect_with(options)
             .await?;
         sqlx::migrate!("migrations/postgres").run(&pool).await?;

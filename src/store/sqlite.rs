@@ -22,7 +22,7 @@ pub struct SqliteStore {
 
 impl SqliteStore {
     /// Opens (creating if missing) the database and runs the migrations.
-    pub async fn connect(url: &str) -> Result<Self, ConnectError> {
+    pub async fn connect(url: &str, acquire_timeout: Duration) -> Result<Self, ConnectError> {
         let memory = url.contains(":memory:") || url.contains("mode=memory");
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
@@ -37,6 +37,7 @@ impl SqliteStore {
                 .synchronous(SqliteSynchronous::Normal)
         };
         let writer = SqlitePoolOptions::new()
+            .acquire_timeout(acquire_timeout.max(Duration::from_secs(10)))
             .max_connections(1)
             .min_connections(1)
             .idle_timeout(None)
@@ -48,6 +49,7 @@ impl SqliteStore {
             writer.clone()
         } else {
             SqlitePoolOptions::new()
+                .acquire_timeout(acquire_timeout.max(Duration::from_secs(10)))
                 .max_connections(4)
                 .connect_with(options.read_only(true))
                 .await?

@@ -18,6 +18,7 @@ mod inbox;
 mod nodes;
 mod openapi;
 mod operators;
+mod outage;
 mod replay;
 mod rooms;
 mod seed;

@@ -1,0 +1,132 @@
+//! A database outage: the hub stays up, says so at once, and resumes when the database is
+//! back. PostgreSQL is reached through a proxy in the test that can be cut, as if the server
+//! stopped; the real server keeps serving the other tests.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::json;
+use tickethub_actors::domain::Role;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::AbortHandle;
+use tokio::time::Instant;
+
+use crate::harness::{eventually, Backend, TestDb, TestHub};
+
+/// A TCP proxy to PostgreSQL that can be cut: while down, it drops every connection it
+/// carries and holds every new one without an answer, as a server that hangs or a network
+/// that dropped its packets would.
+struct Proxy {
+    port: u16,
+    up: Arc<AtomicBool>,
+    links: Arc<Mutex<Vec<AbortHandle>>>,
+}
+
+impl Proxy {
+    async fn start(upstream: String) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let up = Arc::new(AtomicBool::new(true));
+        let links: Arc<Mutex<Vec<AbortHandle>>> = Arc::default();
+        let (up2, links2) = (up.clone(), links.clone());
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((mut client, _)) = listener.accept().await {
+                if !up2.load(Ordering::SeqCst) {
+                    held.push(client);
+                    continue;
+                }
+                held.clear();
+                let upstream = upstream.clone();
+                let link = tokio::spawn(async move {
+                    if let Ok(mut server) = TcpStream::connect(&upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+                links2.lock().unwrap().push(link.abort_handle());
+            }
+        });
+        Proxy { port, up, links }
+    }
+
+    fn down(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        for link in self.links.lock().unwrap().drain(..) {
+            link.abort();
+        }
+    }
+
+    fn up(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+}
+
+/// `postgres://user@host:port/db` with `host:port` replaced by the proxy's.
+fn through(url: &str, port: u16) -> (String, String) {
+    let (scheme, rest) = url.split_once("://").unwrap();
+    let (auth, rest) = rest.split_once('@').map_or(("", rest), |(a, r)| (a, r));
+    let (hostport, path) = rest.split_once('/').unwrap();
+    let at = if auth.is_empty() { "" } else { "@" };
+    (
+        format!("{scheme}://{auth}{at}127.0.0.1:{port}/{path}"),
+        hostport.to_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_outage_is_answered_at_once_and_healed_when_it_ends() {
+    let Some(backend) = Backend::postgres() else {
+        return;
+    };
+    let mut db = TestDb::create(&backend).await;
+    let (_, upstream) = through(&db.url, 0);
+    let proxy = Proxy::start(upstream).await;
+    db.url = through(&db.url, proxy.port).0;
+    let hub = TestHub::start_on(db, |c| c.db_acquire_timeout_ms = 500).await;
+    let alice = hub.user("alice", Role::Client).await;
+    let token = hub.token(&alice);
+    let mut ws = hub.connect(&alice).await;
+    assert_eq!(hub.get("/readyz", None).await.0, 200);
+
+    proxy.down();
+    // The probe answers within a second, the API within the acquire timeout: never the
+    // ten seconds a load balancer would give up on.
+    let started = Instant::now();
+    let (status, body) = hub.get("/readyz", None).await;
+    assert_eq!(
+        (status, body["database"].as_str()),
+        (503, Some("unreachable"))
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    let started = Instant::now();
+    let (status, body) = hub.get("/api/notifications/", Some(&token)).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body["detail"].is_string(), "{body}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    // The socket stays open; a command that needs the database says it is unavailable.
+    ws.send_json(json!({"type": "get_notifications"})).await;
+    let answer = ws.next_json().await;
+    assert_eq!(
+        (answer["type"].as_str(), answer["code"].as_str()),
+        (Some("error"), Some("unavailable")),
+        "{answer}"
+    );
+
+    proxy.up();
+    eventually("the hub is ready again", || async {
+        hub.get("/readyz", None).await.0 == 200
+    })
+    .await;
+    assert_eq!(hub.get("/api/notifications/", Some(&token)).await.0, 200);
+    ws.send_json(json!({"type": "get_notifications"})).await;
+    assert_eq!(ws.next_json().await["type"], "notifications_list");
+}
