@@ -7,6 +7,7 @@ use serde_json::{json, Map, Value};
 use tickethub_actors::domain::{Role, User, UserId};
 use tickethub_actors::hub::{Announcement, Recipients};
 use tickethub_actors::notification::{Notification, TicketSummary};
+use tickethub_actors::ports::DeliverySummary;
 use tickethub_actors::routing::Channel;
 use tickethub_actors::ticket_domain::{Comment, Ticket};
 
@@ -55,8 +56,29 @@ pub fn notification_frame(n: &Notification, replayed: bool) -> Value {
     })
 }
 
-/// The REST notification (seed 001's fields, plus `seq`, `title`, `data` and `action_url`).
-pub fn notification_rest(n: &Notification, recipient: &User) -> Value {
+/// Seed 001's `status`, `status_display` and `sent_at`, from the outbound deliveries: `SENT`
+/// once any channel delivered it (or at once, for a notification with no outbound channel: its
+/// in-app copy is its delivery), `FAILED` once every channel failed for good, `PENDING` before.
+fn delivery_status(
+    created_at: chrono::DateTime<chrono::Utc>,
+    deliveries: Option<&DeliverySummary>,
+) -> (&'static str, &'static str, Option<String>) {
+    match deliveries {
+        None => ("SENT", "Sent", Some(timestamp(created_at))),
+        Some(d) if d.sent > 0 => ("SENT", "Sent", d.first_sent_at.map(timestamp)),
+        Some(d) if d.failed >= d.total => ("FAILED", "Failed", None),
+        Some(_) => ("PENDING", "Pending", None),
+    }
+}
+
+/// The REST notification (seed 001's fields, plus `seq`, `title`, `data` and `action_url`);
+/// `deliveries` is how its outbound deliveries stand, `None` if it has none.
+pub fn notification_rest(
+    n: &Notification,
+    recipient: &User,
+    deliveries: Option<&DeliverySummary>,
+) -> Value {
+    let (status, status_display, sent_at) = delivery_status(n.created_at, deliveries);
     json!({
         "id": n.id,
         "seq": n.seq,
@@ -72,6 +94,9 @@ pub fn notification_rest(n: &Notification, recipient: &User) -> Value {
         "message": n.message,
         "data": data(n),
         "action_url": n.action_url,
+        "status": status,
+        "status_display": status_display,
+        "sent_at": sent_at,
         "is_read": n.is_read,
         "read_at": n.read_at.map(timestamp),
         "created_at": timestamp(n.created_at),
@@ -285,5 +310,41 @@ pub fn room_event(event: &tickethub_actors::room::RoomEvent) -> Value {
             "type": "connection_established",
             "message": "Subscribed to the project's tickets",
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    fn seed_001_status_follows_the_deliveries() {
+        let created = chrono::Utc::now() - chrono::Duration::seconds(5);
+        let at = chrono::Utc::now();
+        let summary = |total, sent, failed| DeliverySummary {
+            total,
+            sent,
+            failed,
+            first_sent_at: (sent > 0).then_some(at),
+        };
+        assert_eq!(
+            delivery_status(created, None),
+            ("SENT", "Sent", Some(timestamp(created)))
+        );
+        assert_eq!(
+            delivery_status(created, Some(&summary(2, 0, 0))),
+            ("PENDING", "Pending", None)
+        );
+        assert_eq!(
+            delivery_status(created, Some(&summary(2, 0, 1))),
+            ("PENDING", "Pending", None)
+        );
+        assert_eq!(
+            delivery_status(created, Some(&summary(2, 1, 1))),
+            ("SENT", "Sent", Some(timestamp(at)))
+        );
+        assert_eq!(
+            delivery_status(created, Some(&summary(2, 0, 2))),
+            ("FAILED", "Failed", None)
+        );
     }
 }

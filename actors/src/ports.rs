@@ -172,6 +172,19 @@ pub struct Committed {
     pub comment: Option<Comment>,
 }
 
+/// How a notification's outbound deliveries stand.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DeliverySummary {
+    /// Deliveries in all.
+    pub total: i64,
+    /// Those sent.
+    pub sent: i64,
+    /// Those that failed for good.
+    pub failed: i64,
+    /// When the first was sent.
+    pub first_sent_at: Option<DateTime<Utc>>,
+}
+
 /// One outbound delivery of a notification.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Delivery {
@@ -298,6 +311,12 @@ pub trait NotificationStore: Send + Sync {
     async fn record_sent(&self, user: UserId, seq: i64) -> Result<(), StoreError>;
     /// The outbound deliveries of one of a user's notifications.
     async fn deliveries(&self, user: UserId, id: i64) -> Result<Option<Vec<Delivery>>, StoreError>;
+    /// How the outbound deliveries of these notifications stand, per notification that has
+    /// any (one query).
+    async fn delivery_summaries(
+        &self,
+        ids: &[i64],
+    ) -> Result<HashMap<i64, DeliverySummary>, StoreError>;
     /// The preferences of these users.
     async fn preferences(
         &self,

@@ -104,9 +104,11 @@ async fn page_of(
         .store
         .list_notifications(caller.0.id, &filter, slice)
         .await?;
+    let ids: Vec<i64> = list.iter().map(|n| n.id).collect();
+    let deliveries = state.store.delivery_summaries(&ids).await?;
     let results = list
         .iter()
-        .map(|n| wire::notification_rest(n, &caller.0))
+        .map(|n| wire::notification_rest(n, &caller.0, deliveries.get(&n.id)))
         .collect();
     Ok(Json(paginated(parts, page, slice.limit, count, results)?))
 }
@@ -212,7 +214,17 @@ async fn one(
         .notification(caller.0.id, notification_id(&id)?)
         .await?
         .ok_or_else(ApiError::not_found)?;
-    Ok(Json(wire::notification_rest(&n, &caller.0)))
+    Ok(Json(rest_one(&state, &n, &caller).await?))
+}
+
+/// One notification as the REST API shows it, with how its deliveries stand.
+async fn rest_one(
+    state: &AppState,
+    n: &tickethub_actors::notification::Notification,
+    caller: &Caller,
+) -> Result<Value, ApiError> {
+    let deliveries = state.store.delivery_summaries(&[n.id]).await?;
+    Ok(wire::notification_rest(n, &caller.0, deliveries.get(&n.id)))
 }
 
 async fn command(
@@ -239,7 +251,7 @@ async fn set_read(
             ..
         } => Ok(Json(json!({
             "message": if read { "Notification marked as read" } else { "Notification marked as unread" },
-            "notification": wire::notification_rest(&n, &caller.0),
+            "notification": rest_one(&state, &n, &caller).await?,
         }))),
         _ => Err(ApiError::not_found()),
     }

@@ -536,6 +536,16 @@ pub struct Notification {
     /// Where a client should take the user.
     #[schema(required = true)]
     pub action_url: Option<String>,
+    /// How its outbound deliveries stand (seed 001): `SENT` once any channel delivered it, or
+    /// at once with no outbound channel; `FAILED` once every channel failed for good;
+    /// `PENDING` before.
+    #[schema(examples("SENT"))]
+    pub status: String,
+    /// `Sent`, `Failed` or `Pending`.
+    pub status_display: String,
+    /// When it was first delivered.
+    #[schema(required = true, format = DateTime)]
+    pub sent_at: Option<String>,
     /// Whether the recipient has read it.
     pub is_read: bool,
     /// When it was read.

@@ -674,6 +674,46 @@ macro_rules! impl_notification_store {
                     .map(Some)
             }
 
+            async fn delivery_summaries(
+                &self,
+                ids: &[i64],
+            ) -> Result<
+                std::collections::HashMap<i64, tickethub_actors::ports::DeliverySummary>,
+                tickethub_actors::ports::StoreError,
+            > {
+                let mut out = std::collections::HashMap::new();
+                for chunk in ids.chunks(1000) {
+                    let mut q = sqlx::QueryBuilder::<$db>::new(
+                        "SELECT notification_id, COUNT(*), \
+                         SUM(CASE WHEN status = 'SENT' THEN 1 ELSE 0 END), \
+                         SUM(CASE WHEN status = 'FAILED' THEN 1 ELSE 0 END), MIN(sent_at) \
+                         FROM deliveries WHERE notification_id IN (",
+                    );
+                    let mut sep = q.separated(", ");
+                    for id in chunk {
+                        sep.push_bind(*id);
+                    }
+                    q.push(") GROUP BY notification_id");
+                    let rows: Vec<(i64, i64, i64, i64, Option<chrono::DateTime<chrono::Utc>>)> = q
+                        .build_query_as()
+                        .fetch_all(self.reader())
+                        .await
+                        .map_err($crate::store::backend_error)?;
+                    for (id, total, sent, failed, first_sent_at) in rows {
+                        out.insert(
+                            id,
+                            tickethub_actors::ports::DeliverySummary {
+                                total,
+                                sent,
+                                failed,
+                                first_sent_at,
+                            },
+                        );
+                    }
+                }
+                Ok(out)
+            }
+
             async fn preferences(
                 &self,
                 users: &[tickethub_actors::domain::UserId],

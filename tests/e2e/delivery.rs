@@ -117,8 +117,18 @@ async fn lifecycle_mails_reach_the_right_inboxes(backend: Backend) {
         (json!("SENT"), json!(1))
     );
     assert!(email["sent_at"].is_string());
-
-    // An address the server refuses is a permanent failure: no retries.
+    // Seed 001's status fields follow the deliveries.
+    let newest = |user: &User| {
+        let hub = &hub;
+        let user = user.clone();
+        async move { hub.get_as(&user, "/api/notifications/", 200).await["results"][0].clone() }
+    };
+    let n = newest(&c.a1).await;
+    assert_eq!(
+        (&n["status"], &n["status_display"], &n["sent_at"]),
+        (&json!("SENT"), &json!("Sent"), &email["sent_at"]),
+        "{n}"
+    );
     let bad = hub
         .store
         .create_user(NewUser {
@@ -148,6 +158,26 @@ async fn lifecycle_mails_reach_the_right_inboxes(backend: Backend) {
     assert!(
         email["last_error"].as_str().unwrap().contains("550"),
         "{email}"
+    );
+    let n = newest(&bad).await;
+    assert_eq!(
+        (&n["status"], &n["status_display"], &n["sent_at"]),
+        (&json!("FAILED"), &json!("Failed"), &Value::Null),
+        "{n}"
+    );
+    // With no outbound channel, the in-app copy is the delivery: sent when committed.
+    hub.post_as(
+        &c.a1,
+        "/api/notifications/send/",
+        json!({"user_ids": [c.d1.id.0], "title": "in-app", "message": "only", "channels": ["websocket"]}),
+        201,
+    )
+    .await;
+    let n = newest(&c.d1).await;
+    assert_eq!(
+        (&n["status"], &n["sent_at"]),
+        (&json!("SENT"), &n["created_at"]),
+        "{n}"
     );
 
     // Switching email off stops the mail but not the in-app notification.
