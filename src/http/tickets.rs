@@ -14,7 +14,7 @@ use tickethub_actors::ticket_domain::{Action, Category, Priority, Ticket, Ticket
 use utoipa::ToSchema;
 
 use super::error::ApiError;
-use super::extract::{Caller, Json, Query};
+use super::extract::{Caller, Json, Query, RawBody};
 use super::openapi::{
     self, CategoryName, CommentIn, ErrorBody, PageQuery, PriorityName, TicketPage, TicketStatusName,
 };
@@ -293,7 +293,7 @@ async fn comment(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let ticket = visible(&state, &caller, ticket_id(&id)?).await?;
     let body = json_body(&body)?;
@@ -340,7 +340,7 @@ async fn act(
     State(state): State<AppState>,
     caller: Caller,
     Path((id, action)): Path<(String, String)>,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<Json<Value>, ApiError> {
     let body = json_body(&body)?;
     let action = match action.as_str() {

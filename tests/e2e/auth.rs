@@ -53,7 +53,7 @@ async fn login_me_and_refresh(backend: Backend) {
 
 async fn bad_credentials_are_401_with_detail(backend: Backend) {
     let hub = TestHub::start(&backend).await;
-    hub.user("bob", Role::Client).await;
+    let bob = hub.user("bob", Role::Client).await;
     for body in [
         json!({"username": "bob", "password": "wrong"}),
         json!({"username": "nobody", "password": "bob-password"}),
@@ -105,6 +105,17 @@ async fn bad_credentials_are_401_with_detail(backend: Backend) {
     assert_eq!(res.status(), 413);
     let res: serde_json::Value = res.json().await.unwrap();
     assert!(res["detail"].is_string(), "{res}");
+    // The same on a handler that reads its body raw (a ticket action).
+    let res = reqwest::Client::new()
+        .post(hub.url("/api/tickets/1/comments/"))
+        .bearer_auth(hub.token(&bob))
+        .body(big.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 413);
+    let res: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(res["detail"], "Request body is too large.", "{res}");
     let (status, res) = hub.get("/api/nothing-here/", None).await;
     assert_eq!(status, 404);
     assert_eq!(res["detail"], "Not found.");

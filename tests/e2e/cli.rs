@@ -147,6 +147,8 @@ fn bad_configuration_exits_64_with_one_line_naming_the_setting() {
 
 #[tokio::test]
 async fn serve_demo_prints_logins_and_exits_0_on_sigterm() {
+    // This test builds a reqwest client without starting an in-process hub.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("hub.toml");
     std::fs::write(
@@ -161,8 +163,9 @@ async fn serve_demo_prints_logins_and_exits_0_on_sigterm() {
         .args(["--config", config.to_str().unwrap(), "serve"])
         .env_remove("DATABASE_URL")
         .env_remove("TICKETHUB_JWT_SECRET")
+        .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .unwrap();
@@ -209,4 +212,11 @@ async fn serve_demo_prints_logins_and_exits_0_on_sigterm() {
         .unwrap()
         .unwrap();
     assert_eq!(status.code(), Some(0));
+    // Logs to a pipe are plain text: no terminal colour codes.
+    let mut logs = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut child.stderr.take().unwrap(), &mut logs)
+        .await
+        .unwrap();
+    assert!(logs.contains("INFO"), "{logs}");
+    assert!(!logs.contains('\x1b'), "{logs}");
 }
