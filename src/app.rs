@@ -86,6 +86,7 @@ impl Application {
                 idle_timeout: config.idle_timeout(),
                 ticket_idle: Duration::from_secs(config.ticket_actor_idle.max(1)),
                 replay_cap: config.replay_cap,
+                call_timeout: Duration::from_millis(config.actor_call_timeout_ms.max(1)),
                 rooms: tickethub_actors::room::RoomConfig {
                     grace: Duration::from_millis(config.presence_grace_ms),
                     typing_idle: Duration::from_millis(config.typing_idle_ms.max(1)),

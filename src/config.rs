@@ -31,6 +31,15 @@ pub struct ServeConfig {
     #[arg(long, env = "TICKETHUB_DB_ACQUIRE_TIMEOUT_MS", default_value_t = 2_000)]
     pub db_acquire_timeout_ms: u64,
 
+    /// Milliseconds a socket's attach waits for its user or room actor before it tries again
+    /// (an attach is idempotent: a slow first try is never replayed twice).
+    #[arg(
+        long,
+        env = "TICKETHUB_ACTOR_CALL_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
+    pub actor_call_timeout_ms: u64,
+
     /// Prefix of the Redis channels, so that several deployments can share one Redis.
     #[arg(long, env = "TICKETHUB_REDIS_PREFIX", default_value = "tickethub")]
     pub redis_prefix: String,

@@ -190,6 +190,8 @@ pub enum UserMsg {
     /// Panic inside the handler. Used by fault-injection tests and chaos drills to prove that
     /// a failing user actor takes nobody else down.
     InjectFault,
+    /// Hold the actor for this long, as a slow database would. Used by fault-injection tests.
+    InjectStall(std::time::Duration),
 }
 
 impl Keyed for UserActor {
@@ -413,6 +415,16 @@ impl Actor for UserActor {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
+            // A retried attach (the first was slow to answer) finds its socket here already:
+            // answered again, never replayed twice.
+            UserMsg::Attach { conn, reply, .. }
+                if state.conns.iter().any(|c| c.handle.id == conn.id) =>
+            {
+                let _ = reply.send(Attached {
+                    actor: myself.clone(),
+                    connections: state.conns.len(),
+                });
+            }
             UserMsg::Attach {
                 conn,
                 resume,
@@ -548,6 +560,7 @@ impl Actor for UserActor {
             UserMsg::InjectFault => {
                 panic!("injected fault in the actor of user {}", state.user_id);
             }
+            UserMsg::InjectStall(d) => tokio::time::sleep(d).await,
         }
         if state.conns.is_empty() {
             myself.stop(Some("no sockets left".into()));

@@ -20,6 +20,7 @@ both_backends!(
     a_socket_that_stops_reading_is_cut_off_and_nobody_waits,
     a_panicking_user_actor_mid_stream_loses_nothing,
     kill_9_mid_stream_loses_nothing_that_was_acknowledged,
+    a_slow_attach_that_is_retried_replays_once,
 );
 
 async fn send(hub: &TestHub, admin: &User, to: &User, title: &str) -> u16 {
@@ -475,4 +476,37 @@ async fn kill_9_mid_stream_loses_nothing_that_was_acknowledged(backend: Backend)
             "acknowledged {title} is missing"
         );
     }
+}
+
+async fn a_slow_attach_that_is_retried_replays_once(backend: Backend) {
+    let hub = TestHub::start_with(&backend, |c| c.actor_call_timeout_ms = 300).await;
+    let admin = hub.user("root", Role::Admin).await;
+    let alice = hub.user("alice", Role::Client).await;
+    for i in 0..3 {
+        assert_eq!(send(&hub, &admin, &alice, &format!("n{i}")).await, 201);
+    }
+    let _first = connect_from(&hub, &alice, Some(3)).await;
+    // The actor is held for longer than two attach tries: the second socket's attach is
+    // tried three times, and all three reach the actor once it is free again.
+    hub.hub
+        .user(alice.id)
+        .unwrap()
+        .send_message(UserMsg::InjectStall(Duration::from_millis(750)))
+        .unwrap();
+    let mut second = connect_from(&hub, &alice, Some(0)).await;
+    assert_eq!(seqs(&second.replayed), vec![1, 2, 3]);
+    // One replay, nothing after it: the next frame answers the next ping.
+    second
+        .send_json(json!({"type": "ping", "timestamp": 7}))
+        .await;
+    let next = second.next_json().await;
+    assert_eq!(next["type"], "pong", "{next}");
+    // And every live frame once.
+    assert_eq!(send(&hub, &admin, &alice, "live").await, 201);
+    let live = second.next_json().await;
+    assert_eq!(live["seq"], 4, "{live}");
+    second
+        .send_json(json!({"type": "ping", "timestamp": 8}))
+        .await;
+    assert_eq!(second.next_json().await["type"], "pong");
 }
