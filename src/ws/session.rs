@@ -40,6 +40,9 @@ use crate::wire;
 type Io = TokioIo<hyper::upgrade::Upgraded>;
 type Writer = WebSocketWrite<WriteHalf<Io>>;
 
+/// How long a socket may take, at shutdown, to write what is queued before its 1001.
+const SHUTDOWN_FLUSH: Duration = Duration::from_secs(2);
+
 /// How long a closing socket waits for the client's close frame.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
@@ -190,7 +193,19 @@ impl Session {
                         break 'frames;
                     }
                     _ = ws_settings.shutdown.cancelled() => {
-                        outcome = Ok(Flow::Close(CloseCode::GoingAway, "server shutting down"));
+                        // What is queued already goes out before the 1001, bounded: a client
+                        // that stopped reading cannot hold the shutdown.
+                        let flushed = tokio::time::timeout(SHUTDOWN_FLUSH, async {
+                            while let Ok(msg) = rx.try_recv() {
+                                match Box::pin(outbound(Some(msg), &mut write, &shared, ctx.dialect)).await {
+                                    Ok(Flow::Continue) => {}
+                                    other => return other,
+                                }
+                            }
+                            Ok(Flow::Close(CloseCode::GoingAway, "server shutting down"))
+                        })
+                        .await;
+                        outcome = flushed.unwrap_or(Ok(Flow::Drop));
                         break 'frames;
                     }
                     msg = rx.recv() => {

@@ -11,6 +11,7 @@ both_backends!(
     tabs_share_one_actor_which_ends_with_the_last_socket,
     a_panicking_user_actor_takes_nobody_else_down,
     graceful_shutdown_closes_sockets_with_1001,
+    shutdown_writes_what_is_queued_before_1001,
 );
 
 async fn tabs_share_one_actor_which_ends_with_the_last_socket(backend: Backend) {
@@ -86,6 +87,51 @@ async fn graceful_shutdown_closes_sockets_with_1001(backend: Backend) {
     }
     // The listener is gone.
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+}
+
+async fn shutdown_writes_what_is_queued_before_1001(backend: Backend) {
+    use futures::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let mut hub = TestHub::start(&backend).await;
+    let admin = hub.user("root", Role::Admin).await;
+    let alice = hub.user("alice", Role::Client).await;
+    let mut ws = hub.connect(&alice).await;
+    // A burst, committed and queued to the socket; the hub stops the moment the last call
+    // has answered, with frames still in the socket's queue.
+    let token = hub.token(&admin);
+    let sent = join_all((0..200).map(|i| {
+        hub.post(
+            "/api/notifications/send/",
+            Some(&token),
+            serde_json::json!({"user_ids": [alice.id.0], "title": format!("n{i}"), "message": "m"}),
+        )
+    }))
+    .await;
+    assert!(sent.iter().all(|(status, _)| *status == 201));
+    hub.stop().await;
+    let mut seqs = Vec::new();
+    loop {
+        match ws.inner.next().await {
+            Some(Ok(Message::Text(t))) => {
+                let v: serde_json::Value = serde_json::from_str(&t).unwrap();
+                if v["type"] == "notification" {
+                    seqs.push(v["seq"].as_i64().unwrap());
+                }
+            }
+            Some(Ok(Message::Close(frame))) => {
+                assert_eq!(frame.map(|f| u16::from(f.code)), Some(1001));
+                break;
+            }
+            Some(Ok(_)) => {}
+            other => panic!("the socket ended without a close frame: {other:?}"),
+        }
+    }
+    seqs.sort();
+    assert_eq!(
+        seqs,
+        (1..=200).collect::<Vec<i64>>(),
+        "every committed frame before the 1001"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
