@@ -240,6 +240,25 @@ impl Session {
                 }
             };
         }
+        // Nothing more is written to the socket but its close: it leaves its owner first.
+        match &ctx.owner {
+            Owner::User(actor) => {
+                // The actor records what this socket was sent. One that crashed cannot (its
+                // clean-up never ran): the socket records it itself, so that a client that
+                // neither acks nor sends `last_seq` is not sent it all again.
+                if actor.send_message(UserMsg::Detach(conn_id)).is_err() {
+                    let sent = shared.sent_seq();
+                    if sent > 0 {
+                        if let Err(e) = ctx.state.store.record_sent(ctx.user.id, sent).await {
+                            tracing::warn!(user_id = ctx.user.id.0, error = %e, "cannot record sent seq");
+                        }
+                    }
+                }
+            }
+            Owner::Room(room, _) => {
+                let _ = room.send_message(RoomMsg::Leave(conn_id));
+            }
+        }
         if let Ok(Flow::Close(code, reason)) = outcome {
             if close(&mut write, code, reason).await.is_ok() && code != CloseCode::Normal {
                 // Complete the closing handshake: wait briefly for the client's close frame,
@@ -252,14 +271,6 @@ impl Session {
                     }
                 })
                 .await;
-            }
-        }
-        match &ctx.owner {
-            Owner::User(actor) => {
-                let _ = actor.send_message(UserMsg::Detach(conn_id));
-            }
-            Owner::Room(room, _) => {
-                let _ = room.send_message(RoomMsg::Leave(conn_id));
             }
         }
         metrics::gauge!("tickethub_connections_open").decrement(1.0);

@@ -21,6 +21,7 @@ both_backends!(
     a_panicking_user_actor_mid_stream_loses_nothing,
     kill_9_mid_stream_loses_nothing_that_was_acknowledged,
     a_slow_attach_that_is_retried_replays_once,
+    a_crashed_actor_does_not_repeat_what_a_seed_client_was_sent,
 );
 
 async fn send(hub: &TestHub, admin: &User, to: &User, title: &str) -> u16 {
@@ -509,4 +510,32 @@ async fn a_slow_attach_that_is_retried_replays_once(backend: Backend) {
         .send_json(json!({"type": "ping", "timestamp": 8}))
         .await;
     assert_eq!(second.next_json().await["type"], "pong");
+}
+
+async fn a_crashed_actor_does_not_repeat_what_a_seed_client_was_sent(backend: Backend) {
+    let hub = TestHub::start(&backend).await;
+    let admin = hub.user("boss", Role::Admin).await;
+    let alice = hub.user("alice", Role::Client).await;
+    // A seed client: no `last_seq`, no acks.
+    let mut ws = connect_from(&hub, &alice, None).await;
+    for i in 0..5 {
+        assert_eq!(send(&hub, &admin, &alice, &format!("n{i}")).await, 201);
+    }
+    let live = ws.notifications(5).await;
+    assert_eq!(seqs(&live), vec![1, 2, 3, 4, 5]);
+    hub.hub
+        .user(alice.id)
+        .unwrap()
+        .send_message(UserMsg::InjectFault)
+        .unwrap();
+    assert_eq!(ws.close_code().await, 1012);
+    // It reconnects as it always does: what it was sent is not sent again, what came while it
+    // was away is.
+    eventually("the crashed actor is gone", || async {
+        hub.hub.user(alice.id).is_none()
+    })
+    .await;
+    assert_eq!(send(&hub, &admin, &alice, "after").await, 201);
+    let ws = connect_from(&hub, &alice, None).await;
+    assert_eq!(seqs(&ws.replayed), vec![6]);
 }
