@@ -418,6 +418,24 @@ macro_rules! impl_store {
                 self.with_members(row).await
             }
 
+            async fn membership(
+                &self,
+                id: tickethub_actors::domain::ProjectId,
+                user: tickethub_actors::domain::UserId,
+            ) -> Result<Option<bool>, tickethub_actors::ports::StoreError> {
+                let row: Option<(i64, i64)> = sqlx::query_as(
+                    "SELECT p.id, (SELECT COUNT(*) FROM project_members m \
+                     WHERE m.project_id = p.id AND m.user_id = $2) \
+                     FROM projects p WHERE p.id = $1",
+                )
+                .bind(id.0)
+                .bind(user.0)
+                .fetch_optional(self.reader())
+                .await
+                .map_err($crate::store::backend_error)?;
+                Ok(row.map(|(_, n)| n > 0))
+            }
+
             async fn project_by_key(
                 &self,
                 key: &str,

@@ -106,7 +106,13 @@ async fn handshake(
             return ApiError::forbidden("Origin not allowed.").into_response();
         }
     }
-    let query: WsQuery = req.uri().query().and_then(parse_query).unwrap_or_default();
+    let query: WsQuery = match req.uri().query().map(parse_query) {
+        None => WsQuery::default(),
+        Some(Ok(q)) => q,
+        Some(Err(e)) => {
+            return ApiError::bad_request(format!("Invalid query - {e}")).into_response()
+        }
+    };
     let last_seq = match query.last_seq.as_deref().map(str::parse::<i64>) {
         None => None,
         Some(Ok(s)) if s >= 0 => Some(s),
@@ -182,10 +188,8 @@ async fn handshake(
         (Some(_), Err(_)) => Some(Err(())),
         (Some((project, kind)), Ok((u, _))) => {
             let admitted = match project.parse::<i64>() {
-                Ok(id) => match state.store.project_by_id(ProjectId(id)).await {
-                    Ok(Some(p)) if u.role == Role::Admin || p.member_ids.contains(&u.id) => {
-                        Some(p.id)
-                    }
+                Ok(id) => match state.store.membership(ProjectId(id), u.id).await {
+                    Ok(Some(member)) if member || u.role == Role::Admin => Some(ProjectId(id)),
                     Ok(_) => None,
                     Err(e) => {
                         tracing::error!(error = %e, "project lookup failed during handshake");
@@ -224,10 +228,13 @@ async fn handshake(
 
 /// Parses the query string (`token`, `last_seq`, `dialect`, `presence`), ignoring anything
 /// else.
-fn parse_query(q: &str) -> Option<WsQuery> {
-    axum::extract::Query::<WsQuery>::try_from_uri(&format!("/?{q}").parse().ok()?)
-        .ok()
+fn parse_query(q: &str) -> Result<WsQuery, String> {
+    let uri = format!("/?{q}")
+        .parse()
+        .map_err(|e: axum::http::uri::InvalidUri| e.to_string())?;
+    axum::extract::Query::<WsQuery>::try_from_uri(&uri)
         .map(|axum::extract::Query(q)| q)
+        .map_err(|e| e.body_text())
 }
 
 fn offered_subprotocols(headers: &HeaderMap) -> Vec<String> {

@@ -93,6 +93,9 @@ pub trait ProjectStore: Send + Sync {
     ) -> Result<Project, StoreError>;
     /// Finds a project by id.
     async fn project_by_id(&self, id: ProjectId) -> Result<Option<Project>, StoreError>;
+    /// Whether a user is a member of a project: `None` if there is no such project. One
+    /// short query, whatever the number of members.
+    async fn membership(&self, id: ProjectId, user: UserId) -> Result<Option<bool>, StoreError>;
     /// Finds a project by key.
     async fn project_by_key(&self, key: &str) -> Result<Option<Project>, StoreError>;
     /// Lists every project, or only those `member` belongs to.

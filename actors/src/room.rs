@@ -873,8 +873,16 @@ impl RoomActor {
     /// ([`crate::ports::PresenceStore::enter`] and `exit`), so that `joined` and `left` are said
     /// once for the whole cluster.
     async fn flush(&self, state: &mut RoomState) {
-        let leaving = std::mem::take(&mut state.leaving);
+        let mut leaving = std::mem::take(&mut state.leaving);
         let mut entering = std::mem::take(&mut state.entering);
+        // Came and went within the batch (a grace period shorter than it): neither joined nor
+        // left, for anyone.
+        let unseen: Vec<UserId> = entering
+            .iter()
+            .filter(|u| !state.members.contains_key(u))
+            .copied()
+            .collect();
+        leaving.retain(|e| !unseen.contains(&e.user_id));
         entering.retain(|u| state.members.contains_key(u));
         entering.dedup();
         let mut touched = std::mem::take(&mut state.touched);

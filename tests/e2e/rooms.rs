@@ -1,8 +1,18 @@
 //! Project rooms (seed 002): the live ticket board and presence, on SQLite and PostgreSQL,
 //! and across two hubs on one database and one Redis.
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::stream::{self, StreamExt};
 use serde_json::{json, Value};
-use tickethub_actors::domain::{ProjectId, Role, User};
+use tickethub_actors::domain::{NewUser, ProjectId, Role, User};
+use tokio::io::AsyncReadExt;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use crate::both_backends;
 use crate::harness::{Backend, TestHub, Ws};
@@ -14,6 +24,8 @@ both_backends!(
     presence_counts_users_and_waits_out_the_grace_period,
     typing_is_throttled_and_stops_by_itself,
     the_board_crosses_nodes,
+    presence_diff_batches_joins_and_leaves,
+    presence_state_for_2000_present_members_is_one_frame,
 );
 
 /// A hub whose presence grace period and typing silence are short, for tests.
@@ -29,14 +41,18 @@ fn path(project: i64, kind: &str) -> String {
     format!("/ws/projects/{project}/{kind}/")
 }
 
-/// Opens a project socket as `user`.
-async fn open(hub: &TestHub, user: &User, project: i64, kind: &str) -> Ws {
-    Ws::connect(&hub.ws_url(&format!(
-        "{}?token={}",
+/// The URL of a project socket of `user`, with more query parameters (`&…`) after the token.
+fn socket_url(hub: &TestHub, user: &User, project: i64, kind: &str, more: &str) -> String {
+    hub.ws_url(&format!(
+        "{}?token={}{more}",
         path(project, kind),
         hub.token(user)
-    )))
-    .await
+    ))
+}
+
+/// Opens a project socket as `user`.
+async fn open(hub: &TestHub, user: &User, project: i64, kind: &str) -> Ws {
+    Ws::connect(&socket_url(hub, user, project, kind, "")).await
 }
 
 /// Opens a board socket and reads its greeting.
@@ -50,6 +66,15 @@ async fn board(hub: &TestHub, user: &User, project: i64) -> Ws {
 /// Opens a presence socket and returns it with its `presence_state`.
 async fn presence(hub: &TestHub, user: &User, project: i64) -> (Ws, Value) {
     let mut ws = open(hub, user, project, "presence").await;
+    let state = ws.next_json().await;
+    assert_eq!(state["type"], "presence_state", "{state}");
+    (ws, state)
+}
+
+/// Opens a presence socket with `?presence=<mode>` and returns it with its `presence_state`.
+async fn presence_in(hub: &TestHub, user: &User, project: i64, mode: &str) -> (Ws, Value) {
+    let url = socket_url(hub, user, project, "presence", &format!("&presence={mode}"));
+    let mut ws = Ws::connect(&url).await;
     let state = ws.next_json().await;
     assert_eq!(state["type"], "presence_state", "{state}");
     (ws, state)
@@ -474,4 +499,304 @@ async fn a_ticket_that_did_not_exist_yet_is_not_held_against_it() {
         bob.next_json().await,
         json!({"type": "ticket_viewing", "user_id": c.c1.id.0, "ticket_id": second})
     );
+}
+
+/// `n` new users `{prefix}{i}`, each with a display name, made a few at a time and with one
+/// password hash for all: hashing a password per user would take most of a big test's time.
+async fn many_users(hub: &TestHub, prefix: &str, n: usize, role: Role) -> Vec<User> {
+    let hash = tickethub::auth::hash_password_blocking("crowd-password");
+    stream::iter(0..n)
+        .map(|i| {
+            let username = format!("{prefix}{i}");
+            hub.store.create_user(NewUser {
+                display_name: format!("{username} display"),
+                email: Some(format!("{username}@example.test")),
+                whatsapp_number: None,
+                role,
+                is_superuser: false,
+                password_hash: hash.clone(),
+                username,
+            })
+        })
+        .buffered(16)
+        .map(|u| u.expect("user created"))
+        .collect()
+        .await
+}
+
+/// `n` new developers who are the members of a new project `key`, and the project's id.
+async fn crowd(hub: &TestHub, key: &str, n: usize) -> (Vec<User>, i64) {
+    let users = many_users(hub, &key.to_lowercase(), n, Role::Developer).await;
+    let members: Vec<&User> = users.iter().collect();
+    let project = hub.project(key, &members).await.id.0;
+    (users, project)
+}
+
+/// A user as `presence_state` and `presence_diff` joins list them, looking at nothing.
+fn entry(user: &User) -> Value {
+    json!({
+        "user_id": user.id.0,
+        "username": user.username,
+        "display_name": user.display_name,
+        "viewing": null,
+    })
+}
+
+/// Asserts that nothing is on its way to the socket: a ping's pong is the next frame.
+async fn nothing_more(ws: &mut Ws) {
+    ws.send_json(json!({"type": "ping", "timestamp": 7})).await;
+    let next = ws.next_json().await;
+    assert_eq!(
+        next,
+        json!({"type": "pong", "timestamp": 7}),
+        "nothing more"
+    );
+}
+
+/// What `presence_diff` frames said under `list` (`joins` or `leaves`) until `n` users were
+/// listed there, by user id; the other list must stay empty and nobody may be listed twice.
+/// Also how many frames that took and when the first came.
+async fn diffs_until(ws: &mut Ws, list: &str, n: usize) -> (BTreeMap<i64, Value>, usize, Instant) {
+    let other = if list == "joins" { "leaves" } else { "joins" };
+    let (mut seen, mut frames, mut first) = (BTreeMap::new(), 0, None);
+    while seen.len() < n {
+        let diff = ws.next_json().await;
+        first.get_or_insert_with(Instant::now);
+        frames += 1;
+        assert_eq!(diff["type"], "presence_diff", "{diff}");
+        assert_eq!(diff[other], json!([]), "{diff}");
+        let listed = diff[list].as_array().unwrap_or_else(|| panic!("{diff}"));
+        assert!(!listed.is_empty(), "an empty diff: {diff}");
+        for e in listed {
+            let id = e["user_id"].as_i64().unwrap_or_else(|| panic!("{e}"));
+            assert!(seen.insert(id, e.clone()).is_none(), "{id} listed twice");
+        }
+    }
+    (seen, frames, first.expect("at least one frame"))
+}
+
+async fn presence_diff_batches_joins_and_leaves(backend: Backend) {
+    const CROWD: usize = 20;
+    let hub = quick_hub(&backend).await;
+    let (users, p) = crowd(&hub, "CROWD", CROWD + 2).await;
+    let (watchers, crowd) = users.split_at(2);
+    // Any other mode than `events` and `diff` is refused before the upgrade.
+    // A parameter given twice is refused too, rather than the query being ignored (and the
+    // token with it).
+    for bad in ["bogus", "", "Diff", "diff,events", "diff&presence=diff"] {
+        let url = socket_url(
+            &hub,
+            &watchers[0],
+            p,
+            "presence",
+            &format!("&presence={bad}"),
+        );
+        match Ws::connect_with(&url, &[]).await {
+            Err(WsError::Http(res)) => assert_eq!(res.status(), 400, "presence={bad}"),
+            Err(other) => panic!("presence={bad}: unexpected {other}"),
+            Ok(_) => panic!("presence={bad} was accepted"),
+        }
+    }
+    let (mut diffs, state) = presence_in(&hub, &watchers[0], p, "diff").await;
+    assert_eq!(state["users"], json!([entry(&watchers[0])]));
+    let (mut events, state) = presence_in(&hub, &watchers[1], p, "events").await;
+    assert_eq!(user_ids(&state).len(), 2);
+    // A diff socket hears of one arrival as a diff too.
+    assert_eq!(
+        diffs.next_json().await,
+        json!({"type": "presence_diff", "joins": [entry(&watchers[1])], "leaves": []})
+    );
+
+    // A crowd arrives at once.
+    let tabs: Vec<Ws> =
+        futures::future::join_all(crowd.iter().map(|u| async { presence(&hub, u, p).await.0 }))
+            .await;
+    let (joins, frames, _) = diffs_until(&mut diffs, "joins", CROWD).await;
+    assert_eq!(
+        joins.into_values().collect::<Vec<_>>(),
+        {
+            let mut want: Vec<&User> = crowd.iter().collect();
+            want.sort_by_key(|u| u.id);
+            want.into_iter().map(entry).collect::<Vec<_>>()
+        },
+        "every member of the crowd, as presence_state lists them"
+    );
+    // Batches are made by time, and on a busy machine the handshakes spread over a few of
+    // them (up to 5 seen with 16 test threads on 2 CPUs); one frame per join would be 20.
+    assert!(
+        frames <= CROWD / 2,
+        "{frames} presence_diff frames for {CROWD} joins"
+    );
+    // A socket of the seed's kind gets one `joined` per user.
+    let mut heard = BTreeSet::new();
+    for _ in 0..CROWD {
+        let joined = events.next_json().await;
+        let id = joined["user_id"].as_i64().unwrap();
+        let user = crowd
+            .iter()
+            .find(|u| u.id.0 == id)
+            .expect("one of the crowd");
+        assert_eq!(
+            joined,
+            json!({"type": "user_status", "action": "joined", "user_id": id, "username": user.username, "display_name": user.display_name})
+        );
+        assert!(heard.insert(id));
+    }
+    nothing_more(&mut diffs).await;
+    nothing_more(&mut events).await;
+
+    // The crowd goes at once: its leaves come after the grace period, batched again.
+    let closed = Instant::now();
+    drop(tabs);
+    let (leaves, frames, first) = diffs_until(&mut diffs, "leaves", CROWD).await;
+    let grace = first.duration_since(closed);
+    assert!(grace >= Duration::from_millis(395), "left after {grace:?}");
+    assert_eq!(leaves.into_values().collect::<Vec<_>>(), {
+        let mut want: Vec<&User> = crowd.iter().collect();
+        want.sort_by_key(|u| u.id);
+        want.into_iter()
+            .map(|u| json!({"user_id": u.id.0, "username": u.username}))
+            .collect::<Vec<_>>()
+    });
+    assert!(
+        frames <= CROWD / 2,
+        "{frames} presence_diff frames for {CROWD} leaves"
+    );
+    for _ in 0..CROWD {
+        let left = events.next_json().await;
+        assert_eq!(left["action"], "left", "{left}");
+        assert!(heard.remove(&left["user_id"].as_i64().unwrap()), "{left}");
+    }
+    nothing_more(&mut diffs).await;
+    nothing_more(&mut events).await;
+}
+
+async fn presence_state_for_2000_present_members_is_one_frame(backend: Backend) {
+    const PRESENT: usize = 2_000;
+    const CONCURRENCY: usize = 64;
+    let hub = TestHub::start(&backend).await;
+    // 2,001 members: a handshake checks one membership, whatever the project's size.
+    let (mut present, p) = crowd(&hub, "BIG", PRESENT + 1).await;
+    let newcomer = present.pop().unwrap();
+    // The crowd's sockets are small (4 KiB read buffers). Each waits for its own
+    // `presence_state` (then it is present) and reads everything else it is sent, unparsed, in
+    // a task of its own, so that none of them is a slow consumer; any socket that ends before
+    // the test does is counted. The handshakes are made a few at a time.
+    let ended = Arc::new(AtomicUsize::new(0));
+    let (present_tx, mut present_rx) = tokio::sync::mpsc::unbounded_channel();
+    let config = WebSocketConfig::default()
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(0);
+    let drains: Vec<tokio::task::JoinHandle<()>> = stream::iter(&present)
+        .map(|user| {
+            let url = socket_url(&hub, user, p, "presence", "&presence=diff");
+            async move {
+                tokio_tungstenite::connect_async_with_config(url, Some(config), false)
+                    .await
+                    .expect("websocket handshake")
+                    .0
+            }
+        })
+        .buffer_unordered(CONCURRENCY)
+        .map(|mut socket| {
+            let (ended, present_tx) = (ended.clone(), present_tx.clone());
+            tokio::spawn(async move {
+                // The first text frame; a protocol ping may come first.
+                let text = loop {
+                    match socket.next().await {
+                        Some(Ok(Message::Text(text))) => break text,
+                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                        other => panic!("expected a presence_state, got {other:?}"),
+                    }
+                };
+                // Not parsed: the crowd's states add up to millions of entries. The type comes
+                // first whether the JSON keeps its keys in order or sorts them.
+                assert!(
+                    text.starts_with(r#"{"type":"presence_state","#),
+                    "expected a presence_state, got {}",
+                    text.chars().take(200).collect::<String>()
+                );
+                let _ = present_tx.send(());
+                // From here on the bytes are thrown away unparsed; a socket the hub closes (as
+                // a slow consumer, say) ends its connection too.
+                let mut tcp = socket.into_inner();
+                let mut buf = vec![0; 4 * 1024];
+                while tcp.read(&mut buf).await.is_ok_and(|n| n > 0) {}
+                ended.fetch_add(1, Ordering::Relaxed);
+            })
+        })
+        .collect()
+        .await;
+    drop(present_tx);
+    for _ in &present {
+        tokio::time::timeout(crate::harness::PATIENCE, present_rx.recv())
+            .await
+            .expect("every crowd member present in time")
+            .expect("a crowd member's socket failed");
+    }
+
+    // A newcomer's first frame is the whole room, itself included, in one presence_state.
+    let (mut ws, state) = presence(&hub, &newcomer, p).await;
+    let listed = state["users"].as_array().unwrap();
+    assert_eq!(listed.len(), PRESENT + 1);
+    let mut want: Vec<&User> = present.iter().chain([&newcomer]).collect();
+    want.sort_by_key(|u| u.id);
+    let mut got: Vec<&Value> = listed.iter().collect();
+    got.sort_by_key(|e| e["user_id"].as_i64());
+    for (e, u) in got.into_iter().zip(want) {
+        assert_eq!(e, &entry(u));
+    }
+    // Nothing else: no second part of the state.
+    nothing_more(&mut ws).await;
+    assert_eq!(
+        ended.load(Ordering::Relaxed),
+        0,
+        "a crowd member's socket ended"
+    );
+    for d in drains {
+        d.abort();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tab_that_comes_and_goes_within_one_batch_is_never_announced() {
+    // No grace period: a tab closed at once is gone before the room's next batch.
+    let hub = TestHub::start_with(&Backend::Sqlite, |c| c.presence_grace_ms = 0).await;
+    let (users, p) = crowd(&hub, "FLASH", 2).await;
+    let (mut observer, _) = presence(&hub, &users[0], p).await;
+    for _ in 0..5 {
+        let ws = open(&hub, &users[1], p, "presence").await;
+        drop(ws.inner);
+    }
+    // Whatever the batches made of it: never a `left` without its `joined`.
+    let (mut late, state) = presence(&hub, &users[0], p).await;
+    assert_eq!(user_ids(&state), vec![users[0].id.0], "{state}");
+    late.roundtrip().await;
+    let mut present = false;
+    loop {
+        observer
+            .send_json(json!({"type": "ping", "timestamp": 1}))
+            .await;
+        let v = loop {
+            let v = observer.next_json().await;
+            if v["type"] != "user_status" {
+                break v;
+            }
+            match v["action"].as_str() {
+                Some("joined") => {
+                    assert!(!present, "joined twice: {v}");
+                    present = true;
+                }
+                Some("left") => {
+                    assert!(present, "left without joined: {v}");
+                    present = false;
+                }
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(v["type"], "pong", "{v}");
+        if !present {
+            break;
+        }
+    }
 }
