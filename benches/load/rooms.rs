@@ -337,8 +337,16 @@ pub async fn rooms(a: RoomsArgs, common: &Common) -> bool {
                 async move {
                     let mut ws = open(at, &path, &t).await;
                     pb.inc(1);
-                    tokio::spawn(async move { while next_json(&mut ws).await.is_some() {} })
-                        .abort_handle()
+                    // Read, as a browser would, but unparsed: the driver shares one core
+                    // with the probe, whose latency it must not inflate.
+                    tokio::spawn(async move {
+                        while let Some(Ok(m)) = ws.next().await {
+                            if m.is_close() {
+                                break;
+                            }
+                        }
+                    })
+                    .abort_handle()
                 }
             })
             .buffer_unordered(common.concurrency)
