@@ -9,8 +9,12 @@ pub enum CloseCode {
     Normal,
     /// 1001: the hub is shutting down; reconnect and replay.
     GoingAway,
+    /// 1002: the client broke RFC 6455 (a stray continuation, a malformed close frame …).
+    ProtocolError,
     /// 1003: a binary frame arrived; the protocol is JSON text.
     Unsupported,
+    /// 1007: a text message that is not UTF-8.
+    InvalidData,
     /// 1009: a message over the size limit arrived.
     TooBig,
     /// 1011: the hub hit an internal error.
@@ -33,7 +37,9 @@ impl CloseCode {
         match self {
             CloseCode::Normal => 1000,
             CloseCode::GoingAway => 1001,
+            CloseCode::ProtocolError => 1002,
             CloseCode::Unsupported => 1003,
+            CloseCode::InvalidData => 1007,
             CloseCode::TooBig => 1009,
             CloseCode::InternalError => 1011,
             CloseCode::ServiceRestart => 1012,

@@ -94,7 +94,9 @@ impl Session {
                 return;
             }
         };
-        ws.set_max_message_size(self.state.ws.max_message_bytes);
+        // The limit is inclusive: a message of exactly the limit is accepted (the library
+        // refuses a frame whose length reaches the number it is given).
+        ws.set_max_message_size(self.state.ws.max_message_bytes + 1);
         ws.set_auto_pong(false);
         ws.set_auto_close(false);
         let (read, mut write) = ws.split(tokio::io::split);
@@ -162,7 +164,7 @@ impl Session {
             token,
             conn_id,
             warned: false,
-            fragments: Vec::new(),
+            fragments: None,
             dialect: self.dialect,
             owner,
         };
@@ -234,6 +236,20 @@ impl Session {
                 Err(WebSocketError::FrameTooLarge) => {
                     Ok(Flow::Close(CloseCode::TooBig, "message too big"))
                 }
+                Err(WebSocketError::InvalidUTF8) => {
+                    Ok(Flow::Close(CloseCode::InvalidData, "invalid UTF-8"))
+                }
+                // A frame that breaks RFC 6455 fails the connection with 1002.
+                Err(
+                    WebSocketError::ReservedBitsNotZero
+                    | WebSocketError::ControlFrameFragmented
+                    | WebSocketError::PingFrameTooLarge
+                    | WebSocketError::InvalidValue
+                    | WebSocketError::InvalidFragment
+                    | WebSocketError::InvalidContinuationFrame
+                    | WebSocketError::InvalidCloseFrame
+                    | WebSocketError::InvalidCloseCode,
+                ) => Ok(Flow::Close(CloseCode::ProtocolError, "protocol error")),
                 Err(e) => {
                     tracing::debug!(error = %e, "socket read ended");
                     Err(e)
@@ -285,7 +301,8 @@ struct Ctx {
     token: Verified,
     conn_id: ConnId,
     warned: bool,
-    fragments: Vec<u8>,
+    /// The text message being received in fragments, if one is.
+    fragments: Option<Vec<u8>>,
     dialect: Dialect,
     owner: Owner,
 }
@@ -326,23 +343,32 @@ impl Ctx {
         write: &mut Writer,
     ) -> Result<Flow, WebSocketError> {
         match frame.opcode {
-            OpCode::Text if frame.fin && self.fragments.is_empty() => {
-                self.on_text(&frame.payload, write).await
-            }
+            // RFC 6455 §5.4: a new data frame inside a fragmented message, or a continuation
+            // with no message to continue, fails the connection.
+            OpCode::Text | OpCode::Binary if self.fragments.is_some() => Ok(Flow::Close(
+                CloseCode::ProtocolError,
+                "a new message inside a fragmented one",
+            )),
+            OpCode::Text if frame.fin => self.on_text(&frame.payload, write).await,
             OpCode::Text => {
-                self.fragments.clear();
-                self.fragments.extend_from_slice(&frame.payload);
+                self.fragments = Some(frame.payload.to_vec());
                 Ok(Flow::Continue)
             }
             OpCode::Continuation => {
-                if self.fragments.len() + frame.payload.len() > self.state.ws.max_message_bytes {
+                let Some(fragments) = self.fragments.as_mut() else {
+                    return Ok(Flow::Close(
+                        CloseCode::ProtocolError,
+                        "a continuation frame with no message to continue",
+                    ));
+                };
+                if fragments.len() + frame.payload.len() > self.state.ws.max_message_bytes {
                     return Ok(Flow::Close(CloseCode::TooBig, "message too big"));
                 }
-                self.fragments.extend_from_slice(&frame.payload);
+                fragments.extend_from_slice(&frame.payload);
                 if frame.fin {
-                    let text = std::mem::take(&mut self.fragments);
+                    let text = self.fragments.take().unwrap_or_default();
                     if std::str::from_utf8(&text).is_err() {
-                        return Err(WebSocketError::InvalidUTF8);
+                        return Ok(Flow::Close(CloseCode::InvalidData, "invalid UTF-8"));
                     }
                     return self.on_text(&text, write).await;
                 }
@@ -352,13 +378,18 @@ impl Ctx {
                 CloseCode::Unsupported,
                 "binary frames are not supported",
             )),
-            OpCode::Close => Ok(Flow::Close(CloseCode::Normal, "")),
+            OpCode::Close => Ok(close_reply(&frame.payload)),
             OpCode::Ping => {
                 write
                     .write_frame(Frame::pong(Payload::Owned(frame.payload.to_vec())))
                     .await?;
                 Ok(Flow::Continue)
             }
+            // A control frame carries at most 125 bytes.
+            OpCode::Pong if frame.payload.len() > 125 => Ok(Flow::Close(
+                CloseCode::ProtocolError,
+                "control frame too large",
+            )),
             OpCode::Pong => Ok(Flow::Continue),
         }
     }
@@ -599,6 +630,27 @@ impl Ctx {
             }
         })
     }
+}
+
+/// The answer to a client's close frame (RFC 6455 §5.5.1, §7.4): 1000 for a valid one, 1002 for
+/// a malformed payload or a code a client must not send, 1007 for a reason that is not UTF-8.
+fn close_reply(payload: &[u8]) -> Flow {
+    let protocol = |why| Flow::Close(CloseCode::ProtocolError, why);
+    match payload.len() {
+        0 => return Flow::Close(CloseCode::Normal, ""),
+        1 => return protocol("a close payload of one byte"),
+        n if n > 125 => return protocol("control frame too large"),
+        _ => {}
+    }
+    let code = u16::from_be_bytes([payload[0], payload[1]]);
+    let allowed = matches!(code, 1000..=1003 | 1007..=1011 | 3000..=4999);
+    if !allowed {
+        return protocol("a close code a client must not send");
+    }
+    if std::str::from_utf8(&payload[2..]).is_err() {
+        return Flow::Close(CloseCode::InvalidData, "invalid UTF-8");
+    }
+    Flow::Close(CloseCode::Normal, "")
 }
 
 /// Writes one queued message. If the hub kicks the socket while a write is stuck (the client

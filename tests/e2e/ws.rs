@@ -18,6 +18,7 @@ both_backends!(
     foreign_origins_are_refused_before_the_upgrade,
     expiring_tokens_warn_refresh_and_close,
     heartbeat_pings_and_closes_silent_sockets,
+    protocol_violations_fail_the_connection_as_rfc_6455_says,
 );
 
 fn forge(claims: serde_json::Value, key: &str) -> String {
@@ -321,4 +322,117 @@ async fn heartbeat_pings_and_closes_silent_sockets(backend: Backend) {
     };
     assert_eq!(ended, Ended::Closed(4000));
     ws.roundtrip().await;
+}
+
+/// A raw frame from the client, as a conformance fuzzer would send it.
+fn raw(
+    opcode: tokio_tungstenite::tungstenite::protocol::frame::coding::OpCode,
+    fin: bool,
+    payload: Vec<u8>,
+) -> Message {
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    let mut frame = Frame::message(payload, OpCode::Data(Data::Text), fin);
+    frame.header_mut().opcode = opcode;
+    Message::Frame(frame)
+}
+
+async fn protocol_violations_fail_the_connection_as_rfc_6455_says(backend: Backend) {
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Control, Data, OpCode};
+    let hub = TestHub::start(&backend).await;
+    let user = hub.user("alice", Role::Client).await;
+    let close = |payload: Vec<u8>| raw(OpCode::Control(Control::Close), true, payload);
+    let cases: Vec<(&str, Vec<Message>, u16)> = vec![
+        (
+            "a continuation with no message to continue",
+            vec![raw(OpCode::Data(Data::Continue), true, b"{}".to_vec())],
+            1002,
+        ),
+        (
+            "a new text message inside a fragmented one",
+            vec![
+                raw(OpCode::Data(Data::Text), false, b"{\"type\":".to_vec()),
+                raw(OpCode::Data(Data::Text), true, b"{}".to_vec()),
+            ],
+            1002,
+        ),
+        (
+            "a text message that is not UTF-8",
+            vec![raw(OpCode::Data(Data::Text), true, vec![0xce, 0xba, 0xff])],
+            1007,
+        ),
+        (
+            "a fragmented text message that is not UTF-8",
+            vec![
+                raw(OpCode::Data(Data::Text), false, vec![b'"', 0xce]),
+                raw(OpCode::Data(Data::Continue), true, vec![0xff, b'"']),
+            ],
+            1007,
+        ),
+        ("a close payload of one byte", vec![close(vec![3])], 1002),
+        (
+            "close code 999",
+            vec![close(999u16.to_be_bytes().to_vec())],
+            1002,
+        ),
+        (
+            "close code 1005",
+            vec![close(1005u16.to_be_bytes().to_vec())],
+            1002,
+        ),
+        (
+            "close code 2999",
+            vec![close(2999u16.to_be_bytes().to_vec())],
+            1002,
+        ),
+        (
+            "a close reason that is not UTF-8",
+            vec![close(vec![0x03, 0xe8, 0xff, 0xfe])],
+            1007,
+        ),
+        (
+            "a close reason over 123 bytes",
+            vec![close([vec![0x03, 0xe8], vec![b'a'; 124]].concat())],
+            1002,
+        ),
+        (
+            "a valid close",
+            vec![close(3000u16.to_be_bytes().to_vec())],
+            1000,
+        ),
+    ];
+    for (what, frames, code) in cases {
+        let mut ws = hub.connect(&user).await;
+        for f in frames {
+            ws.send(f).await;
+        }
+        assert_eq!(ws.close_code().await, code, "{what}");
+    }
+    // A fragmented message is one message; a ping between its fragments is answered.
+    let mut ws = hub.connect(&user).await;
+    ws.send(raw(
+        OpCode::Data(Data::Text),
+        false,
+        b"{\"type\":\"pi".to_vec(),
+    ))
+    .await;
+    ws.send(raw(OpCode::Control(Control::Ping), true, b"p".to_vec()))
+        .await;
+    ws.send(raw(
+        OpCode::Data(Data::Continue),
+        true,
+        b"ng\",\"timestamp\":5}".to_vec(),
+    ))
+    .await;
+    let pong = ws.next_json().await;
+    assert_eq!(
+        (pong["type"].as_str(), pong["timestamp"].as_i64()),
+        (Some("pong"), Some(5))
+    );
+    // The size limit is inclusive: a message of exactly 65,536 bytes is read.
+    let head = "{\"type\":\"ping\",\"timestamp\":6,\"pad\":\"";
+    let exact = format!("{head}{}\"}}", "x".repeat(65_536 - head.len() - 2));
+    assert_eq!(exact.len(), 65_536);
+    ws.send(Message::text(exact)).await;
+    assert_eq!(ws.next_json().await["timestamp"], 6);
 }
