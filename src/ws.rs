@@ -59,6 +59,21 @@ pub fn router() -> Router<AppState> {
         .route("/ws/notifications/", get(notifications))
         .route("/ws/projects/{project}/tickets/", get(board))
         .route("/ws/projects/{project}/presence/", get(presence))
+        .merge(echo_route())
+}
+
+/// `/ws/echo/` for the Autobahn TestSuite: built only with `--features conformance`.
+#[cfg(feature = "conformance")]
+fn echo_route() -> Router<AppState> {
+    async fn echo(State(state): State<AppState>, req: Request) -> Response {
+        handshake_with(state, req, None, true).await
+    }
+    Router::new().route("/ws/echo/", get(echo))
+}
+
+#[cfg(not(feature = "conformance"))]
+fn echo_route() -> Router<AppState> {
+    Router::new()
 }
 
 /// `/ws/projects/{id}/tickets/`: the project's live ticket board.
@@ -95,10 +110,15 @@ struct WsQuery {
 /// only for the project's members and admins; anyone else, including a caller who names a
 /// project that does not exist, is closed with 4003 after the upgrade, the same way in both
 /// cases, and no actor starts.
-async fn handshake(
+async fn handshake(state: AppState, req: Request, room: Option<(String, RoomSocket)>) -> Response {
+    handshake_with(state, req, room, false).await
+}
+
+async fn handshake_with(
     state: AppState,
     mut req: Request,
     room: Option<(String, RoomSocket)>,
+    echo: bool,
 ) -> Response {
     let headers = req.headers();
     if let Some(origin) = headers.get(ORIGIN) {
@@ -221,6 +241,7 @@ async fn handshake(
         dialect,
         room,
         diff,
+        echo,
     };
     state.ws.sessions.spawn(session.run());
     response.into_response()

@@ -68,12 +68,17 @@ pub struct Session {
     pub room: Option<Result<(ProjectId, RoomSocket), ()>>,
     /// A presence socket that takes joins and leaves as `presence_diff` frames.
     pub diff: bool,
+    /// An echo socket for the conformance suite (`--features conformance` only): the same
+    /// read path, frame handling, limits and close logic, with text echoed back.
+    pub echo: bool,
 }
 
 /// The actor that owns a socket.
 enum Owner {
     User(ActorRef<UserMsg>),
     Room(ActorRef<RoomMsg>, RoomSocket),
+    /// Nobody: the socket echoes (conformance testing only).
+    Echo,
 }
 
 enum Flow {
@@ -133,6 +138,7 @@ impl Session {
             None => Resume::Unacknowledged,
         };
         let joined = match self.room {
+            _ if self.echo => Ok(Owner::Echo),
             Some(Ok((project, kind))) => self
                 .state
                 .hub
@@ -178,7 +184,7 @@ impl Session {
                 send(&mut write, &hello).await.map(|_| Flow::Continue)
             }
             // A room greets its sockets itself, through the queue.
-            Owner::Room(..) => Ok(Flow::Continue),
+            Owner::Room(..) | Owner::Echo => Ok(Flow::Continue),
         };
 
         let mut read = read;
@@ -274,9 +280,14 @@ impl Session {
             Owner::Room(room, _) => {
                 let _ = room.send_message(RoomMsg::Leave(conn_id));
             }
+            Owner::Echo => {}
         }
         if let Ok(Flow::Close(code, reason)) = outcome {
-            if close(&mut write, code, reason).await.is_ok() && code != CloseCode::Normal {
+            // A failed connection (RFC 6455 §7.1.7: a protocol error, invalid data) is closed
+            // at once after its close frame; otherwise the client's close is awaited briefly.
+            let failed = matches!(code, CloseCode::ProtocolError | CloseCode::InvalidData);
+            if close(&mut write, code, reason).await.is_ok() && code != CloseCode::Normal && !failed
+            {
                 // Complete the closing handshake: wait briefly for the client's close frame,
                 // so that the TCP close does not reset frames the client has yet to read.
                 let _ = tokio::time::timeout(CLOSE_GRACE, async {
@@ -395,6 +406,12 @@ impl Ctx {
     }
 
     async fn on_text(&mut self, text: &[u8], write: &mut Writer) -> Result<Flow, WebSocketError> {
+        if let Owner::Echo = self.owner {
+            write
+                .write_frame(Frame::text(Payload::Borrowed(text)))
+                .await?;
+            return Ok(Flow::Continue);
+        }
         let frame = match ClientFrame::decode(text) {
             Ok(frame) => frame,
             Err(e) => {
