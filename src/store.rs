@@ -491,24 +491,13 @@ macro_rules! impl_store {
                 project: tickethub_actors::domain::ProjectId,
                 members: &[tickethub_actors::domain::UserId],
             ) -> Result<(), tickethub_actors::ports::StoreError> {
-                let mut tx = self
-                    .writer()
-                    .begin()
-                    .await
-                    .map_err($crate::store::backend_error)?;
-                for m in members {
-                    sqlx::query(
-                        "INSERT INTO project_members (project_id, user_id) VALUES ($1, $2) \
-                         ON CONFLICT DO NOTHING",
-                    )
-                    .bind(project.0)
-                    .bind(m.0)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err($crate::store::backend_error)?;
-                }
-                tx.commit().await.map_err($crate::store::backend_error)?;
-                Ok(())
+                self.for_each_member(
+                    "INSERT INTO project_members (project_id, user_id) VALUES ($1, $2) \
+                     ON CONFLICT DO NOTHING",
+                    project,
+                    members,
+                )
+                .await
             }
 
             async fn remove_members(
@@ -516,23 +505,12 @@ macro_rules! impl_store {
                 project: tickethub_actors::domain::ProjectId,
                 members: &[tickethub_actors::domain::UserId],
             ) -> Result<(), tickethub_actors::ports::StoreError> {
-                let mut tx = self
-                    .writer()
-                    .begin()
-                    .await
-                    .map_err($crate::store::backend_error)?;
-                for m in members {
-                    sqlx::query(
-                        "DELETE FROM project_members WHERE project_id = $1 AND user_id = $2",
-                    )
-                    .bind(project.0)
-                    .bind(m.0)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err($crate::store::backend_error)?;
-                }
-                tx.commit().await.map_err($crate::store::backend_error)?;
-                Ok(())
+                self.for_each_member(
+                    "DELETE FROM project_members WHERE project_id = $1 AND user_id = $2",
+                    project,
+                    members,
+                )
+                .await
             }
 
             async fn rename_project(
@@ -551,6 +529,30 @@ macro_rules! impl_store {
         }
 
         impl $store {
+            /// Runs `sql` (`$1` the project, `$2` a member) for each member, in one transaction.
+            async fn for_each_member(
+                &self,
+                sql: &'static str,
+                project: tickethub_actors::domain::ProjectId,
+                members: &[tickethub_actors::domain::UserId],
+            ) -> Result<(), tickethub_actors::ports::StoreError> {
+                let mut tx = self
+                    .writer()
+                    .begin()
+                    .await
+                    .map_err($crate::store::backend_error)?;
+                for m in members {
+                    sqlx::query(sql)
+                        .bind(project.0)
+                        .bind(m.0)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err($crate::store::backend_error)?;
+                }
+                tx.commit().await.map_err($crate::store::backend_error)?;
+                Ok(())
+            }
+
             /// A project row with its members, if there is a row.
             async fn with_members(
                 &self,

@@ -116,22 +116,11 @@ async fn create(
             "key: 2 to 10 uppercase letters or digits, starting with a letter.",
         ));
     }
-    let name = body.name.trim();
-    if name.is_empty() || name.chars().count() > 200 {
-        return Err(ApiError::bad_request(
-            "name: Give a name of 1 to 200 characters.",
-        ));
-    }
-    let ids: Vec<UserId> = body.member_ids.iter().map(|id| UserId(*id)).collect();
-    let found = state.store.users_by_ids(&ids).await?;
-    if let Some(missing) = ids.iter().find(|id| !found.iter().any(|u| u.id == **id)) {
-        return Err(ApiError::bad_request(format!(
-            "member_ids: Invalid pk \"{missing}\" - object does not exist."
-        )));
-    }
+    let name = valid_name(&body.name)?;
+    let ids = existing_users(&state, &body.member_ids).await?;
     let project = state
         .store
-        .create_project(&body.key, name, &ids)
+        .create_project(&body.key, &name, &ids)
         .await
         .map_err(|e| match e {
             StoreError::Conflict(_) => {
@@ -140,6 +129,29 @@ async fn create(
             other => other.into(),
         })?;
     Ok((StatusCode::CREATED, Json(project_json(&project))))
+}
+
+/// A project name, trimmed: 1 to 200 characters.
+fn valid_name(name: &str) -> Result<String, ApiError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 200 {
+        return Err(ApiError::bad_request(
+            "name: Give a name of 1 to 200 characters.",
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+/// The users of these ids, or a 400 naming the first that does not exist.
+async fn existing_users(state: &AppState, ids: &[i64]) -> Result<Vec<UserId>, ApiError> {
+    let ids: Vec<UserId> = ids.iter().map(|id| UserId(*id)).collect();
+    let found = state.store.users_by_ids(&ids).await?;
+    if let Some(missing) = ids.iter().find(|id| !found.iter().any(|u| u.id == **id)) {
+        return Err(ApiError::bad_request(format!(
+            "member_ids: Invalid pk \"{missing}\" - object does not exist."
+        )));
+    }
+    Ok(ids)
 }
 
 /// The project of `id` if the caller may see it: its members and admins; 404 for anyone else,
@@ -227,27 +239,10 @@ async fn update(
     if !caller.is_admin() {
         return Err(ApiError::forbidden("Only admins can change projects."));
     }
-    let name = match &body.name {
-        Some(n) => {
-            let n = n.trim();
-            if n.is_empty() || n.chars().count() > 200 {
-                return Err(ApiError::bad_request(
-                    "name: Give a name of 1 to 200 characters.",
-                ));
-            }
-            Some(n.to_owned())
-        }
-        None => None,
-    };
+    let name = body.name.as_deref().map(valid_name).transpose()?;
     let mut removed = Vec::new();
     if let Some(member_ids) = &body.member_ids {
-        let ids: Vec<UserId> = member_ids.iter().map(|id| UserId(*id)).collect();
-        let found = state.store.users_by_ids(&ids).await?;
-        if let Some(missing) = ids.iter().find(|id| !found.iter().any(|u| u.id == **id)) {
-            return Err(ApiError::bad_request(format!(
-                "member_ids: Invalid pk \"{missing}\" - object does not exist."
-            )));
-        }
+        let ids = existing_users(&state, member_ids).await?;
         let added: Vec<UserId> = ids
             .iter()
             .filter(|id| !project.member_ids.contains(id))
