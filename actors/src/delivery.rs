@@ -417,12 +417,17 @@ pub struct DeliverySupervisor {
 /// The supervisor's state.
 pub struct DeliveryState {
     restarts: HashMap<Channel, u64>,
+    budget: crate::hub::RestartBudget<Channel>,
 }
 
 /// Messages the delivery supervisor handles.
 pub enum DeliveryMsg {
     /// How often each channel was restarted.
     Restarts(RpcReplyPort<HashMap<Channel, u64>>),
+    /// Start a failed channel actor again.
+    Restart(Channel),
+    /// Panic inside the handler. Used by fault-injection tests of the supervision tree.
+    InjectFault,
 }
 
 impl DeliverySupervisor {
@@ -455,12 +460,13 @@ impl Actor for DeliverySupervisor {
         }
         Ok(DeliveryState {
             restarts: HashMap::new(),
+            budget: Default::default(),
         })
     }
 
     async fn handle(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         msg: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
@@ -468,6 +474,17 @@ impl Actor for DeliverySupervisor {
             DeliveryMsg::Restarts(reply) => {
                 let _ = reply.send(state.restarts.clone());
             }
+            DeliveryMsg::Restart(channel) => {
+                if let Some(spec) = self.channels.iter().find(|s| s.channel == channel) {
+                    if let Err(e) = self.start(spec, &myself).await {
+                        // Never `?`: a failed restart is tried again, the supervisor stays.
+                        let wait = state.budget.failed(channel).max(Duration::from_millis(100));
+                        tracing::error!(channel = channel.as_str(), error = %e, ?wait, "restart failed; trying again");
+                        myself.send_after(wait, move || DeliveryMsg::Restart(channel));
+                    }
+                }
+            }
+            DeliveryMsg::InjectFault => panic!("injected fault in the delivery supervisor"),
         }
         Ok(())
     }
@@ -492,8 +509,12 @@ impl Actor for DeliverySupervisor {
                 metrics::counter!("tickethub_actor_failures_total", "kind" => "channel")
                     .increment(1);
                 *state.restarts.entry(channel).or_default() += 1;
-                if let Some(spec) = self.channels.iter().find(|s| s.channel == channel) {
-                    self.start(spec, &myself).await?;
+                // Within the restart budget: a channel failing in a loop waits longer each time.
+                let wait = state.budget.failed(channel);
+                if wait.is_zero() {
+                    let _ = myself.send_message(DeliveryMsg::Restart(channel));
+                } else {
+                    myself.send_after(wait, move || DeliveryMsg::Restart(channel));
                 }
             }
         }

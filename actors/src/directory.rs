@@ -126,6 +126,8 @@ pub enum DirectoryMsg<K, M> {
     /// List a page of children; the directory answers from its own state, without asking the
     /// children anything.
     List(ListFilter<K>, RpcReplyPort<Listing<K, M>>),
+    /// Panic inside the handler. Used by fault-injection tests of the supervision tree.
+    InjectFault,
 }
 
 impl<A: Keyed> Actor for Directory<A> {
@@ -169,6 +171,7 @@ impl<A: Keyed> Actor for Directory<A> {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
+            DirectoryMsg::InjectFault => panic!("injected fault in a directory"),
             DirectoryMsg::Forward { key, msg } => {
                 let existing = self
                     .map

@@ -530,6 +530,27 @@ impl Hub {
             .cloned()
     }
 
+    /// Whether the supervision tree is whole: the root answers, and none of its children
+    /// waits for a restart.
+    pub async fn tree_healthy(&self) -> bool {
+        ractor::call_t!(self.inner.root, RootMsg::Healthy, 500).unwrap_or(false)
+    }
+
+    /// Makes one of the root's children panic. Used by fault-injection tests of the tree.
+    #[doc(hidden)]
+    pub fn inject_fault(&self, child: RootChild) {
+        let refs = self.refs();
+        let _ = match child {
+            RootChild::Users => refs.users.send_message(DirectoryMsg::InjectFault).is_ok(),
+            RootChild::Tickets => refs.tickets.send_message(DirectoryMsg::InjectFault).is_ok(),
+            RootChild::Rooms => refs.rooms.send_message(DirectoryMsg::InjectFault).is_ok(),
+            RootChild::Delivery => refs
+                .delivery
+                .send_message(crate::delivery::DeliveryMsg::InjectFault)
+                .is_ok(),
+        };
+    }
+
     /// How long the hub has run, and how often the root restarted a child.
     pub async fn root_info(&self) -> (Duration, u64) {
         let restarts = ractor::call_t!(self.inner.root, RootMsg::Restarts, 5_000).unwrap_or(0);
@@ -827,14 +848,81 @@ struct HubRoot {
     spec: RootSpec,
 }
 
+/// A child of the root.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RootChild {
+    /// The user directory.
+    Users,
+    /// The ticket directory.
+    Tickets,
+    /// The room directory.
+    Rooms,
+    /// The delivery supervisor.
+    Delivery,
+}
+
+impl RootChild {
+    fn name(self) -> &'static str {
+        match self {
+            RootChild::Users => "user directory",
+            RootChild::Tickets => "ticket directory",
+            RootChild::Rooms => "room directory",
+            RootChild::Delivery => "delivery supervisor",
+        }
+    }
+}
+
+/// A restart budget: the first failure of a child is restarted at once; each further failure
+/// within [`RestartBudget::WINDOW`] doubles the wait before the restart (from 100 ms up to
+/// 10 s), so that a child failing in a loop never spins the node. A restart that fails is
+/// tried again the same way; the supervisor itself never stops because a child failed.
+#[derive(Debug)]
+pub struct RestartBudget<K> {
+    failures: Vec<(K, std::time::Instant)>,
+}
+
+impl<K> Default for RestartBudget<K> {
+    fn default() -> Self {
+        Self {
+            failures: Vec::new(),
+        }
+    }
+}
+
+impl<K: PartialEq + Copy> RestartBudget<K> {
+    /// Failures count against the budget this long.
+    pub const WINDOW: Duration = Duration::from_secs(60);
+
+    /// Records a failure of `child` and answers how long to wait before restarting it.
+    pub fn failed(&mut self, child: K) -> Duration {
+        let now = std::time::Instant::now();
+        self.failures
+            .retain(|(_, at)| now.duration_since(*at) < Self::WINDOW);
+        self.failures.push((child, now));
+        let recent = self.failures.iter().filter(|(c, _)| *c == child).count() as u32;
+        match recent {
+            0 | 1 => Duration::ZERO,
+            n => (Duration::from_millis(100) * 2u32.saturating_pow((n - 2).min(7)))
+                .min(Duration::from_secs(10)),
+        }
+    }
+}
+
 struct RootState {
     refs: Arc<RwLock<Refs>>,
     restarts: u64,
+    budget: RestartBudget<RootChild>,
+    /// Children that failed and wait for their restart.
+    down: std::collections::HashSet<RootChild>,
 }
 
 enum RootMsg {
     Refs(ractor::RpcReplyPort<Arc<RwLock<Refs>>>),
     Restarts(ractor::RpcReplyPort<u64>),
+    /// Start a failed child again.
+    Restart(RootChild),
+    /// Whether every child is up.
+    Healthy(ractor::RpcReplyPort<bool>),
 }
 
 async fn spawn_delivery(
@@ -879,12 +967,14 @@ impl Actor for HubRoot {
         Ok(RootState {
             refs: Arc::new(RwLock::new(refs)),
             restarts: 0,
+            budget: RestartBudget::default(),
+            down: Default::default(),
         })
     }
 
     async fn handle(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         msg: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
@@ -894,6 +984,37 @@ impl Actor for HubRoot {
             }
             RootMsg::Restarts(reply) => {
                 let _ = reply.send(state.restarts);
+            }
+            RootMsg::Healthy(reply) => {
+                let _ = reply.send(state.down.is_empty());
+            }
+            RootMsg::Restart(child) => {
+                let cell = myself.get_cell();
+                let started = match child {
+                    RootChild::Users => spawn_directory(&self.spec.users, cell)
+                        .await
+                        .map(|a| state.refs.write().expect("refs poisoned").users = a),
+                    RootChild::Tickets => spawn_directory(&self.spec.tickets, cell)
+                        .await
+                        .map(|a| state.refs.write().expect("refs poisoned").tickets = a),
+                    RootChild::Rooms => spawn_directory(&self.spec.rooms, cell)
+                        .await
+                        .map(|a| state.refs.write().expect("refs poisoned").rooms = a),
+                    RootChild::Delivery => spawn_delivery(&self.spec.delivery, cell)
+                        .await
+                        .map(|a| state.refs.write().expect("refs poisoned").delivery = a),
+                };
+                match started {
+                    Ok(()) => {
+                        state.down.remove(&child);
+                    }
+                    Err(e) => {
+                        // Never `?`: a failed restart is tried again, the root stays.
+                        let wait = state.budget.failed(child).max(Duration::from_millis(100));
+                        tracing::error!(child = child.name(), error = %e, ?wait, "restart failed; trying again");
+                        myself.send_after(wait, move || RootMsg::Restart(child));
+                    }
+                }
             }
         }
         Ok(())
@@ -905,28 +1026,50 @@ impl Actor for HubRoot {
         event: SupervisionEvent,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        // A failed directory is restarted alone; the root never stops because a child ended.
+        // A failed child is restarted alone, within its restart budget; the root never stops
+        // because a child ended.
         if let SupervisionEvent::ActorFailed(cell, err) = event {
-            state.restarts += 1;
             let current = state.refs.read().expect("refs poisoned").clone();
-            if cell.get_id() == current.users.get_id() {
-                tracing::error!(error = %err, "user directory failed; restarting");
-                let fresh = spawn_directory(&self.spec.users, myself.get_cell()).await?;
-                state.refs.write().expect("refs poisoned").users = fresh;
+            let child = if cell.get_id() == current.users.get_id() {
+                RootChild::Users
             } else if cell.get_id() == current.tickets.get_id() {
-                tracing::error!(error = %err, "ticket directory failed; restarting");
-                let fresh = spawn_directory(&self.spec.tickets, myself.get_cell()).await?;
-                state.refs.write().expect("refs poisoned").tickets = fresh;
+                RootChild::Tickets
             } else if cell.get_id() == current.rooms.get_id() {
-                tracing::error!(error = %err, "room directory failed; restarting");
-                let fresh = spawn_directory(&self.spec.rooms, myself.get_cell()).await?;
-                state.refs.write().expect("refs poisoned").rooms = fresh;
+                RootChild::Rooms
             } else if cell.get_id() == current.delivery.get_id() {
-                tracing::error!(error = %err, "delivery supervisor failed; restarting");
-                let fresh = spawn_delivery(&self.spec.delivery, myself.get_cell()).await?;
-                state.refs.write().expect("refs poisoned").delivery = fresh;
+                RootChild::Delivery
+            } else {
+                return Ok(());
+            };
+            state.restarts += 1;
+            state.down.insert(child);
+            let wait = state.budget.failed(child);
+            tracing::error!(child = child.name(), error = %err, ?wait, "failed; restarting");
+            if wait.is_zero() {
+                let _ = myself.send_message(RootMsg::Restart(child));
+            } else {
+                myself.send_after(wait, move || RootMsg::Restart(child));
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_restart_budget_waits_longer_for_each_failure_in_its_window() {
+        let mut budget = RestartBudget::default();
+        let waits: Vec<u128> = (0..10)
+            .map(|_| budget.failed(RootChild::Users).as_millis())
+            .collect();
+        assert_eq!(
+            waits,
+            vec![0, 100, 200, 400, 800, 1_600, 3_200, 6_400, 10_000, 10_000]
+        );
+        // Each child has its own count.
+        assert_eq!(budget.failed(RootChild::Rooms), Duration::ZERO);
     }
 }

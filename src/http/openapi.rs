@@ -695,7 +695,8 @@ pub struct Health {
 /// Readiness: whether the database answers, and whether the bus to other nodes is up.
 #[derive(ToSchema)]
 pub struct Readiness {
-    /// `ok`; `degraded` (still ready) while the bus is down; `unavailable` without a database.
+    /// `ok`; `degraded` (still ready) while the bus is down; `unavailable` without a database or
+    /// while the supervision tree is restarting a child.
     #[schema(examples("ok"))]
     pub status: String,
     /// The backend (`sqlite`, `postgres`), or `unreachable`.
@@ -703,4 +704,7 @@ pub struct Readiness {
     /// The link to other hub processes: `none`, `connected` or `disconnected`.
     #[serde(default)]
     pub bus: String,
+    /// The supervision tree: `ok`, or `restarting` while a child of the root waits for its
+    /// restart (not ready).
+    pub actors: String,
 }

@@ -29,7 +29,8 @@ async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// Readiness: the database answers. A node whose bus to the other nodes is down stays ready
+/// Readiness: the database answers and the supervision tree is whole (no child of the root
+/// waits for a restart). A node whose bus to the other nodes is down stays ready
 /// and says `degraded`: it still serves its own users (what crosses nodes meanwhile is caught
 /// up from the database once the bus is back), and a Redis blip must not take every node out
 /// of a load balancer at once.
@@ -57,20 +58,38 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
                 "the database did not answer within 900 ms".into(),
             ))
         });
+    // The supervision tree: the root answers and none of its children waits for a restart.
+    let actors = if state.hub.tree_healthy().await {
+        "ok"
+    } else {
+        "restarting"
+    };
     match ping {
+        Ok(()) if actors != "ok" => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({
+                "status": "unavailable",
+                "database": state.store.backend(),
+                "bus": bus,
+                "actors": actors,
+            })),
+        ),
         Ok(()) => (
             StatusCode::OK,
             Json(json!({
                 "status": if bus == "disconnected" { "degraded" } else { "ok" },
                 "database": state.store.backend(),
                 "bus": bus,
+                "actors": actors,
             })),
         ),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({ "status": "unavailable", "database": "unreachable", "bus": bus })),
+                Json(
+                    json!({ "status": "unavailable", "database": "unreachable", "bus": bus, "actors": actors }),
+                ),
             )
         }
     }

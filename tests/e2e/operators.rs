@@ -354,3 +354,42 @@ async fn logs_never_carry_tokens_or_passwords() {
     let signature = access.rsplit('.').next().unwrap();
     assert!(!logs.contains(signature));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_failing_in_a_loop_is_restarted_with_backoff_and_readyz_says_so() {
+    use tickethub_actors::domain::Role;
+    use tickethub_actors::hub::RootChild;
+    let hub = TestHub::start(&Backend::Sqlite).await;
+    let alice = hub.user("alice", Role::Client).await;
+    let (status, ready) = hub.get("/readyz", None).await;
+    assert_eq!((status, ready["actors"].as_str()), (200, Some("ok")));
+    // The first failures are restarted at once, the next ones after a wait that doubles; the
+    // root never stops, and /readyz is 503 while a child waits for its restart.
+    let mut saw_restarting = false;
+    for round in 1..=4u64 {
+        hub.hub.inject_fault(RootChild::Users);
+        eventually("the root counts the failure", || async {
+            hub.hub.root_info().await.1 == round
+        })
+        .await;
+        let (status, ready) = hub.get("/readyz", None).await;
+        if ready["actors"] == "restarting" {
+            assert_eq!(status, 503, "{ready}");
+            saw_restarting = true;
+        }
+        eventually("the child is back", || async {
+            hub.get("/readyz", None).await.0 == 200
+        })
+        .await;
+    }
+    assert!(saw_restarting, "a backed-off restart is visible on /readyz");
+    // The delivery supervisor is a child like the others.
+    hub.hub.inject_fault(RootChild::Delivery);
+    eventually("the delivery supervisor is back", || async {
+        hub.hub.root_info().await.1 == 5 && hub.get("/readyz", None).await.0 == 200
+    })
+    .await;
+    // And the tree serves as before.
+    let mut ws = hub.connect(&alice).await;
+    ws.roundtrip().await;
+}
