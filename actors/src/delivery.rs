@@ -143,6 +143,25 @@ pub struct ChannelActor {
     pub policy: RetryPolicy,
     /// This hub process's id, written on the rows it claims.
     pub node: Arc<str>,
+    /// The deliveries whose send task is running. Shared by the channel's actor and its
+    /// restarts: a restarted actor never takes back (and sends again) a row a task of its
+    /// failed predecessor is still sending.
+    pub sending: Arc<std::sync::Mutex<HashSet<i64>>>,
+}
+
+/// Takes a delivery out of [`ChannelActor::sending`] when its task ends, however it ends.
+struct Sending {
+    set: Arc<std::sync::Mutex<HashSet<i64>>>,
+    id: i64,
+}
+
+impl Drop for Sending {
+    fn drop(&mut self) {
+        self.set
+            .lock()
+            .expect("sending set poisoned")
+            .remove(&self.id);
+    }
 }
 
 /// A channel actor's state.
@@ -184,8 +203,15 @@ impl Actor for ChannelActor {
     ) -> Result<Self::State, ActorProcessingErr> {
         // Take back what a failed predecessor in this process held; rows queued before a crash
         // or restart are picked up by the first tick.
+        let sending: Vec<i64> = self
+            .sending
+            .lock()
+            .expect("sending set poisoned")
+            .iter()
+            .copied()
+            .collect();
         self.store
-            .delivery_reclaim(self.channel, &self.node)
+            .delivery_reclaim(self.channel, &self.node, &sending)
             .await?;
         let ticker = myself.send_interval(self.policy.poll_interval, || ChannelMsg::Wake);
         Ok(ChannelState {
@@ -206,9 +232,30 @@ impl Actor for ChannelActor {
         if let Some(t) = state.ticker.take() {
             t.abort();
         }
-        // Give back what this actor holds, so that a restart (or another node) sends it at once
-        // rather than after the lease.
-        let held: Vec<i64> = state.in_flight.drain().collect();
+        // Let the sends in flight finish and record (bounded by about the provider timeout), then give
+        // back anything still held, so that another node sends it at once rather than after
+        // the lease; a send is never released while a task may still make it.
+        // (The lease is at least twice the provider timeout.)
+        let deadline =
+            tokio::time::Instant::now() + (self.policy.lease / 2).min(Duration::from_secs(10));
+        while tokio::time::Instant::now() < deadline
+            && state.in_flight.iter().any(|id| {
+                self.sending
+                    .lock()
+                    .expect("sending set poisoned")
+                    .contains(id)
+            })
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let held: Vec<i64> = {
+            let sending = self.sending.lock().expect("sending set poisoned");
+            state
+                .in_flight
+                .drain()
+                .filter(|id| !sending.contains(id))
+                .collect()
+        };
         if !held.is_empty() {
             let _ = self.store.delivery_release(&held).await;
         }
@@ -289,19 +336,42 @@ impl ChannelActor {
         }
         for job in jobs {
             state.in_flight.insert(job.id);
+            self.sending
+                .lock()
+                .expect("sending set poisoned")
+                .insert(job.id);
+            let guard = Sending {
+                set: self.sending.clone(),
+                id: job.id,
+            };
             let transport = self.transport.clone();
             let store = self.store.clone();
             let policy = self.policy.clone();
+            let node = self.node.clone();
             let myself = myself.clone();
+            let id = job.id;
+            // The send runs on a task of its own, watched by this one: a send that panics
+            // still frees its slot and gives its row back, and the actor always hears.
             tokio::spawn(async move {
-                // The task records its own outcome, so that sends and their writes run in
-                // parallel; the actor only accounts for the circuit.
-                let result = transport.send(&job).await;
-                let outcome = record(store.as_ref(), &policy, &job, result).await;
-                let _ = myself.send_message(ChannelMsg::Done {
-                    id: job.id,
-                    outcome,
+                let _guard = guard;
+                let work = tokio::spawn({
+                    let store = store.clone();
+                    async move {
+                        // The task records its own outcome, so that sends and their writes
+                        // run in parallel; the actor only accounts for the circuit.
+                        let result = transport.send(&job).await;
+                        record(store.as_ref(), &policy, &node, &job, result).await
+                    }
                 });
+                let outcome = match work.await {
+                    Ok(outcome) => outcome,
+                    Err(e) => {
+                        tracing::error!(id, error = %e, "a delivery task failed; its row goes back to the queue");
+                        let _ = store.delivery_release(&[id]).await;
+                        Outcome::Retried
+                    }
+                };
+                let _ = myself.send_message(ChannelMsg::Done { id, outcome });
             });
         }
     }
@@ -354,6 +424,7 @@ impl ChannelActor {
 async fn record(
     store: &dyn Store,
     policy: &RetryPolicy,
+    node: &str,
     job: &crate::ports::DeliveryJob,
     result: Result<Option<String>, TransportError>,
 ) -> Outcome {
@@ -362,12 +433,12 @@ async fn record(
         Ok(provider_id) => (
             Outcome::Sent,
             store
-                .delivery_sent(job.id, attempts, provider_id.as_deref())
+                .delivery_sent(job.id, node, attempts, provider_id.as_deref())
                 .await,
         ),
         Err(TransportError::Permanent(error)) => (
             Outcome::Failed { retryable: false },
-            store.delivery_failed(job.id, attempts, &error).await,
+            store.delivery_failed(job.id, node, attempts, &error).await,
         ),
         Err(TransportError::Retryable {
             message,
@@ -377,20 +448,32 @@ async fn record(
                 let error = format!("gave up after {attempts} attempts: {message}");
                 (
                     Outcome::Failed { retryable: true },
-                    store.delivery_failed(job.id, attempts, &error).await,
+                    store.delivery_failed(job.id, node, attempts, &error).await,
                 )
             } else {
                 let delay = policy.backoff(attempts, retry_after);
                 let next = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
                 (
                     Outcome::Retried,
-                    store.delivery_retry(job.id, attempts, next, &message).await,
+                    store
+                        .delivery_retry(job.id, node, attempts, next, &message)
+                        .await,
                 )
             }
         }
     };
-    if let Err(e) = written {
-        tracing::error!(id = job.id, error = %e, "cannot record a delivery");
+    match written {
+        Ok(true) => {}
+        // The claim ran out and another attempt holds the row: its outcome stands.
+        Ok(false) => {
+            tracing::warn!(
+                id = job.id,
+                "a delivery's claim was lost; its outcome is not recorded"
+            );
+            metrics::counter!("tickethub_outbox_claims_lost_total", "channel" => job.channel.as_str())
+                .increment(1);
+        }
+        Err(e) => tracing::error!(id = job.id, error = %e, "cannot record a delivery"),
     }
     let result = match outcome {
         Outcome::Sent => "sent",

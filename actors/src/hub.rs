@@ -174,6 +174,7 @@ impl Hub {
                     transport: transport.clone(),
                     policy: delivery.policy.clone(),
                     node: node.clone(),
+                    sending: Default::default(),
                 })
                 .collect(),
             map: channels,

@@ -364,28 +364,43 @@ pub trait OutboxStore: Send + Sync {
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
     ) -> Result<Vec<DeliveryJob>, StoreError>;
-    /// Records a successful send.
+    /// Records a successful send, if `node` still holds the row's claim; answers whether it
+    /// did (a late attempt never overwrites a newer one).
     async fn delivery_sent(
         &self,
         id: i64,
+        node: &str,
         attempts: i64,
         provider_id: Option<&str>,
-    ) -> Result<(), StoreError>;
-    /// Records a final failure.
-    async fn delivery_failed(&self, id: i64, attempts: i64, error: &str) -> Result<(), StoreError>;
-    /// Puts a delivery back in the queue for a later attempt.
+    ) -> Result<bool, StoreError>;
+    /// Records a final failure, if `node` still holds the claim.
+    async fn delivery_failed(
+        &self,
+        id: i64,
+        node: &str,
+        attempts: i64,
+        error: &str,
+    ) -> Result<bool, StoreError>;
+    /// Puts a delivery back in the queue for a later attempt, if `node` still holds the claim.
     async fn delivery_retry(
         &self,
         id: i64,
+        node: &str,
         attempts: i64,
         next_attempt_at: DateTime<Utc>,
         error: &str,
-    ) -> Result<(), StoreError>;
+    ) -> Result<bool, StoreError>;
     /// Releases claimed deliveries back to the queue untouched (on shutdown).
     async fn delivery_release(&self, ids: &[i64]) -> Result<(), StoreError>;
-    /// Releases every delivery of a channel that this hub process (`node`) claimed: a
-    /// restarted channel actor takes back what its failed predecessor held.
-    async fn delivery_reclaim(&self, channel: Channel, node: &str) -> Result<u64, StoreError>;
+    /// Releases every delivery of a channel that this hub process (`node`) claimed, but those
+    /// still being sent (`sending`): a restarted channel actor takes back what its failed
+    /// predecessor held and no task is sending any more.
+    async fn delivery_reclaim(
+        &self,
+        channel: Channel,
+        node: &str,
+        sending: &[i64],
+    ) -> Result<u64, StoreError>;
     /// Deliveries of a channel not yet final.
     async fn outbox_depth(&self, channel: Channel) -> Result<i64, StoreError>;
 }

@@ -86,64 +86,73 @@ macro_rules! impl_outbox_store {
             async fn delivery_sent(
                 &self,
                 id: i64,
+                node: &str,
                 attempts: i64,
                 provider_id: Option<&str>,
-            ) -> Result<(), tickethub_actors::ports::StoreError> {
+            ) -> Result<bool, tickethub_actors::ports::StoreError> {
                 let now = chrono::Utc::now();
-                sqlx::query(
+                let done = sqlx::query(
                     "UPDATE deliveries SET status = 'SENT', attempts = $2, provider_message_id = $3, sent_at = $4, \
-                     last_error = NULL, claimed_until = NULL, claimed_by = NULL, updated_at = $4 WHERE id = $1",
+                     last_error = NULL, claimed_until = NULL, claimed_by = NULL, updated_at = $4 \
+                     WHERE id = $1 AND status = 'SENDING' AND claimed_by = $5",
                 )
                 .bind(id)
                 .bind(attempts)
                 .bind(provider_id)
                 .bind(now)
+                .bind(node)
                 .execute(self.writer())
                 .await
                 .map_err($crate::store::backend_error)?;
-                Ok(())
+                Ok(done.rows_affected() == 1)
             }
 
             async fn delivery_failed(
                 &self,
                 id: i64,
+                node: &str,
                 attempts: i64,
                 error: &str,
-            ) -> Result<(), tickethub_actors::ports::StoreError> {
-                sqlx::query(
+            ) -> Result<bool, tickethub_actors::ports::StoreError> {
+                let done = sqlx::query(
                     "UPDATE deliveries SET status = 'FAILED', attempts = $2, last_error = $3, \
-                     claimed_until = NULL, claimed_by = NULL, updated_at = $4 WHERE id = $1",
+                     claimed_until = NULL, claimed_by = NULL, updated_at = $4 \
+                     WHERE id = $1 AND status = 'SENDING' AND claimed_by = $5",
                 )
                 .bind(id)
                 .bind(attempts)
                 .bind(error)
                 .bind(chrono::Utc::now())
+                .bind(node)
                 .execute(self.writer())
                 .await
                 .map_err($crate::store::backend_error)?;
-                Ok(())
+                Ok(done.rows_affected() == 1)
             }
 
             async fn delivery_retry(
                 &self,
                 id: i64,
+                node: &str,
                 attempts: i64,
                 next_attempt_at: chrono::DateTime<chrono::Utc>,
                 error: &str,
-            ) -> Result<(), tickethub_actors::ports::StoreError> {
-                sqlx::query(
+            ) -> Result<bool, tickethub_actors::ports::StoreError> {
+                let done = sqlx::query(
                     "UPDATE deliveries SET status = 'QUEUED', attempts = $2, next_attempt_at = $3, last_error = $4, \
-                     claimed_until = NULL, claimed_by = NULL, updated_at = $5 WHERE id = $1",
+                     claimed_until = NULL, claimed_by = NULL, updated_at = $5 \
+                     WHERE id = $1 AND status = 'SENDING' AND claimed_by = $6",
                 )
                 .bind(id)
                 .bind(attempts)
                 .bind(next_attempt_at)
                 .bind(error)
                 .bind(chrono::Utc::now())
+                .bind(node)
                 .execute(self.writer())
                 .await
                 .map_err($crate::store::backend_error)?;
-                Ok(())
+                Ok(done.rows_affected() == 1)
             }
 
             async fn delivery_release(&self, ids: &[i64]) -> Result<(), tickethub_actors::ports::StoreError> {
@@ -170,16 +179,28 @@ macro_rules! impl_outbox_store {
                 &self,
                 channel: tickethub_actors::routing::Channel,
                 node: &str,
+                sending: &[i64],
             ) -> Result<u64, tickethub_actors::ports::StoreError> {
-                let done = sqlx::query(
+                let mut q = sqlx::QueryBuilder::<$db>::new(
                     "UPDATE deliveries SET status = 'QUEUED', claimed_until = NULL, claimed_by = NULL \
-                     WHERE channel = $1 AND status = 'SENDING' AND claimed_by = $2",
-                )
-                .bind(channel.as_str())
-                .bind(node)
-                .execute(self.writer())
-                .await
-                .map_err($crate::store::backend_error)?;
+                     WHERE status = 'SENDING' AND channel = ",
+                );
+                q.push_bind(channel.as_str());
+                q.push(" AND claimed_by = ");
+                q.push_bind(node);
+                if !sending.is_empty() {
+                    q.push(" AND id NOT IN (");
+                    let mut sep = q.separated(", ");
+                    for id in sending {
+                        sep.push_bind(*id);
+                    }
+                    q.push(")");
+                }
+                let done = q
+                    .build()
+                    .execute(self.writer())
+                    .await
+                    .map_err($crate::store::backend_error)?;
                 Ok(done.rows_affected())
             }
 

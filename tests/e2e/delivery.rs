@@ -443,3 +443,44 @@ async fn a_crashed_channel_actor_is_restarted_and_resumes() {
     create_ticket(&hub, &c.c1, c.project, "After the crash").await;
     assert_eq!(smtp.wait_for(2).await.len(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_actor_that_crashes_mid_send_does_not_send_again() {
+    let receiver = Http::start().await;
+    let url = format!("{}/hooks/tickethub", receiver.url());
+    let hub = TestHub::start_with(&Backend::Sqlite, |c| {
+        quick(c);
+        c.webhook_urls = vec![url];
+        c.webhook_secret = Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into());
+        c.webhook_allow_private = true;
+    })
+    .await;
+    let admin = hub.user("root", Role::Admin).await;
+    // The receiver takes its time with the first POST: the send is in flight when the
+    // webhook channel's actor crashes.
+    receiver.script([Reply::Hang(Duration::from_millis(600))]);
+    hub.post_as(
+        &admin,
+        "/api/notifications/send/",
+        json!({"user_ids": [admin.id.0], "title": "once", "message": "only once"}),
+        201,
+    )
+    .await;
+    receiver.wait_for(1).await;
+    hub.hub
+        .channel(Channel::Webhook)
+        .unwrap()
+        .send_message(tickethub_actors::delivery::ChannelMsg::InjectFault)
+        .unwrap();
+    eventually("the webhook channel restarts", || async {
+        hub.hub.channel_restarts().await.get(&Channel::Webhook) == Some(&1)
+    })
+    .await;
+    // The send in flight finishes and records itself; the restarted actor does not take its
+    // row back and send it again.
+    let d = settled_deliveries(&hub, &admin, "general").await;
+    assert_eq!(channel(&d, "webhook")["status"], "SENT", "{d:?}");
+    // Ten poll intervals: time enough for a second send, if there were one.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(receiver.requests().len(), 1, "the webhook was sent once");
+}
