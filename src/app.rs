@@ -143,6 +143,7 @@ impl Application {
             hub,
             ws,
             dummy_hash: auth::hash_password("not a password".into()).await.into(),
+            trusted_proxies: config.trusted_proxy_nets().unwrap_or_default().into(),
         };
         Ok(Self {
             listener,
@@ -194,9 +195,12 @@ impl Application {
             let _ = tcp.set_nodelay(true);
         });
         let server = tokio::spawn(
-            axum::serve(listener, router)
-                .with_graceful_shutdown(async move { stopped.cancelled().await })
-                .into_future(),
+            axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move { stopped.cancelled().await })
+            .into_future(),
         );
         shutdown.await;
         tracing::info!("shutting down");

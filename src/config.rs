@@ -85,6 +85,13 @@ pub struct ServeConfig {
     #[arg(long, env = "TICKETHUB_DEMO")]
     pub demo: bool,
 
+    /// Reverse proxies (IP addresses or CIDR blocks, comma-separated) whose
+    /// `X-Forwarded-Proto` and `X-Forwarded-Host` are believed: the links the API builds
+    /// (pagination `next`/`previous`) then carry the client's scheme and host, as behind TLS.
+    /// Empty: those headers are ignored.
+    #[arg(long, env = "TICKETHUB_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<String>,
+
     /// Origins allowed to open WebSockets, comma-separated, matched exactly
     /// (e.g. `https://app.example.com`). Empty: only the hub's own origin.
     #[arg(long, env = "TICKETHUB_ALLOWED_ORIGINS", value_delimiter = ',')]
@@ -337,6 +344,20 @@ pub enum DatabaseKind {
 }
 
 impl ServeConfig {
+    /// `--trusted-proxies` as networks; `None` if one does not parse.
+    pub fn trusted_proxy_nets(&self) -> Option<Vec<ipnet::IpNet>> {
+        self.trusted_proxies
+            .iter()
+            .map(|p| p.trim())
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                p.parse::<ipnet::IpNet>()
+                    .ok()
+                    .or_else(|| p.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))
+            })
+            .collect()
+    }
+
     /// A configuration with every default, for tests and embedding.
     pub fn defaults() -> Self {
         #[derive(clap::Parser)]
@@ -386,6 +407,12 @@ impl ServeConfig {
             return Err(ConfigError::new(
                 "--bus-reconcile-interval (TICKETHUB_BUS_RECONCILE_INTERVAL)",
                 "must be at least 1 second",
+            ));
+        }
+        if self.trusted_proxy_nets().is_none() {
+            return Err(ConfigError::new(
+                "--trusted-proxies (TICKETHUB_TRUSTED_PROXIES)",
+                "must be IP addresses or CIDR blocks, e.g. 10.0.0.0/8,127.0.0.1",
             ));
         }
         for origin in &self.allowed_origins {
@@ -547,6 +574,17 @@ mod tests {
         c.validate().unwrap();
         c.delivery_lease = 0;
         c.validate().unwrap();
+    }
+
+    #[test]
+    fn trusted_proxies_are_addresses_or_networks() {
+        let mut c = ServeConfig::defaults();
+        c.trusted_proxies = vec!["10.0.0.0/8".into(), "127.0.0.1".into(), "::1".into()];
+        assert_eq!(c.trusted_proxy_nets().map(|n| n.len()), Some(3));
+        c.validate().unwrap();
+        c.trusted_proxies = vec!["proxy.internal".into()];
+        let err = c.validate().unwrap_err();
+        assert!(err.to_string().starts_with("--trusted-proxies"), "{err}");
     }
 
     #[test]

@@ -39,6 +39,49 @@ pub struct AppState {
     pub dummy_hash: Arc<str>,
     /// The bus to other hub processes, if any.
     pub bus: Option<Arc<crate::bus::RedisBus>>,
+    /// Reverse proxies whose `X-Forwarded-Proto` and `X-Forwarded-Host` are believed.
+    pub trusted_proxies: Arc<[ipnet::IpNet]>,
+}
+
+/// The scheme and host a client reached the hub by (`https://tickets.example.com`): behind a
+/// trusted proxy, from its `X-Forwarded-*` headers; otherwise `http://` and the `Host` header.
+#[derive(Clone, Debug)]
+pub struct PublicOrigin(pub String);
+
+/// Puts the request's [`PublicOrigin`] in its extensions.
+async fn public_origin(
+    axum::extract::State(trusted): axum::extract::State<Arc<[ipnet::IpNet]>>,
+    mut req: Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let origin = origin_of(&req, &trusted);
+    req.extensions_mut().insert(PublicOrigin(origin));
+    next.run(req).await
+}
+
+fn origin_of(req: &Request, trusted: &[ipnet::IpNet]) -> String {
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|h| h.to_str().ok())
+            .and_then(|h| h.split(',').next())
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
+    };
+    let proxied = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .is_some_and(|peer| trusted.iter().any(|net| net.contains(&peer.0.ip())));
+    let host = header("host").unwrap_or_else(|| "localhost".to_owned());
+    if proxied {
+        let scheme = match header("x-forwarded-proto").as_deref() {
+            Some("https") => "https",
+            _ => "http",
+        };
+        format!("{scheme}://{}", header("x-forwarded-host").unwrap_or(host))
+    } else {
+        format!("http://{host}")
+    }
 }
 
 /// The whole HTTP surface: REST, WebSockets and operations.
@@ -58,6 +101,10 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
             error::ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed.")
         })
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(
+            state.trusted_proxies.clone(),
+            public_origin,
+        ))
         .layer(axum::middleware::from_fn(record_request))
         .layer(
             // The span names the route, never the query string: it may carry a token.
@@ -149,11 +196,10 @@ pub fn paginated(
     if page > pages {
         return Err(error::ApiError::new(StatusCode::NOT_FOUND, "Invalid page."));
     }
-    let host = parts
-        .headers
-        .get(axum::http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("localhost");
+    let origin = parts
+        .extensions
+        .get::<PublicOrigin>()
+        .map_or("http://localhost", |o| o.0.as_str());
     let link = |n: i64| {
         let mut pairs: Vec<(String, String)> = parts
             .uri
@@ -170,7 +216,7 @@ pub fn paginated(
         }
         let query: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let sep = if query.is_empty() { "" } else { "?" };
-        format!("http://{host}{}{sep}{}", parts.uri.path(), query.join("&"))
+        format!("{origin}{}{sep}{}", parts.uri.path(), query.join("&"))
     };
     Ok(serde_json::json!({
         "count": count,

@@ -552,3 +552,36 @@ async fn preferences_round_trip_as_they_were_read() {
         .await;
     assert_eq!(status, 400, "{res}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn links_carry_the_scheme_and_host_a_trusted_proxy_forwards() {
+    let forwarded = |hub: &TestHub, user: &User| {
+        let req = hub
+            .http
+            .get(hub.url("/api/notifications/?page_size=1"))
+            .bearer_auth(hub.token(user))
+            .header("x-forwarded-proto", "https")
+            .header("x-forwarded-host", "tickets.example.com");
+        async move {
+            let page: Value = req.send().await.unwrap().json().await.unwrap();
+            page["next"].as_str().unwrap().to_owned()
+        }
+    };
+    // By default the headers are anybody's: ignored.
+    let hub = TestHub::start(&Backend::Sqlite).await;
+    let admin = hub.user("boss", Role::Admin).await;
+    send(&hub, &admin, &admin, 2, "deploy").await;
+    let next = forwarded(&hub, &admin).await;
+    assert!(next.starts_with("http://127.0.0.1:"), "{next}");
+    // From a trusted proxy (here, this test's own address), they are the client's.
+    let hub = TestHub::start_with(&Backend::Sqlite, |c| {
+        c.trusted_proxies = vec!["127.0.0.0/8".into()];
+    })
+    .await;
+    let admin = hub.user("boss", Role::Admin).await;
+    send(&hub, &admin, &admin, 2, "deploy").await;
+    assert_eq!(
+        forwarded(&hub, &admin).await,
+        "https://tickets.example.com/api/notifications/?page_size=1&page=2"
+    );
+}
