@@ -82,13 +82,16 @@ async fn actors(
     let hub = &state.hub;
     let unavailable = || ApiError::unavailable("The actor system did not answer.");
 
-    // Users: the filter matches `user:<id>` labels or usernames.
+    // Users: the filter matches `user:<id>` labels or usernames. Only a filtered call reads
+    // the users table; an unfiltered one reads the names of its page only.
     let mut usernames = std::collections::HashMap::new();
-    let all_users = state.store.list_users().await?;
     let mut matching_ids = None;
     if let Some(t) = &text {
         matching_ids = Some(
-            all_users
+            state
+                .store
+                .list_users()
+                .await?
                 .iter()
                 .filter(|u| u.username.contains(t.as_str()))
                 .map(|u| u.id)
@@ -105,7 +108,7 @@ async fn actors(
         .await
         .ok_or_else(unavailable)?;
     let user_ids: Vec<UserId> = users.items.iter().map(|l| l.key).collect();
-    for u in all_users.into_iter().filter(|u| user_ids.contains(&u.id)) {
+    for u in state.store.users_by_ids(&user_ids).await? {
         usernames.insert(u.id, u.username);
     }
     let now = now_ms();
@@ -137,10 +140,8 @@ async fn actors(
         }
     }))
     .await;
-    let sockets: u64 = user_nodes
-        .iter()
-        .filter_map(|n| n["sockets"]["count"].as_u64())
-        .sum();
+    // Every open socket of this hub (notification and project sockets), not just the page's.
+    let sockets = state.ws.sessions.len();
 
     let tickets = hub
         .list_tickets(ListFilter {

@@ -84,6 +84,13 @@ async fn the_tree_shows_users_tickets_and_channels_as_they_come_and_go() {
     assert_eq!(root["kind"], "root");
     assert_eq!(root["totals"]["users"], 2);
     assert_eq!(root["totals"]["sockets"], 3);
+    // The total is the hub's, not the page's: one user a page still counts every socket.
+    let page = tree(&hub, &c.a1, "?limit=1").await;
+    assert_eq!(
+        child(&page, "users")["children"].as_array().unwrap().len(),
+        1
+    );
+    assert_eq!(page["totals"]["sockets"], 3);
     let users = child(&root, "users");
     assert_eq!(users["kind"], "directory");
     let c1 = child(users, &format!("user:{}", c.c1.id));
