@@ -35,35 +35,43 @@ pub enum Backend {
 }
 
 impl Backend {
-    /// PostgreSQL if `TEST_DATABASE_URL` is set; `None` (with a notice) if not, unless
-    /// `TICKETHUB_REQUIRE_SERVICES=1`, where a missing service is a failure.
+    /// PostgreSQL at `TEST_DATABASE_URL`, or, when that is not set, at the local server's
+    /// default address if it answers (`postgres://postgres@127.0.0.1:5432/postgres`). `None`
+    /// (with a notice) if neither, unless `TICKETHUB_REQUIRE_SERVICES=1`, where a missing
+    /// service is a failure.
     pub fn postgres() -> Option<Backend> {
-        match std::env::var("TEST_DATABASE_URL") {
-            Ok(url) if !url.is_empty() => Some(Backend::Postgres(url)),
-            _ => {
-                if std::env::var("TICKETHUB_REQUIRE_SERVICES").as_deref() == Ok("1") {
-                    panic!("TEST_DATABASE_URL is not set but TICKETHUB_REQUIRE_SERVICES=1");
-                }
-                eprintln!("notice: TEST_DATABASE_URL is not set; skipping a PostgreSQL test");
-                None
-            }
-        }
+        service(
+            "TEST_DATABASE_URL",
+            "postgres://postgres@127.0.0.1:5432/postgres",
+            5432,
+            "PostgreSQL",
+        )
+        .map(Backend::Postgres)
     }
 }
 
-/// The Redis URL for tests (`TEST_REDIS_URL`); `None` (with a notice) if unset, unless
+/// The Redis URL for tests: `TEST_REDIS_URL`, or the local server's default address if it
+/// answers (`redis://127.0.0.1:6379`); `None` (with a notice) if neither, unless
 /// `TICKETHUB_REQUIRE_SERVICES=1`, where a missing service is a failure.
 pub fn redis() -> Option<String> {
-    match std::env::var("TEST_REDIS_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            if std::env::var("TICKETHUB_REQUIRE_SERVICES").as_deref() == Ok("1") {
-                panic!("TEST_REDIS_URL is not set but TICKETHUB_REQUIRE_SERVICES=1");
-            }
-            eprintln!("notice: TEST_REDIS_URL is not set; skipping a Redis test");
-            None
-        }
+    service("TEST_REDIS_URL", "redis://127.0.0.1:6379", 6379, "Redis")
+}
+
+/// A test service's URL: from `var`, else `local` if something listens on its port.
+fn service(var: &str, local: &str, port: u16, what: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(url) if !url.is_empty() => return Some(url),
+        _ => {}
     }
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    if std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_millis(200)).is_ok() {
+        return Some(local.to_owned());
+    }
+    if std::env::var("TICKETHUB_REQUIRE_SERVICES").as_deref() == Ok("1") {
+        panic!("{var} is not set, nothing answers on {addr}, and TICKETHUB_REQUIRE_SERVICES=1");
+    }
+    eprintln!("notice: {var} is not set and no {what} answers on {addr}; skipping a {what} test");
+    None
 }
 
 /// Runs an async test body once per backend: SQLite, and PostgreSQL when available.
