@@ -43,45 +43,42 @@ pub struct AppState {
     pub trusted_proxies: Arc<[ipnet::IpNet]>,
 }
 
-/// The scheme and host a client reached the hub by (`https://tickets.example.com`): behind a
-/// trusted proxy, from its `X-Forwarded-*` headers; otherwise `http://` and the `Host` header.
+/// The scheme and host a client reached the hub by, behind a trusted proxy
+/// (`https://tickets.example.com`, from its `X-Forwarded-*` headers). Absent otherwise: links
+/// are then `http://` and the `Host` header.
 #[derive(Clone, Debug)]
 pub struct PublicOrigin(pub String);
 
-/// Puts the request's [`PublicOrigin`] in its extensions.
+/// Puts a [`PublicOrigin`] in the extensions of a request that came through a trusted proxy.
 async fn public_origin(
     axum::extract::State(trusted): axum::extract::State<Arc<[ipnet::IpNet]>>,
     mut req: Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    let origin = origin_of(&req, &trusted);
-    req.extensions_mut().insert(PublicOrigin(origin));
-    next.run(req).await
-}
-
-fn origin_of(req: &Request, trusted: &[ipnet::IpNet]) -> String {
-    let header = |name: &str| {
-        req.headers()
-            .get(name)
-            .and_then(|h| h.to_str().ok())
-            .and_then(|h| h.split(',').next())
-            .map(|h| h.trim().to_owned())
-            .filter(|h| !h.is_empty())
-    };
-    let proxied = req
-        .extensions()
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .is_some_and(|peer| trusted.iter().any(|net| net.contains(&peer.0.ip())));
-    let host = header("host").unwrap_or_else(|| "localhost".to_owned());
+    let proxied = !trusted.is_empty()
+        && req
+            .extensions()
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .is_some_and(|peer| trusted.iter().any(|net| net.contains(&peer.0.ip())));
     if proxied {
-        let scheme = match header("x-forwarded-proto").as_deref() {
-            Some("https") => "https",
-            _ => "http",
+        let header = |name: &str| {
+            req.headers()
+                .get(name)
+                .and_then(|h| h.to_str().ok())
+                .and_then(|h| h.split(',').next())
+                .map(str::trim)
+                .filter(|h| !h.is_empty())
         };
-        format!("{scheme}://{}", header("x-forwarded-host").unwrap_or(host))
-    } else {
-        format!("http://{host}")
+        if let Some(host) = header("x-forwarded-host").or_else(|| header("host")) {
+            let scheme = match header("x-forwarded-proto") {
+                Some("https") => "https",
+                _ => "http",
+            };
+            let origin = PublicOrigin(format!("{scheme}://{host}"));
+            req.extensions_mut().insert(origin);
+        }
     }
+    next.run(req).await
 }
 
 /// The whole HTTP surface: REST, WebSockets and operations.
@@ -196,10 +193,17 @@ pub fn paginated(
     if page > pages {
         return Err(error::ApiError::new(StatusCode::NOT_FOUND, "Invalid page."));
     }
-    let origin = parts
-        .extensions
-        .get::<PublicOrigin>()
-        .map_or("http://localhost", |o| o.0.as_str());
+    let origin = match parts.extensions.get::<PublicOrigin>() {
+        Some(o) => o.0.clone(),
+        None => {
+            let host = parts
+                .headers
+                .get(axum::http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("localhost");
+            format!("http://{host}")
+        }
+    };
     let link = |n: i64| {
         let mut pairs: Vec<(String, String)> = parts
             .uri

@@ -350,23 +350,24 @@ impl ChannelActor {
             let node = self.node.clone();
             let myself = myself.clone();
             let id = job.id;
-            // The send runs on a task of its own, watched by this one: a send that panics
-            // still frees its slot and gives its row back, and the actor always hears.
+            // A send that panics is caught: it still frees its slot and gives its row back,
+            // and the actor always hears.
             tokio::spawn(async move {
+                use futures::FutureExt;
                 let _guard = guard;
-                let work = tokio::spawn({
-                    let store = store.clone();
-                    async move {
-                        // The task records its own outcome, so that sends and their writes
-                        // run in parallel; the actor only accounts for the circuit.
-                        let result = transport.send(&job).await;
-                        record(store.as_ref(), &policy, &node, &job, result).await
-                    }
-                });
-                let outcome = match work.await {
+                // The task records its own outcome, so that sends and their writes run in
+                // parallel; the actor only accounts for the circuit.
+                let work = async {
+                    let result = transport.send(&job).await;
+                    record(store.as_ref(), &policy, &node, &job, result).await
+                };
+                let outcome = match std::panic::AssertUnwindSafe(work).catch_unwind().await {
                     Ok(outcome) => outcome,
-                    Err(e) => {
-                        tracing::error!(id, error = %e, "a delivery task failed; its row goes back to the queue");
+                    Err(_) => {
+                        tracing::error!(
+                            id,
+                            "a delivery send panicked; its row goes back to the queue"
+                        );
                         let _ = store.delivery_release(&[id]).await;
                         Outcome::Retried
                     }

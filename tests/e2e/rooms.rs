@@ -28,6 +28,21 @@ both_backends!(
     presence_state_for_2000_present_members_is_one_frame,
 );
 
+/// The hub's live rooms (the first page).
+async fn live_rooms(
+    hub: &TestHub,
+) -> tickethub_actors::directory::Listing<ProjectId, tickethub_actors::room::RoomMsg> {
+    hub.hub
+        .list_rooms(tickethub_actors::directory::ListFilter {
+            label: None,
+            keys: None,
+            offset: 0,
+            limit: 10,
+        })
+        .await
+        .unwrap()
+}
+
 /// A hub whose presence grace period and typing silence are short, for tests.
 async fn quick_hub(backend: &Backend) -> TestHub {
     TestHub::start_with(backend, |c| {
@@ -348,16 +363,7 @@ async fn typing_is_throttled_and_stops_by_itself(backend: Backend) {
     assert_eq!(bob.next_json().await["is_typing"], false);
     assert_eq!(bob.next_json().await["type"], "ticket_viewing");
     // The room is an actor of its own, listed for operators.
-    let rooms = hub
-        .hub
-        .list_rooms(tickethub_actors::directory::ListFilter {
-            label: None,
-            keys: None,
-            offset: 0,
-            limit: 10,
-        })
-        .await
-        .unwrap();
+    let rooms = live_rooms(&hub).await;
     assert_eq!(rooms.total, 1);
     assert_eq!(rooms.items[0].key, ProjectId(p));
     drop(alice.inner);
@@ -458,16 +464,7 @@ async fn a_crashed_room_restarts_alone_and_operators_see_it() {
     let mut alice = board(&hub, &c.c1, p).await;
     create_ticket(&hub, &c.c1, p, "After the crash").await;
     assert_eq!(alice.next_json().await["action"], "created");
-    let stats = hub
-        .hub
-        .list_rooms(tickethub_actors::directory::ListFilter {
-            label: None,
-            keys: None,
-            offset: 0,
-            limit: 10,
-        })
-        .await
-        .unwrap();
+    let stats = live_rooms(&hub).await;
     assert_eq!(stats.stats.failures, 1);
 }
 
