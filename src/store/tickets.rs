@@ -310,9 +310,15 @@ macro_rules! impl_ticket_store {
                             .push(")");
                     }
                     if let Some(u) = f.visible_to {
-                        q.push(" AND t.project_id IN (SELECT project_id FROM project_members WHERE user_id = ")
+                        // Exactly who `visible` in the HTTP layer lets see a ticket: its
+                        // project's members, its creator and its assignees.
+                        q.push(" AND (t.project_id IN (SELECT project_id FROM project_members WHERE user_id = ")
                             .push_bind(u.0)
-                            .push(")");
+                            .push(") OR t.created_by = ")
+                            .push_bind(u.0)
+                            .push(" OR EXISTS (SELECT 1 FROM ticket_assignees v WHERE v.ticket_id = t.id AND v.user_id = ")
+                            .push_bind(u.0)
+                            .push("))");
                     }
                 }
                 let mut count = sqlx::QueryBuilder::<$db>::new("SELECT COUNT(*) FROM tickets t");

@@ -586,6 +586,57 @@ async fn ticket_lists_filter_paginate_and_hide_other_projects(backend: Backend) 
             .await["count"],
         0
     );
+    // A developer assigned to a ticket of a project they are not a member of may act on it,
+    // so they see it: in the list as on its own page.
+    let hidden = hub
+        .get_as(&c.a1, &format!("/api/tickets/?project={ops}"), 200)
+        .await["results"][0]["id"]
+        .as_i64()
+        .unwrap();
+    assert_eq!(hub.get_as(&c.d1, "/api/tickets/", 200).await["count"], 23);
+    hub.get_as(&c.d1, &format!("/api/tickets/{hidden}/"), 404)
+        .await;
+    hub.post_as(
+        &c.a1,
+        &format!("/api/tickets/{hidden}/open_ticket/"),
+        json!({}),
+        200,
+    )
+    .await;
+    hub.post_as(
+        &c.a1,
+        &format!("/api/tickets/{hidden}/assign/"),
+        json!({"developer_ids": [c.d1.id.0]}),
+        200,
+    )
+    .await;
+    hub.get_as(&c.d1, &format!("/api/tickets/{hidden}/"), 200)
+        .await;
+    let listed = hub.get_as(&c.d1, "/api/tickets/?page_size=100", 200).await;
+    assert_eq!(listed["count"], 24);
+    assert!(listed["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|t| t["id"] == hidden));
+    let theirs = hub
+        .get_as(&c.d1, "/api/tickets/?assigned_to_me=true", 200)
+        .await;
+    assert_eq!(theirs["count"], 1);
+    assert_eq!(theirs["results"][0]["id"], hidden);
+    hub.post_as(
+        &c.d1,
+        &format!("/api/tickets/{hidden}/start_work/"),
+        json!({}),
+        200,
+    )
+    .await;
+    // Its project's other members still do not leak to them.
+    assert_eq!(
+        hub.get_as(&c.d1, &format!("/api/tickets/?project={ops}"), 200)
+            .await["count"],
+        1
+    );
     // Projects: members see theirs, admins all and create.
     let projects = hub.get_as(&outsider, "/api/projects/", 200).await;
     assert_eq!(projects["count"], 1);
