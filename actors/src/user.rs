@@ -308,6 +308,12 @@ impl UserState {
     }
 }
 
+/// How far what was written to a user's sockets may run ahead of the `sent_seq` recorded in
+/// the database. A client that neither acks nor sends `last_seq` is sent again, after a crash,
+/// what was written but not recorded: with this, fewer than this many notifications plus one
+/// socket queue.
+pub const SENT_FLUSH_EVERY: i64 = 64;
+
 /// How long a user actor waits before it retries a database read that failed.
 const RETRY: Duration = Duration::from_secs(2);
 
@@ -456,6 +462,9 @@ impl Actor for UserActor {
                 if n.seq > state.delivered {
                     state.pending.insert(n.seq, n);
                     state.drain();
+                    if state.max_sent() - state.flushed_sent >= SENT_FLUSH_EVERY {
+                        self.flush_sent(state, 0).await;
+                    }
                     if !state.pending.is_empty() && !state.gap_check_scheduled {
                         state.gap_check_scheduled = true;
                         myself.send_after(self.gap_wait, || UserMsg::GapCheck);

@@ -365,6 +365,11 @@ async fn spawn_hub(db: &str) -> crate::nodes::Node {
     .await
 }
 
+/// What a client that neither acks nor sends `last_seq` may be sent twice after a crash: the
+/// hub records what it wrote to a user's sockets at least every `SENT_FLUSH_EVERY` (64)
+/// notifications, and a socket's queue holds at most 256 frames.
+const REPEAT_BOUND: usize = 64 + 256;
+
 async fn kill_9_mid_stream_loses_nothing_that_was_acknowledged(backend: Backend) {
     let db = TestDb::create(&backend).await;
     let store = tickethub::store::connect(&db.url).await.unwrap();
@@ -385,6 +390,28 @@ async fn kill_9_mid_stream_loses_nothing_that_was_acknowledged(backend: Backend)
 
     let mut node = spawn_hub(&db.url).await;
     let addr = node.addr.clone();
+    let node_addr_before = addr.clone();
+    // A seed-style client receives the stream live: no `last_seq`, no acks.
+    let seed_url = format!(
+        "ws://{addr}/ws/notifications/?token={}",
+        auth.issue_access(alice.id).unwrap()
+    );
+    let mut seed = Ws::connect(&seed_url).await;
+    seed.established().await;
+    let (seen_tx, seen_rx) = tokio::sync::watch::channel(0usize);
+    let seed_reader = tokio::spawn(async move {
+        let mut titles = Vec::new();
+        while let Some(Ok(msg)) = futures::StreamExt::next(&mut seed.inner).await {
+            if let Message::Text(text) = msg {
+                let v: Value = serde_json::from_str(&text).unwrap();
+                if v["type"] == "notification" {
+                    titles.push(v["title"].as_str().unwrap().to_owned());
+                    seen_tx.send_replace(titles.len());
+                }
+            }
+        }
+        titles
+    });
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()
@@ -419,25 +446,12 @@ async fn kill_9_mid_stream_loses_nothing_that_was_acknowledged(backend: Backend)
         })
     });
     let writers: Vec<_> = writers.collect();
-    // Kill -9 once the stream is well under way.
-    let probe = reqwest::Client::new();
-    eventually("the stream is under way", || async {
-        let res = probe
-            .get(format!("http://{addr}/api/notifications/unread_count/"))
-            .bearer_auth(auth.issue_access(alice.id).unwrap())
-            .send()
-            .await;
-        match res {
-            Ok(r) => {
-                r.json::<Value>().await.unwrap()["count"]
-                    .as_i64()
-                    .unwrap_or(0)
-                    >= 60
-            }
-            Err(_) => false,
-        }
-    })
-    .await;
+    // Kill -9 once the seed client has read well over what may be repeated.
+    let mut seen = seen_rx.clone();
+    tokio::time::timeout(PATIENCE * 4, seen.wait_for(|n| *n >= 2 * REPEAT_BOUND))
+        .await
+        .expect("the stream is under way")
+        .unwrap();
     node.kill().await;
     killed_tx.send(true).unwrap();
     let mut acknowledged = Vec::new();
@@ -446,9 +460,35 @@ async fn kill_9_mid_stream_loses_nothing_that_was_acknowledged(backend: Backend)
     }
     assert!(acknowledged.len() >= 60);
 
-    // Restart on the same database and replay everything.
+    let before = seed_reader.await.unwrap();
+
+    // Restart on the same database. The seed client reconnects as it did, with no `last_seq`:
+    // it gets what it had not been sent, and at most a bounded tail of what it had.
     let node = spawn_hub(&db.url).await;
     let addr = &node.addr;
+    let mut seed = Ws::connect(&seed_url.replace(&node_addr_before, addr)).await;
+    seed.established().await;
+    let after: Vec<String> = seed
+        .replayed
+        .iter()
+        .filter(|n| n["type"] == "notification")
+        .map(|n| n["title"].as_str().unwrap().to_owned())
+        .collect();
+    let before_set: std::collections::HashSet<&String> = before.iter().collect();
+    let repeated = after.iter().filter(|t| before_set.contains(t)).count();
+    assert!(
+        repeated < REPEAT_BOUND,
+        "{repeated} of {} notifications were repeated after the restart",
+        before.len()
+    );
+    for title in &acknowledged {
+        assert!(
+            before_set.contains(title) || after.contains(title),
+            "acknowledged {title} never reached the seed client"
+        );
+    }
+
+    // Everything is replayed, in order, to a client that asks from the start.
     let url = format!(
         "ws://{addr}/ws/notifications/?token={}&last_seq=0",
         auth.issue_access(alice.id).unwrap()
