@@ -51,6 +51,7 @@ fn draft(recipient: UserId) -> Draft {
         data: r#"{"window_minutes":5}"#.into(),
         action_url: Some("/status/".into()),
         deliveries: Vec::new(),
+        webhook_recipients: Vec::new(),
     }
 }
 

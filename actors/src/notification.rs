@@ -93,6 +93,21 @@ pub struct Draft {
     pub action_url: Option<String>,
     /// The outbound deliveries to queue with it: channel and address.
     pub deliveries: Vec<(Channel, String)>,
+    /// Everyone its webhook deliveries speak for. A commit's drafts with the same content share
+    /// one webhook POST per URL: the first draft carries the webhook deliveries and lists every
+    /// recipient here; the others carry none. Empty means the draft's own recipient.
+    pub webhook_recipients: Vec<Recipient>,
+}
+
+/// A recipient named in a webhook event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Recipient {
+    /// Their id.
+    pub user_id: crate::domain::UserId,
+    /// Their login name.
+    pub username: String,
+    /// The name shown to other people (may be empty).
+    pub display_name: String,
 }
 
 /// What an event says, besides the ticket itself.

@@ -204,7 +204,9 @@ impl Audience {
         self.drafts_for(&ids, &route.channels, content)
     }
 
-    /// The drafts of an event sent to explicit recipients on explicit channels.
+    /// The drafts of an event sent to explicit recipients on explicit channels. The event is
+    /// posted once to each webhook URL, for all its recipients: the first draft carries those
+    /// deliveries.
     pub fn drafts_for(
         &self,
         ids: &[UserId],
@@ -212,7 +214,8 @@ impl Audience {
         content: &Content,
     ) -> Vec<Draft> {
         let none = Preferences::default();
-        ids.iter()
+        let mut drafts: Vec<Draft> = ids
+            .iter()
             .filter_map(|id| self.users.get(id))
             .filter(|u| u.is_active)
             .map(|user| Draft {
@@ -231,13 +234,29 @@ impl Audience {
                 )
                 .into_iter()
                 .filter(|(c, _)| self.outbound.contains(c))
-                .chain(
-                    self.webhooks
-                        .iter()
-                        .map(|url| (Channel::Webhook, url.clone())),
-                )
                 .collect(),
+                webhook_recipients: Vec::new(),
             })
-            .collect()
+            .collect();
+        if let Some(first) = drafts.first_mut().filter(|_| !self.webhooks.is_empty()) {
+            first.deliveries.extend(
+                self.webhooks
+                    .iter()
+                    .map(|url| (Channel::Webhook, url.clone())),
+            );
+        }
+        if !self.webhooks.is_empty() && drafts.len() > 1 {
+            let recipients = drafts
+                .iter()
+                .filter_map(|d| self.users.get(&d.recipient))
+                .map(|u| crate::notification::Recipient {
+                    user_id: u.id,
+                    username: u.username.clone(),
+                    display_name: u.display_name.clone(),
+                })
+                .collect();
+            drafts[0].webhook_recipients = recipients;
+        }
+        drafts
     }
 }

@@ -348,6 +348,9 @@ pub struct DeliveryJob {
     pub notification: Notification,
     /// The recipient's display name.
     pub recipient_name: String,
+    /// Everyone the delivery speaks for: for a webhook, every recipient of the commit's event;
+    /// otherwise the notification's recipient alone.
+    pub recipients: Vec<crate::notification::Recipient>,
 }
 
 /// The durable outbox the channel actors drain.

@@ -208,6 +208,7 @@ pub async fn serve_child(
                         data: "{}".into(),
                         action_url: None,
                         deliveries: Vec::new(),
+                        webhook_recipients: Vec::new(),
                     })
                     .collect();
                 store.commit_notifications(drafts).await.unwrap();

@@ -1,5 +1,8 @@
 //! Webhooks signed as the Standard Webhooks specification describes.
 //!
+//! A commit's event reaches each URL once, however many users it notifies: `data` is the first
+//! recipient's notification, and `data.recipients` lists everyone it was for.
+//!
 //! Each delivery is a `POST` of `{"type", "timestamp", "data"}` with the headers `webhook-id`
 //! (stable across retries, so receivers can drop duplicates), `webhook-timestamp` and
 //! `webhook-signature: v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">`, keyed with the
@@ -129,6 +132,19 @@ impl Transport for WebhookTransport {
             obj.remove("replayed");
             obj.insert("recipient".into(), n.user_id.0.into());
             obj.insert("recipient_name".into(), job.recipient_name.clone().into());
+            obj.insert(
+                "recipients".into(),
+                job.recipients
+                    .iter()
+                    .map(|r| {
+                        json!({
+                            "user_id": r.user_id.0,
+                            "username": r.username,
+                            "display_name": r.display_name,
+                        })
+                    })
+                    .collect(),
+            );
         }
         let body = json!({
             "type": n.notification_type.as_str(),

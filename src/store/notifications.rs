@@ -99,6 +99,54 @@ pub(crate) struct DeliveryRow {
     pub(crate) sent_at: Option<DateTime<Utc>>,
 }
 
+/// What a delivery row records of the recipients it speaks for: a webhook delivery of a draft
+/// that stands for several recipients lists them all as JSON; anything else, nothing.
+pub(crate) fn recipients_json(
+    draft: &tickethub_actors::notification::Draft,
+    channel: tickethub_actors::routing::Channel,
+) -> Option<String> {
+    (channel == tickethub_actors::routing::Channel::Webhook && !draft.webhook_recipients.is_empty())
+        .then(|| {
+            serde_json::Value::Array(
+                draft
+                    .webhook_recipients
+                    .iter()
+                    .map(|r| {
+                        serde_json::json!({
+                            "user_id": r.user_id.0,
+                            "username": r.username,
+                            "display_name": r.display_name,
+                        })
+                    })
+                    .collect(),
+            )
+            .to_string()
+        })
+}
+
+/// Reads back what `recipients_json` wrote.
+pub(crate) fn parse_recipients(
+    text: &str,
+) -> Result<Vec<tickethub_actors::notification::Recipient>, tickethub_actors::ports::StoreError> {
+    #[derive(serde::Deserialize)]
+    struct Row {
+        user_id: i64,
+        username: String,
+        display_name: String,
+    }
+    let rows: Vec<Row> = serde_json::from_str(text).map_err(|e| {
+        tickethub_actors::ports::StoreError::Backend(format!("bad recipients: {e}").into())
+    })?;
+    Ok(rows
+        .into_iter()
+        .map(|r| tickethub_actors::notification::Recipient {
+            user_id: tickethub_actors::domain::UserId(r.user_id),
+            username: r.username,
+            display_name: r.display_name,
+        })
+        .collect())
+}
+
 /// Implements `NotificationStore` (and the draft insertion both ports share) for a store type.
 macro_rules! impl_notification_store {
     ($store:ty, $db:ty, $lock:literal) => {
@@ -180,22 +228,25 @@ macro_rules! impl_notification_store {
                         .map_err($crate::store::backend_error)?;
                     ids.extend(rows.into_iter().map(|(id, user)| (user, id)));
                 }
-                let deliveries: Vec<(i64, &tickethub_actors::routing::Channel, &String)> = drafts
+                let deliveries: Vec<(i64, &tickethub_actors::routing::Channel, &String, Option<String>)> = drafts
                     .iter()
                     .flat_map(|d| {
                         let id = ids[&d.recipient.0];
-                        d.deliveries.iter().map(move |(c, a)| (id, c, a))
+                        d.deliveries
+                            .iter()
+                            .map(move |(c, a)| (id, c, a, $crate::store::notifications::recipients_json(d, *c)))
                     })
                     .collect();
                 for chunk in deliveries.chunks(CHUNK) {
                     let mut insert = sqlx::QueryBuilder::<$db>::new(
-                        "INSERT INTO deliveries (notification_id, channel, address, status, attempts, \
+                        "INSERT INTO deliveries (notification_id, channel, address, recipients, status, attempts, \
                          next_attempt_at, created_at, updated_at) ",
                     );
-                    insert.push_values(chunk, |mut row, (id, channel, address)| {
+                    insert.push_values(chunk, |mut row, (id, channel, address, recipients)| {
                         row.push_bind(*id)
                             .push_bind(channel.as_str())
                             .push_bind((*address).clone())
+                            .push_bind(recipients.clone())
                             .push_bind("QUEUED")
                             .push_bind(0i64)
                             .push_bind(now)
@@ -263,13 +314,14 @@ macro_rules! impl_notification_store {
                     .map_err($crate::store::backend_error)?;
                     for (channel, address) in &d.deliveries {
                         sqlx::query(
-                            "INSERT INTO deliveries (notification_id, channel, address, status, attempts, \
-                             next_attempt_at, created_at, updated_at) VALUES ($1, $2, $3, 'QUEUED', 0, $4, $4, $4)",
+                            "INSERT INTO deliveries (notification_id, channel, address, recipients, status, attempts, \
+                             next_attempt_at, created_at, updated_at) VALUES ($1, $2, $3, $5, 'QUEUED', 0, $4, $4, $4)",
                         )
                         .bind(id)
                         .bind(channel.as_str())
                         .bind(address)
                         .bind(now)
+                        .bind($crate::store::notifications::recipients_json(&d, *channel))
                         .execute(&mut **tx)
                         .await
                         .map_err($crate::store::backend_error)?;
@@ -687,7 +739,7 @@ macro_rules! impl_notification_store {
                         "SELECT notification_id, COUNT(*), \
                          SUM(CASE WHEN status = 'SENT' THEN 1 ELSE 0 END), \
                          SUM(CASE WHEN status = 'FAILED' THEN 1 ELSE 0 END), MIN(sent_at) \
-                         FROM deliveries WHERE notification_id IN (",
+                         FROM deliveries WHERE channel <> 'webhook' AND notification_id IN (",
                     );
                     let mut sep = q.separated(", ");
                     for id in chunk {

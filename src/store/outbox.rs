@@ -37,7 +37,8 @@ macro_rules! impl_outbox_store {
                 }
                 let mut q = sqlx::QueryBuilder::<$db>::new(
                     "SELECT d.id, d.notification_id, d.channel, d.address, d.status, d.attempts, d.last_error, \
-                     d.sent_at, COALESCE(NULLIF(u.display_name, ''), u.username) AS recipient_name \
+                     d.sent_at, COALESCE(NULLIF(u.display_name, ''), u.username) AS recipient_name, \
+                     d.recipients, u.username, u.display_name \
                      FROM deliveries d JOIN notifications n ON n.id = d.notification_id \
                      JOIN users u ON u.id = n.user_id WHERE d.id IN (",
                 );
@@ -46,7 +47,8 @@ macro_rules! impl_outbox_store {
                     sep.push_bind(*id);
                 }
                 q.push(") ORDER BY d.id");
-                let rows: Vec<(i64, i64, String, String, String, i64, Option<String>, Option<chrono::DateTime<chrono::Utc>>, String)> = q
+                #[allow(clippy::type_complexity)]
+                let rows: Vec<(i64, i64, String, String, String, i64, Option<String>, Option<chrono::DateTime<chrono::Utc>>, String, Option<String>, String, String)> = q
                     .build_query_as()
                     .fetch_all(self.writer())
                     .await
@@ -67,17 +69,27 @@ macro_rules! impl_outbox_store {
                     .map(|r| r.into_notification().map(|n| (n.id, n)))
                     .collect::<Result<_, _>>()?;
                 rows.into_iter()
-                    .map(|(id, notification_id, channel, address, _, attempts, _, _, recipient_name)| {
+                    .map(|(id, notification_id, channel, address, _, attempts, _, _, recipient_name, recipients, username, display_name)| {
+                        let notification = notifications
+                            .get(&notification_id)
+                            .cloned()
+                            .ok_or_else(|| StoreError::NotFound(format!("notification {notification_id}")))?;
+                        let recipients = match recipients {
+                            Some(text) => $crate::store::notifications::parse_recipients(&text)?,
+                            None => vec![tickethub_actors::notification::Recipient {
+                                user_id: notification.user_id,
+                                username,
+                                display_name,
+                            }],
+                        };
                         Ok(tickethub_actors::ports::DeliveryJob {
                             id,
                             channel: channel.parse().map_err(|e: String| StoreError::Backend(e.into()))?,
                             address,
                             attempts,
-                            notification: notifications
-                                .get(&notification_id)
-                                .cloned()
-                                .ok_or_else(|| StoreError::NotFound(format!("notification {notification_id}")))?,
+                            notification,
                             recipient_name,
+                            recipients,
                         })
                     })
                     .collect()

@@ -301,6 +301,18 @@ fn verify(secret: &str, id: &str, timestamp: &str, body: &str, signature: &str) 
     signature.split(' ').any(|s| s == format!("v1,{expected}"))
 }
 
+/// The ids a webhook event names as its recipients, sorted.
+fn named_in(event: &Value) -> Vec<i64> {
+    let mut ids: Vec<i64> = event["data"]["recipients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["user_id"].as_i64().unwrap())
+        .collect();
+    ids.sort();
+    ids
+}
+
 async fn webhooks_are_signed_and_private_destinations_refused(backend: Backend) {
     const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
     let receiver = Http::start().await;
@@ -315,7 +327,10 @@ async fn webhooks_are_signed_and_private_destinations_refused(backend: Backend) 
     .await;
     let c = cast(&hub).await;
     create_ticket(&hub, &c.c1, c.project, "Hooked").await;
-    let requests = receiver.wait_for(2).await;
+    // One POST for the event, naming both admins it notified.
+    let requests = receiver.wait_for(1).await;
+    assert_eq!(named_in(&requests[0].body), vec![c.a1.id.0, c.a2.id.0]);
+    assert_eq!(requests[0].body["data"]["recipients"][0]["username"], "a1");
     for r in &requests {
         assert_eq!(r.path, "/hooks/tickethub");
         let h = |k: &str| r.headers[k].to_str().unwrap().to_owned();
@@ -339,6 +354,35 @@ async fn webhooks_are_signed_and_private_destinations_refused(backend: Backend) 
     }
     let d = settled_deliveries(&hub, &c.a1, "ticket_created").await;
     assert_eq!(channel(&d, "webhook")["status"], "SENT");
+
+    // An announcement to 40 users is one POST, not 40: its one webhook delivery hangs off the
+    // first recipient's notification and lists all 40.
+    let mut crowd = Vec::new();
+    for i in 0..40 {
+        crowd.push(hub.user(&format!("fan{i:02}"), Role::Client).await);
+    }
+    hub.post_as(
+        &c.a1,
+        "/api/notifications/send/",
+        json!({"user_ids": crowd.iter().map(|u| u.id.0).collect::<Vec<_>>(), "title": "Maintenance", "message": "Tonight"}),
+        201,
+    )
+    .await;
+    let mut hooks = Vec::new();
+    for u in &crowd {
+        let d = settled_deliveries(&hub, u, "general").await;
+        hooks.extend(d.into_iter().filter(|x| x["channel"] == "webhook"));
+    }
+    assert_eq!(hooks.len(), 1, "{hooks:?}");
+    assert_eq!(hooks[0]["status"], "SENT");
+    let requests = receiver.requests();
+    assert_eq!(requests.len(), 2);
+    let announced = &requests[1].body;
+    assert_eq!(announced["data"]["title"], "Maintenance");
+    assert_eq!(
+        named_in(announced),
+        crowd.iter().map(|u| u.id.0).collect::<Vec<_>>()
+    );
 
     // Without the explicit allowance, a loopback destination is refused for good.
     let strict = TestHub::start_with(&backend, |c| {

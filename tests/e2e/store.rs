@@ -178,6 +178,7 @@ async fn batched_commits_give_every_recipient_the_next_seq(backend: Backend) {
         data: "{}".into(),
         action_url: None,
         deliveries: vec![(Channel::Email, format!("{}@example.test", to.0))],
+        webhook_recipients: Vec::new(),
     };
     // A batch of distinct recipients takes the batched path.
     let first = store
