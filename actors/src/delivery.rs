@@ -172,6 +172,8 @@ pub struct ChannelState {
     sent: u64,
     failed: u64,
     retried: u64,
+    /// Set by `InjectSendPanic`: the next send panics.
+    panic_next_send: bool,
 }
 
 /// Messages a channel actor handles.
@@ -189,6 +191,8 @@ pub enum ChannelMsg {
     Status(RpcReplyPort<ChannelStatus>),
     /// Panic inside the handler, for fault-injection tests.
     InjectFault,
+    /// Make the next send panic on its task, for fault-injection tests.
+    InjectSendPanic,
 }
 
 impl Actor for ChannelActor {
@@ -221,6 +225,7 @@ impl Actor for ChannelActor {
             sent: 0,
             failed: 0,
             retried: 0,
+            panic_next_send: false,
         })
     }
 
@@ -288,6 +293,7 @@ impl Actor for ChannelActor {
             ChannelMsg::InjectFault => {
                 panic!("injected fault in the {} channel", self.channel.as_str())
             }
+            ChannelMsg::InjectSendPanic => state.panic_next_send = true,
         }
         self.drain(&myself, state).await;
         Ok(())
@@ -350,6 +356,7 @@ impl ChannelActor {
             let node = self.node.clone();
             let myself = myself.clone();
             let id = job.id;
+            let injected_panic = std::mem::take(&mut state.panic_next_send);
             // A send that panics is caught: it still frees its slot and gives its row back,
             // and the actor always hears.
             tokio::spawn(async move {
@@ -358,6 +365,9 @@ impl ChannelActor {
                 // The task records its own outcome, so that sends and their writes run in
                 // parallel; the actor only accounts for the circuit.
                 let work = async {
+                    if injected_panic {
+                        panic!("injected panic in a send");
+                    }
                     let result = transport.send(&job).await;
                     record(store.as_ref(), &policy, &node, &job, result).await
                 };

@@ -489,6 +489,36 @@ async fn a_crashed_channel_actor_is_restarted_and_resumes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_that_panics_frees_its_slot_and_is_sent_again() {
+    let smtp = Smtp::start().await;
+    let url = smtp.url();
+    let hub = TestHub::start_with(&Backend::Sqlite, |c| {
+        quick(c);
+        c.smtp_url = Some(url);
+        // One slot: a panicking send that kept it would stop the channel for good.
+        c.delivery_concurrency = 1;
+    })
+    .await;
+    let c = cast(&hub).await;
+    hub.hub
+        .channel(Channel::Email)
+        .unwrap()
+        .send_message(tickethub_actors::delivery::ChannelMsg::InjectSendPanic)
+        .unwrap();
+    create_ticket(&hub, &c.c1, c.project, "Despite the panic").await;
+    // Both admins get their mail once: the panicked send's row went back to the queue.
+    let mails = smtp.wait_for(2).await;
+    assert_eq!(mails.len(), 2);
+    eventually("the channel accounts for the panic", || async {
+        let email = hub.hub.channel_status(Channel::Email).await.unwrap();
+        (email.sent, email.retried, email.in_flight) == (2, 1, 0)
+    })
+    .await;
+    // The channel actor itself never failed.
+    assert_eq!(hub.hub.channel_restarts().await.get(&Channel::Email), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_channel_actor_that_crashes_mid_send_does_not_send_again() {
     let receiver = Http::start().await;
     let url = format!("{}/hooks/tickethub", receiver.url());
