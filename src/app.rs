@@ -53,6 +53,57 @@ pub struct Application {
     state: AppState,
     max_body_bytes: usize,
     shutdown_timeout: Duration,
+    /// Where project rooms run, when they have threads of their own.
+    _rooms_runtime: Option<NicedRuntime>,
+}
+
+/// A multi-threaded runtime whose threads run at a lower CPU priority (a higher nice value).
+/// Under a CPU shortage the kernel then runs the other threads first: what runs here yields,
+/// and never starves (nice 10 still gets about a tenth of a busy core).
+pub struct NicedRuntime {
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl NicedRuntime {
+    /// Starts one thread per core, named `name`, at `nice`.
+    pub fn start(name: &str, nice: i32) -> std::io::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .thread_name(name)
+            .on_thread_start(move || {
+                // On Linux, nice is per thread: this lowers only the runtime's own threads.
+                #[cfg(target_os = "linux")]
+                if let Err(e) =
+                    rustix::process::setpriority_process(Some(rustix::thread::gettid()), nice)
+                {
+                    tracing::warn!(nice, error = %e, "cannot lower a thread's priority");
+                }
+                #[cfg(not(target_os = "linux"))]
+                tracing::debug!(nice, "thread priorities are only set on Linux");
+            })
+            .enable_all()
+            .build()?;
+        Ok(Self {
+            runtime: Some(runtime),
+        })
+    }
+
+    /// A handle to spawn on it.
+    pub fn handle(&self) -> tokio::runtime::Handle {
+        self.runtime
+            .as_ref()
+            .expect("the runtime runs until dropped")
+            .handle()
+            .clone()
+    }
+}
+
+impl Drop for NicedRuntime {
+    fn drop(&mut self) {
+        // Dropping a runtime blocks, which an async context forbids: let it wind down alone.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 impl Application {
@@ -80,6 +131,15 @@ impl Application {
             }
             None => (None, None),
         };
+        let rooms_runtime = match config.rooms_nice {
+            0 => None,
+            nice => Some(NicedRuntime::start("tickethub-rooms", nice).map_err(|e| {
+                ConfigError::new(
+                    "--rooms-nice (TICKETHUB_ROOMS_NICE)",
+                    format!("cannot start the rooms' threads: {e}"),
+                )
+            })?),
+        };
         let hub = Hub::start(
             HubConfig {
                 ping_interval: config.ping_interval(),
@@ -93,6 +153,7 @@ impl Application {
                     presence_lease: Duration::from_secs(config.presence_lease.max(1)),
                     ..Default::default()
                 },
+                rooms_runtime: rooms_runtime.as_ref().map(NicedRuntime::handle),
                 ..HubConfig::default()
             },
             HubDeps {
@@ -131,8 +192,10 @@ impl Application {
             max_message_bytes: config.ws_max_message_bytes,
             outbound_queue: config.ws_outbound_queue,
             outbound_queue_bytes: config.ws_outbound_queue_bytes,
+            handshakes: tokio::sync::Semaphore::new(config.ws_handshake_concurrency as usize),
             dialect: config.ws_dialect,
             sessions: TaskTracker::new(),
+            rooms_runtime: rooms_runtime.as_ref().map(NicedRuntime::handle),
             shutdown: CancellationToken::new(),
             next_conn_id: AtomicU64::new(1),
         });
@@ -151,6 +214,7 @@ impl Application {
             state,
             max_body_bytes: config.max_body_bytes,
             shutdown_timeout: Duration::from_secs(config.shutdown_timeout),
+            _rooms_runtime: rooms_runtime,
         })
     }
 

@@ -130,6 +130,12 @@ pub struct ServeConfig {
     #[arg(long, env = "TICKETHUB_TYPING_IDLE_MS", default_value_t = 5_000)]
     pub typing_idle_ms: u64,
 
+    /// The nice value (1–19) of the threads that run project rooms (board and presence
+    /// sockets, room actors): a storm of presence joins then yields the CPU to notifications.
+    /// 0 runs rooms on the same threads as everything else.
+    #[arg(long, env = "TICKETHUB_ROOMS_NICE", default_value_t = 10, value_parser = clap::value_parser!(i32).range(0..=19))]
+    pub rooms_nice: i32,
+
     /// Largest WebSocket message accepted from a client, in bytes; larger ones close with 1009.
     #[arg(long, env = "TICKETHUB_WS_MAX_MESSAGE_BYTES", default_value_t = 64 * 1024)]
     pub ws_max_message_bytes: usize,
@@ -143,6 +149,12 @@ pub struct ServeConfig {
     /// consumer (4008).
     #[arg(long, env = "TICKETHUB_WS_OUTBOUND_QUEUE_BYTES", default_value_t = 1024 * 1024)]
     pub ws_outbound_queue_bytes: usize,
+
+    /// WebSocket handshakes that may read the database at once (the token's user, the
+    /// project membership, the replay cursor). The rest wait their turn, so that a connect
+    /// storm never holds every database connection that requests and notifications need.
+    #[arg(long, env = "TICKETHUB_WS_HANDSHAKE_CONCURRENCY", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
+    pub ws_handshake_concurrency: u32,
 
     /// The most notifications replayed to a reconnecting socket; older ones are announced with
     /// `replay_truncated` and left to the REST API.

@@ -45,8 +45,12 @@ pub struct WsSettings {
     pub outbound_queue_bytes: usize,
     /// What sockets speak unless they ask for another dialect.
     pub dialect: dialect::Dialect,
+    /// Handshakes that may read the database at once.
+    pub handshakes: tokio::sync::Semaphore,
     /// Every session task, so that shutdown can wait for them.
     pub sessions: TaskTracker,
+    /// Where board and presence sessions run, when rooms have threads of their own.
+    pub rooms_runtime: Option<tokio::runtime::Handle>,
     /// Cancelled when the hub shuts down.
     pub shutdown: CancellationToken,
     /// Source of connection ids.
@@ -192,6 +196,14 @@ async fn handshake_with(
         None => Err(TokenError::Missing),
         Some(t) => state.auth.verify(&t, TokenType::Access),
     };
+    // Admission control: a connect storm queues here, not in the database pool ahead of
+    // every request.
+    let _admitted = state
+        .ws
+        .handshakes
+        .acquire()
+        .await
+        .expect("the handshake semaphore is never closed");
     let user = match auth {
         Ok(verified) => match state.store.user_by_id(verified.user_id).await {
             Ok(Some(user)) if user.is_active => Ok((user, verified)),
@@ -243,7 +255,11 @@ async fn handshake_with(
         diff,
         echo,
     };
-    state.ws.sessions.spawn(session.run());
+    // A room's sockets run beside their room actor, at the rooms' lower priority.
+    match (&session.room, &state.ws.rooms_runtime) {
+        (Some(_), Some(rooms)) => state.ws.sessions.spawn_on(session.run(), rooms),
+        _ => state.ws.sessions.spawn(session.run()),
+    };
     response.into_response()
 }
 

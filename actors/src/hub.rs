@@ -36,6 +36,10 @@ pub struct HubConfig {
     pub gap_wait: Duration,
     /// Project rooms: presence grace period and typing timings.
     pub rooms: crate::room::RoomConfig,
+    /// Where the room actors run: a runtime of their own, whose threads run at a lower CPU
+    /// priority, so that a presence storm yields the CPU to notifications. `None`: the
+    /// runtime that starts the hub.
+    pub rooms_runtime: Option<tokio::runtime::Handle>,
 }
 
 impl Default for HubConfig {
@@ -48,6 +52,7 @@ impl Default for HubConfig {
             replay_cap: 1000,
             gap_wait: Duration::from_millis(50),
             rooms: crate::room::RoomConfig::default(),
+            rooms_runtime: None,
         }
     }
 }
@@ -210,6 +215,7 @@ impl Hub {
                 map: deps.rooms.clone(),
                 tick: Some((config.ping_interval, || RoomMsg::Heartbeat)),
             },
+            rooms_runtime: config.rooms_runtime.clone(),
             delivery: delivery_spec,
         };
         let (root, root_handle) = Actor::spawn(None, HubRoot { spec }, ()).await?;
@@ -841,6 +847,8 @@ struct RootSpec {
     users: UserDirectory,
     tickets: TicketDirectory,
     rooms: RoomDirectory,
+    /// Where the room directory and its rooms run.
+    rooms_runtime: Option<tokio::runtime::Handle>,
     delivery: Arc<crate::delivery::DeliverySupervisor>,
 }
 
@@ -940,6 +948,24 @@ async fn spawn_delivery(
     .0)
 }
 
+/// Spawns the room directory on the rooms' runtime, if they have one: the actors it starts
+/// run there too.
+async fn spawn_rooms(
+    spec: &RootSpec,
+    supervisor: ActorCell,
+) -> Result<ActorRef<DirectoryMsg<ProjectId, RoomMsg>>, ractor::SpawnErr> {
+    match &spec.rooms_runtime {
+        None => spawn_directory(&spec.rooms, supervisor).await,
+        Some(runtime) => {
+            let rooms = spec.rooms.clone();
+            runtime
+                .spawn(async move { spawn_directory(&rooms, supervisor).await })
+                .await
+                .map_err(|e| ractor::SpawnErr::StartupFailed(Box::new(e)))?
+        }
+    }
+}
+
 async fn spawn_directory<A: Keyed>(
     spec: &Directory<A>,
     supervisor: ActorCell,
@@ -962,7 +988,7 @@ impl Actor for HubRoot {
         let refs = Refs {
             users: spawn_directory(&self.spec.users, myself.get_cell()).await?,
             tickets: spawn_directory(&self.spec.tickets, myself.get_cell()).await?,
-            rooms: spawn_directory(&self.spec.rooms, myself.get_cell()).await?,
+            rooms: spawn_rooms(&self.spec, myself.get_cell()).await?,
             delivery: spawn_delivery(&self.spec.delivery, myself.get_cell()).await?,
         };
         Ok(RootState {
@@ -998,7 +1024,7 @@ impl Actor for HubRoot {
                     RootChild::Tickets => spawn_directory(&self.spec.tickets, cell)
                         .await
                         .map(|a| state.refs.write().expect("refs poisoned").tickets = a),
-                    RootChild::Rooms => spawn_directory(&self.spec.rooms, cell)
+                    RootChild::Rooms => spawn_rooms(&self.spec, cell)
                         .await
                         .map(|a| state.refs.write().expect("refs poisoned").rooms = a),
                     RootChild::Delivery => spawn_delivery(&self.spec.delivery, cell)

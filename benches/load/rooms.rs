@@ -326,6 +326,11 @@ pub async fn rooms(a: RoomsArgs, common: &Common) -> bool {
     collect_probe(&mut srx, &mut lrx, &mut probe_sent, &mut before);
 
     let storm_ids: Vec<i64> = ids[..a.storm].to_vec();
+    // The storm's 5,000 clients share the driver's core with the probe, which stands for one
+    // user on a machine of their own: they run on threads at nice 10, so that the probe's
+    // figures are the hub's and not the driver's own backlog.
+    let storm_clients =
+        tickethub::app::NicedRuntime::start("storm-clients", 10).expect("storm client threads");
     let joined_at = Instant::now();
     let pb = bar(a.storm as u64, "presence storm");
     // Each storm socket reads what it is sent, as a browser would.
@@ -334,19 +339,21 @@ pub async fn rooms(a: RoomsArgs, common: &Common) -> bool {
             .map(|(i, id)| {
                 let (path, pb) = (presence_path.clone(), pb.clone());
                 let (t, at) = (token(id), node_of(i));
-                async move {
+                let (connected, is_connected) = tokio::sync::oneshot::channel();
+                let reader = storm_clients.handle().spawn(async move {
                     let mut ws = open(at, &path, &t).await;
                     pb.inc(1);
-                    // Read, as a browser would, but unparsed: the driver shares one core
-                    // with the probe, whose latency it must not inflate.
-                    tokio::spawn(async move {
-                        while let Some(Ok(m)) = ws.next().await {
-                            if m.is_close() {
-                                break;
-                            }
+                    let _ = connected.send(());
+                    // Read, as a browser would, but unparsed.
+                    while let Some(Ok(m)) = ws.next().await {
+                        if m.is_close() {
+                            break;
                         }
-                    })
-                    .abort_handle()
+                    }
+                });
+                async move {
+                    is_connected.await.expect("a storm socket connects");
+                    reader.abort_handle()
                 }
             })
             .buffer_unordered(common.concurrency)

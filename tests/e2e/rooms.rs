@@ -423,6 +423,54 @@ impl Ws {
     }
 }
 
+/// The nice value in a `/proc/…/stat` line: the 19th field, the 17th after the command.
+#[cfg(target_os = "linux")]
+fn nice_in(stat: &str) -> i64 {
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    rest.split_whitespace().nth(16).unwrap().parse().unwrap()
+}
+
+/// The nice value of each of this process's threads with this name.
+#[cfg(target_os = "linux")]
+fn nice_of_threads(name: &str) -> Vec<i64> {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .flatten()
+        .filter(|task| {
+            std::fs::read_to_string(task.path().join("comm")).is_ok_and(|c| c.trim_end() == name)
+        })
+        .filter_map(|task| std::fs::read_to_string(task.path().join("stat")).ok())
+        .map(|stat| nice_in(&stat))
+        .collect()
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rooms_run_on_threads_that_yield_to_notifications() {
+    let hub = TestHub::start_with(&Backend::Sqlite, |c| c.rooms_nice = 12).await;
+    let c = cast(&hub).await;
+    let (_bob, _) = presence(&hub, &c.d1, c.project).await;
+    let mut alice = board(&hub, &c.c1, c.project).await;
+    // Other tests' hubs run the default (10); this one's threads are the ones at 12.
+    let nices = nice_of_threads("tickethub-rooms");
+    assert!(nices.contains(&12), "{nices:?}");
+    assert!(nices.iter().all(|n| *n == 10 || *n == 12), "{nices:?}");
+    // The test's own threads, and so the hub's notification path, keep their priority.
+    let own = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+    let own_nice: i64 = own
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .nth(16)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(own_nice, 0);
+    create_ticket(&hub, &c.c1, c.project, "Across runtimes").await;
+    assert_eq!(alice.next_json().await["action"], "created");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crashed_room_restarts_alone_and_operators_see_it() {
     let hub = TestHub::start(&Backend::Sqlite).await;
