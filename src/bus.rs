@@ -59,6 +59,28 @@ fn reconnect_policy() -> ReconnectPolicy {
     ReconnectPolicy::new_exponential(0, 100, 2_000, 2)
 }
 
+/// Tells every hub on the bus of one event, from a process that is not a hub (the command
+/// line), and waits until Redis took it.
+pub async fn announce(url: &str, prefix: &str, event: &BusEvent) -> Result<(), String> {
+    let config = Config::from_url(url).map_err(|e| format!("`{}`: {e}", redact_url(url)))?;
+    let client = Builder::from_config(config)
+        .with_connection_config(|c| c.connection_timeout = Duration::from_secs(2))
+        .build()
+        .map_err(|e| e.to_string())?;
+    client
+        .init()
+        .await
+        .map_err(|e| format!("cannot reach {}: {e}", redact_url(url)))?;
+    let node = format!("{:016x}", rand::random::<u64>());
+    let sent = client
+        .publish::<i64, _, _>(format!("{prefix}:bus"), encode(&node, event))
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string());
+    let _ = client.quit().await;
+    sent
+}
+
 impl RedisBus {
     /// Connects (the first connection must succeed), subscribes, and starts the publishing,
     /// receiving and healing tasks.
@@ -515,6 +537,7 @@ fn encode(node: &str, event: &BusEvent) -> String {
                 .collect::<Vec<_>>()
                 .join(",")
         ),
+        BusEvent::Deactivated(user) => format!("{node}|x|{}", user.0),
         BusEvent::Resync => format!("{node}|r|"),
     }
 }
@@ -578,6 +601,7 @@ fn decode(text: &str, own: &str) -> Option<BusEvent> {
                 .collect::<Option<Vec<_>>>()?;
             Some(BusEvent::Revoked(ProjectId(project.parse().ok()?), users))
         }
+        "x" => Some(BusEvent::Deactivated(UserId(payload.parse().ok()?))),
         "r" => Some(BusEvent::Resync),
         _ => None,
     }
@@ -644,6 +668,7 @@ mod tests {
                 }),
             ),
             BusEvent::Revoked(ProjectId(3), vec![UserId(4), UserId(5)]),
+            BusEvent::Deactivated(UserId(6)),
             BusEvent::Resync,
         ];
         for event in events {

@@ -79,6 +79,43 @@ pub struct ActorsArgs {
 pub enum UsersCommand {
     /// Create a user (like Django's `createsuperuser`).
     Add(UserAddArgs),
+    /// Deactivate a user: they can no longer log in, their tokens stop working, and with
+    /// `--redis-url` every hub closes their sockets at once (4001).
+    Deactivate(UserNameArgs),
+    /// Activate a deactivated user again.
+    Activate(UserNameArgs),
+    /// Set a user's password (from `--password`, or `TICKETHUB_USER_PASSWORD`).
+    SetPassword(UserPasswordArgs),
+}
+
+/// `tickethub users deactivate|activate NAME`.
+#[derive(Args, Debug)]
+pub struct UserNameArgs {
+    /// The user's login name.
+    pub username: String,
+    /// The hubs' Redis, so that running hubs close a deactivated user's sockets at once;
+    /// without it they refuse the user's next request, connect and token refresh.
+    #[arg(long, env = "REDIS_URL")]
+    pub redis_url: Option<String>,
+    /// The hubs' Redis channel prefix.
+    #[arg(long, env = "TICKETHUB_REDIS_PREFIX", default_value = "tickethub")]
+    pub redis_prefix: String,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub db: DatabaseArgs,
+}
+
+/// `tickethub users set-password NAME`.
+#[derive(Args, Debug)]
+pub struct UserPasswordArgs {
+    /// The user's login name.
+    pub username: String,
+    /// The new password, at least 8 characters.
+    #[arg(long, env = "TICKETHUB_USER_PASSWORD", hide_env_values = true)]
+    pub password: String,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub db: DatabaseArgs,
 }
 
 /// `tickethub projects …`.

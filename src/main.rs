@@ -44,6 +44,15 @@ async fn run(command: Command) -> ExitCode {
         Command::Users {
             command: UsersCommand::Add(args),
         } => fail_on_err(add_user(args).await),
+        Command::Users {
+            command: UsersCommand::Deactivate(args),
+        } => fail_on_err(set_active(args, false).await),
+        Command::Users {
+            command: UsersCommand::Activate(args),
+        } => fail_on_err(set_active(args, true).await),
+        Command::Users {
+            command: UsersCommand::SetPassword(args),
+        } => fail_on_err(set_password(args).await),
         Command::Projects {
             command: ProjectsCommand::Add(args),
         } => fail_on_err(add_project(args).await),
@@ -175,6 +184,80 @@ async fn add_user(args: cli::UserAddArgs) -> Result<(), String> {
     if generated {
         println!("password: {password}");
     }
+    Ok(())
+}
+
+/// Changes one user found by name; returns the changed user.
+async fn change_user(
+    db: &cli::DatabaseArgs,
+    username: &str,
+    changes: tickethub_actors::ports::ProfileChanges,
+) -> Result<tickethub_actors::domain::User, String> {
+    let store = store::connect(&db.database_url)
+        .await
+        .map_err(|e| e.to_string())?;
+    let found = store
+        .user_with_hash(username)
+        .await
+        .map_err(|e| e.to_string())?;
+    let Some((user, _)) = found else {
+        store.close().await;
+        return Err(format!("no user `{username}`"));
+    };
+    let changed = store
+        .update_profile(user.id, changes)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("no user `{username}`"))?;
+    store.close().await;
+    Ok(changed)
+}
+
+async fn set_active(args: cli::UserNameArgs, active: bool) -> Result<(), String> {
+    let user = change_user(
+        &args.db,
+        &args.username,
+        tickethub_actors::ports::ProfileChanges {
+            is_active: Some(active),
+            ..Default::default()
+        },
+    )
+    .await?;
+    let what = if active { "activated" } else { "deactivated" };
+    match (&args.redis_url, active) {
+        (Some(url), false) => {
+            tickethub::bus::announce(
+                url,
+                &args.redis_prefix,
+                &tickethub_actors::ports::BusEvent::Deactivated(user.id),
+            )
+            .await
+            .map_err(|e| format!("{what} `{}`, but cannot tell the hubs: {e}", user.username))?;
+            println!("{what} `{}`; the hubs were told to close their sockets", user.username);
+        }
+        (None, false) => println!(
+            "{what} `{}`; their next request, connect or token refresh is refused (give --redis-url to close open sockets at once)",
+            user.username
+        ),
+        _ => println!("{what} `{}`", user.username),
+    }
+    Ok(())
+}
+
+async fn set_password(args: cli::UserPasswordArgs) -> Result<(), String> {
+    if args.password.chars().count() < 8 {
+        return Err("--password: must be at least 8 characters".into());
+    }
+    let user = change_user(
+        &args.db,
+        &args.username,
+        tickethub_actors::ports::ProfileChanges {
+            password_hash: Some(auth::hash_password(args.password).await),
+            ..Default::default()
+        },
+    )
+    .await?;
+    println!("set the password of `{}`", user.username);
     Ok(())
 }
 

@@ -287,6 +287,15 @@ macro_rules! impl_store {
                 if let Some(number) = &changes.whatsapp_number {
                     q.push(", whatsapp_number = ").push_bind(number.clone());
                 }
+                if let Some(role) = changes.role {
+                    q.push(", role = ").push_bind(role.as_str());
+                }
+                if let Some(active) = changes.is_active {
+                    q.push(", is_active = ").push_bind(active);
+                }
+                if let Some(hash) = &changes.password_hash {
+                    q.push(", password_hash = ").push_bind(hash.clone());
+                }
                 q.push(" WHERE id = ").push_bind(user.0);
                 q.build()
                     .execute(self.writer())

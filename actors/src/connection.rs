@@ -29,6 +29,8 @@ pub enum Disconnect {
     ActorRestart = 4,
     /// The user may no longer see what the socket shows (removed from the project).
     Forbidden = 5,
+    /// The user's account was deactivated: their tokens no longer count.
+    Deactivated = 6,
 }
 
 impl Disconnect {
@@ -39,6 +41,7 @@ impl Disconnect {
             3 => Some(Disconnect::Idle),
             4 => Some(Disconnect::ActorRestart),
             5 => Some(Disconnect::Forbidden),
+            6 => Some(Disconnect::Deactivated),
             _ => None,
         }
     }

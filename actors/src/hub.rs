@@ -6,7 +6,7 @@ use std::time::Duration;
 use ractor::concurrency::JoinHandle;
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SupervisionEvent};
 
-use crate::connection::{ConnHandle, ConnId};
+use crate::connection::{ConnHandle, ConnId, Disconnect};
 use crate::directory::{Directory, DirectoryMsg, DirectoryStats, Keyed, Map};
 use crate::domain::{ProjectId, Role, User, UserId};
 use crate::notification::{ticket_wording, EventDetails, Notification, TicketSummary};
@@ -367,9 +367,10 @@ impl Hub {
             }
             BusEvent::Revoked(project, users) => {
                 if let Some(room) = self.room(project) {
-                    let _ = room.send_message(RoomMsg::Revoke(users));
+                    let _ = room.send_message(RoomMsg::Revoke(users, Disconnect::Forbidden));
                 }
             }
+            BusEvent::Deactivated(user) => self.close_everywhere_here(user),
             BusEvent::Resync => {}
         }
     }
@@ -384,7 +385,38 @@ impl Hub {
             .deps
             .publish(BusEvent::Revoked(project, users.clone()));
         if let Some(room) = self.room(project) {
-            let _ = room.send_message(RoomMsg::Revoke(users));
+            let _ = room.send_message(RoomMsg::Revoke(users, Disconnect::Forbidden));
+        }
+    }
+
+    /// This user was deactivated: every socket of theirs (notifications, boards, presence)
+    /// closes with 4001, on every node.
+    pub fn deactivated(&self, user: UserId) {
+        self.inner.deps.publish(BusEvent::Deactivated(user));
+        self.close_everywhere_here(user);
+    }
+
+    /// Closes a user's sockets on this node.
+    fn close_everywhere_here(&self, user: UserId) {
+        if let Some(actor) = self.user(user) {
+            let _ = actor.send_message(UserMsg::Close(Disconnect::Deactivated));
+        }
+        self.tell_rooms(|| RoomMsg::Revoke(vec![user], Disconnect::Deactivated));
+    }
+
+    /// Sends every live room on this hub a message.
+    fn tell_rooms(&self, msg: impl Fn() -> RoomMsg) {
+        let rooms: Vec<ActorRef<RoomMsg>> = self
+            .inner
+            .deps
+            .rooms
+            .read()
+            .expect("room map poisoned")
+            .values()
+            .cloned()
+            .collect();
+        for room in rooms {
+            let _ = room.send_message(msg());
         }
     }
 
@@ -402,18 +434,7 @@ impl Hub {
     /// After a gap on the bus, other nodes' joins and leaves may have been missed: every room
     /// sends its presence sockets a fresh `presence_state` with its next batch.
     pub fn resync_rooms(&self) {
-        let rooms: Vec<ActorRef<RoomMsg>> = self
-            .inner
-            .deps
-            .rooms
-            .read()
-            .expect("room map poisoned")
-            .values()
-            .cloned()
-            .collect();
-        for room in rooms {
-            let _ = room.send_message(RoomMsg::Resync);
-        }
+        self.tell_rooms(|| RoomMsg::Resync);
     }
 
     /// Hands a board or presence socket to its project's room, starting the room if needed.

@@ -68,6 +68,12 @@ pub struct ProfileChanges {
     pub email: Option<Option<String>>,
     /// A new WhatsApp number, or `Some(None)` to remove it.
     pub whatsapp_number: Option<Option<String>>,
+    /// A new role (admins only).
+    pub role: Option<crate::domain::Role>,
+    /// Activate or deactivate the account (admins only).
+    pub is_active: Option<bool>,
+    /// A new password hash (the command line).
+    pub password_hash: Option<String>,
 }
 
 /// Where a user's notification stream stands.
@@ -456,6 +462,8 @@ pub enum BusEvent {
     Presence(crate::domain::ProjectId, crate::room::PresenceChange),
     /// Users were removed from a project: their sockets in its room close, on every node.
     Revoked(crate::domain::ProjectId, Vec<UserId>),
+    /// A user was deactivated: every socket of theirs closes with 4001.
+    Deactivated(UserId),
     /// Messages may have been lost (a node reconnected, or its publishes failed): every node
     /// catches its connected users up from the database.
     Resync,

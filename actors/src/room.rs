@@ -415,8 +415,9 @@ pub enum RoomMsg {
     TypingCheck(UserId, TicketId),
     /// The bus had a gap: renew the leases and bring the view of other nodes in step now.
     Resync,
-    /// These users are no longer members of the project: their sockets close with 4003.
-    Revoke(Vec<UserId>),
+    /// These users may no longer be here (removed from the project: `Forbidden`, 4003;
+    /// deactivated: `Deactivated`, 4001): their sockets close.
+    Revoke(Vec<UserId>, Disconnect),
     /// Ping every socket and close the silent ones.
     Heartbeat,
     /// Describe the room.
@@ -1147,7 +1148,7 @@ impl Actor for RoomActor {
                     state.queue(Skip::User(user), change.event());
                 }
             }
-            RoomMsg::Revoke(users) => {
+            RoomMsg::Revoke(users, reason) => {
                 let mut out: Vec<ConnId> = state
                     .presence
                     .iter()
@@ -1163,8 +1164,8 @@ impl Actor for RoomActor {
                 );
                 for id in out {
                     if let Some(c) = state.sockets().find(|c| c.id == id) {
-                        if c.push(ConnectionMsg::Close(Disconnect::Forbidden)).is_err() {
-                            c.shared.kick(Disconnect::Forbidden);
+                        if c.push(ConnectionMsg::Close(reason)).is_err() {
+                            c.shared.kick(reason);
                         }
                     }
                     self.leave(state, id);

@@ -183,6 +183,8 @@ pub enum UserMsg {
     },
     /// Ping every socket and close those silent for longer than the idle timeout.
     Heartbeat,
+    /// Close every socket of the user with this reason (the account was deactivated).
+    Close(Disconnect),
     /// The hub is stopping: close every socket with [`Disconnect::Shutdown`], then stop.
     Shutdown,
     /// Describe the actor.
@@ -333,6 +335,16 @@ impl UserActor {
         state.delivered = state.delivered.max(until - 1);
         state.drain();
         Ok(())
+    }
+
+    /// Closes every socket of the user, after what is queued for it, with `reason`.
+    async fn close_all(&self, state: &mut UserState, reason: Disconnect) {
+        self.flush_sent(state, 0).await;
+        for conn in state.conns.drain(..) {
+            if conn.handle.push(ConnectionMsg::Close(reason)).is_err() {
+                conn.handle.shared.kick(reason);
+            }
+        }
     }
 
     /// Writes the highest seq written to a socket to the database, when it moved.
@@ -539,19 +551,11 @@ impl Actor for UserActor {
                 self.flush_sent(state, 0).await;
             }
             UserMsg::Shutdown => {
-                self.flush_sent(state, 0).await;
-                for conn in state.conns.drain(..) {
-                    if conn
-                        .handle
-                        .push(ConnectionMsg::Close(Disconnect::Shutdown))
-                        .is_err()
-                    {
-                        conn.handle.shared.kick(Disconnect::Shutdown);
-                    }
-                }
+                self.close_all(state, Disconnect::Shutdown).await;
                 myself.stop(Some("hub shutdown".into()));
                 return Ok(());
             }
+            UserMsg::Close(reason) => self.close_all(state, reason).await,
             UserMsg::Snapshot(reply) => {
                 let conns = state.conns.iter().map(|c| &c.handle);
                 let _ = reply.send(UserSnapshot {

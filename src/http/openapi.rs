@@ -56,6 +56,8 @@ same inbox.";
         users::me,
         users::update_me,
         users::list_users,
+        users::user_detail,
+        users::update_user,
         projects::list,
         projects::create,
         projects::detail,

@@ -22,6 +22,44 @@ pub fn router() -> Router<AppState> {
         .route("/api/auth/register/", post(register))
         .route("/api/users/me/", get(me).patch(update_me))
         .route("/api/users/", get(list_users))
+        .route("/api/users/{id}/", get(user_detail).patch(update_user))
+}
+
+/// Another user as a non-admin sees them: no addresses, no account flags.
+#[derive(Serialize, Debug, ToSchema)]
+#[schema(as = PublicUser)]
+pub struct PublicUserOut {
+    /// The user's id.
+    id: i64,
+    /// The login name.
+    username: String,
+    /// The name shown to others (the username when none is set).
+    display_name: String,
+    /// The role.
+    #[schema(value_type = RoleName)]
+    role: &'static str,
+}
+
+impl From<&User> for PublicUserOut {
+    fn from(u: &User) -> Self {
+        Self {
+            id: u.id.0,
+            username: u.username.clone(),
+            display_name: u.name().to_owned(),
+            role: u.role.as_str(),
+        }
+    }
+}
+
+/// A user as `viewer` may see them: everything for admins and for the user themselves, the
+/// public fields for anyone else.
+fn shown_to(viewer: &Caller, u: &User) -> serde_json::Value {
+    if viewer.is_admin() || viewer.0.id == u.id {
+        serde_json::to_value(UserOut::from(u))
+    } else {
+        serde_json::to_value(PublicUserOut::from(u))
+    }
+    .expect("users serialize")
 }
 
 /// A user as the API shows it.
@@ -282,7 +320,7 @@ struct UsersQuery {
     tag = "users",
     params(("role" = Option<RoleName>, Query, description = "Only users of this role.")),
     responses(
-        (status = 200, description = "Active users the caller may see.", body = Vec<UserOut>),
+        (status = 200, description = "Active users the caller may see: admins see every field, others see their co-members' public fields only (`PublicUser`).", body = Vec<UserOut>),
         (status = 400, description = "The role is unknown.", body = ErrorBody),
         (status = 401, description = "No valid access token.", body = ErrorBody),
     ),
@@ -292,7 +330,7 @@ async fn list_users(
     State(state): State<AppState>,
     caller: Caller,
     super::extract::Query(q): super::extract::Query<UsersQuery>,
-) -> Result<Json<Vec<UserOut>>, ApiError> {
+) -> Result<Json<Vec<serde_json::Value>>, ApiError> {
     let role = q
         .role
         .as_deref()
@@ -318,7 +356,7 @@ async fn list_users(
         users
             .iter()
             .filter(|u| u.is_active && role.is_none_or(|r| u.role == r))
-            .map(UserOut::from)
+            .map(|u| shown_to(&caller, u))
             .collect(),
     ))
 }
@@ -386,15 +424,28 @@ async fn update_me(
     caller: Caller,
     Json(body): Json<ProfileIn>,
 ) -> Result<Json<UserOut>, ApiError> {
-    let email = body.email.map(|e| e.filter(|e| !e.trim().is_empty()));
+    let changes = profile_changes(body.display_name, body.email, body.whatsapp_number)?;
+    let user = state
+        .store
+        .update_profile(caller.0.id, changes)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    Ok(Json(UserOut::from(&user)))
+}
+
+/// Validates a name and addresses into profile changes.
+fn profile_changes(
+    display_name: Option<String>,
+    email: Option<Option<String>>,
+    whatsapp_number: Option<Option<String>>,
+) -> Result<tickethub_actors::ports::ProfileChanges, ApiError> {
+    let email = email.map(|e| e.filter(|e| !e.trim().is_empty()));
     if let Some(Some(e)) = &email {
         if !is_plausible_email(e) {
             return Err(ApiError::bad_request("email: Enter a valid email address."));
         }
     }
-    let whatsapp_number = body
-        .whatsapp_number
-        .map(|n| n.filter(|n| !n.trim().is_empty()));
+    let whatsapp_number = whatsapp_number.map(|n| n.filter(|n| !n.trim().is_empty()));
     if let Some(Some(n)) = &whatsapp_number {
         if !is_plausible_phone(n) {
             return Err(ApiError::bad_request(
@@ -402,28 +453,142 @@ async fn update_me(
             ));
         }
     }
-    if body
-        .display_name
+    if display_name
         .as_ref()
-        .is_some_and(|n| n.chars().count() > 150)
+        .is_some_and(|n| n.chars().count() > MAX_DISPLAY_NAME)
     {
         return Err(ApiError::bad_request(
-            "display_name: At most 150 characters.",
+            "display_name: Ensure this field has no more than 150 characters.",
         ));
     }
+    Ok(tickethub_actors::ports::ProfileChanges {
+        display_name: display_name.map(|n| n.trim().to_owned()),
+        email,
+        whatsapp_number,
+        ..Default::default()
+    })
+}
+
+/// The longest display name, in characters.
+const MAX_DISPLAY_NAME: usize = 150;
+
+/// One user, for admins.
+#[utoipa::path(
+    get,
+    path = "/api/users/{id}/",
+    operation_id = "users_detail",
+    tag = "users",
+    params(("id" = i64, Path, description = "The user's id.")),
+    responses(
+        (status = 200, description = "The user.", body = UserOut),
+        (status = 401, description = "No valid access token.", body = ErrorBody),
+        (status = 403, description = "The caller is not an admin.", body = ErrorBody),
+        (status = 404, description = "No such user.", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+async fn user_detail(
+    State(state): State<AppState>,
+    caller: Caller,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<Json<UserOut>, ApiError> {
+    let user = administered(&state, &caller, &id).await?;
+    Ok(Json(UserOut::from(&user)))
+}
+
+/// An admin's changes to a user; absent fields stay as they are, and read-only fields
+/// (`id`, `username`, `is_superuser`, `date_joined`) are ignored, as in Django REST Framework.
+#[derive(Deserialize, ToSchema)]
+#[schema(as = UserChanges)]
+struct UserChangesIn {
+    /// A new role.
+    #[serde(default)]
+    #[schema(value_type = Option<RoleName>)]
+    role: Option<String>,
+    /// `false` deactivates the account: its sockets close with 4001 on every node and its
+    /// tokens stop working; `true` activates it again.
+    #[serde(default)]
+    is_active: Option<bool>,
+    /// The name shown to others, at most 150 characters.
+    #[serde(default)]
+    display_name: Option<String>,
+    /// An email address; `null` clears it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    email: Option<Option<String>>,
+    /// A WhatsApp number in international format; `null` clears it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    whatsapp_number: Option<Option<String>>,
+}
+
+/// Changes a user (admins): role, active flag, name and addresses.
+#[utoipa::path(
+    patch,
+    path = "/api/users/{id}/",
+    operation_id = "users_update",
+    tag = "users",
+    params(("id" = i64, Path, description = "The user's id.")),
+    request_body = UserChangesIn,
+    responses(
+        (status = 200, description = "The user, changed.", body = UserOut),
+        (status = 400, description = "A field is invalid, or an admin tried to deactivate or demote themselves.", body = ErrorBody),
+        (status = 401, description = "No valid access token.", body = ErrorBody),
+        (status = 403, description = "The caller is not an admin.", body = ErrorBody),
+        (status = 404, description = "No such user.", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+async fn update_user(
+    State(state): State<AppState>,
+    caller: Caller,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    Json(body): Json<UserChangesIn>,
+) -> Result<Json<UserOut>, ApiError> {
+    let target = administered(&state, &caller, &id).await?;
+    let role = body
+        .role
+        .as_deref()
+        .map(|r| {
+            r.parse::<Role>()
+                .map_err(|e| ApiError::bad_request(format!("role: {e}")))
+        })
+        .transpose()?;
+    if target.id == caller.0.id
+        && (body.is_active == Some(false) || role.is_some_and(|r| r != Role::Admin))
+    {
+        return Err(ApiError::bad_request(
+            "An admin cannot deactivate or demote themselves.",
+        ));
+    }
+    let mut changes = profile_changes(body.display_name, body.email, body.whatsapp_number)?;
+    changes.role = role;
+    changes.is_active = body.is_active;
     let user = state
         .store
-        .update_profile(
-            caller.0.id,
-            tickethub_actors::ports::ProfileChanges {
-                display_name: body.display_name.map(|n| n.trim().to_owned()),
-                email,
-                whatsapp_number,
-            },
-        )
+        .update_profile(target.id, changes)
         .await?
         .ok_or_else(ApiError::not_found)?;
+    if target.is_active && !user.is_active {
+        tracing::info!(user_id = user.id.0, by = caller.0.id.0, "user deactivated");
+        state.hub.deactivated(user.id);
+    }
     Ok(Json(UserOut::from(&user)))
+}
+
+/// The user an admin names by id: 403 for non-admins, 404 for an unknown id.
+async fn administered(state: &AppState, caller: &Caller, id: &str) -> Result<User, ApiError> {
+    if !caller.is_admin() {
+        return Err(ApiError::forbidden(
+            "You do not have permission to perform this action.",
+        ));
+    }
+    let id: i64 = id.parse().map_err(|_| ApiError::not_found())?;
+    state
+        .store
+        .user_by_id(tickethub_actors::domain::UserId(id))
+        .await?
+        .ok_or_else(ApiError::not_found)
 }
 
 /// Checks a username the way Django does: 1 to 150 letters, digits and `@.+-_`.

@@ -59,6 +59,7 @@ impl From<Disconnect> for CloseCode {
             Disconnect::Idle => CloseCode::IdleTimeout,
             Disconnect::ActorRestart => CloseCode::ServiceRestart,
             Disconnect::Forbidden => CloseCode::Forbidden,
+            Disconnect::Deactivated => CloseCode::Unauthorized,
         }
     }
 }

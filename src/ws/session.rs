@@ -455,7 +455,25 @@ impl Ctx {
 
     /// `refresh_token`: the socket runs on the new token from now on.
     async fn refresh(&mut self, token: &str, write: &mut Writer) -> Result<(), WebSocketError> {
-        match self.state.auth.verify(token, TokenType::Access) {
+        let verified = self.state.auth.verify(token, TokenType::Access);
+        // A deactivated account's tokens no longer count, however fresh.
+        let active = match &verified {
+            Ok(v) if v.user_id == self.user.id => {
+                matches!(self.state.store.user_by_id(v.user_id).await, Ok(Some(u)) if u.is_active)
+            }
+            _ => true,
+        };
+        match verified {
+            Ok(_) if !active => {
+                send(
+                    write,
+                    &ServerFrame::Error {
+                        code: "invalid_token",
+                        message: "User not found or inactive.".into(),
+                    },
+                )
+                .await?;
+            }
             Ok(v) if v.user_id == self.user.id => {
                 self.token = v;
                 self.warned = false;

@@ -1,15 +1,19 @@
 //! REST authentication: login, refresh, register, `me`.
 
-use serde_json::json;
-use tickethub_actors::domain::Role;
+use reqwest::Method;
+use serde_json::{json, Value};
+use tickethub_actors::domain::{Role, User};
 
 use crate::both_backends;
-use crate::harness::{Backend, TestHub};
+use crate::harness::{Backend, TestHub, Ws};
+use crate::tickets::cast;
 
 both_backends!(
     login_me_and_refresh,
     bad_credentials_are_401_with_detail,
-    register_creates_clients
+    register_creates_clients,
+    co_members_see_each_other_without_addresses,
+    admins_change_users_and_deactivation_cuts_them_off,
 );
 
 async fn login_me_and_refresh(backend: Backend) {
@@ -286,4 +290,156 @@ async fn users_are_listed_to_those_who_share_a_project() {
         .unwrap()
         .iter()
         .all(|u| u.get("password_hash").is_none()));
+}
+
+/// A PATCH as a user, expecting a status.
+async fn patch_as(hub: &TestHub, user: &User, path: &str, body: Value, expect: u16) -> Value {
+    let (status, v) = hub
+        .call(Method::PATCH, path, Some(&hub.token(user)), Some(body))
+        .await;
+    assert_eq!(status, expect, "PATCH {path}: {v}");
+    v
+}
+
+async fn co_members_see_each_other_without_addresses(backend: Backend) {
+    let hub = TestHub::start(&backend).await;
+    let c = cast(&hub).await;
+    for u in [&c.c1, &c.c2, &c.a1] {
+        patch_as(
+            &hub,
+            u,
+            "/api/users/me/",
+            json!({"email": format!("{}@example.test", u.username), "whatsapp_number": "+15551234567"}),
+            200,
+        )
+        .await;
+    }
+    let seen = hub.get_as(&c.c1, "/api/users/", 200).await;
+    let seen = seen.as_array().unwrap();
+    assert_eq!(seen.len(), 6);
+    for u in seen {
+        let keys: Vec<&str> = u.as_object().unwrap().keys().map(String::as_str).collect();
+        if u["id"] == c.c1.id.0 {
+            // Their own entry is whole.
+            assert_eq!(u["email"], "c1@example.test");
+        } else {
+            let mut keys = keys.clone();
+            keys.sort();
+            assert_eq!(keys, ["display_name", "id", "role", "username"], "{u}");
+        }
+    }
+    // Admins see every field of everyone.
+    let all = hub.get_as(&c.a2, "/api/users/", 200).await;
+    let c2 = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["id"] == c.c2.id.0)
+        .unwrap();
+    assert_eq!(c2["email"], "c2@example.test");
+    assert_eq!(c2["whatsapp_number"], "+15551234567");
+    // One user's page is for admins.
+    hub.get_as(&c.c1, &format!("/api/users/{}/", c.c2.id.0), 403)
+        .await;
+    hub.get_as(&c.d1, &format!("/api/users/{}/", c.d1.id.0), 403)
+        .await;
+    let one = hub
+        .get_as(&c.a1, &format!("/api/users/{}/", c.c2.id.0), 200)
+        .await;
+    assert_eq!(one["email"], "c2@example.test");
+    hub.get_as(&c.a1, "/api/users/424242/", 404).await;
+    hub.get_as(&c.a1, "/api/users/x/", 404).await;
+}
+
+async fn admins_change_users_and_deactivation_cuts_them_off(backend: Backend) {
+    let hub = TestHub::start(&backend).await;
+    let c = cast(&hub).await;
+    let path = format!("/api/users/{}/", c.c2.id.0);
+    // Changes, with read-only fields ignored as in DRF.
+    let changed = patch_as(
+        &hub,
+        &c.a1,
+        &path,
+        json!({"display_name": "Carol", "email": "carol@example.test", "role": "developer", "username": "ignored", "id": 1}),
+        200,
+    )
+    .await;
+    assert_eq!(
+        (
+            &changed["display_name"],
+            &changed["email"],
+            &changed["role"],
+            &changed["username"]
+        ),
+        (
+            &json!("Carol"),
+            &json!("carol@example.test"),
+            &json!("developer"),
+            &json!("c2")
+        )
+    );
+    patch_as(&hub, &c.a1, &path, json!({"email": "nope"}), 400).await;
+    patch_as(&hub, &c.a1, &path, json!({"role": "boss"}), 400).await;
+    patch_as(
+        &hub,
+        &c.a1,
+        &path,
+        json!({"display_name": "x".repeat(151)}),
+        400,
+    )
+    .await;
+    patch_as(&hub, &c.c1, &path, json!({"is_active": false}), 403).await;
+    let own = format!("/api/users/{}/", c.a1.id.0);
+    patch_as(&hub, &c.a1, &own, json!({"is_active": false}), 400).await;
+    patch_as(&hub, &c.a1, &own, json!({"role": "client"}), 400).await;
+
+    // Deactivation: every socket closes with 4001, every token stops working.
+    let token = hub.token(&c.c2);
+    let mut notes = hub.connect(&c.c2).await;
+    let mut board = Ws::connect(&hub.ws_url(&format!(
+        "/ws/projects/{}/tickets/?token={token}",
+        c.project
+    )))
+    .await;
+    let mut other = hub.connect(&c.c1).await;
+    patch_as(&hub, &c.a1, &path, json!({"is_active": false}), 200).await;
+    assert_eq!(notes.close_code().await, 4001);
+    assert_eq!(board.close_code().await, 4001);
+    // Nobody else noticed.
+    other.roundtrip().await;
+    let (status, _) = hub.get("/api/users/me/", Some(&token)).await;
+    assert_eq!(status, 401);
+    let (status, _) = hub
+        .post(
+            "/api/auth/login/",
+            None,
+            json!({"username": "c2", "password": "c2-password"}),
+        )
+        .await;
+    assert_eq!(status, 401);
+    let mut again = Ws::connect(&hub.ws_url(&format!("/ws/notifications/?token={token}"))).await;
+    assert_eq!(again.close_code().await, 4001);
+
+    // A socket that outlived its account's deactivation (made behind the hub's back) cannot
+    // refresh its token.
+    let mut d1 = hub.connect(&c.d1).await;
+    hub.store
+        .update_profile(
+            c.d1.id,
+            tickethub_actors::ports::ProfileChanges {
+                is_active: Some(false),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    d1.send_json(json!({"type": "refresh_token", "token": hub.token(&c.d1)}))
+        .await;
+    let refused = d1.next_of("error").await;
+    assert_eq!(refused["code"], "invalid_token");
+
+    // Activated again, the user is back.
+    patch_as(&hub, &c.a1, &path, json!({"is_active": true}), 200).await;
+    let (status, _) = hub.get("/api/users/me/", Some(&token)).await;
+    assert_eq!(status, 200);
 }

@@ -738,3 +738,82 @@ async fn a_member_removed_from_a_project_is_dropped_from_its_rooms_on_every_node
         .await;
     assert_eq!((status, &again), (200, &got));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_deactivated_from_the_command_line_is_cut_off_on_every_node() {
+    let Some(backend) = postgres() else { return };
+    let c = Cluster::start(&backend, 2, &[]).await;
+    let alice = c.user("alice", Role::Client).await;
+    let bob = c.user("bob", Role::Client).await;
+    let url = |node: usize, who: &User| {
+        format!(
+            "ws://{}/ws/notifications/?token={}",
+            c.nodes[node].addr,
+            c.token(who)
+        )
+    };
+    let mut on_a = Ws::connect(&url(0, &alice)).await;
+    on_a.established().await;
+    let mut on_b = Ws::connect(&url(1, &alice)).await;
+    on_b.established().await;
+    let mut bobs = Ws::connect(&url(1, &bob)).await;
+    bobs.established().await;
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_tickethub"))
+            .args(args)
+            .args(["--database-url", c.db_url()])
+            .env_remove("DATABASE_URL")
+            .env_remove("REDIS_URL")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let said = cli(&[
+        "users",
+        "deactivate",
+        "alice",
+        "--redis-url",
+        &c.redis.url(),
+        "--redis-prefix",
+        &c.prefix,
+    ]);
+    assert!(said.contains("deactivated `alice`"), "{said}");
+    assert_eq!(on_a.close_code().await, 4001);
+    assert_eq!(on_b.close_code().await, 4001);
+    bobs.roundtrip().await;
+    let (status, _) = c
+        .call(0, reqwest::Method::GET, &alice, "/api/users/me/", None)
+        .await;
+    assert_eq!(status, 401);
+
+    // Back again, with a password set from the command line.
+    cli(&["users", "activate", "alice"]);
+    let said = cli(&["users", "set-password", "alice", "--password", "new-secret"]);
+    assert!(said.contains("set the password of `alice`"), "{said}");
+    let res = c
+        .http
+        .post(c.nodes[1].url("/api/auth/login/"))
+        .json(&json!({"username": "alice", "password": "new-secret"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    // Unknown users and short passwords are refused with a message.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tickethub"))
+        .args([
+            "users",
+            "deactivate",
+            "nobody",
+            "--database-url",
+            c.db_url(),
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no user `nobody`"));
+}

@@ -164,7 +164,9 @@ pub struct Cluster {
     pub store: Arc<dyn Store>,
     pub auth: Auth,
     pub http: reqwest::Client,
-    _db: TestDb,
+    /// The nodes' Redis channel prefix.
+    pub prefix: String,
+    db: TestDb,
 }
 
 impl Cluster {
@@ -207,7 +209,8 @@ impl Cluster {
                 .timeout(std::time::Duration::from_secs(10))
                 .build()
                 .unwrap(),
-            _db: db,
+            prefix,
+            db,
         }
     }
 
@@ -229,7 +232,7 @@ impl Cluster {
 
     /// The database every node runs on.
     pub fn db_url(&self) -> &str {
-        &self._db.url
+        &self.db.url
     }
 
     /// A node's `/metrics` value of a counter (summed over its labels; 0 when absent).
