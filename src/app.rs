@@ -207,7 +207,9 @@ impl Application {
             ws,
             dummy_hash: auth::hash_password("not a password".into()).await.into(),
             trusted_proxies: config.trusted_proxy_nets().unwrap_or_default().into(),
+            limits: Arc::new(crate::limits::Limits::from_config(&config)),
         };
+        state.limits.spawn_cleanup();
         Ok(Self {
             listener,
             addr,

@@ -150,6 +150,41 @@ pub struct ServeConfig {
     #[arg(long, env = "TICKETHUB_WS_OUTBOUND_QUEUE_BYTES", default_value_t = 1024 * 1024)]
     pub ws_outbound_queue_bytes: usize,
 
+    /// Logins per minute from one client address, and for one username (0: no limit); token
+    /// refreshes get six times as many per address. Past it: 429 with `Retry-After`.
+    #[arg(long, env = "TICKETHUB_LOGIN_PER_MINUTE", default_value_t = 20)]
+    pub login_per_minute: u32,
+
+    /// Registrations per hour from one client address (0: no limit).
+    #[arg(long, env = "TICKETHUB_REGISTER_PER_HOUR", default_value_t = 10)]
+    pub register_per_hour: u32,
+
+    /// Passwords hashed or verified at once (argon2, 19 MiB each); 0 means one per core.
+    #[arg(
+        long,
+        env = "TICKETHUB_PASSWORD_HASHING_CONCURRENCY",
+        default_value_t = 0
+    )]
+    pub password_hashing_concurrency: u32,
+
+    /// Milliseconds a login waits for a turn at hashing before it gets 503.
+    #[arg(
+        long,
+        env = "TICKETHUB_PASSWORD_HASHING_WAIT_MS",
+        default_value_t = 1_000
+    )]
+    pub password_hashing_wait_ms: u64,
+
+    /// Frames per second one socket may send (0: no limit); past it, each frame is answered
+    /// `{"type":"error","code":"rate_limited"}`, and a socket that goes on flooding is closed
+    /// with 4008.
+    #[arg(long, env = "TICKETHUB_WS_COMMANDS_PER_SECOND", default_value_t = 20)]
+    pub ws_commands_per_second: u32,
+
+    /// Frames a socket may send at once above that rate.
+    #[arg(long, env = "TICKETHUB_WS_COMMAND_BURST", default_value_t = 50)]
+    pub ws_command_burst: u32,
+
     /// WebSocket handshakes that may read the database at once (the token's user, the
     /// project membership, the replay cursor). The rest wait their turn, so that a connect
     /// storm never holds every database connection that requests and notifications need.

@@ -41,6 +41,8 @@ pub struct AppState {
     pub bus: Option<Arc<crate::bus::RedisBus>>,
     /// Reverse proxies whose `X-Forwarded-Proto` and `X-Forwarded-Host` are believed.
     pub trusted_proxies: Arc<[ipnet::IpNet]>,
+    /// Throttles.
+    pub limits: Arc<crate::limits::Limits>,
 }
 
 /// The scheme and host a client reached the hub by, behind a trusted proxy

@@ -22,6 +22,7 @@ pub mod cli;
 pub mod config;
 pub mod delivery;
 pub mod http;
+pub mod limits;
 pub mod presence;
 pub mod routing;
 pub mod store;

@@ -15,6 +15,7 @@ pub struct ApiError {
     status: StatusCode,
     detail: String,
     extra: Option<(&'static str, serde_json::Value)>,
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -24,7 +25,14 @@ impl ApiError {
             status,
             detail: detail.into(),
             extra: None,
+            retry_after: None,
         }
+    }
+
+    /// Adds a `Retry-After` header, in seconds.
+    pub fn retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds);
+        self
     }
 
     /// Adds one more field to the body, beside `detail`.
@@ -70,7 +78,13 @@ impl IntoResponse for ApiError {
         if let Some((key, value)) = self.extra {
             body[key] = value;
         }
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, seconds.into());
+        }
+        response
     }
 }
 

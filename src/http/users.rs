@@ -9,7 +9,7 @@ use tickethub_actors::domain::{NewUser, Role, User};
 use utoipa::ToSchema;
 
 use super::error::ApiError;
-use super::extract::{Caller, Json};
+use super::extract::{Caller, ClientIp, Json};
 use super::openapi::{ErrorBody, RoleName};
 use super::AppState;
 use crate::auth::{self, TokenType};
@@ -143,8 +143,11 @@ struct TokensOut {
 )]
 async fn login(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     Json(body): Json<LoginIn>,
 ) -> Result<Json<TokensOut>, ApiError> {
+    state.limits.login(ip, &body.username)?;
+    let _turn = state.limits.hashing().await?;
     let found = state.store.user_with_hash(&body.username).await?;
     // Verify against a dummy hash for unknown users, so that timing does not reveal them.
     let (user, hash) = match found {
@@ -198,8 +201,10 @@ struct AccessOut {
 )]
 async fn refresh(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     Json(body): Json<RefreshIn>,
 ) -> Result<Json<AccessOut>, ApiError> {
+    state.limits.refresh(ip)?;
     let verified = state
         .auth
         .verify(&body.refresh, TokenType::Refresh)
@@ -252,8 +257,10 @@ struct RegisterIn {
 )]
 async fn register(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     Json(body): Json<RegisterIn>,
 ) -> Result<(StatusCode, Json<UserOut>), ApiError> {
+    state.limits.register(ip)?;
     let username = body.username.trim().to_owned();
     validate_username(&username)?;
     if body.password.chars().count() < 8 {
@@ -282,7 +289,10 @@ async fn register(
         whatsapp_number,
         role: Role::Client,
         is_superuser: false,
-        password_hash: auth::hash_password(body.password).await,
+        password_hash: {
+            let _turn = state.limits.hashing().await?;
+            auth::hash_password(body.password).await
+        },
     };
     let user = state.store.create_user(new).await.map_err(|e| match e {
         tickethub_actors::ports::StoreError::Conflict(_) => {

@@ -164,6 +164,7 @@ impl Session {
         metrics::gauge!("tickethub_connections_open").increment(1.0);
         metrics::counter!("tickethub_connections_total").increment(1);
 
+        let commands = self.state.limits.command_limiter();
         let mut ctx = Ctx {
             state: self.state,
             user,
@@ -173,6 +174,8 @@ impl Session {
             fragments: None,
             dialect: self.dialect,
             owner,
+            commands,
+            refused: 0,
         };
         let mut outcome = match &ctx.owner {
             Owner::User(_) => {
@@ -316,6 +319,10 @@ struct Ctx {
     fragments: Option<Vec<u8>>,
     dialect: Dialect,
     owner: Owner,
+    /// This socket's command rate, if limited.
+    commands: Option<crate::limits::CommandLimiter>,
+    /// Frames refused in a row for the rate: past the burst, the socket is closed.
+    refused: u32,
 }
 
 impl Ctx {
@@ -411,6 +418,26 @@ impl Ctx {
                 .write_frame(Frame::text(Payload::Borrowed(text)))
                 .await?;
             return Ok(Flow::Continue);
+        }
+        if let Some(limiter) = &self.commands {
+            if limiter.check().is_err() {
+                self.refused += 1;
+                metrics::counter!("tickethub_throttled_total", "limit" => "ws_commands")
+                    .increment(1);
+                if self.refused > self.state.limits.flood_after() {
+                    return Ok(Flow::Close(CloseCode::Policy, "rate limit exceeded"));
+                }
+                send(
+                    write,
+                    &ServerFrame::Error {
+                        code: "rate_limited",
+                        message: "Too many messages; slow down.".into(),
+                    },
+                )
+                .await?;
+                return Ok(Flow::Continue);
+            }
+            self.refused = 0;
         }
         let frame = match ClientFrame::decode(text) {
             Ok(frame) => frame,

@@ -14,6 +14,7 @@ both_backends!(
     register_creates_clients,
     co_members_see_each_other_without_addresses,
     admins_change_users_and_deactivation_cuts_them_off,
+    login_floods_are_throttled_and_hashing_is_bounded,
 );
 
 async fn login_me_and_refresh(backend: Backend) {
@@ -442,4 +443,112 @@ async fn admins_change_users_and_deactivation_cuts_them_off(backend: Backend) {
     patch_as(&hub, &c.a1, &path, json!({"is_active": true}), 200).await;
     let (status, _) = hub.get("/api/users/me/", Some(&token)).await;
     assert_eq!(status, 200);
+}
+
+async fn login_floods_are_throttled_and_hashing_is_bounded(backend: Backend) {
+    let hub = TestHub::start_with(&backend, |c| {
+        c.login_per_minute = 5;
+        c.register_per_hour = 2;
+    })
+    .await;
+    hub.user("alice", Role::Client).await;
+    // Sixty wrong passwords in a row: the first five are checked, the rest refused at once,
+    // while the hub stays healthy.
+    let flood = async {
+        let mut statuses = Vec::new();
+        for _ in 0..60 {
+            let res = hub
+                .http
+                .post(hub.url("/api/auth/login/"))
+                .json(&json!({"username": "alice", "password": "wrong"}))
+                .send()
+                .await
+                .unwrap();
+            let status = res.status().as_u16();
+            if status == 429 {
+                let wait: u64 = res.headers()["retry-after"]
+                    .to_str()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                assert!((1..=60).contains(&wait), "{wait}");
+                let body: Value = res.json().await.unwrap();
+                assert!(body["detail"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("Request was throttled."));
+            }
+            statuses.push(status);
+        }
+        statuses
+    };
+    let health = async {
+        for _ in 0..10 {
+            assert_eq!(hub.get("/healthz", None).await.0, 200);
+        }
+    };
+    let (statuses, ()) = tokio::join!(flood, health);
+    assert_eq!(statuses.iter().filter(|s| **s == 401).count(), 5);
+    assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 55);
+    // Even the right password waits its turn now.
+    let (status, _) = hub
+        .post(
+            "/api/auth/login/",
+            None,
+            json!({"username": "alice", "password": "alice-password"}),
+        )
+        .await;
+    assert_eq!(status, 429);
+    let metrics = hub.http.get(hub.url("/metrics")).send().await.unwrap();
+    let metrics = metrics.text().await.unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("tickethub_throttled_total{limit=\"login_ip\"}")),
+        "{metrics}"
+    );
+    // Registrations: two an hour from one address.
+    for (i, expect) in [(0, 201), (1, 201), (2, 429)] {
+        let (status, body) = hub
+            .post(
+                "/api/auth/register/",
+                None,
+                json!({"username": format!("new{i}"), "password": "long-enough"}),
+            )
+            .await;
+        assert_eq!(status, expect, "{body}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_hashing_runs_a_bounded_number_at_once() {
+    let hub = TestHub::start_with(&Backend::Sqlite, |c| {
+        c.password_hashing_concurrency = 1;
+        c.password_hashing_wait_ms = 1;
+    })
+    .await;
+    for i in 0..8 {
+        hub.user(&format!("u{i}"), Role::Client).await;
+    }
+    let tries = (0..8).map(|i| {
+        let hub = &hub;
+        async move {
+            let res = hub
+                .http
+                .post(hub.url("/api/auth/login/"))
+                .json(&json!({"username": format!("u{i}"), "password": format!("u{i}-password")}))
+                .send()
+                .await
+                .unwrap();
+            let retry = res.headers().get("retry-after").is_some();
+            (res.status().as_u16(), retry)
+        }
+    });
+    let answers = futures::future::join_all(tries).await;
+    // One hashes at a time: the logins that found it busy got 503 with Retry-After.
+    assert!(answers.contains(&(200, false)), "{answers:?}");
+    assert!(answers.contains(&(503, true)), "{answers:?}");
+    assert!(answers
+        .iter()
+        .all(|a| *a == (200, false) || *a == (503, true)));
 }

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use futures::SinkExt;
 use jsonwebtoken::{encode, EncodingKey, Header};
 use serde_json::json;
 use tickethub_actors::domain::Role;
@@ -19,7 +20,59 @@ both_backends!(
     expiring_tokens_warn_refresh_and_close,
     heartbeat_pings_and_closes_silent_sockets,
     protocol_violations_fail_the_connection_as_rfc_6455_says,
+    a_flooding_socket_is_limited_then_closed_and_nobody_else_notices,
 );
+
+async fn a_flooding_socket_is_limited_then_closed_and_nobody_else_notices(backend: Backend) {
+    let hub = TestHub::start_with(&backend, |c| {
+        c.ws_commands_per_second = 20;
+        c.ws_command_burst = 50;
+    })
+    .await;
+    let mallory = hub.user("mallory", Role::Client).await;
+    let alice = hub.user("alice", Role::Client).await;
+    let mut flood = hub.connect(&mallory).await;
+    let mut calm = hub.connect(&alice).await;
+    // A thousand commands at once: the burst is served, the excess refused, and the socket
+    // that keeps on is closed with 4008.
+    for _ in 0..1000 {
+        if flood
+            .inner
+            .send(Message::text(r#"{"type":"get_notifications"}"#))
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    let (mut served, mut refused) = (0, 0);
+    let code = loop {
+        match futures::StreamExt::next(&mut flood.inner).await {
+            Some(Ok(Message::Text(t))) => {
+                let v: serde_json::Value = serde_json::from_str(&t).unwrap();
+                match (v["type"].as_str(), v["code"].as_str()) {
+                    (Some("error"), Some("rate_limited")) => refused += 1,
+                    _ => served += 1,
+                }
+            }
+            Some(Ok(Message::Close(frame))) => break frame.map(|f| u16::from(f.code)),
+            Some(Ok(_)) => {}
+            _ => break None,
+        }
+    };
+    assert_eq!(code, Some(4008));
+    // The burst, and whatever the rate refilled while they were served (the bucket refills
+    // at 20/s, so a slow machine serves a few more and refuses a few more before 51 refusals
+    // in a row close the socket).
+    assert!(served >= 50, "{served} served");
+    assert!(refused >= 50, "{refused} refused");
+    assert!(
+        served + refused < 1000,
+        "{served} served, {refused} refused"
+    );
+    // The other user's socket answers as before.
+    calm.roundtrip().await;
+}
 
 fn forge(claims: serde_json::Value, key: &str) -> String {
     encode(
