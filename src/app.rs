@@ -46,6 +46,9 @@ pub enum BuildError {
     Secret(String),
 }
 
+/// How long shutdown lets the actors close their sockets themselves.
+const ACTORS_CLOSE_SOCKETS: Duration = Duration::from_secs(2);
+
 /// A built hub, bound to its port and ready to run.
 pub struct Application {
     listener: TcpListener,
@@ -272,8 +275,16 @@ impl Application {
         tracing::info!("shutting down");
         stop_accepting.cancel();
         let told = state.hub.disconnect_all().await;
-        state.ws.shutdown.cancel();
         state.ws.sessions.close();
+        // Each socket's actor closes it with 1001 behind everything it still had to push (its
+        // mailbox may hold notifications not yet queued to the socket); the token then cuts
+        // short whatever is left, after what is queued.
+        if tokio::time::timeout(ACTORS_CLOSE_SOCKETS, state.ws.sessions.wait())
+            .await
+            .is_err()
+        {
+            state.ws.shutdown.cancel();
+        }
         if tokio::time::timeout(shutdown_timeout, state.ws.sessions.wait())
             .await
             .is_err()
