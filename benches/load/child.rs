@@ -169,24 +169,28 @@ pub async fn serve_child(
                 .strip_prefix("ANNOUNCE ")
                 .and_then(|n| n.parse::<usize>().ok())
             {
-                let mut left = n;
-                while left > 0 {
-                    let batch = left.min(client_ids.len());
-                    hub.announce(tickethub_actors::hub::Announcement {
-                        to: tickethub_actors::hub::Recipients::Users(
-                            client_ids[..batch].iter().map(|id| UserId(*id)).collect(),
-                        ),
-                        notification_type: "load".into(),
-                        title: "Outbox".into(),
-                        message: "A notification for the outbox bench".into(),
-                        data: "{}".into(),
-                        link: None,
-                        channels: Vec::new(),
+                // One announcement per notification: a webhook receives one POST per event
+                // (listing its recipients), so N events make N outbox rows to drain.
+                use futures::StreamExt;
+                futures::stream::iter(0..n)
+                    .map(|i| {
+                        hub.announce(tickethub_actors::hub::Announcement {
+                            to: tickethub_actors::hub::Recipients::Users(vec![UserId(
+                                client_ids[i % client_ids.len()],
+                            )]),
+                            notification_type: "load".into(),
+                            title: "Outbox".into(),
+                            message: "A notification for the outbox bench".into(),
+                            data: "{}".into(),
+                            link: None,
+                            channels: Vec::new(),
+                        })
                     })
-                    .await
-                    .unwrap();
-                    left -= batch;
-                }
+                    .buffer_unordered(64)
+                    .for_each(|r| async move {
+                        r.unwrap();
+                    })
+                    .await;
                 println!("DONE");
                 continue;
             }
