@@ -211,6 +211,7 @@ impl Application {
             dummy_hash: auth::hash_password("not a password".into()).await.into(),
             trusted_proxies: config.trusted_proxy_nets().unwrap_or_default().into(),
             limits: Arc::new(crate::limits::Limits::from_config(&config)),
+            registration: config.registration,
         };
         state.limits.spawn_cleanup();
         Ok(Self {

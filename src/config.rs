@@ -155,6 +155,15 @@ pub struct ServeConfig {
     #[arg(long, env = "TICKETHUB_LOGIN_PER_MINUTE", default_value_t = 20)]
     pub login_per_minute: u32,
 
+    /// Whether `POST /api/auth/register/` is open to anyone (`open`) or answers 403 (`closed`).
+    #[arg(
+        long,
+        env = "TICKETHUB_REGISTRATION",
+        value_enum,
+        default_value = "open"
+    )]
+    pub registration: Registration,
+
     /// Registrations per hour from one client address (0: no limit).
     #[arg(long, env = "TICKETHUB_REGISTER_PER_HOUR", default_value_t = 10)]
     pub register_per_hour: u32,
@@ -350,6 +359,15 @@ pub enum WhatsappMode {
     Template,
     /// A free-form text message (only inside a customer-service window).
     Text,
+}
+
+/// Whether anyone may sign up.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Registration {
+    /// `POST /api/auth/register/` creates client accounts (seed 004's behaviour).
+    Open,
+    /// It answers 403; admins create users (`tickethub users add`).
+    Closed,
 }
 
 /// How log lines are written.

@@ -43,6 +43,8 @@ pub struct AppState {
     pub trusted_proxies: Arc<[ipnet::IpNet]>,
     /// Throttles.
     pub limits: Arc<crate::limits::Limits>,
+    /// Whether anyone may sign up.
+    pub registration: crate::config::Registration,
 }
 
 /// The scheme and host a client reached the hub by, behind a trusted proxy

@@ -252,7 +252,9 @@ struct RegisterIn {
     request_body = RegisterIn,
     responses(
         (status = 201, description = "The new client.", body = UserOut),
-        (status = 400, description = "A field is invalid, or the username is taken.", body = ErrorBody),
+        (status = 400, description = "A field is invalid (the detail names it), or the username is taken.", body = ErrorBody),
+        (status = 403, description = "Registration is closed (`--registration closed`).", body = ErrorBody),
+        (status = 429, description = "Too many registrations from this address.", body = ErrorBody),
     )
 )]
 async fn register(
@@ -260,12 +262,31 @@ async fn register(
     ClientIp(ip): ClientIp,
     Json(body): Json<RegisterIn>,
 ) -> Result<(StatusCode, Json<UserOut>), ApiError> {
+    if state.registration == crate::config::Registration::Closed {
+        return Err(ApiError::forbidden(
+            "Registration is closed; ask an admin for an account.",
+        ));
+    }
     state.limits.register(ip)?;
     let username = body.username.trim().to_owned();
     validate_username(&username)?;
     if body.password.chars().count() < 8 {
         return Err(ApiError::bad_request(
             "password: This password is too short. It must contain at least 8 characters.",
+        ));
+    }
+    if body.password.chars().count() > MAX_PASSWORD {
+        return Err(ApiError::bad_request(
+            "password: Ensure this field has no more than 128 characters.",
+        ));
+    }
+    if body
+        .display_name
+        .as_ref()
+        .is_some_and(|n| n.trim().chars().count() > MAX_DISPLAY_NAME)
+    {
+        return Err(ApiError::bad_request(
+            "display_name: Ensure this field has no more than 150 characters.",
         ));
     }
     let email = body.email.filter(|e| !e.trim().is_empty());
@@ -481,6 +502,9 @@ fn profile_changes(
 
 /// The longest display name, in characters.
 const MAX_DISPLAY_NAME: usize = 150;
+
+/// The longest password, in characters.
+const MAX_PASSWORD: usize = 128;
 
 /// One user, for admins.
 #[utoipa::path(

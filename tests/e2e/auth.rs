@@ -15,6 +15,7 @@ both_backends!(
     co_members_see_each_other_without_addresses,
     admins_change_users_and_deactivation_cuts_them_off,
     login_floods_are_throttled_and_hashing_is_bounded,
+    registration_can_be_closed_and_its_fields_are_bounded,
 );
 
 async fn login_me_and_refresh(backend: Backend) {
@@ -551,4 +552,61 @@ async fn password_hashing_runs_a_bounded_number_at_once() {
     assert!(answers
         .iter()
         .all(|a| *a == (200, false) || *a == (503, true)));
+}
+
+async fn registration_can_be_closed_and_its_fields_are_bounded(backend: Backend) {
+    let hub = TestHub::start(&backend).await;
+    for (body, field) in [
+        (
+            json!({"username": "u".repeat(151), "password": "long-enough"}),
+            "username",
+        ),
+        (
+            json!({"username": "carol", "password": "short"}),
+            "password",
+        ),
+        (
+            json!({"username": "carol", "password": "p".repeat(129)}),
+            "password",
+        ),
+        (
+            json!({"username": "carol", "password": "long-enough", "display_name": "d".repeat(151)}),
+            "display_name",
+        ),
+    ] {
+        let (status, res) = hub.post("/api/auth/register/", None, body).await;
+        assert_eq!(status, 400, "{res}");
+        assert!(
+            res["detail"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("{field}:")),
+            "{res}"
+        );
+    }
+    let (status, _) = hub
+        .post(
+            "/api/auth/register/",
+            None,
+            json!({"username": "carol", "password": "p".repeat(128), "display_name": "d".repeat(150)}),
+        )
+        .await;
+    assert_eq!(status, 201);
+
+    let closed = TestHub::start_with(&backend, |c| {
+        c.registration = tickethub::config::Registration::Closed
+    })
+    .await;
+    let (status, res) = closed
+        .post(
+            "/api/auth/register/",
+            None,
+            json!({"username": "dave", "password": "long-enough"}),
+        )
+        .await;
+    assert_eq!(status, 403, "{res}");
+    assert_eq!(
+        res["detail"],
+        "Registration is closed; ask an admin for an account."
+    );
 }
