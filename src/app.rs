@@ -196,6 +196,8 @@ impl Application {
             outbound_queue: config.ws_outbound_queue,
             outbound_queue_bytes: config.ws_outbound_queue_bytes,
             handshakes: tokio::sync::Semaphore::new(config.ws_handshake_concurrency as usize),
+            max_sockets_per_user: config.max_sockets_per_user as usize,
+            user_sockets: Default::default(),
             dialect: config.ws_dialect,
             sessions: TaskTracker::new(),
             rooms_runtime: rooms_runtime.as_ref().map(NicedRuntime::handle),

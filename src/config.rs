@@ -194,6 +194,11 @@ pub struct ServeConfig {
     #[arg(long, env = "TICKETHUB_WS_COMMAND_BURST", default_value_t = 50)]
     pub ws_command_burst: u32,
 
+    /// Sockets one user may hold open on one node, of every kind (0: no limit); one more is
+    /// closed with 4008 right after the upgrade, and the user's other sockets stay.
+    #[arg(long, env = "TICKETHUB_MAX_SOCKETS_PER_USER", default_value_t = 20)]
+    pub max_sockets_per_user: u32,
+
     /// WebSocket handshakes that may read the database at once (the token's user, the
     /// project membership, the replay cursor). The rest wait their turn, so that a connect
     /// storm never holds every database connection that requests and notifications need.

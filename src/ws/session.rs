@@ -124,6 +124,17 @@ impl Session {
             return;
         }
         let ws_settings = self.state.ws.clone();
+        let Some(_slot) = ws_settings.take_slot(user.id) else {
+            metrics::counter!("tickethub_throttled_total", "limit" => "sockets_per_user")
+                .increment(1);
+            let _ = close(
+                &mut write,
+                CloseCode::Policy,
+                "Too many sockets for this user.",
+            )
+            .await;
+            return;
+        };
         let (tx, mut rx) = mpsc::channel(ws_settings.outbound_queue);
         let conn = ConnHandle {
             id: ConnId(ws_settings.next_conn_id.fetch_add(1, Ordering::Relaxed)),

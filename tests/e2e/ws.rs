@@ -21,7 +21,44 @@ both_backends!(
     heartbeat_pings_and_closes_silent_sockets,
     protocol_violations_fail_the_connection_as_rfc_6455_says,
     a_flooding_socket_is_limited_then_closed_and_nobody_else_notices,
+    a_user_past_their_socket_cap_is_refused_and_keeps_the_others,
 );
+
+async fn a_user_past_their_socket_cap_is_refused_and_keeps_the_others(backend: Backend) {
+    let hub = TestHub::start_with(&backend, |c| c.max_sockets_per_user = 3).await;
+    let alice = hub.user("alice", Role::Client).await;
+    let bob = hub.user("bob", Role::Client).await;
+    let mut open = Vec::new();
+    for _ in 0..3 {
+        open.push(hub.connect(&alice).await);
+    }
+    // The fourth, of any kind, is refused at once; the three stay.
+    let mut fourth =
+        Ws::connect(&hub.ws_url(&format!("/ws/notifications/?token={}", hub.token(&alice)))).await;
+    assert_eq!(fourth.close_code().await, 4008);
+    for ws in &mut open {
+        ws.roundtrip().await;
+    }
+    // Another user is not counted against her.
+    hub.connect(&bob).await.roundtrip().await;
+    // A closed socket gives its slot back.
+    let mut gone = open.pop().unwrap();
+    gone.inner.close(None).await.unwrap();
+    assert!(matches!(
+        gone.ended().await,
+        Ended::Closed(_) | Ended::Dropped
+    ));
+    crate::harness::eventually("the slot is free again", || async {
+        let mut again =
+            Ws::connect(&hub.ws_url(&format!("/ws/notifications/?token={}", hub.token(&alice))))
+                .await;
+        match futures::StreamExt::next(&mut again.inner).await {
+            Some(Ok(Message::Text(t))) => t.contains("connection_established"),
+            _ => false,
+        }
+    })
+    .await;
+}
 
 async fn a_flooding_socket_is_limited_then_closed_and_nobody_else_notices(backend: Backend) {
     let hub = TestHub::start_with(&backend, |c| {
