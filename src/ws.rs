@@ -327,6 +327,43 @@ fn origin_allowed(allowed: &[String], origin: &HeaderValue, headers: &HeaderMap)
         .is_some_and(|o| o.eq_ignore_ascii_case(host))
 }
 
+/// One of a user's sockets, counted against `--max-sockets-per-user` until dropped.
+pub struct SocketSlot {
+    ws: std::sync::Arc<WsSettings>,
+    user: tickethub_actors::domain::UserId,
+}
+
+impl WsSettings {
+    /// Takes a socket slot for `user`, unless they hold the most this node allows already.
+    pub fn take_slot(
+        self: &std::sync::Arc<Self>,
+        user: tickethub_actors::domain::UserId,
+    ) -> Option<SocketSlot> {
+        let mut counts = self.user_sockets.lock().expect("socket counts poisoned");
+        let count = counts.entry(user).or_default();
+        if self.max_sockets_per_user > 0 && *count >= self.max_sockets_per_user {
+            return None;
+        }
+        *count += 1;
+        Some(SocketSlot {
+            ws: self.clone(),
+            user,
+        })
+    }
+}
+
+impl Drop for SocketSlot {
+    fn drop(&mut self) {
+        let mut counts = self.ws.user_sockets.lock().expect("socket counts poisoned");
+        if let std::collections::hash_map::Entry::Occupied(mut e) = counts.entry(self.user) {
+            *e.get_mut() -= 1;
+            if *e.get() == 0 {
+                e.remove();
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -376,42 +413,5 @@ mod tests {
         assert!(origin_allowed(&list, &o("https://app.example"), &h));
         assert!(!origin_allowed(&list, &o("https://app.example.evil"), &h));
         assert!(!origin_allowed(&list, &o("http://hub.example:8080"), &h));
-    }
-}
-
-/// One of a user's sockets, counted against `--max-sockets-per-user` until dropped.
-pub struct SocketSlot {
-    ws: std::sync::Arc<WsSettings>,
-    user: tickethub_actors::domain::UserId,
-}
-
-impl WsSettings {
-    /// Takes a socket slot for `user`, unless they hold the most this node allows already.
-    pub fn take_slot(
-        self: &std::sync::Arc<Self>,
-        user: tickethub_actors::domain::UserId,
-    ) -> Option<SocketSlot> {
-        let mut counts = self.user_sockets.lock().expect("socket counts poisoned");
-        let count = counts.entry(user).or_default();
-        if self.max_sockets_per_user > 0 && *count >= self.max_sockets_per_user {
-            return None;
-        }
-        *count += 1;
-        Some(SocketSlot {
-            ws: self.clone(),
-            user,
-        })
-    }
-}
-
-impl Drop for SocketSlot {
-    fn drop(&mut self) {
-        let mut counts = self.ws.user_sockets.lock().expect("socket counts poisoned");
-        if let std::collections::hash_map::Entry::Occupied(mut e) = counts.entry(self.user) {
-            *e.get_mut() -= 1;
-            if *e.get() == 0 {
-                e.remove();
-            }
-        }
     }
 }
