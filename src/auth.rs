@@ -62,6 +62,11 @@ struct Claims {
     token_type: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     jti: Option<String>,
+    /// A string or a list of strings (jsonwebtoken checks it against the audience).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    aud: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    iss: Option<String>,
 }
 
 /// A verified token.
@@ -90,6 +95,8 @@ pub struct Auth {
     validation: Validation,
     access_ttl: i64,
     refresh_ttl: i64,
+    audience: Option<String>,
+    issuer: Option<String>,
 }
 
 impl std::fmt::Debug for Auth {
@@ -146,9 +153,18 @@ impl Auth {
             }
         };
         let mut validation = Validation::new(algorithm);
-        validation.leeway = 0;
+        validation.leeway = config.jwt_leeway;
         validation.validate_exp = true;
-        validation.set_required_spec_claims(&["exp"]);
+        let mut required = vec!["exp"];
+        if let Some(aud) = &config.jwt_audience {
+            validation.set_audience(&[aud]);
+            required.push("aud");
+        }
+        if let Some(iss) = &config.jwt_issuer {
+            validation.set_issuer(&[iss]);
+            required.push("iss");
+        }
+        validation.set_required_spec_claims(&required);
         Ok(Self {
             algorithm,
             encoding,
@@ -156,6 +172,8 @@ impl Auth {
             validation,
             access_ttl: config.access_token_ttl as i64,
             refresh_ttl: config.refresh_token_ttl as i64,
+            audience: config.jwt_audience.clone(),
+            issuer: config.jwt_issuer.clone(),
         })
     }
 
@@ -189,6 +207,8 @@ impl Auth {
             iat: Some(now),
             token_type: Some(kind.as_str().to_owned()),
             jti: Some(uuid::Uuid::new_v4().simple().to_string()),
+            aud: self.audience.clone().map(serde_json::Value::String),
+            iss: self.issuer.clone(),
         };
         jsonwebtoken::encode(&Header::new(self.algorithm), &claims, key).ok()
     }

@@ -72,6 +72,20 @@ pub struct ServeConfig {
     #[arg(long, env = "TICKETHUB_JWT_PRIVATE_KEY")]
     pub jwt_private_key: Option<PathBuf>,
 
+    /// The `aud` every token must carry (an identity provider's client id, say); the hub's
+    /// own tokens carry it too. Unset: a token with an `aud` claim is refused.
+    #[arg(long, env = "TICKETHUB_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+
+    /// The `iss` every token must carry (an identity provider's issuer URL); the hub's own
+    /// tokens carry it too. Unset: not checked.
+    #[arg(long, env = "TICKETHUB_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+
+    /// Seconds of clock skew allowed when checking `exp` and `nbf`.
+    #[arg(long, env = "TICKETHUB_JWT_LEEWAY", default_value_t = 0)]
+    pub jwt_leeway: u64,
+
     /// Lifetime of access tokens, in seconds.
     #[arg(long, env = "TICKETHUB_ACCESS_TOKEN_TTL", default_value_t = 900)]
     pub access_token_ttl: u64,

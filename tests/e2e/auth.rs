@@ -610,3 +610,85 @@ async fn registration_can_be_closed_and_its_fields_are_bounded(backend: Backend)
         "Registration is closed; ask an admin for an account."
     );
 }
+
+#[tokio::test]
+async fn identity_provider_audience_issuer_and_leeway_are_checked() {
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    const AUD: &str = "tickethub-web";
+    const ISS: &str = "https://idp.example.test/realms/ops";
+    let hub = TestHub::start_with(&Backend::Sqlite, |c| {
+        c.jwt_algorithm = tickethub::config::JwtAlgorithm::Rs256;
+        c.jwt_secret = None;
+        c.jwt_public_key = Some(fixtures.join("rs256-public.pem"));
+        c.jwt_audience = Some(AUD.into());
+        c.jwt_issuer = Some(ISS.into());
+        c.jwt_leeway = 60;
+    })
+    .await;
+    let user = hub.user("kc-user", Role::Developer).await;
+    let key = jsonwebtoken::EncodingKey::from_rsa_pem(
+        &std::fs::read(fixtures.join("rs256-private.pem")).unwrap(),
+    )
+    .unwrap();
+    let now = chrono::Utc::now().timestamp();
+    let status_of = |claims: Value| {
+        let token = jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256),
+            &claims,
+            &key,
+        )
+        .unwrap();
+        let hub = &hub;
+        async move { hub.get("/api/users/me/", Some(&token)).await.0 }
+    };
+    let sub = user.id.0.to_string();
+    let good = json!({"sub": sub, "exp": now + 600, "aud": AUD, "iss": ISS});
+    assert_eq!(status_of(good.clone()).await, 200);
+    // `aud` may be a list, as Keycloak and Entra ID send it.
+    let mut listed = good.clone();
+    listed["aud"] = json!(["account", AUD]);
+    assert_eq!(status_of(listed).await, 200);
+    for (field, value) in [
+        ("aud", json!("someone-else")),
+        ("iss", json!("https://evil.example.test")),
+        // Past the 60 s leeway.
+        ("exp", json!(now - 120)),
+    ] {
+        let mut bad = good.clone();
+        bad[field] = value;
+        assert_eq!(status_of(bad).await, 401, "{field}");
+    }
+    for missing in ["aud", "iss"] {
+        let mut bad = good.clone();
+        bad.as_object_mut().unwrap().remove(missing);
+        assert_eq!(status_of(bad).await, 401, "without {missing}");
+    }
+    // Within the leeway, a token just expired still counts.
+    let mut skewed = good.clone();
+    skewed["exp"] = json!(now - 30);
+    assert_eq!(status_of(skewed).await, 200);
+
+    // A hub that issues its own tokens puts its audience and issuer in them.
+    let own = TestHub::start_with(&Backend::Sqlite, |c| {
+        c.jwt_audience = Some(AUD.into());
+        c.jwt_issuer = Some(ISS.into());
+    })
+    .await;
+    let alice = own.user("alice", Role::Client).await;
+    let (status, tokens) = own
+        .post(
+            "/api/auth/login/",
+            None,
+            json!({"username": "alice", "password": "alice-password"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        own.get("/api/users/me/", tokens["access"].as_str()).await.0,
+        200
+    );
+    assert_eq!(
+        own.get("/api/users/me/", Some(&own.token(&alice))).await.0,
+        200
+    );
+}
