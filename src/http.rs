@@ -53,17 +53,20 @@ pub struct AppState {
 #[derive(Clone, Debug)]
 pub struct PublicOrigin(pub String);
 
+/// Whether a request came straight from one of the trusted reverse proxies.
+pub fn via_trusted_proxy(trusted: &[ipnet::IpNet], extensions: &axum::http::Extensions) -> bool {
+    extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .is_some_and(|peer| trusted.iter().any(|net| net.contains(&peer.0.ip())))
+}
+
 /// Puts a [`PublicOrigin`] in the extensions of a request that came through a trusted proxy.
 async fn public_origin(
     axum::extract::State(trusted): axum::extract::State<Arc<[ipnet::IpNet]>>,
     mut req: Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    let proxied = !trusted.is_empty()
-        && req
-            .extensions()
-            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-            .is_some_and(|peer| trusted.iter().any(|net| net.contains(&peer.0.ip())));
+    let proxied = via_trusted_proxy(&trusted, req.extensions());
     if proxied {
         let header = |name: &str| {
             req.headers()

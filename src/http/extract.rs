@@ -91,10 +91,7 @@ where
             .extensions
             .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
             .map_or(std::net::IpAddr::from([127, 0, 0, 1]), |c| c.0.ip());
-        let forwarded = state
-            .trusted_proxies
-            .iter()
-            .any(|net| net.contains(&peer))
+        let forwarded = super::via_trusted_proxy(&state.trusted_proxies, &parts.extensions)
             .then(|| {
                 parts
                     .headers

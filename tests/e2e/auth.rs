@@ -15,6 +15,7 @@ both_backends!(
     co_members_see_each_other_without_addresses,
     admins_change_users_and_deactivation_cuts_them_off,
     login_floods_are_throttled_and_hashing_is_bounded,
+    logins_are_limited_per_username_across_addresses,
     registration_can_be_closed_and_its_fields_are_bounded,
 );
 
@@ -691,4 +692,36 @@ async fn identity_provider_audience_issuer_and_leeway_are_checked() {
         own.get("/api/users/me/", Some(&own.token(&alice))).await.0,
         200
     );
+}
+
+async fn logins_are_limited_per_username_across_addresses(backend: Backend) {
+    // Behind a trusted proxy, each attempt comes from another client address: the per-address
+    // bucket never fills, the per-username one does.
+    let hub = TestHub::start_with(&backend, |c| {
+        c.login_per_minute = 3;
+        c.trusted_proxies = vec!["127.0.0.1/32".into()];
+    })
+    .await;
+    hub.user("alice", Role::Client).await;
+    hub.user("bob", Role::Client).await;
+    let login = |who: &'static str, from: String| {
+        let hub = &hub;
+        async move {
+            hub.http
+                .post(hub.url("/api/auth/login/"))
+                .header("x-forwarded-for", from)
+                .json(&json!({"username": who, "password": "wrong"}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    for i in 0..3 {
+        assert_eq!(login("alice", format!("10.0.0.{i}")).await, 401);
+    }
+    assert_eq!(login("alice", "10.0.1.1".into()).await, 429);
+    // Another user from a fresh address is not held back by alice's bucket.
+    assert_eq!(login("bob", "10.0.2.1".into()).await, 401);
 }
