@@ -126,6 +126,10 @@ impl Application {
             _ => None,
         };
         let auth = Arc::new(Auth::from_config(&config, secret.as_deref())?);
+        tokio::spawn({
+            let auth = auth.clone();
+            async move { auth.prefetch_keys().await }
+        });
         let (bus, remote) = match &config.redis_url {
             Some(url) => {
                 let (bus, remote) =

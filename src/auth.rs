@@ -2,14 +2,18 @@
 //!
 //! Shared by the HTTP API and the WebSocket handshake. Tokens never reach a log line.
 
+pub mod jwks;
+
 use std::path::Path;
+use std::time::Duration;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use chrono::Utc;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
-use tickethub_actors::domain::UserId;
+use tickethub_actors::domain::{User, UserId};
+use tickethub_actors::ports::{StoreError, UserStore};
 
 use crate::config::{ConfigError, JwtAlgorithm, ServeConfig};
 
@@ -46,6 +50,20 @@ pub enum TokenError {
     /// Anything else: bad signature, other algorithm, `alg: none`, no `exp`, garbage.
     #[error("Given token not valid for any token type.")]
     Invalid,
+    /// A valid token whose user is unknown here or deactivated.
+    #[error("User not found or inactive.")]
+    Inactive,
+}
+
+/// Why a caller could not be authenticated.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// The token or its user was refused.
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    /// The user could not be looked up.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// The claims the hub issues and accepts.
@@ -67,9 +85,30 @@ struct Claims {
     aud: Option<serde_json::Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     iss: Option<String>,
+    /// Any other claim (the username claim of an identity provider's token).
+    #[serde(flatten)]
+    other: serde_json::Map<String, serde_json::Value>,
 }
 
-/// A verified token.
+/// Whom a verified token names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Subject {
+    /// A local user id (`user_id`, or a numeric `sub`).
+    Id(UserId),
+    /// A local username (the configured username claim).
+    Username(String),
+}
+
+/// A token whose signature and claims were verified, before its user was looked up.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Claimed {
+    /// Whose token it is.
+    pub subject: Subject,
+    /// When it expires, in seconds since the Unix epoch.
+    pub exp: i64,
+}
+
+/// A verified token of a known, active user.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Verified {
     /// Whose token it is.
@@ -91,8 +130,13 @@ pub struct TokenPair {
 pub struct Auth {
     algorithm: Algorithm,
     encoding: Option<EncodingKey>,
-    decoding: DecodingKey,
+    /// The hub's own key; absent when only an identity provider's keys verify.
+    decoding: Option<DecodingKey>,
     validation: Validation,
+    jwks: Option<jwks::Jwks>,
+    /// `validation` pinned to each algorithm a JWKS key may have.
+    jwks_validations: Vec<(Algorithm, Validation)>,
+    username_claim: Option<String>,
     access_ttl: i64,
     refresh_ttl: i64,
     audience: Option<String>,
@@ -118,22 +162,28 @@ impl Auth {
                 (
                     Algorithm::HS256,
                     Some(EncodingKey::from_secret(secret.as_bytes())),
-                    DecodingKey::from_secret(secret.as_bytes()),
+                    Some(DecodingKey::from_secret(secret.as_bytes())),
                 )
             }
             alg @ (JwtAlgorithm::Rs256 | JwtAlgorithm::Es256) => {
                 const PUB: &str = "--jwt-public-key (TICKETHUB_JWT_PUBLIC_KEY)";
                 const PRIV: &str = "--jwt-private-key (TICKETHUB_JWT_PRIVATE_KEY)";
-                let public = read_pem(config.jwt_public_key.as_deref(), PUB)?
-                    .ok_or_else(|| ConfigError::new(PUB, "is required with RS256 and ES256"))?;
+                let public = read_pem(config.jwt_public_key.as_deref(), PUB)?;
+                if public.is_none() && config.jwt_jwks_url.is_none() {
+                    return Err(ConfigError::new(PUB, "is required with RS256 and ES256"));
+                }
                 let private = read_pem(config.jwt_private_key.as_deref(), PRIV)?;
                 let rsa = alg == JwtAlgorithm::Rs256;
-                let decoding = if rsa {
-                    DecodingKey::from_rsa_pem(&public)
-                } else {
-                    DecodingKey::from_ec_pem(&public)
-                }
-                .map_err(|e| ConfigError::new(PUB, format!("not a usable PEM key: {e}")))?;
+                let decoding = public
+                    .map(|pem| {
+                        if rsa {
+                            DecodingKey::from_rsa_pem(&pem)
+                        } else {
+                            DecodingKey::from_ec_pem(&pem)
+                        }
+                        .map_err(|e| ConfigError::new(PUB, format!("not a usable PEM key: {e}")))
+                    })
+                    .transpose()?;
                 let encoding = private
                     .map(|pem| {
                         if rsa {
@@ -165,11 +215,29 @@ impl Auth {
             required.push("iss");
         }
         validation.set_required_spec_claims(&required);
+        let jwks_validations = [Algorithm::RS256, Algorithm::ES256, Algorithm::EdDSA]
+            .into_iter()
+            .map(|alg| {
+                let mut v = validation.clone();
+                v.algorithms = vec![alg];
+                (alg, v)
+            })
+            .collect();
+        let jwks = config.jwt_jwks_url.clone().map(|url| {
+            jwks::Jwks::new(
+                url,
+                Duration::from_secs(config.jwt_jwks_refetch_floor),
+                Duration::from_secs(config.jwt_jwks_max_age.max(1)),
+            )
+        });
         Ok(Self {
             algorithm,
             encoding,
             decoding,
             validation,
+            jwks,
+            jwks_validations,
+            username_claim: config.jwt_username_claim.clone(),
             access_ttl: config.access_token_ttl as i64,
             refresh_ttl: config.refresh_token_ttl as i64,
             audience: config.jwt_audience.clone(),
@@ -209,16 +277,44 @@ impl Auth {
             jti: Some(uuid::Uuid::new_v4().simple().to_string()),
             aud: self.audience.clone().map(serde_json::Value::String),
             iss: self.issuer.clone(),
+            other: serde_json::Map::new(),
         };
         jsonwebtoken::encode(&Header::new(self.algorithm), &claims, key).ok()
     }
 
+    /// Fetches the identity provider's keys ahead of the first token, if there is one; a
+    /// failure is only logged (the keys are fetched again when a token needs them).
+    pub async fn prefetch_keys(&self) {
+        if let Some(jwks) = &self.jwks {
+            jwks.prefetch().await;
+        }
+    }
+
     /// Verifies a token of the expected kind. A token without `token_type` (as issued by an
-    /// external identity provider) counts as an access token.
-    pub fn verify(&self, token: &str, expected: TokenType) -> Result<Verified, TokenError> {
+    /// external identity provider) counts as an access token. A token whose header names a
+    /// `kid` is verified with that key of the JWKS, when one is configured.
+    pub async fn verify(&self, token: &str, expected: TokenType) -> Result<Claimed, TokenError> {
         use jsonwebtoken::errors::ErrorKind;
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .map_err(|e| match e.kind() {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid)?;
+        let fetched;
+        let (key, validation) = match (&self.jwks, header.kid.as_deref()) {
+            (Some(jwks), Some(kid)) => {
+                fetched = jwks.key(kid).await.ok_or(TokenError::Invalid)?;
+                let validation = self
+                    .jwks_validations
+                    .iter()
+                    .find(|(alg, _)| *alg == fetched.algorithm && *alg == header.alg)
+                    .map(|(_, v)| v)
+                    .ok_or(TokenError::Invalid)?;
+                (&fetched.decoding, validation)
+            }
+            _ => (
+                self.decoding.as_ref().ok_or(TokenError::Invalid)?,
+                &self.validation,
+            ),
+        };
+        let data =
+            jsonwebtoken::decode::<Claims>(token, key, validation).map_err(|e| match e.kind() {
                 ErrorKind::ExpiredSignature => TokenError::Expired,
                 _ => TokenError::Invalid,
             })?;
@@ -227,15 +323,55 @@ impl Auth {
         if kind != expected.as_str() {
             return Err(TokenError::WrongType);
         }
-        let user_id = match (claims.user_id, claims.sub.as_deref()) {
-            (Some(id), _) => id,
-            (None, Some(sub)) => sub.parse().map_err(|_| TokenError::Invalid)?,
-            (None, None) => return Err(TokenError::Invalid),
+        let by_name = self
+            .username_claim
+            .as_deref()
+            .and_then(|claim| claims.other.get(claim))
+            .and_then(|v| v.as_str());
+        let subject = match (by_name, claims.user_id, claims.sub.as_deref()) {
+            (Some(name), _, _) => Subject::Username(name.to_owned()),
+            (None, Some(id), _) => Subject::Id(UserId(id)),
+            (None, None, Some(sub)) => {
+                Subject::Id(UserId(sub.parse().map_err(|_| TokenError::Invalid)?))
+            }
+            (None, None, None) => return Err(TokenError::Invalid),
         };
-        Ok(Verified {
-            user_id: UserId(user_id),
+        Ok(Claimed {
+            subject,
             exp: claims.exp,
         })
+    }
+
+    /// Verifies a token and finds its user, who must be active.
+    pub async fn authenticate<S: UserStore + ?Sized>(
+        &self,
+        users: &S,
+        token: &str,
+        expected: TokenType,
+    ) -> Result<(User, Verified), AuthError> {
+        let claimed = self.verify(token, expected).await?;
+        Self::resolve(users, claimed).await
+    }
+
+    /// Finds the user of a verified token, who must be active.
+    pub async fn resolve<S: UserStore + ?Sized>(
+        users: &S,
+        claimed: Claimed,
+    ) -> Result<(User, Verified), AuthError> {
+        let user = match &claimed.subject {
+            Subject::Id(id) => users.user_by_id(*id).await?,
+            Subject::Username(name) => users.user_with_hash(name).await?.map(|(u, _)| u),
+        };
+        match user {
+            Some(user) if user.is_active => {
+                let verified = Verified {
+                    user_id: user.id,
+                    exp: claimed.exp,
+                };
+                Ok((user, verified))
+            }
+            _ => Err(TokenError::Inactive.into()),
+        }
     }
 }
 
@@ -290,6 +426,17 @@ pub fn generate_secret() -> String {
 mod tests {
     use super::*;
 
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    fn verify(a: &Auth, token: &str, kind: TokenType) -> Result<Claimed, TokenError> {
+        block_on(a.verify(token, kind))
+    }
+
     fn auth() -> Auth {
         Auth::from_config(&ServeConfig::defaults(), Some(&"k".repeat(32))).unwrap()
     }
@@ -299,15 +446,15 @@ mod tests {
         let a = auth();
         let pair = a.issue_pair(UserId(7)).unwrap();
         assert_eq!(
-            a.verify(&pair.access, TokenType::Access).unwrap().user_id,
-            UserId(7)
+            verify(&a, &pair.access, TokenType::Access).unwrap().subject,
+            Subject::Id(UserId(7))
         );
         assert_eq!(
-            a.verify(&pair.refresh, TokenType::Access),
+            verify(&a, &pair.refresh, TokenType::Access),
             Err(TokenError::WrongType)
         );
         assert_eq!(
-            a.verify(&pair.access, TokenType::Refresh),
+            verify(&a, &pair.access, TokenType::Refresh),
             Err(TokenError::WrongType)
         );
     }
@@ -316,7 +463,7 @@ mod tests {
     fn expired_tokens_are_refused_without_leeway() {
         let a = auth();
         let t = a.issue(UserId(1), TokenType::Access, -1).unwrap();
-        assert_eq!(a.verify(&t, TokenType::Access), Err(TokenError::Expired));
+        assert_eq!(verify(&a, &t, TokenType::Access), Err(TokenError::Expired));
     }
 
     #[test]
@@ -324,12 +471,15 @@ mod tests {
         let a = auth();
         // {"alg":"none","typ":"JWT"} . {"user_id":1,"exp":9999999999} . (no signature)
         let none = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJ1c2VyX2lkIjoxLCJleHAiOjk5OTk5OTk5OTl9.";
-        assert_eq!(a.verify(none, TokenType::Access), Err(TokenError::Invalid));
+        assert_eq!(
+            verify(&a, none, TokenType::Access),
+            Err(TokenError::Invalid)
+        );
         let other = Auth::from_config(&ServeConfig::defaults(), Some(&"x".repeat(32))).unwrap();
         let t = other.issue_access(UserId(1)).unwrap();
-        assert_eq!(a.verify(&t, TokenType::Access), Err(TokenError::Invalid));
+        assert_eq!(verify(&a, &t, TokenType::Access), Err(TokenError::Invalid));
         assert_eq!(
-            a.verify("garbage", TokenType::Access),
+            verify(&a, "garbage", TokenType::Access),
             Err(TokenError::Invalid)
         );
     }
@@ -337,11 +487,8 @@ mod tests {
     #[test]
     fn passwords_verify_against_their_hash_only() {
         let h = hash_password_blocking("correct horse");
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        assert!(rt.block_on(verify_password("correct horse".into(), h.clone())));
-        assert!(!rt.block_on(verify_password("wrong".into(), h)));
-        assert!(!rt.block_on(verify_password("x".into(), "not a hash".into())));
+        assert!(block_on(verify_password("correct horse".into(), h.clone())));
+        assert!(!block_on(verify_password("wrong".into(), h)));
+        assert!(!block_on(verify_password("x".into(), "not a hash".into())));
     }
 }

@@ -86,6 +86,27 @@ pub struct ServeConfig {
     #[arg(long, env = "TICKETHUB_JWT_LEEWAY", default_value_t = 0)]
     pub jwt_leeway: u64,
 
+    /// An identity provider's JWKS URL (Keycloak: `<realm>/protocol/openid-connect/certs`).
+    /// A token whose header names a `kid` is verified with that key of the set (RS256, ES256
+    /// or EdDSA, as the key says); tokens without a `kid` with the hub's own key.
+    #[arg(long, env = "TICKETHUB_JWT_JWKS_URL")]
+    pub jwt_jwks_url: Option<String>,
+
+    /// Least seconds between two fetches of the JWKS, however many tokens name unknown keys.
+    #[arg(long, env = "TICKETHUB_JWT_JWKS_REFETCH_FLOOR", default_value_t = 30)]
+    pub jwt_jwks_refetch_floor: u64,
+
+    /// Seconds a fetched JWKS is trusted before it is fetched again (keys the provider has
+    /// withdrawn stop working by then).
+    #[arg(long, env = "TICKETHUB_JWT_JWKS_MAX_AGE", default_value_t = 600)]
+    pub jwt_jwks_max_age: u64,
+
+    /// The claim that names the local user by username (`preferred_username` with Keycloak).
+    /// A token carrying it may have any `sub`; without it, `user_id` or a numeric `sub` names
+    /// the user by id.
+    #[arg(long, env = "TICKETHUB_JWT_USERNAME_CLAIM")]
+    pub jwt_username_claim: Option<String>,
+
     /// Lifetime of access tokens, in seconds.
     #[arg(long, env = "TICKETHUB_ACCESS_TOKEN_TTL", default_value_t = 900)]
     pub access_token_ttl: u64,
@@ -469,11 +490,19 @@ impl ServeConfig {
                     "is required with a PostgreSQL database (every node must share it)",
                 ));
             }
-        } else if self.jwt_public_key.is_none() {
+        } else if self.jwt_public_key.is_none() && self.jwt_jwks_url.is_none() {
             return Err(ConfigError::new(
                 "--jwt-public-key (TICKETHUB_JWT_PUBLIC_KEY)",
-                "is required with RS256 and ES256",
+                "is required with RS256 and ES256, unless --jwt-jwks-url is set",
             ));
+        }
+        if let Some(url) = &self.jwt_jwks_url {
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return Err(ConfigError::new(
+                    "--jwt-jwks-url (TICKETHUB_JWT_JWKS_URL)",
+                    "must be an http:// or https:// URL",
+                ));
+            }
         }
         if self.delivery_lease != 0 && self.delivery_lease < 2 * self.delivery_timeout.max(1) {
             return Err(ConfigError::new(

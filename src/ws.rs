@@ -16,7 +16,7 @@ use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::auth::{TokenError, TokenType};
+use crate::auth::{Auth, AuthError, TokenError, TokenType};
 use crate::http::error::ApiError;
 use crate::http::AppState;
 
@@ -199,7 +199,7 @@ async fn handshake_with(
 
     let auth = match token {
         None => Err(TokenError::Missing),
-        Some(t) => state.auth.verify(&t, TokenType::Access),
+        Some(t) => state.auth.verify(&t, TokenType::Access).await,
     };
     // Admission control: a connect storm queues here, not in the database pool ahead of
     // every request.
@@ -210,10 +210,10 @@ async fn handshake_with(
         .await
         .expect("the handshake semaphore is never closed");
     let user = match auth {
-        Ok(verified) => match state.store.user_by_id(verified.user_id).await {
-            Ok(Some(user)) if user.is_active => Ok((user, verified)),
-            Ok(_) => Err(TokenError::Invalid),
-            Err(e) => {
+        Ok(claimed) => match Auth::resolve(&*state.store, claimed).await {
+            Ok(found) => Ok(found),
+            Err(AuthError::Token(e)) => Err(e),
+            Err(AuthError::Store(e)) => {
                 tracing::error!(error = %e, "user lookup failed during handshake");
                 return ApiError::unavailable("The database is unavailable.").into_response();
             }

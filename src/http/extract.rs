@@ -62,14 +62,11 @@ where
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .ok_or_else(|| ApiError::unauthorized(TokenError::Missing.to_string()))?;
-        let verified = state
+        let (user, _) = state
             .auth
-            .verify(token.trim(), TokenType::Access)
-            .map_err(|e| ApiError::unauthorized(e.to_string()))?;
-        match state.store.user_by_id(verified.user_id).await? {
-            Some(user) if user.is_active => Ok(Caller(user)),
-            _ => Err(ApiError::unauthorized("User not found or inactive.")),
-        }
+            .authenticate(&*state.store, token.trim(), TokenType::Access)
+            .await?;
+        Ok(Caller(user))
     }
 }
 

@@ -205,16 +205,13 @@ async fn refresh(
     Json(body): Json<RefreshIn>,
 ) -> Result<Json<AccessOut>, ApiError> {
     state.limits.refresh(ip)?;
-    let verified = state
+    let (user, _) = state
         .auth
-        .verify(&body.refresh, TokenType::Refresh)
-        .map_err(|e| ApiError::unauthorized(e.to_string()))?;
-    match state.store.user_by_id(verified.user_id).await? {
-        Some(user) if user.is_active => Ok(Json(AccessOut {
-            access: state.auth.issue_access(user.id).ok_or_else(cannot_issue)?,
-        })),
-        _ => Err(ApiError::unauthorized("User not found or inactive.")),
-    }
+        .authenticate(&*state.store, &body.refresh, TokenType::Refresh)
+        .await?;
+    Ok(Json(AccessOut {
+        access: state.auth.issue_access(user.id).ok_or_else(cannot_issue)?,
+    }))
 }
 
 fn cannot_issue() -> ApiError {

@@ -33,7 +33,7 @@ use tickethub_actors::room::{PresenceCommand, RoomMsg, RoomSocket};
 use super::close::CloseCode;
 use super::dialect::Dialect;
 use super::protocol::{ClientFrame, ServerFrame};
-use crate::auth::{TokenError, TokenType, Verified};
+use crate::auth::{AuthError, TokenError, TokenType, Verified};
 use crate::http::AppState;
 use crate::wire;
 
@@ -493,26 +493,14 @@ impl Ctx {
 
     /// `refresh_token`: the socket runs on the new token from now on.
     async fn refresh(&mut self, token: &str, write: &mut Writer) -> Result<(), WebSocketError> {
-        let verified = self.state.auth.verify(token, TokenType::Access);
         // A deactivated account's tokens no longer count, however fresh.
-        let active = match &verified {
-            Ok(v) if v.user_id == self.user.id => {
-                matches!(self.state.store.user_by_id(v.user_id).await, Ok(Some(u)) if u.is_active)
-            }
-            _ => true,
-        };
+        let verified = self
+            .state
+            .auth
+            .authenticate(&*self.state.store, token, TokenType::Access)
+            .await;
         match verified {
-            Ok(_) if !active => {
-                send(
-                    write,
-                    &ServerFrame::Error {
-                        code: "invalid_token",
-                        message: "User not found or inactive.".into(),
-                    },
-                )
-                .await?;
-            }
-            Ok(v) if v.user_id == self.user.id => {
+            Ok((_, v)) if v.user_id == self.user.id => {
                 self.token = v;
                 self.warned = false;
                 send(write, &ServerFrame::TokenRefreshed { expires_at: v.exp }).await?;
@@ -527,7 +515,18 @@ impl Ctx {
                 )
                 .await?;
             }
-            Err(e) => {
+            Err(AuthError::Store(e)) => {
+                tracing::warn!(user_id = self.user.id.0, error = %e, "token refresh failed");
+                send(
+                    write,
+                    &ServerFrame::Error {
+                        code: "unavailable",
+                        message: "The database is unavailable; try again shortly.".into(),
+                    },
+                )
+                .await?;
+            }
+            Err(AuthError::Token(e)) => {
                 send(
                     write,
                     &ServerFrame::Error {

@@ -725,3 +725,151 @@ async fn logins_are_limited_per_username_across_addresses(backend: Backend) {
     // Another user from a fresh address is not held back by alice's bucket.
     assert_eq!(login("bob", "10.0.2.1".into()).await, 401);
 }
+
+/// A stand-in for an identity provider's JWKS endpoint, whose keys the test swaps.
+struct JwksServer {
+    url: String,
+    keys: std::sync::Arc<std::sync::Mutex<Value>>,
+    fetches: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl JwksServer {
+    async fn start(keys: Value) -> JwksServer {
+        use std::sync::atomic::Ordering;
+        let keys = std::sync::Arc::new(std::sync::Mutex::new(keys));
+        let fetches = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let app = axum::Router::new().route(
+            "/realms/ops/protocol/openid-connect/certs",
+            axum::routing::get({
+                let (keys, fetches) = (keys.clone(), fetches.clone());
+                move || async move {
+                    fetches.fetch_add(1, Ordering::SeqCst);
+                    axum::Json(keys.lock().unwrap().clone())
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        JwksServer {
+            url: format!("http://{addr}/realms/ops/protocol/openid-connect/certs"),
+            keys,
+            fetches,
+        }
+    }
+
+    fn serve(&self, keys: Value) {
+        *self.keys.lock().unwrap() = keys;
+    }
+
+    fn fetches(&self) -> usize {
+        self.fetches.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[tokio::test]
+async fn identity_provider_keys_come_from_a_jwks_and_rotate() {
+    use jsonwebtoken::{jwk::Jwk, Algorithm, EncodingKey, Header};
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let pem = |name: &str| std::fs::read(fixtures.join(name)).unwrap();
+    const AUD: &str = "tickethub-web";
+    const ISS: &str = "https://idp.example.test/realms/ops";
+    let rsa = EncodingKey::from_rsa_pem(&pem("rs256-private.pem")).unwrap();
+    let ec = EncodingKey::from_ec_pem(&pem("es256-private.pem")).unwrap();
+    let ed = EncodingKey::from_ed_pem(&pem("ed25519-private.pem")).unwrap();
+    let jwk = |key: &EncodingKey, alg: Algorithm, kid: &str| {
+        let mut jwk = Jwk::from_encoding_key(key, alg).unwrap();
+        jwk.common.key_id = Some(kid.into());
+        serde_json::to_value(jwk).unwrap()
+    };
+    // Ed25519 public keys cannot be derived by jsonwebtoken; the fixture holds `x`.
+    let ed_x = std::fs::read_to_string(fixtures.join("ed25519-public.x")).unwrap();
+    let ed_jwk = json!({"kty": "OKP", "crv": "Ed25519", "kid": "k3", "use": "sig",
+                        "x": ed_x.trim()});
+    let first = json!({"keys": [jwk(&rsa, Algorithm::RS256, "k1")]});
+    let rotated = json!({"keys": [jwk(&ec, Algorithm::ES256, "k2"), ed_jwk]});
+
+    let idp = JwksServer::start(first).await;
+    let hub = TestHub::start_with(&Backend::Sqlite, |c| {
+        c.jwt_jwks_url = Some(idp.url.clone());
+        c.jwt_jwks_refetch_floor = 0;
+        c.jwt_audience = Some(AUD.into());
+        c.jwt_issuer = Some(ISS.into());
+        c.jwt_username_claim = Some("preferred_username".into());
+    })
+    .await;
+    let alice = hub.user("kc-alice", Role::Developer).await;
+    let now = chrono::Utc::now().timestamp();
+    let token = |key: &EncodingKey, alg: Algorithm, kid: &str, username: &str| {
+        let mut header = Header::new(alg);
+        header.kid = Some(kid.into());
+        // As Keycloak issues them: a UUID `sub`, `aud` a list, no `token_type`.
+        let claims = json!({
+            "sub": "f3b1c2d4-6f7e-4a8b-9c0d-1e2f3a4b5c6d", "exp": now + 600, "iat": now,
+            "aud": ["account", AUD], "iss": ISS, "preferred_username": username,
+            "typ": "Bearer", "azp": "tickethub-web",
+        });
+        jsonwebtoken::encode(&header, &claims, key).unwrap()
+    };
+    let me = |token: String| {
+        let hub = &hub;
+        async move { hub.get("/api/users/me/", Some(&token)).await }
+    };
+
+    let k1 = token(&rsa, Algorithm::RS256, "k1", "kc-alice");
+    let (status, body) = me(k1.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["id"], alice.id.0);
+    assert_eq!(body["username"], "kc-alice");
+    let mut ws = Ws::connect(&hub.ws_url(&format!("/ws/notifications/?token={k1}"))).await;
+    assert_eq!(ws.established().await["user_id"], alice.id.0);
+    // A user the hub does not know, a key signed under another key's id, and a token whose
+    // header claims another algorithm than its key's.
+    assert_eq!(
+        me(token(&rsa, Algorithm::RS256, "k1", "nobody")).await.0,
+        401
+    );
+    assert_eq!(
+        me(token(&ec, Algorithm::ES256, "k1", "kc-alice")).await.0,
+        401
+    );
+    assert_eq!(
+        me(token(&rsa, Algorithm::RS256, "k9", "kc-alice")).await.0,
+        401
+    );
+    // The hub's own tokens still count beside the provider's.
+    assert_eq!(me(hub.token(&alice)).await.0, 200);
+
+    // The provider rotates its keys; the hub follows when it first sees a new `kid`.
+    idp.serve(rotated);
+    let before = idp.fetches();
+    let (status, body) = me(token(&ec, Algorithm::ES256, "k2", "kc-alice")).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(idp.fetches() > before);
+    assert_eq!(
+        me(token(&ed, Algorithm::EdDSA, "k3", "kc-alice")).await.0,
+        200
+    );
+    // The withdrawn key no longer verifies, even for a token signed before the rotation.
+    assert_eq!(me(k1.clone()).await.0, 401);
+    ws.send_json(json!({"type": "refresh_token", "token": k1}))
+        .await;
+    assert_eq!(ws.next_of("error").await["code"], "invalid_token");
+
+    // With a floor, tokens naming made-up keys cannot make the hub hammer the provider.
+    let idp2 = JwksServer::start(json!({"keys": []})).await;
+    let guarded = TestHub::start_with(&Backend::Sqlite, |c| {
+        c.jwt_jwks_url = Some(idp2.url.clone());
+        c.jwt_jwks_refetch_floor = 3600;
+    })
+    .await;
+    for i in 0..20 {
+        let t = token(&rsa, Algorithm::RS256, &format!("made-up-{i}"), "kc-alice");
+        assert_eq!(guarded.get("/api/users/me/", Some(&t)).await.0, 401);
+    }
+    assert!(
+        idp2.fetches() <= 1,
+        "{} fetches for 20 unknown kids",
+        idp2.fetches()
+    );
+}
