@@ -161,6 +161,7 @@ impl Application {
                     ..Default::default()
                 },
                 rooms_runtime: rooms_runtime.as_ref().map(NicedRuntime::handle),
+                signup_notice_interval: Duration::from_secs(config.signup_notice_interval),
                 ..HubConfig::default()
             },
             HubDeps {

@@ -199,6 +199,12 @@ pub struct ServeConfig {
     )]
     pub registration: Registration,
 
+    /// Seconds over which sign-up emails to super admins are coalesced: the first sign-up
+    /// after a quiet spell is mailed at once, later ones together when the window closes
+    /// (0: one email per sign-up). Inbox notifications are never held back.
+    #[arg(long, env = "TICKETHUB_SIGNUP_NOTICE_INTERVAL", default_value_t = 300)]
+    pub signup_notice_interval: u64,
+
     /// Registrations per hour from one client address (0: no limit).
     #[arg(long, env = "TICKETHUB_REGISTER_PER_HOUR", default_value_t = 10)]
     pub register_per_hour: u32,

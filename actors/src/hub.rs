@@ -40,6 +40,8 @@ pub struct HubConfig {
     /// priority, so that a presence storm yields the CPU to notifications. `None`: the
     /// runtime that starts the hub.
     pub rooms_runtime: Option<tokio::runtime::Handle>,
+    /// Sign-up emails to super admins are coalesced over this window (zero: one per sign-up).
+    pub signup_notice_interval: Duration,
 }
 
 impl Default for HubConfig {
@@ -53,6 +55,7 @@ impl Default for HubConfig {
             gap_wait: Duration::from_millis(50),
             rooms: crate::room::RoomConfig::default(),
             rooms_runtime: None,
+            signup_notice_interval: Duration::from_secs(300),
         }
     }
 }
@@ -136,6 +139,7 @@ struct HubInner {
     refs: Arc<RwLock<Refs>>,
     tickets: Map<TicketId, TicketMsg>,
     root_handle: tokio::sync::Mutex<Option<JoinHandle<()>>>,
+    signups: Arc<crate::signups::Signups>,
 }
 
 #[derive(Clone)]
@@ -221,6 +225,7 @@ impl Hub {
         let (root, root_handle) = Actor::spawn(None, HubRoot { spec }, ()).await?;
         let refs = ractor::call_t!(root, RootMsg::Refs, 5_000)
             .map_err(|e| ractor::SpawnErr::StartupFailed(e.to_string().into()))?;
+        let signups = crate::signups::Signups::new(config.signup_notice_interval);
         Ok(Hub {
             inner: Arc::new(HubInner {
                 started: std::time::Instant::now(),
@@ -230,6 +235,7 @@ impl Hub {
                 refs,
                 tickets,
                 root_handle: tokio::sync::Mutex::new(Some(root_handle)),
+                signups,
             }),
         })
     }
@@ -699,33 +705,13 @@ impl Hub {
         Ok(ticket)
     }
 
-    /// Tells the super admins that a client registered.
+    /// Tells the super admins that a client registered: in their inboxes at once, by email
+    /// coalesced (see [`crate::signups`]). Returns how many were told.
     pub async fn user_registered(&self, user: &User, data: String) -> Result<usize, StoreError> {
-        let deps = &self.inner.deps;
-        let event = EventType::UserRegistered;
-        let audience = deps.audience(&event, &[]).await?;
-        let drafts = audience.drafts(
-            Parties {
-                actor: Some(user.id),
-                ..Parties::default()
-            },
-            &Content {
-                event,
-                title: "New User Registered".into(),
-                message: format!(
-                    "A new client has registered: {} ({})",
-                    user.name(),
-                    user.username
-                ),
-                ticket: None,
-                data,
-                action_url: Some(format!("/users/{}/", user.id)),
-            },
-        );
-        let notifications = deps.store.commit_notifications(drafts).await?;
-        let count = notifications.len();
-        deps.deliver(notifications);
-        Ok(count)
+        self.inner
+            .signups
+            .registered(&self.inner.deps, user, data)
+            .await
     }
 
     /// Sends an admin's own notification; returns the ids of the notifications stored, one per

@@ -20,6 +20,7 @@ both_backends!(
     whatsapp_retries_with_backoff_and_refuses_permanently,
     webhooks_are_signed_and_private_destinations_refused,
     queued_mail_survives_a_restart_and_is_sent_once,
+    sign_up_mails_are_coalesced,
 );
 
 /// A user sets their WhatsApp number over the API.
@@ -557,4 +558,64 @@ async fn a_channel_actor_that_crashes_mid_send_does_not_send_again() {
     // Ten poll intervals: time enough for a second send, if there were one.
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(receiver.requests().len(), 1, "the webhook was sent once");
+}
+
+async fn sign_up_mails_are_coalesced(backend: Backend) {
+    let smtp = Smtp::start().await;
+    let url = smtp.url();
+    let hub = TestHub::start_with(&backend, |c| {
+        quick(c);
+        c.smtp_url = Some(url);
+        c.signup_notice_interval = 2;
+    })
+    .await;
+    let root = hub.user_with("root", Role::Admin, true).await;
+    hub.user_with("chief", Role::Admin, true).await;
+    let register = |username: &'static str| {
+        let hub = &hub;
+        async move {
+            let (status, body) = hub
+                .post(
+                    "/api/auth/register/",
+                    None,
+                    json!({"username": username, "password": "long-enough"}),
+                )
+                .await;
+            assert_eq!(status, 201, "{body}");
+        }
+    };
+    // The first sign-up is mailed at once; the next three wait for the window to close.
+    register("carol").await;
+    let first = smtp.wait_for(2).await;
+    assert!(
+        first.iter().all(|m| m.text().contains("carol")),
+        "{first:?}"
+    );
+    for who in ["dave", "erin", "frank"] {
+        register(who).await;
+    }
+    let mails = smtp.wait_for(4).await;
+    let mut to: Vec<String> = mails[2..].iter().flat_map(|m| m.to.clone()).collect();
+    to.sort();
+    assert_eq!(to, ["chief@example.test", "root@example.test"]);
+    for digest in &mails[2..] {
+        assert_eq!(digest.subject(), "3 New Users Registered", "{digest:?}");
+        for who in ["dave", "erin", "frank"] {
+            assert!(
+                digest.text().contains(who),
+                "{who} missing: {}",
+                digest.text()
+            );
+        }
+        assert!(!digest.text().contains("carol"));
+    }
+    // Nothing is held back from the inbox: every sign-up is there, and the digest.
+    let page = hub
+        .get_as(
+            &root,
+            "/api/notifications/?notification_type=user_registered",
+            200,
+        )
+        .await;
+    assert_eq!(page["count"], 5, "{page}");
 }
