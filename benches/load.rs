@@ -54,6 +54,7 @@ Scenarios and what they support:
   idle        N idle sockets: server RSS per socket, connect rate      [baseline] [--target]
   fanout      one notification to N users, K times: latency, rate      [baseline] [--target]
   steady      R notifications/s, stepped up until p99 or loss fails    [baseline] [--target]
+  tail        R notifications/s for a minute: p50, p99, p99.9, max     [baseline] [--target]
   slow        a share of sockets stop reading: the others' p99         [baseline] [--target]
   lifecycle   a ticket storm through the REST API, every recipient     [--target]
   reconnect   M clients miss X notifications each and reconnect
@@ -145,7 +146,7 @@ pub struct Common {
     pub concurrency: usize,
     /// Pin the hub processes to these CPUs (`taskset` list, e.g. `1`), and this driver with
     /// its clients to the others, so that the two never share a core.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, alias = "pin")]
     pub pin_hub: Option<String>,
 }
 
@@ -175,6 +176,8 @@ enum Scenario {
     Fanout(scenarios::FanoutArgs),
     /// R notifications/s to random users, stepped up until p99 or loss fails. [baseline] [--target]
     Steady(scenarios::SteadyArgs),
+    /// A fixed rate of one-notification calls for a minute: p50, p99, p99.9, max. [baseline] [--target]
+    Tail(scenarios::TailArgs),
     /// A share of sockets stop reading; the others' p99 must not move. [baseline] [--target]
     Slow(scenarios::SlowArgs),
     /// A ticket storm through the REST API with every recipient checked. [--target]
@@ -292,6 +295,7 @@ fn main() {
         Scenario::Idle { clients, hold } => rt.block_on(scenarios::idle(clients, hold, &common)),
         Scenario::Fanout(args) => rt.block_on(scenarios::fanout(args, &common)),
         Scenario::Steady(args) => rt.block_on(scenarios::steady(args, &common)),
+        Scenario::Tail(args) => rt.block_on(scenarios::tail(args, &common)),
         Scenario::Slow(args) => rt.block_on(scenarios::slow(args, &common)),
         Scenario::Lifecycle(args) => rt.block_on(scenarios::lifecycle(args, &common)),
         Scenario::Reconnect { clients, missed } => {

@@ -118,6 +118,7 @@ impl Application {
         let store = store::connect_with(
             &config.database_url,
             Duration::from_millis(config.db_acquire_timeout_ms),
+            config.sqlite_synchronous,
         )
         .await?;
         let secret = match (config.jwt_algorithm, &config.jwt_secret) {

@@ -31,6 +31,17 @@ pub struct ServeConfig {
     #[arg(long, env = "TICKETHUB_DB_ACQUIRE_TIMEOUT_MS", default_value_t = 2_000)]
     pub db_acquire_timeout_ms: u64,
 
+    /// SQLite durability. `full`: an acknowledged notification survives a power loss (each
+    /// group commit waits for fsync). `normal`: it survives a crash of the process only; the
+    /// last commits before a power loss may be lost.
+    #[arg(
+        long,
+        env = "TICKETHUB_SQLITE_SYNCHRONOUS",
+        value_enum,
+        default_value = "full"
+    )]
+    pub sqlite_synchronous: SqliteDurability,
+
     /// Milliseconds a socket's attach waits for its user or room actor before it tries again
     /// (an attach is idempotent: a slow first try is never replayed twice).
     #[arg(
@@ -381,6 +392,16 @@ pub struct ServeConfig {
     /// Seconds a graceful shutdown waits for sockets and requests before it gives up.
     #[arg(long, env = "TICKETHUB_SHUTDOWN_TIMEOUT", default_value_t = 10)]
     pub shutdown_timeout: u64,
+}
+
+/// How SQLite makes a commit durable.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum SqliteDurability {
+    /// `synchronous=FULL`: a commit survives a power loss.
+    #[default]
+    Full,
+    /// `synchronous=NORMAL`: a commit survives a crash of the process.
+    Normal,
 }
 
 /// The token signature algorithms the hub can be pinned to.

@@ -23,18 +23,19 @@ pub const ACQUIRE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(
 
 /// Connects to the database a URL names and runs its migrations.
 pub async fn connect(url: &str) -> Result<Arc<dyn Store>, ConnectError> {
-    connect_with(url, ACQUIRE_TIMEOUT).await
+    connect_with(url, ACQUIRE_TIMEOUT, Default::default()).await
 }
 
-/// [`connect`], with the time a call waits for a pooled connection before it fails: during a
-/// database outage, every call fails within it.
+/// [`connect`], with the time a call waits for a pooled connection before it fails (during a
+/// database outage, every call fails within it) and SQLite's durability.
 pub async fn connect_with(
     url: &str,
     acquire_timeout: std::time::Duration,
+    durability: crate::config::SqliteDurability,
 ) -> Result<Arc<dyn Store>, ConnectError> {
     match database_kind(url)? {
         DatabaseKind::Sqlite => Ok(Arc::new(
-            sqlite::SqliteStore::connect(url, acquire_timeout).await?,
+            sqlite::SqliteStore::connect(url, acquire_timeout, durability).await?,
         )),
         DatabaseKind::Postgres => Ok(Arc::new(
             postgres::PgStore::connect(url, acquire_timeout).await?,
@@ -127,6 +128,22 @@ impl ProjectRow {
 
 pub(crate) const USER_COLUMNS: &str =
     "id, username, display_name, email, whatsapp_number, role, is_superuser, is_active, created_at";
+
+/// One caller's drafts waiting for the group committer, and where its answer goes.
+pub(crate) type CommitJob = (
+    Vec<tickethub_actors::notification::Draft>,
+    tokio::sync::oneshot::Sender<
+        Result<Vec<tickethub_actors::notification::Notification>, StoreError>,
+    >,
+);
+
+/// The queue of the group committer: concurrent `commit_notifications` calls are committed
+/// together, in one transaction, by whichever committer takes them.
+#[derive(Clone, Debug)]
+pub struct CommitQueue(tokio::sync::mpsc::UnboundedSender<CommitJob>);
+
+/// At most this many calls share one transaction.
+pub(crate) const MAX_GROUP: usize = 256;
 
 /// Implements every port for a store type with `reader()` and `writer()` pools.
 macro_rules! impl_store {

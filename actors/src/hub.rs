@@ -44,6 +44,10 @@ pub struct HubConfig {
     pub signup_notice_interval: Duration,
 }
 
+/// How often the users' heartbeat reports of what their sockets were sent are written, in one
+/// transaction for all of them.
+const SENT_BATCH_INTERVAL: Duration = Duration::from_secs(1);
+
 impl Default for HubConfig {
     fn default() -> Self {
         Self {
@@ -171,6 +175,7 @@ impl Hub {
             webhook_urls: delivery.webhook_urls.clone(),
             bus,
             presence,
+            sent: crate::sent::SentRecorder::start(store.clone(), SENT_BATCH_INTERVAL),
         });
         let node: Arc<str> = format!("{:016x}", rand::random::<u64>()).into();
         let delivery_spec = Arc::new(crate::delivery::DeliverySupervisor {
@@ -745,9 +750,10 @@ impl Hub {
                 action_url: a.link,
             },
         );
+        let queued = Deps::queued_channels(&drafts);
         let notifications = deps.store.commit_notifications(drafts).await?;
         let ids = notifications.iter().map(|n| n.id).collect();
-        deps.deliver(notifications);
+        deps.deliver_queued(notifications, &queued);
         Ok(ids)
     }
 

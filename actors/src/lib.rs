@@ -39,6 +39,7 @@ pub mod notifier;
 pub mod ports;
 pub mod room;
 pub mod routing;
+pub mod sent;
 pub mod signups;
 pub mod ticket;
 pub mod ticket_domain;

@@ -15,6 +15,8 @@ use crate::user::UserMsg;
 
 /// Shared dependencies of the actors.
 pub struct Deps {
+    /// Batches the users' `sent_seq` writes.
+    pub sent: Arc<crate::sent::SentRecorder>,
     /// The database.
     pub store: Arc<dyn Store>,
     /// Who hears about what.
@@ -164,6 +166,23 @@ impl Deps {
     /// Sends committed notifications to their recipients' live actors and wakes the channel
     /// actors. Never waits on a socket or a provider.
     pub fn deliver(&self, notifications: Vec<Notification>) {
+        self.deliver_queued(notifications, &Channel::OUTBOUND);
+    }
+
+    /// The outbound channels some of these drafts queue a delivery on.
+    pub fn queued_channels(drafts: &[Draft]) -> Vec<Channel> {
+        let mut channels: Vec<Channel> = drafts
+            .iter()
+            .flat_map(|d| d.deliveries.iter().map(|(c, _)| *c))
+            .collect();
+        channels.sort_by_key(|c| c.as_str());
+        channels.dedup();
+        channels
+    }
+
+    /// [`Deps::deliver`], waking only the channel actors of `queued` (each wake is a claim
+    /// query, so a commit that queued nothing on a channel does not wake it).
+    pub fn deliver_queued(&self, notifications: Vec<Notification>, queued: &[Channel]) {
         if notifications.is_empty() {
             return;
         }
@@ -182,8 +201,11 @@ impl Deps {
                 }
             }
         }
-        for actor in self.channels.read().expect("channel map poisoned").values() {
-            let _ = actor.send_message(crate::delivery::ChannelMsg::Wake);
+        let channels = self.channels.read().expect("channel map poisoned");
+        for channel in queued {
+            if let Some(actor) = channels.get(channel) {
+                let _ = actor.send_message(crate::delivery::ChannelMsg::Wake);
+            }
         }
     }
 }

@@ -315,9 +315,9 @@ pub trait NotificationStore: Send + Sync {
     /// Records that the user's clients have shown everything up to `seq` (never moves back,
     /// never past the user's last seq); returns the acknowledged seq.
     async fn ack(&self, user: UserId, seq: i64) -> Result<i64, StoreError>;
-    /// Records that everything up to `seq` was written to some socket of the user (never
-    /// moves back).
-    async fn record_sent(&self, user: UserId, seq: i64) -> Result<(), StoreError>;
+    /// Records, for each user, that everything up to the seq was written to some socket of
+    /// theirs (never moves back), in one transaction.
+    async fn record_sent(&self, sent: &[(UserId, i64)]) -> Result<(), StoreError>;
     /// The outbound deliveries of one of a user's notifications.
     async fn deliveries(&self, user: UserId, id: i64) -> Result<Option<Vec<Delivery>>, StoreError>;
     /// How the outbound deliveries of these notifications stand, per notification that has

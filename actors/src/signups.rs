@@ -73,9 +73,10 @@ impl Signups {
                 draft.deliveries.retain(|(c, _)| *c != Channel::Email);
             }
         }
+        let queued = Deps::queued_channels(&drafts);
         let notifications = deps.store.commit_notifications(drafts).await?;
         let count = notifications.len();
-        deps.deliver(notifications);
+        deps.deliver_queued(notifications, &queued);
         Ok(count)
     }
 
@@ -141,9 +142,10 @@ async fn digest(deps: &Deps, users: &[(String, String)]) -> Result<(), StoreErro
         draft.deliveries.retain(|(c, _)| *c == Channel::Email);
     }
     drafts.retain(|d| !d.deliveries.is_empty());
+    let queued = Deps::queued_channels(&drafts);
     let notifications = deps.store.commit_notifications(drafts).await?;
     metrics::counter!("tickethub_signup_digests_total").increment(notifications.len() as u64);
-    deps.deliver(notifications);
+    deps.deliver_queued(notifications, &queued);
     Ok(())
 }
 

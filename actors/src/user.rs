@@ -347,16 +347,27 @@ impl UserActor {
         }
     }
 
-    /// Writes the highest seq written to a socket to the database, when it moved.
+    /// Writes the highest seq written to a socket to the database, when it moved, and waits
+    /// for the write (it goes with the recorder's next batch).
     async fn flush_sent(&self, state: &mut UserState, extra: i64) {
         let sent = state.max_sent().max(extra);
         if sent > state.flushed_sent {
-            match self.deps.store.record_sent(state.user_id, sent).await {
-                Ok(()) => state.flushed_sent = sent,
-                Err(e) => {
-                    tracing::warn!(user_id = state.user_id.0, error = %e, "cannot record sent seq")
-                }
+            self.deps.sent.flush(state.user_id, sent).await;
+            state.flushed_sent = sent;
+        }
+    }
+
+    /// Hands the highest seq written to a socket to the recorder, when it moved: `soon` for
+    /// the next batch at once, otherwise with the periodic one. Never waits.
+    fn report_sent(&self, state: &mut UserState, soon: bool) {
+        let sent = state.max_sent();
+        if sent > state.flushed_sent {
+            if soon {
+                self.deps.sent.note_soon(state.user_id, sent);
+            } else {
+                self.deps.sent.note(state.user_id, sent);
             }
+            state.flushed_sent = sent;
         }
     }
 
@@ -475,7 +486,7 @@ impl Actor for UserActor {
                     state.pending.insert(n.seq, n);
                     state.drain();
                     if state.max_sent() - state.flushed_sent >= SENT_FLUSH_EVERY {
-                        self.flush_sent(state, 0).await;
+                        self.report_sent(state, true);
                     }
                     if !state.pending.is_empty() && !state.gap_check_scheduled {
                         state.gap_check_scheduled = true;
@@ -548,7 +559,7 @@ impl Actor for UserActor {
                     }
                     conn.handle.push(ConnectionMsg::Ping).is_ok()
                 });
-                self.flush_sent(state, 0).await;
+                self.report_sent(state, false);
             }
             UserMsg::Shutdown => {
                 self.close_all(state, Disconnect::Shutdown).await;

@@ -43,12 +43,34 @@ impl Rng {
 
 async fn start(kind: Kind, common: &Common, seed: &Seed) -> Option<Target> {
     match Target::start(kind, common, seed).await {
-        Ok(t) => Some(t),
+        Ok(t) => {
+            if let Some(pid) = t.pid {
+                crate::child::pin_apart(&[pid], common.pin_hub.as_deref());
+            }
+            Some(t)
+        }
         Err(e) => {
             eprintln!("{}: {e}", kind.label());
             None
         }
     }
+}
+
+/// Starts a target with `clients` clients and one admin, and connects every client.
+async fn start_connected(
+    kind: Kind,
+    common: &Common,
+    clients: usize,
+) -> Option<(Arc<Target>, Pool, Connected)> {
+    let seed = Seed {
+        clients,
+        admins: 1,
+        ..Default::default()
+    };
+    let target = Arc::new(start(kind, common, &seed).await?);
+    let who = target.clients[..clients].to_vec();
+    let (pool, connected) = connect(&target, &who, common).await;
+    Some((target, pool, connected))
 }
 
 /// Starts the workers and opens one socket per principal, with a progress bar.
@@ -323,8 +345,8 @@ pub struct SteadyArgs {
     /// Each step's rate is the previous one's times this.
     #[arg(long, default_value_t = 1.5)]
     factor: f64,
-    /// Seconds of sending per step.
-    #[arg(long, default_value_t = 5.0)]
+    /// Seconds of sending per step (long enough that periodic stalls fall inside a step).
+    #[arg(long, default_value_t = 30.0)]
     seconds: f64,
     /// The highest rate tried.
     #[arg(long, default_value_t = 200_000.0)]
@@ -332,8 +354,9 @@ pub struct SteadyArgs {
     /// A step fails when its p99 (scheduled send to frame) is above this, in ms.
     #[arg(long, default_value_t = 50.0)]
     p99_bound_ms: f64,
-    /// Users per send call: one call carries this many notifications (one per user).
-    #[arg(long, default_value_t = 10)]
+    /// Users per send call: one call carries this many notifications (one per user). One, as
+    /// the seed backends send them.
+    #[arg(long, default_value_t = 1)]
     batch: usize,
     /// Send calls in flight at most; a call that must wait is late, and its lateness counts.
     #[arg(long, default_value_t = 256)]
@@ -344,6 +367,99 @@ pub struct SteadyArgs {
     /// Bytes of padding in each notification's data.
     #[arg(long, default_value_t = 0)]
     payload_bytes: usize,
+}
+
+/// Options of `tail`.
+#[derive(Args, Debug)]
+pub struct TailArgs {
+    /// Connected users the notifications go to, at random.
+    #[arg(long, default_value_t = 1_000)]
+    clients: usize,
+    /// Notifications per second, one per send call.
+    #[arg(long, default_value_t = 1_000.0)]
+    rate: f64,
+    /// Seconds of sending (60: two heartbeats, several checkpoints).
+    #[arg(long, default_value_t = 60.0)]
+    seconds: f64,
+    /// Send calls in flight at most; a call that must wait is late, and its lateness counts.
+    #[arg(long, default_value_t = 256)]
+    inflight: usize,
+    /// Seconds to wait for stragglers before they count as lost.
+    #[arg(long, default_value_t = 10)]
+    drain: u64,
+}
+
+/// A fixed rate of single-notification calls for a minute: the whole latency distribution,
+/// p50 to max, scheduled send to frame.
+pub async fn tail(a: TailArgs, common: &Common) -> bool {
+    let mut report = Report::new(
+        "tail",
+        json!({"clients": a.clients, "rate": a.rate, "seconds": a.seconds,
+               "users_per_send_call": 1, "inflight": a.inflight,
+               "database": db_label(common)}),
+        "latency at a fixed rate, scheduled send to frame",
+    );
+    for kind in common.kinds(true) {
+        let Some((target, mut pool, connected)) = start_connected(kind, common, a.clients).await
+        else {
+            return false;
+        };
+        let ids: Vec<i64> = connected.last_seq.keys().copied().collect();
+        let mut rng = Rng(0x2545_F491_4F6C_DD1D);
+        let calls = (a.rate * a.seconds).ceil().max(1.0) as usize;
+        let (step, _) = paced(
+            &target,
+            &mut pool,
+            &connected.last_seq,
+            &connected.last_seq,
+            "t",
+            calls,
+            a.rate,
+            1,
+            |_| rng.pick(&ids, 1),
+            None,
+            a.inflight,
+            Duration::from_secs(a.drain),
+        )
+        .await;
+        println!(
+            "  {}: {:>8.0}/s wanted, {:>8.0}/s sent, p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms, lost {}, dup {}, order {}",
+            kind.label(),
+            step.rate,
+            step.achieved,
+            step.p(0.5),
+            step.p(0.99),
+            step.p(0.999),
+            step.p(1.0),
+            step.lost,
+            step.duplicated,
+            step.out_of_order,
+        );
+        let mut run = Run::new(kind.label());
+        run.lost += step.lost;
+        run.duplicated += step.duplicated;
+        run.out_of_order += step.out_of_order;
+        run.unexpected += step.unexpected;
+        run.metric("achieved_per_second", step.achieved, "/s");
+        run.metric("p50_ms", step.p(0.5), "ms");
+        run.metric("p99_ms", step.p(0.99), "ms");
+        run.metric("p99_9_ms", step.p(0.999), "ms");
+        run.metric("max_ms", step.p(1.0), "ms");
+        if let Some(c) = step.server_cpu_us {
+            run.metric("server_cpu_us_per_notification", c, "us");
+        }
+        run.latencies_ms = step.latencies_ms.clone();
+        run.extra = json!({"step": step.to_json()});
+        report.runs.push(run);
+        pool.close().await;
+        Arc::try_unwrap(target)
+            .ok()
+            .expect("no send in flight")
+            .stop()
+            .await;
+    }
+    report.notes.push("one notification per send call".into());
+    report.finish(&common.out)
 }
 
 /// What one paced step gave.
@@ -517,17 +633,10 @@ pub async fn steady(a: SteadyArgs, common: &Common) -> bool {
     let payload: Option<Arc<str>> =
         (a.payload_bytes > 0).then(|| Arc::from("x".repeat(a.payload_bytes)));
     for kind in common.kinds(true) {
-        let seed = Seed {
-            clients: a.clients,
-            admins: 1,
-            ..Default::default()
-        };
-        let Some(target) = start(kind, common, &seed).await else {
+        let Some((target, mut pool, connected)) = start_connected(kind, common, a.clients).await
+        else {
             return false;
         };
-        let target = Arc::new(target);
-        let who = target.clients[..a.clients].to_vec();
-        let (mut pool, connected) = connect(&target, &who, common).await;
         let ids: Vec<i64> = connected.last_seq.keys().copied().collect();
         let mut highs = connected.last_seq.clone();
         let mut rng = Rng(0x9E37_79B9_7F4A_7C15);

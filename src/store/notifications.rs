@@ -160,6 +160,86 @@ macro_rules! impl_notification_store {
             /// cannot deadlock; then one `UPDATE … RETURNING` allocates every seq and multi-row
             /// `INSERT`s store the notifications and their deliveries, in chunks that stay under
             /// the databases' bind-parameter limits.
+            /// Starts `workers` group committers on `pool`. Each takes every call waiting when it
+            /// is free (a lone call is committed at once, never waiting for company), inserts
+            /// each call's drafts, and commits them all in one transaction; each caller is
+            /// answered once its rows are durable. If the shared transaction fails, each call
+            /// is committed on its own, so that one bad call fails alone.
+            pub(crate) fn group_committer(
+                pool: sqlx::Pool<$db>,
+                workers: usize,
+            ) -> $crate::store::CommitQueue {
+                let (queue, jobs) = tokio::sync::mpsc::unbounded_channel::<$crate::store::CommitJob>();
+                let jobs = std::sync::Arc::new(tokio::sync::Mutex::new(jobs));
+                for _ in 0..workers.max(1) {
+                    let (pool, jobs) = (pool.clone(), jobs.clone());
+                    tokio::spawn(async move {
+                        loop {
+                            let group = {
+                                let mut jobs = jobs.lock().await;
+                                let Some(first) = jobs.recv().await else { return };
+                                let mut group = vec![first];
+                                while group.len() < $crate::store::MAX_GROUP {
+                                    match jobs.try_recv() {
+                                        Ok(job) => group.push(job),
+                                        Err(_) => break,
+                                    }
+                                }
+                                group
+                            };
+                            Self::commit_group(&pool, group).await;
+                        }
+                    });
+                }
+                $crate::store::CommitQueue(queue)
+            }
+
+            async fn commit_group(pool: &sqlx::Pool<$db>, group: Vec<$crate::store::CommitJob>) {
+                metrics::histogram!("tickethub_group_commit_calls").record(group.len() as f64);
+                if group.len() > 1 {
+                    // All the calls' drafts in one insert, in recipient order (stable, so a
+                    // user's notifications keep the calls' order): rows are locked in id order
+                    // as in every other commit, and the answers are split back by call.
+                    let mut tagged: Vec<(usize, tickethub_actors::notification::Draft)> = group
+                        .iter()
+                        .enumerate()
+                        .flat_map(|(call, (drafts, _))| drafts.iter().map(move |d| (call, d.clone())))
+                        .collect();
+                    tagged.sort_by_key(|(_, d)| d.recipient);
+                    let (calls, drafts): (Vec<usize>, Vec<_>) = tagged.into_iter().unzip();
+                    let together = async {
+                        let mut tx = pool.begin().await.map_err($crate::store::backend_error)?;
+                        let out = Self::insert_drafts(&mut tx, drafts).await?;
+                        tx.commit().await.map_err($crate::store::backend_error)?;
+                        Ok::<_, tickethub_actors::ports::StoreError>(out)
+                    };
+                    match together.await {
+                        Ok(out) => {
+                            let mut outs: Vec<Vec<_>> = group.iter().map(|(d, _)| Vec::with_capacity(d.len())).collect();
+                            for (call, n) in calls.into_iter().zip(out) {
+                                outs[call].push(n);
+                            }
+                            for ((_, reply), out) in group.into_iter().zip(outs) {
+                                let _ = reply.send(Ok(out));
+                            }
+                            return;
+                        }
+                        Err(e) => {
+                            tracing::debug!(error = %e, calls = group.len(), "a group commit failed; committing its calls one by one");
+                        }
+                    }
+                }
+                for (drafts, reply) in group {
+                    let alone = async {
+                        let mut tx = pool.begin().await.map_err($crate::store::backend_error)?;
+                        let out = Self::insert_drafts(&mut tx, drafts).await?;
+                        tx.commit().await.map_err($crate::store::backend_error)?;
+                        Ok(out)
+                    };
+                    let _ = reply.send(alone.await);
+                }
+            }
+
             async fn insert_drafts(
                 tx: &mut sqlx::Transaction<'_, $db>,
                 mut drafts: Vec<tickethub_actors::notification::Draft>,
@@ -352,10 +432,13 @@ macro_rules! impl_notification_store {
                 drafts: Vec<tickethub_actors::notification::Draft>,
             ) -> Result<Vec<tickethub_actors::notification::Notification>, tickethub_actors::ports::StoreError>
             {
-                let mut tx = self.writer().begin().await.map_err($crate::store::backend_error)?;
-                let out = Self::insert_drafts(&mut tx, drafts).await?;
-                tx.commit().await.map_err($crate::store::backend_error)?;
-                Ok(out)
+                if drafts.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let (reply, answer) = tokio::sync::oneshot::channel();
+                let gone = || tickethub_actors::ports::StoreError::Backend("the group committer stopped".into());
+                self.commits.0.send((drafts, reply)).map_err(|_| gone())?;
+                answer.await.map_err(|_| gone())?
             }
 
             async fn list_notifications(
@@ -667,15 +750,33 @@ macro_rules! impl_notification_store {
 
             async fn record_sent(
                 &self,
-                user: tickethub_actors::domain::UserId,
-                seq: i64,
+                sent: &[(tickethub_actors::domain::UserId, i64)],
             ) -> Result<(), tickethub_actors::ports::StoreError> {
-                sqlx::query("UPDATE users SET sent_seq = $2 WHERE id = $1 AND sent_seq < $2")
-                    .bind(user.0)
-                    .bind(seq)
-                    .execute(self.writer())
-                    .await
-                    .map_err($crate::store::backend_error)?;
+                if sent.is_empty() {
+                    return Ok(());
+                }
+                let mut sent = sent.to_vec();
+                sent.sort();
+                let mut tx = self.writer().begin().await.map_err($crate::store::backend_error)?;
+                for chunk in sent.chunks(500) {
+                    if !$lock.is_empty() {
+                        // Rows are locked in id order, as commits lock them: no deadlock.
+                        let mut lock = sqlx::QueryBuilder::<$db>::new("SELECT id FROM users WHERE id IN (");
+                        let mut sep = lock.separated(", ");
+                        for (user, _) in chunk {
+                            sep.push_bind(user.0);
+                        }
+                        lock.push(") ORDER BY id FOR NO KEY UPDATE");
+                        lock.build().execute(&mut *tx).await.map_err($crate::store::backend_error)?;
+                    }
+                    let mut q = sqlx::QueryBuilder::<$db>::new("WITH v(id, seq) AS (");
+                    q.push_values(chunk, |mut row, (user, seq)| {
+                        row.push_bind(user.0).push_bind(*seq);
+                    });
+                    q.push(") UPDATE users SET sent_seq = v.seq FROM v WHERE users.id = v.id AND users.sent_seq < v.seq");
+                    q.build().execute(&mut *tx).await.map_err($crate::store::backend_error)?;
+                }
+                tx.commit().await.map_err($crate::store::backend_error)?;
                 Ok(())
             }
 

@@ -11,6 +11,7 @@ use super::{impl_store, ConnectError};
 #[derive(Clone, Debug)]
 pub struct PgStore {
     pool: PgPool,
+    commits: super::CommitQueue,
 }
 
 impl PgStore {
@@ -24,7 +25,9 @@ impl PgStore {
             .connect_with(options)
             .await?;
         sqlx::migrate!("migrations/postgres").run(&pool).await?;
-        Ok(Self { pool })
+        // A few committers: one gathers the next group while others commit theirs.
+        let commits = Self::group_committer(pool.clone(), 4);
+        Ok(Self { pool, commits })
     }
 
     fn writer(&self) -> &PgPool {

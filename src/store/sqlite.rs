@@ -18,11 +18,38 @@ use super::{impl_store, ConnectError};
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
+    commits: super::CommitQueue,
+    /// The checkpointer runs while a clone of the store is alive.
+    _alive: std::sync::Arc<()>,
+}
+
+/// How often the log is copied into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+
+/// Copies the write-ahead log into the database file every [`CHECKPOINT_EVERY`], on a
+/// connection of its own, without blocking the writer (`PASSIVE`), until the store is dropped.
+async fn checkpoints(pool: SqlitePool, alive: std::sync::Weak<()>) {
+    let mut every = tokio::time::interval(CHECKPOINT_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    while alive.strong_count() > 0 {
+        every.tick().await;
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&pool)
+            .await
+        {
+            tracing::warn!(error = %e, "cannot checkpoint the SQLite log");
+        }
+    }
+    pool.close().await;
 }
 
 impl SqliteStore {
     /// Opens (creating if missing) the database and runs the migrations.
-    pub async fn connect(url: &str, acquire_timeout: Duration) -> Result<Self, ConnectError> {
+    pub async fn connect(
+        url: &str,
+        acquire_timeout: Duration,
+        durability: crate::config::SqliteDurability,
+    ) -> Result<Self, ConnectError> {
         let memory = url.contains(":memory:") || url.contains("mode=memory");
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
@@ -34,7 +61,18 @@ impl SqliteStore {
         } else {
             options
                 .journal_mode(SqliteJournalMode::Wal)
-                .synchronous(SqliteSynchronous::Normal)
+                .synchronous(match durability {
+                    crate::config::SqliteDurability::Full => SqliteSynchronous::Full,
+                    crate::config::SqliteDurability::Normal => SqliteSynchronous::Normal,
+                })
+        };
+        // Commits never checkpoint: a checkpoint copies the log into the database file (and
+        // with `full` waits for its fsync), which on the commit path stalls every caller
+        // behind it. A connection of its own checkpoints instead, off that path.
+        let writer_options = if memory {
+            options.clone()
+        } else {
+            options.clone().pragma("wal_autocheckpoint", "0")
         };
         let writer = SqlitePoolOptions::new()
             .acquire_timeout(acquire_timeout.max(Duration::from_secs(10)))
@@ -42,9 +80,17 @@ impl SqliteStore {
             .min_connections(1)
             .idle_timeout(None)
             .max_lifetime(None)
-            .connect_with(options.clone())
+            .connect_with(writer_options)
             .await?;
         sqlx::migrate!("migrations/sqlite").run(&writer).await?;
+        let alive = std::sync::Arc::new(());
+        if !memory {
+            let checkpointer = SqlitePoolOptions::new()
+                .max_connections(1)
+                .connect_with(options.clone())
+                .await?;
+            tokio::spawn(checkpoints(checkpointer, std::sync::Arc::downgrade(&alive)));
+        }
         let reader = if memory {
             writer.clone()
         } else {
@@ -54,7 +100,14 @@ impl SqliteStore {
                 .connect_with(options.read_only(true))
                 .await?
         };
-        Ok(Self { writer, reader })
+        // One writer connection: one committer, whose groups grow while a commit runs.
+        let commits = Self::group_committer(writer.clone(), 1);
+        Ok(Self {
+            writer,
+            reader,
+            commits,
+            _alive: alive,
+        })
     }
 
     fn writer(&self) -> &SqlitePool {

@@ -285,7 +285,7 @@ impl Session {
                 if actor.send_message(UserMsg::Detach(conn_id)).is_err() {
                     let sent = shared.sent_seq();
                     if sent > 0 {
-                        if let Err(e) = ctx.state.store.record_sent(ctx.user.id, sent).await {
+                        if let Err(e) = ctx.state.store.record_sent(&[(ctx.user.id, sent)]).await {
                             tracing::warn!(user_id = ctx.user.id.0, error = %e, "cannot record sent seq");
                         }
                     }
