@@ -256,3 +256,81 @@ async fn batched_commits_give_every_recipient_the_next_seq(backend: Backend) {
     seqs.sort();
     assert_eq!(seqs, vec![(a.id.0, 3), (b.id.0, 2)]);
 }
+
+both_backends!(concurrent_commits_are_grouped_and_a_bad_call_fails_alone);
+
+/// Many calls at once, as one notification per HTTP call: each is answered with its own rows,
+/// every user's seqs stay gapless and in each caller's order, and a call naming an unknown
+/// user fails alone, not the calls committed with it.
+async fn concurrent_commits_are_grouped_and_a_bad_call_fails_alone(backend: Backend) {
+    use tickethub_actors::domain::UserId;
+    use tickethub_actors::notification::Draft;
+    let db = TestDb::create(&backend).await;
+    let store = open(&db).await;
+    let mut users = Vec::new();
+    for i in 0..5 {
+        let u = store
+            .create_user(new_user(&format!("u{i}"), Role::Client))
+            .await
+            .unwrap();
+        users.push(u.id);
+    }
+    let draft = |to: UserId, title: String| Draft {
+        recipient: to,
+        notification_type: "general".parse().unwrap(),
+        title,
+        message: "m".into(),
+        ticket: None,
+        data: "{}".into(),
+        action_url: None,
+        deliveries: Vec::new(),
+        webhook_recipients: Vec::new(),
+    };
+    const CALLS: usize = 200;
+    const BAD: usize = 77;
+    let calls = (0..CALLS).map(|i| {
+        let store = store.clone();
+        // Call i goes to user i % 5, and every tenth also to the next user.
+        let mut drafts = vec![draft(users[i % 5], format!("c{i}"))];
+        if i % 10 == 0 {
+            drafts.push(draft(users[(i + 1) % 5], format!("c{i}+")));
+        }
+        if i == BAD {
+            drafts.push(draft(UserId(999_999), "nobody".into()));
+        }
+        async move { (i, store.commit_notifications(drafts).await) }
+    });
+    // Two waves: the first is all good calls (committed together), the second holds the bad
+    // one (its group fails and is committed call by call).
+    let mut calls: Vec<_> = calls.collect();
+    let second = calls.split_off(CALLS / 2);
+    let mut results = futures::future::join_all(calls).await;
+    results.extend(futures::future::join_all(second).await);
+    let mut per_user: std::collections::HashMap<i64, Vec<(i64, String)>> = Default::default();
+    for (i, result) in results {
+        if i == BAD {
+            assert!(result.is_err(), "the call naming an unknown user must fail");
+            continue;
+        }
+        let rows = result.unwrap_or_else(|e| panic!("call {i} failed: {e}"));
+        let want = if i % 10 == 0 { 2 } else { 1 };
+        assert_eq!(rows.len(), want, "call {i}");
+        assert!(rows.iter().all(|n| n.title.starts_with(&format!("c{i}"))));
+        for n in rows {
+            per_user
+                .entry(n.user_id.0)
+                .or_default()
+                .push((n.seq, n.title));
+        }
+    }
+    let total: usize = per_user.values().map(Vec::len).sum();
+    assert_eq!(total, CALLS - 1 + CALLS / 10);
+    for (user, mut seqs) in per_user {
+        seqs.sort();
+        let got: Vec<i64> = seqs.iter().map(|(s, _)| *s).collect();
+        let want: Vec<i64> = (1..=got.len() as i64).collect();
+        assert_eq!(got, want, "user {user}: seqs must be gapless");
+        let cursor = store.notification_cursor(UserId(user)).await.unwrap();
+        assert_eq!(cursor.last_seq, got.len() as i64);
+    }
+}
