@@ -71,6 +71,10 @@ pub struct UserState {
     gap_check_scheduled: bool,
     /// The `sent_seq` last written to the database.
     flushed_sent: i64,
+    /// Whether `delivered` and `flushed_sent` were read from the database yet. The actor reads
+    /// them with its first message, not as it starts, so that its directory, which starts the
+    /// actors of every connecting user one after the other, never waits on the database.
+    loaded: bool,
 }
 
 /// What the user actor answers when a socket attaches.
@@ -377,9 +381,13 @@ impl UserActor {
         state: &UserState,
         conn: &ConnHandle,
         resume: Resume,
+        cursor: Option<crate::ports::NotificationCursor>,
     ) -> Result<i64, StoreError> {
         let store = &self.deps.store;
-        let cursor = store.notification_cursor(state.user_id).await?;
+        let cursor = match cursor {
+            Some(c) => c,
+            None => store.notification_cursor(state.user_id).await?,
+        };
         let start = match resume {
             Resume::After(seq) => seq.min(cursor.last_seq),
             Resume::Unacknowledged if cursor.acked_seq > 0 => cursor.acked_seq,
@@ -388,8 +396,12 @@ impl UserActor {
                 .max(state.max_sent())
                 .max(state.flushed_sent),
         };
-        let (remaining, notifications) =
-            store.backlog(state.user_id, start, self.replay_cap).await?;
+        // Nothing was missed (the usual connect): no backlog to read.
+        let (remaining, notifications) = if start >= cursor.last_seq {
+            (0, Vec::new())
+        } else {
+            store.backlog(state.user_id, start, self.replay_cap).await?
+        };
         let last_seq = notifications.last().map_or(start, |n| n.seq).max(start);
         metrics::counter!("tickethub_replays_total").increment(1);
         metrics::counter!("tickethub_replayed_notifications_total")
@@ -413,14 +425,14 @@ impl Actor for UserActor {
         _myself: ActorRef<Self::Msg>,
         user_id: UserId,
     ) -> Result<Self::State, ActorProcessingErr> {
-        let cursor = self.deps.store.notification_cursor(user_id).await?;
         Ok(UserState {
             user_id,
             conns: Vec::with_capacity(1),
-            delivered: cursor.last_seq,
+            delivered: 0,
             pending: BTreeMap::new(),
             gap_check_scheduled: false,
-            flushed_sent: cursor.sent_seq,
+            flushed_sent: 0,
+            loaded: false,
         })
     }
 
@@ -443,6 +455,24 @@ impl Actor for UserActor {
         msg: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
+        let mut cursor = None;
+        if !state.loaded {
+            match self.deps.store.notification_cursor(state.user_id).await {
+                Ok(c) => {
+                    state.delivered = c.last_seq;
+                    state.flushed_sent = c.sent_seq;
+                    state.loaded = true;
+                    cursor = Some(c);
+                }
+                Err(e) => {
+                    // No socket is attached yet: stopping loses nothing. An attach waiting in
+                    // this message fails and is tried again, with a new actor.
+                    tracing::warn!(user_id = state.user_id.0, error = %e, "cannot read where the user's stream stands");
+                    myself.stop(Some("cannot read the user's cursor".into()));
+                    return Ok(());
+                }
+            }
+        }
         match msg {
             // A retried attach (the first was slow to answer) finds its socket here already:
             // answered again, never replayed twice.
@@ -458,7 +488,7 @@ impl Actor for UserActor {
                 conn,
                 resume,
                 reply,
-            } => match self.replay(state, &conn, resume).await {
+            } => match self.replay(state, &conn, resume, cursor).await {
                 Ok(sent) => {
                     state.conns.push(Conn { handle: conn, sent });
                     let _ = reply.send(Attached {
