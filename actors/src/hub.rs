@@ -289,10 +289,12 @@ impl Hub {
             let conn = conn.clone();
             let directory = self.refs().users;
             if let Some(attached) = self
-                .forward(&directory, user_id, |reply| UserMsg::Attach {
-                    conn,
-                    resume,
-                    reply,
+                .forward(&directory, user_id, |reply| {
+                    UserMsg::Attach(Box::new(crate::user::AttachRequest {
+                        conn,
+                        resume,
+                        reply,
+                    }))
                 })
                 .await
             {
@@ -770,10 +772,12 @@ impl Hub {
             let sent = cmd.clone();
             let res = actor
                 .call(
-                    |reply| UserMsg::Command {
-                        from,
-                        cmd: sent,
-                        reply,
+                    |reply| {
+                        UserMsg::Command(Box::new(crate::user::CommandRequest {
+                            from,
+                            cmd: sent,
+                            reply,
+                        }))
                     },
                     Some(self.inner.config.call_timeout),
                 )

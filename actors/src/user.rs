@@ -153,18 +153,34 @@ pub enum CommandOutcome {
     Acked(i64),
 }
 
-/// Messages a user actor handles.
+/// A new socket of a user.
+#[derive(Debug)]
+pub struct AttachRequest {
+    /// The socket's handle.
+    pub conn: ConnHandle,
+    /// Where its replay starts.
+    pub resume: Resume,
+    /// Answered once the socket is owned by this actor and its replay is queued.
+    pub reply: RpcReplyPort<Attached>,
+}
+
+/// A change to a user's inbox, for the other sockets to hear of.
+#[derive(Debug)]
+pub struct CommandRequest {
+    /// The socket it came from (not told of its own change), if any.
+    pub from: Option<ConnId>,
+    /// The change.
+    pub cmd: UserCommand,
+    /// The result.
+    pub reply: RpcReplyPort<Result<CommandOutcome, String>>,
+}
+
+/// Messages a user actor handles. The large ones are boxed: every actor's mailbox allocates
+/// its slots at the size of this enum, so its size is paid per connected user.
 #[derive(Debug)]
 pub enum UserMsg {
     /// A new socket of this user.
-    Attach {
-        /// The socket's handle.
-        conn: ConnHandle,
-        /// Where its replay starts.
-        resume: Resume,
-        /// Answered once the socket is owned by this actor and its replay is queued.
-        reply: RpcReplyPort<Attached>,
-    },
+    Attach(Box<AttachRequest>),
     /// Fill a gap in the live stream from the database, if it is still open.
     GapCheck,
     /// Another hub process committed notifications for this user up to this seq: read what
@@ -177,14 +193,7 @@ pub enum UserMsg {
     /// The user changed their inbox on another hub process: tell every socket here.
     Changed(Update),
     /// Apply a change to the user's inbox and tell the user's other sockets.
-    Command {
-        /// The socket it came from (not told of its own change), if any.
-        from: Option<ConnId>,
-        /// The change.
-        cmd: UserCommand,
-        /// The result.
-        reply: RpcReplyPort<Result<CommandOutcome, String>>,
-    },
+    Command(Box<CommandRequest>),
     /// Ping every socket and close those silent for longer than the idle timeout.
     Heartbeat,
     /// Close every socket of the user with this reason (the account was deactivated).
@@ -376,6 +385,32 @@ impl UserActor {
     }
 
     /// Queues a new socket's backlog and returns the seq it has everything up to.
+    /// Takes a new socket: queues its replay, then owns it.
+    async fn attach(
+        &self,
+        myself: ActorRef<UserMsg>,
+        state: &mut UserState,
+        conn: ConnHandle,
+        resume: Resume,
+        reply: RpcReplyPort<Attached>,
+        cursor: Option<crate::ports::NotificationCursor>,
+    ) {
+        match self.replay(state, &conn, resume, cursor).await {
+            Ok(sent) => {
+                state.conns.push(Conn { handle: conn, sent });
+                let _ = reply.send(Attached {
+                    actor: myself,
+                    connections: state.conns.len(),
+                });
+            }
+            Err(e) => {
+                // Dropping the reply port fails the attach; the session closes and the
+                // client reconnects.
+                tracing::warn!(user_id = state.user_id.0, error = %e, "cannot replay backlog");
+            }
+        }
+    }
+
     async fn replay(
         &self,
         state: &UserState,
@@ -476,32 +511,23 @@ impl Actor for UserActor {
         match msg {
             // A retried attach (the first was slow to answer) finds its socket here already:
             // answered again, never replayed twice.
-            UserMsg::Attach { conn, reply, .. }
-                if state.conns.iter().any(|c| c.handle.id == conn.id) =>
+            UserMsg::Attach(request)
+                if state.conns.iter().any(|c| c.handle.id == request.conn.id) =>
             {
-                let _ = reply.send(Attached {
+                let _ = request.reply.send(Attached {
                     actor: myself.clone(),
                     connections: state.conns.len(),
                 });
             }
-            UserMsg::Attach {
-                conn,
-                resume,
-                reply,
-            } => match self.replay(state, &conn, resume, cursor).await {
-                Ok(sent) => {
-                    state.conns.push(Conn { handle: conn, sent });
-                    let _ = reply.send(Attached {
-                        actor: myself.clone(),
-                        connections: state.conns.len(),
-                    });
-                }
-                Err(e) => {
-                    // Dropping the reply port fails the attach; the session closes and the
-                    // client reconnects.
-                    tracing::warn!(user_id = state.user_id.0, error = %e, "cannot replay backlog");
-                }
-            },
+            UserMsg::Attach(request) => {
+                let AttachRequest {
+                    conn,
+                    resume,
+                    reply,
+                } = *request;
+                self.attach(myself.clone(), state, conn, resume, reply, cursor)
+                    .await;
+            }
             UserMsg::Detach(id) => {
                 let gone = state
                     .conns
@@ -550,7 +576,8 @@ impl Actor for UserActor {
                     myself.send_after(self.gap_wait, || UserMsg::GapCheck);
                 }
             }
-            UserMsg::Command { from, cmd, reply } => {
+            UserMsg::Command(request) => {
+                let CommandRequest { from, cmd, reply } = *request;
                 match execute(self.deps.store.as_ref(), state.user_id, &cmd).await {
                     Ok(outcome) => {
                         if let Some(update) = outcome.update(&cmd) {
