@@ -21,6 +21,8 @@ pub mod bus;
 pub mod cli;
 pub mod config;
 pub mod delivery;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod limits;
 pub mod presence;

@@ -487,15 +487,15 @@ async fn preferences_json(state: &AppState, user: UserId) -> Result<Value, ApiEr
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(as = PreferencesUpdate, examples(json!({"channels": {"whatsapp": false}, "types": {"ticket_created": {"email": false}}})))]
-struct PreferencesIn {
+pub(crate) struct PreferencesIn {
     /// Per channel (`email`, `whatsapp`), for every type.
     #[serde(default)]
     #[schema(value_type = std::collections::BTreeMap<String, bool>)]
-    channels: Map<String, Value>,
+    pub(crate) channels: Map<String, Value>,
     /// Per type, per channel; these win over `channels`.
     #[serde(default)]
     #[schema(value_type = std::collections::BTreeMap<String, std::collections::BTreeMap<String, bool>>)]
-    types: Map<String, Value>,
+    pub(crate) types: Map<String, Value>,
     /// Read-only (the types the hub knows): accepted and ignored, so that the body `GET`
     /// answers can be sent back as it is, as in DRF.
     #[serde(default, rename = "notification_types")]
@@ -503,7 +503,7 @@ struct PreferencesIn {
     _notification_types: Option<Value>,
 }
 
-fn switchable(name: &str) -> Result<Channel, ApiError> {
+pub(crate) fn switchable(name: &str) -> Result<Channel, ApiError> {
     SWITCHABLE
         .into_iter()
         .find(|c| c.as_str() == name)
@@ -514,7 +514,7 @@ fn switchable(name: &str) -> Result<Channel, ApiError> {
         })
 }
 
-fn switch_value(path: &str, v: &Value) -> Result<bool, ApiError> {
+pub(crate) fn switch_value(path: &str, v: &Value) -> Result<bool, ApiError> {
     v.as_bool()
         .ok_or_else(|| ApiError::bad_request(format!("{path}: must be true or false.")))
 }

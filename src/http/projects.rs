@@ -76,13 +76,13 @@ async fn list(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(as = ProjectCreate)]
-struct CreateIn {
+pub(crate) struct CreateIn {
     /// 2 to 10 uppercase letters or digits, starting with a letter; unique.
     #[schema(examples("WEB"))]
-    key: String,
+    pub(crate) key: String,
     /// 1 to 200 characters.
     #[schema(max_length = 200)]
-    name: String,
+    pub(crate) name: String,
     /// The ids of its members.
     #[serde(default)]
     member_ids: Vec<i64>,
@@ -132,7 +132,7 @@ async fn create(
 }
 
 /// A project name, trimmed: 1 to 200 characters.
-fn valid_name(name: &str) -> Result<String, ApiError> {
+pub(crate) fn valid_name(name: &str) -> Result<String, ApiError> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 200 {
         return Err(ApiError::bad_request(
@@ -191,10 +191,10 @@ async fn detail(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(as = ProjectUpdate)]
-struct UpdateIn {
+pub(crate) struct UpdateIn {
     /// 1 to 200 characters.
     #[schema(max_length = 200)]
-    name: Option<String>,
+    pub(crate) name: Option<String>,
     /// The ids of its members: the whole new list. Members left out are removed, and their
     /// open board and presence sockets of the project close with 4003.
     member_ids: Option<Vec<i64>>,

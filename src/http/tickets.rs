@@ -93,24 +93,24 @@ async fn list(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(as = TicketCreate)]
-struct CreateIn {
+pub(crate) struct CreateIn {
     /// The project's id; the caller must be a member.
     project: i64,
     /// 1 to 200 characters.
     #[schema(max_length = 200)]
-    title: String,
+    pub(crate) title: String,
     /// At most 20000 characters.
     #[serde(default)]
     #[schema(max_length = 20000)]
-    description: String,
+    pub(crate) description: String,
     /// The priority (default `MEDIUM`).
     #[serde(default)]
     #[schema(value_type = Option<PriorityName>)]
-    priority: Option<String>,
+    pub(crate) priority: Option<String>,
     /// The category (default `OTHER`).
     #[serde(default)]
     #[schema(value_type = Option<CategoryName>)]
-    category: Option<String>,
+    pub(crate) category: Option<String>,
 }
 
 /// Creates a ticket (clients, in their projects); it starts as `NEW`.
@@ -321,7 +321,7 @@ async fn comment(
 }
 
 /// An action's body: empty (the seed clients post none) or a JSON object.
-fn json_body(bytes: &Bytes) -> Result<Value, ApiError> {
+pub(crate) fn json_body(bytes: &Bytes) -> Result<Value, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(json!({}));
     }

@@ -109,7 +109,7 @@ impl From<&User> for UserOut {
 /// Credentials.
 #[derive(Deserialize, ToSchema)]
 #[schema(as = Login)]
-struct LoginIn {
+pub(crate) struct LoginIn {
     /// The login name.
     username: String,
     /// The password.
@@ -172,7 +172,7 @@ async fn login(
 /// A refresh token.
 #[derive(Deserialize, ToSchema)]
 #[schema(as = Refresh)]
-struct RefreshIn {
+pub(crate) struct RefreshIn {
     /// The refresh token from `POST /api/auth/login/`.
     refresh: String,
 }
@@ -222,22 +222,22 @@ fn cannot_issue() -> ApiError {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(as = Registration)]
-struct RegisterIn {
+pub(crate) struct RegisterIn {
     /// 1 to 150 letters, digits and `@.+-_`.
     #[schema(max_length = 150)]
-    username: String,
+    pub(crate) username: String,
     /// At least 8 characters.
     #[schema(min_length = 8, format = Password)]
-    password: String,
+    pub(crate) password: String,
     /// An email address.
     #[serde(default)]
-    email: Option<String>,
+    pub(crate) email: Option<String>,
     /// The name shown to others.
     #[serde(default)]
-    display_name: Option<String>,
+    pub(crate) display_name: Option<String>,
     /// A WhatsApp number in international format, e.g. `+15551234567`.
     #[serde(default)]
-    whatsapp_number: Option<String>,
+    pub(crate) whatsapp_number: Option<String>,
 }
 
 /// Registers a client account and tells the super admins (`user_registered`).
@@ -409,19 +409,19 @@ async fn me(caller: Caller) -> Json<UserOut> {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(as = ProfileChanges)]
-struct ProfileIn {
+pub(crate) struct ProfileIn {
     /// The name shown to others, at most 150 characters.
     #[serde(default)]
     #[schema(max_length = 150)]
-    display_name: Option<String>,
+    pub(crate) display_name: Option<String>,
     /// An email address; `null` clears it.
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]
-    email: Option<Option<String>>,
+    pub(crate) email: Option<Option<String>>,
     /// A WhatsApp number in international format; `null` clears it.
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]
-    whatsapp_number: Option<Option<String>>,
+    pub(crate) whatsapp_number: Option<Option<String>>,
 }
 
 /// Tells a field that is absent (`None`) from one that is `null` (`Some(None)`).
@@ -462,7 +462,7 @@ async fn update_me(
 }
 
 /// Validates a name and addresses into profile changes.
-fn profile_changes(
+pub(crate) fn profile_changes(
     display_name: Option<String>,
     email: Option<Option<String>>,
     whatsapp_number: Option<Option<String>>,
@@ -531,26 +531,26 @@ async fn user_detail(
 /// (`id`, `username`, `is_superuser`, `date_joined`) are ignored, as in Django REST Framework.
 #[derive(Deserialize, ToSchema)]
 #[schema(as = UserChanges)]
-struct UserChangesIn {
+pub(crate) struct UserChangesIn {
     /// A new role.
     #[serde(default)]
     #[schema(value_type = Option<RoleName>)]
-    role: Option<String>,
+    pub(crate) role: Option<String>,
     /// `false` deactivates the account: its sockets close with 4001 on every node and its
     /// tokens stop working; `true` activates it again.
     #[serde(default)]
     is_active: Option<bool>,
     /// The name shown to others, at most 150 characters.
     #[serde(default)]
-    display_name: Option<String>,
+    pub(crate) display_name: Option<String>,
     /// An email address; `null` clears it.
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]
-    email: Option<Option<String>>,
+    pub(crate) email: Option<Option<String>>,
     /// A WhatsApp number in international format; `null` clears it.
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]
-    whatsapp_number: Option<Option<String>>,
+    pub(crate) whatsapp_number: Option<Option<String>>,
 }
 
 /// Changes a user (admins): role, active flag, name and addresses.

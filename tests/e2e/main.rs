@@ -15,6 +15,7 @@ mod cluster;
 mod delivery;
 mod dialects;
 mod fakes;
+mod fuzz_session;
 mod inbox;
 mod nodes;
 mod openapi;
