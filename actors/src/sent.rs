@@ -17,6 +17,9 @@ use tokio::sync::{watch, Notify};
 use crate::domain::UserId;
 use crate::ports::Store;
 
+/// The longest a closing actor waits for its report to be written.
+pub const FLUSH_WAIT: Duration = Duration::from_secs(5);
+
 /// The batching writer of `sent_seq`.
 pub struct SentRecorder {
     pending: Mutex<Pending>,
@@ -59,12 +62,13 @@ impl SentRecorder {
     }
 
     /// Records `seq` for `user` now and waits until it is written (or the write failed; it is
-    /// then retried with the next batch).
+    /// then retried with the next batch), at most [`FLUSH_WAIT`]: a database that hangs never
+    /// holds a closing actor.
     pub async fn flush(&self, user: UserId, seq: i64) {
         let batch = self.note(user, seq);
         let mut written = self.written.subscribe();
         self.wake.notify_one();
-        let _ = written.wait_for(|w| *w >= batch).await;
+        let _ = tokio::time::timeout(FLUSH_WAIT, written.wait_for(|w| *w >= batch)).await;
     }
 
     /// Writes batches until the recorder is dropped.

@@ -187,7 +187,15 @@ macro_rules! impl_notification_store {
                                 }
                                 group
                             };
-                            Self::commit_group(&pool, group).await;
+                            // A panic fails this group's calls (their answers are dropped),
+                            // never the committer: later calls are still committed.
+                            let committed = futures::FutureExt::catch_unwind(
+                                std::panic::AssertUnwindSafe(Self::commit_group(&pool, group)),
+                            )
+                            .await;
+                            if committed.is_err() {
+                                tracing::error!("a group commit panicked; its calls failed");
+                            }
                         }
                     });
                 }
