@@ -46,9 +46,6 @@ const SHUTDOWN_FLUSH: Duration = Duration::from_secs(2);
 /// How long a closing socket waits for the client's close frame.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
-/// The most frames (or garbage parsed as frames) read while waiting for the client's close.
-const CLOSE_DRAIN_READS: usize = 100_000;
-
 /// How long before a token's expiry the client is warned.
 const EXPIRY_WARNING: i64 = 30;
 
@@ -307,21 +304,10 @@ impl Session {
             {
                 // Complete the closing handshake: wait briefly for the client's close frame,
                 // so that the TCP close does not reset frames the client has yet to read.
-                // After a 1009 the rest of the oversized message is still on the way: it is
-                // read and thrown away (it parses as garbage), since unread bytes at close
-                // make the kernel reset the connection, which can discard the 1009 before the
-                // client reads it.
                 let _ = tokio::time::timeout(CLOSE_GRACE, async {
-                    for _ in 0..CLOSE_DRAIN_READS {
-                        match read.read_frame(&mut noop).await {
-                            Ok(frame) if frame.opcode == OpCode::Close => break,
-                            Ok(_) => {}
-                            Err(
-                                WebSocketError::ConnectionClosed
-                                | WebSocketError::UnexpectedEOF
-                                | WebSocketError::IoError(_),
-                            ) => break,
-                            Err(_) => {}
+                    while let Ok(frame) = read.read_frame(&mut noop).await {
+                        if frame.opcode == OpCode::Close {
+                            break;
                         }
                     }
                 })

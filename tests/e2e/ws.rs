@@ -296,20 +296,8 @@ async fn binary_and_oversized_frames_close(backend: Backend) {
         "{{\"type\":\"ping\",\"pad\":\"{}\"}}",
         "x".repeat(100 * 1024)
     );
-    ws.send(Message::text(big.clone())).await;
+    ws.send(Message::text(big)).await;
     assert_eq!(ws.close_code().await, 1009);
-
-    // Behind unread answers, the rest of the oversized message is still arriving as the hub
-    // closes: the hub reads it away, so the connection is not reset before the client reads
-    // its 1009.
-    for _ in 0..30 {
-        let mut ws = hub.connect(&user).await;
-        for _ in 0..13 {
-            ws.send_json(serde_json::json!({"type": "ping"})).await;
-        }
-        ws.send(Message::text(big.clone())).await;
-        assert_eq!(ws.close_code().await, 1009);
-    }
 
     // Just under the limit is fine.
     let mut ws = hub.connect(&user).await;
