@@ -25,10 +25,17 @@ pub struct Signups {
     state: Mutex<State>,
 }
 
+/// A sign-up waiting for the digest.
+struct Signup {
+    id: crate::domain::UserId,
+    name: String,
+    username: String,
+}
+
 #[derive(Default)]
 struct State {
     closes: Option<Instant>,
-    pending: Vec<(String, String)>,
+    pending: Vec<Signup>,
 }
 
 impl Signups {
@@ -85,9 +92,11 @@ impl Signups {
     fn admit(self: &Arc<Self>, deps: &Arc<Deps>, user: &User) -> bool {
         let mut state = self.state.lock().expect("signups poisoned");
         if state.closes.is_some() {
-            state
-                .pending
-                .push((user.name().to_owned(), user.username.clone()));
+            state.pending.push(Signup {
+                id: user.id,
+                name: user.name().to_owned(),
+                username: user.username.clone(),
+            });
             return false;
         }
         state.closes = Some(Instant::now() + self.window);
@@ -120,12 +129,12 @@ impl Signups {
 
 /// One email per super admin naming the clients who registered during a window. It is a
 /// `user_registered` notification of its own, sent by email only.
-async fn digest(deps: &Deps, users: &[(String, String)]) -> Result<(), StoreError> {
+async fn digest(deps: &Deps, users: &[Signup]) -> Result<(), StoreError> {
     let event = EventType::UserRegistered;
     let audience = deps.audience(&event, &[]).await?;
     let names: Vec<String> = users
         .iter()
-        .map(|(name, username)| format!("{name} ({username})"))
+        .map(|u| format!("{} ({})", u.name, u.username))
         .collect();
     let mut drafts = audience.drafts(
         Parties::default(),
@@ -134,7 +143,7 @@ async fn digest(deps: &Deps, users: &[(String, String)]) -> Result<(), StoreErro
             title: format!("{} New Users Registered", users.len()),
             message: format!("New clients have registered: {}", names.join(", ")),
             ticket: None,
-            data: usernames_json(users),
+            data: user_ids_json(users),
             action_url: Some("/users/".into()),
         },
     );
@@ -149,11 +158,9 @@ async fn digest(deps: &Deps, users: &[(String, String)]) -> Result<(), StoreErro
     Ok(())
 }
 
-/// `{"usernames": [...]}`, the digest's data (the actor crate has no JSON library).
-fn usernames_json(users: &[(String, String)]) -> String {
-    let quoted: Vec<String> = users
-        .iter()
-        .map(|(_, username)| format!("\"{}\"", username.escape_default()))
-        .collect();
-    format!("{{\"usernames\": [{}]}}", quoted.join(", "))
+/// `{"user_ids": [...]}`, the digest's data: numbers only, so no JSON library is needed here
+/// (names may hold any letter, and are in the message).
+fn user_ids_json(users: &[Signup]) -> String {
+    let ids: Vec<String> = users.iter().map(|u| u.id.0.to_string()).collect();
+    format!("{{\"user_ids\": [{}]}}", ids.join(", "))
 }
