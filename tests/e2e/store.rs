@@ -334,3 +334,36 @@ async fn concurrent_commits_are_grouped_and_a_bad_call_fails_alone(backend: Back
         assert_eq!(cursor.last_seq, got.len() as i64);
     }
 }
+
+both_backends!(sent_seqs_of_many_users_are_recorded_in_one_call_and_never_move_back);
+
+/// The batched `sent_seq` write: several users in one call, each only ever moving forward.
+async fn sent_seqs_of_many_users_are_recorded_in_one_call_and_never_move_back(backend: Backend) {
+    let db = TestDb::create(&backend).await;
+    let store = open(&db).await;
+    let a = store
+        .create_user(new_user("ann", Role::Client))
+        .await
+        .unwrap();
+    let b = store
+        .create_user(new_user("bob", Role::Client))
+        .await
+        .unwrap();
+    let c = store
+        .create_user(new_user("cat", Role::Client))
+        .await
+        .unwrap();
+    store
+        .record_sent(&[(b.id, 3), (a.id, 5), (c.id, 0)])
+        .await
+        .unwrap();
+    store.record_sent(&[(a.id, 2), (b.id, 4)]).await.unwrap();
+    store.record_sent(&[]).await.unwrap();
+    let sent = |u| {
+        let store = store.clone();
+        async move { store.notification_cursor(u).await.unwrap().sent_seq }
+    };
+    assert_eq!(sent(a.id).await, 5, "never moves back");
+    assert_eq!(sent(b.id).await, 4);
+    assert_eq!(sent(c.id).await, 0);
+}
