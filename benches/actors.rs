@@ -173,6 +173,7 @@ impl Fixture {
             data: r#"{"window_minutes":5}"#.into(),
             link: Some("/status/".into()),
             channels: Vec::new(),
+            sent_by: None,
         }
     }
 }

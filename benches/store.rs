@@ -52,6 +52,8 @@ fn draft(recipient: UserId) -> Draft {
         action_url: Some("/status/".into()),
         deliveries: Vec::new(),
         webhook_recipients: Vec::new(),
+        cause: Default::default(),
+        escalations: Vec::new(),
     }
 }
 

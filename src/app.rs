@@ -163,6 +163,8 @@ impl Application {
                 },
                 rooms_runtime: rooms_runtime.as_ref().map(NicedRuntime::handle),
                 signup_notice_interval: Duration::from_secs(config.signup_notice_interval),
+                escalation_poll: Duration::from_millis(config.escalation_poll_ms.max(10)),
+                escalation_lease: Duration::from_secs(config.escalation_lease.max(1)),
                 ..HubConfig::default()
             },
             HubDeps {

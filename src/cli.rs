@@ -1,4 +1,5 @@
-//! The command line: `serve`, `users add` and `projects add`.
+//! The command line: `serve`, `users add`, `projects add`, and the operator commands `actors` and
+//! `trace`.
 //!
 //! Settings come from flags, the environment and an optional TOML file (`--config FILE`). The
 //! file is merged under the other two by turning each of its keys into a flag that was not
@@ -43,11 +44,30 @@ pub enum Command {
     },
     /// Print the live supervision tree of a running hub.
     Actors(ActorsArgs),
+    /// Explain, event by event, whether a user was notified about a ticket, and why not.
+    Trace(TraceArgs),
 }
 
-/// `tickethub actors`.
+/// `tickethub trace`.
 #[derive(Args, Debug)]
-pub struct ActorsArgs {
+pub struct TraceArgs {
+    /// The ticket's id.
+    #[arg(long)]
+    pub ticket: i64,
+    /// The user's id or username.
+    #[arg(long)]
+    pub user: String,
+    /// Print the JSON document instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// How to reach the hub.
+    #[command(flatten)]
+    pub hub: HubArgs,
+}
+
+/// How an operator command reaches a running hub, as an admin.
+#[derive(Args, Debug)]
+pub struct HubArgs {
     /// The hub's base URL.
     #[arg(long, env = "TICKETHUB_URL", default_value = "http://127.0.0.1:8080")]
     pub url: String,
@@ -60,6 +80,14 @@ pub struct ActorsArgs {
     /// That admin's password.
     #[arg(long, env = "TICKETHUB_PASSWORD", hide_env_values = true)]
     pub password: Option<String>,
+}
+
+/// `tickethub actors`.
+#[derive(Args, Debug)]
+pub struct ActorsArgs {
+    /// How to reach the hub.
+    #[command(flatten)]
+    pub hub: HubArgs,
     /// Only actors whose name (or username) contains this.
     #[arg(long)]
     pub filter: Option<String>,

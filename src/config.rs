@@ -216,6 +216,17 @@ pub struct ServeConfig {
     #[arg(long, env = "TICKETHUB_SIGNUP_NOTICE_INTERVAL", default_value_t = 300)]
     pub signup_notice_interval: u64,
 
+    /// Milliseconds between the escalation actor's looks at the database for steps due (it
+    /// also wakes for the next step it knows of). Steps scheduled by other nodes fire within
+    /// this.
+    #[arg(long, env = "TICKETHUB_ESCALATION_POLL_MS", default_value_t = 1_000)]
+    pub escalation_poll_ms: u64,
+
+    /// Seconds a node's claim on a firing escalation step holds; a step claimed by a node that
+    /// died is taken over after it.
+    #[arg(long, env = "TICKETHUB_ESCALATION_LEASE", default_value_t = 60)]
+    pub escalation_lease: u64,
+
     /// Registrations per hour from one client address (0: no limit).
     #[arg(long, env = "TICKETHUB_REGISTER_PER_HOUR", default_value_t = 10)]
     pub register_per_hour: u32,

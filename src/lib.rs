@@ -29,6 +29,7 @@ pub mod presence;
 pub mod routing;
 pub mod store;
 pub mod telemetry;
+pub mod timeline;
 pub mod tree;
 pub mod wire;
 pub mod ws;

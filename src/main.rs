@@ -57,6 +57,7 @@ async fn run(command: Command) -> ExitCode {
             command: ProjectsCommand::Add(args),
         } => fail_on_err(add_project(args).await),
         Command::Actors(args) => fail_on_err(actors(args).await),
+        Command::Trace(args) => fail_on_err(trace(args).await),
     }
 }
 
@@ -299,11 +300,16 @@ async fn add_project(args: cli::ProjectAddArgs) -> Result<(), String> {
     Ok(())
 }
 
-async fn actors(args: cli::ActorsArgs) -> Result<(), String> {
+/// Logs in as an admin (or takes the given token) and GETs `path` with `query`.
+async fn admin_get(
+    hub: cli::HubArgs,
+    path: &str,
+    query: &[(&str, String)],
+) -> Result<serde_json::Value, String> {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let base = args.url.trim_end_matches('/');
+    let base = hub.url.trim_end_matches('/');
     let client = reqwest::Client::new();
-    let token = match (args.token, args.username, args.password) {
+    let token = match (hub.token, hub.username, hub.password) {
         (Some(token), _, _) => token,
         (None, Some(username), Some(password)) => {
             let res = client
@@ -324,13 +330,10 @@ async fn actors(args: cli::ActorsArgs) -> Result<(), String> {
         }
         _ => return Err("--token: give an admin token, or --username and --password".into()),
     };
-    let mut url = reqwest::Url::parse(&format!("{base}/api/admin/actors"))
+    let mut url = reqwest::Url::parse(&format!("{base}{path}"))
         .map_err(|e| format!("--url: `{base}` is not a URL: {e}"))?;
-    url.query_pairs_mut()
-        .append_pair("limit", &args.limit.to_string())
-        .append_pair("offset", &args.offset.to_string());
-    if let Some(f) = args.filter {
-        url.query_pairs_mut().append_pair("q", &f);
+    for (k, v) in query {
+        url.query_pairs_mut().append_pair(k, v);
     }
     let res = client
         .get(url)
@@ -347,13 +350,41 @@ async fn actors(args: cli::ActorsArgs) -> Result<(), String> {
             body["detail"].as_str().unwrap_or("unknown error")
         ));
     }
+    Ok(body)
+}
+
+fn print_json(body: &serde_json::Value) -> Result<(), String> {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(body).map_err(|e| e.to_string())?
+    );
+    Ok(())
+}
+
+async fn actors(args: cli::ActorsArgs) -> Result<(), String> {
+    let mut query = vec![
+        ("limit", args.limit.to_string()),
+        ("offset", args.offset.to_string()),
+    ];
+    if let Some(f) = args.filter {
+        query.push(("q", f));
+    }
+    let body = admin_get(args.hub, "/api/admin/actors", &query).await?;
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&body).map_err(|e| e.to_string())?
-        );
+        print_json(&body)?;
     } else {
         print!("{}", tickethub::tree::render(&body));
+    }
+    Ok(())
+}
+
+async fn trace(args: cli::TraceArgs) -> Result<(), String> {
+    let query = [("ticket", args.ticket.to_string()), ("user", args.user)];
+    let body = admin_get(args.hub, "/api/admin/trace", &query).await?;
+    if args.json {
+        print_json(&body)?;
+    } else {
+        print!("{}", tickethub::timeline::render_trace(&body));
     }
     Ok(())
 }

@@ -7,10 +7,21 @@
 //! ```
 //!
 //! Each table replaces one event type's route; types not named keep the default (seed 001's
-//! table).
+//! table). `[[escalation]]` tables add escalation policies, tried in order:
+//!
+//! ```toml
+//! [[escalation]]
+//! events = ["ticket_assigned", "ticket_created"]
+//! when = { priority = ["HIGH", "CRITICAL"] }
+//! steps = [
+//!   { after = "5m",  unless = "read", channels = ["whatsapp"] },
+//!   { after = "15m", unless = "read", channels = ["email"], also = ["admins"] },
+//! ]
+//! ```
 
 use std::path::Path;
 
+use tickethub_actors::escalation::{Policy, Step, Unless};
 use tickethub_actors::routing::{Audience, Channel, EventType, Route, RoutingTable};
 
 use crate::config::ConfigError;
@@ -36,6 +47,16 @@ pub fn apply(table: &mut RoutingTable, text: &str) -> Result<(), String> {
         .parse()
         .map_err(|e: toml::de::Error| e.message().to_owned())?;
     for (event, spec) in doc {
+        if event == "escalation" {
+            let policies = spec
+                .as_array()
+                .ok_or("`escalation` must be an array of tables: write [[escalation]]")?;
+            for (i, policy) in policies.iter().enumerate() {
+                let name = format!("escalation-{}", i + 1);
+                table.add_escalation(escalation(policy, name)?);
+            }
+            continue;
+        }
         let event: EventType = event.parse().expect("infallible");
         if matches!(event, EventType::Custom(_)) {
             return Err(format!("`{event}` is not a routed notification type"));
@@ -78,6 +99,149 @@ pub fn apply(table: &mut RoutingTable, text: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Strings of a list value.
+fn strings(value: &toml::Value, what: &str) -> Result<Vec<String>, String> {
+    value
+        .as_array()
+        .ok_or_else(|| format!("{what} must be a list"))?
+        .iter()
+        .map(|v| {
+            v.as_str()
+                .map(str::to_owned)
+                .ok_or_else(|| format!("{what} must list strings"))
+        })
+        .collect()
+}
+
+/// Parses each string of a list.
+fn parsed<T>(value: &toml::Value, what: &str) -> Result<Vec<T>, String>
+where
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    strings(value, what)?
+        .iter()
+        .map(|s| s.parse::<T>().map_err(|e| format!("{what}: {e}")))
+        .collect()
+}
+
+/// One `[[escalation]]` table.
+fn escalation(spec: &toml::Value, default_name: String) -> Result<Policy, String> {
+    let spec = spec
+        .as_table()
+        .ok_or_else(|| format!("[[escalation]] {default_name} must be a table"))?;
+    let name = match spec.get("name") {
+        Some(v) => v
+            .as_str()
+            .ok_or_else(|| format!("{default_name}: `name` must be a string"))?
+            .to_owned(),
+        None => default_name,
+    };
+    let at = |key: &str| format!("[[escalation]] {name}: `{key}`");
+    if let Some(unknown) = spec
+        .keys()
+        .find(|k| !["name", "events", "when", "steps"].contains(&k.as_str()))
+    {
+        return Err(format!("[[escalation]] {name}: unknown key `{unknown}`"));
+    }
+    let events: Vec<EventType> = parsed(
+        spec.get("events")
+            .ok_or_else(|| format!("{} is missing", at("events")))?,
+        &at("events"),
+    )?;
+    if events.is_empty() {
+        return Err(format!("{} names no type", at("events")));
+    }
+    let (mut priorities, mut categories) = (Vec::new(), Vec::new());
+    if let Some(when) = spec.get("when") {
+        let when = when
+            .as_table()
+            .ok_or_else(|| format!("{} must be a table", at("when")))?;
+        for (key, value) in when {
+            match key.as_str() {
+                "priority" => priorities = parsed(value, &at("when.priority"))?,
+                "category" => categories = parsed(value, &at("when.category"))?,
+                other => {
+                    return Err(format!(
+                        "{}: unknown condition `{other}` (expected priority or category)",
+                        at("when")
+                    ))
+                }
+            }
+        }
+    }
+    let steps = spec
+        .get("steps")
+        .and_then(|s| s.as_array())
+        .ok_or_else(|| format!("{} must be a list of steps", at("steps")))?;
+    if steps.is_empty() {
+        return Err(format!("{} is empty", at("steps")));
+    }
+    let steps = steps
+        .iter()
+        .enumerate()
+        .map(|(i, step)| {
+            let what = format!("[[escalation]] {name}: step {}", i + 1);
+            let step = step
+                .as_table()
+                .ok_or_else(|| format!("{what} must be a table"))?;
+            if let Some(unknown) = step
+                .keys()
+                .find(|k| !["after", "unless", "channels", "also"].contains(&k.as_str()))
+            {
+                return Err(format!("{what}: unknown key `{unknown}`"));
+            }
+            let after = step
+                .get("after")
+                .and_then(|a| a.as_str())
+                .ok_or_else(|| format!("{what} needs `after`, a duration such as \"5m\""))?;
+            let after = humantime::parse_duration(after)
+                .map_err(|e| format!("{what}: `after = \"{after}\"`: {e}"))?;
+            let unless = match step.get("unless") {
+                None => Unless::Read,
+                Some(v) => v
+                    .as_str()
+                    .ok_or_else(|| format!("{what}: `unless` must be a string"))?
+                    .parse::<Unless>()
+                    .map_err(|e| format!("{what}: {e}"))?,
+            };
+            let channels: Vec<Channel> = match step.get("channels") {
+                Some(v) => parsed(v, &format!("{what}: `channels`"))?,
+                None => Vec::new(),
+            };
+            if let Some(c) = channels
+                .iter()
+                .find(|c| !matches!(c, Channel::Email | Channel::Whatsapp))
+            {
+                return Err(format!(
+                    "{what}: `channels` may name email and whatsapp, not {}",
+                    c.as_str()
+                ));
+            }
+            let also: Vec<Audience> = match step.get("also") {
+                Some(v) => parsed(v, &format!("{what}: `also`"))?,
+                None => Vec::new(),
+            };
+            if channels.is_empty() && also.is_empty() {
+                return Err(format!("{what} has neither `channels` nor `also`"));
+            }
+            Ok(Step {
+                after,
+                unless,
+                channels,
+                also,
+            })
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    Ok(Policy {
+        name,
+        events,
+        priorities,
+        categories,
+        steps,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,6 +261,59 @@ mod tests {
             t.route(&EventType::TicketCreated),
             RoutingTable::default().route(&EventType::TicketCreated)
         );
+    }
+
+    #[test]
+    fn escalation_policies_are_read_in_order() {
+        let mut t = RoutingTable::default();
+        apply(
+            &mut t,
+            r#"
+[[escalation]]
+name = "critical"
+events = ["ticket_assigned", "ticket_created"]
+when = { priority = ["HIGH", "CRITICAL"] }
+steps = [
+  { after = "5m",  unless = "read", channels = ["whatsapp"] },
+  { after = "15m", channels = ["email"], also = ["admins"] },
+]
+
+[[escalation]]
+events = ["comment_added"]
+steps = [{ after = "2s", unless = "acked", also = ["creator"] }]
+"#,
+        )
+        .unwrap();
+        let p = t.escalations();
+        assert_eq!(p.len(), 2);
+        assert_eq!(p[0].name, "critical");
+        assert_eq!(p[1].name, "escalation-2");
+        assert_eq!(
+            p[0].events,
+            vec![EventType::TicketAssigned, EventType::TicketCreated]
+        );
+        assert_eq!(p[0].steps[0].after, std::time::Duration::from_secs(300));
+        assert_eq!(p[0].steps[1].unless, Unless::Read);
+        assert_eq!(p[0].steps[1].also, vec![Audience::Admins]);
+        assert_eq!(p[1].steps[0].unless, Unless::Acked);
+    }
+
+    #[test]
+    fn escalation_mistakes_are_named() {
+        for (text, needle) in [
+            ("[escalation]\nevents=[]", "[[escalation]]"),
+            ("[[escalation]]\nsteps=[{after=\"1m\", channels=[\"email\"]}]", "`events` is missing"),
+            ("[[escalation]]\nevents=[\"ticket_assigned\"]\nsteps=[{after=\"soon\", channels=[\"email\"]}]", "soon"),
+            ("[[escalation]]\nevents=[\"ticket_assigned\"]\nsteps=[{after=\"1m\", channels=[\"fax\"]}]", "fax"),
+            ("[[escalation]]\nevents=[\"ticket_assigned\"]\nsteps=[{after=\"1m\", channels=[\"websocket\"]}]", "not websocket"),
+            ("[[escalation]]\nevents=[\"ticket_assigned\"]\nsteps=[{after=\"1m\", unless=\"seen\", channels=[\"email\"]}]", "seen"),
+            ("[[escalation]]\nevents=[\"ticket_assigned\"]\nsteps=[{after=\"1m\"}]", "neither"),
+            ("[[escalation]]\nevents=[\"ticket_assigned\"]\nwhen={owner=[\"x\"]}\nsteps=[{after=\"1m\", channels=[\"email\"]}]", "owner"),
+            ("[[escalation]]\nevents=[\"ticket_assigned\"]\nwhen={priority=[\"URGENT\"]}\nsteps=[{after=\"1m\", channels=[\"email\"]}]", "URGENT"),
+        ] {
+            let err = apply(&mut RoutingTable::default(), text).unwrap_err();
+            assert!(err.contains(needle), "{text}: {err}");
+        }
     }
 
     #[test]

@@ -12,6 +12,7 @@ use tickethub_actors::ports::{Store, StoreError};
 
 use crate::config::{database_kind, ConfigError, DatabaseKind};
 
+pub mod history;
 pub mod notifications;
 pub mod outbox;
 pub mod postgres;
@@ -150,6 +151,7 @@ macro_rules! impl_store {
     ($store:ty, $db:ty, $backend:literal, $lock:literal) => {
         $crate::store::outbox::impl_outbox_store!($store, $db, $lock);
         $crate::store::tickets::impl_ticket_store!($store, $db);
+        $crate::store::history::impl_history_store!($store, $db, $lock);
         $crate::store::notifications::impl_notification_store!($store, $db, $lock);
 
         #[async_trait::async_trait]

@@ -48,6 +48,16 @@ fn line(node: &Value) -> String {
                 node["uptime_secs"], t["users"], t["sockets"], t["tickets"], t["channels"]
             ));
         }
+        "escalation" => {
+            parts.push(format!(
+                "{} pending, next due {}; fired {}, cancelled {}, failed {}",
+                node["pending"],
+                node["next_due"].as_str().unwrap_or("-"),
+                node["fired"],
+                node["cancelled"],
+                node["failed"]
+            ));
+        }
         "directory" => {
             parts.push(format!(
                 "{} actors, {} failures",

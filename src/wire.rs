@@ -213,6 +213,7 @@ impl SendIn {
             data,
             link: self.link.filter(|l| !l.is_empty()),
             channels,
+            sent_by: None,
         })
     }
 }

@@ -42,6 +42,11 @@ pub struct HubConfig {
     pub rooms_runtime: Option<tokio::runtime::Handle>,
     /// Sign-up emails to super admins are coalesced over this window (zero: one per sign-up).
     pub signup_notice_interval: Duration,
+    /// How often the escalation actor looks for steps due (other nodes schedule them too).
+    pub escalation_poll: Duration,
+    /// How long a node's claim on a firing escalation step holds before another node may take
+    /// it over (a node that died while firing).
+    pub escalation_lease: Duration,
 }
 
 /// How often the users' heartbeat reports of what their sockets were sent are written, in one
@@ -60,6 +65,8 @@ impl Default for HubConfig {
             rooms: crate::room::RoomConfig::default(),
             rooms_runtime: None,
             signup_notice_interval: Duration::from_secs(300),
+            escalation_poll: Duration::from_secs(1),
+            escalation_lease: Duration::from_secs(60),
         }
     }
 }
@@ -98,6 +105,8 @@ pub struct Announcement {
     pub link: Option<String>,
     /// Outbound channels besides the in-app record.
     pub channels: Vec<Channel>,
+    /// The admin who sends it, for the timeline.
+    pub sent_by: Option<UserId>,
 }
 
 /// The outbound channels a hub runs.
@@ -152,6 +161,7 @@ struct Refs {
     tickets: ActorRef<DirectoryMsg<TicketId, TicketMsg>>,
     rooms: ActorRef<DirectoryMsg<ProjectId, RoomMsg>>,
     delivery: ActorRef<crate::delivery::DeliveryMsg>,
+    escalation: ActorRef<crate::escalation::EscalationMsg>,
 }
 
 impl Hub {
@@ -165,6 +175,7 @@ impl Hub {
             presence,
         } = hub_deps;
         let channels: crate::delivery::ChannelMap = Arc::default();
+        let node: Arc<str> = format!("{:016x}", rand::random::<u64>()).into();
         let deps = Arc::new(Deps {
             store: store.clone(),
             routing,
@@ -175,9 +186,12 @@ impl Hub {
             webhook_urls: delivery.webhook_urls.clone(),
             bus,
             presence,
-            sent: crate::sent::SentRecorder::start(store.clone(), SENT_BATCH_INTERVAL),
+            sent: crate::sent::SentRecorder::start(
+                store.clone(),
+                SENT_BATCH_INTERVAL,
+                node.clone(),
+            ),
         });
-        let node: Arc<str> = format!("{:016x}", rand::random::<u64>()).into();
         let delivery_spec = Arc::new(crate::delivery::DeliverySupervisor {
             channels: delivery
                 .transports
@@ -226,6 +240,12 @@ impl Hub {
             },
             rooms_runtime: config.rooms_runtime.clone(),
             delivery: delivery_spec,
+            escalation: crate::escalation::EscalationActor {
+                deps: deps.clone(),
+                node: node.clone(),
+                poll: config.escalation_poll,
+                lease: config.escalation_lease,
+            },
         };
         let (root, root_handle) = Actor::spawn(None, HubRoot { spec }, ()).await?;
         let refs = ractor::call_t!(root, RootMsg::Refs, 5_000)
@@ -589,7 +609,29 @@ impl Hub {
                 .delivery
                 .send_message(crate::delivery::DeliveryMsg::InjectFault)
                 .is_ok(),
+            RootChild::Escalation => refs
+                .escalation
+                .send_message(crate::escalation::EscalationMsg::InjectFault)
+                .is_ok(),
         };
+    }
+
+    /// What the escalation actor holds; `None` if it did not answer in time.
+    pub async fn escalation_snapshot(&self) -> Option<crate::escalation::EscalationSnapshot> {
+        ractor::call_t!(
+            self.refs().escalation,
+            crate::escalation::EscalationMsg::Snapshot,
+            500
+        )
+        .ok()
+    }
+
+    /// Asks the escalation actor to look for due steps now.
+    pub fn escalation_tick(&self) {
+        let _ = self
+            .refs()
+            .escalation
+            .send_message(crate::escalation::EscalationMsg::Tick);
     }
 
     /// How long the hub has run, and how often the root restarted a child.
@@ -617,6 +659,11 @@ impl Hub {
             5_000
         )
         .ok()
+    }
+
+    /// Who hears about what, and the escalation policies.
+    pub fn routing(&self) -> &RoutingTable {
+        &self.inner.deps.routing
     }
 
     /// The outbound channels this hub runs.
@@ -700,6 +747,10 @@ impl Hub {
                     ticket: Some(TicketSummary::from(ticket)),
                     data: "{}".into(),
                     action_url: Some(format!("/tickets/{}/", ticket.id)),
+                    cause: crate::notification::Cause {
+                        action: "create",
+                        actor: Some(by.id),
+                    },
                 },
             )
         };
@@ -750,6 +801,10 @@ impl Hub {
                 ticket: None,
                 data: a.data,
                 action_url: a.link,
+                cause: crate::notification::Cause {
+                    action: "send",
+                    actor: a.sent_by,
+                },
             },
         );
         let queued = Deps::queued_channels(&drafts);
@@ -867,6 +922,7 @@ struct RootSpec {
     /// Where the room directory and its rooms run.
     rooms_runtime: Option<tokio::runtime::Handle>,
     delivery: Arc<crate::delivery::DeliverySupervisor>,
+    escalation: crate::escalation::EscalationActor,
 }
 
 /// The root supervisor.
@@ -885,6 +941,8 @@ pub enum RootChild {
     Rooms,
     /// The delivery supervisor.
     Delivery,
+    /// The escalation actor.
+    Escalation,
 }
 
 impl RootChild {
@@ -894,6 +952,7 @@ impl RootChild {
             RootChild::Tickets => "ticket directory",
             RootChild::Rooms => "room directory",
             RootChild::Delivery => "delivery supervisor",
+            RootChild::Escalation => "escalation",
         }
     }
 }
@@ -965,6 +1024,15 @@ async fn spawn_delivery(
     .0)
 }
 
+async fn spawn_escalation(
+    spec: &crate::escalation::EscalationActor,
+    supervisor: ActorCell,
+) -> Result<ActorRef<crate::escalation::EscalationMsg>, ractor::SpawnErr> {
+    Ok(Actor::spawn_linked(None, spec.clone(), (), supervisor)
+        .await?
+        .0)
+}
+
 /// Spawns the room directory on the rooms' runtime, if they have one: the actors it starts
 /// run there too.
 async fn spawn_rooms(
@@ -1007,6 +1075,7 @@ impl Actor for HubRoot {
             tickets: spawn_directory(&self.spec.tickets, myself.get_cell()).await?,
             rooms: spawn_rooms(&self.spec, myself.get_cell()).await?,
             delivery: spawn_delivery(&self.spec.delivery, myself.get_cell()).await?,
+            escalation: spawn_escalation(&self.spec.escalation, myself.get_cell()).await?,
         };
         Ok(RootState {
             refs: Arc::new(RwLock::new(refs)),
@@ -1047,6 +1116,9 @@ impl Actor for HubRoot {
                     RootChild::Delivery => spawn_delivery(&self.spec.delivery, cell)
                         .await
                         .map(|a| state.refs.write().expect("refs poisoned").delivery = a),
+                    RootChild::Escalation => spawn_escalation(&self.spec.escalation, cell)
+                        .await
+                        .map(|a| state.refs.write().expect("refs poisoned").escalation = a),
                 };
                 match started {
                     Ok(()) => {
@@ -1082,6 +1154,8 @@ impl Actor for HubRoot {
                 RootChild::Rooms
             } else if cell.get_id() == current.delivery.get_id() {
                 RootChild::Delivery
+            } else if cell.get_id() == current.escalation.get_id() {
+                RootChild::Escalation
             } else {
                 return Ok(());
             };

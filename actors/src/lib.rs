@@ -33,6 +33,7 @@ pub mod connection;
 pub mod delivery;
 pub mod directory;
 pub mod domain;
+pub mod escalation;
 pub mod hub;
 pub mod notification;
 pub mod notifier;

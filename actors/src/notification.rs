@@ -93,10 +93,24 @@ pub struct Draft {
     pub action_url: Option<String>,
     /// The outbound deliveries to queue with it: channel and address.
     pub deliveries: Vec<(Channel, String)>,
+    /// Why it is committed: the action and who took it (a ticket change records its event
+    /// separately).
+    pub cause: Cause,
+    /// The escalation steps to schedule for it.
+    pub escalations: Vec<crate::escalation::PlannedStep>,
     /// Everyone its webhook deliveries speak for. A commit's drafts with the same content share
     /// one webhook POST per URL: the first draft carries the webhook deliveries and lists every
     /// recipient here; the others carry none. Empty means the draft's own recipient.
     pub webhook_recipients: Vec<Recipient>,
+}
+
+/// The action behind a commit of notifications and who took it, for their timeline.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Cause {
+    /// `send`, `register`, `escalate`, a ticket action…; empty when not recorded.
+    pub action: &'static str,
+    /// Who took it.
+    pub actor: Option<UserId>,
 }
 
 /// A recipient named in a webhook event.

@@ -53,7 +53,11 @@ pub struct Audience {
     prefs: HashMap<UserId, Preferences>,
     outbound: Vec<Channel>,
     webhooks: Vec<String>,
+    policies: Vec<crate::escalation::Policy>,
 }
+
+/// Channels, each with an address (or a reason it was not used).
+pub type Addressed = Vec<(Channel, String)>;
 
 /// One event's content, the same for every recipient.
 #[derive(Debug, Clone)]
@@ -70,6 +74,8 @@ pub struct Content {
     pub data: String,
     /// Where a click should lead.
     pub action_url: Option<String>,
+    /// The action behind it and who took it.
+    pub cause: crate::notification::Cause,
 }
 
 impl Deps {
@@ -123,6 +129,7 @@ impl Deps {
             prefs,
             outbound: self.outbound.clone(),
             webhooks,
+            policies: self.routing.escalations().to_vec(),
         })
     }
 
@@ -211,6 +218,36 @@ impl Deps {
 }
 
 impl Audience {
+    /// A user loaded for this event.
+    pub fn user(&self, id: UserId) -> Option<&User> {
+        self.users.get(&id)
+    }
+
+    /// The outbound channels among `channels` that reach `user` for `event`, with the
+    /// address of each, and why each of the others does not.
+    pub fn reach(
+        &self,
+        user: &User,
+        channels: &[Channel],
+        event: &EventType,
+    ) -> (Addressed, Addressed) {
+        let none = Preferences::default();
+        let prefs = self.prefs.get(&user.id).unwrap_or(&none);
+        let mut reached = Vec::new();
+        let mut missed = Vec::new();
+        for channel in channels {
+            if !self.outbound.contains(channel) {
+                missed.push((*channel, "this hub has no transport for it".to_owned()));
+                continue;
+            }
+            match crate::routing::reach(*channel, event, user, prefs) {
+                Ok(address) => reached.push((*channel, address)),
+                Err(why) => missed.push((*channel, why.explain(*channel))),
+            }
+        }
+        (reached, missed)
+    }
+
     /// The drafts of a routed event: the route's audiences among `parties`, active users only,
     /// each with the outbound channels their addresses and preferences allow.
     pub fn drafts(&self, parties: Parties<'_>, content: &Content) -> Vec<Draft> {
@@ -236,6 +273,8 @@ impl Audience {
         content: &Content,
     ) -> Vec<Draft> {
         let none = Preferences::default();
+        let escalations =
+            crate::escalation::plan(&self.policies, &content.event, content.ticket.as_ref());
         let mut drafts: Vec<Draft> = ids
             .iter()
             .filter_map(|id| self.users.get(id))
@@ -258,6 +297,8 @@ impl Audience {
                 .filter(|(c, _)| self.outbound.contains(c))
                 .collect(),
                 webhook_recipients: Vec::new(),
+                cause: content.cause,
+                escalations: escalations.clone(),
             })
             .collect();
         if let Some(first) = drafts.first_mut().filter(|_| !self.webhooks.is_empty()) {

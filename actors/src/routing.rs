@@ -161,6 +161,19 @@ pub enum Audience {
     NewlyAssigned,
 }
 
+impl Audience {
+    /// The TOML name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Audience::Admins => "admins",
+            Audience::SuperAdmins => "super_admins",
+            Audience::Creator => "creator",
+            Audience::Assignees => "assignees",
+            Audience::NewlyAssigned => "newly_assigned",
+        }
+    }
+}
+
 impl FromStr for Audience {
     type Err = String;
 
@@ -191,6 +204,7 @@ pub struct Route {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RoutingTable {
     routes: HashMap<EventType, Route>,
+    escalations: Vec<crate::escalation::Policy>,
 }
 
 impl Default for RoutingTable {
@@ -239,11 +253,22 @@ impl Default for RoutingTable {
                     )
                 })
                 .collect(),
+            escalations: Vec::new(),
         }
     }
 }
 
 impl RoutingTable {
+    /// The escalation policies, in the order they are tried.
+    pub fn escalations(&self) -> &[crate::escalation::Policy] {
+        &self.escalations
+    }
+
+    /// Adds an escalation policy after the others.
+    pub fn add_escalation(&mut self, policy: crate::escalation::Policy) {
+        self.escalations.push(policy);
+    }
+
     /// The route of an event type; custom types have none (their recipients are explicit).
     pub fn route(&self, event: &EventType) -> Option<&Route> {
         self.routes.get(event)
@@ -335,6 +360,60 @@ impl Preferences {
     }
 }
 
+/// Why a channel does not reach a user for an event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unreached {
+    /// The user has no address for it.
+    NoAddress,
+    /// The user switched it off for this type.
+    SwitchedOff,
+    /// The channel has no per-user address (the in-app record, webhooks).
+    NotPersonal,
+}
+
+impl Unreached {
+    /// A short machine name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Unreached::NoAddress => "no_address",
+            Unreached::SwitchedOff => "switched_off",
+            Unreached::NotPersonal => "not_personal",
+        }
+    }
+
+    /// A sentence for people.
+    pub fn explain(self, channel: Channel) -> String {
+        match self {
+            Unreached::NoAddress => format!("the user has no {} address", channel.as_str()),
+            Unreached::SwitchedOff => {
+                format!("the user switched {} off for this type", channel.as_str())
+            }
+            Unreached::NotPersonal => format!("{} has no per-user address", channel.as_str()),
+        }
+    }
+}
+
+/// The address a channel reaches `user` at for `event`, or why it does not.
+pub fn reach(
+    channel: Channel,
+    event: &EventType,
+    user: &User,
+    prefs: &Preferences,
+) -> Result<String, Unreached> {
+    let address = match channel {
+        Channel::Websocket | Channel::Webhook => return Err(Unreached::NotPersonal),
+        Channel::Email => user.email.as_ref(),
+        Channel::Whatsapp => user.whatsapp_number.as_ref(),
+    };
+    let address = address
+        .filter(|a| !a.is_empty())
+        .ok_or(Unreached::NoAddress)?;
+    if !prefs.allows(event, channel) {
+        return Err(Unreached::SwitchedOff);
+    }
+    Ok(address.clone())
+}
+
 /// The outbound channels (email, WhatsApp) one recipient gets for an event, with the address
 /// for each: a channel is used only if the route names it, the user has the address and has
 /// not switched it off. The in-app record is always stored and is not listed here.
@@ -344,20 +423,81 @@ pub fn channels_for(
     user: &User,
     prefs: &Preferences,
 ) -> Vec<(Channel, String)> {
-    let mut out = Vec::new();
-    for channel in route_channels {
-        let address = match channel {
-            Channel::Websocket | Channel::Webhook => continue,
-            Channel::Email => user.email.as_ref(),
-            Channel::Whatsapp => user.whatsapp_number.as_ref(),
-        };
-        if let Some(address) = address.filter(|a| !a.is_empty()) {
-            if prefs.allows(event, *channel) {
-                out.push((*channel, address.clone()));
-            }
+    route_channels
+        .iter()
+        .filter_map(|c| reach(*c, event, user, prefs).ok().map(|a| (*c, a)))
+        .collect()
+}
+
+/// Why a user was not a recipient of an event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LeftOut {
+    /// The type has no route (an admin's own type goes to whom the admin named).
+    NoRoute,
+    /// The user is not a member of the ticket's project, and no audience of the route named
+    /// them.
+    NotAMember,
+    /// No audience of the route includes the user (their role or part in the ticket is not
+    /// routed).
+    NotRouted,
+    /// The user took the action themselves.
+    Actor,
+    /// The user is deactivated.
+    Inactive,
+}
+
+impl LeftOut {
+    /// A short machine name.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            LeftOut::NoRoute => "no_route",
+            LeftOut::NotAMember => "not_a_member",
+            LeftOut::NotRouted => "not_routed",
+            LeftOut::Actor => "actor",
+            LeftOut::Inactive => "inactive",
         }
     }
-    out
+}
+
+/// Replays the routing decision of one event for one user: the audiences of the route that
+/// named them, or why they were left out. `member` says whether they belong to the ticket's
+/// project.
+pub fn why(
+    route: Option<&Route>,
+    parties: &Parties<'_>,
+    user: &User,
+    member: bool,
+) -> Result<Vec<Audience>, LeftOut> {
+    let route = route.ok_or(LeftOut::NoRoute)?;
+    let named: Vec<Audience> = route
+        .audiences
+        .iter()
+        .copied()
+        .filter(|a| {
+            let ids: &[UserId] = match a {
+                Audience::Admins => parties.admins,
+                Audience::SuperAdmins => parties.super_admins,
+                Audience::Creator => parties.creator.as_slice(),
+                Audience::Assignees => parties.assignees,
+                Audience::NewlyAssigned => parties.newly_assigned,
+            };
+            ids.contains(&user.id)
+        })
+        .collect();
+    if named.is_empty() {
+        return Err(if member || parties.admins.contains(&user.id) {
+            LeftOut::NotRouted
+        } else {
+            LeftOut::NotAMember
+        });
+    }
+    if parties.actor == Some(user.id) {
+        return Err(LeftOut::Actor);
+    }
+    if !user.is_active {
+        return Err(LeftOut::Inactive);
+    }
+    Ok(named)
 }
 
 #[cfg(test)]

@@ -28,22 +28,32 @@ pub struct SentRecorder {
     written: watch::Sender<u64>,
 }
 
+impl std::fmt::Debug for SentRecorder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SentRecorder").finish_non_exhaustive()
+    }
+}
+
 #[derive(Default)]
 struct Pending {
     seqs: HashMap<UserId, i64>,
+    /// Runs of seqs written to sockets, for timelines.
+    pushes: Vec<crate::ports::Pushed>,
+    /// The index in `pushes` of each user's last run.
+    last_run: HashMap<UserId, usize>,
     /// The number of the last batch taken for writing.
     taken: u64,
 }
 
 impl SentRecorder {
     /// Starts the recorder: reports are written at least every `interval`.
-    pub fn start(store: Arc<dyn Store>, interval: Duration) -> Arc<Self> {
+    pub fn start(store: Arc<dyn Store>, interval: Duration, node: Arc<str>) -> Arc<Self> {
         let recorder = Arc::new(Self {
             pending: Mutex::default(),
             wake: Notify::new(),
             written: watch::Sender::new(0),
         });
-        tokio::spawn(Self::run(Arc::downgrade(&recorder), store, interval));
+        tokio::spawn(Self::run(Arc::downgrade(&recorder), store, interval, node));
         recorder
     }
 
@@ -53,6 +63,32 @@ impl SentRecorder {
         let entry = pending.seqs.entry(user).or_insert(seq);
         *entry = (*entry).max(seq);
         pending.taken + 1
+    }
+
+    /// Records that `user`'s seqs `first..=last` were written to `sockets` sockets now, with
+    /// the next batch. Consecutive seqs written to as many sockets make one run (one row).
+    pub fn pushed(&self, user: UserId, first: i64, last: i64, sockets: i64) {
+        let now = chrono::Utc::now();
+        let mut pending = self.pending.lock().expect("sent recorder poisoned");
+        let pending = &mut *pending;
+        if let Some(run) = pending
+            .last_run
+            .get(&user)
+            .and_then(|i| pending.pushes.get_mut(*i))
+            .filter(|run| run.last_seq + 1 == first && run.sockets == sockets)
+        {
+            run.last_seq = last;
+            run.at = now;
+            return;
+        }
+        pending.last_run.insert(user, pending.pushes.len());
+        pending.pushes.push(crate::ports::Pushed {
+            user,
+            first_seq: first,
+            last_seq: last,
+            sockets,
+            at: now,
+        });
     }
 
     /// Records `seq` for `user` as soon as the recorder can, without waiting.
@@ -72,23 +108,39 @@ impl SentRecorder {
     }
 
     /// Writes batches until the recorder is dropped.
-    async fn run(recorder: std::sync::Weak<Self>, store: Arc<dyn Store>, interval: Duration) {
+    async fn run(
+        recorder: std::sync::Weak<Self>,
+        store: Arc<dyn Store>,
+        interval: Duration,
+        node: Arc<str>,
+    ) {
         while let Some(this) = recorder.upgrade() {
-            this.write_next(&*store, interval).await;
+            this.write_next(&*store, interval, &node).await;
         }
     }
 
-    async fn write_next(&self, store: &dyn Store, interval: Duration) {
+    async fn write_next(&self, store: &dyn Store, interval: Duration, node: &str) {
         {
             tokio::select! {
                 _ = tokio::time::sleep(interval) => {}
                 _ = self.wake.notified() => {}
             }
-            let (batch, number) = {
+            let (batch, pushes, number) = {
                 let mut pending = self.pending.lock().expect("sent recorder poisoned");
                 pending.taken += 1;
-                (std::mem::take(&mut pending.seqs), pending.taken)
+                pending.last_run.clear();
+                (
+                    std::mem::take(&mut pending.seqs),
+                    std::mem::take(&mut pending.pushes),
+                    pending.taken,
+                )
             };
+            if !pushes.is_empty() {
+                // History only: a failed write is logged, not retried.
+                if let Err(e) = store.record_pushes(node, &pushes).await {
+                    tracing::warn!(error = %e, runs = pushes.len(), "cannot record socket writes for timelines");
+                }
+            }
             if !batch.is_empty() {
                 let seqs: Vec<(UserId, i64)> = batch.into_iter().collect();
                 if let Err(e) = store.record_sent(&seqs).await {

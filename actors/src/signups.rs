@@ -73,6 +73,10 @@ impl Signups {
                 ticket: None,
                 data,
                 action_url: Some(format!("/users/{}/", user.id)),
+                cause: crate::notification::Cause {
+                    action: "register",
+                    actor: Some(user.id),
+                },
             },
         );
         if !mail_now {
@@ -145,6 +149,10 @@ async fn digest(deps: &Deps, users: &[Signup]) -> Result<(), StoreError> {
             ticket: None,
             data: user_ids_json(users),
             action_url: Some("/users/".into()),
+            cause: crate::notification::Cause {
+                action: "register",
+                actor: None,
+            },
         },
     );
     for draft in &mut drafts {

@@ -326,6 +326,10 @@ impl TicketActor {
                     ticket: Some(TicketSummary::from(&after)),
                     data: "{}".into(),
                     action_url: Some(format!("/tickets/{}/", after.id)),
+                    cause: crate::notification::Cause {
+                        action: change.action,
+                        actor: Some(by.id),
+                    },
                 },
             );
             match store

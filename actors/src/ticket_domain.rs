@@ -283,6 +283,8 @@ pub struct Change {
     pub comment: Option<String>,
     /// The rejection reason, for `reject`.
     pub reason: Option<String>,
+    /// The REST action that made the change (`assign`, `start_work`, …).
+    pub action: &'static str,
 }
 
 /// Decides what `action` by `by` does to `ticket`. Permissions are checked before status, so
@@ -308,6 +310,7 @@ pub fn transition(
         event,
         comment: None,
         reason: None,
+        action: action.name(),
     };
     match action {
         Action::Open => {

@@ -71,6 +71,8 @@ pub struct UserState {
     gap_check_scheduled: bool,
     /// The `sent_seq` last written to the database.
     flushed_sent: i64,
+    /// Records what is written to the sockets, for timelines.
+    sent: Arc<crate::sent::SentRecorder>,
     /// Whether `delivered` and `flushed_sent` were read from the database yet. The actor reads
     /// them with its first message, not as it starts, so that its directory, which starts the
     /// actors of every connecting user one after the other, never waits on the database.
@@ -288,15 +290,22 @@ impl UserState {
 
     /// Pushes one live notification to every socket that has not had it yet.
     fn push_live(&mut self, n: &Arc<Notification>) {
+        let mut written = 0;
         self.conns.retain_mut(|conn| {
             if conn.sent >= n.seq {
                 return true;
             }
             conn.sent = n.seq;
-            conn.handle
+            let ok = conn
+                .handle
                 .push(ConnectionMsg::Notification(n.clone()))
-                .is_ok()
+                .is_ok();
+            written += i64::from(ok);
+            ok
         });
+        if written > 0 {
+            self.sent.pushed(self.user_id, n.seq, n.seq, written);
+        }
         self.delivered = self.delivered.max(n.seq);
     }
 
@@ -438,6 +447,9 @@ impl UserActor {
             store.backlog(state.user_id, start, self.replay_cap).await?
         };
         let last_seq = notifications.last().map_or(start, |n| n.seq).max(start);
+        if let (Some(first), Some(last)) = (notifications.first(), notifications.last()) {
+            self.deps.sent.pushed(state.user_id, first.seq, last.seq, 1);
+        }
         metrics::counter!("tickethub_replays_total").increment(1);
         metrics::counter!("tickethub_replayed_notifications_total")
             .increment(notifications.len() as u64);
@@ -467,6 +479,7 @@ impl Actor for UserActor {
             pending: BTreeMap::new(),
             gap_check_scheduled: false,
             flushed_sent: 0,
+            sent: self.deps.sent.clone(),
             loaded: false,
         })
     }

@@ -184,6 +184,7 @@ pub async fn serve_child(
                             data: "{}".into(),
                             link: None,
                             channels: Vec::new(),
+                            sent_by: None,
                         })
                     })
                     .buffer_unordered(64)
@@ -213,6 +214,8 @@ pub async fn serve_child(
                         action_url: None,
                         deliveries: Vec::new(),
                         webhook_recipients: Vec::new(),
+                        cause: Default::default(),
+                        escalations: Vec::new(),
                     })
                     .collect();
                 store.commit_notifications(drafts).await.unwrap();

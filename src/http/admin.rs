@@ -30,7 +30,144 @@ const SNAPSHOT_TIMEOUT: Duration = Duration::from_millis(250);
 
 /// The routes of this module.
 pub fn router() -> Router<AppState> {
-    Router::new().route("/api/admin/actors", get(actors))
+    Router::new()
+        .route("/api/admin/actors", get(actors))
+        .route("/api/admin/trace", get(trace))
+        .route("/api/admin/escalations", get(escalations))
+}
+
+#[derive(Deserialize, Default, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct TraceQuery {
+    /// The ticket's id.
+    ticket: Option<String>,
+    /// The user's id or username.
+    user: Option<String>,
+}
+
+/// "Why wasn't this user notified?": replays the routing decision of every event of a ticket
+/// for one user. For each event: was the user a recipient and, if not, which rule left them
+/// out (not a member, the actor themselves, not routed, deactivated); if so, which outbound
+/// channels reached them (or why not: no address, switched off, no transport) and the
+/// notification's timeline. Admins only.
+#[utoipa::path(
+    get,
+    path = "/api/admin/trace",
+    operation_id = "admin_trace",
+    tag = "admin",
+    params(TraceQuery),
+    responses(
+        (status = 200, description = "The ticket's events, each with the decision.", body = crate::http::openapi::Trace),
+        (status = 400, description = "`ticket` or `user` is missing or malformed.", body = crate::http::openapi::ErrorBody),
+        (status = 401, description = "No valid access token.", body = crate::http::openapi::ErrorBody),
+        (status = 403, description = "Not an admin.", body = crate::http::openapi::ErrorBody),
+        (status = 404, description = "No such ticket or user.", body = crate::http::openapi::ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn trace(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<TraceQuery>,
+) -> Result<Json<Value>, ApiError> {
+    if !caller.is_admin() {
+        return Err(ApiError::forbidden("Only admins can trace notifications."));
+    }
+    let ticket = q
+        .ticket
+        .as_deref()
+        .ok_or_else(|| ApiError::bad_request("ticket: This query parameter is required."))?
+        .trim()
+        .parse::<i64>()
+        .map_err(|_| ApiError::bad_request("ticket: A valid integer is required."))?;
+    let user = q
+        .user
+        .as_deref()
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .ok_or_else(|| ApiError::bad_request("user: This query parameter is required."))?;
+    let ticket = state
+        .store
+        .ticket(tickethub_actors::ticket_domain::TicketId(ticket))
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    let user = match user.parse::<i64>() {
+        Ok(id) => state.store.user_by_id(UserId(id)).await?,
+        Err(_) => state.store.user_with_hash(user).await?.map(|(u, _)| u),
+    }
+    .ok_or_else(ApiError::not_found)?;
+    Ok(Json(
+        crate::timeline::trace(
+            state.store.as_ref(),
+            state.hub.routing(),
+            &state.hub.channels(),
+            &ticket,
+            &user,
+        )
+        .await?,
+    ))
+}
+
+#[derive(Deserialize, Default, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct EscalationQuery {
+    /// `PENDING` (the default), `FIRING`, `FIRED`, `CANCELLED`, `FAILED`, or `all`.
+    status: Option<String>,
+    /// At most this many (default 100, at most 500).
+    limit: Option<String>,
+}
+
+/// Escalation steps of every node, soonest due first: by default those still pending.
+/// Admins only.
+#[utoipa::path(
+    get,
+    path = "/api/admin/escalations",
+    operation_id = "admin_escalations",
+    tag = "admin",
+    params(EscalationQuery),
+    responses(
+        (status = 200, description = "The steps.", body = crate::http::openapi::Escalations),
+        (status = 400, description = "An unknown status.", body = crate::http::openapi::ErrorBody),
+        (status = 401, description = "No valid access token.", body = crate::http::openapi::ErrorBody),
+        (status = 403, description = "Not an admin.", body = crate::http::openapi::ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn escalations(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<EscalationQuery>,
+) -> Result<Json<Value>, ApiError> {
+    if !caller.is_admin() {
+        return Err(ApiError::forbidden("Only admins can see escalations."));
+    }
+    let status = match q.status.as_deref().map(str::trim) {
+        None | Some("") => Some("PENDING".to_owned()),
+        Some(s) if s.eq_ignore_ascii_case("all") => None,
+        Some(s) => {
+            let s = s.to_ascii_uppercase();
+            if !["PENDING", "FIRING", "FIRED", "CANCELLED", "FAILED"].contains(&s.as_str()) {
+                return Err(ApiError::bad_request(
+                    "status: Expected PENDING, FIRING, FIRED, CANCELLED, FAILED or all.",
+                ));
+            }
+            Some(s)
+        }
+    };
+    let limit = q
+        .limit
+        .as_deref()
+        .and_then(|l| l.parse::<i64>().ok())
+        .unwrap_or(100)
+        .clamp(1, 500);
+    let rows = state
+        .store
+        .list_escalations(status.as_deref(), limit)
+        .await?;
+    Ok(Json(json!({
+        "count": rows.len(),
+        "results": rows.iter().map(crate::timeline::escalation_json).collect::<Vec<_>>(),
+    })))
 }
 
 #[derive(Deserialize, Default)]
@@ -251,6 +388,20 @@ async fn actors(
         });
     }
     let channel_count = channel_nodes.len();
+    let escalation = match hub.escalation_snapshot().await {
+        Some(s) => json!({
+            "name": "escalation",
+            "kind": "escalation",
+            "status": "running",
+            "pending": s.pending,
+            "next_due": s.next_due.map(crate::timeline::at),
+            "fired": s.fired,
+            "cancelled": s.cancelled,
+            "failed": s.failed,
+            "policies": hub.routing().escalations().len(),
+        }),
+        None => json!({"name": "escalation", "kind": "escalation", "status": "busy"}),
+    };
     let (uptime, root_restarts) = hub.root_info().await;
     Ok(Json(json!({
         "name": "hub",
@@ -302,6 +453,7 @@ async fn actors(
                 "status": "running",
                 "children": channel_nodes,
             },
+            escalation,
         ],
     })))
 }

@@ -61,6 +61,43 @@ pub fn router() -> Router<AppState> {
             post(mark_as_unread),
         )
         .route("/api/notifications/{id}/deliveries/", get(deliveries))
+        .route("/api/notifications/{id}/timeline/", get(timeline))
+}
+
+/// Every recorded event of a notification, in order: committed (by which action of whom),
+/// pushed to sockets (how many, on which node), acked, read, deleted, each delivery attempt
+/// with its outcome, and each escalation step scheduled, fired or cancelled (and why). For
+/// its recipient and for admins.
+#[utoipa::path(
+    get,
+    path = "/api/notifications/{id}/timeline/",
+    operation_id = "notifications_timeline",
+    tag = "notifications",
+    params(("id" = i64, Path, description = "The notification's id.")),
+    responses(
+        (status = 200, description = "The notification and its events, oldest first.", body = crate::http::openapi::Timeline),
+        (status = 401, description = "No valid access token.", body = ErrorBody),
+        (status = 404, description = "No such notification, or not the caller's (admins see every one).", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+async fn timeline(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id = notification_id(&id)?;
+    let record = state
+        .store
+        .timeline(id)
+        .await?
+        .filter(|r| {
+            caller.is_admin() || (r.notification.user_id == caller.0.id && r.deleted_at.is_none())
+        })
+        .ok_or_else(ApiError::not_found)?;
+    Ok(Json(
+        crate::timeline::timeline(state.store.as_ref(), record).await?,
+    ))
 }
 
 /// The list filters, as query parameters.
@@ -592,7 +629,8 @@ async fn send(
     if !caller.is_admin() {
         return Err(ApiError::forbidden("Only admins can send notifications."));
     }
-    let announcement = body.into_announcement().map_err(ApiError::bad_request)?;
+    let mut announcement = body.into_announcement().map_err(ApiError::bad_request)?;
+    announcement.sent_by = Some(caller.0.id);
     let count = state.hub.announce(announcement).await?.len();
     Ok((
         StatusCode::CREATED,

@@ -86,6 +86,9 @@ same inbox.";
         notifications::mark_as_read,
         notifications::mark_as_unread,
         notifications::deliveries,
+        notifications::timeline,
+        super::admin::trace,
+        super::admin::escalations,
         ops::healthz,
         ops::readyz,
         ops::prometheus,
@@ -114,6 +117,9 @@ same inbox.";
         BulkResult,
         Delivery,
         Deliveries,
+        Timeline,
+        Trace,
+        Escalations,
         Preferences,
         SendRequest,
         SendResult,
@@ -128,6 +134,7 @@ same inbox.";
         (name = "tickets", description = "Tickets, their comments and their lifecycle actions."),
         (name = "notifications", description = "The caller's inbox, deliveries, preferences and admins' sends."),
         (name = "ops", description = "Liveness, readiness and metrics."),
+        (name = "admin", description = "Operators: why a user was or was not notified, and pending escalations."),
     )
 )]
 pub struct ApiDoc;
@@ -628,6 +635,49 @@ pub struct Delivery {
     /// When it was sent.
     #[schema(required = true, format = DateTime)]
     pub sent_at: Option<String>,
+}
+
+/// Everything recorded about one notification.
+#[derive(ToSchema)]
+pub struct Timeline {
+    /// The notification: id, user_id, username, seq, notification_type, title, is_read, ticket.
+    #[schema(value_type = Object)]
+    pub notification: serde_json::Value,
+    /// Its events, oldest first. Each has `event` (`committed`, `pushed`, `acked`, `read`,
+    /// `deleted`, `delivery_attempt`, `delivery_pending`, `escalation_scheduled`,
+    /// `escalation_fired`, `escalation_cancelled`, `escalation_failed`) and `at`, with the
+    /// fields of its kind.
+    #[schema(value_type = Vec<Object>)]
+    pub events: Vec<serde_json::Value>,
+}
+
+/// The routing decision of every event of a ticket, replayed for one user.
+#[derive(ToSchema)]
+pub struct Trace {
+    /// The ticket: id, key, title, status, project.
+    #[schema(value_type = Object)]
+    pub ticket: serde_json::Value,
+    /// The user: id, username, role, is_active, member.
+    #[schema(value_type = Object)]
+    pub user: serde_json::Value,
+    /// Which facts are as they are now.
+    pub note: String,
+    /// Per event: `recipient`, and either `reason` (`not_a_member`, `not_routed`, `actor`,
+    /// `inactive`, `no_route`) with an `explanation`, or the `audiences` that named the user,
+    /// each outbound `channel` (reached, or why not) and the `notification` with its timeline.
+    #[schema(value_type = Vec<Object>)]
+    pub events: Vec<serde_json::Value>,
+}
+
+/// Escalation steps.
+#[derive(ToSchema)]
+pub struct Escalations {
+    /// How many match.
+    pub count: i64,
+    /// The steps, soonest due first: id, notification_id, user_id, ticket_id, policy, step,
+    /// unless, channels, also, due_at, status, detail, claimed_by, created_at, updated_at.
+    #[schema(value_type = Vec<Object>)]
+    pub results: Vec<serde_json::Value>,
 }
 
 /// A notification's deliveries.

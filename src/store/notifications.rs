@@ -99,6 +99,26 @@ pub(crate) struct DeliveryRow {
     pub(crate) sent_at: Option<DateTime<Utc>>,
 }
 
+impl DeliveryRow {
+    pub(crate) fn into_delivery(self) -> Result<tickethub_actors::ports::Delivery, StoreError> {
+        Ok(tickethub_actors::ports::Delivery {
+            id: self.id,
+            notification_id: self.notification_id,
+            channel: self
+                .channel
+                .parse()
+                .map_err(|e: String| StoreError::Backend(e.into()))?,
+            address: self.address,
+            status: self.status,
+            attempts: self.attempts,
+            last_error: self.last_error,
+            provider_message_id: self.provider_message_id,
+            next_attempt_at: self.next_attempt_at,
+            sent_at: self.sent_at,
+        })
+    }
+}
+
 /// What a delivery row records of the recipients it speaks for: a webhook delivery of a draft
 /// that stands for several recipients lists them all as JSON; anything else, nothing.
 pub(crate) fn recipients_json(
@@ -217,7 +237,7 @@ macro_rules! impl_notification_store {
                     let (calls, drafts): (Vec<usize>, Vec<_>) = tagged.into_iter().unzip();
                     let together = async {
                         let mut tx = pool.begin().await.map_err($crate::store::backend_error)?;
-                        let out = Self::insert_drafts(&mut tx, drafts).await?;
+                        let out = Self::insert_drafts(&mut tx, drafts, None).await?;
                         tx.commit().await.map_err($crate::store::backend_error)?;
                         Ok::<_, tickethub_actors::ports::StoreError>(out)
                     };
@@ -240,7 +260,7 @@ macro_rules! impl_notification_store {
                 for (drafts, reply) in group {
                     let alone = async {
                         let mut tx = pool.begin().await.map_err($crate::store::backend_error)?;
-                        let out = Self::insert_drafts(&mut tx, drafts).await?;
+                        let out = Self::insert_drafts(&mut tx, drafts, None).await?;
                         tx.commit().await.map_err($crate::store::backend_error)?;
                         Ok(out)
                     };
@@ -248,9 +268,10 @@ macro_rules! impl_notification_store {
                 }
             }
 
-            async fn insert_drafts(
+            pub(crate) async fn insert_drafts(
                 tx: &mut sqlx::Transaction<'_, $db>,
                 mut drafts: Vec<tickethub_actors::notification::Draft>,
+                event_id: Option<i64>,
             ) -> Result<Vec<tickethub_actors::notification::Notification>, tickethub_actors::ports::StoreError>
             {
                 use std::collections::HashMap;
@@ -258,7 +279,7 @@ macro_rules! impl_notification_store {
                 const CHUNK: usize = 1000;
                 drafts.sort_by_key(|d| d.recipient);
                 if drafts.windows(2).any(|w| w[0].recipient == w[1].recipient) {
-                    return Self::insert_drafts_one_by_one(tx, drafts).await;
+                    return Self::insert_drafts_one_by_one(tx, drafts, event_id).await;
                 }
                 let now = chrono::Utc::now();
                 let mut seqs: HashMap<i64, i64> = HashMap::with_capacity(drafts.len());
@@ -294,7 +315,7 @@ macro_rules! impl_notification_store {
                 for chunk in drafts.chunks(CHUNK) {
                     let mut insert = sqlx::QueryBuilder::<$db>::new(
                         "INSERT INTO notifications (user_id, seq, notification_type, title, message, \
-                         ticket_id, data, action_url, is_read, created_at) ",
+                         ticket_id, data, action_url, is_read, created_at, event_id, action, actor_id) ",
                     );
                     insert.push_values(chunk, |mut row, d| {
                         row.push_bind(d.recipient.0)
@@ -306,7 +327,10 @@ macro_rules! impl_notification_store {
                             .push_bind(d.data.clone())
                             .push_bind(d.action_url.clone())
                             .push_bind(false)
-                            .push_bind(now);
+                            .push_bind(now)
+                            .push_bind(event_id)
+                            .push_bind((!d.cause.action.is_empty()).then_some(d.cause.action))
+                            .push_bind(d.cause.actor.map(|a| a.0));
                     });
                     insert.push(" RETURNING id, user_id");
                     let rows: Vec<(i64, i64)> = insert
@@ -343,6 +367,13 @@ macro_rules! impl_notification_store {
                     });
                     insert.build().execute(&mut **tx).await.map_err($crate::store::backend_error)?;
                 }
+                if drafts.iter().any(|d| !d.escalations.is_empty()) {
+                    let planned: Vec<_> = drafts
+                        .iter()
+                        .map(|d| (ids[&d.recipient.0], d.recipient.0, seqs[&d.recipient.0], d))
+                        .collect();
+                    Self::insert_escalations(tx, &planned, now).await?;
+                }
                 Ok(drafts
                     .into_iter()
                     .map(|d| tickethub_actors::notification::Notification {
@@ -367,6 +398,7 @@ macro_rules! impl_notification_store {
             async fn insert_drafts_one_by_one(
                 tx: &mut sqlx::Transaction<'_, $db>,
                 mut drafts: Vec<tickethub_actors::notification::Draft>,
+                event_id: Option<i64>,
             ) -> Result<Vec<tickethub_actors::notification::Notification>, tickethub_actors::ports::StoreError>
             {
                 use tickethub_actors::ports::StoreError;
@@ -384,8 +416,8 @@ macro_rules! impl_notification_store {
                     let (seq,) = seq.ok_or_else(|| StoreError::NotFound(format!("user {}", d.recipient)))?;
                     let (id,): (i64,) = sqlx::query_as(
                         "INSERT INTO notifications (user_id, seq, notification_type, title, message, \
-                         ticket_id, data, action_url, is_read, created_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+                         ticket_id, data, action_url, is_read, created_at, event_id, action, actor_id) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
                     )
                     .bind(d.recipient.0)
                     .bind(seq)
@@ -397,6 +429,9 @@ macro_rules! impl_notification_store {
                     .bind(&d.action_url)
                     .bind(false)
                     .bind(now)
+                    .bind(event_id)
+                    .bind((!d.cause.action.is_empty()).then_some(d.cause.action))
+                    .bind(d.cause.actor.map(|a| a.0))
                     .fetch_one(&mut **tx)
                     .await
                     .map_err($crate::store::backend_error)?;
@@ -413,6 +448,9 @@ macro_rules! impl_notification_store {
                         .execute(&mut **tx)
                         .await
                         .map_err($crate::store::backend_error)?;
+                    }
+                    if !d.escalations.is_empty() {
+                        Self::insert_escalations(tx, &[(id, d.recipient.0, seq, &d)], now).await?;
                     }
                     out.push(tickethub_actors::notification::Notification {
                         id,
@@ -559,6 +597,9 @@ macro_rules! impl_notification_store {
                 if done.rows_affected() == 0 {
                     return Ok(None);
                 }
+                if read {
+                    Self::cancel_seen(self.writer(), user, false).await?;
+                }
                 let sql = format!(
                     "{} WHERE n.id = $1 AND n.user_id = $2",
                     $crate::store::notifications::NOTIFICATION_SELECT
@@ -602,6 +643,9 @@ macro_rules! impl_notification_store {
                     .map(|(id,)| id)
                     .collect();
                 ids.sort_unstable();
+                if !ids.is_empty() {
+                    Self::cancel_seen(self.writer(), user, false).await?;
+                }
                 Ok(ids)
             }
 
@@ -619,6 +663,9 @@ macro_rules! impl_notification_store {
                 .execute(self.writer())
                 .await
                 .map_err($crate::store::backend_error)?;
+                if done.rows_affected() == 1 {
+                    Self::cancel_seen(self.writer(), user, true).await?;
+                }
                 Ok(done.rows_affected() == 1)
             }
 
@@ -634,6 +681,9 @@ macro_rules! impl_notification_store {
                 .execute(self.writer())
                 .await
                 .map_err($crate::store::backend_error)?;
+                if done.rows_affected() > 0 {
+                    Self::cancel_seen(self.writer(), user, true).await?;
+                }
                 Ok(done.rows_affected() as i64)
             }
 
@@ -741,6 +791,7 @@ macro_rules! impl_notification_store {
                 user: tickethub_actors::domain::UserId,
                 seq: i64,
             ) -> Result<i64, tickethub_actors::ports::StoreError> {
+                let mut tx = self.writer().begin().await.map_err($crate::store::backend_error)?;
                 let row: Option<(i64,)> = sqlx::query_as(
                     "UPDATE users SET acked_seq = CASE \
                        WHEN $2 > acked_seq THEN (CASE WHEN $2 < last_seq THEN $2 ELSE last_seq END) \
@@ -749,11 +800,44 @@ macro_rules! impl_notification_store {
                 )
                 .bind(user.0)
                 .bind(seq)
-                .fetch_optional(self.writer())
+                .fetch_optional(&mut *tx)
                 .await
                 .map_err($crate::store::backend_error)?;
-                row.map(|(s,)| s)
-                    .ok_or_else(|| tickethub_actors::ports::StoreError::NotFound(format!("user {user}")))
+                let acked = row
+                    .map(|(s,)| s)
+                    .ok_or_else(|| tickethub_actors::ports::StoreError::NotFound(format!("user {user}")))?;
+                if acked > 0 {
+                    // When each seq was first acknowledged, for timelines: a row only when the
+                    // acknowledged seq moved past every earlier row's.
+                    let now = chrono::Utc::now();
+                    let moved = sqlx::query(
+                        "INSERT INTO stream_events (user_id, kind, first_seq, last_seq, sockets, at) \
+                         SELECT $1, 'acked', $2, $2, 0, $3 WHERE NOT EXISTS \
+                         (SELECT 1 FROM stream_events WHERE user_id = $1 AND kind = 'acked' AND last_seq >= $2)",
+                    )
+                    .bind(user.0)
+                    .bind(acked)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err($crate::store::backend_error)?;
+                    if moved.rows_affected() > 0 {
+                        let done = sqlx::query(
+                            "UPDATE escalations SET status = 'CANCELLED', claimed_until = NULL, updated_at = $1, \
+                             detail = 'a client of the recipient acknowledged the notification' \
+                             WHERE user_id = $2 AND status IN ('PENDING', 'FIRING') AND unless_seen = 'acked' AND seq <= $3",
+                        )
+                        .bind(now)
+                        .bind(user.0)
+                        .bind(acked)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err($crate::store::backend_error)?;
+                        $crate::store::history::count_cancelled(done.rows_affected());
+                    }
+                }
+                tx.commit().await.map_err($crate::store::backend_error)?;
+                Ok(acked)
             }
 
             async fn record_sent(
@@ -815,22 +899,7 @@ macro_rules! impl_notification_store {
                 .await
                 .map_err($crate::store::backend_error)?;
                 rows.into_iter()
-                    .map(|r| {
-                        Ok(tickethub_actors::ports::Delivery {
-                            id: r.id,
-                            notification_id: r.notification_id,
-                            channel: r.channel.parse().map_err(|e: String| {
-                                tickethub_actors::ports::StoreError::Backend(e.into())
-                            })?,
-                            address: r.address,
-                            status: r.status,
-                            attempts: r.attempts,
-                            last_error: r.last_error,
-                            provider_message_id: r.provider_message_id,
-                            next_attempt_at: r.next_attempt_at,
-                            sent_at: r.sent_at,
-                        })
-                    })
+                    .map($crate::store::notifications::DeliveryRow::into_delivery)
                     .collect::<Result<Vec<_>, _>>()
                     .map(Some)
             }

@@ -5,6 +5,29 @@
 /// split the work, and nothing on SQLite, whose single writer already serializes claims.
 macro_rules! impl_outbox_store {
     ($store:ty, $db:ty, $lock:literal) => {
+        impl $store {
+            /// Commits an attempt's outcome with its history row, if the claim was still held
+            /// (`updated` rows); answers whether it was.
+            #[allow(clippy::too_many_arguments)]
+            async fn settle_attempt(
+                mut tx: sqlx::Transaction<'_, $db>,
+                updated: u64,
+                id: i64,
+                attempt: i64,
+                outcome: &str,
+                error: Option<&str>,
+                node: &str,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> Result<bool, tickethub_actors::ports::StoreError> {
+                if updated != 1 {
+                    return Ok(false);
+                }
+                Self::insert_attempt(&mut tx, id, attempt, outcome, error, node, now).await?;
+                tx.commit().await.map_err($crate::store::backend_error)?;
+                Ok(true)
+            }
+        }
+
         #[async_trait::async_trait]
         impl tickethub_actors::ports::OutboxStore for $store {
             async fn claim(
@@ -103,6 +126,7 @@ macro_rules! impl_outbox_store {
                 provider_id: Option<&str>,
             ) -> Result<bool, tickethub_actors::ports::StoreError> {
                 let now = chrono::Utc::now();
+                let mut tx = self.writer().begin().await.map_err($crate::store::backend_error)?;
                 let done = sqlx::query(
                     "UPDATE deliveries SET status = 'SENT', attempts = $2, provider_message_id = $3, sent_at = $4, \
                      last_error = NULL, claimed_until = NULL, claimed_by = NULL, updated_at = $4 \
@@ -113,10 +137,10 @@ macro_rules! impl_outbox_store {
                 .bind(provider_id)
                 .bind(now)
                 .bind(node)
-                .execute(self.writer())
+                .execute(&mut *tx)
                 .await
                 .map_err($crate::store::backend_error)?;
-                Ok(done.rows_affected() == 1)
+                Self::settle_attempt(tx, done.rows_affected(), id, attempts, "sent", None, node, now).await
             }
 
             async fn delivery_failed(
@@ -126,6 +150,8 @@ macro_rules! impl_outbox_store {
                 attempts: i64,
                 error: &str,
             ) -> Result<bool, tickethub_actors::ports::StoreError> {
+                let now = chrono::Utc::now();
+                let mut tx = self.writer().begin().await.map_err($crate::store::backend_error)?;
                 let done = sqlx::query(
                     "UPDATE deliveries SET status = 'FAILED', attempts = $2, last_error = $3, \
                      claimed_until = NULL, claimed_by = NULL, updated_at = $4 \
@@ -134,12 +160,12 @@ macro_rules! impl_outbox_store {
                 .bind(id)
                 .bind(attempts)
                 .bind(error)
-                .bind(chrono::Utc::now())
+                .bind(now)
                 .bind(node)
-                .execute(self.writer())
+                .execute(&mut *tx)
                 .await
                 .map_err($crate::store::backend_error)?;
-                Ok(done.rows_affected() == 1)
+                Self::settle_attempt(tx, done.rows_affected(), id, attempts, "failed", Some(error), node, now).await
             }
 
             async fn delivery_retry(
@@ -150,6 +176,8 @@ macro_rules! impl_outbox_store {
                 next_attempt_at: chrono::DateTime<chrono::Utc>,
                 error: &str,
             ) -> Result<bool, tickethub_actors::ports::StoreError> {
+                let now = chrono::Utc::now();
+                let mut tx = self.writer().begin().await.map_err($crate::store::backend_error)?;
                 let done = sqlx::query(
                     "UPDATE deliveries SET status = 'QUEUED', attempts = $2, next_attempt_at = $3, last_error = $4, \
                      claimed_until = NULL, claimed_by = NULL, updated_at = $5 \
@@ -159,12 +187,12 @@ macro_rules! impl_outbox_store {
                 .bind(attempts)
                 .bind(next_attempt_at)
                 .bind(error)
-                .bind(chrono::Utc::now())
+                .bind(now)
                 .bind(node)
-                .execute(self.writer())
+                .execute(&mut *tx)
                 .await
                 .map_err($crate::store::backend_error)?;
-                Ok(done.rows_affected() == 1)
+                Self::settle_attempt(tx, done.rows_affected(), id, attempts, "retry", Some(error), node, now).await
             }
 
             async fn delivery_release(&self, ids: &[i64]) -> Result<(), tickethub_actors::ports::StoreError> {

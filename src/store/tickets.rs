@@ -188,7 +188,19 @@ macro_rules! impl_ticket_store {
                     .await?
                     .ok_or_else(|| StoreError::NotFound(format!("ticket {id}")))?;
                 let ticket = row.into_ticket(Vec::new())?;
-                let notifications = Self::insert_drafts(&mut tx, plan(&ticket)).await?;
+                let event = Self::insert_ticket_event(
+                    &mut tx,
+                    id,
+                    &tickethub_actors::routing::EventType::TicketCreated,
+                    "create",
+                    new.created_by,
+                    ticket.status,
+                    &[],
+                    &[],
+                    now,
+                )
+                .await?;
+                let notifications = Self::insert_drafts(&mut tx, plan(&ticket), Some(event)).await?;
                 tx.commit().await.map_err($crate::store::backend_error)?;
                 Ok((ticket, notifications))
             }
@@ -278,7 +290,21 @@ macro_rules! impl_ticket_store {
                     }
                     None => None,
                 };
-                let notifications = Self::insert_drafts(&mut tx, drafts).await?;
+                let event = Self::insert_ticket_event(
+                    &mut tx,
+                    id.0,
+                    &change.event,
+                    change.action,
+                    author,
+                    change.status,
+                    &change.assignees,
+                    &change.newly_assigned,
+                    now,
+                )
+                .await?;
+                Self::cancel_moved_on(&mut tx, id.0, change.status, &format!(" ({} by user {author})", change.action), now)
+                    .await?;
+                let notifications = Self::insert_drafts(&mut tx, drafts, Some(event)).await?;
                 let row = Self::ticket_in(&mut *tx, id.0)
                     .await?
                     .ok_or_else(|| StoreError::NotFound(format!("ticket {id}")))?;

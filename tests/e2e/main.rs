@@ -14,6 +14,7 @@ mod cli;
 mod cluster;
 mod delivery;
 mod dialects;
+mod escalation;
 mod fakes;
 mod fuzz_session;
 mod inbox;

@@ -179,6 +179,8 @@ async fn batched_commits_give_every_recipient_the_next_seq(backend: Backend) {
         action_url: None,
         deliveries: vec![(Channel::Email, format!("{}@example.test", to.0))],
         webhook_recipients: Vec::new(),
+        cause: Default::default(),
+        escalations: Vec::new(),
     };
     // A batch of distinct recipients takes the batched path.
     let first = store
@@ -285,6 +287,8 @@ async fn concurrent_commits_are_grouped_and_a_bad_call_fails_alone(backend: Back
         action_url: None,
         deliveries: Vec::new(),
         webhook_recipients: Vec::new(),
+        cause: Default::default(),
+        escalations: Vec::new(),
     };
     const CALLS: usize = 200;
     const BAD: usize = 77;

@@ -1,0 +1,557 @@
+//! Escalation of unseen notifications: policies as data, the steps they plan for a
+//! notification, and the supervised actor that fires the due steps.
+//!
+//! A policy's steps are committed with the notification as rows with a due time (see
+//! [`crate::ports::EscalationStore`]), so a restart or a crashed node loses none. Every node's
+//! escalation actor claims due rows (`SKIP LOCKED` on PostgreSQL, so no step is claimed twice),
+//! decides each one from what the database says now — read, acked, deleted, the ticket moved
+//! on — and commits the outcome with the claim check: a step whose claim was lost (its lease ran
+//! out and another node took it) commits nothing, so no step fires twice.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use ractor::concurrency::JoinHandle;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+
+use crate::domain::{Role, UserId};
+use crate::notification::{Cause, Notification, TicketSummary};
+use crate::notifier::{Content, Deps};
+use crate::ports::StoreError;
+use crate::routing::{Audience, Channel, EventType};
+use crate::ticket_domain::{Category, Priority, Ticket, TicketStatus};
+
+/// The type of the notification that tells the `also` audience about an escalation.
+pub const ESCALATED: &str = "ticket_escalated";
+
+/// What counts as seen: a step fires only while its notification is not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Unless {
+    /// The recipient read it (on any client, REST or socket). The default: an `ack` only says
+    /// a client showed it in a list, perhaps in a background tab.
+    Read,
+    /// A client of the recipient acknowledged it (or it was read).
+    Acked,
+}
+
+impl Unless {
+    /// The TOML and storage name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Unless::Read => "read",
+            Unless::Acked => "acked",
+        }
+    }
+}
+
+impl std::str::FromStr for Unless {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "read" => Ok(Unless::Read),
+            "acked" => Ok(Unless::Acked),
+            other => Err(format!(
+                "unknown `unless` value `{other}` (expected read or acked)"
+            )),
+        }
+    }
+}
+
+/// One step of a policy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Step {
+    /// How long after the notification was committed.
+    pub after: Duration,
+    /// What stops it.
+    pub unless: Unless,
+    /// The outbound channels it sends the recipient's notification on.
+    pub channels: Vec<Channel>,
+    /// Who else is told, with a `ticket_escalated` notification.
+    pub also: Vec<Audience>,
+}
+
+/// A policy: which notifications it escalates, and how.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Policy {
+    /// Its name, for timelines and operators (`escalation-1` if the file gives none).
+    pub name: String,
+    /// The notification types it covers.
+    pub events: Vec<EventType>,
+    /// Only tickets of these priorities (empty: any, and notifications without a ticket).
+    pub priorities: Vec<Priority>,
+    /// Only tickets of these categories (empty: any).
+    pub categories: Vec<Category>,
+    /// Its steps, in order.
+    pub steps: Vec<Step>,
+}
+
+impl Policy {
+    /// Whether the policy covers a notification of `event` about `ticket`.
+    pub fn matches(&self, event: &EventType, ticket: Option<&TicketSummary>) -> bool {
+        if !self.events.contains(event) {
+            return false;
+        }
+        let priority_ok = self.priorities.is_empty()
+            || ticket.is_some_and(|t| self.priorities.contains(&t.priority));
+        let category_ok = self.categories.is_empty()
+            || ticket.is_some_and(|t| self.categories.contains(&t.category));
+        priority_ok && category_ok
+    }
+}
+
+/// A step to schedule for one notification (or, read back, a scheduled one).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlannedStep {
+    /// The policy's name.
+    pub policy: String,
+    /// The step's number in its policy, from 1.
+    pub step: i64,
+    /// How long after the commit it is due.
+    pub after: Duration,
+    /// What stops it.
+    pub unless: Unless,
+    /// Its channels.
+    pub channels: Vec<Channel>,
+    /// Who else is told.
+    pub also: Vec<Audience>,
+}
+
+/// The steps of the first policy that covers a notification of `event` about `ticket`.
+pub fn plan(
+    policies: &[Policy],
+    event: &EventType,
+    ticket: Option<&TicketSummary>,
+) -> Vec<PlannedStep> {
+    policies
+        .iter()
+        .find(|p| p.matches(event, ticket))
+        .map(|p| {
+            p.steps
+                .iter()
+                .enumerate()
+                .map(|(i, s)| PlannedStep {
+                    policy: p.name.clone(),
+                    step: i as i64 + 1,
+                    after: s.after,
+                    unless: s.unless,
+                    channels: s.channels.clone(),
+                    also: s.also.clone(),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A due step claimed by this node, with what deciding it needs, as the database has it now.
+#[derive(Clone, Debug)]
+pub struct EscalationJob {
+    /// The step's row id.
+    pub id: i64,
+    /// The step.
+    pub step: PlannedStep,
+    /// When it was due.
+    pub due_at: DateTime<Utc>,
+    /// The notification it escalates.
+    pub notification: Notification,
+    /// Whether the recipient deleted it.
+    pub deleted: bool,
+    /// The highest seq the recipient's clients acknowledged.
+    pub acked_seq: i64,
+    /// The ticket's status when the notification was committed.
+    pub cause_status: Option<TicketStatus>,
+    /// The ticket as it is now.
+    pub ticket: Option<Ticket>,
+}
+
+/// How a claimed step ends.
+#[derive(Clone, Debug)]
+pub enum Finish {
+    /// It no longer applies, and why.
+    Cancelled(String),
+    /// It sends the recipient's notification on these channels (outbox rows of that
+    /// notification) and commits these notifications for the `also` audience.
+    Fired {
+        /// Channel and address of each new delivery of the escalated notification.
+        deliveries: Vec<(Channel, String)>,
+        /// The `ticket_escalated` notifications.
+        drafts: Vec<crate::notification::Draft>,
+        /// What it did, for the timeline.
+        detail: String,
+    },
+    /// It reached nobody (no usable channel, nobody else to tell), and why.
+    Failed(String),
+}
+
+/// Why a due step no longer applies, if it does not: the notification was deleted, read, or
+/// (for `unless = "acked"`) acknowledged, or its ticket moved past the status that caused it.
+pub fn cancel_reason(job: &EscalationJob) -> Option<String> {
+    let n = &job.notification;
+    if job.deleted {
+        return Some("the recipient deleted the notification".into());
+    }
+    if n.is_read {
+        return Some("the recipient read the notification".into());
+    }
+    if job.step.unless == Unless::Acked && job.acked_seq >= n.seq {
+        return Some("a client of the recipient acknowledged the notification".into());
+    }
+    match (&job.ticket, job.cause_status) {
+        (Some(t), Some(cause)) if t.status != cause => Some(format!(
+            "the ticket moved from {} to {}",
+            cause.as_str(),
+            t.status.as_str()
+        )),
+        _ => None,
+    }
+}
+
+/// A human duration: `90s`, `5m`, `1h30m`.
+pub fn human(d: Duration) -> String {
+    let s = d.as_secs();
+    match (s / 3600, (s % 3600) / 60, s % 60) {
+        (0, 0, s) => format!("{s}s"),
+        (0, m, 0) => format!("{m}m"),
+        (0, m, s) => format!("{m}m{s}s"),
+        (h, 0, 0) => format!("{h}h"),
+        (h, m, _) => format!("{h}h{m}m"),
+    }
+}
+
+/// The escalation actor: claims and fires due steps, holding a timer for the next one.
+#[derive(Clone, Debug)]
+pub struct EscalationActor {
+    /// Shared dependencies.
+    pub deps: Arc<Deps>,
+    /// This hub process, for claims.
+    pub node: Arc<str>,
+    /// How often the database is looked at for steps due (other nodes schedule too).
+    pub poll: Duration,
+    /// How long a claim holds before another node may take the step over.
+    pub lease: Duration,
+}
+
+/// Messages of the escalation actor.
+#[derive(Debug)]
+pub enum EscalationMsg {
+    /// Fire what is due, then set the timer for the next step.
+    Tick,
+    /// Describe the actor.
+    Snapshot(RpcReplyPort<EscalationSnapshot>),
+    /// Panic inside the handler, for fault-injection tests.
+    InjectFault,
+}
+
+/// A point-in-time view of the escalation actor.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EscalationSnapshot {
+    /// Steps waiting in the database (every node's).
+    pub pending: i64,
+    /// When the next one is due.
+    pub next_due: Option<DateTime<Utc>>,
+    /// Steps this actor fired, cancelled and failed since it started.
+    pub fired: u64,
+    /// See `fired`.
+    pub cancelled: u64,
+    /// See `fired`.
+    pub failed: u64,
+}
+
+/// The state of the escalation actor.
+pub struct EscalationState {
+    snapshot: EscalationSnapshot,
+    timer: Option<JoinHandle<Result<(), ractor::MessagingErr<EscalationMsg>>>>,
+}
+
+/// At most this many steps are claimed at once.
+const CLAIM_BATCH: i64 = 32;
+
+impl Actor for EscalationActor {
+    type Msg = EscalationMsg;
+    type State = EscalationState;
+    type Arguments = ();
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        _: (),
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let _ = myself.send_message(EscalationMsg::Tick);
+        Ok(EscalationState {
+            snapshot: EscalationSnapshot::default(),
+            timer: None,
+        })
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        if let Some(t) = state.timer.take() {
+            t.abort();
+        }
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            EscalationMsg::Tick => {
+                if let Err(e) = self.run_due(state).await {
+                    tracing::warn!(error = %e, "escalation: cannot fire due steps; trying again");
+                }
+                let wait = match self.deps.store.escalation_outlook().await {
+                    Ok((pending, next_due)) => {
+                        state.snapshot.pending = pending;
+                        state.snapshot.next_due = next_due;
+                        metrics::gauge!("tickethub_escalations_pending").set(pending as f64);
+                        next_due
+                            .map(|due| (due - Utc::now()).to_std().unwrap_or(Duration::ZERO))
+                            .unwrap_or(self.poll)
+                            .min(self.poll)
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "escalation: cannot read the next due step");
+                        self.poll
+                    }
+                };
+                if let Some(t) = state.timer.take() {
+                    t.abort();
+                }
+                let wait = wait.max(Duration::from_millis(10));
+                state.timer = Some(myself.send_after(wait, || EscalationMsg::Tick));
+            }
+            EscalationMsg::Snapshot(reply) => {
+                let _ = reply.send(state.snapshot.clone());
+            }
+            EscalationMsg::InjectFault => panic!("injected fault in the escalation actor"),
+        }
+        Ok(())
+    }
+}
+
+impl EscalationActor {
+    /// Claims and settles due steps until none is left.
+    async fn run_due(&self, state: &mut EscalationState) -> Result<(), StoreError> {
+        let store = &self.deps.store;
+        loop {
+            let now = Utc::now();
+            let lease = chrono::Duration::from_std(self.lease).unwrap_or(chrono::Duration::MAX);
+            let jobs = store
+                .claim_escalations(&self.node, now, now + lease, CLAIM_BATCH)
+                .await?;
+            if jobs.is_empty() {
+                return Ok(());
+            }
+            for job in jobs {
+                let finish = match cancel_reason(&job) {
+                    Some(reason) => Finish::Cancelled(reason),
+                    None => self.fire(&job).await?,
+                };
+                let outcome = match &finish {
+                    Finish::Cancelled(_) => "cancelled",
+                    Finish::Fired { .. } => "fired",
+                    Finish::Failed(_) => "failed",
+                };
+                let queued = match &finish {
+                    Finish::Fired {
+                        deliveries, drafts, ..
+                    } => {
+                        let mut c: Vec<Channel> = deliveries.iter().map(|(c, _)| *c).collect();
+                        c.extend(Deps::queued_channels(drafts));
+                        c.sort_by_key(|c| c.as_str());
+                        c.dedup();
+                        c
+                    }
+                    _ => Vec::new(),
+                };
+                match store.finish_escalation(job.id, &self.node, finish).await? {
+                    Some(notifications) => {
+                        metrics::counter!("tickethub_escalation_steps_total", "outcome" => outcome)
+                            .increment(1);
+                        match outcome {
+                            "fired" => state.snapshot.fired += 1,
+                            "cancelled" => state.snapshot.cancelled += 1,
+                            _ => state.snapshot.failed += 1,
+                        }
+                        tracing::info!(
+                            step = job.id,
+                            notification = job.notification.id,
+                            outcome,
+                            "escalation step settled"
+                        );
+                        self.deps.deliver_queued(notifications, &queued);
+                        // The recipient's own deliveries are rows of an existing notification:
+                        // wake their channels even when no notification was committed.
+                        let channels = self.deps.channels.read().expect("channel map poisoned");
+                        for channel in &queued {
+                            if let Some(actor) = channels.get(channel) {
+                                let _ = actor.send_message(crate::delivery::ChannelMsg::Wake);
+                            }
+                        }
+                    }
+                    None => {
+                        tracing::info!(step = job.id, "escalation step taken over by another node");
+                    }
+                }
+            }
+        }
+    }
+
+    /// What firing a step sends: the recipient's notification on the step's channels they can
+    /// be reached on, and a `ticket_escalated` notification to the `also` audience.
+    async fn fire(&self, job: &EscalationJob) -> Result<Finish, StoreError> {
+        let n = &job.notification;
+        let store = &self.deps.store;
+        let mut also: Vec<UserId> = Vec::new();
+        for audience in &job.step.also {
+            match audience {
+                Audience::Admins | Audience::SuperAdmins => {
+                    for admin in store.users_with_role(Role::Admin).await? {
+                        if *audience == Audience::Admins || admin.is_superuser {
+                            also.push(admin.id);
+                        }
+                    }
+                }
+                Audience::Creator => also.extend(job.ticket.as_ref().map(|t| t.created_by)),
+                Audience::Assignees | Audience::NewlyAssigned => {
+                    also.extend(job.ticket.iter().flat_map(|t| t.assignees.iter().copied()))
+                }
+            }
+        }
+        also.retain(|id| *id != n.user_id);
+        also.sort();
+        also.dedup();
+        let mut candidates = also.clone();
+        candidates.push(n.user_id);
+        let escalated = EventType::Custom(ESCALATED.into());
+        let audience = self.deps.audience(&escalated, &candidates).await?;
+        let Some(recipient) = audience.user(n.user_id).filter(|u| u.is_active) else {
+            return Ok(Finish::Cancelled(
+                "the recipient was deactivated".to_owned(),
+            ));
+        };
+        let name = if recipient.display_name.is_empty() {
+            recipient.username.clone()
+        } else {
+            recipient.display_name.clone()
+        };
+        let (deliveries, skipped) =
+            audience.reach(recipient, &job.step.channels, &n.notification_type);
+        let waited = (job.due_at - n.created_at).to_std().unwrap_or_default();
+        let content = Content {
+            event: escalated,
+            title: format!("Escalated: {}", n.title),
+            message: format!(
+                "{name} has not read \"{}\" for {}: {}",
+                n.title,
+                human(waited),
+                n.message
+            ),
+            ticket: n.ticket.clone(),
+            data: format!(
+                "{{\"notification_id\":{},\"user_id\":{},\"policy_step\":{}}}",
+                n.id, n.user_id.0, job.step.step
+            ),
+            action_url: n.action_url.clone(),
+            cause: Cause {
+                action: "escalate",
+                actor: None,
+            },
+        };
+        let mut channels = job.step.channels.clone();
+        channels.push(Channel::Websocket);
+        let drafts = audience.drafts_for(&also, &channels, &content);
+        let mut detail = Vec::new();
+        if !deliveries.is_empty() {
+            detail.push(format!(
+                "sent on {}",
+                deliveries
+                    .iter()
+                    .map(|(c, _)| c.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        for (channel, why) in &skipped {
+            detail.push(format!("{}: {why}", channel.as_str()));
+        }
+        if !drafts.is_empty() {
+            detail.push(format!(
+                "told {}",
+                drafts
+                    .iter()
+                    .filter_map(|d| audience.user(d.recipient))
+                    .map(|u| u.username.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        let detail = detail.join("; ");
+        if deliveries.is_empty() && drafts.is_empty() {
+            return Ok(Finish::Failed(format!("reached nobody: {detail}")));
+        }
+        Ok(Finish::Fired {
+            deliveries,
+            drafts,
+            detail,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> Policy {
+        Policy {
+            name: "critical".into(),
+            events: vec![EventType::TicketAssigned],
+            priorities: vec![Priority::High, Priority::Critical],
+            categories: vec![],
+            steps: vec![
+                Step {
+                    after: Duration::from_secs(300),
+                    unless: Unless::Read,
+                    channels: vec![Channel::Whatsapp],
+                    also: vec![],
+                },
+                Step {
+                    after: Duration::from_secs(900),
+                    unless: Unless::Read,
+                    channels: vec![Channel::Email],
+                    also: vec![Audience::Admins],
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn a_policy_plans_its_steps_for_the_events_and_priorities_it_names() {
+        let mut t = crate::ticket_domain::sample_ticket(TicketStatus::Assigned);
+        t.priority = Priority::Critical;
+        let summary = TicketSummary::from(&t);
+        let steps = plan(&[policy()], &EventType::TicketAssigned, Some(&summary));
+        assert_eq!(steps.len(), 2);
+        assert_eq!(steps[1].step, 2);
+        assert_eq!(steps[1].also, vec![Audience::Admins]);
+        assert!(plan(&[policy()], &EventType::WorkStarted, Some(&summary)).is_empty());
+        t.priority = Priority::Low;
+        let low = TicketSummary::from(&t);
+        assert!(plan(&[policy()], &EventType::TicketAssigned, Some(&low)).is_empty());
+        assert!(plan(&[policy()], &EventType::TicketAssigned, None).is_empty());
+    }
+
+    #[test]
+    fn durations_read_like_the_policy_file() {
+        assert_eq!(human(Duration::from_secs(300)), "5m");
+        assert_eq!(human(Duration::from_secs(42)), "42s");
+        assert_eq!(human(Duration::from_secs(5400)), "1h30m");
+    }
+}

@@ -1,0 +1,895 @@
+//! Escalation of unseen notifications, timelines and the trace, end to end: a WhatsApp Cloud
+//! API stand-in and a real SMTP server in this process, several hub processes on one
+//! PostgreSQL database, and `kill -9`.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tickethub_actors::domain::{Role, User};
+
+use crate::both_backends;
+use crate::fakes::{Http, Smtp};
+use crate::harness::{eventually, Backend, TestHub, PATIENCE};
+use crate::nodes::Cluster;
+use crate::tickets::{cast, create_ticket};
+
+both_backends!(
+    an_unread_critical_assignment_escalates_to_whatsapp_then_email_and_admins,
+    starting_work_cancels_the_escalation,
+    the_trace_explains_who_was_left_out_and_why,
+);
+
+/// A routing file: assignments are in-app only, and CRITICAL and HIGH ones escalate to
+/// WhatsApp after `first`, then to email with the admins told after `second`.
+fn policy(first: &str, second: &str) -> tempfile::NamedTempFile {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        file.path(),
+        format!(
+            r#"
+[ticket_assigned]
+recipients = ["newly_assigned"]
+channels = ["websocket"]
+
+[[escalation]]
+name = "critical-assignments"
+events = ["ticket_assigned", "ticket_created"]
+when = {{ priority = ["HIGH", "CRITICAL"] }}
+steps = [
+  {{ after = "{first}",  unless = "read", channels = ["whatsapp"] }},
+  {{ after = "{second}", unless = "read", channels = ["email"], also = ["admins"] }},
+]
+"#
+        ),
+    )
+    .unwrap();
+    file
+}
+
+/// A developer's WhatsApp number, set over the API.
+async fn set_whatsapp(hub: &TestHub, user: &User, number: &str) {
+    let (status, me) = hub
+        .call(
+            reqwest::Method::PATCH,
+            "/api/users/me/",
+            Some(&hub.token(user)),
+            Some(json!({"whatsapp_number": number})),
+        )
+        .await;
+    assert_eq!(status, 200, "{me}");
+}
+
+/// A CRITICAL ticket of the client, opened and assigned to `dev` by the admin; answers the
+/// ticket's id and the id of the developer's `ticket_assigned` notification.
+async fn assign_critical(
+    hub: &TestHub,
+    client: &User,
+    admin: &User,
+    dev: &User,
+    project: i64,
+) -> (i64, i64) {
+    let t = hub
+        .post_as(
+            client,
+            "/api/tickets/",
+            json!({"project": project, "title": "Checkout is down", "description": "500s",
+                   "priority": "CRITICAL", "category": "BUG"}),
+            201,
+        )
+        .await;
+    let id = t["id"].as_i64().unwrap();
+    hub.post_as(
+        admin,
+        &format!("/api/tickets/{id}/open_ticket/"),
+        json!({}),
+        200,
+    )
+    .await;
+    hub.post_as(
+        admin,
+        &format!("/api/tickets/{id}/assign/"),
+        json!({"developer_ids": [dev.id.0]}),
+        200,
+    )
+    .await;
+    let page = hub
+        .get_as(
+            dev,
+            "/api/notifications/?notification_type=ticket_assigned",
+            200,
+        )
+        .await;
+    (id, page["results"][0]["id"].as_i64().unwrap())
+}
+
+fn events<'a>(timeline: &'a Value, kind: &str) -> Vec<&'a Value> {
+    timeline["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event"] == kind)
+        .collect()
+}
+
+/// The escalation steps of a notification, from its timeline.
+async fn steps(hub: &TestHub, admin: &User, notification: i64) -> Value {
+    hub.get_as(
+        admin,
+        &format!("/api/notifications/{notification}/timeline/"),
+        200,
+    )
+    .await
+}
+
+async fn an_unread_critical_assignment_escalates_to_whatsapp_then_email_and_admins(
+    backend: Backend,
+) {
+    let api = Http::start().await;
+    let smtp = Smtp::start().await;
+    let file = policy("1s", "2s");
+    let (api_url, smtp_url, path) = (api.url(), smtp.url(), file.path().to_owned());
+    let hub = TestHub::start_with(&backend, |c| {
+        c.routing = Some(path);
+        c.escalation_poll_ms = 100;
+        c.delivery_poll_ms = 50;
+        c.whatsapp_api_url = api_url;
+        c.whatsapp_token = Some("test-token".into());
+        c.whatsapp_phone_number_id = Some("1234567".into());
+        c.whatsapp_mode = tickethub::config::WhatsappMode::Text;
+        c.smtp_url = Some(smtp_url);
+    })
+    .await;
+    let c = cast(&hub).await;
+    set_whatsapp(&hub, &c.d1, "+15550003333").await;
+    // The developer is online: the notification reaches their socket and is acked, but never
+    // read. An ack does not count as seen for `unless = "read"`.
+    let mut ws = hub.connect(&c.d1).await;
+    let (_, note) = assign_critical(&hub, &c.c1, &c.a1, &c.d1, c.project).await;
+    let pushed = ws.next_of("notification").await;
+    assert_eq!(pushed["id"], note, "{pushed}");
+    ws.send_json(json!({"type": "ack", "seq": pushed["seq"]}))
+        .await;
+
+    // The supervision tree shows the escalation actor with the two steps pending.
+    eventually("the escalation actor holds the steps", || async {
+        let tree = hub.get_as(&c.a1, "/api/admin/actors", 200).await;
+        tree["children"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["kind"] == "escalation" && n["pending"].as_i64() >= Some(2))
+    })
+    .await;
+    let pending = hub.get_as(&c.a1, "/api/admin/escalations", 200).await;
+    assert_eq!(pending["count"], 2, "{pending}");
+    assert_eq!(pending["results"][0]["policy"], "critical-assignments");
+    assert_eq!(pending["results"][0]["notification_id"], note);
+
+    // Step 1: WhatsApp to the developer.
+    let requests = api.wait_for(1).await;
+    assert_eq!(
+        requests[0].body["to"], "15550003333",
+        "{:?}",
+        requests[0].body
+    );
+    // Step 2: email to the developer, and every admin told with a `ticket_escalated`
+    // notification (in the inbox, by email).
+    let escalation_mails = |smtp: &Smtp| {
+        let mut to: Vec<String> = smtp
+            .mails()
+            .iter()
+            .filter(|m| {
+                m.subject().starts_with("Escalated: Ticket Assigned")
+                    || (m.to == ["d1@example.test"] && m.subject().contains("Ticket Assigned"))
+            })
+            .flat_map(|m| m.to.clone())
+            .collect();
+        to.sort();
+        to
+    };
+    eventually("the second step's mails arrive", || async {
+        escalation_mails(&smtp).len() >= 3
+    })
+    .await;
+    assert_eq!(
+        escalation_mails(&smtp),
+        ["a1@example.test", "a2@example.test", "d1@example.test"]
+    );
+    for admin in [&c.a1, &c.a2] {
+        let page = hub
+            .get_as(
+                admin,
+                "/api/notifications/?notification_type=ticket_escalated",
+                200,
+            )
+            .await;
+        assert_eq!(page["count"], 1, "{page}");
+        let n = &page["results"][0];
+        assert!(
+            n["message"]
+                .as_str()
+                .unwrap()
+                .contains("d1 display has not read"),
+            "{n}"
+        );
+        assert_eq!(n["data"]["notification_id"], note);
+    }
+    // The developer's own inbox did not get the escalation notice.
+    let own = hub
+        .get_as(
+            &c.d1,
+            "/api/notifications/?notification_type=ticket_escalated",
+            200,
+        )
+        .await;
+    assert_eq!(own["count"], 0);
+
+    // Now the developer reads it; the timeline lists every event, in order.
+    hub.post_as(
+        &c.d1,
+        &format!("/api/notifications/{note}/mark_as_read/"),
+        json!({}),
+        200,
+    )
+    .await;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let timeline = loop {
+        let timeline = steps(&hub, &c.d1, note).await;
+        if events(&timeline, "delivery_attempt").len() == 2
+            && events(&timeline, "escalation_fired").len() == 2
+            && !events(&timeline, "pushed").is_empty()
+            && !events(&timeline, "read").is_empty()
+        {
+            break timeline;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "events missing: {timeline}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let kinds: Vec<&str> = timeline["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    for kind in [
+        "committed",
+        "pushed",
+        "acked",
+        "read",
+        "delivery_attempt",
+        "escalation_scheduled",
+        "escalation_fired",
+    ] {
+        assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
+    }
+    assert_eq!(kinds[0], "committed");
+    let at: Vec<&str> = timeline["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["at"].as_str().unwrap())
+        .collect();
+    let mut sorted = at.clone();
+    sorted.sort();
+    assert_eq!(at, sorted, "events are in time order");
+    let committed = &events(&timeline, "committed")[0];
+    assert_eq!(committed["action"], "assign");
+    assert_eq!(committed["actor"]["username"], "a1");
+    assert_eq!(events(&timeline, "pushed")[0]["sockets"], 1);
+    let attempts = events(&timeline, "delivery_attempt");
+    let channels: Vec<&str> = attempts
+        .iter()
+        .map(|a| a["channel"].as_str().unwrap())
+        .collect();
+    assert_eq!(channels, ["whatsapp", "email"]);
+    assert!(
+        attempts.iter().all(|a| a["outcome"] == "sent"),
+        "{attempts:?}"
+    );
+    let fired = events(&timeline, "escalation_fired");
+    assert!(
+        fired[0]["detail"].as_str().unwrap().contains("whatsapp"),
+        "{fired:?}"
+    );
+    assert!(
+        fired[1]["detail"].as_str().unwrap().contains("told a1, a2"),
+        "{fired:?}"
+    );
+    // The recipient and admins may read the timeline; nobody else.
+    hub.get_as(&c.a2, &format!("/api/notifications/{note}/timeline/"), 200)
+        .await;
+    hub.get_as(&c.d2, &format!("/api/notifications/{note}/timeline/"), 404)
+        .await;
+    hub.get_as(&c.d1, "/api/notifications/999999/timeline/", 404)
+        .await;
+    hub.get_as(&c.d1, "/api/notifications/abc/timeline/", 404)
+        .await;
+    hub.get_as(&c.d1, "/api/admin/escalations", 403).await;
+
+    // Exactly one WhatsApp message and no step pending; the metrics count the steps.
+    assert_eq!(api.requests().len(), 1);
+    let left = hub.get_as(&c.a1, "/api/admin/escalations", 200).await;
+    assert_eq!(left["count"], 0, "{left}");
+    let all = hub
+        .get_as(&c.a1, "/api/admin/escalations?status=all", 200)
+        .await;
+    // The admins' ticket_created steps were cancelled when the ticket was opened.
+    let statuses: Vec<(&str, i64)> = all["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["status"].as_str().unwrap(),
+                e["user_id"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(statuses.len(), 6, "{all}");
+    for (status, user) in statuses {
+        let expected = if user == c.d1.id.0 {
+            "FIRED"
+        } else {
+            "CANCELLED"
+        };
+        assert_eq!(status, expected, "{all}");
+    }
+    hub.get_as(&c.a1, "/api/admin/escalations?status=soon", 400)
+        .await;
+    let metrics = hub
+        .http
+        .get(hub.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    // The recorder is shared by every hub of this test process: at least these two.
+    let fired: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("tickethub_escalation_steps_total{outcome=\"fired\"} "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    assert!(fired >= 2.0, "{metrics}");
+}
+
+async fn starting_work_cancels_the_escalation(backend: Backend) {
+    let api = Http::start().await;
+    // Long enough that the developer starts work first; the test never waits for it.
+    let file = policy("30s", "60s");
+    let (api_url, path) = (api.url(), file.path().to_owned());
+    let hub = TestHub::start_with(&backend, |c| {
+        c.routing = Some(path);
+        c.escalation_poll_ms = 100;
+        c.whatsapp_api_url = api_url;
+        c.whatsapp_token = Some("test-token".into());
+        c.whatsapp_phone_number_id = Some("1234567".into());
+    })
+    .await;
+    let c = cast(&hub).await;
+    set_whatsapp(&hub, &c.d1, "+15550004444").await;
+    // A LOW ticket is not covered by the policy.
+    let low = hub
+        .post_as(
+            &c.c1,
+            "/api/tickets/",
+            json!({"project": c.project, "title": "Typo", "priority": "LOW", "category": "BUG"}),
+            201,
+        )
+        .await;
+    let (id, note) = assign_critical(&hub, &c.c1, &c.a1, &c.d1, c.project).await;
+    let low_id = low["id"].as_i64().unwrap();
+    hub.post_as(
+        &c.a1,
+        &format!("/api/tickets/{low_id}/open_ticket/"),
+        json!({}),
+        200,
+    )
+    .await;
+    hub.post_as(
+        &c.a1,
+        &format!("/api/tickets/{low_id}/assign/"),
+        json!({"developer_ids": [c.d1.id.0]}),
+        200,
+    )
+    .await;
+    let pending = hub.get_as(&c.a1, "/api/admin/escalations", 200).await;
+    // ticket_created (HIGH? no: CRITICAL) for two admins, and the assignment: 2 steps each.
+    let for_note: Vec<&Value> = pending["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["notification_id"] == note)
+        .collect();
+    assert_eq!(for_note.len(), 2, "{pending}");
+    assert!(
+        pending["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["ticket_id"] == id),
+        "the LOW ticket escalates nothing: {pending}"
+    );
+
+    // The escalation actor fails and is restarted by the root; the steps are rows, not state.
+    hub.hub
+        .inject_fault(tickethub_actors::hub::RootChild::Escalation);
+    eventually("the tree is whole again", || async {
+        hub.hub.tree_healthy().await && hub.hub.escalation_snapshot().await.is_some()
+    })
+    .await;
+
+    hub.post_as(
+        &c.d1,
+        &format!("/api/tickets/{id}/start_work/"),
+        json!({}),
+        200,
+    )
+    .await;
+    let timeline = steps(&hub, &c.a1, note).await;
+    let cancelled = events(&timeline, "escalation_cancelled");
+    assert_eq!(cancelled.len(), 2, "{timeline}");
+    for e in cancelled {
+        let reason = e["reason"].as_str().unwrap();
+        assert!(
+            reason.contains("moved from ASSIGNED to IN_PROGRESS") && reason.contains("start_work"),
+            "{reason}"
+        );
+    }
+    // The admins' ticket_created steps stop too: the ticket left NEW long ago.
+    let pending = hub.get_as(&c.a1, "/api/admin/escalations", 200).await;
+    assert_eq!(pending["count"], 0, "{pending}");
+    assert!(api.requests().is_empty());
+}
+
+async fn the_trace_explains_who_was_left_out_and_why(backend: Backend) {
+    let hub = TestHub::start(&backend).await;
+    let c = cast(&hub).await;
+    let outsider = hub.user("d9", Role::Developer).await;
+    // d1 switched email off for assignments.
+    hub.call(
+        reqwest::Method::PUT,
+        "/api/notifications/preferences/",
+        Some(&hub.token(&c.d1)),
+        Some(json!({"types": {"ticket_assigned": {"email": false}}})),
+    )
+    .await;
+    let t = create_ticket(&hub, &c.c1, c.project, "Search is slow").await;
+    let id = t["id"].as_i64().unwrap();
+    hub.post_as(
+        &c.a1,
+        &format!("/api/tickets/{id}/open_ticket/"),
+        json!({}),
+        200,
+    )
+    .await;
+    hub.post_as(
+        &c.a1,
+        &format!("/api/tickets/{id}/assign/"),
+        json!({"developer_ids": [c.d1.id.0]}),
+        200,
+    )
+    .await;
+    hub.post_as(
+        &c.c1,
+        &format!("/api/tickets/{id}/comments/"),
+        json!({"body": "Any news?"}),
+        201,
+    )
+    .await;
+    let trace = |user: String| {
+        let hub = &hub;
+        let admin = c.a1.clone();
+        async move {
+            hub.get_as(
+                &admin,
+                &format!("/api/admin/trace?ticket={id}&user={user}"),
+                200,
+            )
+            .await
+        }
+    };
+    let by_type = |trace: &Value, kind: &str| -> Value {
+        trace["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["notification_type"] == kind)
+            .unwrap_or_else(|| panic!("no {kind} in {trace}"))
+            .clone()
+    };
+
+    // Left out by preference: a recipient, but email was switched off.
+    let d1 = trace("d1".into()).await;
+    let assigned = by_type(&d1, "ticket_assigned");
+    assert_eq!(assigned["recipient"], true, "{assigned}");
+    assert_eq!(assigned["audiences"], json!(["newly_assigned"]));
+    let email = assigned["channels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|ch| ch["channel"] == "email")
+        .unwrap();
+    assert_eq!(email["reached"], false, "{email}");
+    assert_eq!(email["reason"], "switched_off");
+    let timeline = assigned["notification"]["timeline"].as_str().unwrap();
+    let tl = hub.get_as(&c.d1, timeline, 200).await;
+    assert_eq!(events(&tl, "committed")[0]["action"], "assign");
+    // d1 was not told of the ticket's creation: admins only.
+    let created = by_type(&d1, "ticket_created");
+    assert_eq!(created["recipient"], false);
+    assert_eq!(created["reason"], "not_routed", "{created}");
+
+    // Left out as the actor: the client's own comment.
+    let c1 = trace(c.c1.id.0.to_string()).await;
+    let comment = by_type(&c1, "comment_added");
+    assert_eq!(comment["recipient"], false);
+    assert_eq!(comment["reason"], "actor", "{comment}");
+    assert!(comment["explanation"]
+        .as_str()
+        .unwrap()
+        .contains("themselves"));
+    assert_eq!(by_type(&c1, "ticket_opened")["recipient"], true);
+
+    // Left out as not a member of the project.
+    let d9 = trace("d9".into()).await;
+    assert_eq!(d9["user"]["member"], false);
+    for e in d9["events"].as_array().unwrap() {
+        assert_eq!(e["reason"], "not_a_member", "{e}");
+    }
+    assert_eq!(d9["events"].as_array().unwrap().len(), 4);
+
+    // Bad input and permissions.
+    hub.get_as(
+        &outsider,
+        &format!("/api/admin/trace?ticket={id}&user=d9"),
+        403,
+    )
+    .await;
+    hub.get_as(&c.a1, "/api/admin/trace?ticket=x&user=d9", 400)
+        .await;
+    hub.get_as(&c.a1, &format!("/api/admin/trace?ticket={id}"), 400)
+        .await;
+    hub.get_as(
+        &c.a1,
+        &format!("/api/admin/trace?ticket={id}&user=nobody"),
+        404,
+    )
+    .await;
+    hub.get_as(&c.a1, "/api/admin/trace?ticket=999999&user=d9", 404)
+        .await;
+
+    // The command line prints the same explanations.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_tickethub"))
+        .args([
+            "trace",
+            "--url",
+            &hub.url(""),
+            "--token",
+            &hub.token(&c.a1),
+            "--ticket",
+            &id.to_string(),
+            "--user",
+            "c1",
+        ])
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("not notified (actor)"), "{text}");
+    assert!(text.contains("timeline: /api/notifications/"), "{text}");
+}
+
+/// A kill -9 in the middle loses no step, and two nodes sharing the due steps fire none twice;
+/// a step claimed by a node that died while firing is taken over once its lease runs out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_loses_no_step_and_fires_none_twice() {
+    let Some(backend) = Backend::postgres() else {
+        return;
+    };
+    let api = Http::start().await;
+    let file = policy("2s", "3s");
+    let path = file.path().display().to_string();
+    let api_url = api.url();
+    let cluster = Cluster::start(
+        &backend,
+        2,
+        &[
+            "--routing",
+            &path,
+            "--escalation-poll-ms",
+            "100",
+            "--escalation-lease",
+            "1",
+            "--delivery-poll-ms",
+            "50",
+            "--whatsapp-api-url",
+            &api_url,
+            "--whatsapp-token",
+            "t",
+            "--whatsapp-phone-number-id",
+            "1",
+            "--whatsapp-mode",
+            "text",
+        ],
+    )
+    .await;
+    let mut cluster = cluster;
+    let admin = cluster.user("boss", Role::Admin).await;
+    let client = cluster.user("cli", Role::Client).await;
+    let mut devs = Vec::new();
+    for i in 0..10 {
+        let d = cluster.user(&format!("dev{i}"), Role::Developer).await;
+        cluster
+            .store
+            .update_profile(
+                d.id,
+                tickethub_actors::ports::ProfileChanges {
+                    whatsapp_number: Some(Some(format!("+1555000{i:04}"))),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        devs.push(d);
+    }
+    let mut members: Vec<_> = devs.iter().map(|d| d.id).collect();
+    members.extend([admin.id, client.id]);
+    let project = cluster
+        .store
+        .create_project("OPS", "Operations", &members)
+        .await
+        .unwrap();
+    // Ten CRITICAL assignments, half through each node.
+    for (i, dev) in devs.iter().enumerate() {
+        let node = i % 2;
+        let t = cluster
+            .post(
+                node,
+                &client,
+                "/api/tickets/",
+                json!({"project": project.id.0, "title": format!("Outage {i}"), "priority": "CRITICAL", "category": "BUG"}),
+                201,
+            )
+            .await;
+        let id = t["id"].as_i64().unwrap();
+        cluster
+            .post(
+                node,
+                &admin,
+                &format!("/api/tickets/{id}/open_ticket/"),
+                json!({}),
+                200,
+            )
+            .await;
+        cluster
+            .post(
+                node,
+                &admin,
+                &format!("/api/tickets/{id}/assign/"),
+                json!({"developer_ids": [dev.id.0]}),
+                200,
+            )
+            .await;
+    }
+    // A node dies with every step still pending, and comes back while they fire.
+    cluster.nodes[0].kill().await;
+    // A step claimed by a node that then died (its claim runs out after the 1 s lease).
+    let ghost = chrono::Utc::now();
+    let far = ghost + chrono::Duration::hours(1);
+    let claimed = cluster
+        .store
+        .claim_escalations("ghost", far, ghost + chrono::Duration::seconds(1), 1)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1, "one step claimed by the ghost");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    cluster.nodes[0].restart().await;
+
+    // Every step settles: 20 steps per developer pair… each developer's assignment has two
+    // steps; the admins' ticket_created steps were cancelled when the tickets were opened.
+    let deadline = tokio::time::Instant::now() + PATIENCE * 2;
+    loop {
+        let rows = cluster.store.list_escalations(None, 500).await.unwrap();
+        let open = rows
+            .iter()
+            .filter(|r| r.status == "PENDING" || r.status == "FIRING")
+            .count();
+        if open == 0 {
+            let assigned: Vec<_> = rows
+                .iter()
+                .filter(|r| {
+                    r.step
+                        .channels
+                        .contains(&tickethub_actors::routing::Channel::Whatsapp)
+                })
+                .filter(|r| r.status == "FIRED")
+                .collect();
+            let dev_ids: Vec<_> = devs.iter().map(|d| d.id).collect();
+            let fired_for_devs = assigned
+                .iter()
+                .filter(|r| dev_ids.contains(&r.user_id))
+                .count();
+            assert_eq!(
+                fired_for_devs, 10,
+                "each developer's WhatsApp step fired once: {rows:?}"
+            );
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "steps did not settle: {rows:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Exactly one WhatsApp message per developer: none lost, none twice.
+    eventually("every WhatsApp message is sent", || async {
+        api.requests().len() >= 10
+    })
+    .await;
+    let mut to: Vec<String> = api
+        .requests()
+        .iter()
+        .map(|r| r.body["to"].as_str().unwrap().to_owned())
+        .collect();
+    to.sort();
+    let mut expected: Vec<String> = (0..10).map(|i| format!("1555000{i:04}")).collect();
+    expected.sort();
+    assert_eq!(to, expected);
+}
+
+/// Reading the notification on another node between the steps cancels the rest, for the
+/// whole cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reading_on_another_node_cancels_the_remaining_steps() {
+    let Some(backend) = Backend::postgres() else {
+        return;
+    };
+    let api = Http::start().await;
+    let file = policy("1s", "4s");
+    let path = file.path().display().to_string();
+    let api_url = api.url();
+    let cluster = Cluster::start(
+        &backend,
+        2,
+        &[
+            "--routing",
+            &path,
+            "--escalation-poll-ms",
+            "100",
+            "--delivery-poll-ms",
+            "50",
+            "--whatsapp-api-url",
+            &api_url,
+            "--whatsapp-token",
+            "t",
+            "--whatsapp-phone-number-id",
+            "1",
+            "--whatsapp-mode",
+            "text",
+        ],
+    )
+    .await;
+    let admin = cluster.user("boss", Role::Admin).await;
+    let client = cluster.user("cli", Role::Client).await;
+    let dev = cluster.user("dev", Role::Developer).await;
+    cluster
+        .store
+        .update_profile(
+            dev.id,
+            tickethub_actors::ports::ProfileChanges {
+                whatsapp_number: Some(Some("+15550009999".into())),
+                email: Some(Some("dev@example.test".into())),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let project = cluster
+        .store
+        .create_project("OPS", "Operations", &[admin.id, client.id, dev.id])
+        .await
+        .unwrap();
+    let t = cluster
+        .post(
+            0,
+            &client,
+            "/api/tickets/",
+            json!({"project": project.id.0, "title": "Outage", "priority": "CRITICAL", "category": "BUG"}),
+            201,
+        )
+        .await;
+    let id = t["id"].as_i64().unwrap();
+    cluster
+        .post(
+            0,
+            &admin,
+            &format!("/api/tickets/{id}/open_ticket/"),
+            json!({}),
+            200,
+        )
+        .await;
+    cluster
+        .post(
+            0,
+            &admin,
+            &format!("/api/tickets/{id}/assign/"),
+            json!({"developer_ids": [dev.id.0]}),
+            200,
+        )
+        .await;
+    api.wait_for(1).await;
+    let (_, page) = cluster
+        .call(
+            1,
+            reqwest::Method::GET,
+            &dev,
+            "/api/notifications/?notification_type=ticket_assigned",
+            None,
+        )
+        .await;
+    let note = page["results"][0]["id"].as_i64().unwrap();
+    cluster
+        .post(
+            1,
+            &dev,
+            &format!("/api/notifications/{note}/mark_as_read/"),
+            json!({}),
+            200,
+        )
+        .await;
+    let (_, timeline) = cluster
+        .call(
+            0,
+            reqwest::Method::GET,
+            &admin,
+            &format!("/api/notifications/{note}/timeline/"),
+            None,
+        )
+        .await;
+    assert_eq!(events(&timeline, "escalation_fired").len(), 1, "{timeline}");
+    let cancelled = events(&timeline, "escalation_cancelled");
+    assert_eq!(cancelled.len(), 1, "{timeline}");
+    assert_eq!(
+        cancelled[0]["reason"],
+        "the recipient read the notification"
+    );
+    // Past the second step's due time, both nodes have looked again and fired nothing.
+    let due = chrono::DateTime::parse_from_rfc3339(
+        events(&timeline, "escalation_scheduled")[1]["due_at"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    let wait = (due.with_timezone(&chrono::Utc) - chrono::Utc::now())
+        .to_std()
+        .unwrap_or_default();
+    tokio::time::sleep(wait + Duration::from_millis(500)).await;
+    let (_, deliveries) = cluster
+        .call(
+            1,
+            reqwest::Method::GET,
+            &dev,
+            &format!("/api/notifications/{note}/deliveries/"),
+            None,
+        )
+        .await;
+    assert!(
+        deliveries["deliveries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|d| d["channel"] != "email"),
+        "{deliveries}"
+    );
+    assert_eq!(api.requests().len(), 1);
+}
