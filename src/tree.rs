@@ -44,8 +44,13 @@ fn line(node: &Value) -> String {
         "root" => {
             let t = &node["totals"];
             parts.push(format!(
-                "up {}s; {} users, {} sockets, {} tickets, {} channels",
-                node["uptime_secs"], t["users"], t["sockets"], t["tickets"], t["channels"]
+                "node {}, up {}s; {} users, {} sockets, {} tickets, {} channels",
+                node["node"].as_str().unwrap_or("?"),
+                node["uptime_secs"],
+                t["users"],
+                t["sockets"],
+                t["tickets"],
+                t["channels"]
             ));
         }
         "escalation" => {
@@ -118,7 +123,9 @@ mod tests {
                                "sockets": {"count": 2, "queued_frames": 0, "last_seen_secs_ago": 0.5}}]},
                 {"name": "delivery", "kind": "supervisor", "status": "running",
                  "children": [{"name": "channel:email", "kind": "channel", "status": "running", "circuit": "open",
-                               "outbox_depth": 4, "in_flight": 0, "sent": 1, "failed": 0, "restarts": 1}]}
+                               "outbox_depth": 4, "in_flight": 0, "sent": 1, "failed": 0, "restarts": 1}]},
+                {"name": "escalation", "kind": "escalation", "status": "running", "pending": 2,
+                 "next_due": "2026-01-01T00:05:00.000Z", "fired": 1, "cancelled": 3, "failed": 0}
             ]
         });
         let text = render(&doc);
@@ -133,11 +140,15 @@ mod tests {
         );
         assert!(text.contains("│   └── … 2 more (use --offset 1)"), "{text}");
         assert!(
-            text.contains("└── delivery (supervisor, running)"),
+            text.contains("├── delivery (supervisor, running)"),
             "{text}"
         );
         assert!(
-            text.contains("    └── channel:email (channel, running)  circuit open, outbox 4"),
+            text.contains("└── escalation (escalation, running)  2 pending, next due 2026-01-01T00:05:00.000Z; fired 1, cancelled 3, failed 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("│   └── channel:email (channel, running)  circuit open, outbox 4"),
             "{text}"
         );
     }

@@ -261,6 +261,8 @@ pub struct EscalationSnapshot {
 /// The state of the escalation actor.
 pub struct EscalationState {
     snapshot: EscalationSnapshot,
+    /// Whether the database was looked at since the actor started.
+    looked: bool,
     timer: Option<JoinHandle<Result<(), ractor::MessagingErr<EscalationMsg>>>>,
 }
 
@@ -280,6 +282,7 @@ impl Actor for EscalationActor {
         let _ = myself.send_message(EscalationMsg::Tick);
         Ok(EscalationState {
             snapshot: EscalationSnapshot::default(),
+            looked: false,
             timer: None,
         })
     }
@@ -303,9 +306,13 @@ impl Actor for EscalationActor {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             EscalationMsg::Tick => {
-                if let Err(e) = self.run_due(state).await {
-                    tracing::warn!(error = %e, "escalation: cannot fire due steps; trying again");
+                // Nothing waiting (the usual case without policies): no claim statement.
+                if state.snapshot.pending > 0 || !state.looked {
+                    if let Err(e) = self.run_due(state).await {
+                        tracing::warn!(error = %e, "escalation: cannot fire due steps; trying again");
+                    }
                 }
+                state.looked = true;
                 let wait = match self.deps.store.escalation_outlook().await {
                     Ok((pending, next_due)) => {
                         state.snapshot.pending = pending;
@@ -386,9 +393,9 @@ impl EscalationActor {
                             outcome,
                             "escalation step settled"
                         );
-                        self.deps.deliver_queued(notifications, &queued);
+                        self.deps.deliver_queued(notifications, &[]);
                         // The recipient's own deliveries are rows of an existing notification:
-                        // wake their channels even when no notification was committed.
+                        // their channels are woken whether or not a notice was committed.
                         let channels = self.deps.channels.read().expect("channel map poisoned");
                         for channel in &queued {
                             if let Some(actor) = channels.get(channel) {

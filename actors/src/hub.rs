@@ -146,6 +146,7 @@ pub struct Hub {
 
 struct HubInner {
     started: std::time::Instant,
+    node: Arc<str>,
     config: HubConfig,
     deps: Arc<Deps>,
     root: ActorRef<RootMsg>,
@@ -254,6 +255,7 @@ impl Hub {
         Ok(Hub {
             inner: Arc::new(HubInner {
                 started: std::time::Instant::now(),
+                node: node.clone(),
                 config,
                 deps,
                 root,
@@ -659,6 +661,11 @@ impl Hub {
             5_000
         )
         .ok()
+    }
+
+    /// This hub process's id: it names the node in claims, timelines and the tree.
+    pub fn node(&self) -> &str {
+        &self.inner.node
     }
 
     /// Who hears about what, and the escalation policies.

@@ -14,8 +14,9 @@
 //! │   └── TicketActor(ticket_id)*  one per active ticket: serializes its transitions
 //! ├── Directory<RoomActor>         get-or-spawn; prunes; heartbeat ticks
 //! │   └── RoomActor(project_id)*   one per project with live board or presence sockets
-//! └── DeliverySupervisor           restarts a failed channel alone
-//!     └── ChannelActor(email | whatsapp | webhook)   drains the outbox with retries
+//! ├── DeliverySupervisor           restarts a failed channel alone
+//! │   └── ChannelActor(email | whatsapp | webhook)   drains the outbox with retries
+//! └── EscalationActor              fires due escalation steps from the database
 //! ```
 //!
 //! A socket is not an actor. It is one task in the adapter (`tickethub::ws::session`) that owns

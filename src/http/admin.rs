@@ -407,6 +407,7 @@ async fn actors(
         "name": "hub",
         "kind": "root",
         "status": "running",
+        "node": hub.node(),
         "uptime_secs": secs(uptime),
         "restarts": root_restarts,
         "totals": {
