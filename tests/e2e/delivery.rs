@@ -24,7 +24,7 @@ both_backends!(
 );
 
 /// A user sets their WhatsApp number over the API.
-async fn set_whatsapp(hub: &TestHub, user: &User, number: &str) {
+pub(crate) async fn set_whatsapp(hub: &TestHub, user: &User, number: &str) {
     let (status, me) = hub
         .call(
             reqwest::Method::PATCH,

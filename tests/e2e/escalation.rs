@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 use tickethub_actors::domain::{Role, User};
 
 use crate::both_backends;
+use crate::delivery::set_whatsapp;
 use crate::fakes::{Http, Smtp};
 use crate::harness::{eventually, Backend, TestHub, PATIENCE};
 use crate::nodes::Cluster;
@@ -48,17 +49,51 @@ steps = [
     file
 }
 
-/// A developer's WhatsApp number, set over the API.
-async fn set_whatsapp(hub: &TestHub, user: &User, number: &str) {
-    let (status, me) = hub
-        .call(
-            reqwest::Method::PATCH,
-            "/api/users/me/",
-            Some(&hub.token(user)),
-            Some(json!({"whatsapp_number": number})),
-        )
-        .await;
-    assert_eq!(status, 200, "{me}");
+/// A hub running the policy file, with WhatsApp going to the stand-in; `tweak` adjusts the
+/// rest.
+async fn escalating_hub(
+    backend: &Backend,
+    file: &tempfile::NamedTempFile,
+    api: &Http,
+    tweak: impl FnOnce(&mut tickethub::ServeConfig),
+) -> TestHub {
+    let (api_url, path) = (api.url(), file.path().to_owned());
+    TestHub::start_with(backend, |c| {
+        c.routing = Some(path);
+        c.escalation_poll_ms = 100;
+        c.delivery_poll_ms = 50;
+        c.whatsapp_api_url = api_url;
+        c.whatsapp_token = Some("test-token".into());
+        c.whatsapp_phone_number_id = Some("1234567".into());
+        tweak(c);
+    })
+    .await
+}
+
+/// The settings of a hub process running the policy file, with WhatsApp (as text) going to
+/// the stand-in.
+fn node_args(file: &tempfile::NamedTempFile, api: &Http, lease: &str) -> Vec<String> {
+    [
+        "--routing",
+        &file.path().display().to_string(),
+        "--escalation-poll-ms",
+        "100",
+        "--escalation-lease",
+        lease,
+        "--delivery-poll-ms",
+        "50",
+        "--whatsapp-api-url",
+        &api.url(),
+        "--whatsapp-token",
+        "t",
+        "--whatsapp-phone-number-id",
+        "1",
+        "--whatsapp-mode",
+        "text",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
 }
 
 /// A CRITICAL ticket of the client, opened and assigned to `dev` by the admin; answers the
@@ -129,14 +164,8 @@ async fn an_unread_critical_assignment_escalates_to_whatsapp_then_email_and_admi
     let api = Http::start().await;
     let smtp = Smtp::start().await;
     let file = policy("1s", "2s");
-    let (api_url, smtp_url, path) = (api.url(), smtp.url(), file.path().to_owned());
-    let hub = TestHub::start_with(&backend, |c| {
-        c.routing = Some(path);
-        c.escalation_poll_ms = 100;
-        c.delivery_poll_ms = 50;
-        c.whatsapp_api_url = api_url;
-        c.whatsapp_token = Some("test-token".into());
-        c.whatsapp_phone_number_id = Some("1234567".into());
+    let smtp_url = smtp.url();
+    let hub = escalating_hub(&backend, &file, &api, |c| {
         c.whatsapp_mode = tickethub::config::WhatsappMode::Text;
         c.smtp_url = Some(smtp_url);
     })
@@ -363,15 +392,7 @@ async fn starting_work_cancels_the_escalation(backend: Backend) {
     let api = Http::start().await;
     // Long enough that the developer starts work first; the test never waits for it.
     let file = policy("30s", "60s");
-    let (api_url, path) = (api.url(), file.path().to_owned());
-    let hub = TestHub::start_with(&backend, |c| {
-        c.routing = Some(path);
-        c.escalation_poll_ms = 100;
-        c.whatsapp_api_url = api_url;
-        c.whatsapp_token = Some("test-token".into());
-        c.whatsapp_phone_number_id = Some("1234567".into());
-    })
-    .await;
+    let hub = escalating_hub(&backend, &file, &api, |_| {}).await;
     let c = cast(&hub).await;
     set_whatsapp(&hub, &c.d1, "+15550004444").await;
     // A LOW ticket is not covered by the policy.
@@ -451,15 +472,7 @@ async fn starting_work_cancels_the_escalation(backend: Backend) {
 async fn a_step_that_reaches_nobody_fails_with_the_reason(backend: Backend) {
     let api = Http::start().await;
     let file = policy("1s", "60s");
-    let (api_url, path) = (api.url(), file.path().to_owned());
-    let hub = TestHub::start_with(&backend, |c| {
-        c.routing = Some(path);
-        c.escalation_poll_ms = 100;
-        c.whatsapp_api_url = api_url;
-        c.whatsapp_token = Some("test-token".into());
-        c.whatsapp_phone_number_id = Some("1234567".into());
-    })
-    .await;
+    let hub = escalating_hub(&backend, &file, &api, |_| {}).await;
     let c = cast(&hub).await;
     // d2 has no WhatsApp number: the first step has nobody to reach.
     let (_, note) = assign_critical(&hub, &c.c1, &c.a1, &c.d2, c.project).await;
@@ -644,31 +657,9 @@ async fn kill_9_loses_no_step_and_fires_none_twice(backend: Backend) {
     };
     let api = Http::start().await;
     let file = policy("2s", "3s");
-    let path = file.path().display().to_string();
-    let api_url = api.url();
-    let cluster = Cluster::start(
-        &backend,
-        nodes,
-        &[
-            "--routing",
-            &path,
-            "--escalation-poll-ms",
-            "100",
-            "--escalation-lease",
-            "1",
-            "--delivery-poll-ms",
-            "50",
-            "--whatsapp-api-url",
-            &api_url,
-            "--whatsapp-token",
-            "t",
-            "--whatsapp-phone-number-id",
-            "1",
-            "--whatsapp-mode",
-            "text",
-        ],
-    )
-    .await;
+    let args = node_args(&file, &api, "1");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let cluster = Cluster::start(&backend, nodes, &args).await;
     let mut cluster = cluster;
     let admin = cluster.user("boss", Role::Admin).await;
     let client = cluster.user("cli", Role::Client).await;
@@ -802,29 +793,9 @@ async fn reading_on_another_node_cancels_the_remaining_steps() {
     };
     let api = Http::start().await;
     let file = policy("1s", "4s");
-    let path = file.path().display().to_string();
-    let api_url = api.url();
-    let cluster = Cluster::start(
-        &backend,
-        2,
-        &[
-            "--routing",
-            &path,
-            "--escalation-poll-ms",
-            "100",
-            "--delivery-poll-ms",
-            "50",
-            "--whatsapp-api-url",
-            &api_url,
-            "--whatsapp-token",
-            "t",
-            "--whatsapp-phone-number-id",
-            "1",
-            "--whatsapp-mode",
-            "text",
-        ],
-    )
-    .await;
+    let args = node_args(&file, &api, "60");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let cluster = Cluster::start(&backend, 2, &args).await;
     let admin = cluster.user("boss", Role::Admin).await;
     let client = cluster.user("cli", Role::Client).await;
     let dev = cluster.user("dev", Role::Developer).await;
