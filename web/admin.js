@@ -1,7 +1,11 @@
 // The operator page: the hub's supervision tree from GET /api/admin/actors, polled every
-// second, with a filter that goes to the hub as `?q=` and also narrows what is shown at once.
+// second, with a filter that goes to the hub as `?q=` and also narrows what is shown at once;
+// the escalation steps (GET /api/admin/escalations) on the same cycle; and "why wasn't this
+// user notified?" (GET /api/admin/trace) with each notification's timeline.
 
-import { el, byTestId, ApiError, Session, duration, loginForm } from '/assets/common.js';
+import {
+  el, byTestId, ApiError, Session, duration, loginForm, clock, relative, channelName, timelineView,
+} from '/assets/common.js';
 
 const session = new Session('tickethub.operator');
 const POLL_MS = 1000;
@@ -17,6 +21,14 @@ const view = {
   inFlight: false,
   pending: false,
   lastOk: 0,
+  // The escalation steps shown, and the names their ids stand for.
+  escalations: { status: 'PENDING', rows: null, error: null, signature: '', inFlight: null, again: false },
+  people: new Map(),
+  peopleAt: 0,
+  ticketKeys: new Map(),
+  ticketsAsked: new Set(),
+  // The notification whose timeline shows under the escalations.
+  escalationTimeline: { id: null, request: 0 },
 };
 
 // The helpers below turn the tree's values into readable text.
@@ -90,6 +102,29 @@ const COLUMNS = {
     ['Restarts', 'restarts', num, true],
   ],
 };
+
+// The escalation actor has no children: its counts show on its line of the tree.
+const dueText = (v) => (v ? `${clock(v)} (${relative(v)})` : 'none');
+const NODE_FACTS = {
+  escalation: [
+    ['pending', 'pending', num],
+    ['next due', 'next_due', dueText],
+    ['fired', 'fired', num],
+    ['cancelled', 'cancelled', num],
+    ['failed', 'failed', num],
+    ['policies', 'policies', num],
+  ],
+};
+COLUMNS.escalation = [
+  ['Actor', 'name', null, false, true],
+  ['Status', 'status', stateTag],
+  ['Pending', 'pending', num, true],
+  ['Next due', 'next_due', dueText],
+  ['Fired', 'fired', num, true],
+  ['Cancelled', 'cancelled', num, true],
+  ['Failed', 'failed', num, true],
+  ['Policies', 'policies', num, true],
+];
 
 /** Columns for a kind this page does not know: every scalar field, nested ones flattened. */
 function guessColumns(nodes) {
@@ -174,6 +209,11 @@ function nodePanel(node, q, depth) {
   for (const k of ['uptime_secs', 'restarts']) {
     if (node[k] !== undefined) facts.push(el('span', {}, `${k === 'uptime_secs' ? 'uptime' : k} `, el('b', {}, k === 'uptime_secs' ? secs(node[k]) : num(node[k]))));
   }
+  for (const [label, key, show] of NODE_FACTS[node.kind] || []) {
+    if (node[key] !== undefined) {
+      facts.push(el('span', {}, `${label} `, el('b', { testid: `${node.kind}-${key.replace(/_/g, '-')}` }, show(node[key]))));
+    }
+  }
 
   const body = [];
   const byKind = new Map();
@@ -184,8 +224,11 @@ function nodePanel(node, q, depth) {
   }
   for (const [kind, nodes] of byKind) body.push(leafTable(kind, nodes, q));
   for (const b of branches) body.push(nodePanel(b, q, depth + 1));
-  if (children.length === 0) {
+  if (Array.isArray(node.children) && children.length === 0) {
     body.push(el('p', { class: 'empty' }, q ? `No actors here match “${view.filter.trim()}”.` : 'No actors.'));
+  }
+  if (node.kind === 'escalation' && node.policies === 0) {
+    body.push(el('p', { class: 'muted' }, 'No escalation policy is configured: the routing file has no [[escalation]] table.'));
   }
 
   const lastFailure = node.last_failure
@@ -204,7 +247,7 @@ function nodePanel(node, q, depth) {
     stateTag(node.status),
     el('span', { class: 'facts' }, facts)),
   lastFailure,
-  el('div', { class: 'node-children' }, body),
+  body.length ? el('div', { class: 'node-children' }, body) : null,
   );
 }
 
@@ -253,6 +296,7 @@ async function poll() {
   clearTimeout(view.timer);
   if (!session.loggedIn || view.paused) return;
   view.inFlight = true;
+  const escalations = loadEscalations();
   try {
     const tree = await session.api('GET', `/api/admin/actors?${query()}`);
     view.tree = tree;
@@ -278,6 +322,7 @@ async function poll() {
     const age = view.lastOk ? ` · last update ${Math.round((Date.now() - view.lastOk) / 1000)} s ago` : '';
     setLive('error', `not updating${age}`);
   } finally {
+    await escalations;
     view.inFlight = false;
     if (session.loggedIn && !view.paused) {
       if (view.pending) {
@@ -297,6 +342,367 @@ function pollSoon() {
   else poll();
 }
 
+// Escalation steps: every node's, soonest due first, loaded with each refresh of the tree.
+// User and ticket ids are shown with their names, looked up once.
+
+async function loadPeople(force = false) {
+  if (!force && Date.now() - view.peopleAt < 10_000) return;
+  view.peopleAt = Date.now();
+  try {
+    const people = await session.api('GET', '/api/users/');
+    view.people = new Map(people.map((u) => [u.id, u.username]));
+    renderEscalations();
+  } catch {
+    // Ids are shown without names.
+  }
+}
+
+async function lookUpTicket(id) {
+  if (id === null || id === undefined || view.ticketsAsked.has(id)) return;
+  view.ticketsAsked.add(id);
+  try {
+    const t = await session.api('GET', `/api/tickets/${encodeURIComponent(id)}/`);
+    view.ticketKeys.set(id, t.key);
+    renderEscalations();
+  } catch {
+    // The id is shown without its key.
+  }
+}
+
+/** Loads the steps, one request at a time; a call during a request loads again after it. */
+function loadEscalations() {
+  const esc = view.escalations;
+  if (!session.loggedIn) return Promise.resolve();
+  if (esc.inFlight) {
+    esc.again = true;
+    return esc.inFlight;
+  }
+  esc.inFlight = (async () => {
+    const status = esc.status;
+    try {
+      const page = await session.api('GET', `/api/admin/escalations?${new URLSearchParams({ status, limit: '100' })}`);
+      if (status === esc.status) {
+        esc.rows = Array.isArray(page.results) ? page.results : [];
+        esc.error = null;
+      }
+    } catch (e) {
+      if (session.loggedIn && status === esc.status) {
+        esc.error = e instanceof ApiError && e.status === 404
+          ? 'This hub does not serve GET /api/admin/escalations (404); it may be an older version.'
+          : e instanceof ApiError ? `GET /api/admin/escalations failed: ${e.message}` : `Cannot reach the hub: ${e.message}`;
+      }
+    }
+    esc.inFlight = null;
+    if (!session.loggedIn) return;
+    renderEscalations();
+    if (esc.again) {
+      esc.again = false;
+      await loadEscalations();
+    }
+  })();
+  return esc.inFlight;
+}
+
+function userLabel(id) {
+  const name = view.people.get(id);
+  return name ? `${name} (#${id})` : `#${id}`;
+}
+
+function ticketLabel(id) {
+  if (id === null || id === undefined) return '–';
+  const key = view.ticketKeys.get(id);
+  return key ? `${key} (#${id})` : `#${id}`;
+}
+
+function renderEscalations() {
+  const esc = view.escalations;
+  byTestId('escalations-panel').dataset.state = esc.error ? 'error' : esc.rows === null ? 'loading' : 'loaded';
+  const error = byTestId('escalations-error');
+  error.textContent = esc.error || '';
+  error.hidden = !esc.error;
+  const rows = esc.rows || [];
+  if (rows.some((e) => !view.people.has(e.user_id))) loadPeople();
+  for (const e of rows) lookUpTicket(e.ticket_id);
+  const labels = rows.map((e) => [userLabel(e.user_id), ticketLabel(e.ticket_id), relative(e.due_at)]);
+  const signature = JSON.stringify([esc.status, esc.rows === null, rows, labels]);
+  if (signature === esc.signature) return;
+  esc.signature = signature;
+  const count = byTestId('escalations-count');
+  count.textContent = String(rows.length);
+  count.dataset.count = String(rows.length);
+  byTestId('escalations-title').textContent = esc.status === 'PENDING'
+    ? 'Pending escalations'
+    : `Escalations · ${esc.status === 'all' ? 'all' : esc.status.toLowerCase()}`;
+  byTestId('escalation-list').replaceChildren(...rows.map((e, i) => escalationRow(e, labels[i])));
+  const empty = byTestId('escalations-empty');
+  empty.hidden = rows.length > 0 || esc.rows === null;
+  empty.textContent = esc.status === 'PENDING' ? 'No escalation steps are pending.' : 'No escalation steps here.';
+}
+
+function escalationRow(e, [user, ticket, due]) {
+  const channels = (e.channels || []).map(channelName);
+  const also = e.also || [];
+  const status = String(e.status ?? '?');
+  return el('tr', {
+    testid: 'escalation-row',
+    dataset: {
+      id: e.id,
+      notificationId: e.notification_id,
+      userId: e.user_id,
+      ticketId: e.ticket_id ?? '',
+      policy: e.policy,
+      step: e.step,
+      status,
+    },
+  },
+  el('td', { class: 'mono', testid: 'escalation-policy' }, e.policy),
+  el('td', { class: 'num', testid: 'escalation-step' }, e.step),
+  el('td', {},
+    el('button', {
+      type: 'button',
+      class: 'small',
+      testid: 'escalation-notification',
+      title: 'Show the timeline of this notification',
+      onclick: () => showEscalationTimeline(e.notification_id),
+    }, `#${e.notification_id}`)),
+  el('td', { testid: 'escalation-user' }, user),
+  el('td', { testid: 'escalation-ticket' }, ticket),
+  el('td', { testid: 'escalation-due', title: e.due_at }, clock(e.due_at), el('div', { class: 'muted' }, due)),
+  el('td', { testid: 'escalation-channels' },
+    channels.length ? channels.join(', ') : 'no channel',
+    el('div', { class: 'muted' }, [`unless ${e.unless ?? '?'}`, also.length ? `also ${also.join(', ')}` : null].filter(Boolean).join(' · '))),
+  el('td', { testid: 'escalation-status' },
+    el('span', { class: 'state', dataset: { value: status.toLowerCase() } }, status),
+    e.detail ? el('div', { class: 'muted' }, e.detail) : null,
+    e.claimed_by && status !== 'PENDING' ? el('div', { class: 'muted' }, `node ${e.claimed_by}`) : null),
+  el('td', {},
+    e.ticket_id !== null && e.ticket_id !== undefined
+      ? el('button', {
+        type: 'button',
+        class: 'small',
+        testid: 'escalation-trace',
+        title: 'Trace this ticket for this user',
+        onclick: () => traceFor(e.ticket_id, e.user_id),
+      }, 'Trace')
+      : null),
+  );
+}
+
+async function showEscalationTimeline(id) {
+  const box = byTestId('escalation-timeline-panel');
+  const body = byTestId('escalation-timeline-body');
+  const t = view.escalationTimeline;
+  t.id = id;
+  t.request += 1;
+  const request = t.request;
+  box.hidden = false;
+  box.dataset.notificationId = String(id);
+  box.dataset.state = 'loading';
+  body.replaceChildren(el('p', { class: 'muted' }, `Loading the timeline of #${id}…`));
+  try {
+    const data = await session.api('GET', `/api/notifications/${encodeURIComponent(id)}/timeline/`);
+    if (request !== t.request) return;
+    body.replaceChildren(timelineView(data, 'escalation-timeline'));
+    box.dataset.state = 'loaded';
+  } catch (e) {
+    if (request !== t.request) return;
+    body.replaceChildren(el('p', { class: 'error', role: 'alert' }, timelineError(e, id)));
+    box.dataset.state = 'error';
+  }
+}
+
+function hideEscalationTimeline() {
+  view.escalationTimeline.id = null;
+  view.escalationTimeline.request += 1;
+  byTestId('escalation-timeline-panel').hidden = true;
+  byTestId('escalation-timeline-body').replaceChildren();
+}
+
+function timelineError(e, id) {
+  if (e instanceof ApiError && e.status === 404) return `Notification #${id} no longer exists.`;
+  if (e instanceof ApiError) return `Cannot load the timeline of #${id}: ${e.message}`;
+  return `Cannot reach the hub: ${e.message}`;
+}
+
+// "Why wasn't … notified?": the routing decision of each event of a ticket, for one user.
+
+const REASONS = {
+  not_a_member: 'not a member of the ticket\'s project',
+  not_routed: 'not in the route of this event',
+  actor: 'took the action themselves',
+  inactive: 'deactivated',
+  no_route: 'the event has no route',
+};
+
+function showTraceError(text, status) {
+  const box = byTestId('trace-error');
+  box.textContent = text || '';
+  box.hidden = !text;
+  if (status === undefined) delete box.dataset.status;
+  else box.dataset.status = String(status);
+}
+
+function traceErrorText(e, ticket, user) {
+  if (!(e instanceof ApiError)) return `Cannot reach the hub: ${e.message}`;
+  if (e.status === 400) return `The hub cannot trace that: ${e.message}`;
+  if (e.status === 404) return `Not found: there is no ticket with id ${ticket}, or no user “${user}” (by id or username).`;
+  if (e.status === 403) return `The hub refused: ${e.message}`;
+  return `The trace failed (${e.status}): ${e.message}`;
+}
+
+async function runTrace(ev) {
+  if (ev) ev.preventDefault();
+  const form = byTestId('trace-form');
+  const ticket = form.elements.ticket.value.trim();
+  const user = form.elements.user.value.trim();
+  const result = byTestId('trace-result');
+  const submit = byTestId('trace-submit');
+  showTraceError(null);
+  submit.disabled = true;
+  result.dataset.state = 'loading';
+  try {
+    const data = await session.api('GET', `/api/admin/trace?${new URLSearchParams({ ticket, user })}`);
+    renderTrace(data);
+    result.dataset.state = 'loaded';
+  } catch (e) {
+    if (e instanceof ApiError && e.status === 403) {
+      logout(`The hub refused: ${e.message}`);
+      return;
+    }
+    result.replaceChildren();
+    result.hidden = true;
+    result.dataset.state = 'error';
+    showTraceError(traceErrorText(e, ticket, user), e instanceof ApiError ? e.status : 0);
+  } finally {
+    submit.disabled = false;
+  }
+}
+
+/** Fills the trace form with a ticket and a user, and traces. */
+function traceFor(ticket, user) {
+  const form = byTestId('trace-form');
+  form.elements.ticket.value = String(ticket);
+  form.elements.user.value = String(view.people.get(user) ?? user);
+  byTestId('trace-panel').scrollIntoView({ block: 'nearest' });
+  runTrace();
+}
+
+function renderTrace(data) {
+  const t = data.ticket || {};
+  const u = data.user || {};
+  const events = Array.isArray(data.events) ? data.events : [];
+  const notified = events.filter((e) => e.recipient).length;
+  const project = t.project?.key ?? '?';
+  const result = byTestId('trace-result');
+  result.replaceChildren(
+    el('div', {
+      class: 'trace-summary',
+      testid: 'trace-summary',
+      dataset: { ticketId: t.id ?? '', userId: u.id ?? '', member: Boolean(u.member), active: Boolean(u.is_active) },
+    },
+    el('div', {},
+      el('strong', { testid: 'trace-ticket-key' }, t.key ?? `#${t.id}`), ' ',
+      el('span', {}, t.title ?? ''), ' ',
+      t.status ? el('span', { class: 'status', dataset: { status: t.status } }, t.status) : null),
+    el('div', {},
+      'for ', el('strong', { testid: 'trace-username' }, u.username ?? `#${u.id}`),
+      ` (${u.role ?? '?'}${u.is_active === false ? ', deactivated' : ''}), `,
+      el('span', { testid: 'trace-membership' }, u.member ? `a member of ${project}` : `not a member of ${project}`)),
+    el('div', { class: 'muted', testid: 'trace-count' }, events.length
+      ? `Notified for ${notified} of ${events.length} event${events.length === 1 ? '' : 's'}.`
+      : 'This ticket has no recorded events.')),
+    data.note ? el('p', { class: 'muted note' }, data.note) : null,
+    el('ol', { class: 'trace-events', testid: 'trace-events' }, events.map(traceEvent)),
+  );
+  result.hidden = false;
+}
+
+function traceEvent(e) {
+  const who = e.actor ? e.actor.username ?? `user #${e.actor.id}` : 'nobody';
+  const audiences = (e.route?.audiences || []).join(', ');
+  const channels = (e.route?.channels || []).map(channelName).join(', ');
+  const parts = [
+    el('div', { class: 'trace-head' },
+      el('time', { class: 'when', datetime: e.at ?? '', title: e.at ?? '' }, clock(e.at)),
+      el('span', { class: 'chip', testid: 'trace-type' }, e.notification_type ?? '?'),
+      el('span', {}, `${e.action ?? '?'} by ${who}`),
+      e.status ? el('span', { class: 'status', dataset: { status: e.status } }, e.status) : null),
+    el('div', { class: 'verdict', testid: 'trace-verdict' },
+      el('span', { class: 'verdict-tag', testid: 'trace-recipient', dataset: { value: e.recipient ? 'yes' : 'no' } },
+        e.recipient ? 'notified' : 'not notified'),
+      e.reason ? el('span', { class: 'chip', testid: 'trace-reason', title: REASONS[e.reason] ?? e.reason }, e.reason) : null,
+      el('span', { testid: 'trace-explanation' }, e.explanation ?? '')),
+    el('div', { class: 'muted', testid: 'trace-route' },
+      `route: ${audiences || 'nobody'} · ${channels || 'no channel'}`),
+  ];
+  if (e.recipient) {
+    const list = Array.isArray(e.channels) ? e.channels : [];
+    parts.push(list.length
+      ? el('ul', { class: 'trace-channels', testid: 'trace-channels' }, list.map((c) => el('li', {
+        testid: 'trace-channel',
+        dataset: { channel: c.channel ?? '', reached: Boolean(c.reached) },
+      },
+      el('strong', {}, channelName(c.channel)), ': ',
+      c.reached
+        ? `reached at ${c.address ?? '?'}`
+        : `not sent (${c.reason ?? '?'})${c.explanation ? `: ${c.explanation}` : ''}`)))
+      : el('p', { class: 'muted', testid: 'trace-channels' }, 'No outbound channel in the route: in the app only.'));
+    parts.push(e.notification ? traceTimeline(e.notification) : el('p', { class: 'muted', testid: 'trace-no-notification' },
+      'No notification was stored for this user.'));
+  }
+  return el('li', {
+    class: 'trace-event',
+    testid: 'trace-event',
+    dataset: {
+      eventId: e.event_id ?? '',
+      type: e.notification_type ?? '',
+      recipient: Boolean(e.recipient),
+      reason: e.reason ?? '',
+    },
+  }, parts);
+}
+
+/** A button that shows a traced notification's timeline under it. */
+function traceTimeline(notification) {
+  const id = notification.id;
+  const path = typeof notification.timeline === 'string' && notification.timeline.startsWith('/api/')
+    ? notification.timeline
+    : `/api/notifications/${encodeURIComponent(id)}/timeline/`;
+  const box = el('div', { class: 'timeline-box', testid: 'trace-timeline', hidden: true });
+  let request = 0;
+  const button = el('button', {
+    type: 'button',
+    class: 'small',
+    testid: 'trace-timeline-button',
+    dataset: { notificationId: id },
+    onclick: async () => {
+      if (!box.hidden) {
+        box.hidden = true;
+        button.textContent = `Timeline of notification #${id}`;
+        request += 1;
+        return;
+      }
+      box.hidden = false;
+      button.textContent = 'Hide the timeline';
+      request += 1;
+      const mine = request;
+      box.dataset.state = 'loading';
+      box.replaceChildren(el('p', { class: 'muted' }, 'Loading the timeline…'));
+      try {
+        const data = await session.api('GET', path);
+        if (mine !== request) return;
+        box.replaceChildren(timelineView(data, 'trace-timeline-view'));
+        box.dataset.state = 'loaded';
+      } catch (e) {
+        if (mine !== request) return;
+        box.replaceChildren(el('p', { class: 'error', role: 'alert' }, timelineError(e, id)));
+        box.dataset.state = 'error';
+      }
+    },
+  }, `Timeline of notification #${id}`);
+  return el('div', { class: 'trace-notification' }, button, box);
+}
+
 // The page starts on the login form, or straight away with a login this tab kept.
 
 async function start() {
@@ -314,6 +720,7 @@ async function start() {
   byTestId('login').hidden = true;
   byTestId('operator').hidden = false;
   setLive('connecting', 'loading…');
+  loadPeople(true);
   pollSoon();
 }
 
@@ -331,6 +738,15 @@ function logout(message) {
   clearTimeout(view.timer);
   session.logout();
   view.tree = null;
+  Object.assign(view.escalations, { rows: null, error: null, signature: '', again: false });
+  view.people.clear();
+  view.ticketKeys.clear();
+  view.ticketsAsked.clear();
+  hideEscalationTimeline();
+  byTestId('escalation-list').replaceChildren();
+  byTestId('trace-result').replaceChildren();
+  byTestId('trace-result').hidden = true;
+  showTraceError(null);
   showLogin(message);
 }
 
@@ -359,6 +775,15 @@ document.addEventListener('DOMContentLoaded', () => {
     view.offset += view.limit;
     pollSoon();
   });
+  byTestId('escalations-status').addEventListener('change', (ev) => {
+    view.escalations.status = ev.target.value;
+    view.escalations.rows = null;
+    renderEscalations();
+    loadEscalations();
+  });
+  byTestId('escalations-refresh').addEventListener('click', () => loadEscalations());
+  byTestId('escalation-timeline-close').addEventListener('click', hideEscalationTimeline);
+  byTestId('trace-form').addEventListener('submit', runTrace);
   byTestId('pause').addEventListener('click', (ev) => {
     view.paused = !view.paused;
     ev.target.textContent = view.paused ? 'Resume' : 'Pause';

@@ -200,3 +200,122 @@ export function loginForm(session, done) {
     }
   });
 }
+
+// A notification's timeline (GET /api/notifications/{id}/timeline/), shown by both pages: one
+// line per recorded event, oldest first, with its time and a sentence.
+
+const CHANNEL_NAMES = { email: 'Email', whatsapp: 'WhatsApp', websocket: 'WebSocket', webhook: 'Webhook' };
+
+/** A channel's name as people write it: "WhatsApp", "Email". */
+export function channelName(channel) {
+  return CHANNEL_NAMES[channel] || String(channel ?? '?');
+}
+
+function plural(n, one, many = `${one}s`) {
+  return `${n} ${n === 1 ? one : many}`;
+}
+
+/** "in 9 min" or "3 s ago", from now. */
+export function relative(iso) {
+  const t = new Date(iso).getTime();
+  if (Number.isNaN(t)) return '';
+  const secs = (t - Date.now()) / 1000;
+  return secs >= 0 ? `in ${duration(secs)}` : `${duration(-secs)} ago`;
+}
+
+/**
+ * One timeline event as `{ text, details }`: a sentence ("Committed: assign by ada", "WhatsApp
+ * attempt 1: sent") and the secondary facts (addresses, nodes, errors).
+ */
+export function describeEvent(e) {
+  const step = `Escalation step ${e.escalation?.step ?? '?'}`;
+  const policy = e.escalation?.policy ? `policy ${e.escalation.policy}` : null;
+  const node = e.node ? `node ${e.node}` : null;
+  const list = (xs) => (Array.isArray(xs) ? xs : []);
+  switch (e.event) {
+    case 'committed': {
+      const who = e.actor ? ` by ${e.actor.username ?? `user #${e.actor.id}`}` : '';
+      return {
+        text: `Committed: ${e.action ?? 'notification'}${who}`,
+        details: [e.ticket_event_id != null ? `ticket event #${e.ticket_event_id}` : null],
+      };
+    }
+    case 'pushed': {
+      const n = Number(e.sockets) || 0;
+      return { text: `Pushed to ${plural(n, 'socket')}${e.node ? ` on node ${e.node}` : ''}`, details: [] };
+    }
+    case 'acked':
+      return { text: 'Acknowledged by a client of the recipient', details: [] };
+    case 'read':
+      return { text: 'Read by the recipient', details: [] };
+    case 'deleted':
+      return { text: 'Deleted by the recipient', details: [] };
+    case 'delivery_attempt':
+      return {
+        text: `${channelName(e.channel)} attempt ${e.attempt ?? '?'}: ${e.outcome ?? '?'}`,
+        details: [e.address ? `to ${e.address}` : null, e.error ? `error: ${e.error}` : null, node],
+      };
+    case 'delivery_pending':
+      return {
+        text: `${channelName(e.channel)} delivery ${String(e.status ?? 'pending').toLowerCase()}, next attempt due`,
+        details: [e.address ? `to ${e.address}` : null, `${plural(Number(e.attempts) || 0, 'attempt')} so far`],
+      };
+    case 'escalation_scheduled': {
+      const channels = list(e.channels).map(channelName);
+      const also = list(e.also);
+      return {
+        text: `${step} (${e.escalation?.policy ?? '?'}) scheduled for ${clock(e.due_at)}`,
+        details: [
+          relative(e.due_at),
+          e.unless ? `unless ${e.unless}` : null,
+          channels.length ? `on ${channels.join(', ')}` : null,
+          also.length ? `also tells ${also.join(', ')}` : null,
+          e.status ? `now ${e.status}` : null,
+        ],
+      };
+    }
+    case 'escalation_fired':
+      return { text: `${step} fired: ${e.detail ?? ''}`, details: [policy, node] };
+    case 'escalation_cancelled':
+      return { text: `${step} cancelled: ${e.reason ?? ''}`, details: [policy, node] };
+    case 'escalation_failed':
+      return { text: `${step} failed: ${e.reason ?? ''}`, details: [policy, node] };
+    default: {
+      const facts = Object.entries(e)
+        .filter(([k, v]) => k !== 'event' && k !== 'at' && v !== null && typeof v !== 'object')
+        .map(([k, v]) => `${k} ${v}`);
+      return { text: String(e.event ?? 'event').replace(/_/g, ' '), details: facts };
+    }
+  }
+}
+
+/**
+ * The timeline answer as a list: `[data-testid=<testid>]` holding one
+ * `[data-testid=timeline-event][data-event=<kind>]` per event, each with its time, kind,
+ * sentence (`timeline-text`) and facts (`timeline-detail`).
+ */
+export function timelineView(data, testid = 'timeline') {
+  const n = data?.notification || {};
+  const events = Array.isArray(data?.events) ? data.events : [];
+  const head = el('div', { class: 'timeline-head', testid: `${testid}-head` },
+    el('strong', {}, `#${n.id ?? '?'}`), ' ',
+    el('span', { class: 'chip' }, n.notification_type ?? '?'), ' ',
+    n.ticket ? el('span', { class: 'chip' }, n.ticket.key) : null, ' ',
+    el('span', {}, n.title ?? ''),
+    el('span', { class: 'muted' },
+      ` · for ${n.username ?? `user #${n.user_id ?? '?'}`} · seq ${n.seq ?? '–'} · ${n.is_read ? 'read' : 'unread'}`));
+  const items = events.map((e) => {
+    const { text, details } = describeEvent(e);
+    const facts = details.filter(Boolean);
+    return el('li', { testid: 'timeline-event', dataset: { event: e.event ?? '' } },
+      el('time', { class: 'when', datetime: e.at ?? '', title: e.at ?? '' }, clock(e.at)),
+      el('span', { class: 'chip kind' }, e.event ?? '?'),
+      el('span', { class: 'what', testid: 'timeline-text' }, text),
+      facts.length ? el('div', { class: 'facts muted', testid: 'timeline-detail' }, facts.join(' · ')) : null);
+  });
+  return el('div', { class: 'timeline-view', testid, dataset: { notificationId: n.id ?? '', events: events.length } },
+    head,
+    items.length
+      ? el('ol', { class: 'timeline' }, items)
+      : el('p', { class: 'empty' }, 'No events are recorded for this notification.'));
+}

@@ -1,7 +1,7 @@
 // The demo client: log in, follow the notification socket, and move tickets through their
 // lifecycle with the actions the logged-in role may take.
 
-import { el, byTestId, ApiError, Session, clock, loginForm } from '/assets/common.js';
+import { el, byTestId, ApiError, Session, clock, loginForm, timelineView } from '/assets/common.js';
 import { Room } from '/assets/rooms.js';
 
 const session = new Session('tickethub.demo');
@@ -32,6 +32,8 @@ const state = {
   frames: [],
   // The ticket whose comments are open, if any.
   detail: null,
+  // The notification whose timeline is open under its item, if any, and what the hub said.
+  timeline: { id: null, data: null, error: null, loading: false, request: 0, timer: null },
 };
 
 // The project room: the board moves tickets in place; presence shows who is here.
@@ -182,6 +184,7 @@ function logout(message) {
   state.unreadElsewhere = 0;
   state.lastSeq = null;
   state.ackedSeq = null;
+  closeTimeline(false);
   byTestId('ticket-list').replaceChildren();
   renderNotifications();
   setWsState('closed', 'not connected');
@@ -512,7 +515,9 @@ function onFrame(f) {
       const n = state.notifications.get(f.id);
       if (f.deleted) {
         if (n) state.notifications.delete(f.id);
+        if (f.id === state.timeline.id) closeTimeline(false);
       } else if (n) {
+        refreshTimelineSoon(f.id);
         if (typeof f.is_read === 'boolean') n.is_read = f.is_read;
       } else if (typeof f.is_read === 'boolean') {
         state.unreadElsewhere = Math.max(0, state.unreadElsewhere + (f.is_read ? -1 : 1));
@@ -525,21 +530,25 @@ function onFrame(f) {
       const n = state.notifications.get(f.notification_id);
       if (n && f.success) n.is_read = f.type === 'notification_marked_read';
       if (!f.success) flash(`Notification ${f.notification_id} is gone.`, 'error');
+      refreshTimelineSoon(f.notification_id);
       renderNotifications();
       break;
     }
     case 'all_marked_read':
       for (const n of state.notifications.values()) n.is_read = true;
       state.unreadElsewhere = 0;
+      refreshTimelineSoon(state.timeline.id);
       renderNotifications();
       break;
     case 'notification_deleted':
       if (f.success) state.notifications.delete(f.notification_id);
+      if (f.success && f.notification_id === state.timeline.id) closeTimeline(false);
       renderNotifications();
       break;
     case 'notifications_cleared':
       state.notifications.clear();
       state.unreadElsewhere = 0;
+      closeTimeline(false);
       renderNotifications();
       break;
     case 'token_expiring':
@@ -572,7 +581,16 @@ function renderNotifications() {
   const sorted = [...state.notifications.values()].sort((a, b) => (b.seq ?? b.id) - (a.seq ?? a.id));
   const items = sorted.slice(0, 100).map(notificationItem);
   state.fresh.clear();
+  // The list is rebuilt; keep the keyboard focus on the same item or button.
+  const active = document.activeElement;
+  const item = active && active.closest ? active.closest('[data-testid="notification-item"]') : null;
+  const focused = item ? { id: item.dataset.notificationId, testid: active === item ? null : active.dataset.testid } : null;
   byTestId('notification-list').replaceChildren(...items);
+  if (focused) {
+    const again = document.querySelector(`[data-testid="notification-item"][data-notification-id="${CSS.escape(focused.id)}"]`);
+    const target = again && focused.testid ? again.querySelector(`[data-testid="${CSS.escape(focused.testid)}"]`) : again;
+    if (target) target.focus({ preventScroll: true });
+  }
   byTestId('notifications-empty').hidden = items.length > 0;
   const unread = unreadCount();
   const badge = byTestId('unread-badge');
@@ -582,10 +600,16 @@ function renderNotifications() {
 }
 
 function notificationItem(n) {
+  const open = state.timeline.id === n.id;
   return el('li', {
     class: `notification${state.fresh.has(n.id) ? ' fresh' : ''}`,
     testid: 'notification-item',
-    dataset: { notificationId: n.id, type: n.notification_type, read: n.is_read, seq: n.seq ?? '' },
+    dataset: { notificationId: n.id, type: n.notification_type, read: n.is_read, seq: n.seq ?? '', expanded: open },
+    onclick: (ev) => {
+      // Its buttons and its open timeline keep their own clicks.
+      if (ev.target.closest('button, a, input, select, textarea, .timeline-box')) return;
+      toggleTimeline(n.id);
+    },
   },
   el('div', { class: 'meta' },
     el('span', { class: 'chip', testid: 'notification-type' }, n.notification_type),
@@ -602,8 +626,89 @@ function notificationItem(n) {
         class: 'small',
         testid: 'mark-read',
         onclick: () => send({ type: 'mark_read', notification_id: n.id }),
-      }, 'Mark as read')),
+      }, 'Mark as read'),
+    el('button', {
+      type: 'button',
+      class: 'small',
+      testid: 'timeline-toggle',
+      'aria-expanded': String(open),
+      title: 'What happened to this notification (or click the notification)',
+      onclick: () => toggleTimeline(n.id),
+    }, open ? 'Hide timeline' : 'Timeline')),
+  open ? timelineBox() : null,
   );
+}
+
+// Clicking a notification opens its timeline under it: what the hub recorded about it, from
+// the commit to the pushes, reads, deliveries and escalation steps. It is loaded again when
+// the notification changes.
+
+function timelineBox() {
+  const t = state.timeline;
+  let body;
+  if (t.error) body = el('p', { class: 'error', testid: 'timeline-error', role: 'alert' }, t.error);
+  else if (t.data) body = timelineView(t.data, 'timeline');
+  else body = el('p', { class: 'muted' }, 'Loading the timeline…');
+  return el('div', {
+    class: 'timeline-box',
+    testid: 'timeline-panel',
+    dataset: { notificationId: t.id, state: t.error ? 'error' : t.data ? 'loaded' : 'loading', loading: t.loading },
+  },
+  el('div', { class: 'panel-head' },
+    el('h3', {}, 'Timeline'),
+    t.loading ? el('span', { class: 'muted' }, 'updating…') : null,
+    el('span', { class: 'spacer' }),
+    el('button', { type: 'button', class: 'small', testid: 'timeline-refresh', onclick: () => loadTimeline() }, 'Refresh'),
+    el('button', { type: 'button', class: 'small', testid: 'timeline-close', onclick: () => closeTimeline() }, 'Hide')),
+  body);
+}
+
+function toggleTimeline(id) {
+  if (state.timeline.id === id) {
+    closeTimeline();
+    return;
+  }
+  clearTimeout(state.timeline.timer);
+  Object.assign(state.timeline, { id, data: null, error: null });
+  loadTimeline();
+}
+
+function closeTimeline(render = true) {
+  clearTimeout(state.timeline.timer);
+  state.timeline.request += 1;
+  Object.assign(state.timeline, { id: null, data: null, error: null, loading: false });
+  if (render) renderNotifications();
+}
+
+async function loadTimeline() {
+  const t = state.timeline;
+  const id = t.id;
+  if (id === null) return;
+  clearTimeout(t.timer);
+  t.request += 1;
+  const request = t.request;
+  t.loading = true;
+  renderNotifications();
+  try {
+    const data = await session.api('GET', `/api/notifications/${encodeURIComponent(id)}/timeline/`);
+    if (request !== t.request) return;
+    t.data = data;
+    t.error = null;
+  } catch (e) {
+    if (request !== t.request) return;
+    t.error = e instanceof ApiError && e.status === 404
+      ? 'This notification is gone, or its timeline is not available to you.'
+      : `Cannot load the timeline: ${describe(e)}`;
+  }
+  t.loading = false;
+  renderNotifications();
+}
+
+/** Loads the open timeline again shortly, if it is `id`'s. */
+function refreshTimelineSoon(id) {
+  if (id === null || id === undefined || id !== state.timeline.id) return;
+  clearTimeout(state.timeline.timer);
+  state.timeline.timer = setTimeout(loadTimeline, 200);
 }
 
 // The buttons and forms are wired once the document is parsed.

@@ -1,13 +1,14 @@
 // The demo client at `/`, in headless Chromium: a client and an admin (and, when given, a
 // developer) each log in in a page of their own and move one ticket through its lifecycle by
-// clicking, watching the other side's notifications arrive without a reload.
+// clicking, watching the other side's notifications arrive without a reload, and open
+// notifications to see their timelines.
 //
 //   node tests/browser/demo.mjs http://127.0.0.1:8080 client=USER:PASS admin=USER:PASS [developer=USER:PASS]
 //
 // The client must be a member of at least one project. Exits non-zero on the first failed
 // check, with screenshots of every page in target/test-artifacts/.
 
-import { Run, parseArgs, tid, logIn, until } from './lib.mjs';
+import { Run, PATIENCE, parseArgs, tid, logIn, until } from './lib.mjs';
 
 const { base, users } = parseArgs('demo.mjs', ['client', 'admin'], ['developer']);
 
@@ -55,6 +56,50 @@ async function act(run, page, name, key, action, status) {
   await waitStatus(page, name, key, status);
 }
 
+function notification(page, type, key) {
+  return page.locator(`[data-testid="notification-item"][data-type="${type}"]`).filter({ hasText: key }).first();
+}
+
+/** The events of the timeline open under notification `id`, once it is loaded and idle. */
+const timelineEvents = (page, id) => page.evaluate((i) => {
+  const panel = document.querySelector(`[data-testid="notification-item"][data-notification-id="${i}"] [data-testid="timeline-panel"]`);
+  if (!panel || panel.dataset.state !== 'loaded' || panel.dataset.loading !== 'false') return null;
+  return [...panel.querySelectorAll('[data-testid="timeline-event"]')]
+    .map((li) => ({ event: li.dataset.event, text: li.querySelector('[data-testid="timeline-text"]').textContent }));
+}, id);
+
+/** Waits until the timeline open under notification `id` has a `kind` line matching `pattern`. */
+async function waitTimeline(page, name, id, kind, pattern) {
+  return until(page, `${name}: the timeline of #${id} shows a ${kind} line matching ${pattern}`,
+    ([i, k, source]) => {
+      const panel = document.querySelector(`[data-testid="notification-item"][data-notification-id="${i}"] [data-testid="timeline-panel"][data-state="loaded"]`);
+      if (!panel) return null;
+      const line = [...panel.querySelectorAll(`[data-testid="timeline-event"][data-event="${k}"] [data-testid="timeline-text"]`)]
+        .find((t) => new RegExp(source).test(t.textContent));
+      return line ? line.textContent : null;
+    }, [id, kind, pattern.source]);
+}
+
+/**
+ * Clicks the open timeline's Refresh until it has a `kind` line: some events (socket writes)
+ * are recorded in batches, a moment after they happen.
+ */
+async function refreshUntil(page, name, id, kind) {
+  const deadline = Date.now() + PATIENCE;
+  let events = null;
+  while (Date.now() < deadline) {
+    events = await timelineEvents(page, id);
+    if (events && events.some((e) => e.event === kind)) return events;
+    if (events) {
+      await page.waitForTimeout(100);
+      await page.locator(`[data-testid="notification-item"][data-notification-id="${id}"] [data-testid="timeline-refresh"]`).click();
+    }
+    await until(page, `${name}: the timeline of #${id} is loaded again`, (i) => document.querySelector(
+      `[data-testid="notification-item"][data-notification-id="${i}"] [data-testid="timeline-panel"][data-state="loaded"][data-loading="false"]`), id);
+  }
+  throw new Error(`timed out waiting for: ${name}: a ${kind} event in the timeline of #${id} (${JSON.stringify(events)})`);
+}
+
 async function noReload(run, page, name, loadedAt) {
   run.check((await page.evaluate(() => window.__loadedAt)) === loadedAt, `${name}: the page was not reloaded`);
 }
@@ -93,12 +138,37 @@ await new Run('demo').main(async (run) => {
   await waitStatus(admin, 'admin', key, 'NEW');
   await run.screenshot(admin, 'demo-admin-ticket-created.png');
 
+  run.log('the admin clicks ticket_created and sees its timeline, starting with the commit');
+  const created = notification(admin, 'ticket_created', key);
+  const createdId = await created.getAttribute('data-notification-id');
+  await created.locator('[data-testid="notification-title"]').click();
+  const committed = await waitTimeline(admin, 'admin', createdId, 'committed',
+    new RegExp(`^Committed: create by ${users.client.username}$`));
+  console.log(`    ${committed}`);
+  const createdEvents = await timelineEvents(admin, createdId);
+  run.check(createdEvents[0].event === 'committed', `the commit is the first event (${JSON.stringify(createdEvents)})`);
+  run.check((await created.getAttribute('data-expanded')) === 'true', 'the item shows as expanded');
+  run.check((await tid(created, 'timeline-toggle').getAttribute('aria-expanded')) === 'true', 'its timeline button says it is open');
+  run.check((await created.getAttribute('data-read')) === 'false', 'opening the timeline does not mark the notification as read');
+  run.check((await created.locator('[data-testid="timeline-panel"] b').count()) === 0, 'the title\'s markup is shown as text in the timeline');
+  await waitBadge(admin, 'admin', adminBefore + 1);
+
   await act(run, admin, 'admin', key, 'open_ticket', 'OPEN');
   run.log(`the client's page shows ticket_opened for ${key}`);
   await waitNotification(client, 'client', 'ticket_opened', key);
   await waitBadge(client, 'client', clientBefore + 1);
   await waitStatus(client, 'client', key, 'OPEN');
   await noReload(run, client, 'client', clientLoaded);
+
+  run.log('the client clicks ticket_opened: committed by the admin, pushed to the client\'s socket');
+  const openedItem = notification(client, 'ticket_opened', key);
+  const openedId = await openedItem.getAttribute('data-notification-id');
+  await openedItem.locator('[data-testid="notification-message"]').click();
+  console.log(`    ${await waitTimeline(client, 'client', openedId, 'committed',
+    new RegExp(`^Committed: open_ticket by ${users.admin.username}$`))}`);
+  const pushed = (await refreshUntil(client, 'client', openedId, 'pushed')).find((e) => e.event === 'pushed');
+  run.check(/^Pushed to [1-9]\d* sockets? on node /.test(pushed.text), `the push names its sockets and node (${pushed.text})`);
+  await run.screenshot(client, 'demo-client-timeline.png');
 
   run.log('a second tab of the client follows the first tab\'s mark-as-read');
   const tab2 = await open(run, 'client-tab2', users.client, 'client');
@@ -114,9 +184,20 @@ await new Run('demo').main(async (run) => {
   await tab2.close();
   run.pages.delete('client-tab2');
 
-  run.log('the admin marks everything as read');
+  run.log('the open timeline follows the mark-as-read; clicking the item again hides it');
+  await waitTimeline(client, 'client', openedId, 'read', /^Read by the recipient$/);
+  run.check((await opened.getAttribute('data-expanded')) === 'true', 'the mark-as-read button did not close the timeline');
+  await openedItem.locator('[data-testid="notification-title"]').click();
+  await until(client, 'the timeline is hidden', (i) => !document.querySelector(
+    `[data-testid="notification-item"][data-notification-id="${i}"] [data-testid="timeline-panel"]`), openedId);
+  run.log('its Timeline button opens it again');
+  await tid(openedItem, 'timeline-toggle').click();
+  await waitTimeline(client, 'client', openedId, 'read', /^Read by the recipient$/);
+
+  run.log('the admin marks everything as read; the timeline still open shows the read');
   await tid(admin, 'mark-all-read').click();
   await waitBadge(admin, 'admin', 0);
+  await waitTimeline(admin, 'admin', createdId, 'read', /^Read by the recipient$/);
 
   run.log('the client\'s socket drops and reconnects with ?last_seq=');
   const seqBefore = await client.evaluate(() => Math.max(...[...document.querySelectorAll('[data-testid="notification-item"]')].map((li) => Number(li.dataset.seq))));

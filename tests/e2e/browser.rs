@@ -1,13 +1,18 @@
 //! The pages the hub serves, in a real headless Chromium: `tests/browser/demo.mjs` drives the
-//! demo client at `/` and `tests/browser/operator.mjs` the operator page at `/admin/`.
+//! demo client at `/`, `tests/browser/operator.mjs` the operator page at `/admin/`, and
+//! `tests/browser/escalations.mjs` its escalation steps and trace.
 //!
 //! They need `node`, `/usr/bin/chromium` and `node_modules/playwright-core` (`npm ci`). Without
 //! them the browser tests print a notice and pass, unless `TICKETHUB_REQUIRE_SERVICES=1`, where
 //! they fail. Screenshots land in `target/test-artifacts/`.
 
+use std::future::Future;
 use std::path::Path;
+use std::pin::Pin;
 use std::process::Stdio;
 use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 
 use tickethub_actors::domain::Role;
 
@@ -46,9 +51,22 @@ fn browser_available() -> bool {
     false
 }
 
+/// Something the test does while a script runs, when the script prints a line containing
+/// `line`.
+struct Cue<'a> {
+    line: &'static str,
+    action: Pin<Box<dyn Future<Output = ()> + Send + 'a>>,
+}
+
 /// Runs `node tests/browser/<script> <base-url> <args…>` and fails with its output unless it
 /// exits 0.
 async fn run_script(script: &str, hub: &TestHub, args: &[String]) {
+    run_script_with(script, hub, args, None).await;
+}
+
+/// [`run_script`], running the cue's action (once) when the script prints its line; fails if
+/// the script never does.
+async fn run_script_with(script: &str, hub: &TestHub, args: &[String], mut cue: Option<Cue<'_>>) {
     let path = Path::new(ROOT).join("tests/browser").join(script);
     let mut command = tokio::process::Command::new("node");
     command
@@ -60,18 +78,41 @@ async fn run_script(script: &str, hub: &TestHub, args: &[String]) {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    let child = command.spawn().expect("node starts");
-    let output = tokio::time::timeout(Duration::from_secs(240), child.wait_with_output())
+    let mut child = command.spawn().expect("node starts");
+    let mut stderr = child.stderr.take().expect("stderr is piped");
+    let errors = tokio::spawn(async move {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text).await;
+        text
+    });
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout is piped")).lines();
+    let expected = cue.as_ref().map(|c| c.line);
+    let mut stdout = String::new();
+    let run = async {
+        while let Some(line) = lines
+            .next_line()
+            .await
+            .expect("the script's output is read")
+        {
+            stdout.push_str(&line);
+            stdout.push('\n');
+            if cue.as_ref().is_some_and(|c| line.contains(c.line)) {
+                cue.take().expect("a cue").action.await;
+            }
+        }
+        child.wait().await.expect("node runs")
+    };
+    let status = tokio::time::timeout(Duration::from_secs(240), run)
         .await
-        .unwrap_or_else(|_| panic!("{script} did not finish in 240 s"))
-        .expect("node runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
+        .unwrap_or_else(|_| panic!("{script} did not finish in 240 s"));
+    let stderr = errors.await.unwrap_or_default();
     assert!(
-        output.status.success(),
-        "{script} failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
-        output.status
+        status.success(),
+        "{script} failed ({status}):\n--- stdout\n{stdout}\n--- stderr\n{stderr}"
     );
+    if let (Some(line), Some(_)) = (expected, cue) {
+        panic!("{script} passed without printing {line:?}:\n{stdout}");
+    }
     println!("{stdout}");
 }
 
@@ -188,4 +229,74 @@ async fn demo_page_shows_the_board_presence_and_typing() {
         ],
     )
     .await;
+}
+
+/// One escalation policy: every assignment is escalated by email ten minutes later, unless read.
+const ONE_STEP_POLICY: &str = r#"
+[[escalation]]
+name = "critical-assignments"
+events = ["ticket_assigned"]
+steps = [ { after = "10m", unless = "read", channels = ["email"] } ]
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_page_lists_escalation_steps_and_explains_who_was_left_out() {
+    if !browser_available() {
+        return;
+    }
+    let routing = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(routing.path(), ONE_STEP_POLICY).unwrap();
+    let path = routing.path().to_owned();
+    let hub = TestHub::start_with(&Backend::Sqlite, |c| {
+        c.routing = Some(path);
+        c.escalation_poll_ms = 200;
+    })
+    .await;
+    let admin = hub.user_with("ada", Role::Admin, true).await;
+    let client = hub.user("carl", Role::Client).await;
+    let developer = hub.user("dev", Role::Developer).await;
+    let outsider = hub.user("olga", Role::Developer).await;
+    let project = hub.project("WEB", &[&admin, &client, &developer]).await;
+    let ticket = hub
+        .post_as(
+            &client,
+            "/api/tickets/",
+            serde_json::json!({"project": project.id.0, "title": "Checkout is <i>down</i>", "priority": "CRITICAL", "category": "BUG"}),
+            201,
+        )
+        .await;
+    let id = ticket["id"].as_i64().unwrap();
+    hub.post_as(
+        &admin,
+        &format!("/api/tickets/{id}/open_ticket/"),
+        serde_json::json!({}),
+        200,
+    )
+    .await;
+    // The page first shows no step; then the admin assigns the developer.
+    run_script_with(
+        "escalations.mjs",
+        &hub,
+        &[
+            credentials("admin", &admin.username),
+            credentials("client", &client.username),
+            credentials("developer", &developer.username),
+            credentials("outsider", &outsider.username),
+        ],
+        Some(Cue {
+            line: "cue: assign the ticket now",
+            action: Box::pin(async {
+                hub.post_as(
+                    &admin,
+                    &format!("/api/tickets/{id}/assign/"),
+                    serde_json::json!({"developer_ids": [developer.id.0]}),
+                    200,
+                )
+                .await;
+            }),
+        }),
+    )
+    .await;
+    let pending = hub.get_as(&admin, "/api/admin/escalations", 200).await;
+    assert_eq!(pending["count"], 1, "{pending}");
 }
