@@ -83,10 +83,13 @@ pub async fn timeline(store: &dyn Store, record: TimelineRecord) -> Result<Value
         }),
     ));
     for p in &record.pushes {
+        // A run's live seqs were each written as soon as they were committed: the
+        // notification's own write is its commit time, within the run's span.
+        let at = n.created_at.clamp(p.first_at, p.at.max(p.first_at));
         events.push((
-            p.at,
+            at,
             1,
-            json!({"event": "pushed", "at": at(p.at), "sockets": p.sockets, "node": p.node}),
+            json!({"event": "pushed", "at": self::at(at), "sockets": p.sockets, "node": p.node}),
         ));
     }
     if let Some(t) = record.acked_at {

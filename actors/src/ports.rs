@@ -533,6 +533,8 @@ pub struct Pushed {
     pub last_seq: i64,
     /// How many sockets each was written to.
     pub sockets: i64,
+    /// When the first of them was written.
+    pub first_at: DateTime<Utc>,
     /// When the last of them was written.
     pub at: DateTime<Utc>,
 }
@@ -611,6 +613,9 @@ pub struct DeliveryAttempt {
 /// A run of seqs pushed to a user's sockets, as stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PushRecord {
+    /// When the run's first seq was written (its seqs were written between this and `at`,
+    /// each as soon as it was committed).
+    pub first_at: DateTime<Utc>,
     /// The sockets each was written to.
     pub sockets: i64,
     /// The node.

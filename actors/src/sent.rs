@@ -17,6 +17,11 @@ use tokio::sync::{watch, Notify};
 use crate::domain::UserId;
 use crate::ports::Store;
 
+/// How often the socket-write records of timelines are written: runs of live seqs grow for
+/// this long (one row per user and interval, whatever the rate), and a closing actor's flush
+/// writes them sooner.
+pub const PUSH_INTERVAL: Duration = Duration::from_secs(5);
+
 /// The longest a closing actor waits for its report to be written.
 pub const FLUSH_WAIT: Duration = Duration::from_secs(5);
 
@@ -43,6 +48,10 @@ struct Pending {
     last_run: HashMap<UserId, usize>,
     /// The number of the last batch taken for writing.
     taken: u64,
+    /// When the socket-write records were last taken for writing.
+    pushes_taken: Option<tokio::time::Instant>,
+    /// A closing actor asked for everything to be written now.
+    flush_all: bool,
 }
 
 impl SentRecorder {
@@ -65,9 +74,12 @@ impl SentRecorder {
         pending.taken + 1
     }
 
-    /// Records that `user`'s seqs `first..=last` were written to `sockets` sockets now, with
-    /// the next batch. Consecutive seqs written to as many sockets make one run (one row).
-    pub fn pushed(&self, user: UserId, first: i64, last: i64, sockets: i64) {
+    /// Records that `user`'s seqs `first..=last` were written to `sockets` sockets now.
+    /// Consecutive live seqs written to as many sockets make one run (one row), so a user
+    /// receiving a stream costs a row per [`PUSH_INTERVAL`], not per notification. A replay
+    /// (`replay`: old seqs written at once on a reconnect) always starts a run of its own, so
+    /// that a run's live seqs were each written as they were committed.
+    pub fn pushed(&self, user: UserId, first: i64, last: i64, sockets: i64, replay: bool) {
         let now = chrono::Utc::now();
         let mut pending = self.pending.lock().expect("sent recorder poisoned");
         let pending = &mut *pending;
@@ -75,7 +87,7 @@ impl SentRecorder {
             .last_run
             .get(&user)
             .and_then(|i| pending.pushes.get_mut(*i))
-            .filter(|run| run.last_seq + 1 == first && run.sockets == sockets)
+            .filter(|run| !replay && run.last_seq + 1 == first && run.sockets == sockets)
         {
             run.last_seq = last;
             run.at = now;
@@ -87,6 +99,7 @@ impl SentRecorder {
             first_seq: first,
             last_seq: last,
             sockets,
+            first_at: now,
             at: now,
         });
     }
@@ -102,6 +115,10 @@ impl SentRecorder {
     /// holds a closing actor.
     pub async fn flush(&self, user: UserId, seq: i64) {
         let batch = self.note(user, seq);
+        self.pending
+            .lock()
+            .expect("sent recorder poisoned")
+            .flush_all = true;
         let mut written = self.written.subscribe();
         self.wake.notify_one();
         let _ = tokio::time::timeout(FLUSH_WAIT, written.wait_for(|w| *w >= batch)).await;
@@ -128,12 +145,17 @@ impl SentRecorder {
             let (batch, pushes, number) = {
                 let mut pending = self.pending.lock().expect("sent recorder poisoned");
                 pending.taken += 1;
-                pending.last_run.clear();
-                (
-                    std::mem::take(&mut pending.seqs),
-                    std::mem::take(&mut pending.pushes),
-                    pending.taken,
-                )
+                let due = pending
+                    .pushes_taken
+                    .is_none_or(|t| t.elapsed() >= PUSH_INTERVAL);
+                let pushes = if due || std::mem::take(&mut pending.flush_all) {
+                    pending.pushes_taken = Some(tokio::time::Instant::now());
+                    pending.last_run.clear();
+                    std::mem::take(&mut pending.pushes)
+                } else {
+                    Vec::new()
+                };
+                (std::mem::take(&mut pending.seqs), pushes, pending.taken)
             };
             if !pushes.is_empty() {
                 // History only: a failed write is logged, not retried.

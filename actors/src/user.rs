@@ -304,7 +304,7 @@ impl UserState {
             ok
         });
         if written > 0 {
-            self.sent.pushed(self.user_id, n.seq, n.seq, written);
+            self.sent.pushed(self.user_id, n.seq, n.seq, written, false);
         }
         self.delivered = self.delivered.max(n.seq);
     }
@@ -448,7 +448,9 @@ impl UserActor {
         };
         let last_seq = notifications.last().map_or(start, |n| n.seq).max(start);
         if let (Some(first), Some(last)) = (notifications.first(), notifications.last()) {
-            self.deps.sent.pushed(state.user_id, first.seq, last.seq, 1);
+            self.deps
+                .sent
+                .pushed(state.user_id, first.seq, last.seq, 1, true);
         }
         metrics::counter!("tickethub_replays_total").increment(1);
         metrics::counter!("tickethub_replayed_notifications_total")

@@ -299,7 +299,7 @@ macro_rules! impl_history_store {
             ) -> Result<(), tickethub_actors::ports::StoreError> {
                 for chunk in pushes.chunks(1000) {
                     let mut q = sqlx::QueryBuilder::<$db>::new(
-                        "INSERT INTO stream_events (user_id, kind, first_seq, last_seq, sockets, node, at) ",
+                        "INSERT INTO stream_events (user_id, kind, first_seq, last_seq, sockets, node, first_at, at) ",
                     );
                     q.push_values(chunk, |mut row, p| {
                         row.push_bind(p.user.0)
@@ -308,6 +308,7 @@ macro_rules! impl_history_store {
                             .push_bind(p.last_seq)
                             .push_bind(p.sockets)
                             .push_bind(node.to_owned())
+                            .push_bind(p.first_at)
                             .push_bind(p.at);
                     });
                     q.build().execute(self.writer()).await.map_err($crate::store::backend_error)?;
@@ -351,8 +352,9 @@ macro_rules! impl_history_store {
                 };
                 let user = notification.user_id.0;
                 let seq = notification.seq;
-                let pushes: Vec<(i64, Option<String>, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
-                    "SELECT sockets, node, at FROM stream_events WHERE user_id = $1 AND kind = 'pushed' \
+                #[allow(clippy::type_complexity)]
+                let pushes: Vec<(i64, Option<String>, Option<chrono::DateTime<chrono::Utc>>, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
+                    "SELECT sockets, node, first_at, at FROM stream_events WHERE user_id = $1 AND kind = 'pushed' \
                      AND first_seq <= $2 AND last_seq >= $2 ORDER BY at, id",
                 )
                 .bind(user)
@@ -405,7 +407,12 @@ macro_rules! impl_history_store {
                     actor: actor_id.map(tickethub_actors::domain::UserId),
                     pushes: pushes
                         .into_iter()
-                        .map(|(sockets, node, at)| PushRecord { sockets, node, at })
+                        .map(|(sockets, node, first_at, at)| PushRecord {
+                            first_at: first_at.unwrap_or(at),
+                            sockets,
+                            node,
+                            at,
+                        })
                         .collect(),
                     acked_at: acked_at.map(|(at,)| at),
                     deliveries: deliveries
