@@ -19,6 +19,7 @@ both_backends!(
     starting_work_cancels_the_escalation,
     a_step_that_reaches_nobody_fails_with_the_reason,
     kill_9_loses_no_step_and_fires_none_twice,
+    a_replayed_notification_is_shown_pushed_when_it_was_replayed,
     the_trace_explains_who_was_left_out_and_why,
 );
 
@@ -502,6 +503,77 @@ async fn a_step_that_reaches_nobody_fails_with_the_reason(backend: Backend) {
         .clone();
     assert!(node["failed"].as_u64() >= Some(1), "{node}");
     assert!(api.requests().is_empty());
+}
+
+/// Live pushes are recorded as runs; a notification committed while its recipient was offline
+/// is shown pushed when the reconnect replayed it, not when it was committed.
+async fn a_replayed_notification_is_shown_pushed_when_it_was_replayed(backend: Backend) {
+    let hub = TestHub::start(&backend).await;
+    let admin = hub.user("boss", Role::Admin).await;
+    let dev = hub.user("dev", Role::Developer).await;
+    let send = |title: &'static str| {
+        let (hub, admin, dev) = (&hub, admin.clone(), dev.id.0);
+        async move {
+            hub.post_as(
+                &admin,
+                "/api/notifications/send/",
+                json!({"user_ids": [dev], "title": title, "message": "m"}),
+                201,
+            )
+            .await;
+        }
+    };
+    let mut ws = hub.connect(&dev).await;
+    send("live one").await;
+    send("live two").await;
+    let live = ws.notifications(2).await;
+    drop(ws);
+    send("while away").await;
+    let page = hub.get_as(&dev, "/api/notifications/", 200).await;
+    let away = page["results"][0]["id"].as_i64().unwrap();
+    // The clock has to move for the replay to be told apart from the commit.
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    let mut ws = hub.connect(&dev).await;
+    assert_eq!(ws.replayed.len(), 1, "{:?}", ws.replayed);
+    drop(ws);
+    let pushed = |id: i64| {
+        let (hub, dev) = (&hub, dev.clone());
+        async move {
+            let deadline = tokio::time::Instant::now() + PATIENCE;
+            loop {
+                let t = steps(hub, &dev, id).await;
+                if let Some(p) = events(&t, "pushed").first() {
+                    let committed = events(&t, "committed")[0]["at"]
+                        .as_str()
+                        .unwrap()
+                        .to_owned();
+                    return (
+                        committed,
+                        p["at"].as_str().unwrap().to_owned(),
+                        p["sockets"].clone(),
+                    );
+                }
+                assert!(tokio::time::Instant::now() < deadline, "never pushed: {t}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    let parse = |t: &str| chrono::DateTime::parse_from_rfc3339(t).unwrap();
+    for n in &live {
+        let (committed, at, sockets) = pushed(n["id"].as_i64().unwrap()).await;
+        assert_eq!(sockets, 1);
+        let lag = parse(&at) - parse(&committed);
+        assert!(
+            lag >= chrono::Duration::zero() && lag < chrono::Duration::seconds(1),
+            "a live push is shown as it happened, after its commit: {committed} {at}"
+        );
+    }
+    let (committed, at, _) = pushed(away).await;
+    let (committed, at) = (parse(&committed), parse(&at));
+    assert!(
+        at - committed >= chrono::Duration::seconds(1),
+        "the replayed one is shown pushed at the reconnect: committed {committed}, pushed {at}"
+    );
 }
 
 async fn the_trace_explains_who_was_left_out_and_why(backend: Backend) {
