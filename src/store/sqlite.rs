@@ -74,7 +74,11 @@ impl SqliteStore {
         } else {
             options.clone().pragma("wal_autocheckpoint", "0")
         };
+        // No ping before each acquire (sqlx's default): a connection to a local file does not
+        // go stale, and each ping is a round trip to the connection's worker thread, two
+        // context switches on every query.
         let writer = SqlitePoolOptions::new()
+            .test_before_acquire(false)
             .acquire_timeout(acquire_timeout.max(Duration::from_secs(10)))
             .max_connections(1)
             .min_connections(1)
@@ -86,6 +90,7 @@ impl SqliteStore {
         let alive = std::sync::Arc::new(());
         if !memory {
             let checkpointer = SqlitePoolOptions::new()
+                .test_before_acquire(false)
                 .max_connections(1)
                 .connect_with(options.clone())
                 .await?;
@@ -95,6 +100,7 @@ impl SqliteStore {
             writer.clone()
         } else {
             SqlitePoolOptions::new()
+                .test_before_acquire(false)
                 .acquire_timeout(acquire_timeout.max(Duration::from_secs(10)))
                 .max_connections(4)
                 .connect_with(options.read_only(true))
