@@ -533,7 +533,7 @@ async fn a_replayed_notification_is_shown_pushed_when_it_was_replayed(backend: B
     let away = page["results"][0]["id"].as_i64().unwrap();
     // The clock has to move for the replay to be told apart from the commit.
     tokio::time::sleep(Duration::from_millis(1_200)).await;
-    let mut ws = hub.connect(&dev).await;
+    let ws = hub.connect(&dev).await;
     assert_eq!(ws.replayed.len(), 1, "{:?}", ws.replayed);
     drop(ws);
     let pushed = |id: i64| {
