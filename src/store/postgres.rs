@@ -14,12 +14,27 @@ pub struct PgStore {
     commits: super::CommitQueue,
 }
 
+/// A pooled connection used this recently is handed out without a test.
+const RECENTLY_USED: Duration = Duration::from_secs(1);
+
 impl PgStore {
     /// Connects and runs the migrations; a call waits at most `acquire_timeout` for a
     /// connection.
     pub async fn connect(url: &str, acquire_timeout: Duration) -> Result<Self, ConnectError> {
         let options = PgConnectOptions::from_str(url)?;
+        // A connection idle for a while is tested before it is handed out (a database restart
+        // breaks it); one used within the last second is not, which saves every busy query a
+        // round trip to the server.
         let pool = PgPoolOptions::new()
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= RECENTLY_USED {
+                        sqlx::Connection::ping(conn).await?;
+                    }
+                    Ok(true)
+                })
+            })
             .max_connections(16)
             .acquire_timeout(acquire_timeout)
             .connect_with(options)
