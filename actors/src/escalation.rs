@@ -396,12 +396,7 @@ impl EscalationActor {
                         self.deps.deliver_queued(notifications, &[]);
                         // The recipient's own deliveries are rows of an existing notification:
                         // their channels are woken whether or not a notice was committed.
-                        let channels = self.deps.channels.read().expect("channel map poisoned");
-                        for channel in &queued {
-                            if let Some(actor) = channels.get(channel) {
-                                let _ = actor.send_message(crate::delivery::ChannelMsg::Wake);
-                            }
-                        }
+                        self.deps.wake(&queued);
                     }
                     None => {
                         tracing::info!(step = job.id, "escalation step taken over by another node");

@@ -208,9 +208,14 @@ impl Deps {
                 }
             }
         }
-        let channels = self.channels.read().expect("channel map poisoned");
-        for channel in queued {
-            if let Some(actor) = channels.get(channel) {
+        self.wake(queued);
+    }
+
+    /// Wakes the channel actors of `channels` to claim what was queued for them.
+    pub fn wake(&self, channels: &[Channel]) {
+        let actors = self.channels.read().expect("channel map poisoned");
+        for channel in channels {
+            if let Some(actor) = actors.get(channel) {
                 let _ = actor.send_message(crate::delivery::ChannelMsg::Wake);
             }
         }
