@@ -18,6 +18,7 @@ both_backends!(
     an_unread_critical_assignment_escalates_to_whatsapp_then_email_and_admins,
     starting_work_cancels_the_escalation,
     a_step_that_reaches_nobody_fails_with_the_reason,
+    an_ack_stops_acked_steps_only_and_a_delete_stops_the_rest,
     kill_9_loses_no_step_and_fires_none_twice,
     a_replayed_notification_is_shown_pushed_when_it_was_replayed,
     the_trace_explains_who_was_left_out_and_why,
@@ -574,6 +575,95 @@ async fn a_replayed_notification_is_shown_pushed_when_it_was_replayed(backend: B
         at - committed >= chrono::Duration::seconds(1),
         "the replayed one is shown pushed at the reconnect: committed {committed}, pushed {at}"
     );
+}
+
+async fn an_ack_stops_acked_steps_only_and_a_delete_stops_the_rest(backend: Backend) {
+    let api = Http::start().await;
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        file.path(),
+        r#"
+[[escalation]]
+events = ["ticket_assigned"]
+steps = [
+  { after = "60s", unless = "acked", channels = ["email"] },
+  { after = "90s", channels = ["email"] },
+]
+"#,
+    )
+    .unwrap();
+    let hub = escalating_hub(&backend, &file, &api, |_| {}).await;
+    let c = cast(&hub).await;
+    let mut ws = hub.connect(&c.d1).await;
+    let (_, note) = assign_critical(&hub, &c.c1, &c.a1, &c.d1, c.project).await;
+    let pushed = ws.next_of("notification").await;
+    let status = |timeline: &Value| -> Vec<(i64, String)> {
+        timeline["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["event"] == "escalation_scheduled")
+            .map(|e| {
+                (
+                    e["escalation"]["step"].as_i64().unwrap(),
+                    e["status"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+    let before = steps(&hub, &c.a1, note).await;
+    assert_eq!(
+        status(&before),
+        [(1, "PENDING".to_owned()), (2, "PENDING".to_owned())]
+    );
+    // The ack stops the step that counts an ack as seen, and only that one.
+    ws.send_json(json!({"type": "ack", "seq": pushed["seq"]}))
+        .await;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let acked = loop {
+        let t = steps(&hub, &c.a1, note).await;
+        if !events(&t, "escalation_cancelled").is_empty() {
+            break t;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the ack cancelled nothing: {t}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(
+        status(&acked),
+        [(1, "CANCELLED".to_owned()), (2, "PENDING".to_owned())],
+        "{acked}"
+    );
+    assert_eq!(
+        events(&acked, "escalation_cancelled")[0]["reason"],
+        "a client of the recipient acknowledged the notification"
+    );
+    // Deleting it stops the rest.
+    let (code, _) = hub
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/api/notifications/{note}/"),
+            Some(&hub.token(&c.d1)),
+            None,
+        )
+        .await;
+    assert_eq!(code, 204);
+    let deleted = steps(&hub, &c.a1, note).await;
+    assert_eq!(
+        status(&deleted),
+        [(1, "CANCELLED".to_owned()), (2, "CANCELLED".to_owned())],
+        "{deleted}"
+    );
+    assert_eq!(
+        events(&deleted, "escalation_cancelled")[1]["reason"],
+        "the recipient deleted the notification"
+    );
+    assert!(!events(&deleted, "deleted").is_empty());
+    // The recipient no longer sees the timeline of a deleted notification; admins do.
+    hub.get_as(&c.d1, &format!("/api/notifications/{note}/timeline/"), 404)
+        .await;
 }
 
 async fn the_trace_explains_who_was_left_out_and_why(backend: Backend) {
