@@ -99,6 +99,7 @@ const COLUMNS = {
     ['Sent', 'sent', num, true],
     ['Failed', 'failed', num, true],
     ['Retried', 'retried', num, true],
+    ['Wakes', 'wakes', num, true],
     ['Restarts', 'restarts', num, true],
   ],
 };

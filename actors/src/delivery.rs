@@ -114,6 +114,9 @@ pub struct ChannelStatus {
     pub failed: u64,
     /// Attempts that will be retried, since the actor started.
     pub retried: u64,
+    /// Wakes since the actor started: by the poll, and by each commit that queued a delivery on
+    /// the channel.
+    pub wakes: u64,
 }
 
 /// The outcome of one attempt, as far as the circuit and the counters go.
@@ -172,6 +175,7 @@ pub struct ChannelState {
     sent: u64,
     failed: u64,
     retried: u64,
+    wakes: u64,
     /// Set by `InjectSendPanic`: the next send panics.
     panic_next_send: bool,
 }
@@ -225,6 +229,7 @@ impl Actor for ChannelActor {
             sent: 0,
             failed: 0,
             retried: 0,
+            wakes: 0,
             panic_next_send: false,
         })
     }
@@ -274,7 +279,7 @@ impl Actor for ChannelActor {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            ChannelMsg::Wake => {}
+            ChannelMsg::Wake => state.wakes += 1,
             ChannelMsg::Done { id, outcome } => {
                 state.in_flight.remove(&id);
                 self.account(state, outcome);
@@ -287,6 +292,7 @@ impl Actor for ChannelActor {
                     sent: state.sent,
                     failed: state.failed,
                     retried: state.retried,
+                    wakes: state.wakes,
                 });
                 return Ok(());
             }

@@ -375,6 +375,7 @@ async fn actors(
                 "sent": s.sent,
                 "failed": s.failed,
                 "retried": s.retried,
+                "wakes": s.wakes,
                 "restarts": restarts.get(&channel).copied().unwrap_or(0),
             }),
             None => json!({

@@ -628,3 +628,82 @@ async fn sign_up_mails_are_coalesced(backend: Backend) {
         "{newest}"
     );
 }
+
+both_backends!(a_commit_wakes_only_the_channel_actors_it_queued_work_for);
+
+/// How often the email and WhatsApp actors were woken, as the supervision tree shows them.
+async fn wakes(hub: &TestHub, admin: &User) -> (u64, u64) {
+    let tree = hub.get_as(admin, "/api/admin/actors", 200).await;
+    let delivery = tree["children"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "delivery")
+        .unwrap_or_else(|| panic!("no delivery supervisor in {tree}"));
+    let count = |name: &str| {
+        let node = delivery["children"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {delivery}"));
+        node["wakes"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no wakes in {node}"))
+    };
+    (count("channel:email"), count("channel:whatsapp"))
+}
+
+/// Each wake costs the channel a claim query, so a commit wakes only the channels it queued a
+/// delivery on. The count read after an answer is exact: the commit's wakes are sent before
+/// the request is answered, and the tree's status call queues behind them in the actor's
+/// mailbox.
+async fn a_commit_wakes_only_the_channel_actors_it_queued_work_for(backend: Backend) {
+    let smtp = Smtp::start().await;
+    let api = Http::start().await;
+    let (mail_url, api_url) = (smtp.url(), api.url());
+    let hub = TestHub::start_with(&backend, |c| {
+        quick(c);
+        // No poll during the test: every wake counted is a commit's.
+        c.delivery_poll_ms = 3_600_000;
+        c.smtp_url = Some(mail_url);
+        c.whatsapp_api_url = api_url;
+        c.whatsapp_token = Some("test-token".into());
+        c.whatsapp_phone_number_id = Some("1234567".into());
+    })
+    .await;
+    let admin = hub.user("root", Role::Admin).await;
+    let ann = hub.user("ann", Role::Client).await;
+    set_whatsapp(&hub, &ann, "+15550001111").await;
+    let send = |channels: Value| {
+        let (hub, admin) = (&hub, &admin);
+        async move {
+            hub.post_as(
+                admin,
+                "/api/notifications/send/",
+                json!({"user_ids": [ann.id.0], "title": "t", "message": "m", "channels": channels}),
+                201,
+            )
+            .await;
+        }
+    };
+    let (email, whatsapp) = wakes(&hub, &admin).await;
+
+    // In the inbox only: nothing queued, no channel woken.
+    send(json!(["websocket"])).await;
+    assert_eq!(wakes(&hub, &admin).await, (email, whatsapp));
+
+    // Email only: the email actor is woken (and sends it), WhatsApp is not.
+    send(json!(["websocket", "email"])).await;
+    assert_eq!(wakes(&hub, &admin).await, (email + 1, whatsapp));
+    let mails = smtp.wait_for(1).await;
+    assert_eq!(mails[0].to, ["ann@example.test"]);
+
+    // WhatsApp only, then both.
+    send(json!(["whatsapp"])).await;
+    assert_eq!(wakes(&hub, &admin).await, (email + 1, whatsapp + 1));
+    api.wait_for(1).await;
+    send(json!(["email", "whatsapp"])).await;
+    assert_eq!(wakes(&hub, &admin).await, (email + 2, whatsapp + 2));
+    assert_eq!(smtp.wait_for(2).await.len(), 2);
+}
