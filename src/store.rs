@@ -146,6 +146,48 @@ pub struct CommitQueue(tokio::sync::mpsc::UnboundedSender<CommitJob>);
 /// At most this many calls share one transaction.
 pub(crate) const MAX_GROUP: usize = 256;
 
+/// Starts `workers` group committers, each handing the groups it takes to `commit`, which
+/// answers their calls. Each takes every call waiting when it is free (a lone call is
+/// committed at once, never waiting for company), at most [`MAX_GROUP`].
+pub(crate) fn group_committer<F, Fut>(workers: usize, commit: F) -> CommitQueue
+where
+    F: Fn(Vec<CommitJob>) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let (queue, jobs) = tokio::sync::mpsc::unbounded_channel::<CommitJob>();
+    let jobs = Arc::new(tokio::sync::Mutex::new(jobs));
+    for _ in 0..workers.max(1) {
+        let (commit, jobs) = (commit.clone(), jobs.clone());
+        tokio::spawn(async move {
+            loop {
+                let group = {
+                    let mut jobs = jobs.lock().await;
+                    let Some(first) = jobs.recv().await else {
+                        return;
+                    };
+                    let mut group = vec![first];
+                    while group.len() < MAX_GROUP {
+                        match jobs.try_recv() {
+                            Ok(job) => group.push(job),
+                            Err(_) => break,
+                        }
+                    }
+                    group
+                };
+                // A panic fails this group's calls (their answers are dropped), never the
+                // committer: later calls are still committed.
+                let committed =
+                    futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(commit(group)))
+                        .await;
+                if committed.is_err() {
+                    tracing::error!("a group commit panicked; its calls failed");
+                }
+            }
+        });
+    }
+    CommitQueue(queue)
+}
+
 /// Implements every port for a store type with `reader()` and `writer()` pools.
 macro_rules! impl_store {
     ($store:ty, $db:ty, $backend:literal, $lock:literal) => {
@@ -643,3 +685,66 @@ pub(crate) use impl_store;
 /// Checks that `Store` stays object-safe.
 #[allow(dead_code)]
 fn _assert_object_safe(_: &dyn Store) {}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use super::*;
+
+    /// Queues a call as `commit_notifications` does, without waiting for its answer.
+    fn call(
+        queue: &CommitQueue,
+    ) -> tokio::sync::oneshot::Receiver<
+        Result<Vec<tickethub_actors::notification::Notification>, StoreError>,
+    > {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        queue
+            .0
+            .send((Vec::new(), reply))
+            .expect("the committer runs");
+        answer
+    }
+
+    /// The committer loop with a commit that panics on its first group: that group's callers
+    /// hear at once that their call failed, and the same (only) committer answers later calls.
+    #[tokio::test]
+    async fn a_panicking_group_fails_its_calls_and_the_committer_goes_on() {
+        let groups = Arc::new(AtomicUsize::new(0));
+        let seen = groups.clone();
+        let queue = group_committer(1, move |group: Vec<CommitJob>| {
+            let first = seen.fetch_add(1, Ordering::SeqCst) == 0;
+            async move {
+                if first {
+                    panic!("a commit that panics");
+                }
+                for (_, reply) in group {
+                    let _ = reply.send(Ok(Vec::new()));
+                }
+            }
+        });
+        let answered = |answer| async move {
+            tokio::time::timeout(Duration::from_secs(5), answer)
+                .await
+                .expect("every call is answered in time")
+        };
+        // Both calls are queued before the committer runs: they are its first group.
+        let (a, b) = (call(&queue), call(&queue));
+        assert!(
+            answered(a).await.is_err(),
+            "a call of the panicking group fails"
+        );
+        assert!(
+            answered(b).await.is_err(),
+            "a call of the panicking group fails"
+        );
+        assert_eq!(groups.load(Ordering::SeqCst), 1);
+        for _ in 0..3 {
+            let later = call(&queue);
+            let result = answered(later).await.expect("a later call is answered");
+            assert!(result.is_ok());
+        }
+        assert_eq!(groups.load(Ordering::SeqCst), 4);
+    }
+}

@@ -171,15 +171,6 @@ pub(crate) fn parse_recipients(
 macro_rules! impl_notification_store {
     ($store:ty, $db:ty, $lock:literal) => {
         impl $store {
-            /// Stores drafts inside a transaction: each recipient's next seq is allocated by
-            /// bumping `users.last_seq`, which also locks that user's row until commit, so
-            /// concurrent commits to one recipient get consecutive seqs with no gaps. The rows are
-            /// locked in id order first (on PostgreSQL, `FOR NO KEY UPDATE`: the lock the `UPDATE`
-            /// takes anyway, which does not conflict with the key-share locks that foreign keys to
-            /// users take, such as a ticket's new assignees), so that concurrent transactions
-            /// cannot deadlock; then one `UPDATE … RETURNING` allocates every seq and multi-row
-            /// `INSERT`s store the notifications and their deliveries, in chunks that stay under
-            /// the databases' bind-parameter limits.
             /// Starts `workers` group committers on `pool`. Each takes every call waiting when it
             /// is free (a lone call is committed at once, never waiting for company), inserts
             /// each call's drafts, and commits them all in one transaction; each caller is
@@ -189,37 +180,10 @@ macro_rules! impl_notification_store {
                 pool: sqlx::Pool<$db>,
                 workers: usize,
             ) -> $crate::store::CommitQueue {
-                let (queue, jobs) = tokio::sync::mpsc::unbounded_channel::<$crate::store::CommitJob>();
-                let jobs = std::sync::Arc::new(tokio::sync::Mutex::new(jobs));
-                for _ in 0..workers.max(1) {
-                    let (pool, jobs) = (pool.clone(), jobs.clone());
-                    tokio::spawn(async move {
-                        loop {
-                            let group = {
-                                let mut jobs = jobs.lock().await;
-                                let Some(first) = jobs.recv().await else { return };
-                                let mut group = vec![first];
-                                while group.len() < $crate::store::MAX_GROUP {
-                                    match jobs.try_recv() {
-                                        Ok(job) => group.push(job),
-                                        Err(_) => break,
-                                    }
-                                }
-                                group
-                            };
-                            // A panic fails this group's calls (their answers are dropped),
-                            // never the committer: later calls are still committed.
-                            let committed = futures::FutureExt::catch_unwind(
-                                std::panic::AssertUnwindSafe(Self::commit_group(&pool, group)),
-                            )
-                            .await;
-                            if committed.is_err() {
-                                tracing::error!("a group commit panicked; its calls failed");
-                            }
-                        }
-                    });
-                }
-                $crate::store::CommitQueue(queue)
+                $crate::store::group_committer(workers, move |group| {
+                    let pool = pool.clone();
+                    async move { Self::commit_group(&pool, group).await }
+                })
             }
 
             async fn commit_group(pool: &sqlx::Pool<$db>, group: Vec<$crate::store::CommitJob>) {
@@ -268,6 +232,15 @@ macro_rules! impl_notification_store {
                 }
             }
 
+            /// Stores drafts inside a transaction: each recipient's next seq is allocated by
+            /// bumping `users.last_seq`, which also locks that user's row until commit, so
+            /// concurrent commits to one recipient get consecutive seqs with no gaps. The rows are
+            /// locked in id order first (on PostgreSQL, `FOR NO KEY UPDATE`: the lock the `UPDATE`
+            /// takes anyway, which does not conflict with the key-share locks that foreign keys to
+            /// users take, such as a ticket's new assignees), so that concurrent transactions
+            /// cannot deadlock; then one `UPDATE … RETURNING` allocates every seq and multi-row
+            /// `INSERT`s store the notifications and their deliveries, in chunks that stay under
+            /// the databases' bind-parameter limits.
             pub(crate) async fn insert_drafts(
                 tx: &mut sqlx::Transaction<'_, $db>,
                 mut drafts: Vec<tickethub_actors::notification::Draft>,
@@ -482,7 +455,7 @@ macro_rules! impl_notification_store {
                     return Ok(Vec::new());
                 }
                 let (reply, answer) = tokio::sync::oneshot::channel();
-                let gone = || tickethub_actors::ports::StoreError::Backend("the group committer stopped".into());
+                let gone = || tickethub_actors::ports::StoreError::Backend("the commit failed unexpectedly; see the hub's log".into());
                 self.commits.0.send((drafts, reply)).map_err(|_| gone())?;
                 answer.await.map_err(|_| gone())?
             }

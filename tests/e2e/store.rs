@@ -1,6 +1,7 @@
 //! The store suite, run against SQLite and PostgreSQL alike.
 
-use tickethub_actors::domain::{NewUser, Role};
+use tickethub_actors::domain::{NewUser, Role, UserId};
+use tickethub_actors::notification::Draft;
 use tickethub_actors::ports::{NotificationCursor, Store, StoreError};
 
 use crate::both_backends;
@@ -157,7 +158,6 @@ async fn migrations_are_idempotent(backend: Backend) {
 both_backends!(batched_commits_give_every_recipient_the_next_seq);
 
 async fn batched_commits_give_every_recipient_the_next_seq(backend: Backend) {
-    use tickethub_actors::notification::Draft;
     use tickethub_actors::routing::Channel;
     let db = TestDb::create(&backend).await;
     let store = open(&db).await;
@@ -266,7 +266,6 @@ both_backends!(concurrent_commits_are_grouped_and_a_bad_call_fails_alone);
 /// user fails alone, not the calls committed with it.
 async fn concurrent_commits_are_grouped_and_a_bad_call_fails_alone(backend: Backend) {
     use tickethub_actors::domain::UserId;
-    use tickethub_actors::notification::Draft;
     let db = TestDb::create(&backend).await;
     let store = open(&db).await;
     let mut users = Vec::new();
@@ -277,19 +276,7 @@ async fn concurrent_commits_are_grouped_and_a_bad_call_fails_alone(backend: Back
             .unwrap();
         users.push(u.id);
     }
-    let draft = |to: UserId, title: String| Draft {
-        recipient: to,
-        notification_type: "general".parse().unwrap(),
-        title,
-        message: "m".into(),
-        ticket: None,
-        data: "{}".into(),
-        action_url: None,
-        deliveries: Vec::new(),
-        webhook_recipients: Vec::new(),
-        cause: Default::default(),
-        escalations: Vec::new(),
-    };
+    let draft = |to: UserId, title: String| plain_draft(to, title, "m".into());
     const CALLS: usize = 200;
     const BAD: usize = 77;
     let calls = (0..CALLS).map(|i| {
@@ -370,4 +357,99 @@ async fn sent_seqs_of_many_users_are_recorded_in_one_call_and_never_move_back(ba
     assert_eq!(sent(a.id).await, 5, "never moves back");
     assert_eq!(sent(b.id).await, 4);
     assert_eq!(sent(c.id).await, 0);
+}
+
+/// The size of a file, 0 if it does not exist.
+fn file_size(path: &std::path::Path) -> u64 {
+    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+}
+
+/// Whether every frame of an SQLite log has been copied into the database file, as the
+/// log's shared index says (https://www.sqlite.org/walformat.html, in native byte order):
+/// `mxFrame`, the last frame of the log (offset 16 of the index header), against `nBackfill`,
+/// the frames a checkpoint has copied (offset 96). Reading the file takes no lock and runs no
+/// checkpoint of its own.
+fn log_copied(shm: &std::path::Path) -> bool {
+    let Ok(index) = std::fs::read(shm) else {
+        return false;
+    };
+    if index.len() < 100 {
+        return false;
+    }
+    let word = |at: usize| u32::from_ne_bytes(index[at..at + 4].try_into().unwrap());
+    let (last, copied) = (word(16), word(96));
+    last > 0 && copied == last
+}
+
+/// SQLite's writer never checkpoints (`wal_autocheckpoint=0`): a connection of the store's own
+/// copies the log into the database file every half second. Observed from the files alone:
+/// the database file grows by what was committed (only a checkpoint writes to it), and once a
+/// checkpoint has copied the whole log, the next commit writes the log from its start again,
+/// so that round after round of commits the log file stays the size of one round.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sqlite_log_is_copied_into_the_database_file_and_reused() {
+    const ROUNDS: u64 = 6;
+    const PER_ROUND: u64 = 200;
+    const MESSAGE: u64 = 4000;
+    let db = TestDb::create(&Backend::Sqlite).await;
+    let file = std::path::PathBuf::from(db.url.strip_prefix("sqlite://").unwrap());
+    let (log, shm) = (
+        std::path::PathBuf::from(format!("{}-wal", file.display())),
+        std::path::PathBuf::from(format!("{}-shm", file.display())),
+    );
+    let store = open(&db).await;
+    let ann = store
+        .create_user(new_user("ann", Role::Client))
+        .await
+        .unwrap();
+    let draft = |i: u64| plain_draft(ann.id, format!("n{i}"), "x".repeat(MESSAGE as usize));
+    let mut logs = Vec::new();
+    for round in 1..=ROUNDS {
+        let drafts = (0..PER_ROUND)
+            .map(|i| draft(round * PER_ROUND + i))
+            .collect();
+        store.commit_notifications(drafts).await.unwrap();
+        // The file's size alone can be reached while a checkpoint is still copying; the log
+        // is written from its start again only once the checkpoint has recorded that it copied
+        // every frame, so wait for that too before the next round.
+        let committed = round * PER_ROUND * MESSAGE;
+        crate::harness::eventually(
+            &format!("round {round}'s rows are copied into the database file"),
+            || async { file_size(&file) >= committed && log_copied(&shm) },
+        )
+        .await;
+        logs.push(file_size(&log));
+    }
+    // Unchecked, the log would hold every round; reused, it holds about one.
+    let (first, last) = (logs[0], logs[logs.len() - 1]);
+    assert!(
+        first >= PER_ROUND * MESSAGE,
+        "the first round went through the log: {logs:?}"
+    );
+    assert!(
+        last <= 2 * first,
+        "the log is reused after a checkpoint, not grown: {logs:?}"
+    );
+    assert_eq!(
+        store.notification_cursor(ann.id).await.unwrap().last_seq,
+        (ROUNDS * PER_ROUND) as i64
+    );
+    store.close().await;
+}
+
+/// An in-app `general` notification with no deliveries.
+fn plain_draft(to: UserId, title: String, message: String) -> Draft {
+    Draft {
+        recipient: to,
+        notification_type: "general".parse().unwrap(),
+        title,
+        message,
+        ticket: None,
+        data: "{}".into(),
+        action_url: None,
+        deliveries: Vec::new(),
+        webhook_recipients: Vec::new(),
+        cause: Default::default(),
+        escalations: Vec::new(),
+    }
 }
