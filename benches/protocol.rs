@@ -1,8 +1,10 @@
 //! The WebSocket protocol's JSON: encoding the frames the hub sends and decoding client frames.
 //!
-//! `encode/notification` builds a live `notification` frame with `wire::notification_frame`
-//! (a notification about a ticket, with a small `data` object) and serializes it to bytes with
-//! serde_json, as a session does before writing it. `encode/<variant>` serializes each
+//! `encode/notification` writes a live `notification` frame (a notification about a ticket,
+//! with a small `data` object) straight to bytes with `wire::notification_frame_bytes`, as a
+//! session does; `encode/notification_via_tree` builds the same frame as a JSON tree
+//! (`wire::notification_frame`) and serializes that. `encode/announcement*` are the same for a
+//! notification with no ticket. `encode/<variant>` serializes each
 //! `ServerFrame` variant with `to_json`. `decode/*` runs `ClientFrame::decode` on a ping, a
 //! `mark_read`, a `get_notifications` with every filter, and a frame that is not JSON.
 //!
@@ -13,7 +15,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use tickethub::wire::notification_frame;
+use tickethub::wire::{notification_frame, notification_frame_bytes};
 use tickethub::ws::protocol::{ClientFrame, ServerFrame};
 use tickethub_actors::domain::UserId;
 use tickethub_actors::notification::{Notification, TicketSummary};
@@ -59,8 +61,22 @@ fn encode(c: &mut Criterion) {
             .unwrap()
             .len() as u64,
     ));
-    group.bench_function("notification", |b| {
+    group.bench_function("notification_via_tree", |b| {
         b.iter(|| serde_json::to_vec(&notification_frame(black_box(&n), false)).unwrap())
+    });
+    group.bench_function("notification", |b| {
+        b.iter(|| notification_frame_bytes(black_box(&n), false))
+    });
+    // An announcement: no ticket.
+    let a = Notification {
+        ticket: None,
+        ..notification()
+    };
+    group.bench_function("announcement_via_tree", |b| {
+        b.iter(|| serde_json::to_vec(&notification_frame(black_box(&a), false)).unwrap())
+    });
+    group.bench_function("announcement", |b| {
+        b.iter(|| notification_frame_bytes(black_box(&a), false))
     });
 
     let frames = [

@@ -56,6 +56,75 @@ pub fn notification_frame(n: &Notification, replayed: bool) -> Value {
     })
 }
 
+/// [`notification_frame`] as bytes, written straight from the notification: no JSON tree is
+/// built and `data` (checked to be an object) is copied as it is stored. The fields are in the
+/// order `serde_json` gives a [`Value`]'s keys, so the bytes are those of the tree's.
+pub fn notification_frame_bytes(n: &Notification, replayed: bool) -> Vec<u8> {
+    /// The fields of [`notification_frame`], in key order.
+    #[derive(serde::Serialize)]
+    struct Frame<'a> {
+        action_url: &'a Option<String>,
+        data: &'a serde_json::value::RawValue,
+        id: i64,
+        is_read: bool,
+        message: &'a str,
+        notification_type: &'a str,
+        read_at: Option<String>,
+        replayed: bool,
+        seq: i64,
+        ticket: Option<Ticket<'a>>,
+        timestamp: String,
+        title: &'a str,
+        #[serde(rename = "type")]
+        kind: &'static str,
+    }
+    /// [`ticket_summary`]'s fields, in key order.
+    #[derive(serde::Serialize)]
+    struct Ticket<'a> {
+        category: &'a str,
+        created_at: String,
+        created_by: &'a str,
+        id: i64,
+        key: &'a str,
+        priority: &'a str,
+        priority_display: &'a str,
+        project_name: &'a str,
+        status: &'a str,
+        title: &'a str,
+    }
+    let stored = serde_json::from_str::<&serde_json::value::RawValue>(&n.data)
+        .ok()
+        .filter(|raw| raw.get().starts_with('{'));
+    let frame = Frame {
+        action_url: &n.action_url,
+        data: stored
+            .unwrap_or_else(|| serde_json::from_str("{}").expect("an empty object is JSON")),
+        id: n.id,
+        is_read: n.is_read,
+        message: &n.message,
+        notification_type: n.notification_type.as_str(),
+        read_at: n.read_at.map(timestamp),
+        replayed,
+        seq: n.seq,
+        ticket: n.ticket.as_ref().map(|t| Ticket {
+            category: t.category.as_str(),
+            created_at: timestamp(t.created_at),
+            created_by: &t.created_by,
+            id: t.id.0,
+            key: &t.key,
+            priority: t.priority.as_str(),
+            priority_display: t.priority.display(),
+            project_name: &t.project_name,
+            status: t.status.as_str(),
+            title: &t.title,
+        }),
+        timestamp: timestamp(n.created_at),
+        title: &n.title,
+        kind: "notification",
+    };
+    serde_json::to_vec(&frame).expect("the frame serializes")
+}
+
 /// Seed 001's `status`, `status_display` and `sent_at`, from the outbound deliveries: `SENT`
 /// once any channel delivered it (or at once, for a notification with no outbound channel: its
 /// in-app copy is its delivery), `FAILED` once every channel failed for good, `PENDING` before.
@@ -347,5 +416,63 @@ mod tests {
             delivery_status(created, Some(&summary(2, 0, 2))),
             ("FAILED", "Failed", None)
         );
+    }
+
+    /// The frame written from the notification is the frame of the JSON tree, byte for byte,
+    /// with and without a ticket, a read time, a link, and with stored data that is not an
+    /// object or not JSON at all.
+    #[test]
+    fn the_notification_frame_bytes_are_those_of_the_tree() {
+        use tickethub_actors::ticket_domain::{Category, Priority, TicketId, TicketStatus};
+        let at = chrono::Utc::now();
+        let plain = Notification {
+            id: 7,
+            user_id: UserId(3),
+            seq: 42,
+            notification_type: "ticket_assigned".parse().unwrap(),
+            title: "Ticket \"Assigned\"".into(),
+            message: "WEB-5 is yours\n— ünïcode \u{1F600}".into(),
+            ticket: None,
+            data: r#"{"a":[1,2,{"b":null}],"z":"x"}"#.into(),
+            action_url: None,
+            is_read: false,
+            read_at: None,
+            created_at: at,
+        };
+        let full = Notification {
+            ticket: Some(TicketSummary {
+                id: TicketId(5),
+                key: "WEB-5".into(),
+                title: "Login fails".into(),
+                priority: Priority::Critical,
+                category: Category::Bug,
+                status: TicketStatus::Assigned,
+                created_by: "Carl".into(),
+                project_name: "Web".into(),
+                created_at: at,
+            }),
+            action_url: Some("/tickets/5".into()),
+            is_read: true,
+            read_at: Some(at),
+            ..plain.clone()
+        };
+        let not_an_object = Notification {
+            data: "[1,2]".into(),
+            ..plain.clone()
+        };
+        let not_json = Notification {
+            data: "{oops".into(),
+            ..plain.clone()
+        };
+        for n in [&plain, &full, &not_an_object, &not_json] {
+            for replayed in [false, true] {
+                let tree = serde_json::to_vec(&notification_frame(n, replayed)).unwrap();
+                let bytes = notification_frame_bytes(n, replayed);
+                assert_eq!(
+                    String::from_utf8(bytes).unwrap(),
+                    String::from_utf8(tree).unwrap()
+                );
+            }
+        }
     }
 }

@@ -77,6 +77,16 @@ impl Dialect {
         self.notification_at(n, replayed, Utc::now())
     }
 
+    /// [`Dialect::notification`] as the bytes of a text frame.
+    pub fn notification_bytes(self, n: &Notification, replayed: bool) -> Vec<u8> {
+        match self {
+            Dialect::Seed001 => wire::notification_frame_bytes(n, replayed),
+            _ => {
+                serde_json::to_vec(&self.notification(n, replayed)).expect("JSON values serialize")
+            }
+        }
+    }
+
     /// [`Dialect::notification`] with the clock given (for `time_ago`).
     pub fn notification_at(self, n: &Notification, replayed: bool, now: DateTime<Utc>) -> Value {
         match self {
