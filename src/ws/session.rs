@@ -203,18 +203,26 @@ impl Session {
 
         let mut read = read;
         let mut noop = |_: Frame<'_>| async { Ok::<(), std::io::Error>(()) };
+        // What the socket waits on besides its frames and its queue lives as long as the
+        // socket: each wake-up polls them, none is registered again per message.
+        let mut kicked = pin!(shared.until_kicked());
+        let mut shutdown = pin!(ws_settings.shutdown.cancelled());
+        let mut token_clock = pin!(tokio::time::sleep_until(ctx.next_token_deadline()));
         'frames: while let Ok(Flow::Continue) = outcome {
             let frame_fut = read.read_frame(&mut noop);
             let mut frame_fut = pin!(frame_fut);
             let frame = loop {
                 let deadline = ctx.next_token_deadline();
+                if token_clock.deadline() != deadline {
+                    token_clock.as_mut().reset(deadline);
+                }
                 tokio::select! {
                     biased;
-                    reason = shared.until_kicked() => {
+                    reason = &mut kicked => {
                         outcome = Ok(Flow::Close(reason.into(), "closed by the hub"));
                         break 'frames;
                     }
-                    _ = ws_settings.shutdown.cancelled() => {
+                    _ = &mut shutdown => {
                         // What is queued already goes out before the 1001, bounded: a client
                         // that stopped reading cannot hold the shutdown.
                         let flushed = tokio::time::timeout(SHUTDOWN_FLUSH, async {
@@ -238,7 +246,7 @@ impl Session {
                             break 'frames;
                         }
                     }
-                    _ = tokio::time::sleep_until(deadline) => {
+                    _ = &mut token_clock => {
                         outcome = ctx.on_token_clock(&mut write).await;
                         if !matches!(outcome, Ok(Flow::Continue)) {
                             break 'frames;
@@ -763,7 +771,7 @@ async fn write_message(
         }
         ConnectionMsg::Close(reason) => return Ok(Flow::Close(reason.into(), "closed by the hub")),
         ConnectionMsg::Notification(n) => {
-            send_value(write, &dialect.notification(&n, false)).await?;
+            send_bytes(write, dialect.notification_bytes(&n, false)).await?;
             shared.mark_sent(n.seq);
             metrics::counter!("tickethub_notifications_delivered_total", "replayed" => "false")
                 .increment(1);
@@ -786,7 +794,7 @@ async fn write_message(
                 .await?;
             }
             for n in &notifications {
-                send_value(write, &dialect.notification(n, true)).await?;
+                send_bytes(write, dialect.notification_bytes(n, true)).await?;
                 shared.mark_sent(n.seq);
             }
             metrics::counter!("tickethub_notifications_delivered_total", "replayed" => "true")
@@ -838,8 +846,15 @@ fn update_frame(update: Update) -> Value {
 }
 
 async fn send_value(write: &mut Writer, value: &Value) -> Result<(), WebSocketError> {
+    send_bytes(
+        write,
+        serde_json::to_vec(value).expect("JSON values serialize"),
+    )
+    .await
+}
+
+async fn send_bytes(write: &mut Writer, bytes: Vec<u8>) -> Result<(), WebSocketError> {
     metrics::counter!("tickethub_frames_out_total").increment(1);
-    let bytes = serde_json::to_vec(value).expect("JSON values serialize");
     write.write_frame(Frame::text(Payload::Owned(bytes))).await
 }
 
