@@ -20,6 +20,7 @@ use crate::auth::{Auth, AuthError, TokenError, TokenType};
 use crate::http::error::ApiError;
 use crate::http::AppState;
 
+pub mod batch;
 pub mod close;
 pub mod dialect;
 pub mod protocol;

@@ -30,6 +30,7 @@ use ractor::ActorRef;
 use tickethub_actors::domain::ProjectId;
 use tickethub_actors::room::{PresenceCommand, RoomMsg, RoomSocket};
 
+use super::batch::{Batched, Cork};
 use super::close::CloseCode;
 use super::dialect::Dialect;
 use super::protocol::{ClientFrame, ServerFrame};
@@ -38,7 +39,7 @@ use crate::http::AppState;
 use crate::wire;
 
 type Io = TokioIo<hyper::upgrade::Upgraded>;
-type Writer = WebSocketWrite<WriteHalf<Io>>;
+type Writer = WebSocketWrite<Batched<WriteHalf<Io>>>;
 
 /// How long a socket may take, at shutdown, to write what is queued before its 1001.
 const SHUTDOWN_FLUSH: Duration = Duration::from_secs(2);
@@ -104,7 +105,11 @@ impl Session {
         ws.set_max_message_size(self.state.ws.max_message_bytes + 1);
         ws.set_auto_pong(false);
         ws.set_auto_close(false);
-        let (read, mut write) = ws.split(tokio::io::split);
+        let cork = Cork::default();
+        let (read, mut write) = ws.split(|io| {
+            let (read, write) = tokio::io::split(io);
+            (read, Batched::new(write, cork.clone()))
+        });
 
         let (user, token) = match self.user {
             Ok(pair) => pair,
@@ -227,7 +232,7 @@ impl Session {
                         // that stopped reading cannot hold the shutdown.
                         let flushed = tokio::time::timeout(SHUTDOWN_FLUSH, async {
                             while let Ok(msg) = rx.try_recv() {
-                                match Box::pin(outbound(Some(msg), &mut write, &shared, ctx.dialect)).await {
+                                match Box::pin(outbound(Some(msg), &mut rx, &mut write, &shared, ctx.dialect, &cork)).await {
                                     Ok(Flow::Continue) => {}
                                     other => return other,
                                 }
@@ -241,7 +246,7 @@ impl Session {
                     msg = rx.recv() => {
                         // Boxed too: the write of a replay is large, and only the socket
                         // writing needs it for the moment it writes.
-                        outcome = Box::pin(outbound(msg, &mut write, &shared, ctx.dialect)).await;
+                        outcome = Box::pin(outbound(msg, &mut rx, &mut write, &shared, ctx.dialect, &cork)).await;
                         if !matches!(outcome, Ok(Flow::Continue)) {
                             break 'frames;
                         }
@@ -733,13 +738,19 @@ fn close_reply(payload: &[u8]) -> Flow {
     Flow::Close(CloseCode::Normal, "")
 }
 
-/// Writes one queued message. If the hub kicks the socket while a write is stuck (the client
-/// stopped reading), the write is abandoned and the connection dropped.
+/// At most this many queued messages are written together.
+const BATCH: usize = 64;
+
+/// Writes a queued message, and those queued behind it (up to [`BATCH`]), with one write to
+/// the socket. If the hub kicks the socket while a write is stuck (the client stopped
+/// reading), the write is abandoned and the connection dropped.
 async fn outbound(
     msg: Option<ConnectionMsg>,
+    rx: &mut mpsc::Receiver<ConnectionMsg>,
     write: &mut Writer,
     shared: &ConnShared,
     dialect: Dialect,
+    cork: &Cork,
 ) -> Result<Flow, WebSocketError> {
     let Some(msg) = msg else {
         return Ok(Flow::Close(
@@ -747,14 +758,34 @@ async fn outbound(
             "user actor restarted",
         ));
     };
-    let bytes = msg.estimated_bytes();
-    let res = tokio::select! {
+    let batch = async {
+        cork.hold();
+        let mut bytes = 0;
+        let mut next = Some(msg);
+        let mut flow = Ok(Flow::Continue);
+        let mut count = 0;
+        while let Some(msg) = next.take() {
+            bytes += msg.estimated_bytes();
+            count += 1;
+            flow = write_message(msg, write, shared, dialect).await;
+            if matches!(flow, Ok(Flow::Continue)) && count < BATCH {
+                next = rx.try_recv().ok();
+            }
+        }
+        cork.release();
+        write.flush().await?;
+        Ok::<_, WebSocketError>((flow, bytes))
+    };
+    let (flow, bytes) = tokio::select! {
         biased;
-        _ = shared.until_kicked() => return Ok(Flow::Drop),
-        res = write_message(msg, write, shared, dialect) => res,
+        _ = shared.until_kicked() => {
+            cork.release();
+            return Ok(Flow::Drop);
+        }
+        res = batch => res?,
     };
     shared.written(bytes);
-    res
+    flow
 }
 
 async fn write_message(
