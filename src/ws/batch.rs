@@ -143,9 +143,11 @@ mod tests {
 
         cork.hold();
         w.write_all(b"bc").await.unwrap();
-        w.write_vectored(&[IoSlice::new(b"de"), IoSlice::new(b"f")])
+        let n = w
+            .write_vectored(&[IoSlice::new(b"de"), IoSlice::new(b"f")])
             .await
             .unwrap();
+        assert_eq!(n, 3, "held: every slice is taken");
         assert!(
             tokio::time::timeout(std::time::Duration::from_millis(50), far.read(&mut got))
                 .await
