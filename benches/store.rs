@@ -2,7 +2,8 @@
 //!
 //! `commit/<backend>/single` is one `commit_notifications` call with one draft: one transaction
 //! that takes the recipient's next seq and stores the notification. `commit/<backend>/batch_100`
-//! is one call with 100 drafts, one to each of 100 users, in one transaction. The drafts carry
+//! is one call with 100 drafts, one to each of 100 users, in one transaction (`batch_1000`: 1,000
+//! users). The drafts carry
 //! no outbound deliveries, so no outbox rows are written. The throughput is in notifications.
 //!
 //! SQLite is a file (WAL) in a temporary directory. PostgreSQL runs when `TEST_DATABASE_URL` is
@@ -21,9 +22,12 @@ use tickethub_actors::ports::Store;
 /// How many drafts a batched commit carries, one per user.
 const BATCH: usize = 100;
 
+/// How many drafts an announcement's commit carries, one per user.
+const ANNOUNCEMENT: usize = 1_000;
+
 async fn users(store: &Arc<dyn Store>) -> Vec<UserId> {
-    let mut ids = Vec::with_capacity(BATCH);
-    for i in 0..BATCH {
+    let mut ids = Vec::with_capacity(ANNOUNCEMENT);
+    for i in 0..ANNOUNCEMENT {
         let user = store
             .create_user(NewUser {
                 username: format!("store{i}"),
@@ -74,13 +78,15 @@ fn commits(
                 .unwrap()
         })
     });
-    group.throughput(Throughput::Elements(BATCH as u64));
-    group.bench_function(format!("{backend}/batch_{BATCH}"), |b| {
-        b.to_async(rt).iter(|| async {
-            let drafts = ids.iter().copied().map(draft).collect();
-            store.commit_notifications(drafts).await.unwrap()
-        })
-    });
+    for size in [BATCH, ANNOUNCEMENT] {
+        group.throughput(Throughput::Elements(size as u64));
+        group.bench_function(format!("{backend}/batch_{size}"), |b| {
+            b.to_async(rt).iter(|| async {
+                let drafts = ids[..size].iter().copied().map(draft).collect();
+                store.commit_notifications(drafts).await.unwrap()
+            })
+        });
+    }
 }
 
 /// A fresh PostgreSQL database: its URL, and the admin URL and name to drop it with.

@@ -167,6 +167,49 @@ pub(crate) fn parse_recipients(
         .collect())
 }
 
+/// Whether two drafts store the same notification content (they differ at most in recipient
+/// and deliveries): one event's notifications, inserted with the content bound once.
+pub(crate) fn same_content(
+    a: &tickethub_actors::notification::Draft,
+    b: &tickethub_actors::notification::Draft,
+) -> bool {
+    a.notification_type == b.notification_type
+        && a.title == b.title
+        && a.message == b.message
+        && a.ticket.as_ref().map(|t| t.id) == b.ticket.as_ref().map(|t| t.id)
+        && a.data == b.data
+        && a.action_url == b.action_url
+        && a.cause == b.cause
+}
+
+/// A table of `(user_id, seq)` rows named `r`, bound as whole arrays: the recipients of an
+/// insert whose content is bound once.
+pub(crate) trait RecipientRows: sqlx::Database {
+    /// Pushes the table expression for `rows`.
+    fn push_rows(q: &mut sqlx::QueryBuilder<'_, Self>, rows: Vec<(i64, i64)>);
+}
+
+impl RecipientRows for sqlx::Sqlite {
+    fn push_rows(q: &mut sqlx::QueryBuilder<'_, Self>, rows: Vec<(i64, i64)>) {
+        // `[[user_id, seq], …]` as one JSON text, read back by SQLite's `json_each`.
+        let json = serde_json::to_string(&rows).expect("pairs of integers serialize");
+        q.push("(SELECT value ->> 0 AS user_id, value ->> 1 AS seq FROM json_each(");
+        q.push_bind(json);
+        q.push(")) AS r");
+    }
+}
+
+impl RecipientRows for sqlx::Postgres {
+    fn push_rows(q: &mut sqlx::QueryBuilder<'_, Self>, rows: Vec<(i64, i64)>) {
+        let (users, seqs): (Vec<i64>, Vec<i64>) = rows.into_iter().unzip();
+        q.push("UNNEST(");
+        q.push_bind(users);
+        q.push("::bigint[], ");
+        q.push_bind(seqs);
+        q.push("::bigint[]) AS r(user_id, seq)");
+    }
+}
+
 /// Implements `NotificationStore` (and the draft insertion both ports share) for a store type.
 macro_rules! impl_notification_store {
     ($store:ty, $db:ty, $lock:literal) => {
@@ -285,26 +328,46 @@ macro_rules! impl_notification_store {
                     return Err(StoreError::NotFound(format!("user {}", missing.recipient)));
                 }
                 let mut ids: HashMap<i64, i64> = HashMap::with_capacity(drafts.len());
+                // A notification's content, after its recipient and seq.
+                fn push_content<'args>(
+                    row: &mut sqlx::query_builder::Separated<'_, 'args, $db, &'static str>,
+                    d: &tickethub_actors::notification::Draft,
+                    now: chrono::DateTime<chrono::Utc>,
+                    event_id: Option<i64>,
+                ) {
+                    row.push_bind(d.notification_type.as_str().to_owned())
+                        .push_bind(d.title.clone())
+                        .push_bind(d.message.clone())
+                        .push_bind(d.ticket.as_ref().map(|t| t.id.0))
+                        .push_bind(d.data.clone())
+                        .push_bind(d.action_url.clone())
+                        .push_bind(false)
+                        .push_bind(now)
+                        .push_bind(event_id)
+                        .push_bind((!d.cause.action.is_empty()).then_some(d.cause.action))
+                        .push_bind(d.cause.actor.map(|a| a.0));
+                }
                 for chunk in drafts.chunks(CHUNK) {
                     let mut insert = sqlx::QueryBuilder::<$db>::new(
                         "INSERT INTO notifications (user_id, seq, notification_type, title, message, \
                          ticket_id, data, action_url, is_read, created_at, event_id, action, actor_id) ",
                     );
-                    insert.push_values(chunk, |mut row, d| {
-                        row.push_bind(d.recipient.0)
-                            .push_bind(seqs[&d.recipient.0])
-                            .push_bind(d.notification_type.as_str().to_owned())
-                            .push_bind(d.title.clone())
-                            .push_bind(d.message.clone())
-                            .push_bind(d.ticket.as_ref().map(|t| t.id.0))
-                            .push_bind(d.data.clone())
-                            .push_bind(d.action_url.clone())
-                            .push_bind(false)
-                            .push_bind(now)
-                            .push_bind(event_id)
-                            .push_bind((!d.cause.action.is_empty()).then_some(d.cause.action))
-                            .push_bind(d.cause.actor.map(|a| a.0));
-                    });
+                    if chunk.iter().all(|d| $crate::store::notifications::same_content(d, &chunk[0])) {
+                        // One event's notifications: the content is bound once, and the
+                        // recipients and their seqs as whole arrays.
+                        insert.push("SELECT r.user_id, r.seq, ");
+                        push_content(&mut insert.separated(", "), &chunk[0], now, event_id);
+                        insert.push(" FROM ");
+                        <$db as $crate::store::notifications::RecipientRows>::push_rows(
+                            &mut insert,
+                            chunk.iter().map(|d| (d.recipient.0, seqs[&d.recipient.0])).collect(),
+                        );
+                    } else {
+                        insert.push_values(chunk, |mut row, d| {
+                            row.push_bind(d.recipient.0).push_bind(seqs[&d.recipient.0]);
+                            push_content(&mut row, d, now, event_id);
+                        });
+                    }
                     insert.push(" RETURNING id, user_id");
                     let rows: Vec<(i64, i64)> = insert
                         .build_query_as()

@@ -257,6 +257,40 @@ async fn batched_commits_give_every_recipient_the_next_seq(backend: Backend) {
     let mut seqs: Vec<(i64, i64)> = seqs.into_iter().map(|(u, s)| (u.0, s)).collect();
     seqs.sort();
     assert_eq!(seqs, vec![(a.id.0, 3), (b.id.0, 2)]);
+
+    // One event's notifications (the same content for every recipient) take the path that
+    // binds the content once: every recipient still gets its own next seq, its own row and
+    // its own delivery, and the answer maps each id to its recipient.
+    let c = store
+        .create_user(new_user("cat", Role::Client))
+        .await
+        .unwrap();
+    let shared = store
+        .commit_notifications(vec![
+            draft(c.id, "same"),
+            draft(b.id, "same"),
+            draft(a.id, "same"),
+        ])
+        .await
+        .unwrap();
+    let mut seqs: Vec<(i64, i64)> = shared.iter().map(|n| (n.user_id.0, n.seq)).collect();
+    seqs.sort();
+    assert_eq!(seqs, vec![(a.id.0, 4), (b.id.0, 3), (c.id.0, 1)]);
+    for n in &shared {
+        let stored = store.notification(n.user_id, n.id).await.unwrap().unwrap();
+        assert_eq!((stored.seq, stored.title.as_str()), (n.seq, "same"));
+        let d = store.deliveries(n.user_id, n.id).await.unwrap().unwrap();
+        assert_eq!(d[0].address, format!("{}@example.test", n.user_id.0));
+    }
+    // An unknown recipient fails the whole batch on this path too.
+    let err = store
+        .commit_notifications(vec![
+            draft(a.id, "same"),
+            draft(tickethub_actors::domain::UserId(999_999), "same"),
+        ])
+        .await;
+    assert!(err.is_err());
+    assert_eq!(store.notification_cursor(a.id).await.unwrap().last_seq, 4);
 }
 
 both_backends!(concurrent_commits_are_grouped_and_a_bad_call_fails_alone);
