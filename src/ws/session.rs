@@ -212,14 +212,15 @@ impl Session {
         // socket: each wake-up polls them, none is registered again per message.
         let mut kicked = pin!(shared.until_kicked());
         let mut shutdown = pin!(ws_settings.shutdown.cancelled());
-        let mut token_clock = pin!(tokio::time::sleep_until(ctx.next_token_deadline()));
+        let mut clock_at = ctx.token_clock_at();
+        let mut token_clock = pin!(tokio::time::sleep_until(instant_at(clock_at)));
         'frames: while let Ok(Flow::Continue) = outcome {
             let frame_fut = read.read_frame(&mut noop);
             let mut frame_fut = pin!(frame_fut);
             let frame = loop {
-                let deadline = ctx.next_token_deadline();
-                if token_clock.deadline() != deadline {
-                    token_clock.as_mut().reset(deadline);
+                if ctx.token_clock_at() != clock_at {
+                    clock_at = ctx.token_clock_at();
+                    token_clock.as_mut().reset(instant_at(clock_at));
                 }
                 tokio::select! {
                     biased;
@@ -232,7 +233,7 @@ impl Session {
                         // that stopped reading cannot hold the shutdown.
                         let flushed = tokio::time::timeout(SHUTDOWN_FLUSH, async {
                             while let Ok(msg) = rx.try_recv() {
-                                match Box::pin(outbound(Some(msg), &mut rx, &mut write, &shared, ctx.dialect, &cork)).await {
+                                match Box::pin(outbound(Some(msg), &mut rx, &mut write, &shared, ctx.dialect, &cork, kicked.as_mut())).await {
                                     Ok(Flow::Continue) => {}
                                     other => return other,
                                 }
@@ -246,7 +247,7 @@ impl Session {
                     msg = rx.recv() => {
                         // Boxed too: the write of a replay is large, and only the socket
                         // writing needs it for the moment it writes.
-                        outcome = Box::pin(outbound(msg, &mut rx, &mut write, &shared, ctx.dialect, &cork)).await;
+                        outcome = Box::pin(outbound(msg, &mut rx, &mut write, &shared, ctx.dialect, &cork, kicked.as_mut())).await;
                         if !matches!(outcome, Ok(Flow::Continue)) {
                             break 'frames;
                         }
@@ -351,14 +352,12 @@ struct Ctx {
 
 impl Ctx {
     /// When the token clock next needs attention: the warning, then the expiry.
-    fn next_token_deadline(&self) -> Instant {
-        let now = Utc::now().timestamp();
-        let at = if self.warned {
+    fn token_clock_at(&self) -> i64 {
+        if self.warned {
             self.token.exp
         } else {
             self.token.exp - EXPIRY_WARNING
-        };
-        Instant::now() + Duration::from_secs(at.saturating_sub(now).max(0) as u64)
+        }
     }
 
     async fn on_token_clock(&mut self, write: &mut Writer) -> Result<Flow, WebSocketError> {
@@ -743,14 +742,16 @@ const BATCH: usize = 64;
 
 /// Writes a queued message, and those queued behind it (up to [`BATCH`]), with one write to
 /// the socket. If the hub kicks the socket while a write is stuck (the client stopped
-/// reading), the write is abandoned and the connection dropped.
-async fn outbound(
+/// reading), the write is abandoned and the connection dropped. `kicked` is the socket's one
+/// wait for a kick: a kick wakes one waiter, so a second wait here could miss it.
+async fn outbound<K: std::future::Future<Output = tickethub_actors::connection::Disconnect>>(
     msg: Option<ConnectionMsg>,
     rx: &mut mpsc::Receiver<ConnectionMsg>,
     write: &mut Writer,
     shared: &ConnShared,
     dialect: Dialect,
     cork: &Cork,
+    mut kicked: std::pin::Pin<&mut K>,
 ) -> Result<Flow, WebSocketError> {
     let Some(msg) = msg else {
         return Ok(Flow::Close(
@@ -764,21 +765,26 @@ async fn outbound(
         let mut next = Some(msg);
         let mut flow = Ok(Flow::Continue);
         let mut count = 0;
+        // The highest seq in the batch: marked sent once the batch is on the socket.
+        let mut sent = 0;
         while let Some(msg) = next.take() {
             bytes += msg.estimated_bytes();
             count += 1;
-            flow = write_message(msg, write, shared, dialect).await;
+            flow = write_message(msg, write, &mut sent, dialect).await;
             if matches!(flow, Ok(Flow::Continue)) && count < BATCH {
                 next = rx.try_recv().ok();
             }
         }
         cork.release();
         write.flush().await?;
+        if sent > 0 {
+            shared.mark_sent(sent);
+        }
         Ok::<_, WebSocketError>((flow, bytes))
     };
     let (flow, bytes) = tokio::select! {
         biased;
-        _ = shared.until_kicked() => {
+        _ = &mut kicked => {
             cork.release();
             return Ok(Flow::Drop);
         }
@@ -788,10 +794,11 @@ async fn outbound(
     flow
 }
 
+/// Writes one queued message; `sent` rises to the highest seq written.
 async fn write_message(
     msg: ConnectionMsg,
     write: &mut Writer,
-    shared: &ConnShared,
+    sent: &mut i64,
     dialect: Dialect,
 ) -> Result<Flow, WebSocketError> {
     match msg {
@@ -803,7 +810,7 @@ async fn write_message(
         ConnectionMsg::Close(reason) => return Ok(Flow::Close(reason.into(), "closed by the hub")),
         ConnectionMsg::Notification(n) => {
             send_bytes(write, dialect.notification_bytes(&n, false)).await?;
-            shared.mark_sent(n.seq);
+            *sent = (*sent).max(n.seq);
             metrics::counter!("tickethub_notifications_delivered_total", "replayed" => "false")
                 .increment(1);
             let latency = (Utc::now() - n.created_at)
@@ -826,7 +833,7 @@ async fn write_message(
             }
             for n in &notifications {
                 send_bytes(write, dialect.notification_bytes(n, true)).await?;
-                shared.mark_sent(n.seq);
+                *sent = (*sent).max(n.seq);
             }
             metrics::counter!("tickethub_notifications_delivered_total", "replayed" => "true")
                 .increment(notifications.len() as u64);
@@ -904,4 +911,10 @@ async fn close(write: &mut Writer, code: CloseCode, reason: &str) -> Result<(), 
     )
     .await
     .unwrap_or(Ok(()))
+}
+
+/// The instant of a Unix time in seconds (now, if it has passed).
+fn instant_at(unix: i64) -> Instant {
+    let left = unix.saturating_sub(Utc::now().timestamp()).max(0);
+    Instant::now() + Duration::from_secs(left as u64)
 }
