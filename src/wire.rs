@@ -58,7 +58,9 @@ pub fn notification_frame(n: &Notification, replayed: bool) -> Value {
 
 /// [`notification_frame`] as bytes, written straight from the notification: no JSON tree is
 /// built and `data` (checked to be an object) is copied as it is stored. The fields are in the
-/// order `serde_json` gives a [`Value`]'s keys, so the bytes are those of the tree's.
+/// order `serde_json` gives a [`Value`]'s keys, so the bytes are those of the tree's wherever
+/// `data` is stored compact with sorted keys, as every writer here stores it; otherwise the
+/// JSON is the same, spelled as stored.
 pub fn notification_frame_bytes(n: &Notification, replayed: bool) -> Vec<u8> {
     /// The fields of [`notification_frame`], in key order.
     #[derive(serde::Serialize)]

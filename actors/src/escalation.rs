@@ -458,8 +458,8 @@ impl EscalationActor {
             ),
             ticket: n.ticket.clone(),
             data: format!(
-                "{{\"notification_id\":{},\"user_id\":{},\"policy_step\":{}}}",
-                n.id, n.user_id.0, job.step.step
+                "{{\"notification_id\":{},\"policy_step\":{},\"user_id\":{}}}",
+                n.id, job.step.step, n.user_id.0
             ),
             action_url: n.action_url.clone(),
             cause: Cause {

@@ -166,9 +166,9 @@ async fn digest(deps: &Deps, users: &[Signup]) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// `{"user_ids": [...]}`, the digest's data: numbers only, so no JSON library is needed here
-/// (names may hold any letter, and are in the message).
+/// `{"user_ids":[…]}`, the digest's data: numbers only, so no JSON library is needed here
+/// (names may hold any letter, and are in the message). Compact, as a JSON library writes it.
 fn user_ids_json(users: &[Signup]) -> String {
     let ids: Vec<String> = users.iter().map(|u| u.id.0.to_string()).collect();
-    format!("{{\"user_ids\": [{}]}}", ids.join(", "))
+    format!("{{\"user_ids\":[{}]}}", ids.join(","))
 }
