@@ -797,7 +797,8 @@ impl Hub {
         ids.sort();
         ids.dedup();
         let event: EventType = a.notification_type.parse().expect("infallible");
-        let audience = deps.audience(&event, &ids).await?;
+        let outbound = a.channels.iter().any(|c| deps.outbound.contains(c));
+        let audience = deps.audience_with(&event, &ids, outbound).await?;
         let drafts = audience.drafts_for(
             &ids,
             &a.channels,

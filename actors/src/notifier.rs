@@ -86,6 +86,18 @@ impl Deps {
         event: &EventType,
         candidates: &[UserId],
     ) -> Result<Audience, StoreError> {
+        self.audience_with(event, candidates, true).await
+    }
+
+    /// [`Deps::audience`], reading the preferences only if `preferences`: drafting for
+    /// channels none of which this hub sends on needs no preferences (in-app notifications are
+    /// stored whatever they say), and an announcement to 10,000 users saves that read.
+    pub async fn audience_with(
+        &self,
+        event: &EventType,
+        candidates: &[UserId],
+        preferences: bool,
+    ) -> Result<Audience, StoreError> {
         let webhooks = if self.outbound.contains(&Channel::Webhook) {
             self.webhook_urls.clone()
         } else {
@@ -120,7 +132,11 @@ impl Deps {
             .into_iter()
             .map(|u| (u.id, u))
             .collect();
-        let prefs = self.store.preferences(&ids).await?;
+        let prefs = if preferences {
+            self.store.preferences(&ids).await?
+        } else {
+            HashMap::new()
+        };
         Ok(Audience {
             route,
             admins,
