@@ -60,6 +60,10 @@ impl<W> Batched<W> {
 impl<W: AsyncWrite + Unpin> Batched<W> {
     /// Writes what is held, then releases the buffer.
     fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        if self.buf.is_empty() {
+            // The common case on the write path: nothing held.
+            return Poll::Ready(Ok(()));
+        }
         while self.written < self.buf.len() {
             let n = ready!(Pin::new(&mut self.inner).poll_write(cx, &self.buf[self.written..]))?;
             if n == 0 {
