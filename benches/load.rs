@@ -248,6 +248,11 @@ enum Scenario {
     },
 }
 
+/// The hub's allocator, as in the `tickethub` binary (the hub and the baseline run in children
+/// of this binary).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() {
     let cli = Cli::parse();
     let _ = rustls::crypto::ring::default_provider().install_default();

@@ -7,6 +7,12 @@ use tickethub::config::redact_url;
 use tickethub::{app, auth, store, telemetry, Application};
 use tickethub_actors::domain::{is_valid_project_key, NewUser, Role};
 
+/// jemalloc, also as the C `malloc` (SQLite's): the hub allocates and frees many small
+/// buffers across threads (frames, rows, messages), where glibc's allocator spent a measurable
+/// share of the CPU and left more memory resident per socket (see BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Exit status for unusable settings (`EX_USAGE`).
 const EX_USAGE: u8 = 64;
 
