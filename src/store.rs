@@ -188,6 +188,31 @@ where
     CommitQueue(queue)
 }
 
+/// A set of ids bound as one value, so that the statement's text is the same however many
+/// there are (and stays in the prepared-statement cache): `IN (SELECT value FROM json_each(?))`
+/// on SQLite, `= ANY(?::bigint[])` on PostgreSQL.
+pub(crate) trait IdSet: sqlx::Database {
+    /// Pushes the membership test of the column just pushed.
+    fn push_in(q: &mut sqlx::QueryBuilder<'_, Self>, ids: Vec<i64>);
+}
+
+impl IdSet for sqlx::Sqlite {
+    fn push_in(q: &mut sqlx::QueryBuilder<'_, Self>, ids: Vec<i64>) {
+        let json = serde_json::to_string(&ids).expect("integers serialize");
+        q.push(" IN (SELECT value FROM json_each(");
+        q.push_bind(json);
+        q.push("))");
+    }
+}
+
+impl IdSet for sqlx::Postgres {
+    fn push_in(q: &mut sqlx::QueryBuilder<'_, Self>, ids: Vec<i64>) {
+        q.push(" = ANY(");
+        q.push_bind(ids);
+        q.push("::bigint[])");
+    }
+}
+
 /// Implements every port for a store type with `reader()` and `writer()` pools.
 macro_rules! impl_store {
     ($store:ty, $db:ty, $backend:literal, $lock:literal) => {
@@ -330,6 +355,30 @@ macro_rules! impl_store {
                     .into_iter()
                     .map($crate::store::UserRow::into_user)
                     .collect()
+            }
+
+            async fn active_user_ids(
+                &self,
+                ids: &[tickethub_actors::domain::UserId],
+            ) -> Result<Vec<tickethub_actors::domain::UserId>, tickethub_actors::ports::StoreError>
+            {
+                if ids.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let mut q =
+                    sqlx::QueryBuilder::<$db>::new("SELECT id FROM users WHERE is_active = ");
+                q.push_bind(true).push(" AND id");
+                <$db as $crate::store::IdSet>::push_in(&mut q, ids.iter().map(|id| id.0).collect());
+                q.push(" ORDER BY id");
+                let rows: Vec<(i64,)> = q
+                    .build_query_as()
+                    .fetch_all(self.reader())
+                    .await
+                    .map_err($crate::store::backend_error)?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(id,)| tickethub_actors::domain::UserId(id))
+                    .collect())
             }
 
             async fn update_profile(

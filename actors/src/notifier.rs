@@ -50,6 +50,9 @@ pub struct Audience {
     admins: Vec<UserId>,
     super_admins: Vec<UserId>,
     users: HashMap<UserId, User>,
+    /// Set instead of `users` when nobody is reached beyond the app: the active users among
+    /// the candidates, in id order.
+    in_app_only: Option<Vec<UserId>>,
     prefs: HashMap<UserId, Preferences>,
     outbound: Vec<Channel>,
     webhooks: Vec<String>,
@@ -89,14 +92,16 @@ impl Deps {
         self.audience_with(event, candidates, true).await
     }
 
-    /// [`Deps::audience`], reading the preferences only if `preferences`: drafting for
-    /// channels none of which this hub sends on needs no preferences (in-app notifications are
-    /// stored whatever they say), and an announcement to 10,000 users saves that read.
+    /// [`Deps::audience`], for drafts on channels some of which this hub sends on only if
+    /// `outbound`. Drafting for channels none of which it sends on needs no preferences (in-app
+    /// notifications are stored whatever they say), and, unless the webhooks need the
+    /// recipients' names, no user rows either: only which candidates are active. An
+    /// announcement to 10,000 users saves those reads.
     pub async fn audience_with(
         &self,
         event: &EventType,
         candidates: &[UserId],
-        preferences: bool,
+        outbound: bool,
     ) -> Result<Audience, StoreError> {
         let webhooks = if self.outbound.contains(&Channel::Webhook) {
             self.webhook_urls.clone()
@@ -104,17 +109,30 @@ impl Deps {
             Vec::new()
         };
         let route = self.routing.route(event).cloned();
-        let mut ids: Vec<UserId> = candidates.to_vec();
-        let mut admins = Vec::new();
-        let mut super_admins = Vec::new();
-        if route.as_ref().is_some_and(|r| {
+        let admins_routed = route.as_ref().is_some_and(|r| {
             r.audiences.iter().any(|a| {
                 matches!(
                     a,
                     crate::routing::Audience::Admins | crate::routing::Audience::SuperAdmins
                 )
             })
-        }) {
+        });
+        if !outbound && webhooks.is_empty() && !admins_routed {
+            let mut ids = candidates.to_vec();
+            ids.sort();
+            ids.dedup();
+            return Ok(Audience {
+                route,
+                in_app_only: Some(self.store.active_user_ids(&ids).await?),
+                outbound: self.outbound.clone(),
+                policies: self.routing.escalations().to_vec(),
+                ..Audience::default()
+            });
+        }
+        let mut ids: Vec<UserId> = candidates.to_vec();
+        let mut admins = Vec::new();
+        let mut super_admins = Vec::new();
+        if admins_routed {
             for admin in self.store.users_with_role(Role::Admin).await? {
                 admins.push(admin.id);
                 if admin.is_superuser {
@@ -132,7 +150,7 @@ impl Deps {
             .into_iter()
             .map(|u| (u.id, u))
             .collect();
-        let prefs = if preferences {
+        let prefs = if outbound {
             self.store.preferences(&ids).await?
         } else {
             HashMap::new()
@@ -142,6 +160,7 @@ impl Deps {
             admins,
             super_admins,
             users,
+            in_app_only: None,
             prefs,
             outbound: self.outbound.clone(),
             webhooks,
@@ -296,27 +315,37 @@ impl Audience {
         let none = Preferences::default();
         let escalations =
             crate::escalation::plan(&self.policies, &content.event, content.ticket.as_ref());
-        let mut drafts: Vec<Draft> = ids
-            .iter()
-            .filter_map(|id| self.users.get(id))
-            .filter(|u| u.is_active)
-            .map(|user| Draft {
-                recipient: user.id,
+        let reached: Vec<(UserId, Addressed)> = match &self.in_app_only {
+            Some(active) => ids
+                .iter()
+                .filter(|id| active.binary_search(id).is_ok())
+                .map(|id| (*id, Vec::new()))
+                .collect(),
+            None => ids
+                .iter()
+                .filter_map(|id| self.users.get(id))
+                .filter(|u| u.is_active)
+                .map(|user| {
+                    let prefs = self.prefs.get(&user.id).unwrap_or(&none);
+                    let addressed = channels_for(channels, &content.event, user, prefs)
+                        .into_iter()
+                        .filter(|(c, _)| self.outbound.contains(c))
+                        .collect();
+                    (user.id, addressed)
+                })
+                .collect(),
+        };
+        let mut drafts: Vec<Draft> = reached
+            .into_iter()
+            .map(|(recipient, deliveries)| Draft {
+                recipient,
                 notification_type: content.event.clone(),
                 title: content.title.clone(),
                 message: content.message.clone(),
                 ticket: content.ticket.clone(),
                 data: content.data.clone(),
                 action_url: content.action_url.clone(),
-                deliveries: channels_for(
-                    channels,
-                    &content.event,
-                    user,
-                    self.prefs.get(&user.id).unwrap_or(&none),
-                )
-                .into_iter()
-                .filter(|(c, _)| self.outbound.contains(c))
-                .collect(),
+                deliveries,
                 webhook_recipients: Vec::new(),
                 cause: content.cause,
                 escalations: escalations.clone(),

@@ -45,6 +45,9 @@ pub trait UserStore: Send + Sync {
     async fn users_with_role(&self, role: Role) -> Result<Vec<User>, StoreError>;
     /// The users with these ids (unknown ids are left out), ordered by id.
     async fn users_by_ids(&self, ids: &[UserId]) -> Result<Vec<User>, StoreError>;
+    /// The active users among these ids (unknown ids are left out), ordered by id: all that
+    /// drafting needs of recipients reached in the app only.
+    async fn active_user_ids(&self, ids: &[UserId]) -> Result<Vec<UserId>, StoreError>;
     /// Changes a user's name and addresses; `None` leaves a field as it is, `Some(None)`
     /// clears an address.
     async fn update_profile(

@@ -14,6 +14,7 @@ both_backends!(
     socket_commands_and_updates_across_tabs,
     registration_tells_super_admins_only,
     admins_send_to_users_or_a_role,
+    a_send_leaves_out_inactive_and_unknown_users,
 );
 
 /// Sends `n` notifications of a type to `to` as `admin`.
@@ -459,6 +460,57 @@ async fn admins_send_to_users_or_a_role(backend: Backend) {
         403,
     )
     .await;
+}
+
+/// An announcement in the app only reads no user rows, only which recipients are active; one
+/// that also goes by email reads their rows and addresses. Both leave out the same users.
+async fn a_send_leaves_out_inactive_and_unknown_users(backend: Backend) {
+    let smtp = crate::fakes::Smtp::start().await;
+    let url = smtp.url();
+    let hub = TestHub::start_with(&backend, |c| c.smtp_url = Some(url)).await;
+    let admin = hub.user("boss", Role::Admin).await;
+    let ann = hub.user("ann", Role::Client).await;
+    let gone = hub.user("gone", Role::Client).await;
+    let set_active = |active: bool| {
+        let (hub, admin, gone) = (&hub, &admin, &gone);
+        async move {
+            hub.call(
+                reqwest::Method::PATCH,
+                &format!("/api/users/{}/", gone.id.0),
+                Some(&hub.token(admin)),
+                Some(json!({"is_active": active})),
+            )
+            .await
+        }
+    };
+    assert_eq!(set_active(false).await.0, 200);
+    let mut ann_ws = hub.connect(&ann).await;
+    for (title, channels) in [
+        ("in the app", json!(["websocket"])),
+        ("by email too", json!(["websocket", "email"])),
+    ] {
+        let res = hub
+            .post_as(
+                &admin,
+                "/api/notifications/send/",
+                json!({"user_ids": [gone.id.0, 999_999, ann.id.0, ann.id.0], "title": title, "message": "m", "channels": channels}),
+                201,
+            )
+            .await;
+        assert_eq!(res, json!({"success": true, "count": 1}), "{title}");
+        assert_eq!(ann_ws.notifications(1).await[0]["title"], title);
+    }
+    let mails = smtp.wait_for(1).await;
+    assert_eq!(mails[0].to, ["ann@example.test"]);
+    assert_eq!(
+        hub.get_as(&ann, "/api/notifications/", 200).await["count"],
+        2
+    );
+    assert_eq!(set_active(true).await.0, 200);
+    assert_eq!(
+        hub.get_as(&gone, "/api/notifications/", 200).await["count"],
+        0
+    );
 }
 
 async fn marking_hundreds_read_is_one_frame_and_closes_no_tab(backend: Backend) {
