@@ -340,14 +340,11 @@ macro_rules! impl_store {
                     return Ok(Vec::new());
                 }
                 let mut q = sqlx::QueryBuilder::<$db>::new(format!(
-                    "SELECT {} FROM users WHERE id IN (",
+                    "SELECT {} FROM users WHERE id",
                     $crate::store::USER_COLUMNS
                 ));
-                let mut sep = q.separated(", ");
-                for id in ids {
-                    sep.push_bind(id.0);
-                }
-                q.push(") ORDER BY id");
+                <$db as $crate::store::IdSet>::push_in(&mut q, ids.iter().map(|id| id.0).collect());
+                q.push(" ORDER BY id");
                 q.build_query_as::<$crate::store::UserRow>()
                     .fetch_all(self.reader())
                     .await

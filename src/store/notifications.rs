@@ -995,13 +995,9 @@ macro_rules! impl_notification_store {
                     return Ok(out);
                 }
                 let mut q = sqlx::QueryBuilder::<$db>::new(
-                    "SELECT user_id, notification_type, channel, enabled FROM preferences WHERE user_id IN (",
+                    "SELECT user_id, notification_type, channel, enabled FROM preferences WHERE user_id",
                 );
-                let mut sep = q.separated(", ");
-                for u in users {
-                    sep.push_bind(u.0);
-                }
-                q.push(")");
+                <$db as $crate::store::IdSet>::push_in(&mut q, users.iter().map(|u| u.0).collect());
                 let rows: Vec<(i64, String, String, bool)> = q
                     .build_query_as()
                     .fetch_all(self.reader())
