@@ -43,9 +43,10 @@ pub fn mpsc_bounded<T>(buffer: usize) -> (MpscSender<T>, MpscReceiver<T>) {
     tokio::sync::mpsc::channel(buffer)
 }
 
-/// MPSC unbounded channel
+/// An actor's unbounded mailbox, which holds no slots while empty
 pub(crate) mod mailbox;
 
+/// MPSC unbounded channel
 pub fn mpsc_unbounded<T>() -> (MpscUnboundedSender<T>, MpscUnboundedReceiver<T>) {
     tokio::sync::mpsc::unbounded_channel()
 }

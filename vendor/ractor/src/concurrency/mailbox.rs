@@ -52,11 +52,10 @@ impl<T> MailboxReceiver<T> {
 
     /// The next message if one is queued.
     pub(crate) fn try_recv(&mut self) -> Result<T, TryRecvError> {
-        match self.0.try_next() {
-            Ok(Some(message)) => Ok(message),
-            Ok(None) => Err(TryRecvError::Disconnected),
-            Err(_) => Err(TryRecvError::Empty),
-        }
+        self.0.try_recv().map_err(|e| match e {
+            mpsc::TryRecvError::Empty => TryRecvError::Empty,
+            mpsc::TryRecvError::Closed => TryRecvError::Disconnected,
+        })
     }
 
     /// Refuses further messages; those already queued can still be received.
