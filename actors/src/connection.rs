@@ -89,19 +89,23 @@ pub enum ConnectionMsg {
     Notification(std::sync::Arc<crate::notification::Notification>),
     /// Send a replayed backlog (oldest first), then `replay_complete`. One queue slot, however
     /// long the backlog.
-    Replay {
-        /// The notifications, oldest first.
-        notifications: Vec<crate::notification::Notification>,
-        /// How many older ones the replay cap left out (`replay_truncated`).
-        remaining: i64,
-        /// The seq the client has seen everything up to once this is written.
-        last_seq: i64,
-    },
+    Replay(Box<Replay>),
     /// Tell the client that its inbox changed elsewhere.
-    Updated(Update),
+    Updated(Box<Update>),
     /// A project room's events (board or presence), one frame each, in one queue slot. Shared:
     /// a board update is one allocation however many sockets it goes to.
     Room(std::sync::Arc<[std::sync::Arc<crate::room::RoomFrame>]>),
+}
+
+/// A replayed backlog, queued as one message.
+#[derive(Debug)]
+pub struct Replay {
+    /// The notifications, oldest first.
+    pub notifications: Vec<crate::notification::Notification>,
+    /// How many older ones the replay cap left out (`replay_truncated`).
+    pub remaining: i64,
+    /// The seq the client has seen everything up to once this is written.
+    pub last_seq: i64,
 }
 
 /// State shared between a socket session and its user actor.
@@ -220,9 +224,7 @@ impl ConnectionMsg {
         }
         match self {
             ConnectionMsg::Notification(n) => one(n),
-            ConnectionMsg::Replay { notifications, .. } => {
-                64 + notifications.iter().map(one).sum::<usize>()
-            }
+            ConnectionMsg::Replay(r) => 64 + r.notifications.iter().map(one).sum::<usize>(),
             ConnectionMsg::Updated(_) => 64,
             ConnectionMsg::Room(frames) => frames.iter().map(|f| f.estimated_bytes()).sum(),
             ConnectionMsg::Ping | ConnectionMsg::Close(_) => 8,
@@ -299,6 +301,13 @@ mod tests {
         assert_eq!(conn.shared.kicked(), Some(Disconnect::SlowConsumer));
         conn.shared.written(8);
         assert_eq!(conn.shared.queued_bytes(), 8);
+    }
+
+    #[test]
+    fn a_queue_slot_stays_small() {
+        // tokio allocates a socket queue's slots 32 at a time, sized by this enum, for every
+        // socket: the large, rare messages are boxed.
+        assert!(std::mem::size_of::<ConnectionMsg>() <= 24);
     }
 
     #[tokio::test]

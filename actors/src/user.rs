@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
-use crate::connection::{now_ms, ConnHandle, ConnId, ConnectionMsg, Disconnect, Update};
+use crate::connection::{now_ms, ConnHandle, ConnId, ConnectionMsg, Disconnect, Replay, Update};
 use crate::directory::Keyed;
 use crate::domain::UserId;
 use crate::notification::Notification;
@@ -455,11 +455,11 @@ impl UserActor {
         metrics::counter!("tickethub_replays_total").increment(1);
         metrics::counter!("tickethub_replayed_notifications_total")
             .increment(notifications.len() as u64);
-        let _ = conn.push(ConnectionMsg::Replay {
+        let _ = conn.push(ConnectionMsg::Replay(Box::new(Replay {
             notifications,
             remaining,
             last_seq,
-        });
+        })));
         Ok(last_seq)
     }
 }
@@ -596,7 +596,9 @@ impl Actor for UserActor {
                 match execute(self.deps.store.as_ref(), state.user_id, &cmd).await {
                     Ok(outcome) => {
                         if let Some(update) = outcome.update(&cmd) {
-                            state.push_all(from, || ConnectionMsg::Updated(update.clone()));
+                            state.push_all(from, || {
+                                ConnectionMsg::Updated(Box::new(update.clone()))
+                            });
                         }
                         let _ = reply.send(Ok(outcome));
                     }
@@ -620,7 +622,7 @@ impl Actor for UserActor {
                 if let Err(e) = caught_up {
                     tracing::warn!(user_id = state.user_id.0, error = %e, "cannot catch up before an inbox change");
                 }
-                state.push_all(None, || ConnectionMsg::Updated(update.clone()));
+                state.push_all(None, || ConnectionMsg::Updated(Box::new(update.clone())));
             }
             UserMsg::Heartbeat => {
                 let deadline = now_ms().saturating_sub(self.idle_timeout.as_millis() as u64);

@@ -17,7 +17,7 @@ use fastwebsockets::upgrade::UpgradeFut;
 use fastwebsockets::{Frame, OpCode, Payload, WebSocketError, WebSocketWrite};
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
-use tickethub_actors::connection::{ConnHandle, ConnId, ConnShared, ConnectionMsg, Update};
+use tickethub_actors::connection::{ConnHandle, ConnId, ConnShared, ConnectionMsg, Replay, Update};
 use tickethub_actors::domain::{Role, User};
 use tickethub_actors::ports::{NotificationCursor, NotificationFilter, Page};
 use tickethub_actors::ticket_domain::TicketId;
@@ -819,11 +819,12 @@ async fn write_message(
                 .max(0);
             metrics::histogram!("tickethub_delivery_latency_seconds").record(latency as f64 / 1e6);
         }
-        ConnectionMsg::Replay {
-            notifications,
-            remaining,
-            last_seq,
-        } => {
+        ConnectionMsg::Replay(replay) => {
+            let Replay {
+                notifications,
+                remaining,
+                last_seq,
+            } = *replay;
             if remaining > 0 {
                 send_value(
                     write,
@@ -843,7 +844,7 @@ async fn write_message(
             )
             .await?;
         }
-        ConnectionMsg::Updated(update) => send_value(write, &update_frame(update)).await?,
+        ConnectionMsg::Updated(update) => send_value(write, &update_frame(*update)).await?,
         ConnectionMsg::Room(frames) => {
             // Rendered once for every socket the frame goes to.
             for frame in frames.iter() {
