@@ -23,14 +23,14 @@ use criterion::{
     criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput,
 };
 use futures::StreamExt;
-use tickethub_actors::connection::{ConnHandle, ConnId, ConnShared, ConnectionMsg};
+use tickethub_actors::connection::{ConnHandle, ConnId, ConnectionMsg};
 use tickethub_actors::domain::{NewUser, Role, UserId};
 use tickethub_actors::hub::{Announcement, Recipients};
 use tickethub_actors::ports::Store;
 use tickethub_actors::routing::RoutingTable;
 use tickethub_actors::user::{Resume, UserMsg};
 use tickethub_actors::{Hub, HubConfig, HubDeps};
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 
 /// The fan-out sizes.
 const SIZES: [usize; 3] = [1, 100, 10_000];
@@ -142,10 +142,13 @@ impl Fixture {
 
     /// Gives `user` one socket: a bounded queue whose frames a task drains and counts.
     async fn attach(&self, user: UserId) {
-        let (tx, mut rx) = mpsc::channel::<ConnectionMsg>(1024);
-        let shared = ConnShared::new();
+        let (conn, mut rx) = ConnHandle::new(
+            ConnId(self.next_conn.fetch_add(1, Ordering::Relaxed)),
+            1024,
+            1 << 30,
+        );
         let tally = self.tally.clone();
-        let drained = shared.clone();
+        let drained = conn.shared.clone();
         tokio::spawn(async move {
             while let Some(msg) = rx.recv().await {
                 drained.written(msg.estimated_bytes());
@@ -155,12 +158,6 @@ impl Fixture {
                 }
             }
         });
-        let conn = ConnHandle {
-            id: ConnId(self.next_conn.fetch_add(1, Ordering::Relaxed)),
-            tx,
-            shared,
-            max_queued_bytes: 1 << 30,
-        };
         self.hub.attach(user, conn, Resume::After(0)).await.unwrap();
     }
 

@@ -3,13 +3,16 @@
 //! A socket session lives in the adapter. It hands its user actor a [`ConnHandle`]: the sending
 //! end of the socket's bounded outbound queue plus a small [`ConnShared`] block that both sides
 //! read. The queue is where back-pressure is applied: when it is full the socket is a slow
-//! consumer and is kicked; nothing upstream ever waits on a socket.
+//! consumer and is kicked; nothing upstream ever waits on a socket. The queue is a linked one
+//! bounded by counts in [`ConnShared`], so an idle socket holds no slots.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use tokio::sync::{mpsc, Notify};
+use futures::channel::mpsc;
+use futures::StreamExt;
+use tokio::sync::Notify;
 
 /// A hub-unique connection id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -116,6 +119,7 @@ pub struct ConnShared {
     kick: Notify,
     sent_seq: AtomicI64,
     queued_bytes: AtomicUsize,
+    queued_frames: AtomicUsize,
 }
 
 impl ConnShared {
@@ -169,6 +173,11 @@ impl ConnShared {
         self.queued_bytes.load(Ordering::Acquire)
     }
 
+    /// Messages queued and not yet taken by the session.
+    pub fn queued_frames(&self) -> usize {
+        self.queued_frames.load(Ordering::Acquire)
+    }
+
     /// Records that `bytes` of queued frames were written.
     pub fn written(&self, bytes: usize) {
         let _ = self
@@ -194,12 +203,43 @@ impl ConnShared {
 pub struct ConnHandle {
     /// The connection's id.
     pub id: ConnId,
-    /// The sending end of the socket's bounded outbound queue (bounded in frames).
-    pub tx: mpsc::Sender<ConnectionMsg>,
+    /// The sending end of the socket's outbound queue.
+    tx: mpsc::UnboundedSender<ConnectionMsg>,
     /// State shared with the session.
     pub shared: Arc<ConnShared>,
+    /// The most messages that may wait in the queue.
+    max_queued_frames: usize,
     /// The most bytes that may wait in the queue.
-    pub max_queued_bytes: usize,
+    max_queued_bytes: usize,
+}
+
+/// The session's end of a socket's outbound queue.
+#[derive(Debug)]
+pub struct Outbound {
+    rx: mpsc::UnboundedReceiver<ConnectionMsg>,
+    shared: Arc<ConnShared>,
+}
+
+impl Outbound {
+    /// The next queued message; `None` once every [`ConnHandle`] of the socket is gone.
+    /// Cancel-safe: a message is only taken when it is returned.
+    pub async fn recv(&mut self) -> Option<ConnectionMsg> {
+        let msg = self.rx.next().await;
+        self.took(msg)
+    }
+
+    /// The next queued message, if one is waiting.
+    pub fn try_recv(&mut self) -> Option<ConnectionMsg> {
+        let msg = self.rx.try_recv().ok();
+        self.took(msg)
+    }
+
+    fn took(&self, msg: Option<ConnectionMsg>) -> Option<ConnectionMsg> {
+        if msg.is_some() {
+            self.shared.queued_frames.fetch_sub(1, Ordering::AcqRel);
+        }
+        msg
+    }
 }
 
 /// Why a push to a socket did not enqueue.
@@ -233,29 +273,48 @@ impl ConnectionMsg {
 }
 
 impl ConnHandle {
+    /// A new socket's queue, which holds at most `max_frames` messages and `max_bytes` bytes
+    /// (by [`ConnectionMsg::estimated_bytes`]): the handle the actors push to, and the end the
+    /// session reads.
+    pub fn new(id: ConnId, max_frames: usize, max_bytes: usize) -> (Self, Outbound) {
+        let (tx, rx) = mpsc::unbounded();
+        let shared = ConnShared::new();
+        let outbound = Outbound {
+            rx,
+            shared: shared.clone(),
+        };
+        let handle = Self {
+            id,
+            tx,
+            shared,
+            max_queued_frames: max_frames,
+            max_queued_bytes: max_bytes,
+        };
+        (handle, outbound)
+    }
+
     /// Enqueues a message without waiting. A full queue (in frames or in bytes) kicks the
     /// socket as a slow consumer.
     pub fn push(&self, msg: ConnectionMsg) -> Result<(), PushError> {
         let bytes = msg.estimated_bytes();
         let queued = self.shared.queued_bytes.fetch_add(bytes, Ordering::AcqRel);
-        // A single message larger than the bound (a long replay) may still go to an empty queue.
-        if queued > 0 && queued + bytes > self.max_queued_bytes {
+        let frames = self.shared.queued_frames.fetch_add(1, Ordering::AcqRel);
+        let undo = || {
             self.shared.written(bytes);
+            self.shared.queued_frames.fetch_sub(1, Ordering::AcqRel);
+        };
+        // A single message larger than the bound (a long replay) may still go to an empty queue.
+        if frames >= self.max_queued_frames
+            || (queued > 0 && queued + bytes > self.max_queued_bytes)
+        {
+            undo();
             self.shared.kick(Disconnect::SlowConsumer);
             return Err(PushError::Full);
         }
-        match self.tx.try_send(msg) {
-            Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.shared.written(bytes);
-                self.shared.kick(Disconnect::SlowConsumer);
-                Err(PushError::Full)
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => {
-                self.shared.written(bytes);
-                Err(PushError::Closed)
-            }
-        }
+        self.tx.unbounded_send(msg).map_err(|_| {
+            undo();
+            PushError::Closed
+        })
     }
 }
 
@@ -273,27 +332,21 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_queue_kicks_the_socket_as_a_slow_consumer() {
-        let (tx, _rx) = mpsc::channel(1);
-        let conn = ConnHandle {
-            id: ConnId(1),
-            tx,
-            shared: ConnShared::new(),
-            max_queued_bytes: 1 << 20,
-        };
+        let (conn, mut rx) = ConnHandle::new(ConnId(1), 1, 1 << 20);
         assert_eq!(conn.push(ConnectionMsg::Ping), Ok(()));
+        assert_eq!(conn.shared.queued_frames(), 1);
         assert_eq!(conn.push(ConnectionMsg::Ping), Err(PushError::Full));
+        assert_eq!(conn.shared.queued_frames(), 1);
         assert_eq!(conn.shared.until_kicked().await, Disconnect::SlowConsumer);
+        // Taking the message frees its place.
+        assert!(matches!(rx.recv().await, Some(ConnectionMsg::Ping)));
+        assert_eq!(conn.shared.queued_frames(), 0);
+        assert_eq!(conn.push(ConnectionMsg::Ping), Ok(()));
     }
 
     #[tokio::test]
     async fn too_many_queued_bytes_kick_the_socket_too() {
-        let (tx, _rx) = mpsc::channel(100);
-        let conn = ConnHandle {
-            id: ConnId(1),
-            tx,
-            shared: ConnShared::new(),
-            max_queued_bytes: 20,
-        };
+        let (conn, _rx) = ConnHandle::new(ConnId(1), 100, 20);
         assert_eq!(conn.push(ConnectionMsg::Ping), Ok(()));
         assert_eq!(conn.push(ConnectionMsg::Ping), Ok(()));
         assert_eq!(conn.shared.queued_bytes(), 16);
@@ -304,10 +357,35 @@ mod tests {
     }
 
     #[test]
-    fn a_queue_slot_stays_small() {
-        // tokio allocates a socket queue's slots 32 at a time, sized by this enum, for every
-        // socket: the large, rare messages are boxed.
+    fn a_queued_message_stays_small() {
+        // Each queued message is a node of this size (a live notification is one per socket
+        // it goes to): the large, rare messages are boxed.
         assert!(std::mem::size_of::<ConnectionMsg>() <= 24);
+    }
+
+    #[tokio::test]
+    async fn a_push_to_an_ended_session_is_refused_and_leaves_no_count() {
+        let (conn, rx) = ConnHandle::new(ConnId(1), 4, 1 << 20);
+        drop(rx);
+        assert_eq!(conn.push(ConnectionMsg::Ping), Err(PushError::Closed));
+        assert_eq!(conn.shared.queued_frames(), 0);
+        assert_eq!(conn.shared.queued_bytes(), 0);
+        assert_eq!(conn.shared.kicked(), None);
+    }
+
+    #[tokio::test]
+    async fn messages_come_out_in_order_and_the_end_is_seen() {
+        let (conn, mut rx) = ConnHandle::new(ConnId(1), 4, 1 << 20);
+        conn.push(ConnectionMsg::Ping).unwrap();
+        conn.push(ConnectionMsg::Close(Disconnect::Idle)).unwrap();
+        assert!(matches!(rx.try_recv(), Some(ConnectionMsg::Ping)));
+        assert!(matches!(
+            rx.recv().await,
+            Some(ConnectionMsg::Close(Disconnect::Idle))
+        ));
+        assert!(rx.try_recv().is_none());
+        drop(conn);
+        assert!(rx.recv().await.is_none());
     }
 
     #[tokio::test]

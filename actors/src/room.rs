@@ -1230,19 +1230,11 @@ impl Actor for RoomActor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::connection::ConnShared;
+    use crate::connection::Outbound;
     use crate::ticket_domain::{sample_ticket, TicketStatus};
-    use tokio::sync::mpsc;
 
-    fn socket(id: u64) -> (ConnHandle, mpsc::Receiver<ConnectionMsg>) {
-        let (tx, rx) = mpsc::channel(16);
-        let conn = ConnHandle {
-            id: ConnId(id),
-            tx,
-            shared: ConnShared::new(),
-            max_queued_bytes: 1 << 20,
-        };
-        (conn, rx)
+    fn socket(id: u64) -> (ConnHandle, Outbound) {
+        ConnHandle::new(ConnId(id), 16, 1 << 20)
     }
 
     fn update(version: i64) -> RoomEvent {
@@ -1265,9 +1257,9 @@ mod tests {
         state.push_board(&update(2));
         state.push_board(&update(3));
         state.push_board(&update(4));
-        let versions = |rx: &mut mpsc::Receiver<ConnectionMsg>| {
+        let versions = |rx: &mut Outbound| {
             let mut out = Vec::new();
-            while let Ok(ConnectionMsg::Room(batch)) = rx.try_recv() {
+            while let Some(ConnectionMsg::Room(batch)) = rx.try_recv() {
                 for e in batch.iter() {
                     if let RoomEvent::TicketUpdate { ticket, .. } = e.event() {
                         out.push(ticket.version);
@@ -1283,7 +1275,7 @@ mod tests {
         let (d, mut rd) = socket(4);
         state.board = vec![c, d];
         state.push_board(&update(5));
-        let (Ok(ConnectionMsg::Room(x)), Ok(ConnectionMsg::Room(y))) =
+        let (Some(ConnectionMsg::Room(x)), Some(ConnectionMsg::Room(y))) =
             (rc.try_recv(), rd.try_recv())
         else {
             panic!("both sockets get the update");

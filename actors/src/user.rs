@@ -646,10 +646,7 @@ impl Actor for UserActor {
                 let _ = reply.send(UserSnapshot {
                     user_id: state.user_id,
                     connections: conns.clone().map(|c| c.id).collect(),
-                    queued_frames: conns
-                        .clone()
-                        .map(|c| c.tx.max_capacity() - c.tx.capacity())
-                        .sum(),
+                    queued_frames: conns.clone().map(|c| c.shared.queued_frames()).sum(),
                     queued_bytes: conns.clone().map(|c| c.shared.queued_bytes()).sum(),
                     last_seen_ms: conns.map(|c| c.shared.last_seen_ms()).max().unwrap_or(0),
                     delivered_seq: state.delivered,

@@ -17,13 +17,14 @@ use fastwebsockets::upgrade::UpgradeFut;
 use fastwebsockets::{Frame, OpCode, Payload, WebSocketError, WebSocketWrite};
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
-use tickethub_actors::connection::{ConnHandle, ConnId, ConnShared, ConnectionMsg, Replay, Update};
+use tickethub_actors::connection::{
+    ConnHandle, ConnId, ConnShared, ConnectionMsg, Outbound, Replay, Update,
+};
 use tickethub_actors::domain::{Role, User};
 use tickethub_actors::ports::{NotificationCursor, NotificationFilter, Page};
 use tickethub_actors::ticket_domain::TicketId;
 use tickethub_actors::user::{CommandOutcome, Resume, UserCommand, UserMsg};
 use tokio::io::WriteHalf;
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use ractor::ActorRef;
@@ -140,13 +141,11 @@ impl Session {
             .await;
             return;
         };
-        let (tx, mut rx) = mpsc::channel(ws_settings.outbound_queue);
-        let conn = ConnHandle {
-            id: ConnId(ws_settings.next_conn_id.fetch_add(1, Ordering::Relaxed)),
-            tx,
-            shared: ConnShared::new(),
-            max_queued_bytes: ws_settings.outbound_queue_bytes,
-        };
+        let (conn, mut rx) = ConnHandle::new(
+            ConnId(ws_settings.next_conn_id.fetch_add(1, Ordering::Relaxed)),
+            ws_settings.outbound_queue,
+            ws_settings.outbound_queue_bytes,
+        );
         let shared = conn.shared.clone();
         let conn_id = conn.id;
         let resume = match self.last_seq {
@@ -232,7 +231,7 @@ impl Session {
                         // What is queued already goes out before the 1001, bounded: a client
                         // that stopped reading cannot hold the shutdown.
                         let flushed = tokio::time::timeout(SHUTDOWN_FLUSH, async {
-                            while let Ok(msg) = rx.try_recv() {
+                            while let Some(msg) = rx.try_recv() {
                                 match Box::pin(outbound(Some(msg), &mut rx, &mut write, &shared, ctx.dialect, &cork, kicked.as_mut())).await {
                                     Ok(Flow::Continue) => {}
                                     other => return other,
@@ -746,7 +745,7 @@ const BATCH: usize = 64;
 /// wait for a kick: a kick wakes one waiter, so a second wait here could miss it.
 async fn outbound<K: std::future::Future<Output = tickethub_actors::connection::Disconnect>>(
     msg: Option<ConnectionMsg>,
-    rx: &mut mpsc::Receiver<ConnectionMsg>,
+    rx: &mut Outbound,
     write: &mut Writer,
     shared: &ConnShared,
     dialect: Dialect,
@@ -772,7 +771,7 @@ async fn outbound<K: std::future::Future<Output = tickethub_actors::connection::
             count += 1;
             flow = write_message(msg, write, &mut sent, dialect).await;
             if matches!(flow, Ok(Flow::Continue)) && count < BATCH {
-                next = rx.try_recv().ok();
+                next = rx.try_recv();
             }
         }
         cork.release();
