@@ -491,7 +491,7 @@ impl Actor for UserActor {
         _myself: ActorRef<Self::Msg>,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        self.flush_sent(state, 0).await;
+        Box::pin(self.flush_sent(state, 0)).await;
         // Sockets still attached when the actor stops without a shutdown are told to reconnect.
         for conn in state.conns.drain(..) {
             conn.handle.shared.kick(Disconnect::ActorRestart);
@@ -504,6 +504,20 @@ impl Actor for UserActor {
         myself: ActorRef<Self::Msg>,
         msg: Self::Msg,
         state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        // Boxed, as the stop below: the actor's task is as large as its largest handler, and
+        // it is held for every connected user; the handler's future lives only while it runs.
+        Box::pin(self.on_message(myself, msg, state)).await
+    }
+}
+
+impl UserActor {
+    /// Handles one message (see `Actor::handle`).
+    async fn on_message(
+        &self,
+        myself: ActorRef<UserMsg>,
+        msg: UserMsg,
+        state: &mut UserState,
     ) -> Result<(), ActorProcessingErr> {
         let mut cursor = None;
         if !state.loaded {
