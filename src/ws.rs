@@ -263,8 +263,8 @@ async fn handshake_with(
     };
     // A room's sockets run beside their room actor, at the rooms' lower priority.
     match (&session.room, &state.ws.rooms_runtime) {
-        (Some(_), Some(rooms)) => state.ws.sessions.spawn_on(session.run(), rooms),
-        _ => state.ws.sessions.spawn(session.run()),
+        (Some(_), Some(rooms)) => state.ws.sessions.spawn_on(Box::new(session).run(), rooms),
+        _ => state.ws.sessions.spawn(Box::new(session).run()),
     };
     response.into_response()
 }

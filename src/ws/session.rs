@@ -15,6 +15,7 @@ use std::time::Duration;
 use chrono::Utc;
 use fastwebsockets::upgrade::UpgradeFut;
 use fastwebsockets::{Frame, OpCode, Payload, WebSocketError, WebSocketWrite};
+use futures::FutureExt;
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 use tickethub_actors::connection::{
@@ -92,9 +93,11 @@ enum Flow {
 }
 
 impl Session {
-    /// Runs the socket until it closes.
-    pub async fn run(self) {
-        let mut ws = match self.upgrade.await {
+    /// Runs the socket until it closes. Boxed: an `async fn` keeps its by-value arguments
+    /// beside what is moved out of them, for the task's whole life.
+    pub async fn run(self: Box<Self>) {
+        let this = *self;
+        let mut ws = match this.upgrade.await {
             Ok(ws) => ws,
             Err(e) => {
                 tracing::debug!(error = %e, "upgrade failed");
@@ -103,7 +106,7 @@ impl Session {
         };
         // The limit is inclusive: a message of exactly the limit is accepted (the library
         // refuses a frame whose length reaches the number it is given).
-        ws.set_max_message_size(self.state.ws.max_message_bytes + 1);
+        ws.set_max_message_size(this.state.ws.max_message_bytes + 1);
         ws.set_auto_pong(false);
         ws.set_auto_close(false);
         let cork = Cork::default();
@@ -112,14 +115,14 @@ impl Session {
             (read, Batched::new(write, cork.clone()))
         });
 
-        let (user, token) = match self.user {
+        let (user, token) = match this.user {
             Ok(pair) => pair,
             Err(e) => {
                 let _ = close(&mut write, CloseCode::Unauthorized, &e.to_string()).await;
                 return;
             }
         };
-        if let Some(Err(())) = self.room {
+        if let Some(Err(())) = this.room {
             // The same answer whether the project exists or not.
             let _ = close(
                 &mut write,
@@ -129,7 +132,7 @@ impl Session {
             .await;
             return;
         }
-        let ws_settings = self.state.ws.clone();
+        let ws_settings = this.state.ws.clone();
         let Some(_slot) = ws_settings.take_slot(user.id) else {
             metrics::counter!("tickethub_throttled_total", "limit" => "sockets_per_user")
                 .increment(1);
@@ -148,22 +151,24 @@ impl Session {
         );
         let shared = conn.shared.clone();
         let conn_id = conn.id;
-        let resume = match self.last_seq {
+        let resume = match this.last_seq {
             Some(seq) => Resume::After(seq),
             None => Resume::Unacknowledged,
         };
-        let joined = match self.room {
-            _ if self.echo => Ok(Owner::Echo),
-            Some(Ok((project, kind))) => self
+        let joined = match this.room {
+            _ if this.echo => Ok(Owner::Echo),
+            Some(Ok((project, kind))) => this
                 .state
                 .hub
-                .join_room(project, &user, kind, self.diff, conn)
+                .join_room(project, &user, kind, this.diff, conn)
+                .boxed()
                 .await
                 .map(|room| Owner::Room(room, kind)),
-            _ => self
+            _ => this
                 .state
                 .hub
                 .attach(user.id, conn, resume)
+                .boxed()
                 .await
                 .map(|a| Owner::User(a.actor)),
         };
@@ -179,15 +184,15 @@ impl Session {
         metrics::gauge!("tickethub_connections_open").increment(1.0);
         metrics::counter!("tickethub_connections_total").increment(1);
 
-        let commands = self.state.limits.command_limiter();
+        let commands = this.state.limits.command_limiter();
         let mut ctx = Ctx {
-            state: self.state,
+            state: this.state,
             user,
             token,
             conn_id,
             warned: false,
             fragments: None,
-            dialect: self.dialect,
+            dialect: this.dialect,
             owner,
             commands,
             refused: 0,
@@ -197,9 +202,11 @@ impl Session {
                 let hello = ServerFrame::ConnectionEstablished {
                     message: format!("Connected successfully as {}", ctx.user.username),
                     user_id: ctx.user.id.0,
-                    last_seq: self.cursor.last_seq,
+                    last_seq: this.cursor.last_seq,
                 };
-                send(&mut write, &hello).await.map(|_| Flow::Continue)
+                Box::pin(send(&mut write, &hello))
+                    .await
+                    .map(|_| Flow::Continue)
             }
             // A room greets its sockets itself, through the queue.
             Owner::Room(..) | Owner::Echo => Ok(Flow::Continue),
@@ -230,7 +237,7 @@ impl Session {
                     _ = &mut shutdown => {
                         // What is queued already goes out before the 1001, bounded: a client
                         // that stopped reading cannot hold the shutdown.
-                        let flushed = tokio::time::timeout(SHUTDOWN_FLUSH, async {
+                        let flushed = Box::pin(tokio::time::timeout(SHUTDOWN_FLUSH, async {
                             while let Some(msg) = rx.try_recv() {
                                 match Box::pin(outbound(Some(msg), &mut rx, &mut write, &shared, ctx.dialect, &cork, kicked.as_mut())).await {
                                     Ok(Flow::Continue) => {}
@@ -238,7 +245,7 @@ impl Session {
                                 }
                             }
                             Ok(Flow::Close(CloseCode::GoingAway, "server shutting down"))
-                        })
+                        }))
                         .await;
                         outcome = flushed.unwrap_or(Ok(Flow::Drop));
                         break 'frames;
@@ -252,7 +259,7 @@ impl Session {
                         }
                     }
                     _ = &mut token_clock => {
-                        outcome = ctx.on_token_clock(&mut write).await;
+                        outcome = Box::pin(ctx.on_token_clock(&mut write)).await;
                         if !matches!(outcome, Ok(Flow::Continue)) {
                             break 'frames;
                         }
@@ -298,7 +305,9 @@ impl Session {
                 if actor.send_message(UserMsg::Detach(conn_id)).is_err() {
                     let sent = shared.sent_seq();
                     if sent > 0 {
-                        if let Err(e) = ctx.state.store.record_sent(&[(ctx.user.id, sent)]).await {
+                        if let Err(e) =
+                            Box::pin(ctx.state.store.record_sent(&[(ctx.user.id, sent)])).await
+                        {
                             tracing::warn!(user_id = ctx.user.id.0, error = %e, "cannot record sent seq");
                         }
                     }
@@ -317,13 +326,13 @@ impl Session {
             {
                 // Complete the closing handshake: wait briefly for the client's close frame,
                 // so that the TCP close does not reset frames the client has yet to read.
-                let _ = tokio::time::timeout(CLOSE_GRACE, async {
+                let _ = Box::pin(tokio::time::timeout(CLOSE_GRACE, async {
                     while let Ok(frame) = read.read_frame(&mut noop).await {
                         if frame.opcode == OpCode::Close {
                             break;
                         }
                     }
-                })
+                }))
                 .await;
             }
         }
@@ -903,14 +912,22 @@ async fn send(write: &mut Writer, frame: &ServerFrame<'_>) -> Result<(), WebSock
         .await
 }
 
-async fn close(write: &mut Writer, code: CloseCode, reason: &str) -> Result<(), WebSocketError> {
-    // A peer that stopped reading must not hold the task forever.
-    tokio::time::timeout(
-        Duration::from_secs(2),
-        write.write_frame(Frame::close(code.code(), reason.as_bytes())),
-    )
-    .await
-    .unwrap_or(Ok(()))
+/// Writes a close frame. Boxed: a session awaits it from several places, and each await of an
+/// inline future would size every idle socket's task by it.
+fn close<'a>(
+    write: &'a mut Writer,
+    code: CloseCode,
+    reason: &'a str,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), WebSocketError>> + Send + 'a>> {
+    Box::pin(async move {
+        // A peer that stopped reading must not hold the task forever.
+        tokio::time::timeout(
+            Duration::from_secs(2),
+            write.write_frame(Frame::close(code.code(), reason.as_bytes())),
+        )
+        .await
+        .unwrap_or(Ok(()))
+    })
 }
 
 /// The instant of a Unix time in seconds (now, if it has passed).
