@@ -505,13 +505,38 @@ impl Actor for UserActor {
         msg: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        // Boxed, as the stop below: the actor's task is as large as its largest handler, and
-        // it is held for every connected user; the handler's future lives only while it runs.
-        Box::pin(self.on_message(myself, msg, state)).await
+        match msg {
+            // A live notification, the fan-out's message, is handled without awaiting, so it
+            // costs no allocation.
+            UserMsg::Notify(n) if state.loaded => {
+                self.on_notify(&myself, n, state);
+                Ok(())
+            }
+            // Boxed, as the stop below: the actor's task is as large as its largest handler,
+            // and it is held for every connected user; the handler's future lives only while
+            // it runs.
+            msg => Box::pin(self.on_message(myself, msg, state)).await,
+        }
     }
 }
 
 impl UserActor {
+    /// Pushes a live notification to the sockets, in seq order: one that arrives ahead of a
+    /// missing one waits in `pending` until the gap is filled or checked.
+    fn on_notify(&self, myself: &ActorRef<UserMsg>, n: Arc<Notification>, state: &mut UserState) {
+        if n.seq > state.delivered {
+            state.pending.insert(n.seq, n);
+            state.drain();
+            if state.max_sent() - state.flushed_sent >= SENT_FLUSH_EVERY {
+                self.report_sent(state, true);
+            }
+            if !state.pending.is_empty() && !state.gap_check_scheduled {
+                state.gap_check_scheduled = true;
+                myself.send_after(self.gap_wait, || UserMsg::GapCheck);
+            }
+        }
+    }
+
     /// Handles one message (see `Actor::handle`).
     async fn on_message(
         &self,
@@ -566,19 +591,7 @@ impl UserActor {
                 state.conns.retain(|c| c.handle.id != id);
                 self.flush_sent(state, gone).await;
             }
-            UserMsg::Notify(n) => {
-                if n.seq > state.delivered {
-                    state.pending.insert(n.seq, n);
-                    state.drain();
-                    if state.max_sent() - state.flushed_sent >= SENT_FLUSH_EVERY {
-                        self.report_sent(state, true);
-                    }
-                    if !state.pending.is_empty() && !state.gap_check_scheduled {
-                        state.gap_check_scheduled = true;
-                        myself.send_after(self.gap_wait, || UserMsg::GapCheck);
-                    }
-                }
-            }
+            UserMsg::Notify(n) => self.on_notify(&myself, n, state),
             UserMsg::CatchUp(seq) => {
                 if seq > state.delivered {
                     if let Err(e) = self.fill(state, seq + 1).await {
