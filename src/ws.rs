@@ -240,21 +240,10 @@ async fn handshake_with(
             Some(admitted.map(|p| (p, kind)).ok_or(()))
         }
     };
-    let cursor = match &user {
-        Ok((u, _)) if room.is_none() => match state.store.notification_cursor(u.id).await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::error!(error = %e, "cursor lookup failed during handshake");
-                return ApiError::unavailable("The database is unavailable.").into_response();
-            }
-        },
-        _ => Default::default(),
-    };
     let session = session::Session {
         state: state.clone(),
         upgrade,
         user,
-        cursor,
         last_seq,
         dialect,
         room,

@@ -86,6 +86,8 @@ pub struct Attached {
     pub actor: ActorRef<UserMsg>,
     /// How many sockets the user has now, this one included.
     pub connections: usize,
+    /// The user's newest seq when the socket was attached: the greeting's `last_seq`.
+    pub last_seq: i64,
 }
 
 /// A point-in-time view of a user actor, for operators and tests.
@@ -393,7 +395,6 @@ impl UserActor {
         }
     }
 
-    /// Queues a new socket's backlog and returns the seq it has everything up to.
     /// Takes a new socket: queues its replay, then owns it.
     async fn attach(
         &self,
@@ -405,11 +406,12 @@ impl UserActor {
         cursor: Option<crate::ports::NotificationCursor>,
     ) {
         match self.replay(state, &conn, resume, cursor).await {
-            Ok(sent) => {
+            Ok((sent, newest)) => {
                 state.conns.push(Conn { handle: conn, sent });
                 let _ = reply.send(Attached {
                     actor: myself,
                     connections: state.conns.len(),
+                    last_seq: newest.max(state.delivered),
                 });
             }
             Err(e) => {
@@ -420,13 +422,15 @@ impl UserActor {
         }
     }
 
+    /// Queues a socket's backlog. Returns the seq the socket has everything up to, and the
+    /// user's newest seq as read for it.
     async fn replay(
         &self,
         state: &UserState,
         conn: &ConnHandle,
         resume: Resume,
         cursor: Option<crate::ports::NotificationCursor>,
-    ) -> Result<i64, StoreError> {
+    ) -> Result<(i64, i64), StoreError> {
         let store = &self.deps.store;
         let cursor = match cursor {
             Some(c) => c,
@@ -460,7 +464,7 @@ impl UserActor {
             remaining,
             last_seq,
         })));
-        Ok(last_seq)
+        Ok((last_seq, cursor.last_seq))
     }
 }
 
@@ -571,6 +575,7 @@ impl UserActor {
                 let _ = request.reply.send(Attached {
                     actor: myself.clone(),
                     connections: state.conns.len(),
+                    last_seq: state.delivered,
                 });
             }
             UserMsg::Attach(request) => {

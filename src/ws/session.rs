@@ -22,7 +22,7 @@ use tickethub_actors::connection::{
     ConnHandle, ConnId, ConnShared, ConnectionMsg, Outbound, Replay, Update,
 };
 use tickethub_actors::domain::{Role, User};
-use tickethub_actors::ports::{NotificationCursor, NotificationFilter, Page};
+use tickethub_actors::ports::{NotificationFilter, Page};
 use tickethub_actors::ticket_domain::TicketId;
 use tickethub_actors::user::{CommandOutcome, Resume, UserCommand, UserMsg};
 use tokio::io::WriteHalf;
@@ -60,8 +60,6 @@ pub struct Session {
     pub upgrade: UpgradeFut,
     /// The authenticated user and token, or why there is none.
     pub user: Result<(User, Verified), TokenError>,
-    /// The user's notification cursor at handshake time.
-    pub cursor: NotificationCursor,
     /// The `last_seq` the client asked to resume from.
     pub last_seq: Option<i64>,
     /// The frame shapes this socket speaks.
@@ -155,25 +153,26 @@ impl Session {
             Some(seq) => Resume::After(seq),
             None => Resume::Unacknowledged,
         };
+        // With the user's newest seq for the greeting, read by the actor as it attaches.
         let joined = match this.room {
-            _ if this.echo => Ok(Owner::Echo),
+            _ if this.echo => Ok((Owner::Echo, 0)),
             Some(Ok((project, kind))) => this
                 .state
                 .hub
                 .join_room(project, &user, kind, this.diff, conn)
                 .boxed()
                 .await
-                .map(|room| Owner::Room(room, kind)),
+                .map(|room| (Owner::Room(room, kind), 0)),
             _ => this
                 .state
                 .hub
                 .attach(user.id, conn, resume)
                 .boxed()
                 .await
-                .map(|a| Owner::User(a.actor)),
+                .map(|a| (Owner::User(a.actor), a.last_seq)),
         };
-        let owner = match joined {
-            Ok(owner) => owner,
+        let (owner, newest) = match joined {
+            Ok(joined) => joined,
             Err(e) => {
                 tracing::warn!(user_id = user.id.0, error = %e, "cannot attach socket");
                 let _ = close(&mut write, CloseCode::GoingAway, "hub unavailable").await;
@@ -202,7 +201,7 @@ impl Session {
                 let hello = ServerFrame::ConnectionEstablished {
                     message: format!("Connected successfully as {}", ctx.user.username),
                     user_id: ctx.user.id.0,
-                    last_seq: this.cursor.last_seq,
+                    last_seq: newest,
                 };
                 Box::pin(send(&mut write, &hello))
                     .await

@@ -44,13 +44,18 @@ fn seqs(frames: &[Value]) -> Vec<i64> {
 }
 
 async fn connect_from(hub: &TestHub, user: &User, last_seq: Option<i64>) -> Ws {
+    connect_greeted(hub, user, last_seq).await.0
+}
+
+/// Connects and returns the socket with its `connection_established` frame.
+async fn connect_greeted(hub: &TestHub, user: &User, last_seq: Option<i64>) -> (Ws, Value) {
     let mut url = format!("/ws/notifications/?token={}", hub.token(user));
     if let Some(s) = last_seq {
         url.push_str(&format!("&last_seq={s}"));
     }
     let mut ws = Ws::connect(&hub.ws_url(&url)).await;
-    ws.established().await;
-    ws
+    let hello = ws.established().await;
+    (ws, hello)
 }
 
 async fn last_seq_replays_exactly_what_was_missed(backend: Backend) {
@@ -60,7 +65,9 @@ async fn last_seq_replays_exactly_what_was_missed(backend: Backend) {
     for i in 0..5 {
         assert_eq!(send(&hub, &admin, &alice, &format!("n{i}")).await, 201);
     }
-    let mut ws = connect_from(&hub, &alice, Some(2)).await;
+    // The greeting carries the user's newest seq, read as the socket is attached.
+    let (mut ws, hello) = connect_greeted(&hub, &alice, Some(2)).await;
+    assert_eq!(hello["last_seq"], 5);
     assert_eq!(seqs(&ws.replayed), vec![3, 4, 5]);
     assert!(ws.replayed.iter().all(|n| n["replayed"] == true));
     assert_eq!(ws.replayed[0]["title"], "n2");
@@ -75,8 +82,10 @@ async fn last_seq_replays_exactly_what_was_missed(backend: Backend) {
         (json!(6), json!(false))
     );
 
-    // Up to date: an empty replay, still with its replay_complete.
-    let ws = connect_from(&hub, &alice, Some(6)).await;
+    // Up to date: an empty replay, still with its replay_complete; the greeting of a second
+    // socket, to an actor that holds one already, is as new.
+    let (ws, hello) = connect_greeted(&hub, &alice, Some(6)).await;
+    assert_eq!(hello["last_seq"], 6);
     assert!(ws.replayed.is_empty());
     assert_eq!(
         ws.replay_complete,
