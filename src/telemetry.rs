@@ -4,10 +4,12 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
 
-/// Installs the global subscriber. The filter comes from `RUST_LOG` (default `info`).
+/// Installs the global subscriber. The filter comes from `RUST_LOG` (default `info`, with
+/// ractor's per-actor `Actor` spans off: one would live, and be entered on every message, for
+/// each connected user, and ractor logs nothing above `debug`).
 pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info"));
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info,ractor=warn"));
     // Colour only on a terminal: a file or a pipe gets plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -90,6 +90,9 @@ pub async fn serve_child(
         config.delivery_concurrency = 32;
     }
     let database_url_used = config.database_url.clone();
+    // Logging as `tickethub serve` sets it up (`RUST_LOG`, default `info`): a span that the
+    // default filter keeps costs memory and CPU, and the figures are the ones users get.
+    tickethub::telemetry::init(config.log_format);
     let app = tickethub::Application::build(config).await.unwrap();
     let store = app.store();
     let hub = app.hub();

@@ -8,24 +8,27 @@
 //! fastwebsockets' frame reader is not cancel-safe, so the read future is created once per
 //! frame and polled to completion across loop turns, while writes go to the other half.
 
+use std::future::Future;
 use std::pin::pin;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
 use fastwebsockets::upgrade::UpgradeFut;
-use fastwebsockets::{Frame, OpCode, Payload, WebSocketError, WebSocketWrite};
+use fastwebsockets::{Frame, OpCode, Payload, WebSocketError, WebSocketRead, WebSocketWrite};
+use futures::future::Either;
 use futures::FutureExt;
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 use tickethub_actors::connection::{
     ConnHandle, ConnId, ConnShared, ConnectionMsg, Outbound, Replay, Update,
 };
-use tickethub_actors::domain::{Role, User};
+use tickethub_actors::domain::{Role, User, UserId};
 use tickethub_actors::ports::{NotificationFilter, Page};
 use tickethub_actors::ticket_domain::TicketId;
 use tickethub_actors::user::{CommandOutcome, Resume, UserCommand, UserMsg};
-use tokio::io::WriteHalf;
+use tokio::io::{ReadHalf, WriteHalf};
 use tokio::time::Instant;
 
 use ractor::ActorRef;
@@ -36,6 +39,7 @@ use super::batch::{Batched, Cork};
 use super::close::CloseCode;
 use super::dialect::Dialect;
 use super::protocol::{ClientFrame, ServerFrame};
+use super::{SocketSlot, WsSettings};
 use crate::auth::{AuthError, TokenError, TokenType, Verified};
 use crate::http::AppState;
 use crate::wire;
@@ -91,15 +95,25 @@ enum Flow {
 }
 
 impl Session {
-    /// Runs the socket until it closes. Boxed: an `async fn` keeps its by-value arguments
-    /// beside what is moved out of them, for the task's whole life.
-    pub async fn run(self: Box<Self>) {
+    /// Runs the socket until it closes: the handshake's end, then the socket's life. The
+    /// two are separate futures, so that nothing of the opening (the session's arguments, the
+    /// user's profile, the upgrade) stays in the task while the socket lives.
+    pub fn run(self: Box<Self>) -> impl Future<Output = ()> + Send {
+        Box::pin(self.open()).then(|open| match open {
+            Some(open) => Either::Left(open.serve()),
+            None => Either::Right(std::future::ready(())),
+        })
+    }
+
+    /// Completes the upgrade, attaches the socket to its owner and greets the client; `None`
+    /// when the socket was closed instead.
+    async fn open(self: Box<Self>) -> Option<Open> {
         let this = *self;
         let mut ws = match this.upgrade.await {
             Ok(ws) => ws,
             Err(e) => {
                 tracing::debug!(error = %e, "upgrade failed");
-                return;
+                return None;
             }
         };
         // The limit is inclusive: a message of exactly the limit is accepted (the library
@@ -117,7 +131,7 @@ impl Session {
             Ok(pair) => pair,
             Err(e) => {
                 let _ = close(&mut write, CloseCode::Unauthorized, &e.to_string()).await;
-                return;
+                return None;
             }
         };
         if let Some(Err(())) = this.room {
@@ -128,10 +142,10 @@ impl Session {
                 "Not a member of this project.",
             )
             .await;
-            return;
+            return None;
         }
         let ws_settings = this.state.ws.clone();
-        let Some(_slot) = ws_settings.take_slot(user.id) else {
+        let Some(slot) = ws_settings.take_slot(user.id) else {
             metrics::counter!("tickethub_throttled_total", "limit" => "sockets_per_user")
                 .increment(1);
             let _ = close(
@@ -140,9 +154,9 @@ impl Session {
                 "Too many sockets for this user.",
             )
             .await;
-            return;
+            return None;
         };
-        let (conn, mut rx) = ConnHandle::new(
+        let (conn, rx) = ConnHandle::new(
             ConnId(ws_settings.next_conn_id.fetch_add(1, Ordering::Relaxed)),
             ws_settings.outbound_queue,
             ws_settings.outbound_queue_bytes,
@@ -160,14 +174,12 @@ impl Session {
                 .state
                 .hub
                 .join_room(project, &user, kind, this.diff, conn)
-                .boxed()
                 .await
                 .map(|room| (Owner::Room(room, kind), 0)),
             _ => this
                 .state
                 .hub
                 .attach(user.id, conn, resume)
-                .boxed()
                 .await
                 .map(|a| (Owner::User(a.actor), a.last_seq)),
         };
@@ -176,17 +188,27 @@ impl Session {
             Err(e) => {
                 tracing::warn!(user_id = user.id.0, error = %e, "cannot attach socket");
                 let _ = close(&mut write, CloseCode::GoingAway, "hub unavailable").await;
-                return;
+                return None;
             }
         };
         tracing::debug!(user_id = user.id.0, conn = conn_id.0, "socket attached");
         metrics::gauge!("tickethub_connections_open").increment(1.0);
         metrics::counter!("tickethub_connections_total").increment(1);
 
+        // The greeting is the last use of the user's profile: the socket keeps only its id and
+        // role, not the strings, for the rest of its life.
+        let hello = matches!(owner, Owner::User(_)).then(|| ServerFrame::ConnectionEstablished {
+            message: format!("Connected successfully as {}", user.username),
+            user_id: user.id.0,
+            last_seq: newest,
+        });
+        let (user_id, role) = (user.id, user.role);
+        drop(user);
         let commands = this.state.limits.command_limiter();
-        let mut ctx = Ctx {
+        let ctx = Ctx {
             state: this.state,
-            user,
+            user_id,
+            role,
             token,
             conn_id,
             warned: false,
@@ -196,154 +218,199 @@ impl Session {
             commands,
             refused: 0,
         };
-        let mut outcome = match &ctx.owner {
-            Owner::User(_) => {
-                let hello = ServerFrame::ConnectionEstablished {
-                    message: format!("Connected successfully as {}", ctx.user.username),
-                    user_id: ctx.user.id.0,
-                    last_seq: newest,
-                };
-                Box::pin(send(&mut write, &hello))
-                    .await
-                    .map(|_| Flow::Continue)
-            }
+        let outcome = match hello {
+            Some(hello) => send(&mut write, &hello).await.map(|_| Flow::Continue),
             // A room greets its sockets itself, through the queue.
-            Owner::Room(..) | Owner::Echo => Ok(Flow::Continue),
+            None => Ok(Flow::Continue),
         };
 
-        let mut read = read;
-        let mut noop = |_: Frame<'_>| async { Ok::<(), std::io::Error>(()) };
-        // What the socket waits on besides its frames and its queue lives as long as the
-        // socket: each wake-up polls them, none is registered again per message.
-        let mut kicked = pin!(shared.until_kicked());
-        let mut shutdown = pin!(ws_settings.shutdown.cancelled());
-        let mut clock_at = ctx.token_clock_at();
-        let mut token_clock = pin!(tokio::time::sleep_until(instant_at(clock_at)));
-        'frames: while let Ok(Flow::Continue) = outcome {
-            let frame_fut = read.read_frame(&mut noop);
-            let mut frame_fut = pin!(frame_fut);
-            let frame = loop {
-                if ctx.token_clock_at() != clock_at {
-                    clock_at = ctx.token_clock_at();
-                    token_clock.as_mut().reset(instant_at(clock_at));
-                }
-                tokio::select! {
-                    biased;
-                    reason = &mut kicked => {
-                        outcome = Ok(Flow::Close(reason.into(), "closed by the hub"));
-                        break 'frames;
+        Some(Open {
+            read,
+            write,
+            rx,
+            shared,
+            cork,
+            ctx,
+            outcome,
+            ws_settings,
+            slot,
+        })
+    }
+}
+
+/// An open socket, attached and greeted.
+struct Open {
+    read: WebSocketRead<ReadHalf<Io>>,
+    write: Writer,
+    rx: Outbound,
+    shared: Arc<ConnShared>,
+    cork: Cork,
+    ctx: Ctx,
+    /// How the greeting went.
+    outcome: Result<Flow, WebSocketError>,
+    ws_settings: Arc<WsSettings>,
+    /// The user's place among their sockets, given back when the socket ends.
+    slot: SocketSlot,
+}
+
+impl Open {
+    /// Serves the socket until it closes. Not an `async fn`: the fields are moved into the
+    /// future one by one, where an `async fn` would keep its argument beside them.
+    fn serve(self) -> impl Future<Output = ()> + Send {
+        let Open {
+            mut read,
+            mut write,
+            mut rx,
+            shared,
+            cork,
+            mut ctx,
+            mut outcome,
+            ws_settings,
+            slot,
+        } = self;
+        async move {
+            let mut noop = |_: Frame<'_>| async { Ok::<(), std::io::Error>(()) };
+            // What the socket waits on besides its frames and its queue lives as long as the
+            // socket: each wake-up polls them, none is registered again per message.
+            let mut kicked = pin!(shared.until_kicked());
+            let mut shutdown = pin!(ws_settings.shutdown.cancelled());
+            let mut clock_at = ctx.token_clock_at();
+            let mut token_clock = pin!(tokio::time::sleep_until(instant_at(clock_at)));
+            'frames: while let Ok(Flow::Continue) = outcome {
+                let frame_fut = read.read_frame(&mut noop);
+                let mut frame_fut = pin!(frame_fut);
+                let frame = loop {
+                    if ctx.token_clock_at() != clock_at {
+                        clock_at = ctx.token_clock_at();
+                        token_clock.as_mut().reset(instant_at(clock_at));
                     }
-                    _ = &mut shutdown => {
-                        // What is queued already goes out before the 1001, bounded: a client
-                        // that stopped reading cannot hold the shutdown.
-                        let flushed = Box::pin(tokio::time::timeout(SHUTDOWN_FLUSH, async {
-                            while let Some(msg) = rx.try_recv() {
-                                match Box::pin(outbound(Some(msg), &mut rx, &mut write, &shared, ctx.dialect, &cork, kicked.as_mut())).await {
-                                    Ok(Flow::Continue) => {}
-                                    other => return other,
+                    tokio::select! {
+                        biased;
+                        reason = &mut kicked => {
+                            outcome = Ok(Flow::Close(reason.into(), "closed by the hub"));
+                            break 'frames;
+                        }
+                        _ = &mut shutdown => {
+                            // What is queued already goes out before the 1001, bounded: a client
+                            // that stopped reading cannot hold the shutdown.
+                            let flushed = Box::pin(tokio::time::timeout(SHUTDOWN_FLUSH, async {
+                                while let Some(msg) = rx.try_recv() {
+                                    match Box::pin(outbound(Some(msg), &mut rx, &mut write, &shared, ctx.dialect, &cork, kicked.as_mut())).await {
+                                        Ok(Flow::Continue) => {}
+                                        other => return other,
+                                    }
                                 }
+                                Ok(Flow::Close(CloseCode::GoingAway, "server shutting down"))
+                            }))
+                            .await;
+                            outcome = flushed.unwrap_or(Ok(Flow::Drop));
+                            break 'frames;
+                        }
+                        msg = rx.recv() => {
+                            // Boxed too: the write of a replay is large, and only the socket
+                            // writing needs it for the moment it writes.
+                            outcome = Box::pin(outbound(msg, &mut rx, &mut write, &shared, ctx.dialect, &cork, kicked.as_mut())).await;
+                            if !matches!(outcome, Ok(Flow::Continue)) {
+                                break 'frames;
                             }
-                            Ok(Flow::Close(CloseCode::GoingAway, "server shutting down"))
-                        }))
-                        .await;
-                        outcome = flushed.unwrap_or(Ok(Flow::Drop));
-                        break 'frames;
+                        }
+                        _ = &mut token_clock => {
+                            outcome = Box::pin(ctx.on_token_clock(&mut write)).await;
+                            if !matches!(outcome, Ok(Flow::Continue)) {
+                                break 'frames;
+                            }
+                        }
+                        frame = &mut frame_fut => break frame,
                     }
-                    msg = rx.recv() => {
-                        // Boxed too: the write of a replay is large, and only the socket
-                        // writing needs it for the moment it writes.
-                        outcome = Box::pin(outbound(msg, &mut rx, &mut write, &shared, ctx.dialect, &cork, kicked.as_mut())).await;
-                        if !matches!(outcome, Ok(Flow::Continue)) {
-                            break 'frames;
+                };
+                shared.touch();
+                metrics::counter!("tickethub_frames_in_total").increment(1);
+                outcome = match frame {
+                    // Boxed: client frames are rare next to pushes, and their handling (commands
+                    // with database calls) would otherwise sit in every idle socket's state.
+                    Ok(frame) => Box::pin(ctx.on_frame(frame, &mut write)).await,
+                    Err(WebSocketError::FrameTooLarge) => {
+                        Ok(Flow::Close(CloseCode::TooBig, "message too big"))
+                    }
+                    Err(WebSocketError::InvalidUTF8) => {
+                        Ok(Flow::Close(CloseCode::InvalidData, "invalid UTF-8"))
+                    }
+                    // A frame that breaks RFC 6455 fails the connection with 1002.
+                    Err(
+                        WebSocketError::ReservedBitsNotZero
+                        | WebSocketError::ControlFrameFragmented
+                        | WebSocketError::PingFrameTooLarge
+                        | WebSocketError::InvalidValue
+                        | WebSocketError::InvalidFragment
+                        | WebSocketError::InvalidContinuationFrame
+                        | WebSocketError::InvalidCloseFrame
+                        | WebSocketError::InvalidCloseCode,
+                    ) => Ok(Flow::Close(CloseCode::ProtocolError, "protocol error")),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "socket read ended");
+                        Err(e)
+                    }
+                };
+            }
+            // Nothing more is written to the socket but its close: it leaves its owner first.
+            match &ctx.owner {
+                Owner::User(actor) => {
+                    // The actor records what this socket was sent. One that crashed cannot (its
+                    // clean-up never ran): the socket records it itself, so that a client that
+                    // neither acks nor sends `last_seq` is not sent it all again.
+                    if actor.send_message(UserMsg::Detach(ctx.conn_id)).is_err() {
+                        let sent = shared.sent_seq();
+                        if sent > 0 {
+                            if let Err(e) =
+                                Box::pin(ctx.state.store.record_sent(&[(ctx.user_id, sent)])).await
+                            {
+                                tracing::warn!(user_id = ctx.user_id.0, error = %e, "cannot record sent seq");
+                            }
                         }
                     }
-                    _ = &mut token_clock => {
-                        outcome = Box::pin(ctx.on_token_clock(&mut write)).await;
-                        if !matches!(outcome, Ok(Flow::Continue)) {
-                            break 'frames;
+                }
+                Owner::Room(room, _) => {
+                    let _ = room.send_message(RoomMsg::Leave(ctx.conn_id));
+                }
+                Owner::Echo => {}
+            }
+            if let Ok(Flow::Close(code, reason)) = outcome {
+                // A failed connection (RFC 6455 §7.1.7: a protocol error, invalid data) is closed
+                // at once after its close frame; otherwise the client's close is awaited briefly.
+                let failed = matches!(code, CloseCode::ProtocolError | CloseCode::InvalidData);
+                if close(&mut write, code, reason).await.is_ok()
+                    && code != CloseCode::Normal
+                    && !failed
+                {
+                    // Complete the closing handshake: wait briefly for the client's close frame,
+                    // so that the TCP close does not reset frames the client has yet to read.
+                    let _ = Box::pin(tokio::time::timeout(CLOSE_GRACE, async {
+                        while let Ok(frame) = read.read_frame(&mut noop).await {
+                            if frame.opcode == OpCode::Close {
+                                break;
+                            }
                         }
-                    }
-                    frame = &mut frame_fut => break frame,
-                }
-            };
-            shared.touch();
-            metrics::counter!("tickethub_frames_in_total").increment(1);
-            outcome = match frame {
-                // Boxed: client frames are rare next to pushes, and their handling (commands
-                // with database calls) would otherwise sit in every idle socket's state.
-                Ok(frame) => Box::pin(ctx.on_frame(frame, &mut write)).await,
-                Err(WebSocketError::FrameTooLarge) => {
-                    Ok(Flow::Close(CloseCode::TooBig, "message too big"))
-                }
-                Err(WebSocketError::InvalidUTF8) => {
-                    Ok(Flow::Close(CloseCode::InvalidData, "invalid UTF-8"))
-                }
-                // A frame that breaks RFC 6455 fails the connection with 1002.
-                Err(
-                    WebSocketError::ReservedBitsNotZero
-                    | WebSocketError::ControlFrameFragmented
-                    | WebSocketError::PingFrameTooLarge
-                    | WebSocketError::InvalidValue
-                    | WebSocketError::InvalidFragment
-                    | WebSocketError::InvalidContinuationFrame
-                    | WebSocketError::InvalidCloseFrame
-                    | WebSocketError::InvalidCloseCode,
-                ) => Ok(Flow::Close(CloseCode::ProtocolError, "protocol error")),
-                Err(e) => {
-                    tracing::debug!(error = %e, "socket read ended");
-                    Err(e)
-                }
-            };
-        }
-        // Nothing more is written to the socket but its close: it leaves its owner first.
-        match &ctx.owner {
-            Owner::User(actor) => {
-                // The actor records what this socket was sent. One that crashed cannot (its
-                // clean-up never ran): the socket records it itself, so that a client that
-                // neither acks nor sends `last_seq` is not sent it all again.
-                if actor.send_message(UserMsg::Detach(conn_id)).is_err() {
-                    let sent = shared.sent_seq();
-                    if sent > 0 {
-                        if let Err(e) =
-                            Box::pin(ctx.state.store.record_sent(&[(ctx.user.id, sent)])).await
-                        {
-                            tracing::warn!(user_id = ctx.user.id.0, error = %e, "cannot record sent seq");
-                        }
-                    }
+                    }))
+                    .await;
                 }
             }
-            Owner::Room(room, _) => {
-                let _ = room.send_message(RoomMsg::Leave(conn_id));
-            }
-            Owner::Echo => {}
+            metrics::gauge!("tickethub_connections_open").decrement(1.0);
+            tracing::debug!(
+                user_id = ctx.user_id.0,
+                conn = ctx.conn_id.0,
+                "socket closed"
+            );
+            drop(slot);
         }
-        if let Ok(Flow::Close(code, reason)) = outcome {
-            // A failed connection (RFC 6455 §7.1.7: a protocol error, invalid data) is closed
-            // at once after its close frame; otherwise the client's close is awaited briefly.
-            let failed = matches!(code, CloseCode::ProtocolError | CloseCode::InvalidData);
-            if close(&mut write, code, reason).await.is_ok() && code != CloseCode::Normal && !failed
-            {
-                // Complete the closing handshake: wait briefly for the client's close frame,
-                // so that the TCP close does not reset frames the client has yet to read.
-                let _ = Box::pin(tokio::time::timeout(CLOSE_GRACE, async {
-                    while let Ok(frame) = read.read_frame(&mut noop).await {
-                        if frame.opcode == OpCode::Close {
-                            break;
-                        }
-                    }
-                }))
-                .await;
-            }
-        }
-        metrics::gauge!("tickethub_connections_open").decrement(1.0);
-        tracing::debug!(user_id = ctx.user.id.0, conn = conn_id.0, "socket closed");
     }
 }
 
 /// The per-socket state the frame handlers work on.
 struct Ctx {
     state: AppState,
-    user: User,
+    user_id: UserId,
+    /// The user's role as the socket was opened (it decides `send_notification`).
+    role: Role,
     token: Verified,
     conn_id: ConnId,
     warned: bool,
@@ -490,10 +557,10 @@ impl Ctx {
                 if let Err(e) = self
                     .state
                     .hub
-                    .user_command(self.user.id, Some(self.conn_id), UserCommand::Ack(seq))
+                    .user_command(self.user_id, Some(self.conn_id), UserCommand::Ack(seq))
                     .await
                 {
-                    tracing::warn!(user_id = self.user.id.0, error = %e, "ack failed");
+                    tracing::warn!(user_id = self.user_id.0, error = %e, "ack failed");
                 }
             }
             other => {
@@ -519,7 +586,7 @@ impl Ctx {
             .authenticate(&*self.state.store, token, TokenType::Access)
             .await;
         match verified {
-            Ok((_, v)) if v.user_id == self.user.id => {
+            Ok((_, v)) if v.user_id == self.user_id => {
                 self.token = v;
                 self.warned = false;
                 send(write, &ServerFrame::TokenRefreshed { expires_at: v.exp }).await?;
@@ -535,7 +602,7 @@ impl Ctx {
                 .await?;
             }
             Err(AuthError::Store(e)) => {
-                tracing::warn!(user_id = self.user.id.0, error = %e, "token refresh failed");
+                tracing::warn!(user_id = self.user_id.0, error = %e, "token refresh failed");
                 send(
                     write,
                     &ServerFrame::Error {
@@ -612,7 +679,7 @@ impl Ctx {
 
     /// Runs an inbox command: reads straight from the store, changes through the user actor.
     async fn command(&self, frame: ClientFrame) -> Result<Value, (&'static str, String)> {
-        let user = self.user.id;
+        let user = self.user_id;
         let hub = &self.state.hub;
         let unavailable = |e: String| {
             tracing::warn!(user_id = user.0, error = %e, "socket command failed");
@@ -698,7 +765,7 @@ impl Ctx {
                 json!({ "type": "notification_deleted", "notification_id": notification_id, "success": success })
             }
             ClientFrame::SendNotification(body) => {
-                if self.user.role != Role::Admin {
+                if self.role != Role::Admin {
                     return Err(("forbidden", "Only admins can send notifications.".into()));
                 }
                 let announcement = body.into_announcement().map_err(|e| ("bad_request", e))?;
