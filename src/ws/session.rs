@@ -156,7 +156,7 @@ impl Session {
             .await;
             return None;
         };
-        let (conn, rx) = ConnHandle::new(
+        let (conn, mut rx) = ConnHandle::new(
             ConnId(ws_settings.next_conn_id.fetch_add(1, Ordering::Relaxed)),
             ws_settings.outbound_queue,
             ws_settings.outbound_queue_bytes,
@@ -219,7 +219,36 @@ impl Session {
             refused: 0,
         };
         let outcome = match hello {
-            Some(hello) => send(&mut write, &hello).await.map(|_| Flow::Continue),
+            // The greeting and the replay the actor queued as it attached go out in one write.
+            Some(hello) => {
+                cork.hold();
+                match send(&mut write, &hello).await {
+                    Ok(()) => match rx.try_recv() {
+                        Some(replay) => {
+                            let kicked = pin!(shared.until_kicked());
+                            let dialect = ctx.dialect;
+                            outbound(
+                                Some(replay),
+                                &mut rx,
+                                &mut write,
+                                &shared,
+                                dialect,
+                                &cork,
+                                kicked,
+                            )
+                            .await
+                        }
+                        None => {
+                            cork.release();
+                            write.flush().await.map(|_| Flow::Continue)
+                        }
+                    },
+                    Err(e) => {
+                        cork.release();
+                        Err(e)
+                    }
+                }
+            }
             // A room greets its sockets itself, through the queue.
             None => Ok(Flow::Continue),
         };
