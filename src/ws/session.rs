@@ -82,8 +82,11 @@ pub struct Session {
 enum Owner {
     User(ActorRef<UserMsg>),
     Room(ActorRef<RoomMsg>, RoomSocket),
-    /// Nobody: the socket echoes (conformance testing only).
-    Echo,
+    /// Nobody: the socket echoes (conformance testing only). It holds its own queue's sending
+    /// end, which would otherwise close with the opening.
+    Echo {
+        _queue: Box<ConnHandle>,
+    },
 }
 
 enum Flow {
@@ -169,7 +172,12 @@ impl Session {
         };
         // With the user's newest seq for the greeting, read by the actor as it attaches.
         let joined = match this.room {
-            _ if this.echo => Ok((Owner::Echo, 0)),
+            _ if this.echo => Ok((
+                Owner::Echo {
+                    _queue: Box::new(conn),
+                },
+                0,
+            )),
             Some(Ok((project, kind))) => this
                 .state
                 .hub
@@ -401,7 +409,7 @@ impl Open {
                 Owner::Room(room, _) => {
                     let _ = room.send_message(RoomMsg::Leave(ctx.conn_id));
                 }
-                Owner::Echo => {}
+                Owner::Echo { .. } => {}
             }
             if let Ok(Flow::Close(code, reason)) = outcome {
                 // A failed connection (RFC 6455 §7.1.7: a protocol error, invalid data) is closed
@@ -539,7 +547,7 @@ impl Ctx {
     }
 
     async fn on_text(&mut self, text: &[u8], write: &mut Writer) -> Result<Flow, WebSocketError> {
-        if let Owner::Echo = self.owner {
+        if let Owner::Echo { .. } = self.owner {
             write
                 .write_frame(Frame::text(Payload::Borrowed(text)))
                 .await?;
