@@ -572,10 +572,17 @@ impl UserActor {
             UserMsg::Attach(request)
                 if state.conns.iter().any(|c| c.handle.id == request.conn.id) =>
             {
+                // Its replay reached `sent`, which may be past `delivered` (a commit whose
+                // notification has yet to arrive): the greeting must not claim less.
+                let replayed = state
+                    .conns
+                    .iter()
+                    .find(|c| c.handle.id == request.conn.id)
+                    .map_or(0, |c| c.sent);
                 let _ = request.reply.send(Attached {
                     actor: myself.clone(),
                     connections: state.conns.len(),
-                    last_seq: state.delivered,
+                    last_seq: state.delivered.max(replayed),
                 });
             }
             UserMsg::Attach(request) => {

@@ -226,9 +226,12 @@ impl Session {
             commands,
             refused: 0,
         };
-        let outcome = match hello {
+        let outcome = match (hello, shared.kicked()) {
+            // Kicked already (its actor restarted, say): closed with the reason, as the loop
+            // would, rather than dropped by the batch below.
+            (_, Some(reason)) => Ok(Flow::Close(reason.into(), "closed by the hub")),
             // The greeting and the replay the actor queued as it attached go out in one write.
-            Some(hello) => {
+            (Some(hello), None) => {
                 cork.hold();
                 match send(&mut write, &hello).await {
                     Ok(()) => match rx.try_recv() {
@@ -258,7 +261,7 @@ impl Session {
                 }
             }
             // A room greets its sockets itself, through the queue.
-            None => Ok(Flow::Continue),
+            (None, None) => Ok(Flow::Continue),
         };
 
         Some(Open {

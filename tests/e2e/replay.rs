@@ -567,8 +567,10 @@ async fn a_slow_attach_that_is_retried_replays_once(backend: Backend) {
         .unwrap()
         .send_message(UserMsg::InjectStall(Duration::from_millis(750)))
         .unwrap();
-    let mut second = connect_from(&hub, &alice, Some(0)).await;
+    let (mut second, hello) = connect_greeted(&hub, &alice, Some(0)).await;
     assert_eq!(seqs(&second.replayed), vec![1, 2, 3]);
+    // Answered by a retry, which finds the socket attached: the greeting is still as new.
+    assert_eq!(hello["last_seq"], 3);
     // One replay, nothing after it: the next frame answers the next ping.
     second
         .send_json(json!({"type": "ping", "timestamp": 7}))
