@@ -567,32 +567,29 @@ impl UserActor {
             }
         }
         match msg {
-            // A retried attach (the first was slow to answer) finds its socket here already:
-            // answered again, never replayed twice.
-            UserMsg::Attach(request)
-                if state.conns.iter().any(|c| c.handle.id == request.conn.id) =>
-            {
-                // Its replay reached `sent`, which may be past `delivered` (a commit whose
-                // notification has yet to arrive): the greeting must not claim less.
-                let replayed = state
-                    .conns
-                    .iter()
-                    .find(|c| c.handle.id == request.conn.id)
-                    .map_or(0, |c| c.sent);
-                let _ = request.reply.send(Attached {
-                    actor: myself.clone(),
-                    connections: state.conns.len(),
-                    last_seq: state.delivered.max(replayed),
-                });
-            }
             UserMsg::Attach(request) => {
                 let AttachRequest {
                     conn,
                     resume,
                     reply,
                 } = *request;
-                self.attach(myself.clone(), state, conn, resume, reply, cursor)
-                    .await;
+                match state.conns.iter().find(|c| c.handle.id == conn.id) {
+                    // A retried attach (the first was slow to answer) finds its socket here
+                    // already: answered again, never replayed twice. Its replay reached `sent`,
+                    // which may be past `delivered` (a commit whose notification has yet to
+                    // arrive): the greeting must not claim less.
+                    Some(attached) => {
+                        let _ = reply.send(Attached {
+                            actor: myself.clone(),
+                            connections: state.conns.len(),
+                            last_seq: state.delivered.max(attached.sent),
+                        });
+                    }
+                    None => {
+                        self.attach(myself.clone(), state, conn, resume, reply, cursor)
+                            .await
+                    }
+                }
             }
             UserMsg::Detach(id) => {
                 let gone = state

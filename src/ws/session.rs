@@ -211,7 +211,6 @@ impl Session {
             last_seq: newest,
         });
         let (user_id, role) = (user.id, user.role);
-        drop(user);
         let commands = this.state.limits.command_limiter();
         let ctx = Ctx {
             state: this.state,
