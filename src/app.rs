@@ -1,13 +1,12 @@
 //! The composition root: the only place that wires store, auth, actors and HTTP together.
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
 use tickethub_actors::domain::{NewUser, Role, User};
 use tickethub_actors::ports::{Store, StoreError};
 use tickethub_actors::{Hub, HubConfig, HubDeps};
@@ -53,9 +52,13 @@ const ACTORS_CLOSE_SOCKETS: Duration = Duration::from_secs(2);
 pub struct Application {
     listener: TcpListener,
     addr: SocketAddr,
+    /// `/metrics` on a listener of its own (`--metrics-bind`).
+    metrics_listener: Option<TcpListener>,
     state: AppState,
     max_body_bytes: usize,
     shutdown_timeout: Duration,
+    limits: crate::serve::ServerLimits,
+    request_timeout: Duration,
     /// Where project rooms run, when they have threads of their own.
     _rooms_runtime: Option<NicedRuntime>,
 }
@@ -190,10 +193,16 @@ impl Application {
                 Duration::from_secs(config.bus_reconcile_interval.max(1)),
             ));
         }
-        let listener = listen(config.bind).map_err(|source| BuildError::Bind {
+        let listener = crate::serve::listen(config.bind).map_err(|source| BuildError::Bind {
             addr: config.bind,
             source,
         })?;
+        let metrics_listener = config
+            .metrics_bind
+            .map(|addr| {
+                crate::serve::listen(addr).map_err(|source| BuildError::Bind { addr, source })
+            })
+            .transpose()?;
         let addr = listener.local_addr().map_err(|source| BuildError::Bind {
             addr: config.bind,
             source,
@@ -222,14 +231,27 @@ impl Application {
             trusted_proxies: config.trusted_proxy_nets().unwrap_or_default().into(),
             limits: Arc::new(crate::limits::Limits::from_config(&config)),
             registration: config.registration,
+            metrics: Arc::new(http::MetricsAccess {
+                token: config.metrics_token.clone(),
+                on_main: config.metrics_bind.is_none(),
+            }),
         };
         state.limits.spawn_cleanup();
         Ok(Self {
             listener,
             addr,
+            metrics_listener,
             state,
             max_body_bytes: config.max_body_bytes,
             shutdown_timeout: Duration::from_secs(config.shutdown_timeout),
+            limits: crate::serve::ServerLimits {
+                max_connections: match config.max_connections {
+                    0 => crate::serve::default_max_connections(),
+                    n => n,
+                },
+                header_timeout: Duration::from_secs(config.http_header_timeout),
+            },
+            request_timeout: Duration::from_secs(config.http_request_timeout),
             _rooms_runtime: rooms_runtime,
         })
     }
@@ -237,6 +259,13 @@ impl Application {
     /// The address the hub listens on (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The address `/metrics` is served on, when it has a listener of its own.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
     }
 
     /// The actor system.
@@ -262,26 +291,35 @@ impl Application {
     ) -> std::io::Result<()> {
         let Application {
             listener,
+            metrics_listener,
             state,
             max_body_bytes,
             shutdown_timeout,
+            limits,
+            request_timeout,
             ..
         } = self;
-        let router = http::router(state.clone(), max_body_bytes);
+        let router = http::router(state.clone(), max_body_bytes, request_timeout);
         let stop_accepting = CancellationToken::new();
-        let stopped = stop_accepting.clone();
-        let listener = listener.tap_io(|tcp| {
-            // Frames are small and latency matters more than packet count.
-            let _ = tcp.set_nodelay(true);
-        });
-        let server = tokio::spawn(
-            axum::serve(
+        let server = tokio::spawn(crate::serve::serve(
+            listener,
+            router,
+            limits,
+            stop_accepting.clone(),
+            shutdown_timeout,
+        ));
+        if let Some(listener) = metrics_listener {
+            tokio::spawn(crate::serve::serve(
                 listener,
-                router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-            )
-            .with_graceful_shutdown(async move { stopped.cancelled().await })
-            .into_future(),
-        );
+                http::ops::metrics_router(state.clone()),
+                crate::serve::ServerLimits {
+                    max_connections: 64,
+                    ..limits
+                },
+                stop_accepting.clone(),
+                Duration::ZERO,
+            ));
+        }
         shutdown.await;
         tracing::info!("shutting down");
         stop_accepting.cancel();
@@ -302,14 +340,8 @@ impl Application {
         {
             tracing::warn!("some sockets did not close in time");
         }
-        let served = match tokio::time::timeout(shutdown_timeout, server).await {
-            Ok(Ok(res)) => res,
-            Ok(Err(join)) => Err(std::io::Error::other(join)),
-            Err(_) => {
-                tracing::warn!("some requests did not finish in time");
-                Ok(())
-            }
-        };
+        // The server drains its requests within the shutdown timeout itself.
+        let served = server.await.map_err(std::io::Error::other);
         state.hub.shutdown().await;
         if let Some(bus) = &state.bus {
             bus.close().await;
@@ -363,19 +395,6 @@ async fn follow_bus(hub: Hub, mut remote: crate::bus::Remote, every: Duration) {
         }
     }
     reconciler.abort();
-}
-
-/// Binds the listener with a deep accept backlog, so that a reconnect storm queues instead of
-/// being dropped and retried a second later.
-fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() {
-        tokio::net::TcpSocket::new_v4()?
-    } else {
-        tokio::net::TcpSocket::new_v6()?
-    };
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
-    socket.listen(4096)
 }
 
 /// The HS256 secret of an embedded hub: kept in `<database file>.jwt-secret`, created on

@@ -277,6 +277,32 @@ pub struct ServeConfig {
     #[arg(long, env = "TICKETHUB_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
 
+    /// Seconds a client has to send a request's head (from the connection's start, or the
+    /// end of its previous request: also the keep-alive idle time). A client that trickles
+    /// its headers is disconnected after it.
+    #[arg(long, env = "TICKETHUB_HTTP_HEADER_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub http_header_timeout: u64,
+
+    /// Seconds a request may take, body included, before it is answered 503 (WebSocket
+    /// upgrades answer at once and are not bound by it).
+    #[arg(long, env = "TICKETHUB_HTTP_REQUEST_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub http_request_timeout: u64,
+
+    /// Connections open at once, HTTP and WebSocket; the next waits in the accept backlog. 0:
+    /// the process's open-file limit less 512 (kept for the database, Redis and deliveries).
+    #[arg(long, env = "TICKETHUB_MAX_CONNECTIONS", default_value_t = 0)]
+    pub max_connections: usize,
+
+    /// Serve `/metrics` on this address only (an internal interface, say), and not on
+    /// `--bind`. Unset: `/metrics` is served on `--bind` beside the API.
+    #[arg(long, env = "TICKETHUB_METRICS_BIND")]
+    pub metrics_bind: Option<SocketAddr>,
+
+    /// A bearer token `/metrics` asks for (`Authorization: Bearer <token>`, Prometheus's
+    /// `authorization` setting); unset, `/metrics` answers anyone who reaches it.
+    #[arg(long, env = "TICKETHUB_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
+
     /// Seconds a ticket's actor lives without messages before it is passivated.
     #[arg(long, env = "TICKETHUB_TICKET_ACTOR_IDLE", default_value_t = 60)]
     pub ticket_actor_idle: u64,

@@ -45,6 +45,17 @@ pub struct AppState {
     pub limits: Arc<crate::limits::Limits>,
     /// Whether anyone may sign up.
     pub registration: crate::config::Registration,
+    /// Who may read `/metrics`, and where.
+    pub metrics: Arc<MetricsAccess>,
+}
+
+/// Who may read `/metrics`, and where.
+#[derive(Debug, Default)]
+pub struct MetricsAccess {
+    /// The bearer token `/metrics` asks for, if any (`--metrics-token`).
+    pub token: Option<String>,
+    /// Whether `/metrics` is served beside the API (`false` with `--metrics-bind`).
+    pub on_main: bool,
 }
 
 /// The scheme and host a client reached the hub by, behind a trusted proxy
@@ -89,14 +100,18 @@ async fn public_origin(
 }
 
 /// The whole HTTP surface: REST, WebSockets and operations.
-pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+pub fn router(
+    state: AppState,
+    max_body_bytes: usize,
+    request_timeout: std::time::Duration,
+) -> Router {
     Router::new()
         .merge(users::router())
         .merge(tickets::router())
         .merge(projects::router())
         .merge(notifications::router())
         .merge(admin::router())
-        .merge(ops::router())
+        .merge(ops::router(state.metrics.on_main))
         .merge(openapi::router())
         .merge(crate::ws::router())
         .merge(pages::router())
@@ -105,6 +120,9 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
             error::ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed.")
         })
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(axum::middleware::from_fn(move |req, next| {
+            within(request_timeout, req, next)
+        }))
         .layer(axum::middleware::from_fn_with_state(
             state.trusted_proxies.clone(),
             public_origin,
@@ -124,10 +142,25 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .with_state(state)
 }
 
+/// Answers 503 for a request that takes longer than `limit`, body reading included, so that a
+/// client trickling its body cannot hold a handler for ever. A WebSocket upgrade answers at
+/// once, and its socket lives on outside this bound.
+async fn within(
+    limit: std::time::Duration,
+    req: Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => error::ApiError::unavailable("The request took too long.").into_response(),
+    }
+}
+
 /// Counts every request by method, route (never the raw path or query) and status.
 async fn record_request(req: Request, next: axum::middleware::Next) -> axum::response::Response {
     let started = std::time::Instant::now();
-    let method = req.method().to_string();
+    let method = method_label(req.method());
     let route = req
         .extensions()
         .get::<MatchedPath>()
@@ -140,6 +173,24 @@ async fn record_request(req: Request, next: axum::middleware::Next) -> axum::res
     metrics::histogram!("tickethub_http_request_duration_seconds", "route" => route)
         .record(started.elapsed().as_secs_f64());
     response
+}
+
+/// A request method as a metric label: the methods HTTP defines, else `other`. A label taken
+/// from the request itself would let anyone add series to `/metrics` without end.
+fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
+    }
 }
 
 /// Formats a time the way the seeds do: RFC 3339 in UTC with a `Z`.

@@ -27,6 +27,7 @@ pub mod http;
 pub mod limits;
 pub mod presence;
 pub mod routing;
+pub mod serve;
 pub mod store;
 pub mod telemetry;
 pub mod timeline;

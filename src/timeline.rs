@@ -60,8 +60,41 @@ pub fn escalation_json(e: &EscalationRow) -> Value {
     })
 }
 
-/// Every recorded event of a notification, in order.
-pub async fn timeline(store: &dyn Store, record: TimelineRecord) -> Result<Value, StoreError> {
+/// Who reads a timeline, which decides what it shows of the hub's outbound side.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Viewer {
+    /// An admin: every delivery, with its destination and the receiver's error.
+    Operator,
+    /// The notification's recipient: how each delivery went and to which of their own
+    /// addresses, without the providers' error texts, and without webhooks' destinations
+    /// (their URLs often carry the receiver's secret, as Slack's do).
+    Recipient,
+}
+
+impl Viewer {
+    /// A delivery's destination as this viewer sees it.
+    pub fn address(self, channel: Channel, address: &str) -> Option<&str> {
+        match (self, channel) {
+            (Viewer::Recipient, Channel::Webhook) => None,
+            _ => Some(address),
+        }
+    }
+
+    /// A delivery's error as this viewer sees it.
+    pub fn error(self, error: Option<&str>) -> Option<&str> {
+        match self {
+            Viewer::Operator => error,
+            Viewer::Recipient => None,
+        }
+    }
+}
+
+/// Every recorded event of a notification, in order, as `viewer` may see it.
+pub async fn timeline(
+    store: &dyn Store,
+    record: TimelineRecord,
+    viewer: Viewer,
+) -> Result<Value, StoreError> {
     let n = &record.notification;
     let actor = record.event.as_ref().and_then(|e| e.actor).or(record.actor);
     let names = usernames(store, actor.into_iter().chain([n.user_id])).await?;
@@ -110,10 +143,10 @@ pub async fn timeline(store: &dyn Store, record: TimelineRecord) -> Result<Value
                 "at": at(a.at),
                 "delivery_id": a.delivery_id,
                 "channel": a.channel.as_str(),
-                "address": a.address,
+                "address": viewer.address(a.channel, &a.address),
                 "attempt": a.attempt,
                 "outcome": a.outcome,
-                "error": a.error,
+                "error": viewer.error(a.error.as_deref()),
                 "node": a.node,
             }),
         ));
@@ -131,7 +164,7 @@ pub async fn timeline(store: &dyn Store, record: TimelineRecord) -> Result<Value
                 "at": at(d.next_attempt_at),
                 "delivery_id": d.id,
                 "channel": d.channel.as_str(),
-                "address": d.address,
+                "address": viewer.address(d.channel, &d.address),
                 "status": d.status,
                 "attempts": d.attempts,
             }),

@@ -241,6 +241,10 @@ async fn handshake_with(
         }
     };
     let session = session::Session {
+        connection: req
+            .extensions()
+            .get::<crate::serve::ConnectionSlot>()
+            .cloned(),
         state: state.clone(),
         upgrade,
         user,

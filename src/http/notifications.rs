@@ -95,8 +95,13 @@ async fn timeline(
             caller.is_admin() || (r.notification.user_id == caller.0.id && r.deleted_at.is_none())
         })
         .ok_or_else(ApiError::not_found)?;
+    let viewer = if caller.is_admin() {
+        crate::timeline::Viewer::Operator
+    } else {
+        crate::timeline::Viewer::Recipient
+    };
     Ok(Json(
-        crate::timeline::timeline(state.store.as_ref(), record).await?,
+        crate::timeline::timeline(state.store.as_ref(), record, viewer).await?,
     ))
 }
 
@@ -454,14 +459,19 @@ async fn deliveries(
         "last_error": null,
         "sent_at": null,
     })];
+    let viewer = if caller.is_admin() {
+        crate::timeline::Viewer::Operator
+    } else {
+        crate::timeline::Viewer::Recipient
+    };
     out.extend(list.iter().map(|d| {
         json!({
             "id": d.id,
             "channel": d.channel.as_str(),
-            "address": d.address,
+            "address": viewer.address(d.channel, &d.address),
             "status": d.status,
             "attempts": d.attempts,
-            "last_error": d.last_error,
+            "last_error": viewer.error(d.last_error.as_deref()),
             "provider_message_id": d.provider_message_id,
             "next_attempt_at": (d.status == "QUEUED").then(|| timestamp(d.next_attempt_at)),
             "sent_at": d.sent_at.map(timestamp),

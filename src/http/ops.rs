@@ -9,12 +9,25 @@ use serde_json::{json, Value};
 use super::openapi::{Health, Readiness};
 use super::AppState;
 
-/// The routes of this module.
-pub fn router() -> Router<AppState> {
-    Router::new()
+/// The routes of this module. `/metrics` is among them unless it has a listener of its own
+/// (`--metrics-bind`), where [`metrics_router`] serves it.
+pub fn router(metrics_on_main: bool) -> Router<AppState> {
+    let router = Router::new()
         .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
+        .route("/readyz", get(readyz));
+    if metrics_on_main {
+        router.route("/metrics", get(prometheus))
+    } else {
+        router
+    }
+}
+
+/// `/metrics` alone, for `--metrics-bind`.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
         .route("/metrics", get(prometheus))
+        .fallback(|| async { super::error::ApiError::not_found() })
+        .with_state(state)
 }
 
 /// Liveness: the process answers.
@@ -106,18 +119,34 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
         (status = 200, description = "The metrics, in the Prometheus text format.", body = String, content_type = "text/plain; version=0.0.4"),
     )
 )]
-async fn prometheus(State(state): State<AppState>) -> impl axum::response::IntoResponse {
+async fn prometheus(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+) -> Result<impl axum::response::IntoResponse, super::error::ApiError> {
+    if let Some(expected) = &state.metrics.token {
+        let given = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .unwrap_or_default();
+        if !crate::auth::constant_time_eq(given.as_bytes(), expected.as_bytes()) {
+            return Err(super::error::ApiError::unauthorized(
+                "The metrics token is missing or wrong.",
+            ));
+        }
+    }
     for channel in state.hub.channels() {
         if let Ok(depth) = state.store.outbox_depth(channel).await {
             metrics::gauge!("tickethub_outbox_depth", "channel" => channel.as_str())
                 .set(depth as f64);
         }
     }
-    (
+    Ok((
         [(
             axum::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4",
         )],
         crate::telemetry::metrics().render(),
-    )
+    ))
 }

@@ -73,6 +73,9 @@ pub struct Session {
     pub room: Option<Result<(ProjectId, RoomSocket), ()>>,
     /// A presence socket that takes joins and leaves as `presence_diff` frames.
     pub diff: bool,
+    /// The connection's place among the hub's open connections (`--max-connections`), held
+    /// for as long as the socket is open.
+    pub connection: Option<crate::serve::ConnectionSlot>,
     /// An echo socket for the conformance suite (`--features conformance` only): the same
     /// read path, frame handling, limits and close logic, with text echoed back.
     pub echo: bool,
@@ -273,6 +276,7 @@ impl Session {
             outcome,
             ws_settings,
             slot,
+            connection: this.connection,
         })
     }
 }
@@ -290,6 +294,8 @@ struct Open {
     ws_settings: Arc<WsSettings>,
     /// The user's place among their sockets, given back when the socket ends.
     slot: SocketSlot,
+    /// The connection's place among the hub's connections.
+    connection: Option<crate::serve::ConnectionSlot>,
 }
 
 impl Open {
@@ -306,6 +312,7 @@ impl Open {
             mut outcome,
             ws_settings,
             slot,
+            connection,
         } = self;
         async move {
             let mut noop = |_: Frame<'_>| async { Ok::<(), std::io::Error>(()) };
@@ -440,6 +447,7 @@ impl Open {
                 "socket closed"
             );
             drop(slot);
+            drop(connection);
         }
     }
 }

@@ -182,6 +182,8 @@ fn with_database(url: &str, name: &str) -> String {
 /// A hub running in this process on port 0.
 pub struct TestHub {
     pub addr: SocketAddr,
+    /// Where `/metrics` is served when it has a listener of its own (`--metrics-bind`).
+    pub metrics_addr: Option<SocketAddr>,
     pub hub: Hub,
     pub store: Arc<dyn Store>,
     pub auth: Arc<Auth>,
@@ -222,6 +224,7 @@ impl TestHub {
         let app = Application::build(config).await.expect("hub builds");
         let (stop, stopped) = tokio::sync::oneshot::channel();
         let addr = app.local_addr();
+        let metrics_addr = app.metrics_addr();
         let hub = app.hub();
         let store = app.store();
         let auth = app.auth();
@@ -230,6 +233,7 @@ impl TestHub {
         }));
         TestHub {
             addr,
+            metrics_addr,
             hub,
             store,
             auth,
@@ -377,6 +381,7 @@ impl TestHub {
         let app = Application::build(config).await.expect("sibling builds");
         let (stop, stopped) = tokio::sync::oneshot::channel();
         let addr = app.local_addr();
+        let metrics_addr = app.metrics_addr();
         let hub = app.hub();
         let store = app.store();
         let auth = app.auth();
@@ -385,6 +390,7 @@ impl TestHub {
         }));
         TestHub {
             addr,
+            metrics_addr,
             hub,
             store,
             auth,

@@ -14,6 +14,7 @@ mod cli;
 mod cluster;
 mod delivery;
 mod dialects;
+mod edges;
 mod escalation;
 mod fakes;
 mod fuzz_session;
