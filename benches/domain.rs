@@ -112,6 +112,7 @@ fn user(id: i64, role: Role) -> User {
         role,
         is_superuser: id == 1,
         is_active: true,
+        token_version: 0,
         created_at: Utc::now(),
     }
 }

@@ -13,7 +13,7 @@ use chrono::Utc;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use tickethub_actors::domain::{User, UserId};
-use tickethub_actors::ports::{StoreError, UserStore};
+use tickethub_actors::ports::{RefreshRecord, StoreError, UserStore};
 
 use crate::config::{ConfigError, JwtAlgorithm, ServeConfig};
 
@@ -53,6 +53,10 @@ pub enum TokenError {
     /// A valid token whose user is unknown here or deactivated.
     #[error("User not found or inactive.")]
     Inactive,
+    /// A token ended before its expiry: by logout, by the reuse of a rotated-out refresh
+    /// token, or by a change of the user's password, role or activation.
+    #[error("Token has been revoked.")]
+    Revoked,
 }
 
 /// Why a caller could not be authenticated.
@@ -80,6 +84,11 @@ struct Claims {
     token_type: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     jti: Option<String>,
+    /// The user's token version when it was issued (the hub's own tokens only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ver: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    nbf: Option<i64>,
     /// A string or a list of strings (jsonwebtoken checks it against the audience).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     aud: Option<serde_json::Value>,
@@ -106,6 +115,13 @@ pub struct Claimed {
     pub subject: Subject,
     /// When it expires, in seconds since the Unix epoch.
     pub exp: i64,
+    /// The token's id.
+    pub jti: Option<String>,
+    /// The user's token version the hub issued it under; `None` for an identity provider's
+    /// token, which the hub cannot end (its sockets still close when the user changes).
+    pub version: Option<i64>,
+    /// The identity provider's issuer and subject, for a token verified with its keys.
+    pub provider: Option<(String, String)>,
 }
 
 /// A verified token of a known, active user.
@@ -205,6 +221,8 @@ impl Auth {
         let mut validation = Validation::new(algorithm);
         validation.leeway = config.jwt_leeway;
         validation.validate_exp = true;
+        // A token that becomes valid only later does not work now.
+        validation.validate_nbf = true;
         let mut required = vec!["exp"];
         if let Some(aud) = &config.jwt_audience {
             validation.set_audience(&[aud]);
@@ -251,21 +269,65 @@ impl Auth {
         self.encoding.is_some()
     }
 
-    /// Issues an access and a refresh token for a user.
-    pub fn issue_pair(&self, user: UserId) -> Option<TokenPair> {
-        Some(TokenPair {
+    /// Issues an access and a refresh token for a user, with the refresh token's record (the
+    /// caller stores it: refresh tokens are rotated and can be ended). `family` is the login
+    /// the pair descends from; `None` starts a new one.
+    pub fn issue_pair(
+        &self,
+        user: &User,
+        family: Option<&str>,
+    ) -> Option<(TokenPair, RefreshRecord)> {
+        let jti = new_jti();
+        let expires_at = Utc::now() + chrono::Duration::seconds(self.refresh_ttl);
+        let pair = TokenPair {
             access: self.issue(user, TokenType::Access, self.access_ttl)?,
-            refresh: self.issue(user, TokenType::Refresh, self.refresh_ttl)?,
-        })
+            refresh: self.issue_with_jti(
+                user,
+                TokenType::Refresh,
+                self.refresh_ttl,
+                jti.clone(),
+            )?,
+        };
+        let record = RefreshRecord {
+            family: family.map_or_else(|| jti.clone(), str::to_owned),
+            jti,
+            user: user.id,
+            expires_at,
+        };
+        Some((pair, record))
     }
 
     /// Issues an access token for a user.
-    pub fn issue_access(&self, user: UserId) -> Option<String> {
+    pub fn issue_access(&self, user: &User) -> Option<String> {
         self.issue(user, TokenType::Access, self.access_ttl)
     }
 
     /// Issues one token valid for `ttl` seconds (which may be negative, for tests).
-    pub fn issue(&self, user: UserId, kind: TokenType, ttl: i64) -> Option<String> {
+    pub fn issue(&self, user: &User, kind: TokenType, ttl: i64) -> Option<String> {
+        self.issue_with_jti(user, kind, ttl, new_jti())
+    }
+
+    fn issue_with_jti(
+        &self,
+        user: &User,
+        kind: TokenType,
+        ttl: i64,
+        jti: String,
+    ) -> Option<String> {
+        self.issue_claims(user.id, user.token_version, kind, ttl, jti, None)
+    }
+
+    /// Issues a token from its parts: for tests that need a token valid only later (`nbf`)
+    /// or of another version.
+    pub fn issue_claims(
+        &self,
+        user: UserId,
+        version: i64,
+        kind: TokenType,
+        ttl: i64,
+        jti: String,
+        not_before: Option<i64>,
+    ) -> Option<String> {
         let key = self.encoding.as_ref()?;
         let now = Utc::now().timestamp();
         let claims = Claims {
@@ -274,7 +336,9 @@ impl Auth {
             exp: now + ttl,
             iat: Some(now),
             token_type: Some(kind.as_str().to_owned()),
-            jti: Some(uuid::Uuid::new_v4().simple().to_string()),
+            jti: Some(jti),
+            ver: Some(version),
+            nbf: not_before,
             aud: self.audience.clone().map(serde_json::Value::String),
             iss: self.issuer.clone(),
             other: serde_json::Map::new(),
@@ -297,6 +361,8 @@ impl Auth {
         use jsonwebtoken::errors::ErrorKind;
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid)?;
         let fetched;
+        let from_provider = matches!((&self.jwks, header.kid.as_deref()), (Some(_), Some(_)))
+            || self.encoding.is_none();
         let (key, validation) = match (&self.jwks, header.kid.as_deref()) {
             (Some(jwks), Some(kid)) => {
                 fetched = jwks.key(kid).await.ok_or(TokenError::Invalid)?;
@@ -336,9 +402,18 @@ impl Auth {
             }
             (None, None, None) => return Err(TokenError::Invalid),
         };
+        let provider = match (from_provider, &claims.iss, &claims.sub) {
+            (true, Some(iss), Some(sub)) => Some((iss.clone(), sub.clone())),
+            _ => None,
+        };
         Ok(Claimed {
             subject,
             exp: claims.exp,
+            jti: claims.jti,
+            // The hub's own tokens always carry one; one issued before versions existed
+            // counts as version 0.
+            version: (!from_provider).then_some(claims.ver.unwrap_or(0)),
+            provider,
         })
     }
 
@@ -363,6 +438,9 @@ impl Auth {
             Subject::Username(name) => users.user_with_hash(name).await?.map(|(u, _)| u),
         };
         match user {
+            Some(user) if claimed.version.is_some_and(|v| v != user.token_version) => {
+                Err(TokenError::Revoked.into())
+            }
             Some(user) if user.is_active => {
                 let verified = Verified {
                     user_id: user.id,
@@ -427,6 +505,11 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
         == 0
 }
 
+/// A fresh token id.
+fn new_jti() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
 /// A random secret of 64 hex characters.
 pub fn generate_secret() -> String {
     let bytes: [u8; 32] = rand::random();
@@ -452,10 +535,26 @@ mod tests {
         Auth::from_config(&ServeConfig::defaults(), Some(&"k".repeat(32))).unwrap()
     }
 
+    fn user(id: i64) -> User {
+        User {
+            id: UserId(id),
+            username: format!("u{id}"),
+            display_name: String::new(),
+            email: None,
+            whatsapp_number: None,
+            role: tickethub_actors::domain::Role::Client,
+            is_superuser: false,
+            is_active: true,
+            token_version: 0,
+            created_at: Utc::now(),
+        }
+    }
+
     #[test]
     fn access_tokens_round_trip() {
         let a = auth();
-        let pair = a.issue_pair(UserId(7)).unwrap();
+        let (pair, record) = a.issue_pair(&user(7), None).unwrap();
+        assert_eq!(record.family, record.jti, "a login starts a family");
         assert_eq!(
             verify(&a, &pair.access, TokenType::Access).unwrap().subject,
             Subject::Id(UserId(7))
@@ -473,7 +572,7 @@ mod tests {
     #[test]
     fn expired_tokens_are_refused_without_leeway() {
         let a = auth();
-        let t = a.issue(UserId(1), TokenType::Access, -1).unwrap();
+        let t = a.issue(&user(1), TokenType::Access, -1).unwrap();
         assert_eq!(verify(&a, &t, TokenType::Access), Err(TokenError::Expired));
     }
 
@@ -487,7 +586,7 @@ mod tests {
             Err(TokenError::Invalid)
         );
         let other = Auth::from_config(&ServeConfig::defaults(), Some(&"x".repeat(32))).unwrap();
-        let t = other.issue_access(UserId(1)).unwrap();
+        let t = other.issue_access(&user(1)).unwrap();
         assert_eq!(verify(&a, &t, TokenType::Access), Err(TokenError::Invalid));
         assert_eq!(
             verify(&a, "garbage", TokenType::Access),

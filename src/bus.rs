@@ -537,7 +537,7 @@ fn encode(node: &str, event: &BusEvent) -> String {
                 .collect::<Vec<_>>()
                 .join(",")
         ),
-        BusEvent::Deactivated(user) => format!("{node}|x|{}", user.0),
+        BusEvent::SessionsEnded(user) => format!("{node}|x|{}", user.0),
         BusEvent::Resync => format!("{node}|r|"),
     }
 }
@@ -601,7 +601,7 @@ fn decode(text: &str, own: &str) -> Option<BusEvent> {
                 .collect::<Option<Vec<_>>>()?;
             Some(BusEvent::Revoked(ProjectId(project.parse().ok()?), users))
         }
-        "x" => Some(BusEvent::Deactivated(UserId(payload.parse().ok()?))),
+        "x" => Some(BusEvent::SessionsEnded(UserId(payload.parse().ok()?))),
         "r" => Some(BusEvent::Resync),
         _ => None,
     }
@@ -668,7 +668,7 @@ mod tests {
                 }),
             ),
             BusEvent::Revoked(ProjectId(3), vec![UserId(4), UserId(5)]),
-            BusEvent::Deactivated(UserId(6)),
+            BusEvent::SessionsEnded(UserId(6)),
             BusEvent::Resync,
         ];
         for event in events {

@@ -141,6 +141,13 @@ pub struct UserPasswordArgs {
     /// The new password, at least 8 characters.
     #[arg(long, env = "TICKETHUB_USER_PASSWORD", hide_env_values = true)]
     pub password: String,
+    /// The hubs' Redis, so that running hubs close the user's sockets at once; without it
+    /// their tokens are refused from now on, and sockets already open stay until they end.
+    #[arg(long, env = "REDIS_URL")]
+    pub redis_url: Option<String>,
+    /// The hubs' Redis channel prefix.
+    #[arg(long, env = "TICKETHUB_REDIS_PREFIX", default_value = "tickethub")]
+    pub redis_prefix: String,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub db: DatabaseArgs,

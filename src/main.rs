@@ -236,7 +236,7 @@ async fn set_active(args: cli::UserNameArgs, active: bool) -> Result<(), String>
             tickethub::bus::announce(
                 url,
                 &args.redis_prefix,
-                &tickethub_actors::ports::BusEvent::Deactivated(user.id),
+                &tickethub_actors::ports::BusEvent::SessionsEnded(user.id),
             )
             .await
             .map_err(|e| format!("{what} `{}`, but cannot tell the hubs: {e}", user.username))?;
@@ -264,7 +264,30 @@ async fn set_password(args: cli::UserPasswordArgs) -> Result<(), String> {
         },
     )
     .await?;
-    println!("set the password of `{}`", user.username);
+    match &args.redis_url {
+        Some(url) => {
+            tickethub::bus::announce(
+                url,
+                &args.redis_prefix,
+                &tickethub_actors::ports::BusEvent::SessionsEnded(user.id),
+            )
+            .await
+            .map_err(|e| {
+                format!(
+                    "set the password of `{}`, but cannot tell the hubs: {e}",
+                    user.username
+                )
+            })?;
+            println!(
+                "set the password of `{}`; their tokens are void and the hubs were told to close their sockets",
+                user.username
+            );
+        }
+        None => println!(
+            "set the password of `{}`; their tokens are void (give --redis-url to close open sockets at once)",
+            user.username
+        ),
+    }
     Ok(())
 }
 

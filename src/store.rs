@@ -12,6 +12,7 @@ use tickethub_actors::ports::{Store, StoreError};
 
 use crate::config::{database_kind, ConfigError, DatabaseKind};
 
+pub mod credentials;
 pub mod history;
 pub mod notifications;
 pub mod outbox;
@@ -85,6 +86,7 @@ pub(crate) struct UserRow {
     role: String,
     is_superuser: bool,
     is_active: bool,
+    token_version: i64,
     created_at: DateTime<Utc>,
 }
 
@@ -102,6 +104,7 @@ impl UserRow {
                 .map_err(|e| StoreError::Backend(Box::new(e)))?,
             is_superuser: self.is_superuser,
             is_active: self.is_active,
+            token_version: self.token_version,
             created_at: self.created_at,
         })
     }
@@ -128,7 +131,54 @@ impl ProjectRow {
 }
 
 pub(crate) const USER_COLUMNS: &str =
-    "id, username, display_name, email, whatsapp_number, role, is_superuser, is_active, created_at";
+    "id, username, display_name, email, whatsapp_number, role, is_superuser, is_active, token_version, created_at";
+
+/// The key two usernames must not share: NFKC-normalized, lower-cased, then reduced to its
+/// Unicode confusable skeleton (UTS #39), so that `Admin`, `ａｄｍｉｎ` and `аdmin` (with a
+/// Cyrillic `а`) all collide with `admin`.
+pub fn username_key(username: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    let folded: String = username.nfkc().collect::<String>().to_lowercase();
+    unicode_security::skeleton(&folded).nfc().collect()
+}
+
+/// Gives the users written before usernames had keys their key. Two old accounts whose names
+/// collide keep working; the later keeps no key, and is named in the log for an admin to
+/// rename.
+pub(crate) async fn backfill_username_keys<'c, DB>(pool: &sqlx::Pool<DB>) -> Result<(), sqlx::Error>
+where
+    DB: sqlx::Database,
+    for<'q> <DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    for<'e> &'e sqlx::Pool<DB>: sqlx::Executor<'e, Database = DB>,
+    i64: sqlx::Type<DB> + for<'r> sqlx::Decode<'r, DB> + for<'q> sqlx::Encode<'q, DB>,
+    String: sqlx::Type<DB> + for<'r> sqlx::Decode<'r, DB> + for<'q> sqlx::Encode<'q, DB>,
+    (i64, String): for<'r> sqlx::FromRow<'r, DB::Row>,
+{
+    let rows: Vec<(i64, String)> =
+        sqlx::query_as("SELECT id, username FROM users WHERE username_key IS NULL ORDER BY id")
+            .fetch_all(pool)
+            .await?;
+    for (id, username) in rows {
+        let key = username_key(&username);
+        let res = sqlx::query("UPDATE users SET username_key = $1 WHERE id = $2")
+            .bind(key)
+            .bind(id)
+            .execute(pool)
+            .await;
+        match res {
+            Ok(_) => {}
+            Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
+                tracing::warn!(
+                    user_id = id,
+                    username = %username,
+                    "this username looks like another user's; rename one of them"
+                );
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
 
 /// One caller's drafts waiting for the group committer, and where its answer goes.
 pub(crate) type CommitJob = (
@@ -217,6 +267,7 @@ impl IdSet for sqlx::Postgres {
 macro_rules! impl_store {
     ($store:ty, $db:ty, $backend:literal, $lock:literal) => {
         $crate::store::outbox::impl_outbox_store!($store, $db, $lock);
+        $crate::store::credentials::impl_credential_store!($store, $db);
         $crate::store::tickets::impl_ticket_store!($store, $db);
         $crate::store::history::impl_history_store!($store, $db, $lock);
         $crate::store::notifications::impl_notification_store!($store, $db, $lock);
@@ -229,8 +280,8 @@ macro_rules! impl_store {
             ) -> Result<tickethub_actors::domain::User, tickethub_actors::ports::StoreError> {
                 let sql = format!(
                     "INSERT INTO users (username, display_name, email, whatsapp_number, role, \
-                     is_superuser, is_active, password_hash, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {}",
+                     is_superuser, is_active, password_hash, created_at, username_key) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {}",
                     $crate::store::USER_COLUMNS
                 );
                 sqlx::query_as::<_, $crate::store::UserRow>(&sql)
@@ -243,6 +294,7 @@ macro_rules! impl_store {
                     .bind(true)
                     .bind(&u.password_hash)
                     .bind(chrono::Utc::now())
+                    .bind($crate::store::username_key(&u.username))
                     .fetch_one(self.writer())
                     .await
                     .map_err($crate::store::backend_error)?
@@ -403,6 +455,24 @@ macro_rules! impl_store {
                 if let Some(hash) = &changes.password_hash {
                     q.push(", password_hash = ").push_bind(hash.clone());
                 }
+                // A new password, another role or a deactivation ends every token the user
+                // holds: the hub's tokens carry the version they were issued under.
+                q.push(", token_version = token_version + CASE WHEN ");
+                match changes.role {
+                    Some(role) => {
+                        q.push("role <> ").push_bind(role.as_str());
+                    }
+                    None => {
+                        q.push("1 = 0");
+                    }
+                }
+                if changes.is_active == Some(false) {
+                    q.push(" OR is_active = ").push_bind(true);
+                }
+                if changes.password_hash.is_some() {
+                    q.push(" OR 1 = 1");
+                }
+                q.push(" THEN 1 ELSE 0 END");
                 q.push(" WHERE id = ").push_bind(user.0);
                 q.build()
                     .execute(self.writer())

@@ -65,9 +65,10 @@ pub fn escalation_json(e: &EscalationRow) -> Value {
 pub enum Viewer {
     /// An admin: every delivery, with its destination and the receiver's error.
     Operator,
-    /// The notification's recipient: how each delivery went and to which of their own
-    /// addresses, without the providers' error texts, and without webhooks' destinations
-    /// (their URLs often carry the receiver's secret, as Slack's do).
+    /// The notification's recipient: how each delivery went, with their own addresses and
+    /// their providers' answers (a bounce names their address), but nothing of a webhook's
+    /// destination or its receiver's answers: operator data, and a webhook URL often carries
+    /// its receiver's secret, as Slack's do.
     Recipient,
 }
 
@@ -81,10 +82,10 @@ impl Viewer {
     }
 
     /// A delivery's error as this viewer sees it.
-    pub fn error(self, error: Option<&str>) -> Option<&str> {
-        match self {
-            Viewer::Operator => error,
-            Viewer::Recipient => None,
+    pub fn error(self, channel: Channel, error: Option<&str>) -> Option<&str> {
+        match (self, channel) {
+            (Viewer::Recipient, Channel::Webhook) => None,
+            _ => error,
         }
     }
 }
@@ -146,7 +147,7 @@ pub async fn timeline(
                 "address": viewer.address(a.channel, &a.address),
                 "attempt": a.attempt,
                 "outcome": a.outcome,
-                "error": viewer.error(a.error.as_deref()),
+                "error": viewer.error(a.channel, a.error.as_deref()),
                 "node": a.node,
             }),
         ));

@@ -210,6 +210,9 @@ async fn handshake_with(
         .acquire()
         .await
         .expect("the handshake semaphore is never closed");
+    // Taken before the user is read: an ending of the user's sessions committed after this
+    // instant may not be in what the read sees, so the session checks for one once attached.
+    let authenticated_at = std::time::Instant::now();
     let user = match auth {
         Ok(claimed) => match Auth::resolve(&*state.store, claimed).await {
             Ok(found) => Ok(found),
@@ -241,6 +244,7 @@ async fn handshake_with(
         }
     };
     let session = session::Session {
+        authenticated_at,
         connection: req
             .extensions()
             .get::<crate::serve::ConnectionSlot>()

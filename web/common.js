@@ -89,10 +89,15 @@ export class Session {
     this.save();
   }
 
-  logout() {
+  /** Ends the session here and, unless `local`, its refresh token on the hub. */
+  logout(local = false) {
+    const refresh = this.refreshToken;
     this.access = null;
     this.refreshToken = null;
     sessionStorage.removeItem(this.key);
+    if (refresh && !local) {
+      request('POST', '/api/auth/logout/', null, { refresh }).catch(() => {});
+    }
   }
 
   /**
@@ -104,13 +109,15 @@ export class Session {
       this.renewing = (async () => {
         try {
           if (!this.refreshToken) return null;
-          const { access } = await request('POST', '/api/auth/refresh/', null, { refresh: this.refreshToken });
+          // Refresh tokens rotate: the answer carries the next one, and the one sent is used up.
+          const { access, refresh } = await request('POST', '/api/auth/refresh/', null, { refresh: this.refreshToken });
           this.access = access;
+          if (refresh) this.refreshToken = refresh;
           this.save();
           return access;
         } catch (e) {
           if (e instanceof ApiError && (e.status === 401 || e.status === 400)) {
-            this.logout();
+            this.logout(true);
             this.onExpired();
             return null;
           }

@@ -95,6 +95,9 @@ pub struct User {
     pub is_superuser: bool,
     /// An inactive user can neither log in nor connect.
     pub is_active: bool,
+    /// Bumped whenever the user's tokens must end (a password, role or activation change):
+    /// the hub's tokens carry it, and older ones are refused.
+    pub token_version: i64,
     /// When the user was created.
     pub created_at: DateTime<Utc>,
 }

@@ -154,7 +154,13 @@ struct HubInner {
     tickets: Map<TicketId, TicketMsg>,
     root_handle: tokio::sync::Mutex<Option<JoinHandle<()>>>,
     signups: Arc<crate::signups::Signups>,
+    /// When this node learned that each user's sessions ended (see [`Hub::sessions_ended`]).
+    ended: std::sync::Mutex<std::collections::HashMap<UserId, std::time::Instant>>,
 }
+
+/// How long [`Hub::ended_since`] remembers an ending: longer than any handshake can take
+/// between reading its user and attaching its socket.
+const ENDINGS_KEPT: Duration = Duration::from_secs(300);
 
 #[derive(Clone)]
 struct Refs {
@@ -263,6 +269,7 @@ impl Hub {
                 tickets,
                 root_handle: tokio::sync::Mutex::new(Some(root_handle)),
                 signups,
+                ended: Default::default(),
             }),
         })
     }
@@ -405,7 +412,7 @@ impl Hub {
                     let _ = room.send_message(RoomMsg::Revoke(users, Disconnect::Forbidden));
                 }
             }
-            BusEvent::Deactivated(user) => self.close_everywhere_here(user),
+            BusEvent::SessionsEnded(user) => self.end_sessions_here(user),
             BusEvent::Resync => {}
         }
     }
@@ -424,15 +431,34 @@ impl Hub {
         }
     }
 
-    /// This user was deactivated: every socket of theirs (notifications, boards, presence)
-    /// closes with 4001, on every node.
-    pub fn deactivated(&self, user: UserId) {
-        self.inner.deps.publish(BusEvent::Deactivated(user));
-        self.close_everywhere_here(user);
+    /// This user's tokens were ended (a deactivation, another role, a new password): every
+    /// socket of theirs (notifications, boards, presence) closes with 4001, on every node.
+    pub fn sessions_ended(&self, user: UserId) {
+        self.inner.deps.publish(BusEvent::SessionsEnded(user));
+        self.end_sessions_here(user);
     }
 
-    /// Closes a user's sockets on this node.
-    fn close_everywhere_here(&self, user: UserId) {
+    /// Whether this user's sessions ended after `authenticated`, the moment a socket began
+    /// reading its user. A socket asks once it is attached: either the ending was recorded by
+    /// then and the socket sees it here, or the socket was attached before the ending told
+    /// the user's actor and rooms to close their sockets, and is closed with them.
+    pub fn ended_since(&self, user: UserId, authenticated: std::time::Instant) -> bool {
+        self.inner
+            .ended
+            .lock()
+            .expect("endings poisoned")
+            .get(&user)
+            .is_some_and(|ended| *ended >= authenticated)
+    }
+
+    /// Records the ending, then closes the user's sockets on this node.
+    fn end_sessions_here(&self, user: UserId) {
+        {
+            let now = std::time::Instant::now();
+            let mut ended = self.inner.ended.lock().expect("endings poisoned");
+            ended.retain(|_, at| now.duration_since(*at) < ENDINGS_KEPT);
+            ended.insert(user, now);
+        }
         if let Some(actor) = self.user(user) {
             let _ = actor.send_message(UserMsg::Close(Disconnect::Deactivated));
         }

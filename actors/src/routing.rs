@@ -627,6 +627,7 @@ mod tests {
             role: Role::Client,
             is_superuser: false,
             is_active: true,
+            token_version: 0,
             created_at: chrono::Utc::now(),
         };
         let all = [Channel::Email, Channel::Whatsapp, Channel::Websocket];

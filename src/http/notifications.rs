@@ -471,7 +471,7 @@ async fn deliveries(
             "address": viewer.address(d.channel, &d.address),
             "status": d.status,
             "attempts": d.attempts,
-            "last_error": viewer.error(d.last_error.as_deref()),
+            "last_error": viewer.error(d.channel, d.last_error.as_deref()),
             "provider_message_id": d.provider_message_id,
             "next_attempt_at": (d.status == "QUEUED").then(|| timestamp(d.next_attempt_at)),
             "sent_at": d.sent_at.map(timestamp),

@@ -19,6 +19,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/auth/login/", post(login))
         .route("/api/auth/refresh/", post(refresh))
+        .route("/api/auth/logout/", post(logout))
         .route("/api/auth/register/", post(register))
         .route("/api/users/me/", get(me).patch(update_me))
         .route("/api/users/", get(list_users))
@@ -157,7 +158,11 @@ async fn login(
     let ok = auth::verify_password(body.password, hash).await;
     match user {
         Some(user) if ok && user.is_active => {
-            let pair = state.auth.issue_pair(user.id).ok_or_else(cannot_issue)?;
+            let (pair, record) = state
+                .auth
+                .issue_pair(&user, None)
+                .ok_or_else(cannot_issue)?;
+            state.store.record_refresh(record).await?;
             Ok(Json(TokensOut {
                 access: pair.access,
                 refresh: pair.refresh,
@@ -177,15 +182,9 @@ pub(crate) struct RefreshIn {
     refresh: String,
 }
 
-/// A new access token.
-#[derive(Serialize, ToSchema)]
-#[schema(as = AccessToken)]
-struct AccessOut {
-    /// An access token, for `Authorization: Bearer`.
-    access: String,
-}
-
-/// Trades a refresh token for a new access token.
+/// Trades a refresh token for a new access token and its successor. Refresh tokens rotate:
+/// the one sent is used up, and sending it again (a replay by whoever copied it) ends every
+/// token descended from the same login.
 #[utoipa::path(
     post,
     path = "/api/auth/refresh/",
@@ -193,9 +192,10 @@ struct AccessOut {
     tag = "auth",
     request_body = RefreshIn,
     responses(
-        (status = 200, description = "A new access token.", body = AccessOut),
+        (status = 200, description = "A new access token and the next refresh token (the one sent no longer works).", body = TokensOut),
         (status = 400, description = "The body is not valid JSON of this shape.", body = ErrorBody),
-        (status = 401, description = "The token is invalid, expired or not a refresh token, or its user is inactive.", body = ErrorBody),
+        (status = 401, description = "The token is invalid, expired, revoked, used already or not a refresh token, or its user is inactive.", body = ErrorBody),
+        (status = 429, description = "Too many refreshes from this address.", body = ErrorBody),
         (status = 503, description = "This hub verifies tokens from an identity provider and issues none.", body = ErrorBody),
     )
 )]
@@ -203,15 +203,82 @@ async fn refresh(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
     Json(body): Json<RefreshIn>,
-) -> Result<Json<AccessOut>, ApiError> {
+) -> Result<Json<TokensOut>, ApiError> {
     state.limits.refresh(ip)?;
-    let (user, _) = state
+    if !state.auth.can_issue() {
+        return Err(cannot_issue());
+    }
+    let claimed = state
         .auth
-        .authenticate(&*state.store, &body.refresh, TokenType::Refresh)
-        .await?;
-    Ok(Json(AccessOut {
-        access: state.auth.issue_access(user.id).ok_or_else(cannot_issue)?,
-    }))
+        .verify(&body.refresh, TokenType::Refresh)
+        .await
+        .map_err(crate::auth::AuthError::from)?;
+    let jti = claimed
+        .jti
+        .clone()
+        .ok_or(crate::auth::TokenError::Revoked)
+        .map_err(crate::auth::AuthError::from)?;
+    let (user, _) = crate::auth::Auth::resolve(&*state.store, claimed).await?;
+    let (pair, next) = state
+        .auth
+        .issue_pair(&user, None)
+        .ok_or_else(cannot_issue)?;
+    use tickethub_actors::ports::Rotation;
+    match state
+        .store
+        .rotate_refresh(&jti, next, chrono::Utc::now())
+        .await?
+    {
+        Rotation::Rotated => Ok(Json(TokensOut {
+            access: pair.access,
+            refresh: pair.refresh,
+        })),
+        Rotation::Reused => {
+            tracing::warn!(
+                user_id = user.id.0,
+                "a used refresh token was sent again; its login is ended"
+            );
+            Err(crate::auth::AuthError::from(crate::auth::TokenError::Revoked).into())
+        }
+        Rotation::Revoked | Rotation::Unknown => {
+            Err(crate::auth::AuthError::from(crate::auth::TokenError::Revoked).into())
+        }
+    }
+}
+
+/// Ends a login: its refresh token and every one rotated from the same login stop working.
+/// Access tokens already issued live until their `exp` (`--access-token-ttl`).
+#[utoipa::path(
+    post,
+    path = "/api/auth/logout/",
+    operation_id = "auth_logout",
+    tag = "auth",
+    request_body = RefreshIn,
+    responses(
+        (status = 200, description = "Logged out (an empty object, as simplejwt's blacklist view answers)."),
+        (status = 400, description = "The body is not valid JSON of this shape.", body = ErrorBody),
+        (status = 401, description = "The token is invalid, expired or not a refresh token.", body = ErrorBody),
+        (status = 429, description = "Too many calls from this address.", body = ErrorBody),
+    )
+)]
+async fn logout(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    Json(body): Json<RefreshIn>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    state.limits.refresh(ip)?;
+    let claimed = state
+        .auth
+        .verify(&body.refresh, TokenType::Refresh)
+        .await
+        .map_err(crate::auth::AuthError::from)?;
+    if let Some(jti) = claimed.jti {
+        state
+            .store
+            .revoke_refresh_family(&jti, chrono::Utc::now())
+            .await?;
+    }
+    Ok(Json(serde_json::json!({})))
 }
 
 fn cannot_issue() -> ApiError {
@@ -600,9 +667,17 @@ async fn update_user(
         .update_profile(target.id, changes)
         .await?
         .ok_or_else(ApiError::not_found)?;
-    if target.is_active && !user.is_active {
-        tracing::info!(user_id = user.id.0, by = caller.0.id.0, "user deactivated");
-        state.hub.deactivated(user.id);
+    if user.token_version != target.token_version {
+        // A deactivation or another role: the user's tokens are void, and every socket of
+        // theirs closes (4001) on every node, so that no open socket keeps the old powers.
+        tracing::info!(
+            user_id = user.id.0,
+            by = caller.0.id.0,
+            active = user.is_active,
+            role = user.role.as_str(),
+            "user's sessions ended"
+        );
+        state.hub.sessions_ended(user.id);
     }
     Ok(Json(UserOut::from(&user)))
 }

@@ -40,6 +40,7 @@ impl PgStore {
             .connect_with(options)
             .await?;
         sqlx::migrate!("migrations/postgres").run(&pool).await?;
+        super::backfill_username_keys(&pool).await?;
         // A few committers: one gathers the next group while others commit theirs.
         let commits = Self::group_committer(pool.clone(), 4);
         Ok(Self { pool, commits })

@@ -87,6 +87,7 @@ impl SqliteStore {
             .connect_with(writer_options)
             .await?;
         sqlx::migrate!("migrations/sqlite").run(&writer).await?;
+        super::backfill_username_keys(&writer).await?;
         let alive = std::sync::Arc::new(());
         if !memory {
             let checkpointer = SqlitePoolOptions::new()

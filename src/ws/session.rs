@@ -64,6 +64,8 @@ pub struct Session {
     pub upgrade: UpgradeFut,
     /// The authenticated user and token, or why there is none.
     pub user: Result<(User, Verified), TokenError>,
+    /// When the handshake began reading its user (see [`tickethub_actors::Hub::ended_since`]).
+    pub authenticated_at: std::time::Instant,
     /// The `last_seq` the client asked to resume from.
     pub last_seq: Option<i64>,
     /// The frame shapes this socket speaks.
@@ -228,7 +230,14 @@ impl Session {
             commands,
             refused: 0,
         };
+        // The user's sessions may have ended between the handshake's read of the user and
+        // the attach: then the socket never saw the closing, and closes now.
+        let ended = ctx.state.hub.ended_since(user_id, this.authenticated_at);
         let outcome = match (hello, shared.kicked()) {
+            _ if ended => Ok(Flow::Close(
+                CloseCode::Unauthorized,
+                "Token has been revoked.",
+            )),
             // Kicked already (its actor restarted, say): closed with the reason, as the loop
             // would, rather than dropped by the batch below.
             (_, Some(reason)) => Ok(Flow::Close(reason.into(), "closed by the hub")),

@@ -381,6 +381,10 @@ async fn admins_change_users_and_deactivation_cuts_them_off(backend: Backend) {
             &json!("c2")
         )
     );
+    // Another role ended the tokens the user held.
+    let (status, _) = hub.get("/api/users/me/", Some(&hub.token(&c.c2))).await;
+    assert_eq!(status, 401);
+    let c2 = hub.store.user_by_id(c.c2.id).await.unwrap().unwrap();
     patch_as(&hub, &c.a1, &path, json!({"email": "nope"}), 400).await;
     patch_as(&hub, &c.a1, &path, json!({"role": "boss"}), 400).await;
     patch_as(
@@ -397,8 +401,8 @@ async fn admins_change_users_and_deactivation_cuts_them_off(backend: Backend) {
     patch_as(&hub, &c.a1, &own, json!({"role": "client"}), 400).await;
 
     // Deactivation: every socket closes with 4001, every token stops working.
-    let token = hub.token(&c.c2);
-    let mut notes = hub.connect(&c.c2).await;
+    let token = hub.token(&c2);
+    let mut notes = hub.connect(&c2).await;
     let mut board = Ws::connect(&hub.ws_url(&format!(
         "/ws/projects/{}/tickets/?token={token}",
         c.project
@@ -441,9 +445,19 @@ async fn admins_change_users_and_deactivation_cuts_them_off(backend: Backend) {
     let refused = d1.next_of("error").await;
     assert_eq!(refused["code"], "invalid_token");
 
-    // Activated again, the user is back.
+    // Activated again, the user is back, with new tokens: the deactivation ended the old.
     patch_as(&hub, &c.a1, &path, json!({"is_active": true}), 200).await;
     let (status, _) = hub.get("/api/users/me/", Some(&token)).await;
+    assert_eq!(status, 401);
+    let (status, tokens) = hub
+        .post(
+            "/api/auth/login/",
+            None,
+            json!({"username": "c2", "password": "c2-password"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = hub.get("/api/users/me/", tokens["access"].as_str()).await;
     assert_eq!(status, 200);
 }
 

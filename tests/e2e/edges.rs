@@ -5,7 +5,54 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use serde_json::json;
+use tickethub_actors::domain::{Role, User};
+
+use crate::both_backends;
 use crate::harness::*;
+
+both_backends!(
+    a_demoted_admin_keeps_no_admin_power_on_open_sockets,
+    refresh_tokens_rotate_and_a_replay_ends_the_login,
+    logout_ends_the_login_and_only_it,
+    a_new_password_ends_every_token,
+    a_socket_opening_during_a_deactivation_never_survives_it,
+);
+
+/// Logs in over the API: `(access, refresh)`.
+async fn login(hub: &TestHub, username: &str) -> (String, String) {
+    let (status, tokens) = hub
+        .post(
+            "/api/auth/login/",
+            None,
+            json!({"username": username, "password": format!("{username}-password")}),
+        )
+        .await;
+    assert_eq!(status, 200, "{tokens}");
+    (
+        tokens["access"].as_str().unwrap().to_owned(),
+        tokens["refresh"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// `POST /api/auth/refresh/`: the status and, on success, the new `(access, refresh)`.
+async fn refresh(hub: &TestHub, token: &str) -> (u16, Option<(String, String)>) {
+    let (status, body) = hub
+        .post("/api/auth/refresh/", None, json!({"refresh": token}))
+        .await;
+    let pair = (status == 200).then(|| {
+        (
+            body["access"].as_str().unwrap().to_owned(),
+            body["refresh"].as_str().unwrap().to_owned(),
+        )
+    });
+    (status, pair)
+}
+
+/// The user as the database has it now (its token version included).
+async fn fresh(hub: &TestHub, user: &User) -> User {
+    hub.store.user_by_id(user.id).await.unwrap().unwrap()
+}
 
 /// Reads from a raw connection until it closes or `limit` passes; `true` if it closed.
 async fn closes_within(tcp: &mut TcpStream, limit: Duration) -> bool {
@@ -265,4 +312,223 @@ async fn a_recipient_never_reads_the_webhook_url_or_its_errors() {
             "{path} shows the receiver's error: {text}"
         );
     }
+}
+
+async fn a_demoted_admin_keeps_no_admin_power_on_open_sockets(backend: Backend) {
+    let hub = TestHub::start(&backend).await;
+    let root = hub.user_with("root", Role::Admin, true).await;
+    let eve = hub.user("eve", Role::Admin).await;
+    let victim = hub.user("victim", Role::Client).await;
+    // A project eve is not a member of: as an admin, she may watch its board.
+    let project = hub.project("PRIV", &[&root, &victim]).await;
+    let mut notes = hub.connect(&eve).await;
+    notes
+        .send_json(json!({"type": "send_notification", "user_ids": [victim.id.0], "title": "Hi", "message": "m"}))
+        .await;
+    assert_eq!(notes.next_of("notification_sent").await["success"], true);
+    let mut board = Ws::connect(&hub.ws_url(&format!(
+        "/ws/projects/{}/tickets/?token={}",
+        project.id.0,
+        hub.token(&eve)
+    )))
+    .await;
+    board.roundtrip().await;
+
+    let (status, body) = hub
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/api/users/{}/", eve.id.0),
+            Some(&hub.token(&root)),
+            Some(json!({"role": "developer"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    // Both sockets close, as for a deactivation: no open socket keeps the old role.
+    assert_eq!(notes.close_code().await, 4001);
+    assert_eq!(board.close_code().await, 4001);
+    // Her tokens are void; a new login is a developer's, who may not send.
+    let (status, _) = hub.get("/api/users/me/", Some(&hub.token(&eve))).await;
+    assert_eq!(status, 401);
+    let (access, _) = login(&hub, "eve").await;
+    let me = hub.get("/api/users/me/", Some(&access)).await.1;
+    assert_eq!(me["role"], "developer");
+    let mut again = Ws::connect(&hub.ws_url(&format!("/ws/notifications/?token={access}"))).await;
+    again.established().await;
+    again
+        .send_json(json!({"type": "send_notification", "user_ids": [victim.id.0], "title": "Hi", "message": "m"}))
+        .await;
+    assert_eq!(again.next_of("error").await["code"], "forbidden");
+    let mut board = Ws::connect(&hub.ws_url(&format!(
+        "/ws/projects/{}/tickets/?token={access}",
+        project.id.0
+    )))
+    .await;
+    assert_eq!(board.close_code().await, 4003, "not a member any more");
+}
+
+async fn refresh_tokens_rotate_and_a_replay_ends_the_login(backend: Backend) {
+    let hub = TestHub::start(&backend).await;
+    hub.user("alice", Role::Client).await;
+    let (_, r1) = login(&hub, "alice").await;
+    let (_, other_login) = login(&hub, "alice").await;
+    let (status, pair) = refresh(&hub, &r1).await;
+    assert_eq!(status, 200);
+    let (a2, r2) = pair.unwrap();
+    assert_ne!(r1, r2, "the refresh token rotates");
+    assert_eq!(hub.get("/api/users/me/", Some(&a2)).await.0, 200);
+    // r1 shown again: a replay. It fails, and so does everything rotated from its login.
+    let (status, _) = hub
+        .post("/api/auth/refresh/", None, json!({"refresh": r1}))
+        .await;
+    assert_eq!(status, 401);
+    assert_eq!(refresh(&hub, &r2).await.0, 401, "the family is revoked");
+    // Another login of the same user is another family, untouched.
+    let (status, pair) = refresh(&hub, &other_login).await;
+    assert_eq!(status, 200);
+    // Two trades of one token at once: exactly one wins.
+    let (_, r3) = pair.unwrap();
+    let (x, y) = tokio::join!(refresh(&hub, &r3), refresh(&hub, &r3));
+    let mut statuses = [x.0, y.0];
+    statuses.sort();
+    assert_eq!(statuses, [200, 401]);
+}
+
+async fn logout_ends_the_login_and_only_it(backend: Backend) {
+    let hub = TestHub::start(&backend).await;
+    hub.user("bob", Role::Developer).await;
+    let (_, phone) = login(&hub, "bob").await;
+    let (_, laptop) = login(&hub, "bob").await;
+    let (_, rotated) = refresh(&hub, &phone).await.1.unwrap();
+    let (status, body) = hub
+        .post("/api/auth/logout/", None, json!({"refresh": rotated}))
+        .await;
+    assert_eq!((status, body), (200, json!({})));
+    assert_eq!(refresh(&hub, &rotated).await.0, 401);
+    assert_eq!(refresh(&hub, &laptop).await.0, 200, "the other login stays");
+    // Garbage is refused as any bad token is.
+    let (status, body) = hub
+        .post("/api/auth/logout/", None, json!({"refresh": "garbage"}))
+        .await;
+    assert_eq!(status, 401, "{body}");
+    assert!(body["detail"].is_string());
+}
+
+async fn a_new_password_ends_every_token(backend: Backend) {
+    let hub = TestHub::start(&backend).await;
+    let carol = hub.user("carol", Role::Client).await;
+    let (access, refresh_token) = login(&hub, "carol").await;
+    // What `tickethub users set-password` does.
+    hub.store
+        .update_profile(
+            carol.id,
+            tickethub_actors::ports::ProfileChanges {
+                password_hash: Some(tickethub::auth::hash_password_blocking("new-password-1")),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let (status, body) = hub.get("/api/users/me/", Some(&access)).await;
+    assert_eq!(
+        (status, &body["detail"]),
+        (401, &json!("Token has been revoked."))
+    );
+    assert_eq!(refresh(&hub, &refresh_token).await.0, 401);
+    let mut ws = Ws::connect(&hub.ws_url(&format!("/ws/notifications/?token={access}"))).await;
+    assert_eq!(ws.close_code().await, 4001);
+    // A profile change that touches no credential ends nothing.
+    let carol = fresh(&hub, &carol).await;
+    let token = hub.token(&carol);
+    hub.call(
+        reqwest::Method::PATCH,
+        "/api/users/me/",
+        Some(&token),
+        Some(json!({"display_name": "Carol C."})),
+    )
+    .await;
+    assert_eq!(hub.get("/api/users/me/", Some(&token)).await.0, 200);
+}
+
+/// A board socket's handshake reads its user, then its membership, then joins the room: a
+/// deactivation committed in between must still close it. Many sockets open while the
+/// deactivation runs, so that some straddle it; every one must end with 4001.
+async fn a_socket_opening_during_a_deactivation_never_survives_it(backend: Backend) {
+    let hub = TestHub::start(&backend).await;
+    let admin = hub.user("root", Role::Admin).await;
+    let dora = hub.user("dora", Role::Developer).await;
+    let project = hub.project("RACE", &[&admin, &dora]).await;
+    for round in 0..5 {
+        let dora = fresh(&hub, &dora).await;
+        let token = hub.token(&dora);
+        let open = (0..12).map(|i| {
+            let url = if i % 2 == 0 {
+                hub.ws_url(&format!(
+                    "/ws/projects/{}/tickets/?token={token}",
+                    project.id.0
+                ))
+            } else {
+                hub.ws_url(&format!("/ws/notifications/?token={token}"))
+            };
+            async move { Ws::connect_with(&url, &[]).await }
+        });
+        let (path, admin_token) = (format!("/api/users/{}/", dora.id.0), hub.token(&admin));
+        let deactivate = hub.call(
+            reqwest::Method::PATCH,
+            &path,
+            Some(&admin_token),
+            Some(json!({"is_active": false})),
+        );
+        let (sockets, (status, _)) = tokio::join!(futures::future::join_all(open), deactivate);
+        assert_eq!(status, 200);
+        for ws in sockets {
+            let mut ws = ws.expect("the handshake is answered");
+            assert_eq!(
+                ws.ended().await,
+                Ended::Closed(4001),
+                "round {round}: a socket outlived the deactivation"
+            );
+        }
+        let (status, _) = hub
+            .call(
+                reqwest::Method::PATCH,
+                &format!("/api/users/{}/", dora.id.0),
+                Some(&hub.token(&admin)),
+                Some(json!({"is_active": true})),
+            )
+            .await;
+        assert_eq!(status, 200);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_valid_only_later_is_refused_now() {
+    let hub = TestHub::start(&Backend::Sqlite).await;
+    let user = hub.user("nina", Role::Client).await;
+    let later = chrono::Utc::now().timestamp() + 3600;
+    let token = hub
+        .auth
+        .issue_claims(
+            user.id,
+            0,
+            tickethub::auth::TokenType::Access,
+            7200,
+            "jti-later".into(),
+            Some(later),
+        )
+        .unwrap();
+    assert_eq!(hub.get("/api/users/me/", Some(&token)).await.0, 401);
+    let mut ws = Ws::connect(&hub.ws_url(&format!("/ws/notifications/?token={token}"))).await;
+    assert_eq!(ws.close_code().await, 4001);
+    let now = hub
+        .auth
+        .issue_claims(
+            user.id,
+            0,
+            tickethub::auth::TokenType::Access,
+            7200,
+            "jti-now".into(),
+            Some(chrono::Utc::now().timestamp() - 1),
+        )
+        .unwrap();
+    assert_eq!(hub.get("/api/users/me/", Some(&now)).await.0, 200);
 }

@@ -306,7 +306,7 @@ impl TestHub {
 
     /// A valid access token for a user.
     pub fn token(&self, user: &User) -> String {
-        self.auth.issue_access(user.id).unwrap()
+        self.auth.issue_access(user).unwrap()
     }
 
     /// Opens `/ws/notifications/?token=…` and reads `connection_established`.

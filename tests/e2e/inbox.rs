@@ -507,6 +507,9 @@ async fn a_send_leaves_out_inactive_and_unknown_users(backend: Backend) {
         2
     );
     assert_eq!(set_active(true).await.0, 200);
+    // The deactivation ended the tokens the user held; a new login works again.
+    hub.get_as(&gone, "/api/notifications/", 401).await;
+    let gone = hub.store.user_by_id(gone.id).await.unwrap().unwrap();
     assert_eq!(
         hub.get_as(&gone, "/api/notifications/", 200).await["count"],
         0

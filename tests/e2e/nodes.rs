@@ -254,7 +254,7 @@ impl Cluster {
 
     /// A valid access token.
     pub fn token(&self, user: &User) -> String {
-        self.auth.issue_access(user.id).unwrap()
+        self.auth.issue_access(user).unwrap()
     }
 
     /// Opens `/ws/notifications/` on a node (optionally resuming after `last_seq`), through

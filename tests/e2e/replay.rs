@@ -419,7 +419,7 @@ async fn kill_9_mid_stream_loses_nothing_that_was_acknowledged(backend: Backend)
     let alice = store.create_user(mk("alice", Role::Client)).await.unwrap();
     store.close().await;
     let auth = tickethub::auth::Auth::from_config(&test_config(&db.url), Some(SECRET)).unwrap();
-    let admin_token = auth.issue_access(admin.id).unwrap();
+    let admin_token = auth.issue_access(&admin).unwrap();
 
     let mut node = spawn_hub(&db.url).await;
     let addr = node.addr.clone();
@@ -427,7 +427,7 @@ async fn kill_9_mid_stream_loses_nothing_that_was_acknowledged(backend: Backend)
     // A seed-style client receives the stream live: no `last_seq`, no acks.
     let seed_url = format!(
         "ws://{addr}/ws/notifications/?token={}",
-        auth.issue_access(alice.id).unwrap()
+        auth.issue_access(&alice).unwrap()
     );
     let mut seed = Ws::connect(&seed_url).await;
     seed.established().await;
@@ -524,7 +524,7 @@ async fn kill_9_mid_stream_loses_nothing_that_was_acknowledged(backend: Backend)
     // Everything is replayed, in order, to a client that asks from the start.
     let url = format!(
         "ws://{addr}/ws/notifications/?token={}&last_seq=0",
-        auth.issue_access(alice.id).unwrap()
+        auth.issue_access(&alice).unwrap()
     );
     let mut ws = Ws::connect(&url).await;
     ws.established().await;

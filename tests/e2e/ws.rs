@@ -130,7 +130,7 @@ async fn every_token_failure_closes_4001(backend: Backend) {
     let id = user.id.0;
     let refresh = hub
         .auth
-        .issue(user.id, tickethub::auth::TokenType::Refresh, 600)
+        .issue(&user, tickethub::auth::TokenType::Refresh, 600)
         .unwrap();
     let cases = [
         (
