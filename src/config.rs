@@ -131,6 +131,11 @@ pub struct ServeConfig {
     #[arg(long, env = "TICKETHUB_DEMO")]
     pub demo: bool,
 
+    /// Allow `--demo` on an address other than loopback. The demo accounts' passwords are
+    /// printed in this project's README: anyone who reaches the hub can log in as its admin.
+    #[arg(long, env = "TICKETHUB_DEMO_PUBLIC")]
+    pub demo_public: bool,
+
     /// Reverse proxies (IP addresses or CIDR blocks, comma-separated) whose
     /// `X-Forwarded-Proto` and `X-Forwarded-Host` are believed: the links the API builds
     /// (pagination `next`/`previous`) then carry the client's scheme and host, as behind TLS.
@@ -226,6 +231,11 @@ pub struct ServeConfig {
     /// died is taken over after it.
     #[arg(long, env = "TICKETHUB_ESCALATION_LEASE", default_value_t = 60)]
     pub escalation_lease: u64,
+
+    /// Tickets and comments one user may create per minute (0: no limit); each may send email
+    /// and WhatsApp messages to several people. Past it: 429 with `Retry-After`.
+    #[arg(long, env = "TICKETHUB_WRITES_PER_MINUTE", default_value_t = 30)]
+    pub writes_per_minute: u32,
 
     /// Registrations per hour from one client address (0: no limit).
     #[arg(long, env = "TICKETHUB_REGISTER_PER_HOUR", default_value_t = 10)]
@@ -568,6 +578,16 @@ impl ServeConfig {
                 ));
             }
         }
+        if self.demo && !self.demo_public && !self.bind.ip().is_loopback() {
+            return Err(ConfigError::new(
+                "--demo (TICKETHUB_DEMO)",
+                format!(
+                    "the demo accounts have published passwords (admin/admin-demo); bind to a \
+                     loopback address, or add --demo-public to serve them on {} anyway",
+                    self.bind
+                ),
+            ));
+        }
         if self.delivery_lease != 0 && self.delivery_lease < 2 * self.delivery_timeout.max(1) {
             return Err(ConfigError::new(
                 "--delivery-lease (TICKETHUB_DELIVERY_LEASE)",
@@ -773,6 +793,19 @@ mod tests {
             err.to_string().starts_with("--bus-reconcile-interval"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_demo_stays_on_loopback_unless_told() {
+        let mut c = ServeConfig::defaults();
+        c.demo = true;
+        c.validate().unwrap();
+        c.bind = "0.0.0.0:8080".parse().unwrap();
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.starts_with("--demo"), "{err}");
+        assert!(err.contains("--demo-public"), "{err}");
+        c.demo_public = true;
+        c.validate().unwrap();
     }
 
     #[test]

@@ -84,6 +84,12 @@ async fn serve(config: tickethub::ServeConfig) -> ExitCode {
         return ExitCode::from(EX_USAGE);
     }
     let demo = config.demo;
+    if demo && !config.bind.ip().is_loopback() {
+        tracing::warn!(
+            bind = %config.bind,
+            "--demo-public: the demo accounts, whose passwords are published, are reachable from other hosts"
+        );
+    }
     let database = redact_url(&config.database_url);
     let app = match Application::build(config).await {
         Ok(app) => app,

@@ -363,6 +363,73 @@ macro_rules! impl_store {
                     .collect()
             }
 
+            async fn find_users(
+                &self,
+                query: tickethub_actors::ports::UserQuery,
+                page: tickethub_actors::ports::Page,
+            ) -> Result<
+                (i64, Vec<tickethub_actors::domain::User>),
+                tickethub_actors::ports::StoreError,
+            > {
+                fn conditions<'a>(
+                    q: &mut sqlx::QueryBuilder<'a, $db>,
+                    query: &'a tickethub_actors::ports::UserQuery,
+                ) {
+                    q.push(" WHERE 1 = 1");
+                    if let Some(role) = query.role {
+                        q.push(" AND role = ").push_bind(role.as_str());
+                    }
+                    if let Some(active) = query.active {
+                        q.push(" AND is_active = ").push_bind(active);
+                    }
+                    if let Some(me) = query.visible_to {
+                        q.push(" AND (id = ")
+                            .push_bind(me.0)
+                            .push(
+                                " OR id IN (SELECT o.user_id FROM project_members m \
+                                 JOIN project_members o ON o.project_id = m.project_id \
+                                 WHERE m.user_id = ",
+                            )
+                            .push_bind(me.0)
+                            .push("))");
+                    }
+                    if let Some(text) = &query.username_contains {
+                        let escaped = text
+                            .replace('\\', "\\\\")
+                            .replace('%', "\\%")
+                            .replace('_', "\\_");
+                        q.push(" AND username LIKE ")
+                            .push_bind(format!("%{escaped}%"))
+                            .push(" ESCAPE '\\'");
+                    }
+                }
+                let mut count = sqlx::QueryBuilder::<$db>::new("SELECT COUNT(*) FROM users");
+                conditions(&mut count, &query);
+                let (total,): (i64,) = count
+                    .build_query_as()
+                    .fetch_one(self.reader())
+                    .await
+                    .map_err($crate::store::backend_error)?;
+                let mut q = sqlx::QueryBuilder::<$db>::new(format!(
+                    "SELECT {} FROM users",
+                    $crate::store::USER_COLUMNS
+                ));
+                conditions(&mut q, &query);
+                q.push(" ORDER BY id LIMIT ")
+                    .push_bind(page.limit)
+                    .push(" OFFSET ")
+                    .push_bind(page.offset);
+                let users = q
+                    .build_query_as::<$crate::store::UserRow>()
+                    .fetch_all(self.reader())
+                    .await
+                    .map_err($crate::store::backend_error)?
+                    .into_iter()
+                    .map($crate::store::UserRow::into_user)
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok((total, users))
+            }
+
             async fn users_with_role(
                 &self,
                 role: tickethub_actors::domain::Role,

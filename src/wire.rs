@@ -276,16 +276,47 @@ impl SendIn {
             .map(|c| c.parse::<Channel>())
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| format!("channels: {e}"))?;
+        let link = self.link.filter(|l| !l.is_empty());
+        if let Some(link) = &link {
+            check_link(link)?;
+        }
         Ok(Announcement {
             to,
             notification_type,
             title,
             message: self.message,
             data,
-            link: self.link.filter(|l| !l.is_empty()),
+            link,
             channels,
             sent_by: None,
         })
+    }
+}
+
+/// A notification's link, which frontends navigate to (`action_url`): a path on the
+/// frontend's own site (`/tickets/5`), or an `http(s)://` URL. Anything else, `javascript:`
+/// and `data:` above all, is refused, as are control characters and protocol-relative `//host`.
+pub fn check_link(link: &str) -> Result<(), String> {
+    const REFUSED: &str =
+        "link: Give a path starting with `/` or an http:// or https:// URL of at most 2000 characters.";
+    if link.len() > 2000 || link.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(REFUSED.into());
+    }
+    let lower = link.to_ascii_lowercase();
+    let ok = if let Some(rest) = lower
+        .strip_prefix("https://")
+        .or_else(|| lower.strip_prefix("http://"))
+    {
+        rest.split(['/', '?', '#'])
+            .next()
+            .is_some_and(|host| !host.is_empty())
+    } else {
+        link.starts_with('/') && !link.starts_with("//") && !link.starts_with("/\\")
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(REFUSED.into())
     }
 }
 
@@ -475,6 +506,37 @@ mod tests {
                     String::from_utf8(tree).unwrap()
                 );
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod link_tests {
+    use super::check_link;
+
+    #[test]
+    fn links_are_paths_or_web_urls() {
+        for ok in [
+            "/tickets/5",
+            "/a?b=c#d",
+            "https://app.example.com/t/5",
+            "HTTP://Example.com",
+        ] {
+            assert!(check_link(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "javascript:alert(1)",
+            "JavaScript:alert(1)",
+            "data:text/html,<script>",
+            "//evil.example/x",
+            "/\\evil.example",
+            "https://",
+            "tickets/5",
+            "vbscript:x",
+            "/a b",
+            "java\tscript:alert(1)",
+        ] {
+            assert!(check_link(bad).is_err(), "{bad}");
         }
     }
 }

@@ -350,7 +350,7 @@ async function loadPeople(force = false) {
   if (!force && Date.now() - view.peopleAt < 10_000) return;
   view.peopleAt = Date.now();
   try {
-    const people = await session.api('GET', '/api/users/');
+    const people = await session.all('/api/users/');
     view.people = new Map(people.map((u) => [u.id, u.username]));
     renderEscalations();
   } catch {

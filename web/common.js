@@ -130,6 +130,17 @@ export class Session {
     return this.renewing;
   }
 
+  /** Every row of a paginated list (`{count, next, previous, results}`), page after page. */
+  async all(path) {
+    const rows = [];
+    const sep = path.includes('?') ? '&' : '?';
+    for (let page = 1; ; page += 1) {
+      const body = await this.api('GET', `${path}${sep}page_size=100&page=${page}`);
+      rows.push(...body.results);
+      if (!body.next) return rows;
+    }
+  }
+
   /** A REST call as the logged-in user; a 401 renews the token once and retries. */
   async api(method, path, body) {
     try {

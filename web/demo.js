@@ -231,10 +231,10 @@ async function loadProjects() {
 }
 
 async function loadPeople() {
-  const people = await session.api('GET', '/api/users/');
+  const people = await session.all('/api/users/');
   state.names = new Map(people.map((u) => [u.id, u.display_name || u.username]));
   if (state.me.role === 'admin') {
-    state.developers = await session.api('GET', '/api/users/?role=developer');
+    state.developers = await session.all('/api/users/?role=developer');
   }
 }
 

@@ -387,10 +387,7 @@ impl Hub {
                             RoomEvent::TicketUpdate { action, ticket }
                         }
                         crate::ports::BoardNotice::Comment(id) => {
-                            let Ok(comments) = store.comments(ticket.id).await else {
-                                return;
-                            };
-                            let Some(comment) = comments.into_iter().find(|c| c.id == id) else {
+                            let Ok(Some(comment)) = store.comment(id).await else {
                                 return;
                             };
                             RoomEvent::CommentAdded {

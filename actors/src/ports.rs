@@ -41,6 +41,12 @@ pub trait UserStore: Send + Sync {
     async fn user_with_hash(&self, username: &str) -> Result<Option<(User, String)>, StoreError>;
     /// Lists every user, ordered by id.
     async fn list_users(&self) -> Result<Vec<User>, StoreError>;
+    /// A page of the users a query matches, ordered by id, and how many match in all.
+    async fn find_users(
+        &self,
+        query: UserQuery,
+        page: Page,
+    ) -> Result<(i64, Vec<User>), StoreError>;
     /// The active users of a role, ordered by id.
     async fn users_with_role(&self, role: Role) -> Result<Vec<User>, StoreError>;
     /// The users with these ids (unknown ids are left out), ordered by id.
@@ -60,6 +66,19 @@ pub trait UserStore: Send + Sync {
     /// The highest seq allocated to each of these users, in one batched read (unknown ids are
     /// left out).
     async fn last_seqs(&self, users: &[UserId]) -> Result<Vec<(UserId, i64)>, StoreError>;
+}
+
+/// Which users a list shows.
+#[derive(Clone, Debug, Default)]
+pub struct UserQuery {
+    /// Only this role.
+    pub role: Option<Role>,
+    /// Only active (`true`) or inactive (`false`) users.
+    pub active: Option<bool>,
+    /// Only this user and those who share a project with them.
+    pub visible_to: Option<UserId>,
+    /// Only usernames containing this text.
+    pub username_contains: Option<String>,
 }
 
 /// Changes to a user's profile.
@@ -252,8 +271,16 @@ pub trait TicketStore: Send + Sync {
         filter: &TicketFilter,
         page: Page,
     ) -> Result<(i64, Vec<Ticket>), StoreError>;
-    /// A ticket's comments, oldest first.
-    async fn comments(&self, id: TicketId) -> Result<Vec<Comment>, StoreError>;
+    /// A page of a ticket's comments, oldest first, and how many it has in all.
+    async fn comments(&self, id: TicketId, page: Page) -> Result<(i64, Vec<Comment>), StoreError>;
+    /// A ticket's newest comments (at most `limit`), oldest first, and how many it has in all.
+    async fn latest_comments(
+        &self,
+        id: TicketId,
+        limit: i64,
+    ) -> Result<(i64, Vec<Comment>), StoreError>;
+    /// One comment.
+    async fn comment(&self, id: i64) -> Result<Option<Comment>, StoreError>;
 }
 
 /// Notifications, read and changed by their recipient only.
@@ -340,6 +367,12 @@ pub trait NotificationStore: Send + Sync {
         user: UserId,
         switches: &[(String, Channel, bool)],
     ) -> Result<(), StoreError>;
+    /// Which of these notification types the user has received at least once.
+    async fn types_received(
+        &self,
+        user: UserId,
+        types: &[String],
+    ) -> Result<Vec<String>, StoreError>;
 }
 
 /// One claimed outbound delivery, with what it needs to be sent.

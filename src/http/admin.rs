@@ -28,6 +28,9 @@ use super::AppState;
 /// How long one actor may take to describe itself.
 const SNAPSHOT_TIMEOUT: Duration = Duration::from_millis(250);
 
+/// The most users an actor listing's text filter matches by username.
+const MATCHING_USERS: i64 = 10_000;
+
 /// The routes of this module.
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -224,16 +227,21 @@ async fn actors(
     let mut usernames = std::collections::HashMap::new();
     let mut matching_ids = None;
     if let Some(t) = &text {
-        matching_ids = Some(
-            state
-                .store
-                .list_users()
-                .await?
-                .iter()
-                .filter(|u| u.username.contains(t.as_str()))
-                .map(|u| u.id)
-                .collect::<Vec<UserId>>(),
-        );
+        let query = tickethub_actors::ports::UserQuery {
+            username_contains: Some(t.clone()),
+            ..Default::default()
+        };
+        let (_, found) = state
+            .store
+            .find_users(
+                query,
+                tickethub_actors::ports::Page {
+                    offset: 0,
+                    limit: MATCHING_USERS,
+                },
+            )
+            .await?;
+        matching_ids = Some(found.iter().map(|u| u.id).collect::<Vec<UserId>>());
     }
     let users = hub
         .list_users(ListFilter {

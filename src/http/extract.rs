@@ -70,8 +70,9 @@ where
     }
 }
 
-/// The client's address: the peer's, or behind a trusted proxy the first address of its
-/// `X-Forwarded-For`.
+/// The client's address: the peer's, or, when the peer is a trusted proxy, the nearest
+/// address of its `X-Forwarded-For` that is not a trusted proxy too. The leftmost addresses
+/// are whatever the client chose to write, so they are never believed.
 #[derive(Debug, Clone, Copy)]
 pub struct ClientIp(pub std::net::IpAddr);
 
@@ -88,16 +89,63 @@ where
             .extensions
             .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
             .map_or(std::net::IpAddr::from([127, 0, 0, 1]), |c| c.0.ip());
-        let forwarded = super::via_trusted_proxy(&state.trusted_proxies, &parts.extensions)
-            .then(|| {
-                parts
-                    .headers
-                    .get("x-forwarded-for")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.split(',').next())
-                    .and_then(|v| v.trim().parse().ok())
-            })
-            .flatten();
-        Ok(ClientIp(forwarded.unwrap_or(peer)))
+        if !super::via_trusted_proxy(&state.trusted_proxies, &parts.extensions) {
+            return Ok(ClientIp(peer));
+        }
+        let hops = parts
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|h| !h.is_empty());
+        Ok(ClientIp(forwarded_client(
+            hops.collect::<Vec<_>>().into_iter().rev(),
+            &state.trusted_proxies,
+            peer,
+        )))
+    }
+}
+
+/// Walks `X-Forwarded-For` from the nearest hop: trusted proxies are passed, and the first
+/// other address is the client. A hop that is not an address ends the walk at the last proxy
+/// (it cannot be keyed on); hops that are all trusted proxies leave the farthest of them.
+pub fn forwarded_client<'a>(
+    nearest_first: impl Iterator<Item = &'a str>,
+    trusted: &[ipnet::IpNet],
+    peer: std::net::IpAddr,
+) -> std::net::IpAddr {
+    let mut client = peer;
+    for hop in nearest_first {
+        let Ok(ip) = hop.parse::<std::net::IpAddr>() else {
+            return client;
+        };
+        client = ip;
+        if !trusted.iter().any(|net| net.contains(&ip)) {
+            return ip;
+        }
+    }
+    client
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_client_is_the_nearest_untrusted_hop() {
+        let trusted: Vec<ipnet::IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let peer = "10.0.0.1".parse().unwrap();
+        let client = |xff: &str| {
+            let hops: Vec<&str> = xff.split(',').map(str::trim).collect();
+            forwarded_client(hops.into_iter().rev(), &trusted, peer).to_string()
+        };
+        // The client wrote its own first hop; the proxy appended the real one.
+        assert_eq!(client("1.2.3.4, 203.0.113.9"), "203.0.113.9");
+        assert_eq!(client("203.0.113.9, 10.0.0.7"), "203.0.113.9");
+        assert_eq!(client("10.0.0.9, 10.0.0.7"), "10.0.0.9");
+        assert_eq!(client("garbage, 203.0.113.9"), "203.0.113.9");
+        assert_eq!(client("203.0.113.9, garbage"), "10.0.0.1");
     }
 }

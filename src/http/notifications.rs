@@ -480,6 +480,9 @@ async fn deliveries(
     Ok(Json(json!({ "notification": id, "deliveries": out })))
 }
 
+/// The most notification types one preferences update may name.
+const MAX_PREFERENCE_TYPES: usize = 64;
+
 /// The channels a user can switch; the in-app record is always stored.
 const SWITCHABLE: [Channel; 2] = [Channel::Email, Channel::Whatsapp];
 
@@ -592,6 +595,28 @@ async fn put_preferences(
             switchable(name)?,
             switch_value(&format!("channels.{name}"), v)?,
         ));
+    }
+    if body.types.len() > MAX_PREFERENCE_TYPES {
+        return Err(ApiError::bad_request(format!(
+            "types: At most {MAX_PREFERENCE_TYPES} notification types at once."
+        )));
+    }
+    // Only types the hub routes, or that the caller has received: anything else would be a
+    // row kept for ever for a type that never comes.
+    let unrouted: Vec<String> = body
+        .types
+        .keys()
+        .filter(|k| {
+            let Ok(event) = k.parse::<EventType>();
+            state.hub.routing().route(&event).is_none()
+        })
+        .cloned()
+        .collect();
+    let received = state.store.types_received(caller.0.id, &unrouted).await?;
+    if let Some(unknown) = unrouted.iter().find(|k| !received.contains(k)) {
+        return Err(ApiError::bad_request(format!(
+            "types: `{unknown}` is not a notification type you can receive."
+        )));
     }
     for (kind, per_channel) in &body.types {
         if kind.is_empty() || kind.len() > 64 || kind == "*" {

@@ -106,6 +106,8 @@ same inbox.";
         Ticket,
         TicketDetail,
         TicketPage,
+        CommentPage,
+        UserPage,
         Comment,
         CommentIn,
         AssignIn,
@@ -449,8 +451,41 @@ pub struct TicketDetail {
     /// The ticket.
     #[serde(flatten)]
     pub ticket: Ticket,
-    /// Its comments, oldest first.
+    /// Its newest comments (at most 100), oldest first; `…/comments/` pages through all.
     pub comments: Vec<Comment>,
+    /// How many comments the ticket has in all.
+    pub comment_count: i64,
+}
+
+/// A page of users.
+#[derive(ToSchema)]
+pub struct UserPage {
+    /// Users on all pages.
+    pub count: i64,
+    /// The next page's URL.
+    #[schema(required = true)]
+    pub next: Option<String>,
+    /// The previous page's URL.
+    #[schema(required = true)]
+    pub previous: Option<String>,
+    /// This page, by id: `User` for admins, `PublicUser` for others.
+    #[schema(value_type = Vec<Object>)]
+    pub results: Vec<serde_json::Value>,
+}
+
+/// A page of a ticket's comments.
+#[derive(ToSchema)]
+pub struct CommentPage {
+    /// Comments on all pages.
+    pub count: i64,
+    /// The next page's URL.
+    #[schema(required = true)]
+    pub next: Option<String>,
+    /// The previous page's URL.
+    #[schema(required = true)]
+    pub previous: Option<String>,
+    /// This page, oldest first.
+    pub results: Vec<Comment>,
 }
 
 /// A page of tickets.

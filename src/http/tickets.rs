@@ -122,9 +122,10 @@ pub(crate) struct CreateIn {
     request_body = CreateIn,
     responses(
         (status = 201, description = "The new ticket.", body = openapi::Ticket),
-        (status = 400, description = "A field is invalid, or the project does not exist.", body = ErrorBody),
+        (status = 400, description = "A field is invalid, or the project does not exist or the caller is not a member of it (the same answer).", body = ErrorBody),
         (status = 401, description = "No valid access token.", body = ErrorBody),
-        (status = 403, description = "The caller is not a client, or not a member of the project.", body = ErrorBody),
+        (status = 403, description = "The caller is not a client.", body = ErrorBody),
+        (status = 429, description = "Too many tickets and comments from this user in a minute.", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -159,25 +160,22 @@ async fn create(
             .parse()
             .map_err(|e| ApiError::bad_request(format!("category: {e}")))?,
     };
-    let project = state
-        .store
-        .project_by_id(ProjectId(body.project))
-        .await?
-        .ok_or_else(|| {
-            ApiError::bad_request(format!(
-                "project: Invalid pk \"{}\" - object does not exist.",
-                body.project
-            ))
-        })?;
-    if !project.member_ids.contains(&caller.0.id) {
-        return Err(ApiError::forbidden("You are not a member of this project."));
+    // A project the caller is not a member of answers as one that does not exist (as a DRF
+    // field whose queryset holds the caller's projects only), so that ids reveal nothing.
+    let project = ProjectId(body.project);
+    if state.store.membership(project, caller.0.id).await? != Some(true) {
+        return Err(ApiError::bad_request(format!(
+            "project: Invalid pk \"{}\" - object does not exist.",
+            body.project
+        )));
     }
+    state.limits.write(caller.0.id)?;
     let ticket = state
         .hub
         .create_ticket(
             &caller.0,
             NewTicket {
-                project: project.id,
+                project,
                 title,
                 description: body.description,
                 priority,
@@ -239,23 +237,27 @@ async fn detail(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let ticket = visible(&state, &caller, ticket_id(&id)?).await?;
-    let comments = state.store.comments(ticket.id).await?;
+    let (count, comments) = state
+        .store
+        .latest_comments(ticket.id, DETAIL_COMMENTS)
+        .await?;
     let mut body = wire::ticket(&ticket);
     body["comments"] = comments.iter().map(wire::comment).collect();
+    body["comment_count"] = count.into();
     Ok(Json(body))
 }
 
-/// A ticket's comments, oldest first.
+/// A ticket's comments, oldest first, a page at a time.
 #[utoipa::path(
     get,
     path = "/api/tickets/{id}/comments/",
     operation_id = "tickets_comments",
     tag = "tickets",
-    params(("id" = i64, Path, description = "The ticket's id.")),
+    params(("id" = i64, Path, description = "The ticket's id."), PageQuery),
     responses(
-        (status = 200, description = "The comments.", body = Vec<openapi::Comment>),
+        (status = 200, description = "A page of the comments, oldest first.", body = openapi::CommentPage),
         (status = 401, description = "No valid access token.", body = ErrorBody),
-        (status = 404, description = "No such ticket, or the caller may not see it.", body = ErrorBody),
+        (status = 404, description = "No such ticket, the caller may not see it, or an invalid page.", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -263,13 +265,23 @@ async fn comments(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
+    Query(page): Query<PageParams>,
+    parts: axum::http::request::Parts,
 ) -> Result<Json<Value>, ApiError> {
     let ticket = visible(&state, &caller, ticket_id(&id)?).await?;
-    let comments = state.store.comments(ticket.id).await?;
-    Ok(Json(Value::Array(
+    let (n, slice) = page.page()?;
+    let (count, comments) = state.store.comments(ticket.id, slice).await?;
+    Ok(Json(crate::http::paginated(
+        &parts,
+        n,
+        slice.limit,
+        count,
         comments.iter().map(wire::comment).collect(),
-    )))
+    )?))
 }
+
+/// The newest comments a ticket's detail carries; the rest are paged at `…/comments/`.
+const DETAIL_COMMENTS: i64 = 100;
 
 /// Comments on a ticket (its creator, its assignees and admins).
 #[utoipa::path(
@@ -286,6 +298,7 @@ async fn comments(
         (status = 403, description = "The caller may see the ticket but not comment on it.", body = ErrorBody),
         (status = 404, description = "No such ticket, or the caller may not see it.", body = ErrorBody),
         (status = 409, description = "The ticket is `APPROVED`.", body = openapi::ConflictBody),
+        (status = 429, description = "Too many tickets and comments from this user in a minute.", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -304,6 +317,7 @@ async fn comment(
     if text.chars().count() > 10_000 {
         return Err(ApiError::bad_request("body: At most 10000 characters."));
     }
+    state.limits.write(caller.0.id)?;
     let applied = state
         .hub
         .apply(

@@ -344,14 +344,8 @@ async fn register(
             "password: Ensure this field has no more than 128 characters.",
         ));
     }
-    if body
-        .display_name
-        .as_ref()
-        .is_some_and(|n| n.trim().chars().count() > MAX_DISPLAY_NAME)
-    {
-        return Err(ApiError::bad_request(
-            "display_name: Ensure this field has no more than 150 characters.",
-        ));
+    if let Some(name) = &body.display_name {
+        check_display_name(name.trim())?;
     }
     let email = body.email.filter(|e| !e.trim().is_empty());
     if let Some(email) = &email {
@@ -404,20 +398,27 @@ async fn register(
 struct UsersQuery {
     #[serde(default)]
     role: Option<String>,
+    #[serde(flatten)]
+    page: super::PageParams,
 }
 
-/// Lists users, optionally of one role: everyone for admins; for others, the people who share
-/// a project with them (so a client can see who works on their tickets).
+/// Lists active users, optionally of one role, a page at a time: everyone for admins; for
+/// others, the people who share a project with them (so a client can see who works on their
+/// tickets).
 #[utoipa::path(
     get,
     path = "/api/users/",
     operation_id = "users_list",
     tag = "users",
-    params(("role" = Option<RoleName>, Query, description = "Only users of this role.")),
+    params(
+        ("role" = Option<RoleName>, Query, description = "Only users of this role."),
+        super::openapi::PageQuery,
+    ),
     responses(
-        (status = 200, description = "Active users the caller may see: admins see every field, others see their co-members' public fields only (`PublicUser`).", body = Vec<UserOut>),
+        (status = 200, description = "A page of the active users the caller may see, by id: admins see every field, others see their co-members' public fields only (`PublicUser`).", body = super::openapi::UserPage),
         (status = 400, description = "The role is unknown.", body = ErrorBody),
         (status = 401, description = "No valid access token.", body = ErrorBody),
+        (status = 404, description = "Invalid page.", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -425,7 +426,8 @@ async fn list_users(
     State(state): State<AppState>,
     caller: Caller,
     super::extract::Query(q): super::extract::Query<UsersQuery>,
-) -> Result<Json<Vec<serde_json::Value>>, ApiError> {
+    parts: axum::http::request::Parts,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let role = q
         .role
         .as_deref()
@@ -435,25 +437,21 @@ async fn list_users(
                 .map_err(|e| ApiError::bad_request(format!("role: {e}")))
         })
         .transpose()?;
-    let mut users = state.store.list_users().await?;
-    if !caller.is_admin() {
-        let mut visible: Vec<_> = state
-            .store
-            .list_projects(Some(caller.0.id))
-            .await?
-            .into_iter()
-            .flat_map(|p| p.member_ids)
-            .collect();
-        visible.push(caller.0.id);
-        users.retain(|u| visible.contains(&u.id));
-    }
-    Ok(Json(
-        users
-            .iter()
-            .filter(|u| u.is_active && role.is_none_or(|r| u.role == r))
-            .map(|u| shown_to(&caller, u))
-            .collect(),
-    ))
+    let (n, page) = q.page.page()?;
+    let query = tickethub_actors::ports::UserQuery {
+        role,
+        active: Some(true),
+        visible_to: (!caller.is_admin()).then_some(caller.0.id),
+        username_contains: None,
+    };
+    let (count, users) = state.store.find_users(query, page).await?;
+    Ok(Json(super::paginated(
+        &parts,
+        n,
+        page.limit,
+        count,
+        users.iter().map(|u| shown_to(&caller, u)).collect(),
+    )?))
 }
 
 /// The caller's profile.
@@ -548,13 +546,8 @@ pub(crate) fn profile_changes(
             ));
         }
     }
-    if display_name
-        .as_ref()
-        .is_some_and(|n| n.chars().count() > MAX_DISPLAY_NAME)
-    {
-        return Err(ApiError::bad_request(
-            "display_name: Ensure this field has no more than 150 characters.",
-        ));
+    if let Some(name) = &display_name {
+        check_display_name(name)?;
     }
     Ok(tickethub_actors::ports::ProfileChanges {
         display_name: display_name.map(|n| n.trim().to_owned()),
@@ -563,6 +556,9 @@ pub(crate) fn profile_changes(
         ..Default::default()
     })
 }
+
+/// The longest username, in characters (Django's).
+pub const MAX_USERNAME: usize = 150;
 
 /// The longest display name, in characters.
 const MAX_DISPLAY_NAME: usize = 150;
@@ -700,7 +696,7 @@ async fn administered(state: &AppState, caller: &Caller, id: &str) -> Result<Use
 /// Checks a username the way Django does: 1 to 150 letters, digits and `@.+-_`.
 pub fn validate_username(username: &str) -> Result<(), ApiError> {
     let ok = !username.is_empty()
-        && username.chars().count() <= 150
+        && username.chars().count() <= MAX_USERNAME
         && username
             .chars()
             .all(|c| c.is_alphanumeric() || "@.+-_".contains(c));
@@ -711,6 +707,34 @@ pub fn validate_username(username: &str) -> Result<(), ApiError> {
             "username: Enter a valid username. This value may contain only letters, numbers, and @/./+/-/_ characters.",
         ))
     }
+}
+
+/// A display name is shown to other people beside their names and titles: at most 150
+/// characters, and none that are invisible or reorder the text around them (control
+/// characters, bidirectional overrides and isolates, zero-width characters), which could make
+/// one person's name read as another's.
+pub fn check_display_name(name: &str) -> Result<(), ApiError> {
+    if name.chars().count() > MAX_DISPLAY_NAME {
+        return Err(ApiError::bad_request(
+            "display_name: Ensure this field has no more than 150 characters.",
+        ));
+    }
+    let hidden = |c: char| {
+        c.is_control()
+            || matches!(c,
+                '\u{200B}'..='\u{200F}'
+                | '\u{202A}'..='\u{202E}'
+                | '\u{2060}'..='\u{2069}'
+                | '\u{061C}'
+                | '\u{FEFF}'
+                | '\u{FFF9}'..='\u{FFFB}')
+    };
+    if name.chars().any(hidden) {
+        return Err(ApiError::bad_request(
+            "display_name: Control, zero-width and text-direction characters are not allowed.",
+        ));
+    }
+    Ok(())
 }
 
 /// A cheap shape check; delivery finds out the rest.

@@ -1036,6 +1036,31 @@ macro_rules! impl_notification_store {
                 tx.commit().await.map_err($crate::store::backend_error)?;
                 Ok(())
             }
+
+            async fn types_received(
+                &self,
+                user: tickethub_actors::domain::UserId,
+                types: &[String],
+            ) -> Result<Vec<String>, tickethub_actors::ports::StoreError> {
+                if types.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let mut q = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT DISTINCT notification_type FROM notifications WHERE user_id = ",
+                );
+                q.push_bind(user.0).push(" AND notification_type IN (");
+                let mut sep = q.separated(", ");
+                for t in types {
+                    sep.push_bind(t.clone());
+                }
+                q.push(")");
+                let rows: Vec<(String,)> = q
+                    .build_query_as()
+                    .fetch_all(self.reader())
+                    .await
+                    .map_err($crate::store::backend_error)?;
+                Ok(rows.into_iter().map(|(t,)| t).collect())
+            }
         }
     };
 }

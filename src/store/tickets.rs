@@ -371,19 +371,76 @@ macro_rules! impl_ticket_store {
             async fn comments(
                 &self,
                 id: tickethub_actors::ticket_domain::TicketId,
-            ) -> Result<Vec<tickethub_actors::ticket_domain::Comment>, tickethub_actors::ports::StoreError> {
-                let rows: Vec<$crate::store::tickets::CommentRow> = sqlx::query_as(
-                    "SELECT c.id, c.ticket_id, c.author_id, \
-                     COALESCE(NULLIF(u.display_name, ''), u.username) AS author_name, c.body, c.created_at \
-                     FROM comments c JOIN users u ON u.id = c.author_id WHERE c.ticket_id = $1 ORDER BY c.id",
-                )
+                page: tickethub_actors::ports::Page,
+            ) -> Result<(i64, Vec<tickethub_actors::ticket_domain::Comment>), tickethub_actors::ports::StoreError> {
+                let (count,): (i64,) =
+                    sqlx::query_as("SELECT COUNT(*) FROM comments WHERE ticket_id = $1")
+                        .bind(id.0)
+                        .fetch_one(self.reader())
+                        .await
+                        .map_err($crate::store::backend_error)?;
+                let rows: Vec<$crate::store::tickets::CommentRow> = sqlx::query_as(concat!(
+                    $crate::store::tickets::COMMENT_SELECT!(),
+                    " WHERE c.ticket_id = $1 ORDER BY c.id LIMIT $2 OFFSET $3"
+                ))
                 .bind(id.0)
+                .bind(page.limit)
+                .bind(page.offset)
                 .fetch_all(self.reader())
                 .await
                 .map_err($crate::store::backend_error)?;
-                Ok(rows.into_iter().map(Into::into).collect())
+                Ok((count, rows.into_iter().map(Into::into).collect()))
+            }
+
+            async fn latest_comments(
+                &self,
+                id: tickethub_actors::ticket_domain::TicketId,
+                limit: i64,
+            ) -> Result<(i64, Vec<tickethub_actors::ticket_domain::Comment>), tickethub_actors::ports::StoreError> {
+                let (count,): (i64,) =
+                    sqlx::query_as("SELECT COUNT(*) FROM comments WHERE ticket_id = $1")
+                        .bind(id.0)
+                        .fetch_one(self.reader())
+                        .await
+                        .map_err($crate::store::backend_error)?;
+                let mut rows: Vec<$crate::store::tickets::CommentRow> = sqlx::query_as(concat!(
+                    $crate::store::tickets::COMMENT_SELECT!(),
+                    " WHERE c.ticket_id = $1 ORDER BY c.id DESC LIMIT $2"
+                ))
+                .bind(id.0)
+                .bind(limit)
+                .fetch_all(self.reader())
+                .await
+                .map_err($crate::store::backend_error)?;
+                rows.reverse();
+                Ok((count, rows.into_iter().map(Into::into).collect()))
+            }
+
+            async fn comment(
+                &self,
+                id: i64,
+            ) -> Result<Option<tickethub_actors::ticket_domain::Comment>, tickethub_actors::ports::StoreError> {
+                let row: Option<$crate::store::tickets::CommentRow> = sqlx::query_as(concat!(
+                    $crate::store::tickets::COMMENT_SELECT!(),
+                    " WHERE c.id = $1"
+                ))
+                .bind(id)
+                .fetch_optional(self.reader())
+                .await
+                .map_err($crate::store::backend_error)?;
+                Ok(row.map(Into::into))
             }
         }
     };
 }
 pub(crate) use impl_ticket_store;
+
+/// The columns of a comment with its author's name, for `concat!` with a condition.
+macro_rules! COMMENT_SELECT {
+    () => {
+        "SELECT c.id, c.ticket_id, c.author_id, \
+         COALESCE(NULLIF(u.display_name, ''), u.username) AS author_name, c.body, c.created_at \
+         FROM comments c JOIN users u ON u.id = c.author_id"
+    };
+}
+pub(crate) use COMMENT_SELECT;

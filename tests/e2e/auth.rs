@@ -270,9 +270,21 @@ async fn users_are_listed_to_those_who_share_a_project() {
     let stranger = hub.user("stranger", Role::Developer).await;
     hub.project("WEB", &[&dev, &client]).await;
     let all = hub.get_as(&admin, "/api/users/", 200).await;
-    assert_eq!(all.as_array().unwrap().len(), 4);
+    assert_eq!(all["count"], 4);
+    assert_eq!(all["results"].as_array().unwrap().len(), 4);
+    // A page at a time, as every list.
+    let first = hub.get_as(&admin, "/api/users/?page_size=3", 200).await;
+    assert_eq!(first["results"].as_array().unwrap().len(), 3);
+    assert!(first["next"]
+        .as_str()
+        .unwrap()
+        .ends_with("page_size=3&page=2"));
+    let second = hub
+        .get_as(&admin, "/api/users/?page_size=3&page=2", 200)
+        .await;
+    assert_eq!(second["results"][0]["username"], "stranger");
     let devs = hub.get_as(&admin, "/api/users/?role=developer", 200).await;
-    let names: Vec<&str> = devs
+    let names: Vec<&str> = devs["results"]
         .as_array()
         .unwrap()
         .iter()
@@ -280,7 +292,7 @@ async fn users_are_listed_to_those_who_share_a_project() {
         .collect();
     assert_eq!(names, ["dev1", "stranger"]);
     let seen = hub.get_as(&client, "/api/users/", 200).await;
-    let names: Vec<&str> = seen
+    let names: Vec<&str> = seen["results"]
         .as_array()
         .unwrap()
         .iter()
@@ -288,7 +300,7 @@ async fn users_are_listed_to_those_who_share_a_project() {
         .collect();
     assert_eq!(names, ["dev1", "client1"]);
     hub.get_as(&stranger, "/api/users/?role=wizard", 400).await;
-    assert!(seen
+    assert!(seen["results"]
         .as_array()
         .unwrap()
         .iter()
@@ -318,7 +330,7 @@ async fn co_members_see_each_other_without_addresses(backend: Backend) {
         .await;
     }
     let seen = hub.get_as(&c.c1, "/api/users/", 200).await;
-    let seen = seen.as_array().unwrap();
+    let seen = seen["results"].as_array().unwrap();
     assert_eq!(seen.len(), 6);
     for u in seen {
         let keys: Vec<&str> = u.as_object().unwrap().keys().map(String::as_str).collect();
@@ -333,7 +345,7 @@ async fn co_members_see_each_other_without_addresses(backend: Backend) {
     }
     // Admins see every field of everyone.
     let all = hub.get_as(&c.a2, "/api/users/", 200).await;
-    let c2 = all
+    let c2 = all["results"]
         .as_array()
         .unwrap()
         .iter()

@@ -220,3 +220,23 @@ async fn serve_demo_prints_logins_and_exits_0_on_sigterm() {
     assert!(logs.contains("INFO"), "{logs}");
     assert!(!logs.contains('\x1b'), "{logs}");
 }
+
+#[test]
+fn the_demo_refuses_an_address_other_hosts_reach_unless_told() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("demo.db").display());
+    let out = tickethub(&[
+        "serve",
+        "--demo",
+        "--bind",
+        "0.0.0.0:0",
+        "--database-url",
+        &db,
+    ]);
+    assert_eq!(out.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--demo") && stderr.contains("--demo-public"),
+        "{stderr}"
+    );
+}

@@ -17,6 +17,9 @@ both_backends!(
     logout_ends_the_login_and_only_it,
     a_new_password_ends_every_token,
     a_socket_opening_during_a_deactivation_never_survives_it,
+    preferences_take_only_types_the_hub_knows,
+    look_alike_usernames_cannot_be_registered,
+    comments_are_paged_and_writes_are_limited_per_user,
 );
 
 /// Logs in over the API: `(access, refresh)`.
@@ -531,4 +534,277 @@ async fn a_token_valid_only_later_is_refused_now() {
         )
         .unwrap();
     assert_eq!(hub.get("/api/users/me/", Some(&now)).await.0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spoofed_forwarded_addresses_never_escape_the_login_limit() {
+    let hub = TestHub::start_with(&Backend::Sqlite, |c| {
+        c.trusted_proxies = vec!["127.0.0.1/32".into()];
+        c.login_per_minute = 5;
+    })
+    .await;
+    hub.user("alice", Role::Client).await;
+    // 25 wrong logins, each claiming a new first hop; the proxy (this test, on 127.0.0.1)
+    // appends the real client's address last, as proxies do.
+    let mut throttled = 0;
+    for i in 0..25 {
+        let res = hub
+            .http
+            .post(hub.url("/api/auth/login/"))
+            .header("x-forwarded-for", format!("10.9.{i}.1, 203.0.113.50"))
+            .json(&json!({"username": format!("nobody{i}"), "password": "wrong"}))
+            .send()
+            .await
+            .unwrap();
+        if res.status() == 429 {
+            throttled += 1;
+        }
+    }
+    assert_eq!(throttled, 20, "the real client is throttled after 5 tries");
+    // Another real client behind the same proxy is not.
+    let res = hub
+        .http
+        .post(hub.url("/api/auth/login/"))
+        .header("x-forwarded-for", "203.0.113.51")
+        .json(&json!({"username": "alice", "password": "alice-password"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    // An IPv6 client is one client across its /64: refreshes (30 a minute here) from 31
+    // addresses of one /64 meet the limit.
+    let mut statuses = Vec::new();
+    for i in 0..31 {
+        let res = hub
+            .http
+            .post(hub.url("/api/auth/refresh/"))
+            .header("x-forwarded-for", format!("2001:db8:7:7::{i:x}"))
+            .json(&json!({"refresh": "x"}))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(res.status().as_u16());
+    }
+    assert!(statuses[..30].iter().all(|s| *s == 401), "{statuses:?}");
+    assert_eq!(statuses[30], 429, "{statuses:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_overlong_username_is_refused_without_a_bucket_of_its_own() {
+    let hub = TestHub::start(&Backend::Sqlite).await;
+    let (status, body) = hub
+        .post(
+            "/api/auth/login/",
+            None,
+            json!({"username": "u".repeat(100_000), "password": "x"}),
+        )
+        .await;
+    assert_eq!(status, 401, "{body}");
+}
+
+async fn preferences_take_only_types_the_hub_knows(backend: Backend) {
+    let hub = TestHub::start(&backend).await;
+    let admin = hub.user("root", Role::Admin).await;
+    let ann = hub.user("ann", Role::Client).await;
+    let put = |body: serde_json::Value| {
+        let (hub, ann) = (&hub, &ann);
+        async move {
+            hub.call(
+                reqwest::Method::PUT,
+                "/api/notifications/preferences/",
+                Some(&hub.token(ann)),
+                Some(body),
+            )
+            .await
+        }
+    };
+    // A flood of made-up types: refused whole, nothing stored.
+    let flood: serde_json::Map<String, serde_json::Value> = (0..5_000)
+        .map(|i| (format!("made_up_{i}"), json!({"email": false})))
+        .collect();
+    let (status, body) = put(json!({ "types": flood })).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["detail"].as_str().unwrap().contains("At most 64"));
+    let (status, body) = put(json!({"types": {"made_up": {"email": false}}})).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["detail"].as_str().unwrap().contains("made_up"));
+    let prefs = hub
+        .get_as(&ann, "/api/notifications/preferences/", 200)
+        .await;
+    assert_eq!(prefs["types"], json!({}));
+    // Built-in types, and custom types the user has received, are accepted.
+    let (status, body) = put(json!({"types": {"ticket_opened": {"email": false}}})).await;
+    assert_eq!(status, 200, "{body}");
+    hub.post_as(
+        &admin,
+        "/api/notifications/send/",
+        json!({"user_ids": [ann.id.0], "title": "t", "message": "m", "notification_type": "maintenance"}),
+        201,
+    )
+    .await;
+    let (status, body) = put(json!({"types": {"maintenance": {"email": false}}})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["types"]["maintenance"]["email"], false);
+    assert_eq!(body["types"]["ticket_opened"]["email"], false);
+}
+
+async fn look_alike_usernames_cannot_be_registered(backend: Backend) {
+    let hub = TestHub::start(&backend).await;
+    hub.user("admin", Role::Admin).await;
+    let register = |username: &str, display: &str| {
+        let body =
+            json!({"username": username, "password": "long-enough-pw", "display_name": display});
+        let hub = &hub;
+        async move { hub.post("/api/auth/register/", None, body).await }
+    };
+    for taken in ["Admin", "ADMIN", "\u{430}dmin", "\u{ff41}dmin"] {
+        let (status, body) = register(taken, "").await;
+        assert_eq!(status, 400, "{taken}: {body}");
+        assert_eq!(
+            body["detail"], "username: A user with that username already exists.",
+            "{taken}"
+        );
+    }
+    for name in ["Eve\u{202E}nimda", "Mal\u{200B}lory", "Bell\u{7}"] {
+        let (status, body) = register("mallory", name).await;
+        assert_eq!(status, 400, "{name:?}: {body}");
+        assert!(body["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("display_name:"));
+    }
+    let (status, body) = register("mallory", "Mallory O'Neil").await;
+    assert_eq!(status, 201, "{body}");
+    let mallory = hub
+        .store
+        .user_by_id(tickethub_actors::domain::UserId(
+            body["id"].as_i64().unwrap(),
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    let (status, body) = hub
+        .call(
+            reqwest::Method::PATCH,
+            "/api/users/me/",
+            Some(&hub.token(&mallory)),
+            Some(json!({"display_name": "admin\u{2066}"})),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+}
+
+async fn comments_are_paged_and_writes_are_limited_per_user(backend: Backend) {
+    let hub = TestHub::start_with(&backend, |c| c.writes_per_minute = 8).await;
+    let admin = hub.user("root", Role::Admin).await;
+    let client = hub.user("cli", Role::Client).await;
+    let outsider = hub.user("out", Role::Client).await;
+    let project = hub.project("PG", &[&admin, &client]).await;
+    // Not a member and no such project: the same answer.
+    let create = |who: &User, project: i64| {
+        let (hub, token) = (&hub, hub.token(who));
+        async move {
+            hub.post(
+                "/api/tickets/",
+                Some(&token),
+                json!({"project": project, "title": "T", "description": "d"}),
+            )
+            .await
+        }
+    };
+    let (s1, b1) = create(&outsider, project.id.0).await;
+    let (s2, b2) = create(&outsider, 987_654).await;
+    assert_eq!((s1, s2), (400, 400));
+    assert_eq!(
+        b1["detail"]
+            .as_str()
+            .unwrap()
+            .replace(&project.id.0.to_string(), "N"),
+        b2["detail"].as_str().unwrap().replace("987654", "N")
+    );
+    let (status, ticket) = create(&client, project.id.0).await;
+    assert_eq!(status, 201, "{ticket}");
+    let id = ticket["id"].as_i64().unwrap();
+    // The client may write 8 things a minute: one ticket and 7 comments, then 429.
+    let path = format!("/api/tickets/{id}/comments/");
+    for i in 0..7 {
+        hub.post_as(&client, &path, json!({"body": format!("c{i}")}), 201)
+            .await;
+    }
+    let (status, body) = hub
+        .post(
+            &path,
+            Some(&hub.token(&client)),
+            json!({"body": "one too many"}),
+        )
+        .await;
+    assert_eq!(status, 429, "{body}");
+    // Others are not held back by it.
+    for i in 7..12 {
+        hub.post_as(&admin, &path, json!({"body": format!("c{i}")}), 201)
+            .await;
+    }
+    // Paged, oldest first.
+    let page = hub
+        .get_as(&client, &format!("{path}?page_size=5"), 200)
+        .await;
+    assert_eq!(page["count"], 12);
+    let bodies: Vec<&str> = page["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["body"].as_str().unwrap())
+        .collect();
+    assert_eq!(bodies, ["c0", "c1", "c2", "c3", "c4"]);
+    let last = hub
+        .get_as(&client, &format!("{path}?page_size=5&page=3"), 200)
+        .await;
+    assert_eq!(last["results"].as_array().unwrap().len(), 2);
+    assert!(last["next"].is_null());
+    hub.get_as(&client, &format!("{path}?page_size=5&page=4"), 404)
+        .await;
+    let detail = hub
+        .get_as(&client, &format!("/api/tickets/{id}/"), 200)
+        .await;
+    assert_eq!(detail["comment_count"], 12);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn links_other_than_paths_and_web_urls_are_refused() {
+    let hub = TestHub::start(&Backend::Sqlite).await;
+    let admin = hub.user("root", Role::Admin).await;
+    let ann = hub.user("ann", Role::Client).await;
+    for link in [
+        "javascript:alert(document.cookie)",
+        "data:text/html,x",
+        "//evil.example/",
+    ] {
+        let (status, body) = hub
+            .post(
+                "/api/notifications/send/",
+                Some(&hub.token(&admin)),
+                json!({"user_ids": [ann.id.0], "title": "t", "message": "m", "link": link}),
+            )
+            .await;
+        assert_eq!(status, 400, "{link}: {body}");
+        assert!(body["detail"].as_str().unwrap().starts_with("link:"));
+    }
+    // The socket command is refused the same way.
+    let mut ws = hub.connect(&admin).await;
+    ws.send_json(json!({"type": "send_notification", "user_ids": [ann.id.0], "title": "t", "message": "m", "link": "javascript:x"}))
+        .await;
+    let err = ws.next_of("error").await;
+    assert!(
+        err["message"].as_str().unwrap().starts_with("link:"),
+        "{err}"
+    );
+    hub.post_as(
+        &admin,
+        "/api/notifications/send/",
+        json!({"user_ids": [ann.id.0], "title": "t", "message": "m", "link": "/tickets/5"}),
+        201,
+    )
+    .await;
+    let inbox = hub.get_as(&ann, "/api/notifications/", 200).await;
+    assert_eq!(inbox["count"], 1);
 }
