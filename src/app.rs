@@ -220,6 +220,7 @@ impl Application {
             rooms_runtime: rooms_runtime.as_ref().map(NicedRuntime::handle),
             shutdown: CancellationToken::new(),
             next_conn_id: AtomicU64::new(1),
+            ticket_projects: Default::default(),
         });
         let state = AppState {
             bus,

@@ -13,7 +13,7 @@ use chrono::Utc;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use tickethub_actors::domain::{User, UserId};
-use tickethub_actors::ports::{RefreshRecord, StoreError, UserStore};
+use tickethub_actors::ports::{CredentialStore, RefreshRecord, StoreError, UserStore};
 
 use crate::config::{ConfigError, JwtAlgorithm, ServeConfig};
 
@@ -149,7 +149,7 @@ pub struct Auth {
     /// The hub's own key; absent when only an identity provider's keys verify.
     decoding: Option<DecodingKey>,
     validation: Validation,
-    jwks: Option<jwks::Jwks>,
+    jwks: Option<std::sync::Arc<jwks::Jwks>>,
     /// `validation` pinned to each algorithm a JWKS key may have.
     jwks_validations: Vec<(Algorithm, Validation)>,
     username_claim: Option<String>,
@@ -242,11 +242,11 @@ impl Auth {
             })
             .collect();
         let jwks = config.jwt_jwks_url.clone().map(|url| {
-            jwks::Jwks::new(
+            std::sync::Arc::new(jwks::Jwks::new(
                 url,
                 Duration::from_secs(config.jwt_jwks_refetch_floor),
                 Duration::from_secs(config.jwt_jwks_max_age.max(1)),
-            )
+            ))
         });
         Ok(Self {
             algorithm,
@@ -360,6 +360,14 @@ impl Auth {
     pub async fn verify(&self, token: &str, expected: TokenType) -> Result<Claimed, TokenError> {
         use jsonwebtoken::errors::ErrorKind;
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid)?;
+        // An ID token (or any JWT that is not an access token) is not a key to the API, even
+        // when the same provider signed it: RFC 9068 types access tokens `at+jwt`.
+        if let Some(typ) = &header.typ {
+            if !["jwt", "at+jwt", "application/at+jwt"].contains(&typ.to_ascii_lowercase().as_str())
+            {
+                return Err(TokenError::WrongType);
+            }
+        }
         let fetched;
         let from_provider = matches!((&self.jwks, header.kid.as_deref()), (Some(_), Some(_)))
             || self.encoding.is_none();
@@ -387,6 +395,14 @@ impl Auth {
         let claims = data.claims;
         let kind = claims.token_type.as_deref().unwrap_or("access");
         if kind != expected.as_str() {
+            return Err(TokenError::WrongType);
+        }
+        // Providers mark their other tokens in a claim: Keycloak's `typ` (`Bearer` for access
+        // tokens, `ID`, `Refresh`), Cognito's `token_use` (`access`, `id`).
+        let claim = |name: &str| claims.other.get(name).and_then(|v| v.as_str());
+        if claim("typ").is_some_and(|t| !t.eq_ignore_ascii_case("bearer"))
+            || claim("token_use").is_some_and(|t| t != "access")
+        {
             return Err(TokenError::WrongType);
         }
         let by_name = self
@@ -418,7 +434,7 @@ impl Auth {
     }
 
     /// Verifies a token and finds its user, who must be active.
-    pub async fn authenticate<S: UserStore + ?Sized>(
+    pub async fn authenticate<S: UserStore + CredentialStore + ?Sized>(
         &self,
         users: &S,
         token: &str,
@@ -428,14 +444,37 @@ impl Auth {
         Self::resolve(users, claimed).await
     }
 
-    /// Finds the user of a verified token, who must be active.
-    pub async fn resolve<S: UserStore + ?Sized>(
+    /// Finds the user of a verified token, who must be active. A provider's user named by
+    /// username is linked, the first time, to the local user of that name by the provider's
+    /// issuer and subject; afterwards the link decides, so that another account at the provider
+    /// that takes the same username later is not that local user.
+    pub async fn resolve<S: UserStore + CredentialStore + ?Sized>(
         users: &S,
         claimed: Claimed,
     ) -> Result<(User, Verified), AuthError> {
-        let user = match &claimed.subject {
-            Subject::Id(id) => users.user_by_id(*id).await?,
-            Subject::Username(name) => users.user_with_hash(name).await?.map(|(u, _)| u),
+        let user = match (&claimed.subject, &claimed.provider) {
+            (Subject::Id(id), _) => users.user_by_id(*id).await?,
+            (Subject::Username(name), None) => users.user_with_hash(name).await?.map(|(u, _)| u),
+            (Subject::Username(name), Some((issuer, subject))) => {
+                match users.linked_user(issuer, subject).await? {
+                    Some(id) => users.user_by_id(id).await?,
+                    None => match users.user_with_hash(name).await?.map(|(u, _)| u) {
+                        Some(user) => match users.link_identity(issuer, subject, user.id).await {
+                            Ok(()) => Some(user),
+                            // Linked meanwhile by a concurrent first token of this subject (then
+                            // it is them), or linked to another subject of this provider (not).
+                            Err(StoreError::Conflict(_)) => {
+                                match users.linked_user(issuer, subject).await? {
+                                    Some(id) if id == user.id => Some(user),
+                                    _ => None,
+                                }
+                            }
+                            Err(e) => return Err(e.into()),
+                        },
+                        None => None,
+                    },
+                }
+            }
         };
         match user {
             Some(user) if claimed.version.is_some_and(|v| v != user.token_version) => {

@@ -103,6 +103,11 @@ pub struct ServeConfig {
     #[arg(long, env = "TICKETHUB_JWT_JWKS_URL")]
     pub jwt_jwks_url: Option<String>,
 
+    /// Allow an `http://` JWKS URL (development, tests, a provider on the same host). Keys
+    /// fetched in the clear can be swapped by anyone on the path, so the default is https only.
+    #[arg(long, env = "TICKETHUB_JWT_JWKS_ALLOW_HTTP")]
+    pub jwt_jwks_allow_http: bool,
+
     /// Least seconds between two fetches of the JWKS, however many tokens name unknown keys.
     #[arg(long, env = "TICKETHUB_JWT_JWKS_REFETCH_FLOOR", default_value_t = 30)]
     pub jwt_jwks_refetch_floor: u64,
@@ -571,12 +576,30 @@ impl ServeConfig {
             ));
         }
         if let Some(url) = &self.jwt_jwks_url {
-            if !(url.starts_with("https://") || url.starts_with("http://")) {
+            let plain = url.starts_with("http://");
+            if !(url.starts_with("https://") || plain) {
                 return Err(ConfigError::new(
                     "--jwt-jwks-url (TICKETHUB_JWT_JWKS_URL)",
-                    "must be an http:// or https:// URL",
+                    "must be an https:// URL",
                 ));
             }
+            if plain && !self.jwt_jwks_allow_http {
+                return Err(ConfigError::new(
+                    "--jwt-jwks-url (TICKETHUB_JWT_JWKS_URL)",
+                    "must be an https:// URL (--jwt-jwks-allow-http allows http:// for development)",
+                ));
+            }
+        }
+        // A provider's keys sign tokens for every tenant and application it serves: without
+        // its issuer pinned, anyone who can sign up as `admin` anywhere those keys sign would
+        // be the local admin.
+        if (self.jwt_jwks_url.is_some() || self.jwt_username_claim.is_some())
+            && self.jwt_issuer.as_deref().is_none_or(str::is_empty)
+        {
+            return Err(ConfigError::new(
+                "--jwt-issuer (TICKETHUB_JWT_ISSUER)",
+                "is required with --jwt-jwks-url or --jwt-username-claim: name the identity provider whose tokens count",
+            ));
         }
         if self.demo && !self.demo_public && !self.bind.ip().is_loopback() {
             return Err(ConfigError::new(
@@ -805,6 +828,22 @@ mod tests {
         assert!(err.starts_with("--demo"), "{err}");
         assert!(err.contains("--demo-public"), "{err}");
         c.demo_public = true;
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn an_identity_provider_needs_its_issuer_and_https() {
+        let mut c = ServeConfig::defaults();
+        c.jwt_jwks_url = Some("https://idp.example/certs".into());
+        c.jwt_username_claim = Some("preferred_username".into());
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.starts_with("--jwt-issuer"), "{err}");
+        c.jwt_issuer = Some("https://idp.example/realms/ops".into());
+        c.validate().unwrap();
+        c.jwt_jwks_url = Some("http://idp.example/certs".into());
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.starts_with("--jwt-jwks-url"), "{err}");
+        c.jwt_jwks_allow_http = true;
         c.validate().unwrap();
     }
 

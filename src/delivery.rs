@@ -12,6 +12,7 @@ use tickethub_actors::DeliveryConfig;
 use crate::config::{ConfigError, ServeConfig};
 
 pub mod email;
+pub mod outbound;
 pub mod templates;
 pub mod webhook;
 pub mod whatsapp;
@@ -108,20 +109,14 @@ pub fn network_error(e: reqwest::Error) -> TransportError {
     }
 }
 
-/// An HTTP client with timeouts and without redirects.
+/// An HTTP client with timeouts and without redirects, for providers the operator configured.
 pub fn http_client(timeout: Duration) -> Result<reqwest::Client, ConfigError> {
-    reqwest::Client::builder()
-        .timeout(timeout)
-        .connect_timeout(timeout)
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("tickethub/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| {
-            ConfigError::new(
-                "--delivery-timeout (TICKETHUB_DELIVERY_TIMEOUT)",
-                e.to_string(),
-            )
-        })
+    outbound::client(timeout, false).map_err(|e| {
+        ConfigError::new(
+            "--delivery-timeout (TICKETHUB_DELIVERY_TIMEOUT)",
+            e.to_string(),
+        )
+    })
 }
 
 #[cfg(test)]

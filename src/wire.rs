@@ -404,11 +404,6 @@ pub fn room_event(event: &tickethub_actors::room::RoomEvent) -> Value {
                 "is_typing": is_typing,
             }),
         },
-        RoomEvent::Error { code, message } => json!({
-            "type": "error",
-            "code": code,
-            "message": message,
-        }),
         RoomEvent::Subscribed => json!({
             "type": "connection_established",
             "message": "Subscribed to the project's tickets",

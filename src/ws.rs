@@ -61,6 +61,50 @@ pub struct WsSettings {
     pub shutdown: CancellationToken,
     /// Source of connection ids.
     pub next_conn_id: AtomicU64,
+    /// Which project each ticket a presence socket names is in.
+    pub ticket_projects: TicketProjects,
+}
+
+/// Which project a ticket is in, as presence sockets ask (`ticket_viewing`, `user_typing`):
+/// read from the database by the asking socket's own task, never by its room, so that a
+/// member flooding made-up ids slows down nobody but themselves (their command rate bounds
+/// them). Tickets never move, so a found ticket is kept; an id not found is asked again, since
+/// ids are handed out in order and the ticket may exist a moment later.
+#[derive(Debug, Default)]
+pub struct TicketProjects {
+    found: std::sync::Mutex<
+        std::collections::HashMap<tickethub_actors::ticket_domain::TicketId, ProjectId>,
+    >,
+}
+
+impl TicketProjects {
+    /// The most tickets kept; past it the map starts over.
+    const CAPACITY: usize = 100_000;
+
+    /// The project of a ticket, `None` if there is no such ticket.
+    pub async fn project_of(
+        &self,
+        store: &dyn tickethub_actors::ports::Store,
+        ticket: tickethub_actors::ticket_domain::TicketId,
+    ) -> Result<Option<ProjectId>, tickethub_actors::ports::StoreError> {
+        if let Some(project) = self
+            .found
+            .lock()
+            .expect("ticket projects poisoned")
+            .get(&ticket)
+        {
+            return Ok(Some(*project));
+        }
+        let project = store.ticket(ticket).await?.map(|t| t.project_id);
+        if let Some(p) = project {
+            let mut found = self.found.lock().expect("ticket projects poisoned");
+            if found.len() >= Self::CAPACITY {
+                found.clear();
+            }
+            found.insert(ticket, p);
+        }
+        Ok(project)
+    }
 }
 
 /// The routes of this module.

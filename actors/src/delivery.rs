@@ -56,7 +56,8 @@ impl Default for RetryPolicy {
 
 impl RetryPolicy {
     /// The delay before attempt `attempts + 1`: exponential, capped, with jitter in
-    /// [half, full], and never sooner than the provider's `Retry-After`.
+    /// [half, full], and never sooner than the provider's `Retry-After`, which is itself held to
+    /// the longest backoff (a provider, or whoever answers for it, cannot park a row for days).
     pub fn backoff(&self, attempts: i64, retry_after: Option<Duration>) -> Duration {
         let exp = attempts.clamp(1, 30) as u32 - 1;
         let full = self
@@ -64,7 +65,7 @@ impl RetryPolicy {
             .saturating_mul(1u32 << exp.min(20))
             .min(self.max_backoff);
         let jittered = full.mul_f64(0.5 + rand::random::<f64>() * 0.5);
-        jittered.max(retry_after.unwrap_or_default())
+        jittered.max(retry_after.unwrap_or_default().min(self.max_backoff))
     }
 }
 
@@ -619,5 +620,42 @@ impl Actor for DeliverySupervisor {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> RetryPolicy {
+        RetryPolicy {
+            base_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(60),
+            ..RetryPolicy::default()
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_within_jitter_and_its_cap() {
+        let p = policy();
+        for (attempts, full) in [(1, 100), (2, 200), (3, 400), (12, 60_000), (40, 60_000)] {
+            let d = p.backoff(attempts, None).as_millis() as u64;
+            assert!(
+                (full / 2..=full).contains(&d),
+                "attempt {attempts}: {d} ms, not in [{}, {full}]",
+                full / 2
+            );
+        }
+    }
+
+    #[test]
+    fn retry_after_is_honoured_up_to_the_longest_backoff() {
+        let p = policy();
+        assert!(p.backoff(1, Some(Duration::from_secs(30))) >= Duration::from_secs(30));
+        // A week asked for: held to the cap.
+        assert_eq!(
+            p.backoff(1, Some(Duration::from_secs(7 * 86_400))),
+            Duration::from_secs(60)
+        );
     }
 }

@@ -96,13 +96,6 @@ pub enum RoomEvent {
         /// Users who left: (id, username).
         leaves: Vec<(UserId, String)>,
     },
-    /// A presence frame was refused; the socket stays open.
-    Error {
-        /// A stable machine-readable code.
-        code: &'static str,
-        /// A human explanation.
-        message: String,
-    },
     /// The board socket is subscribed: everything committed from now on reaches it.
     Subscribed,
 }
@@ -336,8 +329,6 @@ pub struct RoomState {
     board_users: HashMap<ConnId, UserId>,
     presence: Vec<PresenceSocket>,
     members: BTreeMap<UserId, Member>,
-    /// Which tickets belong to the project (a ticket never moves between projects).
-    tickets: HashMap<TicketId, bool>,
     /// Users whose last tab here just went (however it went); their grace timers start once
     /// the current message is handled.
     orphaned: Vec<UserId>,
@@ -487,7 +478,6 @@ impl RoomState {
             board_users: HashMap::new(),
             presence: Vec::new(),
             members: BTreeMap::new(),
-            tickets: HashMap::new(),
             orphaned: Vec::new(),
             pending: Vec::new(),
             entering: Vec::new(),
@@ -588,12 +578,6 @@ impl RoomState {
         out
     }
 
-    fn send_to(&self, conn: ConnId, event: RoomEvent) {
-        if let Some(s) = self.presence.iter().find(|s| s.conn.id == conn) {
-            let _ = s.conn.push(ConnectionMsg::Room(one(event)));
-        }
-    }
-
     /// Removes a presence socket; returns its user if that was their last tab here.
     fn drop_presence(&mut self, id: ConnId) -> Option<UserId> {
         let pos = self.presence.iter().position(|s| s.conn.id == id)?;
@@ -649,28 +633,6 @@ impl RoomState {
 }
 
 impl RoomActor {
-    /// Whether a ticket belongs to the room's project (cached: tickets never move).
-    async fn in_project(&self, state: &mut RoomState, ticket: TicketId) -> bool {
-        if let Some(known) = state.tickets.get(&ticket) {
-            return *known;
-        }
-        match self.deps.store.ticket(ticket).await {
-            Ok(Some(t)) => {
-                let ours = t.project_id == state.project;
-                if state.tickets.len() < 100_000 {
-                    state.tickets.insert(ticket, ours);
-                }
-                ours
-            }
-            // Not there (yet): ticket ids are handed out in order, so it may exist later.
-            Ok(None) => false,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot check a ticket's project");
-                false
-            }
-        }
-    }
-
     async fn on_presence(
         &self,
         myself: &ActorRef<RoomMsg>,
@@ -686,22 +648,8 @@ impl RoomActor {
         else {
             return;
         };
-        let ticket = match cmd {
-            PresenceCommand::Viewing(t) => t,
-            PresenceCommand::Typing { ticket_id, .. } => Some(ticket_id),
-        };
-        if let Some(t) = ticket {
-            if !self.in_project(state, t).await {
-                state.send_to(
-                    conn,
-                    RoomEvent::Error {
-                        code: "not_found",
-                        message: format!("Ticket {t} is not in this project."),
-                    },
-                );
-                return;
-            }
-        }
+        // The socket checked that the ticket is in this project before it sent the command:
+        // the room never waits on the database for a member's frames.
         let Some(member) = state.members.get_mut(&user) else {
             return;
         };

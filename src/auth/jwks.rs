@@ -1,6 +1,10 @@
 //! An identity provider's signing keys, from its JWKS URL: fetched with reqwest, cached, and
 //! fetched again when a token names a key the cache does not hold (a key rotation), at most
 //! once per floor interval so that tokens with made-up `kid`s cannot flood the provider.
+//!
+//! A set that has grown old (`max_age`) is fetched again in the background while its keys go
+//! on verifying: no request waits on the provider for a key the hub holds. Only a token naming
+//! a key the hub does not hold waits, and all such tokens wait on one fetch.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -20,13 +24,19 @@ pub struct Key {
 
 type Keys = Arc<HashMap<String, Key>>;
 
+/// The largest key set read from a provider.
+const MAX_JWKS_BYTES: usize = 1024 * 1024;
+
 /// The cached key set of one JWKS URL.
 pub struct Jwks {
     url: String,
     client: reqwest::Client,
     keys: RwLock<(Keys, Option<Instant>)>,
-    /// Serializes fetches; holds when the last one started.
+    /// Serializes fetches (one at a time, shared by every waiter); holds when the last one
+    /// started.
     fetching: tokio::sync::Mutex<Option<Instant>>,
+    /// Whether a background refresh of an old set is under way.
+    refreshing: std::sync::atomic::AtomicBool,
     floor: Duration,
     max_age: Duration,
 }
@@ -48,25 +58,35 @@ impl Jwks {
             client,
             keys: RwLock::new((Arc::default(), None)),
             fetching: tokio::sync::Mutex::new(None),
+            refreshing: std::sync::atomic::AtomicBool::new(false),
             floor,
             max_age,
         }
     }
 
-    /// The key with this id: from the cache, or from a fetch when the cache does not hold it
-    /// or has grown old (unless the last fetch was less than the floor ago).
-    pub async fn key(&self, kid: &str) -> Option<Key> {
+    /// The key with this id: from the cache (a set grown old is refreshed in the background
+    /// meanwhile), or from a fetch when the cache does not hold it (unless the last fetch was
+    /// less than the floor ago).
+    pub async fn key(self: &Arc<Self>, kid: &str) -> Option<Key> {
         let (cached, fresh) = self.cached(kid);
-        if fresh && cached.is_some() {
-            return cached;
+        if let Some(key) = cached {
+            if !fresh {
+                self.refresh_in_background();
+            }
+            return Some(key);
         }
+        self.fetch_if_allowed(kid, false).await
+    }
+
+    /// One fetch at a time; a caller that waited finds what the fetch before it brought.
+    async fn fetch_if_allowed(&self, kid: &str, refresh: bool) -> Option<Key> {
         let mut last = self.fetching.lock().await;
-        // Another verification may have fetched while this one waited.
+        // Another caller may have fetched while this one waited.
         let (cached, fresh) = self.cached(kid);
-        if fresh && cached.is_some() {
+        if cached.is_some() && (fresh || !refresh) {
             return cached;
         }
-        if last.is_some_and(|at| at.elapsed() < self.floor) {
+        if !refresh && last.is_some_and(|at| at.elapsed() < self.floor) {
             return cached;
         }
         *last = Some(Instant::now());
@@ -81,14 +101,33 @@ impl Jwks {
                 tracing::warn!(url = %self.url, error = %e, "cannot fetch the JWKS; keeping the keys held");
                 metrics::counter!("tickethub_jwks_fetches_total", "outcome" => "error")
                     .increment(1);
+                // Keys held stay trusted while the provider is down; try again after the floor.
+                if let Some(at) = self.keys.write().expect("jwks lock poisoned").1.as_mut() {
+                    *at = Instant::now()
+                        .checked_sub(self.max_age.saturating_sub(self.floor))
+                        .unwrap_or_else(Instant::now);
+                }
                 cached
             }
         }
     }
 
+    /// Starts a refresh of an old set unless one is under way.
+    fn refresh_in_background(self: &Arc<Self>) {
+        use std::sync::atomic::Ordering;
+        if self.refreshing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            this.fetch_if_allowed("", true).await;
+            this.refreshing.store(false, Ordering::Release);
+        });
+    }
+
     /// Fetches the key set once, ahead of the first token; a failure is only logged.
     pub async fn prefetch(&self) {
-        let _ = self.key("").await;
+        let _ = self.fetch_if_allowed("", false).await;
     }
 
     fn cached(&self, kid: &str) -> (Option<Key>, bool) {
@@ -107,7 +146,12 @@ impl Jwks {
         if !response.status().is_success() {
             return Err(format!("HTTP {}", response.status()));
         }
-        let set: JwkSet = response.json().await.map_err(|e| e.to_string())?;
+        // A key set is a few kilobytes; a provider (or whoever answers for it) sending more is
+        // refused rather than read into memory.
+        let body = crate::delivery::outbound::read_limited(response, MAX_JWKS_BYTES)
+            .await
+            .map_err(|e| e.to_string())?;
+        let set: JwkSet = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
         Ok(Arc::new(usable_keys(&set)))
     }
 }

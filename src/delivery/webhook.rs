@@ -6,10 +6,10 @@
 //! Each delivery is a `POST` of `{"type", "timestamp", "data"}` with the headers `webhook-id`
 //! (stable across retries, so receivers can drop duplicates), `webhook-timestamp` and
 //! `webhook-signature: v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">`, keyed with the
-//! base64-decoded part of the `whsec_` secret. Destinations that resolve to private, loopback
-//! or link-local addresses are refused unless explicitly allowed.
+//! base64-decoded part of the `whsec_` secret. Destinations on private, loopback, link-local
+//! or other non-public addresses are refused unless explicitly allowed: checked as the name
+//! resolves for the connection itself (`outbound`), so that no second resolution can differ.
 
-use std::net::IpAddr;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -19,7 +19,8 @@ use serde_json::json;
 use sha2::Sha256;
 use tickethub_actors::ports::{DeliveryJob, Transport, TransportError};
 
-use super::{classify, http_client, network_error};
+use super::classify;
+use super::outbound::{self, check_literal, request_error};
 use crate::config::{ConfigError, ServeConfig};
 use crate::wire;
 
@@ -29,6 +30,9 @@ pub struct WebhookTransport {
     key: Vec<u8>,
     allow_private: bool,
 }
+
+/// Whether an address is on the public internet (see [`outbound::is_public`]).
+pub use outbound::is_public;
 
 impl WebhookTransport {
     /// A transport with the configured secret.
@@ -42,68 +46,17 @@ impl WebhookTransport {
         let key = base64::engine::general_purpose::STANDARD
             .decode(secret)
             .map_err(|e| ConfigError::new(SETTING, format!("not base64: {e}")))?;
+        let client = outbound::client(timeout, !config.webhook_allow_private).map_err(|e| {
+            ConfigError::new(
+                "--delivery-timeout (TICKETHUB_DELIVERY_TIMEOUT)",
+                e.to_string(),
+            )
+        })?;
         Ok(Self {
-            client: http_client(timeout)?,
+            client,
             key,
             allow_private: config.webhook_allow_private,
         })
-    }
-
-    /// Refuses destinations on private networks unless they are allowed.
-    async fn check_destination(&self, url: &reqwest::Url) -> Result<(), TransportError> {
-        if self.allow_private {
-            return Ok(());
-        }
-        let host = url
-            .host_str()
-            .ok_or_else(|| TransportError::Permanent(format!("`{url}` has no host")))?;
-        let port = url.port_or_known_default().unwrap_or(443);
-        let addrs: Vec<IpAddr> = match host.trim_matches(['[', ']']).parse::<IpAddr>() {
-            Ok(ip) => vec![ip],
-            Err(_) => tokio::net::lookup_host((host, port))
-                .await
-                .map_err(|e| TransportError::Retryable {
-                    message: format!("cannot resolve {host}: {e}"),
-                    retry_after: None,
-                })?
-                .map(|a| a.ip())
-                .collect(),
-        };
-        if let Some(ip) = addrs.iter().find(|ip| !is_public(ip)) {
-            return Err(TransportError::Permanent(format!(
-                "refusing {host}: it resolves to the non-public address {ip} (see --webhook-allow-private)"
-            )));
-        }
-        Ok(())
-    }
-}
-
-/// Whether an address is on the public internet.
-pub fn is_public(ip: &IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            let o = v4.octets();
-            !(v4.is_private()
-                || v4.is_loopback()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_multicast()
-                || v4.is_documentation()
-                || o[0] == 0
-                || (o[0] == 100 && (64..128).contains(&o[1])))
-        }
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_public(&IpAddr::V4(v4));
-            }
-            let first = v6.segments()[0];
-            !(v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80)
-        }
     }
 }
 
@@ -124,7 +77,9 @@ impl Transport for WebhookTransport {
             .address
             .parse()
             .map_err(|e| TransportError::Permanent(format!("bad URL `{}`: {e}", job.address)))?;
-        self.check_destination(&url).await?;
+        if !self.allow_private {
+            check_literal(&url)?;
+        }
         let n = &job.notification;
         let mut data = wire::notification_frame(n, false);
         if let Some(obj) = data.as_object_mut() {
@@ -164,14 +119,14 @@ impl Transport for WebhookTransport {
             .body(body)
             .send()
             .await
-            .map_err(network_error)?;
+            .map_err(request_error)?;
         let status = response.status();
         let retry_after = response
             .headers()
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let text = response.text().await.unwrap_or_default();
+        let text = outbound::answer_text(response).await;
         classify(status, retry_after.as_deref(), &text)?;
         Ok(Some(id))
     }
@@ -180,28 +135,6 @@ impl Transport for WebhookTransport {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn private_addresses_are_not_public() {
-        for ip in [
-            "127.0.0.1",
-            "10.1.2.3",
-            "192.168.0.1",
-            "172.16.5.4",
-            "169.254.169.254",
-            "100.64.0.1",
-            "::1",
-            "fe80::1",
-            "fd00::1",
-            "::ffff:10.0.0.1",
-            "0.0.0.0",
-        ] {
-            assert!(!is_public(&ip.parse().unwrap()), "{ip}");
-        }
-        for ip in ["93.184.216.34", "2606:4700::1111"] {
-            assert!(is_public(&ip.parse().unwrap()), "{ip}");
-        }
-    }
 
     #[test]
     fn signatures_match_the_standard_webhooks_example() {

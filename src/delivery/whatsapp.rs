@@ -120,7 +120,7 @@ impl Transport for WhatsappTransport {
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let text = response.text().await.map_err(network_error)?;
+        let text = super::outbound::answer_text(response).await;
         classify(status, retry_after.as_deref(), &text)?;
         let id = serde_json::from_str::<Value>(&text)
             .ok()

@@ -86,7 +86,7 @@ pub struct Session {
 /// The actor that owns a socket.
 enum Owner {
     User(ActorRef<UserMsg>),
-    Room(ActorRef<RoomMsg>, RoomSocket),
+    Room(ActorRef<RoomMsg>, RoomSocket, ProjectId),
     /// Nobody: the socket echoes (conformance testing only). It holds its own queue's sending
     /// end, which would otherwise close with the opening.
     Echo {
@@ -188,7 +188,7 @@ impl Session {
                 .hub
                 .join_room(project, &user, kind, this.diff, conn)
                 .await
-                .map(|room| (Owner::Room(room, kind), 0)),
+                .map(|room| (Owner::Room(room, kind, project), 0)),
             _ => this
                 .state
                 .hub
@@ -424,7 +424,7 @@ impl Open {
                         }
                     }
                 }
-                Owner::Room(room, _) => {
+                Owner::Room(room, _, _) => {
                     let _ = room.send_message(RoomMsg::Leave(ctx.conn_id));
                 }
                 Owner::Echo { .. } => {}
@@ -599,8 +599,10 @@ impl Ctx {
                 return Ok(Flow::Continue);
             }
         };
-        if let Owner::Room(room, kind) = &self.owner {
-            return self.on_room_frame(room.clone(), *kind, frame, write).await;
+        if let Owner::Room(room, kind, project) = &self.owner {
+            return self
+                .on_room_frame(room.clone(), *kind, *project, frame, write)
+                .await;
         }
         match frame {
             ClientFrame::Ping { timestamp } => {
@@ -688,6 +690,7 @@ impl Ctx {
         &mut self,
         room: ActorRef<RoomMsg>,
         kind: RoomSocket,
+        project: ProjectId,
         frame: ClientFrame,
         write: &mut Writer,
     ) -> Result<Flow, WebSocketError> {
@@ -726,6 +729,35 @@ impl Ctx {
                 return Ok(Flow::Continue);
             }
         };
+        let ticket = match cmd {
+            PresenceCommand::Viewing(t) => t,
+            PresenceCommand::Typing { ticket_id, .. } => Some(ticket_id),
+        };
+        if let Some(t) = ticket {
+            // Checked here, on this socket's own time: the room only hears of tickets that are
+            // in its project.
+            let found = self
+                .state
+                .ws
+                .ticket_projects
+                .project_of(self.state.store.as_ref(), t)
+                .await;
+            let refusal = match found {
+                Ok(Some(p)) if p == project => None,
+                Ok(_) => Some(("not_found", format!("Ticket {t} is not in this project."))),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot check a ticket's project");
+                    Some((
+                        "unavailable",
+                        "The database is unavailable; try again shortly.".to_owned(),
+                    ))
+                }
+            };
+            if let Some((code, message)) = refusal {
+                send(write, &ServerFrame::Error { code, message }).await?;
+                return Ok(Flow::Continue);
+            }
+        }
         let _ = room.send_message(RoomMsg::Presence {
             conn: self.conn_id,
             cmd,

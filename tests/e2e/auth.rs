@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 use tickethub_actors::domain::{Role, User};
 
 use crate::both_backends;
-use crate::harness::{Backend, TestHub, Ws};
+use crate::harness::{eventually, Backend, TestHub, Ws};
 use crate::tickets::cast;
 
 both_backends!(
@@ -17,6 +17,7 @@ both_backends!(
     login_floods_are_throttled_and_hashing_is_bounded,
     logins_are_limited_per_username_across_addresses,
     registration_can_be_closed_and_its_fields_are_bounded,
+    provider_users_are_linked_by_subject_and_only_access_tokens_count,
 );
 
 async fn login_me_and_refresh(backend: Backend) {
@@ -752,11 +753,16 @@ async fn logins_are_limited_per_username_across_addresses(backend: Backend) {
     assert_eq!(login("bob", "10.0.2.1".into()).await, 401);
 }
 
+/// The permits of a [`JwksServer`]'s open gate: more fetches than any test makes.
+const GATE: usize = 1 << 20;
+
 /// A stand-in for an identity provider's JWKS endpoint, whose keys the test swaps.
 struct JwksServer {
     url: String,
     keys: std::sync::Arc<std::sync::Mutex<Value>>,
     fetches: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// While closed, every fetch after the first waits for it to open.
+    gate: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 impl JwksServer {
@@ -764,12 +770,15 @@ impl JwksServer {
         use std::sync::atomic::Ordering;
         let keys = std::sync::Arc::new(std::sync::Mutex::new(keys));
         let fetches = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(GATE));
         let app = axum::Router::new().route(
             "/realms/ops/protocol/openid-connect/certs",
             axum::routing::get({
-                let (keys, fetches) = (keys.clone(), fetches.clone());
+                let (keys, fetches, gate) = (keys.clone(), fetches.clone(), gate.clone());
                 move || async move {
-                    fetches.fetch_add(1, Ordering::SeqCst);
+                    if fetches.fetch_add(1, Ordering::SeqCst) > 0 {
+                        let _open = gate.acquire().await;
+                    }
                     axum::Json(keys.lock().unwrap().clone())
                 }
             }),
@@ -781,7 +790,17 @@ impl JwksServer {
             url: format!("http://{addr}/realms/ops/protocol/openid-connect/certs"),
             keys,
             fetches,
+            gate,
         }
+    }
+
+    /// Holds every later fetch until [`JwksServer::open`].
+    async fn close(&self) {
+        self.gate.acquire_many(GATE as u32).await.unwrap().forget();
+    }
+
+    fn open(&self) {
+        self.gate.add_permits(GATE);
     }
 
     fn serve(&self, keys: Value) {
@@ -818,6 +837,7 @@ async fn identity_provider_keys_come_from_a_jwks_and_rotate() {
     let idp = JwksServer::start(first).await;
     let hub = TestHub::start_with(&Backend::Sqlite, |c| {
         c.jwt_jwks_url = Some(idp.url.clone());
+        c.jwt_jwks_allow_http = true;
         c.jwt_jwks_refetch_floor = 0;
         c.jwt_audience = Some(AUD.into());
         c.jwt_issuer = Some(ISS.into());
@@ -831,7 +851,7 @@ async fn identity_provider_keys_come_from_a_jwks_and_rotate() {
         header.kid = Some(kid.into());
         // As Keycloak issues them: a UUID `sub`, `aud` a list, no `token_type`.
         let claims = json!({
-            "sub": "f3b1c2d4-6f7e-4a8b-9c0d-1e2f3a4b5c6d", "exp": now + 600, "iat": now,
+            "sub": format!("f3b1c2d4-{username}"), "exp": now + 600, "iat": now,
             "aud": ["account", AUD], "iss": ISS, "preferred_username": username,
             "typ": "Bearer", "azp": "tickethub-web",
         });
@@ -886,6 +906,8 @@ async fn identity_provider_keys_come_from_a_jwks_and_rotate() {
     let idp2 = JwksServer::start(json!({"keys": []})).await;
     let guarded = TestHub::start_with(&Backend::Sqlite, |c| {
         c.jwt_jwks_url = Some(idp2.url.clone());
+        c.jwt_jwks_allow_http = true;
+        c.jwt_issuer = Some(ISS.into());
         c.jwt_jwks_refetch_floor = 3600;
     })
     .await;
@@ -898,4 +920,122 @@ async fn identity_provider_keys_come_from_a_jwks_and_rotate() {
         "{} fetches for 20 unknown kids",
         idp2.fetches()
     );
+}
+
+/// A Keycloak-like provider's keys and tokens for the tests below.
+struct Provider {
+    idp: JwksServer,
+    rsa: jsonwebtoken::EncodingKey,
+}
+
+const PROVIDER_ISS: &str = "https://idp.example.test/realms/ops";
+
+impl Provider {
+    async fn start() -> Provider {
+        use jsonwebtoken::{jwk::Jwk, Algorithm, EncodingKey};
+        let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        let rsa =
+            EncodingKey::from_rsa_pem(&std::fs::read(fixtures.join("rs256-private.pem")).unwrap())
+                .unwrap();
+        let mut jwk = Jwk::from_encoding_key(&rsa, Algorithm::RS256).unwrap();
+        jwk.common.key_id = Some("k1".into());
+        let idp = JwksServer::start(json!({"keys": [serde_json::to_value(jwk).unwrap()]})).await;
+        Provider { idp, rsa }
+    }
+
+    fn configure(&self, c: &mut tickethub::ServeConfig) {
+        c.jwt_jwks_url = Some(self.idp.url.clone());
+        c.jwt_jwks_allow_http = true;
+        c.jwt_issuer = Some(PROVIDER_ISS.into());
+        c.jwt_username_claim = Some("preferred_username".into());
+    }
+
+    /// A token with these claims over the usual ones, and this header `typ`.
+    fn token(&self, typ: Option<&str>, extra: Value) -> String {
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+        header.kid = Some("k1".into());
+        header.typ = typ.map(str::to_owned);
+        let now = chrono::Utc::now().timestamp();
+        let mut claims = json!({
+            "sub": "sub-alice", "exp": now + 600, "iat": now, "iss": PROVIDER_ISS,
+            "preferred_username": "kc-alice", "typ": "Bearer",
+        });
+        for (k, v) in extra.as_object().unwrap() {
+            claims[k] = v.clone();
+        }
+        jsonwebtoken::encode(&header, &claims, &self.rsa).unwrap()
+    }
+}
+
+async fn provider_users_are_linked_by_subject_and_only_access_tokens_count(backend: Backend) {
+    let provider = Provider::start().await;
+    let hub = TestHub::start_with(&backend, |c| provider.configure(c)).await;
+    let alice = hub.user("kc-alice", Role::Developer).await;
+    let me = |token: String| {
+        let hub = &hub;
+        async move { hub.get("/api/users/me/", Some(&token)).await }
+    };
+    let (status, body) = me(provider.token(Some("JWT"), json!({}))).await;
+    assert_eq!((status, &body["id"]), (200, &json!(alice.id.0)), "{body}");
+    // Another account at the provider that takes the name later is not alice.
+    let (status, _) = me(provider.token(None, json!({"sub": "sub-impostor"}))).await;
+    assert_eq!(status, 401);
+    // Alice renamed at the provider is still alice: the link decides.
+    let (status, body) = me(provider.token(None, json!({"preferred_username": "alice2"}))).await;
+    assert_eq!((status, &body["id"]), (200, &json!(alice.id.0)), "{body}");
+    // ID tokens and other token kinds of the same provider are no keys to the API.
+    for (typ, extra) in [
+        (None, json!({"typ": "ID"})),
+        (None, json!({"typ": "Refresh"})),
+        (None, json!({"token_use": "id"})),
+        (Some("id+jwt"), json!({})),
+    ] {
+        let (status, body) = me(provider.token(typ, extra.clone())).await;
+        assert_eq!(status, 401, "{typ:?} {extra}: {body}");
+    }
+    assert_eq!(
+        me(provider.token(Some("at+jwt"), json!({"token_use": "access"})))
+            .await
+            .0,
+        200
+    );
+    // Another issuer signing with the same keys (another realm, another tenant) is refused.
+    let (status, _) = me(provider.token(
+        None,
+        json!({"iss": "https://idp.example.test/realms/other"}),
+    ))
+    .await;
+    assert_eq!(status, 401);
+}
+
+#[tokio::test]
+async fn keys_grown_old_are_refreshed_without_holding_requests() {
+    let provider = Provider::start().await;
+    let hub = TestHub::start_with(&Backend::Sqlite, |c| {
+        provider.configure(c);
+        c.jwt_jwks_max_age = 1;
+        c.jwt_jwks_refetch_floor = 0;
+    })
+    .await;
+    hub.user("kc-alice", Role::Developer).await;
+    let token = provider.token(None, json!({}));
+    assert_eq!(hub.get("/api/users/me/", Some(&token)).await.0, 200);
+    let fetched = provider.idp.fetches();
+    // Every later fetch now hangs until the test opens the gate: a request that waited for
+    // the provider would never be answered.
+    provider.idp.close().await;
+    let answered = tokio::time::timeout(crate::harness::PATIENCE * 2, async {
+        eventually("the key set grows old and its refresh starts", || async {
+            assert_eq!(hub.get("/api/users/me/", Some(&token)).await.0, 200);
+            provider.idp.fetches() > fetched
+        })
+        .await;
+        for _ in 0..5 {
+            assert_eq!(hub.get("/api/users/me/", Some(&token)).await.0, 200);
+        }
+    })
+    .await;
+    assert!(answered.is_ok(), "a request waited on the provider's fetch");
+    assert_eq!(provider.idp.fetches(), fetched + 1, "one refresh at a time");
+    provider.idp.open();
 }

@@ -240,3 +240,37 @@ fn the_demo_refuses_an_address_other_hosts_reach_unless_told() {
         "{stderr}"
     );
 }
+
+#[test]
+fn an_identity_provider_without_its_issuer_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("idp.db").display());
+    let out = tickethub(&[
+        "serve",
+        "--bind",
+        "127.0.0.1:0",
+        "--jwt-jwks-url",
+        "https://idp.example.test/certs",
+        "--jwt-username-claim",
+        "preferred_username",
+        "--database-url",
+        &db,
+    ]);
+    assert_eq!(out.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.starts_with("--jwt-issuer"), "{stderr}");
+    let out = tickethub(&[
+        "serve",
+        "--bind",
+        "127.0.0.1:0",
+        "--jwt-jwks-url",
+        "http://idp.example.test/certs",
+        "--jwt-issuer",
+        "https://idp.example.test",
+        "--database-url",
+        &db,
+    ]);
+    assert_eq!(out.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.starts_with("--jwt-jwks-url"), "{stderr}");
+}
