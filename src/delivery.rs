@@ -97,8 +97,10 @@ pub fn classify(
     }
 }
 
-/// A network failure (connect, timeout, reset) is always worth retrying.
+/// A network failure (connect, timeout, reset) is always worth retrying. The URL is left out
+/// of the message: a webhook's carries its receiver's secret.
 pub fn network_error(e: reqwest::Error) -> TransportError {
+    let e = e.without_url();
     TransportError::Retryable {
         message: if e.is_timeout() {
             "timed out".to_owned()
