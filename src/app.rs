@@ -120,8 +120,11 @@ impl Application {
         crate::telemetry::metrics();
         let store = store::connect_with(
             &config.database_url,
-            Duration::from_millis(config.db_acquire_timeout_ms),
-            config.sqlite_synchronous,
+            store::StoreOptions {
+                acquire_timeout: Duration::from_millis(config.db_acquire_timeout_ms),
+                durability: config.sqlite_synchronous,
+                wal_limit_bytes: config.sqlite_wal_limit_mb.max(1) * 1024 * 1024,
+            },
         )
         .await?;
         let secret = match (config.jwt_algorithm, &config.jwt_secret) {
@@ -168,6 +171,7 @@ impl Application {
                 signup_notice_interval: Duration::from_secs(config.signup_notice_interval),
                 escalation_poll: Duration::from_millis(config.escalation_poll_ms.max(10)),
                 escalation_lease: Duration::from_secs(config.escalation_lease.max(1)),
+                retention: config.retention_policy(),
                 ..HubConfig::default()
             },
             HubDeps {

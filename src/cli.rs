@@ -46,6 +46,25 @@ pub enum Command {
     Actors(ActorsArgs),
     /// Explain, event by event, whether a user was notified about a ticket, and why not.
     Trace(TraceArgs),
+    /// Delete what retention says is old enough (`--retention`), once; `--dry-run` only counts.
+    Purge(PurgeArgs),
+}
+
+/// `tickethub purge`.
+#[derive(Args, Debug)]
+pub struct PurgeArgs {
+    /// Print what would go, per table, and delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// How long read and deleted notifications and history are kept (as `serve --retention`).
+    #[arg(long, env = "TICKETHUB_RETENTION", default_value = "180d", value_parser = humantime::parse_duration)]
+    pub retention: std::time::Duration,
+    /// How long delivered unread notifications are kept (as `serve --retention-unread`).
+    #[arg(long, env = "TICKETHUB_RETENTION_UNREAD", value_parser = humantime::parse_duration)]
+    pub retention_unread: Option<std::time::Duration>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub db: DatabaseArgs,
 }
 
 /// `tickethub trace`.
@@ -114,6 +133,28 @@ pub enum UsersCommand {
     Activate(UserNameArgs),
     /// Set a user's password (from `--password`, or `TICKETHUB_USER_PASSWORD`).
     SetPassword(UserPasswordArgs),
+    /// Erase a person: their inbox, preferences, tokens, addresses and memberships go; their
+    /// tickets and comments stay, signed "Erased user". Needs `--yes`.
+    Erase(UserEraseArgs),
+}
+
+/// `tickethub users erase NAME --yes`.
+#[derive(Args, Debug)]
+pub struct UserEraseArgs {
+    /// The user's login name.
+    pub username: String,
+    /// Confirms the erasure, which cannot be undone.
+    #[arg(long)]
+    pub yes: bool,
+    /// The hubs' Redis, so that running hubs close the user's sockets at once.
+    #[arg(long, env = "REDIS_URL")]
+    pub redis_url: Option<String>,
+    /// The hubs' Redis channel prefix.
+    #[arg(long, env = "TICKETHUB_REDIS_PREFIX", default_value = "tickethub")]
+    pub redis_prefix: String,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub db: DatabaseArgs,
 }
 
 /// `tickethub users deactivate|activate NAME`.

@@ -42,6 +42,12 @@ pub struct ServeConfig {
     )]
     pub sqlite_synchronous: SqliteDurability,
 
+    /// MiB past which SQLite's write-ahead log is checkpointed in full and truncated. Readers
+    /// are held for that moment and commits wait for it (a few milliseconds); the log is
+    /// otherwise copied into the database every 500 ms without stopping anyone.
+    #[arg(long, env = "TICKETHUB_SQLITE_WAL_LIMIT_MB", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
+    pub sqlite_wal_limit_mb: u64,
+
     /// Milliseconds a socket's attach waits for its user or room actor before it tries again
     /// (an attach is idempotent: a slow first try is never replayed twice).
     #[arg(
@@ -225,6 +231,31 @@ pub struct ServeConfig {
     /// (0: one email per sign-up). Inbox notifications are never held back.
     #[arg(long, env = "TICKETHUB_SIGNUP_NOTICE_INTERVAL", default_value_t = 300)]
     pub signup_notice_interval: u64,
+
+    /// How long read and deleted notifications and the history tables (socket pushes and
+    /// acks, ticket events, delivery attempts, finished escalation steps) are kept, e.g. `180d`,
+    /// `12h`. Expired refresh-token records go whatever it says.
+    #[arg(long, env = "TICKETHUB_RETENTION", default_value = "180d", value_parser = humantime::parse_duration)]
+    pub retention: std::time::Duration,
+
+    /// How long unread notifications are kept once a socket of their user was written them
+    /// (or acknowledged them). Unset: for ever. An unread notification that was never
+    /// delivered to a socket is never purged.
+    #[arg(long, env = "TICKETHUB_RETENTION_UNREAD", value_parser = humantime::parse_duration)]
+    pub retention_unread: Option<std::time::Duration>,
+
+    /// Time between two purges, e.g. `1h`.
+    #[arg(long, env = "TICKETHUB_RETENTION_INTERVAL", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub retention_interval: std::time::Duration,
+
+    /// Rows a purge deletes per transaction: a live commit waits at most one such batch.
+    #[arg(long, env = "TICKETHUB_RETENTION_BATCH", default_value_t = 500, value_parser = clap::value_parser!(i64).range(1..=100_000))]
+    pub retention_batch: i64,
+
+    /// Milliseconds a purge pauses between two batches, so that what else waits for the
+    /// database goes first.
+    #[arg(long, env = "TICKETHUB_RETENTION_PAUSE_MS", default_value_t = 5)]
+    pub retention_pause_ms: u64,
 
     /// Milliseconds between the escalation actor's looks at the database for steps due (it
     /// also wakes for the next step it knows of). Steps scheduled by other nodes fire within
@@ -528,6 +559,17 @@ pub enum DatabaseKind {
 }
 
 impl ServeConfig {
+    /// The purge actor's policy.
+    pub fn retention_policy(&self) -> tickethub_actors::purge::RetentionPolicy {
+        tickethub_actors::purge::RetentionPolicy {
+            retention: self.retention,
+            unread: self.retention_unread,
+            interval: self.retention_interval,
+            batch: self.retention_batch,
+            pause: std::time::Duration::from_millis(self.retention_pause_ms),
+        }
+    }
+
     /// `--trusted-proxies` as networks; `None` if one does not parse.
     pub fn trusted_proxy_nets(&self) -> Option<Vec<ipnet::IpNet>> {
         self.trusted_proxies
@@ -615,6 +657,12 @@ impl ServeConfig {
             return Err(ConfigError::new(
                 "--delivery-lease (TICKETHUB_DELIVERY_LEASE)",
                 "must be at least twice --delivery-timeout, or 0 for the default",
+            ));
+        }
+        if self.retention_interval.is_zero() {
+            return Err(ConfigError::new(
+                "--retention-interval (TICKETHUB_RETENTION_INTERVAL)",
+                "must be longer than zero",
             ));
         }
         if self.db_acquire_timeout_ms == 0 {

@@ -59,12 +59,108 @@ async fn run(command: Command) -> ExitCode {
         Command::Users {
             command: UsersCommand::SetPassword(args),
         } => fail_on_err(set_password(args).await),
+        Command::Users {
+            command: UsersCommand::Erase(args),
+        } => fail_on_err(erase(args).await),
         Command::Projects {
             command: ProjectsCommand::Add(args),
         } => fail_on_err(add_project(args).await),
         Command::Actors(args) => fail_on_err(actors(args).await),
         Command::Trace(args) => fail_on_err(trace(args).await),
+        Command::Purge(args) => fail_on_err(purge(args).await),
     }
+}
+
+async fn erase(args: cli::UserEraseArgs) -> Result<(), String> {
+    if !args.yes {
+        return Err(format!(
+            "--yes: erasing `{}` cannot be undone; add --yes to erase them",
+            args.username
+        ));
+    }
+    let store = store::connect(&args.db.database_url)
+        .await
+        .map_err(|e| e.to_string())?;
+    let found = store
+        .user_with_hash(&args.username)
+        .await
+        .map_err(|e| e.to_string())?;
+    let Some((user, _)) = found else {
+        store.close().await;
+        return Err(format!("no user `{}`", args.username));
+    };
+    let erased = store.erase_user(user.id).await.map_err(|e| e.to_string())?;
+    store.close().await;
+    let erased = erased.ok_or_else(|| format!("no user `{}`", args.username))?;
+    if let Some(url) = &args.redis_url {
+        tickethub::bus::announce(
+            url,
+            &args.redis_prefix,
+            &tickethub_actors::ports::BusEvent::SessionsEnded(user.id),
+        )
+        .await
+        .map_err(|e| format!("erased `{}`, but cannot tell the hubs: {e}", args.username))?;
+    }
+    println!(
+        "erased `{}` (id {}, now `{}`); their tickets and comments stay, signed \"{}\"",
+        args.username,
+        user.id,
+        erased.username,
+        tickethub::store::ERASED_NAME
+    );
+    Ok(())
+}
+
+async fn purge(args: cli::PurgeArgs) -> Result<(), String> {
+    let store = store::connect(&args.db.database_url)
+        .await
+        .map_err(|e| e.to_string())?;
+    let policy = tickethub_actors::purge::RetentionPolicy {
+        retention: args.retention,
+        unread: args.retention_unread,
+        ..Default::default()
+    };
+    let mut total = 0;
+    for (what, cutoff) in policy.cutoffs(chrono::Utc::now()) {
+        let n = if args.dry_run {
+            store.purgeable(what, cutoff).await
+        } else {
+            let mut n = 0;
+            loop {
+                match store.purge(what, cutoff, policy.batch).await {
+                    Ok(k) => {
+                        n += k;
+                        if (k as i64) < policy.batch {
+                            break Ok(n);
+                        }
+                    }
+                    Err(e) => break Err(e),
+                }
+            }
+        }
+        .map_err(|e| e.to_string())?;
+        total += n;
+        println!(
+            "{:<22} {n:>10}  (older than {})",
+            what.as_str(),
+            tickethub::timeline::at(cutoff)
+        );
+    }
+    store.close().await;
+    println!(
+        "{} {total} rows{}",
+        if args.dry_run {
+            "would delete"
+        } else {
+            "deleted"
+        },
+        if args.dry_run {
+            " (dry run: nothing was deleted)"
+        } else {
+            ""
+        }
+    );
+    Ok(())
 }
 
 fn fail_on_err(res: Result<(), String>) -> ExitCode {

@@ -17,30 +17,49 @@ pub mod history;
 pub mod notifications;
 pub mod outbox;
 pub mod postgres;
+pub mod retention;
 pub mod sqlite;
 pub mod tickets;
 
 /// The default wait for a pooled connection.
 pub const ACQUIRE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// Connects to the database a URL names and runs its migrations.
-pub async fn connect(url: &str) -> Result<Arc<dyn Store>, ConnectError> {
-    connect_with(url, ACQUIRE_TIMEOUT, Default::default()).await
+/// How the store is opened.
+#[derive(Clone, Copy, Debug)]
+pub struct StoreOptions {
+    /// How long a call waits for a pooled connection before it fails (during a database
+    /// outage, every call fails within it).
+    pub acquire_timeout: std::time::Duration,
+    /// SQLite's durability.
+    pub durability: crate::config::SqliteDurability,
+    /// The size past which SQLite's write-ahead log is truncated.
+    pub wal_limit_bytes: u64,
 }
 
-/// [`connect`], with the time a call waits for a pooled connection before it fails (during a
-/// database outage, every call fails within it) and SQLite's durability.
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            acquire_timeout: ACQUIRE_TIMEOUT,
+            durability: Default::default(),
+            wal_limit_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// Connects to the database a URL names and runs its migrations.
+pub async fn connect(url: &str) -> Result<Arc<dyn Store>, ConnectError> {
+    connect_with(url, StoreOptions::default()).await
+}
+
+/// [`connect`], with options.
 pub async fn connect_with(
     url: &str,
-    acquire_timeout: std::time::Duration,
-    durability: crate::config::SqliteDurability,
+    options: StoreOptions,
 ) -> Result<Arc<dyn Store>, ConnectError> {
     match database_kind(url)? {
-        DatabaseKind::Sqlite => Ok(Arc::new(
-            sqlite::SqliteStore::connect(url, acquire_timeout, durability).await?,
-        )),
+        DatabaseKind::Sqlite => Ok(Arc::new(sqlite::SqliteStore::connect(url, options).await?)),
         DatabaseKind::Postgres => Ok(Arc::new(
-            postgres::PgStore::connect(url, acquire_timeout).await?,
+            postgres::PgStore::connect(url, options.acquire_timeout).await?,
         )),
     }
 }
@@ -180,6 +199,9 @@ where
     Ok(())
 }
 
+/// What an erased person is called everywhere they appear.
+pub const ERASED_NAME: &str = "Erased user";
+
 /// One caller's drafts waiting for the group committer, and where its answer goes.
 pub(crate) type CommitJob = (
     Vec<tickethub_actors::notification::Draft>,
@@ -268,6 +290,7 @@ macro_rules! impl_store {
     ($store:ty, $db:ty, $backend:literal, $lock:literal) => {
         $crate::store::outbox::impl_outbox_store!($store, $db, $lock);
         $crate::store::credentials::impl_credential_store!($store, $db);
+        $crate::store::retention::impl_retention_store!($store, $db, $lock);
         $crate::store::tickets::impl_ticket_store!($store, $db);
         $crate::store::history::impl_history_store!($store, $db, $lock);
         $crate::store::notifications::impl_notification_store!($store, $db, $lock);
@@ -556,6 +579,84 @@ macro_rules! impl_store {
                     .map_err($crate::store::backend_error)?
                     .map($crate::store::UserRow::into_user)
                     .transpose()
+            }
+
+            async fn erase_user(
+                &self,
+                user: tickethub_actors::domain::UserId,
+            ) -> Result<Option<tickethub_actors::domain::User>, tickethub_actors::ports::StoreError>
+            {
+                let mut tx = self.writer().begin().await.map_err($crate::store::backend_error)?;
+                let found = sqlx::query_as::<_, $crate::store::UserRow>(&format!(
+                    "SELECT {} FROM users WHERE id = $1",
+                    $crate::store::USER_COLUMNS
+                ))
+                .bind(user.0)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err($crate::store::backend_error)?;
+                let Some(found) = found.map($crate::store::UserRow::into_user).transpose()? else {
+                    return Ok(None);
+                };
+                let erased_name = $crate::store::ERASED_NAME;
+                // Other people's notifications that open with this person's name (the actor of
+                // the event: "Alice approved ticket …") are reworded; the sign-up notices about
+                // them lose their data.
+                for name in [found.name().to_owned(), found.username.clone()] {
+                    sqlx::query(
+                        "UPDATE notifications SET \
+                         message = $1 || SUBSTR(message, LENGTH($2) + 1) \
+                         WHERE user_id <> $3 AND SUBSTR(message, 1, LENGTH($2)) = $2 AND \
+                         (actor_id = $3 OR event_id IN (SELECT id FROM ticket_events WHERE actor_id = $3))",
+                    )
+                    .bind(erased_name)
+                    .bind(&name)
+                    .bind(user.0)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err($crate::store::backend_error)?;
+                }
+                sqlx::query(
+                    "UPDATE notifications SET data = '{}', \
+                     message = 'A new client has registered (since erased).' \
+                     WHERE actor_id = $1 AND notification_type = 'user_registered'",
+                )
+                .bind(user.0)
+                .execute(&mut *tx)
+                .await
+                .map_err($crate::store::backend_error)?;
+                for table in [
+                    "notifications",
+                    "preferences",
+                    "refresh_tokens",
+                    "identity_links",
+                    "stream_events",
+                    "project_members",
+                ] {
+                    sqlx::query(&format!("DELETE FROM {table} WHERE user_id = $1"))
+                        .bind(user.0)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err($crate::store::backend_error)?;
+                }
+                let key = format!("erased-{}", user.0);
+                let row = sqlx::query_as::<_, $crate::store::UserRow>(&format!(
+                    "UPDATE users SET username = $1, username_key = $1, display_name = $2, \
+                     email = NULL, whatsapp_number = NULL, password_hash = '!', \
+                     is_active = $3, is_superuser = $3, token_version = token_version + 1, \
+                     erased_at = $4 WHERE id = $5 RETURNING {}",
+                    $crate::store::USER_COLUMNS
+                ))
+                .bind(&key)
+                .bind(erased_name)
+                .bind(false)
+                .bind(chrono::Utc::now())
+                .bind(user.0)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err($crate::store::backend_error)?;
+                tx.commit().await.map_err($crate::store::backend_error)?;
+                row.into_user().map(Some)
             }
 
             async fn notification_cursor(

@@ -63,6 +63,17 @@ fn line(node: &Value) -> String {
                 node["failed"]
             ));
         }
+        "purge" => {
+            let removed: u64 = node["removed"]
+                .as_object()
+                .map(|m| m.values().filter_map(Value::as_u64).sum())
+                .unwrap_or(0);
+            parts.push(format!(
+                "{} sweeps, {removed} rows removed, last {}",
+                node["sweeps"],
+                node["last_finished"].as_str().unwrap_or("-")
+            ));
+        }
         "directory" => {
             parts.push(format!(
                 "{} actors, {} failures",

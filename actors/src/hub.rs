@@ -47,6 +47,8 @@ pub struct HubConfig {
     /// How long a node's claim on a firing escalation step holds before another node may take
     /// it over (a node that died while firing).
     pub escalation_lease: Duration,
+    /// What the purge actor keeps, and for how long.
+    pub retention: crate::purge::RetentionPolicy,
 }
 
 /// How often the users' heartbeat reports of what their sockets were sent are written, in one
@@ -67,6 +69,7 @@ impl Default for HubConfig {
             signup_notice_interval: Duration::from_secs(300),
             escalation_poll: Duration::from_secs(1),
             escalation_lease: Duration::from_secs(60),
+            retention: crate::purge::RetentionPolicy::default(),
         }
     }
 }
@@ -169,6 +172,7 @@ struct Refs {
     rooms: ActorRef<DirectoryMsg<ProjectId, RoomMsg>>,
     delivery: ActorRef<crate::delivery::DeliveryMsg>,
     escalation: ActorRef<crate::escalation::EscalationMsg>,
+    purge: ActorRef<crate::purge::PurgeMsg>,
 }
 
 impl Hub {
@@ -252,6 +256,10 @@ impl Hub {
                 node: node.clone(),
                 poll: config.escalation_poll,
                 lease: config.escalation_lease,
+            },
+            purge: crate::purge::PurgeActor {
+                store: deps.store.clone(),
+                policy: config.retention.clone(),
             },
         };
         let (root, root_handle) = Actor::spawn(None, HubRoot { spec }, ()).await?;
@@ -638,6 +646,10 @@ impl Hub {
                 .escalation
                 .send_message(crate::escalation::EscalationMsg::InjectFault)
                 .is_ok(),
+            RootChild::Purge => refs
+                .purge
+                .send_message(crate::purge::PurgeMsg::InjectFault)
+                .is_ok(),
         };
     }
 
@@ -649,6 +661,19 @@ impl Hub {
             500
         )
         .ok()
+    }
+
+    /// What the purge actor holds; `None` if it did not answer in time.
+    pub async fn purge_snapshot(&self) -> Option<crate::purge::PurgeSnapshot> {
+        ractor::call_t!(self.refs().purge, crate::purge::PurgeMsg::Snapshot, 500).ok()
+    }
+
+    /// Asks the purge actor to sweep now (unless a sweep runs).
+    pub fn purge_now(&self) {
+        let _ = self
+            .refs()
+            .purge
+            .send_message(crate::purge::PurgeMsg::Sweep);
     }
 
     /// Asks the escalation actor to look for due steps now.
@@ -954,6 +979,7 @@ struct RootSpec {
     rooms_runtime: Option<tokio::runtime::Handle>,
     delivery: Arc<crate::delivery::DeliverySupervisor>,
     escalation: crate::escalation::EscalationActor,
+    purge: crate::purge::PurgeActor,
 }
 
 /// The root supervisor.
@@ -974,6 +1000,8 @@ pub enum RootChild {
     Delivery,
     /// The escalation actor.
     Escalation,
+    /// The purge actor.
+    Purge,
 }
 
 impl RootChild {
@@ -984,6 +1012,7 @@ impl RootChild {
             RootChild::Rooms => "room directory",
             RootChild::Delivery => "delivery supervisor",
             RootChild::Escalation => "escalation",
+            RootChild::Purge => "purge",
         }
     }
 }
@@ -1064,6 +1093,15 @@ async fn spawn_escalation(
         .0)
 }
 
+async fn spawn_purge(
+    spec: &crate::purge::PurgeActor,
+    supervisor: ActorCell,
+) -> Result<ActorRef<crate::purge::PurgeMsg>, ractor::SpawnErr> {
+    Ok(Actor::spawn_linked(None, spec.clone(), (), supervisor)
+        .await?
+        .0)
+}
+
 /// Spawns the room directory on the rooms' runtime, if they have one: the actors it starts
 /// run there too.
 async fn spawn_rooms(
@@ -1107,6 +1145,7 @@ impl Actor for HubRoot {
             rooms: spawn_rooms(&self.spec, myself.get_cell()).await?,
             delivery: spawn_delivery(&self.spec.delivery, myself.get_cell()).await?,
             escalation: spawn_escalation(&self.spec.escalation, myself.get_cell()).await?,
+            purge: spawn_purge(&self.spec.purge, myself.get_cell()).await?,
         };
         Ok(RootState {
             refs: Arc::new(RwLock::new(refs)),
@@ -1150,6 +1189,9 @@ impl Actor for HubRoot {
                     RootChild::Escalation => spawn_escalation(&self.spec.escalation, cell)
                         .await
                         .map(|a| state.refs.write().expect("refs poisoned").escalation = a),
+                    RootChild::Purge => spawn_purge(&self.spec.purge, cell)
+                        .await
+                        .map(|a| state.refs.write().expect("refs poisoned").purge = a),
                 };
                 match started {
                     Ok(()) => {
@@ -1187,6 +1229,8 @@ impl Actor for HubRoot {
                 RootChild::Delivery
             } else if cell.get_id() == current.escalation.get_id() {
                 RootChild::Escalation
+            } else if cell.get_id() == current.purge.get_id() {
+                RootChild::Purge
             } else {
                 return Ok(());
             };

@@ -39,6 +39,7 @@ pub mod hub;
 pub mod notification;
 pub mod notifier;
 pub mod ports;
+pub mod purge;
 pub mod room;
 pub mod routing;
 pub mod sent;

@@ -61,6 +61,12 @@ pub trait UserStore: Send + Sync {
         user: UserId,
         changes: ProfileChanges,
     ) -> Result<Option<User>, StoreError>;
+    /// Erases a person, in one transaction: their inbox (with its deliveries and escalation
+    /// steps), preferences, tokens, provider links, socket history and memberships go; their
+    /// row stays, nameless and inactive (`Erased user`, `erased-<id>`), so that the tickets and
+    /// comments they wrote keep an author; other people's notifications that open with their
+    /// name, or announce their sign-up, are reworded. `None` for an unknown user.
+    async fn erase_user(&self, user: UserId) -> Result<Option<User>, StoreError>;
     /// Where the user's notification stream stands.
     async fn notification_cursor(&self, user: UserId) -> Result<NotificationCursor, StoreError>;
     /// The highest seq allocated to each of these users, in one batched read (unknown ids are
@@ -793,6 +799,71 @@ pub trait CredentialStore: Send + Sync {
     ) -> Result<(), StoreError>;
 }
 
+/// What the purge actor removes, table by table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Purgeable {
+    /// Notifications read before the cutoff (with their deliveries and escalation steps).
+    ReadNotifications,
+    /// Notifications their recipient deleted before the cutoff.
+    DeletedNotifications,
+    /// Unread notifications committed before the cutoff that a socket of their user was
+    /// written or acknowledged (`--retention-unread`): one never delivered is never purged.
+    UnreadNotifications,
+    /// Socket pushes and acks (`stream_events`).
+    StreamEvents,
+    /// Ticket history (`ticket_events`).
+    TicketEvents,
+    /// Delivery attempts.
+    DeliveryAttempts,
+    /// Escalation steps that fired, were cancelled or failed.
+    Escalations,
+    /// Refresh-token records past their expiry (whatever the cutoff).
+    RefreshTokens,
+}
+
+impl Purgeable {
+    /// Every kind, in the order a sweep takes them.
+    pub const ALL: [Purgeable; 8] = [
+        Purgeable::ReadNotifications,
+        Purgeable::DeletedNotifications,
+        Purgeable::UnreadNotifications,
+        Purgeable::StreamEvents,
+        Purgeable::TicketEvents,
+        Purgeable::DeliveryAttempts,
+        Purgeable::Escalations,
+        Purgeable::RefreshTokens,
+    ];
+
+    /// Its name in metrics, the supervision tree and `tickethub purge`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Purgeable::ReadNotifications => "read_notifications",
+            Purgeable::DeletedNotifications => "deleted_notifications",
+            Purgeable::UnreadNotifications => "unread_notifications",
+            Purgeable::StreamEvents => "stream_events",
+            Purgeable::TicketEvents => "ticket_events",
+            Purgeable::DeliveryAttempts => "delivery_attempts",
+            Purgeable::Escalations => "escalations",
+            Purgeable::RefreshTokens => "refresh_tokens",
+        }
+    }
+}
+
+/// Rows kept for a while, then purged.
+#[async_trait]
+pub trait RetentionStore: Send + Sync {
+    /// Deletes at most `limit` rows of `what` older than `cutoff`, in one short transaction;
+    /// answers how many it deleted.
+    async fn purge(
+        &self,
+        what: Purgeable,
+        cutoff: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<u64, StoreError>;
+    /// How many rows of `what` a purge with this cutoff would delete.
+    async fn purgeable(&self, what: Purgeable, cutoff: DateTime<Utc>) -> Result<u64, StoreError>;
+}
+
 /// Everything the hub stores, behind one object.
 #[async_trait]
 pub trait Store:
@@ -804,6 +875,7 @@ pub trait Store:
     + HistoryStore
     + EscalationStore
     + CredentialStore
+    + RetentionStore
 {
     /// The backend's name (`sqlite` or `postgres`), for logs and health output.
     fn backend(&self) -> &'static str;

@@ -411,6 +411,21 @@ async fn actors(
         }),
         None => json!({"name": "escalation", "kind": "escalation", "status": "busy"}),
     };
+    let purge = match hub.purge_snapshot().await {
+        Some(s) => json!({
+            "name": "purge",
+            "kind": "purge",
+            "status": if s.sweeping { "sweeping" } else { "running" },
+            "sweeps": s.sweeps,
+            "removed": s.removed,
+            "last_started": s.last_started.map(crate::timeline::at),
+            "last_finished": s.last_finished.map(crate::timeline::at),
+            "last_removed": s.last_removed,
+            "errors": s.errors,
+            "last_error": s.last_error,
+        }),
+        None => json!({"name": "purge", "kind": "purge", "status": "busy"}),
+    };
     let (uptime, root_restarts) = hub.root_info().await;
     Ok(Json(json!({
         "name": "hub",
@@ -464,6 +479,7 @@ async fn actors(
                 "children": channel_nodes,
             },
             escalation,
+            purge,
         ],
     })))
 }

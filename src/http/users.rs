@@ -23,7 +23,10 @@ pub fn router() -> Router<AppState> {
         .route("/api/auth/register/", post(register))
         .route("/api/users/me/", get(me).patch(update_me))
         .route("/api/users/", get(list_users))
-        .route("/api/users/{id}/", get(user_detail).patch(update_user))
+        .route(
+            "/api/users/{id}/",
+            get(user_detail).patch(update_user).delete(erase_user),
+        )
 }
 
 /// Another user as a non-admin sees them: no addresses, no account flags.
@@ -676,6 +679,65 @@ async fn update_user(
         state.hub.sessions_ended(user.id);
     }
     Ok(Json(UserOut::from(&user)))
+}
+
+#[derive(Deserialize)]
+struct EraseQuery {
+    #[serde(default)]
+    erase: Option<String>,
+}
+
+/// Erases a person (admins): their inbox, preferences, tokens, addresses and memberships go,
+/// and every socket of theirs closes (4001) on every node; their tickets and comments stay,
+/// signed "Erased user". `?erase=true` is required: a user to keep but stop is deactivated
+/// with `PATCH {"is_active": false}`.
+#[utoipa::path(
+    delete,
+    path = "/api/users/{id}/",
+    operation_id = "users_erase",
+    tag = "users",
+    params(
+        ("id" = i64, Path, description = "The user's id."),
+        ("erase" = bool, Query, description = "Must be `true`: erasure cannot be undone."),
+    ),
+    responses(
+        (status = 204, description = "Erased."),
+        (status = 400, description = "`erase=true` is missing, or an admin tried to erase themselves.", body = ErrorBody),
+        (status = 401, description = "No valid access token.", body = ErrorBody),
+        (status = 403, description = "The caller is not an admin.", body = ErrorBody),
+        (status = 404, description = "No such user.", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+async fn erase_user(
+    State(state): State<AppState>,
+    caller: Caller,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    super::extract::Query(q): super::extract::Query<EraseQuery>,
+) -> Result<StatusCode, ApiError> {
+    let target = administered(&state, &caller, &id).await?;
+    if !q
+        .erase
+        .as_deref()
+        .map(|v| super::parse_bool("erase", v))
+        .transpose()?
+        .unwrap_or(false)
+    {
+        return Err(ApiError::bad_request(
+            "erase: Give erase=true to erase this person for good; to stop them but keep them, PATCH {\"is_active\": false}.",
+        ));
+    }
+    if target.id == caller.0.id {
+        return Err(ApiError::bad_request("An admin cannot erase themselves."));
+    }
+    state
+        .store
+        .erase_user(target.id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    tracing::info!(user_id = target.id.0, by = caller.0.id.0, "user erased");
+    state.hub.sessions_ended(target.id);
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// The user an admin names by id: 403 for non-admins, 404 for an unknown id.

@@ -488,8 +488,8 @@ macro_rules! impl_history_store {
                 use tickethub_actors::ports::{StoreError, TicketStore};
                 let claimed: Vec<(i64,)> = sqlx::query_as(concat!(
                     "UPDATE escalations SET status = 'FIRING', claimed_by = $1, claimed_until = $2, updated_at = $3 \
-                     WHERE id IN (SELECT id FROM escalations WHERE \
-                     (status = 'PENDING' AND due_at <= $3) OR (status = 'FIRING' AND claimed_until < $3) \
+                     WHERE id IN (SELECT id FROM escalations WHERE status IN ('PENDING', 'FIRING') AND \
+                     ((status = 'PENDING' AND due_at <= $3) OR (status = 'FIRING' AND claimed_until < $3)) \
                      ORDER BY due_at, id LIMIT $4 ",
                     $lock,
                     ") RETURNING id"
@@ -620,7 +620,8 @@ macro_rules! impl_history_store {
                         .await
                         .map_err($crate::store::backend_error)?;
                 let next: Option<(chrono::DateTime<chrono::Utc>,)> = sqlx::query_as(
-                    "SELECT due_at FROM escalations WHERE status = 'PENDING' ORDER BY due_at LIMIT 1",
+                    "SELECT due_at FROM escalations WHERE status IN ('PENDING', 'FIRING') \
+                     AND status = 'PENDING' ORDER BY due_at LIMIT 1",
                 )
                 .fetch_optional(self.reader())
                 .await

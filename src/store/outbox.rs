@@ -42,6 +42,7 @@ macro_rules! impl_outbox_store {
                 let claimed: Vec<(i64,)> = sqlx::query_as(concat!(
                     "UPDATE deliveries SET status = 'SENDING', claimed_until = $1, claimed_by = $2, updated_at = $3 \
                      WHERE id IN (SELECT id FROM deliveries WHERE channel = $4 AND \
+                     status IN ('QUEUED', 'SENDING') AND \
                      ((status = 'QUEUED' AND next_attempt_at <= $3) OR (status = 'SENDING' AND claimed_until < $3)) \
                      ORDER BY next_attempt_at, id LIMIT $5 ",
                     $lock,

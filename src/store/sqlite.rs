@@ -26,30 +26,104 @@ pub struct SqliteStore {
 /// How often the log is copied into the database file.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
 
+/// The pools a checkpointer works with.
+struct Checkpointer {
+    /// A connection of its own, for the copies that stop no one.
+    own: SqlitePool,
+    /// The one writer connection: held for the moment of a truncation.
+    writer: SqlitePool,
+    /// Every reader connection: held for the moment of a truncation.
+    reader: SqlitePool,
+    readers: u32,
+    /// The log file.
+    wal: std::path::PathBuf,
+    /// Its size past which it is truncated.
+    limit: u64,
+}
+
 /// Copies the write-ahead log into the database file every [`CHECKPOINT_EVERY`], on a
 /// connection of its own, without blocking the writer (`PASSIVE`), until the store is dropped.
-async fn checkpoints(pool: SqlitePool, alive: std::sync::Weak<()>) {
+///
+/// A passive copy never restarts the log: SQLite writes from the start of the file again only
+/// when a writer begins while every frame has been copied and no reader still reads an older
+/// snapshot from the log. Under a steady load some reader or commit is always in flight, so
+/// the log would grow without end. Once it passes its limit, the checkpointer makes that
+/// moment: it holds every reader connection (each finishes its query first), copies again,
+/// then takes the writer connection (the group committer waits for it) and checkpoints with
+/// `TRUNCATE`, which now waits on nobody and has little left to copy. Readers wait for that
+/// moment, and commits for the last copy and the truncation only.
+async fn checkpoints(c: Checkpointer, alive: std::sync::Weak<()>) {
     let mut every = tokio::time::interval(CHECKPOINT_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     while alive.strong_count() > 0 {
         every.tick().await;
-        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-            .execute(&pool)
-            .await
-        {
+        if let Err(e) = passive(&c.own).await {
             tracing::warn!(error = %e, "cannot checkpoint the SQLite log");
+            continue;
+        }
+        let size = std::fs::metadata(&c.wal).map(|m| m.len()).unwrap_or(0);
+        metrics::gauge!("tickethub_sqlite_wal_bytes").set(size as f64);
+        if size > c.limit {
+            let started = std::time::Instant::now();
+            match truncate(&c).await {
+                Ok(()) => {
+                    metrics::counter!("tickethub_sqlite_wal_truncations_total").increment(1);
+                    metrics::histogram!("tickethub_sqlite_wal_truncate_seconds")
+                        .record(started.elapsed().as_secs_f64());
+                    let after = std::fs::metadata(&c.wal).map(|m| m.len()).unwrap_or(0);
+                    metrics::gauge!("tickethub_sqlite_wal_bytes").set(after as f64);
+                    tracing::debug!(before = size, after, took = ?started.elapsed(), "truncated the SQLite log");
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot truncate the SQLite log"),
+            }
         }
     }
-    pool.close().await;
+    c.own.close().await;
 }
+
+async fn passive(pool: &SqlitePool) -> Result<(), sqlx::Error> {
+    sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+        .execute(pool)
+        .await
+        .map(|_| ())
+}
+
+/// How long a truncation waits for the readers, then the writer, before it gives up until the
+/// next round (nothing may wait on it for long, whatever holds a connection).
+const TRUNCATE_WAIT: Duration = Duration::from_secs(1);
+
+async fn truncate(c: &Checkpointer) -> Result<(), sqlx::Error> {
+    let held = tokio::time::timeout(TRUNCATE_WAIT, async {
+        let mut held = Vec::with_capacity(c.readers as usize);
+        for _ in 0..c.readers {
+            held.push(c.reader.acquire().await?);
+        }
+        Ok::<_, sqlx::Error>(held)
+    })
+    .await
+    .map_err(|_| sqlx::Error::PoolTimedOut)??;
+    passive(&c.own).await?;
+    let mut writer = tokio::time::timeout(TRUNCATE_WAIT, c.writer.acquire())
+        .await
+        .map_err(|_| sqlx::Error::PoolTimedOut)??;
+    let (busy, _, _): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)")
+        .fetch_one(&mut *writer)
+        .await?;
+    drop(writer);
+    drop(held);
+    if busy != 0 {
+        tracing::debug!("the SQLite log could not be truncated: a connection was busy");
+    }
+    Ok(())
+}
+
+/// Reader connections: a handful of read-only connections beside the writer.
+const READERS: u32 = 4;
 
 impl SqliteStore {
     /// Opens (creating if missing) the database and runs the migrations.
-    pub async fn connect(
-        url: &str,
-        acquire_timeout: Duration,
-        durability: crate::config::SqliteDurability,
-    ) -> Result<Self, ConnectError> {
+    pub async fn connect(url: &str, store: super::StoreOptions) -> Result<Self, ConnectError> {
+        let (acquire_timeout, durability) = (store.acquire_timeout, store.durability);
         let memory = url.contains(":memory:") || url.contains("mode=memory");
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
@@ -72,7 +146,11 @@ impl SqliteStore {
         let writer_options = if memory {
             options.clone()
         } else {
-            options.clone().pragma("wal_autocheckpoint", "0")
+            // A log the writer restarts by itself is cut back to the limit.
+            options
+                .clone()
+                .pragma("wal_autocheckpoint", "0")
+                .pragma("journal_size_limit", store.wal_limit_bytes.to_string())
         };
         // No ping before each acquire (sqlx's default): a connection to a local file does not
         // go stale, and each ping is a round trip to the connection's worker thread, two
@@ -89,24 +167,34 @@ impl SqliteStore {
         sqlx::migrate!("migrations/sqlite").run(&writer).await?;
         super::backfill_username_keys(&writer).await?;
         let alive = std::sync::Arc::new(());
-        if !memory {
-            let checkpointer = SqlitePoolOptions::new()
-                .test_before_acquire(false)
-                .max_connections(1)
-                .connect_with(options.clone())
-                .await?;
-            tokio::spawn(checkpoints(checkpointer, std::sync::Arc::downgrade(&alive)));
-        }
         let reader = if memory {
             writer.clone()
         } else {
             SqlitePoolOptions::new()
                 .test_before_acquire(false)
                 .acquire_timeout(acquire_timeout.max(Duration::from_secs(10)))
-                .max_connections(4)
-                .connect_with(options.read_only(true))
+                .max_connections(READERS)
+                .connect_with(options.clone().read_only(true))
                 .await?
         };
+        if !memory {
+            let own = SqlitePoolOptions::new()
+                .test_before_acquire(false)
+                .max_connections(1)
+                .connect_with(options.clone())
+                .await?;
+            let mut wal = options.get_filename().as_os_str().to_owned();
+            wal.push("-wal");
+            let checkpointer = Checkpointer {
+                own,
+                writer: writer.clone(),
+                reader: reader.clone(),
+                readers: READERS,
+                wal: wal.into(),
+                limit: store.wal_limit_bytes,
+            };
+            tokio::spawn(checkpoints(checkpointer, std::sync::Arc::downgrade(&alive)));
+        }
         // One writer connection: one committer, whose groups grow while a commit runs.
         let commits = Self::group_committer(writer.clone(), 1);
         Ok(Self {

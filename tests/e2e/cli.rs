@@ -274,3 +274,69 @@ fn an_identity_provider_without_its_issuer_is_refused() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.starts_with("--jwt-jwks-url"), "{stderr}");
 }
+
+#[test]
+fn purge_counts_before_it_deletes_and_erase_asks_for_yes() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("purge.db").display());
+    let out = tickethub(&[
+        "users",
+        "add",
+        "--username",
+        "ann",
+        "--role",
+        "client",
+        "--password",
+        "ann-password",
+        "--database-url",
+        &db,
+    ]);
+    assert!(out.status.success());
+    let out = tickethub(&[
+        "purge",
+        "--dry-run",
+        "--retention",
+        "1s",
+        "--database-url",
+        &db,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("read_notifications"), "{stdout}");
+    assert!(
+        stdout.contains("would delete 0 rows (dry run: nothing was deleted)"),
+        "{stdout}"
+    );
+    let out = tickethub(&["users", "erase", "ann", "--database-url", &db]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).starts_with("--yes"));
+    let out = tickethub(&["users", "erase", "ann", "--yes", "--database-url", &db]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("signed \"Erased user\""));
+    // Erased: the name no longer logs in, and is free again.
+    let out = tickethub(&[
+        "users",
+        "add",
+        "--username",
+        "ann",
+        "--role",
+        "client",
+        "--password",
+        "ann-password",
+        "--database-url",
+        &db,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

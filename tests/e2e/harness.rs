@@ -631,6 +631,37 @@ pub fn code(c: CloseCode) -> u16 {
     u16::from(c)
 }
 
+/// A number the database answers to `sql` (a `SELECT COUNT(*) …`, say), read past the hub:
+/// what is really stored, not what the API shows.
+pub async fn db_number(db: &TestDb, sql: &str) -> i64 {
+    use sqlx::Connection;
+    if db.url.starts_with("sqlite") {
+        let mut conn = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
+        sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap()
+    } else {
+        let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+        sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap()
+    }
+}
+
+/// Polls `probe` until it answers `Some`, and returns that; fails after [`PATIENCE`].
+pub async fn eventually_some<T, F, Fut>(what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        if let Some(found) = probe().await {
+            return found;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out waiting for: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Polls `cond` until it holds, failing after [`PATIENCE`].
 pub async fn eventually<F, Fut>(what: &str, mut cond: F)
 where

@@ -19,6 +19,7 @@ mod escalation;
 mod fakes;
 mod fuzz_session;
 mod inbox;
+mod lifecycle;
 mod nodes;
 mod openapi;
 mod operators;

@@ -1,0 +1,247 @@
+//! The purge actor: keeps the database the size of its retention, not of its age.
+//!
+//! Every `interval` it sweeps the tables retention applies to, one short batch at a time
+//! ([`RetentionStore::purge`]), each batch a message of its own: between two batches the
+//! actor answers snapshots, and the writer commits whatever else waits, so a live commit waits
+//! at most one batch behind a sweep. A failed batch ends the sweep; the next starts after
+//! `interval`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+
+use crate::ports::{Purgeable, RetentionStore};
+
+/// What is kept, and for how long.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RetentionPolicy {
+    /// How long read and deleted notifications and the history tables are kept.
+    pub retention: Duration,
+    /// How long an unread notification that was delivered once is kept; `None`: for ever.
+    pub unread: Option<Duration>,
+    /// Time between two sweeps.
+    pub interval: Duration,
+    /// Rows deleted per batch (one transaction).
+    pub batch: i64,
+    /// Pause between two batches of a sweep.
+    pub pause: Duration,
+}
+
+impl Default for RetentionPolicy {
+    fn default() -> Self {
+        Self {
+            retention: Duration::from_secs(180 * 86_400),
+            unread: None,
+            interval: Duration::from_secs(3600),
+            batch: 500,
+            pause: Duration::from_millis(5),
+        }
+    }
+}
+
+impl RetentionPolicy {
+    /// The cutoff of each kind of row at `now`: what is older goes. Unread notifications have
+    /// none without `unread`.
+    pub fn cutoffs(&self, now: DateTime<Utc>) -> Vec<(Purgeable, DateTime<Utc>)> {
+        let before = |d: Duration| {
+            chrono::Duration::from_std(d)
+                .ok()
+                .and_then(|d| now.checked_sub_signed(d))
+                .unwrap_or(DateTime::<Utc>::MIN_UTC)
+        };
+        Purgeable::ALL
+            .into_iter()
+            .filter_map(|what| match what {
+                Purgeable::UnreadNotifications => self.unread.map(|d| (what, before(d))),
+                // An expired refresh token is worth nothing, however young.
+                Purgeable::RefreshTokens => Some((what, now)),
+                _ => Some((what, before(self.retention))),
+            })
+            .collect()
+    }
+}
+
+/// The purge actor.
+#[derive(Clone)]
+pub struct PurgeActor {
+    /// Where the rows are.
+    pub store: Arc<dyn RetentionStore>,
+    /// What to keep.
+    pub policy: RetentionPolicy,
+}
+
+/// Messages of the purge actor.
+#[derive(Debug)]
+pub enum PurgeMsg {
+    /// Start a sweep (unless one runs).
+    Sweep,
+    /// Delete the next batch of the running sweep.
+    Batch,
+    /// Describe the actor.
+    Snapshot(RpcReplyPort<PurgeSnapshot>),
+    /// Panic inside the handler, for fault-injection tests.
+    InjectFault,
+}
+
+/// A point-in-time view of the purge actor.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PurgeSnapshot {
+    /// Whether a sweep is under way.
+    pub sweeping: bool,
+    /// Sweeps finished since the actor started.
+    pub sweeps: u64,
+    /// Rows deleted since the actor started, per table.
+    pub removed: BTreeMap<&'static str, u64>,
+    /// When the last sweep started and ended, and what it removed.
+    pub last_started: Option<DateTime<Utc>>,
+    /// See `last_started`.
+    pub last_finished: Option<DateTime<Utc>>,
+    /// See `last_started`.
+    pub last_removed: u64,
+    /// Batches that failed since the actor started.
+    pub errors: u64,
+    /// Why the last failed.
+    pub last_error: Option<String>,
+}
+
+/// A sweep under way.
+struct Sweep {
+    /// What is left to purge, each with its cutoff.
+    left: Vec<(Purgeable, DateTime<Utc>)>,
+    removed: u64,
+}
+
+/// The state of the purge actor.
+pub struct PurgeState {
+    snapshot: PurgeSnapshot,
+    sweep: Option<Sweep>,
+}
+
+impl Actor for PurgeActor {
+    type Msg = PurgeMsg;
+    type State = PurgeState;
+    type Arguments = ();
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        _: (),
+    ) -> Result<Self::State, ActorProcessingErr> {
+        // The first sweep soon after start, so that a hub restarted often still purges.
+        myself.send_after(self.policy.interval.min(Duration::from_secs(60)), || {
+            PurgeMsg::Sweep
+        });
+        Ok(PurgeState {
+            snapshot: PurgeSnapshot::default(),
+            sweep: None,
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            PurgeMsg::Sweep => {
+                if state.sweep.is_none() {
+                    let now = Utc::now();
+                    let mut left = self.policy.cutoffs(now);
+                    left.reverse();
+                    state.sweep = Some(Sweep { left, removed: 0 });
+                    state.snapshot.sweeping = true;
+                    state.snapshot.last_started = Some(now);
+                    let _ = myself.send_message(PurgeMsg::Batch);
+                }
+            }
+            PurgeMsg::Batch => self.batch(&myself, state).await,
+            PurgeMsg::Snapshot(reply) => {
+                let _ = reply.send(state.snapshot.clone());
+            }
+            PurgeMsg::InjectFault => panic!("injected fault"),
+        }
+        Ok(())
+    }
+}
+
+impl PurgeActor {
+    async fn batch(&self, myself: &ActorRef<PurgeMsg>, state: &mut PurgeState) {
+        let Some(sweep) = state.sweep.as_mut() else {
+            return;
+        };
+        let Some(&(what, cutoff)) = sweep.left.last() else {
+            return self.finish(myself, state);
+        };
+        match self.store.purge(what, cutoff, self.policy.batch).await {
+            Ok(n) => {
+                if n > 0 {
+                    metrics::counter!("tickethub_purged_rows_total", "table" => what.as_str())
+                        .increment(n);
+                    *state.snapshot.removed.entry(what.as_str()).or_default() += n;
+                    sweep.removed += n;
+                }
+                // A short batch: nothing of this kind is left.
+                if (n as i64) < self.policy.batch {
+                    sweep.left.pop();
+                }
+                if sweep.left.is_empty() {
+                    self.finish(myself, state);
+                } else {
+                    myself.send_after(self.policy.pause, || PurgeMsg::Batch);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(table = what.as_str(), error = %e, "purge: a batch failed; the next sweep tries again");
+                metrics::counter!("tickethub_purge_errors_total").increment(1);
+                state.snapshot.errors += 1;
+                state.snapshot.last_error = Some(e.to_string());
+                self.finish(myself, state);
+            }
+        }
+    }
+
+    fn finish(&self, myself: &ActorRef<PurgeMsg>, state: &mut PurgeState) {
+        if let Some(sweep) = state.sweep.take() {
+            state.snapshot.sweeps += 1;
+            state.snapshot.last_removed = sweep.removed;
+        }
+        state.snapshot.sweeping = false;
+        state.snapshot.last_finished = Some(Utc::now());
+        metrics::counter!("tickethub_purge_sweeps_total").increment(1);
+        myself.send_after(self.policy.interval, || PurgeMsg::Sweep);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_has_its_cutoff_and_unread_only_when_asked() {
+        let now = Utc::now();
+        let mut policy = RetentionPolicy {
+            retention: Duration::from_secs(3600),
+            ..RetentionPolicy::default()
+        };
+        let cutoffs: BTreeMap<_, _> = policy.cutoffs(now).into_iter().collect();
+        assert!(!cutoffs.contains_key(&Purgeable::UnreadNotifications));
+        assert_eq!(
+            cutoffs[&Purgeable::ReadNotifications],
+            now - chrono::Duration::hours(1)
+        );
+        assert_eq!(cutoffs[&Purgeable::RefreshTokens], now);
+        policy.unread = Some(Duration::from_secs(7200));
+        let cutoffs: BTreeMap<_, _> = policy.cutoffs(now).into_iter().collect();
+        assert_eq!(
+            cutoffs[&Purgeable::UnreadNotifications],
+            now - chrono::Duration::hours(2)
+        );
+        // A retention past the calendar's reach keeps everything, rather than panicking.
+        policy.retention = Duration::MAX;
+        assert!(policy.cutoffs(now).len() == Purgeable::ALL.len());
+    }
+}

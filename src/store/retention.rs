@@ -1,0 +1,123 @@
+//! Retention in SQL: the batches the purge actor deletes, and the counts `tickethub purge
+//! --dry-run` prints.
+//!
+//! Every batch is one short statement that finds at most `limit` rows through an index and
+//! deletes them (their deliveries, attempts and escalation steps go with a notification, by
+//! the foreign keys' `ON DELETE CASCADE`), so that commits never wait long behind it.
+//! Append-only history tables are walked from their oldest id: the bound `first id young
+//! enough to keep` is found by reading the old rows only, never the whole table.
+
+/// The largest id: the bound of a table with nothing young enough to keep.
+pub(crate) const NO_BOUND: i64 = i64::MAX;
+
+/// The `WHERE` of the rows of `what` older than `$1` (and `$2` = false, where it says so), and
+/// the table and key the batch deletes from.
+pub(crate) fn rows_of(
+    what: tickethub_actors::ports::Purgeable,
+) -> (&'static str, &'static str, String) {
+    use tickethub_actors::ports::Purgeable::*;
+    // The first id of an append-only table whose time column is at or past the cutoff.
+    let bound = |table: &str, at: &str| {
+        format!(
+            "id < COALESCE((SELECT id FROM {table} WHERE {at} >= $1 ORDER BY id LIMIT 1), {NO_BOUND})"
+        )
+    };
+    match what {
+        ReadNotifications => ("notifications", "id", "read_at < $1".to_owned()),
+        DeletedNotifications => ("notifications", "id", "deleted_at < $1".to_owned()),
+        UnreadNotifications => (
+            "notifications",
+            "id",
+            format!(
+                "{} AND is_read = $2 AND deleted_at IS NULL AND created_at < $1 AND \
+                 seq <= (SELECT CASE WHEN u.sent_seq > u.acked_seq THEN u.sent_seq ELSE u.acked_seq END \
+                         FROM users u WHERE u.id = notifications.user_id)",
+                bound("notifications", "created_at")
+            ),
+        ),
+        StreamEvents => (
+            "stream_events",
+            "id",
+            format!("{} AND at < $1", bound("stream_events", "at")),
+        ),
+        TicketEvents => (
+            "ticket_events",
+            "id",
+            format!("{} AND created_at < $1", bound("ticket_events", "created_at")),
+        ),
+        DeliveryAttempts => (
+            "delivery_attempts",
+            "id",
+            format!("{} AND at < $1", bound("delivery_attempts", "at")),
+        ),
+        Escalations => (
+            "escalations",
+            "id",
+            format!(
+                "{} AND status IN ('FIRED', 'CANCELLED', 'FAILED') AND updated_at < $1",
+                bound("escalations", "created_at")
+            ),
+        ),
+        RefreshTokens => ("refresh_tokens", "jti", "expires_at < $1".to_owned()),
+    }
+}
+
+/// Implements `RetentionStore` for a store type; `$lock` skips rows another node's purge
+/// holds (PostgreSQL).
+/// Whether the rows' `WHERE` takes `$2` (false).
+pub(crate) fn takes_false(what: tickethub_actors::ports::Purgeable) -> bool {
+    what == tickethub_actors::ports::Purgeable::UnreadNotifications
+}
+
+macro_rules! impl_retention_store {
+    ($store:ty, $db:ty, $lock:literal) => {
+        #[async_trait::async_trait]
+        impl tickethub_actors::ports::RetentionStore for $store {
+            async fn purge(
+                &self,
+                what: tickethub_actors::ports::Purgeable,
+                cutoff: chrono::DateTime<chrono::Utc>,
+                limit: i64,
+            ) -> Result<u64, tickethub_actors::ports::StoreError> {
+                let (table, key, rows) = $crate::store::retention::rows_of(what);
+                let takes_false = $crate::store::retention::takes_false(what);
+                let sql = format!(
+                    "DELETE FROM {table} WHERE {key} IN \
+                     (SELECT {key} FROM {table} WHERE {rows} LIMIT ${} {})",
+                    if takes_false { 3 } else { 2 },
+                    $lock
+                );
+                let mut q = sqlx::query(&sql).bind(cutoff);
+                if takes_false {
+                    q = q.bind(false);
+                }
+                let done = q
+                    .bind(limit)
+                    .execute(self.writer())
+                    .await
+                    .map_err($crate::store::backend_error)?;
+                Ok(done.rows_affected())
+            }
+
+            async fn purgeable(
+                &self,
+                what: tickethub_actors::ports::Purgeable,
+                cutoff: chrono::DateTime<chrono::Utc>,
+            ) -> Result<u64, tickethub_actors::ports::StoreError> {
+                let (table, _, rows) = $crate::store::retention::rows_of(what);
+                let sql = format!("SELECT COUNT(*) FROM {table} WHERE {rows}");
+                let mut q = sqlx::query_as::<_, (i64,)>(&sql).bind(cutoff);
+                if $crate::store::retention::takes_false(what) {
+                    q = q.bind(false);
+                }
+                let (n,) = q
+                    .fetch_one(self.reader())
+                    .await
+                    .map_err($crate::store::backend_error)?;
+                Ok(n.max(0) as u64)
+            }
+        }
+    };
+}
+
+pub(crate) use impl_retention_store;

@@ -1,0 +1,329 @@
+//! The data lifecycle: retention purges what is old enough, never what was not delivered;
+//! erasure removes a person and keeps their tickets.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tickethub_actors::domain::{Role, User};
+
+use crate::both_backends;
+use crate::harness::{db_number, eventually, eventually_some, Backend, TestHub, Ws};
+
+both_backends!(
+    retention_purges_read_history_and_keeps_what_was_never_delivered,
+    a_purge_runs_beside_live_commits,
+    erasure_removes_a_person_and_keeps_their_tickets,
+);
+
+/// A hub whose purges run only when a test asks, with everything older than now purgeable.
+async fn purging_hub(
+    backend: &Backend,
+    tweak: impl FnOnce(&mut tickethub::ServeConfig),
+) -> TestHub {
+    TestHub::start_with(backend, |c| {
+        c.retention = Duration::ZERO;
+        c.retention_unread = Some(Duration::ZERO);
+        c.retention_interval = Duration::from_secs(3600);
+        tweak(c);
+    })
+    .await
+}
+
+/// Starts a sweep and waits for it to finish; answers what the purge actor says it removed.
+async fn sweep(hub: &TestHub) -> tickethub_actors::purge::PurgeSnapshot {
+    let before = hub.hub.purge_snapshot().await.unwrap().sweeps;
+    hub.hub.purge_now();
+    eventually_some("a sweep finishes", || async {
+        let s = hub.hub.purge_snapshot().await.unwrap();
+        (s.sweeps > before).then_some(s)
+    })
+    .await
+}
+
+async fn send(hub: &TestHub, admin: &User, to: &User, title: &str) {
+    hub.post_as(
+        admin,
+        "/api/notifications/send/",
+        json!({"user_ids": [to.id.0], "title": title, "message": "m"}),
+        201,
+    )
+    .await;
+}
+
+async fn seqs_stored(hub: &TestHub, user: &User) -> Vec<i64> {
+    let n = db_number(
+        &hub.db,
+        &format!(
+            "SELECT COUNT(*) FROM notifications WHERE user_id = {}",
+            user.id.0
+        ),
+    )
+    .await;
+    let mut seqs = Vec::new();
+    for i in 0..n {
+        seqs.push(
+            db_number(
+                &hub.db,
+                &format!(
+                    "SELECT seq FROM notifications WHERE user_id = {} ORDER BY seq LIMIT 1 OFFSET {i}",
+                    user.id.0
+                ),
+            )
+            .await,
+        );
+    }
+    seqs
+}
+
+async fn retention_purges_read_history_and_keeps_what_was_never_delivered(backend: Backend) {
+    let hub = purging_hub(&backend, |_| {}).await;
+    let admin = hub.user("root", Role::Admin).await;
+    let ann = hub.user("ann", Role::Client).await;
+    let bob = hub.user("bob", Role::Client).await;
+    let project = hub.project("RET", &[&admin, &bob]).await;
+    // Ann hears of five notifications on her socket.
+    let mut ws = hub.connect(&ann).await;
+    for i in 1..=5 {
+        send(&hub, &admin, &ann, &format!("n{i}")).await;
+    }
+    let live = ws.notifications(5).await;
+    let ids: Vec<i64> = live.iter().map(|n| n["id"].as_i64().unwrap()).collect();
+    // She reads the first two and deletes the third; the fourth and fifth stay unread.
+    for id in &ids[..2] {
+        hub.post_as(
+            &ann,
+            &format!("/api/notifications/{id}/mark_as_read/"),
+            json!({}),
+            200,
+        )
+        .await;
+    }
+    let (status, _) = hub
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/api/notifications/{}/", ids[2]),
+            Some(&hub.token(&ann)),
+            None,
+        )
+        .await;
+    assert_eq!(status, 204);
+    drop(ws);
+    eventually("ann's socket records what it was sent", || async {
+        hub.store
+            .notification_cursor(ann.id)
+            .await
+            .unwrap()
+            .sent_seq
+            == 5
+    })
+    .await;
+    // Two more while she is away: unread, and never delivered to a socket.
+    send(&hub, &admin, &ann, "n6").await;
+    send(&hub, &admin, &ann, "n7").await;
+    // Ticket history, and an admin's notification no socket was sent.
+    crate::tickets::create_ticket(&hub, &bob, project.id.0, "Old").await;
+    assert!(db_number(&hub.db, "SELECT COUNT(*) FROM ticket_events").await > 0);
+    assert!(db_number(&hub.db, "SELECT COUNT(*) FROM stream_events").await > 0);
+
+    let purged = sweep(&hub).await;
+    assert_eq!(purged.removed.get("read_notifications"), Some(&2));
+    assert_eq!(purged.removed.get("deleted_notifications"), Some(&1));
+    assert_eq!(purged.removed.get("unread_notifications"), Some(&2));
+    // Really deleted, not hidden.
+    assert_eq!(seqs_stored(&hub, &ann).await, [6, 7]);
+    assert_eq!(
+        db_number(&hub.db, "SELECT COUNT(*) FROM ticket_events").await,
+        0
+    );
+    assert_eq!(
+        db_number(&hub.db, "SELECT COUNT(*) FROM stream_events").await,
+        0
+    );
+    assert_eq!(
+        seqs_stored(&hub, &admin).await,
+        [1],
+        "never delivered: kept"
+    );
+    // A purged notification's timeline is gone, for its recipient and for admins.
+    for who in [&ann, &admin] {
+        hub.get_as(
+            who,
+            &format!("/api/notifications/{}/timeline/", ids[0]),
+            404,
+        )
+        .await;
+    }
+    // Replay from the start gives what is kept, in order, and says so truthfully.
+    let mut ws = Ws::connect(&hub.ws_url(&format!(
+        "/ws/notifications/?token={}&last_seq=0",
+        hub.token(&ann)
+    )))
+    .await;
+    ws.established().await;
+    let replayed: Vec<Value> = ws.replayed.iter().map(|n| n["seq"].clone()).collect();
+    assert_eq!(replayed, [json!(6), json!(7)]);
+    assert_eq!(ws.replay_complete["count"], 2);
+    assert_eq!(ws.replay_complete["last_seq"], 7);
+    // Seqs never repeat.
+    send(&hub, &admin, &ann, "n8").await;
+    assert_eq!(ws.notifications(1).await[0]["seq"], 8);
+    // A second sweep finds nothing more to take from ann's kept rows.
+    sweep(&hub).await;
+    assert_eq!(seqs_stored(&hub, &ann).await, [6, 7, 8]);
+}
+
+async fn a_purge_runs_beside_live_commits(backend: Backend) {
+    // A purge of many small batches, slow on purpose: commits go on between its batches.
+    let hub = purging_hub(&backend, |c| {
+        c.retention_unread = None;
+        c.retention_batch = 50;
+        c.retention_pause_ms = 200;
+    })
+    .await;
+    let admin = hub.user("root", Role::Admin).await;
+    let mut readers = Vec::new();
+    for i in 0..10 {
+        readers.push(hub.user(&format!("reader{i}"), Role::Client).await);
+    }
+    // 2,000 read notifications: 40 batches, eight seconds of pauses at the least.
+    for _ in 0..200 {
+        hub.post_as(
+            &admin,
+            "/api/notifications/send/",
+            json!({"user_ids": readers.iter().map(|u| u.id.0).collect::<Vec<_>>(), "title": "t", "message": "m"}),
+            201,
+        )
+        .await;
+    }
+    for r in &readers {
+        hub.post_as(r, "/api/notifications/mark_all_as_read/", json!({}), 200)
+            .await;
+    }
+    let carl = hub.user("carl", Role::Client).await;
+    let mut ws = hub.connect(&carl).await;
+    hub.hub.purge_now();
+    eventually("the sweep starts", || async {
+        hub.hub.purge_snapshot().await.unwrap().sweeping
+    })
+    .await;
+    // Commits and their fan-out go on while the purge runs.
+    for i in 0..5 {
+        send(&hub, &admin, &carl, &format!("live{i}")).await;
+        assert_eq!(ws.notifications(1).await[0]["title"], format!("live{i}"));
+    }
+    let s = hub.hub.purge_snapshot().await.unwrap();
+    assert!(s.sweeping, "the purge ended before the commits: {s:?}");
+    eventually("the sweep ends", || async {
+        !hub.hub.purge_snapshot().await.unwrap().sweeping
+    })
+    .await;
+    let s = hub.hub.purge_snapshot().await.unwrap();
+    assert_eq!(s.removed.get("read_notifications"), Some(&2000));
+    assert_eq!(
+        db_number(
+            &hub.db,
+            "SELECT COUNT(*) FROM notifications WHERE is_read = true"
+        )
+        .await,
+        0
+    );
+}
+
+async fn erasure_removes_a_person_and_keeps_their_tickets(backend: Backend) {
+    let Some((a, b)) = TestHub::pair_on_redis(&backend).await else {
+        return;
+    };
+    let admin = a.user_with("root", Role::Admin, true).await;
+    let dev = a.user("dev", Role::Developer).await;
+    let ann = a.user("ann", Role::Client).await;
+    let project = a.project("ERA", &[&admin, &dev, &ann]).await;
+    let ticket = crate::tickets::create_ticket(&a, &ann, project.id.0, "Printer on fire").await;
+    let id = ticket["id"].as_i64().unwrap();
+    a.post_as(
+        &admin,
+        &format!("/api/tickets/{id}/open_ticket/"),
+        json!({}),
+        200,
+    )
+    .await;
+    a.post_as(
+        &admin,
+        &format!("/api/tickets/{id}/assign/"),
+        json!({"developer_ids": [dev.id.0]}),
+        200,
+    )
+    .await;
+    a.post_as(
+        &ann,
+        &format!("/api/tickets/{id}/comments/"),
+        json!({"body": "Still burning"}),
+        201,
+    )
+    .await;
+    // Ann listens on the other node.
+    let mut ws = b.connect(&ann).await;
+    let path = format!("/api/users/{}/", ann.id.0);
+    let erase = |who: &User, query: &str| {
+        let (a, token, url) = (&a, a.token(who), format!("{path}{query}"));
+        async move {
+            a.call(reqwest::Method::DELETE, &url, Some(&token), None)
+                .await
+        }
+    };
+    assert_eq!(erase(&dev, "?erase=true").await.0, 403);
+    assert_eq!(erase(&admin, "").await.0, 400, "erasure must be asked for");
+    assert_eq!(erase(&admin, "?erase=true").await.0, 204);
+    // Her socket on the other node closes; she can no longer log in.
+    assert_eq!(ws.close_code().await, 4001);
+    let (status, _) = a
+        .post(
+            "/api/auth/login/",
+            None,
+            json!({"username": "ann", "password": "ann-password"}),
+        )
+        .await;
+    assert_eq!(status, 401);
+    // Her inbox, preferences and memberships are gone; her row is nameless.
+    for table in [
+        "notifications",
+        "preferences",
+        "project_members",
+        "refresh_tokens",
+    ] {
+        assert_eq!(
+            db_number(
+                &a.db,
+                &format!("SELECT COUNT(*) FROM {table} WHERE user_id = {}", ann.id.0)
+            )
+            .await,
+            0,
+            "{table}"
+        );
+    }
+    let shown = a.get_as(&admin, &path, 200).await;
+    assert_eq!(shown["username"], format!("erased-{}", ann.id.0));
+    assert_eq!(shown["display_name"], "Erased user");
+    assert_eq!(shown["email"], Value::Null);
+    assert_eq!(shown["is_active"], false);
+    // Her ticket and comment stay, signed "Erased user".
+    let detail = a.get_as(&admin, &format!("/api/tickets/{id}/"), 200).await;
+    assert_eq!(detail["title"], "Printer on fire");
+    assert_eq!(detail["created_by_name"], "Erased user");
+    assert_eq!(detail["comments"][0]["author_name"], "Erased user");
+    // Other people's notifications no longer name her.
+    let devs = a
+        .get_as(&dev, "/api/notifications/?page_size=100", 200)
+        .await;
+    let text = devs.to_string();
+    assert!(text.contains("Erased user commented on ERA-1"), "{text}");
+    assert!(!text.contains("ann"), "{text}");
+    // The name is free again.
+    let (status, body) = a
+        .post(
+            "/api/auth/register/",
+            None,
+            json!({"username": "ann", "password": "a-new-password"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+}
