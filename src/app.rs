@@ -139,8 +139,12 @@ impl Application {
         });
         let (bus, remote) = match &config.redis_url {
             Some(url) => {
-                let (bus, remote) =
-                    crate::bus::RedisBus::connect(url, &config.redis_prefix).await?;
+                let (bus, remote) = crate::bus::RedisBus::connect(
+                    url,
+                    &config.redis_prefix,
+                    config.bus_publish_queue as usize,
+                )
+                .await?;
                 (Some(bus), Some(remote))
             }
             None => (None, None),

@@ -20,8 +20,9 @@
 //! exponential backoff and the subscriber resubscribes before anything else), a subscriber
 //! that lagged behind its message buffer, or a publish that failed (the node then asks every
 //! node to resync once it is back). A slow periodic reconciliation catches anything else.
-//! Publishing never waits: messages go through a queue to one task, and fail fast while Redis
-//! is away rather than pile up.
+//! Publishing never waits: messages go through a bounded queue to one task, and fail fast
+//! while Redis is away rather than pile up; a message that finds the queue full is dropped,
+//! which counts as a gap (the other nodes resync once publishing works again).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -43,7 +44,10 @@ use crate::config::{redact_url, ConfigError};
 /// The Redis bus of one hub process.
 pub struct RedisBus {
     node: String,
-    outbox: mpsc::UnboundedSender<String>,
+    outbox: mpsc::Sender<String>,
+    /// Set when a message could not be published (or queued): the other nodes are asked to
+    /// resync once publishing works again.
+    lost: Arc<AtomicBool>,
     publisher: Client,
     subscriber: fred::clients::SubscriberClient,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -84,7 +88,11 @@ pub async fn announce(url: &str, prefix: &str, event: &BusEvent) -> Result<(), S
 impl RedisBus {
     /// Connects (the first connection must succeed), subscribes, and starts the publishing,
     /// receiving and healing tasks.
-    pub async fn connect(url: &str, prefix: &str) -> Result<(Arc<RedisBus>, Remote), ConfigError> {
+    pub async fn connect(
+        url: &str,
+        prefix: &str,
+        queue: usize,
+    ) -> Result<(Arc<RedisBus>, Remote), ConfigError> {
         let config = Config::from_url(url)
             .map_err(|e| ConfigError::new(SETTING, format!("`{}`: {e}", redact_url(url))))?;
         let mut builder = Builder::from_config(config);
@@ -117,9 +125,12 @@ impl RedisBus {
             .map_err(|e| ConfigError::new(SETTING, format!("cannot subscribe: {e}")))?;
         let node = format!("{:016x}", rand::random::<u64>());
         let (in_tx, in_rx) = mpsc::unbounded_channel();
-        let (out_tx, out_rx) = mpsc::unbounded_channel::<String>();
+        // Bounded: a Redis that is connected but slow cannot grow the queue without end. A
+        // message that finds it full is dropped and counted, and the other nodes resync.
+        let (out_tx, out_rx) = mpsc::channel::<String>(queue.max(1));
         // Set when a publish failed: once the publisher is back, every node is asked to resync.
         let lost = Arc::new(AtomicBool::new(false));
+        let lost_marker = lost.clone();
         let resync = encode(&node, &BusEvent::Resync);
 
         let tasks = vec![
@@ -140,6 +151,7 @@ impl RedisBus {
                 in_tx,
                 out_tx.clone(),
                 resync.clone(),
+                lost.clone(),
             )),
             tokio::spawn(heal_publisher(
                 publisher.clone(),
@@ -152,6 +164,7 @@ impl RedisBus {
             Arc::new(RedisBus {
                 node,
                 outbox: out_tx,
+                lost: lost_marker,
                 publisher,
                 subscriber,
                 tasks,
@@ -198,7 +211,7 @@ fn cannot_connect(url: &str, e: Error) -> ConfigError {
 async fn publish_loop(
     publisher: Client,
     channel: String,
-    mut queue: mpsc::UnboundedReceiver<String>,
+    mut queue: mpsc::Receiver<String>,
     lost: Arc<AtomicBool>,
     resync: String,
 ) {
@@ -284,8 +297,9 @@ async fn receive_loop(
 async fn heal_subscriber(
     subscriber: fred::clients::SubscriberClient,
     events: mpsc::UnboundedSender<BusEvent>,
-    outbox: mpsc::UnboundedSender<String>,
+    outbox: mpsc::Sender<String>,
     resync: String,
+    lost: Arc<AtomicBool>,
 ) {
     let mut reconnects = subscriber.reconnect_rx();
     loop {
@@ -305,7 +319,9 @@ async fn heal_subscriber(
         if events.send(BusEvent::Resync).is_err() {
             return;
         }
-        let _ = outbox.send(resync.clone());
+        if outbox.try_send(resync.clone()).is_err() {
+            lost.store(true, Ordering::SeqCst);
+        }
     }
 }
 
@@ -313,7 +329,7 @@ async fn heal_subscriber(
 /// (the publish loop also pays it after its next success).
 async fn heal_publisher(
     publisher: Client,
-    outbox: mpsc::UnboundedSender<String>,
+    outbox: mpsc::Sender<String>,
     resync: String,
     lost: Arc<AtomicBool>,
 ) {
@@ -326,7 +342,7 @@ async fn heal_publisher(
         metrics::counter!("tickethub_bus_reconnects_total", "connection" => "publisher")
             .increment(1);
         if lost.load(Ordering::SeqCst) {
-            let _ = outbox.send(resync.clone());
+            let _ = outbox.try_send(resync.clone());
         }
     }
 }
@@ -336,7 +352,12 @@ impl Bus for RedisBus {
         if matches!(&event, BusEvent::Committed(e) if e.is_empty()) {
             return;
         }
-        let _ = self.outbox.send(encode(&self.node, &event));
+        if self.outbox.try_send(encode(&self.node, &event)).is_err() {
+            metrics::counter!("tickethub_bus_publish_dropped_total").increment(1);
+            if !self.lost.swap(true, Ordering::SeqCst) {
+                tracing::warn!("the bus's publish queue is full; the other nodes will resync");
+            }
+        }
     }
 
     fn is_connected(&self) -> bool {

@@ -61,6 +61,11 @@ pub struct ServeConfig {
     #[arg(long, env = "TICKETHUB_REDIS_PREFIX", default_value = "tickethub")]
     pub redis_prefix: String,
 
+    /// Messages waiting to be published to the bus; one that finds the queue full (Redis
+    /// connected but slow) is dropped, and the other nodes resync once publishing works again.
+    #[arg(long, env = "TICKETHUB_BUS_PUBLISH_QUEUE", default_value_t = 16_384, value_parser = clap::value_parser!(u64).range(1..))]
+    pub bus_publish_queue: u64,
+
     /// Seconds between the periodic reconciliations of a node with a bus: every connected
     /// user is caught up from the database in one batched read, healing any lost message.
     #[arg(long, env = "TICKETHUB_BUS_RECONCILE_INTERVAL", default_value_t = 30)]

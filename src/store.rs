@@ -957,6 +957,10 @@ macro_rules! impl_store {
                 Ok(())
             }
 
+            fn faults(&self) -> &tickethub_actors::ports::StoreFaults {
+                &self.faults
+            }
+
             async fn close(&self) {
                 self.writer().close().await;
                 self.reader().close().await;

@@ -268,7 +268,7 @@ impl Actor for ChannelActor {
                 .collect()
         };
         if !held.is_empty() {
-            let _ = self.store.delivery_release(&held).await;
+            release(self.store.as_ref(), self.channel, &held).await;
         }
         Ok(())
     }
@@ -363,6 +363,7 @@ impl ChannelActor {
             let node = self.node.clone();
             let myself = myself.clone();
             let id = job.id;
+            let job_channel = job.channel;
             let injected_panic = std::mem::take(&mut state.panic_next_send);
             // A send that panics is caught: it still frees its slot and gives its row back,
             // and the actor always hears.
@@ -385,7 +386,7 @@ impl ChannelActor {
                             id,
                             "a delivery send panicked; its row goes back to the queue"
                         );
-                        let _ = store.delivery_release(&[id]).await;
+                        release(store.as_ref(), job_channel, &[id]).await;
                         Outcome::Retried
                     }
                 };
@@ -437,8 +438,28 @@ impl ChannelActor {
     }
 }
 
+/// Gives claimed rows back to the queue; a failure is logged and counted (the rows are taken
+/// back anyway once their claim runs out).
+async fn release(store: &dyn Store, channel: Channel, ids: &[i64]) {
+    if let Err(e) = store.delivery_release(ids).await {
+        tracing::warn!(channel = channel.as_str(), rows = ids.len(), error = %e, "cannot give claimed deliveries back; they return when their claim runs out");
+        metrics::counter!("tickethub_outbox_release_failures_total", "channel" => channel.as_str())
+            .increment(1);
+    }
+}
+
+/// What an attempt's outcome writes to the outbox.
+enum Write {
+    Sent(Option<String>),
+    Failed(String),
+    Retry(chrono::DateTime<Utc>, String),
+}
+
 /// Records one attempt's outcome in the outbox: `SENT`, `FAILED`, or back to `QUEUED` with
-/// backoff.
+/// backoff. A write that fails is tried again, with a doubling wait, for as long as half the
+/// claim's lease: a send that went out must not be sent again because its record did not land
+/// (only past the lease, with the database down all that time, is the row taken back and sent
+/// once more).
 async fn record(
     store: &dyn Store,
     policy: &RetryPolicy,
@@ -447,37 +468,50 @@ async fn record(
     result: Result<Option<String>, TransportError>,
 ) -> Outcome {
     let attempts = job.attempts + 1;
-    let (outcome, written) = match result {
-        Ok(provider_id) => (
-            Outcome::Sent,
-            store
-                .delivery_sent(job.id, node, attempts, provider_id.as_deref())
-                .await,
-        ),
-        Err(TransportError::Permanent(error)) => (
-            Outcome::Failed { retryable: false },
-            store.delivery_failed(job.id, node, attempts, &error).await,
-        ),
+    let (outcome, write) = match result {
+        Ok(provider_id) => (Outcome::Sent, Write::Sent(provider_id)),
+        Err(TransportError::Permanent(error)) => {
+            (Outcome::Failed { retryable: false }, Write::Failed(error))
+        }
         Err(TransportError::Retryable {
             message,
             retry_after,
         }) => {
             if attempts >= policy.max_attempts {
                 let error = format!("gave up after {attempts} attempts: {message}");
-                (
-                    Outcome::Failed { retryable: true },
-                    store.delivery_failed(job.id, node, attempts, &error).await,
-                )
+                (Outcome::Failed { retryable: true }, Write::Failed(error))
             } else {
                 let delay = policy.backoff(attempts, retry_after);
                 let next = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
-                (
-                    Outcome::Retried,
-                    store
-                        .delivery_retry(job.id, node, attempts, next, &message)
-                        .await,
-                )
+                (Outcome::Retried, Write::Retry(next, message))
             }
+        }
+    };
+    let give_up = tokio::time::Instant::now() + policy.lease / 2;
+    let mut wait = std::time::Duration::from_millis(50);
+    let written = loop {
+        let written = match &write {
+            Write::Sent(provider_id) => {
+                store
+                    .delivery_sent(job.id, node, attempts, provider_id.as_deref())
+                    .await
+            }
+            Write::Failed(error) => store.delivery_failed(job.id, node, attempts, error).await,
+            Write::Retry(next, message) => {
+                store
+                    .delivery_retry(job.id, node, attempts, *next, message)
+                    .await
+            }
+        };
+        match written {
+            Err(e) if tokio::time::Instant::now() + wait < give_up => {
+                tracing::warn!(id = job.id, error = %e, ?wait, "cannot record a delivery's outcome; trying again");
+                metrics::counter!("tickethub_outbox_record_retries_total", "channel" => job.channel.as_str())
+                    .increment(1);
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(std::time::Duration::from_secs(5));
+            }
+            other => break other,
         }
     };
     match written {
@@ -491,7 +525,11 @@ async fn record(
             metrics::counter!("tickethub_outbox_claims_lost_total", "channel" => job.channel.as_str())
                 .increment(1);
         }
-        Err(e) => tracing::error!(id = job.id, error = %e, "cannot record a delivery"),
+        Err(e) => {
+            tracing::error!(id = job.id, error = %e, "cannot record a delivery's outcome; the row is taken back once its claim runs out");
+            metrics::counter!("tickethub_outbox_record_failures_total", "channel" => job.channel.as_str())
+                .increment(1);
+        }
     }
     let result = match outcome {
         Outcome::Sent => "sent",

@@ -307,9 +307,11 @@ impl Actor for EscalationActor {
         match msg {
             EscalationMsg::Tick => {
                 // Nothing waiting (the usual case without policies): no claim statement.
+                let mut failed = false;
                 if state.snapshot.pending > 0 || !state.looked {
                     if let Err(e) = self.run_due(state).await {
                         tracing::warn!(error = %e, "escalation: cannot fire due steps; trying again");
+                        failed = true;
                     }
                 }
                 state.looked = true;
@@ -331,7 +333,14 @@ impl Actor for EscalationActor {
                 if let Some(t) = state.timer.take() {
                     t.abort();
                 }
-                let wait = wait.max(Duration::from_millis(10));
+                // After a failure, a step given back is due at once: the next look waits a
+                // little, so that a step that keeps failing does not spin the actor.
+                let least = if failed {
+                    (self.poll / 4).max(Duration::from_millis(50))
+                } else {
+                    Duration::from_millis(10)
+                };
+                let wait = wait.max(least);
                 state.timer = Some(myself.send_after(wait, || EscalationMsg::Tick));
             }
             EscalationMsg::Snapshot(reply) => {
@@ -345,6 +354,61 @@ impl Actor for EscalationActor {
 
 impl EscalationActor {
     /// Claims and settles due steps until none is left.
+    /// Decides and settles one claimed step.
+    async fn settle(
+        &self,
+        state: &mut EscalationState,
+        job: EscalationJob,
+    ) -> Result<(), StoreError> {
+        let store = &self.deps.store;
+        let finish = match cancel_reason(&job) {
+            Some(reason) => Finish::Cancelled(reason),
+            None => self.fire(&job).await?,
+        };
+        let outcome = match &finish {
+            Finish::Cancelled(_) => "cancelled",
+            Finish::Fired { .. } => "fired",
+            Finish::Failed(_) => "failed",
+        };
+        let queued = match &finish {
+            Finish::Fired {
+                deliveries, drafts, ..
+            } => {
+                let mut c: Vec<Channel> = deliveries.iter().map(|(c, _)| *c).collect();
+                c.extend(Deps::queued_channels(drafts));
+                c.sort_by_key(|c| c.as_str());
+                c.dedup();
+                c
+            }
+            _ => Vec::new(),
+        };
+        match store.finish_escalation(job.id, &self.node, finish).await? {
+            Some(notifications) => {
+                metrics::counter!("tickethub_escalation_steps_total", "outcome" => outcome)
+                    .increment(1);
+                match outcome {
+                    "fired" => state.snapshot.fired += 1,
+                    "cancelled" => state.snapshot.cancelled += 1,
+                    _ => state.snapshot.failed += 1,
+                }
+                tracing::info!(
+                    step = job.id,
+                    notification = job.notification.id,
+                    outcome,
+                    "escalation step settled"
+                );
+                self.deps.deliver_queued(notifications, &[]);
+                // The recipient's own deliveries are rows of an existing notification: their
+                // channels are woken whether or not a notice was committed.
+                self.deps.wake(&queued);
+            }
+            None => {
+                tracing::info!(step = job.id, "escalation step taken over by another node");
+            }
+        }
+        Ok(())
+    }
+
     async fn run_due(&self, state: &mut EscalationState) -> Result<(), StoreError> {
         let store = &self.deps.store;
         loop {
@@ -356,52 +420,22 @@ impl EscalationActor {
             if jobs.is_empty() {
                 return Ok(());
             }
+            // Each step on its own: one that fails is given back and tried at the next look,
+            // and the rest of the batch goes on; a batch with a failure ends this look.
+            let mut failed = None;
             for job in jobs {
-                let finish = match cancel_reason(&job) {
-                    Some(reason) => Finish::Cancelled(reason),
-                    None => self.fire(&job).await?,
-                };
-                let outcome = match &finish {
-                    Finish::Cancelled(_) => "cancelled",
-                    Finish::Fired { .. } => "fired",
-                    Finish::Failed(_) => "failed",
-                };
-                let queued = match &finish {
-                    Finish::Fired {
-                        deliveries, drafts, ..
-                    } => {
-                        let mut c: Vec<Channel> = deliveries.iter().map(|(c, _)| *c).collect();
-                        c.extend(Deps::queued_channels(drafts));
-                        c.sort_by_key(|c| c.as_str());
-                        c.dedup();
-                        c
+                let id = job.id;
+                if let Err(e) = self.settle(state, job).await {
+                    tracing::warn!(step = id, error = %e, "escalation: a step failed; it is tried again at the next look");
+                    metrics::counter!("tickethub_escalation_step_errors_total").increment(1);
+                    if let Err(e) = store.release_escalations(&[id], &self.node).await {
+                        tracing::warn!(step = id, error = %e, "escalation: cannot give a step back; it returns when its claim runs out");
                     }
-                    _ => Vec::new(),
-                };
-                match store.finish_escalation(job.id, &self.node, finish).await? {
-                    Some(notifications) => {
-                        metrics::counter!("tickethub_escalation_steps_total", "outcome" => outcome)
-                            .increment(1);
-                        match outcome {
-                            "fired" => state.snapshot.fired += 1,
-                            "cancelled" => state.snapshot.cancelled += 1,
-                            _ => state.snapshot.failed += 1,
-                        }
-                        tracing::info!(
-                            step = job.id,
-                            notification = job.notification.id,
-                            outcome,
-                            "escalation step settled"
-                        );
-                        self.deps.deliver_queued(notifications, &[]);
-                        // The recipient's own deliveries are rows of an existing notification:
-                        // their channels are woken whether or not a notice was committed.
-                        self.deps.wake(&queued);
-                    }
-                    None => {
-                        tracing::info!(step = job.id, "escalation step taken over by another node");
-                    }
+                    failed = Some(e);
                 }
+            }
+            if let Some(e) = failed {
+                return Err(e);
             }
         }
     }

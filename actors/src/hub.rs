@@ -74,6 +74,15 @@ impl Default for HubConfig {
     }
 }
 
+/// What a command answers when the user's actor did not answer in time: it still runs, once.
+pub const USER_ACTOR_BUSY: &str =
+    "The hub is busy; the change will still be applied once, shortly.";
+
+/// How often a socket's attach (or a room join) is tried before it gives up.
+const ATTACH_TRIES: u32 = 5;
+/// The wait before the second try; each later one waits longer by as much.
+const ATTACH_RETRY_WAIT: Duration = Duration::from_millis(10);
+
 /// Why a socket could not be handed to its user actor.
 #[derive(Debug, thiserror::Error)]
 pub enum AttachError {
@@ -159,6 +168,59 @@ struct HubInner {
     signups: Arc<crate::signups::Signups>,
     /// When this node learned that each user's sessions ended (see [`Hub::sessions_ended`]).
     ended: std::sync::Mutex<std::collections::HashMap<UserId, std::time::Instant>>,
+    /// Other nodes' board events waiting for their content to be read, in order.
+    board_reads: tokio::sync::mpsc::Sender<BoardRead>,
+}
+
+/// A remote board event: the room, the ticket and what happened to it.
+type BoardRead = (
+    ActorRef<RoomMsg>,
+    crate::ticket_domain::TicketId,
+    crate::ports::BoardNotice,
+);
+
+/// Remote board events that may wait for their reads; past it, one is dropped (and counted):
+/// a board is a live view, and its clients fetch the list again when they reconnect.
+const BOARD_READS_WAITING: usize = 4096;
+
+/// Reads the content of other nodes' board events one after the other, so that a room hears
+/// them in the order they came (two comments on one ticket stay in order), and tells the room.
+async fn read_board_events(
+    store: Arc<dyn crate::ports::Store>,
+    mut events: tokio::sync::mpsc::Receiver<BoardRead>,
+) {
+    while let Some((room, ticket, notice)) = events.recv().await {
+        let read = async {
+            let ticket = store
+                .ticket(ticket)
+                .await?
+                .ok_or_else(|| StoreError::NotFound(format!("ticket {ticket}")))?;
+            let ticket = Arc::new(ticket);
+            Ok::<_, StoreError>(match notice {
+                crate::ports::BoardNotice::Update(action) => {
+                    RoomEvent::TicketUpdate { action, ticket }
+                }
+                crate::ports::BoardNotice::Comment(id) => RoomEvent::CommentAdded {
+                    ticket,
+                    comment: Arc::new(
+                        store
+                            .comment(id)
+                            .await?
+                            .ok_or_else(|| StoreError::NotFound(format!("comment {id}")))?,
+                    ),
+                },
+            })
+        };
+        match read.await {
+            Ok(event) => {
+                let _ = room.send_message(RoomMsg::Board(event));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "board: cannot read a remote event's content; it is dropped");
+                metrics::counter!("tickethub_board_remote_read_failures_total").increment(1);
+            }
+        }
+    }
 }
 
 /// How long [`Hub::ended_since`] remembers an ending: longer than any handshake can take
@@ -263,6 +325,8 @@ impl Hub {
             },
         };
         let (root, root_handle) = Actor::spawn(None, HubRoot { spec }, ()).await?;
+        let (board_reads, board_events) = tokio::sync::mpsc::channel(BOARD_READS_WAITING);
+        tokio::spawn(read_board_events(deps.store.clone(), board_events));
         let refs = ractor::call_t!(root, RootMsg::Refs, 5_000)
             .map_err(|e| ractor::SpawnErr::StartupFailed(e.to_string().into()))?;
         let signups = crate::signups::Signups::new(config.signup_notice_interval);
@@ -278,6 +342,7 @@ impl Hub {
                 root_handle: tokio::sync::Mutex::new(Some(root_handle)),
                 signups,
                 ended: Default::default(),
+                board_reads,
             }),
         })
     }
@@ -321,8 +386,12 @@ impl Hub {
         resume: Resume,
     ) -> Result<Attached, AttachError> {
         // A user actor that is stopping as the socket arrives drops the request; retrying
-        // reaches the fresh actor the directory spawns instead.
-        for _ in 0..3 {
+        // reaches the fresh actor the directory spawns instead, once it has let go of the old
+        // one (a moment, hence the short waits).
+        for attempt in 0..ATTACH_TRIES {
+            if attempt > 0 {
+                tokio::time::sleep(ATTACH_RETRY_WAIT * attempt).await;
+            }
             let conn = conn.clone();
             let directory = self.refs().users;
             if let Some(attached) = self
@@ -383,29 +452,20 @@ impl Hub {
                 let Some(room) = self.room(project) else {
                     return;
                 };
-                // Content never crosses the bus: read the ticket (and comment) here.
-                let store = self.inner.deps.store.clone();
-                tokio::spawn(async move {
-                    let Ok(Some(t)) = store.ticket(ticket).await else {
-                        return;
-                    };
-                    let ticket = Arc::new(t);
-                    let event = match notice {
-                        crate::ports::BoardNotice::Update(action) => {
-                            RoomEvent::TicketUpdate { action, ticket }
-                        }
-                        crate::ports::BoardNotice::Comment(id) => {
-                            let Ok(Some(comment)) = store.comment(id).await else {
-                                return;
-                            };
-                            RoomEvent::CommentAdded {
-                                ticket,
-                                comment: Arc::new(comment),
-                            }
-                        }
-                    };
-                    let _ = room.send_message(RoomMsg::Board(event));
-                });
+                // Content never crosses the bus: one reader reads the ticket (and comment) of
+                // each event here, in the order they came, and hands them to the room.
+                if self
+                    .inner
+                    .board_reads
+                    .try_send((room, ticket, notice))
+                    .is_err()
+                {
+                    tracing::warn!(
+                        project = project.0,
+                        "board: too many remote events waiting to be read; one is dropped"
+                    );
+                    metrics::counter!("tickethub_board_remote_dropped_total").increment(1);
+                }
             }
             BusEvent::Presence(project, change) => {
                 if let Some(room) = self.room(project) {
@@ -516,7 +576,10 @@ impl Hub {
     ) -> Result<ActorRef<RoomMsg>, AttachError> {
         // A room that is stopping as the socket arrives drops the request; the retry reaches
         // the fresh one.
-        for _ in 0..3 {
+        for attempt in 0..ATTACH_TRIES {
+            if attempt > 0 {
+                tokio::time::sleep(ATTACH_RETRY_WAIT * attempt).await;
+            }
             let conn = conn.clone();
             let directory = self.refs().rooms;
             let user = user.clone();
@@ -878,6 +941,10 @@ impl Hub {
         from: Option<ConnId>,
         cmd: UserCommand,
     ) -> Result<CommandOutcome, String> {
+        // Through the user's actor when they are connected here, so that their other tabs hear
+        // of it in order; straight against the store only when there is no actor to take it.
+        // A call that times out is not run again here: its message is still in the actor's
+        // mailbox and runs once, when the actor gets to it.
         let mut outcome = None;
         if let Some(actor) = self.user(user) {
             let sent = cmd.clone();
@@ -893,20 +960,31 @@ impl Hub {
                     Some(self.inner.config.call_timeout),
                 )
                 .await;
-            if let Ok(ractor::rpc::CallResult::Success(result)) = res {
-                outcome = Some(result);
+            match res {
+                Ok(ractor::rpc::CallResult::Success(result)) => outcome = Some(result),
+                Ok(ractor::rpc::CallResult::Timeout) => {
+                    metrics::counter!("tickethub_user_command_timeouts_total").increment(1);
+                    return Err(USER_ACTOR_BUSY.to_owned());
+                }
+                // The actor stopped before it answered (its mailbox was dropped with the
+                // message): nothing ran, so the store takes it.
+                Ok(ractor::rpc::CallResult::SenderError) | Err(_) => {}
             }
         }
         let outcome = match outcome {
+            // The actor told the other hub processes itself.
             Some(result) => result?,
-            None => execute(self.inner.deps.store.as_ref(), user, &cmd)
-                .await
-                .map_err(|e| e.to_string())?,
+            None => {
+                let outcome = execute(self.inner.deps.store.as_ref(), user, &cmd)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                // The user's sockets on other hub processes hear of it too.
+                if let Some(update) = outcome.update(&cmd) {
+                    self.inner.deps.publish(BusEvent::Inbox(user, update));
+                }
+                outcome
+            }
         };
-        // The user's sockets on other hub processes hear of it too.
-        if let Some(update) = outcome.update(&cmd) {
-            self.inner.deps.publish(BusEvent::Inbox(user, update));
-        }
         Ok(outcome)
     }
 

@@ -732,6 +732,9 @@ pub trait EscalationStore: Send + Sync {
         node: &str,
         finish: crate::escalation::Finish,
     ) -> Result<Option<Vec<crate::notification::Notification>>, StoreError>;
+    /// Gives claimed steps back (`PENDING`, due as they were), if `node` still holds them: a
+    /// step whose firing failed is tried again at the next look, not after the lease.
+    async fn release_escalations(&self, ids: &[i64], node: &str) -> Result<(), StoreError>;
     /// Steps waiting, and when the next is due.
     async fn escalation_outlook(&self) -> Result<(i64, Option<DateTime<Utc>>), StoreError>;
     /// Steps with a status (`PENDING` …), or every step, soonest due first.
@@ -864,6 +867,28 @@ pub trait RetentionStore: Send + Sync {
     async fn purgeable(&self, what: Purgeable, cutoff: DateTime<Utc>) -> Result<u64, StoreError>;
 }
 
+/// Faults a store can be told to simulate, for fault-injection tests: each counter is how many
+/// of the next such steps fail.
+#[derive(Debug, Default)]
+pub struct StoreFaults {
+    /// Notification commits that apply, then answer as if the database's answer was lost.
+    pub lost_commit_acks: std::sync::atomic::AtomicU32,
+    /// Writes of a delivery's outcome that fail before they reach the database.
+    pub failed_outcome_writes: std::sync::atomic::AtomicU32,
+    /// Escalation steps whose settling fails before it reaches the database.
+    pub failed_escalation_finishes: std::sync::atomic::AtomicU32,
+}
+
+impl StoreFaults {
+    /// Whether this step is to fail (and counts it off).
+    pub fn take(counter: &std::sync::atomic::AtomicU32) -> bool {
+        use std::sync::atomic::Ordering;
+        counter
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+            .is_ok()
+    }
+}
+
 /// Everything the hub stores, behind one object.
 #[async_trait]
 pub trait Store:
@@ -883,4 +908,7 @@ pub trait Store:
     async fn ping(&self) -> Result<(), StoreError>;
     /// Closes the pool, waiting for in-flight transactions to finish.
     async fn close(&self);
+    /// The faults this store simulates (none unless a test asks).
+    #[doc(hidden)]
+    fn faults(&self) -> &StoreFaults;
 }

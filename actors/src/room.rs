@@ -265,6 +265,9 @@ pub struct RoomActor {
     pub config: RoomConfig,
 }
 
+/// The most tickets whose newest board version a room remembers.
+const BOARD_VERSIONS_KEPT: usize = 10_000;
+
 /// One user's typing under one ticket.
 #[derive(Debug, Clone, Copy)]
 struct Typing {
@@ -492,6 +495,14 @@ impl RoomState {
 
     fn push_board(&mut self, event: &RoomEvent) {
         if let RoomEvent::TicketUpdate { ticket, .. } = event {
+            // The newest version seen of each ticket keeps a late, older update off the
+            // board. Bounded: past the cap the map starts over (a board may then show one
+            // update out of order, which the next one corrects).
+            if self.board_versions.len() >= BOARD_VERSIONS_KEPT
+                && !self.board_versions.contains_key(&ticket.id)
+            {
+                self.board_versions.clear();
+            }
             let newest = self.board_versions.entry(ticket.id).or_insert(0);
             if ticket.version <= *newest {
                 return;
@@ -613,6 +624,16 @@ impl RoomState {
         self.board
             .iter()
             .chain(self.presence.iter().map(|s| &s.conn))
+    }
+
+    /// Forgets typing entries that stopped and whose throttle ran out: they only held back a
+    /// relay that can no longer come too soon.
+    fn forget_stopped_typing(&mut self, throttle: Duration) {
+        for member in self.members.values_mut() {
+            member
+                .typing
+                .retain(|_, t| t.active || t.relayed.elapsed() < throttle);
+        }
     }
 
     /// Takes every socket out of the room.
@@ -1133,6 +1154,7 @@ impl Actor for RoomActor {
                 for id in silent {
                     self.leave(state, id);
                 }
+                state.forget_stopped_typing(self.config.typing_throttle);
             }
             RoomMsg::Snapshot(reply) => {
                 let _ = reply.send(RoomSnapshot {
@@ -1229,6 +1251,63 @@ mod tests {
             panic!("both sockets get the update");
         };
         assert!(Arc::ptr_eq(&x, &y));
+    }
+
+    #[test]
+    fn a_room_remembers_a_bounded_number_of_board_versions() {
+        let mut state = RoomState::new(ProjectId(1));
+        for id in 0..(BOARD_VERSIONS_KEPT as i64 * 2 + 5) {
+            let mut ticket = sample_ticket(TicketStatus::Open);
+            ticket.id = crate::ticket_domain::TicketId(id);
+            state.push_board(&RoomEvent::TicketUpdate {
+                action: BoardAction::Updated,
+                ticket: Arc::new(ticket),
+            });
+            assert!(state.board_versions.len() <= BOARD_VERSIONS_KEPT);
+        }
+    }
+
+    #[test]
+    fn stopped_typers_are_forgotten_once_their_throttle_ran_out() {
+        let mut state = RoomState::new(ProjectId(1));
+        let long_ago = Instant::now() - Duration::from_secs(60);
+        let typing = |active: bool, relayed: Instant| Typing {
+            relayed,
+            heard: relayed,
+            active,
+        };
+        state.members.insert(
+            UserId(1),
+            Member {
+                username: "u1".into(),
+                display_name: String::new(),
+                tabs: Vec::new(),
+                viewing: None,
+                typing: [
+                    (crate::ticket_domain::TicketId(1), typing(false, long_ago)),
+                    (crate::ticket_domain::TicketId(2), typing(true, long_ago)),
+                    (
+                        crate::ticket_domain::TicketId(3),
+                        typing(false, Instant::now()),
+                    ),
+                ]
+                .into_iter()
+                .collect(),
+                gone_since: None,
+            },
+        );
+        state.forget_stopped_typing(Duration::from_secs(1));
+        let mut left: Vec<i64> = state.members[&UserId(1)]
+            .typing
+            .keys()
+            .map(|t| t.0)
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [2, 3],
+            "a stopped typer past the throttle is forgotten"
+        );
     }
 
     fn joined(user: i64) -> RoomEvent {

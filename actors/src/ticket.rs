@@ -51,10 +51,10 @@ pub struct Applied {
 /// A point-in-time view of a ticket actor, for operators.
 #[derive(Debug, Clone)]
 pub struct TicketSnapshot {
-    /// The ticket's key.
-    pub key: String,
-    /// Its status.
-    pub status: crate::ticket_domain::TicketStatus,
+    /// The ticket's key, once the actor has read the ticket.
+    pub key: Option<String>,
+    /// Its status, once read.
+    pub status: Option<crate::ticket_domain::TicketStatus>,
     /// Time since its last action.
     pub idle: Duration,
 }
@@ -70,7 +70,11 @@ pub struct TicketActor {
 
 /// The state of a ticket actor.
 pub struct TicketState {
-    ticket: Ticket,
+    id: TicketId,
+    /// The ticket as last committed, read with the first action: an actor starts without
+    /// reading, so that the directory, which starts actors one after the other, never waits on
+    /// the database.
+    ticket: Option<Ticket>,
     /// Another hub process committed a newer version: reload before deciding.
     stale: bool,
     last_active: Instant,
@@ -124,17 +128,12 @@ impl Actor for TicketActor {
         myself: ActorRef<Self::Msg>,
         id: TicketId,
     ) -> Result<Self::State, ActorProcessingErr> {
-        let ticket = self
-            .deps
-            .store
-            .ticket(id)
-            .await?
-            .ok_or_else(|| format!("ticket {id} does not exist"))?;
         let timer = myself.send_interval(self.idle.max(Duration::from_millis(100)) / 2, || {
             TicketMsg::IdleCheck
         });
         Ok(TicketState {
-            ticket,
+            id,
+            ticket: None,
             stale: false,
             last_active: Instant::now(),
             timer: Some(timer),
@@ -168,9 +167,8 @@ impl Actor for TicketActor {
                 state.last_active = Instant::now();
                 let result = self.apply(state, by, &by_name, &action).await;
                 match result {
-                    Ok(committed) => {
-                        let before = state.ticket.status;
-                        state.ticket = committed.ticket.clone();
+                    Ok((committed, before)) => {
+                        state.ticket = Some(committed.ticket.clone());
                         self.deps.publish(crate::ports::BusEvent::Ticket(
                             committed.ticket.id,
                             committed.ticket.version,
@@ -181,7 +179,9 @@ impl Actor for TicketActor {
                         }));
                         // Stored before sent: fan-out starts only after the commit.
                         self.deps.deliver(committed.notifications);
-                        self.board(before, &action, &state.ticket, committed.comment);
+                        if let Some(after) = &state.ticket {
+                            self.board(before, &action, after, committed.comment);
+                        }
                     }
                     Err(e) => {
                         let _ = reply.send(Err(e));
@@ -190,13 +190,13 @@ impl Actor for TicketActor {
             }
             TicketMsg::Snapshot(reply) => {
                 let _ = reply.send(TicketSnapshot {
-                    key: state.ticket.key(),
-                    status: state.ticket.status,
+                    key: state.ticket.as_ref().map(Ticket::key),
+                    status: state.ticket.as_ref().map(|t| t.status),
                     idle: state.last_active.elapsed(),
                 });
             }
             TicketMsg::Changed(version) => {
-                if version > state.ticket.version {
+                if state.ticket.as_ref().is_some_and(|t| version > t.version) {
                     state.stale = true;
                 }
             }
@@ -206,7 +206,7 @@ impl Actor for TicketActor {
                 }
             }
             TicketMsg::InjectFault => {
-                panic!("injected fault in the actor of ticket {}", state.ticket.id)
+                panic!("injected fault in the actor of ticket {}", state.id)
             }
         }
         Ok(())
@@ -257,17 +257,29 @@ impl TicketActor {
         by: Principal,
         by_name: &str,
         action: &Action,
-    ) -> Result<Committed, TicketError> {
+    ) -> Result<(Committed, crate::ticket_domain::TicketStatus), TicketError> {
         let store = &self.deps.store;
-        if state.stale {
-            state.ticket = store
-                .ticket(state.ticket.id)
-                .await?
-                .ok_or(TicketError::NotFound)?;
-            state.stale = false;
-        }
+        let mut ticket = match state.ticket.take() {
+            Some(t) if !state.stale => t,
+            _ => store.ticket(state.id).await?.ok_or(TicketError::NotFound)?,
+        };
+        state.stale = false;
+        let outcome = self.decide(&mut ticket, by, by_name, action).await;
+        state.ticket = Some(ticket);
+        outcome
+    }
+
+    /// [`TicketActor::apply`] on the actor's copy of the ticket, which it keeps current.
+    async fn decide(
+        &self,
+        current: &mut Ticket,
+        by: Principal,
+        by_name: &str,
+        action: &Action,
+    ) -> Result<(Committed, crate::ticket_domain::TicketStatus), TicketError> {
+        let store = &self.deps.store;
         for _attempt in 0..3 {
-            let ticket = &state.ticket;
+            let ticket = &*current;
             let change = match transition(ticket, by, action) {
                 Ok(change) => change,
                 Err(refused) => {
@@ -278,7 +290,7 @@ impl TicketActor {
                     if latest.version == ticket.version {
                         return Err(refused.into());
                     }
-                    state.ticket = latest;
+                    *current = latest;
                     continue;
                 }
             };
@@ -336,9 +348,9 @@ impl TicketActor {
                 .commit_change(ticket.id, ticket.version, &change, by.id, drafts)
                 .await
             {
-                Ok(committed) => return Ok(committed),
+                Ok(committed) => return Ok((committed, ticket.status)),
                 Err(StoreError::Stale(_)) => {
-                    state.ticket = store
+                    *current = store
                         .ticket(ticket.id)
                         .await?
                         .ok_or(TicketError::NotFound)?;

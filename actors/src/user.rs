@@ -635,6 +635,10 @@ impl UserActor {
                             state.push_all(from, || {
                                 ConnectionMsg::Updated(Box::new(update.clone()))
                             });
+                            // The user's sockets on other hub processes hear of it too, from
+                            // here: the caller may have stopped waiting.
+                            self.deps
+                                .publish(crate::ports::BusEvent::Inbox(state.user_id, update));
                         }
                         let _ = reply.send(Ok(outcome));
                     }

@@ -317,7 +317,7 @@ async fn actors(
             });
             if let Some(s) = snap {
                 node["key"] = s.key.into();
-                node["ticket_status"] = s.status.as_str().into();
+                node["ticket_status"] = s.status.map(|st| st.as_str()).into();
                 node["idle_secs"] = secs(s.idle).into();
             }
             node

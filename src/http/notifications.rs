@@ -275,6 +275,9 @@ async fn command(
     cmd: UserCommand,
 ) -> Result<CommandOutcome, ApiError> {
     state.hub.user_command(user, None, cmd).await.map_err(|e| {
+        if e == tickethub_actors::hub::USER_ACTOR_BUSY {
+            return ApiError::unavailable(e).retry_after(1);
+        }
         tracing::error!(error = %e, "inbox command failed");
         ApiError::unavailable("The database is unavailable; try again shortly.")
     })

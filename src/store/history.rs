@@ -566,6 +566,11 @@ macro_rules! impl_history_store {
                 finish: tickethub_actors::escalation::Finish,
             ) -> Result<Option<Vec<tickethub_actors::notification::Notification>>, tickethub_actors::ports::StoreError> {
                 use tickethub_actors::escalation::Finish;
+                if tickethub_actors::ports::StoreFaults::take(&self.faults.failed_escalation_finishes) {
+                    return Err(tickethub_actors::ports::StoreError::Backend(
+                        "injected: settling the step failed".into(),
+                    ));
+                }
                 let now = chrono::Utc::now();
                 let (status, detail) = match &finish {
                     Finish::Cancelled(why) => ("CANCELLED", why.clone()),
@@ -609,6 +614,31 @@ macro_rules! impl_history_store {
                 }
                 tx.commit().await.map_err($crate::store::backend_error)?;
                 Ok(Some(committed))
+            }
+
+            async fn release_escalations(
+                &self,
+                ids: &[i64],
+                node: &str,
+            ) -> Result<(), tickethub_actors::ports::StoreError> {
+                if ids.is_empty() {
+                    return Ok(());
+                }
+                let mut q = sqlx::QueryBuilder::<$db>::new(
+                    "UPDATE escalations SET status = 'PENDING', claimed_by = NULL, claimed_until = NULL \
+                     WHERE status = 'FIRING' AND claimed_by = ",
+                );
+                q.push_bind(node.to_owned()).push(" AND id IN (");
+                let mut sep = q.separated(", ");
+                for id in ids {
+                    sep.push_bind(*id);
+                }
+                q.push(")");
+                q.build()
+                    .execute(self.writer())
+                    .await
+                    .map_err($crate::store::backend_error)?;
+                Ok(())
             }
 
             async fn escalation_outlook(

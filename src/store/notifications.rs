@@ -222,14 +222,85 @@ macro_rules! impl_notification_store {
             pub(crate) fn group_committer(
                 pool: sqlx::Pool<$db>,
                 workers: usize,
+                faults: std::sync::Arc<tickethub_actors::ports::StoreFaults>,
             ) -> $crate::store::CommitQueue {
                 $crate::store::group_committer(workers, move |group| {
                     let pool = pool.clone();
-                    async move { Self::commit_group(&pool, group).await }
+                    let faults = faults.clone();
+                    async move { Self::commit_group(&pool, &faults, group).await }
                 })
             }
 
-            async fn commit_group(pool: &sqlx::Pool<$db>, group: Vec<$crate::store::CommitJob>) {
+            /// Commits drafts in one transaction. When the database's answer to `COMMIT` is
+            /// an error, the transaction may have applied all the same (the connection broke
+            /// after the server committed): whether its first notification is there tells
+            /// which. `Err(None)`: it surely did not apply (the caller
+            /// may commit again); `Err(Some(e))`: nobody can tell, and nothing is retried.
+            async fn commit_once(
+                pool: &sqlx::Pool<$db>,
+                faults: &tickethub_actors::ports::StoreFaults,
+                drafts: Vec<tickethub_actors::notification::Draft>,
+            ) -> Result<
+                Vec<tickethub_actors::notification::Notification>,
+                (tickethub_actors::ports::StoreError, bool),
+            > {
+                let mut tx = pool
+                    .begin()
+                    .await
+                    .map_err(|e| ($crate::store::backend_error(e), false))?;
+                let out = Self::insert_drafts(&mut tx, drafts, None)
+                    .await
+                    .map_err(|e| (e, false))?;
+                let committed = tx.commit().await.map_err($crate::store::backend_error);
+                let committed = match committed {
+                    Ok(())
+                        if tickethub_actors::ports::StoreFaults::take(&faults.lost_commit_acks) =>
+                    {
+                        Err(tickethub_actors::ports::StoreError::Backend(
+                            "injected: the database's answer to COMMIT was lost".into(),
+                        ))
+                    }
+                    other => other,
+                };
+                let Err(e) = committed else {
+                    return Ok(out);
+                };
+                let Some(first) = out.first() else {
+                    return Err((e, false));
+                };
+                // The row as this transaction wrote it: an id a rolled-back SQLite transaction
+                // gave back could be taken again, but not with this recipient, seq and words.
+                let landed: Result<Option<(i64,)>, _> = sqlx::query_as(
+                    "SELECT id FROM notifications WHERE id = $1 AND user_id = $2 AND seq = $3 \
+                     AND notification_type = $4 AND title = $5 AND message = $6",
+                )
+                .bind(first.id)
+                .bind(first.user_id.0)
+                .bind(first.seq)
+                .bind(first.notification_type.as_str())
+                .bind(&first.title)
+                .bind(&first.message)
+                .fetch_optional(pool)
+                .await;
+                match landed {
+                    Ok(Some(_)) => {
+                        metrics::counter!("tickethub_commit_outcomes_recovered_total").increment(1);
+                        tracing::warn!(error = %e, "a commit's answer was lost, but it applied");
+                        Ok(out)
+                    }
+                    Ok(None) => Err((e, false)),
+                    Err(check) => {
+                        tracing::error!(error = %e, check = %check, "a commit's outcome is unknown");
+                        Err((e, true))
+                    }
+                }
+            }
+
+            async fn commit_group(
+                pool: &sqlx::Pool<$db>,
+                faults: &tickethub_actors::ports::StoreFaults,
+                group: Vec<$crate::store::CommitJob>,
+            ) {
                 metrics::histogram!("tickethub_group_commit_calls").record(group.len() as f64);
                 if group.len() > 1 {
                     // All the calls' drafts in one insert, in recipient order (stable, so a
@@ -242,13 +313,7 @@ macro_rules! impl_notification_store {
                         .collect();
                     tagged.sort_by_key(|(_, d)| d.recipient);
                     let (calls, drafts): (Vec<usize>, Vec<_>) = tagged.into_iter().unzip();
-                    let together = async {
-                        let mut tx = pool.begin().await.map_err($crate::store::backend_error)?;
-                        let out = Self::insert_drafts(&mut tx, drafts, None).await?;
-                        tx.commit().await.map_err($crate::store::backend_error)?;
-                        Ok::<_, tickethub_actors::ports::StoreError>(out)
-                    };
-                    match together.await {
+                    match Self::commit_once(pool, faults, drafts).await {
                         Ok(out) => {
                             let mut outs: Vec<Vec<_>> = group.iter().map(|(d, _)| Vec::with_capacity(d.len())).collect();
                             for (call, n) in calls.into_iter().zip(out) {
@@ -259,19 +324,23 @@ macro_rules! impl_notification_store {
                             }
                             return;
                         }
-                        Err(e) => {
+                        // Whether the group applied cannot be told: committing its calls again
+                        // could notify twice, so each is told its outcome is unknown.
+                        Err((e, true)) => {
+                            for (_, reply) in group {
+                                let _ = reply.send(Err(tickethub_actors::ports::StoreError::Backend(
+                                    format!("the commit's outcome is unknown: {e}").into(),
+                                )));
+                            }
+                            return;
+                        }
+                        Err((e, false)) => {
                             tracing::debug!(error = %e, calls = group.len(), "a group commit failed; committing its calls one by one");
                         }
                     }
                 }
                 for (drafts, reply) in group {
-                    let alone = async {
-                        let mut tx = pool.begin().await.map_err($crate::store::backend_error)?;
-                        let out = Self::insert_drafts(&mut tx, drafts, None).await?;
-                        tx.commit().await.map_err($crate::store::backend_error)?;
-                        Ok(out)
-                    };
-                    let _ = reply.send(alone.await);
+                    let _ = reply.send(Self::commit_once(pool, faults, drafts).await.map_err(|(e, _)| e));
                 }
             }
 

@@ -127,6 +127,11 @@ macro_rules! impl_outbox_store {
                 provider_id: Option<&str>,
             ) -> Result<bool, tickethub_actors::ports::StoreError> {
                 let now = chrono::Utc::now();
+                if tickethub_actors::ports::StoreFaults::take(&self.faults.failed_outcome_writes) {
+                    return Err(tickethub_actors::ports::StoreError::Backend(
+                        "injected: the outcome write failed".into(),
+                    ));
+                }
                 let mut tx = self.writer().begin().await.map_err($crate::store::backend_error)?;
                 let done = sqlx::query(
                     "UPDATE deliveries SET status = 'SENT', attempts = $2, provider_message_id = $3, sent_at = $4, \
@@ -152,6 +157,11 @@ macro_rules! impl_outbox_store {
                 error: &str,
             ) -> Result<bool, tickethub_actors::ports::StoreError> {
                 let now = chrono::Utc::now();
+                if tickethub_actors::ports::StoreFaults::take(&self.faults.failed_outcome_writes) {
+                    return Err(tickethub_actors::ports::StoreError::Backend(
+                        "injected: the outcome write failed".into(),
+                    ));
+                }
                 let mut tx = self.writer().begin().await.map_err($crate::store::backend_error)?;
                 let done = sqlx::query(
                     "UPDATE deliveries SET status = 'FAILED', attempts = $2, last_error = $3, \
@@ -178,6 +188,11 @@ macro_rules! impl_outbox_store {
                 error: &str,
             ) -> Result<bool, tickethub_actors::ports::StoreError> {
                 let now = chrono::Utc::now();
+                if tickethub_actors::ports::StoreFaults::take(&self.faults.failed_outcome_writes) {
+                    return Err(tickethub_actors::ports::StoreError::Backend(
+                        "injected: the outcome write failed".into(),
+                    ));
+                }
                 let mut tx = self.writer().begin().await.map_err($crate::store::backend_error)?;
                 let done = sqlx::query(
                     "UPDATE deliveries SET status = 'QUEUED', attempts = $2, next_attempt_at = $3, last_error = $4, \

@@ -12,6 +12,7 @@ use super::{impl_store, ConnectError};
 pub struct PgStore {
     pool: PgPool,
     commits: super::CommitQueue,
+    faults: std::sync::Arc<tickethub_actors::ports::StoreFaults>,
 }
 
 /// A pooled connection used this recently is handed out without a test.
@@ -42,8 +43,13 @@ impl PgStore {
         sqlx::migrate!("migrations/postgres").run(&pool).await?;
         super::backfill_username_keys(&pool).await?;
         // A few committers: one gathers the next group while others commit theirs.
-        let commits = Self::group_committer(pool.clone(), 4);
-        Ok(Self { pool, commits })
+        let faults = std::sync::Arc::<tickethub_actors::ports::StoreFaults>::default();
+        let commits = Self::group_committer(pool.clone(), 4, faults.clone());
+        Ok(Self {
+            pool,
+            commits,
+            faults,
+        })
     }
 
     fn writer(&self) -> &PgPool {

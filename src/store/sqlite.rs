@@ -21,6 +21,7 @@ pub struct SqliteStore {
     commits: super::CommitQueue,
     /// The checkpointer runs while a clone of the store is alive.
     _alive: std::sync::Arc<()>,
+    faults: std::sync::Arc<tickethub_actors::ports::StoreFaults>,
 }
 
 /// How often the log is copied into the database file.
@@ -196,12 +197,14 @@ impl SqliteStore {
             tokio::spawn(checkpoints(checkpointer, std::sync::Arc::downgrade(&alive)));
         }
         // One writer connection: one committer, whose groups grow while a commit runs.
-        let commits = Self::group_committer(writer.clone(), 1);
+        let faults = std::sync::Arc::<tickethub_actors::ports::StoreFaults>::default();
+        let commits = Self::group_committer(writer.clone(), 1, faults.clone());
         Ok(Self {
             writer,
             reader,
             commits,
             _alive: alive,
+            faults,
         })
     }
 

@@ -199,6 +199,16 @@ impl Session {
         let (owner, newest) = match joined {
             Ok(joined) => joined,
             Err(e) => {
+                // An actor that stopped because the user's sessions ended: the socket hears why.
+                if this.state.hub.ended_since(user.id, this.authenticated_at) {
+                    let _ = close(
+                        &mut write,
+                        CloseCode::Unauthorized,
+                        "Token has been revoked.",
+                    )
+                    .await;
+                    return None;
+                }
                 tracing::warn!(user_id = user.id.0, error = %e, "cannot attach socket");
                 let _ = close(&mut write, CloseCode::GoingAway, "hub unavailable").await;
                 return None;
@@ -770,6 +780,9 @@ impl Ctx {
         let user = self.user_id;
         let hub = &self.state.hub;
         let unavailable = |e: String| {
+            if e == tickethub_actors::hub::USER_ACTOR_BUSY {
+                return ("unavailable", e);
+            }
             tracing::warn!(user_id = user.0, error = %e, "socket command failed");
             (
                 "unavailable",

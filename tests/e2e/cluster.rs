@@ -817,3 +817,52 @@ async fn a_user_deactivated_from_the_command_line_is_cut_off_on_every_node() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no user `nobody`"));
 }
+
+/// Redis connected but slow: the publish queue stays within its bound, what does not fit is
+/// dropped and counted, and the other node resyncs once publishing works again, so nothing is
+/// lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_redis_never_grows_the_publish_queue_past_its_bound() {
+    let Some(backend) = postgres() else { return };
+    let c = Cluster::start(
+        &backend,
+        2,
+        &[
+            "--bus-publish-queue",
+            "4",
+            "--bus-reconcile-interval",
+            "3600",
+        ],
+    )
+    .await;
+    let admin = c.user("boss", Role::Admin).await;
+    let alice = c.user("alice", Role::Client).await;
+    let mut ws = c.connect(1, &alice, None).await;
+    c.send(0, &admin, &alice, "before").await;
+    assert_eq!(ws.notifications(1).await[0]["seq"], 1);
+    // Redis holds every write (a PUBLISH among them) for a while: connected, but slow.
+    let paused = tokio::process::Command::new("redis-cli")
+        .args([
+            "-p",
+            &c.redis.port.to_string(),
+            "CLIENT",
+            "PAUSE",
+            "4000",
+            "WRITE",
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert!(paused.status.success());
+    for i in 0..12 {
+        c.send(0, &admin, &alice, &format!("during {i}")).await;
+    }
+    eventually("node 0 drops what does not fit its queue", || async {
+        c.counter(0, "tickethub_bus_publish_dropped_total").await >= 1.0
+    })
+    .await;
+    // Once Redis answers again, alice hears of everything, in order, on the same socket.
+    let healed = ws.notifications(12).await;
+    let seqs: Vec<i64> = healed.iter().map(|n| n["seq"].as_i64().unwrap()).collect();
+    assert_eq!(seqs, (2..=13).collect::<Vec<_>>());
+}

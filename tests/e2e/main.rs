@@ -17,6 +17,7 @@ mod dialects;
 mod edges;
 mod escalation;
 mod fakes;
+mod faults;
 mod fuzz_session;
 mod inbox;
 mod lifecycle;
