@@ -61,6 +61,8 @@ Scenarios and what they support:
   rooms       a project's board at a steady rate, and a presence join/leave storm
   cluster     --nodes hubs on PostgreSQL + a private redis-server: fan-out from one node to
               users on all of them; --bus-fault restarts Redis mid-run (needs --database-url)
+  soak        a steady load for --minutes with retention short: database, WAL and RSS each
+              minute, which must level off (SQLite's WAL must stay under 256 MiB)
   outbox      N notifications, each posted to a local webhook sink
 
 With --target http://127.0.0.1:PORT the scenarios marked [--target] run against a hub that is
@@ -144,6 +146,10 @@ pub struct Common {
     /// Sockets opened at once.
     #[arg(long, global = true, default_value_t = 256)]
     pub concurrency: usize,
+    /// A setting for the embedded hub, as `tickethub serve` takes it (repeatable), e.g.
+    /// `--hub-arg=--retention=2m`.
+    #[arg(long = "hub-arg", global = true, allow_hyphen_values = true)]
+    pub hub_args: Vec<String>,
     /// Pin the hub processes to these CPUs (`taskset` list, e.g. `1`), and this driver with
     /// its clients to the others, so that the two never share a core.
     #[arg(long, global = true, alias = "pin")]
@@ -196,6 +202,9 @@ enum Scenario {
     Cluster(cluster::ClusterArgs),
     /// A project's board and presence: board latency at a steady rate, a join/leave storm.
     Rooms(rooms::RoomsArgs),
+    /// A steady load for minutes with retention set short: database, log and memory sizes
+    /// each minute, which must level off.
+    Soak(scenarios::SoakArgs),
     /// Outbox throughput: N notifications, each posted to a local webhook sink.
     Outbox {
         /// How many deliveries.
@@ -261,6 +270,7 @@ fn main() {
         .build()
         .unwrap();
     let common = cli.common;
+    child::add_hub_args(common.hub_args.iter().cloned());
     let ok = match cli.scenario {
         Scenario::ServeChild {
             users,
@@ -302,6 +312,10 @@ fn main() {
         Scenario::Steady(args) => rt.block_on(scenarios::steady(args, &common)),
         Scenario::Tail(args) => rt.block_on(scenarios::tail(args, &common)),
         Scenario::Slow(args) => rt.block_on(scenarios::slow(args, &common)),
+        Scenario::Soak(args) => {
+            embedded_only(&common, "soak");
+            rt.block_on(scenarios::soak(args, &common))
+        }
         Scenario::Lifecycle(args) => rt.block_on(scenarios::lifecycle(args, &common)),
         Scenario::Reconnect { clients, missed } => {
             embedded_only(&common, "reconnect");

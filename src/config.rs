@@ -254,12 +254,12 @@ pub struct ServeConfig {
     pub retention_interval: std::time::Duration,
 
     /// Rows a purge deletes per transaction: a live commit waits at most one such batch.
-    #[arg(long, env = "TICKETHUB_RETENTION_BATCH", default_value_t = 500, value_parser = clap::value_parser!(i64).range(1..=100_000))]
+    #[arg(long, env = "TICKETHUB_RETENTION_BATCH", default_value_t = 200, value_parser = clap::value_parser!(i64).range(1..=100_000))]
     pub retention_batch: i64,
 
     /// Milliseconds a purge pauses between two batches, so that what else waits for the
     /// database goes first.
-    #[arg(long, env = "TICKETHUB_RETENTION_PAUSE_MS", default_value_t = 5)]
+    #[arg(long, env = "TICKETHUB_RETENTION_PAUSE_MS", default_value_t = 10)]
     pub retention_pause_ms: u64,
 
     /// Milliseconds between the escalation actor's looks at the database for steps due (it

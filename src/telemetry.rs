@@ -109,3 +109,18 @@ fn describe() {
         "HTTP request latency by route."
     );
 }
+
+/// Samples the allocator's figures into gauges: what the hub's live objects (and SQLite's
+/// caches, which allocate through the same allocator) hold, and what the allocator keeps from
+/// the system. The first growing with the second flat is a leak; the second growing alone is
+/// memory the allocator has not returned yet.
+pub fn sample_memory() {
+    use tikv_jemalloc_ctl::{epoch, stats};
+    if epoch::advance().is_err() {
+        return;
+    }
+    if let (Ok(allocated), Ok(resident)) = (stats::allocated::read(), stats::resident::read()) {
+        metrics::gauge!("tickethub_memory_allocated_bytes").set(allocated as f64);
+        metrics::gauge!("tickethub_memory_resident_bytes").set(resident as f64);
+    }
+}

@@ -36,8 +36,8 @@ impl Default for RetentionPolicy {
             retention: Duration::from_secs(180 * 86_400),
             unread: None,
             interval: Duration::from_secs(3600),
-            batch: 500,
-            pause: Duration::from_millis(5),
+            batch: 200,
+            pause: Duration::from_millis(10),
         }
     }
 }
@@ -176,7 +176,11 @@ impl PurgeActor {
         let Some(&(what, cutoff)) = sweep.left.last() else {
             return self.finish(myself, state);
         };
-        match self.store.purge(what, cutoff, self.policy.batch).await {
+        let started = std::time::Instant::now();
+        let purged = self.store.purge(what, cutoff, self.policy.batch).await;
+        metrics::histogram!("tickethub_purge_batch_seconds")
+            .record(started.elapsed().as_secs_f64());
+        match purged {
             Ok(n) => {
                 if n > 0 {
                     metrics::counter!("tickethub_purged_rows_total", "table" => what.as_str())

@@ -25,6 +25,15 @@ pub const SECRET: &str = "load-bench-secret-load-bench-secret-0123456789";
 /// A valid argon2 hash shared by every seeded user: they log in with minted tokens.
 const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$YmVuY2hzYWx0YmVuY2g$3e1hTVsxkjh5o6I2LRR9HVKxoaMdWs9nBHM9aMCOLOg";
 
+/// Settings every embedded hub child is started with, as `tickethub serve` takes them
+/// (`--retention=2m`, …): the driver's `--hub-arg`s, and what a scenario adds.
+static HUB_ARGS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// Adds settings for the hub children started from now on.
+pub fn add_hub_args(args: impl IntoIterator<Item = String>) {
+    HUB_ARGS.lock().unwrap().extend(args);
+}
+
 /// A hub child's place in a cluster.
 #[derive(Clone, Debug, Default)]
 pub struct NodeArgs {
@@ -63,7 +72,17 @@ pub async fn serve_child(
     database_url: Option<String>,
     node: NodeArgs,
 ) {
-    let mut config = tickethub::ServeConfig::defaults();
+    let mut config = {
+        #[derive(clap::Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            serve: tickethub::ServeConfig,
+        }
+        let given = HUB_ARGS.lock().unwrap().clone();
+        <Wrapper as clap::Parser>::try_parse_from(std::iter::once("serve".to_owned()).chain(given))
+            .unwrap_or_else(|e| panic!("--hub-arg: {e}"))
+            .serve
+    };
     config.bind = "127.0.0.1:0".parse().unwrap();
     config.redis_url = node.redis_url;
     // On PostgreSQL the hub gets a database of its own, dropped when it stops.
@@ -475,6 +494,9 @@ impl Child {
         if node.join {
             args.push("--join".into());
         }
+        for arg in HUB_ARGS.lock().unwrap().iter() {
+            args.push(format!("--hub-arg={arg}"));
+        }
         Self::spawn(&args, Some(dir)).await
     }
 
@@ -510,6 +532,11 @@ impl Child {
                 };
             }
         }
+    }
+
+    /// The folder of the child's files (the SQLite database among them), if it has one.
+    pub fn dir(&self) -> Option<&std::path::Path> {
+        self._dir.as_ref().map(|d| d.path())
     }
 
     /// Sends one command line and waits for `DONE`.

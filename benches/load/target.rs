@@ -52,8 +52,10 @@ pub struct Target {
     pub base: String,
     /// Its pid, when it runs on this machine and is known (for RSS and CPU).
     pub pid: Option<u32>,
-    child: Option<Child>,
-    http: reqwest::Client,
+    /// The child process, when the bench started it.
+    pub child: Option<Child>,
+    /// A client for its REST API.
+    pub http: reqwest::Client,
     /// The admin that sends.
     pub admin: Principal,
     /// The load users (clients).

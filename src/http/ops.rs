@@ -136,6 +136,7 @@ async fn prometheus(
             ));
         }
     }
+    crate::telemetry::sample_memory();
     for channel in state.hub.channels() {
         if let Ok(depth) = state.store.outbox_depth(channel).await {
             metrics::gauge!("tickethub_outbox_depth", "channel" => channel.as_str())

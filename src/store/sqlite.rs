@@ -51,8 +51,9 @@ struct Checkpointer {
 /// the log would grow without end. Once it passes its limit, the checkpointer makes that
 /// moment: it holds every reader connection (each finishes its query first), copies again,
 /// then takes the writer connection (the group committer waits for it) and checkpoints with
-/// `TRUNCATE`, which now waits on nobody and has little left to copy. Readers wait for that
-/// moment, and commits for the last copy and the truncation only.
+/// `RESTART`, which now waits on nobody and has little left to copy: the next commit writes
+/// the log from its start. Readers wait for that moment, and commits for the last copy only.
+/// The file then stays near the limit (`journal_size_limit` cuts it back when it went past).
 async fn checkpoints(c: Checkpointer, alive: std::sync::Weak<()>) {
     let mut every = tokio::time::interval(CHECKPOINT_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -68,14 +69,14 @@ async fn checkpoints(c: Checkpointer, alive: std::sync::Weak<()>) {
             let started = std::time::Instant::now();
             match truncate(&c).await {
                 Ok(()) => {
-                    metrics::counter!("tickethub_sqlite_wal_truncations_total").increment(1);
-                    metrics::histogram!("tickethub_sqlite_wal_truncate_seconds")
+                    metrics::counter!("tickethub_sqlite_wal_restarts_total").increment(1);
+                    metrics::histogram!("tickethub_sqlite_wal_restart_seconds")
                         .record(started.elapsed().as_secs_f64());
                     let after = std::fs::metadata(&c.wal).map(|m| m.len()).unwrap_or(0);
                     metrics::gauge!("tickethub_sqlite_wal_bytes").set(after as f64);
-                    tracing::debug!(before = size, after, took = ?started.elapsed(), "truncated the SQLite log");
+                    tracing::debug!(before = size, after, took = ?started.elapsed(), "restarted the SQLite log");
                 }
-                Err(e) => tracing::warn!(error = %e, "cannot truncate the SQLite log"),
+                Err(e) => tracing::warn!(error = %e, "cannot restart the SQLite log"),
             }
         }
     }
@@ -103,17 +104,26 @@ async fn truncate(c: &Checkpointer) -> Result<(), sqlx::Error> {
     })
     .await
     .map_err(|_| sqlx::Error::PoolTimedOut)??;
+    // With no reader left on the log, this copies all of it while commits go on.
     passive(&c.own).await?;
-    let mut writer = tokio::time::timeout(TRUNCATE_WAIT, c.writer.acquire())
+    let writer = tokio::time::timeout(TRUNCATE_WAIT, c.writer.acquire())
         .await
         .map_err(|_| sqlx::Error::PoolTimedOut)??;
-    let (busy, _, _): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)")
-        .fetch_one(&mut *writer)
-        .await?;
+    // Commits wait from here: copy what they wrote meanwhile, then start the log over from
+    // its beginning. `RESTART`, not `TRUNCATE`: the file keeps its size and is written over
+    // (shrinking it would cost the commits behind this a file-system truncation).
+    let held_since = std::time::Instant::now();
+    let restarted: Result<(i64, i64, i64), sqlx::Error> =
+        sqlx::query_as("PRAGMA wal_checkpoint(RESTART)")
+            .fetch_one(&c.own)
+            .await;
     drop(writer);
+    metrics::histogram!("tickethub_sqlite_wal_restart_hold_seconds")
+        .record(held_since.elapsed().as_secs_f64());
     drop(held);
+    let (busy, _, _) = restarted?;
     if busy != 0 {
-        tracing::debug!("the SQLite log could not be truncated: a connection was busy");
+        tracing::debug!("the SQLite log could not be restarted: a connection was busy");
     }
     Ok(())
 }
