@@ -1037,15 +1037,39 @@ impl Hub {
         .unwrap_or(0)
     }
 
-    /// Closes every socket and stops the actor system.
+    /// Closes every socket and stops the actor system, leaves first: a supervisor's stop does
+    /// not stop its children, and a channel actor's stop is where its sends in flight finish
+    /// and record their outcome (else a mail that went out could be sent again after the
+    /// restart, once its claim ran out). Each level waits at most [`SHUTDOWN_WAIT`].
     pub async fn shutdown(&self) {
         self.disconnect_all().await;
-        self.inner.root.stop(Some("hub shutdown".into()));
+        let refs = self.refs();
+        let reason = || Some("hub shutdown".to_owned());
+        let supervisors = [
+            refs.delivery.get_cell(),
+            refs.users.get_cell(),
+            refs.tickets.get_cell(),
+            refs.rooms.get_cell(),
+        ];
+        futures::future::join_all(
+            supervisors
+                .iter()
+                .map(|s| s.stop_children_and_wait(reason(), Some(SHUTDOWN_WAIT))),
+        )
+        .await;
+        self.inner
+            .root
+            .stop_children_and_wait(reason(), Some(SHUTDOWN_WAIT))
+            .await;
+        self.inner.root.stop(reason());
         if let Some(handle) = self.inner.root_handle.lock().await.take() {
             let _ = handle.await;
         }
     }
 }
+
+/// How long shutdown waits for each level of the tree to stop.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(15);
 
 /// How the root builds its children.
 #[derive(Clone)]
