@@ -367,6 +367,12 @@ pub struct ServeConfig {
     #[arg(long, env = "TICKETHUB_SMTP_URL", hide_env_values = true)]
     pub smtp_url: Option<String>,
 
+    /// PEM file of a certificate authority to trust for the SMTP server's certificate (a
+    /// relay with a private CA), besides the public roots. Needs TLS in `--smtp-url`
+    /// (`smtps://` or `?tls=required|opportunistic`).
+    #[arg(long, env = "TICKETHUB_SMTP_CA_FILE")]
+    pub smtp_ca_file: Option<PathBuf>,
+
     /// The sender of emails.
     #[arg(
         long,

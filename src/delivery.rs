@@ -88,13 +88,25 @@ pub fn classify(
     if retryable {
         Err(TransportError::Retryable {
             message,
-            retry_after: retry_after
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .map(Duration::from_secs),
+            retry_after: retry_after.and_then(parse_retry_after),
         })
     } else {
         Err(TransportError::Permanent(message))
     }
+}
+
+/// A `Retry-After` value: delay-seconds or an HTTP date (RFC 9110 §10.2.3); a date in the
+/// past is no wait, anything else unreadable is ignored.
+pub fn parse_retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(
+        at.duration_since(std::time::SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
 }
 
 /// A network failure (connect, timeout, reset) is always worth retrying. The URL is left out
@@ -146,5 +158,50 @@ mod tests {
                 retry_after: Some(Duration::from_secs(7))
             })
         );
+    }
+
+    #[test]
+    fn retry_after_is_seconds_or_an_http_date() {
+        let cases: [(&str, Option<u64>); 6] = [
+            ("7", Some(7)),
+            (" 120 ", Some(120)),
+            ("Wed, 21 Oct 2015 07:28:00 GMT", Some(0)),
+            ("-3", None),
+            ("soon", None),
+            ("", None),
+        ];
+        for (value, want) in cases {
+            assert_eq!(
+                parse_retry_after(value),
+                want.map(Duration::from_secs),
+                "{value:?}"
+            );
+        }
+        let later = std::time::SystemTime::now() + Duration::from_secs(90);
+        let waited = parse_retry_after(&httpdate::fmt_http_date(later)).unwrap();
+        assert!(
+            (Duration::from_secs(88)..=Duration::from_secs(90)).contains(&waited),
+            "{waited:?}"
+        );
+        // 3xx, 4xx: permanent (redirects are not followed); 408, 425, 429, 5xx: retried.
+        use reqwest::StatusCode as S;
+        for (status, retried) in [
+            (S::FOUND, false),
+            (S::TEMPORARY_REDIRECT, false),
+            (S::UNAUTHORIZED, false),
+            (S::NOT_FOUND, false),
+            (S::REQUEST_TIMEOUT, true),
+            (S::TOO_EARLY, true),
+            (S::TOO_MANY_REQUESTS, true),
+            (S::BAD_GATEWAY, true),
+            (S::SERVICE_UNAVAILABLE, true),
+        ] {
+            let got = classify(status, None, "");
+            assert_eq!(
+                matches!(got, Err(TransportError::Retryable { .. })),
+                retried,
+                "{status}: {got:?}"
+            );
+        }
     }
 }

@@ -170,6 +170,8 @@ struct HubInner {
     ended: std::sync::Mutex<std::collections::HashMap<UserId, std::time::Instant>>,
     /// Other nodes' board events waiting for their content to be read, in order.
     board_reads: tokio::sync::mpsc::Sender<BoardRead>,
+    /// Attach (and room join) tries after a first one failed, since the hub started.
+    attach_retries: std::sync::atomic::AtomicU64,
 }
 
 /// A remote board event: the room, the ticket and what happened to it.
@@ -343,6 +345,7 @@ impl Hub {
                 signups,
                 ended: Default::default(),
                 board_reads,
+                attach_retries: Default::default(),
             }),
         })
     }
@@ -390,6 +393,7 @@ impl Hub {
         // one (a moment, hence the short waits).
         for attempt in 0..ATTACH_TRIES {
             if attempt > 0 {
+                self.retrying_attach();
                 tokio::time::sleep(ATTACH_RETRY_WAIT * attempt).await;
             }
             let conn = conn.clone();
@@ -408,6 +412,21 @@ impl Hub {
             }
         }
         Err(AttachError::Unavailable)
+    }
+
+    /// Counts a retried attach or join.
+    fn retrying_attach(&self) {
+        metrics::counter!("tickethub_attach_retries_total").increment(1);
+        self.inner
+            .attach_retries
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Attach (and room join) tries after a first one failed, since the hub started.
+    pub fn attach_retries(&self) -> u64 {
+        self.inner
+            .attach_retries
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The live actor of a user, if the user is connected to this hub.
@@ -578,6 +597,7 @@ impl Hub {
         // the fresh one.
         for attempt in 0..ATTACH_TRIES {
             if attempt > 0 {
+                self.retrying_attach();
                 tokio::time::sleep(ATTACH_RETRY_WAIT * attempt).await;
             }
             let conn = conn.clone();

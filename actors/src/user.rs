@@ -211,6 +211,9 @@ pub enum UserMsg {
     InjectFault,
     /// Hold the actor for this long, as a slow database would. Used by fault-injection tests.
     InjectStall(std::time::Duration),
+    /// Hold the actor until the semaphore gives a permit. Used by fault-injection tests that
+    /// must decide when the actor is free again.
+    InjectHold(std::sync::Arc<tokio::sync::Semaphore>),
 }
 
 impl Keyed for UserActor {
@@ -696,6 +699,9 @@ impl UserActor {
                 panic!("injected fault in the actor of user {}", state.user_id);
             }
             UserMsg::InjectStall(d) => tokio::time::sleep(d).await,
+            UserMsg::InjectHold(gate) => {
+                let _ = gate.acquire().await;
+            }
         }
         if state.conns.is_empty() {
             myself.stop(Some("no sockets left".into()));

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use lettre::message::{Mailbox, MultiPart};
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use tickethub_actors::ports::{DeliveryJob, Transport, TransportError};
 
@@ -37,17 +38,21 @@ impl EmailTransport {
             )
         })?;
         let mailer = match &config.smtp_url {
-            Some(url) => Mailer::Smtp(
-                AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
+            Some(url) => {
+                let builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
                     .map_err(|e| {
                         ConfigError::new(
                             "--smtp-url (TICKETHUB_SMTP_URL)",
                             format!("`{}`: {e}", redact_url(url)),
                         )
                     })?
-                    .timeout(Some(timeout))
-                    .build(),
-            ),
+                    .timeout(Some(timeout));
+                let builder = match &config.smtp_ca_file {
+                    Some(file) => builder.tls(tls_with_ca(url, file)?),
+                    None => builder,
+                };
+                Mailer::Smtp(builder.build())
+            }
             None => {
                 std::fs::create_dir_all(&config.mail_outbox_dir).map_err(|e| {
                     ConfigError::new(
@@ -65,6 +70,39 @@ impl EmailTransport {
             from,
             templates,
         })
+    }
+}
+
+/// The TLS mode `url` asks for, trusting the CA in `file` besides the public roots.
+fn tls_with_ca(url: &str, file: &std::path::Path) -> Result<Tls, ConfigError> {
+    let setting = "--smtp-ca-file (TICKETHUB_SMTP_CA_FILE)";
+    let parsed = reqwest::Url::parse(url).map_err(|e| {
+        ConfigError::new(
+            "--smtp-url (TICKETHUB_SMTP_URL)",
+            format!("`{}`: {e}", redact_url(url)),
+        )
+    })?;
+    let host = parsed.host_str().unwrap_or_default().to_owned();
+    let pem = std::fs::read(file)
+        .map_err(|e| ConfigError::new(setting, format!("cannot read {}: {e}", file.display())))?;
+    let ca = Certificate::from_pem(&pem)
+        .map_err(|e| ConfigError::new(setting, format!("{}: {e}", file.display())))?;
+    let params = TlsParameters::builder(host)
+        .add_root_certificate(ca)
+        .build_rustls()
+        .map_err(|e| ConfigError::new(setting, e.to_string()))?;
+    let mode = parsed
+        .query_pairs()
+        .find(|(k, _)| k == "tls")
+        .map(|(_, v)| v.into_owned());
+    match (parsed.scheme(), mode.as_deref()) {
+        ("smtps", _) => Ok(Tls::Wrapper(params)),
+        ("smtp", Some("required")) => Ok(Tls::Required(params)),
+        ("smtp", Some("opportunistic")) => Ok(Tls::Opportunistic(params)),
+        _ => Err(ConfigError::new(
+            setting,
+            "the SMTP URL asks for no TLS: use `smtps://` or `?tls=required`",
+        )),
     }
 }
 

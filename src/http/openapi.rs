@@ -128,7 +128,7 @@ same inbox.";
         Health,
         Readiness,
     )),
-    modifiers(&BearerScheme, &Aliases),
+    modifiers(&BearerScheme, &JsonBodies, &Aliases),
     tags(
         (name = "auth", description = "Tokens and registration."),
         (name = "users", description = "The caller's profile and the people they work with."),
@@ -198,6 +198,40 @@ impl Modify for BearerScheme {
                     .build(),
             ),
         );
+    }
+}
+
+/// Every operation that takes a JSON body answers 415 to a body sent as anything else.
+struct JsonBodies;
+
+impl Modify for JsonBodies {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let refused = utoipa::openapi::ResponseBuilder::new()
+            .description("The body was not sent as `Content-Type: application/json`.")
+            .content(
+                "application/json",
+                utoipa::openapi::ContentBuilder::new()
+                    .schema(Some(utoipa::openapi::Ref::from_schema_name("ErrorBody")))
+                    .build(),
+            )
+            .build();
+        for item in openapi.paths.paths.values_mut() {
+            let operations: [&mut Option<Operation>; 5] = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.patch,
+                &mut item.delete,
+            ];
+            for op in operations.into_iter().flatten() {
+                if op.request_body.is_some() {
+                    op.responses
+                        .responses
+                        .entry("415".to_owned())
+                        .or_insert_with(|| refused.clone().into());
+                }
+            }
+        }
     }
 }
 

@@ -93,8 +93,12 @@ await new Run('operator').main(async (run) => {
   await tid(op, 'filter').fill(users.client.username);
   await asked;
   await waitListed(op, 'only the client listed', (names) => names.length === 1 && names[0] === users.client.username);
-  // The filter must hold across the refreshes that follow.
-  await op.waitForTimeout(1500);
+  // The filter must hold across the refreshes that follow: wait for two more of them.
+  for (let i = 0; i < 2; i += 1) {
+    await op.waitForResponse((r) => r.url().includes('/api/admin/actors')
+      && new URL(r.url()).searchParams.get('q') === users.client.username);
+  }
+  await op.evaluate(() => new Promise((resolve) => requestAnimationFrame(() => resolve())));
   const after = await listed(op);
   run.check(after.length === 1 && after[0] === users.client.username, `still only the client after a refresh (${after.join(', ')})`);
   run.check(await op.locator('[data-testid="actor-row"] mark').first().isVisible(), 'the match is highlighted');

@@ -4,15 +4,7 @@ use futures::future::join_all;
 use tickethub_actors::domain::Role;
 use tickethub_actors::user::UserMsg;
 
-use crate::both_backends;
 use crate::harness::{eventually, Backend, Ended, TestHub};
-
-both_backends!(
-    tabs_share_one_actor_which_ends_with_the_last_socket,
-    a_panicking_user_actor_takes_nobody_else_down,
-    graceful_shutdown_closes_sockets_with_1001,
-    shutdown_writes_what_is_queued_before_1001,
-);
 
 async fn tabs_share_one_actor_which_ends_with_the_last_socket(backend: Backend) {
     let hub = TestHub::start(&backend).await;
@@ -134,7 +126,6 @@ async fn shutdown_writes_what_is_queued_before_1001(backend: Backend) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_concurrent_sockets_are_all_established() {
     let hub = TestHub::start(&Backend::Sqlite).await;
     let mut users = Vec::new();
@@ -154,8 +145,6 @@ async fn a_thousand_concurrent_sockets_are_all_established() {
     }
     assert_eq!(total, 1000);
 }
-
-both_backends!(ticket_actors_passivate_and_recover_from_faults);
 
 async fn ticket_actors_passivate_and_recover_from_faults(backend: Backend) {
     let hub = TestHub::start_with(&backend, |c| c.ticket_actor_idle = 1).await;
@@ -210,4 +199,18 @@ async fn ticket_actors_passivate_and_recover_from_faults(backend: Backend) {
         .await;
     assert_eq!(started["status"], "IN_PROGRESS");
     assert_eq!(started["version"], 4);
+}
+
+crate::trials! {
+    both: [
+        tabs_share_one_actor_which_ends_with_the_last_socket,
+        a_panicking_user_actor_takes_nobody_else_down,
+        graceful_shutdown_closes_sockets_with_1001,
+        shutdown_writes_what_is_queued_before_1001,
+        ticket_actors_passivate_and_recover_from_faults,
+    ],
+    tests: [
+        a_thousand_concurrent_sockets_are_all_established,
+    ],
+    sync: [],
 }

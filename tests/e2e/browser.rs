@@ -2,9 +2,10 @@
 //! demo client at `/`, `tests/browser/operator.mjs` the operator page at `/admin/`, and
 //! `tests/browser/escalations.mjs` its escalation steps and trace.
 //!
-//! They need `node`, `/usr/bin/chromium` and `node_modules/playwright-core` (`npm ci`). Without
-//! them the browser tests print a notice and pass, unless `TICKETHUB_REQUIRE_SERVICES=1`, where
-//! they fail. Screenshots land in `target/test-artifacts/`.
+//! They need `node`, `/usr/bin/chromium` and `node_modules/playwright-core`: the packages are
+//! installed (`npm ci`) when missing, and without node or Chromium the tests fail with the
+//! command that installs them (`bash .ci/test` installs everything). Screenshots land in
+//! `target/test-artifacts/`.
 
 use std::future::Future;
 use std::path::Path;
@@ -21,34 +22,17 @@ use crate::harness::{Backend, TestHub};
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 const CHROMIUM: &str = "/usr/bin/chromium";
 
-/// Whether node, Chromium and playwright-core are all here; panics when they are required.
-fn browser_available() -> bool {
-    let mut missing = Vec::new();
-    let node = std::process::Command::new("node")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !node {
-        missing.push("node");
-    }
+/// Makes sure node, Chromium and playwright-core are here: playwright-core is installed
+/// (`npm ci`, once) when it is missing; without node or Chromium the test fails with the one
+/// command that installs them.
+fn require_browser() {
+    crate::harness::require_node();
     if !Path::new(CHROMIUM).exists() {
-        missing.push(CHROMIUM);
+        panic!(
+            "{CHROMIUM} is missing: install it with `apt-get update && apt-get -o 'DPkg::Post-Invoke::=' install -y chromium chromium-driver`, or run the suite with `bash .ci/test`, which does"
+        );
     }
-    if !Path::new(ROOT)
-        .join("node_modules/playwright-core/package.json")
-        .exists()
-    {
-        missing.push("node_modules/playwright-core (run `npm ci`)");
-    }
-    if missing.is_empty() {
-        return true;
-    }
-    let what = missing.join(", ");
-    if std::env::var("TICKETHUB_REQUIRE_SERVICES").as_deref() == Ok("1") {
-        panic!("browser tests cannot run without {what}, and TICKETHUB_REQUIRE_SERVICES=1");
-    }
-    eprintln!("notice: no {what}; skipping a browser test");
-    false
+    crate::harness::npm_packages();
 }
 
 /// Something the test does while a script runs, when the script prints a line containing
@@ -121,7 +105,6 @@ fn credentials(role: &str, username: &str) -> String {
     format!("{role}={username}:{username}-password")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pages_are_served_with_their_types() {
     let hub = TestHub::start(&Backend::Sqlite).await;
     for (path, kind, needle) in [
@@ -160,11 +143,8 @@ async fn pages_are_served_with_their_types() {
     assert_eq!(status, 404);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_page_shows_a_ticket_lifecycle_in_real_time() {
-    if !browser_available() {
-        return;
-    }
+    require_browser();
     let hub = TestHub::start(&Backend::Sqlite).await;
     let admin = hub.user_with("ada", Role::Admin, true).await;
     let client = hub.user("carl", Role::Client).await;
@@ -182,11 +162,8 @@ async fn demo_page_shows_a_ticket_lifecycle_in_real_time() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operator_page_shows_the_live_supervision_tree() {
-    if !browser_available() {
-        return;
-    }
+    require_browser();
     let hub = TestHub::start(&Backend::Sqlite).await;
     let admin = hub.user_with("ada", Role::Admin, true).await;
     let client = hub.user("carl", Role::Client).await;
@@ -202,11 +179,8 @@ async fn operator_page_shows_the_live_supervision_tree() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_page_shows_the_board_presence_and_typing() {
-    if !browser_available() {
-        return;
-    }
+    require_browser();
     let hub = TestHub::start_with(&Backend::Sqlite, |c| c.presence_grace_ms = 500).await;
     let admin = hub.user_with("ada", Role::Admin, true).await;
     let client = hub.user("carl", Role::Client).await;
@@ -239,11 +213,8 @@ events = ["ticket_assigned"]
 steps = [ { after = "10m", unless = "read", channels = ["email"] } ]
 "#;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operator_page_lists_escalation_steps_and_explains_who_was_left_out() {
-    if !browser_available() {
-        return;
-    }
+    require_browser();
     let routing = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(routing.path(), ONE_STEP_POLICY).unwrap();
     let path = routing.path().to_owned();
@@ -299,4 +270,16 @@ async fn operator_page_lists_escalation_steps_and_explains_who_was_left_out() {
     .await;
     let pending = hub.get_as(&admin, "/api/admin/escalations", 200).await;
     assert_eq!(pending["count"], 1, "{pending}");
+}
+
+crate::trials! {
+    both: [],
+    tests: [
+        pages_are_served_with_their_types,
+        demo_page_shows_a_ticket_lifecycle_in_real_time,
+        operator_page_shows_the_live_supervision_tree,
+        demo_page_shows_the_board_presence_and_typing,
+        operator_page_lists_escalation_steps_and_explains_who_was_left_out,
+    ],
+    sync: [],
 }

@@ -16,7 +16,6 @@ fn tickethub(args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
-#[test]
 fn users_and_projects_are_added_from_the_command_line() {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("cli.db").display());
@@ -117,7 +116,6 @@ fn users_and_projects_are_added_from_the_command_line() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("no user named `ghost`"));
 }
 
-#[test]
 fn bad_configuration_exits_64_with_one_line_naming_the_setting() {
     let cases: &[(&[&str], &str)] = &[
         (&["serve", "--bind", "nowhere"], "--bind"),
@@ -145,7 +143,6 @@ fn bad_configuration_exits_64_with_one_line_naming_the_setting() {
     }
 }
 
-#[tokio::test]
 async fn serve_demo_prints_logins_and_exits_0_on_sigterm() {
     // This test builds a reqwest client without starting an in-process hub.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -221,7 +218,6 @@ async fn serve_demo_prints_logins_and_exits_0_on_sigterm() {
     assert!(!logs.contains('\x1b'), "{logs}");
 }
 
-#[test]
 fn the_demo_refuses_an_address_other_hosts_reach_unless_told() {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("demo.db").display());
@@ -241,7 +237,6 @@ fn the_demo_refuses_an_address_other_hosts_reach_unless_told() {
     );
 }
 
-#[test]
 fn an_identity_provider_without_its_issuer_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("idp.db").display());
@@ -275,7 +270,6 @@ fn an_identity_provider_without_its_issuer_is_refused() {
     assert!(stderr.starts_with("--jwt-jwks-url"), "{stderr}");
 }
 
-#[test]
 fn purge_counts_before_it_deletes_and_erase_asks_for_yes() {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("purge.db").display());
@@ -339,4 +333,18 @@ fn purge_counts_before_it_deletes_and_erase_asks_for_yes() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+crate::trials! {
+    both: [],
+    tests: [
+        serve_demo_prints_logins_and_exits_0_on_sigterm,
+    ],
+    sync: [
+        users_and_projects_are_added_from_the_command_line,
+        bad_configuration_exits_64_with_one_line_naming_the_setting,
+        the_demo_refuses_an_address_other_hosts_reach_unless_told,
+        an_identity_provider_without_its_issuer_is_refused,
+        purge_counts_before_it_deletes_and_erase_asks_for_yes,
+    ],
 }

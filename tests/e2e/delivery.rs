@@ -10,18 +10,9 @@ use sha2::Sha256;
 use tickethub_actors::domain::{NewUser, Role, User};
 use tickethub_actors::routing::Channel;
 
-use crate::both_backends;
 use crate::fakes::{Http, Reply, Smtp};
 use crate::harness::{eventually, Backend, TestHub};
 use crate::tickets::{cast, create_ticket};
-
-both_backends!(
-    lifecycle_mails_reach_the_right_inboxes,
-    whatsapp_retries_with_backoff_and_refuses_permanently,
-    webhooks_are_signed_and_private_destinations_refused,
-    queued_mail_survives_a_restart_and_is_sent_once,
-    sign_up_mails_are_coalesced,
-);
 
 /// A user sets their WhatsApp number over the API.
 pub(crate) async fn set_whatsapp(hub: &TestHub, user: &User, number: &str) {
@@ -38,7 +29,7 @@ pub(crate) async fn set_whatsapp(hub: &TestHub, user: &User, number: &str) {
 }
 
 /// Fast retries for tests.
-fn quick(c: &mut tickethub::ServeConfig) {
+pub(crate) fn quick(c: &mut tickethub::ServeConfig) {
     c.delivery_backoff_ms = 50;
     c.delivery_backoff_max_ms = 200;
     c.delivery_poll_ms = 50;
@@ -47,8 +38,8 @@ fn quick(c: &mut tickethub::ServeConfig) {
 }
 
 /// The deliveries of a user's newest notification of a type, once none is pending.
-async fn settled_deliveries(hub: &TestHub, user: &User, kind: &str) -> Vec<Value> {
-    let deadline = tokio::time::Instant::now() + crate::harness::PATIENCE;
+pub(crate) async fn settled_deliveries(hub: &TestHub, user: &User, kind: &str) -> Vec<Value> {
+    let deadline = tokio::time::Instant::now() + crate::harness::patience();
     loop {
         let page = hub
             .get_as(
@@ -76,7 +67,7 @@ async fn settled_deliveries(hub: &TestHub, user: &User, kind: &str) -> Vec<Value
     }
 }
 
-fn channel<'a>(deliveries: &'a [Value], name: &str) -> &'a Value {
+pub(crate) fn channel<'a>(deliveries: &'a [Value], name: &str) -> &'a Value {
     deliveries
         .iter()
         .find(|d| d["channel"] == name)
@@ -241,6 +232,19 @@ async fn whatsapp_retries_with_backoff_and_refuses_permanently(backend: Backend)
     assert_eq!(wa["provider_message_id"], "wamid.TEST");
     let requests = api.requests();
     assert_eq!(requests.len(), 3);
+    // Backoff: each retry waits at least half its delay (50 ms, then 100 ms, with jitter in
+    // [half, full]); the second also waited out the hung call's 1 s timeout.
+    let gap = |i: usize| requests[i + 1].at.duration_since(requests[i].at);
+    assert!(
+        gap(0) >= Duration::from_millis(25),
+        "first retry after {:?}",
+        gap(0)
+    );
+    assert!(
+        gap(1) >= Duration::from_secs(1) + Duration::from_millis(50),
+        "second retry after {:?}",
+        gap(1)
+    );
     for r in &requests {
         assert_eq!(r.path, "/1234567/messages");
         assert_eq!(r.headers["authorization"], "Bearer test-token");
@@ -407,7 +411,7 @@ async fn webhooks_are_signed_and_private_destinations_refused(backend: Backend) 
 
 async fn queued_mail_survives_a_restart_and_is_sent_once(backend: Backend) {
     let smtp = Smtp::start().await;
-    smtp.set_down(true);
+    smtp.set_down(true).await;
     let url = smtp.url();
     let config = move |c: &mut tickethub::ServeConfig| {
         quick(c);
@@ -430,11 +434,15 @@ async fn queued_mail_survives_a_restart_and_is_sent_once(backend: Backend) {
             != "closed"
     })
     .await;
+    // A stopped hub leaves no actor behind: one still draining the outbox would send what
+    // the next hub sends, and its outcome would never be recorded.
+    let email = hub.hub.channel(Channel::Email).unwrap();
     let db = hub.stop_keep_db().await;
+    assert_eq!(format!("{:?}", email.get_status()), "Stopped");
     assert!(smtp.mails().is_empty());
 
     // The server comes back; a new hub on the same database sends every queued mail once.
-    smtp.set_down(false);
+    smtp.set_down(false).await;
     let hub = TestHub::start_on(db, config).await;
     let mails = smtp.wait_for(6).await;
     eventually("every email delivery is final", || async {
@@ -466,7 +474,6 @@ async fn queued_mail_survives_a_restart_and_is_sent_once(backend: Backend) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crashed_channel_actor_is_restarted_and_resumes() {
     let smtp = Smtp::start().await;
     let url = smtp.url();
@@ -489,7 +496,6 @@ async fn a_crashed_channel_actor_is_restarted_and_resumes() {
     assert_eq!(smtp.wait_for(2).await.len(), 2);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_send_that_panics_frees_its_slot_and_is_sent_again() {
     let smtp = Smtp::start().await;
     let url = smtp.url();
@@ -519,7 +525,6 @@ async fn a_send_that_panics_frees_its_slot_and_is_sent_again() {
     assert_eq!(hub.hub.channel_restarts().await.get(&Channel::Email), None);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_channel_actor_that_crashes_mid_send_does_not_send_again() {
     let receiver = Http::start().await;
     let url = format!("{}/hooks/tickethub", receiver.url());
@@ -554,9 +559,10 @@ async fn a_channel_actor_that_crashes_mid_send_does_not_send_again() {
     // The send in flight finishes and records itself; the restarted actor does not take its
     // row back and send it again.
     let d = settled_deliveries(&hub, &admin, "general").await;
-    assert_eq!(channel(&d, "webhook")["status"], "SENT", "{d:?}");
-    // Ten poll intervals: time enough for a second send, if there were one.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let hook = channel(&d, "webhook");
+    assert_eq!(hook["status"], "SENT", "{d:?}");
+    assert_eq!(hook["attempts"], 1, "{d:?}");
+    // SENT is final (claims take only queued rows and expired claims): one request, for good.
     assert_eq!(receiver.requests().len(), 1, "the webhook was sent once");
 }
 
@@ -566,7 +572,8 @@ async fn sign_up_mails_are_coalesced(backend: Backend) {
     let hub = TestHub::start_with(&backend, |c| {
         quick(c);
         c.smtp_url = Some(url);
-        c.signup_notice_interval = 2;
+        // A window the next three sign-ups (each an argon2 hash) surely fall in.
+        c.signup_notice_interval = (crate::harness::scaled_ms(6_000) / 1000).max(6);
     })
     .await;
     let root = hub.user_with("root", Role::Admin, true).await;
@@ -628,8 +635,6 @@ async fn sign_up_mails_are_coalesced(backend: Backend) {
         "{newest}"
     );
 }
-
-both_backends!(a_commit_wakes_only_the_channel_actors_it_queued_work_for);
 
 /// How often the email and WhatsApp actors were woken, as the supervision tree shows them.
 async fn wakes(hub: &TestHub, admin: &User) -> (u64, u64) {
@@ -706,4 +711,21 @@ async fn a_commit_wakes_only_the_channel_actors_it_queued_work_for(backend: Back
     send(json!(["email", "whatsapp"])).await;
     assert_eq!(wakes(&hub, &admin).await, (email + 2, whatsapp + 2));
     assert_eq!(smtp.wait_for(2).await.len(), 2);
+}
+
+crate::trials! {
+    both: [
+        lifecycle_mails_reach_the_right_inboxes,
+        whatsapp_retries_with_backoff_and_refuses_permanently,
+        webhooks_are_signed_and_private_destinations_refused,
+        queued_mail_survives_a_restart_and_is_sent_once,
+        sign_up_mails_are_coalesced,
+        a_commit_wakes_only_the_channel_actors_it_queued_work_for,
+    ],
+    tests: [
+        a_crashed_channel_actor_is_restarted_and_resumes,
+        a_send_that_panics_frees_its_slot_and_is_sent_again,
+        a_channel_actor_that_crashes_mid_send_does_not_send_again,
+    ],
+    sync: [],
 }

@@ -6,15 +6,8 @@ use tickethub::ws::dialect::Dialect;
 use tickethub_actors::domain::{Role, User};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::both_backends;
 use crate::harness::{Backend, TestHub, Ws};
 use crate::tickets::{cast, create_ticket};
-
-both_backends!(
-    seed002_hears_of_an_assignment_and_a_custom_notification,
-    seed003_commands_and_their_confirmations,
-    seed004_registrations_reach_super_admins_and_inbox_changes_follow,
-);
 
 /// Opens a socket at `url` and reads its greeting and replay, in any dialect; returns the
 /// socket, the greeting and the replayed frames.
@@ -342,7 +335,6 @@ async fn seed004_registrations_reach_super_admins_and_inbox_changes_follow(backe
     assert_eq!(ws.next_json().await["type"], "pong");
 }
 
-#[tokio::test]
 async fn an_unknown_dialect_is_refused_before_the_upgrade() {
     let hub = TestHub::start(&Backend::Sqlite).await;
     let alice = hub.user("alice", Role::Client).await;
@@ -354,4 +346,16 @@ async fn an_unknown_dialect_is_refused_before_the_upgrade() {
         tokio_tungstenite::tungstenite::Error::Http(res) => assert_eq!(res.status(), 400),
         other => panic!("expected an HTTP refusal, got {other:?}"),
     }
+}
+
+crate::trials! {
+    both: [
+        seed002_hears_of_an_assignment_and_a_custom_notification,
+        seed003_commands_and_their_confirmations,
+        seed004_registrations_reach_super_admins_and_inbox_changes_follow,
+    ],
+    tests: [
+        an_unknown_dialect_is_refused_before_the_upgrade,
+    ],
+    sync: [],
 }

@@ -8,19 +8,7 @@ use tokio::net::TcpStream;
 use serde_json::json;
 use tickethub_actors::domain::{Role, User};
 
-use crate::both_backends;
 use crate::harness::*;
-
-both_backends!(
-    a_demoted_admin_keeps_no_admin_power_on_open_sockets,
-    refresh_tokens_rotate_and_a_replay_ends_the_login,
-    logout_ends_the_login_and_only_it,
-    a_new_password_ends_every_token,
-    a_socket_opening_during_a_deactivation_never_survives_it,
-    preferences_take_only_types_the_hub_knows,
-    look_alike_usernames_cannot_be_registered,
-    comments_are_paged_and_writes_are_limited_per_user,
-);
 
 /// Logs in over the API: `(access, refresh)`.
 async fn login(hub: &TestHub, username: &str) -> (String, String) {
@@ -86,7 +74,6 @@ async fn status_line(tcp: &mut TcpStream, limit: Duration) -> Option<String> {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn made_up_methods_never_become_metric_series() {
     let hub = TestHub::start(&Backend::Sqlite).await;
     let method = format!("M{}", "Q".repeat(2_000));
@@ -119,7 +106,6 @@ async fn made_up_methods_never_become_metric_series() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_ask_for_their_token_when_one_is_set() {
     let hub = TestHub::start_with(&Backend::Sqlite, |c| {
         c.metrics_token = Some("scrape-secret".into());
@@ -139,7 +125,6 @@ async fn metrics_ask_for_their_token_when_one_is_set() {
     assert!(ok.text().await.unwrap().contains("tickethub_"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_on_a_listener_of_their_own_leave_the_api_port() {
     let hub = TestHub::start_with(&Backend::Sqlite, |c| {
         c.metrics_bind = Some("127.0.0.1:0".parse().unwrap());
@@ -169,7 +154,6 @@ async fn metrics_on_a_listener_of_their_own_leave_the_api_port() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_trickling_its_headers_is_disconnected() {
     let hub = TestHub::start_with(&Backend::Sqlite, |c| c.http_header_timeout = 1).await;
     let mut tcp = TcpStream::connect(hub.addr).await.unwrap();
@@ -178,7 +162,7 @@ async fn a_client_trickling_its_headers_is_disconnected() {
         .unwrap();
     // One byte at a time, for longer than any test may take: without a header deadline the
     // connection would outlive the loop.
-    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let deadline = tokio::time::Instant::now() + patience();
     let mut closed = false;
     while tokio::time::Instant::now() < deadline {
         if tcp.write_all(b"a").await.is_err() {
@@ -192,11 +176,11 @@ async fn a_client_trickling_its_headers_is_disconnected() {
     }
     assert!(
         closed,
-        "the hub held a trickling connection for {PATIENCE:?}"
+        "the hub held a trickling connection for {:?}",
+        patience()
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_that_never_ends_is_answered_503() {
     let hub = TestHub::start_with(&Backend::Sqlite, |c| c.http_request_timeout = 1).await;
     let mut tcp = TcpStream::connect(hub.addr).await.unwrap();
@@ -205,11 +189,10 @@ async fn a_body_that_never_ends_is_answered_503() {
     )
     .await
     .unwrap();
-    let line = status_line(&mut tcp, PATIENCE).await;
+    let line = status_line(&mut tcp, patience()).await;
     assert_eq!(line.as_deref(), Some("HTTP/1.1 503 Service Unavailable"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_past_the_cap_wait_for_a_free_slot() {
     let hub = TestHub::start_with(&Backend::Sqlite, |c| {
         c.max_connections = 2;
@@ -232,13 +215,12 @@ async fn connections_past_the_cap_wait_for_a_free_slot() {
     );
     drop(idle_a);
     assert_eq!(
-        status_line(&mut third, PATIENCE).await.as_deref(),
+        status_line(&mut third, patience()).await.as_deref(),
         Some("HTTP/1.1 200 OK"),
         "the waiting connection is served once a slot frees"
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_recipient_never_reads_the_webhook_url_or_its_errors() {
     const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
     let receiver = crate::fakes::Http::start().await;
@@ -505,7 +487,6 @@ async fn a_socket_opening_during_a_deactivation_never_survives_it(backend: Backe
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_valid_only_later_is_refused_now() {
     let hub = TestHub::start(&Backend::Sqlite).await;
     let user = hub.user("nina", Role::Client).await;
@@ -538,7 +519,6 @@ async fn a_token_valid_only_later_is_refused_now() {
     assert_eq!(hub.get("/api/users/me/", Some(&now)).await.0, 200);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spoofed_forwarded_addresses_never_escape_the_login_limit() {
     let hub = TestHub::start_with(&Backend::Sqlite, |c| {
         c.trusted_proxies = vec!["127.0.0.1/32".into()];
@@ -591,7 +571,6 @@ async fn spoofed_forwarded_addresses_never_escape_the_login_limit() {
     assert_eq!(statuses[30], 429, "{statuses:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_overlong_username_is_refused_without_a_bucket_of_its_own() {
     let hub = TestHub::start(&Backend::Sqlite).await;
     let (status, body) = hub
@@ -771,7 +750,6 @@ async fn comments_are_paged_and_writes_are_limited_per_user(backend: Backend) {
     assert_eq!(detail["comment_count"], 12);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn links_other_than_paths_and_web_urls_are_refused() {
     let hub = TestHub::start(&Backend::Sqlite).await;
     let admin = hub.user("root", Role::Admin).await;
@@ -820,11 +798,8 @@ async fn viewing(ws: &mut Ws, id: i64) {
 /// A member flooding `ticket_viewing` with ids that do not exist costs database reads on
 /// their own socket only: the room goes on relaying the others' presence. Shown on
 /// PostgreSQL, where a test can make every read of `tickets` wait behind a lock.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_flooding_unknown_tickets_stalls_nobody_else() {
-    let Some(backend) = Backend::postgres() else {
-        return;
-    };
+    let backend = Backend::postgres();
     let hub = TestHub::start(&backend).await;
     let admin = hub.user("root", Role::Admin).await;
     let (ann, bob, mal) = (
@@ -871,7 +846,7 @@ async fn a_member_flooding_unknown_tickets_stalls_nobody_else() {
     }
     // Bob looks away and back: the room relays it while mal's reads wait.
     viewing(&mut bob_ws, ticket_id).await;
-    let relayed = tokio::time::timeout(PATIENCE, async {
+    let relayed = tokio::time::timeout(patience(), async {
         loop {
             let v = ann_ws.next_json().await;
             if v["type"] == "ticket_viewing" && v["user_id"] == bob.id.0 {
@@ -909,7 +884,7 @@ async fn webhook_outcome(url: String, allow_private: bool) -> serde_json::Value 
     let mine = hub.get_as(&admin, "/api/notifications/", 200).await;
     let nid = mine["results"][0]["id"].as_i64().unwrap();
     let path = format!("/api/notifications/{nid}/deliveries/");
-    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let deadline = tokio::time::Instant::now() + patience();
     loop {
         let d = hub.get_as(&admin, &path, 200).await;
         let hook = d["deliveries"]
@@ -930,7 +905,6 @@ async fn webhook_outcome(url: String, allow_private: bool) -> serde_json::Value 
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_webhook_name_that_resolves_to_a_private_address_is_refused() {
     let receiver = crate::fakes::Http::start().await;
     // `localhost`, not `127.0.0.1`: the name is resolved by the request itself.
@@ -944,7 +918,6 @@ async fn a_webhook_name_that_resolves_to_a_private_address_is_refused() {
     assert!(receiver.requests().is_empty(), "the receiver was reached");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_receivers_oversized_answer_is_not_read() {
     // A receiver that fails with a 20 MB answer: the hub keeps a note, not the body.
     let app = axum::Router::new().fallback(|| async {
@@ -961,4 +934,34 @@ async fn a_receivers_oversized_answer_is_not_read() {
     let error = hook["last_error"].as_str().unwrap();
     assert!(error.contains("HTTP 500"), "{error}");
     assert!(error.contains("larger than 65536 bytes"), "{error}");
+}
+
+crate::trials! {
+    both: [
+        a_demoted_admin_keeps_no_admin_power_on_open_sockets,
+        refresh_tokens_rotate_and_a_replay_ends_the_login,
+        logout_ends_the_login_and_only_it,
+        a_new_password_ends_every_token,
+        a_socket_opening_during_a_deactivation_never_survives_it,
+        preferences_take_only_types_the_hub_knows,
+        look_alike_usernames_cannot_be_registered,
+        comments_are_paged_and_writes_are_limited_per_user,
+    ],
+    tests: [
+        made_up_methods_never_become_metric_series,
+        metrics_ask_for_their_token_when_one_is_set,
+        metrics_on_a_listener_of_their_own_leave_the_api_port,
+        a_client_trickling_its_headers_is_disconnected,
+        a_body_that_never_ends_is_answered_503,
+        connections_past_the_cap_wait_for_a_free_slot,
+        a_recipient_never_reads_the_webhook_url_or_its_errors,
+        a_token_valid_only_later_is_refused_now,
+        spoofed_forwarded_addresses_never_escape_the_login_limit,
+        an_overlong_username_is_refused_without_a_bucket_of_its_own,
+        links_other_than_paths_and_web_urls_are_refused,
+        a_member_flooding_unknown_tickets_stalls_nobody_else,
+        a_webhook_name_that_resolves_to_a_private_address_is_refused,
+        a_receivers_oversized_answer_is_not_read,
+    ],
+    sync: [],
 }

@@ -1,25 +1,24 @@
-//! Test peers: an SMTP server, a WhatsApp Cloud API stand-in and a webhook receiver, all in
-//! this process on random ports.
+//! Test peers on random ports: a real SMTP server (nodemailer's `smtp-server`, in a Node
+//! process), and in this process a WhatsApp Cloud API stand-in and a webhook receiver.
 
 #![allow(dead_code)]
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::any;
 use axum::Router;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
-use crate::harness::PATIENCE;
+use crate::harness::patience;
 
 /// One email the SMTP server accepted.
 #[derive(Clone, Debug)]
@@ -27,6 +26,10 @@ pub struct Mail {
     pub from: String,
     pub to: Vec<String>,
     pub data: String,
+    /// The user the client authenticated as (`AUTH`), if any.
+    pub user: Option<String>,
+    /// Whether the message came over TLS (`STARTTLS`).
+    pub secure: bool,
 }
 
 impl Mail {
@@ -48,58 +51,205 @@ impl Mail {
     }
 }
 
-/// A minimal SMTP server that records what it accepts and can be switched off.
+/// A real SMTP server, nodemailer's `smtp-server` (npm), in a Node process this test owns
+/// (`tests/peers/smtp.mjs`): it records what it accepts, refuses recipients at
+/// `@invalid.test` with 550, and can be switched off (421 to every connection).
 #[derive(Clone)]
 pub struct Smtp {
     pub addr: SocketAddr,
-    mails: Arc<Mutex<Vec<Mail>>>,
-    arrived: Arc<Notify>,
-    down: Arc<AtomicBool>,
+    inner: Arc<SmtpInner>,
+}
+
+struct SmtpInner {
+    mails: Mutex<Vec<Mail>>,
+    arrived: Notify,
+    acks: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<String>>>,
+    stdin: tokio::sync::Mutex<tokio::process::ChildStdin>,
+    _child: tokio::process::Child,
+    tls: Option<SmtpTls>,
+}
+
+/// The certificates of a server started with [`Smtp::start_secure`].
+pub struct SmtpTls {
+    _dir: tempfile::TempDir,
+    /// The PEM file of the certificate authority that signed the server's certificate.
+    pub ca_file: std::path::PathBuf,
+    pub user: String,
+    pub pass: String,
 }
 
 impl Smtp {
-    /// Starts the server.
+    /// Starts a server without TLS or AUTH.
     pub async fn start() -> Smtp {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let smtp = Smtp {
-            addr: listener.local_addr().unwrap(),
-            mails: Arc::default(),
-            arrived: Arc::default(),
-            down: Arc::default(),
-        };
-        let server = smtp.clone();
+        Self::spawn(None).await
+    }
+
+    /// Starts a server that offers STARTTLS with a certificate for `localhost` signed by a
+    /// fresh test CA, and requires `AUTH` (over TLS only) as `user`/`pass`.
+    pub async fn start_secure(user: &str, pass: &str) -> Smtp {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "tickethub test CA");
+        let ca =
+            rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().unwrap())
+                .unwrap();
+        let params =
+            rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+                .unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &ca).unwrap();
+        let ca_file = dir.path().join("ca.pem");
+        std::fs::write(&ca_file, ca.pem()).unwrap();
+        std::fs::write(dir.path().join("key.pem"), key.serialize_pem()).unwrap();
+        std::fs::write(dir.path().join("cert.pem"), cert.pem()).unwrap();
+        Self::spawn(Some(SmtpTls {
+            _dir: dir,
+            ca_file,
+            user: user.to_owned(),
+            pass: pass.to_owned(),
+        }))
+        .await
+    }
+
+    async fn spawn(tls: Option<SmtpTls>) -> Smtp {
+        crate::harness::require_node();
+        crate::harness::npm_packages();
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut command = tokio::process::Command::new("node");
+        command.arg(root.join("tests/peers/smtp.mjs"));
+        if let Some(tls) = &tls {
+            let dir = tls.ca_file.parent().unwrap();
+            command
+                .arg("--tls-key")
+                .arg(dir.join("key.pem"))
+                .arg("--tls-cert")
+                .arg(dir.join("cert.pem"))
+                .args(["--user", &tls.user, "--pass", &tls.pass]);
+        }
+        let mut child = command
+            .current_dir(root)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("node starts the SMTP peer");
+        let stdin = child.stdin.take().unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let first = tokio::time::timeout(patience(), lines.next_line())
+            .await
+            .expect("the SMTP peer starts")
+            .unwrap()
+            .expect("the SMTP peer prints its port");
+        let port: u16 = first
+            .strip_prefix("listening ")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("the SMTP peer said {first:?}"));
+        let (ack_tx, ack_rx) = tokio::sync::mpsc::unbounded_channel();
+        let inner = Arc::new(SmtpInner {
+            mails: Mutex::default(),
+            arrived: Notify::new(),
+            acks: Mutex::new(Some(ack_rx)),
+            stdin: tokio::sync::Mutex::new(stdin),
+            _child: child,
+            tls,
+        });
+        let weak = Arc::downgrade(&inner);
         tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let server = server.clone();
-                tokio::spawn(async move {
-                    let _ = server.session(stream).await;
+            while let Ok(Some(line)) = lines.next_line().await {
+                let Some(inner) = weak.upgrade() else { return };
+                if let Some(ack) = line.strip_prefix("ok ") {
+                    let _ = ack_tx.send(ack.to_owned());
+                    continue;
+                }
+                let v: Value = serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("the SMTP peer printed {line:?}: {e}"));
+                inner.mails.lock().unwrap().push(Mail {
+                    from: v["from"].as_str().unwrap_or_default().to_owned(),
+                    to: v["to"]
+                        .as_array()
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(|t| t.as_str().map(str::to_owned))
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                    data: v["data"].as_str().unwrap_or_default().to_owned(),
+                    user: v["user"].as_str().map(str::to_owned),
+                    secure: v["secure"] == true,
                 });
+                inner.arrived.notify_waiters();
             }
         });
-        smtp
+        Smtp {
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            inner,
+        }
     }
 
-    /// The URL to give the hub.
+    /// The URL to give the hub: plain SMTP, or for a secure server
+    /// `smtp://user:pass@localhost:PORT?tls=required` (give the hub [`Smtp::ca_file`] too).
     pub fn url(&self) -> String {
-        format!("smtp://{}", self.addr)
+        match &self.inner.tls {
+            None => format!("smtp://{}", self.addr),
+            Some(tls) => format!(
+                "smtp://{}:{}@localhost:{}?tls=required",
+                tls.user,
+                tls.pass,
+                self.addr.port()
+            ),
+        }
     }
 
-    /// While down, the server answers `421` to every connection.
-    pub fn set_down(&self, down: bool) {
-        self.down.store(down, Ordering::SeqCst);
+    /// The CA that signed a secure server's certificate.
+    pub fn ca_file(&self) -> std::path::PathBuf {
+        self.inner
+            .tls
+            .as_ref()
+            .expect("a secure server")
+            .ca_file
+            .clone()
+    }
+
+    /// While down, the server answers `421` to every new connection. Returns once the server
+    /// has taken the switch.
+    pub async fn set_down(&self, down: bool) {
+        let word = if down { "down" } else { "up" };
+        let mut acks = self
+            .inner
+            .acks
+            .lock()
+            .unwrap()
+            .take()
+            .expect("one switch at a time");
+        {
+            let mut stdin = self.inner.stdin.lock().await;
+            stdin
+                .write_all(format!("{word}\n").as_bytes())
+                .await
+                .unwrap();
+            stdin.flush().await.unwrap();
+        }
+        let got = tokio::time::timeout(patience(), acks.recv())
+            .await
+            .expect("the SMTP peer answers");
+        assert_eq!(got.as_deref(), Some(word));
+        *self.inner.acks.lock().unwrap() = Some(acks);
     }
 
     /// Every mail so far.
     pub fn mails(&self) -> Vec<Mail> {
-        self.mails.lock().unwrap().clone()
+        self.inner.mails.lock().unwrap().clone()
     }
 
     /// Waits until at least `n` mails arrived.
     pub async fn wait_for(&self, n: usize) -> Vec<Mail> {
-        tokio::time::timeout(PATIENCE, async {
+        tokio::time::timeout(patience(), async {
             loop {
-                let notified = self.arrived.notified();
-                if self.mails.lock().unwrap().len() >= n {
+                let notified = self.inner.arrived.notified();
+                if self.inner.mails.lock().unwrap().len() >= n {
                     return self.mails();
                 }
                 notified.await;
@@ -107,60 +257,6 @@ impl Smtp {
         })
         .await
         .unwrap_or_else(|_| panic!("{n} mails did not arrive; got {:?}", self.mails().len()))
-    }
-
-    async fn session(&self, stream: tokio::net::TcpStream) -> std::io::Result<()> {
-        let (read, mut write) = stream.into_split();
-        let mut lines = BufReader::new(read).lines();
-        if self.down.load(Ordering::SeqCst) {
-            write.write_all(b"421 test server is down\r\n").await?;
-            return Ok(());
-        }
-        write.write_all(b"220 test ESMTP\r\n").await?;
-        let (mut from, mut to) = (String::new(), Vec::new());
-        while let Some(line) = lines.next_line().await? {
-            let upper = line.to_ascii_uppercase();
-            if upper.starts_with("EHLO") || upper.starts_with("HELO") {
-                write.write_all(b"250-test\r\n250 8BITMIME\r\n").await?;
-            } else if upper.starts_with("MAIL FROM:") {
-                from = line[10..].trim().trim_matches(['<', '>']).to_owned();
-                to.clear();
-                write.write_all(b"250 OK\r\n").await?;
-            } else if upper.starts_with("RCPT TO:") {
-                let rcpt = line[8..].trim().trim_matches(['<', '>']).to_owned();
-                if rcpt.ends_with("@invalid.test") {
-                    write.write_all(b"550 no such user\r\n").await?;
-                } else {
-                    to.push(rcpt);
-                    write.write_all(b"250 OK\r\n").await?;
-                }
-            } else if upper == "DATA" {
-                write.write_all(b"354 go ahead\r\n").await?;
-                let mut data = String::new();
-                while let Some(l) = lines.next_line().await? {
-                    if l == "." {
-                        break;
-                    }
-                    data.push_str(&l);
-                    data.push_str("\r\n");
-                }
-                self.mails.lock().unwrap().push(Mail {
-                    from: from.clone(),
-                    to: to.clone(),
-                    data,
-                });
-                self.arrived.notify_waiters();
-                write.write_all(b"250 OK queued as test\r\n").await?;
-            } else if upper == "QUIT" {
-                write.write_all(b"221 bye\r\n").await?;
-                return Ok(());
-            } else if upper == "RSET" || upper == "NOOP" {
-                write.write_all(b"250 OK\r\n").await?;
-            } else {
-                write.write_all(b"502 not implemented\r\n").await?;
-            }
-        }
-        Ok(())
     }
 }
 
@@ -171,18 +267,26 @@ pub enum Reply {
     Status(u16, Value),
     /// Answer only after this long (longer than the hub's timeout: a timeout).
     Hang(Duration),
+    /// This status, these headers, and an empty body (a redirect, a `Retry-After`).
+    Headers(u16, Vec<(&'static str, String)>),
+    /// 429 with `Retry-After` as an HTTP date this long after the answer.
+    RetryAt(Duration),
 }
 
 /// One request the stand-in received.
 #[derive(Clone, Debug)]
 pub struct Request {
+    /// When it arrived.
+    pub at: std::time::Instant,
+    pub method: axum::http::Method,
     pub path: String,
     pub headers: HeaderMap,
     pub body: Value,
     pub raw: String,
 }
 
-/// A stand-in HTTP server: answers from a script (then 200), and records requests.
+/// A stand-in HTTP server: answers from a script (then 200), and records requests of any
+/// method.
 #[derive(Clone)]
 pub struct Http {
     pub addr: SocketAddr,
@@ -201,9 +305,7 @@ impl Http {
             requests: Arc::default(),
             arrived: Arc::default(),
         };
-        let app = Router::new()
-            .fallback(post(handle))
-            .with_state(http.clone());
+        let app = Router::new().fallback(any(handle)).with_state(http.clone());
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
@@ -222,7 +324,7 @@ impl Http {
 
     /// Waits until at least `n` requests arrived.
     pub async fn wait_for(&self, n: usize) -> Vec<Request> {
-        tokio::time::timeout(PATIENCE, async {
+        tokio::time::timeout(patience(), async {
             loop {
                 let notified = self.arrived.notified();
                 if self.requests.lock().unwrap().len() >= n {
@@ -243,12 +345,15 @@ impl Http {
 
 async fn handle(
     State(http): State<Http>,
+    method: axum::http::Method,
     uri: axum::http::Uri,
     headers: HeaderMap,
     body: String,
 ) -> Response {
     let reply = http.script.lock().unwrap().pop_front();
     http.requests.lock().unwrap().push(Request {
+        at: std::time::Instant::now(),
+        method,
         path: uri.path().to_owned(),
         headers,
         body: serde_json::from_str(&body).unwrap_or(Value::Null),
@@ -267,6 +372,19 @@ async fn handle(
                 res.headers_mut()
                     .insert("retry-after", "1".parse().unwrap());
             }
+            res
+        }
+        Some(Reply::Headers(code, headers)) => {
+            let mut res = StatusCode::from_u16(code).unwrap().into_response();
+            for (k, v) in headers {
+                res.headers_mut().insert(k, v.parse().unwrap());
+            }
+            res
+        }
+        Some(Reply::RetryAt(after)) => {
+            let at = httpdate::fmt_http_date(std::time::SystemTime::now() + after);
+            let mut res = StatusCode::TOO_MANY_REQUESTS.into_response();
+            res.headers_mut().insert("retry-after", at.parse().unwrap());
             res
         }
         Some(Reply::Hang(d)) => {

@@ -7,15 +7,7 @@ use serde_json::json;
 use tickethub_actors::domain::Role;
 use tickethub_actors::user::UserMsg;
 
-use crate::both_backends;
 use crate::harness::{eventually, Backend, TestHub};
-
-both_backends!(
-    an_inbox_command_whose_actor_is_slow_runs_once_in_its_order,
-    a_commit_whose_answer_was_lost_is_not_committed_again,
-    a_sent_delivery_whose_record_failed_is_not_sent_again,
-    a_failed_escalation_step_holds_back_neither_itself_nor_its_batch,
-);
 
 /// A command whose call to the user's actor times out is not run a second time beside the
 /// actor: it runs once, in the actor's order, so the user's other tabs hear of it; the caller
@@ -196,4 +188,15 @@ steps = [ { after = "1s", unless = "read", channels = ["email"] } ]
         0,
         "the fault was met"
     );
+}
+
+crate::trials! {
+    both: [
+        an_inbox_command_whose_actor_is_slow_runs_once_in_its_order,
+        a_commit_whose_answer_was_lost_is_not_committed_again,
+        a_sent_delivery_whose_record_failed_is_not_sent_again,
+        a_failed_escalation_step_holds_back_neither_itself_nor_its_batch,
+    ],
+    tests: [],
+    sync: [],
 }

@@ -22,7 +22,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::harness::{Backend, TestHub, Ws, PATIENCE};
+use crate::harness::{patience, Backend, TestHub, Ws};
 
 /// One message a client sends.
 #[derive(Clone, Debug)]
@@ -286,7 +286,7 @@ async fn run_sequence(ws: &mut Ws, msgs: Vec<ClientMsg>, probe: u64) -> Result<O
         let _ = ws.inner.send(Message::text(ping)).await;
     }
     loop {
-        let msg = tokio::time::timeout(PATIENCE, ws.inner.next())
+        let msg = tokio::time::timeout(patience(), ws.inner.next())
             .await
             .map_err(|_| "neither a pong nor a close in time".to_owned())?;
         match msg {
@@ -327,7 +327,6 @@ async fn inbox(hub: &TestHub, user: &User) -> Value {
     json!({"unread": count, "items": items})
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_sequence_of_client_frames_panics_a_session() {
     // Commands are not throttled here, so that every frame reaches the decoder and the
     // handlers; throttling has tests of its own in `ws.rs`.
@@ -426,4 +425,12 @@ async fn no_sequence_of_client_frames_panics_a_session() {
     if let Err(e) = result {
         panic!("{e}");
     }
+}
+
+crate::trials! {
+    both: [],
+    tests: [
+        no_sequence_of_client_frames_panics_a_session,
+    ],
+    sync: [],
 }

@@ -22,8 +22,26 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 /// The HS256 secret every test hub uses, so tests can forge tokens.
 pub const SECRET: &str = "test-secret-test-secret-test-secret-0123456789";
 
-/// How long any single expected event may take before a test fails.
-pub const PATIENCE: Duration = Duration::from_secs(15);
+/// How long any single expected event may take before a test fails: 15 s, times
+/// `TICKETHUB_TEST_PATIENCE` (a factor, e.g. `3` on a machine loaded by other work). Every wait
+/// of the suite derives from it.
+pub fn patience() -> Duration {
+    static PATIENCE: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+    *PATIENCE.get_or_init(|| {
+        let factor = std::env::var("TICKETHUB_TEST_PATIENCE")
+            .ok()
+            .and_then(|f| f.parse::<f64>().ok())
+            .filter(|f| *f > 0.0)
+            .unwrap_or(1.0);
+        Duration::from_secs_f64(15.0 * factor)
+    })
+}
+
+/// `ms` milliseconds, times the patience factor: for settings a test relies on to cover some
+/// work (a grace period that must outlast a reconnect, say).
+pub fn scaled_ms(ms: u64) -> u64 {
+    (ms as f64 * patience().as_secs_f64() / 15.0).round() as u64
+}
 
 /// Which database a test hub runs on.
 #[derive(Clone, Debug)]
@@ -36,62 +54,187 @@ pub enum Backend {
 
 impl Backend {
     /// PostgreSQL at `TEST_DATABASE_URL`, or, when that is not set, at the local server's
-    /// default address if it answers (`postgres://postgres@127.0.0.1:5432/postgres`). `None`
-    /// (with a notice) if neither, unless `TICKETHUB_REQUIRE_SERVICES=1`, where a missing
-    /// service is a failure.
-    pub fn postgres() -> Option<Backend> {
-        service(
+    /// default address if it answers (`postgres://postgres@127.0.0.1:5432/postgres`). If
+    /// neither, the test is reported `ignored` with the reason, unless
+    /// `TICKETHUB_REQUIRE_SERVICES=1`, where a missing service fails it.
+    pub fn postgres() -> Backend {
+        Backend::Postgres(service(
             "TEST_DATABASE_URL",
             "postgres://postgres@127.0.0.1:5432/postgres",
             5432,
             "PostgreSQL",
-        )
-        .map(Backend::Postgres)
+        ))
     }
 }
 
 /// The Redis URL for tests: `TEST_REDIS_URL`, or the local server's default address if it
-/// answers (`redis://127.0.0.1:6379`); `None` (with a notice) if neither, unless
-/// `TICKETHUB_REQUIRE_SERVICES=1`, where a missing service is a failure.
-pub fn redis() -> Option<String> {
+/// answers (`redis://127.0.0.1:6379`). If neither, the test is reported `ignored`, unless
+/// `TICKETHUB_REQUIRE_SERVICES=1`, where a missing service fails it.
+pub fn redis() -> String {
     service("TEST_REDIS_URL", "redis://127.0.0.1:6379", 6379, "Redis")
 }
 
-/// A test service's URL: from `var`, else `local` if something listens on its port.
-fn service(var: &str, local: &str, port: u16, what: &str) -> Option<String> {
+/// A test service's URL: from `var`, else `local` if something listens on its port; else the
+/// test is skipped (or fails, when services are required).
+fn service(var: &str, local: &str, port: u16, what: &str) -> String {
     match std::env::var(var) {
-        Ok(url) if !url.is_empty() => return Some(url),
+        Ok(url) if !url.is_empty() => return url,
         _ => {}
     }
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     if std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_millis(200)).is_ok() {
-        return Some(local.to_owned());
+        return local.to_owned();
     }
-    if std::env::var("TICKETHUB_REQUIRE_SERVICES").as_deref() == Ok("1") {
+    if services_required() {
         panic!("{var} is not set, nothing answers on {addr}, and TICKETHUB_REQUIRE_SERVICES=1");
     }
-    eprintln!("notice: {var} is not set and no {what} answers on {addr}; skipping a {what} test");
-    None
+    skip(format!("no {what}: set {var} or start one on {addr}"))
 }
 
-/// Runs an async test body once per backend: SQLite, and PostgreSQL when available.
+/// Whether a missing service fails the tests that need it (`TICKETHUB_REQUIRE_SERVICES=1`,
+/// as CI sets it) rather than skipping them.
+pub fn services_required() -> bool {
+    std::env::var("TICKETHUB_REQUIRE_SERVICES").as_deref() == Ok("1")
+}
+
+/// Fails the test unless `node` runs (Node ≥ 20 is on every machine the suite runs on).
+pub fn require_node() {
+    let ok = std::process::Command::new("node")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(ok, "node is missing: install Node.js 20 or later");
+}
+
+/// Installs the npm packages the browser and seed tests and the SMTP peer use (`npm ci`),
+/// once, if they are missing.
+pub fn npm_packages() {
+    static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let _one = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
+    if ["playwright-core", "smtp-server"].iter().all(|p| {
+        root.join("node_modules")
+            .join(p)
+            .join("package.json")
+            .exists()
+    }) {
+        return;
+    }
+    let out = std::process::Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund"])
+        .current_dir(root)
+        .output()
+        .expect("npm runs");
+    assert!(
+        out.status.success(),
+        "`npm ci` failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Why a test did not run: a panic with this payload ends the test as `ignored`.
+pub struct Skip(pub String);
+
+/// Ends the running test as `ignored`, with the reason (the runner catches it).
+pub fn skip(reason: impl Into<String>) -> ! {
+    std::panic::panic_any(Skip(reason.into()))
+}
+
+/// The suite's panic hook: a [`Skip`] is no failure, so it prints nothing; any other panic is
+/// printed as usual.
+pub fn install_panic_hook() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if info.payload().downcast_ref::<Skip>().is_none() {
+            default(info);
+        }
+    }));
+}
+
+/// What a test's panic says.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+        .unwrap_or_else(|| "the test panicked".to_owned())
+}
+
+/// The outcome of a test body that ran (or panicked) on this thread.
+fn outcome(
+    ran: std::thread::Result<()>,
+) -> Result<libtest_mimic::Completion, libtest_mimic::Failed> {
+    match ran {
+        Ok(()) => Ok(libtest_mimic::Completion::Completed),
+        Err(payload) => match payload.downcast::<Skip>() {
+            Ok(skip) => Ok(libtest_mimic::Completion::ignored_with(skip.0)),
+            Err(payload) => Err(panic_message(&*payload).into()),
+        },
+    }
+}
+
+/// A test of an async body, run on a runtime of its own with two worker threads.
+pub fn trial<F, Fut>(name: String, body: F) -> libtest_mimic::Trial
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()>,
+{
+    libtest_mimic::Trial::ignorable_test(name, move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("a test runtime");
+        let ran =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| runtime.block_on(body())));
+        // A test's leftover tasks are not waited for.
+        runtime.shutdown_background();
+        outcome(ran)
+    })
+}
+
+/// A test of a plain body.
+pub fn sync_trial(name: String, body: fn()) -> libtest_mimic::Trial {
+    libtest_mimic::Trial::ignorable_test(name, move || outcome(std::panic::catch_unwind(body)))
+}
+
+/// Registers a module's tests: `both` run once per backend (`…::sqlite`, `…::postgres`, the
+/// latter ignored without PostgreSQL), `tests` are async and run once, `sync` are plain.
 #[macro_export]
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {
-        $(
-            mod $name {
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn sqlite() {
-                    super::$name($crate::harness::Backend::Sqlite).await
-                }
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn postgres() {
-                    if let Some(b) = $crate::harness::Backend::postgres() {
-                        super::$name(b).await
-                    }
-                }
-            }
-        )*
+macro_rules! trials {
+    (
+        both: [$($both:ident),* $(,)?],
+        tests: [$($test:ident),* $(,)?],
+        sync: [$($sync:ident),* $(,)?] $(,)?
+    ) => {
+        pub(crate) fn trials() -> Vec<libtest_mimic::Trial> {
+            let module = module_path!().trim_start_matches("e2e::");
+            #[allow(unused_mut)]
+            let mut out: Vec<libtest_mimic::Trial> = Vec::new();
+            $(
+                out.push($crate::harness::trial(
+                    format!("{module}::{}::sqlite", stringify!($both)),
+                    || $both($crate::harness::Backend::Sqlite),
+                ));
+                out.push($crate::harness::trial(
+                    format!("{module}::{}::postgres", stringify!($both)),
+                    || async { $both($crate::harness::Backend::postgres()).await },
+                ));
+            )*
+            $(
+                out.push($crate::harness::trial(
+                    format!("{module}::{}", stringify!($test)),
+                    $test,
+                ));
+            )*
+            $(
+                out.push($crate::harness::sync_trial(
+                    format!("{module}::{}", stringify!($sync)),
+                    $sync,
+                ));
+            )*
+            out
+        }
     };
 }
 
@@ -103,6 +246,15 @@ pub struct TestDb {
 }
 
 impl TestDb {
+    /// A handle on a database that exists already (nothing is cleaned up after it).
+    pub fn existing(url: &str) -> TestDb {
+        TestDb {
+            url: url.to_owned(),
+            _dir: None,
+            pg: None,
+        }
+    }
+
     /// Creates an empty database on the backend.
     pub async fn create(backend: &Backend) -> TestDb {
         match backend {
@@ -221,6 +373,10 @@ impl TestHub {
     pub async fn start_on(db: TestDb, tweak: impl FnOnce(&mut ServeConfig)) -> TestHub {
         let mut config = test_config(&db.url);
         tweak(&mut config);
+        Self::launch(db, config).await
+    }
+
+    async fn launch(db: TestDb, config: ServeConfig) -> TestHub {
         let app = Application::build(config).await.expect("hub builds");
         let (stop, stopped) = tokio::sync::oneshot::channel();
         let addr = app.local_addr();
@@ -263,7 +419,7 @@ impl TestHub {
             let _ = stop.send(());
         }
         if let Some(task) = self.task.take() {
-            tokio::time::timeout(PATIENCE, task)
+            tokio::time::timeout(patience(), task)
                 .await
                 .expect("hub stops in time")
                 .unwrap()
@@ -375,41 +531,42 @@ impl TestHub {
 
     /// Starts a second hub on this hub's database, configured by `tweak`.
     pub async fn sibling_with(&self, tweak: impl FnOnce(&mut ServeConfig)) -> TestHub {
-        let mut config = test_config(&self.db.url);
-        config.bind = "127.0.0.1:0".parse().unwrap();
-        tweak(&mut config);
-        let app = Application::build(config).await.expect("sibling builds");
-        let (stop, stopped) = tokio::sync::oneshot::channel();
-        let addr = app.local_addr();
-        let metrics_addr = app.metrics_addr();
-        let hub = app.hub();
-        let store = app.store();
-        let auth = app.auth();
-        let task = tokio::spawn(app.run_until_stopped(async {
-            let _ = stopped.await;
-        }));
-        TestHub {
-            addr,
-            metrics_addr,
-            hub,
-            store,
-            auth,
-            http: reqwest::Client::new(),
-            stop: Some(stop),
-            task: Some(task),
-            db: TestDb {
-                url: self.db.url.clone(),
-                _dir: None,
-                pg: None,
-            },
+        Self::start_on(TestDb::existing(&self.db.url), tweak).await
+    }
+
+    /// `by` sends a notification (`POST /api/notifications/send/`) to `to`; `extra` adds to or
+    /// overrides the body (`{"channels": [...]}`, say). Answers the created notifications.
+    pub async fn send(&self, by: &User, to: &[&User], extra: Value) -> Value {
+        let mut body = serde_json::json!({
+            "user_ids": to.iter().map(|u| u.id.0).collect::<Vec<_>>(),
+            "title": "Notice",
+            "message": "Something happened",
+        });
+        if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
+            body.extend(extra.clone());
         }
+        self.post_as(by, "/api/notifications/send/", body, 201)
+            .await
+    }
+
+    /// The hub's `/metrics`, scraped now.
+    pub async fn metrics(&self) -> Metrics {
+        let addr = self.metrics_addr.unwrap_or(self.addr);
+        let res = self
+            .http
+            .get(format!("http://{addr}/metrics"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "/metrics");
+        Metrics(res.text().await.unwrap())
     }
 
     /// Two hubs in this process on one fresh database and the test Redis (`TEST_REDIS_URL`),
-    /// with a channel prefix of their own so that parallel tests stay apart; `None` (with a
-    /// notice) without Redis.
-    pub async fn pair_on_redis(backend: &Backend) -> Option<(TestHub, TestHub)> {
-        let url = redis()?;
+    /// with a channel prefix of their own so that parallel tests stay apart (the test is
+    /// ignored without Redis).
+    pub async fn pair_on_redis(backend: &Backend) -> (TestHub, TestHub) {
+        let url = redis();
         let prefix = format!("tickethub-test-{}", uuid::Uuid::new_v4().simple());
         let (u1, p1) = (url.clone(), prefix.clone());
         let a = TestHub::start_with(backend, move |c| {
@@ -423,7 +580,7 @@ impl TestHub {
                 c.redis_prefix = prefix;
             })
             .await;
-        Some((a, b))
+        (a, b)
     }
 
     /// POST JSON with a bearer token.
@@ -534,7 +691,7 @@ impl Ws {
     /// The next text frame as JSON, skipping protocol pings and pongs.
     pub async fn next_json(&mut self) -> Value {
         loop {
-            let msg = tokio::time::timeout(PATIENCE, self.inner.next())
+            let msg = tokio::time::timeout(patience(), self.inner.next())
                 .await
                 .expect("a frame in time")
                 .expect("socket open")
@@ -560,7 +717,7 @@ impl Ws {
     /// Reads until the socket ends, and says how.
     pub async fn ended(&mut self) -> Ended {
         loop {
-            let msg = tokio::time::timeout(PATIENCE, self.inner.next())
+            let msg = tokio::time::timeout(patience(), self.inner.next())
                 .await
                 .expect("the socket ends in time");
             match msg {
@@ -626,6 +783,43 @@ impl Ws {
     }
 }
 
+/// A scrape of `/metrics` (the Prometheus text format).
+pub struct Metrics(pub String);
+
+impl Metrics {
+    /// The sum of every sample of `name` whose labels contain each of `labels`
+    /// (`"channel=\"email\""`, say); 0 if none.
+    pub fn value(&self, name: &str, labels: &[&str]) -> f64 {
+        self.0
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| {
+                let rest = l.strip_prefix(name)?;
+                let (series, value) = rest.rsplit_once(' ')?;
+                if !(series.is_empty() || series.starts_with('{')) {
+                    return None;
+                }
+                labels
+                    .iter()
+                    .all(|want| series.contains(want))
+                    .then(|| value.parse::<f64>().ok())
+                    .flatten()
+            })
+            .sum()
+    }
+
+    /// The sum of every sample of `name`.
+    pub fn total(&self, name: &str) -> f64 {
+        self.value(name, &[])
+    }
+}
+
+impl std::fmt::Display for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// Unused-import guard for `CloseCode` users.
 pub fn code(c: CloseCode) -> u16 {
     u16::from(c)
@@ -644,13 +838,13 @@ pub async fn db_number(db: &TestDb, sql: &str) -> i64 {
     }
 }
 
-/// Polls `probe` until it answers `Some`, and returns that; fails after [`PATIENCE`].
+/// Polls `probe` until it answers `Some`, and returns that; fails after [`patience()`].
 pub async fn eventually_some<T, F, Fut>(what: &str, mut probe: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let deadline = tokio::time::Instant::now() + patience();
     loop {
         if let Some(found) = probe().await {
             return found;
@@ -662,13 +856,13 @@ where
     }
 }
 
-/// Polls `cond` until it holds, failing after [`PATIENCE`].
+/// Polls `cond` until it holds, failing after [`patience()`].
 pub async fn eventually<F, Fut>(what: &str, mut cond: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let deadline = tokio::time::Instant::now() + patience();
     loop {
         if cond().await {
             return;

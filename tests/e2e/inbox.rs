@@ -4,18 +4,7 @@
 use serde_json::{json, Value};
 use tickethub_actors::domain::{Role, User};
 
-use crate::both_backends;
 use crate::harness::{Backend, TestHub};
-
-both_backends!(
-    marking_hundreds_read_is_one_frame_and_closes_no_tab,
-    rest_inbox_operations_and_pagination,
-    nobody_touches_another_users_notifications,
-    socket_commands_and_updates_across_tabs,
-    registration_tells_super_admins_only,
-    admins_send_to_users_or_a_role,
-    a_send_leaves_out_inactive_and_unknown_users,
-);
 
 /// Sends `n` notifications of a type to `to` as `admin`.
 async fn send(hub: &TestHub, admin: &User, to: &User, n: usize, kind: &str) {
@@ -563,7 +552,6 @@ async fn marking_hundreds_read_is_one_frame_and_closes_no_tab(backend: Backend) 
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn preferences_round_trip_as_they_were_read() {
     let hub = TestHub::start(&Backend::Sqlite).await;
     let alice = hub.user("alice", Role::Client).await;
@@ -608,7 +596,6 @@ async fn preferences_round_trip_as_they_were_read() {
     assert_eq!(status, 400, "{res}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn links_carry_the_scheme_and_host_a_trusted_proxy_forwards() {
     let forwarded = |hub: &TestHub, user: &User| {
         let req = hub
@@ -639,4 +626,21 @@ async fn links_carry_the_scheme_and_host_a_trusted_proxy_forwards() {
         forwarded(&hub, &admin).await,
         "https://tickets.example.com/api/notifications/?page_size=1&page=2"
     );
+}
+
+crate::trials! {
+    both: [
+        marking_hundreds_read_is_one_frame_and_closes_no_tab,
+        rest_inbox_operations_and_pagination,
+        nobody_touches_another_users_notifications,
+        socket_commands_and_updates_across_tabs,
+        registration_tells_super_admins_only,
+        admins_send_to_users_or_a_role,
+        a_send_leaves_out_inactive_and_unknown_users,
+    ],
+    tests: [
+        preferences_round_trip_as_they_were_read,
+        links_carry_the_scheme_and_host_a_trusted_proxy_forwards,
+    ],
+    sync: [],
 }

@@ -9,7 +9,7 @@ use tickethub::auth::Auth;
 use tickethub_actors::domain::{NewUser, Role, User};
 use tickethub_actors::ports::Store;
 
-use crate::harness::{eventually, test_config, Backend, TestDb, Ws, PATIENCE, SECRET};
+use crate::harness::{eventually, patience, test_config, Backend, TestDb, Ws, SECRET};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tickethub");
 
@@ -91,20 +91,21 @@ impl RedisServer {
 
 /// One hub process.
 pub struct Node {
-    /// `127.0.0.1:<port>`; kept across restarts.
+    /// `127.0.0.1:<port>`: the port the first start was given by the system, kept across
+    /// restarts when it is still free.
     pub addr: String,
     args: Vec<String>,
     child: Option<tokio::process::Child>,
 }
 
 impl Node {
-    /// Starts `tickethub serve` with these settings on a random port.
+    /// Starts `tickethub serve` with these settings on a port the system picks.
     pub async fn start(args: Vec<String>) -> Node {
         // The test's reqwest clients need rustls' provider, which an in-process hub would
         // install; a test that only runs child processes installs it here.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let mut node = Node {
-            addr: format!("127.0.0.1:{}", free_port()),
+            addr: "127.0.0.1:0".to_owned(),
             args,
             child: None,
         };
@@ -112,12 +113,27 @@ impl Node {
         node
     }
 
-    /// Starts the process again on the same address (after [`Node::kill`]).
+    /// Starts the process again (after [`Node::kill`]) on its address; if another process
+    /// took the port meanwhile, on a new one.
     pub async fn restart(&mut self) {
         assert!(self.child.is_none(), "the node is already running");
+        if let Some(child) = self.spawn(&self.addr.clone()).await {
+            self.child = Some(child);
+            return;
+        }
+        let child = self
+            .spawn("127.0.0.1:0")
+            .await
+            .expect("the node starts on a port of the system's choice");
+        self.child = Some(child);
+    }
+
+    /// Starts `serve` on `bind`; reads the address it listens on from its first line. `None`
+    /// when it could not listen there.
+    async fn spawn(&mut self, bind: &str) -> Option<tokio::process::Child> {
         let mut child = tokio::process::Command::new(BIN)
             .arg("serve")
-            .args(["--bind", &self.addr])
+            .args(["--bind", bind])
             .args(&self.args)
             .env_remove("DATABASE_URL")
             .env_remove("REDIS_URL")
@@ -129,18 +145,25 @@ impl Node {
             .unwrap();
         let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();
-        tokio::time::timeout(
-            PATIENCE,
+        let read = tokio::time::timeout(
+            patience(),
             tokio::io::AsyncBufReadExt::read_line(&mut lines, &mut line),
         )
         .await
         .expect("the node starts in time")
         .unwrap();
-        assert!(
-            line.contains(&format!("http://{}/", self.addr)),
-            "unexpected first line: {line}"
-        );
-        self.child = Some(child);
+        if read == 0 {
+            // It exited: the address was taken.
+            let _ = child.wait().await;
+            return None;
+        }
+        let addr = line
+            .split("http://")
+            .nth(1)
+            .and_then(|rest| rest.split('/').next())
+            .unwrap_or_else(|| panic!("unexpected first line: {line}"));
+        self.addr = addr.to_owned();
+        Some(child)
     }
 
     /// Kills the process with SIGKILL and waits for it to be gone.

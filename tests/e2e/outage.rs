@@ -74,11 +74,8 @@ fn through(url: &str, port: u16) -> (String, String) {
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_outage_is_answered_at_once_and_healed_when_it_ends() {
-    let Some(backend) = Backend::postgres() else {
-        return;
-    };
+    let backend = Backend::postgres();
     let mut db = TestDb::create(&backend).await;
     let (_, upstream) = through(&db.url, 0);
     let proxy = Proxy::start(upstream).await;
@@ -129,4 +126,12 @@ async fn a_database_outage_is_answered_at_once_and_healed_when_it_ends() {
     assert_eq!(hub.get("/api/notifications/", Some(&token)).await.0, 200);
     ws.send_json(json!({"type": "get_notifications"})).await;
     assert_eq!(ws.next_json().await["type"], "notifications_list");
+}
+
+crate::trials! {
+    both: [],
+    tests: [
+        a_database_outage_is_answered_at_once_and_healed_when_it_ends,
+    ],
+    sync: [],
 }

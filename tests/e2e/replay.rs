@@ -9,20 +9,7 @@ use tickethub_actors::user::UserMsg;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::both_backends;
-use crate::harness::{eventually, test_config, Backend, TestDb, TestHub, Ws, PATIENCE, SECRET};
-
-both_backends!(
-    last_seq_replays_exactly_what_was_missed,
-    without_last_seq_the_backlog_follows_acks_or_what_was_sent,
-    a_replay_over_the_cap_is_truncated_to_the_newest,
-    live_notifications_during_a_replay_arrive_after_it_without_gaps,
-    a_socket_that_stops_reading_is_cut_off_and_nobody_waits,
-    a_panicking_user_actor_mid_stream_loses_nothing,
-    kill_9_mid_stream_loses_nothing_that_was_acknowledged,
-    a_slow_attach_that_is_retried_replays_once,
-    a_crashed_actor_does_not_repeat_what_a_seed_client_was_sent,
-);
+use crate::harness::{eventually, patience, test_config, Backend, TestDb, TestHub, Ws, SECRET};
 
 async fn send(hub: &TestHub, admin: &User, to: &User, title: &str) -> u16 {
     let (status, _) = hub
@@ -304,7 +291,7 @@ async fn a_socket_that_stops_reading_is_cut_off_and_nobody_waits(backend: Backen
         "/ws/notifications/?token={}&last_seq=0",
         hub.token(&alice)
     ));
-    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let deadline = tokio::time::Instant::now() + patience();
     let ws = loop {
         let url = url.clone();
         // A socket over the cap is closed at once, which fails `established`.
@@ -325,7 +312,7 @@ async fn a_socket_that_stops_reading_is_cut_off_and_nobody_waits(backend: Backen
     assert_eq!(seqs(&ws.replayed), (1..=TOTAL as i64).collect::<Vec<_>>());
     // Reading the stalled socket now ends (a 4008 close if the hub could still send one).
     let mut sink = vec![0u8; 1 << 16];
-    let ended = tokio::time::timeout(PATIENCE, async {
+    let ended = tokio::time::timeout(patience(), async {
         loop {
             match stalled.read(&mut sink).await {
                 Ok(0) | Err(_) => return,
@@ -360,7 +347,7 @@ async fn a_panicking_user_actor_mid_stream_loses_nothing(backend: Backend) {
                     .send_message(UserMsg::InjectFault)
                     .unwrap();
             }
-            let msg = tokio::time::timeout(PATIENCE, futures::StreamExt::next(&mut ws.inner))
+            let msg = tokio::time::timeout(patience(), futures::StreamExt::next(&mut ws.inner))
                 .await
                 .expect("a frame in time")
                 .expect("socket open")
@@ -481,7 +468,7 @@ async fn kill_9_mid_stream_loses_nothing_that_was_acknowledged(backend: Backend)
     let writers: Vec<_> = writers.collect();
     // Kill -9 once the seed client has read well over what may be repeated.
     let mut seen = seen_rx.clone();
-    tokio::time::timeout(PATIENCE * 4, seen.wait_for(|n| *n >= 2 * REPEAT_BOUND))
+    tokio::time::timeout(patience() * 4, seen.wait_for(|n| *n >= 2 * REPEAT_BOUND))
         .await
         .expect("the stream is under way")
         .unwrap();
@@ -560,14 +547,32 @@ async fn a_slow_attach_that_is_retried_replays_once(backend: Backend) {
         assert_eq!(send(&hub, &admin, &alice, &format!("n{i}")).await, 201);
     }
     let _first = connect_from(&hub, &alice, Some(3)).await;
-    // The actor is held for longer than two attach tries: the second socket's attach is
-    // tried three times, and all three reach the actor once it is free again.
+    // The actor is held until the second socket's attach has been tried again: every try
+    // reaches the actor once it is free.
+    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
     hub.hub
         .user(alice.id)
         .unwrap()
-        .send_message(UserMsg::InjectStall(Duration::from_millis(750)))
+        .send_message(UserMsg::InjectHold(gate.clone()))
         .unwrap();
-    let (mut second, hello) = connect_greeted(&hub, &alice, Some(0)).await;
+    let retried = hub.hub.attach_retries();
+    let second = tokio::spawn({
+        let url = hub.ws_url(&format!(
+            "/ws/notifications/?token={}&last_seq=0",
+            hub.token(&alice)
+        ));
+        async move {
+            let mut ws = Ws::connect(&url).await;
+            let hello = ws.established().await;
+            (ws, hello)
+        }
+    });
+    eventually("the second socket's attach is tried again", || async {
+        hub.hub.attach_retries() > retried
+    })
+    .await;
+    gate.add_permits(1);
+    let (mut second, hello) = second.await.unwrap();
     assert_eq!(seqs(&second.replayed), vec![1, 2, 3]);
     // Answered by a retry, which finds the socket attached: the greeting is still as new.
     assert_eq!(hello["last_seq"], 3);
@@ -613,4 +618,20 @@ async fn a_crashed_actor_does_not_repeat_what_a_seed_client_was_sent(backend: Ba
     assert_eq!(send(&hub, &admin, &alice, "after").await, 201);
     let ws = connect_from(&hub, &alice, None).await;
     assert_eq!(seqs(&ws.replayed), vec![6]);
+}
+
+crate::trials! {
+    both: [
+        last_seq_replays_exactly_what_was_missed,
+        without_last_seq_the_backlog_follows_acks_or_what_was_sent,
+        a_replay_over_the_cap_is_truncated_to_the_newest,
+        live_notifications_during_a_replay_arrive_after_it_without_gaps,
+        a_socket_that_stops_reading_is_cut_off_and_nobody_waits,
+        a_panicking_user_actor_mid_stream_loses_nothing,
+        kill_9_mid_stream_loses_nothing_that_was_acknowledged,
+        a_slow_attach_that_is_retried_replays_once,
+        a_crashed_actor_does_not_repeat_what_a_seed_client_was_sent,
+    ],
+    tests: [],
+    sync: [],
 }

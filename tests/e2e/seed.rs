@@ -73,25 +73,8 @@ impl Node {
     }
 }
 
-fn node_available() -> bool {
-    let found = std::process::Command::new("node")
-        .arg("--version")
-        .output()
-        .is_ok();
-    if !found {
-        if std::env::var("TICKETHUB_REQUIRE_SERVICES").as_deref() == Ok("1") {
-            panic!("node is not installed but TICKETHUB_REQUIRE_SERVICES=1");
-        }
-        eprintln!("notice: node is not installed; skipping the seed 001 client test");
-    }
-    found
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seed_001_notification_service_works_unchanged() {
-    if !node_available() {
-        return;
-    }
+    crate::harness::require_node();
     let hub = TestHub::start(&Backend::Sqlite).await;
     let admin = hub.user_with("john_admin", Role::Admin, true).await;
     let client = hub.user("john_client", Role::Client).await;
@@ -158,11 +141,8 @@ async fn seed_001_notification_service_works_unchanged() {
     node.send("exit").await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seed_004_frontend_example_works_unchanged() {
-    if !node_available() {
-        return;
-    }
+    crate::harness::require_node();
     // Seed 004's frontend connects with no dialect of its own: the hub is set to speak it.
     let hub = TestHub::start_with(&Backend::Sqlite, |c| {
         c.ws_dialect = tickethub::ws::dialect::Dialect::Seed004
@@ -213,4 +193,13 @@ async fn seed_004_frontend_example_works_unchanged() {
         json!(["Notification updated:", {"type": "notification_updated", "id": id, "is_read": true}])
     );
     drop(node.stdin);
+}
+
+crate::trials! {
+    both: [],
+    tests: [
+        seed_001_notification_service_works_unchanged,
+        seed_004_frontend_example_works_unchanged,
+    ],
+    sync: [],
 }

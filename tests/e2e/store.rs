@@ -4,14 +4,7 @@ use tickethub_actors::domain::{NewUser, Role, UserId};
 use tickethub_actors::notification::Draft;
 use tickethub_actors::ports::{NotificationCursor, Store, StoreError};
 
-use crate::both_backends;
 use crate::harness::{Backend, TestDb};
-
-both_backends!(
-    users_round_trip,
-    projects_and_members,
-    migrations_are_idempotent
-);
 
 async fn open(db: &TestDb) -> std::sync::Arc<dyn Store> {
     tickethub::store::connect(&db.url).await.unwrap()
@@ -142,20 +135,114 @@ async fn projects_and_members(backend: Backend) {
     );
 }
 
+/// The schema as the database describes it: every table's columns and every index.
+async fn schema(db: &TestDb) -> Vec<String> {
+    use sqlx::{Connection, Row};
+    if db.url.starts_with("sqlite") {
+        let mut conn = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
+        sqlx::query("SELECT type, name, COALESCE(sql, '') FROM sqlite_master ORDER BY type, name")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} {} {}",
+                    r.get::<String, _>(0),
+                    r.get::<String, _>(1),
+                    r.get::<String, _>(2)
+                )
+            })
+            .collect()
+    } else {
+        let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+        let mut out: Vec<String> = sqlx::query(
+            "SELECT table_name, column_name, data_type FROM information_schema.columns \
+             WHERE table_schema = 'public' ORDER BY table_name, column_name",
+        )
+        .fetch_all(&mut conn)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| {
+            format!(
+                "column {}.{} {}",
+                r.get::<String, _>(0),
+                r.get::<String, _>(1),
+                r.get::<String, _>(2)
+            )
+        })
+        .collect();
+        out.extend(
+            sqlx::query("SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public' ORDER BY indexname")
+                .fetch_all(&mut conn)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| format!("index {} {}", r.get::<String, _>(0), r.get::<String, _>(1))),
+        );
+        out
+    }
+}
+
+/// Opening a database again runs the migrator again: every migration is recorded once and
+/// applied, the schema does not move, and the data stays.
 async fn migrations_are_idempotent(backend: Backend) {
     let db = TestDb::create(&backend).await;
     let first = open(&db).await;
-    first
+    let ann = first
         .create_user(new_user("ann", Role::Admin))
         .await
         .unwrap();
+    let project = first
+        .create_project("MIG", "Migrations", &[ann.id])
+        .await
+        .unwrap();
     first.close().await;
-    // Opening again runs the migrator again: nothing changes and the data is there.
-    let second = open(&db).await;
-    assert!(second.user_with_hash("ann").await.unwrap().is_some());
+    let files = std::fs::read_dir(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(
+        if db.url.starts_with("sqlite") {
+            "migrations/sqlite"
+        } else {
+            "migrations/postgres"
+        },
+    ))
+    .unwrap()
+    .count() as i64;
+    let applied = |db: &TestDb| {
+        let url = db.url.clone();
+        async move {
+            crate::harness::db_number(
+                &TestDb::existing(&url),
+                "SELECT COUNT(*) FROM _sqlx_migrations WHERE success = true",
+            )
+            .await
+        }
+    };
+    assert_eq!(applied(&db).await, files);
+    let before = schema(&db).await;
+    assert!(
+        before.iter().any(|l| l.contains("refresh_tokens")),
+        "{before:?}"
+    );
+    for _ in 0..2 {
+        let again = open(&db).await;
+        let (found, _) = again
+            .user_with_hash("ann")
+            .await
+            .unwrap()
+            .expect("ann is there");
+        assert_eq!(found.id, ann.id);
+        let kept = again
+            .project_by_id(project.id)
+            .await
+            .unwrap()
+            .expect("the project is there");
+        assert_eq!(kept.member_ids, vec![ann.id]);
+        again.close().await;
+        assert_eq!(applied(&db).await, files, "a migration was recorded twice");
+        assert_eq!(schema(&db).await, before, "the schema moved");
+    }
 }
-
-both_backends!(batched_commits_give_every_recipient_the_next_seq);
 
 async fn batched_commits_give_every_recipient_the_next_seq(backend: Backend) {
     use tickethub_actors::routing::Channel;
@@ -293,8 +380,6 @@ async fn batched_commits_give_every_recipient_the_next_seq(backend: Backend) {
     assert_eq!(store.notification_cursor(a.id).await.unwrap().last_seq, 4);
 }
 
-both_backends!(concurrent_commits_are_grouped_and_a_bad_call_fails_alone);
-
 /// Many calls at once, as one notification per HTTP call: each is answered with its own rows,
 /// every user's seqs stay gapless and in each caller's order, and a call naming an unknown
 /// user fails alone, not the calls committed with it.
@@ -360,8 +445,6 @@ async fn concurrent_commits_are_grouped_and_a_bad_call_fails_alone(backend: Back
     }
 }
 
-both_backends!(sent_seqs_of_many_users_are_recorded_in_one_call_and_never_move_back);
-
 /// The batched `sent_seq` write: several users in one call, each only ever moving forward.
 async fn sent_seqs_of_many_users_are_recorded_in_one_call_and_never_move_back(backend: Backend) {
     let db = TestDb::create(&backend).await;
@@ -420,7 +503,6 @@ fn log_copied(shm: &std::path::Path) -> bool {
 /// the database file grows by what was committed (only a checkpoint writes to it), and once a
 /// checkpoint has copied the whole log, the next commit writes the log from its start again,
 /// so that round after round of commits the log file stays the size of one round.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sqlite_log_is_copied_into_the_database_file_and_reused() {
     const ROUNDS: u64 = 6;
     const PER_ROUND: u64 = 200;
@@ -486,4 +568,19 @@ fn plain_draft(to: UserId, title: String, message: String) -> Draft {
         cause: Default::default(),
         escalations: Vec::new(),
     }
+}
+
+crate::trials! {
+    both: [
+        users_round_trip,
+        projects_and_members,
+        migrations_are_idempotent,
+        batched_commits_give_every_recipient_the_next_seq,
+        concurrent_commits_are_grouped_and_a_bad_call_fails_alone,
+        sent_seqs_of_many_users_are_recorded_in_one_call_and_never_move_back,
+    ],
+    tests: [
+        the_sqlite_log_is_copied_into_the_database_file_and_reused,
+    ],
+    sync: [],
 }

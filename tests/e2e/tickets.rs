@@ -7,17 +7,7 @@ use futures::future::join_all;
 use serde_json::{json, Value};
 use tickethub_actors::domain::{Role, User};
 
-use crate::both_backends;
 use crate::harness::{Backend, TestHub, Ws};
-
-both_backends!(
-    a_full_lifecycle_reaches_exactly_the_right_people,
-    wrong_people_get_403_and_wrong_states_409,
-    conflicting_actions_race_and_exactly_one_wins,
-    comments_reach_creator_and_assignees_but_not_the_author,
-    ticket_lists_filter_paginate_and_hide_other_projects,
-    preferences_and_addresses_decide_the_outbox,
-);
 
 /// Two admins (one a super admin), two developers, two clients, one project.
 pub struct Cast {
@@ -738,4 +728,17 @@ async fn preferences_and_addresses_decide_the_outbox(backend: Backend) {
     // Another user's notification is 404.
     hub.get_as(&c.a2, &format!("/api/notifications/{n1}/deliveries/"), 404)
         .await;
+}
+
+crate::trials! {
+    both: [
+        a_full_lifecycle_reaches_exactly_the_right_people,
+        wrong_people_get_403_and_wrong_states_409,
+        conflicting_actions_race_and_exactly_one_wins,
+        comments_reach_creator_and_assignees_but_not_the_author,
+        ticket_lists_filter_paginate_and_hide_other_projects,
+        preferences_and_addresses_decide_the_outbox,
+    ],
+    tests: [],
+    sync: [],
 }
