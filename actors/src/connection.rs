@@ -14,6 +14,8 @@ use futures::channel::mpsc;
 use futures::StreamExt;
 use tokio::sync::Notify;
 
+pub use crate::notification::Update;
+
 /// A hub-unique connection id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnId(pub u64);
@@ -50,37 +52,6 @@ impl Disconnect {
     }
 }
 
-/// A change another socket (or the REST API, or another hub process) made to the user's inbox.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Update {
-    /// A notification was marked read or unread.
-    Read {
-        /// The notification.
-        id: i64,
-        /// Its new state.
-        is_read: bool,
-    },
-    /// A notification was deleted.
-    Deleted {
-        /// The notification.
-        id: i64,
-    },
-    /// Every notification was deleted.
-    AllDeleted {
-        /// How many.
-        count: i64,
-    },
-    /// Every unread notification matching a filter was marked read: one frame, however many.
-    AllRead {
-        /// How many changed.
-        count: i64,
-        /// The type filter, if any.
-        notification_type: Option<String>,
-        /// The ticket filter, if any.
-        ticket: Option<i64>,
-    },
-}
-
 /// What an actor asks a socket session to do.
 #[derive(Debug)]
 pub enum ConnectionMsg {
@@ -97,7 +68,7 @@ pub enum ConnectionMsg {
     Updated(Box<Update>),
     /// A project room's events (board or presence), one frame each, in one queue slot. Shared:
     /// a board update is one allocation however many sockets it goes to.
-    Room(std::sync::Arc<[std::sync::Arc<crate::room::RoomFrame>]>),
+    Room(std::sync::Arc<[std::sync::Arc<crate::board::RoomFrame>]>),
 }
 
 /// A replayed backlog, queued as one message.

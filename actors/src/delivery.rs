@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use ractor::concurrency::JoinHandle;
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, SpawnErr};
 
 use crate::ports::{Store, Transport, TransportError};
 use crate::routing::Channel;
@@ -84,9 +84,20 @@ pub enum Circuit {
     },
     /// One probe is allowed; its outcome closes or reopens the circuit.
     HalfOpen {
-        /// Whether the probe is in flight.
-        probing: bool,
+        /// The delivery sent as the probe, once it is in flight.
+        probe: Option<i64>,
     },
+}
+
+/// What an attempt says about the provider.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// It answered and took the message.
+    Healthy,
+    /// It answered and refused the message for good (a bad address): nothing about its health.
+    Neutral,
+    /// It failed (a timeout, a 5xx, a 429).
+    Failing,
 }
 
 impl Circuit {
@@ -97,6 +108,68 @@ impl Circuit {
             Circuit::Open { .. } => "open",
             Circuit::HalfOpen { .. } => "half_open",
         }
+    }
+
+    /// The circuit after the attempt of delivery `id` at `now`. Closed, the `threshold`th
+    /// failure in a row opens it for `cooldown`, a success starts the count again, and a
+    /// permanent refusal leaves the count as it is. Half-open, only the probe's own outcome
+    /// decides: a failure reopens it, any answer closes it; the late outcome of a send started
+    /// before the circuit opened changes nothing. Open, it stays open until its cooldown passes.
+    fn after(
+        self,
+        id: i64,
+        verdict: Verdict,
+        threshold: u32,
+        cooldown: Duration,
+        now: chrono::DateTime<Utc>,
+    ) -> Circuit {
+        let open = || Circuit::Open {
+            until: now + chrono::Duration::from_std(cooldown).unwrap_or_default(),
+        };
+        match (self, verdict) {
+            (Circuit::Open { .. }, _) => self,
+            (Circuit::HalfOpen { probe }, _) if probe != Some(id) => self,
+            (Circuit::HalfOpen { .. }, Verdict::Failing) => open(),
+            (Circuit::HalfOpen { .. }, _) => Circuit::Closed { failures: 0 },
+            (Circuit::Closed { .. }, Verdict::Healthy) => Circuit::Closed { failures: 0 },
+            (Circuit::Closed { .. }, Verdict::Neutral) => self,
+            (Circuit::Closed { failures }, Verdict::Failing) => {
+                if failures.saturating_add(1) < threshold {
+                    Circuit::Closed {
+                        failures: failures + 1,
+                    }
+                } else {
+                    open()
+                }
+            }
+        }
+    }
+}
+
+/// How many due deliveries a channel claims at `now`: none while its circuit is open (an open
+/// circuit whose cooldown has passed turns half-open), one probe when half-open, otherwise its
+/// free slots, in batches of at least a quarter of its concurrency while sends are in flight.
+fn claim_slots(
+    circuit: &mut Circuit,
+    in_flight: usize,
+    concurrency: usize,
+    now: chrono::DateTime<Utc>,
+) -> usize {
+    if let Circuit::Open { until } = *circuit {
+        if now < until {
+            return 0;
+        }
+        *circuit = Circuit::HalfOpen { probe: None };
+    }
+    let free = concurrency.saturating_sub(in_flight);
+    match *circuit {
+        Circuit::HalfOpen { probe: Some(_) } => 0,
+        // One probe, within the concurrency (sends from before the circuit opened may still
+        // hold every slot).
+        Circuit::HalfOpen { probe: None } => free.min(1),
+        // Claim in batches: one query per quarter of the concurrency, not per delivery.
+        _ if in_flight > 0 && free < concurrency.div_ceil(4) => 0,
+        _ => free,
     }
 }
 
@@ -283,7 +356,7 @@ impl Actor for ChannelActor {
             ChannelMsg::Wake => state.wakes += 1,
             ChannelMsg::Done { id, outcome } => {
                 state.in_flight.remove(&id);
-                self.account(state, outcome);
+                self.account(state, id, outcome);
             }
             ChannelMsg::Status(reply) => {
                 let _ = reply.send(ChannelStatus {
@@ -312,23 +385,12 @@ impl ChannelActor {
     /// sending them.
     async fn drain(&self, myself: &ActorRef<ChannelMsg>, state: &mut ChannelState) {
         let now = Utc::now();
-        if let Circuit::Open { until } = state.circuit {
-            if now < until {
-                return;
-            }
-            state.circuit = Circuit::HalfOpen { probing: false };
-        }
-        let free = self
-            .policy
-            .concurrency
-            .saturating_sub(state.in_flight.len());
-        let slots = match state.circuit {
-            Circuit::HalfOpen { probing: true } => 0,
-            Circuit::HalfOpen { probing: false } => 1,
-            // Claim in batches: one query per quarter of the concurrency, not per delivery.
-            _ if !state.in_flight.is_empty() && free < self.policy.concurrency.div_ceil(4) => 0,
-            _ => free,
-        };
+        let slots = claim_slots(
+            &mut state.circuit,
+            state.in_flight.len(),
+            self.policy.concurrency,
+            now,
+        );
         if slots == 0 {
             return;
         }
@@ -344,8 +406,8 @@ impl ChannelActor {
                 return;
             }
         };
-        if let Circuit::HalfOpen { probing } = &mut state.circuit {
-            *probing = !jobs.is_empty();
+        if let Circuit::HalfOpen { probe } = &mut state.circuit {
+            *probe = jobs.first().map(|j| j.id);
         }
         for job in jobs {
             state.in_flight.insert(job.id);
@@ -396,45 +458,43 @@ impl ChannelActor {
     }
 
     /// Moves the circuit and the counters after an attempt.
-    fn account(&self, state: &mut ChannelState, outcome: Outcome) {
-        let provider_failed = match outcome {
+    fn account(&self, state: &mut ChannelState, id: i64, outcome: Outcome) {
+        let verdict = state.count(&outcome);
+        let next = state.circuit.after(
+            id,
+            verdict,
+            self.policy.circuit_threshold,
+            self.policy.circuit_cooldown,
+            Utc::now(),
+        );
+        if matches!(next, Circuit::Open { .. }) && !matches!(state.circuit, Circuit::Open { .. }) {
+            tracing::warn!(channel = self.channel.as_str(), "circuit opens");
+        }
+        state.circuit = next;
+    }
+}
+
+impl ChannelState {
+    /// Counts an attempt's outcome; answers what it says about the provider.
+    fn count(&mut self, outcome: &Outcome) -> Verdict {
+        match outcome {
             Outcome::Sent => {
-                state.sent += 1;
-                false
+                self.sent += 1;
+                Verdict::Healthy
             }
-            Outcome::Failed { retryable } => {
-                state.failed += 1;
-                retryable
+            Outcome::Failed { retryable: true } => {
+                self.failed += 1;
+                Verdict::Failing
+            }
+            Outcome::Failed { retryable: false } => {
+                self.failed += 1;
+                Verdict::Neutral
             }
             Outcome::Retried => {
-                state.retried += 1;
-                true
+                self.retried += 1;
+                Verdict::Failing
             }
-        };
-        state.circuit = if !provider_failed {
-            // A success, or a bad address (which says nothing about the provider's health).
-            match state.circuit {
-                Circuit::Open { until } => Circuit::Open { until },
-                _ => Circuit::Closed { failures: 0 },
-            }
-        } else {
-            match state.circuit {
-                Circuit::Closed { failures } if failures + 1 < self.policy.circuit_threshold => {
-                    Circuit::Closed {
-                        failures: failures + 1,
-                    }
-                }
-                Circuit::Open { until } => Circuit::Open { until },
-                _ => {
-                    tracing::warn!(channel = self.channel.as_str(), "circuit opens");
-                    Circuit::Open {
-                        until: Utc::now()
-                            + chrono::Duration::from_std(self.policy.circuit_cooldown)
-                                .unwrap_or_default(),
-                    }
-                }
-            }
-        };
+        }
     }
 }
 
@@ -455,20 +515,15 @@ enum Write {
     Retry(chrono::DateTime<Utc>, String),
 }
 
-/// Records one attempt's outcome in the outbox: `SENT`, `FAILED`, or back to `QUEUED` with
-/// backoff. A write that fails is tried again, with a doubling wait, for as long as half the
-/// claim's lease: a send that went out must not be sent again because its record did not land
-/// (only past the lease, with the database down all that time, is the row taken back and sent
-/// once more).
-async fn record(
-    store: &dyn Store,
+/// What attempt number `attempts`, which ended at `now` with `result`, comes to: sent, failed
+/// for good (a permanent error, or the last attempt allowed), or retried after a backoff.
+fn decide(
     policy: &RetryPolicy,
-    node: &str,
-    job: &crate::ports::DeliveryJob,
+    attempts: i64,
     result: Result<Option<String>, TransportError>,
-) -> Outcome {
-    let attempts = job.attempts + 1;
-    let (outcome, write) = match result {
+    now: chrono::DateTime<Utc>,
+) -> (Outcome, Write) {
+    match result {
         Ok(provider_id) => (Outcome::Sent, Write::Sent(provider_id)),
         Err(TransportError::Permanent(error)) => {
             (Outcome::Failed { retryable: false }, Write::Failed(error))
@@ -482,11 +537,27 @@ async fn record(
                 (Outcome::Failed { retryable: true }, Write::Failed(error))
             } else {
                 let delay = policy.backoff(attempts, retry_after);
-                let next = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
+                let next = now + chrono::Duration::from_std(delay).unwrap_or_default();
                 (Outcome::Retried, Write::Retry(next, message))
             }
         }
-    };
+    }
+}
+
+/// Records one attempt's outcome in the outbox: `SENT`, `FAILED`, or back to `QUEUED` with
+/// backoff. A write that fails is tried again, with a doubling wait, for as long as half the
+/// claim's lease: a send that went out must not be sent again because its record did not land
+/// (only past the lease, with the database down all that time, is the row taken back and sent
+/// once more).
+async fn record(
+    store: &dyn Store,
+    policy: &RetryPolicy,
+    node: &str,
+    job: &crate::ports::DeliveryJob,
+    result: Result<Option<String>, TransportError>,
+) -> Outcome {
+    let attempts = job.attempts + 1;
+    let (outcome, write) = decide(policy, attempts, result, Utc::now());
     let give_up = tokio::time::Instant::now() + policy.lease / 2;
     let mut wait = std::time::Duration::from_millis(50);
     let written = loop {
@@ -544,38 +615,24 @@ async fn record(
 /// The live channel actors, by channel.
 pub type ChannelMap = Arc<RwLock<HashMap<Channel, ActorRef<ChannelMsg>>>>;
 
-/// Supervises the channel actors and restarts a failed one.
-#[derive(Clone)]
-pub struct DeliverySupervisor {
+/// The channel actors, as children of their supervisor: a failed one is restarted alone, its
+/// rows staying in the outbox for the new actor.
+pub struct Channels {
     /// The actors to run.
     pub channels: Vec<ChannelActor>,
     /// The map the supervisor keeps current.
     pub map: ChannelMap,
 }
 
-/// The supervisor's state.
-pub struct DeliveryState {
-    restarts: HashMap<Channel, u64>,
-    budget: crate::hub::RestartBudget<Channel>,
-}
+/// Supervises the channel actors.
+pub type DeliverySupervisor = crate::supervision::Supervisor<Channels>;
 
-/// Messages the delivery supervisor handles.
-pub enum DeliveryMsg {
-    /// How often each channel was restarted.
-    Restarts(RpcReplyPort<HashMap<Channel, u64>>),
-    /// Start a failed channel actor again.
-    Restart(Channel),
-    /// Panic inside the handler. Used by fault-injection tests of the supervision tree.
-    InjectFault,
-}
+/// Messages of the delivery supervisor.
+pub type DeliveryMsg = crate::supervision::SupervisorMsg<Channel>;
 
-impl DeliverySupervisor {
-    async fn start(
-        &self,
-        spec: &ChannelActor,
-        myself: &ActorRef<DeliveryMsg>,
-    ) -> Result<(), ActorProcessingErr> {
-        let (actor, _) = Actor::spawn_linked(None, spec.clone(), (), myself.get_cell()).await?;
+impl Channels {
+    async fn start_one(&self, spec: &ChannelActor, supervisor: ActorCell) -> Result<(), SpawnErr> {
+        let (actor, _) = Actor::spawn_linked(None, spec.clone(), (), supervisor).await?;
         self.map
             .write()
             .expect("channel map poisoned")
@@ -584,116 +641,37 @@ impl DeliverySupervisor {
     }
 }
 
-impl Actor for DeliverySupervisor {
-    type Msg = DeliveryMsg;
-    type State = DeliveryState;
-    type Arguments = ();
+impl crate::supervision::Children for Channels {
+    type Key = Channel;
+    const KIND: &'static str = "channel";
 
-    async fn pre_start(
-        &self,
-        myself: ActorRef<Self::Msg>,
-        _: (),
-    ) -> Result<Self::State, ActorProcessingErr> {
+    async fn start_all(&self, supervisor: ActorCell) -> Result<(), SpawnErr> {
         for spec in &self.channels {
-            self.start(spec, &myself).await?;
-        }
-        Ok(DeliveryState {
-            restarts: HashMap::new(),
-            budget: Default::default(),
-        })
-    }
-
-    async fn handle(
-        &self,
-        myself: ActorRef<Self::Msg>,
-        msg: Self::Msg,
-        state: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
-        match msg {
-            DeliveryMsg::Restarts(reply) => {
-                let _ = reply.send(state.restarts.clone());
-            }
-            DeliveryMsg::Restart(channel) => {
-                if let Some(spec) = self.channels.iter().find(|s| s.channel == channel) {
-                    if let Err(e) = self.start(spec, &myself).await {
-                        // Never `?`: a failed restart is tried again, the supervisor stays.
-                        let wait = state.budget.failed(channel).max(Duration::from_millis(100));
-                        tracing::error!(channel = channel.as_str(), error = %e, ?wait, "restart failed; trying again");
-                        myself.send_after(wait, move || DeliveryMsg::Restart(channel));
-                    }
-                }
-            }
-            DeliveryMsg::InjectFault => panic!("injected fault in the delivery supervisor"),
+            self.start_one(spec, supervisor.clone()).await?;
         }
         Ok(())
     }
 
-    async fn handle_supervisor_evt(
-        &self,
-        myself: ActorRef<Self::Msg>,
-        event: SupervisionEvent,
-        state: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
-        // A failed channel is restarted alone; its rows stay in the outbox for the new actor.
-        if let SupervisionEvent::ActorFailed(cell, err) = event {
-            let failed = self
-                .map
-                .read()
-                .expect("channel map poisoned")
-                .iter()
-                .find(|(_, a)| a.get_id() == cell.get_id())
-                .map(|(c, _)| *c);
-            if let Some(channel) = failed {
-                tracing::error!(channel = channel.as_str(), error = %err, "channel actor failed; restarting");
-                metrics::counter!("tickethub_actor_failures_total", "kind" => "channel")
-                    .increment(1);
-                *state.restarts.entry(channel).or_default() += 1;
-                // Within the restart budget: a channel failing in a loop waits longer each time.
-                let wait = state.budget.failed(channel);
-                if wait.is_zero() {
-                    let _ = myself.send_message(DeliveryMsg::Restart(channel));
-                } else {
-                    myself.send_after(wait, move || DeliveryMsg::Restart(channel));
-                }
-            }
+    async fn start(&self, key: Channel, supervisor: ActorCell) -> Result<(), SpawnErr> {
+        match self.channels.iter().find(|s| s.channel == key) {
+            Some(spec) => self.start_one(spec, supervisor).await,
+            None => Ok(()),
         }
-        Ok(())
+    }
+
+    fn which(&self, actor: &ActorCell) -> Option<Channel> {
+        self.map
+            .read()
+            .expect("channel map poisoned")
+            .iter()
+            .find(|(_, a)| a.get_id() == actor.get_id())
+            .map(|(c, _)| *c)
+    }
+
+    fn name(key: Channel) -> String {
+        format!("{} channel", key.as_str())
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn policy() -> RetryPolicy {
-        RetryPolicy {
-            base_backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_secs(60),
-            ..RetryPolicy::default()
-        }
-    }
-
-    #[test]
-    fn backoff_doubles_within_jitter_and_its_cap() {
-        let p = policy();
-        for (attempts, full) in [(1, 100), (2, 200), (3, 400), (12, 60_000), (40, 60_000)] {
-            let d = p.backoff(attempts, None).as_millis() as u64;
-            assert!(
-                (full / 2..=full).contains(&d),
-                "attempt {attempts}: {d} ms, not in [{}, {full}]",
-                full / 2
-            );
-        }
-    }
-
-    #[test]
-    fn retry_after_is_honoured_up_to_the_longest_backoff() {
-        let p = policy();
-        assert!(p.backoff(1, Some(Duration::from_secs(30))) >= Duration::from_secs(30));
-        // A week asked for: held to the cap.
-        assert_eq!(
-            p.backoff(1, Some(Duration::from_secs(7 * 86_400))),
-            Duration::from_secs(60)
-        );
-    }
-}
+mod tests;

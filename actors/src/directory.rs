@@ -287,11 +287,10 @@ impl<A: Keyed> Actor for Directory<A> {
         event: SupervisionEvent,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        // Unlike ractor's default, a child's exit never stops the directory.
-        let (cell, failure) = match event {
-            SupervisionEvent::ActorTerminated(cell, _, _) => (cell, None),
-            SupervisionEvent::ActorFailed(cell, err) => (cell, Some(err.to_string())),
-            _ => return Ok(()),
+        // Unlike ractor's default, a child's exit never stops the directory; the next message
+        // for its key starts a fresh one.
+        let Some((cell, failure)) = crate::supervision::ended(&event) else {
+            return Ok(());
         };
         if let Some((key, _)) = state.by_actor.remove(&cell.get_id()) {
             let mut map = self.map.write().expect("directory map poisoned");

@@ -7,6 +7,9 @@ use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 
+/// The longest username, in characters (Django's).
+pub const MAX_USERNAME: usize = 150;
+
 /// The id of a user.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct UserId(pub i64);

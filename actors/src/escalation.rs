@@ -15,174 +15,14 @@ use chrono::{DateTime, Utc};
 use ractor::concurrency::JoinHandle;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
+pub use crate::policy::{human, plan, PlannedStep, Policy, Step, Unless, ESCALATED};
+pub use crate::ports::{EscalationJob, Finish};
+
 use crate::domain::{Role, UserId};
-use crate::notification::{Cause, Notification, TicketSummary};
+use crate::notification::Cause;
 use crate::notifier::{Content, Deps};
 use crate::ports::StoreError;
 use crate::routing::{Audience, Channel, EventType};
-use crate::ticket_domain::{Category, Priority, Ticket, TicketStatus};
-
-/// The type of the notification that tells the `also` audience about an escalation.
-pub const ESCALATED: &str = "ticket_escalated";
-
-/// What counts as seen: a step fires only while its notification is not.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Unless {
-    /// The recipient read it (on any client, REST or socket). The default: an `ack` only says
-    /// a client showed it in a list, perhaps in a background tab.
-    Read,
-    /// A client of the recipient acknowledged it (or it was read).
-    Acked,
-}
-
-impl Unless {
-    /// The TOML and storage name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Unless::Read => "read",
-            Unless::Acked => "acked",
-        }
-    }
-}
-
-impl std::str::FromStr for Unless {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "read" => Ok(Unless::Read),
-            "acked" => Ok(Unless::Acked),
-            other => Err(format!(
-                "unknown `unless` value `{other}` (expected read or acked)"
-            )),
-        }
-    }
-}
-
-/// One step of a policy.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Step {
-    /// How long after the notification was committed.
-    pub after: Duration,
-    /// What stops it.
-    pub unless: Unless,
-    /// The outbound channels it sends the recipient's notification on.
-    pub channels: Vec<Channel>,
-    /// Who else is told, with a `ticket_escalated` notification.
-    pub also: Vec<Audience>,
-}
-
-/// A policy: which notifications it escalates, and how.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Policy {
-    /// Its name, for timelines and operators (`escalation-1` if the file gives none).
-    pub name: String,
-    /// The notification types it covers.
-    pub events: Vec<EventType>,
-    /// Only tickets of these priorities (empty: any, and notifications without a ticket).
-    pub priorities: Vec<Priority>,
-    /// Only tickets of these categories (empty: any).
-    pub categories: Vec<Category>,
-    /// Its steps, in order.
-    pub steps: Vec<Step>,
-}
-
-impl Policy {
-    /// Whether the policy covers a notification of `event` about `ticket`.
-    pub fn matches(&self, event: &EventType, ticket: Option<&TicketSummary>) -> bool {
-        if !self.events.contains(event) {
-            return false;
-        }
-        let priority_ok = self.priorities.is_empty()
-            || ticket.is_some_and(|t| self.priorities.contains(&t.priority));
-        let category_ok = self.categories.is_empty()
-            || ticket.is_some_and(|t| self.categories.contains(&t.category));
-        priority_ok && category_ok
-    }
-}
-
-/// A step to schedule for one notification (or, read back, a scheduled one).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PlannedStep {
-    /// The policy's name.
-    pub policy: String,
-    /// The step's number in its policy, from 1.
-    pub step: i64,
-    /// How long after the commit it is due.
-    pub after: Duration,
-    /// What stops it.
-    pub unless: Unless,
-    /// Its channels.
-    pub channels: Vec<Channel>,
-    /// Who else is told.
-    pub also: Vec<Audience>,
-}
-
-/// The steps of the first policy that covers a notification of `event` about `ticket`.
-pub fn plan(
-    policies: &[Policy],
-    event: &EventType,
-    ticket: Option<&TicketSummary>,
-) -> Vec<PlannedStep> {
-    policies
-        .iter()
-        .find(|p| p.matches(event, ticket))
-        .map(|p| {
-            p.steps
-                .iter()
-                .enumerate()
-                .map(|(i, s)| PlannedStep {
-                    policy: p.name.clone(),
-                    step: i as i64 + 1,
-                    after: s.after,
-                    unless: s.unless,
-                    channels: s.channels.clone(),
-                    also: s.also.clone(),
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// A due step claimed by this node, with what deciding it needs, as the database has it now.
-#[derive(Clone, Debug)]
-pub struct EscalationJob {
-    /// The step's row id.
-    pub id: i64,
-    /// The step.
-    pub step: PlannedStep,
-    /// When it was due.
-    pub due_at: DateTime<Utc>,
-    /// The notification it escalates.
-    pub notification: Notification,
-    /// Whether the recipient deleted it.
-    pub deleted: bool,
-    /// The highest seq the recipient's clients acknowledged.
-    pub acked_seq: i64,
-    /// The ticket's status when the notification was committed.
-    pub cause_status: Option<TicketStatus>,
-    /// The ticket as it is now.
-    pub ticket: Option<Ticket>,
-}
-
-/// How a claimed step ends.
-#[derive(Clone, Debug)]
-pub enum Finish {
-    /// It no longer applies, and why.
-    Cancelled(String),
-    /// It sends the recipient's notification on these channels (outbox rows of that
-    /// notification) and commits these notifications for the `also` audience.
-    Fired {
-        /// Channel and address of each new delivery of the escalated notification.
-        deliveries: Vec<(Channel, String)>,
-        /// The `ticket_escalated` notifications.
-        drafts: Vec<crate::notification::Draft>,
-        /// What it did, for the timeline.
-        detail: String,
-    },
-    /// It reached nobody (no usable channel, nobody else to tell), and why.
-    Failed(String),
-}
 
 /// Why a due step no longer applies, if it does not: the notification was deleted, read, or
 /// (for `unless = "acked"`) acknowledged, or its ticket moved past the status that caused it.
@@ -204,18 +44,6 @@ pub fn cancel_reason(job: &EscalationJob) -> Option<String> {
             t.status.as_str()
         )),
         _ => None,
-    }
-}
-
-/// A human duration: `90s`, `5m`, `1h30m`.
-pub fn human(d: Duration) -> String {
-    let s = d.as_secs();
-    match (s / 3600, (s % 3600) / 60, s % 60) {
-        (0, 0, s) => format!("{s}s"),
-        (0, m, 0) => format!("{m}m"),
-        (0, m, s) => format!("{m}m{s}s"),
-        (h, 0, 0) => format!("{h}h"),
-        (h, m, _) => format!("{h}h{m}m"),
     }
 }
 
@@ -538,56 +366,5 @@ impl EscalationActor {
             drafts,
             detail,
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn policy() -> Policy {
-        Policy {
-            name: "critical".into(),
-            events: vec![EventType::TicketAssigned],
-            priorities: vec![Priority::High, Priority::Critical],
-            categories: vec![],
-            steps: vec![
-                Step {
-                    after: Duration::from_secs(300),
-                    unless: Unless::Read,
-                    channels: vec![Channel::Whatsapp],
-                    also: vec![],
-                },
-                Step {
-                    after: Duration::from_secs(900),
-                    unless: Unless::Read,
-                    channels: vec![Channel::Email],
-                    also: vec![Audience::Admins],
-                },
-            ],
-        }
-    }
-
-    #[test]
-    fn a_policy_plans_its_steps_for_the_events_and_priorities_it_names() {
-        let mut t = crate::ticket_domain::sample_ticket(TicketStatus::Assigned);
-        t.priority = Priority::Critical;
-        let summary = TicketSummary::from(&t);
-        let steps = plan(&[policy()], &EventType::TicketAssigned, Some(&summary));
-        assert_eq!(steps.len(), 2);
-        assert_eq!(steps[1].step, 2);
-        assert_eq!(steps[1].also, vec![Audience::Admins]);
-        assert!(plan(&[policy()], &EventType::WorkStarted, Some(&summary)).is_empty());
-        t.priority = Priority::Low;
-        let low = TicketSummary::from(&t);
-        assert!(plan(&[policy()], &EventType::TicketAssigned, Some(&low)).is_empty());
-        assert!(plan(&[policy()], &EventType::TicketAssigned, None).is_empty());
-    }
-
-    #[test]
-    fn durations_read_like_the_policy_file() {
-        assert_eq!(human(Duration::from_secs(300)), "5m");
-        assert_eq!(human(Duration::from_secs(42)), "42s");
-        assert_eq!(human(Duration::from_secs(5400)), "1h30m");
     }
 }

@@ -1,10 +1,13 @@
-//! The hub: the root supervisor and the handle the adapters hold.
+//! The hub: the handle the adapters hold, and how it starts, attaches sockets, applies
+//! commands and shuts down. Its root supervisor is in `root.rs`, its settings and command
+//! shapes in `config.rs`, what other nodes tell it in `remote.rs`, and what operators see in
+//! `operations.rs`.
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use ractor::concurrency::JoinHandle;
-use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SupervisionEvent};
+use ractor::{Actor, ActorCell, ActorRef};
 
 use crate::connection::{ConnHandle, ConnId, Disconnect};
 use crate::directory::{Directory, DirectoryMsg, DirectoryStats, Keyed, Map};
@@ -18,133 +21,18 @@ use crate::ticket::{Applied, TicketActor, TicketError, TicketMsg};
 use crate::ticket_domain::{Action, Principal, Ticket, TicketId};
 use crate::user::{execute, Attached, CommandOutcome, Resume, UserActor, UserCommand, UserMsg};
 
-/// Settings of the actor system.
-#[derive(Clone, Debug)]
-pub struct HubConfig {
-    /// How often every socket is sent a protocol ping.
-    pub ping_interval: Duration,
-    /// A socket silent for longer than this is closed.
-    pub idle_timeout: Duration,
-    /// How long a call into an actor may take before it counts as failed.
-    pub call_timeout: Duration,
-    /// How long a ticket actor lives without messages.
-    pub ticket_idle: Duration,
-    /// The most notifications one replay sends.
-    pub replay_cap: i64,
-    /// How long an out-of-order live notification waits before the gap is read from the
-    /// database.
-    pub gap_wait: Duration,
-    /// Project rooms: presence grace period and typing timings.
-    pub rooms: crate::room::RoomConfig,
-    /// Where the room actors run: a runtime of their own, whose threads run at a lower CPU
-    /// priority, so that a presence storm yields the CPU to notifications. `None`: the
-    /// runtime that starts the hub.
-    pub rooms_runtime: Option<tokio::runtime::Handle>,
-    /// Sign-up emails to super admins are coalesced over this window (zero: one per sign-up).
-    pub signup_notice_interval: Duration,
-    /// How often the escalation actor looks for steps due (other nodes schedule them too).
-    pub escalation_poll: Duration,
-    /// How long a node's claim on a firing escalation step holds before another node may take
-    /// it over (a node that died while firing).
-    pub escalation_lease: Duration,
-    /// What the purge actor keeps, and for how long.
-    pub retention: crate::purge::RetentionPolicy,
-}
+mod config;
+mod operations;
+mod remote;
+mod root;
 
-/// How often the users' heartbeat reports of what their sockets were sent are written, in one
-/// transaction for all of them.
-const SENT_BATCH_INTERVAL: Duration = Duration::from_secs(1);
-
-impl Default for HubConfig {
-    fn default() -> Self {
-        Self {
-            ping_interval: Duration::from_secs(25),
-            idle_timeout: Duration::from_secs(60),
-            call_timeout: Duration::from_secs(10),
-            ticket_idle: Duration::from_secs(60),
-            replay_cap: 1000,
-            gap_wait: Duration::from_millis(50),
-            rooms: crate::room::RoomConfig::default(),
-            rooms_runtime: None,
-            signup_notice_interval: Duration::from_secs(300),
-            escalation_poll: Duration::from_secs(1),
-            escalation_lease: Duration::from_secs(60),
-            retention: crate::purge::RetentionPolicy::default(),
-        }
-    }
-}
-
-/// What a command answers when the user's actor did not answer in time: it still runs, once.
-pub const USER_ACTOR_BUSY: &str =
-    "The hub is busy; the change will still be applied once, shortly.";
-
-/// How often a socket's attach (or a room join) is tried before it gives up.
-const ATTACH_TRIES: u32 = 5;
-/// The wait before the second try; each later one waits longer by as much.
-const ATTACH_RETRY_WAIT: Duration = Duration::from_millis(10);
-
-/// Why a socket could not be handed to its user actor.
-#[derive(Debug, thiserror::Error)]
-pub enum AttachError {
-    /// The hub is shutting down or its directory is unavailable.
-    #[error("the hub is not accepting connections")]
-    Unavailable,
-}
-
-/// Who an admin's notification goes to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Recipients {
-    /// These users.
-    Users(Vec<UserId>),
-    /// Every active user of a role.
-    Role(Role),
-}
-
-/// An admin's own notification.
-#[derive(Debug, Clone)]
-pub struct Announcement {
-    /// Who receives it.
-    pub to: Recipients,
-    /// Its type (any name).
-    pub notification_type: String,
-    /// Its title.
-    pub title: String,
-    /// Its sentence.
-    pub message: String,
-    /// Extra data, a JSON object as text.
-    pub data: String,
-    /// Where a click should lead.
-    pub link: Option<String>,
-    /// Outbound channels besides the in-app record.
-    pub channels: Vec<Channel>,
-    /// The admin who sends it, for the timeline.
-    pub sent_by: Option<UserId>,
-}
-
-/// The outbound channels a hub runs.
-#[derive(Clone, Default)]
-pub struct DeliveryConfig {
-    /// A transport per outbound channel; channels without one are off (no outbox rows).
-    pub transports: Vec<(Channel, Arc<dyn crate::ports::Transport>)>,
-    /// Where every notification is also posted (with a webhook transport).
-    pub webhook_urls: Vec<String>,
-    /// How channels retry.
-    pub policy: crate::delivery::RetryPolicy,
-}
-
-/// Everything a hub needs besides its settings.
-pub struct HubDeps {
-    /// The database.
-    pub store: Arc<dyn Store>,
-    /// Who hears about what.
-    pub routing: RoutingTable,
-    /// The outbound channels.
-    pub delivery: DeliveryConfig,
-    /// Fan-out to other hub processes, if any.
-    pub bus: Option<Arc<dyn crate::ports::Bus>>,
-    /// Presence across hub processes, if any.
-    pub presence: Option<Arc<dyn crate::ports::PresenceStore>>,
-}
+use config::*;
+pub use config::{
+    Announcement, AttachError, DeliveryConfig, HubConfig, HubDeps, Recipients, USER_ACTOR_BUSY,
+};
+use remote::*;
+pub use root::RootChild;
+use root::*;
 
 type UserDirectory = Directory<UserActor>;
 type TicketDirectory = Directory<TicketActor>;
@@ -162,7 +50,8 @@ struct HubInner {
     config: HubConfig,
     deps: Arc<Deps>,
     root: ActorRef<RootMsg>,
-    refs: Arc<RwLock<Refs>>,
+    /// The root's children as the root last started them.
+    refs: Arc<RwLock<Option<Refs>>>,
     tickets: Map<TicketId, TicketMsg>,
     root_handle: tokio::sync::Mutex<Option<JoinHandle<()>>>,
     signups: Arc<crate::signups::Signups>,
@@ -173,61 +62,6 @@ struct HubInner {
     /// Attach (and room join) tries after a first one failed, since the hub started.
     attach_retries: std::sync::atomic::AtomicU64,
 }
-
-/// A remote board event: the room, the ticket and what happened to it.
-type BoardRead = (
-    ActorRef<RoomMsg>,
-    crate::ticket_domain::TicketId,
-    crate::ports::BoardNotice,
-);
-
-/// Remote board events that may wait for their reads; past it, one is dropped (and counted):
-/// a board is a live view, and its clients fetch the list again when they reconnect.
-const BOARD_READS_WAITING: usize = 4096;
-
-/// Reads the content of other nodes' board events one after the other, so that a room hears
-/// them in the order they came (two comments on one ticket stay in order), and tells the room.
-async fn read_board_events(
-    store: Arc<dyn crate::ports::Store>,
-    mut events: tokio::sync::mpsc::Receiver<BoardRead>,
-) {
-    while let Some((room, ticket, notice)) = events.recv().await {
-        let read = async {
-            let ticket = store
-                .ticket(ticket)
-                .await?
-                .ok_or_else(|| StoreError::NotFound(format!("ticket {ticket}")))?;
-            let ticket = Arc::new(ticket);
-            Ok::<_, StoreError>(match notice {
-                crate::ports::BoardNotice::Update(action) => {
-                    RoomEvent::TicketUpdate { action, ticket }
-                }
-                crate::ports::BoardNotice::Comment(id) => RoomEvent::CommentAdded {
-                    ticket,
-                    comment: Arc::new(
-                        store
-                            .comment(id)
-                            .await?
-                            .ok_or_else(|| StoreError::NotFound(format!("comment {id}")))?,
-                    ),
-                },
-            })
-        };
-        match read.await {
-            Ok(event) => {
-                let _ = room.send_message(RoomMsg::Board(event));
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "board: cannot read a remote event's content; it is dropped");
-                metrics::counter!("tickethub_board_remote_read_failures_total").increment(1);
-            }
-        }
-    }
-}
-
-/// How long [`Hub::ended_since`] remembers an ending: longer than any handshake can take
-/// between reading its user and attaching its socket.
-const ENDINGS_KEPT: Duration = Duration::from_secs(300);
 
 #[derive(Clone)]
 struct Refs {
@@ -267,7 +101,7 @@ impl Hub {
                 node.clone(),
             ),
         });
-        let delivery_spec = Arc::new(crate::delivery::DeliverySupervisor {
+        let delivery_spec = Arc::new(crate::delivery::Channels {
             channels: delivery
                 .transports
                 .iter()
@@ -287,7 +121,9 @@ impl Hub {
             users: Directory {
                 spec: UserActor {
                     idle_timeout: config.idle_timeout,
-                    deps: deps.clone(),
+                    store: deps.store.clone(),
+                    sent: deps.sent.clone(),
+                    bus: deps.bus.clone(),
                     replay_cap: config.replay_cap,
                     gap_wait: config.gap_wait,
                 },
@@ -304,7 +140,8 @@ impl Hub {
             },
             rooms: Directory {
                 spec: RoomActor {
-                    deps: deps.clone(),
+                    bus: deps.bus.clone(),
+                    presence: deps.presence.clone(),
                     config: crate::room::RoomConfig {
                         idle_timeout: config.idle_timeout,
                         ..config.rooms.clone()
@@ -326,11 +163,18 @@ impl Hub {
                 policy: config.retention.clone(),
             },
         };
-        let (root, root_handle) = Actor::spawn(None, HubRoot { spec }, ()).await?;
+        let refs: Arc<RwLock<Option<Refs>>> = Arc::default();
+        let (root, root_handle) = Actor::spawn(
+            None,
+            HubRoot::new(RootChildren {
+                spec,
+                refs: refs.clone(),
+            }),
+            (),
+        )
+        .await?;
         let (board_reads, board_events) = tokio::sync::mpsc::channel(BOARD_READS_WAITING);
         tokio::spawn(read_board_events(deps.store.clone(), board_events));
-        let refs = ractor::call_t!(root, RootMsg::Refs, 5_000)
-            .map_err(|e| ractor::SpawnErr::StartupFailed(e.to_string().into()))?;
         let signups = crate::signups::Signups::new(config.signup_notice_interval);
         Ok(Hub {
             inner: Arc::new(HubInner {
@@ -351,7 +195,12 @@ impl Hub {
     }
 
     fn refs(&self) -> Refs {
-        self.inner.refs.read().expect("refs poisoned").clone()
+        self.inner
+            .refs
+            .read()
+            .expect("refs poisoned")
+            .clone()
+            .expect("the root started its children")
     }
 
     /// Sends `msg` (built around a reply port) to the keyed actor through its directory and
@@ -440,131 +289,6 @@ impl Hub {
             .cloned()
     }
 
-    /// Another hub process committed notifications for `user` up to `seq`: if the user is
-    /// connected here, their actor catches up from the database.
-    pub fn remote_committed(&self, user: UserId, seq: i64) {
-        if let Some(actor) = self.user(user) {
-            let _ = actor.send_message(UserMsg::CatchUp(seq));
-        }
-    }
-
-    /// Hands an event another hub process published to the local actors it concerns.
-    /// [`BusEvent::Resync`] is the caller's to act on (see [`Hub::catch_up_all`]).
-    pub fn remote(&self, event: BusEvent) {
-        match event {
-            BusEvent::Committed(events) => self.remote_commit(events),
-            BusEvent::Inbox(user, update) => {
-                if let Some(actor) = self.user(user) {
-                    let _ = actor.send_message(UserMsg::Changed(update));
-                }
-            }
-            BusEvent::Ticket(id, version) => {
-                if let Some(actor) = self.ticket(id) {
-                    let _ = actor.send_message(TicketMsg::Changed(version));
-                }
-            }
-            BusEvent::Board {
-                project,
-                ticket,
-                notice,
-            } => {
-                let Some(room) = self.room(project) else {
-                    return;
-                };
-                // Content never crosses the bus: one reader reads the ticket (and comment) of
-                // each event here, in the order they came, and hands them to the room.
-                if self
-                    .inner
-                    .board_reads
-                    .try_send((room, ticket, notice))
-                    .is_err()
-                {
-                    tracing::warn!(
-                        project = project.0,
-                        "board: too many remote events waiting to be read; one is dropped"
-                    );
-                    metrics::counter!("tickethub_board_remote_dropped_total").increment(1);
-                }
-            }
-            BusEvent::Presence(project, change) => {
-                if let Some(room) = self.room(project) {
-                    let _ = room.send_message(RoomMsg::Remote(change));
-                }
-            }
-            BusEvent::Revoked(project, users) => {
-                if let Some(room) = self.room(project) {
-                    let _ = room.send_message(RoomMsg::Revoke(users, Disconnect::Forbidden));
-                }
-            }
-            BusEvent::SessionsEnded(user) => self.end_sessions_here(user),
-            BusEvent::Resync => {}
-        }
-    }
-
-    /// These users were removed from the project: their board and presence sockets close with
-    /// 4003, on every node.
-    pub fn revoke(&self, project: ProjectId, users: Vec<UserId>) {
-        if users.is_empty() {
-            return;
-        }
-        self.inner
-            .deps
-            .publish(BusEvent::Revoked(project, users.clone()));
-        if let Some(room) = self.room(project) {
-            let _ = room.send_message(RoomMsg::Revoke(users, Disconnect::Forbidden));
-        }
-    }
-
-    /// This user's tokens were ended (a deactivation, another role, a new password): every
-    /// socket of theirs (notifications, boards, presence) closes with 4001, on every node.
-    pub fn sessions_ended(&self, user: UserId) {
-        self.inner.deps.publish(BusEvent::SessionsEnded(user));
-        self.end_sessions_here(user);
-    }
-
-    /// Whether this user's sessions ended after `authenticated`, the moment a socket began
-    /// reading its user. A socket asks once it is attached: either the ending was recorded by
-    /// then and the socket sees it here, or the socket was attached before the ending told
-    /// the user's actor and rooms to close their sockets, and is closed with them.
-    pub fn ended_since(&self, user: UserId, authenticated: std::time::Instant) -> bool {
-        self.inner
-            .ended
-            .lock()
-            .expect("endings poisoned")
-            .get(&user)
-            .is_some_and(|ended| *ended >= authenticated)
-    }
-
-    /// Records the ending, then closes the user's sockets on this node.
-    fn end_sessions_here(&self, user: UserId) {
-        {
-            let now = std::time::Instant::now();
-            let mut ended = self.inner.ended.lock().expect("endings poisoned");
-            ended.retain(|_, at| now.duration_since(*at) < ENDINGS_KEPT);
-            ended.insert(user, now);
-        }
-        if let Some(actor) = self.user(user) {
-            let _ = actor.send_message(UserMsg::Close(Disconnect::Deactivated));
-        }
-        self.tell_rooms(|| RoomMsg::Revoke(vec![user], Disconnect::Deactivated));
-    }
-
-    /// Sends every live room on this hub a message.
-    fn tell_rooms(&self, msg: impl Fn() -> RoomMsg) {
-        let rooms: Vec<ActorRef<RoomMsg>> = self
-            .inner
-            .deps
-            .rooms
-            .read()
-            .expect("room map poisoned")
-            .values()
-            .cloned()
-            .collect();
-        for room in rooms {
-            let _ = room.send_message(msg());
-        }
-    }
-
     /// The live room of a project, if it has sockets on this hub.
     pub fn room(&self, project: ProjectId) -> Option<ActorRef<RoomMsg>> {
         self.inner
@@ -574,12 +298,6 @@ impl Hub {
             .expect("room map poisoned")
             .get(&project)
             .cloned()
-    }
-
-    /// After a gap on the bus, other nodes' joins and leaves may have been missed: every room
-    /// sends its presence sockets a fresh `presence_state` with its next batch.
-    pub fn resync_rooms(&self) {
-        self.tell_rooms(|| RoomMsg::Resync);
     }
 
     /// Hands a board or presence socket to its project's room, starting the room if needed.
@@ -619,84 +337,6 @@ impl Hub {
         Err(AttachError::Unavailable)
     }
 
-    /// A page of the live rooms.
-    pub async fn list_rooms(
-        &self,
-        filter: crate::directory::ListFilter<ProjectId>,
-    ) -> Option<crate::directory::Listing<ProjectId, RoomMsg>> {
-        ractor::call_t!(self.refs().rooms, |r| DirectoryMsg::List(filter, r), 5_000).ok()
-    }
-
-    /// Another hub process committed these notifications. A single recipient connected here
-    /// catches up on its own; several are read in one batched query and pushed as live
-    /// notifications (the user actors keep them in seq order and fill any gap), so that a
-    /// fan-out to thousands costs this node a few queries rather than one per user.
-    fn remote_commit(&self, events: Vec<(UserId, i64)>) {
-        let local: Vec<(UserId, i64, ActorRef<UserMsg>)> = {
-            let users = self.inner.deps.users.read().expect("user map poisoned");
-            events
-                .into_iter()
-                .filter_map(|(u, s)| users.get(&u).map(|a| (u, s, a.clone())))
-                .collect()
-        };
-        if local.len() <= 1 {
-            for (_, seq, actor) in local {
-                let _ = actor.send_message(UserMsg::CatchUp(seq));
-            }
-            return;
-        }
-        let store = self.inner.deps.store.clone();
-        tokio::spawn(async move {
-            let keys: Vec<(UserId, i64)> = local.iter().map(|(u, s, _)| (*u, *s)).collect();
-            let found = match store.notifications_at(&keys).await {
-                Ok(found) => found,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot read remote notifications; catching up one by one");
-                    Vec::new()
-                }
-            };
-            let mut found: std::collections::HashMap<(UserId, i64), Notification> =
-                found.into_iter().map(|n| ((n.user_id, n.seq), n)).collect();
-            for (user, seq, actor) in local {
-                let msg = match found.remove(&(user, seq)) {
-                    Some(n) => UserMsg::Notify(Arc::new(n)),
-                    // Deleted meanwhile, or the read failed: the actor reads what it lacks.
-                    None => UserMsg::CatchUp(seq),
-                };
-                let _ = actor.send_message(msg);
-            }
-        });
-    }
-
-    /// Catches every user connected to this hub up from the database: one batched read of
-    /// their committed seqs, then each actor reads what it has not pushed yet (an actor that is
-    /// current does nothing). Run after any gap on the bus and periodically. Returns how many
-    /// users were checked.
-    pub async fn catch_up_all(&self) -> Result<usize, StoreError> {
-        let ids: Vec<UserId> = self
-            .inner
-            .deps
-            .users
-            .read()
-            .expect("user map poisoned")
-            .keys()
-            .copied()
-            .collect();
-        if ids.is_empty() {
-            return Ok(0);
-        }
-        let seqs = self.inner.deps.store.last_seqs(&ids).await?;
-        for (user, seq) in &seqs {
-            self.remote_committed(*user, *seq);
-        }
-        Ok(seqs.len())
-    }
-
-    /// Whether the bus to other hub processes is connected (`None` without one).
-    pub fn bus_connected(&self) -> Option<bool> {
-        self.inner.deps.bus.as_ref().map(|b| b.is_connected())
-    }
-
     /// The live actor of a ticket, if it is active.
     pub fn ticket(&self, id: TicketId) -> Option<ActorRef<TicketMsg>> {
         self.inner
@@ -705,133 +345,6 @@ impl Hub {
             .expect("ticket map poisoned")
             .get(&id)
             .cloned()
-    }
-
-    /// Whether the supervision tree is whole: the root answers, and none of its children
-    /// waits for a restart.
-    pub async fn tree_healthy(&self) -> bool {
-        ractor::call_t!(self.inner.root, RootMsg::Healthy, 500).unwrap_or(false)
-    }
-
-    /// Makes one of the root's children panic. Used by fault-injection tests of the tree.
-    #[doc(hidden)]
-    pub fn inject_fault(&self, child: RootChild) {
-        let refs = self.refs();
-        let _ = match child {
-            RootChild::Users => refs.users.send_message(DirectoryMsg::InjectFault).is_ok(),
-            RootChild::Tickets => refs.tickets.send_message(DirectoryMsg::InjectFault).is_ok(),
-            RootChild::Rooms => refs.rooms.send_message(DirectoryMsg::InjectFault).is_ok(),
-            RootChild::Delivery => refs
-                .delivery
-                .send_message(crate::delivery::DeliveryMsg::InjectFault)
-                .is_ok(),
-            RootChild::Escalation => refs
-                .escalation
-                .send_message(crate::escalation::EscalationMsg::InjectFault)
-                .is_ok(),
-            RootChild::Purge => refs
-                .purge
-                .send_message(crate::purge::PurgeMsg::InjectFault)
-                .is_ok(),
-        };
-    }
-
-    /// What the escalation actor holds; `None` if it did not answer in time.
-    pub async fn escalation_snapshot(&self) -> Option<crate::escalation::EscalationSnapshot> {
-        ractor::call_t!(
-            self.refs().escalation,
-            crate::escalation::EscalationMsg::Snapshot,
-            500
-        )
-        .ok()
-    }
-
-    /// What the purge actor holds; `None` if it did not answer in time.
-    pub async fn purge_snapshot(&self) -> Option<crate::purge::PurgeSnapshot> {
-        ractor::call_t!(self.refs().purge, crate::purge::PurgeMsg::Snapshot, 500).ok()
-    }
-
-    /// Asks the purge actor to sweep now (unless a sweep runs).
-    pub fn purge_now(&self) {
-        let _ = self
-            .refs()
-            .purge
-            .send_message(crate::purge::PurgeMsg::Sweep);
-    }
-
-    /// Asks the escalation actor to look for due steps now.
-    pub fn escalation_tick(&self) {
-        let _ = self
-            .refs()
-            .escalation
-            .send_message(crate::escalation::EscalationMsg::Tick);
-    }
-
-    /// How long the hub has run, and how often the root restarted a child.
-    pub async fn root_info(&self) -> (Duration, u64) {
-        let restarts = ractor::call_t!(self.inner.root, RootMsg::Restarts, 5_000).unwrap_or(0);
-        (self.inner.started.elapsed(), restarts)
-    }
-
-    /// A page of the live user actors.
-    pub async fn list_users(
-        &self,
-        filter: crate::directory::ListFilter<UserId>,
-    ) -> Option<crate::directory::Listing<UserId, UserMsg>> {
-        ractor::call_t!(self.refs().users, |r| DirectoryMsg::List(filter, r), 5_000).ok()
-    }
-
-    /// A page of the live ticket actors.
-    pub async fn list_tickets(
-        &self,
-        filter: crate::directory::ListFilter<TicketId>,
-    ) -> Option<crate::directory::Listing<TicketId, TicketMsg>> {
-        ractor::call_t!(
-            self.refs().tickets,
-            |r| DirectoryMsg::List(filter, r),
-            5_000
-        )
-        .ok()
-    }
-
-    /// This hub process's id: it names the node in claims, timelines and the tree.
-    pub fn node(&self) -> &str {
-        &self.inner.node
-    }
-
-    /// Who hears about what, and the escalation policies.
-    pub fn routing(&self) -> &RoutingTable {
-        &self.inner.deps.routing
-    }
-
-    /// The outbound channels this hub runs.
-    pub fn channels(&self) -> Vec<Channel> {
-        let mut v: Vec<Channel> = self
-            .inner
-            .deps
-            .channels
-            .read()
-            .expect("channel map poisoned")
-            .keys()
-            .copied()
-            .collect();
-        v.sort();
-        v
-    }
-
-    /// The database.
-    pub fn store(&self) -> Arc<dyn Store> {
-        self.inner.deps.store.clone()
-    }
-
-    /// The user directory's counters.
-    pub async fn user_stats(&self) -> Option<DirectoryStats> {
-        ractor::call_t!(self.refs().users, DirectoryMsg::Stats, 5_000).ok()
-    }
-
-    /// The ticket directory's counters.
-    pub async fn ticket_stats(&self) -> Option<DirectoryStats> {
-        ractor::call_t!(self.refs().tickets, DirectoryMsg::Stats, 5_000).ok()
     }
 
     /// Applies an action to a ticket through its actor.
@@ -1008,40 +521,6 @@ impl Hub {
         Ok(outcome)
     }
 
-    /// The status of an outbound channel, if this hub runs it.
-    pub async fn channel_status(&self, channel: Channel) -> Option<crate::delivery::ChannelStatus> {
-        let actor = self
-            .inner
-            .deps
-            .channels
-            .read()
-            .expect("channel map poisoned")
-            .get(&channel)
-            .cloned()?;
-        ractor::call_t!(actor, crate::delivery::ChannelMsg::Status, 5_000).ok()
-    }
-
-    /// The live actor of an outbound channel, if this hub runs it.
-    pub fn channel(&self, channel: Channel) -> Option<ActorRef<crate::delivery::ChannelMsg>> {
-        self.inner
-            .deps
-            .channels
-            .read()
-            .expect("channel map poisoned")
-            .get(&channel)
-            .cloned()
-    }
-
-    /// How often each channel actor was restarted.
-    pub async fn channel_restarts(&self) -> std::collections::HashMap<Channel, u64> {
-        ractor::call_t!(
-            self.refs().delivery,
-            crate::delivery::DeliveryMsg::Restarts,
-            5_000
-        )
-        .unwrap_or_default()
-    }
-
     /// Tells every socket that the hub is going away; returns how many user actors were told.
     pub async fn disconnect_all(&self) -> usize {
         let _ = ractor::call_t!(
@@ -1090,301 +569,3 @@ impl Hub {
 
 /// How long shutdown waits for each level of the tree to stop.
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(15);
-
-/// How the root builds its children.
-#[derive(Clone)]
-struct RootSpec {
-    users: UserDirectory,
-    tickets: TicketDirectory,
-    rooms: RoomDirectory,
-    /// Where the room directory and its rooms run.
-    rooms_runtime: Option<tokio::runtime::Handle>,
-    delivery: Arc<crate::delivery::DeliverySupervisor>,
-    escalation: crate::escalation::EscalationActor,
-    purge: crate::purge::PurgeActor,
-}
-
-/// The root supervisor.
-struct HubRoot {
-    spec: RootSpec,
-}
-
-/// A child of the root.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum RootChild {
-    /// The user directory.
-    Users,
-    /// The ticket directory.
-    Tickets,
-    /// The room directory.
-    Rooms,
-    /// The delivery supervisor.
-    Delivery,
-    /// The escalation actor.
-    Escalation,
-    /// The purge actor.
-    Purge,
-}
-
-impl RootChild {
-    fn name(self) -> &'static str {
-        match self {
-            RootChild::Users => "user directory",
-            RootChild::Tickets => "ticket directory",
-            RootChild::Rooms => "room directory",
-            RootChild::Delivery => "delivery supervisor",
-            RootChild::Escalation => "escalation",
-            RootChild::Purge => "purge",
-        }
-    }
-}
-
-/// A restart budget: the first failure of a child is restarted at once; each further failure
-/// within [`RestartBudget::WINDOW`] doubles the wait before the restart (from 100 ms up to
-/// 10 s), so that a child failing in a loop never spins the node. A restart that fails is
-/// tried again the same way; the supervisor itself never stops because a child failed.
-#[derive(Debug)]
-pub struct RestartBudget<K> {
-    failures: Vec<(K, std::time::Instant)>,
-}
-
-impl<K> Default for RestartBudget<K> {
-    fn default() -> Self {
-        Self {
-            failures: Vec::new(),
-        }
-    }
-}
-
-impl<K: PartialEq + Copy> RestartBudget<K> {
-    /// Failures count against the budget this long.
-    pub const WINDOW: Duration = Duration::from_secs(60);
-
-    /// Records a failure of `child` and answers how long to wait before restarting it.
-    pub fn failed(&mut self, child: K) -> Duration {
-        let now = std::time::Instant::now();
-        self.failures
-            .retain(|(_, at)| now.duration_since(*at) < Self::WINDOW);
-        self.failures.push((child, now));
-        let recent = self.failures.iter().filter(|(c, _)| *c == child).count() as u32;
-        match recent {
-            0 | 1 => Duration::ZERO,
-            n => (Duration::from_millis(100) * 2u32.saturating_pow((n - 2).min(7)))
-                .min(Duration::from_secs(10)),
-        }
-    }
-}
-
-struct RootState {
-    refs: Arc<RwLock<Refs>>,
-    restarts: u64,
-    budget: RestartBudget<RootChild>,
-    /// Children that failed and wait for their restart.
-    down: std::collections::HashSet<RootChild>,
-}
-
-enum RootMsg {
-    Refs(ractor::RpcReplyPort<Arc<RwLock<Refs>>>),
-    Restarts(ractor::RpcReplyPort<u64>),
-    /// Start a failed child again.
-    Restart(RootChild),
-    /// Whether every child is up.
-    Healthy(ractor::RpcReplyPort<bool>),
-}
-
-async fn spawn_delivery(
-    spec: &Arc<crate::delivery::DeliverySupervisor>,
-    supervisor: ActorCell,
-) -> Result<ActorRef<crate::delivery::DeliveryMsg>, ractor::SpawnErr> {
-    Ok(Actor::spawn_linked(
-        None,
-        crate::delivery::DeliverySupervisor::clone(spec),
-        (),
-        supervisor,
-    )
-    .await?
-    .0)
-}
-
-async fn spawn_escalation(
-    spec: &crate::escalation::EscalationActor,
-    supervisor: ActorCell,
-) -> Result<ActorRef<crate::escalation::EscalationMsg>, ractor::SpawnErr> {
-    Ok(Actor::spawn_linked(None, spec.clone(), (), supervisor)
-        .await?
-        .0)
-}
-
-async fn spawn_purge(
-    spec: &crate::purge::PurgeActor,
-    supervisor: ActorCell,
-) -> Result<ActorRef<crate::purge::PurgeMsg>, ractor::SpawnErr> {
-    Ok(Actor::spawn_linked(None, spec.clone(), (), supervisor)
-        .await?
-        .0)
-}
-
-/// Spawns the room directory on the rooms' runtime, if they have one: the actors it starts
-/// run there too.
-async fn spawn_rooms(
-    spec: &RootSpec,
-    supervisor: ActorCell,
-) -> Result<ActorRef<DirectoryMsg<ProjectId, RoomMsg>>, ractor::SpawnErr> {
-    match &spec.rooms_runtime {
-        None => spawn_directory(&spec.rooms, supervisor).await,
-        Some(runtime) => {
-            let rooms = spec.rooms.clone();
-            runtime
-                .spawn(async move { spawn_directory(&rooms, supervisor).await })
-                .await
-                .map_err(|e| ractor::SpawnErr::StartupFailed(Box::new(e)))?
-        }
-    }
-}
-
-async fn spawn_directory<A: Keyed>(
-    spec: &Directory<A>,
-    supervisor: ActorCell,
-) -> Result<ActorRef<DirectoryMsg<A::Key, A::Msg>>, ractor::SpawnErr> {
-    Ok(Actor::spawn_linked(None, spec.clone(), (), supervisor)
-        .await?
-        .0)
-}
-
-impl Actor for HubRoot {
-    type Msg = RootMsg;
-    type State = RootState;
-    type Arguments = ();
-
-    async fn pre_start(
-        &self,
-        myself: ActorRef<Self::Msg>,
-        _: (),
-    ) -> Result<Self::State, ActorProcessingErr> {
-        let refs = Refs {
-            users: spawn_directory(&self.spec.users, myself.get_cell()).await?,
-            tickets: spawn_directory(&self.spec.tickets, myself.get_cell()).await?,
-            rooms: spawn_rooms(&self.spec, myself.get_cell()).await?,
-            delivery: spawn_delivery(&self.spec.delivery, myself.get_cell()).await?,
-            escalation: spawn_escalation(&self.spec.escalation, myself.get_cell()).await?,
-            purge: spawn_purge(&self.spec.purge, myself.get_cell()).await?,
-        };
-        Ok(RootState {
-            refs: Arc::new(RwLock::new(refs)),
-            restarts: 0,
-            budget: RestartBudget::default(),
-            down: Default::default(),
-        })
-    }
-
-    async fn handle(
-        &self,
-        myself: ActorRef<Self::Msg>,
-        msg: Self::Msg,
-        state: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
-        match msg {
-            RootMsg::Refs(reply) => {
-                let _ = reply.send(state.refs.clone());
-            }
-            RootMsg::Restarts(reply) => {
-                let _ = reply.send(state.restarts);
-            }
-            RootMsg::Healthy(reply) => {
-                let _ = reply.send(state.down.is_empty());
-            }
-            RootMsg::Restart(child) => {
-                let cell = myself.get_cell();
-                let started = match child {
-                    RootChild::Users => spawn_directory(&self.spec.users, cell)
-                        .await
-                        .map(|a| state.refs.write().expect("refs poisoned").users = a),
-                    RootChild::Tickets => spawn_directory(&self.spec.tickets, cell)
-                        .await
-                        .map(|a| state.refs.write().expect("refs poisoned").tickets = a),
-                    RootChild::Rooms => spawn_rooms(&self.spec, cell)
-                        .await
-                        .map(|a| state.refs.write().expect("refs poisoned").rooms = a),
-                    RootChild::Delivery => spawn_delivery(&self.spec.delivery, cell)
-                        .await
-                        .map(|a| state.refs.write().expect("refs poisoned").delivery = a),
-                    RootChild::Escalation => spawn_escalation(&self.spec.escalation, cell)
-                        .await
-                        .map(|a| state.refs.write().expect("refs poisoned").escalation = a),
-                    RootChild::Purge => spawn_purge(&self.spec.purge, cell)
-                        .await
-                        .map(|a| state.refs.write().expect("refs poisoned").purge = a),
-                };
-                match started {
-                    Ok(()) => {
-                        state.down.remove(&child);
-                    }
-                    Err(e) => {
-                        // Never `?`: a failed restart is tried again, the root stays.
-                        let wait = state.budget.failed(child).max(Duration::from_millis(100));
-                        tracing::error!(child = child.name(), error = %e, ?wait, "restart failed; trying again");
-                        myself.send_after(wait, move || RootMsg::Restart(child));
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-
-    async fn handle_supervisor_evt(
-        &self,
-        myself: ActorRef<Self::Msg>,
-        event: SupervisionEvent,
-        state: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
-        // A failed child is restarted alone, within its restart budget; the root never stops
-        // because a child ended.
-        if let SupervisionEvent::ActorFailed(cell, err) = event {
-            let current = state.refs.read().expect("refs poisoned").clone();
-            let child = if cell.get_id() == current.users.get_id() {
-                RootChild::Users
-            } else if cell.get_id() == current.tickets.get_id() {
-                RootChild::Tickets
-            } else if cell.get_id() == current.rooms.get_id() {
-                RootChild::Rooms
-            } else if cell.get_id() == current.delivery.get_id() {
-                RootChild::Delivery
-            } else if cell.get_id() == current.escalation.get_id() {
-                RootChild::Escalation
-            } else if cell.get_id() == current.purge.get_id() {
-                RootChild::Purge
-            } else {
-                return Ok(());
-            };
-            state.restarts += 1;
-            state.down.insert(child);
-            let wait = state.budget.failed(child);
-            tracing::error!(child = child.name(), error = %err, ?wait, "failed; restarting");
-            if wait.is_zero() {
-                let _ = myself.send_message(RootMsg::Restart(child));
-            } else {
-                myself.send_after(wait, move || RootMsg::Restart(child));
-            }
-        }
-        Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_restart_budget_waits_longer_for_each_failure_in_its_window() {
-        let mut budget = RestartBudget::default();
-        let waits: Vec<u128> = (0..10)
-            .map(|_| budget.failed(RootChild::Users).as_millis())
-            .collect();
-        assert_eq!(
-            waits,
-            vec![0, 100, 200, 400, 800, 1_600, 3_200, 6_400, 10_000, 10_000]
-        );
-        // Each child has its own count.
-        assert_eq!(budget.failed(RootChild::Rooms), Duration::ZERO);
-    }
-}

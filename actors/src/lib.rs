@@ -30,20 +30,24 @@
 //! - Actors return `Err` from a handler only for bugs or lost infrastructure; refusals travel
 //!   in replies.
 
+pub mod board;
 pub mod connection;
 pub mod delivery;
 pub mod directory;
 pub mod domain;
 pub mod escalation;
+pub mod event;
 pub mod hub;
 pub mod notification;
 pub mod notifier;
+pub mod policy;
 pub mod ports;
 pub mod purge;
 pub mod room;
 pub mod routing;
 pub mod sent;
 pub mod signups;
+pub mod supervision;
 pub mod ticket;
 pub mod ticket_domain;
 pub mod user;

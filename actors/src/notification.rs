@@ -3,47 +3,9 @@
 use chrono::{DateTime, Utc};
 
 use crate::domain::UserId;
-use crate::routing::{Channel, EventType};
-use crate::ticket_domain::{Category, Priority, Ticket, TicketId, TicketStatus};
-
-/// What a notification shows of its ticket, as of the event.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TicketSummary {
-    /// The ticket's id.
-    pub id: TicketId,
-    /// The ticket's key, e.g. `WEB-5`.
-    pub key: String,
-    /// The title.
-    pub title: String,
-    /// Urgency.
-    pub priority: Priority,
-    /// Kind of work.
-    pub category: Category,
-    /// Status after the event.
-    pub status: TicketStatus,
-    /// The creator's display name.
-    pub created_by: String,
-    /// The project's name.
-    pub project_name: String,
-    /// When the ticket was created.
-    pub created_at: DateTime<Utc>,
-}
-
-impl From<&Ticket> for TicketSummary {
-    fn from(t: &Ticket) -> Self {
-        TicketSummary {
-            id: t.id,
-            key: t.key(),
-            title: t.title.clone(),
-            priority: t.priority,
-            category: t.category,
-            status: t.status,
-            created_by: t.created_by_name.clone(),
-            project_name: t.project_name.clone(),
-            created_at: t.created_at,
-        }
-    }
-}
+use crate::event::{Channel, EventType};
+use crate::ticket_domain::Ticket;
+pub use crate::ticket_domain::TicketSummary;
 
 /// A stored notification.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -97,7 +59,7 @@ pub struct Draft {
     /// separately).
     pub cause: Cause,
     /// The escalation steps to schedule for it.
-    pub escalations: Vec<crate::escalation::PlannedStep>,
+    pub escalations: Vec<crate::policy::PlannedStep>,
     /// Everyone its webhook deliveries speak for. A commit's drafts with the same content share
     /// one webhook POST per URL: the first draft carries the webhook deliveries and lists every
     /// recipient here; the others carry none. Empty means the draft's own recipient.
@@ -204,10 +166,42 @@ pub fn excerpt(text: &str, max: usize) -> String {
     }
 }
 
+/// A change another socket (or the REST API, or another hub process) made to the user's inbox.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Update {
+    /// A notification was marked read or unread.
+    Read {
+        /// The notification.
+        id: i64,
+        /// Its new state.
+        is_read: bool,
+    },
+    /// A notification was deleted.
+    Deleted {
+        /// The notification.
+        id: i64,
+    },
+    /// Every notification was deleted.
+    AllDeleted {
+        /// How many.
+        count: i64,
+    },
+    /// Every unread notification matching a filter was marked read: one frame, however many.
+    AllRead {
+        /// How many changed.
+        count: i64,
+        /// The type filter, if any.
+        notification_type: Option<String>,
+        /// The ticket filter, if any.
+        ticket: Option<i64>,
+    },
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::domain::ProjectId;
+    use crate::ticket_domain::{Category, Priority, TicketId, TicketStatus};
 
     #[test]
     fn ticket_created_reads_like_the_seed() {

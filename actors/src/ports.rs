@@ -1,7 +1,7 @@
 //! Ports: the traits the storage adapters implement for the core.
 //!
 //! Request/response IO is an `async_trait` trait object (`Arc<dyn Store>`); pushes into
-//! adapters are message types owned by the core (see [`crate::connection`]).
+//! adapters are message types owned by the core (see `crate::connection`).
 
 use std::collections::HashMap;
 
@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::{NewUser, Project, ProjectId, Role, User, UserId};
 use crate::notification::{Draft, Notification};
+use crate::policy::PlannedStep;
 use crate::routing::{Channel, Preferences};
 use crate::ticket_domain::{Category, Change, Comment, Priority, Ticket, TicketId, TicketStatus};
 
@@ -309,6 +310,11 @@ pub trait NotificationStore: Send + Sync {
     /// One of a user's notifications.
     async fn notification(&self, user: UserId, id: i64)
         -> Result<Option<Notification>, StoreError>;
+}
+
+/// A user's inbox changes: read, unread, delete.
+#[async_trait]
+pub trait InboxStore: Send + Sync {
     /// Marks one of a user's notifications read or unread; `None` if it is not theirs.
     async fn set_read(
         &self,
@@ -326,6 +332,12 @@ pub trait NotificationStore: Send + Sync {
     async fn delete_notification(&self, user: UserId, id: i64) -> Result<bool, StoreError>;
     /// Deletes all of a user's notifications; returns how many.
     async fn delete_all_notifications(&self, user: UserId) -> Result<i64, StoreError>;
+}
+
+/// A user's stream of notifications as sockets see it: the backlog, gaps, acks and what was
+/// sent.
+#[async_trait]
+pub trait StreamStore: Send + Sync {
     /// A user's backlog after `after_seq`, oldest first: the newest `cap` of them, and how many
     /// older ones the cap left out. Deleted notifications are not replayed.
     async fn backlog(
@@ -354,14 +366,11 @@ pub trait NotificationStore: Send + Sync {
     /// Records, for each user, that everything up to the seq was written to some socket of
     /// theirs (never moves back), in one transaction.
     async fn record_sent(&self, sent: &[(UserId, i64)]) -> Result<(), StoreError>;
-    /// The outbound deliveries of one of a user's notifications.
-    async fn deliveries(&self, user: UserId, id: i64) -> Result<Option<Vec<Delivery>>, StoreError>;
-    /// How the outbound deliveries of these notifications stand, per notification that has
-    /// any (one query).
-    async fn delivery_summaries(
-        &self,
-        ids: &[i64],
-    ) -> Result<HashMap<i64, DeliverySummary>, StoreError>;
+}
+
+/// Which channels users switched off, and which types they received.
+#[async_trait]
+pub trait PreferenceStore: Send + Sync {
     /// The preferences of these users.
     async fn preferences(
         &self,
@@ -454,6 +463,14 @@ pub trait OutboxStore: Send + Sync {
     ) -> Result<u64, StoreError>;
     /// Deliveries of a channel not yet final.
     async fn outbox_depth(&self, channel: Channel) -> Result<i64, StoreError>;
+    /// The outbound deliveries of one of a user's notifications.
+    async fn deliveries(&self, user: UserId, id: i64) -> Result<Option<Vec<Delivery>>, StoreError>;
+    /// How the outbound deliveries of these notifications stand, per notification that has
+    /// any (one query).
+    async fn delivery_summaries(
+        &self,
+        ids: &[i64],
+    ) -> Result<HashMap<i64, DeliverySummary>, StoreError>;
 }
 
 /// Why a transport could not send.
@@ -486,7 +503,7 @@ pub enum BusEvent {
     /// Notifications were committed: recipient and seq.
     Committed(Vec<(UserId, i64)>),
     /// A user changed their inbox (read, unread, delete, mark all read, delete all).
-    Inbox(UserId, crate::connection::Update),
+    Inbox(UserId, crate::notification::Update),
     /// A ticket was committed at this version.
     Ticket(TicketId, i64),
     /// A ticket of a project changed or got a comment: nodes with the project's room read it
@@ -501,7 +518,7 @@ pub enum BusEvent {
     },
     /// A presence change in a project's room on another node (joined, left, viewing, typing),
     /// relayed to this node's presence sockets of the project.
-    Presence(crate::domain::ProjectId, crate::room::PresenceChange),
+    Presence(crate::domain::ProjectId, crate::board::PresenceChange),
     /// Users were removed from a project: their sockets in its room close, on every node.
     Revoked(crate::domain::ProjectId, Vec<UserId>),
     /// A user's tokens were ended (deactivated, another role, a new password): every socket of
@@ -522,7 +539,7 @@ pub trait PresenceStore: Send + Sync {
     async fn enter(
         &self,
         project: crate::domain::ProjectId,
-        entries: &[crate::room::PresenceEntry],
+        entries: &[crate::board::PresenceEntry],
     ) -> Result<Vec<UserId>, StoreError>;
     /// This node no longer has these users; answers, in one atomic step, those of them that no
     /// node holds a live lease for any more (they left the cluster).
@@ -535,7 +552,7 @@ pub trait PresenceStore: Send + Sync {
     async fn refresh(
         &self,
         project: crate::domain::ProjectId,
-        entries: &[crate::room::PresenceEntry],
+        entries: &[crate::board::PresenceEntry],
     ) -> Result<(), StoreError>;
     /// The users other nodes hold live leases for, and the users whose leases ran out: those
     /// are removed here, and a user is returned only to the one node that removed their last
@@ -543,14 +560,14 @@ pub trait PresenceStore: Send + Sync {
     async fn others(
         &self,
         project: crate::domain::ProjectId,
-    ) -> Result<(Vec<crate::room::PresenceEntry>, Vec<(UserId, String)>), StoreError>;
+    ) -> Result<(Vec<crate::board::PresenceEntry>, Vec<(UserId, String)>), StoreError>;
 }
 
 /// What a board notice on the bus says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BoardNotice {
     /// The ticket was created or changed.
-    Update(crate::room::BoardAction),
+    Update(crate::board::BoardAction),
     /// A comment with this id was added.
     Comment(i64),
 }
@@ -563,6 +580,13 @@ pub trait Bus: Send + Sync {
     fn publish(&self, event: BusEvent);
     /// Whether the bus is connected, for readiness checks.
     fn is_connected(&self) -> bool;
+}
+
+/// Announces `event` to the other nodes, if there are any.
+pub fn publish(bus: &Option<std::sync::Arc<dyn Bus>>, event: BusEvent) {
+    if let Some(bus) = bus {
+        bus.publish(event);
+    }
 }
 
 /// A run of one user's seqs written to their sockets on one node.
@@ -590,7 +614,7 @@ pub struct TicketEvent {
     /// The ticket.
     pub ticket: TicketId,
     /// Its notification type.
-    pub event: crate::routing::EventType,
+    pub event: crate::event::EventType,
     /// The REST action (`create`, `assign`, …).
     pub action: String,
     /// Who took it.
@@ -617,7 +641,7 @@ pub struct EscalationRow {
     /// The ticket, if any.
     pub ticket: Option<TicketId>,
     /// The step.
-    pub step: crate::escalation::PlannedStep,
+    pub step: crate::policy::PlannedStep,
     /// When it is (or was) due.
     pub due_at: DateTime<Utc>,
     /// `PENDING`, `FIRING`, `FIRED`, `CANCELLED` or `FAILED`.
@@ -710,6 +734,46 @@ pub trait HistoryStore: Send + Sync {
     ) -> Result<Vec<(i64, i64)>, StoreError>;
 }
 
+/// A due step claimed by this node, with what deciding it needs, as the database has it now.
+#[derive(Clone, Debug)]
+pub struct EscalationJob {
+    /// The step's row id.
+    pub id: i64,
+    /// The step.
+    pub step: PlannedStep,
+    /// When it was due.
+    pub due_at: DateTime<Utc>,
+    /// The notification it escalates.
+    pub notification: Notification,
+    /// Whether the recipient deleted it.
+    pub deleted: bool,
+    /// The highest seq the recipient's clients acknowledged.
+    pub acked_seq: i64,
+    /// The ticket's status when the notification was committed.
+    pub cause_status: Option<TicketStatus>,
+    /// The ticket as it is now.
+    pub ticket: Option<Ticket>,
+}
+
+/// How a claimed step ends.
+#[derive(Clone, Debug)]
+pub enum Finish {
+    /// It no longer applies, and why.
+    Cancelled(String),
+    /// It sends the recipient's notification on these channels (outbox rows of that
+    /// notification) and commits these notifications for the `also` audience.
+    Fired {
+        /// Channel and address of each new delivery of the escalated notification.
+        deliveries: Vec<(Channel, String)>,
+        /// The `ticket_escalated` notifications.
+        drafts: Vec<crate::notification::Draft>,
+        /// What it did, for the timeline.
+        detail: String,
+    },
+    /// It reached nobody (no usable channel, nobody else to tell), and why.
+    Failed(String),
+}
+
 /// The durable escalation steps.
 #[async_trait]
 pub trait EscalationStore: Send + Sync {
@@ -722,7 +786,7 @@ pub trait EscalationStore: Send + Sync {
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
         limit: i64,
-    ) -> Result<Vec<crate::escalation::EscalationJob>, StoreError>;
+    ) -> Result<Vec<EscalationJob>, StoreError>;
     /// Settles a claimed step in one transaction, if `node` still holds its claim and it was
     /// not cancelled meanwhile: its deliveries, the notifications it commits (answered), and
     /// its status. `None`: the claim was lost and nothing was written.
@@ -730,7 +794,7 @@ pub trait EscalationStore: Send + Sync {
         &self,
         id: i64,
         node: &str,
-        finish: crate::escalation::Finish,
+        finish: Finish,
     ) -> Result<Option<Vec<crate::notification::Notification>>, StoreError>;
     /// Gives claimed steps back (`PENDING`, due as they were), if `node` still holds them: a
     /// step whose firing failed is tried again at the next look, not after the lease.
@@ -818,6 +882,9 @@ pub enum Purgeable {
     TicketEvents,
     /// Delivery attempts.
     DeliveryAttempts,
+    /// Outbox rows that were sent or failed for good (an unread notification that is kept
+    /// keeps its in-app record; its email, WhatsApp and webhook rows go).
+    FinishedDeliveries,
     /// Escalation steps that fired, were cancelled or failed.
     Escalations,
     /// Refresh-token records past their expiry (whatever the cutoff).
@@ -826,13 +893,14 @@ pub enum Purgeable {
 
 impl Purgeable {
     /// Every kind, in the order a sweep takes them.
-    pub const ALL: [Purgeable; 8] = [
+    pub const ALL: [Purgeable; 9] = [
         Purgeable::ReadNotifications,
         Purgeable::DeletedNotifications,
         Purgeable::UnreadNotifications,
         Purgeable::StreamEvents,
         Purgeable::TicketEvents,
         Purgeable::DeliveryAttempts,
+        Purgeable::FinishedDeliveries,
         Purgeable::Escalations,
         Purgeable::RefreshTokens,
     ];
@@ -846,6 +914,7 @@ impl Purgeable {
             Purgeable::StreamEvents => "stream_events",
             Purgeable::TicketEvents => "ticket_events",
             Purgeable::DeliveryAttempts => "delivery_attempts",
+            Purgeable::FinishedDeliveries => "finished_deliveries",
             Purgeable::Escalations => "escalations",
             Purgeable::RefreshTokens => "refresh_tokens",
         }
@@ -877,6 +946,10 @@ pub struct StoreFaults {
     pub failed_outcome_writes: std::sync::atomic::AtomicU32,
     /// Escalation steps whose settling fails before it reaches the database.
     pub failed_escalation_finishes: std::sync::atomic::AtomicU32,
+    /// Claimed deliveries given back whose release fails before it reaches the database.
+    pub failed_releases: std::sync::atomic::AtomicU32,
+    /// Other nodes' board events whose content cannot be read.
+    pub failed_board_reads: std::sync::atomic::AtomicU32,
 }
 
 impl StoreFaults {
@@ -896,6 +969,9 @@ pub trait Store:
     + ProjectStore
     + TicketStore
     + NotificationStore
+    + InboxStore
+    + StreamStore
+    + PreferenceStore
     + OutboxStore
     + HistoryStore
     + EscalationStore

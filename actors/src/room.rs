@@ -10,206 +10,19 @@
 //! The room stops once it has no sockets and nobody is inside a grace period.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::time::Instant;
 
+pub use crate::board::{
+    BoardAction, PresenceChange, PresenceCommand, PresenceEntry, RoomEvent, RoomFrame, RoomSocket,
+};
 use crate::connection::{now_ms, ConnHandle, ConnId, ConnectionMsg, Disconnect};
 use crate::directory::Keyed;
 use crate::domain::{ProjectId, UserId};
-use crate::notifier::Deps;
-use crate::ticket_domain::{Comment, Ticket, TicketId};
-
-/// What a board event says happened to a ticket.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BoardAction {
-    /// The ticket was created.
-    Created,
-    /// Its status moved.
-    StatusChanged,
-    /// Something else changed (assignees).
-    Updated,
-}
-
-impl BoardAction {
-    /// The wire name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BoardAction::Created => "created",
-            BoardAction::StatusChanged => "status_changed",
-            BoardAction::Updated => "updated",
-        }
-    }
-
-    /// The action by its wire name.
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "created" => Some(BoardAction::Created),
-            "status_changed" => Some(BoardAction::StatusChanged),
-            "updated" => Some(BoardAction::Updated),
-            _ => None,
-        }
-    }
-}
-
-/// One present user, as `presence_state` lists them.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PresenceEntry {
-    /// The user.
-    pub user_id: UserId,
-    /// Their username.
-    pub username: String,
-    /// Their display name.
-    pub display_name: String,
-    /// The ticket their most recent tab looks at.
-    pub viewing: Option<TicketId>,
-}
-
-/// What a room pushes to its sockets; the adapter renders the JSON.
-#[derive(Clone, Debug)]
-pub enum RoomEvent {
-    /// A ticket of the project was created or changed (board sockets).
-    TicketUpdate {
-        /// What happened.
-        action: BoardAction,
-        /// The ticket after the change.
-        ticket: Arc<Ticket>,
-    },
-    /// A comment was added to a ticket of the project (board sockets).
-    CommentAdded {
-        /// The ticket.
-        ticket: Arc<Ticket>,
-        /// The comment.
-        comment: Arc<Comment>,
-    },
-    /// Who is present, sent to a presence socket when it joins.
-    PresenceState(Vec<PresenceEntry>),
-    /// A user joined or left, looks at a ticket, or types (presence sockets).
-    Presence(PresenceChange),
-    /// The joins and leaves of one batch in one frame, for presence sockets that asked for
-    /// diffs (`?presence=diff`): a storm of arrivals is one frame per batch, not one per user.
-    PresenceDiff {
-        /// Users who joined.
-        joins: Vec<PresenceEntry>,
-        /// Users who left: (id, username).
-        leaves: Vec<(UserId, String)>,
-    },
-    /// The board socket is subscribed: everything committed from now on reaches it.
-    Subscribed,
-}
-
-/// A room event on its way to sockets, with its text once the first socket rendered it: every
-/// socket that gets the same frame shares the one rendering.
-#[derive(Debug)]
-pub struct RoomFrame {
-    event: RoomEvent,
-    text: OnceLock<Box<[u8]>>,
-}
-
-impl RoomFrame {
-    /// A frame for `event`, not rendered yet.
-    pub fn new(event: RoomEvent) -> Arc<Self> {
-        Arc::new(RoomFrame {
-            event,
-            text: OnceLock::new(),
-        })
-    }
-
-    /// The event.
-    pub fn event(&self) -> &RoomEvent {
-        &self.event
-    }
-
-    /// The frame's text, rendered by `render` on first use.
-    pub fn text(&self, render: impl FnOnce(&RoomEvent) -> Vec<u8>) -> &[u8] {
-        self.text
-            .get_or_init(|| render(&self.event).into_boxed_slice())
-    }
-
-    /// A cheap estimate of the frame's size on the wire.
-    pub fn estimated_bytes(&self) -> usize {
-        if let Some(t) = self.text.get() {
-            return t.len();
-        }
-        match &self.event {
-            RoomEvent::PresenceState(users) => 64 + 96 * users.len(),
-            RoomEvent::PresenceDiff { joins, leaves } => 64 + 96 * (joins.len() + leaves.len()),
-            _ => 256,
-        }
-    }
-}
-
-/// A presence change that crosses the bus between nodes.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum PresenceChange {
-    /// The user is present in the cluster now (their first tab anywhere).
-    Joined(PresenceEntry),
-    /// The user's last tab anywhere is gone, and the grace period passed.
-    Left {
-        /// The user.
-        user_id: UserId,
-        /// Their username.
-        username: String,
-    },
-    /// The user looks at a ticket, or at none.
-    Viewing {
-        /// The user.
-        user_id: UserId,
-        /// The ticket.
-        ticket_id: Option<TicketId>,
-    },
-    /// The user types under a ticket's comments, or stopped.
-    Typing {
-        /// The user.
-        user_id: UserId,
-        /// The ticket.
-        ticket_id: TicketId,
-        /// Typing or stopped.
-        is_typing: bool,
-    },
-}
-
-impl PresenceChange {
-    /// The frame the change becomes on a presence socket.
-    pub fn event(&self) -> RoomEvent {
-        RoomEvent::Presence(self.clone())
-    }
-
-    /// The user it is about.
-    pub fn user(&self) -> UserId {
-        match self {
-            PresenceChange::Joined(entry) => entry.user_id,
-            PresenceChange::Left { user_id, .. }
-            | PresenceChange::Viewing { user_id, .. }
-            | PresenceChange::Typing { user_id, .. } => *user_id,
-        }
-    }
-}
-
-/// Which of a project's sockets.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RoomSocket {
-    /// `/ws/projects/{id}/tickets/`.
-    Board,
-    /// `/ws/projects/{id}/presence/`.
-    Presence,
-}
-
-/// What a presence socket's client says.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PresenceCommand {
-    /// `{"type":"ticket_viewing","ticket_id":T|null}`.
-    Viewing(Option<TicketId>),
-    /// `{"type":"user_typing","ticket_id":T,"is_typing":bool}`.
-    Typing {
-        /// The ticket.
-        ticket_id: TicketId,
-        /// Typing or stopped.
-        is_typing: bool,
-    },
-}
+use crate::ticket_domain::TicketId;
 
 /// Frames as one socket message.
 type Batch = Arc<[Arc<RoomFrame>]>;
@@ -259,8 +72,10 @@ impl Default for RoomConfig {
 /// The room actor.
 #[derive(Clone)]
 pub struct RoomActor {
-    /// Shared dependencies.
-    pub deps: Arc<Deps>,
+    /// Fan-out to other hub processes, if there are any.
+    pub bus: Option<Arc<dyn crate::ports::Bus>>,
+    /// Presence held across hub processes, if there are several.
+    pub presence: Option<Arc<dyn crate::ports::PresenceStore>>,
     /// Timings.
     pub config: RoomConfig,
 }
@@ -435,224 +250,6 @@ impl Keyed for RoomActor {
     }
 }
 
-/// The joins and leaves among `events` as one diff frame (a user who joined and left within
-/// the batch, or left and came back, is in neither), followed by the other events in order.
-fn with_diff<'a>(events: impl Iterator<Item = &'a Arc<RoomFrame>>) -> Vec<Arc<RoomFrame>> {
-    let mut net: BTreeMap<UserId, (bool, bool, Option<PresenceEntry>, String)> = BTreeMap::new();
-    let mut rest = Vec::new();
-    for frame in events {
-        match frame.event() {
-            RoomEvent::Presence(PresenceChange::Joined(entry)) => {
-                let e = net
-                    .entry(entry.user_id)
-                    .or_insert((true, true, None, String::new()));
-                e.1 = true;
-                e.2 = Some(entry.clone());
-            }
-            RoomEvent::Presence(PresenceChange::Left { user_id, username }) => {
-                let e = net
-                    .entry(*user_id)
-                    .or_insert((false, false, None, String::new()));
-                e.1 = false;
-                e.3.clone_from(username);
-            }
-            _ => rest.push(frame.clone()),
-        }
-    }
-    let (mut joins, mut leaves) = (Vec::new(), Vec::new());
-    for (user, (first_joined, last_joined, entry, username)) in net {
-        match (first_joined, last_joined, entry) {
-            (true, true, Some(entry)) => joins.push(entry),
-            (false, false, _) => leaves.push((user, username)),
-            _ => {}
-        }
-    }
-    if !joins.is_empty() || !leaves.is_empty() {
-        rest.insert(0, RoomFrame::new(RoomEvent::PresenceDiff { joins, leaves }));
-    }
-    rest
-}
-
-impl RoomState {
-    fn new(project: ProjectId) -> Self {
-        RoomState {
-            project,
-            board: Vec::new(),
-            board_users: HashMap::new(),
-            presence: Vec::new(),
-            members: BTreeMap::new(),
-            orphaned: Vec::new(),
-            pending: Vec::new(),
-            entering: Vec::new(),
-            leaving: Vec::new(),
-            remote: BTreeMap::new(),
-            touched: Vec::new(),
-            flush_scheduled: false,
-            board_versions: HashMap::new(),
-            lease_timer: None,
-        }
-    }
-
-    fn push_board(&mut self, event: &RoomEvent) {
-        if let RoomEvent::TicketUpdate { ticket, .. } = event {
-            // The newest version seen of each ticket keeps a late, older update off the
-            // board. Bounded: past the cap the map starts over (a board may then show one
-            // update out of order, which the next one corrects).
-            if self.board_versions.len() >= BOARD_VERSIONS_KEPT
-                && !self.board_versions.contains_key(&ticket.id)
-            {
-                self.board_versions.clear();
-            }
-            let newest = self.board_versions.entry(ticket.id).or_insert(0);
-            if ticket.version <= *newest {
-                return;
-            }
-            *newest = ticket.version;
-        }
-        let batch = one(event.clone());
-        let users = &mut self.board_users;
-        self.board.retain(|c| {
-            let ok = c.push(ConnectionMsg::Room(batch.clone())).is_ok();
-            if !ok {
-                users.remove(&c.id);
-            }
-            ok
-        });
-    }
-
-    /// Queues a presence event for every presence socket but those `skip` spares. Presence
-    /// events are written in batches (see [`RoomActor::flush`]).
-    fn queue(&mut self, skip: Skip, event: RoomEvent) {
-        self.pending.push((RoomFrame::new(event), skip));
-    }
-
-    /// Whether anything waits for a flush.
-    fn flush_due(&self) -> bool {
-        !self.pending.is_empty()
-            || !self.entering.is_empty()
-            || !self.leaving.is_empty()
-            || !self.touched.is_empty()
-            || self.presence.iter().any(|s| s.fresh)
-    }
-
-    /// How long presence events gather: longer in a bigger room.
-    fn batch_interval(&self) -> Duration {
-        (Duration::from_micros(20) * self.presence.len() as u32)
-            .clamp(PRESENCE_BATCH, PRESENCE_BATCH_MAX)
-    }
-
-    /// What each presence socket gets from the queued events: a socket that just joined gets
-    /// `state` (which already says who joined, left and looks at what) and the typing relays;
-    /// the others get the events, with joins and leaves as one diff frame if they asked for
-    /// it. Sockets in the same situation share one message.
-    fn batches(&mut self, state: Option<Arc<RoomFrame>>) -> Vec<(usize, Batch)> {
-        let pending = std::mem::take(&mut self.pending);
-        let for_fresh = |frame: &Arc<RoomFrame>| {
-            matches!(
-                frame.event(),
-                RoomEvent::Presence(PresenceChange::Typing { .. })
-            )
-        };
-        let build = |socket: Option<&PresenceSocket>, fresh: bool, diff: bool| -> Batch {
-            let events = pending
-                .iter()
-                .filter(|(_, skip)| socket.is_none_or(|s| !skip.spares(s)))
-                .map(|(frame, _)| frame);
-            let mut out: Vec<Arc<RoomFrame>> = Vec::new();
-            if fresh {
-                out.extend(state.iter().cloned());
-                out.extend(events.filter(|f| for_fresh(f)).cloned());
-            } else if diff {
-                out = with_diff(events);
-            } else {
-                out.extend(events.cloned());
-            }
-            out.into()
-        };
-        let mut shared: HashMap<(bool, bool), Batch> = HashMap::new();
-        let mut out = Vec::new();
-        for (i, socket) in self.presence.iter_mut().enumerate() {
-            let (fresh, diff) = (std::mem::take(&mut socket.fresh), socket.diff);
-            let spared = pending.iter().any(|(_, skip)| skip.spares(socket));
-            let batch = if spared {
-                build(Some(socket), fresh, diff)
-            } else {
-                shared
-                    .entry((fresh, diff))
-                    .or_insert_with(|| build(None, fresh, diff))
-                    .clone()
-            };
-            if !batch.is_empty() {
-                out.push((i, batch));
-            }
-        }
-        out
-    }
-
-    /// Removes a presence socket; returns its user if that was their last tab here.
-    fn drop_presence(&mut self, id: ConnId) -> Option<UserId> {
-        let pos = self.presence.iter().position(|s| s.conn.id == id)?;
-        let user = self.presence.remove(pos).user;
-        let member = self.members.get_mut(&user)?;
-        member.tabs.retain(|(c, _)| *c != id);
-        if member.tabs.is_empty() && member.gone_since.is_none() {
-            member.gone_since = Some(Instant::now());
-            self.orphaned.push(user);
-            return Some(user);
-        }
-        None
-    }
-
-    fn entry(&self, user: UserId) -> Option<PresenceEntry> {
-        self.members.get(&user).map(|m| PresenceEntry {
-            user_id: user,
-            username: m.username.clone(),
-            display_name: m.display_name.clone(),
-            viewing: m.viewing,
-        })
-    }
-
-    fn entries(&self) -> Vec<PresenceEntry> {
-        self.members
-            .keys()
-            .filter_map(|id| self.entry(*id))
-            .collect()
-    }
-
-    /// Every socket of the room, board and presence.
-    fn sockets(&self) -> impl Iterator<Item = &ConnHandle> {
-        self.board
-            .iter()
-            .chain(self.presence.iter().map(|s| &s.conn))
-    }
-
-    /// Forgets typing entries that stopped and whose throttle ran out: they only held back a
-    /// relay that can no longer come too soon.
-    fn forget_stopped_typing(&mut self, throttle: Duration) {
-        for member in self.members.values_mut() {
-            member
-                .typing
-                .retain(|_, t| t.active || t.relayed.elapsed() < throttle);
-        }
-    }
-
-    /// Takes every socket out of the room.
-    fn drain_sockets(&mut self) -> Vec<ConnHandle> {
-        self.board_users.clear();
-        let mut all: Vec<ConnHandle> = self.board.drain(..).collect();
-        all.extend(self.presence.drain(..).map(|s| s.conn));
-        self.pending.clear();
-        all
-    }
-
-    fn is_empty(&self) -> bool {
-        self.board.is_empty()
-            && self.presence.is_empty()
-            && self.members.is_empty()
-            && self.leaving.is_empty()
-    }
-}
-
 impl RoomActor {
     async fn on_presence(
         &self,
@@ -743,90 +340,30 @@ impl RoomActor {
         }
     }
 
-    /// Tells this node's presence sockets (but those `skip` spares) and the other nodes of a
-    /// change.
-    fn announce(&self, state: &mut RoomState, skip: Skip, change: PresenceChange) {
-        self.deps.publish(crate::ports::BusEvent::Presence(
-            state.project,
-            change.clone(),
-        ));
-        state.queue(skip, change.event());
-    }
-
-    /// Users whose last lease (on a dead node) this node found run out and removed: gone from
-    /// the cluster, unless they are here. The other nodes hear of it; this node's sockets only
-    /// if they were told the user was present.
-    fn reap(&self, state: &mut RoomState, gone: Vec<(UserId, String)>) {
-        for (user_id, username) in gone {
-            if state.members.contains_key(&user_id) {
-                continue;
-            }
-            let change = PresenceChange::Left { user_id, username };
-            self.deps.publish(crate::ports::BusEvent::Presence(
-                state.project,
-                change.clone(),
-            ));
-            if state.remote.remove(&user_id).is_some() {
-                state.queue(Skip::Nobody, change.event());
-            }
-        }
-    }
-
-    /// Reads the other nodes' leases: reaps the run-out ones, and brings the room's view of
-    /// who is present elsewhere in step with them.
-    async fn read_leases(&self, state: &mut RoomState) {
-        let Some(store) = self.deps.presence.clone() else {
-            return;
-        };
-        match store.others(state.project).await {
-            Ok((others, gone)) => {
-                self.reap(state, gone);
-                Self::reconcile(state, others);
-            }
-            Err(e) => tracing::warn!(error = %e, "cannot read presence"),
-        }
-    }
-
-    /// Brings the view of who is present on other nodes in step with their live leases, for
-    /// this node's sockets only (each node does its own): a user the bus did not announce (a
-    /// gap) is `joined` here now; one missing from two lease reads in a row (a lease is renewed
-    /// every third of its life, so a live one is never missed twice) is `left`.
-    fn reconcile(state: &mut RoomState, others: Vec<PresenceEntry>) {
-        let seen: std::collections::HashSet<UserId> = others.iter().map(|e| e.user_id).collect();
-        for entry in others {
-            match state.remote.get_mut(&entry.user_id) {
-                Some(known) => *known = (entry, 0),
-                None if state.members.contains_key(&entry.user_id) => {}
-                None => {
-                    state.remote.insert(entry.user_id, (entry.clone(), 0));
-                    state.queue(Skip::Nobody, PresenceChange::Joined(entry).event());
-                }
-            }
-        }
-        let mut gone = Vec::new();
-        for (user, (_, missed)) in state.remote.iter_mut() {
-            if !seen.contains(user) {
-                *missed += 1;
-                if *missed >= 2 {
-                    gone.push(*user);
-                }
-            }
-        }
-        for user in gone {
-            let (entry, _) = state.remote.remove(&user).expect("listed above");
-            if !state.members.contains_key(&user) {
-                let change = PresenceChange::Left {
-                    user_id: user,
-                    username: entry.username,
-                };
-                state.queue(Skip::Nobody, change.event());
-            }
-        }
-    }
-
     /// A user's last tab left: after the grace period, unless a tab came back, they leave.
     fn schedule_grace(&self, myself: &ActorRef<RoomMsg>, user: UserId) {
         myself.send_after(self.config.grace, move || RoomMsg::GraceCheck(user));
+    }
+
+    /// A user with no tab left here leaves the room: whatever they were typing stops, and
+    /// `left` goes out with the next flush, unless another node has them.
+    fn depart(&self, state: &mut RoomState, user: UserId) {
+        let Some(entry) = state.entry(user) else {
+            return;
+        };
+        let member = state.members.remove(&user).expect("entry found above");
+        for (ticket_id, _) in member.typing.iter().filter(|(_, t)| t.active) {
+            self.announce(
+                state,
+                Skip::Nobody,
+                PresenceChange::Typing {
+                    user_id: user,
+                    ticket_id: *ticket_id,
+                    is_typing: false,
+                },
+            );
+        }
+        state.leaving.push(entry);
     }
 
     fn leave(&self, state: &mut RoomState, conn: ConnId) {
@@ -863,7 +400,7 @@ impl RoomActor {
         let leaving_ids: Vec<UserId> = leaving.iter().map(|e| e.user_id).collect();
         let mut left: Vec<UserId> = leaving_ids.clone();
         let mut joined: Vec<UserId> = entering.clone();
-        if let Some(store) = self.deps.presence.clone() {
+        if let Some(store) = self.presence.clone() {
             let project = state.project;
             // Out first, then in: a user who left and came back within the batch keeps a lease.
             if !leaving_ids.is_empty() {
@@ -957,7 +494,7 @@ impl Actor for RoomActor {
         project: ProjectId,
     ) -> Result<Self::State, ActorProcessingErr> {
         let mut state = RoomState::new(project);
-        state.lease_timer = self.deps.presence.as_ref().map(|_| {
+        state.lease_timer = self.presence.as_ref().map(|_| {
             myself.send_interval(self.config.presence_lease / 3, || RoomMsg::PresenceTick)
         });
         Ok(state)
@@ -1034,21 +571,7 @@ impl Actor for RoomActor {
                         })
                 });
                 if over {
-                    let entry = state.entry(user).expect("checked above");
-                    let member = state.members.remove(&user).expect("checked above");
-                    for (ticket_id, _) in member.typing.iter().filter(|(_, t)| t.active) {
-                        self.announce(
-                            state,
-                            Skip::Nobody,
-                            PresenceChange::Typing {
-                                user_id: user,
-                                ticket_id: *ticket_id,
-                                is_typing: false,
-                            },
-                        );
-                    }
-                    // `left` goes out with the next flush, unless another node has them.
-                    state.leaving.push(entry);
+                    self.depart(state, user);
                 }
             }
             RoomMsg::TypingCheck(user, ticket_id) => {
@@ -1086,7 +609,7 @@ impl Actor for RoomActor {
             }
             // After a gap on the bus, the same at once: what the gap lost is made up.
             RoomMsg::PresenceTick | RoomMsg::Resync => {
-                if let Some(store) = self.deps.presence.clone() {
+                if let Some(store) = self.presence.clone() {
                     let mine: Vec<PresenceEntry> = state.entries();
                     if let Err(e) = store.refresh(state.project, &mine).await {
                         tracing::warn!(error = %e, "cannot renew presence leases");
@@ -1138,6 +661,13 @@ impl Actor for RoomActor {
                         }
                     }
                     self.leave(state, id);
+                }
+                // No grace for someone who may no longer be here: they leave at once (the
+                // grace period is for a reloading tab, and they cannot come back).
+                for user in users {
+                    if state.members.get(&user).is_some_and(|m| m.tabs.is_empty()) {
+                        self.depart(state, user);
+                    }
                 }
             }
             RoomMsg::Heartbeat => {
@@ -1197,281 +727,11 @@ impl Actor for RoomActor {
     }
 }
 
+mod leases;
+mod state;
+
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::connection::Outbound;
-    use crate::ticket_domain::{sample_ticket, TicketStatus};
+use state::with_diff;
 
-    fn socket(id: u64) -> (ConnHandle, Outbound) {
-        ConnHandle::new(ConnId(id), 16, 1 << 20)
-    }
-
-    fn update(version: i64) -> RoomEvent {
-        let mut ticket = sample_ticket(TicketStatus::Open);
-        ticket.version = version;
-        RoomEvent::TicketUpdate {
-            action: BoardAction::StatusChanged,
-            ticket: Arc::new(ticket),
-        }
-    }
-
-    #[test]
-    fn a_board_update_older_than_one_pushed_is_dropped_and_a_batch_is_shared() {
-        let mut state = RoomState::new(ProjectId(1));
-        let (a, mut ra) = socket(1);
-        let (b, mut rb) = socket(2);
-        state.board.extend([a, b]);
-        state.push_board(&update(3));
-        // Read late from another node: an older version after a newer one.
-        state.push_board(&update(2));
-        state.push_board(&update(3));
-        state.push_board(&update(4));
-        let versions = |rx: &mut Outbound| {
-            let mut out = Vec::new();
-            while let Some(ConnectionMsg::Room(batch)) = rx.try_recv() {
-                for e in batch.iter() {
-                    if let RoomEvent::TicketUpdate { ticket, .. } = e.event() {
-                        out.push(ticket.version);
-                    }
-                }
-            }
-            out
-        };
-        assert_eq!(versions(&mut ra), vec![3, 4]);
-        assert_eq!(versions(&mut rb), vec![3, 4]);
-        // One allocation for every socket: the batch is shared, not copied.
-        let (c, mut rc) = socket(3);
-        let (d, mut rd) = socket(4);
-        state.board = vec![c, d];
-        state.push_board(&update(5));
-        let (Some(ConnectionMsg::Room(x)), Some(ConnectionMsg::Room(y))) =
-            (rc.try_recv(), rd.try_recv())
-        else {
-            panic!("both sockets get the update");
-        };
-        assert!(Arc::ptr_eq(&x, &y));
-    }
-
-    #[test]
-    fn a_room_remembers_a_bounded_number_of_board_versions() {
-        let mut state = RoomState::new(ProjectId(1));
-        for id in 0..(BOARD_VERSIONS_KEPT as i64 * 2 + 5) {
-            let mut ticket = sample_ticket(TicketStatus::Open);
-            ticket.id = crate::ticket_domain::TicketId(id);
-            state.push_board(&RoomEvent::TicketUpdate {
-                action: BoardAction::Updated,
-                ticket: Arc::new(ticket),
-            });
-            assert!(state.board_versions.len() <= BOARD_VERSIONS_KEPT);
-        }
-    }
-
-    #[test]
-    fn stopped_typers_are_forgotten_once_their_throttle_ran_out() {
-        let mut state = RoomState::new(ProjectId(1));
-        let long_ago = Instant::now() - Duration::from_secs(60);
-        let typing = |active: bool, relayed: Instant| Typing {
-            relayed,
-            heard: relayed,
-            active,
-        };
-        state.members.insert(
-            UserId(1),
-            Member {
-                username: "u1".into(),
-                display_name: String::new(),
-                tabs: Vec::new(),
-                viewing: None,
-                typing: [
-                    (crate::ticket_domain::TicketId(1), typing(false, long_ago)),
-                    (crate::ticket_domain::TicketId(2), typing(true, long_ago)),
-                    (
-                        crate::ticket_domain::TicketId(3),
-                        typing(false, Instant::now()),
-                    ),
-                ]
-                .into_iter()
-                .collect(),
-                gone_since: None,
-            },
-        );
-        state.forget_stopped_typing(Duration::from_secs(1));
-        let mut left: Vec<i64> = state.members[&UserId(1)]
-            .typing
-            .keys()
-            .map(|t| t.0)
-            .collect();
-        left.sort();
-        assert_eq!(
-            left,
-            [2, 3],
-            "a stopped typer past the throttle is forgotten"
-        );
-    }
-
-    fn joined(user: i64) -> RoomEvent {
-        PresenceChange::Joined(PresenceEntry {
-            user_id: UserId(user),
-            username: format!("u{user}"),
-            display_name: format!("U {user}"),
-            viewing: None,
-        })
-        .event()
-    }
-
-    fn left(user: i64) -> RoomEvent {
-        PresenceChange::Left {
-            user_id: UserId(user),
-            username: format!("u{user}"),
-        }
-        .event()
-    }
-
-    fn presence_socket(id: u64, user: i64, diff: bool, fresh: bool) -> PresenceSocket {
-        PresenceSocket {
-            conn: socket(id).0,
-            user: UserId(user),
-            diff,
-            fresh,
-        }
-    }
-
-    #[test]
-    fn a_batch_is_one_message_per_socket_shared_by_sockets_alike() {
-        let mut state = RoomState::new(ProjectId(1));
-        state.presence = vec![
-            presence_socket(1, 1, false, false),
-            presence_socket(2, 2, false, false),
-            presence_socket(3, 3, true, false),
-            presence_socket(4, 4, true, false),
-            presence_socket(5, 5, false, true),
-            // The typing user's own socket is spared their relay.
-            presence_socket(6, 9, false, false),
-        ];
-        for user in 100..200 {
-            state.queue(Skip::Nobody, joined(user));
-        }
-        state.queue(
-            Skip::User(UserId(9)),
-            PresenceChange::Typing {
-                user_id: UserId(9),
-                ticket_id: TicketId(1),
-                is_typing: true,
-            }
-            .event(),
-        );
-        let present = RoomFrame::new(RoomEvent::PresenceState(Vec::new()));
-        let batches: HashMap<usize, Batch> = state.batches(Some(present)).into_iter().collect();
-        assert_eq!(batches.len(), 6);
-        // One frame per event for seed clients, the same message for both.
-        assert_eq!(batches[&0].len(), 101);
-        assert!(Arc::ptr_eq(&batches[&0], &batches[&1]));
-        // Diff sockets: one diff frame with the 100 joins, then the typing relay.
-        assert_eq!(batches[&2].len(), 2);
-        assert!(Arc::ptr_eq(&batches[&2], &batches[&3]));
-        let RoomEvent::PresenceDiff { joins, leaves } = batches[&2][0].event() else {
-            panic!("a diff first");
-        };
-        assert_eq!((joins.len(), leaves.len()), (100, 0));
-        // A socket that just joined gets the state (which says who joined) and the relay.
-        assert!(matches!(
-            batches[&4][0].event(),
-            RoomEvent::PresenceState(_)
-        ));
-        assert_eq!(batches[&4].len(), 2);
-        // The typing user's socket: the joins only.
-        assert_eq!(batches[&5].len(), 100);
-        // Nothing is left for the next flush, and nobody is fresh any more.
-        assert!(!state.flush_due());
-    }
-
-    #[test]
-    fn a_diff_nets_out_who_came_and_went_within_the_batch() {
-        let frames: Vec<Arc<RoomFrame>> =
-            [joined(1), left(1), left(2), joined(2), joined(3), left(4)]
-                .into_iter()
-                .map(RoomFrame::new)
-                .collect();
-        let out = with_diff(frames.iter());
-        assert_eq!(out.len(), 1);
-        let RoomEvent::PresenceDiff { joins, leaves } = out[0].event() else {
-            panic!("one diff");
-        };
-        assert_eq!(
-            joins.iter().map(|e| e.user_id.0).collect::<Vec<_>>(),
-            vec![3]
-        );
-        assert_eq!(leaves.iter().map(|(u, _)| u.0).collect::<Vec<_>>(), vec![4]);
-        assert!(with_diff([].iter()).is_empty());
-    }
-
-    #[test]
-    fn a_bigger_room_batches_longer_within_bounds() {
-        let mut state = RoomState::new(ProjectId(1));
-        assert_eq!(state.batch_interval(), PRESENCE_BATCH);
-        state.presence = (0..5_000)
-            .map(|i| presence_socket(i, i as i64, false, false))
-            .collect();
-        assert_eq!(state.batch_interval(), Duration::from_millis(100));
-        state.presence = (0..50_000)
-            .map(|i| presence_socket(i, i as i64, false, false))
-            .collect();
-        assert_eq!(state.batch_interval(), PRESENCE_BATCH_MAX);
-    }
-
-    fn entry(user: i64) -> PresenceEntry {
-        PresenceEntry {
-            user_id: UserId(user),
-            username: format!("u{user}"),
-            display_name: format!("U {user}"),
-            viewing: None,
-        }
-    }
-
-    fn said(state: &mut RoomState) -> Vec<String> {
-        std::mem::take(&mut state.pending)
-            .iter()
-            .map(|(f, _)| match f.event() {
-                RoomEvent::Presence(PresenceChange::Joined(e)) => format!("+{}", e.user_id.0),
-                RoomEvent::Presence(PresenceChange::Left { user_id, .. }) => {
-                    format!("-{}", user_id.0)
-                }
-                other => format!("{other:?}"),
-            })
-            .collect()
-    }
-
-    #[test]
-    fn the_view_of_other_nodes_follows_their_leases_when_the_bus_missed_it() {
-        let mut state = RoomState::new(ProjectId(1));
-        state.members.insert(
-            UserId(2),
-            Member {
-                username: "u2".into(),
-                display_name: "U 2".into(),
-                tabs: vec![(ConnId(1), None)],
-                viewing: None,
-                typing: HashMap::new(),
-                gone_since: None,
-            },
-        );
-        // User 1 is on another node and the bus never said so; user 2 is here as well.
-        RoomActor::reconcile(&mut state, vec![entry(1), entry(2)]);
-        assert_eq!(said(&mut state), vec!["+1"]);
-        RoomActor::reconcile(&mut state, vec![entry(1), entry(2)]);
-        assert!(said(&mut state).is_empty(), "said once");
-        // One read that misses a user may be a lease between renewals: nothing yet.
-        RoomActor::reconcile(&mut state, vec![entry(2)]);
-        assert!(said(&mut state).is_empty());
-        RoomActor::reconcile(&mut state, vec![entry(1), entry(2)]);
-        RoomActor::reconcile(&mut state, vec![]);
-        assert!(
-            said(&mut state).is_empty(),
-            "a miss is forgiven once seen again"
-        );
-        RoomActor::reconcile(&mut state, vec![]);
-        assert_eq!(said(&mut state), vec!["-1"]);
-        assert!(state.remote.is_empty());
-    }
-}
+#[cfg(test)]
+mod tests;

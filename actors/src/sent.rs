@@ -1,7 +1,7 @@
 //! What each user's sockets were sent, recorded in batches.
 //!
 //! Every user actor reports the highest seq its sockets were written (`sent_seq`) on its
-//! heartbeat and whenever it runs [`crate::user::SENT_FLUSH_EVERY`] ahead of the database. Written one
+//! heartbeat and whenever it runs [`SENT_FLUSH_EVERY`] ahead of the database. Written one
 //! transaction per user, the heartbeats of thousands of users would land on the database in
 //! the same instant, every heartbeat, ahead of the commits of new notifications. The recorder
 //! gathers the reports and writes them all in one transaction: heartbeat reports on its own
@@ -16,6 +16,12 @@ use tokio::sync::{watch, Notify};
 
 use crate::domain::UserId;
 use crate::ports::Store;
+
+/// How far what was written to a user's sockets may run ahead of the `sent_seq` recorded in
+/// the database. A client that neither acks nor sends `last_seq` is sent again, after a crash,
+/// what was written but not recorded: with this, fewer than this many notifications plus one
+/// socket queue.
+pub const SENT_FLUSH_EVERY: i64 = 64;
 
 /// How often the socket-write records of timelines are written: runs of live seqs grow for
 /// this long (one row per user and interval, whatever the rate), and a closing actor's flush

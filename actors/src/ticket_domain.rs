@@ -278,7 +278,7 @@ pub struct Change {
     /// Assignees who were not assigned before (for `ticket_assigned`).
     pub newly_assigned: Vec<UserId>,
     /// The event the action raises.
-    pub event: crate::routing::EventType,
+    pub event: crate::event::EventType,
     /// A comment to store, for `comments`.
     pub comment: Option<String>,
     /// The rejection reason, for `reject`.
@@ -294,7 +294,7 @@ pub fn transition(
     by: Principal,
     action: &Action,
 ) -> Result<Change, TransitionError> {
-    use crate::routing::EventType as E;
+    use crate::event::EventType as E;
     use TicketStatus as S;
     let is_admin = by.role == Role::Admin;
     let is_assignee = by.role == Role::Developer && ticket.assignees.contains(&by.id);
@@ -438,10 +438,49 @@ pub(crate) fn sample_ticket(status: TicketStatus) -> Ticket {
     }
 }
 
+/// What a notification shows of its ticket, as of the event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TicketSummary {
+    /// The ticket's id.
+    pub id: TicketId,
+    /// The ticket's key, e.g. `WEB-5`.
+    pub key: String,
+    /// The title.
+    pub title: String,
+    /// Urgency.
+    pub priority: Priority,
+    /// Kind of work.
+    pub category: Category,
+    /// Status after the event.
+    pub status: TicketStatus,
+    /// The creator's display name.
+    pub created_by: String,
+    /// The project's name.
+    pub project_name: String,
+    /// When the ticket was created.
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<&Ticket> for TicketSummary {
+    fn from(t: &Ticket) -> Self {
+        TicketSummary {
+            id: t.id,
+            key: t.key(),
+            title: t.title.clone(),
+            priority: t.priority,
+            category: t.category,
+            status: t.status,
+            created_by: t.created_by_name.clone(),
+            project_name: t.project_name.clone(),
+            created_at: t.created_at,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::routing::EventType as E;
+    use crate::event::EventType as E;
     use TicketStatus as S;
 
     const ADMIN: Principal = Principal {

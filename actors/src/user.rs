@@ -25,16 +25,19 @@ use crate::connection::{now_ms, ConnHandle, ConnId, ConnectionMsg, Disconnect, R
 use crate::directory::Keyed;
 use crate::domain::UserId;
 use crate::notification::Notification;
-use crate::notifier::Deps;
 use crate::ports::{NotificationFilter, Store, StoreError};
 
 /// The user actor.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct UserActor {
     /// A socket silent for longer than this is closed.
     pub idle_timeout: Duration,
-    /// Shared dependencies.
-    pub deps: Arc<Deps>,
+    /// The database.
+    pub store: Arc<dyn Store>,
+    /// Batches the user's `sent_seq` writes.
+    pub sent: Arc<crate::sent::SentRecorder>,
+    /// Fan-out to other hub processes, if there are any.
+    pub bus: Option<Arc<dyn crate::ports::Bus>>,
     /// The most notifications one replay sends; older ones are left to REST.
     pub replay_cap: i64,
     /// How long an out-of-order notification waits for the missing ones before they are read
@@ -337,11 +340,7 @@ impl UserState {
     }
 }
 
-/// How far what was written to a user's sockets may run ahead of the `sent_seq` recorded in
-/// the database. A client that neither acks nor sends `last_seq` is sent again, after a crash,
-/// what was written but not recorded: with this, fewer than this many notifications plus one
-/// socket queue.
-pub const SENT_FLUSH_EVERY: i64 = 64;
+pub use crate::sent::SENT_FLUSH_EVERY;
 
 /// How long a user actor waits before it retries a database read that failed.
 const RETRY: Duration = Duration::from_secs(2);
@@ -352,7 +351,6 @@ impl UserActor {
     /// were deleted.
     async fn fill(&self, state: &mut UserState, until: i64) -> Result<(), StoreError> {
         let missing = self
-            .deps
             .store
             .seq_range(state.user_id, state.delivered, until)
             .await?;
@@ -379,7 +377,7 @@ impl UserActor {
     async fn flush_sent(&self, state: &mut UserState, extra: i64) {
         let sent = state.max_sent().max(extra);
         if sent > state.flushed_sent {
-            self.deps.sent.flush(state.user_id, sent).await;
+            self.sent.flush(state.user_id, sent).await;
             state.flushed_sent = sent;
         }
     }
@@ -390,9 +388,9 @@ impl UserActor {
         let sent = state.max_sent();
         if sent > state.flushed_sent {
             if soon {
-                self.deps.sent.note_soon(state.user_id, sent);
+                self.sent.note_soon(state.user_id, sent);
             } else {
-                self.deps.sent.note(state.user_id, sent);
+                self.sent.note(state.user_id, sent);
             }
             state.flushed_sent = sent;
         }
@@ -434,7 +432,7 @@ impl UserActor {
         resume: Resume,
         cursor: Option<crate::ports::NotificationCursor>,
     ) -> Result<(i64, i64), StoreError> {
-        let store = &self.deps.store;
+        let store = &self.store;
         let cursor = match cursor {
             Some(c) => c,
             None => store.notification_cursor(state.user_id).await?,
@@ -455,8 +453,7 @@ impl UserActor {
         };
         let last_seq = notifications.last().map_or(start, |n| n.seq).max(start);
         if let (Some(first), Some(last)) = (notifications.first(), notifications.last()) {
-            self.deps
-                .sent
+            self.sent
                 .pushed(state.user_id, first.seq, last.seq, 1, true);
         }
         metrics::counter!("tickethub_replays_total").increment(1);
@@ -488,7 +485,7 @@ impl Actor for UserActor {
             pending: BTreeMap::new(),
             gap_check_scheduled: false,
             flushed_sent: 0,
-            sent: self.deps.sent.clone(),
+            sent: self.sent.clone(),
             loaded: false,
         })
     }
@@ -553,7 +550,7 @@ impl UserActor {
     ) -> Result<(), ActorProcessingErr> {
         let mut cursor = None;
         if !state.loaded {
-            match self.deps.store.notification_cursor(state.user_id).await {
+            match self.store.notification_cursor(state.user_id).await {
                 Ok(c) => {
                     state.delivered = c.last_seq;
                     state.flushed_sent = c.sent_seq;
@@ -632,7 +629,7 @@ impl UserActor {
             }
             UserMsg::Command(request) => {
                 let CommandRequest { from, cmd, reply } = *request;
-                match execute(self.deps.store.as_ref(), state.user_id, &cmd).await {
+                match execute(self.store.as_ref(), state.user_id, &cmd).await {
                     Ok(outcome) => {
                         if let Some(update) = outcome.update(&cmd) {
                             state.push_all(from, || {
@@ -640,8 +637,10 @@ impl UserActor {
                             });
                             // The user's sockets on other hub processes hear of it too, from
                             // here: the caller may have stopped waiting.
-                            self.deps
-                                .publish(crate::ports::BusEvent::Inbox(state.user_id, update));
+                            crate::ports::publish(
+                                &self.bus,
+                                crate::ports::BusEvent::Inbox(state.user_id, update),
+                            );
                         }
                         let _ = reply.send(Ok(outcome));
                     }
@@ -655,7 +654,7 @@ impl UserActor {
                 // The change may be about a notification committed on another node that has
                 // not reached this actor yet: push what was committed first, so that a socket
                 // never hears of a change before the notification it changes.
-                let caught_up = match self.deps.store.notification_cursor(state.user_id).await {
+                let caught_up = match self.store.notification_cursor(state.user_id).await {
                     Ok(cursor) if cursor.last_seq > state.delivered => {
                         self.fill(state, cursor.last_seq + 1).await
                     }
@@ -709,3 +708,6 @@ impl UserActor {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;

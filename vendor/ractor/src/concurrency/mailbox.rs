@@ -46,8 +46,25 @@ impl<T> MailboxSender<T> {
 impl<T> MailboxReceiver<T> {
     /// The next message, or `None` once every sender is gone (or the mailbox is closed)
     /// and nothing is left. Cancel-safe: a message is only taken when it is returned.
+    ///
+    /// Like tokio's own channels, a message taken consumes a unit of the task's cooperative
+    /// budget, so an actor whose mailbox never runs dry and whose handlers never wait still
+    /// yields its worker to other tasks (an actor's loop is a biased `select!` over its ports).
     pub(crate) async fn recv(&mut self) -> Option<T> {
-        self.0.next().await
+        #[cfg(all(
+            feature = "tokio_runtime",
+            not(all(target_arch = "wasm32", target_os = "unknown"))
+        ))]
+        {
+            tokio::task::coop::cooperative(self.0.next()).await
+        }
+        #[cfg(not(all(
+            feature = "tokio_runtime",
+            not(all(target_arch = "wasm32", target_os = "unknown"))
+        )))]
+        {
+            self.0.next().await
+        }
     }
 
     /// The next message if one is queued.
@@ -61,5 +78,74 @@ impl<T> MailboxReceiver<T> {
     /// Refuses further messages; those already queued can still be received.
     pub(crate) fn close(&mut self) {
         self.0.close();
+    }
+}
+
+#[cfg(all(
+    test,
+    feature = "tokio_runtime",
+    not(all(target_arch = "wasm32", target_os = "unknown"))
+))]
+mod tests {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+
+    use crate::{Actor, ActorProcessingErr, ActorRef};
+
+    /// Counts its messages; its handler never waits.
+    struct Busy(Arc<AtomicU64>);
+
+    #[cfg_attr(feature = "async-trait", crate::async_trait)]
+    impl Actor for Busy {
+        type Msg = ();
+        type State = ();
+        type Arguments = ();
+
+        async fn pre_start(
+            &self,
+            _: ActorRef<Self::Msg>,
+            _: (),
+        ) -> Result<Self::State, ActorProcessingErr> {
+            Ok(())
+        }
+
+        async fn handle(
+            &self,
+            _: ActorRef<Self::Msg>,
+            _: (),
+            _: &mut (),
+        ) -> Result<(), ActorProcessingErr> {
+            self.0.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        }
+    }
+
+    /// On a runtime with one worker, an actor flooded with messages whose handler never
+    /// waits lets another task run long before its mailbox is empty.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_flooded_actor_does_not_starve_another_task_on_its_worker() {
+        const FLOOD: u64 = 100_000;
+        let handled = Arc::new(AtomicU64::new(0));
+        let (busy, handle) = Actor::spawn(None, Busy(handled.clone()), ())
+            .await
+            .expect("the actor starts");
+        for _ in 0..FLOOD {
+            busy.send_message(()).expect("the actor takes messages");
+        }
+        // Queued behind the actor's task on the only worker: how far had the flood got when
+        // this task first ran?
+        let seen = tokio::spawn({
+            let handled = handled.clone();
+            async move { handled.load(Ordering::Relaxed) }
+        })
+        .await
+        .expect("the task runs");
+        assert!(
+            seen < FLOOD / 10,
+            "the other task waited for {seen} of {FLOOD} messages"
+        );
+        busy.stop(None);
+        handle.await.expect("the actor stops");
+        assert!(handled.load(Ordering::Relaxed) <= FLOOD);
     }
 }

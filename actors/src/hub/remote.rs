@@ -1,0 +1,267 @@
+//! What other nodes tell this one: commits, inbox changes, board events (read here one after
+//! the other, in the order they came), presence, revocations and ended sessions.
+
+use super::*;
+
+/// A remote board event: the room, the ticket and what happened to it.
+pub(super) type BoardRead = (
+    ActorRef<RoomMsg>,
+    crate::ticket_domain::TicketId,
+    crate::ports::BoardNotice,
+);
+
+/// Remote board events that may wait for their reads; past it, one is dropped (and counted):
+/// a board is a live view, and its clients fetch the list again when they reconnect.
+pub(super) const BOARD_READS_WAITING: usize = 4096;
+
+/// Reads the content of other nodes' board events one after the other, so that a room hears
+/// them in the order they came (two comments on one ticket stay in order), and tells the room.
+pub(super) async fn read_board_events(
+    store: Arc<dyn crate::ports::Store>,
+    mut events: tokio::sync::mpsc::Receiver<BoardRead>,
+) {
+    while let Some((room, ticket, notice)) = events.recv().await {
+        let read = async {
+            if crate::ports::StoreFaults::take(&store.faults().failed_board_reads) {
+                return Err(StoreError::Backend(
+                    "injected: the board read failed".into(),
+                ));
+            }
+            let ticket = store
+                .ticket(ticket)
+                .await?
+                .ok_or_else(|| StoreError::NotFound(format!("ticket {ticket}")))?;
+            let ticket = Arc::new(ticket);
+            Ok::<_, StoreError>(match notice {
+                crate::ports::BoardNotice::Update(action) => {
+                    RoomEvent::TicketUpdate { action, ticket }
+                }
+                crate::ports::BoardNotice::Comment(id) => RoomEvent::CommentAdded {
+                    ticket,
+                    comment: Arc::new(
+                        store
+                            .comment(id)
+                            .await?
+                            .ok_or_else(|| StoreError::NotFound(format!("comment {id}")))?,
+                    ),
+                },
+            })
+        };
+        match read.await {
+            Ok(event) => {
+                let _ = room.send_message(RoomMsg::Board(event));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "board: cannot read a remote event's content; it is dropped");
+                metrics::counter!("tickethub_board_remote_read_failures_total").increment(1);
+            }
+        }
+    }
+}
+
+/// How long [`Hub::ended_since`] remembers an ending: longer than any handshake can take
+/// between reading its user and attaching its socket.
+pub(super) const ENDINGS_KEPT: Duration = Duration::from_secs(300);
+
+impl Hub {
+    /// Another hub process committed notifications for `user` up to `seq`: if the user is
+    /// connected here, their actor catches up from the database.
+    pub fn remote_committed(&self, user: UserId, seq: i64) {
+        if let Some(actor) = self.user(user) {
+            let _ = actor.send_message(UserMsg::CatchUp(seq));
+        }
+    }
+
+    /// Hands an event another hub process published to the local actors it concerns.
+    /// [`BusEvent::Resync`] is the caller's to act on (see [`Hub::catch_up_all`]).
+    pub fn remote(&self, event: BusEvent) {
+        match event {
+            BusEvent::Committed(events) => self.remote_commit(events),
+            BusEvent::Inbox(user, update) => {
+                if let Some(actor) = self.user(user) {
+                    let _ = actor.send_message(UserMsg::Changed(update));
+                }
+            }
+            BusEvent::Ticket(id, version) => {
+                if let Some(actor) = self.ticket(id) {
+                    let _ = actor.send_message(TicketMsg::Changed(version));
+                }
+            }
+            BusEvent::Board {
+                project,
+                ticket,
+                notice,
+            } => {
+                let Some(room) = self.room(project) else {
+                    return;
+                };
+                // Content never crosses the bus: one reader reads the ticket (and comment) of
+                // each event here, in the order they came, and hands them to the room.
+                if self
+                    .inner
+                    .board_reads
+                    .try_send((room, ticket, notice))
+                    .is_err()
+                {
+                    tracing::warn!(
+                        project = project.0,
+                        "board: too many remote events waiting to be read; one is dropped"
+                    );
+                    metrics::counter!("tickethub_board_remote_dropped_total").increment(1);
+                }
+            }
+            BusEvent::Presence(project, change) => {
+                if let Some(room) = self.room(project) {
+                    let _ = room.send_message(RoomMsg::Remote(change));
+                }
+            }
+            BusEvent::Revoked(project, users) => {
+                if let Some(room) = self.room(project) {
+                    let _ = room.send_message(RoomMsg::Revoke(users, Disconnect::Forbidden));
+                }
+            }
+            BusEvent::SessionsEnded(user) => self.end_sessions_here(user),
+            BusEvent::Resync => {}
+        }
+    }
+
+    /// These users were removed from the project: their board and presence sockets close with
+    /// 4003, on every node.
+    pub fn revoke(&self, project: ProjectId, users: Vec<UserId>) {
+        if users.is_empty() {
+            return;
+        }
+        self.inner
+            .deps
+            .publish(BusEvent::Revoked(project, users.clone()));
+        if let Some(room) = self.room(project) {
+            let _ = room.send_message(RoomMsg::Revoke(users, Disconnect::Forbidden));
+        }
+    }
+
+    /// This user's tokens were ended (a deactivation, another role, a new password): every
+    /// socket of theirs (notifications, boards, presence) closes with 4001, on every node.
+    pub fn sessions_ended(&self, user: UserId) {
+        self.inner.deps.publish(BusEvent::SessionsEnded(user));
+        self.end_sessions_here(user);
+    }
+
+    /// Whether this user's sessions ended after `authenticated`, the moment a socket began
+    /// reading its user. A socket asks once it is attached: either the ending was recorded by
+    /// then and the socket sees it here, or the socket was attached before the ending told
+    /// the user's actor and rooms to close their sockets, and is closed with them.
+    pub fn ended_since(&self, user: UserId, authenticated: std::time::Instant) -> bool {
+        self.inner
+            .ended
+            .lock()
+            .expect("endings poisoned")
+            .get(&user)
+            .is_some_and(|ended| *ended >= authenticated)
+    }
+
+    /// Records the ending, then closes the user's sockets on this node.
+    pub(super) fn end_sessions_here(&self, user: UserId) {
+        {
+            let now = std::time::Instant::now();
+            let mut ended = self.inner.ended.lock().expect("endings poisoned");
+            ended.retain(|_, at| now.duration_since(*at) < ENDINGS_KEPT);
+            ended.insert(user, now);
+        }
+        if let Some(actor) = self.user(user) {
+            let _ = actor.send_message(UserMsg::Close(Disconnect::Deactivated));
+        }
+        self.tell_rooms(|| RoomMsg::Revoke(vec![user], Disconnect::Deactivated));
+    }
+
+    /// Sends every live room on this hub a message.
+    pub(super) fn tell_rooms(&self, msg: impl Fn() -> RoomMsg) {
+        let rooms: Vec<ActorRef<RoomMsg>> = self
+            .inner
+            .deps
+            .rooms
+            .read()
+            .expect("room map poisoned")
+            .values()
+            .cloned()
+            .collect();
+        for room in rooms {
+            let _ = room.send_message(msg());
+        }
+    }
+
+    /// After a gap on the bus, other nodes' joins and leaves may have been missed: every room
+    /// sends its presence sockets a fresh `presence_state` with its next batch.
+    pub fn resync_rooms(&self) {
+        self.tell_rooms(|| RoomMsg::Resync);
+    }
+
+    /// Another hub process committed these notifications. A single recipient connected here
+    /// catches up on its own; several are read in one batched query and pushed as live
+    /// notifications (the user actors keep them in seq order and fill any gap), so that a
+    /// fan-out to thousands costs this node a few queries rather than one per user.
+    pub(super) fn remote_commit(&self, events: Vec<(UserId, i64)>) {
+        let local: Vec<(UserId, i64, ActorRef<UserMsg>)> = {
+            let users = self.inner.deps.users.read().expect("user map poisoned");
+            events
+                .into_iter()
+                .filter_map(|(u, s)| users.get(&u).map(|a| (u, s, a.clone())))
+                .collect()
+        };
+        if local.len() <= 1 {
+            for (_, seq, actor) in local {
+                let _ = actor.send_message(UserMsg::CatchUp(seq));
+            }
+            return;
+        }
+        let store = self.inner.deps.store.clone();
+        tokio::spawn(async move {
+            let keys: Vec<(UserId, i64)> = local.iter().map(|(u, s, _)| (*u, *s)).collect();
+            let found = match store.notifications_at(&keys).await {
+                Ok(found) => found,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read remote notifications; catching up one by one");
+                    Vec::new()
+                }
+            };
+            let mut found: std::collections::HashMap<(UserId, i64), Notification> =
+                found.into_iter().map(|n| ((n.user_id, n.seq), n)).collect();
+            for (user, seq, actor) in local {
+                let msg = match found.remove(&(user, seq)) {
+                    Some(n) => UserMsg::Notify(Arc::new(n)),
+                    // Deleted meanwhile, or the read failed: the actor reads what it lacks.
+                    None => UserMsg::CatchUp(seq),
+                };
+                let _ = actor.send_message(msg);
+            }
+        });
+    }
+
+    /// Catches every user connected to this hub up from the database: one batched read of
+    /// their committed seqs, then each actor reads what it has not pushed yet (an actor that is
+    /// current does nothing). Run after any gap on the bus and periodically. Returns how many
+    /// users were checked.
+    pub async fn catch_up_all(&self) -> Result<usize, StoreError> {
+        let ids: Vec<UserId> = self
+            .inner
+            .deps
+            .users
+            .read()
+            .expect("user map poisoned")
+            .keys()
+            .copied()
+            .collect();
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let seqs = self.inner.deps.store.last_seqs(&ids).await?;
+        for (user, seq) in &seqs {
+            self.remote_committed(*user, *seq);
+        }
+        Ok(seqs.len())
+    }
+
+    /// Whether the bus to other hub processes is connected (`None` without one).
+    pub fn bus_connected(&self) -> Option<bool> {
+        self.inner.deps.bus.as_ref().map(|b| b.is_connected())
+    }
+}
