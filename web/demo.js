@@ -1,10 +1,14 @@
-// The demo client: log in, follow the notification socket, and move tickets through their
-// lifecycle with the actions the logged-in role may take.
+// The demo client: log in, follow the notifications with the official client, and move
+// tickets through their lifecycle with the actions the logged-in role may take.
 
 import { el, byTestId, ApiError, Session, clock, loginForm, timelineView } from '/assets/common.js';
 import { Room } from '/assets/rooms.js';
+import { TicketHub, TicketHubError, describeClose } from '/assets/tickethub-client.js';
 
 const session = new Session('tickethub.demo');
+
+/** The client following this user's notifications, while logged in. */
+let hub = null;
 
 const state = {
   me: null,
@@ -21,14 +25,12 @@ const state = {
   notifications: new Map(),
   unreadElsewhere: 0,
   fresh: new Set(),
-  lastSeq: null,
-  ackedSeq: null,
-  ws: null,
-  retries: 0,
-  retryTimer: null,
+  inboxRequest: 0,
+  // How the last connection ended, shown until the next one is up.
+  closeCode: null,
+  closeLabel: '',
   countdownTimer: null,
   ticketTimer: null,
-  ackTimer: null,
   frames: [],
   // The ticket whose comments are open, if any.
   detail: null,
@@ -38,7 +40,6 @@ const state = {
 
 // The project room: the board moves tickets in place; presence shows who is here.
 const room = new Room({
-  token: () => session.access,
   onTicket: (u) => {
     const t = state.tickets.find((x) => x.id === u.ticket_id);
     if (!t) {
@@ -60,7 +61,7 @@ const room = new Room({
     if (state.detail === d.ticket_id) appendComment(d.comment);
   },
   ticketKey: (id) => state.tickets.find((t) => t.id === id)?.key || `#${id}`,
-  log: (dir, text) => logFrame(dir, text),
+  log: (dir, text) => logEvent(dir, text),
 });
 
 // Each role gets the buttons of the actions it may take at a ticket's status.
@@ -115,7 +116,7 @@ async function loadRooms() {
   const page = await session.api('GET', '/api/projects/?page_size=100');
   const select = byTestId('room-project');
   select.replaceChildren(...page.results.map((p) => el('option', { value: p.id }, `${p.key} · ${p.name}`)));
-  if (page.results.length) room.open(page.results[0].id, state.me);
+  if (page.results.length) room.open(hub, page.results[0].id, state.me);
 }
 
 async function showDetail(t) {
@@ -182,8 +183,8 @@ function logout(message) {
   state.ticketsSignature = '';
   state.notifications.clear();
   state.unreadElsewhere = 0;
-  state.lastSeq = null;
-  state.ackedSeq = null;
+  state.closeCode = null;
+  state.closeLabel = '';
   closeTimeline(false);
   byTestId('ticket-list').replaceChildren();
   renderNotifications();
@@ -209,6 +210,7 @@ function flash(text, kind = 'ok') {
 }
 
 function describe(e) {
+  if (e instanceof TicketHubError) return e.message;
   if (e instanceof ApiError) {
     const status = e.body && e.body.status ? ` (the ticket is ${e.body.status})` : '';
     return `${e.message}${status}`;
@@ -376,7 +378,12 @@ async function createTicket(ev) {
   }
 }
 
-// The notification socket reconnects by itself, resuming after the last seq it has seen.
+// The notifications come through the official client (/assets/tickethub-client.js). It opens
+// `/ws/notifications/` with the token as the subprotocol pair `tickethub.v1, bearer.<JWT>` (so
+// the token is in no URL and no log), falls back to the event stream `/sse/notifications/` when
+// a WebSocket cannot be opened, reconnects with backoff, resumes after the last seq it has
+// (`?last_seq=`, or `Last-Event-ID` on the stream), hands each notification over once and in
+// order, acknowledges what it delivered, and renews the token when the hub says it runs out.
 
 function setWsState(name, text, code) {
   const pill = byTestId('ws-state');
@@ -386,188 +393,231 @@ function setWsState(name, text, code) {
   pill.textContent = text;
 }
 
+/** Seconds until the JWT `jwt` expires; -1 when it cannot be read. */
+function secondsLeft(jwt) {
+  try {
+    const part = jwt.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
+    const { exp } = JSON.parse(atob(part.padEnd(Math.ceil(part.length / 4) * 4, '=')));
+    return typeof exp === 'number' ? exp - Date.now() / 1000 : -1;
+  } catch {
+    return -1;
+  }
+}
+
+/**
+ * The client's token source: the session's token for a new connection while it has time left;
+ * a renewed one when the hub refused the last one (4001), said it runs out, or it nearly has.
+ */
+async function token({ reason }) {
+  if (reason === 'connect' && session.access && secondsLeft(session.access) > 35) return session.access;
+  const access = await session.renew();
+  if (!access) throw new Error('the session has ended');
+  return access;
+}
+
 function connect() {
-  clearTimeout(state.retryTimer);
-  clearInterval(state.countdownTimer);
-  if (!session.loggedIn) return;
-  const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
-  let url = `${scheme}//${location.host}/ws/notifications/`;
-  if (state.lastSeq !== null) url += `?last_seq=${state.lastSeq}`;
-  setWsState('connecting', state.lastSeq === null ? 'connecting…' : `reconnecting from seq ${state.lastSeq}…`);
-  // The token travels as a subprotocol, so it is in no URL and no log.
-  const ws = new WebSocket(url, ['tickethub.v1', `bearer.${session.access}`]);
-  state.ws = ws;
-  ws.onmessage = (ev) => {
-    if (ws !== state.ws) return;
-    let frame;
-    try {
-      frame = JSON.parse(ev.data);
-    } catch {
-      logFrame('←', String(ev.data));
-      return;
-    }
-    logFrame('←', ev.data);
-    onFrame(frame);
-  };
-  ws.onclose = (ev) => {
-    if (ws !== state.ws) return;
-    state.ws = null;
-    onClosed(ev.code, ev.reason);
-  };
+  if (!session.loggedIn || hub) return;
+  hub = new TicketHub({ url: location.origin, token });
+  hub.on('state', onState);
+  hub.on('disconnect', onDisconnect);
+  hub.on('retry', onRetry);
+  hub.on('notification', onNotification);
+  hub.on('replayed', (r) => {
+    logEvent('←', `replay complete: ${r.count} replayed, resuming after seq ${r.lastSeq}`);
+    // The inbox may have changed while this page was away: load it again.
+    loadInbox();
+    scheduleTicketRefresh();
+  });
+  hub.on('truncated', (t) => {
+    logEvent('←', `replay truncated: ${t.remaining} older`);
+    flash(`${t.remaining} older notifications were not replayed; the list below shows the newest.`);
+  });
+  hub.on('inbox', onInbox);
+  hub.on('renewed', () => logEvent('→', 'token renewed on the socket'));
+  hub.on('error', (e) => {
+    logEvent('←', `error ${e.code}: ${e.message}`);
+    if (e.code === 'token' && !session.loggedIn) return;
+    flash(`The hub says: ${e.message} (${e.code})`, 'error');
+  });
+  hub.connect().catch(() => {});
 }
 
 function disconnect() {
-  clearTimeout(state.retryTimer);
   clearInterval(state.countdownTimer);
-  const ws = state.ws;
-  state.ws = null;
-  if (ws) ws.close(1000, 'logout');
+  const h = hub;
+  hub = null;
+  if (h) h.close();
 }
 
-async function onClosed(code, reason) {
-  byTestId('mark-all-read').disabled = true;
-  if (!session.loggedIn) return;
-  if (code === 4001) {
-    // The token was refused or ran out: renew it before trying again.
-    setWsState('closed', `closed (${code}) · renewing the login…`, code);
-    try {
-      if (!(await session.renew())) return;
-    } catch {
-      // The hub is unreachable; the backoff below retries.
-    }
+function onState({ state: now, transport }) {
+  logEvent('·', `${now}${transport ? ` (${transport})` : ''}`);
+  byTestId('mark-all-read').disabled = now !== 'connected';
+  if (now === 'connected') {
+    clearInterval(state.countdownTimer);
+    setWsState('connected', transport === 'sse' ? 'connected · event stream' : 'connected');
+  } else if (now === 'connecting') {
+    setWsState('connecting', 'connecting…');
+  } else if (now === 'closed') {
+    clearInterval(state.countdownTimer);
+    setWsState('closed', state.closeLabel || 'not connected', state.closeCode ?? undefined);
   }
-  const delay = Math.min(15000, 500 * 2 ** state.retries) + Math.floor(Math.random() * 250);
-  state.retries += 1;
+}
+
+function onDisconnect({ code, reason, willReconnect }) {
+  state.closeCode = code;
+  state.closeLabel = `closed (${code}${reason ? `: ${reason}` : ''})`;
+  logEvent('←', `${state.closeLabel}${willReconnect ? '' : ', for good'}`);
+  // 4001: the token was refused or ran out; the client asks for a renewed one.
+  setWsState('closed', code === 4001 ? `${state.closeLabel} · renewing the login…` : state.closeLabel, code);
+  if (!willReconnect) flash(`The hub closed the connection: ${describeClose(code)} (${code})`, 'error');
+}
+
+/** The client waits `delay` ms before its next try: count down, then show the resume point. */
+function onRetry({ delay }) {
+  clearInterval(state.countdownTimer);
   const until = Date.now() + delay;
-  const label = `closed (${code}${reason ? `: ${reason}` : ''})`;
+  const label = state.closeLabel || 'cannot connect';
   const tick = () => {
-    const left = Math.max(0, Math.ceil((until - Date.now()) / 1000));
-    setWsState('closed', `${label} · reconnecting in ${left} s`, code);
+    const left = Math.ceil((until - Date.now()) / 1000);
+    if (left > 0) {
+      setWsState('closed', `${label} · reconnecting in ${left} s`, state.closeCode ?? undefined);
+      return;
+    }
+    clearInterval(state.countdownTimer);
+    const seq = hub?.lastSeq;
+    setWsState('connecting', seq === null || seq === undefined ? 'reconnecting…' : `reconnecting from seq ${seq}…`);
   };
   tick();
-  state.countdownTimer = setInterval(tick, 1000);
-  state.retryTimer = setTimeout(connect, delay);
+  state.countdownTimer = setInterval(tick, 250);
 }
 
-function send(frame) {
-  if (!state.ws || state.ws.readyState !== WebSocket.OPEN) return false;
-  const text = JSON.stringify(frame);
-  state.ws.send(text);
-  logFrame('→', frame.type === 'refresh_token' ? JSON.stringify({ ...frame, token: '…' }) : text);
-  return true;
-}
-
-function logFrame(direction, text) {
+function logEvent(direction, text) {
   state.frames.push(`${new Date().toLocaleTimeString()} ${direction} ${text}`);
   if (state.frames.length > 80) state.frames.splice(0, state.frames.length - 80);
   byTestId('frame-log').textContent = state.frames.slice().reverse().join('\n');
 }
 
-function noteSeq(seq) {
-  if (typeof seq !== 'number') return;
-  if (state.lastSeq === null || seq > state.lastSeq) state.lastSeq = seq;
-  // Acknowledge what this page has shown, so that a fresh tab starts after it.
-  clearTimeout(state.ackTimer);
-  state.ackTimer = setTimeout(() => {
-    if (state.lastSeq !== null && state.lastSeq !== state.ackedSeq && send({ type: 'ack', seq: state.lastSeq })) {
-      state.ackedSeq = state.lastSeq;
-    }
-  }, 1000);
+function onNotification(n) {
+  logEvent('←', `notification #${n.seq} ${n.notification_type}${n.replayed ? ' (replayed)' : ''}: ${n.title}`);
+  if (!n.replayed) state.fresh.add(n.id);
+  state.notifications.set(n.id, n);
+  renderNotifications();
+  scheduleTicketRefresh();
 }
 
-function onFrame(f) {
-  switch (f.type) {
-    case 'connection_established':
-      state.retries = 0;
-      setWsState('connected', 'connected');
-      byTestId('mark-all-read').disabled = false;
-      break;
-    case 'notification':
-      noteSeq(f.seq);
-      if (!f.replayed) state.fresh.add(f.id);
-      state.notifications.set(f.id, f);
-      renderNotifications();
-      scheduleTicketRefresh();
-      break;
-    case 'replay_truncated':
-      flash(`${f.remaining} older notifications were not replayed; the list below shows the newest.`);
-      break;
-    case 'replay_complete':
-      if (typeof f.last_seq === 'number') noteSeq(f.last_seq);
-      // The inbox may have changed while this page was away: load it again.
-      send({ type: 'get_notifications', limit: 50 });
-      scheduleTicketRefresh();
-      break;
-    case 'notifications_list': {
-      const listed = new Map(f.notifications.map((n) => [n.id, n]));
-      const newest = Math.max(-1, ...f.notifications.map((n) => n.seq ?? -1));
-      // Keep notifications that arrived after the list was taken.
-      for (const [id, n] of state.notifications) {
-        if (!listed.has(id) && (n.seq ?? -1) > newest) listed.set(id, n);
+/** A notification as the REST API lists it, in the shape the socket sends. */
+function fromRest(n) {
+  return {
+    id: n.id,
+    seq: n.seq,
+    notification_type: n.notification_type,
+    title: n.title,
+    message: n.message,
+    ticket: n.ticket === null || n.ticket === undefined ? null : { id: n.ticket, key: n.ticket_key, title: n.ticket_title },
+    data: n.data,
+    action_url: n.action_url,
+    is_read: n.is_read,
+    timestamp: n.created_at,
+    replayed: true,
+  };
+}
+
+/**
+ * Loads the newest notifications and every unread one (up to 100) over REST; unread ones
+ * beyond those are counted in `unreadElsewhere`, so that the badge matches the hub's count.
+ */
+async function loadInbox() {
+  const h = hub;
+  if (!h) return;
+  state.inboxRequest += 1;
+  const request = state.inboxRequest;
+  try {
+    const [recent, unread] = await Promise.all([h.list({ page_size: 50 }), h.list({ is_read: false, page_size: 100 })]);
+    if (request !== state.inboxRequest || h !== hub) return;
+    const listed = new Map();
+    for (const n of [...unread.results, ...recent.results]) listed.set(n.id, fromRest(n));
+    const newest = Math.max(-1, ...[...listed.values()].map((n) => n.seq ?? -1));
+    // Keep notifications that arrived after the lists were taken.
+    for (const [id, n] of state.notifications) {
+      if (!listed.has(id) && (n.seq ?? -1) > newest) listed.set(id, n);
+    }
+    state.notifications = listed;
+    state.unreadElsewhere = Math.max(0, unread.count - unread.results.length);
+    renderNotifications();
+  } catch (e) {
+    if (request === state.inboxRequest && h === hub) flash(`Cannot load the notifications: ${describe(e)}`, 'error');
+  }
+}
+
+/** The inbox changed, here or on another device of the same user. */
+function onInbox(e) {
+  logEvent('←', `inbox ${e.type}${e.id === undefined ? '' : ` #${e.id}`}`);
+  switch (e.type) {
+    case 'read':
+    case 'unread': {
+      const n = state.notifications.get(e.id);
+      const read = e.type === 'read';
+      if (n) {
+        n.is_read = read;
+        refreshTimelineSoon(e.id);
+      } else {
+        state.unreadElsewhere = Math.max(0, state.unreadElsewhere + (read ? -1 : 1));
       }
-      const unreadListed = f.notifications.filter((n) => !n.is_read).length;
-      state.notifications = listed;
-      state.unreadElsewhere = Math.max(0, (f.unread_count ?? unreadListed) - unreadListed);
-      renderNotifications();
       break;
     }
-    case 'notification_updated': {
-      const n = state.notifications.get(f.id);
-      if (f.deleted) {
-        if (n) state.notifications.delete(f.id);
-        if (f.id === state.timeline.id) closeTimeline(false);
-      } else if (n) {
-        refreshTimelineSoon(f.id);
-        if (typeof f.is_read === 'boolean') n.is_read = f.is_read;
-      } else if (typeof f.is_read === 'boolean') {
-        state.unreadElsewhere = Math.max(0, state.unreadElsewhere + (f.is_read ? -1 : 1));
-      }
-      renderNotifications();
+    case 'deleted':
+      state.notifications.delete(e.id);
+      if (e.id === state.timeline.id) closeTimeline(false);
       break;
-    }
-    case 'notification_marked_read':
-    case 'notification_marked_unread': {
-      const n = state.notifications.get(f.notification_id);
-      if (n && f.success) n.is_read = f.type === 'notification_marked_read';
-      if (!f.success) flash(`Notification ${f.notification_id} is gone.`, 'error');
-      refreshTimelineSoon(f.notification_id);
-      renderNotifications();
-      break;
-    }
-    case 'all_marked_read':
-      for (const n of state.notifications.values()) n.is_read = true;
-      state.unreadElsewhere = 0;
-      refreshTimelineSoon(state.timeline.id);
-      renderNotifications();
-      break;
-    case 'notification_deleted':
-      if (f.success) state.notifications.delete(f.notification_id);
-      if (f.success && f.notification_id === state.timeline.id) closeTimeline(false);
-      renderNotifications();
-      break;
-    case 'notifications_cleared':
+    case 'cleared':
       state.notifications.clear();
       state.unreadElsewhere = 0;
       closeTimeline(false);
-      renderNotifications();
       break;
-    case 'token_expiring':
-      renewOnSocket();
-      break;
-    case 'error':
-      flash(`The hub says: ${f.message} (${f.code})`, 'error');
+    case 'all_read':
+      if (e.notification_type || e.ticket) {
+        for (const n of state.notifications.values()) {
+          if ((!e.notification_type || n.notification_type === e.notification_type) && (!e.ticket || n.ticket?.id === e.ticket)) n.is_read = true;
+        }
+        // Which of the unlisted ones matched is the hub's to say.
+        loadInbox();
+      } else {
+        for (const n of state.notifications.values()) n.is_read = true;
+        state.unreadElsewhere = 0;
+      }
+      refreshTimelineSoon(state.timeline.id);
       break;
     default:
       break;
   }
+  renderNotifications();
 }
 
-async function renewOnSocket() {
+async function markRead(id) {
   try {
-    const access = await session.renew();
-    if (access) send({ type: 'refresh_token', token: access });
-  } catch {
-    // The socket closes with 4001 when the token runs out, and the reconnect renews it.
+    await hub.markRead(id);
+    const n = state.notifications.get(id);
+    if (n && !n.is_read) {
+      n.is_read = true;
+      renderNotifications();
+    }
+    refreshTimelineSoon(id);
+  } catch (e) {
+    flash(e instanceof TicketHubError && e.code === '404' ? `Notification ${id} is gone.` : `Cannot mark it as read: ${describe(e)}`, 'error');
+  }
+}
+
+async function markAllRead() {
+  // Those shown now were committed before the request, so the hub marks them all.
+  const shown = [...state.notifications.values()];
+  try {
+    await hub.markAllRead();
+    for (const n of shown) n.is_read = true;
+    state.unreadElsewhere = 0;
+    refreshTimelineSoon(state.timeline.id);
+    renderNotifications();
+  } catch (e) {
+    flash(`Cannot mark everything as read: ${describe(e)}`, 'error');
   }
 }
 
@@ -625,7 +675,7 @@ function notificationItem(n) {
         type: 'button',
         class: 'small',
         testid: 'mark-read',
-        onclick: () => send({ type: 'mark_read', notification_id: n.id }),
+        onclick: () => markRead(n.id),
       }, 'Mark as read'),
     el('button', {
       type: 'button',
@@ -718,15 +768,12 @@ document.addEventListener('DOMContentLoaded', () => {
   byTestId('logout').addEventListener('click', () => logout());
   byTestId('create-ticket-form').addEventListener('submit', createTicket);
   byTestId('tickets-reload').addEventListener('click', refreshTickets);
-  byTestId('mark-all-read').addEventListener('click', () => send({ type: 'mark_all_read' }));
-  byTestId('room-project').addEventListener('change', (ev) => room.open(Number(ev.target.value), state.me));
+  byTestId('mark-all-read').addEventListener('click', markAllRead);
+  byTestId('room-project').addEventListener('change', (ev) => room.open(hub, Number(ev.target.value), state.me));
   byTestId('detail-close').addEventListener('click', hideDetail);
   byTestId('comment-form').addEventListener('submit', postComment);
   byTestId('comment-input').addEventListener('input', () => {
     if (state.detail !== null) room.typed(state.detail);
-  });
-  window.addEventListener('online', () => {
-    if (session.loggedIn && !state.ws) connect();
   });
   if (session.loggedIn) {
     start().catch((e) => logout(e instanceof ApiError && e.status === 401 ? '' : describe(e)));

@@ -1,5 +1,7 @@
 // The demo client's project room: the live board (`/ws/projects/{id}/tickets/`) and who is
-// here (`/ws/projects/{id}/presence/`), with what each person looks at and who is typing.
+// here (`/ws/projects/{id}/presence/`), with what each person looks at and who is typing. The
+// sockets are the official client's (`hub.project(id)`): it reconnects them with backoff,
+// renews their tokens, drops stale board updates and keeps the list of who is present.
 
 import { el, byTestId } from '/assets/common.js';
 
@@ -8,96 +10,88 @@ const TYPING_EVERY_MS = 1000;
 export class Room {
   /**
    * @param {object} hooks
-   * @param {() => string} hooks.token the current access token
    * @param {(update: object) => void} hooks.onTicket a `ticket_update`'s data and action
    * @param {(comment: object) => void} hooks.onComment a `comment_added`'s data
    * @param {(id: number) => string} hooks.ticketKey a ticket's key, for the presence list
-   * @param {(dir: string, text: string) => void} hooks.log the frame log
+   * @param {(dir: string, text: string) => void} hooks.log the event log
    */
   constructor(hooks) {
     this.hooks = hooks;
     this.project = null;
     this.me = null;
-    this.board = null;
-    this.presence = null;
-    this.online = new Map();
+    this.room = null;
     this.typing = new Map();
     this.viewing = null;
     this.lastTyping = 0;
-    this.retry = null;
   }
 
-  /** Joins a project's board and presence, leaving any other. */
-  open(project, me) {
+  /** Joins a project's board and presence through the client `hub`, leaving any other. */
+  open(hub, project, me) {
     this.close();
+    if (!hub) return;
     this.project = project;
     this.me = me;
-    this.connect();
-  }
-
-  connect() {
-    clearTimeout(this.retry);
-    if (this.project === null) return;
-    const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
-    const base = `${scheme}//${location.host}/ws/projects/${this.project}`;
-    const protocols = () => ['tickethub.v1', `bearer.${this.hooks.token()}`];
-    this.board = this.socket(`${base}/tickets/`, protocols(), (f) => this.onBoard(f));
-    this.presence = this.socket(`${base}/presence/`, protocols(), (f) => this.onPresence(f));
-  }
-
-  socket(url, protocols, onFrame) {
-    const ws = new WebSocket(url, protocols);
-    ws.onmessage = (ev) => {
-      this.hooks.log('⇠', ev.data);
-      try {
-        onFrame(JSON.parse(ev.data));
-      } catch {
-        // A frame that is not JSON is logged and ignored.
-      }
+    const room = hub.project(project);
+    this.room = room;
+    const mine = (fn) => (value) => {
+      if (room === this.room) fn(value);
     };
-    ws.onclose = (ev) => {
-      if (ws !== this.board && ws !== this.presence) return;
-      this.setState('closed', `room closed (${ev.code})`);
-      // 4003: not a member; anything else: try again in a moment.
-      if (ev.code !== 4003) {
-        clearTimeout(this.retry);
-        this.retry = setTimeout(() => {
-          this.closeSockets();
-          this.connect();
-        }, 2000);
+    this.setState('connecting', 'joining…');
+    room.on('state', mine(({ state }) => {
+      if (state === 'connected') {
+        this.setState('connected', 'board live');
+        // Someone may have looked elsewhere while this page was away: say again what it shows.
+        if (this.viewing !== null) room.view(this.viewing);
+      } else if (state === 'reconnecting') {
+        this.typing.clear();
+        this.setState('closed', 'room closed · reconnecting…');
+      } else if (state === 'closed') {
+        this.setState('closed', 'room closed');
       }
-    };
-    return ws;
-  }
-
-  closeSockets() {
-    const [b, p] = [this.board, this.presence];
-    this.board = null;
-    this.presence = null;
-    for (const ws of [b, p]) if (ws) ws.close(1000, 'leaving');
+    }));
+    room.on('retry', mine(({ delay }) => this.setState('closed', `room closed · reconnecting in ${Math.ceil(delay / 1000)} s`)));
+    room.on('ticket_update', mine((u) => {
+      this.hooks.log('⇠', `ticket_update ${u.action} ${u.key} v${u.version}`);
+      this.hooks.onTicket(u);
+    }));
+    room.on('comment_added', mine((d) => {
+      this.hooks.log('⇠', `comment_added ${d.key}`);
+      this.hooks.onComment(d);
+    }));
+    room.on('presence', mine(() => this.render()));
+    room.on('joined', mine((u) => this.hooks.log('⇠', `joined: ${u.username}`)));
+    room.on('left', mine((u) => {
+      this.hooks.log('⇠', `left: ${u.username}`);
+      for (const key of [...this.typing.keys()]) if (key.startsWith(`${u.user_id}:`)) this.typing.delete(key);
+      this.render();
+    }));
+    room.on('viewing', mine(() => this.render()));
+    room.on('typing', mine((t) => {
+      const key = `${t.user_id}:${t.ticket_id}`;
+      if (t.is_typing) this.typing.set(key, t.user_id);
+      else this.typing.delete(key);
+      this.render();
+    }));
+    room.on('error', mine((e) => {
+      this.hooks.log('⇠', `room error ${e.code}: ${e.message}`);
+      if (e.code === '4003') this.setState('closed', 'not a member of this project');
+    }));
   }
 
   close() {
-    clearTimeout(this.retry);
-    this.closeSockets();
+    const room = this.room;
+    this.room = null;
+    if (room) room.close();
     this.project = null;
-    this.online.clear();
     this.typing.clear();
     this.viewing = null;
     this.render();
   }
 
-  send(frame) {
-    if (!this.presence || this.presence.readyState !== WebSocket.OPEN) return;
-    const text = JSON.stringify(frame);
-    this.presence.send(text);
-    this.hooks.log('⇢', text);
-  }
-
   /** This page looks at a ticket (or at none). */
   view(ticketId) {
     this.viewing = ticketId;
-    this.send({ type: 'ticket_viewing', ticket_id: ticketId });
+    this.room?.view(ticketId);
     this.render();
   }
 
@@ -106,12 +100,12 @@ export class Room {
     const now = Date.now();
     if (now - this.lastTyping < TYPING_EVERY_MS) return;
     this.lastTyping = now;
-    this.send({ type: 'user_typing', ticket_id: ticketId, is_typing: true });
+    this.room?.typing(ticketId, true);
   }
 
   stoppedTyping(ticketId) {
     this.lastTyping = 0;
-    this.send({ type: 'user_typing', ticket_id: ticketId, is_typing: false });
+    this.room?.typing(ticketId, false);
   }
 
   setState(state, text) {
@@ -120,49 +114,17 @@ export class Room {
     pill.textContent = text;
   }
 
-  onBoard(f) {
-    if (f.type === 'connection_established') this.setState('connected', 'board live');
-    if (f.type === 'ticket_update') this.hooks.onTicket({ action: f.action, ...f.data });
-    if (f.type === 'comment_added') this.hooks.onComment(f.data);
-  }
-
-  onPresence(f) {
-    switch (f.type) {
-      case 'presence_state':
-        this.online = new Map(f.users.map((u) => [u.user_id, u]));
-        break;
-      case 'user_status':
-        if (f.action === 'joined' && !this.online.has(f.user_id)) {
-          this.online.set(f.user_id, { user_id: f.user_id, username: f.username, display_name: f.username, viewing: null });
-        }
-        if (f.action === 'left') {
-          this.online.delete(f.user_id);
-          for (const key of [...this.typing.keys()]) if (key.startsWith(`${f.user_id}:`)) this.typing.delete(key);
-        }
-        break;
-      case 'ticket_viewing': {
-        const u = this.online.get(f.user_id);
-        if (u) u.viewing = f.ticket_id;
-        break;
-      }
-      case 'user_typing': {
-        const key = `${f.user_id}:${f.ticket_id}`;
-        if (f.is_typing) this.typing.set(key, f.user_id);
-        else this.typing.delete(key);
-        break;
-      }
-      default:
-        break;
-    }
-    this.render();
+  /** Everyone present, by user id. */
+  people() {
+    return new Map((this.room ? this.room.people() : []).map((u) => [u.user_id, u]));
   }
 
   /** The names of the people typing under a ticket, this page's user left out. */
-  typers(ticketId) {
+  typers(ticketId, online) {
     const names = [];
     for (const [key, userId] of this.typing) {
       if (key === `${userId}:${ticketId}` && userId !== this.me?.id) {
-        const u = this.online.get(userId);
+        const u = online.get(userId);
         names.push(u ? u.display_name || u.username : `#${userId}`);
       }
     }
@@ -172,7 +134,8 @@ export class Room {
   render() {
     const list = byTestId('presence-list');
     if (!list) return;
-    const people = [...this.online.values()].sort((a, b) => a.user_id - b.user_id);
+    const online = this.people();
+    const people = [...online.values()].sort((a, b) => a.user_id - b.user_id);
     list.replaceChildren(...people.map((u) => el('li', {
       testid: 'presence-user',
       dataset: { userId: u.user_id, viewing: u.viewing ?? '' },
@@ -184,7 +147,7 @@ export class Room {
     byTestId('presence-empty').hidden = people.length > 0;
     const indicator = byTestId('typing-indicator');
     if (indicator) {
-      const names = this.viewing ? this.typers(this.viewing) : [];
+      const names = this.viewing ? this.typers(this.viewing, online) : [];
       indicator.textContent = names.length ? `${names.join(', ')} ${names.length > 1 ? 'are' : 'is'} typing…` : '';
     }
   }
