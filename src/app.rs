@@ -308,7 +308,8 @@ impl Application {
             request_timeout,
             ..
         } = self;
-        let router = http::router(state.clone(), max_body_bytes, request_timeout);
+        let streams = crate::sse::router().merge(crate::ws::router().into());
+        let router = http::router(state.clone(), streams, max_body_bytes, request_timeout);
         let stop_accepting = CancellationToken::new();
         let server = tokio::spawn(crate::serve::serve(
             listener,

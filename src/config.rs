@@ -181,7 +181,7 @@ pub struct ServeConfig {
         value_enum,
         default_value = "seed001"
     )]
-    pub ws_dialect: crate::ws::dialect::Dialect,
+    pub ws_dialect: crate::wire::dialect::Dialect,
 
     /// Milliseconds a user whose last presence socket closed stays present in a project (so a
     /// page reload does not flap joined/left).

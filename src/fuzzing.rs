@@ -14,7 +14,7 @@ use tickethub_actors::ticket_domain::{Category, Priority};
 
 use crate::http::error::ApiError;
 use crate::http::{notifications, projects, tickets, users};
-use crate::ws::dialect::Dialect;
+use crate::wire::dialect::Dialect;
 use crate::ws::protocol::{ClientFrame, ServerFrame};
 
 /// A WebSocket text frame from a client, as a session decodes it: the frame itself, the

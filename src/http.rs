@@ -5,13 +5,10 @@ use std::sync::Arc;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::StatusCode;
 use axum::Router;
-use chrono::{DateTime, SecondsFormat, Utc};
-use tickethub_actors::ports::Store;
-use tickethub_actors::Hub;
 use tower_http::trace::TraceLayer;
+use utoipa_axum::router::OpenApiRouter;
 
-use crate::auth::Auth;
-use crate::ws::WsSettings;
+pub use crate::state::{AppState, MetricsAccess};
 
 pub mod admin;
 pub mod error;
@@ -23,40 +20,6 @@ pub mod pages;
 pub mod projects;
 pub mod tickets;
 pub mod users;
-
-/// What every handler can reach.
-#[derive(Clone)]
-pub struct AppState {
-    /// The database.
-    pub store: Arc<dyn Store>,
-    /// Token issue and verification.
-    pub auth: Arc<Auth>,
-    /// The actor system.
-    pub hub: Hub,
-    /// WebSocket settings and the registry of live sessions.
-    pub ws: Arc<WsSettings>,
-    /// A valid argon2 hash of nothing, verified for unknown usernames to keep timing flat.
-    pub dummy_hash: Arc<str>,
-    /// The bus to other hub processes, if any.
-    pub bus: Option<Arc<crate::bus::RedisBus>>,
-    /// Reverse proxies whose `X-Forwarded-Proto` and `X-Forwarded-Host` are believed.
-    pub trusted_proxies: Arc<[ipnet::IpNet]>,
-    /// Throttles.
-    pub limits: Arc<crate::limits::Limits>,
-    /// Whether anyone may sign up.
-    pub registration: crate::config::Registration,
-    /// Who may read `/metrics`, and where.
-    pub metrics: Arc<MetricsAccess>,
-}
-
-/// Who may read `/metrics`, and where.
-#[derive(Debug, Default)]
-pub struct MetricsAccess {
-    /// The bearer token `/metrics` asks for, if any (`--metrics-token`).
-    pub token: Option<String>,
-    /// Whether `/metrics` is served beside the API (`false` with `--metrics-bind`).
-    pub on_main: bool,
-}
 
 /// The scheme and host a client reached the hub by, behind a trusted proxy
 /// (`https://tickets.example.com`, from its `X-Forwarded-*` headers). Absent otherwise: links
@@ -99,21 +62,30 @@ async fn public_origin(
     next.run(req).await
 }
 
-/// The whole HTTP surface: REST, WebSockets and operations.
-pub fn router(
-    state: AppState,
-    max_body_bytes: usize,
-    request_timeout: std::time::Duration,
-) -> Router {
-    Router::new()
+/// The REST API and the operations endpoints, each route registered with its document.
+pub fn api(metrics_on_main: bool) -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
         .merge(users::router())
         .merge(tickets::router())
         .merge(projects::router())
         .merge(notifications::router())
         .merge(admin::router())
-        .merge(ops::router(state.metrics.on_main))
-        .merge(openapi::router())
-        .merge(crate::ws::router())
+        .merge(ops::router(metrics_on_main))
+}
+
+/// The whole HTTP surface: REST and operations, with `streams` (the WebSocket and event-stream
+/// routes, the documented ones registered like the API's) beside them, all behind the same
+/// layers, and the OpenAPI document of every documented route.
+pub fn router(
+    state: AppState,
+    streams: OpenApiRouter<AppState>,
+    max_body_bytes: usize,
+    request_timeout: std::time::Duration,
+) -> Router {
+    let (routes, document) = api(state.metrics.on_main).merge(streams).split_for_parts();
+    Router::new()
+        .merge(routes)
+        .merge(openapi::router(openapi::document(document)))
         .merge(pages::router())
         .fallback(|| async { error::ApiError::not_found() })
         .method_not_allowed_fallback(|| async {
@@ -193,10 +165,7 @@ fn method_label(method: &axum::http::Method) -> &'static str {
     }
 }
 
-/// Formats a time the way the seeds do: RFC 3339 in UTC with a `Z`.
-pub fn timestamp(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Secs, true)
-}
+pub use crate::wire::timestamp;
 
 /// `page` and `page_size` query parameters, Django REST Framework style. They are strings
 /// here because query strings are (and `#[serde(flatten)]` loses their typing).
@@ -210,8 +179,7 @@ pub struct PageParams {
 
 impl PageParams {
     /// The slice these parameters ask for. As in DRF, a page that is not a positive number
-    /// is 404 "Invalid page.", and a bad or oversized `page_size` falls back to the default
-    /// or the maximum.
+    /// is 404 "Invalid page."; a `page_size` that is not a whole number from 1 to 100 is 400.
     pub fn page(&self) -> Result<(i64, tickethub_actors::ports::Page), error::ApiError> {
         let page = match self.page.as_deref().filter(|p| !p.is_empty()) {
             None => 1,
@@ -221,13 +189,7 @@ impl PageParams {
                 .filter(|p| *p >= 1)
                 .ok_or_else(|| error::ApiError::new(StatusCode::NOT_FOUND, "Invalid page."))?,
         };
-        let size = self
-            .page_size
-            .as_deref()
-            .and_then(|s| s.parse::<i64>().ok())
-            .filter(|s| *s >= 1)
-            .map(|s| s.min(100))
-            .unwrap_or(20);
+        let size = query_int("page_size", self.page_size.as_deref(), 1, 100)?.unwrap_or(20);
         Ok((
             page,
             tickethub_actors::ports::Page {
@@ -238,15 +200,30 @@ impl PageParams {
     }
 }
 
+/// A page of a list, Django REST Framework style.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Page<T> {
+    /// Items on all pages.
+    pub count: i64,
+    /// The next page's URL.
+    #[schema(required = true)]
+    pub next: Option<String>,
+    /// The previous page's URL.
+    #[schema(required = true)]
+    pub previous: Option<String>,
+    /// This page.
+    pub results: Vec<T>,
+}
+
 /// `{count, next, previous, results}` with absolute `next`/`previous` links that keep the
 /// request's other query parameters. A page past the end is 404, as in DRF.
-pub fn paginated(
+pub fn paginated<T>(
     parts: &axum::http::request::Parts,
     page: i64,
     limit: i64,
     count: i64,
-    results: Vec<serde_json::Value>,
-) -> Result<serde_json::Value, error::ApiError> {
+    results: Vec<T>,
+) -> Result<Page<T>, error::ApiError> {
     let pages = ((count + limit - 1) / limit).max(1);
     if page > pages {
         return Err(error::ApiError::new(StatusCode::NOT_FOUND, "Invalid page."));
@@ -280,12 +257,12 @@ pub fn paginated(
         let sep = if query.is_empty() { "" } else { "?" };
         format!("{origin}{}{sep}{}", parts.uri.path(), query.join("&"))
     };
-    Ok(serde_json::json!({
-        "count": count,
-        "next": (page < pages).then(|| link(page + 1)),
-        "previous": (page > 1).then(|| link(page - 1)),
-        "results": results,
-    }))
+    Ok(Page {
+        count,
+        next: (page < pages).then(|| link(page + 1)),
+        previous: (page > 1).then(|| link(page - 1)),
+        results,
+    })
 }
 
 /// Splits a raw query string into pairs, keeping the raw (still encoded) values.
@@ -308,6 +285,28 @@ pub fn parse_bool(name: &str, v: &str) -> Result<bool, error::ApiError> {
             "{name}: `{v}` is not a boolean (use true or false)."
         ))),
     }
+}
+
+/// An integer query value from `min` to `max`, if given; anything else given (an empty value
+/// included) is 400 naming the parameter.
+pub fn query_int(
+    name: &str,
+    value: Option<&str>,
+    min: i64,
+    max: i64,
+) -> Result<Option<i64>, error::ApiError> {
+    value
+        .map(|v| {
+            v.parse::<i64>()
+                .ok()
+                .filter(|n| (min..=max).contains(n))
+                .ok_or_else(|| {
+                    error::ApiError::bad_request(format!(
+                        "{name}: A whole number from {min} to {max}."
+                    ))
+                })
+        })
+        .transpose()
 }
 
 /// Parses an integer query value.

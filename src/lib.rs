@@ -28,6 +28,8 @@ pub mod limits;
 pub mod presence;
 pub mod routing;
 pub mod serve;
+pub mod sse;
+pub mod state;
 pub mod store;
 pub mod telemetry;
 pub mod timeline;

@@ -10,13 +10,30 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::http::StatusCode;
 use governor::clock::{Clock, DefaultClock};
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
 
 use crate::config::ServeConfig;
-use crate::http::error::ApiError;
+
+/// Why a throttle refused a call. The HTTP layer answers it (`crate::http::error`): 429 with
+/// `Retry-After` for [`Refused::Throttled`], 503 with `Retry-After: 1` for [`Refused::Busy`],
+/// 401 for [`Refused::NoSuchAccount`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    /// Past a rate: try again in this many seconds.
+    #[error("Request was throttled. Expected available in {retry_after} seconds.")]
+    Throttled {
+        /// Seconds until the bucket has room again.
+        retry_after: u64,
+    },
+    /// Every password-hashing turn is taken.
+    #[error("Too many sign-ins at once; try again in a second.")]
+    Busy,
+    /// A username no account can have (longer than any may be).
+    #[error("No active account found with the given credentials")]
+    NoSuchAccount,
+}
 
 type Keyed<K> = RateLimiter<K, DefaultKeyedStateStore<K>, DefaultClock>;
 
@@ -86,12 +103,10 @@ impl Limits {
 
     /// A login from `ip` for `username`. A username longer than any account's is refused
     /// before it becomes a key; look-alike spellings of one name share its bucket.
-    pub fn login(&self, ip: IpAddr, username: &str) -> Result<(), ApiError> {
+    pub fn login(&self, ip: IpAddr, username: &str) -> Result<(), Refused> {
         check(&self.login_ip, &client_key(ip), "login_ip")?;
-        if username.chars().count() > crate::http::users::MAX_USERNAME {
-            return Err(ApiError::unauthorized(
-                "No active account found with the given credentials",
-            ));
+        if username.chars().count() > tickethub_actors::domain::MAX_USERNAME {
+            return Err(Refused::NoSuchAccount);
         }
         check(
             &self.login_user,
@@ -101,33 +116,29 @@ impl Limits {
     }
 
     /// A token refresh (or logout) from `ip`.
-    pub fn refresh(&self, ip: IpAddr) -> Result<(), ApiError> {
+    pub fn refresh(&self, ip: IpAddr) -> Result<(), Refused> {
         check(&self.refresh_ip, &client_key(ip), "refresh_ip")
     }
 
     /// A registration from `ip`.
-    pub fn register(&self, ip: IpAddr) -> Result<(), ApiError> {
+    pub fn register(&self, ip: IpAddr) -> Result<(), Refused> {
         check(&self.register_ip, &client_key(ip), "register_ip")
     }
 
     /// A ticket or comment by `user`: each may send email to several people.
-    pub fn write(&self, user: tickethub_actors::domain::UserId) -> Result<(), ApiError> {
+    pub fn write(&self, user: tickethub_actors::domain::UserId) -> Result<(), Refused> {
         check(&self.writes_user, &user, "user_writes")
     }
 
     /// A turn at password hashing (about one per core at once): waits briefly for one, else
     /// 503, so that a flood of logins never holds more than a few argon2 buffers.
-    pub async fn hashing(&self) -> Result<tokio::sync::SemaphorePermit<'_>, ApiError> {
+    pub async fn hashing(&self) -> Result<tokio::sync::SemaphorePermit<'_>, Refused> {
         match tokio::time::timeout(self.hashing_wait, self.hashing.acquire()).await {
             Ok(Ok(permit)) => Ok(permit),
             _ => {
                 metrics::counter!("tickethub_throttled_total", "limit" => "password_hashing")
                     .increment(1);
-                Err(ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "Too many sign-ins at once; try again in a second.",
-                )
-                .retry_after(1))
+                Err(Refused::Busy)
             }
         }
     }
@@ -184,15 +195,11 @@ fn check<K: Clone + std::hash::Hash + Eq>(
     limiter: &Keyed<K>,
     key: &K,
     name: &'static str,
-) -> Result<(), ApiError> {
+) -> Result<(), Refused> {
     limiter.check_key(key).map_err(|not_until| {
         let wait = not_until.wait_time_from(limiter.clock().now()).as_secs() + 1;
         metrics::counter!("tickethub_throttled_total", "limit" => name).increment(1);
-        ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            format!("Request was throttled. Expected available in {wait} seconds."),
-        )
-        .retry_after(wait)
+        Refused::Throttled { retry_after: wait }
     })
 }
 
@@ -215,7 +222,7 @@ mod tests {
         let limits = Limits::from_config(&ServeConfig::defaults());
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
         let err = limits.login(ip, &"a".repeat(151)).unwrap_err();
-        assert_eq!(err.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(err, Refused::NoSuchAccount);
         assert_eq!(limits.login_user.len(), 0, "no bucket was made for it");
         limits.login(ip, "alice").unwrap();
         assert_eq!(limits.login_user.len(), 1);
@@ -231,5 +238,228 @@ mod tests {
         limits.login(ip(2), "ADMIN").unwrap();
         // Cyrillic `а`: the third try on one name, from a third address.
         assert!(limits.login(ip(3), "\u{430}dmin").is_err());
+    }
+
+    fn limits(configure: impl FnOnce(&mut ServeConfig)) -> Limits {
+        let mut c = ServeConfig::defaults();
+        configure(&mut c);
+        Limits::from_config(&c)
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_per_minute_limit_of_zero_is_no_limit_and_otherwise_bursts_its_rate() {
+        assert_eq!(per_minute(0), None);
+        for (n, interval_ms) in [(1, 60_000), (4, 15_000), (60, 1_000), (7_000, 8)] {
+            let q = per_minute(n).unwrap();
+            assert_eq!(q.burst_size().get(), n, "{n} per minute");
+            assert_eq!(
+                q.replenish_interval().as_millis(),
+                interval_ms,
+                "{n} per minute"
+            );
+        }
+    }
+
+    #[test]
+    fn client_keys_of_edge_addresses() {
+        let k = |s: &str| client_key(ip(s)).to_string();
+        for (address, key) in [
+            ("0.0.0.0", "0.0.0.0"),
+            ("255.255.255.255", "255.255.255.255"),
+            ("::", "::"),
+            ("::1", "::"),
+            ("fe80::1:2:3:4", "fe80::"),
+            (
+                "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+                "ffff:ffff:ffff:ffff::",
+            ),
+            // IPv4-mapped (the dual-stack listener's form) is the IPv4 client itself.
+            ("::ffff:0.0.0.0", "0.0.0.0"),
+            ("::ffff:203.0.113.7", "203.0.113.7"),
+            // IPv4-compatible is not mapped: an IPv6 address in the all-zero /64.
+            ("::203.0.113.7", "::"),
+        ] {
+            assert_eq!(k(address), key, "{address}");
+        }
+    }
+
+    #[test]
+    fn logins_past_the_rate_are_refused_with_the_wait() {
+        let limits = limits(|c| c.login_per_minute = 3);
+        let from = ip("192.0.2.1");
+        for name in ["a", "b", "c"] {
+            limits.login(from, name).unwrap();
+        }
+        let err = limits.login(from, "d").unwrap_err();
+        // 3 a minute: the next one is 20 seconds after the first.
+        assert_eq!(err, Refused::Throttled { retry_after: 20 });
+        assert_eq!(
+            err.to_string(),
+            "Request was throttled. Expected available in 20 seconds."
+        );
+        // Another address has its own bucket.
+        limits.login(ip("192.0.2.2"), "d").unwrap();
+    }
+
+    #[test]
+    fn one_username_is_limited_across_addresses() {
+        let limits = limits(|c| c.login_per_minute = 2);
+        limits.login(ip("192.0.2.1"), "carol").unwrap();
+        limits.login(ip("192.0.2.2"), "carol").unwrap();
+        let err = limits.login(ip("192.0.2.3"), "carol").unwrap_err();
+        assert!(matches!(err, Refused::Throttled { .. }), "{err:?}");
+        limits.login(ip("192.0.2.3"), "dave").unwrap();
+    }
+
+    #[test]
+    fn addresses_of_one_ipv6_64_share_a_login_bucket() {
+        let limits = limits(|c| c.login_per_minute = 1);
+        limits.login(ip("2001:db8:0:1::1"), "a").unwrap();
+        let err = limits.login(ip("2001:db8:0:1:ffff::2"), "b").unwrap_err();
+        assert!(matches!(err, Refused::Throttled { .. }), "{err:?}");
+        limits.login(ip("2001:db8:0:2::1"), "b").unwrap();
+    }
+
+    #[test]
+    fn an_overlong_username_still_spends_the_address_s_attempt() {
+        let limits = limits(|c| c.login_per_minute = 1);
+        let from = ip("192.0.2.1");
+        let err = limits.login(from, &"x".repeat(151)).unwrap_err();
+        assert_eq!(err, Refused::NoSuchAccount);
+        let err = limits.login(from, "alice").unwrap_err();
+        assert!(matches!(err, Refused::Throttled { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn the_username_length_bound_counts_characters_not_bytes() {
+        let limits = limits(|c| c.login_per_minute = 0);
+        let from = ip("192.0.2.1");
+        // 150 two-byte characters (300 bytes): at the bound, accepted.
+        for username in ["a".repeat(150), "é".repeat(150), "👩".repeat(150)] {
+            assert!(limits.login(from, &username).is_ok(), "{username}");
+        }
+        for username in ["a".repeat(151), "é".repeat(151)] {
+            let err = limits.login(from, &username).unwrap_err();
+            assert_eq!(err, Refused::NoSuchAccount);
+        }
+    }
+
+    #[test]
+    fn a_rate_of_zero_never_throttles() {
+        let limits = limits(|c| {
+            c.login_per_minute = 0;
+            c.writes_per_minute = 0;
+            c.register_per_hour = 0;
+        });
+        let from = ip("192.0.2.1");
+        for _ in 0..1_000 {
+            limits.login(from, "alice").unwrap();
+            limits.refresh(from).unwrap();
+            limits.register(from).unwrap();
+            limits.write(tickethub_actors::domain::UserId(1)).unwrap();
+        }
+    }
+
+    #[test]
+    fn refreshes_get_six_times_the_login_rate_in_a_bucket_of_their_own() {
+        let limits = limits(|c| c.login_per_minute = 1);
+        let from = ip("192.0.2.1");
+        for _ in 0..6 {
+            limits.refresh(from).unwrap();
+        }
+        let err = limits.refresh(from).unwrap_err();
+        assert!(matches!(err, Refused::Throttled { .. }), "{err:?}");
+        // Logins are counted apart.
+        limits.login(from, "alice").unwrap();
+    }
+
+    #[test]
+    fn the_largest_login_rate_does_not_overflow_the_refresh_rate() {
+        let limits = limits(|c| c.login_per_minute = u32::MAX);
+        let from = ip("192.0.2.1");
+        for _ in 0..100 {
+            limits.refresh(from).unwrap();
+        }
+    }
+
+    #[test]
+    fn registrations_are_limited_per_hour() {
+        let limits = limits(|c| c.register_per_hour = 2);
+        let from = ip("198.51.100.9");
+        limits.register(from).unwrap();
+        limits.register(from).unwrap();
+        // 2 an hour: the next one 30 minutes after the first.
+        assert_eq!(
+            limits.register(from).unwrap_err(),
+            Refused::Throttled { retry_after: 1800 }
+        );
+        limits.register(ip("198.51.100.10")).unwrap();
+    }
+
+    #[test]
+    fn writes_are_limited_per_user() {
+        use tickethub_actors::domain::UserId;
+        let limits = limits(|c| c.writes_per_minute = 2);
+        limits.write(UserId(1)).unwrap();
+        limits.write(UserId(1)).unwrap();
+        let err = limits.write(UserId(1)).unwrap_err();
+        assert!(matches!(err, Refused::Throttled { .. }), "{err:?}");
+        limits.write(UserId(2)).unwrap();
+    }
+
+    #[test]
+    fn a_socket_counts_as_flooding_after_its_burst_of_refusals_and_at_least_one() {
+        for (burst, flood_after) in [(0, 1), (1, 1), (7, 7), (u32::MAX, u32::MAX)] {
+            let limits = limits(|c| c.ws_command_burst = burst);
+            assert_eq!(limits.flood_after(), flood_after, "burst {burst}");
+        }
+    }
+
+    #[test]
+    fn each_socket_gets_a_fresh_command_bucket_of_its_burst() {
+        // (per second, burst, commands accepted at once)
+        for (rate, burst, accepted) in [(2, 0, 2), (1, 5, 5), (10, 1, 1)] {
+            let limits = limits(|c| {
+                c.ws_commands_per_second = rate;
+                c.ws_command_burst = burst;
+            });
+            for _ in 0..2 {
+                let limiter = limits.command_limiter().unwrap();
+                for n in 0..accepted {
+                    assert!(
+                        limiter.check().is_ok(),
+                        "{rate}/s burst {burst}: command {n}"
+                    );
+                }
+                assert!(limiter.check().is_err(), "{rate}/s burst {burst}: one more");
+            }
+        }
+        let unlimited = limits(|c| c.ws_commands_per_second = 0);
+        assert!(unlimited.command_limiter().is_none());
+    }
+
+    #[tokio::test]
+    async fn password_hashing_takes_turns_and_is_busy_when_none_comes() {
+        let limits = limits(|c| {
+            c.password_hashing_concurrency = 1;
+            c.password_hashing_wait_ms = 0;
+        });
+        let turn = limits.hashing().await.unwrap();
+        assert_eq!(limits.hashing().await.unwrap_err(), Refused::Busy);
+        drop(turn);
+        assert!(limits.hashing().await.is_ok());
+    }
+
+    #[test]
+    fn hashing_turns_default_to_one_per_core() {
+        let cores = std::thread::available_parallelism().map_or(2, usize::from);
+        for (configured, turns) in [(0, cores), (1, 1), (3, 3)] {
+            let limits = limits(|c| c.password_hashing_concurrency = configured);
+            assert_eq!(limits.hashing.available_permits(), turns, "{configured}");
+        }
     }
 }

@@ -49,6 +49,38 @@ fn redis_error(e: Error) -> StoreError {
     StoreError::Backend(Box::new(e))
 }
 
+/// A field of a project's hash, `<user>@<node>`, and its value: whose lease it is, on which
+/// node, and the lease; `None` for a field or value the hub did not write.
+fn parse_lease(field: &str, value: &str) -> Option<(UserId, String, Lease)> {
+    let (user, node) = field.split_once('@')?;
+    let lease: Lease = serde_json::from_str(value).ok()?;
+    Some((UserId(user.parse().ok()?), node.to_owned(), lease))
+}
+
+/// The users present through other nodes than `node` at `now`: those with a live lease there,
+/// each once.
+fn present_elsewhere(all: &[(UserId, String, Lease)], node: &str, now: i64) -> Vec<PresenceEntry> {
+    let mut present: Vec<PresenceEntry> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (user, lease_node, lease) in all.iter().filter(|(_, _, l)| l.expires_ms > now) {
+        if lease_node == node || !seen.insert(*user) {
+            continue;
+        }
+        present.push(PresenceEntry {
+            user_id: *user,
+            username: lease.username.clone(),
+            display_name: lease.display_name.clone(),
+            viewing: lease.viewing.map(TicketId),
+        });
+    }
+    present
+}
+
+/// Whether `user` holds a live lease at `now` on any node.
+fn live_anywhere(all: &[(UserId, String, Lease)], user: UserId, now: i64) -> bool {
+    all.iter().any(|(u, _, l)| *u == user && l.expires_ms > now)
+}
+
 impl RedisPresence {
     /// Presence on `client` (the bus's publishing connection) for this node.
     pub fn new(client: Client, node: String, prefix: &str, lease: Duration) -> Self {
@@ -96,11 +128,7 @@ impl RedisPresence {
             .map_err(redis_error)?;
         Ok(fields
             .into_iter()
-            .filter_map(|(field, value)| {
-                let (user, node) = field.split_once('@')?;
-                let lease: Lease = serde_json::from_str(&value).ok()?;
-                Some((UserId(user.parse().ok()?), node.to_owned(), lease))
-            })
+            .filter_map(|(field, value)| parse_lease(&field, &value))
             .collect())
     }
 
@@ -243,21 +271,7 @@ impl PresenceStore for RedisPresence {
     ) -> Result<(Vec<PresenceEntry>, Vec<(UserId, String)>), StoreError> {
         let now = now_ms();
         let all = self.all(project).await?;
-        let live: Vec<&(UserId, String, Lease)> =
-            all.iter().filter(|(_, _, l)| l.expires_ms > now).collect();
-        let mut present: Vec<PresenceEntry> = Vec::new();
-        let mut seen = std::collections::HashSet::new();
-        for (user, node, lease) in &live {
-            if *node == self.node || !seen.insert(*user) {
-                continue;
-            }
-            present.push(PresenceEntry {
-                user_id: *user,
-                username: lease.username.clone(),
-                display_name: lease.display_name.clone(),
-                viewing: lease.viewing.map(TicketId),
-            });
-        }
+        let present = present_elsewhere(&all, &self.node, now);
         let mut gone = Vec::new();
         for (user, node, lease) in all.iter().filter(|(_, _, l)| l.expires_ms <= now) {
             let removed: i64 = self
@@ -265,11 +279,185 @@ impl PresenceStore for RedisPresence {
                 .hdel(self.key(project), format!("{}@{node}", user.0))
                 .await
                 .map_err(redis_error)?;
-            let still = live.iter().any(|(u, _, _)| u == user);
+            let still = live_anywhere(&all, *user, now);
             if removed == 1 && !still && !gone.iter().any(|(u, _)| u == user) {
                 gone.push((*user, lease.username.clone()));
             }
         }
         Ok((present, gone))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lease(username: &str, viewing: Option<i64>, expires_ms: i64) -> Lease {
+        Lease {
+            username: username.into(),
+            display_name: format!("{username} (display)"),
+            viewing,
+            expires_ms,
+        }
+    }
+
+    fn held(user: i64, node: &str, expires_ms: i64) -> (UserId, String, Lease) {
+        (
+            UserId(user),
+            node.into(),
+            lease(&format!("u{user}"), None, expires_ms),
+        )
+    }
+
+    fn presence(node: &str) -> RedisPresence {
+        RedisPresence::new(
+            Client::default(),
+            node.into(),
+            "th",
+            Duration::from_millis(45_000),
+        )
+    }
+
+    #[test]
+    fn a_project_is_one_hash_and_a_user_one_field_per_node() {
+        let p = presence("node-a");
+        assert_eq!(p.key(ProjectId(7)), "th:presence:7");
+        assert_eq!(p.key(ProjectId(0)), "th:presence:0");
+        assert_eq!(p.field(UserId(42)), "42@node-a");
+        assert_eq!(p.field(UserId(-1)), "-1@node-a");
+    }
+
+    #[test]
+    fn a_lease_carries_the_entry_and_runs_out_a_lease_length_from_now() {
+        let p = presence("node-a");
+        let before = now_ms();
+        let text = p.lease_of(&PresenceEntry {
+            user_id: UserId(5),
+            username: "zoë".into(),
+            display_name: "Zoë Ünal 🦀".into(),
+            viewing: Some(TicketId(12)),
+        });
+        let after = now_ms();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let mut keys: Vec<&str> = v.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+        keys.sort_unstable();
+        // Short names: a lease is written for every user every few seconds.
+        assert_eq!(keys, ["d", "n", "v", "x"]);
+        assert_eq!(v["n"], "zoë");
+        assert_eq!(v["d"], "Zoë Ünal 🦀");
+        assert_eq!(v["v"], 12);
+        let x = v["x"].as_i64().unwrap();
+        assert!(
+            (before + 45_000..=after + 45_000).contains(&x),
+            "{x} not within {before}..{after} + 45 s"
+        );
+        let nobody_viewed = p.lease_of(&PresenceEntry {
+            user_id: UserId(5),
+            username: String::new(),
+            display_name: String::new(),
+            viewing: None,
+        });
+        let v: serde_json::Value = serde_json::from_str(&nobody_viewed).unwrap();
+        assert_eq!(v["v"], serde_json::Value::Null);
+        assert_eq!(v["n"], "");
+    }
+
+    #[test]
+    fn fields_the_hub_wrote_are_read_back_and_others_are_skipped() {
+        let value = r#"{"n":"zoë","d":"Zoë","v":3,"x":1700000000000}"#;
+        // (field, value, user and node read back)
+        for (field, value, read) in [
+            ("42@node-a", value, Some((42, "node-a"))),
+            // Only the first `@` separates: a node name may hold one.
+            ("42@node@b", value, Some((42, "node@b"))),
+            ("-3@n", value, Some((-3, "n"))),
+            ("42@", value, Some((42, ""))),
+            ("42", value, None),
+            ("@node-a", value, None),
+            ("abc@node-a", value, None),
+            ("4 2@node-a", value, None),
+            ("99999999999999999999@node-a", value, None),
+            ("42@node-a", "not json", None),
+            ("42@node-a", "", None),
+            // A lease without its expiry is not one.
+            ("42@node-a", r#"{"n":"zoë","d":"Zoë","v":null}"#, None),
+            (
+                "42@node-a",
+                r#"{"n":"zoë","d":"Zoë","v":null,"x":"soon"}"#,
+                None,
+            ),
+            // Fields it does not know are ignored.
+            (
+                "42@node-a",
+                r#"{"n":"zoë","d":"Zoë","x":1,"extra":true}"#,
+                Some((42, "node-a")),
+            ),
+        ] {
+            let parsed = parse_lease(field, value);
+            assert_eq!(
+                parsed.as_ref().map(|(u, n, _)| (u.0, n.as_str())),
+                read,
+                "{field} = {value}"
+            );
+        }
+        let (_, _, lease) = parse_lease("42@node-a", value).unwrap();
+        assert_eq!(lease.username, "zoë");
+        assert_eq!(lease.display_name, "Zoë");
+        assert_eq!(lease.viewing, Some(3));
+        assert_eq!(lease.expires_ms, 1_700_000_000_000);
+    }
+
+    #[test]
+    fn users_present_elsewhere_are_those_with_a_live_lease_on_another_node_each_once() {
+        let now = 1_000;
+        let all = vec![
+            held(1, "node-a", now + 1),
+            held(2, "node-b", now + 1),
+            // Runs out exactly now: gone.
+            held(3, "node-b", now),
+            held(4, "node-b", now - 1),
+            // On this node and another: present through the other.
+            held(5, "node-a", now + 1),
+            held(5, "node-c", now + 1),
+            // On two other nodes: listed once.
+            held(6, "node-b", now + 1),
+            held(6, "node-c", now + 1),
+        ];
+        let present = present_elsewhere(&all, "node-a", now);
+        let ids: Vec<i64> = present.iter().map(|e| e.user_id.0).collect();
+        assert_eq!(ids, [2, 5, 6]);
+        assert_eq!(present[0].username, "u2");
+        assert_eq!(present[0].display_name, "u2 (display)");
+        assert_eq!(present[0].viewing, None);
+        assert!(present_elsewhere(&[], "node-a", now).is_empty());
+        // Seen from a node that holds nothing, everyone live is present.
+        let ids: Vec<i64> = present_elsewhere(&all, "node-z", now)
+            .iter()
+            .map(|e| e.user_id.0)
+            .collect();
+        assert_eq!(ids, [1, 2, 5, 6]);
+    }
+
+    #[test]
+    fn a_lease_says_what_its_user_views() {
+        let all = vec![(UserId(8), "node-b".to_owned(), lease("v", Some(77), 10))];
+        let present = present_elsewhere(&all, "node-a", 9);
+        assert_eq!(present[0].viewing, Some(TicketId(77)));
+    }
+
+    #[test]
+    fn a_user_is_live_while_any_node_holds_an_unexpired_lease() {
+        let now = 500;
+        let all = vec![
+            held(1, "node-a", now - 10),
+            held(1, "node-b", now + 10),
+            held(2, "node-a", now - 10),
+            held(2, "node-b", now),
+            held(3, "node-a", now + 1),
+        ];
+        // (user, live)
+        for (user, live) in [(1, true), (2, false), (3, true), (4, false)] {
+            assert_eq!(live_anywhere(&all, UserId(user), now), live, "user {user}");
+        }
     }
 }

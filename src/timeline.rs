@@ -90,12 +90,26 @@ impl Viewer {
     }
 }
 
+/// Everything recorded about one notification.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Timeline {
+    /// The notification: id, user_id, username, seq, notification_type, title, is_read, ticket.
+    #[schema(value_type = Object)]
+    pub notification: Value,
+    /// Its events, oldest first. Each has `event` (`committed`, `pushed`, `acked`, `read`,
+    /// `deleted`, `delivery_attempt`, `delivery_pending`, `escalation_scheduled`,
+    /// `escalation_fired`, `escalation_cancelled`, `escalation_failed`) and `at`, with the
+    /// fields of its kind.
+    #[schema(value_type = Vec<Object>)]
+    pub events: Vec<Value>,
+}
+
 /// Every recorded event of a notification, in order, as `viewer` may see it.
 pub async fn timeline(
     store: &dyn Store,
     record: TimelineRecord,
     viewer: Viewer,
-) -> Result<Value, StoreError> {
+) -> Result<Timeline, StoreError> {
     let n = &record.notification;
     let actor = record.event.as_ref().and_then(|e| e.actor).or(record.actor);
     let names = usernames(store, actor.into_iter().chain([n.user_id])).await?;
@@ -208,8 +222,8 @@ pub async fn timeline(
         }
     }
     events.sort_by_key(|(t, order, _)| (*t, *order));
-    Ok(json!({
-        "notification": {
+    Ok(Timeline {
+        notification: json!({
             "id": n.id,
             "user_id": n.user_id.0,
             "username": names.get(&n.user_id),
@@ -218,9 +232,27 @@ pub async fn timeline(
             "title": n.title,
             "is_read": n.is_read,
             "ticket": n.ticket.as_ref().map(|t| json!({"id": t.id.0, "key": t.key})),
-        },
-        "events": events.into_iter().map(|(_, _, v)| v).collect::<Vec<_>>(),
-    }))
+        }),
+        events: events.into_iter().map(|(_, _, v)| v).collect(),
+    })
+}
+
+/// The routing decision of every event of a ticket, replayed for one user.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Trace {
+    /// The ticket: id, key, title, status, project.
+    #[schema(value_type = Object)]
+    pub ticket: Value,
+    /// The user: id, username, role, is_active, member.
+    #[schema(value_type = Object)]
+    pub user: Value,
+    /// Which facts are as they are now.
+    pub note: &'static str,
+    /// Per event: `recipient`, and either `reason` (`not_a_member`, `not_routed`, `actor`,
+    /// `inactive`, `no_route`) with an `explanation`, or the `audiences` that named the user,
+    /// each outbound `channel` (reached, or why not) and the `notification` with its timeline.
+    #[schema(value_type = Vec<Object>)]
+    pub events: Vec<Value>,
 }
 
 /// Replays the routing decision of every event of `ticket` for `user`: whether they were a
@@ -233,15 +265,23 @@ pub async fn trace(
     outbound: &[Channel],
     ticket: &Ticket,
     user: &User,
-) -> Result<Value, StoreError> {
+) -> Result<Trace, StoreError> {
     let events = store.ticket_events(ticket.id).await?;
     let admins = store.users_with_role(Role::Admin).await?;
-    let admin_ids: Vec<UserId> = admins.iter().map(|u| u.id).collect();
-    let super_ids: Vec<UserId> = admins
+    let mut admin_ids: Vec<UserId> = admins.iter().map(|u| u.id).collect();
+    let mut super_ids: Vec<UserId> = admins
         .iter()
         .filter(|u| u.is_superuser)
         .map(|u| u.id)
         .collect();
+    // The audiences list active admins only; a deactivated admin traced is still named by
+    // them, so that the trace says `inactive`, not that no audience names them.
+    if user.role == Role::Admin && !admin_ids.contains(&user.id) {
+        admin_ids.push(user.id);
+        if user.is_superuser {
+            super_ids.push(user.id);
+        }
+    }
     let member = store
         .membership(ticket.project_id, user.id)
         .await?
@@ -283,7 +323,9 @@ pub async fn trace(
         match why(route, &parties, user, member) {
             Err(left) => {
                 let explanation = match left {
-                    LeftOut::NoRoute => format!("{} has no route", e.event),
+                    LeftOut::NoRoute => {
+                        format!("{} goes to nobody: its route names no audience", e.event)
+                    }
                     LeftOut::NotAMember => format!(
                         "{} is not a member of project {}, and {} goes to {}",
                         user.username,
@@ -347,24 +389,24 @@ pub async fn trace(
         }
         out.push(item);
     }
-    Ok(json!({
-        "ticket": {
+    Ok(Trace {
+        ticket: json!({
             "id": ticket.id.0,
             "key": ticket.key(),
             "title": ticket.title,
             "status": ticket.status.as_str(),
             "project": {"id": ticket.project_id.0, "key": ticket.project_key},
-        },
-        "user": {
+        }),
+        user: json!({
             "id": user.id.0,
             "username": user.username,
             "role": user.role.as_str(),
             "is_active": user.is_active,
             "member": member,
-        },
-        "note": "Membership, roles, addresses and preferences are as they are now; the ticket's creator and assignees as they were at each event.",
-        "events": out,
-    }))
+        }),
+        note: "Membership, roles, addresses and preferences are as they are now; the ticket's creator and assignees as they were at each event.",
+        events: out,
+    })
 }
 
 /// The trace as text, one event per paragraph.
@@ -437,3 +479,6 @@ pub fn render_trace(v: &Value) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests;

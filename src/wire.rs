@@ -11,7 +11,17 @@ use tickethub_actors::ports::DeliverySummary;
 use tickethub_actors::routing::Channel;
 use tickethub_actors::ticket_domain::{Comment, Ticket};
 
-use crate::http::timestamp;
+pub mod dialect;
+
+use tickethub_actors::ticket_domain::{Category as Cat, Priority as Pri, TicketStatus as Status};
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa::openapi::RefOr;
+use utoipa::{PartialSchema, ToSchema};
+
+/// Formats a time the way the seeds do: RFC 3339 in UTC with a `Z`.
+pub fn timestamp(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
 
 /// The `ticket` object inside a notification (seed 001's shape plus `key`).
 pub fn ticket_summary(t: &TicketSummary) -> Value {
@@ -142,93 +152,290 @@ fn delivery_status(
     }
 }
 
-/// The REST notification (seed 001's fields, plus `seq`, `title`, `data` and `action_url`);
-/// `deliveries` is how its outbound deliveries stand, `None` if it has none.
+/// A notification in the caller's inbox, as the REST API shows it: seed 001's fields, plus
+/// `seq`, `title`, `data` and `action_url`.
+#[derive(serde::Serialize, ToSchema)]
+#[schema(as = Notification)]
+pub struct NotificationJson {
+    /// The notification's id.
+    pub id: i64,
+    /// Its place in the recipient's sequence.
+    pub seq: i64,
+    /// The ticket's id, if it is about one.
+    #[schema(required = true)]
+    pub ticket: Option<i64>,
+    /// The ticket's key.
+    #[schema(required = true)]
+    pub ticket_key: Option<String>,
+    /// The ticket's title.
+    #[schema(required = true)]
+    pub ticket_title: Option<String>,
+    /// The recipient's id (the caller).
+    pub recipient: i64,
+    /// The recipient's name.
+    pub recipient_name: String,
+    /// What happened, e.g. `ticket_created`; admins' sends may use types of their own.
+    pub notification_type: String,
+    /// The type, for people.
+    pub notification_type_display: String,
+    /// The title.
+    pub title: String,
+    /// The title again, under its older name.
+    pub subject: String,
+    /// The message.
+    pub message: String,
+    /// Extra data, a JSON object.
+    #[schema(value_type = Object)]
+    pub data: Value,
+    /// Where a client should take the user.
+    #[schema(required = true)]
+    pub action_url: Option<String>,
+    /// How its outbound deliveries stand (seed 001): `SENT` once any channel delivered it, or
+    /// at once with no outbound channel; `FAILED` once every channel failed for good;
+    /// `PENDING` before.
+    #[schema(examples("SENT"))]
+    pub status: &'static str,
+    /// `Sent`, `Failed` or `Pending`.
+    pub status_display: &'static str,
+    /// When it was first delivered.
+    #[schema(required = true, format = DateTime)]
+    pub sent_at: Option<String>,
+    /// Whether the recipient has read it.
+    pub is_read: bool,
+    /// When it was read.
+    #[schema(required = true, format = DateTime)]
+    pub read_at: Option<String>,
+    /// When it was created.
+    #[schema(format = DateTime)]
+    pub created_at: String,
+}
+
+/// The REST notification; `deliveries` is how its outbound deliveries stand, `None` if it has
+/// none.
 pub fn notification_rest(
     n: &Notification,
     recipient: &User,
     deliveries: Option<&DeliverySummary>,
-) -> Value {
+) -> NotificationJson {
     let (status, status_display, sent_at) = delivery_status(n.created_at, deliveries);
-    json!({
-        "id": n.id,
-        "seq": n.seq,
-        "ticket": n.ticket.as_ref().map(|t| t.id.0),
-        "ticket_key": n.ticket.as_ref().map(|t| t.key.clone()),
-        "ticket_title": n.ticket.as_ref().map(|t| t.title.clone()),
-        "recipient": recipient.id.0,
-        "recipient_name": recipient.name(),
-        "notification_type": n.notification_type.as_str(),
-        "notification_type_display": n.notification_type.display(),
-        "title": n.title,
-        "subject": n.title,
-        "message": n.message,
-        "data": data(n),
-        "action_url": n.action_url,
-        "status": status,
-        "status_display": status_display,
-        "sent_at": sent_at,
-        "is_read": n.is_read,
-        "read_at": n.read_at.map(timestamp),
-        "created_at": timestamp(n.created_at),
-    })
+    NotificationJson {
+        id: n.id,
+        seq: n.seq,
+        ticket: n.ticket.as_ref().map(|t| t.id.0),
+        ticket_key: n.ticket.as_ref().map(|t| t.key.clone()),
+        ticket_title: n.ticket.as_ref().map(|t| t.title.clone()),
+        recipient: recipient.id.0,
+        recipient_name: recipient.name().to_owned(),
+        notification_type: n.notification_type.as_str().to_owned(),
+        notification_type_display: n.notification_type.display(),
+        title: n.title.clone(),
+        subject: n.title.clone(),
+        message: n.message.clone(),
+        data: data(n),
+        action_url: n.action_url.clone(),
+        status,
+        status_display,
+        sent_at,
+        is_read: n.is_read,
+        read_at: n.read_at.map(timestamp),
+        created_at: timestamp(n.created_at),
+    }
 }
 
 /// A ticket as the REST API shows it.
-pub fn ticket(t: &Ticket) -> Value {
-    json!({
-        "id": t.id.0,
-        "key": t.key(),
-        "project": t.project_id.0,
-        "project_key": t.project_key,
-        "project_name": t.project_name,
-        "title": t.title,
-        "description": t.description,
-        "priority": t.priority.as_str(),
-        "priority_display": t.priority.display(),
-        "category": t.category.as_str(),
-        "category_display": t.category.display(),
-        "status": t.status.as_str(),
-        "status_display": t.status.display(),
-        "created_by": t.created_by.0,
-        "created_by_name": t.created_by_name,
-        "assignees": t.assignees.iter().map(|a| a.0).collect::<Vec<_>>(),
-        "created_at": timestamp(t.created_at),
-        "updated_at": timestamp(t.updated_at),
-        "version": t.version,
-    })
+#[derive(serde::Serialize, ToSchema)]
+#[schema(as = Ticket)]
+pub struct TicketJson {
+    /// The ticket's id.
+    pub id: i64,
+    /// `PROJECT-n`.
+    #[schema(examples("WEB-7"))]
+    pub key: String,
+    /// The project's id.
+    pub project: i64,
+    /// The project's key.
+    pub project_key: String,
+    /// The project's name.
+    pub project_name: String,
+    /// The title.
+    pub title: String,
+    /// The description.
+    pub description: String,
+    /// The priority.
+    #[schema(value_type = PriorityName)]
+    pub priority: &'static str,
+    /// The priority, for people.
+    pub priority_display: &'static str,
+    /// The category.
+    #[schema(value_type = CategoryName)]
+    pub category: &'static str,
+    /// The category, for people.
+    pub category_display: &'static str,
+    /// The status.
+    #[schema(value_type = TicketStatusName)]
+    pub status: &'static str,
+    /// The status, for people.
+    pub status_display: &'static str,
+    /// The creating client's id.
+    pub created_by: i64,
+    /// The creating client's name.
+    pub created_by_name: String,
+    /// The assigned developers' ids.
+    pub assignees: Vec<i64>,
+    /// When it was created.
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    /// When it last changed.
+    #[schema(format = DateTime)]
+    pub updated_at: String,
+    /// Bumped by every change.
+    pub version: i64,
+}
+
+/// A ticket as the REST API shows it.
+pub fn ticket(t: &Ticket) -> TicketJson {
+    TicketJson {
+        id: t.id.0,
+        key: t.key(),
+        project: t.project_id.0,
+        project_key: t.project_key.clone(),
+        project_name: t.project_name.clone(),
+        title: t.title.clone(),
+        description: t.description.clone(),
+        priority: t.priority.as_str(),
+        priority_display: t.priority.display(),
+        category: t.category.as_str(),
+        category_display: t.category.display(),
+        status: t.status.as_str(),
+        status_display: t.status.display(),
+        created_by: t.created_by.0,
+        created_by_name: t.created_by_name.clone(),
+        assignees: t.assignees.iter().map(|a| a.0).collect(),
+        created_at: timestamp(t.created_at),
+        updated_at: timestamp(t.updated_at),
+        version: t.version,
+    }
+}
+
+/// A comment on a ticket, as the REST API shows it.
+#[derive(serde::Serialize, ToSchema)]
+#[schema(as = Comment)]
+pub struct CommentJson {
+    /// The comment's id.
+    pub id: i64,
+    /// The ticket's id.
+    pub ticket: i64,
+    /// The author's id.
+    pub author: i64,
+    /// The author's name.
+    pub author_name: String,
+    /// The text.
+    pub body: String,
+    /// When it was written.
+    #[schema(format = DateTime)]
+    pub created_at: String,
 }
 
 /// A comment as the REST API shows it.
-pub fn comment(c: &Comment) -> Value {
-    json!({
-        "id": c.id,
-        "ticket": c.ticket_id.0,
-        "author": c.author.0,
-        "author_name": c.author_name,
-        "body": c.body,
-        "created_at": timestamp(c.created_at),
-    })
+pub fn comment(c: &Comment) -> CommentJson {
+    CommentJson {
+        id: c.id,
+        ticket: c.ticket_id.0,
+        author: c.author.0,
+        author_name: c.author_name.clone(),
+        body: c.body.clone(),
+        created_at: timestamp(c.created_at),
+    }
 }
 
-/// What an admin sends, over REST or the WebSocket.
-#[derive(Deserialize, Debug)]
+/// Integers in request bodies as JSON counts them: `7` and `7.0` alike (a number without a
+/// fraction is an integer in JSON Schema, and some clients' JSON writes every number so).
+pub mod integer {
+    use serde::de::{Deserialize, Deserializer, Error, Unexpected};
+
+    /// One integer.
+    struct Int(i64);
+
+    impl<'de> Deserialize<'de> for Int {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            match serde_json::Number::deserialize(d)? {
+                n if n.is_i64() => Ok(Int(n.as_i64().expect("an i64"))),
+                n => match n.as_f64() {
+                    Some(f) if f.fract() == 0.0 && f >= i64::MIN as f64 && f < i64::MAX as f64 => {
+                        Ok(Int(f as i64))
+                    }
+                    // serde's own wording, so the refusal points at the member by position.
+                    Some(f) => Err(D::Error::invalid_value(
+                        Unexpected::Float(f),
+                        &"an integer of 64 bits",
+                    )),
+                    None => Err(D::Error::invalid_value(
+                        Unexpected::Other("a number"),
+                        &"an integer of 64 bits",
+                    )),
+                },
+            }
+        }
+    }
+
+    /// An integer field.
+    pub fn one<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+        Int::deserialize(d).map(|i| i.0)
+    }
+
+    /// An optional integer field (`null` is absent).
+    pub fn option<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+        Ok(Option::<Int>::deserialize(d)?.map(|i| i.0))
+    }
+
+    /// A list of integers.
+    pub fn list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<i64>, D::Error> {
+        Ok(Vec::<Int>::deserialize(d)?
+            .into_iter()
+            .map(|i| i.0)
+            .collect())
+    }
+
+    /// An optional list of integers (`null` is absent).
+    pub fn option_list<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<i64>>, D::Error> {
+        Ok(Option::<Vec<Int>>::deserialize(d)?.map(|v| v.into_iter().map(|i| i.0).collect()))
+    }
+}
+
+/// A notification an admin sends, over REST or the WebSocket. Give exactly one of
+/// `user_ids`, `user_id` or `role`.
+#[derive(Deserialize, Debug, ToSchema)]
+#[schema(as = SendRequest)]
 pub struct SendIn {
-    #[serde(default)]
+    /// The recipients' ids (1 to 10000).
+    #[serde(default, deserialize_with = "integer::option_list")]
     user_ids: Option<Vec<i64>>,
-    #[serde(default)]
+    /// One recipient's id.
+    #[serde(default, deserialize_with = "integer::option")]
     user_id: Option<i64>,
+    /// Every active user of this role.
     #[serde(default)]
+    #[schema(value_type = Option<RoleName>)]
     role: Option<String>,
+    /// The title, 1 to 200 characters.
+    #[schema(max_length = 200)]
     title: String,
+    /// The message, 1 to 5000 characters.
+    #[schema(max_length = 5000)]
     message: String,
+    /// 1 to 64 letters, digits, `_`, `-` or `.` (default `general`).
     #[serde(default)]
     notification_type: Option<String>,
+    /// Extra data, a JSON object.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     data: Option<Value>,
+    /// Where a client should take the user: a path, or an `http(s)://` URL.
     #[serde(default)]
     link: Option<String>,
+    /// Outbound channels to use besides the in-app record.
     #[serde(default)]
+    #[schema(value_type = Vec<ChannelName>)]
     channels: Vec<String>,
 }
 
@@ -411,6 +618,65 @@ pub fn room_event(event: &tickethub_actors::room::RoomEvent) -> Value {
     }
 }
 
+// === The wire's names of domain values, as schemas ===
+
+/// A string schema with a fixed set of values.
+fn string_enum<'a>(description: &str, values: impl IntoIterator<Item = &'a str>) -> RefOr<Schema> {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .description(Some(description))
+        .enum_values(Some(values))
+        .into()
+}
+
+/// Declares a schema-only type for a set of wire names taken from the domain, so the document
+/// cannot drift from the values the hub accepts and answers.
+macro_rules! wire_names {
+    ($(#[$meta:meta])* $name:ident, $description:literal, $values:expr) => {
+        $(#[$meta])*
+        pub struct $name;
+
+        impl PartialSchema for $name {
+            fn schema() -> RefOr<Schema> {
+                string_enum($description, $values)
+            }
+        }
+
+        impl ToSchema for $name {}
+    };
+}
+
+wire_names!(
+    /// A user's role.
+    RoleName,
+    "A user's role.",
+    Role::ALL.iter().map(|r| r.as_str())
+);
+wire_names!(
+    /// A ticket's status.
+    TicketStatusName,
+    "A ticket's status.",
+    Status::ALL.iter().map(|s| s.as_str())
+);
+wire_names!(
+    /// A ticket's priority.
+    PriorityName,
+    "A ticket's priority.",
+    Pri::ALL.iter().map(|p| p.as_str())
+);
+wire_names!(
+    /// A ticket's category.
+    CategoryName,
+    "A ticket's category.",
+    Cat::ALL.iter().map(|c| c.as_str())
+);
+wire_names!(
+    /// A delivery channel.
+    ChannelName,
+    "A way to reach a user.",
+    Channel::ALL.iter().map(|c| c.as_str())
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -534,4 +800,24 @@ mod link_tests {
             assert!(check_link(bad).is_err(), "{bad}");
         }
     }
+}
+wire_names!(
+    /// A dialect of the notification frames (the seeds' shapes).
+    DialectName,
+    "The frame shapes of a connection: seed 001's (the default), or seed 002's, 003's or 004's.",
+    dialect::Dialect::ALL.iter().map(|d| d.name())
+);
+
+/// One event of an event stream (`text/event-stream`), as a client's parser hands it over.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct StreamEvent {
+    /// The event's name: `notification`, `connection_established`, `replay_complete`,
+    /// `replay_truncated`, `notification_updated`, `notifications_cleared`, `all_marked_read`,
+    /// `token_expiring`, `error` or `shutdown`.
+    event: String,
+    /// The frame, as JSON text: the socket's frame of the same name, in the stream's dialect.
+    data: String,
+    /// A notification's seq (resume with it as `Last-Event-ID`).
+    id: Option<String>,
 }

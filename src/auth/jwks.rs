@@ -47,9 +47,23 @@ impl Jwks {
     pub fn new(url: String, floor: Duration, max_age: Duration) -> Self {
         // reqwest shares rustls with the ring provider.
         let _ = rustls::crypto::ring::default_provider().install_default();
+        // A few redirects, never from https to anything else: a key set fetched over https
+        // must not be served by a plain-text hop.
+        let redirects = reqwest::redirect::Policy::custom(|attempt| {
+            let off_https = attempt.previous().first().map(|u| u.scheme()) == Some("https")
+                && attempt.url().scheme() != "https";
+            if off_https {
+                attempt.error("a redirect away from https")
+            } else if attempt.previous().len() >= 5 {
+                attempt.error("too many redirects")
+            } else {
+                attempt.follow()
+            }
+        });
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
             .connect_timeout(Duration::from_secs(5))
+            .redirect(redirects)
             .user_agent(concat!("tickethub/", env!("CARGO_PKG_VERSION")))
             .build()
             .expect("a client with timeouts builds");

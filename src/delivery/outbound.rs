@@ -75,16 +75,43 @@ pub struct NotPublic {
     first: IpAddr,
 }
 
-/// The resolver of outbound clients: the system's, less every non-public address.
-#[derive(Debug, Clone, Copy)]
-pub struct PublicResolver;
+/// How a name is resolved: the system's resolver, or (in tests) a stand-in.
+pub type Lookup = Arc<
+    dyn Fn(String) -> futures::future::BoxFuture<'static, std::io::Result<Vec<SocketAddr>>>
+        + Send
+        + Sync,
+>;
+
+/// The resolver of outbound clients: a lookup (the system's), less every non-public address.
+/// The client connects to what it answers, so a name is resolved once per connection and the
+/// address checked is the address connected to.
+#[derive(Clone)]
+pub struct PublicResolver {
+    lookup: Lookup,
+}
+
+impl PublicResolver {
+    /// The system's resolver, less every non-public address.
+    pub fn system() -> Self {
+        Self::with_lookup(Arc::new(|host: String| {
+            Box::pin(
+                async move { Ok(tokio::net::lookup_host((host.as_str(), 0)).await?.collect()) },
+            )
+        }))
+    }
+
+    /// Another lookup, less every non-public address.
+    pub fn with_lookup(lookup: Lookup) -> Self {
+        Self { lookup }
+    }
+}
 
 impl reqwest::dns::Resolve for PublicResolver {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
         let host = name.as_str().to_owned();
+        let lookup = (self.lookup)(host.clone());
         Box::pin(async move {
-            let found: Vec<SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let found: Vec<SocketAddr> = lookup.await?;
             let public: Vec<SocketAddr> = found
                 .iter()
                 .copied()
@@ -106,15 +133,24 @@ impl reqwest::dns::Resolve for PublicResolver {
 /// An HTTP client with timeouts and without redirects; with `public_only`, it connects to
 /// public addresses only.
 pub fn client(timeout: Duration, public_only: bool) -> reqwest::Result<reqwest::Client> {
+    client_with(timeout, public_only.then(PublicResolver::system))
+}
+
+/// [`client`], resolving through `resolver` when one is given.
+pub fn client_with(
+    timeout: Duration,
+    resolver: Option<PublicResolver>,
+) -> reqwest::Result<reqwest::Client> {
+    // reqwest's rustls, with the ring provider (installed once per process).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let builder = reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(timeout)
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("tickethub/", env!("CARGO_PKG_VERSION")));
-    if public_only {
-        builder.dns_resolver(Arc::new(PublicResolver)).build()
-    } else {
-        builder.build()
+    match resolver {
+        Some(resolver) => builder.dns_resolver(Arc::new(resolver)).build(),
+        None => builder.build(),
     }
 }
 
@@ -228,11 +264,84 @@ mod tests {
     #[tokio::test]
     async fn the_resolver_drops_what_is_not_public() {
         use reqwest::dns::Resolve;
-        let err = PublicResolver
+        let err = PublicResolver::system()
             .resolve("localhost".parse().unwrap())
             .await
             .err()
             .expect("localhost is not public");
         assert!(err.downcast_ref::<NotPublic>().is_some(), "{err}");
+    }
+
+    /// A name whose answers change between lookups (DNS rebinding): public to whoever checks
+    /// first, then a private address. The client looks it up once per connection, through the
+    /// resolver that drops private addresses, so a private answer is never connected to,
+    /// whenever it comes; a mixed answer is connected only at its public part.
+    #[tokio::test]
+    async fn a_name_that_rebinds_to_a_private_address_is_never_connected_to() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        // A server on loopback that counts the connections it gets.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let private = listener.local_addr().unwrap();
+        let reached = Arc::new(AtomicUsize::new(0));
+        tokio::spawn({
+            let reached = reached.clone();
+            async move {
+                while let Ok((socket, _)) = listener.accept().await {
+                    reached.fetch_add(1, Ordering::SeqCst);
+                    drop(socket);
+                }
+            }
+        });
+        // Public first, private next, then both at once.
+        let public: SocketAddr = "93.184.216.34:0".parse().unwrap();
+        let answers = Arc::new(std::sync::Mutex::new(vec![
+            vec![public, private],
+            vec![private],
+            vec![public],
+        ]));
+        let lookups = Arc::new(AtomicUsize::new(0));
+        let lookup: Lookup = {
+            let (answers, lookups) = (answers.clone(), lookups.clone());
+            Arc::new(move |_host: String| {
+                lookups.fetch_add(1, Ordering::SeqCst);
+                let answer = answers.lock().unwrap().pop().unwrap_or_default();
+                Box::pin(async move { Ok(answer) })
+            })
+        };
+        let client = client_with(
+            Duration::from_millis(300),
+            Some(PublicResolver::with_lookup(lookup)),
+        )
+        .unwrap();
+        let url = format!("http://rebinding.example:{}/hook", private.port());
+        // 1: public (unreachable here, so it fails as a network error), looked up once.
+        let first = client.post(&url).send().await.unwrap_err();
+        assert!(
+            matches!(request_error(first), TransportError::Retryable { .. }),
+            "a public address is tried"
+        );
+        assert_eq!(
+            lookups.load(Ordering::SeqCst),
+            1,
+            "one lookup per connection"
+        );
+        // 2: the name now answers the private address: refused for good, never connected.
+        let second = client.post(&url).send().await.unwrap_err();
+        assert!(
+            matches!(request_error(second), TransportError::Permanent(ref e) if e.contains("non-public")),
+            "a private answer is refused"
+        );
+        // 3: both: only the public one is tried.
+        let third = client.post(&url).send().await.unwrap_err();
+        assert!(matches!(
+            request_error(third),
+            TransportError::Retryable { .. }
+        ));
+        assert_eq!(lookups.load(Ordering::SeqCst), 3);
+        assert_eq!(
+            reached.load(Ordering::SeqCst),
+            0,
+            "the private server was reached"
+        );
     }
 }

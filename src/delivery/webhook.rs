@@ -103,7 +103,7 @@ impl Transport for WebhookTransport {
         }
         let body = json!({
             "type": n.notification_type.as_str(),
-            "timestamp": crate::http::timestamp(n.created_at),
+            "timestamp": crate::wire::timestamp(n.created_at),
             "data": data,
         })
         .to_string();

@@ -8,8 +8,6 @@
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::routing::get;
-use axum::Router;
 use futures::future::join_all;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -20,10 +18,12 @@ use tickethub_actors::room::RoomMsg;
 use tickethub_actors::ticket::TicketMsg;
 use tickethub_actors::ticket_domain::TicketId;
 use tickethub_actors::user::UserMsg;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::extract::{Caller, Json, Query};
-use super::AppState;
+use crate::state::AppState;
 
 /// How long one actor may take to describe itself.
 const SNAPSHOT_TIMEOUT: Duration = Duration::from_millis(250);
@@ -32,19 +32,21 @@ const SNAPSHOT_TIMEOUT: Duration = Duration::from_millis(250);
 const MATCHING_USERS: i64 = 10_000;
 
 /// The routes of this module.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/admin/actors", get(actors))
-        .route("/api/admin/trace", get(trace))
-        .route("/api/admin/escalations", get(escalations))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(actors))
+        .routes(routes!(trace))
+        .routes(routes!(escalations))
 }
 
 #[derive(Deserialize, Default, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct TraceQuery {
     /// The ticket's id.
+    #[param(value_type = i64, required = true)]
     ticket: Option<String>,
     /// The user's id or username.
+    #[param(value_type = String, required = true, min_length = 1)]
     user: Option<String>,
 }
 
@@ -60,11 +62,11 @@ pub(crate) struct TraceQuery {
     tag = "admin",
     params(TraceQuery),
     responses(
-        (status = 200, description = "The ticket's events, each with the decision.", body = crate::http::openapi::Trace),
-        (status = 400, description = "`ticket` or `user` is missing or malformed.", body = crate::http::openapi::ErrorBody),
-        (status = 401, description = "No valid access token.", body = crate::http::openapi::ErrorBody),
-        (status = 403, description = "Not an admin.", body = crate::http::openapi::ErrorBody),
-        (status = 404, description = "No such ticket or user.", body = crate::http::openapi::ErrorBody),
+        (status = 200, description = "The ticket's events, each with the decision.", body = crate::timeline::Trace),
+        (status = 400, description = "`ticket` or `user` is missing or malformed.", body = crate::http::error::ErrorBody),
+        (status = 401, description = "No valid access token.", body = crate::http::error::ErrorBody),
+        (status = 403, description = "Not an admin.", body = crate::http::error::ErrorBody),
+        (status = 404, description = "No such ticket or user.", body = crate::http::error::ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -72,7 +74,7 @@ pub(crate) async fn trace(
     State(state): State<AppState>,
     caller: Caller,
     Query(q): Query<TraceQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<crate::timeline::Trace>, ApiError> {
     if !caller.is_admin() {
         return Err(ApiError::forbidden("Only admins can trace notifications."));
     }
@@ -115,9 +117,37 @@ pub(crate) async fn trace(
 #[into_params(parameter_in = Query)]
 pub(crate) struct EscalationQuery {
     /// `PENDING` (the default), `FIRING`, `FIRED`, `CANCELLED`, `FAILED`, or `all`.
-    status: Option<String>,
-    /// At most this many (default 100, at most 500).
+    #[param(inline)]
+    status: Option<EscalationStatus>,
+    /// At most this many (default 100).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 500)]
     limit: Option<String>,
+}
+
+/// An escalation step's status, or `all`.
+#[derive(Deserialize, Clone, Copy, utoipa::ToSchema)]
+#[allow(clippy::upper_case_acronyms)]
+pub(crate) enum EscalationStatus {
+    PENDING,
+    FIRING,
+    FIRED,
+    CANCELLED,
+    FAILED,
+    #[serde(rename = "all")]
+    All,
+}
+
+impl EscalationStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            EscalationStatus::PENDING => "PENDING",
+            EscalationStatus::FIRING => "FIRING",
+            EscalationStatus::FIRED => "FIRED",
+            EscalationStatus::CANCELLED => "CANCELLED",
+            EscalationStatus::FAILED => "FAILED",
+            EscalationStatus::All => "all",
+        }
+    }
 }
 
 /// Escalation steps of every node, soonest due first: by default those still pending.
@@ -129,10 +159,10 @@ pub(crate) struct EscalationQuery {
     tag = "admin",
     params(EscalationQuery),
     responses(
-        (status = 200, description = "The steps.", body = crate::http::openapi::Escalations),
-        (status = 400, description = "An unknown status.", body = crate::http::openapi::ErrorBody),
-        (status = 401, description = "No valid access token.", body = crate::http::openapi::ErrorBody),
-        (status = 403, description = "Not an admin.", body = crate::http::openapi::ErrorBody),
+        (status = 200, description = "The steps.", body = Escalations),
+        (status = 400, description = "An unknown status.", body = crate::http::error::ErrorBody),
+        (status = 401, description = "No valid access token.", body = crate::http::error::ErrorBody),
+        (status = 403, description = "Not an admin.", body = crate::http::error::ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -140,38 +170,38 @@ pub(crate) async fn escalations(
     State(state): State<AppState>,
     caller: Caller,
     Query(q): Query<EscalationQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Escalations>, ApiError> {
     if !caller.is_admin() {
         return Err(ApiError::forbidden("Only admins can see escalations."));
     }
-    let status = match q.status.as_deref().map(str::trim) {
-        None | Some("") => Some("PENDING".to_owned()),
-        Some(s) if s.eq_ignore_ascii_case("all") => None,
-        Some(s) => {
-            let s = s.to_ascii_uppercase();
-            if !["PENDING", "FIRING", "FIRED", "CANCELLED", "FAILED"].contains(&s.as_str()) {
-                return Err(ApiError::bad_request(
-                    "status: Expected PENDING, FIRING, FIRED, CANCELLED, FAILED or all.",
-                ));
-            }
-            Some(s)
-        }
+    let status = match q.status.unwrap_or(EscalationStatus::PENDING) {
+        EscalationStatus::All => None,
+        one => Some(one.as_str().to_owned()),
     };
-    let limit = q
-        .limit
-        .as_deref()
-        .and_then(|l| l.parse::<i64>().ok())
-        .unwrap_or(100)
-        .clamp(1, 500);
+    let limit = super::query_int("limit", q.limit.as_deref(), 1, 500)?.unwrap_or(100);
     let rows = state
         .store
         .list_escalations(status.as_deref(), limit)
         .await?;
-    Ok(Json(json!({
-        "count": rows.len(),
-        "results": rows.iter().map(crate::timeline::escalation_json).collect::<Vec<_>>(),
-    })))
+    Ok(Json(Escalations {
+        count: rows.len() as i64,
+        results: rows.iter().map(crate::timeline::escalation_json).collect(),
+    }))
 }
+
+/// Escalation steps.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Escalations {
+    /// How many match.
+    pub count: i64,
+    /// The steps, soonest due first: id, notification_id, user_id, ticket_id, policy, step,
+    /// unless, channels, also, due_at, status, detail, claimed_by, created_at, updated_at.
+    #[schema(value_type = Vec<Object>)]
+    pub results: Vec<Value>,
+}
+
+/// The most actors of a directory a page may skip.
+const MAX_OFFSET: i64 = 1_000_000;
 
 #[derive(Deserialize, Default)]
 struct TreeQuery {
@@ -197,6 +227,25 @@ fn secs(d: Duration) -> f64 {
     (d.as_secs_f64() * 10.0).round() / 10.0
 }
 
+/// The live supervision tree (admins): every directory with a page of its actors (name, kind,
+/// status, queue depths, restarts), the delivery supervisor with its channels, the escalation
+/// and purge actors. `q` filters actors by label or username.
+#[utoipa::path(
+    get,
+    path = "/api/admin/actors",
+    operation_id = "admin_actors",
+    tag = "admin",
+    params(
+        ("q" = Option<String>, Query, description = "Only actors whose label (`user:7`, `ticket:12`, `project:3`) or username contains this."),
+        ("offset" = Option<i64>, Query, minimum = 0, maximum = 1_000_000, description = "Actors of each directory to skip (default 0)."),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 500, description = "Actors of each directory to list (default 50)."),
+    ),
+    responses(
+        (status = 200, description = "The tree.", body = Object),
+        (status = 403, description = "The caller is not an admin.", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 async fn actors(
     State(state): State<AppState>,
     caller: Caller,
@@ -207,17 +256,9 @@ async fn actors(
             "Only admins can see the supervision tree.",
         ));
     }
-    let offset = q
-        .offset
-        .as_deref()
-        .and_then(|o| o.parse().ok())
-        .unwrap_or(0usize);
-    let limit = q
-        .limit
-        .as_deref()
-        .and_then(|l| l.parse().ok())
-        .unwrap_or(50usize)
-        .min(500);
+    let offset =
+        super::query_int("offset", q.offset.as_deref(), 0, MAX_OFFSET)?.unwrap_or(0) as usize;
+    let limit = super::query_int("limit", q.limit.as_deref(), 1, 500)?.unwrap_or(50) as usize;
     let text = q.q.clone().filter(|t| !t.trim().is_empty());
     let hub = &state.hub;
     let unavailable = || ApiError::unavailable("The actor system did not answer.");

@@ -8,6 +8,27 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 use tickethub_actors::ports::StoreError;
+use utoipa::ToSchema;
+
+/// An error.
+#[derive(ToSchema)]
+#[schema(examples(json!({"detail": "Not found."})))]
+pub struct ErrorBody {
+    /// What went wrong, in words.
+    pub detail: String,
+}
+
+/// A conflict: the ticket action does not apply to the ticket's current status, or the ticket
+/// changed meanwhile.
+#[derive(ToSchema)]
+#[schema(examples(json!({"detail": "Cannot approve a ticket whose status is OPEN.", "status": "OPEN"})))]
+pub struct ConflictBody {
+    /// What went wrong, in words.
+    pub detail: String,
+    /// The ticket's status now; absent when the ticket changed meanwhile.
+    #[serde(default)]
+    pub status: super::openapi::TicketStatusName,
+}
 
 /// An error answered to an HTTP client.
 #[derive(Debug)]
@@ -69,6 +90,20 @@ impl ApiError {
     /// The status code.
     pub fn status(&self) -> StatusCode {
         self.status
+    }
+}
+
+impl From<crate::limits::Refused> for ApiError {
+    fn from(refused: crate::limits::Refused) -> Self {
+        use crate::limits::Refused;
+        let detail = refused.to_string();
+        match refused {
+            Refused::Throttled { retry_after } => {
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, detail).retry_after(retry_after)
+            }
+            Refused::Busy => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, detail).retry_after(1),
+            Refused::NoSuchAccount => ApiError::unauthorized(detail),
+        }
     }
 }
 
@@ -162,6 +197,53 @@ impl From<tickethub_actors::ticket::TicketError> for ApiError {
             TicketError::NotFound => ApiError::not_found(),
             TicketError::Store(store) => store.into(),
             TicketError::Unavailable => ApiError::unavailable("The ticket is busy; try again."),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::limits::Refused;
+
+    /// The status, `Retry-After` and `detail` an error is answered with.
+    async fn answer(err: ApiError) -> (u16, Option<String>, String) {
+        use http_body_util::BodyExt;
+        let response = err.into_response();
+        let status = response.status().as_u16();
+        let retry = response
+            .headers()
+            .get(axum::http::header::RETRY_AFTER)
+            .map(|v| v.to_str().unwrap().to_owned());
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        (status, retry, body["detail"].as_str().unwrap().to_owned())
+    }
+
+    #[tokio::test]
+    async fn a_throttle_s_refusal_is_answered_with_its_status_and_wait() {
+        for (refused, status, retry, detail) in [
+            (
+                Refused::Throttled { retry_after: 20 },
+                429,
+                Some("20"),
+                "Request was throttled. Expected available in 20 seconds.",
+            ),
+            (
+                Refused::Busy,
+                503,
+                Some("1"),
+                "Too many sign-ins at once; try again in a second.",
+            ),
+            (
+                Refused::NoSuchAccount,
+                401,
+                None,
+                "No active account found with the given credentials",
+            ),
+        ] {
+            let (s, r, d) = answer(ApiError::from(refused)).await;
+            assert_eq!((s, r.as_deref(), d.as_str()), (status, retry, detail));
         }
     }
 }

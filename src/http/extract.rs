@@ -6,13 +6,28 @@ use axum::http::request::Parts;
 use tickethub_actors::domain::{Role, User};
 
 use super::error::ApiError;
-use super::AppState;
 use crate::auth::{TokenError, TokenType};
+use crate::state::AppState;
 
-/// A JSON body whose rejection is a `{"detail"}` error.
-#[derive(FromRequest)]
-#[from_request(via(axum::Json), rejection(ApiError))]
+/// A JSON object body whose rejection is a `{"detail"}` error: sent as
+/// `Content-Type: application/json` (else 415), well-formed, an object (serde would read a
+/// struct from an array too), and of the endpoint's shape (else 400).
 pub struct Json<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        let axum::Json(raw) =
+            axum::Json::<Box<serde_json::value::RawValue>>::from_request(req, state).await?;
+        if !raw.get().trim_start().starts_with('{') {
+            return Err(ApiError::bad_request("Expected a JSON object."));
+        }
+        serde_json::from_str(raw.get())
+            .map(Json)
+            .map_err(|e| ApiError::bad_request(format!("JSON parse error - {e}")))
+    }
+}
 
 /// A raw body whose rejection (over the size limit) is a `{"detail"}` error.
 pub struct RawBody(pub axum::body::Bytes);

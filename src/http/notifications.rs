@@ -7,61 +7,144 @@
 use axum::extract::{Path, State};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
-use axum::routing::{delete, get, post};
-use axum::Router;
-use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 use tickethub_actors::domain::UserId;
 use tickethub_actors::ports::NotificationFilter;
 use tickethub_actors::routing::{Channel, EventType};
 use tickethub_actors::ticket_domain::TicketId;
 use tickethub_actors::user::{CommandOutcome, UserCommand};
 use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::extract::{Caller, Json, Query};
-use super::openapi::{
-    BulkResult, Deliveries, ErrorBody, NotificationFilters, NotificationPage, PageQuery,
-    Preferences, ReadStateChanged, SendRequest, SendResult, UnreadCount,
-};
-use super::{paginated, parse_bool, parse_id, timestamp, AppState, PageParams};
+use super::openapi::{ChannelName, NotificationFilters, PageQuery};
+use super::{paginated, parse_bool, parse_id, timestamp, Page, PageParams};
+use crate::state::AppState;
 use crate::wire::{self, SendIn};
 
+/// How many notifications are unread.
+#[derive(Serialize, ToSchema)]
+pub struct UnreadCount {
+    /// Unread notifications.
+    pub count: i64,
+    /// Unread notifications per type.
+    pub by_type: BTreeMap<String, i64>,
+}
+
+/// One notification's new read state.
+#[derive(Serialize, ToSchema)]
+pub struct ReadStateChanged {
+    /// What happened, in words.
+    pub message: &'static str,
+    /// The notification now.
+    pub notification: wire::NotificationJson,
+}
+
+/// What a bulk change did.
+#[derive(Serialize, ToSchema)]
+pub struct BulkResult {
+    /// What happened, in words.
+    pub message: String,
+    /// How many notifications changed.
+    pub count: i64,
+}
+
+/// One channel's delivery of a notification. The first is always the in-app record
+/// (`websocket`, `STORED`), which has no id, address or provider fields.
+#[derive(Serialize, ToSchema)]
+pub struct Delivery {
+    /// The delivery's id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<i64>,
+    /// The channel.
+    #[schema(value_type = ChannelName)]
+    pub channel: &'static str,
+    /// The address it goes to: an email address, a phone number or (for admins) a webhook URL.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// `STORED` (in-app), `QUEUED`, `SENDING`, `SENT` or `FAILED`.
+    #[schema(examples("SENT"))]
+    pub status: String,
+    /// Attempts made.
+    pub attempts: i64,
+    /// The last error (a webhook's only for admins).
+    #[schema(required = true)]
+    pub last_error: Option<String>,
+    /// The provider's id of the sent message.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider_message_id: Option<String>,
+    /// When the next attempt is due, while `QUEUED`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime)]
+    pub next_attempt_at: Option<String>,
+    /// When it was sent.
+    #[schema(required = true, format = DateTime)]
+    pub sent_at: Option<String>,
+}
+
+/// A notification's deliveries.
+#[derive(Serialize, ToSchema)]
+pub struct Deliveries {
+    /// The notification's id.
+    pub notification: i64,
+    /// One per channel and address.
+    pub deliveries: Vec<Delivery>,
+}
+
+/// Which outbound channels a user gets notifications on.
+#[derive(Serialize, ToSchema)]
+pub struct Preferences {
+    /// Per channel (`email`, `whatsapp`), for every type.
+    pub channels: BTreeMap<String, bool>,
+    /// Per type, per channel; these win over `channels`.
+    pub types: BTreeMap<String, BTreeMap<String, bool>>,
+    /// The built-in notification types.
+    pub notification_types: Vec<&'static str>,
+}
+
+/// What a send did.
+#[derive(Serialize, ToSchema)]
+pub struct SendResult {
+    /// Always `true`.
+    pub success: bool,
+    /// How many users were notified.
+    pub count: i64,
+}
+
 /// The routes of this module. Seed 004's hyphenated paths are aliases of seed 001's.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/notifications/", get(list))
-        .route("/api/notifications/unread/", get(unread))
-        .route("/api/notifications/unread_count/", get(unread_count))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(unread))
+        .routes(routes!(unread_count))
+        .routes(routes!(mark_all_as_read))
+        .routes(routes!(delete_all))
+        .routes(routes!(get_preferences, put_preferences))
+        .routes(routes!(send))
+        .routes(routes!(one, delete_one))
+        .routes(routes!(mark_as_read))
+        .routes(routes!(mark_as_unread))
+        .routes(routes!(deliveries))
+        .routes(routes!(timeline))
+        // Seed 004's spellings: the same handlers, documented as deprecated aliases by
+        // `openapi::Aliases`.
         .route("/api/notifications/unread-count/", get(unread_count))
-        .route(
-            "/api/notifications/mark_all_as_read/",
-            post(mark_all_as_read),
-        )
         .route(
             "/api/notifications/mark-all-as-read/",
             post(mark_all_as_read),
         )
-        .route("/api/notifications/delete-all/", delete(delete_all))
-        .route(
-            "/api/notifications/preferences/",
-            get(get_preferences).put(put_preferences),
-        )
-        .route("/api/notifications/send/", post(send))
-        .route("/api/notifications/{id}/", get(one).delete(delete_one))
-        .route("/api/notifications/{id}/mark_as_read/", post(mark_as_read))
         .route("/api/notifications/mark_as_read/{id}/", post(mark_as_read))
         .route("/api/notifications/{id}/mark-as-read/", post(mark_as_read))
-        .route(
-            "/api/notifications/{id}/mark_as_unread/",
-            post(mark_as_unread),
-        )
         .route(
             "/api/notifications/{id}/mark-as-unread/",
             post(mark_as_unread),
         )
-        .route("/api/notifications/{id}/deliveries/", get(deliveries))
-        .route("/api/notifications/{id}/timeline/", get(timeline))
 }
 
 /// Every recorded event of a notification, in order: committed (by which action of whom),
@@ -75,7 +158,7 @@ pub fn router() -> Router<AppState> {
     tag = "notifications",
     params(("id" = i64, Path, description = "The notification's id.")),
     responses(
-        (status = 200, description = "The notification and its events, oldest first.", body = crate::http::openapi::Timeline),
+        (status = 200, description = "The notification and its events, oldest first.", body = crate::timeline::Timeline),
         (status = 401, description = "No valid access token.", body = ErrorBody),
         (status = 404, description = "No such notification, or not the caller's (admins see every one).", body = ErrorBody),
     ),
@@ -85,7 +168,7 @@ async fn timeline(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<crate::timeline::Timeline>, ApiError> {
     let id = notification_id(&id)?;
     let record = state
         .store
@@ -120,14 +203,19 @@ struct Filters {
 
 impl Filters {
     fn filter(&self) -> Result<NotificationFilter, ApiError> {
+        // An empty type is no filter; an empty `is_read` or `ticket` is not a value.
         let nonempty = |o: &Option<String>| o.clone().filter(|s| !s.is_empty());
         Ok(NotificationFilter {
-            is_read: nonempty(&self.is_read)
-                .map(|v| parse_bool("is_read", &v))
+            is_read: self
+                .is_read
+                .as_deref()
+                .map(|v| parse_bool("is_read", v))
                 .transpose()?,
             notification_type: nonempty(&self.notification_type).or_else(|| nonempty(&self.kind)),
-            ticket: nonempty(&self.ticket)
-                .map(|v| parse_id("ticket", &v).map(TicketId))
+            ticket: self
+                .ticket
+                .as_deref()
+                .map(|v| parse_id("ticket", v).map(TicketId))
                 .transpose()?,
             before_seq: None,
         })
@@ -140,7 +228,7 @@ async fn page_of(
     filter: NotificationFilter,
     params: PageParams,
     parts: &Parts,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Page<wire::NotificationJson>>, ApiError> {
     let (page, slice) = params.page()?;
     let (count, list) = state
         .store
@@ -163,7 +251,7 @@ async fn page_of(
     tag = "notifications",
     params(NotificationFilters, PageQuery),
     responses(
-        (status = 200, description = "A page of notifications.", body = NotificationPage),
+        (status = 200, description = "A page of notifications.", body = Page<wire::NotificationJson>),
         (status = 400, description = "A filter is invalid.", body = ErrorBody),
         (status = 401, description = "No valid access token.", body = ErrorBody),
         (status = 404, description = "Invalid page.", body = ErrorBody),
@@ -175,7 +263,7 @@ async fn list(
     caller: Caller,
     Query(q): Query<Filters>,
     parts: Parts,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Page<wire::NotificationJson>>, ApiError> {
     page_of(&state, &caller, q.filter()?, q.page, &parts).await
 }
 
@@ -187,7 +275,7 @@ async fn list(
     tag = "notifications",
     params(NotificationFilters, PageQuery),
     responses(
-        (status = 200, description = "A page of unread notifications; `is_read` is ignored.", body = NotificationPage),
+        (status = 200, description = "A page of unread notifications; `is_read` is ignored.", body = Page<wire::NotificationJson>),
         (status = 400, description = "A filter is invalid.", body = ErrorBody),
         (status = 401, description = "No valid access token.", body = ErrorBody),
         (status = 404, description = "Invalid page.", body = ErrorBody),
@@ -199,7 +287,7 @@ async fn unread(
     caller: Caller,
     Query(q): Query<Filters>,
     parts: Parts,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Page<wire::NotificationJson>>, ApiError> {
     let filter = NotificationFilter {
         is_read: Some(false),
         ..q.filter()?
@@ -222,10 +310,12 @@ async fn unread(
 async fn unread_count(
     State(state): State<AppState>,
     caller: Caller,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<UnreadCount>, ApiError> {
     let (count, by_type) = state.store.unread_counts(caller.0.id).await?;
-    let by_type: Map<String, Value> = by_type.into_iter().map(|(k, v)| (k, v.into())).collect();
-    Ok(Json(json!({ "count": count, "by_type": by_type })))
+    Ok(Json(UnreadCount {
+        count,
+        by_type: by_type.into_iter().collect(),
+    }))
 }
 
 fn notification_id(raw: &str) -> Result<i64, ApiError> {
@@ -240,7 +330,7 @@ fn notification_id(raw: &str) -> Result<i64, ApiError> {
     tag = "notifications",
     params(("id" = i64, Path, description = "The notification's id.")),
     responses(
-        (status = 200, description = "The notification.", body = super::openapi::Notification),
+        (status = 200, description = "The notification.", body = wire::NotificationJson),
         (status = 401, description = "No valid access token.", body = ErrorBody),
         (status = 404, description = "No such notification of the caller's.", body = ErrorBody),
     ),
@@ -250,7 +340,7 @@ async fn one(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<wire::NotificationJson>, ApiError> {
     let n = state
         .store
         .notification(caller.0.id, notification_id(&id)?)
@@ -264,7 +354,7 @@ async fn rest_one(
     state: &AppState,
     n: &tickethub_actors::notification::Notification,
     caller: &Caller,
-) -> Result<Value, ApiError> {
+) -> Result<wire::NotificationJson, ApiError> {
     let deliveries = state.store.delivery_summaries(&[n.id]).await?;
     Ok(wire::notification_rest(n, &caller.0, deliveries.get(&n.id)))
 }
@@ -288,16 +378,20 @@ async fn set_read(
     caller: Caller,
     id: String,
     read: bool,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ReadStateChanged>, ApiError> {
     let id = notification_id(&id)?;
     match command(&state, caller.0.id, UserCommand::SetRead { id, read }).await? {
         CommandOutcome::SetRead {
             notification: Some(n),
             ..
-        } => Ok(Json(json!({
-            "message": if read { "Notification marked as read" } else { "Notification marked as unread" },
-            "notification": rest_one(&state, &n, &caller).await?,
-        }))),
+        } => Ok(Json(ReadStateChanged {
+            message: if read {
+                "Notification marked as read"
+            } else {
+                "Notification marked as unread"
+            },
+            notification: rest_one(&state, &n, &caller).await?,
+        })),
         _ => Err(ApiError::not_found()),
     }
 }
@@ -320,7 +414,7 @@ async fn mark_as_read(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ReadStateChanged>, ApiError> {
     set_read(state, caller, id, true).await
 }
 
@@ -342,7 +436,7 @@ async fn mark_as_unread(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ReadStateChanged>, ApiError> {
     set_read(state, caller, id, false).await
 }
 
@@ -364,16 +458,16 @@ async fn mark_all_as_read(
     State(state): State<AppState>,
     caller: Caller,
     Query(q): Query<Filters>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<BulkResult>, ApiError> {
     let filter = NotificationFilter {
         is_read: None,
         ..q.filter()?
     };
     match command(&state, caller.0.id, UserCommand::MarkAllRead(filter)).await? {
-        CommandOutcome::AllRead(ids) => Ok(Json(json!({
-            "message": format!("{} notification(s) marked as read", ids.len()),
-            "count": ids.len(),
-        }))),
+        CommandOutcome::AllRead(ids) => Ok(Json(BulkResult {
+            message: format!("{} notification(s) marked as read", ids.len()),
+            count: ids.len() as i64,
+        })),
         _ => Err(ApiError::unavailable("Unexpected answer.")),
     }
 }
@@ -419,12 +513,12 @@ async fn delete_one(
 async fn delete_all(
     State(state): State<AppState>,
     caller: Caller,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<BulkResult>, ApiError> {
     match command(&state, caller.0.id, UserCommand::DeleteAll).await? {
-        CommandOutcome::AllDeleted(count) => Ok(Json(json!({
-            "message": format!("{count} notification(s) deleted"),
-            "count": count,
-        }))),
+        CommandOutcome::AllDeleted(count) => Ok(Json(BulkResult {
+            message: format!("{count} notification(s) deleted"),
+            count,
+        })),
         _ => Err(ApiError::unavailable("Unexpected answer.")),
     }
 }
@@ -448,39 +542,48 @@ async fn deliveries(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Deliveries>, ApiError> {
     let id = notification_id(&id)?;
     let list = state
         .store
         .deliveries(caller.0.id, id)
         .await?
         .ok_or_else(ApiError::not_found)?;
-    let mut out = vec![json!({
-        "channel": "websocket",
-        "status": "STORED",
-        "attempts": 0,
-        "last_error": null,
-        "sent_at": null,
-    })];
+    let mut out = vec![Delivery {
+        id: None,
+        channel: "websocket",
+        address: None,
+        status: "STORED".into(),
+        attempts: 0,
+        last_error: None,
+        provider_message_id: None,
+        next_attempt_at: None,
+        sent_at: None,
+    }];
     let viewer = if caller.is_admin() {
         crate::timeline::Viewer::Operator
     } else {
         crate::timeline::Viewer::Recipient
     };
     out.extend(list.iter().map(|d| {
-        json!({
-            "id": d.id,
-            "channel": d.channel.as_str(),
-            "address": viewer.address(d.channel, &d.address),
-            "status": d.status,
-            "attempts": d.attempts,
-            "last_error": viewer.error(d.channel, d.last_error.as_deref()),
-            "provider_message_id": d.provider_message_id,
-            "next_attempt_at": (d.status == "QUEUED").then(|| timestamp(d.next_attempt_at)),
-            "sent_at": d.sent_at.map(timestamp),
-        })
+        Delivery {
+            id: Some(d.id),
+            channel: d.channel.as_str(),
+            address: viewer.address(d.channel, &d.address).map(str::to_owned),
+            status: d.status.clone(),
+            attempts: d.attempts,
+            last_error: viewer
+                .error(d.channel, d.last_error.as_deref())
+                .map(str::to_owned),
+            provider_message_id: d.provider_message_id.clone(),
+            next_attempt_at: (d.status == "QUEUED").then(|| timestamp(d.next_attempt_at)),
+            sent_at: d.sent_at.map(timestamp),
+        }
     }));
-    Ok(Json(json!({ "notification": id, "deliveries": out })))
+    Ok(Json(Deliveries {
+        notification: id,
+        deliveries: out,
+    }))
 }
 
 /// The most notification types one preferences update may name.
@@ -504,36 +607,38 @@ const SWITCHABLE: [Channel; 2] = [Channel::Email, Channel::Whatsapp];
 async fn get_preferences(
     State(state): State<AppState>,
     caller: Caller,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Preferences>, ApiError> {
     Ok(Json(preferences_json(&state, caller.0.id).await?))
 }
 
-async fn preferences_json(state: &AppState, user: UserId) -> Result<Value, ApiError> {
+async fn preferences_json(state: &AppState, user: UserId) -> Result<Preferences, ApiError> {
     let prefs = state
         .store
         .preferences(&[user])
         .await?
         .remove(&user)
         .unwrap_or_default();
-    let mut channels = Map::new();
-    for c in SWITCHABLE {
-        channels.insert(
-            c.as_str().into(),
-            prefs.allows(&EventType::Custom("*".into()), c).into(),
-        );
-    }
-    let mut types: Map<String, Value> = Map::new();
+    let channels = SWITCHABLE
+        .iter()
+        .map(|c| {
+            let on = prefs.allows(&EventType::Custom("*".into()), *c);
+            (c.as_str().to_owned(), on)
+        })
+        .collect();
+    let mut types: BTreeMap<String, BTreeMap<String, bool>> = BTreeMap::new();
     for (kind, channel, enabled) in prefs.entries() {
         if kind != "*" {
-            let entry = types.entry(kind).or_insert_with(|| json!({}));
-            entry[channel.as_str()] = enabled.into();
+            types
+                .entry(kind)
+                .or_default()
+                .insert(channel.as_str().to_owned(), enabled);
         }
     }
-    Ok(json!({
-        "channels": channels,
-        "types": types,
-        "notification_types": EventType::BUILT_IN.iter().map(|e| e.as_str()).collect::<Vec<_>>(),
-    }))
+    Ok(Preferences {
+        channels,
+        types,
+        notification_types: EventType::BUILT_IN.iter().map(|e| e.as_str()).collect(),
+    })
 }
 
 /// Switches to set; those not named stay as they are.
@@ -552,8 +657,8 @@ pub(crate) struct PreferencesIn {
     /// Read-only (the types the hub knows): accepted and ignored, so that the body `GET`
     /// answers can be sent back as it is, as in DRF.
     #[serde(default, rename = "notification_types")]
-    #[schema(read_only, value_type = Option<Vec<String>>)]
-    _notification_types: Option<Value>,
+    #[schema(read_only)]
+    _notification_types: Option<Vec<String>>,
 }
 
 pub(crate) fn switchable(name: &str) -> Result<Channel, ApiError> {
@@ -590,7 +695,7 @@ async fn put_preferences(
     State(state): State<AppState>,
     caller: Caller,
     Json(body): Json<PreferencesIn>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Preferences>, ApiError> {
     let mut switches = Vec::new();
     for (name, v) in &body.channels {
         switches.push((
@@ -650,7 +755,7 @@ async fn put_preferences(
     path = "/api/notifications/send/",
     operation_id = "notifications_send",
     tag = "notifications",
-    request_body = SendRequest,
+    request_body = SendIn,
     responses(
         (status = 201, description = "Sent.", body = SendResult),
         (status = 400, description = "The recipients or a field are invalid.", body = ErrorBody),
@@ -663,7 +768,7 @@ async fn send(
     State(state): State<AppState>,
     caller: Caller,
     Json(body): Json<SendIn>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<SendResult>), ApiError> {
     if !caller.is_admin() {
         return Err(ApiError::forbidden("Only admins can send notifications."));
     }
@@ -672,6 +777,9 @@ async fn send(
     let count = state.hub.announce(announcement).await?.len();
     Ok((
         StatusCode::CREATED,
-        Json(json!({ "success": true, "count": count })),
+        Json(SendResult {
+            success: true,
+            count: count as i64,
+        }),
     ))
 }

@@ -4,19 +4,19 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
-use serde_json::{json, Value};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use super::openapi::{Health, Readiness};
-use super::AppState;
+use crate::state::AppState;
 
 /// The routes of this module. `/metrics` is among them unless it has a listener of its own
 /// (`--metrics-bind`), where [`metrics_router`] serves it.
-pub fn router(metrics_on_main: bool) -> Router<AppState> {
-    let router = Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz));
+pub fn router(metrics_on_main: bool) -> OpenApiRouter<AppState> {
+    let router = OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(readyz));
     if metrics_on_main {
-        router.route("/metrics", get(prometheus))
+        router.routes(routes!(prometheus))
     } else {
         router
     }
@@ -38,8 +38,32 @@ pub fn metrics_router(state: AppState) -> Router {
     tag = "ops",
     responses((status = 200, description = "Alive.", body = Health))
 )]
-async fn healthz() -> Json<Value> {
-    Json(json!({ "status": "ok" }))
+async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok" })
+}
+
+/// Liveness.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Health {
+    /// Always `ok`.
+    #[schema(examples("ok"))]
+    pub status: &'static str,
+}
+
+/// Readiness: whether the database answers, and whether the bus to other nodes is up.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Readiness {
+    /// `ok`; `degraded` (still ready) while the bus is down; `unavailable` without a database or
+    /// while the supervision tree is restarting a child.
+    #[schema(examples("ok"))]
+    pub status: &'static str,
+    /// The backend (`sqlite`, `postgres`), or `unreachable`.
+    pub database: &'static str,
+    /// The link to other hub processes: `none`, `connected` or `disconnected`.
+    pub bus: &'static str,
+    /// The supervision tree: `ok`, or `restarting` while a child of the root waits for its
+    /// restart (not ready).
+    pub actors: &'static str,
 }
 
 /// Readiness: the database answers and the supervision tree is whole (no child of the root
@@ -57,7 +81,7 @@ async fn healthz() -> Json<Value> {
         (status = 503, description = "The database does not answer.", body = Readiness),
     )
 )]
-async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
     let bus = match state.hub.bus_connected() {
         None => "none",
         Some(true) => "connected",
@@ -80,29 +104,36 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     match ping {
         Ok(()) if actors != "ok" => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({
-                "status": "unavailable",
-                "database": state.store.backend(),
-                "bus": bus,
-                "actors": actors,
-            })),
+            Json(Readiness {
+                status: "unavailable",
+                database: state.store.backend(),
+                bus,
+                actors,
+            }),
         ),
         Ok(()) => (
             StatusCode::OK,
-            Json(json!({
-                "status": if bus == "disconnected" { "degraded" } else { "ok" },
-                "database": state.store.backend(),
-                "bus": bus,
-                "actors": actors,
-            })),
+            Json(Readiness {
+                status: if bus == "disconnected" {
+                    "degraded"
+                } else {
+                    "ok"
+                },
+                database: state.store.backend(),
+                bus,
+                actors,
+            }),
         ),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
-                Json(
-                    json!({ "status": "unavailable", "database": "unreachable", "bus": bus, "actors": actors }),
-                ),
+                Json(Readiness {
+                    status: "unavailable",
+                    database: "unreachable",
+                    bus,
+                    actors,
+                }),
             )
         }
     }

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::Router;
 
-use super::AppState;
+use crate::state::AppState;
 
 /// One file of `web/`, at the path it is served from.
 struct Asset {
@@ -61,6 +61,11 @@ const ASSETS: &[Asset] = &[
         path: "/assets/rooms.js",
         content_type: JS,
         body: include_str!("../../web/rooms.js"),
+    },
+    Asset {
+        path: "/assets/tickethub-client.js",
+        content_type: JS,
+        body: include_str!("../../clients/js/src/index.js"),
     },
     Asset {
         path: "/assets/admin.js",

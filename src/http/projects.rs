@@ -4,34 +4,53 @@
 use axum::extract::{Path, State};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::Router;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 use tickethub_actors::domain::{is_valid_project_key, Project, ProjectId, Role, UserId};
 use tickethub_actors::ports::StoreError;
 use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::extract::{Caller, Json, Query};
-use super::openapi::{self, ErrorBody, PageQuery, ProjectPage};
-use super::{paginated, timestamp, AppState, PageParams};
+use super::openapi::PageQuery;
+use super::{paginated, timestamp, Page, PageParams};
+use crate::state::AppState;
 
 /// The routes of this module.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/projects/", get(list).post(create))
-        .route("/api/projects/{id}/", get(detail).patch(update))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(detail, update))
 }
 
-fn project_json(p: &Project) -> Value {
-    json!({
-        "id": p.id.0,
-        "key": p.key,
-        "name": p.name,
-        "member_ids": p.member_ids.iter().map(|m| m.0).collect::<Vec<_>>(),
-        "created_at": timestamp(p.created_at),
-    })
+/// A project.
+#[derive(serde::Serialize, ToSchema)]
+#[schema(as = Project)]
+pub struct ProjectJson {
+    /// The project's id.
+    pub id: i64,
+    /// 2 to 10 uppercase letters or digits, starting with a letter; prefixes its tickets' keys.
+    #[schema(examples("WEB"))]
+    pub key: String,
+    /// The project's name.
+    pub name: String,
+    /// The ids of its members.
+    pub member_ids: Vec<i64>,
+    /// When it was created.
+    #[schema(format = DateTime)]
+    pub created_at: String,
+}
+
+fn project_json(p: &Project) -> ProjectJson {
+    ProjectJson {
+        id: p.id.0,
+        key: p.key.clone(),
+        name: p.name.clone(),
+        member_ids: p.member_ids.iter().map(|m| m.0).collect(),
+        created_at: timestamp(p.created_at),
+    }
 }
 
 /// Lists projects: the caller's, or every project for admins.
@@ -42,7 +61,7 @@ fn project_json(p: &Project) -> Value {
     tag = "projects",
     params(PageQuery),
     responses(
-        (status = 200, description = "A page of projects, oldest first.", body = ProjectPage),
+        (status = 200, description = "A page of projects, oldest first.", body = Page<ProjectJson>),
         (status = 401, description = "No valid access token.", body = ErrorBody),
         (status = 404, description = "Invalid page.", body = ErrorBody),
     ),
@@ -53,7 +72,7 @@ async fn list(
     caller: Caller,
     Query(params): Query<PageParams>,
     parts: Parts,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Page<ProjectJson>>, ApiError> {
     let member = (!caller.is_admin()).then_some(caller.0.id);
     let projects = state.store.list_projects(member).await?;
     let (page, slice) = params.page()?;
@@ -84,7 +103,7 @@ pub(crate) struct CreateIn {
     #[schema(max_length = 200)]
     pub(crate) name: String,
     /// The ids of its members.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::wire::integer::list")]
     member_ids: Vec<i64>,
 }
 
@@ -96,7 +115,7 @@ pub(crate) struct CreateIn {
     tag = "projects",
     request_body = CreateIn,
     responses(
-        (status = 201, description = "The new project.", body = openapi::Project),
+        (status = 201, description = "The new project.", body = ProjectJson),
         (status = 400, description = "A field is invalid, a member does not exist, or the key is taken.", body = ErrorBody),
         (status = 401, description = "No valid access token.", body = ErrorBody),
         (status = 403, description = "The caller is not an admin.", body = ErrorBody),
@@ -107,7 +126,7 @@ async fn create(
     State(state): State<AppState>,
     caller: Caller,
     Json(body): Json<CreateIn>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<ProjectJson>), ApiError> {
     if !caller.is_admin() {
         return Err(ApiError::forbidden("Only admins can create projects."));
     }
@@ -173,7 +192,7 @@ async fn visible(state: &AppState, caller: &Caller, id: &str) -> Result<Project,
     tag = "projects",
     params(("id" = i64, Path, description = "The project.")),
     responses(
-        (status = 200, description = "The project.", body = openapi::Project),
+        (status = 200, description = "The project.", body = ProjectJson),
         (status = 401, description = "No valid access token.", body = ErrorBody),
         (status = 404, description = "No such project, or the caller is not a member.", body = ErrorBody),
     ),
@@ -183,7 +202,7 @@ async fn detail(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ProjectJson>, ApiError> {
     Ok(Json(project_json(&visible(&state, &caller, &id).await?)))
 }
 
@@ -197,6 +216,7 @@ pub(crate) struct UpdateIn {
     pub(crate) name: Option<String>,
     /// The ids of its members: the whole new list. Members left out are removed, and their
     /// open board and presence sockets of the project close with 4003.
+    #[serde(default, deserialize_with = "crate::wire::integer::option_list")]
     member_ids: Option<Vec<i64>>,
     /// Read-only: accepted and ignored, so that a `GET` body can be sent back, as in DRF.
     #[serde(default, rename = "id")]
@@ -221,7 +241,7 @@ pub(crate) struct UpdateIn {
     params(("id" = i64, Path, description = "The project.")),
     request_body = UpdateIn,
     responses(
-        (status = 200, description = "The project after the change.", body = openapi::Project),
+        (status = 200, description = "The project after the change.", body = ProjectJson),
         (status = 400, description = "A field is invalid, or a member does not exist.", body = ErrorBody),
         (status = 401, description = "No valid access token.", body = ErrorBody),
         (status = 403, description = "The caller is a member but not an admin.", body = ErrorBody),
@@ -234,7 +254,7 @@ async fn update(
     caller: Caller,
     Path(id): Path<String>,
     Json(body): Json<UpdateIn>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ProjectJson>, ApiError> {
     let project = visible(&state, &caller, &id).await?;
     if !caller.is_admin() {
         return Err(ApiError::forbidden("Only admins can change projects."));

@@ -4,30 +4,34 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::Router;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tickethub_actors::domain::{ProjectId, Role, UserId};
 use tickethub_actors::ports::{NewTicket, TicketFilter};
 use tickethub_actors::ticket_domain::{Action, Category, Priority, Ticket, TicketId, TicketStatus};
 use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use super::error::ApiError;
+use super::error::{ApiError, ConflictBody, ErrorBody};
 use super::extract::{Caller, Json, Query, RawBody};
-use super::openapi::{
-    self, CategoryName, CommentIn, ErrorBody, PageQuery, PriorityName, TicketPage, TicketStatusName,
-};
-use super::{paginated, parse_bool, parse_id, AppState, PageParams};
+use super::openapi::{CategoryName, PageQuery, PriorityName, TicketStatusName};
+use super::{paginated, parse_bool, parse_id, Page, PageParams};
+use crate::state::AppState;
 use crate::wire;
 
 /// The routes of this module.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/tickets/", get(list).post(create))
-        .route("/api/tickets/{id}/", get(detail))
-        .route("/api/tickets/{id}/comments/", get(comments).post(comment))
-        .route("/api/tickets/{id}/{action}/", post(act))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(detail))
+        .routes(routes!(comments, comment))
+        .routes(routes!(open_ticket))
+        .routes(routes!(assign))
+        .routes(routes!(start_work))
+        .routes(routes!(finish_work))
+        .routes(routes!(approve))
+        .routes(routes!(reject))
 }
 
 #[derive(Deserialize, Default)]
@@ -52,7 +56,7 @@ struct ListParams {
         PageQuery,
     ),
     responses(
-        (status = 200, description = "A page of tickets.", body = TicketPage),
+        (status = 200, description = "A page of tickets.", body = Page<wire::TicketJson>),
         (status = 400, description = "A filter is invalid.", body = ErrorBody),
         (status = 401, description = "No valid access token.", body = ErrorBody),
         (status = 404, description = "Invalid page.", body = ErrorBody),
@@ -64,21 +68,21 @@ async fn list(
     caller: Caller,
     Query(params): Query<ListParams>,
     parts: Parts,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Page<wire::TicketJson>>, ApiError> {
     let mut filter = TicketFilter {
         visible_to: (!caller.is_admin()).then_some(caller.0.id),
         ..TicketFilter::default()
     };
-    if let Some(s) = params.status.as_deref().filter(|s| !s.is_empty()) {
+    if let Some(s) = params.status.as_deref() {
         filter.status = Some(
             s.parse::<TicketStatus>()
                 .map_err(|e| ApiError::bad_request(format!("status: {e}")))?,
         );
     }
-    if let Some(p) = params.project.as_deref().filter(|s| !s.is_empty()) {
+    if let Some(p) = params.project.as_deref() {
         filter.project = Some(ProjectId(parse_id("project", p)?));
     }
-    if let Some(mine) = params.assigned_to_me.as_deref().filter(|s| !s.is_empty()) {
+    if let Some(mine) = params.assigned_to_me.as_deref() {
         if parse_bool("assigned_to_me", mine)? {
             filter.assigned_to = Some(caller.0.id);
         }
@@ -95,6 +99,7 @@ async fn list(
 #[schema(as = TicketCreate)]
 pub(crate) struct CreateIn {
     /// The project's id; the caller must be a member.
+    #[serde(deserialize_with = "crate::wire::integer::one")]
     project: i64,
     /// 1 to 200 characters.
     #[schema(max_length = 200)]
@@ -121,7 +126,7 @@ pub(crate) struct CreateIn {
     tag = "tickets",
     request_body = CreateIn,
     responses(
-        (status = 201, description = "The new ticket.", body = openapi::Ticket),
+        (status = 201, description = "The new ticket.", body = wire::TicketJson),
         (status = 400, description = "A field is invalid, or the project does not exist or the caller is not a member of it (the same answer).", body = ErrorBody),
         (status = 401, description = "No valid access token.", body = ErrorBody),
         (status = 403, description = "The caller is not a client.", body = ErrorBody),
@@ -133,7 +138,7 @@ async fn create(
     State(state): State<AppState>,
     caller: Caller,
     Json(body): Json<CreateIn>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<wire::TicketJson>), ApiError> {
     if caller.0.role != Role::Client {
         return Err(ApiError::forbidden("Only clients can create tickets."));
     }
@@ -225,7 +230,7 @@ fn ticket_id(raw: &str) -> Result<i64, ApiError> {
     tag = "tickets",
     params(("id" = i64, Path, description = "The ticket's id.")),
     responses(
-        (status = 200, description = "The ticket and its comments.", body = openapi::TicketDetail),
+        (status = 200, description = "The ticket and its comments.", body = TicketDetail),
         (status = 401, description = "No valid access token.", body = ErrorBody),
         (status = 404, description = "No such ticket, or the caller may not see it.", body = ErrorBody),
     ),
@@ -235,16 +240,29 @@ async fn detail(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TicketDetail>, ApiError> {
     let ticket = visible(&state, &caller, ticket_id(&id)?).await?;
     let (count, comments) = state
         .store
         .latest_comments(ticket.id, DETAIL_COMMENTS)
         .await?;
-    let mut body = wire::ticket(&ticket);
-    body["comments"] = comments.iter().map(wire::comment).collect();
-    body["comment_count"] = count.into();
-    Ok(Json(body))
+    Ok(Json(TicketDetail {
+        ticket: wire::ticket(&ticket),
+        comments: comments.iter().map(wire::comment).collect(),
+        comment_count: count,
+    }))
+}
+
+/// A ticket with its comments.
+#[derive(serde::Serialize, ToSchema)]
+pub struct TicketDetail {
+    /// The ticket.
+    #[serde(flatten)]
+    pub ticket: wire::TicketJson,
+    /// Its newest comments (at most 100), oldest first; `…/comments/` pages through all.
+    pub comments: Vec<wire::CommentJson>,
+    /// How many comments the ticket has in all.
+    pub comment_count: i64,
 }
 
 /// A ticket's comments, oldest first, a page at a time.
@@ -255,7 +273,7 @@ async fn detail(
     tag = "tickets",
     params(("id" = i64, Path, description = "The ticket's id."), PageQuery),
     responses(
-        (status = 200, description = "A page of the comments, oldest first.", body = openapi::CommentPage),
+        (status = 200, description = "A page of the comments, oldest first.", body = Page<wire::CommentJson>),
         (status = 401, description = "No valid access token.", body = ErrorBody),
         (status = 404, description = "No such ticket, the caller may not see it, or an invalid page.", body = ErrorBody),
     ),
@@ -267,7 +285,7 @@ async fn comments(
     Path(id): Path<String>,
     Query(page): Query<PageParams>,
     parts: axum::http::request::Parts,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Page<wire::CommentJson>>, ApiError> {
     let ticket = visible(&state, &caller, ticket_id(&id)?).await?;
     let (n, slice) = page.page()?;
     let (count, comments) = state.store.comments(ticket.id, slice).await?;
@@ -292,12 +310,12 @@ const DETAIL_COMMENTS: i64 = 100;
     params(("id" = i64, Path, description = "The ticket's id.")),
     request_body = CommentIn,
     responses(
-        (status = 201, description = "The new comment.", body = openapi::Comment),
+        (status = 201, description = "The new comment.", body = wire::CommentJson),
         (status = 400, description = "The body is missing, blank or too long.", body = ErrorBody),
         (status = 401, description = "No valid access token.", body = ErrorBody),
         (status = 403, description = "The caller may see the ticket but not comment on it.", body = ErrorBody),
         (status = 404, description = "No such ticket, or the caller may not see it.", body = ErrorBody),
-        (status = 409, description = "The ticket is `APPROVED`.", body = openapi::ConflictBody),
+        (status = 409, description = "The ticket is `APPROVED`.", body = ConflictBody),
         (status = 429, description = "Too many tickets and comments from this user in a minute.", body = ErrorBody),
     ),
     security(("bearer" = []))
@@ -307,13 +325,11 @@ async fn comment(
     caller: Caller,
     Path(id): Path<String>,
     RawBody(body): RawBody,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<wire::CommentJson>), ApiError> {
     let ticket = visible(&state, &caller, ticket_id(&id)?).await?;
-    let body = json_body(&body)?;
-    let text = body
-        .get("body")
-        .and_then(Value::as_str)
-        .ok_or_else(|| ApiError::bad_request("body: This field is required."))?;
+    let CommentIn { body } = typed_body(&body)?;
+    let text = body.ok_or_else(|| ApiError::bad_request("body: This field is required."))?;
+    let text = text.as_str();
     if text.chars().count() > 10_000 {
         return Err(ApiError::bad_request("body: At most 10000 characters."));
     }
@@ -348,177 +364,227 @@ pub(crate) fn json_body(bytes: &Bytes) -> Result<Value, ApiError> {
     }
 }
 
-/// Applies a lifecycle action; the route's `{action}` names it. Each action is documented as a
-/// path of its own in [`actions`].
-async fn act(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path((id, action)): Path<(String, String)>,
-    RawBody(body): RawBody,
-) -> Result<Json<Value>, ApiError> {
-    let body = json_body(&body)?;
-    let action = match action.as_str() {
-        "open_ticket" => Action::Open,
-        "assign" => {
-            let ids = body
-                .get("developer_ids")
-                .and_then(Value::as_array)
-                .ok_or_else(|| {
-                    ApiError::bad_request("developer_ids: A list of user ids is required.")
-                })?;
-            let ids = ids
-                .iter()
-                .map(|v| v.as_i64().map(UserId))
-                .collect::<Option<Vec<_>>>()
-                .ok_or_else(|| {
-                    ApiError::bad_request("developer_ids: Every id must be an integer.")
-                })?;
-            Action::Assign { developer_ids: ids }
-        }
-        "start_work" => Action::StartWork,
-        "finish_work" => Action::FinishWork,
-        "approve" => Action::Approve,
-        "reject" => Action::Reject {
-            reason: match body.get("reason") {
-                None | Some(Value::Null) => String::new(),
-                Some(Value::String(s)) if s.chars().count() <= 5_000 => s.clone(),
-                Some(_) => {
-                    return Err(ApiError::bad_request(
-                        "reason: A string of at most 5000 characters.",
-                    ))
-                }
-            },
-        },
-        _ => return Err(ApiError::not_found()),
-    };
-    let ticket = visible(&state, &caller, ticket_id(&id)?).await?;
+/// A body of an action or comment, as [`json_body`] reads it (an empty body is `{}`, and no
+/// `Content-Type` is asked for, as the seed clients send none), in its typed shape.
+pub(crate) fn typed_body<T: serde::de::DeserializeOwned>(bytes: &Bytes) -> Result<T, ApiError> {
+    serde_json::from_value(json_body(bytes)?)
+        .map_err(|e| ApiError::bad_request(format!("JSON parse error - {e}")))
+}
+
+/// A new comment.
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct CommentIn {
+    /// The text, at most 10000 characters.
+    #[schema(required = true, max_length = 10000)]
+    #[serde(default)]
+    body: Option<String>,
+}
+
+/// Whom a ticket is assigned to.
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct AssignIn {
+    /// The developers' ids; they replace the current assignees.
+    #[schema(value_type = Vec<i64>, required = true)]
+    #[serde(default, deserialize_with = "crate::wire::integer::option_list")]
+    developer_ids: Option<Vec<i64>>,
+}
+
+/// Why a client rejects the work.
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct RejectIn {
+    /// The reason, at most 5000 characters.
+    #[schema(max_length = 5000)]
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// Applies a lifecycle action to a ticket the caller can see; answers the updated ticket.
+async fn apply(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    action: Action,
+) -> Result<Json<wire::TicketJson>, ApiError> {
+    let ticket = visible(state, caller, ticket_id(id)?).await?;
     let applied = state.hub.apply(ticket.id, &caller.0, action).await?;
     Ok(Json(wire::ticket(&applied.ticket)))
 }
 
-/// The lifecycle actions [`act`] dispatches, each documented as its own path since each has its
-/// own rules and body. These functions exist for the document only and are never routed.
-#[allow(dead_code)]
-pub(super) mod actions {
-    use crate::http::openapi::{AssignIn, ConflictBody, ErrorBody, Ticket};
+/// `NEW` → `OPEN` (admins).
+#[utoipa::path(
+    post,
+    path = "/api/tickets/{id}/open_ticket/",
+    operation_id = "tickets_open_ticket",
+    tag = "tickets",
+    params(("id" = i64, Path, description = "The ticket's id.")),
+    responses(
+        (status = 200, description = "The ticket, now `OPEN`.", body = wire::TicketJson),
+        (status = 400, description = "The body is not a JSON object.", body = ErrorBody),
+        (status = 401, description = "No valid access token.", body = ErrorBody),
+        (status = 403, description = "The caller is not an admin.", body = ErrorBody),
+        (status = 404, description = "No such ticket, or the caller may not see it.", body = ErrorBody),
+        (status = 409, description = "The ticket is not `NEW`.", body = ConflictBody),
+    ),
+    security(("bearer" = []))
+)]
+async fn open_ticket(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    RawBody(body): RawBody,
+) -> Result<Json<wire::TicketJson>, ApiError> {
+    json_body(&body)?;
+    apply(&state, &caller, &id, Action::Open).await
+}
 
-    /// `NEW` → `OPEN` (admins).
-    #[utoipa::path(
-        post,
-        path = "/api/tickets/{id}/open_ticket/",
-        operation_id = "tickets_open_ticket",
-        tag = "tickets",
-        params(("id" = i64, Path, description = "The ticket's id.")),
-        responses(
-            (status = 200, description = "The ticket, now `OPEN`.", body = Ticket),
-            (status = 400, description = "The body is not a JSON object.", body = ErrorBody),
-            (status = 401, description = "No valid access token.", body = ErrorBody),
-            (status = 403, description = "The caller is not an admin.", body = ErrorBody),
-            (status = 404, description = "No such ticket, or the caller may not see it.", body = ErrorBody),
-            (status = 409, description = "The ticket is not `NEW`.", body = ConflictBody),
-        ),
-        security(("bearer" = []))
-    )]
-    fn open_ticket() {}
+/// Assigns developers (admins): `OPEN`, `ASSIGNED` or `REJECTED` → `ASSIGNED`, while
+/// `IN_PROGRESS` stays; the ids become the assignees.
+#[utoipa::path(
+    post,
+    path = "/api/tickets/{id}/assign/",
+    operation_id = "tickets_assign",
+    tag = "tickets",
+    params(("id" = i64, Path, description = "The ticket's id.")),
+    request_body = AssignIn,
+    responses(
+        (status = 200, description = "The ticket with its new assignees.", body = wire::TicketJson),
+        (status = 400, description = "`developer_ids` is missing or empty, or an id is not an active developer.", body = ErrorBody),
+        (status = 401, description = "No valid access token.", body = ErrorBody),
+        (status = 403, description = "The caller is not an admin.", body = ErrorBody),
+        (status = 404, description = "No such ticket, or the caller may not see it.", body = ErrorBody),
+        (status = 409, description = "The ticket is not `OPEN`, `ASSIGNED`, `IN_PROGRESS` or `REJECTED`.", body = ConflictBody),
+    ),
+    security(("bearer" = []))
+)]
+async fn assign(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    RawBody(body): RawBody,
+) -> Result<Json<wire::TicketJson>, ApiError> {
+    let AssignIn { developer_ids } = typed_body(&body)?;
+    let developer_ids = developer_ids
+        .ok_or_else(|| ApiError::bad_request("developer_ids: A list of user ids is required."))?
+        .into_iter()
+        .map(UserId)
+        .collect();
+    apply(&state, &caller, &id, Action::Assign { developer_ids }).await
+}
 
-    /// Assigns developers (admins): `OPEN`, `ASSIGNED` or `REJECTED` → `ASSIGNED`, while
-    /// `IN_PROGRESS` stays; the ids become the assignees.
-    #[utoipa::path(
-        post,
-        path = "/api/tickets/{id}/assign/",
-        operation_id = "tickets_assign",
-        tag = "tickets",
-        params(("id" = i64, Path, description = "The ticket's id.")),
-        request_body = AssignIn,
-        responses(
-            (status = 200, description = "The ticket with its new assignees.", body = Ticket),
-            (status = 400, description = "`developer_ids` is missing or empty, or an id is not an active developer.", body = ErrorBody),
-            (status = 401, description = "No valid access token.", body = ErrorBody),
-            (status = 403, description = "The caller is not an admin.", body = ErrorBody),
-            (status = 404, description = "No such ticket, or the caller may not see it.", body = ErrorBody),
-            (status = 409, description = "The ticket is not `OPEN`, `ASSIGNED`, `IN_PROGRESS` or `REJECTED`.", body = ConflictBody),
-        ),
-        security(("bearer" = []))
-    )]
-    fn assign() {}
+/// `ASSIGNED` or `REJECTED` → `IN_PROGRESS` (an assigned developer).
+#[utoipa::path(
+    post,
+    path = "/api/tickets/{id}/start_work/",
+    operation_id = "tickets_start_work",
+    tag = "tickets",
+    params(("id" = i64, Path, description = "The ticket's id.")),
+    responses(
+        (status = 200, description = "The ticket, now `IN_PROGRESS`.", body = wire::TicketJson),
+        (status = 400, description = "The body is not a JSON object.", body = ErrorBody),
+        (status = 401, description = "No valid access token.", body = ErrorBody),
+        (status = 403, description = "The caller is not an assigned developer.", body = ErrorBody),
+        (status = 404, description = "No such ticket, or the caller may not see it.", body = ErrorBody),
+        (status = 409, description = "The ticket is not `ASSIGNED` or `REJECTED`.", body = ConflictBody),
+    ),
+    security(("bearer" = []))
+)]
+async fn start_work(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    RawBody(body): RawBody,
+) -> Result<Json<wire::TicketJson>, ApiError> {
+    json_body(&body)?;
+    apply(&state, &caller, &id, Action::StartWork).await
+}
 
-    /// `ASSIGNED` or `REJECTED` → `IN_PROGRESS` (an assigned developer).
-    #[utoipa::path(
-        post,
-        path = "/api/tickets/{id}/start_work/",
-        operation_id = "tickets_start_work",
-        tag = "tickets",
-        params(("id" = i64, Path, description = "The ticket's id.")),
-        responses(
-            (status = 200, description = "The ticket, now `IN_PROGRESS`.", body = Ticket),
-            (status = 400, description = "The body is not a JSON object.", body = ErrorBody),
-            (status = 401, description = "No valid access token.", body = ErrorBody),
-            (status = 403, description = "The caller is not an assigned developer.", body = ErrorBody),
-            (status = 404, description = "No such ticket, or the caller may not see it.", body = ErrorBody),
-            (status = 409, description = "The ticket is not `ASSIGNED` or `REJECTED`.", body = ConflictBody),
-        ),
-        security(("bearer" = []))
-    )]
-    fn start_work() {}
+/// `IN_PROGRESS` → `FINISHED` (an assigned developer).
+#[utoipa::path(
+    post,
+    path = "/api/tickets/{id}/finish_work/",
+    operation_id = "tickets_finish_work",
+    tag = "tickets",
+    params(("id" = i64, Path, description = "The ticket's id.")),
+    responses(
+        (status = 200, description = "The ticket, now `FINISHED`.", body = wire::TicketJson),
+        (status = 400, description = "The body is not a JSON object.", body = ErrorBody),
+        (status = 401, description = "No valid access token.", body = ErrorBody),
+        (status = 403, description = "The caller is not an assigned developer.", body = ErrorBody),
+        (status = 404, description = "No such ticket, or the caller may not see it.", body = ErrorBody),
+        (status = 409, description = "The ticket is not `IN_PROGRESS`.", body = ConflictBody),
+    ),
+    security(("bearer" = []))
+)]
+async fn finish_work(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    RawBody(body): RawBody,
+) -> Result<Json<wire::TicketJson>, ApiError> {
+    json_body(&body)?;
+    apply(&state, &caller, &id, Action::FinishWork).await
+}
 
-    /// `IN_PROGRESS` → `FINISHED` (an assigned developer).
-    #[utoipa::path(
-        post,
-        path = "/api/tickets/{id}/finish_work/",
-        operation_id = "tickets_finish_work",
-        tag = "tickets",
-        params(("id" = i64, Path, description = "The ticket's id.")),
-        responses(
-            (status = 200, description = "The ticket, now `FINISHED`.", body = Ticket),
-            (status = 400, description = "The body is not a JSON object.", body = ErrorBody),
-            (status = 401, description = "No valid access token.", body = ErrorBody),
-            (status = 403, description = "The caller is not an assigned developer.", body = ErrorBody),
-            (status = 404, description = "No such ticket, or the caller may not see it.", body = ErrorBody),
-            (status = 409, description = "The ticket is not `IN_PROGRESS`.", body = ConflictBody),
-        ),
-        security(("bearer" = []))
-    )]
-    fn finish_work() {}
+/// `FINISHED` → `APPROVED` (the creating client).
+#[utoipa::path(
+    post,
+    path = "/api/tickets/{id}/approve/",
+    operation_id = "tickets_approve",
+    tag = "tickets",
+    params(("id" = i64, Path, description = "The ticket's id.")),
+    responses(
+        (status = 200, description = "The ticket, now `APPROVED`.", body = wire::TicketJson),
+        (status = 400, description = "The body is not a JSON object.", body = ErrorBody),
+        (status = 401, description = "No valid access token.", body = ErrorBody),
+        (status = 403, description = "The caller is not the ticket's creator.", body = ErrorBody),
+        (status = 404, description = "No such ticket, or the caller may not see it.", body = ErrorBody),
+        (status = 409, description = "The ticket is not `FINISHED`.", body = ConflictBody),
+    ),
+    security(("bearer" = []))
+)]
+async fn approve(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    RawBody(body): RawBody,
+) -> Result<Json<wire::TicketJson>, ApiError> {
+    json_body(&body)?;
+    apply(&state, &caller, &id, Action::Approve).await
+}
 
-    /// `FINISHED` → `APPROVED` (the creating client).
-    #[utoipa::path(
-        post,
-        path = "/api/tickets/{id}/approve/",
-        operation_id = "tickets_approve",
-        tag = "tickets",
-        params(("id" = i64, Path, description = "The ticket's id.")),
-        responses(
-            (status = 200, description = "The ticket, now `APPROVED`.", body = Ticket),
-            (status = 400, description = "The body is not a JSON object.", body = ErrorBody),
-            (status = 401, description = "No valid access token.", body = ErrorBody),
-            (status = 403, description = "The caller is not the ticket's creator.", body = ErrorBody),
-            (status = 404, description = "No such ticket, or the caller may not see it.", body = ErrorBody),
-            (status = 409, description = "The ticket is not `FINISHED`.", body = ConflictBody),
-        ),
-        security(("bearer" = []))
-    )]
-    fn approve() {}
-
-    /// `FINISHED` → `REJECTED` (the creating client), with an optional reason.
-    #[utoipa::path(
-        post,
-        path = "/api/tickets/{id}/reject/",
-        operation_id = "tickets_reject",
-        tag = "tickets",
-        params(("id" = i64, Path, description = "The ticket's id.")),
-        request_body(
-            content = ref("#/components/schemas/RejectIn"),
-            description = "Optional: an empty body rejects without a reason."
-        ),
-        responses(
-            (status = 200, description = "The ticket, now `REJECTED`.", body = Ticket),
-            (status = 400, description = "The reason is not a string of at most 5000 characters.", body = ErrorBody),
-            (status = 401, description = "No valid access token.", body = ErrorBody),
-            (status = 403, description = "The caller is not the ticket's creator.", body = ErrorBody),
-            (status = 404, description = "No such ticket, or the caller may not see it.", body = ErrorBody),
-            (status = 409, description = "The ticket is not `FINISHED`.", body = ConflictBody),
-        ),
-        security(("bearer" = []))
-    )]
-    fn reject() {}
+/// `FINISHED` → `REJECTED` (the creating client), with an optional reason.
+#[utoipa::path(
+    post,
+    path = "/api/tickets/{id}/reject/",
+    operation_id = "tickets_reject",
+    tag = "tickets",
+    params(("id" = i64, Path, description = "The ticket's id.")),
+    request_body(
+        content = RejectIn,
+        description = "Optional: an empty body rejects without a reason."
+    ),
+    responses(
+        (status = 200, description = "The ticket, now `REJECTED`.", body = wire::TicketJson),
+        (status = 400, description = "The reason is not a string of at most 5000 characters.", body = ErrorBody),
+        (status = 401, description = "No valid access token.", body = ErrorBody),
+        (status = 403, description = "The caller is not the ticket's creator.", body = ErrorBody),
+        (status = 404, description = "No such ticket, or the caller may not see it.", body = ErrorBody),
+        (status = 409, description = "The ticket is not `FINISHED`.", body = ConflictBody),
+    ),
+    security(("bearer" = []))
+)]
+async fn reject(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    RawBody(body): RawBody,
+) -> Result<Json<wire::TicketJson>, ApiError> {
+    let RejectIn { reason } = typed_body(&body)?;
+    let reason = reason.unwrap_or_default();
+    if reason.chars().count() > 5_000 {
+        return Err(ApiError::bad_request(
+            "reason: A string of at most 5000 characters.",
+        ));
+    }
+    apply(&state, &caller, &id, Action::Reject { reason }).await
 }

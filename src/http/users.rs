@@ -2,35 +2,33 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::Router;
 use serde::{Deserialize, Serialize};
 use tickethub_actors::domain::{NewUser, Role, User};
 use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::extract::{Caller, ClientIp, Json};
-use super::openapi::{ErrorBody, RoleName};
-use super::AppState;
+use super::openapi::RoleName;
 use crate::auth::{self, TokenType};
+use crate::state::AppState;
 
 /// The routes of this module.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/auth/login/", post(login))
-        .route("/api/auth/refresh/", post(refresh))
-        .route("/api/auth/logout/", post(logout))
-        .route("/api/auth/register/", post(register))
-        .route("/api/users/me/", get(me).patch(update_me))
-        .route("/api/users/", get(list_users))
-        .route(
-            "/api/users/{id}/",
-            get(user_detail).patch(update_user).delete(erase_user),
-        )
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(login))
+        .routes(routes!(refresh))
+        .routes(routes!(logout))
+        .routes(routes!(register))
+        .routes(routes!(me, update_me))
+        .routes(routes!(list_users))
+        .routes(routes!(user_detail, update_user, erase_user))
 }
 
 /// Another user as a non-admin sees them: no addresses, no account flags.
 #[derive(Serialize, Debug, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[schema(as = PublicUser)]
 pub struct PublicUserOut {
     /// The user's id.
@@ -55,16 +53,29 @@ impl From<&User> for PublicUserOut {
     }
 }
 
-/// A user as `viewer` may see them: everything for admins and for the user themselves, the
-/// public fields for anyone else.
-fn shown_to(viewer: &Caller, u: &User) -> serde_json::Value {
-    if viewer.is_admin() || viewer.0.id == u.id {
-        serde_json::to_value(UserOut::from(u))
-    } else {
-        serde_json::to_value(PublicUserOut::from(u))
-    }
-    .expect("users serialize")
+/// A user as a caller may see them: every field ([`UserOut`]) for admins and the user
+/// themselves, the public ones ([`PublicUserOut`]) for anyone else.
+#[derive(Serialize, Debug, ToSchema)]
+#[serde(untagged)]
+pub enum ShownUser {
+    /// Every field.
+    Full(UserOut),
+    /// The public fields.
+    Public(PublicUserOut),
 }
+
+/// A user as `viewer` may see them.
+fn shown_to(viewer: &Caller, u: &User) -> ShownUser {
+    if viewer.is_admin() || viewer.0.id == u.id {
+        ShownUser::Full(UserOut::from(u))
+    } else {
+        ShownUser::Public(PublicUserOut::from(u))
+    }
+}
+
+/// What a logout answers: an empty object, as simplejwt's blacklist view does.
+#[derive(Serialize, Debug, ToSchema)]
+pub struct LoggedOut {}
 
 /// A user as the API shows it.
 #[derive(Serialize, Debug, ToSchema)]
@@ -258,7 +269,7 @@ async fn refresh(
     tag = "auth",
     request_body = RefreshIn,
     responses(
-        (status = 200, description = "Logged out (an empty object, as simplejwt's blacklist view answers)."),
+        (status = 200, description = "Logged out (an empty object, as simplejwt's blacklist view answers).", body = LoggedOut),
         (status = 400, description = "The body is not valid JSON of this shape.", body = ErrorBody),
         (status = 401, description = "The token is invalid, expired or not a refresh token.", body = ErrorBody),
         (status = 429, description = "Too many calls from this address.", body = ErrorBody),
@@ -268,7 +279,7 @@ async fn logout(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
     Json(body): Json<RefreshIn>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<LoggedOut>, ApiError> {
     state.limits.refresh(ip)?;
     let claimed = state
         .auth
@@ -281,7 +292,7 @@ async fn logout(
             .revoke_refresh_family(&jti, chrono::Utc::now())
             .await?;
     }
-    Ok(Json(serde_json::json!({})))
+    Ok(Json(LoggedOut {}))
 }
 
 fn cannot_issue() -> ApiError {
@@ -418,7 +429,7 @@ struct UsersQuery {
         super::openapi::PageQuery,
     ),
     responses(
-        (status = 200, description = "A page of the active users the caller may see, by id: admins see every field, others see their co-members' public fields only (`PublicUser`).", body = super::openapi::UserPage),
+        (status = 200, description = "A page of the active users the caller may see, by id: admins see every field, others see their co-members' public fields only (`PublicUser`).", body = super::Page<ShownUser>),
         (status = 400, description = "The role is unknown.", body = ErrorBody),
         (status = 401, description = "No valid access token.", body = ErrorBody),
         (status = 404, description = "Invalid page.", body = ErrorBody),
@@ -430,11 +441,10 @@ async fn list_users(
     caller: Caller,
     super::extract::Query(q): super::extract::Query<UsersQuery>,
     parts: axum::http::request::Parts,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<super::Page<ShownUser>>, ApiError> {
     let role = q
         .role
         .as_deref()
-        .filter(|r| !r.is_empty())
         .map(|r| {
             r.parse::<Role>()
                 .map_err(|e| ApiError::bad_request(format!("role: {e}")))
@@ -560,8 +570,7 @@ pub(crate) fn profile_changes(
     })
 }
 
-/// The longest username, in characters (Django's).
-pub const MAX_USERNAME: usize = 150;
+pub use tickethub_actors::domain::MAX_USERNAME;
 
 /// The longest display name, in characters.
 const MAX_DISPLAY_NAME: usize = 150;

@@ -182,6 +182,34 @@ pub(crate) fn same_content(
         && a.cause == b.cause
 }
 
+/// Several calls' drafts as one insert: all of them in recipient order (stable, so that a
+/// user's notifications keep the calls' order), each with the index of the call it came from.
+pub(crate) fn merge_calls<'a>(
+    calls: impl IntoIterator<Item = &'a [tickethub_actors::notification::Draft]>,
+) -> (Vec<usize>, Vec<tickethub_actors::notification::Draft>) {
+    let mut tagged: Vec<(usize, tickethub_actors::notification::Draft)> = calls
+        .into_iter()
+        .enumerate()
+        .flat_map(|(call, drafts)| drafts.iter().map(move |d| (call, d.clone())))
+        .collect();
+    tagged.sort_by_key(|(_, d)| d.recipient);
+    tagged.into_iter().unzip()
+}
+
+/// The answers of a merged insert split back by call: `calls[i]` is the call of `out[i]`, and
+/// `sizes` is how many drafts each call brought.
+pub(crate) fn split_by_call<T>(
+    calls: Vec<usize>,
+    out: Vec<T>,
+    sizes: impl IntoIterator<Item = usize>,
+) -> Vec<Vec<T>> {
+    let mut outs: Vec<Vec<T>> = sizes.into_iter().map(Vec::with_capacity).collect();
+    for (call, n) in calls.into_iter().zip(out) {
+        outs[call].push(n);
+    }
+    outs
+}
+
 /// A table of `(user_id, seq)` rows named `r`, bound as whole arrays: the recipients of an
 /// insert whose content is bound once.
 pub(crate) trait RecipientRows: sqlx::Database {
@@ -306,19 +334,16 @@ macro_rules! impl_notification_store {
                     // All the calls' drafts in one insert, in recipient order (stable, so a
                     // user's notifications keep the calls' order): rows are locked in id order
                     // as in every other commit, and the answers are split back by call.
-                    let mut tagged: Vec<(usize, tickethub_actors::notification::Draft)> = group
-                        .iter()
-                        .enumerate()
-                        .flat_map(|(call, (drafts, _))| drafts.iter().map(move |d| (call, d.clone())))
-                        .collect();
-                    tagged.sort_by_key(|(_, d)| d.recipient);
-                    let (calls, drafts): (Vec<usize>, Vec<_>) = tagged.into_iter().unzip();
+                    let (calls, drafts) = $crate::store::notifications::merge_calls(
+                        group.iter().map(|(drafts, _)| drafts.as_slice()),
+                    );
                     match Self::commit_once(pool, faults, drafts).await {
                         Ok(out) => {
-                            let mut outs: Vec<Vec<_>> = group.iter().map(|(d, _)| Vec::with_capacity(d.len())).collect();
-                            for (call, n) in calls.into_iter().zip(out) {
-                                outs[call].push(n);
-                            }
+                            let outs = $crate::store::notifications::split_by_call(
+                                calls,
+                                out,
+                                group.iter().map(|(d, _)| d.len()),
+                            );
                             for ((_, reply), out) in group.into_iter().zip(outs) {
                                 let _ = reply.send(Ok(out));
                             }
@@ -681,456 +706,10 @@ macro_rules! impl_notification_store {
                     .map($crate::store::notifications::NotificationRow::into_notification)
                     .transpose()
             }
-
-            async fn set_read(
-                &self,
-                user: tickethub_actors::domain::UserId,
-                id: i64,
-                read: bool,
-            ) -> Result<Option<tickethub_actors::notification::Notification>, tickethub_actors::ports::StoreError>
-            {
-                let read_at = read.then(chrono::Utc::now);
-                let done = sqlx::query(
-                    "UPDATE notifications SET is_read = $1, read_at = $2 \
-                     WHERE id = $3 AND user_id = $4 AND deleted_at IS NULL",
-                )
-                .bind(read)
-                .bind(read_at)
-                .bind(id)
-                .bind(user.0)
-                .execute(self.writer())
-                .await
-                .map_err($crate::store::backend_error)?;
-                if done.rows_affected() == 0 {
-                    return Ok(None);
-                }
-                if read {
-                    Self::cancel_seen(self.writer(), user, false).await?;
-                }
-                let sql = format!(
-                    "{} WHERE n.id = $1 AND n.user_id = $2",
-                    $crate::store::notifications::NOTIFICATION_SELECT
-                );
-                sqlx::query_as::<_, $crate::store::notifications::NotificationRow>(&sql)
-                    .bind(id)
-                    .bind(user.0)
-                    .fetch_optional(self.writer())
-                    .await
-                    .map_err($crate::store::backend_error)?
-                    .map($crate::store::notifications::NotificationRow::into_notification)
-                    .transpose()
-            }
-
-            async fn mark_all_read(
-                &self,
-                user: tickethub_actors::domain::UserId,
-                filter: &tickethub_actors::ports::NotificationFilter,
-            ) -> Result<Vec<i64>, tickethub_actors::ports::StoreError> {
-                let mut q = sqlx::QueryBuilder::<$db>::new("UPDATE notifications SET is_read = ");
-                q.push_bind(true)
-                    .push(", read_at = ")
-                    .push_bind(chrono::Utc::now())
-                    .push(" WHERE deleted_at IS NULL AND is_read = ")
-                    .push_bind(false)
-                    .push(" AND user_id = ")
-                    .push_bind(user.0);
-                if let Some(t) = &filter.notification_type {
-                    q.push(" AND notification_type = ").push_bind(t.as_str());
-                }
-                if let Some(t) = filter.ticket {
-                    q.push(" AND ticket_id = ").push_bind(t.0);
-                }
-                q.push(" RETURNING id");
-                let mut ids: Vec<i64> = q
-                    .build_query_as::<(i64,)>()
-                    .fetch_all(self.writer())
-                    .await
-                    .map_err($crate::store::backend_error)?
-                    .into_iter()
-                    .map(|(id,)| id)
-                    .collect();
-                ids.sort_unstable();
-                if !ids.is_empty() {
-                    Self::cancel_seen(self.writer(), user, false).await?;
-                }
-                Ok(ids)
-            }
-
-            async fn delete_notification(
-                &self,
-                user: tickethub_actors::domain::UserId,
-                id: i64,
-            ) -> Result<bool, tickethub_actors::ports::StoreError> {
-                let done = sqlx::query(
-                    "UPDATE notifications SET deleted_at = $1 WHERE id = $2 AND user_id = $3 AND deleted_at IS NULL",
-                )
-                .bind(chrono::Utc::now())
-                .bind(id)
-                .bind(user.0)
-                .execute(self.writer())
-                .await
-                .map_err($crate::store::backend_error)?;
-                if done.rows_affected() == 1 {
-                    Self::cancel_seen(self.writer(), user, true).await?;
-                }
-                Ok(done.rows_affected() == 1)
-            }
-
-            async fn delete_all_notifications(
-                &self,
-                user: tickethub_actors::domain::UserId,
-            ) -> Result<i64, tickethub_actors::ports::StoreError> {
-                let done = sqlx::query(
-                    "UPDATE notifications SET deleted_at = $1 WHERE user_id = $2 AND deleted_at IS NULL",
-                )
-                .bind(chrono::Utc::now())
-                .bind(user.0)
-                .execute(self.writer())
-                .await
-                .map_err($crate::store::backend_error)?;
-                if done.rows_affected() > 0 {
-                    Self::cancel_seen(self.writer(), user, true).await?;
-                }
-                Ok(done.rows_affected() as i64)
-            }
-
-            async fn backlog(
-                &self,
-                user: tickethub_actors::domain::UserId,
-                after_seq: i64,
-                cap: i64,
-            ) -> Result<(i64, Vec<tickethub_actors::notification::Notification>), tickethub_actors::ports::StoreError>
-            {
-                let (count,): (i64,) = sqlx::query_as(
-                    "SELECT COUNT(*) FROM notifications WHERE user_id = $1 AND seq > $2 AND deleted_at IS NULL",
-                )
-                .bind(user.0)
-                .bind(after_seq)
-                .fetch_one(self.reader())
-                .await
-                .map_err($crate::store::backend_error)?;
-                if count == 0 {
-                    return Ok((0, Vec::new()));
-                }
-                // The newest `cap`, read newest first and turned around.
-                let sql = format!(
-                    "{} WHERE n.user_id = $1 AND n.seq > $2 AND n.deleted_at IS NULL ORDER BY n.seq DESC LIMIT $3",
-                    $crate::store::notifications::NOTIFICATION_SELECT
-                );
-                let mut list = sqlx::query_as::<_, $crate::store::notifications::NotificationRow>(&sql)
-                    .bind(user.0)
-                    .bind(after_seq)
-                    .bind(cap)
-                    .fetch_all(self.reader())
-                    .await
-                    .map_err($crate::store::backend_error)?
-                    .into_iter()
-                    .map($crate::store::notifications::NotificationRow::into_notification)
-                    .collect::<Result<Vec<_>, _>>()?;
-                list.reverse();
-                Ok(((count - list.len() as i64).max(0), list))
-            }
-
-            async fn seq_range(
-                &self,
-                user: tickethub_actors::domain::UserId,
-                after: i64,
-                before: i64,
-            ) -> Result<Vec<tickethub_actors::notification::Notification>, tickethub_actors::ports::StoreError>
-            {
-                let sql = format!(
-                    "{} WHERE n.user_id = $1 AND n.seq > $2 AND n.seq < $3 AND n.deleted_at IS NULL \
-                     ORDER BY n.seq",
-                    $crate::store::notifications::NOTIFICATION_SELECT
-                );
-                sqlx::query_as::<_, $crate::store::notifications::NotificationRow>(&sql)
-                    .bind(user.0)
-                    .bind(after)
-                    .bind(before)
-                    .fetch_all(self.writer())
-                    .await
-                    .map_err($crate::store::backend_error)?
-                    .into_iter()
-                    .map($crate::store::notifications::NotificationRow::into_notification)
-                    .collect()
-            }
-
-            async fn notifications_at(
-                &self,
-                keys: &[(tickethub_actors::domain::UserId, i64)],
-            ) -> Result<Vec<tickethub_actors::notification::Notification>, tickethub_actors::ports::StoreError>
-            {
-                let mut out = Vec::with_capacity(keys.len());
-                // One statement per thousand notifications, however many recipients a commit
-                // had. The keys are joined as a VALUES list: PostgreSQL plans a row-value
-                // `IN` list one arm at a time (70 ms for 500 keys, against 2 ms joined).
-                for chunk in keys.chunks(1000) {
-                    let mut q = sqlx::QueryBuilder::<$db>::new(
-                        $crate::store::notifications::NOTIFICATION_SELECT,
-                    );
-                    q.push(" JOIN (VALUES ");
-                    let mut first = true;
-                    for (user, seq) in chunk {
-                        if !first {
-                            q.push(", ");
-                        }
-                        first = false;
-                        q.push("(").push_bind(user.0).push(", ").push_bind(*seq).push(")");
-                    }
-                    q.push(
-                        ") AS k ON n.user_id = k.column1 AND n.seq = k.column2 \
-                         WHERE n.deleted_at IS NULL",
-                    );
-                    let rows = q
-                        .build_query_as::<$crate::store::notifications::NotificationRow>()
-                        .fetch_all(self.writer())
-                        .await
-                        .map_err($crate::store::backend_error)?;
-                    for row in rows {
-                        out.push(row.into_notification()?);
-                    }
-                }
-                Ok(out)
-            }
-
-            async fn ack(
-                &self,
-                user: tickethub_actors::domain::UserId,
-                seq: i64,
-            ) -> Result<i64, tickethub_actors::ports::StoreError> {
-                let mut tx = self.writer().begin().await.map_err($crate::store::backend_error)?;
-                let row: Option<(i64,)> = sqlx::query_as(
-                    "UPDATE users SET acked_seq = CASE \
-                       WHEN $2 > acked_seq THEN (CASE WHEN $2 < last_seq THEN $2 ELSE last_seq END) \
-                       ELSE acked_seq END \
-                     WHERE id = $1 RETURNING acked_seq",
-                )
-                .bind(user.0)
-                .bind(seq)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err($crate::store::backend_error)?;
-                let acked = row
-                    .map(|(s,)| s)
-                    .ok_or_else(|| tickethub_actors::ports::StoreError::NotFound(format!("user {user}")))?;
-                if acked > 0 {
-                    // When each seq was first acknowledged, for timelines: a row only when the
-                    // acknowledged seq moved past every earlier row's.
-                    let now = chrono::Utc::now();
-                    let moved = sqlx::query(
-                        "INSERT INTO stream_events (user_id, kind, first_seq, last_seq, sockets, at) \
-                         SELECT $1, 'acked', $2, $2, 0, $3 WHERE NOT EXISTS \
-                         (SELECT 1 FROM stream_events WHERE user_id = $1 AND kind = 'acked' AND last_seq >= $2)",
-                    )
-                    .bind(user.0)
-                    .bind(acked)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err($crate::store::backend_error)?;
-                    if moved.rows_affected() > 0 {
-                        let done = sqlx::query(
-                            "UPDATE escalations SET status = 'CANCELLED', claimed_until = NULL, updated_at = $1, \
-                             detail = 'a client of the recipient acknowledged the notification' \
-                             WHERE user_id = $2 AND status IN ('PENDING', 'FIRING') AND unless_seen = 'acked' AND seq <= $3",
-                        )
-                        .bind(now)
-                        .bind(user.0)
-                        .bind(acked)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err($crate::store::backend_error)?;
-                        $crate::store::history::count_cancelled(done.rows_affected());
-                    }
-                }
-                tx.commit().await.map_err($crate::store::backend_error)?;
-                Ok(acked)
-            }
-
-            async fn record_sent(
-                &self,
-                sent: &[(tickethub_actors::domain::UserId, i64)],
-            ) -> Result<(), tickethub_actors::ports::StoreError> {
-                if sent.is_empty() {
-                    return Ok(());
-                }
-                let mut sent = sent.to_vec();
-                sent.sort();
-                let mut tx = self.writer().begin().await.map_err($crate::store::backend_error)?;
-                for chunk in sent.chunks(500) {
-                    if !$lock.is_empty() {
-                        // Rows are locked in id order, as commits lock them: no deadlock.
-                        let mut lock = sqlx::QueryBuilder::<$db>::new("SELECT id FROM users WHERE id IN (");
-                        let mut sep = lock.separated(", ");
-                        for (user, _) in chunk {
-                            sep.push_bind(user.0);
-                        }
-                        lock.push(") ORDER BY id FOR NO KEY UPDATE");
-                        lock.build().execute(&mut *tx).await.map_err($crate::store::backend_error)?;
-                    }
-                    let mut q = sqlx::QueryBuilder::<$db>::new("WITH v(id, seq) AS (");
-                    q.push_values(chunk, |mut row, (user, seq)| {
-                        row.push_bind(user.0).push_bind(*seq);
-                    });
-                    q.push(") UPDATE users SET sent_seq = v.seq FROM v WHERE users.id = v.id AND users.sent_seq < v.seq");
-                    q.build().execute(&mut *tx).await.map_err($crate::store::backend_error)?;
-                }
-                tx.commit().await.map_err($crate::store::backend_error)?;
-                Ok(())
-            }
-
-            async fn deliveries(
-                &self,
-                user: tickethub_actors::domain::UserId,
-                id: i64,
-            ) -> Result<Option<Vec<tickethub_actors::ports::Delivery>>, tickethub_actors::ports::StoreError>
-            {
-                let owned: Option<(i64,)> = sqlx::query_as(
-                    "SELECT id FROM notifications WHERE id = $1 AND user_id = $2 AND deleted_at IS NULL",
-                )
-                .bind(id)
-                .bind(user.0)
-                .fetch_optional(self.reader())
-                .await
-                .map_err($crate::store::backend_error)?;
-                if owned.is_none() {
-                    return Ok(None);
-                }
-                let rows: Vec<$crate::store::notifications::DeliveryRow> = sqlx::query_as(
-                    "SELECT id, notification_id, channel, address, status, attempts, last_error, \
-                     provider_message_id, next_attempt_at, sent_at \
-                     FROM deliveries WHERE notification_id = $1 ORDER BY id",
-                )
-                .bind(id)
-                .fetch_all(self.reader())
-                .await
-                .map_err($crate::store::backend_error)?;
-                rows.into_iter()
-                    .map($crate::store::notifications::DeliveryRow::into_delivery)
-                    .collect::<Result<Vec<_>, _>>()
-                    .map(Some)
-            }
-
-            async fn delivery_summaries(
-                &self,
-                ids: &[i64],
-            ) -> Result<
-                std::collections::HashMap<i64, tickethub_actors::ports::DeliverySummary>,
-                tickethub_actors::ports::StoreError,
-            > {
-                let mut out = std::collections::HashMap::new();
-                for chunk in ids.chunks(1000) {
-                    let mut q = sqlx::QueryBuilder::<$db>::new(
-                        "SELECT notification_id, COUNT(*), \
-                         SUM(CASE WHEN status = 'SENT' THEN 1 ELSE 0 END), \
-                         SUM(CASE WHEN status = 'FAILED' THEN 1 ELSE 0 END), MIN(sent_at) \
-                         FROM deliveries WHERE channel <> 'webhook' AND notification_id IN (",
-                    );
-                    let mut sep = q.separated(", ");
-                    for id in chunk {
-                        sep.push_bind(*id);
-                    }
-                    q.push(") GROUP BY notification_id");
-                    let rows: Vec<(i64, i64, i64, i64, Option<chrono::DateTime<chrono::Utc>>)> = q
-                        .build_query_as()
-                        .fetch_all(self.reader())
-                        .await
-                        .map_err($crate::store::backend_error)?;
-                    for (id, total, sent, failed, first_sent_at) in rows {
-                        out.insert(
-                            id,
-                            tickethub_actors::ports::DeliverySummary {
-                                total,
-                                sent,
-                                failed,
-                                first_sent_at,
-                            },
-                        );
-                    }
-                }
-                Ok(out)
-            }
-
-            async fn preferences(
-                &self,
-                users: &[tickethub_actors::domain::UserId],
-            ) -> Result<
-                std::collections::HashMap<tickethub_actors::domain::UserId, tickethub_actors::routing::Preferences>,
-                tickethub_actors::ports::StoreError,
-            > {
-                let mut out: std::collections::HashMap<_, tickethub_actors::routing::Preferences> =
-                    std::collections::HashMap::new();
-                if users.is_empty() {
-                    return Ok(out);
-                }
-                let mut q = sqlx::QueryBuilder::<$db>::new(
-                    "SELECT user_id, notification_type, channel, enabled FROM preferences WHERE user_id",
-                );
-                <$db as $crate::store::IdSet>::push_in(&mut q, users.iter().map(|u| u.0).collect());
-                let rows: Vec<(i64, String, String, bool)> = q
-                    .build_query_as()
-                    .fetch_all(self.reader())
-                    .await
-                    .map_err($crate::store::backend_error)?;
-                for (user, kind, channel, enabled) in rows {
-                    if let Ok(channel) = channel.parse() {
-                        out.entry(tickethub_actors::domain::UserId(user))
-                            .or_default()
-                            .set(&kind, channel, enabled);
-                    }
-                }
-                Ok(out)
-            }
-
-            async fn set_preferences(
-                &self,
-                user: tickethub_actors::domain::UserId,
-                switches: &[(String, tickethub_actors::routing::Channel, bool)],
-            ) -> Result<(), tickethub_actors::ports::StoreError> {
-                let mut tx = self.writer().begin().await.map_err($crate::store::backend_error)?;
-                for (kind, channel, enabled) in switches {
-                    sqlx::query(
-                        "INSERT INTO preferences (user_id, notification_type, channel, enabled) \
-                         VALUES ($1, $2, $3, $4) ON CONFLICT (user_id, notification_type, channel) \
-                         DO UPDATE SET enabled = excluded.enabled",
-                    )
-                    .bind(user.0)
-                    .bind(kind)
-                    .bind(channel.as_str())
-                    .bind(*enabled)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err($crate::store::backend_error)?;
-                }
-                tx.commit().await.map_err($crate::store::backend_error)?;
-                Ok(())
-            }
-
-            async fn types_received(
-                &self,
-                user: tickethub_actors::domain::UserId,
-                types: &[String],
-            ) -> Result<Vec<String>, tickethub_actors::ports::StoreError> {
-                if types.is_empty() {
-                    return Ok(Vec::new());
-                }
-                let mut q = sqlx::QueryBuilder::<$db>::new(
-                    "SELECT DISTINCT notification_type FROM notifications WHERE user_id = ",
-                );
-                q.push_bind(user.0).push(" AND notification_type IN (");
-                let mut sep = q.separated(", ");
-                for t in types {
-                    sep.push_bind(t.clone());
-                }
-                q.push(")");
-                let rows: Vec<(String,)> = q
-                    .build_query_as()
-                    .fetch_all(self.reader())
-                    .await
-                    .map_err($crate::store::backend_error)?;
-                Ok(rows.into_iter().map(|(t,)| t).collect())
-            }
         }
     };
 }
 pub(crate) use impl_notification_store;
+
+#[cfg(test)]
+mod tests;

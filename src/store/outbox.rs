@@ -215,6 +215,11 @@ macro_rules! impl_outbox_store {
                 if ids.is_empty() {
                     return Ok(());
                 }
+                if tickethub_actors::ports::StoreFaults::take(&self.faults.failed_releases) {
+                    return Err(tickethub_actors::ports::StoreError::Backend(
+                        "injected: the release failed".into(),
+                    ));
+                }
                 let mut q = sqlx::QueryBuilder::<$db>::new(
                     "UPDATE deliveries SET status = 'QUEUED', claimed_until = NULL, claimed_by = NULL \
                      WHERE status = 'SENDING' AND id IN (",
@@ -272,6 +277,78 @@ macro_rules! impl_outbox_store {
                 .await
                 .map_err($crate::store::backend_error)?;
                 Ok(n)
+            }
+
+            async fn deliveries(
+                &self,
+                user: tickethub_actors::domain::UserId,
+                id: i64,
+            ) -> Result<Option<Vec<tickethub_actors::ports::Delivery>>, tickethub_actors::ports::StoreError>
+            {
+                let owned: Option<(i64,)> = sqlx::query_as(
+                    "SELECT id FROM notifications WHERE id = $1 AND user_id = $2 AND deleted_at IS NULL",
+                )
+                .bind(id)
+                .bind(user.0)
+                .fetch_optional(self.reader())
+                .await
+                .map_err($crate::store::backend_error)?;
+                if owned.is_none() {
+                    return Ok(None);
+                }
+                let rows: Vec<$crate::store::notifications::DeliveryRow> = sqlx::query_as(
+                    "SELECT id, notification_id, channel, address, status, attempts, last_error, \
+                     provider_message_id, next_attempt_at, sent_at \
+                     FROM deliveries WHERE notification_id = $1 ORDER BY id",
+                )
+                .bind(id)
+                .fetch_all(self.reader())
+                .await
+                .map_err($crate::store::backend_error)?;
+                rows.into_iter()
+                    .map($crate::store::notifications::DeliveryRow::into_delivery)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map(Some)
+            }
+
+            async fn delivery_summaries(
+                &self,
+                ids: &[i64],
+            ) -> Result<
+                std::collections::HashMap<i64, tickethub_actors::ports::DeliverySummary>,
+                tickethub_actors::ports::StoreError,
+            > {
+                let mut out = std::collections::HashMap::new();
+                for chunk in ids.chunks(1000) {
+                    let mut q = sqlx::QueryBuilder::<$db>::new(
+                        "SELECT notification_id, COUNT(*), \
+                         SUM(CASE WHEN status = 'SENT' THEN 1 ELSE 0 END), \
+                         SUM(CASE WHEN status = 'FAILED' THEN 1 ELSE 0 END), MIN(sent_at) \
+                         FROM deliveries WHERE channel <> 'webhook' AND notification_id IN (",
+                    );
+                    let mut sep = q.separated(", ");
+                    for id in chunk {
+                        sep.push_bind(*id);
+                    }
+                    q.push(") GROUP BY notification_id");
+                    let rows: Vec<(i64, i64, i64, i64, Option<chrono::DateTime<chrono::Utc>>)> = q
+                        .build_query_as()
+                        .fetch_all(self.reader())
+                        .await
+                        .map_err($crate::store::backend_error)?;
+                    for (id, total, sent, failed, first_sent_at) in rows {
+                        out.insert(
+                            id,
+                            tickethub_actors::ports::DeliverySummary {
+                                total,
+                                sent,
+                                failed,
+                                first_sent_at,
+                            },
+                        );
+                    }
+                }
+                Ok(out)
             }
         }
     };

@@ -50,6 +50,14 @@ pub(crate) fn rows_of(
             "id",
             format!("{} AND at < $1", bound("delivery_attempts", "at")),
         ),
+        FinishedDeliveries => (
+            "deliveries",
+            "id",
+            format!(
+                "{} AND status IN ('SENT', 'FAILED') AND updated_at < $1",
+                bound("deliveries", "created_at")
+            ),
+        ),
         Escalations => (
             "escalations",
             "id",

@@ -41,7 +41,7 @@ use super::dialect::Dialect;
 use super::protocol::{ClientFrame, ServerFrame};
 use super::{SocketSlot, WsSettings};
 use crate::auth::{AuthError, TokenError, TokenType, Verified};
-use crate::http::AppState;
+use crate::state::AppState;
 use crate::wire;
 
 type Io = TokioIo<hyper::upgrade::Upgraded>;
@@ -110,192 +110,6 @@ impl Session {
         Box::pin(self.open()).then(|open| match open {
             Some(open) => Either::Left(open.serve()),
             None => Either::Right(std::future::ready(())),
-        })
-    }
-
-    /// Completes the upgrade, attaches the socket to its owner and greets the client; `None`
-    /// when the socket was closed instead.
-    async fn open(self: Box<Self>) -> Option<Open> {
-        let this = *self;
-        let mut ws = match this.upgrade.await {
-            Ok(ws) => ws,
-            Err(e) => {
-                tracing::debug!(error = %e, "upgrade failed");
-                return None;
-            }
-        };
-        // The limit is inclusive: a message of exactly the limit is accepted (the library
-        // refuses a frame whose length reaches the number it is given).
-        ws.set_max_message_size(this.state.ws.max_message_bytes + 1);
-        ws.set_auto_pong(false);
-        ws.set_auto_close(false);
-        let cork = Cork::default();
-        let (read, mut write) = ws.split(|io| {
-            let (read, write) = tokio::io::split(io);
-            (read, Batched::new(write, cork.clone()))
-        });
-
-        let (user, token) = match this.user {
-            Ok(pair) => pair,
-            Err(e) => {
-                let _ = close(&mut write, CloseCode::Unauthorized, &e.to_string()).await;
-                return None;
-            }
-        };
-        if let Some(Err(())) = this.room {
-            // The same answer whether the project exists or not.
-            let _ = close(
-                &mut write,
-                CloseCode::Forbidden,
-                "Not a member of this project.",
-            )
-            .await;
-            return None;
-        }
-        let ws_settings = this.state.ws.clone();
-        let Some(slot) = ws_settings.take_slot(user.id) else {
-            metrics::counter!("tickethub_throttled_total", "limit" => "sockets_per_user")
-                .increment(1);
-            let _ = close(
-                &mut write,
-                CloseCode::Policy,
-                "Too many sockets for this user.",
-            )
-            .await;
-            return None;
-        };
-        let (conn, mut rx) = ConnHandle::new(
-            ConnId(ws_settings.next_conn_id.fetch_add(1, Ordering::Relaxed)),
-            ws_settings.outbound_queue,
-            ws_settings.outbound_queue_bytes,
-        );
-        let shared = conn.shared.clone();
-        let conn_id = conn.id;
-        let resume = match this.last_seq {
-            Some(seq) => Resume::After(seq),
-            None => Resume::Unacknowledged,
-        };
-        // With the user's newest seq for the greeting, read by the actor as it attaches.
-        let joined = match this.room {
-            _ if this.echo => Ok((
-                Owner::Echo {
-                    _queue: Box::new(conn),
-                },
-                0,
-            )),
-            Some(Ok((project, kind))) => this
-                .state
-                .hub
-                .join_room(project, &user, kind, this.diff, conn)
-                .await
-                .map(|room| (Owner::Room(room, kind, project), 0)),
-            _ => this
-                .state
-                .hub
-                .attach(user.id, conn, resume)
-                .await
-                .map(|a| (Owner::User(a.actor), a.last_seq)),
-        };
-        let (owner, newest) = match joined {
-            Ok(joined) => joined,
-            Err(e) => {
-                // An actor that stopped because the user's sessions ended: the socket hears why.
-                if this.state.hub.ended_since(user.id, this.authenticated_at) {
-                    let _ = close(
-                        &mut write,
-                        CloseCode::Unauthorized,
-                        "Token has been revoked.",
-                    )
-                    .await;
-                    return None;
-                }
-                tracing::warn!(user_id = user.id.0, error = %e, "cannot attach socket");
-                let _ = close(&mut write, CloseCode::GoingAway, "hub unavailable").await;
-                return None;
-            }
-        };
-        tracing::debug!(user_id = user.id.0, conn = conn_id.0, "socket attached");
-        metrics::gauge!("tickethub_connections_open").increment(1.0);
-        metrics::counter!("tickethub_connections_total").increment(1);
-
-        // The greeting is the last use of the user's profile: the socket keeps only its id and
-        // role, not the strings, for the rest of its life.
-        let hello = matches!(owner, Owner::User(_)).then(|| ServerFrame::ConnectionEstablished {
-            message: format!("Connected successfully as {}", user.username),
-            user_id: user.id.0,
-            last_seq: newest,
-        });
-        let (user_id, role) = (user.id, user.role);
-        let commands = this.state.limits.command_limiter();
-        let ctx = Ctx {
-            state: this.state,
-            user_id,
-            role,
-            token,
-            conn_id,
-            warned: false,
-            fragments: None,
-            dialect: this.dialect,
-            owner,
-            commands,
-            refused: 0,
-        };
-        // The user's sessions may have ended between the handshake's read of the user and
-        // the attach: then the socket never saw the closing, and closes now.
-        let ended = ctx.state.hub.ended_since(user_id, this.authenticated_at);
-        let outcome = match (hello, shared.kicked()) {
-            _ if ended => Ok(Flow::Close(
-                CloseCode::Unauthorized,
-                "Token has been revoked.",
-            )),
-            // Kicked already (its actor restarted, say): closed with the reason, as the loop
-            // would, rather than dropped by the batch below.
-            (_, Some(reason)) => Ok(Flow::Close(reason.into(), "closed by the hub")),
-            // The greeting and the replay the actor queued as it attached go out in one write.
-            (Some(hello), None) => {
-                cork.hold();
-                match send(&mut write, &hello).await {
-                    Ok(()) => match rx.try_recv() {
-                        Some(replay) => {
-                            let kicked = pin!(shared.until_kicked());
-                            let dialect = ctx.dialect;
-                            outbound(
-                                Some(replay),
-                                &mut rx,
-                                &mut write,
-                                &shared,
-                                dialect,
-                                &cork,
-                                kicked,
-                            )
-                            .await
-                        }
-                        None => {
-                            cork.release();
-                            write.flush().await.map(|_| Flow::Continue)
-                        }
-                    },
-                    Err(e) => {
-                        cork.release();
-                        Err(e)
-                    }
-                }
-            }
-            // A room greets its sockets itself, through the queue.
-            (None, None) => Ok(Flow::Continue),
-        };
-
-        Some(Open {
-            read,
-            write,
-            rx,
-            shared,
-            cork,
-            ctx,
-            outcome,
-            ws_settings,
-            slot,
-            connection: this.connection,
         })
     }
 }
@@ -394,27 +208,7 @@ impl Open {
                     // Boxed: client frames are rare next to pushes, and their handling (commands
                     // with database calls) would otherwise sit in every idle socket's state.
                     Ok(frame) => Box::pin(ctx.on_frame(frame, &mut write)).await,
-                    Err(WebSocketError::FrameTooLarge) => {
-                        Ok(Flow::Close(CloseCode::TooBig, "message too big"))
-                    }
-                    Err(WebSocketError::InvalidUTF8) => {
-                        Ok(Flow::Close(CloseCode::InvalidData, "invalid UTF-8"))
-                    }
-                    // A frame that breaks RFC 6455 fails the connection with 1002.
-                    Err(
-                        WebSocketError::ReservedBitsNotZero
-                        | WebSocketError::ControlFrameFragmented
-                        | WebSocketError::PingFrameTooLarge
-                        | WebSocketError::InvalidValue
-                        | WebSocketError::InvalidFragment
-                        | WebSocketError::InvalidContinuationFrame
-                        | WebSocketError::InvalidCloseFrame
-                        | WebSocketError::InvalidCloseCode,
-                    ) => Ok(Flow::Close(CloseCode::ProtocolError, "protocol error")),
-                    Err(e) => {
-                        tracing::debug!(error = %e, "socket read ended");
-                        Err(e)
-                    }
+                    Err(e) => read_error(e),
                 };
             }
             // Nothing more is written to the socket but its close: it leaves its owner first.
@@ -535,26 +329,16 @@ impl Ctx {
                 self.fragments = Some(frame.payload.to_vec());
                 Ok(Flow::Continue)
             }
-            OpCode::Continuation => {
-                let Some(fragments) = self.fragments.as_mut() else {
-                    return Ok(Flow::Close(
-                        CloseCode::ProtocolError,
-                        "a continuation frame with no message to continue",
-                    ));
-                };
-                if fragments.len() + frame.payload.len() > self.state.ws.max_message_bytes {
-                    return Ok(Flow::Close(CloseCode::TooBig, "message too big"));
-                }
-                fragments.extend_from_slice(&frame.payload);
-                if frame.fin {
-                    let text = self.fragments.take().unwrap_or_default();
-                    if std::str::from_utf8(&text).is_err() {
-                        return Ok(Flow::Close(CloseCode::InvalidData, "invalid UTF-8"));
-                    }
-                    return self.on_text(&text, write).await;
-                }
-                Ok(Flow::Continue)
-            }
+            OpCode::Continuation => match continue_message(
+                &mut self.fragments,
+                &frame.payload,
+                frame.fin,
+                self.state.ws.max_message_bytes,
+            ) {
+                Ok(Some(text)) => self.on_text(&text, write).await,
+                Ok(None) => Ok(Flow::Continue),
+                Err(flow) => Ok(flow),
+            },
             OpCode::Binary => Ok(Flow::Close(
                 CloseCode::Unsupported,
                 "binary frames are not supported",
@@ -774,121 +558,59 @@ impl Ctx {
         });
         Ok(Flow::Continue)
     }
+}
 
-    /// Runs an inbox command: reads straight from the store, changes through the user actor.
-    async fn command(&self, frame: ClientFrame) -> Result<Value, (&'static str, String)> {
-        let user = self.user_id;
-        let hub = &self.state.hub;
-        let unavailable = |e: String| {
-            if e == tickethub_actors::hub::USER_ACTOR_BUSY {
-                return ("unavailable", e);
-            }
-            tracing::warn!(user_id = user.0, error = %e, "socket command failed");
-            (
-                "unavailable",
-                "The database is unavailable; try again shortly.".to_owned(),
-            )
-        };
-        let run = |cmd: UserCommand| async move {
-            hub.user_command(user, Some(self.conn_id), cmd)
-                .await
-                .map_err(unavailable)
-        };
-        Ok(match frame {
-            ClientFrame::GetNotifications(q) => {
-                let limit = q.limit.unwrap_or(20);
-                if !(1..=100).contains(&limit) {
-                    return Err(("bad_request", "limit must be between 1 and 100".into()));
-                }
-                let filter = NotificationFilter {
-                    is_read: q.is_read,
-                    notification_type: q.notification_type,
-                    ticket: q.ticket.map(TicketId),
-                    before_seq: q.before_seq,
-                };
-                let store = &self.state.store;
-                let (total, list) = store
-                    .list_notifications(user, &filter, Page { offset: 0, limit })
-                    .await
-                    .map_err(|e| unavailable(e.to_string()))?;
-                let (unread, _) = store
-                    .unread_counts(user)
-                    .await
-                    .map_err(|e| unavailable(e.to_string()))?;
-                json!({
-                    "type": "notifications_list",
-                    "notifications": list.iter().map(|n| self.dialect.list_item(n)).collect::<Vec<_>>(),
-                    "total": total,
-                    "unread_count": unread,
-                })
-            }
-            ClientFrame::MarkRead { notification_id }
-            | ClientFrame::MarkUnread { notification_id } => {
-                let read = matches!(frame, ClientFrame::MarkRead { .. });
-                let outcome = run(UserCommand::SetRead {
-                    id: notification_id,
-                    read,
-                })
-                .await?;
-                let success = matches!(
-                    outcome,
-                    CommandOutcome::SetRead {
-                        notification: Some(_),
-                        ..
-                    }
-                );
-                json!({
-                    "type": if read { "notification_marked_read" } else { "notification_marked_unread" },
-                    "notification_id": notification_id,
-                    "success": success,
-                })
-            }
-            ClientFrame::MarkAllRead(q) => {
-                let filter = NotificationFilter {
-                    notification_type: q.notification_type,
-                    ticket: q.ticket.map(TicketId),
-                    ..NotificationFilter::default()
-                };
-                let count = match run(UserCommand::MarkAllRead(filter)).await? {
-                    CommandOutcome::AllRead(ids) => ids.len(),
-                    _ => 0,
-                };
-                json!({ "type": "all_marked_read", "count": count })
-            }
-            ClientFrame::DeleteNotification { notification_id } => {
-                let success = matches!(
-                    run(UserCommand::Delete {
-                        id: notification_id
-                    })
-                    .await?,
-                    CommandOutcome::Deleted { success: true, .. }
-                );
-                json!({ "type": "notification_deleted", "notification_id": notification_id, "success": success })
-            }
-            ClientFrame::SendNotification(body) => {
-                if self.role != Role::Admin {
-                    return Err(("forbidden", "Only admins can send notifications.".into()));
-                }
-                let announcement = body.into_announcement().map_err(|e| ("bad_request", e))?;
-                let ids = hub
-                    .announce(announcement)
-                    .await
-                    .map_err(|e| unavailable(e.to_string()))?;
-                self.dialect.notification_sent(&ids)
-            }
-            ClientFrame::TicketViewing { .. } | ClientFrame::UserTyping { .. } => {
-                return Err((
-                    "bad_request",
-                    "ticket_viewing and user_typing belong on /ws/projects/{id}/presence/.".into(),
-                ))
-            }
-            ClientFrame::Ack { .. }
-            | ClientFrame::Ping { .. }
-            | ClientFrame::RefreshToken { .. } => {
-                return Err(("bad_request", "not a command".into()))
-            }
-        })
+/// How a failed read ends the socket: a close frame for a frame the client got wrong, or the
+/// error itself when the connection is gone.
+fn read_error(e: WebSocketError) -> Result<Flow, WebSocketError> {
+    match e {
+        WebSocketError::FrameTooLarge => Ok(Flow::Close(CloseCode::TooBig, "message too big")),
+        WebSocketError::InvalidUTF8 => Ok(Flow::Close(CloseCode::InvalidData, "invalid UTF-8")),
+        // A frame that breaks RFC 6455 fails the connection with 1002.
+        WebSocketError::ReservedBitsNotZero
+        | WebSocketError::ControlFrameFragmented
+        | WebSocketError::PingFrameTooLarge
+        | WebSocketError::InvalidValue
+        | WebSocketError::InvalidFragment
+        | WebSocketError::InvalidContinuationFrame
+        | WebSocketError::InvalidCloseFrame
+        | WebSocketError::InvalidCloseCode => {
+            Ok(Flow::Close(CloseCode::ProtocolError, "protocol error"))
+        }
+        e => {
+            tracing::debug!(error = %e, "socket read ended");
+            Err(e)
+        }
     }
+}
+
+/// Adds a continuation frame to the text message being received in `fragments`: the whole
+/// message once `fin` ends it, `None` while more is to come, or how the socket closes (no
+/// message to continue, more than `max` bytes, not UTF-8).
+fn continue_message(
+    fragments: &mut Option<Vec<u8>>,
+    payload: &[u8],
+    fin: bool,
+    max: usize,
+) -> Result<Option<Vec<u8>>, Flow> {
+    let Some(received) = fragments.as_mut() else {
+        return Err(Flow::Close(
+            CloseCode::ProtocolError,
+            "a continuation frame with no message to continue",
+        ));
+    };
+    if received.len() + payload.len() > max {
+        return Err(Flow::Close(CloseCode::TooBig, "message too big"));
+    }
+    received.extend_from_slice(payload);
+    if !fin {
+        return Ok(None);
+    }
+    let text = fragments.take().unwrap_or_default();
+    if std::str::from_utf8(&text).is_err() {
+        return Err(Flow::Close(CloseCode::InvalidData, "invalid UTF-8"));
+    }
+    Ok(Some(text))
 }
 
 /// The answer to a client's close frame (RFC 6455 §5.5.1, §7.4): 1000 for a valid one, 1002 for
@@ -912,193 +634,18 @@ fn close_reply(payload: &[u8]) -> Flow {
     Flow::Close(CloseCode::Normal, "")
 }
 
-/// At most this many queued messages are written together.
-const BATCH: usize = 64;
-
-/// Writes a queued message, and those queued behind it (up to [`BATCH`]), with one write to
-/// the socket. If the hub kicks the socket while a write is stuck (the client stopped
-/// reading), the write is abandoned and the connection dropped. `kicked` is the socket's one
-/// wait for a kick: a kick wakes one waiter, so a second wait here could miss it.
-async fn outbound<K: std::future::Future<Output = tickethub_actors::connection::Disconnect>>(
-    msg: Option<ConnectionMsg>,
-    rx: &mut Outbound,
-    write: &mut Writer,
-    shared: &ConnShared,
-    dialect: Dialect,
-    cork: &Cork,
-    mut kicked: std::pin::Pin<&mut K>,
-) -> Result<Flow, WebSocketError> {
-    let Some(msg) = msg else {
-        return Ok(Flow::Close(
-            CloseCode::ServiceRestart,
-            "user actor restarted",
-        ));
-    };
-    let batch = async {
-        cork.hold();
-        let mut bytes = 0;
-        let mut next = Some(msg);
-        let mut flow = Ok(Flow::Continue);
-        let mut count = 0;
-        // The highest seq in the batch: marked sent once the batch is on the socket.
-        let mut sent = 0;
-        while let Some(msg) = next.take() {
-            bytes += msg.estimated_bytes();
-            count += 1;
-            flow = write_message(msg, write, &mut sent, dialect).await;
-            if matches!(flow, Ok(Flow::Continue)) && count < BATCH {
-                next = rx.try_recv();
-            }
-        }
-        cork.release();
-        write.flush().await?;
-        if sent > 0 {
-            shared.mark_sent(sent);
-        }
-        Ok::<_, WebSocketError>((flow, bytes))
-    };
-    let (flow, bytes) = tokio::select! {
-        biased;
-        _ = &mut kicked => {
-            cork.release();
-            return Ok(Flow::Drop);
-        }
-        res = batch => res?,
-    };
-    shared.written(bytes);
-    flow
-}
-
-/// Writes one queued message; `sent` rises to the highest seq written.
-async fn write_message(
-    msg: ConnectionMsg,
-    write: &mut Writer,
-    sent: &mut i64,
-    dialect: Dialect,
-) -> Result<Flow, WebSocketError> {
-    match msg {
-        ConnectionMsg::Ping => {
-            write
-                .write_frame(Frame::new(true, OpCode::Ping, None, Payload::Borrowed(b"")))
-                .await?
-        }
-        ConnectionMsg::Close(reason) => return Ok(Flow::Close(reason.into(), "closed by the hub")),
-        ConnectionMsg::Notification(n) => {
-            send_bytes(write, dialect.notification_bytes(&n, false)).await?;
-            *sent = (*sent).max(n.seq);
-            metrics::counter!("tickethub_notifications_delivered_total", "replayed" => "false")
-                .increment(1);
-            let latency = (Utc::now() - n.created_at)
-                .num_microseconds()
-                .unwrap_or(0)
-                .max(0);
-            metrics::histogram!("tickethub_delivery_latency_seconds").record(latency as f64 / 1e6);
-        }
-        ConnectionMsg::Replay(replay) => {
-            let Replay {
-                notifications,
-                remaining,
-                last_seq,
-            } = *replay;
-            if remaining > 0 {
-                send_value(
-                    write,
-                    &json!({ "type": "replay_truncated", "remaining": remaining }),
-                )
-                .await?;
-            }
-            for n in &notifications {
-                send_bytes(write, dialect.notification_bytes(n, true)).await?;
-                *sent = (*sent).max(n.seq);
-            }
-            metrics::counter!("tickethub_notifications_delivered_total", "replayed" => "true")
-                .increment(notifications.len() as u64);
-            send_value(
-                write,
-                &json!({ "type": "replay_complete", "count": notifications.len(), "last_seq": last_seq }),
-            )
-            .await?;
-        }
-        ConnectionMsg::Updated(update) => send_value(write, &update_frame(*update)).await?,
-        ConnectionMsg::Room(frames) => {
-            // Rendered once for every socket the frame goes to.
-            for frame in frames.iter() {
-                let text = frame.text(|event| {
-                    serde_json::to_vec(&wire::room_event(event)).expect("JSON values serialize")
-                });
-                metrics::counter!("tickethub_frames_out_total").increment(1);
-                write
-                    .write_frame(Frame::text(Payload::Borrowed(text)))
-                    .await?;
-            }
-        }
-    }
-    Ok(Flow::Continue)
-}
-
-/// The frame telling a socket that its inbox changed elsewhere.
-fn update_frame(update: Update) -> Value {
-    match update {
-        Update::Read { id, is_read } => {
-            json!({ "type": "notification_updated", "id": id, "is_read": is_read })
-        }
-        Update::Deleted { id } => {
-            json!({ "type": "notification_updated", "id": id, "deleted": true })
-        }
-        Update::AllDeleted { count } => json!({ "type": "notifications_cleared", "count": count }),
-        Update::AllRead {
-            count,
-            notification_type,
-            ticket,
-        } => json!({
-            "type": "all_marked_read",
-            "count": count,
-            "notification_type": notification_type,
-            "ticket": ticket,
-        }),
-    }
-}
-
-async fn send_value(write: &mut Writer, value: &Value) -> Result<(), WebSocketError> {
-    send_bytes(
-        write,
-        serde_json::to_vec(value).expect("JSON values serialize"),
-    )
-    .await
-}
-
-async fn send_bytes(write: &mut Writer, bytes: Vec<u8>) -> Result<(), WebSocketError> {
-    metrics::counter!("tickethub_frames_out_total").increment(1);
-    write.write_frame(Frame::text(Payload::Owned(bytes))).await
-}
-
-async fn send(write: &mut Writer, frame: &ServerFrame<'_>) -> Result<(), WebSocketError> {
-    metrics::counter!("tickethub_frames_out_total").increment(1);
-    write
-        .write_frame(Frame::text(Payload::Owned(frame.to_json())))
-        .await
-}
-
-/// Writes a close frame. Boxed: a session awaits it from several places, and each await of an
-/// inline future would size every idle socket's task by it.
-fn close<'a>(
-    write: &'a mut Writer,
-    code: CloseCode,
-    reason: &'a str,
-) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), WebSocketError>> + Send + 'a>> {
-    Box::pin(async move {
-        // A peer that stopped reading must not hold the task forever.
-        tokio::time::timeout(
-            Duration::from_secs(2),
-            write.write_frame(Frame::close(code.code(), reason.as_bytes())),
-        )
-        .await
-        .unwrap_or(Ok(()))
-    })
-}
-
 /// The instant of a Unix time in seconds (now, if it has passed).
 fn instant_at(unix: i64) -> Instant {
     let left = unix.saturating_sub(Utc::now().timestamp()).max(0);
     Instant::now() + Duration::from_secs(left as u64)
 }
+
+mod commands;
+mod open;
+mod writer;
+
+pub(crate) use writer::update_frame;
+use writer::*;
+
+#[cfg(test)]
+mod tests;

@@ -19,7 +19,7 @@ use clap::ValueEnum;
 use serde_json::{json, Value};
 use tickethub_actors::notification::Notification;
 
-use crate::http::timestamp;
+use super::timestamp;
 use crate::wire;
 
 /// The frame shapes a socket speaks.

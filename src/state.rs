@@ -1,0 +1,44 @@
+//! What every handler and socket can reach: the store, the hub, the token keys, the socket
+//! settings, the throttles. Built once by `crate::app`.
+
+use std::sync::Arc;
+
+use tickethub_actors::ports::Store;
+use tickethub_actors::Hub;
+
+use crate::auth::Auth;
+use crate::ws::settings::WsSettings;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    /// The database.
+    pub store: Arc<dyn Store>,
+    /// Token issue and verification.
+    pub auth: Arc<Auth>,
+    /// The actor system.
+    pub hub: Hub,
+    /// WebSocket settings and the registry of live sessions.
+    pub ws: Arc<WsSettings>,
+    /// A valid argon2 hash of nothing, verified for unknown usernames to keep timing flat.
+    pub dummy_hash: Arc<str>,
+    /// The bus to other hub processes, if any.
+    pub bus: Option<Arc<crate::bus::RedisBus>>,
+    /// Reverse proxies whose `X-Forwarded-Proto` and `X-Forwarded-Host` are believed.
+    pub trusted_proxies: Arc<[ipnet::IpNet]>,
+    /// Throttles.
+    pub limits: Arc<crate::limits::Limits>,
+    /// Whether anyone may sign up.
+    pub registration: crate::config::Registration,
+    /// Who may read `/metrics`, and where.
+    pub metrics: Arc<MetricsAccess>,
+}
+
+/// Who may read `/metrics`, and where.
+#[derive(Debug, Default)]
+pub struct MetricsAccess {
+    /// The bearer token `/metrics` asks for, if any (`--metrics-token`).
+    pub token: Option<String>,
+    /// Whether `/metrics` is served beside the API (`false` with `--metrics-bind`).
+    pub on_main: bool,
+}

@@ -1,0 +1,427 @@
+//! Users in SQL: accounts, their profiles and cursors, lookups, erasure.
+
+/// Implements `UserStore` for a store type.
+macro_rules! impl_user_store {
+    ($store:ty, $db:ty, $lock:literal) => {
+        #[async_trait::async_trait]
+        impl tickethub_actors::ports::UserStore for $store {
+            async fn create_user(
+                &self,
+                u: tickethub_actors::domain::NewUser,
+            ) -> Result<tickethub_actors::domain::User, tickethub_actors::ports::StoreError> {
+                let sql = format!(
+                    "INSERT INTO users (username, display_name, email, whatsapp_number, role, \
+                     is_superuser, is_active, password_hash, created_at, username_key) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {}",
+                    $crate::store::USER_COLUMNS
+                );
+                sqlx::query_as::<_, $crate::store::UserRow>(&sql)
+                    .bind(&u.username)
+                    .bind(&u.display_name)
+                    .bind(&u.email)
+                    .bind(&u.whatsapp_number)
+                    .bind(u.role.as_str())
+                    .bind(u.is_superuser)
+                    .bind(true)
+                    .bind(&u.password_hash)
+                    .bind(chrono::Utc::now())
+                    .bind($crate::store::username_key(&u.username))
+                    .fetch_one(self.writer())
+                    .await
+                    .map_err($crate::store::backend_error)?
+                    .into_user()
+            }
+
+            async fn user_by_id(
+                &self,
+                id: tickethub_actors::domain::UserId,
+            ) -> Result<Option<tickethub_actors::domain::User>, tickethub_actors::ports::StoreError>
+            {
+                let sql = format!(
+                    "SELECT {} FROM users WHERE id = $1",
+                    $crate::store::USER_COLUMNS
+                );
+                sqlx::query_as::<_, $crate::store::UserRow>(&sql)
+                    .bind(id.0)
+                    .fetch_optional(self.reader())
+                    .await
+                    .map_err($crate::store::backend_error)?
+                    .map($crate::store::UserRow::into_user)
+                    .transpose()
+            }
+
+            async fn user_with_hash(
+                &self,
+                username: &str,
+            ) -> Result<
+                Option<(tickethub_actors::domain::User, String)>,
+                tickethub_actors::ports::StoreError,
+            > {
+                let sql = format!(
+                    "SELECT {}, password_hash FROM users WHERE username = $1",
+                    $crate::store::USER_COLUMNS
+                );
+                let row = sqlx::query(&sql)
+                    .bind(username)
+                    .fetch_optional(self.reader())
+                    .await
+                    .map_err($crate::store::backend_error)?;
+                let Some(row) = row else { return Ok(None) };
+                use sqlx::{FromRow, Row};
+                let hash: String = row
+                    .try_get("password_hash")
+                    .map_err($crate::store::backend_error)?;
+                let user = $crate::store::UserRow::from_row(&row)
+                    .map_err($crate::store::backend_error)?
+                    .into_user()?;
+                Ok(Some((user, hash)))
+            }
+
+            async fn list_users(
+                &self,
+            ) -> Result<Vec<tickethub_actors::domain::User>, tickethub_actors::ports::StoreError>
+            {
+                let sql = format!(
+                    "SELECT {} FROM users ORDER BY id",
+                    $crate::store::USER_COLUMNS
+                );
+                sqlx::query_as::<_, $crate::store::UserRow>(&sql)
+                    .fetch_all(self.reader())
+                    .await
+                    .map_err($crate::store::backend_error)?
+                    .into_iter()
+                    .map($crate::store::UserRow::into_user)
+                    .collect()
+            }
+
+            async fn find_users(
+                &self,
+                query: tickethub_actors::ports::UserQuery,
+                page: tickethub_actors::ports::Page,
+            ) -> Result<
+                (i64, Vec<tickethub_actors::domain::User>),
+                tickethub_actors::ports::StoreError,
+            > {
+                fn conditions<'a>(
+                    q: &mut sqlx::QueryBuilder<'a, $db>,
+                    query: &'a tickethub_actors::ports::UserQuery,
+                ) {
+                    q.push(" WHERE 1 = 1");
+                    if let Some(role) = query.role {
+                        q.push(" AND role = ").push_bind(role.as_str());
+                    }
+                    if let Some(active) = query.active {
+                        q.push(" AND is_active = ").push_bind(active);
+                    }
+                    if let Some(me) = query.visible_to {
+                        q.push(" AND (id = ")
+                            .push_bind(me.0)
+                            .push(
+                                " OR id IN (SELECT o.user_id FROM project_members m \
+                                 JOIN project_members o ON o.project_id = m.project_id \
+                                 WHERE m.user_id = ",
+                            )
+                            .push_bind(me.0)
+                            .push("))");
+                    }
+                    if let Some(text) = &query.username_contains {
+                        let escaped = text
+                            .replace('\\', "\\\\")
+                            .replace('%', "\\%")
+                            .replace('_', "\\_");
+                        q.push(" AND username LIKE ")
+                            .push_bind(format!("%{escaped}%"))
+                            .push(" ESCAPE '\\'");
+                    }
+                }
+                let mut count = sqlx::QueryBuilder::<$db>::new("SELECT COUNT(*) FROM users");
+                conditions(&mut count, &query);
+                let (total,): (i64,) = count
+                    .build_query_as()
+                    .fetch_one(self.reader())
+                    .await
+                    .map_err($crate::store::backend_error)?;
+                let mut q = sqlx::QueryBuilder::<$db>::new(format!(
+                    "SELECT {} FROM users",
+                    $crate::store::USER_COLUMNS
+                ));
+                conditions(&mut q, &query);
+                q.push(" ORDER BY id LIMIT ")
+                    .push_bind(page.limit)
+                    .push(" OFFSET ")
+                    .push_bind(page.offset);
+                let users = q
+                    .build_query_as::<$crate::store::UserRow>()
+                    .fetch_all(self.reader())
+                    .await
+                    .map_err($crate::store::backend_error)?
+                    .into_iter()
+                    .map($crate::store::UserRow::into_user)
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok((total, users))
+            }
+
+            async fn users_with_role(
+                &self,
+                role: tickethub_actors::domain::Role,
+            ) -> Result<Vec<tickethub_actors::domain::User>, tickethub_actors::ports::StoreError>
+            {
+                let sql = format!(
+                    "SELECT {} FROM users WHERE role = $1 AND is_active = $2 ORDER BY id",
+                    $crate::store::USER_COLUMNS
+                );
+                sqlx::query_as::<_, $crate::store::UserRow>(&sql)
+                    .bind(role.as_str())
+                    .bind(true)
+                    .fetch_all(self.reader())
+                    .await
+                    .map_err($crate::store::backend_error)?
+                    .into_iter()
+                    .map($crate::store::UserRow::into_user)
+                    .collect()
+            }
+
+            async fn users_by_ids(
+                &self,
+                ids: &[tickethub_actors::domain::UserId],
+            ) -> Result<Vec<tickethub_actors::domain::User>, tickethub_actors::ports::StoreError>
+            {
+                if ids.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let mut q = sqlx::QueryBuilder::<$db>::new(format!(
+                    "SELECT {} FROM users WHERE id",
+                    $crate::store::USER_COLUMNS
+                ));
+                <$db as $crate::store::IdSet>::push_in(&mut q, ids.iter().map(|id| id.0).collect());
+                q.push(" ORDER BY id");
+                q.build_query_as::<$crate::store::UserRow>()
+                    .fetch_all(self.reader())
+                    .await
+                    .map_err($crate::store::backend_error)?
+                    .into_iter()
+                    .map($crate::store::UserRow::into_user)
+                    .collect()
+            }
+
+            async fn active_user_ids(
+                &self,
+                ids: &[tickethub_actors::domain::UserId],
+            ) -> Result<Vec<tickethub_actors::domain::UserId>, tickethub_actors::ports::StoreError>
+            {
+                if ids.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let mut q =
+                    sqlx::QueryBuilder::<$db>::new("SELECT id FROM users WHERE is_active = ");
+                q.push_bind(true).push(" AND id");
+                <$db as $crate::store::IdSet>::push_in(&mut q, ids.iter().map(|id| id.0).collect());
+                q.push(" ORDER BY id");
+                let rows: Vec<(i64,)> = q
+                    .build_query_as()
+                    .fetch_all(self.reader())
+                    .await
+                    .map_err($crate::store::backend_error)?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(id,)| tickethub_actors::domain::UserId(id))
+                    .collect())
+            }
+
+            async fn update_profile(
+                &self,
+                user: tickethub_actors::domain::UserId,
+                changes: tickethub_actors::ports::ProfileChanges,
+            ) -> Result<Option<tickethub_actors::domain::User>, tickethub_actors::ports::StoreError>
+            {
+                let mut q = sqlx::QueryBuilder::<$db>::new("UPDATE users SET id = id");
+                if let Some(name) = &changes.display_name {
+                    q.push(", display_name = ").push_bind(name.clone());
+                }
+                if let Some(email) = &changes.email {
+                    q.push(", email = ").push_bind(email.clone());
+                }
+                if let Some(number) = &changes.whatsapp_number {
+                    q.push(", whatsapp_number = ").push_bind(number.clone());
+                }
+                if let Some(role) = changes.role {
+                    q.push(", role = ").push_bind(role.as_str());
+                }
+                if let Some(active) = changes.is_active {
+                    q.push(", is_active = ").push_bind(active);
+                }
+                if let Some(hash) = &changes.password_hash {
+                    q.push(", password_hash = ").push_bind(hash.clone());
+                }
+                // A new password, another role or a deactivation ends every token the user
+                // holds: the hub's tokens carry the version they were issued under.
+                q.push(", token_version = token_version + CASE WHEN ");
+                match changes.role {
+                    Some(role) => {
+                        q.push("role <> ").push_bind(role.as_str());
+                    }
+                    None => {
+                        q.push("1 = 0");
+                    }
+                }
+                if changes.is_active == Some(false) {
+                    q.push(" OR is_active = ").push_bind(true);
+                }
+                if changes.password_hash.is_some() {
+                    q.push(" OR 1 = 1");
+                }
+                q.push(" THEN 1 ELSE 0 END");
+                q.push(" WHERE id = ").push_bind(user.0);
+                q.build()
+                    .execute(self.writer())
+                    .await
+                    .map_err($crate::store::backend_error)?;
+                let sql = format!(
+                    "SELECT {} FROM users WHERE id = $1",
+                    $crate::store::USER_COLUMNS
+                );
+                sqlx::query_as::<_, $crate::store::UserRow>(&sql)
+                    .bind(user.0)
+                    .fetch_optional(self.writer())
+                    .await
+                    .map_err($crate::store::backend_error)?
+                    .map($crate::store::UserRow::into_user)
+                    .transpose()
+            }
+
+            async fn erase_user(
+                &self,
+                user: tickethub_actors::domain::UserId,
+            ) -> Result<Option<tickethub_actors::domain::User>, tickethub_actors::ports::StoreError>
+            {
+                let mut tx = self.writer().begin().await.map_err($crate::store::backend_error)?;
+                let found = sqlx::query_as::<_, $crate::store::UserRow>(&format!(
+                    "SELECT {} FROM users WHERE id = $1",
+                    $crate::store::USER_COLUMNS
+                ))
+                .bind(user.0)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err($crate::store::backend_error)?;
+                let Some(found) = found.map($crate::store::UserRow::into_user).transpose()? else {
+                    return Ok(None);
+                };
+                let erased_name = $crate::store::ERASED_NAME;
+                // Other people's notifications that open with this person's name (the actor of
+                // the event: "Alice approved ticket …") are reworded; the sign-up notices about
+                // them lose their data.
+                for name in [found.name().to_owned(), found.username.clone()] {
+                    sqlx::query(
+                        "UPDATE notifications SET \
+                         message = $1 || SUBSTR(message, LENGTH($2) + 1) \
+                         WHERE user_id <> $3 AND SUBSTR(message, 1, LENGTH($2)) = $2 AND \
+                         (actor_id = $3 OR event_id IN (SELECT id FROM ticket_events WHERE actor_id = $3))",
+                    )
+                    .bind(erased_name)
+                    .bind(&name)
+                    .bind(user.0)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err($crate::store::backend_error)?;
+                }
+                sqlx::query(
+                    "UPDATE notifications SET data = '{}', \
+                     message = 'A new client has registered (since erased).' \
+                     WHERE actor_id = $1 AND notification_type = 'user_registered'",
+                )
+                .bind(user.0)
+                .execute(&mut *tx)
+                .await
+                .map_err($crate::store::backend_error)?;
+                for table in [
+                    "notifications",
+                    "preferences",
+                    "refresh_tokens",
+                    "identity_links",
+                    "stream_events",
+                    "project_members",
+                ] {
+                    sqlx::query(&format!("DELETE FROM {table} WHERE user_id = $1"))
+                        .bind(user.0)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err($crate::store::backend_error)?;
+                }
+                let key = format!("erased-{}", user.0);
+                let row = sqlx::query_as::<_, $crate::store::UserRow>(&format!(
+                    "UPDATE users SET username = $1, username_key = $1, display_name = $2, \
+                     email = NULL, whatsapp_number = NULL, password_hash = '!', \
+                     is_active = $3, is_superuser = $3, token_version = token_version + 1, \
+                     erased_at = $4 WHERE id = $5 RETURNING {}",
+                    $crate::store::USER_COLUMNS
+                ))
+                .bind(&key)
+                .bind(erased_name)
+                .bind(false)
+                .bind(chrono::Utc::now())
+                .bind(user.0)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err($crate::store::backend_error)?;
+                tx.commit().await.map_err($crate::store::backend_error)?;
+                row.into_user().map(Some)
+            }
+
+            async fn notification_cursor(
+                &self,
+                user: tickethub_actors::domain::UserId,
+            ) -> Result<
+                tickethub_actors::ports::NotificationCursor,
+                tickethub_actors::ports::StoreError,
+            > {
+                let row: Option<(i64, i64, i64)> =
+                    sqlx::query_as("SELECT last_seq, acked_seq, sent_seq FROM users WHERE id = $1")
+                        .bind(user.0)
+                        .fetch_optional(self.reader())
+                        .await
+                        .map_err($crate::store::backend_error)?;
+                let (last_seq, acked_seq, sent_seq) = row.ok_or_else(|| {
+                    tickethub_actors::ports::StoreError::NotFound(format!("user {user}"))
+                })?;
+                Ok(tickethub_actors::ports::NotificationCursor {
+                    last_seq,
+                    acked_seq,
+                    sent_seq,
+                })
+            }
+
+            async fn last_seqs(
+                &self,
+                users: &[tickethub_actors::domain::UserId],
+            ) -> Result<
+                Vec<(tickethub_actors::domain::UserId, i64)>,
+                tickethub_actors::ports::StoreError,
+            > {
+                let mut out = Vec::with_capacity(users.len());
+                // One query per thousand users, however many are connected.
+                for chunk in users.chunks(1000) {
+                    let mut q = sqlx::QueryBuilder::<$db>::new(
+                        "SELECT id, last_seq FROM users WHERE id IN (",
+                    );
+                    let mut sep = q.separated(", ");
+                    for id in chunk {
+                        sep.push_bind(id.0);
+                    }
+                    q.push(")");
+                    let rows: Vec<(i64, i64)> = q
+                        .build_query_as()
+                        .fetch_all(self.reader())
+                        .await
+                        .map_err($crate::store::backend_error)?;
+                    out.extend(
+                        rows.into_iter()
+                            .map(|(id, seq)| (tickethub_actors::domain::UserId(id), seq)),
+                    );
+                }
+                Ok(out)
+            }
+        }
+    };
+}
+
+pub(crate) use impl_user_store;
