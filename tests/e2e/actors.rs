@@ -12,14 +12,15 @@ async fn tabs_share_one_actor_which_ends_with_the_last_socket(backend: Backend) 
     let mut tab1 = hub.connect(&user).await;
     let mut tab2 = hub.connect(&user).await;
     let actor = hub.hub.user(user.id).expect("actor while connected");
-    let snap = ractor::call_t!(actor, UserMsg::Snapshot, 5_000).unwrap();
+    let snap = ractor::call_t!(actor, UserMsg::Snapshot, crate::harness::patience_ms()).unwrap();
     assert_eq!(snap.connections.len(), 2);
     assert_eq!(hub.hub.user_stats().await.unwrap().actors, 1);
 
     tab1.inner.close(None).await.unwrap();
     assert_eq!(tab1.ended().await, Ended::Closed(1000));
     eventually("one socket left", || async {
-        let snap = ractor::call_t!(actor, UserMsg::Snapshot, 5_000).unwrap();
+        let snap =
+            ractor::call_t!(actor, UserMsg::Snapshot, crate::harness::patience_ms()).unwrap();
         snap.connections.len() == 1
     })
     .await;
@@ -90,12 +91,12 @@ async fn shutdown_writes_what_is_queued_before_1001(backend: Backend) {
     let mut ws = hub.connect(&alice).await;
     // A burst, committed and queued to the socket; the hub stops the moment the last call
     // has answered, with frames still in the socket's queue.
-    let token = hub.token(&admin);
+    let to = [&alice];
     let sent = join_all((0..200).map(|i| {
-        hub.post(
-            "/api/notifications/send/",
-            Some(&token),
-            serde_json::json!({"user_ids": [alice.id.0], "title": format!("n{i}"), "message": "m"}),
+        hub.try_send(
+            &admin,
+            &to,
+            serde_json::json!({"title": format!("n{i}"), "message": "m"}),
         )
     }))
     .await;
@@ -138,7 +139,7 @@ async fn a_thousand_concurrent_sockets_are_all_established() {
     let mut total = 0;
     for u in &users {
         let actor = hub.hub.user(u.id).unwrap();
-        total += ractor::call_t!(actor, UserMsg::Snapshot, 5_000)
+        total += ractor::call_t!(actor, UserMsg::Snapshot, crate::harness::patience_ms())
             .unwrap()
             .connections
             .len();

@@ -11,7 +11,6 @@ use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
 use std::process::Stdio;
-use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 
@@ -58,6 +57,7 @@ async fn run_script_with(script: &str, hub: &TestHub, args: &[String], mut cue: 
         .arg(hub.url(""))
         .args(args)
         .current_dir(ROOT)
+        .env("TICKETHUB_TEST_PATIENCE", crate::harness::patience_factor())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -86,9 +86,12 @@ async fn run_script_with(script: &str, hub: &TestHub, args: &[String], mut cue: 
         }
         child.wait().await.expect("node runs")
     };
-    let status = tokio::time::timeout(Duration::from_secs(240), run)
+    // A scenario is a few dozen steps, each waiting at most a patience for what it expects:
+    // sixteen patiences (240 s unscaled) bound the whole script without racing it.
+    let limit = crate::harness::patience() * 16;
+    let status = tokio::time::timeout(limit, run)
         .await
-        .unwrap_or_else(|_| panic!("{script} did not finish in 240 s"));
+        .unwrap_or_else(|_| panic!("{script} did not finish in {limit:?}"));
     let stderr = errors.await.unwrap_or_default();
     assert!(
         status.success(),
@@ -118,6 +121,11 @@ async fn pages_are_served_with_their_types() {
         ),
         ("/assets/demo.js", "text/javascript", "tickethub.v1"),
         ("/assets/admin.js", "text/javascript", "/api/admin/actors"),
+        (
+            "/assets/tickethub-client.js",
+            "text/javascript",
+            "export class TicketHub",
+        ),
         ("/assets/icon.svg", "image/svg+xml", "<svg"),
     ] {
         let res = hub.http.get(hub.url(path)).send().await.unwrap();

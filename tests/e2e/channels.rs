@@ -148,6 +148,35 @@ async fn an_open_circuit_waits_its_cooldown_then_lets_one_probe_through() {
     assert_eq!(api.requests().len(), 5, "nothing was sent twice");
 }
 
+/// A provider asking for a day's pause is waited on no longer than the longest backoff: a
+/// `Retry-After` never holds a delivery past `--delivery-backoff-max-ms`.
+async fn a_retry_after_past_the_longest_backoff_is_held_to_it() {
+    let api = Http::start().await;
+    let hub = whatsapp_hub(&Backend::Sqlite, &api, |c| {
+        c.delivery_backoff_max_ms = 1_000;
+        c.circuit_threshold = 100;
+    })
+    .await;
+    let admin = hub.user("root", Role::Admin).await;
+    let ann = hub.user("ann", Role::Client).await;
+    set_whatsapp(&hub, &ann, "+15550001111").await;
+    api.script([Reply::Headers(429, vec![("retry-after", "86400".into())])]);
+    hub.send(&admin, &[&ann], json!({"channels": ["whatsapp"]}))
+        .await;
+    let requests = api.wait_for(2).await;
+    assert!(
+        gap(&requests, 0) >= Duration::from_millis(1_000),
+        "retried {:?} after `Retry-After: 86400`, held to 1 s",
+        gap(&requests, 0)
+    );
+    let d = settled_deliveries(&hub, &ann, "general").await;
+    let wa = channel(&d, "whatsapp");
+    assert_eq!(
+        (&wa["status"], &wa["attempts"]),
+        (&json!("SENT"), &json!(2))
+    );
+}
+
 async fn a_429_is_retried_no_sooner_than_its_retry_after() {
     let api = Http::start().await;
     let hub = whatsapp_hub(&Backend::Sqlite, &api, |c| {
@@ -475,6 +504,7 @@ crate::trials! {
     tests: [
         an_open_circuit_waits_its_cooldown_then_lets_one_probe_through,
         a_429_is_retried_no_sooner_than_its_retry_after,
+        a_retry_after_past_the_longest_backoff_is_held_to_it,
         webhook_retries_keep_their_id_and_redirects_are_not_followed,
         without_an_smtp_server_mail_lands_in_the_outbox_folder_as_eml,
         a_templates_dir_overrides_the_messages_and_a_broken_one_is_refused,

@@ -270,7 +270,7 @@ fn an_identity_provider_without_its_issuer_is_refused() {
     assert!(stderr.starts_with("--jwt-jwks-url"), "{stderr}");
 }
 
-fn purge_counts_before_it_deletes_and_erase_asks_for_yes() {
+fn erase_asks_for_yes_and_frees_the_name() {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("purge.db").display());
     let out = tickethub(&[
@@ -286,25 +286,6 @@ fn purge_counts_before_it_deletes_and_erase_asks_for_yes() {
         &db,
     ]);
     assert!(out.status.success());
-    let out = tickethub(&[
-        "purge",
-        "--dry-run",
-        "--retention",
-        "1s",
-        "--database-url",
-        &db,
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("read_notifications"), "{stdout}");
-    assert!(
-        stdout.contains("would delete 0 rows (dry run: nothing was deleted)"),
-        "{stdout}"
-    );
     let out = tickethub(&["users", "erase", "ann", "--database-url", &db]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).starts_with("--yes"));
@@ -335,8 +316,79 @@ fn purge_counts_before_it_deletes_and_erase_asks_for_yes() {
     );
 }
 
+/// `tickethub purge` on a database with history: the dry run counts exactly what the purge
+/// then deletes, and deletes nothing itself; unread notifications stay without
+/// `--retention-unread`.
+async fn purge_from_the_command_line_counts_then_deletes(backend: crate::harness::Backend) {
+    use crate::harness::{db_number, TestHub};
+    use tickethub_actors::domain::Role;
+    let hub = TestHub::start(&backend).await;
+    let admin = hub.user("root", Role::Admin).await;
+    let ann = hub.user("ann", Role::Client).await;
+    for i in 0..5 {
+        hub.send(
+            &admin,
+            &[&ann],
+            serde_json::json!({"title": format!("n{i}")}),
+        )
+        .await;
+    }
+    let listed = hub
+        .get_as(&ann, "/api/notifications/?page_size=100", 200)
+        .await;
+    let mut listed: Vec<i64> = listed["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["id"].as_i64().unwrap())
+        .collect();
+    listed.sort();
+    assert_eq!(listed.len(), 5);
+    for id in &listed[..3] {
+        hub.post_as(
+            &ann,
+            &format!("/api/notifications/{id}/mark_as_read/"),
+            serde_json::json!({}),
+            200,
+        )
+        .await;
+    }
+    let db = hub.stop_keep_db().await;
+    let count = || db_number(&db, "SELECT COUNT(*) FROM notifications");
+    let purge = |extra: &[&str]| {
+        let mut args = vec!["purge", "--retention", "0s", "--database-url", &db.url];
+        args.extend_from_slice(extra);
+        let out = tickethub(&args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let rows = |out: &str, table: &str| -> i64 {
+        out.lines()
+            .find_map(|l| {
+                let mut words = l.split_whitespace();
+                (words.next() == Some(table)).then(|| words.next().unwrap().parse().unwrap())
+            })
+            .unwrap_or_else(|| panic!("no {table} in {out}"))
+    };
+    let dry = purge(&["--dry-run"]);
+    assert_eq!(rows(&dry, "read_notifications"), 3, "{dry}");
+    assert!(!dry.contains("unread_notifications"), "{dry}");
+    assert!(dry.contains("(dry run: nothing was deleted)"), "{dry}");
+    assert_eq!(count().await, 5, "a dry run deletes nothing");
+    let done = purge(&[]);
+    assert_eq!(rows(&done, "read_notifications"), 3, "{done}");
+    assert!(!done.contains("dry run"), "{done}");
+    assert_eq!(count().await, 2, "the unread ones stay");
+    let again = purge(&["--dry-run"]);
+    assert_eq!(rows(&again, "read_notifications"), 0, "{again}");
+}
+
 crate::trials! {
-    both: [],
+    both: [purge_from_the_command_line_counts_then_deletes],
     tests: [
         serve_demo_prints_logins_and_exits_0_on_sigterm,
     ],
@@ -345,6 +397,6 @@ crate::trials! {
         bad_configuration_exits_64_with_one_line_naming_the_setting,
         the_demo_refuses_an_address_other_hosts_reach_unless_told,
         an_identity_provider_without_its_issuer_is_refused,
-        purge_counts_before_it_deletes_and_erase_asks_for_yes,
+        erase_asks_for_yes_and_frees_the_name,
     ],
 }

@@ -1,12 +1,10 @@
 //! Several hub processes on one database and one Redis behave as one hub.
 
-use std::time::Duration;
-
 use serde_json::{json, Value};
 use tickethub_actors::domain::{Role, User};
 
-use crate::fakes::{Http, Reply};
-use crate::harness::{eventually, Backend, Ended, TestHub, Ws};
+use crate::fakes::{Gate, Http, Reply};
+use crate::harness::{eventually, send_body, Backend, Ended, TestHub, Ws, SEND};
 use crate::nodes::Cluster;
 
 async fn a_user_on_one_node_hears_of_commits_on_another(backend: Backend) {
@@ -24,11 +22,7 @@ async fn a_user_on_one_node_hears_of_commits_on_another(backend: Backend) {
     for i in 0..TOTAL {
         let via = if i % 2 == 0 { &a } else { &b };
         let (status, _) = via
-            .post(
-                "/api/notifications/send/",
-                Some(&via.token(&admin)),
-                json!({"user_ids": [alice.id.0], "title": format!("n{i}"), "message": "m"}),
-            )
+            .try_send(&admin, &[&alice], json!({ "title": format!("n{i}") }))
             .await;
         assert_eq!(status, 201);
     }
@@ -317,6 +311,9 @@ async fn the_outbox_claims_of_a_dead_node_are_taken_over() {
     let backend = postgres();
     let receiver = Http::start().await;
     let hook = format!("{}/hook", receiver.url());
+    // The send timeout outlasts the moment the test holds a request (scaled on a loaded
+    // machine); the lease is twice it.
+    let timeout = (crate::harness::scaled_ms(2_000) / 1000).max(2);
     let mut c = Cluster::start(
         &backend,
         2,
@@ -327,9 +324,9 @@ async fn the_outbox_claims_of_a_dead_node_are_taken_over() {
             "--webhook-secret",
             "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
             "--delivery-timeout",
-            "2",
+            &timeout.to_string(),
             "--delivery-lease",
-            "4",
+            &(2 * timeout).to_string(),
         ],
     )
     .await;
@@ -361,10 +358,14 @@ async fn the_outbox_claims_of_a_dead_node_are_taken_over() {
         }
     };
 
-    // Alive: a slow send (well within the 2 s timeout, on a loaded machine too) is made once,
-    // by one node.
-    receiver.script([Reply::Hang(Duration::from_millis(500))]);
+    // Alive: a slow send (held by the receiver until the test saw it in flight, well within
+    // the timeout) is made once, by one node.
+    let gate = Gate::new();
+    receiver.script([Reply::Hold(gate.clone())]);
     c.send(0, &admin, &alice, "slow").await;
+    receiver.wait_for(1).await;
+    assert_eq!(sent(1).await[0].status, "SENDING");
+    gate.open();
     eventually("the slow webhook is sent", || async {
         sent(1).await.iter().all(|d| d.status == "SENT")
     })
@@ -376,7 +377,7 @@ async fn the_outbox_claims_of_a_dead_node_are_taken_over() {
     // Dead: node 0 claims a delivery, hangs on it, and is killed; node 1 takes it over once
     // the claim's lease runs out, and sends it once.
     c.nodes[1].kill().await;
-    receiver.script([Reply::Hang(Duration::from_secs(60))]);
+    receiver.script([Reply::Hold(Gate::new())]);
     c.send(0, &admin, &alice, "orphaned").await;
     receiver.wait_for(2).await;
     assert_eq!(sent(2).await[0].status, "SENDING");
@@ -416,9 +417,9 @@ async fn the_periodic_reconciliation_delivers_what_the_bus_never_carried() {
     .await;
     let res = c
         .http
-        .post(silent.url("/api/notifications/send/"))
+        .post(silent.url(SEND))
         .bearer_auth(c.token(&admin))
-        .json(&json!({"user_ids": [alice.id.0], "title": "unannounced", "message": "m"}))
+        .json(&send_body(&[alice.id.0], json!({"title": "unannounced"})))
         .send()
         .await
         .unwrap();
@@ -444,12 +445,11 @@ async fn a_fan_out_on_one_node_reaches_every_user_on_the_others_in_order() {
     }
     let ids: Vec<i64> = users.iter().map(|u| u.id.0).collect();
     for round in 0..3 {
-        c.post(
+        c.send_ids(
             round % 3,
             &admin,
-            "/api/notifications/send/",
-            json!({"user_ids": ids, "title": format!("all {round}"), "message": "m"}),
-            201,
+            &ids,
+            json!({ "title": format!("all {round}") }),
         )
         .await;
     }
@@ -471,12 +471,11 @@ async fn an_inbox_change_never_overtakes_the_notification_it_changes() {
     let mut tab = c.connect(1, &alice, None).await;
     let _bob = c.connect(1, &bob, None).await;
     for round in 0..5 {
-        c.post(
+        c.send_ids(
             0,
             &admin,
-            "/api/notifications/send/",
-            json!({"user_ids": [alice.id.0, bob.id.0], "title": format!("n{round}"), "message": "m"}),
-            201,
+            &[alice.id.0, bob.id.0],
+            json!({ "title": format!("n{round}") }),
         )
         .await;
         // Read at once, on the node that committed.
@@ -742,19 +741,12 @@ async fn a_user_deactivated_from_the_command_line_is_cut_off_on_every_node() {
     let mut bobs = Ws::connect(&url(1, &bob)).await;
     bobs.established().await;
     let cli = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_tickethub"))
-            .args(args)
-            .args(["--database-url", c.db_url()])
-            .env_remove("DATABASE_URL")
-            .env_remove("REDIS_URL")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        let mut args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        args.extend(["--database-url".to_owned(), c.db_url().to_owned()]);
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            crate::harness::cli_ok(&args).await
+        }
     };
     let said = cli(&[
         "users",
@@ -764,7 +756,8 @@ async fn a_user_deactivated_from_the_command_line_is_cut_off_on_every_node() {
         &c.redis.url(),
         "--redis-prefix",
         &c.prefix,
-    ]);
+    ])
+    .await;
     assert!(said.contains("deactivated `alice`"), "{said}");
     assert_eq!(on_a.close_code().await, 4001);
     assert_eq!(on_b.close_code().await, 4001);
@@ -775,8 +768,8 @@ async fn a_user_deactivated_from_the_command_line_is_cut_off_on_every_node() {
     assert_eq!(status, 401);
 
     // Back again, with a password set from the command line.
-    cli(&["users", "activate", "alice"]);
-    let said = cli(&["users", "set-password", "alice", "--password", "new-secret"]);
+    cli(&["users", "activate", "alice"]).await;
+    let said = cli(&["users", "set-password", "alice", "--password", "new-secret"]).await;
     assert!(said.contains("set the password of `alice`"), "{said}");
     let res = c
         .http
@@ -787,18 +780,16 @@ async fn a_user_deactivated_from_the_command_line_is_cut_off_on_every_node() {
         .unwrap();
     assert_eq!(res.status(), 200);
     // Unknown users and short passwords are refused with a message.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tickethub"))
-        .args([
-            "users",
-            "deactivate",
-            "nobody",
-            "--database-url",
-            c.db_url(),
-        ])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no user `nobody`"));
+    let out = crate::harness::cli(&[
+        "users",
+        "deactivate",
+        "nobody",
+        "--database-url",
+        c.db_url(),
+    ])
+    .await;
+    assert!(!out.ok);
+    assert!(out.stderr.contains("no user `nobody`"), "{}", out.stderr);
 }
 
 /// Redis connected but slow: the publish queue stays within its bound, what does not fit is

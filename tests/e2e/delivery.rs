@@ -10,8 +10,8 @@ use sha2::Sha256;
 use tickethub_actors::domain::{NewUser, Role, User};
 use tickethub_actors::routing::Channel;
 
-use crate::fakes::{Http, Reply, Smtp};
-use crate::harness::{eventually, Backend, TestHub};
+use crate::fakes::{Gate, Http, Reply, Smtp};
+use crate::harness::{eventually, eventually_ok, Backend, TestHub};
 use crate::tickets::{cast, create_ticket};
 
 /// A user sets their WhatsApp number over the API.
@@ -39,8 +39,7 @@ pub(crate) fn quick(c: &mut tickethub::ServeConfig) {
 
 /// The deliveries of a user's newest notification of a type, once none is pending.
 pub(crate) async fn settled_deliveries(hub: &TestHub, user: &User, kind: &str) -> Vec<Value> {
-    let deadline = tokio::time::Instant::now() + crate::harness::patience();
-    loop {
+    eventually_ok(&format!("the deliveries of {kind} settle"), || async {
         let page = hub
             .get_as(
                 user,
@@ -48,23 +47,23 @@ pub(crate) async fn settled_deliveries(hub: &TestHub, user: &User, kind: &str) -
                 200,
             )
             .await;
-        if let Some(id) = page["results"][0]["id"].as_i64() {
-            let d = hub
-                .get_as(user, &format!("/api/notifications/{id}/deliveries/"), 200)
-                .await;
-            let list = d["deliveries"].as_array().unwrap().clone();
-            if list.iter().all(|x| {
-                x["status"] == "STORED" || x["status"] == "SENT" || x["status"] == "FAILED"
-            }) {
-                return list;
-            }
+        let Some(id) = page["results"][0]["id"].as_i64() else {
+            return Err(format!("no {kind} yet"));
+        };
+        let d = hub
+            .get_as(user, &format!("/api/notifications/{id}/deliveries/"), 200)
+            .await;
+        let list = d["deliveries"].as_array().unwrap().clone();
+        if list
+            .iter()
+            .all(|x| x["status"] == "STORED" || x["status"] == "SENT" || x["status"] == "FAILED")
+        {
+            Ok(list)
+        } else {
+            Err(format!("{list:?}"))
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "deliveries of {kind} did not settle"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await
 }
 
 pub(crate) fn channel<'a>(deliveries: &'a [Value], name: &str) -> &'a Value {
@@ -134,11 +133,10 @@ async fn lifecycle_mails_reach_the_right_inboxes(backend: Backend) {
         })
         .await
         .unwrap();
-    hub.post_as(
+    hub.send(
         &c.a1,
-        "/api/notifications/send/",
-        json!({"user_ids": [bad.id.0], "title": "x", "message": "y", "channels": ["email"]}),
-        201,
+        &[&bad],
+        json!({"title": "x", "message": "y", "channels": ["email"]}),
     )
     .await;
     let d = settled_deliveries(&hub, &bad, "general").await;
@@ -158,11 +156,10 @@ async fn lifecycle_mails_reach_the_right_inboxes(backend: Backend) {
         "{n}"
     );
     // With no outbound channel, the in-app copy is the delivery: sent when committed.
-    hub.post_as(
+    hub.send(
         &c.a1,
-        "/api/notifications/send/",
-        json!({"user_ids": [c.d1.id.0], "title": "in-app", "message": "only", "channels": ["websocket"]}),
-        201,
+        &[&c.d1],
+        json!({"title": "in-app", "message": "only", "channels": ["websocket"]}),
     )
     .await;
     let n = newest(&c.d1).await;
@@ -216,7 +213,7 @@ async fn whatsapp_retries_with_backoff_and_refuses_permanently(backend: Backend)
     // A 500, then a timeout, then success.
     api.script([
         Reply::Status(500, json!({"error": "boom"})),
-        Reply::Hang(Duration::from_secs(3)),
+        Reply::Hold(Gate::new()),
     ]);
     hub.post_as(
         &c.a1,
@@ -366,11 +363,10 @@ async fn webhooks_are_signed_and_private_destinations_refused(backend: Backend) 
     for i in 0..40 {
         crowd.push(hub.user(&format!("fan{i:02}"), Role::Client).await);
     }
-    hub.post_as(
+    hub.send_ids(
         &c.a1,
-        "/api/notifications/send/",
-        json!({"user_ids": crowd.iter().map(|u| u.id.0).collect::<Vec<_>>(), "title": "Maintenance", "message": "Tonight"}),
-        201,
+        &crowd.iter().map(|u| u.id.0).collect::<Vec<_>>(),
+        json!({"title": "Maintenance", "message": "Tonight"}),
     )
     .await;
     let mut hooks = Vec::new();
@@ -533,17 +529,19 @@ async fn a_channel_actor_that_crashes_mid_send_does_not_send_again() {
         c.webhook_urls = vec![url];
         c.webhook_secret = Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into());
         c.webhook_allow_private = true;
+        // The held send below must not time out while the test crashes the actor.
+        c.delivery_timeout = crate::harness::patience().as_secs();
     })
     .await;
     let admin = hub.user("root", Role::Admin).await;
-    // The receiver takes its time with the first POST: the send is in flight when the
-    // webhook channel's actor crashes.
-    receiver.script([Reply::Hang(Duration::from_millis(600))]);
-    hub.post_as(
+    // The receiver holds the first POST until the test lets it go: the send is in flight when
+    // the webhook channel's actor crashes, and ends only after the actor has restarted.
+    let gate = Gate::new();
+    receiver.script([Reply::Hold(gate.clone())]);
+    hub.send(
         &admin,
-        "/api/notifications/send/",
-        json!({"user_ids": [admin.id.0], "title": "once", "message": "only once"}),
-        201,
+        &[&admin],
+        json!({"title": "once", "message": "only once"}),
     )
     .await;
     receiver.wait_for(1).await;
@@ -556,6 +554,7 @@ async fn a_channel_actor_that_crashes_mid_send_does_not_send_again() {
         hub.hub.channel_restarts().await.get(&Channel::Webhook) == Some(&1)
     })
     .await;
+    gate.open();
     // The send in flight finishes and records itself; the restarted actor does not take its
     // row back and send it again.
     let d = settled_deliveries(&hub, &admin, "general").await;
@@ -681,13 +680,12 @@ async fn a_commit_wakes_only_the_channel_actors_it_queued_work_for(backend: Back
     let ann = hub.user("ann", Role::Client).await;
     set_whatsapp(&hub, &ann, "+15550001111").await;
     let send = |channels: Value| {
-        let (hub, admin) = (&hub, &admin);
+        let (hub, admin, ann) = (&hub, &admin, &ann);
         async move {
-            hub.post_as(
+            hub.send(
                 admin,
-                "/api/notifications/send/",
-                json!({"user_ids": [ann.id.0], "title": "t", "message": "m", "channels": channels}),
-                201,
+                &[ann],
+                json!({"title": "t", "message": "m", "channels": channels}),
             )
             .await;
         }

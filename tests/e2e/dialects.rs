@@ -6,8 +6,8 @@ use tickethub::ws::dialect::Dialect;
 use tickethub_actors::domain::{Role, User};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::harness::{Backend, TestHub, Ws};
-use crate::tickets::{cast, create_ticket};
+use crate::harness::{Backend, Crew, TestHub, Ws};
+use crate::tickets::cast;
 
 /// Opens a socket at `url` and reads its greeting and replay, in any dialect; returns the
 /// socket, the greeting and the replayed frames.
@@ -55,22 +55,19 @@ async fn seed002_hears_of_an_assignment_and_a_custom_notification(backend: Backe
     let hub = TestHub::start(&backend).await;
     let c = cast(&hub).await;
     let (mut dev, _, _) = open(&url(&hub, &c.d1, "&dialect=seed002"), &[]).await;
-    let ticket = create_ticket(&hub, &c.c1, c.project, "Login broken").await;
+    let crew = Crew {
+        creator: &c.c1,
+        admin: &c.a1,
+        devs: &[&c.d1],
+    };
+    let ticket = hub
+        .ticket_in(
+            "ASSIGNED",
+            &crew,
+            json!({"project": c.project, "title": "Login broken"}),
+        )
+        .await;
     let id = ticket["id"].as_i64().unwrap();
-    hub.post_as(
-        &c.a1,
-        &format!("/api/tickets/{id}/open_ticket/"),
-        json!({}),
-        200,
-    )
-    .await;
-    hub.post_as(
-        &c.a1,
-        &format!("/api/tickets/{id}/assign/"),
-        json!({"developer_ids": [c.d1.id.0]}),
-        200,
-    )
-    .await;
     let frame = dev.next_json().await;
     assert_eq!(keys(&frame), sorted(&["type", "seq", "replayed", "data"]));
     assert_eq!(frame["type"], "notification_message");
@@ -94,11 +91,10 @@ async fn seed002_hears_of_an_assignment_and_a_custom_notification(backend: Backe
     assert!(data["id"].is_i64() && data["timestamp"].is_string());
 
     // A custom notification, as seed 002's `send_notification(user_id, {...})` sends.
-    hub.post_as(
+    hub.send(
         &c.a1,
-        "/api/notifications/send/",
-        json!({"user_ids": [c.d1.id.0], "title": "System Alert", "message": "Your report is ready!"}),
-        201,
+        &[&c.d1],
+        json!({"title": "System Alert", "message": "Your report is ready!"}),
     )
     .await;
     let frame = dev.next_json().await;
@@ -113,11 +109,10 @@ async fn seed002_hears_of_an_assignment_and_a_custom_notification(backend: Backe
 
     // The guarantees hold in the dialect: a reconnect resumes after the last seq it saw.
     drop(dev);
-    hub.post_as(
+    hub.send(
         &c.a1,
-        "/api/notifications/send/",
-        json!({"user_ids": [c.d1.id.0], "title": "While away", "message": "m"}),
-        201,
+        &[&c.d1],
+        json!({"title": "While away", "message": "m"}),
     )
     .await;
     let (_dev, _, replayed) = open(&url(&hub, &c.d1, "&dialect=seed002&last_seq=2"), &[]).await;

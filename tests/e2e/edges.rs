@@ -300,21 +300,22 @@ async fn a_recipient_never_reads_the_webhook_url_or_its_errors() {
 }
 
 async fn a_demoted_admin_keeps_no_admin_power_on_open_sockets(backend: Backend) {
-    let hub = TestHub::start(&backend).await;
+    // Her sockets are on one node; the demotion is made on the other.
+    let (hub, node) = TestHub::pair_on_redis(&backend).await;
     let root = hub.user_with("root", Role::Admin, true).await;
     let eve = hub.user("eve", Role::Admin).await;
     let victim = hub.user("victim", Role::Client).await;
     // A project eve is not a member of: as an admin, she may watch its board.
     let project = hub.project("PRIV", &[&root, &victim]).await;
-    let mut notes = hub.connect(&eve).await;
+    let mut notes = node.connect(&eve).await;
     notes
         .send_json(json!({"type": "send_notification", "user_ids": [victim.id.0], "title": "Hi", "message": "m"}))
         .await;
     assert_eq!(notes.next_of("notification_sent").await["success"], true);
-    let mut board = Ws::connect(&hub.ws_url(&format!(
+    let mut board = Ws::connect(&node.ws_url(&format!(
         "/ws/projects/{}/tickets/?token={}",
         project.id.0,
-        hub.token(&eve)
+        node.token(&eve)
     )))
     .await;
     board.roundtrip().await;
@@ -571,7 +572,7 @@ async fn spoofed_forwarded_addresses_never_escape_the_login_limit() {
     assert_eq!(statuses[30], 429, "{statuses:?}");
 }
 
-async fn an_overlong_username_is_refused_without_a_bucket_of_its_own() {
+async fn an_overlong_username_is_refused_like_a_wrong_one() {
     let hub = TestHub::start(&Backend::Sqlite).await;
     let (status, body) = hub
         .post(
@@ -957,7 +958,7 @@ crate::trials! {
         a_recipient_never_reads_the_webhook_url_or_its_errors,
         a_token_valid_only_later_is_refused_now,
         spoofed_forwarded_addresses_never_escape_the_login_limit,
-        an_overlong_username_is_refused_without_a_bucket_of_its_own,
+        an_overlong_username_is_refused_like_a_wrong_one,
         links_other_than_paths_and_web_urls_are_refused,
         a_member_flooding_unknown_tickets_stalls_nobody_else,
         a_webhook_name_that_resolves_to_a_private_address_is_refused,

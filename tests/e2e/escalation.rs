@@ -9,9 +9,11 @@ use tickethub_actors::domain::{Role, User};
 
 use crate::delivery::set_whatsapp;
 use crate::fakes::{Http, Smtp};
-use crate::harness::{eventually, patience, Backend, TestHub};
+use crate::harness::{
+    eventually, eventually_ok, eventually_within, patience, ticket_in, Backend, Crew, TestHub,
+};
 use crate::nodes::Cluster;
-use crate::tickets::{cast, create_ticket};
+use crate::tickets::cast;
 
 /// A routing file: assignments are in-app only, and CRITICAL and HIGH ones escalate to
 /// WhatsApp after `first`, then to email with the admins told after `second`.
@@ -96,30 +98,20 @@ async fn assign_critical(
     dev: &User,
     project: i64,
 ) -> (i64, i64) {
+    let crew = Crew {
+        creator: client,
+        admin,
+        devs: &[dev],
+    };
     let t = hub
-        .post_as(
-            client,
-            "/api/tickets/",
+        .ticket_in(
+            "ASSIGNED",
+            &crew,
             json!({"project": project, "title": "Checkout is down", "description": "500s",
                    "priority": "CRITICAL", "category": "BUG"}),
-            201,
         )
         .await;
     let id = t["id"].as_i64().unwrap();
-    hub.post_as(
-        admin,
-        &format!("/api/tickets/{id}/open_ticket/"),
-        json!({}),
-        200,
-    )
-    .await;
-    hub.post_as(
-        admin,
-        &format!("/api/tickets/{id}/assign/"),
-        json!({"developer_ids": [dev.id.0]}),
-        200,
-    )
-    .await;
     let page = hub
         .get_as(
             dev,
@@ -262,22 +254,19 @@ async fn an_unread_critical_assignment_escalates_to_whatsapp_then_email_and_admi
         200,
     )
     .await;
-    let deadline = tokio::time::Instant::now() + patience();
-    let timeline = loop {
+    let timeline = eventually_ok("every event is in the timeline", || async {
         let timeline = steps(&hub, &c.d1, note).await;
         if events(&timeline, "delivery_attempt").len() == 2
             && events(&timeline, "escalation_fired").len() == 2
             && !events(&timeline, "pushed").is_empty()
             && !events(&timeline, "read").is_empty()
         {
-            break timeline;
+            Ok(timeline)
+        } else {
+            Err(format!("events missing: {timeline}"))
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "events missing: {timeline}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    })
+    .await;
     let kinds: Vec<&str> = timeline["events"]
         .as_array()
         .unwrap()
@@ -369,21 +358,9 @@ async fn an_unread_critical_assignment_escalates_to_whatsapp_then_email_and_admi
     }
     hub.get_as(&c.a1, "/api/admin/escalations?status=soon", 400)
         .await;
-    let metrics = hub
-        .http
-        .get(hub.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = hub.metrics().await;
     // The recorder is shared by every hub of this test process: at least these two.
-    let fired: f64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("tickethub_escalation_steps_total{outcome=\"fired\"} "))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0);
+    let fired = metrics.value("tickethub_escalation_steps_total", &["outcome=\"fired\""]);
     assert!(fired >= 2.0, "{metrics}");
 }
 
@@ -475,16 +452,14 @@ async fn a_step_that_reaches_nobody_fails_with_the_reason(backend: Backend) {
     let c = cast(&hub).await;
     // d2 has no WhatsApp number: the first step has nobody to reach.
     let (_, note) = assign_critical(&hub, &c.c1, &c.a1, &c.d2, c.project).await;
-    let mut failed = Value::Null;
-    let deadline = tokio::time::Instant::now() + patience();
-    while failed.is_null() {
+    let failed = eventually_ok("the step fails", || async {
         let timeline = steps(&hub, &c.a1, note).await;
-        if let Some(f) = events(&timeline, "escalation_failed").first() {
-            failed = (*f).clone();
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{timeline}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        events(&timeline, "escalation_failed")
+            .first()
+            .map(|f| (*f).clone())
+            .ok_or_else(|| timeline.to_string())
+    })
+    .await;
     assert_eq!(failed["escalation"]["step"], 1);
     let reason = failed["reason"].as_str().unwrap();
     assert!(
@@ -510,15 +485,9 @@ async fn a_replayed_notification_is_shown_pushed_when_it_was_replayed(backend: B
     let admin = hub.user("boss", Role::Admin).await;
     let dev = hub.user("dev", Role::Developer).await;
     let send = |title: &'static str| {
-        let (hub, admin, dev) = (&hub, admin.clone(), dev.id.0);
+        let (hub, admin, dev) = (&hub, &admin, &dev);
         async move {
-            hub.post_as(
-                &admin,
-                "/api/notifications/send/",
-                json!({"user_ids": [dev], "title": title, "message": "m"}),
-                201,
-            )
-            .await;
+            hub.send(admin, &[dev], json!({ "title": title })).await;
         }
     };
     let mut ws = hub.connect(&dev).await;
@@ -539,23 +508,22 @@ async fn a_replayed_notification_is_shown_pushed_when_it_was_replayed(backend: B
     let pushed = |id: i64| {
         let (hub, dev) = (&hub, dev.clone());
         async move {
-            let deadline = tokio::time::Instant::now() + patience();
-            loop {
+            eventually_ok("the notification is pushed", || async {
                 let t = steps(hub, &dev, id).await;
-                if let Some(p) = events(&t, "pushed").first() {
-                    let committed = events(&t, "committed")[0]["at"]
-                        .as_str()
-                        .unwrap()
-                        .to_owned();
-                    return (
-                        committed,
-                        p["at"].as_str().unwrap().to_owned(),
-                        p["sockets"].clone(),
-                    );
-                }
-                assert!(tokio::time::Instant::now() < deadline, "never pushed: {t}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
+                let Some(p) = events(&t, "pushed").first().map(|p| (*p).clone()) else {
+                    return Err(format!("never pushed: {t}"));
+                };
+                let committed = events(&t, "committed")[0]["at"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned();
+                Ok((
+                    committed,
+                    p["at"].as_str().unwrap().to_owned(),
+                    p["sockets"].clone(),
+                ))
+            })
+            .await
         }
     };
     let parse = |t: &str| chrono::DateTime::parse_from_rfc3339(t).unwrap();
@@ -618,18 +586,15 @@ steps = [
     // The ack stops the step that counts an ack as seen, and only that one.
     ws.send_json(json!({"type": "ack", "seq": pushed["seq"]}))
         .await;
-    let deadline = tokio::time::Instant::now() + patience();
-    let acked = loop {
+    let acked = eventually_ok("the ack cancels a step", || async {
         let t = steps(&hub, &c.a1, note).await;
-        if !events(&t, "escalation_cancelled").is_empty() {
-            break t;
+        if events(&t, "escalation_cancelled").is_empty() {
+            Err(format!("the ack cancelled nothing: {t}"))
+        } else {
+            Ok(t)
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the ack cancelled nothing: {t}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    })
+    .await;
     assert_eq!(
         status(&acked),
         [(1, "CANCELLED".to_owned()), (2, "PENDING".to_owned())],
@@ -677,22 +642,19 @@ async fn the_trace_explains_who_was_left_out_and_why(backend: Backend) {
         Some(json!({"types": {"ticket_assigned": {"email": false}}})),
     )
     .await;
-    let t = create_ticket(&hub, &c.c1, c.project, "Search is slow").await;
+    let crew = Crew {
+        creator: &c.c1,
+        admin: &c.a1,
+        devs: &[&c.d1],
+    };
+    let t = hub
+        .ticket_in(
+            "ASSIGNED",
+            &crew,
+            json!({"project": c.project, "title": "Search is slow"}),
+        )
+        .await;
     let id = t["id"].as_i64().unwrap();
-    hub.post_as(
-        &c.a1,
-        &format!("/api/tickets/{id}/open_ticket/"),
-        json!({}),
-        200,
-    )
-    .await;
-    hub.post_as(
-        &c.a1,
-        &format!("/api/tickets/{id}/assign/"),
-        json!({"developer_ids": [c.d1.id.0]}),
-        200,
-    )
-    .await;
     hub.post_as(
         &c.c1,
         &format!("/api/tickets/{id}/comments/"),
@@ -783,27 +745,18 @@ async fn the_trace_explains_who_was_left_out_and_why(backend: Backend) {
         .await;
 
     // The command line prints the same explanations.
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_tickethub"))
-        .args([
-            "trace",
-            "--url",
-            &hub.url(""),
-            "--token",
-            &hub.token(&c.a1),
-            "--ticket",
-            &id.to_string(),
-            "--user",
-            "c1",
-        ])
-        .output()
-        .await
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text} {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = crate::harness::cli_ok(&[
+        "trace",
+        "--url",
+        &hub.url(""),
+        "--token",
+        &hub.token(&c.a1),
+        "--ticket",
+        &id.to_string(),
+        "--user",
+        "c1",
+    ])
+    .await;
     assert!(text.contains("not notified (actor)"), "{text}");
     assert!(text.contains("timeline: /api/notifications/"), "{text}");
 }
@@ -852,35 +805,18 @@ async fn kill_9_loses_no_step_and_fires_none_twice(backend: Backend) {
         .unwrap();
     // Ten CRITICAL assignments, spread over the nodes.
     for (i, dev) in devs.iter().enumerate() {
-        let node = i % nodes;
-        let t = cluster
-            .post(
-                node,
-                &client,
-                "/api/tickets/",
-                json!({"project": project.id.0, "title": format!("Outage {i}"), "priority": "CRITICAL", "category": "BUG"}),
-                201,
-            )
-            .await;
-        let id = t["id"].as_i64().unwrap();
-        cluster
-            .post(
-                node,
-                &admin,
-                &format!("/api/tickets/{id}/open_ticket/"),
-                json!({}),
-                200,
-            )
-            .await;
-        cluster
-            .post(
-                node,
-                &admin,
-                &format!("/api/tickets/{id}/assign/"),
-                json!({"developer_ids": [dev.id.0]}),
-                200,
-            )
-            .await;
+        let crew = Crew {
+            creator: &client,
+            admin: &admin,
+            devs: &[dev],
+        };
+        ticket_in(
+            &cluster.on(i % nodes),
+            "ASSIGNED",
+            &crew,
+            json!({"project": project.id.0, "title": format!("Outage {i}"), "priority": "CRITICAL", "category": "BUG"}),
+        )
+        .await;
     }
     // A node dies with every step still pending, and comes back while they fire.
     let whatsapp_pending = |rows: &[tickethub_actors::ports::EscalationRow]| {
@@ -909,45 +845,42 @@ async fn kill_9_loses_no_step_and_fires_none_twice(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(claimed.len(), 1, "one step claimed by the ghost");
-    tokio::time::sleep(Duration::from_millis(500)).await;
     cluster.nodes[0].restart().await;
 
     // Every step settles: 20 steps per developer pair… each developer's assignment has two
     // steps; the admins' ticket_created steps were cancelled when the tickets were opened.
-    let deadline = tokio::time::Instant::now() + patience() * 2;
-    loop {
+    // Twice the patience: every developer's two steps fire, on a node that just restarted.
+    let rows = eventually_within("every step settles", patience() * 2, || async {
         let rows = cluster.store.list_escalations(None, 500).await.unwrap();
         let open = rows
             .iter()
             .filter(|r| r.status == "PENDING" || r.status == "FIRING")
             .count();
         if open == 0 {
-            let assigned: Vec<_> = rows
-                .iter()
-                .filter(|r| {
-                    r.step
-                        .channels
-                        .contains(&tickethub_actors::routing::Channel::Whatsapp)
-                })
-                .filter(|r| r.status == "FIRED")
-                .collect();
-            let dev_ids: Vec<_> = devs.iter().map(|d| d.id).collect();
-            let fired_for_devs = assigned
-                .iter()
-                .filter(|r| dev_ids.contains(&r.user_id))
-                .count();
-            assert_eq!(
-                fired_for_devs, 10,
-                "each developer's WhatsApp step fired once: {rows:?}"
-            );
-            break;
+            Ok(rows)
+        } else {
+            Err(format!("steps did not settle: {rows:?}"))
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "steps did not settle: {rows:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await;
+    let assigned: Vec<_> = rows
+        .iter()
+        .filter(|r| {
+            r.step
+                .channels
+                .contains(&tickethub_actors::routing::Channel::Whatsapp)
+        })
+        .filter(|r| r.status == "FIRED")
+        .collect();
+    let dev_ids: Vec<_> = devs.iter().map(|d| d.id).collect();
+    let fired_for_devs = assigned
+        .iter()
+        .filter(|r| dev_ids.contains(&r.user_id))
+        .count();
+    assert_eq!(
+        fired_for_devs, 10,
+        "each developer's WhatsApp step fired once: {rows:?}"
+    );
     // Exactly one WhatsApp message per developer: none lost, none twice.
     eventually("every WhatsApp message is sent", || async {
         api.requests().len() >= 10
@@ -993,34 +926,18 @@ async fn reading_on_another_node_cancels_the_remaining_steps() {
         .create_project("OPS", "Operations", &[admin.id, client.id, dev.id])
         .await
         .unwrap();
-    let t = cluster
-        .post(
-            0,
-            &client,
-            "/api/tickets/",
-            json!({"project": project.id.0, "title": "Outage", "priority": "CRITICAL", "category": "BUG"}),
-            201,
-        )
-        .await;
-    let id = t["id"].as_i64().unwrap();
-    cluster
-        .post(
-            0,
-            &admin,
-            &format!("/api/tickets/{id}/open_ticket/"),
-            json!({}),
-            200,
-        )
-        .await;
-    cluster
-        .post(
-            0,
-            &admin,
-            &format!("/api/tickets/{id}/assign/"),
-            json!({"developer_ids": [dev.id.0]}),
-            200,
-        )
-        .await;
+    let crew = Crew {
+        creator: &client,
+        admin: &admin,
+        devs: &[&dev],
+    };
+    ticket_in(
+        &cluster.on(0),
+        "ASSIGNED",
+        &crew,
+        json!({"project": project.id.0, "title": "Outage", "priority": "CRITICAL", "category": "BUG"}),
+    )
+    .await;
     api.wait_for(1).await;
     let (_, page) = cluster
         .call(

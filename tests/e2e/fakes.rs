@@ -271,6 +271,42 @@ pub enum Reply {
     Headers(u16, Vec<(&'static str, String)>),
     /// 429 with `Retry-After` as an HTTP date this long after the answer.
     RetryAt(Duration),
+    /// Hold the answer (then 200) until the test opens the gate: the request is in flight for
+    /// exactly as long as the test needs, and [`Http::wait_for`] says when it arrived.
+    Hold(Gate),
+}
+
+/// A gate a held request waits at until the test opens it.
+#[derive(Clone, Debug, Default)]
+pub struct Gate(Arc<GateInner>);
+
+#[derive(Debug, Default)]
+struct GateInner {
+    open: std::sync::atomic::AtomicBool,
+    opened: Notify,
+}
+
+impl Gate {
+    pub fn new() -> Gate {
+        Gate::default()
+    }
+
+    /// Lets every request held at the gate (and any later one) through.
+    pub fn open(&self) {
+        self.0.open.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.0.opened.notify_waiters();
+    }
+
+    /// Waits until the gate is open.
+    pub async fn passed(&self) {
+        loop {
+            let opened = self.0.opened.notified();
+            if self.0.open.load(std::sync::atomic::Ordering::SeqCst) {
+                return;
+            }
+            opened.await;
+        }
+    }
 }
 
 /// One request the stand-in received.
@@ -386,6 +422,14 @@ async fn handle(
             let mut res = StatusCode::TOO_MANY_REQUESTS.into_response();
             res.headers_mut().insert("retry-after", at.parse().unwrap());
             res
+        }
+        Some(Reply::Hold(gate)) => {
+            gate.passed().await;
+            (
+                StatusCode::OK,
+                axum::Json(serde_json::json!({"messages": [{"id": "wamid.HELD"}]})),
+            )
+                .into_response()
         }
         Some(Reply::Hang(d)) => {
             tokio::time::sleep(d).await;

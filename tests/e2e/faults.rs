@@ -190,12 +190,132 @@ steps = [ { after = "1s", unless = "read", channels = ["email"] } ]
     );
 }
 
+/// A send that panics gives its row back; when that release fails too, the failure is
+/// logged and counted, and the row is sent once its claim runs out, once.
+async fn a_release_that_fails_is_counted_and_the_row_is_sent_after_its_lease(backend: Backend) {
+    let receiver = crate::fakes::Http::start().await;
+    let url = format!("{}/hook", receiver.url());
+    let hub = TestHub::start_with(&backend, |c| {
+        c.webhook_urls = vec![url];
+        c.webhook_secret = Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into());
+        c.webhook_allow_private = true;
+        c.delivery_poll_ms = 50;
+        c.delivery_timeout = 1;
+        c.delivery_lease = 2;
+    })
+    .await;
+    let admin = hub.user("root", Role::Admin).await;
+    let client = hub.user("cli", Role::Client).await;
+    let project = hub.project("REL", &[&admin, &client]).await;
+    let failures = |m: &crate::harness::Metrics| {
+        m.value(
+            "tickethub_outbox_release_failures_total",
+            &["channel=\"webhook\""],
+        )
+    };
+    let before = failures(&hub.metrics().await);
+    hub.store
+        .faults()
+        .failed_releases
+        .store(1, std::sync::atomic::Ordering::SeqCst);
+    hub.hub
+        .channel(tickethub_actors::routing::Channel::Webhook)
+        .expect("the webhook channel runs")
+        .send_message(tickethub_actors::delivery::ChannelMsg::InjectSendPanic)
+        .unwrap();
+    crate::tickets::create_ticket(&hub, &client, project.id.0, "Hook").await;
+    eventually("the failed release is counted", || async {
+        failures(&hub.metrics().await) > before
+    })
+    .await;
+    assert_eq!(
+        hub.store
+            .faults()
+            .failed_releases
+            .load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the release was tried"
+    );
+    // Still claimed: the row comes back when its claim runs out, and is sent once.
+    receiver.wait_for(1).await;
+    let page = hub.get_as(&admin, "/api/notifications/", 200).await;
+    let id = page["results"][0]["id"].as_i64().unwrap();
+    let path = format!("/api/notifications/{id}/deliveries/");
+    eventually("the webhook delivery is recorded as sent", || async {
+        let d = hub.get_as(&admin, &path, 200).await;
+        d["deliveries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["channel"] == "webhook" && x["status"] == "SENT")
+    })
+    .await;
+    assert_eq!(receiver.requests().len(), 1);
+}
+
+/// Other nodes' board events are read one after the other, in the order they came: a read
+/// that fails drops its event, logged and counted, and the events after it still arrive, in
+/// order.
+async fn a_remote_board_event_that_cannot_be_read_is_counted_and_the_rest_keep_their_order(
+    backend: Backend,
+) {
+    let (a, b) = TestHub::pair_on_redis(&backend).await;
+    let admin = a.user("root", Role::Admin).await;
+    let ann = a.user("ann", Role::Client).await;
+    let project = a.project("BRD", &[&admin, &ann]).await;
+    let ticket = crate::tickets::create_ticket(&a, &ann, project.id.0, "Board").await;
+    let id = ticket["id"].as_i64().unwrap();
+    // The admin watches the project's board on the other node.
+    let mut board = crate::harness::Ws::connect(&b.ws_url(&format!(
+        "/ws/projects/{}/tickets/?token={}",
+        project.id.0,
+        b.token(&admin)
+    )))
+    .await;
+    let hello = board.next_json().await;
+    assert_eq!(hello["type"], "connection_established", "{hello}");
+    let failures =
+        |m: &crate::harness::Metrics| m.total("tickethub_board_remote_read_failures_total");
+    let before = failures(&b.metrics().await);
+    b.store
+        .faults()
+        .failed_board_reads
+        .store(1, std::sync::atomic::Ordering::SeqCst);
+    for i in 0..10 {
+        a.post_as(
+            &ann,
+            &format!("/api/tickets/{id}/comments/"),
+            json!({"body": format!("c{i}")}),
+            201,
+        )
+        .await;
+    }
+    // The first comment's read fails; the nine after it arrive in the order they were made.
+    let mut bodies = Vec::new();
+    while bodies.len() < 9 {
+        let frame = board.next_json().await;
+        if frame["type"] == "comment_added" {
+            bodies.push(
+                frame["data"]["comment"]["body"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+            );
+        }
+    }
+    let expected: Vec<String> = (1..10).map(|i| format!("c{i}")).collect();
+    assert_eq!(bodies, expected);
+    assert!(failures(&b.metrics().await) > before);
+}
+
 crate::trials! {
     both: [
         an_inbox_command_whose_actor_is_slow_runs_once_in_its_order,
         a_commit_whose_answer_was_lost_is_not_committed_again,
         a_sent_delivery_whose_record_failed_is_not_sent_again,
         a_failed_escalation_step_holds_back_neither_itself_nor_its_batch,
+        a_release_that_fails_is_counted_and_the_row_is_sent_after_its_lease,
+        a_remote_board_event_that_cannot_be_read_is_counted_and_the_rest_keep_their_order,
     ],
     tests: [],
     sync: [],

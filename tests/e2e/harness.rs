@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
-use serde_json::Value;
+use serde_json::{json, Value};
 use tickethub::auth::Auth;
 use tickethub::{Application, ServeConfig};
 use tickethub_actors::domain::{NewUser, Role, User};
@@ -35,6 +35,17 @@ pub fn patience() -> Duration {
             .unwrap_or(1.0);
         Duration::from_secs_f64(15.0 * factor)
     })
+}
+
+/// [`patience()`] in milliseconds, for the actors' calls (`ractor::call_t!`).
+pub fn patience_ms() -> u64 {
+    patience().as_millis() as u64
+}
+
+/// The patience factor (`TICKETHUB_TEST_PATIENCE`, 1 when unset or not a positive number), as
+/// it is handed to the node scripts, whose waits take the same factor.
+pub fn patience_factor() -> String {
+    (patience().as_secs_f64() / 15.0).to_string()
 }
 
 /// `ms` milliseconds, times the patience factor: for settings a test relies on to cover some
@@ -537,29 +548,29 @@ impl TestHub {
     /// `by` sends a notification (`POST /api/notifications/send/`) to `to`; `extra` adds to or
     /// overrides the body (`{"channels": [...]}`, say). Answers the created notifications.
     pub async fn send(&self, by: &User, to: &[&User], extra: Value) -> Value {
-        let mut body = serde_json::json!({
-            "user_ids": to.iter().map(|u| u.id.0).collect::<Vec<_>>(),
-            "title": "Notice",
-            "message": "Something happened",
-        });
-        if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
-            body.extend(extra.clone());
-        }
-        self.post_as(by, "/api/notifications/send/", body, 201)
+        self.send_ids(by, &ids(to), extra).await
+    }
+
+    /// [`TestHub::send`] to user ids (ids of nobody too, for the endpoint to skip).
+    pub async fn send_ids(&self, by: &User, to: &[i64], extra: Value) -> Value {
+        self.post_as(by, SEND, send_body(to, extra), 201).await
+    }
+
+    /// [`TestHub::send`] that answers the status instead of asserting it.
+    pub async fn try_send(&self, by: &User, to: &[&User], extra: Value) -> (u16, Value) {
+        self.post(SEND, Some(&self.token(by)), send_body(&ids(to), extra))
             .await
+    }
+
+    /// A ticket brought to `status` through the real actions (see [`ticket_in`]).
+    pub async fn ticket_in(&self, status: &str, crew: &Crew<'_>, fields: Value) -> Value {
+        ticket_in(self, status, crew, fields).await
     }
 
     /// The hub's `/metrics`, scraped now.
     pub async fn metrics(&self) -> Metrics {
         let addr = self.metrics_addr.unwrap_or(self.addr);
-        let res = self
-            .http
-            .get(format!("http://{addr}/metrics"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), 200, "/metrics");
-        Metrics(res.text().await.unwrap())
+        Metrics::scrape(&self.http, &format!("http://{addr}/metrics")).await
     }
 
     /// Two hubs in this process on one fresh database and the test Redis (`TEST_REDIS_URL`),
@@ -591,6 +602,135 @@ impl TestHub {
         }
         respond(req).await
     }
+}
+
+/// The send endpoint.
+pub const SEND: &str = "/api/notifications/send/";
+
+/// The users' ids.
+pub fn ids(users: &[&User]) -> Vec<i64> {
+    users.iter().map(|u| u.id.0).collect()
+}
+
+/// Adds `extra`'s members to the object `body`, replacing those of the same name.
+fn merge(body: &mut Value, extra: Value) {
+    if let (Some(body), Value::Object(extra)) = (body.as_object_mut(), extra) {
+        body.extend(extra);
+    }
+}
+
+/// The body of `POST /api/notifications/send/` to `user_ids`: a title and a message, with
+/// `extra` added or overriding (`{"title": …}`, `{"channels": […]}`).
+pub fn send_body(user_ids: &[i64], extra: Value) -> Value {
+    let mut body = json!({
+        "user_ids": user_ids,
+        "title": "Notice",
+        "message": "Something happened",
+    });
+    merge(&mut body, extra);
+    body
+}
+
+/// Where a test's requests go: a hub in this process, or one node of a cluster.
+pub trait Api {
+    /// POST as a user; panics unless the status is `expect`.
+    async fn post_as(&self, user: &User, path: &str, body: Value, expect: u16) -> Value;
+}
+
+impl Api for TestHub {
+    async fn post_as(&self, user: &User, path: &str, body: Value, expect: u16) -> Value {
+        TestHub::post_as(self, user, path, body, expect).await
+    }
+}
+
+/// A ticket brought to `status` through the real actions: `crew.creator` creates it (with
+/// `fields` over a default title, description, priority and category; `project` is
+/// required), `crew.admin` opens it and assigns `crew.devs`, the first developer starts
+/// and finishes work, and the creator approves or rejects it. Answers the ticket as the
+/// last action left it.
+pub async fn ticket_in(api: &impl Api, status: &str, crew: &Crew<'_>, fields: Value) -> Value {
+    let order = [
+        "NEW",
+        "OPEN",
+        "ASSIGNED",
+        "IN_PROGRESS",
+        "FINISHED",
+        "APPROVED",
+    ];
+    let reach = match status {
+        "REJECTED" => order.len(),
+        other => {
+            order
+                .iter()
+                .position(|s| *s == other)
+                .unwrap_or_else(|| panic!("no way to a ticket in {other}"))
+                + 1
+        }
+    };
+    let mut body = json!({
+        "title": "A ticket",
+        "description": "It is down",
+        "priority": "HIGH",
+        "category": "BUG",
+    });
+    merge(&mut body, fields);
+    assert!(
+        body["project"].is_i64(),
+        "ticket_in needs a project: {body}"
+    );
+    let mut ticket = api.post_as(crew.creator, "/api/tickets/", body, 201).await;
+    let id = ticket["id"].as_i64().unwrap();
+    let dev = crew.devs.first().copied();
+    let needs_dev = || dev.unwrap_or_else(|| panic!("a ticket in {status} needs developers"));
+    let action = |name: &str| format!("/api/tickets/{id}/{name}/");
+    for step in &order[1..reach.min(order.len())] {
+        ticket = match *step {
+            "OPEN" => {
+                api.post_as(crew.admin, &action("open_ticket"), json!({}), 200)
+                    .await
+            }
+            "ASSIGNED" => {
+                let devs: Vec<i64> = crew.devs.iter().map(|d| d.id.0).collect();
+                assert!(!devs.is_empty(), "a ticket in {status} needs developers");
+                api.post_as(
+                    crew.admin,
+                    &action("assign"),
+                    json!({ "developer_ids": devs }),
+                    200,
+                )
+                .await
+            }
+            "IN_PROGRESS" => {
+                api.post_as(needs_dev(), &action("start_work"), json!({}), 200)
+                    .await
+            }
+            "FINISHED" => {
+                api.post_as(needs_dev(), &action("finish_work"), json!({}), 200)
+                    .await
+            }
+            _ => {
+                let verdict = if status == "REJECTED" {
+                    "reject"
+                } else {
+                    "approve"
+                };
+                api.post_as(crew.creator, &action(verdict), json!({}), 200)
+                    .await
+            }
+        };
+    }
+    assert_eq!(ticket["status"], status, "{ticket}");
+    ticket
+}
+
+/// Who takes a ticket's actions in [`TestHub::ticket_in`].
+pub struct Crew<'a> {
+    /// Creates the ticket, and approves or rejects it.
+    pub creator: &'a User,
+    /// Opens and assigns it.
+    pub admin: &'a User,
+    /// Are assigned; the first starts and finishes the work.
+    pub devs: &'a [&'a User],
 }
 
 impl Drop for TestHub {
@@ -787,6 +927,21 @@ impl Ws {
 pub struct Metrics(pub String);
 
 impl Metrics {
+    /// Scrapes `/metrics` at `url` (a hub's, or a hub process's); fails unless it answers 200
+    /// in the Prometheus text format.
+    pub async fn scrape(http: &reqwest::Client, url: &str) -> Metrics {
+        let res = http.get(url).send().await.expect("/metrics answers");
+        assert_eq!(res.status(), 200, "{url}");
+        let kind = res
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        assert!(kind.starts_with("text/plain"), "{url}: {kind}");
+        Metrics(res.text().await.unwrap())
+    }
+
     /// The sum of every sample of `name` whose labels contain each of `labels`
     /// (`"channel=\"email\""`, say); 0 if none.
     pub fn value(&self, name: &str, labels: &[&str]) -> f64 {
@@ -838,22 +993,46 @@ pub async fn db_number(db: &TestDb, sql: &str) -> i64 {
     }
 }
 
+/// Polls `probe` until it answers `Ok`, and returns that; fails after `limit` with `what`
+/// and the last `Err` (what the probe saw, to say why).
+pub async fn eventually_within<T, F, Fut>(what: &str, limit: Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let last = match probe().await {
+            Ok(found) => return found,
+            Err(last) => last,
+        };
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out waiting for: {what}; last seen: {last}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// [`eventually_within`] the [`patience()`].
+pub async fn eventually_ok<T, F, Fut>(what: &str, probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    eventually_within(what, patience(), probe).await
+}
+
 /// Polls `probe` until it answers `Some`, and returns that; fails after [`patience()`].
 pub async fn eventually_some<T, F, Fut>(what: &str, mut probe: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    let deadline = tokio::time::Instant::now() + patience();
-    loop {
-        if let Some(found) = probe().await {
-            return found;
-        }
-        if tokio::time::Instant::now() > deadline {
-            panic!("timed out waiting for: {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually_ok(what, || {
+        let probe = probe();
+        async move { probe.await.ok_or_else(|| "nothing yet".to_owned()) }
+    })
+    .await
 }
 
 /// Polls `cond` until it holds, failing after [`patience()`].
@@ -862,14 +1041,67 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = tokio::time::Instant::now() + patience();
-    loop {
-        if cond().await {
-            return;
+    eventually_some(what, || {
+        let cond = cond();
+        async move { cond.await.then_some(()) }
+    })
+    .await
+}
+
+/// The hub binary this build made.
+pub const BIN: &str = env!("CARGO_BIN_EXE_tickethub");
+
+/// A `tickethub` command with none of the test's own settings leaking in (no `TICKETHUB_*`,
+/// `DATABASE_URL` or `REDIS_URL` from this environment), its stdin closed and its output
+/// piped. Turn it into a `tokio::process::Command` with `From` to run it from a test body.
+pub fn tickethub_command() -> std::process::Command {
+    let mut cmd = std::process::Command::new(BIN);
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy().into_owned();
+        if key.starts_with("TICKETHUB_") || key == "DATABASE_URL" || key == "REDIS_URL" {
+            cmd.env_remove(key);
         }
-        if tokio::time::Instant::now() > deadline {
-            panic!("timed out waiting for: {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    cmd
+}
+
+/// What a command-line run of `tickethub` said.
+pub struct CliRun {
+    pub ok: bool,
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `tickethub <args>` (see [`tickethub_command`]) to its end, within the patience.
+pub async fn cli(args: &[&str]) -> CliRun {
+    let mut cmd = tokio::process::Command::from(tickethub_command());
+    cmd.args(args).kill_on_drop(true);
+    let out = tokio::time::timeout(patience(), cmd.output())
+        .await
+        .unwrap_or_else(|_| panic!("`tickethub {}` did not end in time", args.join(" ")))
+        .expect("tickethub runs");
+    CliRun {
+        ok: out.status.success(),
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Runs `tickethub <args>`, fails unless it succeeds, and answers what it printed.
+pub async fn cli_ok(args: &[&str]) -> String {
+    let run = cli(args).await;
+    assert!(
+        run.ok,
+        "`tickethub {}` failed ({:?}):\n--- stdout\n{}\n--- stderr\n{}",
+        args.join(" "),
+        run.code,
+        run.stdout,
+        run.stderr
+    );
+    run.stdout
 }

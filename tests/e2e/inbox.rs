@@ -9,11 +9,10 @@ use crate::harness::{Backend, TestHub};
 /// Sends `n` notifications of a type to `to` as `admin`.
 async fn send(hub: &TestHub, admin: &User, to: &User, n: usize, kind: &str) {
     for i in 0..n {
-        hub.post_as(
+        hub.send(
             admin,
-            "/api/notifications/send/",
-            json!({"user_ids": [to.id.0], "title": format!("T{i}"), "message": format!("M{i}"), "notification_type": kind}),
-            201,
+            &[to],
+            json!({"title": format!("T{i}"), "message": format!("M{i}"), "notification_type": kind}),
         )
         .await;
     }
@@ -513,13 +512,8 @@ async fn marking_hundreds_read_is_one_frame_and_closes_no_tab(backend: Backend) 
     let alice = hub.user("alice", Role::Client).await;
     let ids: Vec<i64> = vec![alice.id.0; UNREAD];
     for chunk in ids.chunks(1) {
-        hub.post_as(
-            &admin,
-            "/api/notifications/send/",
-            json!({"user_ids": chunk, "title": "t", "message": "m"}),
-            201,
-        )
-        .await;
+        hub.send_ids(&admin, chunk, json!({"title": "t", "message": "m"}))
+            .await;
     }
     let mut tab1 = hub.connect(&alice).await;
     let mut tab2 = hub.connect(&alice).await;

@@ -33,6 +33,17 @@ async fn sweep(hub: &TestHub) -> tickethub_actors::purge::PurgeSnapshot {
     .await
 }
 
+/// Runs a sweep; answers what it alone removed, per table (none: absent).
+async fn sweep_removed(hub: &TestHub) -> std::collections::BTreeMap<&'static str, u64> {
+    let before = hub.hub.purge_snapshot().await.unwrap().removed;
+    let after = sweep(hub).await.removed;
+    after
+        .into_iter()
+        .map(|(table, n)| (table, n - before.get(table).copied().unwrap_or(0)))
+        .filter(|(_, n)| *n > 0)
+        .collect()
+}
+
 async fn send(hub: &TestHub, admin: &User, to: &User, title: &str) {
     hub.post_as(
         admin,
@@ -160,9 +171,127 @@ async fn retention_purges_read_history_and_keeps_what_was_never_delivered(backen
     // Seqs never repeat.
     send(&hub, &admin, &ann, "n8").await;
     assert_eq!(ws.notifications(1).await[0]["seq"], 8);
-    // A second sweep finds nothing more to take from ann's kept rows.
-    sweep(&hub).await;
-    assert_eq!(seqs_stored(&hub, &ann).await, [6, 7, 8]);
+    // Once her socket's writes are recorded, what it was sent may go (unread retention is
+    // zero here); what arrives while she is away again may not.
+    drop(ws);
+    eventually("ann's socket records 8 as sent", || async {
+        hub.store
+            .notification_cursor(ann.id)
+            .await
+            .unwrap()
+            .sent_seq
+            == 8
+    })
+    .await;
+    send(&hub, &admin, &ann, "n9").await;
+    let purged = sweep_removed(&hub).await;
+    assert_eq!(purged.get("unread_notifications"), Some(&3), "{purged:?}");
+    assert_eq!(seqs_stored(&hub, &ann).await, [9]);
+}
+
+async fn unread_notifications_stay_unless_retention_unread_says_otherwise(backend: Backend) {
+    let hub = purging_hub(&backend, |c| c.retention_unread = None).await;
+    let admin = hub.user("root", Role::Admin).await;
+    let ann = hub.user("ann", Role::Client).await;
+    // Three notifications reach her socket, each with an email.
+    let mut ws = hub.connect(&ann).await;
+    for i in 1..=3 {
+        hub.post_as(
+            &admin,
+            "/api/notifications/send/",
+            json!({"user_ids": [ann.id.0], "title": format!("n{i}"), "message": "m", "channels": ["email"]}),
+            201,
+        )
+        .await;
+    }
+    let live = ws.notifications(3).await;
+    let first = live[0]["id"].as_i64().unwrap();
+    hub.post_as(
+        &ann,
+        &format!("/api/notifications/{first}/mark_as_read/"),
+        json!({}),
+        200,
+    )
+    .await;
+    eventually("the three mails are sent", || async {
+        db_number(
+            &hub.db,
+            "SELECT COUNT(*) FROM deliveries WHERE status = 'SENT'",
+        )
+        .await
+            == 3
+    })
+    .await;
+    drop(ws);
+    eventually("ann's socket records what it was sent", || async {
+        hub.store
+            .notification_cursor(ann.id)
+            .await
+            .unwrap()
+            .sent_seq
+            == 3
+    })
+    .await;
+
+    // (The recorder is the test process's: other tests' purges count too.)
+    let counted = |m: &crate::harness::Metrics, table: &str| {
+        m.value(
+            "tickethub_purged_rows_total",
+            &[&format!("table=\"{table}\"")],
+        )
+    };
+    let before = hub.metrics().await;
+    let purged = sweep_removed(&hub).await;
+    let after = hub.metrics().await;
+    for (table, n) in [("read_notifications", 1.0), ("finished_deliveries", 2.0)] {
+        assert!(
+            counted(&after, table) >= counted(&before, table) + n,
+            "{table}: {after}"
+        );
+    }
+    // The read one goes with its mail; the unread ones stay, delivered or not, and their
+    // finished mails go.
+    assert_eq!(purged.get("read_notifications"), Some(&1), "{purged:?}");
+    assert_eq!(purged.get("unread_notifications"), None, "{purged:?}");
+    assert_eq!(purged.get("finished_deliveries"), Some(&2), "{purged:?}");
+    assert_eq!(seqs_stored(&hub, &ann).await, [2, 3]);
+    assert_eq!(
+        db_number(&hub.db, "SELECT COUNT(*) FROM deliveries").await,
+        0
+    );
+
+    // The supervision tree shows what the purge removed, and /metrics counts it.
+    let tree = hub.get_as(&admin, "/api/admin/actors", 200).await;
+    let node = tree["children"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["kind"] == "purge")
+        .cloned()
+        .unwrap_or_else(|| panic!("no purge node in {tree}"));
+    assert_eq!(node["status"], "running", "{node}");
+    assert_eq!(node["removed"]["read_notifications"], 1, "{node}");
+    assert_eq!(node["removed"]["finished_deliveries"], 2, "{node}");
+    assert_eq!(node["sweeps"], 1, "{node}");
+    // A purge actor that fails is restarted alone, and sweeps again.
+    hub.hub
+        .inject_fault(tickethub_actors::hub::RootChild::Purge);
+    eventually_some("a fresh purge actor answers", || async {
+        hub.hub.purge_snapshot().await.filter(|s| s.sweeps == 0)
+    })
+    .await;
+    let (status, ready) = hub.get("/readyz", None).await;
+    assert_eq!(status, 200, "{ready}");
+    hub.post_as(
+        &ann,
+        &format!("/api/notifications/{}/mark_as_read/", live[1]["id"]),
+        json!({}),
+        200,
+    )
+    .await;
+    let purged = sweep_removed(&hub).await;
+    assert_eq!(purged.get("read_notifications"), Some(&1), "{purged:?}");
+    assert_eq!(seqs_stored(&hub, &ann).await, [3]);
 }
 
 async fn a_purge_runs_beside_live_commits(backend: Backend) {
@@ -322,6 +451,7 @@ async fn erasure_removes_a_person_and_keeps_their_tickets(backend: Backend) {
 crate::trials! {
     both: [
         retention_purges_read_history_and_keeps_what_was_never_delivered,
+        unread_notifications_stay_unless_retention_unread_says_otherwise,
         a_purge_runs_beside_live_commits,
         erasure_removes_a_person_and_keeps_their_tickets,
     ],

@@ -12,8 +12,10 @@ mod auth;
 mod browser;
 mod channels;
 mod cli;
+mod clients;
 mod cluster;
 mod delivery;
+mod dialect_replay;
 mod dialects;
 mod edges;
 mod escalation;
@@ -27,8 +29,10 @@ mod nodes;
 mod openapi;
 mod operators;
 mod outage;
+mod process;
 mod replay;
 mod rooms;
+mod routing_rules;
 mod seed;
 mod store;
 mod throttles;
@@ -44,8 +48,10 @@ fn main() {
         browser::trials(),
         channels::trials(),
         cli::trials(),
+        clients::trials(),
         cluster::trials(),
         delivery::trials(),
+        dialect_replay::trials(),
         dialects::trials(),
         edges::trials(),
         escalation::trials(),
@@ -56,8 +62,10 @@ fn main() {
         openapi::trials(),
         operators::trials(),
         outage::trials(),
+        process::trials(),
         replay::trials(),
         rooms::trials(),
+        routing_rules::trials(),
         seed::trials(),
         store::trials(),
         throttles::trials(),

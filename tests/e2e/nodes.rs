@@ -9,11 +9,14 @@ use tickethub::auth::Auth;
 use tickethub_actors::domain::{NewUser, Role, User};
 use tickethub_actors::ports::Store;
 
-use crate::harness::{eventually, patience, test_config, Backend, TestDb, Ws, SECRET};
+use crate::harness::{
+    eventually, patience, send_body, test_config, Backend, Metrics, TestDb, Ws, SECRET, SEND,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tickethub");
 
-/// A free TCP port on loopback (bound, read and released).
+/// A TCP port on loopback that was free a moment ago (bound, read and released): another
+/// process may take it before it is bound again, so whoever binds it must be ready to fail.
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -29,14 +32,25 @@ pub struct RedisServer {
 }
 
 impl RedisServer {
-    /// Starts `redis-server` on a random port and waits until it answers.
+    /// Starts `redis-server` on a free port and waits until it listens; if another process
+    /// took the port between the choice and the bind, again on another one.
     pub async fn start() -> RedisServer {
         let mut server = RedisServer {
-            port: free_port(),
+            port: 0,
             child: None,
         };
-        server.restart().await;
-        server
+        let mut failures = Vec::new();
+        for _ in 0..5 {
+            server.port = free_port();
+            match server.spawn().await {
+                Ok(child) => {
+                    server.child = Some(child);
+                    return server;
+                }
+                Err(log) => failures.push(format!("port {}: {log}", server.port)),
+            }
+        }
+        panic!("redis-server did not start: {failures:#?}");
     }
 
     /// `redis://127.0.0.1:<port>`.
@@ -52,10 +66,46 @@ impl RedisServer {
         }
     }
 
-    /// Starts the server again on the same port (after [`RedisServer::kill`]).
+    /// Freezes the server (SIGSTOP): its connections stay open and nothing is answered, as a
+    /// server that hangs; [`RedisServer::thaw`] lets it go on.
+    pub fn freeze(&self) {
+        self.signal("STOP");
+    }
+
+    /// Lets a frozen server go on (SIGCONT).
+    pub fn thaw(&self) {
+        self.signal("CONT");
+    }
+
+    fn signal(&self, name: &str) {
+        let pid = self
+            .child
+            .as_ref()
+            .and_then(|c| c.id())
+            .expect("redis-server is running");
+        let sent = std::process::Command::new("kill")
+            .args([format!("-{name}"), pid.to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(sent.success(), "kill -{name} {pid}");
+    }
+
+    /// Starts the server again on the same port (after [`RedisServer::kill`]): the nodes know
+    /// it by that port, so a port taken meanwhile fails the test with the server's log.
     pub async fn restart(&mut self) {
         assert!(self.child.is_none(), "redis-server is already running");
-        let child = tokio::process::Command::new("redis-server")
+        match self.spawn().await {
+            Ok(child) => self.child = Some(child),
+            Err(log) => panic!("redis-server did not start again on {}: {log}", self.port),
+        }
+    }
+
+    /// Runs `redis-server` on `self.port` and reads its log until it says it accepts
+    /// connections (then it holds the port); its log when it exits first, as it does when it
+    /// cannot bind.
+    async fn spawn(&self) -> Result<tokio::process::Child, String> {
+        use tokio::io::AsyncBufReadExt;
+        let mut child = tokio::process::Command::new("redis-server")
             .args([
                 "--port",
                 &self.port.to_string(),
@@ -65,27 +115,36 @@ impl RedisServer {
                 "",
                 "--appendonly",
                 "no",
+                "--logfile",
+                "",
             ])
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .kill_on_drop(true)
             .spawn()
             .expect("redis-server is installed");
-        self.child = Some(child);
-        let port = self.port;
-        eventually("redis-server answers", || async move {
-            match tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
-                Ok(mut s) => {
-                    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-                    let mut buf = [0u8; 7];
-                    s.write_all(b"PING\r\n").await.is_ok()
-                        && s.read_exact(&mut buf).await.is_ok()
-                        && &buf == b"+PONG\r\n"
+        let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut log = String::new();
+        let ready = tokio::time::timeout(patience(), async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                let ready = line.contains("Ready to accept connections");
+                log.push_str(&line);
+                log.push('\n');
+                if ready {
+                    return true;
                 }
-                Err(_) => false,
             }
+            false
         })
-        .await;
+        .await
+        .expect("redis-server starts or exits in time");
+        if !ready {
+            let _ = child.wait().await;
+            return Err(log);
+        }
+        // The rest of its log is read and dropped, so that it never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Ok(child)
     }
 }
 
@@ -229,7 +288,7 @@ impl Cluster {
             store,
             auth,
             http: reqwest::Client::builder()
-                .timeout(std::time::Duration::from_secs(10))
+                .timeout(patience())
                 .build()
                 .unwrap(),
             prefix,
@@ -260,19 +319,9 @@ impl Cluster {
 
     /// A node's `/metrics` value of a counter (summed over its labels; 0 when absent).
     pub async fn counter(&self, node: usize, name: &str) -> f64 {
-        let text = self
-            .http
-            .get(self.nodes[node].url("/metrics"))
-            .send()
+        Metrics::scrape(&self.http, &self.nodes[node].url("/metrics"))
             .await
-            .expect("metrics answer")
-            .text()
-            .await
-            .unwrap();
-        text.lines()
-            .filter(|l| l.starts_with(name) && !l.starts_with('#'))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
+            .total(name)
     }
 
     /// A valid access token.
@@ -341,14 +390,23 @@ impl Cluster {
 
     /// An admin's notification to one user, sent through a node.
     pub async fn send(&self, node: usize, admin: &User, to: &User, title: &str) {
-        self.post(
+        self.send_ids(node, admin, &[to.id.0], json!({ "title": title }))
+            .await;
+    }
+
+    /// `POST /api/notifications/send/` through a node to user ids (see
+    /// [`crate::harness::send_body`]); answers the created notifications.
+    pub async fn send_ids(&self, node: usize, admin: &User, to: &[i64], extra: Value) -> Value {
+        self.post(node, admin, SEND, send_body(to, extra), 201)
+            .await
+    }
+
+    /// One node, to send requests to (as [`crate::harness::Api`]).
+    pub fn on(&self, node: usize) -> OnNode<'_> {
+        OnNode {
+            cluster: self,
             node,
-            admin,
-            "/api/notifications/send/",
-            json!({"user_ids": [to.id.0], "title": title, "message": "m"}),
-            201,
-        )
-        .await;
+        }
     }
 
     /// A node's `/readyz`.
@@ -370,5 +428,17 @@ impl Cluster {
             body["bus"] == state
         })
         .await;
+    }
+}
+
+/// One node of a cluster, where requests go.
+pub struct OnNode<'a> {
+    cluster: &'a Cluster,
+    node: usize,
+}
+
+impl crate::harness::Api for OnNode<'_> {
+    async fn post_as(&self, user: &User, path: &str, body: Value, expect: u16) -> Value {
+        self.cluster.post(self.node, user, path, body, expect).await
     }
 }

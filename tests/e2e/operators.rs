@@ -1,17 +1,15 @@
 //! Operators' view from outside: the supervision tree over REST and in the CLI, metrics, and
 //! logs that never carry a secret.
 
-use std::process::Stdio;
-
 use serde_json::{json, Value};
 use tickethub_actors::routing::Channel;
 use tickethub_actors::user::UserMsg;
 use tokio::io::AsyncBufReadExt;
 
 use crate::fakes::Smtp;
-use crate::harness::{eventually, patience, Backend, TestHub, Ws};
-
-const BIN: &str = env!("CARGO_BIN_EXE_tickethub");
+use crate::harness::{
+    cli, cli_ok, eventually, patience, tickethub_command, Backend, Crew, TestHub, Ws,
+};
 
 async fn tree(hub: &TestHub, admin: &tickethub_actors::domain::User, query: &str) -> Value {
     hub.get_as(admin, &format!("/api/admin/actors{query}"), 200)
@@ -54,15 +52,19 @@ async fn the_tree_shows_users_tickets_and_channels_as_they_come_and_go() {
     let mut a1 = hub.connect(&c.c1).await;
     let _a2 = hub.connect(&c.c1).await;
     let _b = hub.connect(&c.d1).await;
-    let t = crate::tickets::create_ticket(&hub, &c.c1, c.project, "Visible").await;
+    let crew = Crew {
+        creator: &c.c1,
+        admin: &c.a1,
+        devs: &[],
+    };
+    let t = hub
+        .ticket_in(
+            "OPEN",
+            &crew,
+            json!({"project": c.project, "title": "Visible"}),
+        )
+        .await;
     let id = t["id"].as_i64().unwrap();
-    hub.post_as(
-        &c.a1,
-        &format!("/api/tickets/{id}/open_ticket/"),
-        json!({}),
-        200,
-    )
-    .await;
     a1.notifications(1).await;
 
     // Non-admins may not look.
@@ -113,17 +115,7 @@ async fn the_tree_shows_users_tickets_and_channels_as_they_come_and_go() {
 
     // The CLI prints the same tree.
     let token = hub.token(&c.a1);
-    let out = tokio::process::Command::new(BIN)
-        .args(["actors", "--url", &hub.url(""), "--token", &token])
-        .output()
-        .await
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = cli_ok(&["actors", "--url", &hub.url(""), "--token", &token]).await;
     assert!(text.starts_with("hub (root, running)"), "{text}");
     assert!(
         text.contains(&format!("user:{} (user, running)  c1  2 sockets", c.c1.id)),
@@ -133,35 +125,29 @@ async fn the_tree_shows_users_tickets_and_channels_as_they_come_and_go() {
         text.contains("channel:email (channel, running)  circuit open"),
         "{text}"
     );
-    let out = tokio::process::Command::new(BIN)
-        .args([
-            "actors",
-            "--url",
-            &hub.url(""),
-            "--username",
-            "a1",
-            "--password",
-            "a1-password",
-            "--json",
-        ])
-        .output()
-        .await
-        .unwrap();
-    let doc: Value = serde_json::from_slice(&out.stdout).expect("--json prints JSON");
+    let out = cli_ok(&[
+        "actors",
+        "--url",
+        &hub.url(""),
+        "--username",
+        "a1",
+        "--password",
+        "a1-password",
+        "--json",
+    ])
+    .await;
+    let doc: Value = serde_json::from_str(&out).expect("--json prints JSON");
     assert_eq!(doc["totals"]["sockets"], 3);
-    let out = tokio::process::Command::new(BIN)
-        .args([
-            "actors",
-            "--url",
-            &hub.url(""),
-            "--token",
-            &hub.token(&c.d1),
-        ])
-        .output()
-        .await
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).starts_with("403"));
+    let out = cli(&[
+        "actors",
+        "--url",
+        &hub.url(""),
+        "--token",
+        &hub.token(&c.d1),
+    ])
+    .await;
+    assert!(!out.ok);
+    assert!(out.stderr.starts_with("403"), "{}", out.stderr);
 
     // An injected failure shows up as a failure and a restart count; closed sockets disappear.
     hub.hub
@@ -204,28 +190,10 @@ async fn the_tree_shows_users_tickets_and_channels_as_they_come_and_go() {
     .await;
 }
 
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .filter(|l| {
-            l.starts_with(name)
-                && (l[name.len()..].starts_with(' ') || l[name.len()..].starts_with('{'))
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 async fn metrics_move_as_traffic_flows() {
     let hub = TestHub::start(&Backend::Sqlite).await;
     let c = crate::tickets::cast(&hub).await;
-    let scrape = || async {
-        let res = hub.http.get(hub.url("/metrics")).send().await.unwrap();
-        assert_eq!(res.status(), 200);
-        assert!(res.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/plain"));
-        res.text().await.unwrap()
-    };
+    let scrape = || hub.metrics();
     let before = scrape().await;
     let mut ws = hub.connect(&c.a1).await;
     crate::tickets::create_ticket(&hub, &c.c1, c.project, "Measured").await;
@@ -243,25 +211,29 @@ async fn metrics_move_as_traffic_flows() {
         "tickethub_delivery_latency_seconds_count",
     ] {
         assert!(
-            metric(&after, name) > metric(&before, name),
+            after.total(name) > before.total(name),
             "{name} did not move:\n{after}"
         );
     }
     assert!(
-        after.contains(
+        after.0.contains(
             "tickethub_http_requests_total{method=\"POST\",route=\"/api/tickets/\",status=\"201\"}"
         ),
         "{after}"
     );
     assert!(
-        after.contains("tickethub_outbox_depth{channel=\"email\"}"),
+        after
+            .0
+            .contains("tickethub_outbox_depth{channel=\"email\"}"),
         "{after}"
     );
     assert!(
-        after.contains("# TYPE tickethub_delivery_latency_seconds histogram"),
+        after
+            .0
+            .contains("# TYPE tickethub_delivery_latency_seconds histogram"),
         "{after}"
     );
-    assert!(metric(&after, "tickethub_connections_open") >= 1.0);
+    assert!(after.total("tickethub_connections_open") >= 1.0);
     // The raw query string never becomes a label: the socket's request is counted by its
     // route, and its token appears nowhere.
     let token = hub.token(&c.d1);
@@ -269,17 +241,17 @@ async fn metrics_move_as_traffic_flows() {
     ws.established().await;
     let text = scrape().await;
     assert!(
-        text.contains("route=\"/ws/notifications/\""),
+        text.0.contains("route=\"/ws/notifications/\""),
         "the socket's request was not counted:\n{text}"
     );
-    assert!(!text.contains("token="), "{text}");
-    assert!(!text.contains(&token), "{text}");
+    assert!(!text.0.contains("token="), "{text}");
+    assert!(!text.0.contains(&token), "{text}");
 }
 
 async fn logs_never_carry_tokens_or_passwords() {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("logs.db").display());
-    let mut child = tokio::process::Command::new(BIN)
+    let mut child = tokio::process::Command::from(tickethub_command())
         .args([
             "serve",
             "--bind",
@@ -295,9 +267,6 @@ async fn logs_never_carry_tokens_or_passwords() {
             dir.path().join("mail").to_str().unwrap(),
         ])
         .env("RUST_LOG", "debug")
-        .env_remove("DATABASE_URL")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .unwrap();

@@ -1,7 +1,5 @@
 //! Nothing lost: replay on connect, live traffic during replay, slow consumers, crashes.
 
-use std::time::Duration;
-
 use futures::future::join_all;
 use serde_json::{json, Value};
 use tickethub_actors::domain::{Role, User};
@@ -9,14 +7,17 @@ use tickethub_actors::user::UserMsg;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::harness::{eventually, patience, test_config, Backend, TestDb, TestHub, Ws, SECRET};
+use crate::harness::{
+    eventually, eventually_some, patience, send_body, test_config, Backend, TestDb, TestHub, Ws,
+    SECRET, SEND,
+};
 
 async fn send(hub: &TestHub, admin: &User, to: &User, title: &str) -> u16 {
     let (status, _) = hub
-        .post(
-            "/api/notifications/send/",
-            Some(&hub.token(admin)),
-            json!({"user_ids": [to.id.0], "title": title, "message": format!("{title} body")}),
+        .try_send(
+            admin,
+            &[to],
+            json!({"title": title, "message": format!("{title} body")}),
         )
         .await;
     status
@@ -243,7 +244,7 @@ async fn a_socket_that_stops_reading_is_cut_off_and_nobody_waits(backend: Backen
     let mut stalled = stalled_client(&hub, &alice).await;
     let actor = hub.hub.user(alice.id).unwrap();
     eventually("both of alice's sockets are attached", || async {
-        ractor::call_t!(actor, UserMsg::Snapshot, 5_000)
+        ractor::call_t!(actor, UserMsg::Snapshot, crate::harness::patience_ms())
             .unwrap()
             .connections
             .len()
@@ -257,14 +258,12 @@ async fn a_socket_that_stops_reading_is_cut_off_and_nobody_waits(backend: Backen
     let blob = "x".repeat(150 * 1024);
     let sender = async {
         for i in 0..TOTAL {
-            let (status, _) = hub
-                .post(
-                    "/api/notifications/send/",
-                    Some(&hub.token(&admin)),
-                    json!({"user_ids": [alice.id.0, bob.id.0], "title": format!("n{i}"), "message": "big", "data": {"blob": blob}}),
-                )
-                .await;
-            assert_eq!(status, 201);
+            hub.send(
+                &admin,
+                &[&alice, &bob],
+                json!({"title": format!("n{i}"), "message": "big", "data": {"blob": blob}}),
+            )
+            .await;
         }
     };
     let fast_reader = async {
@@ -278,7 +277,7 @@ async fn a_socket_that_stops_reading_is_cut_off_and_nobody_waits(backend: Backen
     assert_eq!(other_seqs, (1..=TOTAL as i64).collect::<Vec<_>>());
     // The stalled socket was cut off; the actor holds the live one only.
     eventually("the stalled socket is dropped", || async {
-        ractor::call_t!(actor, UserMsg::Snapshot, 5_000)
+        ractor::call_t!(actor, UserMsg::Snapshot, crate::harness::patience_ms())
             .unwrap()
             .connections
             .len()
@@ -291,24 +290,20 @@ async fn a_socket_that_stops_reading_is_cut_off_and_nobody_waits(backend: Backen
         "/ws/notifications/?token={}&last_seq=0",
         hub.token(&alice)
     ));
-    let deadline = tokio::time::Instant::now() + patience();
-    let ws = loop {
+    let ws = eventually_some("the stalled session gives its socket slot back", || {
         let url = url.clone();
-        // A socket over the cap is closed at once, which fails `established`.
-        let tried = tokio::spawn(async move {
-            let mut ws = Ws::connect(&url).await;
-            ws.established().await;
-            ws
-        })
-        .await;
-        match tried {
-            Ok(ws) => break ws,
-            Err(_) if tokio::time::Instant::now() < deadline => {
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await
-            }
-            Err(e) => panic!("the stalled session still holds its socket slot: {e}"),
+        async move {
+            // A socket over the cap is closed at once, which fails `established`.
+            tokio::spawn(async move {
+                let mut ws = Ws::connect(&url).await;
+                ws.established().await;
+                ws
+            })
+            .await
+            .ok()
         }
-    };
+    })
+    .await;
     assert_eq!(seqs(&ws.replayed), (1..=TOTAL as i64).collect::<Vec<_>>());
     // Reading the stalled socket now ends (a 4008 close if the hub could still send one).
     let mut sink = vec![0u8; 1 << 16];
@@ -433,7 +428,7 @@ async fn kill_9_mid_stream_loses_nothing_that_was_acknowledged(backend: Backend)
         titles
     });
     let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
+        .timeout(patience())
         .build()
         .unwrap();
     // Four writers stream sends; each remembers the titles the hub answered 201 for.
@@ -452,9 +447,12 @@ async fn kill_9_mid_stream_loses_nothing_that_was_acknowledged(backend: Backend)
                 }
                 let title = format!("w{w}-{i}");
                 let res = client
-                    .post(format!("http://{addr}/api/notifications/send/"))
+                    .post(format!("http://{addr}{SEND}"))
                     .bearer_auth(&token)
-                    .json(&json!({"user_ids": [alice], "title": title, "message": "m"}))
+                    .json(&send_body(
+                        &[alice],
+                        json!({"title": title, "message": "m"}),
+                    ))
                     .send()
                     .await;
                 match res {

@@ -289,7 +289,15 @@ async fn presence_counts_users_and_waits_out_the_grace_period(backend: Backend) 
 }
 
 async fn typing_is_throttled_and_stops_by_itself(backend: Backend) {
-    let hub = quick_hub(&backend).await;
+    // The bursts below are sent again and again until one is relayed: the socket's own
+    // command rate limit is not what this test is about.
+    let hub = TestHub::start_with(&backend, |c| {
+        c.presence_grace_ms = crate::harness::scaled_ms(2_000);
+        c.typing_idle_ms = 600;
+        c.ws_commands_per_second = 10_000;
+        c.ws_command_burst = 10_000;
+    })
+    .await;
     let c = cast(&hub).await;
     let p = c.project;
     let other = hub.project("OPS", &[&c.c1]).await.id.0;
@@ -337,21 +345,36 @@ async fn typing_is_throttled_and_stops_by_itself(backend: Backend) {
     alice.roundtrip().await;
     // Nothing of that reached Bob.
     bob.roundtrip().await;
-    // Stops are relayed at once, and true/false/true/false… cannot beat the throttle: once
-    // the throttle's second since the last relay has passed, a burst of them relays one start
-    // and one stop.
-    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
-    for is_typing in [true, false, true, false, true, false] {
+    // Stops are relayed at once, and true/false/true/false… cannot beat the throttle: a burst
+    // of them, sent again and again (each followed by a viewing change, relayed at once, that
+    // says the burst was handled), relays nothing while the throttle's second since the last
+    // relay runs, and once it has passed one start and one stop.
+    let sockets = tokio::sync::Mutex::new((alice, bob));
+    let relayed = crate::harness::eventually_some("a typing burst is relayed", || async {
+        let mut sockets = sockets.lock().await;
+        let (alice, bob) = &mut *sockets;
+        for is_typing in [true, false, true, false, true, false] {
+            alice
+                .send_json(json!({"type": "user_typing", "ticket_id": t, "is_typing": is_typing}))
+                .await;
+        }
         alice
-            .send_json(json!({"type": "user_typing", "ticket_id": t, "is_typing": is_typing}))
+            .send_json(json!({"type": "ticket_viewing", "ticket_id": t}))
             .await;
-    }
-    alice
-        .send_json(json!({"type": "ticket_viewing", "ticket_id": t}))
-        .await;
-    assert_eq!(bob.next_json().await["is_typing"], true);
-    assert_eq!(bob.next_json().await["is_typing"], false);
-    assert_eq!(bob.next_json().await["type"], "ticket_viewing");
+        let mut typing = Vec::new();
+        loop {
+            let v = bob.next_json().await;
+            if v["type"] == "ticket_viewing" {
+                break;
+            }
+            assert_eq!(v["type"], "user_typing", "{v}");
+            typing.push(v["is_typing"].clone());
+        }
+        (!typing.is_empty()).then_some(typing)
+    })
+    .await;
+    assert_eq!(relayed, vec![json!(true), json!(false)]);
+    let (alice, mut bob) = sockets.into_inner();
     // The room is an actor of its own, listed for operators.
     let rooms = live_rooms(&hub).await;
     assert_eq!(rooms.total, 1);
@@ -805,8 +828,12 @@ async fn a_tab_that_comes_and_goes_never_leaves_without_having_joined() {
     // The room says when the last of those tabs is gone.
     let room = hub.hub.room(ProjectId(p)).expect("the room is live");
     crate::harness::eventually("every flashing tab has left the room", || async {
-        let snapshot = ractor::call_t!(room, tickethub_actors::room::RoomMsg::Snapshot, 5_000)
-            .expect("the room answers");
+        let snapshot = ractor::call_t!(
+            room,
+            tickethub_actors::room::RoomMsg::Snapshot,
+            crate::harness::patience_ms()
+        )
+        .expect("the room answers");
         snapshot.presence_sockets == 1
             && snapshot.members.iter().all(|(id, _, _)| *id != users[1].id)
     })
@@ -841,6 +868,92 @@ async fn a_tab_that_comes_and_goes_never_leaves_without_having_joined() {
     assert!(!present, "the flashing user is still shown present");
 }
 
+/// A tab that comes and goes within one presence batch is announced to nobody: neither
+/// `joined` nor `left`. The batch is held open deterministically: the room is kept busy on a
+/// Redis that answers nothing (frozen) while the tab's whole life is queued to it, in the
+/// messages a socket and its grace timer send (join, leave, grace check); only then is Redis
+/// let go. Another user's tab opened afterwards is the marker: its `joined` reaches the
+/// observer only once every earlier batch was written.
+async fn a_tab_that_comes_and_goes_within_one_batch_is_never_announced() {
+    use tickethub_actors::connection::{ConnHandle, ConnId};
+    use tickethub_actors::room::{RoomMsg, RoomSocket};
+    let redis = crate::nodes::RedisServer::start().await;
+    let url = redis.url();
+    let hub = TestHub::start_with(&Backend::Sqlite, move |c| {
+        c.presence_grace_ms = 0;
+        c.redis_url = Some(url);
+        c.redis_prefix = format!("th-{}", uuid::Uuid::new_v4().simple());
+    })
+    .await;
+    let (users, p) = crowd(&hub, "BLINK", 3).await;
+    let (observer_user, flashing, marker) = (&users[0], &users[1], &users[2]);
+    let (mut observer, state) = presence(&hub, observer_user, p).await;
+    assert_eq!(user_ids(&state), vec![observer_user.id.0], "{state}");
+    let room = hub.hub.room(ProjectId(p)).expect("the room is live");
+
+    // While Redis is frozen, a resync keeps the room waiting on it (the room cannot take the
+    // next message before it is done), so the tab's join, leave and grace check are all queued
+    // behind it, before any flush could be.
+    let tab = ConnId(u64::MAX - 7);
+    let (conn, _outbound) = ConnHandle::new(tab, 256, 1 << 20);
+    let (reply, joined) = ractor::concurrency::oneshot();
+    redis.freeze();
+    room.send_message(RoomMsg::Resync).unwrap();
+    room.send_message(RoomMsg::Join {
+        user: flashing.clone(),
+        kind: RoomSocket::Presence,
+        diff: false,
+        conn,
+        reply: reply.into(),
+    })
+    .unwrap();
+    room.send_message(RoomMsg::Leave(tab)).unwrap();
+    room.send_message(RoomMsg::GraceCheck(flashing.id)).unwrap();
+    let mut joined = Box::pin(joined);
+    let answered_early = futures::FutureExt::now_or_never(&mut joined).is_some();
+    redis.thaw();
+    assert!(
+        !answered_early,
+        "the room took the join while Redis was frozen: the batch was not held open"
+    );
+    tokio::time::timeout(crate::harness::patience(), joined)
+        .await
+        .expect("the room takes the join once Redis answers")
+        .expect("the room answers the join");
+
+    // The marker joins; everything the observer hears before it is about nobody else.
+    let (_marker_tab, _) = presence(&hub, marker, p).await;
+    loop {
+        let v = observer.next_json().await;
+        match v["type"].as_str() {
+            Some("user_status") if v["user_id"] == marker.id.0 => {
+                assert_eq!(v["action"], "joined", "{v}");
+                break;
+            }
+            Some("presence_state") => assert!(
+                !user_ids(&v).contains(&flashing.id.0),
+                "the flashing tab is shown present: {v}"
+            ),
+            _ => panic!("the observer heard of something else than the marker: {v}"),
+        }
+    }
+    nothing_more(&mut observer).await;
+    // Nor does a newcomer see the flashing user, and the room holds nobody of theirs.
+    let (_late, state) = presence(&hub, observer_user, p).await;
+    assert_eq!(
+        user_ids(&state),
+        vec![observer_user.id.0, marker.id.0],
+        "{state}"
+    );
+    let snapshot = ractor::call_t!(room, RoomMsg::Snapshot, crate::harness::patience_ms())
+        .expect("the room answers");
+    assert!(
+        snapshot.members.iter().all(|(id, _, _)| *id != flashing.id),
+        "{:?}",
+        snapshot.members
+    );
+}
+
 crate::trials! {
     both: [
         only_members_and_admins_get_in,
@@ -856,6 +969,7 @@ crate::trials! {
         a_crashed_room_restarts_alone_and_operators_see_it,
         a_ticket_that_did_not_exist_yet_is_not_held_against_it,
         a_tab_that_comes_and_goes_never_leaves_without_having_joined,
+        a_tab_that_comes_and_goes_within_one_batch_is_never_announced,
     ],
     sync: [],
 }

@@ -1,7 +1,6 @@
 //! Seed 001's JavaScript `NotificationService`, unchanged, against the hub in Node.
 
 use std::process::Stdio;
-use std::time::Duration;
 
 use serde_json::{json, Value};
 use tickethub_actors::domain::Role;
@@ -37,7 +36,7 @@ impl Node {
     /// The next event the driver prints; the class's own log lines are skipped.
     async fn event(&mut self, name: &str) -> Value {
         loop {
-            let line = tokio::time::timeout(Duration::from_secs(20), self.lines.next_line())
+            let line = tokio::time::timeout(crate::harness::patience(), self.lines.next_line())
                 .await
                 .unwrap_or_else(|_| panic!("no `{name}` event in time"))
                 .unwrap()
@@ -54,7 +53,7 @@ impl Node {
     /// Waits for a line containing `text` (the class logs its connection).
     async fn log(&mut self, text: &str) {
         loop {
-            let line = tokio::time::timeout(Duration::from_secs(20), self.lines.next_line())
+            let line = tokio::time::timeout(crate::harness::patience(), self.lines.next_line())
                 .await
                 .unwrap_or_else(|_| panic!("no log line with `{text}` in time"))
                 .unwrap()
@@ -123,13 +122,8 @@ async fn seed_001_notification_service_works_unchanged() {
     let read = node.event("read").await;
     assert_eq!(read["message"], "Notification marked as read");
     assert_eq!(read["notification"]["is_read"], true);
-    hub.post_as(
-        &admin,
-        "/api/notifications/send/",
-        json!({"user_ids": [admin.id.0], "title": "x", "message": "y"}),
-        201,
-    )
-    .await;
+    hub.send(&admin, &[&admin], json!({"title": "x", "message": "y"}))
+        .await;
     assert_eq!(node.event("notification").await["title"], "x");
     node.send("readall").await;
     assert_eq!(

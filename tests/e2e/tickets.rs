@@ -7,7 +7,7 @@ use futures::future::join_all;
 use serde_json::{json, Value};
 use tickethub_actors::domain::{Role, User};
 
-use crate::harness::{Backend, TestHub, Ws};
+use crate::harness::{Backend, Crew, TestHub, Ws};
 
 /// Two admins (one a super admin), two developers, two clients, one project.
 pub struct Cast {
@@ -44,13 +44,13 @@ pub async fn cast(hub: &TestHub) -> Cast {
 }
 
 pub async fn create_ticket(hub: &TestHub, by: &User, project: i64, title: &str) -> Value {
-    hub.post_as(
-        by,
-        "/api/tickets/",
-        json!({"project": project, "title": title, "description": "It is down", "priority": "HIGH", "category": "BUG"}),
-        201,
-    )
-    .await
+    let crew = crate::harness::Crew {
+        creator: by,
+        admin: by,
+        devs: &[],
+    };
+    hub.ticket_in("NEW", &crew, json!({"project": project, "title": title}))
+        .await
 }
 
 /// Every notification of a user, oldest first, from the REST API.
@@ -432,22 +432,19 @@ async fn conflicting_actions_race_and_exactly_one_wins(backend: Backend) {
 async fn comments_reach_creator_and_assignees_but_not_the_author(backend: Backend) {
     let hub = TestHub::start(&backend).await;
     let c = cast(&hub).await;
-    let t = create_ticket(&hub, &c.c1, c.project, "Needs talk").await;
+    let crew = Crew {
+        creator: &c.c1,
+        admin: &c.a1,
+        devs: &[&c.d1, &c.d2],
+    };
+    let t = hub
+        .ticket_in(
+            "ASSIGNED",
+            &crew,
+            json!({"project": c.project, "title": "Needs talk"}),
+        )
+        .await;
     let id = t["id"].as_i64().unwrap();
-    hub.post_as(
-        &c.a1,
-        &format!("/api/tickets/{id}/open_ticket/"),
-        json!({}),
-        200,
-    )
-    .await;
-    hub.post_as(
-        &c.a1,
-        &format!("/api/tickets/{id}/assign/"),
-        json!({"developer_ids": [c.d1.id.0, c.d2.id.0]}),
-        200,
-    )
-    .await;
     let mut c1 = hub.connect(&c.c1).await;
     let mut d2 = hub.connect(&c.d2).await;
     let mut d1 = hub.connect(&c.d1).await;
@@ -529,7 +526,7 @@ async fn ticket_lists_filter_paginate_and_hide_other_projects(backend: Backend) 
     assert_eq!(second["results"].as_array().unwrap().len(), 3);
     assert!(second["next"].is_null());
     hub.get_as(&c.c2, "/api/tickets/?page=3", 404).await;
-    let all = hub.get_as(&c.c2, "/api/tickets/?page_size=500", 200).await;
+    let all = hub.get_as(&c.c2, "/api/tickets/?page_size=100", 200).await;
     assert_eq!(all["results"].as_array().unwrap().len(), 23);
     hub.get_as(&c.c2, "/api/tickets/?status=LOST", 400).await;
     hub.get_as(&c.c2, "/api/tickets/?page=x", 404).await;
