@@ -13,14 +13,37 @@
 //!
 //! In seeds 002–004, `seq` and `replayed` sit beside `type` at the top of the frame, where
 //! their clients ignore them and a resuming client finds them.
+//!
+//! ## Notification types
+//!
+//! Seeds 001–003 get the hub's own notification types. Seed 004 has a vocabulary of its own
+//! (`info`, `success`, `warning`, `error`, `course`, `enrollment`, `session`, `library`,
+//! `system`, `user_registration`); where it names an equivalent of a hub type, its frames
+//! (live, replayed, and the items of `notifications_list`) carry seed 004's name
+//! ([`SEED004_TYPES`], [`Dialect::type_name`]):
+//!
+//! | hub type (`notification_type`) | seed 004 `type` |
+//! |---|---|
+//! | `user_registered` | `user_registration` |
+//! | `ticket_created`, `ticket_opened`, `ticket_assigned`, `work_started`, `work_finished`, `ticket_approved`, `ticket_rejected`, `comment_added` | unchanged (seed 004 has no tickets) |
+//! | a sender's own type (`general`, `approval`, …) | unchanged |
+//!
+//! Only frames change: the REST API, its `notification_type` filter, the socket's
+//! `all_marked_read` filter echo and the stored records keep the hub's names.
 
 use chrono::{DateTime, Utc};
 use clap::ValueEnum;
 use serde_json::{json, Value};
+use tickethub_actors::event::EventType;
 use tickethub_actors::notification::Notification;
 
 use super::timestamp;
 use crate::wire;
+
+/// The hub's notification types that seed 004 names otherwise, as `(hub, seed 004)`; every
+/// other type keeps its name in seed 004's frames.
+pub const SEED004_TYPES: [(EventType, &str); 1] =
+    [(EventType::UserRegistered, "user_registration")];
 
 /// The frame shapes a socket speaks.
 #[derive(ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -70,6 +93,18 @@ impl Dialect {
         protocol
             .strip_prefix("tickethub.")
             .and_then(Dialect::from_name)
+    }
+
+    /// The name this dialect's frames give a notification type: seed 004's own word where it
+    /// has one ([`SEED004_TYPES`]), else the hub's.
+    pub fn type_name(self, kind: &EventType) -> &str {
+        match self {
+            Dialect::Seed004 => SEED004_TYPES
+                .iter()
+                .find(|(hub, _)| hub == kind)
+                .map_or(kind.as_str(), |(_, seed)| seed),
+            _ => kind.as_str(),
+        }
     }
 
     /// A live (`replayed: false`) or replayed notification frame.
@@ -140,7 +175,7 @@ impl Dialect {
             }),
             Dialect::Seed004 => json!({
                 "id": n.id,
-                "type": n.notification_type.as_str(),
+                "type": self.type_name(&n.notification_type),
                 "title": n.title,
                 "body": n.message,
                 "action_url": n.action_url,
@@ -199,6 +234,99 @@ mod tests {
         assert_eq!(ago(86_400 * 800), "2 years ago");
         // A clock a little behind the database's is not "in the future".
         assert_eq!(ago(-5), "Just now");
+    }
+
+    /// Seed 004's notification types, as its document lists them.
+    const SEED004_VOCABULARY: [&str; 10] = [
+        "info",
+        "success",
+        "warning",
+        "error",
+        "course",
+        "enrollment",
+        "session",
+        "library",
+        "system",
+        "user_registration",
+    ];
+
+    fn notification_of(kind: &str) -> Notification {
+        Notification {
+            id: 9,
+            user_id: tickethub_actors::domain::UserId(1),
+            seq: 3,
+            notification_type: kind.parse().unwrap(),
+            title: "New User Registered".into(),
+            message: "John Doe registered".into(),
+            ticket: None,
+            data: r#"{"user_id":5}"#.into(),
+            action_url: Some("/users/5/".into()),
+            is_read: false,
+            read_at: None,
+            created_at: Utc::now(),
+        }
+    }
+
+    /// The type a dialect's live frame, replayed frame and list item carry (all must agree).
+    fn types_shown(d: Dialect, n: &Notification) -> String {
+        let pick = |v: &Value| -> Value {
+            match d {
+                Dialect::Seed001 => v["notification_type"].clone(),
+                Dialect::Seed002 => v["data"]["notification_type"].clone(),
+                Dialect::Seed003 | Dialect::Seed004 => v["notification"]["type"].clone(),
+            }
+        };
+        let live = pick(&d.notification(n, false));
+        let replayed: Value = serde_json::from_slice(&d.notification_bytes(n, true)).unwrap();
+        let replayed = pick(&replayed);
+        let item = d.list_item(n);
+        let item = match d {
+            Dialect::Seed001 | Dialect::Seed002 => item["notification_type"].clone(),
+            Dialect::Seed003 | Dialect::Seed004 => item["type"].clone(),
+        };
+        assert_eq!(live, replayed, "{d:?}");
+        assert_eq!(live, item, "{d:?}");
+        live.as_str()
+            .unwrap_or_else(|| panic!("{d:?}: {live}"))
+            .to_owned()
+    }
+
+    #[test]
+    fn seed004_names_a_registration_user_registration_and_keeps_the_rest() {
+        let registered = notification_of("user_registered");
+        assert_eq!(registered.notification_type, EventType::UserRegistered);
+        assert_eq!(
+            types_shown(Dialect::Seed004, &registered),
+            "user_registration"
+        );
+        // The other dialects keep the hub's name.
+        for d in [Dialect::Seed001, Dialect::Seed002, Dialect::Seed003] {
+            assert_eq!(types_shown(d, &registered), "user_registered", "{d:?}");
+        }
+        // Every other built-in type, and a sender's own types, pass unchanged, in every dialect.
+        let kept = EventType::BUILT_IN
+            .iter()
+            .filter(|t| **t != EventType::UserRegistered)
+            .map(|t| t.as_str().to_owned())
+            .chain(["general", "approval", "info"].map(String::from));
+        for kind in kept {
+            for d in Dialect::ALL {
+                assert_eq!(types_shown(d, &notification_of(&kind)), kind, "{d:?}");
+            }
+        }
+        // Each mapping is to a word of seed 004's vocabulary, from a built-in type; no hub type
+        // kept as it is collides with one of seed 004's words.
+        for (hub, seed) in &SEED004_TYPES {
+            assert!(EventType::BUILT_IN.contains(hub), "{hub}");
+            assert!(SEED004_VOCABULARY.contains(seed), "{seed}");
+            assert_eq!(Dialect::Seed004.type_name(hub), *seed);
+        }
+        for t in &EventType::BUILT_IN {
+            let shown = Dialect::Seed004.type_name(t);
+            if shown == t.as_str() {
+                assert!(!SEED004_VOCABULARY.contains(&shown), "{shown}");
+            }
+        }
     }
 
     #[test]

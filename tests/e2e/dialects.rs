@@ -282,7 +282,8 @@ async fn seed004_registrations_reach_super_admins_and_inbox_changes_follow(backe
             "metadata"
         ])
     );
-    assert_eq!(n["type"], "user_registered");
+    // Seed 004's word for the hub's `user_registered`.
+    assert_eq!(n["type"], "user_registration");
     assert_eq!(n["title"], "New User Registered");
     assert!(n["body"].as_str().unwrap().contains("John Doe"), "{n}");
     assert_eq!(n["is_read"], false);
@@ -293,7 +294,9 @@ async fn seed004_registrations_reach_super_admins_and_inbox_changes_follow(backe
     assert_eq!(meta["user_email"], "john@example.com");
     assert_eq!(meta["user_full_name"], "John Doe");
     assert_eq!(meta["user_role"], "client");
-    assert_eq!(plain.next_json().await["type"], "notification");
+    let plain_frame = plain.next_json().await;
+    assert_eq!(plain_frame["type"], "notification");
+    assert_eq!(plain_frame["notification_type"], "user_registered");
 
     // Seed 004's REST paths: read, unread, delete all; the socket hears of each.
     let id = n["id"].as_i64().unwrap();
@@ -330,6 +333,104 @@ async fn seed004_registrations_reach_super_admins_and_inbox_changes_follow(backe
     assert_eq!(ws.next_json().await["type"], "pong");
 }
 
+async fn seed004_calls_a_registration_user_registration_and_keeps_other_types(backend: Backend) {
+    // A hub of seed 001's shapes; the super admin's frontend asks for seed 004's.
+    let hub = TestHub::start(&backend).await;
+    let root = hub.user_with("root", Role::Admin, true).await;
+    let (mut s004, _, _) = open(&url(&hub, &root, "&dialect=seed004"), &[]).await;
+    let (mut s003, _, _) = open(&url(&hub, &root, "&dialect=seed003"), &[]).await;
+    let (mut s001, _, _) = open(&url(&hub, &root, ""), &[]).await;
+    let mut stream = crate::sse::Sse::connect(
+        &hub.http,
+        &hub.url(&format!(
+            "/sse/notifications/?dialect=seed004&token={}",
+            hub.token(&root)
+        )),
+        &[],
+    )
+    .await;
+
+    let (status, user) = hub
+        .post(
+            "/api/auth/register/",
+            None,
+            json!({"username": "jane", "password": "long enough", "email": "jane@example.com", "display_name": "Jane Roe"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{user}");
+    let frame = s004.next_json().await;
+    assert_eq!(frame["type"], "new_notification");
+    assert_eq!(
+        frame["notification"]["type"], "user_registration",
+        "{frame}"
+    );
+    assert_eq!(frame["notification"]["metadata"]["user_id"], user["id"]);
+    // The event stream in seed 004's dialect says the same.
+    let event = stream.next_event().await;
+    assert_eq!(event.event, "notification");
+    assert_eq!(event.data["notification"]["type"], "user_registration");
+    assert_eq!(
+        event.data["notification"]["id"],
+        frame["notification"]["id"]
+    );
+    // Other dialects, and the REST API, keep the hub's word.
+    assert_eq!(
+        s003.next_json().await["notification"]["type"],
+        "user_registered"
+    );
+    assert_eq!(
+        s001.next_json().await["notification_type"],
+        "user_registered"
+    );
+    let id = frame["notification"]["id"].as_i64().unwrap();
+    let stored = hub
+        .get_as(&root, &format!("/api/notifications/{id}/"), 200)
+        .await;
+    assert_eq!(stored["notification_type"], "user_registered");
+
+    // A type seed 004 has no word for passes unchanged: a sender's own, and the default.
+    for (extra, kind) in [
+        (json!({"notification_type": "approval"}), "approval"),
+        (json!({}), "general"),
+    ] {
+        let mut body = json!({"title": "Heads up", "message": "m"});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        hub.send(&root, &[&root], body).await;
+        assert_eq!(s004.next_json().await["notification"]["type"], kind);
+        assert_eq!(s001.next_json().await["notification_type"], kind);
+        s003.next_json().await;
+    }
+
+    // A replay and the list in seed 004's dialect use its word too.
+    let (mut again, _, replayed) =
+        open(&url(&hub, &root, "&dialect=seed004&last_seq=0"), &[]).await;
+    let kinds: Vec<&Value> = replayed
+        .iter()
+        .map(|f| &f["notification"]["type"])
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            &json!("user_registration"),
+            &json!("approval"),
+            &json!("general")
+        ]
+    );
+    again.send_json(json!({"type": "get_notifications"})).await;
+    let list = again.next_json().await;
+    assert_eq!(list["type"], "notifications_list", "{list}");
+    let mut listed: Vec<String> = list["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["type"].as_str().unwrap().to_owned())
+        .collect();
+    listed.sort();
+    assert_eq!(listed, ["approval", "general", "user_registration"]);
+}
+
 async fn an_unknown_dialect_is_refused_before_the_upgrade() {
     let hub = TestHub::start(&Backend::Sqlite).await;
     let alice = hub.user("alice", Role::Client).await;
@@ -348,6 +449,7 @@ crate::trials! {
         seed002_hears_of_an_assignment_and_a_custom_notification,
         seed003_commands_and_their_confirmations,
         seed004_registrations_reach_super_admins_and_inbox_changes_follow,
+        seed004_calls_a_registration_user_registration_and_keeps_other_types,
     ],
     tests: [
         an_unknown_dialect_is_refused_before_the_upgrade,

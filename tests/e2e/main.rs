@@ -34,6 +34,7 @@ mod replay;
 mod rooms;
 mod routing_rules;
 mod seed;
+mod sse;
 mod store;
 mod throttles;
 mod tickets;
@@ -67,6 +68,7 @@ fn main() {
         rooms::trials(),
         routing_rules::trials(),
         seed::trials(),
+        sse::trials(),
         store::trials(),
         throttles::trials(),
         tickets::trials(),

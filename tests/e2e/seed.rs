@@ -168,7 +168,7 @@ async fn seed_004_frontend_example_works_unchanged() {
     assert_eq!(log[0], "New notification received:");
     let shown = node.event("notification").await;
     assert_eq!(shown, log[1]);
-    assert_eq!(shown["type"], "user_registered");
+    assert_eq!(shown["type"], "user_registration");
     assert_eq!(shown["title"], "New User Registered");
     assert_eq!(shown["time_ago"], "Just now");
     assert_eq!(shown["metadata"]["user_id"], user["id"]);
