@@ -171,6 +171,7 @@ impl Fixture {
             link: Some("/status/".into()),
             channels: Vec::new(),
             sent_by: None,
+            idempotency: None,
         }
     }
 }

@@ -73,7 +73,7 @@ fn commits(
     group.bench_function(format!("{backend}/single"), |b| {
         b.to_async(rt).iter(|| async {
             store
-                .commit_notifications(vec![draft(ids[0])])
+                .commit_notifications(vec![draft(ids[0])], None)
                 .await
                 .unwrap()
         })
@@ -83,7 +83,7 @@ fn commits(
         group.bench_function(format!("{backend}/batch_{size}"), |b| {
             b.to_async(rt).iter(|| async {
                 let drafts = ids[..size].iter().copied().map(draft).collect();
-                store.commit_notifications(drafts).await.unwrap()
+                store.commit_notifications(drafts, None).await.unwrap()
             })
         });
     }

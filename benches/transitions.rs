@@ -83,6 +83,7 @@ async fn lifecycle(f: &Fixture) {
                 priority: Priority::High,
                 category: Category::Bug,
                 created_by: f.client.id,
+                idempotency: None,
             },
         )
         .await

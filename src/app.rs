@@ -240,6 +240,7 @@ impl Application {
             trusted_proxies: config.trusted_proxy_nets().unwrap_or_default().into(),
             limits: Arc::new(crate::limits::Limits::from_config(&config)),
             registration: config.registration,
+            idempotency_lease: chrono::TimeDelta::seconds(config.idempotency_lease.max(1) as i64),
             metrics: Arc::new(http::MetricsAccess {
                 token: config.metrics_token.clone(),
                 on_main: config.metrics_bind.is_none(),

@@ -2,6 +2,7 @@
 //!
 //! Shared by the HTTP API and the WebSocket handshake. Tokens never reach a log line.
 
+pub mod api_keys;
 pub mod jwks;
 
 use std::path::Path;

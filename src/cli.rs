@@ -42,6 +42,12 @@ pub enum Command {
         #[command(subcommand)]
         command: ProjectsCommand,
     },
+    /// Manage API keys for servers (`Authorization: Api-Key <key>`).
+    Keys {
+        /// What to do with keys.
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Print the live supervision tree of a running hub.
     Actors(ActorsArgs),
     /// Explain, event by event, whether a user was notified about a ticket, and why not.
@@ -62,6 +68,56 @@ pub struct PurgeArgs {
     /// How long delivered unread notifications are kept (as `serve --retention-unread`).
     #[arg(long, env = "TICKETHUB_RETENTION_UNREAD", value_parser = humantime::parse_duration)]
     pub retention_unread: Option<std::time::Duration>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub db: DatabaseArgs,
+}
+
+/// `tickethub keys …`.
+#[derive(Subcommand, Debug)]
+pub enum KeysCommand {
+    /// Make a key and print it, once (only its hash is stored).
+    Create(KeyCreateArgs),
+    /// List the keys: name, prefix, scopes, user, last use.
+    List(KeyListArgs),
+    /// Revoke a key: every hub refuses it from its next request.
+    Revoke(KeyRevokeArgs),
+}
+
+/// `tickethub keys create`.
+#[derive(Args, Debug)]
+pub struct KeyCreateArgs {
+    /// The key's unique name, shown in timelines and traces.
+    #[arg(long)]
+    pub name: String,
+    /// What it may do, comma-separated: notifications:send, tickets:write, admin:read.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub scopes: Vec<String>,
+    /// The user the key acts as (for tickets:write, whose role decides the actions); without
+    /// it, a service user named after the key is made.
+    #[arg(long)]
+    pub user: Option<String>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub db: DatabaseArgs,
+}
+
+/// `tickethub keys list`.
+#[derive(Args, Debug)]
+pub struct KeyListArgs {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub db: DatabaseArgs,
+}
+
+/// `tickethub keys revoke NAME`.
+#[derive(Args, Debug)]
+pub struct KeyRevokeArgs {
+    /// The key's name.
+    pub name: String,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub db: DatabaseArgs,

@@ -278,6 +278,21 @@ pub struct ServeConfig {
     #[arg(long, env = "TICKETHUB_WRITES_PER_MINUTE", default_value_t = 30)]
     pub writes_per_minute: u32,
 
+    /// Seconds a request with an `Idempotency-Key` holds the key before a retry may run too
+    /// (a retry sooner gets 409 with `Retry-After`). Only one of them can commit, however long
+    /// either takes.
+    #[arg(long, env = "TICKETHUB_IDEMPOTENCY_LEASE", default_value_t = 30)]
+    pub idempotency_lease: u64,
+
+    /// Requests one API key may make per minute (0: no limit), whatever its scopes. Past it:
+    /// 429 with `Retry-After`.
+    #[arg(
+        long,
+        env = "TICKETHUB_API_KEY_REQUESTS_PER_MINUTE",
+        default_value_t = 600
+    )]
+    pub api_key_requests_per_minute: u32,
+
     /// Registrations per hour from one client address (0: no limit).
     #[arg(long, env = "TICKETHUB_REGISTER_PER_HOUR", default_value_t = 10)]
     pub register_per_hour: u32,

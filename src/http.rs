@@ -11,8 +11,10 @@ use utoipa_axum::router::OpenApiRouter;
 pub use crate::state::{AppState, MetricsAccess};
 
 pub mod admin;
+pub mod api_keys;
 pub mod error;
 pub mod extract;
+pub mod idempotency;
 pub mod notifications;
 pub mod openapi;
 pub mod ops;
@@ -70,6 +72,7 @@ pub fn api(metrics_on_main: bool) -> OpenApiRouter<AppState> {
         .merge(projects::router())
         .merge(notifications::router())
         .merge(admin::router())
+        .merge(api_keys::router())
         .merge(ops::router(metrics_on_main))
 }
 

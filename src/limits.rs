@@ -47,6 +47,7 @@ pub struct Limits {
     refresh_ip: Keyed<IpAddr>,
     register_ip: Keyed<IpAddr>,
     writes_user: Keyed<tickethub_actors::domain::UserId>,
+    api_key: Keyed<i64>,
     hashing: tokio::sync::Semaphore,
     hashing_wait: Duration,
     commands: Option<Quota>,
@@ -85,6 +86,7 @@ impl Limits {
             refresh_ip: keyed(per_minute(c.login_per_minute.saturating_mul(6))),
             register_ip: keyed(register),
             writes_user: keyed(per_minute(c.writes_per_minute)),
+            api_key: keyed(per_minute(c.api_key_requests_per_minute)),
             hashing: tokio::sync::Semaphore::new(match c.password_hashing_concurrency {
                 0 => std::thread::available_parallelism().map_or(2, usize::from),
                 n => n as usize,
@@ -130,6 +132,11 @@ impl Limits {
         check(&self.writes_user, &user, "user_writes")
     }
 
+    /// A request made with the API key `id`.
+    pub fn api_key(&self, id: i64) -> Result<(), Refused> {
+        check(&self.api_key, &id, "api_key")
+    }
+
     /// A turn at password hashing (about one per core at once): waits briefly for one, else
     /// 503, so that a flood of logins never holds more than a few argon2 buffers.
     pub async fn hashing(&self) -> Result<tokio::sync::SemaphorePermit<'_>, Refused> {
@@ -156,6 +163,7 @@ impl Limits {
         self.refresh_ip.retain_recent();
         self.register_ip.retain_recent();
         self.writes_user.retain_recent();
+        self.api_key.retain_recent();
     }
 
     /// Runs `retain_recent` every minute for as long as the limits live.

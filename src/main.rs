@@ -65,9 +65,90 @@ async fn run(command: Command) -> ExitCode {
         Command::Projects {
             command: ProjectsCommand::Add(args),
         } => fail_on_err(add_project(args).await),
+        Command::Keys { command } => fail_on_err(keys(command).await),
         Command::Actors(args) => fail_on_err(actors(args).await),
         Command::Trace(args) => fail_on_err(trace(args).await),
         Command::Purge(args) => fail_on_err(purge(args).await),
+    }
+}
+
+async fn keys(command: cli::KeysCommand) -> Result<(), String> {
+    use tickethub::auth::api_keys::{self, CreateError};
+    match command {
+        cli::KeysCommand::Create(args) => {
+            let store = store::connect(&args.db.database_url)
+                .await
+                .map_err(|e| e.to_string())?;
+            let (key, secret) = api_keys::create(
+                store.as_ref(),
+                &args.name,
+                &args.scopes,
+                args.user.as_deref(),
+            )
+            .await
+            .map_err(|e| match e {
+                CreateError::Invalid(why) => format!("--{why}"),
+                CreateError::Store(e) => e.to_string(),
+            })?;
+            println!("{secret}");
+            eprintln!(
+                "created API key `{}` (prefix {}, scopes {}, acting as `{}`); it is shown only now: send it as `Authorization: Api-Key <key>`",
+                key.name,
+                key.prefix,
+                key.scopes.join(","),
+                key.username
+            );
+            Ok(())
+        }
+        cli::KeysCommand::List(args) => {
+            let store = store::connect(&args.db.database_url)
+                .await
+                .map_err(|e| e.to_string())?;
+            let keys = store.api_keys().await.map_err(|e| e.to_string())?;
+            let when = |t: Option<chrono::DateTime<chrono::Utc>>| {
+                t.map_or("-".to_owned(), tickethub::wire::timestamp)
+            };
+            if args.json {
+                let rows: Vec<_> = keys
+                    .iter()
+                    .map(tickethub::http::api_keys::ApiKeyJson::from)
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&rows).expect("JSON"));
+                return Ok(());
+            }
+            println!("NAME\tPREFIX\tSCOPES\tUSER\tCREATED\tLAST USED\tREVOKED");
+            for k in &keys {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                    k.name,
+                    k.prefix,
+                    k.scopes.join(","),
+                    k.username,
+                    tickethub::wire::timestamp(k.created_at),
+                    when(k.last_used_at),
+                    when(k.revoked_at)
+                );
+            }
+            Ok(())
+        }
+        cli::KeysCommand::Revoke(args) => {
+            let store = store::connect(&args.db.database_url)
+                .await
+                .map_err(|e| e.to_string())?;
+            if store
+                .revoke_api_key(&args.name, chrono::Utc::now())
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                println!("revoked API key `{}`", args.name);
+                Ok(())
+            } else {
+                Err(format!(
+                    "no API key `{}` that is not revoked already",
+                    args.name
+                ))
+            }
+        }
     }
 }
 

@@ -32,6 +32,8 @@ pub struct AppState {
     pub registration: crate::config::Registration,
     /// Who may read `/metrics`, and where.
     pub metrics: Arc<MetricsAccess>,
+    /// How long a request with an `Idempotency-Key` holds it before a retry may run.
+    pub idempotency_lease: chrono::TimeDelta,
 }
 
 /// Who may read `/metrics`, and where.

@@ -12,6 +12,7 @@ use tickethub_actors::ports::{Store, StoreError};
 
 use crate::config::{database_kind, ConfigError, DatabaseKind};
 
+pub mod access;
 pub mod credentials;
 pub mod history;
 pub mod inbox;
@@ -295,6 +296,7 @@ macro_rules! impl_store {
     ($store:ty, $db:ty, $backend:literal, $lock:literal) => {
         $crate::store::outbox::impl_outbox_store!($store, $db, $lock);
         $crate::store::credentials::impl_credential_store!($store, $db);
+        $crate::store::access::impl_access_store!($store, $db);
         $crate::store::retention::impl_retention_store!($store, $db, $lock);
         $crate::store::tickets::impl_ticket_store!($store, $db);
         $crate::store::history::impl_history_store!($store, $db, $lock);

@@ -496,6 +496,7 @@ impl SendIn {
             link,
             channels,
             sent_by: None,
+            idempotency: None,
         })
     }
 }

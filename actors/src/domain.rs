@@ -183,3 +183,12 @@ mod tests {
         assert!(!is_valid_project_key("PROJECTKEY1"));
     }
 }
+
+/// Who made an idempotent request, and the key they gave: what a commit marks as done.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdempotencyMark {
+    /// `user:<id>` or `key:<id>`.
+    pub caller: String,
+    /// The `Idempotency-Key` header.
+    pub key: String,
+}

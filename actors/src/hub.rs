@@ -354,6 +354,17 @@ impl Hub {
         by: &User,
         action: Action,
     ) -> Result<Applied, TicketError> {
+        self.apply_marked(ticket, by, action, None).await
+    }
+
+    /// [`Hub::apply`] for an idempotent request: `mark` is committed with the change.
+    pub async fn apply_marked(
+        &self,
+        ticket: TicketId,
+        by: &User,
+        action: Action,
+        mark: Option<crate::domain::IdempotencyMark>,
+    ) -> Result<Applied, TicketError> {
         let principal = Principal {
             id: by.id,
             role: by.role,
@@ -364,6 +375,7 @@ impl Hub {
             by: principal,
             by_name,
             action,
+            mark,
             reply,
         })
         .await
@@ -460,7 +472,10 @@ impl Hub {
             },
         );
         let queued = Deps::queued_channels(&drafts);
-        let notifications = deps.store.commit_notifications(drafts).await?;
+        let notifications = deps
+            .store
+            .commit_notifications(drafts, a.idempotency.as_ref())
+            .await?;
         let ids = notifications.iter().map(|n| n.id).collect();
         deps.deliver_queued(notifications, &queued);
         Ok(ids)

@@ -14,6 +14,12 @@ use crate::policy::PlannedStep;
 use crate::routing::{Channel, Preferences};
 use crate::ticket_domain::{Category, Change, Comment, Priority, Ticket, TicketId, TicketStatus};
 
+mod access;
+pub use crate::domain::IdempotencyMark;
+pub use access::{
+    ApiKey, ApiKeyStore, IdempotencyClaim, IdempotencyStore, NewApiKey, IDEMPOTENCY_TTL,
+};
+
 /// Why a storage call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -162,6 +168,8 @@ pub struct NewTicket {
     pub category: Category,
     /// The creating client.
     pub created_by: UserId,
+    /// The idempotent request that creates it, marked committed in the same transaction.
+    pub idempotency: Option<IdempotencyMark>,
 }
 
 /// Which tickets a list shows.
@@ -263,7 +271,8 @@ pub trait TicketStore: Send + Sync {
     /// Loads a ticket.
     async fn ticket(&self, id: TicketId) -> Result<Option<Ticket>, StoreError>;
     /// Commits a change made to the ticket at `expected_version`, with its notifications, in
-    /// one transaction. A ticket whose version moved on is [`StoreError::Stale`].
+    /// one transaction (with `mark`, the idempotent request that makes it is marked committed
+    /// there too). A ticket whose version moved on is [`StoreError::Stale`].
     async fn commit_change(
         &self,
         id: TicketId,
@@ -271,6 +280,7 @@ pub trait TicketStore: Send + Sync {
         change: &Change,
         author: UserId,
         drafts: Vec<Draft>,
+        mark: Option<&IdempotencyMark>,
     ) -> Result<Committed, StoreError>;
     /// Lists tickets, newest first, with the total count.
     async fn list_tickets(
@@ -293,10 +303,13 @@ pub trait TicketStore: Send + Sync {
 /// Notifications, read and changed by their recipient only.
 #[async_trait]
 pub trait NotificationStore: Send + Sync {
-    /// Stores notifications that belong to no ticket change (registrations, admin sends).
+    /// Stores notifications that belong to no ticket change (registrations, admin sends); with
+    /// `mark`, the idempotent request that sends them is marked committed (with their count)
+    /// in the same transaction.
     async fn commit_notifications(
         &self,
         drafts: Vec<Draft>,
+        mark: Option<&IdempotencyMark>,
     ) -> Result<Vec<Notification>, StoreError>;
     /// A user's notifications, newest first, with the total count.
     async fn list_notifications(
@@ -889,11 +902,13 @@ pub enum Purgeable {
     Escalations,
     /// Refresh-token records past their expiry (whatever the cutoff).
     RefreshTokens,
+    /// Idempotency records older than [`IDEMPOTENCY_TTL`] (whatever the cutoff).
+    IdempotencyKeys,
 }
 
 impl Purgeable {
     /// Every kind, in the order a sweep takes them.
-    pub const ALL: [Purgeable; 9] = [
+    pub const ALL: [Purgeable; 10] = [
         Purgeable::ReadNotifications,
         Purgeable::DeletedNotifications,
         Purgeable::UnreadNotifications,
@@ -903,6 +918,7 @@ impl Purgeable {
         Purgeable::FinishedDeliveries,
         Purgeable::Escalations,
         Purgeable::RefreshTokens,
+        Purgeable::IdempotencyKeys,
     ];
 
     /// Its name in metrics, the supervision tree and `tickethub purge`.
@@ -917,6 +933,7 @@ impl Purgeable {
             Purgeable::FinishedDeliveries => "finished_deliveries",
             Purgeable::Escalations => "escalations",
             Purgeable::RefreshTokens => "refresh_tokens",
+            Purgeable::IdempotencyKeys => "idempotency_keys",
         }
     }
 }
@@ -950,6 +967,9 @@ pub struct StoreFaults {
     pub failed_releases: std::sync::atomic::AtomicU32,
     /// Other nodes' board events whose content cannot be read.
     pub failed_board_reads: std::sync::atomic::AtomicU32,
+    /// Answers to idempotent requests whose recording fails (what a crash between a commit
+    /// and its answer leaves behind).
+    pub failed_idempotent_answers: std::sync::atomic::AtomicU32,
 }
 
 impl StoreFaults {
@@ -977,6 +997,8 @@ pub trait Store:
     + EscalationStore
     + CredentialStore
     + RetentionStore
+    + ApiKeyStore
+    + IdempotencyStore
 {
     /// The backend's name (`sqlite` or `postgres`), for logs and health output.
     fn backend(&self) -> &'static str;

@@ -58,6 +58,8 @@ impl RetentionPolicy {
                 Purgeable::UnreadNotifications => self.unread.map(|d| (what, before(d))),
                 // An expired refresh token is worth nothing, however young.
                 Purgeable::RefreshTokens => Some((what, now)),
+                // Kept for the day a retry may come in, whatever the retention.
+                Purgeable::IdempotencyKeys => Some((what, before(crate::ports::IDEMPOTENCY_TTL))),
                 _ => Some((what, before(self.retention))),
             })
             .collect()

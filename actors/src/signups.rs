@@ -85,7 +85,7 @@ impl Signups {
             }
         }
         let queued = Deps::queued_channels(&drafts);
-        let notifications = deps.store.commit_notifications(drafts).await?;
+        let notifications = deps.store.commit_notifications(drafts, None).await?;
         let count = notifications.len();
         deps.deliver_queued(notifications, &queued);
         Ok(count)
@@ -160,7 +160,7 @@ async fn digest(deps: &Deps, users: &[Signup]) -> Result<(), StoreError> {
     }
     drafts.retain(|d| !d.deliveries.is_empty());
     let queued = Deps::queued_channels(&drafts);
-    let notifications = deps.store.commit_notifications(drafts).await?;
+    let notifications = deps.store.commit_notifications(drafts, None).await?;
     metrics::counter!("tickethub_signup_digests_total").increment(notifications.len() as u64);
     deps.deliver_queued(notifications, &queued);
     Ok(())

@@ -92,6 +92,8 @@ pub enum TicketMsg {
         by_name: String,
         /// What they do.
         action: Action,
+        /// The idempotent request it answers, committed with the change.
+        mark: Option<crate::domain::IdempotencyMark>,
         /// The outcome.
         reply: RpcReplyPort<Result<Applied, TicketError>>,
     },
@@ -162,10 +164,13 @@ impl Actor for TicketActor {
                 by,
                 by_name,
                 action,
+                mark,
                 reply,
             } => {
                 state.last_active = Instant::now();
-                let result = self.apply(state, by, &by_name, &action).await;
+                let result = self
+                    .apply(state, by, &by_name, &action, mark.as_ref())
+                    .await;
                 match result {
                     Ok((committed, before)) => {
                         state.ticket = Some(committed.ticket.clone());
@@ -257,6 +262,7 @@ impl TicketActor {
         by: Principal,
         by_name: &str,
         action: &Action,
+        mark: Option<&crate::domain::IdempotencyMark>,
     ) -> Result<(Committed, crate::ticket_domain::TicketStatus), TicketError> {
         let store = &self.deps.store;
         let mut ticket = match state.ticket.take() {
@@ -264,7 +270,7 @@ impl TicketActor {
             _ => store.ticket(state.id).await?.ok_or(TicketError::NotFound)?,
         };
         state.stale = false;
-        let outcome = self.decide(&mut ticket, by, by_name, action).await;
+        let outcome = self.decide(&mut ticket, by, by_name, action, mark).await;
         state.ticket = Some(ticket);
         outcome
     }
@@ -276,6 +282,7 @@ impl TicketActor {
         by: Principal,
         by_name: &str,
         action: &Action,
+        mark: Option<&crate::domain::IdempotencyMark>,
     ) -> Result<(Committed, crate::ticket_domain::TicketStatus), TicketError> {
         let store = &self.deps.store;
         for _attempt in 0..3 {
@@ -345,7 +352,7 @@ impl TicketActor {
                 },
             );
             match store
-                .commit_change(ticket.id, ticket.version, &change, by.id, drafts)
+                .commit_change(ticket.id, ticket.version, &change, by.id, drafts, mark)
                 .await
             {
                 Ok(committed) => return Ok((committed, ticket.status)),

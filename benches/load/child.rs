@@ -207,6 +207,7 @@ pub async fn serve_child(
                             link: None,
                             channels: Vec::new(),
                             sent_by: None,
+                            idempotency: None,
                         })
                     })
                     .buffer_unordered(64)
@@ -240,7 +241,7 @@ pub async fn serve_child(
                         escalations: Vec::new(),
                     })
                     .collect();
-                store.commit_notifications(drafts).await.unwrap();
+                store.commit_notifications(drafts, None).await.unwrap();
             }
             println!("DONE");
         }

@@ -29,6 +29,23 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> 
     }
 }
 
+impl<T: serde::de::DeserializeOwned> Json<T> {
+    /// Reads a body already taken as bytes (to be fingerprinted, say), as the extractor would
+    /// have: the same `Content-Type` check and the same refusals.
+    pub async fn parse(
+        headers: &axum::http::HeaderMap,
+        body: axum::body::Bytes,
+    ) -> Result<T, ApiError> {
+        let mut request = axum::extract::Request::new(axum::body::Body::from(body));
+        if let Some(ct) = headers.get(axum::http::header::CONTENT_TYPE) {
+            request
+                .headers_mut()
+                .insert(axum::http::header::CONTENT_TYPE, ct.clone());
+        }
+        Ok(Json::<T>::from_request(request, &()).await?.0)
+    }
+}
+
 /// A raw body whose rejection (over the size limit) is a `{"detail"}` error.
 pub struct RawBody(pub axum::body::Bytes);
 
@@ -51,15 +68,96 @@ impl<T: serde::Serialize> axum::response::IntoResponse for Json<T> {
     }
 }
 
-/// The authenticated, active user making the request.
+/// The authenticated, active user making the request: a person with an access token, or the
+/// service user of an API key (then `.1` names the key, and `.0.role` is what the key's scopes
+/// grant for this request: an admin's where a sending or admin-read scope covers it).
 #[derive(Debug, Clone)]
-pub struct Caller(pub User);
+pub struct Caller(pub User, pub Option<KeyCaller>);
+
+/// The API key a request was made with.
+#[derive(Debug, Clone)]
+pub struct KeyCaller {
+    /// The key's id.
+    pub id: i64,
+    /// The key's name.
+    pub name: String,
+}
 
 impl Caller {
     /// Whether the caller is an admin.
     pub fn is_admin(&self) -> bool {
         self.0.role == Role::Admin
     }
+
+    /// Who the caller is for idempotency records: `user:<id>`, or `key:<id>` (a key's retries
+    /// are its own, whoever else acts as its service user).
+    pub fn label(&self) -> String {
+        match &self.1 {
+            Some(key) => format!("key:{}", key.id),
+            None => format!("user:{}", self.0.id),
+        }
+    }
+}
+
+/// How often a key's `last_used_at` is written at most.
+const KEY_USE_RESOLUTION: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
+
+/// Authenticates `Authorization: Api-Key <key>` for this request's method and path.
+async fn by_api_key(state: &AppState, key: &str, parts: &Parts) -> Result<Caller, ApiError> {
+    use crate::auth::api_keys;
+    let invalid = || ApiError::unauthorized("Invalid API key.");
+    let prefix = api_keys::prefix_of(key).ok_or_else(invalid)?;
+    let (found, hash) = state
+        .store
+        .api_key_by_prefix(prefix)
+        .await?
+        .ok_or_else(invalid)?;
+    if !api_keys::matches(key, &hash) {
+        return Err(invalid());
+    }
+    if found.revoked_at.is_some() {
+        return Err(ApiError::unauthorized("This API key was revoked."));
+    }
+    state.limits.api_key(found.id)?;
+    let mut user = state
+        .store
+        .user_by_id(found.user)
+        .await?
+        .filter(|u| u.is_active)
+        .ok_or_else(|| ApiError::unauthorized("This API key's user is inactive."))?;
+    let path = parts.uri.path();
+    match api_keys::grant(&found.scopes, &parts.method, path) {
+        api_keys::Grant::Refused => {
+            return Err(ApiError::forbidden(format!(
+                "This API key's scopes ({}) do not allow {} {path}.",
+                found.scopes.join(", "),
+                parts.method
+            )))
+        }
+        api_keys::Grant::AsAdmin => user.role = Role::Admin,
+        api_keys::Grant::AsUser => {}
+    }
+    let now = chrono::Utc::now();
+    if found
+        .last_used_at
+        .is_none_or(|at| now - at >= KEY_USE_RESOLUTION)
+    {
+        let store = state.store.clone();
+        let id = found.id;
+        tokio::spawn(async move {
+            if let Err(e) = store.touch_api_key(id, now).await {
+                tracing::warn!(error = %e, key = id, "could not record an API key's use");
+            }
+        });
+    }
+    tracing::debug!(api_key = %found.name, method = %parts.method, path, "API key request");
+    Ok(Caller(
+        user,
+        Some(KeyCaller {
+            id: found.id,
+            name: found.name,
+        }),
+    ))
 }
 
 impl<S> FromRequestParts<S> for Caller
@@ -71,17 +169,22 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let state = AppState::from_ref(state);
-        let token = parts
+        let header = parts
             .headers
             .get(AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        if let Some(key) = header.strip_prefix("Api-Key ") {
+            return by_api_key(&state, key.trim(), parts).await;
+        }
+        let token = header
+            .strip_prefix("Bearer ")
             .ok_or_else(|| ApiError::unauthorized(TokenError::Missing.to_string()))?;
         let (user, _) = state
             .auth
             .authenticate(&*state.store, token.trim(), TokenType::Access)
             .await?;
-        Ok(Caller(user))
+        Ok(Caller(user, None))
     }
 }
 

@@ -22,7 +22,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::error::{ApiError, ErrorBody};
-use super::extract::{Caller, Json, Query};
+use super::extract::{Caller, Json, Query, RawBody};
+use super::idempotency::IdempotencyKey;
 use super::openapi::{ChannelName, NotificationFilters, PageQuery};
 use super::{paginated, parse_bool, parse_id, timestamp, Page, PageParams};
 use crate::state::AppState;
@@ -760,26 +761,45 @@ async fn put_preferences(
         (status = 201, description = "Sent.", body = SendResult),
         (status = 400, description = "The recipients or a field are invalid.", body = ErrorBody),
         (status = 401, description = "No valid access token.", body = ErrorBody),
-        (status = 403, description = "The caller is not an admin.", body = ErrorBody),
+        (status = 403, description = "The caller is not an admin (or the API key has no `notifications:send`).", body = ErrorBody),
+        (status = 409, description = "A request with this `Idempotency-Key` is in progress.", body = ErrorBody),
+        (status = 422, description = "This `Idempotency-Key` was used with another request.", body = ErrorBody),
     ),
-    security(("bearer" = []))
+    params(("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key and body answer as the first try and notify nobody again (kept 24 h).")),
+    security(("bearer" = []), ("api_key" = []))
 )]
 async fn send(
     State(state): State<AppState>,
     caller: Caller,
-    Json(body): Json<SendIn>,
-) -> Result<(StatusCode, Json<SendResult>), ApiError> {
+    key: IdempotencyKey,
+    headers: axum::http::HeaderMap,
+    RawBody(bytes): RawBody,
+) -> Result<axum::response::Response, ApiError> {
     if !caller.is_admin() {
         return Err(ApiError::forbidden("Only admins can send notifications."));
     }
+    let body: SendIn = Json::parse(&headers, bytes.clone()).await?;
     let mut announcement = body.into_announcement().map_err(ApiError::bad_request)?;
     announcement.sent_by = Some(caller.0.id);
-    let count = state.hub.announce(announcement).await?.len();
-    Ok((
-        StatusCode::CREATED,
-        Json(SendResult {
+    let answer = |count: i64| {
+        serde_json::to_value(SendResult {
             success: true,
-            count: count as i64,
-        }),
-    ))
+            count,
+        })
+        .expect("a SendResult is JSON")
+    };
+    let request = ("POST", "/api/notifications/send/", &bytes[..]);
+    super::idempotency::once(
+        &state,
+        &caller,
+        key,
+        request,
+        |mark| async {
+            announcement.idempotency = mark;
+            let count = state.hub.announce(announcement).await?.len();
+            Ok((StatusCode::CREATED, answer(count as i64)))
+        },
+        |count| async move { Ok((StatusCode::CREATED, answer(count.unwrap_or(0)))) },
+    )
+    .await
 }

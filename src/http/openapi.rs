@@ -132,6 +132,16 @@ impl Modify for BearerScheme {
                     .build(),
             ),
         );
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(utoipa::openapi::security::ApiKey::Header(
+                utoipa::openapi::security::ApiKeyValue::with_description(
+                    "Authorization",
+                    "`Api-Key <key>`: a key from `tickethub keys create` or \
+                     `POST /api/admin/api-keys/`, within its scopes.",
+                ),
+            )),
+        );
     }
 }
 

@@ -15,6 +15,7 @@ use utoipa_axum::routes;
 
 use super::error::{ApiError, ConflictBody, ErrorBody};
 use super::extract::{Caller, Json, Query, RawBody};
+use super::idempotency::{self, IdempotencyKey};
 use super::openapi::{CategoryName, PageQuery, PriorityName, TicketStatusName};
 use super::{paginated, parse_bool, parse_id, Page, PageParams};
 use crate::state::AppState;
@@ -137,11 +138,14 @@ pub(crate) struct CreateIn {
 async fn create(
     State(state): State<AppState>,
     caller: Caller,
-    Json(body): Json<CreateIn>,
-) -> Result<(StatusCode, Json<wire::TicketJson>), ApiError> {
+    key: IdempotencyKey,
+    headers: axum::http::HeaderMap,
+    RawBody(bytes): RawBody,
+) -> Result<axum::response::Response, ApiError> {
     if caller.0.role != Role::Client {
         return Err(ApiError::forbidden("Only clients can create tickets."));
     }
+    let body: CreateIn = Json::parse(&headers, bytes.clone()).await?;
     let title = body.title.trim().to_owned();
     if title.is_empty() || title.chars().count() > 200 {
         return Err(ApiError::bad_request(
@@ -174,22 +178,41 @@ async fn create(
             body.project
         )));
     }
-    state.limits.write(caller.0.id)?;
-    let ticket = state
-        .hub
-        .create_ticket(
-            &caller.0,
-            NewTicket {
-                project,
-                title,
-                description: body.description,
-                priority,
-                category,
-                created_by: caller.0.id,
-            },
-        )
-        .await?;
-    Ok((StatusCode::CREATED, Json(wire::ticket(&ticket))))
+    let store = &state.store;
+    idempotency::once(
+        &state,
+        &caller,
+        key,
+        ("POST", "/api/tickets/", &bytes),
+        |mark| async {
+            state.limits.write(caller.0.id)?;
+            let ticket = state
+                .hub
+                .create_ticket(
+                    &caller.0,
+                    NewTicket {
+                        project,
+                        title,
+                        description: body.description,
+                        priority,
+                        category,
+                        created_by: caller.0.id,
+                        idempotency: mark,
+                    },
+                )
+                .await?;
+            Ok((StatusCode::CREATED, json!(wire::ticket(&ticket))))
+        },
+        |id| async move {
+            let ticket = match id {
+                Some(id) => store.ticket(TicketId(id)).await?,
+                None => None,
+            };
+            let ticket = ticket.ok_or_else(ApiError::not_found)?;
+            Ok((StatusCode::CREATED, json!(wire::ticket(&ticket))))
+        },
+    )
+    .await
 }
 
 /// Loads a ticket the caller may see: admins see every ticket, others those of their projects.
@@ -323,31 +346,52 @@ const DETAIL_COMMENTS: i64 = 100;
 async fn comment(
     State(state): State<AppState>,
     caller: Caller,
+    key: IdempotencyKey,
     Path(id): Path<String>,
-    RawBody(body): RawBody,
-) -> Result<(StatusCode, Json<wire::CommentJson>), ApiError> {
+    RawBody(bytes): RawBody,
+) -> Result<axum::response::Response, ApiError> {
     let ticket = visible(&state, &caller, ticket_id(&id)?).await?;
-    let CommentIn { body } = typed_body(&body)?;
+    let CommentIn { body } = typed_body(&bytes)?;
     let text = body.ok_or_else(|| ApiError::bad_request("body: This field is required."))?;
     let text = text.as_str();
     if text.chars().count() > 10_000 {
         return Err(ApiError::bad_request("body: At most 10000 characters."));
     }
-    state.limits.write(caller.0.id)?;
-    let applied = state
-        .hub
-        .apply(
-            ticket.id,
-            &caller.0,
-            Action::Comment {
-                body: text.to_owned(),
-            },
-        )
-        .await?;
-    let comment = applied
-        .comment
-        .ok_or_else(|| ApiError::unavailable("The comment was not stored."))?;
-    Ok((StatusCode::CREATED, Json(wire::comment(&comment))))
+    let path = format!("/api/tickets/{}/comments/", ticket.id);
+    let store = &state.store;
+    idempotency::once(
+        &state,
+        &caller,
+        key,
+        ("POST", &path, &bytes),
+        |mark| async {
+            state.limits.write(caller.0.id)?;
+            let applied = state
+                .hub
+                .apply_marked(
+                    ticket.id,
+                    &caller.0,
+                    Action::Comment {
+                        body: text.to_owned(),
+                    },
+                    mark,
+                )
+                .await?;
+            let comment = applied
+                .comment
+                .ok_or_else(|| ApiError::unavailable("The comment was not stored."))?;
+            Ok((StatusCode::CREATED, json!(wire::comment(&comment))))
+        },
+        |id| async move {
+            let comment = match id {
+                Some(id) => store.comment(id).await?,
+                None => None,
+            };
+            let comment = comment.ok_or_else(ApiError::not_found)?;
+            Ok((StatusCode::CREATED, json!(wire::comment(&comment))))
+        },
+    )
+    .await
 }
 
 /// An action's body: empty (the seed clients post none) or a JSON object.
@@ -398,16 +442,40 @@ pub(crate) struct RejectIn {
     reason: Option<String>,
 }
 
-/// Applies a lifecycle action to a ticket the caller can see; answers the updated ticket.
+/// Applies a lifecycle action to a ticket the caller can see, once per `Idempotency-Key`;
+/// answers the updated ticket.
 async fn apply(
     state: &AppState,
     caller: &Caller,
     id: &str,
     action: Action,
-) -> Result<Json<wire::TicketJson>, ApiError> {
+    key: IdempotencyKey,
+    body: &Bytes,
+) -> Result<axum::response::Response, ApiError> {
     let ticket = visible(state, caller, ticket_id(id)?).await?;
-    let applied = state.hub.apply(ticket.id, &caller.0, action).await?;
-    Ok(Json(wire::ticket(&applied.ticket)))
+    let path = format!("/api/tickets/{}/ {action:?}", ticket.id);
+    idempotency::once(
+        state,
+        caller,
+        key,
+        ("POST", &path, body),
+        |mark| async {
+            let applied = state
+                .hub
+                .apply_marked(ticket.id, &caller.0, action, mark)
+                .await?;
+            Ok((StatusCode::OK, json!(wire::ticket(&applied.ticket))))
+        },
+        |_| async {
+            let now = state
+                .store
+                .ticket(ticket.id)
+                .await?
+                .ok_or_else(ApiError::not_found)?;
+            Ok((StatusCode::OK, json!(wire::ticket(&now))))
+        },
+    )
+    .await
 }
 
 /// `NEW` → `OPEN` (admins).
@@ -430,11 +498,12 @@ async fn apply(
 async fn open_ticket(
     State(state): State<AppState>,
     caller: Caller,
+    key: IdempotencyKey,
     Path(id): Path<String>,
     RawBody(body): RawBody,
-) -> Result<Json<wire::TicketJson>, ApiError> {
+) -> Result<axum::response::Response, ApiError> {
     json_body(&body)?;
-    apply(&state, &caller, &id, Action::Open).await
+    apply(&state, &caller, &id, Action::Open, key, &body).await
 }
 
 /// Assigns developers (admins): `OPEN`, `ASSIGNED` or `REJECTED` → `ASSIGNED`, while
@@ -459,16 +528,25 @@ async fn open_ticket(
 async fn assign(
     State(state): State<AppState>,
     caller: Caller,
+    key: IdempotencyKey,
     Path(id): Path<String>,
     RawBody(body): RawBody,
-) -> Result<Json<wire::TicketJson>, ApiError> {
+) -> Result<axum::response::Response, ApiError> {
     let AssignIn { developer_ids } = typed_body(&body)?;
     let developer_ids = developer_ids
         .ok_or_else(|| ApiError::bad_request("developer_ids: A list of user ids is required."))?
         .into_iter()
         .map(UserId)
         .collect();
-    apply(&state, &caller, &id, Action::Assign { developer_ids }).await
+    apply(
+        &state,
+        &caller,
+        &id,
+        Action::Assign { developer_ids },
+        key,
+        &body,
+    )
+    .await
 }
 
 /// `ASSIGNED` or `REJECTED` → `IN_PROGRESS` (an assigned developer).
@@ -491,11 +569,12 @@ async fn assign(
 async fn start_work(
     State(state): State<AppState>,
     caller: Caller,
+    key: IdempotencyKey,
     Path(id): Path<String>,
     RawBody(body): RawBody,
-) -> Result<Json<wire::TicketJson>, ApiError> {
+) -> Result<axum::response::Response, ApiError> {
     json_body(&body)?;
-    apply(&state, &caller, &id, Action::StartWork).await
+    apply(&state, &caller, &id, Action::StartWork, key, &body).await
 }
 
 /// `IN_PROGRESS` → `FINISHED` (an assigned developer).
@@ -518,11 +597,12 @@ async fn start_work(
 async fn finish_work(
     State(state): State<AppState>,
     caller: Caller,
+    key: IdempotencyKey,
     Path(id): Path<String>,
     RawBody(body): RawBody,
-) -> Result<Json<wire::TicketJson>, ApiError> {
+) -> Result<axum::response::Response, ApiError> {
     json_body(&body)?;
-    apply(&state, &caller, &id, Action::FinishWork).await
+    apply(&state, &caller, &id, Action::FinishWork, key, &body).await
 }
 
 /// `FINISHED` → `APPROVED` (the creating client).
@@ -545,11 +625,12 @@ async fn finish_work(
 async fn approve(
     State(state): State<AppState>,
     caller: Caller,
+    key: IdempotencyKey,
     Path(id): Path<String>,
     RawBody(body): RawBody,
-) -> Result<Json<wire::TicketJson>, ApiError> {
+) -> Result<axum::response::Response, ApiError> {
     json_body(&body)?;
-    apply(&state, &caller, &id, Action::Approve).await
+    apply(&state, &caller, &id, Action::Approve, key, &body).await
 }
 
 /// `FINISHED` → `REJECTED` (the creating client), with an optional reason.
@@ -576,9 +657,10 @@ async fn approve(
 async fn reject(
     State(state): State<AppState>,
     caller: Caller,
+    key: IdempotencyKey,
     Path(id): Path<String>,
     RawBody(body): RawBody,
-) -> Result<Json<wire::TicketJson>, ApiError> {
+) -> Result<axum::response::Response, ApiError> {
     let RejectIn { reason } = typed_body(&body)?;
     let reason = reason.unwrap_or_default();
     if reason.chars().count() > 5_000 {
@@ -586,5 +668,5 @@ async fn reject(
             "reason: A string of at most 5000 characters.",
         ));
     }
-    apply(&state, &caller, &id, Action::Reject { reason }).await
+    apply(&state, &caller, &id, Action::Reject { reason }, key, &body).await
 }

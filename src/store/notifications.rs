@@ -324,6 +324,30 @@ macro_rules! impl_notification_store {
                 }
             }
 
+            /// Commits an idempotent request's drafts on their own, with its mark (the count as
+            /// its resource) in the same transaction. When the answer to `COMMIT` is lost, the
+            /// mark tells whether it applied.
+            async fn commit_marked(
+                pool: &sqlx::Pool<$db>,
+                drafts: Vec<tickethub_actors::notification::Draft>,
+                mark: &tickethub_actors::ports::IdempotencyMark,
+            ) -> Result<
+                Vec<tickethub_actors::notification::Notification>,
+                tickethub_actors::ports::StoreError,
+            > {
+                let count = drafts.len() as i64;
+                let mut tx = pool.begin().await.map_err($crate::store::backend_error)?;
+                let out = Self::insert_drafts(&mut tx, drafts, None).await?;
+                Self::mark_committed(&mut tx, mark, count).await?;
+                match tx.commit().await.map_err($crate::store::backend_error) {
+                    Ok(()) => Ok(out),
+                    Err(e) => match Self::is_committed(pool, mark).await {
+                        Ok(true) => Ok(out),
+                        _ => Err(e),
+                    },
+                }
+            }
+
             async fn commit_group(
                 pool: &sqlx::Pool<$db>,
                 faults: &tickethub_actors::ports::StoreFaults,
@@ -608,8 +632,12 @@ macro_rules! impl_notification_store {
             async fn commit_notifications(
                 &self,
                 drafts: Vec<tickethub_actors::notification::Draft>,
+                mark: Option<&tickethub_actors::ports::IdempotencyMark>,
             ) -> Result<Vec<tickethub_actors::notification::Notification>, tickethub_actors::ports::StoreError>
             {
+                if let Some(mark) = mark {
+                    return Self::commit_marked(self.writer(), drafts, mark).await;
+                }
                 if drafts.is_empty() {
                     return Ok(Vec::new());
                 }

@@ -67,6 +67,11 @@ pub(crate) fn rows_of(
             ),
         ),
         RefreshTokens => ("refresh_tokens", "jti", "expires_at < $1".to_owned()),
+        IdempotencyKeys => (
+            "idempotency_keys",
+            "created_at",
+            "created_at < $1".to_owned(),
+        ),
     }
 }
 

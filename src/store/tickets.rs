@@ -201,6 +201,9 @@ macro_rules! impl_ticket_store {
                 )
                 .await?;
                 let notifications = Self::insert_drafts(&mut tx, plan(&ticket), Some(event)).await?;
+                if let Some(mark) = &new.idempotency {
+                    Self::mark_committed(&mut tx, mark, id).await?;
+                }
                 tx.commit().await.map_err($crate::store::backend_error)?;
                 Ok((ticket, notifications))
             }
@@ -223,6 +226,7 @@ macro_rules! impl_ticket_store {
                 change: &tickethub_actors::ticket_domain::Change,
                 author: tickethub_actors::domain::UserId,
                 drafts: Vec<tickethub_actors::notification::Draft>,
+                mark: Option<&tickethub_actors::ports::IdempotencyMark>,
             ) -> Result<tickethub_actors::ports::Committed, tickethub_actors::ports::StoreError> {
                 use tickethub_actors::ports::StoreError;
                 let now = chrono::Utc::now();
@@ -312,6 +316,11 @@ macro_rules! impl_ticket_store {
                     .await?
                     .pop()
                     .ok_or_else(|| StoreError::NotFound(format!("ticket {id}")))?;
+                if let Some(mark) = mark {
+                    // What a retry after a lost answer shows: the comment, or the ticket.
+                    let resource = comment.as_ref().map_or(id.0, |c: &tickethub_actors::ticket_domain::Comment| c.id);
+                    Self::mark_committed(&mut tx, mark, resource).await?;
+                }
                 tx.commit().await.map_err($crate::store::backend_error)?;
                 Ok(tickethub_actors::ports::Committed { ticket, notifications, comment })
             }

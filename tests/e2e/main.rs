@@ -8,6 +8,7 @@
 //! `TICKETHUB_TEST_PATIENCE=3` gives every wait three times as long on a loaded machine.
 
 mod actors;
+mod api_keys;
 mod auth;
 mod browser;
 mod channels;
@@ -23,6 +24,7 @@ mod fakes;
 mod faults;
 mod fuzz_session;
 mod harness;
+mod idempotency;
 mod inbox;
 mod lifecycle;
 mod nodes;
@@ -45,6 +47,7 @@ fn main() {
     harness::install_panic_hook();
     let trials = [
         actors::trials(),
+        api_keys::trials(),
         auth::trials(),
         browser::trials(),
         channels::trials(),
@@ -58,6 +61,7 @@ fn main() {
         escalation::trials(),
         faults::trials(),
         fuzz_session::trials(),
+        idempotency::trials(),
         inbox::trials(),
         lifecycle::trials(),
         openapi::trials(),

@@ -271,18 +271,17 @@ async fn batched_commits_give_every_recipient_the_next_seq(backend: Backend) {
     };
     // A batch of distinct recipients takes the batched path.
     let first = store
-        .commit_notifications(vec![draft(b.id, "b1"), draft(a.id, "a1")])
+        .commit_notifications(vec![draft(b.id, "b1"), draft(a.id, "a1")], None)
         .await
         .unwrap();
     let seqs: Vec<(i64, i64)> = first.iter().map(|n| (n.user_id.0, n.seq)).collect();
     assert_eq!(seqs, vec![(a.id.0, 1), (b.id.0, 1)]);
     // A batch naming one recipient twice gives consecutive seqs.
     let second = store
-        .commit_notifications(vec![
-            draft(a.id, "a2"),
-            draft(a.id, "a3"),
-            draft(b.id, "b2"),
-        ])
+        .commit_notifications(
+            vec![draft(a.id, "a2"), draft(a.id, "a3"), draft(b.id, "b2")],
+            None,
+        )
         .await
         .unwrap();
     let mut seqs: Vec<(i64, i64)> = second.iter().map(|n| (n.user_id.0, n.seq)).collect();
@@ -301,10 +300,13 @@ async fn batched_commits_give_every_recipient_the_next_seq(backend: Backend) {
     }
     // An unknown recipient fails the whole batch.
     let err = store
-        .commit_notifications(vec![
-            draft(a.id, "a4"),
-            draft(tickethub_actors::domain::UserId(999_999), "x"),
-        ])
+        .commit_notifications(
+            vec![
+                draft(a.id, "a4"),
+                draft(tickethub_actors::domain::UserId(999_999), "x"),
+            ],
+            None,
+        )
         .await;
     assert!(err.is_err());
     assert_eq!(store.notification_cursor(a.id).await.unwrap().last_seq, 3);
@@ -353,11 +355,14 @@ async fn batched_commits_give_every_recipient_the_next_seq(backend: Backend) {
         .await
         .unwrap();
     let shared = store
-        .commit_notifications(vec![
-            draft(c.id, "same"),
-            draft(b.id, "same"),
-            draft(a.id, "same"),
-        ])
+        .commit_notifications(
+            vec![
+                draft(c.id, "same"),
+                draft(b.id, "same"),
+                draft(a.id, "same"),
+            ],
+            None,
+        )
         .await
         .unwrap();
     let mut seqs: Vec<(i64, i64)> = shared.iter().map(|n| (n.user_id.0, n.seq)).collect();
@@ -371,10 +376,13 @@ async fn batched_commits_give_every_recipient_the_next_seq(backend: Backend) {
     }
     // An unknown recipient fails the whole batch on this path too.
     let err = store
-        .commit_notifications(vec![
-            draft(a.id, "same"),
-            draft(tickethub_actors::domain::UserId(999_999), "same"),
-        ])
+        .commit_notifications(
+            vec![
+                draft(a.id, "same"),
+                draft(tickethub_actors::domain::UserId(999_999), "same"),
+            ],
+            None,
+        )
         .await;
     assert!(err.is_err());
     assert_eq!(store.notification_cursor(a.id).await.unwrap().last_seq, 4);
@@ -408,7 +416,7 @@ async fn concurrent_commits_are_grouped_and_a_bad_call_fails_alone(backend: Back
         if i == BAD {
             drafts.push(draft(UserId(999_999), "nobody".into()));
         }
-        async move { (i, store.commit_notifications(drafts).await) }
+        async move { (i, store.commit_notifications(drafts, None).await) }
     });
     // Two waves: the first is all good calls (committed together), the second holds the bad
     // one (its group fails and is committed call by call).
@@ -524,7 +532,7 @@ async fn the_sqlite_log_is_copied_into_the_database_file_and_reused() {
         let drafts = (0..PER_ROUND)
             .map(|i| draft(round * PER_ROUND + i))
             .collect();
-        store.commit_notifications(drafts).await.unwrap();
+        store.commit_notifications(drafts, None).await.unwrap();
         // The file's size alone can be reached while a checkpoint is still copying; the log
         // is written from its start again only once the checkpoint has recorded that it copied
         // every frame, so wait for that too before the next round.
@@ -608,7 +616,7 @@ async fn the_sqlite_log_stays_bounded_while_readers_never_pause() {
         let drafts = (0..PER_COMMIT)
             .map(|i| plain_draft(ann.id, format!("n{c}-{i}"), "x".repeat(MESSAGE as usize)))
             .collect();
-        store.commit_notifications(drafts).await.unwrap();
+        store.commit_notifications(drafts, None).await.unwrap();
         largest = largest.max(file_size(&log));
     }
     done.store(true, std::sync::atomic::Ordering::Relaxed);

@@ -103,6 +103,8 @@ pub struct Announcement {
     pub channels: Vec<Channel>,
     /// The admin who sends it, for the timeline.
     pub sent_by: Option<UserId>,
+    /// The idempotent request that sends it, marked committed with the notifications.
+    pub idempotency: Option<crate::domain::IdempotencyMark>,
 }
 
 /// The outbound channels a hub runs.

@@ -125,7 +125,7 @@ inbox!(ProjectStore {
 inbox!(TicketStore {
     fn create_ticket(&self, ticket: NewTicket, plan: PlanDrafts<'_>) -> Result<(Ticket, Vec<Notification>), StoreError>;
     fn ticket(&self, id: TicketId) -> Result<Option<Ticket>, StoreError>;
-    fn commit_change(&self, id: TicketId, expected_version: i64, change: &Change, author: UserId, drafts: Vec<Draft>) -> Result<Committed, StoreError>;
+    fn commit_change(&self, id: TicketId, expected_version: i64, change: &Change, author: UserId, drafts: Vec<Draft>, mark: Option<&IdempotencyMark>) -> Result<Committed, StoreError>;
     fn list_tickets(&self, filter: &TicketFilter, page: Page) -> Result<(i64, Vec<Ticket>), StoreError>;
     fn comments(&self, id: TicketId, page: Page) -> Result<(i64, Vec<Comment>), StoreError>;
     fn latest_comments(&self, id: TicketId, limit: i64) -> Result<(i64, Vec<Comment>), StoreError>;
@@ -133,7 +133,7 @@ inbox!(TicketStore {
 });
 
 inbox!(NotificationStore {
-    fn commit_notifications(&self, drafts: Vec<Draft>) -> Result<Vec<Notification>, StoreError>;
+    fn commit_notifications(&self, drafts: Vec<Draft>, mark: Option<&IdempotencyMark>) -> Result<Vec<Notification>, StoreError>;
     fn list_notifications(&self, user: UserId, filter: &NotificationFilter, page: Page) -> Result<(i64, Vec<Notification>), StoreError>;
     fn unread_counts(&self, user: UserId) -> Result<(i64, Vec<(String, i64)>), StoreError>;
     fn notification(&self, user: UserId, id: i64) -> Result<Option<Notification>, StoreError>;
@@ -261,6 +261,20 @@ inbox!(CredentialStore {
 inbox!(RetentionStore {
     fn purge(&self, what: Purgeable, cutoff: DateTime<Utc>, limit: i64) -> Result<u64, StoreError>;
     fn purgeable(&self, what: Purgeable, cutoff: DateTime<Utc>) -> Result<u64, StoreError>;
+});
+
+inbox!(ApiKeyStore {
+    fn create_api_key(&self, key: NewApiKey) -> Result<ApiKey, StoreError>;
+    fn api_keys(&self) -> Result<Vec<ApiKey>, StoreError>;
+    fn api_key_by_prefix(&self, prefix: &str) -> Result<Option<(ApiKey, String)>, StoreError>;
+    fn revoke_api_key(&self, name: &str, at: DateTime<Utc>) -> Result<bool, StoreError>;
+    fn touch_api_key(&self, id: i64, at: DateTime<Utc>) -> Result<(), StoreError>;
+});
+
+inbox!(IdempotencyStore {
+    fn claim_idempotency(&self, mark: &IdempotencyMark, fingerprint: &str, now: DateTime<Utc>, lease_until: DateTime<Utc>) -> Result<IdempotencyClaim, StoreError>;
+    fn answer_idempotency(&self, mark: &IdempotencyMark, status: u16, body: &str) -> Result<(), StoreError>;
+    fn release_idempotency(&self, mark: &IdempotencyMark) -> Result<bool, StoreError>;
 });
 
 #[async_trait]

@@ -372,7 +372,7 @@ async fn each_recipient_gets_the_next_seqs_with_no_gaps() {
     };
     // One event to both: the content bound once.
     let out = store
-        .commit_notifications(vec![draft(u[1].0, "e1"), draft(u[0].0, "e1")])
+        .commit_notifications(vec![draft(u[1].0, "e1"), draft(u[0].0, "e1")], None)
         .await
         .unwrap();
     assert_eq!(
@@ -381,11 +381,10 @@ async fn each_recipient_gets_the_next_seqs_with_no_gaps() {
     );
     // Different content, one recipient twice: one statement each.
     let out = store
-        .commit_notifications(vec![
-            draft(u[1].0, "x"),
-            draft(u[0].0, "y"),
-            draft(u[1].0, "z"),
-        ])
+        .commit_notifications(
+            vec![draft(u[1].0, "x"), draft(u[0].0, "y"), draft(u[1].0, "z")],
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -398,7 +397,7 @@ async fn each_recipient_gets_the_next_seqs_with_no_gaps() {
     );
     assert_eq!(store.notification_cursor(u[1]).await.unwrap().last_seq, 3);
     assert!(store
-        .commit_notifications(Vec::new())
+        .commit_notifications(Vec::new(), None)
         .await
         .unwrap()
         .is_empty());
@@ -408,13 +407,13 @@ async fn each_recipient_gets_the_next_seqs_with_no_gaps() {
 async fn a_commit_naming_an_unknown_recipient_stores_nothing() {
     let (store, u) = store_with_users(1).await;
     let err = store
-        .commit_notifications(vec![draft(u[0].0, "a"), draft(9_999, "a")])
+        .commit_notifications(vec![draft(u[0].0, "a"), draft(9_999, "a")], None)
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::NotFound(_)), "{err}");
     assert_eq!(store.notification_cursor(u[0]).await.unwrap().last_seq, 0);
     let out = store
-        .commit_notifications(vec![draft(u[0].0, "b")])
+        .commit_notifications(vec![draft(u[0].0, "b")], None)
         .await
         .unwrap();
     assert_eq!(out[0].seq, 1, "the refused commit used no seq");
@@ -425,7 +424,7 @@ async fn a_capped_backlog_is_the_newest_oldest_first_with_the_rest_counted() {
     let (store, u) = store_with_users(1).await;
     for i in 1..=5 {
         store
-            .commit_notifications(vec![draft(u[0].0, &format!("n{i}"))])
+            .commit_notifications(vec![draft(u[0].0, &format!("n{i}"))], None)
             .await
             .unwrap();
     }
