@@ -26,6 +26,7 @@ mod fuzz_session;
 mod harness;
 mod idempotency;
 mod inbox;
+mod layers;
 mod lifecycle;
 mod nodes;
 mod openapi;
@@ -63,6 +64,7 @@ fn main() {
         fuzz_session::trials(),
         idempotency::trials(),
         inbox::trials(),
+        layers::trials(),
         lifecycle::trials(),
         openapi::trials(),
         operators::trials(),
