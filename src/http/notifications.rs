@@ -765,7 +765,6 @@ async fn put_preferences(
         (status = 409, description = "A request with this `Idempotency-Key` is in progress.", body = ErrorBody),
         (status = 422, description = "This `Idempotency-Key` was used with another request.", body = ErrorBody),
     ),
-    params(("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key and body answer as the first try and notify nobody again (kept 24 h).")),
     security(("bearer" = []), ("api_key" = []))
 )]
 async fn send(

@@ -86,6 +86,7 @@ pub fn document(mut paths: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi
         &BearerScheme as &dyn Modify,
         &SharedRows,
         &JsonBodies,
+        &IdempotentWrites,
         &Aliases,
     ] {
         modifier.modify(&mut doc);
@@ -206,6 +207,69 @@ impl Modify for SharedRows {
                     Self::row("The database is unreachable, or the request took too long.")
                 });
             }
+        }
+    }
+}
+
+/// The writes that take `Idempotency-Key` (`crate::http::idempotency`): the header, and the
+/// 409 and 422 it can answer.
+struct IdempotentWrites;
+
+/// The operations that take `Idempotency-Key`.
+const IDEMPOTENT: [&str; 9] = [
+    "notifications_send",
+    "tickets_create",
+    "tickets_open_ticket",
+    "tickets_assign",
+    "tickets_start_work",
+    "tickets_finish_work",
+    "tickets_approve",
+    "tickets_reject",
+    "tickets_comment",
+];
+
+impl Modify for IdempotentWrites {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+        let header = ParameterBuilder::new()
+            .name("Idempotency-Key")
+            .parameter_in(ParameterIn::Header)
+            .required(utoipa::openapi::Required::False)
+            .description(Some(
+                "Retries with the same key and request answer as the first try (with \
+                 `Idempotent-Replayed: true`) and notify nobody again; keys are the caller's \
+                 own and kept 24 hours.",
+            ))
+            .schema(Some(
+                utoipa::openapi::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::String)
+                    .min_length(Some(1))
+                    .max_length(Some(255))
+                    .pattern(Some("^[!-~]+$")),
+            ))
+            .build();
+        for item in openapi.paths.paths.values_mut() {
+            let Some(op) = item.post.as_mut() else {
+                continue;
+            };
+            if !op
+                .operation_id
+                .as_deref()
+                .is_some_and(|id| IDEMPOTENT.contains(&id))
+            {
+                continue;
+            }
+            let params = op.parameters.get_or_insert_with(Vec::new);
+            if !params.iter().any(|p| p.name == "Idempotency-Key") {
+                params.push(header.clone());
+            }
+            let rows = &mut op.responses.responses;
+            rows.entry("409".to_owned()).or_insert_with(|| {
+                SharedRows::row("A request with this `Idempotency-Key` is in progress.")
+            });
+            rows.entry("422".to_owned()).or_insert_with(|| {
+                SharedRows::row("This `Idempotency-Key` was used with another request.")
+            });
         }
     }
 }
