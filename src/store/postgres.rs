@@ -13,6 +13,8 @@ pub struct PgStore {
     pool: PgPool,
     commits: super::CommitQueue,
     faults: std::sync::Arc<tickethub_actors::ports::StoreFaults>,
+    /// The bounds of the purge's running sweep.
+    purge_bounds: std::sync::Arc<super::retention::PurgeBounds>,
 }
 
 /// A pooled connection used this recently is handed out without a test.
@@ -49,6 +51,7 @@ impl PgStore {
             pool,
             commits,
             faults,
+            purge_bounds: Default::default(),
         })
     }
 

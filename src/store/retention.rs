@@ -16,12 +16,9 @@ pub(crate) fn rows_of(
     what: tickethub_actors::ports::Purgeable,
 ) -> (&'static str, &'static str, String) {
     use tickethub_actors::ports::Purgeable::*;
-    // The first id of an append-only table whose time column is at or past the cutoff.
-    let bound = |table: &str, at: &str| {
-        format!(
-            "id < COALESCE((SELECT id FROM {table} WHERE {at} >= $1 ORDER BY id LIMIT 1), {NO_BOUND})"
-        )
-    };
+    // Below the first id of an append-only table whose time column is at or past the cutoff
+    // ([`bound_of`]; the caller writes it in for `BOUND`).
+    let bound = |_table: &str, _at: &str| "id < BOUND".to_owned();
     match what {
         ReadNotifications => ("notifications", "id", "read_at < $1".to_owned()),
         DeletedNotifications => ("notifications", "id", "deleted_at < $1".to_owned()),
@@ -75,6 +72,63 @@ pub(crate) fn rows_of(
     }
 }
 
+/// The append-only table and time column whose first young row bounds a batch of `what`, if
+/// its rows are walked from the oldest id.
+pub(crate) fn bound_of(
+    what: tickethub_actors::ports::Purgeable,
+) -> Option<(&'static str, &'static str)> {
+    use tickethub_actors::ports::Purgeable::*;
+    match what {
+        UnreadNotifications => Some(("notifications", "created_at")),
+        StreamEvents => Some(("stream_events", "at")),
+        TicketEvents => Some(("ticket_events", "created_at")),
+        DeliveryAttempts => Some(("delivery_attempts", "at")),
+        FinishedDeliveries => Some(("deliveries", "created_at")),
+        Escalations => Some(("escalations", "created_at")),
+        ReadNotifications | DeletedNotifications | RefreshTokens | IdempotencyKeys => None,
+    }
+}
+
+/// The bounds found during a sweep, per kind and cutoff: a sweep keeps its cutoff for all its
+/// batches, and rows young enough to bound it are never deleted by it, so the bound is found
+/// once per sweep instead of by every batch (it reads every old row up to the first young
+/// one, which on PostgreSQL cost more than the deletions).
+#[derive(Debug, Default)]
+pub(crate) struct PurgeBounds(
+    std::sync::Mutex<
+        std::collections::HashMap<
+            tickethub_actors::ports::Purgeable,
+            (chrono::DateTime<chrono::Utc>, i64),
+        >,
+    >,
+);
+
+impl PurgeBounds {
+    pub(crate) fn get(
+        &self,
+        what: tickethub_actors::ports::Purgeable,
+        cutoff: chrono::DateTime<chrono::Utc>,
+    ) -> Option<i64> {
+        let bounds = self.0.lock().expect("purge bounds poisoned");
+        bounds
+            .get(&what)
+            .filter(|(at, _)| *at == cutoff)
+            .map(|(_, b)| *b)
+    }
+
+    pub(crate) fn set(
+        &self,
+        what: tickethub_actors::ports::Purgeable,
+        cutoff: chrono::DateTime<chrono::Utc>,
+        bound: i64,
+    ) {
+        self.0
+            .lock()
+            .expect("purge bounds poisoned")
+            .insert(what, (cutoff, bound));
+    }
+}
+
 /// Implements `RetentionStore` for a store type; `$lock` skips rows another node's purge
 /// holds (PostgreSQL).
 /// Whether the rows' `WHERE` takes `$2` (false).
@@ -84,6 +138,24 @@ pub(crate) fn takes_false(what: tickethub_actors::ports::Purgeable) -> bool {
 
 macro_rules! impl_retention_store {
     ($store:ty, $db:ty, $lock:literal) => {
+        impl $store {
+            /// The first id of `table` whose time column `at` is at or past `cutoff` (the
+            /// largest id when none is): rows below it are the old ones.
+            async fn purge_bound(
+                pool: &sqlx::Pool<$db>,
+                (table, at): (&'static str, &'static str),
+                cutoff: chrono::DateTime<chrono::Utc>,
+            ) -> Result<i64, tickethub_actors::ports::StoreError> {
+                let sql = format!("SELECT id FROM {table} WHERE {at} >= $1 ORDER BY id LIMIT 1");
+                let first: Option<(i64,)> = sqlx::query_as(&sql)
+                    .bind(cutoff)
+                    .fetch_optional(pool)
+                    .await
+                    .map_err($crate::store::backend_error)?;
+                Ok(first.map_or($crate::store::retention::NO_BOUND, |(id,)| id))
+            }
+        }
+
         #[async_trait::async_trait]
         impl tickethub_actors::ports::RetentionStore for $store {
             async fn purge(
@@ -94,9 +166,28 @@ macro_rules! impl_retention_store {
             ) -> Result<u64, tickethub_actors::ports::StoreError> {
                 let (table, key, rows) = $crate::store::retention::rows_of(what);
                 let takes_false = $crate::store::retention::takes_false(what);
+                // Rows walked from the oldest id are taken in id order, below the bound found
+                // once per sweep: a batch reads little more than the rows it deletes.
+                let (rows, order) = match $crate::store::retention::bound_of(what) {
+                    Some(walked) => {
+                        let bound = match self.purge_bounds.get(what, cutoff) {
+                            Some(b) => b,
+                            None => {
+                                let b = Self::purge_bound(self.writer(), walked, cutoff).await?;
+                                self.purge_bounds.set(what, cutoff, b);
+                                b
+                            }
+                        };
+                        (
+                            rows.replace("BOUND", &bound.to_string()),
+                            format!(" ORDER BY {key}"),
+                        )
+                    }
+                    None => (rows, String::new()),
+                };
                 let sql = format!(
                     "DELETE FROM {table} WHERE {key} IN \
-                     (SELECT {key} FROM {table} WHERE {rows} LIMIT ${} {})",
+                     (SELECT {key} FROM {table} WHERE {rows}{order} LIMIT ${} {})",
                     if takes_false { 3 } else { 2 },
                     $lock
                 );
@@ -118,6 +209,13 @@ macro_rules! impl_retention_store {
                 cutoff: chrono::DateTime<chrono::Utc>,
             ) -> Result<u64, tickethub_actors::ports::StoreError> {
                 let (table, _, rows) = $crate::store::retention::rows_of(what);
+                let rows = match $crate::store::retention::bound_of(what) {
+                    Some(walked) => {
+                        let bound = Self::purge_bound(self.reader(), walked, cutoff).await?;
+                        rows.replace("BOUND", &bound.to_string())
+                    }
+                    None => rows,
+                };
                 let sql = format!("SELECT COUNT(*) FROM {table} WHERE {rows}");
                 let mut q = sqlx::query_as::<_, (i64,)>(&sql).bind(cutoff);
                 if $crate::store::retention::takes_false(what) {

@@ -22,6 +22,8 @@ pub struct SqliteStore {
     /// The checkpointer runs while a clone of the store is alive.
     _alive: std::sync::Arc<()>,
     faults: std::sync::Arc<tickethub_actors::ports::StoreFaults>,
+    /// The bounds of the purge's running sweep.
+    purge_bounds: std::sync::Arc<super::retention::PurgeBounds>,
 }
 
 /// How often the log is copied into the database file.
@@ -215,6 +217,7 @@ impl SqliteStore {
             commits,
             _alive: alive,
             faults,
+            purge_bounds: Default::default(),
         })
     }
 
