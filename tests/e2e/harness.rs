@@ -993,6 +993,25 @@ pub async fn db_number(db: &TestDb, sql: &str) -> i64 {
     }
 }
 
+/// An admin (`boss`) and a client (`alice`) written straight into a database no hub runs on
+/// yet, for tests that start hub processes themselves.
+pub async fn admin_and_client(db: &TestDb) -> (User, User) {
+    let store = tickethub::store::connect(&db.url).await.unwrap();
+    let mk = |name: &str, role| NewUser {
+        username: name.into(),
+        display_name: String::new(),
+        email: None,
+        whatsapp_number: None,
+        role,
+        is_superuser: false,
+        password_hash: "x".into(),
+    };
+    let admin = store.create_user(mk("boss", Role::Admin)).await.unwrap();
+    let alice = store.create_user(mk("alice", Role::Client)).await.unwrap();
+    store.close().await;
+    (admin, alice)
+}
+
 /// Polls `probe` until it answers `Ok`, and returns that; fails after `limit` with `what`
 /// and the last `Err` (what the probe saw, to say why).
 pub async fn eventually_within<T, F, Fut>(what: &str, limit: Duration, mut probe: F) -> T

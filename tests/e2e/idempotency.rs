@@ -3,7 +3,7 @@
 //! hub was killed with `kill -9` while requests were in flight.
 
 use serde_json::{json, Value};
-use tickethub_actors::domain::{Role, User};
+use tickethub_actors::domain::Role;
 
 use crate::harness::{
     db_number, patience, send_body, test_config, Backend, TestDb, TestHub, SECRET, SEND,
@@ -157,23 +157,6 @@ async fn a_retry_sent_to_another_node_answers_from_the_record(backend: Backend) 
     assert_eq!(titled(&a.db, "Raced").await, 1);
 }
 
-async fn seeded(db: &TestDb) -> (User, User) {
-    let store = tickethub::store::connect(&db.url).await.unwrap();
-    let mk = |name: &str, role| tickethub_actors::domain::NewUser {
-        username: name.into(),
-        display_name: String::new(),
-        email: None,
-        whatsapp_number: None,
-        role,
-        is_superuser: false,
-        password_hash: "x".into(),
-    };
-    let admin = store.create_user(mk("boss", Role::Admin)).await.unwrap();
-    let alice = store.create_user(mk("alice", Role::Client)).await.unwrap();
-    store.close().await;
-    (admin, alice)
-}
-
 /// Sends with a key until a final answer: a 409 (the first try still holds the key) is
 /// retried after its `Retry-After`, and a refused connection after a short wait.
 async fn send_until_answered(
@@ -216,7 +199,7 @@ async fn send_until_answered(
 
 async fn a_retry_after_kill_9_between_commit_and_answer_notifies_once(backend: Backend) {
     let db = TestDb::create(&backend).await;
-    let (admin, alice) = seeded(&db).await;
+    let (admin, alice) = crate::harness::admin_and_client(&db).await;
     let auth = tickethub::auth::Auth::from_config(&test_config(&db.url), Some(SECRET)).unwrap();
     let token = auth.issue_access(&admin).unwrap();
     let args = [

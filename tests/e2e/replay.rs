@@ -387,19 +387,7 @@ const REPEAT_BOUND: usize = 64 + 256;
 
 async fn kill_9_mid_stream_loses_nothing_that_was_acknowledged(backend: Backend) {
     let db = TestDb::create(&backend).await;
-    let store = tickethub::store::connect(&db.url).await.unwrap();
-    let mk = |name: &str, role| tickethub_actors::domain::NewUser {
-        username: name.into(),
-        display_name: String::new(),
-        email: None,
-        whatsapp_number: None,
-        role,
-        is_superuser: false,
-        password_hash: "x".into(),
-    };
-    let admin = store.create_user(mk("boss", Role::Admin)).await.unwrap();
-    let alice = store.create_user(mk("alice", Role::Client)).await.unwrap();
-    store.close().await;
+    let (admin, alice) = crate::harness::admin_and_client(&db).await;
     let auth = tickethub::auth::Auth::from_config(&test_config(&db.url), Some(SECRET)).unwrap();
     let admin_token = auth.issue_access(&admin).unwrap();
 
