@@ -31,6 +31,18 @@ async fn with_key(
     )
 }
 
+/// `POST /api/notifications/send/` to one user with an API key.
+async fn send_with_key(hub: &TestHub, key: &str, to: i64) -> (u16, Value) {
+    with_key(
+        hub,
+        reqwest::Method::POST,
+        SEND,
+        key,
+        Some(send_body(&[to], json!({}))),
+    )
+    .await
+}
+
 /// The key `tickethub keys create` printed (its only line on stdout).
 fn printed_key(stdout: &str) -> String {
     let key = stdout.trim().to_owned();
@@ -124,14 +136,7 @@ async fn a_key_from_the_cli_sends_within_its_scopes_and_is_refused_outside_them(
     assert!(listed[0]["last_used_at"].is_string(), "{listed}");
     assert!(!listed.to_string().contains(secret));
     cli_ok(&["keys", "revoke", "billing", "--database-url", &db]).await;
-    let (status, body) = with_key(
-        &hub,
-        reqwest::Method::POST,
-        SEND,
-        &key,
-        Some(send_body(&[alice.id.0], json!({}))),
-    )
-    .await;
+    let (status, body) = send_with_key(&hub, &key, alice.id.0).await;
     assert_eq!(status, 401, "{body}");
     assert!(
         body["detail"].as_str().unwrap().contains("revoked"),
@@ -242,14 +247,7 @@ async fn the_admin_api_makes_lists_and_revokes_keys_and_a_ticket_key_acts_as_its
     let open = format!("/api/tickets/{}/open_ticket/", ticket["id"]);
     let (status, _) = with_key(&hub, reqwest::Method::POST, &open, &key, None).await;
     assert_eq!(status, 403, "a client may not open a ticket");
-    let (status, _) = with_key(
-        &hub,
-        reqwest::Method::POST,
-        SEND,
-        &key,
-        Some(send_body(&[dev.id.0], json!({}))),
-    )
-    .await;
+    let (status, _) = send_with_key(&hub, &key, dev.id.0).await;
     assert_eq!(status, 403, "tickets:write does not send");
 
     // admin:read reads what admins read, and nothing else.
@@ -323,14 +321,7 @@ async fn keys_have_their_own_rate_limit_and_never_open_a_socket() {
         .await;
     let key = made["key"].as_str().unwrap().to_owned();
     for _ in 0..3 {
-        let (status, body) = with_key(
-            &hub,
-            reqwest::Method::POST,
-            SEND,
-            &key,
-            Some(send_body(&[alice.id.0], json!({}))),
-        )
-        .await;
+        let (status, body) = send_with_key(&hub, &key, alice.id.0).await;
         assert_eq!(status, 201, "{body}");
     }
     let res = hub
