@@ -1,16 +1,17 @@
 //! The command line: `serve`, `users add`, `projects add`, and the operator commands `actors` and
 //! `trace`.
 //!
-//! Settings come from flags, the environment and an optional TOML file (`--config FILE`). The
-//! file is merged under the other two by turning each of its keys into a flag that was not
-//! already given on the command line or through the environment.
+//! Settings come from flags, the environment and an optional TOML file (`--config FILE`),
+//! merged in [`layers`].
 
 use std::ffi::OsString;
 use std::path::PathBuf;
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
 
-use crate::config::{ConfigError, ServeConfig};
+use crate::config::ServeConfig;
+
+mod layers;
 
 /// tickethub: ticket API, WebSocket hub and notification delivery in one binary.
 #[derive(Parser, Debug)]
@@ -311,144 +312,26 @@ pub struct ProjectAddArgs {
     pub db: DatabaseArgs,
 }
 
-/// Parses the command line, merging the `--config` file under flags and environment.
+/// Parses the command line, with the `--config` file under the environment under flags.
 pub fn parse<I, T>(args: I) -> Result<Cli, clap::Error>
 where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
+    parse_with_env(args, |name| std::env::var_os(name))
+}
+
+/// [`parse`] with `env` in place of the process's environment.
+fn parse_with_env<I, T>(args: I, env: impl Fn(&str) -> Option<OsString>) -> Result<Cli, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
     let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
-    let first = Cli::try_parse_from(&args)?;
-    let Some(path) = first.config.clone() else {
-        return Ok(first);
-    };
-    let merged = merge_config_file(&args, &path)
-        .map_err(|e| Cli::command().error(clap::error::ErrorKind::InvalidValue, e.to_string()))?;
-    Cli::try_parse_from(merged)
-}
-
-/// Inserts each key of the TOML file as a flag of the subcommand, unless the flag was given on
-/// the command line or through the environment.
-fn merge_config_file(args: &[OsString], path: &PathBuf) -> Result<Vec<OsString>, ConfigError> {
-    const SETTING: &str = "--config (TICKETHUB_CONFIG)";
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ConfigError::new(SETTING, format!("cannot read {}: {e}", path.display())))?;
-    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
-        ConfigError::new(SETTING, format!("{}: {}", path.display(), e.message()))
-    })?;
-
-    let cmd = Cli::command();
-    let matches = cmd
-        .clone()
-        .try_get_matches_from(args)
-        .map_err(|e| ConfigError::new(SETTING, e.to_string()))?;
-    let Some((sub_name, sub_matches)) = matches.subcommand() else {
-        return Ok(args.to_vec());
-    };
-    // Only leaf subcommands take settings; `users add` and `projects add` take the database.
-    let (sub_cmd, leaf_matches, depth) = match sub_matches.subcommand() {
-        Some((leaf, leaf_matches)) => (
-            cmd.find_subcommand(sub_name)
-                .and_then(|c| c.find_subcommand(leaf))
-                .cloned(),
-            leaf_matches,
-            2,
-        ),
-        None => (cmd.find_subcommand(sub_name).cloned(), sub_matches, 1),
-    };
-    let Some(sub_cmd) = sub_cmd else {
-        return Ok(args.to_vec());
-    };
-
-    let mut injected: Vec<OsString> = Vec::new();
-    for (key, value) in &table {
-        let flag = key.replace('_', "-");
-        if flag == "config" {
-            continue;
-        }
-        let Some(arg) = sub_cmd
-            .get_arguments()
-            .find(|a| a.get_long() == Some(flag.as_str()))
-        else {
-            // A key for another subcommand (e.g. `bind` while running `users add`) is fine only
-            // if some subcommand knows it.
-            if known_anywhere(&cmd, &flag) {
-                continue;
-            }
-            return Err(ConfigError::new(
-                SETTING,
-                format!("{}: unknown setting `{key}`", path.display()),
-            ));
-        };
-        let id = arg.get_id().as_str();
-        let from_user = matches!(
-            leaf_matches.value_source(id),
-            Some(clap::parser::ValueSource::CommandLine | clap::parser::ValueSource::EnvVariable)
-        );
-        if from_user {
-            continue;
-        }
-        let values: Vec<String> = match value {
-            toml::Value::String(s) => vec![s.clone()],
-            toml::Value::Integer(i) => vec![i.to_string()],
-            toml::Value::Float(f) => vec![f.to_string()],
-            toml::Value::Boolean(b) => {
-                if arg.get_action().takes_values() {
-                    vec![b.to_string()]
-                } else {
-                    if *b {
-                        injected.push(format!("--{flag}").into());
-                    }
-                    continue;
-                }
-            }
-            toml::Value::Array(items) => vec![items
-                .iter()
-                .map(|v| match v {
-                    toml::Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                })
-                .collect::<Vec<_>>()
-                .join(",")],
-            _ => {
-                return Err(ConfigError::new(
-                    SETTING,
-                    format!(
-                        "{}: `{key}` must be a string, number, boolean or list",
-                        path.display()
-                    ),
-                ))
-            }
-        };
-        for v in values {
-            injected.push(format!("--{flag}={v}").into());
-        }
-    }
-
-    // Place the injected flags right after the subcommand path so they parse as its flags.
-    let mut out = Vec::with_capacity(args.len() + injected.len());
-    let mut seen = 0;
-    let path_names: Vec<&str> = match sub_matches.subcommand_name() {
-        Some(leaf) if depth == 2 => vec![sub_name, leaf],
-        _ => vec![sub_name],
-    };
-    let mut inserted = false;
-    for arg in args {
-        out.push(arg.clone());
-        if !inserted && seen < path_names.len() && arg.to_str() == Some(path_names[seen]) {
-            seen += 1;
-            if seen == path_names.len() {
-                out.extend(injected.iter().cloned());
-                inserted = true;
-            }
-        }
-    }
-    Ok(out)
-}
-
-fn known_anywhere(cmd: &clap::Command, flag: &str) -> bool {
-    cmd.get_arguments().any(|a| a.get_long() == Some(flag))
-        || cmd.get_subcommands().any(|s| known_anywhere(s, flag))
+    // clap's own parse answers `--help`, `--version` and malformed command lines first.
+    let matches = Cli::command().try_get_matches_from(&args)?;
+    let file = matches.get_one::<PathBuf>("config").cloned();
+    layers::parse(&args, &matches, file.as_deref(), &env)
 }
 
 #[cfg(test)]
@@ -500,6 +383,101 @@ mod tests {
         let path = f.path().to_str().unwrap().to_owned();
         let err = parse(["tickethub", "--config", &path, "serve"]).unwrap_err();
         assert!(err.to_string().contains("unknown setting `bnid`"), "{err}");
+    }
+
+    #[test]
+    fn list_items_in_the_config_file_keep_their_commas() {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        writeln!(
+            f,
+            "whatsapp_templates = [\"ticket_assigned=assigned_v2,en\", \"ticket_closed=closed\"]\ntrusted-proxies = \"10.0.0.0/8,127.0.0.1\""
+        )
+        .unwrap();
+        let path = f.path().to_str().unwrap().to_owned();
+        let c = serve(parse(["tickethub", "--config", &path, "serve"]).unwrap());
+        assert_eq!(
+            c.whatsapp_templates,
+            ["ticket_assigned=assigned_v2,en", "ticket_closed=closed"]
+        );
+        // A string is still a comma-separated list, as on the command line.
+        assert_eq!(c.trusted_proxies, ["10.0.0.0/8", "127.0.0.1"]);
+    }
+
+    #[test]
+    fn flags_win_over_the_environment_which_wins_over_the_file() {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        writeln!(
+            f,
+            "bind = \"127.0.0.1:1001\"\nws_ping_interval = 7\nredis_prefix = \"file\"\nallowed_origins = [\"https://file.example\"]"
+        )
+        .unwrap();
+        let path = f.path().to_str().unwrap().to_owned();
+        let env = |name: &str| -> Option<OsString> {
+            match name {
+                "TICKETHUB_BIND" => Some("127.0.0.1:2002".into()),
+                "TICKETHUB_WS_PING_INTERVAL" => Some("9".into()),
+                "TICKETHUB_ALLOWED_ORIGINS" => Some("https://a.example,https://b.example".into()),
+                "TICKETHUB_DEMO" => Some("true".into()),
+                "TICKETHUB_WEBHOOK_SECRET" => Some("0123".into()),
+                _ => None,
+            }
+        };
+        let c = serve(
+            parse_with_env(
+                [
+                    "tickethub",
+                    "--config",
+                    &path,
+                    "serve",
+                    "--bind",
+                    "127.0.0.1:3003",
+                ],
+                env,
+            )
+            .unwrap(),
+        );
+        assert_eq!(c.bind.to_string(), "127.0.0.1:3003");
+        assert_eq!(c.ws_ping_interval, 9);
+        assert_eq!(c.redis_prefix, "file");
+        assert_eq!(
+            c.allowed_origins,
+            ["https://a.example", "https://b.example"]
+        );
+        assert!(c.demo);
+        // Values are taken as written: a secret of digits keeps its leading zero.
+        assert_eq!(c.webhook_secret.as_deref(), Some("0123"));
+    }
+
+    #[test]
+    fn a_bad_value_in_the_environment_names_the_setting() {
+        let env = |name: &str| (name == "TICKETHUB_WS_PING_INTERVAL").then(|| "soon".into());
+        let err = parse_with_env(["tickethub", "serve"], env).unwrap_err();
+        assert!(err.to_string().contains("--ws-ping-interval"), "{err}");
+    }
+
+    #[test]
+    fn management_commands_read_the_file_and_their_positionals() {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        writeln!(
+            f,
+            "database_url = \"sqlite://from-file.db\"\nbind = \"127.0.0.1:1\""
+        )
+        .unwrap();
+        let path = f.path().to_str().unwrap().to_owned();
+        let cli = parse_with_env(
+            ["tickethub", "--config", &path, "users", "deactivate", "ada"],
+            |_| None,
+        )
+        .unwrap();
+        match cli.command {
+            Command::Users {
+                command: UsersCommand::Deactivate(a),
+            } => {
+                assert_eq!(a.username, "ada");
+                assert_eq!(a.db.database_url, "sqlite://from-file.db");
+            }
+            other => panic!("not users deactivate: {other:?}"),
+        }
     }
 
     #[test]
