@@ -3,8 +3,13 @@
 //! A directory is the only writer of its shared [`Map`]; anyone may read the map to find an
 //! actor without a message round trip. It prunes an actor from the map when it stops or fails,
 //! counts failures, and can drive a periodic tick of every child from one timer.
+//!
+//! A directory is a one-for-one supervisor of keyed children restarted lazily: the next message
+//! for a key starts its actor again. It keeps the same [`RestartBudget`] as the fixed
+//! supervisors of [`crate::supervision`]: the first failure of a key restarts at once, a key that
+//! keeps failing waits longer each time, and the messages for it meanwhile wait in order.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt::Debug;
 use std::hash::Hash;
 use std::sync::{Arc, RwLock};
@@ -12,6 +17,11 @@ use std::time::Duration;
 
 use ractor::concurrency::JoinHandle;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+
+use crate::supervision::RestartBudget;
+
+/// Messages held for one key while it waits for its restart; past this, the oldest are dropped.
+const HELD_PER_KEY: usize = 10_000;
 
 /// The live actors of a directory by key, readable by everyone.
 pub type Map<K, M> = Arc<RwLock<HashMap<K, ActorRef<M>>>>;
@@ -63,11 +73,14 @@ pub struct DirectoryStats {
 }
 
 /// A directory's state.
-pub struct DirectoryState<K> {
+pub struct DirectoryState<K, M> {
     by_actor: HashMap<ActorId, (K, std::time::Instant)>,
     stats: DirectoryStats,
     ticker: Option<JoinHandle<()>>,
     failures_by_key: HashMap<K, u32>,
+    budget: RestartBudget<K>,
+    /// Messages for keys whose restart waits, in arrival order.
+    held: HashMap<K, VecDeque<M>>,
 }
 
 /// One child in a directory listing.
@@ -128,11 +141,13 @@ pub enum DirectoryMsg<K, M> {
     List(ListFilter<K>, RpcReplyPort<Listing<K, M>>),
     /// Panic inside the handler. Used by fault-injection tests of the supervision tree.
     InjectFault,
+    /// The wait before restarting the actor of this key is over: start it with what was held.
+    Restart(K),
 }
 
 impl<A: Keyed> Actor for Directory<A> {
     type Msg = DirectoryMsg<A::Key, A::Msg>;
-    type State = DirectoryState<A::Key>;
+    type State = DirectoryState<A::Key, A::Msg>;
     type Arguments = ();
 
     async fn pre_start(
@@ -150,6 +165,8 @@ impl<A: Keyed> Actor for Directory<A> {
             stats: DirectoryStats::default(),
             ticker,
             failures_by_key: HashMap::new(),
+            budget: RestartBudget::default(),
+            held: HashMap::new(),
         })
     }
 
@@ -173,43 +190,26 @@ impl<A: Keyed> Actor for Directory<A> {
         match msg {
             DirectoryMsg::InjectFault => panic!("injected fault in a directory"),
             DirectoryMsg::Forward { key, msg } => {
-                let existing = self
-                    .map
-                    .read()
-                    .expect("directory map poisoned")
-                    .get(&key)
-                    .cloned();
-                let actor = match existing {
-                    Some(actor) if ractor::ACTIVE_STATES.contains(&actor.get_status()) => actor,
-                    _ => {
-                        let spawned = Actor::spawn_linked(
-                            None,
-                            self.spec.clone(),
-                            self.spec.arguments(key),
-                            myself.get_cell(),
-                        )
-                        .await;
-                        match spawned {
-                            Ok((actor, _)) => {
-                                state
-                                    .by_actor
-                                    .insert(actor.get_id(), (key, std::time::Instant::now()));
-                                self.map
-                                    .write()
-                                    .expect("directory map poisoned")
-                                    .insert(key, actor.clone());
-                                actor
-                            }
-                            Err(e) => {
-                                tracing::debug!(kind = A::KIND, ?key, error = %e, "cannot start actor");
-                                return Ok(());
-                            }
-                        }
+                if let Some(queue) = state.held.get_mut(&key) {
+                    if queue.len() >= HELD_PER_KEY {
+                        queue.pop_front();
                     }
-                };
-                // If the actor stops before it reads this, any reply port is dropped and the
-                // caller retries or reports the failure.
-                let _ = actor.send_message(msg);
+                    queue.push_back(msg);
+                    return Ok(());
+                }
+                if let Some(actor) = self.actor_for(key, &myself, state).await {
+                    // If the actor stops before it reads this, any reply port is dropped and
+                    // the caller retries or reports the failure.
+                    let _ = actor.send_message(msg);
+                }
+            }
+            DirectoryMsg::Restart(key) => {
+                let held = state.held.remove(&key).unwrap_or_default();
+                if let Some(actor) = self.actor_for(key, &myself, state).await {
+                    for msg in held {
+                        let _ = actor.send_message(msg);
+                    }
+                }
             }
             DirectoryMsg::Tick => {
                 if let Some((_, make)) = self.tick {
@@ -283,7 +283,7 @@ impl<A: Keyed> Actor for Directory<A> {
 
     async fn handle_supervisor_evt(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         event: SupervisionEvent,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
@@ -305,8 +305,171 @@ impl<A: Keyed> Actor for Directory<A> {
                 }
                 state.stats.failures += 1;
                 state.stats.last_failure = Some(err);
+                let wait = state.budget.failed(key);
+                if !wait.is_zero() && !state.held.contains_key(&key) {
+                    state.held.insert(key, VecDeque::new());
+                    myself.send_after(wait, move || DirectoryMsg::Restart(key));
+                }
             }
         }
         Ok(())
+    }
+}
+
+impl<A: Keyed> Directory<A> {
+    /// The live actor of `key`, started if there is none; `None` if it cannot start (its
+    /// `pre_start` fails).
+    async fn actor_for(
+        &self,
+        key: A::Key,
+        myself: &ActorRef<DirectoryMsg<A::Key, A::Msg>>,
+        state: &mut DirectoryState<A::Key, A::Msg>,
+    ) -> Option<ActorRef<A::Msg>> {
+        let existing = self
+            .map
+            .read()
+            .expect("directory map poisoned")
+            .get(&key)
+            .cloned();
+        if let Some(actor) = existing {
+            if ractor::ACTIVE_STATES.contains(&actor.get_status()) {
+                return Some(actor);
+            }
+        }
+        let spawned = Actor::spawn_linked(
+            None,
+            self.spec.clone(),
+            self.spec.arguments(key),
+            myself.get_cell(),
+        )
+        .await;
+        match spawned {
+            Ok((actor, _)) => {
+                state
+                    .by_actor
+                    .insert(actor.get_id(), (key, std::time::Instant::now()));
+                self.map
+                    .write()
+                    .expect("directory map poisoned")
+                    .insert(key, actor.clone());
+                Some(actor)
+            }
+            Err(e) => {
+                tracing::debug!(kind = A::KIND, ?key, error = %e, "cannot start actor");
+                None
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A child that records what it hears and fails on `Crash`.
+    #[derive(Clone)]
+    struct Echo(tokio::sync::mpsc::UnboundedSender<(u32, &'static str)>);
+
+    enum EchoMsg {
+        Say(&'static str),
+        Crash,
+    }
+
+    impl Actor for Echo {
+        type Msg = EchoMsg;
+        type State = u32;
+        type Arguments = u32;
+
+        async fn pre_start(
+            &self,
+            _: ActorRef<EchoMsg>,
+            key: u32,
+        ) -> Result<u32, ActorProcessingErr> {
+            Ok(key)
+        }
+
+        async fn handle(
+            &self,
+            _: ActorRef<EchoMsg>,
+            msg: EchoMsg,
+            key: &mut u32,
+        ) -> Result<(), ActorProcessingErr> {
+            match msg {
+                EchoMsg::Say(word) => {
+                    let _ = self.0.send((*key, word));
+                    Ok(())
+                }
+                EchoMsg::Crash => Err("crash".into()),
+            }
+        }
+    }
+
+    impl Keyed for Echo {
+        type Key = u32;
+        const KIND: &'static str = "echo";
+        fn label(key: u32) -> String {
+            format!("echo:{key}")
+        }
+        fn arguments(&self, key: u32) -> u32 {
+            key
+        }
+    }
+
+    #[tokio::test]
+    async fn a_key_that_keeps_failing_waits_for_its_restart_and_keeps_its_messages_in_order() {
+        let (tx, mut heard) = tokio::sync::mpsc::unbounded_channel();
+        let directory = Directory {
+            spec: Echo(tx),
+            map: Map::default(),
+            tick: None,
+        };
+        let (dir, handle) = Actor::spawn(None, directory, ()).await.unwrap();
+        let say = |key, word| {
+            dir.send_message(DirectoryMsg::Forward {
+                key,
+                msg: EchoMsg::Say(word),
+            })
+            .unwrap()
+        };
+        let crash = |key| {
+            dir.send_message(DirectoryMsg::Forward {
+                key,
+                msg: EchoMsg::Crash,
+            })
+            .unwrap()
+        };
+
+        // Until the directory reads a failure, messages still go to the failing actor and are
+        // lost with it (as for any actor); so the test waits for each failure to be counted.
+        let failures = |n: u64| {
+            let dir = dir.clone();
+            async move {
+                while ractor::call!(dir, DirectoryMsg::Stats).unwrap().failures < n {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+        };
+
+        // The first failure restarts at once.
+        crash(1);
+        failures(1).await;
+        say(1, "a");
+        assert_eq!(heard.recv().await, Some((1, "a")));
+
+        // The second, within the window, holds key 1's messages until its wait is over; they
+        // arrive in order, and other keys are not held.
+        crash(1);
+        failures(2).await;
+        for word in ["b", "c", "d"] {
+            say(1, word);
+        }
+        say(2, "x");
+        assert_eq!(heard.recv().await, Some((2, "x")));
+        for word in ["b", "c", "d"] {
+            assert_eq!(heard.recv().await, Some((1, word)));
+        }
+
+        dir.stop(None);
+        handle.await.unwrap();
     }
 }

@@ -6,7 +6,8 @@
 //! because a child ended, and never `?`s a restart: a restart that fails is tried again
 //! later. The hub's root and the delivery supervisor are `Supervisor`s; the directories
 //! (`crate::directory`) supervise keyed children that are restarted lazily, by the next
-//! message for their key, and share [`ended`] to read a child's end.
+//! message for their key, with the same [`RestartBudget`] per key, and share [`ended`] to read
+//! a child's end.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Debug;
