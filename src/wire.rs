@@ -672,6 +672,12 @@ wire_names!(
     Cat::ALL.iter().map(|c| c.as_str())
 );
 wire_names!(
+    /// A ticket list's order.
+    TicketOrderingName,
+    "How a ticket list is ordered: a field, newest or largest first with `-`.",
+    tickethub_actors::ports::TicketOrdering::NAMES.iter().map(|(name, _)| *name)
+);
+wire_names!(
     /// A delivery channel.
     ChannelName,
     "A way to reach a user.",

@@ -185,6 +185,42 @@ pub struct TicketFilter {
     pub assigned_to: Option<UserId>,
     /// Only tickets in projects this user belongs to (`None`: every ticket, for admins).
     pub visible_to: Option<UserId>,
+    /// Only this priority.
+    pub priority: Option<crate::ticket_domain::Priority>,
+    /// Only tickets whose title contains this text (case-insensitively), or whose key it is.
+    pub search: Option<String>,
+    /// In which order.
+    pub ordering: TicketOrdering,
+}
+
+/// The order of a ticket list; ties go newest first.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TicketOrdering {
+    /// Newest first (the default).
+    #[default]
+    Newest,
+    /// Oldest first.
+    Oldest,
+    /// Most recently changed first.
+    RecentlyUpdated,
+    /// Least recently changed first.
+    LeastRecentlyUpdated,
+    /// Most urgent first.
+    MostUrgent,
+    /// Least urgent first.
+    LeastUrgent,
+}
+
+impl TicketOrdering {
+    /// Every ordering with its name in `?ordering=` (Django REST framework's style).
+    pub const NAMES: &'static [(&'static str, TicketOrdering)] = &[
+        ("-created_at", TicketOrdering::Newest),
+        ("created_at", TicketOrdering::Oldest),
+        ("-updated_at", TicketOrdering::RecentlyUpdated),
+        ("updated_at", TicketOrdering::LeastRecentlyUpdated),
+        ("-priority", TicketOrdering::MostUrgent),
+        ("priority", TicketOrdering::LeastUrgent),
+    ];
 }
 
 /// A slice of a list.
@@ -272,6 +308,12 @@ pub trait TicketStore: Send + Sync {
     ) -> Result<(Ticket, Vec<Notification>), StoreError>;
     /// Loads a ticket.
     async fn ticket(&self, id: TicketId) -> Result<Option<Ticket>, StoreError>;
+    /// Loads a ticket by its key's parts: `WEB-5` is project `WEB`, number 5.
+    async fn ticket_by_key(
+        &self,
+        project_key: &str,
+        number: i64,
+    ) -> Result<Option<Ticket>, StoreError>;
     /// Commits a change made to the ticket at `expected_version`, with its notifications, in
     /// one transaction (with `mark`, the idempotent request that makes it is marked committed
     /// there too). A ticket whose version moved on is [`StoreError::Stale`].

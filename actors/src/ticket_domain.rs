@@ -180,6 +180,15 @@ impl Ticket {
     }
 }
 
+/// Reads a ticket's key, `WEB-5` (or `web-5`), as its project's key (upper case, as projects
+/// are keyed) and its number.
+pub fn parse_key(text: &str) -> Option<(String, i64)> {
+    let (project, number) = text.trim().rsplit_once('-')?;
+    let number = number.parse::<i64>().ok().filter(|n| *n > 0)?;
+    (!project.is_empty() && !project.contains(char::is_whitespace))
+        .then(|| (project.to_uppercase(), number))
+}
+
 /// A comment on a ticket.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Comment {

@@ -16,7 +16,7 @@ use utoipa_axum::routes;
 use super::error::{ApiError, ConflictBody, ErrorBody};
 use super::extract::{Caller, Json, Query, RawBody};
 use super::idempotency::{self, IdempotencyKey};
-use super::openapi::{CategoryName, PageQuery, PriorityName, TicketStatusName};
+use super::openapi::{CategoryName, PageQuery, PriorityName, TicketOrderingName, TicketStatusName};
 use super::{paginated, parse_bool, parse_id, Page, PageParams};
 use crate::state::AppState;
 use crate::wire;
@@ -26,6 +26,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list, create))
         .routes(routes!(detail))
+        .routes(routes!(history))
         .routes(routes!(comments, comment))
         .routes(routes!(open_ticket))
         .routes(routes!(assign))
@@ -40,6 +41,9 @@ struct ListParams {
     status: Option<String>,
     project: Option<String>,
     assigned_to_me: Option<String>,
+    priority: Option<String>,
+    search: Option<String>,
+    ordering: Option<String>,
     #[serde(flatten)]
     page: PageParams,
 }
@@ -54,6 +58,9 @@ struct ListParams {
         ("status" = Option<TicketStatusName>, Query, description = "Only tickets of this status."),
         ("project" = Option<i64>, Query, description = "Only tickets of this project id."),
         ("assigned_to_me" = Option<bool>, Query, description = "Only tickets assigned to the caller."),
+        ("priority" = Option<PriorityName>, Query, description = "Only tickets of this priority."),
+        ("search" = Option<String>, Query, description = "Only tickets whose title contains this text (case-insensitively; on SQLite, for ASCII letters), or whose key it is (`WEB-5`). At most 200 characters.", max_length = 200),
+        ("ordering" = Option<TicketOrderingName>, Query, description = "The order: `-created_at` (newest first, the default), `created_at`, `-updated_at`, `updated_at`, `-priority` (most urgent first) or `priority`."),
         PageQuery,
     ),
     responses(
@@ -87,6 +94,38 @@ async fn list(
         if parse_bool("assigned_to_me", mine)? {
             filter.assigned_to = Some(caller.0.id);
         }
+    }
+    if let Some(p) = params.priority.as_deref() {
+        filter.priority = Some(
+            p.parse::<Priority>()
+                .map_err(|e| ApiError::bad_request(format!("priority: {e}")))?,
+        );
+    }
+    if let Some(text) = params.search.as_deref().map(str::trim) {
+        if text.chars().count() > 200 {
+            return Err(ApiError::bad_request(
+                "search: Ensure this field has no more than 200 characters.",
+            ));
+        }
+        if !text.is_empty() {
+            filter.search = Some(text.to_owned());
+        }
+    }
+    if let Some(o) = params.ordering.as_deref() {
+        filter.ordering = tickethub_actors::ports::TicketOrdering::NAMES
+            .iter()
+            .find(|(name, _)| *name == o)
+            .map(|(_, ordering)| *ordering)
+            .ok_or_else(|| {
+                let names: Vec<&str> = tickethub_actors::ports::TicketOrdering::NAMES
+                    .iter()
+                    .map(|(name, _)| *name)
+                    .collect();
+                ApiError::bad_request(format!(
+                    "ordering: \"{o}\" is not a valid choice; one of: {}.",
+                    names.join(", ")
+                ))
+            })?;
     }
     let (page, slice) = params.page.page()?;
     let (count, tickets) = state.store.list_tickets(&filter, slice).await?;
@@ -274,6 +313,83 @@ async fn detail(
         comments: comments.iter().map(wire::comment).collect(),
         comment_count: count,
     }))
+}
+
+/// A ticket's history: every change, oldest first, as recorded with it (until retention
+/// removes it).
+#[utoipa::path(
+    get,
+    path = "/api/tickets/{id}/history/",
+    operation_id = "tickets_history",
+    tag = "tickets",
+    params(("id" = i64, Path, description = "The ticket's id.")),
+    responses(
+        (status = 200, description = "The ticket's changes, oldest first.", body = Vec<HistoryEntry>),
+        (status = 401, description = "No valid access token.", body = ErrorBody),
+        (status = 404, description = "No such ticket, or the caller may not see it.", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+async fn history(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<HistoryEntry>>, ApiError> {
+    let ticket = visible(&state, &caller, ticket_id(&id)?).await?;
+    let events = state.store.ticket_events(ticket.id).await?;
+    let mut names = std::collections::HashMap::new();
+    for actor in events.iter().filter_map(|e| e.actor) {
+        if let std::collections::hash_map::Entry::Vacant(slot) = names.entry(actor) {
+            let name = state
+                .store
+                .user_by_id(actor)
+                .await?
+                .map(|u| u.name().to_owned());
+            slot.insert(name);
+        }
+    }
+    Ok(Json(
+        events
+            .iter()
+            .map(|e| HistoryEntry {
+                id: e.id,
+                event: e.event.as_str().to_owned(),
+                action: e.action.clone(),
+                actor: e.actor.map(|u| u.0),
+                actor_name: e.actor.and_then(|u| names.get(&u).cloned().flatten()),
+                status: e.status.as_str().to_owned(),
+                assignees: e.assignees.iter().map(|u| u.0).collect(),
+                newly_assigned: e.newly_assigned.iter().map(|u| u.0).collect(),
+                at: wire::timestamp(e.at),
+            })
+            .collect(),
+    ))
+}
+
+/// One change of a ticket.
+#[derive(serde::Serialize, ToSchema)]
+pub struct HistoryEntry {
+    /// The event's id.
+    pub id: i64,
+    /// What happened, as a notification type: `ticket_created`, `ticket_assigned`, ….
+    pub event: String,
+    /// The action that did it: `create`, `open_ticket`, `assign`, `start_work`, `finish_work`,
+    /// `approve`, `reject`.
+    pub action: String,
+    /// Who did it.
+    pub actor: Option<i64>,
+    /// Their name as shown to people (display name, else username).
+    pub actor_name: Option<String>,
+    /// The ticket's status after it.
+    #[schema(value_type = TicketStatusName)]
+    pub status: String,
+    /// The assignees after it.
+    pub assignees: Vec<i64>,
+    /// The assignees it added.
+    pub newly_assigned: Vec<i64>,
+    /// When.
+    #[schema(format = DateTime)]
+    pub at: String,
 }
 
 /// A ticket with its comments.

@@ -12,6 +12,25 @@ pub(crate) const TICKET_SELECT: &str = "SELECT t.id, t.project_id, p.key AS proj
      t.created_at, t.updated_at, t.version \
      FROM tickets t JOIN projects p ON p.id = t.project_id JOIN users u ON u.id = t.created_by";
 
+/// The `ORDER BY` of a ticket list; ties go newest first.
+pub(crate) fn order_by(ordering: tickethub_actors::ports::TicketOrdering) -> &'static str {
+    use tickethub_actors::ports::TicketOrdering::*;
+    match ordering {
+        Newest => " ORDER BY t.id DESC",
+        Oldest => " ORDER BY t.id ASC",
+        RecentlyUpdated => " ORDER BY t.updated_at DESC, t.id DESC",
+        LeastRecentlyUpdated => " ORDER BY t.updated_at ASC, t.id DESC",
+        MostUrgent => {
+            " ORDER BY CASE t.priority WHEN 'CRITICAL' THEN 3 WHEN 'HIGH' THEN 2 \
+             WHEN 'MEDIUM' THEN 1 ELSE 0 END DESC, t.id DESC"
+        }
+        LeastUrgent => {
+            " ORDER BY CASE t.priority WHEN 'CRITICAL' THEN 3 WHEN 'HIGH' THEN 2 \
+             WHEN 'MEDIUM' THEN 1 ELSE 0 END ASC, t.id DESC"
+        }
+    }
+}
+
 #[derive(sqlx::FromRow)]
 pub(crate) struct TicketRow {
     id: i64,
@@ -219,6 +238,28 @@ macro_rules! impl_ticket_store {
                 Ok(Self::tickets_with_assignees(self.reader(), vec![row]).await?.pop())
             }
 
+            async fn ticket_by_key(
+                &self,
+                project_key: &str,
+                number: i64,
+            ) -> Result<Option<tickethub_actors::ticket_domain::Ticket>, tickethub_actors::ports::StoreError>
+            {
+                let sql = format!(
+                    "{} WHERE p.key = $1 AND t.number = $2",
+                    $crate::store::tickets::TICKET_SELECT
+                );
+                let Some(row) = sqlx::query_as::<_, $crate::store::tickets::TicketRow>(&sql)
+                    .bind(project_key)
+                    .bind(number)
+                    .fetch_optional(self.reader())
+                    .await
+                    .map_err($crate::store::backend_error)?
+                else {
+                    return Ok(None);
+                };
+                Ok(Self::tickets_with_assignees(self.reader(), vec![row]).await?.pop())
+            }
+
             async fn commit_change(
                 &self,
                 id: tickethub_actors::ticket_domain::TicketId,
@@ -344,6 +385,29 @@ macro_rules! impl_ticket_store {
                             .push_bind(u.0)
                             .push(")");
                     }
+                    if let Some(p) = f.priority {
+                        q.push(" AND t.priority = ").push_bind(p.as_str());
+                    }
+                    if let Some(text) = f.search.as_deref() {
+                        // The title contains the text (LIKE's own characters escaped), or the
+                        // text is the ticket's key.
+                        let escaped = text
+                            .to_lowercase()
+                            .replace('\\', "\\\\")
+                            .replace('%', "\\%")
+                            .replace('_', "\\_");
+                        q.push(" AND (LOWER(t.title) LIKE ")
+                            .push_bind(format!("%{escaped}%"))
+                            .push(" ESCAPE '\\'");
+                        if let Some((project, number)) = tickethub_actors::ticket_domain::parse_key(text) {
+                            q.push(" OR (t.number = ")
+                                .push_bind(number)
+                                .push(" AND t.project_id IN (SELECT id FROM projects WHERE key = ")
+                                .push_bind(project)
+                                .push("))");
+                        }
+                        q.push(")");
+                    }
                     if let Some(u) = f.visible_to {
                         // Exactly who `visible` in the HTTP layer lets see a ticket: its
                         // project's members, its creator and its assignees.
@@ -365,7 +429,8 @@ macro_rules! impl_ticket_store {
                     .map_err($crate::store::backend_error)?;
                 let mut q = sqlx::QueryBuilder::<$db>::new($crate::store::tickets::TICKET_SELECT);
                 conditions(&mut q, filter);
-                q.push(" ORDER BY t.id DESC LIMIT ")
+                q.push($crate::store::tickets::order_by(filter.ordering));
+                q.push(" LIMIT ")
                     .push_bind(page.limit)
                     .push(" OFFSET ")
                     .push_bind(page.offset);
