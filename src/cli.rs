@@ -127,9 +127,9 @@ pub struct KeyRevokeArgs {
 /// `tickethub trace`.
 #[derive(Args, Debug)]
 pub struct TraceArgs {
-    /// The ticket's id.
+    /// The ticket's id or key (`WEB-5`).
     #[arg(long)]
-    pub ticket: i64,
+    pub ticket: String,
     /// The user's id or username.
     #[arg(long)]
     pub user: String,

@@ -601,7 +601,7 @@ async fn actors(args: cli::ActorsArgs) -> Result<(), String> {
 }
 
 async fn trace(args: cli::TraceArgs) -> Result<(), String> {
-    let query = [("ticket", args.ticket.to_string()), ("user", args.user)];
+    let query = [("ticket", args.ticket), ("user", args.user)];
     let body = admin_get(args.hub, "/api/admin/trace", &query).await?;
     if args.json {
         print_json(&body)?;

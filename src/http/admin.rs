@@ -42,8 +42,8 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Deserialize, Default, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct TraceQuery {
-    /// The ticket's id.
-    #[param(value_type = i64, required = true)]
+    /// The ticket's id or key (`WEB-5`).
+    #[param(value_type = String, required = true, min_length = 1)]
     ticket: Option<String>,
     /// The user's id or username.
     #[param(value_type = String, required = true, min_length = 1)]
@@ -81,21 +81,25 @@ pub(crate) async fn trace(
     let ticket = q
         .ticket
         .as_deref()
-        .ok_or_else(|| ApiError::bad_request("ticket: This query parameter is required."))?
-        .trim()
-        .parse::<i64>()
-        .map_err(|_| ApiError::bad_request("ticket: A valid integer is required."))?;
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| ApiError::bad_request("ticket: This query parameter is required."))?;
     let user = q
         .user
         .as_deref()
         .map(str::trim)
         .filter(|u| !u.is_empty())
         .ok_or_else(|| ApiError::bad_request("user: This query parameter is required."))?;
-    let ticket = state
-        .store
-        .ticket(tickethub_actors::ticket_domain::TicketId(ticket))
-        .await?
-        .ok_or_else(ApiError::not_found)?;
+    let ticket = match ticket_ref(ticket)? {
+        TicketRef::Id(id) => {
+            state
+                .store
+                .ticket(tickethub_actors::ticket_domain::TicketId(id))
+                .await?
+        }
+        TicketRef::Key(project, number) => state.store.ticket_by_key(&project, number).await?,
+    }
+    .ok_or_else(ApiError::not_found)?;
     let user = match user.parse::<i64>() {
         Ok(id) => state.store.user_by_id(UserId(id)).await?,
         Err(_) => state.store.user_with_hash(user).await?.map(|(u, _)| u),
@@ -111,6 +115,26 @@ pub(crate) async fn trace(
         )
         .await?,
     ))
+}
+
+/// How a request names a ticket: its id, or its key.
+#[derive(Debug, PartialEq, Eq)]
+enum TicketRef {
+    Id(i64),
+    /// The project's key (upper case, as projects are keyed) and the number.
+    Key(String, i64),
+}
+
+/// Reads `42` as an id and `WEB-5` (or `web-5`) as a key.
+fn ticket_ref(text: &str) -> Result<TicketRef, ApiError> {
+    if let Ok(id) = text.parse::<i64>() {
+        return Ok(TicketRef::Id(id));
+    }
+    tickethub_actors::ticket_domain::parse_key(text)
+        .map(|(project, number)| TicketRef::Key(project, number))
+        .ok_or_else(|| {
+            ApiError::bad_request("ticket: A ticket id or key (like WEB-5) is required.")
+        })
 }
 
 #[derive(Deserialize, Default, utoipa::IntoParams)]
@@ -523,4 +547,25 @@ async fn actors(
             purge,
         ],
     })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ticket_is_named_by_its_id_or_its_key() {
+        assert_eq!(ticket_ref("42").unwrap(), TicketRef::Id(42));
+        assert_eq!(
+            ticket_ref("WEB-5").unwrap(),
+            TicketRef::Key("WEB".into(), 5)
+        );
+        assert_eq!(
+            ticket_ref("web-5").unwrap(),
+            TicketRef::Key("WEB".into(), 5)
+        );
+        for bad in ["WEB", "WEB-", "WEB-0", "WEB-x", "4.2", "W EB-1"] {
+            assert!(ticket_ref(bad).is_err(), "{bad}");
+        }
+    }
 }

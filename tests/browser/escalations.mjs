@@ -163,18 +163,22 @@ await new Run('escalations').main(async (run) => {
   const opened = forClient.find((e) => e.type === 'ticket_opened');
   run.check(opened?.recipient && opened.explanation.includes('as creator'), `ticket_opened reached the creator (${JSON.stringify(opened)})`);
 
-  run.log('the hub\'s refusals show as messages: a ticket id that is not a number, a user nobody has');
+  run.log('the hub\'s refusals show as messages: a ticket that is neither an id nor a key, a user nobody has');
   const ticket = await tid(op, 'trace-ticket').inputValue();
+  const key = await text(tid(op, 'trace-ticket-key'));
   await tid(op, 'trace-ticket').fill('abc');
   await trace(op, users.client.username);
   const bad = await traceError(op, 400);
-  run.check(bad.includes('ticket: A valid integer is required.'), `the 400 shows the hub's detail (${bad})`);
+  run.check(bad.includes('ticket: A ticket id or key (like WEB-5) is required.'), `the 400 shows the hub's detail (${bad})`);
   run.check(!(await tid(op, 'trace-result').isVisible()), 'no stale trace is shown under the error');
   await tid(op, 'trace-ticket').fill(ticket);
   await trace(op, 'nobody-by-this-name');
   const missing = await traceError(op, 404);
   run.check(/^Not found: .*nobody-by-this-name/.test(missing), `the 404 names what was asked (${missing})`);
+  run.log(`the ticket is traced by its key, ${key}, as the pages show it`);
+  await tid(op, 'trace-ticket').fill(key);
   await trace(op, users.developer.username);
   await traced(op, users.developer.username);
   run.check(!(await tid(op, 'trace-error').isVisible()), 'a trace that works clears the message');
+  run.check((await text(tid(op, 'trace-ticket-key'))) === key, `the trace is of ${key}`);
 });

@@ -743,6 +743,30 @@ async fn the_trace_explains_who_was_left_out_and_why(backend: Backend) {
     .await;
     hub.get_as(&c.a1, "/api/admin/trace?ticket=999999&user=d9", 404)
         .await;
+    // A ticket is named by its key as well, as every page shows it.
+    let key = t["key"].as_str().unwrap().to_owned();
+    let by_key = hub
+        .get_as(
+            &c.a1,
+            &format!("/api/admin/trace?ticket={}&user=d1", key.to_lowercase()),
+            200,
+        )
+        .await;
+    assert_eq!(by_key["ticket"], d1["ticket"], "{by_key}");
+    assert_eq!(by_key["events"], d1["events"], "{by_key}");
+    let (project, _) = key.rsplit_once('-').unwrap();
+    hub.get_as(
+        &c.a1,
+        &format!("/api/admin/trace?ticket={project}-999999&user=d1"),
+        404,
+    )
+    .await;
+    hub.get_as(
+        &c.a1,
+        &format!("/api/admin/trace?ticket={project}-&user=d1"),
+        400,
+    )
+    .await;
 
     // The command line prints the same explanations.
     let text = crate::harness::cli_ok(&[
@@ -752,7 +776,7 @@ async fn the_trace_explains_who_was_left_out_and_why(backend: Backend) {
         "--token",
         &hub.token(&c.a1),
         "--ticket",
-        &id.to_string(),
+        &key,
         "--user",
         "c1",
     ])
