@@ -180,7 +180,11 @@ impl Application {
             },
             HubDeps {
                 store: store.clone(),
-                routing: crate::routing::load(config.routing.as_deref())?,
+                routing: if config.demo && config.routing.is_none() {
+                    crate::routing::demo()
+                } else {
+                    crate::routing::load(config.routing.as_deref())?
+                },
                 delivery: crate::delivery::build(&config)?,
                 bus: bus
                     .clone()
@@ -528,9 +532,9 @@ pub async fn seed_demo(store: &dyn Store) -> Result<(), StoreError> {
 
 async fn create_demo_user(store: &dyn Store, account: &DemoAccount) -> Result<User, StoreError> {
     let display_name = match account.role {
-        Role::Admin => "Ada Admin",
-        Role::Developer => "Dev Eloper",
-        Role::Client => "Cli Ent",
+        Role::Admin => "Ada Lovelace",
+        Role::Developer => "Grace Hopper",
+        Role::Client => "Carl Jensen",
     };
     store
         .create_user(NewUser {

@@ -41,6 +41,23 @@ pub fn load(path: Option<&Path>) -> Result<RoutingTable, ConfigError> {
     Ok(table)
 }
 
+/// What `--demo` routes by when no `--routing` file is given: the default table and one example
+/// escalation policy, so that the operator page's escalation panel has something to show.
+pub const DEMO_ROUTING: &str = r#"
+[[escalation]]
+name = "unread-critical-assignments"
+events = ["ticket_assigned"]
+when = { priority = ["HIGH", "CRITICAL"] }
+steps = [ { after = "2m", unless = "read", channels = ["email"] } ]
+"#;
+
+/// The routing `--demo` uses without a `--routing` file ([`DEMO_ROUTING`]).
+pub fn demo() -> RoutingTable {
+    let mut table = RoutingTable::default();
+    apply(&mut table, DEMO_ROUTING).expect("the demo routing is valid");
+    table
+}
+
 /// Applies the overrides in `text` to `table`.
 pub fn apply(table: &mut RoutingTable, text: &str) -> Result<(), String> {
     let doc: toml::Table = text
@@ -260,6 +277,17 @@ mod tests {
         assert_eq!(
             t.route(&EventType::TicketCreated),
             RoutingTable::default().route(&EventType::TicketCreated)
+        );
+    }
+
+    #[test]
+    fn the_demo_routes_by_default_with_one_escalation_policy() {
+        let t = demo();
+        assert_eq!(t.escalations().len(), 1);
+        assert_eq!(t.escalations()[0].name, "unread-critical-assignments");
+        assert_eq!(
+            t.route(&EventType::TicketAssigned),
+            RoutingTable::default().route(&EventType::TicketAssigned)
         );
     }
 
