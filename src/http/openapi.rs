@@ -2,12 +2,14 @@
 //! page that renders it.
 //!
 //! `GET /api/openapi.json` answers the document; `GET /api/docs/` answers a small HTML page that
-//! loads Redoc from a public CDN and points it at the document. The handlers answer
-//! `serde_json::Value`, so the response shapes are described here by schema-only structs that
-//! mirror `crate::wire` and the handlers; the end-to-end tests check real responses against them.
+//! renders it with Redoc, whose bundle the hub serves itself (`web/vendor/redoc/`), so that the
+//! page works without the internet. The handlers' request and response types derive their
+//! schemas; this module adds the document's frame and the rows every operation shares.
 
-use axum::http::header::CONTENT_TYPE;
-use axum::response::Html;
+use axum::http::header::{
+    CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, X_CONTENT_TYPE_OPTIONS,
+};
+use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 use axum::Router;
 use utoipa::openapi::path::Operation;
@@ -71,6 +73,8 @@ pub fn router(document: utoipa::openapi::OpenApi) -> Router<AppState> {
             }),
         )
         .route("/api/docs/", get(docs))
+        .route("/api/docs/redoc.standalone.js", get(redoc))
+        .route("/api/docs/LICENSE.txt", get(redoc_licence))
 }
 
 /// The document's frame (its introduction, tags, security scheme and shared rows) around the
@@ -94,25 +98,73 @@ pub fn document(mut paths: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi
     doc
 }
 
-/// Redoc, from a public CDN, rendering `/api/openapi.json`.
+/// Redoc, served by the hub, rendering `/api/openapi.json`.
 const DOCS_PAGE: &str = r#"<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>tickethub API</title>
+<link rel="icon" href="/assets/icon.svg" type="image/svg+xml">
 <style>body { margin: 0; }</style>
 </head>
 <body>
 <redoc spec-url="/api/openapi.json"></redoc>
 <noscript>This page needs JavaScript; the document itself is at <a href="/api/openapi.json">/api/openapi.json</a>.</noscript>
-<script src="https://cdn.jsdelivr.net/npm/redoc@2/bundles/redoc.standalone.js"></script>
+<script src="/api/docs/redoc.standalone.js"></script>
 </body>
 </html>
 "#;
 
-async fn docs() -> Html<&'static str> {
-    Html(DOCS_PAGE)
+/// What the docs page may load: only the hub's own files. Redoc inserts its styles inline and
+/// runs its search in a worker made from a `blob:` URL.
+const DOCS_POLICY: &str =
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+                           img-src 'self' data:; font-src 'self' data:; worker-src 'self' blob:; \
+                           connect-src 'self'; object-src 'none'; base-uri 'none'; \
+                           frame-ancestors 'none'";
+
+async fn docs() -> impl IntoResponse {
+    (
+        [
+            (CONTENT_SECURITY_POLICY, DOCS_POLICY),
+            (X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        Html(DOCS_PAGE),
+    )
+}
+
+/// Redoc's standalone bundle (MIT), as in the npm package (`web/vendor/redoc/`) but for one
+/// address: its sidebar's "API docs by Redocly" shows a logo from Redocly's CDN, which an
+/// air-gapped install cannot reach and this page's policy refuses; it becomes an empty image.
+static REDOC: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    include_str!("../../web/vendor/redoc/redoc.standalone.js").replace(
+        "https://cdn.redoc.ly/redoc/logo-mini.svg",
+        "data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg'/%3E",
+    )
+});
+
+async fn redoc() -> impl IntoResponse {
+    (
+        [
+            (CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (CACHE_CONTROL, "public, max-age=86400"),
+            (X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        REDOC.as_str(),
+    )
+}
+
+/// Redoc's licence and those of the code bundled into it.
+async fn redoc_licence() -> impl IntoResponse {
+    (
+        [(CONTENT_TYPE, "text/plain; charset=utf-8")],
+        concat!(
+            include_str!("../../web/vendor/redoc/LICENSE"),
+            "\n\n",
+            include_str!("../../web/vendor/redoc/redoc.standalone.js.LICENSE.txt")
+        ),
+    )
 }
 
 /// Adds the bearer-JWT security scheme the operations name.
@@ -369,7 +421,9 @@ impl Modify for Aliases {
     }
 }
 
-pub use crate::wire::{CategoryName, ChannelName, PriorityName, RoleName, TicketStatusName};
+pub use crate::wire::{
+    CategoryName, ChannelName, PriorityName, RoleName, TicketOrderingName, TicketStatusName,
+};
 
 /// `page` and `page_size`, Django REST Framework style.
 #[derive(IntoParams)]

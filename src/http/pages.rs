@@ -77,6 +77,12 @@ const ASSETS: &[Asset] = &[
         content_type: SVG,
         body: include_str!("../../web/icon.svg"),
     },
+    // Browsers ask for `/favicon.ico` of any page that names no icon (the API's JSON, say).
+    Asset {
+        path: "/favicon.ico",
+        content_type: SVG,
+        body: include_str!("../../web/icon.svg"),
+    },
 ];
 
 /// The routes of this module.

@@ -1,6 +1,7 @@
 //! The pages the hub serves, in a real headless Chromium: `tests/browser/demo.mjs` drives the
 //! demo client at `/`, `tests/browser/operator.mjs` the operator page at `/admin/`, and
-//! `tests/browser/escalations.mjs` its escalation steps and trace.
+//! `tests/browser/escalations.mjs` its escalation steps and trace, and `tests/browser/docs.mjs`
+//! the API reference at `/api/docs/` with every request to another host refused.
 //!
 //! They need `node`, `/usr/bin/chromium` and `node_modules/playwright-core`: the packages are
 //! installed (`npm ci`) when missing, and without node or Chromium the tests fail with the
@@ -127,6 +128,7 @@ async fn pages_are_served_with_their_types() {
             "export class TicketHub",
         ),
         ("/assets/icon.svg", "image/svg+xml", "<svg"),
+        ("/favicon.ico", "image/svg+xml", "<svg"),
     ] {
         let res = hub.http.get(hub.url(path)).send().await.unwrap();
         assert_eq!(res.status(), 200, "{path}");
@@ -280,10 +282,17 @@ async fn operator_page_lists_escalation_steps_and_explains_who_was_left_out() {
     assert_eq!(pending["count"], 1, "{pending}");
 }
 
+async fn api_reference_renders_without_the_internet() {
+    require_browser();
+    let hub = TestHub::start(&Backend::Sqlite).await;
+    run_script("docs.mjs", &hub, &[]).await;
+}
+
 crate::trials! {
     both: [],
     tests: [
         pages_are_served_with_their_types,
+        api_reference_renders_without_the_internet,
         demo_page_shows_a_ticket_lifecycle_in_real_time,
         operator_page_shows_the_live_supervision_tree,
         demo_page_shows_the_board_presence_and_typing,

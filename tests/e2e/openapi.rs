@@ -569,7 +569,32 @@ async fn docs_page_is_html() {
         .to_lowercase()
         .starts_with("<!doctype html>"));
     assert!(page.contains("/api/openapi.json"), "{page}");
-    assert!(page.contains("<script src=\"https://"), "{page}");
+    // Nothing is loaded from elsewhere: the renderer is the hub's own file.
+    assert!(!page.contains("https://"), "{page}");
+    assert!(
+        page.contains("<script src=\"/api/docs/redoc.standalone.js\">"),
+        "{page}"
+    );
+    let res = hub
+        .http
+        .get(hub.url("/api/docs/redoc.standalone.js"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/javascript"));
+    assert!(res.text().await.unwrap().len() > 500_000);
+    let licence = hub
+        .http
+        .get(hub.url("/api/docs/LICENSE.txt"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(licence.status(), 200);
+    assert!(licence.text().await.unwrap().contains("MIT License"));
 }
 
 crate::trials! {
