@@ -7,7 +7,8 @@ import {
   el, byTestId, ApiError, Session, duration, loginForm, clock, relative, channelName, timelineView,
 } from '/assets/common.js';
 
-const session = new Session('tickethub.operator');
+// One login for both pages: the demo client's session is this page's too.
+const session = new Session('tickethub');
 const POLL_MS = 1000;
 
 const view = {
@@ -104,6 +105,15 @@ const COLUMNS = {
   ],
 };
 
+// What each of the tree's totals counts, in words: these are live actors on this node, not
+// rows in the database.
+const TOTALS = {
+  users: ['User actors', 'users with an actor on this node: connected now, or recently'],
+  sockets: ['Open sockets', 'WebSocket and event-stream connections to this node'],
+  tickets: ['Ticket actors in memory', 'tickets changed recently on this node, not all tickets'],
+  channels: ['Delivery channels', 'email, WhatsApp, webhook… actors on this node'],
+};
+
 // The escalation actor has no children: its counts show on its line of the tree.
 const dueText = (v) => (v ? `${clock(v)} (${relative(v)})` : 'none');
 const NODE_FACTS = {
@@ -171,9 +181,13 @@ function render() {
   const order = ['users', 'sockets', 'tickets', 'channels'];
   const keys = [...order.filter((k) => k in totals), ...Object.keys(totals).filter((k) => !order.includes(k))];
   byTestId('totals').replaceChildren(
-    ...keys.map((k) => [k, totals[k]]).map(([k, v]) => el('div', { class: 'stat', testid: `total-${k}` },
-      el('div', { class: 'label' }, k.replace(/_/g, ' ')),
-      el('div', { class: 'value' }, num(v)))),
+    ...keys.map((k) => [k, totals[k]]).map(([k, v]) => {
+      const [label, help] = TOTALS[k] || [k.replace(/_/g, ' '), ''];
+      return el('div', { class: 'stat', testid: `total-${k}`, title: help || null },
+        el('div', { class: 'label' }, label),
+        el('div', { class: 'value' }, num(v)),
+        help ? el('div', { class: 'muted small' }, help) : null);
+    }),
   );
 
   byTestId('tree').replaceChildren(...(tree.children || []).map((c) => nodePanel(c, q, 0)));
@@ -278,6 +292,21 @@ function setLive(state, text) {
   pill.textContent = text;
 }
 
+/**
+ * Greys out what the hub last said while it cannot be reached, so that no green "running" badge
+ * claims what nobody knows now.
+ */
+function setStale(stale) {
+  for (const id of ['root', 'totals', 'tree']) {
+    const box = byTestId(id);
+    if (!box) continue;
+    box.dataset.stale = String(stale);
+    box.style.filter = stale ? 'grayscale(1)' : '';
+    if (stale) box.setAttribute('aria-describedby', 'stale-note');
+    else box.removeAttribute('aria-describedby');
+  }
+}
+
 function showError(text) {
   const box = byTestId('flash');
   box.textContent = text;
@@ -303,6 +332,7 @@ async function poll() {
     view.tree = tree;
     view.lastOk = Date.now();
     showError('');
+    setStale(false);
     setLive('live', 'live');
     render();
     byTestId('updated-at').textContent = `updated ${new Date().toLocaleTimeString()}`;
@@ -319,8 +349,11 @@ async function poll() {
     } else {
       text = `Cannot reach the hub: ${e.message}`;
     }
-    showError(text);
     const age = view.lastOk ? ` · last update ${Math.round((Date.now() - view.lastOk) / 1000)} s ago` : '';
+    showError(view.lastOk
+      ? `${text}. What is shown is from ${new Date(view.lastOk).toLocaleTimeString()} and may no longer be true.`
+      : text);
+    setStale(Boolean(view.lastOk));
     setLive('error', `not updating${age}`);
   } finally {
     await escalations;
@@ -546,7 +579,7 @@ function showTraceError(text, status) {
 function traceErrorText(e, ticket, user) {
   if (!(e instanceof ApiError)) return `Cannot reach the hub: ${e.message}`;
   if (e.status === 400) return `The hub cannot trace that: ${e.message}`;
-  if (e.status === 404) return `Not found: there is no ticket with id ${ticket}, or no user “${user}” (by id or username).`;
+  if (e.status === 404) return `Not found: there is no ticket “${ticket}” (by key or id), or no user “${user}” (by username or id).`;
   if (e.status === 403) return `The hub refused: ${e.message}`;
   return `The trace failed (${e.status}): ${e.message}`;
 }
@@ -709,8 +742,8 @@ function traceTimeline(notification) {
 async function start() {
   const me = await session.api('GET', '/api/users/me/');
   if (me.role !== 'admin') {
-    session.logout();
-    showLogin(`Only admins can use the operator page; ${me.username} is a ${me.role}. The demo client is at /.`);
+    // The session stays: it is the demo client's too, where this user may carry on.
+    showLogin(`Only admins can use the operator page; ${me.username} is a ${me.role}. Log in as an admin, or go back to the demo client at /.`);
     return;
   }
   const who = byTestId('whoami');

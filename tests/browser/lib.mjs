@@ -1,13 +1,17 @@
 // Shared helpers of the browser scenarios: argument parsing, a headless Chromium with a fresh
 // profile, checks that fail the run with a screenshot, and logging in through the pages' forms.
 
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 
 const here = dirname(fileURLToPath(import.meta.url));
+
+/** axe-core, the accessibility engine, as a script to evaluate in a page. */
+const AXE_SOURCE = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
 
 /** Where screenshots go: `target/test-artifacts/` at the repository root. */
 export const ARTIFACTS = resolve(here, '../../target/test-artifacts');
@@ -115,6 +119,27 @@ export class Run {
   /** Fails the run unless `cond` holds. */
   check(cond, what) {
     if (!cond) throw new Error(`check failed: ${what}`);
+  }
+
+  /**
+   * Checks `page` as it is now against WCAG 2.2 A and AA with axe-core, and fails the run on any
+   * serious or critical violation, naming the rule and the elements. `state` names the page's
+   * state in the message.
+   */
+  async accessible(page, state) {
+    // Evaluated over the DevTools protocol, so the pages' content security policy (no inline
+    // scripts) stays as it is.
+    if (!(await page.evaluate(() => typeof window.axe === 'object'))) await page.evaluate(AXE_SOURCE);
+    const violations = await page.evaluate(async () => {
+      const result = await window.axe.run(document, {
+        runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22aa'] },
+      });
+      return result.violations
+        .filter((v) => v.impact === 'serious' || v.impact === 'critical')
+        .map((v) => `${v.id} (${v.impact}): ${v.help}; ${v.nodes.slice(0, 5).map((n) => n.target.join(' ')).join(', ')}`);
+    });
+    this.check(violations.length === 0, `${state}: no serious or critical accessibility violations:\n  ${violations.join('\n  ')}`);
+    console.log(`    accessible: ${state}`);
   }
 
   /** Saves a screenshot of `page` as `target/test-artifacts/<file>`. */

@@ -47,6 +47,10 @@ await new Run('operator').main(async (run) => {
   for (const total of ['users', 'sockets', 'tickets', 'channels']) {
     run.check(await tid(op, `total-${total}`).isVisible(), `the ${total} count is shown`);
   }
+  // The counters say what they count: live actors on this node, not tickets in the database.
+  const ticketsLabel = await tid(op, 'total-tickets').innerText();
+  run.check(/Ticket actors in memory/.test(ticketsLabel) && /not all tickets/.test(ticketsLabel),
+    `the tickets counter says it counts ticket actors (${ticketsLabel})`);
   for (const dir of ['users', 'tickets', 'delivery']) {
     run.check(await op.locator(`[data-testid="node"][data-name="${dir}"]`).isVisible(), `the ${dir} branch is shown`);
   }
@@ -107,6 +111,21 @@ await new Run('operator').main(async (run) => {
   run.log('clearing the filter lists everyone again');
   await tid(op, 'filter').fill('');
   await waitListed(op, 'both users again', (names) => both.every((w) => names.includes(w)));
+
+  run.log('while the hub cannot be reached, what the page last heard is greyed out and said to be stale');
+  await op.route('**/api/admin/actors*', (route) => route.abort('connectionrefused'));
+  await until(op, 'the tree marked stale', () => ['root', 'totals', 'tree'].every((id) =>
+    document.querySelector(`[data-testid="${id}"]`).dataset.stale === 'true'));
+  const note = await tid(op, 'flash').innerText();
+  run.check(/Cannot reach the hub/.test(note) && /may no longer be true/.test(note), `the page says the figures are stale (${note})`);
+  run.check(await op.evaluate(() => getComputedStyle(document.querySelector('[data-testid="tree"]')).filter.includes('grayscale')),
+    'the stale tree is greyed out, its green badges with it');
+  run.check((await op.evaluate(() => document.querySelector('[data-testid="live-state"]').dataset.state)) === 'error', 'the live indicator says it is not updating');
+  await run.screenshot(op, 'operator-stale.png');
+  await op.unroute('**/api/admin/actors*');
+  await until(op, 'the tree live again', () => document.querySelector('[data-testid="tree"]').dataset.stale === 'false'
+    && document.querySelector('[data-testid="live-state"]').dataset.state === 'live');
+  run.check(!(await tid(op, 'flash').isVisible()), 'the stale note is gone once the hub answers');
   for (const page of demos) await page.close();
   run.pages.delete('demo-client');
   run.pages.delete('demo-admin');

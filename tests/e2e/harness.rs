@@ -123,12 +123,15 @@ pub fn npm_packages() {
     static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let _one = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
-    if ["playwright-core", "smtp-server"].iter().all(|p| {
-        root.join("node_modules")
-            .join(p)
-            .join("package.json")
-            .exists()
-    }) {
+    if ["playwright-core", "smtp-server", "axe-core"]
+        .iter()
+        .all(|p| {
+            root.join("node_modules")
+                .join(p)
+                .join("package.json")
+                .exists()
+        })
+    {
         return;
     }
     let out = std::process::Command::new("npm")
