@@ -337,3 +337,148 @@ export function timelineView(data, testid = 'timeline') {
       ? el('ol', { class: 'timeline' }, items)
       : el('p', { class: 'empty' }, 'No events are recorded for this notification.'));
 }
+
+// Words for people: the demo client shows statuses, events and timelines as sentences, where
+// the operator page keeps the hub's own names.
+
+const STATUS_WORDS = {
+  NEW: 'New',
+  OPEN: 'Open',
+  ASSIGNED: 'Assigned',
+  IN_PROGRESS: 'In progress',
+  FINISHED: 'Finished',
+  APPROVED: 'Approved',
+  REJECTED: 'Rejected',
+};
+
+const PRIORITY_WORDS = { LOW: 'Low', MEDIUM: 'Medium', HIGH: 'High', CRITICAL: 'Critical' };
+
+const CATEGORY_WORDS = { BUG: 'Bug', FEATURE: 'Feature', SUPPORT: 'Support', OTHER: 'Other' };
+
+const EVENT_WORDS = {
+  ticket_created: 'Ticket created',
+  ticket_opened: 'Ticket opened',
+  ticket_assigned: 'Ticket assigned',
+  work_started: 'Work started',
+  work_finished: 'Work finished',
+  ticket_approved: 'Ticket approved',
+  ticket_rejected: 'Ticket rejected',
+  comment_added: 'New comment',
+  user_registered: 'New account',
+};
+
+/** A snake_case or UPPER_CASE name as words: "escalation_fired" → "Escalation fired". */
+export function humanize(name) {
+  const words = String(name ?? '').replace(/[_-]+/g, ' ').trim().toLowerCase();
+  return words ? words[0].toUpperCase() + words.slice(1) : '';
+}
+
+/** A ticket status as people say it: "In progress". */
+export function statusName(status) {
+  return STATUS_WORDS[status] || humanize(status);
+}
+
+/** A priority as people say it: "Critical". */
+export function priorityName(priority) {
+  return PRIORITY_WORDS[priority] || humanize(priority);
+}
+
+/** A category as people say it: "Bug". */
+export function categoryName(category) {
+  return CATEGORY_WORDS[category] || humanize(category);
+}
+
+/** A notification type as people say it: "Ticket created". */
+export function eventName(type) {
+  return EVENT_WORDS[type] || humanize(type);
+}
+
+const ACTION_WORDS = {
+  create: 'created the ticket',
+  open_ticket: 'opened the ticket',
+  assign: 'assigned the ticket',
+  start_work: 'started work',
+  finish_work: 'finished work',
+  approve: 'approved the work',
+  reject: 'rejected the work',
+  comment: 'commented',
+};
+
+/**
+ * One timeline event for the person it was sent to, as `{ text, details }`: "Delivered to 1
+ * device", "Email sent", with no node names or internal ids. `nameOf(actor)` names a user.
+ */
+export function describeEventForPeople(e, nameOf = (u) => u?.username) {
+  const list = (xs) => (Array.isArray(xs) ? xs : []);
+  switch (e.event) {
+    case 'committed': {
+      const who = e.actor ? nameOf(e.actor) : null;
+      const did = ACTION_WORDS[e.action] || (e.action ? humanize(e.action).toLowerCase() : 'sent it');
+      return { text: who ? `${who} ${did}` : `Sent: ${did}`, details: [] };
+    }
+    case 'pushed': {
+      const n = Number(e.sockets) || 0;
+      return { text: n ? `Delivered to ${plural(n, 'device')}` : 'No device was online', details: [] };
+    }
+    case 'acked':
+      return { text: 'Received by the app', details: [] };
+    case 'read':
+      return { text: 'Read', details: [] };
+    case 'deleted':
+      return { text: 'Deleted', details: [] };
+    case 'delivery_attempt': {
+      const ok = /^(sent|delivered|ok)$/i.test(String(e.outcome ?? ''));
+      return {
+        text: ok ? `${channelName(e.channel)} sent` : `${channelName(e.channel)} did not go through${e.attempt ? ` (attempt ${e.attempt})` : ''}`,
+        details: [e.address ? `to ${e.address}` : null],
+      };
+    }
+    case 'delivery_pending':
+      return {
+        text: `${channelName(e.channel)} will be tried again`,
+        details: [e.address ? `to ${e.address}` : null],
+      };
+    case 'escalation_scheduled': {
+      const channels = list(e.channels).map(channelName);
+      return {
+        text: `A reminder is due ${clock(e.due_at)}${e.unless === 'read' ? ' unless it is read' : ''}`,
+        details: [relative(e.due_at), channels.length ? `by ${channels.join(', ')}` : null],
+      };
+    }
+    case 'escalation_fired':
+      return { text: 'Reminder sent', details: [] };
+    case 'escalation_cancelled':
+      return { text: 'Reminder no longer needed', details: [] };
+    case 'escalation_failed':
+      return { text: 'Reminder could not be sent', details: [] };
+    default:
+      return { text: humanize(e.event ?? 'event'), details: [] };
+  }
+}
+
+/**
+ * A timeline for the person it was sent to: like `timelineView`, with the sentences of
+ * `describeEventForPeople`, no internal numbers or node names, and users named by `nameOf`.
+ */
+export function peopleTimelineView(data, testid = 'timeline', nameOf = undefined) {
+  const n = data?.notification || {};
+  const events = Array.isArray(data?.events) ? data.events : [];
+  const head = el('div', { class: 'timeline-head', testid: `${testid}-head` },
+    el('span', { class: 'chip' }, eventName(n.notification_type)), ' ',
+    n.ticket ? el('span', { class: 'chip' }, n.ticket.key) : null, ' ',
+    el('span', {}, n.title ?? ''),
+    el('span', { class: 'muted' }, ` · ${n.is_read ? 'read' : 'unread'}`));
+  const items = events.map((e) => {
+    const { text, details } = describeEventForPeople(e, nameOf);
+    const facts = details.filter(Boolean);
+    return el('li', { testid: 'timeline-event', dataset: { event: e.event ?? '' } },
+      el('time', { class: 'when', datetime: e.at ?? '', title: e.at ?? '' }, clock(e.at)),
+      el('span', { class: 'what', testid: 'timeline-text' }, text),
+      facts.length ? el('div', { class: 'facts muted', testid: 'timeline-detail' }, facts.join(' · ')) : null);
+  });
+  return el('div', { class: 'timeline-view', testid, dataset: { notificationId: n.id ?? '', events: events.length } },
+    head,
+    items.length
+      ? el('ol', { class: 'timeline' }, items)
+      : el('p', { class: 'empty' }, 'Nothing is recorded about this notification yet.'));
+}
