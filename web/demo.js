@@ -1,25 +1,39 @@
-// The demo client: log in, follow the notifications with the official client, and move
-// tickets through their lifecycle with the actions the logged-in role may take.
+// The ticket workspace: log in (or sign up), find tickets, open one at its own address
+// (`#/tickets/DEMO-3`) with its description, history, comments and the actions the user may
+// take, follow the notifications with the official client, and see who else is here.
 
-import { el, byTestId, ApiError, Session, clock, loginForm, timelineView } from '/assets/common.js';
+import {
+  el, byTestId, ApiError, Session, clock, loginForm, peopleTimelineView,
+  statusName, priorityName, categoryName, eventName,
+} from '/assets/common.js';
 import { Room } from '/assets/rooms.js';
 import { TicketHub, TicketHubError, describeClose } from '/assets/tickethub-client.js';
 
-const session = new Session('tickethub.demo');
+// The same key as the operator page's: logging in on one logs in on the other.
+const session = new Session('tickethub');
 
 /** The client following this user's notifications, while logged in. */
 let hub = null;
+
+const PAGE_SIZE = 20;
+const NARROW = window.matchMedia('(max-width: 760px)');
+
+/** The list's default query: what an empty `#/` shows. */
+const DEFAULT_QUERY = { search: '', status: '', priority: '', project: '', mine: false, ordering: '-created_at', page: 1 };
 
 const state = {
   me: null,
   projects: [],
   developers: [],
-  names: new Map(),
+  // Everyone this user may see, by id: `{ display_name, username }`.
+  people: new Map(),
   tickets: [],
+  count: 0,
+  query: { ...DEFAULT_QUERY },
+  listRequest: 0,
   ticketsSignature: '',
   busy: new Set(),
   assignChoice: new Map(),
-  rejectReason: new Map(),
   // The newest notifications are kept by id; unread ones older than those are counted in
   // `unreadElsewhere`, so that the badge matches the hub's count.
   notifications: new Map(),
@@ -32,35 +46,48 @@ const state = {
   countdownTimer: null,
   ticketTimer: null,
   frames: [],
-  // The ticket whose comments are open, if any.
+  // The ticket open in the ticket view, if any: its id and what the hub said about it.
   detail: null,
-  // The notification whose timeline is open under its item, if any, and what the hub said.
+  ticket: null,
+  history: [],
+  detailRequest: 0,
+  // Where "All tickets" goes back to: the list as it was last shown.
+  listHash: '#/',
+  // The notification whose delivery details are open under its item, if any.
   timeline: { id: null, data: null, error: null, loading: false, request: 0, timer: null },
 };
 
 // The project room: the board moves tickets in place; presence shows who is here.
 const room = new Room({
   onTicket: (u) => {
-    const t = state.tickets.find((x) => x.id === u.ticket_id);
-    if (!t) {
-      scheduleTicketRefresh();
-      return;
-    }
-    // The list is newer than this update: drop it.
-    if (typeof t.version === 'number' && u.version <= t.version) return;
-    Object.assign(t, {
+    const fields = {
       status: u.status.code,
       title: u.title,
       assignees: u.assignees,
       version: u.version,
       updated_at: u.updated_at,
-    });
-    renderTickets();
+      ...(u.priority ? { priority: u.priority } : {}),
+    };
+    const t = state.tickets.find((x) => x.id === u.ticket_id);
+    if (t && !(typeof t.version === 'number' && u.version <= t.version)) {
+      Object.assign(t, fields);
+      renderTickets();
+    } else if (!t) {
+      scheduleTicketRefresh();
+    }
+    const open = state.ticket;
+    if (open && open.id === u.ticket_id && !(typeof open.version === 'number' && u.version <= open.version)) {
+      Object.assign(open, fields);
+      renderTicketView();
+      loadHistory(open.id);
+    }
   },
   onComment: (d) => {
-    if (state.detail === d.ticket_id) appendComment(d.comment);
+    if (state.detail === d.ticket_id) {
+      appendComment({ ...d.comment, author: d.comment.author_id ?? null, author_name: d.comment.author });
+    }
   },
-  ticketKey: (id) => state.tickets.find((t) => t.id === id)?.key || `#${id}`,
+  ticketKey: (id) => state.tickets.find((t) => t.id === id)?.key || (state.ticket?.id === id ? state.ticket.key : `#${id}`),
   log: (dir, text) => logEvent(dir, text),
 });
 
@@ -89,6 +116,34 @@ const LABELS = {
   reject: 'Reject',
 };
 
+// People are named one way everywhere: their display name, with the username on hover.
+
+function nameOf(id, fallback) {
+  const p = state.people.get(id);
+  return p ? p.display_name || p.username : fallback || (id === null || id === undefined ? 'Someone' : `User ${id}`);
+}
+
+function person(id, fallback) {
+  const p = state.people.get(id);
+  return el('span', { class: 'person', title: p ? p.username : undefined }, nameOf(id, fallback));
+}
+
+function names(ids) {
+  const list = ids.map((id) => nameOf(id));
+  if (list.length <= 1) return list.join('');
+  return `${list.slice(0, -1).join(', ')} and ${list.at(-1)}`;
+}
+
+function statusPill(status, testid = 'ticket-status') {
+  return el('span', { class: 'status', testid, dataset: { status } }, statusName(status));
+}
+
+function priorityTag(priority, testid = 'ticket-priority') {
+  return el('span', { class: 'priority', testid, dataset: { priority } },
+    priority === 'CRITICAL' ? el('span', { 'aria-hidden': 'true' }, '▲ ') : null,
+    priorityName(priority));
+}
+
 // Logging in starts the page; logging out or an expired session takes it back to the form.
 
 async function start() {
@@ -97,15 +152,18 @@ async function start() {
   state.me = me;
   const who = byTestId('whoami');
   who.textContent = `${me.display_name || me.username} · ${me.role}`;
+  who.title = me.username;
   who.dataset.role = me.role;
   who.dataset.username = me.username;
   who.hidden = false;
   byTestId('logout').hidden = false;
+  byTestId('bell').hidden = false;
   byTestId('app').hidden = false;
   byTestId('create-ticket-form').hidden = me.role !== 'client';
+  byTestId('find-mine-label').hidden = me.role === 'client';
   byTestId('mark-all-read').disabled = true;
   await Promise.all([loadProjects(), loadPeople()]);
-  await refreshTickets();
+  await route();
   connect();
   await loadRooms();
 }
@@ -113,62 +171,32 @@ async function start() {
 // The project rooms this user may join: their projects (every project for admins).
 
 async function loadRooms() {
-  const page = await session.api('GET', '/api/projects/?page_size=100');
   const select = byTestId('room-project');
-  select.replaceChildren(...page.results.map((p) => el('option', { value: p.id }, `${p.key} · ${p.name}`)));
-  if (page.results.length) room.open(hub, page.results[0].id, state.me);
-}
-
-async function showDetail(t) {
-  state.detail = t.id;
-  room.view(t.id);
-  byTestId('ticket-detail').hidden = false;
-  byTestId('detail-title').textContent = `${t.key} · ${t.title}`;
-  byTestId('comment-list').replaceChildren();
-  try {
-    const full = await session.api('GET', `/api/tickets/${t.id}/`);
-    if (state.detail !== t.id) return;
-    for (const c of full.comments || []) appendComment({ ...c, author: c.author_name });
-  } catch (e) {
-    flash(`Cannot load the comments: ${describe(e)}`, 'error');
+  select.replaceChildren(...state.projects.map((p) => el('option', { value: p.id }, `${p.key} · ${p.name}`)));
+  const wanted = state.ticket && state.projects.some((p) => p.id === state.ticket.project) ? state.ticket.project : state.projects[0]?.id;
+  if (wanted !== undefined) {
+    select.value = String(wanted);
+    room.open(hub, wanted, state.me);
+    if (state.detail !== null) room.view(state.detail);
   }
-  room.render();
 }
 
-function hideDetail() {
-  state.detail = null;
-  byTestId('ticket-detail').hidden = true;
-  room.view(null);
-}
-
-function appendComment(c) {
-  const list = byTestId('comment-list');
-  if (list.querySelector(`[data-comment-id="${c.id}"]`)) return;
-  list.append(el('li', { testid: 'comment-item', dataset: { commentId: c.id } },
-    el('strong', {}, c.author), ' ', el('span', { class: 'muted' }, clock(c.created_at)),
-    el('div', {}, c.body)));
-}
-
-async function postComment(ev) {
-  ev.preventDefault();
-  const id = state.detail;
-  const input = byTestId('comment-input');
-  if (id === null || !input.value.trim()) return;
-  try {
-    const c = await session.api('POST', `/api/tickets/${id}/comments/`, { body: input.value });
-    input.value = '';
-    room.stoppedTyping(id);
-    appendComment({ ...c, author: c.author_name });
-  } catch (e) {
-    flash(`Cannot comment: ${describe(e)}`, 'error');
-  }
+/** Joins the room of the ticket's project, when it is not the one joined. */
+function followRoom(t) {
+  if (!hub || !t || room.project === t.project) return;
+  if (!state.projects.some((p) => p.id === t.project)) return;
+  byTestId('room-project').value = String(t.project);
+  room.open(hub, t.project, state.me);
 }
 
 function showLogin(message) {
   byTestId('app').hidden = true;
   byTestId('whoami').hidden = true;
   byTestId('logout').hidden = true;
+  byTestId('bell').hidden = true;
   byTestId('login').hidden = false;
+  byTestId('login-panel').hidden = false;
+  byTestId('signup').hidden = true;
   byTestId('login-error').textContent = message || '';
   byTestId('login-username').focus();
 }
@@ -176,11 +204,12 @@ function showLogin(message) {
 function logout(message) {
   disconnect();
   room.close();
-  hideDetail();
   session.logout();
   state.me = null;
   state.tickets = [];
   state.ticketsSignature = '';
+  state.detail = null;
+  state.ticket = null;
   state.notifications.clear();
   state.unreadElsewhere = 0;
   state.closeCode = null;
@@ -194,12 +223,64 @@ function logout(message) {
 
 session.onExpired = () => logout('Your session has expired; please log in again.');
 
-// Outcomes of actions show in a banner above the panels for a few seconds.
+// Signing up makes a client account, then logs in with it.
+
+function showSignup(show) {
+  byTestId('login-panel').hidden = show;
+  byTestId('signup').hidden = !show;
+  byTestId('signup-error').textContent = '';
+  byTestId(show ? 'signup-username' : 'login-username').focus();
+}
+
+async function signUp(ev) {
+  ev.preventDefault();
+  const form = ev.target;
+  const error = byTestId('signup-error');
+  const submit = byTestId('signup-submit');
+  error.textContent = '';
+  submit.disabled = true;
+  const value = (name) => form.elements[name].value.trim();
+  const body = { username: value('username'), password: form.elements.password.value };
+  if (value('display_name')) body.display_name = value('display_name');
+  if (value('email')) body.email = value('email');
+  try {
+    const res = await fetch('/api/auth/register/', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', Accept: 'application/json' },
+      body: JSON.stringify(body),
+      credentials: 'omit',
+      cache: 'no-store',
+    });
+    const data = await res.json().catch(() => null);
+    if (!res.ok) {
+      if (res.status === 403) {
+        error.textContent = 'Sign-up is closed on this hub. Ask an admin to create an account for you.';
+      } else if (res.status === 429) {
+        error.textContent = 'Too many sign-ups from here just now. Try again in a while.';
+      } else {
+        error.textContent = data?.detail || `The hub refused the sign-up (${res.status}).`;
+      }
+      return;
+    }
+    await session.login(body.username, body.password);
+    form.reset();
+    await start();
+    flash(`Welcome, ${body.display_name || body.username}. An admin adds you to a project so that you can file tickets.`);
+  } catch (e) {
+    error.textContent = e instanceof ApiError ? e.message : `Cannot reach the hub: ${e.message}`;
+  } finally {
+    submit.disabled = false;
+  }
+}
+
+// Outcomes of actions show in a toast at the bottom of the screen, in view wherever the
+// action was taken.
 
 let flashTimer = null;
 
 function flash(text, kind = 'ok') {
   const box = byTestId('flash');
+  box.setAttribute('role', kind === 'error' ? 'alert' : 'status');
   box.textContent = text;
   box.dataset.kind = kind;
   box.hidden = false;
@@ -212,123 +293,317 @@ function flash(text, kind = 'ok') {
 function describe(e) {
   if (e instanceof TicketHubError) return e.message;
   if (e instanceof ApiError) {
-    const status = e.body && e.body.status ? ` (the ticket is ${e.body.status})` : '';
-    return `${e.message}${status}`;
+    // A conflict names the ticket's status as the hub stores it: say it in words instead.
+    if (e.status === 409 && e.body && e.body.status) return `it is ${statusName(e.body.status).toLowerCase()} now, so this no longer applies.`;
+    return e.message;
   }
   return `Cannot reach the hub: ${e.message}`;
 }
 
-// The tickets panel comes from REST, and is loaded again whenever a notification arrives.
+// A small dialog asks before anything that cannot be undone, and for a reason when one is
+// needed. It resolves to null when cancelled.
+
+function ask({ title, message, confirm, danger = false, field = null }) {
+  const dialog = byTestId('dialog');
+  const input = byTestId('dialog-input');
+  const error = byTestId('dialog-error');
+  const opener = document.activeElement;
+  byTestId('dialog-title').textContent = title;
+  byTestId('dialog-message').textContent = message;
+  byTestId('dialog-field').hidden = !field;
+  byTestId('dialog-label').textContent = field ? field.label : '';
+  input.value = '';
+  input.required = Boolean(field);
+  input.removeAttribute('aria-invalid');
+  error.textContent = '';
+  const ok = byTestId('dialog-confirm');
+  ok.textContent = confirm;
+  ok.className = danger ? 'danger-solid' : 'primary';
+  return new Promise((resolve) => {
+    const form = byTestId('dialog-form');
+    const onSubmit = (ev) => {
+      ev.preventDefault();
+      if (field && !input.value.trim()) {
+        error.textContent = field.missing;
+        input.setAttribute('aria-invalid', 'true');
+        input.focus();
+        return;
+      }
+      dialog.close('confirm');
+    };
+    const onCancel = () => dialog.close('cancel');
+    const onClose = () => {
+      form.removeEventListener('submit', onSubmit);
+      byTestId('dialog-cancel').removeEventListener('click', onCancel);
+      dialog.removeEventListener('close', onClose);
+      if (opener && opener.isConnected && opener.focus) opener.focus();
+      resolve(dialog.returnValue === 'confirm' ? { value: input.value.trim() } : null);
+    };
+    form.addEventListener('submit', onSubmit);
+    byTestId('dialog-cancel').addEventListener('click', onCancel);
+    dialog.addEventListener('close', onClose);
+    dialog.returnValue = '';
+    dialog.showModal();
+    (field ? input : byTestId('dialog-cancel')).focus();
+  });
+}
+
+// Routes: `#/` (with `?search=&status=&priority=&project=&mine=1&ordering=&page=`) is the
+// list, `#/tickets/<key or id>` one ticket. Back, forward and reload follow the address.
+
+function parseRoute() {
+  const hash = location.hash.replace(/^#/, '');
+  const m = /^\/tickets\/([^/?#]+)\/?$/.exec(hash);
+  if (m) return { view: 'ticket', ref: decodeURIComponent(m[1]) };
+  const params = new URLSearchParams(hash.split('?')[1] || '');
+  const page = Number.parseInt(params.get('page') || '1', 10);
+  return {
+    view: 'list',
+    query: {
+      search: params.get('search') || '',
+      status: params.get('status') || '',
+      priority: params.get('priority') || '',
+      project: params.get('project') || '',
+      mine: params.get('mine') === '1',
+      ordering: params.get('ordering') || DEFAULT_QUERY.ordering,
+      page: Number.isFinite(page) && page > 0 ? page : 1,
+    },
+  };
+}
+
+function queryHash(q) {
+  const params = new URLSearchParams();
+  if (q.search) params.set('search', q.search);
+  if (q.status) params.set('status', q.status);
+  if (q.priority) params.set('priority', q.priority);
+  if (q.project) params.set('project', q.project);
+  if (q.mine) params.set('mine', '1');
+  if (q.ordering && q.ordering !== DEFAULT_QUERY.ordering) params.set('ordering', q.ordering);
+  if (q.page > 1) params.set('page', String(q.page));
+  const text = params.toString();
+  return text ? `#/?${text}` : '#/';
+}
+
+function ticketHash(t) {
+  return `#/tickets/${encodeURIComponent(t.key)}`;
+}
+
+async function route() {
+  if (!state.me) return;
+  const r = parseRoute();
+  if (r.view === 'ticket') {
+    byTestId('tickets-panel').hidden = true;
+    byTestId('ticket-view').hidden = false;
+    await openTicket(r.ref);
+  } else {
+    closeTicket();
+    state.listHash = queryHash(r.query);
+    byTestId('back-to-list').setAttribute('href', state.listHash);
+    byTestId('ticket-view').hidden = true;
+    byTestId('tickets-panel').hidden = false;
+    state.query = r.query;
+    fillFindForm();
+    await refreshTickets();
+  }
+}
+
+function go(hash) {
+  if (location.hash === hash || (hash === '#/' && location.hash === '')) route();
+  else location.hash = hash;
+}
+
+// The list comes from REST with the query's filters, and is loaded again whenever a
+// notification arrives or the board shows a ticket it does not list.
 
 async function loadProjects() {
-  if (state.me.role !== 'client') return;
   const page = await session.api('GET', '/api/projects/?page_size=100');
   state.projects = page.results;
-  const select = byTestId('create-project');
-  select.replaceChildren(
-    ...state.projects.map((p) => el('option', { value: p.id }, `${p.key} · ${p.name}`)),
-  );
+  const create = byTestId('create-project');
+  create.replaceChildren(...state.projects.map((p) => el('option', { value: p.id }, `${p.key} · ${p.name}`)));
   byTestId('create-submit').disabled = state.projects.length === 0;
-  if (state.projects.length === 0) flash('You are not a member of any project yet, so you cannot create tickets.', 'error');
+  byTestId('create-ticket-form').hidden = state.me.role !== 'client' || state.projects.length === 0;
+  const find = byTestId('find-project');
+  find.replaceChildren(el('option', { value: '' }, 'Any'),
+    ...state.projects.map((p) => el('option', { value: p.id }, p.key)));
 }
 
 async function loadPeople() {
   const people = await session.all('/api/users/');
-  state.names = new Map(people.map((u) => [u.id, u.display_name || u.username]));
+  state.people = new Map(people.map((u) => [u.id, { display_name: u.display_name, username: u.username }]));
+  state.people.set(state.me.id, { display_name: state.me.display_name, username: state.me.username });
   if (state.me.role === 'admin') {
     state.developers = await session.all('/api/users/?role=developer');
   }
 }
 
+function fillFindForm() {
+  const form = byTestId('find-form');
+  const q = state.query;
+  form.elements.search.value = q.search;
+  form.elements.status.value = q.status;
+  form.elements.priority.value = q.priority;
+  form.elements.project.value = q.project;
+  form.elements.ordering.value = q.ordering;
+  form.elements.mine.checked = q.mine;
+}
+
+/** The find form's query, from page 1. */
+function formQuery() {
+  const form = byTestId('find-form');
+  return {
+    search: form.elements.search.value.trim(),
+    status: form.elements.status.value,
+    priority: form.elements.priority.value,
+    project: form.elements.project.value,
+    mine: form.elements.mine.checked,
+    ordering: form.elements.ordering.value,
+    page: 1,
+  };
+}
+
+function filtered(q) {
+  return Boolean(q.search || q.status || q.priority || q.project || q.mine);
+}
+
 async function refreshTickets() {
   if (!state.me) return;
+  const q = state.query;
+  const params = new URLSearchParams({ page: String(q.page), page_size: String(PAGE_SIZE) });
+  if (q.search) params.set('search', q.search);
+  if (q.status) params.set('status', q.status);
+  if (q.priority) params.set('priority', q.priority);
+  if (q.project) params.set('project', q.project);
+  if (q.mine) params.set('assigned_to_me', 'true');
+  if (q.ordering) params.set('ordering', q.ordering);
+  state.listRequest += 1;
+  const request = state.listRequest;
   try {
-    const page = await session.api('GET', '/api/tickets/?page_size=100');
+    const page = await session.api('GET', `/api/tickets/?${params}`);
+    if (request !== state.listRequest) return;
     state.tickets = page.results;
-    byTestId('ticket-count').textContent =
-      page.count > page.results.length ? `${page.results.length} of ${page.count}` : `${page.count}`;
+    state.count = page.count;
     renderTickets();
   } catch (e) {
+    if (request !== state.listRequest) return;
+    if (e instanceof ApiError && e.status === 404 && q.page > 1) {
+      // The page is past the end now: show the last one there is.
+      go(queryHash({ ...q, page: 1 }));
+      return;
+    }
     flash(`Cannot load tickets: ${describe(e)}`, 'error');
   }
 }
 
-/** Refreshes the ticket list soon, once for a burst of notifications. */
+/** Refreshes the list (and the open ticket) soon, once for a burst of notifications. */
 function scheduleTicketRefresh() {
   clearTimeout(state.ticketTimer);
-  state.ticketTimer = setTimeout(refreshTickets, 150);
+  state.ticketTimer = setTimeout(() => {
+    if (state.detail !== null) reloadTicket();
+    else refreshTickets();
+  }, 150);
 }
 
 function renderTickets() {
-  const signature = JSON.stringify([state.tickets, [...state.busy], state.developers.length]);
+  const q = state.query;
+  const pages = Math.max(1, Math.ceil(state.count / PAGE_SIZE));
+  const signature = JSON.stringify([state.tickets, [...state.busy], state.developers.length, state.count, q]);
   if (signature === state.ticketsSignature) return;
   state.ticketsSignature = signature;
-  const focused = document.activeElement && document.activeElement.closest('[data-testid="ticket-row"]')
-    ? { id: document.activeElement.closest('[data-testid="ticket-row"]').dataset.ticketId, testid: document.activeElement.dataset.testid }
-    : null;
+  const active = document.activeElement;
+  const row = active && active.closest ? active.closest('[data-testid="ticket-row"]') : null;
+  const focused = row ? { id: row.dataset.ticketId, testid: active.dataset.testid } : null;
   const rows = state.tickets.map(ticketRow);
   byTestId('ticket-list').replaceChildren(...rows);
-  byTestId('tickets-empty').hidden = rows.length > 0;
+  byTestId('ticket-table').hidden = rows.length === 0;
+  const empty = byTestId('tickets-empty');
+  empty.hidden = rows.length > 0;
+  empty.replaceChildren(...(rows.length ? [] : emptyTickets(q)));
+  byTestId('ticket-count').textContent = state.count === 1 ? '1 ticket' : `${state.count} tickets`;
+  byTestId('pager').hidden = pages <= 1;
+  byTestId('page-info').textContent = `Page ${q.page} of ${pages}`;
+  byTestId('page-prev').disabled = q.page <= 1;
+  byTestId('page-next').disabled = q.page >= pages;
   if (focused) {
     const again = document.querySelector(`[data-testid="ticket-row"][data-ticket-id="${focused.id}"] [data-testid="${focused.testid}"]`);
     if (again) again.focus();
   }
 }
 
-function ticketRow(t) {
+/** What an empty list says: what to do next. */
+function emptyTickets(q) {
+  if (filtered(q)) {
+    return [el('p', {}, 'No ticket matches this search.'), el('button', {
+      type: 'button', class: 'small', testid: 'empty-clear', onclick: () => go('#/'),
+    }, 'Show all tickets')];
+  }
+  const role = state.me.role;
+  if (role === 'client' && state.projects.length === 0) {
+    return [el('p', { testid: 'empty-no-project' },
+      'You are not a member of any project yet, so you cannot file tickets. Ask an admin of this hub to add you to a project; your tickets appear here once you have filed them.')];
+  }
+  if (role === 'client') return [el('p', {}, 'No tickets yet. File the first one with the New ticket form above: give it a title, and it goes to the admins.')];
+  if (role === 'developer') return [el('p', {}, 'No tickets for you yet. Tickets appear here once an admin assigns them to you.')];
+  return [el('p', {}, 'No tickets yet. They appear here as clients file them; each new one is also announced under Notifications.')];
+}
+
+/** The controls of the actions `t` allows this user: a developer to pick, buttons. */
+function actionControls(t, where) {
   const actions = (ACTIONS[state.me.role] || (() => []))(t, state.me);
   const busy = state.busy.has(t.id);
-  const cells = [];
+  const controls = [];
   for (const action of actions) {
     if (action === 'assign') {
+      const current = state.assignChoice.get(t.id) ?? String(t.assignees[0] ?? state.developers[0]?.id ?? '');
       const select = el('select', {
         testid: 'assign-developer',
         'aria-label': `Developer for ${t.key}`,
         onchange: (ev) => state.assignChoice.set(t.id, ev.target.value),
-      });
-      const current = state.assignChoice.get(t.id) ?? String(t.assignees[0] ?? state.developers[0]?.id ?? '');
-      for (const d of state.developers) {
-        select.append(el('option', { value: d.id, selected: String(d.id) === current }, d.display_name || d.username));
-      }
+      }, state.developers.map((d) => el('option', { value: d.id, selected: String(d.id) === current, title: d.username }, d.display_name || d.username)));
       if (state.developers.length === 0) select.append(el('option', { value: '' }, 'no developers'));
-      cells.push(select);
+      controls.push(select);
     }
-    if (action === 'reject') {
-      cells.push(el('input', {
-        testid: 'reject-reason',
-        placeholder: 'reason',
-        'aria-label': `Reason to reject ${t.key}`,
-        value: state.rejectReason.get(t.id) || '',
-        oninput: (ev) => state.rejectReason.set(t.id, ev.target.value),
-      }));
-    }
-    cells.push(el('button', {
+    controls.push(el('button', {
       type: 'button',
       class: `small${action === 'reject' ? ' danger' : action === 'assign' && t.assignees.length ? '' : ' primary'}`,
       testid: `action-${action}`,
+      'aria-label': where === 'row' ? `${action === 'assign' && t.assignees.length ? 'Reassign' : LABELS[action]} ${t.key}` : undefined,
       disabled: busy || (action === 'assign' && state.developers.length === 0),
       onclick: () => act(t, action),
     }, action === 'assign' && t.assignees.length ? 'Reassign' : LABELS[action]));
   }
-  const assignees = t.assignees.map((id) => state.names.get(id) || `#${id}`);
-  return el('tr', { testid: 'ticket-row', dataset: { ticketId: t.id, key: t.key, status: t.status } },
+  return controls;
+}
+
+function ticketRow(t) {
+  const controls = actionControls(t, 'row');
+  const assignees = t.assignees.map((id) => person(id));
+  const href = ticketHash(t);
+  return el('tr', { testid: 'ticket-row', class: `ticket-row priority-${String(t.priority).toLowerCase()}`, dataset: { ticketId: t.id, key: t.key, status: t.status, priority: t.priority } },
     el('td', { class: 'mono key', testid: 'ticket-key' }, t.key),
     el('td', { class: 'title' },
-      el('div', { testid: 'ticket-title' }, t.title),
-      el('div', { class: 'muted' },
-        `by ${t.created_by_name || state.names.get(t.created_by) || `#${t.created_by}`}`,
-        assignees.length ? ` · assigned to ${assignees.join(', ')}` : '')),
-    el('td', {}, el('span', { class: 'status', testid: 'ticket-status', dataset: { status: t.status } }, t.status)),
-    el('td', { class: 'muted' }, t.priority_display || t.priority),
+      el('a', { href, class: 'ticket-link', testid: 'ticket-title' }, t.title),
+      el('div', { class: 'muted by' },
+        'by ', person(t.created_by, t.created_by_name),
+        assignees.length ? [' · assigned to ', ...assignees.flatMap((p, i) => (i ? [', ', p] : [p]))] : null)),
+    el('td', { class: 'status-cell' }, statusPill(t.status)),
+    el('td', { class: 'priority-cell' }, priorityTag(t.priority)),
     el('td', { class: 'actions' },
-      ...(cells.length ? cells : [el('span', { class: 'muted' }, '–')]),
-      el('button', {
-        type: 'button',
-        class: 'small',
-        testid: 'action-view',
-        onclick: () => showDetail(t),
-      }, 'View')),
+      ...controls,
+      el('a', { href, class: 'button small', testid: 'action-view', 'aria-label': `View ${t.key}` }, 'View')),
   );
+}
+
+/** A sentence for what an action did: "DEMO-1 assigned to Grace Hopper". */
+function actionDone(t, action) {
+  switch (action) {
+    case 'open_ticket': return `${t.key} opened`;
+    case 'assign': return `${t.key} assigned to ${names(t.assignees) || 'nobody'}`;
+    case 'start_work': return `Work started on ${t.key}`;
+    case 'finish_work': return `Work on ${t.key} finished; ${nameOf(t.created_by, t.created_by_name)} can now approve it`;
+    case 'approve': return `${t.key} approved`;
+    case 'reject': return `${t.key} rejected and sent back to ${names(t.assignees) || 'the developers'}`;
+    default: return `${t.key}: ${statusName(t.status)}`;
+  }
 }
 
 async function act(ticket, action) {
@@ -337,21 +612,31 @@ async function act(ticket, action) {
     const id = Number(state.assignChoice.get(ticket.id) ?? ticket.assignees[0] ?? state.developers[0]?.id);
     body = { developer_ids: [id] };
   } else if (action === 'reject') {
-    body = { reason: state.rejectReason.get(ticket.id) || '' };
+    const answer = await ask({
+      title: `Reject ${ticket.key}?`,
+      message: 'The work goes back to the developers. Tell them what is still wrong.',
+      confirm: 'Reject',
+      danger: true,
+      field: { label: 'Reason', missing: 'Write a reason: the developers need to know what to fix.' },
+    });
+    if (!answer) return;
+    body = { reason: answer.value };
   }
   state.busy.add(ticket.id);
   renderTickets();
+  renderTicketView();
   try {
     const updated = await session.api('POST', `/api/tickets/${ticket.id}/${action}/`, body);
-    flash(`${updated.key}: ${LABELS[action].toLowerCase()} → ${updated.status}`);
+    flash(actionDone(updated, action));
     state.assignChoice.delete(ticket.id);
-    state.rejectReason.delete(ticket.id);
   } catch (e) {
-    flash(`${ticket.key}: ${describe(e)}`, 'error');
+    flash(`${ticket.key}: cannot ${LABELS[action].toLowerCase()}: ${describe(e)}`, 'error');
   } finally {
     state.busy.delete(ticket.id);
-    await refreshTickets();
+    if (state.detail === ticket.id) await reloadTicket();
+    else await refreshTickets();
     renderTickets();
+    renderTicketView();
   }
 }
 
@@ -366,15 +651,216 @@ async function createTicket(ev) {
       title: form.elements.title.value,
       description: form.elements.description.value,
       priority: form.elements.priority.value,
+      category: form.elements.category.value,
     });
     form.elements.title.value = '';
     form.elements.description.value = '';
-    flash(`Created ${ticket.key}.`);
+    flash(`${ticket.key} created. The admins are told about it.`);
     await refreshTickets();
   } catch (e) {
     flash(`Cannot create the ticket: ${describe(e)}`, 'error');
   } finally {
     submit.disabled = state.projects.length === 0;
+  }
+}
+
+// One ticket at its own address: what it is, what happened to it, the comments and typing of
+// the people in its room, and the actions the user may take.
+
+/** The ticket's id from `ref`, a key (`DEMO-3`) or an id; null when this user sees none. */
+async function resolveTicket(ref) {
+  if (/^\d+$/.test(ref)) return Number(ref);
+  const known = state.tickets.find((t) => t.key.toUpperCase() === ref.toUpperCase());
+  if (known) return known.id;
+  const page = await session.api('GET', `/api/tickets/?search=${encodeURIComponent(ref)}&page_size=10`);
+  return page.results.find((t) => t.key.toUpperCase() === ref.toUpperCase())?.id ?? null;
+}
+
+async function openTicket(ref) {
+  state.detailRequest += 1;
+  const request = state.detailRequest;
+  const body = byTestId('ticket-view-body');
+  if (!state.ticket || (state.ticket.key !== ref && String(state.ticket.id) !== ref)) {
+    state.ticket = null;
+    state.history = [];
+    body.replaceChildren(el('p', { class: 'muted' }, `Loading ${ref}…`));
+    byTestId('comment-list').replaceChildren();
+    byTestId('history-list').replaceChildren();
+    byTestId('ticket-detail').hidden = true;
+  }
+  try {
+    const id = await resolveTicket(ref);
+    if (request !== state.detailRequest) return;
+    if (id === null) throw new ApiError(404, 'not found');
+    await loadTicket(id, request);
+  } catch (e) {
+    if (request !== state.detailRequest) return;
+    state.detail = null;
+    state.ticket = null;
+    room.view(null);
+    byTestId('ticket-detail').hidden = true;
+    body.replaceChildren(
+      el('h2', { id: 'detail-title', testid: 'detail-title' }, `Ticket ${ref}`),
+      el('p', { class: 'empty', testid: 'ticket-missing' }, e instanceof ApiError && e.status === 404
+        ? `There is no ticket ${ref}, or you may not see it. Check the key, or search the list.`
+        : `Cannot load ${ref}: ${describe(e)}`));
+  }
+}
+
+async function loadTicket(id, request = state.detailRequest) {
+  const [full, history] = await Promise.all([
+    session.api('GET', `/api/tickets/${id}/`),
+    session.api('GET', `/api/tickets/${id}/history/`).catch(() => null),
+  ]);
+  if (request !== state.detailRequest) return;
+  const first = state.detail !== full.id;
+  state.detail = full.id;
+  state.ticket = full;
+  if (history) state.history = history;
+  byTestId('ticket-detail').hidden = false;
+  if (first) {
+    byTestId('comment-list').replaceChildren();
+    byTestId('comment-input').value = '';
+    followRoom(full);
+    room.view(full.id);
+  }
+  for (const c of full.comments || []) appendComment(c);
+  renderTicketView();
+  renderHistory();
+  room.render();
+  if (first) {
+    document.title = `${full.key} · tickethub`;
+    byTestId('detail-title')?.focus({ preventScroll: false });
+  }
+}
+
+/** Loads the open ticket again (after an action or a notification about it). */
+async function reloadTicket() {
+  if (state.detail === null) return;
+  try {
+    await loadTicket(state.detail);
+  } catch (e) {
+    flash(`Cannot load the ticket again: ${describe(e)}`, 'error');
+  }
+}
+
+let historyTimer = null;
+
+function loadHistory(id) {
+  clearTimeout(historyTimer);
+  historyTimer = setTimeout(async () => {
+    try {
+      const history = await session.api('GET', `/api/tickets/${id}/history/`);
+      if (state.detail !== id) return;
+      state.history = history;
+      renderHistory();
+    } catch {
+      // The next change loads it again.
+    }
+  }, 150);
+}
+
+function closeTicket() {
+  state.detailRequest += 1;
+  if (state.detail !== null) room.view(null);
+  state.detail = null;
+  state.ticket = null;
+  state.history = [];
+  renderNotificationsTitle();
+}
+
+function renderTicketView() {
+  const t = state.ticket;
+  if (!t) return;
+  const controls = actionControls(t, 'view');
+  const assignees = t.assignees.map((id) => person(id));
+  const fact = (label, ...value) => [el('dt', {}, label), el('dd', {}, ...value)];
+  byTestId('comment-form').hidden = t.status === 'APPROVED';
+  byTestId('comments-closed').hidden = t.status !== 'APPROVED';
+  byTestId('comments-empty').hidden = byTestId('comment-list').children.length > 0;
+  byTestId('ticket-view-body').replaceChildren(
+    el('div', { class: 'ticket-head', testid: 'ticket-view-head', dataset: { ticketId: t.id, key: t.key, status: t.status, priority: t.priority } },
+      el('h2', { id: 'detail-title', testid: 'detail-title', tabindex: '-1' },
+        el('span', { class: 'mono key' }, t.key), ' ', el('span', { testid: 'ticket-title' }, t.title)),
+      el('div', { class: 'tags' }, statusPill(t.status), priorityTag(t.priority), el('span', { class: 'chip category', testid: 'ticket-category' }, categoryName(t.category)))),
+    el('dl', { class: 'facts-list' },
+      fact('Project', t.project_name || t.project_key || ''),
+      fact('Filed by', person(t.created_by, t.created_by_name), ' · ', el('time', { datetime: t.created_at }, clock(t.created_at))),
+      fact('Assigned to', el('span', { testid: 'ticket-assignees' },
+        assignees.length ? assignees.flatMap((p, i) => (i ? [', ', p] : [p])) : 'Nobody yet')),
+      fact('Last change', el('time', { datetime: t.updated_at }, clock(t.updated_at)))),
+    el('div', { class: 'description', testid: 'ticket-description' },
+      t.description ? t.description : el('span', { class: 'muted' }, 'No description.')),
+    controls.length
+      ? el('div', { class: 'actions view-actions', testid: 'ticket-actions' }, el('span', { class: 'muted' }, 'You can: '), ...controls)
+      : el('p', { class: 'muted', testid: 'ticket-actions' }, waitingFor(t)),
+  );
+}
+
+/** Who the ticket waits for, when this user has nothing to do on it. */
+function waitingFor(t) {
+  switch (t.status) {
+    case 'NEW': return 'Waiting for an admin to open it.';
+    case 'OPEN': return 'Waiting for an admin to assign a developer.';
+    case 'ASSIGNED': return `Waiting for ${names(t.assignees) || 'the developer'} to start work.`;
+    case 'IN_PROGRESS': return `${names(t.assignees) || 'A developer'} is working on it.`;
+    case 'FINISHED': return `Waiting for ${nameOf(t.created_by, t.created_by_name)} to approve or reject the work.`;
+    case 'REJECTED': return `Sent back: waiting for ${names(t.assignees) || 'the developer'} to work on it again.`;
+    case 'APPROVED': return 'Done: the work was approved.';
+    default: return '';
+  }
+}
+
+/** One history entry in words: "Ada Lovelace assigned Grace Hopper". */
+function historyText(h) {
+  const who = nameOf(h.actor, h.actor_name);
+  switch (h.action) {
+    case 'create': return `${who} created the ticket`;
+    case 'open_ticket': return `${who} opened the ticket`;
+    case 'assign': {
+      const added = (h.newly_assigned || []).length ? h.newly_assigned : h.assignees || [];
+      return added.length ? `${who} assigned ${names(added)}` : `${who} changed the assignees`;
+    }
+    case 'start_work': return `${who} started work`;
+    case 'finish_work': return `${who} finished work`;
+    case 'approve': return `${who} approved the work`;
+    case 'reject': return `${who} rejected the work`;
+    default: return `${who}: ${eventName(h.event).toLowerCase()}`;
+  }
+}
+
+function renderHistory() {
+  const list = byTestId('history-list');
+  list.replaceChildren(...state.history.map((h) => el('li', { testid: 'history-item', dataset: { event: h.event, action: h.action } },
+    el('span', { class: 'what', title: state.people.get(h.actor)?.username }, historyText(h)),
+    ' ',
+    el('span', { class: 'muted' }, '· now ', statusName(h.status).toLowerCase(), ' · '),
+    el('time', { class: 'muted', datetime: h.at }, clock(h.at)))));
+  if (!state.history.length) list.append(el('li', { class: 'muted' }, 'Nothing recorded yet.'));
+}
+
+function appendComment(c) {
+  const list = byTestId('comment-list');
+  if (list.querySelector(`[data-comment-id="${CSS.escape(String(c.id))}"]`)) return;
+  list.append(el('li', { testid: 'comment-item', dataset: { commentId: c.id } },
+    el('strong', {}, person(c.author, c.author_name)), ' ',
+    el('time', { class: 'muted', datetime: c.created_at }, clock(c.created_at)),
+    el('div', { class: 'body' }, c.body)));
+  byTestId('comments-empty').hidden = true;
+}
+
+async function postComment(ev) {
+  ev.preventDefault();
+  const id = state.detail;
+  const input = byTestId('comment-input');
+  if (id === null || !input.value.trim()) return;
+  try {
+    const c = await session.api('POST', `/api/tickets/${id}/comments/`, { body: input.value });
+    input.value = '';
+    room.stoppedTyping(id);
+    appendComment(c);
+  } catch (e) {
+    flash(`Cannot comment: ${describe(e)}`, 'error');
   }
 }
 
@@ -430,14 +916,14 @@ function connect() {
   });
   hub.on('truncated', (t) => {
     logEvent('←', `replay truncated: ${t.remaining} older`);
-    flash(`${t.remaining} older notifications were not replayed; the list below shows the newest.`);
+    flash(`${t.remaining} older notifications were not replayed; the list shows the newest.`);
   });
   hub.on('inbox', onInbox);
   hub.on('renewed', () => logEvent('→', 'token renewed on the socket'));
   hub.on('error', (e) => {
     logEvent('←', `error ${e.code}: ${e.message}`);
     if (e.code === 'token' && !session.loggedIn) return;
-    flash(`The hub says: ${e.message} (${e.code})`, 'error');
+    flash(`The hub says: ${e.message}`, 'error');
   });
   hub.connect().catch(() => {});
 }
@@ -469,7 +955,7 @@ function onDisconnect({ code, reason, willReconnect }) {
   logEvent('←', `${state.closeLabel}${willReconnect ? '' : ', for good'}`);
   // 4001: the token was refused or ran out; the client asks for a renewed one.
   setWsState('closed', code === 4001 ? `${state.closeLabel} · renewing the login…` : state.closeLabel, code);
-  if (!willReconnect) flash(`The hub closed the connection: ${describeClose(code)} (${code})`, 'error');
+  if (!willReconnect) flash(`The hub closed the connection: ${describeClose(code)}`, 'error');
 }
 
 /** The client waits `delay` ms before its next try: count down, then show the resume point. */
@@ -603,7 +1089,7 @@ async function markRead(id) {
     }
     refreshTimelineSoon(id);
   } catch (e) {
-    flash(e instanceof TicketHubError && e.code === '404' ? `Notification ${id} is gone.` : `Cannot mark it as read: ${describe(e)}`, 'error');
+    flash(e instanceof TicketHubError && e.code === '404' ? 'That notification is gone.' : `Cannot mark it as read: ${describe(e)}`, 'error');
   }
 }
 
@@ -616,15 +1102,50 @@ async function markAllRead() {
     state.unreadElsewhere = 0;
     refreshTimelineSoon(state.timeline.id);
     renderNotifications();
+    flash('All notifications are marked as read.');
   } catch (e) {
     flash(`Cannot mark everything as read: ${describe(e)}`, 'error');
   }
+}
+
+async function deleteAll() {
+  const answer = await ask({
+    title: 'Delete all notifications?',
+    message: 'Every notification you have is deleted, read or not, on all your devices. This cannot be undone.',
+    confirm: 'Delete all',
+    danger: true,
+  });
+  if (!answer) return;
+  try {
+    const res = await session.api('DELETE', '/api/notifications/delete-all/');
+    state.notifications.clear();
+    state.unreadElsewhere = 0;
+    closeTimeline(false);
+    renderNotifications();
+    const n = Number(res?.count ?? res?.deleted);
+    flash(Number.isFinite(n) ? `${n === 1 ? '1 notification' : `${n} notifications`} deleted.` : 'Notifications deleted.');
+  } catch (e) {
+    flash(`Cannot delete the notifications: ${describe(e)}`, 'error');
+  }
+}
+
+/** Opens a notification's ticket and marks the notification as read. */
+function openNotification(n) {
+  if (!n.is_read) markRead(n.id);
+  if (NARROW.matches) showNotifications(false);
+  if (n.ticket?.key) go(`#/tickets/${encodeURIComponent(n.ticket.key)}`);
 }
 
 function unreadCount() {
   let n = state.unreadElsewhere;
   for (const x of state.notifications.values()) if (!x.is_read) n += 1;
   return n;
+}
+
+function renderNotificationsTitle() {
+  const unread = unreadCount();
+  const base = state.ticket ? `${state.ticket.key} · tickethub` : 'tickethub';
+  document.title = unread ? `(${unread}) ${base}` : base;
 }
 
 function renderNotifications() {
@@ -642,11 +1163,15 @@ function renderNotifications() {
     if (target) target.focus({ preventScroll: true });
   }
   byTestId('notifications-empty').hidden = items.length > 0;
+  byTestId('delete-all').disabled = items.length === 0;
   const unread = unreadCount();
-  const badge = byTestId('unread-badge');
-  badge.textContent = String(unread);
-  badge.dataset.count = String(unread);
-  document.title = unread ? `(${unread}) tickethub` : 'tickethub';
+  for (const id of ['unread-badge', 'bell-count']) {
+    const badge = byTestId(id);
+    badge.textContent = String(unread);
+    badge.dataset.count = String(unread);
+  }
+  byTestId('bell').setAttribute('aria-label', unread ? `Notifications, ${unread} unread` : 'Notifications');
+  renderNotificationsTitle();
 }
 
 function notificationItem(n) {
@@ -656,56 +1181,69 @@ function notificationItem(n) {
     testid: 'notification-item',
     dataset: { notificationId: n.id, type: n.notification_type, read: n.is_read, seq: n.seq ?? '', expanded: open },
     onclick: (ev) => {
-      // Its buttons and its open timeline keep their own clicks.
+      // Its buttons, its link and its open details keep their own clicks.
       if (ev.target.closest('button, a, input, select, textarea, .timeline-box')) return;
-      toggleTimeline(n.id);
+      openNotification(n);
     },
   },
   el('div', { class: 'meta' },
-    el('span', { class: 'chip', testid: 'notification-type' }, n.notification_type),
-    n.ticket ? el('span', { class: 'chip' }, n.ticket.key) : null,
-    el('span', {}, clock(n.timestamp)),
-    el('span', {}, `#${n.seq ?? '–'}`)),
-  el('div', { class: 'title', testid: 'notification-title' }, n.title),
+    // The kind in words, unless the title already says it ("Work Finished").
+    eventName(n.notification_type).toLowerCase() === String(n.title).toLowerCase()
+      ? null
+      : el('span', { class: 'chip', testid: 'notification-type' }, eventName(n.notification_type)),
+    n.ticket ? el('span', { class: 'chip mono' }, n.ticket.key) : null,
+    el('time', { datetime: n.timestamp ?? '' }, clock(n.timestamp)),
+    n.is_read ? null : el('span', { class: 'unread-tag' }, 'unread')),
+  el('div', { class: 'title' },
+    n.ticket?.key
+      ? el('a', {
+        href: `#/tickets/${encodeURIComponent(n.ticket.key)}`,
+        testid: 'notification-title',
+        onclick: (ev) => {
+          ev.preventDefault();
+          openNotification(n);
+        },
+      }, n.title)
+      : el('span', { testid: 'notification-title' }, n.title)),
   el('div', { class: 'message', testid: 'notification-message' }, n.message),
   el('div', { class: 'side' },
     n.is_read
-      ? el('span', { class: 'muted' }, 'read')
+      ? el('span', { class: 'muted' }, 'Read')
       : el('button', {
         type: 'button',
         class: 'small',
         testid: 'mark-read',
+        'aria-label': `Mark as read: ${n.title}`,
         onclick: () => markRead(n.id),
       }, 'Mark as read'),
     el('button', {
       type: 'button',
-      class: 'small',
+      class: 'small link',
       testid: 'timeline-toggle',
       'aria-expanded': String(open),
-      title: 'What happened to this notification (or click the notification)',
       onclick: () => toggleTimeline(n.id),
-    }, open ? 'Hide timeline' : 'Timeline')),
+    }, open ? 'Hide delivery details' : 'Delivery details')),
   open ? timelineBox() : null,
   );
 }
 
-// Clicking a notification opens its timeline under it: what the hub recorded about it, from
-// the commit to the pushes, reads, deliveries and escalation steps. It is loaded again when
-// the notification changes.
+// "Delivery details" open under a notification what happened to it: when it was sent, to how
+// many devices, when it was read, and any email or reminder. It is loaded again when the
+// notification changes.
 
 function timelineBox() {
   const t = state.timeline;
   let body;
   if (t.error) body = el('p', { class: 'error', testid: 'timeline-error', role: 'alert' }, t.error);
-  else if (t.data) body = timelineView(t.data, 'timeline');
-  else body = el('p', { class: 'muted' }, 'Loading the timeline…');
+  else if (t.data) body = peopleTimelineView(t.data, 'timeline', (actor) => nameOf(actor.id, actor.username));
+  else body = el('p', { class: 'muted' }, 'Loading…');
   return el('div', {
     class: 'timeline-box',
     testid: 'timeline-panel',
     dataset: { notificationId: t.id, state: t.error ? 'error' : t.data ? 'loaded' : 'loading', loading: t.loading },
   },
   el('div', { class: 'panel-head' },
-    el('h3', {}, 'Timeline'),
+    el('h3', {}, 'Delivery details'),
     t.loading ? el('span', { class: 'muted' }, 'updating…') : null,
     el('span', { class: 'spacer' }),
     el('button', { type: 'button', class: 'small', testid: 'timeline-refresh', onclick: () => loadTimeline() }, 'Refresh'),
@@ -747,33 +1285,66 @@ async function loadTimeline() {
   } catch (e) {
     if (request !== t.request) return;
     t.error = e instanceof ApiError && e.status === 404
-      ? 'This notification is gone, or its timeline is not available to you.'
-      : `Cannot load the timeline: ${describe(e)}`;
+      ? 'This notification is gone.'
+      : `Cannot load the delivery details: ${describe(e)}`;
   }
   t.loading = false;
   renderNotifications();
 }
 
-/** Loads the open timeline again shortly, if it is `id`'s. */
+/** Loads the open delivery details again shortly, if they are `id`'s. */
 function refreshTimelineSoon(id) {
   if (id === null || id === undefined || id !== state.timeline.id) return;
   clearTimeout(state.timeline.timer);
   state.timeline.timer = setTimeout(loadTimeline, 200);
 }
 
+// On a phone the notifications sit behind the bell in the top bar.
+
+function showNotifications(show) {
+  document.body.classList.toggle('show-notifications', show);
+  byTestId('bell').setAttribute('aria-expanded', String(show));
+  if (show) {
+    const panel = byTestId('notifications-panel');
+    panel.scrollIntoView({ block: 'start' });
+    document.getElementById('notifications-heading').focus({ preventScroll: true });
+  }
+}
+
 // The buttons and forms are wired once the document is parsed.
 
 document.addEventListener('DOMContentLoaded', () => {
   loginForm(session, start);
+  byTestId('signup-link').addEventListener('click', () => showSignup(true));
+  byTestId('login-link').addEventListener('click', () => showSignup(false));
+  byTestId('signup-form').addEventListener('submit', signUp);
   byTestId('logout').addEventListener('click', () => logout());
+  byTestId('bell').addEventListener('click', () => showNotifications(!document.body.classList.contains('show-notifications')));
   byTestId('create-ticket-form').addEventListener('submit', createTicket);
   byTestId('tickets-reload').addEventListener('click', refreshTickets);
+  const find = byTestId('find-form');
+  find.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    go(queryHash(formQuery()));
+  });
+  for (const name of ['status', 'priority', 'project', 'ordering', 'mine']) {
+    find.elements[name].addEventListener('change', () => go(queryHash(formQuery())));
+  }
+  byTestId('find-clear').addEventListener('click', () => go('#/'));
+  byTestId('page-prev').addEventListener('click', () => go(queryHash({ ...state.query, page: Math.max(1, state.query.page - 1) })));
+  byTestId('page-next').addEventListener('click', () => go(queryHash({ ...state.query, page: state.query.page + 1 })));
   byTestId('mark-all-read').addEventListener('click', markAllRead);
-  byTestId('room-project').addEventListener('change', (ev) => room.open(hub, Number(ev.target.value), state.me));
-  byTestId('detail-close').addEventListener('click', hideDetail);
+  byTestId('delete-all').addEventListener('click', deleteAll);
+  byTestId('room-project').addEventListener('change', (ev) => {
+    room.open(hub, Number(ev.target.value), state.me);
+    if (state.detail !== null) room.view(state.detail);
+  });
   byTestId('comment-form').addEventListener('submit', postComment);
   byTestId('comment-input').addEventListener('input', () => {
     if (state.detail !== null) room.typed(state.detail);
+  });
+  window.addEventListener('hashchange', () => {
+    route().catch((e) => flash(describe(e), 'error'));
   });
   if (session.loggedIn) {
     start().catch((e) => logout(e instanceof ApiError && e.status === 401 ? '' : describe(e)));

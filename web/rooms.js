@@ -141,7 +141,7 @@ export class Room {
       dataset: { userId: u.user_id, viewing: u.viewing ?? '' },
     },
     el('span', { class: 'dot' }),
-    el('span', {}, u.display_name || u.username),
+    el('span', { title: u.username }, u.display_name || u.username),
     u.user_id === this.me?.id ? el('span', { class: 'muted' }, ' (you)') : null,
     u.viewing ? el('span', { class: 'muted', testid: 'presence-viewing' }, ` · viewing ${this.hooks.ticketKey(u.viewing)}`) : null)));
     byTestId('presence-empty').hidden = people.length > 0;
