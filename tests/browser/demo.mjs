@@ -138,18 +138,18 @@ await new Run('demo').main(async (run) => {
   await waitStatus(admin, 'admin', key, 'NEW');
   await run.screenshot(admin, 'demo-admin-ticket-created.png');
 
-  run.log('the admin clicks ticket_created and sees its timeline, starting with the commit');
+  run.log('the admin opens the delivery details of ticket_created, starting with who did what');
   const created = notification(admin, 'ticket_created', key);
   const createdId = await created.getAttribute('data-notification-id');
-  await created.locator('[data-testid="notification-title"]').click();
+  await created.locator('[data-testid="timeline-toggle"]').click();
   const committed = await waitTimeline(admin, 'admin', createdId, 'committed',
-    new RegExp(`^Committed: create by ${users.client.username}$`));
+    new RegExp(`^${users.client.username} display created the ticket$`));
   console.log(`    ${committed}`);
   const createdEvents = await timelineEvents(admin, createdId);
   run.check(createdEvents[0].event === 'committed', `the commit is the first event (${JSON.stringify(createdEvents)})`);
   run.check((await created.getAttribute('data-expanded')) === 'true', 'the item shows as expanded');
   run.check((await tid(created, 'timeline-toggle').getAttribute('aria-expanded')) === 'true', 'its timeline button says it is open');
-  run.check((await created.getAttribute('data-read')) === 'false', 'opening the timeline does not mark the notification as read');
+  run.check((await created.getAttribute('data-read')) === 'false', 'opening the delivery details does not mark the notification as read');
   run.check((await created.locator('[data-testid="timeline-panel"] b').count()) === 0, 'the title\'s markup is shown as text in the timeline');
   await waitBadge(admin, 'admin', adminBefore + 1);
 
@@ -160,14 +160,14 @@ await new Run('demo').main(async (run) => {
   await waitStatus(client, 'client', key, 'OPEN');
   await noReload(run, client, 'client', clientLoaded);
 
-  run.log('the client clicks ticket_opened: committed by the admin, pushed to the client\'s socket');
+  run.log('the client opens the delivery details of ticket_opened: opened by the admin, delivered to a device');
   const openedItem = notification(client, 'ticket_opened', key);
   const openedId = await openedItem.getAttribute('data-notification-id');
-  await openedItem.locator('[data-testid="notification-message"]').click();
+  await openedItem.locator('[data-testid="timeline-toggle"]').click();
   console.log(`    ${await waitTimeline(client, 'client', openedId, 'committed',
-    new RegExp(`^Committed: open_ticket by ${users.admin.username}$`))}`);
+    new RegExp(`^${users.admin.username} display opened the ticket$`))}`);
   const pushed = (await refreshUntil(client, 'client', openedId, 'pushed')).find((e) => e.event === 'pushed');
-  run.check(/^Pushed to [1-9]\d* sockets? on node /.test(pushed.text), `the push names its sockets and node (${pushed.text})`);
+  run.check(/^Delivered to [1-9]\d* devices?$/.test(pushed.text), `the push says how many devices (${pushed.text})`);
   await run.screenshot(client, 'demo-client-timeline.png');
 
   run.log('a second tab of the client follows the first tab\'s mark-as-read');
@@ -185,19 +185,19 @@ await new Run('demo').main(async (run) => {
   run.pages.delete('client-tab2');
 
   run.log('the open timeline follows the mark-as-read; clicking the item again hides it');
-  await waitTimeline(client, 'client', openedId, 'read', /^Read by the recipient$/);
+  await waitTimeline(client, 'client', openedId, 'read', /^Read$/);
   run.check((await opened.getAttribute('data-expanded')) === 'true', 'the mark-as-read button did not close the timeline');
-  await openedItem.locator('[data-testid="notification-title"]').click();
+  await tid(openedItem, 'timeline-toggle').click();
   await until(client, 'the timeline is hidden', (i) => !document.querySelector(
     `[data-testid="notification-item"][data-notification-id="${i}"] [data-testid="timeline-panel"]`), openedId);
-  run.log('its Timeline button opens it again');
+  run.log('its Delivery details button opens it again');
   await tid(openedItem, 'timeline-toggle').click();
-  await waitTimeline(client, 'client', openedId, 'read', /^Read by the recipient$/);
+  await waitTimeline(client, 'client', openedId, 'read', /^Read$/);
 
   run.log('the admin marks everything as read; the timeline still open shows the read');
   await tid(admin, 'mark-all-read').click();
   await waitBadge(admin, 'admin', 0);
-  await waitTimeline(admin, 'admin', createdId, 'read', /^Read by the recipient$/);
+  await waitTimeline(admin, 'admin', createdId, 'read', /^Read$/);
 
   run.log('the client\'s socket drops and reconnects with ?last_seq=');
   const seqBefore = await client.evaluate(() => Math.max(...[...document.querySelectorAll('[data-testid="notification-item"]')].map((li) => Number(li.dataset.seq))));
@@ -252,8 +252,12 @@ await new Run('demo').main(async (run) => {
     await waitStatus(client, 'client', key, 'FINISHED');
 
     run.log('the client rejects with a reason, the developer works again, the client approves');
-    await row(client, key).locator('[data-testid="reject-reason"]').fill('Still smoking');
-    await act(run, client, 'client', key, 'reject', 'REJECTED');
+    await row(client, key).locator('[data-testid="action-reject"]').click();
+    await tid(client, 'dialog-confirm').click();
+    run.check((await tid(client, 'dialog-error').textContent()).length > 0, 'reject without a reason is refused');
+    await tid(client, 'dialog-input').fill('Still smoking');
+    await tid(client, 'dialog-confirm').click();
+    await waitStatus(client, 'client', key, 'REJECTED');
     await waitNotification(dev, 'developer', 'ticket_rejected', key);
     await waitStatus(dev, 'developer', key, 'REJECTED');
     await act(run, dev, 'developer', key, 'start_work', 'IN_PROGRESS');

@@ -79,7 +79,8 @@ await new Run('rooms').main(async (run) => {
   await api('POST', `/api/tickets/${ticketId}/open_ticket/`, admin, {});
   for (const [name, page] of [['client', client], ['developer', dev]]) {
     await until(page, `${name}: ${key} shows OPEN`,
-      (k) => document.querySelector(`[data-testid="ticket-row"][data-key="${k}"]`)?.dataset.status === 'OPEN', key);
+      (k) => document.querySelector(`[data-testid="ticket-row"][data-key="${k}"]`)?.dataset.status === 'OPEN'
+        && document.querySelector('[data-testid="ticket-view-head"]')?.dataset.status === 'OPEN', key);
   }
   // The developer had no notification about it: the board moved the row.
   run.check((await dev.locator('[data-testid="notification-item"]').count()) === 0, 'the developer got no notification');

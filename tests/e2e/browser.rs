@@ -215,6 +215,28 @@ async fn demo_page_shows_the_board_presence_and_typing() {
     .await;
 }
 
+/// The demo page as a ticket workspace, at desktop and phone widths: finding, a ticket's own
+/// address, history and comments, notifications that open their ticket, sign-up, dialogs and
+/// accessibility. Its screenshots go to `docs/screenshots/`.
+async fn demo_page_works_as_a_ticket_workspace_on_desktop_and_phone() {
+    require_browser();
+    let hub = TestHub::start(&Backend::Sqlite).await;
+    let admin = hub.user_with("ada", Role::Admin, true).await;
+    let client = hub.user("carl", Role::Client).await;
+    let developer = hub.user("dev", Role::Developer).await;
+    hub.project("WEB", &[&admin, &client, &developer]).await;
+    run_script(
+        "workspace.mjs",
+        &hub,
+        &[
+            credentials("client", &client.username),
+            credentials("admin", &admin.username),
+            credentials("developer", &developer.username),
+        ],
+    )
+    .await;
+}
+
 /// One escalation policy: every assignment is escalated by email ten minutes later, unless read.
 const ONE_STEP_POLICY: &str = r#"
 [[escalation]]
@@ -296,6 +318,7 @@ crate::trials! {
         demo_page_shows_a_ticket_lifecycle_in_real_time,
         operator_page_shows_the_live_supervision_tree,
         demo_page_shows_the_board_presence_and_typing,
+        demo_page_works_as_a_ticket_workspace_on_desktop_and_phone,
         operator_page_lists_escalation_steps_and_explains_who_was_left_out,
     ],
     sync: [],
