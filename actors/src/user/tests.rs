@@ -125,6 +125,7 @@ inbox!(ProjectStore {
 inbox!(TicketStore {
     fn create_ticket(&self, ticket: NewTicket, plan: PlanDrafts<'_>) -> Result<(Ticket, Vec<Notification>), StoreError>;
     fn ticket(&self, id: TicketId) -> Result<Option<Ticket>, StoreError>;
+    fn ticket_by_key(&self, project_key: &str, number: i64) -> Result<Option<Ticket>, StoreError>;
     fn commit_change(&self, id: TicketId, expected_version: i64, change: &Change, author: UserId, drafts: Vec<Draft>, mark: Option<&IdempotencyMark>) -> Result<Committed, StoreError>;
     fn list_tickets(&self, filter: &TicketFilter, page: Page) -> Result<(i64, Vec<Ticket>), StoreError>;
     fn comments(&self, id: TicketId, page: Page) -> Result<(i64, Vec<Comment>), StoreError>;
