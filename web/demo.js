@@ -160,6 +160,9 @@ async function start() {
   byTestId('bell').hidden = false;
   byTestId('app').hidden = false;
   byTestId('create-ticket-form').hidden = me.role !== 'client';
+  byTestId('create-details').hidden = me.role !== 'client';
+  // On a phone the form waits behind its summary, so that the tickets come first.
+  byTestId('create-details').open = !NARROW.matches;
   byTestId('find-mine-label').hidden = me.role === 'client';
   byTestId('mark-all-read').disabled = true;
   await Promise.all([loadProjects(), loadPeople()]);
@@ -190,6 +193,8 @@ function followRoom(t) {
 }
 
 function showLogin(message) {
+  clearTimeout(flashTimer);
+  byTestId('flash').hidden = true;
   byTestId('app').hidden = true;
   byTestId('whoami').hidden = true;
   byTestId('logout').hidden = true;
@@ -422,6 +427,7 @@ async function loadProjects() {
   create.replaceChildren(...state.projects.map((p) => el('option', { value: p.id }, `${p.key} · ${p.name}`)));
   byTestId('create-submit').disabled = state.projects.length === 0;
   byTestId('create-ticket-form').hidden = state.me.role !== 'client' || state.projects.length === 0;
+  byTestId('create-details').hidden = byTestId('create-ticket-form').hidden;
   const find = byTestId('find-project');
   find.replaceChildren(el('option', { value: '' }, 'Any'),
     ...state.projects.map((p) => el('option', { value: p.id }, p.key)));
@@ -1320,6 +1326,9 @@ document.addEventListener('DOMContentLoaded', () => {
   byTestId('signup-form').addEventListener('submit', signUp);
   byTestId('logout').addEventListener('click', () => logout());
   byTestId('bell').addEventListener('click', () => showNotifications(!document.body.classList.contains('show-notifications')));
+  NARROW.addEventListener('change', (ev) => {
+    byTestId('create-details').open = !ev.matches;
+  });
   byTestId('create-ticket-form').addEventListener('submit', createTicket);
   byTestId('tickets-reload').addEventListener('click', refreshTickets);
   const find = byTestId('find-form');

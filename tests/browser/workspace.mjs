@@ -144,6 +144,7 @@ await new Run('workspace').main(async (run) => {
     `Critical differs from Low in words and colour (${JSON.stringify([critLook, lowLook])})`);
   run.check((await codeWords(client)).length === 0, `no code words on screen (${await codeWords(client)})`);
   await run.accessible(client, 'ticket list, desktop');
+  await client.evaluate(() => document.activeElement.blur());
   await shot(client, 'workspace-desktop.png');
 
   run.log('search by title and by key, filter by status and priority, sort, page: all in the address');
@@ -322,6 +323,7 @@ await new Run('workspace').main(async (run) => {
   run.check(await noSidewaysScroll(client), 'no sideways scroll at 390×844 (list)');
   run.check((await row(client, crit.key).evaluate((r) => getComputedStyle(r).display)) !== 'table-row', 'tickets are cards');
   run.check(await tid(client, 'bell').isVisible(), 'the bell shows');
+  await until(client, 'the new-ticket form waits behind its summary', () => !document.querySelector('[data-testid="create-details"]').open);
   run.check(!(await tid(client, 'notifications-panel').isVisible()), 'the notifications are behind the bell');
   await run.accessible(client, 'ticket list, phone');
   await shot(client, 'workspace-phone.png');
