@@ -831,17 +831,23 @@ function historyText(h) {
     case 'finish_work': return `${who} finished work`;
     case 'approve': return `${who} approved the work`;
     case 'reject': return `${who} rejected the work`;
-    default: return `${who}: ${eventName(h.event).toLowerCase()}`;
+    case 'comment':
+    case 'comments': return `${who} commented`;
+    default: return h.event === 'comment_added' ? `${who} commented` : `${who}: ${eventName(h.event).toLowerCase()}`;
   }
 }
 
 function renderHistory() {
   const list = byTestId('history-list');
-  list.replaceChildren(...state.history.map((h) => el('li', { testid: 'history-item', dataset: { event: h.event, action: h.action } },
-    el('span', { class: 'what', title: state.people.get(h.actor)?.username }, historyText(h)),
-    ' ',
-    el('span', { class: 'muted' }, '· now ', statusName(h.status).toLowerCase(), ' · '),
-    el('time', { class: 'muted', datetime: h.at }, clock(h.at)))));
+  // Each entry says the status it led to, when it changed it.
+  list.replaceChildren(...state.history.map((h, i) => {
+    const before = i > 0 ? state.history[i - 1].status : h.status;
+    return el('li', { testid: 'history-item', dataset: { event: h.event, action: h.action } },
+      el('span', { class: 'what', title: state.people.get(h.actor)?.username }, historyText(h)),
+      ' ',
+      el('span', { class: 'muted' }, h.status !== before ? `· now ${statusName(h.status).toLowerCase()} · ` : '· '),
+      el('time', { class: 'muted', datetime: h.at }, clock(h.at)));
+  }));
   if (!state.history.length) list.append(el('li', { class: 'muted' }, 'Nothing recorded yet.'));
 }
 

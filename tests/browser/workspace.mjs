@@ -227,6 +227,7 @@ await new Run('workspace').main(async (run) => {
     `at 1366 the ticket sits beside Notifications, not above them (${JSON.stringify(layout)})`);
   run.check((await codeWords(client)).length === 0, `no code words on the ticket (${await codeWords(client)})`);
   await run.accessible(client, 'ticket view, desktop');
+  await shot(client, 'ticket-desktop.png');
   await client.reload();
   await waitView(client, 'client', crit.key);
   await client.goBack();

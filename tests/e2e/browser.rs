@@ -237,6 +237,15 @@ async fn demo_page_works_as_a_ticket_workspace_on_desktop_and_phone() {
     .await;
 }
 
+async fn demo_page_says_when_sign_up_is_closed() {
+    require_browser();
+    let hub = TestHub::start_with(&Backend::Sqlite, |c| {
+        c.registration = tickethub::config::Registration::Closed;
+    })
+    .await;
+    run_script("signup-closed.mjs", &hub, &[]).await;
+}
+
 /// One escalation policy: every assignment is escalated by email ten minutes later, unless read.
 const ONE_STEP_POLICY: &str = r#"
 [[escalation]]
@@ -319,6 +328,7 @@ crate::trials! {
         operator_page_shows_the_live_supervision_tree,
         demo_page_shows_the_board_presence_and_typing,
         demo_page_works_as_a_ticket_workspace_on_desktop_and_phone,
+        demo_page_says_when_sign_up_is_closed,
         operator_page_lists_escalation_steps_and_explains_who_was_left_out,
     ],
     sync: [],
