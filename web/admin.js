@@ -112,6 +112,7 @@ const TOTALS = {
   sockets: ['Open sockets', 'WebSocket and event-stream connections to this node'],
   tickets: ['Ticket actors in memory', 'tickets changed recently on this node, not all tickets'],
   channels: ['Delivery channels', 'email, WhatsApp, webhook… actors on this node'],
+  rooms: ['Project rooms', 'project boards with someone in them on this node'],
 };
 
 // The escalation actor has no children: its counts show on its line of the tree.
@@ -178,7 +179,7 @@ function render() {
 
   const totals = tree.totals && typeof tree.totals === 'object' ? tree.totals : {};
   // The known counts first, in the tree's order, then any others the hub adds.
-  const order = ['users', 'sockets', 'tickets', 'channels'];
+  const order = ['users', 'sockets', 'tickets', 'channels', 'rooms'];
   const keys = [...order.filter((k) => k in totals), ...Object.keys(totals).filter((k) => !order.includes(k))];
   byTestId('totals').replaceChildren(
     ...keys.map((k) => [k, totals[k]]).map(([k, v]) => {
@@ -276,7 +277,8 @@ function leafTable(kind, nodes, q) {
       return el('td', { class: numeric ? 'num' : path === 'name' ? 'mono' : null, testid: `actor-${path.replace(/\./g, '-')}` }, content);
     })));
   const hidden = nodes.length - shown.length;
-  return el('div', { class: 'leaf-group' },
+  // A table wider than a phone scrolls in its own region, which the keyboard can reach.
+  return el('div', { class: 'leaf-group', tabindex: '0', role: 'region', 'aria-label': `${kind} actors` },
     el('table', {},
       el('thead', {}, el('tr', {}, columns.map(([label, , , numeric]) => el('th', { class: numeric ? 'num' : null }, label)))),
       el('tbody', {}, rows)),

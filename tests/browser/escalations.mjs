@@ -152,6 +152,7 @@ await new Run('escalations').main(async (run) => {
       `${e.type}: the explanation says why (${e.explanation})`);
   }
   run.check((await text(tid(op, 'trace-membership'))).startsWith('not a member of'), 'the summary says the outsider is not a member');
+  await run.accessible(op, 'operator page with a trace and an escalation step');
   await run.screenshot(op, 'escalations-trace.png');
 
   run.log(`the client ${users.client.username} was not told of the ticket they created, but of its opening`);

@@ -30,7 +30,14 @@ async function waitListed(page, what, pred) {
 
 await new Run('operator').main(async (run) => {
   run.log('a client is turned away from the operator page');
+  // Every request the page makes goes to the hub itself.
+  const elsewhere = [];
+  run.context.on('request', (r) => {
+    const url = r.url();
+    if (!url.startsWith(`${base}/`) && !url.startsWith('data:') && !url.startsWith('blob:')) elsewhere.push(url);
+  });
   const op = await run.page('operator', `${base}/admin/`);
+  await run.accessible(op, 'operator login');
   await logIn(op, users.client);
   await until(op, 'the refusal', () => /Only admins/.test(document.querySelector('[data-testid="login-error"]').textContent));
   run.check(!(await tid(op, 'operator').isVisible()), 'the tree stays hidden from a client');
@@ -48,7 +55,7 @@ await new Run('operator').main(async (run) => {
     run.check(await tid(op, `total-${total}`).isVisible(), `the ${total} count is shown`);
   }
   // The counters say what they count: live actors on this node, not tickets in the database.
-  const ticketsLabel = await tid(op, 'total-tickets').innerText();
+  const ticketsLabel = await tid(op, 'total-tickets').textContent();
   run.check(/Ticket actors in memory/.test(ticketsLabel) && /not all tickets/.test(ticketsLabel),
     `the tickets counter says it counts ticket actors (${ticketsLabel})`);
   for (const dir of ['users', 'tickets', 'delivery']) {
@@ -89,7 +96,9 @@ await new Run('operator').main(async (run) => {
     '[data-testid="node"][data-name="tickets"] [data-testid="actor-row"] [data-testid="actor-key"]',
   )].some((td) => td.textContent === k), key);
   run.check((await op.evaluate(() => window.__loadedAt)) === loadedAt, 'the operator page was not reloaded');
+  await run.accessible(op, 'operator page with the tree');
   await run.screenshot(op, 'operator-all.png');
+  await op.screenshot({ path: 'docs/screenshots/operator-desktop.png' });
 
   run.log(`the admin filters by "${users.client.username}"`);
   const asked = op.waitForRequest((r) => r.url().includes('/api/admin/actors')
@@ -126,6 +135,31 @@ await new Run('operator').main(async (run) => {
   await until(op, 'the tree live again', () => document.querySelector('[data-testid="tree"]').dataset.stale === 'false'
     && document.querySelector('[data-testid="live-state"]').dataset.state === 'live');
   run.check(!(await tid(op, 'flash').isVisible()), 'the stale note is gone once the hub answers');
+
+  run.log('on a phone (390×844 and 360 wide) the page fits its width: nothing scrolls sideways');
+  for (const width of [390, 360]) {
+    await op.setViewportSize({ width, height: 844 });
+    await op.evaluate(() => new Promise((resolve) => requestAnimationFrame(() => resolve())));
+    const [scroll, inner] = await op.evaluate(() => [document.documentElement.scrollWidth, window.innerWidth]);
+    run.check(scroll <= inner, `at ${width} px the page is ${scroll} px wide (no sideways scroll)`);
+    const columns = await op.evaluate(() => {
+      const panels = [...document.querySelectorAll('.ops-grid > .panel')].map((p) => p.getBoundingClientRect().left);
+      return new Set(panels.map((x) => Math.round(x))).size;
+    });
+    run.check(columns === 1, `at ${width} px the escalation and trace panels stack (${columns} columns)`);
+  }
+  await run.accessible(op, 'operator page at phone width');
+  await op.screenshot({ path: 'docs/screenshots/operator-phone.png' });
+  await op.setViewportSize({ width: 1366, height: 800 });
+
+  run.log('one login for both pages: the demo client in the same tab needs no second login, and back');
+  await op.goto(`${base}/`);
+  await until(op, 'the demo client, logged in as the admin', (name) =>
+    document.querySelector('[data-testid="whoami"]')?.dataset.username === name, users.admin.username);
+  run.check(!(await tid(op, 'login').isVisible()), 'the demo client asks for no login');
+  await op.goto(`${base}/admin/`);
+  await until(op, 'the operator page, still logged in', () => document.querySelector('[data-testid="node"][data-name="users"]'));
+  run.check(elsewhere.length === 0, `every request went to the hub (elsewhere: ${elsewhere.join(', ')})`);
   for (const page of demos) await page.close();
   run.pages.delete('demo-client');
   run.pages.delete('demo-admin');
