@@ -486,13 +486,18 @@ async function refreshTickets() {
   try {
     const page = await session.api('GET', `/api/tickets/?${params}`);
     if (request !== state.listRequest) return;
+    if (page.results.length === 0 && page.count > 0 && q.page > 1) {
+      // The page is past the end now (tickets were closed or filtered away): show the last.
+      go(queryHash({ ...q, page: Math.ceil(page.count / PAGE_SIZE) }));
+      return;
+    }
     state.tickets = page.results;
     state.count = page.count;
     renderTickets();
   } catch (e) {
     if (request !== state.listRequest) return;
     if (e instanceof ApiError && e.status === 404 && q.page > 1) {
-      // The page is past the end now: show the last one there is.
+      // The page is past the end now: start again from the first.
       go(queryHash({ ...q, page: 1 }));
       return;
     }

@@ -1,7 +1,7 @@
 // The demo client at `/`, in headless Chromium: a client and an admin (and, when given, a
 // developer) each log in in a page of their own and move one ticket through its lifecycle by
-// clicking, watching the other side's notifications arrive without a reload, and open
-// notifications to see their timelines.
+// clicking, watching the other side's notifications arrive without a reload, and open the
+// notifications' delivery details.
 //
 //   node tests/browser/demo.mjs http://127.0.0.1:8080 client=USER:PASS admin=USER:PASS [developer=USER:PASS]
 //
