@@ -204,6 +204,21 @@ function showLogin(message) {
   byTestId('signup').hidden = true;
   byTestId('login-error').textContent = message || '';
   byTestId('login-username').focus();
+  offerSignup();
+}
+
+/** Offers sign-up only where the hub takes it (`GET /api/auth/registration/`). */
+async function offerSignup() {
+  let open = false;
+  try {
+    const res = await fetch('/api/auth/registration/', { headers: { Accept: 'application/json' } });
+    open = res.ok && (await res.json()).open === true;
+  } catch {
+    // A hub that cannot be reached takes no sign-ups either.
+  }
+  const offer = byTestId('signup-offer');
+  offer.hidden = !open;
+  offer.dataset.checked = 'true';
 }
 
 function logout(message) {

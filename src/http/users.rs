@@ -21,6 +21,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(refresh))
         .routes(routes!(logout))
         .routes(routes!(register))
+        .routes(routes!(registration))
         .routes(routes!(me, update_me))
         .routes(routes!(list_users))
         .routes(routes!(user_detail, update_user, erase_user))
@@ -319,6 +320,29 @@ pub(crate) struct RegisterIn {
     /// A WhatsApp number in international format, e.g. `+15551234567`.
     #[serde(default)]
     pub(crate) whatsapp_number: Option<String>,
+}
+
+/// Whether anyone may sign up here, for a login page that offers sign-up only then.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct RegistrationOut {
+    /// `POST /api/auth/register/` creates accounts (`--registration open`).
+    open: bool,
+}
+
+/// Whether registration is open. Public, like the login.
+#[utoipa::path(
+    get,
+    path = "/api/auth/registration/",
+    operation_id = "auth_registration",
+    tag = "auth",
+    responses(
+        (status = 200, description = "Whether `POST /api/auth/register/` takes sign-ups.", body = RegistrationOut),
+    )
+)]
+async fn registration(State(state): State<AppState>) -> axum::Json<RegistrationOut> {
+    axum::Json(RegistrationOut {
+        open: state.registration == crate::config::Registration::Open,
+    })
 }
 
 /// Registers a client account and tells the super admins (`user_registered`).

@@ -98,6 +98,8 @@ await new Run('workspace').main(async (run) => {
   run.log('the login page offers a sign-up; a new account has no project and is told whom to ask');
   const client = await run.page('client', `${base}/`);
   await run.accessible(client, 'login');
+  await until(client, 'the sign-up offer, registration being open',
+    () => document.querySelector('[data-testid="signup-offer"]').hidden === false);
   run.check(await tid(client, 'signup-link').isVisible(), 'the login page links to the sign-up');
   await tid(client, 'signup-link').click();
   run.check(await tid(client, 'signup-form').isVisible(), 'the sign-up form shows');

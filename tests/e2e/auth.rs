@@ -604,6 +604,9 @@ async fn registration_can_be_closed_and_its_fields_are_bounded(backend: Backend)
         )
         .await;
     assert_eq!(status, 201);
+    // A login page can ask, without a token, whether to offer sign-up.
+    let (status, res) = hub.get("/api/auth/registration/", None).await;
+    assert_eq!((status, res), (200, json!({"open": true})));
 
     let closed = TestHub::start_with(&backend, |c| {
         c.registration = tickethub::config::Registration::Closed
@@ -621,6 +624,8 @@ async fn registration_can_be_closed_and_its_fields_are_bounded(backend: Backend)
         res["detail"],
         "Registration is closed; ask an admin for an account."
     );
+    let (status, res) = closed.get("/api/auth/registration/", None).await;
+    assert_eq!((status, res), (200, json!({"open": false})));
 }
 
 async fn identity_provider_audience_issuer_and_leeway_are_checked() {
