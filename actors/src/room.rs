@@ -363,6 +363,14 @@ impl RoomActor {
                 },
             );
         }
+        // Arrived within this batch, so nobody was told: the arrival is called off, and nothing
+        // is said. (Were it kept as a leave, a tab that came, went and came again within one
+        // batch would net out to nothing while the user is here, and their next leave would be
+        // a `left` nobody saw join.)
+        if state.entering.contains(&user) {
+            state.entering.retain(|u| *u != user);
+            return;
+        }
         state.leaving.push(entry);
     }
 

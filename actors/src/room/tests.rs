@@ -274,3 +274,38 @@ fn the_view_of_other_nodes_follows_their_leases_when_the_bus_missed_it() {
     assert_eq!(said(&mut state), vec!["-1"]);
     assert!(state.remote.is_empty());
 }
+
+#[test]
+fn a_user_who_arrived_and_left_within_a_batch_and_came_back_is_still_to_be_announced() {
+    let actor = RoomActor {
+        bus: None,
+        presence: None,
+        config: RoomConfig::default(),
+    };
+    let mut state = RoomState::new(ProjectId(1));
+    let member = |tab: u64| Member {
+        username: "u2".into(),
+        display_name: "U 2".into(),
+        tabs: vec![(ConnId(tab), None)],
+        viewing: None,
+        typing: HashMap::new(),
+        gone_since: None,
+    };
+    // A first tab arrives (its `joined` waits for the flush), and goes: the user departs.
+    state.members.insert(UserId(2), member(1));
+    state.entering.push(UserId(2));
+    actor.depart(&mut state, UserId(2));
+    assert!(
+        state.entering.is_empty() && state.leaving.is_empty(),
+        "came and went: nothing to say"
+    );
+    // A second tab arrives within the same batch: the flush says `joined`, once.
+    state.members.insert(UserId(2), member(2));
+    state.entering.push(UserId(2));
+    assert_eq!(state.entering, vec![UserId(2)]);
+    assert!(state.leaving.is_empty(), "no leave cancels the arrival");
+    // A user whose arrival was announced leaves as usual.
+    state.entering.clear();
+    actor.depart(&mut state, UserId(2));
+    assert_eq!(state.leaving.len(), 1);
+}
