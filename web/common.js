@@ -314,28 +314,42 @@ export function describeEvent(e) {
  */
 export function timelineView(data, testid = 'timeline') {
   const n = data?.notification || {};
+  return timelineFrame(data, testid, {
+    head: [
+      el('strong', {}, `#${n.id ?? '?'}`), ' ',
+      el('span', { class: 'chip' }, n.notification_type ?? '?'), ' ',
+      n.ticket ? el('span', { class: 'chip' }, n.ticket.key) : null, ' ',
+      el('span', {}, n.title ?? ''),
+      el('span', { class: 'muted' },
+        ` · for ${n.username ?? `user #${n.user_id ?? '?'}`} · seq ${n.seq ?? '–'} · ${n.is_read ? 'read' : 'unread'}`),
+    ],
+    describe: describeEvent,
+    kind: true,
+    empty: 'No events are recorded for this notification.',
+  });
+}
+
+/**
+ * A notification's timeline: `head` above one line per event, each told by `describe(event)`
+ * (`{text, details}`), with the event's name beside it if `kind`.
+ */
+function timelineFrame(data, testid, { head, describe, kind, empty }) {
+  const n = data?.notification || {};
   const events = Array.isArray(data?.events) ? data.events : [];
-  const head = el('div', { class: 'timeline-head', testid: `${testid}-head` },
-    el('strong', {}, `#${n.id ?? '?'}`), ' ',
-    el('span', { class: 'chip' }, n.notification_type ?? '?'), ' ',
-    n.ticket ? el('span', { class: 'chip' }, n.ticket.key) : null, ' ',
-    el('span', {}, n.title ?? ''),
-    el('span', { class: 'muted' },
-      ` · for ${n.username ?? `user #${n.user_id ?? '?'}`} · seq ${n.seq ?? '–'} · ${n.is_read ? 'read' : 'unread'}`));
   const items = events.map((e) => {
-    const { text, details } = describeEvent(e);
+    const { text, details } = describe(e);
     const facts = details.filter(Boolean);
     return el('li', { testid: 'timeline-event', dataset: { event: e.event ?? '' } },
       el('time', { class: 'when', datetime: e.at ?? '', title: e.at ?? '' }, clock(e.at)),
-      el('span', { class: 'chip kind' }, e.event ?? '?'),
+      kind ? el('span', { class: 'chip kind' }, e.event ?? '?') : null,
       el('span', { class: 'what', testid: 'timeline-text' }, text),
       facts.length ? el('div', { class: 'facts muted', testid: 'timeline-detail' }, facts.join(' · ')) : null);
   });
   return el('div', { class: 'timeline-view', testid, dataset: { notificationId: n.id ?? '', events: events.length } },
-    head,
+    el('div', { class: 'timeline-head', testid: `${testid}-head` }, head),
     items.length
       ? el('ol', { class: 'timeline' }, items)
-      : el('p', { class: 'empty' }, 'No events are recorded for this notification.'));
+      : el('p', { class: 'empty' }, empty));
 }
 
 // Words for people: the demo client shows statuses, events and timelines as sentences, where
@@ -462,23 +476,15 @@ export function describeEventForPeople(e, nameOf = (u) => u?.username) {
  */
 export function peopleTimelineView(data, testid = 'timeline', nameOf = undefined) {
   const n = data?.notification || {};
-  const events = Array.isArray(data?.events) ? data.events : [];
-  const head = el('div', { class: 'timeline-head', testid: `${testid}-head` },
-    el('span', { class: 'chip' }, eventName(n.notification_type)), ' ',
-    n.ticket ? el('span', { class: 'chip' }, n.ticket.key) : null, ' ',
-    el('span', {}, n.title ?? ''),
-    el('span', { class: 'muted' }, ` · ${n.is_read ? 'read' : 'unread'}`));
-  const items = events.map((e) => {
-    const { text, details } = describeEventForPeople(e, nameOf);
-    const facts = details.filter(Boolean);
-    return el('li', { testid: 'timeline-event', dataset: { event: e.event ?? '' } },
-      el('time', { class: 'when', datetime: e.at ?? '', title: e.at ?? '' }, clock(e.at)),
-      el('span', { class: 'what', testid: 'timeline-text' }, text),
-      facts.length ? el('div', { class: 'facts muted', testid: 'timeline-detail' }, facts.join(' · ')) : null);
+  return timelineFrame(data, testid, {
+    head: [
+      el('span', { class: 'chip' }, eventName(n.notification_type)), ' ',
+      n.ticket ? el('span', { class: 'chip' }, n.ticket.key) : null, ' ',
+      el('span', {}, n.title ?? ''),
+      el('span', { class: 'muted' }, ` · ${n.is_read ? 'read' : 'unread'}`),
+    ],
+    describe: (e) => describeEventForPeople(e, nameOf),
+    kind: false,
+    empty: 'Nothing is recorded about this notification yet.',
   });
-  return el('div', { class: 'timeline-view', testid, dataset: { notificationId: n.id ?? '', events: events.length } },
-    head,
-    items.length
-      ? el('ol', { class: 'timeline' }, items)
-      : el('p', { class: 'empty' }, 'Nothing is recorded about this notification yet.'));
 }
