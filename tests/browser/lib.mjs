@@ -184,6 +184,26 @@ export class Run {
   }
 }
 
+/** Where the README's screenshots live. */
+const DOC_SHOTS = resolve(here, '../../docs/screenshots');
+
+/**
+ * Saves a screenshot of `page` for the README as `target/test-artifacts/<file>`, and, when
+ * `TICKETHUB_DOC_SCREENSHOTS=1`, as `docs/screenshots/<file>` too (so that an ordinary test run
+ * leaves the committed ones alone).
+ */
+export async function docScreenshot(page, file) {
+  mkdirSync(ARTIFACTS, { recursive: true });
+  await page.screenshot({ path: join(ARTIFACTS, file), fullPage: false });
+  if (process.env.TICKETHUB_DOC_SCREENSHOTS === '1') {
+    mkdirSync(DOC_SHOTS, { recursive: true });
+    await page.screenshot({ path: join(DOC_SHOTS, file), fullPage: false });
+    console.log(`    screenshot: docs/screenshots/${file}`);
+  } else {
+    console.log(`    screenshot: ${join(ARTIFACTS, file)}`);
+  }
+}
+
 /** The locator of `[data-testid=id]` inside `scope` (a page or a locator). */
 export function tid(scope, id) {
   return scope.locator(`[data-testid="${id}"]`);

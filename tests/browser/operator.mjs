@@ -7,7 +7,7 @@
 // Exits non-zero on the first failed check, with screenshots of every page in
 // target/test-artifacts/.
 
-import { Run, PATIENCE, parseArgs, tid, logIn, until } from './lib.mjs';
+import { Run, PATIENCE, docScreenshot, parseArgs, tid, logIn, until } from './lib.mjs';
 
 const { base, users } = parseArgs('operator.mjs', ['admin', 'client']);
 
@@ -98,7 +98,7 @@ await new Run('operator').main(async (run) => {
   run.check((await op.evaluate(() => window.__loadedAt)) === loadedAt, 'the operator page was not reloaded');
   await run.accessible(op, 'operator page with the tree');
   await run.screenshot(op, 'operator-all.png');
-  await op.screenshot({ path: 'docs/screenshots/operator-desktop.png' });
+  await docScreenshot(op, 'operator-desktop.png');
 
   run.log(`the admin filters by "${users.client.username}"`);
   const asked = op.waitForRequest((r) => r.url().includes('/api/admin/actors')
@@ -149,7 +149,7 @@ await new Run('operator').main(async (run) => {
     run.check(columns === 1, `at ${width} px the escalation and trace panels stack (${columns} columns)`);
   }
   await run.accessible(op, 'operator page at phone width');
-  await op.screenshot({ path: 'docs/screenshots/operator-phone.png' });
+  await docScreenshot(op, 'operator-phone.png');
   await op.setViewportSize({ width: 1366, height: 800 });
 
   run.log('one login for both pages: the demo client in the same tab needs no second login, and back');

@@ -7,15 +7,11 @@
 //   node tests/browser/workspace.mjs http://127.0.0.1:8080 client=USER:PASS admin=USER:PASS developer=USER:PASS
 //
 // All three must be members of one project, which holds no ticket yet. Screenshots of both
-// widths are saved in docs/screenshots/.
+// widths are the README's (see `docScreenshot`).
 
-import { mkdirSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { Run, parseArgs, tid, logIn, until } from './lib.mjs';
+import { Run, docScreenshot, parseArgs, tid, logIn, until } from './lib.mjs';
 
 const { base, users } = parseArgs('workspace.mjs', ['client', 'admin', 'developer']);
-const SHOTS = resolve(dirname(fileURLToPath(import.meta.url)), '../../docs/screenshots');
 
 async function api(method, path, token, body) {
   const res = await fetch(`${base}${path}`, {
@@ -28,11 +24,7 @@ async function api(method, path, token, body) {
   return json;
 }
 
-async function shot(page, file) {
-  mkdirSync(SHOTS, { recursive: true });
-  await page.screenshot({ path: join(SHOTS, file), fullPage: false });
-  console.log(`    screenshot: docs/screenshots/${file}`);
-}
+const shot = docScreenshot;
 
 /** The keys of the rows the list shows, in order. */
 const keys = (page) => page.evaluate(() => [...document.querySelectorAll('[data-testid="ticket-row"]')].map((r) => r.dataset.key));
@@ -172,8 +164,10 @@ await new Run('workspace').main(async (run) => {
   run.check(shown[0] === crit.key, 'the status filter shows the ticket in progress');
   await tid(client, 'find-clear').click();
   await tid(client, 'find-priority').selectOption('HIGH');
-  shown = await listFor(client, 'the priority filter', () => location.hash.includes('priority=HIGH')
-    && document.querySelector('[data-testid="ticket-count"]').textContent === '1 ticket');
+  // The list before it also held one ticket (the status filter's): wait for the high one.
+  shown = await listFor(client, 'the priority filter', (k) => location.hash.includes('priority=HIGH')
+    && document.querySelector('[data-testid="ticket-count"]').textContent === '1 ticket'
+    && document.querySelector('[data-testid="ticket-row"]')?.dataset.key === k, typo.key);
   run.check(shown[0] === typo.key, 'the priority filter shows the high one');
   await tid(client, 'find-clear').click();
   await tid(client, 'find-project').selectOption(String(project.id));
