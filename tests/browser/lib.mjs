@@ -204,6 +204,23 @@ export async function docScreenshot(page, file) {
   }
 }
 
+/**
+ * A REST caller for the hub at `base`: `api(method, path, token, body)` answers the JSON body,
+ * and throws with the status and body on anything but 2xx.
+ */
+export function restClient(base) {
+  return async (method, path, token, body) => {
+    const res = await fetch(`${base}${path}`, {
+      method,
+      headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
+      body: body ? JSON.stringify(body) : undefined,
+    });
+    const json = await res.json();
+    if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${JSON.stringify(json)}`);
+    return json;
+  };
+}
+
 /** The locator of `[data-testid=id]` inside `scope` (a page or a locator). */
 export function tid(scope, id) {
   return scope.locator(`[data-testid="${id}"]`);

@@ -7,7 +7,7 @@
 //
 // Both must be members of the first project, which must hold a ticket in status NEW.
 
-import { Run, parseArgs, tid, logIn, until } from './lib.mjs';
+import { Run, parseArgs, restClient, tid, logIn, until } from './lib.mjs';
 
 const { base, users } = parseArgs('rooms.mjs', ['client', 'developer', 'admin']);
 
@@ -23,16 +23,7 @@ async function open(run, name, user) {
 const present = (page) => page.evaluate(() => [...document.querySelectorAll('[data-testid="presence-user"]')]
   .map((li) => Number(li.dataset.userId)).sort((a, b) => a - b));
 
-async function api(method, path, token, body) {
-  const res = await fetch(`${base}${path}`, {
-    method,
-    headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
-    body: body ? JSON.stringify(body) : undefined,
-  });
-  const json = await res.json();
-  if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${JSON.stringify(json)}`);
-  return json;
-}
+const api = restClient(base);
 
 await new Run('rooms').main(async (run) => {
   const admin = (await api('POST', '/api/auth/login/', null, users.admin)).access;

@@ -9,20 +9,11 @@
 // All three must be members of one project, which holds no ticket yet. Screenshots of both
 // widths are the README's (see `docScreenshot`).
 
-import { Run, docScreenshot, parseArgs, tid, logIn, until } from './lib.mjs';
+import { Run, docScreenshot, parseArgs, restClient, tid, logIn, until } from './lib.mjs';
 
 const { base, users } = parseArgs('workspace.mjs', ['client', 'admin', 'developer']);
 
-async function api(method, path, token, body) {
-  const res = await fetch(`${base}${path}`, {
-    method,
-    headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
-    body: body ? JSON.stringify(body) : undefined,
-  });
-  const json = await res.json();
-  if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${JSON.stringify(json)}`);
-  return json;
-}
+const api = restClient(base);
 
 const shot = docScreenshot;
 
