@@ -119,6 +119,7 @@ impl Fixture {
                     display_name: String::new(),
                     email: None,
                     whatsapp_number: None,
+                    phone_number: None,
                     role: Role::Client,
                     is_superuser: false,
                     password_hash: "x".into(),

@@ -109,6 +109,8 @@ fn user(id: i64, role: Role) -> User {
         display_name: String::new(),
         email: Some(format!("user{id}@example.test")),
         whatsapp_number: Some(format!("+1555000{id:04}")),
+        phone_number: None,
+        phone_number_invalid_at: None,
         role,
         is_superuser: id == 1,
         is_active: true,

@@ -34,6 +34,7 @@ async fn users(store: &Arc<dyn Store>) -> Vec<UserId> {
                 display_name: String::new(),
                 email: None,
                 whatsapp_number: None,
+                phone_number: None,
                 role: Role::Client,
                 is_superuser: false,
                 password_hash: "x".into(),

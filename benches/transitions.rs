@@ -31,6 +31,7 @@ async fn user(store: &Arc<dyn Store>, name: &str, role: Role) -> User {
             display_name: String::new(),
             email: Some(format!("{name}@example.test")),
             whatsapp_number: None,
+            phone_number: None,
             role,
             is_superuser: role == Role::Admin,
             password_hash: "x".into(),

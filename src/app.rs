@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::{self, Auth};
-use crate::config::{ConfigError, DatabaseKind, JwtAlgorithm, ServeConfig};
+use crate::config::{write_private, ConfigError, DatabaseKind, JwtAlgorithm, ServeConfig};
 use crate::http::{self, AppState};
 use crate::store::{self, ConnectError};
 use crate::ws::WsSettings;
@@ -133,6 +133,12 @@ impl Application {
             _ => None,
         };
         let auth = Arc::new(Auth::from_config(&config, secret.as_deref())?);
+        let vapid = vapid_key(&config)?.map(Arc::new);
+        if vapid.is_some() && config.webpush_subject.is_none() {
+            tracing::warn!(
+                "Web Push is on without --webpush-subject: Apple's push service refuses pushes that name no contact"
+            );
+        }
         tokio::spawn({
             let auth = auth.clone();
             async move { auth.prefetch_keys().await }
@@ -185,7 +191,7 @@ impl Application {
                 } else {
                     crate::routing::load(config.routing.as_deref())?
                 },
-                delivery: crate::delivery::build(&config)?,
+                delivery: crate::delivery::build(&config, vapid.clone())?,
                 bus: bus
                     .clone()
                     .map(|b| b as Arc<dyn tickethub_actors::ports::Bus>),
@@ -244,6 +250,17 @@ impl Application {
             trusted_proxies: config.trusted_proxy_nets().unwrap_or_default().into(),
             limits: Arc::new(crate::limits::Limits::from_config(&config)),
             registration: config.registration,
+            push: Arc::new(crate::state::PushSettings {
+                vapid_public_key: vapid.as_ref().map(|k| k.public_key.clone()),
+                allow_private: config.push_allow_private,
+                device_cap: config.push_device_cap,
+                fcm: config.fcm_service_account.is_some(),
+                apns: config.apns_key.is_some(),
+            }),
+            schedule: crate::state::ScheduleLimits {
+                max_ahead: config.schedule_max_ahead,
+                max_pending: config.schedule_max_pending.max(1),
+            },
             idempotency_lease: chrono::TimeDelta::seconds(config.idempotency_lease.max(1) as i64),
             metrics: Arc::new(http::MetricsAccess {
                 token: config.metrics_token.clone(),
@@ -412,6 +429,23 @@ async fn follow_bus(hub: Hub, mut remote: crate::bus::Remote, every: Duration) {
     reconciler.abort();
 }
 
+/// The Web Push key: the file `--webpush-vapid-key` names; else, for an embedded hub, the one
+/// kept beside its database (a fresh one for an in-memory database); else none, and Web Push
+/// is off (hubs sharing a PostgreSQL database must share one key, so it is never made up).
+fn vapid_key(config: &ServeConfig) -> Result<Option<crate::delivery::push::VapidKey>, BuildError> {
+    use crate::delivery::push::VapidKey;
+    if let Some(path) = &config.webpush_vapid_key {
+        return Ok(Some(VapidKey::load(path)?));
+    }
+    if crate::config::database_kind(&config.database_url)? != DatabaseKind::Sqlite {
+        return Ok(None);
+    }
+    Ok(Some(match sqlite_file(&config.database_url) {
+        Some(path) => VapidKey::beside(&path)?,
+        None => VapidKey::generate()?,
+    }))
+}
+
 /// The HS256 secret of an embedded hub: kept in `<database file>.jwt-secret`, created on
 /// first start, so that tokens survive restarts. An in-memory database gets a fresh one.
 fn embedded_secret(database_url: &str) -> Result<String, BuildError> {
@@ -449,18 +483,6 @@ fn embedded_secret(database_url: &str) -> Result<String, BuildError> {
         .map_err(|e| BuildError::Secret(format!("cannot write {}: {e}", secret_path.display())))?;
     tracing::info!(path = %secret_path.display(), "generated a token secret");
     Ok(secret)
-}
-
-fn write_private(path: &std::path::Path, contents: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    options.open(path)?.write_all(contents.as_bytes())
 }
 
 /// The file an SQLite URL names, or `None` for an in-memory database.
@@ -542,6 +564,7 @@ async fn create_demo_user(store: &dyn Store, account: &DemoAccount) -> Result<Us
             display_name: display_name.to_owned(),
             email: Some(format!("{}@demo.tickethub.local", account.username)),
             whatsapp_number: None,
+            phone_number: None,
             role: account.role,
             is_superuser: account.role == Role::Admin,
             password_hash: auth::hash_password(account.password.to_owned()).await,

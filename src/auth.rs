@@ -582,6 +582,8 @@ mod tests {
             display_name: String::new(),
             email: None,
             whatsapp_number: None,
+            phone_number: None,
+            phone_number_invalid_at: None,
             role: tickethub_actors::domain::Role::Client,
             is_superuser: false,
             is_active: true,

@@ -284,6 +284,9 @@ pub struct UserAddArgs {
     /// WhatsApp number for WhatsApp notifications (E.164, e.g. +15551234567).
     #[arg(long)]
     pub whatsapp: Option<String>,
+    /// Phone number for SMS notifications (E.164, e.g. +15551234567).
+    #[arg(long)]
+    pub phone: Option<String>,
     /// Name shown to other people.
     #[arg(long)]
     pub display_name: Option<String>,

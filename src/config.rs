@@ -237,6 +237,14 @@ pub struct ServeConfig {
     #[arg(long, env = "TICKETHUB_SIGNUP_NOTICE_INTERVAL", default_value_t = 300)]
     pub signup_notice_interval: u64,
 
+    /// How far ahead a send may be scheduled (`send_at`, `delay`).
+    #[arg(long, env = "TICKETHUB_SCHEDULE_MAX_AHEAD", default_value = "30d", value_parser = humantime::parse_duration)]
+    pub schedule_max_ahead: std::time::Duration,
+
+    /// Scheduled sends one caller may have pending.
+    #[arg(long, env = "TICKETHUB_SCHEDULE_MAX_PENDING", default_value_t = 1000)]
+    pub schedule_max_pending: i64,
+
     /// How long read and deleted notifications and the history tables (socket pushes and
     /// acks, ticket events, delivery attempts, finished escalation steps) are kept, e.g. `180d`,
     /// `12h`. Expired refresh-token records go whatever it says.
@@ -434,6 +442,101 @@ pub struct ServeConfig {
     #[arg(long, env = "TICKETHUB_WHATSAPP_TEMPLATES", value_delimiter = ',')]
     pub whatsapp_templates: Vec<String>,
 
+    /// Twilio account SID (`AC…`); SMS is on once it, the auth token and the sender are set.
+    #[arg(long, env = "TICKETHUB_TWILIO_ACCOUNT_SID")]
+    pub twilio_account_sid: Option<String>,
+
+    /// Twilio auth token of the account.
+    #[arg(long, env = "TICKETHUB_TWILIO_AUTH_TOKEN", hide_env_values = true)]
+    pub twilio_auth_token: Option<String>,
+
+    /// The sender of SMS: a Twilio phone number (E.164), an alphanumeric sender id, or a
+    /// Messaging Service SID (`MG…`).
+    #[arg(long, env = "TICKETHUB_TWILIO_FROM")]
+    pub twilio_from: Option<String>,
+
+    /// Twilio REST API base URL.
+    #[arg(
+        long,
+        env = "TICKETHUB_TWILIO_API_URL",
+        default_value = "https://api.twilio.com"
+    )]
+    pub twilio_api_url: String,
+
+    /// How many segments (160 GSM-7 or 70 UCS-2 characters alone; 153 or 67 each when
+    /// concatenated) an SMS may take; a longer text is cut to fit, ending with `…`.
+    #[arg(long, env = "TICKETHUB_SMS_SEGMENTS", default_value_t = 1)]
+    pub sms_segments: u32,
+
+    /// Web Push (VAPID) private key: a PEM file (PKCS#8 or SEC1, P-256), or a file holding
+    /// the raw key in base64url. Without it an embedded hub keeps one beside its SQLite file
+    /// (`<database>.vapid.pem`); with PostgreSQL, Web Push is off without it.
+    #[arg(long, env = "TICKETHUB_WEBPUSH_VAPID_KEY")]
+    pub webpush_vapid_key: Option<PathBuf>,
+
+    /// The contact push services may use about this sender (`mailto:…` or `https:…`), the
+    /// `sub` of the VAPID token.
+    #[arg(long, env = "TICKETHUB_WEBPUSH_SUBJECT")]
+    pub webpush_subject: Option<String>,
+
+    /// Firebase service-account JSON (from the Firebase console); FCM is off without it.
+    #[arg(long, env = "TICKETHUB_FCM_SERVICE_ACCOUNT")]
+    pub fcm_service_account: Option<PathBuf>,
+
+    /// FCM HTTP v1 base URL.
+    #[arg(
+        long,
+        env = "TICKETHUB_FCM_API_URL",
+        default_value = "https://fcm.googleapis.com"
+    )]
+    pub fcm_api_url: String,
+
+    /// APNs token-signing key (`AuthKey_XXXXXXXXXX.p8`); APNs is off without it.
+    #[arg(long, env = "TICKETHUB_APNS_KEY")]
+    pub apns_key: Option<PathBuf>,
+
+    /// The APNs key's id (10 characters).
+    #[arg(long, env = "TICKETHUB_APNS_KEY_ID")]
+    pub apns_key_id: Option<String>,
+
+    /// The Apple developer team id (10 characters).
+    #[arg(long, env = "TICKETHUB_APNS_TEAM_ID")]
+    pub apns_team_id: Option<String>,
+
+    /// The app's bundle id (`apns-topic`).
+    #[arg(long, env = "TICKETHUB_APNS_TOPIC")]
+    pub apns_topic: Option<String>,
+
+    /// APNs base URL: `https://api.sandbox.push.apple.com` for development builds.
+    #[arg(
+        long,
+        env = "TICKETHUB_APNS_URL",
+        default_value = "https://api.push.apple.com"
+    )]
+    pub apns_url: String,
+
+    /// What a push carries: `full` (title, body, link) or `minimal` (the title only).
+    #[arg(
+        long,
+        env = "TICKETHUB_PUSH_CONTENT",
+        value_enum,
+        default_value = "full"
+    )]
+    pub push_content: PushContent,
+
+    /// How long a push service keeps a push for a device that is offline, in seconds.
+    #[arg(long, env = "TICKETHUB_PUSH_TTL", default_value_t = 86_400)]
+    pub push_ttl: u64,
+
+    /// The most devices one user may register.
+    #[arg(long, env = "TICKETHUB_PUSH_DEVICE_CAP", default_value_t = 20)]
+    pub push_device_cap: i64,
+
+    /// Allow Web Push endpoints on private, loopback and link-local addresses, and over
+    /// plain http (closed networks and tests).
+    #[arg(long, env = "TICKETHUB_PUSH_ALLOW_PRIVATE")]
+    pub push_allow_private: bool,
+
     /// URLs that receive every notification as a signed POST, comma-separated.
     #[arg(long, env = "TICKETHUB_WEBHOOK_URLS", value_delimiter = ',')]
     pub webhook_urls: Vec<String>,
@@ -447,7 +550,7 @@ pub struct ServeConfig {
     pub webhook_allow_private: bool,
 
     /// Folder of message templates overriding the defaults (`<type>.subject.txt`, `<type>.txt`,
-    /// `<type>.html`, `<type>.whatsapp.txt`, or `default.*`).
+    /// `<type>.html`, `<type>.whatsapp.txt`, `<type>.sms.txt`, or `default.*`).
     #[arg(long, env = "TICKETHUB_TEMPLATES_DIR")]
     pub templates_dir: Option<PathBuf>,
 
@@ -535,6 +638,15 @@ pub enum WhatsappMode {
     Template,
     /// A free-form text message (only inside a customer-service window).
     Text,
+}
+
+/// What a push notification carries off the hub.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PushContent {
+    /// Title, body, link, and the notification's id, seq, type and priority.
+    Full,
+    /// The title only, with the id and seq the app needs to fetch the rest.
+    Minimal,
 }
 
 /// Whether anyone may sign up.
@@ -737,6 +849,30 @@ impl ServeConfig {
                 "must be at least 1",
             ));
         }
+        if self.apns_key.is_some()
+            && (self.apns_key_id.is_none()
+                || self.apns_team_id.is_none()
+                || self.apns_topic.is_none())
+        {
+            return Err(ConfigError::new(
+                "--apns-key (TICKETHUB_APNS_KEY)",
+                "APNs needs --apns-key-id, --apns-team-id and --apns-topic as well",
+            ));
+        }
+        if let Some(subject) = &self.webpush_subject {
+            if !(subject.starts_with("mailto:") || subject.starts_with("https://")) {
+                return Err(ConfigError::new(
+                    "--webpush-subject (TICKETHUB_WEBPUSH_SUBJECT)",
+                    "must be a mailto: or https: URL",
+                ));
+            }
+        }
+        if self.push_device_cap < 1 {
+            return Err(ConfigError::new(
+                "--push-device-cap (TICKETHUB_PUSH_DEVICE_CAP)",
+                "must be at least 1",
+            ));
+        }
         if self.whatsapp_token.is_some() != self.whatsapp_phone_number_id.is_some() {
             return Err(ConfigError::new(
                 "--whatsapp-phone-number-id (TICKETHUB_WHATSAPP_PHONE_NUMBER_ID)",
@@ -753,6 +889,7 @@ impl ServeConfig {
                 ));
             }
         }
+        sms::validate(self)?;
         for url in &self.webhook_urls {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 return Err(ConfigError::new(
@@ -847,6 +984,21 @@ pub fn redact_url(url: &str) -> String {
         _ => url.to_owned(),
     }
 }
+
+/// Writes a new file readable by its owner only (a secret); an existing file is an error.
+pub(crate) fn write_private(path: &std::path::Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path)?.write_all(contents.as_bytes())
+}
+
+pub mod sms;
 
 #[cfg(test)]
 mod tests;

@@ -1,5 +1,5 @@
-//! Delivery transports: email (lettre), WhatsApp Cloud API and webhooks (reqwest), with the
-//! message templates they render. The channel actors in `tickethub-actors` drive them.
+//! Delivery transports: email (lettre), WhatsApp Cloud API, SMS (Twilio) and webhooks
+//! (reqwest), with the message templates they render. The channel actors in `tickethub-actors` drive them.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,15 +11,25 @@ use tickethub_actors::DeliveryConfig;
 
 use crate::config::{ConfigError, ServeConfig};
 
+pub mod apns;
 pub mod email;
+pub mod fcm;
 pub mod outbound;
+pub mod push;
+pub mod sms;
 pub mod templates;
 pub mod webhook;
+pub mod webpush;
 pub mod whatsapp;
 
 /// Builds the transports the configuration turns on: email always (SMTP, or `.eml` files in
-/// the outbox folder), WhatsApp with a token and phone-number id, webhooks with URLs.
-pub fn build(config: &ServeConfig) -> Result<DeliveryConfig, ConfigError> {
+/// the outbox folder), WhatsApp with a token and phone-number id, SMS with a Twilio account
+/// SID, auth token and sender, webhooks with URLs, Web Push
+/// with a VAPID key, FCM with a service account, APNs with a token key.
+pub fn build(
+    config: &ServeConfig,
+    vapid: Option<Arc<push::VapidKey>>,
+) -> Result<DeliveryConfig, ConfigError> {
     // reqwest and lettre share rustls with the ring provider.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let templates = Arc::new(templates::Templates::load(config.templates_dir.as_deref())?);
@@ -42,6 +52,41 @@ pub fn build(config: &ServeConfig) -> Result<DeliveryConfig, ConfigError> {
                 templates.clone(),
                 timeout,
             )?),
+        ));
+    }
+    if let (Some(sid), Some(token), Some(from)) = (
+        &config.twilio_account_sid,
+        &config.twilio_auth_token,
+        &config.twilio_from,
+    ) {
+        transports.push((
+            Channel::Sms,
+            Arc::new(sms::SmsTransport::new(
+                config,
+                sid,
+                token,
+                from,
+                templates.clone(),
+                timeout,
+            )?),
+        ));
+    }
+    if let Some(vapid) = vapid {
+        transports.push((
+            Channel::Webpush,
+            Arc::new(webpush::WebPushTransport::new(config, vapid, timeout)?),
+        ));
+    }
+    if config.fcm_service_account.is_some() {
+        transports.push((
+            Channel::Fcm,
+            Arc::new(fcm::FcmTransport::new(config, timeout)?),
+        ));
+    }
+    if config.apns_key.is_some() {
+        transports.push((
+            Channel::Apns,
+            Arc::new(apns::ApnsTransport::new(config, timeout)?),
         ));
     }
     if !config.webhook_urls.is_empty() {
@@ -85,13 +130,18 @@ pub fn classify(
         tickethub_actors::notification::excerpt(body.trim(), 300)
     );
     let retryable = status.is_server_error() || matches!(status.as_u16(), 408 | 425 | 429);
+    Err(refusal(retryable, message, retry_after))
+}
+
+/// A provider's refusal: worth retrying (after its `Retry-After`, if it gave one), or not.
+pub fn refusal(retryable: bool, message: String, retry_after: Option<&str>) -> TransportError {
     if retryable {
-        Err(TransportError::Retryable {
+        TransportError::Retryable {
             message,
             retry_after: retry_after.and_then(parse_retry_after),
-        })
+        }
     } else {
-        Err(TransportError::Permanent(message))
+        TransportError::Permanent(message)
     }
 }
 

@@ -153,17 +153,24 @@ impl RestBody {
                 {
                     return Err("whatsapp_number: not an E.164 number".into());
                 }
+                if r.phone_number
+                    .is_some_and(|n| !n.trim().is_empty() && !users::is_plausible_phone(&n))
+                {
+                    return Err("phone_number: not an E.164 number".into());
+                }
             }
             RestBody::Profile => {
                 let p: users::ProfileIn = parse(body)?;
-                users::profile_changes(p.display_name, p.email, p.whatsapp_number).map_err(bad)?;
+                users::profile_changes(p.display_name, p.email, p.whatsapp_number, p.phone_number)
+                    .map_err(bad)?;
             }
             RestBody::UserChanges => {
                 let c: users::UserChangesIn = parse(body)?;
                 if let Some(role) = &c.role {
                     role.parse::<Role>().map_err(|e| format!("role: {e}"))?;
                 }
-                users::profile_changes(c.display_name, c.email, c.whatsapp_number).map_err(bad)?;
+                users::profile_changes(c.display_name, c.email, c.whatsapp_number, c.phone_number)
+                    .map_err(bad)?;
             }
             RestBody::TicketCreate => {
                 let t: tickets::CreateIn = parse(body)?;

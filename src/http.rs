@@ -11,7 +11,9 @@ use utoipa_axum::router::OpenApiRouter;
 pub use crate::state::{AppState, MetricsAccess};
 
 pub mod admin;
+pub mod analytics;
 pub mod api_keys;
+pub mod devices;
 pub mod error;
 pub mod extract;
 pub mod idempotency;
@@ -20,6 +22,7 @@ pub mod openapi;
 pub mod ops;
 pub mod pages;
 pub mod projects;
+pub mod scheduled;
 pub mod tickets;
 pub mod users;
 
@@ -70,9 +73,11 @@ pub fn api(metrics_on_main: bool) -> OpenApiRouter<AppState> {
         .merge(users::router())
         .merge(tickets::router())
         .merge(projects::router())
+        .merge(scheduled::router())
         .merge(notifications::router())
         .merge(admin::router())
         .merge(api_keys::router())
+        .merge(devices::router())
         .merge(ops::router(metrics_on_main))
 }
 

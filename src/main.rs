@@ -352,6 +352,11 @@ async fn add_user(args: cli::UserAddArgs) -> Result<(), String> {
             return Err("--whatsapp: use international format, e.g. +15551234567".into());
         }
     }
+    if let Some(n) = &args.phone {
+        if !tickethub::http::users::is_plausible_phone(n) {
+            return Err("--phone: use international format, e.g. +15551234567".into());
+        }
+    }
     tickethub::http::users::validate_username(&args.username)
         .map_err(|_| "--username: use letters, digits and @.+-_ only".to_owned())?;
     let (password, generated) = match args.password {
@@ -368,6 +373,7 @@ async fn add_user(args: cli::UserAddArgs) -> Result<(), String> {
             display_name: args.display_name.unwrap_or_default(),
             email: args.email,
             whatsapp_number: args.whatsapp,
+            phone_number: args.phone,
             role,
             is_superuser: args.superuser,
             password_hash: auth::hash_password(password.clone()).await,

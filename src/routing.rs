@@ -6,6 +6,10 @@
 //! channels = ["websocket", "email"]
 //! ```
 //!
+//! A route or a step with `push` among its channels may hold the push back until it is known
+//! to be unseen: `push = { unless_seen_within = "30s" }` waits that long and sends only if no
+//! client of the recipient acknowledged or read the notification meanwhile.
+//!
 //! Each table replaces one event type's route; types not named keep the default (seed 001's
 //! table). `[[escalation]]` tables add escalation policies, tried in order:
 //!
@@ -48,7 +52,7 @@ pub const DEMO_ROUTING: &str = r#"
 name = "unread-critical-assignments"
 events = ["ticket_assigned"]
 when = { priority = ["HIGH", "CRITICAL"] }
-steps = [ { after = "2m", unless = "read", channels = ["email"] } ]
+steps = [ { after = "2m", unless = "read", channels = ["email", "push"] } ]
 "#;
 
 /// The routing `--demo` uses without a `--routing` file ([`DEMO_ROUTING`]).
@@ -102,18 +106,63 @@ pub fn apply(table: &mut RoutingTable, text: &str) -> Result<(), String> {
             .iter()
             .map(|c| c.parse::<Channel>().map_err(|e| format!("[{event}] {e}")))
             .collect::<Result<Vec<_>, _>>()?;
-        if let Some(unknown) = spec.keys().find(|k| *k != "recipients" && *k != "channels") {
+        if let Some(unknown) = spec
+            .keys()
+            .find(|k| !["recipients", "channels", "push"].contains(&k.as_str()))
+        {
             return Err(format!("[{event}] unknown key `{unknown}`"));
         }
+        let push_unless_seen = push_options(spec.get("push"), &channels, &format!("[{event}]"))?;
         table.set(
             event,
             Route {
                 audiences,
                 channels,
+                push_unless_seen,
             },
         );
     }
     Ok(())
+}
+
+/// The `push = { unless_seen_within = "30s" }` of a route or step: how long a push waits for
+/// the notification to be seen. Only with `push` among the channels.
+fn push_options(
+    value: Option<&toml::Value>,
+    channels: &[Channel],
+    what: &str,
+) -> Result<Option<std::time::Duration>, String> {
+    let Some(value) = value else {
+        return Ok(None);
+    };
+    if !channels.contains(&Channel::Push) {
+        return Err(format!(
+            "{what}: `push` is set but `channels` does not name push"
+        ));
+    }
+    let table = value.as_table().ok_or_else(|| {
+        format!("{what}: `push` must be a table such as {{ unless_seen_within = \"30s\" }}")
+    })?;
+    if let Some(unknown) = table.keys().find(|k| *k != "unless_seen_within") {
+        return Err(format!(
+            "{what}: `push` has an unknown key `{unknown}` (expected unless_seen_within)"
+        ));
+    }
+    let Some(within) = table.get("unless_seen_within") else {
+        return Ok(None);
+    };
+    let text = within.as_str().ok_or_else(|| {
+        format!("{what}: `push.unless_seen_within` must be a duration such as \"30s\"")
+    })?;
+    let wait = humantime::parse_duration(text)
+        .map_err(|e| format!("{what}: `push.unless_seen_within = \"{text}\"`: {e}"))?;
+    if wait < std::time::Duration::from_secs(1) || wait > std::time::Duration::from_secs(7 * 86_400)
+    {
+        return Err(format!(
+            "{what}: `push.unless_seen_within` must be between 1s and 7 days"
+        ));
+    }
+    Ok(Some(wait))
 }
 
 /// Strings of a list value.
@@ -204,7 +253,7 @@ fn escalation(spec: &toml::Value, default_name: String) -> Result<Policy, String
                 .ok_or_else(|| format!("{what} must be a table"))?;
             if let Some(unknown) = step
                 .keys()
-                .find(|k| !["after", "unless", "channels", "also"].contains(&k.as_str()))
+                .find(|k| !["after", "unless", "channels", "also", "push"].contains(&k.as_str()))
             {
                 return Err(format!("{what}: unknown key `{unknown}`"));
             }
@@ -226,12 +275,14 @@ fn escalation(spec: &toml::Value, default_name: String) -> Result<Policy, String
                 Some(v) => parsed(v, &format!("{what}: `channels`"))?,
                 None => Vec::new(),
             };
-            if let Some(c) = channels
-                .iter()
-                .find(|c| !matches!(c, Channel::Email | Channel::Whatsapp))
-            {
+            if let Some(c) = channels.iter().find(|c| {
+                !matches!(
+                    c,
+                    Channel::Email | Channel::Whatsapp | Channel::Sms | Channel::Push
+                )
+            }) {
                 return Err(format!(
-                    "{what}: `channels` may name email and whatsapp, not {}",
+                    "{what}: `channels` may name email, whatsapp, sms and push, not {}",
                     c.as_str()
                 ));
             }
@@ -242,11 +293,13 @@ fn escalation(spec: &toml::Value, default_name: String) -> Result<Policy, String
             if channels.is_empty() && also.is_empty() {
                 return Err(format!("{what} has neither `channels` nor `also`"));
             }
+            let push_unless_seen = push_options(step.get("push"), &channels, &what)?;
             Ok(Step {
                 after,
                 unless,
                 channels,
                 also,
+                push_unless_seen,
             })
         })
         .collect::<Result<Vec<_>, String>>()?;
@@ -278,6 +331,55 @@ mod tests {
             t.route(&EventType::TicketCreated),
             RoutingTable::default().route(&EventType::TicketCreated)
         );
+    }
+
+    #[test]
+    fn push_is_routed_and_may_wait_to_be_unseen() {
+        let mut t = RoutingTable::default();
+        apply(
+            &mut t,
+            r#"
+[ticket_assigned]
+recipients = ["newly_assigned"]
+channels = ["websocket", "push"]
+push = { unless_seen_within = "30s" }
+
+[[escalation]]
+events = ["ticket_assigned"]
+steps = [
+  { after = "5m", channels = ["push"] },
+  { after = "10m", channels = ["push", "email"], push = { unless_seen_within = "1m" } },
+]
+"#,
+        )
+        .unwrap();
+        let r = t.route(&EventType::TicketAssigned).unwrap();
+        assert_eq!(r.channels, vec![Channel::Websocket, Channel::Push]);
+        assert_eq!(r.push_unless_seen, Some(std::time::Duration::from_secs(30)));
+        let steps = &t.escalations()[0].steps;
+        assert_eq!(steps[0].push_unless_seen, None);
+        assert_eq!(
+            steps[1].push_unless_seen,
+            Some(std::time::Duration::from_secs(60))
+        );
+        // Seed 001's table pushes nothing until an operator routes it.
+        let seed = RoutingTable::default();
+        for event in EventType::BUILT_IN {
+            if let Some(route) = seed.route(&event) {
+                assert!(!route.channels.contains(&Channel::Push), "{event}");
+            }
+        }
+        for (text, needle) in [
+            ("[ticket_assigned]\nrecipients=[]\nchannels=[\"websocket\"]\npush={unless_seen_within=\"30s\"}", "does not name push"),
+            ("[ticket_assigned]\nrecipients=[]\nchannels=[\"push\"]\npush={unless_seen_within=\"soon\"}", "soon"),
+            ("[ticket_assigned]\nrecipients=[]\nchannels=[\"push\"]\npush={unless_seen_within=\"0s\"}", "between 1s and 7 days"),
+            ("[ticket_assigned]\nrecipients=[]\nchannels=[\"push\"]\npush={after=\"1s\"}", "unknown key `after`"),
+            ("[ticket_assigned]\nrecipients=[]\nchannels=[\"push\"]\npush=\"30s\"", "must be a table"),
+            ("[ticket_assigned]\nrecipients=[]\nchannels=[\"webpush\"]", "webpush"),
+        ] {
+            let err = apply(&mut RoutingTable::default(), text).unwrap_err();
+            assert!(err.contains(needle), "{text}: {err}");
+        }
     }
 
     #[test]

@@ -34,6 +34,34 @@ pub struct AppState {
     pub metrics: Arc<MetricsAccess>,
     /// How long a request with an `Idempotency-Key` holds it before a retry may run.
     pub idempotency_lease: chrono::TimeDelta,
+    /// Push devices and keys.
+    pub push: Arc<PushSettings>,
+    /// How far ahead, and how many pending per caller, sends may be scheduled.
+    pub schedule: ScheduleLimits,
+}
+
+/// Limits on scheduled sends.
+#[derive(Debug, Clone, Copy)]
+pub struct ScheduleLimits {
+    /// How far ahead.
+    pub max_ahead: std::time::Duration,
+    /// How many pending per caller.
+    pub max_pending: i64,
+}
+
+/// What the devices API needs to know of push.
+#[derive(Debug, Default)]
+pub struct PushSettings {
+    /// The Web Push application server key (base64url), if Web Push is on.
+    pub vapid_public_key: Option<String>,
+    /// Whether Web Push endpoints may be private (`--push-allow-private`).
+    pub allow_private: bool,
+    /// The most devices per user.
+    pub device_cap: i64,
+    /// Whether FCM is configured.
+    pub fcm: bool,
+    /// Whether APNs is configured.
+    pub apns: bool,
 }
 
 /// Who may read `/metrics`, and where.

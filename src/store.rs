@@ -13,7 +13,9 @@ use tickethub_actors::ports::{Store, StoreError};
 use crate::config::{database_kind, ConfigError, DatabaseKind};
 
 pub mod access;
+pub mod analytics;
 pub mod credentials;
+pub mod devices;
 pub mod history;
 pub mod inbox;
 pub mod notifications;
@@ -22,6 +24,7 @@ pub mod postgres;
 pub mod preferences;
 pub mod projects;
 pub mod retention;
+pub mod schedule;
 pub mod sqlite;
 pub mod stream;
 pub mod tickets;
@@ -108,6 +111,8 @@ pub(crate) struct UserRow {
     display_name: String,
     email: Option<String>,
     whatsapp_number: Option<String>,
+    phone_number: Option<String>,
+    phone_number_invalid_at: Option<DateTime<Utc>>,
     role: String,
     is_superuser: bool,
     is_active: bool,
@@ -123,6 +128,8 @@ impl UserRow {
             display_name: self.display_name,
             email: self.email,
             whatsapp_number: self.whatsapp_number,
+            phone_number: self.phone_number,
+            phone_number_invalid_at: self.phone_number_invalid_at,
             role: self
                 .role
                 .parse::<Role>()
@@ -156,7 +163,7 @@ impl ProjectRow {
 }
 
 pub(crate) const USER_COLUMNS: &str =
-    "id, username, display_name, email, whatsapp_number, role, is_superuser, is_active, token_version, created_at";
+    "id, username, display_name, email, whatsapp_number, phone_number, phone_number_invalid_at, role, is_superuser, is_active, token_version, created_at";
 
 /// The key two usernames must not share: NFKC-normalized, lower-cased, then reduced to its
 /// Unicode confusable skeleton (UTS #39), so that `Admin`, `ａｄｍｉｎ` and `аdmin` (with a
@@ -295,8 +302,11 @@ impl IdSet for sqlx::Postgres {
 macro_rules! impl_store {
     ($store:ty, $db:ty, $backend:literal, $lock:literal) => {
         $crate::store::outbox::impl_outbox_store!($store, $db, $lock);
+        $crate::store::analytics::impl_analytics_store!($store, $db, $lock);
         $crate::store::credentials::impl_credential_store!($store, $db);
         $crate::store::access::impl_access_store!($store, $db);
+        $crate::store::devices::impl_device_store!($store, $db);
+        $crate::store::schedule::impl_schedule_store!($store, $db, $lock);
         $crate::store::retention::impl_retention_store!($store, $db, $lock);
         $crate::store::tickets::impl_ticket_store!($store, $db);
         $crate::store::history::impl_history_store!($store, $db, $lock);

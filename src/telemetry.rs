@@ -97,7 +97,11 @@ fn describe() {
     );
     describe_counter!(
         "tickethub_outbox_attempts_total",
-        "Delivery attempts by channel and result (sent, failed, retried)."
+        "Delivery attempts by channel and result (sent, failed, retried, suppressed)."
+    );
+    describe_counter!(
+        "tickethub_notifications_read_total",
+        "Notifications marked read (once each, until marked unread)."
     );
     describe_counter!(
         "tickethub_http_requests_total",

@@ -130,6 +130,28 @@ pub async fn timeline(
             "ticket_event_id": record.event.as_ref().map(|e| e.id),
         }),
     ));
+    // A scheduled send says when it was due, and how late it fired.
+    if let Some(sent) = serde_json::from_str::<Value>(&n.data)
+        .ok()
+        .and_then(|d| d.get("scheduled_send").cloned())
+    {
+        let due = sent["send_at"]
+            .as_str()
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap_or(n.created_at);
+        events.push((
+            due,
+            0,
+            json!({
+                "event": "scheduled_send_due",
+                "at": at(due),
+                "scheduled_send_id": sent["id"],
+                "fired_at": sent["fired_at"],
+                "late_seconds": sent["late_seconds"],
+            }),
+        ));
+    }
     for p in &record.pushes {
         // A run's live seqs were each written as soon as they were committed: the
         // notification's own write is its commit time, within the run's span.
@@ -355,12 +377,18 @@ pub async fn trace(
                     .map(|r| r.channels.clone())
                     .unwrap_or_default()
                     .into_iter()
-                    .filter(|c| matches!(c, Channel::Email | Channel::Whatsapp))
+                    .filter(|c| {
+                        matches!(
+                            c,
+                            Channel::Email | Channel::Whatsapp | Channel::Sms | Channel::Push
+                        )
+                    })
                     .map(|c| {
                         if !outbound.contains(&c) {
                             return json!({"channel": c.as_str(), "reached": false, "reason": "no_transport", "explanation": format!("this hub has no {} transport", c.as_str())});
                         }
                         match tickethub_actors::routing::reach(c, &e.event, user, &prefs) {
+                            Ok(_) if c == Channel::Push => json!({"channel": c.as_str(), "reached": true, "address": "each registered device"}),
                             Ok(address) => json!({"channel": c.as_str(), "reached": true, "address": address}),
                             Err(u) => json!({"channel": c.as_str(), "reached": false, "reason": u.as_str(), "explanation": u.explain(c)}),
                         }

@@ -437,9 +437,60 @@ pub struct SendIn {
     #[serde(default)]
     #[schema(value_type = Vec<ChannelName>)]
     channels: Vec<String>,
+    /// Send later, at this time (RFC 3339, with its offset). REST only.
+    #[serde(default)]
+    #[schema(format = DateTime)]
+    send_at: Option<String>,
+    /// Send later, after this long (`"90s"`, `"15m"`, `"2h"`). REST only.
+    #[serde(default)]
+    delay: Option<String>,
 }
 
 impl SendIn {
+    /// Whether it asks to be sent later.
+    pub fn is_scheduled(&self) -> bool {
+        self.send_at.is_some() || self.delay.is_some()
+    }
+
+    /// When the send is due, if it is scheduled (`send_at` or `delay`, not both): within
+    /// `max_ahead` of `now`, and not in the past (a `send_at` up to a minute past is due at
+    /// once, for clocks that differ a little).
+    pub fn due(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+        max_ahead: std::time::Duration,
+    ) -> Result<Option<chrono::DateTime<chrono::Utc>>, String> {
+        let at = match (&self.send_at, &self.delay) {
+            (None, None) => return Ok(None),
+            (Some(_), Some(_)) => return Err("Give send_at or delay, not both.".into()),
+            (Some(at), None) => {
+                let at = chrono::DateTime::parse_from_rfc3339(at)
+                    .map_err(|_| {
+                        "send_at: an RFC 3339 time with its offset, such as 2026-05-01T09:00:00Z."
+                            .to_owned()
+                    })?
+                    .with_timezone(&chrono::Utc);
+                if at < now - chrono::Duration::minutes(1) {
+                    return Err("send_at: this time has passed.".into());
+                }
+                at.max(now)
+            }
+            (None, Some(delay)) => {
+                let delay = humantime::parse_duration(delay)
+                    .map_err(|_| "delay: a duration such as 90s, 15m or 2h.".to_owned())?;
+                now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX)
+            }
+        };
+        let limit = now + chrono::Duration::from_std(max_ahead).unwrap_or(chrono::Duration::MAX);
+        if at > limit {
+            return Err(format!(
+                "A send may be scheduled at most {} ahead.",
+                humantime::format_duration(max_ahead)
+            ));
+        }
+        Ok(Some(at))
+    }
+
     /// Validates the request into an announcement.
     pub fn into_announcement(self) -> Result<Announcement, String> {
         let to = match (self.user_ids, self.user_id, self.role) {
@@ -682,6 +733,16 @@ wire_names!(
     ChannelName,
     "A way to reach a user.",
     Channel::ALL.iter().map(|c| c.as_str())
+);
+wire_names!(
+    /// The channel of one delivery: a push's is its carrier.
+    DeliveryChannelName,
+    "The channel a delivery went on: the in-app record, email, WhatsApp, SMS, a webhook, or a push carrier (webpush, fcm, apns).",
+    Channel::ALL
+        .iter()
+        .chain(Channel::CARRIERS.iter())
+        .filter(|c| **c != Channel::Push)
+        .map(|c| c.as_str())
 );
 
 #[cfg(test)]

@@ -1,10 +1,13 @@
 // The operator page: the hub's supervision tree from GET /api/admin/actors, polled every
 // second, with a filter that goes to the hub as `?q=` and also narrows what is shown at once;
 // the escalation steps (GET /api/admin/escalations) on the same cycle; and "why wasn't this
-// user notified?" (GET /api/admin/trace) with each notification's timeline.
+// user notified?" (GET /api/admin/trace) with each notification's timeline; and delivery
+// analytics (GET /api/admin/analytics), loaded when the page starts and when a filter changes,
+// drawn as SVG charts and a table.
 
 import {
   el, byTestId, ApiError, Session, duration, loginForm, clock, relative, channelName, timelineView,
+  barChart,
 } from '/assets/common.js';
 
 // One login for both pages: the demo client's session is this page's too.
@@ -30,6 +33,8 @@ const view = {
   ticketsAsked: new Set(),
   // The notification whose timeline shows under the escalations.
   escalationTimeline: { id: null, request: 0 },
+  // Delivery analytics: the request in flight, and the types seen (offered in the type field).
+  analytics: { request: 0, types: new Set() },
 };
 
 // The helpers below turn the tree's values into readable text.
@@ -100,6 +105,7 @@ const COLUMNS = {
     ['Sent', 'sent', num, true],
     ['Failed', 'failed', num, true],
     ['Retried', 'retried', num, true],
+    ['Suppressed', 'suppressed', num, true],
     ['Wakes', 'wakes', num, true],
     ['Restarts', 'restarts', num, true],
   ],
@@ -111,7 +117,7 @@ const TOTALS = {
   users: ['User actors', 'users with an actor on this node: connected now, or recently'],
   sockets: ['Open sockets', 'WebSocket and event-stream connections to this node'],
   tickets: ['Ticket actors in memory', 'tickets changed recently on this node, not all tickets'],
-  channels: ['Delivery channels', 'email, WhatsApp, webhook… actors on this node'],
+  channels: ['Delivery channels', 'email, WhatsApp, webhook, push… actors on this node'],
   rooms: ['Project rooms', 'project boards with someone in them on this node'],
 };
 
@@ -739,6 +745,192 @@ function traceTimeline(notification) {
   return el('div', { class: 'trace-notification' }, button, box);
 }
 
+// Delivery analytics: per bucket, type and channel, what became of the notifications
+// committed in it. Loaded on start and whenever a filter changes, not with every poll.
+
+const ANALYTICS_FIELDS = [
+  ['committed', 'Committed'], ['pushed', 'Pushed'], ['delivered', 'Delivered'], ['failed', 'Failed'],
+  ['read', 'Read'], ['read_5m', 'Read within 5 min'], ['read_1h', 'Read within 1 h'], ['read_1d', 'Read within 1 day'],
+];
+
+/** The request the form asks for: local times as UTC instants, empty fields left out. */
+function analyticsQuery() {
+  const form = byTestId('analytics-form');
+  const p = new URLSearchParams();
+  for (const name of ['from', 'to']) {
+    const value = form.elements[name].value;
+    if (!value) continue;
+    const at = new Date(value);
+    p.set(name, Number.isNaN(at.getTime()) ? value : at.toISOString());
+  }
+  const type = form.elements.type.value.trim();
+  if (type) p.set('type', type);
+  if (form.elements.channel.value) p.set('channel', form.elements.channel.value);
+  p.set('bucket', form.elements.bucket.value || 'day');
+  return p.toString();
+}
+
+function showAnalyticsError(text, status) {
+  const box = byTestId('analytics-error');
+  box.textContent = text || '';
+  box.hidden = !text;
+  if (status === undefined) delete box.dataset.status;
+  else box.dataset.status = String(status);
+}
+
+/** Loads the figures the form asks for; an answer to an older request is dropped. */
+async function loadAnalytics(ev) {
+  if (ev) ev.preventDefault();
+  if (!session.loggedIn) return;
+  const a = view.analytics;
+  a.request += 1;
+  const mine = a.request;
+  const query = analyticsQuery();
+  const panel = byTestId('analytics-panel');
+  panel.dataset.state = 'loading';
+  panel.dataset.query = query;
+  try {
+    const answer = await session.api('GET', `/api/admin/analytics?${query}`);
+    if (mine !== a.request) return;
+    showAnalyticsError(null);
+    renderAnalytics(answer);
+    panel.dataset.state = 'loaded';
+  } catch (e) {
+    if (mine !== a.request || !session.loggedIn) return;
+    if (e instanceof ApiError && e.status === 403) {
+      logout(`The hub refused: ${e.message}`);
+      return;
+    }
+    panel.dataset.state = 'error';
+    const text = !(e instanceof ApiError) ? `Cannot reach the hub: ${e.message}`
+      : e.status === 400 ? `The hub cannot answer that: ${e.message}`
+        : e.status === 404 ? 'This hub does not serve GET /api/admin/analytics (404); it may be an older version.'
+          : `GET /api/admin/analytics failed: ${e.message}`;
+    showAnalyticsError(text, e instanceof ApiError ? e.status : 0);
+  }
+}
+
+/** A bucket's start as people read it: the UTC day, or the UTC day and hour. */
+function bucketLabel(iso, bucket) {
+  const s = String(iso ?? '');
+  return bucket === 'hour' ? `${s.slice(5, 10)} ${s.slice(11, 16)}` : s.slice(0, 10);
+}
+
+const seconds = (v) => (typeof v === 'number' ? duration(v) : '–');
+const share = (part, whole) => (whole > 0 ? Math.round((part / whole) * 1000) / 10 : null);
+
+function renderAnalytics(answer) {
+  const rows = Array.isArray(answer.rows) ? answer.rows : [];
+  const bucket = answer.bucket === 'hour' ? 'hour' : 'day';
+  byTestId('analytics-range').textContent = answer.from && answer.to
+    ? `${answer.from.replace('T', ' ').replace(':00Z', ' UTC')} – ${answer.to.replace('T', ' ').replace(':00Z', ' UTC')}, per ${bucket}`
+    : '';
+  for (const r of rows) view.analytics.types.add(r.type);
+  document.getElementById('analytics-types').replaceChildren(
+    ...[...view.analytics.types].sort().map((t) => el('option', { value: t })),
+  );
+  byTestId('analytics-rows').replaceChildren(...rows.map((r) => analyticsRow(r, bucket)));
+  byTestId('analytics-empty').hidden = rows.length > 0;
+  byTestId('analytics-charts').replaceChildren(...analyticsCharts(rows, bucket));
+}
+
+function analyticsRow(r, bucket) {
+  const cell = (field, shown, value = r[field]) => el('td', {
+    class: 'num',
+    testid: `analytics-${field.replace(/_/g, '-')}`,
+    dataset: { value: value ?? '' },
+    title: r.time_to_read_approximate && field.startsWith('time_to_read') ? 'approximate: some reads were purged and are known by their histogram bucket' : null,
+  }, shown);
+  return el('tr', {
+    testid: 'analytics-row',
+    dataset: { bucket: r.bucket, type: r.type, channel: r.channel, approximate: Boolean(r.time_to_read_approximate) },
+  },
+  el('td', { testid: 'analytics-bucket', title: r.bucket }, bucketLabel(r.bucket, bucket)),
+  el('td', { class: 'mono', testid: 'analytics-type' }, r.type),
+  el('td', { testid: 'analytics-channel' }, r.channel === 'websocket' ? 'in-app' : channelName(r.channel)),
+  ANALYTICS_FIELDS.map(([field]) => cell(field, num(r[field]))),
+  cell('time_to_read_p50_s', `${r.time_to_read_approximate && r.read ? '≈ ' : ''}${seconds(r.time_to_read_p50_s)}`),
+  cell('time_to_read_p90_s', `${r.time_to_read_approximate && r.read ? '≈ ' : ''}${seconds(r.time_to_read_p90_s)}`),
+  cell('escalations_per_100', r.channel === 'websocket' ? num(r.escalations_per_100) : '–'),
+  cell('push_suppressed', num(r.push_suppressed)));
+}
+
+/**
+ * The charts of the rows shown: volume per bucket (every row shown added up), the share read
+ * within 5 min, 1 h and 1 day, and the time to read (median and 90th percentile) per bucket and
+ * type. The last two are of the in-app rows (notifications), or of the chosen outbound channel.
+ */
+function analyticsCharts(rows, bucket) {
+  const buckets = [...new Set(rows.map((r) => r.bucket))].sort();
+  const inApp = rows.filter((r) => r.channel === 'websocket');
+  const reading = inApp.length ? inApp : rows;
+  const readingWhat = inApp.length ? 'in-app notifications' : 'deliveries';
+  const sum = (list, field) => list.reduce((n, r) => n + (Number(r[field]) || 0), 0);
+  const volume = buckets.map((b) => {
+    const here = rows.filter((r) => r.bucket === b);
+    return {
+      label: bucketLabel(b, bucket),
+      values: { committed: sum(here, 'committed'), delivered: sum(here, 'delivered'), failed: sum(here, 'failed') },
+    };
+  });
+  const within = buckets.map((b) => {
+    const here = reading.filter((r) => r.bucket === b);
+    const committed = sum(here, 'committed');
+    return {
+      label: bucketLabel(b, bucket),
+      values: {
+        read_5m: share(sum(here, 'read_5m'), committed),
+        read_1h: share(sum(here, 'read_1h'), committed),
+        read_1d: share(sum(here, 'read_1d'), committed),
+      },
+    };
+  });
+  const types = new Set(reading.map((r) => r.type));
+  const timing = reading.filter((r) => r.read > 0).map((r) => ({
+    label: types.size > 1 ? `${bucketLabel(r.bucket, bucket)} · ${r.type}` : bucketLabel(r.bucket, bucket),
+    values: { p50: r.time_to_read_p50_s, p90: r.time_to_read_p90_s },
+  }));
+  const count = (v) => Number(v).toLocaleString();
+  return [
+    barChart({
+      id: 'analytics-volume',
+      title: 'Committed, delivered and failed',
+      caption: 'every row shown, added up: pick a channel to see one',
+      groups: volume,
+      series: [
+        { key: 'committed', label: 'Committed' },
+        { key: 'delivered', label: 'Delivered' },
+        { key: 'failed', label: 'Failed' },
+      ],
+      format: count,
+    }),
+    barChart({
+      id: 'analytics-read-within',
+      title: 'Read within 5 min, 1 h, 1 day',
+      caption: `share of the ${readingWhat} committed`,
+      groups: within,
+      series: [
+        { key: 'read_5m', label: '≤ 5 min' },
+        { key: 'read_1h', label: '≤ 1 h' },
+        { key: 'read_1d', label: '≤ 1 day' },
+      ],
+      format: (v) => `${v}%`,
+      max: 100,
+    }),
+    barChart({
+      id: 'analytics-time-to-read',
+      title: 'Time to read',
+      caption: `median and 90th percentile of the ${readingWhat} read${rows.some((r) => r.time_to_read_approximate) ? ' (≈: from the rollups of purged rows)' : ''}`,
+      groups: timing,
+      series: [
+        { key: 'p50', label: 'Median' },
+        { key: 'p90', label: '90th percentile' },
+      ],
+      format: seconds,
+    }),
+  ];
+}
+
 // The page starts on the login form, or straight away with a login this tab kept.
 
 async function start() {
@@ -758,6 +950,7 @@ async function start() {
   setLive('connecting', 'loading…');
   loadPeople(true);
   pollSoon();
+  loadAnalytics();
 }
 
 function showLogin(message) {
@@ -783,6 +976,11 @@ function logout(message) {
   byTestId('trace-result').replaceChildren();
   byTestId('trace-result').hidden = true;
   showTraceError(null);
+  view.analytics.request += 1;
+  byTestId('analytics-rows').replaceChildren();
+  byTestId('analytics-charts').replaceChildren();
+  byTestId('analytics-panel').dataset.state = 'idle';
+  showAnalyticsError(null);
   showLogin(message);
 }
 
@@ -820,6 +1018,10 @@ document.addEventListener('DOMContentLoaded', () => {
   byTestId('escalations-refresh').addEventListener('click', () => loadEscalations());
   byTestId('escalation-timeline-close').addEventListener('click', hideEscalationTimeline);
   byTestId('trace-form').addEventListener('submit', runTrace);
+  byTestId('analytics-form').addEventListener('submit', loadAnalytics);
+  for (const name of ['channel', 'bucket']) {
+    byTestId(`analytics-filter-${name}`).addEventListener('change', () => loadAnalytics());
+  }
   byTestId('pause').addEventListener('click', (ev) => {
     view.paused = !view.paused;
     ev.target.textContent = view.paused ? 'Resume' : 'Pause';

@@ -222,7 +222,10 @@ export function loginForm(session, done) {
 // A notification's timeline (GET /api/notifications/{id}/timeline/), shown by both pages: one
 // line per recorded event, oldest first, with its time and a sentence.
 
-const CHANNEL_NAMES = { email: 'Email', whatsapp: 'WhatsApp', websocket: 'WebSocket', webhook: 'Webhook' };
+const CHANNEL_NAMES = {
+  email: 'Email', whatsapp: 'WhatsApp', sms: 'SMS', websocket: 'WebSocket', webhook: 'Webhook',
+  push: 'Push', webpush: 'Web Push', fcm: 'FCM', apns: 'APNs',
+};
 
 /** A channel's name as people write it: "WhatsApp", "Email". */
 export function channelName(channel) {
@@ -290,6 +293,13 @@ export function describeEvent(e) {
           also.length ? `also tells ${also.join(', ')}` : null,
           e.status ? `now ${e.status}` : null,
         ],
+      };
+    }
+    case 'scheduled_send_due': {
+      const late = Number(e.late_seconds) || 0;
+      return {
+        text: `Scheduled send #${e.scheduled_send_id ?? '?'} due`,
+        details: [late >= 1 ? `fired ${duration(late)} late` : 'fired on time', e.fired_at ? `at ${clock(e.fired_at)}` : null],
       };
     }
     case 'escalation_fired':
@@ -459,6 +469,10 @@ export function describeEventForPeople(e, nameOf = (u) => u?.username) {
         details: [relative(e.due_at), channels.length ? `by ${channels.join(', ')}` : null],
       };
     }
+    case 'scheduled_send_due': {
+      const late = Number(e.late_seconds) || 0;
+      return { text: late >= 1 ? `Scheduled; sent ${duration(late)} late` : 'Scheduled; sent on time', details: [] };
+    }
     case 'escalation_fired':
       return { text: 'Reminder sent', details: [] };
     case 'escalation_cancelled':
@@ -487,4 +501,92 @@ export function peopleTimelineView(data, testid = 'timeline', nameOf = undefined
     kind: false,
     empty: 'Nothing is recorded about this notification yet.',
   });
+}
+
+// Charts drawn by the page itself as inline SVG: no library, nothing loaded from elsewhere.
+// Colours come from classes in app.css (the pages' content security policy allows no inline
+// styles).
+
+const SVG_NS = 'http://www.w3.org/2000/svg';
+
+/** Like `el`, for an SVG element: every attribute but `class` and `dataset` is set as is. */
+export function svgEl(tag, attrs = {}, ...children) {
+  const node = document.createElementNS(SVG_NS, tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (value === undefined || value === null || value === false) continue;
+    if (key === 'dataset') {
+      for (const [k, v] of Object.entries(value)) node.dataset[k] = String(v);
+    } else node.setAttribute(key, String(value));
+  }
+  append(node, children);
+  return node;
+}
+
+/**
+ * A bar chart: one group of bars per entry of `groups` (`{label, values: {key: number|null}}`),
+ * one bar per series (`{key, label}`, coloured by the class `series-<key>`). `format` writes a
+ * value; `max` fixes the top of the scale (100 for percentages), which is otherwise the largest
+ * value. The SVG is an image (`role="img"`) named by its title and described by every value in
+ * words; a missing value draws no bar. Returns a `<figure>` with the chart (in a scrolling
+ * region when wide) and its legend.
+ */
+export function barChart({ id, title, caption, groups, series, format = String, max }) {
+  const bar = 16;
+  const gap = 3;
+  const left = 56;
+  const top = 14;
+  const plot = 150;
+  const below = 40;
+  const inner = series.length * (bar + gap) - gap;
+  const slot = Math.max(92, inner + 24);
+  const width = Math.max(360, left + groups.length * slot + 8);
+  const height = top + plot + below;
+  const numbers = groups
+    .flatMap((g) => series.map((s) => g.values[s.key]))
+    .filter((v) => typeof v === 'number' && Number.isFinite(v));
+  const scale = max ?? Math.max(1, ...numbers);
+  const words = (v) => (typeof v === 'number' && Number.isFinite(v) ? format(v) : 'none');
+  const described = groups.length
+    ? groups.map((g) => `${g.label}: ${series.map((s) => `${s.label} ${words(g.values[s.key])}`).join(', ')}`).join('; ')
+    : 'Nothing to show.';
+  const svg = svgEl('svg', {
+    role: 'img',
+    class: 'chart-svg',
+    width,
+    height,
+    viewBox: `0 0 ${width} ${height}`,
+    'aria-labelledby': `${id}-title ${id}-desc`,
+    dataset: { chart: id, testid: `chart-${id}` },
+  },
+  svgEl('title', { id: `${id}-title` }, title),
+  svgEl('desc', { id: `${id}-desc` }, described),
+  svgEl('line', { class: 'chart-axis', x1: left, x2: width - 4, y1: top + plot, y2: top + plot }),
+  svgEl('line', { class: 'chart-grid', x1: left, x2: width - 4, y1: top, y2: top }),
+  svgEl('text', { class: 'chart-tick', x: left - 6, y: top + 4, 'text-anchor': 'end' }, format(scale)),
+  svgEl('text', { class: 'chart-tick', x: left - 6, y: top + plot, 'text-anchor': 'end' }, format(0)),
+  groups.map((g, i) => {
+    const x = left + i * slot + (slot - inner) / 2;
+    const [first, second] = String(g.label).split(' · ');
+    return svgEl('g', { class: 'chart-group', dataset: { group: g.label } },
+      series.map((s, j) => {
+        const v = g.values[s.key];
+        if (typeof v !== 'number' || !Number.isFinite(v)) return null;
+        const h = v > 0 ? Math.max(1, (Math.min(v, scale) / scale) * plot) : 0;
+        return svgEl('rect', {
+          class: `chart-bar series-${s.key}`,
+          x: x + j * (bar + gap),
+          y: top + plot - h,
+          width: bar,
+          height: h,
+          dataset: { series: s.key, value: v, group: g.label },
+        }, svgEl('title', {}, `${g.label} · ${s.label}: ${format(v)}`));
+      }),
+      svgEl('text', { class: 'chart-label', x: x + inner / 2, y: top + plot + 15, 'text-anchor': 'middle' }, first),
+      second ? svgEl('text', { class: 'chart-label', x: x + inner / 2, y: top + plot + 30, 'text-anchor': 'middle' }, second) : null);
+  }));
+  return el('figure', { class: 'chart', dataset: { chart: id } },
+    el('figcaption', {}, el('strong', {}, title), caption ? el('span', { class: 'muted' }, ` · ${caption}`) : null),
+    el('div', { class: 'scroll-x', tabindex: '0', role: 'region', 'aria-label': `${title} (chart)` }, svg),
+    el('ul', { class: 'chart-legend' }, series.map((s) => el('li', {},
+      el('span', { class: `swatch series-${s.key}`, 'aria-hidden': 'true' }), s.label))));
 }

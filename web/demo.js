@@ -1,6 +1,7 @@
 // The ticket workspace: log in (or sign up), find tickets, open one at its own address
 // (`#/tickets/DEMO-3`) with its description, history, comments and the actions the user may
-// take, follow the notifications with the official client, and see who else is here.
+// take, follow the notifications with the official client (and, with browser notifications on,
+// through the service worker `/sw.js` while the page is closed), and see who else is here.
 
 import {
   el, byTestId, ApiError, Session, clock, loginForm, peopleTimelineView,
@@ -165,6 +166,7 @@ async function start() {
   byTestId('create-details').open = !NARROW.matches;
   byTestId('find-mine-label').hidden = me.role === 'client';
   byTestId('mark-all-read').disabled = true;
+  checkPush();
   await Promise.all([loadProjects(), loadPeople()]);
   await route();
   connect();
@@ -235,6 +237,7 @@ function logout(message) {
   state.closeCode = null;
   state.closeLabel = '';
   closeTimeline(false);
+  resetPush();
   byTestId('ticket-list').replaceChildren();
   renderNotifications();
   setWsState('closed', 'not connected');
@@ -242,6 +245,28 @@ function logout(message) {
 }
 
 session.onExpired = () => logout('Your session has expired; please log in again.');
+
+/** Logging out by hand also stops this browser's pushes for the user: on a shared computer
+ * the next person must not see them. */
+async function signOut() {
+  const me = state.me;
+  const saved = me && savedDevice(me);
+  if (saved) {
+    try {
+      await session.api('DELETE', `/api/devices/${encodeURIComponent(saved.id)}/`);
+    } catch {
+      // Gone already, or the hub is unreachable: the device is pruned when a push finds it gone.
+    }
+    forgetDevice(me);
+    try {
+      const subscription = await currentSubscription();
+      if (subscription) await subscription.unsubscribe();
+    } catch {
+      // The browser keeps no subscription the hub still sends to.
+    }
+  }
+  logout();
+}
 
 // Signing up makes a client account, then logs in with it.
 
@@ -468,6 +493,14 @@ function fillFindForm() {
   form.elements.mine.checked = q.mine;
 }
 
+/** Clears the filters. The form is cleared at once, not when the address change is handled,
+ * so that a filter chosen right after starts from an empty form. */
+function clearFind() {
+  state.query = { ...DEFAULT_QUERY };
+  fillFindForm();
+  go('#/');
+}
+
 /** The find form's query, from page 1. */
 function formQuery() {
   const form = byTestId('find-form');
@@ -559,7 +592,7 @@ function renderTickets() {
 function emptyTickets(q) {
   if (filtered(q)) {
     return [el('p', {}, 'No ticket matches this search.'), el('button', {
-      type: 'button', class: 'small', testid: 'empty-clear', onclick: () => go('#/'),
+      type: 'button', class: 'small', testid: 'empty-clear', onclick: clearFind,
     }, 'Show all tickets')];
   }
   const role = state.me.role;
@@ -1331,6 +1364,255 @@ function refreshTimelineSoon(id) {
   state.timeline.timer = setTimeout(loadTimeline, 200);
 }
 
+// Browser notifications (Web Push): the hub pushes to this browser even while no page of it is
+// open, and the service worker `/sw.js` shows each push. Turning them on asks the browser's
+// permission, subscribes it with the hub's key (`GET /api/push/vapid/`), and registers the
+// subscription as one of the user's devices (`POST /api/devices/`); this browser remembers
+// which device that is. Turning them off removes the device and ends the subscription.
+
+const push = { state: 'checking', key: null, busy: null, request: 0 };
+
+const PUSH_WORDS = {
+  checking: 'Checking whether this browser can show them…',
+  insecure: 'This page is not on a secure (https) address, so the browser cannot show notifications from it.',
+  unsupported: 'This browser cannot show notifications from the hub.',
+  unavailable: 'This hub does not send browser notifications: Web Push is not set up on it.',
+  blocked: 'Notifications are blocked for this site. Allow them in the browser\'s site settings, then turn them on here.',
+  off: 'Get a notification from your system when one of your tickets changes, even with this page closed.',
+  on: 'Browser notifications are on. You get them even with this page closed.',
+};
+
+function pushSupported() {
+  return 'serviceWorker' in navigator && 'PushManager' in window && 'Notification' in window;
+}
+
+/** Where this browser keeps the device it registered for `user`: `{ id, endpoint }`. */
+function pushStoreKey(user) {
+  return `tickethub.push.${user.id}`;
+}
+
+function savedDevice(user) {
+  try {
+    const saved = JSON.parse(localStorage.getItem(pushStoreKey(user)) || 'null');
+    return saved && saved.id !== undefined && typeof saved.endpoint === 'string' ? saved : null;
+  } catch {
+    return null;
+  }
+}
+
+function forgetDevice(user) {
+  localStorage.removeItem(pushStoreKey(user));
+}
+
+/** The hub's application server key (base64url), or null when it sends no Web Push. */
+async function vapidKey() {
+  const res = await fetch('/api/push/vapid/', { headers: { Accept: 'application/json' }, credentials: 'omit', cache: 'no-store' });
+  if (res.status === 404) return null;
+  const data = await res.json().catch(() => null);
+  if (!res.ok || typeof data?.public_key !== 'string') {
+    throw new ApiError(res.status, data?.detail || `${res.status} ${res.statusText}`, data);
+  }
+  return data.public_key;
+}
+
+/** The bytes of a base64url text, as `applicationServerKey` takes them. */
+function fromBase64Url(text) {
+  const b64 = text.replace(/-/g, '+').replace(/_/g, '/');
+  const raw = atob(b64.padEnd(Math.ceil(b64.length / 4) * 4, '='));
+  return Uint8Array.from(raw, (c) => c.charCodeAt(0));
+}
+
+function sameBytes(buffer, bytes) {
+  if (!buffer) return false;
+  const a = new Uint8Array(buffer);
+  return a.length === bytes.length && a.every((x, i) => x === bytes[i]);
+}
+
+/** This browser's push subscription for the pages at `/`, if it has one. */
+async function currentSubscription() {
+  const registration = await navigator.serviceWorker.getRegistration('/');
+  return registration ? registration.pushManager.getSubscription() : null;
+}
+
+/** Why turning notifications on or off failed, in words. */
+function pushProblem(e) {
+  if (e instanceof ApiError || e instanceof TicketHubError) return describe(e);
+  if (e?.name === 'NotAllowedError') return 'the browser does not allow it (notifications may be blocked for this site).';
+  if (e?.name === 'AbortError') return 'the browser could not reach its push service.';
+  if (e instanceof TypeError) return describe(e);
+  return e?.message || String(e);
+}
+
+function setPushError(text) {
+  byTestId('push-error').textContent = text;
+}
+
+/** Shows the setting as it is; with `focus`, moves the focus to the button now shown. */
+function renderPush(focus = false) {
+  const box = byTestId('push-settings');
+  const enable = byTestId('push-enable');
+  const disable = byTestId('push-disable');
+  box.dataset.state = push.state;
+  box.setAttribute('aria-busy', String(Boolean(push.busy)));
+  byTestId('push-status').textContent = push.busy || PUSH_WORDS[push.state];
+  enable.hidden = !['off', 'blocked', 'unavailable'].includes(push.state);
+  enable.disabled = Boolean(push.busy) || push.state === 'unavailable';
+  disable.hidden = push.state !== 'on';
+  disable.disabled = Boolean(push.busy);
+  if (focus) {
+    const next = push.state === 'on' ? disable : enable;
+    if (!next.hidden && !next.disabled) next.focus();
+  }
+}
+
+/** Finds out whether this browser can take notifications, and whether they are on. */
+async function checkPush() {
+  push.request += 1;
+  const request = push.request;
+  const me = state.me;
+  push.busy = null;
+  setPushError('');
+  if (!pushSupported()) {
+    push.state = window.isSecureContext ? 'unsupported' : 'insecure';
+    renderPush();
+    return;
+  }
+  push.state = 'checking';
+  renderPush();
+  let next = 'off';
+  try {
+    push.key = await vapidKey();
+    if (request !== push.request) return;
+    if (!push.key) {
+      next = 'unavailable';
+    } else {
+      const saved = savedDevice(me);
+      if (saved) next = (await stillOn(saved)) ? 'on' : 'off';
+      if (request !== push.request) return;
+      if (next === 'off' && saved) forgetDevice(me);
+      if (next === 'off' && Notification.permission === 'denied') next = 'blocked';
+    }
+  } catch (e) {
+    if (request !== push.request) return;
+    setPushError(`Cannot tell whether browser notifications are on: ${pushProblem(e)}`);
+  }
+  push.state = next;
+  renderPush();
+}
+
+/**
+ * Whether the device this browser registered still takes pushes: the browser has the same
+ * subscription, and the hub still lists the device as this user's (it drops one the push
+ * service gave up on, and moves one another user of this browser registered since).
+ */
+async function stillOn(saved) {
+  const subscription = Notification.permission === 'granted' ? await currentSubscription() : null;
+  if (!subscription || subscription.endpoint !== saved.endpoint) {
+    // The permission or the subscription is gone: so is any use of the device.
+    session.api('DELETE', `/api/devices/${encodeURIComponent(saved.id)}/`).catch(() => {});
+    return false;
+  }
+  const devices = await session.api('GET', '/api/devices/');
+  return Array.isArray(devices) && devices.some((d) => d.id === saved.id);
+}
+
+async function enablePush() {
+  if (push.busy) return;
+  push.request += 1;
+  const request = push.request;
+  const me = state.me;
+  push.busy = 'Turning browser notifications on…';
+  setPushError('');
+  renderPush();
+  try {
+    if (!push.key) push.key = await vapidKey();
+    if (!push.key) {
+      push.state = 'unavailable';
+      return;
+    }
+    const permission = await Notification.requestPermission();
+    if (permission !== 'granted') {
+      push.state = permission === 'denied' ? 'blocked' : 'off';
+      setPushError(permission === 'denied'
+        ? 'The browser blocks notifications from this site, so they cannot be turned on.'
+        : 'Notifications were not allowed. Choose Allow when the browser asks.');
+      return;
+    }
+    await navigator.serviceWorker.register('/sw.js');
+    const registration = await navigator.serviceWorker.ready;
+    const key = fromBase64Url(push.key);
+    let subscription = await registration.pushManager.getSubscription();
+    if (subscription && !sameBytes(subscription.options?.applicationServerKey, key)) {
+      // Subscribed with another key (the hub's key changed): pushes signed with this one fail.
+      await subscription.unsubscribe();
+      subscription = null;
+    }
+    if (!subscription) subscription = await registration.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: key });
+    let device;
+    try {
+      device = await session.api('POST', '/api/devices/', { kind: 'webpush', subscription: subscription.toJSON() });
+    } catch (e) {
+      // A subscription the hub does not know is of no use: end it, and start afresh next time.
+      await subscription.unsubscribe().catch(() => {});
+      throw e;
+    }
+    if (request !== push.request || state.me !== me) return;
+    localStorage.setItem(pushStoreKey(me), JSON.stringify({ id: device.id, endpoint: subscription.endpoint }));
+    push.state = 'on';
+  } catch (e) {
+    if (request !== push.request) return;
+    setPushError(`Cannot turn on browser notifications: ${pushProblem(e)}`);
+  } finally {
+    if (request === push.request) {
+      push.busy = null;
+      renderPush(true);
+    }
+  }
+}
+
+async function disablePush() {
+  if (push.busy) return;
+  push.request += 1;
+  const request = push.request;
+  const me = state.me;
+  push.busy = 'Turning browser notifications off…';
+  setPushError('');
+  renderPush();
+  try {
+    const saved = savedDevice(me);
+    if (saved) {
+      try {
+        await session.api('DELETE', `/api/devices/${encodeURIComponent(saved.id)}/`);
+      } catch (e) {
+        // A device the hub no longer has is off already.
+        if (!(e instanceof ApiError && e.status === 404)) throw e;
+      }
+    }
+    forgetDevice(me);
+    const subscription = await currentSubscription();
+    if (subscription) await subscription.unsubscribe();
+    if (request !== push.request) return;
+    push.state = Notification.permission === 'denied' ? 'blocked' : 'off';
+  } catch (e) {
+    if (request !== push.request) return;
+    setPushError(`Cannot turn off browser notifications: ${pushProblem(e)}`);
+  } finally {
+    if (request === push.request) {
+      push.busy = null;
+      renderPush(true);
+    }
+  }
+}
+
+/** Logging out leaves the setting to the next user of the page. */
+function resetPush() {
+  push.request += 1;
+  push.busy = null;
+  push.state = 'checking';
+  setPushError('');
+  renderPush();
+}
+
 // On a phone the notifications sit behind the bell in the top bar.
 
 function showNotifications(show) {
@@ -1350,7 +1632,7 @@ document.addEventListener('DOMContentLoaded', () => {
   byTestId('signup-link').addEventListener('click', () => showSignup(true));
   byTestId('login-link').addEventListener('click', () => showSignup(false));
   byTestId('signup-form').addEventListener('submit', signUp);
-  byTestId('logout').addEventListener('click', () => logout());
+  byTestId('logout').addEventListener('click', signOut);
   byTestId('bell').addEventListener('click', () => showNotifications(!document.body.classList.contains('show-notifications')));
   NARROW.addEventListener('change', (ev) => {
     byTestId('create-details').open = !ev.matches;
@@ -1365,11 +1647,13 @@ document.addEventListener('DOMContentLoaded', () => {
   for (const name of ['status', 'priority', 'project', 'ordering', 'mine']) {
     find.elements[name].addEventListener('change', () => go(queryHash(formQuery())));
   }
-  byTestId('find-clear').addEventListener('click', () => go('#/'));
+  byTestId('find-clear').addEventListener('click', clearFind);
   byTestId('page-prev').addEventListener('click', () => go(queryHash({ ...state.query, page: Math.max(1, state.query.page - 1) })));
   byTestId('page-next').addEventListener('click', () => go(queryHash({ ...state.query, page: state.query.page + 1 })));
   byTestId('mark-all-read').addEventListener('click', markAllRead);
   byTestId('delete-all').addEventListener('click', deleteAll);
+  byTestId('push-enable').addEventListener('click', enablePush);
+  byTestId('push-disable').addEventListener('click', disablePush);
   byTestId('room-project').addEventListener('change', (ev) => {
     room.open(hub, Number(ev.target.value), state.me);
     if (state.detail !== null) room.view(state.detail);

@@ -188,6 +188,8 @@ pub struct ChannelStatus {
     pub failed: u64,
     /// Attempts that will be retried, since the actor started.
     pub retried: u64,
+    /// Pushes not sent because their notification was seen while they waited.
+    pub suppressed: u64,
     /// Wakes since the actor started: by the poll, and by each commit that queued a delivery on
     /// the channel.
     pub wakes: u64,
@@ -205,6 +207,8 @@ pub enum Outcome {
     },
     /// Queued again for a later attempt.
     Retried,
+    /// Not sent: the notification was seen while the delivery waited for it not to be.
+    Suppressed,
 }
 
 /// A channel actor.
@@ -249,6 +253,7 @@ pub struct ChannelState {
     sent: u64,
     failed: u64,
     retried: u64,
+    suppressed: u64,
     wakes: u64,
     /// Set by `InjectSendPanic`: the next send panics.
     panic_next_send: bool,
@@ -303,6 +308,7 @@ impl Actor for ChannelActor {
             sent: 0,
             failed: 0,
             retried: 0,
+            suppressed: 0,
             wakes: 0,
             panic_next_send: false,
         })
@@ -366,6 +372,7 @@ impl Actor for ChannelActor {
                     sent: state.sent,
                     failed: state.failed,
                     retried: state.retried,
+                    suppressed: state.suppressed,
                     wakes: state.wakes,
                 });
                 return Ok(());
@@ -438,7 +445,12 @@ impl ChannelActor {
                     if injected_panic {
                         panic!("injected panic in a send");
                     }
+                    if job.seen {
+                        return suppress(store.as_ref(), &node, &job).await;
+                    }
                     let result = transport.send(&job).await;
+                    settle_device(store.as_ref(), &job, &result).await;
+                    settle_address(store.as_ref(), &job, &result).await;
                     record(store.as_ref(), &policy, &node, &job, result).await
                 };
                 let outcome = match std::panic::AssertUnwindSafe(work).catch_unwind().await {
@@ -494,6 +506,10 @@ impl ChannelState {
                 self.retried += 1;
                 Verdict::Failing
             }
+            Outcome::Suppressed => {
+                self.suppressed += 1;
+                Verdict::Neutral
+            }
         }
     }
 }
@@ -506,6 +522,75 @@ async fn release(store: &dyn Store, channel: Channel, ids: &[i64]) {
         metrics::counter!("tickethub_outbox_release_failures_total", "channel" => channel.as_str())
             .increment(1);
     }
+}
+
+/// After a push's attempt: a device its provider says is gone is removed (with its other
+/// queued pushes), and one that took the push is marked used. A failure to write is logged:
+/// the device is tried again by the next push, and found gone again.
+async fn settle_device(
+    store: &dyn Store,
+    job: &crate::ports::DeliveryJob,
+    result: &Result<Option<String>, TransportError>,
+) {
+    let Some(device) = &job.device else {
+        return;
+    };
+    let written = match result {
+        Err(TransportError::Gone(why)) => {
+            tracing::info!(device = device.id, channel = job.channel.as_str(), %why, "a push device is gone; it is removed");
+            metrics::counter!("tickethub_push_devices_pruned_total", "channel" => job.channel.as_str())
+                .increment(1);
+            store.device_gone(device.id).await.map(|_| ())
+        }
+        Ok(_) => store.device_used(device.id, Utc::now()).await,
+        Err(_) => Ok(()),
+    };
+    if let Err(e) = written {
+        tracing::warn!(device = device.id, error = %e, "cannot record a push device's state");
+    }
+}
+
+/// After an attempt the provider refused because the address cannot be reached for good (an
+/// SMS number that is not a valid mobile number, or that unsubscribed): the user's number is
+/// marked, with the SMS still queued to it, so that none is sent again until they set a
+/// number. A failure to write is logged: the next SMS is refused again, and marks it then.
+async fn settle_address(
+    store: &dyn Store,
+    job: &crate::ports::DeliveryJob,
+    result: &Result<Option<String>, TransportError>,
+) {
+    let Err(TransportError::Unreachable(why)) = result else {
+        return;
+    };
+    if job.channel != Channel::Sms {
+        return;
+    }
+    let user = job.notification.user_id;
+    tracing::info!(user = user.0, channel = job.channel.as_str(), %why, "a phone number is refused for good; no SMS goes to it until it is set again");
+    metrics::counter!("tickethub_phone_numbers_invalidated_total", "channel" => job.channel.as_str())
+        .increment(1);
+    let note = format!("the number was refused for good ({why})");
+    if let Err(e) = store
+        .phone_number_invalid(user, &job.address, &note, Utc::now())
+        .await
+    {
+        tracing::warn!(user = user.0, error = %e, "cannot mark a phone number invalid");
+    }
+}
+
+/// Records a delivery not sent because its notification was seen while it waited.
+async fn suppress(store: &dyn Store, node: &str, job: &crate::ports::DeliveryJob) -> Outcome {
+    let why = "the notification was seen before the push was due";
+    match store.delivery_suppressed(job.id, node, why).await {
+        Ok(true) => {}
+        Ok(false) => tracing::warn!(id = job.id, "a delivery's claim was lost"),
+        Err(e) => {
+            tracing::warn!(id = job.id, error = %e, "cannot record a suppressed delivery; the row is taken back once its claim runs out")
+        }
+    }
+    metrics::counter!("tickethub_outbox_attempts_total", "channel" => job.channel.as_str(), "result" => "suppressed")
+        .increment(1);
+    Outcome::Suppressed
 }
 
 /// What an attempt's outcome writes to the outbox.
@@ -528,6 +613,16 @@ fn decide(
         Err(TransportError::Permanent(error)) => {
             (Outcome::Failed { retryable: false }, Write::Failed(error))
         }
+        Err(TransportError::Gone(error)) => (
+            Outcome::Failed { retryable: false },
+            Write::Failed(format!("the device is gone ({error}); it was removed")),
+        ),
+        Err(TransportError::Unreachable(error)) => (
+            Outcome::Failed { retryable: false },
+            Write::Failed(format!(
+                "{error}; the address is marked invalid and gets nothing more until it is set again"
+            )),
+        ),
         Err(TransportError::Retryable {
             message,
             retry_after,
@@ -606,6 +701,7 @@ async fn record(
         Outcome::Sent => "sent",
         Outcome::Failed { .. } => "failed",
         Outcome::Retried => "retried",
+        Outcome::Suppressed => "suppressed",
     };
     metrics::counter!("tickethub_outbox_attempts_total", "channel" => job.channel.as_str(), "result" => result)
         .increment(1);

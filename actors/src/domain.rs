@@ -92,6 +92,11 @@ pub struct User {
     pub email: Option<String>,
     /// Where WhatsApp notifications go, if anywhere (E.164 digits).
     pub whatsapp_number: Option<String>,
+    /// Where SMS notifications go, if anywhere (E.164).
+    pub phone_number: Option<String>,
+    /// When the SMS provider refused `phone_number` for good (not a valid mobile number, or
+    /// its owner unsubscribed): no SMS goes to it until the number is set again.
+    pub phone_number_invalid_at: Option<DateTime<Utc>>,
     /// What the user may do.
     pub role: Role,
     /// A super admin receives `user_registered`.
@@ -127,6 +132,8 @@ pub struct NewUser {
     pub email: Option<String>,
     /// WhatsApp number, if any.
     pub whatsapp_number: Option<String>,
+    /// Phone number for SMS, if any.
+    pub phone_number: Option<String>,
     /// The user's role.
     pub role: Role,
     /// Whether the user is a super admin.

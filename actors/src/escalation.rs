@@ -47,6 +47,23 @@ pub fn cancel_reason(job: &EscalationJob) -> Option<String> {
     }
 }
 
+/// How long an actor of due rows (escalation steps, scheduled sends) waits before it looks
+/// again: until the next row it knows of is due, and at most `poll` (other nodes add rows).
+/// After a failure, a row given back is due at once: the next look then waits a little, so
+/// that a row that keeps failing does not spin the actor.
+pub fn next_look(next_due: Option<DateTime<Utc>>, poll: Duration, failed: bool) -> Duration {
+    let wait = next_due
+        .map(|due| (due - Utc::now()).to_std().unwrap_or(Duration::ZERO))
+        .unwrap_or(poll)
+        .min(poll);
+    let least = if failed {
+        (poll / 4).max(Duration::from_millis(50))
+    } else {
+        Duration::from_millis(10)
+    };
+    wait.max(least)
+}
+
 /// The escalation actor: claims and fires due steps, holding a timer for the next one.
 #[derive(Clone, Debug)]
 pub struct EscalationActor {
@@ -143,32 +160,22 @@ impl Actor for EscalationActor {
                     }
                 }
                 state.looked = true;
-                let wait = match self.deps.store.escalation_outlook().await {
+                let next_due = match self.deps.store.escalation_outlook().await {
                     Ok((pending, next_due)) => {
                         state.snapshot.pending = pending;
                         state.snapshot.next_due = next_due;
                         metrics::gauge!("tickethub_escalations_pending").set(pending as f64);
                         next_due
-                            .map(|due| (due - Utc::now()).to_std().unwrap_or(Duration::ZERO))
-                            .unwrap_or(self.poll)
-                            .min(self.poll)
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "escalation: cannot read the next due step");
-                        self.poll
+                        None
                     }
                 };
                 if let Some(t) = state.timer.take() {
                     t.abort();
                 }
-                // After a failure, a step given back is due at once: the next look waits a
-                // little, so that a step that keeps failing does not spin the actor.
-                let least = if failed {
-                    (self.poll / 4).max(Duration::from_millis(50))
-                } else {
-                    Duration::from_millis(10)
-                };
-                let wait = wait.max(least);
+                let wait = next_look(next_due, self.poll, failed);
                 state.timer = Some(myself.send_after(wait, || EscalationMsg::Tick));
             }
             EscalationMsg::Snapshot(reply) => {
@@ -202,7 +209,10 @@ impl EscalationActor {
             Finish::Fired {
                 deliveries, drafts, ..
             } => {
-                let mut c: Vec<Channel> = deliveries.iter().map(|(c, _)| *c).collect();
+                let mut c: Vec<Channel> = deliveries
+                    .iter()
+                    .flat_map(|(c, _)| c.queues().iter().copied())
+                    .collect();
                 c.extend(Deps::queued_channels(drafts));
                 c.sort_by_key(|c| c.as_str());
                 c.dedup();
@@ -306,8 +316,15 @@ impl EscalationActor {
         } else {
             recipient.display_name.clone()
         };
-        let (deliveries, skipped) =
+        let (mut deliveries, skipped) =
             audience.reach(recipient, &job.step.channels, &n.notification_type);
+        if let Some(wait) = job.step.push_unless_seen {
+            for (channel, address) in &mut deliveries {
+                if *channel == Channel::Push {
+                    *address = crate::routing::push_held(address, wait);
+                }
+            }
+        }
         let waited = (job.due_at - n.created_at).to_std().unwrap_or_default();
         let content = Content {
             event: escalated,

@@ -101,21 +101,46 @@ pub enum Channel {
     Email,
     /// WhatsApp to the user's number.
     Whatsapp,
+    /// SMS (Twilio's Messages API) to the user's phone number.
+    Sms,
     /// A signed POST to each of the deployment's webhook URLs.
     Webhook,
+    /// A push notification to each of the user's registered devices. A routing channel: the
+    /// commit queues one delivery per device, on the device's own carrier below.
+    Push,
+    /// Web Push (RFC 8030) to a browser's subscription: the carrier of `push` for one device.
+    Webpush,
+    /// Firebase Cloud Messaging to an app's token: the carrier of `push` for one device.
+    Fcm,
+    /// Apple Push Notification service to a device token: the carrier of `push` for one device.
+    Apns,
 }
 
 impl Channel {
-    /// Every channel.
-    pub const ALL: [Channel; 4] = [
+    /// Every channel a route, a preference, an escalation step or a send names.
+    pub const ALL: [Channel; 6] = [
         Channel::Websocket,
         Channel::Email,
         Channel::Whatsapp,
+        Channel::Sms,
         Channel::Webhook,
+        Channel::Push,
     ];
 
-    /// The channels with an outbox (everything but the in-app record).
-    pub const OUTBOUND: [Channel; 3] = [Channel::Email, Channel::Whatsapp, Channel::Webhook];
+    /// The carriers of `push`, one per kind of device.
+    pub const CARRIERS: [Channel; 3] = [Channel::Webpush, Channel::Fcm, Channel::Apns];
+
+    /// The channels with an outbox and an actor that drains it (everything but the in-app
+    /// record, and `push`, which is queued on its carriers).
+    pub const OUTBOUND: [Channel; 7] = [
+        Channel::Email,
+        Channel::Whatsapp,
+        Channel::Sms,
+        Channel::Webhook,
+        Channel::Webpush,
+        Channel::Fcm,
+        Channel::Apns,
+    ];
 
     /// The wire and storage name.
     pub fn as_str(self) -> &'static str {
@@ -123,8 +148,37 @@ impl Channel {
             Channel::Websocket => "websocket",
             Channel::Email => "email",
             Channel::Whatsapp => "whatsapp",
+            Channel::Sms => "sms",
             Channel::Webhook => "webhook",
+            Channel::Push => "push",
+            Channel::Webpush => "webpush",
+            Channel::Fcm => "fcm",
+            Channel::Apns => "apns",
         }
+    }
+
+    /// The outbox channels a delivery on this channel is queued on: the carriers for `push`,
+    /// the channel itself otherwise.
+    pub fn queues(self) -> &'static [Channel] {
+        match self {
+            Channel::Push => &Channel::CARRIERS,
+            Channel::Websocket => &[],
+            Channel::Email => &[Channel::Email],
+            Channel::Whatsapp => &[Channel::Whatsapp],
+            Channel::Sms => &[Channel::Sms],
+            Channel::Webhook => &[Channel::Webhook],
+            Channel::Webpush => &[Channel::Webpush],
+            Channel::Fcm => &[Channel::Fcm],
+            Channel::Apns => &[Channel::Apns],
+        }
+    }
+
+    /// The channel an outbox row names (`email` … `apns`), as stored.
+    pub fn stored(s: &str) -> Option<Channel> {
+        Channel::ALL
+            .into_iter()
+            .chain(Channel::CARRIERS)
+            .find(|c| c.as_str() == s)
     }
 }
 
@@ -136,7 +190,9 @@ impl FromStr for Channel {
             .into_iter()
             .find(|c| c.as_str() == s)
             .ok_or_else(|| {
-                format!("unknown channel `{s}` (expected websocket, email, whatsapp or webhook)")
+                format!(
+                    "unknown channel `{s}` (expected websocket, email, whatsapp, sms, webhook or push)"
+                )
             })
     }
 }

@@ -11,7 +11,7 @@ use ractor::{Actor, ActorCell, ActorRef};
 
 use crate::connection::{ConnHandle, ConnId, Disconnect};
 use crate::directory::{Directory, DirectoryMsg, DirectoryStats, Keyed, Map};
-use crate::domain::{ProjectId, Role, User, UserId};
+use crate::domain::{ProjectId, User, UserId};
 use crate::notification::{ticket_wording, EventDetails, Notification, TicketSummary};
 use crate::notifier::{Content, Deps};
 use crate::ports::{BusEvent, NewTicket, Store, StoreError};
@@ -26,10 +26,9 @@ mod operations;
 mod remote;
 mod root;
 
+pub use crate::notification::{Announcement, Recipients};
 use config::*;
-pub use config::{
-    Announcement, AttachError, DeliveryConfig, HubConfig, HubDeps, Recipients, USER_ACTOR_BUSY,
-};
+pub use config::{AttachError, DeliveryConfig, HubConfig, HubDeps, USER_ACTOR_BUSY};
 use remote::*;
 pub use root::RootChild;
 use root::*;
@@ -70,6 +69,7 @@ struct Refs {
     rooms: ActorRef<DirectoryMsg<ProjectId, RoomMsg>>,
     delivery: ActorRef<crate::delivery::DeliveryMsg>,
     escalation: ActorRef<crate::escalation::EscalationMsg>,
+    scheduler: ActorRef<crate::scheduler::SchedulerMsg>,
     purge: ActorRef<crate::purge::PurgeMsg>,
 }
 
@@ -91,7 +91,15 @@ impl Hub {
             users: Map::default(),
             rooms: Map::default(),
             channels: channels.clone(),
-            outbound: delivery.transports.iter().map(|(c, _)| *c).collect(),
+            outbound: {
+                let mut outbound: Vec<Channel> =
+                    delivery.transports.iter().map(|(c, _)| *c).collect();
+                // `push` is routed while any of its carriers has a transport.
+                if outbound.iter().any(|c| Channel::CARRIERS.contains(c)) {
+                    outbound.push(Channel::Push);
+                }
+                outbound
+            },
             webhook_urls: delivery.webhook_urls.clone(),
             bus,
             presence,
@@ -153,6 +161,12 @@ impl Hub {
             rooms_runtime: config.rooms_runtime.clone(),
             delivery: delivery_spec,
             escalation: crate::escalation::EscalationActor {
+                deps: deps.clone(),
+                node: node.clone(),
+                poll: config.escalation_poll,
+                lease: config.escalation_lease,
+            },
+            scheduler: crate::scheduler::SchedulerActor {
                 deps: deps.clone(),
                 node: node.clone(),
                 poll: config.escalation_poll,
@@ -438,47 +452,7 @@ impl Hub {
     /// Sends an admin's own notification; returns the ids of the notifications stored, one per
     /// user who received it. Unknown or inactive users are left out.
     pub async fn announce(&self, a: Announcement) -> Result<Vec<i64>, StoreError> {
-        let deps = &self.inner.deps;
-        let mut ids: Vec<UserId> = match &a.to {
-            Recipients::Users(ids) => ids.clone(),
-            Recipients::Role(role) => deps
-                .store
-                .users_with_role(*role)
-                .await?
-                .into_iter()
-                .map(|u| u.id)
-                .collect(),
-        };
-        // One announcement reaches a user once, however often the request names them.
-        ids.sort();
-        ids.dedup();
-        let event: EventType = a.notification_type.parse().expect("infallible");
-        let outbound = a.channels.iter().any(|c| deps.outbound.contains(c));
-        let audience = deps.audience_with(&event, &ids, outbound).await?;
-        let drafts = audience.drafts_for(
-            &ids,
-            &a.channels,
-            &Content {
-                event,
-                title: a.title,
-                message: a.message,
-                ticket: None,
-                data: a.data,
-                action_url: a.link,
-                cause: crate::notification::Cause {
-                    action: "send",
-                    actor: a.sent_by,
-                },
-            },
-        );
-        let queued = Deps::queued_channels(&drafts);
-        let notifications = deps
-            .store
-            .commit_notifications(drafts, a.idempotency.as_ref())
-            .await?;
-        let ids = notifications.iter().map(|n| n.id).collect();
-        deps.deliver_queued(notifications, &queued);
-        Ok(ids)
+        self.inner.deps.announce(a).await
     }
 
     /// Applies a change to a user's inbox: through the user's actor when they are connected

@@ -30,6 +30,7 @@
 //! - Actors return `Err` from a handler only for bugs or lost infrastructure; refusals travel
 //!   in replies.
 
+pub mod analytics;
 pub mod board;
 pub mod connection;
 pub mod delivery;
@@ -45,6 +46,7 @@ pub mod ports;
 pub mod purge;
 pub mod room;
 pub mod routing;
+pub mod scheduler;
 pub mod sent;
 pub mod signups;
 pub mod supervision;

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::UserId;
+use crate::domain::{Role, UserId};
 use crate::event::{Channel, EventType};
 use crate::ticket_domain::Ticket;
 pub use crate::ticket_domain::TicketSummary;
@@ -195,6 +195,38 @@ pub enum Update {
         /// The ticket filter, if any.
         ticket: Option<i64>,
     },
+}
+
+/// Who an admin's notification goes to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recipients {
+    /// These users.
+    Users(Vec<UserId>),
+    /// Every active user of a role.
+    Role(Role),
+}
+
+/// An admin's own notification.
+#[derive(Debug, Clone)]
+pub struct Announcement {
+    /// Who receives it.
+    pub to: Recipients,
+    /// Its type (any name).
+    pub notification_type: String,
+    /// Its title.
+    pub title: String,
+    /// Its sentence.
+    pub message: String,
+    /// Extra data, a JSON object as text.
+    pub data: String,
+    /// Where a click should lead.
+    pub link: Option<String>,
+    /// Outbound channels besides the in-app record.
+    pub channels: Vec<Channel>,
+    /// The admin who sends it, for the timeline.
+    pub sent_by: Option<UserId>,
+    /// The idempotent request that sends it, marked committed with the notifications.
+    pub idempotency: Option<crate::domain::IdempotencyMark>,
 }
 
 #[cfg(test)]

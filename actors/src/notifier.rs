@@ -205,6 +205,56 @@ impl Deps {
         }
     }
 
+    /// Commits an admin's notification (now, or as its schedule fires): its recipients are
+    /// resolved here (a role's active users, ids of active users), and its deliveries queued
+    /// and woken. Answers the notifications' ids.
+    pub async fn announce(
+        &self,
+        a: crate::notification::Announcement,
+    ) -> Result<Vec<i64>, StoreError> {
+        let deps = self;
+        let mut ids: Vec<UserId> = match &a.to {
+            crate::notification::Recipients::Users(ids) => ids.clone(),
+            crate::notification::Recipients::Role(role) => deps
+                .store
+                .users_with_role(*role)
+                .await?
+                .into_iter()
+                .map(|u| u.id)
+                .collect(),
+        };
+        // One announcement reaches a user once, however often the request names them.
+        ids.sort();
+        ids.dedup();
+        let event: EventType = a.notification_type.parse().expect("infallible");
+        let outbound = a.channels.iter().any(|c| deps.outbound.contains(c));
+        let audience = deps.audience_with(&event, &ids, outbound).await?;
+        let drafts = audience.drafts_for(
+            &ids,
+            &a.channels,
+            &Content {
+                event,
+                title: a.title,
+                message: a.message,
+                ticket: None,
+                data: a.data,
+                action_url: a.link,
+                cause: crate::notification::Cause {
+                    action: "send",
+                    actor: a.sent_by,
+                },
+            },
+        );
+        let queued = Deps::queued_channels(&drafts);
+        let notifications = deps
+            .store
+            .commit_notifications(drafts, a.idempotency.as_ref())
+            .await?;
+        let ids = notifications.iter().map(|n| n.id).collect();
+        deps.deliver_queued(notifications, &queued);
+        Ok(ids)
+    }
+
     /// Sends committed notifications to their recipients' live actors and wakes the channel
     /// actors. Never waits on a socket or a provider.
     pub fn deliver(&self, notifications: Vec<Notification>) {
@@ -215,7 +265,11 @@ impl Deps {
     pub fn queued_channels(drafts: &[Draft]) -> Vec<Channel> {
         let mut channels: Vec<Channel> = drafts
             .iter()
-            .flat_map(|d| d.deliveries.iter().map(|(c, _)| *c))
+            .flat_map(|d| {
+                d.deliveries
+                    .iter()
+                    .flat_map(|(c, _)| c.queues().iter().copied())
+            })
             .collect();
         channels.sort_by_key(|c| c.as_str());
         channels.dedup();
@@ -257,7 +311,31 @@ impl Deps {
     }
 }
 
+/// Makes the `push` deliveries of `drafts` wait `wait` for their notification to be seen.
+pub fn hold_pushes(drafts: &mut [Draft], wait: std::time::Duration) {
+    for draft in drafts {
+        for (channel, address) in &mut draft.deliveries {
+            if *channel == Channel::Push {
+                *address = crate::routing::push_held(address, wait);
+            }
+        }
+    }
+}
+
 impl Audience {
+    /// A `push` delivery's address narrowed to the carriers this hub sends on (only their
+    /// devices get a row: nothing waits for a carrier no node drains); another channel's, as is.
+    fn carried(&self, channel: Channel, address: String) -> String {
+        if channel != Channel::Push {
+            return address;
+        }
+        let carriers: Vec<Channel> = crate::routing::push_carriers(&address)
+            .into_iter()
+            .filter(|c| self.outbound.contains(c))
+            .collect();
+        crate::routing::push_address(Some(crate::routing::push_wait(&address)), &carriers)
+    }
+
     /// A user loaded for this event.
     pub fn user(&self, id: UserId) -> Option<&User> {
         self.users.get(&id)
@@ -281,7 +359,7 @@ impl Audience {
                 continue;
             }
             match crate::routing::reach(*channel, event, user, prefs) {
-                Ok(address) => reached.push((*channel, address)),
+                Ok(address) => reached.push((*channel, self.carried(*channel, address))),
                 Err(why) => missed.push((*channel, why.explain(*channel))),
             }
         }
@@ -300,7 +378,11 @@ impl Audience {
             ..parties
         };
         let ids = recipients(route, &parties);
-        self.drafts_for(&ids, &route.channels, content)
+        let mut drafts = self.drafts_for(&ids, &route.channels, content);
+        if let Some(wait) = route.push_unless_seen {
+            hold_pushes(&mut drafts, wait);
+        }
+        drafts
     }
 
     /// The drafts of an event sent to explicit recipients on explicit channels. The event is
@@ -330,6 +412,7 @@ impl Audience {
                     let addressed = channels_for(channels, &content.event, user, prefs)
                         .into_iter()
                         .filter(|(c, _)| self.outbound.contains(c))
+                        .map(|(c, a)| (c, self.carried(c, a)))
                         .collect();
                     (user.id, addressed)
                 })
@@ -388,6 +471,8 @@ mod tests {
             display_name: format!("Üser {id}"),
             email: email.map(str::to_owned),
             whatsapp_number: whatsapp.map(str::to_owned),
+            phone_number: None,
+            phone_number_invalid_at: None,
             role: Role::Developer,
             is_superuser: false,
             is_active: true,
@@ -565,6 +650,7 @@ mod tests {
         a.route = Some(Route {
             audiences: vec![To::Creator, To::Admins, To::Assignees],
             channels: vec![Websocket, Email, Whatsapp],
+            push_unless_seen: None,
         });
         // The admins the audience loaded count, not the ones the caller passed.
         a.admins = vec![UserId(3), UserId(2)];
@@ -597,6 +683,7 @@ mod tests {
         a.route = Some(Route {
             audiences: vec![To::SuperAdmins],
             channels: vec![Channel::Websocket],
+            push_unless_seen: None,
         });
         a.super_admins = vec![UserId(2)];
         let parties = Parties {
@@ -684,6 +771,7 @@ mod tests {
             unless: Unless::Read,
             channels: vec![channel],
             also: Vec::new(),
+            push_unless_seen: None,
         };
         let policy = |name: &str, event: EventType, steps| Policy {
             name: name.into(),

@@ -54,6 +54,9 @@ pub struct Step {
     pub channels: Vec<Channel>,
     /// Who else is told, with a `ticket_escalated` notification.
     pub also: Vec<Audience>,
+    /// With `push` among the channels: how long the push then waits for the notification to
+    /// be seen before it goes (none: at once).
+    pub push_unless_seen: Option<Duration>,
 }
 
 /// A policy: which notifications it escalates, and how.
@@ -100,6 +103,8 @@ pub struct PlannedStep {
     pub channels: Vec<Channel>,
     /// Who else is told.
     pub also: Vec<Audience>,
+    /// See [`Step::push_unless_seen`].
+    pub push_unless_seen: Option<Duration>,
 }
 
 /// The steps of the first policy that covers a notification of `event` about `ticket`.
@@ -122,6 +127,7 @@ pub fn plan(
                     unless: s.unless,
                     channels: s.channels.clone(),
                     also: s.also.clone(),
+                    push_unless_seen: s.push_unless_seen,
                 })
                 .collect()
         })
@@ -157,12 +163,14 @@ mod tests {
                     unless: Unless::Read,
                     channels: vec![Channel::Whatsapp],
                     also: vec![],
+                    push_unless_seen: None,
                 },
                 Step {
                     after: Duration::from_secs(900),
                     unless: Unless::Read,
                     channels: vec![Channel::Email],
                     also: vec![Audience::Admins],
+                    push_unless_seen: None,
                 },
             ],
         }

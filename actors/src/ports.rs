@@ -15,13 +15,19 @@ use crate::routing::{Channel, Preferences};
 use crate::ticket_domain::{Category, Change, Comment, Priority, Ticket, TicketId, TicketStatus};
 
 mod access;
+mod analytics;
+mod devices;
 mod retention;
+mod schedule;
 mod ticket_lists;
 pub use crate::domain::IdempotencyMark;
 pub use access::{
     ApiKey, ApiKeyStore, IdempotencyClaim, IdempotencyStore, NewApiKey, IDEMPOTENCY_TTL,
 };
+pub use analytics::AnalyticsStore;
+pub use devices::{Device, DeviceStore, NewDevice, Registered};
 pub use retention::{Purgeable, RetentionStore, StoreFaults};
+pub use schedule::{Cancelled, Fired, NewScheduledSend, ScheduleStore, Scheduled, ScheduledSend};
 pub use ticket_lists::{TicketFilter, TicketOrdering};
 
 /// Why a storage call failed.
@@ -83,6 +89,17 @@ pub trait UserStore: Send + Sync {
     /// The highest seq allocated to each of these users, in one batched read (unknown ids are
     /// left out).
     async fn last_seqs(&self, users: &[UserId]) -> Result<Vec<(UserId, i64)>, StoreError>;
+    /// Marks a user's phone number as refused for good by the SMS provider, if it is still
+    /// `number` and not marked yet, and fails the SMS still queued to it, in one transaction:
+    /// routing then treats the user as having no number until they set one again. Answers
+    /// whether it marked the number.
+    async fn phone_number_invalid(
+        &self,
+        user: UserId,
+        number: &str,
+        why: &str,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
 }
 
 /// Which users a list shows.
@@ -107,6 +124,9 @@ pub struct ProfileChanges {
     pub email: Option<Option<String>>,
     /// A new WhatsApp number, or `Some(None)` to remove it.
     pub whatsapp_number: Option<Option<String>>,
+    /// A new phone number for SMS, or `Some(None)` to remove it; either way a mark that the
+    /// provider refused the number is cleared.
+    pub phone_number: Option<Option<String>>,
     /// A new role (admins only).
     pub role: Option<crate::domain::Role>,
     /// Activate or deactivate the account (admins only).
@@ -418,6 +438,11 @@ pub struct DeliveryJob {
     /// Everyone the delivery speaks for: for a webhook, every recipient of the commit's event;
     /// otherwise the notification's recipient alone.
     pub recipients: Vec<crate::notification::Recipient>,
+    /// A push's device (its address is the device's id); `None` once the device is removed.
+    pub device: Option<Device>,
+    /// The delivery was to go only if its notification stayed unseen, and a client of the
+    /// recipient has acknowledged or read it since: it is not sent.
+    pub seen: bool,
 }
 
 /// The durable outbox the channel actors drain.
@@ -460,6 +485,10 @@ pub trait OutboxStore: Send + Sync {
         next_attempt_at: DateTime<Utc>,
         error: &str,
     ) -> Result<bool, StoreError>;
+    /// Records that a delivery was not sent because its notification was seen first (a push
+    /// held back `unless_seen_within`), if `node` still holds the claim.
+    async fn delivery_suppressed(&self, id: i64, node: &str, why: &str)
+        -> Result<bool, StoreError>;
     /// Releases claimed deliveries back to the queue untouched (on shutdown).
     async fn delivery_release(&self, ids: &[i64]) -> Result<(), StoreError>;
     /// Releases every delivery of a channel that this hub process (`node`) claimed, but those
@@ -489,6 +518,15 @@ pub enum TransportError {
     /// Sending again will not help (a bad address, a refused number).
     #[error("permanent: {0}")]
     Permanent(String),
+    /// The device is gone for good (unsubscribed, expired, uninstalled): the delivery fails
+    /// and the device is removed, so that it costs no further attempt.
+    #[error("gone: {0}")]
+    Gone(String),
+    /// The address cannot be reached for good (not a valid mobile number, or its owner
+    /// unsubscribed): the delivery fails and the user's address is marked, so that it costs
+    /// no further send until they set another.
+    #[error("unreachable: {0}")]
+    Unreachable(String),
     /// Try again later, no sooner than `retry_after` if the provider said so.
     #[error("retryable: {message}")]
     Retryable {
@@ -893,6 +931,9 @@ pub trait Store:
     + RetentionStore
     + ApiKeyStore
     + IdempotencyStore
+    + DeviceStore
+    + ScheduleStore
+    + AnalyticsStore
 {
     /// The backend's name (`sqlite` or `postgres`), for logs and health output.
     fn backend(&self) -> &'static str;

@@ -4,7 +4,9 @@
 //! ([`RetentionStore::purge`]), each batch a message of its own: between two batches the
 //! actor answers snapshots, and the writer commits whatever else waits, so a live commit waits
 //! at most one batch behind a sweep. A failed batch ends the sweep; the next starts after
-//! `interval`.
+//! `interval`. What a batch deletes of notifications, outbox rows and escalation steps is
+//! folded into the delivery analytics' hourly rollups in the same transaction
+//! ([`crate::analytics`]), so the figures outlive the rows.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -15,6 +15,9 @@ pub struct Route {
     pub audiences: Vec<Audience>,
     /// The channels it goes out on (websocket is always stored regardless).
     pub channels: Vec<Channel>,
+    /// With `push` among the channels: how long the push waits for a client to acknowledge or
+    /// read the notification, going out only if none did (`push = { unless_seen_within }`).
+    pub push_unless_seen: Option<std::time::Duration>,
 }
 
 /// The routing of every event type.
@@ -66,6 +69,7 @@ impl Default for RoutingTable {
                         Route {
                             audiences,
                             channels,
+                            push_unless_seen: None,
                         },
                     )
                 })
@@ -182,6 +186,9 @@ impl Preferences {
 pub enum Unreached {
     /// The user has no address for it.
     NoAddress,
+    /// The provider refused the user's address for good (an SMS number that is not a valid
+    /// mobile number, or whose owner unsubscribed); it is used again once the user sets one.
+    InvalidAddress,
     /// The user switched it off for this type.
     SwitchedOff,
     /// The channel has no per-user address (the in-app record, webhooks).
@@ -193,6 +200,7 @@ impl Unreached {
     pub fn as_str(self) -> &'static str {
         match self {
             Unreached::NoAddress => "no_address",
+            Unreached::InvalidAddress => "invalid_address",
             Unreached::SwitchedOff => "switched_off",
             Unreached::NotPersonal => "not_personal",
         }
@@ -202,6 +210,10 @@ impl Unreached {
     pub fn explain(self, channel: Channel) -> String {
         match self {
             Unreached::NoAddress => format!("the user has no {} address", channel.as_str()),
+            Unreached::InvalidAddress => format!(
+                "the provider refused the user's {} address for good; it is used again once they set a number",
+                channel.as_str()
+            ),
             Unreached::SwitchedOff => {
                 format!("the user switched {} off for this type", channel.as_str())
             }
@@ -221,6 +233,20 @@ pub fn reach(
         Channel::Websocket | Channel::Webhook => return Err(Unreached::NotPersonal),
         Channel::Email => user.email.as_ref(),
         Channel::Whatsapp => user.whatsapp_number.as_ref(),
+        Channel::Sms => {
+            let number = user.phone_number.as_ref().filter(|a| !a.is_empty());
+            if number.is_some() && user.phone_number_invalid_at.is_some() {
+                return Err(Unreached::InvalidAddress);
+            }
+            number
+        }
+        // Queued per registered device when committed, at once unless a wait is given.
+        Channel::Push | Channel::Webpush | Channel::Fcm | Channel::Apns => {
+            if !prefs.allows(event, Channel::Push) {
+                return Err(Unreached::SwitchedOff);
+            }
+            return Ok(push_address(None, &Channel::CARRIERS));
+        }
     };
     let address = address
         .filter(|a| !a.is_empty())
@@ -231,7 +257,46 @@ pub fn reach(
     Ok(address.clone())
 }
 
-/// The outbound channels (email, WhatsApp) one recipient gets for an event, with the address
+/// The address of a `push` delivery, before the commit queues it per device: how long it waits
+/// for the notification to be seen, in whole seconds (`0`: it goes at once), and the carriers
+/// this hub sends on, whose devices get it: `30:webpush,fcm`.
+pub fn push_address(
+    unless_seen_within: Option<std::time::Duration>,
+    carriers: &[Channel],
+) -> String {
+    let carriers: Vec<&str> = carriers.iter().map(|c| c.as_str()).collect();
+    format!(
+        "{}:{}",
+        unless_seen_within.map_or(0, |d| d.as_secs()),
+        carriers.join(",")
+    )
+}
+
+/// The wait a `push` delivery's address names (see [`push_address`]).
+pub fn push_wait(address: &str) -> std::time::Duration {
+    let secs = address.split(':').next().unwrap_or_default();
+    std::time::Duration::from_secs(secs.parse().unwrap_or(0))
+}
+
+/// The carriers a `push` delivery's address names (see [`push_address`]).
+pub fn push_carriers(address: &str) -> Vec<Channel> {
+    address
+        .split_once(':')
+        .map(|(_, carriers)| {
+            Channel::CARRIERS
+                .into_iter()
+                .filter(|c| carriers.split(',').any(|n| n == c.as_str()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `address` with its wait set to `wait`.
+pub fn push_held(address: &str, wait: std::time::Duration) -> String {
+    push_address(Some(wait), &push_carriers(address))
+}
+
+/// The outbound channels (email, WhatsApp, SMS, push) one recipient gets for an event, with the address
 /// for each: a channel is used only if the route names it, the user has the address and has
 /// not switched it off. The in-app record is always stored and is not listed here.
 pub fn channels_for(
@@ -427,6 +492,7 @@ mod tests {
             Route {
                 audiences: vec![Audience::Admins, Audience::Creator],
                 channels: vec![Channel::Websocket],
+                push_unless_seen: None,
             },
         );
         let r = recipients(
@@ -444,6 +510,8 @@ mod tests {
             display_name: String::new(),
             email: Some("c@example.test".into()),
             whatsapp_number: None,
+            phone_number: None,
+            phone_number_invalid_at: None,
             role: Role::Client,
             is_superuser: false,
             is_active: true,
@@ -470,6 +538,46 @@ mod tests {
             channels_for(&[Channel::Websocket], &e, &user, &prefs),
             vec![]
         );
+
+        // SMS goes to the phone number, not the WhatsApp one; a number the provider refused
+        // is no address until it is set again, and SMS has its own switch.
+        assert_eq!(
+            reach(Channel::Sms, &e, &user, &prefs),
+            Err(Unreached::NoAddress)
+        );
+        user.phone_number = Some("+15557654321".into());
+        assert_eq!(
+            reach(Channel::Sms, &e, &user, &prefs),
+            Ok("+15557654321".into())
+        );
+        user.phone_number_invalid_at = Some(chrono::Utc::now());
+        assert_eq!(
+            reach(Channel::Sms, &e, &user, &prefs),
+            Err(Unreached::InvalidAddress)
+        );
+        assert_eq!(Unreached::InvalidAddress.as_str(), "invalid_address");
+        assert!(Unreached::InvalidAddress
+            .explain(Channel::Sms)
+            .contains("refused the user's sms address"));
+        user.phone_number_invalid_at = None;
+        prefs.set("*", Channel::Sms, false);
+        assert_eq!(
+            reach(Channel::Sms, &e, &user, &prefs),
+            Err(Unreached::SwitchedOff)
+        );
+        assert_eq!(
+            channels_for(&[Channel::Sms, Channel::Whatsapp], &e, &user, &prefs),
+            vec![(Channel::Whatsapp, "+15551234567".into())]
+        );
+        prefs.set("ticket_opened", Channel::Sms, true);
+        assert_eq!(
+            channels_for(&[Channel::Sms], &e, &user, &prefs),
+            vec![(Channel::Sms, "+15557654321".into())]
+        );
+        assert_eq!("sms".parse::<Channel>(), Ok(Channel::Sms));
+        assert_eq!(Channel::stored("sms"), Some(Channel::Sms));
+        assert_eq!(Channel::Sms.queues(), &[Channel::Sms]);
+        assert!(Channel::OUTBOUND.contains(&Channel::Sms));
     }
 
     #[test]

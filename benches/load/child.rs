@@ -121,6 +121,7 @@ pub async fn serve_child(
         display_name: String::new(),
         email: None,
         whatsapp_number: None,
+        phone_number: None,
         role,
         is_superuser: false,
         password_hash: HASH.into(),

@@ -92,14 +92,16 @@ fn fields(kind: RestBody) -> &'static [&'static str] {
             "email",
             "display_name",
             "whatsapp_number",
+            "phone_number",
         ],
-        RestBody::Profile => &["display_name", "email", "whatsapp_number"],
+        RestBody::Profile => &["display_name", "email", "whatsapp_number", "phone_number"],
         RestBody::UserChanges => &[
             "role",
             "is_active",
             "display_name",
             "email",
             "whatsapp_number",
+            "phone_number",
         ],
         RestBody::TicketCreate => &["project", "title", "description", "priority", "category"],
         // Any object: each action reads its own members.

@@ -213,6 +213,7 @@ pub async fn create(
                     display_name: name.to_owned(),
                     email: None,
                     whatsapp_number: None,
+                    phone_number: None,
                     role: Role::Client,
                     is_superuser: false,
                     // A password nobody is told.

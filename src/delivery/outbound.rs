@@ -149,7 +149,9 @@ pub fn client_with(
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("tickethub/", env!("CARGO_PKG_VERSION")));
     match resolver {
-        Some(resolver) => builder.dns_resolver(Arc::new(resolver)).build(),
+        // No proxy from the environment either: a proxy would resolve the destination itself,
+        // past the check.
+        Some(resolver) => builder.no_proxy().dns_resolver(Arc::new(resolver)).build(),
         None => builder.build(),
     }
 }
@@ -211,6 +213,15 @@ pub async fn answer_text(response: reqwest::Response) -> String {
         Ok(body) => String::from_utf8_lossy(&body).into_owned(),
         Err(e) => format!("({e})"),
     }
+}
+
+/// A response header's value, if it is there and is text.
+pub fn header(response: &reqwest::Response, name: reqwest::header::HeaderName) -> Option<String> {
+    response
+        .headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
 }
 
 #[cfg(test)]

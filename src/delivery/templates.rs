@@ -1,7 +1,7 @@
-//! Message templates (minijinja): a subject, a text body, an HTML body and a WhatsApp text per
-//! notification type, with defaults that read like the seeds' messages. A folder of files
-//! overrides any of them: `<type>.subject.txt`, `<type>.txt`, `<type>.html`,
-//! `<type>.whatsapp.txt`, or `default.*` for every type.
+//! Message templates (minijinja): a subject, a text body, an HTML body, a WhatsApp text and an
+//! SMS text per notification type, with defaults that read like the seeds' messages. A folder
+//! of files overrides any of them: `<type>.subject.txt`, `<type>.txt`, `<type>.html`,
+//! `<type>.whatsapp.txt`, `<type>.sms.txt`, or `default.*` for every type.
 
 use std::path::Path;
 
@@ -10,7 +10,7 @@ use tickethub_actors::ports::DeliveryJob;
 
 use crate::config::ConfigError;
 
-const DEFAULTS: [(&str, &str); 4] = [
+const DEFAULTS: [(&str, &str); 5] = [
     (
         "default.subject.txt",
         include_str!("../../templates/default.subject.txt"),
@@ -20,6 +20,10 @@ const DEFAULTS: [(&str, &str); 4] = [
     (
         "default.whatsapp.txt",
         include_str!("../../templates/default.whatsapp.txt"),
+    ),
+    (
+        "default.sms.txt",
+        include_str!("../../templates/default.sms.txt"),
     ),
 ];
 
@@ -34,6 +38,8 @@ pub enum Part {
     Html,
     /// A WhatsApp text message.
     Whatsapp,
+    /// An SMS text.
+    Sms,
 }
 
 impl Part {
@@ -43,6 +49,7 @@ impl Part {
             Part::Text => "txt",
             Part::Html => "html",
             Part::Whatsapp => "whatsapp.txt",
+            Part::Sms => "sms.txt",
         }
     }
 }

@@ -121,11 +121,7 @@ impl Transport for WebhookTransport {
             .await
             .map_err(request_error)?;
         let status = response.status();
-        let retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
+        let retry_after = outbound::header(&response, reqwest::header::RETRY_AFTER);
         let text = outbound::answer_text(response).await;
         classify(status, retry_after.as_deref(), &text)?;
         Ok(Some(id))

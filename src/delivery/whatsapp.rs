@@ -115,11 +115,7 @@ impl Transport for WhatsappTransport {
             .await
             .map_err(network_error)?;
         let status = response.status();
-        let retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
+        let retry_after = super::outbound::header(&response, reqwest::header::RETRY_AFTER);
         let text = super::outbound::answer_text(response).await;
         classify(status, retry_after.as_deref(), &text)?;
         let id = serde_json::from_str::<Value>(&text)

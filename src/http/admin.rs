@@ -37,6 +37,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(actors))
         .routes(routes!(trace))
         .routes(routes!(escalations))
+        .merge(super::analytics::router())
 }
 
 #[derive(Deserialize, Default, utoipa::IntoParams)]
@@ -448,6 +449,7 @@ async fn actors(
                 "sent": s.sent,
                 "failed": s.failed,
                 "retried": s.retried,
+                "suppressed": s.suppressed,
                 "wakes": s.wakes,
                 "restarts": restarts.get(&channel).copied().unwrap_or(0),
             }),

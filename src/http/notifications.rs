@@ -24,7 +24,7 @@ use utoipa_axum::routes;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{Caller, Json, Query, RawBody};
 use super::idempotency::IdempotencyKey;
-use super::openapi::{ChannelName, NotificationFilters, PageQuery};
+use super::openapi::{DeliveryChannelName, NotificationFilters, PageQuery};
 use super::{paginated, parse_bool, parse_id, timestamp, Page, PageParams};
 use crate::state::AppState;
 use crate::wire::{self, SendIn};
@@ -63,13 +63,15 @@ pub struct Delivery {
     /// The delivery's id.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<i64>,
-    /// The channel.
-    #[schema(value_type = ChannelName)]
+    /// The channel; a push's carrier.
+    #[schema(value_type = DeliveryChannelName)]
     pub channel: &'static str,
-    /// The address it goes to: an email address, a phone number or (for admins) a webhook URL.
+    /// The address it goes to: an email address, a phone number, (for admins) a webhook URL,
+    /// or a push device's id.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub address: Option<String>,
-    /// `STORED` (in-app), `QUEUED`, `SENDING`, `SENT` or `FAILED`.
+    /// `STORED` (in-app), `QUEUED`, `SENDING`, `SENT`, `FAILED`, or `SUPPRESSED` (a push held
+    /// back until the notification proved unseen, and it was seen).
     #[schema(examples("SENT"))]
     pub status: String,
     /// Attempts made.
@@ -101,7 +103,7 @@ pub struct Deliveries {
 /// Which outbound channels a user gets notifications on.
 #[derive(Serialize, ToSchema)]
 pub struct Preferences {
-    /// Per channel (`email`, `whatsapp`), for every type.
+    /// Per channel (`email`, `whatsapp`, `sms`, `push`), for every type.
     pub channels: BTreeMap<String, bool>,
     /// Per type, per channel; these win over `channels`.
     pub types: BTreeMap<String, BTreeMap<String, bool>>,
@@ -591,7 +593,12 @@ async fn deliveries(
 const MAX_PREFERENCE_TYPES: usize = 64;
 
 /// The channels a user can switch; the in-app record is always stored.
-const SWITCHABLE: [Channel; 2] = [Channel::Email, Channel::Whatsapp];
+const SWITCHABLE: [Channel; 4] = [
+    Channel::Email,
+    Channel::Whatsapp,
+    Channel::Sms,
+    Channel::Push,
+];
 
 /// The caller's channel preferences.
 #[utoipa::path(
@@ -647,7 +654,7 @@ async fn preferences_json(state: &AppState, user: UserId) -> Result<Preferences,
 #[serde(deny_unknown_fields)]
 #[schema(as = PreferencesUpdate, examples(json!({"channels": {"whatsapp": false}, "types": {"ticket_created": {"email": false}}})))]
 pub(crate) struct PreferencesIn {
-    /// Per channel (`email`, `whatsapp`), for every type.
+    /// Per channel (`email`, `whatsapp`, `sms`, `push`), for every type.
     #[serde(default)]
     #[schema(value_type = std::collections::BTreeMap<String, bool>)]
     pub(crate) channels: Map<String, Value>,
@@ -668,7 +675,7 @@ pub(crate) fn switchable(name: &str) -> Result<Channel, ApiError> {
         .find(|c| c.as_str() == name)
         .ok_or_else(|| {
             ApiError::bad_request(format!(
-                "`{name}` is not a channel you can switch (email, whatsapp); in-app notifications are always stored."
+                "`{name}` is not a channel you can switch (email, whatsapp, sms, push); in-app notifications are always stored."
             ))
         })
 }
@@ -759,10 +766,11 @@ async fn put_preferences(
     request_body = SendIn,
     responses(
         (status = 201, description = "Sent.", body = SendResult),
-        (status = 400, description = "The recipients or a field are invalid.", body = ErrorBody),
+        (status = 202, description = "Scheduled (`send_at` or `delay`): the stored send, fired when due; its recipients are resolved then.", body = super::scheduled::ScheduledJson),
+        (status = 400, description = "The recipients or a field are invalid, or `send_at`/`delay` is in the past or too far ahead.", body = ErrorBody),
         (status = 401, description = "No valid access token.", body = ErrorBody),
         (status = 403, description = "The caller is not an admin (or the API key has no `notifications:send`).", body = ErrorBody),
-        (status = 409, description = "A request with this `Idempotency-Key` is in progress.", body = ErrorBody),
+        (status = 409, description = "A request with this `Idempotency-Key` is in progress, or the caller has as many sends scheduled as allowed.", body = ErrorBody),
         (status = 422, description = "This `Idempotency-Key` was used with another request.", body = ErrorBody),
     ),
     security(("bearer" = []), ("api_key" = []))
@@ -778,8 +786,15 @@ async fn send(
         return Err(ApiError::forbidden("Only admins can send notifications."));
     }
     let body: SendIn = Json::parse(&headers, bytes.clone()).await?;
+    let due = body
+        .due(chrono::Utc::now(), state.schedule.max_ahead)
+        .map_err(ApiError::bad_request)?;
     let mut announcement = body.into_announcement().map_err(ApiError::bad_request)?;
     announcement.sent_by = Some(caller.0.id);
+    if let Some(send_at) = due {
+        return super::scheduled::schedule(&state, &caller, key, &bytes, announcement, send_at)
+            .await;
+    }
     let answer = |count: i64| {
         serde_json::to_value(SendResult {
             success: true,

@@ -51,6 +51,7 @@ same inbox.";
         (name = "projects", description = "Projects and their members."),
         (name = "tickets", description = "Tickets, their comments and their lifecycle actions."),
         (name = "notifications", description = "The caller's inbox, deliveries, preferences and admins' sends."),
+        (name = "devices", description = "The caller's push devices, and the Web Push key."),
         (name = "ops", description = "Liveness, readiness and metrics."),
         (name = "admin", description = "Operators: why a user was or was not notified, and pending escalations."),
     )
@@ -422,7 +423,8 @@ impl Modify for Aliases {
 }
 
 pub use crate::wire::{
-    CategoryName, ChannelName, PriorityName, RoleName, TicketOrderingName, TicketStatusName,
+    CategoryName, ChannelName, DeliveryChannelName, PriorityName, RoleName, TicketOrderingName,
+    TicketStatusName,
 };
 
 /// `page` and `page_size`, Django REST Framework style.

@@ -72,6 +72,13 @@ const ASSETS: &[Asset] = &[
         content_type: JS,
         body: include_str!("../../web/admin.js"),
     },
+    // The service worker shows Web Push messages. Its scope is its own directory, so it is
+    // served from the root to cover `/`; `script-src 'self'` (the workers' fallback) allows it.
+    Asset {
+        path: "/sw.js",
+        content_type: JS,
+        body: include_str!("../../web/sw.js"),
+    },
     Asset {
         path: "/assets/icon.svg",
         content_type: SVG,

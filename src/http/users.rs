@@ -94,6 +94,13 @@ pub struct UserOut {
     /// The WhatsApp number, in international format.
     #[schema(required = true)]
     whatsapp_number: Option<String>,
+    /// The phone number SMS go to, in international format.
+    #[schema(required = true)]
+    phone_number: Option<String>,
+    /// When the SMS provider refused `phone_number` for good (not a valid mobile number, or
+    /// unsubscribed with STOP): no SMS goes to it until a number is set again.
+    #[schema(required = true, format = DateTime)]
+    phone_number_invalid_at: Option<String>,
     /// The role.
     #[schema(value_type = RoleName)]
     role: &'static str,
@@ -114,6 +121,8 @@ impl From<&User> for UserOut {
             display_name: u.name().to_owned(),
             email: u.email.clone(),
             whatsapp_number: u.whatsapp_number.clone(),
+            phone_number: u.phone_number.clone(),
+            phone_number_invalid_at: u.phone_number_invalid_at.map(super::timestamp),
             role: u.role.as_str(),
             is_superuser: u.is_superuser,
             is_active: u.is_active,
@@ -320,6 +329,9 @@ pub(crate) struct RegisterIn {
     /// A WhatsApp number in international format, e.g. `+15551234567`.
     #[serde(default)]
     pub(crate) whatsapp_number: Option<String>,
+    /// A phone number for SMS in international format, e.g. `+15551234567`.
+    #[serde(default)]
+    pub(crate) phone_number: Option<String>,
 }
 
 /// Whether anyone may sign up here, for a login page that offers sign-up only then.
@@ -399,11 +411,20 @@ async fn register(
             ));
         }
     }
+    let phone_number = body.phone_number.filter(|n| !n.trim().is_empty());
+    if let Some(n) = &phone_number {
+        if !is_plausible_phone(n) {
+            return Err(ApiError::bad_request(
+                "phone_number: Enter a number in international format, e.g. +15551234567.",
+            ));
+        }
+    }
     let new = NewUser {
         display_name: body.display_name.unwrap_or_default().trim().to_owned(),
         username,
         email,
         whatsapp_number,
+        phone_number,
         role: Role::Client,
         is_superuser: false,
         password_hash: {
@@ -524,6 +545,11 @@ pub(crate) struct ProfileIn {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]
     pub(crate) whatsapp_number: Option<Option<String>>,
+    /// A phone number for SMS in international format; `null` clears it. Setting it (again)
+    /// clears `phone_number_invalid_at`.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub(crate) phone_number: Option<Option<String>>,
 }
 
 /// Tells a field that is absent (`None`) from one that is `null` (`Some(None)`).
@@ -554,7 +580,12 @@ async fn update_me(
     caller: Caller,
     Json(body): Json<ProfileIn>,
 ) -> Result<Json<UserOut>, ApiError> {
-    let changes = profile_changes(body.display_name, body.email, body.whatsapp_number)?;
+    let changes = profile_changes(
+        body.display_name,
+        body.email,
+        body.whatsapp_number,
+        body.phone_number,
+    )?;
     let user = state
         .store
         .update_profile(caller.0.id, changes)
@@ -568,6 +599,7 @@ pub(crate) fn profile_changes(
     display_name: Option<String>,
     email: Option<Option<String>>,
     whatsapp_number: Option<Option<String>>,
+    phone_number: Option<Option<String>>,
 ) -> Result<tickethub_actors::ports::ProfileChanges, ApiError> {
     let email = email.map(|e| e.filter(|e| !e.trim().is_empty()));
     if let Some(Some(e)) = &email {
@@ -583,6 +615,14 @@ pub(crate) fn profile_changes(
             ));
         }
     }
+    let phone_number = phone_number.map(|n| n.filter(|n| !n.trim().is_empty()));
+    if let Some(Some(n)) = &phone_number {
+        if !is_plausible_phone(n) {
+            return Err(ApiError::bad_request(
+                "phone_number: Enter a number in international format, e.g. +15551234567.",
+            ));
+        }
+    }
     if let Some(name) = &display_name {
         check_display_name(name)?;
     }
@@ -590,6 +630,7 @@ pub(crate) fn profile_changes(
         display_name: display_name.map(|n| n.trim().to_owned()),
         email,
         whatsapp_number,
+        phone_number,
         ..Default::default()
     })
 }
@@ -650,6 +691,11 @@ pub(crate) struct UserChangesIn {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]
     pub(crate) whatsapp_number: Option<Option<String>>,
+    /// A phone number for SMS in international format; `null` clears it. Setting it (again)
+    /// clears `phone_number_invalid_at`.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub(crate) phone_number: Option<Option<String>>,
 }
 
 /// Changes a user (admins): role, active flag, name and addresses.
@@ -691,7 +737,12 @@ async fn update_user(
             "An admin cannot deactivate or demote themselves.",
         ));
     }
-    let mut changes = profile_changes(body.display_name, body.email, body.whatsapp_number)?;
+    let mut changes = profile_changes(
+        body.display_name,
+        body.email,
+        body.whatsapp_number,
+        body.phone_number,
+    )?;
     changes.role = role;
     changes.is_active = body.is_active;
     let user = state

@@ -79,6 +79,7 @@ pub(crate) struct EscalationDbRow {
     unless_seen: String,
     channels: String,
     also: String,
+    push_wait: Option<i64>,
     due_at: DateTime<Utc>,
     status: String,
     claimed_by: Option<String>,
@@ -88,7 +89,7 @@ pub(crate) struct EscalationDbRow {
 }
 
 pub(crate) const ESCALATION_COLUMNS: &str = "id, notification_id, user_id, ticket_id, cause_status, \
-     policy, step, unless_seen, channels, also, due_at, status, claimed_by, detail, created_at, updated_at";
+     policy, step, unless_seen, channels, also, push_wait, due_at, status, claimed_by, detail, created_at, updated_at";
 
 impl EscalationDbRow {
     pub(crate) fn into_row(self) -> Result<EscalationRow, StoreError> {
@@ -104,6 +105,9 @@ impl EscalationDbRow {
                 unless: self.unless_seen.parse::<Unless>().map_err(corrupt)?,
                 channels: parse_names::<Channel>(&self.channels)?,
                 also: parse_names::<Audience>(&self.also)?,
+                push_unless_seen: self
+                    .push_wait
+                    .map(|s| std::time::Duration::from_secs(s.max(0) as u64)),
             },
             due_at: self.due_at,
             status: self.status,
@@ -165,7 +169,7 @@ macro_rules! impl_history_store {
                 for chunk in steps.chunks(500) {
                     let mut q = sqlx::QueryBuilder::<$db>::new(
                         "INSERT INTO escalations (notification_id, user_id, seq, ticket_id, cause_status, policy, step, \
-                         unless_seen, channels, also, due_at, status, created_at, updated_at) ",
+                         unless_seen, channels, also, push_wait, due_at, status, created_at, updated_at) ",
                     );
                     q.push_values(chunk, |mut row, (id, user, seq, d, s)| {
                         let due = now + chrono::Duration::from_std(s.after).unwrap_or(chrono::Duration::MAX);
@@ -179,6 +183,7 @@ macro_rules! impl_history_store {
                             .push_bind(s.unless.as_str())
                             .push_bind($crate::store::history::names(&s.channels, |c| c.as_str()))
                             .push_bind($crate::store::history::names(&s.also, |a| a.as_str()))
+                            .push_bind(s.push_unless_seen.map(|w| w.as_secs() as i64))
                             .push_bind(due)
                             .push_bind("PENDING")
                             .push_bind(now)
@@ -424,7 +429,8 @@ macro_rules! impl_history_store {
                         .map(|(delivery_id, channel, address, attempt, outcome, error, node, at)| {
                             Ok(DeliveryAttempt {
                                 delivery_id,
-                                channel: channel.parse().map_err(|e: String| StoreError::Backend(e.into()))?,
+                                channel: tickethub_actors::routing::Channel::stored(&channel)
+                                .ok_or_else(|| StoreError::Backend(format!("unknown channel `{channel}`").into()))?,
                                 address,
                                 attempt,
                                 outcome,
@@ -596,6 +602,10 @@ macro_rules! impl_history_store {
                 let mut committed = Vec::new();
                 if let Finish::Fired { deliveries, drafts, .. } = finish {
                     for (channel, address) in &deliveries {
+                        if *channel == tickethub_actors::routing::Channel::Push {
+                            Self::insert_pushes(&mut tx, &[(notification_id, address.as_str())], now).await?;
+                            continue;
+                        }
                         sqlx::query(
                             "INSERT INTO deliveries (notification_id, channel, address, status, attempts, \
                              next_attempt_at, created_at, updated_at) VALUES ($1, $2, $3, 'QUEUED', 0, $4, $4, $4)",

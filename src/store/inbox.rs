@@ -13,9 +13,11 @@ macro_rules! impl_inbox_store {
             ) -> Result<Option<tickethub_actors::notification::Notification>, tickethub_actors::ports::StoreError>
             {
                 let read_at = read.then(chrono::Utc::now);
+                // Only a change is written: marking a read notification read again keeps
+                // when it was first read (what time-to-read figures are made of).
                 let done = sqlx::query(
                     "UPDATE notifications SET is_read = $1, read_at = $2 \
-                     WHERE id = $3 AND user_id = $4 AND deleted_at IS NULL",
+                     WHERE id = $3 AND user_id = $4 AND deleted_at IS NULL AND is_read <> $1",
                 )
                 .bind(read)
                 .bind(read_at)
@@ -24,24 +26,25 @@ macro_rules! impl_inbox_store {
                 .execute(self.writer())
                 .await
                 .map_err($crate::store::backend_error)?;
-                if done.rows_affected() == 0 {
-                    return Ok(None);
-                }
-                if read {
-                    Self::cancel_seen(self.writer(), user, false).await?;
+                if read && done.rows_affected() > 0 {
+                    metrics::counter!("tickethub_notifications_read_total").increment(1);
                 }
                 let sql = format!(
-                    "{} WHERE n.id = $1 AND n.user_id = $2",
+                    "{} WHERE n.id = $1 AND n.user_id = $2 AND n.deleted_at IS NULL",
                     $crate::store::notifications::NOTIFICATION_SELECT
                 );
-                sqlx::query_as::<_, $crate::store::notifications::NotificationRow>(&sql)
+                let found = sqlx::query_as::<_, $crate::store::notifications::NotificationRow>(&sql)
                     .bind(id)
                     .bind(user.0)
                     .fetch_optional(self.writer())
                     .await
                     .map_err($crate::store::backend_error)?
                     .map($crate::store::notifications::NotificationRow::into_notification)
-                    .transpose()
+                    .transpose()?;
+                if read && found.is_some() {
+                    Self::cancel_seen(self.writer(), user, false).await?;
+                }
+                Ok(found)
             }
 
             async fn mark_all_read(
@@ -74,6 +77,7 @@ macro_rules! impl_inbox_store {
                     .collect();
                 ids.sort_unstable();
                 if !ids.is_empty() {
+                    metrics::counter!("tickethub_notifications_read_total").increment(ids.len() as u64);
                     Self::cancel_seen(self.writer(), user, false).await?;
                 }
                 Ok(ids)

@@ -104,10 +104,9 @@ impl DeliveryRow {
         Ok(tickethub_actors::ports::Delivery {
             id: self.id,
             notification_id: self.notification_id,
-            channel: self
-                .channel
-                .parse()
-                .map_err(|e: String| StoreError::Backend(e.into()))?,
+            channel: tickethub_actors::routing::Channel::stored(&self.channel).ok_or_else(
+                || StoreError::Backend(format!("unknown channel `{}`", self.channel).into()),
+            )?,
             address: self.address,
             status: self.status,
             attempts: self.attempts,
@@ -502,9 +501,23 @@ macro_rules! impl_notification_store {
                         let id = ids[&d.recipient.0];
                         d.deliveries
                             .iter()
+                            .filter(|(c, _)| *c != tickethub_actors::routing::Channel::Push)
                             .map(move |(c, a)| (id, c, a, $crate::store::notifications::recipients_json(d, *c)))
                     })
                     .collect();
+                let pushes: Vec<(i64, &str)> = drafts
+                    .iter()
+                    .flat_map(|d| {
+                        let id = ids[&d.recipient.0];
+                        d.deliveries
+                            .iter()
+                            .filter(|(c, _)| *c == tickethub_actors::routing::Channel::Push)
+                            .map(move |(_, a)| (id, a.as_str()))
+                    })
+                    .collect();
+                if !pushes.is_empty() {
+                    Self::insert_pushes(tx, &pushes, now).await?;
+                }
                 for chunk in deliveries.chunks(CHUNK) {
                     let mut insert = sqlx::QueryBuilder::<$db>::new(
                         "INSERT INTO deliveries (notification_id, channel, address, recipients, status, attempts, \
@@ -592,6 +605,10 @@ macro_rules! impl_notification_store {
                     .await
                     .map_err($crate::store::backend_error)?;
                     for (channel, address) in &d.deliveries {
+                        if *channel == tickethub_actors::routing::Channel::Push {
+                            Self::insert_pushes(tx, &[(id, address.as_str())], now).await?;
+                            continue;
+                        }
                         sqlx::query(
                             "INSERT INTO deliveries (notification_id, channel, address, recipients, status, attempts, \
                              next_attempt_at, created_at, updated_at) VALUES ($1, $2, $3, $5, 'QUEUED', 0, $4, $4, $4)",

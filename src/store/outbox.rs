@@ -62,7 +62,8 @@ macro_rules! impl_outbox_store {
                 let mut q = sqlx::QueryBuilder::<$db>::new(
                     "SELECT d.id, d.notification_id, d.channel, d.address, d.status, d.attempts, d.last_error, \
                      d.sent_at, COALESCE(NULLIF(u.display_name, ''), u.username) AS recipient_name, \
-                     d.recipients, u.username, u.display_name \
+                     d.recipients, u.username, u.display_name, \
+                     (d.unless_seen AND (n.is_read OR u.acked_seq >= n.seq OR n.deleted_at IS NOT NULL)) AS seen \
                      FROM deliveries d JOIN notifications n ON n.id = d.notification_id \
                      JOIN users u ON u.id = n.user_id WHERE d.id IN (",
                 );
@@ -72,7 +73,7 @@ macro_rules! impl_outbox_store {
                 }
                 q.push(") ORDER BY d.id");
                 #[allow(clippy::type_complexity)]
-                let rows: Vec<(i64, i64, String, String, String, i64, Option<String>, Option<chrono::DateTime<chrono::Utc>>, String, Option<String>, String, String)> = q
+                let rows: Vec<(i64, i64, String, String, String, i64, Option<String>, Option<chrono::DateTime<chrono::Utc>>, String, Option<String>, String, String, bool)> = q
                     .build_query_as()
                     .fetch_all(self.writer())
                     .await
@@ -92,8 +93,14 @@ macro_rules! impl_outbox_store {
                     .into_iter()
                     .map(|r| r.into_notification().map(|n| (n.id, n)))
                     .collect::<Result<_, _>>()?;
+                let devices = if tickethub_actors::routing::Channel::CARRIERS.contains(&channel) {
+                    let ids: Vec<i64> = rows.iter().filter_map(|r| r.3.parse().ok()).collect();
+                    self.devices_by_id(&ids).await?
+                } else {
+                    std::collections::HashMap::new()
+                };
                 rows.into_iter()
-                    .map(|(id, notification_id, channel, address, _, attempts, _, _, recipient_name, recipients, username, display_name)| {
+                    .map(|(id, notification_id, channel, address, _, attempts, _, _, recipient_name, recipients, username, display_name, seen)| {
                         let notification = notifications
                             .get(&notification_id)
                             .cloned()
@@ -108,12 +115,15 @@ macro_rules! impl_outbox_store {
                         };
                         Ok(tickethub_actors::ports::DeliveryJob {
                             id,
-                            channel: channel.parse().map_err(|e: String| StoreError::Backend(e.into()))?,
-                            address,
+                            channel: tickethub_actors::routing::Channel::stored(&channel)
+                                .ok_or_else(|| StoreError::Backend(format!("unknown channel `{channel}`").into()))?,
                             attempts,
+                            device: address.parse().ok().and_then(|d: i64| devices.get(&d).cloned()),
+                            address,
                             notification,
                             recipient_name,
                             recipients,
+                            seen,
                         })
                     })
                     .collect()
@@ -209,6 +219,29 @@ macro_rules! impl_outbox_store {
                 .await
                 .map_err($crate::store::backend_error)?;
                 Self::settle_attempt(tx, done.rows_affected(), id, attempts, "retry", Some(error), node, now).await
+            }
+
+            async fn delivery_suppressed(
+                &self,
+                id: i64,
+                node: &str,
+                why: &str,
+            ) -> Result<bool, tickethub_actors::ports::StoreError> {
+                let now = chrono::Utc::now();
+                let mut tx = self.writer().begin().await.map_err($crate::store::backend_error)?;
+                let done = sqlx::query(
+                    "UPDATE deliveries SET status = 'SUPPRESSED', last_error = $2, \
+                     claimed_until = NULL, claimed_by = NULL, updated_at = $3 \
+                     WHERE id = $1 AND status = 'SENDING' AND claimed_by = $4",
+                )
+                .bind(id)
+                .bind(why)
+                .bind(now)
+                .bind(node)
+                .execute(&mut *tx)
+                .await
+                .map_err($crate::store::backend_error)?;
+                Self::settle_attempt(tx, done.rows_affected(), id, 0, "suppressed", Some(why), node, now).await
             }
 
             async fn delivery_release(&self, ids: &[i64]) -> Result<(), tickethub_actors::ports::StoreError> {
@@ -322,9 +355,11 @@ macro_rules! impl_outbox_store {
                 for chunk in ids.chunks(1000) {
                     let mut q = sqlx::QueryBuilder::<$db>::new(
                         "SELECT notification_id, COUNT(*), \
-                         SUM(CASE WHEN status = 'SENT' THEN 1 ELSE 0 END), \
+                         SUM(CASE WHEN status IN ('SENT', 'SUPPRESSED') THEN 1 ELSE 0 END), \
                          SUM(CASE WHEN status = 'FAILED' THEN 1 ELSE 0 END), MIN(sent_at) \
                          FROM deliveries WHERE channel <> 'webhook' AND notification_id IN (",
+                        // A push held back and then suppressed was not needed: the
+                        // notification was seen in the app.
                     );
                     let mut sep = q.separated(", ");
                     for id in chunk {

@@ -3,7 +3,9 @@
 //!
 //! Every batch is one short statement that finds at most `limit` rows through an index and
 //! deletes them (their deliveries, attempts and escalation steps go with a notification, by
-//! the foreign keys' `ON DELETE CASCADE`), so that commits never wait long behind it.
+//! the foreign keys' `ON DELETE CASCADE`), so that commits never wait long behind it. A batch
+//! of notifications, outbox rows or escalation steps is one short transaction instead: its rows
+//! are found, folded into the analytics rollups (`crate::store::analytics`), and deleted.
 //! Append-only history tables are walked from their oldest id: the bound `first id young
 //! enough to keep` is found by reading the old rows only, never the whole table.
 
@@ -51,7 +53,7 @@ pub(crate) fn rows_of(
             "deliveries",
             "id",
             format!(
-                "{} AND status IN ('SENT', 'FAILED') AND updated_at < $1",
+                "{} AND status IN ('SENT', 'FAILED', 'SUPPRESSED') AND updated_at < $1",
                 bound("deliveries", "created_at")
             ),
         ),
@@ -185,6 +187,47 @@ macro_rules! impl_retention_store {
                     }
                     None => (rows, String::new()),
                 };
+                if let Some(fold) = $crate::store::analytics::fold_of(what) {
+                    // Rows analytics counts are folded into its rollups in the transaction
+                    // that deletes them: each is counted live or rolled up, never both, and
+                    // never lost.
+                    let select = format!(
+                        "SELECT {key} FROM {table} WHERE {rows}{order} LIMIT ${} {}",
+                        if takes_false { 3 } else { 2 },
+                        $lock
+                    );
+                    let mut tx = self
+                        .writer()
+                        .begin()
+                        .await
+                        .map_err($crate::store::backend_error)?;
+                    let mut q = sqlx::query_as::<_, (i64,)>(&select).bind(cutoff);
+                    if takes_false {
+                        q = q.bind(false);
+                    }
+                    let ids: Vec<i64> = q
+                        .bind(limit)
+                        .fetch_all(&mut *tx)
+                        .await
+                        .map_err($crate::store::backend_error)?
+                        .into_iter()
+                        .map(|(id,)| id)
+                        .collect();
+                    if ids.is_empty() {
+                        return Ok(0);
+                    }
+                    Self::fold_into_rollups(&mut tx, fold, &ids).await?;
+                    let mut delete =
+                        sqlx::QueryBuilder::<$db>::new(format!("DELETE FROM {table} WHERE {key}"));
+                    <$db as $crate::store::IdSet>::push_in(&mut delete, ids);
+                    let done = delete
+                        .build()
+                        .execute(&mut *tx)
+                        .await
+                        .map_err($crate::store::backend_error)?;
+                    tx.commit().await.map_err($crate::store::backend_error)?;
+                    return Ok(done.rows_affected());
+                }
                 let sql = format!(
                     "DELETE FROM {table} WHERE {key} IN \
                      (SELECT {key} FROM {table} WHERE {rows}{order} LIMIT ${} {})",

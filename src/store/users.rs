@@ -11,8 +11,8 @@ macro_rules! impl_user_store {
             ) -> Result<tickethub_actors::domain::User, tickethub_actors::ports::StoreError> {
                 let sql = format!(
                     "INSERT INTO users (username, display_name, email, whatsapp_number, role, \
-                     is_superuser, is_active, password_hash, created_at, username_key) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {}",
+                     is_superuser, is_active, password_hash, created_at, username_key, phone_number) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING {}",
                     $crate::store::USER_COLUMNS
                 );
                 sqlx::query_as::<_, $crate::store::UserRow>(&sql)
@@ -26,6 +26,7 @@ macro_rules! impl_user_store {
                     .bind(&u.password_hash)
                     .bind(chrono::Utc::now())
                     .bind($crate::store::username_key(&u.username))
+                    .bind(&u.phone_number)
                     .fetch_one(self.writer())
                     .await
                     .map_err($crate::store::backend_error)?
@@ -244,6 +245,12 @@ macro_rules! impl_user_store {
                 if let Some(number) = &changes.whatsapp_number {
                     q.push(", whatsapp_number = ").push_bind(number.clone());
                 }
+                if let Some(number) = &changes.phone_number {
+                    // A number set (again) is tried again, even one the provider refused.
+                    q.push(", phone_number = ")
+                        .push_bind(number.clone())
+                        .push(", phone_number_invalid_at = NULL");
+                }
                 if let Some(role) = changes.role {
                     q.push(", role = ").push_bind(role.as_str());
                 }
@@ -333,6 +340,17 @@ macro_rules! impl_user_store {
                 .execute(&mut *tx)
                 .await
                 .map_err($crate::store::backend_error)?;
+                // Their inbox leaves the delivery analytics' figures as it was: its counts
+                // (nothing that names them) are folded into the rollups before it goes.
+                let inbox: Vec<(i64,)> = sqlx::query_as("SELECT id FROM notifications WHERE user_id = $1")
+                    .bind(user.0)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err($crate::store::backend_error)?;
+                let inbox: Vec<i64> = inbox.into_iter().map(|(id,)| id).collect();
+                for chunk in inbox.chunks(1000) {
+                    Self::fold_into_rollups(&mut tx, $crate::store::analytics::Fold::Notifications, chunk).await?;
+                }
                 for table in [
                     "notifications",
                     "preferences",
@@ -340,6 +358,7 @@ macro_rules! impl_user_store {
                     "identity_links",
                     "stream_events",
                     "project_members",
+                    "devices",
                 ] {
                     sqlx::query(&format!("DELETE FROM {table} WHERE user_id = $1"))
                         .bind(user.0)
@@ -350,7 +369,8 @@ macro_rules! impl_user_store {
                 let key = format!("erased-{}", user.0);
                 let row = sqlx::query_as::<_, $crate::store::UserRow>(&format!(
                     "UPDATE users SET username = $1, username_key = $1, display_name = $2, \
-                     email = NULL, whatsapp_number = NULL, password_hash = '!', \
+                     email = NULL, whatsapp_number = NULL, phone_number = NULL, \
+                     phone_number_invalid_at = NULL, password_hash = '!', \
                      is_active = $3, is_superuser = $3, token_version = token_version + 1, \
                      erased_at = $4 WHERE id = $5 RETURNING {}",
                     $crate::store::USER_COLUMNS
@@ -419,6 +439,43 @@ macro_rules! impl_user_store {
                     );
                 }
                 Ok(out)
+            }
+
+            async fn phone_number_invalid(
+                &self,
+                user: tickethub_actors::domain::UserId,
+                number: &str,
+                why: &str,
+                at: chrono::DateTime<chrono::Utc>,
+            ) -> Result<bool, tickethub_actors::ports::StoreError> {
+                let mut tx = self.writer().begin().await.map_err($crate::store::backend_error)?;
+                // Only the number refused: one the user set meanwhile is tried as usual.
+                let marked = sqlx::query(
+                    "UPDATE users SET phone_number_invalid_at = $1 \
+                     WHERE id = $2 AND phone_number = $3 AND phone_number_invalid_at IS NULL",
+                )
+                .bind(at)
+                .bind(user.0)
+                .bind(number)
+                .execute(&mut *tx)
+                .await
+                .map_err($crate::store::backend_error)?
+                .rows_affected()
+                    == 1;
+                sqlx::query(
+                    "UPDATE deliveries SET status = 'FAILED', last_error = $1, updated_at = $2 \
+                     WHERE channel = 'sms' AND address = $3 AND status = 'QUEUED' \
+                     AND notification_id IN (SELECT id FROM notifications WHERE user_id = $4)",
+                )
+                .bind(why)
+                .bind(at)
+                .bind(number)
+                .bind(user.0)
+                .execute(&mut *tx)
+                .await
+                .map_err($crate::store::backend_error)?;
+                tx.commit().await.map_err($crate::store::backend_error)?;
+                Ok(marked)
             }
         }
     };

@@ -61,6 +61,13 @@ await new Run('operator').main(async (run) => {
   for (const dir of ['users', 'tickets', 'delivery']) {
     run.check(await op.locator(`[data-testid="node"][data-name="${dir}"]`).isVisible(), `the ${dir} branch is shown`);
   }
+  // An embedded hub sends Web Push with a key of its own: its carrier is a channel like email.
+  const webpush = op.locator('[data-testid="actor-row"][data-name="channel:webpush"]');
+  await webpush.waitFor();
+  run.check((await webpush.locator('[data-testid="actor-circuit"]').textContent()).includes('closed'),
+    'the Web Push channel is listed with its circuit');
+  run.check((await webpush.locator('[data-testid="actor-suppressed"]').textContent()) === '0',
+    'and its count of pushes suppressed because the notification was seen');
   const loadedAt = await op.evaluate(() => window.__loadedAt);
 
   run.log('the client and the admin connect on the demo page; the tree follows without a reload');

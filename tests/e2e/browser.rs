@@ -1,7 +1,10 @@
 //! The pages the hub serves, in a real headless Chromium: `tests/browser/demo.mjs` drives the
 //! demo client at `/`, `tests/browser/operator.mjs` the operator page at `/admin/`, and
-//! `tests/browser/escalations.mjs` its escalation steps and trace, and `tests/browser/docs.mjs`
-//! the API reference at `/api/docs/` with every request to another host refused.
+//! `tests/browser/escalations.mjs` its escalation steps and trace, `tests/browser/analytics.mjs`
+//! its delivery analytics, `tests/browser/push.mjs` the
+//! demo client's browser notifications and the service worker `/sw.js`, and
+//! `tests/browser/docs.mjs` the API reference at `/api/docs/` with every request to another host
+//! refused.
 //!
 //! They need `node`, `/usr/bin/chromium` and `node_modules/playwright-core`: the packages are
 //! installed (`npm ci`) when missing, and without node or Chromium the tests fail with the
@@ -313,6 +316,133 @@ async fn operator_page_lists_escalation_steps_and_explains_who_was_left_out() {
     assert_eq!(pending["count"], 1, "{pending}");
 }
 
+/// A browser's push subscription as `PushSubscription.toJSON()` gives it, with real-format
+/// keys (a fresh P-256 public key and a 16-byte secret) and an endpoint on loopback, which the
+/// hub takes with `push_allow_private`.
+fn fake_subscription() -> serde_json::Value {
+    use base64::Engine as _;
+    use p256::elliptic_curve::sec1::ToEncodedPoint as _;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let secret = loop {
+        let mut bytes = [0u8; 32];
+        rand::fill(&mut bytes);
+        if let Ok(key) = p256::SecretKey::from_slice(&bytes) {
+            break key;
+        }
+    };
+    let mut auth = [0u8; 16];
+    rand::fill(&mut auth);
+    serde_json::json!({
+        "endpoint": "http://127.0.0.1:9/push/browser-test",
+        "expirationTime": null,
+        "keys": {
+            "p256dh": b64.encode(secret.public_key().to_encoded_point(false).as_bytes()),
+            "auth": b64.encode(auth),
+        },
+    })
+}
+
+/// Browser notifications on the demo page: turning them on registers the browser's push
+/// subscription as a device, the service worker at `/sw.js` shows a push as a notification
+/// and opens its link on a click, and turning them off removes the device.
+async fn demo_page_turns_browser_notifications_on_and_off() {
+    require_browser();
+    let hub = TestHub::start_with(&Backend::Sqlite, |c| c.push_allow_private = true).await;
+    let res = hub.http.get(hub.url("/sw.js")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let header = |name: &str| {
+        res.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(header("content-type").starts_with("text/javascript"));
+    assert!(header("content-security-policy").contains("script-src 'self'"));
+    let client = hub.user("carl", Role::Client).await;
+    run_script(
+        "push.mjs",
+        &hub,
+        &[
+            credentials("client", &client.username),
+            format!("subscription={}", fake_subscription()),
+        ],
+    )
+    .await;
+    let devices = hub.get_as(&client, "/api/devices/", 200).await;
+    assert_eq!(devices, serde_json::json!([]), "turned off: no device left");
+}
+
+/// The operator page's delivery analytics: a hub given six `outage` notifications with an email
+/// each (Carl's mails sent, Cora's refused by the mail server), two of Carl's read one and five
+/// minutes after their commit, and one in-app `deploy`; all of it moved to the start of this
+/// hour. `tests/browser/analytics.mjs` checks the table and the charts, the filters, a refused
+/// range, and axe.
+async fn operator_page_charts_delivery_analytics() {
+    require_browser();
+    let smtp = crate::fakes::Smtp::start().await;
+    let url = smtp.url();
+    let hub = TestHub::start_with(&Backend::Sqlite, |c| {
+        crate::delivery::quick(c);
+        c.smtp_url = Some(url);
+    })
+    .await;
+    let admin = hub.user_with("ada", Role::Admin, true).await;
+    let carl = hub.user("carl", Role::Client).await;
+    let cora = hub.user("cora", Role::Client).await;
+    hub.store
+        .update_profile(
+            cora.id,
+            tickethub_actors::ports::ProfileChanges {
+                email: Some(Some("cora@invalid.test".into())),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    for i in 1..=3 {
+        hub.send(
+            &admin,
+            &[&carl, &cora],
+            serde_json::json!({"notification_type": "outage", "title": format!("Outage {i}"), "channels": ["email"]}),
+        )
+        .await;
+    }
+    hub.send(
+        &admin,
+        &[&carl],
+        serde_json::json!({"notification_type": "deploy", "title": "Deployed"}),
+    )
+    .await;
+    let outages = crate::analytics::ids_of(&hub, &carl, "outage").await;
+    for id in &outages[..2] {
+        hub.post_as(
+            &carl,
+            &format!("/api/notifications/{id}/mark_as_read/"),
+            serde_json::json!({}),
+            200,
+        )
+        .await;
+    }
+    crate::harness::eventually("the six mails are sent or refused", || async {
+        crate::harness::db_number(
+            &hub.db,
+            "SELECT COUNT(*) FROM deliveries WHERE status IN ('SENT', 'FAILED')",
+        )
+        .await
+            == 6
+    })
+    .await;
+    let hour = tickethub_actors::analytics::Bucket::Hour.floor(chrono::Utc::now());
+    crate::analytics::pin_history(&hub.db, hour, &[(outages[0], 60), (outages[1], 300)]).await;
+    run_script(
+        "analytics.mjs",
+        &hub,
+        &[credentials("admin", &admin.username)],
+    )
+    .await;
+}
+
 async fn api_reference_renders_without_the_internet() {
     require_browser();
     let hub = TestHub::start(&Backend::Sqlite).await;
@@ -329,7 +459,9 @@ crate::trials! {
         demo_page_shows_the_board_presence_and_typing,
         demo_page_works_as_a_ticket_workspace_on_desktop_and_phone,
         demo_page_says_when_sign_up_is_closed,
+        demo_page_turns_browser_notifications_on_and_off,
         operator_page_lists_escalation_steps_and_explains_who_was_left_out,
+        operator_page_charts_delivery_analytics,
     ],
     sync: [],
 }

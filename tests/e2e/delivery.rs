@@ -127,6 +127,7 @@ async fn lifecycle_mails_reach_the_right_inboxes(backend: Backend) {
             display_name: String::new(),
             email: Some("nobody@invalid.test".into()),
             whatsapp_number: None,
+            phone_number: None,
             role: Role::Client,
             is_superuser: false,
             password_hash: "x".into(),

@@ -117,21 +117,25 @@ pub fn require_node() {
     assert!(ok, "node is missing: install Node.js 20 or later");
 }
 
-/// Installs the npm packages the browser and seed tests and the SMTP peer use (`npm ci`),
-/// once, if they are missing.
+/// Installs the npm packages the browser and seed tests, the SMTP peer and the push service use
+/// (`npm ci`), once, if they are missing.
 pub fn npm_packages() {
     static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let _one = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
-    if ["playwright-core", "smtp-server", "axe-core"]
-        .iter()
-        .all(|p| {
-            root.join("node_modules")
-                .join(p)
-                .join("package.json")
-                .exists()
-        })
-    {
+    if [
+        "playwright-core",
+        "smtp-server",
+        "axe-core",
+        "web-push-testing",
+    ]
+    .iter()
+    .all(|p| {
+        root.join("node_modules")
+            .join(p)
+            .join("package.json")
+            .exists()
+    }) {
         return;
     }
     let out = std::process::Command::new("npm")
@@ -464,6 +468,7 @@ impl TestHub {
                 display_name: format!("{username} display"),
                 email: Some(format!("{username}@example.test")),
                 whatsapp_number: None,
+                phone_number: None,
                 role,
                 is_superuser: superuser,
                 password_hash: tickethub::auth::hash_password_blocking(&format!(
@@ -1005,6 +1010,7 @@ pub async fn admin_and_client(db: &TestDb) -> (User, User) {
         display_name: String::new(),
         email: None,
         whatsapp_number: None,
+        phone_number: None,
         role,
         is_superuser: false,
         password_hash: "x".into(),

@@ -380,6 +380,20 @@ async fn erasure_removes_a_person_and_keeps_their_tickets(backend: Backend) {
         201,
     )
     .await;
+    // Her phone is registered for pushes.
+    a.store
+        .register_device(
+            ann.id,
+            tickethub_actors::ports::NewDevice {
+                kind: tickethub_actors::routing::Channel::Fcm,
+                token: "ann-phone-token".into(),
+                p256dh: None,
+                auth: None,
+            },
+            20,
+        )
+        .await
+        .unwrap();
     // Ann listens on the other node.
     let mut ws = b.connect(&ann).await;
     let path = format!("/api/users/{}/", ann.id.0);
@@ -403,8 +417,9 @@ async fn erasure_removes_a_person_and_keeps_their_tickets(backend: Backend) {
         )
         .await;
     assert_eq!(status, 401);
-    // Her inbox, preferences and memberships are gone; her row is nameless.
+    // Her inbox, preferences, memberships and devices are gone; her row is nameless.
     for table in [
+        "devices",
         "notifications",
         "preferences",
         "project_members",

@@ -8,6 +8,7 @@
 //! `TICKETHUB_TEST_PATIENCE=3` gives every wait three times as long on a loaded machine.
 
 mod actors;
+mod analytics;
 mod api_keys;
 mod auth;
 mod browser;
@@ -33,14 +34,20 @@ mod openapi;
 mod operators;
 mod outage;
 mod process;
+mod push_fakes;
+mod push_mobile;
 mod replay;
 mod rooms;
 mod routing_rules;
+mod scheduled;
 mod seed;
+mod sms;
+mod sms_fakes;
 mod sse;
 mod store;
 mod throttles;
 mod tickets;
+mod webpush;
 mod ws;
 
 fn main() {
@@ -48,6 +55,7 @@ fn main() {
     harness::install_panic_hook();
     let trials = [
         actors::trials(),
+        analytics::trials(),
         api_keys::trials(),
         auth::trials(),
         browser::trials(),
@@ -70,14 +78,18 @@ fn main() {
         operators::trials(),
         outage::trials(),
         process::trials(),
+        push_mobile::trials(),
         replay::trials(),
         rooms::trials(),
         routing_rules::trials(),
+        scheduled::trials(),
         seed::trials(),
+        sms::trials(),
         sse::trials(),
         store::trials(),
         throttles::trials(),
         tickets::trials(),
+        webpush::trials(),
         ws::trials(),
     ]
     .into_iter()

@@ -304,6 +304,7 @@ impl Cluster {
                 display_name: format!("{username} display"),
                 email: None,
                 whatsapp_number: None,
+                phone_number: None,
                 role,
                 is_superuser: false,
                 password_hash: "x".into(),

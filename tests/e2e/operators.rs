@@ -249,6 +249,8 @@ async fn metrics_move_as_traffic_flows() {
 }
 
 async fn logs_never_carry_tokens_or_passwords() {
+    // This test's own client needs rustls' provider, which no hub in this process installs.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("logs.db").display());
     let mut child = tokio::process::Command::from(tickethub_command())
@@ -270,6 +272,16 @@ async fn logs_never_carry_tokens_or_passwords() {
         .kill_on_drop(true)
         .spawn()
         .unwrap();
+    // The logs are read as they come: a hub whose stderr pipe fills up (debug logs of every
+    // migration, say) would block on its next line and never answer.
+    let logs = {
+        let mut stderr = child.stderr.take().unwrap();
+        tokio::spawn(async move {
+            let mut text = Vec::new();
+            let _ = tokio::io::AsyncReadExt::read_to_end(&mut stderr, &mut text).await;
+            String::from_utf8_lossy(&text).into_owned()
+        })
+    };
     let mut stdout = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
     let first = tokio::time::timeout(patience(), stdout.next_line())
         .await
@@ -317,8 +329,8 @@ async fn logs_never_carry_tokens_or_passwords() {
         .args(["-TERM", &pid])
         .status()
         .unwrap();
-    let out = child.wait_with_output().await.unwrap();
-    let logs = String::from_utf8_lossy(&out.stderr);
+    child.wait().await.unwrap();
+    let logs = logs.await.unwrap();
     assert!(
         logs.lines().count() > 5,
         "too few log lines to judge:\n{logs}"

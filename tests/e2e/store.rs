@@ -16,6 +16,7 @@ fn new_user(name: &str, role: Role) -> NewUser {
         display_name: String::new(),
         email: None,
         whatsapp_number: Some("+15550001111".into()),
+        phone_number: None,
         role,
         is_superuser: role == Role::Admin,
         password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),

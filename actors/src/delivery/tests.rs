@@ -189,6 +189,7 @@ fn channel_state() -> ChannelState {
         sent: 0,
         failed: 0,
         retried: 0,
+        suppressed: 0,
         wakes: 0,
         panic_next_send: false,
     }
@@ -327,6 +328,22 @@ fn a_sent_or_permanently_refused_delivery_is_final() {
         ) {
             (Outcome::Failed { retryable: false }, Write::Failed(e)) => {
                 assert_eq!(e, "550 no such user")
+            }
+            _ => panic!("attempt {attempts}: not failed"),
+        }
+        // An unreachable address fails at once too, and says that it is marked; like any
+        // refusal, it says nothing of the provider's health.
+        match decide(
+            &p,
+            attempts,
+            Err(TransportError::Unreachable(
+                "21211 not a valid phone number".into(),
+            )),
+            at(0),
+        ) {
+            (Outcome::Failed { retryable: false }, Write::Failed(e)) => {
+                assert!(e.starts_with("21211 not a valid phone number; "), "{e}");
+                assert!(e.contains("marked invalid"), "{e}");
             }
             _ => panic!("attempt {attempts}: not failed"),
         }

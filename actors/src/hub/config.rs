@@ -75,38 +75,6 @@ pub enum AttachError {
     Unavailable,
 }
 
-/// Who an admin's notification goes to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Recipients {
-    /// These users.
-    Users(Vec<UserId>),
-    /// Every active user of a role.
-    Role(Role),
-}
-
-/// An admin's own notification.
-#[derive(Debug, Clone)]
-pub struct Announcement {
-    /// Who receives it.
-    pub to: Recipients,
-    /// Its type (any name).
-    pub notification_type: String,
-    /// Its title.
-    pub title: String,
-    /// Its sentence.
-    pub message: String,
-    /// Extra data, a JSON object as text.
-    pub data: String,
-    /// Where a click should lead.
-    pub link: Option<String>,
-    /// Outbound channels besides the in-app record.
-    pub channels: Vec<Channel>,
-    /// The admin who sends it, for the timeline.
-    pub sent_by: Option<UserId>,
-    /// The idempotent request that sends it, marked committed with the notifications.
-    pub idempotency: Option<crate::domain::IdempotencyMark>,
-}
-
 /// The outbound channels a hub runs.
 #[derive(Clone, Default)]
 pub struct DeliveryConfig {

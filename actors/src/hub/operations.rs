@@ -34,6 +34,10 @@ impl Hub {
                 .escalation
                 .send_message(crate::escalation::EscalationMsg::InjectFault)
                 .is_ok(),
+            RootChild::Scheduler => refs
+                .scheduler
+                .send_message(crate::scheduler::SchedulerMsg::InjectFault)
+                .is_ok(),
             RootChild::Purge => refs
                 .purge
                 .send_message(crate::purge::PurgeMsg::InjectFault)
@@ -49,6 +53,24 @@ impl Hub {
             500
         )
         .ok()
+    }
+
+    /// What the scheduler holds; `None` if it did not answer in time.
+    pub async fn scheduler_snapshot(&self) -> Option<crate::scheduler::SchedulerSnapshot> {
+        ractor::call_t!(
+            self.refs().scheduler,
+            crate::scheduler::SchedulerMsg::Snapshot,
+            500
+        )
+        .ok()
+    }
+
+    /// Asks the scheduler to look for due sends now (a send was scheduled here).
+    pub fn scheduler_tick(&self) {
+        let _ = self
+            .refs()
+            .scheduler
+            .send_message(crate::scheduler::SchedulerMsg::Tick);
     }
 
     /// What the purge actor holds; `None` if it did not answer in time.

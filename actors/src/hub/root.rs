@@ -1,5 +1,5 @@
 //! The root supervisor: its children (the directories, the delivery supervisor, the
-//! escalation and purge actors) and how each is started and started again.
+//! escalation, scheduler and purge actors) and how each is started and started again.
 
 use super::*;
 
@@ -13,6 +13,7 @@ pub(super) struct RootSpec {
     pub(super) rooms_runtime: Option<tokio::runtime::Handle>,
     pub(super) delivery: Arc<crate::delivery::Channels>,
     pub(super) escalation: crate::escalation::EscalationActor,
+    pub(super) scheduler: crate::scheduler::SchedulerActor,
     pub(super) purge: crate::purge::PurgeActor,
 }
 
@@ -29,6 +30,8 @@ pub enum RootChild {
     Delivery,
     /// The escalation actor.
     Escalation,
+    /// The scheduler of scheduled sends.
+    Scheduler,
     /// The purge actor.
     Purge,
 }
@@ -41,6 +44,7 @@ impl RootChild {
             RootChild::Rooms => "room directory",
             RootChild::Delivery => "delivery supervisor",
             RootChild::Escalation => "escalation",
+            RootChild::Scheduler => "scheduler",
             RootChild::Purge => "purge",
         }
     }
@@ -78,6 +82,15 @@ pub(super) async fn spawn_escalation(
     spec: &crate::escalation::EscalationActor,
     supervisor: ActorCell,
 ) -> Result<ActorRef<crate::escalation::EscalationMsg>, ractor::SpawnErr> {
+    Ok(Actor::spawn_linked(None, spec.clone(), (), supervisor)
+        .await?
+        .0)
+}
+
+pub(super) async fn spawn_scheduler(
+    spec: &crate::scheduler::SchedulerActor,
+    supervisor: ActorCell,
+) -> Result<ActorRef<crate::scheduler::SchedulerMsg>, ractor::SpawnErr> {
     Ok(Actor::spawn_linked(None, spec.clone(), (), supervisor)
         .await?
         .0)
@@ -138,6 +151,7 @@ impl crate::supervision::Children for RootChildren {
             rooms: spawn_rooms(spec, supervisor.clone()).await?,
             delivery: spawn_delivery(&spec.delivery, supervisor.clone()).await?,
             escalation: spawn_escalation(&spec.escalation, supervisor.clone()).await?,
+            scheduler: spawn_scheduler(&spec.scheduler, supervisor.clone()).await?,
             purge: spawn_purge(&spec.purge, supervisor).await?,
         };
         *self.refs.write().expect("refs poisoned") = Some(refs);
@@ -167,6 +181,10 @@ impl crate::supervision::Children for RootChildren {
                 let a = spawn_escalation(&spec.escalation, cell).await?;
                 self.update(|r| r.escalation = a);
             }
+            RootChild::Scheduler => {
+                let a = spawn_scheduler(&spec.scheduler, cell).await?;
+                self.update(|r| r.scheduler = a);
+            }
             RootChild::Purge => {
                 let a = spawn_purge(&spec.purge, cell).await?;
                 self.update(|r| r.purge = a);
@@ -185,6 +203,7 @@ impl crate::supervision::Children for RootChildren {
             (r.rooms.get_id(), RootChild::Rooms),
             (r.delivery.get_id(), RootChild::Delivery),
             (r.escalation.get_id(), RootChild::Escalation),
+            (r.scheduler.get_id(), RootChild::Scheduler),
             (r.purge.get_id(), RootChild::Purge),
         ]
         .into_iter()

@@ -68,7 +68,8 @@ impl Purgeable {
 #[async_trait]
 pub trait RetentionStore: Send + Sync {
     /// Deletes at most `limit` rows of `what` older than `cutoff`, in one short transaction;
-    /// answers how many it deleted.
+    /// answers how many it deleted. Notifications, outbox rows and escalation steps are first
+    /// folded into the analytics rollups ([`crate::analytics`]) in that transaction.
     async fn purge(
         &self,
         what: Purgeable,

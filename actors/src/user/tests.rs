@@ -97,6 +97,7 @@ inbox!(UserStore {
     fn update_profile(&self, user: UserId, changes: ProfileChanges) -> Result<Option<User>, StoreError>;
     fn erase_user(&self, user: UserId) -> Result<Option<User>, StoreError>;
     fn last_seqs(&self, users: &[UserId]) -> Result<Vec<(UserId, i64)>, StoreError>;
+    fn phone_number_invalid(&self, user: UserId, number: &str, why: &str, at: DateTime<Utc>) -> Result<bool, StoreError>;
 }
     async fn notification_cursor(&self, _: UserId) -> Result<NotificationCursor, StoreError> {
         let held = self.held();
@@ -228,6 +229,7 @@ inbox!(OutboxStore {
     fn delivery_sent(&self, id: i64, node: &str, attempts: i64, provider_id: Option<&str>) -> Result<bool, StoreError>;
     fn delivery_failed(&self, id: i64, node: &str, attempts: i64, error: &str) -> Result<bool, StoreError>;
     fn delivery_retry(&self, id: i64, node: &str, attempts: i64, next_attempt_at: DateTime<Utc>, error: &str) -> Result<bool, StoreError>;
+    fn delivery_suppressed(&self, id: i64, node: &str, why: &str) -> Result<bool, StoreError>;
     fn delivery_release(&self, ids: &[i64]) -> Result<(), StoreError>;
     fn delivery_reclaim(&self, channel: Channel, node: &str, sending: &[i64]) -> Result<u64, StoreError>;
     fn outbox_depth(&self, channel: Channel) -> Result<i64, StoreError>;
@@ -259,6 +261,10 @@ inbox!(CredentialStore {
     fn link_identity(&self, issuer: &str, subject: &str, user: UserId) -> Result<(), StoreError>;
 });
 
+inbox!(AnalyticsStore {
+    fn analytics(&self, query: &crate::analytics::AnalyticsQuery) -> Result<crate::analytics::Tallies, StoreError>;
+});
+
 inbox!(RetentionStore {
     fn purge(&self, what: Purgeable, cutoff: DateTime<Utc>, limit: i64) -> Result<u64, StoreError>;
     fn purgeable(&self, what: Purgeable, cutoff: DateTime<Utc>) -> Result<u64, StoreError>;
@@ -276,6 +282,25 @@ inbox!(IdempotencyStore {
     fn claim_idempotency(&self, mark: &IdempotencyMark, fingerprint: &str, now: DateTime<Utc>, lease_until: DateTime<Utc>) -> Result<IdempotencyClaim, StoreError>;
     fn answer_idempotency(&self, mark: &IdempotencyMark, status: u16, body: &str) -> Result<(), StoreError>;
     fn release_idempotency(&self, mark: &IdempotencyMark) -> Result<bool, StoreError>;
+});
+
+inbox!(DeviceStore {
+    fn register_device(&self, user: UserId, device: NewDevice, cap: i64) -> Result<Registered, StoreError>;
+    fn devices(&self, user: UserId) -> Result<Vec<Device>, StoreError>;
+    fn delete_device(&self, user: UserId, id: i64) -> Result<bool, StoreError>;
+    fn device_gone(&self, id: i64) -> Result<bool, StoreError>;
+    fn device_used(&self, id: i64, at: DateTime<Utc>) -> Result<(), StoreError>;
+});
+
+inbox!(ScheduleStore {
+    fn schedule_send(&self, send: NewScheduledSend, cap: i64, mark: Option<&IdempotencyMark>) -> Result<Scheduled, StoreError>;
+    fn scheduled_send(&self, id: i64) -> Result<Option<ScheduledSend>, StoreError>;
+    fn pending_sends(&self, owner: Option<UserId>, offset: i64, limit: i64) -> Result<(i64, Vec<ScheduledSend>), StoreError>;
+    fn cancel_send(&self, owner: Option<UserId>, id: i64) -> Result<Cancelled, StoreError>;
+    fn claim_sends(&self, node: &str, now: DateTime<Utc>, lease_until: DateTime<Utc>, limit: i64) -> Result<Vec<ScheduledSend>, StoreError>;
+    fn finish_send(&self, id: i64, node: &str, outcome: Fired) -> Result<bool, StoreError>;
+    fn release_sends(&self, ids: &[i64], node: &str, due: DateTime<Utc>) -> Result<(), StoreError>;
+    fn schedule_outlook(&self) -> Result<(i64, Option<DateTime<Utc>>), StoreError>;
 });
 
 #[async_trait]

@@ -161,8 +161,9 @@ fn a_delivery_row_needs_a_known_channel() {
         ("whatsapp", Some(Channel::Whatsapp)),
         ("webhook", Some(Channel::Webhook)),
         ("websocket", Some(Channel::Websocket)),
+        ("sms", Some(Channel::Sms)),
         ("EMAIL", None),
-        ("sms", None),
+        ("telegram", None),
         ("", None),
     ] {
         let read = delivery_row(stored).into_delivery();
@@ -351,6 +352,7 @@ async fn store_with_users(n: usize) -> (std::sync::Arc<dyn crate::store::Store>,
                 display_name: String::new(),
                 email: None,
                 whatsapp_number: None,
+                phone_number: None,
                 role: Role::Client,
                 is_superuser: false,
                 password_hash: "x".into(),

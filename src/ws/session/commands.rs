@@ -98,6 +98,12 @@ impl Ctx {
                 if self.role != Role::Admin {
                     return Err(("forbidden", "Only admins can send notifications.".into()));
                 }
+                if body.is_scheduled() {
+                    return Err((
+                        "bad_request",
+                        "Schedule a send with POST /api/notifications/send/.".into(),
+                    ));
+                }
                 let announcement = body.into_announcement().map_err(|e| ("bad_request", e))?;
                 let ids = hub
                     .announce(announcement)

@@ -1,0 +1,280 @@
+//! Push devices in SQL, and the pushes a commit queues for them.
+
+/// A device row.
+#[derive(sqlx::FromRow)]
+pub(crate) struct DeviceRow {
+    id: i64,
+    user_id: i64,
+    kind: String,
+    token: String,
+    p256dh: Option<String>,
+    auth: Option<String>,
+    created_at: chrono::DateTime<chrono::Utc>,
+    last_used_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl DeviceRow {
+    pub(crate) fn into_device(
+        self,
+    ) -> Result<tickethub_actors::ports::Device, tickethub_actors::ports::StoreError> {
+        Ok(tickethub_actors::ports::Device {
+            id: self.id,
+            user: tickethub_actors::domain::UserId(self.user_id),
+            device: tickethub_actors::ports::NewDevice {
+                kind: tickethub_actors::routing::Channel::stored(&self.kind).ok_or_else(|| {
+                    tickethub_actors::ports::StoreError::Backend(
+                        format!("unknown device kind `{}`", self.kind).into(),
+                    )
+                })?,
+                token: self.token,
+                p256dh: self.p256dh,
+                auth: self.auth,
+            },
+            created_at: self.created_at,
+            last_used_at: self.last_used_at,
+        })
+    }
+}
+
+/// The columns of [`DeviceRow`].
+pub(crate) const DEVICE_COLUMNS: &str =
+    "id, user_id, kind, token, p256dh, auth, created_at, last_used_at";
+
+/// Implements `DeviceStore` for a store type, and the statement that queues a commit's pushes.
+macro_rules! impl_device_store {
+    ($store:ty, $db:ty) => {
+        impl $store {
+            /// Devices by id (those that are still there).
+            pub(crate) async fn devices_by_id(
+                &self,
+                ids: &[i64],
+            ) -> Result<
+                std::collections::HashMap<i64, tickethub_actors::ports::Device>,
+                tickethub_actors::ports::StoreError,
+            > {
+                if ids.is_empty() {
+                    return Ok(std::collections::HashMap::new());
+                }
+                let mut q = sqlx::QueryBuilder::<$db>::new(format!(
+                    "SELECT {} FROM devices WHERE id",
+                    $crate::store::devices::DEVICE_COLUMNS
+                ));
+                <$db as $crate::store::IdSet>::push_in(&mut q, ids.to_vec());
+                q.build_query_as::<$crate::store::devices::DeviceRow>()
+                    .fetch_all(self.writer())
+                    .await
+                    .map_err($crate::store::backend_error)?
+                    .into_iter()
+                    .map(|r| r.into_device().map(|d| (d.id, d)))
+                    .collect()
+            }
+
+            /// Queues the `push` deliveries of committed notifications: one row per device of
+            /// each notification's recipient on a carrier the delivery's address names, on
+            /// that carrier, due after the address's wait and then sent only if still unseen
+            /// (see `routing::push_address`). `pushes` are notification ids with their
+            /// addresses.
+            pub(crate) async fn insert_pushes(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                pushes: &[(i64, &str)],
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> Result<(), tickethub_actors::ports::StoreError> {
+                use tickethub_actors::routing::{push_carriers, push_wait};
+                let mut groups: std::collections::BTreeMap<(std::time::Duration, Vec<tickethub_actors::routing::Channel>), Vec<i64>> =
+                    std::collections::BTreeMap::new();
+                for (id, address) in pushes {
+                    let carriers = push_carriers(address);
+                    if !carriers.is_empty() {
+                        groups.entry((push_wait(address), carriers)).or_default().push(*id);
+                    }
+                }
+                for ((wait, carriers), ids) in groups {
+                    let due = now + chrono::Duration::from_std(wait).unwrap_or_default();
+                    let mut q = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO deliveries (notification_id, channel, address, status, attempts, \
+                         next_attempt_at, created_at, updated_at, unless_seen) \
+                         SELECT n.id, d.kind, CAST(d.id AS TEXT), 'QUEUED', 0, ",
+                    );
+                    q.push_bind(due);
+                    q.push(", ");
+                    q.push_bind(now);
+                    q.push(", ");
+                    q.push_bind(now);
+                    q.push(", ");
+                    q.push_bind(!wait.is_zero());
+                    q.push(
+                        " FROM notifications n JOIN devices d ON d.user_id = n.user_id WHERE d.kind IN (",
+                    );
+                    let mut kinds = q.separated(", ");
+                    for carrier in &carriers {
+                        kinds.push_bind(carrier.as_str());
+                    }
+                    q.push(") AND n.id");
+                    <$db as $crate::store::IdSet>::push_in(&mut q, ids);
+                    q.push(" ORDER BY n.id, d.id");
+                    q.build()
+                        .execute(&mut **tx)
+                        .await
+                        .map_err($crate::store::backend_error)?;
+                }
+                Ok(())
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl tickethub_actors::ports::DeviceStore for $store {
+            async fn register_device(
+                &self,
+                user: tickethub_actors::domain::UserId,
+                device: tickethub_actors::ports::NewDevice,
+                cap: i64,
+            ) -> Result<tickethub_actors::ports::Registered, tickethub_actors::ports::StoreError> {
+                use tickethub_actors::ports::Registered;
+                let columns = $crate::store::devices::DEVICE_COLUMNS;
+                let now = chrono::Utc::now();
+                let mut tx = self.writer().begin().await.map_err($crate::store::backend_error)?;
+                // The same endpoint or token again: its keys refreshed, and its owner whoever
+                // registered it last. A device that changes hands takes none of the pushes
+                // queued for its former owner.
+                let existing: Option<(i64, i64)> =
+                    sqlx::query_as("SELECT id, user_id FROM devices WHERE kind = $1 AND token = $2")
+                        .bind(device.kind.as_str())
+                        .bind(&device.token)
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err($crate::store::backend_error)?;
+                if let Some((id, owner)) = existing {
+                    if owner != user.0 {
+                        Self::fail_queued_pushes(&mut tx, id, "the device was registered by another user").await?;
+                    }
+                    let row: $crate::store::devices::DeviceRow = sqlx::query_as(&format!(
+                        "UPDATE devices SET user_id = $1, p256dh = $2, auth = $3 WHERE id = $4 RETURNING {columns}"
+                    ))
+                    .bind(user.0)
+                    .bind(&device.p256dh)
+                    .bind(&device.auth)
+                    .bind(id)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err($crate::store::backend_error)?;
+                    tx.commit().await.map_err($crate::store::backend_error)?;
+                    return Ok(Registered::Existing(row.into_device()?));
+                }
+                let (count,): (i64,) =
+                    sqlx::query_as("SELECT COUNT(*) FROM devices WHERE user_id = $1")
+                        .bind(user.0)
+                        .fetch_one(&mut *tx)
+                        .await
+                        .map_err($crate::store::backend_error)?;
+                if count >= cap {
+                    return Ok(Registered::Full { cap });
+                }
+                let row: $crate::store::devices::DeviceRow = sqlx::query_as(&format!(
+                    "INSERT INTO devices (user_id, kind, token, p256dh, auth, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6) RETURNING {columns}"
+                ))
+                .bind(user.0)
+                .bind(device.kind.as_str())
+                .bind(&device.token)
+                .bind(&device.p256dh)
+                .bind(&device.auth)
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err($crate::store::backend_error)?;
+                tx.commit().await.map_err($crate::store::backend_error)?;
+                Ok(Registered::Created(row.into_device()?))
+            }
+
+            async fn devices(
+                &self,
+                user: tickethub_actors::domain::UserId,
+            ) -> Result<Vec<tickethub_actors::ports::Device>, tickethub_actors::ports::StoreError> {
+                sqlx::query_as::<_, $crate::store::devices::DeviceRow>(&format!(
+                    "SELECT {} FROM devices WHERE user_id = $1 ORDER BY id",
+                    $crate::store::devices::DEVICE_COLUMNS
+                ))
+                .bind(user.0)
+                .fetch_all(self.reader())
+                .await
+                .map_err($crate::store::backend_error)?
+                .into_iter()
+                .map($crate::store::devices::DeviceRow::into_device)
+                .collect()
+            }
+
+            async fn delete_device(
+                &self,
+                user: tickethub_actors::domain::UserId,
+                id: i64,
+            ) -> Result<bool, tickethub_actors::ports::StoreError> {
+                Self::remove_device(self.writer(), Some(user.0), id, "the user removed the device").await
+            }
+
+            async fn device_gone(&self, id: i64) -> Result<bool, tickethub_actors::ports::StoreError> {
+                Self::remove_device(self.writer(), None, id, "the device is gone").await
+            }
+
+            async fn device_used(
+                &self,
+                id: i64,
+                at: chrono::DateTime<chrono::Utc>,
+            ) -> Result<(), tickethub_actors::ports::StoreError> {
+                sqlx::query("UPDATE devices SET last_used_at = $1 WHERE id = $2")
+                    .bind(at)
+                    .bind(id)
+                    .execute(self.writer())
+                    .await
+                    .map_err($crate::store::backend_error)?;
+                Ok(())
+            }
+        }
+
+        impl $store {
+            /// Removes a device (one of `user`'s, if given) and fails its queued pushes with
+            /// `why`, in one transaction.
+            async fn remove_device(
+                pool: &sqlx::Pool<$db>,
+                user: Option<i64>,
+                id: i64,
+                why: &str,
+            ) -> Result<bool, tickethub_actors::ports::StoreError> {
+                let mut tx = pool.begin().await.map_err($crate::store::backend_error)?;
+                let gone = sqlx::query(
+                    "DELETE FROM devices WHERE id = $1 AND ($2 IS NULL OR user_id = $2) RETURNING id",
+                )
+                .bind(id)
+                .bind(user)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err($crate::store::backend_error)?;
+                if gone.is_none() {
+                    return Ok(false);
+                }
+                Self::fail_queued_pushes(&mut tx, id, why).await?;
+                tx.commit().await.map_err($crate::store::backend_error)?;
+                Ok(true)
+            }
+
+            /// Fails the pushes still queued for a device, with `why`.
+            async fn fail_queued_pushes(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                id: i64,
+                why: &str,
+            ) -> Result<(), tickethub_actors::ports::StoreError> {
+                sqlx::query(
+                    "UPDATE deliveries SET status = 'FAILED', last_error = $1, updated_at = $2 \
+                     WHERE address = $3 AND status = 'QUEUED' AND channel IN ('webpush', 'fcm', 'apns')",
+                )
+                .bind(why)
+                .bind(chrono::Utc::now())
+                .bind(id.to_string())
+                .execute(&mut **tx)
+                .await
+                .map_err($crate::store::backend_error)?;
+                Ok(())
+            }
+        }
+    };
+}
+pub(crate) use impl_device_store;

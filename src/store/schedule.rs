@@ -1,0 +1,395 @@
+//! Scheduled sends in SQL.
+
+use tickethub_actors::domain::{Role, UserId};
+use tickethub_actors::notification::{Announcement, Recipients};
+use tickethub_actors::ports::{ScheduledSend, StoreError};
+use tickethub_actors::routing::Channel;
+
+/// A `scheduled_sends` row.
+#[derive(sqlx::FromRow)]
+pub(crate) struct ScheduledRow {
+    id: i64,
+    created_by: i64,
+    user_ids: Option<String>,
+    role: Option<String>,
+    notification_type: String,
+    title: String,
+    message: String,
+    data: String,
+    link: Option<String>,
+    channels: String,
+    send_at: chrono::DateTime<chrono::Utc>,
+    status: String,
+    fired_at: Option<chrono::DateTime<chrono::Utc>>,
+    notified: Option<i64>,
+    detail: Option<String>,
+    created_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// The columns of [`ScheduledRow`].
+pub(crate) const SCHEDULED_COLUMNS: &str = "id, created_by, user_ids, role, notification_type, \
+     title, message, data, link, channels, send_at, status, fired_at, notified, detail, created_at";
+
+fn corrupt(what: String) -> StoreError {
+    StoreError::Backend(what.into())
+}
+
+impl ScheduledRow {
+    pub(crate) fn into_send(self) -> Result<ScheduledSend, StoreError> {
+        let to = match (self.user_ids, self.role) {
+            (Some(ids), None) => Recipients::Users(
+                serde_json::from_str::<Vec<i64>>(&ids)
+                    .map_err(|e| corrupt(format!("scheduled send {}: user_ids: {e}", self.id)))?
+                    .into_iter()
+                    .map(UserId)
+                    .collect(),
+            ),
+            (None, Some(role)) => Recipients::Role(
+                role.parse::<Role>()
+                    .map_err(|e| corrupt(format!("scheduled send {}: {e}", self.id)))?,
+            ),
+            _ => {
+                return Err(corrupt(format!(
+                    "scheduled send {} names no recipients",
+                    self.id
+                )))
+            }
+        };
+        let channels = self
+            .channels
+            .split(',')
+            .filter(|c| !c.is_empty())
+            .map(|c| {
+                Channel::stored(c)
+                    .ok_or_else(|| corrupt(format!("scheduled send {}: channel `{c}`", self.id)))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(ScheduledSend {
+            id: self.id,
+            announcement: Announcement {
+                to,
+                notification_type: self.notification_type,
+                title: self.title,
+                message: self.message,
+                data: self.data,
+                link: self.link,
+                channels,
+                sent_by: Some(UserId(self.created_by)),
+                idempotency: None,
+            },
+            send_at: self.send_at,
+            status: self.status,
+            fired_at: self.fired_at,
+            notified: self.notified,
+            detail: self.detail,
+            created_at: self.created_at,
+        })
+    }
+}
+
+/// A send's data with `scheduled_send`: `{id, send_at, fired_at, late_seconds}`.
+pub(crate) fn with_schedule(send: &mut ScheduledSend, now: chrono::DateTime<chrono::Utc>) {
+    let mut value: serde_json::Value =
+        serde_json::from_str(&send.announcement.data).unwrap_or_else(|_| serde_json::json!({}));
+    let late = (now - send.send_at).num_milliseconds().max(0) as f64 / 1000.0;
+    if let Some(object) = value.as_object_mut() {
+        object.insert(
+            "scheduled_send".to_owned(),
+            serde_json::json!({
+                "id": send.id,
+                "send_at": crate::wire::timestamp(send.send_at),
+                "fired_at": crate::wire::timestamp(now),
+                "late_seconds": late,
+            }),
+        );
+    }
+    send.announcement.data = value.to_string();
+}
+
+/// Implements `ScheduleStore` for a store type. `$lock` is the claim's row-locking clause.
+macro_rules! impl_schedule_store {
+    ($store:ty, $db:ty, $lock:literal) => {
+        impl $store {
+            async fn scheduled_rows(
+                &self,
+                ids: &[i64],
+            ) -> Result<Vec<tickethub_actors::ports::ScheduledSend>, tickethub_actors::ports::StoreError> {
+                let mut q = sqlx::QueryBuilder::<$db>::new(format!(
+                    "SELECT {} FROM scheduled_sends WHERE id",
+                    $crate::store::schedule::SCHEDULED_COLUMNS
+                ));
+                <$db as $crate::store::IdSet>::push_in(&mut q, ids.to_vec());
+                q.push(" ORDER BY send_at, id");
+                q.build_query_as::<$crate::store::schedule::ScheduledRow>()
+                    .fetch_all(self.writer())
+                    .await
+                    .map_err($crate::store::backend_error)?
+                    .into_iter()
+                    .map($crate::store::schedule::ScheduledRow::into_send)
+                    .collect()
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl tickethub_actors::ports::ScheduleStore for $store {
+            async fn schedule_send(
+                &self,
+                send: tickethub_actors::ports::NewScheduledSend,
+                cap: i64,
+                mark: Option<&tickethub_actors::ports::IdempotencyMark>,
+            ) -> Result<tickethub_actors::ports::Scheduled, tickethub_actors::ports::StoreError> {
+                use tickethub_actors::notification::Recipients;
+                use tickethub_actors::ports::{Scheduled, StoreError};
+                let a = &send.announcement;
+                let owner = a
+                    .sent_by
+                    .ok_or_else(|| StoreError::Backend("a scheduled send needs its sender".into()))?;
+                let now = chrono::Utc::now();
+                let mut tx = self.writer().begin().await.map_err($crate::store::backend_error)?;
+                let (pending,): (i64,) = sqlx::query_as(
+                    "SELECT COUNT(*) FROM scheduled_sends WHERE created_by = $1 AND status IN ('PENDING', 'FIRING')",
+                )
+                .bind(owner.0)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err($crate::store::backend_error)?;
+                if pending >= cap {
+                    return Ok(Scheduled::Full { cap });
+                }
+                let (user_ids, role) = match &a.to {
+                    Recipients::Users(ids) => (
+                        Some(serde_json::to_string(&ids.iter().map(|u| u.0).collect::<Vec<_>>()).expect("ids serialize")),
+                        None,
+                    ),
+                    Recipients::Role(role) => (None, Some(role.as_str())),
+                };
+                let channels: Vec<&str> = a.channels.iter().map(|c| c.as_str()).collect();
+                let (id,): (i64,) = sqlx::query_as(
+                    "INSERT INTO scheduled_sends (created_by, user_ids, role, notification_type, title, message, \
+                     data, link, channels, send_at, status, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'PENDING', $11, $11) RETURNING id",
+                )
+                .bind(owner.0)
+                .bind(user_ids)
+                .bind(role)
+                .bind(&a.notification_type)
+                .bind(&a.title)
+                .bind(&a.message)
+                .bind(&a.data)
+                .bind(&a.link)
+                .bind(channels.join(","))
+                .bind(send.send_at)
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err($crate::store::backend_error)?;
+                if let Some(mark) = mark {
+                    Self::mark_committed(&mut tx, mark, id).await?;
+                }
+                tx.commit().await.map_err($crate::store::backend_error)?;
+                let stored = self
+                    .scheduled_rows(&[id])
+                    .await?
+                    .pop()
+                    .ok_or_else(|| StoreError::NotFound(format!("scheduled send {id}")))?;
+                Ok(Scheduled::Stored(Box::new(stored)))
+            }
+
+            async fn scheduled_send(
+                &self,
+                id: i64,
+            ) -> Result<Option<tickethub_actors::ports::ScheduledSend>, tickethub_actors::ports::StoreError> {
+                Ok(self.scheduled_rows(&[id]).await?.pop())
+            }
+
+            async fn pending_sends(
+                &self,
+                owner: Option<tickethub_actors::domain::UserId>,
+                offset: i64,
+                limit: i64,
+            ) -> Result<(i64, Vec<tickethub_actors::ports::ScheduledSend>), tickethub_actors::ports::StoreError> {
+                let owner = owner.map(|u| u.0);
+                let (count,): (i64,) = sqlx::query_as(
+                    "SELECT COUNT(*) FROM scheduled_sends WHERE status IN ('PENDING', 'FIRING') \
+                     AND ($1 IS NULL OR created_by = $1)",
+                )
+                .bind(owner)
+                .fetch_one(self.reader())
+                .await
+                .map_err($crate::store::backend_error)?;
+                let rows: Vec<$crate::store::schedule::ScheduledRow> = sqlx::query_as(&format!(
+                    "SELECT {} FROM scheduled_sends WHERE status IN ('PENDING', 'FIRING') \
+                     AND ($1 IS NULL OR created_by = $1) ORDER BY send_at, id LIMIT $2 OFFSET $3",
+                    $crate::store::schedule::SCHEDULED_COLUMNS
+                ))
+                .bind(owner)
+                .bind(limit)
+                .bind(offset)
+                .fetch_all(self.reader())
+                .await
+                .map_err($crate::store::backend_error)?;
+                let sends = rows
+                    .into_iter()
+                    .map($crate::store::schedule::ScheduledRow::into_send)
+                    .collect::<Result<_, _>>()?;
+                Ok((count, sends))
+            }
+
+            async fn cancel_send(
+                &self,
+                owner: Option<tickethub_actors::domain::UserId>,
+                id: i64,
+            ) -> Result<tickethub_actors::ports::Cancelled, tickethub_actors::ports::StoreError> {
+                use tickethub_actors::ports::Cancelled;
+                let owner = owner.map(|u| u.0);
+                let done = sqlx::query(
+                    "UPDATE scheduled_sends SET status = 'CANCELLED', detail = 'cancelled', updated_at = $3 \
+                     WHERE id = $1 AND status = 'PENDING' AND ($2 IS NULL OR created_by = $2)",
+                )
+                .bind(id)
+                .bind(owner)
+                .bind(chrono::Utc::now())
+                .execute(self.writer())
+                .await
+                .map_err($crate::store::backend_error)?;
+                if done.rows_affected() == 1 {
+                    return Ok(Cancelled::Cancelled);
+                }
+                let status: Option<(String,)> = sqlx::query_as(
+                    "SELECT status FROM scheduled_sends WHERE id = $1 AND ($2 IS NULL OR created_by = $2)",
+                )
+                .bind(id)
+                .bind(owner)
+                .fetch_optional(self.writer())
+                .await
+                .map_err($crate::store::backend_error)?;
+                Ok(match status {
+                    None => Cancelled::NotFound,
+                    Some((status,)) => Cancelled::Settled(status),
+                })
+            }
+
+            async fn claim_sends(
+                &self,
+                node: &str,
+                now: chrono::DateTime<chrono::Utc>,
+                lease_until: chrono::DateTime<chrono::Utc>,
+                limit: i64,
+            ) -> Result<Vec<tickethub_actors::ports::ScheduledSend>, tickethub_actors::ports::StoreError> {
+                let claimed: Vec<(i64,)> = sqlx::query_as(concat!(
+                    "UPDATE scheduled_sends SET status = 'FIRING', claimed_by = $1, claimed_until = $2, updated_at = $3 \
+                     WHERE id IN (SELECT id FROM scheduled_sends WHERE status IN ('PENDING', 'FIRING') AND \
+                     ((status = 'PENDING' AND send_at <= $3) OR (status = 'FIRING' AND claimed_until < $3)) \
+                     ORDER BY send_at, id LIMIT $4 ",
+                    $lock,
+                    ") RETURNING id"
+                ))
+                .bind(node)
+                .bind(lease_until)
+                .bind(now)
+                .bind(limit)
+                .fetch_all(self.writer())
+                .await
+                .map_err($crate::store::backend_error)?;
+                if claimed.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let ids: Vec<i64> = claimed.into_iter().map(|(id,)| id).collect();
+                let mut sends = self.scheduled_rows(&ids).await?;
+                for send in &mut sends {
+                    $crate::store::schedule::with_schedule(send, now);
+                }
+                Ok(sends)
+            }
+
+            async fn finish_send(
+                &self,
+                id: i64,
+                node: &str,
+                outcome: tickethub_actors::ports::Fired,
+            ) -> Result<bool, tickethub_actors::ports::StoreError> {
+                use tickethub_actors::ports::Fired;
+                let (status, fired_at, notified, detail) = match outcome {
+                    Fired::Fired { notified, at, detail } => ("FIRED", Some(at), Some(notified), detail),
+                    Fired::Failed(why) => ("FAILED", None, None, why),
+                };
+                let done = sqlx::query(
+                    "UPDATE scheduled_sends SET status = $1, fired_at = $2, notified = $3, detail = $4, \
+                     claimed_by = NULL, claimed_until = NULL, updated_at = $5 \
+                     WHERE id = $6 AND status = 'FIRING' AND claimed_by = $7",
+                )
+                .bind(status)
+                .bind(fired_at)
+                .bind(notified)
+                .bind(detail)
+                .bind(chrono::Utc::now())
+                .bind(id)
+                .bind(node)
+                .execute(self.writer())
+                .await
+                .map_err($crate::store::backend_error)?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn release_sends(
+                &self,
+                ids: &[i64],
+                node: &str,
+                due: chrono::DateTime<chrono::Utc>,
+            ) -> Result<(), tickethub_actors::ports::StoreError> {
+                if ids.is_empty() {
+                    return Ok(());
+                }
+                // Due again at `due` (never earlier than it was): a lease that ran out takes it
+                // back anyway.
+                let mut q = sqlx::QueryBuilder::<$db>::new(
+                    "UPDATE scheduled_sends SET status = 'FIRING', claimed_until = ",
+                );
+                q.push_bind(due);
+                q.push(" WHERE status = 'FIRING' AND claimed_by = ");
+                q.push_bind(node);
+                q.push(" AND id");
+                <$db as $crate::store::IdSet>::push_in(&mut q, ids.to_vec());
+                q.build()
+                    .execute(self.writer())
+                    .await
+                    .map_err($crate::store::backend_error)?;
+                Ok(())
+            }
+
+            async fn schedule_outlook(
+                &self,
+            ) -> Result<(i64, Option<chrono::DateTime<chrono::Utc>>), tickethub_actors::ports::StoreError> {
+                let (pending,): (i64,) = sqlx::query_as(
+                    "SELECT COUNT(*) FROM scheduled_sends WHERE status IN ('PENDING', 'FIRING')",
+                )
+                .fetch_one(self.reader())
+                .await
+                .map_err($crate::store::backend_error)?;
+                if pending == 0 {
+                    return Ok((0, None));
+                }
+                // The next pending send, or the next claim to run out (a node that died firing).
+                let next_due: Option<(chrono::DateTime<chrono::Utc>,)> = sqlx::query_as(
+                    "SELECT send_at FROM scheduled_sends WHERE status = 'PENDING' ORDER BY send_at LIMIT 1",
+                )
+                .fetch_optional(self.reader())
+                .await
+                .map_err($crate::store::backend_error)?;
+                let next_lapse: Option<(chrono::DateTime<chrono::Utc>,)> = sqlx::query_as(
+                    "SELECT claimed_until FROM scheduled_sends WHERE status = 'FIRING' \
+                     AND claimed_until IS NOT NULL ORDER BY claimed_until LIMIT 1",
+                )
+                .fetch_optional(self.reader())
+                .await
+                .map_err($crate::store::backend_error)?;
+                let next = match (next_due, next_lapse) {
+                    (Some((a,)), Some((b,))) => Some(a.min(b)),
+                    (a, b) => a.or(b).map(|(t,)| t),
+                };
+                Ok((pending, next))
+            }
+        }
+    };
+}
+pub(crate) use impl_schedule_store;
