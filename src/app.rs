@@ -124,6 +124,10 @@ impl Application {
                 acquire_timeout: Duration::from_millis(config.db_acquire_timeout_ms),
                 durability: config.sqlite_synchronous,
                 wal_limit_bytes: config.sqlite_wal_limit_mb.max(1) * 1024 * 1024,
+                user_cache: tickethub_actors::ports::UserCacheOptions {
+                    ttl: Duration::from_secs(config.user_cache_ttl),
+                    capacity: config.user_cache_size.max(1),
+                },
             },
         )
         .await?;
@@ -155,6 +159,9 @@ impl Application {
             }
             None => (None, None),
         };
+        if let Some(bus) = &bus {
+            watch_user_cache(&store, bus);
+        }
         let rooms_runtime = match config.rooms_nice {
             0 => None,
             nice => Some(NicedRuntime::start("tickethub-rooms", nice).map_err(|e| {
@@ -207,6 +214,7 @@ impl Application {
         if let Some(remote) = remote {
             tokio::spawn(follow_bus(
                 hub.clone(),
+                store.clone(),
                 remote,
                 Duration::from_secs(config.bus_reconcile_interval.max(1)),
             ));
@@ -387,7 +395,12 @@ impl Application {
 /// Hands other nodes' events to the local actors, and catches every connected user up from
 /// the database after any gap on the bus (a resync) and on a slow timer. Requests that arrive
 /// while a catch-up runs are merged into the next one.
-async fn follow_bus(hub: Hub, mut remote: crate::bus::Remote, every: Duration) {
+async fn follow_bus(
+    hub: Hub,
+    store: Arc<dyn tickethub_actors::ports::Store>,
+    mut remote: crate::bus::Remote,
+    every: Duration,
+) {
     let wanted = Arc::new(tokio::sync::Notify::new());
     let reconciler = {
         let hub = hub.clone();
@@ -420,6 +433,10 @@ async fn follow_bus(hub: Hub, mut remote: crate::bus::Remote, every: Duration) {
     while let Some(event) = remote.recv().await {
         match event {
             tickethub_actors::ports::BusEvent::Resync => {
+                // Writes to users may have gone unheard as well.
+                if let Some(cache) = store.user_cache() {
+                    cache.clear();
+                }
                 hub.resync_rooms();
                 wanted.notify_one();
             }
@@ -427,6 +444,41 @@ async fn follow_bus(hub: Hub, mut remote: crate::bus::Remote, every: Duration) {
         }
     }
     reconciler.abort();
+}
+
+/// The user cache hears of the other nodes' writes only through the bus: this node's writes
+/// are told to them, and while the bus is broken the cache is bypassed.
+fn watch_user_cache(
+    store: &Arc<dyn tickethub_actors::ports::Store>,
+    bus: &Arc<crate::bus::RedisBus>,
+) {
+    use tickethub_actors::ports::{Bus, BusEvent};
+    let Some(cache) = store.user_cache() else {
+        return;
+    };
+    let tell = Arc::downgrade(bus);
+    cache.on_change(move |user| {
+        if let Some(bus) = tell.upgrade() {
+            bus.publish(BusEvent::UserChanged(user));
+        }
+    });
+    cache.serve_while(bus.listening());
+    let store = Arc::downgrade(store);
+    bus.on_health(move |up| {
+        let Some(store) = store.upgrade() else {
+            return;
+        };
+        if let Some(cache) = store.user_cache() {
+            if up {
+                cache.trust();
+            } else {
+                tracing::info!(
+                    "the bus is broken: users are read from the database until it is back"
+                );
+                cache.distrust();
+            }
+        }
+    });
 }
 
 /// The Web Push key: the file `--webpush-vapid-key` names; else, for an embedded hub, the one

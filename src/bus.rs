@@ -9,6 +9,9 @@
 //! | `t` | `<ticket>:<version>` | a ticket was committed |
 //! | `b` | `<project>:<ticket>:u:<action>` or `…:c:<comment>` | a project's board changed |
 //! | `p` | `<project>|<JSON of the change>` | a presence change (joined, left, viewing, typing) |
+//! | `v` | `<project>|<user>,<user>…` | users were removed from a project |
+//! | `x` | `<user>` | a user's tokens were ended: their sockets close |
+//! | `u` | `<user>` | a user's row was written: every node drops them from its user cache |
 //! | `r` | (empty) | the sender may have lost messages: everyone resyncs |
 //!
 //! Content never crosses the bus: a node that hears of a commit reads it from the database,
@@ -51,7 +54,12 @@ pub struct RedisBus {
     publisher: Client,
     subscriber: fred::clients::SubscriberClient,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    health: Health,
 }
+
+/// Told `false` when the subscriber's connection breaks (this node may miss other nodes'
+/// messages from then on) and `true` once it is subscribed again.
+type Health = Arc<std::sync::OnceLock<Box<dyn Fn(bool) + Send + Sync>>>;
 
 /// What the bus hands this node: other nodes' events, and [`BusEvent::Resync`] after any gap.
 pub type Remote = mpsc::UnboundedReceiver<BusEvent>;
@@ -132,8 +140,10 @@ impl RedisBus {
         let lost = Arc::new(AtomicBool::new(false));
         let lost_marker = lost.clone();
         let resync = encode(&node, &BusEvent::Resync);
+        let health = Health::default();
 
         let tasks = vec![
+            tokio::spawn(watch_errors(subscriber.clone(), health.clone())),
             tokio::spawn(publish_loop(
                 publisher.clone(),
                 channel.clone(),
@@ -152,6 +162,7 @@ impl RedisBus {
                 out_tx.clone(),
                 resync.clone(),
                 lost.clone(),
+                health.clone(),
             )),
             tokio::spawn(heal_publisher(
                 publisher.clone(),
@@ -168,6 +179,7 @@ impl RedisBus {
                 publisher,
                 subscriber,
                 tasks,
+                health,
             }),
             in_rx,
         ))
@@ -185,6 +197,19 @@ impl RedisBus {
             prefix,
             lease,
         )
+    }
+
+    /// Whether this node hears the other nodes now (its subscriber is connected), as a probe
+    /// that can be kept.
+    pub fn listening(&self) -> impl Fn() -> bool + Send + Sync + 'static {
+        let subscriber = self.subscriber.clone();
+        move || subscriber.is_connected()
+    }
+
+    /// Calls `on` with `false` when the subscriber's connection breaks and `true` once it has
+    /// resubscribed (set once).
+    pub fn on_health(&self, on: impl Fn(bool) + Send + Sync + 'static) {
+        let _ = self.health.set(Box::new(on));
     }
 
     /// Closes both connections.
@@ -260,6 +285,20 @@ async fn publish_loop(
     }
 }
 
+/// A broken subscriber connection is told at once, before fred reconnects.
+async fn watch_errors(subscriber: fred::clients::SubscriberClient, health: Health) {
+    let mut errors = subscriber.error_rx();
+    loop {
+        match errors.recv().await {
+            Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        }
+        if let Some(on) = health.get() {
+            on(false);
+        }
+    }
+}
+
 /// Decodes other nodes' messages; a lagging receiver is a gap.
 async fn receive_loop(
     subscriber: fred::clients::SubscriberClient,
@@ -300,6 +339,7 @@ async fn heal_subscriber(
     outbox: mpsc::Sender<String>,
     resync: String,
     lost: Arc<AtomicBool>,
+    health: Health,
 ) {
     let mut reconnects = subscriber.reconnect_rx();
     loop {
@@ -316,6 +356,9 @@ async fn heal_subscriber(
             delay = (delay * 2).min(Duration::from_secs(2));
         }
         tracing::info!("bus subscriber reconnected; resyncing");
+        if let Some(on) = health.get() {
+            on(true);
+        }
         if events.send(BusEvent::Resync).is_err() {
             return;
         }
@@ -559,6 +602,7 @@ fn encode(node: &str, event: &BusEvent) -> String {
                 .join(",")
         ),
         BusEvent::SessionsEnded(user) => format!("{node}|x|{}", user.0),
+        BusEvent::UserChanged(user) => format!("{node}|u|{}", user.0),
         BusEvent::Resync => format!("{node}|r|"),
     }
 }
@@ -623,6 +667,7 @@ fn decode(text: &str, own: &str) -> Option<BusEvent> {
             Some(BusEvent::Revoked(ProjectId(project.parse().ok()?), users))
         }
         "x" => Some(BusEvent::SessionsEnded(UserId(payload.parse().ok()?))),
+        "u" => Some(BusEvent::UserChanged(UserId(payload.parse().ok()?))),
         "r" => Some(BusEvent::Resync),
         _ => None,
     }
@@ -690,6 +735,7 @@ mod tests {
             ),
             BusEvent::Revoked(ProjectId(3), vec![UserId(4), UserId(5)]),
             BusEvent::SessionsEnded(UserId(6)),
+            BusEvent::UserChanged(UserId(7)),
             BusEvent::Resync,
         ];
         for event in events {

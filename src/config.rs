@@ -31,6 +31,17 @@ pub struct ServeConfig {
     #[arg(long, env = "TICKETHUB_DB_ACQUIRE_TIMEOUT_MS", default_value_t = 2_000)]
     pub db_acquire_timeout_ms: u64,
 
+    /// Seconds an active user read from the database is kept in memory for the next request's
+    /// token check and the next send's recipients (0: off). A write through any hub drops it
+    /// at once on every hub; this lifetime bounds only a change made beside the hubs (the
+    /// command line without `--redis-url`, or SQL by hand).
+    #[arg(long, env = "TICKETHUB_USER_CACHE_TTL", default_value_t = 10)]
+    pub user_cache_ttl: u64,
+
+    /// The most active users kept in memory.
+    #[arg(long, env = "TICKETHUB_USER_CACHE_SIZE", default_value_t = 100_000)]
+    pub user_cache_size: usize,
+
     /// SQLite durability. `full`: an acknowledged notification survives a power loss (each
     /// group commit waits for fsync). `normal`: it survives a crash of the process only; the
     /// last commits before a power loss may be lost.

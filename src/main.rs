@@ -442,7 +442,7 @@ async fn set_active(args: cli::UserNameArgs, active: bool) -> Result<(), String>
             println!("{what} `{}`; the hubs were told to close their sockets", user.username);
         }
         (None, false) => println!(
-            "{what} `{}`; their next request, connect or token refresh is refused (give --redis-url to close open sockets at once)",
+            "{what} `{}`; a running hub refuses their requests, connects and token refreshes within its user cache's lifetime (--user-cache-ttl, 10 s by default); give --redis-url to make it at once and close open sockets",
             user.username
         ),
         _ => println!("{what} `{}`", user.username),
@@ -483,7 +483,7 @@ async fn set_password(args: cli::UserPasswordArgs) -> Result<(), String> {
             );
         }
         None => println!(
-            "set the password of `{}`; their tokens are void (give --redis-url to close open sockets at once)",
+            "set the password of `{}`; their tokens are void, on a running hub within its user cache's lifetime (--user-cache-ttl, 10 s by default); give --redis-url to make it at once and close open sockets",
             user.username
         ),
     }

@@ -43,6 +43,8 @@ pub struct StoreOptions {
     pub durability: crate::config::SqliteDurability,
     /// The size past which SQLite's write-ahead log is truncated.
     pub wal_limit_bytes: u64,
+    /// The cache of active users.
+    pub user_cache: tickethub_actors::ports::UserCacheOptions,
 }
 
 impl Default for StoreOptions {
@@ -51,6 +53,7 @@ impl Default for StoreOptions {
             acquire_timeout: ACQUIRE_TIMEOUT,
             durability: Default::default(),
             wal_limit_bytes: 64 * 1024 * 1024,
+            user_cache: Default::default(),
         }
     }
 }
@@ -67,9 +70,7 @@ pub async fn connect_with(
 ) -> Result<Arc<dyn Store>, ConnectError> {
     match database_kind(url)? {
         DatabaseKind::Sqlite => Ok(Arc::new(sqlite::SqliteStore::connect(url, options).await?)),
-        DatabaseKind::Postgres => Ok(Arc::new(
-            postgres::PgStore::connect(url, options.acquire_timeout).await?,
-        )),
+        DatabaseKind::Postgres => Ok(Arc::new(postgres::PgStore::connect(url, options).await?)),
     }
 }
 

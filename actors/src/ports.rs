@@ -20,6 +20,7 @@ mod devices;
 mod retention;
 mod schedule;
 mod ticket_lists;
+mod user_cache;
 pub use crate::domain::IdempotencyMark;
 pub use access::{
     ApiKey, ApiKeyStore, IdempotencyClaim, IdempotencyStore, NewApiKey, IDEMPOTENCY_TTL,
@@ -29,6 +30,7 @@ pub use devices::{Device, DeviceStore, NewDevice, Registered};
 pub use retention::{Purgeable, RetentionStore, StoreFaults};
 pub use schedule::{Cancelled, Fired, NewScheduledSend, ScheduleStore, Scheduled, ScheduledSend};
 pub use ticket_lists::{TicketFilter, TicketOrdering};
+pub use user_cache::{Generation, UserCache, UserCacheOptions};
 
 /// Why a storage call failed.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +52,10 @@ pub enum StoreError {
 /// Users and their credentials.
 #[async_trait]
 pub trait UserStore: Send + Sync {
+    /// The store's cache of active users, if it keeps one (see [`UserCache`]).
+    fn user_cache(&self) -> Option<&UserCache> {
+        None
+    }
     /// Creates a user; a taken username is [`StoreError::Conflict`].
     async fn create_user(&self, user: NewUser) -> Result<User, StoreError>;
     /// Finds a user by id.
@@ -572,6 +578,9 @@ pub enum BusEvent {
     /// A user's tokens were ended (deactivated, another role, a new password): every socket of
     /// theirs closes with 4001.
     SessionsEnded(UserId),
+    /// A user's row was written (profile, role, activation, password, erasure): every node
+    /// drops what it holds of them in its user cache.
+    UserChanged(UserId),
     /// Messages may have been lost (a node reconnected, or its publishes failed): every node
     /// catches its connected users up from the database.
     Resync,

@@ -15,6 +15,8 @@ pub struct PgStore {
     faults: std::sync::Arc<tickethub_actors::ports::StoreFaults>,
     /// The bounds of the purge's running sweep.
     purge_bounds: std::sync::Arc<super::retention::PurgeBounds>,
+    /// Active users, kept between requests.
+    users: std::sync::Arc<tickethub_actors::ports::UserCache>,
 }
 
 /// A pooled connection used this recently is handed out without a test.
@@ -23,7 +25,8 @@ const RECENTLY_USED: Duration = Duration::from_secs(1);
 impl PgStore {
     /// Connects and runs the migrations; a call waits at most `acquire_timeout` for a
     /// connection.
-    pub async fn connect(url: &str, acquire_timeout: Duration) -> Result<Self, ConnectError> {
+    pub async fn connect(url: &str, store: super::StoreOptions) -> Result<Self, ConnectError> {
+        let acquire_timeout = store.acquire_timeout;
         let options = PgConnectOptions::from_str(url)?;
         // A connection idle for a while is tested before it is handed out (a database restart
         // breaks it); one used within the last second is not, which saves every busy query a
@@ -52,7 +55,12 @@ impl PgStore {
             commits,
             faults,
             purge_bounds: Default::default(),
+            users: std::sync::Arc::new(tickethub_actors::ports::UserCache::new(store.user_cache)),
         })
+    }
+
+    fn users(&self) -> &tickethub_actors::ports::UserCache {
+        &self.users
     }
 
     fn writer(&self) -> &PgPool {

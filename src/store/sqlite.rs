@@ -24,6 +24,8 @@ pub struct SqliteStore {
     faults: std::sync::Arc<tickethub_actors::ports::StoreFaults>,
     /// The bounds of the purge's running sweep.
     purge_bounds: std::sync::Arc<super::retention::PurgeBounds>,
+    /// Active users, kept between requests.
+    users: std::sync::Arc<tickethub_actors::ports::UserCache>,
 }
 
 /// How often the log is copied into the database file.
@@ -218,7 +220,12 @@ impl SqliteStore {
             _alive: alive,
             faults,
             purge_bounds: Default::default(),
+            users: std::sync::Arc::new(tickethub_actors::ports::UserCache::new(store.user_cache)),
         })
+    }
+
+    fn users(&self) -> &tickethub_actors::ports::UserCache {
+        &self.users
     }
 
     fn writer(&self) -> &SqlitePool {

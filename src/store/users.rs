@@ -3,8 +3,39 @@
 /// Implements `UserStore` for a store type.
 macro_rules! impl_user_store {
     ($store:ty, $db:ty, $lock:literal) => {
+        impl $store {
+            /// Reads these users and keeps the active ones in the cache.
+            async fn read_users(
+                &self,
+                ids: &[tickethub_actors::domain::UserId],
+            ) -> Result<Vec<tickethub_actors::domain::User>, tickethub_actors::ports::StoreError>
+            {
+                let cache = self.users();
+                let generation = cache.generation();
+                let mut q = sqlx::QueryBuilder::<$db>::new(format!(
+                    "SELECT {} FROM users WHERE id",
+                    $crate::store::USER_COLUMNS
+                ));
+                <$db as $crate::store::IdSet>::push_in(&mut q, ids.iter().map(|id| id.0).collect());
+                let read = q
+                    .build_query_as::<$crate::store::UserRow>()
+                    .fetch_all(self.reader())
+                    .await
+                    .map_err($crate::store::backend_error)?
+                    .into_iter()
+                    .map($crate::store::UserRow::into_user)
+                    .collect::<Result<Vec<_>, _>>()?;
+                cache.fill(generation, &read);
+                Ok(read)
+            }
+        }
+
         #[async_trait::async_trait]
         impl tickethub_actors::ports::UserStore for $store {
+            fn user_cache(&self) -> Option<&tickethub_actors::ports::UserCache> {
+                Some(self.users())
+            }
+
             async fn create_user(
                 &self,
                 u: tickethub_actors::domain::NewUser,
@@ -38,17 +69,24 @@ macro_rules! impl_user_store {
                 id: tickethub_actors::domain::UserId,
             ) -> Result<Option<tickethub_actors::domain::User>, tickethub_actors::ports::StoreError>
             {
+                let cache = self.users();
+                if let Some(user) = cache.get(id) {
+                    return Ok(Some(user));
+                }
+                let generation = cache.generation();
                 let sql = format!(
                     "SELECT {} FROM users WHERE id = $1",
                     $crate::store::USER_COLUMNS
                 );
-                sqlx::query_as::<_, $crate::store::UserRow>(&sql)
+                let user = sqlx::query_as::<_, $crate::store::UserRow>(&sql)
                     .bind(id.0)
                     .fetch_optional(self.reader())
                     .await
                     .map_err($crate::store::backend_error)?
                     .map($crate::store::UserRow::into_user)
-                    .transpose()
+                    .transpose()?;
+                cache.fill(generation, user.as_ref());
+                Ok(user)
             }
 
             async fn user_with_hash(
@@ -187,22 +225,15 @@ macro_rules! impl_user_store {
                 ids: &[tickethub_actors::domain::UserId],
             ) -> Result<Vec<tickethub_actors::domain::User>, tickethub_actors::ports::StoreError>
             {
-                if ids.is_empty() {
-                    return Ok(Vec::new());
+                let cache = self.users();
+                let (mut users, missing) = cache.get_many(ids);
+                if !missing.is_empty() {
+                    let read = self.read_users(&missing).await?;
+                    users.extend(read);
                 }
-                let mut q = sqlx::QueryBuilder::<$db>::new(format!(
-                    "SELECT {} FROM users WHERE id",
-                    $crate::store::USER_COLUMNS
-                ));
-                <$db as $crate::store::IdSet>::push_in(&mut q, ids.iter().map(|id| id.0).collect());
-                q.push(" ORDER BY id");
-                q.build_query_as::<$crate::store::UserRow>()
-                    .fetch_all(self.reader())
-                    .await
-                    .map_err($crate::store::backend_error)?
-                    .into_iter()
-                    .map($crate::store::UserRow::into_user)
-                    .collect()
+                users.sort_unstable_by_key(|u| u.id);
+                users.dedup_by_key(|u| u.id);
+                Ok(users)
             }
 
             async fn active_user_ids(
@@ -210,23 +241,17 @@ macro_rules! impl_user_store {
                 ids: &[tickethub_actors::domain::UserId],
             ) -> Result<Vec<tickethub_actors::domain::UserId>, tickethub_actors::ports::StoreError>
             {
-                if ids.is_empty() {
-                    return Ok(Vec::new());
+                // Held users are active (the cache keeps no others). The rest are read whole,
+                // so that the next call finds them held.
+                let cache = self.users();
+                let (mut active, missing) = cache.held_ids(ids);
+                if !missing.is_empty() {
+                    let read = self.read_users(&missing).await?;
+                    active.extend(read.iter().filter(|u| u.is_active).map(|u| u.id));
                 }
-                let mut q =
-                    sqlx::QueryBuilder::<$db>::new("SELECT id FROM users WHERE is_active = ");
-                q.push_bind(true).push(" AND id");
-                <$db as $crate::store::IdSet>::push_in(&mut q, ids.iter().map(|id| id.0).collect());
-                q.push(" ORDER BY id");
-                let rows: Vec<(i64,)> = q
-                    .build_query_as()
-                    .fetch_all(self.reader())
-                    .await
-                    .map_err($crate::store::backend_error)?;
-                Ok(rows
-                    .into_iter()
-                    .map(|(id,)| tickethub_actors::domain::UserId(id))
-                    .collect())
+                active.sort_unstable();
+                active.dedup();
+                Ok(active)
             }
 
             async fn update_profile(
@@ -283,6 +308,7 @@ macro_rules! impl_user_store {
                     .execute(self.writer())
                     .await
                     .map_err($crate::store::backend_error)?;
+                self.users().changed(user);
                 let sql = format!(
                     "SELECT {} FROM users WHERE id = $1",
                     $crate::store::USER_COLUMNS
@@ -384,6 +410,7 @@ macro_rules! impl_user_store {
                 .await
                 .map_err($crate::store::backend_error)?;
                 tx.commit().await.map_err($crate::store::backend_error)?;
+                self.users().changed(user);
                 row.into_user().map(Some)
             }
 
@@ -475,6 +502,9 @@ macro_rules! impl_user_store {
                 .await
                 .map_err($crate::store::backend_error)?;
                 tx.commit().await.map_err($crate::store::backend_error)?;
+                if marked {
+                    self.users().changed(user);
+                }
                 Ok(marked)
             }
         }

@@ -840,6 +840,129 @@ async fn a_slow_redis_never_grows_the_publish_queue_past_its_bound() {
     assert_eq!(seqs, (2..=13).collect::<Vec<_>>());
 }
 
+/// Every node keeps active users in memory between requests, and a write on one node drops
+/// them on every node before anyone can use the stale copy: a deactivation, a demotion and a
+/// profile change made through node 0 hold on node 1 at once, though node 1 had just served
+/// each user from its cache.
+async fn a_user_change_on_one_node_holds_at_once_on_the_other() {
+    let backend = postgres();
+    let c = Cluster::start(&backend, 2, &[]).await;
+    let admin = c.user("boss", Role::Admin).await;
+    let mut users = Vec::new();
+    for i in 0..6 {
+        users.push(c.user(&format!("u{i}"), Role::Admin).await);
+    }
+    let me = |node: usize, who: &User| {
+        let who = who.clone();
+        let c = &c;
+        async move {
+            c.call(node, reqwest::Method::GET, &who, "/api/users/me/", None)
+                .await
+        }
+    };
+    // Node 1 reads each user once, then serves them from memory.
+    for u in &users {
+        assert_eq!(me(1, u).await.0, 200);
+    }
+    let hits = || c.counter_with(1, "tickethub_user_cache_total", &["result=\"hit\""]);
+    let before = hits().await;
+    for u in &users {
+        let (status, body) = me(1, u).await;
+        assert_eq!((status, body["email"].clone()), (200, Value::Null));
+    }
+    let after = hits().await;
+    assert!(after >= before + users.len() as f64, "{before} -> {after}");
+
+    for (i, u) in users.iter().enumerate() {
+        let path = format!("/api/users/{}/", u.id.0);
+        let change = match i % 3 {
+            0 => json!({"is_active": false}),
+            1 => json!({"role": "client"}),
+            _ => json!({"email": format!("u{i}@example.com")}),
+        };
+        let (status, body) = c
+            .call(0, reqwest::Method::PATCH, &admin, &path, Some(change))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        // The very next request on the other node sees the change.
+        let (status, body) = me(1, u).await;
+        match i % 3 {
+            0 | 1 => assert_eq!(status, 401, "user {i} kept access on node 1: {body}"),
+            _ => assert_eq!(
+                (status, body["email"].as_str()),
+                (200, Some(format!("u{i}@example.com").as_str()))
+            ),
+        }
+        // A demoted admin's new token is a client's on either node.
+        if i % 3 == 1 {
+            let mut demoted = u.clone();
+            demoted.role = Role::Client;
+            demoted.token_version += 1;
+            for node in 0..2 {
+                let (status, _) = c
+                    .call(
+                        node,
+                        reqwest::Method::GET,
+                        &demoted,
+                        "/api/admin/analytics",
+                        None,
+                    )
+                    .await;
+                assert_eq!(status, 403, "node {node}");
+            }
+        }
+    }
+}
+
+/// While the bus is down a node cannot hear the others' writes, so it reads users from the
+/// database: a deactivation made on node 0 during the outage holds on node 1 at once. Once
+/// the bus is back, node 1 serves from memory again.
+async fn a_node_that_cannot_hear_the_bus_reads_users_from_the_database() {
+    let backend = postgres();
+    let mut c = Cluster::start(&backend, 2, &[]).await;
+    let admin = c.user("boss", Role::Admin).await;
+    let alice = c.user("alice", Role::Client).await;
+    let bob = c.user("bob", Role::Client).await;
+    for who in [&alice, &bob] {
+        let (status, _) = c
+            .call(1, reqwest::Method::GET, who, "/api/users/me/", None)
+            .await;
+        assert_eq!(status, 200);
+    }
+    c.redis.kill().await;
+    c.bus_is(0, "disconnected").await;
+    c.bus_is(1, "disconnected").await;
+    let path = format!("/api/users/{}/", alice.id.0);
+    let (status, body) = c
+        .call(
+            0,
+            reqwest::Method::PATCH,
+            &admin,
+            &path,
+            Some(json!({"is_active": false})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = c
+        .call(1, reqwest::Method::GET, &alice, "/api/users/me/", None)
+        .await;
+    assert_eq!(status, 401, "a deactivation unheard on the bus kept access");
+    c.redis.restart().await;
+    c.bus_is(1, "connected").await;
+    let hits = || c.counter_with(1, "tickethub_user_cache_total", &["result=\"hit\""]);
+    eventually("node 1 serves bob from memory again", || async {
+        let before = hits().await;
+        for _ in 0..2 {
+            let (status, _) = c
+                .call(1, reqwest::Method::GET, &bob, "/api/users/me/", None)
+                .await;
+            assert_eq!(status, 200);
+        }
+        hits().await > before
+    })
+    .await;
+}
+
 crate::trials! {
     both: [
         a_user_on_one_node_hears_of_commits_on_another,
@@ -859,6 +982,8 @@ crate::trials! {
         a_member_removed_from_a_project_is_dropped_from_its_rooms_on_every_node,
         a_user_deactivated_from_the_command_line_is_cut_off_on_every_node,
         a_slow_redis_never_grows_the_publish_queue_past_its_bound,
+        a_user_change_on_one_node_holds_at_once_on_the_other,
+        a_node_that_cannot_hear_the_bus_reads_users_from_the_database,
     ],
     sync: [],
 }

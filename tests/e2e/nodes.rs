@@ -325,6 +325,13 @@ impl Cluster {
             .total(name)
     }
 
+    /// A node's `/metrics` value of a counter, over the samples with each of these labels.
+    pub async fn counter_with(&self, node: usize, name: &str, labels: &[&str]) -> f64 {
+        Metrics::scrape(&self.http, &self.nodes[node].url("/metrics"))
+            .await
+            .value(name, labels)
+    }
+
     /// A valid access token.
     pub fn token(&self, user: &User) -> String {
         self.auth.issue_access(user).unwrap()

@@ -120,7 +120,11 @@ impl Hub {
                     let _ = room.send_message(RoomMsg::Revoke(users, Disconnect::Forbidden));
                 }
             }
-            BusEvent::SessionsEnded(user) => self.end_sessions_here(user),
+            BusEvent::SessionsEnded(user) => {
+                self.forget_user(user);
+                self.end_sessions_here(user);
+            }
+            BusEvent::UserChanged(user) => self.forget_user(user),
             BusEvent::Resync => {}
         }
     }
@@ -157,6 +161,13 @@ impl Hub {
             .expect("endings poisoned")
             .get(&user)
             .is_some_and(|ended| *ended >= authenticated)
+    }
+
+    /// Drops another node's changed user from this node's user cache.
+    fn forget_user(&self, user: UserId) {
+        if let Some(cache) = self.inner.deps.store.user_cache() {
+            cache.forget(user);
+        }
     }
 
     /// Records the ending, then closes the user's sockets on this node.

@@ -1,0 +1,337 @@
+//! Active users held in memory, so that a request's caller and a send's recipients are not
+//! read from the database on every call.
+//!
+//! Only what may never grant access when stale is kept safe here:
+//!
+//! - A write of a user's row through this node's store drops the entry before the write's
+//!   call returns, and is announced on the bus ([`UserCache::on_change`]), whose other nodes
+//!   drop theirs as the message arrives.
+//! - A fill races a write: a row read before the write but stored after it would outlive the
+//!   write. Every drop moves a generation, and a fill is kept only if the generation is the
+//!   one it read under.
+//! - While the bus is down (or healing), other nodes' writes cannot be heard: the cache is
+//!   cleared and bypassed until the node has resubscribed ([`UserCache::distrust`],
+//!   [`UserCache::trust`]). A gap on the bus clears it as well.
+//! - Only active users are kept: a stale entry can only be one that a write turned inactive
+//!   (or changed), never one that a write turned active, so a refusal never outlives an
+//!   activation.
+//! - Every entry ends after a lifetime (the backstop for writes from outside any hub, such as
+//!   the command line without `--redis-url`), and the cache holds at most a bounded number.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use crate::domain::{User, UserId};
+
+/// How large, and how long an entry lives.
+#[derive(Debug, Clone, Copy)]
+pub struct UserCacheOptions {
+    /// How long an entry is believed (zero: the cache is off).
+    pub ttl: Duration,
+    /// The most users held.
+    pub capacity: usize,
+}
+
+impl Default for UserCacheOptions {
+    fn default() -> Self {
+        Self {
+            ttl: Duration::from_secs(10),
+            capacity: 100_000,
+        }
+    }
+}
+
+type OnChange = Arc<dyn Fn(UserId) + Send + Sync>;
+type Probe = Box<dyn Fn() -> bool + Send + Sync>;
+
+/// See the module's documentation.
+pub struct UserCache {
+    options: UserCacheOptions,
+    state: Mutex<State>,
+    /// Off while the bus is down or healing.
+    trusted: AtomicBool,
+    on_change: OnceLock<OnChange>,
+    /// Whether other nodes' writes can be heard right now (the bus's subscriber is connected).
+    listening: OnceLock<Probe>,
+}
+
+#[derive(Default)]
+struct State {
+    users: HashMap<UserId, (User, Instant)>,
+    /// Moves with every drop: a fill read under an older generation is not kept.
+    generation: u64,
+}
+
+/// The generation a fill read under: see [`UserCache::fill`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Generation(u64);
+
+impl std::fmt::Debug for UserCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserCache")
+            .field("options", &self.options)
+            .field("trusted", &self.trusted.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl UserCache {
+    /// An empty cache, trusted.
+    pub fn new(options: UserCacheOptions) -> Self {
+        Self {
+            options,
+            state: Mutex::new(State::default()),
+            trusted: AtomicBool::new(true),
+            on_change: OnceLock::new(),
+            listening: OnceLock::new(),
+        }
+    }
+
+    fn on(&self) -> bool {
+        !self.options.ttl.is_zero()
+            && self.trusted.load(Ordering::Acquire)
+            && self.listening.get().is_none_or(|listening| listening())
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding the lock leaves nothing half-done that matters: a map.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The user, if held and not expired.
+    pub fn get(&self, id: UserId) -> Option<User> {
+        if !self.on() {
+            return None;
+        }
+        let now = Instant::now();
+        let hit = self
+            .state()
+            .users
+            .get(&id)
+            .filter(|(_, at)| now.duration_since(*at) < self.options.ttl)
+            .map(|(user, _)| user.clone());
+        match hit {
+            Some(_) => metrics::counter!("tickethub_user_cache_total", "result" => "hit"),
+            None => metrics::counter!("tickethub_user_cache_total", "result" => "miss"),
+        }
+        .increment(1);
+        hit
+    }
+
+    /// Splits `ids` into the users held (in the order asked) and the ids to read.
+    pub fn get_many(&self, ids: &[UserId]) -> (Vec<User>, Vec<UserId>) {
+        self.split(ids, User::clone)
+    }
+
+    /// Splits `ids` into those held (active, in the order asked) and those to read, without
+    /// copying the users.
+    pub fn held_ids(&self, ids: &[UserId]) -> (Vec<UserId>, Vec<UserId>) {
+        self.split(ids, |user| user.id)
+    }
+
+    fn split<T>(&self, ids: &[UserId], take: impl Fn(&User) -> T) -> (Vec<T>, Vec<UserId>) {
+        if !self.on() {
+            return (Vec::new(), ids.to_vec());
+        }
+        let now = Instant::now();
+        let (mut held, mut missing) = (Vec::with_capacity(ids.len()), Vec::new());
+        {
+            let state = self.state();
+            for id in ids {
+                match state.users.get(id) {
+                    Some((user, at)) if now.duration_since(*at) < self.options.ttl => {
+                        held.push(take(user))
+                    }
+                    _ => missing.push(*id),
+                }
+            }
+        }
+        metrics::counter!("tickethub_user_cache_total", "result" => "hit")
+            .increment(held.len() as u64);
+        metrics::counter!("tickethub_user_cache_total", "result" => "miss")
+            .increment(missing.len() as u64);
+        (held, missing)
+    }
+
+    /// Read before reading users from the database, and handed to [`UserCache::fill`] after.
+    pub fn generation(&self) -> Generation {
+        Generation(self.state().generation)
+    }
+
+    /// Keeps the users read from the database under `generation`, unless a drop came between
+    /// (then they may predate a write, and are not kept). Inactive users are not kept.
+    pub fn fill<'a>(&self, generation: Generation, users: impl IntoIterator<Item = &'a User>) {
+        if !self.on() {
+            return;
+        }
+        let now = Instant::now();
+        let mut state = self.state();
+        if state.generation != generation.0 {
+            return;
+        }
+        for user in users {
+            if !user.is_active {
+                continue;
+            }
+            if state.users.len() >= self.options.capacity {
+                let ttl = self.options.ttl;
+                state
+                    .users
+                    .retain(|_, (_, at)| now.duration_since(*at) < ttl);
+                if state.users.len() >= self.options.capacity {
+                    // Full of live entries: start over rather than track recency.
+                    state.users.clear();
+                }
+            }
+            state.users.insert(user.id, (user.clone(), now));
+        }
+    }
+
+    /// Drops one user, here only (another node's write, heard on the bus).
+    pub fn forget(&self, id: UserId) {
+        let mut state = self.state();
+        state.generation += 1;
+        state.users.remove(&id);
+    }
+
+    /// A write of this user's row was committed through this node: drops it here and tells
+    /// the other nodes.
+    pub fn changed(&self, id: UserId) {
+        self.forget(id);
+        if let Some(tell) = self.on_change.get() {
+            tell(id);
+        }
+    }
+
+    /// Drops every user (a gap on the bus: writes may have gone unheard).
+    pub fn clear(&self) {
+        let mut state = self.state();
+        state.generation += 1;
+        state.users.clear();
+    }
+
+    /// The bus is down: other nodes' writes cannot be heard, so nothing is served from here
+    /// until [`UserCache::trust`].
+    pub fn distrust(&self) {
+        self.trusted.store(false, Ordering::Release);
+        self.clear();
+    }
+
+    /// The bus is back and subscribed: what is read from now on is heard of again.
+    pub fn trust(&self) {
+        self.clear();
+        self.trusted.store(true, Ordering::Release);
+    }
+
+    /// How the other nodes are told of this node's writes (set once, by the bus's owner).
+    pub fn on_change(&self, tell: impl Fn(UserId) + Send + Sync + 'static) {
+        let _ = self.on_change.set(Arc::new(tell));
+    }
+
+    /// Asked before every use: while it answers `false` (the bus's subscriber is not
+    /// connected), nothing is served or kept (set once, by the bus's owner).
+    pub fn serve_while(&self, listening: impl Fn() -> bool + Send + Sync + 'static) {
+        let _ = self.listening.set(Box::new(listening));
+    }
+
+    /// How many users are held.
+    pub fn len(&self) -> usize {
+        self.state().users.len()
+    }
+
+    /// Whether none is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Role;
+
+    fn user(id: i64, active: bool) -> User {
+        User {
+            id: UserId(id),
+            username: format!("u{id}"),
+            display_name: String::new(),
+            email: None,
+            whatsapp_number: None,
+            phone_number: None,
+            phone_number_invalid_at: None,
+            role: Role::Client,
+            is_superuser: false,
+            is_active: active,
+            token_version: 0,
+            created_at: chrono::Utc::now(),
+        }
+    }
+
+    fn cache(ttl: Duration) -> UserCache {
+        UserCache::new(UserCacheOptions { ttl, capacity: 4 })
+    }
+
+    #[test]
+    fn a_fill_read_before_a_write_is_not_kept() {
+        let c = cache(Duration::from_secs(60));
+        let before = c.generation();
+        // A write lands (and drops the user) while the read was under way.
+        c.changed(UserId(1));
+        c.fill(before, [&user(1, true)]);
+        assert!(c.get(UserId(1)).is_none());
+        let now = c.generation();
+        c.fill(now, [&user(1, true)]);
+        assert_eq!(c.get(UserId(1)).unwrap().id, UserId(1));
+    }
+
+    #[test]
+    fn inactive_users_are_never_kept() {
+        let c = cache(Duration::from_secs(60));
+        c.fill(c.generation(), [&user(1, false), &user(2, true)]);
+        let (held, missing) = c.get_many(&[UserId(1), UserId(2)]);
+        assert_eq!(held.len(), 1);
+        assert_eq!(missing, vec![UserId(1)]);
+    }
+
+    #[test]
+    fn entries_expire_and_a_zero_lifetime_turns_the_cache_off() {
+        let c = cache(Duration::from_millis(1));
+        c.fill(c.generation(), [&user(1, true)]);
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(c.get(UserId(1)).is_none());
+        let off = cache(Duration::ZERO);
+        off.fill(off.generation(), [&user(1, true)]);
+        assert!(off.is_empty());
+    }
+
+    #[test]
+    fn a_distrusted_cache_serves_nothing_until_trusted_again() {
+        let c = cache(Duration::from_secs(60));
+        c.fill(c.generation(), [&user(1, true)]);
+        c.distrust();
+        assert!(c.get(UserId(1)).is_none());
+        c.fill(c.generation(), [&user(1, true)]);
+        assert!(c.is_empty(), "nothing is kept while the bus is down");
+        c.trust();
+        c.fill(c.generation(), [&user(1, true)]);
+        assert!(c.get(UserId(1)).is_some());
+    }
+
+    #[test]
+    fn the_size_stays_bounded_and_changes_are_told() {
+        let c = cache(Duration::from_secs(60));
+        let told = Arc::new(Mutex::new(Vec::new()));
+        let sink = told.clone();
+        c.on_change(move |id| sink.lock().unwrap().push(id));
+        for id in 0..10 {
+            c.fill(c.generation(), [&user(id, true)]);
+            assert!(c.len() <= 4);
+        }
+        c.changed(UserId(9));
+        c.forget(UserId(8));
+        assert_eq!(*told.lock().unwrap(), vec![UserId(9)]);
+        assert!(c.get(UserId(9)).is_none());
+    }
+}
