@@ -452,14 +452,22 @@ fn watch_user_cache(
     store: &Arc<dyn tickethub_actors::ports::Store>,
     bus: &Arc<crate::bus::RedisBus>,
 ) {
-    use tickethub_actors::ports::{Bus, BusEvent};
     let Some(cache) = store.user_cache() else {
         return;
     };
     let tell = Arc::downgrade(bus);
     cache.on_change(move |user| {
-        if let Some(bus) = tell.upgrade() {
-            bus.publish(BusEvent::UserChanged(user));
+        let bus = tell.upgrade();
+        Box::pin(async move {
+            if let Some(bus) = bus {
+                bus.user_changed(user).await;
+            }
+        })
+    });
+    let heard = Arc::downgrade(store);
+    bus.on_user_changed(move |user| {
+        if let Some(cache) = heard.upgrade().as_ref().and_then(|s| s.user_cache()) {
+            cache.forget(user);
         }
     });
     cache.serve_while(bus.listening());

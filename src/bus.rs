@@ -11,7 +11,8 @@
 //! | `p` | `<project>|<JSON of the change>` | a presence change (joined, left, viewing, typing) |
 //! | `v` | `<project>|<user>,<user>…` | users were removed from a project |
 //! | `x` | `<user>` | a user's tokens were ended: their sockets close |
-//! | `u` | `<user>` | a user's row was written: every node drops them from its user cache |
+//! | `u` | `<user>:<origin node>:<nonce>` | a user's row was written: every node drops them from its user cache, then confirms |
+//! | `k` | `<origin node>:<nonce>` | a node dropped the user of `nonce`: the writer answers its call once every node confirmed |
 //! | `r` | (empty) | the sender may have lost messages: everyone resyncs |
 //!
 //! Content never crosses the bus: a node that hears of a commit reads it from the database,
@@ -34,13 +35,14 @@ use std::time::Duration;
 use fred::prelude::*;
 use fred::types::config::Options;
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use tickethub_actors::connection::Update;
 use tickethub_actors::domain::ProjectId;
 use tickethub_actors::domain::UserId;
 use tickethub_actors::ports::{BoardNotice, Bus, BusEvent};
 use tickethub_actors::room::{BoardAction, PresenceChange, PresenceEntry};
 use tickethub_actors::ticket_domain::TicketId;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::config::{redact_url, ConfigError};
 
@@ -55,6 +57,52 @@ pub struct RedisBus {
     subscriber: fred::clients::SubscriberClient,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     health: Health,
+    confirms: Arc<Confirms>,
+    /// `<prefix>:bus`.
+    channel: String,
+}
+
+/// How long a write of a user waits for the other nodes to confirm they dropped the user from
+/// their caches. A node that does not answer within it is stuck or cut off; the write answers
+/// all the same.
+const CONFIRM_WAIT: Duration = Duration::from_secs(2);
+
+/// This node's writes of users waiting for the other nodes' confirmations, and what a node
+/// does when it hears of another node's write.
+/// A write's confirmations: how many were heard, how many are expected (once the publish
+/// said how many heard it), and who waits.
+type Waiting = (i64, Option<i64>, Option<oneshot::Sender<()>>);
+
+#[derive(Default)]
+struct Confirms {
+    next: std::sync::atomic::AtomicU64,
+    waiting: std::sync::Mutex<HashMap<u64, Waiting>>,
+    /// Drops a user from this node's cache.
+    forget: std::sync::OnceLock<Box<dyn Fn(UserId) + Send + Sync>>,
+}
+
+impl Confirms {
+    fn waiting(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Waiting>> {
+        self.waiting.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Counts one confirmation (`expected: None`) or learns how many to expect; tells the
+    /// waiter once all have come.
+    fn count(&self, nonce: u64, heard: i64, expected: Option<i64>) {
+        let mut waiting = self.waiting();
+        let Some(entry) = waiting.get_mut(&nonce) else {
+            return;
+        };
+        entry.0 += heard;
+        if expected.is_some() {
+            entry.1 = expected;
+        }
+        if entry.1.is_some_and(|expected| entry.0 >= expected) {
+            if let Some(done) = entry.2.take() {
+                let _ = done.send(());
+            }
+        }
+    }
 }
 
 /// Told `false` when the subscriber's connection breaks (this node may miss other nodes'
@@ -141,6 +189,7 @@ impl RedisBus {
         let lost_marker = lost.clone();
         let resync = encode(&node, &BusEvent::Resync);
         let health = Health::default();
+        let confirms = Arc::new(Confirms::default());
 
         let tasks = vec![
             tokio::spawn(watch_errors(subscriber.clone(), health.clone())),
@@ -155,6 +204,8 @@ impl RedisBus {
                 subscriber.clone(),
                 node.clone(),
                 in_tx.clone(),
+                confirms.clone(),
+                out_tx.clone(),
             )),
             tokio::spawn(heal_subscriber(
                 subscriber.clone(),
@@ -180,6 +231,8 @@ impl RedisBus {
                 subscriber,
                 tasks,
                 health,
+                confirms,
+                channel,
             }),
             in_rx,
         ))
@@ -204,6 +257,52 @@ impl RedisBus {
     pub fn listening(&self) -> impl Fn() -> bool + Send + Sync + 'static {
         let subscriber = self.subscriber.clone();
         move || subscriber.is_connected()
+    }
+
+    /// Tells every node that this user's row was written, and waits (at most
+    /// [`CONFIRM_WAIT`]) until each node that heard it has dropped the user from its cache. A
+    /// node that did not hear it (its subscriber is down) reads users from the database until
+    /// it has resubscribed.
+    pub async fn user_changed(&self, user: UserId) {
+        let nonce = self.confirms.next.fetch_add(1, Ordering::Relaxed);
+        let (done, heard) = oneshot::channel();
+        self.confirms.waiting().insert(nonce, (0, None, Some(done)));
+        let payload = format!("{}|u|{}:{}:{nonce}", self.node, user.0, self.node);
+        let fast = self.publisher.with_options(&Options {
+            fail_fast: true,
+            timeout: Some(CONFIRM_WAIT),
+            max_attempts: Some(1),
+            ..Options::default()
+        });
+        match fast
+            .publish::<i64, _, _>(self.channel.as_str(), payload)
+            .await
+        {
+            // Every subscriber heard it, this node's own among them.
+            Ok(receivers) => {
+                self.confirms.count(nonce, 0, Some((receivers - 1).max(0)));
+                if tokio::time::timeout(CONFIRM_WAIT, heard).await.is_err() {
+                    metrics::counter!("tickethub_bus_confirm_timeouts_total").increment(1);
+                    tracing::warn!(
+                        user = user.0,
+                        "a node did not confirm a user's change in time"
+                    );
+                }
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot tell the other nodes of a user's change");
+                if !self.lost.swap(true, Ordering::SeqCst) {
+                    tracing::warn!(error = %e, "cannot publish to the bus; the other nodes will resync once it is back");
+                }
+            }
+        }
+        self.confirms.waiting().remove(&nonce);
+    }
+
+    /// What this node does when another node wrote a user: drop them from its cache (set
+    /// once). The confirmation is sent after it.
+    pub fn on_user_changed(&self, forget: impl Fn(UserId) + Send + Sync + 'static) {
+        let _ = self.confirms.forget.set(Box::new(forget));
     }
 
     /// Calls `on` with `false` when the subscriber's connection breaks and `true` once it has
@@ -304,6 +403,8 @@ async fn receive_loop(
     subscriber: fred::clients::SubscriberClient,
     own: String,
     events: mpsc::UnboundedSender<BusEvent>,
+    confirms: Arc<Confirms>,
+    outbox: mpsc::Sender<String>,
 ) {
     let mut messages = subscriber.message_rx();
     loop {
@@ -312,6 +413,9 @@ async fn receive_loop(
                 let Some(text) = message.value.as_string() else {
                     continue;
                 };
+                if confirm_traffic(&text, &own, &confirms, &outbox) {
+                    continue;
+                }
                 match decode(&text, &own) {
                     Some(event) => event,
                     None => continue,
@@ -327,6 +431,55 @@ async fn receive_loop(
         if events.send(event).is_err() {
             return;
         }
+    }
+}
+
+/// Another node's write of a user (`u|<user>:<origin>:<nonce>`): drop the user here, then
+/// confirm (`k|<origin>:<nonce>`); a confirmation of this node's own write: count it. Answers
+/// whether the message was one of these.
+fn confirm_traffic(
+    text: &str,
+    own: &str,
+    confirms: &Confirms,
+    outbox: &mpsc::Sender<String>,
+) -> bool {
+    let mut parts = text.splitn(3, '|');
+    let (Some(node), Some(kind), Some(payload)) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    match kind {
+        "u" => {
+            let mut fields = payload.split(':');
+            let (Some(user), Some(origin), Some(nonce)) =
+                (fields.next(), fields.next(), fields.next())
+            else {
+                return false;
+            };
+            if node == own {
+                return true;
+            }
+            let Ok(user) = user.parse() else {
+                return true;
+            };
+            if let Some(forget) = confirms.forget.get() {
+                forget(UserId(user));
+            }
+            // Through the publish queue: never waits. A confirmation that cannot be sent
+            // only makes the writer wait its time out.
+            let _ = outbox.try_send(format!("{own}|k|{origin}:{nonce}"));
+            true
+        }
+        "k" => {
+            if let Some((origin, nonce)) = payload.split_once(':') {
+                if origin == own {
+                    if let Ok(nonce) = nonce.parse() {
+                        confirms.count(nonce, 1, None);
+                    }
+                }
+            }
+            true
+        }
+        _ => false,
     }
 }
 

@@ -308,7 +308,7 @@ macro_rules! impl_user_store {
                     .execute(self.writer())
                     .await
                     .map_err($crate::store::backend_error)?;
-                self.users().changed(user);
+                self.users().changed(user).await;
                 let sql = format!(
                     "SELECT {} FROM users WHERE id = $1",
                     $crate::store::USER_COLUMNS
@@ -410,7 +410,7 @@ macro_rules! impl_user_store {
                 .await
                 .map_err($crate::store::backend_error)?;
                 tx.commit().await.map_err($crate::store::backend_error)?;
-                self.users().changed(user);
+                self.users().changed(user).await;
                 row.into_user().map(Some)
             }
 
@@ -503,7 +503,7 @@ macro_rules! impl_user_store {
                 .map_err($crate::store::backend_error)?;
                 tx.commit().await.map_err($crate::store::backend_error)?;
                 if marked {
-                    self.users().changed(user);
+                    self.users().changed(user).await;
                 }
                 Ok(marked)
             }

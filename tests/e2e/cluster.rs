@@ -912,6 +912,11 @@ async fn a_user_change_on_one_node_holds_at_once_on_the_other() {
             }
         }
     }
+    // Every change was confirmed by the other node before its call answered.
+    assert_eq!(
+        c.counter(0, "tickethub_bus_confirm_timeouts_total").await,
+        0.0
+    );
 }
 
 /// While the bus is down a node cannot hear the others' writes, so it reads users from the

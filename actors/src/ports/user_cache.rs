@@ -43,7 +43,7 @@ impl Default for UserCacheOptions {
     }
 }
 
-type OnChange = Arc<dyn Fn(UserId) + Send + Sync>;
+type OnChange = Arc<dyn Fn(UserId) -> futures::future::BoxFuture<'static, ()> + Send + Sync>;
 type Probe = Box<dyn Fn() -> bool + Send + Sync>;
 
 /// See the module's documentation.
@@ -197,11 +197,13 @@ impl UserCache {
     }
 
     /// A write of this user's row was committed through this node: drops it here and tells
-    /// the other nodes.
-    pub fn changed(&self, id: UserId) {
+    /// the other nodes, returning once they have dropped it too (as the bus's owner decides:
+    /// see [`UserCache::on_change`]).
+    pub async fn changed(&self, id: UserId) {
         self.forget(id);
-        if let Some(tell) = self.on_change.get() {
-            tell(id);
+        let tell = self.on_change.get().cloned();
+        if let Some(tell) = tell {
+            tell(id).await;
         }
     }
 
@@ -225,8 +227,12 @@ impl UserCache {
         self.trusted.store(true, Ordering::Release);
     }
 
-    /// How the other nodes are told of this node's writes (set once, by the bus's owner).
-    pub fn on_change(&self, tell: impl Fn(UserId) + Send + Sync + 'static) {
+    /// How the other nodes are told of this node's writes (set once, by the bus's owner): the
+    /// future ends once they have dropped the user, so that the write's call answers only then.
+    pub fn on_change(
+        &self,
+        tell: impl Fn(UserId) -> futures::future::BoxFuture<'static, ()> + Send + Sync + 'static,
+    ) {
         let _ = self.on_change.set(Arc::new(tell));
     }
 
@@ -278,7 +284,7 @@ mod tests {
         let c = cache(Duration::from_secs(60));
         let before = c.generation();
         // A write lands (and drops the user) while the read was under way.
-        c.changed(UserId(1));
+        c.forget(UserId(1));
         c.fill(before, [&user(1, true)]);
         assert!(c.get(UserId(1)).is_none());
         let now = c.generation();
@@ -319,17 +325,20 @@ mod tests {
         assert!(c.get(UserId(1)).is_some());
     }
 
-    #[test]
-    fn the_size_stays_bounded_and_changes_are_told() {
+    #[tokio::test]
+    async fn the_size_stays_bounded_and_changes_are_told() {
         let c = cache(Duration::from_secs(60));
         let told = Arc::new(Mutex::new(Vec::new()));
         let sink = told.clone();
-        c.on_change(move |id| sink.lock().unwrap().push(id));
+        c.on_change(move |id| {
+            sink.lock().unwrap().push(id);
+            Box::pin(async {})
+        });
         for id in 0..10 {
             c.fill(c.generation(), [&user(id, true)]);
             assert!(c.len() <= 4);
         }
-        c.changed(UserId(9));
+        c.changed(UserId(9)).await;
         c.forget(UserId(8));
         assert_eq!(*told.lock().unwrap(), vec![UserId(9)]);
         assert!(c.get(UserId(9)).is_none());
