@@ -131,6 +131,7 @@ impl Hub {
                     idle_timeout: config.idle_timeout,
                     store: deps.store.clone(),
                     sent: deps.sent.clone(),
+                    acks: crate::acks::AckRecorder::start(deps.store.clone()),
                     bus: deps.bus.clone(),
                     replay_cap: config.replay_cap,
                     gap_wait: config.gap_wait,

@@ -30,6 +30,7 @@
 //! - Actors return `Err` from a handler only for bugs or lost infrastructure; refusals travel
 //!   in replies.
 
+pub mod acks;
 pub mod analytics;
 pub mod board;
 pub mod connection;

@@ -399,6 +399,19 @@ pub trait StreamStore: Send + Sync {
     /// Records that the user's clients have shown everything up to `seq` (never moves back,
     /// never past the user's last seq); returns the acknowledged seq.
     async fn ack(&self, user: UserId, seq: i64) -> Result<i64, StoreError>;
+    /// [`StreamStore::ack`] for several users in one transaction; answers the acknowledged
+    /// seq of each user found (unknown users are left out).
+    async fn ack_many(&self, acks: &[(UserId, i64)]) -> Result<Vec<(UserId, i64)>, StoreError> {
+        let mut acked = Vec::with_capacity(acks.len());
+        for (user, seq) in acks {
+            match self.ack(*user, *seq).await {
+                Ok(seq) => acked.push((*user, seq)),
+                Err(StoreError::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(acked)
+    }
     /// Records, for each user, that everything up to the seq was written to some socket of
     /// theirs (never moves back), in one transaction.
     async fn record_sent(&self, sent: &[(UserId, i64)]) -> Result<(), StoreError>;

@@ -36,6 +36,8 @@ pub struct UserActor {
     pub store: Arc<dyn Store>,
     /// Batches the user's `sent_seq` writes.
     pub sent: Arc<crate::sent::SentRecorder>,
+    /// Writes the user's acks in batches, off this actor.
+    pub acks: crate::acks::AckRecorder,
     /// Fan-out to other hub processes, if there are any.
     pub bus: Option<Arc<dyn crate::ports::Bus>>,
     /// The most notifications one replay sends; older ones are left to REST.
@@ -629,24 +631,36 @@ impl UserActor {
             }
             UserMsg::Command(request) => {
                 let CommandRequest { from, cmd, reply } = *request;
-                match execute(self.store.as_ref(), state.user_id, &cmd).await {
-                    Ok(outcome) => {
-                        if let Some(update) = outcome.update(&cmd) {
-                            state.push_all(from, || {
-                                ConnectionMsg::Updated(Box::new(update.clone()))
-                            });
-                            // The user's sockets on other hub processes hear of it too, from
-                            // here: the caller may have stopped waiting.
-                            crate::ports::publish(
-                                &self.bus,
-                                crate::ports::BusEvent::Inbox(state.user_id, update),
-                            );
+                // An ack changes nothing another socket shows: it is written with others'
+                // while this actor goes on pushing.
+                if let UserCommand::Ack(seq) = cmd {
+                    self.acks.ack(
+                        state.user_id,
+                        seq,
+                        Box::new(move |acked| {
+                            let _ = reply.send(acked.map(CommandOutcome::Acked));
+                        }),
+                    );
+                } else {
+                    match execute(self.store.as_ref(), state.user_id, &cmd).await {
+                        Ok(outcome) => {
+                            if let Some(update) = outcome.update(&cmd) {
+                                state.push_all(from, || {
+                                    ConnectionMsg::Updated(Box::new(update.clone()))
+                                });
+                                // The user's sockets on other hub processes hear of it too, from
+                                // here: the caller may have stopped waiting.
+                                crate::ports::publish(
+                                    &self.bus,
+                                    crate::ports::BusEvent::Inbox(state.user_id, update),
+                                );
+                            }
+                            let _ = reply.send(Ok(outcome));
                         }
-                        let _ = reply.send(Ok(outcome));
-                    }
-                    Err(e) => {
-                        tracing::warn!(user_id = state.user_id.0, error = %e, "inbox command failed");
-                        let _ = reply.send(Err(e.to_string()));
+                        Err(e) => {
+                            tracing::warn!(user_id = state.user_id.0, error = %e, "inbox command failed");
+                            let _ = reply.send(Err(e.to_string()));
+                        }
                     }
                 }
             }

@@ -3,6 +3,61 @@
 /// Implements `StreamStore` for a store type.
 macro_rules! impl_stream_store {
     ($store:ty, $db:ty, $lock:literal) => {
+        impl $store {
+            /// One ack inside a transaction: `None` for an unknown user.
+            async fn ack_in(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                user: tickethub_actors::domain::UserId,
+                seq: i64,
+            ) -> Result<Option<i64>, tickethub_actors::ports::StoreError> {
+                let row: Option<(i64,)> = sqlx::query_as(
+                    "UPDATE users SET acked_seq = CASE \
+                       WHEN $2 > acked_seq THEN (CASE WHEN $2 < last_seq THEN $2 ELSE last_seq END) \
+                       ELSE acked_seq END \
+                     WHERE id = $1 RETURNING acked_seq",
+                )
+                .bind(user.0)
+                .bind(seq)
+                .fetch_optional(&mut **tx)
+                .await
+                .map_err($crate::store::backend_error)?;
+                let Some((acked,)) = row else {
+                    return Ok(None);
+                };
+                if acked > 0 {
+                    // When each seq was first acknowledged, for timelines: a row only when the
+                    // acknowledged seq moved past every earlier row's.
+                    let now = chrono::Utc::now();
+                    let moved = sqlx::query(
+                        "INSERT INTO stream_events (user_id, kind, first_seq, last_seq, sockets, at) \
+                         SELECT $1, 'acked', $2, $2, 0, $3 WHERE NOT EXISTS \
+                         (SELECT 1 FROM stream_events WHERE user_id = $1 AND kind = 'acked' AND last_seq >= $2)",
+                    )
+                    .bind(user.0)
+                    .bind(acked)
+                    .bind(now)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err($crate::store::backend_error)?;
+                    if moved.rows_affected() > 0 {
+                        let done = sqlx::query(
+                            "UPDATE escalations SET status = 'CANCELLED', claimed_until = NULL, updated_at = $1, \
+                             detail = 'a client of the recipient acknowledged the notification' \
+                             WHERE user_id = $2 AND status IN ('PENDING', 'FIRING') AND unless_seen = 'acked' AND seq <= $3",
+                        )
+                        .bind(now)
+                        .bind(user.0)
+                        .bind(acked)
+                        .execute(&mut **tx)
+                        .await
+                        .map_err($crate::store::backend_error)?;
+                        $crate::store::history::count_cancelled(done.rows_affected());
+                    }
+                }
+                Ok(Some(acked))
+            }
+        }
+
         #[async_trait::async_trait]
         impl tickethub_actors::ports::StreamStore for $store {
             async fn backlog(
@@ -110,48 +165,25 @@ macro_rules! impl_stream_store {
                 seq: i64,
             ) -> Result<i64, tickethub_actors::ports::StoreError> {
                 let mut tx = self.writer().begin().await.map_err($crate::store::backend_error)?;
-                let row: Option<(i64,)> = sqlx::query_as(
-                    "UPDATE users SET acked_seq = CASE \
-                       WHEN $2 > acked_seq THEN (CASE WHEN $2 < last_seq THEN $2 ELSE last_seq END) \
-                       ELSE acked_seq END \
-                     WHERE id = $1 RETURNING acked_seq",
-                )
-                .bind(user.0)
-                .bind(seq)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err($crate::store::backend_error)?;
-                let acked = row
-                    .map(|(s,)| s)
+                let acked = Self::ack_in(&mut tx, user, seq)
+                    .await?
                     .ok_or_else(|| tickethub_actors::ports::StoreError::NotFound(format!("user {user}")))?;
-                if acked > 0 {
-                    // When each seq was first acknowledged, for timelines: a row only when the
-                    // acknowledged seq moved past every earlier row's.
-                    let now = chrono::Utc::now();
-                    let moved = sqlx::query(
-                        "INSERT INTO stream_events (user_id, kind, first_seq, last_seq, sockets, at) \
-                         SELECT $1, 'acked', $2, $2, 0, $3 WHERE NOT EXISTS \
-                         (SELECT 1 FROM stream_events WHERE user_id = $1 AND kind = 'acked' AND last_seq >= $2)",
-                    )
-                    .bind(user.0)
-                    .bind(acked)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err($crate::store::backend_error)?;
-                    if moved.rows_affected() > 0 {
-                        let done = sqlx::query(
-                            "UPDATE escalations SET status = 'CANCELLED', claimed_until = NULL, updated_at = $1, \
-                             detail = 'a client of the recipient acknowledged the notification' \
-                             WHERE user_id = $2 AND status IN ('PENDING', 'FIRING') AND unless_seen = 'acked' AND seq <= $3",
-                        )
-                        .bind(now)
-                        .bind(user.0)
-                        .bind(acked)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err($crate::store::backend_error)?;
-                        $crate::store::history::count_cancelled(done.rows_affected());
+                tx.commit().await.map_err($crate::store::backend_error)?;
+                Ok(acked)
+            }
+
+            async fn ack_many(
+                &self,
+                acks: &[(tickethub_actors::domain::UserId, i64)],
+            ) -> Result<Vec<(tickethub_actors::domain::UserId, i64)>, tickethub_actors::ports::StoreError> {
+                // In user order, as commits lock users' rows: no deadlock on PostgreSQL.
+                let mut acks = acks.to_vec();
+                acks.sort_unstable();
+                let mut tx = self.writer().begin().await.map_err($crate::store::backend_error)?;
+                let mut acked = Vec::with_capacity(acks.len());
+                for (user, seq) in acks {
+                    if let Some(seq) = Self::ack_in(&mut tx, user, seq).await? {
+                        acked.push((user, seq));
                     }
                 }
                 tx.commit().await.map_err($crate::store::backend_error)?;

@@ -47,6 +47,10 @@ use crate::wire;
 type Io = TokioIo<hyper::upgrade::Upgraded>;
 type Writer = WebSocketWrite<Batched<WriteHalf<Io>>>;
 
+/// Counted for every client frame: the handle is looked up once.
+static FRAMES_IN: std::sync::LazyLock<metrics::Counter> =
+    std::sync::LazyLock::new(|| metrics::counter!("tickethub_frames_in_total"));
+
 /// How long a socket may take, at shutdown, to write what is queued before its 1001.
 const SHUTDOWN_FLUSH: Duration = Duration::from_secs(2);
 
@@ -203,7 +207,7 @@ impl Open {
                     }
                 };
                 shared.touch();
-                metrics::counter!("tickethub_frames_in_total").increment(1);
+                FRAMES_IN.increment(1);
                 outcome = match frame {
                     // Boxed: client frames are rare next to pushes, and their handling (commands
                     // with database calls) would otherwise sit in every idle socket's state.

@@ -10,6 +10,34 @@ async fn open(db: &TestDb) -> std::sync::Arc<dyn Store> {
     tickethub::store::connect(&db.url).await.unwrap()
 }
 
+/// A client, created.
+async fn add_user(store: &std::sync::Arc<dyn Store>, name: &str) -> tickethub_actors::domain::User {
+    store
+        .create_user(new_user(name, Role::Client))
+        .await
+        .unwrap()
+}
+
+/// A `general` notification to `to`, emailed.
+fn general_draft(to: UserId, title: &str) -> Draft {
+    Draft {
+        recipient: to,
+        notification_type: "general".parse().unwrap(),
+        title: title.into(),
+        message: "m".into(),
+        ticket: None,
+        data: "{}".into(),
+        action_url: None,
+        deliveries: vec![(
+            tickethub_actors::routing::Channel::Email,
+            format!("{}@example.test", to.0),
+        )],
+        webhook_recipients: Vec::new(),
+        cause: Default::default(),
+        escalations: Vec::new(),
+    }
+}
+
 fn new_user(name: &str, role: Role) -> NewUser {
     NewUser {
         username: name.to_owned(),
@@ -246,7 +274,6 @@ async fn migrations_are_idempotent(backend: Backend) {
 }
 
 async fn batched_commits_give_every_recipient_the_next_seq(backend: Backend) {
-    use tickethub_actors::routing::Channel;
     let db = TestDb::create(&backend).await;
     let store = open(&db).await;
     let a = store
@@ -257,19 +284,7 @@ async fn batched_commits_give_every_recipient_the_next_seq(backend: Backend) {
         .create_user(new_user("bob", Role::Client))
         .await
         .unwrap();
-    let draft = |to: tickethub_actors::domain::UserId, title: &str| Draft {
-        recipient: to,
-        notification_type: "general".parse().unwrap(),
-        title: title.into(),
-        message: "m".into(),
-        ticket: None,
-        data: "{}".into(),
-        action_url: None,
-        deliveries: vec![(Channel::Email, format!("{}@example.test", to.0))],
-        webhook_recipients: Vec::new(),
-        cause: Default::default(),
-        escalations: Vec::new(),
-    };
+    let draft = general_draft;
     // A batch of distinct recipients takes the batched path.
     let first = store
         .commit_notifications(vec![draft(b.id, "b1"), draft(a.id, "a1")], None)
@@ -655,6 +670,39 @@ fn plain_draft(to: UserId, title: String, message: String) -> Draft {
     }
 }
 
+/// Acks of several users written in one transaction: each moves only forward and never past
+/// the user's last seq, and an unknown user is left out rather than failing the others.
+async fn acks_of_many_users_are_written_in_one_call(backend: Backend) {
+    let db = TestDb::create(&backend).await;
+    let store = open(&db).await;
+    let a = add_user(&store, "ann").await;
+    let b = add_user(&store, "bob").await;
+    let draft = |to: UserId| Draft {
+        deliveries: Vec::new(),
+        ..general_draft(to, "t")
+    };
+    for _ in 0..3 {
+        store
+            .commit_notifications(vec![draft(a.id)], None)
+            .await
+            .unwrap();
+    }
+    store
+        .commit_notifications(vec![draft(b.id)], None)
+        .await
+        .unwrap();
+    let mut acked = store
+        .ack_many(&[(b.id, 5), (UserId(999_999), 1), (a.id, 2)])
+        .await
+        .unwrap();
+    acked.sort();
+    assert_eq!(acked, vec![(a.id, 2), (b.id, 1)]);
+    let acked = store.ack_many(&[(a.id, 1)]).await.unwrap();
+    assert_eq!(acked, vec![(a.id, 2)], "never moves back");
+    assert_eq!(store.notification_cursor(a.id).await.unwrap().acked_seq, 2);
+    assert_eq!(store.notification_cursor(b.id).await.unwrap().acked_seq, 1);
+}
+
 crate::trials! {
     both: [
         users_round_trip,
@@ -663,6 +711,7 @@ crate::trials! {
         batched_commits_give_every_recipient_the_next_seq,
         concurrent_commits_are_grouped_and_a_bad_call_fails_alone,
         sent_seqs_of_many_users_are_recorded_in_one_call_and_never_move_back,
+        acks_of_many_users_are_written_in_one_call,
     ],
     tests: [
         the_sqlite_log_is_copied_into_the_database_file_and_reused,

@@ -23,6 +23,8 @@ const USER: UserId = UserId(1);
 struct Inbox {
     held: Mutex<Held>,
     faults: StoreFaults,
+    /// Holds every ack's write until a permit is added.
+    ack_gate: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 #[derive(Default)]
@@ -205,6 +207,9 @@ inbox!(StreamStore {
     }
 
     async fn ack(&self, _: UserId, seq: i64) -> Result<i64, StoreError> {
+        if let Some(gate) = &self.ack_gate {
+            gate.acquire().await.unwrap().forget();
+        }
         let mut held = self.held();
         held.acked_seq = held.acked_seq.max(seq.min(held.last_seq));
         Ok(held.acked_seq)
@@ -344,6 +349,7 @@ async fn start(
         None,
         UserActor {
             idle_timeout,
+            acks: crate::acks::AckRecorder::start(store.clone()),
             store,
             sent,
             bus: None,
@@ -602,6 +608,35 @@ async fn a_new_socket_replays_from_where_it_asks_or_from_what_was_seen() {
         assert_eq!(attached.last_seq, greeting, "{case}");
         assert_eq!(attached.connections, 1, "{case}");
     }
+}
+
+#[tokio::test]
+async fn live_pushes_never_wait_for_an_ack_to_be_written() {
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let user = patient(Inbox {
+        ack_gate: Some(gate.clone()),
+        ..Inbox::default()
+    })
+    .await;
+    let (_, _a, mut a) = user.attach(1, Resume::Unacknowledged).await;
+    user.inbox.commit(1..=2);
+    user.notify([1]);
+    let (tx, acked) = ractor::concurrency::oneshot();
+    user.send(UserMsg::Command(Box::new(CommandRequest {
+        from: Some(ConnId(1)),
+        cmd: UserCommand::Ack(1),
+        reply: tx.into(),
+    })));
+    // The ack's write is held up; the next notification goes out all the same.
+    user.notify([2]);
+    tokio::time::timeout(Duration::from_secs(10), user.snapshot())
+        .await
+        .expect("the actor waited for the ack's write");
+    assert_eq!(received(&mut a), ["replay [] +0 to 0", "n1", "n2"]);
+    assert_eq!(user.inbox.held().acked_seq, 0);
+    gate.add_permits(1);
+    assert_eq!(acked.await.unwrap(), Ok(CommandOutcome::Acked(1)));
+    assert_eq!(user.inbox.held().acked_seq, 1);
 }
 
 #[tokio::test]

@@ -6,6 +6,22 @@ use super::*;
 /// At most this many queued messages are written together.
 pub(super) const BATCH: usize = 64;
 
+/// The per-frame metrics, looked up in the registry once rather than for every frame (the
+/// recorder is installed before the first socket opens).
+struct Hot {
+    frames_out: metrics::Counter,
+    delivered_live: metrics::Counter,
+    delivered_replayed: metrics::Counter,
+    latency: metrics::Histogram,
+}
+
+static HOT: std::sync::LazyLock<Hot> = std::sync::LazyLock::new(|| Hot {
+    frames_out: metrics::counter!("tickethub_frames_out_total"),
+    delivered_live: metrics::counter!("tickethub_notifications_delivered_total", "replayed" => "false"),
+    delivered_replayed: metrics::counter!("tickethub_notifications_delivered_total", "replayed" => "true"),
+    latency: metrics::histogram!("tickethub_delivery_latency_seconds"),
+});
+
 /// Writes a queued message, and those queued behind it (up to [`BATCH`]), with one write to
 /// the socket. If the hub kicks the socket while a write is stuck (the client stopped
 /// reading), the write is abandoned and the connection dropped. `kicked` is the socket's one
@@ -79,13 +95,12 @@ pub(super) async fn write_message(
         ConnectionMsg::Notification(n) => {
             send_bytes(write, dialect.notification_bytes(&n, false)).await?;
             *sent = (*sent).max(n.seq);
-            metrics::counter!("tickethub_notifications_delivered_total", "replayed" => "false")
-                .increment(1);
+            HOT.delivered_live.increment(1);
             let latency = (Utc::now() - n.created_at)
                 .num_microseconds()
                 .unwrap_or(0)
                 .max(0);
-            metrics::histogram!("tickethub_delivery_latency_seconds").record(latency as f64 / 1e6);
+            HOT.latency.record(latency as f64 / 1e6);
         }
         ConnectionMsg::Replay(replay) => {
             let Replay {
@@ -104,8 +119,7 @@ pub(super) async fn write_message(
                 send_bytes(write, dialect.notification_bytes(n, true)).await?;
                 *sent = (*sent).max(n.seq);
             }
-            metrics::counter!("tickethub_notifications_delivered_total", "replayed" => "true")
-                .increment(notifications.len() as u64);
+            HOT.delivered_replayed.increment(notifications.len() as u64);
             send_value(
                 write,
                 &json!({ "type": "replay_complete", "count": notifications.len(), "last_seq": last_seq }),
@@ -119,7 +133,7 @@ pub(super) async fn write_message(
                 let text = frame.text(|event| {
                     serde_json::to_vec(&wire::room_event(event)).expect("JSON values serialize")
                 });
-                metrics::counter!("tickethub_frames_out_total").increment(1);
+                HOT.frames_out.increment(1);
                 write
                     .write_frame(Frame::text(Payload::Borrowed(text)))
                     .await?;
@@ -161,7 +175,7 @@ pub(super) async fn send_value(write: &mut Writer, value: &Value) -> Result<(), 
 }
 
 pub(super) async fn send_bytes(write: &mut Writer, bytes: Vec<u8>) -> Result<(), WebSocketError> {
-    metrics::counter!("tickethub_frames_out_total").increment(1);
+    HOT.frames_out.increment(1);
     write.write_frame(Frame::text(Payload::Owned(bytes))).await
 }
 
@@ -169,7 +183,7 @@ pub(super) async fn send(
     write: &mut Writer,
     frame: &ServerFrame<'_>,
 ) -> Result<(), WebSocketError> {
-    metrics::counter!("tickethub_frames_out_total").increment(1);
+    HOT.frames_out.increment(1);
     write
         .write_frame(Frame::text(Payload::Owned(frame.to_json())))
         .await
