@@ -223,6 +223,16 @@ pub enum PushError {
 }
 
 impl ConnectionMsg {
+    /// How many frames this message is written as.
+    pub fn frames(&self) -> usize {
+        match self {
+            // `replay_truncated`, the backlog, `replay_complete`.
+            ConnectionMsg::Replay(r) => r.notifications.len() + 2,
+            ConnectionMsg::Room(frames) => frames.len(),
+            _ => 1,
+        }
+    }
+
     /// A cheap estimate of the bytes this message becomes on the wire.
     pub fn estimated_bytes(&self) -> usize {
         fn one(n: &crate::notification::Notification) -> usize {

@@ -44,7 +44,19 @@ pub(super) async fn outbound<
         ));
     };
     let batch = async {
-        cork.hold();
+        // Frames are held back to go out in one write only when there are several: a lone
+        // frame goes straight to the socket (fastwebsockets writes a small one with one
+        // system call), without a copy through the batch's buffer.
+        let mut held = false;
+        let mut hold = || {
+            if !held {
+                cork.hold();
+                held = true;
+            }
+        };
+        if shared.queued_frames() > 0 || msg.frames() > 1 {
+            hold();
+        }
         let mut bytes = 0;
         let mut next = Some(msg);
         let mut flow = Ok(Flow::Continue);
@@ -57,6 +69,9 @@ pub(super) async fn outbound<
             flow = write_message(msg, write, &mut sent, dialect).await;
             if matches!(flow, Ok(Flow::Continue)) && count < BATCH {
                 next = rx.try_recv();
+                if next.is_some() {
+                    hold();
+                }
             }
         }
         cork.release();
