@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use tickethub::wire::dialect::Dialect;
 use tickethub::wire::{notification_frame, notification_frame_bytes};
 use tickethub::ws::protocol::{ClientFrame, ServerFrame};
 use tickethub_actors::domain::UserId;
@@ -78,6 +79,20 @@ fn encode(c: &mut Criterion) {
     group.bench_function("announcement", |b| {
         b.iter(|| notification_frame_bytes(black_box(&a), false))
     });
+
+    // The seeds' dialects: each frame from its JSON tree, and from typed fields.
+    for dialect in [Dialect::Seed002, Dialect::Seed003, Dialect::Seed004] {
+        let name = format!("{dialect:?}").to_lowercase();
+        let now = Utc::now();
+        group.bench_function(format!("{name}_via_tree"), |b| {
+            b.iter(|| {
+                serde_json::to_vec(&dialect.notification_at(black_box(&n), false, now)).unwrap()
+            })
+        });
+        group.bench_function(name, |b| {
+            b.iter(|| dialect.notification_bytes_at(black_box(&n), false, now))
+        });
+    }
 
     let frames = [
         (

@@ -47,6 +47,32 @@ pub fn data(n: &Notification) -> Value {
         .unwrap_or_else(|| Value::Object(Map::new()))
 }
 
+/// [`data`] without parsing it into a tree: the stored text when it is a JSON object (it was
+/// written compact, keys in order, as a tree serializes), else `{}`.
+pub fn raw_data(n: &Notification) -> &serde_json::value::RawValue {
+    serde_json::from_str::<&serde_json::value::RawValue>(&n.data)
+        .ok()
+        .filter(|raw| raw.get().starts_with('{'))
+        .unwrap_or_else(|| serde_json::from_str("{}").expect("an empty object is JSON"))
+}
+
+/// A ticket for the frame tests: critical, assigned, every field set.
+#[cfg(test)]
+pub(crate) fn sample_ticket(at: chrono::DateTime<chrono::Utc>) -> TicketSummary {
+    use tickethub_actors::ticket_domain::{Category, Priority, TicketId, TicketStatus};
+    TicketSummary {
+        id: TicketId(5),
+        key: "WEB-5".into(),
+        title: "Login fails".into(),
+        priority: Priority::Critical,
+        category: Category::Bug,
+        status: TicketStatus::Assigned,
+        created_by: "Carl".into(),
+        project_name: "Web".into(),
+        created_at: at,
+    }
+}
+
 /// The WebSocket `notification` frame (SPEC §3), also the items of `notifications_list`.
 pub fn notification_frame(n: &Notification, replayed: bool) -> Value {
     json!({
@@ -104,13 +130,9 @@ pub fn notification_frame_bytes(n: &Notification, replayed: bool) -> Vec<u8> {
         status: &'a str,
         title: &'a str,
     }
-    let stored = serde_json::from_str::<&serde_json::value::RawValue>(&n.data)
-        .ok()
-        .filter(|raw| raw.get().starts_with('{'));
     let frame = Frame {
         action_url: &n.action_url,
-        data: stored
-            .unwrap_or_else(|| serde_json::from_str("{}").expect("an empty object is JSON")),
+        data: raw_data(n),
         id: n.id,
         is_read: n.is_read,
         message: &n.message,
@@ -785,7 +807,6 @@ mod tests {
     /// object or not JSON at all.
     #[test]
     fn the_notification_frame_bytes_are_those_of_the_tree() {
-        use tickethub_actors::ticket_domain::{Category, Priority, TicketId, TicketStatus};
         let at = chrono::Utc::now();
         let plain = Notification {
             id: 7,
@@ -802,17 +823,7 @@ mod tests {
             created_at: at,
         };
         let full = Notification {
-            ticket: Some(TicketSummary {
-                id: TicketId(5),
-                key: "WEB-5".into(),
-                title: "Login fails".into(),
-                priority: Priority::Critical,
-                category: Category::Bug,
-                status: TicketStatus::Assigned,
-                created_by: "Carl".into(),
-                project_name: "Web".into(),
-                created_at: at,
-            }),
+            ticket: Some(sample_ticket(at)),
             action_url: Some("/tickets/5".into()),
             is_read: true,
             read_at: Some(at),

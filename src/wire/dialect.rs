@@ -114,12 +114,120 @@ impl Dialect {
 
     /// [`Dialect::notification`] as the bytes of a text frame.
     pub fn notification_bytes(self, n: &Notification, replayed: bool) -> Vec<u8> {
-        match self {
-            Dialect::Seed001 => wire::notification_frame_bytes(n, replayed),
-            _ => {
-                serde_json::to_vec(&self.notification(n, replayed)).expect("JSON values serialize")
-            }
+        self.notification_bytes_at(n, replayed, Utc::now())
+    }
+
+    /// [`Dialect::notification_at`] as the bytes of a text frame, written from typed fields
+    /// (no JSON tree per notification and socket, and the stored data not parsed): byte for
+    /// byte the tree's serialization, whose keys are in order.
+    pub fn notification_bytes_at(
+        self,
+        n: &Notification,
+        replayed: bool,
+        now: DateTime<Utc>,
+    ) -> Vec<u8> {
+        use serde::Serialize;
+        use serde_json::value::RawValue;
+        /// Seed 002's frame and item, keys in order.
+        #[derive(Serialize)]
+        struct Frame002<'a> {
+            data: Item002<'a>,
+            replayed: bool,
+            seq: i64,
+            #[serde(rename = "type")]
+            kind: &'static str,
         }
+        #[derive(Serialize)]
+        struct Item002<'a> {
+            id: i64,
+            message: &'a str,
+            notification_type: &'a str,
+            ticket_id: Option<i64>,
+            ticket_key: Option<&'a str>,
+            timestamp: String,
+            title: &'a str,
+        }
+        /// Seed 003's and 004's frame: the item under `notification`.
+        #[derive(Serialize)]
+        struct Framed<I> {
+            notification: I,
+            replayed: bool,
+            seq: i64,
+            #[serde(rename = "type")]
+            kind: &'static str,
+        }
+        #[derive(Serialize)]
+        struct Item003<'a> {
+            created_at: String,
+            data: &'a RawValue,
+            id: i64,
+            message: &'a str,
+            read: bool,
+            title: &'a str,
+            #[serde(rename = "type")]
+            kind: &'a str,
+        }
+        #[derive(Serialize)]
+        struct Item004<'a> {
+            action_url: &'a Option<String>,
+            body: &'a str,
+            created_at: String,
+            id: i64,
+            is_read: bool,
+            metadata: &'a RawValue,
+            time_ago: String,
+            title: &'a str,
+            #[serde(rename = "type")]
+            kind: &'a str,
+        }
+        let written = match self {
+            Dialect::Seed001 => return wire::notification_frame_bytes(n, replayed),
+            Dialect::Seed002 => serde_json::to_vec(&Frame002 {
+                data: Item002 {
+                    id: n.id,
+                    message: &n.message,
+                    notification_type: n.notification_type.as_str(),
+                    ticket_id: n.ticket.as_ref().map(|t| t.id.0),
+                    ticket_key: n.ticket.as_ref().map(|t| t.key.as_str()),
+                    timestamp: timestamp(n.created_at),
+                    title: &n.title,
+                },
+                replayed,
+                seq: n.seq,
+                kind: "notification_message",
+            }),
+            Dialect::Seed003 => serde_json::to_vec(&Framed {
+                notification: Item003 {
+                    created_at: timestamp(n.created_at),
+                    data: wire::raw_data(n),
+                    id: n.id,
+                    message: &n.message,
+                    read: n.is_read,
+                    title: &n.title,
+                    kind: n.notification_type.as_str(),
+                },
+                replayed,
+                seq: n.seq,
+                kind: "notification",
+            }),
+            Dialect::Seed004 => serde_json::to_vec(&Framed {
+                notification: Item004 {
+                    action_url: &n.action_url,
+                    body: &n.message,
+                    created_at: timestamp(n.created_at),
+                    id: n.id,
+                    is_read: n.is_read,
+                    metadata: wire::raw_data(n),
+                    time_ago: time_ago(n.created_at, now),
+                    title: &n.title,
+                    kind: self.type_name(&n.notification_type),
+                },
+                replayed,
+                seq: n.seq,
+                kind: "new_notification",
+            }),
+        };
+        written.expect("notification frames serialize")
     }
 
     /// [`Dialect::notification`] with the clock given (for `time_ago`).
@@ -289,6 +397,55 @@ mod tests {
         live.as_str()
             .unwrap_or_else(|| panic!("{d:?}: {live}"))
             .to_owned()
+    }
+
+    /// Every dialect's frame written from typed fields is the frame of its JSON tree, byte for
+    /// byte: with and without a ticket and a link, read or not, and with stored data that is
+    /// not an object or not JSON at all.
+    #[test]
+    fn every_dialect_s_frame_bytes_are_those_of_its_tree() {
+        let now = Utc::now();
+        let plain = Notification {
+            title: "Ticket \"Assigned\"".into(),
+            message: "WEB-5 is yours\n— ünïcode \u{1F600}".into(),
+            data: r#"{"a":[1,2,{"b":null}],"z":"x"}"#.into(),
+            created_at: now - chrono::Duration::seconds(3_700),
+            ..notification_of("ticket_assigned")
+        };
+        let full = Notification {
+            ticket: Some(wire::sample_ticket(now)),
+            action_url: Some("/tickets/5".into()),
+            is_read: true,
+            read_at: Some(now),
+            ..plain.clone()
+        };
+        let registered = notification_of("user_registered");
+        let not_an_object = Notification {
+            data: "[1,2]".into(),
+            ..plain.clone()
+        };
+        let not_json = Notification {
+            data: "{oops".into(),
+            ..plain.clone()
+        };
+        for d in [
+            Dialect::Seed001,
+            Dialect::Seed002,
+            Dialect::Seed003,
+            Dialect::Seed004,
+        ] {
+            for n in [&plain, &full, &registered, &not_an_object, &not_json] {
+                for replayed in [false, true] {
+                    let tree = serde_json::to_vec(&d.notification_at(n, replayed, now)).unwrap();
+                    let bytes = d.notification_bytes_at(n, replayed, now);
+                    assert_eq!(
+                        String::from_utf8(bytes).unwrap(),
+                        String::from_utf8(tree).unwrap(),
+                        "{d:?}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
