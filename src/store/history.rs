@@ -124,6 +124,36 @@ impl EscalationDbRow {
 macro_rules! impl_history_store {
     ($store:ty, $db:ty, $lock:literal) => {
         impl $store {
+            /// Claims for `node` until `lease_until` the due rows of a table of timed jobs
+            /// (`status` PENDING with `<due> <= now`, or FIRING with a lapsed lease), soonest
+            /// first, skipping rows another node holds; answers their ids.
+            pub(crate) async fn claim_due(
+                &self,
+                table: &str,
+                due: &str,
+                node: &str,
+                now: chrono::DateTime<chrono::Utc>,
+                lease_until: chrono::DateTime<chrono::Utc>,
+                limit: i64,
+            ) -> Result<Vec<i64>, tickethub_actors::ports::StoreError> {
+                let sql = format!(
+                    "UPDATE {table} SET status = 'FIRING', claimed_by = $1, claimed_until = $2, updated_at = $3 \
+                     WHERE id IN (SELECT id FROM {table} WHERE status IN ('PENDING', 'FIRING') AND \
+                     ((status = 'PENDING' AND {due} <= $3) OR (status = 'FIRING' AND claimed_until < $3)) \
+                     ORDER BY {due}, id LIMIT $4 {lock}) RETURNING id",
+                    lock = $lock,
+                );
+                let claimed: Vec<(i64,)> = sqlx::query_as(&sql)
+                    .bind(node)
+                    .bind(lease_until)
+                    .bind(now)
+                    .bind(limit)
+                    .fetch_all(self.writer())
+                    .await
+                    .map_err($crate::store::backend_error)?;
+                Ok(claimed.into_iter().map(|(id,)| id).collect())
+            }
+
             /// Records a ticket's event; answers its id.
             #[allow(clippy::too_many_arguments)]
             pub(crate) async fn insert_ticket_event(
@@ -492,25 +522,12 @@ macro_rules! impl_history_store {
             ) -> Result<Vec<tickethub_actors::escalation::EscalationJob>, tickethub_actors::ports::StoreError> {
                 use std::collections::HashMap;
                 use tickethub_actors::ports::{StoreError, TicketStore};
-                let claimed: Vec<(i64,)> = sqlx::query_as(concat!(
-                    "UPDATE escalations SET status = 'FIRING', claimed_by = $1, claimed_until = $2, updated_at = $3 \
-                     WHERE id IN (SELECT id FROM escalations WHERE status IN ('PENDING', 'FIRING') AND \
-                     ((status = 'PENDING' AND due_at <= $3) OR (status = 'FIRING' AND claimed_until < $3)) \
-                     ORDER BY due_at, id LIMIT $4 ",
-                    $lock,
-                    ") RETURNING id"
-                ))
-                .bind(node)
-                .bind(lease_until)
-                .bind(now)
-                .bind(limit)
-                .fetch_all(self.writer())
-                .await
-                .map_err($crate::store::backend_error)?;
-                if claimed.is_empty() {
+                let ids = self
+                    .claim_due("escalations", "due_at", node, now, lease_until, limit)
+                    .await?;
+                if ids.is_empty() {
                     return Ok(Vec::new());
                 }
-                let ids: Vec<i64> = claimed.into_iter().map(|(id,)| id).collect();
                 let rows = self.escalation_rows(&ids).await?;
                 let mut nq = sqlx::QueryBuilder::<$db>::new($crate::store::notifications::NOTIFICATION_SELECT);
                 nq.push(" WHERE n.id IN (");

@@ -276,25 +276,12 @@ macro_rules! impl_schedule_store {
                 lease_until: chrono::DateTime<chrono::Utc>,
                 limit: i64,
             ) -> Result<Vec<tickethub_actors::ports::ScheduledSend>, tickethub_actors::ports::StoreError> {
-                let claimed: Vec<(i64,)> = sqlx::query_as(concat!(
-                    "UPDATE scheduled_sends SET status = 'FIRING', claimed_by = $1, claimed_until = $2, updated_at = $3 \
-                     WHERE id IN (SELECT id FROM scheduled_sends WHERE status IN ('PENDING', 'FIRING') AND \
-                     ((status = 'PENDING' AND send_at <= $3) OR (status = 'FIRING' AND claimed_until < $3)) \
-                     ORDER BY send_at, id LIMIT $4 ",
-                    $lock,
-                    ") RETURNING id"
-                ))
-                .bind(node)
-                .bind(lease_until)
-                .bind(now)
-                .bind(limit)
-                .fetch_all(self.writer())
-                .await
-                .map_err($crate::store::backend_error)?;
-                if claimed.is_empty() {
+                let ids = self
+                    .claim_due("scheduled_sends", "send_at", node, now, lease_until, limit)
+                    .await?;
+                if ids.is_empty() {
                     return Ok(Vec::new());
                 }
-                let ids: Vec<i64> = claimed.into_iter().map(|(id,)| id).collect();
                 let mut sends = self.scheduled_rows(&ids).await?;
                 for send in &mut sends {
                     $crate::store::schedule::with_schedule(send, now);
