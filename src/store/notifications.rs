@@ -181,18 +181,80 @@ pub(crate) fn same_content(
         && a.cause == b.cause
 }
 
-/// Several calls' drafts as one insert: all of them in recipient order (stable, so that a
-/// user's notifications keep the calls' order), each with the index of the call it came from.
-pub(crate) fn merge_calls<'a>(
-    calls: impl IntoIterator<Item = &'a [tickethub_actors::notification::Draft]>,
+/// Several calls' drafts as one insert, moved (not copied) into one list in recipient order
+/// (stable, so that a user's notifications keep the calls' order), each with the index of the
+/// call it came from.
+pub(crate) fn merge_calls(
+    calls: Vec<Vec<tickethub_actors::notification::Draft>>,
 ) -> (Vec<usize>, Vec<tickethub_actors::notification::Draft>) {
     let mut tagged: Vec<(usize, tickethub_actors::notification::Draft)> = calls
         .into_iter()
         .enumerate()
-        .flat_map(|(call, drafts)| drafts.iter().map(move |d| (call, d.clone())))
+        .flat_map(|(call, drafts)| drafts.into_iter().map(move |d| (call, d)))
         .collect();
     tagged.sort_by_key(|(_, d)| d.recipient);
     tagged.into_iter().unzip()
+}
+
+/// How a commit allocates seqs: each recipient with how many drafts it gets (in id order, the
+/// order rows are locked in), and for each draft how many drafts to the same recipient come
+/// after it. A draft's seq is its recipient's `last_seq` after the bump, minus that.
+pub(crate) fn seq_plan(
+    drafts: &[tickethub_actors::notification::Draft],
+) -> (Vec<(i64, i64)>, Vec<i64>) {
+    let mut counts: std::collections::BTreeMap<i64, i64> = std::collections::BTreeMap::new();
+    for d in drafts {
+        *counts.entry(d.recipient.0).or_default() += 1;
+    }
+    let mut seen: std::collections::HashMap<i64, i64> =
+        std::collections::HashMap::with_capacity(counts.len());
+    let back = drafts
+        .iter()
+        .map(|d| {
+            let k = seen.entry(d.recipient.0).or_default();
+            *k += 1;
+            counts[&d.recipient.0] - *k
+        })
+        .collect();
+    (counts.into_iter().collect(), back)
+}
+
+/// Committed drafts as notifications, their content moved out of the drafts: `placed[i]` is
+/// the id and seq of `drafts[i]`.
+pub(crate) fn into_notifications(
+    drafts: Vec<tickethub_actors::notification::Draft>,
+    placed: Vec<(i64, i64)>,
+    now: DateTime<Utc>,
+) -> Vec<Notification> {
+    drafts
+        .into_iter()
+        .zip(placed)
+        .map(|(d, (id, seq))| Notification {
+            id,
+            user_id: d.recipient,
+            seq,
+            notification_type: d.notification_type,
+            title: d.title,
+            message: d.message,
+            ticket: d.ticket,
+            data: d.data,
+            action_url: d.action_url,
+            is_read: false,
+            read_at: None,
+            created_at: now,
+        })
+        .collect()
+}
+
+/// Why a commit of drafts has no rows to answer with.
+pub(crate) enum CommitFailure {
+    /// It surely did not apply: its calls may be committed again.
+    NotApplied(StoreError),
+    /// Nobody can tell whether it applied: nothing is retried.
+    Unknown(StoreError),
+    /// The answer to `COMMIT` was an error after the rows were written (`placed`): whether the
+    /// first is there tells whether it applied.
+    Unanswered(StoreError, Vec<(i64, i64)>),
 }
 
 /// The answers of a merged insert split back by call: `calls[i]` is the call of `out[i]`, and
@@ -209,31 +271,61 @@ pub(crate) fn split_by_call<T>(
     outs
 }
 
-/// A table of `(user_id, seq)` rows named `r`, bound as whole arrays: the recipients of an
-/// insert whose content is bound once.
+/// A table of integer pairs bound as whole arrays (`name(a, b)`), so that however many rows
+/// it has the statement binds two values: the recipients of an insert whose content is bound
+/// once, and the recipients of a seq bump with their counts.
 pub(crate) trait RecipientRows: sqlx::Database {
-    /// Pushes the table expression for `rows`.
-    fn push_rows(q: &mut sqlx::QueryBuilder<'_, Self>, rows: Vec<(i64, i64)>);
+    /// Whether a whole commit, `BEGIN` to `COMMIT`, can be sent as one multi-statement query:
+    /// SQLite's driver runs such a query in one command to its worker thread, instead of one
+    /// hand-off (two context switches) per statement. PostgreSQL's extended protocol takes one
+    /// statement per query.
+    const ONE_COMMAND: bool;
+    /// Pushes the table expression for `rows`, named `name` with columns `a` and `b`.
+    fn push_pairs(
+        q: &mut sqlx::QueryBuilder<'_, Self>,
+        rows: Vec<(i64, i64)>,
+        name: &str,
+        a: &str,
+        b: &str,
+    );
 }
 
 impl RecipientRows for sqlx::Sqlite {
-    fn push_rows(q: &mut sqlx::QueryBuilder<'_, Self>, rows: Vec<(i64, i64)>) {
-        // `[[user_id, seq], …]` as one JSON text, read back by SQLite's `json_each`.
+    const ONE_COMMAND: bool = true;
+
+    fn push_pairs(
+        q: &mut sqlx::QueryBuilder<'_, Self>,
+        rows: Vec<(i64, i64)>,
+        name: &str,
+        a: &str,
+        b: &str,
+    ) {
+        // `[[a, b], …]` as one JSON text, read back by SQLite's `json_each`.
         let json = serde_json::to_string(&rows).expect("pairs of integers serialize");
-        q.push("(SELECT value ->> 0 AS user_id, value ->> 1 AS seq FROM json_each(");
+        q.push(format_args!(
+            "(SELECT value ->> 0 AS {a}, value ->> 1 AS {b} FROM json_each("
+        ));
         q.push_bind(json);
-        q.push(")) AS r");
+        q.push(format_args!(")) AS {name}"));
     }
 }
 
 impl RecipientRows for sqlx::Postgres {
-    fn push_rows(q: &mut sqlx::QueryBuilder<'_, Self>, rows: Vec<(i64, i64)>) {
-        let (users, seqs): (Vec<i64>, Vec<i64>) = rows.into_iter().unzip();
+    const ONE_COMMAND: bool = false;
+
+    fn push_pairs(
+        q: &mut sqlx::QueryBuilder<'_, Self>,
+        rows: Vec<(i64, i64)>,
+        name: &str,
+        a: &str,
+        b: &str,
+    ) {
+        let (xs, ys): (Vec<i64>, Vec<i64>) = rows.into_iter().unzip();
         q.push("UNNEST(");
-        q.push_bind(users);
+        q.push_bind(xs);
         q.push("::bigint[], ");
-        q.push_bind(seqs);
-        q.push("::bigint[]) AS r(user_id, seq)");
+        q.push_bind(ys);
+        q.push(format_args!("::bigint[]) AS {name}({a}, {b})"));
     }
 }
 
@@ -258,42 +350,53 @@ macro_rules! impl_notification_store {
                 })
             }
 
-            /// Commits drafts in one transaction. When the database's answer to `COMMIT` is
-            /// an error, the transaction may have applied all the same (the connection broke
-            /// after the server committed): whether its first notification is there tells
-            /// which. `Err(None)`: it surely did not apply (the caller
-            /// may commit again); `Err(Some(e))`: nobody can tell, and nothing is retried.
-            async fn commit_once(
+            /// Commits drafts (sorted by recipient) in one transaction and answers where each
+            /// landed: `(id, seq)` for each draft, in order. On SQLite, a commit that only
+            /// stores notifications and their deliveries is sent as one command (see
+            /// `commit_at_once`); otherwise, and to name the cause when that fails, one
+            /// statement at a time. When the database's answer to `COMMIT` is an error, the
+            /// transaction may have applied all the same (the connection broke after the
+            /// server committed): whether its first notification is there tells which.
+            async fn commit_rows(
                 pool: &sqlx::Pool<$db>,
                 faults: &tickethub_actors::ports::StoreFaults,
-                drafts: Vec<tickethub_actors::notification::Draft>,
-            ) -> Result<
-                Vec<tickethub_actors::notification::Notification>,
-                (tickethub_actors::ports::StoreError, bool),
-            > {
-                let mut tx = pool
-                    .begin()
-                    .await
-                    .map_err(|e| ($crate::store::backend_error(e), false))?;
-                let out = Self::insert_drafts(&mut tx, drafts, None)
-                    .await
-                    .map_err(|e| (e, false))?;
-                let committed = tx.commit().await.map_err($crate::store::backend_error);
-                let committed = match committed {
-                    Ok(())
-                        if tickethub_actors::ports::StoreFaults::take(&faults.lost_commit_acks) =>
-                    {
-                        Err(tickethub_actors::ports::StoreError::Backend(
-                            "injected: the database's answer to COMMIT was lost".into(),
-                        ))
+                drafts: &[tickethub_actors::notification::Draft],
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> Result<Vec<(i64, i64)>, $crate::store::notifications::CommitFailure> {
+                use $crate::store::notifications::{CommitFailure, RecipientRows};
+                let at_once = <$db as RecipientRows>::ONE_COMMAND
+                    && drafts.iter().all(|d| {
+                        d.escalations.is_empty()
+                            && d.deliveries.iter().all(|(c, _)| *c != tickethub_actors::routing::Channel::Push)
+                    });
+                let mut applied = if at_once {
+                    match Self::commit_at_once(pool, drafts, now).await {
+                        Err(CommitFailure::NotApplied(e)) => {
+                            tracing::debug!(error = %e, "a commit in one command failed; committing it statement by statement");
+                            Self::commit_in_steps(pool, drafts, now).await
+                        }
+                        other => other,
                     }
-                    other => other,
+                } else {
+                    Self::commit_in_steps(pool, drafts, now).await
                 };
-                let Err(e) = committed else {
-                    return Ok(out);
+                if applied.is_ok()
+                    && tickethub_actors::ports::StoreFaults::take(&faults.lost_commit_acks)
+                {
+                    let placed = applied.unwrap_or_default();
+                    applied = Err(CommitFailure::Unanswered(
+                        tickethub_actors::ports::StoreError::Backend(
+                            "injected: the database's answer to COMMIT was lost".into(),
+                        ),
+                        placed,
+                    ));
+                }
+                let (e, placed) = match applied {
+                    Err(CommitFailure::Unanswered(e, placed)) => (e, placed),
+                    other => return other,
                 };
-                let Some(first) = out.first() else {
-                    return Err((e, false));
+                let (Some(first), Some((id, seq))) = (drafts.first(), placed.first()) else {
+                    return Err(CommitFailure::NotApplied(e));
                 };
                 // The row as this transaction wrote it: an id a rolled-back SQLite transaction
                 // gave back could be taken again, but not with this recipient, seq and words.
@@ -301,9 +404,9 @@ macro_rules! impl_notification_store {
                     "SELECT id FROM notifications WHERE id = $1 AND user_id = $2 AND seq = $3 \
                      AND notification_type = $4 AND title = $5 AND message = $6",
                 )
-                .bind(first.id)
-                .bind(first.user_id.0)
-                .bind(first.seq)
+                .bind(id)
+                .bind(first.recipient.0)
+                .bind(seq)
                 .bind(first.notification_type.as_str())
                 .bind(&first.title)
                 .bind(&first.message)
@@ -313,37 +416,186 @@ macro_rules! impl_notification_store {
                     Ok(Some(_)) => {
                         metrics::counter!("tickethub_commit_outcomes_recovered_total").increment(1);
                         tracing::warn!(error = %e, "a commit's answer was lost, but it applied");
-                        Ok(out)
+                        Ok(placed)
                     }
-                    Ok(None) => Err((e, false)),
+                    Ok(None) => Err(CommitFailure::NotApplied(e)),
                     Err(check) => {
                         tracing::error!(error = %e, check = %check, "a commit's outcome is unknown");
-                        Err((e, true))
+                        Err(CommitFailure::Unknown(e))
                     }
                 }
             }
 
-            /// Commits an idempotent request's drafts on their own, with its mark (the count as
-            /// its resource) in the same transaction. When the answer to `COMMIT` is lost, the
-            /// mark tells whether it applied.
+            /// Commits drafts in a transaction, one statement at a time.
+            async fn commit_in_steps(
+                pool: &sqlx::Pool<$db>,
+                drafts: &[tickethub_actors::notification::Draft],
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> Result<Vec<(i64, i64)>, $crate::store::notifications::CommitFailure> {
+                use $crate::store::notifications::CommitFailure;
+                let mut tx = pool
+                    .begin()
+                    .await
+                    .map_err(|e| CommitFailure::NotApplied($crate::store::backend_error(e)))?;
+                let placed = Self::insert_rows(&mut tx, drafts, now, None)
+                    .await
+                    .map_err(CommitFailure::NotApplied)?;
+                match tx.commit().await {
+                    Ok(()) => Ok(placed),
+                    Err(e) => Err(CommitFailure::Unanswered($crate::store::backend_error(e), placed)),
+                }
+            }
+
+            /// Commits drafts that need no push rows and no escalation steps as one
+            /// multi-statement query, `BEGIN IMMEDIATE` to `COMMIT`, which SQLite's driver runs
+            /// in one command to its worker thread. No statement reads what an earlier one
+            /// answered: each notification's seq is its recipient's bumped `last_seq` read in
+            /// SQL, and each delivery finds its notification by recipient and seq. A recipient
+            /// that does not exist leaves a seq (or a delivery's notification) NULL, which the
+            /// NOT NULL constraint refuses, so the query stops before its `COMMIT`; on any
+            /// error the transaction is rolled back, and the caller commits the drafts again
+            /// statement by statement, which names the cause.
+            async fn commit_at_once(
+                pool: &sqlx::Pool<$db>,
+                drafts: &[tickethub_actors::notification::Draft],
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> Result<Vec<(i64, i64)>, $crate::store::notifications::CommitFailure> {
+                use std::collections::HashMap;
+                use $crate::store::notifications::{CommitFailure, RecipientRows};
+                use tickethub_actors::ports::StoreError;
+                const CHUNK: usize = 1000;
+                /// The writer connection, closed rather than given back to the pool if this
+                /// future is dropped while its transaction may still be open.
+                struct Held(Option<sqlx::pool::PoolConnection<$db>>);
+                impl Drop for Held {
+                    fn drop(&mut self) {
+                        if let Some(conn) = self.0.as_mut() {
+                            conn.close_on_drop();
+                        }
+                    }
+                }
+                let (counts, back) = $crate::store::notifications::seq_plan(drafts);
+                let mut q = sqlx::QueryBuilder::<$db>::new(
+                    "BEGIN IMMEDIATE; UPDATE users SET last_seq = last_seq + c.n FROM ",
+                );
+                <$db as RecipientRows>::push_pairs(&mut q, counts, "c", "user_id", "n");
+                q.push(" WHERE users.id = c.user_id; ");
+                let indexed: Vec<(usize, &tickethub_actors::notification::Draft)> = drafts.iter().enumerate().collect();
+                for chunk in indexed.chunks(CHUNK) {
+                    Self::push_insert(&mut q, chunk, &back, true, now, None);
+                    q.push(" RETURNING id, user_id, seq; ");
+                }
+                let deliveries: Vec<(usize, &tickethub_actors::notification::Draft, tickethub_actors::routing::Channel, &str)> = indexed
+                    .iter()
+                    .flat_map(|(i, d)| d.deliveries.iter().map(move |(c, a)| (*i, *d, *c, a.as_str())))
+                    .collect();
+                for chunk in deliveries.chunks(CHUNK) {
+                    q.push(
+                        "INSERT INTO deliveries (notification_id, channel, address, recipients, status, attempts, \
+                         next_attempt_at, created_at, updated_at) ",
+                    );
+                    q.push_values(chunk, |mut row, (i, d, channel, address)| {
+                        row.push("(SELECT id FROM notifications WHERE user_id = ")
+                            .push_bind_unseparated(d.recipient.0)
+                            .push_unseparated(" AND seq = (SELECT last_seq FROM users WHERE id = ")
+                            .push_bind_unseparated(d.recipient.0)
+                            .push_unseparated(") - ")
+                            .push_bind_unseparated(back[*i])
+                            .push_unseparated(")")
+                            .push_bind(channel.as_str())
+                            .push_bind(*address)
+                            .push_bind($crate::store::notifications::recipients_json(d, *channel))
+                            .push_bind("QUEUED")
+                            .push_bind(0i64)
+                            .push_bind(now)
+                            .push_bind(now)
+                            .push_bind(now);
+                    });
+                    q.push("; ");
+                }
+                q.push("COMMIT");
+                let mut conn = Held(Some(
+                    pool.acquire()
+                        .await
+                        .map_err(|e| CommitFailure::NotApplied($crate::store::backend_error(e)))?,
+                ));
+                let c = conn.0.as_mut().expect("held until the end");
+                let rows: Result<Vec<(i64, i64, i64)>, _> = q.build_query_as().fetch_all(&mut **c).await;
+                let rows = match rows {
+                    Ok(rows) => rows,
+                    Err(e) => {
+                        let e = $crate::store::backend_error(e);
+                        // Stopped before its `COMMIT` (or at it): nothing applied once rolled
+                        // back. If there is no transaction to roll back, it began or ended
+                        // outside this query's knowledge.
+                        return match sqlx::query("ROLLBACK").execute(&mut **c).await {
+                            Ok(_) => {
+                                let _ = conn.0.take();
+                                Err(CommitFailure::NotApplied(e))
+                            }
+                            Err(rollback) => {
+                                tracing::error!(error = %e, rollback = %rollback, "a commit's outcome is unknown");
+                                Err(CommitFailure::Unknown(e))
+                            }
+                        };
+                    }
+                };
+                let _ = conn.0.take();
+                let mut last: HashMap<i64, i64> = HashMap::with_capacity(drafts.len());
+                let mut ids: HashMap<(i64, i64), i64> = HashMap::with_capacity(rows.len());
+                for (id, user, seq) in rows {
+                    let top = last.entry(user).or_insert(seq);
+                    *top = (*top).max(seq);
+                    ids.insert((user, seq), id);
+                }
+                drafts
+                    .iter()
+                    .zip(&back)
+                    .map(|(d, back)| {
+                        let seq = last.get(&d.recipient.0)? - back;
+                        Some((*ids.get(&(d.recipient.0, seq))?, seq))
+                    })
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(|| {
+                        CommitFailure::Unknown(StoreError::Backend(
+                            "a commit's rows do not match its notifications".into(),
+                        ))
+                    })
+            }
+
+            /// Commits an idempotent request's drafts on their own (or a part of them), with
+            /// its mark in the same transaction: how far it got, the notifications so far as
+            /// its resource, and, with `last`, committed. When the answer to `COMMIT` is lost,
+            /// the mark tells whether it applied.
             async fn commit_marked(
                 pool: &sqlx::Pool<$db>,
                 drafts: Vec<tickethub_actors::notification::Draft>,
                 mark: &tickethub_actors::ports::IdempotencyMark,
+                last: bool,
             ) -> Result<
                 Vec<tickethub_actors::notification::Notification>,
                 tickethub_actors::ports::StoreError,
             > {
                 let count = drafts.len() as i64;
+                let reached = drafts.iter().map(|d| d.recipient.0).max().unwrap_or(0);
                 let mut tx = pool.begin().await.map_err($crate::store::backend_error)?;
                 let out = Self::insert_drafts(&mut tx, drafts, None).await?;
-                Self::mark_committed(&mut tx, mark, count).await?;
+                Self::mark_progress(&mut tx, mark, reached, count, last).await?;
                 match tx.commit().await.map_err($crate::store::backend_error) {
                     Ok(()) => Ok(out),
-                    Err(e) => match Self::is_committed(pool, mark).await {
-                        Ok(true) => Ok(out),
-                        _ => Err(e),
-                    },
+                    Err(e) => {
+                        let progress: Result<Option<(Option<i64>,)>, _> = sqlx::query_as(
+                            "SELECT progress FROM idempotency_keys WHERE caller = $1 AND idem_key = $2",
+                        )
+                        .bind(&mark.caller)
+                        .bind(&mark.key)
+                        .fetch_optional(pool)
+                        .await;
+                        match progress {
+                            Ok(Some((Some(p),))) if p >= reached => Ok(out),
+                            _ => Err(e),
+                        }
+                    }
                 }
             }
 
@@ -352,167 +604,223 @@ macro_rules! impl_notification_store {
                 faults: &tickethub_actors::ports::StoreFaults,
                 group: Vec<$crate::store::CommitJob>,
             ) {
+                use $crate::store::notifications::CommitFailure;
                 metrics::histogram!("tickethub_group_commit_calls").record(group.len() as f64);
-                if group.len() > 1 {
+                let (calls, replies): (Vec<_>, Vec<_>) = group.into_iter().unzip();
+                let mut calls: Vec<Vec<tickethub_actors::notification::Draft>> = calls;
+                if replies.len() > 1 {
                     // All the calls' drafts in one insert, in recipient order (stable, so a
                     // user's notifications keep the calls' order): rows are locked in id order
                     // as in every other commit, and the answers are split back by call.
-                    let (calls, drafts) = $crate::store::notifications::merge_calls(
-                        group.iter().map(|(drafts, _)| drafts.as_slice()),
-                    );
-                    match Self::commit_once(pool, faults, drafts).await {
-                        Ok(out) => {
-                            let outs = $crate::store::notifications::split_by_call(
-                                calls,
-                                out,
-                                group.iter().map(|(d, _)| d.len()),
-                            );
-                            for ((_, reply), out) in group.into_iter().zip(outs) {
+                    let sizes: Vec<usize> = calls.iter().map(Vec::len).collect();
+                    let (tags, drafts) = $crate::store::notifications::merge_calls(calls);
+                    let now = chrono::Utc::now();
+                    match Self::commit_rows(pool, faults, &drafts, now).await {
+                        Ok(placed) => {
+                            let out = $crate::store::notifications::into_notifications(drafts, placed, now);
+                            let outs = $crate::store::notifications::split_by_call(tags, out, sizes);
+                            for (reply, out) in replies.into_iter().zip(outs) {
                                 let _ = reply.send(Ok(out));
                             }
                             return;
                         }
                         // Whether the group applied cannot be told: committing its calls again
                         // could notify twice, so each is told its outcome is unknown.
-                        Err((e, true)) => {
-                            for (_, reply) in group {
+                        Err(CommitFailure::Unknown(e) | CommitFailure::Unanswered(e, _)) => {
+                            for reply in replies {
                                 let _ = reply.send(Err(tickethub_actors::ports::StoreError::Backend(
                                     format!("the commit's outcome is unknown: {e}").into(),
                                 )));
                             }
                             return;
                         }
-                        Err((e, false)) => {
-                            tracing::debug!(error = %e, calls = group.len(), "a group commit failed; committing its calls one by one");
+                        Err(CommitFailure::NotApplied(e)) => {
+                            tracing::debug!(error = %e, calls = replies.len(), "a group commit failed; committing its calls one by one");
+                            // Each call's drafts back, still in recipient order.
+                            calls = $crate::store::notifications::split_by_call(tags, drafts, sizes);
                         }
                     }
                 }
-                for (drafts, reply) in group {
-                    let _ = reply.send(Self::commit_once(pool, faults, drafts).await.map_err(|(e, _)| e));
+                for (mut drafts, reply) in calls.into_iter().zip(replies) {
+                    drafts.sort_by_key(|d| d.recipient);
+                    let now = chrono::Utc::now();
+                    let answer = match Self::commit_rows(pool, faults, &drafts, now).await {
+                        Ok(placed) => Ok($crate::store::notifications::into_notifications(drafts, placed, now)),
+                        Err(CommitFailure::NotApplied(e) | CommitFailure::Unknown(e) | CommitFailure::Unanswered(e, _)) => Err(e),
+                    };
+                    let _ = reply.send(answer);
                 }
             }
 
-            /// Stores drafts inside a transaction: each recipient's next seq is allocated by
-            /// bumping `users.last_seq`, which also locks that user's row until commit, so
-            /// concurrent commits to one recipient get consecutive seqs with no gaps. The rows are
-            /// locked in id order first (on PostgreSQL, `FOR NO KEY UPDATE`: the lock the `UPDATE`
-            /// takes anyway, which does not conflict with the key-share locks that foreign keys to
-            /// users take, such as a ticket's new assignees), so that concurrent transactions
-            /// cannot deadlock; then one `UPDATE … RETURNING` allocates every seq and multi-row
-            /// `INSERT`s store the notifications and their deliveries, in chunks that stay under
-            /// the databases' bind-parameter limits.
+            /// Pushes the `INSERT` of a chunk of drafts (each with its index): `offsets[i]` is
+            /// draft i's seq, or with `bumped`, how far below its recipient's `last_seq` (read
+            /// in SQL, after the bump) its seq is. Drafts that share their content (one
+            /// event's) bind it once, and the recipients with their offsets as whole arrays.
+            fn push_insert<'args>(
+                q: &mut sqlx::QueryBuilder<'args, $db>,
+                chunk: &[(usize, &'args tickethub_actors::notification::Draft)],
+                offsets: &[i64],
+                bumped: bool,
+                now: chrono::DateTime<chrono::Utc>,
+                event_id: Option<i64>,
+            ) {
+                use $crate::store::notifications::RecipientRows;
+                q.push(
+                    "INSERT INTO notifications (user_id, seq, notification_type, title, message, \
+                     ticket_id, data, action_url, is_read, created_at, event_id, action, actor_id) ",
+                );
+                let first = chunk[0].1;
+                if chunk.iter().all(|(_, d)| $crate::store::notifications::same_content(d, first)) {
+                    q.push(if bumped {
+                        "SELECT r.user_id, (SELECT last_seq FROM users WHERE id = r.user_id) - r.k, "
+                    } else {
+                        "SELECT r.user_id, r.k, "
+                    });
+                    Self::push_content(&mut q.separated(", "), first, now, event_id);
+                    q.push(" FROM ");
+                    let rows = chunk.iter().map(|(i, d)| (d.recipient.0, offsets[*i])).collect();
+                    <$db as RecipientRows>::push_pairs(q, rows, "r", "user_id", "k");
+                } else {
+                    q.push_values(chunk, |mut row, (i, d)| {
+                        row.push_bind(d.recipient.0);
+                        if bumped {
+                            row.push("(SELECT last_seq FROM users WHERE id = ")
+                                .push_bind_unseparated(d.recipient.0)
+                                .push_unseparated(") - ")
+                                .push_bind_unseparated(offsets[*i]);
+                        } else {
+                            row.push_bind(offsets[*i]);
+                        }
+                        Self::push_content(&mut row, d, now, event_id);
+                    });
+                }
+            }
+
+            /// A notification's content, after its recipient and seq.
+            fn push_content<'args>(
+                row: &mut sqlx::query_builder::Separated<'_, 'args, $db, &'static str>,
+                d: &'args tickethub_actors::notification::Draft,
+                now: chrono::DateTime<chrono::Utc>,
+                event_id: Option<i64>,
+            ) {
+                row.push_bind(d.notification_type.as_str())
+                    .push_bind(d.title.as_str())
+                    .push_bind(d.message.as_str())
+                    .push_bind(d.ticket.as_ref().map(|t| t.id.0))
+                    .push_bind(d.data.as_str())
+                    .push_bind(d.action_url.as_deref())
+                    .push_bind(false)
+                    .push_bind(now)
+                    .push_bind(event_id)
+                    .push_bind((!d.cause.action.is_empty()).then_some(d.cause.action))
+                    .push_bind(d.cause.actor.map(|a| a.0));
+            }
+
+            /// Stores drafts inside a transaction and answers them as notifications, sorted by
+            /// recipient. See `insert_rows`.
             pub(crate) async fn insert_drafts(
                 tx: &mut sqlx::Transaction<'_, $db>,
                 mut drafts: Vec<tickethub_actors::notification::Draft>,
                 event_id: Option<i64>,
             ) -> Result<Vec<tickethub_actors::notification::Notification>, tickethub_actors::ports::StoreError>
             {
+                drafts.sort_by_key(|d| d.recipient);
+                let now = chrono::Utc::now();
+                let placed = Self::insert_rows(tx, &drafts, now, event_id).await?;
+                Ok($crate::store::notifications::into_notifications(drafts, placed, now))
+            }
+
+            /// Stores drafts inside a transaction and answers where each landed: `(id, seq)`
+            /// for each draft, in order. Each recipient's seqs are allocated by bumping
+            /// `users.last_seq` by the number of drafts it gets, which also locks that user's
+            /// row until commit, so concurrent commits to one recipient get consecutive seqs
+            /// with no gaps; a recipient's drafts take its new seqs in the drafts' order. The
+            /// rows are locked in id order first (on PostgreSQL, `FOR NO KEY UPDATE`: the lock
+            /// the `UPDATE` takes anyway, which does not conflict with the key-share locks that
+            /// foreign keys to users take, such as a ticket's new assignees), so that
+            /// concurrent transactions cannot deadlock; then one `UPDATE … FROM … RETURNING`
+            /// allocates every seq and multi-row `INSERT`s store the notifications and their
+            /// deliveries, in chunks that stay under the databases' bind-parameter limits.
+            pub(crate) async fn insert_rows(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                drafts: &[tickethub_actors::notification::Draft],
+                now: chrono::DateTime<chrono::Utc>,
+                event_id: Option<i64>,
+            ) -> Result<Vec<(i64, i64)>, tickethub_actors::ports::StoreError>
+            {
                 use std::collections::HashMap;
                 use tickethub_actors::ports::StoreError;
+                use $crate::store::notifications::RecipientRows;
                 const CHUNK: usize = 1000;
-                drafts.sort_by_key(|d| d.recipient);
-                if drafts.windows(2).any(|w| w[0].recipient == w[1].recipient) {
-                    return Self::insert_drafts_one_by_one(tx, drafts, event_id).await;
+                if drafts.is_empty() {
+                    return Ok(Vec::new());
                 }
-                let now = chrono::Utc::now();
-                let mut seqs: HashMap<i64, i64> = HashMap::with_capacity(drafts.len());
-                for chunk in drafts.chunks(CHUNK) {
-                    // One row needs no ordering: the `UPDATE` takes the same lock at the same
-                    // point, and a call to one user saves a round trip.
-                    if !$lock.is_empty() && chunk.len() > 1 {
+                let (counts, back) = $crate::store::notifications::seq_plan(drafts);
+                // One row needs no ordering: the `UPDATE` takes the same lock at the same
+                // point, and a call to one user saves a round trip.
+                if !$lock.is_empty() && counts.len() > 1 {
+                    for chunk in counts.chunks(CHUNK) {
                         let mut lock = sqlx::QueryBuilder::<$db>::new("SELECT id FROM users WHERE id IN (");
                         let mut sep = lock.separated(", ");
-                        for d in chunk {
-                            sep.push_bind(d.recipient.0);
+                        for (user, _) in chunk {
+                            sep.push_bind(*user);
                         }
                         lock.push(") ORDER BY id FOR NO KEY UPDATE");
                         lock.build().execute(&mut **tx).await.map_err($crate::store::backend_error)?;
                     }
-                    let mut bump = sqlx::QueryBuilder::<$db>::new(
-                        "UPDATE users SET last_seq = last_seq + 1 WHERE id IN (",
-                    );
-                    let mut sep = bump.separated(", ");
-                    for d in chunk {
-                        sep.push_bind(d.recipient.0);
-                    }
-                    bump.push(") RETURNING id, last_seq");
-                    let rows: Vec<(i64, i64)> = bump
+                }
+                let users = counts.len();
+                let mut bump = sqlx::QueryBuilder::<$db>::new("UPDATE users SET last_seq = last_seq + c.n FROM ");
+                <$db as RecipientRows>::push_pairs(&mut bump, counts, "c", "user_id", "n");
+                bump.push(" WHERE users.id = c.user_id RETURNING id, last_seq");
+                let last: HashMap<i64, i64> = bump
+                    .build_query_as::<(i64, i64)>()
+                    .fetch_all(&mut **tx)
+                    .await
+                    .map_err($crate::store::backend_error)?
+                    .into_iter()
+                    .collect();
+                if last.len() < users {
+                    let missing = drafts.iter().find(|d| !last.contains_key(&d.recipient.0)).map(|d| d.recipient);
+                    return Err(StoreError::NotFound(format!("user {}", missing.map(|u| u.0).unwrap_or_default())));
+                }
+                let seqs: Vec<i64> = drafts.iter().zip(&back).map(|(d, back)| last[&d.recipient.0] - back).collect();
+                let indexed: Vec<(usize, &tickethub_actors::notification::Draft)> = drafts.iter().enumerate().collect();
+                let mut ids: HashMap<(i64, i64), i64> = HashMap::with_capacity(drafts.len());
+                for chunk in indexed.chunks(CHUNK) {
+                    let mut insert = sqlx::QueryBuilder::<$db>::new("");
+                    Self::push_insert(&mut insert, chunk, &seqs, false, now, event_id);
+                    insert.push(" RETURNING id, user_id, seq");
+                    let rows: Vec<(i64, i64, i64)> = insert
                         .build_query_as()
                         .fetch_all(&mut **tx)
                         .await
                         .map_err($crate::store::backend_error)?;
-                    seqs.extend(rows);
+                    ids.extend(rows.into_iter().map(|(id, user, seq)| ((user, seq), id)));
                 }
-                if let Some(missing) = drafts.iter().find(|d| !seqs.contains_key(&d.recipient.0)) {
-                    return Err(StoreError::NotFound(format!("user {}", missing.recipient)));
-                }
-                let mut ids: HashMap<i64, i64> = HashMap::with_capacity(drafts.len());
-                // A notification's content, after its recipient and seq.
-                fn push_content<'args>(
-                    row: &mut sqlx::query_builder::Separated<'_, 'args, $db, &'static str>,
-                    d: &tickethub_actors::notification::Draft,
-                    now: chrono::DateTime<chrono::Utc>,
-                    event_id: Option<i64>,
-                ) {
-                    row.push_bind(d.notification_type.as_str().to_owned())
-                        .push_bind(d.title.clone())
-                        .push_bind(d.message.clone())
-                        .push_bind(d.ticket.as_ref().map(|t| t.id.0))
-                        .push_bind(d.data.clone())
-                        .push_bind(d.action_url.clone())
-                        .push_bind(false)
-                        .push_bind(now)
-                        .push_bind(event_id)
-                        .push_bind((!d.cause.action.is_empty()).then_some(d.cause.action))
-                        .push_bind(d.cause.actor.map(|a| a.0));
-                }
-                for chunk in drafts.chunks(CHUNK) {
-                    let mut insert = sqlx::QueryBuilder::<$db>::new(
-                        "INSERT INTO notifications (user_id, seq, notification_type, title, message, \
-                         ticket_id, data, action_url, is_read, created_at, event_id, action, actor_id) ",
-                    );
-                    if chunk.iter().all(|d| $crate::store::notifications::same_content(d, &chunk[0])) {
-                        // One event's notifications: the content is bound once, and the
-                        // recipients and their seqs as whole arrays.
-                        insert.push("SELECT r.user_id, r.seq, ");
-                        push_content(&mut insert.separated(", "), &chunk[0], now, event_id);
-                        insert.push(" FROM ");
-                        <$db as $crate::store::notifications::RecipientRows>::push_rows(
-                            &mut insert,
-                            chunk.iter().map(|d| (d.recipient.0, seqs[&d.recipient.0])).collect(),
-                        );
-                    } else {
-                        insert.push_values(chunk, |mut row, d| {
-                            row.push_bind(d.recipient.0).push_bind(seqs[&d.recipient.0]);
-                            push_content(&mut row, d, now, event_id);
-                        });
-                    }
-                    insert.push(" RETURNING id, user_id");
-                    let rows: Vec<(i64, i64)> = insert
-                        .build_query_as()
-                        .fetch_all(&mut **tx)
-                        .await
-                        .map_err($crate::store::backend_error)?;
-                    ids.extend(rows.into_iter().map(|(id, user)| (user, id)));
-                }
-                let deliveries: Vec<(i64, &tickethub_actors::routing::Channel, &String, Option<String>)> = drafts
+                let placed: Vec<(i64, i64)> = drafts
                     .iter()
-                    .flat_map(|d| {
-                        let id = ids[&d.recipient.0];
+                    .zip(&seqs)
+                    .map(|(d, seq)| (ids[&(d.recipient.0, *seq)], *seq))
+                    .collect();
+                let deliveries: Vec<(i64, tickethub_actors::routing::Channel, &str, Option<String>)> = drafts
+                    .iter()
+                    .zip(&placed)
+                    .flat_map(|(d, (id, _))| {
                         d.deliveries
                             .iter()
                             .filter(|(c, _)| *c != tickethub_actors::routing::Channel::Push)
-                            .map(move |(c, a)| (id, c, a, $crate::store::notifications::recipients_json(d, *c)))
+                            .map(move |(c, a)| (*id, *c, a.as_str(), $crate::store::notifications::recipients_json(d, *c)))
                     })
                     .collect();
                 let pushes: Vec<(i64, &str)> = drafts
                     .iter()
-                    .flat_map(|d| {
-                        let id = ids[&d.recipient.0];
+                    .zip(&placed)
+                    .flat_map(|(d, (id, _))| {
                         d.deliveries
                             .iter()
                             .filter(|(c, _)| *c == tickethub_actors::routing::Channel::Push)
-                            .map(move |(_, a)| (id, a.as_str()))
+                            .map(move |(_, a)| (*id, a.as_str()))
                     })
                     .collect();
                 if !pushes.is_empty() {
@@ -526,8 +834,8 @@ macro_rules! impl_notification_store {
                     insert.push_values(chunk, |mut row, (id, channel, address, recipients)| {
                         row.push_bind(*id)
                             .push_bind(channel.as_str())
-                            .push_bind((*address).clone())
-                            .push_bind(recipients.clone())
+                            .push_bind(*address)
+                            .push_bind(recipients.as_deref())
                             .push_bind("QUEUED")
                             .push_bind(0i64)
                             .push_bind(now)
@@ -539,108 +847,12 @@ macro_rules! impl_notification_store {
                 if drafts.iter().any(|d| !d.escalations.is_empty()) {
                     let planned: Vec<_> = drafts
                         .iter()
-                        .map(|d| (ids[&d.recipient.0], d.recipient.0, seqs[&d.recipient.0], d))
+                        .zip(&placed)
+                        .map(|(d, (id, seq))| (*id, d.recipient.0, *seq, d))
                         .collect();
                     Self::insert_escalations(tx, &planned, now).await?;
                 }
-                Ok(drafts
-                    .into_iter()
-                    .map(|d| tickethub_actors::notification::Notification {
-                        id: ids[&d.recipient.0],
-                        user_id: d.recipient,
-                        seq: seqs[&d.recipient.0],
-                        notification_type: d.notification_type,
-                        title: d.title,
-                        message: d.message,
-                        ticket: d.ticket,
-                        data: d.data,
-                        action_url: d.action_url,
-                        is_read: false,
-                        read_at: None,
-                        created_at: now,
-                    })
-                    .collect())
-            }
-
-            /// Stores drafts one statement at a time: the path for a batch that names one
-            /// recipient more than once (each needs its own seq).
-            async fn insert_drafts_one_by_one(
-                tx: &mut sqlx::Transaction<'_, $db>,
-                mut drafts: Vec<tickethub_actors::notification::Draft>,
-                event_id: Option<i64>,
-            ) -> Result<Vec<tickethub_actors::notification::Notification>, tickethub_actors::ports::StoreError>
-            {
-                use tickethub_actors::ports::StoreError;
-                drafts.sort_by_key(|d| d.recipient);
-                let now = chrono::Utc::now();
-                let mut out = Vec::with_capacity(drafts.len());
-                for d in drafts {
-                    let seq: Option<(i64,)> = sqlx::query_as(
-                        "UPDATE users SET last_seq = last_seq + 1 WHERE id = $1 RETURNING last_seq",
-                    )
-                    .bind(d.recipient.0)
-                    .fetch_optional(&mut **tx)
-                    .await
-                    .map_err($crate::store::backend_error)?;
-                    let (seq,) = seq.ok_or_else(|| StoreError::NotFound(format!("user {}", d.recipient)))?;
-                    let (id,): (i64,) = sqlx::query_as(
-                        "INSERT INTO notifications (user_id, seq, notification_type, title, message, \
-                         ticket_id, data, action_url, is_read, created_at, event_id, action, actor_id) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
-                    )
-                    .bind(d.recipient.0)
-                    .bind(seq)
-                    .bind(d.notification_type.as_str())
-                    .bind(&d.title)
-                    .bind(&d.message)
-                    .bind(d.ticket.as_ref().map(|t| t.id.0))
-                    .bind(&d.data)
-                    .bind(&d.action_url)
-                    .bind(false)
-                    .bind(now)
-                    .bind(event_id)
-                    .bind((!d.cause.action.is_empty()).then_some(d.cause.action))
-                    .bind(d.cause.actor.map(|a| a.0))
-                    .fetch_one(&mut **tx)
-                    .await
-                    .map_err($crate::store::backend_error)?;
-                    for (channel, address) in &d.deliveries {
-                        if *channel == tickethub_actors::routing::Channel::Push {
-                            Self::insert_pushes(tx, &[(id, address.as_str())], now).await?;
-                            continue;
-                        }
-                        sqlx::query(
-                            "INSERT INTO deliveries (notification_id, channel, address, recipients, status, attempts, \
-                             next_attempt_at, created_at, updated_at) VALUES ($1, $2, $3, $5, 'QUEUED', 0, $4, $4, $4)",
-                        )
-                        .bind(id)
-                        .bind(channel.as_str())
-                        .bind(address)
-                        .bind(now)
-                        .bind($crate::store::notifications::recipients_json(&d, *channel))
-                        .execute(&mut **tx)
-                        .await
-                        .map_err($crate::store::backend_error)?;
-                    }
-                    if !d.escalations.is_empty() {
-                        Self::insert_escalations(tx, &[(id, d.recipient.0, seq, &d)], now).await?;
-                    }
-                    out.push(tickethub_actors::notification::Notification {
-                        id,
-                        user_id: d.recipient,
-                        seq,
-                        notification_type: d.notification_type,
-                        title: d.title,
-                        message: d.message,
-                        ticket: d.ticket,
-                        data: d.data,
-                        action_url: d.action_url,
-                        is_read: false,
-                        read_at: None,
-                        created_at: now,
-                    });
-                }
-                Ok(out)
+                Ok(placed)
             }
         }
 
@@ -653,7 +865,7 @@ macro_rules! impl_notification_store {
             ) -> Result<Vec<tickethub_actors::notification::Notification>, tickethub_actors::ports::StoreError>
             {
                 if let Some(mark) = mark {
-                    return Self::commit_marked(self.writer(), drafts, mark).await;
+                    return Self::commit_marked(self.writer(), drafts, mark, true).await;
                 }
                 if drafts.is_empty() {
                     return Ok(Vec::new());
@@ -662,6 +874,24 @@ macro_rules! impl_notification_store {
                 let gone = || tickethub_actors::ports::StoreError::Backend("the commit failed unexpectedly; see the hub's log".into());
                 self.commits.0.send((drafts, reply)).map_err(|_| gone())?;
                 answer.await.map_err(|_| gone())?
+            }
+
+            async fn commit_notifications_part(
+                &self,
+                drafts: Vec<tickethub_actors::notification::Draft>,
+                mark: Option<&tickethub_actors::ports::IdempotencyMark>,
+                last: bool,
+            ) -> Result<Vec<tickethub_actors::notification::Notification>, tickethub_actors::ports::StoreError>
+            {
+                if tickethub_actors::ports::StoreFaults::reached(&self.faults.failing_part) {
+                    return Err(tickethub_actors::ports::StoreError::Backend(
+                        "injected: a part of the announcement failed".into(),
+                    ));
+                }
+                match mark {
+                    Some(mark) => Self::commit_marked(self.writer(), drafts, mark, last).await,
+                    None => self.commit_notifications(drafts, None).await,
+                }
             }
 
             async fn list_notifications(

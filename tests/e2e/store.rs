@@ -4,7 +4,8 @@ use tickethub_actors::domain::{NewUser, Role, UserId};
 use tickethub_actors::notification::Draft;
 use tickethub_actors::ports::{NotificationCursor, Store, StoreError};
 
-use crate::harness::{Backend, TestDb};
+use crate::harness::{patience, Backend, TestDb};
+use std::time::Duration;
 
 async fn open(db: &TestDb) -> std::sync::Arc<dyn Store> {
     tickethub::store::connect(&db.url).await.unwrap()
@@ -585,6 +586,7 @@ async fn the_sqlite_log_is_copied_into_the_database_file_and_reused() {
 async fn the_sqlite_log_stays_bounded_while_readers_never_pause() {
     const LIMIT: u64 = 1 << 20;
     const COMMITS: u64 = 100;
+    const COMMITS_PER_ROUND: u64 = 10;
     const PER_COMMIT: u64 = 50;
     const MESSAGE: u64 = 4000;
     let db = TestDb::create(&Backend::Sqlite).await;
@@ -628,12 +630,30 @@ async fn the_sqlite_log_stays_bounded_while_readers_never_pause() {
         })
         .collect();
     let mut largest = 0;
+    let mut ticks = 0;
     for c in 0..COMMITS {
         let drafts = (0..PER_COMMIT)
             .map(|i| plain_draft(ann.id, format!("n{c}-{i}"), "x".repeat(MESSAGE as usize)))
             .collect();
         store.commit_notifications(drafts, None).await.unwrap();
         largest = largest.max(file_size(&log));
+        if (c + 1) % COMMITS_PER_ROUND == 0 {
+            // A round wrote twice the limit: the checkpointer, which looks every half second,
+            // restarts the log. Small commits go on until one writes it from its start (the
+            // log's header counts its restarts), however fast the round went.
+            let restarts = wal_restarts(&log);
+            let deadline = tokio::time::Instant::now() + patience();
+            while wal_restarts(&log) == restarts {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "the log was never restarted"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                let tick = plain_draft(ann.id, format!("tick{ticks}"), String::new());
+                store.commit_notifications(vec![tick], None).await.unwrap();
+                ticks += 1;
+            }
+        }
     }
     done.store(true, std::sync::atomic::Ordering::Relaxed);
     let mut reads = 0;
@@ -648,9 +668,20 @@ async fn the_sqlite_log_stays_bounded_while_readers_never_pause() {
     );
     assert_eq!(
         store.notification_cursor(ann.id).await.unwrap().last_seq,
-        (COMMITS * PER_COMMIT) as i64
+        (COMMITS * PER_COMMIT + ticks) as i64
     );
     store.close().await;
+}
+
+/// How many times an SQLite log was written from its start again: the checkpoint sequence
+/// number of its header (https://www.sqlite.org/walformat.html, big-endian at offset 12).
+fn wal_restarts(path: &std::path::Path) -> u32 {
+    use std::io::Read;
+    let mut header = [0u8; 16];
+    match std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut header)) {
+        Ok(()) => u32::from_be_bytes([header[12], header[13], header[14], header[15]]),
+        Err(_) => 0,
+    }
 }
 
 /// An in-app `general` notification with no deliveries.

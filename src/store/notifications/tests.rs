@@ -290,12 +290,13 @@ fn calls_merge_in_recipient_order_keeping_each_recipient_s_call_order() {
         vec![draft(1, "a2"), draft(3, "c1")],
         vec![draft(2, "b2")],
     ];
-    let (tags, merged) = merge_calls(calls.iter().map(Vec::as_slice));
+    let sizes: Vec<usize> = calls.iter().map(Vec::len).collect();
+    let (tags, merged) = merge_calls(calls.to_vec());
     let titles: Vec<&str> = merged.iter().map(|d| d.title.as_str()).collect();
     assert_eq!(titles, ["a1", "a2", "b1", "b2", "c1"]);
     assert_eq!(tags, [0, 2, 0, 3, 2]);
     // Each call gets back its own, in recipient order.
-    let answers = split_by_call(tags, titles, calls.iter().map(Vec::len));
+    let answers = split_by_call(tags, titles, sizes);
     assert_eq!(
         answers,
         [vec!["a1", "b1"], vec![], vec!["a2", "c1"], vec!["b2"]]
@@ -304,7 +305,7 @@ fn calls_merge_in_recipient_order_keeping_each_recipient_s_call_order() {
 
 #[test]
 fn no_calls_merge_into_nothing() {
-    let (tags, merged) = merge_calls(std::iter::empty());
+    let (tags, merged) = merge_calls(Vec::new());
     assert!(tags.is_empty() && merged.is_empty());
     let answers: Vec<Vec<i64>> = split_by_call(tags, Vec::new(), [0, 0]);
     assert_eq!(answers, [Vec::<i64>::new(), Vec::new()]);
@@ -313,13 +314,25 @@ fn no_calls_merge_into_nothing() {
 #[test]
 fn recipient_rows_are_bound_as_whole_arrays() {
     let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new("SELECT r.user_id FROM ");
-    <sqlx::Sqlite as RecipientRows>::push_rows(&mut q, vec![(1, 2), (3, 4)]);
+    <sqlx::Sqlite as RecipientRows>::push_pairs(
+        &mut q,
+        vec![(1, 2), (3, 4)],
+        "r",
+        "user_id",
+        "seq",
+    );
     assert_eq!(
         q.sql(),
         "SELECT r.user_id FROM (SELECT value ->> 0 AS user_id, value ->> 1 AS seq FROM json_each(?)) AS r"
     );
     let mut q = sqlx::QueryBuilder::<sqlx::Postgres>::new("SELECT r.user_id FROM ");
-    <sqlx::Postgres as RecipientRows>::push_rows(&mut q, vec![(1, 2), (3, 4)]);
+    <sqlx::Postgres as RecipientRows>::push_pairs(
+        &mut q,
+        vec![(1, 2), (3, 4)],
+        "r",
+        "user_id",
+        "seq",
+    );
     assert_eq!(
         q.sql(),
         "SELECT r.user_id FROM UNNEST($1::bigint[], $2::bigint[]) AS r(user_id, seq)"
@@ -336,7 +349,7 @@ async fn sqlite_reads_the_recipient_rows_back_exactly() {
         vec![(i64::MAX, i64::MIN), (-1, 0)],
     ] {
         let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new("SELECT r.user_id, r.seq FROM ");
-        <sqlx::Sqlite as RecipientRows>::push_rows(&mut q, rows.clone());
+        <sqlx::Sqlite as RecipientRows>::push_pairs(&mut q, rows.clone(), "r", "user_id", "seq");
         let read: Vec<(i64, i64)> = q.build_query_as().fetch_all(&pool).await.unwrap();
         assert_eq!(read, rows);
     }
@@ -419,6 +432,75 @@ async fn a_commit_naming_an_unknown_recipient_stores_nothing() {
         .await
         .unwrap();
     assert_eq!(out[0].seq, 1, "the refused commit used no seq");
+}
+
+#[test]
+fn seqs_are_planned_per_recipient_in_the_drafts_order() {
+    let drafts = [draft(5, "a"), draft(2, "b"), draft(5, "c"), draft(5, "d")];
+    let (counts, back) = seq_plan(&drafts);
+    // Recipients in id order (the lock order) with their counts.
+    assert_eq!(counts, [(2, 1), (5, 3)]);
+    // The last draft to a recipient takes its new last_seq, the ones before count down.
+    assert_eq!(back, [2, 0, 1, 0]);
+    assert_eq!(seq_plan(&[]), (vec![], vec![]));
+}
+
+#[tokio::test]
+async fn calls_to_one_recipient_in_one_group_get_consecutive_seqs_and_their_own_deliveries() {
+    let (store, u) = store_with_users(3).await;
+    let with_email = |recipient: i64, title: &str| {
+        let mut d = draft(recipient, title);
+        d.deliveries = vec![(Channel::Email, format!("{title}@example.com"))];
+        d
+    };
+    // Several calls at once, so that the committer groups them: each recipient more than once,
+    // with content that differs and content that is shared.
+    let calls = (0..6).map(|i| {
+        let store = store.clone();
+        let drafts = vec![
+            with_email(u[i % 3].0, &format!("own{i}")),
+            with_email(u[(i + 1) % 3].0, "shared"),
+        ];
+        tokio::spawn(async move { store.commit_notifications(drafts, None).await })
+    });
+    let mut committed = Vec::new();
+    for call in futures::future::join_all(calls).await {
+        committed.extend(call.unwrap().unwrap());
+    }
+    for user in &u {
+        let mut seqs: Vec<i64> = committed
+            .iter()
+            .filter(|n| n.user_id == *user)
+            .map(|n| n.seq)
+            .collect();
+        seqs.sort();
+        assert_eq!(seqs, (1..=4).collect::<Vec<_>>(), "user {user}");
+        assert_eq!(store.notification_cursor(*user).await.unwrap().last_seq, 4);
+    }
+    // Every delivery carries the notification it was queued with.
+    let now = Utc::now();
+    let jobs = store
+        .claim(
+            Channel::Email,
+            "n",
+            100,
+            now + chrono::Duration::seconds(1),
+            now + chrono::Duration::minutes(1),
+        )
+        .await
+        .unwrap();
+    assert_eq!(jobs.len(), committed.len());
+    for job in jobs {
+        let n = committed
+            .iter()
+            .find(|n| n.id == job.notification.id)
+            .expect("its notification");
+        assert_eq!(job.address, format!("{}@example.com", n.title));
+        assert_eq!(
+            (job.notification.user_id, job.notification.seq),
+            (n.user_id, n.seq)
+        );
+    }
 }
 
 #[tokio::test]
