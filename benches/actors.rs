@@ -225,7 +225,7 @@ fn actors(c: &mut Criterion) {
                         let sent = f.hub.announce(a).await.unwrap();
                         f.tally.done.notified().await;
                         total += started.elapsed();
-                        assert_eq!(sent.len(), n);
+                        assert_eq!(sent.ids.len(), n);
                     }
                     total
                 }

@@ -451,8 +451,13 @@ impl Hub {
     }
 
     /// Sends an admin's own notification; returns the ids of the notifications stored, one per
-    /// user who received it. Unknown or inactive users are left out.
-    pub async fn announce(&self, a: Announcement) -> Result<Vec<i64>, StoreError> {
+    /// user who received it, and their count with an idempotency key's earlier tries. Unknown
+    /// or inactive users are left out. See [`crate::notifier::Deps::announce`] for the parts
+    /// a large one commits in.
+    pub async fn announce(
+        &self,
+        a: Announcement,
+    ) -> Result<crate::notifier::Announced, StoreError> {
         self.inner.deps.announce(a).await
     }
 

@@ -207,11 +207,18 @@ impl Deps {
 
     /// Commits an admin's notification (now, or as its schedule fires): its recipients are
     /// resolved here (a role's active users, ids of active users), and its deliveries queued
-    /// and woken. Answers the notifications' ids.
+    /// and woken.
+    ///
+    /// A large announcement commits in parts, in recipient order, each fanned out as soon as
+    /// it is durable: the first part is [`FIRST_PART`] recipients, each next one twice the
+    /// last. A call that fails part-way has reached the recipients of the parts committed
+    /// before the failure. With an idempotency mark, each part records in its transaction how
+    /// far the call got, and a retry with the same key notifies only the recipients after that
+    /// (see [`crate::ports::Progress`]); without one, a retry notifies everyone again.
     pub async fn announce(
         &self,
         a: crate::notification::Announcement,
-    ) -> Result<Vec<i64>, StoreError> {
+    ) -> Result<Announced, StoreError> {
         let deps = self;
         let mut ids: Vec<UserId> = match &a.to {
             crate::notification::Recipients::Users(ids) => ids.clone(),
@@ -226,10 +233,18 @@ impl Deps {
         // One announcement reaches a user once, however often the request names them.
         ids.sort();
         ids.dedup();
+        let mut earlier = 0;
+        if let Some(mark) = &a.idempotency {
+            let progress = deps.store.idempotency_progress(mark).await?;
+            if let Some(after) = progress.after {
+                ids.retain(|id| *id > after);
+                earlier = progress.committed;
+            }
+        }
         let event: EventType = a.notification_type.parse().expect("infallible");
         let outbound = a.channels.iter().any(|c| deps.outbound.contains(c));
         let audience = deps.audience_with(&event, &ids, outbound).await?;
-        let drafts = audience.drafts_for(
+        let mut drafts = audience.drafts_for(
             &ids,
             &a.channels,
             &Content {
@@ -245,14 +260,40 @@ impl Deps {
                 },
             },
         );
-        let queued = Deps::queued_channels(&drafts);
-        let notifications = deps
-            .store
-            .commit_notifications(drafts, a.idempotency.as_ref())
-            .await?;
-        let ids = notifications.iter().map(|n| n.id).collect();
-        deps.deliver_queued(notifications, &queued);
-        Ok(ids)
+        drafts.sort_by_key(|d| d.recipient);
+        let mut committed = Vec::with_capacity(drafts.len());
+        let mut part = FIRST_PART;
+        loop {
+            let rest = drafts.split_off(part.min(drafts.len()));
+            let this = std::mem::replace(&mut drafts, rest);
+            let last = drafts.is_empty();
+            let queued = Deps::queued_channels(&this);
+            let notifications = deps
+                .store
+                .commit_notifications_part(this, a.idempotency.as_ref(), last)
+                .await;
+            let notifications = match notifications {
+                Ok(n) => n,
+                Err(e) => {
+                    if !committed.is_empty() {
+                        metrics::counter!("tickethub_announcements_failed_partway_total")
+                            .increment(1);
+                        tracing::warn!(error = %e, notified = committed.len(), "an announcement failed part-way");
+                    }
+                    return Err(e);
+                }
+            };
+            committed.extend(notifications.iter().map(|n| n.id));
+            deps.deliver_queued(notifications, &queued);
+            if last {
+                break;
+            }
+            part = part.saturating_mul(2);
+        }
+        Ok(Announced {
+            count: earlier + committed.len() as i64,
+            ids: committed,
+        })
     }
 
     /// Sends committed notifications to their recipients' live actors and wakes the channel
@@ -309,6 +350,18 @@ impl Deps {
             }
         }
     }
+}
+
+/// The recipients of an announcement's first part; each next part is twice the last.
+pub const FIRST_PART: usize = 500;
+
+/// What an announcement committed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Announced {
+    /// The ids of the notifications this call committed.
+    pub ids: Vec<i64>,
+    /// The notifications committed for it in all, with an idempotency key's earlier tries.
+    pub count: i64,
 }
 
 /// Makes the `push` deliveries of `drafts` wait `wait` for their notification to be seen.

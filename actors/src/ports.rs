@@ -23,7 +23,7 @@ mod ticket_lists;
 mod user_cache;
 pub use crate::domain::IdempotencyMark;
 pub use access::{
-    ApiKey, ApiKeyStore, IdempotencyClaim, IdempotencyStore, NewApiKey, IDEMPOTENCY_TTL,
+    ApiKey, ApiKeyStore, IdempotencyClaim, IdempotencyStore, NewApiKey, Progress, IDEMPOTENCY_TTL,
 };
 pub use analytics::AnalyticsStore;
 pub use devices::{Device, DeviceStore, NewDevice, Registered};
@@ -333,6 +333,15 @@ pub trait NotificationStore: Send + Sync {
         &self,
         drafts: Vec<Draft>,
         mark: Option<&IdempotencyMark>,
+    ) -> Result<Vec<Notification>, StoreError>;
+    /// Stores one part of an announcement committed in parts (its drafts in recipient
+    /// order); with `mark`, recording in the same transaction how far the announcement got,
+    /// and with `last` too, marking it committed as a whole.
+    async fn commit_notifications_part(
+        &self,
+        drafts: Vec<Draft>,
+        mark: Option<&IdempotencyMark>,
+        last: bool,
     ) -> Result<Vec<Notification>, StoreError>;
     /// A user's notifications, newest first, with the total count.
     async fn list_notifications(

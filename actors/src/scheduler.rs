@@ -195,8 +195,8 @@ impl SchedulerActor {
                 let mut announcement = send.announcement.clone();
                 announcement.idempotency = Some(mark.clone());
                 match self.deps.announce(announcement).await {
-                    Ok(ids) => {
-                        let notified = ids.len() as i64;
+                    Ok(announced) => {
+                        let notified = announced.count;
                         let _ = store
                             .answer_idempotency(&mark, 201, &notified.to_string())
                             .await;

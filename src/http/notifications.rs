@@ -810,8 +810,8 @@ async fn send(
         request,
         |mark| async {
             announcement.idempotency = mark;
-            let count = state.hub.announce(announcement).await?.len();
-            Ok((StatusCode::CREATED, answer(count as i64)))
+            let count = state.hub.announce(announcement).await?.count;
+            Ok((StatusCode::CREATED, answer(count)))
         },
         |count| async move { Ok((StatusCode::CREATED, answer(count.unwrap_or(0)))) },
     )

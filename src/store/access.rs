@@ -88,6 +88,37 @@ macro_rules! impl_access_store {
                 Ok(())
             }
 
+            /// Records a part of an announcement committed with an idempotency key, in the
+            /// part's transaction: the highest recipient it reached and how many notifications
+            /// it added; `done` marks the whole committed.
+            pub(crate) async fn mark_progress(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                mark: &tickethub_actors::ports::IdempotencyMark,
+                reached: i64,
+                count: i64,
+                done: bool,
+            ) -> Result<(), tickethub_actors::ports::StoreError> {
+                let now = chrono::Utc::now();
+                let marked = sqlx::query(
+                    "UPDATE idempotency_keys SET progress = $1, resource = COALESCE(resource, 0) + $2, \
+                     committed_at = $3 WHERE caller = $4 AND idem_key = $5 AND committed_at IS NULL",
+                )
+                .bind(reached)
+                .bind(count)
+                .bind(done.then_some(now))
+                .bind(&mark.caller)
+                .bind(&mark.key)
+                .execute(&mut **tx)
+                .await
+                .map_err($crate::store::backend_error)?;
+                if marked.rows_affected() == 0 {
+                    return Err(tickethub_actors::ports::StoreError::Conflict(
+                        "another request with this Idempotency-Key was committed".into(),
+                    ));
+                }
+                Ok(())
+            }
+
             /// Whether an idempotent request was committed (after a lost answer to `COMMIT`).
             pub(crate) async fn is_committed(
                 pool: &sqlx::Pool<$db>,
@@ -265,8 +296,12 @@ macro_rules! impl_access_store {
                 // Expired, or a claim whose request died before committing: take it over,
                 // unless another retry just did.
                 let taken = sqlx::query(
+                    // A try that committed part of an announcement keeps its progress for
+                    // the next (unless the record expired): it resumes after it.
                     "UPDATE idempotency_keys SET fingerprint = $1, lease_until = $2, created_at = $3, \
-                     committed_at = NULL, resource = NULL, status = NULL, response = NULL \
+                     committed_at = NULL, status = NULL, response = NULL, \
+                     resource = CASE WHEN progress IS NULL OR created_at < $8 THEN NULL ELSE resource END, \
+                     progress = CASE WHEN created_at < $8 THEN NULL ELSE progress END \
                      WHERE caller = $4 AND idem_key = $5 AND lease_until = $6 AND created_at = $7 \
                      AND (committed_at IS NULL OR created_at < $8)",
                 )
@@ -319,14 +354,47 @@ macro_rules! impl_access_store {
             ) -> Result<bool, tickethub_actors::ports::StoreError> {
                 sqlx::query(
                     "DELETE FROM idempotency_keys WHERE caller = $1 AND idem_key = $2 \
-                     AND committed_at IS NULL AND status IS NULL",
+                     AND committed_at IS NULL AND status IS NULL AND progress IS NULL",
                 )
                 .bind(&mark.caller)
                 .bind(&mark.key)
                 .execute(self.writer())
                 .await
                 .map_err($crate::store::backend_error)?;
+                // A try that committed part of an announcement: the record stays, with its
+                // progress, and its lease ends now so that a retry resumes at once.
+                sqlx::query(
+                    "UPDATE idempotency_keys SET lease_until = $1 WHERE caller = $2 AND idem_key = $3 \
+                     AND committed_at IS NULL AND progress IS NOT NULL",
+                )
+                .bind(chrono::Utc::now())
+                .bind(&mark.caller)
+                .bind(&mark.key)
+                .execute(self.writer())
+                .await
+                .map_err($crate::store::backend_error)?;
                 Ok(!Self::is_committed(self.writer(), mark).await?)
+            }
+
+            async fn idempotency_progress(
+                &self,
+                mark: &tickethub_actors::ports::IdempotencyMark,
+            ) -> Result<tickethub_actors::ports::Progress, tickethub_actors::ports::StoreError> {
+                let row: Option<(Option<i64>, Option<i64>)> = sqlx::query_as(
+                    "SELECT progress, resource FROM idempotency_keys WHERE caller = $1 AND idem_key = $2",
+                )
+                .bind(&mark.caller)
+                .bind(&mark.key)
+                .fetch_optional(self.writer())
+                .await
+                .map_err($crate::store::backend_error)?;
+                Ok(match row {
+                    Some((Some(after), count)) => tickethub_actors::ports::Progress {
+                        after: Some(tickethub_actors::domain::UserId(after)),
+                        committed: count.unwrap_or(0),
+                    },
+                    _ => tickethub_actors::ports::Progress::default(),
+                })
             }
         }
     };

@@ -385,12 +385,84 @@ async fn writes_committed_but_never_answered_are_answered_by_their_retry(backend
     );
 }
 
+/// A large announcement commits in parts (500 recipients, then 1,000, …); the second part is
+/// made to fail. The call fails having notified the first part's recipients only; its retry
+/// with the same key notifies the others and nobody twice, and answers the whole count; a
+/// retry after that is a replay. Without a key, the same failure leaves the first part.
+async fn an_announcement_failing_part_way_is_finished_by_its_retry(backend: Backend) {
+    use futures::StreamExt;
+    let hub = TestHub::start(&backend).await;
+    let admin = hub.user("boss", Role::Admin).await;
+    let token = hub.token(&admin);
+    const USERS: usize = 1_600;
+    let users: Vec<i64> = futures::stream::iter(0..USERS)
+        .map(|i| {
+            let hub = &hub;
+            async move { hub.user(&format!("many{i}"), Role::Client).await.id.0 }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    let fail_second_part = || {
+        hub.store
+            .faults()
+            .failing_part
+            .store(2, std::sync::atomic::Ordering::SeqCst)
+    };
+    let send = send_body(&users, json!({"title": "In parts"}));
+    fail_second_part();
+    let (status, _, body) = post_once(&hub.http, &hub.url(SEND), &token, "parts-1", &send).await;
+    assert!(status >= 500, "{status} {body}");
+    let first_part = "SELECT COUNT(*) FROM notifications WHERE title = 'In parts' AND user_id IN \
+                      (SELECT id FROM users WHERE username LIKE 'many%' ORDER BY id LIMIT 500)";
+    assert_eq!(
+        titled(&hub.db, "In parts").await,
+        500,
+        "the first part only"
+    );
+    assert_eq!(
+        db_number(&hub.db, first_part).await,
+        500,
+        "the lowest ids first"
+    );
+
+    let retry = post_once(&hub.http, &hub.url(SEND), &token, "parts-1", &send).await;
+    assert_eq!(retry.0, 201, "{:?}", retry.2);
+    assert!(!retry.1, "the retry ran");
+    assert_eq!(
+        retry.2["count"], USERS as i64,
+        "the whole count: {:?}",
+        retry.2
+    );
+    assert_eq!(titled(&hub.db, "In parts").await, USERS as i64);
+    let once = "SELECT COUNT(DISTINCT user_id) FROM notifications WHERE title = 'In parts'";
+    assert_eq!(db_number(&hub.db, once).await, USERS as i64, "nobody twice");
+    let again = post_once(&hub.http, &hub.url(SEND), &token, "parts-1", &send).await;
+    assert_eq!(again, (201, true, retry.2));
+    assert_eq!(titled(&hub.db, "In parts").await, USERS as i64);
+
+    // Without a key: what was committed before the failure stays, and is all there is.
+    let send = send_body(&users, json!({"title": "No key"}));
+    fail_second_part();
+    let res = hub
+        .http
+        .post(hub.url(SEND))
+        .bearer_auth(&token)
+        .json(&send)
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_server_error(), "{}", res.status());
+    assert_eq!(titled(&hub.db, "No key").await, 500);
+}
+
 crate::trials! {
     both: [
         retried_writes_answer_as_the_first_and_notify_nobody_again,
         a_retry_sent_to_another_node_answers_from_the_record,
         a_retry_after_kill_9_between_commit_and_answer_notifies_once,
         writes_committed_but_never_answered_are_answered_by_their_retry,
+        an_announcement_failing_part_way_is_finished_by_its_retry,
     ],
     tests: [],
     sync: [],

@@ -108,6 +108,18 @@ pub trait IdempotencyStore: Send + Sync {
     /// Lets go of a claim whose request failed before committing anything, so that a retry
     /// runs again; `false` if the record stays because a try with the key committed.
     async fn release_idempotency(&self, mark: &IdempotencyMark) -> Result<bool, StoreError>;
+    /// How far earlier tries with the key got through an announcement committed in parts.
+    async fn idempotency_progress(&self, mark: &IdempotencyMark) -> Result<Progress, StoreError>;
+}
+
+/// How far the tries of an idempotent announcement got: a retry notifies only the recipients
+/// after `after` (recipients are committed in id order).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// The highest recipient committed, if any part was.
+    pub after: Option<crate::domain::UserId>,
+    /// The notifications committed so far.
+    pub committed: i64,
 }
 
 /// How long an idempotency record is kept: a retry within it answers as the first try did.

@@ -97,6 +97,9 @@ pub struct StoreFaults {
     /// Answers to idempotent requests whose recording fails (what a crash between a commit
     /// and its answer leaves behind).
     pub failed_idempotent_answers: std::sync::atomic::AtomicU32,
+    /// Counts down the parts of announcements: the part that takes it from 1 to 0 fails before
+    /// it reaches the database (2: the next part commits, the one after fails).
+    pub failing_part: std::sync::atomic::AtomicU32,
 }
 
 impl StoreFaults {
@@ -106,5 +109,11 @@ impl StoreFaults {
         counter
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
             .is_ok()
+    }
+
+    /// Whether this step is the one `counter` counts down to (and counts it off).
+    pub fn reached(counter: &std::sync::atomic::AtomicU32) -> bool {
+        use std::sync::atomic::Ordering;
+        counter.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1)) == Ok(1)
     }
 }

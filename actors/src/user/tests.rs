@@ -138,6 +138,7 @@ inbox!(TicketStore {
 
 inbox!(NotificationStore {
     fn commit_notifications(&self, drafts: Vec<Draft>, mark: Option<&IdempotencyMark>) -> Result<Vec<Notification>, StoreError>;
+    fn commit_notifications_part(&self, drafts: Vec<Draft>, mark: Option<&IdempotencyMark>, last: bool) -> Result<Vec<Notification>, StoreError>;
     fn list_notifications(&self, user: UserId, filter: &NotificationFilter, page: Page) -> Result<(i64, Vec<Notification>), StoreError>;
     fn unread_counts(&self, user: UserId) -> Result<(i64, Vec<(String, i64)>), StoreError>;
     fn notification(&self, user: UserId, id: i64) -> Result<Option<Notification>, StoreError>;
@@ -287,6 +288,7 @@ inbox!(IdempotencyStore {
     fn claim_idempotency(&self, mark: &IdempotencyMark, fingerprint: &str, now: DateTime<Utc>, lease_until: DateTime<Utc>) -> Result<IdempotencyClaim, StoreError>;
     fn answer_idempotency(&self, mark: &IdempotencyMark, status: u16, body: &str) -> Result<(), StoreError>;
     fn release_idempotency(&self, mark: &IdempotencyMark) -> Result<bool, StoreError>;
+    fn idempotency_progress(&self, mark: &IdempotencyMark) -> Result<crate::ports::Progress, StoreError>;
 });
 
 inbox!(DeviceStore {

@@ -108,7 +108,8 @@ impl Ctx {
                 let ids = hub
                     .announce(announcement)
                     .await
-                    .map_err(|e| unavailable(e.to_string()))?;
+                    .map_err(|e| unavailable(e.to_string()))?
+                    .ids;
                 self.dialect.notification_sent(&ids)
             }
             ClientFrame::TicketViewing { .. } | ClientFrame::UserTyping { .. } => {
