@@ -246,6 +246,39 @@ pub(crate) fn into_notifications(
         .collect()
 }
 
+/// Where each draft of a commit landed, `(id, seq)`, from the inserted rows `(id, user_id,
+/// seq)` of a commit that read its seqs in SQL: a recipient's highest seq is its `last_seq`,
+/// and `back[i]` how far below it draft i's is.
+pub(crate) fn placement(
+    drafts: &[tickethub_actors::notification::Draft],
+    back: &[i64],
+    rows: Vec<(i64, i64, i64)>,
+) -> Result<Vec<(i64, i64)>, CommitFailure> {
+    let mut last: std::collections::HashMap<i64, i64> =
+        std::collections::HashMap::with_capacity(drafts.len());
+    let mut ids: std::collections::HashMap<(i64, i64), i64> =
+        std::collections::HashMap::with_capacity(rows.len());
+    for (id, user, seq) in rows {
+        let top = last.entry(user).or_insert(seq);
+        *top = (*top).max(seq);
+        ids.insert((user, seq), id);
+    }
+    drafts
+        .iter()
+        .zip(back)
+        .map(|(d, back)| {
+            let seq = last.get(&d.recipient.0)? - back;
+            Some((*ids.get(&(d.recipient.0, seq))?, seq))
+        })
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| {
+            // It committed, but the answer cannot be told apart: nobody may commit it again.
+            CommitFailure::Unknown(StoreError::Backend(
+                "a commit's rows do not match its notifications".into(),
+            ))
+        })
+}
+
 /// Why a commit of drafts has no rows to answer with.
 pub(crate) enum CommitFailure {
     /// It surely did not apply: its calls may be committed again.
@@ -275,11 +308,6 @@ pub(crate) fn split_by_call<T>(
 /// it has the statement binds two values: the recipients of an insert whose content is bound
 /// once, and the recipients of a seq bump with their counts.
 pub(crate) trait RecipientRows: sqlx::Database {
-    /// Whether a whole commit, `BEGIN` to `COMMIT`, can be sent as one multi-statement query:
-    /// SQLite's driver runs such a query in one command to its worker thread, instead of one
-    /// hand-off (two context switches) per statement. PostgreSQL's extended protocol takes one
-    /// statement per query.
-    const ONE_COMMAND: bool;
     /// Pushes the table expression for `rows`, named `name` with columns `a` and `b`.
     fn push_pairs(
         q: &mut sqlx::QueryBuilder<'_, Self>,
@@ -291,8 +319,6 @@ pub(crate) trait RecipientRows: sqlx::Database {
 }
 
 impl RecipientRows for sqlx::Sqlite {
-    const ONE_COMMAND: bool = true;
-
     fn push_pairs(
         q: &mut sqlx::QueryBuilder<'_, Self>,
         rows: Vec<(i64, i64)>,
@@ -311,8 +337,6 @@ impl RecipientRows for sqlx::Sqlite {
 }
 
 impl RecipientRows for sqlx::Postgres {
-    const ONE_COMMAND: bool = false;
-
     fn push_pairs(
         q: &mut sqlx::QueryBuilder<'_, Self>,
         rows: Vec<(i64, i64)>,
@@ -351,9 +375,10 @@ macro_rules! impl_notification_store {
             }
 
             /// Commits drafts (sorted by recipient) in one transaction and answers where each
-            /// landed: `(id, seq)` for each draft, in order. On SQLite, a commit that only
-            /// stores notifications and their deliveries is sent as one command (see
-            /// `commit_at_once`); otherwise, and to name the cause when that fails, one
+            /// landed: `(id, seq)` for each draft, in order. A commit that only stores
+            /// notifications and their deliveries is sent as one command (each store's
+            /// `commit_at_once`: one multi-statement query on SQLite, one statement on
+            /// PostgreSQL); otherwise, and to name the cause when that fails, one
             /// statement at a time. When the database's answer to `COMMIT` is an error, the
             /// transaction may have applied all the same (the connection broke after the
             /// server committed): whether its first notification is there tells which.
@@ -363,8 +388,8 @@ macro_rules! impl_notification_store {
                 drafts: &[tickethub_actors::notification::Draft],
                 now: chrono::DateTime<chrono::Utc>,
             ) -> Result<Vec<(i64, i64)>, $crate::store::notifications::CommitFailure> {
-                use $crate::store::notifications::{CommitFailure, RecipientRows};
-                let at_once = <$db as RecipientRows>::ONE_COMMAND
+                use $crate::store::notifications::CommitFailure;
+                let at_once = !drafts.is_empty()
                     && drafts.iter().all(|d| {
                         d.escalations.is_empty()
                             && d.deliveries.iter().all(|(c, _)| *c != tickethub_actors::routing::Channel::Push)
@@ -444,123 +469,6 @@ macro_rules! impl_notification_store {
                     Ok(()) => Ok(placed),
                     Err(e) => Err(CommitFailure::Unanswered($crate::store::backend_error(e), placed)),
                 }
-            }
-
-            /// Commits drafts that need no push rows and no escalation steps as one
-            /// multi-statement query, `BEGIN IMMEDIATE` to `COMMIT`, which SQLite's driver runs
-            /// in one command to its worker thread. No statement reads what an earlier one
-            /// answered: each notification's seq is its recipient's bumped `last_seq` read in
-            /// SQL, and each delivery finds its notification by recipient and seq. A recipient
-            /// that does not exist leaves a seq (or a delivery's notification) NULL, which the
-            /// NOT NULL constraint refuses, so the query stops before its `COMMIT`; on any
-            /// error the transaction is rolled back, and the caller commits the drafts again
-            /// statement by statement, which names the cause.
-            async fn commit_at_once(
-                pool: &sqlx::Pool<$db>,
-                drafts: &[tickethub_actors::notification::Draft],
-                now: chrono::DateTime<chrono::Utc>,
-            ) -> Result<Vec<(i64, i64)>, $crate::store::notifications::CommitFailure> {
-                use std::collections::HashMap;
-                use $crate::store::notifications::{CommitFailure, RecipientRows};
-                use tickethub_actors::ports::StoreError;
-                const CHUNK: usize = 1000;
-                /// The writer connection, closed rather than given back to the pool if this
-                /// future is dropped while its transaction may still be open.
-                struct Held(Option<sqlx::pool::PoolConnection<$db>>);
-                impl Drop for Held {
-                    fn drop(&mut self) {
-                        if let Some(conn) = self.0.as_mut() {
-                            conn.close_on_drop();
-                        }
-                    }
-                }
-                let (counts, back) = $crate::store::notifications::seq_plan(drafts);
-                let mut q = sqlx::QueryBuilder::<$db>::new(
-                    "BEGIN IMMEDIATE; UPDATE users SET last_seq = last_seq + c.n FROM ",
-                );
-                <$db as RecipientRows>::push_pairs(&mut q, counts, "c", "user_id", "n");
-                q.push(" WHERE users.id = c.user_id; ");
-                let indexed: Vec<(usize, &tickethub_actors::notification::Draft)> = drafts.iter().enumerate().collect();
-                for chunk in indexed.chunks(CHUNK) {
-                    Self::push_insert(&mut q, chunk, &back, true, now, None);
-                    q.push(" RETURNING id, user_id, seq; ");
-                }
-                let deliveries: Vec<(usize, &tickethub_actors::notification::Draft, tickethub_actors::routing::Channel, &str)> = indexed
-                    .iter()
-                    .flat_map(|(i, d)| d.deliveries.iter().map(move |(c, a)| (*i, *d, *c, a.as_str())))
-                    .collect();
-                for chunk in deliveries.chunks(CHUNK) {
-                    q.push(
-                        "INSERT INTO deliveries (notification_id, channel, address, recipients, status, attempts, \
-                         next_attempt_at, created_at, updated_at) ",
-                    );
-                    q.push_values(chunk, |mut row, (i, d, channel, address)| {
-                        row.push("(SELECT id FROM notifications WHERE user_id = ")
-                            .push_bind_unseparated(d.recipient.0)
-                            .push_unseparated(" AND seq = (SELECT last_seq FROM users WHERE id = ")
-                            .push_bind_unseparated(d.recipient.0)
-                            .push_unseparated(") - ")
-                            .push_bind_unseparated(back[*i])
-                            .push_unseparated(")")
-                            .push_bind(channel.as_str())
-                            .push_bind(*address)
-                            .push_bind($crate::store::notifications::recipients_json(d, *channel))
-                            .push_bind("QUEUED")
-                            .push_bind(0i64)
-                            .push_bind(now)
-                            .push_bind(now)
-                            .push_bind(now);
-                    });
-                    q.push("; ");
-                }
-                q.push("COMMIT");
-                let mut conn = Held(Some(
-                    pool.acquire()
-                        .await
-                        .map_err(|e| CommitFailure::NotApplied($crate::store::backend_error(e)))?,
-                ));
-                let c = conn.0.as_mut().expect("held until the end");
-                let rows: Result<Vec<(i64, i64, i64)>, _> = q.build_query_as().fetch_all(&mut **c).await;
-                let rows = match rows {
-                    Ok(rows) => rows,
-                    Err(e) => {
-                        let e = $crate::store::backend_error(e);
-                        // Stopped before its `COMMIT` (or at it): nothing applied once rolled
-                        // back. If there is no transaction to roll back, it began or ended
-                        // outside this query's knowledge.
-                        return match sqlx::query("ROLLBACK").execute(&mut **c).await {
-                            Ok(_) => {
-                                let _ = conn.0.take();
-                                Err(CommitFailure::NotApplied(e))
-                            }
-                            Err(rollback) => {
-                                tracing::error!(error = %e, rollback = %rollback, "a commit's outcome is unknown");
-                                Err(CommitFailure::Unknown(e))
-                            }
-                        };
-                    }
-                };
-                let _ = conn.0.take();
-                let mut last: HashMap<i64, i64> = HashMap::with_capacity(drafts.len());
-                let mut ids: HashMap<(i64, i64), i64> = HashMap::with_capacity(rows.len());
-                for (id, user, seq) in rows {
-                    let top = last.entry(user).or_insert(seq);
-                    *top = (*top).max(seq);
-                    ids.insert((user, seq), id);
-                }
-                drafts
-                    .iter()
-                    .zip(&back)
-                    .map(|(d, back)| {
-                        let seq = last.get(&d.recipient.0)? - back;
-                        Some((*ids.get(&(d.recipient.0, seq))?, seq))
-                    })
-                    .collect::<Option<Vec<_>>>()
-                    .ok_or_else(|| {
-                        CommitFailure::Unknown(StoreError::Backend(
-                            "a commit's rows do not match its notifications".into(),
-                        ))
-                    })
             }
 
             /// Commits an idempotent request's drafts on their own (or a part of them), with

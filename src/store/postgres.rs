@@ -78,3 +78,170 @@ impl_store!(
     "postgres",
     "FOR UPDATE SKIP LOCKED"
 );
+
+/// The recipients, their seqs' offsets below the bumped `last_seq`, the content, and the
+/// deliveries of a group commit bound as arrays ($1, $2: each recipient and its count; $3, $4:
+/// each draft's recipient and offset; $5: the time; then the content; then the deliveries), so
+/// that the statement's text is the same for every group and stays prepared.
+const ONE_STATEMENT: &str = "\
+WITH locked AS (SELECT id FROM users WHERE id = ANY($1::bigint[]) ORDER BY id FOR NO KEY UPDATE), \
+bumped AS (UPDATE users SET last_seq = users.last_seq + c.n \
+    FROM locked JOIN UNNEST($1::bigint[], $2::bigint[]) AS c(user_id, n) ON c.user_id = locked.id \
+    WHERE users.id = locked.id RETURNING users.id, users.last_seq), \
+drafts AS ({drafts}), \
+inserted AS (INSERT INTO notifications (user_id, seq, notification_type, title, message, ticket_id, \
+    data, action_url, is_read, created_at, event_id, action, actor_id) \
+    SELECT d.user_id, bumped.last_seq - d.k, d.notification_type, d.title, d.message, d.ticket_id, \
+    d.data, d.action_url, FALSE, $5, NULL, d.action, d.actor_id \
+    FROM drafts d LEFT JOIN bumped ON bumped.id = d.user_id RETURNING id, user_id, seq), \
+queued AS (INSERT INTO deliveries (notification_id, channel, address, recipients, status, attempts, \
+    next_attempt_at, created_at, updated_at) \
+    SELECT inserted.id, x.channel, x.address, x.recipients, 'QUEUED', 0, $5, $5, $5 \
+    FROM UNNEST({deliveries}) AS x(user_id, k, channel, address, recipients) \
+    JOIN bumped ON bumped.id = x.user_id \
+    JOIN inserted ON inserted.user_id = x.user_id AND inserted.seq = bumped.last_seq - x.k) \
+SELECT id, user_id, seq FROM inserted";
+
+/// The statement for drafts that share their content (bound once) and for drafts that do not
+/// (one array per column).
+static ONE_STATEMENT_SHARED: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    ONE_STATEMENT
+        .replace(
+            "{drafts}",
+            "SELECT r.user_id, r.k, $6::text AS notification_type, $7::text AS title, \
+             $8::text AS message, $9::bigint AS ticket_id, $10::text AS data, \
+             $11::text AS action_url, $12::text AS action, $13::bigint AS actor_id \
+             FROM UNNEST($3::bigint[], $4::bigint[]) AS r(user_id, k)",
+        )
+        .replace(
+            "{deliveries}",
+            "$14::bigint[], $15::bigint[], $16::text[], $17::text[], $18::text[]",
+        )
+});
+static ONE_STATEMENT_EACH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    ONE_STATEMENT
+        .replace(
+            "{drafts}",
+            "SELECT * FROM UNNEST($3::bigint[], $4::bigint[], $6::text[], $7::text[], \
+             $8::text[], $9::bigint[], $10::text[], $11::text[], $12::text[], $13::bigint[]) \
+             AS r(user_id, k, notification_type, title, message, ticket_id, data, action_url, \
+             action, actor_id)",
+        )
+        .replace(
+            "{deliveries}",
+            "$14::bigint[], $15::bigint[], $16::text[], $17::text[], $18::text[]",
+        )
+});
+
+impl PgStore {
+    /// Commits a group that stores only notifications and their deliveries as one statement,
+    /// outside any explicit transaction (a statement is its own): one round trip instead of
+    /// `BEGIN`, the lock, the bump, the inserts and `COMMIT`. The recipients' rows are locked
+    /// in id order (`FOR NO KEY UPDATE` under `ORDER BY`, as the statement-by-statement path
+    /// does), so concurrent groups cannot deadlock; a recipient that does not exist leaves its
+    /// seq NULL, which NOT NULL refuses, and the statement applies nothing.
+    pub(crate) async fn commit_at_once(
+        pool: &PgPool,
+        drafts: &[tickethub_actors::notification::Draft],
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<(i64, i64)>, super::notifications::CommitFailure> {
+        use super::notifications::CommitFailure;
+        let (counts, back) = super::notifications::seq_plan(drafts);
+        let (users, ns): (Vec<i64>, Vec<i64>) = counts.into_iter().unzip();
+        let recipients: Vec<i64> = drafts.iter().map(|d| d.recipient.0).collect();
+        let first = &drafts[0];
+        let shared = drafts
+            .iter()
+            .all(|d| super::notifications::same_content(d, first));
+        let action = |d: &tickethub_actors::notification::Draft| {
+            (!d.cause.action.is_empty()).then_some(d.cause.action)
+        };
+        let mut q = sqlx::query_as::<_, (i64, i64, i64)>(if shared {
+            ONE_STATEMENT_SHARED.as_str()
+        } else {
+            ONE_STATEMENT_EACH.as_str()
+        })
+        .bind(users)
+        .bind(ns)
+        .bind(recipients)
+        .bind(&back)
+        .bind(now);
+        q = if shared {
+            q.bind(first.notification_type.as_str())
+                .bind(first.title.as_str())
+                .bind(first.message.as_str())
+                .bind(first.ticket.as_ref().map(|t| t.id.0))
+                .bind(first.data.as_str())
+                .bind(first.action_url.as_deref())
+                .bind(action(first))
+                .bind(first.cause.actor.map(|a| a.0))
+        } else {
+            q.bind(
+                drafts
+                    .iter()
+                    .map(|d| d.notification_type.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(drafts.iter().map(|d| d.title.as_str()).collect::<Vec<_>>())
+            .bind(
+                drafts
+                    .iter()
+                    .map(|d| d.message.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                drafts
+                    .iter()
+                    .map(|d| d.ticket.as_ref().map(|t| t.id.0))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(drafts.iter().map(|d| d.data.as_str()).collect::<Vec<_>>())
+            .bind(
+                drafts
+                    .iter()
+                    .map(|d| d.action_url.as_deref())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(drafts.iter().map(action).collect::<Vec<_>>())
+            .bind(
+                drafts
+                    .iter()
+                    .map(|d| d.cause.actor.map(|a| a.0))
+                    .collect::<Vec<_>>(),
+            )
+        };
+        let mut x_users = Vec::new();
+        let mut x_back = Vec::new();
+        let mut x_channels = Vec::new();
+        let mut x_addresses = Vec::new();
+        let mut x_recipients = Vec::new();
+        for (d, k) in drafts.iter().zip(&back) {
+            for (channel, address) in &d.deliveries {
+                x_users.push(d.recipient.0);
+                x_back.push(*k);
+                x_channels.push(channel.as_str());
+                x_addresses.push(address.as_str());
+                x_recipients.push(super::notifications::recipients_json(d, *channel));
+            }
+        }
+        let rows = q
+            .bind(x_users)
+            .bind(x_back)
+            .bind(x_channels)
+            .bind(x_addresses)
+            .bind(x_recipients)
+            .fetch_all(pool)
+            .await
+            .map_err(|e| match e {
+                // The server refused the statement, or it never reached the server: nothing
+                // applied.
+                sqlx::Error::Database(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::Encode(_) => CommitFailure::NotApplied(super::backend_error(e)),
+                // The connection broke on the way: it may have applied.
+                e => CommitFailure::Unknown(super::backend_error(e)),
+            })?;
+        super::notifications::placement(drafts, &back, rows)
+    }
+}

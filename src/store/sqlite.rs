@@ -238,3 +238,110 @@ impl SqliteStore {
 }
 
 impl_store!(SqliteStore, sqlx::Sqlite, "sqlite", "");
+
+impl SqliteStore {
+    /// Commits drafts that need no push rows and no escalation steps as one
+    /// multi-statement query, `BEGIN IMMEDIATE` to `COMMIT`, which SQLite's driver runs
+    /// in one command to its worker thread. No statement reads what an earlier one
+    /// answered: each notification's seq is its recipient's bumped `last_seq` read in
+    /// SQL, and each delivery finds its notification by recipient and seq. A recipient
+    /// that does not exist leaves a seq (or a delivery's notification) NULL, which the
+    /// NOT NULL constraint refuses, so the query stops before its `COMMIT`; on any
+    /// error the transaction is rolled back, and the caller commits the drafts again
+    /// statement by statement, which names the cause.
+    pub(crate) async fn commit_at_once(
+        pool: &sqlx::Pool<sqlx::Sqlite>,
+        drafts: &[tickethub_actors::notification::Draft],
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<(i64, i64)>, crate::store::notifications::CommitFailure> {
+        use crate::store::notifications::{CommitFailure, RecipientRows};
+        const CHUNK: usize = 1000;
+        /// The writer connection, closed rather than given back to the pool if this
+        /// future is dropped while its transaction may still be open.
+        struct Held(Option<sqlx::pool::PoolConnection<sqlx::Sqlite>>);
+        impl Drop for Held {
+            fn drop(&mut self) {
+                if let Some(conn) = self.0.as_mut() {
+                    conn.close_on_drop();
+                }
+            }
+        }
+        let (counts, back) = crate::store::notifications::seq_plan(drafts);
+        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            "BEGIN IMMEDIATE; UPDATE users SET last_seq = last_seq + c.n FROM ",
+        );
+        <sqlx::Sqlite as RecipientRows>::push_pairs(&mut q, counts, "c", "user_id", "n");
+        q.push(" WHERE users.id = c.user_id; ");
+        let indexed: Vec<(usize, &tickethub_actors::notification::Draft)> =
+            drafts.iter().enumerate().collect();
+        for chunk in indexed.chunks(CHUNK) {
+            Self::push_insert(&mut q, chunk, &back, true, now, None);
+            q.push(" RETURNING id, user_id, seq; ");
+        }
+        let deliveries: Vec<(
+            usize,
+            &tickethub_actors::notification::Draft,
+            tickethub_actors::routing::Channel,
+            &str,
+        )> = indexed
+            .iter()
+            .flat_map(|(i, d)| {
+                d.deliveries
+                    .iter()
+                    .map(move |(c, a)| (*i, *d, *c, a.as_str()))
+            })
+            .collect();
+        for chunk in deliveries.chunks(CHUNK) {
+            q.push(
+                    "INSERT INTO deliveries (notification_id, channel, address, recipients, status, attempts, \
+                     next_attempt_at, created_at, updated_at) ",
+                );
+            q.push_values(chunk, |mut row, (i, d, channel, address)| {
+                row.push("(SELECT id FROM notifications WHERE user_id = ")
+                    .push_bind_unseparated(d.recipient.0)
+                    .push_unseparated(" AND seq = (SELECT last_seq FROM users WHERE id = ")
+                    .push_bind_unseparated(d.recipient.0)
+                    .push_unseparated(") - ")
+                    .push_bind_unseparated(back[*i])
+                    .push_unseparated(")")
+                    .push_bind(channel.as_str())
+                    .push_bind(*address)
+                    .push_bind(crate::store::notifications::recipients_json(d, *channel))
+                    .push_bind("QUEUED")
+                    .push_bind(0i64)
+                    .push_bind(now)
+                    .push_bind(now)
+                    .push_bind(now);
+            });
+            q.push("; ");
+        }
+        q.push("COMMIT");
+        let mut conn =
+            Held(Some(pool.acquire().await.map_err(|e| {
+                CommitFailure::NotApplied(crate::store::backend_error(e))
+            })?));
+        let c = conn.0.as_mut().expect("held until the end");
+        let rows: Result<Vec<(i64, i64, i64)>, _> = q.build_query_as().fetch_all(&mut **c).await;
+        let rows = match rows {
+            Ok(rows) => rows,
+            Err(e) => {
+                let e = crate::store::backend_error(e);
+                // Stopped before its `COMMIT` (or at it): nothing applied once rolled
+                // back. If there is no transaction to roll back, it began or ended
+                // outside this query's knowledge.
+                return match sqlx::query("ROLLBACK").execute(&mut **c).await {
+                    Ok(_) => {
+                        let _ = conn.0.take();
+                        Err(CommitFailure::NotApplied(e))
+                    }
+                    Err(rollback) => {
+                        tracing::error!(error = %e, rollback = %rollback, "a commit's outcome is unknown");
+                        Err(CommitFailure::Unknown(e))
+                    }
+                };
+            }
+        };
+        let _ = conn.0.take();
+        crate::store::notifications::placement(drafts, &back, rows)
+    }
+}
