@@ -12,11 +12,13 @@ macro_rules! impl_preference_store {
                 std::collections::HashMap<tickethub_actors::domain::UserId, tickethub_actors::routing::Preferences>,
                 tickethub_actors::ports::StoreError,
             > {
+                let (mut held, users) = self.users().preferences(users);
+                if users.is_empty() {
+                    return Ok(held);
+                }
+                let generation = self.users().generation();
                 let mut out: std::collections::HashMap<_, tickethub_actors::routing::Preferences> =
                     std::collections::HashMap::new();
-                if users.is_empty() {
-                    return Ok(out);
-                }
                 let mut q = sqlx::QueryBuilder::<$db>::new(
                     "SELECT user_id, notification_type, channel, enabled FROM preferences WHERE user_id",
                 );
@@ -33,7 +35,11 @@ macro_rules! impl_preference_store {
                             .set(&kind, channel, enabled);
                     }
                 }
-                Ok(out)
+                self.users().fill_preferences(generation, &users, &out);
+                // Those who set nothing are left out, as they always were.
+                held.retain(|_, prefs| *prefs != tickethub_actors::routing::Preferences::default());
+                held.extend(out);
+                Ok(held)
             }
 
             async fn set_preferences(
@@ -57,6 +63,7 @@ macro_rules! impl_preference_store {
                     .map_err($crate::store::backend_error)?;
                 }
                 tx.commit().await.map_err($crate::store::backend_error)?;
+                self.users().changed(user).await;
                 Ok(())
             }
 

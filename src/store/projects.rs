@@ -66,6 +66,10 @@ macro_rules! impl_project_store {
                 id: tickethub_actors::domain::ProjectId,
                 user: tickethub_actors::domain::UserId,
             ) -> Result<Option<bool>, tickethub_actors::ports::StoreError> {
+                if self.users().is_member(user, id) {
+                    return Ok(Some(true));
+                }
+                let generation = self.users().generation();
                 let row: Option<(i64, i64)> = sqlx::query_as(
                     "SELECT p.id, (SELECT COUNT(*) FROM project_members m \
                      WHERE m.project_id = p.id AND m.user_id = $2) \
@@ -76,7 +80,11 @@ macro_rules! impl_project_store {
                 .fetch_optional(self.reader())
                 .await
                 .map_err($crate::store::backend_error)?;
-                Ok(row.map(|(_, n)| n > 0))
+                let member = row.map(|(_, n)| n > 0);
+                if member == Some(true) {
+                    self.users().fill_member(generation, user, id);
+                }
+                Ok(member)
             }
 
             async fn project_by_key(
@@ -153,7 +161,12 @@ macro_rules! impl_project_store {
                     project,
                     members,
                 )
-                .await
+                .await?;
+                // No node may go on treating them as members.
+                for user in members {
+                    self.users().changed(*user).await;
+                }
+                Ok(())
             }
 
             async fn rename_project(

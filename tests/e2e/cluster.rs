@@ -4,7 +4,7 @@ use serde_json::{json, Value};
 use tickethub_actors::domain::{Role, User};
 
 use crate::fakes::{Gate, Http, Reply};
-use crate::harness::{eventually, send_body, Backend, Ended, TestHub, Ws, SEND};
+use crate::harness::{db_number, eventually, send_body, Backend, Ended, TestHub, Ws, SEND};
 use crate::nodes::Cluster;
 
 async fn a_user_on_one_node_hears_of_commits_on_another(backend: Backend) {
@@ -968,6 +968,127 @@ async fn a_node_that_cannot_hear_the_bus_reads_users_from_the_database() {
     .await;
 }
 
+/// Memberships and preferences come from memory too, and a change on one node holds on the
+/// other at once: a member removed through node 0 can no longer file a ticket in the project
+/// through node 1, even though node 1 held the membership; a switch turned off through node 0
+/// holds for the very next send through node 1.
+async fn a_membership_or_preference_change_on_one_node_holds_at_once_on_the_other() {
+    let backend = postgres();
+    let c = Cluster::start(&backend, 2, &[]).await;
+    let admin = c.user("boss", Role::Admin).await;
+    let alice = c
+        .store
+        .create_user(tickethub_actors::domain::NewUser {
+            username: "alice".into(),
+            display_name: "Alice".into(),
+            email: Some("alice@example.test".into()),
+            whatsapp_number: None,
+            phone_number: None,
+            role: Role::Client,
+            is_superuser: false,
+            password_hash: "x".into(),
+        })
+        .await
+        .unwrap();
+    let project = c
+        .store
+        .create_project("MEM", "Members", &[alice.id])
+        .await
+        .unwrap()
+        .id
+        .0;
+    let file = |title: &'static str| {
+        let c = &c;
+        let alice = alice.clone();
+        async move {
+            c.call(
+                1,
+                reqwest::Method::POST,
+                &alice,
+                "/api/tickets/",
+                Some(json!({"project": project, "title": title, "description": "d"})),
+            )
+            .await
+        }
+    };
+    assert_eq!(file("first").await.0, 201);
+    let hits = || c.counter_with(1, "tickethub_user_cache_total", &["result=\"hit\""]);
+    let before = hits().await;
+    assert_eq!(file("second").await.0, 201);
+    assert!(
+        hits().await >= before + 2.0,
+        "the caller and the membership from memory"
+    );
+    let (status, body) = c
+        .call(
+            0,
+            reqwest::Method::PATCH,
+            &admin,
+            &format!("/api/projects/{project}/"),
+            Some(json!({"member_ids": []})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = file("after removal").await;
+    assert_eq!(
+        status, 400,
+        "a removed member filed a ticket through node 1: {body}"
+    );
+
+    // Preferences: an email per send while the switch is on, none once it is off.
+    let emails = || async {
+        db_number(
+            &c.db,
+            &format!(
+                "SELECT COUNT(*) FROM deliveries d JOIN notifications n ON n.id = d.notification_id \
+                 WHERE n.user_id = {} AND d.channel = 'email'",
+                alice.id.0
+            ),
+        )
+        .await
+    };
+    let send = |title: &'static str| {
+        let c = &c;
+        let admin = admin.clone();
+        let to = alice.id.0;
+        async move {
+            let (status, body) = c
+                .call(
+                    1,
+                    reqwest::Method::POST,
+                    &admin,
+                    "/api/notifications/send/",
+                    Some(json!({"user_ids": [to], "title": title, "message": "m", "channels": ["websocket", "email"]})),
+                )
+                .await;
+            assert_eq!(status, 201, "{body}");
+        }
+    };
+    send("one").await;
+    send("two").await;
+    assert_eq!(emails().await, 2);
+    let (status, body) = c
+        .call(
+            0,
+            reqwest::Method::PUT,
+            &alice,
+            "/api/notifications/preferences/",
+            Some(json!({"channels": {"email": false}})),
+        )
+        .await;
+    assert!(status < 300, "{status} {body}");
+    send("three").await;
+    assert_eq!(
+        emails().await,
+        2,
+        "the switch turned off on node 0 held on node 1"
+    );
+    assert_eq!(
+        c.counter(0, "tickethub_bus_confirm_timeouts_total").await,
+        0.0
+    );
+}
+
 crate::trials! {
     both: [
         a_user_on_one_node_hears_of_commits_on_another,
@@ -989,6 +1110,7 @@ crate::trials! {
         a_slow_redis_never_grows_the_publish_queue_past_its_bound,
         a_user_change_on_one_node_holds_at_once_on_the_other,
         a_node_that_cannot_hear_the_bus_reads_users_from_the_database,
+        a_membership_or_preference_change_on_one_node_holds_at_once_on_the_other,
     ],
     sync: [],
 }

@@ -248,7 +248,7 @@ pub struct Cluster {
     pub http: reqwest::Client,
     /// The nodes' Redis channel prefix.
     pub prefix: String,
-    db: TestDb,
+    pub db: TestDb,
 }
 
 impl Cluster {

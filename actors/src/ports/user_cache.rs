@@ -1,5 +1,6 @@
 //! Active users held in memory, so that a request's caller and a send's recipients are not
-//! read from the database on every call.
+//! read from the database on every call; with them, the projects each is a member of (as
+//! asked) and their notification preferences.
 //!
 //! Only what may never grant access when stale is kept safe here:
 //!
@@ -14,7 +15,9 @@
 //!   [`UserCache::trust`]). A gap on the bus clears it as well.
 //! - Only active users are kept: a stale entry can only be one that a write turned inactive
 //!   (or changed), never one that a write turned active, so a refusal never outlives an
-//!   activation.
+//!   activation. Likewise only memberships are kept, never their absence: a removal from a
+//!   project drops the user as any write of theirs does, and an addition needs no drop.
+//! - A user's preferences are dropped with the user, by a write of their switches.
 //! - Every entry ends after a lifetime (the backstop for writes from outside any hub, such as
 //!   the command line without `--redis-url`), and the cache holds at most a bounded number.
 
@@ -23,7 +26,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use crate::domain::{User, UserId};
+use crate::domain::{ProjectId, User, UserId};
+use crate::routing::Preferences;
 
 /// How large, and how long an entry lives.
 #[derive(Debug, Clone, Copy)]
@@ -60,6 +64,10 @@ pub struct UserCache {
 #[derive(Default)]
 struct State {
     users: HashMap<UserId, (User, Instant)>,
+    /// The projects each user was found a member of, and when.
+    memberships: HashMap<UserId, HashMap<ProjectId, Instant>>,
+    /// Each user's preferences (the defaults when they set none), and when they were read.
+    preferences: HashMap<UserId, (Preferences, Instant)>,
     /// Moves with every drop: a fill read under an older generation is not kept.
     generation: u64,
 }
@@ -175,16 +183,10 @@ impl UserCache {
             if !user.is_active {
                 continue;
             }
-            if state.users.len() >= self.options.capacity {
-                let ttl = self.options.ttl;
-                state
-                    .users
-                    .retain(|_, (_, at)| now.duration_since(*at) < ttl);
-                if state.users.len() >= self.options.capacity {
-                    // Full of live entries: start over rather than track recency.
-                    state.users.clear();
-                }
-            }
+            let ttl = self.options.ttl;
+            make_room(&mut state.users, self.options.capacity, |(_, at)| {
+                now.duration_since(*at) < ttl
+            });
             state.users.insert(user.id, (user.clone(), now));
         }
     }
@@ -194,6 +196,8 @@ impl UserCache {
         let mut state = self.state();
         state.generation += 1;
         state.users.remove(&id);
+        state.memberships.remove(&id);
+        state.preferences.remove(&id);
     }
 
     /// A write of this user's row was committed through this node: drops it here and tells
@@ -212,6 +216,99 @@ impl UserCache {
         let mut state = self.state();
         state.generation += 1;
         state.users.clear();
+        state.memberships.clear();
+        state.preferences.clear();
+    }
+
+    /// Whether `user` is held as a member of `project` (`false`: not known here, read it).
+    pub fn is_member(&self, user: UserId, project: ProjectId) -> bool {
+        if !self.on() {
+            return false;
+        }
+        let now = Instant::now();
+        let hit = self
+            .state()
+            .memberships
+            .get(&user)
+            .and_then(|projects| projects.get(&project))
+            .is_some_and(|at| now.duration_since(*at) < self.options.ttl);
+        metrics::counter!("tickethub_user_cache_total", "result" => if hit { "hit" } else { "miss" })
+            .increment(1);
+        hit
+    }
+
+    /// Keeps that `user` is a member of `project`, read under `generation` (see
+    /// [`UserCache::fill`]).
+    pub fn fill_member(&self, generation: Generation, user: UserId, project: ProjectId) {
+        if !self.on() {
+            return;
+        }
+        let now = Instant::now();
+        let mut state = self.state();
+        if state.generation != generation.0 {
+            return;
+        }
+        let (ttl, capacity) = (self.options.ttl, self.options.capacity);
+        make_room(&mut state.memberships, capacity, |projects| {
+            projects.retain(|_, at| now.duration_since(*at) < ttl);
+            !projects.is_empty()
+        });
+        state
+            .memberships
+            .entry(user)
+            .or_default()
+            .insert(project, now);
+    }
+
+    /// Splits `users` into the preferences held and the users whose preferences to read.
+    pub fn preferences(&self, users: &[UserId]) -> (HashMap<UserId, Preferences>, Vec<UserId>) {
+        if !self.on() {
+            return (HashMap::new(), users.to_vec());
+        }
+        let now = Instant::now();
+        let (mut held, mut missing) = (HashMap::new(), Vec::new());
+        {
+            let state = self.state();
+            for user in users {
+                match state.preferences.get(user) {
+                    Some((prefs, at)) if now.duration_since(*at) < self.options.ttl => {
+                        held.insert(*user, prefs.clone());
+                    }
+                    _ => missing.push(*user),
+                }
+            }
+        }
+        metrics::counter!("tickethub_user_cache_total", "result" => "hit")
+            .increment(held.len() as u64);
+        metrics::counter!("tickethub_user_cache_total", "result" => "miss")
+            .increment(missing.len() as u64);
+        (held, missing)
+    }
+
+    /// Keeps the preferences of `users` read under `generation`: `read` holds those who set
+    /// any, and the others have the defaults.
+    pub fn fill_preferences(
+        &self,
+        generation: Generation,
+        users: &[UserId],
+        read: &HashMap<UserId, Preferences>,
+    ) {
+        if !self.on() {
+            return;
+        }
+        let now = Instant::now();
+        let mut state = self.state();
+        if state.generation != generation.0 {
+            return;
+        }
+        let ttl = self.options.ttl;
+        for user in users {
+            make_room(&mut state.preferences, self.options.capacity, |(_, at)| {
+                now.duration_since(*at) < ttl
+            });
+            let prefs = read.get(user).cloned().unwrap_or_default();
+            state.preferences.insert(*user, (prefs, now));
+        }
     }
 
     /// The bus is down: other nodes' writes cannot be heard, so nothing is served from here
@@ -250,6 +347,19 @@ impl UserCache {
     /// Whether none is held.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// Makes room for one more entry in a map at `capacity`: drops what `live` says is over, and if
+/// the map is still full, everything (rather than track recency).
+fn make_room<V>(map: &mut HashMap<UserId, V>, capacity: usize, live: impl FnMut(&mut V) -> bool) {
+    if map.len() < capacity {
+        return;
+    }
+    let mut live = live;
+    map.retain(|_, v| live(v));
+    if map.len() >= capacity {
+        map.clear();
     }
 }
 
@@ -342,5 +452,38 @@ mod tests {
         c.forget(UserId(8));
         assert_eq!(*told.lock().unwrap(), vec![UserId(9)]);
         assert!(c.get(UserId(9)).is_none());
+    }
+
+    #[test]
+    fn memberships_and_preferences_go_with_their_user() {
+        let c = cache(Duration::from_secs(60));
+        let (u, p) = (UserId(1), ProjectId(7));
+        assert!(!c.is_member(u, p));
+        c.fill_member(c.generation(), u, p);
+        assert!(c.is_member(u, p));
+        assert!(!c.is_member(u, ProjectId(8)), "only what was found is held");
+        let mut prefs = Preferences::default();
+        prefs.set("general", crate::routing::Channel::Email, false);
+        let read = HashMap::from([(u, prefs.clone())]);
+        c.fill_preferences(c.generation(), &[u, UserId(2)], &read);
+        let (held, missing) = c.preferences(&[u, UserId(2), UserId(3)]);
+        assert_eq!(held[&u], prefs);
+        assert_eq!(
+            held[&UserId(2)],
+            Preferences::default(),
+            "none set: the defaults"
+        );
+        assert_eq!(missing, vec![UserId(3)]);
+        // A removal from the project, or a change of switches, drops the user.
+        c.forget(u);
+        assert!(!c.is_member(u, p));
+        assert_eq!(c.preferences(&[u]).1, vec![u]);
+        // A fill read before that drop is not kept.
+        let before = c.generation();
+        c.forget(UserId(2));
+        c.fill_member(before, UserId(2), p);
+        c.fill_preferences(before, &[UserId(2)], &HashMap::new());
+        assert!(!c.is_member(UserId(2), p));
+        assert_eq!(c.preferences(&[UserId(2)]).1, vec![UserId(2)]);
     }
 }
