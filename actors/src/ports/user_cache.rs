@@ -140,6 +140,17 @@ impl UserCache {
     }
 
     fn split<T>(&self, ids: &[UserId], take: impl Fn(&User) -> T) -> (Vec<T>, Vec<UserId>) {
+        self.lookup(|state| &state.users, ids, |_, user| take(user))
+    }
+
+    /// Splits `ids` into what `map` holds for them, unexpired (as `take` makes it, in the
+    /// order asked), and the ids to read; counts the hits and misses.
+    fn lookup<V, T>(
+        &self,
+        map: impl Fn(&State) -> &HashMap<UserId, (V, Instant)>,
+        ids: &[UserId],
+        take: impl Fn(UserId, &V) -> T,
+    ) -> (Vec<T>, Vec<UserId>) {
         if !self.on() {
             return (Vec::new(), ids.to_vec());
         }
@@ -147,10 +158,11 @@ impl UserCache {
         let (mut held, mut missing) = (Vec::with_capacity(ids.len()), Vec::new());
         {
             let state = self.state();
+            let map = map(&state);
             for id in ids {
-                match state.users.get(id) {
-                    Some((user, at)) if now.duration_since(*at) < self.options.ttl => {
-                        held.push(take(user))
+                match map.get(id) {
+                    Some((value, at)) if now.duration_since(*at) < self.options.ttl => {
+                        held.push(take(*id, value))
                     }
                     _ => missing.push(*id),
                 }
@@ -262,27 +274,12 @@ impl UserCache {
 
     /// Splits `users` into the preferences held and the users whose preferences to read.
     pub fn preferences(&self, users: &[UserId]) -> (HashMap<UserId, Preferences>, Vec<UserId>) {
-        if !self.on() {
-            return (HashMap::new(), users.to_vec());
-        }
-        let now = Instant::now();
-        let (mut held, mut missing) = (HashMap::new(), Vec::new());
-        {
-            let state = self.state();
-            for user in users {
-                match state.preferences.get(user) {
-                    Some((prefs, at)) if now.duration_since(*at) < self.options.ttl => {
-                        held.insert(*user, prefs.clone());
-                    }
-                    _ => missing.push(*user),
-                }
-            }
-        }
-        metrics::counter!("tickethub_user_cache_total", "result" => "hit")
-            .increment(held.len() as u64);
-        metrics::counter!("tickethub_user_cache_total", "result" => "miss")
-            .increment(missing.len() as u64);
-        (held, missing)
+        let (held, missing) = self.lookup(
+            |state| &state.preferences,
+            users,
+            |id, prefs| (id, prefs.clone()),
+        );
+        (held.into_iter().collect(), missing)
     }
 
     /// Keeps the preferences of `users` read under `generation`: `read` holds those who set
