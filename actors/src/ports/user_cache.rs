@@ -110,22 +110,7 @@ impl UserCache {
 
     /// The user, if held and not expired.
     pub fn get(&self, id: UserId) -> Option<User> {
-        if !self.on() {
-            return None;
-        }
-        let now = Instant::now();
-        let hit = self
-            .state()
-            .users
-            .get(&id)
-            .filter(|(_, at)| now.duration_since(*at) < self.options.ttl)
-            .map(|(user, _)| user.clone());
-        match hit {
-            Some(_) => metrics::counter!("tickethub_user_cache_total", "result" => "hit"),
-            None => metrics::counter!("tickethub_user_cache_total", "result" => "miss"),
-        }
-        .increment(1);
-        hit
+        self.get_many(&[id]).0.pop()
     }
 
     /// Splits `ids` into the users held (in the order asked) and the ids to read.
