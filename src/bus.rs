@@ -1,6 +1,8 @@
 //! The Redis bus (fred): what one hub process tells the others.
 //!
-//! Every message is `<node>|<kind>|<payload>` on `<prefix>:bus`:
+//! Every message is `<node>|<kind>|<payload>`, on the channel of its recipients (see
+//! [`interest`]: a user's shard `<prefix>:bus:u:<n>` for `n` and `i`, a project's
+//! `<prefix>:bus:p:<id>` for `b`, `p` and `v`) or on `<prefix>:bus`, which every node hears:
 //!
 //! | kind | payload | sent when |
 //! |---|---|---|
@@ -39,17 +41,24 @@ use std::collections::HashMap;
 use tickethub_actors::connection::Update;
 use tickethub_actors::domain::ProjectId;
 use tickethub_actors::domain::UserId;
-use tickethub_actors::ports::{BoardNotice, Bus, BusEvent};
+use tickethub_actors::ports::{BoardNotice, Bus, BusEvent, BusFaults, Topic};
 use tickethub_actors::room::{BoardAction, PresenceChange, PresenceEntry};
 use tickethub_actors::ticket_domain::TicketId;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::{redact_url, ConfigError};
 
+mod interest;
+
+pub use interest::{shard, Channels, USER_SHARDS};
+
+/// A message to publish: its channel (`None`: the one every node hears) and its text.
+type Outgoing = (Option<String>, String);
+
 /// The Redis bus of one hub process.
 pub struct RedisBus {
     node: String,
-    outbox: mpsc::Sender<String>,
+    outbox: mpsc::Sender<Outgoing>,
     /// Set when a message could not be published (or queued): the other nodes are asked to
     /// resync once publishing works again.
     lost: Arc<AtomicBool>,
@@ -58,8 +67,11 @@ pub struct RedisBus {
     tasks: Vec<tokio::task::JoinHandle<()>>,
     health: Health,
     confirms: Arc<Confirms>,
-    /// `<prefix>:bus`.
-    channel: String,
+    /// Where messages go.
+    channels: Channels,
+    /// This node's interest, followed by [`interest::follow`].
+    interest: mpsc::UnboundedSender<(Topic, bool)>,
+    faults: Arc<BusFaults>,
 }
 
 /// How long a write of a user waits for the other nodes to confirm they dropped the user from
@@ -174,28 +186,37 @@ impl RedisBus {
             .init()
             .await
             .map_err(|e| cannot_connect(url, e))?;
-        let channel = format!("{prefix}:bus");
+        let channels = Channels::new(prefix);
         subscriber
-            .subscribe(channel.clone())
+            .subscribe(channels.all.clone())
             .await
             .map_err(|e| ConfigError::new(SETTING, format!("cannot subscribe: {e}")))?;
         let node = format!("{:016x}", rand::random::<u64>());
         let (in_tx, in_rx) = mpsc::unbounded_channel();
         // Bounded: a Redis that is connected but slow cannot grow the queue without end. A
         // message that finds it full is dropped and counted, and the other nodes resync.
-        let (out_tx, out_rx) = mpsc::channel::<String>(queue.max(1));
+        let (out_tx, out_rx) = mpsc::channel::<Outgoing>(queue.max(1));
         // Set when a publish failed: once the publisher is back, every node is asked to resync.
         let lost = Arc::new(AtomicBool::new(false));
         let lost_marker = lost.clone();
         let resync = encode(&node, &BusEvent::Resync);
         let health = Health::default();
         let confirms = Arc::new(Confirms::default());
+        let faults = Arc::new(BusFaults::default());
+        let (interest_tx, interest_rx) = mpsc::unbounded_channel();
 
         let tasks = vec![
             tokio::spawn(watch_errors(subscriber.clone(), health.clone())),
+            tokio::spawn(interest::follow(
+                subscriber.clone(),
+                channels.clone(),
+                interest_rx,
+                in_tx.clone(),
+                faults.clone(),
+            )),
             tokio::spawn(publish_loop(
                 publisher.clone(),
-                channel.clone(),
+                channels.all.clone(),
                 out_rx,
                 lost.clone(),
                 resync.clone(),
@@ -232,7 +253,9 @@ impl RedisBus {
                 tasks,
                 health,
                 confirms,
-                channel,
+                channels,
+                interest: interest_tx,
+                faults,
             }),
             in_rx,
         ))
@@ -275,7 +298,7 @@ impl RedisBus {
             ..Options::default()
         });
         match fast
-            .publish::<i64, _, _>(self.channel.as_str(), payload)
+            .publish::<i64, _, _>(self.channels.all.as_str(), payload)
             .await
         {
             // Every subscriber heard it, this node's own among them.
@@ -328,14 +351,15 @@ fn cannot_connect(url: &str, e: Error) -> ConfigError {
     )
 }
 
-/// Sends queued messages one by one; while Redis is away each fails at once (or at its
-/// timeout) and is counted. Once a publish fails, the node owes the others a resync: it is
-/// sent after the next publish that succeeds, and retried every second until it is through,
-/// whatever fred's reconnect notices say.
+/// Sends queued messages, those queued together at once (pipelined on the one connection, so
+/// in the order they were queued); while Redis is away each fails at once (or at its timeout)
+/// and is counted. Once a publish fails, the node owes the others a resync: it is sent after
+/// the next publish that succeeds, and retried every second until it is through, whatever
+/// fred's reconnect notices say.
 async fn publish_loop(
     publisher: Client,
-    channel: String,
-    mut queue: mpsc::Receiver<String>,
+    all: String,
+    mut queue: mpsc::Receiver<Outgoing>,
     lost: Arc<AtomicBool>,
     resync: String,
 ) {
@@ -345,37 +369,51 @@ async fn publish_loop(
         max_attempts: Some(1),
         ..Options::default()
     });
-    let publish = |payload: String| {
+    let publish = |(channel, payload): Outgoing| {
         let fast = &fast;
-        let channel = channel.as_str();
-        async move { fast.publish::<i64, _, _>(channel, payload).await }
+        let all = all.as_str();
+        async move {
+            fast.publish::<i64, _, _>(channel.as_deref().unwrap_or(all), payload)
+                .await
+        }
     };
+    let published = metrics::counter!("tickethub_bus_published_total");
+    let failures = metrics::counter!("tickethub_bus_publish_failures_total");
+    let mut batch = Vec::new();
     loop {
         let next = tokio::time::timeout(Duration::from_secs(1), queue.recv()).await;
-        let payload = match next {
-            Ok(Some(payload)) => Some(payload),
+        match next {
+            Ok(Some(first)) => batch.push(first),
             Ok(None) => return,
             // Quiet: a good moment to pay a resync still owed.
-            Err(_) => None,
+            Err(_) => {}
         };
-        let ok = match payload {
-            Some(payload) => match publish(payload).await {
-                Ok(_) => {
-                    metrics::counter!("tickethub_bus_published_total").increment(1);
-                    true
-                }
-                Err(e) => {
-                    metrics::counter!("tickethub_bus_publish_failures_total").increment(1);
-                    if !lost.swap(true, Ordering::SeqCst) {
-                        tracing::warn!(error = %e, "cannot publish to the bus; the other nodes will resync once it is back");
+        while batch.len() < 256 {
+            match queue.try_recv() {
+                Ok(more) => batch.push(more),
+                Err(_) => break,
+            }
+        }
+        let ok = if batch.is_empty() {
+            lost.load(Ordering::SeqCst)
+        } else {
+            let mut ok = true;
+            for sent in futures::future::join_all(batch.drain(..).map(publish)).await {
+                match sent {
+                    Ok(_) => published.increment(1),
+                    Err(e) => {
+                        failures.increment(1);
+                        ok = false;
+                        if !lost.swap(true, Ordering::SeqCst) {
+                            tracing::warn!(error = %e, "cannot publish to the bus; the other nodes will resync once it is back");
+                        }
                     }
-                    false
                 }
-            },
-            None => lost.load(Ordering::SeqCst),
+            }
+            ok
         };
         if ok && lost.swap(false, Ordering::SeqCst) {
-            if publish(resync.clone()).await.is_ok() {
+            if publish((None, resync.clone())).await.is_ok() {
                 tracing::info!("bus publishing is back; asked every node to resync");
             } else {
                 lost.store(true, Ordering::SeqCst);
@@ -404,15 +442,17 @@ async fn receive_loop(
     own: String,
     events: mpsc::UnboundedSender<BusEvent>,
     confirms: Arc<Confirms>,
-    outbox: mpsc::Sender<String>,
+    outbox: mpsc::Sender<Outgoing>,
 ) {
     let mut messages = subscriber.message_rx();
+    let heard = Heard::new();
     loop {
         let event = match messages.recv().await {
             Ok(message) => {
                 let Some(text) = message.value.as_string() else {
                     continue;
                 };
+                heard.count(&text);
                 if confirm_traffic(&text, &own, &confirms, &outbox) {
                     continue;
                 }
@@ -434,6 +474,38 @@ async fn receive_loop(
     }
 }
 
+/// What this node hears on the bus, its own messages included: messages by kind and their
+/// bytes (`tickethub_bus_received_total{kind}`, `tickethub_bus_received_bytes_total`).
+struct Heard {
+    kinds: Vec<(&'static str, metrics::Counter)>,
+    other: metrics::Counter,
+    bytes: metrics::Counter,
+}
+
+impl Heard {
+    fn new() -> Self {
+        let counter =
+            |kind: &'static str| metrics::counter!("tickethub_bus_received_total", "kind" => kind);
+        Self {
+            kinds: ["n", "i", "t", "b", "p", "v", "x", "u", "k", "r"]
+                .into_iter()
+                .map(|kind| (kind, counter(kind)))
+                .collect(),
+            other: counter("other"),
+            bytes: metrics::counter!("tickethub_bus_received_bytes_total"),
+        }
+    }
+
+    fn count(&self, text: &str) {
+        self.bytes.increment(text.len() as u64);
+        let kind = text.split('|').nth(1).unwrap_or_default();
+        match self.kinds.iter().find(|(k, _)| *k == kind) {
+            Some((_, counter)) => counter.increment(1),
+            None => self.other.increment(1),
+        }
+    }
+}
+
 /// Another node's write of a user (`u|<user>:<origin>:<nonce>`): drop the user here, then
 /// confirm (`k|<origin>:<nonce>`); a confirmation of this node's own write: count it. Answers
 /// whether the message was one of these.
@@ -441,7 +513,7 @@ fn confirm_traffic(
     text: &str,
     own: &str,
     confirms: &Confirms,
-    outbox: &mpsc::Sender<String>,
+    outbox: &mpsc::Sender<Outgoing>,
 ) -> bool {
     let mut parts = text.splitn(3, '|');
     let (Some(node), Some(kind), Some(payload)) = (parts.next(), parts.next(), parts.next()) else {
@@ -466,7 +538,7 @@ fn confirm_traffic(
             }
             // Through the publish queue: never waits. A confirmation that cannot be sent
             // only makes the writer wait its time out.
-            let _ = outbox.try_send(format!("{own}|k|{origin}:{nonce}"));
+            let _ = outbox.try_send((None, format!("{own}|k|{origin}:{nonce}")));
             true
         }
         "k" => {
@@ -489,7 +561,7 @@ fn confirm_traffic(
 async fn heal_subscriber(
     subscriber: fred::clients::SubscriberClient,
     events: mpsc::UnboundedSender<BusEvent>,
-    outbox: mpsc::Sender<String>,
+    outbox: mpsc::Sender<Outgoing>,
     resync: String,
     lost: Arc<AtomicBool>,
     health: Health,
@@ -515,7 +587,7 @@ async fn heal_subscriber(
         if events.send(BusEvent::Resync).is_err() {
             return;
         }
-        if outbox.try_send(resync.clone()).is_err() {
+        if outbox.try_send((None, resync.clone())).is_err() {
             lost.store(true, Ordering::SeqCst);
         }
     }
@@ -525,7 +597,7 @@ async fn heal_subscriber(
 /// (the publish loop also pays it after its next success).
 async fn heal_publisher(
     publisher: Client,
-    outbox: mpsc::Sender<String>,
+    outbox: mpsc::Sender<Outgoing>,
     resync: String,
     lost: Arc<AtomicBool>,
 ) {
@@ -538,22 +610,35 @@ async fn heal_publisher(
         metrics::counter!("tickethub_bus_reconnects_total", "connection" => "publisher")
             .increment(1);
         if lost.load(Ordering::SeqCst) {
-            let _ = outbox.try_send(resync.clone());
+            let _ = outbox.try_send((None, resync.clone()));
         }
     }
 }
 
 impl Bus for RedisBus {
     fn publish(&self, event: BusEvent) {
-        if matches!(&event, BusEvent::Committed(e) if e.is_empty()) {
+        if matches!(&event, BusEvent::Committed(e) if e.is_empty())
+            || matches!(&event, BusEvent::Heard { .. })
+        {
             return;
         }
-        if self.outbox.try_send(encode(&self.node, &event)).is_err() {
-            metrics::counter!("tickethub_bus_publish_dropped_total").increment(1);
-            if !self.lost.swap(true, Ordering::SeqCst) {
-                tracing::warn!("the bus's publish queue is full; the other nodes will resync");
+        for (channel, event) in self.channels.route(event) {
+            let text = encode(&self.node, &event);
+            if self.outbox.try_send((channel, text)).is_err() {
+                metrics::counter!("tickethub_bus_publish_dropped_total").increment(1);
+                if !self.lost.swap(true, Ordering::SeqCst) {
+                    tracing::warn!("the bus's publish queue is full; the other nodes will resync");
+                }
             }
         }
+    }
+
+    fn interest(&self, topic: Topic, held: bool) {
+        let _ = self.interest.send((topic, held));
+    }
+
+    fn faults(&self) -> Option<&BusFaults> {
+        Some(&self.faults)
     }
 
     fn is_connected(&self) -> bool {
@@ -757,6 +842,8 @@ fn encode(node: &str, event: &BusEvent) -> String {
         BusEvent::SessionsEnded(user) => format!("{node}|x|{}", user.0),
         BusEvent::UserChanged(user) => format!("{node}|u|{}", user.0),
         BusEvent::Resync => format!("{node}|r|"),
+        // Told by this node's bus to itself, never published.
+        BusEvent::Heard { .. } => format!("{node}|h|"),
     }
 }
 

@@ -606,6 +606,25 @@ pub enum BusEvent {
     /// Messages may have been lost (a node reconnected, or its publishes failed): every node
     /// catches its connected users up from the database.
     Resync,
+    /// This node now hears the channels of these users and projects, which it did not when
+    /// their actors started: what was committed for them before then is read from the database
+    /// (never crosses the bus; told by this node's own bus, not by another node).
+    Heard {
+        /// Users to catch up.
+        users: Vec<UserId>,
+        /// Projects whose rooms resync their view of the other nodes.
+        projects: Vec<crate::domain::ProjectId>,
+    },
+}
+
+/// What a node may be interested in on the bus: messages for a user (their notifications and
+/// inbox changes) and for a project (its board and presence).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Topic {
+    /// A user whose actor runs on this node.
+    User(UserId),
+    /// A project whose room runs on this node.
+    Project(crate::domain::ProjectId),
 }
 
 /// Presence held across hub processes: per project, one lease per (user, node), refreshed by
@@ -659,6 +678,35 @@ pub trait Bus: Send + Sync {
     fn publish(&self, event: BusEvent);
     /// Whether the bus is connected, for readiness checks.
     fn is_connected(&self) -> bool;
+    /// This node holds (`true`) or no longer holds (`false`) an actor for `topic`: a bus that
+    /// routes by interest hears its messages from then on, and tells [`BusEvent::Heard`] once
+    /// it does. Never waits. A bus that hears everything ignores it.
+    fn interest(&self, _topic: Topic, _held: bool) {}
+    /// The faults a test may inject into this bus, if it has any.
+    fn faults(&self) -> Option<&BusFaults> {
+        None
+    }
+}
+
+/// Faults a test injects into a bus.
+pub struct BusFaults {
+    /// While `true`, the bus's new subscriptions wait, as a slow `SUBSCRIBE` would.
+    pub hold_subscriptions: tokio::sync::watch::Sender<bool>,
+}
+
+impl Default for BusFaults {
+    fn default() -> Self {
+        Self {
+            hold_subscriptions: tokio::sync::watch::Sender::new(false),
+        }
+    }
+}
+
+/// Tells the bus, if there is one, that this node holds or no longer holds `topic`.
+pub fn interest(bus: &Option<std::sync::Arc<dyn Bus>>, topic: Topic, held: bool) {
+    if let Some(bus) = bus {
+        bus.interest(topic, held);
+    }
 }
 
 /// Announces `event` to the other nodes, if there are any.

@@ -501,6 +501,7 @@ impl Actor for RoomActor {
         myself: ActorRef<Self::Msg>,
         project: ProjectId,
     ) -> Result<Self::State, ActorProcessingErr> {
+        crate::ports::interest(&self.bus, crate::ports::Topic::Project(project), true);
         let mut state = RoomState::new(project);
         state.lease_timer = self.presence.as_ref().map(|_| {
             myself.send_interval(self.config.presence_lease / 3, || RoomMsg::PresenceTick)
@@ -516,6 +517,11 @@ impl Actor for RoomActor {
         if let Some(t) = state.lease_timer.take() {
             t.abort();
         }
+        crate::ports::interest(
+            &self.bus,
+            crate::ports::Topic::Project(state.project),
+            false,
+        );
         for c in state.drain_sockets() {
             c.shared.kick(Disconnect::ActorRestart);
         }

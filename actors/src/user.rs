@@ -480,6 +480,7 @@ impl Actor for UserActor {
         _myself: ActorRef<Self::Msg>,
         user_id: UserId,
     ) -> Result<Self::State, ActorProcessingErr> {
+        crate::ports::interest(&self.bus, crate::ports::Topic::User(user_id), true);
         Ok(UserState {
             user_id,
             conns: Vec::with_capacity(1),
@@ -498,6 +499,7 @@ impl Actor for UserActor {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         Box::pin(self.flush_sent(state, 0)).await;
+        crate::ports::interest(&self.bus, crate::ports::Topic::User(state.user_id), false);
         // Sockets still attached when the actor stops without a shutdown are told to reconnect.
         for conn in state.conns.drain(..) {
             conn.handle.shared.kick(Disconnect::ActorRestart);

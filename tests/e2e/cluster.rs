@@ -1089,9 +1089,150 @@ async fn a_membership_or_preference_change_on_one_node_holds_at_once_on_the_othe
     );
 }
 
+/// Redis's count of bytes it sent to its clients.
+async fn redis_bytes_out(port: u16) -> u64 {
+    let out = tokio::process::Command::new("redis-cli")
+        .args(["-p", &port.to_string(), "INFO", "stats"])
+        .output()
+        .await
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("total_net_output_bytes:"))
+        .expect("INFO stats has total_net_output_bytes")
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// Interest routing: a message reaches only the nodes that hold one of its recipients. Alice
+/// is on node 0, Bob on node 2, and node 1 sends: node 2 hears nothing of Alice's
+/// notifications (its own count of what it heard, and Redis's count of the bytes it sent, one
+/// copy per notification rather than one per node), and a send to both reaches each node once.
+async fn a_node_without_recipients_hears_nothing_of_their_messages() {
+    let backend = postgres();
+    let c = Cluster::start(&backend, 3, &["--bus-reconcile-interval", "3600"]).await;
+    let admin = c.user("boss", Role::Admin).await;
+    let alice = c.user("alice", Role::Client).await;
+    let bob = c.user("bob", Role::Client).await;
+    assert_ne!(
+        tickethub::bus::shard(alice.id),
+        tickethub::bus::shard(bob.id)
+    );
+    let mut on_0 = c.connect(0, &alice, None).await;
+    let mut on_2 = c.connect(2, &bob, None).await;
+    let heard_n = |node| c.counter_with(node, "tickethub_bus_received_total", &["kind=\"n\""]);
+    for node in [0, 2] {
+        eventually("the node hears its user's shard", || async {
+            c.counter(node, "tickethub_bus_subscribed_channels").await >= 1.0
+        })
+        .await;
+    }
+    c.send(1, &admin, &alice, "first").await;
+    c.send(1, &admin, &bob, "first").await;
+    assert_eq!(on_0.notifications(1).await[0]["seq"], 1);
+    assert_eq!(on_2.notifications(1).await[0]["seq"], 1);
+    assert_eq!(heard_n(0).await, 1.0);
+    let before_2 = heard_n(2).await;
+    let before_bytes = redis_bytes_out(c.redis.port).await;
+    const SENDS: i64 = 200;
+    for i in 0..SENDS {
+        c.send(1, &admin, &alice, &format!("n{i}")).await;
+    }
+    let live = on_0.notifications(SENDS as usize).await;
+    let seqs: Vec<i64> = live.iter().map(|n| n["seq"].as_i64().unwrap()).collect();
+    assert_eq!(seqs, (2..=SENDS + 1).collect::<Vec<_>>());
+    let bytes = redis_bytes_out(c.redis.port).await - before_bytes;
+    assert_eq!(
+        heard_n(2).await,
+        before_2,
+        "node 2 heard alice's notifications"
+    );
+    assert!(
+        heard_n(0).await >= SENDS as f64,
+        "node 0 heard them on the bus"
+    );
+    // One copy of a notification's message to a subscriber, as Redis frames it.
+    let channel = format!("{}:bus:u:{}", c.prefix, tickethub::bus::shard(alice.id));
+    let payload = format!("{:016x}|n|{}:{}", 0, alice.id.0, 100);
+    let copy = format!(
+        "*3\r\n$7\r\nmessage\r\n${}\r\n{channel}\r\n${}\r\n{payload}\r\n",
+        channel.len(),
+        payload.len()
+    )
+    .len() as u64;
+    let per_send = bytes as f64 / SENDS as f64;
+    assert!(
+        per_send < 1.5 * copy as f64,
+        "Redis sent {per_send:.0} bytes per notification; one copy is {copy}"
+    );
+    // A send to both reaches each of their nodes once.
+    c.send_ids(
+        1,
+        &admin,
+        &[alice.id.0, bob.id.0],
+        json!({ "title": "both" }),
+    )
+    .await;
+    assert_eq!(on_0.notifications(1).await[0]["title"], "both");
+    assert_eq!(on_2.notifications(1).await[0]["title"], "both");
+    assert_eq!(heard_n(2).await, before_2 + 1.0);
+}
+
+/// A node that subscribes to a new user's shard while a commit for that user is published
+/// loses nothing: its subscription is held back (fault injection) until the commit has
+/// crossed Redis, and the user still gets it once the node hears the shard, though the
+/// periodic reconciliation is out of the way.
+async fn a_commit_published_while_a_node_subscribes_is_not_lost(backend: Backend) {
+    let url = crate::harness::redis();
+    let prefix = format!("tickethub-test-{}", uuid::Uuid::new_v4().simple());
+    let tweak = |url: String, prefix: String| {
+        move |c: &mut tickethub::config::ServeConfig| {
+            c.redis_url = Some(url);
+            c.redis_prefix = prefix;
+            c.bus_reconcile_interval = 3600;
+        }
+    };
+    let a = TestHub::start_with(&backend, tweak(url.clone(), prefix.clone())).await;
+    let b = a.sibling_with(tweak(url.clone(), prefix.clone())).await;
+    let admin = a.user("boss", Role::Admin).await;
+    let alice = a.user("alice", Role::Client).await;
+    // The test listens on alice's shard itself, to know when the commit has crossed Redis.
+    let listener =
+        fred::prelude::Builder::from_config(fred::prelude::Config::from_url(&url).unwrap())
+            .build_subscriber_client()
+            .unwrap();
+    fred::prelude::ClientLike::init(&listener).await.unwrap();
+    let mut crossed = fred::prelude::EventInterface::message_rx(&listener);
+    fred::prelude::PubsubInterface::subscribe(
+        &listener,
+        format!("{prefix}:bus:u:{}", tickethub::bus::shard(alice.id)),
+    )
+    .await
+    .unwrap();
+    let faults = b.hub.bus_faults().expect("a Redis bus has faults");
+    faults.hold_subscriptions.send_replace(true);
+    let mut ws = b.connect(&alice).await;
+    let (status, _) = a
+        .try_send(&admin, &[&alice], json!({ "title": "in flight" }))
+        .await;
+    assert_eq!(status, 201);
+    let message = tokio::time::timeout(crate::harness::patience(), crossed.recv())
+        .await
+        .expect("the commit crosses Redis")
+        .unwrap();
+    assert!(message.value.as_string().unwrap().contains("|n|"));
+    faults.hold_subscriptions.send_replace(false);
+    let got = ws.notifications(1).await;
+    assert_eq!(got[0]["title"], "in flight");
+    assert_eq!(got[0]["seq"], 1);
+    let _ = fred::prelude::ClientLike::quit(&listener).await;
+}
+
 crate::trials! {
     both: [
         a_user_on_one_node_hears_of_commits_on_another,
+        a_commit_published_while_a_node_subscribes_is_not_lost,
     ],
     tests: [
         a_hub_without_its_redis_does_not_start,
@@ -1111,6 +1252,7 @@ crate::trials! {
         a_user_change_on_one_node_holds_at_once_on_the_other,
         a_node_that_cannot_hear_the_bus_reads_users_from_the_database,
         a_membership_or_preference_change_on_one_node_holds_at_once_on_the_other,
+        a_node_without_recipients_hears_nothing_of_their_messages,
     ],
     sync: [],
 }

@@ -125,6 +125,22 @@ impl Hub {
                 self.end_sessions_here(user);
             }
             BusEvent::UserChanged(user) => self.forget_user(user),
+            BusEvent::Heard { users, projects } => {
+                for project in projects {
+                    if let Some(room) = self.room(project) {
+                        let _ = room.send_message(RoomMsg::Resync);
+                    }
+                }
+                if !users.is_empty() {
+                    let hub = self.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = hub.catch_up(users).await {
+                            // The periodic reconciliation catches them up.
+                            tracing::warn!(error = %e, "cannot catch newly heard users up");
+                        }
+                    });
+                }
+            }
             BusEvent::Resync => {}
         }
     }
@@ -261,6 +277,12 @@ impl Hub {
             .keys()
             .copied()
             .collect();
+        self.catch_up(ids).await
+    }
+
+    /// Catches these users, where connected here, up from the database: one batched read of
+    /// their committed seqs. Returns how many were checked.
+    pub async fn catch_up(&self, ids: Vec<UserId>) -> Result<usize, StoreError> {
         if ids.is_empty() {
             return Ok(0);
         }
@@ -274,5 +296,10 @@ impl Hub {
     /// Whether the bus to other hub processes is connected (`None` without one).
     pub fn bus_connected(&self) -> Option<bool> {
         self.inner.deps.bus.as_ref().map(|b| b.is_connected())
+    }
+
+    /// The faults a test may inject into the bus, if there is one that has them.
+    pub fn bus_faults(&self) -> Option<&crate::ports::BusFaults> {
+        self.inner.deps.bus.as_ref().and_then(|b| b.faults())
     }
 }

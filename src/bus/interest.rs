@@ -1,0 +1,285 @@
+//! Interest routing: which channel a bus message goes on, and which channels this node hears.
+//!
+//! A user's notifications and inbox changes go on the channel of the user's shard,
+//! `<prefix>:bus:u:<user mod USER_SHARDS>`; a project's board, presence and revocations on
+//! `<prefix>:bus:p:<project>`; everything else (tickets, writes of users, ended sessions,
+//! resyncs, confirmations) on `<prefix>:bus`, which every node hears. A node subscribes to the
+//! shard of each user whose actor it runs and to the channel of each project whose room it runs,
+//! so a message reaches only the nodes that hold one of its recipients. A commit whose
+//! recipients span more than [`SPREAD_TO_ALL`] shards (an announcement) goes once on the
+//! channel every node hears instead of once per shard.
+//!
+//! Subscribing never loses a message: the actor of a new user has read its backlog from the
+//! database already, and a commit published before the node heard the user's shard is read
+//! again once it does (the node is told [`BusEvent::Heard`], subscribe first, then catch up).
+//! A channel nobody here needs any more is left after [`LINGER`], so that a user who
+//! reconnects at once costs no unsubscribe and subscribe.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fred::prelude::*;
+use tickethub_actors::domain::{ProjectId, UserId};
+use tickethub_actors::ports::{BusEvent, BusFaults, Topic};
+use tokio::sync::mpsc;
+
+/// How many shards users are spread over. Every node of a deployment must agree on it, so it
+/// is not a setting.
+pub const USER_SHARDS: i64 = 4096;
+
+/// A commit to recipients in more shards than this goes once to every node.
+pub const SPREAD_TO_ALL: usize = 64;
+
+/// How long a channel nobody here needs is kept before it is left.
+pub const LINGER: Duration = Duration::from_secs(10);
+
+/// The bus's channel names.
+#[derive(Clone, Debug)]
+pub struct Channels {
+    /// `<prefix>:bus`, heard by every node.
+    pub all: String,
+    prefix: String,
+}
+
+impl Channels {
+    pub fn new(prefix: &str) -> Self {
+        Self {
+            all: format!("{prefix}:bus"),
+            prefix: prefix.to_owned(),
+        }
+    }
+
+    /// The channel of a user's shard.
+    pub fn user(&self, user: UserId) -> String {
+        format!("{}:bus:u:{}", self.prefix, shard(user))
+    }
+
+    /// The channel of a project.
+    pub fn project(&self, project: ProjectId) -> String {
+        format!("{}:bus:p:{}", self.prefix, project.0)
+    }
+
+    /// The channel of a topic.
+    pub fn of(&self, topic: Topic) -> String {
+        match topic {
+            Topic::User(user) => self.user(user),
+            Topic::Project(project) => self.project(project),
+        }
+    }
+
+    /// Where an event goes: one or more (channel, event) pairs, `None` for the channel every
+    /// node hears.
+    pub fn route(&self, event: BusEvent) -> Vec<(Option<String>, BusEvent)> {
+        match event {
+            BusEvent::Committed(events) => {
+                let mut by_shard: BTreeMap<i64, Vec<(UserId, i64)>> = BTreeMap::new();
+                for (user, seq) in &events {
+                    by_shard
+                        .entry(shard(*user))
+                        .or_default()
+                        .push((*user, *seq));
+                }
+                if by_shard.len() > SPREAD_TO_ALL {
+                    return vec![(None, BusEvent::Committed(events))];
+                }
+                by_shard
+                    .into_values()
+                    .map(|part| (Some(self.user(part[0].0)), BusEvent::Committed(part)))
+                    .collect()
+            }
+            BusEvent::Inbox(user, update) => {
+                vec![(Some(self.user(user)), BusEvent::Inbox(user, update))]
+            }
+            BusEvent::Board {
+                project,
+                ticket,
+                notice,
+            } => vec![(
+                Some(self.project(project)),
+                BusEvent::Board {
+                    project,
+                    ticket,
+                    notice,
+                },
+            )],
+            BusEvent::Presence(project, change) => vec![(
+                Some(self.project(project)),
+                BusEvent::Presence(project, change),
+            )],
+            BusEvent::Revoked(project, users) => vec![(
+                Some(self.project(project)),
+                BusEvent::Revoked(project, users),
+            )],
+            event => vec![(None, event)],
+        }
+    }
+}
+
+/// A user's shard.
+pub fn shard(user: UserId) -> i64 {
+    user.0.rem_euclid(USER_SHARDS)
+}
+
+/// Follows this node's interest: counts the actors of each channel, subscribes (in batches) to
+/// the channels that gained their first, tells [`BusEvent::Heard`] for the topics that waited
+/// for it, and leaves the channels that have had none for [`LINGER`].
+pub async fn follow(
+    subscriber: fred::clients::SubscriberClient,
+    channels: Channels,
+    mut changes: mpsc::UnboundedReceiver<(Topic, bool)>,
+    events: mpsc::UnboundedSender<BusEvent>,
+    faults: Arc<BusFaults>,
+) {
+    let mut held: HashMap<String, usize> = HashMap::new();
+    let mut heard: HashSet<String> = HashSet::new();
+    let mut idle: HashMap<String, Instant> = HashMap::new();
+    let mut sweep = tokio::time::interval(LINGER / 2);
+    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let gauge = metrics::gauge!("tickethub_bus_subscribed_channels");
+    loop {
+        let first = tokio::select! {
+            change = changes.recv() => match change {
+                Some(change) => change,
+                None => return,
+            },
+            _ = sweep.tick() => {
+                leave_idle(&subscriber, &mut heard, &mut idle).await;
+                gauge.set(heard.len() as f64);
+                continue;
+            }
+        };
+        let mut batch = vec![first];
+        while batch.len() < 10_000 {
+            match changes.try_recv() {
+                Ok(change) => batch.push(change),
+                Err(_) => break,
+            }
+        }
+        let mut waiting_users = Vec::new();
+        let mut waiting_projects = Vec::new();
+        for (topic, hold) in batch {
+            let channel = channels.of(topic);
+            let count = held.entry(channel.clone()).or_default();
+            if hold {
+                *count += 1;
+                idle.remove(&channel);
+                if !heard.contains(&channel) {
+                    match topic {
+                        Topic::User(user) => waiting_users.push(user),
+                        Topic::Project(project) => waiting_projects.push(project),
+                    }
+                }
+            } else {
+                *count = count.saturating_sub(1);
+                if *count == 0 {
+                    held.remove(&channel);
+                    if heard.contains(&channel) {
+                        idle.insert(channel, Instant::now());
+                    }
+                }
+            }
+        }
+        let new: Vec<String> = held
+            .keys()
+            .filter(|c| !heard.contains(*c))
+            .cloned()
+            .collect();
+        if !new.is_empty() {
+            let mut release = faults.hold_subscriptions.subscribe();
+            let _ = release.wait_for(|hold| !*hold).await;
+            let mut delay = Duration::from_millis(100);
+            while let Err(e) = subscriber.subscribe(new.clone()).await {
+                tracing::warn!(error = %e, channels = new.len(), "cannot subscribe to the bus's channels; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+            metrics::counter!("tickethub_bus_subscribes_total").increment(1);
+            heard.extend(new);
+            gauge.set(heard.len() as f64);
+        }
+        if !waiting_users.is_empty() || !waiting_projects.is_empty() {
+            let heard = BusEvent::Heard {
+                users: waiting_users,
+                projects: waiting_projects,
+            };
+            if events.send(heard).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// Leaves the channels that have had no actor here for [`LINGER`].
+async fn leave_idle(
+    subscriber: &fred::clients::SubscriberClient,
+    heard: &mut HashSet<String>,
+    idle: &mut HashMap<String, Instant>,
+) {
+    let now = Instant::now();
+    let gone: Vec<String> = idle
+        .iter()
+        .filter(|(_, since)| now.duration_since(**since) >= LINGER)
+        .map(|(c, _)| c.clone())
+        .collect();
+    if gone.is_empty() {
+        return;
+    }
+    match subscriber.unsubscribe(gone.clone()).await {
+        Ok(()) => {
+            for channel in &gone {
+                idle.remove(channel);
+                heard.remove(channel);
+            }
+        }
+        // Kept, and tried again at the next sweep: hearing too much loses nothing.
+        Err(e) => tracing::debug!(error = %e, "cannot leave the bus's idle channels"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_commit_goes_to_its_recipients_shards_and_an_announcement_to_all() {
+        let c = Channels::new("th");
+        let routed = c.route(BusEvent::Committed(vec![
+            (UserId(1), 5),
+            (UserId(2), 3),
+            (UserId(1 + USER_SHARDS), 9),
+            (UserId(1), 6),
+        ]));
+        assert_eq!(
+            routed,
+            vec![
+                (
+                    Some("th:bus:u:1".to_owned()),
+                    BusEvent::Committed(vec![
+                        (UserId(1), 5),
+                        (UserId(1 + USER_SHARDS), 9),
+                        (UserId(1), 6)
+                    ])
+                ),
+                (
+                    Some("th:bus:u:2".to_owned()),
+                    BusEvent::Committed(vec![(UserId(2), 3)])
+                ),
+            ]
+        );
+        let many: Vec<(UserId, i64)> = (0..=SPREAD_TO_ALL as i64).map(|u| (UserId(u), 1)).collect();
+        assert_eq!(
+            c.route(BusEvent::Committed(many.clone())),
+            vec![(None, BusEvent::Committed(many))]
+        );
+        assert_eq!(c.route(BusEvent::Resync), vec![(None, BusEvent::Resync)]);
+        assert_eq!(
+            c.route(BusEvent::Revoked(ProjectId(7), vec![UserId(1)])),
+            vec![(
+                Some("th:bus:p:7".to_owned()),
+                BusEvent::Revoked(ProjectId(7), vec![UserId(1)])
+            )]
+        );
+        assert_eq!(shard(UserId(-1)), USER_SHARDS - 1);
+    }
+}
