@@ -7,6 +7,11 @@
 //! down; Redis comes back after `--fault-seconds`, and the round's figure is the time from the
 //! restart until its last delivery: the time to heal. Loss, duplicates and order are checked
 //! over the whole run, through the outage.
+//!
+//! With `--targeted N`, N calls follow the rounds, each to one user of node 1, sent through
+//! node 0 with `--targeted-concurrency` in flight: what such a send costs each node (its CPU
+//! over the phase, per call) and Redis (bytes in and out per call). A node that holds none of
+//! the recipients should spend nothing on them.
 
 use std::collections::HashMap;
 use std::process::Stdio;
@@ -45,6 +50,12 @@ pub struct ClusterArgs {
     /// Seconds a round waits for its deliveries before they count as lost.
     #[arg(long, default_value_t = 60)]
     timeout: u64,
+    /// Calls to one user each, all to users of node 1, sent through node 0 after the rounds.
+    #[arg(long, default_value_t = 0)]
+    targeted: usize,
+    /// Targeted calls in flight at once.
+    #[arg(long, default_value_t = 8)]
+    targeted_concurrency: usize,
 }
 
 /// A private redis-server on a random port.
@@ -94,6 +105,15 @@ impl Redis {
             let _ = p.start_kill();
             let _ = p.wait().await;
         }
+    }
+
+    /// Redis's counts of the bytes it read from and sent to its clients.
+    async fn bytes(&self) -> (u64, u64) {
+        let field = |f| async move { self.info(f).await.and_then(|v| v.parse().ok()).unwrap_or(0) };
+        (
+            field("total_net_input_bytes").await,
+            field("total_net_output_bytes").await,
+        )
     }
 
     /// A field of `INFO`, read with a raw RESP exchange.
@@ -211,6 +231,7 @@ pub async fn cluster(a: ClusterArgs, common: &Common) -> bool {
     let fault_round = a.bus_fault.then_some(a.rounds / 2);
     let pb = bar((sockets * a.rounds) as u64, "cluster fanout");
     let cpu0: Vec<f64> = children.iter().map(|c| child::cpu_secs(c.pid)).collect();
+    let redis0 = redis.bytes().await;
     let mut round_ms = Vec::new();
     let mut send_ms = Vec::new();
     let mut steady_latencies = Vec::new();
@@ -280,17 +301,43 @@ pub async fn cluster(a: ClusterArgs, common: &Common) -> bool {
         tokio::time::sleep(Duration::from_millis(a.pause_ms)).await;
     }
     pb.finish_and_clear();
-    tracker.settle();
-    run.lost += tracker.lost();
-    run.duplicated += tracker.duplicated();
-    run.out_of_order += tracker.out_of_order;
-    run.unexpected += tracker.unexpected;
     let cpu: Vec<f64> = children
         .iter()
         .zip(&cpu0)
         .map(|(c, c0)| child::cpu_secs(c.pid) - c0)
         .collect();
     let delivered = tracker.received as f64;
+    // Redis was restarted in a fault round: its counters began again.
+    let rounds_bytes = if fault_round.is_none() {
+        let (i1, o1) = redis.bytes().await;
+        Some(((i1 - redis0.0) as f64, (o1 - redis0.1) as f64))
+    } else {
+        None
+    };
+    let targeted = if a.targeted > 0 && nodes > 1 {
+        let on_1: Vec<i64> = ids.iter().skip(1).step_by(nodes).copied().collect();
+        Some(
+            targeted_phase(
+                &a,
+                &children,
+                &redis,
+                &http,
+                &sender,
+                &admin_token,
+                &on_1,
+                &mut tracker,
+                &mut pools,
+            )
+            .await,
+        )
+    } else {
+        None
+    };
+    tracker.settle();
+    run.lost += tracker.lost();
+    run.duplicated += tracker.duplicated();
+    run.out_of_order += tracker.out_of_order;
+    run.unexpected += tracker.unexpected;
     let steady_rounds: Vec<f64> = round_ms
         .iter()
         .enumerate()
@@ -341,6 +388,43 @@ pub async fn cluster(a: ClusterArgs, common: &Common) -> bool {
             "us",
         );
     }
+    if let Some((bytes_in, bytes_out)) = rounds_bytes {
+        run.metric(
+            "rounds_redis_in_bytes_per_delivery",
+            bytes_in / delivered.max(1.0),
+            "B",
+        );
+        run.metric(
+            "rounds_redis_out_bytes_per_delivery",
+            bytes_out / delivered.max(1.0),
+            "B",
+        );
+    }
+    if let Some(t) = &targeted {
+        run.metric("targeted_calls", t.calls as f64, "");
+        run.metric(
+            "targeted_calls_per_second",
+            t.calls as f64 / t.seconds,
+            "/s",
+        );
+        run.metric(
+            "targeted_redis_in_bytes_per_call",
+            t.redis_in / t.calls as f64,
+            "B",
+        );
+        run.metric(
+            "targeted_redis_out_bytes_per_call",
+            t.redis_out / t.calls as f64,
+            "B",
+        );
+        for (k, cpu) in t.cpu.iter().enumerate() {
+            run.metric(
+                &format!("node{k}_targeted_cpu_us_per_call"),
+                cpu * 1e6 / t.calls as f64,
+                "us",
+            );
+        }
+    }
     if let Some(mem) = redis.info("used_memory").await {
         run.metric(
             "redis_used_memory_kib",
@@ -365,4 +449,87 @@ pub async fn cluster(a: ClusterArgs, common: &Common) -> bool {
     }
     redis.kill().await;
     report.finish(&common.out)
+}
+
+/// What the targeted phase measured.
+struct Targeted {
+    calls: usize,
+    seconds: f64,
+    redis_in: f64,
+    redis_out: f64,
+    /// CPU seconds of each node over the phase.
+    cpu: Vec<f64>,
+}
+
+/// `--targeted` calls, each to one user of node 1, through node 0; waits for every delivery.
+#[allow(clippy::too_many_arguments)]
+async fn targeted_phase(
+    a: &ClusterArgs,
+    children: &[Child],
+    redis: &Redis,
+    http: &reqwest::Client,
+    sender: &str,
+    admin_token: &str,
+    users: &[i64],
+    tracker: &mut Tracker,
+    pools: &mut [Pool],
+) -> Targeted {
+    use futures::StreamExt;
+    let cpu0: Vec<f64> = children.iter().map(|c| child::cpu_secs(c.pid)).collect();
+    let (in0, out0) = redis.bytes().await;
+    let started = Instant::now();
+    let pb = bar(a.targeted as u64, "targeted sends");
+    let mut sent = 0;
+    // Every delivery is expected before the first call, so that none arrives unannounced (the
+    // phase's latencies are not reported).
+    let t0 = wall_us();
+    for k in 0..a.targeted {
+        tracker.expect(format!("t{k}"), t0, vec![users[k % users.len()]]);
+    }
+    let mut calls = futures::stream::iter((0..a.targeted).map(|k| {
+        let body = json!({"user_ids": [users[k % users.len()]], "title": format!("t{k}"),
+                          "message": "targeted", "notification_type": "load"});
+        http.post(sender)
+            .bearer_auth(admin_token)
+            .json(&body)
+            .send()
+    }))
+    .buffer_unordered(a.targeted_concurrency.max(1));
+    while let Some(answer) = calls.next().await {
+        if !matches!(answer, Ok(ref r) if r.status().is_success()) {
+            eprintln!("a targeted send failed: {answer:?}");
+        }
+        sent += 1;
+        pb.set_position(sent);
+        for pool in pools.iter_mut() {
+            tracker.observe(pool.drain().await);
+        }
+    }
+    let want = tracker.expected_total();
+    let deadline = Instant::now() + Duration::from_secs(a.timeout);
+    while tracker.received < want && Instant::now() < deadline {
+        let mut idle = true;
+        for pool in pools.iter_mut() {
+            let records = pool.drain().await;
+            idle &= records.is_empty();
+            tracker.observe(records);
+        }
+        if idle {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    pb.finish_and_clear();
+    let seconds = started.elapsed().as_secs_f64();
+    let (in1, out1) = redis.bytes().await;
+    Targeted {
+        calls: a.targeted,
+        seconds,
+        redis_in: (in1 - in0) as f64,
+        redis_out: (out1 - out0) as f64,
+        cpu: children
+            .iter()
+            .zip(&cpu0)
+            .map(|(c, c0)| child::cpu_secs(c.pid) - c0)
+            .collect(),
+    }
 }
