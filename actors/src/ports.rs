@@ -399,6 +399,18 @@ pub trait StreamStore: Send + Sync {
         after: i64,
         before: i64,
     ) -> Result<Vec<Notification>, StoreError>;
+    /// For each `(user, after, before)`, the user's notifications with `after < seq < before`,
+    /// ordered by user and seq, in batched reads; deleted ones are left out.
+    async fn seq_ranges(
+        &self,
+        ranges: &[(UserId, i64, i64)],
+    ) -> Result<Vec<Notification>, StoreError> {
+        let mut out = Vec::new();
+        for (user, after, before) in ranges {
+            out.extend(self.seq_range(*user, *after, *before).await?);
+        }
+        Ok(out)
+    }
     /// The notifications with these (recipient, seq) keys, in any order, in batched reads;
     /// deleted ones are left out.
     async fn notifications_at(

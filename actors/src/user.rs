@@ -195,6 +195,9 @@ pub enum UserMsg {
     /// Another hub process committed notifications for this user up to this seq: read what
     /// this actor has not pushed yet from the database.
     CatchUp(i64),
+    /// The highest seq this actor has pushed, or `None` while it has not read its cursor yet
+    /// (it reads everything it lacks once it does): for a catch-up of many users in one read.
+    Delivered(RpcReplyPort<Option<i64>>),
     /// A socket of this user ended.
     Detach(ConnId),
     /// A committed notification for this user.
@@ -520,6 +523,10 @@ impl Actor for UserActor {
                 self.on_notify(&myself, n, state);
                 Ok(())
             }
+            UserMsg::Delivered(reply) => {
+                let _ = reply.send(state.loaded.then_some(state.delivered));
+                Ok(())
+            }
             // Boxed, as the stop below: the actor's task is as large as its largest handler,
             // and it is held for every connected user; the handler's future lives only while
             // it runs.
@@ -605,6 +612,10 @@ impl UserActor {
                 self.flush_sent(state, gone).await;
             }
             UserMsg::Notify(n) => self.on_notify(&myself, n, state),
+            // Answered by `handle` without loading; here once loaded above.
+            UserMsg::Delivered(reply) => {
+                let _ = reply.send(Some(state.delivered));
+            }
             UserMsg::CatchUp(seq) => {
                 if seq > state.delivered {
                     if let Err(e) = self.fill(state, seq + 1).await {

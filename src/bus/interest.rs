@@ -121,7 +121,9 @@ pub fn shard(user: UserId) -> i64 {
     user.0.rem_euclid(USER_SHARDS)
 }
 
-/// Follows this node's interest: counts the actors of each channel, subscribes (in batches) to
+/// Follows this node's interest: counts the topics held on each channel (a topic is held once,
+/// however often its actor starts: a directory runs one actor per key, and an actor that failed
+/// is started again without having stopped), subscribes (in batches) to
 /// the channels that gained their first, tells [`BusEvent::Heard`] for the topics that waited
 /// for it, and leaves the channels that have had none for [`LINGER`].
 pub async fn follow(
@@ -131,6 +133,7 @@ pub async fn follow(
     events: mpsc::UnboundedSender<BusEvent>,
     faults: Arc<BusFaults>,
 ) {
+    let mut topics: HashSet<Topic> = HashSet::new();
     let mut held: HashMap<String, usize> = HashMap::new();
     let mut heard: HashSet<String> = HashSet::new();
     let mut idle: HashMap<String, Instant> = HashMap::new();
@@ -159,6 +162,17 @@ pub async fn follow(
         let mut waiting_users = Vec::new();
         let mut waiting_projects = Vec::new();
         for (topic, hold) in batch {
+            // A repeated hold (an actor restarted after a failure) or a release of what is not
+            // held changes nothing.
+            if hold != topics.contains(&topic) {
+                if hold {
+                    topics.insert(topic);
+                } else {
+                    topics.remove(&topic);
+                }
+            } else {
+                continue;
+            }
             let channel = channels.of(topic);
             let count = held.entry(channel.clone()).or_default();
             if hold {

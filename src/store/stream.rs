@@ -121,6 +121,48 @@ macro_rules! impl_stream_store {
                     .collect()
             }
 
+            async fn seq_ranges(
+                &self,
+                ranges: &[(tickethub_actors::domain::UserId, i64, i64)],
+            ) -> Result<Vec<tickethub_actors::notification::Notification>, tickethub_actors::ports::StoreError>
+            {
+                let mut out = Vec::new();
+                // One statement per thousand users, joined as a VALUES list (see below).
+                for chunk in ranges.chunks(1000) {
+                    let mut q = sqlx::QueryBuilder::<$db>::new(
+                        $crate::store::notifications::NOTIFICATION_SELECT,
+                    );
+                    q.push(" JOIN (VALUES ");
+                    let mut first = true;
+                    for (user, after, before) in chunk {
+                        if !first {
+                            q.push(", ");
+                        }
+                        first = false;
+                        q.push("(")
+                            .push_bind(user.0)
+                            .push(", ")
+                            .push_bind(*after)
+                            .push(", ")
+                            .push_bind(*before)
+                            .push(")");
+                    }
+                    q.push(
+                        ") AS k ON n.user_id = k.column1 AND n.seq > k.column2 AND n.seq < k.column3 \
+                         WHERE n.deleted_at IS NULL ORDER BY n.user_id, n.seq",
+                    );
+                    let rows = q
+                        .build_query_as::<$crate::store::notifications::NotificationRow>()
+                        .fetch_all(self.writer())
+                        .await
+                        .map_err($crate::store::backend_error)?;
+                    for row in rows {
+                        out.push(row.into_notification()?);
+                    }
+                }
+                Ok(out)
+            }
+
             async fn notifications_at(
                 &self,
                 keys: &[(tickethub_actors::domain::UserId, i64)],

@@ -90,6 +90,8 @@ async fn a_redis_restart_heals_without_any_client_reconnecting() {
         assert_eq!(c.ready(node).await.1["status"], "ok");
     }
     assert!(c.counter(1, "tickethub_bus_reconnects_total").await >= 1.0);
+    // Node 1 read the five for alice in its batched catch-up, not one read per user actor.
+    assert!(c.counter(1, "tickethub_catch_up_read_total").await >= 5.0);
     // The bus carries live traffic again, in both directions.
     c.send(0, &admin, &alice, "after").await;
     assert_eq!(ws.notifications(1).await[0]["seq"], 7);

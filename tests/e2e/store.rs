@@ -356,6 +356,27 @@ async fn batched_commits_give_every_recipient_the_next_seq(backend: Backend) {
         .map(|n| n.seq)
         .collect();
     assert_eq!(range, (1..=3).filter(|s| *s != deleted).collect::<Vec<_>>());
+    // The catch-up of many users in one read: each user's range, by user and seq, the deleted
+    // one left out, an empty range and an unknown user giving nothing.
+    let ranges: Vec<(i64, i64)> = store
+        .seq_ranges(&[
+            (b.id, 0, 3),
+            (a.id, 0, 4),
+            (a.id, 5, 5),
+            (tickethub_actors::domain::UserId(999_999), 0, 9),
+        ])
+        .await
+        .unwrap()
+        .iter()
+        .map(|n| (n.user_id.0, n.seq))
+        .collect();
+    let mut want: Vec<(i64, i64)> = (1..=3)
+        .filter(|s| *s != deleted)
+        .map(|s| (a.id.0, s))
+        .chain([(b.id.0, 1), (b.id.0, 2)])
+        .collect();
+    want.sort_by_key(|(u, s)| (*u, *s));
+    assert_eq!(ranges, want);
     let seqs = store
         .last_seqs(&[a.id, b.id, tickethub_actors::domain::UserId(999_999)])
         .await

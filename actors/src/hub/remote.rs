@@ -2,6 +2,7 @@
 //! the other, in the order they came), presence, revocations and ended sessions.
 
 use super::*;
+use std::collections::HashMap;
 
 /// A remote board event: the room, the ticket and what happened to it.
 pub(super) type BoardRead = (
@@ -281,16 +282,73 @@ impl Hub {
     }
 
     /// Catches these users, where connected here, up from the database: one batched read of
-    /// their committed seqs. Returns how many were checked.
+    /// their committed seqs; each actor behind tells where it is, and what it lacks is read in
+    /// batched reads (a thousand users a statement) and pushed to it as live notifications,
+    /// which it orders and gap-fills as any. Returns how many users were checked.
     pub async fn catch_up(&self, ids: Vec<UserId>) -> Result<usize, StoreError> {
         if ids.is_empty() {
             return Ok(0);
         }
-        let seqs = self.inner.deps.store.last_seqs(&ids).await?;
-        for (user, seq) in &seqs {
-            self.remote_committed(*user, *seq);
+        let store = self.inner.deps.store.clone();
+        let seqs = store.last_seqs(&ids).await?;
+        let checked = seqs.len();
+        let local: Vec<(UserId, i64, ActorRef<UserMsg>)> = {
+            let users = self.inner.deps.users.read().expect("user map poisoned");
+            seqs.into_iter()
+                .filter_map(|(u, s)| users.get(&u).map(|a| (u, s, a.clone())))
+                .collect()
+        };
+        // Where each actor is; one that does not answer in time, or has not read its cursor
+        // yet, reads what it lacks itself.
+        let asked =
+            futures::future::join_all(local.into_iter().map(|(user, seq, actor)| async move {
+                let delivered = actor
+                    .call(UserMsg::Delivered, Some(Duration::from_secs(2)))
+                    .await;
+                (user, seq, actor, delivered)
+            }))
+            .await;
+        let mut behind: HashMap<UserId, (i64, ActorRef<UserMsg>)> = HashMap::new();
+        let mut ranges = Vec::new();
+        for (user, seq, actor, delivered) in asked {
+            match delivered {
+                Ok(ractor::rpc::CallResult::Success(Some(delivered))) => {
+                    if seq > delivered {
+                        ranges.push((user, delivered, seq + 1));
+                        behind.insert(user, (seq, actor));
+                    }
+                }
+                Ok(ractor::rpc::CallResult::Success(None)) => {}
+                _ => {
+                    let _ = actor.send_message(UserMsg::CatchUp(seq));
+                }
+            }
         }
-        Ok(seqs.len())
+        if ranges.is_empty() {
+            return Ok(checked);
+        }
+        match store.seq_ranges(&ranges).await {
+            Ok(found) => {
+                metrics::counter!("tickethub_catch_up_read_total").increment(found.len() as u64);
+                for n in found {
+                    if let Some((_, actor)) = behind.get(&n.user_id) {
+                        let _ = actor.send_message(UserMsg::Notify(Arc::new(n)));
+                    }
+                }
+                // Whatever the read did not hold (deleted meanwhile) the actor reads itself;
+                // an actor that is current does nothing.
+                for (seq, actor) in behind.into_values() {
+                    let _ = actor.send_message(UserMsg::CatchUp(seq));
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read what connected users lack; they read it one by one");
+                for (seq, actor) in behind.into_values() {
+                    let _ = actor.send_message(UserMsg::CatchUp(seq));
+                }
+            }
+        }
+        Ok(checked)
     }
 
     /// Whether the bus to other hub processes is connected (`None` without one).
