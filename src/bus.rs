@@ -35,7 +35,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fred::prelude::*;
-use fred::types::config::Options;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use tickethub_actors::connection::Update;
@@ -144,8 +143,9 @@ pub async fn announce(url: &str, prefix: &str, event: &BusEvent) -> Result<(), S
         .await
         .map_err(|e| format!("cannot reach {}: {e}", redact_url(url)))?;
     let node = format!("{:016x}", rand::random::<u64>());
-    let sent = client
-        .publish::<i64, _, _>(format!("{prefix}:bus"), encode(&node, event))
+    let channels = Channels::new(prefix, client.is_clustered());
+    let sent = channels
+        .send(&client, &channels.all, encode(&node, event))
         .await
         .map(|_| ())
         .map_err(|e| e.to_string());
@@ -186,9 +186,9 @@ impl RedisBus {
             .init()
             .await
             .map_err(|e| cannot_connect(url, e))?;
-        let channels = Channels::new(prefix);
-        subscriber
-            .subscribe(channels.all.clone())
+        let channels = Channels::new(prefix, subscriber.is_clustered());
+        channels
+            .join(&subscriber, vec![channels.all.clone()])
             .await
             .map_err(|e| ConfigError::new(SETTING, format!("cannot subscribe: {e}")))?;
         let node = format!("{:016x}", rand::random::<u64>());
@@ -216,7 +216,7 @@ impl RedisBus {
             )),
             tokio::spawn(publish_loop(
                 publisher.clone(),
-                channels.all.clone(),
+                channels.clone(),
                 out_rx,
                 lost.clone(),
                 resync.clone(),
@@ -291,14 +291,12 @@ impl RedisBus {
         let (done, heard) = oneshot::channel();
         self.confirms.waiting().insert(nonce, (0, None, Some(done)));
         let payload = format!("{}|u|{}:{}:{nonce}", self.node, user.0, self.node);
-        let fast = self.publisher.with_options(&Options {
-            fail_fast: true,
-            timeout: Some(CONFIRM_WAIT),
-            max_attempts: Some(1),
-            ..Options::default()
-        });
-        match fast
-            .publish::<i64, _, _>(self.channels.all.as_str(), payload)
+        let fast = self
+            .publisher
+            .with_options(&self.channels.publish_options(CONFIRM_WAIT));
+        match self
+            .channels
+            .send(&fast, self.channels.all.as_str(), payload)
             .await
         {
             // Every subscriber heard it, this node's own among them.
@@ -358,23 +356,18 @@ fn cannot_connect(url: &str, e: Error) -> ConfigError {
 /// fred's reconnect notices say.
 async fn publish_loop(
     publisher: Client,
-    all: String,
+    channels: Channels,
     mut queue: mpsc::Receiver<Outgoing>,
     lost: Arc<AtomicBool>,
     resync: String,
 ) {
-    let fast = publisher.with_options(&Options {
-        fail_fast: true,
-        timeout: Some(Duration::from_secs(2)),
-        max_attempts: Some(1),
-        ..Options::default()
-    });
+    let fast = publisher.with_options(&channels.publish_options(Duration::from_secs(2)));
     let publish = |(channel, payload): Outgoing| {
         let fast = &fast;
-        let all = all.as_str();
+        let channels = &channels;
         async move {
-            fast.publish::<i64, _, _>(channel.as_deref().unwrap_or(all), payload)
-                .await
+            let channel = channel.as_deref().unwrap_or(channels.all.as_str());
+            channels.send(fast, channel, payload).await
         }
     };
     let published = metrics::counter!("tickethub_bus_published_total");

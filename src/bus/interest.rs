@@ -34,20 +34,82 @@ pub const SPREAD_TO_ALL: usize = 64;
 /// How long a channel nobody here needs is kept before it is left.
 pub const LINGER: Duration = Duration::from_secs(10);
 
-/// The bus's channel names.
+/// The bus's channel names, and how they are published and subscribed to.
 #[derive(Clone, Debug)]
 pub struct Channels {
     /// `<prefix>:bus`, heard by every node.
     pub all: String,
     prefix: String,
+    /// On a Redis Cluster: sharded pub/sub (`SPUBLISH`, `SSUBSCRIBE`), so that a message goes
+    /// only to the master of its channel's slot (and its subscribers), not to every node of the
+    /// cluster, and a publish answers how many nodes heard it.
+    sharded: bool,
 }
 
 impl Channels {
-    pub fn new(prefix: &str) -> Self {
+    pub fn new(prefix: &str, sharded: bool) -> Self {
         Self {
             all: format!("{prefix}:bus"),
             prefix: prefix.to_owned(),
+            sharded,
         }
+    }
+
+    /// How a publish is sent, within `timeout`. To one server: at once or not at all (fail
+    /// fast while it is away; the other nodes resync once it is back). To a Redis Cluster:
+    /// tried again while fred follows the cluster to a new master (a replica that took over
+    /// is found by the retry), still within `timeout`.
+    pub fn publish_options(&self, timeout: Duration) -> fred::types::config::Options {
+        fred::types::config::Options {
+            fail_fast: !self.sharded,
+            timeout: Some(timeout),
+            max_attempts: Some(if self.sharded { 3 } else { 1 }),
+            ..Default::default()
+        }
+    }
+
+    /// Publishes `payload` on `channel`; answers how many subscribers heard it.
+    pub async fn send<C: PubsubInterface + Sync>(
+        &self,
+        client: &C,
+        channel: &str,
+        payload: String,
+    ) -> Result<i64, Error> {
+        if self.sharded {
+            client.spublish(channel, payload).await
+        } else {
+            client.publish(channel, payload).await
+        }
+    }
+
+    /// Subscribes to `channels`: on a Redis Cluster one `SSUBSCRIBE` per hash slot.
+    pub async fn join(
+        &self,
+        subscriber: &fred::clients::SubscriberClient,
+        channels: Vec<String>,
+    ) -> Result<(), Error> {
+        if !self.sharded {
+            return subscriber.subscribe(channels).await;
+        }
+        for (_, group) in fred::util::group_by_hash_slot(channels)? {
+            subscriber.ssubscribe(names(group)).await?;
+        }
+        Ok(())
+    }
+
+    /// Leaves `channels`: on a Redis Cluster one `SUNSUBSCRIBE` per hash slot.
+    pub async fn leave(
+        &self,
+        subscriber: &fred::clients::SubscriberClient,
+        channels: Vec<String>,
+    ) -> Result<(), Error> {
+        if !self.sharded {
+            return subscriber.unsubscribe(channels).await;
+        }
+        for (_, group) in fred::util::group_by_hash_slot(channels)? {
+            subscriber.sunsubscribe(names(group)).await?;
+        }
+        Ok(())
     }
 
     /// The channel of a user's shard.
@@ -116,6 +178,13 @@ impl Channels {
     }
 }
 
+/// The channel names of a group of keys.
+fn names(keys: impl IntoIterator<Item = fred::types::Key>) -> Vec<String> {
+    keys.into_iter()
+        .filter_map(|k| k.as_str().map(str::to_owned))
+        .collect()
+}
+
 /// A user's shard.
 pub fn shard(user: UserId) -> i64 {
     user.0.rem_euclid(USER_SHARDS)
@@ -147,7 +216,7 @@ pub async fn follow(
                 None => return,
             },
             _ = sweep.tick() => {
-                leave_idle(&subscriber, &mut heard, &mut idle).await;
+                leave_idle(&subscriber, &channels, &mut heard, &mut idle).await;
                 gauge.set(heard.len() as f64);
                 continue;
             }
@@ -203,7 +272,7 @@ pub async fn follow(
             let mut release = faults.hold_subscriptions.subscribe();
             let _ = release.wait_for(|hold| !*hold).await;
             let mut delay = Duration::from_millis(100);
-            while let Err(e) = subscriber.subscribe(new.clone()).await {
+            while let Err(e) = channels.join(&subscriber, new.clone()).await {
                 tracing::warn!(error = %e, channels = new.len(), "cannot subscribe to the bus's channels; retrying");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(2));
@@ -227,6 +296,7 @@ pub async fn follow(
 /// Leaves the channels that have had no actor here for [`LINGER`].
 async fn leave_idle(
     subscriber: &fred::clients::SubscriberClient,
+    channels: &Channels,
     heard: &mut HashSet<String>,
     idle: &mut HashMap<String, Instant>,
 ) {
@@ -239,7 +309,7 @@ async fn leave_idle(
     if gone.is_empty() {
         return;
     }
-    match subscriber.unsubscribe(gone.clone()).await {
+    match channels.leave(subscriber, gone.clone()).await {
         Ok(()) => {
             for channel in &gone {
                 idle.remove(channel);
@@ -257,7 +327,7 @@ mod tests {
 
     #[test]
     fn a_commit_goes_to_its_recipients_shards_and_an_announcement_to_all() {
-        let c = Channels::new("th");
+        let c = Channels::new("th", false);
         let routed = c.route(BusEvent::Committed(vec![
             (UserId(1), 5),
             (UserId(2), 3),

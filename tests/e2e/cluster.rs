@@ -505,16 +505,7 @@ async fn presence_holds_across_nodes_and_a_dead_nodes_users_leave() {
         &["--presence-lease", "3", "--presence-grace-ms", "300"],
     )
     .await;
-    let alice = c.user("alice", Role::Client).await;
-    let bob = c.user("bob", Role::Developer).await;
-    let carol = c.user("carol", Role::Client).await;
-    let project = c
-        .store
-        .create_project("WEB", "Website", &[alice.id, bob.id, carol.id])
-        .await
-        .unwrap()
-        .id
-        .0;
+    let (alice, bob, carol, project) = three_in_a_project(&c).await;
     let ids = |state: &Value| -> Vec<i64> {
         let mut v: Vec<i64> = state["users"]
             .as_array()
@@ -588,6 +579,21 @@ async fn presence_holds_across_nodes_and_a_dead_nodes_users_leave() {
             break;
         }
     }
+}
+
+/// Alice (a client), Bob (a developer) and Carol (a client), all members of one project.
+async fn three_in_a_project(c: &Cluster) -> (User, User, User, i64) {
+    let alice = c.user("alice", Role::Client).await;
+    let bob = c.user("bob", Role::Developer).await;
+    let carol = c.user("carol", Role::Client).await;
+    let project = c
+        .store
+        .create_project("WEB", "Website", &[alice.id, bob.id, carol.id])
+        .await
+        .unwrap()
+        .id
+        .0;
+    (alice, bob, carol, project)
 }
 
 /// Opens a presence socket of a project on a node and returns it with its `presence_state`.
@@ -1231,6 +1237,85 @@ async fn a_commit_published_while_a_node_subscribes_is_not_lost(backend: Backend
     let _ = fred::prelude::ClientLike::quit(&listener).await;
 }
 
+/// On a Redis Cluster of three masters and three replicas (sharded pub/sub): notifications,
+/// inbox changes, board events and presence cross from node 0 to node 1; then the master that
+/// serves the bus's common channel is killed, its replica takes over, and all of it crosses
+/// again, though no socket reconnected.
+async fn a_redis_cluster_carries_everything_through_a_failover() {
+    let backend = postgres();
+    // Presence leases keep their default length (15 s): a failover takes a few seconds, and
+    // a lease outlives it.
+    let mut c = Cluster::start_on_redis_cluster(&backend, 2, &["--presence-grace-ms", "300"]).await;
+    let admin = c.user("boss", Role::Admin).await;
+    let (alice, bob, carol, project) = three_in_a_project(&c).await;
+    // Alice's notification tab, her presence and Bob's board are on node 1.
+    let mut tab = c.connect(1, &alice, None).await;
+    let (mut presence, _) = presence_on(&c, 1, &alice, project).await;
+    let board = format!(
+        "ws://{}/ws/projects/{project}/tickets/?token={}",
+        c.nodes[1].addr,
+        c.token(&bob)
+    );
+    let mut board = Ws::connect(&board).await;
+    assert_eq!(board.next_json().await["type"], "connection_established");
+    let mut seq = 0;
+    let mut joiners = vec![&bob, &carol].into_iter();
+    let mut present = Vec::new();
+    for round in ["before", "after"] {
+        if round == "after" {
+            let channel = format!("{}:bus", c.prefix);
+            c.redis_cluster.as_mut().unwrap().fail_over(&channel).await;
+        }
+        // A notification committed on node 0 reaches the tab on node 1 (at the latest once the
+        // node has resubscribed and caught up).
+        c.send(0, &admin, &alice, round).await;
+        seq += 1;
+        let n = tab.notifications(1).await.remove(0);
+        assert_eq!(
+            (n["seq"].as_i64(), n["title"].as_str()),
+            (Some(seq), Some(round))
+        );
+        // An inbox change on node 0 reaches it too.
+        let id = n["id"].as_i64().unwrap();
+        c.post(
+            0,
+            &alice,
+            &format!("/api/notifications/{id}/mark_as_read/"),
+            json!({}),
+            200,
+        )
+        .await;
+        let v = tab.next_of("notification_updated").await;
+        assert_eq!(
+            (v["id"].as_i64(), v["is_read"].as_bool()),
+            (Some(id), Some(true))
+        );
+        // A ticket filed on node 0 reaches the board on node 1.
+        let ticket = c
+            .post(
+                0,
+                &carol,
+                "/api/tickets/",
+                json!({"project": project, "title": round, "description": "d", "priority": "LOW", "category": "BUG"}),
+                201,
+            )
+            .await;
+        loop {
+            let v = board.next_json().await;
+            if v["type"] == "ticket_update" && v["data"]["ticket_id"] == ticket["id"] {
+                break;
+            }
+        }
+        // Someone joining the project's presence on node 0 is seen on node 1.
+        let joiner = joiners.next().unwrap();
+        present.push(presence_on(&c, 0, joiner, project).await.0);
+        assert_eq!(
+            next_status(&mut presence).await,
+            ("joined".into(), joiner.id.0)
+        );
+    }
+}
+
 crate::trials! {
     both: [
         a_user_on_one_node_hears_of_commits_on_another,
@@ -1255,6 +1340,7 @@ crate::trials! {
         a_node_that_cannot_hear_the_bus_reads_users_from_the_database,
         a_membership_or_preference_change_on_one_node_holds_at_once_on_the_other,
         a_node_without_recipients_hears_nothing_of_their_messages,
+        a_redis_cluster_carries_everything_through_a_failover,
     ],
     sync: [],
 }

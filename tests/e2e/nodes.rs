@@ -104,6 +104,11 @@ impl RedisServer {
     /// connections (then it holds the port); its log when it exits first, as it does when it
     /// cannot bind.
     async fn spawn(&self) -> Result<tokio::process::Child, String> {
+        self.spawn_with(&[]).await
+    }
+
+    /// [`RedisServer::spawn`] with more settings.
+    async fn spawn_with(&self, extra: &[String]) -> Result<tokio::process::Child, String> {
         use tokio::io::AsyncBufReadExt;
         let mut child = tokio::process::Command::new("redis-server")
             .args([
@@ -118,6 +123,7 @@ impl RedisServer {
                 "--logfile",
                 "",
             ])
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .kill_on_drop(true)
@@ -145,6 +151,178 @@ impl RedisServer {
         // The rest of its log is read and dropped, so that it never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         Ok(child)
+    }
+}
+
+/// A Redis Cluster of the test's own: three masters and a replica of each, on ports whose
+/// cluster bus port (the port + 10,000) is free too.
+pub struct RedisCluster {
+    pub servers: Vec<RedisServer>,
+    dir: std::path::PathBuf,
+}
+
+impl RedisCluster {
+    pub async fn start() -> RedisCluster {
+        let dir = std::env::temp_dir().join(format!(
+            "tickethub-redis-cluster-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut servers = Vec::new();
+        while servers.len() < 6 {
+            let port = free_port();
+            if port >= 55_535 || std::net::TcpListener::bind(("127.0.0.1", port + 10_000)).is_err()
+            {
+                continue;
+            }
+            let server = RedisServer { port, child: None };
+            let extra: Vec<String> = [
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                &dir.join(format!("nodes-{port}.conf")).display().to_string(),
+                "--cluster-node-timeout",
+                "1000",
+                // A replica takes over however long ago it last heard its master (a fresh
+                // cluster's replica may have heard nothing since its first sync).
+                "--cluster-replica-validity-factor",
+                "0",
+                "--dir",
+                &dir.display().to_string(),
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+            if let Ok(child) = server.spawn_with(&extra).await {
+                servers.push(RedisServer {
+                    port,
+                    child: Some(child),
+                });
+            }
+        }
+        // The first three become masters, the others their replicas.
+        let mut create = vec!["--cluster".to_owned(), "create".to_owned()];
+        create.extend(servers.iter().map(|s| format!("127.0.0.1:{}", s.port)));
+        create.extend(["--cluster-replicas", "1", "--cluster-yes"].map(String::from));
+        let made = tokio::process::Command::new("redis-cli")
+            .args(&create)
+            .output()
+            .await
+            .unwrap();
+        assert!(
+            made.status.success(),
+            "redis-cli --cluster create: {}",
+            String::from_utf8_lossy(&made.stdout)
+        );
+        let cluster = RedisCluster { servers, dir };
+        for server in &cluster.servers {
+            cluster.wait_ok(server.port).await;
+        }
+        cluster
+    }
+
+    /// `redis-cluster://` with every server as a seed.
+    pub fn url(&self) -> String {
+        let mut url = format!("redis-cluster://127.0.0.1:{}", self.servers[0].port);
+        for (i, s) in self.servers.iter().enumerate().skip(1) {
+            url.push(if i == 1 { '?' } else { '&' });
+            url.push_str(&format!("node=127.0.0.1:{}", s.port));
+        }
+        url
+    }
+
+    /// `redis-cli -p <port> <args>`'s answer.
+    pub async fn cli(port: u16, args: &[&str]) -> String {
+        let out = tokio::process::Command::new("redis-cli")
+            .arg("-p")
+            .arg(port.to_string())
+            .args(args)
+            .output()
+            .await
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Waits until the server at `port` says the cluster is whole.
+    pub async fn wait_ok(&self, port: u16) {
+        eventually("the Redis Cluster is whole", || async move {
+            Self::cli(port, &["CLUSTER", "INFO"])
+                .await
+                .contains("cluster_state:ok")
+        })
+        .await;
+    }
+
+    /// The index of the master that serves `channel`'s slot.
+    pub async fn master_of(&self, channel: &str) -> usize {
+        self.try_master_of(channel)
+            .await
+            .expect("a master serves the slot")
+    }
+
+    /// The index of the live master that serves `channel`'s slot, as a live server sees it;
+    /// `None` while none does (a failover in progress).
+    pub async fn try_master_of(&self, channel: &str) -> Option<usize> {
+        let port = self
+            .servers
+            .iter()
+            .find(|s| s.child.is_some())
+            .unwrap()
+            .port;
+        let slot: u32 = Self::cli(port, &["CLUSTER", "KEYSLOT", channel])
+            .await
+            .trim()
+            .parse()
+            .unwrap();
+        // `<id> <ip:port@bus> <flags> <master> … <slot ranges>`
+        let nodes = Self::cli(port, &["CLUSTER", "NODES"]).await;
+        for line in nodes.lines() {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if fields.len() < 9 || !fields[2].contains("master") || fields[2].contains("fail") {
+                continue;
+            }
+            let serves = fields[8..].iter().any(|range| {
+                let (a, b) = range.split_once('-').unwrap_or((range, range));
+                match (a.parse::<u32>(), b.parse::<u32>()) {
+                    (Ok(a), Ok(b)) => (a..=b).contains(&slot),
+                    _ => false,
+                }
+            });
+            if serves {
+                let port: u16 = fields[1]
+                    .split('@')
+                    .next()
+                    .and_then(|a| a.rsplit(':').next())
+                    .and_then(|p| p.parse().ok())
+                    .unwrap();
+                return self.servers.iter().position(|s| s.port == port);
+            }
+        }
+        None
+    }
+
+    /// Kills the master that serves `channel`'s slot and waits until its replica has taken
+    /// over and the cluster is whole again.
+    pub async fn fail_over(&mut self, channel: &str) {
+        let gone = self.master_of(channel).await;
+        self.servers[gone].kill().await;
+        eventually("a replica takes over the slot", || async {
+            self.try_master_of(channel)
+                .await
+                .is_some_and(|master| master != gone)
+        })
+        .await;
+        for k in 0..self.servers.len() {
+            if self.servers[k].child.is_some() {
+                self.wait_ok(self.servers[k].port).await;
+            }
+        }
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -249,13 +427,33 @@ pub struct Cluster {
     /// The nodes' Redis channel prefix.
     pub prefix: String,
     pub db: TestDb,
+    /// The Redis Cluster the nodes use instead of `redis`, if they were started on one.
+    pub redis_cluster: Option<RedisCluster>,
 }
 
 impl Cluster {
     /// `n` nodes on a fresh database of `backend`, each given `extra` settings too.
     pub async fn start(backend: &Backend, n: usize, extra: &[&str]) -> Cluster {
+        Self::start_on(backend, n, extra, None).await
+    }
+
+    /// `n` nodes on a Redis Cluster of three masters and three replicas.
+    pub async fn start_on_redis_cluster(backend: &Backend, n: usize, extra: &[&str]) -> Cluster {
+        Self::start_on(backend, n, extra, Some(RedisCluster::start().await)).await
+    }
+
+    async fn start_on(
+        backend: &Backend,
+        n: usize,
+        extra: &[&str],
+        redis_cluster: Option<RedisCluster>,
+    ) -> Cluster {
         let db = TestDb::create(backend).await;
+        // The standalone server is started either way, and idles beside a Redis Cluster.
         let redis = RedisServer::start().await;
+        let redis_url = redis_cluster
+            .as_ref()
+            .map_or_else(|| redis.url(), RedisCluster::url);
         let store = tickethub::store::connect(&db.url).await.unwrap();
         let prefix = format!("th-{}", uuid::Uuid::new_v4().simple());
         let mut args: Vec<String> = [
@@ -264,7 +462,7 @@ impl Cluster {
             "--jwt-secret",
             SECRET,
             "--redis-url",
-            &redis.url(),
+            &redis_url,
             "--redis-prefix",
             &prefix,
             "--mail-outbox-dir",
@@ -293,6 +491,7 @@ impl Cluster {
                 .unwrap(),
             prefix,
             db,
+            redis_cluster,
         }
     }
 
