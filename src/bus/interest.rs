@@ -24,9 +24,12 @@ use tickethub_actors::domain::{ProjectId, UserId};
 use tickethub_actors::ports::{BusEvent, BusFaults, Topic};
 use tokio::sync::mpsc;
 
-/// How many shards users are spread over. Every node of a deployment must agree on it, so it
-/// is not a setting.
-pub const USER_SHARDS: i64 = 4096;
+/// How many shards users are spread over: 2^20, so that up to a million users each have a
+/// channel of their own and a node with thousands of users hears only their messages (with
+/// 4,096 shards, a node holding 14,000 users held a user in nearly every shard, and heard
+/// nearly everything: see BENCHMARKS.md, "Interest routing"). A node subscribes to one channel
+/// per user it holds. Every node of a deployment must agree on it, so it is not a setting.
+pub const USER_SHARDS: i64 = 1 << 20;
 
 /// A commit to recipients in more shards than this goes once to every node.
 pub const SPREAD_TO_ALL: usize = 64;

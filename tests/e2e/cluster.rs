@@ -1314,6 +1314,12 @@ async fn a_redis_cluster_carries_everything_through_a_failover() {
             ("joined".into(), joiner.id.0)
         );
     }
+    // And leaving: Carol's socket on node 0 closes, and node 1 sees her leave after the grace.
+    drop(present.pop());
+    assert_eq!(
+        next_status(&mut presence).await,
+        ("left".into(), carol.id.0)
+    );
 }
 
 crate::trials! {
