@@ -548,6 +548,27 @@ fn confirm_traffic(
     }
 }
 
+/// Subscribes again to every channel the subscriber holds. Unlike fred's `resubscribe_all`,
+/// it sends no `SUBSCRIBE` without channels, which Redis refuses (on a Redis Cluster every
+/// channel is a shard channel, so the plain set is empty), and one `SSUBSCRIBE` per hash slot.
+async fn resubscribe(subscriber: &fred::clients::SubscriberClient) -> Result<(), Error> {
+    let channels = subscriber.tracked_channels();
+    if !channels.is_empty() {
+        subscriber
+            .subscribe(channels.into_iter().collect::<Vec<_>>())
+            .await?;
+    }
+    let shard_channels: Vec<fred::types::Key> = subscriber
+        .tracked_shard_channels()
+        .into_iter()
+        .map(Into::into)
+        .collect();
+    for (_, group) in fred::util::group_by_hash_slot(shard_channels)? {
+        subscriber.ssubscribe(group).await?;
+    }
+    Ok(())
+}
+
 /// After the subscriber reconnects: resubscribe first (retrying until it holds), then resync
 /// this node and ask the others to resync (they may have missed what this node published
 /// meanwhile).
@@ -568,7 +589,7 @@ async fn heal_subscriber(
         metrics::counter!("tickethub_bus_reconnects_total", "connection" => "subscriber")
             .increment(1);
         let mut delay = Duration::from_millis(100);
-        while let Err(e) = subscriber.resubscribe_all().await {
+        while let Err(e) = resubscribe(&subscriber).await {
             tracing::warn!(error = %e, "cannot resubscribe to the bus; retrying");
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_secs(2));
