@@ -268,11 +268,15 @@ impl PresenceStore for RedisPresence {
     async fn others(
         &self,
         project: ProjectId,
+        reap: bool,
     ) -> Result<(Vec<PresenceEntry>, Vec<(UserId, String)>), StoreError> {
         let now = now_ms();
         let all = self.all(project).await?;
         let present = present_elsewhere(&all, &self.node, now);
         let mut gone = Vec::new();
+        if !reap {
+            return Ok((present, gone));
+        }
         for (user, node, lease) in all.iter().filter(|(_, _, l)| l.expires_ms <= now) {
             let removed: i64 = self
                 .fast()

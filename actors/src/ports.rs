@@ -664,12 +664,13 @@ pub trait PresenceStore: Send + Sync {
         project: crate::domain::ProjectId,
         entries: &[crate::board::PresenceEntry],
     ) -> Result<(), StoreError>;
-    /// The users other nodes hold live leases for, and the users whose leases ran out: those
-    /// are removed here, and a user is returned only to the one node that removed their last
-    /// lease, so that `left` is said once for the cluster.
+    /// The users other nodes hold live leases for, and (with `reap`) the users whose leases ran
+    /// out: those are removed here, and a user is returned only to the one node that removed
+    /// their last lease, so that `left` is said once for the cluster.
     async fn others(
         &self,
         project: crate::domain::ProjectId,
+        reap: bool,
     ) -> Result<(Vec<crate::board::PresenceEntry>, Vec<(UserId, String)>), StoreError>;
 }
 

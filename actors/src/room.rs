@@ -158,10 +158,16 @@ pub struct RoomState {
     /// Users whose grace period ran out since the last flush: left, unless another node has
     /// them.
     leaving: Vec<PresenceEntry>,
-    /// The users present on other nodes only, as this room's sockets were told, each with the
-    /// number of lease reads in a row that missed them. Kept in step with the bus and, as a
-    /// backstop for what a gap on the bus lost, with the leases themselves.
-    remote: BTreeMap<UserId, (PresenceEntry, u8)>,
+    /// The users present on other nodes only, as this room's sockets were told, each with when
+    /// the lease reads began to miss them. Kept in step with the bus and, as a backstop for
+    /// what a gap on the bus lost, with the leases themselves.
+    remote: BTreeMap<UserId, (PresenceEntry, Option<Instant>)>,
+    /// A call to the presence store failed since its last answer.
+    store_failing: bool,
+    /// Until then no lease is reaped and no missing one counted: after a gap on the bus, or
+    /// once the presence store answers again after failing (a failover, a restart), every node
+    /// first renews its own leases, which may have run out or been lost meanwhile.
+    spare_until: Option<Instant>,
     /// Users whose lease must be rewritten (what they look at changed).
     touched: Vec<UserId>,
     /// Whether a flush is due.
@@ -414,7 +420,7 @@ impl RoomActor {
             if !leaving_ids.is_empty() {
                 match store.exit(project, &leaving_ids).await {
                     Ok(gone) => left = gone,
-                    Err(e) => tracing::warn!(error = %e, "cannot record presence"),
+                    Err(e) => state.store_failed(&e),
                 }
             }
             if !entering.is_empty() {
@@ -422,14 +428,14 @@ impl RoomActor {
                     entering.iter().filter_map(|u| state.entry(*u)).collect();
                 match store.enter(project, &entries).await {
                     Ok(new) => joined = new,
-                    Err(e) => tracing::warn!(error = %e, "cannot record presence"),
+                    Err(e) => state.store_failed(&e),
                 }
             }
             if !touched.is_empty() {
                 let entries: Vec<PresenceEntry> =
                     touched.iter().filter_map(|u| state.entry(*u)).collect();
                 if let Err(e) = store.refresh(project, &entries).await {
-                    tracing::warn!(error = %e, "cannot record presence");
+                    state.store_failed(&e);
                 }
             }
             if fresh {
@@ -454,7 +460,7 @@ impl RoomActor {
                 self.announce(state, Skip::Nobody, change);
             } else {
                 // Still present on another node: from here on, a remote user.
-                state.remote.entry(entry.user_id).or_insert((entry, 0));
+                state.remote.entry(entry.user_id).or_insert((entry, None));
             }
         }
         for user in joined.iter().filter(|u| !both.contains(u)) {
@@ -621,15 +627,12 @@ impl Actor for RoomActor {
                 state.flush_scheduled = false;
                 self.flush(state).await;
             }
-            // After a gap on the bus, the same at once: what the gap lost is made up.
-            RoomMsg::PresenceTick | RoomMsg::Resync => {
-                if let Some(store) = self.presence.clone() {
-                    let mine: Vec<PresenceEntry> = state.entries();
-                    if let Err(e) = store.refresh(state.project, &mine).await {
-                        tracing::warn!(error = %e, "cannot renew presence leases");
-                    }
-                    self.read_leases(state).await;
-                }
+            RoomMsg::PresenceTick => self.renew_leases(state).await,
+            // After a gap on the bus, the same at once: what the gap lost is made up, though
+            // nothing is reaped until every node had the time to renew its leases.
+            RoomMsg::Resync => {
+                state.spare_until = Some(Instant::now() + self.config.presence_lease);
+                self.renew_leases(state).await;
             }
             RoomMsg::Remote(change) => {
                 // A user present here (a tab, or within the grace period) was never gone for
@@ -638,7 +641,7 @@ impl Actor for RoomActor {
                 let here = state.members.contains_key(&user);
                 let news = match &change {
                     PresenceChange::Joined(entry) => {
-                        let new = state.remote.insert(user, (entry.clone(), 0)).is_none();
+                        let new = state.remote.insert(user, (entry.clone(), None)).is_none();
                         new && !here
                     }
                     PresenceChange::Left { .. } => state.remote.remove(&user).is_some() && !here,

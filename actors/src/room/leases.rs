@@ -33,42 +33,69 @@ impl RoomActor {
         }
     }
 
+    /// Renews this node's leases, then reads the other nodes'.
+    pub(super) async fn renew_leases(&self, state: &mut RoomState) {
+        let Some(store) = self.presence.clone() else {
+            return;
+        };
+        let mine: Vec<PresenceEntry> = state.entries();
+        if let Err(e) = store.refresh(state.project, &mine).await {
+            state.store_failed(&e);
+        }
+        self.read_leases(state).await;
+    }
+
     /// Reads the other nodes' leases: reaps the run-out ones, and brings the room's view of
-    /// who is present elsewhere in step with them.
+    /// who is present elsewhere in step with them. While leases are spared (see
+    /// `RoomState::spare_until`), nothing is reaped and no missing lease counts.
     pub(super) async fn read_leases(&self, state: &mut RoomState) {
         let Some(store) = self.presence.clone() else {
             return;
         };
-        match store.others(state.project).await {
+        let now = Instant::now();
+        let spared = state.sparing(now);
+        match store.others(state.project, !spared).await {
             Ok((others, gone)) => {
+                state.store_answered(now, self.config.presence_lease);
                 self.reap(state, gone);
-                Self::reconcile(state, others);
+                let patience = (!spared).then_some(self.config.presence_lease / 2);
+                Self::reconcile(state, others, now, patience);
             }
-            Err(e) => tracing::warn!(error = %e, "cannot read presence"),
+            Err(e) => state.store_failed(&e),
         }
     }
 
     /// Brings the view of who is present on other nodes in step with their live leases, for
     /// this node's sockets only (each node does its own): a user the bus did not announce (a
-    /// gap) is `joined` here now; one missing from two lease reads in a row (a lease is renewed
-    /// every third of its life, so a live one is never missed twice) is `left`.
-    pub(super) fn reconcile(state: &mut RoomState, others: Vec<PresenceEntry>) {
+    /// gap) is `joined` here now; one whose lease reads have missed for `patience` is `left`
+    /// (a live lease is renewed every third of its life, so half of it is past any renewal;
+    /// it is time, not a count of reads, since a resync reads at any moment). Without
+    /// `patience`, no miss counts.
+    pub(super) fn reconcile(
+        state: &mut RoomState,
+        others: Vec<PresenceEntry>,
+        now: Instant,
+        patience: Option<std::time::Duration>,
+    ) {
         let seen: std::collections::HashSet<UserId> = others.iter().map(|e| e.user_id).collect();
         for entry in others {
             match state.remote.get_mut(&entry.user_id) {
-                Some(known) => *known = (entry, 0),
+                Some(known) => *known = (entry, None),
                 None if state.members.contains_key(&entry.user_id) => {}
                 None => {
-                    state.remote.insert(entry.user_id, (entry.clone(), 0));
+                    state.remote.insert(entry.user_id, (entry.clone(), None));
                     state.queue(Skip::Nobody, PresenceChange::Joined(entry).event());
                 }
             }
         }
+        let Some(patience) = patience else {
+            return;
+        };
         let mut gone = Vec::new();
         for (user, (_, missed)) in state.remote.iter_mut() {
             if !seen.contains(user) {
-                *missed += 1;
-                if *missed >= 2 {
+                let since = *missed.get_or_insert(now);
+                if now.duration_since(since) >= patience {
                     gone.push(*user);
                 }
             }

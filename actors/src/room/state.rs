@@ -62,10 +62,30 @@ impl RoomState {
             entering: Vec::new(),
             leaving: Vec::new(),
             remote: BTreeMap::new(),
+            store_failing: false,
+            spare_until: None,
             touched: Vec::new(),
             flush_scheduled: false,
             board_versions: HashMap::new(),
             lease_timer: None,
+        }
+    }
+
+    /// A presence store call failed: leases read once it answers again are spared.
+    pub(super) fn store_failed(&mut self, e: &crate::ports::StoreError) {
+        tracing::warn!(error = %e, "cannot record presence");
+        self.store_failing = true;
+    }
+
+    /// Whether leases are spared at `now` (see `spare_until`).
+    pub(super) fn sparing(&self, now: Instant) -> bool {
+        self.store_failing || self.spare_until.is_some_and(|until| now < until)
+    }
+
+    /// The presence store answered at `now`: after a failure, leases are spared for `lease`.
+    pub(super) fn store_answered(&mut self, now: Instant, lease: Duration) {
+        if std::mem::take(&mut self.store_failing) {
+            self.spare_until = Some(now + lease);
         }
     }
 

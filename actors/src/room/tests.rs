@@ -257,22 +257,48 @@ fn the_view_of_other_nodes_follows_their_leases_when_the_bus_missed_it() {
         },
     );
     // User 1 is on another node and the bus never said so; user 2 is here as well.
-    RoomActor::reconcile(&mut state, vec![entry(1), entry(2)]);
+    let t0 = Instant::now();
+    let lease = Duration::from_secs(15);
+    let patience = Some(lease / 2);
+    let at = |thirds: u32| t0 + lease / 3 * thirds;
+    RoomActor::reconcile(&mut state, vec![entry(1), entry(2)], at(0), patience);
     assert_eq!(said(&mut state), vec!["+1"]);
-    RoomActor::reconcile(&mut state, vec![entry(1), entry(2)]);
+    RoomActor::reconcile(&mut state, vec![entry(1), entry(2)], at(1), patience);
     assert!(said(&mut state).is_empty(), "said once");
-    // One read that misses a user may be a lease between renewals: nothing yet.
-    RoomActor::reconcile(&mut state, vec![entry(2)]);
+    // A read that misses a user may be a lease between renewals, and so may one a moment
+    // later (a resync reads at any time): nothing yet.
+    RoomActor::reconcile(&mut state, vec![entry(2)], at(2), patience);
+    RoomActor::reconcile(&mut state, vec![entry(2)], at(2), patience);
     assert!(said(&mut state).is_empty());
-    RoomActor::reconcile(&mut state, vec![entry(1), entry(2)]);
-    RoomActor::reconcile(&mut state, vec![]);
+    RoomActor::reconcile(&mut state, vec![entry(1), entry(2)], at(3), patience);
+    RoomActor::reconcile(&mut state, vec![], at(4), patience);
     assert!(
         said(&mut state).is_empty(),
         "a miss is forgiven once seen again"
     );
-    RoomActor::reconcile(&mut state, vec![]);
+    // While leases are spared, misses do not count.
+    RoomActor::reconcile(&mut state, vec![], at(6), None);
+    assert!(said(&mut state).is_empty());
+    RoomActor::reconcile(&mut state, vec![], at(5), patience);
+    assert!(said(&mut state).is_empty(), "missed for a third of a lease");
+    RoomActor::reconcile(&mut state, vec![], at(6), patience);
     assert_eq!(said(&mut state), vec!["-1"]);
     assert!(state.remote.is_empty());
+}
+
+#[test]
+fn leases_are_spared_after_a_store_failure_until_a_lease_after_it_answers() {
+    let mut state = RoomState::new(ProjectId(1));
+    let t0 = Instant::now();
+    let lease = Duration::from_secs(15);
+    assert!(!state.sparing(t0));
+    state.store_answered(t0, lease);
+    assert!(!state.sparing(t0), "an answer alone spares nothing");
+    state.store_failed(&crate::ports::StoreError::Backend("failover".into()));
+    assert!(state.sparing(t0), "spared while the store fails");
+    state.store_answered(t0 + lease, lease);
+    assert!(state.sparing(t0 + lease + lease / 2));
+    assert!(!state.sparing(t0 + lease * 2));
 }
 
 #[test]
