@@ -205,10 +205,7 @@ pub async fn follow(
     events: mpsc::UnboundedSender<BusEvent>,
     faults: Arc<BusFaults>,
 ) {
-    let mut topics: HashSet<Topic> = HashSet::new();
-    let mut held: HashMap<String, usize> = HashMap::new();
-    let mut heard: HashSet<String> = HashSet::new();
-    let mut idle: HashMap<String, Instant> = HashMap::new();
+    let mut interest = Interest::default();
     let mut sweep = tokio::time::interval(LINGER / 2);
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let gauge = metrics::gauge!("tickethub_bus_subscribed_channels");
@@ -219,8 +216,16 @@ pub async fn follow(
                 None => return,
             },
             _ = sweep.tick() => {
-                leave_idle(&subscriber, &channels, &mut heard, &mut idle).await;
-                gauge.set(heard.len() as f64);
+                let gone = interest.idle_for(LINGER, Instant::now());
+                if !gone.is_empty() {
+                    match channels.leave(&subscriber, gone.clone()).await {
+                        Ok(()) => interest.left(&gone),
+                        // Kept, and tried again at the next sweep: hearing too much loses
+                        // nothing.
+                        Err(e) => tracing::debug!(error = %e, "cannot leave the bus's idle channels"),
+                    }
+                }
+                gauge.set(interest.heard() as f64);
                 continue;
             }
         };
@@ -231,46 +236,8 @@ pub async fn follow(
                 Err(_) => break,
             }
         }
-        let mut waiting_users = Vec::new();
-        let mut waiting_projects = Vec::new();
-        for (topic, hold) in batch {
-            // A repeated hold (an actor restarted after a failure) or a release of what is not
-            // held changes nothing.
-            if hold != topics.contains(&topic) {
-                if hold {
-                    topics.insert(topic);
-                } else {
-                    topics.remove(&topic);
-                }
-            } else {
-                continue;
-            }
-            let channel = channels.of(topic);
-            let count = held.entry(channel.clone()).or_default();
-            if hold {
-                *count += 1;
-                idle.remove(&channel);
-                if !heard.contains(&channel) {
-                    match topic {
-                        Topic::User(user) => waiting_users.push(user),
-                        Topic::Project(project) => waiting_projects.push(project),
-                    }
-                }
-            } else {
-                *count = count.saturating_sub(1);
-                if *count == 0 {
-                    held.remove(&channel);
-                    if heard.contains(&channel) {
-                        idle.insert(channel, Instant::now());
-                    }
-                }
-            }
-        }
-        let new: Vec<String> = held
-            .keys()
-            .filter(|c| !heard.contains(*c))
-            .cloned()
-            .collect();
+        let (waiting_users, waiting_projects) = interest.apply(&channels, batch, Instant::now());
+        let new = interest.unheard();
         if !new.is_empty() {
             let mut release = faults.hold_subscriptions.subscribe();
             let _ = release.wait_for(|hold| !*hold).await;
@@ -281,8 +248,8 @@ pub async fn follow(
                 delay = (delay * 2).min(Duration::from_secs(2));
             }
             metrics::counter!("tickethub_bus_subscribes_total").increment(1);
-            heard.extend(new);
-            gauge.set(heard.len() as f64);
+            interest.joined(new);
+            gauge.set(interest.heard() as f64);
         }
         if !waiting_users.is_empty() || !waiting_projects.is_empty() {
             let heard = BusEvent::Heard {
@@ -296,31 +263,96 @@ pub async fn follow(
     }
 }
 
-/// Leaves the channels that have had no actor here for [`LINGER`].
-async fn leave_idle(
-    subscriber: &fred::clients::SubscriberClient,
-    channels: &Channels,
-    heard: &mut HashSet<String>,
-    idle: &mut HashMap<String, Instant>,
-) {
-    let now = Instant::now();
-    let gone: Vec<String> = idle
-        .iter()
-        .filter(|(_, since)| now.duration_since(**since) >= LINGER)
-        .map(|(c, _)| c.clone())
-        .collect();
-    if gone.is_empty() {
-        return;
-    }
-    match channels.leave(subscriber, gone.clone()).await {
-        Ok(()) => {
-            for channel in &gone {
-                idle.remove(channel);
-                heard.remove(channel);
+/// What this node holds and hears: the topics held (each once), how many of them each channel
+/// carries, the channels subscribed to, and since when each heard channel has carried none.
+#[derive(Debug, Default)]
+struct Interest {
+    topics: HashSet<Topic>,
+    held: HashMap<String, usize>,
+    heard: HashSet<String>,
+    idle: HashMap<String, Instant>,
+}
+
+impl Interest {
+    /// Takes in a batch of holds and releases; answers the users and projects newly held on a
+    /// channel not yet heard, which wait for its subscription.
+    fn apply(
+        &mut self,
+        channels: &Channels,
+        batch: Vec<(Topic, bool)>,
+        now: Instant,
+    ) -> (Vec<UserId>, Vec<ProjectId>) {
+        let mut waiting_users = Vec::new();
+        let mut waiting_projects = Vec::new();
+        for (topic, hold) in batch {
+            // A repeated hold (an actor restarted after a failure) or a release of what is not
+            // held changes nothing.
+            let changed = if hold {
+                self.topics.insert(topic)
+            } else {
+                self.topics.remove(&topic)
+            };
+            if !changed {
+                continue;
+            }
+            let channel = channels.of(topic);
+            let count = self.held.entry(channel.clone()).or_default();
+            if hold {
+                *count += 1;
+                self.idle.remove(&channel);
+                if !self.heard.contains(&channel) {
+                    match topic {
+                        Topic::User(user) => waiting_users.push(user),
+                        Topic::Project(project) => waiting_projects.push(project),
+                    }
+                }
+            } else {
+                *count -= 1;
+                if *count == 0 {
+                    self.held.remove(&channel);
+                    if self.heard.contains(&channel) {
+                        self.idle.insert(channel, now);
+                    }
+                }
             }
         }
-        // Kept, and tried again at the next sweep: hearing too much loses nothing.
-        Err(e) => tracing::debug!(error = %e, "cannot leave the bus's idle channels"),
+        (waiting_users, waiting_projects)
+    }
+
+    /// The held channels not yet subscribed to.
+    fn unheard(&self) -> Vec<String> {
+        self.held
+            .keys()
+            .filter(|c| !self.heard.contains(*c))
+            .cloned()
+            .collect()
+    }
+
+    /// Records a subscription.
+    fn joined(&mut self, channels: Vec<String>) {
+        self.heard.extend(channels);
+    }
+
+    /// The heard channels that have carried no topic for `linger`.
+    fn idle_for(&self, linger: Duration, now: Instant) -> Vec<String> {
+        self.idle
+            .iter()
+            .filter(|(_, since)| now.duration_since(**since) >= linger)
+            .map(|(c, _)| c.clone())
+            .collect()
+    }
+
+    /// Records that `channels` were left.
+    fn left(&mut self, channels: &[String]) {
+        for channel in channels {
+            self.idle.remove(channel);
+            self.heard.remove(channel);
+        }
+    }
+
+    /// How many channels are subscribed to.
+    fn heard(&self) -> usize {
+        self.heard.len()
     }
 }
 
@@ -368,5 +400,65 @@ mod tests {
             )]
         );
         assert_eq!(shard(UserId(-1)), USER_SHARDS - 1);
+    }
+
+    fn hold(user: i64) -> (Topic, bool) {
+        (Topic::User(UserId(user)), true)
+    }
+
+    fn release(user: i64) -> (Topic, bool) {
+        (Topic::User(UserId(user)), false)
+    }
+
+    #[test]
+    fn a_restarted_actor_holds_its_topic_once_and_a_channel_is_left_after_its_last_topic() {
+        let c = Channels::new("th", false);
+        let t0 = Instant::now();
+        let mut i = Interest::default();
+        // User 1 and user 1 + USER_SHARDS share a channel; user 1's actor fails and is started
+        // again without having stopped: a second hold.
+        let (users, projects) = i.apply(&c, vec![hold(1), hold(1 + USER_SHARDS), hold(1)], t0);
+        assert_eq!(users, vec![UserId(1), UserId(1 + USER_SHARDS)]);
+        assert!(projects.is_empty());
+        assert_eq!(i.unheard(), vec!["th:bus:u:1".to_owned()]);
+        i.joined(i.unheard());
+        assert!(i.unheard().is_empty());
+        // Its one stop releases it; the other user still holds the channel.
+        i.apply(&c, vec![release(1)], t0);
+        assert!(i.idle_for(Duration::ZERO, t0).is_empty());
+        // A release of what is not held changes nothing.
+        i.apply(&c, vec![release(1)], t0);
+        assert!(i.idle_for(Duration::ZERO, t0).is_empty());
+        i.apply(&c, vec![release(1 + USER_SHARDS)], t0);
+        assert!(i.idle_for(LINGER, t0 + LINGER / 2).is_empty());
+        assert_eq!(
+            i.idle_for(LINGER, t0 + LINGER),
+            vec!["th:bus:u:1".to_owned()]
+        );
+        // Held again before it was left: still heard, nothing waits, no longer idle.
+        let (users, _) = i.apply(&c, vec![hold(1)], t0 + LINGER);
+        assert!(users.is_empty());
+        assert!(i.unheard().is_empty());
+        assert!(i.idle_for(LINGER, t0 + LINGER * 3).is_empty());
+        // Released and left: a new hold waits for a new subscription.
+        i.apply(&c, vec![release(1)], t0);
+        let gone = i.idle_for(LINGER, t0 + LINGER);
+        i.left(&gone);
+        assert_eq!(i.heard(), 0);
+        let (users, _) = i.apply(&c, vec![hold(1)], t0 + LINGER);
+        assert_eq!(users, vec![UserId(1)]);
+        assert_eq!(i.unheard(), vec!["th:bus:u:1".to_owned()]);
+    }
+
+    #[test]
+    fn a_project_room_waits_for_its_channel_once() {
+        let c = Channels::new("th", false);
+        let t0 = Instant::now();
+        let mut i = Interest::default();
+        let p = (Topic::Project(ProjectId(7)), true);
+        let (users, projects) = i.apply(&c, vec![p, p], t0);
+        assert!(users.is_empty());
+        assert_eq!(projects, vec![ProjectId(7)]);
+        assert_eq!(i.unheard(), vec!["th:bus:p:7".to_owned()]);
     }
 }
