@@ -122,6 +122,7 @@ impl Application {
             &config.database_url,
             store::StoreOptions {
                 acquire_timeout: Duration::from_millis(config.db_acquire_timeout_ms),
+                max_connections: config.db_max_connections,
                 durability: config.sqlite_synchronous,
                 wal_limit_bytes: config.sqlite_wal_limit_mb.max(1) * 1024 * 1024,
                 user_cache: tickethub_actors::ports::UserCacheOptions {

@@ -31,6 +31,12 @@ pub struct ServeConfig {
     #[arg(long, env = "TICKETHUB_DB_ACQUIRE_TIMEOUT_MS", default_value_t = 2_000)]
     pub db_acquire_timeout_ms: u64,
 
+    /// The most connections this hub opens to PostgreSQL. Every hub of a deployment opens up
+    /// to this many: keep hubs × this below the server's `max_connections`, or the calls that
+    /// wait for a connection the server refuses fail with 503.
+    #[arg(long, env = "TICKETHUB_DB_MAX_CONNECTIONS", default_value_t = 16, value_parser = clap::value_parser!(u32).range(2..))]
+    pub db_max_connections: u32,
+
     /// Seconds an active user read from the database is kept in memory for the next request's
     /// token check and the next send's recipients (0: off). A write through any hub drops it
     /// at once on every hub; this lifetime bounds only a change made beside the hubs (the

@@ -39,6 +39,8 @@ pub struct StoreOptions {
     /// How long a call waits for a pooled connection before it fails (during a database
     /// outage, every call fails within it).
     pub acquire_timeout: std::time::Duration,
+    /// The most connections opened to PostgreSQL.
+    pub max_connections: u32,
     /// SQLite's durability.
     pub durability: crate::config::SqliteDurability,
     /// The size past which SQLite's write-ahead log is truncated.
@@ -51,6 +53,7 @@ impl Default for StoreOptions {
     fn default() -> Self {
         Self {
             acquire_timeout: ACQUIRE_TIMEOUT,
+            max_connections: 16,
             durability: Default::default(),
             wal_limit_bytes: 64 * 1024 * 1024,
             user_cache: Default::default(),

@@ -41,7 +41,7 @@ impl PgStore {
                     Ok(true)
                 })
             })
-            .max_connections(16)
+            .max_connections(store.max_connections.max(2))
             .acquire_timeout(acquire_timeout)
             .connect_with(options)
             .await?;
