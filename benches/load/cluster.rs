@@ -12,6 +12,12 @@
 //! node 0 with `--targeted-concurrency` in flight: what such a send costs each node (its CPU
 //! over the phase, per call) and Redis (bytes in and out per call). A node that holds none of
 //! the recipients should spend nothing on them.
+//!
+//! With `--spread-seconds S`, the run ends with S seconds of calls to one user each at
+//! `--spread-rate`, the users picked all over the cluster and the calls sent through the nodes
+//! in turn, as a load balancer would: each node's CPU per delivery to its own sockets. Run with
+//! the same clients and rate on 1, 3 and 7 nodes, it is the scaling curve: flat when a node pays
+//! only for its own users.
 
 use std::collections::HashMap;
 use std::process::Stdio;
@@ -56,6 +62,18 @@ pub struct ClusterArgs {
     /// Targeted calls in flight at once.
     #[arg(long, default_value_t = 8)]
     targeted_concurrency: usize,
+    /// Seconds of spread sends after the rounds: calls to one user each, users picked all over
+    /// the cluster, sent through the nodes in turn at --spread-rate (0: none).
+    #[arg(long, default_value_t = 0)]
+    spread_seconds: u64,
+    /// Spread calls per second, sent on a clock whether or not the earlier ones answered.
+    #[arg(long, default_value_t = 500)]
+    spread_rate: u64,
+    /// Seconds before the spread sends with nothing sent, to measure what each node spends
+    /// idle (heartbeats, reconciliation, timers); the spread's CPU per delivery is also given
+    /// net of it.
+    #[arg(long, default_value_t = 30)]
+    idle_seconds: u64,
 }
 
 /// A private redis-server on a random port.
@@ -155,6 +173,12 @@ pub async fn cluster(a: ClusterArgs, common: &Common) -> bool {
         return false;
     };
     let nodes = a.nodes.max(1);
+    // Every node opens up to --db-max-connections to the one database: kept within the
+    // server's 100 (its default), with room for the bench's own.
+    if !std::env::args().any(|a| a.contains("db-max-connections")) {
+        let each = (90 / nodes).clamp(2, 16);
+        child::add_hub_args([format!("--db-max-connections={each}")]);
+    }
     let mut redis = Redis::start().await;
     let bus = NodeArgs {
         redis_url: Some(redis.url()),
@@ -308,7 +332,7 @@ pub async fn cluster(a: ClusterArgs, common: &Common) -> bool {
         .collect();
     let delivered = tracker.received as f64;
     // Redis was restarted in a fault round: its counters began again.
-    let rounds_bytes = if fault_round.is_none() {
+    let rounds_bytes = if fault_round.is_none() && a.rounds > 0 {
         let (i1, o1) = redis.bytes().await;
         Some(((i1 - redis0.0) as f64, (o1 - redis0.1) as f64))
     } else {
@@ -333,6 +357,28 @@ pub async fn cluster(a: ClusterArgs, common: &Common) -> bool {
     } else {
         None
     };
+    let spread = if a.spread_seconds > 0 {
+        let senders: Vec<String> = children
+            .iter()
+            .map(|c| format!("http://{}/api/notifications/send/", c.addr))
+            .collect();
+        Some(
+            spread_phase(
+                &a,
+                &children,
+                &redis,
+                &http,
+                &senders,
+                &admin_token,
+                &ids,
+                &mut tracker,
+                &mut pools,
+            )
+            .await,
+        )
+    } else {
+        None
+    };
     tracker.settle();
     run.lost += tracker.lost();
     run.duplicated += tracker.duplicated();
@@ -349,19 +395,21 @@ pub async fn cluster(a: ClusterArgs, common: &Common) -> bool {
     run.metric("nodes", nodes as f64, "");
     run.metric("sockets", sockets as f64, "");
     run.metric("connect_seconds", connect_secs, "s");
-    run.latency_metrics("");
-    run.metric(
-        "delivered_per_second",
-        steady_delivered / (steady_rounds.iter().sum::<f64>() / 1000.0).max(1e-9),
-        "/s",
-    );
-    run.metric("median_round_ms", percentile_of(&steady_rounds, 0.5), "ms");
-    run.metric("median_send_calls_ms", percentile_of(&send_ms, 0.5), "ms");
-    run.metric(
-        "slowest_round_ms",
-        steady_rounds.iter().copied().fold(0.0, f64::max),
-        "ms",
-    );
+    if a.rounds > 0 {
+        run.latency_metrics("");
+        run.metric(
+            "delivered_per_second",
+            steady_delivered / (steady_rounds.iter().sum::<f64>() / 1000.0).max(1e-9),
+            "/s",
+        );
+        run.metric("median_round_ms", percentile_of(&steady_rounds, 0.5), "ms");
+        run.metric("median_send_calls_ms", percentile_of(&send_ms, 0.5), "ms");
+        run.metric(
+            "slowest_round_ms",
+            steady_rounds.iter().copied().fold(0.0, f64::max),
+            "ms",
+        );
+    }
     if let Some(h) = heal_secs {
         run.metric("heal_after_redis_restart_seconds", h, "s");
         run.metric(
@@ -382,11 +430,13 @@ pub async fn cluster(a: ClusterArgs, common: &Common) -> bool {
             child::rss_kib(c.pid) as f64,
             "KiB",
         );
-        run.metric(
-            &format!("node{k}_cpu_us_per_delivery"),
-            cpu[k] * 1e6 / (delivered / nodes as f64).max(1.0),
-            "us",
-        );
+        if a.rounds > 0 {
+            run.metric(
+                &format!("node{k}_cpu_us_per_delivery"),
+                cpu[k] * 1e6 / (delivered / nodes as f64).max(1.0),
+                "us",
+            );
+        }
     }
     if let Some((bytes_in, bytes_out)) = rounds_bytes {
         run.metric(
@@ -425,6 +475,51 @@ pub async fn cluster(a: ClusterArgs, common: &Common) -> bool {
             );
         }
     }
+    if let Some(s) = &spread {
+        run.failures.extend(s.failures.iter().cloned());
+        let delivered: u64 = s.delivered.iter().sum();
+        let cpu: f64 = s.cpu.iter().sum();
+        run.metric("spread_calls", s.calls as f64, "");
+        run.metric("spread_calls_per_second", s.calls as f64 / s.seconds, "/s");
+        for (name, p) in [("p50", 0.50), ("p99", 0.99), ("max", 1.0)] {
+            run.metric(
+                &format!("spread_{name}_ms"),
+                percentile_of(&s.latencies_ms, p),
+                "ms",
+            );
+        }
+        run.metric(
+            "spread_cluster_cpu_us_per_delivery",
+            cpu * 1e6 / delivered.max(1) as f64,
+            "us",
+        );
+        run.metric(
+            "spread_redis_out_bytes_per_delivery",
+            s.redis_out / delivered.max(1) as f64,
+            "B",
+        );
+        let idle: f64 = s.idle_per_second.iter().sum();
+        run.metric(
+            "spread_cluster_cpu_us_per_delivery_above_idle",
+            (cpu - idle * s.seconds) * 1e6 / delivered.max(1) as f64,
+            "us",
+        );
+        for (k, (cpu, n)) in s.cpu.iter().zip(&s.delivered).enumerate() {
+            let idle = s.idle_per_second[k];
+            run.metric(&format!("node{k}_spread_deliveries"), *n as f64, "");
+            run.metric(&format!("node{k}_idle_cpu_ms_per_second"), idle * 1e3, "ms");
+            run.metric(
+                &format!("node{k}_spread_cpu_us_per_delivery"),
+                cpu * 1e6 / (*n).max(1) as f64,
+                "us",
+            );
+            run.metric(
+                &format!("node{k}_spread_cpu_us_per_delivery_above_idle"),
+                (cpu - idle * s.seconds) * 1e6 / (*n).max(1) as f64,
+                "us",
+            );
+        }
+    }
     if let Some(mem) = redis.info("used_memory").await {
         run.metric(
             "redis_used_memory_kib",
@@ -436,7 +531,8 @@ pub async fn cluster(a: ClusterArgs, common: &Common) -> bool {
     let mut report = Report::new(
         "cluster",
         json!({"nodes": nodes, "clients": a.clients, "rounds": a.rounds,
-               "bus_fault": a.bus_fault, "database": db_label(common)}),
+               "bus_fault": a.bus_fault, "spread_seconds": a.spread_seconds,
+               "spread_rate": a.spread_rate, "database": db_label(common)}),
         "per-recipient latency, send call on node 0 to frame on any node (the fault round left out)",
     );
     report.runs.push(run);
@@ -531,5 +627,129 @@ async fn targeted_phase(
             .zip(&cpu0)
             .map(|(c, c0)| child::cpu_secs(c.pid) - c0)
             .collect(),
+    }
+}
+
+/// What the spread phase measured.
+struct Spread {
+    calls: usize,
+    seconds: f64,
+    redis_out: f64,
+    /// Each node's CPU seconds over the phase.
+    cpu: Vec<f64>,
+    /// Deliveries to each node's sockets.
+    delivered: Vec<u64>,
+    /// Each node's CPU seconds per second while nothing was sent.
+    idle_per_second: Vec<f64>,
+    latencies_ms: Vec<f64>,
+    failures: Vec<String>,
+}
+
+/// `--spread-seconds` of calls at `--spread-rate`, each to one user, through the nodes in turn;
+/// waits for every delivery.
+#[allow(clippy::too_many_arguments)]
+async fn spread_phase(
+    a: &ClusterArgs,
+    children: &[Child],
+    redis: &Redis,
+    http: &reqwest::Client,
+    senders: &[String],
+    admin_token: &str,
+    users: &[i64],
+    tracker: &mut Tracker,
+    pools: &mut [Pool],
+) -> Spread {
+    use futures::{FutureExt, StreamExt};
+    let total = (a.spread_seconds * a.spread_rate.max(1)) as usize;
+    // A fixed scatter of the users, the same on every run.
+    let user_of = |k: usize| {
+        let h = (k as u64 ^ 0x5eed).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        users[(h >> 17) as usize % users.len()]
+    };
+    let latencies_before = tracker.take_latencies();
+    let idle0: Vec<f64> = children.iter().map(|c| child::cpu_secs(c.pid)).collect();
+    tokio::time::sleep(Duration::from_secs(a.idle_seconds)).await;
+    let cpu0: Vec<f64> = children.iter().map(|c| child::cpu_secs(c.pid)).collect();
+    let idle_per_second = cpu0
+        .iter()
+        .zip(&idle0)
+        .map(|(c, c0)| (c - c0) / a.idle_seconds.max(1) as f64)
+        .collect();
+    let (_, out0) = redis.bytes().await;
+    let pb = bar(total as u64, "spread sends");
+    let mut delivered = vec![0u64; pools.len()];
+    let mut failures = Vec::new();
+    let mut in_flight = futures::stream::FuturesUnordered::new();
+    let started = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_millis(2));
+    let mut sent = 0;
+    let mut drain = |tracker: &mut Tracker, records: Vec<crate::clients::Rec>, k: usize| {
+        delivered[k] += records.iter().filter(|r| r.title.starts_with('s')).count() as u64;
+        tracker.observe(records);
+    };
+    while sent < total {
+        tick.tick().await;
+        let due = ((started.elapsed().as_secs_f64() * a.spread_rate as f64) as usize).min(total);
+        while sent < due {
+            let (title, user) = (format!("s{sent}"), user_of(sent));
+            tracker.expect(title.clone(), wall_us(), vec![user]);
+            let body = json!({"user_ids": [user], "title": title, "message": "spread",
+                              "notification_type": "load"});
+            let call = http
+                .post(&senders[sent % senders.len()])
+                .bearer_auth(admin_token)
+                .json(&body)
+                .send();
+            in_flight.push(async move { (title, call.await) });
+            sent += 1;
+        }
+        pb.set_position(sent as u64);
+        while let Some(Some((title, answer))) = in_flight.next().now_or_never() {
+            if !matches!(answer, Ok(ref r) if r.status().is_success()) {
+                failures.push(format!("spread send: {answer:?}"));
+                tracker.cancel(&title);
+            }
+        }
+        for (k, pool) in pools.iter_mut().enumerate() {
+            let records = pool.drain().await;
+            drain(tracker, records, k);
+        }
+    }
+    while let Some((title, answer)) = in_flight.next().await {
+        if !matches!(answer, Ok(ref r) if r.status().is_success()) {
+            failures.push(format!("spread send: {answer:?}"));
+            tracker.cancel(&title);
+        }
+    }
+    let want = tracker.expected_total();
+    let deadline = Instant::now() + Duration::from_secs(a.timeout);
+    while tracker.received < want && Instant::now() < deadline {
+        let mut idle = true;
+        for (k, pool) in pools.iter_mut().enumerate() {
+            let records = pool.drain().await;
+            idle &= records.is_empty();
+            drain(tracker, records, k);
+        }
+        if idle {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    pb.finish_and_clear();
+    let seconds = started.elapsed().as_secs_f64();
+    let (_, out1) = redis.bytes().await;
+    let latencies_ms = std::mem::replace(&mut tracker.latencies_ms, latencies_before);
+    Spread {
+        calls: total,
+        seconds,
+        redis_out: (out1 - out0) as f64,
+        cpu: children
+            .iter()
+            .zip(&cpu0)
+            .map(|(c, c0)| child::cpu_secs(c.pid) - c0)
+            .collect(),
+        delivered,
+        idle_per_second,
+        latencies_ms,
+        failures,
     }
 }
