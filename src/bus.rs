@@ -6,7 +6,8 @@
 //!
 //! | kind | payload | sent when |
 //! |---|---|---|
-//! | `n` | `<user>:<seq>,<user>:<seq>…` | notifications were committed |
+//! | `n` | `<user>:<seq>,<user>:<seq>…` | notifications were committed (many, or large) |
+//! | `m` | `<JSON array of notifications>` | notifications were committed to a few users: carried whole |
 //! | `i` | `<user>|<JSON of the change>` | a user changed their inbox |
 //! | `t` | `<ticket>:<version>` | a ticket was committed |
 //! | `b` | `<project>:<ticket>:u:<action>` or `…:c:<comment>` | a project's board changed |
@@ -17,9 +18,11 @@
 //! | `k` | `<origin node>:<nonce>` | a node dropped the user of `nonce`: the writer answers its call once every node confirmed |
 //! | `r` | (empty) | the sender may have lost messages: everyone resyncs |
 //!
-//! Content never crosses the bus: a node that hears of a commit reads it from the database,
-//! which stays the only copy. So a lost message only delays a push, and every gap heals the
-//! same way: the node catches all of its connected users up from the database in one batched
+//! The database stays the only copy of anything. A commit's notifications to a few users
+//! cross whole (`m`, at most [`interest::CARRIED_MOST`] and [`interest::CARRIED_BYTES`] of text
+//! per message), so the node of their recipients pushes them without a read; a bigger commit
+//! crosses as pairs (`n`), which the node reads in batches. So a lost message only delays a
+//! push, and every gap heals the same way: the node catches all of its connected users up from the database in one batched
 //! read ([`tickethub_actors::Hub::catch_up_all`]).
 //!
 //! Gaps are noticed where they happen: a reconnect of either connection (fred reconnects with
@@ -40,6 +43,7 @@ use std::collections::HashMap;
 use tickethub_actors::connection::Update;
 use tickethub_actors::domain::ProjectId;
 use tickethub_actors::domain::UserId;
+use tickethub_actors::notification::{Notification, TicketSummary};
 use tickethub_actors::ports::{BoardNotice, Bus, BusEvent, BusFaults, Topic};
 use tickethub_actors::room::{BoardAction, PresenceChange, PresenceEntry};
 use tickethub_actors::ticket_domain::TicketId;
@@ -480,7 +484,7 @@ impl Heard {
         let counter =
             |kind: &'static str| metrics::counter!("tickethub_bus_received_total", "kind" => kind);
         Self {
-            kinds: ["n", "i", "t", "b", "p", "v", "x", "u", "k", "r"]
+            kinds: ["n", "m", "i", "t", "b", "p", "v", "x", "u", "k", "r"]
                 .into_iter()
                 .map(|kind| (kind, counter(kind)))
                 .collect(),
@@ -632,6 +636,7 @@ async fn heal_publisher(
 impl Bus for RedisBus {
     fn publish(&self, event: BusEvent) {
         if matches!(&event, BusEvent::Committed(e) if e.is_empty())
+            || matches!(&event, BusEvent::Notified(n) if n.is_empty())
             || matches!(&event, BusEvent::Heard { .. })
         {
             return;
@@ -657,6 +662,109 @@ impl Bus for RedisBus {
 
     fn is_connected(&self) -> bool {
         self.publisher.is_connected() && self.subscriber.is_connected()
+    }
+}
+
+/// The wire form of a notification carried whole (times in nanoseconds since the epoch).
+#[derive(Serialize, Deserialize)]
+struct NotificationWire {
+    id: i64,
+    user: i64,
+    seq: i64,
+    #[serde(rename = "type")]
+    kind: String,
+    title: String,
+    message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ticket: Option<TicketWire>,
+    data: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    url: Option<String>,
+    read: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    read_at: Option<i64>,
+    at: i64,
+}
+
+/// The ticket of a carried notification.
+#[derive(Serialize, Deserialize)]
+struct TicketWire {
+    id: i64,
+    key: String,
+    title: String,
+    priority: String,
+    category: String,
+    status: String,
+    by: String,
+    project: String,
+    at: i64,
+}
+
+fn nanos(at: &chrono::DateTime<chrono::Utc>) -> i64 {
+    at.timestamp_nanos_opt().unwrap_or(i64::MAX)
+}
+
+impl From<&Notification> for NotificationWire {
+    fn from(n: &Notification) -> Self {
+        NotificationWire {
+            id: n.id,
+            user: n.user_id.0,
+            seq: n.seq,
+            kind: n.notification_type.as_str().to_owned(),
+            title: n.title.clone(),
+            message: n.message.clone(),
+            ticket: n.ticket.as_ref().map(|t| TicketWire {
+                id: t.id.0,
+                key: t.key.clone(),
+                title: t.title.clone(),
+                priority: t.priority.as_str().to_owned(),
+                category: t.category.as_str().to_owned(),
+                status: t.status.as_str().to_owned(),
+                by: t.created_by.clone(),
+                project: t.project_name.clone(),
+                at: nanos(&t.created_at),
+            }),
+            data: n.data.clone(),
+            url: n.action_url.clone(),
+            read: n.is_read,
+            read_at: n.read_at.as_ref().map(nanos),
+            at: nanos(&n.created_at),
+        }
+    }
+}
+
+impl NotificationWire {
+    /// The notification; `None` for a value the hub would not have written.
+    fn into_notification(self) -> Option<Notification> {
+        let at = chrono::DateTime::from_timestamp_nanos;
+        let ticket = match self.ticket {
+            Some(t) => Some(TicketSummary {
+                id: TicketId(t.id),
+                key: t.key,
+                title: t.title,
+                priority: t.priority.parse().ok()?,
+                category: t.category.parse().ok()?,
+                status: t.status.parse().ok()?,
+                created_by: t.by,
+                project_name: t.project,
+                created_at: at(t.at),
+            }),
+            None => None,
+        };
+        Some(Notification {
+            id: self.id,
+            user_id: UserId(self.user),
+            seq: self.seq,
+            notification_type: self.kind.parse().ok()?,
+            title: self.title,
+            message: self.message,
+            ticket,
+            data: self.data,
+            action_url: self.url,
+            is_read: self.read,
+            read_at: self.read_at.map(at),
+            created_at: at(self.at),
+        })
     }
 }
 
@@ -822,6 +930,16 @@ fn encode(node: &str, event: &BusEvent) -> String {
             let pairs: Vec<String> = events.iter().map(|(u, s)| format!("{}:{s}", u.0)).collect();
             format!("{node}|n|{}", pairs.join(","))
         }
+        BusEvent::Notified(notifications) => {
+            let wire: Vec<NotificationWire> = notifications
+                .iter()
+                .map(|n| NotificationWire::from(&**n))
+                .collect();
+            format!(
+                "{node}|m|{}",
+                serde_json::to_string(&wire).expect("notifications serialize")
+            )
+        }
         BusEvent::Inbox(user, update) => format!(
             "{node}|i|{}|{}",
             user.0,
@@ -877,6 +995,13 @@ fn decode(text: &str, own: &str) -> Option<BusEvent> {
             })
             .collect::<Option<Vec<_>>>()
             .map(BusEvent::Committed),
+        "m" => {
+            let wire: Vec<NotificationWire> = serde_json::from_str(payload).ok()?;
+            wire.into_iter()
+                .map(|n| n.into_notification().map(Arc::new))
+                .collect::<Option<Vec<_>>>()
+                .map(BusEvent::Notified)
+        }
         "i" => {
             let (user, json) = payload.split_once('|')?;
             let wire: InboxWire = serde_json::from_str(json).ok()?;
@@ -1006,10 +1131,98 @@ mod tests {
         );
     }
 
+    /// A notification with every field set, its times to the nanosecond.
+    fn notification(user: i64, seq: i64, ticket: bool) -> Arc<Notification> {
+        use chrono::TimeZone;
+        let at = chrono::Utc
+            .timestamp_opt(1_764_000_000, 123_456_789)
+            .unwrap();
+        Arc::new(Notification {
+            id: 40 + seq,
+            user_id: UserId(user),
+            seq,
+            notification_type: if ticket {
+                tickethub_actors::event::EventType::TicketAssigned
+            } else {
+                tickethub_actors::event::EventType::Custom("deploy|done".into())
+            },
+            title: "Assigned \"WEB-5\" | now".into(),
+            message: "Ticket WEB-5 → you, ünïcode".into(),
+            ticket: ticket.then(|| TicketSummary {
+                id: TicketId(5),
+                key: "WEB-5".into(),
+                title: "Login fails".into(),
+                priority: tickethub_actors::ticket_domain::Priority::High,
+                category: tickethub_actors::ticket_domain::Category::Bug,
+                status: tickethub_actors::ticket_domain::TicketStatus::InProgress,
+                created_by: "Ada L.".into(),
+                project_name: "Web".into(),
+                created_at: at,
+            }),
+            data: r#"{"k":[1,"|"]}"#.into(),
+            action_url: ticket.then(|| "/tickets/5".into()),
+            is_read: !ticket,
+            read_at: (!ticket).then_some(at),
+            created_at: at,
+        })
+    }
+
+    #[test]
+    fn carried_notifications_round_trip_whole() {
+        let event = BusEvent::Notified(vec![notification(1, 5, true), notification(22, 7, false)]);
+        let text = encode("a", &event);
+        assert!(text.starts_with("a|m|["), "{text}");
+        assert_eq!(decode(&text, "b"), Some(event));
+        assert_eq!(decode(&text, "a"), None);
+        // A value the hub would not write is dropped whole.
+        let bad = text.replace("\"HIGH\"", "\"URGENT!\"");
+        assert_ne!(bad, text);
+        assert_eq!(decode(&bad, "b"), None);
+    }
+
+    #[test]
+    fn a_few_notifications_go_whole_and_many_or_large_ones_as_pairs() {
+        let c = interest::Channels::new("th", false);
+        let few = vec![notification(1, 5, true), notification(1, 6, false)];
+        assert_eq!(
+            c.route(BusEvent::Notified(few.clone())),
+            vec![(Some("th:bus:u:1".to_owned()), BusEvent::Notified(few))]
+        );
+        let many: Vec<Arc<Notification>> = (1..=interest::CARRIED_MOST as i64 + 1)
+            .map(|seq| notification(2, seq, false))
+            .collect();
+        let pairs: Vec<(UserId, i64)> = many.iter().map(|n| (n.user_id, n.seq)).collect();
+        assert_eq!(
+            c.route(BusEvent::Notified(many)),
+            vec![(Some("th:bus:u:2".to_owned()), BusEvent::Committed(pairs))]
+        );
+        let mut large = (*notification(3, 1, false)).clone();
+        large.message = "x".repeat(interest::CARRIED_BYTES);
+        assert_eq!(
+            c.route(BusEvent::Notified(vec![Arc::new(large)])),
+            vec![(
+                Some("th:bus:u:3".to_owned()),
+                BusEvent::Committed(vec![(UserId(3), 1)])
+            )]
+        );
+        // An announcement goes once to every node, as pairs, in the commit's order.
+        let everyone: Vec<Arc<Notification>> = (0..=interest::SPREAD_TO_ALL as i64)
+            .rev()
+            .map(|user| notification(user, 1, false))
+            .collect();
+        let pairs: Vec<(UserId, i64)> = everyone.iter().map(|n| (n.user_id, n.seq)).collect();
+        assert_eq!(
+            c.route(BusEvent::Notified(everyone)),
+            vec![(None, BusEvent::Committed(pairs))]
+        );
+    }
+
     #[test]
     fn malformed_messages_are_ignored() {
         for text in [
             "garbage",
+            "b|m|[{}]",
+            "b|m|{",
             "b|x:1",
             "b|n|x:1",
             "b|t|1",

@@ -325,16 +325,16 @@ impl Deps {
         }
         metrics::counter!("tickethub_notifications_committed_total")
             .increment(notifications.len() as u64);
+        let notifications: Vec<Arc<Notification>> =
+            notifications.into_iter().map(Arc::new).collect();
         if let Some(bus) = &self.bus {
-            let events: Vec<(UserId, i64)> =
-                notifications.iter().map(|n| (n.user_id, n.seq)).collect();
-            bus.publish(crate::ports::BusEvent::Committed(events));
+            bus.publish(crate::ports::BusEvent::Notified(notifications.clone()));
         }
         {
             let users = self.users.read().expect("user map poisoned");
             for n in notifications {
                 if let Some(actor) = users.get(&n.user_id) {
-                    let _ = actor.send_message(UserMsg::Notify(Arc::new(n)));
+                    let _ = actor.send_message(UserMsg::Notify(n));
                 }
             }
         }

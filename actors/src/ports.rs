@@ -584,12 +584,16 @@ pub trait Transport: Send + Sync {
     async fn send(&self, job: &DeliveryJob) -> Result<Option<String>, TransportError>;
 }
 
-/// What crosses the bus between hub processes. Content never does: a node that hears of a
-/// change reads what it needs from the database.
+/// What crosses the bus between hub processes. Content crosses only in `Notified`, a commit's
+/// notifications to a few users: for the rest, a node that hears of a change reads what it
+/// needs from the database.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum BusEvent {
     /// Notifications were committed: recipient and seq.
     Committed(Vec<(UserId, i64)>),
+    /// Notifications were committed, carried whole: the bus sends those of a few users as they
+    /// are (a node pushes them without reading them) and the others as `Committed` pairs.
+    Notified(Vec<std::sync::Arc<crate::notification::Notification>>),
     /// A user changed their inbox (read, unread, delete, mark all read, delete all).
     Inbox(UserId, crate::notification::Update),
     /// A ticket was committed at this version.

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use fred::prelude::*;
 use tickethub_actors::domain::{ProjectId, UserId};
+use tickethub_actors::notification::Notification;
 use tickethub_actors::ports::{BusEvent, BusFaults, Topic};
 use tokio::sync::mpsc;
 
@@ -33,6 +34,32 @@ pub const USER_SHARDS: i64 = 1 << 20;
 
 /// A commit to recipients in more shards than this goes once to every node.
 pub const SPREAD_TO_ALL: usize = 64;
+
+/// The most notifications one message carries whole (see [`carried`]).
+pub const CARRIED_MOST: usize = 16;
+
+/// The most bytes of text (titles, messages, data) one message carries whole.
+pub const CARRIED_BYTES: usize = 16 * 1024;
+
+/// Whether a shard's part of a commit goes whole, so that the nodes of its users push it
+/// without reading it: a few notifications of modest size. The rest go as `(user, seq)` pairs,
+/// which a node reads in batches, so a big commit does not load Redis with its content.
+pub fn carried(part: &[Arc<Notification>]) -> bool {
+    part.len() <= CARRIED_MOST
+        && part
+            .iter()
+            .map(|n| {
+                n.title.len()
+                    + n.message.len()
+                    + n.data.len()
+                    + n.action_url.as_ref().map_or(0, String::len)
+                    + n.ticket.as_ref().map_or(0, |t| {
+                        t.title.len() + t.key.len() + t.created_by.len() + t.project_name.len()
+                    })
+            })
+            .sum::<usize>()
+            <= CARRIED_BYTES
+}
 
 /// How long a channel nobody here needs is kept before it is left.
 pub const LINGER: Duration = Duration::from_secs(10);
@@ -151,6 +178,32 @@ impl Channels {
                 by_shard
                     .into_values()
                     .map(|part| (Some(self.user(part[0].0)), BusEvent::Committed(part)))
+                    .collect()
+            }
+            BusEvent::Notified(notifications) => {
+                let pairs = |part: &[Arc<Notification>]| {
+                    BusEvent::Committed(part.iter().map(|n| (n.user_id, n.seq)).collect())
+                };
+                let mut by_shard: BTreeMap<i64, Vec<Arc<Notification>>> = BTreeMap::new();
+                for n in &notifications {
+                    by_shard
+                        .entry(shard(n.user_id))
+                        .or_default()
+                        .push(n.clone());
+                }
+                if by_shard.len() > SPREAD_TO_ALL {
+                    return vec![(None, pairs(&notifications))];
+                }
+                by_shard
+                    .into_values()
+                    .map(|part| {
+                        let channel = Some(self.user(part[0].user_id));
+                        if carried(&part) {
+                            (channel, BusEvent::Notified(part))
+                        } else {
+                            (channel, pairs(&part))
+                        }
+                    })
                     .collect()
             }
             BusEvent::Inbox(user, update) => {

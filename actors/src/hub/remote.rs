@@ -78,6 +78,14 @@ impl Hub {
     pub fn remote(&self, event: BusEvent) {
         match event {
             BusEvent::Committed(events) => self.remote_commit(events),
+            BusEvent::Notified(notifications) => {
+                let users = self.inner.deps.users.read().expect("user map poisoned");
+                for n in notifications {
+                    if let Some(actor) = users.get(&n.user_id) {
+                        let _ = actor.send_message(UserMsg::Notify(n));
+                    }
+                }
+            }
             BusEvent::Inbox(user, update) => {
                 if let Some(actor) = self.user(user) {
                     let _ = actor.send_message(UserMsg::Changed(update));
