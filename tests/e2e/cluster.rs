@@ -1249,15 +1249,32 @@ async fn a_commit_published_while_a_node_subscribes_is_not_lost(backend: Backend
 /// serves the bus's common channel is killed, its replica takes over, and all of it crosses
 /// again, though no socket reconnected.
 async fn a_redis_cluster_carries_everything_through_a_failover() {
-    let backend = postgres();
     // Leases of 3 s, renewed every second: shorter than the failover, so a lease on the dead
     // master can run out or be lost in it, and no node may reap one before its holder renewed.
-    let mut c = Cluster::start_on_redis_cluster(
-        &backend,
+    let c = Cluster::start_on_redis_cluster(
+        &postgres(),
         2,
         &["--presence-lease", "3", "--presence-grace-ms", "300"],
     )
     .await;
+    everything_crosses_a_failover(c).await;
+}
+
+/// The same with a primary and its replica watched by a Sentinel (`redis-sentinel://`): the
+/// primary is killed, the Sentinel promotes the replica, and fred finds it through the Sentinel.
+async fn a_sentinel_failover_carries_everything() {
+    let c = Cluster::start_on_redis_sentinel(
+        &postgres(),
+        2,
+        &["--presence-lease", "3", "--presence-grace-ms", "300"],
+    )
+    .await;
+    everything_crosses_a_failover(c).await;
+}
+
+/// Notifications, inbox changes, board events and presence cross from node 0 to node 1, before
+/// and after the Redis the nodes use fails over to a replica.
+async fn everything_crosses_a_failover(mut c: Cluster) {
     let admin = c.user("boss", Role::Admin).await;
     let (alice, bob, carol, project) = three_in_a_project(&c).await;
     // Alice's notification tab, her presence and Bob's board are on node 1.
@@ -1276,7 +1293,7 @@ async fn a_redis_cluster_carries_everything_through_a_failover() {
     for round in ["before", "after"] {
         if round == "after" {
             let channel = format!("{}:bus", c.prefix);
-            c.redis_cluster.as_mut().unwrap().fail_over(&channel).await;
+            c.fail_over_redis(&channel).await;
             // Both nodes lost their connection to that master: each has reconnected,
             // resubscribed and resynced before the round (what was published into the gap is
             // the resync's to make up; live events after it must cross).
@@ -1388,6 +1405,7 @@ crate::trials! {
         a_membership_or_preference_change_on_one_node_holds_at_once_on_the_other,
         a_node_without_recipients_hears_nothing_of_their_messages,
         a_redis_cluster_carries_everything_through_a_failover,
+        a_sentinel_failover_carries_everything,
     ],
     sync: [],
 }

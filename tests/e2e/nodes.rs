@@ -326,6 +326,111 @@ impl Drop for RedisCluster {
     }
 }
 
+/// The service name a [`RedisSentinel`] watches.
+const SENTINEL_SERVICE: &str = "tickethub";
+
+/// A primary, its replica and a Sentinel watching them (quorum 1), of the test's own.
+pub struct RedisSentinel {
+    pub primary: RedisServer,
+    pub replica: RedisServer,
+    port: u16,
+    _sentinel: tokio::process::Child,
+    dir: std::path::PathBuf,
+}
+
+impl RedisSentinel {
+    pub async fn start() -> RedisSentinel {
+        let dir = std::env::temp_dir().join(format!(
+            "tickethub-redis-sentinel-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let primary = RedisServer::start().await;
+        let mut replica = RedisServer {
+            port: free_port(),
+            child: None,
+        };
+        let of = ["--replicaof", "127.0.0.1", &primary.port.to_string()].map(String::from);
+        replica.child = Some(replica.spawn_with(&of).await.expect("the replica starts"));
+        let replica_port = replica.port;
+        eventually("the replica has synced", || async move {
+            RedisCluster::cli(replica_port, &["INFO", "replication"])
+                .await
+                .contains("master_link_status:up")
+        })
+        .await;
+        // The Sentinel starts after the replica synced, so that its first look at the primary
+        // finds it (it looks again only every 10 s).
+        let port = free_port();
+        let conf = dir.join("sentinel.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "port {port}\nbind 127.0.0.1\ndir {}\n\
+                 sentinel monitor {SENTINEL_SERVICE} 127.0.0.1 {} 1\n\
+                 sentinel down-after-milliseconds {SENTINEL_SERVICE} 1000\n\
+                 sentinel failover-timeout {SENTINEL_SERVICE} 5000\n",
+                dir.display(),
+                primary.port
+            ),
+        )
+        .unwrap();
+        let sentinel = tokio::process::Command::new("redis-server")
+            .arg(&conf)
+            .arg("--sentinel")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("redis-server is installed");
+        eventually("the Sentinel knows the replica", || async move {
+            RedisCluster::cli(port, &["SENTINEL", "replicas", SENTINEL_SERVICE])
+                .await
+                .contains(&replica_port.to_string())
+        })
+        .await;
+        RedisSentinel {
+            primary,
+            replica,
+            port,
+            _sentinel: sentinel,
+            dir,
+        }
+    }
+
+    /// `redis-sentinel://` with the Sentinel as its one node.
+    pub fn url(&self) -> String {
+        format!(
+            "redis-sentinel://127.0.0.1:{}?sentinelServiceName={SENTINEL_SERVICE}",
+            self.port
+        )
+    }
+
+    /// Kills the primary and waits until the Sentinel has promoted the replica.
+    pub async fn fail_over(&mut self) {
+        self.primary.kill().await;
+        let (sentinel, replica) = (self.port, self.replica.port);
+        eventually("the Sentinel promoted the replica", || async move {
+            let master = RedisCluster::cli(
+                sentinel,
+                &["SENTINEL", "get-master-addr-by-name", SENTINEL_SERVICE],
+            )
+            .await;
+            master.lines().last() == Some(&replica.to_string())
+                && RedisCluster::cli(replica, &["INFO", "replication"])
+                    .await
+                    .contains("role:master")
+        })
+        .await;
+    }
+}
+
+impl Drop for RedisSentinel {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 /// One hub process.
 pub struct Node {
     /// `127.0.0.1:<port>`: the port the first start was given by the system, kept across
@@ -429,17 +534,25 @@ pub struct Cluster {
     pub db: TestDb,
     /// The Redis Cluster the nodes use instead of `redis`, if they were started on one.
     pub redis_cluster: Option<RedisCluster>,
+    /// The Sentinel-watched primary the nodes use instead of `redis`, if they were started on
+    /// one.
+    pub redis_sentinel: Option<RedisSentinel>,
 }
 
 impl Cluster {
     /// `n` nodes on a fresh database of `backend`, each given `extra` settings too.
     pub async fn start(backend: &Backend, n: usize, extra: &[&str]) -> Cluster {
-        Self::start_on(backend, n, extra, None).await
+        Self::start_on(backend, n, extra, None, None).await
     }
 
     /// `n` nodes on a Redis Cluster of three masters and three replicas.
     pub async fn start_on_redis_cluster(backend: &Backend, n: usize, extra: &[&str]) -> Cluster {
-        Self::start_on(backend, n, extra, Some(RedisCluster::start().await)).await
+        Self::start_on(backend, n, extra, Some(RedisCluster::start().await), None).await
+    }
+
+    /// `n` nodes on a primary and its replica watched by a Sentinel.
+    pub async fn start_on_redis_sentinel(backend: &Backend, n: usize, extra: &[&str]) -> Cluster {
+        Self::start_on(backend, n, extra, None, Some(RedisSentinel::start().await)).await
     }
 
     async fn start_on(
@@ -447,13 +560,17 @@ impl Cluster {
         n: usize,
         extra: &[&str],
         redis_cluster: Option<RedisCluster>,
+        redis_sentinel: Option<RedisSentinel>,
     ) -> Cluster {
         let db = TestDb::create(backend).await;
-        // The standalone server is started either way, and idles beside a Redis Cluster.
+        // The standalone server is started either way, and idles beside a Redis Cluster or a
+        // Sentinel's primary.
         let redis = RedisServer::start().await;
-        let redis_url = redis_cluster
-            .as_ref()
-            .map_or_else(|| redis.url(), RedisCluster::url);
+        let redis_url = match (&redis_cluster, &redis_sentinel) {
+            (Some(cluster), _) => cluster.url(),
+            (None, Some(sentinel)) => sentinel.url(),
+            (None, None) => redis.url(),
+        };
         let store = tickethub::store::connect(&db.url).await.unwrap();
         let prefix = format!("th-{}", uuid::Uuid::new_v4().simple());
         let mut args: Vec<String> = [
@@ -492,6 +609,17 @@ impl Cluster {
             prefix,
             db,
             redis_cluster,
+            redis_sentinel,
+        }
+    }
+
+    /// Kills the Redis master that serves `channel` (on a Redis Cluster) or the Sentinel's
+    /// primary, and waits until a replica has taken over.
+    pub async fn fail_over_redis(&mut self, channel: &str) {
+        match (&mut self.redis_cluster, &mut self.redis_sentinel) {
+            (Some(cluster), _) => cluster.fail_over(channel).await,
+            (None, Some(sentinel)) => sentinel.fail_over().await,
+            (None, None) => panic!("the nodes run on one Redis server, which has no replica"),
         }
     }
 
