@@ -254,7 +254,7 @@ pub async fn cluster(a: ClusterArgs, common: &Common) -> bool {
     let mut run = Run::new("hub");
     let fault_round = a.bus_fault.then_some(a.rounds / 2);
     let pb = bar((sockets * a.rounds) as u64, "cluster fanout");
-    let cpu0: Vec<f64> = children.iter().map(|c| child::cpu_secs(c.pid)).collect();
+    let cpu0 = cpu_of(&children);
     let redis0 = redis.bytes().await;
     let mut round_ms = Vec::new();
     let mut send_ms = Vec::new();
@@ -325,11 +325,7 @@ pub async fn cluster(a: ClusterArgs, common: &Common) -> bool {
         tokio::time::sleep(Duration::from_millis(a.pause_ms)).await;
     }
     pb.finish_and_clear();
-    let cpu: Vec<f64> = children
-        .iter()
-        .zip(&cpu0)
-        .map(|(c, c0)| child::cpu_secs(c.pid) - c0)
-        .collect();
+    let cpu = cpu_since(&children, &cpu0);
     let delivered = tracker.received as f64;
     // Redis was restarted in a fault round: its counters began again.
     let rounds_bytes = if fault_round.is_none() && a.rounds > 0 {
@@ -571,7 +567,7 @@ async fn targeted_phase(
     pools: &mut [Pool],
 ) -> Targeted {
     use futures::StreamExt;
-    let cpu0: Vec<f64> = children.iter().map(|c| child::cpu_secs(c.pid)).collect();
+    let cpu0 = cpu_of(children);
     let (in0, out0) = redis.bytes().await;
     let started = Instant::now();
     let pb = bar(a.targeted as u64, "targeted sends");
@@ -601,19 +597,7 @@ async fn targeted_phase(
             tracker.observe(pool.drain().await);
         }
     }
-    let want = tracker.expected_total();
-    let deadline = Instant::now() + Duration::from_secs(a.timeout);
-    while tracker.received < want && Instant::now() < deadline {
-        let mut idle = true;
-        for pool in pools.iter_mut() {
-            let records = pool.drain().await;
-            idle &= records.is_empty();
-            tracker.observe(records);
-        }
-        if idle {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    }
+    settle(pools, tracker, Duration::from_secs(a.timeout), |_, _| {}).await;
     pb.finish_and_clear();
     let seconds = started.elapsed().as_secs_f64();
     let (in1, out1) = redis.bytes().await;
@@ -622,11 +606,7 @@ async fn targeted_phase(
         seconds,
         redis_in: (in1 - in0) as f64,
         redis_out: (out1 - out0) as f64,
-        cpu: children
-            .iter()
-            .zip(&cpu0)
-            .map(|(c, c0)| child::cpu_secs(c.pid) - c0)
-            .collect(),
+        cpu: cpu_since(children, &cpu0),
     }
 }
 
@@ -667,9 +647,9 @@ async fn spread_phase(
         users[(h >> 17) as usize % users.len()]
     };
     let latencies_before = tracker.take_latencies();
-    let idle0: Vec<f64> = children.iter().map(|c| child::cpu_secs(c.pid)).collect();
+    let idle0 = cpu_of(children);
     tokio::time::sleep(Duration::from_secs(a.idle_seconds)).await;
-    let cpu0: Vec<f64> = children.iter().map(|c| child::cpu_secs(c.pid)).collect();
+    let cpu0 = cpu_of(children);
     let idle_per_second = cpu0
         .iter()
         .zip(&idle0)
@@ -683,9 +663,8 @@ async fn spread_phase(
     let started = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_millis(2));
     let mut sent = 0;
-    let mut drain = |tracker: &mut Tracker, records: Vec<crate::clients::Rec>, k: usize| {
+    let mut count = |k: usize, records: &[crate::clients::Rec]| {
         delivered[k] += records.iter().filter(|r| r.title.starts_with('s')).count() as u64;
-        tracker.observe(records);
     };
     while sent < total {
         tick.tick().await;
@@ -712,7 +691,8 @@ async fn spread_phase(
         }
         for (k, pool) in pools.iter_mut().enumerate() {
             let records = pool.drain().await;
-            drain(tracker, records, k);
+            count(k, &records);
+            tracker.observe(records);
         }
     }
     while let Some((title, answer)) = in_flight.next().await {
@@ -721,19 +701,7 @@ async fn spread_phase(
             tracker.cancel(&title);
         }
     }
-    let want = tracker.expected_total();
-    let deadline = Instant::now() + Duration::from_secs(a.timeout);
-    while tracker.received < want && Instant::now() < deadline {
-        let mut idle = true;
-        for (k, pool) in pools.iter_mut().enumerate() {
-            let records = pool.drain().await;
-            idle &= records.is_empty();
-            drain(tracker, records, k);
-        }
-        if idle {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    }
+    settle(pools, tracker, Duration::from_secs(a.timeout), count).await;
     pb.finish_and_clear();
     let seconds = started.elapsed().as_secs_f64();
     let (_, out1) = redis.bytes().await;
@@ -742,14 +710,48 @@ async fn spread_phase(
         calls: total,
         seconds,
         redis_out: (out1 - out0) as f64,
-        cpu: children
-            .iter()
-            .zip(&cpu0)
-            .map(|(c, c0)| child::cpu_secs(c.pid) - c0)
-            .collect(),
+        cpu: cpu_since(children, &cpu0),
         delivered,
         idle_per_second,
         latencies_ms,
         failures,
+    }
+}
+
+/// Each node's CPU seconds so far.
+fn cpu_of(children: &[Child]) -> Vec<f64> {
+    children.iter().map(|c| child::cpu_secs(c.pid)).collect()
+}
+
+/// Each node's CPU seconds since `before` (from [`cpu_of`]).
+fn cpu_since(children: &[Child], before: &[f64]) -> Vec<f64> {
+    children
+        .iter()
+        .zip(before)
+        .map(|(c, c0)| child::cpu_secs(c.pid) - c0)
+        .collect()
+}
+
+/// Drains every node's clients into `tracker` until each expected delivery arrived or
+/// `timeout` passed; `seen` is shown each node's records first.
+async fn settle(
+    pools: &mut [Pool],
+    tracker: &mut Tracker,
+    timeout: Duration,
+    mut seen: impl FnMut(usize, &[crate::clients::Rec]),
+) {
+    let want = tracker.expected_total();
+    let deadline = Instant::now() + timeout;
+    while tracker.received < want && Instant::now() < deadline {
+        let mut idle = true;
+        for (k, pool) in pools.iter_mut().enumerate() {
+            let records = pool.drain().await;
+            idle &= records.is_empty();
+            seen(k, &records);
+            tracker.observe(records);
+        }
+        if idle {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 }
