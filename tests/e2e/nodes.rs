@@ -350,7 +350,16 @@ impl RedisSentinel {
             port: free_port(),
             child: None,
         };
-        let of = ["--replicaof", "127.0.0.1", &primary.port.to_string()].map(String::from);
+        // The replica writes the copy it is sent to its folder: the test's own, not the
+        // working directory.
+        let of = [
+            "--replicaof",
+            "127.0.0.1",
+            &primary.port.to_string(),
+            "--dir",
+            &dir.display().to_string(),
+        ]
+        .map(String::from);
         replica.child = Some(replica.spawn_with(&of).await.expect("the replica starts"));
         let replica_port = replica.port;
         eventually("the replica has synced", || async move {
