@@ -121,10 +121,33 @@ async fn a_database_outage_is_answered_at_once_and_healed_when_it_ends() {
     assert_eq!(ws.next_json().await["type"], "notifications_list");
 }
 
+/// `--db-max-connections` bounds the connections a hub opens to PostgreSQL, so that several
+/// hubs can share one server's `max_connections`: forty calls at once go through two.
+async fn a_hub_opens_at_most_its_database_connections() {
+    let backend = Backend::postgres();
+    let mut db = TestDb::create(&backend).await;
+    let (_, upstream) = through(&db.url, 0);
+    let proxy = Proxy::start(upstream).await;
+    db.url = through(&db.url, proxy.port).0;
+    let hub = TestHub::start_on(db, |c| c.db_max_connections = 2).await;
+    let alice = hub.user("alice", Role::Client).await;
+    let token = hub.token(&alice);
+    let calls = (0..40).map(|_| hub.get("/api/notifications/", Some(&token)));
+    for (status, body) in futures::future::join_all(calls).await {
+        assert_eq!(status, 200, "{body}");
+    }
+    let opened = proxy.links.lock().unwrap().len();
+    assert!(
+        (1..=2).contains(&opened),
+        "the hub opened {opened} connections"
+    );
+}
+
 crate::trials! {
     both: [],
     tests: [
         a_database_outage_is_answered_at_once_and_healed_when_it_ends,
+        a_hub_opens_at_most_its_database_connections,
     ],
     sync: [],
 }
