@@ -72,13 +72,19 @@ fn through(url: &str, port: u16) -> (String, String) {
     )
 }
 
-async fn a_database_outage_is_answered_at_once_and_healed_when_it_ends() {
-    let backend = Backend::postgres();
-    let mut db = TestDb::create(&backend).await;
+/// A hub on a fresh PostgreSQL database that it reaches through a [`Proxy`].
+async fn behind_a_proxy(
+    tweak: impl FnOnce(&mut tickethub::config::ServeConfig),
+) -> (TestHub, Proxy) {
+    let mut db = TestDb::create(&Backend::postgres()).await;
     let (_, upstream) = through(&db.url, 0);
     let proxy = Proxy::start(upstream).await;
     db.url = through(&db.url, proxy.port).0;
-    let hub = TestHub::start_on(db, |c| c.db_acquire_timeout_ms = 500).await;
+    (TestHub::start_on(db, tweak).await, proxy)
+}
+
+async fn a_database_outage_is_answered_at_once_and_healed_when_it_ends() {
+    let (hub, proxy) = behind_a_proxy(|c| c.db_acquire_timeout_ms = 500).await;
     let alice = hub.user("alice", Role::Client).await;
     let token = hub.token(&alice);
     let mut ws = hub.connect(&alice).await;
@@ -124,12 +130,7 @@ async fn a_database_outage_is_answered_at_once_and_healed_when_it_ends() {
 /// `--db-max-connections` bounds the connections a hub opens to PostgreSQL, so that several
 /// hubs can share one server's `max_connections`: forty calls at once go through two.
 async fn a_hub_opens_at_most_its_database_connections() {
-    let backend = Backend::postgres();
-    let mut db = TestDb::create(&backend).await;
-    let (_, upstream) = through(&db.url, 0);
-    let proxy = Proxy::start(upstream).await;
-    db.url = through(&db.url, proxy.port).0;
-    let hub = TestHub::start_on(db, |c| c.db_max_connections = 2).await;
+    let (hub, proxy) = behind_a_proxy(|c| c.db_max_connections = 2).await;
     let alice = hub.user("alice", Role::Client).await;
     let token = hub.token(&alice);
     let calls = (0..40).map(|_| hub.get("/api/notifications/", Some(&token)));
