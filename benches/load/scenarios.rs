@@ -159,6 +159,12 @@ pub async fn idle(n: usize, hold: u64, common: &Common) -> bool {
             return false;
         };
         tokio::time::sleep(Duration::from_millis(500)).await;
+        // What the hub's live objects hold, as its allocator counts them (the baseline has no
+        // metrics: 0), beside what the process holds from the system.
+        let allocated0 = metric_sum(
+            &metrics_text(&target).await,
+            "tickethub_memory_allocated_bytes",
+        );
         let rss0 = target.rss_kib();
         let cpu0 = target.cpu_secs();
         let started = Instant::now();
@@ -167,6 +173,10 @@ pub async fn idle(n: usize, hold: u64, common: &Common) -> bool {
         let cpu = target.cpu_secs().zip(cpu0).map(|(a, b)| a - b);
         tokio::time::sleep(Duration::from_secs(hold)).await;
         let rss1 = target.rss_kib();
+        let allocated1 = metric_sum(
+            &metrics_text(&target).await,
+            "tickethub_memory_allocated_bytes",
+        );
         let mut run = Run::new(kind.label());
         run.latencies_ms = connected
             .latencies_us
@@ -181,6 +191,13 @@ pub async fn idle(n: usize, hold: u64, common: &Common) -> bool {
             run.metric(
                 "rss_per_socket_kib",
                 b.saturating_sub(a) as f64 / connected.ok.max(1) as f64,
+                "KiB",
+            );
+        }
+        if allocated0 > 0.0 {
+            run.metric(
+                "allocated_per_socket_kib",
+                (allocated1 - allocated0) / 1024.0 / connected.ok.max(1) as f64,
                 "KiB",
             );
         }
