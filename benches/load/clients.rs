@@ -73,6 +73,10 @@ async fn dial(
     if let Some(size) = recv_buf {
         socket.set_recv_buffer_size(size)?;
     }
+    // Closed by a reset, which leaves no port in TIME_WAIT: runs one after another otherwise
+    // hold tens of thousands of each source address's ports for a minute, and by the fifth
+    // run of 10,000 sockets a port is found so slowly that some connects wait a second.
+    socket.set_zero_linger()?;
     socket.bind(SocketAddr::new(source.into(), 0))?;
     let stream = socket.connect(addr).await?;
     stream.set_nodelay(true)?;
