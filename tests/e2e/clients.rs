@@ -71,7 +71,8 @@ async fn the_js_client_passes_its_own_tests() {
     let (out, err) = (out.await.unwrap_or_default(), err.await.unwrap_or_default());
     assert!(
         status.success(),
-        "the JS client's tests failed ({status}):\n--- stdout\n{out}\n--- stderr\n{err}"
+        "the JS client's tests failed ({status}):\n--- stdout\n{out}\n--- stderr\n{err}\n--- failed\n{}",
+        failures(&out)
     );
     // node --test reports how many ran; none at all would be no test, and a skipped one is
     // not a pass.
@@ -89,8 +90,39 @@ async fn the_js_client_passes_its_own_tests() {
     println!("{out}");
 }
 
+/// The report of each failed test in node's TAP output (from its `not ok` line to the end of
+/// its details), repeated after the whole output so that a truncated log still shows why.
+fn failures(tap: &str) -> String {
+    let mut picked = String::new();
+    let mut inside = false;
+    for line in tap.lines() {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with("not ok ") {
+            inside = true;
+        } else if inside && (trimmed.starts_with("ok ") || trimmed.starts_with("# Subtest:")) {
+            inside = false;
+        }
+        if inside {
+            picked.push_str(line);
+            picked.push('\n');
+        }
+    }
+    picked
+}
+
+fn a_failed_js_test_is_repeated_from_the_tap_output() {
+    let tap = "# Subtest: first\nok 1 - first\n  ---\n  duration_ms: 1\n  ...\n\
+               # Subtest: second\nnot ok 2 - second\n  ---\n  error: 'timed out'\n  ...\n\
+               # Subtest: third\nok 3 - third\n1..3\n# pass 2\n";
+    assert_eq!(
+        failures(tap),
+        "not ok 2 - second\n  ---\n  error: 'timed out'\n  ...\n"
+    );
+    assert_eq!(failures("ok 1 - first\n# pass 1\n"), "");
+}
+
 crate::trials! {
     both: [],
     tests: [the_js_client_passes_its_own_tests],
-    sync: [],
+    sync: [a_failed_js_test_is_repeated_from_the_tap_output],
 }
