@@ -159,7 +159,10 @@ impl Fixture {
                 }
             }
         });
-        self.hub.attach(user, conn, Resume::After(0)).await.unwrap();
+        self.hub
+            .attach(user, conn, Resume::After(0), None)
+            .await
+            .unwrap();
     }
 
     fn announcement(&self, n: usize) -> Announcement {

@@ -14,7 +14,9 @@ use chrono::Utc;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use tickethub_actors::domain::{User, UserId};
-use tickethub_actors::ports::{CredentialStore, RefreshRecord, StoreError, UserStore};
+use tickethub_actors::ports::{
+    CredentialStore, NotificationCursor, RefreshRecord, StoreError, UserStore,
+};
 
 use crate::config::{ConfigError, JwtAlgorithm, ServeConfig};
 
@@ -453,7 +455,33 @@ impl Auth {
         users: &S,
         claimed: Claimed,
     ) -> Result<(User, Verified), AuthError> {
+        Self::resolve_with(users, claimed, false)
+            .await
+            .map(|(user, verified, _)| (user, verified))
+    }
+
+    /// [`Auth::resolve`] for a socket's handshake: a user read from the database (not the
+    /// cache) by id comes with where their notification stream stands, in the same read.
+    pub async fn resolve_socket<S: UserStore + CredentialStore + ?Sized>(
+        users: &S,
+        claimed: Claimed,
+    ) -> Result<(User, Verified, Option<NotificationCursor>), AuthError> {
+        Self::resolve_with(users, claimed, true).await
+    }
+
+    async fn resolve_with<S: UserStore + CredentialStore + ?Sized>(
+        users: &S,
+        claimed: Claimed,
+        with_cursor: bool,
+    ) -> Result<(User, Verified, Option<NotificationCursor>), AuthError> {
+        let mut cursor = None;
         let user = match (&claimed.subject, &claimed.provider) {
+            (Subject::Id(id), _) if with_cursor => {
+                users.user_and_cursor(*id).await?.map(|(user, read)| {
+                    cursor = read;
+                    user
+                })
+            }
             (Subject::Id(id), _) => users.user_by_id(*id).await?,
             (Subject::Username(name), None) => users.user_with_hash(name).await?.map(|(u, _)| u),
             (Subject::Username(name), Some((issuer, subject))) => {
@@ -486,7 +514,7 @@ impl Auth {
                     user_id: user.id,
                     exp: claimed.exp,
                 };
-                Ok((user, verified))
+                Ok((user, verified, cursor))
             }
             _ => Err(TokenError::Inactive.into()),
         }

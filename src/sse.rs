@@ -31,7 +31,7 @@ use tickethub_actors::domain::UserId;
 use tickethub_actors::user::{Resume, UserMsg};
 use tokio::sync::mpsc;
 
-use crate::auth::{Auth, AuthError, TokenType};
+use crate::auth::{AuthError, TokenType};
 use crate::http::error::ApiError;
 use crate::http::error::ErrorBody;
 use crate::state::AppState;
@@ -178,7 +178,7 @@ async fn open(
         .await
         .expect("the handshake semaphore is never closed");
     let authenticated_at = std::time::Instant::now();
-    let (user, verified) = match Auth::resolve(&*state.store, claimed).await {
+    let (user, verified, hint) = match crate::ws::resolve_with_hint(&state, claimed).await {
         Ok(found) => found,
         Err(AuthError::Token(e)) => return Err(ApiError::unauthorized(e.to_string())),
         Err(AuthError::Store(e)) => {
@@ -204,7 +204,7 @@ async fn open(
         Some(seq) => Resume::After(seq),
         None => Resume::Unacknowledged,
     };
-    let attached = match state.hub.attach(user.id, conn, resume).await {
+    let attached = match state.hub.attach(user.id, conn, resume, hint).await {
         Ok(a) => a,
         Err(e) => {
             if state.hub.ended_since(user.id, authenticated_at) {

@@ -12,7 +12,7 @@ use axum::routing::get;
 use axum::Router;
 use serde::Deserialize;
 
-use crate::auth::{Auth, AuthError, TokenError, TokenType};
+use crate::auth::{Auth, AuthError, Claimed, Subject, TokenError, TokenType, Verified};
 use crate::http::error::ApiError;
 use crate::state::AppState;
 
@@ -26,8 +26,9 @@ pub use crate::wire::dialect;
 pub use settings::{SocketSlot, TicketProjects, WsSettings};
 
 use dialect::Dialect;
-use tickethub_actors::domain::{ProjectId, Role};
+use tickethub_actors::domain::{ProjectId, Role, User};
 use tickethub_actors::room::RoomSocket;
+use tickethub_actors::user::CursorHint;
 
 /// The subprotocol a browser offers, together with `bearer.<JWT>`, to carry its token.
 pub const SUBPROTOCOL: &str = "tickethub.v1";
@@ -182,9 +183,13 @@ async fn handshake_with(
     // Taken before the user is read: an ending of the user's sessions committed after this
     // instant may not be in what the read sees, so the session checks for one once attached.
     let authenticated_at = std::time::Instant::now();
+    let mut hint = None;
     let user = match auth {
-        Ok(claimed) => match Auth::resolve(&*state.store, claimed).await {
-            Ok(found) => Ok(found),
+        Ok(claimed) => match resolve_with_hint(&state, claimed).await {
+            Ok((user, verified, read)) => {
+                hint = read;
+                Ok((user, verified))
+            }
             Err(AuthError::Token(e)) => Err(e),
             Err(AuthError::Store(e)) => {
                 tracing::error!(error = %e, "user lookup failed during handshake");
@@ -221,6 +226,7 @@ async fn handshake_with(
         state: state.clone(),
         upgrade,
         user,
+        hint,
         last_seq,
         dialect,
         room,
@@ -233,6 +239,25 @@ async fn handshake_with(
         _ => state.ws.sessions.spawn(Box::new(session).run()),
     };
     response.into_response()
+}
+
+/// Finds the user of a verified token for a stream (a socket or an event stream), with where
+/// their notification stream stands when it was read with the user. The news counters are
+/// stamped before the read: the cursor stands in for the actor's own read only if nothing
+/// reached the user since (see `tickethub_actors::notices`).
+pub(crate) async fn resolve_with_hint(
+    state: &AppState,
+    claimed: Claimed,
+) -> Result<(User, Verified, Option<CursorHint>), AuthError> {
+    let stamp = match &claimed.subject {
+        Subject::Id(id) => Some(state.hub.notice_stamp(*id)),
+        Subject::Username(_) => None,
+    };
+    let (user, verified, cursor) = Auth::resolve_socket(&*state.store, claimed).await?;
+    let hint = cursor
+        .zip(stamp)
+        .map(|(cursor, stamp)| CursorHint { cursor, stamp });
+    Ok((user, verified, hint))
 }
 
 /// Parses the query string (`token`, `last_seq`, `dialect`, `presence`), ignoring anything

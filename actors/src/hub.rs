@@ -103,6 +103,7 @@ impl Hub {
             webhook_urls: delivery.webhook_urls.clone(),
             bus,
             presence,
+            notices: Arc::default(),
             sent: crate::sent::SentRecorder::start(
                 store.clone(),
                 SENT_BATCH_INTERVAL,
@@ -135,6 +136,7 @@ impl Hub {
                     bus: deps.bus.clone(),
                     replay_cap: config.replay_cap,
                     gap_wait: config.gap_wait,
+                    notices: deps.notices.clone(),
                 },
                 map: deps.users.clone(),
                 tick: Some((config.ping_interval, || UserMsg::Heartbeat)),
@@ -244,13 +246,22 @@ impl Hub {
             .ok()
     }
 
+    /// Where the news counters of `user` stand: taken before a read of the user's cursor that
+    /// the user's actor may use instead of its own (see [`crate::notices`]).
+    pub fn notice_stamp(&self, user: UserId) -> crate::notices::Stamp {
+        self.inner.deps.notices.stamp(user)
+    }
+
     /// Hands a socket to its user's actor, starting the actor if needed; the actor queues the
-    /// socket's replay (from `resume`) before anything live.
+    /// socket's replay (from `resume`) before anything live. `hint` is the user's cursor as
+    /// the handshake read it, which a starting actor uses instead of reading it again when
+    /// nothing reached the user since.
     pub async fn attach(
         &self,
         user_id: UserId,
         conn: ConnHandle,
         resume: Resume,
+        hint: Option<crate::user::CursorHint>,
     ) -> Result<Attached, AttachError> {
         // A user actor that is stopping as the socket arrives drops the request; retrying
         // reaches the fresh actor the directory spawns instead, once it has let go of the old
@@ -267,6 +278,7 @@ impl Hub {
                     UserMsg::Attach(Box::new(crate::user::AttachRequest {
                         conn,
                         resume,
+                        hint,
                         reply,
                     }))
                 })

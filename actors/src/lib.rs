@@ -40,6 +40,7 @@ pub mod domain;
 pub mod escalation;
 pub mod event;
 pub mod hub;
+pub mod notices;
 pub mod notification;
 pub mod notifier;
 pub mod policy;

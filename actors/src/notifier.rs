@@ -35,6 +35,8 @@ pub struct Deps {
     pub bus: Option<Arc<dyn crate::ports::Bus>>,
     /// Presence held across hub processes, if there are several.
     pub presence: Option<Arc<dyn crate::ports::PresenceStore>>,
+    /// Counts each user's news before their actor is looked up (see [`crate::notices`]).
+    pub notices: Arc<crate::notices::Notices>,
 }
 
 impl std::fmt::Debug for Deps {
@@ -331,6 +333,9 @@ impl Deps {
             bus.publish(crate::ports::BusEvent::Notified(notifications.clone()));
         }
         {
+            for n in &notifications {
+                self.notices.news(n.user_id);
+            }
             let users = self.users.read().expect("user map poisoned");
             for n in notifications {
                 if let Some(actor) = users.get(&n.user_id) {

@@ -60,6 +60,14 @@ pub trait UserStore: Send + Sync {
     async fn create_user(&self, user: NewUser) -> Result<User, StoreError>;
     /// Finds a user by id.
     async fn user_by_id(&self, id: UserId) -> Result<Option<User>, StoreError>;
+    /// Finds a user by id for a socket's handshake: when the user is not cached, where their
+    /// notification stream stands comes with the row, in the same read.
+    async fn user_and_cursor(
+        &self,
+        id: UserId,
+    ) -> Result<Option<(User, Option<NotificationCursor>)>, StoreError> {
+        Ok(self.user_by_id(id).await?.map(|u| (u, None)))
+    }
     /// Finds a user and their password hash by username.
     async fn user_with_hash(&self, username: &str) -> Result<Option<(User, String)>, StoreError>;
     /// Lists every user, ordered by id.

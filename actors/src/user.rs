@@ -45,6 +45,18 @@ pub struct UserActor {
     /// How long an out-of-order notification waits for the missing ones before they are read
     /// from the database.
     pub gap_wait: Duration,
+    /// Whether the user may have news since a handshake read their cursor.
+    pub notices: Arc<crate::notices::Notices>,
+}
+
+/// The user's cursor as a socket's handshake read it, with the news counters as they stood
+/// before the read.
+#[derive(Debug, Clone, Copy)]
+pub struct CursorHint {
+    /// The cursor read.
+    pub cursor: crate::ports::NotificationCursor,
+    /// Taken before the read.
+    pub stamp: crate::notices::Stamp,
 }
 
 /// Where a new socket's replay starts.
@@ -169,6 +181,8 @@ pub struct AttachRequest {
     pub conn: ConnHandle,
     /// Where its replay starts.
     pub resume: Resume,
+    /// The cursor the handshake read, if it read one.
+    pub hint: Option<CursorHint>,
     /// Answered once the socket is owned by this actor and its replay is queued.
     pub reply: RpcReplyPort<Attached>,
 }
@@ -561,7 +575,20 @@ impl UserActor {
     ) -> Result<(), ActorProcessingErr> {
         let mut cursor = None;
         if !state.loaded {
-            match self.store.notification_cursor(state.user_id).await {
+            // The handshake's read stands in for the actor's while nothing reached the user
+            // since: any later news finds this actor, now in the directory's map.
+            let hint = match &msg {
+                UserMsg::Attach(request) => request
+                    .hint
+                    .filter(|h| self.notices.unchanged(state.user_id, h.stamp))
+                    .map(|h| h.cursor),
+                _ => None,
+            };
+            let read = match hint {
+                Some(c) => Ok(c),
+                None => self.store.notification_cursor(state.user_id).await,
+            };
+            match read {
                 Ok(c) => {
                     state.delivered = c.last_seq;
                     state.flushed_sent = c.sent_seq;
@@ -583,6 +610,7 @@ impl UserActor {
                     conn,
                     resume,
                     reply,
+                    hint: _,
                 } = *request;
                 match state.conns.iter().find(|c| c.handle.id == conn.id) {
                     // A retried attach (the first was slow to answer) finds its socket here

@@ -89,6 +89,44 @@ macro_rules! impl_user_store {
                 Ok(user)
             }
 
+            async fn user_and_cursor(
+                &self,
+                id: tickethub_actors::domain::UserId,
+            ) -> Result<
+                Option<(
+                    tickethub_actors::domain::User,
+                    Option<tickethub_actors::ports::NotificationCursor>,
+                )>,
+                tickethub_actors::ports::StoreError,
+            > {
+                let cache = self.users();
+                if let Some(user) = cache.get(id) {
+                    return Ok(Some((user, None)));
+                }
+                let generation = cache.generation();
+                let sql = format!(
+                    "SELECT {}, last_seq, acked_seq, sent_seq FROM users WHERE id = $1",
+                    $crate::store::USER_COLUMNS
+                );
+                let row = sqlx::query(&sql)
+                    .bind(id.0)
+                    .fetch_optional(self.reader())
+                    .await
+                    .map_err($crate::store::backend_error)?;
+                let Some(row) = row else { return Ok(None) };
+                use sqlx::{FromRow, Row};
+                let cursor = tickethub_actors::ports::NotificationCursor {
+                    last_seq: row.try_get("last_seq").map_err($crate::store::backend_error)?,
+                    acked_seq: row.try_get("acked_seq").map_err($crate::store::backend_error)?,
+                    sent_seq: row.try_get("sent_seq").map_err($crate::store::backend_error)?,
+                };
+                let user = $crate::store::UserRow::from_row(&row)
+                    .map_err($crate::store::backend_error)?
+                    .into_user()?;
+                cache.fill(generation, Some(&user));
+                Ok(Some((user, Some(cursor))))
+            }
+
             async fn user_with_hash(
                 &self,
                 username: &str,

@@ -68,6 +68,8 @@ pub struct Session {
     pub upgrade: UpgradeFut,
     /// The authenticated user and token, or why there is none.
     pub user: Result<(User, Verified), TokenError>,
+    /// Where the user's notification stream stood, if the handshake read it with the user.
+    pub hint: Option<tickethub_actors::user::CursorHint>,
     /// When the handshake began reading its user (see [`tickethub_actors::Hub::ended_since`]).
     pub authenticated_at: std::time::Instant,
     /// The `last_seq` the client asked to resume from.

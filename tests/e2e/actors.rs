@@ -2,6 +2,7 @@
 
 use futures::future::join_all;
 use tickethub_actors::domain::Role;
+use tickethub_actors::ports::BusEvent;
 use tickethub_actors::user::UserMsg;
 
 use crate::harness::{eventually, Backend, Ended, TestHub};
@@ -202,9 +203,47 @@ async fn ticket_actors_passivate_and_recover_from_faults(backend: Backend) {
     assert_eq!(started["version"], 4);
 }
 
+/// Every path that hands a user news counts it before the user's actor is looked up: a cursor
+/// a socket's handshake read stands in for the actor's own read only while nothing was counted
+/// since. A path that forgot would let a starting actor miss a commit made between the two.
+async fn every_path_of_a_user_s_news_is_counted(backend: Backend) {
+    let hub = TestHub::start(&backend).await;
+    let admin = hub.user("root", Role::Admin).await;
+    let user = hub.user("alice", Role::Client).await;
+    let counted = |before| hub.hub.notice_stamp(user.id) != before;
+
+    let stamp = hub.hub.notice_stamp(user.id);
+    assert!(!counted(stamp));
+    hub.send(&admin, &[&user], serde_json::json!({})).await;
+    assert!(counted(stamp), "a commit on this node");
+
+    let (_, notes) = hub.store.backlog(user.id, 0, 10).await.unwrap();
+    let note = std::sync::Arc::new(notes.into_iter().next().expect("the notification"));
+    let stamp = hub.hub.notice_stamp(user.id);
+    hub.hub.remote(BusEvent::Notified(vec![note]));
+    assert!(counted(stamp), "a commit on another node, carried whole");
+
+    let stamp = hub.hub.notice_stamp(user.id);
+    hub.hub.remote(BusEvent::Committed(vec![(user.id, 1)]));
+    assert!(counted(stamp), "a commit on another node, as a pair");
+
+    let stamp = hub.hub.notice_stamp(user.id);
+    hub.hub.remote_committed(user.id, 1);
+    assert!(counted(stamp), "another node's newest seq");
+
+    let stamp = hub.hub.notice_stamp(user.id);
+    hub.hub.catch_up(vec![user.id]).await.unwrap();
+    assert!(counted(stamp), "a shard newly heard");
+
+    let stamp = hub.hub.notice_stamp(user.id);
+    hub.hub.catch_up_all().await.unwrap();
+    assert!(counted(stamp), "a resync");
+}
+
 crate::trials! {
     both: [
         tabs_share_one_actor_which_ends_with_the_last_socket,
+        every_path_of_a_user_s_news_is_counted,
         a_panicking_user_actor_takes_nobody_else_down,
         graceful_shutdown_closes_sockets_with_1001,
         shutdown_writes_what_is_queued_before_1001,

@@ -328,6 +328,29 @@ async fn batched_commits_give_every_recipient_the_next_seq(backend: Backend) {
     assert!(err.is_err());
     assert_eq!(store.notification_cursor(a.id).await.unwrap().last_seq, 3);
 
+    // A socket's handshake reads a user it does not hold in memory with their cursor, in one
+    // read; once the user is held, it reads nothing, and the actor reads the cursor itself.
+    let c = add_user(&store, "cid").await;
+    store
+        .commit_notifications(vec![draft(c.id, "c1"), draft(c.id, "c2")], None)
+        .await
+        .unwrap();
+    store.ack(c.id, 1).await.unwrap();
+    let (user, cursor) = store.user_and_cursor(c.id).await.unwrap().unwrap();
+    assert_eq!(user, c);
+    assert_eq!(cursor, Some(store.notification_cursor(c.id).await.unwrap()));
+    assert_eq!(cursor.map(|c| (c.last_seq, c.acked_seq)), Some((2, 1)));
+    let cached = store
+        .user_cache()
+        .is_some_and(|cache| cache.get(c.id).is_some());
+    let (_, again) = store.user_and_cursor(c.id).await.unwrap().unwrap();
+    assert_eq!(again.is_none(), cached);
+    assert!(store
+        .user_and_cursor(tickethub_actors::domain::UserId(999_999))
+        .await
+        .unwrap()
+        .is_none());
+
     // What another node reads when it hears of a commit: by (recipient, seq), in batches,
     // leaving out deleted ones and keys that do not exist; the gap fill leaves them out too.
     assert!(store.delete_notification(a.id, second[1].id).await.unwrap());

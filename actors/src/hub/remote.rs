@@ -68,6 +68,7 @@ impl Hub {
     /// Another hub process committed notifications for `user` up to `seq`: if the user is
     /// connected here, their actor catches up from the database.
     pub fn remote_committed(&self, user: UserId, seq: i64) {
+        self.inner.deps.notices.news(user);
         if let Some(actor) = self.user(user) {
             let _ = actor.send_message(UserMsg::CatchUp(seq));
         }
@@ -79,6 +80,9 @@ impl Hub {
         match event {
             BusEvent::Committed(events) => self.remote_commit(events),
             BusEvent::Notified(notifications) => {
+                for n in &notifications {
+                    self.inner.deps.notices.news(n.user_id);
+                }
                 let users = self.inner.deps.users.read().expect("user map poisoned");
                 for n in notifications {
                     if let Some(actor) = users.get(&n.user_id) {
@@ -236,6 +240,9 @@ impl Hub {
     /// notifications (the user actors keep them in seq order and fill any gap), so that a
     /// fan-out to thousands costs this node a few queries rather than one per user.
     pub(super) fn remote_commit(&self, events: Vec<(UserId, i64)>) {
+        for (user, _) in &events {
+            self.inner.deps.notices.news(*user);
+        }
         let local: Vec<(UserId, i64, ActorRef<UserMsg>)> = {
             let users = self.inner.deps.users.read().expect("user map poisoned");
             events
@@ -277,6 +284,8 @@ impl Hub {
     /// current does nothing). Run after any gap on the bus and periodically. Returns how many
     /// users were checked.
     pub async fn catch_up_all(&self) -> Result<usize, StoreError> {
+        // An actor that starts after the list below is taken reads its own cursor.
+        self.inner.deps.notices.news_for_everyone();
         let ids: Vec<UserId> = self
             .inner
             .deps
@@ -296,6 +305,11 @@ impl Hub {
     pub async fn catch_up(&self, ids: Vec<UserId>) -> Result<usize, StoreError> {
         if ids.is_empty() {
             return Ok(0);
+        }
+        // An actor that has not read its cursor is left out below, trusted to read it: so it
+        // must not take a handshake's read from before this instead.
+        for id in &ids {
+            self.inner.deps.notices.news(*id);
         }
         let store = self.inner.deps.store.clone();
         let seqs = store.last_seqs(&ids).await?;

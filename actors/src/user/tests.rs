@@ -330,6 +330,7 @@ impl Store for Inbox {
 /// A running user actor over an inbox.
 struct Running {
     inbox: Arc<Inbox>,
+    notices: Arc<crate::notices::Notices>,
     actor: ActorRef<UserMsg>,
     stopped: JoinHandle<()>,
 }
@@ -347,9 +348,11 @@ async fn start(
         Duration::from_secs(3_600),
         "node-a".into(),
     );
+    let notices: Arc<crate::notices::Notices> = Arc::default();
     let (actor, stopped) = Actor::spawn(
         None,
         UserActor {
+            notices: notices.clone(),
             idle_timeout,
             acks: crate::acks::AckRecorder::start(store.clone()),
             store,
@@ -364,6 +367,7 @@ async fn start(
     .unwrap();
     Running {
         inbox,
+        notices,
         actor,
         stopped,
     }
@@ -392,13 +396,33 @@ impl Running {
         conn: ConnHandle,
         resume: Resume,
     ) -> Result<Attached, ractor::RactorErr<UserMsg>> {
+        self.attach_hinted(conn, resume, None).await
+    }
+
+    async fn attach_hinted(
+        &self,
+        conn: ConnHandle,
+        resume: Resume,
+        hint: Option<CursorHint>,
+    ) -> Result<Attached, ractor::RactorErr<UserMsg>> {
         ractor::call!(self.actor, |reply| UserMsg::Attach(Box::new(
             AttachRequest {
                 conn,
                 resume,
+                hint,
                 reply,
             }
         )))
+    }
+
+    /// A socket attached as a handshake that read `hint` attaches it.
+    async fn attach_after(&self, hint: CursorHint) -> (Attached, ConnHandle, Outbound) {
+        let (conn, rx) = ConnHandle::new(ConnId(1), 64, 1 << 20);
+        let attached = self
+            .attach_hinted(conn.clone(), Resume::Unacknowledged, Some(hint))
+            .await
+            .unwrap();
+        (attached, conn, rx)
     }
 
     fn send(&self, msg: UserMsg) {
@@ -975,4 +999,56 @@ async fn an_actor_that_cannot_read_the_stream_fails_the_attach_and_stops() {
         .await
         .is_err());
     user.stops().await;
+}
+
+/// The cursor the inbox holds now, with the notices' stamp taken first, as a handshake reads it.
+fn handshake_read(user: &Running) -> CursorHint {
+    let stamp = user.notices.stamp(USER);
+    let held = user.inbox.held();
+    CursorHint {
+        cursor: NotificationCursor {
+            last_seq: held.last_seq,
+            acked_seq: held.acked_seq,
+            sent_seq: held.sent_seq,
+        },
+        stamp,
+    }
+}
+
+#[tokio::test]
+async fn a_starting_actor_takes_the_handshake_s_cursor_while_nothing_reached_the_user() {
+    let inbox = Inbox::default();
+    inbox.commit(1..=3);
+    inbox.held().acked_seq = 1;
+    let user = patient(inbox).await;
+    let hint = handshake_read(&user);
+    // The actor's own read would fail: the attach succeeds only on the handshake's.
+    user.inbox.held().cursor_fails = true;
+    let (attached, _conn, mut rx) = user.attach_after(hint).await;
+    assert_eq!(attached.last_seq, 3);
+    assert_eq!(received(&mut rx), ["replay [2, 3] +0 to 3"]);
+}
+
+#[tokio::test]
+async fn a_starting_actor_reads_the_cursor_again_when_the_user_had_news_since_the_handshake() {
+    let inbox = Inbox::default();
+    inbox.commit(1..=2);
+    let user = patient(inbox).await;
+    let hint = handshake_read(&user);
+    // Committed after the handshake's read, and counted before any actor was looked up to
+    // push it to: no actor was found, so only a fresh read brings it.
+    user.inbox.commit(3..=3);
+    user.notices.news(USER);
+    let (attached, _conn, mut rx) = user.attach_after(hint).await;
+    assert_eq!(attached.last_seq, 3);
+    assert_eq!(received(&mut rx), ["replay [1, 2, 3] +0 to 3"]);
+
+    // News for everyone (a gap on the bus) does the same.
+    let inbox = Inbox::default();
+    let user = patient(inbox).await;
+    let hint = handshake_read(&user);
+    user.inbox.commit(1..=1);
+    user.notices.news_for_everyone();
+    let (_, _conn, mut rx) = user.attach_after(hint).await;
+    assert_eq!(received(&mut rx), ["replay [1] +0 to 1"]);
 }

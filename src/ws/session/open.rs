@@ -83,7 +83,7 @@ impl Session {
             _ => this
                 .state
                 .hub
-                .attach(user.id, conn, resume)
+                .attach(user.id, conn, resume, this.hint)
                 .await
                 .map(|a| (Owner::User(a.actor), a.last_seq)),
         };
