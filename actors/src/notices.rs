@@ -5,7 +5,9 @@
 //! again; it may take the handshake's instead if nothing could have reached the user since it
 //! was read. Every path that hands a user's news to a local actor (a commit here, a commit on
 //! another node, a shard newly heard, a resync) counts it here *before* it looks the actor up,
-//! and the handshake takes a [`Stamp`] *before* its read. So when the actor finds the stamp
+//! and the handshake takes a [`Stamp`] *before* its read. A user's actor counts its own last
+//! writes too, as it stops (the sent seq it records then may be newer than a handshake's read,
+//! and the next actor starts only once this one is gone). So when the actor finds the stamp
 //! unchanged, any later news will find the actor and be pushed to it; when it finds it changed,
 //! it reads the cursor itself, as it always did.
 //!

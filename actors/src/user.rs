@@ -516,6 +516,9 @@ impl Actor for UserActor {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         Box::pin(self.flush_sent(state, 0)).await;
+        // This actor's last writes (the sent seq just flushed) may be newer than what a
+        // handshake read meanwhile: the actor started next for that socket reads for itself.
+        self.notices.news(state.user_id);
         crate::ports::interest(&self.bus, crate::ports::Topic::User(state.user_id), false);
         // Sockets still attached when the actor stops without a shutdown are told to reconnect.
         for conn in state.conns.drain(..) {

@@ -1052,3 +1052,22 @@ async fn a_starting_actor_reads_the_cursor_again_when_the_user_had_news_since_th
     let (_, _conn, mut rx) = user.attach_after(hint).await;
     assert_eq!(received(&mut rx), ["replay [1] +0 to 1"]);
 }
+
+#[tokio::test]
+async fn an_actor_that_stops_sends_a_handshake_that_read_before_to_the_database() {
+    let user = patient(Inbox::default()).await;
+    let (_, conn, _rx) = user.attach(1, Resume::Unacknowledged).await;
+    conn.shared.mark_sent(4);
+    // A handshake for the user's next socket reads while this actor still owns the last one:
+    // the sent seq it reads is older than the one the actor records as the socket leaves.
+    let hint = handshake_read(&user);
+    assert_eq!(hint.cursor.sent_seq, 0);
+    let (inbox, notices) = (user.inbox.clone(), user.notices.clone());
+    user.send(UserMsg::Detach(ConnId(1)));
+    user.stops().await;
+    assert_eq!(inbox.held().recorded, [(USER, 4)]);
+    assert!(
+        !notices.unchanged(USER, hint.stamp),
+        "the next actor must read the recorded sent seq, not the handshake's"
+    );
+}
