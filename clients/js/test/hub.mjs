@@ -2,6 +2,7 @@
 // folder, with the demo accounts; can kill it with SIGKILL and start it again on the same
 // port and database.
 import { spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
@@ -36,7 +37,9 @@ export class Hub {
     const db = `sqlite://${join(this.dir, 'hub.db')}`;
     const proc = spawn(hubBinary(), [
       'serve', '--demo', '--bind', `127.0.0.1:${this.port}`, '--database-url', db,
-      '--mail-outbox-dir', join(this.dir, 'mail'), ...this.args,
+      '--mail-outbox-dir', join(this.dir, 'mail'),
+      // A send claimed by a hub that was then killed lets its retry run after a second.
+      '--idempotency-lease', '1', ...this.args,
     ], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, RUST_LOG: 'warn' } });
     this.proc = proc;
     let stderr = '';
@@ -100,14 +103,34 @@ export class Hub {
     rmSync(this.dir, { recursive: true, force: true });
   }
 
-  async post(path, body, token) {
+  async post(path, body, token, headers = {}) {
     const res = await fetch(`${this.url}${path}`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
+      headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}), ...headers },
       body: JSON.stringify(body),
     });
     const text = await res.text();
     return { status: res.status, body: text ? JSON.parse(text) : null };
+  }
+
+  /**
+   * Sends one notification to `userId` as `token`'s user, retrying while the hub is down (a
+   * patience at most). The retries carry the first try's Idempotency-Key, as a careful caller's
+   * would: a send the hub committed but was killed before answering is committed once.
+   */
+  async notify(token, userId, title) {
+    const end = Date.now() + patience;
+    const key = randomUUID();
+    for (;;) {
+      try {
+        const { status, body } = await this.post('/api/notifications/send/', { user_ids: [userId], title, message: title }, token, { 'idempotency-key': key });
+        if (status !== 201) throw new Error(`send answered ${status}: ${JSON.stringify(body)}`);
+        return;
+      } catch (e) {
+        if (Date.now() > end) throw e;
+        await new Promise((ok) => setTimeout(ok, 50));
+      }
+    }
   }
 
   async get(path, token) {
