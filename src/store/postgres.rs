@@ -63,6 +63,11 @@ impl PgStore {
         &self.users
     }
 
+    /// Every read goes through the pool.
+    fn inline(&self) -> Option<&super::sqlite::InlineReader> {
+        None
+    }
+
     fn writer(&self) -> &PgPool {
         &self.pool
     }

@@ -26,6 +26,133 @@ pub struct SqliteStore {
     purge_bounds: std::sync::Arc<super::retention::PurgeBounds>,
     /// Active users, kept between requests.
     users: std::sync::Arc<tickethub_actors::ports::UserCache>,
+    /// The point reads of a socket's handshake, on the caller's thread (none in memory).
+    inline: Option<std::sync::Arc<InlineReader>>,
+}
+
+/// A read-only connection that a caller reads from on its own thread, for the point read of
+/// a socket's handshake: sqlx runs each SQLite connection on a worker thread, and a query
+/// through its pool hands off to that thread twice (the query, then the ping sqlx sends on
+/// every release), which costs the handshake more than the read itself. A read by primary
+/// key takes microseconds. Whoever finds the connection in use, or taken by a truncation of
+/// the log, reads through the pool instead, as does any read this connection cannot decode
+/// as sqlx would; it never waits (no busy timeout), so nothing blocks a runtime thread.
+#[derive(Debug)]
+pub(crate) struct InlineReader {
+    conn: std::sync::Mutex<Option<rusqlite::Connection>>,
+}
+
+/// What the inline reader answers when the caller should read through the pool.
+pub(crate) type Inline<T> = Option<T>;
+
+impl InlineReader {
+    fn open(path: &std::path::Path) -> Option<Self> {
+        use rusqlite::OpenFlags;
+        let opened = rusqlite::Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .and_then(|c| c.busy_timeout(Duration::ZERO).map(|()| c));
+        match opened {
+            Ok(conn) => Some(Self {
+                conn: std::sync::Mutex::new(Some(conn)),
+            }),
+            Err(e) => {
+                tracing::warn!(error = %e, "handshakes read through the pool: no inline reader");
+                None
+            }
+        }
+    }
+
+    /// Runs `read` on the connection unless someone else holds it.
+    fn try_read<T>(&self, read: impl FnOnce(&rusqlite::Connection) -> Inline<T>) -> Inline<T> {
+        let held = self.conn.try_lock().ok()?;
+        read(held.as_ref()?)
+    }
+
+    /// Takes the connection away until the returned guard is dropped: readers go to the pool.
+    fn hold(&self) -> InlineHeld<'_> {
+        let conn = self
+            .conn
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        InlineHeld { reader: self, conn }
+    }
+
+    /// A user by id, with where their notification stream stands: `Some(None)` when there is
+    /// no such user.
+    pub(crate) fn user_and_cursor(
+        &self,
+        id: i64,
+    ) -> Inline<
+        Option<(
+            tickethub_actors::domain::User,
+            tickethub_actors::ports::NotificationCursor,
+        )>,
+    > {
+        static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+            format!(
+                "SELECT {}, last_seq, acked_seq, sent_seq FROM users WHERE id = ?1",
+                super::USER_COLUMNS
+            )
+        });
+        self.try_read(|c| {
+            let mut statement = c.prepare_cached(&SQL).ok()?;
+            let mut rows = statement.query([id]).ok()?;
+            let Some(row) = rows.next().ok()? else {
+                return Some(None);
+            };
+            let user = tickethub_actors::domain::User {
+                id: tickethub_actors::domain::UserId(row.get(0).ok()?),
+                username: row.get(1).ok()?,
+                display_name: row.get(2).ok()?,
+                email: row.get(3).ok()?,
+                whatsapp_number: row.get(4).ok()?,
+                phone_number: row.get(5).ok()?,
+                phone_number_invalid_at: match row.get_ref(6).ok()? {
+                    rusqlite::types::ValueRef::Null => None,
+                    at => Some(timestamp(at)?),
+                },
+                role: row.get_ref(7).ok()?.as_str().ok()?.parse().ok()?,
+                is_superuser: row.get(8).ok()?,
+                is_active: row.get(9).ok()?,
+                token_version: row.get(10).ok()?,
+                created_at: timestamp(row.get_ref(11).ok()?)?,
+            };
+            let cursor = tickethub_actors::ports::NotificationCursor {
+                last_seq: row.get(12).ok()?,
+                acked_seq: row.get(13).ok()?,
+                sent_seq: row.get(14).ok()?,
+            };
+            Some(Some((user, cursor)))
+        })
+    }
+}
+
+/// A time as sqlx writes it (RFC 3339); any other form is left to the pool, which reads them
+/// all.
+fn timestamp(value: rusqlite::types::ValueRef<'_>) -> Option<chrono::DateTime<chrono::Utc>> {
+    let text = std::str::from_utf8(value.as_bytes().ok()?).ok()?;
+    chrono::DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|at| at.to_utc())
+}
+
+/// The inline reader's connection, taken away; given back when dropped.
+struct InlineHeld<'a> {
+    reader: &'a InlineReader,
+    conn: Option<rusqlite::Connection>,
+}
+
+impl Drop for InlineHeld<'_> {
+    fn drop(&mut self) {
+        *self
+            .reader
+            .conn
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = self.conn.take();
+    }
 }
 
 /// How often the log is copied into the database file.
@@ -40,6 +167,8 @@ struct Checkpointer {
     /// Every reader connection: held for the moment of a truncation.
     reader: SqlitePool,
     readers: u32,
+    /// The inline reader: taken for the moment of a truncation.
+    inline: Option<std::sync::Arc<InlineReader>>,
     /// The log file.
     wal: std::path::PathBuf,
     /// Its size past which it is truncated.
@@ -108,6 +237,8 @@ async fn truncate(c: &Checkpointer) -> Result<(), sqlx::Error> {
     })
     .await
     .map_err(|_| sqlx::Error::PoolTimedOut)??;
+    // Taken between two reads: each runs to its end before it lets the connection go.
+    let _inline = c.inline.as_ref().map(|r| r.hold());
     // With no reader left on the log, this copies all of it while commits go on.
     passive(&c.own).await?;
     let writer = tokio::time::timeout(TRUNCATE_WAIT, c.writer.acquire())
@@ -192,12 +323,15 @@ impl SqliteStore {
                 .connect_with(options.clone().read_only(true))
                 .await?
         };
-        if !memory {
+        let inline = if memory {
+            None
+        } else {
             let own = SqlitePoolOptions::new()
                 .test_before_acquire(false)
                 .max_connections(1)
                 .connect_with(options.clone())
                 .await?;
+            let inline = InlineReader::open(options.get_filename()).map(std::sync::Arc::new);
             let mut wal = options.get_filename().as_os_str().to_owned();
             wal.push("-wal");
             let checkpointer = Checkpointer {
@@ -205,11 +339,13 @@ impl SqliteStore {
                 writer: writer.clone(),
                 reader: reader.clone(),
                 readers: READERS,
+                inline: inline.clone(),
                 wal: wal.into(),
                 limit: store.wal_limit_bytes,
             };
             tokio::spawn(checkpoints(checkpointer, std::sync::Arc::downgrade(&alive)));
-        }
+            inline
+        };
         // One writer connection: one committer, whose groups grow while a commit runs.
         let faults = std::sync::Arc::<tickethub_actors::ports::StoreFaults>::default();
         let commits = Self::group_committer(writer.clone(), 1, faults.clone());
@@ -221,11 +357,16 @@ impl SqliteStore {
             faults,
             purge_bounds: Default::default(),
             users: std::sync::Arc::new(tickethub_actors::ports::UserCache::new(store.user_cache)),
+            inline,
         })
     }
 
     fn users(&self) -> &tickethub_actors::ports::UserCache {
         &self.users
+    }
+
+    fn inline(&self) -> Option<&InlineReader> {
+        self.inline.as_deref()
     }
 
     fn writer(&self) -> &SqlitePool {
@@ -343,5 +484,103 @@ impl SqliteStore {
         };
         let _ = conn.0.take();
         crate::store::notifications::placement(drafts, &back, rows)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tickethub_actors::domain::{NewUser, Role, UserId};
+    use tickethub_actors::ports::{NotificationCursor, Store, StreamStore, UserStore};
+
+    use super::*;
+
+    async fn store(dir: &tempfile::TempDir) -> SqliteStore {
+        let url = format!("sqlite://{}", dir.path().join("hub.db").display());
+        SqliteStore::connect(&url, Default::default())
+            .await
+            .unwrap()
+    }
+
+    fn new_user(name: &str) -> NewUser {
+        NewUser {
+            username: name.into(),
+            display_name: format!("{name} display"),
+            email: Some(format!("{name}@example.com")),
+            whatsapp_number: Some("15551234567".into()),
+            phone_number: Some("+15551234567".into()),
+            role: Role::Developer,
+            is_superuser: true,
+            password_hash: "!".into(),
+        }
+    }
+
+    /// What the pool reads for this user: a cold cache, so the read is not answered from it.
+    async fn pooled(
+        s: &SqliteStore,
+        id: UserId,
+    ) -> Option<(tickethub_actors::domain::User, NotificationCursor)> {
+        let held = s.inline().unwrap().hold();
+        s.users.forget(id);
+        let read = s.user_and_cursor(id).await.unwrap();
+        drop(held);
+        read.map(|(user, cursor)| (user, cursor.expect("read with the user")))
+    }
+
+    #[tokio::test]
+    async fn the_inline_reader_reads_a_user_and_cursor_as_the_pool_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(&dir).await;
+        let user = s.create_user(new_user("ann")).await.unwrap();
+        assert!(s
+            .phone_number_invalid(user.id, "+15551234567", "unsubscribed", chrono::Utc::now())
+            .await
+            .unwrap());
+        s.ack(user.id, 0).await.unwrap();
+        let inline = s
+            .inline()
+            .unwrap()
+            .user_and_cursor(user.id.0)
+            .unwrap()
+            .unwrap();
+        assert!(inline.0.phone_number_invalid_at.is_some());
+        assert_eq!(Some(inline.clone()), pooled(&s, user.id).await);
+        assert_eq!(inline.1, s.notification_cursor(user.id).await.unwrap());
+        let mut expected = user;
+        expected.phone_number_invalid_at = inline.0.phone_number_invalid_at;
+        assert_eq!(inline.0, expected);
+        // No such user: an answer, not a reason to ask the pool.
+        assert_eq!(s.inline().unwrap().user_and_cursor(999_999), Some(None));
+        // Held by a truncation: the caller reads through the pool, and still gets the user.
+        let held = s.inline().unwrap().hold();
+        assert_eq!(s.inline().unwrap().user_and_cursor(expected.id.0), None);
+        s.users.forget(expected.id);
+        let (read, cursor) = s.user_and_cursor(expected.id).await.unwrap().unwrap();
+        assert_eq!((read, cursor), (expected.clone(), Some(inline.1)));
+        drop(held);
+        assert!(s.inline().unwrap().user_and_cursor(expected.id.0).is_some());
+        s.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_time_the_inline_reader_cannot_read_is_read_through_the_pool() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(&dir).await;
+        let user = s.create_user(new_user("bob")).await.unwrap();
+        // A form sqlx reads and never writes (written by hand, say).
+        sqlx::query("UPDATE users SET created_at = '2026-01-02 03:04:05' WHERE id = $1")
+            .bind(user.id.0)
+            .execute(s.writer())
+            .await
+            .unwrap();
+        assert_eq!(s.inline().unwrap().user_and_cursor(user.id.0), None);
+        s.users.forget(user.id);
+        let (read, _) = s.user_and_cursor(user.id).await.unwrap().unwrap();
+        assert_eq!(
+            read.created_at,
+            "2026-01-02T03:04:05Z"
+                .parse::<chrono::DateTime<chrono::Utc>>()
+                .unwrap()
+        );
+        s.close().await;
     }
 }

@@ -104,6 +104,10 @@ macro_rules! impl_user_store {
                     return Ok(Some((user, None)));
                 }
                 let generation = cache.generation();
+                if let Some(read) = self.inline().and_then(|r| r.user_and_cursor(id.0)) {
+                    cache.fill(generation, read.as_ref().map(|(user, _)| user));
+                    return Ok(read.map(|(user, cursor)| (user, Some(cursor))));
+                }
                 let sql = format!(
                     "SELECT {}, last_seq, acked_seq, sent_seq FROM users WHERE id = $1",
                     $crate::store::USER_COLUMNS
