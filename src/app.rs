@@ -249,7 +249,7 @@ impl Application {
             next_conn_id: AtomicU64::new(1),
             ticket_projects: Default::default(),
         });
-        let state = AppState {
+        let state = AppState::new(crate::state::AppParts {
             bus,
             store,
             auth,
@@ -275,7 +275,7 @@ impl Application {
                 token: config.metrics_token.clone(),
                 on_main: config.metrics_bind.is_none(),
             }),
-        };
+        });
         state.limits.spawn_cleanup();
         Ok(Self {
             listener,

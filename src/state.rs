@@ -9,9 +9,28 @@ use tickethub_actors::Hub;
 use crate::auth::Auth;
 use crate::ws::settings::WsSettings;
 
-/// What every handler can reach.
+/// What every handler can reach. Every request clones it (axum hands each handler and
+/// middleware layer a copy), so it is one shared pointer to [`AppParts`].
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppParts>);
+
+impl AppState {
+    /// Shares these parts.
+    pub fn new(parts: AppParts) -> Self {
+        Self(Arc::new(parts))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = AppParts;
+
+    fn deref(&self) -> &AppParts {
+        &self.0
+    }
+}
+
+/// What [`AppState`] holds.
+pub struct AppParts {
     /// The database.
     pub store: Arc<dyn Store>,
     /// Token issue and verification.
