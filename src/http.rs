@@ -141,18 +141,65 @@ async fn within(
 async fn record_request(req: Request, next: axum::middleware::Next) -> axum::response::Response {
     let started = std::time::Instant::now();
     let method = method_label(req.method());
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
+    let route = req.extensions().get::<MatchedPath>().cloned();
     let response = next.run(req).await;
-    let status = response.status().as_u16().to_string();
-    metrics::counter!("tickethub_http_requests_total", "method" => method, "route" => route.clone(), "status" => status)
-        .increment(1);
-    metrics::histogram!("tickethub_http_request_duration_seconds", "route" => route)
-        .record(started.elapsed().as_secs_f64());
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+    let (requests, duration) = RequestMetrics::of(method, route, response.status().as_u16());
+    requests.increment(1);
+    duration.record(started.elapsed().as_secs_f64());
     response
+}
+
+/// Each route's request metrics, looked up in the registry once rather than per request (the
+/// routes are the router's, so the map stays small).
+#[derive(Default)]
+struct RequestMetrics {
+    routes: std::sync::RwLock<std::collections::HashMap<String, RouteMetrics>>,
+}
+
+/// One route's duration histogram, and its request counters by method and status.
+struct RouteMetrics {
+    duration: metrics::Histogram,
+    requests: Vec<(&'static str, u16, metrics::Counter)>,
+}
+
+impl RequestMetrics {
+    fn of(
+        method: &'static str,
+        route: &str,
+        status: u16,
+    ) -> (metrics::Counter, metrics::Histogram) {
+        static ALL: std::sync::LazyLock<RequestMetrics> =
+            std::sync::LazyLock::new(Default::default);
+        let found = |r: &RouteMetrics| {
+            r.requests
+                .iter()
+                .find(|(m, s, _)| *m == method && *s == status)
+                .map(|(_, _, c)| (c.clone(), r.duration.clone()))
+        };
+        let read = ALL
+            .routes
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(hit) = read.get(route).and_then(found) {
+            return hit;
+        }
+        drop(read);
+        let mut write = ALL
+            .routes
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let r = write.entry(route.to_owned()).or_insert_with(|| RouteMetrics {
+            duration: metrics::histogram!("tickethub_http_request_duration_seconds", "route" => route.to_owned()),
+            requests: Vec::new(),
+        });
+        if let Some(hit) = found(r) {
+            return hit;
+        }
+        let counter = metrics::counter!("tickethub_http_requests_total", "method" => method, "route" => route.to_owned(), "status" => status.to_string());
+        r.requests.push((method, status, counter.clone()));
+        (counter, r.duration.clone())
+    }
 }
 
 /// A request method as a metric label: the methods HTTP defines, else `other`. A label taken

@@ -214,9 +214,9 @@ async fn open(
             return Err(ApiError::unavailable("The hub cannot take the stream now."));
         }
     };
-    metrics::gauge!("tickethub_connections_open").increment(1.0);
-    metrics::gauge!("tickethub_event_streams_open").increment(1.0);
-    metrics::counter!("tickethub_connections_total").increment(1);
+    crate::telemetry::CONNECTIONS.open.increment(1.0);
+    crate::telemetry::CONNECTIONS.streams_open.increment(1.0);
+    crate::telemetry::CONNECTIONS.total.increment(1);
     let hello = ServerFrame::ConnectionEstablished {
         message: format!("Connected successfully as {}", user.username),
         user_id: user.id.0,
@@ -408,8 +408,8 @@ impl Stream {
                 }
             }
         }
-        metrics::gauge!("tickethub_connections_open").decrement(1.0);
-        metrics::gauge!("tickethub_event_streams_open").decrement(1.0);
+        crate::telemetry::CONNECTIONS.open.decrement(1.0);
+        crate::telemetry::CONNECTIONS.streams_open.decrement(1.0);
     }
 
     /// Hands a chunk to the response body; a client that reads again counts as heard from.

@@ -21,6 +21,26 @@ pub fn init(format: LogFormat) {
     };
 }
 
+/// The connection metrics every socket and event stream moves as it opens and closes, looked
+/// up in the registry once rather than per connection (the recorder is installed before the
+/// first connection).
+pub(crate) struct Connections {
+    /// `tickethub_connections_open`.
+    pub open: metrics::Gauge,
+    /// `tickethub_connections_total`.
+    pub total: metrics::Counter,
+    /// `tickethub_event_streams_open`.
+    pub streams_open: metrics::Gauge,
+}
+
+/// See [`Connections`].
+pub(crate) static CONNECTIONS: std::sync::LazyLock<Connections> =
+    std::sync::LazyLock::new(|| Connections {
+        open: metrics::gauge!("tickethub_connections_open"),
+        total: metrics::counter!("tickethub_connections_total"),
+        streams_open: metrics::gauge!("tickethub_event_streams_open"),
+    });
+
 /// The process's Prometheus recorder, installed once (every hub in the process shares it).
 pub fn metrics() -> &'static metrics_exporter_prometheus::PrometheusHandle {
     use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};

@@ -259,7 +259,7 @@ impl Open {
                     .await;
                 }
             }
-            metrics::gauge!("tickethub_connections_open").decrement(1.0);
+            crate::telemetry::CONNECTIONS.open.decrement(1.0);
             tracing::debug!(
                 user_id = ctx.user_id.0,
                 conn = ctx.conn_id.0,

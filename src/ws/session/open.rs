@@ -106,8 +106,8 @@ impl Session {
             }
         };
         tracing::debug!(user_id = user.id.0, conn = conn_id.0, "socket attached");
-        metrics::gauge!("tickethub_connections_open").increment(1.0);
-        metrics::counter!("tickethub_connections_total").increment(1);
+        crate::telemetry::CONNECTIONS.open.increment(1.0);
+        crate::telemetry::CONNECTIONS.total.increment(1);
 
         // The greeting is the last use of the user's profile: the socket keeps only its id and
         // role, not the strings, for the rest of its life.
