@@ -103,8 +103,8 @@ impl InlineReader {
             let Some(row) = rows.next().ok()? else {
                 return Some(None);
             };
-            let user = tickethub_actors::domain::User {
-                id: tickethub_actors::domain::UserId(row.get(0).ok()?),
+            let user = super::UserRow {
+                id: row.get(0).ok()?,
                 username: row.get(1).ok()?,
                 display_name: row.get(2).ok()?,
                 email: row.get(3).ok()?,
@@ -114,12 +114,14 @@ impl InlineReader {
                     rusqlite::types::ValueRef::Null => None,
                     at => Some(timestamp(at)?),
                 },
-                role: row.get_ref(7).ok()?.as_str().ok()?.parse().ok()?,
+                role: row.get(7).ok()?,
                 is_superuser: row.get(8).ok()?,
                 is_active: row.get(9).ok()?,
                 token_version: row.get(10).ok()?,
                 created_at: timestamp(row.get_ref(11).ok()?)?,
-            };
+            }
+            .into_user()
+            .ok()?;
             let cursor = tickethub_actors::ports::NotificationCursor {
                 last_seq: row.get(12).ok()?,
                 acked_seq: row.get(13).ok()?,
