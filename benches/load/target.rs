@@ -267,17 +267,29 @@ impl Target {
 
     /// Every user's id by username (as the admin).
     async fn user_ids(&self) -> Result<HashMap<String, i64>, String> {
-        let list = self
-            .call(&self.admin.token, reqwest::Method::GET, "/api/users/", None)
-            .await?;
-        Ok(list
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|u| Some((u["username"].as_str()?.to_owned(), u["id"].as_i64()?)))
-                    .collect()
-            })
-            .unwrap_or_default())
+        // The list is paginated (`{"count", "next", "results"}`); a bare array is read too.
+        let mut ids = HashMap::new();
+        for page in 1.. {
+            let list = self
+                .call(
+                    &self.admin.token,
+                    reqwest::Method::GET,
+                    &format!("/api/users/?page={page}"),
+                    None,
+                )
+                .await?;
+            let users = list["results"].as_array().or(list.as_array());
+            ids.extend(
+                users
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|u| Some((u["username"].as_str()?.to_owned(), u["id"].as_i64()?))),
+            );
+            if list["next"].is_null() {
+                break;
+            }
+        }
+        Ok(ids)
     }
 
     /// Tokens for named users: minted with `--jwt-secret`, else by logging in.
