@@ -948,11 +948,18 @@ where
         handler: &TActor,
         ports: &mut ActorPortSet,
     ) -> Result<ActorLoopResult, ActorProcessingErr> {
-        match ports.listen_in_priority().await {
+        // The handling of a supervision event or a message is boxed, and the event or message
+        // moved into it before it is awaited: the loop's future is then sized by its wait for
+        // the next message, where an idle actor spends its life, and not by the handling, which
+        // exists only while a message is handled.
+        let work = match ports.listen_in_priority().await {
             Ok(actor_port_message) => match actor_port_message {
-                actor_cell::ActorPortMessage::Signal(signal) => Ok(ActorLoopResult::signal(
-                    Self::handle_signal(myself.clone(), signal),
-                )),
+                actor_cell::ActorPortMessage::Signal(signal) => {
+                    return Ok(ActorLoopResult::signal(Self::handle_signal(
+                        myself.clone(),
+                        signal,
+                    )))
+                }
                 actor_cell::ActorPortMessage::Stop(stop_message) => {
                     let exit_reason = match stop_message {
                         StopMessage::Stop => {
@@ -967,65 +974,51 @@ where
                             Some(reason)
                         }
                     };
-                    Ok(ActorLoopResult::stop(exit_reason))
+                    return Ok(ActorLoopResult::stop(exit_reason));
                 }
                 actor_cell::ActorPortMessage::Supervision(supervision) => {
-                    let future = Self::handle_supervision_message(
+                    futures::future::Either::Left(Box::pin(Self::handle_supervision_message(
                         myself.clone(),
                         state,
                         handler,
                         supervision,
-                    );
-                    match ports.run_with_signal(future).await {
-                        Ok(Ok(())) => Ok(ActorLoopResult::ok()),
-                        Ok(Err(internal_err)) => Err(internal_err),
-                        Err(signal) => Ok(ActorLoopResult::signal(Self::handle_signal(
-                            myself.clone(),
-                            signal,
-                        ))),
-                    }
+                    )))
                 }
                 actor_cell::ActorPortMessage::Message(MuxedMessage::Message(msg)) => {
-                    let future = Self::handle_message(myself.clone(), state, handler, msg);
-                    match ports.run_with_signal(future).await {
-                        Ok(Ok(())) => Ok(ActorLoopResult::ok()),
-                        Ok(Err(internal_err)) => Err(internal_err),
-                        Err(signal) => Ok(ActorLoopResult::signal(Self::handle_signal(
-                            myself.clone(),
-                            signal,
-                        ))),
-                    }
+                    futures::future::Either::Right(Box::pin(Self::handle_message(
+                        myself.clone(),
+                        state,
+                        handler,
+                        msg,
+                    )))
                 }
                 actor_cell::ActorPortMessage::Message(MuxedMessage::Drain) => {
                     // Drain is a stub marker that the actor should now stop, we've processed
                     // all the messages and we want the actor to die now
-                    Ok(ActorLoopResult::stop(Some("Drained".to_string())))
+                    return Ok(ActorLoopResult::stop(Some("Drained".to_string())));
                 }
             },
-            Err(MessagingErr::ChannelClosed) => {
-                // one of the channels is closed, this means
-                // the receiver was dropped and in this case
-                // we should always die. Therefore we flag
-                // to terminate
-                Ok(ActorLoopResult::signal(Self::handle_signal(
+            // one of the channels is closed, this means the receiver was dropped and in this
+            // case we should always die. Therefore we flag to terminate. The other errors are
+            // not possible here, and are treated like a channel closed.
+            Err(
+                MessagingErr::ChannelClosed
+                | MessagingErr::InvalidActorType
+                | MessagingErr::SendErr(_),
+            ) => {
+                return Ok(ActorLoopResult::signal(Self::handle_signal(
                     myself.clone(),
                     Signal::Kill,
                 )))
             }
-            Err(MessagingErr::InvalidActorType) => {
-                // not possible. Treat like a channel closed
-                Ok(ActorLoopResult::signal(Self::handle_signal(
-                    myself.clone(),
-                    Signal::Kill,
-                )))
-            }
-            Err(MessagingErr::SendErr(_)) => {
-                // not possible. Treat like a channel closed
-                Ok(ActorLoopResult::signal(Self::handle_signal(
-                    myself.clone(),
-                    Signal::Kill,
-                )))
-            }
+        };
+        match ports.run_with_signal(work).await {
+            Ok(Ok(())) => Ok(ActorLoopResult::ok()),
+            Ok(Err(internal_err)) => Err(internal_err),
+            Err(signal) => Ok(ActorLoopResult::signal(Self::handle_signal(
+                myself.clone(),
+                signal,
+            ))),
         }
     }
 
