@@ -128,7 +128,7 @@ impl Hub {
         let tickets: Map<TicketId, TicketMsg> = Map::default();
         let spec = RootSpec {
             users: Directory {
-                spec: UserActor {
+                spec: UserActor::new(crate::user::UserSettings {
                     idle_timeout: config.idle_timeout,
                     store: deps.store.clone(),
                     sent: deps.sent.clone(),
@@ -137,7 +137,7 @@ impl Hub {
                     replay_cap: config.replay_cap,
                     gap_wait: config.gap_wait,
                     notices: deps.notices.clone(),
-                },
+                }),
                 map: deps.users.clone(),
                 tick: Some((config.ping_interval, || UserMsg::Heartbeat)),
             },

@@ -27,9 +27,28 @@ use crate::domain::UserId;
 use crate::notification::Notification;
 use crate::ports::{NotificationFilter, Store, StoreError};
 
-/// The user actor.
+/// The user actor. Every user's actor holds the same settings: cloning it for a new user is
+/// one reference count, and the actor's task carries a pointer, not a copy of each handle.
 #[derive(Clone)]
-pub struct UserActor {
+pub struct UserActor(Arc<UserSettings>);
+
+impl UserActor {
+    /// The actor of every user, with these settings.
+    pub fn new(settings: UserSettings) -> Self {
+        Self(Arc::new(settings))
+    }
+}
+
+impl std::ops::Deref for UserActor {
+    type Target = UserSettings;
+
+    fn deref(&self) -> &UserSettings {
+        &self.0
+    }
+}
+
+/// What every user actor is started with.
+pub struct UserSettings {
     /// A socket silent for longer than this is closed.
     pub idle_timeout: Duration,
     /// The database.

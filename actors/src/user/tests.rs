@@ -351,7 +351,7 @@ async fn start(
     let notices: Arc<crate::notices::Notices> = Arc::default();
     let (actor, stopped) = Actor::spawn(
         None,
-        UserActor {
+        UserActor::new(UserSettings {
             notices: notices.clone(),
             idle_timeout,
             acks: crate::acks::AckRecorder::start(store.clone()),
@@ -360,7 +360,7 @@ async fn start(
             bus: None,
             replay_cap,
             gap_wait,
-        },
+        }),
         USER,
     )
     .await
