@@ -37,8 +37,29 @@ pub enum Refused {
 
 type Keyed<K> = RateLimiter<K, DefaultKeyedStateStore<K>, DefaultClock>;
 
-/// A direct (unkeyed) limiter: one socket's commands.
-pub type CommandLimiter = governor::DefaultDirectRateLimiter;
+/// A direct (unkeyed) limiter: one socket's commands, on the process's one clock.
+pub type CommandLimiter = RateLimiter<
+    governor::state::NotKeyed,
+    governor::state::InMemoryState,
+    SharedClock,
+    governor::middleware::NoOpMiddleware<<DefaultClock as Clock>::Instant>,
+>;
+
+/// The clock of every socket's command limiter: one `quanta` clock for the process. A new
+/// `quanta` clock reads the CPU's features and calibrates itself, which once cost about a
+/// tenth of a connect's CPU; a copy of one is 40 bytes, which every idle socket would carry.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SharedClock;
+
+static CLOCK: std::sync::LazyLock<DefaultClock> = std::sync::LazyLock::new(DefaultClock::default);
+
+impl Clock for SharedClock {
+    type Instant = <DefaultClock as Clock>::Instant;
+
+    fn now(&self) -> Self::Instant {
+        CLOCK.now()
+    }
+}
 
 /// The hub's throttles.
 pub struct Limits {
@@ -52,9 +73,6 @@ pub struct Limits {
     hashing_wait: Duration,
     commands: Option<Quota>,
     flood_after: u32,
-    /// One clock for every socket's command limiter: a new clock (`quanta`) reads the CPU's
-    /// features and calibrates itself, which once cost about a tenth of a connect's CPU.
-    clock: DefaultClock,
 }
 
 impl std::fmt::Debug for Limits {
@@ -94,7 +112,6 @@ impl Limits {
             hashing_wait: Duration::from_millis(c.password_hashing_wait_ms),
             commands,
             flood_after: c.ws_command_burst.max(1),
-            clock: DefaultClock::default(),
         }
     }
 
@@ -153,7 +170,7 @@ impl Limits {
     /// A fresh command limiter for one socket, if commands are limited.
     pub fn command_limiter(&self) -> Option<CommandLimiter> {
         self.commands
-            .map(|q| RateLimiter::direct_with_clock(q, self.clock.clone()))
+            .map(|q| RateLimiter::direct_with_clock(q, SharedClock))
     }
 
     /// Forgets the buckets that are full again, so memory follows the active clients.
