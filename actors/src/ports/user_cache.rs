@@ -63,7 +63,9 @@ pub struct UserCache {
 
 #[derive(Default)]
 struct State {
-    users: HashMap<UserId, (User, Instant)>,
+    /// Boxed: the table keeps a pointer per slot, and a table has up to twice the slots of the
+    /// users it holds.
+    users: HashMap<UserId, (Box<User>, Instant)>,
     /// The projects each user was found a member of, and when.
     memberships: HashMap<UserId, HashMap<ProjectId, Instant>>,
     /// Each user's preferences (the defaults when they set none), and when they were read.
@@ -184,7 +186,7 @@ impl UserCache {
             make_room(&mut state.users, self.options.capacity, |(_, at)| {
                 now.duration_since(*at) < ttl
             });
-            state.users.insert(user.id, (user.clone(), now));
+            state.users.insert(user.id, (Box::new(user.clone()), now));
         }
     }
 
