@@ -546,6 +546,106 @@ async fn protocol_violations_fail_the_connection_as_rfc_6455_says() {
     assert_eq!(ws.next_json().await["timestamp"], 6);
 }
 
+/// A client stream that writes at most `chunk` bytes a call, each sent at once (no Nagle), so
+/// that the hub reads frames in pieces: a header split across reads, a payload across many.
+struct Chunked {
+    inner: tokio::net::TcpStream,
+    chunk: usize,
+}
+
+impl tokio::io::AsyncRead for Chunked {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Chunked {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let n = buf.len().min(self.chunk);
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, &buf[..n])
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// A ping of exactly `len` bytes (at least 40) carrying `timestamp`.
+fn ping_of(len: usize, timestamp: usize) -> String {
+    let head = format!("{{\"type\":\"ping\",\"timestamp\":{timestamp},\"pad\":\"");
+    let text = format!("{head}{}\"}}", "x".repeat(len - head.len() - 2));
+    assert_eq!(text.len(), len);
+    text
+}
+
+/// A socket gives its read buffer up between frames (`vendor/fastwebsockets/PATCHES.md`), so
+/// every frame is read into a buffer started small: frames of every size, around each length
+/// encoding's bounds, written a few bytes at a time and many to one write, are all read whole
+/// and in order.
+async fn frames_of_every_size_are_read_whole_however_they_arrive() {
+    // The socket's framing does not depend on the database: once, on SQLite.
+    let backend = Backend::Sqlite;
+    let hub = TestHub::start_with(&backend, |c| c.ws_commands_per_second = 0).await;
+    let user = hub.user("alice", Role::Client).await;
+    let sizes = [
+        40, 57, 58, 63, 64, 65, 100, 125, 126, 127, 128, 200, 1_000, 4_096, 8_192, 8_193, 9_000,
+        65_535, 65_536,
+    ];
+    for chunk in [1, 3, 7, 61, 4_096] {
+        let url = hub.ws_url(&format!("/ws/notifications/?token={}", hub.token(&user)));
+        let tcp = tokio::net::TcpStream::connect(hub.addr).await.unwrap();
+        tcp.set_nodelay(true).unwrap();
+        let stream = Chunked { inner: tcp, chunk };
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let (mut ws, _) =
+            tokio_tungstenite::client_async(url.into_client_request().unwrap(), stream)
+                .await
+                .unwrap();
+        let mut timestamps = Vec::new();
+        // One frame a write, each written `chunk` bytes at a time.
+        for (i, &len) in sizes.iter().enumerate() {
+            ws.send(Message::text(ping_of(len, i))).await.unwrap();
+            timestamps.push(i);
+        }
+        // Then all of them fed to one flush: several frames to a read.
+        for (i, &len) in sizes.iter().enumerate() {
+            ws.feed(Message::text(ping_of(len, 100 + i))).await.unwrap();
+            timestamps.push(100 + i);
+        }
+        ws.flush().await.unwrap();
+        let mut pongs = Vec::new();
+        while pongs.len() < timestamps.len() {
+            let frame = tokio::time::timeout(patience(), futures::StreamExt::next(&mut ws))
+                .await
+                .expect("a pong in time")
+                .expect("the socket open")
+                .unwrap();
+            let Message::Text(text) = frame else { continue };
+            let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+            if v["type"] == "pong" {
+                pongs.push(v["timestamp"].as_u64().unwrap() as usize);
+            }
+        }
+        assert_eq!(pongs, timestamps, "written {chunk} bytes at a time");
+    }
+}
+
 crate::trials! {
     both: [
         every_token_failure_closes_4001,
@@ -559,6 +659,8 @@ crate::trials! {
         heartbeat_pings_and_closes_silent_sockets,
         foreign_origins_are_refused_before_the_upgrade,
         binary_and_oversized_frames_close,
-        ping_pong_and_error_frames,],
+        ping_pong_and_error_frames,
+        frames_of_every_size_are_read_whole_however_they_arrive,
+    ],
     sync: [],
 }

@@ -20,6 +20,9 @@ impl Session {
         ws.set_max_message_size(this.state.ws.max_message_bytes + 1);
         ws.set_auto_pong(false);
         ws.set_auto_close(false);
+        // A socket waiting for its next frame holds no read buffer (8 KiB otherwise, most of
+        // an idle socket's memory); `vendor/fastwebsockets/PATCHES.md`.
+        ws.set_release_idle_buffer(true);
         let cork = Cork::default();
         let (read, mut write) = ws.split(|io| {
             let (read, write) = tokio::io::split(io);
