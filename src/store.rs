@@ -304,7 +304,7 @@ impl IdSet for sqlx::Postgres {
 
 /// Implements every port for a store type with `reader()` and `writer()` pools.
 macro_rules! impl_store {
-    ($store:ty, $db:ty, $backend:literal, $lock:literal) => {
+    ($store:ty, $db:ty, $backend:literal, $lock:literal, $lane:ty) => {
         $crate::store::outbox::impl_outbox_store!($store, $db, $lock);
         $crate::store::analytics::impl_analytics_store!($store, $db, $lock);
         $crate::store::credentials::impl_credential_store!($store, $db);
@@ -314,7 +314,7 @@ macro_rules! impl_store {
         $crate::store::retention::impl_retention_store!($store, $db, $lock);
         $crate::store::tickets::impl_ticket_store!($store, $db);
         $crate::store::history::impl_history_store!($store, $db, $lock);
-        $crate::store::notifications::impl_notification_store!($store, $db, $lock);
+        $crate::store::notifications::impl_notification_store!($store, $db, $lock, $lane);
         $crate::store::inbox::impl_inbox_store!($store, $db);
         $crate::store::stream::impl_stream_store!($store, $db, $lock);
         $crate::store::preferences::impl_preference_store!($store, $db);

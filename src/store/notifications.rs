@@ -355,7 +355,7 @@ impl RecipientRows for sqlx::Postgres {
 
 /// Implements `NotificationStore` (and the draft insertion both ports share) for a store type.
 macro_rules! impl_notification_store {
-    ($store:ty, $db:ty, $lock:literal) => {
+    ($store:ty, $db:ty, $lock:literal, $lane:ty) => {
         impl $store {
             /// Starts `workers` group committers on `pool`. Each takes every call waiting when it
             /// is free (a lone call is committed at once, never waiting for company), inserts
@@ -364,46 +364,55 @@ macro_rules! impl_notification_store {
             /// is committed on its own, so that one bad call fails alone.
             pub(crate) fn group_committer(
                 pool: sqlx::Pool<$db>,
+                lane: $lane,
                 workers: usize,
                 faults: std::sync::Arc<tickethub_actors::ports::StoreFaults>,
             ) -> $crate::store::CommitQueue {
                 $crate::store::group_committer(workers, move |group| {
                     let pool = pool.clone();
+                    let lane = lane.clone();
                     let faults = faults.clone();
-                    async move { Self::commit_group(&pool, &faults, group).await }
+                    async move { Self::commit_group(&pool, &lane, &faults, group).await }
                 })
             }
 
             /// Commits drafts (sorted by recipient) in one transaction and answers where each
-            /// landed: `(id, seq)` for each draft, in order. A commit that only stores
-            /// notifications and their deliveries is sent as one command (each store's
-            /// `commit_at_once`: one multi-statement query on SQLite, one statement on
-            /// PostgreSQL); otherwise, and to name the cause when that fails, one
+            /// landed: `(id, seq)` for each draft, in order, with the drafts back. A commit
+            /// that only stores notifications and their deliveries is one unit of work (each
+            /// store's `commit_at_once`: the writer thread's prepared statements on SQLite, one
+            /// statement on PostgreSQL); otherwise, and to name the cause when that fails, one
             /// statement at a time. When the database's answer to `COMMIT` is an error, the
             /// transaction may have applied all the same (the connection broke after the
-            /// server committed): whether its first notification is there tells which.
+            /// server committed): whether its first notification is there tells which. When
+            /// the outcome is unknown, the drafts may not come back.
             async fn commit_rows(
                 pool: &sqlx::Pool<$db>,
+                lane: &$lane,
                 faults: &tickethub_actors::ports::StoreFaults,
-                drafts: &[tickethub_actors::notification::Draft],
+                drafts: Vec<tickethub_actors::notification::Draft>,
                 now: chrono::DateTime<chrono::Utc>,
-            ) -> Result<Vec<(i64, i64)>, $crate::store::notifications::CommitFailure> {
+            ) -> (
+                Vec<tickethub_actors::notification::Draft>,
+                Result<Vec<(i64, i64)>, $crate::store::notifications::CommitFailure>,
+            ) {
                 use $crate::store::notifications::CommitFailure;
                 let at_once = !drafts.is_empty()
                     && drafts.iter().all(|d| {
                         d.escalations.is_empty()
                             && d.deliveries.iter().all(|(c, _)| *c != tickethub_actors::routing::Channel::Push)
                     });
-                let mut applied = if at_once {
-                    match Self::commit_at_once(pool, drafts, now).await {
-                        Err(CommitFailure::NotApplied(e)) => {
-                            tracing::debug!(error = %e, "a commit in one command failed; committing it statement by statement");
-                            Self::commit_in_steps(pool, drafts, now).await
+                let (drafts, mut applied) = if at_once {
+                    match Self::commit_at_once(pool, lane, drafts, now).await {
+                        (drafts, Err(CommitFailure::NotApplied(e))) => {
+                            tracing::debug!(error = %e, "a commit in one unit failed; committing it statement by statement");
+                            let applied = Self::commit_in_steps(pool, &drafts, now).await;
+                            (drafts, applied)
                         }
                         other => other,
                     }
                 } else {
-                    Self::commit_in_steps(pool, drafts, now).await
+                    let applied = Self::commit_in_steps(pool, &drafts, now).await;
+                    (drafts, applied)
                 };
                 if applied.is_ok()
                     && tickethub_actors::ports::StoreFaults::take(&faults.lost_commit_acks)
@@ -418,10 +427,10 @@ macro_rules! impl_notification_store {
                 }
                 let (e, placed) = match applied {
                     Err(CommitFailure::Unanswered(e, placed)) => (e, placed),
-                    other => return other,
+                    other => return (drafts, other),
                 };
                 let (Some(first), Some((id, seq))) = (drafts.first(), placed.first()) else {
-                    return Err(CommitFailure::NotApplied(e));
+                    return (drafts, Err(CommitFailure::NotApplied(e)));
                 };
                 // The row as this transaction wrote it: an id a rolled-back SQLite transaction
                 // gave back could be taken again, but not with this recipient, seq and words.
@@ -437,7 +446,7 @@ macro_rules! impl_notification_store {
                 .bind(&first.message)
                 .fetch_optional(pool)
                 .await;
-                match landed {
+                let outcome = match landed {
                     Ok(Some(_)) => {
                         metrics::counter!("tickethub_commit_outcomes_recovered_total").increment(1);
                         tracing::warn!(error = %e, "a commit's answer was lost, but it applied");
@@ -448,7 +457,8 @@ macro_rules! impl_notification_store {
                         tracing::error!(error = %e, check = %check, "a commit's outcome is unknown");
                         Err(CommitFailure::Unknown(e))
                     }
-                }
+                };
+                (drafts, outcome)
             }
 
             /// Commits drafts in a transaction, one statement at a time.
@@ -509,6 +519,7 @@ macro_rules! impl_notification_store {
 
             async fn commit_group(
                 pool: &sqlx::Pool<$db>,
+                lane: &$lane,
                 faults: &tickethub_actors::ports::StoreFaults,
                 group: Vec<$crate::store::CommitJob>,
             ) {
@@ -523,8 +534,8 @@ macro_rules! impl_notification_store {
                     let sizes: Vec<usize> = calls.iter().map(Vec::len).collect();
                     let (tags, drafts) = $crate::store::notifications::merge_calls(calls);
                     let now = chrono::Utc::now();
-                    match Self::commit_rows(pool, faults, &drafts, now).await {
-                        Ok(placed) => {
+                    match Self::commit_rows(pool, lane, faults, drafts, now).await {
+                        (drafts, Ok(placed)) => {
                             let out = $crate::store::notifications::into_notifications(drafts, placed, now);
                             let outs = $crate::store::notifications::split_by_call(tags, out, sizes);
                             for (reply, out) in replies.into_iter().zip(outs) {
@@ -534,7 +545,7 @@ macro_rules! impl_notification_store {
                         }
                         // Whether the group applied cannot be told: committing its calls again
                         // could notify twice, so each is told its outcome is unknown.
-                        Err(CommitFailure::Unknown(e) | CommitFailure::Unanswered(e, _)) => {
+                        (_, Err(CommitFailure::Unknown(e) | CommitFailure::Unanswered(e, _))) => {
                             for reply in replies {
                                 let _ = reply.send(Err(tickethub_actors::ports::StoreError::Backend(
                                     format!("the commit's outcome is unknown: {e}").into(),
@@ -542,7 +553,7 @@ macro_rules! impl_notification_store {
                             }
                             return;
                         }
-                        Err(CommitFailure::NotApplied(e)) => {
+                        (drafts, Err(CommitFailure::NotApplied(e))) => {
                             tracing::debug!(error = %e, calls = replies.len(), "a group commit failed; committing its calls one by one");
                             // Each call's drafts back, still in recipient order.
                             calls = $crate::store::notifications::split_by_call(tags, drafts, sizes);
@@ -552,9 +563,9 @@ macro_rules! impl_notification_store {
                 for (mut drafts, reply) in calls.into_iter().zip(replies) {
                     drafts.sort_by_key(|d| d.recipient);
                     let now = chrono::Utc::now();
-                    let answer = match Self::commit_rows(pool, faults, &drafts, now).await {
-                        Ok(placed) => Ok($crate::store::notifications::into_notifications(drafts, placed, now)),
-                        Err(CommitFailure::NotApplied(e) | CommitFailure::Unknown(e) | CommitFailure::Unanswered(e, _)) => Err(e),
+                    let answer = match Self::commit_rows(pool, lane, faults, drafts, now).await {
+                        (drafts, Ok(placed)) => Ok($crate::store::notifications::into_notifications(drafts, placed, now)),
+                        (_, Err(CommitFailure::NotApplied(e) | CommitFailure::Unknown(e) | CommitFailure::Unanswered(e, _))) => Err(e),
                     };
                     let _ = reply.send(answer);
                 }

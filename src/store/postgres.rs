@@ -49,7 +49,7 @@ impl PgStore {
         super::backfill_username_keys(&pool).await?;
         // A few committers: one gathers the next group while others commit theirs.
         let faults = std::sync::Arc::<tickethub_actors::ports::StoreFaults>::default();
-        let commits = Self::group_committer(pool.clone(), 4, faults.clone());
+        let commits = Self::group_committer(pool.clone(), (), 4, faults.clone());
         Ok(Self {
             pool,
             commits,
@@ -81,7 +81,8 @@ impl_store!(
     PgStore,
     sqlx::Postgres,
     "postgres",
-    "FOR UPDATE SKIP LOCKED"
+    "FOR UPDATE SKIP LOCKED",
+    ()
 );
 
 /// The recipients, their seqs' offsets below the bumped `last_seq`, the content, and the
@@ -146,6 +147,19 @@ impl PgStore {
     /// does), so concurrent groups cannot deadlock; a recipient that does not exist leaves its
     /// seq NULL, which NOT NULL refuses, and the statement applies nothing.
     pub(crate) async fn commit_at_once(
+        pool: &PgPool,
+        _lane: &(),
+        drafts: Vec<tickethub_actors::notification::Draft>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> (
+        Vec<tickethub_actors::notification::Draft>,
+        Result<Vec<(i64, i64)>, super::notifications::CommitFailure>,
+    ) {
+        let applied = Self::commit_one_statement(pool, &drafts, now).await;
+        (drafts, applied)
+    }
+
+    async fn commit_one_statement(
         pool: &PgPool,
         drafts: &[tickethub_actors::notification::Draft],
         now: chrono::DateTime<chrono::Utc>,

@@ -13,6 +13,8 @@ use sqlx::sqlite::{
 
 use super::{impl_store, ConnectError};
 
+mod writer;
+
 /// The SQLite implementation of the ports.
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
@@ -349,8 +351,21 @@ impl SqliteStore {
             inline
         };
         // One writer connection: one committer, whose groups grow while a commit runs.
+        let lane: Lane = if memory {
+            None
+        } else {
+            writer::DirectWriter::start(writer::WriterSettings {
+                path: options.get_filename(),
+                synchronous: match durability {
+                    crate::config::SqliteDurability::Full => "FULL",
+                    crate::config::SqliteDurability::Normal => "NORMAL",
+                },
+                wal_limit_bytes: store.wal_limit_bytes,
+            })
+            .map(std::sync::Arc::new)
+        };
         let faults = std::sync::Arc::<tickethub_actors::ports::StoreFaults>::default();
-        let commits = Self::group_committer(writer.clone(), 1, faults.clone());
+        let commits = Self::group_committer(writer.clone(), lane, 1, faults.clone());
         Ok(Self {
             writer,
             reader,
@@ -380,112 +395,39 @@ impl SqliteStore {
     }
 }
 
-impl_store!(SqliteStore, sqlx::Sqlite, "sqlite", "");
+/// How the group committer reaches the writer thread (none for an in-memory database).
+pub(crate) type Lane = Option<std::sync::Arc<writer::DirectWriter>>;
+
+impl_store!(SqliteStore, sqlx::Sqlite, "sqlite", "", Lane);
 
 impl SqliteStore {
-    /// Commits drafts that need no push rows and no escalation steps as one
-    /// multi-statement query, `BEGIN IMMEDIATE` to `COMMIT`, which SQLite's driver runs
-    /// in one command to its worker thread. No statement reads what an earlier one
-    /// answered: each notification's seq is its recipient's bumped `last_seq` read in
-    /// SQL, and each delivery finds its notification by recipient and seq. A recipient
-    /// that does not exist leaves a seq (or a delivery's notification) NULL, which the
-    /// NOT NULL constraint refuses, so the query stops before its `COMMIT`; on any
-    /// error the transaction is rolled back, and the caller commits the drafts again
-    /// statement by statement, which names the cause.
+    /// Commits drafts that need no push rows and no escalation steps as one unit of work:
+    /// on the writer thread's connection, while this holds the pool's one writer connection,
+    /// so that no other write of the hub's (nor the log's truncation) runs meanwhile. Without
+    /// a writer thread (an in-memory database), statement by statement through the pool.
     pub(crate) async fn commit_at_once(
         pool: &sqlx::Pool<sqlx::Sqlite>,
-        drafts: &[tickethub_actors::notification::Draft],
+        lane: &Lane,
+        drafts: Vec<tickethub_actors::notification::Draft>,
         now: chrono::DateTime<chrono::Utc>,
-    ) -> Result<Vec<(i64, i64)>, crate::store::notifications::CommitFailure> {
-        use crate::store::notifications::{CommitFailure, RecipientRows};
-        const CHUNK: usize = 1000;
-        /// The writer connection, closed rather than given back to the pool if this
-        /// future is dropped while its transaction may still be open.
-        struct Held(Option<sqlx::pool::PoolConnection<sqlx::Sqlite>>);
-        impl Drop for Held {
-            fn drop(&mut self) {
-                if let Some(conn) = self.0.as_mut() {
-                    conn.close_on_drop();
-                }
-            }
-        }
-        let (counts, back) = crate::store::notifications::seq_plan(drafts);
-        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-            "BEGIN IMMEDIATE; UPDATE users SET last_seq = last_seq + c.n FROM ",
-        );
-        <sqlx::Sqlite as RecipientRows>::push_pairs(&mut q, counts, "c", "user_id", "n");
-        q.push(" WHERE users.id = c.user_id; ");
-        let indexed: Vec<(usize, &tickethub_actors::notification::Draft)> =
-            drafts.iter().enumerate().collect();
-        for chunk in indexed.chunks(CHUNK) {
-            Self::push_insert(&mut q, chunk, &back, true, now, None);
-            q.push(" RETURNING id, user_id, seq; ");
-        }
-        let deliveries: Vec<(
-            usize,
-            &tickethub_actors::notification::Draft,
-            tickethub_actors::routing::Channel,
-            &str,
-        )> = indexed
-            .iter()
-            .flat_map(|(i, d)| {
-                d.deliveries
-                    .iter()
-                    .map(move |(c, a)| (*i, *d, *c, a.as_str()))
-            })
-            .collect();
-        for chunk in deliveries.chunks(CHUNK) {
-            q.push(
-                    "INSERT INTO deliveries (notification_id, channel, address, recipients, status, attempts, \
-                     next_attempt_at, created_at, updated_at) ",
-                );
-            q.push_values(chunk, |mut row, (i, d, channel, address)| {
-                row.push("(SELECT id FROM notifications WHERE user_id = ")
-                    .push_bind_unseparated(d.recipient.0)
-                    .push_unseparated(" AND seq = (SELECT last_seq FROM users WHERE id = ")
-                    .push_bind_unseparated(d.recipient.0)
-                    .push_unseparated(") - ")
-                    .push_bind_unseparated(back[*i])
-                    .push_unseparated(")")
-                    .push_bind(channel.as_str())
-                    .push_bind(*address)
-                    .push_bind(crate::store::notifications::recipients_json(d, *channel))
-                    .push_bind("QUEUED")
-                    .push_bind(0i64)
-                    .push_bind(now)
-                    .push_bind(now)
-                    .push_bind(now);
-            });
-            q.push("; ");
-        }
-        q.push("COMMIT");
-        let mut conn =
-            Held(Some(pool.acquire().await.map_err(|e| {
-                CommitFailure::NotApplied(crate::store::backend_error(e))
-            })?));
-        let c = conn.0.as_mut().expect("held until the end");
-        let rows: Result<Vec<(i64, i64, i64)>, _> = q.build_query_as().fetch_all(&mut **c).await;
-        let rows = match rows {
-            Ok(rows) => rows,
+    ) -> writer::Committed {
+        use crate::store::notifications::CommitFailure;
+        let Some(direct) = lane else {
+            let applied = Self::commit_in_steps(pool, &drafts, now).await;
+            return (drafts, applied);
+        };
+        let held = match pool.acquire().await {
+            Ok(held) => held,
             Err(e) => {
-                let e = crate::store::backend_error(e);
-                // Stopped before its `COMMIT` (or at it): nothing applied once rolled
-                // back. If there is no transaction to roll back, it began or ended
-                // outside this query's knowledge.
-                return match sqlx::query("ROLLBACK").execute(&mut **c).await {
-                    Ok(_) => {
-                        let _ = conn.0.take();
-                        Err(CommitFailure::NotApplied(e))
-                    }
-                    Err(rollback) => {
-                        tracing::error!(error = %e, rollback = %rollback, "a commit's outcome is unknown");
-                        Err(CommitFailure::Unknown(e))
-                    }
-                };
+                return (
+                    drafts,
+                    Err(CommitFailure::NotApplied(crate::store::backend_error(e))),
+                )
             }
         };
-        let _ = conn.0.take();
-        crate::store::notifications::placement(drafts, &back, rows)
+        let committed = direct.commit(drafts, now).await;
+        drop(held);
+        committed
     }
 }
 
@@ -560,6 +502,112 @@ mod tests {
         assert_eq!((read, cursor), (expected.clone(), Some(inline.1)));
         drop(held);
         assert!(s.inline().unwrap().user_and_cursor(expected.id.0).is_some());
+        s.close().await;
+    }
+
+    fn draft(recipient: UserId, title: &str) -> tickethub_actors::notification::Draft {
+        use tickethub_actors::notification::{Cause, Draft, Recipient};
+        use tickethub_actors::routing::{Channel, EventType};
+        Draft {
+            recipient,
+            notification_type: EventType::TicketAssigned,
+            title: title.into(),
+            message: "Zoë's \"WEB-5\" is yours".into(),
+            ticket: None,
+            data: r#"{"k":[1,"ü"]}"#.into(),
+            action_url: Some("/tickets/5".into()),
+            deliveries: vec![
+                (Channel::Email, "ann@example.com".into()),
+                (Channel::Webhook, "https://hooks.example/a".into()),
+            ],
+            cause: Cause {
+                action: "send",
+                actor: Some(recipient),
+            },
+            escalations: Vec::new(),
+            webhook_recipients: vec![Recipient {
+                user_id: UserId(7),
+                username: "ann".into(),
+                display_name: "Ann".into(),
+            }],
+        }
+    }
+
+    /// Every column of a user's notifications and of their deliveries, but the ids, as text.
+    async fn rows_of(s: &SqliteStore, user: UserId) -> Vec<String> {
+        let notifications: Vec<(String,)> = sqlx::query_as(
+            "SELECT json_array(seq, notification_type, title, message, ticket_id, data, \
+             action_url, is_read, read_at, deleted_at, created_at, event_id, action, actor_id - user_id) \
+             FROM notifications WHERE user_id = $1 ORDER BY seq",
+        )
+        .bind(user.0)
+        .fetch_all(s.reader())
+        .await
+        .unwrap();
+        let deliveries: Vec<(String,)> = sqlx::query_as(
+            "SELECT json_array(n.seq, d.channel, d.address, d.recipients, d.status, d.attempts, \
+             d.next_attempt_at, d.claimed_until, d.last_error, d.created_at, d.updated_at) \
+             FROM deliveries d JOIN notifications n ON n.id = d.notification_id \
+             WHERE n.user_id = $1 ORDER BY n.seq, d.id",
+        )
+        .bind(user.0)
+        .fetch_all(s.reader())
+        .await
+        .unwrap();
+        notifications
+            .into_iter()
+            .chain(deliveries)
+            .map(|(row,)| row)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn the_writer_thread_writes_the_rows_the_pool_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(&dir).await;
+        let ann = s.create_user(new_user("ann")).await.unwrap().id;
+        let bob = s.create_user(new_user("bob")).await.unwrap().id;
+        let direct = writer::DirectWriter::start(writer::WriterSettings {
+            path: &dir.path().join("hub.db"),
+            synchronous: "FULL",
+            wal_limit_bytes: 1 << 20,
+        })
+        .map(std::sync::Arc::new);
+        assert!(direct.is_some());
+        let now = chrono::Utc::now();
+        let drafts = |user| vec![draft(user, "first"), draft(user, "second")];
+        let (back, placed) =
+            SqliteStore::commit_at_once(s.writer(), &direct, drafts(ann), now).await;
+        let placed = placed.unwrap_or_else(|_| panic!("the writer thread commits"));
+        assert_eq!(back.len(), 2, "the drafts come back");
+        assert_eq!(
+            placed.iter().map(|(_, seq)| *seq).collect::<Vec<_>>(),
+            [1, 2]
+        );
+        let by_pool = SqliteStore::commit_in_steps(s.writer(), &drafts(bob), now).await;
+        assert!(by_pool.is_ok());
+        let ann_rows = rows_of(&s, ann).await;
+        assert_eq!(ann_rows.len(), 2 + 4);
+        assert!(
+            ann_rows.iter().any(|r| r.contains(r#"\"user_id\":7"#)),
+            "a webhook delivery names its recipients: {ann_rows:?}"
+        );
+        assert_eq!(ann_rows, rows_of(&s, bob).await);
+        assert_eq!(s.notification_cursor(ann).await.unwrap().last_seq, 2);
+
+        // A recipient that does not exist: nothing is written, and the drafts come back.
+        let mut group = drafts(ann);
+        group.push(draft(UserId(999_999), "nobody"));
+        let (back, refused) = SqliteStore::commit_at_once(s.writer(), &direct, group, now).await;
+        assert_eq!(back.len(), 3);
+        assert!(matches!(
+            refused,
+            Err(crate::store::notifications::CommitFailure::NotApplied(
+                tickethub_actors::ports::StoreError::NotFound(_)
+            ))
+        ));
+        assert_eq!(s.notification_cursor(ann).await.unwrap().last_seq, 2);
+        assert_eq!(rows_of(&s, ann).await.len(), 6);
         s.close().await;
     }
 

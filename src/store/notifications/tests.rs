@@ -355,8 +355,18 @@ async fn sqlite_reads_the_recipient_rows_back_exactly() {
     }
 }
 
-async fn store_with_users(n: usize) -> (std::sync::Arc<dyn crate::store::Store>, Vec<UserId>) {
-    let store = crate::store::connect("sqlite::memory:").await.unwrap();
+/// A store on an SQLite file (so that groups are committed by the writer thread, as in a
+/// deployment), with `n` users; the folder lives as long as the store is used.
+async fn store_with_users(
+    n: usize,
+) -> (
+    std::sync::Arc<dyn crate::store::Store>,
+    Vec<UserId>,
+    tempfile::TempDir,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("hub.db").display());
+    let store = crate::store::connect(&url).await.unwrap();
     let mut ids = Vec::new();
     for i in 0..n {
         let user = store
@@ -374,12 +384,12 @@ async fn store_with_users(n: usize) -> (std::sync::Arc<dyn crate::store::Store>,
             .unwrap();
         ids.push(user.id);
     }
-    (store, ids)
+    (store, ids, dir)
 }
 
 #[tokio::test]
 async fn each_recipient_gets_the_next_seqs_with_no_gaps() {
-    let (store, u) = store_with_users(2).await;
+    let (store, u, _dir) = store_with_users(2).await;
     let seqs = |out: &[Notification]| -> Vec<(i64, i64, String)> {
         out.iter()
             .map(|n| (n.user_id.0, n.seq, n.title.clone()))
@@ -420,7 +430,7 @@ async fn each_recipient_gets_the_next_seqs_with_no_gaps() {
 
 #[tokio::test]
 async fn a_commit_naming_an_unknown_recipient_stores_nothing() {
-    let (store, u) = store_with_users(1).await;
+    let (store, u, _dir) = store_with_users(1).await;
     let err = store
         .commit_notifications(vec![draft(u[0].0, "a"), draft(9_999, "a")], None)
         .await
@@ -447,7 +457,7 @@ fn seqs_are_planned_per_recipient_in_the_drafts_order() {
 
 #[tokio::test]
 async fn calls_to_one_recipient_in_one_group_get_consecutive_seqs_and_their_own_deliveries() {
-    let (store, u) = store_with_users(3).await;
+    let (store, u, _dir) = store_with_users(3).await;
     let with_email = |recipient: i64, title: &str| {
         let mut d = draft(recipient, title);
         d.deliveries = vec![(Channel::Email, format!("{title}@example.com"))];
@@ -505,7 +515,7 @@ async fn calls_to_one_recipient_in_one_group_get_consecutive_seqs_and_their_own_
 
 #[tokio::test]
 async fn a_capped_backlog_is_the_newest_oldest_first_with_the_rest_counted() {
-    let (store, u) = store_with_users(1).await;
+    let (store, u, _dir) = store_with_users(1).await;
     for i in 1..=5 {
         store
             .commit_notifications(vec![draft(u[0].0, &format!("n{i}"))], None)

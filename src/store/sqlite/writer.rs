@@ -1,0 +1,227 @@
+//! The group commit's own connection: rusqlite on a thread of its own.
+//!
+//! sqlx runs each SQLite connection on a worker thread and hands it one command at a time; a
+//! group commit through it was one multi-statement query whose text changed with the group's
+//! shape, so it was parsed again for most groups, and whose multi-row `INSERT … SELECT` and
+//! `UPDATE … FROM` wrote each page they touched to a statement journal first. This thread
+//! holds one read-write connection and commits a group with statements prepared once: a seq
+//! bump per recipient, then one single-row `INSERT` per notification and per delivery, none of
+//! which needs a statement journal. A group is one hand-off to the thread and one back.
+//!
+//! It writes only while its caller holds the store's one pooled writer connection, so it never
+//! meets another of the hub's writes (nor the checkpointer's truncation, which takes that
+//! connection too); its busy timeout is there for writers outside the hub.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use tickethub_actors::notification::Draft;
+use tickethub_actors::ports::StoreError;
+use tickethub_actors::routing::Channel;
+
+use crate::store::notifications::{recipients_json, seq_plan, CommitFailure};
+
+/// What a group's commit answers: the drafts back, with where each landed, `(id, seq)`.
+pub(crate) type Committed = (Vec<Draft>, Result<Vec<(i64, i64)>, CommitFailure>);
+
+struct Job {
+    drafts: Vec<Draft>,
+    now: chrono::DateTime<chrono::Utc>,
+    reply: tokio::sync::oneshot::Sender<Committed>,
+}
+
+/// The handle to the writer thread; the thread ends, and closes its connection, when the last
+/// handle is dropped.
+#[derive(Debug)]
+pub(crate) struct DirectWriter {
+    jobs: std::sync::mpsc::Sender<Job>,
+}
+
+/// How the writer connection is opened: as the pool's writer is.
+pub(crate) struct WriterSettings<'a> {
+    pub(crate) path: &'a Path,
+    pub(crate) synchronous: &'static str,
+    pub(crate) wal_limit_bytes: u64,
+}
+
+const BUMP: &str = "UPDATE users SET last_seq = last_seq + ?2 WHERE id = ?1 RETURNING last_seq";
+const INSERT_NOTIFICATION: &str = "INSERT INTO notifications (user_id, seq, notification_type, \
+     title, message, ticket_id, data, action_url, is_read, created_at, event_id, action, actor_id) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9, NULL, ?10, ?11)";
+const INSERT_DELIVERY: &str = "INSERT INTO deliveries (notification_id, channel, address, \
+     recipients, status, attempts, next_attempt_at, created_at, updated_at) \
+     VALUES (?1, ?2, ?3, ?4, 'QUEUED', 0, ?5, ?5, ?5)";
+
+impl DirectWriter {
+    /// Opens the connection and starts its thread; `None` (with a warning) if it cannot be
+    /// opened, and groups are then committed through the pool.
+    pub(crate) fn start(settings: WriterSettings<'_>) -> Option<Self> {
+        let conn = match open(&settings) {
+            Ok(conn) => conn,
+            Err(e) => {
+                tracing::warn!(error = %e, "group commits go through the pool: no writer connection of their own");
+                return None;
+            }
+        };
+        let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+        let spawned = std::thread::Builder::new()
+            .name("sqlite-committer".into())
+            .spawn(move || {
+                let mut conn = conn;
+                while let Ok(job) = queue.recv() {
+                    let result = commit(&mut conn, &job.drafts, job.now);
+                    let _ = job.reply.send((job.drafts, result));
+                }
+            });
+        match spawned {
+            Ok(_) => Some(Self { jobs }),
+            Err(e) => {
+                tracing::warn!(error = %e, "group commits go through the pool: no thread for their connection");
+                None
+            }
+        }
+    }
+
+    /// Commits `drafts` (sorted by recipient) in one transaction. The caller holds the pool's
+    /// writer connection until this answers. If the thread is gone, nothing was tried and the
+    /// drafts come back with `NotApplied`; if it went away with the drafts, whether they were
+    /// committed is unknown, and no drafts come back.
+    pub(crate) async fn commit(
+        &self,
+        drafts: Vec<Draft>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Committed {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        if let Err(std::sync::mpsc::SendError(job)) = self.jobs.send(Job { drafts, now, reply }) {
+            tracing::error!(
+                "the group committer's writer thread is gone; committing through the pool"
+            );
+            return (job.drafts, Err(CommitFailure::NotApplied(gone())));
+        }
+        answer
+            .await
+            .unwrap_or_else(|_| (Vec::new(), Err(CommitFailure::Unknown(gone()))))
+    }
+}
+
+fn gone() -> StoreError {
+    StoreError::Backend("the group committer's writer thread ended".into())
+}
+
+fn backend(e: rusqlite::Error) -> StoreError {
+    StoreError::Backend(Box::new(e))
+}
+
+fn open(s: &WriterSettings<'_>) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        s.path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.pragma_update(None, "foreign_keys", true)?;
+    conn.pragma_update(None, "synchronous", s.synchronous)?;
+    // As the pool's writer: commits never checkpoint (the checkpointer does), and a log this
+    // connection restarts is cut back to the limit.
+    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+    conn.pragma_update(None, "journal_size_limit", s.wal_limit_bytes)?;
+    for sql in [BUMP, INSERT_NOTIFICATION, INSERT_DELIVERY] {
+        conn.prepare_cached(sql)?;
+    }
+    Ok(conn)
+}
+
+/// Each recipient's seqs come from bumping `users.last_seq` by the number of drafts it gets; a
+/// recipient's drafts take its new seqs in order. A recipient that does not exist rolls the
+/// transaction back (`NotApplied`, and the caller's statement-by-statement commit names it).
+fn commit(
+    conn: &mut Connection,
+    drafts: &[Draft],
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Vec<(i64, i64)>, CommitFailure> {
+    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        return Err(CommitFailure::NotApplied(backend(e)));
+    }
+    match write(conn, drafts, now) {
+        Ok(placed) => match conn.execute_batch("COMMIT") {
+            Ok(()) => Ok(placed),
+            // Still open (a busy database): roll back, nothing applied.
+            Err(e) if !conn.is_autocommit() => rollback(conn, backend(e)),
+            // Ended by SQLite itself: whether it applied is checked by the caller.
+            Err(e) => Err(CommitFailure::Unanswered(backend(e), placed)),
+        },
+        Err(e) => rollback(conn, e),
+    }
+}
+
+fn rollback(conn: &Connection, e: StoreError) -> Result<Vec<(i64, i64)>, CommitFailure> {
+    if conn.is_autocommit() {
+        return Err(CommitFailure::NotApplied(e));
+    }
+    match conn.execute_batch("ROLLBACK") {
+        Ok(()) => Err(CommitFailure::NotApplied(e)),
+        Err(rollback) => {
+            tracing::error!(error = %e, rollback = %rollback, "a commit's outcome is unknown");
+            Err(CommitFailure::Unknown(e))
+        }
+    }
+}
+
+fn write(
+    conn: &Connection,
+    drafts: &[Draft],
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Vec<(i64, i64)>, StoreError> {
+    // The form sqlx writes a time in, so that every reader compares and parses it alike.
+    let now = now.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, false);
+    let (counts, back) = seq_plan(drafts);
+    let mut last: HashMap<i64, i64> = HashMap::with_capacity(counts.len());
+    let mut bump = conn.prepare_cached(BUMP).map_err(backend)?;
+    for (user, n) in counts {
+        let top: Option<i64> = bump
+            .query_row(params![user, n], |row| row.get(0))
+            .optional()
+            .map_err(backend)?;
+        let top = top.ok_or_else(|| StoreError::NotFound(format!("user {user}")))?;
+        last.insert(user, top);
+    }
+    let mut insert = conn.prepare_cached(INSERT_NOTIFICATION).map_err(backend)?;
+    let mut deliver = conn.prepare_cached(INSERT_DELIVERY).map_err(backend)?;
+    let mut placed = Vec::with_capacity(drafts.len());
+    for (d, back) in drafts.iter().zip(back) {
+        let seq = last[&d.recipient.0] - back;
+        let id = insert
+            .insert(params![
+                d.recipient.0,
+                seq,
+                d.notification_type.as_str(),
+                d.title,
+                d.message,
+                d.ticket.as_ref().map(|t| t.id.0),
+                d.data,
+                d.action_url,
+                now,
+                (!d.cause.action.is_empty()).then_some(d.cause.action),
+                d.cause.actor.map(|a| a.0),
+            ])
+            .map_err(backend)?;
+        for (channel, address) in &d.deliveries {
+            debug_assert!(
+                *channel != Channel::Push,
+                "push rows are committed through the pool"
+            );
+            deliver
+                .execute(params![
+                    id,
+                    channel.as_str(),
+                    address,
+                    recipients_json(d, *channel),
+                    now,
+                ])
+                .map_err(backend)?;
+        }
+        placed.push((id, seq));
+    }
+    Ok(placed)
+}
