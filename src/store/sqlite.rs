@@ -30,6 +30,8 @@ pub struct SqliteStore {
     users: std::sync::Arc<tickethub_actors::ports::UserCache>,
     /// The point reads of a socket's handshake, on the caller's thread (none in memory).
     inline: Option<std::sync::Arc<InlineReader>>,
+    /// The writer thread: group commits and `sent_seq` reports (none in memory).
+    lane: Lane,
 }
 
 /// A read-only connection that a caller reads from on its own thread, for the point read of
@@ -365,7 +367,7 @@ impl SqliteStore {
             .map(std::sync::Arc::new)
         };
         let faults = std::sync::Arc::<tickethub_actors::ports::StoreFaults>::default();
-        let commits = Self::group_committer(writer.clone(), lane, 1, faults.clone());
+        let commits = Self::group_committer(writer.clone(), lane.clone(), 1, faults.clone());
         Ok(Self {
             writer,
             reader,
@@ -375,6 +377,7 @@ impl SqliteStore {
             purge_bounds: Default::default(),
             users: std::sync::Arc::new(tickethub_actors::ports::UserCache::new(store.user_cache)),
             inline,
+            lane,
         })
     }
 
@@ -428,6 +431,25 @@ impl SqliteStore {
         let committed = direct.commit(drafts, now).await;
         drop(held);
         committed
+    }
+
+    /// Records `sent_seq`s (sorted by user) on the writer thread, while holding the pool's
+    /// writer connection; `None` without a writer thread, and the caller writes them through
+    /// the pool.
+    pub(crate) async fn record_sent_directly(
+        &self,
+        sent: Vec<(i64, i64)>,
+    ) -> Option<Result<(), tickethub_actors::ports::StoreError>> {
+        let direct = self.lane.as_ref()?;
+        let held = match self.writer.acquire().await {
+            Ok(held) => held,
+            Err(e) => return Some(Err(crate::store::backend_error(e))),
+        };
+        let written = direct
+            .run(move |conn| writer::record_sent(conn, &sent))
+            .await;
+        drop(held);
+        written
     }
 }
 

@@ -234,6 +234,10 @@ macro_rules! impl_stream_store {
                 }
                 let mut sent = sent.to_vec();
                 sent.sort();
+                let rows = sent.iter().map(|(user, seq)| (user.0, *seq)).collect();
+                if let Some(written) = self.record_sent_directly(rows).await {
+                    return written;
+                }
                 let mut tx = self.writer().begin().await.map_err($crate::store::backend_error)?;
                 for chunk in sent.chunks(500) {
                     if !$lock.is_empty() {

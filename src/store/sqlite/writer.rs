@@ -8,6 +8,11 @@
 //! bump per recipient, then one single-row `INSERT` per notification and per delivery, none of
 //! which needs a statement journal. A group is one hand-off to the thread and one back.
 //!
+//! The reports of what each user's sockets were sent (`sent_seq`, written in batches many times
+//! a second under load) are written here too. A write on another connection would make this
+//! one drop its whole page cache (SQLite's pager starts again after any other connection's
+//! commit), and its next commit read every page it touches from the files again.
+//!
 //! It writes only while its caller holds the store's one pooled writer connection, so it never
 //! meets another of the hub's writes (nor the checkpointer's truncation, which takes that
 //! connection too); its busy timeout is there for writers outside the hub.
@@ -16,7 +21,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
-use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 use tickethub_actors::notification::Draft;
 use tickethub_actors::ports::StoreError;
 use tickethub_actors::routing::Channel;
@@ -26,10 +31,15 @@ use crate::store::notifications::{recipients_json, seq_plan, CommitFailure};
 /// What a group's commit answers: the drafts back, with where each landed, `(id, seq)`.
 pub(crate) type Committed = (Vec<Draft>, Result<Vec<(i64, i64)>, CommitFailure>);
 
-struct Job {
-    drafts: Vec<Draft>,
-    now: chrono::DateTime<chrono::Utc>,
-    reply: tokio::sync::oneshot::Sender<Committed>,
+enum Job {
+    /// A group commit; its drafts come back with the answer.
+    Commit {
+        drafts: Vec<Draft>,
+        now: chrono::DateTime<chrono::Utc>,
+        reply: tokio::sync::oneshot::Sender<Committed>,
+    },
+    /// Any other write, which answers for itself.
+    Run(Box<dyn FnOnce(&mut Connection) + Send>),
 }
 
 /// The handle to the writer thread; the thread ends, and closes its connection, when the last
@@ -46,10 +56,14 @@ pub(crate) struct WriterSettings<'a> {
     pub(crate) wal_limit_bytes: u64,
 }
 
+/// The writer connection's page cache, in KiB.
+const CACHE_KIB: i64 = 32 * 1024;
+
 const BUMP: &str = "UPDATE users SET last_seq = last_seq + ?2 WHERE id = ?1 RETURNING last_seq";
 const INSERT_NOTIFICATION: &str = "INSERT INTO notifications (user_id, seq, notification_type, \
      title, message, ticket_id, data, action_url, is_read, created_at, event_id, action, actor_id) \
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9, NULL, ?10, ?11)";
+const RECORD_SENT: &str = "UPDATE users SET sent_seq = ?2 WHERE id = ?1 AND sent_seq < ?2";
 const INSERT_DELIVERY: &str = "INSERT INTO deliveries (notification_id, channel, address, \
      recipients, status, attempts, next_attempt_at, created_at, updated_at) \
      VALUES (?1, ?2, ?3, ?4, 'QUEUED', 0, ?5, ?5, ?5)";
@@ -71,8 +85,13 @@ impl DirectWriter {
             .spawn(move || {
                 let mut conn = conn;
                 while let Ok(job) = queue.recv() {
-                    let result = commit(&mut conn, &job.drafts, job.now);
-                    let _ = job.reply.send((job.drafts, result));
+                    match job {
+                        Job::Commit { drafts, now, reply } => {
+                            let result = commit(&mut conn, &drafts, now);
+                            let _ = reply.send((drafts, result));
+                        }
+                        Job::Run(write) => write(&mut conn),
+                    }
                 }
             });
         match spawned {
@@ -94,16 +113,49 @@ impl DirectWriter {
         now: chrono::DateTime<chrono::Utc>,
     ) -> Committed {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        if let Err(std::sync::mpsc::SendError(job)) = self.jobs.send(Job { drafts, now, reply }) {
+        let job = Job::Commit { drafts, now, reply };
+        if let Err(std::sync::mpsc::SendError(job)) = self.jobs.send(job) {
             tracing::error!(
                 "the group committer's writer thread is gone; committing through the pool"
             );
-            return (job.drafts, Err(CommitFailure::NotApplied(gone())));
+            let Job::Commit { drafts, .. } = job else {
+                unreachable!("the job sent was a commit")
+            };
+            return (drafts, Err(CommitFailure::NotApplied(gone())));
         }
         answer
             .await
             .unwrap_or_else(|_| (Vec::new(), Err(CommitFailure::Unknown(gone()))))
     }
+
+    /// Runs `write` on the thread's connection; the caller holds the pool's writer connection
+    /// until this answers. `None` if the thread is gone, and `write` was not run.
+    pub(crate) async fn run<T: Send + 'static>(
+        &self,
+        write: impl FnOnce(&mut Connection) -> T + Send + 'static,
+    ) -> Option<T> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let job = Job::Run(Box::new(move |conn| {
+            let _ = reply.send(write(conn));
+        }));
+        self.jobs.send(job).ok()?;
+        answer.await.ok()
+    }
+}
+
+/// Records how far each user's sockets were sent (`(user, seq)`, sorted by user): a seq
+/// never goes back.
+pub(crate) fn record_sent(conn: &mut Connection, sent: &[(i64, i64)]) -> Result<(), StoreError> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(backend)?;
+    {
+        let mut update = tx.prepare_cached(RECORD_SENT).map_err(backend)?;
+        for (user, seq) in sent {
+            update.execute(params![user, seq]).map_err(backend)?;
+        }
+    }
+    tx.commit().map_err(backend)
 }
 
 fn gone() -> StoreError {
@@ -126,7 +178,11 @@ fn open(s: &WriterSettings<'_>) -> rusqlite::Result<Connection> {
     // connection restarts is cut back to the limit.
     conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     conn.pragma_update(None, "journal_size_limit", s.wal_limit_bytes)?;
-    for sql in [BUMP, INSERT_NOTIFICATION, INSERT_DELIVERY] {
+    // Room for the pages every commit touches: the leaves of each recipient's rows in the
+    // notifications' indexes and of their `users` row. SQLite's default (2 MiB) holds them for
+    // a few hundred users only, and every other leaf would be read again from the file.
+    conn.pragma_update(None, "cache_size", -CACHE_KIB)?;
+    for sql in [BUMP, INSERT_NOTIFICATION, INSERT_DELIVERY, RECORD_SENT] {
         conn.prepare_cached(sql)?;
     }
     Ok(conn)
