@@ -235,9 +235,15 @@ pub struct CommitQueue(tokio::sync::mpsc::UnboundedSender<CommitJob>);
 /// At most this many calls share one transaction.
 pub(crate) const MAX_GROUP: usize = 256;
 
+/// A group takes no more calls once it holds this many notifications, so that the parts of a
+/// large announcement, sent at once, are committed side by side where there are several
+/// committers.
+pub(crate) const MAX_GROUP_ROWS: usize = 1_000;
+
 /// Starts `workers` group committers, each handing the groups it takes to `commit`, which
 /// answers their calls. Each takes every call waiting when it is free (a lone call is
-/// committed at once, never waiting for company), at most [`MAX_GROUP`].
+/// committed at once, never waiting for company), at most [`MAX_GROUP`] calls and, past
+/// [`MAX_GROUP_ROWS`] notifications, no more.
 pub(crate) fn group_committer<F, Fut>(workers: usize, commit: F) -> CommitQueue
 where
     F: Fn(Vec<CommitJob>) -> Fut + Clone + Send + 'static,
@@ -254,10 +260,14 @@ where
                     let Some(first) = jobs.recv().await else {
                         return;
                     };
+                    let mut rows = first.0.len();
                     let mut group = vec![first];
-                    while group.len() < MAX_GROUP {
+                    while group.len() < MAX_GROUP && rows < MAX_GROUP_ROWS {
                         match jobs.try_recv() {
-                            Ok(job) => group.push(job),
+                            Ok(job) => {
+                                rows += job.0.len();
+                                group.push(job);
+                            }
                             Err(_) => break,
                         }
                     }
@@ -359,18 +369,80 @@ mod tests {
 
     use super::*;
 
-    /// Queues a call as `commit_notifications` does, without waiting for its answer.
-    fn call(
-        queue: &CommitQueue,
-    ) -> tokio::sync::oneshot::Receiver<
+    type Answer = tokio::sync::oneshot::Receiver<
         Result<Vec<tickethub_actors::notification::Notification>, StoreError>,
-    > {
+    >;
+
+    /// Queues a call as `commit_notifications` does, without waiting for its answer.
+    fn call(queue: &CommitQueue) -> Answer {
+        call_with(queue, 0)
+    }
+
+    /// [`call`], with `rows` drafts.
+    fn call_with(queue: &CommitQueue, rows: usize) -> Answer {
+        let draft = |i| tickethub_actors::notification::Draft {
+            recipient: tickethub_actors::domain::UserId(i as i64),
+            notification_type: tickethub_actors::routing::EventType::CommentAdded,
+            title: String::new(),
+            message: String::new(),
+            ticket: None,
+            data: "{}".into(),
+            action_url: None,
+            deliveries: Vec::new(),
+            cause: Default::default(),
+            escalations: Vec::new(),
+            webhook_recipients: Vec::new(),
+        };
         let (reply, answer) = tokio::sync::oneshot::channel();
         queue
             .0
-            .send((Vec::new(), reply))
+            .send(((0..rows).map(draft).collect(), reply))
             .expect("the committer runs");
         answer
+    }
+
+    /// While the committer is busy, calls of 600, 600, 600 and 1 notifications queue up: the
+    /// next group stops taking calls once past [`MAX_GROUP_ROWS`], and the one after takes
+    /// the rest.
+    #[tokio::test]
+    async fn a_group_takes_no_more_calls_once_it_holds_enough_rows() {
+        let groups = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        let (seen, opened) = (groups.clone(), gate.clone());
+        let queue = group_committer(1, move |group: Vec<CommitJob>| {
+            let (seen, opened) = (seen.clone(), opened.clone());
+            async move {
+                let first = {
+                    let mut seen = seen.lock().unwrap();
+                    seen.push(group.iter().map(|(d, _)| d.len()).sum::<usize>());
+                    seen.len() == 1
+                };
+                if first {
+                    opened.acquire().await.unwrap().forget();
+                }
+                for (_, reply) in group {
+                    let _ = reply.send(Ok(Vec::new()));
+                }
+            }
+        });
+        let busy = call_with(&queue, 1);
+        while groups.lock().unwrap().is_empty() {
+            tokio::task::yield_now().await;
+        }
+        let queued: Vec<Answer> = [600, 600, 600, 1]
+            .into_iter()
+            .map(|rows| call_with(&queue, rows))
+            .collect();
+        gate.add_permits(1);
+        busy.await.unwrap().unwrap();
+        for answer in queued {
+            tokio::time::timeout(Duration::from_secs(5), answer)
+                .await
+                .expect("every call is answered in time")
+                .unwrap()
+                .unwrap();
+        }
+        assert_eq!(*groups.lock().unwrap(), [1, 1_200, 601]);
     }
 
     /// The committer loop with a commit that panics on its first group: that group's callers

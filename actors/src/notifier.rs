@@ -213,10 +213,12 @@ impl Deps {
     ///
     /// A large announcement commits in parts, in recipient order, each fanned out as soon as
     /// it is durable: the first part is [`FIRST_PART`] recipients, each next one twice the
-    /// last. A call that fails part-way has reached the recipients of the parts committed
-    /// before the failure. With an idempotency mark, each part records in its transaction how
-    /// far the call got, and a retry with the same key notifies only the recipients after that
-    /// (see [`crate::ports::Progress`]); without one, a retry notifies everyone again.
+    /// last. With an idempotency mark, the parts commit one after another, each recording in
+    /// its transaction how far the call got, and a retry with the same key notifies only the
+    /// recipients after that (see [`crate::ports::Progress`]). Without one, the parts after
+    /// the first are handed to the store at once (where it commits on several connections,
+    /// they are written side by side); a call that fails has reached the recipients of the
+    /// parts that committed, and a retry notifies everyone again.
     pub async fn announce(
         &self,
         a: crate::notification::Announcement,
@@ -263,39 +265,95 @@ impl Deps {
             },
         );
         drafts.sort_by_key(|d| d.recipient);
-        let mut committed = Vec::with_capacity(drafts.len());
+        let mut parts = Vec::new();
         let mut part = FIRST_PART;
         loop {
             let rest = drafts.split_off(part.min(drafts.len()));
-            let this = std::mem::replace(&mut drafts, rest);
-            let last = drafts.is_empty();
-            let queued = Deps::queued_channels(&this);
-            let notifications = deps
-                .store
-                .commit_notifications_part(this, a.idempotency.as_ref(), last)
-                .await;
-            let notifications = match notifications {
-                Ok(n) => n,
-                Err(e) => {
-                    if !committed.is_empty() {
-                        metrics::counter!("tickethub_announcements_failed_partway_total")
-                            .increment(1);
-                        tracing::warn!(error = %e, notified = committed.len(), "an announcement failed part-way");
-                    }
-                    return Err(e);
-                }
-            };
-            committed.extend(notifications.iter().map(|n| n.id));
-            deps.deliver_queued(notifications, &queued);
-            if last {
+            parts.push(std::mem::replace(&mut drafts, rest));
+            if drafts.is_empty() {
                 break;
             }
             part = part.saturating_mul(2);
+        }
+        let mut committed = Vec::with_capacity(parts.iter().map(Vec::len).sum());
+        let failed = if a.idempotency.is_some() || parts.len() == 1 {
+            let count = parts.len();
+            let mut failed = None;
+            for (i, this) in parts.into_iter().enumerate() {
+                let last = i + 1 == count;
+                if let Err(e) = deps
+                    .commit_part(this, a.idempotency.as_ref(), last, &mut committed)
+                    .await
+                {
+                    failed = Some(e);
+                    break;
+                }
+            }
+            failed
+        } else {
+            // The first part alone, so that its recipients hear first; then the others at
+            // once, each delivered as it lands.
+            let mut parts = parts.into_iter();
+            let first = parts.next().expect("one part at least");
+            match deps.commit_part(first, None, false, &mut committed).await {
+                Err(e) => Some(e),
+                Ok(()) => {
+                    let mut pending: futures::stream::FuturesUnordered<_> = parts
+                        .map(|this| {
+                            let queued = Deps::queued_channels(&this);
+                            let store = deps.store.clone();
+                            async move {
+                                (
+                                    queued,
+                                    store.commit_notifications_part(this, None, false).await,
+                                )
+                            }
+                        })
+                        .collect();
+                    let mut failed = None;
+                    while let Some((queued, landed)) = futures::StreamExt::next(&mut pending).await
+                    {
+                        match landed {
+                            Ok(notifications) => {
+                                committed.extend(notifications.iter().map(|n| n.id));
+                                deps.deliver_queued(notifications, &queued);
+                            }
+                            Err(e) => failed = failed.or(Some(e)),
+                        }
+                    }
+                    failed
+                }
+            }
+        };
+        if let Some(e) = failed {
+            if !committed.is_empty() {
+                metrics::counter!("tickethub_announcements_failed_partway_total").increment(1);
+                tracing::warn!(error = %e, notified = committed.len(), "an announcement failed part-way");
+            }
+            return Err(e);
         }
         Ok(Announced {
             count: earlier + committed.len() as i64,
             ids: committed,
         })
+    }
+
+    /// Commits one part of an announcement and delivers it, adding its ids to `committed`.
+    async fn commit_part(
+        &self,
+        this: Vec<Draft>,
+        mark: Option<&crate::domain::IdempotencyMark>,
+        last: bool,
+        committed: &mut Vec<i64>,
+    ) -> Result<(), StoreError> {
+        let queued = Deps::queued_channels(&this);
+        let notifications = self
+            .store
+            .commit_notifications_part(this, mark, last)
+            .await?;
+        committed.extend(notifications.iter().map(|n| n.id));
+        self.deliver_queued(notifications, &queued);
+        Ok(())
     }
 
     /// Sends committed notifications to their recipients' live actors and wakes the channel

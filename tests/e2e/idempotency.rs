@@ -388,7 +388,9 @@ async fn writes_committed_but_never_answered_are_answered_by_their_retry(backend
 /// A large announcement commits in parts (500 recipients, then 1,000, …); the second part is
 /// made to fail. The call fails having notified the first part's recipients only; its retry
 /// with the same key notifies the others and nobody twice, and answers the whole count; a
-/// retry after that is a replay. Without a key, the same failure leaves the first part.
+/// retry after that is a replay. Without a key, the parts after the first are committed side
+/// by side: the same failure leaves the first part and the third (100 recipients), and the
+/// call still fails.
 async fn an_announcement_failing_part_way_is_finished_by_its_retry(backend: Backend) {
     use futures::StreamExt;
     let hub = TestHub::start(&backend).await;
@@ -441,19 +443,31 @@ async fn an_announcement_failing_part_way_is_finished_by_its_retry(backend: Back
     assert_eq!(again, (201, true, retry.2));
     assert_eq!(titled(&hub.db, "In parts").await, USERS as i64);
 
-    // Without a key: what was committed before the failure stays, and is all there is.
-    let send = send_body(&users, json!({"title": "No key"}));
+    // Without a key: the parts that committed stay, and are all there is.
+    let send_without_key = |title: &str| {
+        let send = send_body(&users, json!({ "title": title }));
+        hub.http
+            .post(hub.url(SEND))
+            .bearer_auth(&token)
+            .json(&send)
+            .send()
+    };
     fail_second_part();
-    let res = hub
-        .http
-        .post(hub.url(SEND))
-        .bearer_auth(&token)
-        .json(&send)
-        .send()
-        .await
-        .unwrap();
+    let res = send_without_key("No key").await.unwrap();
     assert!(res.status().is_server_error(), "{}", res.status());
-    assert_eq!(titled(&hub.db, "No key").await, 500);
+    assert_eq!(titled(&hub.db, "No key").await, 600);
+    let second_part = "SELECT COUNT(*) FROM notifications WHERE title = 'No key' AND user_id IN \
+                       (SELECT id FROM users WHERE username LIKE 'many%' ORDER BY id LIMIT 1000 OFFSET 500)";
+    assert_eq!(db_number(&hub.db, second_part).await, 0, "the failed part");
+
+    // Without a key and without a fault: every part lands, each recipient once.
+    let res = send_without_key("All parts").await.unwrap();
+    assert_eq!(res.status(), 201);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["count"], USERS as i64, "{body}");
+    assert_eq!(titled(&hub.db, "All parts").await, USERS as i64);
+    let once = "SELECT COUNT(DISTINCT user_id) FROM notifications WHERE title = 'All parts'";
+    assert_eq!(db_number(&hub.db, once).await, USERS as i64, "nobody twice");
 }
 
 crate::trials! {
