@@ -380,23 +380,15 @@ mod tests {
 
     /// [`call`], with `rows` drafts.
     fn call_with(queue: &CommitQueue, rows: usize) -> Answer {
-        let draft = |i| tickethub_actors::notification::Draft {
-            recipient: tickethub_actors::domain::UserId(i as i64),
-            notification_type: tickethub_actors::routing::EventType::CommentAdded,
-            title: String::new(),
-            message: String::new(),
-            ticket: None,
-            data: "{}".into(),
-            action_url: None,
-            deliveries: Vec::new(),
-            cause: Default::default(),
-            escalations: Vec::new(),
-            webhook_recipients: Vec::new(),
-        };
         let (reply, answer) = tokio::sync::oneshot::channel();
         queue
             .0
-            .send(((0..rows).map(draft).collect(), reply))
+            .send((
+                (0..rows as i64)
+                    .map(|i| notifications::tests::draft(i, ""))
+                    .collect(),
+                reply,
+            ))
             .expect("the committer runs");
         answer
     }

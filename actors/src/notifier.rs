@@ -276,56 +276,35 @@ impl Deps {
             part = part.saturating_mul(2);
         }
         let mut committed = Vec::with_capacity(parts.iter().map(Vec::len).sum());
-        let failed = if a.idempotency.is_some() || parts.len() == 1 {
-            let count = parts.len();
-            let mut failed = None;
-            for (i, this) in parts.into_iter().enumerate() {
-                let last = i + 1 == count;
-                if let Err(e) = deps
-                    .commit_part(this, a.idempotency.as_ref(), last, &mut committed)
-                    .await
-                {
-                    failed = Some(e);
-                    break;
-                }
-            }
-            failed
-        } else {
-            // The first part alone, so that its recipients hear first; then the others at
-            // once, each delivered as it lands.
-            let mut parts = parts.into_iter();
+        let mark = a.idempotency.as_ref();
+        let count = parts.len();
+        let mut parts = parts.into_iter();
+        let outcome: Result<(), StoreError> = async {
+            // The first part alone, so that its recipients hear first.
             let first = parts.next().expect("one part at least");
-            match deps.commit_part(first, None, false, &mut committed).await {
-                Err(e) => Some(e),
-                Ok(()) => {
-                    let mut pending: futures::stream::FuturesUnordered<_> = parts
-                        .map(|this| {
-                            let queued = Deps::queued_channels(&this);
-                            let store = deps.store.clone();
-                            async move {
-                                (
-                                    queued,
-                                    store.commit_notifications_part(this, None, false).await,
-                                )
-                            }
-                        })
-                        .collect();
-                    let mut failed = None;
-                    while let Some((queued, landed)) = futures::StreamExt::next(&mut pending).await
-                    {
-                        match landed {
-                            Ok(notifications) => {
-                                committed.extend(notifications.iter().map(|n| n.id));
-                                deps.deliver_queued(notifications, &queued);
-                            }
-                            Err(e) => failed = failed.or(Some(e)),
-                        }
-                    }
-                    failed
+            committed.extend(deps.commit_part(first, mark, count == 1).await?);
+            if mark.is_some() {
+                for (i, this) in parts.enumerate() {
+                    let last = i + 2 == count;
+                    committed.extend(deps.commit_part(this, mark, last).await?);
+                }
+                return Ok(());
+            }
+            // Then the others at once, each delivered as it lands.
+            let mut pending: futures::stream::FuturesUnordered<_> = parts
+                .map(|this| deps.commit_part(this, None, false))
+                .collect();
+            let mut failed = None;
+            while let Some(landed) = futures::StreamExt::next(&mut pending).await {
+                match landed {
+                    Ok(ids) => committed.extend(ids),
+                    Err(e) => failed = failed.or(Some(e)),
                 }
             }
-        };
-        if let Some(e) = failed {
+            failed.map_or(Ok(()), Err)
+        }
+        .await;
+        if let Err(e) = outcome {
             if !committed.is_empty() {
                 metrics::counter!("tickethub_announcements_failed_partway_total").increment(1);
                 tracing::warn!(error = %e, notified = committed.len(), "an announcement failed part-way");
@@ -338,22 +317,21 @@ impl Deps {
         })
     }
 
-    /// Commits one part of an announcement and delivers it, adding its ids to `committed`.
+    /// Commits one part of an announcement and delivers it; answers the ids it committed.
     async fn commit_part(
         &self,
         this: Vec<Draft>,
         mark: Option<&crate::domain::IdempotencyMark>,
         last: bool,
-        committed: &mut Vec<i64>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Vec<i64>, StoreError> {
         let queued = Deps::queued_channels(&this);
         let notifications = self
             .store
             .commit_notifications_part(this, mark, last)
             .await?;
-        committed.extend(notifications.iter().map(|n| n.id));
+        let ids = notifications.iter().map(|n| n.id).collect();
         self.deliver_queued(notifications, &queued);
-        Ok(())
+        Ok(ids)
     }
 
     /// Sends committed notifications to their recipients' live actors and wakes the channel

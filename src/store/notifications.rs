@@ -906,4 +906,4 @@ macro_rules! impl_notification_store {
 pub(crate) use impl_notification_store;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

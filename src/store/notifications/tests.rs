@@ -181,7 +181,7 @@ fn a_delivery_row_needs_a_known_channel() {
     );
 }
 
-fn draft(recipient: i64, title: &str) -> Draft {
+pub(crate) fn draft(recipient: i64, title: &str) -> Draft {
     Draft {
         recipient: UserId(recipient),
         notification_type: EventType::CommentAdded,
