@@ -170,7 +170,7 @@ pub fn install_panic_hook() {
 }
 
 /// What a test's panic says.
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     payload
         .downcast_ref::<String>()
         .cloned()

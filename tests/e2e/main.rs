@@ -23,6 +23,7 @@ mod edges;
 mod escalation;
 mod fakes;
 mod faults;
+mod fuzz_seeds;
 mod fuzz_session;
 mod harness;
 mod idempotency;
@@ -69,6 +70,7 @@ fn main() {
         edges::trials(),
         escalation::trials(),
         faults::trials(),
+        fuzz_seeds::trials(),
         fuzz_session::trials(),
         idempotency::trials(),
         inbox::trials(),
