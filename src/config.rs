@@ -33,7 +33,8 @@ pub struct ServeConfig {
 
     /// The most connections this hub opens to PostgreSQL. Every hub of a deployment opens up
     /// to this many: keep hubs × this below the server's `max_connections`, or the calls that
-    /// wait for a connection the server refuses fail with 503.
+    /// wait for a connection the server refuses fail with 503. From 6 on, two of them are held
+    /// outside the pool for the read each socket's connect makes.
     #[arg(long, env = "TICKETHUB_DB_MAX_CONNECTIONS", default_value_t = 16, value_parser = clap::value_parser!(u32).range(2..))]
     pub db_max_connections: u32,
 

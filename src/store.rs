@@ -350,6 +350,7 @@ macro_rules! impl_store {
             }
 
             async fn close(&self) {
+                self.close_held().await;
                 self.writer().close().await;
                 self.reader().close().await;
             }

@@ -7,6 +7,8 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use super::{impl_store, ConnectError};
 
+mod held;
+
 /// The PostgreSQL implementation of the ports.
 #[derive(Clone, Debug)]
 pub struct PgStore {
@@ -17,7 +19,14 @@ pub struct PgStore {
     purge_bounds: std::sync::Arc<super::retention::PurgeBounds>,
     /// Active users, kept between requests.
     users: std::sync::Arc<tickethub_actors::ports::UserCache>,
+    /// Connections outside the pool for a connect's read (none with a small pool).
+    held: Option<std::sync::Arc<held::HeldReads>>,
 }
+
+/// Connections held outside the pool for the connect's read, out of `--db-max-connections`
+/// when it is at least `HELD_FROM`.
+const HELD: u32 = 2;
+const HELD_FROM: u32 = 6;
 
 /// A pooled connection used this recently is handed out without a test.
 const RECENTLY_USED: Duration = Duration::from_secs(1);
@@ -28,6 +37,11 @@ impl PgStore {
     pub async fn connect(url: &str, store: super::StoreOptions) -> Result<Self, ConnectError> {
         let acquire_timeout = store.acquire_timeout;
         let options = PgConnectOptions::from_str(url)?;
+        let held = if store.max_connections >= HELD_FROM {
+            HELD
+        } else {
+            0
+        };
         // A connection idle for a while is tested before it is handed out (a database restart
         // breaks it); one used within the last second is not, which saves every busy query a
         // round trip to the server.
@@ -41,9 +55,9 @@ impl PgStore {
                     Ok(true)
                 })
             })
-            .max_connections(store.max_connections.max(2))
+            .max_connections((store.max_connections - held).max(2))
             .acquire_timeout(acquire_timeout)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
         sqlx::migrate!("migrations/postgres").run(&pool).await?;
         super::backfill_username_keys(&pool).await?;
@@ -56,7 +70,27 @@ impl PgStore {
             faults,
             purge_bounds: Default::default(),
             users: std::sync::Arc::new(tickethub_actors::ports::UserCache::new(store.user_cache)),
+            held: (held > 0).then(|| {
+                std::sync::Arc::new(held::HeldReads::new(
+                    options,
+                    held as usize,
+                    acquire_timeout,
+                ))
+            }),
         })
+    }
+
+    /// Closes the connections held outside the pool.
+    async fn close_held(&self) {
+        if let Some(held) = &self.held {
+            held.close().await;
+        }
+    }
+
+    /// The row `sql` finds for `id`, read on a connection held outside the pool; `None` when
+    /// none could read it (the caller reads through the pool).
+    async fn held_row(&self, sql: &str, id: i64) -> Option<Option<sqlx::postgres::PgRow>> {
+        self.held.as_ref()?.row(sql, id).await
     }
 
     fn users(&self) -> &tickethub_actors::ports::UserCache {

@@ -396,6 +396,14 @@ impl SqliteStore {
     fn reader(&self) -> &SqlitePool {
         &self.reader
     }
+
+    /// No connection is held outside the pools.
+    async fn close_held(&self) {}
+
+    /// Every read by key goes through the pool (or the inline reader).
+    async fn held_row(&self, _sql: &str, _id: i64) -> Option<Option<sqlx::sqlite::SqliteRow>> {
+        None
+    }
 }
 
 /// How the group committer reaches the writer thread (none for an in-memory database).

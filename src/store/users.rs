@@ -112,11 +112,14 @@ macro_rules! impl_user_store {
                     "SELECT {}, last_seq, acked_seq, sent_seq FROM users WHERE id = $1",
                     $crate::store::USER_COLUMNS
                 );
-                let row = sqlx::query(&sql)
-                    .bind(id.0)
-                    .fetch_optional(self.reader())
-                    .await
-                    .map_err($crate::store::backend_error)?;
+                let row = match self.held_row(&sql, id.0).await {
+                    Some(row) => row,
+                    None => sqlx::query(&sql)
+                        .bind(id.0)
+                        .fetch_optional(self.reader())
+                        .await
+                        .map_err($crate::store::backend_error)?,
+                };
                 let Some(row) = row else { return Ok(None) };
                 use sqlx::{FromRow, Row};
                 let cursor = tickethub_actors::ports::NotificationCursor {
@@ -463,15 +466,20 @@ macro_rules! impl_user_store {
                 tickethub_actors::ports::NotificationCursor,
                 tickethub_actors::ports::StoreError,
             > {
-                let row: Option<(i64, i64, i64)> =
-                    sqlx::query_as("SELECT last_seq, acked_seq, sent_seq FROM users WHERE id = $1")
+                const SQL: &str = "SELECT last_seq, acked_seq, sent_seq FROM users WHERE id = $1";
+                let row = match self.held_row(SQL, user.0).await {
+                    Some(row) => row,
+                    None => sqlx::query(SQL)
                         .bind(user.0)
                         .fetch_optional(self.reader())
                         .await
-                        .map_err($crate::store::backend_error)?;
-                let (last_seq, acked_seq, sent_seq) = row.ok_or_else(|| {
+                        .map_err($crate::store::backend_error)?,
+                };
+                let row = row.ok_or_else(|| {
                     tickethub_actors::ports::StoreError::NotFound(format!("user {user}"))
                 })?;
+                let (last_seq, acked_seq, sent_seq): (i64, i64, i64) =
+                    sqlx::FromRow::from_row(&row).map_err($crate::store::backend_error)?;
                 Ok(tickethub_actors::ports::NotificationCursor {
                     last_seq,
                     acked_seq,
