@@ -20,6 +20,8 @@ use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::Value;
 use tickethub::fuzzing::RestBody;
+// The includer declares `send_fields` beside this module (fuzz/checks/send_fields.rs).
+use super::send_fields;
 
 /// The checks on one input; a failed check panics.
 pub fn check(input: &[u8]) {
@@ -105,17 +107,7 @@ fn fields(kind: RestBody) -> &'static [&'static str] {
         // Any object: each action reads its own members.
         RestBody::TicketAction => &[],
         RestBody::Preferences => &["channels", "types", "notification_types"],
-        RestBody::Send => &[
-            "user_ids",
-            "user_id",
-            "role",
-            "title",
-            "message",
-            "notification_type",
-            "data",
-            "link",
-            "channels",
-        ],
+        RestBody::Send => send_fields::SEND_FIELDS,
         RestBody::ProjectCreate => &["key", "name", "member_ids"],
         RestBody::ProjectUpdate => &["name", "member_ids", "id", "key", "created_at"],
     }

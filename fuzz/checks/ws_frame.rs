@@ -53,18 +53,8 @@ const KNOWN_TYPES: &[&str] = &[
     "user_typing",
 ];
 
-/// The fields of `send_notification` (seed 001's and seed 003's).
-const SEND_FIELDS: &[&str] = &[
-    "user_ids",
-    "user_id",
-    "role",
-    "title",
-    "message",
-    "notification_type",
-    "data",
-    "link",
-    "channels",
-];
+// The includer declares `send_fields` beside this module (fuzz/checks/send_fields.rs).
+use super::send_fields::SEND_FIELDS;
 
 /// The checks on one input; a failed check panics.
 pub fn check(data: &[u8]) {

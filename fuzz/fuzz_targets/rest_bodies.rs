@@ -5,5 +5,7 @@
 
 #[path = "../checks/rest_bodies.rs"]
 mod checks;
+#[path = "../checks/send_fields.rs"]
+mod send_fields;
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| checks::check(data));

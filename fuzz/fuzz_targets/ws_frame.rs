@@ -5,5 +5,7 @@
 
 #[path = "../checks/ws_frame.rs"]
 mod checks;
+#[path = "../checks/send_fields.rs"]
+mod send_fields;
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| checks::check(data));

@@ -4,6 +4,8 @@
 
 #[path = "../../fuzz/checks/rest_bodies.rs"]
 mod rest_bodies;
+#[path = "../../fuzz/checks/send_fields.rs"]
+mod send_fields;
 #[path = "../../fuzz/checks/ws_frame.rs"]
 mod ws_frame;
 
