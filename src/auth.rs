@@ -160,7 +160,13 @@ pub struct Auth {
     refresh_ttl: i64,
     audience: Option<String>,
     issuer: Option<String>,
+    /// Access tokens of the hub's own, checked in full once: see [`Auth::authenticate`].
+    verified: std::sync::Mutex<std::collections::HashMap<Box<str>, Claimed>>,
 }
+
+/// How many verified access tokens are kept (a few hundred bytes each); past it, the expired
+/// ones go, and if none has, all.
+const VERIFIED_CAPACITY: usize = 4_096;
 
 impl std::fmt::Debug for Auth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -263,6 +269,7 @@ impl Auth {
             refresh_ttl: config.refresh_token_ttl as i64,
             audience: config.jwt_audience.clone(),
             issuer: config.jwt_issuer.clone(),
+            verified: Default::default(),
         })
     }
 
@@ -437,14 +444,54 @@ impl Auth {
     }
 
     /// Verifies a token and finds its user, who must be active.
+    ///
+    /// An access token the hub signed itself is checked in full (its signature, claims and
+    /// type) the first time only: its claims are kept until the token's own expiry, without
+    /// the leeway, which the full check still grants. Nothing about the user is kept with them,
+    /// so a deactivation, a demotion or a revocation (the user's token version) takes effect on
+    /// the next request as before. An identity provider's tokens are checked in full every
+    /// time, since the provider's keys may change.
     pub async fn authenticate<S: UserStore + CredentialStore + ?Sized>(
         &self,
         users: &S,
         token: &str,
         expected: TokenType,
     ) -> Result<(User, Verified), AuthError> {
-        let claimed = self.verify(token, expected).await?;
+        let claimed = match self.recall(token, expected, unix_now()) {
+            Some(claimed) => claimed,
+            None => {
+                let claimed = self.verify(token, expected).await?;
+                self.remember(token, expected, &claimed);
+                claimed
+            }
+        };
         Self::resolve(users, claimed).await
+    }
+
+    /// The claims of an access token verified before, if it has not expired by `now`.
+    fn recall(&self, token: &str, expected: TokenType, now: i64) -> Option<Claimed> {
+        if expected != TokenType::Access {
+            return None;
+        }
+        let verified = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+        verified.get(token).filter(|c| now < c.exp).cloned()
+    }
+
+    /// Keeps the claims of a hub-signed access token that passed the full check.
+    fn remember(&self, token: &str, expected: TokenType, claimed: &Claimed) {
+        if expected != TokenType::Access || claimed.provider.is_some() || claimed.version.is_none()
+        {
+            return;
+        }
+        let now = unix_now();
+        let mut verified = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+        if verified.len() >= VERIFIED_CAPACITY {
+            verified.retain(|_, c| now < c.exp);
+            if verified.len() >= VERIFIED_CAPACITY {
+                verified.clear();
+            }
+        }
+        verified.insert(token.into(), claimed.clone());
     }
 
     /// Finds the user of a verified token, who must be active. A provider's user named by
@@ -573,6 +620,11 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
         == 0
 }
 
+/// Seconds since the Unix epoch, as tokens count them.
+fn unix_now() -> i64 {
+    Utc::now().timestamp()
+}
+
 /// A fresh token id.
 fn new_jti() -> String {
     uuid::Uuid::new_v4().simple().to_string()
@@ -661,6 +713,67 @@ mod tests {
         assert_eq!(
             verify(&a, "garbage", TokenType::Access),
             Err(TokenError::Invalid)
+        );
+    }
+
+    #[test]
+    fn a_verified_access_token_is_recalled_until_its_expiry_and_only_that_token() {
+        let a = auth();
+        let t = a.issue(&user(3), TokenType::Access, 60).unwrap();
+        let now = unix_now();
+        assert_eq!(a.recall(&t, TokenType::Access, now), None);
+        let claimed = verify(&a, &t, TokenType::Access).unwrap();
+        a.remember(&t, TokenType::Access, &claimed);
+        assert_eq!(a.recall(&t, TokenType::Access, now), Some(claimed.clone()));
+        assert_eq!(
+            a.recall(&t, TokenType::Access, claimed.exp),
+            None,
+            "from its expiry on, the full check decides (with its leeway)"
+        );
+        assert_eq!(a.recall(&t, TokenType::Refresh, now), None);
+        let mut longer = t.clone();
+        longer.push('A');
+        assert_eq!(a.recall(&longer, TokenType::Access, now), None);
+        assert_eq!(a.recall(&t[..t.len() - 1], TokenType::Access, now), None);
+    }
+
+    #[test]
+    fn refresh_tokens_and_providers_tokens_are_not_kept() {
+        let a = auth();
+        let (pair, _) = a.issue_pair(&user(4), None).unwrap();
+        let refresh = verify(&a, &pair.refresh, TokenType::Refresh).unwrap();
+        a.remember(&pair.refresh, TokenType::Refresh, &refresh);
+        assert_eq!(
+            a.recall(&pair.refresh, TokenType::Refresh, unix_now()),
+            None
+        );
+        let mut foreign = verify(&a, &pair.access, TokenType::Access).unwrap();
+        foreign.provider = Some(("https://idp.example".into(), "4".into()));
+        foreign.version = None;
+        a.remember(&pair.access, TokenType::Access, &foreign);
+        assert_eq!(a.recall(&pair.access, TokenType::Access, unix_now()), None);
+    }
+
+    #[test]
+    fn the_kept_tokens_are_bounded() {
+        let a = auth();
+        let t = a.issue(&user(5), TokenType::Access, 60).unwrap();
+        let claimed = verify(&a, &t, TokenType::Access).unwrap();
+        for i in 0..VERIFIED_CAPACITY + 10 {
+            a.remember(&format!("{t}{i}"), TokenType::Access, &claimed);
+            assert!(a.verified.lock().unwrap().len() <= VERIFIED_CAPACITY);
+        }
+        let mut expired = claimed.clone();
+        expired.exp = unix_now() - 1;
+        a.verified.lock().unwrap().clear();
+        for i in 0..VERIFIED_CAPACITY {
+            a.remember(&format!("old{i}"), TokenType::Access, &expired);
+        }
+        a.remember(&t, TokenType::Access, &claimed);
+        assert_eq!(
+            a.verified.lock().unwrap().len(),
+            1,
+            "the expired ones went first"
         );
     }
 

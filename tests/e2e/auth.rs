@@ -355,6 +355,10 @@ async fn admins_change_users_and_deactivation_cuts_them_off(backend: Backend) {
     let hub = TestHub::start(&backend).await;
     let c = cast(&hub).await;
     let path = format!("/api/users/{}/", c.c2.id.0);
+    // A token that has worked (and is now held as verified) stops working all the same.
+    let before = hub.token(&c.c2);
+    let (status, _) = hub.get("/api/users/me/", Some(&before)).await;
+    assert_eq!(status, 200);
     // Changes, with read-only fields ignored as in DRF.
     let changed = patch_as(
         &hub,
@@ -379,6 +383,8 @@ async fn admins_change_users_and_deactivation_cuts_them_off(backend: Backend) {
         )
     );
     // Another role ended the tokens the user held.
+    let (status, _) = hub.get("/api/users/me/", Some(&before)).await;
+    assert_eq!(status, 401);
     let (status, _) = hub.get("/api/users/me/", Some(&hub.token(&c.c2))).await;
     assert_eq!(status, 401);
     let c2 = hub.store.user_by_id(c.c2.id).await.unwrap().unwrap();
@@ -399,6 +405,8 @@ async fn admins_change_users_and_deactivation_cuts_them_off(backend: Backend) {
 
     // Deactivation: every socket closes with 4001, every token stops working.
     let token = hub.token(&c2);
+    let (status, _) = hub.get("/api/users/me/", Some(&token)).await;
+    assert_eq!(status, 200);
     let mut notes = hub.connect(&c2).await;
     let mut board = Ws::connect(&hub.ws_url(&format!(
         "/ws/projects/{}/tickets/?token={token}",

@@ -59,6 +59,10 @@ pub struct UserCache {
     on_change: OnceLock<OnChange>,
     /// Whether other nodes' writes can be heard right now (the bus's subscriber is connected).
     listening: OnceLock<Probe>,
+    /// `tickethub_user_cache_total` by result, looked up in the metrics registry once (the
+    /// hub installs its recorder before it opens the store).
+    hits: metrics::Counter,
+    misses: metrics::Counter,
 }
 
 #[derive(Default)]
@@ -96,6 +100,8 @@ impl UserCache {
             trusted: AtomicBool::new(true),
             on_change: OnceLock::new(),
             listening: OnceLock::new(),
+            hits: metrics::counter!("tickethub_user_cache_total", "result" => "hit"),
+            misses: metrics::counter!("tickethub_user_cache_total", "result" => "miss"),
         }
     }
 
@@ -155,10 +161,8 @@ impl UserCache {
                 }
             }
         }
-        metrics::counter!("tickethub_user_cache_total", "result" => "hit")
-            .increment(held.len() as u64);
-        metrics::counter!("tickethub_user_cache_total", "result" => "miss")
-            .increment(missing.len() as u64);
+        self.hits.increment(held.len() as u64);
+        self.misses.increment(missing.len() as u64);
         (held, missing)
     }
 
@@ -231,8 +235,7 @@ impl UserCache {
             .get(&user)
             .and_then(|projects| projects.get(&project))
             .is_some_and(|at| now.duration_since(*at) < self.options.ttl);
-        metrics::counter!("tickethub_user_cache_total", "result" => if hit { "hit" } else { "miss" })
-            .increment(1);
+        if hit { &self.hits } else { &self.misses }.increment(1);
         hit
     }
 
