@@ -4,6 +4,24 @@
 macro_rules! impl_user_store {
     ($store:ty, $db:ty, $lock:literal) => {
         impl $store {
+            /// The row `sql` finds for `id` (its only parameter), read on a connection held
+            /// outside the pool where the store has one free, else through the reader pool.
+            async fn row_by_id(
+                &self,
+                sql: &str,
+                id: i64,
+            ) -> Result<Option<<$db as sqlx::Database>::Row>, tickethub_actors::ports::StoreError>
+            {
+                match self.held_row(sql, id).await {
+                    Some(row) => Ok(row),
+                    None => sqlx::query(sql)
+                        .bind(id)
+                        .fetch_optional(self.reader())
+                        .await
+                        .map_err($crate::store::backend_error),
+                }
+            }
+
             /// Reads these users and keeps the active ones in the cache.
             async fn read_users(
                 &self,
@@ -112,14 +130,7 @@ macro_rules! impl_user_store {
                     "SELECT {}, last_seq, acked_seq, sent_seq FROM users WHERE id = $1",
                     $crate::store::USER_COLUMNS
                 );
-                let row = match self.held_row(&sql, id.0).await {
-                    Some(row) => row,
-                    None => sqlx::query(&sql)
-                        .bind(id.0)
-                        .fetch_optional(self.reader())
-                        .await
-                        .map_err($crate::store::backend_error)?,
-                };
+                let row = self.row_by_id(&sql, id.0).await?;
                 let Some(row) = row else { return Ok(None) };
                 use sqlx::{FromRow, Row};
                 let cursor = tickethub_actors::ports::NotificationCursor {
@@ -467,15 +478,7 @@ macro_rules! impl_user_store {
                 tickethub_actors::ports::StoreError,
             > {
                 const SQL: &str = "SELECT last_seq, acked_seq, sent_seq FROM users WHERE id = $1";
-                let row = match self.held_row(SQL, user.0).await {
-                    Some(row) => row,
-                    None => sqlx::query(SQL)
-                        .bind(user.0)
-                        .fetch_optional(self.reader())
-                        .await
-                        .map_err($crate::store::backend_error)?,
-                };
-                let row = row.ok_or_else(|| {
+                let row = self.row_by_id(SQL, user.0).await?.ok_or_else(|| {
                     tickethub_actors::ports::StoreError::NotFound(format!("user {user}"))
                 })?;
                 let (last_seq, acked_seq, sent_seq): (i64, i64, i64) =
