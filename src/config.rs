@@ -50,8 +50,8 @@ pub struct ServeConfig {
     pub user_cache_size: usize,
 
     /// SQLite durability. `full`: an acknowledged notification survives a power loss (each
-    /// group commit waits for fsync). `normal`: it survives a crash of the process only; the
-    /// last commits before a power loss may be lost.
+    /// group commit waits for the log's `fdatasync`). `normal`: it survives a crash of the
+    /// process only; the last commits before a power loss may be lost.
     #[arg(
         long,
         env = "TICKETHUB_SQLITE_SYNCHRONOUS",
