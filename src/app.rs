@@ -117,6 +117,12 @@ impl Application {
     /// actors and binds the listener.
     pub async fn build(config: ServeConfig) -> Result<Self, BuildError> {
         config.validate()?;
+        // The routing file is read before anything is written: a bad one changes nothing.
+        let routing = if config.demo && config.routing.is_none() {
+            crate::routing::demo()
+        } else {
+            crate::routing::load(config.routing.as_deref())?
+        };
         crate::telemetry::metrics();
         let store = store::connect_with(
             &config.database_url,
@@ -172,6 +178,16 @@ impl Application {
                 )
             })?),
         };
+        let delivery = crate::delivery::build(&config, vapid.clone())?;
+        let verifier = Arc::new(crate::verification::Verifier::new(
+            store.clone(),
+            &delivery.transports,
+            config
+                .public_url
+                .as_deref()
+                .map(|u| u.trim_end_matches('/').to_owned()),
+            Default::default(),
+        ));
         let hub = Hub::start(
             HubConfig {
                 ping_interval: config.ping_interval(),
@@ -194,12 +210,8 @@ impl Application {
             },
             HubDeps {
                 store: store.clone(),
-                routing: if config.demo && config.routing.is_none() {
-                    crate::routing::demo()
-                } else {
-                    crate::routing::load(config.routing.as_deref())?
-                },
-                delivery: crate::delivery::build(&config, vapid.clone())?,
+                routing,
+                delivery,
                 bus: bus
                     .clone()
                     .map(|b| b as Arc<dyn tickethub_actors::ports::Bus>),
@@ -257,6 +269,10 @@ impl Application {
             ws,
             dummy_hash: auth::hash_password("not a password".into()).await.into(),
             trusted_proxies: config.trusted_proxy_nets().unwrap_or_default().into(),
+            public_url: config
+                .public_url
+                .as_deref()
+                .map(|u| u.trim_end_matches('/').to_owned()),
             limits: Arc::new(crate::limits::Limits::from_config(&config)),
             registration: config.registration,
             push: Arc::new(crate::state::PushSettings {
@@ -266,6 +282,16 @@ impl Application {
                 fcm: config.fcm_service_account.is_some(),
                 apns: config.apns_key.is_some(),
             }),
+            verifier,
+            dns: Arc::new(
+                crate::delivery::outbound::Dns::new(
+                    config.dns_server,
+                    config.dns_concurrency as usize,
+                )
+                .map_err(|e| {
+                    ConfigError::new("--dns-server (TICKETHUB_DNS_SERVER)", e.to_string())
+                })?,
+            ),
             schedule: crate::state::ScheduleLimits {
                 max_ahead: config.schedule_max_ahead,
                 max_pending: config.schedule_max_pending.max(1),

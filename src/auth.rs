@@ -530,6 +530,10 @@ impl Auth {
                 })
             }
             (Subject::Id(id), _) => users.user_by_id(*id).await?,
+            // An API key's service user is nobody's login, whatever a provider's token names.
+            (Subject::Username(name), _) if tickethub_actors::domain::is_service_username(name) => {
+                None
+            }
             (Subject::Username(name), None) => users.user_with_hash(name).await?.map(|(u, _)| u),
             (Subject::Username(name), Some((issuer, subject))) => {
                 match users.linked_user(issuer, subject).await? {
@@ -664,6 +668,9 @@ mod tests {
             whatsapp_number: None,
             phone_number: None,
             phone_number_invalid_at: None,
+            email_verified_at: Some(chrono::Utc::now()),
+            whatsapp_verified_at: Some(chrono::Utc::now()),
+            phone_verified_at: Some(chrono::Utc::now()),
             role: tickethub_actors::domain::Role::Client,
             is_superuser: false,
             is_active: true,

@@ -64,10 +64,10 @@ pub struct PurgeArgs {
     #[arg(long)]
     pub dry_run: bool,
     /// How long read and deleted notifications and history are kept (as `serve --retention`).
-    #[arg(long, env = "TICKETHUB_RETENTION", default_value = "180d", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "TICKETHUB_RETENTION", default_value = "180d", value_parser = crate::timespan::parse)]
     pub retention: std::time::Duration,
     /// How long delivered unread notifications are kept (as `serve --retention-unread`).
-    #[arg(long, env = "TICKETHUB_RETENTION_UNREAD", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "TICKETHUB_RETENTION_UNREAD", value_parser = crate::timespan::parse)]
     pub retention_unread: Option<std::time::Duration>,
     #[command(flatten)]
     #[allow(missing_docs)]
@@ -203,7 +203,9 @@ pub struct UserEraseArgs {
     /// Confirms the erasure, which cannot be undone.
     #[arg(long)]
     pub yes: bool,
-    /// The hubs' Redis, so that running hubs close the user's sockets at once.
+    /// The hubs' Redis, so that running hubs close the user's sockets at once; without it
+    /// they refuse the user within their user cache's lifetime, and sockets already open stay
+    /// (without admin powers from then on) until they end.
     #[arg(long, env = "REDIS_URL")]
     pub redis_url: Option<String>,
     /// The hubs' Redis channel prefix.

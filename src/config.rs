@@ -171,11 +171,27 @@ pub struct ServeConfig {
     pub demo_public: bool,
 
     /// Reverse proxies (IP addresses or CIDR blocks, comma-separated) whose
-    /// `X-Forwarded-Proto` and `X-Forwarded-Host` are believed: the links the API builds
-    /// (pagination `next`/`previous`) then carry the client's scheme and host, as behind TLS.
-    /// Empty: those headers are ignored.
+    /// `X-Forwarded-For` is believed: throttles then count the client's address, not the
+    /// proxy's. Empty: that header is ignored.
     #[arg(long, env = "TICKETHUB_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Vec<String>,
+
+    /// The DNS server (`host:port`) asked while a request waits on a name (a Web Push
+    /// endpoint's host, when a browser registers). Unset: the system's (`/etc/resolv.conf`).
+    #[arg(long, env = "TICKETHUB_DNS_SERVER")]
+    pub dns_server: Option<std::net::SocketAddr>,
+
+    /// DNS lookups at once for those checks; past it, a request waits up to a second, then
+    /// is answered 503 with `Retry-After`.
+    #[arg(long, env = "TICKETHUB_DNS_CONCURRENCY", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub dns_concurrency: u32,
+
+    /// The hub's address as people reach it, e.g. `https://tickets.example.com`: the links
+    /// the API builds (pagination `next`/`previous`) and the links in messages (address
+    /// verification) start with it. Unset: the API's links are relative, and messages carry
+    /// codes without links.
+    #[arg(long, env = "TICKETHUB_PUBLIC_URL")]
+    pub public_url: Option<String>,
 
     /// Origins allowed to open WebSockets, comma-separated, matched exactly
     /// (e.g. `https://app.example.com`). Empty: only the hub's own origin.
@@ -256,7 +272,7 @@ pub struct ServeConfig {
     pub signup_notice_interval: u64,
 
     /// How far ahead a send may be scheduled (`send_at`, `delay`).
-    #[arg(long, env = "TICKETHUB_SCHEDULE_MAX_AHEAD", default_value = "30d", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "TICKETHUB_SCHEDULE_MAX_AHEAD", default_value = "30d", value_parser = crate::timespan::parse)]
     pub schedule_max_ahead: std::time::Duration,
 
     /// Scheduled sends one caller may have pending.
@@ -266,17 +282,17 @@ pub struct ServeConfig {
     /// How long read and deleted notifications and the history tables (socket pushes and
     /// acks, ticket events, delivery attempts, finished escalation steps) are kept, e.g. `180d`,
     /// `12h`. Expired refresh-token records go whatever it says.
-    #[arg(long, env = "TICKETHUB_RETENTION", default_value = "180d", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "TICKETHUB_RETENTION", default_value = "180d", value_parser = crate::timespan::parse)]
     pub retention: std::time::Duration,
 
     /// How long unread notifications are kept once a socket of their user was written them
     /// (or acknowledged them). Unset: for ever. An unread notification that was never
     /// delivered to a socket is never purged.
-    #[arg(long, env = "TICKETHUB_RETENTION_UNREAD", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "TICKETHUB_RETENTION_UNREAD", value_parser = crate::timespan::parse)]
     pub retention_unread: Option<std::time::Duration>,
 
     /// Time between two purges, e.g. `1h`.
-    #[arg(long, env = "TICKETHUB_RETENTION_INTERVAL", default_value = "1h", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "TICKETHUB_RETENTION_INTERVAL", default_value = "1h", value_parser = crate::timespan::parse)]
     pub retention_interval: std::time::Duration,
 
     /// Rows a purge deletes per transaction: a live commit waits at most one such batch.
@@ -838,6 +854,191 @@ impl ServeConfig {
                 "--trusted-proxies (TICKETHUB_TRUSTED_PROXIES)",
                 "must be IP addresses or CIDR blocks, e.g. 10.0.0.0/8,127.0.0.1",
             ));
+        }
+        // A span past a century is no setting anyone needs, and adding it to a time would
+        // overflow; a log past a tebibyte likewise.
+        let longest_ms = crate::timespan::LONGEST.as_millis() as u64;
+        let spans_ms = [
+            (
+                "--db-acquire-timeout-ms (TICKETHUB_DB_ACQUIRE_TIMEOUT_MS)",
+                self.db_acquire_timeout_ms,
+                1,
+            ),
+            (
+                "--user-cache-ttl (TICKETHUB_USER_CACHE_TTL)",
+                self.user_cache_ttl,
+                1000,
+            ),
+            (
+                "--actor-call-timeout-ms (TICKETHUB_ACTOR_CALL_TIMEOUT_MS)",
+                self.actor_call_timeout_ms,
+                1,
+            ),
+            (
+                "--bus-reconcile-interval (TICKETHUB_BUS_RECONCILE_INTERVAL)",
+                self.bus_reconcile_interval,
+                1000,
+            ),
+            ("--jwt-leeway (TICKETHUB_JWT_LEEWAY)", self.jwt_leeway, 1000),
+            (
+                "--jwt-jwks-refetch-floor (TICKETHUB_JWT_JWKS_REFETCH_FLOOR)",
+                self.jwt_jwks_refetch_floor,
+                1000,
+            ),
+            (
+                "--jwt-jwks-max-age (TICKETHUB_JWT_JWKS_MAX_AGE)",
+                self.jwt_jwks_max_age,
+                1000,
+            ),
+            (
+                "--access-token-ttl (TICKETHUB_ACCESS_TOKEN_TTL)",
+                self.access_token_ttl,
+                1000,
+            ),
+            (
+                "--refresh-token-ttl (TICKETHUB_REFRESH_TOKEN_TTL)",
+                self.refresh_token_ttl,
+                1000,
+            ),
+            (
+                "--ws-ping-interval (TICKETHUB_WS_PING_INTERVAL)",
+                self.ws_ping_interval,
+                1000,
+            ),
+            (
+                "--ws-idle-timeout (TICKETHUB_WS_IDLE_TIMEOUT)",
+                self.ws_idle_timeout,
+                1000,
+            ),
+            (
+                "--presence-grace-ms (TICKETHUB_PRESENCE_GRACE_MS)",
+                self.presence_grace_ms,
+                1,
+            ),
+            (
+                "--presence-lease (TICKETHUB_PRESENCE_LEASE)",
+                self.presence_lease,
+                1000,
+            ),
+            (
+                "--typing-idle-ms (TICKETHUB_TYPING_IDLE_MS)",
+                self.typing_idle_ms,
+                1,
+            ),
+            (
+                "--signup-notice-interval (TICKETHUB_SIGNUP_NOTICE_INTERVAL)",
+                self.signup_notice_interval,
+                1000,
+            ),
+            (
+                "--retention-pause-ms (TICKETHUB_RETENTION_PAUSE_MS)",
+                self.retention_pause_ms,
+                1,
+            ),
+            (
+                "--escalation-poll-ms (TICKETHUB_ESCALATION_POLL_MS)",
+                self.escalation_poll_ms,
+                1,
+            ),
+            (
+                "--escalation-lease (TICKETHUB_ESCALATION_LEASE)",
+                self.escalation_lease,
+                1000,
+            ),
+            (
+                "--idempotency-lease (TICKETHUB_IDEMPOTENCY_LEASE)",
+                self.idempotency_lease,
+                1000,
+            ),
+            (
+                "--password-hashing-wait-ms (TICKETHUB_PASSWORD_HASHING_WAIT_MS)",
+                self.password_hashing_wait_ms,
+                1,
+            ),
+            (
+                "--http-header-timeout (TICKETHUB_HTTP_HEADER_TIMEOUT)",
+                self.http_header_timeout,
+                1000,
+            ),
+            (
+                "--http-request-timeout (TICKETHUB_HTTP_REQUEST_TIMEOUT)",
+                self.http_request_timeout,
+                1000,
+            ),
+            (
+                "--ticket-actor-idle (TICKETHUB_TICKET_ACTOR_IDLE)",
+                self.ticket_actor_idle,
+                1000,
+            ),
+            ("--push-ttl (TICKETHUB_PUSH_TTL)", self.push_ttl, 1000),
+            (
+                "--delivery-backoff-ms (TICKETHUB_DELIVERY_BACKOFF_MS)",
+                self.delivery_backoff_ms,
+                1,
+            ),
+            (
+                "--delivery-backoff-max-ms (TICKETHUB_DELIVERY_BACKOFF_MAX_MS)",
+                self.delivery_backoff_max_ms,
+                1,
+            ),
+            (
+                "--delivery-timeout (TICKETHUB_DELIVERY_TIMEOUT)",
+                self.delivery_timeout,
+                1000,
+            ),
+            (
+                "--delivery-lease (TICKETHUB_DELIVERY_LEASE)",
+                self.delivery_lease,
+                1000,
+            ),
+            (
+                "--circuit-cooldown-ms (TICKETHUB_CIRCUIT_COOLDOWN_MS)",
+                self.circuit_cooldown_ms,
+                1,
+            ),
+            (
+                "--delivery-poll-ms (TICKETHUB_DELIVERY_POLL_MS)",
+                self.delivery_poll_ms,
+                1,
+            ),
+            (
+                "--shutdown-timeout (TICKETHUB_SHUTDOWN_TIMEOUT)",
+                self.shutdown_timeout,
+                1000,
+            ),
+        ];
+        for (setting, value, unit_ms) in spans_ms {
+            if value.checked_mul(unit_ms).is_none_or(|ms| ms > longest_ms) {
+                return Err(ConfigError::new(setting, "must be at most 100 years"));
+            }
+        }
+        if self.max_connections > 10_000_000 {
+            return Err(ConfigError::new(
+                "--max-connections (TICKETHUB_MAX_CONNECTIONS)",
+                "must be at most 10000000",
+            ));
+        }
+        if self.sqlite_wal_limit_mb > 1 << 20 {
+            return Err(ConfigError::new(
+                "--sqlite-wal-limit-mb (TICKETHUB_SQLITE_WAL_LIMIT_MB)",
+                "must be at most 1048576 (1 TiB)",
+            ));
+        }
+        if let Some(url) = &self.public_url {
+            let setting = "--public-url (TICKETHUB_PUBLIC_URL)";
+            let parsed = reqwest::Url::parse(url)
+                .map_err(|e| ConfigError::new(setting, format!("`{url}`: {e}")))?;
+            if !matches!(parsed.scheme(), "http" | "https")
+                || parsed.host_str().is_none()
+                || parsed.query().is_some()
+                || parsed.fragment().is_some()
+                || !parsed.username().is_empty()
+            {
+                return Err(ConfigError::new(
+                    setting,
+                    format!("`{url}` is not an address like https://tickets.example.com"),
+                ));
+            }
         }
         for origin in &self.allowed_origins {
             if !(origin.starts_with("http://") || origin.starts_with("https://"))

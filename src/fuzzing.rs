@@ -243,6 +243,127 @@ pub fn rest_body(input: &[u8]) -> Result<(), String> {
     }
 }
 
+/// The readers of spans and times that people give, one per kind of input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimeField {
+    /// A send's `delay` (`POST /api/notifications/send/`).
+    Delay,
+    /// A send's `send_at`.
+    SendAt,
+    /// An escalation step's `after`, in the routing file.
+    After,
+    /// A route's `push.unless_seen_within`, in the routing file.
+    PushWait,
+    /// A span flag: `--retention`, `--retention-unread`, `--retention-interval`,
+    /// `--schedule-max-ahead`.
+    Flag,
+}
+
+impl TimeField {
+    /// Every kind, in order.
+    pub const ALL: [TimeField; 5] = [
+        TimeField::Delay,
+        TimeField::SendAt,
+        TimeField::After,
+        TimeField::PushWait,
+        TimeField::Flag,
+    ];
+
+    /// The letter that selects this kind as the first byte of a fuzz input.
+    pub fn tag(self) -> u8 {
+        match self {
+            TimeField::Delay => b'd',
+            TimeField::SendAt => b's',
+            TimeField::After => b'a',
+            TimeField::PushWait => b'p',
+            TimeField::Flag => b'f',
+        }
+    }
+
+    /// The kind a tag selects; any other byte selects a kind too.
+    pub fn from_tag(tag: u8) -> TimeField {
+        Self::ALL
+            .into_iter()
+            .find(|k| k.tag() == tag)
+            .unwrap_or(Self::ALL[usize::from(tag) % Self::ALL.len()])
+    }
+}
+
+/// What reading a span or time came to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TimeRead {
+    /// A send due at this time (`delay`, `send_at`), read at `now` with `max_ahead`.
+    Due {
+        /// When it is due.
+        at: chrono::DateTime<chrono::Utc>,
+        /// The time it was read at.
+        now: chrono::DateTime<chrono::Utc>,
+        /// How far ahead a send may go.
+        max_ahead: std::time::Duration,
+    },
+    /// A span (routing file, flags).
+    Span(std::time::Duration),
+}
+
+/// How far ahead the fuzzed sends may be scheduled: the default, 30 days.
+const FUZZ_MAX_AHEAD: std::time::Duration = std::time::Duration::from_secs(30 * 86_400);
+
+/// A span or time a person gives, read as the hub reads it: the first byte selects the reader
+/// ([`TimeField::from_tag`]), the rest is the text. `Ok` with what was read, else the reason.
+pub fn time_input(input: &[u8]) -> Result<TimeRead, String> {
+    let (field, text) = match input.split_first() {
+        Some((&tag, rest)) => (TimeField::from_tag(tag), rest),
+        None => (TimeField::Delay, &[][..]),
+    };
+    let text = std::str::from_utf8(text).map_err(|e| e.to_string())?;
+    let now = chrono::Utc::now();
+    let due = |body: serde_json::Value| -> Result<TimeRead, String> {
+        let send: crate::wire::SendIn = serde_json::from_value(body).map_err(|e| e.to_string())?;
+        let at = send
+            .due(now, FUZZ_MAX_AHEAD)?
+            .ok_or_else(|| "not scheduled".to_owned())?;
+        Ok(TimeRead::Due {
+            at,
+            now,
+            max_ahead: FUZZ_MAX_AHEAD,
+        })
+    };
+    let routed = |toml: String,
+                  pick: fn(
+        &tickethub_actors::routing::RoutingTable,
+    ) -> Option<std::time::Duration>| {
+        let mut table = tickethub_actors::routing::RoutingTable::default();
+        crate::routing::apply(&mut table, &toml)?;
+        pick(&table)
+            .map(TimeRead::Span)
+            .ok_or_else(|| "no span".to_owned())
+    };
+    let quoted = toml::Value::String(text.to_owned()).to_string();
+    match field {
+        TimeField::Delay => due(serde_json::json!({"user_id": 1, "title": "t", "message": "m", "delay": text})),
+        TimeField::SendAt => due(serde_json::json!({"user_id": 1, "title": "t", "message": "m", "send_at": text})),
+        TimeField::After => routed(
+            format!("[[escalation]]\nevents = [\"ticket_assigned\"]\nsteps = [ {{ after = {quoted}, channels = [\"email\"] }} ]\n"),
+            |t| t.escalations().first().and_then(|p| p.steps.first()).map(|s| s.after),
+        ),
+        TimeField::PushWait => routed(
+            format!("[ticket_assigned]\nrecipients = [\"assignees\"]\nchannels = [\"push\"]\npush = {{ unless_seen_within = {quoted} }}\n"),
+            |t| t.route(&tickethub_actors::routing::EventType::TicketAssigned).and_then(|r| r.push_unless_seen),
+        ),
+        TimeField::Flag => {
+            use clap::Parser;
+            #[derive(clap::Parser)]
+            struct Flags {
+                #[command(flatten)]
+                serve: crate::config::ServeConfig,
+            }
+            let parsed = Flags::try_parse_from(["tickethub", "--retention", text])
+                .map_err(|e| e.to_string())?;
+            Ok(TimeRead::Span(parsed.serve.retention))
+        }
+    }
+}
+
 /// A JSON body as axum's `Json` extractor reads it.
 fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, String> {
     serde_json::from_slice(body).map_err(|e| e.to_string())

@@ -1,7 +1,5 @@
 //! The HTTP API: one router per resource, merged here, plus the state they share.
 
-use std::sync::Arc;
-
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::StatusCode;
 use axum::Router;
@@ -13,6 +11,7 @@ pub use crate::state::{AppState, MetricsAccess};
 pub mod admin;
 pub mod analytics;
 pub mod api_keys;
+pub mod audit;
 pub mod devices;
 pub mod error;
 pub mod extract;
@@ -25,10 +24,12 @@ pub mod projects;
 pub mod scheduled;
 pub mod tickets;
 pub mod users;
+pub mod verify;
 
-/// The scheme and host a client reached the hub by, behind a trusted proxy
-/// (`https://tickets.example.com`, from its `X-Forwarded-*` headers). Absent otherwise: links
-/// are then `http://` and the `Host` header.
+/// The hub's address as people reach it (`--public-url`, e.g. `https://tickets.example.com`):
+/// the links the API builds start with it. Without it they are relative (`/api/…?page=2`):
+/// a request's `Host` or `X-Forwarded-Host` is whatever the client wrote, and a link built
+/// from it would send the next reader wherever the client chose.
 #[derive(Clone, Debug)]
 pub struct PublicOrigin(pub String);
 
@@ -37,34 +38,6 @@ pub fn via_trusted_proxy(trusted: &[ipnet::IpNet], extensions: &axum::http::Exte
     extensions
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .is_some_and(|peer| trusted.iter().any(|net| net.contains(&peer.0.ip())))
-}
-
-/// Puts a [`PublicOrigin`] in the extensions of a request that came through a trusted proxy.
-async fn public_origin(
-    axum::extract::State(trusted): axum::extract::State<Arc<[ipnet::IpNet]>>,
-    mut req: Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    let proxied = via_trusted_proxy(&trusted, req.extensions());
-    if proxied {
-        let header = |name: &str| {
-            req.headers()
-                .get(name)
-                .and_then(|h| h.to_str().ok())
-                .and_then(|h| h.split(',').next())
-                .map(str::trim)
-                .filter(|h| !h.is_empty())
-        };
-        if let Some(host) = header("x-forwarded-host").or_else(|| header("host")) {
-            let scheme = match header("x-forwarded-proto") {
-                Some("https") => "https",
-                _ => "http",
-            };
-            let origin = PublicOrigin(format!("{scheme}://{host}"));
-            req.extensions_mut().insert(origin);
-        }
-    }
-    next.run(req).await
 }
 
 /// The REST API and the operations endpoints, each route registered with its document.
@@ -78,6 +51,8 @@ pub fn api(metrics_on_main: bool) -> OpenApiRouter<AppState> {
         .merge(admin::router())
         .merge(api_keys::router())
         .merge(devices::router())
+        .merge(verify::router())
+        .merge(audit::router())
         .merge(ops::router(metrics_on_main))
 }
 
@@ -95,6 +70,7 @@ pub fn router(
         .merge(routes)
         .merge(openapi::router(openapi::document(document)))
         .merge(pages::router())
+        .merge(verify::pages())
         .fallback(|| async { error::ApiError::not_found() })
         .method_not_allowed_fallback(|| async {
             error::ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed.")
@@ -103,10 +79,7 @@ pub fn router(
         .layer(axum::middleware::from_fn(move |req, next| {
             within(request_timeout, req, next)
         }))
-        .layer(axum::middleware::from_fn_with_state(
-            state.trusted_proxies.clone(),
-            public_origin,
-        ))
+        .layer(axum::Extension(state.public_url.clone().map(PublicOrigin)))
         .layer(axum::middleware::from_fn(record_request))
         .layer(
             // The span names the route, never the query string: it may carry a token.
@@ -283,17 +256,12 @@ pub fn paginated<T>(
     if page > pages {
         return Err(error::ApiError::new(StatusCode::NOT_FOUND, "Invalid page."));
     }
-    let origin = match parts.extensions.get::<PublicOrigin>() {
-        Some(o) => o.0.clone(),
-        None => {
-            let host = parts
-                .headers
-                .get(axum::http::header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .unwrap_or("localhost");
-            format!("http://{host}")
-        }
-    };
+    let origin = parts
+        .extensions
+        .get::<Option<PublicOrigin>>()
+        .and_then(|o| o.as_ref())
+        .map(|o| o.0.as_str())
+        .unwrap_or_default();
     let link = |n: i64| {
         let mut pairs: Vec<(String, String)> = parts
             .uri

@@ -33,7 +33,9 @@ pub mod state;
 pub mod store;
 pub mod telemetry;
 pub mod timeline;
+pub mod timespan;
 pub mod tree;
+pub mod verification;
 pub mod wire;
 pub mod ws;
 

@@ -17,6 +17,10 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 const EX_USAGE: u8 = 64;
 
 fn main() -> ExitCode {
+    // What the hub writes (the SQLite database and its log, the mail outbox, key and secret
+    // files) holds people's data: readable by the hub's own user only.
+    #[cfg(unix)]
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let cli = match cli::parse(std::env::args_os()) {
         Ok(cli) => cli,
         Err(e) => {
@@ -84,6 +88,7 @@ async fn keys(command: cli::KeysCommand) -> Result<(), String> {
                 &args.name,
                 &args.scopes,
                 args.user.as_deref(),
+                "cli",
             )
             .await
             .map_err(|e| match e {
@@ -136,7 +141,7 @@ async fn keys(command: cli::KeysCommand) -> Result<(), String> {
                 .await
                 .map_err(|e| e.to_string())?;
             if store
-                .revoke_api_key(&args.name, chrono::Utc::now())
+                .revoke_api_key(&args.name, chrono::Utc::now(), "cli")
                 .await
                 .map_err(|e| e.to_string())?
             {
@@ -170,7 +175,10 @@ async fn erase(args: cli::UserEraseArgs) -> Result<(), String> {
         store.close().await;
         return Err(format!("no user `{}`", args.username));
     };
-    let erased = store.erase_user(user.id).await.map_err(|e| e.to_string())?;
+    let erased = store
+        .erase_user(user.id, "cli")
+        .await
+        .map_err(|e| e.to_string())?;
     store.close().await;
     let erased = erased.ok_or_else(|| format!("no user `{}`", args.username))?;
     if let Some(url) = &args.redis_url {
@@ -189,6 +197,11 @@ async fn erase(args: cli::UserEraseArgs) -> Result<(), String> {
         erased.username,
         tickethub::store::ERASED_NAME
     );
+    if args.redis_url.is_none() {
+        println!(
+            "a running hub refuses their requests, connects and token refreshes within its user cache's lifetime (--user-cache-ttl, 10 s by default), and their open sockets lose every admin power then, though they stay open until they end; give --redis-url to close them at once"
+        );
+    }
     Ok(())
 }
 
@@ -411,7 +424,14 @@ async fn change_user(
         return Err(format!("no user `{username}`"));
     };
     let changed = store
-        .update_profile(user.id, changes)
+        .update_profile(
+            user.id,
+            tickethub_actors::ports::ProfileChanges {
+                vouched: true,
+                by: Some("cli".into()),
+                ..changes
+            },
+        )
         .await
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("no user `{username}`"))?;

@@ -154,7 +154,7 @@ fn push_options(
     let text = within.as_str().ok_or_else(|| {
         format!("{what}: `push.unless_seen_within` must be a duration such as \"30s\"")
     })?;
-    let wait = humantime::parse_duration(text)
+    let wait = crate::timespan::parse(text)
         .map_err(|e| format!("{what}: `push.unless_seen_within = \"{text}\"`: {e}"))?;
     if wait < std::time::Duration::from_secs(1) || wait > std::time::Duration::from_secs(7 * 86_400)
     {
@@ -261,7 +261,7 @@ fn escalation(spec: &toml::Value, default_name: String) -> Result<Policy, String
                 .get("after")
                 .and_then(|a| a.as_str())
                 .ok_or_else(|| format!("{what} needs `after`, a duration such as \"5m\""))?;
-            let after = humantime::parse_duration(after)
+            let after = crate::timespan::parse(after)
                 .map_err(|e| format!("{what}: `after = \"{after}\"`: {e}"))?;
             let unless = match step.get("unless") {
                 None => Unless::Read,

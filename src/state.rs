@@ -43,8 +43,10 @@ pub struct AppParts {
     pub dummy_hash: Arc<str>,
     /// The bus to other hub processes, if any.
     pub bus: Option<Arc<crate::bus::RedisBus>>,
-    /// Reverse proxies whose `X-Forwarded-Proto` and `X-Forwarded-Host` are believed.
+    /// Reverse proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Arc<[ipnet::IpNet]>,
+    /// The hub's address as people reach it (`--public-url`), without a trailing `/`.
+    pub public_url: Option<String>,
     /// Throttles.
     pub limits: Arc<crate::limits::Limits>,
     /// Whether anyone may sign up.
@@ -57,6 +59,10 @@ pub struct AppParts {
     pub push: Arc<PushSettings>,
     /// How far ahead, and how many pending per caller, sends may be scheduled.
     pub schedule: ScheduleLimits,
+    /// The resolver of the checks made while a request waits.
+    pub dns: Arc<crate::delivery::outbound::Dns>,
+    /// Sends and checks the codes that verify the addresses people type.
+    pub verifier: Arc<crate::verification::Verifier>,
 }
 
 /// Limits on scheduled sends.

@@ -14,6 +14,7 @@ use crate::config::{database_kind, ConfigError, DatabaseKind};
 
 pub mod access;
 pub mod analytics;
+pub mod audit;
 pub mod credentials;
 pub mod devices;
 pub mod history;
@@ -29,6 +30,7 @@ pub mod sqlite;
 pub mod stream;
 pub mod tickets;
 pub mod users;
+pub mod verification;
 
 /// The default wait for a pooled connection.
 pub const ACQUIRE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
@@ -117,6 +119,9 @@ pub(crate) struct UserRow {
     whatsapp_number: Option<String>,
     phone_number: Option<String>,
     phone_number_invalid_at: Option<DateTime<Utc>>,
+    email_verified_at: Option<DateTime<Utc>>,
+    whatsapp_verified_at: Option<DateTime<Utc>>,
+    phone_verified_at: Option<DateTime<Utc>>,
     role: String,
     is_superuser: bool,
     is_active: bool,
@@ -134,6 +139,9 @@ impl UserRow {
             whatsapp_number: self.whatsapp_number,
             phone_number: self.phone_number,
             phone_number_invalid_at: self.phone_number_invalid_at,
+            email_verified_at: self.email_verified_at,
+            whatsapp_verified_at: self.whatsapp_verified_at,
+            phone_verified_at: self.phone_verified_at,
             role: self
                 .role
                 .parse::<Role>()
@@ -167,7 +175,9 @@ impl ProjectRow {
 }
 
 pub(crate) const USER_COLUMNS: &str =
-    "id, username, display_name, email, whatsapp_number, phone_number, phone_number_invalid_at, role, is_superuser, is_active, token_version, created_at";
+    "id, username, display_name, email, whatsapp_number, phone_number, phone_number_invalid_at, \
+     email_verified_at, whatsapp_verified_at, phone_verified_at, role, is_superuser, is_active, \
+     token_version, created_at";
 
 /// The key two usernames must not share: NFKC-normalized, lower-cased, then reduced to its
 /// Unicode confusable skeleton (UTS #39), so that `Admin`, `ａｄｍｉｎ` and `аdmin` (with a
@@ -319,6 +329,8 @@ macro_rules! impl_store {
         $crate::store::analytics::impl_analytics_store!($store, $db, $lock);
         $crate::store::credentials::impl_credential_store!($store, $db);
         $crate::store::access::impl_access_store!($store, $db);
+        $crate::store::audit::impl_audit_store!($store, $db);
+        $crate::store::verification::impl_verification_store!($store, $db);
         $crate::store::devices::impl_device_store!($store, $db);
         $crate::store::schedule::impl_schedule_store!($store, $db, $lock);
         $crate::store::retention::impl_retention_store!($store, $db, $lock);

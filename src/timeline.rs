@@ -65,6 +65,10 @@ pub fn escalation_json(e: &EscalationRow) -> Value {
 pub enum Viewer {
     /// An admin: every delivery, with its destination and the receiver's error.
     Operator,
+    /// An API key with `admin:read`: as an admin, but a webhook's URL shows its scheme and
+    /// host only (a URL often carries its receiver's secret, and a key is a machine's, kept in
+    /// more places than a person's session).
+    Key,
     /// The notification's recipient: how each delivery went, with their own addresses and
     /// their providers' answers (a bounce names their address), but nothing of a webhook's
     /// destination or its receiver's answers: operator data, and a webhook URL often carries
@@ -73,11 +77,21 @@ pub enum Viewer {
 }
 
 impl Viewer {
+    /// Who `caller` is as a reader of timelines and deliveries.
+    pub fn of(caller: &crate::http::extract::Caller) -> Self {
+        match (caller.is_admin(), &caller.1) {
+            (true, None) => Viewer::Operator,
+            (true, Some(_)) => Viewer::Key,
+            (false, _) => Viewer::Recipient,
+        }
+    }
+
     /// A delivery's destination as this viewer sees it.
-    pub fn address(self, channel: Channel, address: &str) -> Option<&str> {
+    pub fn address(self, channel: Channel, address: &str) -> Option<std::borrow::Cow<'_, str>> {
         match (self, channel) {
             (Viewer::Recipient, Channel::Webhook) => None,
-            _ => Some(address),
+            (Viewer::Key, Channel::Webhook) => Some(std::borrow::Cow::Owned(masked_url(address))),
+            _ => Some(std::borrow::Cow::Borrowed(address)),
         }
     }
 
@@ -87,6 +101,18 @@ impl Viewer {
             (Viewer::Recipient, Channel::Webhook) => None,
             _ => error,
         }
+    }
+}
+
+/// A URL shown without what may be its secret: `https://hooks.example.com/…`.
+pub fn masked_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(u) => match (u.host_str(), u.port()) {
+            (Some(host), Some(port)) => format!("{}://{host}:{port}/…", u.scheme()),
+            (Some(host), None) => format!("{}://{host}/…", u.scheme()),
+            _ => "…".into(),
+        },
+        Err(_) => "…".into(),
     }
 }
 

@@ -482,34 +482,36 @@ impl SendIn {
         now: chrono::DateTime<chrono::Utc>,
         max_ahead: std::time::Duration,
     ) -> Result<Option<chrono::DateTime<chrono::Utc>>, String> {
+        let ahead = || crate::timespan::later(now, max_ahead);
+        let too_far = |field: &str| {
+            format!(
+                "{field}: A send may be scheduled at most {} ahead.",
+                humantime::format_duration(max_ahead)
+            )
+        };
         let at = match (&self.send_at, &self.delay) {
             (None, None) => return Ok(None),
             (Some(_), Some(_)) => return Err("Give send_at or delay, not both.".into()),
             (Some(at), None) => {
-                let at = chrono::DateTime::parse_from_rfc3339(at)
-                    .map_err(|_| {
-                        "send_at: an RFC 3339 time with its offset, such as 2026-05-01T09:00:00Z."
-                            .to_owned()
-                    })?
-                    .with_timezone(&chrono::Utc);
-                if at < now - chrono::Duration::minutes(1) {
+                let at =
+                    crate::timespan::parse_instant(at).map_err(|e| format!("send_at: {e}."))?;
+                if at < crate::timespan::earlier(now, std::time::Duration::from_secs(60)) {
                     return Err("send_at: this time has passed.".into());
+                }
+                if at > ahead() {
+                    return Err(too_far("send_at"));
                 }
                 at.max(now)
             }
             (None, Some(delay)) => {
-                let delay = humantime::parse_duration(delay)
+                let delay = humantime::parse_duration(delay.trim())
                     .map_err(|_| "delay: a duration such as 90s, 15m or 2h.".to_owned())?;
-                now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX)
+                if delay > max_ahead {
+                    return Err(too_far("delay"));
+                }
+                crate::timespan::later(now, delay)
             }
         };
-        let limit = now + chrono::Duration::from_std(max_ahead).unwrap_or(chrono::Duration::MAX);
-        if at > limit {
-            return Err(format!(
-                "A send may be scheduled at most {} ahead.",
-                humantime::format_duration(max_ahead)
-            ));
-        }
         Ok(Some(at))
     }
 

@@ -10,6 +10,16 @@ use chrono::{DateTime, Utc};
 /// The longest username, in characters (Django's).
 pub const MAX_USERNAME: usize = 150;
 
+/// How the service user of an API key is named: `key:<key name>`. No registration, `users add`
+/// or identity provider can name a person so (a username is letters, digits and `@.+-_`), so a
+/// key's name cannot be taken before the key is made.
+pub const SERVICE_USER_PREFIX: &str = "key:";
+
+/// Whether `username` names an API key's service user, whom nobody logs in as.
+pub fn is_service_username(username: &str) -> bool {
+    username.starts_with(SERVICE_USER_PREFIX)
+}
+
 /// The id of a user.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct UserId(pub i64);
@@ -97,6 +107,13 @@ pub struct User {
     /// When the SMS provider refused `phone_number` for good (not a valid mobile number, or
     /// its owner unsubscribed): no SMS goes to it until the number is set again.
     pub phone_number_invalid_at: Option<DateTime<Utc>>,
+    /// When `email` was verified (by its owner's code, or set by an admin); nothing but a
+    /// verification message goes to an unverified address.
+    pub email_verified_at: Option<DateTime<Utc>>,
+    /// When `whatsapp_number` was verified.
+    pub whatsapp_verified_at: Option<DateTime<Utc>>,
+    /// When `phone_number` was verified.
+    pub phone_verified_at: Option<DateTime<Utc>>,
     /// What the user may do.
     pub role: Role,
     /// A super admin receives `user_registered`.

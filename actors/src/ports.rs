@@ -16,21 +16,27 @@ use crate::ticket_domain::{Category, Change, Comment, Priority, Ticket, TicketId
 
 mod access;
 mod analytics;
+mod audit;
 mod devices;
 mod retention;
 mod schedule;
 mod ticket_lists;
 mod user_cache;
+mod verification;
 pub use crate::domain::IdempotencyMark;
 pub use access::{
     ApiKey, ApiKeyStore, IdempotencyClaim, IdempotencyStore, NewApiKey, Progress, IDEMPOTENCY_TTL,
 };
 pub use analytics::AnalyticsStore;
+pub use audit::{AuditEvent, AuditFilter, AuditStore, NewAuditEvent};
 pub use devices::{Device, DeviceStore, NewDevice, Registered};
 pub use retention::{Purgeable, RetentionStore, StoreFaults};
-pub use schedule::{Cancelled, Fired, NewScheduledSend, ScheduleStore, Scheduled, ScheduledSend};
+pub use schedule::{
+    Cancelled, Fired, NewScheduledSend, ScheduleStore, Scheduled, ScheduledSend, Sender,
+};
 pub use ticket_lists::{TicketFilter, TicketOrdering};
 pub use user_cache::{Generation, UserCache, UserCacheOptions};
+pub use verification::{Checked, NewVerification, Started, VerificationLimits, VerificationStore};
 
 /// Why a storage call failed.
 #[derive(Debug, thiserror::Error)]
@@ -86,7 +92,10 @@ pub trait UserStore: Send + Sync {
     /// drafting needs of recipients reached in the app only.
     async fn active_user_ids(&self, ids: &[UserId]) -> Result<Vec<UserId>, StoreError>;
     /// Changes a user's name and addresses; `None` leaves a field as it is, `Some(None)`
-    /// clears an address.
+    /// clears an address. A changed address is verified if the change is vouched for, else
+    /// unverified; an address set again unchanged keeps its state. Taking away the powers a
+    /// pending scheduled send needed (another role than admin, a deactivation) cancels the
+    /// user's pending sends in the same transaction, with the reason and an audit event.
     async fn update_profile(
         &self,
         user: UserId,
@@ -96,8 +105,12 @@ pub trait UserStore: Send + Sync {
     /// steps), preferences, tokens, provider links, socket history and memberships go; their
     /// row stays, nameless and inactive (`Erased user`, `erased-<id>`), so that the tickets and
     /// comments they wrote keep an author; other people's notifications that open with their
-    /// name, or announce their sign-up, are reworded. `None` for an unknown user.
-    async fn erase_user(&self, user: UserId) -> Result<Option<User>, StoreError>;
+    /// name, or announce their sign-up, are reworded; their pending scheduled sends are
+    /// cancelled. `None` for an unknown user.
+    async fn erase_user(&self, user: UserId, by: &str) -> Result<Option<User>, StoreError>;
+    /// Creates a user who signed up themselves: as [`UserStore::create_user`], but the
+    /// addresses they gave are unverified.
+    async fn register_user(&self, user: NewUser) -> Result<User, StoreError>;
     /// Where the user's notification stream stands.
     async fn notification_cursor(&self, user: UserId) -> Result<NotificationCursor, StoreError>;
     /// The highest seq allocated to each of these users, in one batched read (unknown ids are
@@ -147,6 +160,12 @@ pub struct ProfileChanges {
     pub is_active: Option<bool>,
     /// A new password hash (the command line).
     pub password_hash: Option<String>,
+    /// Addresses set here count as verified: an admin (or the command line) set them and
+    /// vouches for them. Otherwise a changed address is unverified until its owner proves it.
+    pub vouched: bool,
+    /// Who makes the change, for the audit trail (`user:<id>`, `key:<id>`, `cli`); `None`: the
+    /// user themselves.
+    pub by: Option<String>,
 }
 
 /// Where a user's notification stream stands.
@@ -1038,6 +1057,8 @@ pub trait Store:
     + DeviceStore
     + ScheduleStore
     + AnalyticsStore
+    + AuditStore
+    + VerificationStore
 {
     /// The backend's name (`sqlite` or `postgres`), for logs and health output.
     fn backend(&self) -> &'static str;

@@ -191,6 +191,9 @@ pub enum Unreached {
     InvalidAddress,
     /// The user switched it off for this type.
     SwitchedOff,
+    /// The user typed the address for themselves and has not proved it is theirs yet: only
+    /// its verification message goes to it.
+    Unverified,
     /// The channel has no per-user address (the in-app record, webhooks).
     NotPersonal,
 }
@@ -202,6 +205,7 @@ impl Unreached {
             Unreached::NoAddress => "no_address",
             Unreached::InvalidAddress => "invalid_address",
             Unreached::SwitchedOff => "switched_off",
+            Unreached::Unverified => "unverified",
             Unreached::NotPersonal => "not_personal",
         }
     }
@@ -217,6 +221,10 @@ impl Unreached {
             Unreached::SwitchedOff => {
                 format!("the user switched {} off for this type", channel.as_str())
             }
+            Unreached::Unverified => format!(
+                "the user's {} address is not verified yet",
+                channel.as_str()
+            ),
             Unreached::NotPersonal => format!("{} has no per-user address", channel.as_str()),
         }
     }
@@ -229,16 +237,16 @@ pub fn reach(
     user: &User,
     prefs: &Preferences,
 ) -> Result<String, Unreached> {
-    let address = match channel {
+    let (address, verified) = match channel {
         Channel::Websocket | Channel::Webhook => return Err(Unreached::NotPersonal),
-        Channel::Email => user.email.as_ref(),
-        Channel::Whatsapp => user.whatsapp_number.as_ref(),
+        Channel::Email => (user.email.as_ref(), user.email_verified_at),
+        Channel::Whatsapp => (user.whatsapp_number.as_ref(), user.whatsapp_verified_at),
         Channel::Sms => {
             let number = user.phone_number.as_ref().filter(|a| !a.is_empty());
             if number.is_some() && user.phone_number_invalid_at.is_some() {
                 return Err(Unreached::InvalidAddress);
             }
-            number
+            (number, user.phone_verified_at)
         }
         // Queued per registered device when committed, at once unless a wait is given.
         Channel::Push | Channel::Webpush | Channel::Fcm | Channel::Apns => {
@@ -251,6 +259,9 @@ pub fn reach(
     let address = address
         .filter(|a| !a.is_empty())
         .ok_or(Unreached::NoAddress)?;
+    if verified.is_none() {
+        return Err(Unreached::Unverified);
+    }
     if !prefs.allows(event, channel) {
         return Err(Unreached::SwitchedOff);
     }
@@ -512,6 +523,9 @@ mod tests {
             whatsapp_number: None,
             phone_number: None,
             phone_number_invalid_at: None,
+            email_verified_at: Some(chrono::Utc::now()),
+            whatsapp_verified_at: Some(chrono::Utc::now()),
+            phone_verified_at: Some(chrono::Utc::now()),
             role: Role::Client,
             is_superuser: false,
             is_active: true,
@@ -560,6 +574,13 @@ mod tests {
             .explain(Channel::Sms)
             .contains("refused the user's sms address"));
         user.phone_number_invalid_at = None;
+        // A number its owner has not proved is theirs gets nothing (but its verification).
+        user.phone_verified_at = None;
+        assert_eq!(
+            reach(Channel::Sms, &e, &user, &prefs),
+            Err(Unreached::Unverified)
+        );
+        user.phone_verified_at = Some(chrono::Utc::now());
         prefs.set("*", Channel::Sms, false);
         assert_eq!(
             reach(Channel::Sms, &e, &user, &prefs),

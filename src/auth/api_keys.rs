@@ -10,7 +10,8 @@
 use axum::http::Method;
 use sha2::{Digest, Sha256};
 
-/// Sends notifications: `POST /api/notifications/send/`, as an admin would.
+/// Sends notifications: `POST /api/notifications/send/`, as an admin would, and lists, shows
+/// and cancels the sends the key scheduled (`/api/notifications/scheduled/`).
 pub const NOTIFICATIONS_SEND: &str = "notifications:send";
 /// Creates tickets, acts on them and comments, as the key's service user (whose role decides
 /// which actions it may take), and reads tickets and projects as that user.
@@ -72,7 +73,11 @@ pub fn prefix_of(key: &str) -> Option<&str> {
 
 /// Whether `hash` is the stored form of `key`, compared in constant time.
 pub fn matches(key: &str, stored: &str) -> bool {
-    let given = hash(key);
+    same_hash(&hash(key), stored)
+}
+
+/// Whether two hashes are the same, compared in constant time.
+pub fn same_hash(given: &str, stored: &str) -> bool {
     given.len() == stored.len()
         && given
             .bytes()
@@ -117,7 +122,11 @@ pub enum Grant {
 fn covers(scope: &str, method: &Method, path: &str) -> bool {
     let get = method == Method::GET || method == Method::HEAD;
     match scope {
-        NOTIFICATIONS_SEND => method == Method::POST && path == "/api/notifications/send/",
+        NOTIFICATIONS_SEND => {
+            (method == Method::POST && path == "/api/notifications/send/")
+                || (path.starts_with("/api/notifications/scheduled/")
+                    && (get || method == Method::DELETE))
+        }
         TICKETS_WRITE => {
             path.starts_with("/api/tickets/") && (get || method == Method::POST)
                 || (get && path.starts_with("/api/projects/"))
@@ -169,13 +178,15 @@ pub enum CreateError {
 pub const MAX_NAME: usize = 64;
 
 /// Makes a key named `name` with `scopes`, acting as the user `user`, or, without one, as a
-/// service user of its own named after the key (a client nobody can log in as). Answers the
+/// service user of its own, `key:<name>` (a client nobody can log in as, in a namespace no
+/// registration reaches). Answers the
 /// stored key and the whole key, which is shown this once.
 pub async fn create(
     store: &dyn tickethub_actors::ports::Store,
     name: &str,
     scopes: &[String],
     user: Option<&str>,
+    actor: &str,
 ) -> Result<(tickethub_actors::ports::ApiKey, String), CreateError> {
     use tickethub_actors::domain::{NewUser, Role};
     use tickethub_actors::ports::{NewApiKey, StoreError};
@@ -207,9 +218,10 @@ pub async fn create(
             found.id
         }
         None => {
+            let username = format!("{}{name}", tickethub_actors::domain::SERVICE_USER_PREFIX);
             let created = store
                 .create_user(NewUser {
-                    username: name.to_owned(),
+                    username,
                     display_name: name.to_owned(),
                     email: None,
                     whatsapp_number: None,
@@ -222,10 +234,10 @@ pub async fn create(
                 .await;
             match created {
                 Ok(u) => u.id,
+                // The service user of a key of this name, made before: the name is taken.
                 Err(StoreError::Conflict(_)) => {
                     return Err(CreateError::Invalid(format!(
-                        "name: a user named `{name}` exists; give `user` to act as them, or \
-                         another name"
+                        "name: a key named `{name}` exists"
                     )))
                 }
                 Err(e) => return Err(e.into()),
@@ -248,6 +260,15 @@ pub async fn create(
             }
             other => other.into(),
         })?;
+    store
+        .record_audit(tickethub_actors::ports::NewAuditEvent::new(
+            actor,
+            "api_key.created",
+            format!("api_key:{}", key.id),
+            serde_json::json!({ "name": key.name, "scopes": key.scopes, "user": key.user.0 })
+                .to_string(),
+        ))
+        .await?;
     Ok((key, generated.key))
 }
 
@@ -292,6 +313,25 @@ mod tests {
         );
         assert_eq!(
             grant(&send, &Method::GET, "/api/admin/actors/"),
+            Grant::Refused
+        );
+        for (method, path) in [
+            (Method::GET, "/api/notifications/scheduled/"),
+            (Method::GET, "/api/notifications/scheduled/7/"),
+            (Method::DELETE, "/api/notifications/scheduled/7/"),
+        ] {
+            assert_eq!(
+                grant(&send, &method, path),
+                Grant::AsAdmin,
+                "{method} {path}"
+            );
+        }
+        assert_eq!(
+            grant(&send, &Method::POST, "/api/notifications/scheduled/7/"),
+            Grant::Refused
+        );
+        assert_eq!(
+            grant(&send, &Method::GET, "/api/notifications/"),
             Grant::Refused
         );
         assert_eq!(grant(&send, &Method::POST, "/api/tickets/"), Grant::Refused);

@@ -15,7 +15,9 @@ use tickethub_actors::ports::TransportError;
 
 /// Whether an address is on the public internet: not private, loopback, link-local, shared
 /// (CGNAT), benchmarking, reserved, multicast or documentation space, and not an IPv6 form that
-/// carries or reaches an IPv4 address (IPv4-mapped and -compatible, NAT64, 6to4, Teredo).
+/// carries or reaches an IPv4 address (IPv4-mapped `::ffff:0:0/96`, IPv4-translated
+/// `::ffff:0:0:0/96`, IPv4-compatible, NAT64, 6to4, Teredo), whichever IPv4 address it carries:
+/// no public service answers with one, and a translator may reach what the filter never saw.
 pub fn is_public(ip: &IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => is_public_v4(v4),
@@ -45,11 +47,11 @@ fn is_public_v4(v4: &Ipv4Addr) -> bool {
 }
 
 fn is_public_v6(v6: &Ipv6Addr) -> bool {
-    if let Some(v4) = v6.to_ipv4_mapped() {
-        return is_public_v4(&v4);
-    }
     let s = v6.segments();
     !(v6.is_loopback()
+        // ::ffff:0:0/96: IPv4-mapped; ::ffff:0:0:0/96: IPv4-translated (SIIT).
+        || s[..6] == [0, 0, 0, 0, 0, 0xffff]
+        || s[..6] == [0, 0, 0, 0, 0xffff, 0]
         || v6.is_unspecified()
         || v6.is_multicast()
         // ::/96: IPv4-compatible (deprecated), which embeds an IPv4 address.
@@ -127,6 +129,69 @@ impl reqwest::dns::Resolve for PublicResolver {
                 (true, None) => Err(format!("{host} has no address").into()),
             }
         })
+    }
+}
+
+/// The resolver of the checks made while a request waits (a push endpoint's host, when a
+/// browser registers): asynchronous (no thread waits on a slow DNS server, so none is taken
+/// from password hashing), each answer kept for its TTL, and at most `concurrency` lookups at
+/// once; a lookup that finds no room within a second is refused as busy.
+pub struct Dns {
+    resolver: hickory_resolver::TokioResolver,
+    permits: tokio::sync::Semaphore,
+}
+
+/// Why a name could not be looked up.
+#[derive(Debug, thiserror::Error)]
+pub enum DnsError {
+    /// Too many lookups wait already.
+    #[error("the hub is busy resolving other names")]
+    Busy,
+    /// The name has no address, or the lookup failed or took longer than its timeout.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl Dns {
+    /// The system's DNS servers (`/etc/resolv.conf`), or the one at `server`.
+    pub fn new(
+        server: Option<SocketAddr>,
+        concurrency: usize,
+    ) -> Result<Self, hickory_resolver::ResolveError> {
+        use hickory_resolver::config::{NameServerConfigGroup, ResolverConfig};
+        use hickory_resolver::name_server::TokioConnectionProvider;
+        let mut builder = match server {
+            Some(addr) => hickory_resolver::Resolver::builder_with_config(
+                ResolverConfig::from_parts(
+                    None,
+                    vec![],
+                    NameServerConfigGroup::from_ips_clear(&[addr.ip()], addr.port(), true),
+                ),
+                TokioConnectionProvider::default(),
+            ),
+            None => hickory_resolver::TokioResolver::builder_tokio()?,
+        };
+        let options = builder.options_mut();
+        options.timeout = Duration::from_secs(5);
+        options.attempts = 1;
+        options.cache_size = 1024;
+        Ok(Self {
+            resolver: builder.build(),
+            permits: tokio::sync::Semaphore::new(concurrency.max(1)),
+        })
+    }
+
+    /// The addresses of `host`.
+    pub async fn lookup(&self, host: &str) -> Result<Vec<IpAddr>, DnsError> {
+        let _permit = tokio::time::timeout(Duration::from_secs(1), self.permits.acquire())
+            .await
+            .map_err(|_| DnsError::Busy)?
+            .map_err(|_| DnsError::Busy)?;
+        let found = tokio::time::timeout(Duration::from_secs(6), self.resolver.lookup_ip(host))
+            .await
+            .map_err(|_| DnsError::Failed(format!("{host} did not resolve in time")))?
+            .map_err(|_| DnsError::Failed(format!("{host} does not resolve")))?;
+        Ok(found.iter().collect())
     }
 }
 
@@ -250,6 +315,11 @@ mod tests {
             "fec0::1",
             "::ffff:10.0.0.1",
             "::ffff:127.0.0.1",
+            "::ffff:93.184.216.34",
+            "::ffff:0:0",
+            "::ffff:0:7f00:1",
+            "::ffff:0:5db8:d822",
+            "::ffff:0:0:0",
             "::10.0.0.1",
             "64:ff9b::a9fe:a9fe",
             "64:ff9b:1::1",
@@ -266,7 +336,6 @@ mod tests {
             "198.20.0.1",
             "2606:4700::1111",
             "2a00:1450:4001::1",
-            "::ffff:93.184.216.34",
         ] {
             assert!(is_public(&ip.parse().unwrap()), "{ip}");
         }

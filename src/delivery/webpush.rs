@@ -57,22 +57,23 @@ pub fn check_endpoint(endpoint: &str, allow_private: bool) -> Result<reqwest::Ur
 
 /// Whether an endpoint's host resolves only to public addresses (a name that resolves to a
 /// private one is refused when registered, and again, pinned, at every send).
-pub async fn resolves_publicly(url: &reqwest::Url) -> Result<(), String> {
+pub async fn resolves_publicly(
+    url: &reqwest::Url,
+    dns: &outbound::Dns,
+) -> Result<(), outbound::DnsError> {
     let host = url.host_str().unwrap_or_default().trim_matches(['[', ']']);
     if host.parse::<std::net::IpAddr>().is_ok() {
         return Ok(());
     }
-    let port = url.port_or_known_default().unwrap_or(443);
-    let lookup = tokio::net::lookup_host((host, port));
-    let addrs: Vec<std::net::SocketAddr> =
-        tokio::time::timeout(std::time::Duration::from_secs(5), lookup)
-            .await
-            .map_err(|_| format!("`endpoint`: {host} did not resolve in time"))?
-            .map_err(|_| format!("`endpoint`: {host} does not resolve"))?
-            .collect();
+    let addrs = dns.lookup(host).await.map_err(|e| match e {
+        outbound::DnsError::Failed(why) => outbound::DnsError::Failed(format!("`endpoint`: {why}")),
+        busy => busy,
+    })?;
     // Which address it resolved to is not said: the answer would map the hub's network.
-    if addrs.is_empty() || addrs.iter().any(|a| !outbound::is_public(&a.ip())) {
-        return Err(format!("`endpoint`: {host} is not on a public address"));
+    if addrs.is_empty() || addrs.iter().any(|a| !outbound::is_public(a)) {
+        return Err(outbound::DnsError::Failed(format!(
+            "`endpoint`: {host} is not on a public address"
+        )));
     }
     Ok(())
 }
@@ -223,7 +224,8 @@ mod tests {
     #[tokio::test]
     async fn a_name_that_resolves_to_a_private_address_is_refused() {
         let url = reqwest::Url::parse("https://localhost/push").unwrap();
-        let err = resolves_publicly(&url).await.unwrap_err();
+        let dns = outbound::Dns::new(None, 4).unwrap();
+        let err = resolves_publicly(&url, &dns).await.unwrap_err().to_string();
         assert!(
             err.contains("not on a public address") && !err.contains("127.0.0.1"),
             "{err}"

@@ -82,7 +82,7 @@ pub(crate) struct CreateKeyIn {
     /// At least one of `notifications:send`, `tickets:write`, `admin:read`.
     scopes: Vec<String>,
     /// The username of the user the key acts as; without it, a service user of the key's own
-    /// (named after it) is made.
+    /// is made, `key:<name>` (a name no registration can take).
     #[serde(default)]
     user: Option<String>,
 }
@@ -143,6 +143,7 @@ async fn create(
         &body.name,
         &body.scopes,
         body.user.as_deref(),
+        &caller.label(),
     )
     .await
     .map_err(|e| match e {
@@ -182,7 +183,7 @@ async fn revoke(
     admin_only(&caller)?;
     if state
         .store
-        .revoke_api_key(&name, chrono::Utc::now())
+        .revoke_api_key(&name, chrono::Utc::now(), &caller.label())
         .await?
     {
         tracing::info!(key = %name, by = caller.0.id.0, "API key revoked");

@@ -136,9 +136,16 @@ async fn parse(body: DeviceIn, state: &AppState) -> Result<NewDevice, ApiError> 
             let url = webpush::check_endpoint(&sub.endpoint, settings.allow_private)
                 .map_err(ApiError::bad_request)?;
             if !settings.allow_private {
-                webpush::resolves_publicly(&url)
+                webpush::resolves_publicly(&url, &state.dns)
                     .await
-                    .map_err(ApiError::bad_request)?;
+                    .map_err(|e| match e {
+                        crate::delivery::outbound::DnsError::Busy => {
+                            ApiError::unavailable(e.to_string()).retry_after(1)
+                        }
+                        crate::delivery::outbound::DnsError::Failed(why) => {
+                            ApiError::bad_request(why)
+                        }
+                    })?;
             }
             webpush::subscription_keys(Some(&sub.keys.p256dh), Some(&sub.keys.auth)).map_err(
                 |e| {
@@ -228,7 +235,10 @@ async fn list(
 }
 
 /// Registers a device for the caller's pushes. The same subscription or token again answers
-/// 200 with the device it is (moved to the caller, if another user had registered it).
+/// 200 with the device it is. One another user registered is not taken over: a browser that
+/// presents the subscription's own keys proves it holds it (the other user's device goes and
+/// this one is made, 201, on the audit trail); otherwise 409 until the other user removes it,
+/// or the browser or app subscribes anew.
 #[utoipa::path(
     post,
     path = "/api/devices/",
@@ -240,7 +250,9 @@ async fn list(
         (status = 200, description = "Registered already.", body = DeviceJson),
         (status = 400, description = "An unknown kind, a carrier this hub has not configured, a bad token or keys, or an endpoint that is not https on a public address.", body = ErrorBody),
         (status = 401, description = "No valid access token.", body = ErrorBody),
-        (status = 409, description = "The caller has as many devices as allowed (`--push-device-cap`).", body = ErrorBody),
+        (status = 409, description = "The caller has as many devices as allowed (`--push-device-cap`), or another user registered this device.", body = ErrorBody),
+        (status = 429, description = "Too many writes.", body = ErrorBody),
+        (status = 503, description = "The hub is busy resolving other endpoints; `Retry-After` says when to try again.", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -249,6 +261,7 @@ async fn register(
     caller: Caller,
     Json(body): Json<DeviceIn>,
 ) -> Result<(StatusCode, Json<DeviceJson>), ApiError> {
+    state.limits.write(caller.0.id)?;
     let device = parse(body, &state).await?;
     let register = || {
         state
@@ -261,7 +274,13 @@ async fn register(
         other => other?,
     };
     match registered {
-        Registered::Created(d) => Ok((StatusCode::CREATED, Json(DeviceJson::from(&d)))),
+        Registered::Created(d) | Registered::Moved(d) => {
+            Ok((StatusCode::CREATED, Json(DeviceJson::from(&d))))
+        }
+        Registered::Taken => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "Another account registered this device. Remove it there, or subscribe anew (a new subscription or token is a new device).",
+        )),
         Registered::Existing(d) => Ok((StatusCode::OK, Json(DeviceJson::from(&d)))),
         Registered::Full { cap } => Err(ApiError::new(
             StatusCode::CONFLICT,

@@ -181,11 +181,7 @@ async fn timeline(
             caller.is_admin() || (r.notification.user_id == caller.0.id && r.deleted_at.is_none())
         })
         .ok_or_else(ApiError::not_found)?;
-    let viewer = if caller.is_admin() {
-        crate::timeline::Viewer::Operator
-    } else {
-        crate::timeline::Viewer::Recipient
-    };
+    let viewer = crate::timeline::Viewer::of(&caller);
     Ok(Json(
         crate::timeline::timeline(state.store.as_ref(), record, viewer).await?,
     ))
@@ -563,16 +559,14 @@ async fn deliveries(
         next_attempt_at: None,
         sent_at: None,
     }];
-    let viewer = if caller.is_admin() {
-        crate::timeline::Viewer::Operator
-    } else {
-        crate::timeline::Viewer::Recipient
-    };
+    let viewer = crate::timeline::Viewer::of(&caller);
     out.extend(list.iter().map(|d| {
         Delivery {
             id: Some(d.id),
             channel: d.channel.as_str(),
-            address: viewer.address(d.channel, &d.address).map(str::to_owned),
+            address: viewer
+                .address(d.channel, &d.address)
+                .map(|a| a.into_owned()),
             status: d.status.clone(),
             attempts: d.attempts,
             last_error: viewer

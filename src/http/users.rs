@@ -101,6 +101,16 @@ pub struct UserOut {
     /// unsubscribed with STOP): no SMS goes to it until a number is set again.
     #[schema(required = true, format = DateTime)]
     phone_number_invalid_at: Option<String>,
+    /// When `email` was verified; null while it waits for its owner's code (nothing but the
+    /// code goes to it meanwhile).
+    #[schema(required = true, format = DateTime)]
+    email_verified_at: Option<String>,
+    /// When `whatsapp_number` was verified; null while it waits for its owner's code.
+    #[schema(required = true, format = DateTime)]
+    whatsapp_verified_at: Option<String>,
+    /// When `phone_number` was verified; null while it waits for its owner's code.
+    #[schema(required = true, format = DateTime)]
+    phone_verified_at: Option<String>,
     /// The role.
     #[schema(value_type = RoleName)]
     role: &'static str,
@@ -123,6 +133,9 @@ impl From<&User> for UserOut {
             whatsapp_number: u.whatsapp_number.clone(),
             phone_number: u.phone_number.clone(),
             phone_number_invalid_at: u.phone_number_invalid_at.map(super::timestamp),
+            email_verified_at: u.email_verified_at.map(super::timestamp),
+            whatsapp_verified_at: u.whatsapp_verified_at.map(super::timestamp),
+            phone_verified_at: u.phone_verified_at.map(super::timestamp),
             role: u.role.as_str(),
             is_superuser: u.is_superuser,
             is_active: u.is_active,
@@ -432,13 +445,15 @@ async fn register(
             auth::hash_password(body.password).await
         },
     };
-    let user = state.store.create_user(new).await.map_err(|e| match e {
+    // What they typed is theirs to prove: unverified, with a code sent to each address.
+    let user = state.store.register_user(new).await.map_err(|e| match e {
         tickethub_actors::ports::StoreError::Conflict(_) => {
             ApiError::bad_request("username: A user with that username already exists.")
         }
         other => other.into(),
     })?;
     tracing::info!(user_id = user.id.0, "client registered");
+    state.verifier.start_all(&user).await;
     let data = serde_json::json!({
         "user_id": user.id.0,
         "username": user.username,
@@ -586,11 +601,18 @@ async fn update_me(
         body.whatsapp_number,
         body.phone_number,
     )?;
+    let typed = changes.email.is_some()
+        || changes.whatsapp_number.is_some()
+        || changes.phone_number.is_some();
     let user = state
         .store
         .update_profile(caller.0.id, changes)
         .await?
         .ok_or_else(ApiError::not_found)?;
+    // A new address of their own waits for its code.
+    if typed {
+        state.verifier.start_all(&user).await;
+    }
     Ok(Json(UserOut::from(&user)))
 }
 
@@ -745,6 +767,9 @@ async fn update_user(
     )?;
     changes.role = role;
     changes.is_active = body.is_active;
+    // An admin vouches for the addresses they set.
+    changes.vouched = true;
+    changes.by = Some(caller.label());
     let user = state
         .store
         .update_profile(target.id, changes)
@@ -816,7 +841,7 @@ async fn erase_user(
     }
     state
         .store
-        .erase_user(target.id)
+        .erase_user(target.id, &caller.label())
         .await?
         .ok_or_else(ApiError::not_found)?;
     tracing::info!(user_id = target.id.0, by = caller.0.id.0, "user erased");

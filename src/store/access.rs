@@ -205,16 +205,39 @@ macro_rules! impl_access_store {
                 &self,
                 name: &str,
                 at: chrono::DateTime<chrono::Utc>,
+                actor: &str,
             ) -> Result<bool, tickethub_actors::ports::StoreError> {
-                let done = sqlx::query(
-                    "UPDATE api_keys SET revoked_at = $1 WHERE name = $2 AND revoked_at IS NULL",
+                let mut tx = self.writer().begin().await.map_err($crate::store::backend_error)?;
+                let revoked: Option<(i64,)> = sqlx::query_as(
+                    "UPDATE api_keys SET revoked_at = $1 WHERE name = $2 AND revoked_at IS NULL \
+                     RETURNING id",
                 )
                 .bind(at)
                 .bind(name)
-                .execute(self.writer())
+                .fetch_optional(&mut *tx)
                 .await
                 .map_err($crate::store::backend_error)?;
-                Ok(done.rows_affected() > 0)
+                let Some((id,)) = revoked else {
+                    return Ok(false);
+                };
+                let why = format!("the API key `{name}` that scheduled it was revoked");
+                let cancelled = Self::cancel_owned_sends(
+                    &mut tx,
+                    $crate::store::schedule::Owned::Key(id),
+                    &why,
+                    actor,
+                    at,
+                )
+                .await?;
+                let event = tickethub_actors::ports::NewAuditEvent::new(
+                    actor,
+                    "api_key.revoked",
+                    format!("api_key:{id}"),
+                    serde_json::json!({ "name": name, "cancelled_sends": cancelled }).to_string(),
+                );
+                Self::audit(&mut tx, &event, at).await?;
+                tx.commit().await.map_err($crate::store::backend_error)?;
+                Ok(true)
             }
 
             async fn touch_api_key(

@@ -133,32 +133,45 @@ macro_rules! impl_device_store {
                 let columns = $crate::store::devices::DEVICE_COLUMNS;
                 let now = chrono::Utc::now();
                 let mut tx = self.writer().begin().await.map_err($crate::store::backend_error)?;
-                // The same endpoint or token again: its keys refreshed, and its owner whoever
-                // registered it last. A device that changes hands takes none of the pushes
-                // queued for its former owner.
-                let existing: Option<(i64, i64)> =
-                    sqlx::query_as("SELECT id, user_id FROM devices WHERE kind = $1 AND token = $2")
-                        .bind(device.kind.as_str())
-                        .bind(&device.token)
-                        .fetch_optional(&mut *tx)
+                // The same endpoint or token again: the owner's keys refreshed. Another
+                // user's is not taken over on their word: a browser proves it holds the
+                // subscription by its secret `auth`, which only it and the hub know; then the
+                // other user's device goes (with the pushes queued for them) and this one is
+                // made, within the cap. An app's token proves nothing: it stays where it is.
+                let existing: Option<(i64, i64, Option<String>)> = sqlx::query_as(
+                    "SELECT id, user_id, auth FROM devices WHERE kind = $1 AND token = $2",
+                )
+                .bind(device.kind.as_str())
+                .bind(&device.token)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err($crate::store::backend_error)?;
+                let mut moved_from = None;
+                if let Some((id, owner, auth)) = existing {
+                    if owner == user.0 {
+                        let row: $crate::store::devices::DeviceRow = sqlx::query_as(&format!(
+                            "UPDATE devices SET p256dh = $1, auth = $2 WHERE id = $3 RETURNING {columns}"
+                        ))
+                        .bind(&device.p256dh)
+                        .bind(&device.auth)
+                        .bind(id)
+                        .fetch_one(&mut *tx)
                         .await
                         .map_err($crate::store::backend_error)?;
-                if let Some((id, owner)) = existing {
-                    if owner != user.0 {
-                        Self::fail_queued_pushes(&mut tx, id, "the device was registered by another user").await?;
+                        tx.commit().await.map_err($crate::store::backend_error)?;
+                        return Ok(Registered::Existing(row.into_device()?));
                     }
-                    let row: $crate::store::devices::DeviceRow = sqlx::query_as(&format!(
-                        "UPDATE devices SET user_id = $1, p256dh = $2, auth = $3 WHERE id = $4 RETURNING {columns}"
-                    ))
-                    .bind(user.0)
-                    .bind(&device.p256dh)
-                    .bind(&device.auth)
-                    .bind(id)
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err($crate::store::backend_error)?;
-                    tx.commit().await.map_err($crate::store::backend_error)?;
-                    return Ok(Registered::Existing(row.into_device()?));
+                    let proven = match (&auth, &device.auth) {
+                        (Some(stored), Some(given)) => $crate::auth::api_keys::same_hash(
+                            &$crate::auth::api_keys::hash(given),
+                            &$crate::auth::api_keys::hash(stored),
+                        ),
+                        _ => false,
+                    };
+                    if !proven {
+                        return Ok(Registered::Taken);
+                    }
+                    moved_from = Some((id, owner));
                 }
                 let (count,): (i64,) =
                     sqlx::query_as("SELECT COUNT(*) FROM devices WHERE user_id = $1")
@@ -168,6 +181,14 @@ macro_rules! impl_device_store {
                         .map_err($crate::store::backend_error)?;
                 if count >= cap {
                     return Ok(Registered::Full { cap });
+                }
+                if let Some((old, _)) = moved_from {
+                    sqlx::query("DELETE FROM devices WHERE id = $1")
+                        .bind(old)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err($crate::store::backend_error)?;
+                    Self::fail_queued_pushes(&mut tx, old, "the device was registered by another user").await?;
                 }
                 let row: $crate::store::devices::DeviceRow = sqlx::query_as(&format!(
                     "INSERT INTO devices (user_id, kind, token, p256dh, auth, created_at) \
@@ -182,8 +203,26 @@ macro_rules! impl_device_store {
                 .fetch_one(&mut *tx)
                 .await
                 .map_err($crate::store::backend_error)?;
+                let made = row.into_device()?;
+                let Some((old, from)) = moved_from else {
+                    tx.commit().await.map_err($crate::store::backend_error)?;
+                    return Ok(Registered::Created(made));
+                };
+                let event = tickethub_actors::ports::NewAuditEvent::new(
+                    format!("user:{}", user.0),
+                    "device.moved",
+                    format!("device:{}", made.id),
+                    serde_json::json!({
+                        "kind": device.kind.as_str(),
+                        "from_user": from,
+                        "to_user": user.0,
+                        "removed_device": old,
+                    })
+                    .to_string(),
+                );
+                Self::audit(&mut tx, &event, now).await?;
                 tx.commit().await.map_err($crate::store::backend_error)?;
-                Ok(Registered::Created(row.into_device()?))
+                Ok(Registered::Moved(made))
             }
 
             async fn devices(

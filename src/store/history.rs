@@ -202,7 +202,7 @@ macro_rules! impl_history_store {
                          unless_seen, channels, also, push_wait, due_at, status, created_at, updated_at) ",
                     );
                     q.push_values(chunk, |mut row, (id, user, seq, d, s)| {
-                        let due = now + chrono::Duration::from_std(s.after).unwrap_or(chrono::Duration::MAX);
+                        let due = $crate::timespan::later(now, s.after);
                         row.push_bind(*id)
                             .push_bind(*user)
                             .push_bind(*seq)

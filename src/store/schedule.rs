@@ -24,11 +24,43 @@ pub(crate) struct ScheduledRow {
     notified: Option<i64>,
     detail: Option<String>,
     created_at: chrono::DateTime<chrono::Utc>,
+    updated_at: chrono::DateTime<chrono::Utc>,
+    api_key_id: Option<i64>,
 }
 
 /// The columns of [`ScheduledRow`].
 pub(crate) const SCHEDULED_COLUMNS: &str = "id, created_by, user_ids, role, notification_type, \
-     title, message, data, link, channels, send_at, status, fired_at, notified, detail, created_at";
+     title, message, data, link, channels, send_at, status, fired_at, notified, detail, \
+     created_at, updated_at, api_key_id";
+
+/// Whose pending sends a loss of power cancels.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Owned {
+    /// Those a person made with their own token (a demotion).
+    Person(tickethub_actors::domain::UserId),
+    /// Every send made as this user, with their token or a key acting as them (a
+    /// deactivation or an erasure: such a key is refused from then on).
+    User(tickethub_actors::domain::UserId),
+    /// Those a key made (its revocation).
+    Key(i64),
+}
+
+/// The condition that picks a sender's sends, with its one bind (`$n`): by key, or by a
+/// person without a key.
+pub(crate) fn sender_clause(
+    sender: Option<tickethub_actors::ports::Sender>,
+    n: usize,
+) -> (String, Option<i64>) {
+    use tickethub_actors::ports::Sender;
+    match sender {
+        None => (format!("(${n} IS NULL OR 1 = 1)"), None),
+        Some(Sender::Key(key)) => (format!("api_key_id = ${n}"), Some(key)),
+        Some(Sender::Person(user)) => (
+            format!("created_by = ${n} AND api_key_id IS NULL"),
+            Some(user.0),
+        ),
+    }
+}
 
 fn corrupt(what: String) -> StoreError {
     StoreError::Backend(what.into())
@@ -83,6 +115,8 @@ impl ScheduledRow {
             notified: self.notified,
             detail: self.detail,
             created_at: self.created_at,
+            api_key: self.api_key_id,
+            updated_at: self.updated_at,
         })
     }
 }
@@ -146,10 +180,15 @@ macro_rules! impl_schedule_store {
                     .ok_or_else(|| StoreError::Backend("a scheduled send needs its sender".into()))?;
                 let now = chrono::Utc::now();
                 let mut tx = self.writer().begin().await.map_err($crate::store::backend_error)?;
-                let (pending,): (i64,) = sqlx::query_as(
-                    "SELECT COUNT(*) FROM scheduled_sends WHERE created_by = $1 AND status IN ('PENDING', 'FIRING')",
-                )
-                .bind(owner.0)
+                let sender = match send.api_key {
+                    Some(key) => tickethub_actors::ports::Sender::Key(key),
+                    None => tickethub_actors::ports::Sender::Person(owner),
+                };
+                let (mine, bind) = $crate::store::schedule::sender_clause(Some(sender), 1);
+                let (pending,): (i64,) = sqlx::query_as(&format!(
+                    "SELECT COUNT(*) FROM scheduled_sends WHERE {mine} AND status IN ('PENDING', 'FIRING')"
+                ))
+                .bind(bind)
                 .fetch_one(&mut *tx)
                 .await
                 .map_err($crate::store::backend_error)?;
@@ -166,8 +205,8 @@ macro_rules! impl_schedule_store {
                 let channels: Vec<&str> = a.channels.iter().map(|c| c.as_str()).collect();
                 let (id,): (i64,) = sqlx::query_as(
                     "INSERT INTO scheduled_sends (created_by, user_ids, role, notification_type, title, message, \
-                     data, link, channels, send_at, status, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'PENDING', $11, $11) RETURNING id",
+                     data, link, channels, send_at, status, created_at, updated_at, api_key_id) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'PENDING', $11, $11, $12) RETURNING id",
                 )
                 .bind(owner.0)
                 .bind(user_ids)
@@ -180,6 +219,7 @@ macro_rules! impl_schedule_store {
                 .bind(channels.join(","))
                 .bind(send.send_at)
                 .bind(now)
+                .bind(send.api_key)
                 .fetch_one(&mut *tx)
                 .await
                 .map_err($crate::store::backend_error)?;
@@ -204,25 +244,24 @@ macro_rules! impl_schedule_store {
 
             async fn pending_sends(
                 &self,
-                owner: Option<tickethub_actors::domain::UserId>,
+                owner: Option<tickethub_actors::ports::Sender>,
                 offset: i64,
                 limit: i64,
             ) -> Result<(i64, Vec<tickethub_actors::ports::ScheduledSend>), tickethub_actors::ports::StoreError> {
-                let owner = owner.map(|u| u.0);
-                let (count,): (i64,) = sqlx::query_as(
-                    "SELECT COUNT(*) FROM scheduled_sends WHERE status IN ('PENDING', 'FIRING') \
-                     AND ($1 IS NULL OR created_by = $1)",
-                )
-                .bind(owner)
+                let (mine, bind) = $crate::store::schedule::sender_clause(owner, 1);
+                let (count,): (i64,) = sqlx::query_as(&format!(
+                    "SELECT COUNT(*) FROM scheduled_sends WHERE status IN ('PENDING', 'FIRING') AND {mine}"
+                ))
+                .bind(bind)
                 .fetch_one(self.reader())
                 .await
                 .map_err($crate::store::backend_error)?;
                 let rows: Vec<$crate::store::schedule::ScheduledRow> = sqlx::query_as(&format!(
                     "SELECT {} FROM scheduled_sends WHERE status IN ('PENDING', 'FIRING') \
-                     AND ($1 IS NULL OR created_by = $1) ORDER BY send_at, id LIMIT $2 OFFSET $3",
+                     AND {mine} ORDER BY send_at, id LIMIT $2 OFFSET $3",
                     $crate::store::schedule::SCHEDULED_COLUMNS
                 ))
-                .bind(owner)
+                .bind(bind)
                 .bind(limit)
                 .bind(offset)
                 .fetch_all(self.reader())
@@ -237,30 +276,41 @@ macro_rules! impl_schedule_store {
 
             async fn cancel_send(
                 &self,
-                owner: Option<tickethub_actors::domain::UserId>,
+                owner: Option<tickethub_actors::ports::Sender>,
                 id: i64,
+                actor: &str,
             ) -> Result<tickethub_actors::ports::Cancelled, tickethub_actors::ports::StoreError> {
                 use tickethub_actors::ports::Cancelled;
-                let owner = owner.map(|u| u.0);
-                let done = sqlx::query(
+                let (mine, bind) = $crate::store::schedule::sender_clause(owner, 2);
+                let now = chrono::Utc::now();
+                let mut tx = self.writer().begin().await.map_err($crate::store::backend_error)?;
+                let done = sqlx::query(&format!(
                     "UPDATE scheduled_sends SET status = 'CANCELLED', detail = 'cancelled', updated_at = $3 \
-                     WHERE id = $1 AND status = 'PENDING' AND ($2 IS NULL OR created_by = $2)",
-                )
+                     WHERE id = $1 AND status = 'PENDING' AND {mine}"
+                ))
                 .bind(id)
-                .bind(owner)
-                .bind(chrono::Utc::now())
-                .execute(self.writer())
+                .bind(bind)
+                .bind(now)
+                .execute(&mut *tx)
                 .await
                 .map_err($crate::store::backend_error)?;
                 if done.rows_affected() == 1 {
+                    let event = tickethub_actors::ports::NewAuditEvent::new(
+                        actor,
+                        "scheduled_send.cancelled",
+                        format!("scheduled_send:{id}"),
+                        serde_json::json!({ "reason": "cancelled by its sender or an admin" }).to_string(),
+                    );
+                    Self::audit(&mut tx, &event, now).await?;
+                    tx.commit().await.map_err($crate::store::backend_error)?;
                     return Ok(Cancelled::Cancelled);
                 }
-                let status: Option<(String,)> = sqlx::query_as(
-                    "SELECT status FROM scheduled_sends WHERE id = $1 AND ($2 IS NULL OR created_by = $2)",
-                )
+                let status: Option<(String,)> = sqlx::query_as(&format!(
+                    "SELECT status FROM scheduled_sends WHERE id = $1 AND {mine}"
+                ))
                 .bind(id)
-                .bind(owner)
-                .fetch_optional(self.writer())
+                .bind(bind)
+                .fetch_optional(&mut *tx)
                 .await
                 .map_err($crate::store::backend_error)?;
                 Ok(match status {

@@ -107,29 +107,34 @@ impl InlineReader {
             let Some(row) = rows.next().ok()? else {
                 return Some(None);
             };
+            // By name: the columns are `USER_COLUMNS`, then the cursor's.
+            let at = |name: &str| match row.get_ref(name).ok()? {
+                rusqlite::types::ValueRef::Null => Some(None),
+                at => timestamp(at).map(Some),
+            };
             let user = super::UserRow {
-                id: row.get(0).ok()?,
-                username: row.get(1).ok()?,
-                display_name: row.get(2).ok()?,
-                email: row.get(3).ok()?,
-                whatsapp_number: row.get(4).ok()?,
-                phone_number: row.get(5).ok()?,
-                phone_number_invalid_at: match row.get_ref(6).ok()? {
-                    rusqlite::types::ValueRef::Null => None,
-                    at => Some(timestamp(at)?),
-                },
-                role: row.get(7).ok()?,
-                is_superuser: row.get(8).ok()?,
-                is_active: row.get(9).ok()?,
-                token_version: row.get(10).ok()?,
-                created_at: timestamp(row.get_ref(11).ok()?)?,
+                id: row.get("id").ok()?,
+                username: row.get("username").ok()?,
+                display_name: row.get("display_name").ok()?,
+                email: row.get("email").ok()?,
+                whatsapp_number: row.get("whatsapp_number").ok()?,
+                phone_number: row.get("phone_number").ok()?,
+                phone_number_invalid_at: at("phone_number_invalid_at")?,
+                email_verified_at: at("email_verified_at")?,
+                whatsapp_verified_at: at("whatsapp_verified_at")?,
+                phone_verified_at: at("phone_verified_at")?,
+                role: row.get("role").ok()?,
+                is_superuser: row.get("is_superuser").ok()?,
+                is_active: row.get("is_active").ok()?,
+                token_version: row.get("token_version").ok()?,
+                created_at: at("created_at")??,
             }
             .into_user()
             .ok()?;
             let cursor = tickethub_actors::ports::NotificationCursor {
-                last_seq: row.get(12).ok()?,
-                acked_seq: row.get(13).ok()?,
-                sent_seq: row.get(14).ok()?,
+                last_seq: row.get("last_seq").ok()?,
+                acked_seq: row.get("acked_seq").ok()?,
+                sent_seq: row.get("sent_seq").ok()?,
             };
             Some(Some((user, cursor)))
         })

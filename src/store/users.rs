@@ -48,20 +48,20 @@ macro_rules! impl_user_store {
             }
         }
 
-        #[async_trait::async_trait]
-        impl tickethub_actors::ports::UserStore for $store {
-            fn user_cache(&self) -> Option<&tickethub_actors::ports::UserCache> {
-                Some(self.users())
-            }
-
-            async fn create_user(
+        impl $store {
+            /// Inserts a user; the addresses given count as verified when `vouched`.
+            async fn insert_user(
                 &self,
                 u: tickethub_actors::domain::NewUser,
+                vouched: bool,
             ) -> Result<tickethub_actors::domain::User, tickethub_actors::ports::StoreError> {
+                let now = chrono::Utc::now();
+                let verified = |address: &Option<String>| (vouched && address.is_some()).then_some(now);
                 let sql = format!(
                     "INSERT INTO users (username, display_name, email, whatsapp_number, role, \
-                     is_superuser, is_active, password_hash, created_at, username_key, phone_number) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING {}",
+                     is_superuser, is_active, password_hash, created_at, username_key, phone_number, \
+                     email_verified_at, whatsapp_verified_at, phone_verified_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING {}",
                     $crate::store::USER_COLUMNS
                 );
                 sqlx::query_as::<_, $crate::store::UserRow>(&sql)
@@ -73,13 +73,37 @@ macro_rules! impl_user_store {
                     .bind(u.is_superuser)
                     .bind(true)
                     .bind(&u.password_hash)
-                    .bind(chrono::Utc::now())
+                    .bind(now)
                     .bind($crate::store::username_key(&u.username))
                     .bind(&u.phone_number)
+                    .bind(verified(&u.email))
+                    .bind(verified(&u.whatsapp_number))
+                    .bind(verified(&u.phone_number))
                     .fetch_one(self.writer())
                     .await
                     .map_err($crate::store::backend_error)?
                     .into_user()
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl tickethub_actors::ports::UserStore for $store {
+            fn user_cache(&self) -> Option<&tickethub_actors::ports::UserCache> {
+                Some(self.users())
+            }
+
+            async fn create_user(
+                &self,
+                u: tickethub_actors::domain::NewUser,
+            ) -> Result<tickethub_actors::domain::User, tickethub_actors::ports::StoreError> {
+                self.insert_user(u, true).await
+            }
+
+            async fn register_user(
+                &self,
+                u: tickethub_actors::domain::NewUser,
+            ) -> Result<tickethub_actors::domain::User, tickethub_actors::ports::StoreError> {
+                self.insert_user(u, false).await
             }
 
             async fn user_by_id(
@@ -316,21 +340,58 @@ macro_rules! impl_user_store {
                 changes: tickethub_actors::ports::ProfileChanges,
             ) -> Result<Option<tickethub_actors::domain::User>, tickethub_actors::ports::StoreError>
             {
+                use tickethub_actors::domain::Role;
+                let now = chrono::Utc::now();
+                let mut tx = self.writer().begin().await.map_err($crate::store::backend_error)?;
+                let before: Option<(String, bool)> =
+                    sqlx::query_as("SELECT role, is_active FROM users WHERE id = $1")
+                        .bind(user.0)
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err($crate::store::backend_error)?;
+                let Some((role_before, active_before)) = before else {
+                    return Ok(None);
+                };
+                // An address set anew is verified when someone vouches for it (an admin, the
+                // command line), else it waits for its owner's code; set again unchanged, it
+                // keeps its state.
+                let verified_at = now;
                 let mut q = sqlx::QueryBuilder::<$db>::new("UPDATE users SET id = id");
                 if let Some(name) = &changes.display_name {
                     q.push(", display_name = ").push_bind(name.clone());
                 }
-                if let Some(email) = &changes.email {
-                    q.push(", email = ").push_bind(email.clone());
+                for (column, verified, value) in [
+                    ("email", "email_verified_at", &changes.email),
+                    ("whatsapp_number", "whatsapp_verified_at", &changes.whatsapp_number),
+                    ("phone_number", "phone_verified_at", &changes.phone_number),
+                ] {
+                    let Some(value) = value else { continue };
+                    match value {
+                        // Vouched for, it is verified (since when it was, if it was);
+                        // otherwise it keeps its state if unchanged, else waits.
+                        Some(address) if changes.vouched => {
+                            q.push(format!(", {verified} = CASE WHEN {column} = "))
+                                .push_bind(address.clone())
+                                .push(format!(" THEN COALESCE({verified}, "))
+                                .push_bind(verified_at)
+                                .push(") ELSE ")
+                                .push_bind(verified_at)
+                                .push(" END");
+                        }
+                        Some(address) => {
+                            q.push(format!(", {verified} = CASE WHEN {column} = "))
+                                .push_bind(address.clone())
+                                .push(format!(" THEN {verified} ELSE NULL END"));
+                        }
+                        None => {
+                            q.push(format!(", {verified} = NULL"));
+                        }
+                    }
+                    q.push(format!(", {column} = ")).push_bind(value.clone());
                 }
-                if let Some(number) = &changes.whatsapp_number {
-                    q.push(", whatsapp_number = ").push_bind(number.clone());
-                }
-                if let Some(number) = &changes.phone_number {
+                if changes.phone_number.is_some() {
                     // A number set (again) is tried again, even one the provider refused.
-                    q.push(", phone_number = ")
-                        .push_bind(number.clone())
-                        .push(", phone_number_invalid_at = NULL");
+                    q.push(", phone_number_invalid_at = NULL");
                 }
                 if let Some(role) = changes.role {
                     q.push(", role = ").push_bind(role.as_str());
@@ -361,9 +422,72 @@ macro_rules! impl_user_store {
                 q.push(" THEN 1 ELSE 0 END");
                 q.push(" WHERE id = ").push_bind(user.0);
                 q.build()
-                    .execute(self.writer())
+                    .execute(&mut *tx)
                     .await
                     .map_err($crate::store::backend_error)?;
+                // Powers taken away take the sends that needed them: a person no longer an
+                // admin, their own; a deactivated user, theirs and their keys'.
+                let actor = changes.by.clone().unwrap_or_else(|| format!("user:{}", user.0));
+                let was_admin = role_before == Role::Admin.as_str();
+                let demoted = was_admin && changes.role.is_some_and(|r| r != Role::Admin);
+                let deactivated = active_before && changes.is_active == Some(false);
+                let mut cancelled = Vec::new();
+                if deactivated {
+                    cancelled = Self::cancel_owned_sends(
+                        &mut tx,
+                        $crate::store::schedule::Owned::User(user),
+                        "the user who scheduled it was deactivated",
+                        &actor,
+                        now,
+                    )
+                    .await?;
+                } else if demoted {
+                    cancelled = Self::cancel_owned_sends(
+                        &mut tx,
+                        $crate::store::schedule::Owned::Person(user),
+                        "the admin who scheduled it is no longer an admin",
+                        &actor,
+                        now,
+                    )
+                    .await?;
+                }
+                for (happened, action, detail) in [
+                    (
+                        demoted,
+                        "user.demoted",
+                        serde_json::json!({
+                            "from": role_before,
+                            "to": changes.role.map(|r| r.as_str()),
+                            "cancelled_sends": if deactivated { Vec::new() } else { cancelled.clone() },
+                        }),
+                    ),
+                    (
+                        deactivated,
+                        "user.deactivated",
+                        serde_json::json!({ "cancelled_sends": cancelled }),
+                    ),
+                    (
+                        !active_before && changes.is_active == Some(true),
+                        "user.activated",
+                        serde_json::json!({}),
+                    ),
+                    (
+                        !was_admin && changes.role == Some(Role::Admin),
+                        "user.promoted",
+                        serde_json::json!({ "from": role_before, "to": "admin" }),
+                    ),
+                ] {
+                    if happened {
+                        let event = tickethub_actors::ports::NewAuditEvent::new(
+                            actor.as_str(),
+                            action,
+                            format!("user:{}", user.0),
+                            detail.to_string(),
+                        );
+                        Self::audit(&mut tx, &event, now).await?;
+                    }
+                }
+                tx.commit().await.map_err($crate::store::backend_error)?;
                 self.users().changed(user).await;
                 let sql = format!(
                     "SELECT {} FROM users WHERE id = $1",
@@ -381,6 +505,7 @@ macro_rules! impl_user_store {
             async fn erase_user(
                 &self,
                 user: tickethub_actors::domain::UserId,
+                by: &str,
             ) -> Result<Option<tickethub_actors::domain::User>, tickethub_actors::ports::StoreError>
             {
                 let mut tx = self.writer().begin().await.map_err($crate::store::backend_error)?;
@@ -452,7 +577,8 @@ macro_rules! impl_user_store {
                 let row = sqlx::query_as::<_, $crate::store::UserRow>(&format!(
                     "UPDATE users SET username = $1, username_key = $1, display_name = $2, \
                      email = NULL, whatsapp_number = NULL, phone_number = NULL, \
-                     phone_number_invalid_at = NULL, password_hash = '!', \
+                     phone_number_invalid_at = NULL, email_verified_at = NULL, \
+                     whatsapp_verified_at = NULL, phone_verified_at = NULL, password_hash = '!', \
                      is_active = $3, is_superuser = $3, token_version = token_version + 1, \
                      erased_at = $4 WHERE id = $5 RETURNING {}",
                     $crate::store::USER_COLUMNS
@@ -465,6 +591,27 @@ macro_rules! impl_user_store {
                 .fetch_one(&mut *tx)
                 .await
                 .map_err($crate::store::backend_error)?;
+                let now = chrono::Utc::now();
+                let cancelled = Self::cancel_owned_sends(
+                    &mut tx,
+                    $crate::store::schedule::Owned::User(user),
+                    "the user who scheduled it was erased",
+                    by,
+                    now,
+                )
+                .await?;
+                sqlx::query("DELETE FROM address_verifications WHERE user_id = $1")
+                    .bind(user.0)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err($crate::store::backend_error)?;
+                let event = tickethub_actors::ports::NewAuditEvent::new(
+                    by,
+                    "user.erased",
+                    format!("user:{}", user.0),
+                    serde_json::json!({ "cancelled_sends": cancelled }).to_string(),
+                );
+                Self::audit(&mut tx, &event, now).await?;
                 tx.commit().await.map_err($crate::store::backend_error)?;
                 self.users().changed(user).await;
                 row.into_user().map(Some)

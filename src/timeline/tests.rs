@@ -68,7 +68,7 @@ fn a_recipient_sees_nothing_of_a_webhook_s_destination_or_answer() {
         let address = shown.then_some("dest");
         let error = shown.then_some("550 mailbox full");
         assert_eq!(
-            viewer.address(channel, "dest"),
+            viewer.address(channel, "dest").as_deref(),
             address,
             "{viewer:?} {channel:?}"
         );
@@ -79,6 +79,15 @@ fn a_recipient_sees_nothing_of_a_webhook_s_destination_or_answer() {
         );
         assert_eq!(viewer.error(channel, None), None);
     }
+    // An `admin:read` key sees a webhook's scheme and host, not its path or query.
+    let url = "https://hooks.example.com:8443/services/T000/B000/XXXXSECRET?token=abc";
+    let shown = Viewer::Key.address(Webhook, url).unwrap();
+    assert_eq!(shown, "https://hooks.example.com:8443/…");
+    assert_eq!(
+        Viewer::Key.address(Email, "a@example.com").as_deref(),
+        Some("a@example.com")
+    );
+    assert_eq!(super::masked_url("not a url"), "…");
 }
 
 fn step(status: &str, detail: Option<&str>, created: i64, updated: i64) -> EscalationRow {

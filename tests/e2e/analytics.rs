@@ -151,6 +151,8 @@ async fn scene(
             cid.id,
             tickethub_actors::ports::ProfileChanges {
                 email: Some(Some("cid@invalid.test".into())),
+                // Set as an admin would: verified.
+                vouched: true,
                 ..Default::default()
             },
         )

@@ -8,7 +8,7 @@ use tickethub_actors::domain::Role;
 use crate::harness::{cli, cli_ok, db_number, send_body, Backend, TestHub, Ws, SEND};
 
 /// A request with `Authorization: Api-Key <key>`.
-async fn with_key(
+pub(crate) async fn with_key(
     hub: &TestHub,
     method: reqwest::Method,
     path: &str,
@@ -89,8 +89,8 @@ async fn a_key_from_the_cli_sends_within_its_scopes_and_is_refused_outside_them(
         )
         .await;
     assert!(
-        timeline.to_string().contains("\"billing\""),
-        "the key's name is the actor: {timeline}"
+        timeline.to_string().contains("\"key:billing\""),
+        "the key's user, named after it, is the actor: {timeline}"
     );
 
     // Outside its scope: 403, whatever the route.

@@ -395,6 +395,8 @@ async fn operator_page_charts_delivery_analytics() {
             cora.id,
             tickethub_actors::ports::ProfileChanges {
                 email: Some(Some("cora@invalid.test".into())),
+                // Set as an admin would: verified.
+                vouched: true,
                 ..Default::default()
             },
         )

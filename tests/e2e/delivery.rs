@@ -14,18 +14,36 @@ use crate::fakes::{Gate, Http, Reply, Smtp};
 use crate::harness::{eventually, eventually_ok, Backend, TestHub};
 use crate::tickets::{cast, create_ticket};
 
-/// A user sets their WhatsApp number over the API.
-pub(crate) async fn set_whatsapp(hub: &TestHub, user: &User, number: &str) {
-    let (status, me) = hub
-        .call(
-            reqwest::Method::PATCH,
-            "/api/users/me/",
-            Some(&hub.token(user)),
-            Some(json!({"whatsapp_number": number})),
+/// Changes a user as an admin or the command line does: the addresses it sets count as
+/// verified (one a user types for themselves waits for its code; see `security.rs`).
+pub(crate) async fn vouch(
+    hub: &TestHub,
+    user: &User,
+    changes: tickethub_actors::ports::ProfileChanges,
+) -> User {
+    hub.store
+        .update_profile(
+            user.id,
+            tickethub_actors::ports::ProfileChanges {
+                vouched: true,
+                by: Some("cli".into()),
+                ..changes
+            },
         )
-        .await;
-    assert_eq!(status, 200, "{me}");
-    assert_eq!(me["whatsapp_number"], number);
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+/// A user's WhatsApp number, set as an admin sets it: verified at once.
+pub(crate) async fn set_whatsapp(hub: &TestHub, user: &User, number: &str) {
+    let changes = tickethub_actors::ports::ProfileChanges {
+        whatsapp_number: Some(Some(number.to_owned())),
+        ..Default::default()
+    };
+    let changed = vouch(hub, user, changes).await;
+    assert_eq!(changed.whatsapp_number.as_deref(), Some(number));
+    assert!(changed.whatsapp_verified_at.is_some());
 }
 
 /// Fast retries for tests.

@@ -813,6 +813,8 @@ async fn kill_9_loses_no_step_and_fires_none_twice(backend: Backend) {
                 d.id,
                 tickethub_actors::ports::ProfileChanges {
                     whatsapp_number: Some(Some(format!("+1555000{i:04}"))),
+                    // Set as an admin would: verified.
+                    vouched: true,
                     ..Default::default()
                 },
             )
@@ -940,6 +942,8 @@ async fn reading_on_another_node_cancels_the_remaining_steps() {
             tickethub_actors::ports::ProfileChanges {
                 whatsapp_number: Some(Some("+15550009999".into())),
                 email: Some(Some("dev@example.test".into())),
+                // Set as an admin would: verified.
+                vouched: true,
                 ..Default::default()
             },
         )

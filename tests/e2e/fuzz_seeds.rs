@@ -2,6 +2,8 @@
 //! as plain tests: what fuzzing found and was committed stays checked on every run, without
 //! building libFuzzer. `bash .ci/fuzz` explores beyond the seeds.
 
+#[path = "../../fuzz/checks/durations.rs"]
+mod durations;
 #[path = "../../fuzz/checks/rest_bodies.rs"]
 mod rest_bodies;
 #[path = "../../fuzz/checks/send_fields.rs"]
@@ -39,11 +41,16 @@ fn the_rest_bodies_checks_hold_on_every_seed() {
     replay("rest_bodies", rest_bodies::check);
 }
 
+fn the_durations_checks_hold_on_every_seed() {
+    replay("durations", durations::check);
+}
+
 crate::trials! {
     both: [],
     tests: [],
     sync: [
         the_ws_frame_checks_hold_on_every_seed,
         the_rest_bodies_checks_hold_on_every_seed,
+        the_durations_checks_hold_on_every_seed,
     ],
 }

@@ -41,6 +41,7 @@ mod replay;
 mod rooms;
 mod routing_rules;
 mod scheduled;
+mod security;
 mod seed;
 mod sms;
 mod sms_fakes;
@@ -85,6 +86,7 @@ fn main() {
         rooms::trials(),
         routing_rules::trials(),
         scheduled::trials(),
+        security::trials(),
         seed::trials(),
         sms::trials(),
         sse::trials(),

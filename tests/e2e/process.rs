@@ -767,6 +767,66 @@ async fn ws_handshake_concurrency_keeps_a_connect_storm_off_the_database_pool() 
 }
 
 /// A command line, its environment, and the setting its error must name.
+/// What the hub writes holds people's data: the SQLite database and its log, the secret and
+/// key it generates, the mail outbox and each mail in it are its own user's alone.
+async fn what_the_hub_writes_is_readable_by_its_user_alone() {
+    use std::os::unix::fs::PermissionsExt;
+    let hub = Proc::serve(&["--demo"]).await;
+    let dir = hub._dir.as_ref().unwrap().path().to_owned();
+    let tokens = hub.login("admin", "admin-demo").await;
+    let access = tokens["access"].as_str().unwrap().to_owned();
+    let me: Value = hub
+        .http
+        .get(hub.url("/api/users/me/"))
+        .bearer_auth(&access)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let sent = hub
+        .http
+        .post(hub.url(SEND))
+        .bearer_auth(&access)
+        .json(&send_body(
+            &[me["id"].as_i64().unwrap()],
+            json!({"channels": ["email"]}),
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sent.status(), 201);
+    let outbox = dir.join("mail-outbox");
+    let mail = eventually_ok("the mail is written", || async {
+        std::fs::read_dir(&outbox)
+            .map_err(|e| e.to_string())?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|x| x == "eml"))
+            .ok_or_else(|| "no mail yet".to_owned())
+    })
+    .await;
+    let mode = |path: &std::path::Path| {
+        std::fs::metadata(path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    for file in [
+        "hub.db",
+        "hub.db-wal",
+        "hub.db.jwt-secret",
+        "hub.db.vapid.pem",
+    ] {
+        assert_eq!(mode(&dir.join(file)), 0o600, "{file}");
+    }
+    assert_eq!(mode(&outbox), 0o700, "the mail outbox");
+    assert_eq!(mode(&mail), 0o600, "{}", mail.display());
+    hub.stop().await;
+}
+
 type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
 
 /// Unusable values of the settings above stop the hub with exit status 64 and one line
@@ -781,6 +841,14 @@ fn bad_values_of_these_settings_exit_64_naming_them() {
     let bad_value = file("bad-value.toml", "shutdown-timeout = \"soon\"\n");
     let unknown_key = file("unknown-key.toml", "shutdown-timeot = 3\n");
     let not_toml = file("not-toml.toml", "registration = [\n");
+    let far_step = file(
+        "far-step.toml",
+        "[[escalation]]\nevents = [\"ticket_assigned\"]\nsteps = [ { after = \"300000y\", channels = [\"email\"] } ]\n",
+    );
+    let far_wait = file(
+        "far-wait.toml",
+        "[ticket_assigned]\nrecipients = [\"assignees\"]\nchannels = [\"push\"]\npush = { unless_seen_within = \"300000y\" }\n",
+    );
     let cases: &[Case] = &[
         (
             &["serve", "--shutdown-timeout", "soon"],
@@ -820,6 +888,40 @@ fn bad_values_of_these_settings_exit_64_naming_them() {
         ),
         (&["--config", &unknown_key, "serve"], &[], "shutdown-timeot"),
         (&["serve"], &[("TICKETHUB_CONFIG", &not_toml)], "--config"),
+        // Spans and sizes past anything a setting needs, which would overflow a time or an
+        // allocation: refused, not a panic.
+        (&["serve", "--retention", "300000y"], &[], "--retention"),
+        (
+            &["serve"],
+            &[("TICKETHUB_RETENTION_INTERVAL", "584542046091y")],
+            "--retention-interval",
+        ),
+        (
+            &["serve", "--schedule-max-ahead", "300000y"],
+            &[],
+            "--schedule-max-ahead",
+        ),
+        (
+            &["serve", "--escalation-lease", "18446744073709551615"],
+            &[],
+            "--escalation-lease",
+        ),
+        (
+            &["serve", "--sqlite-wal-limit-mb", "18446744073709551615"],
+            &[],
+            "--sqlite-wal-limit-mb",
+        ),
+        (
+            &["serve", "--max-connections", "18446744073709551615"],
+            &[],
+            "--max-connections",
+        ),
+        (&["serve", "--routing", &far_step], &[], "after"),
+        (
+            &["serve", "--routing", &far_wait],
+            &[],
+            "unless_seen_within",
+        ),
     ];
     for (args, env, setting) in cases {
         let mut child = crate::harness::tickethub_command()
@@ -861,6 +963,7 @@ crate::trials! {
         flags_win_over_the_environment_which_wins_over_the_config_file_over_defaults,
         sqlite_synchronous_normal_commits_without_syncing_the_log,
         ws_handshake_concurrency_keeps_a_connect_storm_off_the_database_pool,
+        what_the_hub_writes_is_readable_by_its_user_alone,
     ],
     sync: [
         bad_values_of_these_settings_exit_64_naming_them,

@@ -55,8 +55,15 @@ pub trait ApiKeyStore: Send + Sync {
     /// The key with this prefix, and its hash.
     async fn api_key_by_prefix(&self, prefix: &str)
         -> Result<Option<(ApiKey, String)>, StoreError>;
-    /// Revokes the key of this name; whether a key that was not yet revoked was.
-    async fn revoke_api_key(&self, name: &str, at: DateTime<Utc>) -> Result<bool, StoreError>;
+    /// Revokes the key of this name and cancels the sends it scheduled that are still pending,
+    /// in one transaction, recorded on the audit trail as by `actor`; whether a key that was
+    /// not yet revoked was.
+    async fn revoke_api_key(
+        &self,
+        name: &str,
+        at: DateTime<Utc>,
+        actor: &str,
+    ) -> Result<bool, StoreError>;
     /// Records a use.
     async fn touch_api_key(&self, id: i64, at: DateTime<Utc>) -> Result<(), StoreError>;
 }

@@ -41,10 +41,17 @@ pub struct Device {
 pub enum Registered {
     /// A new device.
     Created(Device),
-    /// The same endpoint or token was registered already: the stored device, its keys
-    /// refreshed (and moved to this user, if another user had it: a browser or a phone
-    /// belongs to whoever signed in on it last).
+    /// The same endpoint or token was registered already by this user: the stored device,
+    /// its keys refreshed.
     Existing(Device),
+    /// A browser's subscription registered by another user, presented with its own secret
+    /// (`auth`, which only that browser holds): the other user's device was removed (its
+    /// queued pushes failed) and this one made, within the cap, on the audit trail.
+    Moved(Device),
+    /// Registered by another user, and nothing proves the caller holds it: nothing changed.
+    /// The other user removes it, or the browser or app subscribes anew (a new endpoint or
+    /// token is a new device).
+    Taken,
     /// The user has `cap` devices already.
     Full {
         /// The cap.

@@ -15,6 +15,17 @@ pub struct NewScheduledSend {
     pub announcement: Announcement,
     /// When it is due.
     pub send_at: DateTime<Utc>,
+    /// The API key that made it, if one did: the send is then the key's.
+    pub api_key: Option<i64>,
+}
+
+/// Who a send belongs to: whoever may list and cancel it, and whose loss of power cancels it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sender {
+    /// A person, with their own token (the send's `created_by`, made without a key).
+    Person(UserId),
+    /// An API key (whatever user it acts as).
+    Key(i64),
 }
 
 /// A stored send.
@@ -36,12 +47,24 @@ pub struct ScheduledSend {
     pub detail: Option<String>,
     /// When it was scheduled.
     pub created_at: DateTime<Utc>,
+    /// The API key that made it, if one did.
+    pub api_key: Option<i64>,
+    /// When it last changed (cancelled, fired, failed).
+    pub updated_at: DateTime<Utc>,
 }
 
 impl ScheduledSend {
-    /// Who scheduled it.
+    /// Who scheduled it: the person, or the key's user.
     pub fn owner(&self) -> Option<UserId> {
         self.announcement.sent_by
+    }
+
+    /// Whom it belongs to.
+    pub fn sender(&self) -> Option<Sender> {
+        match self.api_key {
+            Some(key) => Some(Sender::Key(key)),
+            None => self.owner().map(Sender::Person),
+        }
     }
 
     /// Whom it names: ids, or a role.
@@ -92,7 +115,7 @@ pub enum Fired {
 /// Scheduled sends.
 #[async_trait]
 pub trait ScheduleStore: Send + Sync {
-    /// Stores a send, at most `cap` pending per caller; `mark` is the scheduling request's
+    /// Stores a send, at most `cap` pending per sender (a person, or a key); `mark` is the scheduling request's
     /// idempotency record, marked committed with the row (its resource is the send's id).
     async fn schedule_send(
         &self,
@@ -105,12 +128,17 @@ pub trait ScheduleStore: Send + Sync {
     /// Sends not yet fired (`PENDING`, `FIRING`), soonest first: `owner`'s, or everyone's.
     async fn pending_sends(
         &self,
-        owner: Option<UserId>,
+        owner: Option<Sender>,
         offset: i64,
         limit: i64,
     ) -> Result<(i64, Vec<ScheduledSend>), StoreError>;
-    /// Cancels a pending send (`owner`'s only, if given).
-    async fn cancel_send(&self, owner: Option<UserId>, id: i64) -> Result<Cancelled, StoreError>;
+    /// Cancels a pending send (`owner`'s only, if given), with an audit event by `actor`.
+    async fn cancel_send(
+        &self,
+        owner: Option<Sender>,
+        id: i64,
+        actor: &str,
+    ) -> Result<Cancelled, StoreError>;
     /// Claims up to `limit` due sends (pending and due, or firing with a claim run out). Each
     /// one's data gains `scheduled_send`: `{id, send_at, fired_at, late_seconds}`, `fired_at`
     /// being `now`.

@@ -97,7 +97,8 @@ inbox!(UserStore {
     fn users_by_ids(&self, ids: &[UserId]) -> Result<Vec<User>, StoreError>;
     fn active_user_ids(&self, ids: &[UserId]) -> Result<Vec<UserId>, StoreError>;
     fn update_profile(&self, user: UserId, changes: ProfileChanges) -> Result<Option<User>, StoreError>;
-    fn erase_user(&self, user: UserId) -> Result<Option<User>, StoreError>;
+    fn erase_user(&self, user: UserId, by: &str) -> Result<Option<User>, StoreError>;
+    fn register_user(&self, user: NewUser) -> Result<User, StoreError>;
     fn last_seqs(&self, users: &[UserId]) -> Result<Vec<(UserId, i64)>, StoreError>;
     fn phone_number_invalid(&self, user: UserId, number: &str, why: &str, at: DateTime<Utc>) -> Result<bool, StoreError>;
 }
@@ -280,7 +281,7 @@ inbox!(ApiKeyStore {
     fn create_api_key(&self, key: NewApiKey) -> Result<ApiKey, StoreError>;
     fn api_keys(&self) -> Result<Vec<ApiKey>, StoreError>;
     fn api_key_by_prefix(&self, prefix: &str) -> Result<Option<(ApiKey, String)>, StoreError>;
-    fn revoke_api_key(&self, name: &str, at: DateTime<Utc>) -> Result<bool, StoreError>;
+    fn revoke_api_key(&self, name: &str, at: DateTime<Utc>, actor: &str) -> Result<bool, StoreError>;
     fn touch_api_key(&self, id: i64, at: DateTime<Utc>) -> Result<(), StoreError>;
 });
 
@@ -302,12 +303,22 @@ inbox!(DeviceStore {
 inbox!(ScheduleStore {
     fn schedule_send(&self, send: NewScheduledSend, cap: i64, mark: Option<&IdempotencyMark>) -> Result<Scheduled, StoreError>;
     fn scheduled_send(&self, id: i64) -> Result<Option<ScheduledSend>, StoreError>;
-    fn pending_sends(&self, owner: Option<UserId>, offset: i64, limit: i64) -> Result<(i64, Vec<ScheduledSend>), StoreError>;
-    fn cancel_send(&self, owner: Option<UserId>, id: i64) -> Result<Cancelled, StoreError>;
+    fn pending_sends(&self, owner: Option<Sender>, offset: i64, limit: i64) -> Result<(i64, Vec<ScheduledSend>), StoreError>;
+    fn cancel_send(&self, owner: Option<Sender>, id: i64, actor: &str) -> Result<Cancelled, StoreError>;
     fn claim_sends(&self, node: &str, now: DateTime<Utc>, lease_until: DateTime<Utc>, limit: i64) -> Result<Vec<ScheduledSend>, StoreError>;
     fn finish_send(&self, id: i64, node: &str, outcome: Fired) -> Result<bool, StoreError>;
     fn release_sends(&self, ids: &[i64], node: &str, due: DateTime<Utc>) -> Result<(), StoreError>;
     fn schedule_outlook(&self) -> Result<(i64, Option<DateTime<Utc>>), StoreError>;
+});
+
+inbox!(AuditStore {
+    fn record_audit(&self, event: NewAuditEvent) -> Result<(), StoreError>;
+    fn audit_events(&self, filter: &AuditFilter, offset: i64, limit: i64) -> Result<(i64, Vec<AuditEvent>), StoreError>;
+});
+
+inbox!(VerificationStore {
+    fn start_verification(&self, v: NewVerification) -> Result<Started, StoreError>;
+    fn check_verification(&self, user: UserId, channel: Channel, code_hash: &str, now: DateTime<Utc>, attempts: i64) -> Result<Checked, StoreError>;
 });
 
 #[async_trait]

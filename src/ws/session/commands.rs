@@ -95,7 +95,18 @@ impl Ctx {
                 json!({ "type": "notification_deleted", "notification_id": notification_id, "success": success })
             }
             ClientFrame::SendNotification(body) => {
-                if self.role != Role::Admin {
+                // The role the socket opened with, and the user as they are now: an admin
+                // demoted, deactivated or erased where no bus reaches this node (the command
+                // line without `--redis-url`) has no admin power past the user cache's
+                // lifetime (`--user-cache-ttl`), though the socket stays open.
+                let now_admin = self
+                    .state
+                    .store
+                    .user_by_id(user)
+                    .await
+                    .map_err(|e| unavailable(e.to_string()))?
+                    .is_some_and(|u| u.is_active && u.role == Role::Admin);
+                if self.role != Role::Admin || !now_admin {
                     return Err(("forbidden", "Only admins can send notifications.".into()));
                 }
                 if body.is_scheduled() {

@@ -1,0 +1,260 @@
+//! Verifying the addresses people type for themselves (see `crate::verification`):
+//! `POST /api/users/me/verify/` with the code sent, `POST /api/users/me/verify/send/` for a new
+//! one, and the email's link, `/verify/`, a page whose button confirms.
+
+use axum::extract::State;
+use axum::http::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, REFERRER_POLICY};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use tickethub_actors::domain::UserId;
+use tickethub_actors::ports::{Checked, Started};
+use tickethub_actors::routing::Channel;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::error::{ApiError, ErrorBody};
+use super::extract::{Caller, Json};
+use super::users::UserOut;
+use crate::state::AppState;
+use crate::verification::channel_named;
+
+/// The routes of this module; the page routes are [`pages`].
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(verify))
+        .routes(routes!(send_code))
+}
+
+/// The link's page: `GET /verify/` shows a button, `POST /verify/` confirms.
+pub fn pages() -> axum::Router<AppState> {
+    axum::Router::new().route("/verify/", axum::routing::get(page).post(confirm_page))
+}
+
+/// The channel whose address a request is about.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ChannelIn {
+    /// `email`, `whatsapp` or `sms`.
+    #[schema(value_type = String, example = "sms")]
+    channel: String,
+}
+
+/// A code to check.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CodeIn {
+    /// `email`, `whatsapp` or `sms`.
+    #[schema(value_type = String, example = "sms")]
+    channel: String,
+    /// The six digits the message carried.
+    #[schema(example = "042917")]
+    code: String,
+}
+
+/// A code was sent.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct SentOut {
+    /// What happened, for people.
+    detail: String,
+}
+
+fn channel(name: &str) -> Result<Channel, ApiError> {
+    channel_named(name)
+        .ok_or_else(|| ApiError::bad_request("channel: `email`, `whatsapp` or `sms`."))
+}
+
+/// Checks the code sent to one of the caller's addresses: right, the address is verified and
+/// messages go to it from now on.
+#[utoipa::path(
+    post,
+    path = "/api/users/me/verify/",
+    operation_id = "users_me_verify",
+    tag = "users",
+    request_body = CodeIn,
+    responses(
+        (status = 200, description = "Verified: the caller, as they are now.", body = UserOut),
+        (status = 400, description = "Not the code (the detail says how many tries are left), no code is pending (it expired, was tried too often, or the address changed since), or an unknown channel.", body = ErrorBody),
+        (status = 401, description = "No valid access token.", body = ErrorBody),
+        (status = 429, description = "Too many writes.", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+async fn verify(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(body): Json<CodeIn>,
+) -> Result<Json<UserOut>, ApiError> {
+    state.limits.write(caller.0.id)?;
+    let channel = channel(&body.channel)?;
+    checked(
+        state
+            .verifier
+            .check(caller.0.id, channel, &body.code)
+            .await?,
+        channel,
+    )
+    .map(|user| Json(UserOut::from(&user)))
+}
+
+/// What a check came to, for the API.
+fn checked(outcome: Checked, channel: Channel) -> Result<tickethub_actors::domain::User, ApiError> {
+    match outcome {
+        Checked::Verified(user) => Ok(*user),
+        Checked::Wrong { left } => Err(ApiError::bad_request(format!(
+            "code: Not the code sent to your {} address; {left} tries left.",
+            channel.as_str()
+        ))),
+        Checked::NoCode => Err(ApiError::bad_request(format!(
+            "code: No code is pending for your {} address (it expired, was tried too often, or the address changed): ask for a new one with POST /api/users/me/verify/send/.",
+            channel.as_str()
+        ))),
+    }
+}
+
+/// Sends a new code to one of the caller's unverified addresses (one a minute, five a day; an
+/// address receives five a day whoever asks).
+#[utoipa::path(
+    post,
+    path = "/api/users/me/verify/send/",
+    operation_id = "users_me_verify_send",
+    tag = "users",
+    request_body = ChannelIn,
+    responses(
+        (status = 202, description = "A code is on its way.", body = SentOut),
+        (status = 400, description = "An unknown channel, no such address, or the hub does not send on that channel.", body = ErrorBody),
+        (status = 401, description = "No valid access token.", body = ErrorBody),
+        (status = 409, description = "The address is verified already.", body = ErrorBody),
+        (status = 429, description = "Not yet: `Retry-After` says when.", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+async fn send_code(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(body): Json<ChannelIn>,
+) -> Result<(StatusCode, Json<SentOut>), ApiError> {
+    state.limits.write(caller.0.id)?;
+    let channel = channel(&body.channel)?;
+    if !state.verifier.can_send(channel) {
+        return Err(ApiError::bad_request(format!(
+            "channel: This hub does not send on {}.",
+            channel.as_str()
+        )));
+    }
+    match state.verifier.start(&caller.0, channel).await? {
+        Started::Send => Ok((
+            StatusCode::ACCEPTED,
+            Json(SentOut {
+                detail: format!("A code is on its way to your {} address.", channel.as_str()),
+            }),
+        )),
+        Started::Later { at } => {
+            let wait = (at - chrono::Utc::now()).num_seconds().max(1) as u64;
+            Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!("A code was sent lately; ask again in {wait} seconds."),
+            )
+            .retry_after(wait))
+        }
+        Started::NoAddress => Err(ApiError::bad_request(format!(
+            "channel: You have no {} address.",
+            channel.as_str()
+        ))),
+        Started::Verified => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("Your {} address is verified already.", channel.as_str()),
+        )),
+    }
+}
+
+/// The link's fields.
+#[derive(Deserialize)]
+struct LinkIn {
+    user: String,
+    channel: String,
+    code: String,
+}
+
+/// Text for an HTML page: `&`, `<`, `>`, `"` and `'` escaped.
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
+fn html(status: StatusCode, body: String) -> Response {
+    let page = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>tickethub</title><link rel=\"stylesheet\" href=\"/assets/app.css\"></head><body><main class=\"verify\">{body}</main></body></html>"
+    );
+    (
+        status,
+        [
+            (CONTENT_TYPE, "text/html; charset=utf-8"),
+            (CACHE_CONTROL, "no-store"),
+            (REFERRER_POLICY, "no-referrer"),
+            (
+                CONTENT_SECURITY_POLICY,
+                "default-src 'none'; style-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
+            ),
+        ],
+        page,
+    )
+        .into_response()
+}
+
+/// `GET /verify/`: the email's link. Opening it changes nothing (mail scanners open links);
+/// its button confirms.
+async fn page(axum::extract::Query(link): axum::extract::Query<LinkIn>) -> Response {
+    html(
+        StatusCode::OK,
+        format!(
+            "<h1>Confirm your address</h1><p>Confirm that this {} address is yours, so that tickethub may send to it.</p>\
+             <form method=\"post\" action=\"/verify/\"><input type=\"hidden\" name=\"user\" value=\"{}\"><input type=\"hidden\" name=\"channel\" value=\"{}\"><input type=\"hidden\" name=\"code\" value=\"{}\"><button type=\"submit\">Confirm</button></form>",
+            escape(&link.channel),
+            escape(&link.user),
+            escape(&link.channel),
+            escape(&link.code),
+        ),
+    )
+}
+
+/// `POST /verify/`: the link's button. The code is the proof; wrong codes spend tries as in
+/// the API.
+async fn confirm_page(
+    State(state): State<AppState>,
+    axum::Form(link): axum::Form<LinkIn>,
+) -> Response {
+    let (Ok(user), Some(channel)) = (link.user.parse::<i64>(), channel_named(&link.channel)) else {
+        return html(
+            StatusCode::BAD_REQUEST,
+            "<h1>This link is broken</h1><p>Ask tickethub for a new code.</p>".into(),
+        );
+    };
+    if state.limits.write(UserId(user)).is_err() {
+        return html(
+            StatusCode::TOO_MANY_REQUESTS,
+            "<h1>Not now</h1><p>Try again in a minute.</p>".into(),
+        );
+    }
+    match state.verifier.check(UserId(user), channel, &link.code).await {
+        Ok(Checked::Verified(_)) => html(
+            StatusCode::OK,
+            "<h1>Confirmed</h1><p>tickethub will send to this address from now on. You may close this page.</p>".into(),
+        ),
+        Ok(_) => html(
+            StatusCode::BAD_REQUEST,
+            "<h1>This link no longer works</h1><p>It expired, or a newer code was sent. Ask tickethub for a new one.</p>".into(),
+        ),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot check a verification code");
+            html(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "<h1>Not now</h1><p>tickethub cannot check this link at the moment; try again soon.</p>".into(),
+            )
+        }
+    }
+}
