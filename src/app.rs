@@ -289,7 +289,13 @@ impl Application {
                     config.dns_concurrency as usize,
                 )
                 .map_err(|e| {
-                    ConfigError::new("--dns-server (TICKETHUB_DNS_SERVER)", e.to_string())
+                    let why = match config.dns_server {
+                        Some(_) => e.to_string(),
+                        None => format!(
+                            "cannot read the system's resolver settings ({e}); name a DNS server"
+                        ),
+                    };
+                    ConfigError::new("--dns-server (TICKETHUB_DNS_SERVER)", why)
                 })?,
             ),
             schedule: crate::state::ScheduleLimits {

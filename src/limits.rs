@@ -134,7 +134,7 @@ impl Limits {
         )
     }
 
-    /// A token refresh (or logout) from `ip`.
+    /// A token refresh (or logout, or an email's verification link) from `ip`.
     pub fn refresh(&self, ip: IpAddr) -> Result<(), Refused> {
         check(&self.refresh_ip, &client_key(ip), "refresh_ip")
     }

@@ -505,11 +505,7 @@ impl Stream {
     }
 }
 
-/// The instant of a Unix time in seconds (now, if it has passed).
-fn instant_at(unix: i64) -> tokio::time::Instant {
-    let left = unix.saturating_sub(Utc::now().timestamp()).max(0);
-    tokio::time::Instant::now() + Duration::from_secs(left as u64)
-}
+use crate::timespan::instant_at;
 
 #[cfg(test)]
 mod tests {

@@ -330,9 +330,9 @@ macro_rules! impl_store {
         $crate::store::credentials::impl_credential_store!($store, $db);
         $crate::store::access::impl_access_store!($store, $db);
         $crate::store::audit::impl_audit_store!($store, $db);
-        $crate::store::verification::impl_verification_store!($store, $db);
+        $crate::store::verification::impl_verification_store!($store, $db, $backend);
         $crate::store::devices::impl_device_store!($store, $db);
-        $crate::store::schedule::impl_schedule_store!($store, $db, $lock);
+        $crate::store::schedule::impl_schedule_store!($store, $db, $lock, $backend);
         $crate::store::retention::impl_retention_store!($store, $db, $lock);
         $crate::store::tickets::impl_ticket_store!($store, $db);
         $crate::store::history::impl_history_store!($store, $db, $lock);

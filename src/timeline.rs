@@ -77,15 +77,6 @@ pub enum Viewer {
 }
 
 impl Viewer {
-    /// Who `caller` is as a reader of timelines and deliveries.
-    pub fn of(caller: &crate::http::extract::Caller) -> Self {
-        match (caller.is_admin(), &caller.1) {
-            (true, None) => Viewer::Operator,
-            (true, Some(_)) => Viewer::Key,
-            (false, _) => Viewer::Recipient,
-        }
-    }
-
     /// A delivery's destination as this viewer sees it.
     pub fn address(self, channel: Channel, address: &str) -> Option<std::borrow::Cow<'_, str>> {
         match (self, channel) {

@@ -38,6 +38,20 @@ pub fn earlier(at: DateTime<Utc>, span: Duration) -> DateTime<Utc> {
         .unwrap_or(DateTime::<Utc>::MIN_UTC)
 }
 
+/// The instant of a Unix time in seconds: now if it has passed, and at most [`LONGEST`] ahead
+/// (a token's `exp` is whatever its signer wrote).
+pub fn instant_at(unix: i64) -> tokio::time::Instant {
+    let left = unix.saturating_sub(Utc::now().timestamp()).max(0) as u64;
+    instant_after(Duration::from_secs(left))
+}
+
+/// Now plus `span`, at most [`LONGEST`] ahead.
+pub fn instant_after(span: Duration) -> tokio::time::Instant {
+    let now = tokio::time::Instant::now();
+    now.checked_add(span.min(LONGEST))
+        .unwrap_or(now + Duration::from_secs(86_400))
+}
+
 /// An RFC 3339 time with its offset, such as `2026-05-01T09:00:00Z`, in UTC.
 pub fn parse_instant(text: &str) -> Result<DateTime<Utc>, String> {
     DateTime::parse_from_rfc3339(text.trim())
@@ -79,6 +93,14 @@ mod tests {
             earlier(now, LONGEST),
             now - chrono::Duration::from_std(LONGEST).unwrap()
         );
+    }
+
+    #[test]
+    fn instants_of_far_times_stay_within_a_century() {
+        let now = tokio::time::Instant::now();
+        assert!(instant_at(i64::MAX) <= now + LONGEST + Duration::from_secs(1));
+        assert!(instant_at(i64::MIN) <= tokio::time::Instant::now());
+        assert!(instant_after(Duration::MAX) > now);
     }
 
     #[test]

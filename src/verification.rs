@@ -3,9 +3,11 @@
 //! it anything else, so that the hub cannot be made to write to strangers.
 //!
 //! The hub sends a six-digit code to the address (by email with a link when `--public-url` is
-//! set, by WhatsApp or SMS as text), through the channel's own transport and templates (type
-//! `address_verification`), never in the app: the code must come from the address. The person
-//! answers it with `POST /api/users/me/verify/`, or opens the email's link. A code lives for a
+//! set, by WhatsApp or SMS as text), through the channel's own transport and its
+//! `address_verification` templates (the hub's words and the code: nothing the person typed),
+//! never in the app: the code must come from the address. The person answers it with
+//! `POST /api/users/me/verify/` (logged in), or opens the email's link, which carries a random
+//! token of its own rather than the code, since anyone holding the link may open it. A code lives for a
 //! day by email and half an hour by text, and takes five wrong tries; messages are limited per
 //! person and channel (one a minute, five a day) and per address (five a day, whoever asks).
 //! Addresses an admin sets count as verified.
@@ -39,12 +41,15 @@ pub struct Verifier {
     sends: tokio_util::task::TaskTracker,
 }
 
-/// The address `user` has on `channel`, and whether it is verified.
+/// The address `user` has on `channel`, and whether it is verified. A number the SMS provider
+/// refused for good (invalid, or its owner replied STOP) is no address to send a code to.
 pub fn address_of(user: &User, channel: Channel) -> Option<(&str, bool)> {
     let (address, verified) = match channel {
         Channel::Email => (user.email.as_deref(), user.email_verified_at),
         Channel::Whatsapp => (user.whatsapp_number.as_deref(), user.whatsapp_verified_at),
-        Channel::Sms => (user.phone_number.as_deref(), user.phone_verified_at),
+        Channel::Sms if user.phone_number_invalid_at.is_none() => {
+            (user.phone_number.as_deref(), user.phone_verified_at)
+        }
         _ => (None, None),
     };
     address
@@ -60,6 +65,21 @@ pub fn channel_named(name: &str) -> Option<Channel> {
 /// The stored form of a code: SHA-256 over the user, the channel and the code.
 fn code_hash(user: UserId, channel: Channel, code: &str) -> String {
     crate::auth::api_keys::hash(&format!("{}:{}:{}", user.0, channel.as_str(), code.trim()))
+}
+
+/// Whether `code` is shaped like the codes this hub sends: six digits.
+pub fn is_code(code: &str) -> bool {
+    let code = code.trim();
+    code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// An address as the message counts know it: an email in lower case (`Victim@X.com` and
+/// `victim@x.com` are one inbox), a number as it is.
+fn address_key(channel: Channel, address: &str) -> String {
+    match channel {
+        Channel::Email => address.trim().to_lowercase(),
+        _ => address.trim().to_owned(),
+    }
 }
 
 /// How long a code works.
@@ -115,6 +135,9 @@ impl Verifier {
             return Ok(Started::NoAddress);
         };
         let code = format!("{:06}", rand::random_range(0..1_000_000u32));
+        // The email's link carries a token of its own, 128 random bits.
+        let token = (channel == Channel::Email && self.public_url.is_some())
+            .then(|| crate::auth::generate_secret()[..32].to_owned());
         let now = Utc::now();
         let started = self
             .store
@@ -123,13 +146,15 @@ impl Verifier {
                 channel,
                 address: address.to_owned(),
                 code_hash: code_hash(user.id, channel, &code),
+                link_hash: token.as_deref().map(crate::auth::api_keys::hash),
+                address_key: address_key(channel, address),
                 expires_at: crate::timespan::later(now, lifetime(channel)),
                 now,
                 limits: self.limits,
             })
             .await?;
         if started == Started::Send {
-            let job = self.message(user, channel, address, &code, now);
+            let job = self.message(user, channel, address, &code, token.as_deref(), now);
             let user_id = user.id.0;
             self.sends.spawn(async move {
                 if let Err(e) = transport.send(&job).await {
@@ -158,20 +183,13 @@ impl Verifier {
         }
     }
 
-    /// Checks a code for the user's address on `channel`.
+    /// Checks a code (six digits, see [`is_code`]) for the user's address on `channel`.
     pub async fn check(
         &self,
         user: UserId,
         channel: Channel,
         code: &str,
     ) -> Result<Checked, StoreError> {
-        let code = code.trim();
-        if code.len() != 6 || !code.bytes().all(|b| b.is_ascii_digit()) {
-            // Not a code this hub sends: no try is spent on it.
-            return Ok(Checked::Wrong {
-                left: self.limits.attempts,
-            });
-        }
         self.store
             .check_verification(
                 user,
@@ -180,6 +198,13 @@ impl Verifier {
                 Utc::now(),
                 self.limits.attempts,
             )
+            .await
+    }
+
+    /// Checks the token of an email's link.
+    pub async fn check_link(&self, token: &str) -> Result<Checked, StoreError> {
+        self.store
+            .check_verification_link(&crate::auth::api_keys::hash(token.trim()), Utc::now())
             .await
     }
 
@@ -197,18 +222,14 @@ impl Verifier {
         channel: Channel,
         address: &str,
         code: &str,
+        token: Option<&str>,
         now: DateTime<Utc>,
     ) -> DeliveryJob {
-        let link = (channel == Channel::Email)
-            .then_some(self.public_url.as_deref())
-            .flatten()
-            .map(|base| {
-                format!(
-                    "{base}/verify/?user={}&channel={}&code={code}",
-                    user.id.0,
-                    channel.as_str()
-                )
-            });
+        let link = self
+            .public_url
+            .as_deref()
+            .zip(token)
+            .map(|(base, token)| format!("{base}/verify/?token={token}"));
         let what = match channel {
             Channel::Email => "email address",
             Channel::Whatsapp => "WhatsApp number",
@@ -243,11 +264,12 @@ impl Verifier {
                 read_at: None,
                 created_at: now,
             },
-            recipient_name: user.name().to_owned(),
+            // Nothing the person typed goes to an address they have not proved.
+            recipient_name: String::new(),
             recipients: vec![Recipient {
                 user_id: user.id,
                 username: user.username.clone(),
-                display_name: user.display_name.clone(),
+                display_name: String::new(),
             }],
             device: None,
             seen: false,
@@ -267,6 +289,20 @@ mod tests {
         assert_eq!(a, code_hash(UserId(1), Channel::Email, " 123456 "));
         assert_ne!(a, code_hash(UserId(2), Channel::Email, "123456"));
         assert_ne!(a, code_hash(UserId(1), Channel::Sms, "123456"));
+    }
+
+    #[test]
+    fn emails_are_counted_in_lower_case_and_codes_are_six_digits() {
+        assert_eq!(
+            address_key(Channel::Email, " Victim@Example.COM "),
+            "victim@example.com"
+        );
+        assert_eq!(address_key(Channel::Sms, "+15550001111"), "+15550001111");
+        assert!(is_code("042917"));
+        assert!(is_code(" 042917 "));
+        assert!(!is_code("42917"));
+        assert!(!is_code("04291a"));
+        assert!(!is_code("0429170"));
     }
 
     #[test]

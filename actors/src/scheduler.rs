@@ -190,28 +190,36 @@ impl SchedulerActor {
         let now = Utc::now();
         let late = (now - send.send_at).to_std().unwrap_or_default();
         let outcome = match store.claim_idempotency(&mark, "fire", now, lease).await? {
-            IdempotencyClaim::Claimed => {
-                // Its data says when it was due and when it fired (the claim wrote that in).
-                let mut announcement = send.announcement.clone();
-                announcement.idempotency = Some(mark.clone());
-                match self.deps.announce(announcement).await {
-                    Ok(announced) => {
-                        let notified = announced.count;
-                        let _ = store
-                            .answer_idempotency(&mark, 201, &notified.to_string())
-                            .await;
-                        Fired::Fired {
-                            notified,
-                            at: now,
-                            detail: fired_detail(notified, late),
+            // A sender that lost its power since it scheduled the send (a race the cancelling
+            // transaction could not see, or a send claimed when it happened): not fired.
+            IdempotencyClaim::Claimed => match store.power_lost(&send).await? {
+                Some(why) => {
+                    let _ = store.release_idempotency(&mark).await;
+                    Fired::Cancelled(why)
+                }
+                None => {
+                    // Its data says when it was due and when it fired (the claim wrote that in).
+                    let mut announcement = send.announcement.clone();
+                    announcement.idempotency = Some(mark.clone());
+                    match self.deps.announce(announcement).await {
+                        Ok(announced) => {
+                            let notified = announced.count;
+                            let _ = store
+                                .answer_idempotency(&mark, 201, &notified.to_string())
+                                .await;
+                            Fired::Fired {
+                                notified,
+                                at: now,
+                                detail: fired_detail(notified, late),
+                            }
+                        }
+                        Err(e) => {
+                            let _ = store.release_idempotency(&mark).await;
+                            return Err(e);
                         }
                     }
-                    Err(e) => {
-                        let _ = store.release_idempotency(&mark).await;
-                        return Err(e);
-                    }
                 }
-            }
+            },
             // Another try committed it (and its node died before recording it): record only.
             IdempotencyClaim::Committed { resource } => Fired::Fired {
                 notified: resource.unwrap_or(0),
@@ -236,19 +244,22 @@ impl SchedulerActor {
                 Fired::Failed("its firing record belongs to another request".to_owned())
             }
         };
-        let fired = matches!(outcome, Fired::Fired { .. });
+        let kind = match &outcome {
+            Fired::Fired { .. } => "fired",
+            Fired::Failed(_) => "failed",
+            Fired::Cancelled(_) => "cancelled",
+        };
         if store.finish_send(send.id, &self.node, outcome).await? {
-            if fired {
-                state.snapshot.fired += 1;
-                metrics::counter!("tickethub_scheduled_sends_total", "outcome" => "fired")
-                    .increment(1);
-                metrics::histogram!("tickethub_scheduled_send_lateness_seconds")
-                    .record(late.as_secs_f64());
-            } else {
-                state.snapshot.failed += 1;
-                metrics::counter!("tickethub_scheduled_sends_total", "outcome" => "failed")
-                    .increment(1);
+            match kind {
+                "fired" => {
+                    state.snapshot.fired += 1;
+                    metrics::histogram!("tickethub_scheduled_send_lateness_seconds")
+                        .record(late.as_secs_f64());
+                }
+                "failed" => state.snapshot.failed += 1,
+                _ => {}
             }
+            metrics::counter!("tickethub_scheduled_sends_total", "outcome" => kind).increment(1);
         }
         Ok(())
     }

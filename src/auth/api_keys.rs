@@ -237,7 +237,7 @@ pub async fn create(
                 // The service user of a key of this name, made before: the name is taken.
                 Err(StoreError::Conflict(_)) => {
                     return Err(CreateError::Invalid(format!(
-                        "name: a key named `{name}` exists"
+                        "name: `{name}` is taken (its user `key:{name}` exists)"
                     )))
                 }
                 Err(e) => return Err(e.into()),
@@ -246,13 +246,16 @@ pub async fn create(
     };
     let generated = generate();
     let key = store
-        .create_api_key(NewApiKey {
-            name: name.to_owned(),
-            prefix: generated.prefix,
-            hash: generated.hash,
-            scopes,
-            user,
-        })
+        .create_api_key(
+            NewApiKey {
+                name: name.to_owned(),
+                prefix: generated.prefix,
+                hash: generated.hash,
+                scopes,
+                user,
+            },
+            actor,
+        )
         .await
         .map_err(|e| match e {
             StoreError::Conflict(_) => {
@@ -260,15 +263,6 @@ pub async fn create(
             }
             other => other.into(),
         })?;
-    store
-        .record_audit(tickethub_actors::ports::NewAuditEvent::new(
-            actor,
-            "api_key.created",
-            format!("api_key:{}", key.id),
-            serde_json::json!({ "name": key.name, "scopes": key.scopes, "user": key.user.0 })
-                .to_string(),
-        ))
-        .await?;
     Ok((key, generated.key))
 }
 

@@ -262,7 +262,8 @@ impl FcmTransport {
                 message: format!("FCM access token: unreadable answer: {e}"),
                 retry_after: None,
             })?;
-        let expires_in = answer.expires_in.unwrap_or(3600);
+        // What the token endpoint says, held to a day: a later refresh costs nothing.
+        let expires_in = answer.expires_in.unwrap_or(3600).min(86_400);
         Ok(AccessToken {
             value: answer.access_token,
             refresh_at: issued + refresh_after(expires_in),

@@ -172,6 +172,9 @@ impl Dns {
             None => hickory_resolver::TokioResolver::builder_tokio()?,
         };
         let options = builder.options_mut();
+        // Every address of the name is checked, not only the IPv4 ones: a private AAAA behind
+        // a public A is refused too.
+        options.ip_strategy = hickory_resolver::config::LookupIpStrategy::Ipv4AndIpv6;
         options.timeout = Duration::from_secs(5);
         options.attempts = 1;
         options.cache_size = 1024;

@@ -10,7 +10,7 @@ use tickethub_actors::ports::DeliveryJob;
 
 use crate::config::ConfigError;
 
-const DEFAULTS: [(&str, &str); 5] = [
+const DEFAULTS: [(&str, &str); 10] = [
     (
         "default.subject.txt",
         include_str!("../../templates/default.subject.txt"),
@@ -24,6 +24,28 @@ const DEFAULTS: [(&str, &str); 5] = [
     (
         "default.sms.txt",
         include_str!("../../templates/default.sms.txt"),
+    ),
+    // Verification codes go to addresses nobody has proved yet: they carry the hub's own words
+    // and the code, never a name or text the person typed.
+    (
+        "address_verification.subject.txt",
+        include_str!("../../templates/address_verification.subject.txt"),
+    ),
+    (
+        "address_verification.txt",
+        include_str!("../../templates/address_verification.txt"),
+    ),
+    (
+        "address_verification.html",
+        include_str!("../../templates/address_verification.html"),
+    ),
+    (
+        "address_verification.sms.txt",
+        include_str!("../../templates/address_verification.sms.txt"),
+    ),
+    (
+        "address_verification.whatsapp.txt",
+        include_str!("../../templates/address_verification.whatsapp.txt"),
     ),
 ];
 

@@ -170,6 +170,9 @@ pub(crate) async fn schedule(
                         "{cap} sends are pending already, the most allowed: cancel one or wait."
                     ),
                 )),
+                Scheduled::Refused(why) => Err(ApiError::forbidden(format!(
+                    "You may no longer send: {why}."
+                ))),
             }
         },
         |id| async move {

@@ -871,13 +871,20 @@ pub fn validate_username(username: &str) -> Result<(), ApiError> {
         && username
             .chars()
             .all(|c| c.is_alphanumeric() || "@.+-_".contains(c));
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::bad_request(
+    if !ok {
+        return Err(ApiError::bad_request(
             "username: Enter a valid username. This value may contain only letters, numbers, and @/./+/-/_ characters.",
-        ))
+        ));
     }
+    // The keys' namespace, in any look-alike spelling (`keyː…` with a modifier letter).
+    if crate::store::username_key(username)
+        .starts_with(tickethub_actors::domain::SERVICE_USER_PREFIX)
+    {
+        return Err(ApiError::bad_request(
+            "username: Names that read `key:` are kept for API keys.",
+        ));
+    }
+    Ok(())
 }
 
 /// A display name is shown to other people beside their names and titles: at most 150

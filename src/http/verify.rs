@@ -1,13 +1,12 @@
 //! Verifying the addresses people type for themselves (see `crate::verification`):
 //! `POST /api/users/me/verify/` with the code sent, `POST /api/users/me/verify/send/` for a new
-//! one, and the email's link, `/verify/`, a page whose button confirms.
+//! one, and the email's link, `/verify/?token=`, a page whose button confirms.
 
 use axum::extract::State;
 use axum::http::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, REFERRER_POLICY};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use tickethub_actors::domain::UserId;
 use tickethub_actors::ports::{Checked, Started};
 use tickethub_actors::routing::Channel;
 use utoipa::ToSchema;
@@ -15,7 +14,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::error::{ApiError, ErrorBody};
-use super::extract::{Caller, Json};
+use super::extract::{Caller, ClientIp, Json};
 use super::users::UserOut;
 use crate::state::AppState;
 use crate::verification::channel_named;
@@ -88,6 +87,11 @@ async fn verify(
 ) -> Result<Json<UserOut>, ApiError> {
     state.limits.write(caller.0.id)?;
     let channel = channel(&body.channel)?;
+    if !crate::verification::is_code(&body.code) {
+        return Err(ApiError::bad_request(
+            "code: The six digits the message carried.",
+        ));
+    }
     checked(
         state
             .verifier
@@ -169,12 +173,10 @@ async fn send_code(
     }
 }
 
-/// The link's fields.
+/// The link's field: the token the email carried.
 #[derive(Deserialize)]
 struct LinkIn {
-    user: String,
-    channel: String,
-    code: String,
+    token: String,
 }
 
 /// Text for an HTML page: `&`, `<`, `>`, `"` and `'` escaped.
@@ -206,41 +208,33 @@ fn html(status: StatusCode, body: String) -> Response {
         .into_response()
 }
 
-/// `GET /verify/`: the email's link. Opening it changes nothing (mail scanners open links);
-/// its button confirms.
+/// `GET /verify/?token=`: the email's link. Opening it changes nothing (mail scanners open
+/// links); its button confirms.
 async fn page(axum::extract::Query(link): axum::extract::Query<LinkIn>) -> Response {
     html(
         StatusCode::OK,
         format!(
-            "<h1>Confirm your address</h1><p>Confirm that this {} address is yours, so that tickethub may send to it.</p>\
-             <form method=\"post\" action=\"/verify/\"><input type=\"hidden\" name=\"user\" value=\"{}\"><input type=\"hidden\" name=\"channel\" value=\"{}\"><input type=\"hidden\" name=\"code\" value=\"{}\"><button type=\"submit\">Confirm</button></form>",
-            escape(&link.channel),
-            escape(&link.user),
-            escape(&link.channel),
-            escape(&link.code),
+            "<h1>Confirm your address</h1><p>Confirm that this email address is yours, so that tickethub may send to it.</p>\
+             <form method=\"post\" action=\"/verify/\"><input type=\"hidden\" name=\"token\" value=\"{}\"><button type=\"submit\">Confirm</button></form>",
+            escape(&link.token),
         ),
     )
 }
 
-/// `POST /verify/`: the link's button. The code is the proof; wrong codes spend tries as in
-/// the API.
+/// `POST /verify/`: the link's button. The token is the proof (128 random bits, stored
+/// hashed); tries are counted per client address, as logins are.
 async fn confirm_page(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     axum::Form(link): axum::Form<LinkIn>,
 ) -> Response {
-    let (Ok(user), Some(channel)) = (link.user.parse::<i64>(), channel_named(&link.channel)) else {
-        return html(
-            StatusCode::BAD_REQUEST,
-            "<h1>This link is broken</h1><p>Ask tickethub for a new code.</p>".into(),
-        );
-    };
-    if state.limits.write(UserId(user)).is_err() {
+    if state.limits.refresh(ip).is_err() {
         return html(
             StatusCode::TOO_MANY_REQUESTS,
             "<h1>Not now</h1><p>Try again in a minute.</p>".into(),
         );
     }
-    match state.verifier.check(UserId(user), channel, &link.code).await {
+    match state.verifier.check_link(&link.token).await {
         Ok(Checked::Verified(_)) => html(
             StatusCode::OK,
             "<h1>Confirmed</h1><p>tickethub will send to this address from now on. You may close this page.</p>".into(),
@@ -250,7 +244,7 @@ async fn confirm_page(
             "<h1>This link no longer works</h1><p>It expired, or a newer code was sent. Ask tickethub for a new one.</p>".into(),
         ),
         Err(e) => {
-            tracing::error!(error = %e, "cannot check a verification code");
+            tracing::error!(error = %e, "cannot check a verification link");
             html(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "<h1>Not now</h1><p>tickethub cannot check this link at the moment; try again soon.</p>".into(),

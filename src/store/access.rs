@@ -141,7 +141,10 @@ macro_rules! impl_access_store {
             async fn create_api_key(
                 &self,
                 key: tickethub_actors::ports::NewApiKey,
+                actor: &str,
             ) -> Result<tickethub_actors::ports::ApiKey, tickethub_actors::ports::StoreError> {
+                let now = chrono::Utc::now();
+                let mut tx = self.writer().begin().await.map_err($crate::store::backend_error)?;
                 let (id,): (i64,) = sqlx::query_as(
                     "INSERT INTO api_keys (name, prefix, key_hash, scopes, user_id, created_at) \
                      VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
@@ -151,10 +154,19 @@ macro_rules! impl_access_store {
                 .bind(&key.hash)
                 .bind(key.scopes.join(","))
                 .bind(key.user.0)
-                .bind(chrono::Utc::now())
-                .fetch_one(self.writer())
+                .bind(now)
+                .fetch_one(&mut *tx)
                 .await
                 .map_err($crate::store::backend_error)?;
+                let event = tickethub_actors::ports::NewAuditEvent::new(
+                    actor,
+                    "api_key.created",
+                    format!("api_key:{id}"),
+                    serde_json::json!({ "name": key.name, "scopes": key.scopes, "user": key.user.0 })
+                        .to_string(),
+                );
+                Self::audit(&mut tx, &event, now).await?;
+                tx.commit().await.map_err($crate::store::backend_error)?;
                 let sql = format!(
                     "SELECT {} FROM api_keys k JOIN users u ON u.id = k.user_id WHERE k.id = $1",
                     $crate::store::access::API_KEY_COLUMNS

@@ -137,9 +137,11 @@ macro_rules! impl_device_store {
                 // user's is not taken over on their word: a browser proves it holds the
                 // subscription by its secret `auth`, which only it and the hub know; then the
                 // other user's device goes (with the pushes queued for them) and this one is
-                // made, within the cap. An app's token proves nothing: it stays where it is.
-                let existing: Option<(i64, i64, Option<String>)> = sqlx::query_as(
-                    "SELECT id, user_id, auth FROM devices WHERE kind = $1 AND token = $2",
+                // made, within the cap. An app's token proves nothing: it stays where it is,
+                // unless its owner was deactivated.
+                let existing: Option<(i64, i64, Option<String>, bool)> = sqlx::query_as(
+                    "SELECT d.id, d.user_id, d.auth, u.is_active FROM devices d \
+                     JOIN users u ON u.id = d.user_id WHERE d.kind = $1 AND d.token = $2",
                 )
                 .bind(device.kind.as_str())
                 .bind(&device.token)
@@ -147,7 +149,7 @@ macro_rules! impl_device_store {
                 .await
                 .map_err($crate::store::backend_error)?;
                 let mut moved_from = None;
-                if let Some((id, owner, auth)) = existing {
+                if let Some((id, owner, auth, owner_active)) = existing {
                     if owner == user.0 {
                         let row: $crate::store::devices::DeviceRow = sqlx::query_as(&format!(
                             "UPDATE devices SET p256dh = $1, auth = $2 WHERE id = $3 RETURNING {columns}"
@@ -161,7 +163,9 @@ macro_rules! impl_device_store {
                         tx.commit().await.map_err($crate::store::backend_error)?;
                         return Ok(Registered::Existing(row.into_device()?));
                     }
-                    let proven = match (&auth, &device.auth) {
+                    // A deactivated user's device is nobody's to keep: the phone or browser
+                    // has passed on.
+                    let proven = !owner_active || match (&auth, &device.auth) {
                         (Some(stored), Some(given)) => $crate::auth::api_keys::same_hash(
                             &$crate::auth::api_keys::hash(given),
                             &$crate::auth::api_keys::hash(stored),

@@ -140,10 +140,69 @@ pub(crate) fn with_schedule(send: &mut ScheduledSend, now: chrono::DateTime<chro
     send.announcement.data = value.to_string();
 }
 
-/// Implements `ScheduleStore` for a store type. `$lock` is the claim's row-locking clause.
+/// Implements `ScheduleStore` for a store type of `$backend`. `$lock` is the claim's
+/// row-locking clause.
 macro_rules! impl_schedule_store {
-    ($store:ty, $db:ty, $lock:literal) => {
+    ($store:ty, $db:ty, $lock:literal, $backend:literal) => {
         impl $store {
+            /// Why `sender`, scheduling as `user`, may no longer send, if so; with `lock`, its
+            /// rows (the key's and the user's) are held until `conn`'s transaction ends, so that
+            /// a revocation or a change of role waits for it, then sees what it stored.
+            async fn why_no_power(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                sender: tickethub_actors::ports::Sender,
+                user: tickethub_actors::domain::UserId,
+                lock: &str,
+            ) -> Result<Option<String>, tickethub_actors::ports::StoreError> {
+                use tickethub_actors::ports::Sender;
+                match sender {
+                    Sender::Key(key) => {
+                        let row: Option<(String, Option<chrono::DateTime<chrono::Utc>>, bool)> =
+                            sqlx::query_as(&format!(
+                                "SELECT k.name, k.revoked_at, u.is_active FROM api_keys k \
+                                 JOIN users u ON u.id = k.user_id WHERE k.id = $1 {lock}"
+                            ))
+                            .bind(key)
+                            .fetch_optional(&mut *conn)
+                            .await
+                            .map_err($crate::store::backend_error)?;
+                        Ok(match row {
+                            None => Some("the API key that scheduled it is gone".to_owned()),
+                            Some((name, Some(_), _)) => {
+                                Some(format!("the API key `{name}` that scheduled it was revoked"))
+                            }
+                            Some((name, None, false)) => Some(format!(
+                                "the user the API key `{name}` acts as was deactivated"
+                            )),
+                            Some(_) => None,
+                        })
+                    }
+                    Sender::Person(_) => {
+                        let row: Option<(String, bool, Option<chrono::DateTime<chrono::Utc>>)> =
+                            sqlx::query_as(&format!(
+                                "SELECT role, is_active, erased_at FROM users WHERE id = $1 {lock}"
+                            ))
+                            .bind(user.0)
+                            .fetch_optional(&mut *conn)
+                            .await
+                            .map_err($crate::store::backend_error)?;
+                        Ok(match row {
+                            None => Some("the user who scheduled it is gone".to_owned()),
+                            Some((_, _, Some(_))) => {
+                                Some("the user who scheduled it was erased".to_owned())
+                            }
+                            Some((_, false, None)) => {
+                                Some("the user who scheduled it was deactivated".to_owned())
+                            }
+                            Some((role, true, None)) if role != "admin" => {
+                                Some("the admin who scheduled it is no longer an admin".to_owned())
+                            }
+                            Some(_) => None,
+                        })
+                    }
+                }
+            }
+
             async fn scheduled_rows(
                 &self,
                 ids: &[i64],
@@ -184,6 +243,18 @@ macro_rules! impl_schedule_store {
                     Some(key) => tickethub_actors::ports::Sender::Key(key),
                     None => tickethub_actors::ports::Sender::Person(owner),
                 };
+                // The sender's power, held for the transaction: a revocation or a demotion that
+                // comes now waits, then cancels this send with the others.
+                if let Some(why) = Self::why_no_power(
+                    &mut tx,
+                    sender,
+                    owner,
+                    $crate::store::verification::row_lock($backend),
+                )
+                .await?
+                {
+                    return Ok(Scheduled::Refused(why));
+                }
                 let (mine, bind) = $crate::store::schedule::sender_clause(Some(sender), 1);
                 let (pending,): (i64,) = sqlx::query_as(&format!(
                     "SELECT COUNT(*) FROM scheduled_sends WHERE {mine} AND status IN ('PENDING', 'FIRING')"
@@ -339,6 +410,17 @@ macro_rules! impl_schedule_store {
                 Ok(sends)
             }
 
+            async fn power_lost(
+                &self,
+                send: &tickethub_actors::ports::ScheduledSend,
+            ) -> Result<Option<String>, tickethub_actors::ports::StoreError> {
+                let (Some(sender), Some(user)) = (send.sender(), send.owner()) else {
+                    return Ok(Some("it names no sender".to_owned()));
+                };
+                let mut conn = self.writer().acquire().await.map_err($crate::store::backend_error)?;
+                Self::why_no_power(&mut conn, sender, user, "").await
+            }
+
             async fn finish_send(
                 &self,
                 id: i64,
@@ -346,10 +428,13 @@ macro_rules! impl_schedule_store {
                 outcome: tickethub_actors::ports::Fired,
             ) -> Result<bool, tickethub_actors::ports::StoreError> {
                 use tickethub_actors::ports::Fired;
-                let (status, fired_at, notified, detail) = match outcome {
-                    Fired::Fired { notified, at, detail } => ("FIRED", Some(at), Some(notified), detail),
-                    Fired::Failed(why) => ("FAILED", None, None, why),
+                let (status, fired_at, notified, detail, cancelled) = match outcome {
+                    Fired::Fired { notified, at, detail } => ("FIRED", Some(at), Some(notified), detail, None),
+                    Fired::Failed(why) => ("FAILED", None, None, why, None),
+                    Fired::Cancelled(why) => ("CANCELLED", None, None, format!("cancelled: {why}"), Some(why)),
                 };
+                let now = chrono::Utc::now();
+                let mut tx = self.writer().begin().await.map_err($crate::store::backend_error)?;
                 let done = sqlx::query(
                     "UPDATE scheduled_sends SET status = $1, fired_at = $2, notified = $3, detail = $4, \
                      claimed_by = NULL, claimed_until = NULL, updated_at = $5 \
@@ -359,13 +444,24 @@ macro_rules! impl_schedule_store {
                 .bind(fired_at)
                 .bind(notified)
                 .bind(detail)
-                .bind(chrono::Utc::now())
+                .bind(now)
                 .bind(id)
                 .bind(node)
-                .execute(self.writer())
+                .execute(&mut *tx)
                 .await
                 .map_err($crate::store::backend_error)?;
-                Ok(done.rows_affected() == 1)
+                let settled = done.rows_affected() == 1;
+                if let (true, Some(why)) = (settled, cancelled) {
+                    let event = tickethub_actors::ports::NewAuditEvent::new(
+                        "hub",
+                        "scheduled_send.cancelled",
+                        format!("scheduled_send:{id}"),
+                        serde_json::json!({ "reason": why }).to_string(),
+                    );
+                    Self::audit(&mut tx, &event, now).await?;
+                }
+                tx.commit().await.map_err($crate::store::backend_error)?;
+                Ok(settled)
             }
 
             async fn release_sends(

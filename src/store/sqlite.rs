@@ -141,6 +141,23 @@ impl InlineReader {
     }
 }
 
+/// Logs a warning when an existing database file can be read by other users than the hub's
+/// (one made before the hub wrote its files for itself alone, or given to it so): it holds
+/// people's data. The file is left as it is: its permissions are the operator's.
+fn warn_if_readable_by_others(path: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(path) {
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                path = %path.display(),
+                mode = format!("{mode:o}"),
+                "the database file can be read by other users; `chmod 600` it (and its -wal and -shm files)"
+            );
+        }
+    }
+}
+
 /// A time as sqlx writes it (RFC 3339); any other form is left to the pool, which reads them
 /// all.
 fn timestamp(value: rusqlite::types::ValueRef<'_>) -> Option<chrono::DateTime<chrono::Utc>> {
@@ -282,7 +299,9 @@ impl SqliteStore {
     pub async fn connect(url: &str, store: super::StoreOptions) -> Result<Self, ConnectError> {
         let (acquire_timeout, durability) = (store.acquire_timeout, store.durability);
         let memory = url.contains(":memory:") || url.contains("mode=memory");
-        let options = SqliteConnectOptions::from_str(url)?
+        let options = SqliteConnectOptions::from_str(url)?;
+        warn_if_readable_by_others(options.get_filename());
+        let options = options
             .create_if_missing(true)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));

@@ -367,21 +367,15 @@ macro_rules! impl_user_store {
                 ] {
                     let Some(value) = value else { continue };
                     match value {
-                        // Vouched for, it is verified (since when it was, if it was);
-                        // otherwise it keeps its state if unchanged, else waits.
-                        Some(address) if changes.vouched => {
-                            q.push(format!(", {verified} = CASE WHEN {column} = "))
-                                .push_bind(address.clone())
-                                .push(format!(" THEN COALESCE({verified}, "))
-                                .push_bind(verified_at)
-                                .push(") ELSE ")
-                                .push_bind(verified_at)
-                                .push(" END");
-                        }
+                        // Unchanged, it keeps its state (an admin's form that sends back
+                        // what the user typed vouches for nothing); changed, it is verified
+                        // if vouched for, else it waits for its code.
                         Some(address) => {
                             q.push(format!(", {verified} = CASE WHEN {column} = "))
                                 .push_bind(address.clone())
-                                .push(format!(" THEN {verified} ELSE NULL END"));
+                                .push(format!(" THEN {verified} ELSE "))
+                                .push_bind(changes.vouched.then_some(verified_at))
+                                .push(" END");
                         }
                         None => {
                             q.push(format!(", {verified} = NULL"));

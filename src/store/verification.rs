@@ -1,5 +1,5 @@
-//! Address verification in SQL: the pending code per user and channel, and the messages sent
-//! per address.
+//! Address verification in SQL: the pending code per user and channel, and the messages each
+//! address received in the last day.
 
 use tickethub_actors::routing::Channel;
 
@@ -13,14 +13,81 @@ pub(crate) fn columns(channel: Channel) -> Option<(&'static str, &'static str)> 
     }
 }
 
-/// How an address is kept in the message log: its SHA-256, hex.
-pub(crate) fn address_hash(channel: Channel, address: &str) -> String {
-    crate::auth::api_keys::hash(&format!("{}:{address}", channel.as_str()))
+/// How an address is kept in the message counts: the SHA-256 of its normalized form.
+pub(crate) fn address_hash(channel: Channel, address_key: &str) -> String {
+    crate::auth::api_keys::hash(&format!("{}:{address_key}", channel.as_str()))
 }
 
-/// Implements `VerificationStore` for a store type.
+/// The clause that locks the rows a `SELECT` reads until the transaction ends, on `backend`:
+/// none on SQLite, whose writes go through one connection.
+pub(crate) fn row_lock(backend: &str) -> &'static str {
+    if backend == "postgres" {
+        "FOR UPDATE"
+    } else {
+        ""
+    }
+}
+
+/// Implements `VerificationStore` for a store type of `$backend` (`sqlite`, `postgres`).
 macro_rules! impl_verification_store {
-    ($store:ty, $db:ty) => {
+    ($store:ty, $db:ty, $backend:literal) => {
+        impl $store {
+            /// Spends a pending code of `user` on `channel` and marks the address it was sent to
+            /// verified, with its audit event, in `tx`: `None` when the user's address is no
+            /// longer the one the code went to.
+            async fn spend_verification(
+                &self,
+                mut tx: sqlx::Transaction<'_, $db>,
+                user: i64,
+                channel: tickethub_actors::routing::Channel,
+                address: &str,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> Result<tickethub_actors::ports::Checked, tickethub_actors::ports::StoreError> {
+                use tickethub_actors::ports::Checked;
+                let Some((column, verified)) = $crate::store::verification::columns(channel) else {
+                    return Ok(Checked::NoCode);
+                };
+                sqlx::query("DELETE FROM address_verifications WHERE user_id = $1 AND channel = $2")
+                    .bind(user)
+                    .bind(channel.as_str())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err($crate::store::backend_error)?;
+                // Only the address the code was sent to: one changed since has its own code.
+                let marked = sqlx::query(&format!(
+                    "UPDATE users SET {verified} = $1 WHERE id = $2 AND {column} = $3"
+                ))
+                .bind(now)
+                .bind(user)
+                .bind(address)
+                .execute(&mut *tx)
+                .await
+                .map_err($crate::store::backend_error)?;
+                if marked.rows_affected() == 0 {
+                    tx.commit().await.map_err($crate::store::backend_error)?;
+                    return Ok(Checked::NoCode);
+                }
+                let event = tickethub_actors::ports::NewAuditEvent::new(
+                    format!("user:{user}"),
+                    "address.verified",
+                    format!("user:{user}"),
+                    serde_json::json!({ "channel": channel.as_str() }).to_string(),
+                );
+                Self::audit(&mut tx, &event, now).await?;
+                tx.commit().await.map_err($crate::store::backend_error)?;
+                let id = tickethub_actors::domain::UserId(user);
+                self.users().changed(id).await;
+                let sql = format!("SELECT {} FROM users WHERE id = $1", $crate::store::USER_COLUMNS);
+                let user = sqlx::query_as::<_, $crate::store::UserRow>(&sql)
+                    .bind(user)
+                    .fetch_one(self.writer())
+                    .await
+                    .map_err($crate::store::backend_error)?
+                    .into_user()?;
+                Ok(Checked::Verified(Box::new(user)))
+            }
+        }
+
         #[async_trait::async_trait]
         impl tickethub_actors::ports::VerificationStore for $store {
             async fn start_verification(
@@ -33,8 +100,12 @@ macro_rules! impl_verification_store {
                 let day = chrono::Duration::days(1);
                 let gap = chrono::Duration::from_std(v.limits.gap).unwrap_or(day);
                 let mut tx = self.writer().begin().await.map_err($crate::store::backend_error)?;
+                // The user's row is held until the end: their requests take turns.
                 let current: Option<(Option<String>, Option<chrono::DateTime<chrono::Utc>>)> =
-                    sqlx::query_as(&format!("SELECT {column}, {verified} FROM users WHERE id = $1"))
+                    sqlx::query_as(&format!(
+                        "SELECT {column}, {verified} FROM users WHERE id = $1 {}",
+                        $crate::store::verification::row_lock($backend)
+                    ))
                         .bind(v.user.0)
                         .fetch_optional(&mut *tx)
                         .await
@@ -67,35 +138,43 @@ macro_rules! impl_verification_store {
                         return Ok(Started::Later { at: window_start + day });
                     }
                 }
-                let hash = $crate::store::verification::address_hash(v.channel, &v.address);
-                let (to_address, first): (i64, Option<chrono::DateTime<chrono::Utc>>) = sqlx::query_as(
-                    "SELECT COUNT(*), MIN(sent_at) FROM verification_messages \
-                     WHERE channel = $1 AND address_hash = $2 AND sent_at > $3",
+                // The address's count for the day, taken in one statement that holds its row:
+                // accounts asking at once take turns, and past the cap nothing is sent.
+                let hash = $crate::store::verification::address_hash(v.channel, &v.address_key);
+                let (to_address, since): (i64, chrono::DateTime<chrono::Utc>) = sqlx::query_as(
+                    "INSERT INTO verification_counts (channel, address_hash, window_start, sends) \
+                     VALUES ($1, $2, $3, 1) ON CONFLICT (channel, address_hash) DO UPDATE SET \
+                     sends = CASE WHEN verification_counts.window_start <= $4 THEN 1 \
+                     ELSE verification_counts.sends + 1 END, \
+                     window_start = CASE WHEN verification_counts.window_start <= $4 THEN $3 \
+                     ELSE verification_counts.window_start END \
+                     RETURNING sends, window_start",
                 )
                 .bind(v.channel.as_str())
                 .bind(&hash)
+                .bind(v.now)
                 .bind(v.now - day)
                 .fetch_one(&mut *tx)
                 .await
                 .map_err($crate::store::backend_error)?;
-                if to_address >= v.limits.per_address_per_day {
-                    return Ok(Started::Later {
-                        at: first.map_or(v.now + day, |t| t + day),
-                    });
+                if to_address > v.limits.per_address_per_day {
+                    // Rolled back: the refusal counts for nothing.
+                    return Ok(Started::Later { at: since + day });
                 }
                 sqlx::query(
-                    "INSERT INTO address_verifications (user_id, channel, address, code_hash, \
+                    "INSERT INTO address_verifications (user_id, channel, address, code_hash, link_hash, \
                      expires_at, attempts, sends, window_start, last_sent_at) \
-                     VALUES ($1, $2, $3, $4, $5, 0, $6, $7, $8) \
+                     VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $8, $9) \
                      ON CONFLICT (user_id, channel) DO UPDATE SET address = excluded.address, \
-                     code_hash = excluded.code_hash, expires_at = excluded.expires_at, attempts = 0, \
-                     sends = excluded.sends, window_start = excluded.window_start, \
-                     last_sent_at = excluded.last_sent_at",
+                     code_hash = excluded.code_hash, link_hash = excluded.link_hash, \
+                     expires_at = excluded.expires_at, attempts = 0, sends = excluded.sends, \
+                     window_start = excluded.window_start, last_sent_at = excluded.last_sent_at",
                 )
                 .bind(v.user.0)
                 .bind(v.channel.as_str())
                 .bind(&v.address)
                 .bind(&v.code_hash)
+                .bind(&v.link_hash)
                 .bind(v.expires_at)
                 .bind(sends + 1)
                 .bind(window_start)
@@ -103,25 +182,12 @@ macro_rules! impl_verification_store {
                 .execute(&mut *tx)
                 .await
                 .map_err($crate::store::backend_error)?;
-                // The log keeps a day: older messages of this address go as new ones come.
-                sqlx::query(
-                    "DELETE FROM verification_messages WHERE channel = $1 AND address_hash = $2 AND sent_at <= $3",
-                )
-                .bind(v.channel.as_str())
-                .bind(&hash)
-                .bind(v.now - day)
-                .execute(&mut *tx)
-                .await
-                .map_err($crate::store::backend_error)?;
-                sqlx::query(
-                    "INSERT INTO verification_messages (channel, address_hash, sent_at) VALUES ($1, $2, $3)",
-                )
-                .bind(v.channel.as_str())
-                .bind(&hash)
-                .bind(v.now)
-                .execute(&mut *tx)
-                .await
-                .map_err($crate::store::backend_error)?;
+                // Counts older than a day are worth nothing: swept as new ones come.
+                sqlx::query("DELETE FROM verification_counts WHERE window_start <= $1")
+                    .bind(v.now - day)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err($crate::store::backend_error)?;
                 tx.commit().await.map_err($crate::store::backend_error)?;
                 Ok(Started::Send)
             }
@@ -135,77 +201,55 @@ macro_rules! impl_verification_store {
                 attempts: i64,
             ) -> Result<tickethub_actors::ports::Checked, tickethub_actors::ports::StoreError> {
                 use tickethub_actors::ports::Checked;
-                let Some((column, verified)) = $crate::store::verification::columns(channel) else {
-                    return Ok(Checked::NoCode);
-                };
                 let mut tx = self.writer().begin().await.map_err($crate::store::backend_error)?;
-                let row: Option<(String, String, chrono::DateTime<chrono::Utc>, i64)> = sqlx::query_as(
-                    "SELECT address, code_hash, expires_at, attempts FROM address_verifications \
-                     WHERE user_id = $1 AND channel = $2",
+                // The try is spent before the code is compared, in one statement: guesses sent
+                // at once each spend one, and none is compared past the last.
+                let spent: Option<(String, String, i64)> = sqlx::query_as(
+                    "UPDATE address_verifications SET attempts = attempts + 1 \
+                     WHERE user_id = $1 AND channel = $2 AND attempts < $3 AND expires_at > $4 \
+                     RETURNING address, code_hash, attempts",
                 )
                 .bind(user.0)
                 .bind(channel.as_str())
+                .bind(attempts)
+                .bind(now)
                 .fetch_optional(&mut *tx)
                 .await
                 .map_err($crate::store::backend_error)?;
-                let Some((address, stored, expires_at, tried)) = row else {
+                let Some((address, stored, tried)) = spent else {
                     return Ok(Checked::NoCode);
                 };
-                if expires_at <= now || tried >= attempts {
-                    return Ok(Checked::NoCode);
-                }
                 if !$crate::auth::api_keys::same_hash(code_hash, &stored) {
-                    sqlx::query(
-                        "UPDATE address_verifications SET attempts = attempts + 1 \
-                         WHERE user_id = $1 AND channel = $2",
-                    )
-                    .bind(user.0)
-                    .bind(channel.as_str())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err($crate::store::backend_error)?;
                     tx.commit().await.map_err($crate::store::backend_error)?;
                     return Ok(Checked::Wrong {
-                        left: (attempts - tried - 1).max(0),
+                        left: (attempts - tried).max(0),
                     });
                 }
-                sqlx::query("DELETE FROM address_verifications WHERE user_id = $1 AND channel = $2")
-                    .bind(user.0)
-                    .bind(channel.as_str())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err($crate::store::backend_error)?;
-                // Only the address the code was sent to: one changed since has its own code.
-                let marked = sqlx::query(&format!(
-                    "UPDATE users SET {verified} = $1 WHERE id = $2 AND {column} = $3"
+                self.spend_verification(tx, user.0, channel, &address, now).await
+            }
+
+            async fn check_verification_link(
+                &self,
+                link_hash: &str,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> Result<tickethub_actors::ports::Checked, tickethub_actors::ports::StoreError> {
+                use tickethub_actors::ports::Checked;
+                let mut tx = self.writer().begin().await.map_err($crate::store::backend_error)?;
+                let found: Option<(i64, String)> = sqlx::query_as(&format!(
+                    "SELECT user_id, address FROM address_verifications \
+                     WHERE link_hash = $1 AND channel = 'email' AND expires_at > $2 {}",
+                    $crate::store::verification::row_lock($backend)
                 ))
+                .bind(link_hash)
                 .bind(now)
-                .bind(user.0)
-                .bind(&address)
-                .execute(&mut *tx)
+                .fetch_optional(&mut *tx)
                 .await
                 .map_err($crate::store::backend_error)?;
-                if marked.rows_affected() == 0 {
-                    tx.commit().await.map_err($crate::store::backend_error)?;
+                let Some((user, address)) = found else {
                     return Ok(Checked::NoCode);
-                }
-                let event = tickethub_actors::ports::NewAuditEvent::new(
-                    format!("user:{}", user.0),
-                    "address.verified",
-                    format!("user:{}", user.0),
-                    serde_json::json!({ "channel": channel.as_str() }).to_string(),
-                );
-                Self::audit(&mut tx, &event, now).await?;
-                tx.commit().await.map_err($crate::store::backend_error)?;
-                self.users().changed(user).await;
-                let sql = format!("SELECT {} FROM users WHERE id = $1", $crate::store::USER_COLUMNS);
-                let user = sqlx::query_as::<_, $crate::store::UserRow>(&sql)
-                    .bind(user.0)
-                    .fetch_one(self.writer())
+                };
+                self.spend_verification(tx, user, tickethub_actors::routing::Channel::Email, &address, now)
                     .await
-                    .map_err($crate::store::backend_error)?
-                    .into_user()?;
-                Ok(Checked::Verified(Box::new(user)))
             }
         }
     };

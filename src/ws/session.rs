@@ -29,7 +29,6 @@ use tickethub_actors::ports::{NotificationFilter, Page};
 use tickethub_actors::ticket_domain::TicketId;
 use tickethub_actors::user::{CommandOutcome, Resume, UserCommand, UserMsg};
 use tokio::io::{ReadHalf, WriteHalf};
-use tokio::time::Instant;
 
 use ractor::ActorRef;
 use tickethub_actors::domain::ProjectId;
@@ -642,11 +641,7 @@ fn close_reply(payload: &[u8]) -> Flow {
     Flow::Close(CloseCode::Normal, "")
 }
 
-/// The instant of a Unix time in seconds (now, if it has passed).
-fn instant_at(unix: i64) -> Instant {
-    let left = unix.saturating_sub(Utc::now().timestamp()).max(0);
-    Instant::now() + Duration::from_secs(left as u64)
-}
+use crate::timespan::instant_at;
 
 mod commands;
 mod open;

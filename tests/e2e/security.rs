@@ -288,6 +288,22 @@ async fn a_stranger_cannot_take_a_key_s_name(backend: Backend) {
         .await;
     assert_eq!(status, 400, "{refused}");
     assert!(refused["detail"].as_str().unwrap().starts_with("username:"));
+    // Nor in a spelling that reads the same (U+02D0, a modifier letter that looks like `:`).
+    let (status, refused) = hub
+        .post(
+            "/api/auth/register/",
+            None,
+            json!({"username": "key\u{2d0}ci-bot", "password": "squatter-password"}),
+        )
+        .await;
+    assert_eq!(status, 400, "{refused}");
+    assert!(
+        refused["detail"]
+            .as_str()
+            .unwrap()
+            .contains("kept for API keys"),
+        "{refused}"
+    );
 
     let (status, made) = hub
         .post(
@@ -726,6 +742,18 @@ async fn an_erased_admin_s_open_socket_loses_its_power(backend: Backend) {
     }
 }
 
+/// The token of the link in a verification email.
+fn link_token(text: &str) -> String {
+    let at = text
+        .find("https://tickets.example.test/verify/?token=")
+        .expect("a link")
+        + "https://tickets.example.test/verify/?token=".len();
+    text[at..]
+        .chars()
+        .take_while(char::is_ascii_alphanumeric)
+        .collect()
+}
+
 /// The six-digit code in a verification message.
 fn code_in(text: &str) -> String {
     let at = text.find("code is ").expect("a code") + "code is ".len();
@@ -766,7 +794,7 @@ async fn typed_addresses_get_nothing_but_their_code_until_verified(backend: Back
         .post(
             "/api/auth/register/",
             None,
-            json!({"username": "mallory", "password": "mallory-password",
+            json!({"username": "mallory", "password": "mallory-password", "display_name": "Mallory says: call 555-0100",
                    "email": "victim@example.test", "phone_number": "+15550009999"}),
         )
         .await;
@@ -784,23 +812,36 @@ async fn typed_addresses_get_nothing_but_their_code_until_verified(backend: Back
     // Each address gets its code, and only that.
     let mail = smtp.wait_for(1).await.remove(0);
     assert_eq!(mail.to, vec!["victim@example.test".to_owned()]);
-    let email_code = code_in(&mail.text());
-    assert!(
-        mail.text().contains(&format!(
-            "https://tickets.example.test/verify/?user={}&channel=email&code={email_code}",
-            user.id.0
-        )),
-        "{}",
-        mail.text()
-    );
+    let text = mail.text();
+    let email_code = code_in(&text);
+    // The link carries a token of its own, not the code; the mail carries nothing the
+    // stranger typed (their display name).
+    let token = link_token(&text);
+    assert_eq!(token.len(), 32, "{text}");
+    assert!(!token.contains(&email_code), "{text}");
+    assert!(!text.contains("Mallory"), "{text}");
     let sms = twilio.wait_for(1).await.remove(0);
     assert_eq!(sms.to(), "+15550009999");
     let sms_code = code_in(sms.body());
+    assert!(!sms.body().contains("Mallory"), "{}", sms.body());
     hub.send(&admin, &[&user], json!({"channels": ["email", "sms"]}))
         .await;
     assert_eq!(newest_channels(&hub, &user).await, vec!["websocket"]);
 
-    // A wrong code spends a try; asking again at once is too soon.
+    // Something that is not six digits spends nothing; a wrong code spends a try; asking
+    // again at once is too soon.
+    let (status, body) = hub
+        .post(
+            "/api/users/me/verify/",
+            Some(&hub.token(&user)),
+            json!({"channel": "email", "code": "12345x"}),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("six digits"),
+        "{body}"
+    );
     let wrong = if email_code == "000000" {
         "111111"
     } else {
@@ -830,10 +871,7 @@ async fn typed_addresses_get_nothing_but_their_code_until_verified(backend: Back
     assert!(res.headers().contains_key("retry-after"));
 
     // The email's link: opening it changes nothing, its button confirms.
-    let link = format!(
-        "/verify/?user={}&channel=email&code={email_code}",
-        user.id.0
-    );
+    let link = format!("/verify/?token={token}");
     let page = hub.http.get(hub.url(&link)).send().await.unwrap();
     assert_eq!(page.status(), 200);
     assert!(page.text().await.unwrap().contains("<form method=\"post\""));
@@ -843,10 +881,7 @@ async fn typed_addresses_get_nothing_but_their_code_until_verified(backend: Back
         .http
         .post(hub.url("/verify/"))
         .header("content-type", "application/x-www-form-urlencoded")
-        .body(format!(
-            "user={}&channel=email&code={email_code}",
-            user.id.0
-        ))
+        .body(format!("token={token}"))
         .send()
         .await
         .unwrap();
@@ -921,15 +956,24 @@ async fn typed_addresses_get_nothing_but_their_code_until_verified(backend: Back
     assert!(me["phone_verified_at"].is_string(), "{me}");
     assert_eq!(me["email_verified_at"], Value::Null, "{me}");
 
-    // An address receives at most five codes a day, however many accounts name it.
+    // An address receives at most five codes a day, however many accounts name it, however
+    // it is spelled.
     let mut last = Value::Null;
-    for n in 0..6 {
+    let spellings = [
+        "target@example.test",
+        "Target@example.test",
+        "TARGET@EXAMPLE.TEST",
+        "target@Example.Test",
+        "tarGet@example.test",
+        "target@example.TEST",
+    ];
+    for (n, email) in spellings.iter().enumerate() {
         let (status, body) = hub
             .post(
                 "/api/auth/register/",
                 None,
                 json!({"username": format!("spam{n}"), "password": "spam-password",
-                       "email": "target@example.test"}),
+                       "email": email}),
             )
             .await;
         assert_eq!(status, 201, "{body}");
@@ -938,7 +982,7 @@ async fn typed_addresses_get_nothing_but_their_code_until_verified(backend: Back
     let to_target = |mails: &[crate::fakes::Mail]| {
         mails
             .iter()
-            .filter(|m| m.to == vec!["target@example.test".to_owned()])
+            .filter(|m| m.to.len() == 1 && m.to[0].eq_ignore_ascii_case("target@example.test"))
             .count()
     };
     eventually_ok("five codes reach the address", || async {
@@ -978,6 +1022,272 @@ async fn typed_addresses_get_nothing_but_their_code_until_verified(backend: Back
     );
 }
 
+/// Guesses sent at once each spend a try before they are compared: five are compared, the
+/// rest find no code, and the right code after them finds none either.
+async fn guesses_sent_at_once_each_spend_a_try(backend: Backend) {
+    let twilio = Twilio::start().await;
+    let hub = TestHub::start_with(&backend, |c| twilio.configure(c)).await;
+    let (status, me) = hub
+        .post(
+            "/api/auth/register/",
+            None,
+            json!({"username": "guesser", "password": "guesser-password", "phone_number": "+15550007777"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{me}");
+    let user = hub
+        .store
+        .user_by_id(tickethub_actors::domain::UserId(me["id"].as_i64().unwrap()))
+        .await
+        .unwrap()
+        .unwrap();
+    let code = code_in(twilio.wait_for(1).await[0].body());
+    let wrong: Vec<String> = (0..8)
+        .map(|n| format!("{:06}", (code.parse::<u32>().unwrap() + 1 + n) % 1_000_000))
+        .collect();
+    let token = hub.token(&user);
+    let answers = futures::future::join_all(wrong.iter().map(|guess| {
+        hub.post(
+            "/api/users/me/verify/",
+            Some(&token),
+            json!({"channel": "sms", "code": guess}),
+        )
+    }))
+    .await;
+    let compared = answers
+        .iter()
+        .filter(|(_, b)| {
+            b["detail"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("tries left")
+        })
+        .count();
+    let none = answers
+        .iter()
+        .filter(|(_, b)| {
+            b["detail"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("No code is pending")
+        })
+        .count();
+    assert!(
+        answers.iter().all(|(status, _)| *status == 400),
+        "{answers:?}"
+    );
+    assert_eq!((compared, none), (5, 3), "{answers:?}");
+    let (status, body) = hub
+        .post(
+            "/api/users/me/verify/",
+            Some(&token),
+            json!({"channel": "sms", "code": code}),
+        )
+        .await;
+    assert_eq!(status, 400, "the spent code is no code: {body}");
+}
+
+/// A sender whose power went without the cancelling transaction seeing it (a race, or a key
+/// revoked before its sends were its own) is found out when the send is due: cancelled, not
+/// fired; and one whose role changed under a cached token cannot schedule.
+async fn a_send_whose_sender_lost_its_power_unseen_is_cancelled_when_due(backend: Backend) {
+    let hub = TestHub::start_with(&backend, |c| c.escalation_poll_ms = 100).await;
+    let root = hub.user("root", Role::Admin).await;
+    let ada = hub.user("ada", Role::Developer).await;
+    let (key, _) = make_key(&hub, &root, "legacy", &["notifications:send"]).await;
+    let (status, doomed) = with_key(
+        &hub,
+        reqwest::Method::POST,
+        SEND,
+        &key,
+        Some(later(&ada, "From legacy", ahead())),
+    )
+    .await;
+    assert_eq!(status, 202, "{doomed}");
+    let kept = hub
+        .post_as(
+            &root,
+            SEND,
+            later(&ada, "From root", ahead() + ahead() / 2),
+            202,
+        )
+        .await;
+    // Revoked behind the hub's back: the send is still pending.
+    let revoked = db_number(
+        &hub.db,
+        "UPDATE api_keys SET revoked_at = CURRENT_TIMESTAMP WHERE name = 'legacy' RETURNING id",
+    )
+    .await;
+    assert!(revoked > 0);
+    assert_eq!(
+        scheduled(&hub, &root, &doomed["id"]).await["status"],
+        "PENDING"
+    );
+    let got = arrives(&hub, &ada, "From root").await;
+    assert_eq!(got, vec!["From root".to_owned()]);
+    let seen = scheduled(&hub, &root, &doomed["id"]).await;
+    assert_eq!(seen["status"], "CANCELLED", "{seen}");
+    assert!(
+        seen["detail"].as_str().unwrap().contains("revoked"),
+        "{seen}"
+    );
+    let trail = hub
+        .get_as(
+            &root,
+            &format!("/api/admin/audit/?subject=scheduled_send:{}", doomed["id"]),
+            200,
+        )
+        .await;
+    assert_eq!(trail["results"][0]["actor"], "hub", "{trail}");
+    assert_eq!(scheduled(&hub, &root, &kept["id"]).await["status"], "FIRED");
+
+    // An admin demoted behind the hub's back, whose user is still cached as an admin: the
+    // send is refused where it would be stored.
+    let boss = hub.user("boss", Role::Admin).await;
+    hub.get_as(&boss, "/api/users/me/", 200).await;
+    let demoted = db_number(
+        &hub.db,
+        &format!(
+            "UPDATE users SET role = 'developer' WHERE id = {} RETURNING id",
+            boss.id.0
+        ),
+    )
+    .await;
+    assert_eq!(demoted, boss.id.0);
+    let (status, refused) = hub
+        .post(
+            SEND,
+            Some(&hub.token(&boss)),
+            later(&ada, "From boss", ahead()),
+        )
+        .await;
+    assert_eq!(status, 403, "{refused}");
+    assert!(
+        refused["detail"]
+            .as_str()
+            .unwrap()
+            .contains("no longer an admin"),
+        "{refused}"
+    );
+}
+
+/// Applies the migrations before this release's (up to 0013) to a fresh database, writes
+/// what an older hub would have written, then lets the hub start on it.
+async fn upgrade_from_0013(backend: &Backend, legacy: &str) -> crate::harness::TestDb {
+    use sqlx::Connection;
+    let db = crate::harness::TestDb::create(backend).await;
+    let before = |m: sqlx::migrate::Migrator| sqlx::migrate::Migrator {
+        migrations: std::borrow::Cow::Owned(
+            m.migrations
+                .iter()
+                .filter(|m| m.version <= 13)
+                .cloned()
+                .collect(),
+        ),
+        ..m
+    };
+    if db.url.starts_with("sqlite") {
+        let opts: sqlx::sqlite::SqliteConnectOptions = db.url.parse().unwrap();
+        let mut conn = sqlx::SqliteConnection::connect_with(&opts.create_if_missing(true))
+            .await
+            .unwrap();
+        before(sqlx::migrate!("migrations/sqlite"))
+            .run(&mut conn)
+            .await
+            .unwrap();
+        sqlx::raw_sql(legacy).execute(&mut conn).await.unwrap();
+    } else {
+        let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+        before(sqlx::migrate!("migrations/postgres"))
+            .run(&mut conn)
+            .await
+            .unwrap();
+        sqlx::raw_sql(legacy).execute(&mut conn).await.unwrap();
+    }
+    db
+}
+
+/// A hub upgraded onto an older database gives the sends that could only have come from a key
+/// to that key (cancelling those of a key revoked already), moves the keys' own users into the
+/// keys' namespace, and counts the addresses set before as verified.
+async fn an_upgrade_gives_old_sends_to_their_keys_and_moves_key_users(backend: Backend) {
+    const AT: &str = "'2026-01-01T00:00:00Z'";
+    let legacy = format!(
+        "INSERT INTO users (username, display_name, role, is_superuser, is_active, password_hash, created_at, email) VALUES \
+           ('root', '', 'admin', TRUE, TRUE, 'x', {AT}, 'root@example.test'), \
+           ('billing', 'billing', 'client', FALSE, TRUE, 'x', {AT}, NULL), \
+           ('carol', '', 'client', FALSE, TRUE, 'x', {AT}, 'carol@example.test'), \
+           ('ada', '', 'developer', FALSE, TRUE, 'x', {AT}, NULL), \
+           ('old', 'old', 'client', FALSE, TRUE, 'x', {AT}, NULL); \
+         INSERT INTO api_keys (name, prefix, key_hash, scopes, user_id, created_at, revoked_at) VALUES \
+           ('billing', 'AAAAAAAA', 'x', 'notifications:send', 2, {AT}, NULL), \
+           ('crm', 'BBBBBBBB', 'x', 'notifications:send', 3, {AT}, NULL), \
+           ('old', 'CCCCCCCC', 'x', 'notifications:send', 5, {AT}, {AT}); \
+         INSERT INTO scheduled_sends (created_by, user_ids, notification_type, title, message, data, channels, send_at, status, created_at, updated_at) VALUES \
+           (2, '[4]', 'reminder', 'by billing', 'm', '{{}}', '', '2099-01-01T00:00:00Z', 'PENDING', {AT}, {AT}), \
+           (3, '[4]', 'reminder', 'by crm', 'm', '{{}}', '', '2099-01-01T00:00:00Z', 'PENDING', {AT}, {AT}), \
+           (5, '[4]', 'reminder', 'by old', 'm', '{{}}', '', '2099-01-01T00:00:00Z', 'PENDING', {AT}, {AT}), \
+           (1, '[4]', 'reminder', 'by root', 'm', '{{}}', '', '2099-01-01T00:00:00Z', 'PENDING', {AT}, {AT});"
+    );
+    let db = upgrade_from_0013(&backend, &legacy).await;
+    let hub = TestHub::start_on(db, |_| {}).await;
+    let root = hub
+        .store
+        .user_by_id(tickethub_actors::domain::UserId(1))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        root.email_verified_at.is_some(),
+        "an old address counts as verified"
+    );
+    let sends = hub
+        .get_as(&root, "/api/notifications/scheduled/?page_size=100", 200)
+        .await;
+    let by = |title: &str| {
+        sends["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["title"] == title)
+            .cloned()
+    };
+    assert_eq!(by("by billing").unwrap()["api_key"], "billing", "{sends}");
+    assert_eq!(by("by crm").unwrap()["api_key"], "crm", "{sends}");
+    assert_eq!(by("by root").unwrap()["api_key"], Value::Null, "{sends}");
+    assert!(
+        by("by old").is_none(),
+        "the revoked key's send is cancelled: {sends}"
+    );
+    let cancelled = db_number(
+        &hub.db,
+        "SELECT COUNT(*) FROM scheduled_sends WHERE title = 'by old' AND status = 'CANCELLED'",
+    )
+    .await;
+    assert_eq!(cancelled, 1);
+    // The keys' own users moved; the person a key acts as did not.
+    let users = hub.get_as(&root, "/api/users/?page_size=100", 200).await;
+    let names: Vec<&str> = users["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["username"].as_str().unwrap())
+        .collect();
+    for name in ["key:billing", "key:old", "carol", "root", "ada"] {
+        assert!(names.contains(&name), "{name} in {names:?}");
+    }
+    assert!(!names.contains(&"billing"), "{names:?}");
+    // The name is free for a person now, and still not for a look-alike of the key's.
+    let (status, body) = hub
+        .post(
+            "/api/auth/register/",
+            None,
+            json!({"username": "billing", "password": "billing-password"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+}
+
 use crate::harness::eventually;
 
 crate::trials! {
@@ -988,6 +1298,9 @@ crate::trials! {
         a_device_is_not_taken_over_without_its_own_keys,
         an_erased_admin_s_open_socket_loses_its_power,
         typed_addresses_get_nothing_but_their_code_until_verified,
+        guesses_sent_at_once_each_spend_a_try,
+        a_send_whose_sender_lost_its_power_unseen_is_cancelled_when_due,
+        an_upgrade_gives_old_sends_to_their_keys_and_moves_key_users,
     ],
     tests: [
         device_checks_resolve_through_a_bounded_cached_resolver,

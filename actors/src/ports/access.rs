@@ -49,7 +49,7 @@ pub struct ApiKey {
 #[async_trait]
 pub trait ApiKeyStore: Send + Sync {
     /// Stores a key; a taken name is [`StoreError::Conflict`].
-    async fn create_api_key(&self, key: NewApiKey) -> Result<ApiKey, StoreError>;
+    async fn create_api_key(&self, key: NewApiKey, actor: &str) -> Result<ApiKey, StoreError>;
     /// Every key, revoked ones too, oldest first.
     async fn api_keys(&self) -> Result<Vec<ApiKey>, StoreError>;
     /// The key with this prefix, and its hash.

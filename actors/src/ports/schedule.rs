@@ -83,6 +83,8 @@ pub enum Scheduled {
         /// The cap.
         cap: i64,
     },
+    /// The sender lost the power to send while the request ran: why.
+    Refused(String),
 }
 
 /// What cancelling came to.
@@ -110,12 +112,17 @@ pub enum Fired {
     },
     /// It could not be sent and will not be tried again.
     Failed(String),
+    /// Its sender lost the power it needed before it fired (a key revoked, an admin demoted,
+    /// deactivated or erased): it will not fire; why.
+    Cancelled(String),
 }
 
 /// Scheduled sends.
 #[async_trait]
 pub trait ScheduleStore: Send + Sync {
-    /// Stores a send, at most `cap` pending per sender (a person, or a key); `mark` is the scheduling request's
+    /// Stores a send, at most `cap` pending per sender (a person, or a key), if the sender still
+    /// has the power to send (a key not revoked, acting as an active user; an active admin),
+    /// checked in the transaction that stores it; `mark` is the scheduling request's
     /// idempotency record, marked committed with the row (its resource is the send's id).
     async fn schedule_send(
         &self,
@@ -149,6 +156,8 @@ pub trait ScheduleStore: Send + Sync {
         lease_until: DateTime<Utc>,
         limit: i64,
     ) -> Result<Vec<ScheduledSend>, StoreError>;
+    /// Why the send's sender may no longer send, if so (checked again when it fires).
+    async fn power_lost(&self, send: &ScheduledSend) -> Result<Option<String>, StoreError>;
     /// Settles a claimed send, if `node` still holds it; answers whether it did.
     async fn finish_send(&self, id: i64, node: &str, outcome: Fired) -> Result<bool, StoreError>;
     /// Gives claimed sends back to the queue, due again at `due`.

@@ -23,6 +23,11 @@ pub struct NewVerification {
     pub address: String,
     /// The code's hash (the code itself is sent, never stored).
     pub code_hash: String,
+    /// For an email, the hash of its link's token (a random token of its own: the link may be
+    /// opened without logging in, so it carries no guessable code).
+    pub link_hash: Option<String>,
+    /// The address normalized for counting the messages it receives (an email in lower case).
+    pub address_key: String,
     /// When the code stops working.
     pub expires_at: DateTime<Utc>,
     /// Now.
@@ -92,9 +97,9 @@ pub enum Checked {
 pub trait VerificationStore: Send + Sync {
     /// Stores a new code for the user's current address on the channel, within the limits.
     async fn start_verification(&self, v: NewVerification) -> Result<Started, StoreError>;
-    /// Checks a code (by its hash, compared in constant time): right, the address is marked
-    /// verified and the code is spent, in one transaction, with an `address.verified` event;
-    /// wrong, a try is spent.
+    /// Checks a code (by its hash, compared in constant time), spending a try first: right, the
+    /// address is marked verified and the code is spent, in one transaction, with an
+    /// `address.verified` event; wrong, the try stays spent.
     async fn check_verification(
         &self,
         user: UserId,
@@ -102,5 +107,12 @@ pub trait VerificationStore: Send + Sync {
         code_hash: &str,
         now: DateTime<Utc>,
         attempts: i64,
+    ) -> Result<Checked, StoreError>;
+    /// Verifies the email whose link carries the token hashed as `link_hash`, if the link is
+    /// pending and not expired, as [`VerificationStore::check_verification`] does.
+    async fn check_verification_link(
+        &self,
+        link_hash: &str,
+        now: DateTime<Utc>,
     ) -> Result<Checked, StoreError>;
 }

@@ -278,7 +278,7 @@ inbox!(RetentionStore {
 });
 
 inbox!(ApiKeyStore {
-    fn create_api_key(&self, key: NewApiKey) -> Result<ApiKey, StoreError>;
+    fn create_api_key(&self, key: NewApiKey, actor: &str) -> Result<ApiKey, StoreError>;
     fn api_keys(&self) -> Result<Vec<ApiKey>, StoreError>;
     fn api_key_by_prefix(&self, prefix: &str) -> Result<Option<(ApiKey, String)>, StoreError>;
     fn revoke_api_key(&self, name: &str, at: DateTime<Utc>, actor: &str) -> Result<bool, StoreError>;
@@ -309,6 +309,7 @@ inbox!(ScheduleStore {
     fn finish_send(&self, id: i64, node: &str, outcome: Fired) -> Result<bool, StoreError>;
     fn release_sends(&self, ids: &[i64], node: &str, due: DateTime<Utc>) -> Result<(), StoreError>;
     fn schedule_outlook(&self) -> Result<(i64, Option<DateTime<Utc>>), StoreError>;
+    fn power_lost(&self, send: &ScheduledSend) -> Result<Option<String>, StoreError>;
 });
 
 inbox!(AuditStore {
@@ -319,6 +320,7 @@ inbox!(AuditStore {
 inbox!(VerificationStore {
     fn start_verification(&self, v: NewVerification) -> Result<Started, StoreError>;
     fn check_verification(&self, user: UserId, channel: Channel, code_hash: &str, now: DateTime<Utc>, attempts: i64) -> Result<Checked, StoreError>;
+    fn check_verification_link(&self, link_hash: &str, now: DateTime<Utc>) -> Result<Checked, StoreError>;
 });
 
 #[async_trait]

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::ws::session::commands::page_limit;
+use tokio::time::Instant;
 
 /// A flow as the close it sends: `None` to go on, `Some((code, reason))` to close, and
 /// `Some((0, "dropped"))` to drop the connection.
