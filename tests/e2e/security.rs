@@ -1288,6 +1288,39 @@ async fn an_upgrade_gives_old_sends_to_their_keys_and_moves_key_users(backend: B
     assert_eq!(status, 201, "{body}");
 }
 
+/// A span or time past anything a send needs is a 400 naming its field, not a dropped
+/// connection: the hub stays up and answers the next request.
+async fn huge_delays_and_times_are_refused_naming_their_field() {
+    let hub = TestHub::start(&Backend::Sqlite).await;
+    let root = hub.user("root", Role::Admin).await;
+    let ada = hub.user("ada", Role::Developer).await;
+    for (field, value) in [
+        ("delay", "300000y"),
+        ("delay", "18446744073709551615s"),
+        ("delay", "31d"),
+        ("send_at", "9999-12-31T23:59:59Z"),
+        ("send_at", "0000-01-01T00:00:00Z"),
+    ] {
+        let (status, body) = hub
+            .post(
+                SEND,
+                Some(&hub.token(&root)),
+                send_body(&[ada.id.0], json!({ field: value })),
+            )
+            .await;
+        assert_eq!(status, 400, "{field} = {value}: {body}");
+        assert!(
+            body["detail"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("{field}:")),
+            "{field} = {value}: {body}"
+        );
+    }
+    let (status, _) = hub.get("/healthz", None).await;
+    assert_eq!(status, 200);
+}
+
 use crate::harness::eventually;
 
 crate::trials! {
@@ -1305,6 +1338,7 @@ crate::trials! {
     tests: [
         device_checks_resolve_through_a_bounded_cached_resolver,
         an_admin_read_key_sees_a_webhook_s_host_not_its_url,
+        huge_delays_and_times_are_refused_naming_their_field,
     ],
     sync: [],
 }
