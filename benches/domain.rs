@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use tickethub_actors::domain::{ProjectId, Role, User, UserId};
+use tickethub_actors::domain::{Address, ProjectId, Role, User, UserId};
 use tickethub_actors::routing::{
     channels_for, recipients, Channel, EventType, Parties, Preferences, RoutingTable,
 };
@@ -107,13 +107,10 @@ fn user(id: i64, role: Role) -> User {
         id: UserId(id),
         username: format!("user{id}"),
         display_name: String::new(),
-        email: Some(format!("user{id}@example.test")),
-        whatsapp_number: Some(format!("+1555000{id:04}")),
-        phone_number: None,
-        phone_number_invalid_at: None,
-        email_verified_at: Some(chrono::Utc::now()),
-        whatsapp_verified_at: Some(chrono::Utc::now()),
-        phone_verified_at: Some(chrono::Utc::now()),
+        addresses: vec![
+            Address::verified(Channel::Email, format!("user{id}@example.test")),
+            Address::verified(Channel::Whatsapp, format!("+1555000{id:04}")),
+        ],
         role,
         is_superuser: id == 1,
         is_active: true,

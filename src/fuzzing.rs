@@ -161,16 +161,28 @@ impl RestBody {
             }
             RestBody::Profile => {
                 let p: users::ProfileIn = parse(body)?;
-                users::profile_changes(p.display_name, p.email, p.whatsapp_number, p.phone_number)
-                    .map_err(bad)?;
+                let addresses = crate::http::addresses::changes(
+                    p.email,
+                    p.whatsapp_number,
+                    p.phone_number,
+                    p.addresses,
+                )
+                .map_err(bad)?;
+                users::profile_changes(p.display_name, addresses).map_err(bad)?;
             }
             RestBody::UserChanges => {
                 let c: users::UserChangesIn = parse(body)?;
                 if let Some(role) = &c.role {
                     role.parse::<Role>().map_err(|e| format!("role: {e}"))?;
                 }
-                users::profile_changes(c.display_name, c.email, c.whatsapp_number, c.phone_number)
-                    .map_err(bad)?;
+                let addresses = crate::http::addresses::changes(
+                    c.email,
+                    c.whatsapp_number,
+                    c.phone_number,
+                    c.addresses,
+                )
+                .map_err(bad)?;
+                users::profile_changes(c.display_name, addresses).map_err(bad)?;
             }
             RestBody::TicketCreate => {
                 let t: tickets::CreateIn = parse(body)?;

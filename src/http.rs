@@ -8,6 +8,7 @@ use utoipa_axum::router::OpenApiRouter;
 
 pub use crate::state::{AppState, MetricsAccess};
 
+pub mod addresses;
 pub mod admin;
 pub mod analytics;
 pub mod api_keys;

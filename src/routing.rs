@@ -275,14 +275,27 @@ fn escalation(spec: &toml::Value, default_name: String) -> Result<Policy, String
                 Some(v) => parsed(v, &format!("{what}: `channels`"))?,
                 None => Vec::new(),
             };
+            // A step reaches its recipient again: on a channel of their own, or their devices.
             if let Some(c) = channels.iter().find(|c| {
                 !matches!(
-                    c,
-                    Channel::Email | Channel::Whatsapp | Channel::Sms | Channel::Push
+                    c.reach(),
+                    tickethub_actors::routing::Reach::Personal
+                        | tickethub_actors::routing::Reach::Devices
                 )
             }) {
+                let personal: Vec<Channel> = Channel::all()
+                    .into_iter()
+                    .filter(|c| {
+                        matches!(
+                            c.reach(),
+                            tickethub_actors::routing::Reach::Personal
+                                | tickethub_actors::routing::Reach::Devices
+                        )
+                    })
+                    .collect();
                 return Err(format!(
-                    "{what}: `channels` may name email, whatsapp, sms and push, not {}",
+                    "{what}: `channels` may name {}, not {}",
+                    tickethub_actors::event::listed(&personal, "and"),
                     c.as_str()
                 ));
             }

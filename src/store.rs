@@ -115,18 +115,14 @@ pub(crate) struct UserRow {
     id: i64,
     username: String,
     display_name: String,
-    email: Option<String>,
-    whatsapp_number: Option<String>,
-    phone_number: Option<String>,
-    phone_number_invalid_at: Option<DateTime<Utc>>,
-    email_verified_at: Option<DateTime<Utc>>,
-    whatsapp_verified_at: Option<DateTime<Utc>>,
-    phone_verified_at: Option<DateTime<Utc>>,
     role: String,
     is_superuser: bool,
     is_active: bool,
     token_version: i64,
     created_at: DateTime<Utc>,
+    /// The user's `user_addresses`, a JSON array of `[channel, address, verified_at,
+    /// invalid_at]` (or NULL for none).
+    addresses: Option<String>,
 }
 
 impl UserRow {
@@ -135,13 +131,7 @@ impl UserRow {
             id: UserId(self.id),
             username: self.username,
             display_name: self.display_name,
-            email: self.email,
-            whatsapp_number: self.whatsapp_number,
-            phone_number: self.phone_number,
-            phone_number_invalid_at: self.phone_number_invalid_at,
-            email_verified_at: self.email_verified_at,
-            whatsapp_verified_at: self.whatsapp_verified_at,
-            phone_verified_at: self.phone_verified_at,
+            addresses: addresses_of(self.addresses.as_deref())?,
             role: self
                 .role
                 .parse::<Role>()
@@ -152,6 +142,43 @@ impl UserRow {
             created_at: self.created_at,
         })
     }
+}
+
+/// A user's addresses from their JSON array (`[[channel, address, verified_at, invalid_at],
+/// …]`), in channel order. A channel this hub does not know (a plug-in removed since) is left
+/// out.
+fn addresses_of(json: Option<&str>) -> Result<Vec<tickethub_actors::domain::Address>, StoreError> {
+    type Row = (String, String, Option<String>, Option<String>);
+    let Some(json) = json else {
+        return Ok(Vec::new());
+    };
+    let rows: Vec<Row> = serde_json::from_str(json)
+        .map_err(|e| StoreError::Backend(format!("user addresses: {e}").into()))?;
+    let at = |t: Option<String>| {
+        t.map(|t| {
+            // SQLite keeps what sqlx wrote (RFC 3339); PostgreSQL's JSON writes ISO 8601 with
+            // an offset of `+00:00`, or with a space for older stored text.
+            DateTime::parse_from_rfc3339(&t)
+                .or_else(|_| DateTime::parse_from_rfc3339(&t.replacen(' ', "T", 1)))
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|e| StoreError::Backend(format!("user addresses: `{t}`: {e}").into()))
+        })
+        .transpose()
+    };
+    let mut out = Vec::with_capacity(rows.len());
+    for (channel, address, verified_at, invalid_at) in rows {
+        let Some(channel) = tickethub_actors::routing::Channel::stored(&channel) else {
+            continue;
+        };
+        out.push(tickethub_actors::domain::Address {
+            channel,
+            address,
+            verified_at: at(verified_at)?,
+            invalid_at: at(invalid_at)?,
+        });
+    }
+    out.sort_by_key(|a| a.channel);
+    Ok(out)
 }
 
 #[derive(sqlx::FromRow)]
@@ -174,10 +201,26 @@ impl ProjectRow {
     }
 }
 
-pub(crate) const USER_COLUMNS: &str =
-    "id, username, display_name, email, whatsapp_number, phone_number, phone_number_invalid_at, \
-     email_verified_at, whatsapp_verified_at, phone_verified_at, role, is_superuser, is_active, \
-     token_version, created_at";
+/// The columns of a [`UserRow`] read from `users` on SQLite, addresses included.
+pub(crate) const USER_COLUMNS_SQLITE: &str =
+    "id, username, display_name, role, is_superuser, is_active, token_version, created_at, \
+     (SELECT json_group_array(json_array(a.channel, a.address, a.verified_at, a.invalid_at)) \
+      FROM user_addresses a WHERE a.user_id = users.id) AS addresses";
+
+/// The columns of a [`UserRow`] read from `users` on PostgreSQL, addresses included.
+pub(crate) const USER_COLUMNS_POSTGRES: &str =
+    "id, username, display_name, role, is_superuser, is_active, token_version, created_at, \
+     (SELECT json_agg(json_build_array(a.channel, a.address, a.verified_at, a.invalid_at))::text \
+      FROM user_addresses a WHERE a.user_id = users.id) AS addresses";
+
+/// The columns of a [`UserRow`] on `backend` (`sqlite`, `postgres`), for a query `FROM users`.
+pub(crate) fn user_columns(backend: &str) -> &'static str {
+    if backend == "postgres" {
+        USER_COLUMNS_POSTGRES
+    } else {
+        USER_COLUMNS_SQLITE
+    }
+}
 
 /// The key two usernames must not share: NFKC-normalized, lower-cased, then reduced to its
 /// Unicode confusable skeleton (UTS #39), so that `Admin`, `ａｄｍｉｎ` and `аdmin` (with a
@@ -340,7 +383,7 @@ macro_rules! impl_store {
         $crate::store::inbox::impl_inbox_store!($store, $db);
         $crate::store::stream::impl_stream_store!($store, $db, $lock);
         $crate::store::preferences::impl_preference_store!($store, $db);
-        $crate::store::users::impl_user_store!($store, $db, $lock);
+        $crate::store::users::impl_user_store!($store, $db, $lock, $backend);
         $crate::store::projects::impl_project_store!($store, $db, $lock);
 
         #[async_trait::async_trait]

@@ -396,8 +396,9 @@ pub async fn trace(
                     .into_iter()
                     .filter(|c| {
                         matches!(
-                            c,
-                            Channel::Email | Channel::Whatsapp | Channel::Sms | Channel::Push
+                            c.reach(),
+                            tickethub_actors::routing::Reach::Personal
+                                | tickethub_actors::routing::Reach::Devices
                         )
                     })
                     .map(|c| {

@@ -29,8 +29,14 @@ use tickethub_actors::routing::{Channel, EventType};
 /// templates override the defaults).
 pub const MESSAGE_TYPE: &str = "address_verification";
 
-/// The channels whose addresses a person types for themselves.
-pub const CHANNELS: [Channel; 3] = [Channel::Email, Channel::Whatsapp, Channel::Sms];
+/// The channels whose addresses a person types for themselves: the personal ones.
+pub fn channels() -> Vec<Channel> {
+    Channel::registered()
+        .into_iter()
+        .filter(|(_, reach)| *reach == tickethub_actors::routing::Reach::Personal)
+        .map(|(c, _)| c)
+        .collect()
+}
 
 /// Sends codes and checks them.
 pub struct Verifier {
@@ -44,22 +50,14 @@ pub struct Verifier {
 /// The address `user` has on `channel`, and whether it is verified. A number the SMS provider
 /// refused for good (invalid, or its owner replied STOP) is no address to send a code to.
 pub fn address_of(user: &User, channel: Channel) -> Option<(&str, bool)> {
-    let (address, verified) = match channel {
-        Channel::Email => (user.email.as_deref(), user.email_verified_at),
-        Channel::Whatsapp => (user.whatsapp_number.as_deref(), user.whatsapp_verified_at),
-        Channel::Sms if user.phone_number_invalid_at.is_none() => {
-            (user.phone_number.as_deref(), user.phone_verified_at)
-        }
-        _ => (None, None),
-    };
-    address
-        .filter(|a| !a.is_empty())
-        .map(|a| (a, verified.is_some()))
+    user.address(channel)
+        .filter(|a| a.invalid_at.is_none())
+        .map(|a| (a.address.as_str(), a.verified_at.is_some()))
 }
 
 /// The channel a request names: `email`, `whatsapp` or `sms`.
 pub fn channel_named(name: &str) -> Option<Channel> {
-    CHANNELS.into_iter().find(|c| c.as_str() == name)
+    channels().into_iter().find(|c| c.as_str() == name)
 }
 
 /// The stored form of a code: SHA-256 over the user, the channel and the code.
@@ -103,7 +101,7 @@ impl Verifier {
             store,
             transports: transports
                 .iter()
-                .filter(|(c, _)| CHANNELS.contains(c))
+                .filter(|(c, _)| c.reach() == tickethub_actors::routing::Reach::Personal)
                 .map(|(c, t)| (*c, t.clone()))
                 .collect(),
             public_url,
@@ -168,7 +166,7 @@ impl Verifier {
     /// Starts verifying every unverified address of `user`, as after a sign-up or a profile
     /// change; a channel that may not send now is left for the person to ask again.
     pub async fn start_all(&self, user: &User) {
-        for channel in CHANNELS {
+        for channel in channels() {
             if address_of(user, channel).is_some_and(|(_, verified)| !verified) {
                 match self.start(user, channel).await {
                     Ok(Started::Later { at }) => {

@@ -756,17 +756,16 @@ wire_names!(
     /// A delivery channel.
     ChannelName,
     "A way to reach a user.",
-    Channel::ALL.iter().map(|c| c.as_str())
+    Channel::all().into_iter().map(|c| c.as_str())
 );
 wire_names!(
     /// The channel of one delivery: a push's is its carrier.
     DeliveryChannelName,
     "The channel a delivery went on: the in-app record, email, WhatsApp, SMS, a webhook, or a push carrier (webpush, fcm, apns).",
-    Channel::ALL
-        .iter()
-        .chain(Channel::CARRIERS.iter())
-        .filter(|c| **c != Channel::Push)
-        .map(|c| c.as_str())
+    Channel::registered()
+        .into_iter()
+        .filter(|(c, _)| *c != Channel::Push)
+        .map(|(c, _)| c.as_str())
 );
 
 #[cfg(test)]

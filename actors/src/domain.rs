@@ -98,22 +98,9 @@ pub struct User {
     pub username: String,
     /// The name shown to other people; falls back to the username when empty.
     pub display_name: String,
-    /// Where email notifications go, if anywhere.
-    pub email: Option<String>,
-    /// Where WhatsApp notifications go, if anywhere (E.164 digits).
-    pub whatsapp_number: Option<String>,
-    /// Where SMS notifications go, if anywhere (E.164).
-    pub phone_number: Option<String>,
-    /// When the SMS provider refused `phone_number` for good (not a valid mobile number, or
-    /// its owner unsubscribed): no SMS goes to it until the number is set again.
-    pub phone_number_invalid_at: Option<DateTime<Utc>>,
-    /// When `email` was verified (by its owner's code, or set by an admin); nothing but a
-    /// verification message goes to an unverified address.
-    pub email_verified_at: Option<DateTime<Utc>>,
-    /// When `whatsapp_number` was verified.
-    pub whatsapp_verified_at: Option<DateTime<Utc>>,
-    /// When `phone_number` was verified.
-    pub phone_verified_at: Option<DateTime<Utc>>,
+    /// Where the user's personal channels reach them (email, WhatsApp, SMS, and any other
+    /// channel with an address of each user's own), one per channel.
+    pub addresses: Vec<Address>,
     /// What the user may do.
     pub role: Role,
     /// A super admin receives `user_registered`.
@@ -127,7 +114,46 @@ pub struct User {
     pub created_at: DateTime<Utc>,
 }
 
+/// One of a user's addresses: where a personal channel reaches them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Address {
+    /// The channel.
+    pub channel: crate::event::Channel,
+    /// The address: an email address, a number, a chat id.
+    pub address: String,
+    /// When it was verified (by its owner's code, or set by an admin); nothing but a
+    /// verification message goes to an unverified address.
+    pub verified_at: Option<DateTime<Utc>>,
+    /// When the provider refused it for good (a number that is not a mobile one, or whose
+    /// owner unsubscribed): nothing goes to it until it is set again.
+    pub invalid_at: Option<DateTime<Utc>>,
+}
+
+impl Address {
+    /// A verified address on `channel`, as an admin sets it.
+    pub fn verified(channel: crate::event::Channel, address: impl Into<String>) -> Self {
+        Self {
+            channel,
+            address: address.into(),
+            verified_at: Some(Utc::now()),
+            invalid_at: None,
+        }
+    }
+}
+
 impl User {
+    /// The user's address on `channel`, if they have one.
+    pub fn address(&self, channel: crate::event::Channel) -> Option<&Address> {
+        self.addresses
+            .iter()
+            .find(|a| a.channel == channel && !a.address.is_empty())
+    }
+
+    /// The user's address on `channel` as text, if they have one.
+    pub fn address_of(&self, channel: crate::event::Channel) -> Option<&str> {
+        self.address(channel).map(|a| a.address.as_str())
+    }
+
     /// The name to show for this user.
     pub fn name(&self) -> &str {
         if self.display_name.is_empty() {

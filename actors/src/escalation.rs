@@ -209,10 +209,7 @@ impl EscalationActor {
             Finish::Fired {
                 deliveries, drafts, ..
             } => {
-                let mut c: Vec<Channel> = deliveries
-                    .iter()
-                    .flat_map(|(c, _)| c.queues().iter().copied())
-                    .collect();
+                let mut c: Vec<Channel> = deliveries.iter().flat_map(|(c, _)| c.queues()).collect();
                 c.extend(Deps::queued_channels(drafts));
                 c.sort_by_key(|c| c.as_str());
                 c.dedup();

@@ -337,18 +337,14 @@ impl Deps {
     /// Sends committed notifications to their recipients' live actors and wakes the channel
     /// actors. Never waits on a socket or a provider.
     pub fn deliver(&self, notifications: Vec<Notification>) {
-        self.deliver_queued(notifications, &Channel::OUTBOUND);
+        self.deliver_queued(notifications, &Channel::outbound());
     }
 
     /// The outbound channels some of these drafts queue a delivery on.
     pub fn queued_channels(drafts: &[Draft]) -> Vec<Channel> {
         let mut channels: Vec<Channel> = drafts
             .iter()
-            .flat_map(|d| {
-                d.deliveries
-                    .iter()
-                    .flat_map(|(c, _)| c.queues().iter().copied())
-            })
+            .flat_map(|d| d.deliveries.iter().flat_map(|(c, _)| c.queues()))
             .collect();
         channels.sort_by_key(|c| c.as_str());
         channels.dedup();
@@ -563,13 +559,11 @@ mod tests {
             id: UserId(id),
             username: format!("user{id}"),
             display_name: format!("Üser {id}"),
-            email: email.map(str::to_owned),
-            whatsapp_number: whatsapp.map(str::to_owned),
-            phone_number: None,
-            phone_number_invalid_at: None,
-            email_verified_at: Some(chrono::Utc::now()),
-            whatsapp_verified_at: Some(chrono::Utc::now()),
-            phone_verified_at: Some(chrono::Utc::now()),
+            addresses: email
+                .map(|e| crate::domain::Address::verified(Channel::Email, e))
+                .into_iter()
+                .chain(whatsapp.map(|w| crate::domain::Address::verified(Channel::Whatsapp, w)))
+                .collect(),
             role: Role::Developer,
             is_superuser: false,
             is_active: true,
@@ -635,7 +629,7 @@ mod tests {
 
     #[test]
     fn a_commit_wakes_each_channel_it_queued_on_once() {
-        use Channel::*;
+        use crate::event::channel::*;
         for (drafts, woken) in [
             (vec![], vec![]),
             (vec![draft_with(&[])], vec![]),
@@ -656,7 +650,7 @@ mod tests {
 
     #[test]
     fn reach_says_which_channels_reach_a_user_and_why_the_others_do_not() {
-        use Channel::*;
+        use crate::event::channel::*;
         let mut a = audience(
             vec![
                 reachable(1),
@@ -705,7 +699,7 @@ mod tests {
             assert_eq!((got, not), (reached, missed), "user {id}");
         }
         // With every transport, the in-app and webhook channels still name nobody.
-        let every = audience(vec![reachable(1)], &Channel::ALL);
+        let every = audience(vec![reachable(1)], &Channel::all());
         let (_, missed) = every.reach(&reachable(1), &[Websocket, Webhook], &event);
         assert_eq!(
             missed,
@@ -719,7 +713,7 @@ mod tests {
 
     #[test]
     fn an_event_without_a_route_has_no_drafts() {
-        let a = audience(vec![reachable(1)], &Channel::OUTBOUND);
+        let a = audience(vec![reachable(1)], &Channel::outbound());
         let parties = Parties {
             creator: Some(UserId(1)),
             ..Parties::default()
@@ -731,7 +725,7 @@ mod tests {
 
     #[test]
     fn a_routed_event_drafts_for_its_audiences_less_the_actor_and_the_inactive() {
-        use Channel::*;
+        use crate::event::channel::*;
         let mut inactive = reachable(4);
         inactive.is_active = false;
         let mut a = audience(
@@ -795,7 +789,7 @@ mod tests {
     fn in_app_only_drafts_go_to_the_active_candidates_without_deliveries() {
         let a = Audience {
             in_app_only: Some(vec![UserId(2), UserId(5), UserId(9)]),
-            outbound: Channel::OUTBOUND.to_vec(),
+            outbound: Channel::outbound(),
             ..Audience::default()
         };
         let drafts = a.drafts_for(
@@ -812,7 +806,7 @@ mod tests {
 
     #[test]
     fn webhooks_are_posted_once_per_url_by_the_first_draft_for_every_recipient() {
-        use Channel::*;
+        use crate::event::channel::*;
         let mut a = audience(
             vec![reachable(1), reachable(2), reachable(3)],
             &[Email, Webhook],

@@ -147,13 +147,9 @@ pub struct UserQuery {
 pub struct ProfileChanges {
     /// A new display name.
     pub display_name: Option<String>,
-    /// A new email address, or `Some(None)` to remove it.
-    pub email: Option<Option<String>>,
-    /// A new WhatsApp number, or `Some(None)` to remove it.
-    pub whatsapp_number: Option<Option<String>>,
-    /// A new phone number for SMS, or `Some(None)` to remove it; either way a mark that the
-    /// provider refused the number is cleared.
-    pub phone_number: Option<Option<String>>,
+    /// Addresses to set (`Some`) or remove (`None`), one per personal channel; setting one
+    /// clears any mark that the provider refused it.
+    pub addresses: Vec<(Channel, Option<String>)>,
     /// A new role (admins only).
     pub role: Option<crate::domain::Role>,
     /// Activate or deactivate the account (admins only).

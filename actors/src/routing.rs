@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use crate::domain::{User, UserId};
-pub use crate::event::{Audience, Channel, EventType};
+pub use crate::event::{Audience, Channel, EventType, Reach};
 
 /// Who hears about one event type, and how.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,8 +31,8 @@ impl Default for RoutingTable {
     /// Seed 001's table.
     fn default() -> Self {
         use Audience::*;
-        use Channel::*;
-        let all = vec![Email, Whatsapp, Websocket];
+        let (email, whatsapp, websocket) = (Channel::Email, Channel::Whatsapp, Channel::Websocket);
+        let all = vec![email, whatsapp, websocket];
         let table = [
             (EventType::TicketCreated, vec![Admins], all.clone()),
             (EventType::TicketOpened, vec![Creator], all.clone()),
@@ -42,22 +42,22 @@ impl Default for RoutingTable {
             (
                 EventType::TicketApproved,
                 vec![Admins, Assignees],
-                vec![Websocket, Whatsapp],
+                vec![websocket, whatsapp],
             ),
             (
                 EventType::TicketRejected,
                 vec![Admins, Assignees],
-                vec![Websocket, Whatsapp],
+                vec![websocket, whatsapp],
             ),
             (
                 EventType::CommentAdded,
                 vec![Creator, Assignees],
-                vec![Websocket, Email],
+                vec![websocket, email],
             ),
             (
                 EventType::UserRegistered,
                 vec![SuperAdmins],
-                vec![Websocket, Email],
+                vec![websocket, email],
             ),
         ];
         RoutingTable {
@@ -237,28 +237,23 @@ pub fn reach(
     user: &User,
     prefs: &Preferences,
 ) -> Result<String, Unreached> {
-    let (address, verified) = match channel {
-        Channel::Websocket | Channel::Webhook => return Err(Unreached::NotPersonal),
-        Channel::Email => (user.email.as_ref(), user.email_verified_at),
-        Channel::Whatsapp => (user.whatsapp_number.as_ref(), user.whatsapp_verified_at),
-        Channel::Sms => {
-            let number = user.phone_number.as_ref().filter(|a| !a.is_empty());
-            if number.is_some() && user.phone_number_invalid_at.is_some() {
-                return Err(Unreached::InvalidAddress);
-            }
-            (number, user.phone_verified_at)
-        }
+    let (address, verified) = match channel.reach() {
+        Reach::InApp | Reach::Deployment => return Err(Unreached::NotPersonal),
         // Queued per registered device when committed, at once unless a wait is given.
-        Channel::Push | Channel::Webpush | Channel::Fcm | Channel::Apns => {
+        Reach::Devices | Reach::Carrier => {
             if !prefs.allows(event, Channel::Push) {
                 return Err(Unreached::SwitchedOff);
             }
             return Ok(push_address(None, &Channel::CARRIERS));
         }
+        Reach::Personal => {
+            let address = user.address(channel).ok_or(Unreached::NoAddress)?;
+            if address.invalid_at.is_some() {
+                return Err(Unreached::InvalidAddress);
+            }
+            (&address.address, address.verified_at)
+        }
     };
-    let address = address
-        .filter(|a| !a.is_empty())
-        .ok_or(Unreached::NoAddress)?;
     if verified.is_none() {
         return Err(Unreached::Unverified);
     }
@@ -467,19 +462,20 @@ mod tests {
             vec![A1]
         );
 
-        use Channel::*;
+        use crate::event::channel::*;
         let ch = |e: EventType| {
             let mut c = t.route(&e).unwrap().channels.clone();
             c.sort();
             c
         };
+        // Sorted by name.
         assert_eq!(
             ch(EventType::TicketCreated),
-            vec![Websocket, Email, Whatsapp]
+            vec![Email, Websocket, Whatsapp]
         );
         assert_eq!(ch(EventType::TicketApproved), vec![Websocket, Whatsapp]);
-        assert_eq!(ch(EventType::CommentAdded), vec![Websocket, Email]);
-        assert_eq!(ch(EventType::UserRegistered), vec![Websocket, Email]);
+        assert_eq!(ch(EventType::CommentAdded), vec![Email, Websocket]);
+        assert_eq!(ch(EventType::UserRegistered), vec![Email, Websocket]);
     }
 
     #[test]
@@ -519,13 +515,10 @@ mod tests {
             id: C,
             username: "c".into(),
             display_name: String::new(),
-            email: Some("c@example.test".into()),
-            whatsapp_number: None,
-            phone_number: None,
-            phone_number_invalid_at: None,
-            email_verified_at: Some(chrono::Utc::now()),
-            whatsapp_verified_at: Some(chrono::Utc::now()),
-            phone_verified_at: Some(chrono::Utc::now()),
+            addresses: vec![crate::domain::Address::verified(
+                Channel::Email,
+                "c@example.test",
+            )],
             role: Role::Client,
             is_superuser: false,
             is_active: true,
@@ -539,7 +532,10 @@ mod tests {
             channels_for(&all, &e, &user, &prefs),
             vec![(Channel::Email, "c@example.test".into())]
         );
-        user.whatsapp_number = Some("+15551234567".into());
+        user.addresses.push(crate::domain::Address::verified(
+            Channel::Whatsapp,
+            "+15551234567",
+        ));
         assert_eq!(channels_for(&all, &e, &user, &prefs).len(), 2);
         prefs.set("*", Channel::Email, false);
         assert_eq!(
@@ -559,12 +555,21 @@ mod tests {
             reach(Channel::Sms, &e, &user, &prefs),
             Err(Unreached::NoAddress)
         );
-        user.phone_number = Some("+15557654321".into());
+        user.addresses.push(crate::domain::Address::verified(
+            Channel::Sms,
+            "+15557654321",
+        ));
+        fn sms(user: &mut User) -> &mut crate::domain::Address {
+            user.addresses
+                .iter_mut()
+                .find(|a| a.channel == Channel::Sms)
+                .unwrap()
+        }
         assert_eq!(
             reach(Channel::Sms, &e, &user, &prefs),
             Ok("+15557654321".into())
         );
-        user.phone_number_invalid_at = Some(chrono::Utc::now());
+        sms(&mut user).invalid_at = Some(chrono::Utc::now());
         assert_eq!(
             reach(Channel::Sms, &e, &user, &prefs),
             Err(Unreached::InvalidAddress)
@@ -573,14 +578,14 @@ mod tests {
         assert!(Unreached::InvalidAddress
             .explain(Channel::Sms)
             .contains("refused the user's sms address"));
-        user.phone_number_invalid_at = None;
+        sms(&mut user).invalid_at = None;
         // A number its owner has not proved is theirs gets nothing (but its verification).
-        user.phone_verified_at = None;
+        sms(&mut user).verified_at = None;
         assert_eq!(
             reach(Channel::Sms, &e, &user, &prefs),
             Err(Unreached::Unverified)
         );
-        user.phone_verified_at = Some(chrono::Utc::now());
+        sms(&mut user).verified_at = Some(chrono::Utc::now());
         prefs.set("*", Channel::Sms, false);
         assert_eq!(
             reach(Channel::Sms, &e, &user, &prefs),
@@ -598,7 +603,7 @@ mod tests {
         assert_eq!("sms".parse::<Channel>(), Ok(Channel::Sms));
         assert_eq!(Channel::stored("sms"), Some(Channel::Sms));
         assert_eq!(Channel::Sms.queues(), &[Channel::Sms]);
-        assert!(Channel::OUTBOUND.contains(&Channel::Sms));
+        assert!(Channel::outbound().contains(&Channel::Sms));
     }
 
     #[test]

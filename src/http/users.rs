@@ -4,6 +4,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use tickethub_actors::domain::{NewUser, Role, User};
+use tickethub_actors::routing::Channel;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -111,6 +112,10 @@ pub struct UserOut {
     /// When `phone_number` was verified; null while it waits for its owner's code.
     #[schema(required = true, format = DateTime)]
     phone_verified_at: Option<String>,
+    /// Every address of the user's, by channel (email, whatsapp, sms, and any other channel
+    /// with an address of each user's own): the address, when it was verified, and when its
+    /// provider refused it.
+    addresses: std::collections::BTreeMap<String, super::addresses::AddressOut>,
     /// The role.
     #[schema(value_type = RoleName)]
     role: &'static str,
@@ -125,17 +130,24 @@ pub struct UserOut {
 
 impl From<&User> for UserOut {
     fn from(u: &User) -> Self {
+        let at = |channel: Channel,
+                  when: fn(
+            &tickethub_actors::domain::Address,
+        ) -> Option<chrono::DateTime<chrono::Utc>>| {
+            u.address(channel).and_then(when).map(super::timestamp)
+        };
         Self {
             id: u.id.0,
             username: u.username.clone(),
             display_name: u.name().to_owned(),
-            email: u.email.clone(),
-            whatsapp_number: u.whatsapp_number.clone(),
-            phone_number: u.phone_number.clone(),
-            phone_number_invalid_at: u.phone_number_invalid_at.map(super::timestamp),
-            email_verified_at: u.email_verified_at.map(super::timestamp),
-            whatsapp_verified_at: u.whatsapp_verified_at.map(super::timestamp),
-            phone_verified_at: u.phone_verified_at.map(super::timestamp),
+            email: u.address_of(Channel::Email).map(str::to_owned),
+            whatsapp_number: u.address_of(Channel::Whatsapp).map(str::to_owned),
+            phone_number: u.address_of(Channel::Sms).map(str::to_owned),
+            phone_number_invalid_at: at(Channel::Sms, |a| a.invalid_at),
+            email_verified_at: at(Channel::Email, |a| a.verified_at),
+            whatsapp_verified_at: at(Channel::Whatsapp, |a| a.verified_at),
+            phone_verified_at: at(Channel::Sms, |a| a.verified_at),
+            addresses: super::addresses::addresses_out(u),
             role: u.role.as_str(),
             is_superuser: u.is_superuser,
             is_active: u.is_active,
@@ -457,7 +469,7 @@ async fn register(
     let data = serde_json::json!({
         "user_id": user.id.0,
         "username": user.username,
-        "user_email": user.email,
+        "user_email": user.address_of(Channel::Email),
         "user_full_name": user.name(),
         "user_role": user.role.as_str(),
     });
@@ -565,6 +577,11 @@ pub(crate) struct ProfileIn {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]
     pub(crate) phone_number: Option<Option<String>>,
+    /// Addresses by channel, for any channel with an address of each user's own (`email`,
+    /// `whatsapp`, `sms` and this hub's others); `null` clears one.
+    #[serde(default)]
+    #[schema(value_type = Option<std::collections::BTreeMap<String, Option<String>>>)]
+    pub(crate) addresses: Option<std::collections::BTreeMap<String, Option<String>>>,
 }
 
 /// Tells a field that is absent (`None`) from one that is `null` (`Some(None)`).
@@ -597,13 +614,14 @@ async fn update_me(
 ) -> Result<Json<UserOut>, ApiError> {
     let changes = profile_changes(
         body.display_name,
-        body.email,
-        body.whatsapp_number,
-        body.phone_number,
+        super::addresses::changes(
+            body.email,
+            body.whatsapp_number,
+            body.phone_number,
+            body.addresses,
+        )?,
     )?;
-    let typed = changes.email.is_some()
-        || changes.whatsapp_number.is_some()
-        || changes.phone_number.is_some();
+    let typed = !changes.addresses.is_empty();
     let user = state
         .store
         .update_profile(caller.0.id, changes)
@@ -616,43 +634,18 @@ async fn update_me(
     Ok(Json(UserOut::from(&user)))
 }
 
-/// Validates a name and addresses into profile changes.
+/// Validates a name into profile changes, with the addresses checked already
+/// ([`super::addresses::changes`]).
 pub(crate) fn profile_changes(
     display_name: Option<String>,
-    email: Option<Option<String>>,
-    whatsapp_number: Option<Option<String>>,
-    phone_number: Option<Option<String>>,
+    addresses: Vec<(Channel, Option<String>)>,
 ) -> Result<tickethub_actors::ports::ProfileChanges, ApiError> {
-    let email = email.map(|e| e.filter(|e| !e.trim().is_empty()));
-    if let Some(Some(e)) = &email {
-        if !is_plausible_email(e) {
-            return Err(ApiError::bad_request("email: Enter a valid email address."));
-        }
-    }
-    let whatsapp_number = whatsapp_number.map(|n| n.filter(|n| !n.trim().is_empty()));
-    if let Some(Some(n)) = &whatsapp_number {
-        if !is_plausible_phone(n) {
-            return Err(ApiError::bad_request(
-                "whatsapp_number: Enter a number in international format, e.g. +15551234567.",
-            ));
-        }
-    }
-    let phone_number = phone_number.map(|n| n.filter(|n| !n.trim().is_empty()));
-    if let Some(Some(n)) = &phone_number {
-        if !is_plausible_phone(n) {
-            return Err(ApiError::bad_request(
-                "phone_number: Enter a number in international format, e.g. +15551234567.",
-            ));
-        }
-    }
     if let Some(name) = &display_name {
         check_display_name(name)?;
     }
     Ok(tickethub_actors::ports::ProfileChanges {
         display_name: display_name.map(|n| n.trim().to_owned()),
-        email,
-        whatsapp_number,
-        phone_number,
+        addresses,
         ..Default::default()
     })
 }
@@ -718,6 +711,11 @@ pub(crate) struct UserChangesIn {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]
     pub(crate) phone_number: Option<Option<String>>,
+    /// Addresses by channel, for any channel with an address of each user's own (`email`,
+    /// `whatsapp`, `sms` and this hub's others); `null` clears one.
+    #[serde(default)]
+    #[schema(value_type = Option<std::collections::BTreeMap<String, Option<String>>>)]
+    pub(crate) addresses: Option<std::collections::BTreeMap<String, Option<String>>>,
 }
 
 /// Changes a user (admins): role, active flag, name and addresses.
@@ -761,9 +759,12 @@ async fn update_user(
     }
     let mut changes = profile_changes(
         body.display_name,
-        body.email,
-        body.whatsapp_number,
-        body.phone_number,
+        super::addresses::changes(
+            body.email,
+            body.whatsapp_number,
+            body.phone_number,
+            body.addresses,
+        )?,
     )?;
     changes.role = role;
     changes.is_active = body.is_active;
@@ -915,24 +916,4 @@ pub fn check_display_name(name: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// A cheap shape check; delivery finds out the rest.
-pub fn is_plausible_email(email: &str) -> bool {
-    let mut parts = email.splitn(2, '@');
-    match (parts.next(), parts.next()) {
-        (Some(local), Some(domain)) => {
-            !local.is_empty()
-                && domain.contains('.')
-                && !domain.starts_with('.')
-                && !domain.ends_with('.')
-                && !email.chars().any(char::is_whitespace)
-        }
-        _ => false,
-    }
-}
-
-/// An E.164 number: `+` and 8 to 15 digits.
-pub fn is_plausible_phone(number: &str) -> bool {
-    number
-        .strip_prefix('+')
-        .is_some_and(|d| (8..=15).contains(&d.len()) && d.bytes().all(|b| b.is_ascii_digit()))
-}
+pub use super::addresses::{is_plausible_email, is_plausible_phone};

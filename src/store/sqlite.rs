@@ -98,7 +98,7 @@ impl InlineReader {
         static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
             format!(
                 "SELECT {}, last_seq, acked_seq, sent_seq FROM users WHERE id = ?1",
-                super::USER_COLUMNS
+                super::USER_COLUMNS_SQLITE
             )
         });
         self.try_read(|c| {
@@ -107,7 +107,7 @@ impl InlineReader {
             let Some(row) = rows.next().ok()? else {
                 return Some(None);
             };
-            // By name: the columns are `USER_COLUMNS`, then the cursor's.
+            // By name: the columns are `USER_COLUMNS_SQLITE`, then the cursor's.
             let at = |name: &str| match row.get_ref(name).ok()? {
                 rusqlite::types::ValueRef::Null => Some(None),
                 at => timestamp(at).map(Some),
@@ -116,13 +116,7 @@ impl InlineReader {
                 id: row.get("id").ok()?,
                 username: row.get("username").ok()?,
                 display_name: row.get("display_name").ok()?,
-                email: row.get("email").ok()?,
-                whatsapp_number: row.get("whatsapp_number").ok()?,
-                phone_number: row.get("phone_number").ok()?,
-                phone_number_invalid_at: at("phone_number_invalid_at")?,
-                email_verified_at: at("email_verified_at")?,
-                whatsapp_verified_at: at("whatsapp_verified_at")?,
-                phone_verified_at: at("phone_verified_at")?,
+                addresses: row.get("addresses").ok()?,
                 role: row.get("role").ok()?,
                 is_superuser: row.get("is_superuser").ok()?,
                 is_active: row.get("is_active").ok()?,
@@ -489,6 +483,7 @@ impl SqliteStore {
 mod tests {
     use tickethub_actors::domain::{NewUser, Role, UserId};
     use tickethub_actors::ports::{NotificationCursor, Store, StreamStore, UserStore};
+    use tickethub_actors::routing::Channel;
 
     use super::*;
 
@@ -540,11 +535,11 @@ mod tests {
             .user_and_cursor(user.id.0)
             .unwrap()
             .unwrap();
-        assert!(inline.0.phone_number_invalid_at.is_some());
+        assert!(inline.0.address(Channel::Sms).unwrap().invalid_at.is_some());
         assert_eq!(Some(inline.clone()), pooled(&s, user.id).await);
         assert_eq!(inline.1, s.notification_cursor(user.id).await.unwrap());
         let mut expected = user;
-        expected.phone_number_invalid_at = inline.0.phone_number_invalid_at;
+        expected.addresses = inline.0.addresses.clone();
         assert_eq!(inline.0, expected);
         // No such user: an answer, not a reason to ask the pool.
         assert_eq!(s.inline().unwrap().user_and_cursor(999_999), Some(None));

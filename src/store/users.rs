@@ -2,7 +2,7 @@
 
 /// Implements `UserStore` for a store type.
 macro_rules! impl_user_store {
-    ($store:ty, $db:ty, $lock:literal) => {
+    ($store:ty, $db:ty, $lock:literal, $backend:literal) => {
         impl $store {
             /// The row `sql` finds for `id` (its only parameter), read on a connection held
             /// outside the pool where the store has one free, else through the reader pool.
@@ -32,7 +32,7 @@ macro_rules! impl_user_store {
                 let generation = cache.generation();
                 let mut q = sqlx::QueryBuilder::<$db>::new(format!(
                     "SELECT {} FROM users WHERE id",
-                    $crate::store::USER_COLUMNS
+                    $crate::store::user_columns($backend)
                 ));
                 <$db as $crate::store::IdSet>::push_in(&mut q, ids.iter().map(|id| id.0).collect());
                 let read = q
@@ -49,40 +49,90 @@ macro_rules! impl_user_store {
         }
 
         impl $store {
-            /// Inserts a user; the addresses given count as verified when `vouched`.
+            /// Inserts a user with their addresses, which count as verified when `vouched`.
             async fn insert_user(
                 &self,
                 u: tickethub_actors::domain::NewUser,
                 vouched: bool,
             ) -> Result<tickethub_actors::domain::User, tickethub_actors::ports::StoreError> {
+                use tickethub_actors::routing::Channel;
                 let now = chrono::Utc::now();
-                let verified = |address: &Option<String>| (vouched && address.is_some()).then_some(now);
+                let mut tx = self.writer().begin().await.map_err($crate::store::backend_error)?;
+                let (id,): (i64,) = sqlx::query_as(
+                    "INSERT INTO users (username, display_name, role, is_superuser, is_active, \
+                     password_hash, created_at, username_key) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+                )
+                .bind(&u.username)
+                .bind(&u.display_name)
+                .bind(u.role.as_str())
+                .bind(u.is_superuser)
+                .bind(true)
+                .bind(&u.password_hash)
+                .bind(now)
+                .bind($crate::store::username_key(&u.username))
+                .fetch_one(&mut *tx)
+                .await
+                .map_err($crate::store::backend_error)?;
+                for (channel, address) in [
+                    (Channel::Email, &u.email),
+                    (Channel::Whatsapp, &u.whatsapp_number),
+                    (Channel::Sms, &u.phone_number),
+                ] {
+                    let Some(address) = address.as_deref().filter(|a| !a.is_empty()) else {
+                        continue;
+                    };
+                    Self::set_address(&mut tx, id, channel, address, vouched.then_some(now)).await?;
+                }
+                tx.commit().await.map_err($crate::store::backend_error)?;
+                self.user_row(id).await?.ok_or_else(|| {
+                    tickethub_actors::ports::StoreError::NotFound(format!("user {id}"))
+                })
+            }
+
+            /// Sets a user's address on `channel` in `tx`: a changed address is verified at
+            /// `verified_at` (`None`: it waits for its code), an unchanged one keeps its state,
+            /// and either way a mark that the provider refused it is cleared.
+            pub(crate) async fn set_address(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                user: i64,
+                channel: tickethub_actors::routing::Channel,
+                address: &str,
+                verified_at: Option<chrono::DateTime<chrono::Utc>>,
+            ) -> Result<(), tickethub_actors::ports::StoreError> {
+                sqlx::query(
+                    "INSERT INTO user_addresses (user_id, channel, address, verified_at, invalid_at) \
+                     VALUES ($1, $2, $3, $4, NULL) ON CONFLICT (user_id, channel) DO UPDATE SET \
+                     verified_at = CASE WHEN user_addresses.address = excluded.address \
+                     THEN user_addresses.verified_at ELSE excluded.verified_at END, \
+                     address = excluded.address, invalid_at = NULL",
+                )
+                .bind(user)
+                .bind(channel.as_str())
+                .bind(address)
+                .bind(verified_at)
+                .execute(&mut **tx)
+                .await
+                .map_err($crate::store::backend_error)?;
+                Ok(())
+            }
+
+            /// One user as stored now, read on the writer (past the cache).
+            pub(crate) async fn user_row(
+                &self,
+                id: i64,
+            ) -> Result<Option<tickethub_actors::domain::User>, tickethub_actors::ports::StoreError> {
                 let sql = format!(
-                    "INSERT INTO users (username, display_name, email, whatsapp_number, role, \
-                     is_superuser, is_active, password_hash, created_at, username_key, phone_number, \
-                     email_verified_at, whatsapp_verified_at, phone_verified_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING {}",
-                    $crate::store::USER_COLUMNS
+                    "SELECT {} FROM users WHERE id = $1",
+                    $crate::store::user_columns($backend)
                 );
                 sqlx::query_as::<_, $crate::store::UserRow>(&sql)
-                    .bind(&u.username)
-                    .bind(&u.display_name)
-                    .bind(&u.email)
-                    .bind(&u.whatsapp_number)
-                    .bind(u.role.as_str())
-                    .bind(u.is_superuser)
-                    .bind(true)
-                    .bind(&u.password_hash)
-                    .bind(now)
-                    .bind($crate::store::username_key(&u.username))
-                    .bind(&u.phone_number)
-                    .bind(verified(&u.email))
-                    .bind(verified(&u.whatsapp_number))
-                    .bind(verified(&u.phone_number))
-                    .fetch_one(self.writer())
+                    .bind(id)
+                    .fetch_optional(self.writer())
                     .await
                     .map_err($crate::store::backend_error)?
-                    .into_user()
+                    .map($crate::store::UserRow::into_user)
+                    .transpose()
             }
         }
 
@@ -118,7 +168,7 @@ macro_rules! impl_user_store {
                 let generation = cache.generation();
                 let sql = format!(
                     "SELECT {} FROM users WHERE id = $1",
-                    $crate::store::USER_COLUMNS
+                    $crate::store::user_columns($backend)
                 );
                 let user = sqlx::query_as::<_, $crate::store::UserRow>(&sql)
                     .bind(id.0)
@@ -152,7 +202,7 @@ macro_rules! impl_user_store {
                 }
                 let sql = format!(
                     "SELECT {}, last_seq, acked_seq, sent_seq FROM users WHERE id = $1",
-                    $crate::store::USER_COLUMNS
+                    $crate::store::user_columns($backend)
                 );
                 let row = self.row_by_id(&sql, id.0).await?;
                 let Some(row) = row else { return Ok(None) };
@@ -178,7 +228,7 @@ macro_rules! impl_user_store {
             > {
                 let sql = format!(
                     "SELECT {}, password_hash FROM users WHERE username = $1",
-                    $crate::store::USER_COLUMNS
+                    $crate::store::user_columns($backend)
                 );
                 let row = sqlx::query(&sql)
                     .bind(username)
@@ -202,7 +252,7 @@ macro_rules! impl_user_store {
             {
                 let sql = format!(
                     "SELECT {} FROM users ORDER BY id",
-                    $crate::store::USER_COLUMNS
+                    $crate::store::user_columns($backend)
                 );
                 sqlx::query_as::<_, $crate::store::UserRow>(&sql)
                     .fetch_all(self.reader())
@@ -262,7 +312,7 @@ macro_rules! impl_user_store {
                     .map_err($crate::store::backend_error)?;
                 let mut q = sqlx::QueryBuilder::<$db>::new(format!(
                     "SELECT {} FROM users",
-                    $crate::store::USER_COLUMNS
+                    $crate::store::user_columns($backend)
                 ));
                 conditions(&mut q, &query);
                 q.push(" ORDER BY id LIMIT ")
@@ -287,7 +337,7 @@ macro_rules! impl_user_store {
             {
                 let sql = format!(
                     "SELECT {} FROM users WHERE role = $1 AND is_active = $2 ORDER BY id",
-                    $crate::store::USER_COLUMNS
+                    $crate::store::user_columns($backend)
                 );
                 sqlx::query_as::<_, $crate::store::UserRow>(&sql)
                     .bind(role.as_str())
@@ -352,40 +402,9 @@ macro_rules! impl_user_store {
                 let Some((role_before, active_before)) = before else {
                     return Ok(None);
                 };
-                // An address set anew is verified when someone vouches for it (an admin, the
-                // command line), else it waits for its owner's code; set again unchanged, it
-                // keeps its state.
-                let verified_at = now;
                 let mut q = sqlx::QueryBuilder::<$db>::new("UPDATE users SET id = id");
                 if let Some(name) = &changes.display_name {
                     q.push(", display_name = ").push_bind(name.clone());
-                }
-                for (column, verified, value) in [
-                    ("email", "email_verified_at", &changes.email),
-                    ("whatsapp_number", "whatsapp_verified_at", &changes.whatsapp_number),
-                    ("phone_number", "phone_verified_at", &changes.phone_number),
-                ] {
-                    let Some(value) = value else { continue };
-                    match value {
-                        // Unchanged, it keeps its state (an admin's form that sends back
-                        // what the user typed vouches for nothing); changed, it is verified
-                        // if vouched for, else it waits for its code.
-                        Some(address) => {
-                            q.push(format!(", {verified} = CASE WHEN {column} = "))
-                                .push_bind(address.clone())
-                                .push(format!(" THEN {verified} ELSE "))
-                                .push_bind(changes.vouched.then_some(verified_at))
-                                .push(" END");
-                        }
-                        None => {
-                            q.push(format!(", {verified} = NULL"));
-                        }
-                    }
-                    q.push(format!(", {column} = ")).push_bind(value.clone());
-                }
-                if changes.phone_number.is_some() {
-                    // A number set (again) is tried again, even one the provider refused.
-                    q.push(", phone_number_invalid_at = NULL");
                 }
                 if let Some(role) = changes.role {
                     q.push(", role = ").push_bind(role.as_str());
@@ -419,6 +438,25 @@ macro_rules! impl_user_store {
                     .execute(&mut *tx)
                     .await
                     .map_err($crate::store::backend_error)?;
+                // An address set anew is verified when someone vouches for it (an admin, the
+                // command line), else it waits for its owner's code; set again unchanged, it
+                // keeps its state (an admin's form that sends back what the user typed vouches
+                // for nothing).
+                for (channel, address) in &changes.addresses {
+                    match address.as_deref().filter(|a| !a.is_empty()) {
+                        Some(address) => {
+                            Self::set_address(&mut tx, user.0, *channel, address, changes.vouched.then_some(now)).await?;
+                        }
+                        None => {
+                            sqlx::query("DELETE FROM user_addresses WHERE user_id = $1 AND channel = $2")
+                                .bind(user.0)
+                                .bind(channel.as_str())
+                                .execute(&mut *tx)
+                                .await
+                                .map_err($crate::store::backend_error)?;
+                        }
+                    }
+                }
                 // Powers taken away take the sends that needed them: a person no longer an
                 // admin, their own; a deactivated user, theirs and their keys'.
                 let actor = changes.by.clone().unwrap_or_else(|| format!("user:{}", user.0));
@@ -485,7 +523,7 @@ macro_rules! impl_user_store {
                 self.users().changed(user).await;
                 let sql = format!(
                     "SELECT {} FROM users WHERE id = $1",
-                    $crate::store::USER_COLUMNS
+                    $crate::store::user_columns($backend)
                 );
                 sqlx::query_as::<_, $crate::store::UserRow>(&sql)
                     .bind(user.0)
@@ -505,7 +543,7 @@ macro_rules! impl_user_store {
                 let mut tx = self.writer().begin().await.map_err($crate::store::backend_error)?;
                 let found = sqlx::query_as::<_, $crate::store::UserRow>(&format!(
                     "SELECT {} FROM users WHERE id = $1",
-                    $crate::store::USER_COLUMNS
+                    $crate::store::user_columns($backend)
                 ))
                 .bind(user.0)
                 .fetch_optional(&mut *tx)
@@ -560,6 +598,7 @@ macro_rules! impl_user_store {
                     "stream_events",
                     "project_members",
                     "devices",
+                    "user_addresses",
                 ] {
                     sqlx::query(&format!("DELETE FROM {table} WHERE user_id = $1"))
                         .bind(user.0)
@@ -568,21 +607,18 @@ macro_rules! impl_user_store {
                         .map_err($crate::store::backend_error)?;
                 }
                 let key = format!("erased-{}", user.0);
-                let row = sqlx::query_as::<_, $crate::store::UserRow>(&format!(
+                sqlx::query(
                     "UPDATE users SET username = $1, username_key = $1, display_name = $2, \
-                     email = NULL, whatsapp_number = NULL, phone_number = NULL, \
-                     phone_number_invalid_at = NULL, email_verified_at = NULL, \
-                     whatsapp_verified_at = NULL, phone_verified_at = NULL, password_hash = '!', \
+                     password_hash = '!', \
                      is_active = $3, is_superuser = $3, token_version = token_version + 1, \
-                     erased_at = $4 WHERE id = $5 RETURNING {}",
-                    $crate::store::USER_COLUMNS
-                ))
+                     erased_at = $4 WHERE id = $5",
+                )
                 .bind(&key)
                 .bind(erased_name)
                 .bind(false)
                 .bind(chrono::Utc::now())
                 .bind(user.0)
-                .fetch_one(&mut *tx)
+                .execute(&mut *tx)
                 .await
                 .map_err($crate::store::backend_error)?;
                 let now = chrono::Utc::now();
@@ -608,7 +644,7 @@ macro_rules! impl_user_store {
                 Self::audit(&mut tx, &event, now).await?;
                 tx.commit().await.map_err($crate::store::backend_error)?;
                 self.users().changed(user).await;
-                row.into_user().map(Some)
+                self.user_row(user.0).await
             }
 
             async fn notification_cursor(
@@ -672,8 +708,8 @@ macro_rules! impl_user_store {
                 let mut tx = self.writer().begin().await.map_err($crate::store::backend_error)?;
                 // Only the number refused: one the user set meanwhile is tried as usual.
                 let marked = sqlx::query(
-                    "UPDATE users SET phone_number_invalid_at = $1 \
-                     WHERE id = $2 AND phone_number = $3 AND phone_number_invalid_at IS NULL",
+                    "UPDATE user_addresses SET invalid_at = $1 \
+                     WHERE user_id = $2 AND channel = 'sms' AND address = $3 AND invalid_at IS NULL",
                 )
                 .bind(at)
                 .bind(user.0)

@@ -3,16 +3,6 @@
 
 use tickethub_actors::routing::Channel;
 
-/// The user's columns for a channel's address: the address, and when it was verified.
-pub(crate) fn columns(channel: Channel) -> Option<(&'static str, &'static str)> {
-    match channel {
-        Channel::Email => Some(("email", "email_verified_at")),
-        Channel::Whatsapp => Some(("whatsapp_number", "whatsapp_verified_at")),
-        Channel::Sms => Some(("phone_number", "phone_verified_at")),
-        _ => None,
-    }
-}
-
 /// How an address is kept in the message counts: the SHA-256 of its normalized form.
 pub(crate) fn address_hash(channel: Channel, address_key: &str) -> String {
     crate::auth::api_keys::hash(&format!("{}:{address_key}", channel.as_str()))
@@ -44,9 +34,6 @@ macro_rules! impl_verification_store {
                 now: chrono::DateTime<chrono::Utc>,
             ) -> Result<tickethub_actors::ports::Checked, tickethub_actors::ports::StoreError> {
                 use tickethub_actors::ports::Checked;
-                let Some((column, verified)) = $crate::store::verification::columns(channel) else {
-                    return Ok(Checked::NoCode);
-                };
                 sqlx::query("DELETE FROM address_verifications WHERE user_id = $1 AND channel = $2")
                     .bind(user)
                     .bind(channel.as_str())
@@ -54,11 +41,13 @@ macro_rules! impl_verification_store {
                     .await
                     .map_err($crate::store::backend_error)?;
                 // Only the address the code was sent to: one changed since has its own code.
-                let marked = sqlx::query(&format!(
-                    "UPDATE users SET {verified} = $1 WHERE id = $2 AND {column} = $3"
-                ))
+                let marked = sqlx::query(
+                    "UPDATE user_addresses SET verified_at = $1 \
+                     WHERE user_id = $2 AND channel = $3 AND address = $4",
+                )
                 .bind(now)
                 .bind(user)
+                .bind(channel.as_str())
                 .bind(address)
                 .execute(&mut *tx)
                 .await
@@ -77,13 +66,9 @@ macro_rules! impl_verification_store {
                 tx.commit().await.map_err($crate::store::backend_error)?;
                 let id = tickethub_actors::domain::UserId(user);
                 self.users().changed(id).await;
-                let sql = format!("SELECT {} FROM users WHERE id = $1", $crate::store::USER_COLUMNS);
-                let user = sqlx::query_as::<_, $crate::store::UserRow>(&sql)
-                    .bind(user)
-                    .fetch_one(self.writer())
-                    .await
-                    .map_err($crate::store::backend_error)?
-                    .into_user()?;
+                let user = self.user_row(user).await?.ok_or_else(|| {
+                    tickethub_actors::ports::StoreError::NotFound(format!("user {user}"))
+                })?;
                 Ok(Checked::Verified(Box::new(user)))
             }
         }
@@ -94,22 +79,28 @@ macro_rules! impl_verification_store {
                 &self,
                 v: tickethub_actors::ports::NewVerification,
             ) -> Result<tickethub_actors::ports::Started, tickethub_actors::ports::StoreError> {
-                use tickethub_actors::ports::{Started, StoreError};
-                let (column, verified) = $crate::store::verification::columns(v.channel)
-                    .ok_or_else(|| StoreError::NotFound(format!("no addresses on {}", v.channel.as_str())))?;
+                use tickethub_actors::ports::Started;
                 let day = chrono::Duration::days(1);
                 let gap = chrono::Duration::from_std(v.limits.gap).unwrap_or(day);
                 let mut tx = self.writer().begin().await.map_err($crate::store::backend_error)?;
                 // The user's row is held until the end: their requests take turns.
+                sqlx::query(&format!(
+                    "SELECT id FROM users WHERE id = $1 {}",
+                    $crate::store::verification::row_lock($backend)
+                ))
+                .bind(v.user.0)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err($crate::store::backend_error)?;
                 let current: Option<(Option<String>, Option<chrono::DateTime<chrono::Utc>>)> =
-                    sqlx::query_as(&format!(
-                        "SELECT {column}, {verified} FROM users WHERE id = $1 {}",
-                        $crate::store::verification::row_lock($backend)
-                    ))
-                        .bind(v.user.0)
-                        .fetch_optional(&mut *tx)
-                        .await
-                        .map_err($crate::store::backend_error)?;
+                    sqlx::query_as(
+                        "SELECT address, verified_at FROM user_addresses WHERE user_id = $1 AND channel = $2",
+                    )
+                    .bind(v.user.0)
+                    .bind(v.channel.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err($crate::store::backend_error)?;
                 match current {
                     Some((Some(address), _)) if address != v.address => return Ok(Started::NoAddress),
                     Some((Some(_), Some(_))) => return Ok(Started::Verified),

@@ -53,17 +53,22 @@ fn timeline_times_are_utc_to_the_millisecond() {
 
 #[test]
 fn a_recipient_sees_nothing_of_a_webhook_s_destination_or_answer() {
-    use Channel::*;
+    let (email, whatsapp, webhook, websocket) = (
+        Channel::Email,
+        Channel::Whatsapp,
+        Channel::Webhook,
+        Channel::Websocket,
+    );
     // (viewer, channel, whether the address and the error are shown)
     for (viewer, channel, shown) in [
-        (Viewer::Operator, Email, true),
-        (Viewer::Operator, Whatsapp, true),
-        (Viewer::Operator, Webhook, true),
-        (Viewer::Operator, Websocket, true),
-        (Viewer::Recipient, Email, true),
-        (Viewer::Recipient, Whatsapp, true),
-        (Viewer::Recipient, Websocket, true),
-        (Viewer::Recipient, Webhook, false),
+        (Viewer::Operator, email, true),
+        (Viewer::Operator, whatsapp, true),
+        (Viewer::Operator, webhook, true),
+        (Viewer::Operator, websocket, true),
+        (Viewer::Recipient, email, true),
+        (Viewer::Recipient, whatsapp, true),
+        (Viewer::Recipient, websocket, true),
+        (Viewer::Recipient, webhook, false),
     ] {
         let address = shown.then_some("dest");
         let error = shown.then_some("550 mailbox full");
@@ -81,10 +86,10 @@ fn a_recipient_sees_nothing_of_a_webhook_s_destination_or_answer() {
     }
     // An `admin:read` key sees a webhook's scheme and host, not its path or query.
     let url = "https://hooks.example.com:8443/services/T000/B000/XXXXSECRET?token=abc";
-    let shown = Viewer::Key.address(Webhook, url).unwrap();
+    let shown = Viewer::Key.address(webhook, url).unwrap();
     assert_eq!(shown, "https://hooks.example.com:8443/…");
     assert_eq!(
-        Viewer::Key.address(Email, "a@example.com").as_deref(),
+        Viewer::Key.address(email, "a@example.com").as_deref(),
         Some("a@example.com")
     );
     assert_eq!(super::masked_url("not a url"), "…");

@@ -150,7 +150,10 @@ async fn scene(
         .update_profile(
             cid.id,
             tickethub_actors::ports::ProfileChanges {
-                email: Some(Some("cid@invalid.test".into())),
+                addresses: vec![(
+                    tickethub_actors::routing::Channel::Email,
+                    Some("cid@invalid.test".into()),
+                )],
                 // Set as an admin would: verified.
                 vouched: true,
                 ..Default::default()

@@ -394,7 +394,10 @@ async fn operator_page_charts_delivery_analytics() {
         .update_profile(
             cora.id,
             tickethub_actors::ports::ProfileChanges {
-                email: Some(Some("cora@invalid.test".into())),
+                addresses: vec![(
+                    tickethub_actors::routing::Channel::Email,
+                    Some("cora@invalid.test".into()),
+                )],
                 // Set as an admin would: verified.
                 vouched: true,
                 ..Default::default()

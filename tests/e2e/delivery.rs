@@ -38,12 +38,18 @@ pub(crate) async fn vouch(
 /// A user's WhatsApp number, set as an admin sets it: verified at once.
 pub(crate) async fn set_whatsapp(hub: &TestHub, user: &User, number: &str) {
     let changes = tickethub_actors::ports::ProfileChanges {
-        whatsapp_number: Some(Some(number.to_owned())),
+        addresses: vec![(
+            tickethub_actors::routing::Channel::Whatsapp,
+            Some(number.to_owned()),
+        )],
         ..Default::default()
     };
     let changed = vouch(hub, user, changes).await;
-    assert_eq!(changed.whatsapp_number.as_deref(), Some(number));
-    assert!(changed.whatsapp_verified_at.is_some());
+    let address = changed
+        .address(tickethub_actors::routing::Channel::Whatsapp)
+        .unwrap();
+    assert_eq!(address.address, number);
+    assert!(address.verified_at.is_some());
 }
 
 /// Fast retries for tests.

@@ -812,7 +812,10 @@ async fn kill_9_loses_no_step_and_fires_none_twice(backend: Backend) {
             .update_profile(
                 d.id,
                 tickethub_actors::ports::ProfileChanges {
-                    whatsapp_number: Some(Some(format!("+1555000{i:04}"))),
+                    addresses: vec![(
+                        tickethub_actors::routing::Channel::Whatsapp,
+                        Some(format!("+1555000{i:04}")),
+                    )],
                     // Set as an admin would: verified.
                     vouched: true,
                     ..Default::default()
@@ -940,8 +943,16 @@ async fn reading_on_another_node_cancels_the_remaining_steps() {
         .update_profile(
             dev.id,
             tickethub_actors::ports::ProfileChanges {
-                whatsapp_number: Some(Some("+15550009999".into())),
-                email: Some(Some("dev@example.test".into())),
+                addresses: vec![
+                    (
+                        tickethub_actors::routing::Channel::Whatsapp,
+                        Some("+15550009999".into()),
+                    ),
+                    (
+                        tickethub_actors::routing::Channel::Email,
+                        Some("dev@example.test".into()),
+                    ),
+                ],
                 // Set as an admin would: verified.
                 vouched: true,
                 ..Default::default()

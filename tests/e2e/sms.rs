@@ -44,7 +44,10 @@ async fn patch_me(hub: &TestHub, user: &User, body: Value) -> (u16, Value) {
 /// `security.rs`). Answers them as they are now.
 async fn set_phone(hub: &TestHub, user: &User, number: Value) -> Value {
     let changes = tickethub_actors::ports::ProfileChanges {
-        phone_number: Some(number.as_str().map(str::to_owned)),
+        addresses: vec![(
+            tickethub_actors::routing::Channel::Sms,
+            number.as_str().map(str::to_owned),
+        )],
         ..Default::default()
     };
     crate::delivery::vouch(hub, user, changes).await;

@@ -62,7 +62,10 @@ async fn users_round_trip(backend: Backend) {
     assert_eq!(a.username, "ann");
     assert_eq!(a.name(), "ann");
     assert!(a.is_superuser && a.is_active);
-    assert_eq!(a.whatsapp_number.as_deref(), Some("+15550001111"));
+    assert_eq!(
+        a.address_of(tickethub_actors::routing::Channel::Whatsapp),
+        Some("+15550001111")
+    );
 
     assert!(matches!(
         store.create_user(new_user("ann", Role::Client)).await,
