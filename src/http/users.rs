@@ -61,7 +61,7 @@ impl From<&User> for PublicUserOut {
 #[serde(untagged)]
 pub enum ShownUser {
     /// Every field.
-    Full(UserOut),
+    Full(Box<UserOut>),
     /// The public fields.
     Public(PublicUserOut),
 }
@@ -69,7 +69,7 @@ pub enum ShownUser {
 /// A user as `viewer` may see them.
 fn shown_to(viewer: &Caller, u: &User) -> ShownUser {
     if viewer.is_admin() || viewer.0.id == u.id {
-        ShownUser::Full(UserOut::from(u))
+        ShownUser::Full(Box::new(UserOut::from(u)))
     } else {
         ShownUser::Public(PublicUserOut::from(u))
     }
