@@ -117,6 +117,8 @@ impl Application {
     /// actors and binds the listener.
     pub async fn build(config: ServeConfig) -> Result<Self, BuildError> {
         config.validate()?;
+        // Every channel plug-in's name, before anything names one (the routing file).
+        crate::channels::register();
         // The routing file is read before anything is written: a bad one changes nothing.
         let routing = if config.demo && config.routing.is_none() {
             crate::routing::demo()
@@ -145,7 +147,7 @@ impl Application {
         };
         let auth = Arc::new(Auth::from_config(&config, secret.as_deref())?);
         let vapid = vapid_key(&config)?.map(Arc::new);
-        if vapid.is_some() && config.webpush_subject.is_none() {
+        if vapid.is_some() && config.channels.webpush.webpush_subject.is_none() {
             tracing::warn!(
                 "Web Push is on without --webpush-subject: Apple's push service refuses pushes that name no contact"
             );
@@ -178,7 +180,7 @@ impl Application {
                 )
             })?),
         };
-        let delivery = crate::delivery::build(&config, vapid.clone())?;
+        let delivery = delivery_config(&config, vapid.clone())?;
         let verifier = Arc::new(crate::verification::Verifier::new(
             store.clone(),
             &delivery.transports,
@@ -277,10 +279,10 @@ impl Application {
             registration: config.registration,
             push: Arc::new(crate::state::PushSettings {
                 vapid_public_key: vapid.as_ref().map(|k| k.public_key.clone()),
-                allow_private: config.push_allow_private,
-                device_cap: config.push_device_cap,
-                fcm: config.fcm_service_account.is_some(),
-                apns: config.apns_key.is_some(),
+                allow_private: config.channels.push.push_allow_private,
+                device_cap: config.channels.push.push_device_cap,
+                fcm: config.channels.fcm.fcm_service_account.is_some(),
+                apns: config.channels.apns.apns_key.is_some(),
             }),
             verifier,
             dns: Arc::new(
@@ -524,10 +526,50 @@ fn watch_user_cache(
 
 /// The Web Push key: the file `--webpush-vapid-key` names; else, for an embedded hub, the one
 /// kept beside its database (a fresh one for an in-memory database); else none, and Web Push
+/// Builds the transports the configuration turns on, one per channel plug-in whose settings
+/// turn it on (see `crate::channels`): email always (SMTP, or `.eml` files in the outbox
+/// folder), WhatsApp with a token and phone-number id, SMS with a Twilio account SID, auth
+/// token and sender, webhooks with URLs, Web Push with a VAPID key, FCM with a service account,
+/// APNs with a token key.
+fn delivery_config(
+    config: &ServeConfig,
+    vapid: Option<Arc<crate::channels::push::VapidKey>>,
+) -> Result<tickethub_actors::DeliveryConfig, ConfigError> {
+    // reqwest and lettre share rustls with the ring provider.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let templates = Arc::new(crate::delivery::templates::Templates::load(
+        config.templates_dir.as_deref(),
+    )?);
+    let timeout = Duration::from_secs(config.delivery_timeout.max(1));
+    let ctx = crate::channels::Context {
+        templates,
+        timeout,
+        vapid,
+    };
+    let transports = crate::channels::transports(&config.channels, &ctx)?;
+    Ok(tickethub_actors::DeliveryConfig {
+        transports,
+        destinations: crate::channels::destinations(&config.channels),
+        policy: tickethub_actors::delivery::RetryPolicy {
+            max_attempts: config.delivery_max_attempts,
+            base_backoff: Duration::from_millis(config.delivery_backoff_ms.max(1)),
+            max_backoff: Duration::from_millis(config.delivery_backoff_max_ms.max(1)),
+            concurrency: config.delivery_concurrency,
+            lease: match config.delivery_lease {
+                0 => (timeout * 4).max(Duration::from_secs(30)),
+                secs => Duration::from_secs(secs),
+            },
+            circuit_threshold: config.circuit_threshold,
+            circuit_cooldown: Duration::from_millis(config.circuit_cooldown_ms),
+            poll_interval: Duration::from_millis(config.delivery_poll_ms.max(10)),
+        },
+    })
+}
+
 /// is off (hubs sharing a PostgreSQL database must share one key, so it is never made up).
-fn vapid_key(config: &ServeConfig) -> Result<Option<crate::delivery::push::VapidKey>, BuildError> {
-    use crate::delivery::push::VapidKey;
-    if let Some(path) = &config.webpush_vapid_key {
+fn vapid_key(config: &ServeConfig) -> Result<Option<crate::channels::push::VapidKey>, BuildError> {
+    use crate::channels::push::VapidKey;
+    if let Some(path) = &config.channels.webpush.webpush_vapid_key {
         return Ok(Some(VapidKey::load(path)?));
     }
     if crate::config::database_kind(&config.database_url)? != DatabaseKind::Sqlite {

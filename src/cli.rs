@@ -401,7 +401,7 @@ mod tests {
         let path = f.path().to_str().unwrap().to_owned();
         let c = serve(parse(["tickethub", "--config", &path, "serve"]).unwrap());
         assert_eq!(
-            c.whatsapp_templates,
+            c.channels.whatsapp.whatsapp_templates,
             ["ticket_assigned=assigned_v2,en", "ticket_closed=closed"]
         );
         // A string is still a comma-separated list, as on the command line.
@@ -450,7 +450,7 @@ mod tests {
         );
         assert!(c.demo);
         // Values are taken as written: a secret of digits keeps its leading zero.
-        assert_eq!(c.webhook_secret.as_deref(), Some("0123"));
+        assert_eq!(c.channels.webhook.webhook_secret.as_deref(), Some("0123"));
     }
 
     #[test]

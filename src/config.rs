@@ -419,169 +419,9 @@ pub struct ServeConfig {
     #[arg(long, env = "TICKETHUB_ROUTING")]
     pub routing: Option<PathBuf>,
 
-    /// SMTP server for email, e.g. `smtp://user:pass@host:587?tls=required`. Without it, each
-    /// email is written as an `.eml` file into `--mail-outbox-dir`.
-    #[arg(long, env = "TICKETHUB_SMTP_URL", hide_env_values = true)]
-    pub smtp_url: Option<String>,
-
-    /// PEM file of a certificate authority to trust for the SMTP server's certificate (a
-    /// relay with a private CA), besides the public roots. Needs TLS in `--smtp-url`
-    /// (`smtps://` or `?tls=required|opportunistic`).
-    #[arg(long, env = "TICKETHUB_SMTP_CA_FILE")]
-    pub smtp_ca_file: Option<PathBuf>,
-
-    /// The sender of emails.
-    #[arg(
-        long,
-        env = "TICKETHUB_SMTP_FROM",
-        default_value = "tickethub <noreply@tickethub.local>"
-    )]
-    pub smtp_from: String,
-
-    /// Folder that receives emails as `.eml` files when no SMTP server is configured.
-    #[arg(long, env = "TICKETHUB_MAIL_OUTBOX_DIR", default_value = "mail-outbox")]
-    pub mail_outbox_dir: PathBuf,
-
-    /// WhatsApp Cloud API base URL.
-    #[arg(
-        long,
-        env = "TICKETHUB_WHATSAPP_API_URL",
-        default_value = "https://graph.facebook.com/v21.0"
-    )]
-    pub whatsapp_api_url: String,
-
-    /// WhatsApp Cloud API access token; WhatsApp is off without it.
-    #[arg(long, env = "TICKETHUB_WHATSAPP_TOKEN", hide_env_values = true)]
-    pub whatsapp_token: Option<String>,
-
-    /// WhatsApp Cloud API phone-number id that sends the messages.
-    #[arg(long, env = "TICKETHUB_WHATSAPP_PHONE_NUMBER_ID")]
-    pub whatsapp_phone_number_id: Option<String>,
-
-    /// `template` (business-initiated messages need approved templates) or `text`.
-    #[arg(
-        long,
-        env = "TICKETHUB_WHATSAPP_MODE",
-        value_enum,
-        default_value = "template"
-    )]
-    pub whatsapp_mode: WhatsappMode,
-
-    /// Template language code used when a template names none.
-    #[arg(long, env = "TICKETHUB_WHATSAPP_LANGUAGE", default_value = "en_US")]
-    pub whatsapp_language: String,
-
-    /// Template per notification type, comma-separated `type=name[:language]`; a type not
-    /// listed uses a template named like the type.
-    #[arg(long, env = "TICKETHUB_WHATSAPP_TEMPLATES", value_delimiter = ',')]
-    pub whatsapp_templates: Vec<String>,
-
-    /// Twilio account SID (`AC…`); SMS is on once it, the auth token and the sender are set.
-    #[arg(long, env = "TICKETHUB_TWILIO_ACCOUNT_SID")]
-    pub twilio_account_sid: Option<String>,
-
-    /// Twilio auth token of the account.
-    #[arg(long, env = "TICKETHUB_TWILIO_AUTH_TOKEN", hide_env_values = true)]
-    pub twilio_auth_token: Option<String>,
-
-    /// The sender of SMS: a Twilio phone number (E.164), an alphanumeric sender id, or a
-    /// Messaging Service SID (`MG…`).
-    #[arg(long, env = "TICKETHUB_TWILIO_FROM")]
-    pub twilio_from: Option<String>,
-
-    /// Twilio REST API base URL.
-    #[arg(
-        long,
-        env = "TICKETHUB_TWILIO_API_URL",
-        default_value = "https://api.twilio.com"
-    )]
-    pub twilio_api_url: String,
-
-    /// How many segments (160 GSM-7 or 70 UCS-2 characters alone; 153 or 67 each when
-    /// concatenated) an SMS may take; a longer text is cut to fit, ending with `…`.
-    #[arg(long, env = "TICKETHUB_SMS_SEGMENTS", default_value_t = 1)]
-    pub sms_segments: u32,
-
-    /// Web Push (VAPID) private key: a PEM file (PKCS#8 or SEC1, P-256), or a file holding
-    /// the raw key in base64url. Without it an embedded hub keeps one beside its SQLite file
-    /// (`<database>.vapid.pem`); with PostgreSQL, Web Push is off without it.
-    #[arg(long, env = "TICKETHUB_WEBPUSH_VAPID_KEY")]
-    pub webpush_vapid_key: Option<PathBuf>,
-
-    /// The contact push services may use about this sender (`mailto:…` or `https:…`), the
-    /// `sub` of the VAPID token.
-    #[arg(long, env = "TICKETHUB_WEBPUSH_SUBJECT")]
-    pub webpush_subject: Option<String>,
-
-    /// Firebase service-account JSON (from the Firebase console); FCM is off without it.
-    #[arg(long, env = "TICKETHUB_FCM_SERVICE_ACCOUNT")]
-    pub fcm_service_account: Option<PathBuf>,
-
-    /// FCM HTTP v1 base URL.
-    #[arg(
-        long,
-        env = "TICKETHUB_FCM_API_URL",
-        default_value = "https://fcm.googleapis.com"
-    )]
-    pub fcm_api_url: String,
-
-    /// APNs token-signing key (`AuthKey_XXXXXXXXXX.p8`); APNs is off without it.
-    #[arg(long, env = "TICKETHUB_APNS_KEY")]
-    pub apns_key: Option<PathBuf>,
-
-    /// The APNs key's id (10 characters).
-    #[arg(long, env = "TICKETHUB_APNS_KEY_ID")]
-    pub apns_key_id: Option<String>,
-
-    /// The Apple developer team id (10 characters).
-    #[arg(long, env = "TICKETHUB_APNS_TEAM_ID")]
-    pub apns_team_id: Option<String>,
-
-    /// The app's bundle id (`apns-topic`).
-    #[arg(long, env = "TICKETHUB_APNS_TOPIC")]
-    pub apns_topic: Option<String>,
-
-    /// APNs base URL: `https://api.sandbox.push.apple.com` for development builds.
-    #[arg(
-        long,
-        env = "TICKETHUB_APNS_URL",
-        default_value = "https://api.push.apple.com"
-    )]
-    pub apns_url: String,
-
-    /// What a push carries: `full` (title, body, link) or `minimal` (the title only).
-    #[arg(
-        long,
-        env = "TICKETHUB_PUSH_CONTENT",
-        value_enum,
-        default_value = "full"
-    )]
-    pub push_content: PushContent,
-
-    /// How long a push service keeps a push for a device that is offline, in seconds.
-    #[arg(long, env = "TICKETHUB_PUSH_TTL", default_value_t = 86_400)]
-    pub push_ttl: u64,
-
-    /// The most devices one user may register.
-    #[arg(long, env = "TICKETHUB_PUSH_DEVICE_CAP", default_value_t = 20)]
-    pub push_device_cap: i64,
-
-    /// Allow Web Push endpoints on private, loopback and link-local addresses, and over
-    /// plain http (closed networks and tests).
-    #[arg(long, env = "TICKETHUB_PUSH_ALLOW_PRIVATE")]
-    pub push_allow_private: bool,
-
-    /// URLs that receive every notification as a signed POST, comma-separated.
-    #[arg(long, env = "TICKETHUB_WEBHOOK_URLS", value_delimiter = ',')]
-    pub webhook_urls: Vec<String>,
-
-    /// Standard Webhooks signing secret (`whsec_` + base64).
-    #[arg(long, env = "TICKETHUB_WEBHOOK_SECRET", hide_env_values = true)]
-    pub webhook_secret: Option<String>,
-
-    /// Allow webhook URLs that resolve to private, loopback or link-local addresses.
-    #[arg(long, env = "TICKETHUB_WEBHOOK_ALLOW_PRIVATE")]
-    pub webhook_allow_private: bool,
+    /// Every channel's own settings (see `crate::channels`).
+    #[command(flatten)]
+    pub channels: crate::channels::Settings,
 
     /// Folder of message templates overriding the defaults (`<type>.subject.txt`, `<type>.txt`,
     /// `<type>.html`, `<type>.whatsapp.txt`, `<type>.sms.txt`, or `default.*`).
@@ -665,23 +505,8 @@ pub enum JwtAlgorithm {
     Es256,
 }
 
-/// How WhatsApp messages are sent.
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum WhatsappMode {
-    /// An approved template with the title and message as its two body parameters.
-    Template,
-    /// A free-form text message (only inside a customer-service window).
-    Text,
-}
-
-/// What a push notification carries off the hub.
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PushContent {
-    /// Title, body, link, and the notification's id, seq, type and priority.
-    Full,
-    /// The title only, with the id and seq the app needs to fetch the rest.
-    Minimal,
-}
+pub use crate::channels::push::PushContent;
+pub use crate::channels::whatsapp::WhatsappMode;
 
 /// Whether anyone may sign up.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -701,25 +526,8 @@ pub enum LogFormat {
     Json,
 }
 
-/// A setting that cannot be used, named as the user gave it.
-#[derive(Debug, thiserror::Error)]
-#[error("{setting}: {message}")]
-pub struct ConfigError {
-    /// The flag (and environment variable) at fault.
-    pub setting: &'static str,
-    /// What is wrong with it.
-    pub message: String,
-}
-
-impl ConfigError {
-    /// A new error about `setting`.
-    pub fn new(setting: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            setting,
-            message: message.into(),
-        }
-    }
-}
+pub(crate) use crate::setting::write_private;
+pub use crate::setting::{redact_url, ConfigError};
 
 /// Which database a URL names.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -970,7 +778,11 @@ impl ServeConfig {
                 self.ticket_actor_idle,
                 1000,
             ),
-            ("--push-ttl (TICKETHUB_PUSH_TTL)", self.push_ttl, 1000),
+            (
+                "--push-ttl (TICKETHUB_PUSH_TTL)",
+                self.channels.push.push_ttl,
+                1000,
+            ),
             (
                 "--delivery-backoff-ms (TICKETHUB_DELIVERY_BACKOFF_MS)",
                 self.delivery_backoff_ms,
@@ -1068,71 +880,7 @@ impl ServeConfig {
                 "must be at least 1",
             ));
         }
-        if self.apns_key.is_some()
-            && (self.apns_key_id.is_none()
-                || self.apns_team_id.is_none()
-                || self.apns_topic.is_none())
-        {
-            return Err(ConfigError::new(
-                "--apns-key (TICKETHUB_APNS_KEY)",
-                "APNs needs --apns-key-id, --apns-team-id and --apns-topic as well",
-            ));
-        }
-        if let Some(subject) = &self.webpush_subject {
-            if !(subject.starts_with("mailto:") || subject.starts_with("https://")) {
-                return Err(ConfigError::new(
-                    "--webpush-subject (TICKETHUB_WEBPUSH_SUBJECT)",
-                    "must be a mailto: or https: URL",
-                ));
-            }
-        }
-        if self.push_device_cap < 1 {
-            return Err(ConfigError::new(
-                "--push-device-cap (TICKETHUB_PUSH_DEVICE_CAP)",
-                "must be at least 1",
-            ));
-        }
-        if self.whatsapp_token.is_some() != self.whatsapp_phone_number_id.is_some() {
-            return Err(ConfigError::new(
-                "--whatsapp-phone-number-id (TICKETHUB_WHATSAPP_PHONE_NUMBER_ID)",
-                "WhatsApp needs both a token and a phone-number id",
-            ));
-        }
-        for t in &self.whatsapp_templates {
-            if t.split_once('=')
-                .is_none_or(|(k, v)| k.is_empty() || v.is_empty())
-            {
-                return Err(ConfigError::new(
-                    "--whatsapp-templates (TICKETHUB_WHATSAPP_TEMPLATES)",
-                    format!("`{t}` is not type=name[:language]"),
-                ));
-            }
-        }
-        sms::validate(self)?;
-        for url in &self.webhook_urls {
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
-                return Err(ConfigError::new(
-                    "--webhook-urls (TICKETHUB_WEBHOOK_URLS)",
-                    format!("`{url}` is not an http(s) URL"),
-                ));
-            }
-        }
-        if !self.webhook_urls.is_empty() {
-            let ok = self.webhook_secret.as_deref().is_some_and(|s| {
-                use base64::Engine;
-                s.strip_prefix("whsec_").is_some_and(|b| {
-                    base64::engine::general_purpose::STANDARD
-                        .decode(b)
-                        .is_ok_and(|k| k.len() >= 16)
-                })
-            });
-            if !ok {
-                return Err(ConfigError::new(
-                    "--webhook-secret (TICKETHUB_WEBHOOK_SECRET)",
-                    "webhooks need a secret of the form whsec_<base64 of at least 16 bytes>",
-                ));
-            }
-        }
+        crate::channels::validate(&self.channels)?;
         if self.delivery_max_attempts < 1
             || self.delivery_concurrency == 0
             || self.circuit_threshold == 0
@@ -1184,40 +932,6 @@ pub fn database_kind(url: &str) -> Result<DatabaseKind, ConfigError> {
         ))
     }
 }
-
-/// A URL with any password replaced by `***`, safe to print.
-pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let userinfo = &url[scheme_end + 3..at];
-            match userinfo.find(':') {
-                Some(colon) => format!(
-                    "{}{}:***{}",
-                    &url[..scheme_end + 3],
-                    &userinfo[..colon],
-                    &url[at..]
-                ),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
-    }
-}
-
-/// Writes a new file readable by its owner only (a secret); an existing file is an error.
-pub(crate) fn write_private(path: &std::path::Path, contents: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    options.open(path)?.write_all(contents.as_bytes())
-}
-
-pub mod sms;
 
 #[cfg(test)]
 mod tests;

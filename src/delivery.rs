@@ -1,118 +1,15 @@
-//! Delivery transports: email (lettre), WhatsApp Cloud API, SMS (Twilio) and webhooks
-//! (reqwest), with the message templates they render. The channel actors in `tickethub-actors` drive them.
+//! What the channels' transports share (see `crate::channels`): how a provider's answer is
+//! classified, the HTTP client, the outbound address filter, and the message templates. The
+//! channel actors in `tickethub-actors` drive the transports.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use tickethub_actors::delivery::RetryPolicy;
-use tickethub_actors::ports::{Transport, TransportError};
-use tickethub_actors::routing::Channel;
-use tickethub_actors::DeliveryConfig;
+use tickethub_actors::ports::TransportError;
 
-use crate::config::{ConfigError, ServeConfig};
+use crate::setting::ConfigError;
 
-pub mod apns;
-pub mod email;
-pub mod fcm;
 pub mod outbound;
-pub mod push;
-pub mod sms;
 pub mod templates;
-pub mod webhook;
-pub mod webpush;
-pub mod whatsapp;
-
-/// Builds the transports the configuration turns on: email always (SMTP, or `.eml` files in
-/// the outbox folder), WhatsApp with a token and phone-number id, SMS with a Twilio account
-/// SID, auth token and sender, webhooks with URLs, Web Push
-/// with a VAPID key, FCM with a service account, APNs with a token key.
-pub fn build(
-    config: &ServeConfig,
-    vapid: Option<Arc<push::VapidKey>>,
-) -> Result<DeliveryConfig, ConfigError> {
-    // reqwest and lettre share rustls with the ring provider.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let templates = Arc::new(templates::Templates::load(config.templates_dir.as_deref())?);
-    let timeout = Duration::from_secs(config.delivery_timeout.max(1));
-    let mut transports: Vec<(Channel, Arc<dyn Transport>)> = vec![(
-        Channel::Email,
-        Arc::new(email::EmailTransport::new(
-            config,
-            templates.clone(),
-            timeout,
-        )?),
-    )];
-    if let (Some(token), Some(phone)) = (&config.whatsapp_token, &config.whatsapp_phone_number_id) {
-        transports.push((
-            Channel::Whatsapp,
-            Arc::new(whatsapp::WhatsappTransport::new(
-                config,
-                token,
-                phone,
-                templates.clone(),
-                timeout,
-            )?),
-        ));
-    }
-    if let (Some(sid), Some(token), Some(from)) = (
-        &config.twilio_account_sid,
-        &config.twilio_auth_token,
-        &config.twilio_from,
-    ) {
-        transports.push((
-            Channel::Sms,
-            Arc::new(sms::SmsTransport::new(
-                config,
-                sid,
-                token,
-                from,
-                templates.clone(),
-                timeout,
-            )?),
-        ));
-    }
-    if let Some(vapid) = vapid {
-        transports.push((
-            Channel::Webpush,
-            Arc::new(webpush::WebPushTransport::new(config, vapid, timeout)?),
-        ));
-    }
-    if config.fcm_service_account.is_some() {
-        transports.push((
-            Channel::Fcm,
-            Arc::new(fcm::FcmTransport::new(config, timeout)?),
-        ));
-    }
-    if config.apns_key.is_some() {
-        transports.push((
-            Channel::Apns,
-            Arc::new(apns::ApnsTransport::new(config, timeout)?),
-        ));
-    }
-    if !config.webhook_urls.is_empty() {
-        transports.push((
-            Channel::Webhook,
-            Arc::new(webhook::WebhookTransport::new(config, timeout)?),
-        ));
-    }
-    Ok(DeliveryConfig {
-        transports,
-        webhook_urls: config.webhook_urls.clone(),
-        policy: RetryPolicy {
-            max_attempts: config.delivery_max_attempts,
-            base_backoff: Duration::from_millis(config.delivery_backoff_ms.max(1)),
-            max_backoff: Duration::from_millis(config.delivery_backoff_max_ms.max(1)),
-            concurrency: config.delivery_concurrency,
-            lease: match config.delivery_lease {
-                0 => (timeout * 4).max(Duration::from_secs(30)),
-                secs => Duration::from_secs(secs),
-            },
-            circuit_threshold: config.circuit_threshold,
-            circuit_cooldown: Duration::from_millis(config.circuit_cooldown_ms),
-            poll_interval: Duration::from_millis(config.delivery_poll_ms.max(10)),
-        },
-    })
-}
 
 /// Classifies an HTTP answer: 2xx is success, 408/425/429 and 5xx are worth retrying (after
 /// `Retry-After` if given), any other 4xx is permanent.

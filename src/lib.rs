@@ -18,6 +18,7 @@
 pub mod app;
 pub mod auth;
 pub mod bus;
+pub mod channels;
 pub mod cli;
 pub mod config;
 pub mod delivery;
@@ -28,6 +29,7 @@ pub mod limits;
 pub mod presence;
 pub mod routing;
 pub mod serve;
+pub mod setting;
 pub mod sse;
 pub mod state;
 pub mod store;

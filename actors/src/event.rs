@@ -168,13 +168,18 @@ impl Channel {
         {
             return Err(format!("`{name}` is not a channel name"));
         }
-        if reach == Reach::InApp || reach == Reach::Devices {
-            return Err(format!("`{name}`: only the hub's own channels reach so"));
-        }
         let mut registry = REGISTRY.write().unwrap_or_else(|e| e.into_inner());
         Self::fill(&mut registry);
-        if let Some((channel, _)) = registry.iter().find(|(c, _)| c.0 == name) {
+        if let Some((channel, known)) = registry.iter().find(|(c, _)| c.0 == name) {
+            if *known != reach {
+                return Err(format!(
+                    "`{name}` reaches people as {known:?}, not {reach:?}"
+                ));
+            }
             return Ok(*channel);
+        }
+        if reach == Reach::InApp || reach == Reach::Devices {
+            return Err(format!("`{name}`: only the hub's own channels reach so"));
         }
         let channel = Channel(name);
         registry.push((channel, reach));

@@ -100,7 +100,7 @@ impl Hub {
                 }
                 outbound
             },
-            webhook_urls: delivery.webhook_urls.clone(),
+            destinations: delivery.destinations.clone(),
             bus,
             presence,
             notices: Arc::default(),

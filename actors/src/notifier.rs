@@ -29,8 +29,8 @@ pub struct Deps {
     pub channels: crate::delivery::ChannelMap,
     /// The outbound channels this hub has a transport for; others get no outbox rows.
     pub outbound: Vec<Channel>,
-    /// Where every notification is also posted, when the webhook channel is on.
-    pub webhook_urls: Vec<String>,
+    /// Where every notification is also delivered, on the deployment's channels that are on.
+    pub destinations: Vec<(Channel, String)>,
     /// Fan-out to other hub processes, if there are any.
     pub bus: Option<Arc<dyn crate::ports::Bus>>,
     /// Presence held across hub processes, if there are several.
@@ -57,7 +57,7 @@ pub struct Audience {
     in_app_only: Option<Vec<UserId>>,
     prefs: HashMap<UserId, Preferences>,
     outbound: Vec<Channel>,
-    webhooks: Vec<String>,
+    webhooks: Vec<(Channel, String)>,
     policies: Vec<crate::policy::Policy>,
 }
 
@@ -105,11 +105,12 @@ impl Deps {
         candidates: &[UserId],
         outbound: bool,
     ) -> Result<Audience, StoreError> {
-        let webhooks = if self.outbound.contains(&Channel::Webhook) {
-            self.webhook_urls.clone()
-        } else {
-            Vec::new()
-        };
+        let webhooks: Vec<(Channel, String)> = self
+            .destinations
+            .iter()
+            .filter(|(c, _)| self.outbound.contains(c))
+            .cloned()
+            .collect();
         let route = self.routing.route(event).cloned();
         let admins_routed = route.as_ref().is_some_and(|r| {
             r.audiences.iter().any(|a| {
@@ -525,11 +526,7 @@ impl Audience {
             })
             .collect();
         if let Some(first) = drafts.first_mut().filter(|_| !self.webhooks.is_empty()) {
-            first.deliveries.extend(
-                self.webhooks
-                    .iter()
-                    .map(|url| (Channel::Webhook, url.clone())),
-            );
+            first.deliveries.extend(self.webhooks.iter().cloned());
         }
         if !self.webhooks.is_empty() && drafts.len() > 1 {
             let recipients = drafts
@@ -812,8 +809,8 @@ mod tests {
             &[Email, Webhook],
         );
         a.webhooks = vec![
-            "https://a.example/hook".into(),
-            "https://b.example/hook".into(),
+            (Webhook, "https://a.example/hook".into()),
+            (Webhook, "https://b.example/hook".into()),
         ];
         let drafts = a.drafts_for(
             &[UserId(2), UserId(1), UserId(3)],

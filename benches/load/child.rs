@@ -101,11 +101,12 @@ pub async fn serve_child(
     config.jwt_secret = Some(SECRET.into());
     config.ws_idle_timeout = 600;
     config.ws_ping_interval = 300;
-    config.mail_outbox_dir = dir.join("mail");
+    config.channels.email.mail_outbox_dir = dir.join("mail");
     if let Some(url) = webhook {
-        config.webhook_urls = vec![url];
-        config.webhook_secret = Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into());
-        config.webhook_allow_private = true;
+        config.channels.webhook.webhook_urls = vec![url];
+        config.channels.webhook.webhook_secret =
+            Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into());
+        config.channels.webhook.webhook_allow_private = true;
         config.delivery_concurrency = 32;
     }
     let database_url_used = config.database_url.clone();

@@ -100,19 +100,19 @@ fn origins_must_be_bare_origins() {
 #[test]
 fn push_settings_are_checked() {
     let mut c = ServeConfig::defaults();
-    c.webpush_subject = Some("ops@example.com".into());
+    c.channels.webpush.webpush_subject = Some("ops@example.com".into());
     let err = c.validate().unwrap_err().to_string();
     assert!(err.starts_with("--webpush-subject"), "{err}");
-    c.webpush_subject = Some("mailto:ops@example.com".into());
+    c.channels.webpush.webpush_subject = Some("mailto:ops@example.com".into());
     c.validate().unwrap();
-    c.apns_key = Some("AuthKey.p8".into());
+    c.channels.apns.apns_key = Some("AuthKey.p8".into());
     let err = c.validate().unwrap_err().to_string();
     assert!(
         err.starts_with("--apns-key") && err.contains("--apns-topic"),
         "{err}"
     );
-    c.apns_key = None;
-    c.push_device_cap = 0;
+    c.channels.apns.apns_key = None;
+    c.channels.push.push_device_cap = 0;
     let err = c.validate().unwrap_err().to_string();
     assert!(err.starts_with("--push-device-cap"), "{err}");
 }

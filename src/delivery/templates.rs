@@ -8,7 +8,7 @@ use std::path::Path;
 use minijinja::{context, Environment, Value};
 use tickethub_actors::ports::DeliveryJob;
 
-use crate::config::ConfigError;
+use crate::setting::ConfigError;
 
 const DEFAULTS: [(&str, &str); 10] = [
     (

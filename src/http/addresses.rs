@@ -52,54 +52,20 @@ pub fn seed_field(channel: Channel) -> Option<&'static str> {
     }
 }
 
-/// A cheap shape check; delivery finds out the rest.
-pub fn is_plausible_email(email: &str) -> bool {
-    let mut parts = email.splitn(2, '@');
-    match (parts.next(), parts.next()) {
-        (Some(local), Some(domain)) => {
-            !local.is_empty()
-                && domain.contains('.')
-                && !domain.starts_with('.')
-                && !domain.ends_with('.')
-                && !email.chars().any(char::is_whitespace)
-        }
-        _ => false,
-    }
-}
+pub use crate::channels::email::is_plausible_email;
+pub use crate::channels::sms::is_plausible_phone;
 
-/// An E.164 number: `+` and 8 to 15 digits.
-pub fn is_plausible_phone(number: &str) -> bool {
-    number
-        .strip_prefix('+')
-        .is_some_and(|d| (8..=15).contains(&d.len()) && d.bytes().all(|b| b.is_ascii_digit()))
-}
-
-/// The longest address of any channel.
-const MAX_ADDRESS: usize = 320;
-
-/// Checks an address for `channel`, named `field` in errors: the channel's own check, or for a
-/// channel without one, 1 to 320 visible characters.
+/// Checks an address for `channel`, named `field` in errors: by the channel's plug-in (an
+/// email address, an E.164 number, …).
 pub fn check(channel: Channel, field: &str, address: &str) -> Result<String, ApiError> {
-    let address = address.trim();
-    let ok = match channel {
-        Channel::Email => is_plausible_email(address),
-        Channel::Whatsapp | Channel::Sms => is_plausible_phone(address),
-        _ => {
-            !address.is_empty()
-                && address.len() <= MAX_ADDRESS
-                && !address.chars().any(char::is_control)
-        }
-    };
-    if ok {
-        return Ok(address.to_owned());
+    match crate::channels::check_address(channel, address) {
+        Some(Ok(address)) => Ok(address),
+        Some(Err(why)) => Err(ApiError::bad_request(format!("{field}: {why}"))),
+        None => Err(ApiError::bad_request(format!(
+            "{field}: `{}` takes no addresses.",
+            channel.as_str()
+        ))),
     }
-    Err(ApiError::bad_request(match channel {
-        Channel::Email => format!("{field}: Enter a valid email address."),
-        Channel::Whatsapp | Channel::Sms => {
-            format!("{field}: Enter a number in international format, e.g. +15551234567.")
-        }
-        _ => format!("{field}: 1 to {MAX_ADDRESS} characters."),
-    }))
 }
 
 /// The address changes a request asks for: the seeds' fields, and `addresses` (a channel's

@@ -13,7 +13,7 @@ use utoipa_axum::routes;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{Caller, Json};
 use super::timestamp;
-use crate::delivery::webpush;
+use crate::channels::webpush;
 use crate::state::AppState;
 
 /// The routes of this module.

@@ -136,7 +136,7 @@ async fn scene(
     let (url, path) = (smtp.url(), routing.path().to_owned());
     let hub = TestHub::start_with(backend, |c| {
         crate::delivery::quick(c);
-        c.smtp_url = Some(url);
+        c.channels.email.smtp_url = Some(url);
         c.routing = Some(path);
         c.escalation_poll_ms = 100;
         tweak(c);

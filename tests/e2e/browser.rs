@@ -347,7 +347,10 @@ fn fake_subscription() -> serde_json::Value {
 /// and opens its link on a click, and turning them off removes the device.
 async fn demo_page_turns_browser_notifications_on_and_off() {
     require_browser();
-    let hub = TestHub::start_with(&Backend::Sqlite, |c| c.push_allow_private = true).await;
+    let hub = TestHub::start_with(&Backend::Sqlite, |c| {
+        c.channels.push.push_allow_private = true
+    })
+    .await;
     let res = hub.http.get(hub.url("/sw.js")).send().await.unwrap();
     assert_eq!(res.status(), 200);
     let header = |name: &str| {
@@ -384,7 +387,7 @@ async fn operator_page_charts_delivery_analytics() {
     let url = smtp.url();
     let hub = TestHub::start_with(&Backend::Sqlite, |c| {
         crate::delivery::quick(c);
-        c.smtp_url = Some(url);
+        c.channels.email.smtp_url = Some(url);
     })
     .await;
     let admin = hub.user_with("ada", Role::Admin, true).await;

@@ -22,10 +22,10 @@ async fn whatsapp_hub(
     let url = api.url();
     TestHub::start_with(backend, |c| {
         quick(c);
-        c.whatsapp_api_url = url;
-        c.whatsapp_token = Some("test-token".into());
-        c.whatsapp_phone_number_id = Some("1234567".into());
-        c.whatsapp_mode = tickethub::config::WhatsappMode::Text;
+        c.channels.whatsapp.whatsapp_api_url = url;
+        c.channels.whatsapp.whatsapp_token = Some("test-token".into());
+        c.channels.whatsapp.whatsapp_phone_number_id = Some("1234567".into());
+        c.channels.whatsapp.whatsapp_mode = tickethub::config::WhatsappMode::Text;
         tweak(c);
     })
     .await
@@ -219,9 +219,9 @@ async fn webhook_retries_keep_their_id_and_redirects_are_not_followed() {
     let url = format!("{}/hooks/tickethub", receiver.url());
     let hub = TestHub::start_with(&Backend::Sqlite, |c| {
         quick(c);
-        c.webhook_urls = vec![url];
-        c.webhook_secret = Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into());
-        c.webhook_allow_private = true;
+        c.channels.webhook.webhook_urls = vec![url];
+        c.channels.webhook.webhook_secret = Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into());
+        c.channels.webhook.webhook_allow_private = true;
         c.circuit_threshold = 100;
     })
     .await;
@@ -280,8 +280,8 @@ async fn without_an_smtp_server_mail_lands_in_the_outbox_folder_as_eml() {
     let folder = outbox.clone();
     let hub = TestHub::start_with(&Backend::Sqlite, |c| {
         quick(c);
-        c.smtp_url = None;
-        c.mail_outbox_dir = folder;
+        c.channels.email.smtp_url = None;
+        c.channels.email.mail_outbox_dir = folder;
     })
     .await;
     let c = cast(&hub).await;
@@ -321,7 +321,7 @@ async fn without_an_smtp_server_mail_lands_in_the_outbox_folder_as_eml() {
     std::fs::write(&blocker, "not a folder").unwrap();
     let db = crate::harness::TestDb::create(&Backend::Sqlite).await;
     let mut config = crate::harness::test_config(&db.url);
-    config.mail_outbox_dir = blocker.join("outbox");
+    config.channels.email.mail_outbox_dir = blocker.join("outbox");
     let err = match tickethub::Application::build(config).await {
         Ok(_) => panic!("a hub started with an outbox it cannot create"),
         Err(e) => e.to_string(),
@@ -347,7 +347,7 @@ async fn a_templates_dir_overrides_the_messages_and_a_broken_one_is_refused() {
     let (url, templates) = (smtp.url(), dir.path().to_owned());
     let hub = TestHub::start_with(&Backend::Sqlite, |c| {
         quick(c);
-        c.smtp_url = Some(url);
+        c.channels.email.smtp_url = Some(url);
         c.templates_dir = Some(templates);
     })
     .await;
@@ -401,8 +401,8 @@ async fn mail_goes_over_starttls_with_auth_to_a_real_smtp_server() {
     let (url, ca) = (smtp.url(), smtp.ca_file());
     let hub = TestHub::start_with(&Backend::Sqlite, |c| {
         quick(c);
-        c.smtp_url = Some(url.clone());
-        c.smtp_ca_file = Some(ca.clone());
+        c.channels.email.smtp_url = Some(url.clone());
+        c.channels.email.smtp_ca_file = Some(ca.clone());
     })
     .await;
     let admin = hub.user("root", Role::Admin).await;
@@ -425,8 +425,8 @@ async fn mail_goes_over_starttls_with_auth_to_a_real_smtp_server() {
     let wrong = url.replace("s3cret-pass", "wrong-pass");
     let hub = TestHub::start_with(&Backend::Sqlite, |c| {
         quick(c);
-        c.smtp_url = Some(wrong);
-        c.smtp_ca_file = Some(ca.clone());
+        c.channels.email.smtp_url = Some(wrong);
+        c.channels.email.smtp_ca_file = Some(ca.clone());
     })
     .await;
     let admin = hub.user("root", Role::Admin).await;
@@ -453,7 +453,7 @@ async fn mail_goes_over_starttls_with_auth_to_a_real_smtp_server() {
     // and the delivery waits to be retried.
     let hub = TestHub::start_with(&Backend::Sqlite, |c| {
         quick(c);
-        c.smtp_url = Some(url.clone());
+        c.channels.email.smtp_url = Some(url.clone());
         c.delivery_backoff_ms = scaled_ms(60_000);
         c.delivery_backoff_max_ms = scaled_ms(60_000);
     })
@@ -488,8 +488,8 @@ async fn mail_goes_over_starttls_with_auth_to_a_real_smtp_server() {
     // A CA file with a URL that asks for no TLS is a configuration error.
     let db = crate::harness::TestDb::create(&Backend::Sqlite).await;
     let mut config = crate::harness::test_config(&db.url);
-    config.smtp_url = Some(format!("smtp://{}", smtp.addr));
-    config.smtp_ca_file = Some(ca);
+    config.channels.email.smtp_url = Some(format!("smtp://{}", smtp.addr));
+    config.channels.email.smtp_ca_file = Some(ca);
     let err = match tickethub::Application::build(config).await {
         Ok(_) => panic!("a CA file without TLS was accepted"),
         Err(e) => e.to_string(),

@@ -102,8 +102,8 @@ async fn lifecycle_mails_reach_the_right_inboxes(backend: Backend) {
     let url = smtp.url();
     let hub = TestHub::start_with(&backend, |c| {
         quick(c);
-        c.smtp_url = Some(url);
-        c.smtp_from = "Hub <hub@example.test>".into();
+        c.channels.email.smtp_url = Some(url);
+        c.channels.email.smtp_from = "Hub <hub@example.test>".into();
     })
     .await;
     let c = cast(&hub).await;
@@ -225,10 +225,10 @@ async fn whatsapp_retries_with_backoff_and_refuses_permanently(backend: Backend)
     let url = api.url();
     let hub = TestHub::start_with(&backend, |c| {
         quick(c);
-        c.whatsapp_api_url = url;
-        c.whatsapp_token = Some("test-token".into());
-        c.whatsapp_phone_number_id = Some("1234567".into());
-        c.whatsapp_templates = vec!["ticket_opened=ticket_update:es".into()];
+        c.channels.whatsapp.whatsapp_api_url = url;
+        c.channels.whatsapp.whatsapp_token = Some("test-token".into());
+        c.channels.whatsapp.whatsapp_phone_number_id = Some("1234567".into());
+        c.channels.whatsapp.whatsapp_templates = vec!["ticket_opened=ticket_update:es".into()];
     })
     .await;
     let c = cast(&hub).await;
@@ -347,9 +347,9 @@ async fn webhooks_are_signed_and_private_destinations_refused(backend: Backend) 
     let hub_url = url.clone();
     let hub = TestHub::start_with(&backend, |c| {
         quick(c);
-        c.webhook_urls = vec![hub_url];
-        c.webhook_secret = Some(SECRET.into());
-        c.webhook_allow_private = true;
+        c.channels.webhook.webhook_urls = vec![hub_url];
+        c.channels.webhook.webhook_secret = Some(SECRET.into());
+        c.channels.webhook.webhook_allow_private = true;
     })
     .await;
     let c = cast(&hub).await;
@@ -413,8 +413,8 @@ async fn webhooks_are_signed_and_private_destinations_refused(backend: Backend) 
     // Without the explicit allowance, a loopback destination is refused for good.
     let strict = TestHub::start_with(&backend, |c| {
         quick(c);
-        c.webhook_urls = vec![url];
-        c.webhook_secret = Some(SECRET.into());
+        c.channels.webhook.webhook_urls = vec![url];
+        c.channels.webhook.webhook_secret = Some(SECRET.into());
     })
     .await;
     let c = cast(&strict).await;
@@ -436,7 +436,7 @@ async fn queued_mail_survives_a_restart_and_is_sent_once(backend: Backend) {
     let url = smtp.url();
     let config = move |c: &mut tickethub::ServeConfig| {
         quick(c);
-        c.smtp_url = Some(url.clone());
+        c.channels.email.smtp_url = Some(url.clone());
     };
     let hub = TestHub::start_with(&backend, config.clone()).await;
     let c = cast(&hub).await;
@@ -500,7 +500,7 @@ async fn a_crashed_channel_actor_is_restarted_and_resumes() {
     let url = smtp.url();
     let hub = TestHub::start_with(&Backend::Sqlite, |c| {
         quick(c);
-        c.smtp_url = Some(url);
+        c.channels.email.smtp_url = Some(url);
     })
     .await;
     let c = cast(&hub).await;
@@ -522,7 +522,7 @@ async fn a_send_that_panics_frees_its_slot_and_is_sent_again() {
     let url = smtp.url();
     let hub = TestHub::start_with(&Backend::Sqlite, |c| {
         quick(c);
-        c.smtp_url = Some(url);
+        c.channels.email.smtp_url = Some(url);
         // One slot: a panicking send that kept it would stop the channel for good.
         c.delivery_concurrency = 1;
     })
@@ -551,9 +551,9 @@ async fn a_channel_actor_that_crashes_mid_send_does_not_send_again() {
     let url = format!("{}/hooks/tickethub", receiver.url());
     let hub = TestHub::start_with(&Backend::Sqlite, |c| {
         quick(c);
-        c.webhook_urls = vec![url];
-        c.webhook_secret = Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into());
-        c.webhook_allow_private = true;
+        c.channels.webhook.webhook_urls = vec![url];
+        c.channels.webhook.webhook_secret = Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into());
+        c.channels.webhook.webhook_allow_private = true;
         // The held send below must not time out while the test crashes the actor.
         c.delivery_timeout = crate::harness::patience().as_secs();
     })
@@ -595,7 +595,7 @@ async fn sign_up_mails_are_coalesced(backend: Backend) {
     let url = smtp.url();
     let hub = TestHub::start_with(&backend, |c| {
         quick(c);
-        c.smtp_url = Some(url);
+        c.channels.email.smtp_url = Some(url);
         // A window the next three sign-ups (each an argon2 hash) surely fall in.
         c.signup_notice_interval = (crate::harness::scaled_ms(6_000) / 1000).max(6);
     })
@@ -695,10 +695,10 @@ async fn a_commit_wakes_only_the_channel_actors_it_queued_work_for(backend: Back
         quick(c);
         // No poll during the test: every wake counted is a commit's.
         c.delivery_poll_ms = 3_600_000;
-        c.smtp_url = Some(mail_url);
-        c.whatsapp_api_url = api_url;
-        c.whatsapp_token = Some("test-token".into());
-        c.whatsapp_phone_number_id = Some("1234567".into());
+        c.channels.email.smtp_url = Some(mail_url);
+        c.channels.whatsapp.whatsapp_api_url = api_url;
+        c.channels.whatsapp.whatsapp_token = Some("test-token".into());
+        c.channels.whatsapp.whatsapp_phone_number_id = Some("1234567".into());
     })
     .await;
     let admin = hub.user("root", Role::Admin).await;

@@ -226,9 +226,9 @@ async fn a_recipient_never_reads_the_webhook_url_or_its_errors() {
     let receiver = crate::fakes::Http::start().await;
     let url = format!("{}/services/T000/B000/s3cr3tT0ken", receiver.url());
     let hub = TestHub::start_with(&Backend::Sqlite, |c| {
-        c.webhook_urls = vec![url];
-        c.webhook_secret = Some(SECRET.into());
-        c.webhook_allow_private = true;
+        c.channels.webhook.webhook_urls = vec![url];
+        c.channels.webhook.webhook_secret = Some(SECRET.into());
+        c.channels.webhook.webhook_allow_private = true;
         c.delivery_backoff_ms = 50;
         c.delivery_backoff_max_ms = 100;
         c.delivery_poll_ms = 50;
@@ -872,9 +872,9 @@ async fn a_member_flooding_unknown_tickets_stalls_nobody_else() {
 /// the deliveries of the `ticket_created` its admin gets once they settle.
 async fn webhook_outcome(url: String, allow_private: bool) -> serde_json::Value {
     let hub = TestHub::start_with(&Backend::Sqlite, |c| {
-        c.webhook_urls = vec![url];
-        c.webhook_secret = Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into());
-        c.webhook_allow_private = allow_private;
+        c.channels.webhook.webhook_urls = vec![url];
+        c.channels.webhook.webhook_secret = Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into());
+        c.channels.webhook.webhook_allow_private = allow_private;
         c.delivery_max_attempts = 1;
     })
     .await;

@@ -55,9 +55,9 @@ async fn escalating_hub(
         c.routing = Some(path);
         c.escalation_poll_ms = 100;
         c.delivery_poll_ms = 50;
-        c.whatsapp_api_url = api_url;
-        c.whatsapp_token = Some("test-token".into());
-        c.whatsapp_phone_number_id = Some("1234567".into());
+        c.channels.whatsapp.whatsapp_api_url = api_url;
+        c.channels.whatsapp.whatsapp_token = Some("test-token".into());
+        c.channels.whatsapp.whatsapp_phone_number_id = Some("1234567".into());
         tweak(c);
     })
     .await
@@ -149,8 +149,8 @@ async fn an_unread_critical_assignment_escalates_to_whatsapp_then_email_and_admi
     let file = policy("1s", "2s");
     let smtp_url = smtp.url();
     let hub = escalating_hub(&backend, &file, &api, |c| {
-        c.whatsapp_mode = tickethub::config::WhatsappMode::Text;
-        c.smtp_url = Some(smtp_url);
+        c.channels.whatsapp.whatsapp_mode = tickethub::config::WhatsappMode::Text;
+        c.channels.email.smtp_url = Some(smtp_url);
     })
     .await;
     let c = cast(&hub).await;

@@ -110,9 +110,9 @@ async fn a_sent_delivery_whose_record_failed_is_not_sent_again(backend: Backend)
     let receiver = crate::fakes::Http::start().await;
     let url = format!("{}/hook", receiver.url());
     let hub = TestHub::start_with(&backend, |c| {
-        c.webhook_urls = vec![url];
-        c.webhook_secret = Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into());
-        c.webhook_allow_private = true;
+        c.channels.webhook.webhook_urls = vec![url];
+        c.channels.webhook.webhook_secret = Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into());
+        c.channels.webhook.webhook_allow_private = true;
         c.delivery_poll_ms = 50;
     })
     .await;
@@ -196,9 +196,9 @@ async fn a_release_that_fails_is_counted_and_the_row_is_sent_after_its_lease(bac
     let receiver = crate::fakes::Http::start().await;
     let url = format!("{}/hook", receiver.url());
     let hub = TestHub::start_with(&backend, |c| {
-        c.webhook_urls = vec![url];
-        c.webhook_secret = Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into());
-        c.webhook_allow_private = true;
+        c.channels.webhook.webhook_urls = vec![url];
+        c.channels.webhook.webhook_secret = Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into());
+        c.channels.webhook.webhook_allow_private = true;
         c.delivery_poll_ms = 50;
         c.delivery_timeout = 1;
         c.delivery_lease = 2;

@@ -371,7 +371,7 @@ pub fn test_config(db_url: &str) -> ServeConfig {
     c.jwt_secret = Some(SECRET.to_owned());
     c.shutdown_timeout = 5;
     // Mail goes to a folder nobody reads unless a test points the hub at its SMTP server.
-    c.mail_outbox_dir =
+    c.channels.email.mail_outbox_dir =
         std::env::temp_dir().join(format!("tickethub-mail-{}", uuid::Uuid::new_v4().simple()));
     c
 }

@@ -455,7 +455,7 @@ async fn admins_send_to_users_or_a_role(backend: Backend) {
 async fn a_send_leaves_out_inactive_and_unknown_users(backend: Backend) {
     let smtp = crate::fakes::Smtp::start().await;
     let url = smtp.url();
-    let hub = TestHub::start_with(&backend, |c| c.smtp_url = Some(url)).await;
+    let hub = TestHub::start_with(&backend, |c| c.channels.email.smtp_url = Some(url)).await;
     let admin = hub.user("boss", Role::Admin).await;
     let ann = hub.user("ann", Role::Client).await;
     let gone = hub.user("gone", Role::Client).await;

@@ -39,7 +39,7 @@ async fn the_tree_shows_users_tickets_and_channels_as_they_come_and_go() {
     smtp.set_down(true).await;
     let url = smtp.url();
     let hub = TestHub::start_with(&Backend::Sqlite, |c| {
-        c.smtp_url = Some(url);
+        c.channels.email.smtp_url = Some(url);
         c.delivery_backoff_ms = 50;
         c.delivery_backoff_max_ms = 100;
         c.delivery_poll_ms = 50;

@@ -306,8 +306,8 @@ impl Fcm {
 
     /// Points a hub at the stand-in.
     pub fn configure(&self, c: &mut tickethub::ServeConfig) {
-        c.fcm_service_account = Some(self.inner.account_file.clone());
-        c.fcm_api_url = self.url();
+        c.channels.fcm.fcm_service_account = Some(self.inner.account_file.clone());
+        c.channels.fcm.fcm_api_url = self.url();
     }
 
     /// `http://addr`: the hub's `fcm_api_url`.
@@ -828,11 +828,11 @@ impl Apns {
 
     /// Points a hub at the stand-in.
     pub fn configure(&self, c: &mut tickethub::ServeConfig) {
-        c.apns_key = Some(self.inner.key_file.clone());
-        c.apns_key_id = Some(self.inner.key_id.clone());
-        c.apns_team_id = Some(self.inner.team_id.clone());
-        c.apns_topic = Some(self.inner.topic.clone());
-        c.apns_url = self.url();
+        c.channels.apns.apns_key = Some(self.inner.key_file.clone());
+        c.channels.apns.apns_key_id = Some(self.inner.key_id.clone());
+        c.channels.apns.apns_team_id = Some(self.inner.team_id.clone());
+        c.channels.apns.apns_topic = Some(self.inner.topic.clone());
+        c.channels.apns.apns_url = self.url();
     }
 
     /// `http://addr`: the hub's `apns_url`.

@@ -90,7 +90,7 @@ async fn apns_hub(
 /// priority and the TTL; a CRITICAL one with high priority; one access token for both.
 async fn fcm_push_arrives_with_its_payload_and_priority(backend: Backend) {
     let fcm = Fcm::start().await;
-    let mut hub = fcm_hub(&backend, &fcm, |c| c.push_ttl = 600).await;
+    let mut hub = fcm_hub(&backend, &fcm, |c| c.channels.push.push_ttl = 600).await;
     let admin = hub.user("root", Role::Admin).await;
     let ann = hub.user("ann", Role::Client).await;
     let device = register(
@@ -331,7 +331,7 @@ async fn apns_push_arrives_over_http2_with_a_signed_token(backend: Backend) {
     assert_eq!(http1.status().as_u16(), 505);
     assert_eq!(apns.http1_refused(), 1);
 
-    let mut hub = apns_hub(&backend, &apns, |c| c.push_ttl = 600).await;
+    let mut hub = apns_hub(&backend, &apns, |c| c.channels.push.push_ttl = 600).await;
     let admin = hub.user("root", Role::Admin).await;
     let ann = hub.user("ann", Role::Client).await;
     let token = apns_token();
@@ -501,7 +501,7 @@ async fn minimal_content_sends_the_title_only(backend: Backend) {
         quick(c);
         fcm.configure(c);
         apns.configure(c);
-        c.push_content = tickethub::config::PushContent::Minimal;
+        c.channels.push.push_content = tickethub::config::PushContent::Minimal;
     })
     .await;
     let admin = hub.user("root", Role::Admin).await;

@@ -57,12 +57,12 @@ async fn hub_with(
         c.routing = Some(path);
         c.escalation_poll_ms = 100;
         c.delivery_poll_ms = 50;
-        c.smtp_url = smtp_url;
+        c.channels.email.smtp_url = smtp_url;
         if let Some(url) = api_url {
-            c.whatsapp_api_url = url;
-            c.whatsapp_token = Some("test-token".into());
-            c.whatsapp_phone_number_id = Some("1234567".into());
-            c.whatsapp_mode = tickethub::config::WhatsappMode::Text;
+            c.channels.whatsapp.whatsapp_api_url = url;
+            c.channels.whatsapp.whatsapp_token = Some("test-token".into());
+            c.channels.whatsapp.whatsapp_phone_number_id = Some("1234567".into());
+            c.channels.whatsapp.whatsapp_mode = tickethub::config::WhatsappMode::Text;
         }
     })
     .await

@@ -386,13 +386,13 @@ async fn register(hub: &TestHub, user: &User, sub: &Value) -> (u16, Value) {
 
 async fn a_device_is_not_taken_over_without_its_own_keys(backend: Backend) {
     let hub = TestHub::start_with(&backend, |c| {
-        c.push_allow_private = true;
-        c.push_device_cap = 2;
+        c.channels.push.push_allow_private = true;
+        c.channels.push.push_device_cap = 2;
         if !matches!(backend, Backend::Sqlite) {
-            let key = tickethub::delivery::push::VapidKey::generate().unwrap();
+            let key = tickethub::channels::push::VapidKey::generate().unwrap();
             let path = std::env::temp_dir().join(format!("vapid-{}.pem", uuid::Uuid::new_v4()));
             std::fs::write(&path, &key.pem).unwrap();
-            c.webpush_vapid_key = Some(path);
+            c.channels.webpush.webpush_vapid_key = Some(path);
         }
     })
     .await;
@@ -663,9 +663,9 @@ async fn an_admin_read_key_sees_a_webhook_s_host_not_its_url() {
     let receiver = Http::start().await;
     let url = format!("{}/hooks/T000/B000/SECRET-PART", receiver.url());
     let hub = TestHub::start_with(&Backend::Sqlite, |c| {
-        c.webhook_urls = vec![url.clone()];
-        c.webhook_secret = Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into());
-        c.webhook_allow_private = true;
+        c.channels.webhook.webhook_urls = vec![url.clone()];
+        c.channels.webhook.webhook_secret = Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into());
+        c.channels.webhook.webhook_allow_private = true;
         crate::delivery::quick(c);
     })
     .await;
@@ -780,7 +780,7 @@ async fn typed_addresses_get_nothing_but_their_code_until_verified(backend: Back
     let smtp = Smtp::start().await;
     let twilio = Twilio::start().await;
     let hub = TestHub::start_with(&backend, |c| {
-        c.smtp_url = Some(smtp.url());
+        c.channels.email.smtp_url = Some(smtp.url());
         twilio.configure(c);
         c.public_url = Some("https://tickets.example.test".into());
         c.register_per_hour = 1000;

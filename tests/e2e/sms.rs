@@ -274,7 +274,7 @@ async fn long_texts_are_cut_to_the_segments_allowed(backend: Backend) {
     assert_eq!(channel(&d, "sms")["status"], "SENT", "{d:?}");
 
     // Three segments: 408 septets go whole, a longer text is cut to 459.
-    let wide = sms_hub(&backend, &twilio, |c| c.sms_segments = 3).await;
+    let wide = sms_hub(&backend, &twilio, |c| c.channels.sms.sms_segments = 3).await;
     let admin = wide.user("root", Role::Admin).await;
     let ann = wide.user("ann", Role::Client).await;
     set_phone(&wide, &ann, json!("+15550002222")).await;
@@ -586,7 +586,7 @@ async fn routes_and_escalation_steps_send_sms(backend: Backend) {
 async fn refused_credentials_fail_the_message_and_keep_the_number(backend: Backend) {
     let twilio = Twilio::start().await;
     let hub = sms_hub(&backend, &twilio, |c| {
-        c.twilio_auth_token = Some("not-the-auth-token".into());
+        c.channels.sms.twilio_auth_token = Some("not-the-auth-token".into());
     })
     .await;
     let admin = hub.user("root", Role::Admin).await;

@@ -164,10 +164,10 @@ impl Twilio {
 
     /// Points a hub's SMS at this stand-in, with the right credentials.
     pub fn configure(&self, c: &mut tickethub::ServeConfig) {
-        c.twilio_api_url = self.url();
-        c.twilio_account_sid = Some(ACCOUNT_SID.into());
-        c.twilio_auth_token = Some(AUTH_TOKEN.into());
-        c.twilio_from = Some(FROM.into());
+        c.channels.sms.twilio_api_url = self.url();
+        c.channels.sms.twilio_account_sid = Some(ACCOUNT_SID.into());
+        c.channels.sms.twilio_auth_token = Some(AUTH_TOKEN.into());
+        c.channels.sms.twilio_from = Some(FROM.into());
     }
 
     /// Queues refusals for the next sends that pass the checks.

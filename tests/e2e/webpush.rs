@@ -146,7 +146,7 @@ impl PushService {
 /// A VAPID key file, as hubs on PostgreSQL need one (an embedded hub makes its own).
 fn vapid_file() -> tempfile::NamedTempFile {
     let file = tempfile::NamedTempFile::new().unwrap();
-    let key = tickethub::delivery::push::VapidKey::generate().unwrap();
+    let key = tickethub::channels::push::VapidKey::generate().unwrap();
     std::fs::write(file.path(), &key.pem).unwrap();
     file
 }
@@ -156,9 +156,9 @@ async fn push_hub(backend: &Backend, tweak: impl FnOnce(&mut tickethub::ServeCon
     let key = vapid_file();
     TestHub::start_with(backend, |c| {
         if !matches!(backend, Backend::Sqlite) {
-            c.webpush_vapid_key = Some(key.path().to_owned());
+            c.channels.webpush.webpush_vapid_key = Some(key.path().to_owned());
         }
-        c.push_allow_private = true;
+        c.channels.push.push_allow_private = true;
         c.delivery_poll_ms = 50;
         c.escalation_poll_ms = 100;
         tweak(c);
@@ -272,7 +272,7 @@ async fn a_push_reaches_the_browser_and_decrypts_to_its_payload(backend: Backend
 async fn minimal_content_carries_the_title_only(backend: Backend) {
     let service = PushService::start().await;
     let hub = push_hub(&backend, |c| {
-        c.push_content = tickethub::config::PushContent::Minimal
+        c.channels.push.push_content = tickethub::config::PushContent::Minimal
     })
     .await;
     let admin = hub.user("boss", Role::Admin).await;
@@ -309,8 +309,8 @@ async fn an_expired_subscription_is_pruned_without_a_retry(backend: Backend) {
 async fn devices_are_checked_capped_and_private(backend: Backend) {
     let key = vapid_file();
     let hub = TestHub::start_with(&backend, |c| {
-        c.push_device_cap = 2;
-        c.webpush_vapid_key = Some(key.path().to_owned());
+        c.channels.push.push_device_cap = 2;
+        c.channels.webpush.webpush_vapid_key = Some(key.path().to_owned());
     })
     .await;
     let ada = hub.user("ada", Role::Developer).await;

@@ -80,8 +80,9 @@ pub enum AttachError {
 pub struct DeliveryConfig {
     /// A transport per outbound channel; channels without one are off (no outbox rows).
     pub transports: Vec<(Channel, Arc<dyn crate::ports::Transport>)>,
-    /// Where every notification is also posted (with a webhook transport).
-    pub webhook_urls: Vec<String>,
+    /// Where every notification is also delivered, on the deployment's channels (a webhook's
+    /// URLs, say), when the channel has a transport.
+    pub destinations: Vec<(Channel, String)>,
     /// How channels retry.
     pub policy: crate::delivery::RetryPolicy,
 }

@@ -1,5 +1,6 @@
 //! Email through lettre: SMTP from a URL, or `.eml` files in a folder when no server is set.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,8 +10,81 @@ use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use tickethub_actors::ports::{DeliveryJob, Transport, TransportError};
 
-use super::templates::{Part, Templates};
-use crate::config::{redact_url, ConfigError, ServeConfig};
+use crate::delivery::templates::{Part, Templates};
+use crate::setting::{redact_url, ConfigError};
+
+/// The email settings: SMTP, or a folder of `.eml` files.
+#[derive(clap::Args, Clone, Debug)]
+#[group(skip)]
+pub struct Settings {
+    /// SMTP server for email, e.g. `smtp://user:pass@host:587?tls=required`. Without it, each
+    /// email is written as an `.eml` file into `--mail-outbox-dir`.
+    #[arg(long, env = "TICKETHUB_SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<String>,
+
+    /// PEM file of a certificate authority to trust for the SMTP server's certificate (a
+    /// relay with a private CA), besides the public roots. Needs TLS in `--smtp-url`
+    /// (`smtps://` or `?tls=required|opportunistic`).
+    #[arg(long, env = "TICKETHUB_SMTP_CA_FILE")]
+    pub smtp_ca_file: Option<PathBuf>,
+
+    /// The sender of emails.
+    #[arg(
+        long,
+        env = "TICKETHUB_SMTP_FROM",
+        default_value = "tickethub <noreply@tickethub.local>"
+    )]
+    pub smtp_from: String,
+
+    /// Folder that receives emails as `.eml` files when no SMTP server is configured.
+    #[arg(long, env = "TICKETHUB_MAIL_OUTBOX_DIR", default_value = "mail-outbox")]
+    pub mail_outbox_dir: PathBuf,
+}
+
+/// A cheap shape check; delivery finds out the rest.
+pub fn is_plausible_email(email: &str) -> bool {
+    let mut parts = email.splitn(2, '@');
+    match (parts.next(), parts.next()) {
+        (Some(local), Some(domain)) => {
+            !local.is_empty()
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+                && !email.chars().any(char::is_whitespace)
+        }
+        _ => false,
+    }
+}
+
+/// Email, to each user's address: always on (SMTP, or `.eml` files in the outbox folder).
+pub struct Email;
+
+impl crate::channels::Plugin for Email {
+    const NAME: &'static str = "email";
+    const REACH: tickethub_actors::routing::Reach = tickethub_actors::routing::Reach::Personal;
+    type Settings = Settings;
+
+    fn transport(
+        settings: &crate::channels::Settings,
+        ctx: &crate::channels::Context,
+    ) -> Result<Option<Arc<dyn tickethub_actors::ports::Transport>>, ConfigError> {
+        Ok(Some(Arc::new(EmailTransport::new(
+            settings,
+            ctx.templates.clone(),
+            ctx.timeout,
+        )?)))
+    }
+
+    fn check_address(address: &str) -> Result<String, String> {
+        let address = address.trim();
+        if is_plausible_email(address) {
+            Ok(address.to_owned())
+        } else {
+            Err("Enter a valid email address.".into())
+        }
+    }
+}
+
 
 enum Mailer {
     Smtp(AsyncSmtpTransport<Tokio1Executor>),
@@ -27,17 +101,17 @@ pub struct EmailTransport {
 impl EmailTransport {
     /// SMTP if `--smtp-url` is set, else the outbox folder (created if missing).
     pub fn new(
-        config: &ServeConfig,
+        settings: &crate::channels::Settings,
         templates: Arc<Templates>,
         timeout: Duration,
     ) -> Result<Self, ConfigError> {
-        let from: Mailbox = config.smtp_from.parse().map_err(|e| {
+        let from: Mailbox = settings.email.smtp_from.parse().map_err(|e| {
             ConfigError::new(
                 "--smtp-from (TICKETHUB_SMTP_FROM)",
                 format!("not an address: {e}"),
             )
         })?;
-        let mailer = match &config.smtp_url {
+        let mailer = match &settings.email.smtp_url {
             Some(url) => {
                 let builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
                     .map_err(|e| {
@@ -47,21 +121,21 @@ impl EmailTransport {
                         )
                     })?
                     .timeout(Some(timeout));
-                let builder = match &config.smtp_ca_file {
+                let builder = match &settings.email.smtp_ca_file {
                     Some(file) => builder.tls(tls_with_ca(url, file)?),
                     None => builder,
                 };
                 Mailer::Smtp(builder.build())
             }
             None => {
-                std::fs::create_dir_all(&config.mail_outbox_dir).map_err(|e| {
+                std::fs::create_dir_all(&settings.email.mail_outbox_dir).map_err(|e| {
                     ConfigError::new(
                         "--mail-outbox-dir (TICKETHUB_MAIL_OUTBOX_DIR)",
-                        format!("cannot create {}: {e}", config.mail_outbox_dir.display()),
+                        format!("cannot create {}: {e}", settings.email.mail_outbox_dir.display()),
                     )
                 })?;
                 Mailer::Folder(AsyncFileTransport::<Tokio1Executor>::new(
-                    &config.mail_outbox_dir,
+                    &settings.email.mail_outbox_dir,
                 ))
             }
         };

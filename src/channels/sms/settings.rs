@@ -1,14 +1,15 @@
 //! The SMS settings (Twilio): all of the account SID, auth token and sender or none, each
 //! well-formed, and a number of segments Twilio takes.
 
-use super::{ConfigError, ServeConfig};
+use super::Settings;
+use crate::setting::ConfigError;
 
 /// The most segments a message may be given: Twilio advises against more than 10 (and
 /// refuses bodies of more than 1600 characters).
 pub const MAX_SEGMENTS: u32 = 10;
 
 /// Checks the SMS settings.
-pub(super) fn validate(config: &ServeConfig) -> Result<(), ConfigError> {
+pub(super) fn validate(config: &Settings) -> Result<(), ConfigError> {
     const SID: &str = "--twilio-account-sid (TICKETHUB_TWILIO_ACCOUNT_SID)";
     const FROM: &str = "--twilio-from (TICKETHUB_TWILIO_FROM)";
     let given = [
@@ -89,25 +90,26 @@ fn is_sender(from: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::ServeConfig;
 
     #[test]
     fn settings_are_checked() {
         let sid = "AC0123456789abcdef0123456789abcdef";
         let mut c = ServeConfig::defaults();
-        validate(&c).unwrap();
-        c.twilio_account_sid = Some(sid.into());
-        let err = validate(&c).unwrap_err().to_string();
+        validate(&c.channels.sms).unwrap();
+        c.channels.sms.twilio_account_sid = Some(sid.into());
+        let err = validate(&c.channels.sms).unwrap_err().to_string();
         assert!(
             err.starts_with("--twilio-account-sid") && err.contains("all three"),
             "{err}"
         );
-        c.twilio_auth_token = Some("token".into());
-        c.twilio_from = Some("+15550001234".into());
-        validate(&c).unwrap();
+        c.channels.sms.twilio_auth_token = Some("token".into());
+        c.channels.sms.twilio_from = Some("+15550001234".into());
+        validate(&c.channels.sms).unwrap();
         c.validate().unwrap();
         for from in ["Tickethub", "MG0123456789abcdef0123456789abcdef", "Ops 24"] {
-            c.twilio_from = Some(from.into());
-            validate(&c).unwrap();
+            c.channels.sms.twilio_from = Some(from.into());
+            validate(&c.channels.sms).unwrap();
         }
         for from in [
             "",
@@ -117,27 +119,27 @@ mod tests {
             "12345",
             " hub",
         ] {
-            c.twilio_from = Some(from.into());
-            let err = validate(&c).unwrap_err().to_string();
+            c.channels.sms.twilio_from = Some(from.into());
+            let err = validate(&c.channels.sms).unwrap_err().to_string();
             assert!(err.starts_with("--twilio-from"), "{from:?}: {err}");
         }
-        c.twilio_from = Some("+15550001234".into());
-        c.twilio_account_sid = Some("SK0123456789abcdef0123456789abcdef".into());
-        let err = validate(&c).unwrap_err().to_string();
+        c.channels.sms.twilio_from = Some("+15550001234".into());
+        c.channels.sms.twilio_account_sid = Some("SK0123456789abcdef0123456789abcdef".into());
+        let err = validate(&c.channels.sms).unwrap_err().to_string();
         assert!(err.starts_with("--twilio-account-sid"), "{err}");
-        c.twilio_account_sid = Some(sid.into());
-        c.twilio_auth_token = Some(String::new());
-        let err = validate(&c).unwrap_err().to_string();
+        c.channels.sms.twilio_account_sid = Some(sid.into());
+        c.channels.sms.twilio_auth_token = Some(String::new());
+        let err = validate(&c.channels.sms).unwrap_err().to_string();
         assert!(err.starts_with("--twilio-auth-token"), "{err}");
-        c.twilio_auth_token = Some("token".into());
+        c.channels.sms.twilio_auth_token = Some("token".into());
         for segments in [0, 11] {
-            c.sms_segments = segments;
+            c.channels.sms.sms_segments = segments;
             let err = c.validate().unwrap_err().to_string();
             assert!(err.starts_with("--sms-segments"), "{err}");
         }
-        c.sms_segments = 10;
-        c.twilio_api_url = "api.twilio.com".into();
-        let err = validate(&c).unwrap_err().to_string();
+        c.channels.sms.sms_segments = 10;
+        c.channels.sms.twilio_api_url = "api.twilio.com".into();
+        let err = validate(&c.channels.sms).unwrap_err().to_string();
         assert!(err.starts_with("--twilio-api-url"), "{err}");
     }
 }

@@ -6,6 +6,8 @@
 //! replacing them more often than every 20 minutes, so one token serves for 40 minutes, or
 //! until APNs calls it expired.
 
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -14,9 +16,73 @@ use serde_json::{json, Value};
 use tickethub_actors::notification::excerpt;
 use tickethub_actors::ports::{DeliveryJob, Transport, TransportError};
 
-use super::outbound::header;
-use super::{network_error, push};
-use crate::config::{ConfigError, PushContent, ServeConfig};
+use crate::delivery::outbound::header;
+use crate::channels::push;
+use crate::delivery::network_error;
+use crate::channels::push::PushContent;
+use crate::setting::ConfigError;
+
+/// The APNs settings: the token-signing key, its id, the team and the app.
+#[derive(clap::Args, Clone, Debug)]
+#[group(skip)]
+pub struct Settings {
+    /// APNs token-signing key (`AuthKey_XXXXXXXXXX.p8`); APNs is off without it.
+    #[arg(long, env = "TICKETHUB_APNS_KEY")]
+    pub apns_key: Option<PathBuf>,
+
+    /// The APNs key's id (10 characters).
+    #[arg(long, env = "TICKETHUB_APNS_KEY_ID")]
+    pub apns_key_id: Option<String>,
+
+    /// The Apple developer team id (10 characters).
+    #[arg(long, env = "TICKETHUB_APNS_TEAM_ID")]
+    pub apns_team_id: Option<String>,
+
+    /// The app's bundle id (`apns-topic`).
+    #[arg(long, env = "TICKETHUB_APNS_TOPIC")]
+    pub apns_topic: Option<String>,
+
+    /// APNs base URL: `https://api.sandbox.push.apple.com` for development builds.
+    #[arg(
+        long,
+        env = "TICKETHUB_APNS_URL",
+        default_value = "https://api.push.apple.com"
+    )]
+    pub apns_url: String,
+}
+
+/// Apple Push Notification service (HTTP/2, token auth), to devices' tokens: a carrier of
+/// `push`, on with a token key.
+pub struct Apns;
+
+impl crate::channels::Plugin for Apns {
+    const NAME: &'static str = "apns";
+    const REACH: tickethub_actors::routing::Reach = tickethub_actors::routing::Reach::Carrier;
+    type Settings = Settings;
+
+    fn validate(s: &Settings) -> Result<(), ConfigError> {
+        if s.apns_key.is_some()
+            && (s.apns_key_id.is_none() || s.apns_team_id.is_none() || s.apns_topic.is_none())
+        {
+            return Err(ConfigError::new(
+                "--apns-key (TICKETHUB_APNS_KEY)",
+                "APNs needs --apns-key-id, --apns-team-id and --apns-topic as well",
+            ));
+        }
+        Ok(())
+    }
+
+    fn transport(
+        settings: &crate::channels::Settings,
+        ctx: &crate::channels::Context,
+    ) -> Result<Option<Arc<dyn tickethub_actors::ports::Transport>>, ConfigError> {
+        if settings.apns.apns_key.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(Arc::new(ApnsTransport::new(settings, ctx.timeout)?)))
+    }
+}
+
 
 const SETTING: &str = "--apns-key (TICKETHUB_APNS_KEY)";
 
@@ -68,8 +134,9 @@ fn required<'a>(value: &'a Option<String>, setting: &'static str) -> Result<&'a 
 
 impl ApnsTransport {
     /// A transport signing with the key of `--apns-key`.
-    pub fn new(config: &ServeConfig, timeout: Duration) -> Result<Self, ConfigError> {
-        let path = config
+    pub fn new(settings: &crate::channels::Settings, timeout: Duration) -> Result<Self, ConfigError> {
+        let path = settings
+            .apns
             .apns_key
             .as_deref()
             .ok_or_else(|| ConfigError::new(SETTING, "no key file is given"))?;
@@ -85,13 +152,13 @@ impl ApnsTransport {
                 ),
             )
         })?;
-        let key_id = required(&config.apns_key_id, "--apns-key-id (TICKETHUB_APNS_KEY_ID)")?;
+        let key_id = required(&settings.apns.apns_key_id, "--apns-key-id (TICKETHUB_APNS_KEY_ID)")?;
         let team_id = required(
-            &config.apns_team_id,
+            &settings.apns.apns_team_id,
             "--apns-team-id (TICKETHUB_APNS_TEAM_ID)",
         )?;
-        let topic = required(&config.apns_topic, "--apns-topic (TICKETHUB_APNS_TOPIC)")?;
-        let base = config.apns_url.trim_end_matches('/').to_owned();
+        let topic = required(&settings.apns.apns_topic, "--apns-topic (TICKETHUB_APNS_TOPIC)")?;
+        let base = settings.apns.apns_url.trim_end_matches('/').to_owned();
         let url: reqwest::Url = base.parse().map_err(|e| {
             ConfigError::new("--apns-url (TICKETHUB_APNS_URL)", format!("not a URL: {e}"))
         })?;
@@ -113,8 +180,8 @@ impl ApnsTransport {
             key_id: key_id.to_owned(),
             team_id: team_id.to_owned(),
             topic: topic.to_owned(),
-            ttl: config.push_ttl,
-            content: config.push_content,
+            ttl: settings.push.push_ttl,
+            content: settings.push.push_content,
             tokens: std::sync::Mutex::default(),
         };
         // A key that parses but cannot sign is found at start.
@@ -253,7 +320,7 @@ pub fn answer(
     let retryable = (code == 403 && reason == "ExpiredProviderToken")
         || code == 429
         || status.is_server_error();
-    Err(super::refusal(retryable, message, retry_after))
+    Err(crate::delivery::refusal(retryable, message, retry_after))
 }
 
 #[async_trait]
@@ -290,7 +357,7 @@ impl Transport for ApnsTransport {
             reqwest::header::HeaderName::from_static("apns-id"),
         );
         let retry_after = header(&response, reqwest::header::RETRY_AFTER);
-        let text = super::outbound::answer_text(response).await;
+        let text = crate::delivery::outbound::answer_text(response).await;
         let result = answer(status, apns_id, retry_after.as_deref(), &text);
         if status == reqwest::StatusCode::FORBIDDEN
             && reason(&text).as_deref() == Some("ExpiredProviderToken")
@@ -399,12 +466,12 @@ mod tests {
             secret.to_pkcs8_pem(LineEnding::LF).unwrap().as_bytes(),
         )
         .unwrap();
-        let mut config = ServeConfig::defaults();
-        config.apns_key = Some(path);
-        config.apns_key_id = Some("KEY1234567".into());
-        config.apns_team_id = Some("TEAM123456".into());
-        config.apns_topic = Some("com.example.app".into());
-        ApnsTransport::new(&config, Duration::from_secs(5)).unwrap()
+        let mut config = crate::config::ServeConfig::defaults();
+        config.channels.apns.apns_key = Some(path);
+        config.channels.apns.apns_key_id = Some("KEY1234567".into());
+        config.channels.apns.apns_team_id = Some("TEAM123456".into());
+        config.channels.apns.apns_topic = Some("com.example.app".into());
+        ApnsTransport::new(&config.channels, Duration::from_secs(5)).unwrap()
     }
 
     #[test]
@@ -449,17 +516,17 @@ mod tests {
             "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
         )
         .unwrap();
-        let mut config = ServeConfig::defaults();
-        config.apns_key = Some(path);
-        config.apns_key_id = Some("KEY1234567".into());
-        config.apns_team_id = Some("TEAM123456".into());
-        config.apns_topic = Some("com.example.app".into());
-        let err = ApnsTransport::new(&config, Duration::from_secs(5))
+        let mut config = crate::config::ServeConfig::defaults();
+        config.channels.apns.apns_key = Some(path);
+        config.channels.apns.apns_key_id = Some("KEY1234567".into());
+        config.channels.apns.apns_team_id = Some("TEAM123456".into());
+        config.channels.apns.apns_topic = Some("com.example.app".into());
+        let err = ApnsTransport::new(&config.channels, Duration::from_secs(5))
             .err()
             .expect("refused");
         assert_eq!(err.setting, SETTING);
-        config.apns_key = Some(dir.path().join("missing.p8"));
-        let err = ApnsTransport::new(&config, Duration::from_secs(5))
+        config.channels.apns.apns_key = Some(dir.path().join("missing.p8"));
+        let err = ApnsTransport::new(&config.channels, Duration::from_secs(5))
             .err()
             .expect("refused");
         assert!(err.message.contains("cannot read"), "{err}");

@@ -10,6 +10,7 @@
 //! or other non-public addresses are refused unless explicitly allowed: checked as the name
 //! resolves for the connection itself (`outbound`), so that no second resolution can differ.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -19,10 +20,80 @@ use serde_json::json;
 use sha2::Sha256;
 use tickethub_actors::ports::{DeliveryJob, Transport, TransportError};
 
-use super::classify;
-use super::outbound::{self, check_literal, request_error};
-use crate::config::{ConfigError, ServeConfig};
+use crate::delivery::classify;
+use crate::delivery::outbound::{self, check_literal, request_error};
+use crate::setting::ConfigError;
 use crate::wire;
+
+/// The webhook settings: where every notification is posted, and how it is signed.
+#[derive(clap::Args, Clone, Debug)]
+#[group(skip)]
+pub struct Settings {
+    /// URLs that receive every notification as a signed POST, comma-separated.
+    #[arg(long, env = "TICKETHUB_WEBHOOK_URLS", value_delimiter = ',')]
+    pub webhook_urls: Vec<String>,
+
+    /// Standard Webhooks signing secret (`whsec_` + base64).
+    #[arg(long, env = "TICKETHUB_WEBHOOK_SECRET", hide_env_values = true)]
+    pub webhook_secret: Option<String>,
+
+    /// Allow webhook URLs that resolve to private, loopback or link-local addresses.
+    #[arg(long, env = "TICKETHUB_WEBHOOK_ALLOW_PRIVATE")]
+    pub webhook_allow_private: bool,
+}
+
+/// Webhooks: every notification posted, signed (Standard Webhooks), to each of the
+/// deployment's URLs.
+pub struct Webhook;
+
+impl crate::channels::Plugin for Webhook {
+    const NAME: &'static str = "webhook";
+    const REACH: tickethub_actors::routing::Reach = tickethub_actors::routing::Reach::Deployment;
+    type Settings = Settings;
+
+    fn validate(s: &Settings) -> Result<(), ConfigError> {
+        for url in &s.webhook_urls {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(ConfigError::new(
+                    "--webhook-urls (TICKETHUB_WEBHOOK_URLS)",
+                    format!("`{url}` is not an http(s) URL"),
+                ));
+            }
+        }
+        if !s.webhook_urls.is_empty() {
+            let ok = s.webhook_secret.as_deref().is_some_and(|s| {
+                use base64::Engine;
+                s.strip_prefix("whsec_").is_some_and(|b| {
+                    base64::engine::general_purpose::STANDARD
+                        .decode(b)
+                        .is_ok_and(|k| k.len() >= 16)
+                })
+            });
+            if !ok {
+                return Err(ConfigError::new(
+                    "--webhook-secret (TICKETHUB_WEBHOOK_SECRET)",
+                    "webhooks need a secret of the form whsec_<base64 of at least 16 bytes>",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn transport(
+        settings: &crate::channels::Settings,
+        ctx: &crate::channels::Context,
+    ) -> Result<Option<Arc<dyn tickethub_actors::ports::Transport>>, ConfigError> {
+        if settings.webhook.webhook_urls.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(Arc::new(WebhookTransport::new(settings, ctx.timeout)?)))
+    }
+
+    fn destinations(s: &Settings) -> Vec<String> {
+        s.webhook_urls.clone()
+    }
+}
+
 
 /// Posts notifications to webhook URLs.
 pub struct WebhookTransport {
@@ -36,9 +107,10 @@ pub use outbound::is_public;
 
 impl WebhookTransport {
     /// A transport with the configured secret.
-    pub fn new(config: &ServeConfig, timeout: Duration) -> Result<Self, ConfigError> {
+    pub fn new(settings: &crate::channels::Settings, timeout: Duration) -> Result<Self, ConfigError> {
         const SETTING: &str = "--webhook-secret (TICKETHUB_WEBHOOK_SECRET)";
-        let secret = config
+        let secret = settings
+            .webhook
             .webhook_secret
             .as_deref()
             .and_then(|s| s.strip_prefix("whsec_"))
@@ -46,7 +118,7 @@ impl WebhookTransport {
         let key = base64::engine::general_purpose::STANDARD
             .decode(secret)
             .map_err(|e| ConfigError::new(SETTING, format!("not base64: {e}")))?;
-        let client = outbound::client(timeout, !config.webhook_allow_private).map_err(|e| {
+        let client = outbound::client(timeout, !settings.webhook.webhook_allow_private).map_err(|e| {
             ConfigError::new(
                 "--delivery-timeout (TICKETHUB_DELIVERY_TIMEOUT)",
                 e.to_string(),
@@ -55,7 +127,7 @@ impl WebhookTransport {
         Ok(Self {
             client,
             key,
-            allow_private: config.webhook_allow_private,
+            allow_private: settings.webhook.webhook_allow_private,
         })
     }
 }

@@ -16,10 +16,99 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use tickethub_actors::ports::{DeliveryJob, Transport, TransportError};
 
-use super::templates::{Part, Templates};
-use super::{http_client, network_error, refusal};
-use crate::config::sms::is_sid;
-use crate::config::{ConfigError, ServeConfig};
+use crate::delivery::templates::{Part, Templates};
+use crate::delivery::{http_client, network_error, refusal};
+use settings::is_sid;
+use crate::setting::ConfigError;
+
+/// The SMS settings (Twilio).
+#[derive(clap::Args, Clone, Debug)]
+#[group(skip)]
+pub struct Settings {
+    /// Twilio account SID (`AC…`); SMS is on once it, the auth token and the sender are set.
+    #[arg(long, env = "TICKETHUB_TWILIO_ACCOUNT_SID")]
+    pub twilio_account_sid: Option<String>,
+
+    /// Twilio auth token of the account.
+    #[arg(long, env = "TICKETHUB_TWILIO_AUTH_TOKEN", hide_env_values = true)]
+    pub twilio_auth_token: Option<String>,
+
+    /// The sender of SMS: a Twilio phone number (E.164), an alphanumeric sender id, or a
+    /// Messaging Service SID (`MG…`).
+    #[arg(long, env = "TICKETHUB_TWILIO_FROM")]
+    pub twilio_from: Option<String>,
+
+    /// Twilio REST API base URL.
+    #[arg(
+        long,
+        env = "TICKETHUB_TWILIO_API_URL",
+        default_value = "https://api.twilio.com"
+    )]
+    pub twilio_api_url: String,
+
+    /// How many segments (160 GSM-7 or 70 UCS-2 characters alone; 153 or 67 each when
+    /// concatenated) an SMS may take; a longer text is cut to fit, ending with `…`.
+    #[arg(long, env = "TICKETHUB_SMS_SEGMENTS", default_value_t = 1)]
+    pub sms_segments: u32,
+}
+
+/// SMS (Twilio's Messages API), to each user's phone number: on once the account SID, its
+/// auth token and the sender are all set.
+pub struct Sms;
+
+mod settings;
+
+impl crate::channels::Plugin for Sms {
+    const NAME: &'static str = "sms";
+    const REACH: tickethub_actors::routing::Reach = tickethub_actors::routing::Reach::Personal;
+    type Settings = Settings;
+
+    fn validate(s: &Settings) -> Result<(), ConfigError> {
+        settings::validate(s)
+    }
+
+    fn transport(
+        settings: &crate::channels::Settings,
+        ctx: &crate::channels::Context,
+    ) -> Result<Option<Arc<dyn tickethub_actors::ports::Transport>>, ConfigError> {
+        let s = &settings.sms;
+        let (Some(sid), Some(token), Some(from)) =
+            (&s.twilio_account_sid, &s.twilio_auth_token, &s.twilio_from)
+        else {
+            return Ok(None);
+        };
+        Ok(Some(Arc::new(SmsTransport::new(
+            settings,
+            sid,
+            token,
+            from,
+            ctx.templates.clone(),
+            ctx.timeout,
+        )?)))
+    }
+
+    fn check_address(address: &str) -> Result<String, String> {
+        e164(address)
+    }
+}
+
+/// An E.164 number: `+` and 8 to 15 digits.
+pub fn is_plausible_phone(number: &str) -> bool {
+    number
+        .strip_prefix('+')
+        .is_some_and(|d| (8..=15).contains(&d.len()) && d.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// An E.164 number (`+` and 8 to 15 digits), or why not.
+pub fn e164(number: &str) -> Result<String, String> {
+    let number = number.trim();
+    if is_plausible_phone(number) {
+        Ok(number.to_owned())
+    } else {
+        Err("Enter a number in international format, e.g. +15551234567.".into())
+    }
+}
+
 
 /// How a text travels in SMS.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -147,7 +236,7 @@ pub struct SmsTransport {
 impl SmsTransport {
     /// A transport sending from `from` with the account's credentials.
     pub fn new(
-        config: &ServeConfig,
+        settings: &crate::channels::Settings,
         account_sid: &str,
         auth_token: &str,
         from: &str,
@@ -163,12 +252,12 @@ impl SmsTransport {
             client: http_client(timeout)?,
             url: format!(
                 "{}/2010-04-01/Accounts/{account_sid}/Messages.json",
-                config.twilio_api_url.trim_end_matches('/')
+                settings.sms.twilio_api_url.trim_end_matches('/')
             ),
             account_sid: account_sid.to_owned(),
             auth_token: auth_token.to_owned(),
             sender: (field, from.to_owned()),
-            segments: config.sms_segments,
+            segments: settings.sms.sms_segments,
             texts,
         })
     }
@@ -215,8 +304,8 @@ impl Transport for SmsTransport {
             .await
             .map_err(network_error)?;
         let status = response.status();
-        let retry_after = super::outbound::header(&response, reqwest::header::RETRY_AFTER);
-        let text = super::outbound::answer_text(response).await;
+        let retry_after = crate::delivery::outbound::header(&response, reqwest::header::RETRY_AFTER);
+        let text = crate::delivery::outbound::answer_text(response).await;
         answer(status, retry_after.as_deref(), &text)
     }
 }
@@ -276,7 +365,7 @@ fn form_encode(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::sms::MAX_SEGMENTS;
+    use super::settings::MAX_SEGMENTS;
     use reqwest::StatusCode as S;
 
     #[test]

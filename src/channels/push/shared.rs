@@ -13,7 +13,8 @@ use serde_json::{json, Value};
 use tickethub_actors::notification::excerpt;
 use tickethub_actors::ports::{DeliveryJob, Device, TransportError};
 
-use crate::config::{ConfigError, PushContent};
+use super::PushContent;
+use crate::setting::ConfigError;
 
 /// The longest body a push carries, in characters: every provider's payload limit is 4 KiB,
 /// and the body is trimmed well within it.
@@ -186,7 +187,7 @@ impl VapidKey {
             return Self::load(&path);
         }
         let key = Self::generate()?;
-        crate::config::write_private(&path, &key.pem).map_err(|e| {
+        crate::setting::write_private(&path, &key.pem).map_err(|e| {
             ConfigError::new(SETTING, format!("cannot write {}: {e}", path.display()))
         })?;
         tracing::info!(path = %path.display(), "generated a Web Push (VAPID) key");

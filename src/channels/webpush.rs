@@ -3,6 +3,7 @@
 //! posted through the hub's own client, which connects only to public addresses unless
 //! `--push-allow-private`.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,9 +12,59 @@ use base64::Engine as _;
 use serde::Serialize;
 use tickethub_actors::ports::{DeliveryJob, Transport, TransportError};
 
-use super::outbound::{self, check_literal, request_error};
-use super::push::{self, VapidKey};
-use crate::config::{ConfigError, PushContent, ServeConfig};
+use crate::delivery::outbound::{self, check_literal, request_error};
+use crate::channels::push::{self, VapidKey};
+use crate::channels::push::PushContent;
+use crate::setting::ConfigError;
+
+/// The Web Push settings: the VAPID key and contact.
+#[derive(clap::Args, Clone, Debug)]
+#[group(skip)]
+pub struct Settings {
+    /// Web Push (VAPID) private key: a PEM file (PKCS#8 or SEC1, P-256), or a file holding
+    /// the raw key in base64url. Without it an embedded hub keeps one beside its SQLite file
+    /// (`<database>.vapid.pem`); with PostgreSQL, Web Push is off without it.
+    #[arg(long, env = "TICKETHUB_WEBPUSH_VAPID_KEY")]
+    pub webpush_vapid_key: Option<PathBuf>,
+
+    /// The contact push services may use about this sender (`mailto:…` or `https:…`), the
+    /// `sub` of the VAPID token.
+    #[arg(long, env = "TICKETHUB_WEBPUSH_SUBJECT")]
+    pub webpush_subject: Option<String>,
+}
+
+/// Web Push (RFC 8030, 8291, 8292), to browsers' subscriptions: a carrier of `push`, on with a
+/// VAPID key.
+pub struct WebPush;
+
+impl crate::channels::Plugin for WebPush {
+    const NAME: &'static str = "webpush";
+    const REACH: tickethub_actors::routing::Reach = tickethub_actors::routing::Reach::Carrier;
+    type Settings = Settings;
+
+    fn validate(s: &Settings) -> Result<(), ConfigError> {
+        if let Some(subject) = &s.webpush_subject {
+            if !(subject.starts_with("mailto:") || subject.starts_with("https://")) {
+                return Err(ConfigError::new(
+                    "--webpush-subject (TICKETHUB_WEBPUSH_SUBJECT)",
+                    "must be a mailto: or https: URL",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn transport(
+        settings: &crate::channels::Settings,
+        ctx: &crate::channels::Context,
+    ) -> Result<Option<Arc<dyn tickethub_actors::ports::Transport>>, ConfigError> {
+        let Some(vapid) = ctx.vapid.clone() else {
+            return Ok(None);
+        };
+        Ok(Some(Arc::new(WebPushTransport::new(settings, vapid, ctx.timeout)?)))
+    }
+}
+
 
 /// Sends pushes to browsers' subscriptions.
 pub struct WebPushTransport {
@@ -81,7 +132,7 @@ pub async fn resolves_publicly(
 impl WebPushTransport {
     /// A transport signing with `vapid`.
     pub fn new(
-        config: &ServeConfig,
+        settings: &crate::channels::Settings,
         vapid: Arc<VapidKey>,
         timeout: Duration,
     ) -> Result<Self, ConfigError> {
@@ -92,7 +143,7 @@ impl WebPushTransport {
                     format!("cannot sign with the key: {e}"),
                 )
             })?;
-        let client = outbound::client(timeout, !config.push_allow_private).map_err(|e| {
+        let client = outbound::client(timeout, !settings.push.push_allow_private).map_err(|e| {
             ConfigError::new(
                 "--delivery-timeout (TICKETHUB_DELIVERY_TIMEOUT)",
                 e.to_string(),
@@ -102,10 +153,10 @@ impl WebPushTransport {
             client,
             vapid,
             signing,
-            subject: config.webpush_subject.clone(),
-            ttl: config.push_ttl,
-            content: config.push_content,
-            allow_private: config.push_allow_private,
+            subject: settings.webpush.webpush_subject.clone(),
+            ttl: settings.push.push_ttl,
+            content: settings.push.push_content,
+            allow_private: settings.push.push_allow_private,
         })
     }
 
@@ -195,7 +246,7 @@ impl Transport for WebPushTransport {
                 tickethub_actors::notification::excerpt(text.trim(), 200)
             )));
         }
-        super::classify(status, retry_after.as_deref(), &text)?;
+        crate::delivery::classify(status, retry_after.as_deref(), &text)?;
         Ok(location)
     }
 }

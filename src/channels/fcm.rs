@@ -5,6 +5,8 @@
 //! RS256 assertion posted to the account's `token_uri`. It is kept and reused until five
 //! minutes before it runs out, then fetched again, one fetch at a time.
 
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -14,9 +16,49 @@ use serde_json::{json, Map, Value};
 use tickethub_actors::notification::excerpt;
 use tickethub_actors::ports::{DeliveryJob, Transport, TransportError};
 
-use super::outbound::header;
-use super::{http_client, network_error, push};
-use crate::config::{ConfigError, PushContent, ServeConfig};
+use crate::delivery::outbound::header;
+use crate::channels::push;
+use crate::delivery::{http_client, network_error};
+use crate::channels::push::PushContent;
+use crate::setting::ConfigError;
+
+/// The FCM settings: the Firebase service account.
+#[derive(clap::Args, Clone, Debug)]
+#[group(skip)]
+pub struct Settings {
+    /// Firebase service-account JSON (from the Firebase console); FCM is off without it.
+    #[arg(long, env = "TICKETHUB_FCM_SERVICE_ACCOUNT")]
+    pub fcm_service_account: Option<PathBuf>,
+
+    /// FCM HTTP v1 base URL.
+    #[arg(
+        long,
+        env = "TICKETHUB_FCM_API_URL",
+        default_value = "https://fcm.googleapis.com"
+    )]
+    pub fcm_api_url: String,
+}
+
+/// Firebase Cloud Messaging (HTTP v1), to apps' tokens: a carrier of `push`, on with a service
+/// account.
+pub struct Fcm;
+
+impl crate::channels::Plugin for Fcm {
+    const NAME: &'static str = "fcm";
+    const REACH: tickethub_actors::routing::Reach = tickethub_actors::routing::Reach::Carrier;
+    type Settings = Settings;
+
+    fn transport(
+        settings: &crate::channels::Settings,
+        ctx: &crate::channels::Context,
+    ) -> Result<Option<Arc<dyn tickethub_actors::ports::Transport>>, ConfigError> {
+        if settings.fcm.fcm_service_account.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(Arc::new(FcmTransport::new(settings, ctx.timeout)?)))
+    }
+}
+
 
 const SETTING: &str = "--fcm-service-account (TICKETHUB_FCM_SERVICE_ACCOUNT)";
 
@@ -154,13 +196,14 @@ pub struct FcmTransport {
 
 impl FcmTransport {
     /// A transport for the service account of `--fcm-service-account`.
-    pub fn new(config: &ServeConfig, timeout: Duration) -> Result<Self, ConfigError> {
-        let path = config
+    pub fn new(settings: &crate::channels::Settings, timeout: Duration) -> Result<Self, ConfigError> {
+        let path = settings
+            .fcm
             .fcm_service_account
             .as_deref()
             .ok_or_else(|| ConfigError::new(SETTING, "no service-account file is given"))?;
         let account = ServiceAccount::load(path)?;
-        let api = config.fcm_api_url.trim_end_matches('/');
+        let api = settings.fcm.fcm_api_url.trim_end_matches('/');
         api.parse::<reqwest::Url>().map_err(|e| {
             ConfigError::new(
                 "--fcm-api-url (TICKETHUB_FCM_API_URL)",
@@ -171,8 +214,8 @@ impl FcmTransport {
             client: http_client(timeout)?,
             send_url: format!("{api}/v1/projects/{}/messages:send", account.project_id),
             account,
-            ttl: config.push_ttl,
-            content: config.push_content,
+            ttl: settings.push.push_ttl,
+            content: settings.push.push_content,
             token: tokio::sync::Mutex::new(None),
         })
     }
@@ -237,7 +280,7 @@ impl FcmTransport {
             .map_err(network_error)?;
         let status = response.status();
         let retry_after = header(&response, reqwest::header::RETRY_AFTER);
-        let text = super::outbound::answer_text(response).await;
+        let text = crate::delivery::outbound::answer_text(response).await;
         let about = |e: TransportError| match e {
             TransportError::Permanent(m) => {
                 TransportError::Permanent(format!("FCM access token: {m}"))
@@ -251,7 +294,7 @@ impl FcmTransport {
             },
             other => other,
         };
-        super::classify(status, retry_after.as_deref(), &text).map_err(about)?;
+        crate::delivery::classify(status, retry_after.as_deref(), &text).map_err(about)?;
         #[derive(Deserialize)]
         struct Answer {
             access_token: String,
@@ -408,7 +451,7 @@ pub fn answer(
     let retryable = (code == 401 && fcm_code != Some("THIRD_PARTY_AUTH_ERROR"))
         || status.is_server_error()
         || matches!(code, 408 | 425 | 429);
-    Err(super::refusal(retryable, message, retry_after))
+    Err(crate::delivery::refusal(retryable, message, retry_after))
 }
 
 #[async_trait]
@@ -426,7 +469,7 @@ impl Transport for FcmTransport {
             .map_err(network_error)?;
         let status = response.status();
         let retry_after = header(&response, reqwest::header::RETRY_AFTER);
-        let text = super::outbound::answer_text(response).await;
+        let text = crate::delivery::outbound::answer_text(response).await;
         let result = answer(status, retry_after.as_deref(), &text);
         if status == reqwest::StatusCode::UNAUTHORIZED
             && matches!(result, Err(TransportError::Retryable { .. }))
