@@ -77,19 +77,22 @@ pub enum Viewer {
 }
 
 impl Viewer {
-    /// A delivery's destination as this viewer sees it.
+    /// A delivery's destination as this viewer sees it. A deployment channel's (a webhook's
+    /// URL) is operator data.
     pub fn address(self, channel: Channel, address: &str) -> Option<std::borrow::Cow<'_, str>> {
-        match (self, channel) {
-            (Viewer::Recipient, Channel::Webhook) => None,
-            (Viewer::Key, Channel::Webhook) => Some(std::borrow::Cow::Owned(masked_url(address))),
+        let deployment = channel.reach() == tickethub_actors::routing::Reach::Deployment;
+        match (self, deployment) {
+            (Viewer::Recipient, true) => None,
+            (Viewer::Key, true) => Some(std::borrow::Cow::Owned(masked_url(address))),
             _ => Some(std::borrow::Cow::Borrowed(address)),
         }
     }
 
-    /// A delivery's error as this viewer sees it.
+    /// A delivery's error as this viewer sees it: a deployment channel's is operator data.
     pub fn error(self, channel: Channel, error: Option<&str>) -> Option<&str> {
-        match (self, channel) {
-            (Viewer::Recipient, Channel::Webhook) => None,
+        let deployment = channel.reach() == tickethub_actors::routing::Reach::Deployment;
+        match (self, deployment) {
+            (Viewer::Recipient, true) => None,
             _ => error,
         }
     }

@@ -586,13 +586,16 @@ async fn deliveries(
 /// The most notification types one preferences update may name.
 const MAX_PREFERENCE_TYPES: usize = 64;
 
-/// The channels a user can switch; the in-app record is always stored.
-const SWITCHABLE: [Channel; 4] = [
-    Channel::Email,
-    Channel::Whatsapp,
-    Channel::Sms,
-    Channel::Push,
-];
+/// The channels a user can switch: those that reach them personally, and their devices. The
+/// in-app record is always stored; a deployment channel (webhooks) is the operator's.
+fn switchable_channels() -> Vec<Channel> {
+    use tickethub_actors::routing::Reach;
+    Channel::registered()
+        .into_iter()
+        .filter(|(_, reach)| matches!(reach, Reach::Personal | Reach::Devices))
+        .map(|(c, _)| c)
+        .collect()
+}
 
 /// The caller's channel preferences.
 #[utoipa::path(
@@ -620,7 +623,7 @@ async fn preferences_json(state: &AppState, user: UserId) -> Result<Preferences,
         .await?
         .remove(&user)
         .unwrap_or_default();
-    let channels = SWITCHABLE
+    let channels = switchable_channels()
         .iter()
         .map(|c| {
             let on = prefs.allows(&EventType::Custom("*".into()), *c);
@@ -664,12 +667,16 @@ pub(crate) struct PreferencesIn {
 }
 
 pub(crate) fn switchable(name: &str) -> Result<Channel, ApiError> {
-    SWITCHABLE
-        .into_iter()
+    let channels = switchable_channels();
+    channels
+        .iter()
+        .copied()
         .find(|c| c.as_str() == name)
         .ok_or_else(|| {
+            let names: Vec<&str> = channels.iter().map(|c| c.as_str()).collect();
             ApiError::bad_request(format!(
-                "`{name}` is not a channel you can switch (email, whatsapp, sms, push); in-app notifications are always stored."
+                "`{name}` is not a channel you can switch ({}); in-app notifications are always stored.",
+                names.join(", ")
             ))
         })
 }

@@ -118,29 +118,31 @@ impl DeliveryRow {
     }
 }
 
-/// What a delivery row records of the recipients it speaks for: a webhook delivery of a draft
-/// that stands for several recipients lists them all as JSON; anything else, nothing.
+/// What a delivery row records of the recipients it speaks for: a delivery on a deployment
+/// channel (a webhook's) of a draft that stands for several recipients lists them all as
+/// JSON; anything else, nothing.
 pub(crate) fn recipients_json(
     draft: &tickethub_actors::notification::Draft,
     channel: tickethub_actors::routing::Channel,
 ) -> Option<String> {
-    (channel == tickethub_actors::routing::Channel::Webhook && !draft.webhook_recipients.is_empty())
-        .then(|| {
-            serde_json::Value::Array(
-                draft
-                    .webhook_recipients
-                    .iter()
-                    .map(|r| {
-                        serde_json::json!({
-                            "user_id": r.user_id.0,
-                            "username": r.username,
-                            "display_name": r.display_name,
-                        })
+    (channel.reach() == tickethub_actors::routing::Reach::Deployment
+        && !draft.webhook_recipients.is_empty())
+    .then(|| {
+        serde_json::Value::Array(
+            draft
+                .webhook_recipients
+                .iter()
+                .map(|r| {
+                    serde_json::json!({
+                        "user_id": r.user_id.0,
+                        "username": r.username,
+                        "display_name": r.display_name,
                     })
-                    .collect(),
-            )
-            .to_string()
-        })
+                })
+                .collect(),
+        )
+        .to_string()
+    })
 }
 
 /// Reads back what `recipients_json` wrote.

@@ -353,14 +353,22 @@ macro_rules! impl_outbox_store {
             > {
                 let mut out = std::collections::HashMap::new();
                 for chunk in ids.chunks(1000) {
+                    // A delivery on a deployment channel (a webhook's) is the event's, not
+                    // the recipient's. A push held back and then suppressed was not needed:
+                    // the notification was seen in the app.
                     let mut q = sqlx::QueryBuilder::<$db>::new(
                         "SELECT notification_id, COUNT(*), \
                          SUM(CASE WHEN status IN ('SENT', 'SUPPRESSED') THEN 1 ELSE 0 END), \
                          SUM(CASE WHEN status = 'FAILED' THEN 1 ELSE 0 END), MIN(sent_at) \
-                         FROM deliveries WHERE channel <> 'webhook' AND notification_id IN (",
-                        // A push held back and then suppressed was not needed: the
-                        // notification was seen in the app.
+                         FROM deliveries WHERE channel NOT IN (",
                     );
+                    let mut names = q.separated(", ");
+                    for (channel, reach) in tickethub_actors::routing::Channel::registered() {
+                        if reach == tickethub_actors::routing::Reach::Deployment {
+                            names.push_bind(channel.as_str());
+                        }
+                    }
+                    q.push(") AND notification_id IN (");
                     let mut sep = q.separated(", ");
                     for id in chunk {
                         sep.push_bind(*id);
