@@ -153,4 +153,5 @@ plugins! {
     webpush::WebPush,
     fcm::Fcm,
     apns::Apns,
+    file::FileSink,
 }
