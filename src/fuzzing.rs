@@ -13,7 +13,7 @@ use tickethub_actors::domain::{is_valid_project_key, Role};
 use tickethub_actors::ticket_domain::{Category, Priority};
 
 use crate::http::error::ApiError;
-use crate::http::{notifications, projects, tickets, users};
+use crate::http::{auth, notifications, projects, tickets, users};
 use crate::wire::dialect::Dialect;
 use crate::ws::protocol::{ClientFrame, ServerFrame};
 
@@ -127,13 +127,13 @@ impl RestBody {
         let bad = |e: ApiError| format!("{e:?}");
         match self {
             RestBody::Login => {
-                parse::<users::LoginIn>(body)?;
+                parse::<auth::LoginIn>(body)?;
             }
             RestBody::Refresh => {
-                parse::<users::RefreshIn>(body)?;
+                parse::<auth::RefreshIn>(body)?;
             }
             RestBody::Register => {
-                let r: users::RegisterIn = parse(body)?;
+                let r: auth::RegisterIn = parse(body)?;
                 users::validate_username(r.username.trim()).map_err(bad)?;
                 if !(8..=128).contains(&r.password.chars().count()) {
                     return Err("password: 8 to 128 characters".into());

@@ -13,6 +13,7 @@ pub mod admin;
 pub mod analytics;
 pub mod api_keys;
 pub mod audit;
+pub mod auth;
 pub mod devices;
 pub mod error;
 pub mod extract;
@@ -44,6 +45,7 @@ pub fn via_trusted_proxy(trusted: &[ipnet::IpNet], extensions: &axum::http::Exte
 /// The REST API and the operations endpoints, each route registered with its document.
 pub fn api(metrics_on_main: bool) -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
+        .merge(auth::router())
         .merge(users::router())
         .merge(tickets::router())
         .merge(projects::router())

@@ -30,6 +30,7 @@ pub mod presence;
 pub mod routing;
 pub mod serve;
 pub mod setting;
+pub mod sockets;
 pub mod sse;
 pub mod state;
 pub mod store;

@@ -7,7 +7,7 @@ use tickethub_actors::ports::Store;
 use tickethub_actors::Hub;
 
 use crate::auth::Auth;
-use crate::ws::settings::WsSettings;
+use crate::sockets::WsSettings;
 
 /// What every handler can reach. Every request clones it (axum hands each handler and
 /// middleware layer a copy), so it is one shared pointer to [`AppParts`].

@@ -20,10 +20,9 @@ pub mod batch;
 pub mod close;
 pub mod protocol;
 pub mod session;
-pub mod settings;
 
+pub use crate::sockets::{SocketSlot, TicketProjects, WsSettings};
 pub use crate::wire::dialect;
-pub use settings::{SocketSlot, TicketProjects, WsSettings};
 
 use dialect::Dialect;
 use tickethub_actors::domain::{ProjectId, Role, User};

@@ -273,8 +273,10 @@ pub enum ChannelMsg {
     /// Report the channel's status.
     Status(RpcReplyPort<ChannelStatus>),
     /// Panic inside the handler, for fault-injection tests.
+    #[cfg(feature = "testing")]
     InjectFault,
     /// Make the next send panic on its task, for fault-injection tests.
+    #[cfg(feature = "testing")]
     InjectSendPanic,
 }
 
@@ -377,9 +379,11 @@ impl Actor for ChannelActor {
                 });
                 return Ok(());
             }
+            #[cfg(feature = "testing")]
             ChannelMsg::InjectFault => {
                 panic!("injected fault in the {} channel", self.channel.as_str())
             }
+            #[cfg(feature = "testing")]
             ChannelMsg::InjectSendPanic => state.panic_next_send = true,
         }
         self.drain(&myself, state).await;

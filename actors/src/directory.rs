@@ -140,6 +140,7 @@ pub enum DirectoryMsg<K, M> {
     /// children anything.
     List(ListFilter<K>, RpcReplyPort<Listing<K, M>>),
     /// Panic inside the handler. Used by fault-injection tests of the supervision tree.
+    #[cfg(feature = "testing")]
     InjectFault,
     /// The wait before restarting the actor of this key is over: start it with what was held.
     Restart(K),
@@ -188,6 +189,7 @@ impl<A: Keyed> Actor for Directory<A> {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
+            #[cfg(feature = "testing")]
             DirectoryMsg::InjectFault => panic!("injected fault in a directory"),
             DirectoryMsg::Forward { key, msg } => {
                 if let Some(queue) = state.held.get_mut(&key) {

@@ -85,6 +85,7 @@ pub enum EscalationMsg {
     /// Describe the actor.
     Snapshot(RpcReplyPort<EscalationSnapshot>),
     /// Panic inside the handler, for fault-injection tests.
+    #[cfg(feature = "testing")]
     InjectFault,
 }
 
@@ -181,6 +182,7 @@ impl Actor for EscalationActor {
             EscalationMsg::Snapshot(reply) => {
                 let _ = reply.send(state.snapshot.clone());
             }
+            #[cfg(feature = "testing")]
             EscalationMsg::InjectFault => panic!("injected fault in the escalation actor"),
         }
         Ok(())

@@ -87,6 +87,7 @@ pub enum PurgeMsg {
     /// Describe the actor.
     Snapshot(RpcReplyPort<PurgeSnapshot>),
     /// Panic inside the handler, for fault-injection tests.
+    #[cfg(feature = "testing")]
     InjectFault,
 }
 
@@ -166,6 +167,7 @@ impl Actor for PurgeActor {
             PurgeMsg::Snapshot(reply) => {
                 let _ = reply.send(state.snapshot.clone());
             }
+            #[cfg(feature = "testing")]
             PurgeMsg::InjectFault => panic!("injected fault"),
         }
         Ok(())

@@ -240,6 +240,7 @@ pub enum RoomMsg {
     /// The hub is stopping.
     Shutdown,
     /// Panic inside the handler, for fault-injection tests.
+    #[cfg(feature = "testing")]
     InjectFault,
 }
 
@@ -726,6 +727,7 @@ impl Actor for RoomActor {
                 myself.stop(Some("hub shutdown".into()));
                 return Ok(());
             }
+            #[cfg(feature = "testing")]
             RoomMsg::InjectFault => {
                 panic!("injected fault in the room of project {}", state.project)
             }

@@ -41,6 +41,7 @@ pub enum SchedulerMsg {
     /// Describe the actor.
     Snapshot(RpcReplyPort<SchedulerSnapshot>),
     /// Panic inside the handler, for fault-injection tests.
+    #[cfg(feature = "testing")]
     InjectFault,
 }
 
@@ -138,6 +139,7 @@ impl Actor for SchedulerActor {
             SchedulerMsg::Snapshot(reply) => {
                 let _ = reply.send(state.snapshot.clone());
             }
+            #[cfg(feature = "testing")]
             SchedulerMsg::InjectFault => panic!("injected fault in the scheduler"),
         }
         Ok(())

@@ -124,6 +124,7 @@ pub enum SupervisorMsg<K> {
     /// Whether every child is up (none waits for its restart).
     Healthy(RpcReplyPort<bool>),
     /// Panic inside the handler. Used by fault-injection tests of the supervision tree.
+    #[cfg(feature = "testing")]
     InjectFault,
 }
 
@@ -178,6 +179,7 @@ impl<C: Children> Actor for Supervisor<C> {
                     myself.send_after(wait, move || SupervisorMsg::Restart(child));
                 }
             },
+            #[cfg(feature = "testing")]
             SupervisorMsg::InjectFault => {
                 panic!("injected fault in the supervisor of {}s", C::KIND)
             }

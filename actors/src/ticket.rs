@@ -104,6 +104,7 @@ pub enum TicketMsg {
     /// Describe the actor.
     Snapshot(RpcReplyPort<TicketSnapshot>),
     /// Panic inside the handler, for fault-injection tests.
+    #[cfg(feature = "testing")]
     InjectFault,
 }
 
@@ -210,6 +211,7 @@ impl Actor for TicketActor {
                     myself.stop(Some("idle".into()));
                 }
             }
+            #[cfg(feature = "testing")]
             TicketMsg::InjectFault => {
                 panic!("injected fault in the actor of ticket {}", state.id)
             }

@@ -249,11 +249,14 @@ pub enum UserMsg {
     Snapshot(RpcReplyPort<UserSnapshot>),
     /// Panic inside the handler. Used by fault-injection tests and chaos drills to prove that
     /// a failing user actor takes nobody else down.
+    #[cfg(feature = "testing")]
     InjectFault,
     /// Hold the actor for this long, as a slow database would. Used by fault-injection tests.
+    #[cfg(feature = "testing")]
     InjectStall(std::time::Duration),
     /// Hold the actor until the semaphore gives a permit. Used by fault-injection tests that
     /// must decide when the actor is free again.
+    #[cfg(feature = "testing")]
     InjectHold(std::sync::Arc<tokio::sync::Semaphore>),
 }
 
@@ -771,10 +774,13 @@ impl UserActor {
                     delivered_seq: state.delivered,
                 });
             }
+            #[cfg(feature = "testing")]
             UserMsg::InjectFault => {
                 panic!("injected fault in the actor of user {}", state.user_id);
             }
+            #[cfg(feature = "testing")]
             UserMsg::InjectStall(d) => tokio::time::sleep(d).await,
+            #[cfg(feature = "testing")]
             UserMsg::InjectHold(gate) => {
                 let _ = gate.acquire().await;
             }

@@ -1,28 +1,22 @@
-//! Authentication and the caller's profile: login, refresh, register, `me`.
+//! Users and the caller's profile: `me`, the user list, and the admins' user endpoints.
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
-use tickethub_actors::domain::{NewUser, Role, User};
+use tickethub_actors::domain::{Role, User};
 use tickethub_actors::routing::Channel;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::error::{ApiError, ErrorBody};
-use super::extract::{Caller, ClientIp, Json};
+use super::extract::{Caller, Json};
 use super::openapi::RoleName;
-use crate::auth::{self, TokenType};
 use crate::state::AppState;
 
 /// The routes of this module.
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(login))
-        .routes(routes!(refresh))
-        .routes(routes!(logout))
-        .routes(routes!(register))
-        .routes(routes!(registration))
         .routes(routes!(me, update_me))
         .routes(routes!(list_users))
         .routes(routes!(user_detail, update_user, erase_user))
@@ -74,10 +68,6 @@ fn shown_to(viewer: &Caller, u: &User) -> ShownUser {
         ShownUser::Public(PublicUserOut::from(u))
     }
 }
-
-/// What a logout answers: an empty object, as simplejwt's blacklist view does.
-#[derive(Serialize, Debug, ToSchema)]
-pub struct LoggedOut {}
 
 /// A user as the API shows it.
 #[derive(Serialize, Debug, ToSchema)]
@@ -154,330 +144,6 @@ impl From<&User> for UserOut {
             date_joined: super::timestamp(u.created_at),
         }
     }
-}
-
-/// Credentials.
-#[derive(Deserialize, ToSchema)]
-#[schema(as = Login)]
-pub(crate) struct LoginIn {
-    /// The login name.
-    username: String,
-    /// The password.
-    #[schema(format = Password)]
-    password: String,
-}
-
-/// A token pair.
-#[derive(Serialize, ToSchema)]
-#[schema(as = TokenPair)]
-struct TokensOut {
-    /// An access token, for `Authorization: Bearer`.
-    access: String,
-    /// A refresh token, for `POST /api/auth/refresh/`.
-    refresh: String,
-}
-
-/// Logs in with a username and password.
-#[utoipa::path(
-    post,
-    path = "/api/auth/login/",
-    operation_id = "auth_login",
-    tag = "auth",
-    request_body = LoginIn,
-    responses(
-        (status = 200, description = "An access and a refresh token.", body = TokensOut),
-        (status = 400, description = "The body is not valid JSON of this shape.", body = ErrorBody),
-        (status = 401, description = "No active account has these credentials.", body = ErrorBody),
-        (status = 503, description = "This hub verifies tokens from an identity provider and issues none.", body = ErrorBody),
-    )
-)]
-async fn login(
-    State(state): State<AppState>,
-    ClientIp(ip): ClientIp,
-    Json(body): Json<LoginIn>,
-) -> Result<Json<TokensOut>, ApiError> {
-    state.limits.login(ip, &body.username)?;
-    let _turn = state.limits.hashing().await?;
-    let found = state.store.user_with_hash(&body.username).await?;
-    // Verify against a dummy hash for unknown users, so that timing does not reveal them.
-    let (user, hash) = match found {
-        Some((user, hash)) => (Some(user), hash),
-        None => (None, state.dummy_hash.to_string()),
-    };
-    let ok = auth::verify_password(body.password, hash).await;
-    match user {
-        Some(user) if ok && user.is_active => {
-            let (pair, record) = state
-                .auth
-                .issue_pair(&user, None)
-                .ok_or_else(cannot_issue)?;
-            state.store.record_refresh(record).await?;
-            Ok(Json(TokensOut {
-                access: pair.access,
-                refresh: pair.refresh,
-            }))
-        }
-        _ => Err(ApiError::unauthorized(
-            "No active account found with the given credentials",
-        )),
-    }
-}
-
-/// A refresh token.
-#[derive(Deserialize, ToSchema)]
-#[schema(as = Refresh)]
-pub(crate) struct RefreshIn {
-    /// The refresh token from `POST /api/auth/login/`.
-    refresh: String,
-}
-
-/// Trades a refresh token for a new access token and its successor. Refresh tokens rotate:
-/// the one sent is used up, and sending it again (a replay by whoever copied it) ends every
-/// token descended from the same login.
-#[utoipa::path(
-    post,
-    path = "/api/auth/refresh/",
-    operation_id = "auth_refresh",
-    tag = "auth",
-    request_body = RefreshIn,
-    responses(
-        (status = 200, description = "A new access token and the next refresh token (the one sent no longer works).", body = TokensOut),
-        (status = 400, description = "The body is not valid JSON of this shape.", body = ErrorBody),
-        (status = 401, description = "The token is invalid, expired, revoked, used already or not a refresh token, or its user is inactive.", body = ErrorBody),
-        (status = 429, description = "Too many refreshes from this address.", body = ErrorBody),
-        (status = 503, description = "This hub verifies tokens from an identity provider and issues none.", body = ErrorBody),
-    )
-)]
-async fn refresh(
-    State(state): State<AppState>,
-    ClientIp(ip): ClientIp,
-    Json(body): Json<RefreshIn>,
-) -> Result<Json<TokensOut>, ApiError> {
-    state.limits.refresh(ip)?;
-    if !state.auth.can_issue() {
-        return Err(cannot_issue());
-    }
-    let claimed = state
-        .auth
-        .verify(&body.refresh, TokenType::Refresh)
-        .await
-        .map_err(crate::auth::AuthError::from)?;
-    let jti = claimed
-        .jti
-        .clone()
-        .ok_or(crate::auth::TokenError::Revoked)
-        .map_err(crate::auth::AuthError::from)?;
-    let (user, _) = crate::auth::Auth::resolve(&*state.store, claimed).await?;
-    let (pair, next) = state
-        .auth
-        .issue_pair(&user, None)
-        .ok_or_else(cannot_issue)?;
-    use tickethub_actors::ports::Rotation;
-    match state
-        .store
-        .rotate_refresh(&jti, next, chrono::Utc::now())
-        .await?
-    {
-        Rotation::Rotated => Ok(Json(TokensOut {
-            access: pair.access,
-            refresh: pair.refresh,
-        })),
-        Rotation::Reused => {
-            tracing::warn!(
-                user_id = user.id.0,
-                "a used refresh token was sent again; its login is ended"
-            );
-            Err(crate::auth::AuthError::from(crate::auth::TokenError::Revoked).into())
-        }
-        Rotation::Revoked | Rotation::Unknown => {
-            Err(crate::auth::AuthError::from(crate::auth::TokenError::Revoked).into())
-        }
-    }
-}
-
-/// Ends a login: its refresh token and every one rotated from the same login stop working.
-/// Access tokens already issued live until their `exp` (`--access-token-ttl`).
-#[utoipa::path(
-    post,
-    path = "/api/auth/logout/",
-    operation_id = "auth_logout",
-    tag = "auth",
-    request_body = RefreshIn,
-    responses(
-        (status = 200, description = "Logged out (an empty object, as simplejwt's blacklist view answers).", body = LoggedOut),
-        (status = 400, description = "The body is not valid JSON of this shape.", body = ErrorBody),
-        (status = 401, description = "The token is invalid, expired or not a refresh token.", body = ErrorBody),
-        (status = 429, description = "Too many calls from this address.", body = ErrorBody),
-    )
-)]
-async fn logout(
-    State(state): State<AppState>,
-    ClientIp(ip): ClientIp,
-    Json(body): Json<RefreshIn>,
-) -> Result<Json<LoggedOut>, ApiError> {
-    state.limits.refresh(ip)?;
-    let claimed = state
-        .auth
-        .verify(&body.refresh, TokenType::Refresh)
-        .await
-        .map_err(crate::auth::AuthError::from)?;
-    if let Some(jti) = claimed.jti {
-        state
-            .store
-            .revoke_refresh_family(&jti, chrono::Utc::now())
-            .await?;
-    }
-    Ok(Json(LoggedOut {}))
-}
-
-fn cannot_issue() -> ApiError {
-    ApiError::unavailable("This hub verifies tokens from an identity provider and issues none.")
-}
-
-/// A new client account.
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(as = Registration)]
-pub(crate) struct RegisterIn {
-    /// 1 to 150 letters, digits and `@.+-_`.
-    #[schema(max_length = 150)]
-    pub(crate) username: String,
-    /// At least 8 characters.
-    #[schema(min_length = 8, format = Password)]
-    pub(crate) password: String,
-    /// An email address.
-    #[serde(default)]
-    pub(crate) email: Option<String>,
-    /// The name shown to others.
-    #[serde(default)]
-    pub(crate) display_name: Option<String>,
-    /// A WhatsApp number in international format, e.g. `+15551234567`.
-    #[serde(default)]
-    pub(crate) whatsapp_number: Option<String>,
-    /// A phone number for SMS in international format, e.g. `+15551234567`.
-    #[serde(default)]
-    pub(crate) phone_number: Option<String>,
-}
-
-/// Whether anyone may sign up here, for a login page that offers sign-up only then.
-#[derive(Serialize, ToSchema)]
-pub(crate) struct RegistrationOut {
-    /// `POST /api/auth/register/` creates accounts (`--registration open`).
-    open: bool,
-}
-
-/// Whether registration is open. Public, like the login.
-#[utoipa::path(
-    get,
-    path = "/api/auth/registration/",
-    operation_id = "auth_registration",
-    tag = "auth",
-    responses(
-        (status = 200, description = "Whether `POST /api/auth/register/` takes sign-ups.", body = RegistrationOut),
-    )
-)]
-async fn registration(State(state): State<AppState>) -> axum::Json<RegistrationOut> {
-    axum::Json(RegistrationOut {
-        open: state.registration == crate::config::Registration::Open,
-    })
-}
-
-/// Registers a client account and tells the super admins (`user_registered`).
-#[utoipa::path(
-    post,
-    path = "/api/auth/register/",
-    operation_id = "auth_register",
-    tag = "auth",
-    request_body = RegisterIn,
-    responses(
-        (status = 201, description = "The new client.", body = UserOut),
-        (status = 400, description = "A field is invalid (the detail names it), or the username is taken.", body = ErrorBody),
-        (status = 403, description = "Registration is closed (`--registration closed`).", body = ErrorBody),
-        (status = 429, description = "Too many registrations from this address.", body = ErrorBody),
-    )
-)]
-async fn register(
-    State(state): State<AppState>,
-    ClientIp(ip): ClientIp,
-    Json(body): Json<RegisterIn>,
-) -> Result<(StatusCode, Json<UserOut>), ApiError> {
-    if state.registration == crate::config::Registration::Closed {
-        return Err(ApiError::forbidden(
-            "Registration is closed; ask an admin for an account.",
-        ));
-    }
-    state.limits.register(ip)?;
-    let username = body.username.trim().to_owned();
-    validate_username(&username)?;
-    if body.password.chars().count() < 8 {
-        return Err(ApiError::bad_request(
-            "password: This password is too short. It must contain at least 8 characters.",
-        ));
-    }
-    if body.password.chars().count() > MAX_PASSWORD {
-        return Err(ApiError::bad_request(
-            "password: Ensure this field has no more than 128 characters.",
-        ));
-    }
-    if let Some(name) = &body.display_name {
-        check_display_name(name.trim())?;
-    }
-    let email = body.email.filter(|e| !e.trim().is_empty());
-    if let Some(email) = &email {
-        if !is_plausible_email(email) {
-            return Err(ApiError::bad_request("email: Enter a valid email address."));
-        }
-    }
-    let whatsapp_number = body.whatsapp_number.filter(|n| !n.trim().is_empty());
-    if let Some(n) = &whatsapp_number {
-        if !is_plausible_phone(n) {
-            return Err(ApiError::bad_request(
-                "whatsapp_number: Enter a number in international format, e.g. +15551234567.",
-            ));
-        }
-    }
-    let phone_number = body.phone_number.filter(|n| !n.trim().is_empty());
-    if let Some(n) = &phone_number {
-        if !is_plausible_phone(n) {
-            return Err(ApiError::bad_request(
-                "phone_number: Enter a number in international format, e.g. +15551234567.",
-            ));
-        }
-    }
-    let new = NewUser {
-        display_name: body.display_name.unwrap_or_default().trim().to_owned(),
-        username,
-        email,
-        whatsapp_number,
-        phone_number,
-        role: Role::Client,
-        is_superuser: false,
-        password_hash: {
-            let _turn = state.limits.hashing().await?;
-            auth::hash_password(body.password).await
-        },
-    };
-    // What they typed is theirs to prove: unverified, with a code sent to each address.
-    let user = state.store.register_user(new).await.map_err(|e| match e {
-        tickethub_actors::ports::StoreError::Conflict(_) => {
-            ApiError::bad_request("username: A user with that username already exists.")
-        }
-        other => other.into(),
-    })?;
-    tracing::info!(user_id = user.id.0, "client registered");
-    state.verifier.start_all(&user).await;
-    let data = serde_json::json!({
-        "user_id": user.id.0,
-        "username": user.username,
-        "user_email": user.address_of(Channel::Email),
-        "user_full_name": user.name(),
-        "user_role": user.role.as_str(),
-    });
-    // The account exists either way; a failed notice is logged, not reported to the client.
-    if let Err(e) = state.hub.user_registered(&user, data.to_string()).await {
-        tracing::error!(error = %e, "cannot notify super admins of a registration");
-    }
-    Ok((StatusCode::CREATED, Json(UserOut::from(&user))))
 }
 
 #[derive(Deserialize)]
@@ -654,9 +320,6 @@ pub use tickethub_actors::domain::MAX_USERNAME;
 
 /// The longest display name, in characters.
 const MAX_DISPLAY_NAME: usize = 150;
-
-/// The longest password, in characters.
-const MAX_PASSWORD: usize = 128;
 
 /// One user, for admins.
 #[utoipa::path(

@@ -18,33 +18,6 @@ impl Hub {
         ractor::call_t!(self.inner.root, RootMsg::Healthy, 500).unwrap_or(false)
     }
 
-    /// Makes one of the root's children panic. Used by fault-injection tests of the tree.
-    #[doc(hidden)]
-    pub fn inject_fault(&self, child: RootChild) {
-        let refs = self.refs();
-        let _ = match child {
-            RootChild::Users => refs.users.send_message(DirectoryMsg::InjectFault).is_ok(),
-            RootChild::Tickets => refs.tickets.send_message(DirectoryMsg::InjectFault).is_ok(),
-            RootChild::Rooms => refs.rooms.send_message(DirectoryMsg::InjectFault).is_ok(),
-            RootChild::Delivery => refs
-                .delivery
-                .send_message(crate::delivery::DeliveryMsg::InjectFault)
-                .is_ok(),
-            RootChild::Escalation => refs
-                .escalation
-                .send_message(crate::escalation::EscalationMsg::InjectFault)
-                .is_ok(),
-            RootChild::Scheduler => refs
-                .scheduler
-                .send_message(crate::scheduler::SchedulerMsg::InjectFault)
-                .is_ok(),
-            RootChild::Purge => refs
-                .purge
-                .send_message(crate::purge::PurgeMsg::InjectFault)
-                .is_ok(),
-        };
-    }
-
     /// What the escalation actor holds; `None` if it did not answer in time.
     pub async fn escalation_snapshot(&self) -> Option<crate::escalation::EscalationSnapshot> {
         ractor::call_t!(
@@ -195,5 +168,36 @@ impl Hub {
             5_000
         )
         .unwrap_or_default()
+    }
+}
+
+/// What fault-injection tests do to the tree: built with the `testing` feature only.
+#[cfg(feature = "testing")]
+impl Hub {
+    /// Makes one of the root's children panic. Used by fault-injection tests of the tree.
+    #[doc(hidden)]
+    pub fn inject_fault(&self, child: RootChild) {
+        let refs = self.refs();
+        let _ = match child {
+            RootChild::Users => refs.users.send_message(DirectoryMsg::InjectFault).is_ok(),
+            RootChild::Tickets => refs.tickets.send_message(DirectoryMsg::InjectFault).is_ok(),
+            RootChild::Rooms => refs.rooms.send_message(DirectoryMsg::InjectFault).is_ok(),
+            RootChild::Delivery => refs
+                .delivery
+                .send_message(crate::delivery::DeliveryMsg::InjectFault)
+                .is_ok(),
+            RootChild::Escalation => refs
+                .escalation
+                .send_message(crate::escalation::EscalationMsg::InjectFault)
+                .is_ok(),
+            RootChild::Scheduler => refs
+                .scheduler
+                .send_message(crate::scheduler::SchedulerMsg::InjectFault)
+                .is_ok(),
+            RootChild::Purge => refs
+                .purge
+                .send_message(crate::purge::PurgeMsg::InjectFault)
+                .is_ok(),
+        };
     }
 }

@@ -1,0 +1,457 @@
+use super::*;
+
+pub(super) const USER: UserId = UserId(1);
+
+/// One user's inbox in memory: what the user actor reads and changes.
+#[derive(Default)]
+pub(super) struct Inbox {
+    held: Mutex<Held>,
+    faults: StoreFaults,
+    /// Holds every ack's write until a permit is added.
+    ack_gate: Option<Arc<tokio::sync::Semaphore>>,
+}
+
+#[derive(Default)]
+pub(super) struct Held {
+    /// The committed notifications, by seq.
+    notifications: BTreeMap<i64, Notification>,
+    /// The highest seq committed, deleted ones included.
+    last_seq: i64,
+    acked_seq: i64,
+    sent_seq: i64,
+    /// Where the stream stands cannot be read.
+    cursor_fails: bool,
+    /// The `sent_seq` writes.
+    recorded: Vec<(UserId, i64)>,
+}
+
+impl Inbox {
+    fn held(&self) -> std::sync::MutexGuard<'_, Held> {
+        self.held.lock().unwrap()
+    }
+
+    /// Commits the notifications `seqs` (as another process could: nobody is told).
+    fn commit(&self, seqs: impl IntoIterator<Item = i64>) {
+        let mut held = self.held();
+        for seq in seqs {
+            held.notifications.insert(seq, note(seq));
+            held.last_seq = held.last_seq.max(seq);
+        }
+    }
+}
+
+pub(super) fn note(seq: i64) -> Notification {
+    Notification {
+        id: seq * 10,
+        user_id: USER,
+        seq,
+        notification_type: EventType::CommentAdded,
+        title: format!("n{seq}"),
+        message: "Ein Kommentar ✍".into(),
+        ticket: None,
+        data: "{}".into(),
+        action_url: None,
+        is_read: false,
+        read_at: None,
+        created_at: DateTime::from_timestamp(1_700_000_000 + seq, 0).unwrap(),
+    }
+}
+
+/// Implements a store trait for [`Inbox`]: the methods listed are never called by a user
+/// actor, and panic; those after the list are given.
+macro_rules! inbox {
+    ($trait:ident { $(fn $name:ident(&self $(, $arg:ident: $ty:ty)*) -> $ret:ty;)* } $($given:tt)*) => {
+        #[async_trait]
+        impl $trait for Inbox {
+            $(async fn $name(&self $(, _: $ty)*) -> $ret {
+                unreachable!(concat!("a user actor does not call ", stringify!($name)))
+            })*
+            $($given)*
+        }
+    };
+}
+
+inbox!(UserStore {
+    fn create_user(&self, user: NewUser) -> Result<User, StoreError>;
+    fn user_by_id(&self, id: UserId) -> Result<Option<User>, StoreError>;
+    fn user_with_hash(&self, username: &str) -> Result<Option<(User, String)>, StoreError>;
+    fn list_users(&self) -> Result<Vec<User>, StoreError>;
+    fn find_users(&self, query: UserQuery, page: Page) -> Result<(i64, Vec<User>), StoreError>;
+    fn users_with_role(&self, role: Role) -> Result<Vec<User>, StoreError>;
+    fn users_by_ids(&self, ids: &[UserId]) -> Result<Vec<User>, StoreError>;
+    fn active_user_ids(&self, ids: &[UserId]) -> Result<Vec<UserId>, StoreError>;
+    fn update_profile(&self, user: UserId, changes: ProfileChanges) -> Result<Option<User>, StoreError>;
+    fn erase_user(&self, user: UserId, by: &str) -> Result<Option<User>, StoreError>;
+    fn register_user(&self, user: NewUser) -> Result<User, StoreError>;
+    fn last_seqs(&self, users: &[UserId]) -> Result<Vec<(UserId, i64)>, StoreError>;
+    fn phone_number_invalid(&self, user: UserId, number: &str, why: &str, at: DateTime<Utc>) -> Result<bool, StoreError>;
+}
+    async fn notification_cursor(&self, _: UserId) -> Result<NotificationCursor, StoreError> {
+        let held = self.held();
+        if held.cursor_fails {
+            return Err(StoreError::Backend("the database is down".into()));
+        }
+        Ok(NotificationCursor {
+            last_seq: held.last_seq,
+            acked_seq: held.acked_seq,
+            sent_seq: held.sent_seq,
+        })
+    }
+);
+
+inbox!(ProjectStore {
+    fn create_project(&self, key: &str, name: &str, members: &[UserId]) -> Result<Project, StoreError>;
+    fn project_by_id(&self, id: ProjectId) -> Result<Option<Project>, StoreError>;
+    fn membership(&self, id: ProjectId, user: UserId) -> Result<Option<bool>, StoreError>;
+    fn project_by_key(&self, key: &str) -> Result<Option<Project>, StoreError>;
+    fn list_projects(&self, member: Option<UserId>) -> Result<Vec<Project>, StoreError>;
+    fn add_members(&self, project: ProjectId, members: &[UserId]) -> Result<(), StoreError>;
+    fn remove_members(&self, project: ProjectId, members: &[UserId]) -> Result<(), StoreError>;
+    fn rename_project(&self, project: ProjectId, name: &str) -> Result<(), StoreError>;
+});
+
+inbox!(TicketStore {
+    fn create_ticket(&self, ticket: NewTicket, plan: PlanDrafts<'_>) -> Result<(Ticket, Vec<Notification>), StoreError>;
+    fn ticket(&self, id: TicketId) -> Result<Option<Ticket>, StoreError>;
+    fn ticket_by_key(&self, project_key: &str, number: i64) -> Result<Option<Ticket>, StoreError>;
+    fn commit_change(&self, id: TicketId, expected_version: i64, change: &Change, author: UserId, drafts: Vec<Draft>, mark: Option<&IdempotencyMark>) -> Result<Committed, StoreError>;
+    fn list_tickets(&self, filter: &TicketFilter, page: Page) -> Result<(i64, Vec<Ticket>), StoreError>;
+    fn comments(&self, id: TicketId, page: Page) -> Result<(i64, Vec<Comment>), StoreError>;
+    fn latest_comments(&self, id: TicketId, limit: i64) -> Result<(i64, Vec<Comment>), StoreError>;
+    fn comment(&self, id: i64) -> Result<Option<Comment>, StoreError>;
+});
+
+inbox!(NotificationStore {
+    fn commit_notifications(&self, drafts: Vec<Draft>, mark: Option<&IdempotencyMark>) -> Result<Vec<Notification>, StoreError>;
+    fn commit_notifications_part(&self, drafts: Vec<Draft>, mark: Option<&IdempotencyMark>, last: bool) -> Result<Vec<Notification>, StoreError>;
+    fn list_notifications(&self, user: UserId, filter: &NotificationFilter, page: Page) -> Result<(i64, Vec<Notification>), StoreError>;
+    fn unread_counts(&self, user: UserId) -> Result<(i64, Vec<(String, i64)>), StoreError>;
+    fn notification(&self, user: UserId, id: i64) -> Result<Option<Notification>, StoreError>;
+});
+
+inbox!(InboxStore {}
+    async fn set_read(&self, _: UserId, id: i64, read: bool) -> Result<Option<Notification>, StoreError> {
+        let mut held = self.held();
+        let found = held.notifications.values_mut().find(|n| n.id == id);
+        Ok(found.map(|n| {
+            n.is_read = read;
+            n.clone()
+        }))
+    }
+
+    async fn mark_all_read(&self, _: UserId, filter: &NotificationFilter) -> Result<Vec<i64>, StoreError> {
+        let mut held = self.held();
+        Ok(held
+            .notifications
+            .values_mut()
+            .filter(|n| !n.is_read)
+            .filter(|n| filter.notification_type.as_deref().is_none_or(|t| t == n.notification_type.as_str()))
+            .map(|n| {
+                n.is_read = true;
+                n.id
+            })
+            .collect())
+    }
+
+    async fn delete_notification(&self, _: UserId, id: i64) -> Result<bool, StoreError> {
+        let mut held = self.held();
+        let before = held.notifications.len();
+        held.notifications.retain(|_, n| n.id != id);
+        Ok(held.notifications.len() < before)
+    }
+
+    async fn delete_all_notifications(&self, _: UserId) -> Result<i64, StoreError> {
+        let mut held = self.held();
+        let count = held.notifications.len() as i64;
+        held.notifications.clear();
+        Ok(count)
+    }
+);
+
+inbox!(StreamStore {
+    fn notifications_at(&self, keys: &[(UserId, i64)]) -> Result<Vec<Notification>, StoreError>;
+}
+    async fn backlog(&self, _: UserId, after_seq: i64, cap: i64) -> Result<(i64, Vec<Notification>), StoreError> {
+        let held = self.held();
+        let after: Vec<Notification> = held
+            .notifications
+            .range(after_seq.saturating_add(1)..)
+            .map(|(_, n)| n.clone())
+            .collect();
+        let skip = after.len().saturating_sub(cap as usize);
+        Ok((skip as i64, after[skip..].to_vec()))
+    }
+
+    async fn seq_range(&self, _: UserId, after: i64, before: i64) -> Result<Vec<Notification>, StoreError> {
+        let held = self.held();
+        Ok(held
+            .notifications
+            .values()
+            .filter(|n| n.seq > after && n.seq < before)
+            .cloned()
+            .collect())
+    }
+
+    async fn ack(&self, _: UserId, seq: i64) -> Result<i64, StoreError> {
+        if let Some(gate) = &self.ack_gate {
+            gate.acquire().await.unwrap().forget();
+        }
+        let mut held = self.held();
+        held.acked_seq = held.acked_seq.max(seq.min(held.last_seq));
+        Ok(held.acked_seq)
+    }
+
+    async fn record_sent(&self, sent: &[(UserId, i64)]) -> Result<(), StoreError> {
+        self.held().recorded.extend_from_slice(sent);
+        Ok(())
+    }
+);
+
+inbox!(PreferenceStore {
+    fn preferences(&self, users: &[UserId]) -> Result<HashMap<UserId, Preferences>, StoreError>;
+    fn set_preferences(&self, user: UserId, switches: &[(String, Channel, bool)]) -> Result<(), StoreError>;
+    fn types_received(&self, user: UserId, types: &[String]) -> Result<Vec<String>, StoreError>;
+});
+
+inbox!(OutboxStore {
+    fn deliveries(&self, user: UserId, id: i64) -> Result<Option<Vec<Delivery>>, StoreError>;
+    fn delivery_summaries(&self, ids: &[i64]) -> Result<HashMap<i64, DeliverySummary>, StoreError>;
+    fn claim(&self, channel: Channel, node: &str, limit: i64, now: DateTime<Utc>, lease_until: DateTime<Utc>) -> Result<Vec<DeliveryJob>, StoreError>;
+    fn delivery_sent(&self, id: i64, node: &str, attempts: i64, provider_id: Option<&str>) -> Result<bool, StoreError>;
+    fn delivery_failed(&self, id: i64, node: &str, attempts: i64, error: &str) -> Result<bool, StoreError>;
+    fn delivery_retry(&self, id: i64, node: &str, attempts: i64, next_attempt_at: DateTime<Utc>, error: &str) -> Result<bool, StoreError>;
+    fn delivery_suppressed(&self, id: i64, node: &str, why: &str) -> Result<bool, StoreError>;
+    fn delivery_release(&self, ids: &[i64]) -> Result<(), StoreError>;
+    fn delivery_reclaim(&self, channel: Channel, node: &str, sending: &[i64]) -> Result<u64, StoreError>;
+    fn outbox_depth(&self, channel: Channel) -> Result<i64, StoreError>;
+});
+
+inbox!(HistoryStore {
+    fn timeline(&self, id: i64) -> Result<Option<TimelineRecord>, StoreError>;
+    fn ticket_events(&self, ticket: TicketId) -> Result<Vec<TicketEvent>, StoreError>;
+    fn event_notifications(&self, ticket: TicketId, user: UserId) -> Result<Vec<(i64, i64)>, StoreError>;
+}
+    async fn record_pushes(&self, _: &str, _: &[Pushed]) -> Result<(), StoreError> {
+        Ok(())
+    }
+);
+
+inbox!(EscalationStore {
+    fn claim_escalations(&self, node: &str, now: DateTime<Utc>, lease_until: DateTime<Utc>, limit: i64) -> Result<Vec<EscalationJob>, StoreError>;
+    fn finish_escalation(&self, id: i64, node: &str, finish: Finish) -> Result<Option<Vec<Notification>>, StoreError>;
+    fn release_escalations(&self, ids: &[i64], node: &str) -> Result<(), StoreError>;
+    fn escalation_outlook(&self) -> Result<(i64, Option<DateTime<Utc>>), StoreError>;
+    fn list_escalations(&self, status: Option<&str>, limit: i64) -> Result<Vec<EscalationRow>, StoreError>;
+});
+
+inbox!(CredentialStore {
+    fn record_refresh(&self, token: RefreshRecord) -> Result<(), StoreError>;
+    fn rotate_refresh(&self, jti: &str, next: RefreshRecord, now: DateTime<Utc>) -> Result<Rotation, StoreError>;
+    fn revoke_refresh_family(&self, jti: &str, now: DateTime<Utc>) -> Result<bool, StoreError>;
+    fn linked_user(&self, issuer: &str, subject: &str) -> Result<Option<UserId>, StoreError>;
+    fn link_identity(&self, issuer: &str, subject: &str, user: UserId) -> Result<(), StoreError>;
+});
+
+inbox!(AnalyticsStore {
+    fn analytics(&self, query: &crate::analytics::AnalyticsQuery) -> Result<crate::analytics::Tallies, StoreError>;
+});
+
+inbox!(RetentionStore {
+    fn purge(&self, what: Purgeable, cutoff: DateTime<Utc>, limit: i64) -> Result<u64, StoreError>;
+    fn purgeable(&self, what: Purgeable, cutoff: DateTime<Utc>) -> Result<u64, StoreError>;
+});
+
+inbox!(ApiKeyStore {
+    fn create_api_key(&self, key: NewApiKey, actor: &str) -> Result<ApiKey, StoreError>;
+    fn api_keys(&self) -> Result<Vec<ApiKey>, StoreError>;
+    fn api_key_by_prefix(&self, prefix: &str) -> Result<Option<(ApiKey, String)>, StoreError>;
+    fn revoke_api_key(&self, name: &str, at: DateTime<Utc>, actor: &str) -> Result<bool, StoreError>;
+    fn touch_api_key(&self, id: i64, at: DateTime<Utc>) -> Result<(), StoreError>;
+});
+
+inbox!(IdempotencyStore {
+    fn claim_idempotency(&self, mark: &IdempotencyMark, fingerprint: &str, now: DateTime<Utc>, lease_until: DateTime<Utc>) -> Result<IdempotencyClaim, StoreError>;
+    fn answer_idempotency(&self, mark: &IdempotencyMark, status: u16, body: &str) -> Result<(), StoreError>;
+    fn release_idempotency(&self, mark: &IdempotencyMark) -> Result<bool, StoreError>;
+    fn idempotency_progress(&self, mark: &IdempotencyMark) -> Result<crate::ports::Progress, StoreError>;
+});
+
+inbox!(DeviceStore {
+    fn register_device(&self, user: UserId, device: NewDevice, cap: i64) -> Result<Registered, StoreError>;
+    fn devices(&self, user: UserId) -> Result<Vec<Device>, StoreError>;
+    fn delete_device(&self, user: UserId, id: i64) -> Result<bool, StoreError>;
+    fn device_gone(&self, id: i64) -> Result<bool, StoreError>;
+    fn device_used(&self, id: i64, at: DateTime<Utc>) -> Result<(), StoreError>;
+});
+
+inbox!(ScheduleStore {
+    fn schedule_send(&self, send: NewScheduledSend, cap: i64, mark: Option<&IdempotencyMark>) -> Result<Scheduled, StoreError>;
+    fn scheduled_send(&self, id: i64) -> Result<Option<ScheduledSend>, StoreError>;
+    fn pending_sends(&self, owner: Option<Sender>, offset: i64, limit: i64) -> Result<(i64, Vec<ScheduledSend>), StoreError>;
+    fn cancel_send(&self, owner: Option<Sender>, id: i64, actor: &str) -> Result<Cancelled, StoreError>;
+    fn claim_sends(&self, node: &str, now: DateTime<Utc>, lease_until: DateTime<Utc>, limit: i64) -> Result<Vec<ScheduledSend>, StoreError>;
+    fn finish_send(&self, id: i64, node: &str, outcome: Fired) -> Result<bool, StoreError>;
+    fn release_sends(&self, ids: &[i64], node: &str, due: DateTime<Utc>) -> Result<(), StoreError>;
+    fn schedule_outlook(&self) -> Result<(i64, Option<DateTime<Utc>>), StoreError>;
+    fn power_lost(&self, send: &ScheduledSend) -> Result<Option<String>, StoreError>;
+});
+
+inbox!(AuditStore {
+    fn record_audit(&self, event: NewAuditEvent) -> Result<(), StoreError>;
+    fn audit_events(&self, filter: &AuditFilter, offset: i64, limit: i64) -> Result<(i64, Vec<AuditEvent>), StoreError>;
+});
+
+inbox!(VerificationStore {
+    fn start_verification(&self, v: NewVerification) -> Result<Started, StoreError>;
+    fn check_verification(&self, user: UserId, channel: Channel, code_hash: &str, now: DateTime<Utc>, attempts: i64) -> Result<Checked, StoreError>;
+    fn check_verification_link(&self, link_hash: &str, now: DateTime<Utc>) -> Result<Checked, StoreError>;
+});
+
+#[async_trait]
+impl Store for Inbox {
+    fn backend(&self) -> &'static str {
+        "memory"
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn close(&self) {}
+
+    fn faults(&self) -> &StoreFaults {
+        &self.faults
+    }
+}
+
+/// A running user actor over an inbox.
+pub(super) struct Running {
+    inbox: Arc<Inbox>,
+    notices: Arc<crate::notices::Notices>,
+    actor: ActorRef<UserMsg>,
+    stopped: JoinHandle<()>,
+}
+
+pub(super) async fn start(
+    inbox: Inbox,
+    replay_cap: i64,
+    gap_wait: Duration,
+    idle_timeout: Duration,
+) -> Running {
+    let inbox = Arc::new(inbox);
+    let store: Arc<dyn Store> = inbox.clone();
+    let sent = crate::sent::SentRecorder::start(
+        store.clone(),
+        Duration::from_secs(3_600),
+        "node-a".into(),
+    );
+    let notices: Arc<crate::notices::Notices> = Arc::default();
+    let (actor, stopped) = Actor::spawn(
+        None,
+        UserActor::new(UserSettings {
+            notices: notices.clone(),
+            idle_timeout,
+            acks: crate::acks::AckRecorder::start(store.clone()),
+            store,
+            sent,
+            bus: None,
+            replay_cap,
+            gap_wait,
+        }),
+        USER,
+    )
+    .await
+    .unwrap();
+    Running {
+        inbox,
+        notices,
+        actor,
+        stopped,
+    }
+}
+
+/// An actor that holds out-of-order notifications for an hour and keeps idle sockets.
+pub(super) async fn patient(inbox: Inbox) -> Running {
+    start(
+        inbox,
+        100,
+        Duration::from_secs(3_600),
+        Duration::from_secs(3_600),
+    )
+    .await
+}
+
+impl Running {
+    async fn attach(&self, id: u64, resume: Resume) -> (Attached, ConnHandle, Outbound) {
+        let (conn, rx) = ConnHandle::new(ConnId(id), 64, 1 << 20);
+        let attached = self.attach_handle(conn.clone(), resume).await.unwrap();
+        (attached, conn, rx)
+    }
+
+    async fn attach_handle(
+        &self,
+        conn: ConnHandle,
+        resume: Resume,
+    ) -> Result<Attached, ractor::RactorErr<UserMsg>> {
+        self.attach_hinted(conn, resume, None).await
+    }
+
+    async fn attach_hinted(
+        &self,
+        conn: ConnHandle,
+        resume: Resume,
+        hint: Option<CursorHint>,
+    ) -> Result<Attached, ractor::RactorErr<UserMsg>> {
+        ractor::call!(self.actor, |reply| UserMsg::Attach(Box::new(
+            AttachRequest {
+                conn,
+                resume,
+                hint,
+                reply,
+            }
+        )))
+    }
+
+    /// A socket attached as a handshake that read `hint` attaches it.
+    async fn attach_after(&self, hint: CursorHint) -> (Attached, ConnHandle, Outbound) {
+        let (conn, rx) = ConnHandle::new(ConnId(1), 64, 1 << 20);
+        let attached = self
+            .attach_hinted(conn.clone(), Resume::Unacknowledged, Some(hint))
+            .await
+            .unwrap();
+        (attached, conn, rx)
+    }
+
+    fn send(&self, msg: UserMsg) {
+        self.actor.send_message(msg).unwrap();
+    }
+
+    fn notify(&self, seqs: impl IntoIterator<Item = i64>) {
+        for seq in seqs {
+            self.send(UserMsg::Notify(Arc::new(note(seq))));
+        }
+    }
+
+    /// Waits until the actor has handled everything sent before, and describes it.
+    async fn snapshot(&self) -> UserSnapshot {
+        ractor::call!(self.actor, UserMsg::Snapshot).unwrap()
+    }
+
+    async fn command(&self, from: Option<u64>, cmd: UserCommand) -> Result<CommandOutcome, String> {
+        ractor::call!(self.actor, |reply| UserMsg::Command(Box::new(
+            CommandRequest {
+                from: from.map(ConnId),
+                cmd,
+                reply,
+            }
+        )))
+        .unwrap()
+    }
+
+    async fn stops(self) {
+        tokio::time::timeout(Duration::from_secs(5), self.stopped)
+            .await
+            .expect("the actor stops")
+            .unwrap();
+    }
+}
