@@ -5,33 +5,33 @@ pub(super) const USER: UserId = UserId(1);
 /// One user's inbox in memory: what the user actor reads and changes.
 #[derive(Default)]
 pub(super) struct Inbox {
-    held: Mutex<Held>,
-    faults: StoreFaults,
+    pub(super) held: Mutex<Held>,
+    pub(super) faults: StoreFaults,
     /// Holds every ack's write until a permit is added.
-    ack_gate: Option<Arc<tokio::sync::Semaphore>>,
+    pub(super) ack_gate: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 #[derive(Default)]
 pub(super) struct Held {
     /// The committed notifications, by seq.
-    notifications: BTreeMap<i64, Notification>,
+    pub(super) notifications: BTreeMap<i64, Notification>,
     /// The highest seq committed, deleted ones included.
-    last_seq: i64,
-    acked_seq: i64,
-    sent_seq: i64,
+    pub(super) last_seq: i64,
+    pub(super) acked_seq: i64,
+    pub(super) sent_seq: i64,
     /// Where the stream stands cannot be read.
-    cursor_fails: bool,
+    pub(super) cursor_fails: bool,
     /// The `sent_seq` writes.
-    recorded: Vec<(UserId, i64)>,
+    pub(super) recorded: Vec<(UserId, i64)>,
 }
 
 impl Inbox {
-    fn held(&self) -> std::sync::MutexGuard<'_, Held> {
+    pub(super) fn held(&self) -> std::sync::MutexGuard<'_, Held> {
         self.held.lock().unwrap()
     }
 
     /// Commits the notifications `seqs` (as another process could: nobody is told).
-    fn commit(&self, seqs: impl IntoIterator<Item = i64>) {
+    pub(super) fn commit(&self, seqs: impl IntoIterator<Item = i64>) {
         let mut held = self.held();
         for seq in seqs {
             held.notifications.insert(seq, note(seq));
@@ -326,10 +326,10 @@ impl Store for Inbox {
 
 /// A running user actor over an inbox.
 pub(super) struct Running {
-    inbox: Arc<Inbox>,
-    notices: Arc<crate::notices::Notices>,
-    actor: ActorRef<UserMsg>,
-    stopped: JoinHandle<()>,
+    pub(super) inbox: Arc<Inbox>,
+    pub(super) notices: Arc<crate::notices::Notices>,
+    pub(super) actor: ActorRef<UserMsg>,
+    pub(super) stopped: JoinHandle<()>,
 }
 
 pub(super) async fn start(
@@ -382,13 +382,13 @@ pub(super) async fn patient(inbox: Inbox) -> Running {
 }
 
 impl Running {
-    async fn attach(&self, id: u64, resume: Resume) -> (Attached, ConnHandle, Outbound) {
+    pub(super) async fn attach(&self, id: u64, resume: Resume) -> (Attached, ConnHandle, Outbound) {
         let (conn, rx) = ConnHandle::new(ConnId(id), 64, 1 << 20);
         let attached = self.attach_handle(conn.clone(), resume).await.unwrap();
         (attached, conn, rx)
     }
 
-    async fn attach_handle(
+    pub(super) async fn attach_handle(
         &self,
         conn: ConnHandle,
         resume: Resume,
@@ -396,7 +396,7 @@ impl Running {
         self.attach_hinted(conn, resume, None).await
     }
 
-    async fn attach_hinted(
+    pub(super) async fn attach_hinted(
         &self,
         conn: ConnHandle,
         resume: Resume,
@@ -413,7 +413,7 @@ impl Running {
     }
 
     /// A socket attached as a handshake that read `hint` attaches it.
-    async fn attach_after(&self, hint: CursorHint) -> (Attached, ConnHandle, Outbound) {
+    pub(super) async fn attach_after(&self, hint: CursorHint) -> (Attached, ConnHandle, Outbound) {
         let (conn, rx) = ConnHandle::new(ConnId(1), 64, 1 << 20);
         let attached = self
             .attach_hinted(conn.clone(), Resume::Unacknowledged, Some(hint))
@@ -422,22 +422,26 @@ impl Running {
         (attached, conn, rx)
     }
 
-    fn send(&self, msg: UserMsg) {
+    pub(super) fn send(&self, msg: UserMsg) {
         self.actor.send_message(msg).unwrap();
     }
 
-    fn notify(&self, seqs: impl IntoIterator<Item = i64>) {
+    pub(super) fn notify(&self, seqs: impl IntoIterator<Item = i64>) {
         for seq in seqs {
             self.send(UserMsg::Notify(Arc::new(note(seq))));
         }
     }
 
     /// Waits until the actor has handled everything sent before, and describes it.
-    async fn snapshot(&self) -> UserSnapshot {
+    pub(super) async fn snapshot(&self) -> UserSnapshot {
         ractor::call!(self.actor, UserMsg::Snapshot).unwrap()
     }
 
-    async fn command(&self, from: Option<u64>, cmd: UserCommand) -> Result<CommandOutcome, String> {
+    pub(super) async fn command(
+        &self,
+        from: Option<u64>,
+        cmd: UserCommand,
+    ) -> Result<CommandOutcome, String> {
         ractor::call!(self.actor, |reply| UserMsg::Command(Box::new(
             CommandRequest {
                 from: from.map(ConnId),
@@ -448,7 +452,7 @@ impl Running {
         .unwrap()
     }
 
-    async fn stops(self) {
+    pub(super) async fn stops(self) {
         tokio::time::timeout(Duration::from_secs(5), self.stopped)
             .await
             .expect("the actor stops")
