@@ -57,6 +57,7 @@ use std::panic::AssertUnwindSafe;
 
 use actor_properties::MuxedMessage;
 use futures::TryFutureExt;
+#[cfg(feature = "message_span_propogation")]
 use tracing::Instrument;
 
 use crate::concurrency::JoinHandle;
@@ -822,18 +823,10 @@ where
         // Generate the ActorRef which will be returned
         let myself_ret = actor_ref.clone();
 
-        // The actor's span is made here rather than by `#[tracing::instrument]` on
-        // `processing_loop`: the attribute kept the actor's id and name in the loop's future,
-        // three copies of each, which every actor's task carried for its whole life. The span's
-        // name, level and fields are the same, and it has no parent, as before (the attribute
-        // made it in the actor's own task).
-        let span = tracing::info_span!(parent: None, "Actor", id = id.to_string(), name = name);
-
         // run the processing loop, backgrounding the work
         let handle = crate::concurrency::spawn_named(actor_ref.get_name().as_deref(), async move {
             let myself = actor_ref.clone();
-            let evt = match Self::processing_loop(ports, &mut state, &handler, actor_ref)
-                .instrument(span)
+            let evt = match Self::processing_loop(ports, &mut state, &handler, actor_ref, id, name)
                 .await
             {
                 Ok(exit_reason) => SupervisionEvent::ActorTerminated(
@@ -857,11 +850,14 @@ where
         Ok((myself_ret, handle))
     }
 
+    #[tracing::instrument(name = "Actor", skip(ports, state, handler, myself, _id, _name), fields(id = _id.to_string(), name = _name))]
     async fn processing_loop(
         mut ports: ActorPortSet,
         state: &mut TActor::State,
         handler: &TActor,
         myself: ActorRef<TActor::Msg>,
+        _id: ActorId,
+        _name: Option<String>,
     ) -> Result<Option<String>, ActorErr> {
         // perform the post-start, with supervision enabled
         match ports

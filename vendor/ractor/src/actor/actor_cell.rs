@@ -21,7 +21,6 @@ use super::messages::StopMessage;
 use super::SupervisionEvent;
 use crate::actor::actor_properties::ActorProperties;
 use crate::concurrency::JoinHandle;
-use crate::concurrency::mailbox::BoxedMailboxReceiver;
 use crate::concurrency::mailbox::MailboxReceiver as InputPortReceiver;
 use crate::concurrency::OneshotReceiver;
 use crate::errors::MessagingErr;
@@ -69,7 +68,7 @@ pub(crate) struct ActorPortSet {
     /// The inner stop port
     pub(crate) stop_rx: OneshotReceiver<StopMessage>,
     /// The inner supervisor port
-    pub(crate) supervisor_rx: BoxedMailboxReceiver<SupervisionEvent>,
+    pub(crate) supervisor_rx: InputPortReceiver<SupervisionEvent>,
     /// The inner message port
     pub(crate) message_rx: InputPortReceiver<MuxedMessage>,
 }
@@ -647,7 +646,7 @@ impl ActorCell {
     /// HOWEVER: Note this is an unstable identifier, and changes between
     /// Rust releases and may not be stable over a network call.
     pub fn get_type_id(&self) -> TypeId {
-        (self.inner.type_id)()
+        self.inner.type_id
     }
 
     /// Runtime check the message type of this actor, which only works for

@@ -11,8 +11,6 @@ use std::sync::Mutex;
 use crate::actor::messages::StopMessage;
 use crate::actor::supervision::SupervisionTree;
 use crate::concurrency as mpsc;
-use crate::concurrency::mailbox::BoxedMailboxReceiver;
-use crate::concurrency::mailbox::BoxedMailboxSender;
 use crate::concurrency::mailbox::MailboxReceiver as InputPortReceiver;
 use crate::concurrency::mailbox::MailboxSender as InputPort;
 use crate::concurrency::OneshotReceiver;
@@ -61,11 +59,11 @@ pub(crate) struct ActorProperties {
     pub(crate) wait_handler: mpsc::Notify,
     pub(crate) signal: Mutex<Option<OneshotInputPort<Signal>>>,
     pub(crate) stop: Mutex<Option<OneshotInputPort<StopMessage>>>,
-    pub(crate) supervision: BoxedMailboxSender<SupervisionEvent>,
+    pub(crate) supervision: InputPort<SupervisionEvent>,
     pub(crate) message: InputPort<MuxedMessage>,
     pub(crate) message_admission: AtomicUsize,
     pub(crate) tree: SupervisionTree,
-    pub(crate) type_id: fn() -> std::any::TypeId,
+    pub(crate) type_id: std::any::TypeId,
     #[cfg(feature = "cluster")]
     pub(crate) supports_remoting: bool,
 }
@@ -89,7 +87,7 @@ impl ActorProperties {
         Self,
         OneshotReceiver<Signal>,
         OneshotReceiver<StopMessage>,
-        BoxedMailboxReceiver<SupervisionEvent>,
+        InputPortReceiver<SupervisionEvent>,
         InputPortReceiver<MuxedMessage>,
     )
     where
@@ -105,7 +103,7 @@ impl ActorProperties {
         Self,
         OneshotReceiver<Signal>,
         OneshotReceiver<StopMessage>,
-        BoxedMailboxReceiver<SupervisionEvent>,
+        InputPortReceiver<SupervisionEvent>,
         InputPortReceiver<MuxedMessage>,
     )
     where
@@ -113,7 +111,7 @@ impl ActorProperties {
     {
         let (tx_signal, rx_signal) = mpsc::oneshot();
         let (tx_stop, rx_stop) = mpsc::oneshot();
-        let (tx_supervision, rx_supervision) = mpsc::mailbox::boxed_mailbox();
+        let (tx_supervision, rx_supervision) = mpsc::mailbox::mailbox();
         let (tx_message, rx_message) = mpsc::mailbox::mailbox();
         (
             Self {
@@ -127,7 +125,7 @@ impl ActorProperties {
                 message: tx_message,
                 message_admission: AtomicUsize::new(0),
                 tree: SupervisionTree::default(),
-                type_id: std::any::TypeId::of::<TActor::Msg>,
+                type_id: std::any::TypeId::of::<TActor::Msg>(),
                 #[cfg(feature = "cluster")]
                 supports_remoting: TActor::Msg::serializable(),
             },
@@ -176,7 +174,7 @@ impl ActorProperties {
     {
         // Only type-check messages of local actors, remote actors send serialized
         // payloads
-        if self.id.is_local() && (self.type_id)() != std::any::TypeId::of::<TMessage>() {
+        if self.id.is_local() && self.type_id != std::any::TypeId::of::<TMessage>() {
             return Err(MessagingErr::InvalidActorType);
         }
 

@@ -1990,3 +1990,55 @@ async fn can_use_call_in_actor() {
 
     assert!(result == 42);
 }
+
+/// An actor's processing loop is spawned once and lives as long as the actor, so its future's
+/// size is what every idle actor carries. A message's handling is boxed while it runs, so a
+/// handler that holds a large buffer across an await does not size the loop.
+#[crate::concurrency::test]
+async fn the_processing_loop_is_not_sized_by_the_handling_of_a_message() {
+    const HELD: usize = 16 * 1024;
+
+    struct Hoarder;
+
+    #[cfg_attr(feature = "async-trait", crate::async_trait)]
+    impl Actor for Hoarder {
+        type Msg = EmptyMessage;
+        type Arguments = ();
+        type State = ();
+
+        async fn pre_start(
+            &self,
+            _this_actor: ActorRef<Self::Msg>,
+            _: (),
+        ) -> Result<Self::State, ActorProcessingErr> {
+            Ok(())
+        }
+
+        async fn handle(
+            &self,
+            _this_actor: ActorRef<Self::Msg>,
+            _message: Self::Msg,
+            _state: &mut Self::State,
+        ) -> Result<(), ActorProcessingErr> {
+            let held = [7u8; HELD];
+            sleep(Duration::from_millis(1)).await;
+            assert_eq!(held[HELD - 1], 7);
+            Ok(())
+        }
+    }
+
+    let (runtime, mut ports) = super::ActorRuntime::new(None, Hoarder).expect("the actor is made");
+    let mut state = ();
+    // One turn of the loop: waiting for the next message and handling it.
+    let turn = super::ActorRuntime::<Hoarder>::process_message(
+        &runtime.actor_ref,
+        &mut state,
+        &runtime.handler,
+        &mut ports,
+    );
+    let size = std::mem::size_of_val(&turn);
+    assert!(
+        size < HELD / 4,
+        "a turn of the processing loop is {size} bytes, sized by the handler's {HELD}"
+    );
+}

@@ -81,49 +81,6 @@ impl<T> MailboxReceiver<T> {
     }
 }
 
-/// The sending half of a [boxed_mailbox].
-pub(crate) struct BoxedMailboxSender<T>(MailboxSender<Box<T>>);
-
-/// The receiving half of a [boxed_mailbox].
-pub(crate) struct BoxedMailboxReceiver<T>(MailboxReceiver<Box<T>>);
-
-/// A new, empty mailbox whose messages are boxed while they are queued.
-///
-/// An empty mailbox still holds one node of its queue, sized by its message type. For a port
-/// that rarely receives anything and whose messages are large (an actor's supervision port:
-/// most actors supervise nothing, and a [crate::SupervisionEvent] is 80 bytes), boxing the
-/// messages keeps that node at two words, for one more allocation per message sent.
-pub(crate) fn boxed_mailbox<T>() -> (BoxedMailboxSender<T>, BoxedMailboxReceiver<T>) {
-    let (tx, rx) = mailbox();
-    (BoxedMailboxSender(tx), BoxedMailboxReceiver(rx))
-}
-
-impl<T> BoxedMailboxSender<T> {
-    /// As [MailboxSender::send].
-    pub(crate) fn send(&self, message: T) -> Result<(), SendError<T>> {
-        self.0
-            .send(Box::new(message))
-            .map_err(|SendError(message)| SendError(*message))
-    }
-}
-
-impl<T> BoxedMailboxReceiver<T> {
-    /// As [MailboxReceiver::recv].
-    pub(crate) async fn recv(&mut self) -> Option<T> {
-        self.0.recv().await.map(|message| *message)
-    }
-
-    /// As [MailboxReceiver::try_recv].
-    pub(crate) fn try_recv(&mut self) -> Result<T, TryRecvError> {
-        self.0.try_recv().map(|message| *message)
-    }
-
-    /// As [MailboxReceiver::close].
-    pub(crate) fn close(&mut self) {
-        self.0.close();
-    }
-}
-
 #[cfg(all(
     test,
     feature = "tokio_runtime",

@@ -89,7 +89,7 @@ impl ActorProperties {
         Self,
         OneshotReceiver<Signal>,
         OneshotReceiver<StopMessage>,
-        mpsc::mailbox::BoxedMailboxReceiver<SupervisionEvent>,
+        mpsc::mailbox::MailboxReceiver<SupervisionEvent>,
         mpsc::mailbox::MailboxReceiver<MuxedMessage>,
     )
     where
@@ -98,7 +98,7 @@ impl ActorProperties {
         let id = crate::actor::actor_id::get_new_local_id();
         let (tx_signal, rx_signal) = mpsc::oneshot();
         let (tx_stop, rx_stop) = mpsc::oneshot();
-        let (tx_supervision, rx_supervision) = mpsc::mailbox::boxed_mailbox();
+        let (tx_supervision, rx_supervision) = mpsc::mailbox::mailbox();
         let (tx_message, rx_message) = mpsc::mailbox::mailbox();
         (
             Self {
@@ -112,7 +112,7 @@ impl ActorProperties {
                 message: tx_message,
                 message_admission: AtomicUsize::new(0),
                 tree: Default::default(),
-                type_id: std::any::TypeId::of::<TActor::Msg>,
+                type_id: std::any::TypeId::of::<TActor::Msg>(),
                 #[cfg(feature = "cluster")]
                 supports_remoting: TActor::Msg::serializable(),
             },
