@@ -71,7 +71,10 @@ pub fn router(
     let (routes, document) = api(state.metrics.on_main).merge(streams).split_for_parts();
     Router::new()
         .merge(routes)
-        .merge(openapi::router(openapi::document(document)))
+        .merge(openapi::router(
+            openapi::document(document),
+            &openapi::ThisHub::of(&state),
+        ))
         .merge(pages::router())
         .merge(verify::pages())
         .fallback(|| async { error::ApiError::not_found() })
@@ -211,8 +214,10 @@ pub struct PageParams {
 impl PageParams {
     /// The slice these parameters ask for. As in DRF, a page that is not a positive number
     /// is 404 "Invalid page."; a `page_size` that is not a whole number from 1 to 100 is 400.
+    /// An empty `page=` is not a number either (DRF reads it as page 1; the document says a
+    /// page is an integer, and the hub holds to it).
     pub fn page(&self) -> Result<(i64, tickethub_actors::ports::Page), error::ApiError> {
-        let page = match self.page.as_deref().filter(|p| !p.is_empty()) {
+        let page = match self.page.as_deref() {
             None => 1,
             Some(p) => p
                 .parse::<i64>()

@@ -95,6 +95,11 @@ impl RoutingTable {
         self.routes.get(event)
     }
 
+    /// The event types that have a route.
+    pub fn routed(&self) -> impl Iterator<Item = &EventType> {
+        self.routes.keys()
+    }
+
     /// Replaces one event type's route.
     pub fn set(&mut self, event: EventType, route: Route) {
         self.routes.insert(event, route);

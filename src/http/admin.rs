@@ -44,7 +44,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[into_params(parameter_in = Query)]
 pub(crate) struct TraceQuery {
     /// The ticket's id or key (`WEB-5`).
-    #[param(value_type = String, required = true, min_length = 1)]
+    #[param(value_type = String, required = true, pattern = r"^([+-]?[0-9]{1,18}|\s*\S+-\+?0*[1-9][0-9]{0,17}\s*)$")]
     ticket: Option<String>,
     /// The user's id or username.
     #[param(value_type = String, required = true, min_length = 1)]

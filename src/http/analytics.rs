@@ -43,7 +43,7 @@ pub(crate) struct AnalyticsParams {
     #[param(value_type = Option<String>)]
     channel: Option<String>,
     /// `hour` or `day` (the default), in UTC.
-    #[param(value_type = Option<String>)]
+    #[param(value_type = Option<String>, pattern = "^(hour|day)$")]
     bucket: Option<String>,
 }
 

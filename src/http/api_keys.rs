@@ -72,14 +72,28 @@ pub struct CreatedKey {
     pub api_key: ApiKeyJson,
 }
 
+/// A key's scope, as the document names them (the list a key is made with is checked against
+/// `crate::auth::api_keys::SCOPES`).
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+enum KeyScope {
+    #[serde(rename = "notifications:send")]
+    NotificationsSend,
+    #[serde(rename = "tickets:write")]
+    TicketsWrite,
+    #[serde(rename = "admin:read")]
+    AdminRead,
+}
+
 /// A key to make.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateKeyIn {
     /// 1 to 64 letters, digits, `-`, `_` or `.`.
-    #[schema(max_length = 64)]
+    #[schema(min_length = 1, max_length = 64, pattern = r"^[A-Za-z0-9._-]+$")]
     name: String,
     /// At least one of `notifications:send`, `tickets:write`, `admin:read`.
+    #[schema(min_items = 1, inline, value_type = Vec<KeyScope>)]
     scopes: Vec<String>,
     /// The username of the user the key acts as; without it, a service user of the key's own
     /// is made, `key:<name>` (a name no registration can take).

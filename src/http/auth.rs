@@ -217,7 +217,7 @@ fn cannot_issue() -> ApiError {
 #[schema(as = Registration)]
 pub(crate) struct RegisterIn {
     /// 1 to 150 letters, digits and `@.+-_`.
-    #[schema(max_length = 150)]
+    #[schema(min_length = 1, max_length = 150, pattern = r"^[\w.@+-]+$")]
     pub(crate) username: String,
     /// At least 8 characters.
     #[schema(min_length = 8, format = Password)]

@@ -588,7 +588,7 @@ const MAX_PREFERENCE_TYPES: usize = 64;
 
 /// The channels a user can switch: those that reach them personally, and their devices. The
 /// in-app record is always stored; a deployment channel (webhooks) is the operator's.
-fn switchable_channels() -> Vec<Channel> {
+pub(crate) fn switchable_channels() -> Vec<Channel> {
     use tickethub_actors::routing::Reach;
     Channel::registered()
         .into_iter()

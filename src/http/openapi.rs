@@ -58,13 +58,14 @@ same inbox.";
 )]
 pub struct ApiDoc;
 
+mod this_hub;
+pub use this_hub::ThisHub;
+
 /// The routes of this module: `document` (the API's, gathered from the routes that serve it,
-/// see `crate::http::router`) and the page that renders it.
-pub fn router(document: utoipa::openapi::OpenApi) -> Router<AppState> {
-    let json: std::sync::Arc<str> = document
-        .to_json()
-        .expect("the OpenAPI document serializes")
-        .into();
+/// see `crate::http::router`, narrowed to `hub`) and the page that renders it.
+pub fn router(document: utoipa::openapi::OpenApi, hub: &ThisHub) -> Router<AppState> {
+    let value = serde_json::to_value(&document).expect("the OpenAPI document serializes");
+    let json: std::sync::Arc<str> = hub.narrow(value).to_string().into();
     Router::new()
         .route(
             "/api/openapi.json",

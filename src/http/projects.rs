@@ -99,8 +99,8 @@ pub(crate) struct CreateIn {
     /// 2 to 10 uppercase letters or digits, starting with a letter; unique.
     #[schema(examples("WEB"))]
     pub(crate) key: String,
-    /// 1 to 200 characters.
-    #[schema(max_length = 200)]
+    /// 1 to 200 characters, not only spaces.
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub(crate) name: String,
     /// The ids of its members.
     #[serde(default, deserialize_with = "crate::wire::integer::list")]
@@ -211,8 +211,8 @@ async fn detail(
 #[serde(deny_unknown_fields)]
 #[schema(as = ProjectUpdate)]
 pub(crate) struct UpdateIn {
-    /// 1 to 200 characters.
-    #[schema(max_length = 200)]
+    /// 1 to 200 characters, not only spaces.
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub(crate) name: Option<String>,
     /// The ids of its members: the whole new list. Members left out are removed, and their
     /// open board and presence sockets of the project close with 4003.

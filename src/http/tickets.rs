@@ -141,8 +141,8 @@ pub(crate) struct CreateIn {
     /// The project's id; the caller must be a member.
     #[serde(deserialize_with = "crate::wire::integer::one")]
     project: i64,
-    /// 1 to 200 characters.
-    #[schema(max_length = 200)]
+    /// 1 to 200 characters, not only spaces.
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub(crate) title: String,
     /// At most 20000 characters.
     #[serde(default)]
@@ -534,8 +534,8 @@ pub(crate) fn typed_body<T: serde::de::DeserializeOwned>(bytes: &Bytes) -> Resul
 /// A new comment.
 #[derive(Deserialize, ToSchema)]
 pub(crate) struct CommentIn {
-    /// The text, at most 10000 characters.
-    #[schema(required = true, max_length = 10000)]
+    /// The text, at most 10000 characters, not only spaces.
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 10000, pattern = r"\S")]
     #[serde(default)]
     body: Option<String>,
 }
@@ -544,7 +544,7 @@ pub(crate) struct CommentIn {
 #[derive(Deserialize, ToSchema)]
 pub(crate) struct AssignIn {
     /// The developers' ids; they replace the current assignees.
-    #[schema(value_type = Vec<i64>, required = true)]
+    #[schema(value_type = Vec<i64>, required = true, min_items = 1)]
     #[serde(default, deserialize_with = "crate::wire::integer::option_list")]
     developer_ids: Option<Vec<i64>>,
 }

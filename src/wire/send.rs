@@ -25,14 +25,15 @@ pub struct SendIn {
     #[serde(default)]
     #[schema(value_type = Option<RoleName>)]
     role: Option<String>,
-    /// The title, 1 to 200 characters.
-    #[schema(max_length = 200)]
+    /// The title, 1 to 200 characters, not only spaces.
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     title: String,
-    /// The message, 1 to 5000 characters.
-    #[schema(max_length = 5000)]
+    /// The message, 1 to 5000 characters, not only spaces.
+    #[schema(min_length = 1, max_length = 5000, pattern = r"\S")]
     message: String,
     /// 1 to 64 letters, digits, `_`, `-` or `.` (default `general`).
     #[serde(default)]
+    #[schema(pattern = r"^[A-Za-z0-9_.-]{1,64}$")]
     notification_type: Option<String>,
     /// Extra data, a JSON object.
     #[serde(default)]
