@@ -114,16 +114,7 @@ impl Fixture {
         for i in first..n {
             let user = self
                 .store
-                .create_user(NewUser {
-                    username: format!("fanout{i}"),
-                    display_name: String::new(),
-                    email: None,
-                    whatsapp_number: None,
-                    phone_number: None,
-                    role: Role::Client,
-                    is_superuser: false,
-                    password_hash: "x".into(),
-                })
+                .create_user(NewUser::new(format!("fanout{i}"), Role::Client, "x"))
                 .await
                 .unwrap();
             created.push(user.id);

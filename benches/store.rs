@@ -29,16 +29,7 @@ async fn users(store: &Arc<dyn Store>) -> Vec<UserId> {
     let mut ids = Vec::with_capacity(ANNOUNCEMENT);
     for i in 0..ANNOUNCEMENT {
         let user = store
-            .create_user(NewUser {
-                username: format!("store{i}"),
-                display_name: String::new(),
-                email: None,
-                whatsapp_number: None,
-                phone_number: None,
-                role: Role::Client,
-                is_superuser: false,
-                password_hash: "x".into(),
-            })
+            .create_user(NewUser::new(format!("store{i}"), Role::Client, "x"))
             .await
             .unwrap();
         ids.push(user.id);

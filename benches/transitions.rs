@@ -27,14 +27,9 @@ struct Fixture {
 async fn user(store: &Arc<dyn Store>, name: &str, role: Role) -> User {
     store
         .create_user(NewUser {
-            username: name.into(),
-            display_name: String::new(),
             email: Some(format!("{name}@example.test")),
-            whatsapp_number: None,
-            phone_number: None,
-            role,
             is_superuser: role == Role::Admin,
-            password_hash: "x".into(),
+            ..NewUser::new(name, role, "x")
         })
         .await
         .unwrap()

@@ -185,6 +185,23 @@ pub struct NewUser {
     pub password_hash: String,
 }
 
+impl NewUser {
+    /// A user with only a name, a role and a password hash: no display name, no addresses, not
+    /// a super admin.
+    pub fn new(username: impl Into<String>, role: Role, password_hash: impl Into<String>) -> Self {
+        NewUser {
+            username: username.into(),
+            display_name: String::new(),
+            email: None,
+            whatsapp_number: None,
+            phone_number: None,
+            role,
+            is_superuser: false,
+            password_hash: password_hash.into(),
+        }
+    }
+}
+
 /// A project: the unit of membership for tickets and project streams.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Project {

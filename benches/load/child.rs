@@ -117,16 +117,7 @@ pub async fn serve_child(
     let store = app.store();
     let hub = app.hub();
     use tickethub_actors::domain::{NewUser, Role, UserId};
-    let new_user = |username: String, role: Role| NewUser {
-        username,
-        display_name: String::new(),
-        email: None,
-        whatsapp_number: None,
-        phone_number: None,
-        role,
-        is_superuser: false,
-        password_hash: HASH.into(),
-    };
+    let new_user = |username: String, role: Role| NewUser::new(username, role, HASH);
     let seed = if node.join { Seed::default() } else { seed };
     let mut wanted = Vec::new();
     for i in 0..seed.clients {

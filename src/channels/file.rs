@@ -127,16 +127,7 @@ mod tests {
         let running = tokio::spawn(app.run_until_stopped(async {
             let _ = stopped.await;
         }));
-        let user = |name: &str, role| NewUser {
-            username: name.into(),
-            display_name: String::new(),
-            email: None,
-            whatsapp_number: None,
-            phone_number: None,
-            role,
-            is_superuser: false,
-            password_hash: "x".into(),
-        };
+        let user = |name: &str, role| NewUser::new(name, role, "x");
         let admin = store.create_user(user("root", Role::Admin)).await.unwrap();
         let ann = store.create_user(user("ann", Role::Client)).await.unwrap();
         let bob = store.create_user(user("bob", Role::Client)).await.unwrap();

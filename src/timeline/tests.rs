@@ -197,16 +197,7 @@ async fn store_with(names: &[&str]) -> (std::sync::Arc<dyn Store>, Vec<UserId>) 
     let mut ids = Vec::new();
     for name in names {
         let user = store
-            .create_user(NewUser {
-                username: (*name).into(),
-                display_name: String::new(),
-                email: None,
-                whatsapp_number: None,
-                phone_number: None,
-                role: Role::Developer,
-                is_superuser: false,
-                password_hash: "x".into(),
-            })
+            .create_user(NewUser::new(*name, Role::Developer, "x"))
             .await
             .unwrap();
         ids.push(user.id);

@@ -147,14 +147,8 @@ async fn lifecycle_mails_reach_the_right_inboxes(backend: Backend) {
     let bad = hub
         .store
         .create_user(NewUser {
-            username: "bounce".into(),
-            display_name: String::new(),
             email: Some("nobody@invalid.test".into()),
-            whatsapp_number: None,
-            phone_number: None,
-            role: Role::Client,
-            is_superuser: false,
-            password_hash: "x".into(),
+            ..NewUser::new("bounce", Role::Client, "x")
         })
         .await
         .unwrap();

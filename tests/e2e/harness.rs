@@ -783,16 +783,7 @@ pub async fn db_number(db: &TestDb, sql: &str) -> i64 {
 /// yet, for tests that start hub processes themselves.
 pub async fn admin_and_client(db: &TestDb) -> (User, User) {
     let store = tickethub::store::connect(&db.url).await.unwrap();
-    let mk = |name: &str, role| NewUser {
-        username: name.into(),
-        display_name: String::new(),
-        email: None,
-        whatsapp_number: None,
-        phone_number: None,
-        role,
-        is_superuser: false,
-        password_hash: "x".into(),
-    };
+    let mk = |name: &str, role| NewUser::new(name, role, "x");
     let admin = store.create_user(mk("boss", Role::Admin)).await.unwrap();
     let alice = store.create_user(mk("alice", Role::Client)).await.unwrap();
     store.close().await;

@@ -636,14 +636,8 @@ impl Cluster {
     pub async fn user(&self, username: &str, role: Role) -> User {
         self.store
             .create_user(NewUser {
-                username: username.into(),
                 display_name: format!("{username} display"),
-                email: None,
-                whatsapp_number: None,
-                phone_number: None,
-                role,
-                is_superuser: false,
-                password_hash: "x".into(),
+                ..NewUser::new(username, role, "x")
             })
             .await
             .unwrap()

@@ -566,12 +566,7 @@ async fn many_users(hub: &TestHub, prefix: &str, n: usize, role: Role) -> Vec<Us
             hub.store.create_user(NewUser {
                 display_name: format!("{username} display"),
                 email: Some(format!("{username}@example.test")),
-                whatsapp_number: None,
-                phone_number: None,
-                role,
-                is_superuser: false,
-                password_hash: hash.clone(),
-                username,
+                ..NewUser::new(username, role, hash.clone())
             })
         })
         .buffered(16)

@@ -370,16 +370,7 @@ async fn store_with_users(
     let mut ids = Vec::new();
     for i in 0..n {
         let user = store
-            .create_user(NewUser {
-                username: format!("user{i}"),
-                display_name: String::new(),
-                email: None,
-                whatsapp_number: None,
-                phone_number: None,
-                role: Role::Client,
-                is_superuser: false,
-                password_hash: "x".into(),
-            })
+            .create_user(NewUser::new(format!("user{i}"), Role::Client, "x"))
             .await
             .unwrap();
         ids.push(user.id);

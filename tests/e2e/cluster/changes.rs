@@ -139,14 +139,9 @@ pub(super) async fn a_membership_or_preference_change_on_one_node_holds_at_once_
     let alice = c
         .store
         .create_user(tickethub_actors::domain::NewUser {
-            username: "alice".into(),
             display_name: "Alice".into(),
             email: Some("alice@example.test".into()),
-            whatsapp_number: None,
-            phone_number: None,
-            role: Role::Client,
-            is_superuser: false,
-            password_hash: "x".into(),
+            ..tickethub_actors::domain::NewUser::new("alice", Role::Client, "x")
         })
         .await
         .unwrap();
