@@ -45,6 +45,13 @@ async fn document_lists_every_route() {
         .as_str()
         .unwrap()
         .contains("/ws/notifications/"));
+    // The served document is narrowed to this hub: preferences name only the routed types.
+    let types = &doc["components"]["schemas"]["PreferencesUpdate"]["properties"]["types"];
+    let routed = types["propertyNames"]["enum"]
+        .as_array()
+        .expect("an enum of types");
+    assert!(routed.contains(&json!("ticket_created")), "{types}");
+    assert!(!routed.contains(&json!("general")), "{types}");
     let scheme = &doc["components"]["securitySchemes"]["bearer"];
     assert_eq!(scheme["type"], "http", "{scheme}");
     assert_eq!(scheme["scheme"], "bearer", "{scheme}");

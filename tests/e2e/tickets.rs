@@ -533,6 +533,8 @@ async fn ticket_lists_filter_paginate_and_hide_other_projects(backend: Backend) 
     hub.get_as(&c.c2, "/api/tickets/?status=LOST", 400).await;
     hub.get_as(&c.c2, "/api/tickets/?page=x", 404).await;
     hub.get_as(&c.c2, "/api/tickets/?page=0", 404).await;
+    // An empty page is not a number either (the document says a page is an integer).
+    hub.get_as(&c.c2, "/api/tickets/?page=", 404).await;
     // Admins see every project.
     assert_eq!(hub.get_as(&c.a1, "/api/tickets/", 200).await["count"], 24);
     assert_eq!(

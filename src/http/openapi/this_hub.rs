@@ -129,3 +129,85 @@ fn set_enum(property: &mut Value, values: &[String]) {
         property["enum"] = json!(values);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hub() -> ThisHub {
+        ThisHub {
+            address_channels: vec!["email".into(), "sms".into()],
+            verified_channels: vec!["email".into()],
+            device_kinds: vec![],
+            routed_types: vec!["ticket_created".into()],
+            switchable_channels: vec!["email".into(), "push".into()],
+        }
+    }
+
+    fn document() -> Value {
+        let text = json!({"type": "string"});
+        json!({
+            "paths": {"/api/users/{id}/": {"delete": {"parameters": [
+                {"name": "id", "schema": {"type": "integer"}},
+                {"name": "erase", "schema": {"type": "boolean"}},
+            ]}}},
+            "components": {"schemas": {
+                "ChannelIn": {"properties": {"channel": text}},
+                "CodeIn": {"properties": {"channel": text, "code": text}},
+                "DeviceIn": {"properties": {"kind": text}},
+                "ProfileChanges": {"properties": {"addresses": {"type": "object"}}},
+                "PreferencesUpdate": {"properties": {
+                    "channels": {"type": "object"},
+                    "types": {"type": "object", "additionalProperties": {"type": "object"}},
+                }},
+                "SendRequest": {"properties": {}},
+            }},
+        })
+    }
+
+    #[test]
+    fn enums_name_what_this_hub_runs_and_nothing_else() {
+        let doc = hub().narrow(document());
+        let schemas = &doc["components"]["schemas"];
+        assert_eq!(
+            schemas["ChannelIn"]["properties"]["channel"]["enum"],
+            json!(["email"])
+        );
+        assert_eq!(
+            schemas["CodeIn"]["properties"]["channel"]["enum"],
+            json!(["email"])
+        );
+        assert_eq!(
+            schemas["ProfileChanges"]["properties"]["addresses"]["propertyNames"]["enum"],
+            json!(["email", "sms"])
+        );
+        let prefs = &schemas["PreferencesUpdate"]["properties"];
+        assert_eq!(
+            prefs["types"]["propertyNames"]["enum"],
+            json!(["ticket_created"])
+        );
+        assert_eq!(
+            prefs["types"]["additionalProperties"]["propertyNames"]["enum"],
+            json!(["email", "push"])
+        );
+        assert_eq!(
+            prefs["channels"]["propertyNames"]["enum"],
+            json!(["email", "push"])
+        );
+        // No push device runs here: the kind keeps its plain type rather than an empty enum.
+        assert_eq!(
+            schemas["DeviceIn"]["properties"]["kind"],
+            json!({"type": "string"})
+        );
+    }
+
+    #[test]
+    fn erase_must_be_true_and_a_send_names_one_kind_of_recipient_and_one_time() {
+        let doc = hub().narrow(document());
+        let erase = &doc["paths"]["/api/users/{id}/"]["delete"]["parameters"][1];
+        assert_eq!(erase["schema"]["enum"], json!([true]));
+        let send = &doc["components"]["schemas"]["SendRequest"];
+        assert_eq!(send["oneOf"].as_array().unwrap().len(), 3);
+        assert_eq!(send["not"]["required"], json!(["send_at", "delay"]));
+    }
+}
