@@ -877,6 +877,7 @@ crate::trials! {
         a_membership_or_preference_change_on_one_node_holds_at_once_on_the_other,
         a_node_without_recipients_hears_nothing_of_their_messages,
         a_redis_cluster_carries_everything_through_a_failover,
+        rooms_on_a_failed_over_master_cross,
         a_sentinel_failover_carries_everything,
     ],
     sync: [],

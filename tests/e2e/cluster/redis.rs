@@ -163,6 +163,57 @@ pub(super) async fn a_redis_cluster_carries_everything_through_a_failover() {
     everything_crosses_a_failover(c).await;
 }
 
+/// A master the bus's common channel does not live on fails over (no node's subscriber loses
+/// its connection to the common channel). Rooms whose channels live on that master, opened
+/// while it is down and once its replica has taken over, cross between the nodes.
+pub(super) async fn rooms_on_a_failed_over_master_cross() {
+    let mut c = Cluster::start_on_redis_cluster(&postgres(), 2, &[]).await;
+    let (alice, bob, _, _) = three_in_a_project(&c).await;
+    let redis = c.redis_cluster.as_ref().unwrap();
+    let common = redis.master_of(&format!("{}:bus", c.prefix)).await;
+    let gone = (0..3).find(|m| *m != common).unwrap();
+    // Projects whose channels live on that master: three for while it is down, three after.
+    let mut projects = Vec::new();
+    for k in 0.. {
+        if projects.len() == 6 {
+            break;
+        }
+        let project = c
+            .store
+            .create_project(&format!("NEW{k}"), "New", &[alice.id, bob.id])
+            .await
+            .unwrap()
+            .id
+            .0;
+        if redis
+            .master_of(&format!("{}:bus:p:{project}", c.prefix))
+            .await
+            == gone
+        {
+            projects.push(project);
+        }
+    }
+    c.redis_cluster.as_mut().unwrap().servers[gone].kill().await;
+    let (during, after) = projects.split_at(3);
+    for (k, project) in during.iter().enumerate() {
+        let (watcher, joiner) = if k % 2 == 0 { (1, 0) } else { (0, 1) };
+        room_crosses(&c, &alice, &bob, *project, watcher, joiner).await;
+    }
+    let channel = format!("{}:bus:p:{}", c.prefix, after[0]);
+    let redis = c.redis_cluster.as_ref().unwrap();
+    eventually("a replica takes over the slot", || async {
+        redis
+            .try_master_of(&channel)
+            .await
+            .is_some_and(|master| master != gone)
+    })
+    .await;
+    for (k, project) in after.iter().enumerate() {
+        let (watcher, joiner) = if k % 2 == 0 { (0, 1) } else { (1, 0) };
+        room_crosses(&c, &alice, &bob, *project, watcher, joiner).await;
+    }
+}
+
 /// The same with a primary and its replica watched by a Sentinel (`redis-sentinel://`): the
 /// primary is killed, the Sentinel promotes the replica, and fred finds it through the Sentinel.
 pub(super) async fn a_sentinel_failover_carries_everything() {
@@ -197,6 +248,8 @@ pub(super) async fn everything_crosses_a_failover(mut c: Cluster) {
         if round == "after" {
             let channel = format!("{}:bus", c.prefix);
             c.fail_over_redis(&channel).await;
+            // Rooms opened at once, while the nodes follow the cluster to the new master.
+            rooms_opened_after_a_failover_cross(&c, &alice, &bob, 0).await;
             // Both nodes lost their connection to that master: each has reconnected,
             // resubscribed and resynced before the round (what was published into the gap is
             // the resync's to make up; live events after it must cross).
@@ -268,6 +321,40 @@ pub(super) async fn everything_crosses_a_failover(mut c: Cluster) {
     // And leaving: Carol's socket on node 0 closes, and node 1 sees her leave after the grace.
     drop(present.pop());
     until_status(&mut presence, "left", carol.id.0).await;
+    // And once the nodes have settled.
+    rooms_opened_after_a_failover_cross(&c, &alice, &bob, 6).await;
+}
+
+/// Rooms no node had subscribed to before the failover: their channels are subscribed to
+/// wherever their slots live now, on both nodes. Several projects, so that their channels
+/// fall on every master, the one that took over included.
+async fn rooms_opened_after_a_failover_cross(c: &Cluster, alice: &User, bob: &User, first: usize) {
+    for k in first..first + 6 {
+        let project = c
+            .store
+            .create_project(&format!("NEW{k}"), "New", &[alice.id, bob.id])
+            .await
+            .unwrap()
+            .id
+            .0;
+        // The watcher on one node, the joiner on the other, each way in turn.
+        let (watcher, joiner) = if k % 2 == 0 { (1, 0) } else { (0, 1) };
+        room_crosses(c, alice, bob, project, watcher, joiner).await;
+    }
+}
+
+/// Bob joining a project's presence on node `joiner` is seen by Alice watching on `watcher`.
+async fn room_crosses(
+    c: &Cluster,
+    alice: &User,
+    bob: &User,
+    project: i64,
+    watcher: usize,
+    joiner: usize,
+) {
+    let (mut watching, _) = presence_on(c, watcher, alice, project).await;
+    let (_joined, _) = presence_on(c, joiner, bob, project).await;
+    until_status(&mut watching, "joined", bob.id.0).await;
 }
 
 /// Reads `user_status` frames until `user` has `action` (each within the socket's patience);
