@@ -316,7 +316,7 @@ impl FcmTransport {
 
     /// The request body for `job` to the device token `token`.
     fn message(&self, job: &DeliveryJob, token: &str) -> Value {
-        let payload = push::payload(job, self.content);
+        let payload = push::payload_within(job, self.content, carried_bytes);
         let fields = payload.as_object().cloned().unwrap_or_default();
         // `data` takes strings only; a missing link is left out.
         let data: Map<String, Value> = fields
@@ -345,6 +345,23 @@ impl FcmTransport {
             }
         })
     }
+}
+
+/// What FCM counts of a message against its 4 KiB limit: the `data` map's keys and values,
+/// and the `notification`'s title and body, which repeat the payload's.
+fn carried_bytes(payload: &Value) -> usize {
+    let Some(fields) = payload.as_object() else {
+        return 0;
+    };
+    fields
+        .iter()
+        .map(|(k, v)| match v {
+            Value::Null => 0,
+            Value::String(s) if k == "title" || k == "body" => k.len() + 2 * s.len(),
+            Value::String(s) => k.len() + s.len(),
+            other => k.len() + other.to_string().len(),
+        })
+        .sum()
 }
 
 /// `application/x-www-form-urlencoded` for one value: everything but unreserved characters

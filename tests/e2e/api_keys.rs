@@ -119,10 +119,19 @@ async fn a_key_from_the_cli_sends_within_its_scopes_and_is_refused_outside_them(
     )
     .await;
     assert_eq!(stored, 0);
+    // What is stored is the key's SHA-256, reckoned here on its own (no other encoding of the
+    // key, a hex one say, would match it).
+    let expected: String = sha2::Digest::finalize(sha2::Digest::chain_update(
+        <sha2::Sha256 as sha2::Digest>::new(),
+        key.as_bytes(),
+    ))
+    .iter()
+    .map(|b| format!("{b:02x}"))
+    .collect();
     assert_eq!(
         db_number(
             &hub.db,
-            "SELECT COUNT(*) FROM api_keys WHERE length(key_hash) = 64"
+            &format!("SELECT COUNT(*) FROM api_keys WHERE key_hash = '{expected}'"),
         )
         .await,
         1

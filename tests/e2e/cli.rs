@@ -1,7 +1,6 @@
 //! The binary: management commands, bad configuration, a real serve with SIGTERM.
 
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -168,9 +167,10 @@ async fn serve_demo_prints_logins_and_exits_0_on_sigterm() {
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut printed = Vec::new();
-    while let Ok(Some(line)) = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-        .await
-        .expect("demo output in time")
+    while let Ok(Some(line)) =
+        tokio::time::timeout(crate::harness::patience() * 2, lines.next_line())
+            .await
+            .expect("demo output in time")
     {
         let done = line.contains("WebSocket:");
         printed.push(line);
@@ -204,7 +204,7 @@ async fn serve_demo_prints_logins_and_exits_0_on_sigterm() {
         .status()
         .unwrap()
         .success());
-    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+    let status = tokio::time::timeout(crate::harness::patience() * 2, child.wait())
         .await
         .unwrap()
         .unwrap();

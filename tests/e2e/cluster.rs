@@ -571,18 +571,37 @@ async fn presence_holds_across_nodes_and_a_dead_nodes_users_leave() {
         }
     }
     assert_eq!(lefts, vec![carol.id.0]);
-    // Alice's last tab closes: she leaves, once, after the grace period.
+    // Node 0's lease of Alice ran out with Carol's: a newcomer's state still shows her.
+    let (_b2, state) = presence_on(&c, 1, &bob, project).await;
+    assert_eq!(ids(&state), vec![alice.id.0, bob.id.0], "{state}");
+    // Alice's last tab closes: she leaves after the grace period, and only once: the next
+    // status Bob hears is Carol coming back.
     drop(a1.inner);
+    let (mut statuses, mut back) = (Vec::new(), None);
     loop {
         let v = b1.next_json().await;
-        if v["type"] == "user_status" {
-            assert_eq!(
-                (v["action"].as_str(), v["user_id"].as_i64()),
-                (Some("left"), Some(alice.id.0))
-            );
+        if v["type"] != "user_status" {
+            continue;
+        }
+        let status = (
+            v["action"].as_str().unwrap().to_owned(),
+            v["user_id"].as_i64().unwrap(),
+        );
+        if statuses.is_empty() {
+            assert_eq!(status, ("left".to_owned(), alice.id.0));
+            back = Some(presence_on(&c, 1, &carol, project).await.0);
+        }
+        statuses.push(status);
+        if statuses.len() == 2 {
             break;
         }
     }
+    assert_eq!(
+        statuses[1],
+        ("joined".to_owned(), carol.id.0),
+        "{statuses:?}"
+    );
+    drop(back);
 }
 
 /// Alice (a client), Bob (a developer) and Carol (a client), all members of one project.

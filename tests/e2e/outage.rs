@@ -2,63 +2,10 @@
 //! back. PostgreSQL is reached through a proxy in the test that can be cut, as if the server
 //! stopped; the real server keeps serving the other tests.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-
 use serde_json::json;
 use tickethub_actors::domain::Role;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::AbortHandle;
 
-use crate::harness::{eventually, patience, Backend, TestDb, TestHub};
-
-/// A TCP proxy to PostgreSQL that can be cut: while down, it drops every connection it
-/// carries and holds every new one without an answer, as a server that hangs or a network
-/// that dropped its packets would.
-struct Proxy {
-    port: u16,
-    up: Arc<AtomicBool>,
-    links: Arc<Mutex<Vec<AbortHandle>>>,
-}
-
-impl Proxy {
-    async fn start(upstream: String) -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let up = Arc::new(AtomicBool::new(true));
-        let links: Arc<Mutex<Vec<AbortHandle>>> = Arc::default();
-        let (up2, links2) = (up.clone(), links.clone());
-        tokio::spawn(async move {
-            let mut held = Vec::new();
-            while let Ok((mut client, _)) = listener.accept().await {
-                if !up2.load(Ordering::SeqCst) {
-                    held.push(client);
-                    continue;
-                }
-                held.clear();
-                let upstream = upstream.clone();
-                let link = tokio::spawn(async move {
-                    if let Ok(mut server) = TcpStream::connect(&upstream).await {
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
-                    }
-                });
-                links2.lock().unwrap().push(link.abort_handle());
-            }
-        });
-        Proxy { port, up, links }
-    }
-
-    fn down(&self) {
-        self.up.store(false, Ordering::SeqCst);
-        for link in self.links.lock().unwrap().drain(..) {
-            link.abort();
-        }
-    }
-
-    fn up(&self) {
-        self.up.store(true, Ordering::SeqCst);
-    }
-}
+use crate::harness::{eventually, patience, Backend, Proxy, TestDb, TestHub};
 
 /// `postgres://user@host:port/db` with `host:port` replaced by the proxy's.
 fn through(url: &str, port: u16) -> (String, String) {
@@ -137,7 +84,7 @@ async fn a_hub_opens_at_most_its_database_connections() {
     for (status, body) in futures::future::join_all(calls).await {
         assert_eq!(status, 200, "{body}");
     }
-    let opened = proxy.links.lock().unwrap().len();
+    let opened = proxy.carried();
     assert!(
         (1..=2).contains(&opened),
         "the hub opened {opened} connections"

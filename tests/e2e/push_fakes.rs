@@ -505,6 +505,28 @@ impl Fcm {
                 }
             }
         }
+        // FCM's limit on what a message carries: its data's keys and values and its
+        // notification's texts, 4,096 bytes.
+        let data_bytes: usize = message
+            .get("data")
+            .and_then(Value::as_object)
+            .map(|d| {
+                d.iter()
+                    .map(|(k, v)| k.len() + v.as_str().map_or(0, str::len))
+                    .sum()
+            })
+            .unwrap_or(0);
+        let notification_bytes: usize = message
+            .get("notification")
+            .and_then(Value::as_object)
+            .map(|n| n.values().map(|v| v.as_str().map_or(0, str::len)).sum())
+            .unwrap_or(0);
+        if data_bytes + notification_bytes > 4096 {
+            return Err(format!(
+                "Message is too big: {} bytes",
+                data_bytes + notification_bytes
+            ));
+        }
         if let Some(a) = message.get("android") {
             if let Some(p) = a.get("priority") {
                 if !matches!(p.as_str(), Some("high" | "normal")) {

@@ -195,6 +195,41 @@ async fn fcm_push_arrives_with_its_payload_and_priority(backend: Backend) {
     hub.stop().await;
 }
 
+/// A long message in a script of two bytes a letter fits FCM's 4 KiB, though the title and
+/// body go out twice (in `notification` and in `data`): cut shorter, and sent.
+async fn fcm_a_long_cyrillic_message_is_cut_to_fit(backend: Backend) {
+    let fcm = Fcm::start().await;
+    let mut hub = fcm_hub(&backend, &fcm, |_| {}).await;
+    let admin = hub.user("root", Role::Admin).await;
+    let ann = hub.user("ann", Role::Client).await;
+    register(
+        &hub,
+        &ann,
+        json!({"kind": "fcm", "token": "fcm-token-of-ann:APA91b-test"}),
+    )
+    .await;
+    // A thousand letters (of a word run together, as in a log line or a path).
+    let message: String = "Сервернедоступен".chars().cycle().take(1000).collect();
+    assert_eq!(message.len(), 2000);
+    hub.send(
+        &admin,
+        &[&ann],
+        json!({"channels": ["push"], "title": "Сбой оплаты", "message": message}),
+    )
+    .await;
+    let d = settled_deliveries(&hub, &ann, "general").await;
+    assert_eq!(channel(&d, "fcm")["status"], "SENT", "{d:?}");
+    assert_eq!(fcm.refusals(), Vec::<String>::new());
+    let sent = fcm.wait_for(1).await.remove(0);
+    let body = sent.body["message"]["notification"]["body"]
+        .as_str()
+        .unwrap();
+    assert!(body.starts_with("Сервернедоступен"), "{body}");
+    assert!(body.len() < message.len(), "cut: {} bytes", body.len());
+    assert_eq!(sent.body["message"]["data"]["body"], body);
+    hub.stop().await;
+}
+
 /// 404 `UNREGISTERED`: the delivery fails at its first attempt, without a retry, and the
 /// device is removed, so that the next push queues nothing for it.
 async fn fcm_unregistered_prunes_the_device(backend: Backend) {
@@ -560,6 +595,7 @@ crate::trials! {
     both: [
         fcm_push_arrives_with_its_payload_and_priority,
         fcm_unregistered_prunes_the_device,
+        fcm_a_long_cyrillic_message_is_cut_to_fit,
         fcm_busy_answers_are_retried_then_delivered,
         fcm_a_refused_access_token_is_replaced,
         apns_push_arrives_over_http2_with_a_signed_token,

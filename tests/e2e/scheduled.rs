@@ -70,6 +70,7 @@ async fn a_send_scheduled_ahead_arrives_then_and_not_before(backend: Backend) {
     let admin = hub.user("boss", Role::Admin).await;
     let ada = hub.user("ada", Role::Developer).await;
     let mut ws = hub.connect(&ada).await;
+    let requested = chrono::Utc::now();
     let (status, stored, _) = post_send(
         &hub,
         &admin,
@@ -94,13 +95,28 @@ async fn a_send_scheduled_ahead_arrives_then_and_not_before(backend: Backend) {
     assert!(inbox(&hub, &ada, "reminder").await.is_empty());
     let frame = ws.next_of("notification").await;
     let arrived = chrono::Utc::now();
+    // The hub reckons the delay from when it received the call, after `requested` (`send_at`
+    // is shown to the second only).
+    let due = requested + ahead();
+    assert!(
+        arrived >= due,
+        "arrived {arrived}, due no sooner than {due}"
+    );
     assert!(arrived >= send_at, "arrived {arrived}, due {send_at}");
     assert_eq!(frame["title"], "Stand-up");
     let scheduled = &frame["data"]["scheduled_send"];
     assert_eq!(scheduled["id"], stored["id"], "{frame}");
+    assert_eq!(scheduled["send_at"], stored["send_at"], "{frame}");
+    let at = |field: &str| {
+        chrono::DateTime::parse_from_rfc3339(scheduled[field].as_str().unwrap()).unwrap()
+    };
+    assert!(at("fired_at") >= at("send_at"), "{frame}");
+    // Fired after it was due and before it arrived: late by no more than that span.
+    let late = scheduled["late_seconds"].as_f64().unwrap();
+    let span = (arrived - due).num_milliseconds() as f64 / 1000.0;
     assert!(
-        scheduled["late_seconds"].as_f64().unwrap() >= 0.0,
-        "{frame}"
+        (0.0..=span).contains(&late),
+        "late {late}, at most {span}: {frame}"
     );
     // Settled: no longer pending; the timeline says when it was due.
     eventually_ok("the send is settled", || async {

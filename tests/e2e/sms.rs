@@ -405,14 +405,15 @@ async fn an_invalid_number_fails_at_once_and_gets_no_more_sms(backend: Backend) 
     assert!(sent[2].body().starts_with("Fourth: "), "{:?}", sent[2]);
 }
 
-/// A 429 is retried after its `Retry-After` (held to `--delivery-backoff-max-ms`), then sent.
+/// A 429 is retried after its `Retry-After`, held to `--delivery-backoff-max-ms`, then sent.
 async fn a_throttled_sms_is_retried_then_delivered(backend: Backend) {
     let twilio = Twilio::start().await;
     let hub = sms_hub(&backend, &twilio, |_| {}).await;
     let admin = hub.user("root", Role::Admin).await;
     let ann = hub.user("ann", Role::Client).await;
     set_phone(&hub, &ann, json!("+15550002222")).await;
-    twilio.script([Refusal::throttled("1")]);
+    // An hour, far past the test's patience: the cap is what lets the retry come in time.
+    twilio.script([Refusal::throttled("3600")]);
     hub.send(&admin, &[&ann], json!({"channels": ["sms"]}))
         .await;
     let d = settled_deliveries(&hub, &ann, "general").await;
@@ -430,7 +431,7 @@ async fn a_throttled_sms_is_retried_then_delivered(backend: Backend) {
         "{sent:?}"
     );
     assert_eq!(sent[0].body(), sent[1].body());
-    // `Retry-After: 1` is held to the longest backoff, 200 ms; the retry waited that long.
+    // `Retry-After: 3600` is held to the longest backoff, 200 ms; the retry waited that long.
     let gap = sent[1].at.duration_since(sent[0].at);
     assert!(gap >= Duration::from_millis(200), "retried after {gap:?}");
     let me = hub.get_as(&ann, "/api/users/me/", 200).await;

@@ -98,20 +98,23 @@ impl PushService {
 
     /// The decrypted pushes a subscription received.
     pub async fn messages(&self, sub: &Subscription) -> Vec<Value> {
-        let answer: Value = self
+        let response = self
             .http
             .post(self.url("/get-notifications"))
             .json(&json!({"clientHash": sub.client_hash}))
             .send()
             .await
-            .unwrap()
-            .json()
-            .await
             .unwrap();
+        let status = response.status();
+        let answer: Value = response.json().await.unwrap();
+        // An error answer is no empty inbox.
+        assert!(
+            status.is_success(),
+            "the push service answered {status}: {answer}"
+        );
         answer["data"]["messages"]
             .as_array()
-            .cloned()
-            .unwrap_or_default()
+            .unwrap_or_else(|| panic!("the push service answered no messages: {answer}"))
             .iter()
             .map(|m| serde_json::from_str(m.as_str().unwrap()).expect("a push is JSON"))
             .collect()
@@ -637,19 +640,38 @@ struct Processes {
     client: User,
     dev: User,
     project: i64,
+    /// Between the hubs and the push service, when asked for.
+    proxy: Option<crate::harness::Proxy>,
     _files: (tempfile::NamedTempFile, tempfile::NamedTempFile),
 }
 
 impl Processes {
     async fn start(backend: &Backend, nodes: usize, wait: u64, device_node: usize) -> Processes {
+        Self::start_with(backend, nodes, wait, device_node, false, &[]).await
+    }
+
+    /// [`Processes::start`], with the subscription's endpoint behind a [`Proxy`] if `proxied`,
+    /// and these settings too.
+    async fn start_with(
+        backend: &Backend,
+        nodes: usize,
+        wait: u64,
+        device_node: usize,
+        proxied: bool,
+        settings: &[&str],
+    ) -> Processes {
         let service = PushService::start().await;
+        let proxy = match proxied {
+            true => Some(crate::harness::Proxy::start(format!("127.0.0.1:{}", service.port)).await),
+            false => None,
+        };
         let routing = unless_seen_routing(&format!("{wait}s"));
         let key = vapid_file();
         let (path, key_path) = (
             routing.path().to_str().unwrap().to_owned(),
             key.path().to_str().unwrap().to_owned(),
         );
-        let args = [
+        let mut args = vec![
             "--routing",
             &path,
             "--webpush-vapid-key",
@@ -658,6 +680,7 @@ impl Processes {
             "--delivery-poll-ms",
             "50",
         ];
+        args.extend_from_slice(settings);
         let cluster = crate::nodes::Cluster::start(backend, nodes, &args).await;
         let admin = cluster.user("boss", Role::Admin).await;
         let client = cluster.user("cli", Role::Client).await;
@@ -674,12 +697,22 @@ impl Processes {
         let sub = service
             .subscribe(key_json["public_key"].as_str().unwrap())
             .await;
+        let mut subscription = sub.json.clone();
+        if let Some(proxy) = &proxy {
+            let endpoint = subscription["endpoint"].as_str().unwrap().replacen(
+                &format!(":{}/", service.port),
+                &format!(":{}/", proxy.port),
+                1,
+            );
+            assert_ne!(subscription["endpoint"], endpoint, "{subscription}");
+            subscription["endpoint"] = json!(endpoint);
+        }
         cluster
             .post(
                 device_node,
                 &dev,
                 "/api/devices/",
-                json!({"kind": "webpush", "subscription": sub.json}),
+                json!({"kind": "webpush", "subscription": subscription}),
                 201,
             )
             .await;
@@ -691,6 +724,7 @@ impl Processes {
             client,
             dev,
             project: project.id.0,
+            proxy,
             _files: (routing, key),
         }
     }
@@ -752,6 +786,43 @@ async fn kill_9_inside_the_window_neither_loses_nor_doubles_the_push(backend: Ba
     assert_eq!(p.service.messages(&p.sub).await.len(), 1, "{pushes:?}");
 }
 
+/// `kill -9` with the push in flight (its request held unanswered on the way to the push
+/// service): once the dead process's claim has run out, the restarted one sends it, once.
+async fn kill_9_with_the_push_in_flight_sends_it_after_the_restart(backend: Backend) {
+    // The send timeout outlasts the moment the test holds the request (scaled on a loaded
+    // machine); the lease is twice it.
+    let timeout = (crate::harness::scaled_ms(2_000) / 1000).max(2);
+    let (timeout, lease) = (timeout.to_string(), (2 * timeout).to_string());
+    let settings = ["--delivery-timeout", &timeout, "--delivery-lease", &lease];
+    let mut p = Processes::start_with(&backend, 1, wait_secs(), 0, true, &settings).await;
+    let proxy = p.proxy.take().unwrap();
+    proxy.down();
+    p.assign().await;
+    proxy.held(1).await;
+    p.cluster.nodes[0].kill().await;
+    assert!(
+        p.service.messages(&p.sub).await.is_empty(),
+        "it never arrived"
+    );
+    proxy.up();
+    p.cluster.nodes[0].restart().await;
+    let pushes = p
+        .service
+        .received(&p.sub, "the push arrives after the restart")
+        .await;
+    let db = crate::harness::TestDb::existing(p.cluster.db_url());
+    crate::harness::eventually("the push is recorded as sent", || async {
+        crate::harness::db_number(
+            &db,
+            "SELECT COUNT(*) FROM deliveries WHERE channel = 'webpush' AND status = 'SENT'",
+        )
+        .await
+            == 1
+    })
+    .await;
+    assert_eq!(p.service.messages(&p.sub).await.len(), 1, "{pushes:?}");
+}
+
 /// Two nodes on one PostgreSQL database: the push is queued by the node that committed the
 /// assignment, the user's only socket is on the other node and acknowledges it there, and the
 /// push is not sent, whichever node claims it.
@@ -777,6 +848,7 @@ crate::trials! {
         no_ack_sends_the_push_after_the_window,
         an_escalation_step_on_push_fires,
         kill_9_inside_the_window_neither_loses_nor_doubles_the_push,
+        kill_9_with_the_push_in_flight_sends_it_after_the_restart,
         a_device_that_changes_hands_takes_none_of_the_former_owner_s_pushes,
         pushes_are_queued_only_on_configured_carriers,
     ],

@@ -46,9 +46,20 @@ pub const MAX_BYTES: usize = 3000;
 /// The JSON a push carries (see the module's documentation), within [`MAX_BYTES`]: a body too
 /// long for it is cut shorter, then the title, then the link is left out.
 pub fn payload(job: &DeliveryJob, content: PushContent) -> Value {
+    payload_within(job, content, |value| value.to_string().len())
+}
+
+/// [`payload`], with its size reckoned as a provider reckons what it carries of it (at most
+/// [`MAX_BYTES`] of `size`, and of its JSON).
+pub fn payload_within(
+    job: &DeliveryJob,
+    content: PushContent,
+    size: impl Fn(&Value) -> usize,
+) -> Value {
+    let size = |value: &Value| size(value).max(value.to_string().len());
     let mut value = full_payload(job, content);
     for field in ["body", "title"] {
-        while value.to_string().len() > MAX_BYTES {
+        while size(&value) > MAX_BYTES {
             let Some(text) = value[field].as_str().filter(|t| !t.is_empty()) else {
                 break;
             };
@@ -61,7 +72,7 @@ pub fn payload(job: &DeliveryJob, content: PushContent) -> Value {
             .into();
         }
     }
-    if value.to_string().len() > MAX_BYTES {
+    if size(&value) > MAX_BYTES {
         value["url"] = Value::Null;
     }
     value
