@@ -3,8 +3,9 @@
 //! Every `interval` it sweeps the tables retention applies to, one short batch at a time
 //! ([`RetentionStore::purge`]), each batch a message of its own: between two batches the
 //! actor answers snapshots, and the writer commits whatever else waits, so a live commit waits
-//! at most one batch behind a sweep. A failed batch ends the sweep; the next starts after
-//! `interval`. What a batch deletes of notifications, outbox rows and escalation steps is
+//! at most one batch behind a sweep. A failed batch is tried again after a growing pause (a
+//! database busy or restarting for a moment), [`BATCH_TRIES`] times in all; then the sweep
+//! ends, and the next starts after `interval`. What a batch deletes of notifications, outbox rows and escalation steps is
 //! folded into the delivery analytics' hourly rollups in the same transaction
 //! ([`crate::analytics`]), so the figures outlive the rows.
 
@@ -80,7 +81,7 @@ pub struct PurgeActor {
 /// Messages of the purge actor.
 #[derive(Debug)]
 pub enum PurgeMsg {
-    /// Start a sweep (unless one runs).
+    /// Start a sweep (once the running one ends, if one runs).
     Sweep,
     /// Delete the next batch of the running sweep.
     Batch,
@@ -112,17 +113,27 @@ pub struct PurgeSnapshot {
     pub last_error: Option<String>,
 }
 
+/// How many times a batch is tried before its sweep gives up.
+pub const BATCH_TRIES: u32 = 4;
+
+/// The pause before a failed batch is tried again the first time; it doubles each time.
+const RETRY_PAUSE: Duration = Duration::from_millis(500);
+
 /// A sweep under way.
 struct Sweep {
     /// What is left to purge, each with its cutoff.
     left: Vec<(Purgeable, DateTime<Utc>)>,
     removed: u64,
+    /// The failures of the batch being tried, in a row.
+    failures: u32,
 }
 
 /// The state of the purge actor.
 pub struct PurgeState {
     snapshot: PurgeSnapshot,
     sweep: Option<Sweep>,
+    /// A sweep was asked for while one ran.
+    again: bool,
 }
 
 impl Actor for PurgeActor {
@@ -142,6 +153,7 @@ impl Actor for PurgeActor {
         Ok(PurgeState {
             snapshot: PurgeSnapshot::default(),
             sweep: None,
+            again: false,
         })
     }
 
@@ -152,16 +164,21 @@ impl Actor for PurgeActor {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
+            // Asked while one runs: another starts once it ends, so that whoever asked gets a
+            // sweep that began after the asking.
+            PurgeMsg::Sweep if state.sweep.is_some() => state.again = true,
             PurgeMsg::Sweep => {
-                if state.sweep.is_none() {
-                    let now = Utc::now();
-                    let mut left = self.policy.cutoffs(now);
-                    left.reverse();
-                    state.sweep = Some(Sweep { left, removed: 0 });
-                    state.snapshot.sweeping = true;
-                    state.snapshot.last_started = Some(now);
-                    let _ = myself.send_message(PurgeMsg::Batch);
-                }
+                let now = Utc::now();
+                let mut left = self.policy.cutoffs(now);
+                left.reverse();
+                state.sweep = Some(Sweep {
+                    left,
+                    removed: 0,
+                    failures: 0,
+                });
+                state.snapshot.sweeping = true;
+                state.snapshot.last_started = Some(now);
+                let _ = myself.send_message(PurgeMsg::Batch);
             }
             PurgeMsg::Batch => self.batch(&myself, state).await,
             PurgeMsg::Snapshot(reply) => {
@@ -188,6 +205,7 @@ impl PurgeActor {
             .record(started.elapsed().as_secs_f64());
         match purged {
             Ok(n) => {
+                sweep.failures = 0;
                 if n > 0 {
                     metrics::counter!("tickethub_purged_rows_total", "table" => what.as_str())
                         .increment(n);
@@ -205,11 +223,17 @@ impl PurgeActor {
                 }
             }
             Err(e) => {
-                tracing::warn!(table = what.as_str(), error = %e, "purge: a batch failed; the next sweep tries again");
+                tracing::warn!(table = what.as_str(), error = %e, tries = sweep.failures + 1, "purge: a batch failed");
                 metrics::counter!("tickethub_purge_errors_total").increment(1);
                 state.snapshot.errors += 1;
                 state.snapshot.last_error = Some(e.to_string());
-                self.finish(myself, state);
+                sweep.failures += 1;
+                if sweep.failures < BATCH_TRIES {
+                    let pause = RETRY_PAUSE * 2u32.pow(sweep.failures - 1);
+                    myself.send_after(pause, || PurgeMsg::Batch);
+                } else {
+                    self.finish(myself, state);
+                }
             }
         }
     }
@@ -222,13 +246,98 @@ impl PurgeActor {
         state.snapshot.sweeping = false;
         state.snapshot.last_finished = Some(Utc::now());
         metrics::counter!("tickethub_purge_sweeps_total").increment(1);
-        myself.send_after(self.policy.interval, || PurgeMsg::Sweep);
+        if std::mem::take(&mut state.again) {
+            let _ = myself.send_message(PurgeMsg::Sweep);
+        } else {
+            myself.send_after(self.policy.interval, || PurgeMsg::Sweep);
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Mutex;
+
     use super::*;
+    use crate::ports::StoreError;
+
+    /// Rows of read notifications, whose first `failing` purges fail.
+    struct Flaky {
+        failing: AtomicU32,
+        read_rows: Mutex<u64>,
+    }
+
+    #[async_trait::async_trait]
+    impl RetentionStore for Flaky {
+        async fn purge(
+            &self,
+            what: Purgeable,
+            _: DateTime<Utc>,
+            limit: i64,
+        ) -> Result<u64, StoreError> {
+            if what != Purgeable::ReadNotifications {
+                return Ok(0);
+            }
+            if self.failing.load(Ordering::SeqCst) > 0 {
+                self.failing.fetch_sub(1, Ordering::SeqCst);
+                return Err(StoreError::Backend("the pool timed out".into()));
+            }
+            let mut rows = self.read_rows.lock().unwrap();
+            let n = (*rows).min(limit as u64);
+            *rows -= n;
+            Ok(n)
+        }
+
+        async fn purgeable(&self, _: Purgeable, _: DateTime<Utc>) -> Result<u64, StoreError> {
+            Ok(0)
+        }
+    }
+
+    /// Sweeps once with a store whose first `failing` batches fail; answers the snapshot
+    /// after it, and the rows left.
+    async fn sweep_with(failing: u32) -> (PurgeSnapshot, u64) {
+        let store = Arc::new(Flaky {
+            failing: AtomicU32::new(failing),
+            read_rows: Mutex::new(3),
+        });
+        let actor = PurgeActor {
+            store: store.clone(),
+            policy: RetentionPolicy::default(),
+        };
+        let (purge, handle) = Actor::spawn(None, actor, ()).await.unwrap();
+        purge.send_message(PurgeMsg::Sweep).unwrap();
+        let snapshot = loop {
+            let s = ractor::call!(purge, PurgeMsg::Snapshot).unwrap();
+            if s.sweeps == 1 {
+                break s;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        purge.stop(None);
+        handle.await.unwrap();
+        let left = *store.read_rows.lock().unwrap();
+        (snapshot, left)
+    }
+
+    #[tokio::test]
+    async fn a_failed_batch_is_tried_again_before_the_sweep_gives_up() {
+        // Two failures in a row: the third try deletes the rows.
+        let (snapshot, left) = sweep_with(2).await;
+        assert_eq!((snapshot.errors, left), (2, 0), "{snapshot:?}");
+        assert_eq!(snapshot.removed.get("read_notifications"), Some(&3));
+        // As many failures as tries: the sweep ends, the rows wait for the next.
+        let (snapshot, left) = sweep_with(BATCH_TRIES).await;
+        assert_eq!(
+            (snapshot.errors, left),
+            (BATCH_TRIES as u64, 3),
+            "{snapshot:?}"
+        );
+        assert_eq!(
+            snapshot.last_error.as_deref(),
+            Some("database error: the pool timed out")
+        );
+    }
 
     #[test]
     fn every_kind_has_its_cutoff_and_unread_only_when_asked() {

@@ -490,6 +490,35 @@ impl TestHub {
         self.auth.issue_access(user).unwrap()
     }
 
+    /// The purge actor's snapshot (asked again while a batch keeps it busy).
+    pub async fn purge_snapshot(&self) -> tickethub_actors::purge::PurgeSnapshot {
+        eventually_some("the purge actor answers", || async {
+            self.hub.purge_snapshot().await
+        })
+        .await
+    }
+
+    /// Asks for a sweep and waits until one that began after the asking has finished; answers
+    /// the purge actor's snapshot then.
+    pub async fn sweep(&self) -> tickethub_actors::purge::PurgeSnapshot {
+        let asked = chrono::Utc::now();
+        self.hub.purge_now();
+        eventually_some("a sweep finishes", || async {
+            let s = self.hub.purge_snapshot().await?;
+            (!s.sweeping && s.last_started.is_some_and(|t| t >= asked)).then_some(s)
+        })
+        .await
+    }
+
+    /// Waits until a user's sockets are all gone (their actor has stopped): nothing more is
+    /// written to them.
+    pub async fn offline(&self, user: &User) {
+        eventually(&format!("{} has no socket left", user.username), || async {
+            self.hub.user(user.id).is_none()
+        })
+        .await;
+    }
+
     /// Opens `/ws/notifications/?token=…` and reads `connection_established`.
     pub async fn connect(&self, user: &User) -> Ws {
         let mut ws =

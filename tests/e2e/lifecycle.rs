@@ -24,18 +24,12 @@ async fn purging_hub(
 
 /// Starts a sweep and waits for it to finish; answers what the purge actor says it removed.
 async fn sweep(hub: &TestHub) -> tickethub_actors::purge::PurgeSnapshot {
-    let before = hub.hub.purge_snapshot().await.unwrap().sweeps;
-    hub.hub.purge_now();
-    eventually_some("a sweep finishes", || async {
-        let s = hub.hub.purge_snapshot().await.unwrap();
-        (s.sweeps > before).then_some(s)
-    })
-    .await
+    hub.sweep().await
 }
 
 /// Runs a sweep; answers what it alone removed, per table (none: absent).
 async fn sweep_removed(hub: &TestHub) -> std::collections::BTreeMap<&'static str, u64> {
-    let before = hub.hub.purge_snapshot().await.unwrap().removed;
+    let before = hub.purge_snapshot().await.removed;
     let after = sweep(hub).await.removed;
     after
         .into_iter()
@@ -112,6 +106,8 @@ async fn retention_purges_read_history_and_keeps_what_was_never_delivered(backen
         .await;
     assert_eq!(status, 204);
     drop(ws);
+    // Gone, not closing: what comes next is sent to no socket.
+    hub.offline(&ann).await;
     eventually("ann's socket records what it was sent", || async {
         hub.store
             .notification_cursor(ann.id)
@@ -174,6 +170,7 @@ async fn retention_purges_read_history_and_keeps_what_was_never_delivered(backen
     // Once her socket's writes are recorded, what it was sent may go (unread retention is
     // zero here); what arrives while she is away again may not.
     drop(ws);
+    hub.offline(&ann).await;
     eventually("ann's socket records 8 as sent", || async {
         hub.store
             .notification_cursor(ann.id)
@@ -325,7 +322,7 @@ async fn a_purge_runs_beside_live_commits(backend: Backend) {
     let mut ws = hub.connect(&carl).await;
     hub.hub.purge_now();
     eventually("the sweep starts", || async {
-        hub.hub.purge_snapshot().await.unwrap().sweeping
+        hub.hub.purge_snapshot().await.is_some_and(|s| s.sweeping)
     })
     .await;
     // Commits and their fan-out go on while the purge runs.
@@ -333,13 +330,13 @@ async fn a_purge_runs_beside_live_commits(backend: Backend) {
         send(&hub, &admin, &carl, &format!("live{i}")).await;
         assert_eq!(ws.notifications(1).await[0]["title"], format!("live{i}"));
     }
-    let s = hub.hub.purge_snapshot().await.unwrap();
+    let s = hub.purge_snapshot().await;
     assert!(s.sweeping, "the purge ended before the commits: {s:?}");
     eventually("the sweep ends", || async {
-        !hub.hub.purge_snapshot().await.unwrap().sweeping
+        hub.hub.purge_snapshot().await.is_some_and(|s| !s.sweeping)
     })
     .await;
-    let s = hub.hub.purge_snapshot().await.unwrap();
+    let s = hub.purge_snapshot().await;
     assert_eq!(s.removed.get("read_notifications"), Some(&2000));
     assert_eq!(
         db_number(

@@ -51,7 +51,7 @@ impl Hub {
         ractor::call_t!(self.refs().purge, crate::purge::PurgeMsg::Snapshot, 500).ok()
     }
 
-    /// Asks the purge actor to sweep now (unless a sweep runs).
+    /// Asks the purge actor to sweep now (once the running sweep ends, if one runs).
     pub fn purge_now(&self) {
         let _ = self
             .refs()
