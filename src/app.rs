@@ -545,6 +545,7 @@ fn delivery_config(
         templates,
         timeout,
         vapid,
+        public_url: config.public_url.clone(),
     };
     let transports = crate::channels::transports(&config.channels, &ctx)?;
     Ok(tickethub_actors::DeliveryConfig {

@@ -27,6 +27,8 @@ pub struct Context {
     pub timeout: Duration,
     /// The Web Push key, when Web Push is on.
     pub vapid: Option<Arc<VapidKey>>,
+    /// The hub's public address (`--public-url`), when it has one.
+    pub public_url: Option<String>,
 }
 
 /// A channel.

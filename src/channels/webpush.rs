@@ -28,7 +28,8 @@ pub struct Settings {
     pub webpush_vapid_key: Option<PathBuf>,
 
     /// The contact push services may use about this sender (`mailto:…` or `https:…`), the
-    /// `sub` of the VAPID token.
+    /// `sub` of the VAPID token; `--public-url` when it is an `https:` one and this is not
+    /// set. Apple's push service (Safari) refuses a token without it.
     #[arg(long, env = "TICKETHUB_WEBPUSH_SUBJECT")]
     pub webpush_subject: Option<String>,
 }
@@ -61,7 +62,17 @@ impl crate::channels::Plugin for WebPush {
         let Some(vapid) = ctx.vapid.clone() else {
             return Ok(None);
         };
-        Ok(Some(Arc::new(WebPushTransport::new(settings, vapid, ctx.timeout)?)))
+        let subject = settings.webpush.webpush_subject.clone().or_else(|| {
+            ctx.public_url
+                .clone()
+                .filter(|url| url.starts_with("https://"))
+        });
+        if subject.is_none() {
+            tracing::warn!("Web Push without --webpush-subject (nor an https: --public-url): Apple's push service refuses its pushes");
+        }
+        Ok(Some(Arc::new(WebPushTransport::new(
+            settings, vapid, subject, ctx.timeout,
+        )?)))
     }
 }
 
@@ -134,6 +145,7 @@ impl WebPushTransport {
     pub fn new(
         settings: &crate::channels::Settings,
         vapid: Arc<VapidKey>,
+        subject: Option<String>,
         timeout: Duration,
     ) -> Result<Self, ConfigError> {
         let signing =
@@ -153,7 +165,7 @@ impl WebPushTransport {
             client,
             vapid,
             signing,
-            subject: settings.webpush.webpush_subject.clone(),
+            subject,
             ttl: settings.push.push_ttl,
             content: settings.push.push_content,
             allow_private: settings.push.push_allow_private,
@@ -340,5 +352,8 @@ mod tests {
         .unwrap()
         .claims;
         assert_eq!(claims["sub"], "mailto:ops@example.com");
+        // Ahead, and no more than the 24 hours push services accept.
+        let ahead = claims["exp"].as_i64().unwrap() - chrono::Utc::now().timestamp();
+        assert!((1..=24 * 3600).contains(&ahead), "{ahead}");
     }
 }

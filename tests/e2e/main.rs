@@ -99,5 +99,7 @@ fn main() {
     .into_iter()
     .flatten()
     .collect();
-    libtest_mimic::run(&args, trials).exit();
+    let conclusion = libtest_mimic::run(&args, trials);
+    harness::stop_private_services();
+    conclusion.exit();
 }

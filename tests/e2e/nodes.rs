@@ -128,7 +128,7 @@ impl RedisServer {
             .stderr(Stdio::null())
             .kill_on_drop(true)
             .spawn()
-            .expect("redis-server is installed");
+            .unwrap_or_else(|e| crate::harness::missing("redis-server", &e));
         let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
         let mut log = String::new();
         let ready = tokio::time::timeout(patience(), async {

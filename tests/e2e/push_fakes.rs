@@ -36,6 +36,8 @@ use tokio::sync::Notify;
 use crate::harness::patience;
 mod apns;
 pub use apns::*;
+mod vapid;
+pub use vapid::*;
 
 /// Google's OAuth scope for sending FCM messages.
 pub const FCM_SCOPE: &str = "https://www.googleapis.com/auth/firebase.messaging";

@@ -15,6 +15,8 @@ use crate::harness::{eventually_ok, patience, scaled_ms, ticket_in, Backend, Cre
 pub struct PushService {
     pub port: u16,
     http: reqwest::Client,
+    /// What the hub's pushes go through (the subscriptions' endpoints name it).
+    pub gate: crate::push_fakes::VapidGate,
     _child: tokio::process::Child,
 }
 
@@ -63,6 +65,7 @@ impl PushService {
                 return PushService {
                     port,
                     http: reqwest::Client::new(),
+                    gate: crate::push_fakes::VapidGate::start(port).await,
                     _child: child,
                 };
             }
@@ -87,8 +90,14 @@ impl PushService {
             .await
             .unwrap();
         let data = &answer["data"];
+        // Its pushes go through the gate, which checks their VAPID tokens.
+        let endpoint = data["endpoint"].as_str().expect("an endpoint");
+        let (_, path) = endpoint
+            .split_once("/notify/")
+            .expect("a /notify/ endpoint");
+        let endpoint = format!("http://localhost:{}/notify/{path}", self.gate.port);
         Subscription {
-            json: json!({"endpoint": data["endpoint"], "keys": data["keys"]}),
+            json: json!({"endpoint": endpoint, "keys": data["keys"]}),
             client_hash: data["clientHash"]
                 .as_str()
                 .expect("a client hash")
@@ -162,6 +171,7 @@ async fn push_hub(backend: &Backend, tweak: impl FnOnce(&mut tickethub::ServeCon
             c.channels.webpush.webpush_vapid_key = Some(key.path().to_owned());
         }
         c.channels.push.push_allow_private = true;
+        c.channels.webpush.webpush_subject = Some("mailto:ops@tickethub.test".into());
         c.delivery_poll_ms = 50;
         c.escalation_poll_ms = 100;
         tweak(c);
@@ -270,6 +280,29 @@ async fn a_push_reaches_the_browser_and_decrypts_to_its_payload(backend: Backend
     assert_eq!(d["channel"], "webpush");
     let listed = hub.get_as(&user, "/api/devices/", 200).await;
     assert!(listed[0]["last_used_at"].is_string(), "{listed}");
+    assert_eq!(service.gate.refusals(), Vec::<String>::new());
+}
+
+/// Without a contact (`--webpush-subject`, or an https: `--public-url`), the VAPID token has no
+/// `sub`, which Apple's push service refuses, as the gate does: the hub warns at start.
+async fn a_push_without_a_contact_is_refused_as_apple_refuses_it() {
+    let service = PushService::start().await;
+    let hub = push_hub(&Backend::Sqlite, |c| {
+        c.channels.webpush.webpush_subject = None
+    })
+    .await;
+    let admin = hub.user("boss", Role::Admin).await;
+    let user = hub.user("ada", Role::Developer).await;
+    let sub = service.subscribe(&vapid(&hub).await).await;
+    register(&hub, &user, &sub, 201).await;
+    send_push(&hub, &admin, &user, json!({})).await;
+    let refusals = crate::harness::eventually_some("the gate refuses the push", || async {
+        let r = service.gate.refusals();
+        (!r.is_empty()).then_some(r)
+    })
+    .await;
+    assert!(refusals[0].contains("sub None"), "{refusals:?}");
+    assert!(service.messages(&sub).await.is_empty());
 }
 
 async fn minimal_content_carries_the_title_only(backend: Backend) {
@@ -662,7 +695,9 @@ impl Processes {
     ) -> Processes {
         let service = PushService::start().await;
         let proxy = match proxied {
-            true => Some(crate::harness::Proxy::start(format!("127.0.0.1:{}", service.port)).await),
+            true => {
+                Some(crate::harness::Proxy::start(format!("127.0.0.1:{}", service.gate.port)).await)
+            }
             false => None,
         };
         let routing = unless_seen_routing(&format!("{wait}s"));
@@ -677,6 +712,9 @@ impl Processes {
             "--webpush-vapid-key",
             &key_path,
             "--push-allow-private",
+            // The VAPID token's `sub`, for want of --webpush-subject.
+            "--public-url",
+            "https://hub.tickethub.test",
             "--delivery-poll-ms",
             "50",
         ];
@@ -700,7 +738,7 @@ impl Processes {
         let mut subscription = sub.json.clone();
         if let Some(proxy) = &proxy {
             let endpoint = subscription["endpoint"].as_str().unwrap().replacen(
-                &format!(":{}/", service.port),
+                &format!(":{}/", service.gate.port),
                 &format!(":{}/", proxy.port),
                 1,
             );
@@ -852,6 +890,9 @@ crate::trials! {
         a_device_that_changes_hands_takes_none_of_the_former_owner_s_pushes,
         pushes_are_queued_only_on_configured_carriers,
     ],
-    tests: [an_ack_on_another_node_cancels_the_push],
+    tests: [
+        an_ack_on_another_node_cancels_the_push,
+        a_push_without_a_contact_is_refused_as_apple_refuses_it,
+    ],
     sync: [],
 }
