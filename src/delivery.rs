@@ -64,10 +64,26 @@ pub fn network_error(e: reqwest::Error) -> TransportError {
         message: if e.is_timeout() {
             "timed out".to_owned()
         } else {
-            format!("network error: {e}")
+            format!("network error: {}", with_causes(&e))
         },
         retry_after: None,
     }
+}
+
+/// An error with its causes, as `error: cause: its cause` (each said once): "error sending
+/// request" alone does not tell an operator that the receiver's certificate was refused.
+fn with_causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let said = cause.to_string();
+        if !text.contains(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// An HTTP client with timeouts and without redirects, for providers the operator configured.

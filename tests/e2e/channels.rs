@@ -9,7 +9,7 @@ use tickethub_actors::domain::Role;
 use tickethub_actors::routing::Channel;
 
 use crate::delivery::{channel, quick, set_whatsapp, settled_deliveries};
-use crate::fakes::{Http, Reply, Smtp};
+use crate::fakes::{Http, Https, Reply, Smtp};
 use crate::harness::{eventually, eventually_some, scaled_ms, Backend, TestHub};
 use crate::tickets::{cast, create_ticket};
 
@@ -497,11 +497,52 @@ async fn mail_goes_over_starttls_with_auth_to_a_real_smtp_server() {
     assert!(err.contains("--smtp-ca-file"), "{err}");
 }
 
+/// Outbound HTTPS, as to any provider: a webhook to a receiver whose certificate the system's
+/// roots vouch for (`SSL_CERT_FILE` names them here) goes out, over TLS, signed; one to a
+/// receiver whose certificate nobody vouches for does not, and says why.
+async fn webhooks_go_out_over_https_to_a_certificate_the_roots_vouch_for() {
+    for (receiver, trusted) in [
+        (Https::start().await, true),
+        (Https::start_untrusted().await, false),
+    ] {
+        let url = format!("{}/hooks/tickethub", receiver.url());
+        let hub = TestHub::start_with(&Backend::Sqlite, |c| {
+            quick(c);
+            c.delivery_max_attempts = 1;
+            c.channels.webhook.webhook_urls = vec![url];
+            c.channels.webhook.webhook_secret =
+                Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into());
+            c.channels.webhook.webhook_allow_private = true;
+        })
+        .await;
+        let c = cast(&hub).await;
+        create_ticket(&hub, &c.c1, c.project, "Over TLS").await;
+        let d = settled_deliveries(&hub, &c.a1, "ticket_created").await;
+        let hook = channel(&d, "webhook");
+        if trusted {
+            assert_eq!(hook["status"], "SENT", "{hook}");
+            let requests = receiver.wait_for(1).await;
+            assert_eq!(requests[0].path, "/hooks/tickethub");
+            assert!(requests[0].headers.contains_key("webhook-signature"));
+            assert_eq!(requests[0].body["data"]["ticket"]["title"], "Over TLS");
+        } else {
+            assert_eq!(hook["status"], "FAILED", "{hook}");
+            let error = hook["last_error"]
+                .as_str()
+                .unwrap_or_default()
+                .to_lowercase();
+            assert!(error.contains("certificate"), "{hook}");
+            assert!(receiver.requests().is_empty());
+        }
+    }
+}
+
 crate::trials! {
     both: [
         a_delivery_is_failed_after_its_last_attempt,
     ],
     tests: [
+        webhooks_go_out_over_https_to_a_certificate_the_roots_vouch_for,
         an_open_circuit_waits_its_cooldown_then_lets_one_probe_through,
         a_429_is_retried_no_sooner_than_its_retry_after,
         a_retry_after_past_the_longest_backoff_is_held_to_it,

@@ -20,6 +20,9 @@ use tokio::sync::Notify;
 
 use crate::harness::patience;
 
+mod https;
+pub use https::*;
+
 /// One email the SMTP server accepted.
 #[derive(Clone, Debug)]
 pub struct Mail {

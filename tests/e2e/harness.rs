@@ -23,6 +23,8 @@ mod proxy;
 pub use proxy::Proxy;
 mod services;
 pub use services::*;
+mod tls;
+pub use tls::*;
 mod waiting;
 pub use waiting::*;
 mod ws;

@@ -55,6 +55,7 @@ mod ws;
 fn main() {
     let args = libtest_mimic::Arguments::from_args();
     harness::install_panic_hook();
+    harness::trust_test_ca();
     let trials = [
         actors::trials(),
         analytics::trials(),
