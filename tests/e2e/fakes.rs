@@ -91,21 +91,11 @@ impl Smtp {
     /// fresh test CA, and requires `AUTH` (over TLS only) as `user`/`pass`.
     pub async fn start_secure(user: &str, pass: &str) -> Smtp {
         let dir = tempfile::tempdir().unwrap();
-        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "tickethub test CA");
-        let ca =
-            rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().unwrap())
-                .unwrap();
-        let params =
-            rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
-                .unwrap();
-        let key = rcgen::KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &ca).unwrap();
+        // An authority of its own: only the hub told of it (`--smtp-ca-file`) trusts it.
+        let ca = crate::harness::TestCa::new();
+        let (cert, key) = ca.issue();
         let ca_file = dir.path().join("ca.pem");
-        std::fs::write(&ca_file, ca.pem()).unwrap();
+        std::fs::copy(&ca.ca_file, &ca_file).unwrap();
         std::fs::write(dir.path().join("key.pem"), key.serialize_pem()).unwrap();
         std::fs::write(dir.path().join("cert.pem"), cert.pem()).unwrap();
         Self::spawn(Some(SmtpTls {
@@ -324,36 +314,18 @@ pub struct Request {
     pub raw: String,
 }
 
-/// A stand-in HTTP server: answers from a script (then 200), and records requests of any
-/// method.
-#[derive(Clone)]
-pub struct Http {
-    pub addr: SocketAddr,
-    script: Arc<Mutex<VecDeque<Reply>>>,
+/// The requests a stand-in received, and a way to wait for them.
+#[derive(Clone, Default)]
+pub struct Recorder {
     requests: Arc<Mutex<Vec<Request>>>,
     arrived: Arc<Notify>,
 }
 
-impl Http {
-    /// Starts the server; unscripted requests get 200 with a WhatsApp-like message id.
-    pub async fn start() -> Http {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let http = Http {
-            addr: listener.local_addr().unwrap(),
-            script: Arc::default(),
-            requests: Arc::default(),
-            arrived: Arc::default(),
-        };
-        let app = Router::new().fallback(any(handle)).with_state(http.clone());
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        http
-    }
-
-    /// Queues the next replies.
-    pub fn script(&self, replies: impl IntoIterator<Item = Reply>) {
-        self.script.lock().unwrap().extend(replies);
+impl Recorder {
+    /// Keeps a request and wakes whoever waits.
+    pub fn record(&self, request: Request) {
+        self.requests.lock().unwrap().push(request);
+        self.arrived.notify_waiters();
     }
 
     /// Every request so far.
@@ -375,6 +347,47 @@ impl Http {
         .await
         .unwrap_or_else(|_| panic!("{n} requests did not arrive; got {}", self.requests().len()))
     }
+}
+
+/// A stand-in HTTP server: answers from a script (then 200), and records requests of any
+/// method.
+#[derive(Clone)]
+pub struct Http {
+    pub addr: SocketAddr,
+    script: Arc<Mutex<VecDeque<Reply>>>,
+    recorder: Recorder,
+}
+
+impl Http {
+    /// Starts the server; unscripted requests get 200 with a WhatsApp-like message id.
+    pub async fn start() -> Http {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let http = Http {
+            addr: listener.local_addr().unwrap(),
+            script: Arc::default(),
+            recorder: Recorder::default(),
+        };
+        let app = Router::new().fallback(any(handle)).with_state(http.clone());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        http
+    }
+
+    /// Queues the next replies.
+    pub fn script(&self, replies: impl IntoIterator<Item = Reply>) {
+        self.script.lock().unwrap().extend(replies);
+    }
+
+    /// Every request so far.
+    pub fn requests(&self) -> Vec<Request> {
+        self.recorder.requests()
+    }
+
+    /// Waits until at least `n` requests arrived.
+    pub async fn wait_for(&self, n: usize) -> Vec<Request> {
+        self.recorder.wait_for(n).await
+    }
 
     /// `http://addr`.
     pub fn url(&self) -> String {
@@ -390,7 +403,7 @@ async fn handle(
     body: String,
 ) -> Response {
     let reply = http.script.lock().unwrap().pop_front();
-    http.requests.lock().unwrap().push(Request {
+    http.recorder.record(Request {
         at: std::time::Instant::now(),
         method,
         path: uri.path().to_owned(),
@@ -398,7 +411,6 @@ async fn handle(
         body: serde_json::from_str(&body).unwrap_or(Value::Null),
         raw: body,
     });
-    http.arrived.notify_waiters();
     match reply {
         None => (
             StatusCode::OK,

@@ -17,7 +17,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_tickethub");
 
 /// A TCP port on loopback that was free a moment ago (bound, read and released): another
 /// process may take it before it is bound again, so whoever binds it must be ready to fail.
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

@@ -178,13 +178,7 @@ pub(super) async fn rooms_on_a_failed_over_master_cross() {
         if projects.len() == 6 {
             break;
         }
-        let project = c
-            .store
-            .create_project(&format!("NEW{k}"), "New", &[alice.id, bob.id])
-            .await
-            .unwrap()
-            .id
-            .0;
+        let project = new_project(&c, k, &[&alice, &bob]).await;
         if redis
             .master_of(&format!("{}:bus:p:{project}", c.prefix))
             .await
@@ -330,17 +324,22 @@ pub(super) async fn everything_crosses_a_failover(mut c: Cluster) {
 /// fall on every master, the one that took over included.
 async fn rooms_opened_after_a_failover_cross(c: &Cluster, alice: &User, bob: &User, first: usize) {
     for k in first..first + 6 {
-        let project = c
-            .store
-            .create_project(&format!("NEW{k}"), "New", &[alice.id, bob.id])
-            .await
-            .unwrap()
-            .id
-            .0;
+        let project = new_project(c, k, &[alice, bob]).await;
         // The watcher on one node, the joiner on the other, each way in turn.
         let (watcher, joiner) = if k % 2 == 0 { (1, 0) } else { (0, 1) };
         room_crosses(c, alice, bob, project, watcher, joiner).await;
     }
+}
+
+/// Project `NEW<k>` of these members; answers its id.
+async fn new_project(c: &Cluster, k: usize, members: &[&User]) -> i64 {
+    let members: Vec<_> = members.iter().map(|u| u.id).collect();
+    c.store
+        .create_project(&format!("NEW{k}"), "New", &members)
+        .await
+        .unwrap()
+        .id
+        .0
 }
 
 /// Bob joining a project's presence on node `joiner` is seen by Alice watching on `watcher`.

@@ -11,8 +11,7 @@ use http_body_util::BodyExt;
 #[derive(Clone)]
 pub struct Https {
     pub port: u16,
-    requests: Arc<Mutex<Vec<Request>>>,
-    arrived: Arc<Notify>,
+    recorder: Recorder,
 }
 
 impl Https {
@@ -31,8 +30,7 @@ impl Https {
         let acceptor = tokio_rustls::TlsAcceptor::from(ca.server_config(&["h2", "http/1.1"]));
         let https = Https {
             port: listener.local_addr().unwrap().port(),
-            requests: Arc::default(),
-            arrived: Arc::default(),
+            recorder: Recorder::default(),
         };
         let server = https.clone();
         tokio::spawn(async move {
@@ -75,7 +73,7 @@ impl Https {
             .await
             .map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned())
             .unwrap_or_default();
-        self.requests.lock().unwrap().push(Request {
+        self.recorder.record(Request {
             at: std::time::Instant::now(),
             method: parts.method,
             path: parts.uri.path().to_owned(),
@@ -83,7 +81,6 @@ impl Https {
             body: serde_json::from_str(&raw).unwrap_or(Value::Null),
             raw,
         });
-        self.arrived.notify_waiters();
         hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from_static(b"{}")))
     }
 
@@ -94,21 +91,11 @@ impl Https {
 
     /// Every request so far.
     pub fn requests(&self) -> Vec<Request> {
-        self.requests.lock().unwrap().clone()
+        self.recorder.requests()
     }
 
     /// Waits until at least `n` requests arrived.
     pub async fn wait_for(&self, n: usize) -> Vec<Request> {
-        tokio::time::timeout(patience(), async {
-            loop {
-                let notified = self.arrived.notified();
-                if self.requests.lock().unwrap().len() >= n {
-                    return self.requests();
-                }
-                notified.await;
-            }
-        })
-        .await
-        .unwrap_or_else(|_| panic!("{n} requests did not arrive over HTTPS"))
+        self.recorder.wait_for(n).await
     }
 }

@@ -44,14 +44,6 @@ pub fn stop() {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn temp_dir(what: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!(
         "tickethub-test-{what}-{}",
@@ -163,7 +155,7 @@ fn start_postgres() -> Result<String, String> {
     if !made.status.success() {
         return Err(format!("initdb: {}", String::from_utf8_lossy(&made.stderr)));
     }
-    let port = free_port();
+    let port = crate::nodes::free_port();
     let args: Vec<std::ffi::OsString> = [
         "-D".into(),
         data.into_os_string(),
@@ -212,7 +204,7 @@ fn on_path(program: &str) -> Option<PathBuf> {
 fn start_redis() -> Result<String, String> {
     let program = on_path("redis-server").ok_or("Redis is not installed (no redis-server)")?;
     let dir = temp_dir("redis");
-    let port = free_port();
+    let port = crate::nodes::free_port();
     let args: Vec<std::ffi::OsString> = [
         "--port".into(),
         port.to_string().into(),

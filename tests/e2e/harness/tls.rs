@@ -48,14 +48,20 @@ impl TestCa {
         }
     }
 
-    /// A server configuration for `localhost` and `127.0.0.1` under this authority, speaking
-    /// the ALPN protocols given (`h2`, `http/1.1`).
-    pub fn server_config(&self, alpn: &[&str]) -> Arc<rustls::ServerConfig> {
+    /// A certificate for `localhost` and `127.0.0.1` under this authority, with its key.
+    pub fn issue(&self) -> (rcgen::Certificate, rcgen::KeyPair) {
         let params =
             rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
                 .unwrap();
         let key = rcgen::KeyPair::generate().unwrap();
         let cert = params.signed_by(&key, &self.issuer).unwrap();
+        (cert, key)
+    }
+
+    /// A server configuration for `localhost` and `127.0.0.1` under this authority, speaking
+    /// the ALPN protocols given (`h2`, `http/1.1`).
+    pub fn server_config(&self, alpn: &[&str]) -> Arc<rustls::ServerConfig> {
+        let (cert, key) = self.issue();
         let chain = vec![cert.der().clone(), self.issuer.der().clone()];
         let key = rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap();
         let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
