@@ -5,8 +5,8 @@
 //!   verified with the service account's public key) and the FCM HTTP v1 send endpoint
 //!   (a bearer token it issued and that has not expired, the project, the message's shape),
 //!   with errors in Google's format.
-//! - [`Apns`]: APNs over HTTP/2 only (h2c: hyper's HTTP/2 server; an HTTP/1.1 request is
-//!   refused with 505), verifying the ES256 provider token with the `.p8` key's public half,
+//! - [`Apns`]: APNs over HTTP/2 only, over TLS under the test run's certificate authority
+//!   (hyper's HTTP/2 server; an HTTP/1.1 request is refused with 505), verifying the ES256 provider token with the `.p8` key's public half,
 //!   its `kid`, `iss` and `iat`, and the `apns-*` headers, with errors in Apple's format.
 //!
 //! Both record every request and answer from a script, then with success.

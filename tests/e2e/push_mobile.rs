@@ -357,7 +357,11 @@ async fn fcm_a_refused_access_token_is_replaced(backend: Backend) {
 async fn apns_push_arrives_over_http2_with_a_signed_token(backend: Backend) {
     let apns = Apns::start().await;
     // The stand-in speaks HTTP/2 only: an HTTP/1.1 request is turned away.
-    let http1 = reqwest::Client::new()
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http1 = reqwest::Client::builder()
+        .http1_only()
+        .build()
+        .unwrap()
         .post(format!("{}/3/device/{}", apns.url(), apns_token()))
         .body("{}")
         .send()

@@ -75,7 +75,8 @@ impl ApnsRequest {
     }
 }
 
-/// The APNs stand-in: `POST /3/device/{token}` over HTTP/2 without TLS (h2c).
+/// The APNs stand-in: `POST /3/device/{token}` over HTTP/2 over TLS, under the run's
+/// certificate authority.
 #[derive(Clone)]
 pub struct Apns {
     pub addr: SocketAddr,
@@ -128,17 +129,29 @@ impl Apns {
             }),
         };
         let server = apns.clone();
+        // TLS under the run's authority, as Apple's servers speak it, offering HTTP/2 and
+        // HTTP/1.1 (a client of the latter is then answered 505).
+        let acceptor = tokio_rustls::TlsAcceptor::from(
+            crate::harness::test_ca().server_config(&["h2", "http/1.1"]),
+        );
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                let server = server.clone();
-                tokio::spawn(async move { server.connection(stream).await });
+                let (server, acceptor) = (server.clone(), acceptor.clone());
+                tokio::spawn(async move {
+                    if let Ok(tls) = acceptor.accept(stream).await {
+                        server.connection(tls).await;
+                    }
+                });
             }
         });
         apns
     }
 
     /// Serves one connection: HTTP/2 if it opens with the HTTP/2 preface, otherwise a 505.
-    async fn connection(self, stream: tokio::net::TcpStream) {
+    async fn connection<S>(self, stream: S)
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
         let mut stream = BufReader::new(stream);
         let Ok(first) = stream.fill_buf().await else {
             return;
@@ -178,9 +191,9 @@ impl Apns {
         c.channels.apns.apns_url = self.url();
     }
 
-    /// `http://addr`: the hub's `apns_url`.
+    /// `https://localhost:<port>`: the hub's `apns_url`.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("https://localhost:{}", self.addr.port())
     }
 
     pub fn key_id(&self) -> &str {
