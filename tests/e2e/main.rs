@@ -30,6 +30,7 @@ mod idempotency;
 mod inbox;
 mod layers;
 mod lifecycle;
+mod nemesis;
 mod nodes;
 mod openapi;
 mod operators;
@@ -78,6 +79,7 @@ fn main() {
         inbox::trials(),
         layers::trials(),
         lifecycle::trials(),
+        nemesis::trials(),
         openapi::trials(),
         operators::trials(),
         outage::trials(),

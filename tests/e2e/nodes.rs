@@ -467,16 +467,23 @@ impl Node {
     /// Starts the process again (after [`Node::kill`]) on its address; if another process
     /// took the port meanwhile, on a new one.
     pub async fn restart(&mut self) {
+        assert!(
+            self.try_restart().await,
+            "the node starts on a port of the system's choice"
+        );
+    }
+
+    /// [`Node::restart`]; `false` if the process exited at once (on its own address and on
+    /// another), as it does when its Redis cannot be reached.
+    pub async fn try_restart(&mut self) -> bool {
         assert!(self.child.is_none(), "the node is already running");
-        if let Some(child) = self.spawn(&self.addr.clone()).await {
-            self.child = Some(child);
-            return;
+        for bind in [self.addr.clone(), "127.0.0.1:0".to_owned()] {
+            if let Some(child) = self.spawn(&bind).await {
+                self.child = Some(child);
+                return true;
+            }
         }
-        let child = self
-            .spawn("127.0.0.1:0")
-            .await
-            .expect("the node starts on a port of the system's choice");
-        self.child = Some(child);
+        false
     }
 
     /// Starts `serve` on `bind`; reads the address it listens on from its first line. `None`
@@ -523,6 +530,29 @@ impl Node {
             child.start_kill().unwrap();
             child.wait().await.unwrap();
         }
+    }
+
+    /// Freezes the process (SIGSTOP): its sockets stay open and nothing is answered.
+    pub fn pause(&self) {
+        self.signal("STOP");
+    }
+
+    /// Lets a frozen process go on (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("CONT");
+    }
+
+    fn signal(&self, name: &str) {
+        let pid = self
+            .child
+            .as_ref()
+            .and_then(|c| c.id())
+            .expect("the node is running");
+        let sent = std::process::Command::new("kill")
+            .args([format!("-{name}"), pid.to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(sent.success(), "kill -{name} {pid}");
     }
 
     /// `http://addr/path`.

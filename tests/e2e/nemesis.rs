@@ -1,0 +1,451 @@
+//! A history checker under a nemesis: three hub processes on one PostgreSQL database and a
+//! Redis of the test's own, while a nemesis kills and restarts nodes (`kill -9`), freezes them
+//! (SIGSTOP/SIGCONT), and kills, restarts and freezes Redis, several faults overlapping. The
+//! workload sends notifications with idempotency keys through any node (retrying through
+//! others when one fails) to a few users, whose clients read them on sockets to any node,
+//! reconnecting elsewhere with their `last_seq` when a socket breaks or stalls. Every frame is
+//! recorded; once the faults heal, the history is checked:
+//!
+//! - every acknowledged send reaches each of its recipients, once, under one seq;
+//! - a send that was never acknowledged reaches its recipients at most once;
+//! - a user receives only what was sent to them;
+//! - each user's seqs run 1, 2, 3, … without a gap, and no seq carries two notifications;
+//! - on each socket, seqs only go up.
+//!
+//! `TICKETHUB_NEMESIS_FAULTS` sets the number of faults (100 by default), and
+//! `TICKETHUB_NEMESIS_SEED` the seed of their choice (printed by each run).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use rand::{RngExt, SeedableRng};
+use serde_json::{json, Value};
+use tickethub_actors::domain::{Role, User};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::harness::{patience, Backend};
+use crate::nodes::Cluster;
+
+/// How many users receive the workload's sends.
+const USERS: usize = 4;
+
+/// One frame a client read: the notification's seq, its title, and the socket it came on.
+#[derive(Clone, Debug)]
+struct Seen {
+    seq: i64,
+    title: String,
+    socket: usize,
+}
+
+/// How a send ended for the sender.
+#[derive(Clone, Debug)]
+enum Outcome {
+    /// Answered 201, by some node.
+    Acked,
+    /// Never answered 201 (every try failed or timed out): it may or may not have committed.
+    Unknown,
+}
+
+/// What the workload did and saw.
+#[derive(Default)]
+struct History {
+    /// Per send (`op-<n>`): its recipients' indexes, and how it ended.
+    sends: Mutex<BTreeMap<usize, (Vec<usize>, Outcome)>>,
+    /// Per user: every notification frame read, in order.
+    seen: Vec<Mutex<Vec<Seen>>>,
+    /// Sockets opened, in all.
+    sockets: AtomicUsize,
+}
+
+/// The nodes' addresses, as the nemesis moves them.
+type Addrs = Arc<Mutex<Vec<String>>>;
+
+fn pick(addrs: &Addrs, k: usize) -> String {
+    let addrs = addrs.lock().unwrap();
+    addrs[k % addrs.len()].clone()
+}
+
+/// A user's client: a socket to some node, read until it breaks or stalls, then another to
+/// another node with the highest seq read so far, until `stop`.
+async fn client(
+    user: usize,
+    token: String,
+    addrs: Addrs,
+    history: Arc<History>,
+    stop: Arc<AtomicBool>,
+) {
+    let mut last_seq = 0i64;
+    let mut attempt = user;
+    while !stop.load(Ordering::SeqCst) {
+        attempt += 1;
+        let url = format!(
+            "ws://{}/ws/notifications/?token={token}&last_seq={last_seq}",
+            pick(&addrs, attempt)
+        );
+        let connected = tokio::time::timeout(
+            Duration::from_secs(2),
+            tokio_tungstenite::connect_async(url),
+        )
+        .await;
+        let Ok(Ok((mut ws, _))) = connected else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let socket = history.sockets.fetch_add(1, Ordering::SeqCst);
+        // A frozen node answers nothing: a socket silent this long is left for another.
+        while let Ok(Some(Ok(message))) =
+            tokio::time::timeout(Duration::from_secs(2), ws.next()).await
+        {
+            let Message::Text(text) = message else {
+                continue;
+            };
+            let frame: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+            if frame["type"] == "notification" {
+                let seq = frame["seq"].as_i64().unwrap_or(-1);
+                history.seen[user].lock().unwrap().push(Seen {
+                    seq,
+                    title: frame["title"].as_str().unwrap_or_default().to_owned(),
+                    socket,
+                });
+                last_seq = last_seq.max(seq);
+            }
+            if stop.load(Ordering::SeqCst) {
+                return;
+            }
+        }
+    }
+}
+
+/// The sender: `op-<n>` for every `n ≡ lane (mod lanes)` below `stop`'s end, each to a few
+/// users, through any node, tried again through others (with its idempotency key) until one
+/// answers 201 or the tries run out.
+async fn sender(
+    lane: usize,
+    lanes: usize,
+    token: String,
+    user_ids: Vec<i64>,
+    addrs: Addrs,
+    history: Arc<History>,
+    stop: Arc<AtomicBool>,
+) {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(3))
+        .build()
+        .unwrap();
+    let mut op = lane;
+    while !stop.load(Ordering::SeqCst) {
+        let to: Vec<usize> = (0..USERS)
+            .filter(|u| (op >> u) & 1 == 1 || op % USERS == *u)
+            .collect();
+        let body = json!({
+            "user_ids": to.iter().map(|u| user_ids[*u]).collect::<Vec<_>>(),
+            "title": format!("op-{op}"),
+            "message": "m",
+        });
+        let mut outcome = Outcome::Unknown;
+        for attempt in 0..30 {
+            let answer = http
+                .post(format!(
+                    "http://{}/api/notifications/send/",
+                    pick(&addrs, op + attempt)
+                ))
+                .bearer_auth(&token)
+                .header("Idempotency-Key", format!("op-{op}"))
+                .json(&body)
+                .send()
+                .await;
+            if answer.is_ok_and(|a| a.status().as_u16() == 201) {
+                outcome = Outcome::Acked;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        history.sends.lock().unwrap().insert(op, (to, outcome));
+        op += lanes;
+    }
+}
+
+/// What the nemesis did to a target, and undoes later.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Fault {
+    KillNode(usize),
+    PauseNode(usize),
+    KillRedis,
+    FreezeRedis,
+}
+
+/// Runs `faults` overlapping faults, then heals everything.
+async fn nemesis(
+    c: &mut Cluster,
+    addrs: &Addrs,
+    faults: usize,
+    seed: u64,
+) -> BTreeMap<&'static str, usize> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut active: Vec<(Instant, Fault)> = Vec::new();
+    let mut done: BTreeMap<&'static str, usize> = BTreeMap::new();
+    let mut applied = 0;
+    loop {
+        // Heal what is due (everything once the faults are all applied).
+        let now = Instant::now();
+        let (mut due, rest): (Vec<_>, Vec<_>) = active
+            .into_iter()
+            .partition(|(at, _)| *at <= now || applied >= faults);
+        active = rest;
+        // Redis first: a node does not start without it.
+        due.sort_by_key(|(_, f)| !matches!(f, Fault::KillRedis | Fault::FreezeRedis));
+        for (_, fault) in due {
+            if !heal(c, addrs, fault).await {
+                // Tried again shortly, as a supervisor would.
+                active.push((Instant::now() + Duration::from_millis(200), fault));
+            }
+        }
+        if applied >= faults {
+            if active.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        }
+        // A new fault on a target no other fault holds, leaving at least one node whole.
+        let held: Vec<Fault> = active.iter().map(|(_, f)| *f).collect();
+        let nodes_held = held
+            .iter()
+            .filter(|f| matches!(f, Fault::KillNode(_) | Fault::PauseNode(_)))
+            .count();
+        let node = rng.random_range(0..c.nodes.len());
+        let node_free =
+            !held.contains(&Fault::KillNode(node)) && !held.contains(&Fault::PauseNode(node));
+        let redis_free = !held.contains(&Fault::KillRedis) && !held.contains(&Fault::FreezeRedis);
+        let fault = match rng.random_range(0..4) {
+            0 if node_free && nodes_held + 1 < c.nodes.len() => Fault::KillNode(node),
+            1 if node_free && nodes_held + 1 < c.nodes.len() => Fault::PauseNode(node),
+            2 if redis_free => Fault::KillRedis,
+            3 if redis_free => Fault::FreezeRedis,
+            _ => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        match fault {
+            Fault::KillNode(k) => c.nodes[k].kill().await,
+            Fault::PauseNode(k) => c.nodes[k].pause(),
+            Fault::KillRedis => c.redis.kill().await,
+            Fault::FreezeRedis => c.redis.freeze(),
+        }
+        *done
+            .entry(match fault {
+                Fault::KillNode(_) => "kill -9 a node",
+                Fault::PauseNode(_) => "pause a node",
+                Fault::KillRedis => "kill Redis",
+                Fault::FreezeRedis => "freeze Redis",
+            })
+            .or_default() += 1;
+        applied += 1;
+        let lasts = Duration::from_millis(rng.random_range(200..1500));
+        active.push((Instant::now() + lasts, fault));
+        tokio::time::sleep(Duration::from_millis(rng.random_range(50..400))).await;
+    }
+    done
+}
+
+/// Undoes a fault; `false` if a killed node did not start again (it does not while its Redis
+/// is unreachable), to be tried again.
+async fn heal(c: &mut Cluster, addrs: &Addrs, fault: Fault) -> bool {
+    match fault {
+        Fault::KillNode(k) => {
+            if !c.nodes[k].try_restart().await {
+                return false;
+            }
+            addrs.lock().unwrap()[k] = c.nodes[k].addr.clone();
+        }
+        Fault::PauseNode(k) => c.nodes[k].resume(),
+        Fault::KillRedis => c.redis.restart().await,
+        Fault::FreezeRedis => c.redis.thaw(),
+    }
+    true
+}
+
+/// The anomalies of a history (none: an empty list).
+fn check(history: &History) -> Vec<String> {
+    let sends = history.sends.lock().unwrap();
+    let mut anomalies = Vec::new();
+    for (user, seen) in history.seen.iter().enumerate() {
+        let seen = seen.lock().unwrap();
+        // One notification per seq, and the seqs of each socket only go up.
+        let mut by_seq: BTreeMap<i64, BTreeSet<&str>> = BTreeMap::new();
+        let mut last_on_socket: BTreeMap<usize, i64> = BTreeMap::new();
+        for s in seen.iter() {
+            by_seq.entry(s.seq).or_default().insert(&s.title);
+            let last = last_on_socket.entry(s.socket).or_insert(0);
+            if s.seq <= *last {
+                anomalies.push(format!(
+                    "user {user}: seq {} after {} on socket {}",
+                    s.seq, last, s.socket
+                ));
+            }
+            *last = s.seq;
+        }
+        for (seq, titles) in &by_seq {
+            if titles.len() > 1 {
+                anomalies.push(format!("user {user}: seq {seq} carried {titles:?}"));
+            }
+        }
+        // No gap: 1..=max.
+        if let Some(max) = by_seq.keys().next_back() {
+            let missing: Vec<i64> = (1..=*max).filter(|s| !by_seq.contains_key(s)).collect();
+            if !missing.is_empty() {
+                anomalies.push(format!("user {user}: seqs {missing:?} never arrived"));
+            }
+        }
+        // Each send once (by its title, under one seq), and only to its recipients.
+        let mut seqs_of: BTreeMap<&str, BTreeSet<i64>> = BTreeMap::new();
+        for (seq, titles) in &by_seq {
+            for t in titles {
+                seqs_of.entry(t).or_default().insert(*seq);
+            }
+        }
+        for (title, seqs) in &seqs_of {
+            let op: Option<usize> = title.strip_prefix("op-").and_then(|n| n.parse().ok());
+            match op.and_then(|op| sends.get(&op)) {
+                Some((to, _)) if !to.contains(&user) => {
+                    anomalies.push(format!("user {user} received {title}, not sent to them"))
+                }
+                None => anomalies.push(format!("user {user} received {title}, never sent")),
+                _ => {}
+            }
+            if seqs.len() > 1 {
+                anomalies.push(format!("user {user}: {title} under seqs {seqs:?}"));
+            }
+        }
+        for (op, (to, outcome)) in sends.iter() {
+            if to.contains(&user)
+                && matches!(outcome, Outcome::Acked)
+                && !seqs_of.contains_key(format!("op-{op}").as_str())
+            {
+                anomalies.push(format!(
+                    "user {user}: the acknowledged op-{op} never arrived"
+                ));
+            }
+        }
+    }
+    anomalies
+}
+
+/// Whether every acknowledged send has reached each of its recipients.
+fn all_arrived(history: &History) -> bool {
+    let sends = history.sends.lock().unwrap();
+    history.seen.iter().enumerate().all(|(user, seen)| {
+        let titles: BTreeSet<String> = seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|s| s.title.clone())
+            .collect();
+        sends.iter().all(|(op, (to, outcome))| {
+            !(to.contains(&user) && matches!(outcome, Outcome::Acked))
+                || titles.contains(&format!("op-{op}"))
+        })
+    })
+}
+
+async fn acknowledged_sends_arrive_once_in_order_under_a_nemesis() {
+    let faults: usize = std::env::var("TICKETHUB_NEMESIS_FAULTS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(100);
+    let seed: u64 = std::env::var("TICKETHUB_NEMESIS_SEED")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(rand::random);
+    eprintln!(
+        "nemesis: {faults} faults, seed {seed} (TICKETHUB_NEMESIS_SEED={seed} runs them again)"
+    );
+    let mut c = Cluster::start(&Backend::postgres(), 3, &["--presence-lease", "3"]).await;
+    let admin = c.user("boss", Role::Admin).await;
+    let mut users: Vec<User> = Vec::new();
+    for u in 0..USERS {
+        users.push(c.user(&format!("u{u}"), Role::Developer).await);
+    }
+    // Tokens that outlast a long run (the nodes verify their signature and expiry).
+    let mut config = crate::harness::test_config(c.db_url());
+    config.access_token_ttl = 24 * 3600;
+    let auth = tickethub::auth::Auth::from_config(&config, Some(crate::harness::SECRET)).unwrap();
+    let token = |user: &User| auth.issue_access(user).unwrap();
+    let addrs: Addrs = Arc::new(Mutex::new(c.nodes.iter().map(|n| n.addr.clone()).collect()));
+    let history = Arc::new(History {
+        seen: (0..USERS).map(|_| Mutex::default()).collect(),
+        ..History::default()
+    });
+    let stop_sends = Arc::new(AtomicBool::new(false));
+    let stop_clients = Arc::new(AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for (u, user) in users.iter().enumerate() {
+        clients.push(tokio::spawn(client(
+            u,
+            token(user),
+            addrs.clone(),
+            history.clone(),
+            stop_clients.clone(),
+        )));
+    }
+    let user_ids: Vec<i64> = users.iter().map(|u| u.id.0).collect();
+    let senders: Vec<_> = (0..2)
+        .map(|lane| {
+            tokio::spawn(sender(
+                lane,
+                2,
+                token(&admin),
+                user_ids.clone(),
+                addrs.clone(),
+                history.clone(),
+                stop_sends.clone(),
+            ))
+        })
+        .collect();
+    let started = Instant::now();
+    let done = nemesis(&mut c, &addrs, faults, seed).await;
+    stop_sends.store(true, Ordering::SeqCst);
+    for s in senders {
+        s.await.unwrap();
+    }
+    // Healed: every acknowledged send reaches its recipients, live or by replay.
+    let deadline = Instant::now() + patience() * 2;
+    while !all_arrived(&history) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop_clients.store(true, Ordering::SeqCst);
+    for client in clients {
+        client.abort();
+    }
+    let anomalies = check(&history);
+    let sends = history.sends.lock().unwrap().clone();
+    let acked = sends
+        .values()
+        .filter(|(_, o)| matches!(o, Outcome::Acked))
+        .count();
+    let frames: usize = history.seen.iter().map(|s| s.lock().unwrap().len()).sum();
+    eprintln!(
+        "nemesis: {faults} faults {done:?} in {:.0?}; {} sends ({acked} acknowledged), {frames} frames on {} sockets; {} anomalies",
+        started.elapsed(),
+        sends.len(),
+        history.sockets.load(Ordering::SeqCst),
+        anomalies.len()
+    );
+    assert!(
+        anomalies.is_empty(),
+        "seed {seed}: {} anomalies:\n{}",
+        anomalies.len(),
+        anomalies.join("\n")
+    );
+    assert!(acked > 0, "no send was acknowledged");
+}
+
+crate::trials! {
+    both: [],
+    tests: [acknowledged_sends_arrive_once_in_order_under_a_nemesis],
+    sync: [],
+}
