@@ -1,6 +1,7 @@
-//! A history checker under a nemesis: three hub processes on one PostgreSQL database and a
-//! Redis of the test's own, while a nemesis kills and restarts nodes (`kill -9`), freezes them
-//! (SIGSTOP/SIGCONT), and kills, restarts and freezes Redis, several faults overlapping. The
+//! A history checker under a nemesis: three hub processes on one PostgreSQL database (each
+//! through a proxy of its own) and a Redis of the test's own, while a nemesis kills and
+//! restarts nodes (`kill -9`), freezes them (SIGSTOP/SIGCONT), cuts a node off the database,
+//! and kills, restarts and freezes Redis, several faults overlapping. The
 //! workload sends notifications with idempotency keys through any node (retrying through
 //! others when one fails) to a few users, whose clients read them on sockets to any node,
 //! reconnecting elsewhere with their `last_seq` when a socket breaks or stalls. Every frame is
@@ -26,7 +27,7 @@ use serde_json::{json, Value};
 use tickethub_actors::domain::{Role, User};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::harness::{patience, Backend};
+use crate::harness::{patience, Backend, Proxy};
 use crate::nodes::Cluster;
 
 /// How many users receive the workload's sends.
@@ -173,6 +174,7 @@ async fn sender(
 enum Fault {
     KillNode(usize),
     PauseNode(usize),
+    CutDatabase(usize),
     KillRedis,
     FreezeRedis,
 }
@@ -180,6 +182,7 @@ enum Fault {
 /// Runs `faults` overlapping faults, then heals everything.
 async fn nemesis(
     c: &mut Cluster,
+    db: &[Proxy],
     addrs: &Addrs,
     faults: usize,
     seed: u64,
@@ -198,7 +201,7 @@ async fn nemesis(
         // Redis first: a node does not start without it.
         due.sort_by_key(|(_, f)| !matches!(f, Fault::KillRedis | Fault::FreezeRedis));
         for (_, fault) in due {
-            if !heal(c, addrs, fault).await {
+            if !heal(c, db, addrs, fault).await {
                 // Tried again shortly, as a supervisor would.
                 active.push((Instant::now() + Duration::from_millis(200), fault));
             }
@@ -220,11 +223,12 @@ async fn nemesis(
         let node_free =
             !held.contains(&Fault::KillNode(node)) && !held.contains(&Fault::PauseNode(node));
         let redis_free = !held.contains(&Fault::KillRedis) && !held.contains(&Fault::FreezeRedis);
-        let fault = match rng.random_range(0..4) {
+        let fault = match rng.random_range(0..5) {
             0 if node_free && nodes_held + 1 < c.nodes.len() => Fault::KillNode(node),
             1 if node_free && nodes_held + 1 < c.nodes.len() => Fault::PauseNode(node),
-            2 if redis_free => Fault::KillRedis,
-            3 if redis_free => Fault::FreezeRedis,
+            2 if !held.contains(&Fault::CutDatabase(node)) => Fault::CutDatabase(node),
+            3 if redis_free => Fault::KillRedis,
+            4 if redis_free => Fault::FreezeRedis,
             _ => {
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
@@ -233,6 +237,7 @@ async fn nemesis(
         match fault {
             Fault::KillNode(k) => c.nodes[k].kill().await,
             Fault::PauseNode(k) => c.nodes[k].pause(),
+            Fault::CutDatabase(k) => db[k].down(),
             Fault::KillRedis => c.redis.kill().await,
             Fault::FreezeRedis => c.redis.freeze(),
         }
@@ -240,6 +245,7 @@ async fn nemesis(
             .entry(match fault {
                 Fault::KillNode(_) => "kill -9 a node",
                 Fault::PauseNode(_) => "pause a node",
+                Fault::CutDatabase(_) => "cut a node off PostgreSQL",
                 Fault::KillRedis => "kill Redis",
                 Fault::FreezeRedis => "freeze Redis",
             })
@@ -254,7 +260,7 @@ async fn nemesis(
 
 /// Undoes a fault; `false` if a killed node did not start again (it does not while its Redis
 /// is unreachable), to be tried again.
-async fn heal(c: &mut Cluster, addrs: &Addrs, fault: Fault) -> bool {
+async fn heal(c: &mut Cluster, db: &[Proxy], addrs: &Addrs, fault: Fault) -> bool {
     match fault {
         Fault::KillNode(k) => {
             if !c.nodes[k].try_restart().await {
@@ -263,6 +269,7 @@ async fn heal(c: &mut Cluster, addrs: &Addrs, fault: Fault) -> bool {
             addrs.lock().unwrap()[k] = c.nodes[k].addr.clone();
         }
         Fault::PauseNode(k) => c.nodes[k].resume(),
+        Fault::CutDatabase(k) => db[k].up(),
         Fault::KillRedis => c.redis.restart().await,
         Fault::FreezeRedis => c.redis.thaw(),
     }
@@ -365,6 +372,18 @@ async fn acknowledged_sends_arrive_once_in_order_under_a_nemesis() {
         "nemesis: {faults} faults, seed {seed} (TICKETHUB_NEMESIS_SEED={seed} runs them again)"
     );
     let mut c = Cluster::start(&Backend::postgres(), 3, &["--presence-lease", "3"]).await;
+    // Each node reaches PostgreSQL through a proxy of its own, which the nemesis cuts.
+    let mut db = Vec::new();
+    for node in &mut c.nodes {
+        let mut url = reqwest::Url::parse(&c.db.url).unwrap();
+        let upstream = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap_or(5432));
+        let proxy = Proxy::start(upstream).await;
+        url.set_port(Some(proxy.port)).unwrap();
+        node.set_arg("--database-url", url.as_str());
+        node.kill().await;
+        node.restart().await;
+        db.push(proxy);
+    }
     let admin = c.user("boss", Role::Admin).await;
     let mut users: Vec<User> = Vec::new();
     for u in 0..USERS {
@@ -407,7 +426,7 @@ async fn acknowledged_sends_arrive_once_in_order_under_a_nemesis() {
         })
         .collect();
     let started = Instant::now();
-    let done = nemesis(&mut c, &addrs, faults, seed).await;
+    let done = nemesis(&mut c, &db, &addrs, faults, seed).await;
     stop_sends.store(true, Ordering::SeqCst);
     for s in senders {
         s.await.unwrap();

@@ -15,6 +15,16 @@ use crate::harness::{
 
 const BIN: &str = env!("CARGO_BIN_EXE_tickethub");
 
+/// Sends a running child process the signal `name` (`STOP`, `CONT`, …).
+fn signal(child: Option<&tokio::process::Child>, name: &str) {
+    let pid = child.and_then(|c| c.id()).expect("the process is running");
+    let sent = std::process::Command::new("kill")
+        .args([format!("-{name}"), pid.to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(sent.success(), "kill -{name} {pid}");
+}
+
 /// A TCP port on loopback that was free a moment ago (bound, read and released): another
 /// process may take it before it is bound again, so whoever binds it must be ready to fail.
 pub fn free_port() -> u16 {
@@ -78,16 +88,7 @@ impl RedisServer {
     }
 
     fn signal(&self, name: &str) {
-        let pid = self
-            .child
-            .as_ref()
-            .and_then(|c| c.id())
-            .expect("redis-server is running");
-        let sent = std::process::Command::new("kill")
-            .args([format!("-{name}"), pid.to_string()])
-            .status()
-            .expect("kill runs");
-        assert!(sent.success(), "kill -{name} {pid}");
+        signal(self.child.as_ref(), name);
     }
 
     /// Starts the server again on the same port (after [`RedisServer::kill`]): the nodes know
@@ -532,6 +533,17 @@ impl Node {
         }
     }
 
+    /// Sets the value of a setting given at start (`--database-url`, …), from the next
+    /// [`Node::restart`] on.
+    pub fn set_arg(&mut self, flag: &str, value: &str) {
+        let at = self
+            .args
+            .iter()
+            .position(|a| a == flag)
+            .unwrap_or_else(|| panic!("the node was not started with {flag}"));
+        self.args[at + 1] = value.to_owned();
+    }
+
     /// Freezes the process (SIGSTOP): its sockets stay open and nothing is answered.
     pub fn pause(&self) {
         self.signal("STOP");
@@ -543,16 +555,7 @@ impl Node {
     }
 
     fn signal(&self, name: &str) {
-        let pid = self
-            .child
-            .as_ref()
-            .and_then(|c| c.id())
-            .expect("the node is running");
-        let sent = std::process::Command::new("kill")
-            .args([format!("-{name}"), pid.to_string()])
-            .status()
-            .expect("kill runs");
-        assert!(sent.success(), "kill -{name} {pid}");
+        signal(self.child.as_ref(), name);
     }
 
     /// `http://addr/path`.
