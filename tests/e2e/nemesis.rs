@@ -1,7 +1,8 @@
 //! A history checker under a nemesis: three hub processes on one PostgreSQL database (each
 //! through a proxy of its own) and a Redis of the test's own, while a nemesis kills and
 //! restarts nodes (`kill -9`), freezes them (SIGSTOP/SIGCONT), cuts a node off the database,
-//! and kills, restarts and freezes Redis, several faults overlapping. The
+//! cuts the clients off a node (they reach each node through a proxy too), and kills,
+//! restarts and freezes Redis, several faults overlapping. The
 //! workload sends notifications with idempotency keys through any node (retrying through
 //! others when one fails) to a few users, whose clients read them on sockets to any node,
 //! reconnecting elsewhere with their `last_seq` when a socket breaks or stalls. Every frame is
@@ -61,8 +62,14 @@ struct History {
     sockets: AtomicUsize,
 }
 
-/// The nodes' addresses, as the nemesis moves them.
+/// The addresses the workload reaches the nodes at (their client proxies).
 type Addrs = Arc<Mutex<Vec<String>>>;
+
+/// The proxies the nemesis cuts: each node's to PostgreSQL, and the clients' to each node.
+struct Proxies {
+    db: Vec<Proxy>,
+    clients: Vec<Proxy>,
+}
 
 fn pick(addrs: &Addrs, k: usize) -> String {
     let addrs = addrs.lock().unwrap();
@@ -175,6 +182,7 @@ enum Fault {
     KillNode(usize),
     PauseNode(usize),
     CutDatabase(usize),
+    CutClients(usize),
     KillRedis,
     FreezeRedis,
 }
@@ -182,8 +190,7 @@ enum Fault {
 /// Runs `faults` overlapping faults, then heals everything.
 async fn nemesis(
     c: &mut Cluster,
-    db: &[Proxy],
-    addrs: &Addrs,
+    proxies: &Proxies,
     faults: usize,
     seed: u64,
 ) -> BTreeMap<&'static str, usize> {
@@ -201,7 +208,7 @@ async fn nemesis(
         // Redis first: a node does not start without it.
         due.sort_by_key(|(_, f)| !matches!(f, Fault::KillRedis | Fault::FreezeRedis));
         for (_, fault) in due {
-            if !heal(c, db, addrs, fault).await {
+            if !heal(c, proxies, fault).await {
                 // Tried again shortly, as a supervisor would.
                 active.push((Instant::now() + Duration::from_millis(200), fault));
             }
@@ -223,12 +230,13 @@ async fn nemesis(
         let node_free =
             !held.contains(&Fault::KillNode(node)) && !held.contains(&Fault::PauseNode(node));
         let redis_free = !held.contains(&Fault::KillRedis) && !held.contains(&Fault::FreezeRedis);
-        let fault = match rng.random_range(0..5) {
+        let fault = match rng.random_range(0..6) {
             0 if node_free && nodes_held + 1 < c.nodes.len() => Fault::KillNode(node),
             1 if node_free && nodes_held + 1 < c.nodes.len() => Fault::PauseNode(node),
             2 if !held.contains(&Fault::CutDatabase(node)) => Fault::CutDatabase(node),
-            3 if redis_free => Fault::KillRedis,
-            4 if redis_free => Fault::FreezeRedis,
+            3 if !held.contains(&Fault::CutClients(node)) => Fault::CutClients(node),
+            4 if redis_free => Fault::KillRedis,
+            5 if redis_free => Fault::FreezeRedis,
             _ => {
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
@@ -237,7 +245,8 @@ async fn nemesis(
         match fault {
             Fault::KillNode(k) => c.nodes[k].kill().await,
             Fault::PauseNode(k) => c.nodes[k].pause(),
-            Fault::CutDatabase(k) => db[k].down(),
+            Fault::CutDatabase(k) => proxies.db[k].down(),
+            Fault::CutClients(k) => proxies.clients[k].down(),
             Fault::KillRedis => c.redis.kill().await,
             Fault::FreezeRedis => c.redis.freeze(),
         }
@@ -246,6 +255,7 @@ async fn nemesis(
                 Fault::KillNode(_) => "kill -9 a node",
                 Fault::PauseNode(_) => "pause a node",
                 Fault::CutDatabase(_) => "cut a node off PostgreSQL",
+                Fault::CutClients(_) => "cut the clients off a node",
                 Fault::KillRedis => "kill Redis",
                 Fault::FreezeRedis => "freeze Redis",
             })
@@ -260,16 +270,18 @@ async fn nemesis(
 
 /// Undoes a fault; `false` if a killed node did not start again (it does not while its Redis
 /// is unreachable), to be tried again.
-async fn heal(c: &mut Cluster, db: &[Proxy], addrs: &Addrs, fault: Fault) -> bool {
+async fn heal(c: &mut Cluster, proxies: &Proxies, fault: Fault) -> bool {
     match fault {
         Fault::KillNode(k) => {
             if !c.nodes[k].try_restart().await {
                 return false;
             }
-            addrs.lock().unwrap()[k] = c.nodes[k].addr.clone();
+            // On another port if its own was taken meanwhile.
+            proxies.clients[k].retarget(c.nodes[k].addr.clone());
         }
         Fault::PauseNode(k) => c.nodes[k].resume(),
-        Fault::CutDatabase(k) => db[k].up(),
+        Fault::CutDatabase(k) => proxies.db[k].up(),
+        Fault::CutClients(k) => proxies.clients[k].up(),
         Fault::KillRedis => c.redis.restart().await,
         Fault::FreezeRedis => c.redis.thaw(),
     }
@@ -394,7 +406,20 @@ async fn acknowledged_sends_arrive_once_in_order_under_a_nemesis() {
     config.access_token_ttl = 24 * 3600;
     let auth = tickethub::auth::Auth::from_config(&config, Some(crate::harness::SECRET)).unwrap();
     let token = |user: &User| auth.issue_access(user).unwrap();
-    let addrs: Addrs = Arc::new(Mutex::new(c.nodes.iter().map(|n| n.addr.clone()).collect()));
+    let mut clients_to = Vec::new();
+    for node in &c.nodes {
+        clients_to.push(Proxy::start(node.addr.clone()).await);
+    }
+    let addrs: Addrs = Arc::new(Mutex::new(
+        clients_to
+            .iter()
+            .map(|p| format!("127.0.0.1:{}", p.port))
+            .collect(),
+    ));
+    let proxies = Proxies {
+        db,
+        clients: clients_to,
+    };
     let history = Arc::new(History {
         seen: (0..USERS).map(|_| Mutex::default()).collect(),
         ..History::default()
@@ -426,7 +451,7 @@ async fn acknowledged_sends_arrive_once_in_order_under_a_nemesis() {
         })
         .collect();
     let started = Instant::now();
-    let done = nemesis(&mut c, &db, &addrs, faults, seed).await;
+    let done = nemesis(&mut c, &proxies, faults, seed).await;
     stop_sends.store(true, Ordering::SeqCst);
     for s in senders {
         s.await.unwrap();

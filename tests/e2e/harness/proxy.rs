@@ -10,6 +10,7 @@ use tokio::task::AbortHandle;
 
 pub struct Proxy {
     pub port: u16,
+    upstream: Arc<Mutex<String>>,
     up: Arc<AtomicBool>,
     links: Arc<Mutex<Vec<AbortHandle>>>,
     /// How many connections arrived while it was down (each is held, unanswered).
@@ -24,7 +25,8 @@ impl Proxy {
         let up = Arc::new(AtomicBool::new(true));
         let links: Arc<Mutex<Vec<AbortHandle>>> = Arc::default();
         let (count, held) = tokio::sync::watch::channel(0);
-        let (up2, links2) = (up.clone(), links.clone());
+        let upstream = Arc::new(Mutex::new(upstream));
+        let (up2, links2, upstream2) = (up.clone(), links.clone(), upstream.clone());
         tokio::spawn(async move {
             let mut holding = Vec::new();
             while let Ok((mut client, _)) = listener.accept().await {
@@ -34,7 +36,7 @@ impl Proxy {
                     continue;
                 }
                 holding.clear();
-                let upstream = upstream.clone();
+                let upstream = upstream2.lock().unwrap().clone();
                 let link = tokio::spawn(async move {
                     if let Ok(mut server) = TcpStream::connect(&upstream).await {
                         let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
@@ -45,10 +47,16 @@ impl Proxy {
         });
         Proxy {
             port,
+            upstream,
             up,
             links,
             held,
         }
+    }
+
+    /// Carries new connections to `upstream` from now on (a server that moved).
+    pub fn retarget(&self, upstream: String) {
+        *self.upstream.lock().unwrap() = upstream;
     }
 
     /// Cuts it: the connections it carries are dropped, new ones held.
