@@ -294,9 +294,10 @@ mod tests {
         }
     }
 
-    /// Sweeps once with a store whose first `failing` batches fail; answers the snapshot
-    /// after it, and the rows left.
-    async fn sweep_with(failing: u32) -> (PurgeSnapshot, u64) {
+    /// Sweeps `asks` times in a row (each ask sent at once) with a store whose first
+    /// `failing` batches fail; answers the snapshot once `sweeps` sweeps finished, and the
+    /// rows left.
+    async fn sweeps_with(failing: u32, asks: u64) -> (PurgeSnapshot, u64) {
         let store = Arc::new(Flaky {
             failing: AtomicU32::new(failing),
             read_rows: Mutex::new(3),
@@ -306,14 +307,21 @@ mod tests {
             policy: RetentionPolicy::default(),
         };
         let (purge, handle) = Actor::spawn(None, actor, ()).await.unwrap();
-        purge.send_message(PurgeMsg::Sweep).unwrap();
-        let snapshot = loop {
-            let s = ractor::call!(purge, PurgeMsg::Snapshot).unwrap();
-            if s.sweeps == 1 {
-                break s;
+        for _ in 0..asks {
+            purge.send_message(PurgeMsg::Sweep).unwrap();
+        }
+        let finished = async {
+            loop {
+                let s = ractor::call!(purge, PurgeMsg::Snapshot).unwrap();
+                if s.sweeps == asks {
+                    break s;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
         };
+        let snapshot = tokio::time::timeout(Duration::from_secs(30), finished)
+            .await
+            .unwrap_or_else(|_| panic!("{asks} sweeps did not finish"));
         purge.stop(None);
         handle.await.unwrap();
         let left = *store.read_rows.lock().unwrap();
@@ -321,13 +329,21 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_sweep_asked_for_while_one_runs_starts_when_it_ends() {
+        // The first sweep is still retrying its failed batch when the second ask arrives.
+        let (snapshot, left) = sweeps_with(1, 2).await;
+        assert_eq!((snapshot.sweeps, left), (2, 0), "{snapshot:?}");
+        assert!(!snapshot.sweeping, "{snapshot:?}");
+    }
+
+    #[tokio::test]
     async fn a_failed_batch_is_tried_again_before_the_sweep_gives_up() {
         // Two failures in a row: the third try deletes the rows.
-        let (snapshot, left) = sweep_with(2).await;
+        let (snapshot, left) = sweeps_with(2, 1).await;
         assert_eq!((snapshot.errors, left), (2, 0), "{snapshot:?}");
         assert_eq!(snapshot.removed.get("read_notifications"), Some(&3));
         // As many failures as tries: the sweep ends, the rows wait for the next.
-        let (snapshot, left) = sweep_with(BATCH_TRIES).await;
+        let (snapshot, left) = sweeps_with(BATCH_TRIES, 1).await;
         assert_eq!(
             (snapshot.errors, left),
             (BATCH_TRIES as u64, 3),
