@@ -1,8 +1,11 @@
 //! Storage adapters: SQLite (the embedded default) and PostgreSQL, behind the core's ports.
 //!
-//! Both backends share one implementation, written once in [`impl_store!`] and expanded for
-//! each pool type. The SQL is the common subset of both dialects (`$n` parameters, `RETURNING`,
-//! `ON CONFLICT`); each backend has its own migrations under `migrations/`.
+//! Both backends share one implementation, [`SqlStore`]: its statements are the common subset
+//! of both dialects (`$n` parameters, `RETURNING`, `ON CONFLICT`), run through [`db`],
+//! which binds their arguments and decodes their rows for the backend they run on. What only
+//! one backend has (SQLite's writer thread and checkpointer, PostgreSQL's held connections and
+//! one-statement commits) lives in [`sqlite`] and [`postgres`]; each has its own migrations
+//! under `migrations/`.
 
 use std::sync::Arc;
 
@@ -16,6 +19,7 @@ pub mod access;
 pub mod analytics;
 pub mod audit;
 pub mod credentials;
+pub mod db;
 pub mod devices;
 pub mod history;
 pub mod inbox;
@@ -74,8 +78,8 @@ pub async fn connect_with(
     options: StoreOptions,
 ) -> Result<Arc<dyn Store>, ConnectError> {
     match database_kind(url)? {
-        DatabaseKind::Sqlite => Ok(Arc::new(sqlite::SqliteStore::connect(url, options).await?)),
-        DatabaseKind::Postgres => Ok(Arc::new(postgres::PgStore::connect(url, options).await?)),
+        DatabaseKind::Sqlite => Ok(Arc::new(sqlite::connect(url, options).await?)),
+        DatabaseKind::Postgres => Ok(Arc::new(postgres::connect(url, options).await?)),
     }
 }
 
@@ -213,12 +217,11 @@ pub(crate) const USER_COLUMNS_POSTGRES: &str =
      (SELECT json_agg(json_build_array(a.channel, a.address, a.verified_at, a.invalid_at))::text \
       FROM user_addresses a WHERE a.user_id = users.id) AS addresses";
 
-/// The columns of a [`UserRow`] on `backend` (`sqlite`, `postgres`), for a query `FROM users`.
-pub(crate) fn user_columns(backend: &str) -> &'static str {
-    if backend == "postgres" {
-        USER_COLUMNS_POSTGRES
-    } else {
-        USER_COLUMNS_SQLITE
+/// The columns of a [`UserRow`] on `kind`, for a query `FROM users`.
+pub(crate) fn user_columns(kind: db::Kind) -> &'static str {
+    match kind {
+        db::Kind::Sqlite => USER_COLUMNS_SQLITE,
+        db::Kind::Postgres => USER_COLUMNS_POSTGRES,
     }
 }
 
@@ -234,22 +237,14 @@ pub fn username_key(username: &str) -> String {
 /// Gives the users written before usernames had keys their key. Two old accounts whose names
 /// collide keep working; the later keeps no key, and is named in the log for an admin to
 /// rename.
-pub(crate) async fn backfill_username_keys<'c, DB>(pool: &sqlx::Pool<DB>) -> Result<(), sqlx::Error>
-where
-    DB: sqlx::Database,
-    for<'q> <DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
-    for<'e> &'e sqlx::Pool<DB>: sqlx::Executor<'e, Database = DB>,
-    i64: sqlx::Type<DB> + for<'r> sqlx::Decode<'r, DB> + for<'q> sqlx::Encode<'q, DB>,
-    String: sqlx::Type<DB> + for<'r> sqlx::Decode<'r, DB> + for<'q> sqlx::Encode<'q, DB>,
-    (i64, String): for<'r> sqlx::FromRow<'r, DB::Row>,
-{
+pub(crate) async fn backfill_username_keys(pool: &db::Pool) -> Result<(), sqlx::Error> {
     let rows: Vec<(i64, String)> =
-        sqlx::query_as("SELECT id, username FROM users WHERE username_key IS NULL ORDER BY id")
+        db::query_as("SELECT id, username FROM users WHERE username_key IS NULL ORDER BY id")
             .fetch_all(pool)
             .await?;
     for (id, username) in rows {
         let key = username_key(&username);
-        let res = sqlx::query("UPDATE users SET username_key = $1 WHERE id = $2")
+        let res = db::query("UPDATE users SET username_key = $1 WHERE id = $2")
             .bind(key)
             .bind(id)
             .execute(pool)
@@ -340,79 +335,140 @@ where
     CommitQueue(queue)
 }
 
-/// A set of ids bound as one value, so that the statement's text is the same however many
-/// there are (and stays in the prepared-statement cache): `IN (SELECT value FROM json_each(?))`
-/// on SQLite, `= ANY(?::bigint[])` on PostgreSQL.
-pub(crate) trait IdSet: sqlx::Database {
-    /// Pushes the membership test of the column just pushed.
-    fn push_in(q: &mut sqlx::QueryBuilder<'_, Self>, ids: Vec<i64>);
+/// The store: every port, for either backend.
+#[derive(Clone, Debug)]
+pub struct SqlStore {
+    kind: db::Kind,
+    /// The connections that write (on SQLite, the one writer connection).
+    writer: db::Pool,
+    /// The connections that read (on SQLite, read-only ones; on PostgreSQL, the writer's).
+    reader: db::Pool,
+    commits: CommitQueue,
+    faults: Arc<tickethub_actors::ports::StoreFaults>,
+    /// The bounds of the purge's running sweep.
+    purge_bounds: Arc<retention::PurgeBounds>,
+    /// Active users, kept between requests.
+    users: Arc<tickethub_actors::ports::UserCache>,
+    /// What only one backend has.
+    own: Own,
 }
 
-impl IdSet for sqlx::Sqlite {
-    fn push_in(q: &mut sqlx::QueryBuilder<'_, Self>, ids: Vec<i64>) {
-        let json = serde_json::to_string(&ids).expect("integers serialize");
-        q.push(" IN (SELECT value FROM json_each(");
-        q.push_bind(json);
-        q.push("))");
+/// What only one backend's store has.
+#[derive(Clone, Debug)]
+enum Own {
+    Sqlite(Arc<sqlite::Own>),
+    Postgres(Arc<postgres::Own>),
+}
+
+/// How a group committer reaches the database: the writer pool, and on SQLite the writer
+/// thread (none for an in-memory database).
+#[derive(Clone, Debug)]
+pub(crate) struct Committer {
+    pub(crate) pool: db::Pool,
+    pub(crate) lane: sqlite::Lane,
+}
+
+impl SqlStore {
+    /// Which backend the store runs on.
+    pub(crate) fn kind(&self) -> db::Kind {
+        self.kind
     }
-}
 
-impl IdSet for sqlx::Postgres {
-    fn push_in(q: &mut sqlx::QueryBuilder<'_, Self>, ids: Vec<i64>) {
-        q.push(" = ANY(");
-        q.push_bind(ids);
-        q.push("::bigint[])");
+    fn users(&self) -> &tickethub_actors::ports::UserCache {
+        &self.users
     }
-}
 
-/// Implements every port for a store type with `reader()` and `writer()` pools.
-macro_rules! impl_store {
-    ($store:ty, $db:ty, $backend:literal, $lock:literal, $lane:ty) => {
-        $crate::store::outbox::impl_outbox_store!($store, $db, $lock);
-        $crate::store::analytics::impl_analytics_store!($store, $db, $lock);
-        $crate::store::credentials::impl_credential_store!($store, $db);
-        $crate::store::access::impl_access_store!($store, $db);
-        $crate::store::audit::impl_audit_store!($store, $db);
-        $crate::store::verification::impl_verification_store!($store, $db, $backend);
-        $crate::store::devices::impl_device_store!($store, $db);
-        $crate::store::schedule::impl_schedule_store!($store, $db, $lock, $backend);
-        $crate::store::retention::impl_retention_store!($store, $db, $lock);
-        $crate::store::tickets::impl_ticket_store!($store, $db);
-        $crate::store::history::impl_history_store!($store, $db, $lock);
-        $crate::store::notifications::impl_notification_store!($store, $db, $lock, $lane);
-        $crate::store::inbox::impl_inbox_store!($store, $db);
-        $crate::store::stream::impl_stream_store!($store, $db, $lock);
-        $crate::store::preferences::impl_preference_store!($store, $db);
-        $crate::store::users::impl_user_store!($store, $db, $lock, $backend);
-        $crate::store::projects::impl_project_store!($store, $db, $lock);
+    fn writer(&self) -> &db::Pool {
+        &self.writer
+    }
 
-        #[async_trait::async_trait]
-        impl tickethub_actors::ports::Store for $store {
-            fn backend(&self) -> &'static str {
-                $backend
-            }
+    fn reader(&self) -> &db::Pool {
+        &self.reader
+    }
 
-            async fn ping(&self) -> Result<(), tickethub_actors::ports::StoreError> {
-                sqlx::query("SELECT 1")
-                    .execute(self.reader())
-                    .await
-                    .map_err($crate::store::backend_error)?;
-                Ok(())
-            }
+    /// SQLite's reader of a handshake's point read, on the caller's thread.
+    fn inline(&self) -> Option<&sqlite::InlineReader> {
+        match &self.own {
+            Own::Sqlite(own) => own.inline.as_deref(),
+            Own::Postgres(_) => None,
+        }
+    }
 
-            fn faults(&self) -> &tickethub_actors::ports::StoreFaults {
-                &self.faults
-            }
+    /// The row `sql` finds for `id`, read on a PostgreSQL connection held outside the pool;
+    /// `None` when none could read it (the caller reads through the pool).
+    async fn held_row(&self, sql: &str, id: i64) -> Option<Option<db::Row>> {
+        match &self.own {
+            Own::Postgres(own) => own
+                .held
+                .as_ref()?
+                .row(sql, id)
+                .await
+                .map(|row| row.map(db::Row::Postgres)),
+            Own::Sqlite(_) => None,
+        }
+    }
 
-            async fn close(&self) {
-                self.close_held().await;
-                self.writer().close().await;
-                self.reader().close().await;
+    /// Closes the connections held outside the pools.
+    async fn close_held(&self) {
+        if let Own::Postgres(own) = &self.own {
+            if let Some(held) = &own.held {
+                held.close().await;
             }
         }
-    };
+    }
+
+    /// Records `sent_seq`s (sorted by user) on SQLite's writer thread; `None` without one,
+    /// and the caller writes them through the pool.
+    async fn record_sent_directly(&self, sent: Vec<(i64, i64)>) -> Option<Result<(), StoreError>> {
+        match &self.own {
+            Own::Sqlite(own) => own.lane.as_ref()?.record_sent(sent).await,
+            Own::Postgres(_) => None,
+        }
+    }
+
+    /// Commits drafts that need no push rows and no escalation steps as one unit of work:
+    /// on SQLite's writer thread, or as one statement on PostgreSQL.
+    pub(crate) async fn commit_at_once(
+        committer: &Committer,
+        drafts: Vec<tickethub_actors::notification::Draft>,
+        now: DateTime<Utc>,
+    ) -> (
+        Vec<tickethub_actors::notification::Draft>,
+        Result<Vec<(i64, i64)>, notifications::CommitFailure>,
+    ) {
+        match &committer.pool {
+            db::Pool::Sqlite(pool) => {
+                sqlite::commit_at_once(pool, &committer.lane, drafts, now).await
+            }
+            db::Pool::Postgres(pool) => postgres::commit_at_once(pool, drafts, now).await,
+        }
+    }
 }
-pub(crate) use impl_store;
+
+#[async_trait::async_trait]
+impl Store for SqlStore {
+    fn backend(&self) -> &'static str {
+        self.kind.name()
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        db::query("SELECT 1")
+            .execute(self.reader())
+            .await
+            .map_err(backend_error)?;
+        Ok(())
+    }
+
+    fn faults(&self) -> &tickethub_actors::ports::StoreFaults {
+        &self.faults
+    }
+
+    async fn close(&self) {
+        self.close_held().await;
+        self.writer().close().await;
+        self.reader().close().await;
+    }
+}
 
 /// Checks that `Store` stays object-safe.
 #[allow(dead_code)]

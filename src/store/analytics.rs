@@ -8,6 +8,8 @@
 //! that deletes them: a row is counted live until the commit that deletes it, and rolled up
 //! from then on. The tallying is [`tickethub_actors::analytics`], the same for both backends.
 
+use crate::store::{backend_error, db, SqlStore};
+
 use chrono::{DateTime, Utc};
 use tickethub_actors::analytics::{DeliveryFacts, EscalationFacts, NotificationFacts};
 
@@ -143,248 +145,261 @@ pub(crate) fn fold_of(what: tickethub_actors::ports::Purgeable) -> Option<Fold> 
     }
 }
 
-/// Implements `AnalyticsStore`, and the fold the purge and erasure run before they delete, for
-/// a store type. `$lock` is non-empty on PostgreSQL, whose folds lock the outbox rows and steps
-/// they read until the deletion, and whose reads take one snapshot.
-macro_rules! impl_analytics_store {
-    ($store:ty, $db:ty, $lock:literal) => {
-        impl $store {
-            /// Adds `tallies` to the rollups.
-            async fn store_rollups(
-                tx: &mut sqlx::Transaction<'_, $db>,
-                tallies: tickethub_actors::analytics::Tallies,
-            ) -> Result<(), tickethub_actors::ports::StoreError> {
-                let entries: Vec<_> = tallies.0.into_iter().collect();
-                for chunk in entries.chunks(100) {
-                    let mut q = sqlx::QueryBuilder::<$db>::new(format!(
-                        "INSERT INTO analytics_rollups ({}) ",
-                        $crate::store::analytics::ROLLUP_COLUMNS
-                    ));
-                    q.push_values(chunk, |mut row, ((hour, kind, channel), t)| {
-                        row.push_bind(*hour)
-                            .push_bind(kind.clone())
-                            .push_bind(channel.clone())
-                            .push_bind(t.committed)
-                            .push_bind(t.pushed)
-                            .push_bind(t.delivered)
-                            .push_bind(t.failed)
-                            .push_bind(t.suppressed)
-                            .push_bind(t.escalations)
-                            .push_bind(t.reads)
-                            .push_bind(t.reads_within[0])
-                            .push_bind(t.reads_within[1])
-                            .push_bind(t.reads_within[2]);
-                    });
-                    q.push(
-                        " ON CONFLICT (hour, notification_type, channel) DO UPDATE SET \
-                         committed = analytics_rollups.committed + excluded.committed, \
-                         pushed = analytics_rollups.pushed + excluded.pushed, \
-                         delivered = analytics_rollups.delivered + excluded.delivered, \
-                         failed = analytics_rollups.failed + excluded.failed, \
-                         suppressed = analytics_rollups.suppressed + excluded.suppressed, \
-                         escalations = analytics_rollups.escalations + excluded.escalations, \
-                         reads = analytics_rollups.reads + excluded.reads, \
-                         reads_5m = analytics_rollups.reads_5m + excluded.reads_5m, \
-                         reads_1h = analytics_rollups.reads_1h + excluded.reads_1h, \
-                         reads_1d = analytics_rollups.reads_1d + excluded.reads_1d",
-                    );
-                    q.build().execute(&mut **tx).await.map_err($crate::store::backend_error)?;
-                }
-                let delays: Vec<_> = entries
-                    .iter()
-                    .flat_map(|(key, t)| t.binned().into_iter().map(move |(bound, n)| (key, bound, n)))
-                    .collect();
-                for chunk in delays.chunks(100) {
-                    let mut q = sqlx::QueryBuilder::<$db>::new(
-                        "INSERT INTO analytics_read_delays (hour, notification_type, channel, le_seconds, reads) ",
-                    );
-                    q.push_values(chunk, |mut row, ((hour, kind, channel), bound, n)| {
-                        row.push_bind(*hour)
-                            .push_bind(kind.clone())
-                            .push_bind(channel.clone())
-                            .push_bind(*bound)
-                            .push_bind(*n);
-                    });
-                    q.push(
-                        " ON CONFLICT (hour, notification_type, channel, le_seconds) DO UPDATE SET \
-                         reads = analytics_read_delays.reads + excluded.reads",
-                    );
-                    q.build().execute(&mut **tx).await.map_err($crate::store::backend_error)?;
-                }
-                Ok(())
-            }
+impl SqlStore {
+    /// Adds `tallies` to the rollups.
+    async fn store_rollups(
+        tx: &mut db::Tx,
+        tallies: tickethub_actors::analytics::Tallies,
+    ) -> Result<(), tickethub_actors::ports::StoreError> {
+        let entries: Vec<_> = tallies.0.into_iter().collect();
+        for chunk in entries.chunks(100) {
+            let mut q = db::Builder::new(format!(
+                "INSERT INTO analytics_rollups ({}) ",
+                crate::store::analytics::ROLLUP_COLUMNS
+            ));
+            q.push_values(chunk, |mut row, ((hour, kind, channel), t)| {
+                row.push_bind(*hour)
+                    .push_bind(kind.clone())
+                    .push_bind(channel.clone())
+                    .push_bind(t.committed)
+                    .push_bind(t.pushed)
+                    .push_bind(t.delivered)
+                    .push_bind(t.failed)
+                    .push_bind(t.suppressed)
+                    .push_bind(t.escalations)
+                    .push_bind(t.reads)
+                    .push_bind(t.reads_within[0])
+                    .push_bind(t.reads_within[1])
+                    .push_bind(t.reads_within[2]);
+            });
+            q.push(
+                " ON CONFLICT (hour, notification_type, channel) DO UPDATE SET \
+                 committed = analytics_rollups.committed + excluded.committed, \
+                 pushed = analytics_rollups.pushed + excluded.pushed, \
+                 delivered = analytics_rollups.delivered + excluded.delivered, \
+                 failed = analytics_rollups.failed + excluded.failed, \
+                 suppressed = analytics_rollups.suppressed + excluded.suppressed, \
+                 escalations = analytics_rollups.escalations + excluded.escalations, \
+                 reads = analytics_rollups.reads + excluded.reads, \
+                 reads_5m = analytics_rollups.reads_5m + excluded.reads_5m, \
+                 reads_1h = analytics_rollups.reads_1h + excluded.reads_1h, \
+                 reads_1d = analytics_rollups.reads_1d + excluded.reads_1d",
+            );
+            q.build().execute(&mut *tx).await.map_err(backend_error)?;
+        }
+        let delays: Vec<_> = entries
+            .iter()
+            .flat_map(|(key, t)| {
+                t.binned()
+                    .into_iter()
+                    .map(move |(bound, n)| (key, bound, n))
+            })
+            .collect();
+        for chunk in delays.chunks(100) {
+            let mut q = db::Builder::new(
+                "INSERT INTO analytics_read_delays (hour, notification_type, channel, le_seconds, reads) ",
+            );
+            q.push_values(chunk, |mut row, ((hour, kind, channel), bound, n)| {
+                row.push_bind(*hour)
+                    .push_bind(kind.clone())
+                    .push_bind(channel.clone())
+                    .push_bind(*bound)
+                    .push_bind(*n);
+            });
+            q.push(
+                " ON CONFLICT (hour, notification_type, channel, le_seconds) DO UPDATE SET \
+                 reads = analytics_read_delays.reads + excluded.reads",
+            );
+            q.build().execute(&mut *tx).await.map_err(backend_error)?;
+        }
+        Ok(())
+    }
 
-            /// Folds the rows `ids` name (of the kind `fold` says) into the rollups, inside
-            /// the transaction that deletes them next: for notifications, with their outbox
-            /// rows and fired escalation steps, which their deletion takes along.
-            pub(crate) async fn fold_into_rollups(
-                tx: &mut sqlx::Transaction<'_, $db>,
-                fold: $crate::store::analytics::Fold,
-                ids: &[i64],
-            ) -> Result<(), tickethub_actors::ports::StoreError> {
-                use $crate::store::analytics::{self as sql, Fold};
-                if ids.is_empty() {
-                    return Ok(());
-                }
-                // The outbox rows and steps taken along are locked until the deletion, so
-                // that none changes between what is counted and what is deleted.
-                let (lock_d, lock_e) = if $lock.is_empty() {
-                    ("", "")
-                } else {
-                    (" FOR UPDATE OF d", " FOR UPDATE OF e")
-                };
-                let mut tallies = tickethub_actors::analytics::Tallies::default();
-                if fold == Fold::Notifications {
-                    let mut q = sqlx::QueryBuilder::<$db>::new(sql::NOTIFICATION_FACTS);
-                    q.push(" WHERE n.id");
-                    <$db as $crate::store::IdSet>::push_in(&mut q, ids.to_vec());
-                    for row in q
-                        .build_query_as::<sql::NotificationRow>()
-                        .fetch_all(&mut **tx)
-                        .await
-                        .map_err($crate::store::backend_error)?
-                    {
-                        tallies.notification(&sql::notification_facts(row));
-                    }
-                }
-                if fold != Fold::Escalations {
-                    let mut q = sqlx::QueryBuilder::<$db>::new(sql::DELIVERY_FACTS);
-                    q.push(if fold == Fold::Notifications { " WHERE d.notification_id" } else { " WHERE d.id" });
-                    <$db as $crate::store::IdSet>::push_in(&mut q, ids.to_vec());
-                    q.push(lock_d);
-                    for row in q
-                        .build_query_as::<sql::DeliveryRow>()
-                        .fetch_all(&mut **tx)
-                        .await
-                        .map_err($crate::store::backend_error)?
-                    {
-                        tallies.delivery(&sql::delivery_facts(row));
-                    }
-                }
-                if fold != Fold::Deliveries {
-                    let mut q = sqlx::QueryBuilder::<$db>::new(sql::ESCALATION_FACTS);
-                    q.push(if fold == Fold::Notifications { " WHERE e.notification_id" } else { " WHERE e.id" });
-                    <$db as $crate::store::IdSet>::push_in(&mut q, ids.to_vec());
-                    q.push(lock_e);
-                    for row in q
-                        .build_query_as::<sql::EscalationRow>()
-                        .fetch_all(&mut **tx)
-                        .await
-                        .map_err($crate::store::backend_error)?
-                    {
-                        if let Some(fired) = sql::escalation_facts(row) {
-                            tallies.escalation(&fired);
-                        }
-                    }
-                }
-                if tallies.is_empty() {
-                    return Ok(());
-                }
-                Self::store_rollups(tx, tallies).await
+    /// Folds the rows `ids` name (of the kind `fold` says) into the rollups, inside
+    /// the transaction that deletes them next: for notifications, with their outbox
+    /// rows and fired escalation steps, which their deletion takes along.
+    pub(crate) async fn fold_into_rollups(
+        tx: &mut db::Tx,
+        fold: crate::store::analytics::Fold,
+        ids: &[i64],
+    ) -> Result<(), tickethub_actors::ports::StoreError> {
+        use crate::store::analytics::{self as sql, Fold};
+        if ids.is_empty() {
+            return Ok(());
+        }
+        // The outbox rows and steps taken along are locked until the deletion, so
+        // that none changes between what is counted and what is deleted.
+        let (lock_d, lock_e) = if tx.kind() == db::Kind::Sqlite {
+            ("", "")
+        } else {
+            (" FOR UPDATE OF d", " FOR UPDATE OF e")
+        };
+        let mut tallies = tickethub_actors::analytics::Tallies::default();
+        if fold == Fold::Notifications {
+            let mut q = db::Builder::new(sql::NOTIFICATION_FACTS);
+            q.push(" WHERE n.id");
+            q.push_in(ids.to_vec());
+            for row in q
+                .build_query_as::<sql::NotificationRow>()
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(backend_error)?
+            {
+                tallies.notification(&sql::notification_facts(row));
             }
-
-            /// The `WHERE` of an analytics statement: `time_column` in the query's range, and
-            /// the query's type and (where the statement has one) channel.
-            fn analytics_where(
-                q: &mut sqlx::QueryBuilder<'_, $db>,
-                query: &tickethub_actors::analytics::AnalyticsQuery,
-                time_column: &str,
-                type_column: &str,
-                channel_column: Option<&str>,
-            ) {
-                q.push(format!(" WHERE {time_column} >= "))
-                    .push_bind(query.from)
-                    .push(format!(" AND {time_column} < "))
-                    .push_bind(query.to);
-                if let Some(kind) = &query.notification_type {
-                    q.push(format!(" AND {type_column} = ")).push_bind(kind.clone());
-                }
-                if let (Some(column), Some(channel)) = (channel_column, &query.channel) {
-                    q.push(format!(" AND {column} = ")).push_bind(channel.clone());
+        }
+        if fold != Fold::Escalations {
+            let mut q = db::Builder::new(sql::DELIVERY_FACTS);
+            q.push(if fold == Fold::Notifications {
+                " WHERE d.notification_id"
+            } else {
+                " WHERE d.id"
+            });
+            q.push_in(ids.to_vec());
+            q.push(lock_d);
+            for row in q
+                .build_query_as::<sql::DeliveryRow>()
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(backend_error)?
+            {
+                tallies.delivery(&sql::delivery_facts(row));
+            }
+        }
+        if fold != Fold::Deliveries {
+            let mut q = db::Builder::new(sql::ESCALATION_FACTS);
+            q.push(if fold == Fold::Notifications {
+                " WHERE e.notification_id"
+            } else {
+                " WHERE e.id"
+            });
+            q.push_in(ids.to_vec());
+            q.push(lock_e);
+            for row in q
+                .build_query_as::<sql::EscalationRow>()
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(backend_error)?
+            {
+                if let Some(fired) = sql::escalation_facts(row) {
+                    tallies.escalation(&fired);
                 }
             }
         }
-
-        #[async_trait::async_trait]
-        impl tickethub_actors::ports::AnalyticsStore for $store {
-            async fn analytics(
-                &self,
-                query: &tickethub_actors::analytics::AnalyticsQuery,
-            ) -> Result<tickethub_actors::analytics::Tallies, tickethub_actors::ports::StoreError> {
-                use futures::TryStreamExt;
-                use $crate::store::analytics as sql;
-                let mut tallies = tickethub_actors::analytics::Tallies::default();
-                // One snapshot for the rollups and the live rows: a purge batch that commits
-                // meanwhile is seen either before or after, so nothing is counted twice.
-                let mut tx = self.reader().begin().await.map_err($crate::store::backend_error)?;
-                if !$lock.is_empty() {
-                    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-                        .execute(&mut *tx)
-                        .await
-                        .map_err($crate::store::backend_error)?;
-                }
-                let mut q = sqlx::QueryBuilder::<$db>::new(format!(
-                    "SELECT {} FROM analytics_rollups",
-                    sql::ROLLUP_COLUMNS
-                ));
-                Self::analytics_where(&mut q, query, "hour", "notification_type", Some("channel"));
-                for row in q
-                    .build_query_as::<sql::RollupRow>()
-                    .fetch_all(&mut *tx)
-                    .await
-                    .map_err($crate::store::backend_error)?
-                {
-                    let (key, tally) = sql::rollup_tally(row);
-                    tallies.add(key, tally);
-                }
-                let mut q = sqlx::QueryBuilder::<$db>::new(
-                    "SELECT hour, notification_type, channel, le_seconds, reads FROM analytics_read_delays",
-                );
-                Self::analytics_where(&mut q, query, "hour", "notification_type", Some("channel"));
-                #[allow(clippy::type_complexity)]
-                let delays: Vec<(chrono::DateTime<chrono::Utc>, String, String, i64, i64)> = q
-                    .build_query_as()
-                    .fetch_all(&mut *tx)
-                    .await
-                    .map_err($crate::store::backend_error)?;
-                for (hour, kind, channel, bound, n) in delays {
-                    let mut tally = tickethub_actors::analytics::Tally::default();
-                    tally.histogram.insert(bound, n);
-                    tallies.add((hour, kind, channel), tally);
-                }
-
-                // The live rows, streamed: a long range is never held in memory as rows.
-                if query.wants_in_app() {
-                    let mut q = sqlx::QueryBuilder::<$db>::new(sql::NOTIFICATION_FACTS);
-                    Self::analytics_where(&mut q, query, "n.created_at", "n.notification_type", None);
-                    let mut rows = q.build_query_as::<sql::NotificationRow>().fetch(&mut *tx);
-                    while let Some(row) = rows.try_next().await.map_err($crate::store::backend_error)? {
-                        tallies.notification(&sql::notification_facts(row));
-                    }
-                    drop(rows);
-                    let mut q = sqlx::QueryBuilder::<$db>::new(sql::ESCALATION_FACTS);
-                    Self::analytics_where(&mut q, query, "n.created_at", "n.notification_type", None);
-                    q.push(" AND e.status = 'FIRED'");
-                    let mut rows = q.build_query_as::<sql::EscalationRow>().fetch(&mut *tx);
-                    while let Some(row) = rows.try_next().await.map_err($crate::store::backend_error)? {
-                        if let Some(fired) = sql::escalation_facts(row) {
-                            tallies.escalation(&fired);
-                        }
-                    }
-                }
-                if query.wants_outbound() {
-                    let mut q = sqlx::QueryBuilder::<$db>::new(sql::DELIVERY_FACTS);
-                    Self::analytics_where(&mut q, query, "n.created_at", "n.notification_type", Some("d.channel"));
-                    let mut rows = q.build_query_as::<sql::DeliveryRow>().fetch(&mut *tx);
-                    while let Some(row) = rows.try_next().await.map_err($crate::store::backend_error)? {
-                        tallies.delivery(&sql::delivery_facts(row));
-                    }
-                }
-                tx.commit().await.map_err($crate::store::backend_error)?;
-                Ok(tallies)
-            }
+        if tallies.is_empty() {
+            return Ok(());
         }
-    };
+        Self::store_rollups(tx, tallies).await
+    }
+
+    /// The `WHERE` of an analytics statement: `time_column` in the query's range, and
+    /// the query's type and (where the statement has one) channel.
+    fn analytics_where(
+        q: &mut db::Builder<'_>,
+        query: &tickethub_actors::analytics::AnalyticsQuery,
+        time_column: &str,
+        type_column: &str,
+        channel_column: Option<&str>,
+    ) {
+        q.push(format!(" WHERE {time_column} >= "))
+            .push_bind(query.from)
+            .push(format!(" AND {time_column} < "))
+            .push_bind(query.to);
+        if let Some(kind) = &query.notification_type {
+            q.push(format!(" AND {type_column} = "))
+                .push_bind(kind.clone());
+        }
+        if let (Some(column), Some(channel)) = (channel_column, &query.channel) {
+            q.push(format!(" AND {column} = "))
+                .push_bind(channel.clone());
+        }
+    }
 }
 
-pub(crate) use impl_analytics_store;
+#[async_trait::async_trait]
+impl tickethub_actors::ports::AnalyticsStore for SqlStore {
+    async fn analytics(
+        &self,
+        query: &tickethub_actors::analytics::AnalyticsQuery,
+    ) -> Result<tickethub_actors::analytics::Tallies, tickethub_actors::ports::StoreError> {
+        use crate::store::analytics as sql;
+        let mut tallies = tickethub_actors::analytics::Tallies::default();
+        // One snapshot for the rollups and the live rows: a purge batch that commits
+        // meanwhile is seen either before or after, so nothing is counted twice.
+        let mut tx = self.reader().begin().await.map_err(backend_error)?;
+        if self.kind() == db::Kind::Postgres {
+            db::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                .execute(&mut tx)
+                .await
+                .map_err(backend_error)?;
+        }
+        let mut q = db::Builder::new(format!(
+            "SELECT {} FROM analytics_rollups",
+            sql::ROLLUP_COLUMNS
+        ));
+        Self::analytics_where(&mut q, query, "hour", "notification_type", Some("channel"));
+        for row in q
+            .build_query_as::<sql::RollupRow>()
+            .fetch_all(&mut tx)
+            .await
+            .map_err(backend_error)?
+        {
+            let (key, tally) = sql::rollup_tally(row);
+            tallies.add(key, tally);
+        }
+        let mut q = db::Builder::new(
+            "SELECT hour, notification_type, channel, le_seconds, reads FROM analytics_read_delays",
+        );
+        Self::analytics_where(&mut q, query, "hour", "notification_type", Some("channel"));
+        #[allow(clippy::type_complexity)]
+        let delays: Vec<(chrono::DateTime<chrono::Utc>, String, String, i64, i64)> = q
+            .build_query_as()
+            .fetch_all(&mut tx)
+            .await
+            .map_err(backend_error)?;
+        for (hour, kind, channel, bound, n) in delays {
+            let mut tally = tickethub_actors::analytics::Tally::default();
+            tally.histogram.insert(bound, n);
+            tallies.add((hour, kind, channel), tally);
+        }
+
+        // The live rows, streamed: a long range is never held in memory as rows.
+        if query.wants_in_app() {
+            let mut q = db::Builder::new(sql::NOTIFICATION_FACTS);
+            Self::analytics_where(&mut q, query, "n.created_at", "n.notification_type", None);
+            q.build_query_as::<sql::NotificationRow>()
+                .for_each(&mut tx, |row| {
+                    tallies.notification(&sql::notification_facts(row))
+                })
+                .await
+                .map_err(backend_error)?;
+            let mut q = db::Builder::new(sql::ESCALATION_FACTS);
+            Self::analytics_where(&mut q, query, "n.created_at", "n.notification_type", None);
+            q.push(" AND e.status = 'FIRED'");
+            q.build_query_as::<sql::EscalationRow>()
+                .for_each(&mut tx, |row| {
+                    if let Some(fired) = sql::escalation_facts(row) {
+                        tallies.escalation(&fired);
+                    }
+                })
+                .await
+                .map_err(backend_error)?;
+        }
+        if query.wants_outbound() {
+            let mut q = db::Builder::new(sql::DELIVERY_FACTS);
+            Self::analytics_where(
+                &mut q,
+                query,
+                "n.created_at",
+                "n.notification_type",
+                Some("d.channel"),
+            );
+            q.build_query_as::<sql::DeliveryRow>()
+                .for_each(&mut tx, |row| tallies.delivery(&sql::delivery_facts(row)))
+                .await
+                .map_err(backend_error)?;
+        }
+        tx.commit().await.map_err(backend_error)?;
+        Ok(tallies)
+    }
+}

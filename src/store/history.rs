@@ -1,6 +1,8 @@
 //! What happened to notifications and tickets (timelines, the trace), and the durable
 //! escalation steps, in SQL.
 
+use crate::store::{backend_error, db, SqlStore};
+
 use chrono::{DateTime, Utc};
 use tickethub_actors::domain::UserId;
 use tickethub_actors::escalation::{PlannedStep, Unless};
@@ -119,599 +121,627 @@ impl EscalationDbRow {
     }
 }
 
-/// Implements `HistoryStore` and `EscalationStore` for a store type, and the history writes the
-/// other ports make inside their transactions.
-macro_rules! impl_history_store {
-    ($store:ty, $db:ty, $lock:literal) => {
-        impl $store {
-            /// Claims for `node` until `lease_until` the due rows of a table of timed jobs
-            /// (`status` PENDING with `<due> <= now`, or FIRING with a lapsed lease), soonest
-            /// first, skipping rows another node holds; answers their ids.
-            pub(crate) async fn claim_due(
-                &self,
-                table: &str,
-                due: &str,
-                node: &str,
-                now: chrono::DateTime<chrono::Utc>,
-                lease_until: chrono::DateTime<chrono::Utc>,
-                limit: i64,
-            ) -> Result<Vec<i64>, tickethub_actors::ports::StoreError> {
-                let sql = format!(
-                    "UPDATE {table} SET status = 'FIRING', claimed_by = $1, claimed_until = $2, updated_at = $3 \
-                     WHERE id IN (SELECT id FROM {table} WHERE status IN ('PENDING', 'FIRING') AND \
-                     ((status = 'PENDING' AND {due} <= $3) OR (status = 'FIRING' AND claimed_until < $3)) \
-                     ORDER BY {due}, id LIMIT $4 {lock}) RETURNING id",
-                    lock = $lock,
-                );
-                let claimed: Vec<(i64,)> = sqlx::query_as(&sql)
-                    .bind(node)
-                    .bind(lease_until)
-                    .bind(now)
-                    .bind(limit)
-                    .fetch_all(self.writer())
-                    .await
-                    .map_err($crate::store::backend_error)?;
-                Ok(claimed.into_iter().map(|(id,)| id).collect())
-            }
+impl SqlStore {
+    /// Claims for `node` until `lease_until` the due rows of a table of timed jobs
+    /// (`status` PENDING with `<due> <= now`, or FIRING with a lapsed lease), soonest
+    /// first, skipping rows another node holds; answers their ids.
+    pub(crate) async fn claim_due(
+        &self,
+        table: &str,
+        due: &str,
+        node: &str,
+        now: chrono::DateTime<chrono::Utc>,
+        lease_until: chrono::DateTime<chrono::Utc>,
+        limit: i64,
+    ) -> Result<Vec<i64>, tickethub_actors::ports::StoreError> {
+        let sql = format!(
+            "UPDATE {table} SET status = 'FIRING', claimed_by = $1, claimed_until = $2, updated_at = $3 \
+             WHERE id IN (SELECT id FROM {table} WHERE status IN ('PENDING', 'FIRING') AND \
+             ((status = 'PENDING' AND {due} <= $3) OR (status = 'FIRING' AND claimed_until < $3)) \
+             ORDER BY {due}, id LIMIT $4 {lock}) RETURNING id",
+            lock = self.kind().skip_locked(),
+        );
+        let claimed: Vec<(i64,)> = db::query_as(&sql)
+            .bind(node)
+            .bind(lease_until)
+            .bind(now)
+            .bind(limit)
+            .fetch_all(self.writer())
+            .await
+            .map_err(backend_error)?;
+        Ok(claimed.into_iter().map(|(id,)| id).collect())
+    }
 
-            /// Records a ticket's event; answers its id.
-            #[allow(clippy::too_many_arguments)]
-            pub(crate) async fn insert_ticket_event(
-                tx: &mut sqlx::Transaction<'_, $db>,
-                ticket: i64,
-                event: &tickethub_actors::routing::EventType,
-                action: &str,
-                actor: tickethub_actors::domain::UserId,
-                status: tickethub_actors::ticket_domain::TicketStatus,
-                assignees: &[tickethub_actors::domain::UserId],
-                newly_assigned: &[tickethub_actors::domain::UserId],
-                now: chrono::DateTime<chrono::Utc>,
-            ) -> Result<i64, tickethub_actors::ports::StoreError> {
-                let (id,): (i64,) = sqlx::query_as(
-                    "INSERT INTO ticket_events (ticket_id, event_type, action, actor_id, status, assignees, \
-                     newly_assigned, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
-                )
-                .bind(ticket)
-                .bind(event.as_str())
-                .bind(action)
-                .bind(actor.0)
-                .bind(status.as_str())
-                .bind($crate::store::history::ids_json(assignees))
-                .bind($crate::store::history::ids_json(newly_assigned))
-                .bind(now)
-                .fetch_one(&mut **tx)
-                .await
-                .map_err($crate::store::backend_error)?;
-                Ok(id)
-            }
+    /// Records a ticket's event; answers its id.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn insert_ticket_event(
+        tx: &mut db::Tx,
+        ticket: i64,
+        event: &tickethub_actors::routing::EventType,
+        action: &str,
+        actor: tickethub_actors::domain::UserId,
+        status: tickethub_actors::ticket_domain::TicketStatus,
+        assignees: &[tickethub_actors::domain::UserId],
+        newly_assigned: &[tickethub_actors::domain::UserId],
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<i64, tickethub_actors::ports::StoreError> {
+        let (id,): (i64,) = db::query_as(
+            "INSERT INTO ticket_events (ticket_id, event_type, action, actor_id, status, assignees, \
+             newly_assigned, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+        )
+        .bind(ticket)
+        .bind(event.as_str())
+        .bind(action)
+        .bind(actor.0)
+        .bind(status.as_str())
+        .bind(crate::store::history::ids_json(assignees))
+        .bind(crate::store::history::ids_json(newly_assigned))
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(backend_error)?;
+        Ok(id)
+    }
 
-            /// Schedules the escalation steps of committed notifications: `(notification id,
-            /// recipient, seq, draft)`.
-            pub(crate) async fn insert_escalations(
-                tx: &mut sqlx::Transaction<'_, $db>,
-                rows: &[(i64, i64, i64, &tickethub_actors::notification::Draft)],
-                now: chrono::DateTime<chrono::Utc>,
-            ) -> Result<(), tickethub_actors::ports::StoreError> {
-                let steps: Vec<_> = rows
-                    .iter()
-                    .flat_map(|(id, user, seq, d)| d.escalations.iter().map(move |s| (*id, *user, *seq, *d, s)))
-                    .collect();
-                for chunk in steps.chunks(500) {
-                    let mut q = sqlx::QueryBuilder::<$db>::new(
-                        "INSERT INTO escalations (notification_id, user_id, seq, ticket_id, cause_status, policy, step, \
-                         unless_seen, channels, also, push_wait, due_at, status, created_at, updated_at) ",
-                    );
-                    q.push_values(chunk, |mut row, (id, user, seq, d, s)| {
-                        let due = $crate::timespan::later(now, s.after);
-                        row.push_bind(*id)
-                            .push_bind(*user)
-                            .push_bind(*seq)
-                            .push_bind(d.ticket.as_ref().map(|t| t.id.0))
-                            .push_bind(d.ticket.as_ref().map(|t| t.status.as_str()))
-                            .push_bind(s.policy.clone())
-                            .push_bind(s.step)
-                            .push_bind(s.unless.as_str())
-                            .push_bind($crate::store::history::names(&s.channels, |c| c.as_str()))
-                            .push_bind($crate::store::history::names(&s.also, |a| a.as_str()))
-                            .push_bind(s.push_unless_seen.map(|w| w.as_secs() as i64))
-                            .push_bind(due)
-                            .push_bind("PENDING")
-                            .push_bind(now)
-                            .push_bind(now);
-                    });
-                    q.build().execute(&mut **tx).await.map_err($crate::store::backend_error)?;
-                }
-                Ok(())
-            }
-
-            /// Cancels the open steps of a ticket whose status moved away from the one that
-            /// caused them.
-            pub(crate) async fn cancel_moved_on(
-                tx: &mut sqlx::Transaction<'_, $db>,
-                ticket: i64,
-                status: tickethub_actors::ticket_domain::TicketStatus,
-                because: &str,
-                now: chrono::DateTime<chrono::Utc>,
-            ) -> Result<(), tickethub_actors::ports::StoreError> {
-                let done = sqlx::query(
-                    "UPDATE escalations SET status = 'CANCELLED', claimed_until = NULL, updated_at = $1, \
-                     detail = 'the ticket moved from ' || cause_status || ' to ' || $2 || $3 \
-                     WHERE ticket_id = $4 AND status IN ('PENDING', 'FIRING') AND cause_status <> $2",
-                )
-                .bind(now)
-                .bind(status.as_str())
-                .bind(because)
-                .bind(ticket)
-                .execute(&mut **tx)
-                .await
-                .map_err($crate::store::backend_error)?;
-                $crate::store::history::count_cancelled(done.rows_affected());
-                Ok(())
-            }
-
-            /// Cancels a user's open steps whose notification was read (`deleted`: deleted).
-            pub(crate) async fn cancel_seen<'e, E>(
-                exec: E,
-                user: tickethub_actors::domain::UserId,
-                deleted: bool,
-            ) -> Result<(), tickethub_actors::ports::StoreError>
-            where
-                E: sqlx::Executor<'e, Database = $db>,
-            {
-                let (reason, seen) = if deleted {
-                    ("the recipient deleted the notification", "deleted_at IS NOT NULL")
-                } else {
-                    ("the recipient read the notification", "is_read = TRUE")
-                };
-                let sql = format!(
-                    "UPDATE escalations SET status = 'CANCELLED', detail = $1, claimed_until = NULL, updated_at = $2 \
-                     WHERE user_id = $3 AND status IN ('PENDING', 'FIRING') AND notification_id IN \
-                     (SELECT id FROM notifications WHERE user_id = $3 AND {seen})"
-                );
-                let done = sqlx::query(&sql)
-                    .bind(reason)
-                    .bind(chrono::Utc::now())
-                    .bind(user.0)
-                    .execute(exec)
-                    .await
-                    .map_err($crate::store::backend_error)?;
-                $crate::store::history::count_cancelled(done.rows_affected());
-                Ok(())
-            }
-
-            /// Records an attempt of a delivery.
-            pub(crate) async fn insert_attempt(
-                tx: &mut sqlx::Transaction<'_, $db>,
-                delivery: i64,
-                attempt: i64,
-                outcome: &str,
-                error: Option<&str>,
-                node: &str,
-                now: chrono::DateTime<chrono::Utc>,
-            ) -> Result<(), tickethub_actors::ports::StoreError> {
-                sqlx::query(
-                    "INSERT INTO delivery_attempts (delivery_id, attempt, outcome, error, node, at) \
-                     VALUES ($1, $2, $3, $4, $5, $6)",
-                )
-                .bind(delivery)
-                .bind(attempt)
-                .bind(outcome)
-                .bind(error)
-                .bind(node)
-                .bind(now)
-                .execute(&mut **tx)
-                .await
-                .map_err($crate::store::backend_error)?;
-                Ok(())
-            }
-
-            async fn escalation_rows(
-                &self,
-                ids: &[i64],
-            ) -> Result<Vec<$crate::store::history::EscalationDbRow>, tickethub_actors::ports::StoreError> {
-                let mut q = sqlx::QueryBuilder::<$db>::new(format!(
-                    "SELECT {} FROM escalations WHERE id IN (",
-                    $crate::store::history::ESCALATION_COLUMNS
-                ));
-                let mut sep = q.separated(", ");
-                for id in ids {
-                    sep.push_bind(*id);
-                }
-                q.push(") ORDER BY due_at, id");
-                q.build_query_as()
-                    .fetch_all(self.writer())
-                    .await
-                    .map_err($crate::store::backend_error)
-            }
+    /// Schedules the escalation steps of committed notifications: `(notification id,
+    /// recipient, seq, draft)`.
+    pub(crate) async fn insert_escalations(
+        tx: &mut db::Tx,
+        rows: &[(i64, i64, i64, &tickethub_actors::notification::Draft)],
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), tickethub_actors::ports::StoreError> {
+        let steps: Vec<_> = rows
+            .iter()
+            .flat_map(|(id, user, seq, d)| {
+                d.escalations.iter().map(move |s| (*id, *user, *seq, *d, s))
+            })
+            .collect();
+        for chunk in steps.chunks(500) {
+            let mut q = db::Builder::new(
+                "INSERT INTO escalations (notification_id, user_id, seq, ticket_id, cause_status, policy, step, \
+                 unless_seen, channels, also, push_wait, due_at, status, created_at, updated_at) ",
+            );
+            q.push_values(chunk, |mut row, (id, user, seq, d, s)| {
+                let due = crate::timespan::later(now, s.after);
+                row.push_bind(*id)
+                    .push_bind(*user)
+                    .push_bind(*seq)
+                    .push_bind(d.ticket.as_ref().map(|t| t.id.0))
+                    .push_bind(d.ticket.as_ref().map(|t| t.status.as_str()))
+                    .push_bind(s.policy.clone())
+                    .push_bind(s.step)
+                    .push_bind(s.unless.as_str())
+                    .push_bind(crate::store::history::names(&s.channels, |c| c.as_str()))
+                    .push_bind(crate::store::history::names(&s.also, |a| a.as_str()))
+                    .push_bind(s.push_unless_seen.map(|w| w.as_secs() as i64))
+                    .push_bind(due)
+                    .push_bind("PENDING")
+                    .push_bind(now)
+                    .push_bind(now);
+            });
+            q.build().execute(&mut *tx).await.map_err(backend_error)?;
         }
+        Ok(())
+    }
 
-        #[async_trait::async_trait]
-        impl tickethub_actors::ports::HistoryStore for $store {
-            async fn record_pushes(
-                &self,
-                node: &str,
-                pushes: &[tickethub_actors::ports::Pushed],
-            ) -> Result<(), tickethub_actors::ports::StoreError> {
-                for chunk in pushes.chunks(1000) {
-                    let mut q = sqlx::QueryBuilder::<$db>::new(
-                        "INSERT INTO stream_events (user_id, kind, first_seq, last_seq, sockets, node, first_at, at) ",
-                    );
-                    q.push_values(chunk, |mut row, p| {
-                        row.push_bind(p.user.0)
-                            .push_bind("pushed")
-                            .push_bind(p.first_seq)
-                            .push_bind(p.last_seq)
-                            .push_bind(p.sockets)
-                            .push_bind(node.to_owned())
-                            .push_bind(p.first_at)
-                            .push_bind(p.at);
-                    });
-                    q.build().execute(self.writer()).await.map_err($crate::store::backend_error)?;
-                }
-                Ok(())
-            }
+    /// Cancels the open steps of a ticket whose status moved away from the one that
+    /// caused them.
+    pub(crate) async fn cancel_moved_on(
+        tx: &mut db::Tx,
+        ticket: i64,
+        status: tickethub_actors::ticket_domain::TicketStatus,
+        because: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), tickethub_actors::ports::StoreError> {
+        let done = db::query(
+            "UPDATE escalations SET status = 'CANCELLED', claimed_until = NULL, updated_at = $1, \
+             detail = 'the ticket moved from ' || cause_status || ' to ' || $2 || $3 \
+             WHERE ticket_id = $4 AND status IN ('PENDING', 'FIRING') AND cause_status <> $2",
+        )
+        .bind(now)
+        .bind(status.as_str())
+        .bind(because)
+        .bind(ticket)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend_error)?;
+        crate::store::history::count_cancelled(done.rows_affected());
+        Ok(())
+    }
 
-            async fn timeline(
-                &self,
-                id: i64,
-            ) -> Result<Option<tickethub_actors::ports::TimelineRecord>, tickethub_actors::ports::StoreError> {
-                use tickethub_actors::ports::{DeliveryAttempt, PushRecord, StoreError};
-                let sql = format!("{} WHERE n.id = $1", $crate::store::notifications::NOTIFICATION_SELECT);
-                let Some(row) = sqlx::query_as::<_, $crate::store::notifications::NotificationRow>(&sql)
-                    .bind(id)
-                    .fetch_optional(self.reader())
-                    .await
-                    .map_err($crate::store::backend_error)?
-                else {
-                    return Ok(None);
-                };
-                let notification = row.into_notification()?;
-                let (deleted_at, event_id, action, actor_id): (Option<chrono::DateTime<chrono::Utc>>, Option<i64>, Option<String>, Option<i64>) =
-                    sqlx::query_as("SELECT deleted_at, event_id, action, actor_id FROM notifications WHERE id = $1")
-                        .bind(id)
-                        .fetch_one(self.reader())
-                        .await
-                        .map_err($crate::store::backend_error)?;
-                let event = match event_id {
-                    Some(e) => sqlx::query_as::<_, $crate::store::history::TicketEventRow>(&format!(
-                        "SELECT {} FROM ticket_events WHERE id = $1",
-                        $crate::store::history::TICKET_EVENT_COLUMNS
-                    ))
-                    .bind(e)
-                    .fetch_optional(self.reader())
-                    .await
-                    .map_err($crate::store::backend_error)?
-                    .map($crate::store::history::TicketEventRow::into_event)
-                    .transpose()?,
-                    None => None,
-                };
-                let user = notification.user_id.0;
-                let seq = notification.seq;
-                #[allow(clippy::type_complexity)]
-                let pushes: Vec<(i64, Option<String>, Option<chrono::DateTime<chrono::Utc>>, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
-                    "SELECT sockets, node, first_at, at FROM stream_events WHERE user_id = $1 AND kind = 'pushed' \
-                     AND first_seq <= $2 AND last_seq >= $2 ORDER BY at, id",
-                )
-                .bind(user)
-                .bind(seq)
-                .fetch_all(self.reader())
+    /// Cancels a user's open steps whose notification was read (`deleted`: deleted).
+    pub(crate) async fn cancel_seen<'e, E>(
+        exec: E,
+        user: tickethub_actors::domain::UserId,
+        deleted: bool,
+    ) -> Result<(), tickethub_actors::ports::StoreError>
+    where
+        E: Into<db::On<'e>>,
+    {
+        let (reason, seen) = if deleted {
+            (
+                "the recipient deleted the notification",
+                "deleted_at IS NOT NULL",
+            )
+        } else {
+            ("the recipient read the notification", "is_read = TRUE")
+        };
+        let sql = format!(
+            "UPDATE escalations SET status = 'CANCELLED', detail = $1, claimed_until = NULL, updated_at = $2 \
+             WHERE user_id = $3 AND status IN ('PENDING', 'FIRING') AND notification_id IN \
+             (SELECT id FROM notifications WHERE user_id = $3 AND {seen})"
+        );
+        let done = db::query(&sql)
+            .bind(reason)
+            .bind(chrono::Utc::now())
+            .bind(user.0)
+            .execute(exec)
+            .await
+            .map_err(backend_error)?;
+        crate::store::history::count_cancelled(done.rows_affected());
+        Ok(())
+    }
+
+    /// Records an attempt of a delivery.
+    pub(crate) async fn insert_attempt(
+        tx: &mut db::Tx,
+        delivery: i64,
+        attempt: i64,
+        outcome: &str,
+        error: Option<&str>,
+        node: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), tickethub_actors::ports::StoreError> {
+        db::query(
+            "INSERT INTO delivery_attempts (delivery_id, attempt, outcome, error, node, at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(delivery)
+        .bind(attempt)
+        .bind(outcome)
+        .bind(error)
+        .bind(node)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend_error)?;
+        Ok(())
+    }
+
+    async fn escalation_rows(
+        &self,
+        ids: &[i64],
+    ) -> Result<Vec<crate::store::history::EscalationDbRow>, tickethub_actors::ports::StoreError>
+    {
+        let mut q = db::Builder::new(format!(
+            "SELECT {} FROM escalations WHERE id IN (",
+            crate::store::history::ESCALATION_COLUMNS
+        ));
+        let mut sep = q.separated(", ");
+        for id in ids {
+            sep.push_bind(*id);
+        }
+        q.push(") ORDER BY due_at, id");
+        q.build_query_as()
+            .fetch_all(self.writer())
+            .await
+            .map_err(backend_error)
+    }
+}
+
+#[async_trait::async_trait]
+impl tickethub_actors::ports::HistoryStore for SqlStore {
+    async fn record_pushes(
+        &self,
+        node: &str,
+        pushes: &[tickethub_actors::ports::Pushed],
+    ) -> Result<(), tickethub_actors::ports::StoreError> {
+        for chunk in pushes.chunks(1000) {
+            let mut q = db::Builder::new(
+                "INSERT INTO stream_events (user_id, kind, first_seq, last_seq, sockets, node, first_at, at) ",
+            );
+            q.push_values(chunk, |mut row, p| {
+                row.push_bind(p.user.0)
+                    .push_bind("pushed")
+                    .push_bind(p.first_seq)
+                    .push_bind(p.last_seq)
+                    .push_bind(p.sockets)
+                    .push_bind(node.to_owned())
+                    .push_bind(p.first_at)
+                    .push_bind(p.at);
+            });
+            q.build()
+                .execute(self.writer())
                 .await
-                .map_err($crate::store::backend_error)?;
-                let acked_at: Option<(chrono::DateTime<chrono::Utc>,)> = sqlx::query_as(
-                    "SELECT at FROM stream_events WHERE user_id = $1 AND kind = 'acked' AND last_seq >= $2 \
-                     ORDER BY at, id LIMIT 1",
-                )
-                .bind(user)
-                .bind(seq)
-                .fetch_optional(self.reader())
-                .await
-                .map_err($crate::store::backend_error)?;
-                let deliveries: Vec<$crate::store::notifications::DeliveryRow> = sqlx::query_as(
-                    "SELECT id, notification_id, channel, address, status, attempts, last_error, \
-                     provider_message_id, next_attempt_at, sent_at \
-                     FROM deliveries WHERE notification_id = $1 ORDER BY id",
-                )
-                .bind(id)
-                .fetch_all(self.reader())
-                .await
-                .map_err($crate::store::backend_error)?;
-                #[allow(clippy::type_complexity)]
-                let attempts: Vec<(i64, String, String, i64, String, Option<String>, Option<String>, chrono::DateTime<chrono::Utc>)> =
-                    sqlx::query_as(
-                        "SELECT a.delivery_id, d.channel, d.address, a.attempt, a.outcome, a.error, a.node, a.at \
-                         FROM delivery_attempts a JOIN deliveries d ON d.id = a.delivery_id \
-                         WHERE d.notification_id = $1 ORDER BY a.at, a.id",
-                    )
-                    .bind(id)
-                    .fetch_all(self.reader())
-                    .await
-                    .map_err($crate::store::backend_error)?;
-                let escalations: Vec<$crate::store::history::EscalationDbRow> = sqlx::query_as(&format!(
-                    "SELECT {} FROM escalations WHERE notification_id = $1 ORDER BY due_at, id",
-                    $crate::store::history::ESCALATION_COLUMNS
-                ))
-                .bind(id)
-                .fetch_all(self.reader())
-                .await
-                .map_err($crate::store::backend_error)?;
-                Ok(Some(tickethub_actors::ports::TimelineRecord {
-                    notification,
-                    deleted_at,
-                    event,
-                    action,
-                    actor: actor_id.map(tickethub_actors::domain::UserId),
-                    pushes: pushes
-                        .into_iter()
-                        .map(|(sockets, node, first_at, at)| PushRecord {
-                            first_at: first_at.unwrap_or(at),
-                            sockets,
+                .map_err(backend_error)?;
+        }
+        Ok(())
+    }
+
+    async fn timeline(
+        &self,
+        id: i64,
+    ) -> Result<Option<tickethub_actors::ports::TimelineRecord>, tickethub_actors::ports::StoreError>
+    {
+        use tickethub_actors::ports::{DeliveryAttempt, PushRecord, StoreError};
+        let sql = format!(
+            "{} WHERE n.id = $1",
+            crate::store::notifications::NOTIFICATION_SELECT
+        );
+        let Some(row) = db::query_as::<crate::store::notifications::NotificationRow>(&sql)
+            .bind(id)
+            .fetch_optional(self.reader())
+            .await
+            .map_err(backend_error)?
+        else {
+            return Ok(None);
+        };
+        let notification = row.into_notification()?;
+        let (deleted_at, event_id, action, actor_id): (
+            Option<chrono::DateTime<chrono::Utc>>,
+            Option<i64>,
+            Option<String>,
+            Option<i64>,
+        ) = db::query_as(
+            "SELECT deleted_at, event_id, action, actor_id FROM notifications WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_one(self.reader())
+        .await
+        .map_err(backend_error)?;
+        let event = match event_id {
+            Some(e) => db::query_as::<crate::store::history::TicketEventRow>(&format!(
+                "SELECT {} FROM ticket_events WHERE id = $1",
+                crate::store::history::TICKET_EVENT_COLUMNS
+            ))
+            .bind(e)
+            .fetch_optional(self.reader())
+            .await
+            .map_err(backend_error)?
+            .map(crate::store::history::TicketEventRow::into_event)
+            .transpose()?,
+            None => None,
+        };
+        let user = notification.user_id.0;
+        let seq = notification.seq;
+        #[allow(clippy::type_complexity)]
+        let pushes: Vec<(i64, Option<String>, Option<chrono::DateTime<chrono::Utc>>, chrono::DateTime<chrono::Utc>)> = db::query_as(
+            "SELECT sockets, node, first_at, at FROM stream_events WHERE user_id = $1 AND kind = 'pushed' \
+             AND first_seq <= $2 AND last_seq >= $2 ORDER BY at, id",
+        )
+        .bind(user)
+        .bind(seq)
+        .fetch_all(self.reader())
+        .await
+        .map_err(backend_error)?;
+        let acked_at: Option<(chrono::DateTime<chrono::Utc>,)> = db::query_as(
+            "SELECT at FROM stream_events WHERE user_id = $1 AND kind = 'acked' AND last_seq >= $2 \
+             ORDER BY at, id LIMIT 1",
+        )
+        .bind(user)
+        .bind(seq)
+        .fetch_optional(self.reader())
+        .await
+        .map_err(backend_error)?;
+        let deliveries: Vec<crate::store::notifications::DeliveryRow> = db::query_as(
+            "SELECT id, notification_id, channel, address, status, attempts, last_error, \
+             provider_message_id, next_attempt_at, sent_at \
+             FROM deliveries WHERE notification_id = $1 ORDER BY id",
+        )
+        .bind(id)
+        .fetch_all(self.reader())
+        .await
+        .map_err(backend_error)?;
+        #[allow(clippy::type_complexity)]
+        let attempts: Vec<(i64, String, String, i64, String, Option<String>, Option<String>, chrono::DateTime<chrono::Utc>)> =
+            db::query_as(
+                "SELECT a.delivery_id, d.channel, d.address, a.attempt, a.outcome, a.error, a.node, a.at \
+                 FROM delivery_attempts a JOIN deliveries d ON d.id = a.delivery_id \
+                 WHERE d.notification_id = $1 ORDER BY a.at, a.id",
+            )
+            .bind(id)
+            .fetch_all(self.reader())
+            .await
+            .map_err(backend_error)?;
+        let escalations: Vec<crate::store::history::EscalationDbRow> = db::query_as(&format!(
+            "SELECT {} FROM escalations WHERE notification_id = $1 ORDER BY due_at, id",
+            crate::store::history::ESCALATION_COLUMNS
+        ))
+        .bind(id)
+        .fetch_all(self.reader())
+        .await
+        .map_err(backend_error)?;
+        Ok(Some(tickethub_actors::ports::TimelineRecord {
+            notification,
+            deleted_at,
+            event,
+            action,
+            actor: actor_id.map(tickethub_actors::domain::UserId),
+            pushes: pushes
+                .into_iter()
+                .map(|(sockets, node, first_at, at)| PushRecord {
+                    first_at: first_at.unwrap_or(at),
+                    sockets,
+                    node,
+                    at,
+                })
+                .collect(),
+            acked_at: acked_at.map(|(at,)| at),
+            deliveries: deliveries
+                .into_iter()
+                .map(crate::store::notifications::DeliveryRow::into_delivery)
+                .collect::<Result<_, _>>()?,
+            attempts: attempts
+                .into_iter()
+                .map(
+                    |(delivery_id, channel, address, attempt, outcome, error, node, at)| {
+                        Ok(DeliveryAttempt {
+                            delivery_id,
+                            channel: tickethub_actors::routing::Channel::stored(&channel)
+                                .ok_or_else(|| {
+                                    StoreError::Backend(
+                                        format!("unknown channel `{channel}`").into(),
+                                    )
+                                })?,
+                            address,
+                            attempt,
+                            outcome,
+                            error,
                             node,
                             at,
                         })
-                        .collect(),
-                    acked_at: acked_at.map(|(at,)| at),
-                    deliveries: deliveries
-                        .into_iter()
-                        .map($crate::store::notifications::DeliveryRow::into_delivery)
-                        .collect::<Result<_, _>>()?,
-                    attempts: attempts
-                        .into_iter()
-                        .map(|(delivery_id, channel, address, attempt, outcome, error, node, at)| {
-                            Ok(DeliveryAttempt {
-                                delivery_id,
-                                channel: tickethub_actors::routing::Channel::stored(&channel)
-                                .ok_or_else(|| StoreError::Backend(format!("unknown channel `{channel}`").into()))?,
-                                address,
-                                attempt,
-                                outcome,
-                                error,
-                                node,
-                                at,
-                            })
-                        })
-                        .collect::<Result<_, StoreError>>()?,
-                    escalations: escalations
-                        .into_iter()
-                        .map($crate::store::history::EscalationDbRow::into_row)
-                        .collect::<Result<_, _>>()?,
-                }))
-            }
-
-            async fn ticket_events(
-                &self,
-                ticket: tickethub_actors::ticket_domain::TicketId,
-            ) -> Result<Vec<tickethub_actors::ports::TicketEvent>, tickethub_actors::ports::StoreError> {
-                sqlx::query_as::<_, $crate::store::history::TicketEventRow>(&format!(
-                    "SELECT {} FROM ticket_events WHERE ticket_id = $1 ORDER BY id",
-                    $crate::store::history::TICKET_EVENT_COLUMNS
-                ))
-                .bind(ticket.0)
-                .fetch_all(self.reader())
-                .await
-                .map_err($crate::store::backend_error)?
+                    },
+                )
+                .collect::<Result<_, StoreError>>()?,
+            escalations: escalations
                 .into_iter()
-                .map($crate::store::history::TicketEventRow::into_event)
-                .collect()
-            }
+                .map(crate::store::history::EscalationDbRow::into_row)
+                .collect::<Result<_, _>>()?,
+        }))
+    }
 
-            async fn event_notifications(
-                &self,
-                ticket: tickethub_actors::ticket_domain::TicketId,
-                user: tickethub_actors::domain::UserId,
-            ) -> Result<Vec<(i64, i64)>, tickethub_actors::ports::StoreError> {
-                sqlx::query_as(
-                    "SELECT n.event_id, n.id FROM notifications n JOIN ticket_events e ON e.id = n.event_id \
-                     WHERE e.ticket_id = $1 AND n.user_id = $2 ORDER BY n.id",
-                )
-                .bind(ticket.0)
-                .bind(user.0)
-                .fetch_all(self.reader())
-                .await
-                .map_err($crate::store::backend_error)
-            }
-        }
+    async fn ticket_events(
+        &self,
+        ticket: tickethub_actors::ticket_domain::TicketId,
+    ) -> Result<Vec<tickethub_actors::ports::TicketEvent>, tickethub_actors::ports::StoreError>
+    {
+        db::query_as::<crate::store::history::TicketEventRow>(&format!(
+            "SELECT {} FROM ticket_events WHERE ticket_id = $1 ORDER BY id",
+            crate::store::history::TICKET_EVENT_COLUMNS
+        ))
+        .bind(ticket.0)
+        .fetch_all(self.reader())
+        .await
+        .map_err(backend_error)?
+        .into_iter()
+        .map(crate::store::history::TicketEventRow::into_event)
+        .collect()
+    }
 
-        #[async_trait::async_trait]
-        impl tickethub_actors::ports::EscalationStore for $store {
-            async fn claim_escalations(
-                &self,
-                node: &str,
-                now: chrono::DateTime<chrono::Utc>,
-                lease_until: chrono::DateTime<chrono::Utc>,
-                limit: i64,
-            ) -> Result<Vec<tickethub_actors::escalation::EscalationJob>, tickethub_actors::ports::StoreError> {
-                use std::collections::HashMap;
-                use tickethub_actors::ports::{StoreError, TicketStore};
-                let ids = self
-                    .claim_due("escalations", "due_at", node, now, lease_until, limit)
-                    .await?;
-                if ids.is_empty() {
-                    return Ok(Vec::new());
-                }
-                let rows = self.escalation_rows(&ids).await?;
-                let mut nq = sqlx::QueryBuilder::<$db>::new($crate::store::notifications::NOTIFICATION_SELECT);
-                nq.push(" WHERE n.id IN (");
-                let mut sep = nq.separated(", ");
-                for r in &rows {
-                    sep.push_bind(r.notification_id);
-                }
-                nq.push(")");
-                let notifications: HashMap<i64, tickethub_actors::notification::Notification> = nq
-                    .build_query_as::<$crate::store::notifications::NotificationRow>()
-                    .fetch_all(self.writer())
-                    .await
-                    .map_err($crate::store::backend_error)?
-                    .into_iter()
-                    .map(|r| r.into_notification().map(|n| (n.id, n)))
-                    .collect::<Result<_, _>>()?;
-                let mut jobs = Vec::with_capacity(rows.len());
-                for row in rows {
-                    let cause_status = row
-                        .cause_status
-                        .as_deref()
-                        .map(str::parse::<tickethub_actors::ticket_domain::TicketStatus>)
-                        .transpose()
-                        .map_err(|e| StoreError::Backend(e.to_string().into()))?;
-                    let row = row.into_row()?;
-                    let Some(notification) = notifications.get(&row.notification_id).cloned() else {
-                        continue;
-                    };
-                    let (deleted, acked_seq): (Option<chrono::DateTime<chrono::Utc>>, i64) = sqlx::query_as(
-                        "SELECT n.deleted_at, u.acked_seq FROM notifications n JOIN users u ON u.id = n.user_id \
-                         WHERE n.id = $1",
-                    )
-                    .bind(row.notification_id)
-                    .fetch_one(self.writer())
-                    .await
-                    .map_err($crate::store::backend_error)?;
-                    let ticket = match row.ticket {
-                        Some(t) => self.ticket(t).await?,
-                        None => None,
-                    };
-                    jobs.push(tickethub_actors::escalation::EscalationJob {
-                        id: row.id,
-                        step: row.step,
-                        due_at: row.due_at,
-                        notification,
-                        deleted: deleted.is_some(),
-                        acked_seq,
-                        cause_status,
-                        ticket,
-                    });
-                }
-                Ok(jobs)
-            }
-
-            async fn finish_escalation(
-                &self,
-                id: i64,
-                node: &str,
-                finish: tickethub_actors::escalation::Finish,
-            ) -> Result<Option<Vec<tickethub_actors::notification::Notification>>, tickethub_actors::ports::StoreError> {
-                use tickethub_actors::escalation::Finish;
-                if tickethub_actors::ports::StoreFaults::take(&self.faults.failed_escalation_finishes) {
-                    return Err(tickethub_actors::ports::StoreError::Backend(
-                        "injected: settling the step failed".into(),
-                    ));
-                }
-                let now = chrono::Utc::now();
-                let (status, detail) = match &finish {
-                    Finish::Cancelled(why) => ("CANCELLED", why.clone()),
-                    Finish::Fired { detail, .. } => ("FIRED", detail.clone()),
-                    Finish::Failed(why) => ("FAILED", why.clone()),
-                };
-                let mut tx = self.writer().begin().await.map_err($crate::store::backend_error)?;
-                let held: Option<(i64,)> = sqlx::query_as(
-                    "UPDATE escalations SET status = $1, detail = $2, claimed_until = NULL, updated_at = $3 \
-                     WHERE id = $4 AND status = 'FIRING' AND claimed_by = $5 RETURNING notification_id",
-                )
-                .bind(status)
-                .bind(&detail)
-                .bind(now)
-                .bind(id)
-                .bind(node)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err($crate::store::backend_error)?;
-                let Some((notification_id,)) = held else {
-                    return Ok(None);
-                };
-                let mut committed = Vec::new();
-                if let Finish::Fired { deliveries, drafts, .. } = finish {
-                    for (channel, address) in &deliveries {
-                        if *channel == tickethub_actors::routing::Channel::Push {
-                            Self::insert_pushes(&mut tx, &[(notification_id, address.as_str())], now).await?;
-                            continue;
-                        }
-                        sqlx::query(
-                            "INSERT INTO deliveries (notification_id, channel, address, status, attempts, \
-                             next_attempt_at, created_at, updated_at) VALUES ($1, $2, $3, 'QUEUED', 0, $4, $4, $4)",
-                        )
-                        .bind(notification_id)
-                        .bind(channel.as_str())
-                        .bind(address)
-                        .bind(now)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err($crate::store::backend_error)?;
-                    }
-                    if !drafts.is_empty() {
-                        committed = Self::insert_drafts(&mut tx, drafts, None).await?;
-                    }
-                }
-                tx.commit().await.map_err($crate::store::backend_error)?;
-                Ok(Some(committed))
-            }
-
-            async fn release_escalations(
-                &self,
-                ids: &[i64],
-                node: &str,
-            ) -> Result<(), tickethub_actors::ports::StoreError> {
-                if ids.is_empty() {
-                    return Ok(());
-                }
-                let mut q = sqlx::QueryBuilder::<$db>::new(
-                    "UPDATE escalations SET status = 'PENDING', claimed_by = NULL, claimed_until = NULL \
-                     WHERE status = 'FIRING' AND claimed_by = ",
-                );
-                q.push_bind(node.to_owned()).push(" AND id IN (");
-                let mut sep = q.separated(", ");
-                for id in ids {
-                    sep.push_bind(*id);
-                }
-                q.push(")");
-                q.build()
-                    .execute(self.writer())
-                    .await
-                    .map_err($crate::store::backend_error)?;
-                Ok(())
-            }
-
-            async fn escalation_outlook(
-                &self,
-            ) -> Result<(i64, Option<chrono::DateTime<chrono::Utc>>), tickethub_actors::ports::StoreError> {
-                let (pending,): (i64,) =
-                    sqlx::query_as("SELECT COUNT(*) FROM escalations WHERE status IN ('PENDING', 'FIRING')")
-                        .fetch_one(self.reader())
-                        .await
-                        .map_err($crate::store::backend_error)?;
-                let next: Option<(chrono::DateTime<chrono::Utc>,)> = sqlx::query_as(
-                    "SELECT due_at FROM escalations WHERE status IN ('PENDING', 'FIRING') \
-                     AND status = 'PENDING' ORDER BY due_at LIMIT 1",
-                )
-                .fetch_optional(self.reader())
-                .await
-                .map_err($crate::store::backend_error)?;
-                Ok((pending, next.map(|(d,)| d)))
-            }
-
-            async fn list_escalations(
-                &self,
-                status: Option<&str>,
-                limit: i64,
-            ) -> Result<Vec<tickethub_actors::ports::EscalationRow>, tickethub_actors::ports::StoreError> {
-                let mut q = sqlx::QueryBuilder::<$db>::new(format!(
-                    "SELECT {} FROM escalations",
-                    $crate::store::history::ESCALATION_COLUMNS
-                ));
-                if let Some(status) = status {
-                    q.push(" WHERE status = ").push_bind(status.to_owned());
-                }
-                q.push(" ORDER BY due_at, id LIMIT ").push_bind(limit);
-                q.build_query_as::<$crate::store::history::EscalationDbRow>()
-                    .fetch_all(self.reader())
-                    .await
-                    .map_err($crate::store::backend_error)?
-                    .into_iter()
-                    .map($crate::store::history::EscalationDbRow::into_row)
-                    .collect()
-            }
-        }
-    };
+    async fn event_notifications(
+        &self,
+        ticket: tickethub_actors::ticket_domain::TicketId,
+        user: tickethub_actors::domain::UserId,
+    ) -> Result<Vec<(i64, i64)>, tickethub_actors::ports::StoreError> {
+        db::query_as(
+            "SELECT n.event_id, n.id FROM notifications n JOIN ticket_events e ON e.id = n.event_id \
+             WHERE e.ticket_id = $1 AND n.user_id = $2 ORDER BY n.id",
+        )
+        .bind(ticket.0)
+        .bind(user.0)
+        .fetch_all(self.reader())
+        .await
+        .map_err(backend_error)
+    }
 }
 
-pub(crate) use impl_history_store;
+#[async_trait::async_trait]
+impl tickethub_actors::ports::EscalationStore for SqlStore {
+    async fn claim_escalations(
+        &self,
+        node: &str,
+        now: chrono::DateTime<chrono::Utc>,
+        lease_until: chrono::DateTime<chrono::Utc>,
+        limit: i64,
+    ) -> Result<Vec<tickethub_actors::escalation::EscalationJob>, tickethub_actors::ports::StoreError>
+    {
+        use std::collections::HashMap;
+        use tickethub_actors::ports::{StoreError, TicketStore};
+        let ids = self
+            .claim_due("escalations", "due_at", node, now, lease_until, limit)
+            .await?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = self.escalation_rows(&ids).await?;
+        let mut nq = db::Builder::new(crate::store::notifications::NOTIFICATION_SELECT);
+        nq.push(" WHERE n.id IN (");
+        let mut sep = nq.separated(", ");
+        for r in &rows {
+            sep.push_bind(r.notification_id);
+        }
+        nq.push(")");
+        let notifications: HashMap<i64, tickethub_actors::notification::Notification> = nq
+            .build_query_as::<crate::store::notifications::NotificationRow>()
+            .fetch_all(self.writer())
+            .await
+            .map_err(backend_error)?
+            .into_iter()
+            .map(|r| r.into_notification().map(|n| (n.id, n)))
+            .collect::<Result<_, _>>()?;
+        let mut jobs = Vec::with_capacity(rows.len());
+        for row in rows {
+            let cause_status = row
+                .cause_status
+                .as_deref()
+                .map(str::parse::<tickethub_actors::ticket_domain::TicketStatus>)
+                .transpose()
+                .map_err(|e| StoreError::Backend(e.to_string().into()))?;
+            let row = row.into_row()?;
+            let Some(notification) = notifications.get(&row.notification_id).cloned() else {
+                continue;
+            };
+            let (deleted, acked_seq): (Option<chrono::DateTime<chrono::Utc>>, i64) = db::query_as(
+                "SELECT n.deleted_at, u.acked_seq FROM notifications n JOIN users u ON u.id = n.user_id \
+                 WHERE n.id = $1",
+            )
+            .bind(row.notification_id)
+            .fetch_one(self.writer())
+            .await
+            .map_err(backend_error)?;
+            let ticket = match row.ticket {
+                Some(t) => self.ticket(t).await?,
+                None => None,
+            };
+            jobs.push(tickethub_actors::escalation::EscalationJob {
+                id: row.id,
+                step: row.step,
+                due_at: row.due_at,
+                notification,
+                deleted: deleted.is_some(),
+                acked_seq,
+                cause_status,
+                ticket,
+            });
+        }
+        Ok(jobs)
+    }
+
+    async fn finish_escalation(
+        &self,
+        id: i64,
+        node: &str,
+        finish: tickethub_actors::escalation::Finish,
+    ) -> Result<
+        Option<Vec<tickethub_actors::notification::Notification>>,
+        tickethub_actors::ports::StoreError,
+    > {
+        use tickethub_actors::escalation::Finish;
+        if tickethub_actors::ports::StoreFaults::take(&self.faults.failed_escalation_finishes) {
+            return Err(tickethub_actors::ports::StoreError::Backend(
+                "injected: settling the step failed".into(),
+            ));
+        }
+        let now = chrono::Utc::now();
+        let (status, detail) = match &finish {
+            Finish::Cancelled(why) => ("CANCELLED", why.clone()),
+            Finish::Fired { detail, .. } => ("FIRED", detail.clone()),
+            Finish::Failed(why) => ("FAILED", why.clone()),
+        };
+        let mut tx = self.writer().begin().await.map_err(backend_error)?;
+        let held: Option<(i64,)> = db::query_as(
+            "UPDATE escalations SET status = $1, detail = $2, claimed_until = NULL, updated_at = $3 \
+             WHERE id = $4 AND status = 'FIRING' AND claimed_by = $5 RETURNING notification_id",
+        )
+        .bind(status)
+        .bind(&detail)
+        .bind(now)
+        .bind(id)
+        .bind(node)
+        .fetch_optional(&mut tx)
+        .await
+        .map_err(backend_error)?;
+        let Some((notification_id,)) = held else {
+            return Ok(None);
+        };
+        let mut committed = Vec::new();
+        if let Finish::Fired {
+            deliveries, drafts, ..
+        } = finish
+        {
+            for (channel, address) in &deliveries {
+                if *channel == tickethub_actors::routing::Channel::Push {
+                    Self::insert_pushes(&mut tx, &[(notification_id, address.as_str())], now)
+                        .await?;
+                    continue;
+                }
+                db::query(&format!(
+                    "{}VALUES ($1, $2, $3, NULL, 'QUEUED', 0, $4, $4, $4)",
+                    crate::store::notifications::INSERT_DELIVERIES
+                ))
+                .bind(notification_id)
+                .bind(channel.as_str())
+                .bind(address)
+                .bind(now)
+                .execute(&mut tx)
+                .await
+                .map_err(backend_error)?;
+            }
+            if !drafts.is_empty() {
+                committed = Self::insert_drafts(&mut tx, drafts, None).await?;
+            }
+        }
+        tx.commit().await.map_err(backend_error)?;
+        Ok(Some(committed))
+    }
+
+    async fn release_escalations(
+        &self,
+        ids: &[i64],
+        node: &str,
+    ) -> Result<(), tickethub_actors::ports::StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut q = db::Builder::new(
+            "UPDATE escalations SET status = 'PENDING', claimed_by = NULL, claimed_until = NULL \
+             WHERE status = 'FIRING' AND claimed_by = ",
+        );
+        q.push_bind(node.to_owned()).push(" AND id IN (");
+        let mut sep = q.separated(", ");
+        for id in ids {
+            sep.push_bind(*id);
+        }
+        q.push(")");
+        q.build()
+            .execute(self.writer())
+            .await
+            .map_err(backend_error)?;
+        Ok(())
+    }
+
+    async fn escalation_outlook(
+        &self,
+    ) -> Result<(i64, Option<chrono::DateTime<chrono::Utc>>), tickethub_actors::ports::StoreError>
+    {
+        let (pending,): (i64,) =
+            db::query_as("SELECT COUNT(*) FROM escalations WHERE status IN ('PENDING', 'FIRING')")
+                .fetch_one(self.reader())
+                .await
+                .map_err(backend_error)?;
+        let next: Option<(chrono::DateTime<chrono::Utc>,)> = db::query_as(
+            "SELECT due_at FROM escalations WHERE status IN ('PENDING', 'FIRING') \
+             AND status = 'PENDING' ORDER BY due_at LIMIT 1",
+        )
+        .fetch_optional(self.reader())
+        .await
+        .map_err(backend_error)?;
+        Ok((pending, next.map(|(d,)| d)))
+    }
+
+    async fn list_escalations(
+        &self,
+        status: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<tickethub_actors::ports::EscalationRow>, tickethub_actors::ports::StoreError>
+    {
+        let mut q = db::Builder::new(format!(
+            "SELECT {} FROM escalations",
+            crate::store::history::ESCALATION_COLUMNS
+        ));
+        if let Some(status) = status {
+            q.push(" WHERE status = ").push_bind(status.to_owned());
+        }
+        q.push(" ORDER BY due_at, id LIMIT ").push_bind(limit);
+        q.build_query_as::<crate::store::history::EscalationDbRow>()
+            .fetch_all(self.reader())
+            .await
+            .map_err(backend_error)?
+            .into_iter()
+            .map(crate::store::history::EscalationDbRow::into_row)
+            .collect()
+    }
+}
 
 /// Counts cancelled steps.
 pub(crate) fn count_cancelled(n: u64) {

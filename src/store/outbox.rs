@@ -1,399 +1,476 @@
 //! The outbox in SQL: claiming due deliveries and recording their outcomes.
 
-/// Implements `OutboxStore` for a store type. `$lock` is the row-locking clause of the claim's
-/// subquery: `FOR UPDATE SKIP LOCKED` on PostgreSQL, so that hub processes sharing a database
-/// split the work, and nothing on SQLite, whose single writer already serializes claims.
-macro_rules! impl_outbox_store {
-    ($store:ty, $db:ty, $lock:literal) => {
-        impl $store {
-            /// Commits an attempt's outcome with its history row, if the claim was still held
-            /// (`updated` rows); answers whether it was.
-            #[allow(clippy::too_many_arguments)]
-            async fn settle_attempt(
-                mut tx: sqlx::Transaction<'_, $db>,
-                updated: u64,
-                id: i64,
-                attempt: i64,
-                outcome: &str,
-                error: Option<&str>,
-                node: &str,
-                now: chrono::DateTime<chrono::Utc>,
-            ) -> Result<bool, tickethub_actors::ports::StoreError> {
-                if updated != 1 {
-                    return Ok(false);
-                }
-                Self::insert_attempt(&mut tx, id, attempt, outcome, error, node, now).await?;
-                tx.commit().await.map_err($crate::store::backend_error)?;
-                Ok(true)
-            }
-        }
+use crate::store::{backend_error, db, SqlStore};
 
-        #[async_trait::async_trait]
-        impl tickethub_actors::ports::OutboxStore for $store {
-            async fn claim(
-                &self,
-                channel: tickethub_actors::routing::Channel,
-                node: &str,
-                limit: i64,
-                now: chrono::DateTime<chrono::Utc>,
-                lease_until: chrono::DateTime<chrono::Utc>,
-            ) -> Result<Vec<tickethub_actors::ports::DeliveryJob>, tickethub_actors::ports::StoreError> {
-                use tickethub_actors::ports::StoreError;
-                let claimed: Vec<(i64,)> = sqlx::query_as(concat!(
-                    "UPDATE deliveries SET status = 'SENDING', claimed_until = $1, claimed_by = $2, updated_at = $3 \
-                     WHERE id IN (SELECT id FROM deliveries WHERE channel = $4 AND \
-                     status IN ('QUEUED', 'SENDING') AND \
-                     ((status = 'QUEUED' AND next_attempt_at <= $3) OR (status = 'SENDING' AND claimed_until < $3)) \
-                     ORDER BY next_attempt_at, id LIMIT $5 ",
-                    $lock,
-                    ") RETURNING id"
-                ))
-                .bind(lease_until)
-                .bind(node)
-                .bind(now)
-                .bind(channel.as_str())
-                .bind(limit)
-                .fetch_all(self.writer())
-                .await
-                .map_err($crate::store::backend_error)?;
-                if claimed.is_empty() {
-                    return Ok(Vec::new());
-                }
-                let mut q = sqlx::QueryBuilder::<$db>::new(
-                    "SELECT d.id, d.notification_id, d.channel, d.address, d.status, d.attempts, d.last_error, \
-                     d.sent_at, COALESCE(NULLIF(u.display_name, ''), u.username) AS recipient_name, \
-                     d.recipients, u.username, u.display_name, \
-                     (d.unless_seen AND (n.is_read OR u.acked_seq >= n.seq OR n.deleted_at IS NOT NULL)) AS seen \
-                     FROM deliveries d JOIN notifications n ON n.id = d.notification_id \
-                     JOIN users u ON u.id = n.user_id WHERE d.id IN (",
-                );
-                let mut sep = q.separated(", ");
-                for (id,) in &claimed {
-                    sep.push_bind(*id);
-                }
-                q.push(") ORDER BY d.id");
-                #[allow(clippy::type_complexity)]
-                let rows: Vec<(i64, i64, String, String, String, i64, Option<String>, Option<chrono::DateTime<chrono::Utc>>, String, Option<String>, String, String, bool)> = q
-                    .build_query_as()
-                    .fetch_all(self.writer())
-                    .await
-                    .map_err($crate::store::backend_error)?;
-                let mut nq = sqlx::QueryBuilder::<$db>::new($crate::store::notifications::NOTIFICATION_SELECT);
-                nq.push(" WHERE n.id IN (");
-                let mut sep = nq.separated(", ");
-                for row in &rows {
-                    sep.push_bind(row.1);
-                }
-                nq.push(")");
-                let notifications: std::collections::HashMap<i64, tickethub_actors::notification::Notification> = nq
-                    .build_query_as::<$crate::store::notifications::NotificationRow>()
-                    .fetch_all(self.writer())
-                    .await
-                    .map_err($crate::store::backend_error)?
-                    .into_iter()
-                    .map(|r| r.into_notification().map(|n| (n.id, n)))
-                    .collect::<Result<_, _>>()?;
-                let devices = if tickethub_actors::routing::Channel::CARRIERS.contains(&channel) {
-                    let ids: Vec<i64> = rows.iter().filter_map(|r| r.3.parse().ok()).collect();
-                    self.devices_by_id(&ids).await?
-                } else {
-                    std::collections::HashMap::new()
-                };
-                rows.into_iter()
-                    .map(|(id, notification_id, channel, address, _, attempts, _, _, recipient_name, recipients, username, display_name, seen)| {
-                        let notification = notifications
+impl SqlStore {
+    /// Commits an attempt's outcome with its history row, if the claim was still held
+    /// (`updated` rows); answers whether it was.
+    #[allow(clippy::too_many_arguments)]
+    async fn settle_attempt(
+        mut tx: db::Tx,
+        updated: u64,
+        id: i64,
+        attempt: i64,
+        outcome: &str,
+        error: Option<&str>,
+        node: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<bool, tickethub_actors::ports::StoreError> {
+        if updated != 1 {
+            return Ok(false);
+        }
+        Self::insert_attempt(&mut tx, id, attempt, outcome, error, node, now).await?;
+        tx.commit().await.map_err(backend_error)?;
+        Ok(true)
+    }
+}
+
+#[async_trait::async_trait]
+impl tickethub_actors::ports::OutboxStore for SqlStore {
+    async fn claim(
+        &self,
+        channel: tickethub_actors::routing::Channel,
+        node: &str,
+        limit: i64,
+        now: chrono::DateTime<chrono::Utc>,
+        lease_until: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<tickethub_actors::ports::DeliveryJob>, tickethub_actors::ports::StoreError>
+    {
+        use tickethub_actors::ports::StoreError;
+        let claimed: Vec<(i64,)> = db::query_as(&format!(
+            "UPDATE deliveries SET status = 'SENDING', claimed_until = $1, claimed_by = $2, updated_at = $3 \
+             WHERE id IN (SELECT id FROM deliveries WHERE channel = $4 AND \
+             status IN ('QUEUED', 'SENDING') AND \
+             ((status = 'QUEUED' AND next_attempt_at <= $3) OR (status = 'SENDING' AND claimed_until < $3)) \
+             ORDER BY next_attempt_at, id LIMIT $5 {}) RETURNING id",
+            self.kind().skip_locked()
+        ))
+        .bind(lease_until)
+        .bind(node)
+        .bind(now)
+        .bind(channel.as_str())
+        .bind(limit)
+        .fetch_all(self.writer())
+        .await
+        .map_err(backend_error)?;
+        if claimed.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut q = db::Builder::new(
+            "SELECT d.id, d.notification_id, d.channel, d.address, d.status, d.attempts, d.last_error, \
+             d.sent_at, COALESCE(NULLIF(u.display_name, ''), u.username) AS recipient_name, \
+             d.recipients, u.username, u.display_name, \
+             (d.unless_seen AND (n.is_read OR u.acked_seq >= n.seq OR n.deleted_at IS NOT NULL)) AS seen \
+             FROM deliveries d JOIN notifications n ON n.id = d.notification_id \
+             JOIN users u ON u.id = n.user_id WHERE d.id IN (",
+        );
+        let mut sep = q.separated(", ");
+        for (id,) in &claimed {
+            sep.push_bind(*id);
+        }
+        q.push(") ORDER BY d.id");
+        #[allow(clippy::type_complexity)]
+        let rows: Vec<(
+            i64,
+            i64,
+            String,
+            String,
+            String,
+            i64,
+            Option<String>,
+            Option<chrono::DateTime<chrono::Utc>>,
+            String,
+            Option<String>,
+            String,
+            String,
+            bool,
+        )> = q
+            .build_query_as()
+            .fetch_all(self.writer())
+            .await
+            .map_err(backend_error)?;
+        let mut nq = db::Builder::new(crate::store::notifications::NOTIFICATION_SELECT);
+        nq.push(" WHERE n.id IN (");
+        let mut sep = nq.separated(", ");
+        for row in &rows {
+            sep.push_bind(row.1);
+        }
+        nq.push(")");
+        let notifications: std::collections::HashMap<
+            i64,
+            tickethub_actors::notification::Notification,
+        > = nq
+            .build_query_as::<crate::store::notifications::NotificationRow>()
+            .fetch_all(self.writer())
+            .await
+            .map_err(backend_error)?
+            .into_iter()
+            .map(|r| r.into_notification().map(|n| (n.id, n)))
+            .collect::<Result<_, _>>()?;
+        let devices = if tickethub_actors::routing::Channel::CARRIERS.contains(&channel) {
+            let ids: Vec<i64> = rows.iter().filter_map(|r| r.3.parse().ok()).collect();
+            self.devices_by_id(&ids).await?
+        } else {
+            std::collections::HashMap::new()
+        };
+        rows.into_iter()
+            .map(
+                |(
+                    id,
+                    notification_id,
+                    channel,
+                    address,
+                    _,
+                    attempts,
+                    _,
+                    _,
+                    recipient_name,
+                    recipients,
+                    username,
+                    display_name,
+                    seen,
+                )| {
+                    let notification =
+                        notifications
                             .get(&notification_id)
                             .cloned()
-                            .ok_or_else(|| StoreError::NotFound(format!("notification {notification_id}")))?;
-                        let recipients = match recipients {
-                            Some(text) => $crate::store::notifications::parse_recipients(&text)?,
-                            None => vec![tickethub_actors::notification::Recipient {
-                                user_id: notification.user_id,
-                                username,
-                                display_name,
-                            }],
-                        };
-                        Ok(tickethub_actors::ports::DeliveryJob {
-                            id,
-                            channel: tickethub_actors::routing::Channel::stored(&channel)
-                                .ok_or_else(|| StoreError::Backend(format!("unknown channel `{channel}`").into()))?,
-                            attempts,
-                            device: address.parse().ok().and_then(|d: i64| devices.get(&d).cloned()),
-                            address,
-                            notification,
-                            recipient_name,
-                            recipients,
-                            seen,
-                        })
+                            .ok_or_else(|| {
+                                StoreError::NotFound(format!("notification {notification_id}"))
+                            })?;
+                    let recipients = match recipients {
+                        Some(text) => crate::store::notifications::parse_recipients(&text)?,
+                        None => vec![tickethub_actors::notification::Recipient {
+                            user_id: notification.user_id,
+                            username,
+                            display_name,
+                        }],
+                    };
+                    Ok(tickethub_actors::ports::DeliveryJob {
+                        id,
+                        channel: tickethub_actors::routing::Channel::stored(&channel).ok_or_else(
+                            || StoreError::Backend(format!("unknown channel `{channel}`").into()),
+                        )?,
+                        attempts,
+                        device: address
+                            .parse()
+                            .ok()
+                            .and_then(|d: i64| devices.get(&d).cloned()),
+                        address,
+                        notification,
+                        recipient_name,
+                        recipients,
+                        seen,
                     })
-                    .collect()
-            }
+                },
+            )
+            .collect()
+    }
 
-            async fn delivery_sent(
-                &self,
-                id: i64,
-                node: &str,
-                attempts: i64,
-                provider_id: Option<&str>,
-            ) -> Result<bool, tickethub_actors::ports::StoreError> {
-                let now = chrono::Utc::now();
-                if tickethub_actors::ports::StoreFaults::take(&self.faults.failed_outcome_writes) {
-                    return Err(tickethub_actors::ports::StoreError::Backend(
-                        "injected: the outcome write failed".into(),
-                    ));
-                }
-                let mut tx = self.writer().begin().await.map_err($crate::store::backend_error)?;
-                let done = sqlx::query(
-                    "UPDATE deliveries SET status = 'SENT', attempts = $2, provider_message_id = $3, sent_at = $4, \
-                     last_error = NULL, claimed_until = NULL, claimed_by = NULL, updated_at = $4 \
-                     WHERE id = $1 AND status = 'SENDING' AND claimed_by = $5",
-                )
-                .bind(id)
-                .bind(attempts)
-                .bind(provider_id)
-                .bind(now)
-                .bind(node)
-                .execute(&mut *tx)
-                .await
-                .map_err($crate::store::backend_error)?;
-                Self::settle_attempt(tx, done.rows_affected(), id, attempts, "sent", None, node, now).await
-            }
+    async fn delivery_sent(
+        &self,
+        id: i64,
+        node: &str,
+        attempts: i64,
+        provider_id: Option<&str>,
+    ) -> Result<bool, tickethub_actors::ports::StoreError> {
+        let now = chrono::Utc::now();
+        if tickethub_actors::ports::StoreFaults::take(&self.faults.failed_outcome_writes) {
+            return Err(tickethub_actors::ports::StoreError::Backend(
+                "injected: the outcome write failed".into(),
+            ));
+        }
+        let mut tx = self.writer().begin().await.map_err(backend_error)?;
+        let done = db::query(
+            "UPDATE deliveries SET status = 'SENT', attempts = $2, provider_message_id = $3, sent_at = $4, \
+             last_error = NULL, claimed_until = NULL, claimed_by = NULL, updated_at = $4 \
+             WHERE id = $1 AND status = 'SENDING' AND claimed_by = $5",
+        )
+        .bind(id)
+        .bind(attempts)
+        .bind(provider_id)
+        .bind(now)
+        .bind(node)
+        .execute(&mut tx)
+        .await
+        .map_err(backend_error)?;
+        Self::settle_attempt(
+            tx,
+            done.rows_affected(),
+            id,
+            attempts,
+            "sent",
+            None,
+            node,
+            now,
+        )
+        .await
+    }
 
-            async fn delivery_failed(
-                &self,
-                id: i64,
-                node: &str,
-                attempts: i64,
-                error: &str,
-            ) -> Result<bool, tickethub_actors::ports::StoreError> {
-                let now = chrono::Utc::now();
-                if tickethub_actors::ports::StoreFaults::take(&self.faults.failed_outcome_writes) {
-                    return Err(tickethub_actors::ports::StoreError::Backend(
-                        "injected: the outcome write failed".into(),
-                    ));
-                }
-                let mut tx = self.writer().begin().await.map_err($crate::store::backend_error)?;
-                let done = sqlx::query(
-                    "UPDATE deliveries SET status = 'FAILED', attempts = $2, last_error = $3, \
-                     claimed_until = NULL, claimed_by = NULL, updated_at = $4 \
-                     WHERE id = $1 AND status = 'SENDING' AND claimed_by = $5",
-                )
-                .bind(id)
-                .bind(attempts)
-                .bind(error)
-                .bind(now)
-                .bind(node)
-                .execute(&mut *tx)
-                .await
-                .map_err($crate::store::backend_error)?;
-                Self::settle_attempt(tx, done.rows_affected(), id, attempts, "failed", Some(error), node, now).await
-            }
+    async fn delivery_failed(
+        &self,
+        id: i64,
+        node: &str,
+        attempts: i64,
+        error: &str,
+    ) -> Result<bool, tickethub_actors::ports::StoreError> {
+        let now = chrono::Utc::now();
+        if tickethub_actors::ports::StoreFaults::take(&self.faults.failed_outcome_writes) {
+            return Err(tickethub_actors::ports::StoreError::Backend(
+                "injected: the outcome write failed".into(),
+            ));
+        }
+        let mut tx = self.writer().begin().await.map_err(backend_error)?;
+        let done = db::query(
+            "UPDATE deliveries SET status = 'FAILED', attempts = $2, last_error = $3, \
+             claimed_until = NULL, claimed_by = NULL, updated_at = $4 \
+             WHERE id = $1 AND status = 'SENDING' AND claimed_by = $5",
+        )
+        .bind(id)
+        .bind(attempts)
+        .bind(error)
+        .bind(now)
+        .bind(node)
+        .execute(&mut tx)
+        .await
+        .map_err(backend_error)?;
+        Self::settle_attempt(
+            tx,
+            done.rows_affected(),
+            id,
+            attempts,
+            "failed",
+            Some(error),
+            node,
+            now,
+        )
+        .await
+    }
 
-            async fn delivery_retry(
-                &self,
-                id: i64,
-                node: &str,
-                attempts: i64,
-                next_attempt_at: chrono::DateTime<chrono::Utc>,
-                error: &str,
-            ) -> Result<bool, tickethub_actors::ports::StoreError> {
-                let now = chrono::Utc::now();
-                if tickethub_actors::ports::StoreFaults::take(&self.faults.failed_outcome_writes) {
-                    return Err(tickethub_actors::ports::StoreError::Backend(
-                        "injected: the outcome write failed".into(),
-                    ));
-                }
-                let mut tx = self.writer().begin().await.map_err($crate::store::backend_error)?;
-                let done = sqlx::query(
-                    "UPDATE deliveries SET status = 'QUEUED', attempts = $2, next_attempt_at = $3, last_error = $4, \
-                     claimed_until = NULL, claimed_by = NULL, updated_at = $5 \
-                     WHERE id = $1 AND status = 'SENDING' AND claimed_by = $6",
-                )
-                .bind(id)
-                .bind(attempts)
-                .bind(next_attempt_at)
-                .bind(error)
-                .bind(now)
-                .bind(node)
-                .execute(&mut *tx)
-                .await
-                .map_err($crate::store::backend_error)?;
-                Self::settle_attempt(tx, done.rows_affected(), id, attempts, "retry", Some(error), node, now).await
-            }
+    async fn delivery_retry(
+        &self,
+        id: i64,
+        node: &str,
+        attempts: i64,
+        next_attempt_at: chrono::DateTime<chrono::Utc>,
+        error: &str,
+    ) -> Result<bool, tickethub_actors::ports::StoreError> {
+        let now = chrono::Utc::now();
+        if tickethub_actors::ports::StoreFaults::take(&self.faults.failed_outcome_writes) {
+            return Err(tickethub_actors::ports::StoreError::Backend(
+                "injected: the outcome write failed".into(),
+            ));
+        }
+        let mut tx = self.writer().begin().await.map_err(backend_error)?;
+        let done = db::query(
+            "UPDATE deliveries SET status = 'QUEUED', attempts = $2, next_attempt_at = $3, last_error = $4, \
+             claimed_until = NULL, claimed_by = NULL, updated_at = $5 \
+             WHERE id = $1 AND status = 'SENDING' AND claimed_by = $6",
+        )
+        .bind(id)
+        .bind(attempts)
+        .bind(next_attempt_at)
+        .bind(error)
+        .bind(now)
+        .bind(node)
+        .execute(&mut tx)
+        .await
+        .map_err(backend_error)?;
+        Self::settle_attempt(
+            tx,
+            done.rows_affected(),
+            id,
+            attempts,
+            "retry",
+            Some(error),
+            node,
+            now,
+        )
+        .await
+    }
 
-            async fn delivery_suppressed(
-                &self,
-                id: i64,
-                node: &str,
-                why: &str,
-            ) -> Result<bool, tickethub_actors::ports::StoreError> {
-                let now = chrono::Utc::now();
-                let mut tx = self.writer().begin().await.map_err($crate::store::backend_error)?;
-                let done = sqlx::query(
-                    "UPDATE deliveries SET status = 'SUPPRESSED', last_error = $2, \
-                     claimed_until = NULL, claimed_by = NULL, updated_at = $3 \
-                     WHERE id = $1 AND status = 'SENDING' AND claimed_by = $4",
-                )
-                .bind(id)
-                .bind(why)
-                .bind(now)
-                .bind(node)
-                .execute(&mut *tx)
-                .await
-                .map_err($crate::store::backend_error)?;
-                Self::settle_attempt(tx, done.rows_affected(), id, 0, "suppressed", Some(why), node, now).await
-            }
+    async fn delivery_suppressed(
+        &self,
+        id: i64,
+        node: &str,
+        why: &str,
+    ) -> Result<bool, tickethub_actors::ports::StoreError> {
+        let now = chrono::Utc::now();
+        let mut tx = self.writer().begin().await.map_err(backend_error)?;
+        let done = db::query(
+            "UPDATE deliveries SET status = 'SUPPRESSED', last_error = $2, \
+             claimed_until = NULL, claimed_by = NULL, updated_at = $3 \
+             WHERE id = $1 AND status = 'SENDING' AND claimed_by = $4",
+        )
+        .bind(id)
+        .bind(why)
+        .bind(now)
+        .bind(node)
+        .execute(&mut tx)
+        .await
+        .map_err(backend_error)?;
+        Self::settle_attempt(
+            tx,
+            done.rows_affected(),
+            id,
+            0,
+            "suppressed",
+            Some(why),
+            node,
+            now,
+        )
+        .await
+    }
 
-            async fn delivery_release(&self, ids: &[i64]) -> Result<(), tickethub_actors::ports::StoreError> {
-                if ids.is_empty() {
-                    return Ok(());
-                }
-                if tickethub_actors::ports::StoreFaults::take(&self.faults.failed_releases) {
-                    return Err(tickethub_actors::ports::StoreError::Backend(
-                        "injected: the release failed".into(),
-                    ));
-                }
-                let mut q = sqlx::QueryBuilder::<$db>::new(
-                    "UPDATE deliveries SET status = 'QUEUED', claimed_until = NULL, claimed_by = NULL \
-                     WHERE status = 'SENDING' AND id IN (",
-                );
-                let mut sep = q.separated(", ");
-                for id in ids {
-                    sep.push_bind(*id);
-                }
-                q.push(")");
-                q.build()
-                    .execute(self.writer())
-                    .await
-                    .map_err($crate::store::backend_error)?;
-                Ok(())
-            }
+    async fn delivery_release(
+        &self,
+        ids: &[i64],
+    ) -> Result<(), tickethub_actors::ports::StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        if tickethub_actors::ports::StoreFaults::take(&self.faults.failed_releases) {
+            return Err(tickethub_actors::ports::StoreError::Backend(
+                "injected: the release failed".into(),
+            ));
+        }
+        let mut q = db::Builder::new(
+            "UPDATE deliveries SET status = 'QUEUED', claimed_until = NULL, claimed_by = NULL \
+             WHERE status = 'SENDING' AND id IN (",
+        );
+        let mut sep = q.separated(", ");
+        for id in ids {
+            sep.push_bind(*id);
+        }
+        q.push(")");
+        q.build()
+            .execute(self.writer())
+            .await
+            .map_err(backend_error)?;
+        Ok(())
+    }
 
-            async fn delivery_reclaim(
-                &self,
-                channel: tickethub_actors::routing::Channel,
-                node: &str,
-                sending: &[i64],
-            ) -> Result<u64, tickethub_actors::ports::StoreError> {
-                let mut q = sqlx::QueryBuilder::<$db>::new(
-                    "UPDATE deliveries SET status = 'QUEUED', claimed_until = NULL, claimed_by = NULL \
-                     WHERE status = 'SENDING' AND channel = ",
-                );
-                q.push_bind(channel.as_str());
-                q.push(" AND claimed_by = ");
-                q.push_bind(node);
-                if !sending.is_empty() {
-                    q.push(" AND id NOT IN (");
-                    let mut sep = q.separated(", ");
-                    for id in sending {
-                        sep.push_bind(*id);
-                    }
-                    q.push(")");
-                }
-                let done = q
-                    .build()
-                    .execute(self.writer())
-                    .await
-                    .map_err($crate::store::backend_error)?;
-                Ok(done.rows_affected())
+    async fn delivery_reclaim(
+        &self,
+        channel: tickethub_actors::routing::Channel,
+        node: &str,
+        sending: &[i64],
+    ) -> Result<u64, tickethub_actors::ports::StoreError> {
+        let mut q = db::Builder::new(
+            "UPDATE deliveries SET status = 'QUEUED', claimed_until = NULL, claimed_by = NULL \
+             WHERE status = 'SENDING' AND channel = ",
+        );
+        q.push_bind(channel.as_str());
+        q.push(" AND claimed_by = ");
+        q.push_bind(node);
+        if !sending.is_empty() {
+            q.push(" AND id NOT IN (");
+            let mut sep = q.separated(", ");
+            for id in sending {
+                sep.push_bind(*id);
             }
+            q.push(")");
+        }
+        let done = q
+            .build()
+            .execute(self.writer())
+            .await
+            .map_err(backend_error)?;
+        Ok(done.rows_affected())
+    }
 
-            async fn outbox_depth(
-                &self,
-                channel: tickethub_actors::routing::Channel,
-            ) -> Result<i64, tickethub_actors::ports::StoreError> {
-                let (n,): (i64,) = sqlx::query_as(
-                    "SELECT COUNT(*) FROM deliveries WHERE channel = $1 AND status IN ('QUEUED', 'SENDING')",
-                )
-                .bind(channel.as_str())
-                .fetch_one(self.reader())
-                .await
-                .map_err($crate::store::backend_error)?;
-                Ok(n)
-            }
+    async fn outbox_depth(
+        &self,
+        channel: tickethub_actors::routing::Channel,
+    ) -> Result<i64, tickethub_actors::ports::StoreError> {
+        let (n,): (i64,) = db::query_as(
+            "SELECT COUNT(*) FROM deliveries WHERE channel = $1 AND status IN ('QUEUED', 'SENDING')",
+        )
+        .bind(channel.as_str())
+        .fetch_one(self.reader())
+        .await
+        .map_err(backend_error)?;
+        Ok(n)
+    }
 
-            async fn deliveries(
-                &self,
-                user: tickethub_actors::domain::UserId,
-                id: i64,
-            ) -> Result<Option<Vec<tickethub_actors::ports::Delivery>>, tickethub_actors::ports::StoreError>
-            {
-                let owned: Option<(i64,)> = sqlx::query_as(
-                    "SELECT id FROM notifications WHERE id = $1 AND user_id = $2 AND deleted_at IS NULL",
-                )
-                .bind(id)
-                .bind(user.0)
-                .fetch_optional(self.reader())
-                .await
-                .map_err($crate::store::backend_error)?;
-                if owned.is_none() {
-                    return Ok(None);
+    async fn deliveries(
+        &self,
+        user: tickethub_actors::domain::UserId,
+        id: i64,
+    ) -> Result<Option<Vec<tickethub_actors::ports::Delivery>>, tickethub_actors::ports::StoreError>
+    {
+        let owned: Option<(i64,)> = db::query_as(
+            "SELECT id FROM notifications WHERE id = $1 AND user_id = $2 AND deleted_at IS NULL",
+        )
+        .bind(id)
+        .bind(user.0)
+        .fetch_optional(self.reader())
+        .await
+        .map_err(backend_error)?;
+        if owned.is_none() {
+            return Ok(None);
+        }
+        let rows: Vec<crate::store::notifications::DeliveryRow> = db::query_as(
+            "SELECT id, notification_id, channel, address, status, attempts, last_error, \
+             provider_message_id, next_attempt_at, sent_at \
+             FROM deliveries WHERE notification_id = $1 ORDER BY id",
+        )
+        .bind(id)
+        .fetch_all(self.reader())
+        .await
+        .map_err(backend_error)?;
+        rows.into_iter()
+            .map(crate::store::notifications::DeliveryRow::into_delivery)
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some)
+    }
+
+    async fn delivery_summaries(
+        &self,
+        ids: &[i64],
+    ) -> Result<
+        std::collections::HashMap<i64, tickethub_actors::ports::DeliverySummary>,
+        tickethub_actors::ports::StoreError,
+    > {
+        let mut out = std::collections::HashMap::new();
+        for chunk in ids.chunks(1000) {
+            // A delivery on a deployment channel (a webhook's) is the event's, not
+            // the recipient's. A push held back and then suppressed was not needed:
+            // the notification was seen in the app.
+            let mut q = db::Builder::new(
+                "SELECT notification_id, COUNT(*), \
+                 SUM(CASE WHEN status IN ('SENT', 'SUPPRESSED') THEN 1 ELSE 0 END), \
+                 SUM(CASE WHEN status = 'FAILED' THEN 1 ELSE 0 END), MIN(sent_at) \
+                 FROM deliveries WHERE channel NOT IN (",
+            );
+            let mut names = q.separated(", ");
+            for (channel, reach) in tickethub_actors::routing::Channel::registered() {
+                if reach == tickethub_actors::routing::Reach::Deployment {
+                    names.push_bind(channel.as_str());
                 }
-                let rows: Vec<$crate::store::notifications::DeliveryRow> = sqlx::query_as(
-                    "SELECT id, notification_id, channel, address, status, attempts, last_error, \
-                     provider_message_id, next_attempt_at, sent_at \
-                     FROM deliveries WHERE notification_id = $1 ORDER BY id",
-                )
-                .bind(id)
+            }
+            q.push(") AND notification_id IN (");
+            let mut sep = q.separated(", ");
+            for id in chunk {
+                sep.push_bind(*id);
+            }
+            q.push(") GROUP BY notification_id");
+            let rows: Vec<(i64, i64, i64, i64, Option<chrono::DateTime<chrono::Utc>>)> = q
+                .build_query_as()
                 .fetch_all(self.reader())
                 .await
-                .map_err($crate::store::backend_error)?;
-                rows.into_iter()
-                    .map($crate::store::notifications::DeliveryRow::into_delivery)
-                    .collect::<Result<Vec<_>, _>>()
-                    .map(Some)
-            }
-
-            async fn delivery_summaries(
-                &self,
-                ids: &[i64],
-            ) -> Result<
-                std::collections::HashMap<i64, tickethub_actors::ports::DeliverySummary>,
-                tickethub_actors::ports::StoreError,
-            > {
-                let mut out = std::collections::HashMap::new();
-                for chunk in ids.chunks(1000) {
-                    // A delivery on a deployment channel (a webhook's) is the event's, not
-                    // the recipient's. A push held back and then suppressed was not needed:
-                    // the notification was seen in the app.
-                    let mut q = sqlx::QueryBuilder::<$db>::new(
-                        "SELECT notification_id, COUNT(*), \
-                         SUM(CASE WHEN status IN ('SENT', 'SUPPRESSED') THEN 1 ELSE 0 END), \
-                         SUM(CASE WHEN status = 'FAILED' THEN 1 ELSE 0 END), MIN(sent_at) \
-                         FROM deliveries WHERE channel NOT IN (",
-                    );
-                    let mut names = q.separated(", ");
-                    for (channel, reach) in tickethub_actors::routing::Channel::registered() {
-                        if reach == tickethub_actors::routing::Reach::Deployment {
-                            names.push_bind(channel.as_str());
-                        }
-                    }
-                    q.push(") AND notification_id IN (");
-                    let mut sep = q.separated(", ");
-                    for id in chunk {
-                        sep.push_bind(*id);
-                    }
-                    q.push(") GROUP BY notification_id");
-                    let rows: Vec<(i64, i64, i64, i64, Option<chrono::DateTime<chrono::Utc>>)> = q
-                        .build_query_as()
-                        .fetch_all(self.reader())
-                        .await
-                        .map_err($crate::store::backend_error)?;
-                    for (id, total, sent, failed, first_sent_at) in rows {
-                        out.insert(
-                            id,
-                            tickethub_actors::ports::DeliverySummary {
-                                total,
-                                sent,
-                                failed,
-                                first_sent_at,
-                            },
-                        );
-                    }
-                }
-                Ok(out)
+                .map_err(backend_error)?;
+            for (id, total, sent, failed, first_sent_at) in rows {
+                out.insert(
+                    id,
+                    tickethub_actors::ports::DeliverySummary {
+                        total,
+                        sent,
+                        failed,
+                        first_sent_at,
+                    },
+                );
             }
         }
-    };
+        Ok(out)
+    }
 }
-pub(crate) use impl_outbox_store;

@@ -5,22 +5,16 @@ use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
-use super::{impl_store, ConnectError};
+use super::db::Pool;
+use super::{ConnectError, SqlStore};
 
 mod held;
 
-/// The PostgreSQL implementation of the ports.
-#[derive(Clone, Debug)]
-pub struct PgStore {
-    pool: PgPool,
-    commits: super::CommitQueue,
-    faults: std::sync::Arc<tickethub_actors::ports::StoreFaults>,
-    /// The bounds of the purge's running sweep.
-    purge_bounds: std::sync::Arc<super::retention::PurgeBounds>,
-    /// Active users, kept between requests.
-    users: std::sync::Arc<tickethub_actors::ports::UserCache>,
+/// What only the PostgreSQL store has.
+#[derive(Debug)]
+pub(crate) struct Own {
     /// Connections outside the pool for a connect's read (none with a small pool).
-    held: Option<std::sync::Arc<held::HeldReads>>,
+    pub(crate) held: Option<held::HeldReads>,
 }
 
 /// Connections held outside the pool for the connect's read, out of `--db-max-connections`
@@ -31,101 +25,56 @@ const HELD_FROM: u32 = 6;
 /// A pooled connection used this recently is handed out without a test.
 const RECENTLY_USED: Duration = Duration::from_secs(1);
 
-impl PgStore {
-    /// Connects and runs the migrations; a call waits at most `acquire_timeout` for a
-    /// connection.
-    pub async fn connect(url: &str, store: super::StoreOptions) -> Result<Self, ConnectError> {
-        let acquire_timeout = store.acquire_timeout;
-        let options = PgConnectOptions::from_str(url)?;
-        let held = if store.max_connections >= HELD_FROM {
-            HELD
-        } else {
-            0
-        };
-        // A connection idle for a while is tested before it is handed out (a database restart
-        // breaks it); one used within the last second is not, which saves every busy query a
-        // round trip to the server.
-        let pool = PgPoolOptions::new()
-            .test_before_acquire(false)
-            .before_acquire(|conn, meta| {
-                Box::pin(async move {
-                    if meta.idle_for >= RECENTLY_USED {
-                        sqlx::Connection::ping(conn).await?;
-                    }
-                    Ok(true)
-                })
+/// Connects and runs the migrations; a call waits at most `acquire_timeout` for a
+/// connection.
+pub async fn connect(url: &str, store: super::StoreOptions) -> Result<SqlStore, ConnectError> {
+    let acquire_timeout = store.acquire_timeout;
+    let options = PgConnectOptions::from_str(url)?;
+    let held = if store.max_connections >= HELD_FROM {
+        HELD
+    } else {
+        0
+    };
+    // A connection idle for a while is tested before it is handed out (a database restart
+    // breaks it); one used within the last second is not, which saves every busy query a
+    // round trip to the server.
+    let pool = PgPoolOptions::new()
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= RECENTLY_USED {
+                    sqlx::Connection::ping(conn).await?;
+                }
+                Ok(true)
             })
-            .max_connections((store.max_connections - held).max(2))
-            .acquire_timeout(acquire_timeout)
-            .connect_with(options.clone())
-            .await?;
-        sqlx::migrate!("migrations/postgres").run(&pool).await?;
-        super::backfill_username_keys(&pool).await?;
-        // A few committers: one gathers the next group while others commit theirs.
-        let faults = std::sync::Arc::<tickethub_actors::ports::StoreFaults>::default();
-        let commits = Self::group_committer(pool.clone(), (), 4, faults.clone());
-        Ok(Self {
-            pool,
-            commits,
-            faults,
-            purge_bounds: Default::default(),
-            users: std::sync::Arc::new(tickethub_actors::ports::UserCache::new(store.user_cache)),
-            held: (held > 0).then(|| {
-                std::sync::Arc::new(held::HeldReads::new(
-                    options,
-                    held as usize,
-                    acquire_timeout,
-                ))
-            }),
         })
-    }
-
-    /// Closes the connections held outside the pool.
-    async fn close_held(&self) {
-        if let Some(held) = &self.held {
-            held.close().await;
-        }
-    }
-
-    /// The row `sql` finds for `id`, read on a connection held outside the pool; `None` when
-    /// none could read it (the caller reads through the pool).
-    async fn held_row(&self, sql: &str, id: i64) -> Option<Option<sqlx::postgres::PgRow>> {
-        self.held.as_ref()?.row(sql, id).await
-    }
-
-    fn users(&self) -> &tickethub_actors::ports::UserCache {
-        &self.users
-    }
-
-    /// Every read goes through the pool.
-    fn inline(&self) -> Option<&super::sqlite::InlineReader> {
-        None
-    }
-
-    fn writer(&self) -> &PgPool {
-        &self.pool
-    }
-
-    /// Every `sent_seq` report goes through the pool.
-    async fn record_sent_directly(
-        &self,
-        _sent: Vec<(i64, i64)>,
-    ) -> Option<Result<(), tickethub_actors::ports::StoreError>> {
-        None
-    }
-
-    fn reader(&self) -> &PgPool {
-        &self.pool
-    }
+        .max_connections((store.max_connections - held).max(2))
+        .acquire_timeout(acquire_timeout)
+        .connect_with(options.clone())
+        .await?;
+    sqlx::migrate!("migrations/postgres").run(&pool).await?;
+    let pool = Pool::Postgres(pool);
+    super::backfill_username_keys(&pool).await?;
+    // A few committers: one gathers the next group while others commit theirs.
+    let faults = std::sync::Arc::<tickethub_actors::ports::StoreFaults>::default();
+    let committer = super::Committer {
+        pool: pool.clone(),
+        lane: None,
+    };
+    let commits = SqlStore::group_committer(committer, 4, faults.clone());
+    Ok(SqlStore {
+        kind: super::db::Kind::Postgres,
+        writer: pool.clone(),
+        reader: pool,
+        commits,
+        faults,
+        purge_bounds: Default::default(),
+        users: std::sync::Arc::new(tickethub_actors::ports::UserCache::new(store.user_cache)),
+        own: super::Own::Postgres(std::sync::Arc::new(Own {
+            held: (held > 0).then(|| held::HeldReads::new(options, held as usize, acquire_timeout)),
+        })),
+    })
 }
-
-impl_store!(
-    PgStore,
-    sqlx::Postgres,
-    "postgres",
-    "FOR UPDATE SKIP LOCKED",
-    ()
-);
 
 /// The recipients, their seqs' offsets below the bumped `last_seq`, the content, and the
 /// deliveries of a group commit bound as arrays ($1, $2: each recipient and its count; $3, $4:
@@ -137,13 +86,11 @@ bumped AS (UPDATE users SET last_seq = users.last_seq + c.n \
     FROM locked JOIN UNNEST($1::bigint[], $2::bigint[]) AS c(user_id, n) ON c.user_id = locked.id \
     WHERE users.id = locked.id RETURNING users.id, users.last_seq), \
 drafts AS ({drafts}), \
-inserted AS (INSERT INTO notifications (user_id, seq, notification_type, title, message, ticket_id, \
-    data, action_url, is_read, created_at, event_id, action, actor_id) \
+inserted AS ({insert_notifications}\
     SELECT d.user_id, bumped.last_seq - d.k, d.notification_type, d.title, d.message, d.ticket_id, \
     d.data, d.action_url, FALSE, $5, NULL, d.action, d.actor_id \
     FROM drafts d LEFT JOIN bumped ON bumped.id = d.user_id RETURNING id, user_id, seq), \
-queued AS (INSERT INTO deliveries (notification_id, channel, address, recipients, status, attempts, \
-    next_attempt_at, created_at, updated_at) \
+queued AS ({insert_deliveries}\
     SELECT inserted.id, x.channel, x.address, x.recipients, 'QUEUED', 0, $5, $5, $5 \
     FROM UNNEST({deliveries}) AS x(user_id, k, channel, address, recipients) \
     JOIN bumped ON bumped.id = x.user_id \
@@ -154,6 +101,14 @@ SELECT id, user_id, seq FROM inserted";
 /// (one array per column).
 static ONE_STATEMENT_SHARED: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     ONE_STATEMENT
+        .replace(
+            "{insert_notifications}",
+            super::notifications::INSERT_NOTIFICATIONS,
+        )
+        .replace(
+            "{insert_deliveries}",
+            super::notifications::INSERT_DELIVERIES,
+        )
         .replace(
             "{drafts}",
             "SELECT r.user_id, r.k, $6::text AS notification_type, $7::text AS title, \
@@ -169,6 +124,14 @@ static ONE_STATEMENT_SHARED: std::sync::LazyLock<String> = std::sync::LazyLock::
 static ONE_STATEMENT_EACH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     ONE_STATEMENT
         .replace(
+            "{insert_notifications}",
+            super::notifications::INSERT_NOTIFICATIONS,
+        )
+        .replace(
+            "{insert_deliveries}",
+            super::notifications::INSERT_DELIVERIES,
+        )
+        .replace(
             "{drafts}",
             "SELECT * FROM UNNEST($3::bigint[], $4::bigint[], $6::text[], $7::text[], \
              $8::text[], $9::bigint[], $10::text[], $11::text[], $12::text[], $13::bigint[]) \
@@ -181,128 +144,125 @@ static ONE_STATEMENT_EACH: std::sync::LazyLock<String> = std::sync::LazyLock::ne
         )
 });
 
-impl PgStore {
-    /// Commits a group that stores only notifications and their deliveries as one statement,
-    /// outside any explicit transaction (a statement is its own): one round trip instead of
-    /// `BEGIN`, the lock, the bump, the inserts and `COMMIT`. The recipients' rows are locked
-    /// in id order (`FOR NO KEY UPDATE` under `ORDER BY`, as the statement-by-statement path
-    /// does), so concurrent groups cannot deadlock; a recipient that does not exist leaves its
-    /// seq NULL, which NOT NULL refuses, and the statement applies nothing.
-    pub(crate) async fn commit_at_once(
-        pool: &PgPool,
-        _lane: &(),
-        drafts: Vec<tickethub_actors::notification::Draft>,
-        now: chrono::DateTime<chrono::Utc>,
-    ) -> (
-        Vec<tickethub_actors::notification::Draft>,
-        Result<Vec<(i64, i64)>, super::notifications::CommitFailure>,
-    ) {
-        let applied = Self::commit_one_statement(pool, &drafts, now).await;
-        (drafts, applied)
-    }
+/// Commits a group that stores only notifications and their deliveries as one statement,
+/// outside any explicit transaction (a statement is its own): one round trip instead of
+/// `BEGIN`, the lock, the bump, the inserts and `COMMIT`. The recipients' rows are locked
+/// in id order (`FOR NO KEY UPDATE` under `ORDER BY`, as the statement-by-statement path
+/// does), so concurrent groups cannot deadlock; a recipient that does not exist leaves its
+/// seq NULL, which NOT NULL refuses, and the statement applies nothing.
+pub(crate) async fn commit_at_once(
+    pool: &PgPool,
+    drafts: Vec<tickethub_actors::notification::Draft>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> (
+    Vec<tickethub_actors::notification::Draft>,
+    Result<Vec<(i64, i64)>, super::notifications::CommitFailure>,
+) {
+    let applied = commit_one_statement(pool, &drafts, now).await;
+    (drafts, applied)
+}
 
-    async fn commit_one_statement(
-        pool: &PgPool,
-        drafts: &[tickethub_actors::notification::Draft],
-        now: chrono::DateTime<chrono::Utc>,
-    ) -> Result<Vec<(i64, i64)>, super::notifications::CommitFailure> {
-        use super::notifications::CommitFailure;
-        let (counts, back) = super::notifications::seq_plan(drafts);
-        let (users, ns): (Vec<i64>, Vec<i64>) = counts.into_iter().unzip();
-        let recipients: Vec<i64> = drafts.iter().map(|d| d.recipient.0).collect();
-        let first = &drafts[0];
-        let shared = drafts
-            .iter()
-            .all(|d| super::notifications::same_content(d, first));
-        let action = |d: &tickethub_actors::notification::Draft| {
-            (!d.cause.action.is_empty()).then_some(d.cause.action)
-        };
-        let mut q = sqlx::query_as::<_, (i64, i64, i64)>(if shared {
-            ONE_STATEMENT_SHARED.as_str()
-        } else {
-            ONE_STATEMENT_EACH.as_str()
-        })
-        .bind(users)
-        .bind(ns)
-        .bind(recipients)
-        .bind(&back)
-        .bind(now);
-        q = if shared {
-            q.bind(first.notification_type.as_str())
-                .bind(first.title.as_str())
-                .bind(first.message.as_str())
-                .bind(first.ticket.as_ref().map(|t| t.id.0))
-                .bind(first.data.as_str())
-                .bind(first.action_url.as_deref())
-                .bind(action(first))
-                .bind(first.cause.actor.map(|a| a.0))
-        } else {
-            q.bind(
-                drafts
-                    .iter()
-                    .map(|d| d.notification_type.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(drafts.iter().map(|d| d.title.as_str()).collect::<Vec<_>>())
-            .bind(
-                drafts
-                    .iter()
-                    .map(|d| d.message.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                drafts
-                    .iter()
-                    .map(|d| d.ticket.as_ref().map(|t| t.id.0))
-                    .collect::<Vec<_>>(),
-            )
-            .bind(drafts.iter().map(|d| d.data.as_str()).collect::<Vec<_>>())
-            .bind(
-                drafts
-                    .iter()
-                    .map(|d| d.action_url.as_deref())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(drafts.iter().map(action).collect::<Vec<_>>())
-            .bind(
-                drafts
-                    .iter()
-                    .map(|d| d.cause.actor.map(|a| a.0))
-                    .collect::<Vec<_>>(),
-            )
-        };
-        let mut x_users = Vec::new();
-        let mut x_back = Vec::new();
-        let mut x_channels = Vec::new();
-        let mut x_addresses = Vec::new();
-        let mut x_recipients = Vec::new();
-        for (d, k) in drafts.iter().zip(&back) {
-            for (channel, address) in &d.deliveries {
-                x_users.push(d.recipient.0);
-                x_back.push(*k);
-                x_channels.push(channel.as_str());
-                x_addresses.push(address.as_str());
-                x_recipients.push(super::notifications::recipients_json(d, *channel));
-            }
+async fn commit_one_statement(
+    pool: &PgPool,
+    drafts: &[tickethub_actors::notification::Draft],
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Vec<(i64, i64)>, super::notifications::CommitFailure> {
+    use super::notifications::CommitFailure;
+    let (counts, back) = super::notifications::seq_plan(drafts);
+    let (users, ns): (Vec<i64>, Vec<i64>) = counts.into_iter().unzip();
+    let recipients: Vec<i64> = drafts.iter().map(|d| d.recipient.0).collect();
+    let first = &drafts[0];
+    let shared = drafts
+        .iter()
+        .all(|d| super::notifications::same_content(d, first));
+    let action = |d: &tickethub_actors::notification::Draft| {
+        (!d.cause.action.is_empty()).then_some(d.cause.action)
+    };
+    let mut q = sqlx::query_as::<_, (i64, i64, i64)>(if shared {
+        ONE_STATEMENT_SHARED.as_str()
+    } else {
+        ONE_STATEMENT_EACH.as_str()
+    })
+    .bind(users)
+    .bind(ns)
+    .bind(recipients)
+    .bind(&back)
+    .bind(now);
+    q = if shared {
+        q.bind(first.notification_type.as_str())
+            .bind(first.title.as_str())
+            .bind(first.message.as_str())
+            .bind(first.ticket.as_ref().map(|t| t.id.0))
+            .bind(first.data.as_str())
+            .bind(first.action_url.as_deref())
+            .bind(action(first))
+            .bind(first.cause.actor.map(|a| a.0))
+    } else {
+        q.bind(
+            drafts
+                .iter()
+                .map(|d| d.notification_type.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(drafts.iter().map(|d| d.title.as_str()).collect::<Vec<_>>())
+        .bind(
+            drafts
+                .iter()
+                .map(|d| d.message.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            drafts
+                .iter()
+                .map(|d| d.ticket.as_ref().map(|t| t.id.0))
+                .collect::<Vec<_>>(),
+        )
+        .bind(drafts.iter().map(|d| d.data.as_str()).collect::<Vec<_>>())
+        .bind(
+            drafts
+                .iter()
+                .map(|d| d.action_url.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .bind(drafts.iter().map(action).collect::<Vec<_>>())
+        .bind(
+            drafts
+                .iter()
+                .map(|d| d.cause.actor.map(|a| a.0))
+                .collect::<Vec<_>>(),
+        )
+    };
+    let mut x_users = Vec::new();
+    let mut x_back = Vec::new();
+    let mut x_channels = Vec::new();
+    let mut x_addresses = Vec::new();
+    let mut x_recipients = Vec::new();
+    for (d, k) in drafts.iter().zip(&back) {
+        for (channel, address) in &d.deliveries {
+            x_users.push(d.recipient.0);
+            x_back.push(*k);
+            x_channels.push(channel.as_str());
+            x_addresses.push(address.as_str());
+            x_recipients.push(super::notifications::recipients_json(d, *channel));
         }
-        let rows = q
-            .bind(x_users)
-            .bind(x_back)
-            .bind(x_channels)
-            .bind(x_addresses)
-            .bind(x_recipients)
-            .fetch_all(pool)
-            .await
-            .map_err(|e| match e {
-                // The server refused the statement, or it never reached the server: nothing
-                // applied.
-                sqlx::Error::Database(_)
-                | sqlx::Error::PoolTimedOut
-                | sqlx::Error::PoolClosed
-                | sqlx::Error::Encode(_) => CommitFailure::NotApplied(super::backend_error(e)),
-                // The connection broke on the way: it may have applied.
-                e => CommitFailure::Unknown(super::backend_error(e)),
-            })?;
-        super::notifications::placement(drafts, &back, rows)
     }
+    let rows = q
+        .bind(x_users)
+        .bind(x_back)
+        .bind(x_channels)
+        .bind(x_addresses)
+        .bind(x_recipients)
+        .fetch_all(pool)
+        .await
+        .map_err(|e| match e {
+            // The server refused the statement, or it never reached the server: nothing
+            // applied.
+            sqlx::Error::Database(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Encode(_) => CommitFailure::NotApplied(super::backend_error(e)),
+            // The connection broke on the way: it may have applied.
+            e => CommitFailure::Unknown(super::backend_error(e)),
+        })?;
+    super::notifications::placement(drafts, &back, rows)
 }

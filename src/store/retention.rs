@@ -9,6 +9,8 @@
 //! Append-only history tables are walked from their oldest id: the bound `first id young
 //! enough to keep` is found by reading the old rows only, never the whole table.
 
+use crate::store::{backend_error, db, SqlStore};
+
 /// The largest id: the bound of a table with nothing young enough to keep.
 pub(crate) const NO_BOUND: i64 = i64::MAX;
 
@@ -131,147 +133,131 @@ impl PurgeBounds {
     }
 }
 
-/// Implements `RetentionStore` for a store type; `$lock` skips rows another node's purge
-/// holds (PostgreSQL).
 /// Whether the rows' `WHERE` takes `$2` (false).
 pub(crate) fn takes_false(what: tickethub_actors::ports::Purgeable) -> bool {
     what == tickethub_actors::ports::Purgeable::UnreadNotifications
 }
 
-macro_rules! impl_retention_store {
-    ($store:ty, $db:ty, $lock:literal) => {
-        impl $store {
-            /// The first id of `table` whose time column `at` is at or past `cutoff` (the
-            /// largest id when none is): rows below it are the old ones.
-            async fn purge_bound(
-                pool: &sqlx::Pool<$db>,
-                (table, at): (&'static str, &'static str),
-                cutoff: chrono::DateTime<chrono::Utc>,
-            ) -> Result<i64, tickethub_actors::ports::StoreError> {
-                let sql = format!("SELECT id FROM {table} WHERE {at} >= $1 ORDER BY id LIMIT 1");
-                let first: Option<(i64,)> = sqlx::query_as(&sql)
-                    .bind(cutoff)
-                    .fetch_optional(pool)
-                    .await
-                    .map_err($crate::store::backend_error)?;
-                Ok(first.map_or($crate::store::retention::NO_BOUND, |(id,)| id))
-            }
-        }
-
-        #[async_trait::async_trait]
-        impl tickethub_actors::ports::RetentionStore for $store {
-            async fn purge(
-                &self,
-                what: tickethub_actors::ports::Purgeable,
-                cutoff: chrono::DateTime<chrono::Utc>,
-                limit: i64,
-            ) -> Result<u64, tickethub_actors::ports::StoreError> {
-                let (table, key, rows) = $crate::store::retention::rows_of(what);
-                let takes_false = $crate::store::retention::takes_false(what);
-                // Rows walked from the oldest id are taken in id order, below the bound found
-                // once per sweep: a batch reads little more than the rows it deletes.
-                let (rows, order) = match $crate::store::retention::bound_of(what) {
-                    Some(walked) => {
-                        let bound = match self.purge_bounds.get(what, cutoff) {
-                            Some(b) => b,
-                            None => {
-                                let b = Self::purge_bound(self.writer(), walked, cutoff).await?;
-                                self.purge_bounds.set(what, cutoff, b);
-                                b
-                            }
-                        };
-                        (
-                            rows.replace("BOUND", &bound.to_string()),
-                            format!(" ORDER BY {key}"),
-                        )
-                    }
-                    None => (rows, String::new()),
-                };
-                if let Some(fold) = $crate::store::analytics::fold_of(what) {
-                    // Rows analytics counts are folded into its rollups in the transaction
-                    // that deletes them: each is counted live or rolled up, never both, and
-                    // never lost.
-                    let select = format!(
-                        "SELECT {key} FROM {table} WHERE {rows}{order} LIMIT ${} {}",
-                        if takes_false { 3 } else { 2 },
-                        $lock
-                    );
-                    let mut tx = self
-                        .writer()
-                        .begin()
-                        .await
-                        .map_err($crate::store::backend_error)?;
-                    let mut q = sqlx::query_as::<_, (i64,)>(&select).bind(cutoff);
-                    if takes_false {
-                        q = q.bind(false);
-                    }
-                    let ids: Vec<i64> = q
-                        .bind(limit)
-                        .fetch_all(&mut *tx)
-                        .await
-                        .map_err($crate::store::backend_error)?
-                        .into_iter()
-                        .map(|(id,)| id)
-                        .collect();
-                    if ids.is_empty() {
-                        return Ok(0);
-                    }
-                    Self::fold_into_rollups(&mut tx, fold, &ids).await?;
-                    let mut delete =
-                        sqlx::QueryBuilder::<$db>::new(format!("DELETE FROM {table} WHERE {key}"));
-                    <$db as $crate::store::IdSet>::push_in(&mut delete, ids);
-                    let done = delete
-                        .build()
-                        .execute(&mut *tx)
-                        .await
-                        .map_err($crate::store::backend_error)?;
-                    tx.commit().await.map_err($crate::store::backend_error)?;
-                    return Ok(done.rows_affected());
-                }
-                let sql = format!(
-                    "DELETE FROM {table} WHERE {key} IN \
-                     (SELECT {key} FROM {table} WHERE {rows}{order} LIMIT ${} {})",
-                    if takes_false { 3 } else { 2 },
-                    $lock
-                );
-                let mut q = sqlx::query(&sql).bind(cutoff);
-                if takes_false {
-                    q = q.bind(false);
-                }
-                let done = q
-                    .bind(limit)
-                    .execute(self.writer())
-                    .await
-                    .map_err($crate::store::backend_error)?;
-                Ok(done.rows_affected())
-            }
-
-            async fn purgeable(
-                &self,
-                what: tickethub_actors::ports::Purgeable,
-                cutoff: chrono::DateTime<chrono::Utc>,
-            ) -> Result<u64, tickethub_actors::ports::StoreError> {
-                let (table, _, rows) = $crate::store::retention::rows_of(what);
-                let rows = match $crate::store::retention::bound_of(what) {
-                    Some(walked) => {
-                        let bound = Self::purge_bound(self.reader(), walked, cutoff).await?;
-                        rows.replace("BOUND", &bound.to_string())
-                    }
-                    None => rows,
-                };
-                let sql = format!("SELECT COUNT(*) FROM {table} WHERE {rows}");
-                let mut q = sqlx::query_as::<_, (i64,)>(&sql).bind(cutoff);
-                if $crate::store::retention::takes_false(what) {
-                    q = q.bind(false);
-                }
-                let (n,) = q
-                    .fetch_one(self.reader())
-                    .await
-                    .map_err($crate::store::backend_error)?;
-                Ok(n.max(0) as u64)
-            }
-        }
-    };
+impl SqlStore {
+    /// The first id of `table` whose time column `at` is at or past `cutoff` (the
+    /// largest id when none is): rows below it are the old ones.
+    async fn purge_bound(
+        pool: &db::Pool,
+        (table, at): (&'static str, &'static str),
+        cutoff: chrono::DateTime<chrono::Utc>,
+    ) -> Result<i64, tickethub_actors::ports::StoreError> {
+        let sql = format!("SELECT id FROM {table} WHERE {at} >= $1 ORDER BY id LIMIT 1");
+        let first: Option<(i64,)> = db::query_as(&sql)
+            .bind(cutoff)
+            .fetch_optional(pool)
+            .await
+            .map_err(backend_error)?;
+        Ok(first.map_or(crate::store::retention::NO_BOUND, |(id,)| id))
+    }
 }
 
-pub(crate) use impl_retention_store;
+#[async_trait::async_trait]
+impl tickethub_actors::ports::RetentionStore for SqlStore {
+    async fn purge(
+        &self,
+        what: tickethub_actors::ports::Purgeable,
+        cutoff: chrono::DateTime<chrono::Utc>,
+        limit: i64,
+    ) -> Result<u64, tickethub_actors::ports::StoreError> {
+        let (table, key, rows) = crate::store::retention::rows_of(what);
+        let takes_false = crate::store::retention::takes_false(what);
+        // Rows walked from the oldest id are taken in id order, below the bound found
+        // once per sweep: a batch reads little more than the rows it deletes.
+        let (rows, order) = match crate::store::retention::bound_of(what) {
+            Some(walked) => {
+                let bound = match self.purge_bounds.get(what, cutoff) {
+                    Some(b) => b,
+                    None => {
+                        let b = Self::purge_bound(self.writer(), walked, cutoff).await?;
+                        self.purge_bounds.set(what, cutoff, b);
+                        b
+                    }
+                };
+                (
+                    rows.replace("BOUND", &bound.to_string()),
+                    format!(" ORDER BY {key}"),
+                )
+            }
+            None => (rows, String::new()),
+        };
+        if let Some(fold) = crate::store::analytics::fold_of(what) {
+            // Rows analytics counts are folded into its rollups in the transaction
+            // that deletes them: each is counted live or rolled up, never both, and
+            // never lost.
+            let select = format!(
+                "SELECT {key} FROM {table} WHERE {rows}{order} LIMIT ${} {}",
+                if takes_false { 3 } else { 2 },
+                self.kind().skip_locked()
+            );
+            let mut tx = self.writer().begin().await.map_err(backend_error)?;
+            let mut q = db::query_as::<(i64,)>(&select).bind(cutoff);
+            if takes_false {
+                q = q.bind(false);
+            }
+            let ids: Vec<i64> = q
+                .bind(limit)
+                .fetch_all(&mut tx)
+                .await
+                .map_err(backend_error)?
+                .into_iter()
+                .map(|(id,)| id)
+                .collect();
+            if ids.is_empty() {
+                return Ok(0);
+            }
+            Self::fold_into_rollups(&mut tx, fold, &ids).await?;
+            let mut delete = db::Builder::new(format!("DELETE FROM {table} WHERE {key}"));
+            delete.push_in(ids);
+            let done = delete
+                .build()
+                .execute(&mut tx)
+                .await
+                .map_err(backend_error)?;
+            tx.commit().await.map_err(backend_error)?;
+            return Ok(done.rows_affected());
+        }
+        let sql = format!(
+            "DELETE FROM {table} WHERE {key} IN \
+             (SELECT {key} FROM {table} WHERE {rows}{order} LIMIT ${} {})",
+            if takes_false { 3 } else { 2 },
+            self.kind().skip_locked()
+        );
+        let mut q = db::query(&sql).bind(cutoff);
+        if takes_false {
+            q = q.bind(false);
+        }
+        let done = q
+            .bind(limit)
+            .execute(self.writer())
+            .await
+            .map_err(backend_error)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn purgeable(
+        &self,
+        what: tickethub_actors::ports::Purgeable,
+        cutoff: chrono::DateTime<chrono::Utc>,
+    ) -> Result<u64, tickethub_actors::ports::StoreError> {
+        let (table, _, rows) = crate::store::retention::rows_of(what);
+        let rows = match crate::store::retention::bound_of(what) {
+            Some(walked) => {
+                let bound = Self::purge_bound(self.reader(), walked, cutoff).await?;
+                rows.replace("BOUND", &bound.to_string())
+            }
+            None => rows,
+        };
+        let sql = format!("SELECT COUNT(*) FROM {table} WHERE {rows}");
+        let mut q = db::query_as::<(i64,)>(&sql).bind(cutoff);
+        if crate::store::retention::takes_false(what) {
+            q = q.bind(false);
+        }
+        let (n,) = q.fetch_one(self.reader()).await.map_err(backend_error)?;
+        Ok(n.max(0) as u64)
+    }
+}

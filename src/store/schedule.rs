@@ -1,5 +1,7 @@
 //! Scheduled sends in SQL.
 
+use crate::store::{backend_error, db, SqlStore};
+
 use tickethub_actors::domain::{Role, UserId};
 use tickethub_actors::notification::{Announcement, Recipients};
 use tickethub_actors::ports::{ScheduledSend, StoreError};
@@ -140,389 +142,396 @@ pub(crate) fn with_schedule(send: &mut ScheduledSend, now: chrono::DateTime<chro
     send.announcement.data = value.to_string();
 }
 
-/// Implements `ScheduleStore` for a store type of `$backend`. `$lock` is the claim's
-/// row-locking clause.
-macro_rules! impl_schedule_store {
-    ($store:ty, $db:ty, $lock:literal, $backend:literal) => {
-        impl $store {
-            /// Why `sender`, scheduling as `user`, may no longer send, if so; with `lock`, its
-            /// rows (the key's and the user's) are held until `conn`'s transaction ends, so that
-            /// a revocation or a change of role waits for it, then sees what it stored.
-            async fn why_no_power(
-                conn: &mut <$db as sqlx::Database>::Connection,
-                sender: tickethub_actors::ports::Sender,
-                user: tickethub_actors::domain::UserId,
-                lock: &str,
-            ) -> Result<Option<String>, tickethub_actors::ports::StoreError> {
-                use tickethub_actors::ports::Sender;
-                match sender {
-                    Sender::Key(key) => {
-                        let row: Option<(String, Option<chrono::DateTime<chrono::Utc>>, bool)> =
-                            sqlx::query_as(&format!(
-                                "SELECT k.name, k.revoked_at, u.is_active FROM api_keys k \
-                                 JOIN users u ON u.id = k.user_id WHERE k.id = $1 {lock}"
-                            ))
-                            .bind(key)
-                            .fetch_optional(&mut *conn)
-                            .await
-                            .map_err($crate::store::backend_error)?;
-                        Ok(match row {
-                            None => Some("the API key that scheduled it is gone".to_owned()),
-                            Some((name, Some(_), _)) => {
-                                Some(format!("the API key `{name}` that scheduled it was revoked"))
-                            }
-                            Some((name, None, false)) => Some(format!(
-                                "the user the API key `{name}` acts as was deactivated"
-                            )),
-                            Some(_) => None,
-                        })
-                    }
-                    Sender::Person(_) => {
-                        let row: Option<(String, bool, Option<chrono::DateTime<chrono::Utc>>)> =
-                            sqlx::query_as(&format!(
-                                "SELECT role, is_active, erased_at FROM users WHERE id = $1 {lock}"
-                            ))
-                            .bind(user.0)
-                            .fetch_optional(&mut *conn)
-                            .await
-                            .map_err($crate::store::backend_error)?;
-                        Ok(match row {
-                            None => Some("the user who scheduled it is gone".to_owned()),
-                            Some((_, _, Some(_))) => {
-                                Some("the user who scheduled it was erased".to_owned())
-                            }
-                            Some((_, false, None)) => {
-                                Some("the user who scheduled it was deactivated".to_owned())
-                            }
-                            Some((role, true, None)) if role != "admin" => {
-                                Some("the admin who scheduled it is no longer an admin".to_owned())
-                            }
-                            Some(_) => None,
-                        })
-                    }
-                }
-            }
-
-            async fn scheduled_rows(
-                &self,
-                ids: &[i64],
-            ) -> Result<Vec<tickethub_actors::ports::ScheduledSend>, tickethub_actors::ports::StoreError> {
-                let mut q = sqlx::QueryBuilder::<$db>::new(format!(
-                    "SELECT {} FROM scheduled_sends WHERE id",
-                    $crate::store::schedule::SCHEDULED_COLUMNS
-                ));
-                <$db as $crate::store::IdSet>::push_in(&mut q, ids.to_vec());
-                q.push(" ORDER BY send_at, id");
-                q.build_query_as::<$crate::store::schedule::ScheduledRow>()
-                    .fetch_all(self.writer())
+impl SqlStore {
+    /// Why `sender`, scheduling as `user`, may no longer send, if so; with `lock`, its
+    /// rows (the key's and the user's) are held until `conn`'s transaction ends, so that
+    /// a revocation or a change of role waits for it, then sees what it stored.
+    async fn why_no_power<'e>(
+        on: impl Into<db::On<'e>>,
+        sender: tickethub_actors::ports::Sender,
+        user: tickethub_actors::domain::UserId,
+        lock: &str,
+    ) -> Result<Option<String>, tickethub_actors::ports::StoreError> {
+        use tickethub_actors::ports::Sender;
+        match sender {
+            Sender::Key(key) => {
+                let row: Option<(String, Option<chrono::DateTime<chrono::Utc>>, bool)> =
+                    db::query_as(&format!(
+                        "SELECT k.name, k.revoked_at, u.is_active FROM api_keys k \
+                         JOIN users u ON u.id = k.user_id WHERE k.id = $1 {lock}"
+                    ))
+                    .bind(key)
+                    .fetch_optional(on)
                     .await
-                    .map_err($crate::store::backend_error)?
-                    .into_iter()
-                    .map($crate::store::schedule::ScheduledRow::into_send)
-                    .collect()
-            }
-        }
-
-        #[async_trait::async_trait]
-        impl tickethub_actors::ports::ScheduleStore for $store {
-            async fn schedule_send(
-                &self,
-                send: tickethub_actors::ports::NewScheduledSend,
-                cap: i64,
-                mark: Option<&tickethub_actors::ports::IdempotencyMark>,
-            ) -> Result<tickethub_actors::ports::Scheduled, tickethub_actors::ports::StoreError> {
-                use tickethub_actors::notification::Recipients;
-                use tickethub_actors::ports::{Scheduled, StoreError};
-                let a = &send.announcement;
-                let owner = a
-                    .sent_by
-                    .ok_or_else(|| StoreError::Backend("a scheduled send needs its sender".into()))?;
-                let now = chrono::Utc::now();
-                let mut tx = self.writer().begin().await.map_err($crate::store::backend_error)?;
-                let sender = match send.api_key {
-                    Some(key) => tickethub_actors::ports::Sender::Key(key),
-                    None => tickethub_actors::ports::Sender::Person(owner),
-                };
-                // The sender's power, held for the transaction: a revocation or a demotion that
-                // comes now waits, then cancels this send with the others.
-                if let Some(why) = Self::why_no_power(
-                    &mut tx,
-                    sender,
-                    owner,
-                    $crate::store::verification::row_lock($backend),
-                )
-                .await?
-                {
-                    return Ok(Scheduled::Refused(why));
-                }
-                let (mine, bind) = $crate::store::schedule::sender_clause(Some(sender), 1);
-                let (pending,): (i64,) = sqlx::query_as(&format!(
-                    "SELECT COUNT(*) FROM scheduled_sends WHERE {mine} AND status IN ('PENDING', 'FIRING')"
-                ))
-                .bind(bind)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err($crate::store::backend_error)?;
-                if pending >= cap {
-                    return Ok(Scheduled::Full { cap });
-                }
-                let (user_ids, role) = match &a.to {
-                    Recipients::Users(ids) => (
-                        Some(serde_json::to_string(&ids.iter().map(|u| u.0).collect::<Vec<_>>()).expect("ids serialize")),
-                        None,
-                    ),
-                    Recipients::Role(role) => (None, Some(role.as_str())),
-                };
-                let channels: Vec<&str> = a.channels.iter().map(|c| c.as_str()).collect();
-                let (id,): (i64,) = sqlx::query_as(
-                    "INSERT INTO scheduled_sends (created_by, user_ids, role, notification_type, title, message, \
-                     data, link, channels, send_at, status, created_at, updated_at, api_key_id) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'PENDING', $11, $11, $12) RETURNING id",
-                )
-                .bind(owner.0)
-                .bind(user_ids)
-                .bind(role)
-                .bind(&a.notification_type)
-                .bind(&a.title)
-                .bind(&a.message)
-                .bind(&a.data)
-                .bind(&a.link)
-                .bind(channels.join(","))
-                .bind(send.send_at)
-                .bind(now)
-                .bind(send.api_key)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err($crate::store::backend_error)?;
-                if let Some(mark) = mark {
-                    Self::mark_committed(&mut tx, mark, id).await?;
-                }
-                tx.commit().await.map_err($crate::store::backend_error)?;
-                let stored = self
-                    .scheduled_rows(&[id])
-                    .await?
-                    .pop()
-                    .ok_or_else(|| StoreError::NotFound(format!("scheduled send {id}")))?;
-                Ok(Scheduled::Stored(Box::new(stored)))
-            }
-
-            async fn scheduled_send(
-                &self,
-                id: i64,
-            ) -> Result<Option<tickethub_actors::ports::ScheduledSend>, tickethub_actors::ports::StoreError> {
-                Ok(self.scheduled_rows(&[id]).await?.pop())
-            }
-
-            async fn pending_sends(
-                &self,
-                owner: Option<tickethub_actors::ports::Sender>,
-                offset: i64,
-                limit: i64,
-            ) -> Result<(i64, Vec<tickethub_actors::ports::ScheduledSend>), tickethub_actors::ports::StoreError> {
-                let (mine, bind) = $crate::store::schedule::sender_clause(owner, 1);
-                let (count,): (i64,) = sqlx::query_as(&format!(
-                    "SELECT COUNT(*) FROM scheduled_sends WHERE status IN ('PENDING', 'FIRING') AND {mine}"
-                ))
-                .bind(bind)
-                .fetch_one(self.reader())
-                .await
-                .map_err($crate::store::backend_error)?;
-                let rows: Vec<$crate::store::schedule::ScheduledRow> = sqlx::query_as(&format!(
-                    "SELECT {} FROM scheduled_sends WHERE status IN ('PENDING', 'FIRING') \
-                     AND {mine} ORDER BY send_at, id LIMIT $2 OFFSET $3",
-                    $crate::store::schedule::SCHEDULED_COLUMNS
-                ))
-                .bind(bind)
-                .bind(limit)
-                .bind(offset)
-                .fetch_all(self.reader())
-                .await
-                .map_err($crate::store::backend_error)?;
-                let sends = rows
-                    .into_iter()
-                    .map($crate::store::schedule::ScheduledRow::into_send)
-                    .collect::<Result<_, _>>()?;
-                Ok((count, sends))
-            }
-
-            async fn cancel_send(
-                &self,
-                owner: Option<tickethub_actors::ports::Sender>,
-                id: i64,
-                actor: &str,
-            ) -> Result<tickethub_actors::ports::Cancelled, tickethub_actors::ports::StoreError> {
-                use tickethub_actors::ports::Cancelled;
-                let (mine, bind) = $crate::store::schedule::sender_clause(owner, 2);
-                let now = chrono::Utc::now();
-                let mut tx = self.writer().begin().await.map_err($crate::store::backend_error)?;
-                let done = sqlx::query(&format!(
-                    "UPDATE scheduled_sends SET status = 'CANCELLED', detail = 'cancelled', updated_at = $3 \
-                     WHERE id = $1 AND status = 'PENDING' AND {mine}"
-                ))
-                .bind(id)
-                .bind(bind)
-                .bind(now)
-                .execute(&mut *tx)
-                .await
-                .map_err($crate::store::backend_error)?;
-                if done.rows_affected() == 1 {
-                    let event = tickethub_actors::ports::NewAuditEvent::new(
-                        actor,
-                        "scheduled_send.cancelled",
-                        format!("scheduled_send:{id}"),
-                        serde_json::json!({ "reason": "cancelled by its sender or an admin" }).to_string(),
-                    );
-                    Self::audit(&mut tx, &event, now).await?;
-                    tx.commit().await.map_err($crate::store::backend_error)?;
-                    return Ok(Cancelled::Cancelled);
-                }
-                let status: Option<(String,)> = sqlx::query_as(&format!(
-                    "SELECT status FROM scheduled_sends WHERE id = $1 AND {mine}"
-                ))
-                .bind(id)
-                .bind(bind)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err($crate::store::backend_error)?;
-                Ok(match status {
-                    None => Cancelled::NotFound,
-                    Some((status,)) => Cancelled::Settled(status),
+                    .map_err(backend_error)?;
+                Ok(match row {
+                    None => Some("the API key that scheduled it is gone".to_owned()),
+                    Some((name, Some(_), _)) => Some(format!(
+                        "the API key `{name}` that scheduled it was revoked"
+                    )),
+                    Some((name, None, false)) => Some(format!(
+                        "the user the API key `{name}` acts as was deactivated"
+                    )),
+                    Some(_) => None,
                 })
             }
-
-            async fn claim_sends(
-                &self,
-                node: &str,
-                now: chrono::DateTime<chrono::Utc>,
-                lease_until: chrono::DateTime<chrono::Utc>,
-                limit: i64,
-            ) -> Result<Vec<tickethub_actors::ports::ScheduledSend>, tickethub_actors::ports::StoreError> {
-                let ids = self
-                    .claim_due("scheduled_sends", "send_at", node, now, lease_until, limit)
-                    .await?;
-                if ids.is_empty() {
-                    return Ok(Vec::new());
-                }
-                let mut sends = self.scheduled_rows(&ids).await?;
-                for send in &mut sends {
-                    $crate::store::schedule::with_schedule(send, now);
-                }
-                Ok(sends)
-            }
-
-            async fn power_lost(
-                &self,
-                send: &tickethub_actors::ports::ScheduledSend,
-            ) -> Result<Option<String>, tickethub_actors::ports::StoreError> {
-                let (Some(sender), Some(user)) = (send.sender(), send.owner()) else {
-                    return Ok(Some("it names no sender".to_owned()));
-                };
-                let mut conn = self.writer().acquire().await.map_err($crate::store::backend_error)?;
-                Self::why_no_power(&mut conn, sender, user, "").await
-            }
-
-            async fn finish_send(
-                &self,
-                id: i64,
-                node: &str,
-                outcome: tickethub_actors::ports::Fired,
-            ) -> Result<bool, tickethub_actors::ports::StoreError> {
-                use tickethub_actors::ports::Fired;
-                let (status, fired_at, notified, detail, cancelled) = match outcome {
-                    Fired::Fired { notified, at, detail } => ("FIRED", Some(at), Some(notified), detail, None),
-                    Fired::Failed(why) => ("FAILED", None, None, why, None),
-                    Fired::Cancelled(why) => ("CANCELLED", None, None, format!("cancelled: {why}"), Some(why)),
-                };
-                let now = chrono::Utc::now();
-                let mut tx = self.writer().begin().await.map_err($crate::store::backend_error)?;
-                let done = sqlx::query(
-                    "UPDATE scheduled_sends SET status = $1, fired_at = $2, notified = $3, detail = $4, \
-                     claimed_by = NULL, claimed_until = NULL, updated_at = $5 \
-                     WHERE id = $6 AND status = 'FIRING' AND claimed_by = $7",
-                )
-                .bind(status)
-                .bind(fired_at)
-                .bind(notified)
-                .bind(detail)
-                .bind(now)
-                .bind(id)
-                .bind(node)
-                .execute(&mut *tx)
-                .await
-                .map_err($crate::store::backend_error)?;
-                let settled = done.rows_affected() == 1;
-                if let (true, Some(why)) = (settled, cancelled) {
-                    let event = tickethub_actors::ports::NewAuditEvent::new(
-                        "hub",
-                        "scheduled_send.cancelled",
-                        format!("scheduled_send:{id}"),
-                        serde_json::json!({ "reason": why }).to_string(),
-                    );
-                    Self::audit(&mut tx, &event, now).await?;
-                }
-                tx.commit().await.map_err($crate::store::backend_error)?;
-                Ok(settled)
-            }
-
-            async fn release_sends(
-                &self,
-                ids: &[i64],
-                node: &str,
-                due: chrono::DateTime<chrono::Utc>,
-            ) -> Result<(), tickethub_actors::ports::StoreError> {
-                if ids.is_empty() {
-                    return Ok(());
-                }
-                // Due again at `due` (never earlier than it was): a lease that ran out takes it
-                // back anyway.
-                let mut q = sqlx::QueryBuilder::<$db>::new(
-                    "UPDATE scheduled_sends SET status = 'FIRING', claimed_until = ",
-                );
-                q.push_bind(due);
-                q.push(" WHERE status = 'FIRING' AND claimed_by = ");
-                q.push_bind(node);
-                q.push(" AND id");
-                <$db as $crate::store::IdSet>::push_in(&mut q, ids.to_vec());
-                q.build()
-                    .execute(self.writer())
+            Sender::Person(_) => {
+                let row: Option<(String, bool, Option<chrono::DateTime<chrono::Utc>>)> =
+                    db::query_as(&format!(
+                        "SELECT role, is_active, erased_at FROM users WHERE id = $1 {lock}"
+                    ))
+                    .bind(user.0)
+                    .fetch_optional(on)
                     .await
-                    .map_err($crate::store::backend_error)?;
-                Ok(())
-            }
-
-            async fn schedule_outlook(
-                &self,
-            ) -> Result<(i64, Option<chrono::DateTime<chrono::Utc>>), tickethub_actors::ports::StoreError> {
-                let (pending,): (i64,) = sqlx::query_as(
-                    "SELECT COUNT(*) FROM scheduled_sends WHERE status IN ('PENDING', 'FIRING')",
-                )
-                .fetch_one(self.reader())
-                .await
-                .map_err($crate::store::backend_error)?;
-                if pending == 0 {
-                    return Ok((0, None));
-                }
-                // The next pending send, or the next claim to run out (a node that died firing).
-                let next_due: Option<(chrono::DateTime<chrono::Utc>,)> = sqlx::query_as(
-                    "SELECT send_at FROM scheduled_sends WHERE status = 'PENDING' ORDER BY send_at LIMIT 1",
-                )
-                .fetch_optional(self.reader())
-                .await
-                .map_err($crate::store::backend_error)?;
-                let next_lapse: Option<(chrono::DateTime<chrono::Utc>,)> = sqlx::query_as(
-                    "SELECT claimed_until FROM scheduled_sends WHERE status = 'FIRING' \
-                     AND claimed_until IS NOT NULL ORDER BY claimed_until LIMIT 1",
-                )
-                .fetch_optional(self.reader())
-                .await
-                .map_err($crate::store::backend_error)?;
-                let next = match (next_due, next_lapse) {
-                    (Some((a,)), Some((b,))) => Some(a.min(b)),
-                    (a, b) => a.or(b).map(|(t,)| t),
-                };
-                Ok((pending, next))
+                    .map_err(backend_error)?;
+                Ok(match row {
+                    None => Some("the user who scheduled it is gone".to_owned()),
+                    Some((_, _, Some(_))) => {
+                        Some("the user who scheduled it was erased".to_owned())
+                    }
+                    Some((_, false, None)) => {
+                        Some("the user who scheduled it was deactivated".to_owned())
+                    }
+                    Some((role, true, None)) if role != "admin" => {
+                        Some("the admin who scheduled it is no longer an admin".to_owned())
+                    }
+                    Some(_) => None,
+                })
             }
         }
-    };
+    }
+
+    async fn scheduled_rows(
+        &self,
+        ids: &[i64],
+    ) -> Result<Vec<tickethub_actors::ports::ScheduledSend>, tickethub_actors::ports::StoreError>
+    {
+        let mut q = db::Builder::new(format!(
+            "SELECT {} FROM scheduled_sends WHERE id",
+            crate::store::schedule::SCHEDULED_COLUMNS
+        ));
+        q.push_in(ids.to_vec());
+        q.push(" ORDER BY send_at, id");
+        q.build_query_as::<crate::store::schedule::ScheduledRow>()
+            .fetch_all(self.writer())
+            .await
+            .map_err(backend_error)?
+            .into_iter()
+            .map(crate::store::schedule::ScheduledRow::into_send)
+            .collect()
+    }
 }
-pub(crate) use impl_schedule_store;
+
+#[async_trait::async_trait]
+impl tickethub_actors::ports::ScheduleStore for SqlStore {
+    async fn schedule_send(
+        &self,
+        send: tickethub_actors::ports::NewScheduledSend,
+        cap: i64,
+        mark: Option<&tickethub_actors::ports::IdempotencyMark>,
+    ) -> Result<tickethub_actors::ports::Scheduled, tickethub_actors::ports::StoreError> {
+        use tickethub_actors::notification::Recipients;
+        use tickethub_actors::ports::{Scheduled, StoreError};
+        let a = &send.announcement;
+        let owner = a
+            .sent_by
+            .ok_or_else(|| StoreError::Backend("a scheduled send needs its sender".into()))?;
+        let now = chrono::Utc::now();
+        let mut tx = self.writer().begin().await.map_err(backend_error)?;
+        let sender = match send.api_key {
+            Some(key) => tickethub_actors::ports::Sender::Key(key),
+            None => tickethub_actors::ports::Sender::Person(owner),
+        };
+        // The sender's power, held for the transaction: a revocation or a demotion that
+        // comes now waits, then cancels this send with the others.
+        if let Some(why) =
+            Self::why_no_power(&mut tx, sender, owner, self.kind().row_lock()).await?
+        {
+            return Ok(Scheduled::Refused(why));
+        }
+        let (mine, bind) = crate::store::schedule::sender_clause(Some(sender), 1);
+        let (pending,): (i64,) = db::query_as(&format!(
+            "SELECT COUNT(*) FROM scheduled_sends WHERE {mine} AND status IN ('PENDING', 'FIRING')"
+        ))
+        .bind(bind)
+        .fetch_one(&mut tx)
+        .await
+        .map_err(backend_error)?;
+        if pending >= cap {
+            return Ok(Scheduled::Full { cap });
+        }
+        let (user_ids, role) = match &a.to {
+            Recipients::Users(ids) => (
+                Some(
+                    serde_json::to_string(&ids.iter().map(|u| u.0).collect::<Vec<_>>())
+                        .expect("ids serialize"),
+                ),
+                None,
+            ),
+            Recipients::Role(role) => (None, Some(role.as_str())),
+        };
+        let channels: Vec<&str> = a.channels.iter().map(|c| c.as_str()).collect();
+        let (id,): (i64,) = db::query_as(
+            "INSERT INTO scheduled_sends (created_by, user_ids, role, notification_type, title, message, \
+             data, link, channels, send_at, status, created_at, updated_at, api_key_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'PENDING', $11, $11, $12) RETURNING id",
+        )
+        .bind(owner.0)
+        .bind(user_ids)
+        .bind(role)
+        .bind(&a.notification_type)
+        .bind(&a.title)
+        .bind(&a.message)
+        .bind(&a.data)
+        .bind(&a.link)
+        .bind(channels.join(","))
+        .bind(send.send_at)
+        .bind(now)
+        .bind(send.api_key)
+        .fetch_one(&mut tx)
+        .await
+        .map_err(backend_error)?;
+        if let Some(mark) = mark {
+            Self::mark_committed(&mut tx, mark, id).await?;
+        }
+        tx.commit().await.map_err(backend_error)?;
+        let stored = self
+            .scheduled_rows(&[id])
+            .await?
+            .pop()
+            .ok_or_else(|| StoreError::NotFound(format!("scheduled send {id}")))?;
+        Ok(Scheduled::Stored(Box::new(stored)))
+    }
+
+    async fn scheduled_send(
+        &self,
+        id: i64,
+    ) -> Result<Option<tickethub_actors::ports::ScheduledSend>, tickethub_actors::ports::StoreError>
+    {
+        Ok(self.scheduled_rows(&[id]).await?.pop())
+    }
+
+    async fn pending_sends(
+        &self,
+        owner: Option<tickethub_actors::ports::Sender>,
+        offset: i64,
+        limit: i64,
+    ) -> Result<
+        (i64, Vec<tickethub_actors::ports::ScheduledSend>),
+        tickethub_actors::ports::StoreError,
+    > {
+        let (mine, bind) = crate::store::schedule::sender_clause(owner, 1);
+        let (count,): (i64,) = db::query_as(&format!(
+            "SELECT COUNT(*) FROM scheduled_sends WHERE status IN ('PENDING', 'FIRING') AND {mine}"
+        ))
+        .bind(bind)
+        .fetch_one(self.reader())
+        .await
+        .map_err(backend_error)?;
+        let rows: Vec<crate::store::schedule::ScheduledRow> = db::query_as(&format!(
+            "SELECT {} FROM scheduled_sends WHERE status IN ('PENDING', 'FIRING') \
+             AND {mine} ORDER BY send_at, id LIMIT $2 OFFSET $3",
+            crate::store::schedule::SCHEDULED_COLUMNS
+        ))
+        .bind(bind)
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(self.reader())
+        .await
+        .map_err(backend_error)?;
+        let sends = rows
+            .into_iter()
+            .map(crate::store::schedule::ScheduledRow::into_send)
+            .collect::<Result<_, _>>()?;
+        Ok((count, sends))
+    }
+
+    async fn cancel_send(
+        &self,
+        owner: Option<tickethub_actors::ports::Sender>,
+        id: i64,
+        actor: &str,
+    ) -> Result<tickethub_actors::ports::Cancelled, tickethub_actors::ports::StoreError> {
+        use tickethub_actors::ports::Cancelled;
+        let (mine, bind) = crate::store::schedule::sender_clause(owner, 2);
+        let now = chrono::Utc::now();
+        let mut tx = self.writer().begin().await.map_err(backend_error)?;
+        let done = db::query(&format!(
+            "UPDATE scheduled_sends SET status = 'CANCELLED', detail = 'cancelled', updated_at = $3 \
+             WHERE id = $1 AND status = 'PENDING' AND {mine}"
+        ))
+        .bind(id)
+        .bind(bind)
+        .bind(now)
+        .execute(&mut tx)
+        .await
+        .map_err(backend_error)?;
+        if done.rows_affected() == 1 {
+            let event = tickethub_actors::ports::NewAuditEvent::new(
+                actor,
+                "scheduled_send.cancelled",
+                format!("scheduled_send:{id}"),
+                serde_json::json!({ "reason": "cancelled by its sender or an admin" }).to_string(),
+            );
+            Self::audit(&mut tx, &event, now).await?;
+            tx.commit().await.map_err(backend_error)?;
+            return Ok(Cancelled::Cancelled);
+        }
+        let status: Option<(String,)> = db::query_as(&format!(
+            "SELECT status FROM scheduled_sends WHERE id = $1 AND {mine}"
+        ))
+        .bind(id)
+        .bind(bind)
+        .fetch_optional(&mut tx)
+        .await
+        .map_err(backend_error)?;
+        Ok(match status {
+            None => Cancelled::NotFound,
+            Some((status,)) => Cancelled::Settled(status),
+        })
+    }
+
+    async fn claim_sends(
+        &self,
+        node: &str,
+        now: chrono::DateTime<chrono::Utc>,
+        lease_until: chrono::DateTime<chrono::Utc>,
+        limit: i64,
+    ) -> Result<Vec<tickethub_actors::ports::ScheduledSend>, tickethub_actors::ports::StoreError>
+    {
+        let ids = self
+            .claim_due("scheduled_sends", "send_at", node, now, lease_until, limit)
+            .await?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut sends = self.scheduled_rows(&ids).await?;
+        for send in &mut sends {
+            crate::store::schedule::with_schedule(send, now);
+        }
+        Ok(sends)
+    }
+
+    async fn power_lost(
+        &self,
+        send: &tickethub_actors::ports::ScheduledSend,
+    ) -> Result<Option<String>, tickethub_actors::ports::StoreError> {
+        let (Some(sender), Some(user)) = (send.sender(), send.owner()) else {
+            return Ok(Some("it names no sender".to_owned()));
+        };
+        let mut conn = self.writer().acquire().await.map_err(backend_error)?;
+        Self::why_no_power(&mut conn, sender, user, "").await
+    }
+
+    async fn finish_send(
+        &self,
+        id: i64,
+        node: &str,
+        outcome: tickethub_actors::ports::Fired,
+    ) -> Result<bool, tickethub_actors::ports::StoreError> {
+        use tickethub_actors::ports::Fired;
+        let (status, fired_at, notified, detail, cancelled) = match outcome {
+            Fired::Fired {
+                notified,
+                at,
+                detail,
+            } => ("FIRED", Some(at), Some(notified), detail, None),
+            Fired::Failed(why) => ("FAILED", None, None, why, None),
+            Fired::Cancelled(why) => (
+                "CANCELLED",
+                None,
+                None,
+                format!("cancelled: {why}"),
+                Some(why),
+            ),
+        };
+        let now = chrono::Utc::now();
+        let mut tx = self.writer().begin().await.map_err(backend_error)?;
+        let done = db::query(
+            "UPDATE scheduled_sends SET status = $1, fired_at = $2, notified = $3, detail = $4, \
+             claimed_by = NULL, claimed_until = NULL, updated_at = $5 \
+             WHERE id = $6 AND status = 'FIRING' AND claimed_by = $7",
+        )
+        .bind(status)
+        .bind(fired_at)
+        .bind(notified)
+        .bind(detail)
+        .bind(now)
+        .bind(id)
+        .bind(node)
+        .execute(&mut tx)
+        .await
+        .map_err(backend_error)?;
+        let settled = done.rows_affected() == 1;
+        if let (true, Some(why)) = (settled, cancelled) {
+            let event = tickethub_actors::ports::NewAuditEvent::new(
+                "hub",
+                "scheduled_send.cancelled",
+                format!("scheduled_send:{id}"),
+                serde_json::json!({ "reason": why }).to_string(),
+            );
+            Self::audit(&mut tx, &event, now).await?;
+        }
+        tx.commit().await.map_err(backend_error)?;
+        Ok(settled)
+    }
+
+    async fn release_sends(
+        &self,
+        ids: &[i64],
+        node: &str,
+        due: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), tickethub_actors::ports::StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        // Due again at `due` (never earlier than it was): a lease that ran out takes it
+        // back anyway.
+        let mut q =
+            db::Builder::new("UPDATE scheduled_sends SET status = 'FIRING', claimed_until = ");
+        q.push_bind(due);
+        q.push(" WHERE status = 'FIRING' AND claimed_by = ");
+        q.push_bind(node);
+        q.push(" AND id");
+        q.push_in(ids.to_vec());
+        q.build()
+            .execute(self.writer())
+            .await
+            .map_err(backend_error)?;
+        Ok(())
+    }
+
+    async fn schedule_outlook(
+        &self,
+    ) -> Result<(i64, Option<chrono::DateTime<chrono::Utc>>), tickethub_actors::ports::StoreError>
+    {
+        let (pending,): (i64,) = db::query_as(
+            "SELECT COUNT(*) FROM scheduled_sends WHERE status IN ('PENDING', 'FIRING')",
+        )
+        .fetch_one(self.reader())
+        .await
+        .map_err(backend_error)?;
+        if pending == 0 {
+            return Ok((0, None));
+        }
+        // The next pending send, or the next claim to run out (a node that died firing).
+        let next_due: Option<(chrono::DateTime<chrono::Utc>,)> = db::query_as(
+            "SELECT send_at FROM scheduled_sends WHERE status = 'PENDING' ORDER BY send_at LIMIT 1",
+        )
+        .fetch_optional(self.reader())
+        .await
+        .map_err(backend_error)?;
+        let next_lapse: Option<(chrono::DateTime<chrono::Utc>,)> = db::query_as(
+            "SELECT claimed_until FROM scheduled_sends WHERE status = 'FIRING' \
+             AND claimed_until IS NOT NULL ORDER BY claimed_until LIMIT 1",
+        )
+        .fetch_optional(self.reader())
+        .await
+        .map_err(backend_error)?;
+        let next = match (next_due, next_lapse) {
+            (Some((a,)), Some((b,))) => Some(a.min(b)),
+            (a, b) => a.or(b).map(|(t,)| t),
+        };
+        Ok((pending, next))
+    }
+}

@@ -11,27 +11,20 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-use super::{impl_store, ConnectError};
+use super::db::Pool;
+use super::{ConnectError, SqlStore};
 
 mod writer;
 
-/// The SQLite implementation of the ports.
-#[derive(Clone, Debug)]
-pub struct SqliteStore {
-    writer: SqlitePool,
-    reader: SqlitePool,
-    commits: super::CommitQueue,
-    /// The checkpointer runs while a clone of the store is alive.
+/// What only the SQLite store has.
+#[derive(Debug)]
+pub(crate) struct Own {
+    /// The checkpointer runs while the store is alive.
     _alive: std::sync::Arc<()>,
-    faults: std::sync::Arc<tickethub_actors::ports::StoreFaults>,
-    /// The bounds of the purge's running sweep.
-    purge_bounds: std::sync::Arc<super::retention::PurgeBounds>,
-    /// Active users, kept between requests.
-    users: std::sync::Arc<tickethub_actors::ports::UserCache>,
     /// The point reads of a socket's handshake, on the caller's thread (none in memory).
-    inline: Option<std::sync::Arc<InlineReader>>,
+    pub(crate) inline: Option<std::sync::Arc<InlineReader>>,
     /// The writer thread: group commits and `sent_seq` reports (none in memory).
-    lane: Lane,
+    pub(crate) lane: Lane,
 }
 
 /// A read-only connection that a caller reads from on its own thread, for the point read of
@@ -288,195 +281,145 @@ async fn truncate(c: &Checkpointer) -> Result<(), sqlx::Error> {
 /// Reader connections: a handful of read-only connections beside the writer.
 const READERS: u32 = 4;
 
-impl SqliteStore {
-    /// Opens (creating if missing) the database and runs the migrations.
-    pub async fn connect(url: &str, store: super::StoreOptions) -> Result<Self, ConnectError> {
-        let (acquire_timeout, durability) = (store.acquire_timeout, store.durability);
-        let memory = url.contains(":memory:") || url.contains("mode=memory");
-        let options = SqliteConnectOptions::from_str(url)?;
-        warn_if_readable_by_others(options.get_filename());
-        let options = options
-            .create_if_missing(true)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
-        let options = if memory {
-            // An in-memory database exists once per connection: share one for both pools.
-            options.shared_cache(true)
-        } else {
-            options
-                .journal_mode(SqliteJournalMode::Wal)
-                .synchronous(match durability {
-                    crate::config::SqliteDurability::Full => SqliteSynchronous::Full,
-                    crate::config::SqliteDurability::Normal => SqliteSynchronous::Normal,
-                })
-        };
-        // Commits never checkpoint: a checkpoint copies the log into the database file (and
-        // with `full` waits for its fsync), which on the commit path stalls every caller
-        // behind it. A connection of its own checkpoints instead, off that path.
-        let writer_options = if memory {
-            options.clone()
-        } else {
-            // A log the writer restarts by itself is cut back to the limit.
-            options
-                .clone()
-                .pragma("wal_autocheckpoint", "0")
-                .pragma("journal_size_limit", store.wal_limit_bytes.to_string())
-        };
-        // No ping before each acquire (sqlx's default): a connection to a local file does not
-        // go stale, and each ping is a round trip to the connection's worker thread, two
-        // context switches on every query.
-        let writer = SqlitePoolOptions::new()
+/// Opens (creating if missing) the database and runs the migrations.
+pub async fn connect(url: &str, store: super::StoreOptions) -> Result<SqlStore, ConnectError> {
+    let (acquire_timeout, durability) = (store.acquire_timeout, store.durability);
+    let memory = url.contains(":memory:") || url.contains("mode=memory");
+    let options = SqliteConnectOptions::from_str(url)?;
+    warn_if_readable_by_others(options.get_filename());
+    let options = options
+        .create_if_missing(true)
+        .foreign_keys(true)
+        .busy_timeout(Duration::from_secs(10));
+    let options = if memory {
+        // An in-memory database exists once per connection: share one for both pools.
+        options.shared_cache(true)
+    } else {
+        options
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(match durability {
+                crate::config::SqliteDurability::Full => SqliteSynchronous::Full,
+                crate::config::SqliteDurability::Normal => SqliteSynchronous::Normal,
+            })
+    };
+    // Commits never checkpoint: a checkpoint copies the log into the database file (and
+    // with `full` waits for its fsync), which on the commit path stalls every caller
+    // behind it. A connection of its own checkpoints instead, off that path.
+    let writer_options = if memory {
+        options.clone()
+    } else {
+        // A log the writer restarts by itself is cut back to the limit.
+        options
+            .clone()
+            .pragma("wal_autocheckpoint", "0")
+            .pragma("journal_size_limit", store.wal_limit_bytes.to_string())
+    };
+    // No ping before each acquire (sqlx's default): a connection to a local file does not
+    // go stale, and each ping is a round trip to the connection's worker thread, two
+    // context switches on every query.
+    let writer = SqlitePoolOptions::new()
+        .test_before_acquire(false)
+        .acquire_timeout(acquire_timeout.max(Duration::from_secs(10)))
+        .max_connections(1)
+        .min_connections(1)
+        .idle_timeout(None)
+        .max_lifetime(None)
+        .connect_with(writer_options)
+        .await?;
+    sqlx::migrate!("migrations/sqlite").run(&writer).await?;
+    super::backfill_username_keys(&Pool::Sqlite(writer.clone())).await?;
+    let alive = std::sync::Arc::new(());
+    let reader = if memory {
+        writer.clone()
+    } else {
+        SqlitePoolOptions::new()
             .test_before_acquire(false)
             .acquire_timeout(acquire_timeout.max(Duration::from_secs(10)))
+            .max_connections(READERS)
+            .connect_with(options.clone().read_only(true))
+            .await?
+    };
+    let inline = if memory {
+        None
+    } else {
+        let own = SqlitePoolOptions::new()
+            .test_before_acquire(false)
             .max_connections(1)
-            .min_connections(1)
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .connect_with(writer_options)
+            .connect_with(options.clone())
             .await?;
-        sqlx::migrate!("migrations/sqlite").run(&writer).await?;
-        super::backfill_username_keys(&writer).await?;
-        let alive = std::sync::Arc::new(());
-        let reader = if memory {
-            writer.clone()
-        } else {
-            SqlitePoolOptions::new()
-                .test_before_acquire(false)
-                .acquire_timeout(acquire_timeout.max(Duration::from_secs(10)))
-                .max_connections(READERS)
-                .connect_with(options.clone().read_only(true))
-                .await?
+        let inline = InlineReader::open(options.get_filename()).map(std::sync::Arc::new);
+        let mut wal = options.get_filename().as_os_str().to_owned();
+        wal.push("-wal");
+        let checkpointer = Checkpointer {
+            own,
+            writer: writer.clone(),
+            reader: reader.clone(),
+            readers: READERS,
+            inline: inline.clone(),
+            wal: wal.into(),
+            limit: store.wal_limit_bytes,
         };
-        let inline = if memory {
-            None
-        } else {
-            let own = SqlitePoolOptions::new()
-                .test_before_acquire(false)
-                .max_connections(1)
-                .connect_with(options.clone())
-                .await?;
-            let inline = InlineReader::open(options.get_filename()).map(std::sync::Arc::new);
-            let mut wal = options.get_filename().as_os_str().to_owned();
-            wal.push("-wal");
-            let checkpointer = Checkpointer {
-                own,
-                writer: writer.clone(),
-                reader: reader.clone(),
-                readers: READERS,
-                inline: inline.clone(),
-                wal: wal.into(),
-                limit: store.wal_limit_bytes,
-            };
-            tokio::spawn(checkpoints(checkpointer, std::sync::Arc::downgrade(&alive)));
-            inline
-        };
-        // One writer connection: one committer, whose groups grow while a commit runs.
-        let lane: Lane = if memory {
-            None
-        } else {
-            writer::DirectWriter::start(writer::WriterSettings {
+        tokio::spawn(checkpoints(checkpointer, std::sync::Arc::downgrade(&alive)));
+        inline
+    };
+    // One writer connection: one committer, whose groups grow while a commit runs.
+    let lane: Lane = if memory {
+        None
+    } else {
+        writer::DirectWriter::start(
+            writer::WriterSettings {
                 path: options.get_filename(),
                 synchronous: match durability {
                     crate::config::SqliteDurability::Full => "FULL",
                     crate::config::SqliteDurability::Normal => "NORMAL",
                 },
                 wal_limit_bytes: store.wal_limit_bytes,
-            })
-            .map(std::sync::Arc::new)
-        };
-        let faults = std::sync::Arc::<tickethub_actors::ports::StoreFaults>::default();
-        let commits = Self::group_committer(writer.clone(), lane.clone(), 1, faults.clone());
-        Ok(Self {
-            writer,
-            reader,
-            commits,
+            },
+            writer.clone(),
+        )
+        .map(std::sync::Arc::new)
+    };
+    let faults = std::sync::Arc::<tickethub_actors::ports::StoreFaults>::default();
+    let writer = Pool::Sqlite(writer);
+    let committer = super::Committer {
+        pool: writer.clone(),
+        lane: lane.clone(),
+    };
+    let commits = SqlStore::group_committer(committer, 1, faults.clone());
+    Ok(SqlStore {
+        kind: super::db::Kind::Sqlite,
+        writer,
+        reader: Pool::Sqlite(reader),
+        commits,
+        faults,
+        purge_bounds: Default::default(),
+        users: std::sync::Arc::new(tickethub_actors::ports::UserCache::new(store.user_cache)),
+        own: super::Own::Sqlite(std::sync::Arc::new(Own {
             _alive: alive,
-            faults,
-            purge_bounds: Default::default(),
-            users: std::sync::Arc::new(tickethub_actors::ports::UserCache::new(store.user_cache)),
             inline,
             lane,
-        })
-    }
-
-    fn users(&self) -> &tickethub_actors::ports::UserCache {
-        &self.users
-    }
-
-    fn inline(&self) -> Option<&InlineReader> {
-        self.inline.as_deref()
-    }
-
-    fn writer(&self) -> &SqlitePool {
-        &self.writer
-    }
-
-    fn reader(&self) -> &SqlitePool {
-        &self.reader
-    }
-
-    /// No connection is held outside the pools.
-    async fn close_held(&self) {}
-
-    /// Every read by key goes through the pool (or the inline reader).
-    async fn held_row(&self, _sql: &str, _id: i64) -> Option<Option<sqlx::sqlite::SqliteRow>> {
-        None
-    }
+        })),
+    })
 }
 
 /// How the group committer reaches the writer thread (none for an in-memory database).
 pub(crate) type Lane = Option<std::sync::Arc<writer::DirectWriter>>;
 
-impl_store!(SqliteStore, sqlx::Sqlite, "sqlite", "", Lane);
-
-impl SqliteStore {
-    /// Commits drafts that need no push rows and no escalation steps as one unit of work:
-    /// on the writer thread's connection, while this holds the pool's one writer connection,
-    /// so that no other write of the hub's (nor the log's truncation) runs meanwhile. Without
-    /// a writer thread (an in-memory database), statement by statement through the pool.
-    pub(crate) async fn commit_at_once(
-        pool: &sqlx::Pool<sqlx::Sqlite>,
-        lane: &Lane,
-        drafts: Vec<tickethub_actors::notification::Draft>,
-        now: chrono::DateTime<chrono::Utc>,
-    ) -> writer::Committed {
-        use crate::store::notifications::CommitFailure;
-        let Some(direct) = lane else {
-            let applied = Self::commit_in_steps(pool, &drafts, now).await;
-            return (drafts, applied);
-        };
-        let held = match pool.acquire().await {
-            Ok(held) => held,
-            Err(e) => {
-                return (
-                    drafts,
-                    Err(CommitFailure::NotApplied(crate::store::backend_error(e))),
-                )
-            }
-        };
-        let committed = direct.commit(drafts, now).await;
-        drop(held);
-        committed
-    }
-
-    /// Records `sent_seq`s (sorted by user) on the writer thread, while holding the pool's
-    /// writer connection; `None` without a writer thread, and the caller writes them through
-    /// the pool.
-    pub(crate) async fn record_sent_directly(
-        &self,
-        sent: Vec<(i64, i64)>,
-    ) -> Option<Result<(), tickethub_actors::ports::StoreError>> {
-        let direct = self.lane.as_ref()?;
-        let held = match self.writer.acquire().await {
-            Ok(held) => held,
-            Err(e) => return Some(Err(crate::store::backend_error(e))),
-        };
-        let written = direct
-            .run(move |conn| writer::record_sent(conn, &sent))
-            .await;
-        drop(held);
-        written
-    }
+/// Commits drafts that need no push rows and no escalation steps as one unit of work on the
+/// writer thread, which holds the pool's one writer connection meanwhile, so that no other
+/// write of the hub's (nor the log's truncation) runs. Without a writer thread (an in-memory
+/// database), statement by statement through the pool.
+pub(crate) async fn commit_at_once(
+    pool: &SqlitePool,
+    lane: &Lane,
+    drafts: Vec<tickethub_actors::notification::Draft>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> writer::Committed {
+    let Some(direct) = lane else {
+        let applied = SqlStore::commit_in_steps(&Pool::Sqlite(pool.clone()), &drafts, now).await;
+        return (drafts, applied);
+    };
+    direct.commit(drafts, now).await
 }
 
 #[cfg(test)]
@@ -487,11 +430,17 @@ mod tests {
 
     use super::*;
 
-    async fn store(dir: &tempfile::TempDir) -> SqliteStore {
+    async fn store(dir: &tempfile::TempDir) -> SqlStore {
         let url = format!("sqlite://{}", dir.path().join("hub.db").display());
-        SqliteStore::connect(&url, Default::default())
-            .await
-            .unwrap()
+        connect(&url, Default::default()).await.unwrap()
+    }
+
+    /// The store's one writer connection's pool.
+    fn writer_pool(s: &SqlStore) -> &SqlitePool {
+        match s.writer() {
+            Pool::Sqlite(pool) => pool,
+            Pool::Postgres(_) => unreachable!("a SQLite store"),
+        }
     }
 
     fn new_user(name: &str) -> NewUser {
@@ -509,7 +458,7 @@ mod tests {
 
     /// What the pool reads for this user: a cold cache, so the read is not answered from it.
     async fn pooled(
-        s: &SqliteStore,
+        s: &SqlStore,
         id: UserId,
     ) -> Option<(tickethub_actors::domain::User, NotificationCursor)> {
         let held = s.inline().unwrap().hold();
@@ -583,8 +532,8 @@ mod tests {
     }
 
     /// Every column of a user's notifications and of their deliveries, but the ids, as text.
-    async fn rows_of(s: &SqliteStore, user: UserId) -> Vec<String> {
-        let notifications: Vec<(String,)> = sqlx::query_as(
+    async fn rows_of(s: &SqlStore, user: UserId) -> Vec<String> {
+        let notifications: Vec<(String,)> = crate::store::db::query_as(
             "SELECT json_array(seq, notification_type, title, message, ticket_id, data, \
              action_url, is_read, read_at, deleted_at, created_at, event_id, action, actor_id - user_id) \
              FROM notifications WHERE user_id = $1 ORDER BY seq",
@@ -593,7 +542,7 @@ mod tests {
         .fetch_all(s.reader())
         .await
         .unwrap();
-        let deliveries: Vec<(String,)> = sqlx::query_as(
+        let deliveries: Vec<(String,)> = crate::store::db::query_as(
             "SELECT json_array(n.seq, d.channel, d.address, d.recipients, d.status, d.attempts, \
              d.next_attempt_at, d.claimed_until, d.last_error, d.created_at, d.updated_at) \
              FROM deliveries d JOIN notifications n ON n.id = d.notification_id \
@@ -616,24 +565,26 @@ mod tests {
         let s = store(&dir).await;
         let ann = s.create_user(new_user("ann")).await.unwrap().id;
         let bob = s.create_user(new_user("bob")).await.unwrap().id;
-        let direct = writer::DirectWriter::start(writer::WriterSettings {
-            path: &dir.path().join("hub.db"),
-            synchronous: "FULL",
-            wal_limit_bytes: 1 << 20,
-        })
+        let direct = writer::DirectWriter::start(
+            writer::WriterSettings {
+                path: &dir.path().join("hub.db"),
+                synchronous: "FULL",
+                wal_limit_bytes: 1 << 20,
+            },
+            writer_pool(&s).clone(),
+        )
         .map(std::sync::Arc::new);
         assert!(direct.is_some());
         let now = chrono::Utc::now();
         let drafts = |user| vec![draft(user, "first"), draft(user, "second")];
-        let (back, placed) =
-            SqliteStore::commit_at_once(s.writer(), &direct, drafts(ann), now).await;
+        let (back, placed) = commit_at_once(writer_pool(&s), &direct, drafts(ann), now).await;
         let placed = placed.unwrap_or_else(|_| panic!("the writer thread commits"));
         assert_eq!(back.len(), 2, "the drafts come back");
         assert_eq!(
             placed.iter().map(|(_, seq)| *seq).collect::<Vec<_>>(),
             [1, 2]
         );
-        let by_pool = SqliteStore::commit_in_steps(s.writer(), &drafts(bob), now).await;
+        let by_pool = SqlStore::commit_in_steps(s.writer(), &drafts(bob), now).await;
         assert!(by_pool.is_ok());
         let ann_rows = rows_of(&s, ann).await;
         assert_eq!(ann_rows.len(), 2 + 4);
@@ -647,7 +598,7 @@ mod tests {
         // A recipient that does not exist: nothing is written, and the drafts come back.
         let mut group = drafts(ann);
         group.push(draft(UserId(999_999), "nobody"));
-        let (back, refused) = SqliteStore::commit_at_once(s.writer(), &direct, group, now).await;
+        let (back, refused) = commit_at_once(writer_pool(&s), &direct, group, now).await;
         assert_eq!(back.len(), 3);
         assert!(matches!(
             refused,
@@ -660,17 +611,39 @@ mod tests {
         s.close().await;
     }
 
+    /// Writes go through the one writer connection: a reader connection refuses them.
+    #[tokio::test]
+    async fn a_reader_connection_cannot_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(&dir).await;
+        let user = s.create_user(new_user("cy")).await.unwrap();
+        let write = |pool| {
+            crate::store::db::query("UPDATE users SET display_name = 'x' WHERE id = $1")
+                .bind(user.id.0)
+                .execute(pool)
+        };
+        let refused = write(s.reader()).await.unwrap_err();
+        assert!(
+            refused.to_string().contains("readonly"),
+            "a reader refuses a write: {refused}"
+        );
+        assert_eq!(write(s.writer()).await.unwrap().rows_affected(), 1);
+        s.close().await;
+    }
+
     #[tokio::test]
     async fn a_time_the_inline_reader_cannot_read_is_read_through_the_pool() {
         let dir = tempfile::tempdir().unwrap();
         let s = store(&dir).await;
         let user = s.create_user(new_user("bob")).await.unwrap();
         // A form sqlx reads and never writes (written by hand, say).
-        sqlx::query("UPDATE users SET created_at = '2026-01-02 03:04:05' WHERE id = $1")
-            .bind(user.id.0)
-            .execute(s.writer())
-            .await
-            .unwrap();
+        crate::store::db::query(
+            "UPDATE users SET created_at = '2026-01-02 03:04:05' WHERE id = $1",
+        )
+        .bind(user.id.0)
+        .execute(s.writer())
+        .await
+        .unwrap();
         assert_eq!(s.inline().unwrap().user_and_cursor(user.id.0), None);
         s.users.forget(user.id);
         let (read, _) = s.user_and_cursor(user.id).await.unwrap().unwrap();

@@ -1,5 +1,7 @@
 //! Unit tests of the group commit's batching and the notifications' row helpers.
 
+use crate::store::db;
+
 use super::*;
 use chrono::TimeZone;
 use tickethub_actors::domain::{NewUser, Role};
@@ -311,45 +313,17 @@ fn no_calls_merge_into_nothing() {
     assert_eq!(answers, [Vec::<i64>::new(), Vec::new()]);
 }
 
-#[test]
-fn recipient_rows_are_bound_as_whole_arrays() {
-    let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new("SELECT r.user_id FROM ");
-    <sqlx::Sqlite as RecipientRows>::push_pairs(
-        &mut q,
-        vec![(1, 2), (3, 4)],
-        "r",
-        "user_id",
-        "seq",
-    );
-    assert_eq!(
-        q.sql(),
-        "SELECT r.user_id FROM (SELECT value ->> 0 AS user_id, value ->> 1 AS seq FROM json_each(?)) AS r"
-    );
-    let mut q = sqlx::QueryBuilder::<sqlx::Postgres>::new("SELECT r.user_id FROM ");
-    <sqlx::Postgres as RecipientRows>::push_pairs(
-        &mut q,
-        vec![(1, 2), (3, 4)],
-        "r",
-        "user_id",
-        "seq",
-    );
-    assert_eq!(
-        q.sql(),
-        "SELECT r.user_id FROM UNNEST($1::bigint[], $2::bigint[]) AS r(user_id, seq)"
-    );
-}
-
 #[tokio::test]
 async fn sqlite_reads_the_recipient_rows_back_exactly() {
-    let pool = sqlx::SqlitePool::connect("sqlite::memory:").await.unwrap();
+    let pool = db::Pool::Sqlite(sqlx::SqlitePool::connect("sqlite::memory:").await.unwrap());
     for rows in [
         vec![],
         vec![(1, 1)],
         vec![(7, 3), (2, 9), (7, 4)],
         vec![(i64::MAX, i64::MIN), (-1, 0)],
     ] {
-        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new("SELECT r.user_id, r.seq FROM ");
-        <sqlx::Sqlite as RecipientRows>::push_pairs(&mut q, rows.clone(), "r", "user_id", "seq");
+        let mut q = db::Builder::new("SELECT r.user_id, r.seq FROM ");
+        q.push_pairs(rows.clone(), "r", "user_id", "seq");
         let read: Vec<(i64, i64)> = q.build_query_as().fetch_all(&pool).await.unwrap();
         assert_eq!(read, rows);
     }

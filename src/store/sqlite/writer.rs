@@ -13,9 +13,11 @@
 //! one drop its whole page cache (SQLite's pager starts again after any other connection's
 //! commit), and its next commit read every page it touches from the files again.
 //!
-//! It writes only while its caller holds the store's one pooled writer connection, so it never
-//! meets another of the hub's writes (nor the checkpointer's truncation, which takes that
-//! connection too); its busy timeout is there for writers outside the hub.
+//! It writes only while it holds the store's one pooled writer connection, so it never meets
+//! another of the hub's writes (nor the checkpointer's truncation, which takes that connection
+//! too): its two writes, [`DirectWriter::commit`] and [`DirectWriter::record_sent`], take that
+//! connection first, and nothing else can hand the thread a write. Its busy timeout is there
+//! for writers outside the hub.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -26,7 +28,9 @@ use tickethub_actors::notification::Draft;
 use tickethub_actors::ports::StoreError;
 use tickethub_actors::routing::Channel;
 
-use crate::store::notifications::{recipients_json, seq_plan, CommitFailure};
+use crate::store::notifications::{
+    recipients_json, seq_plan, CommitFailure, INSERT_DELIVERIES, INSERT_NOTIFICATIONS,
+};
 
 /// What a group's commit answers: the drafts back, with where each landed, `(id, seq)`.
 pub(crate) type Committed = (Vec<Draft>, Result<Vec<(i64, i64)>, CommitFailure>);
@@ -47,6 +51,8 @@ enum Job {
 #[derive(Debug)]
 pub(crate) struct DirectWriter {
     jobs: std::sync::mpsc::Sender<Job>,
+    /// The store's writer pool, of one connection: held while the thread writes.
+    pool: sqlx::SqlitePool,
 }
 
 /// How the writer connection is opened: as the pool's writer is.
@@ -60,18 +66,18 @@ pub(crate) struct WriterSettings<'a> {
 const CACHE_KIB: i64 = 32 * 1024;
 
 const BUMP: &str = "UPDATE users SET last_seq = last_seq + ?2 WHERE id = ?1 RETURNING last_seq";
-const INSERT_NOTIFICATION: &str = "INSERT INTO notifications (user_id, seq, notification_type, \
-     title, message, ticket_id, data, action_url, is_read, created_at, event_id, action, actor_id) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9, NULL, ?10, ?11)";
+static INSERT_NOTIFICATION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!("{INSERT_NOTIFICATIONS}VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9, NULL, ?10, ?11)")
+});
 const RECORD_SENT: &str = "UPDATE users SET sent_seq = ?2 WHERE id = ?1 AND sent_seq < ?2";
-const INSERT_DELIVERY: &str = "INSERT INTO deliveries (notification_id, channel, address, \
-     recipients, status, attempts, next_attempt_at, created_at, updated_at) \
-     VALUES (?1, ?2, ?3, ?4, 'QUEUED', 0, ?5, ?5, ?5)";
+static INSERT_DELIVERY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!("{INSERT_DELIVERIES}VALUES (?1, ?2, ?3, ?4, 'QUEUED', 0, ?5, ?5, ?5)")
+});
 
 impl DirectWriter {
     /// Opens the connection and starts its thread; `None` (with a warning) if it cannot be
     /// opened, and groups are then committed through the pool.
-    pub(crate) fn start(settings: WriterSettings<'_>) -> Option<Self> {
+    pub(crate) fn start(settings: WriterSettings<'_>, pool: sqlx::SqlitePool) -> Option<Self> {
         let conn = match open(&settings) {
             Ok(conn) => conn,
             Err(e) => {
@@ -95,7 +101,7 @@ impl DirectWriter {
                 }
             });
         match spawned {
-            Ok(_) => Some(Self { jobs }),
+            Ok(_) => Some(Self { jobs, pool }),
             Err(e) => {
                 tracing::warn!(error = %e, "group commits go through the pool: no thread for their connection");
                 None
@@ -103,15 +109,24 @@ impl DirectWriter {
         }
     }
 
-    /// Commits `drafts` (sorted by recipient) in one transaction. The caller holds the pool's
-    /// writer connection until this answers. If the thread is gone, nothing was tried and the
-    /// drafts come back with `NotApplied`; if it went away with the drafts, whether they were
+    /// Commits `drafts` (sorted by recipient) in one transaction, holding the pool's writer
+    /// connection until it answers. If the thread is gone, nothing was tried and the drafts
+    /// come back with `NotApplied`; if it went away with the drafts, whether they were
     /// committed is unknown, and no drafts come back.
     pub(crate) async fn commit(
         &self,
         drafts: Vec<Draft>,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Committed {
+        let held = match self.pool.acquire().await {
+            Ok(held) => held,
+            Err(e) => {
+                return (
+                    drafts,
+                    Err(CommitFailure::NotApplied(crate::store::backend_error(e))),
+                )
+            }
+        };
         let (reply, answer) = tokio::sync::oneshot::channel();
         let job = Job::Commit { drafts, now, reply };
         if let Err(std::sync::mpsc::SendError(job)) = self.jobs.send(job) {
@@ -123,29 +138,37 @@ impl DirectWriter {
             };
             return (drafts, Err(CommitFailure::NotApplied(gone())));
         }
-        answer
+        let committed = answer
             .await
-            .unwrap_or_else(|_| (Vec::new(), Err(CommitFailure::Unknown(gone()))))
+            .unwrap_or_else(|_| (Vec::new(), Err(CommitFailure::Unknown(gone()))));
+        drop(held);
+        committed
     }
 
-    /// Runs `write` on the thread's connection; the caller holds the pool's writer connection
-    /// until this answers. `None` if the thread is gone, and `write` was not run.
-    pub(crate) async fn run<T: Send + 'static>(
+    /// Records `sent_seq`s (`(user, seq)`, sorted by user), holding the pool's writer
+    /// connection until it answers. `None` if the thread is gone, and nothing was written.
+    pub(crate) async fn record_sent(
         &self,
-        write: impl FnOnce(&mut Connection) -> T + Send + 'static,
-    ) -> Option<T> {
+        sent: Vec<(i64, i64)>,
+    ) -> Option<Result<(), StoreError>> {
+        let held = match self.pool.acquire().await {
+            Ok(held) => held,
+            Err(e) => return Some(Err(crate::store::backend_error(e))),
+        };
         let (reply, answer) = tokio::sync::oneshot::channel();
         let job = Job::Run(Box::new(move |conn| {
-            let _ = reply.send(write(conn));
+            let _ = reply.send(record_sent(conn, &sent));
         }));
         self.jobs.send(job).ok()?;
-        answer.await.ok()
+        let written = answer.await.ok();
+        drop(held);
+        written
     }
 }
 
 /// Records how far each user's sockets were sent (`(user, seq)`, sorted by user): a seq
 /// never goes back.
-pub(crate) fn record_sent(conn: &mut Connection, sent: &[(i64, i64)]) -> Result<(), StoreError> {
+fn record_sent(conn: &mut Connection, sent: &[(i64, i64)]) -> Result<(), StoreError> {
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(backend)?;
@@ -182,7 +205,7 @@ fn open(s: &WriterSettings<'_>) -> rusqlite::Result<Connection> {
     // notifications' indexes and of their `users` row. SQLite's default (2 MiB) holds them for
     // a few hundred users only, and every other leaf would be read again from the file.
     conn.pragma_update(None, "cache_size", -CACHE_KIB)?;
-    for sql in [BUMP, INSERT_NOTIFICATION, INSERT_DELIVERY, RECORD_SENT] {
+    for sql in [BUMP, &INSERT_NOTIFICATION, &INSERT_DELIVERY, RECORD_SENT] {
         conn.prepare_cached(sql)?;
     }
     Ok(conn)
@@ -236,14 +259,14 @@ fn write(
     let mut bump = conn.prepare_cached(BUMP).map_err(backend)?;
     for (user, n) in counts {
         let top: Option<i64> = bump
-            .query_row(params![user, n], |row| row.get(0))
+            .query_row(params![user, n], |row| row.get("last_seq"))
             .optional()
             .map_err(backend)?;
         let top = top.ok_or_else(|| StoreError::NotFound(format!("user {user}")))?;
         last.insert(user, top);
     }
-    let mut insert = conn.prepare_cached(INSERT_NOTIFICATION).map_err(backend)?;
-    let mut deliver = conn.prepare_cached(INSERT_DELIVERY).map_err(backend)?;
+    let mut insert = conn.prepare_cached(&INSERT_NOTIFICATION).map_err(backend)?;
+    let mut deliver = conn.prepare_cached(&INSERT_DELIVERY).map_err(backend)?;
     let mut placed = Vec::with_capacity(drafts.len());
     for (d, back) in drafts.iter().zip(back) {
         let seq = last[&d.recipient.0] - back;

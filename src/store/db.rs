@@ -1,0 +1,823 @@
+//! The SQL both backends run: one statement text, its arguments encoded as each backend
+//! encodes them, its rows decoded by column name.
+//!
+//! A statement is written once, in the subset both dialects share (`$n` parameters,
+//! `RETURNING`, `ON CONFLICT`). Its arguments are kept as they were given and bound when it
+//! runs, by the backend of the pool, transaction or connection it runs on; where the dialects
+//! differ, [`Builder::push_in`] (a set of ids as one argument) and [`Kind`]'s clauses say it
+//! per backend. A row type derives [`sqlx::FromRow`], which reads either backend's rows by
+//! column name.
+
+use std::borrow::Cow;
+use std::fmt::Write as _;
+use std::marker::PhantomData;
+
+use futures::TryStreamExt;
+use sqlx::error::BoxDynError;
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::{PgArguments, PgPool, PgRow, Postgres};
+use sqlx::sqlite::{Sqlite, SqliteArguments, SqlitePool, SqliteRow};
+use sqlx::{Arguments, ColumnIndex, Decode, Encode, FromRow, Type};
+
+/// Which database a store runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// The embedded default.
+    Sqlite,
+    /// The production backend.
+    Postgres,
+}
+
+impl Kind {
+    /// The backend's name, as `Store::backend` answers it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Sqlite => "sqlite",
+            Kind::Postgres => "postgres",
+        }
+    }
+
+    /// The clause that locks the rows a claim selects and passes over those another node's
+    /// claim holds: none on SQLite, whose writes go through one connection.
+    pub fn skip_locked(self) -> &'static str {
+        match self {
+            Kind::Sqlite => "",
+            Kind::Postgres => "FOR UPDATE SKIP LOCKED",
+        }
+    }
+
+    /// The clause that locks the rows a `SELECT` reads until the transaction ends: none on
+    /// SQLite.
+    pub fn row_lock(self) -> &'static str {
+        match self {
+            Kind::Sqlite => "",
+            Kind::Postgres => "FOR UPDATE",
+        }
+    }
+}
+
+/// A value either backend can bind.
+pub(crate) trait Bind<'q>: Send {
+    /// Adds the value to SQLite's arguments.
+    fn sqlite(self: Box<Self>, args: &mut SqliteArguments<'q>) -> Result<(), BoxDynError>;
+    /// Adds the value to PostgreSQL's arguments.
+    fn postgres(self: Box<Self>, args: &mut PgArguments) -> Result<(), BoxDynError>;
+}
+
+impl<'q, T> Bind<'q> for T
+where
+    T: 'q + Send + Encode<'q, Sqlite> + Type<Sqlite> + Encode<'q, Postgres> + Type<Postgres>,
+{
+    fn sqlite(self: Box<Self>, args: &mut SqliteArguments<'q>) -> Result<(), BoxDynError> {
+        args.add(*self)
+    }
+
+    fn postgres(self: Box<Self>, args: &mut PgArguments) -> Result<(), BoxDynError> {
+        args.add(*self)
+    }
+}
+
+/// A type either backend's rows decode, by column name.
+pub(crate) trait Decoded:
+    for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + Send + Unpin
+{
+}
+
+impl<T> Decoded for T where
+    T: for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + Send + Unpin
+{
+}
+
+/// A column type either backend decodes.
+pub(crate) trait Column:
+    for<'r> Decode<'r, Sqlite> + Type<Sqlite> + for<'r> Decode<'r, Postgres> + Type<Postgres>
+{
+}
+
+impl<T> Column for T where
+    T: for<'r> Decode<'r, Sqlite> + Type<Sqlite> + for<'r> Decode<'r, Postgres> + Type<Postgres>
+{
+}
+
+/// One argument of a statement.
+enum Value<'q> {
+    One(Box<dyn Bind<'q> + 'q>),
+    /// A set of ids, tested with [`Builder::push_in`].
+    Ids(Vec<i64>),
+    /// A table of integer pairs, [`Builder::push_pairs`].
+    Pairs {
+        rows: Vec<(i64, i64)>,
+        name: &'static str,
+        a: &'static str,
+        b: &'static str,
+    },
+}
+
+impl Value<'_> {
+    /// Writes where the value goes in the statement's text on `kind`, its first parameter
+    /// numbered `n`; answers how many parameters it took.
+    fn render(&self, kind: Kind, n: usize, out: &mut String) -> usize {
+        match (self, kind) {
+            (Value::One(_), _) => {
+                let _ = write!(out, "${n}");
+                1
+            }
+            (Value::Ids(_), Kind::Sqlite) => {
+                let _ = write!(out, " IN (SELECT value FROM json_each(${n}))");
+                1
+            }
+            (Value::Ids(_), Kind::Postgres) => {
+                let _ = write!(out, " = ANY(${n}::bigint[])");
+                1
+            }
+            // `[[a, b], …]` as one JSON text, read back by SQLite's `json_each`.
+            (Value::Pairs { name, a, b, .. }, Kind::Sqlite) => {
+                let _ = write!(
+                    out,
+                    "(SELECT value ->> 0 AS {a}, value ->> 1 AS {b} FROM json_each(${n})) AS {name}"
+                );
+                1
+            }
+            (Value::Pairs { name, a, b, .. }, Kind::Postgres) => {
+                let _ = write!(
+                    out,
+                    "UNNEST(${n}::bigint[], ${}::bigint[]) AS {name}({a}, {b})",
+                    n + 1
+                );
+                2
+            }
+        }
+    }
+}
+
+/// Marks where a built statement's value goes, around its index.
+const MARK: char = '\u{1}';
+
+/// A built statement's text on `kind`: each value's mark replaced by its parameters.
+fn render(text: &str, values: &[Value<'_>], kind: Kind) -> String {
+    let mut out = String::with_capacity(text.len() + 16 * values.len());
+    let mut n = 1;
+    for (i, part) in text.split(MARK).enumerate() {
+        if i % 2 == 0 {
+            out.push_str(part);
+        } else {
+            let value = part.parse::<usize>().expect("a value's mark");
+            n += values[value].render(kind, n, &mut out);
+        }
+    }
+    out
+}
+
+/// A statement and its arguments, run on whichever backend it is given.
+#[must_use = "a statement does nothing until it runs"]
+pub(crate) struct Query<'q> {
+    text: Cow<'q, str>,
+    values: Vec<Value<'q>>,
+    /// The text marks where each value goes, rendered per backend when it runs (a built
+    /// statement); otherwise it has its own `$n`.
+    built: bool,
+}
+
+/// A statement of fixed text.
+pub(crate) fn query(text: &str) -> Query<'_> {
+    Query {
+        text: Cow::Borrowed(text),
+        values: Vec::new(),
+        built: false,
+    }
+}
+
+/// A statement of fixed text whose rows decode as `T`.
+pub(crate) fn query_as<T: Decoded>(text: &str) -> QueryAs<'_, T> {
+    QueryAs {
+        query: query(text),
+        row: PhantomData,
+    }
+}
+
+/// What a statement that returns no rows did.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Done(u64);
+
+impl Done {
+    /// The rows it inserted, changed or deleted.
+    pub(crate) fn rows_affected(&self) -> u64 {
+        self.0
+    }
+}
+
+impl<'q> Query<'q> {
+    /// Binds the next `$n`.
+    pub(crate) fn bind<T: Bind<'q> + 'q>(mut self, value: T) -> Self {
+        self.values.push(Value::One(Box::new(value)));
+        self
+    }
+
+    /// The statement's text on `kind`.
+    fn text_on(&self, kind: Kind) -> Cow<'_, str> {
+        if self.built {
+            Cow::Owned(render(&self.text, &self.values, kind))
+        } else {
+            Cow::Borrowed(&self.text)
+        }
+    }
+
+    fn sqlite_args(values: Vec<Value<'q>>) -> Result<SqliteArguments<'q>, BoxDynError> {
+        let mut args = SqliteArguments::default();
+        for value in values {
+            match value {
+                Value::One(v) => v.sqlite(&mut args)?,
+                Value::Ids(ids) => args.add(serde_json::to_string(&ids)?)?,
+                Value::Pairs { rows, .. } => args.add(serde_json::to_string(&rows)?)?,
+            }
+        }
+        Ok(args)
+    }
+
+    fn postgres_args(values: Vec<Value<'q>>) -> Result<PgArguments, BoxDynError> {
+        let mut args = PgArguments::default();
+        args.reserve(values.len(), 8 * values.len());
+        for value in values {
+            match value {
+                Value::One(v) => v.postgres(&mut args)?,
+                Value::Ids(ids) => args.add(ids)?,
+                Value::Pairs { rows, .. } => {
+                    let (xs, ys): (Vec<i64>, Vec<i64>) = rows.into_iter().unzip();
+                    args.add(xs)?;
+                    args.add(ys)?;
+                }
+            }
+        }
+        Ok(args)
+    }
+
+    /// Runs the statement.
+    pub(crate) async fn execute<'e>(self, on: impl Into<On<'e>>) -> Result<Done, sqlx::Error> {
+        match on.into().run(self, Op::Execute).await? {
+            Out::Done(n) => Ok(Done(n)),
+            _ => unreachable!("an execution answers what it did"),
+        }
+    }
+
+    /// Every row the statement returns.
+    pub(crate) async fn fetch_all<'e>(
+        self,
+        on: impl Into<On<'e>>,
+    ) -> Result<Vec<Row>, sqlx::Error> {
+        match on.into().run(self, Op::All).await? {
+            Out::Rows(rows) => Ok(rows),
+            _ => unreachable!("a fetch answers rows"),
+        }
+    }
+
+    /// The first row the statement returns, if any.
+    pub(crate) async fn fetch_optional<'e>(
+        self,
+        on: impl Into<On<'e>>,
+    ) -> Result<Option<Row>, sqlx::Error> {
+        match on.into().run(self, Op::Optional).await? {
+            Out::Row(row) => Ok(row),
+            _ => unreachable!("a fetch answers a row"),
+        }
+    }
+
+    /// The first row the statement returns; `RowNotFound` without one.
+    pub(crate) async fn fetch_one<'e>(self, on: impl Into<On<'e>>) -> Result<Row, sqlx::Error> {
+        self.fetch_optional(on)
+            .await?
+            .ok_or(sqlx::Error::RowNotFound)
+    }
+}
+
+/// A statement whose rows decode as `T`.
+#[must_use = "a statement does nothing until it runs"]
+pub(crate) struct QueryAs<'q, T> {
+    query: Query<'q>,
+    row: PhantomData<fn() -> T>,
+}
+
+impl<'q, T: Decoded> QueryAs<'q, T> {
+    /// Binds the next `$n`.
+    pub(crate) fn bind<V: Bind<'q> + 'q>(mut self, value: V) -> Self {
+        self.query = self.query.bind(value);
+        self
+    }
+
+    /// Every row the statement returns.
+    pub(crate) async fn fetch_all<'e>(self, on: impl Into<On<'e>>) -> Result<Vec<T>, sqlx::Error> {
+        let rows = self.query.fetch_all(on).await?;
+        rows.iter().map(Row::decode).collect()
+    }
+
+    /// The first row the statement returns, if any.
+    pub(crate) async fn fetch_optional<'e>(
+        self,
+        on: impl Into<On<'e>>,
+    ) -> Result<Option<T>, sqlx::Error> {
+        match self.query.fetch_optional(on).await? {
+            Some(row) => row.decode().map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The first row the statement returns; `RowNotFound` without one.
+    pub(crate) async fn fetch_one<'e>(self, on: impl Into<On<'e>>) -> Result<T, sqlx::Error> {
+        self.query.fetch_one(on).await?.decode()
+    }
+
+    /// Hands each row to `each` as it arrives, never holding them all.
+    pub(crate) async fn for_each<'e>(
+        self,
+        on: impl Into<On<'e>>,
+        mut each: impl FnMut(T) + Send,
+    ) -> Result<(), sqlx::Error> {
+        let on = on.into();
+        let text = self.query.text_on(on.kind()).into_owned();
+        let values = self.query.values;
+        if on.kind() == Kind::Sqlite {
+            let args = Query::sqlite_args(values).map_err(sqlx::Error::Encode)?;
+            match on {
+                On::Pool(Pool::Sqlite(p)) => each_row(p, &text, args, &mut each).await,
+                On::Tx(Tx::Sqlite(tx)) => each_row(&mut **tx, &text, args, &mut each).await,
+                On::Conn(Conn::Sqlite(c)) => each_row(&mut **c, &text, args, &mut each).await,
+                _ => unreachable!("the kind is SQLite's"),
+            }
+        } else {
+            let args = Query::postgres_args(values).map_err(sqlx::Error::Encode)?;
+            match on {
+                On::Pool(Pool::Postgres(p)) => each_row(p, &text, args, &mut each).await,
+                On::Tx(Tx::Postgres(tx)) => each_row(&mut **tx, &text, args, &mut each).await,
+                On::Conn(Conn::Postgres(c)) => each_row(&mut **c, &text, args, &mut each).await,
+                _ => unreachable!("the kind is PostgreSQL's"),
+            }
+        }
+    }
+}
+
+/// Hands each row `text` returns on `on` to `each`, decoded, as it arrives.
+async fn each_row<'c, 'q, DB, E, T>(
+    on: E,
+    text: &'q str,
+    args: <DB as sqlx::Database>::Arguments<'q>,
+    each: &mut (impl FnMut(T) + Send),
+) -> Result<(), sqlx::Error>
+where
+    DB: sqlx::Database,
+    <DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    E: 'q + sqlx::Executor<'c, Database = DB>,
+    T: for<'r> FromRow<'r, DB::Row> + Send + Unpin + 'q,
+{
+    let mut rows = sqlx::query_as_with::<DB, T, _>(text, args).fetch(on);
+    while let Some(row) = rows.try_next().await? {
+        each(row);
+    }
+    Ok(())
+}
+
+/// A row of either backend.
+pub(crate) enum Row {
+    Sqlite(SqliteRow),
+    Postgres(PgRow),
+}
+
+impl Row {
+    /// The row as `T`.
+    pub(crate) fn decode<T: Decoded>(&self) -> Result<T, sqlx::Error> {
+        match self {
+            Row::Sqlite(row) => T::from_row(row),
+            Row::Postgres(row) => T::from_row(row),
+        }
+    }
+
+    /// The value of a column, by name or position.
+    pub(crate) fn try_get<T, I>(&self, index: I) -> Result<T, sqlx::Error>
+    where
+        T: Column,
+        I: ColumnIndex<SqliteRow> + ColumnIndex<PgRow>,
+    {
+        use sqlx::Row as _;
+        match self {
+            Row::Sqlite(row) => row.try_get(index),
+            Row::Postgres(row) => row.try_get(index),
+        }
+    }
+}
+
+/// A pool of either backend.
+#[derive(Clone, Debug)]
+pub(crate) enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+impl Pool {
+    /// Which backend the pool connects to.
+    pub(crate) fn kind(&self) -> Kind {
+        match self {
+            Pool::Sqlite(_) => Kind::Sqlite,
+            Pool::Postgres(_) => Kind::Postgres,
+        }
+    }
+
+    /// Begins a transaction on a connection of the pool's.
+    pub(crate) async fn begin(&self) -> Result<Tx, sqlx::Error> {
+        Ok(match self {
+            Pool::Sqlite(p) => Tx::Sqlite(p.begin().await?),
+            Pool::Postgres(p) => Tx::Postgres(p.begin().await?),
+        })
+    }
+
+    /// Takes a connection of the pool's until it is dropped.
+    pub(crate) async fn acquire(&self) -> Result<Conn, sqlx::Error> {
+        Ok(match self {
+            Pool::Sqlite(p) => Conn::Sqlite(p.acquire().await?),
+            Pool::Postgres(p) => Conn::Postgres(p.acquire().await?),
+        })
+    }
+
+    /// Closes every connection; later calls fail.
+    pub(crate) async fn close(&self) {
+        match self {
+            Pool::Sqlite(p) => p.close().await,
+            Pool::Postgres(p) => p.close().await,
+        }
+    }
+}
+
+/// A transaction of either backend, rolled back if dropped before its commit.
+#[derive(Debug)]
+pub(crate) enum Tx {
+    Sqlite(sqlx::Transaction<'static, Sqlite>),
+    Postgres(sqlx::Transaction<'static, Postgres>),
+}
+
+impl Tx {
+    /// Which backend the transaction runs on.
+    pub(crate) fn kind(&self) -> Kind {
+        match self {
+            Tx::Sqlite(_) => Kind::Sqlite,
+            Tx::Postgres(_) => Kind::Postgres,
+        }
+    }
+
+    /// Commits the transaction.
+    pub(crate) async fn commit(self) -> Result<(), sqlx::Error> {
+        match self {
+            Tx::Sqlite(tx) => tx.commit().await,
+            Tx::Postgres(tx) => tx.commit().await,
+        }
+    }
+}
+
+/// A pooled connection of either backend, given back when dropped.
+#[derive(Debug)]
+pub(crate) enum Conn {
+    Sqlite(PoolConnection<Sqlite>),
+    Postgres(PoolConnection<Postgres>),
+}
+
+impl Conn {
+    /// Which backend the connection is to.
+    pub(crate) fn kind(&self) -> Kind {
+        match self {
+            Conn::Sqlite(_) => Kind::Sqlite,
+            Conn::Postgres(_) => Kind::Postgres,
+        }
+    }
+}
+
+/// Where a statement runs: a pool (any connection of it), a transaction or a connection.
+pub(crate) enum On<'e> {
+    Pool(&'e Pool),
+    Tx(&'e mut Tx),
+    Conn(&'e mut Conn),
+}
+
+impl<'e> From<&'e Pool> for On<'e> {
+    fn from(pool: &'e Pool) -> Self {
+        On::Pool(pool)
+    }
+}
+
+impl<'e> From<&'e mut Tx> for On<'e> {
+    fn from(tx: &'e mut Tx) -> Self {
+        On::Tx(tx)
+    }
+}
+
+impl<'e> From<&'e mut Conn> for On<'e> {
+    fn from(conn: &'e mut Conn) -> Self {
+        On::Conn(conn)
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Op {
+    Execute,
+    All,
+    Optional,
+}
+
+enum Out<R> {
+    Done(u64),
+    Rows(Vec<R>),
+    Row(Option<R>),
+}
+
+impl<R> Out<R> {
+    fn map(self, f: impl Fn(R) -> Row) -> Out<Row> {
+        match self {
+            Out::Done(n) => Out::Done(n),
+            Out::Rows(rows) => Out::Rows(rows.into_iter().map(f).collect()),
+            Out::Row(row) => Out::Row(row.map(f)),
+        }
+    }
+}
+
+/// Runs `text` on `on` as `op` asks; `affected` reads a result's count of rows.
+async fn run_on<'c, 'q, DB, E>(
+    on: E,
+    text: &'q str,
+    args: <DB as sqlx::Database>::Arguments<'q>,
+    op: Op,
+    affected: fn(&DB::QueryResult) -> u64,
+) -> Result<Out<DB::Row>, sqlx::Error>
+where
+    DB: sqlx::Database,
+    <DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    E: 'q + sqlx::Executor<'c, Database = DB>,
+{
+    let query = sqlx::query_with::<DB, _>(text, args);
+    Ok(match op {
+        Op::Execute => Out::Done(affected(&query.execute(on).await?)),
+        Op::All => Out::Rows(query.fetch_all(on).await?),
+        Op::Optional => Out::Row(query.fetch_optional(on).await?),
+    })
+}
+
+impl On<'_> {
+    fn kind(&self) -> Kind {
+        match self {
+            On::Pool(p) => p.kind(),
+            On::Tx(tx) => tx.kind(),
+            On::Conn(c) => c.kind(),
+        }
+    }
+
+    async fn run(self, query: Query<'_>, op: Op) -> Result<Out<Row>, sqlx::Error> {
+        let kind = self.kind();
+        let text = query.text_on(kind).into_owned();
+        let values = query.values;
+        if kind == Kind::Sqlite {
+            let args = Query::sqlite_args(values).map_err(sqlx::Error::Encode)?;
+            let n = sqlx::sqlite::SqliteQueryResult::rows_affected;
+            let out = match self {
+                On::Pool(Pool::Sqlite(p)) => run_on(p, &text, args, op, n).await?,
+                On::Tx(Tx::Sqlite(tx)) => run_on(&mut **tx, &text, args, op, n).await?,
+                On::Conn(Conn::Sqlite(c)) => run_on(&mut **c, &text, args, op, n).await?,
+                _ => unreachable!("the kind is SQLite's"),
+            };
+            Ok(out.map(Row::Sqlite))
+        } else {
+            let args = Query::postgres_args(values).map_err(sqlx::Error::Encode)?;
+            let n = sqlx::postgres::PgQueryResult::rows_affected;
+            let out = match self {
+                On::Pool(Pool::Postgres(p)) => run_on(p, &text, args, op, n).await?,
+                On::Tx(Tx::Postgres(tx)) => run_on(&mut **tx, &text, args, op, n).await?,
+                On::Conn(Conn::Postgres(c)) => run_on(&mut **c, &text, args, op, n).await?,
+                _ => unreachable!("the kind is PostgreSQL's"),
+            };
+            Ok(out.map(Row::Postgres))
+        }
+    }
+}
+
+/// A statement built piece by piece, as sqlx's `QueryBuilder`, for either backend: each bound
+/// value becomes a `$n` parameter when it runs.
+pub(crate) struct Builder<'q> {
+    text: String,
+    values: Vec<Value<'q>>,
+}
+
+impl<'q> Builder<'q> {
+    /// A statement that starts with `init`.
+    pub(crate) fn new(init: impl Into<String>) -> Self {
+        Self {
+            text: init.into(),
+            values: Vec::new(),
+        }
+    }
+
+    /// Appends SQL text.
+    pub(crate) fn push(&mut self, sql: impl std::fmt::Display) -> &mut Self {
+        let _ = write!(self.text, "{sql}");
+        self
+    }
+
+    fn mark(&mut self, value: Value<'q>) -> &mut Self {
+        let _ = write!(self.text, "{MARK}{}{MARK}", self.values.len());
+        self.values.push(value);
+        self
+    }
+
+    /// Appends the next parameter and binds `value` to it.
+    pub(crate) fn push_bind<T: Bind<'q> + 'q>(&mut self, value: T) -> &mut Self {
+        self.mark(Value::One(Box::new(value)))
+    }
+
+    /// Appends the test that the column just pushed is one of `ids`, bound as one value so
+    /// that the text is the same however many there are (and stays prepared):
+    /// `IN (SELECT value FROM json_each($n))` on SQLite, `= ANY($n::bigint[])` on PostgreSQL.
+    pub(crate) fn push_in(&mut self, ids: Vec<i64>) -> &mut Self {
+        self.mark(Value::Ids(ids))
+    }
+
+    /// Appends a table of integer pairs named `name` with columns `a` and `b`, bound as whole
+    /// arrays so that however many rows it has the text stays the same: one JSON text read by
+    /// `json_each` on SQLite, two arrays `UNNEST`ed on PostgreSQL.
+    pub(crate) fn push_pairs(
+        &mut self,
+        rows: Vec<(i64, i64)>,
+        name: &'static str,
+        a: &'static str,
+        b: &'static str,
+    ) -> &mut Self {
+        self.mark(Value::Pairs { rows, name, a, b })
+    }
+
+    /// Pieces pushed through the returned value are separated by `separator`.
+    pub(crate) fn separated<'b>(&'b mut self, separator: &'static str) -> Separated<'b, 'q> {
+        Separated {
+            builder: self,
+            separator,
+            first: true,
+        }
+    }
+
+    /// Appends `VALUES (…), (…)`: one parenthesized tuple per item, which `each` fills.
+    pub(crate) fn push_values<I, F>(&mut self, items: I, mut each: F) -> &mut Self
+    where
+        I: IntoIterator,
+        F: FnMut(Separated<'_, 'q>, I::Item),
+    {
+        self.push("VALUES ");
+        for (i, item) in items.into_iter().enumerate() {
+            if i > 0 {
+                self.push(", ");
+            }
+            self.push("(");
+            each(self.separated(", "), item);
+            self.push(")");
+        }
+        self
+    }
+
+    /// The statement's text on `kind`, as it runs there.
+    #[cfg(test)]
+    pub(crate) fn sql_on(&self, kind: Kind) -> String {
+        render(&self.text, &self.values, kind)
+    }
+
+    /// The statement, taken out of the builder (which is left empty).
+    pub(crate) fn build(&mut self) -> Query<'q> {
+        Query {
+            text: Cow::Owned(std::mem::take(&mut self.text)),
+            values: std::mem::take(&mut self.values),
+            built: true,
+        }
+    }
+
+    /// The statement whose rows decode as `T`, taken out of the builder.
+    pub(crate) fn build_query_as<T: Decoded>(&mut self) -> QueryAs<'q, T> {
+        QueryAs {
+            query: self.build(),
+            row: PhantomData,
+        }
+    }
+}
+
+/// Pieces of a [`Builder`] with a separator between them.
+pub(crate) struct Separated<'b, 'q> {
+    builder: &'b mut Builder<'q>,
+    separator: &'static str,
+    first: bool,
+}
+
+impl<'q> Separated<'_, 'q> {
+    fn separate(&mut self) {
+        if !self.first {
+            self.builder.push(self.separator);
+        }
+        self.first = false;
+    }
+
+    /// Appends SQL text after a separator.
+    pub(crate) fn push(&mut self, sql: impl std::fmt::Display) -> &mut Self {
+        self.separate();
+        self.builder.push(sql);
+        self
+    }
+
+    /// Appends a bound value's `$n` after a separator.
+    pub(crate) fn push_bind<T: Bind<'q> + 'q>(&mut self, value: T) -> &mut Self {
+        self.separate();
+        self.builder.push_bind(value);
+        self
+    }
+
+    /// Appends SQL text with no separator.
+    pub(crate) fn push_unseparated(&mut self, sql: impl std::fmt::Display) -> &mut Self {
+        self.builder.push(sql);
+        self
+    }
+
+    /// Appends a bound value's `$n` with no separator.
+    pub(crate) fn push_bind_unseparated<T: Bind<'q> + 'q>(&mut self, value: T) -> &mut Self {
+        self.builder.push_bind(value);
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_id_set_is_rendered_for_each_backend() {
+        let mut q = Builder::new("SELECT id FROM users WHERE id");
+        q.push_in(vec![1, 2])
+            .push(" AND role = ")
+            .push_bind("ADMIN");
+        assert_eq!(
+            q.sql_on(Kind::Sqlite),
+            "SELECT id FROM users WHERE id IN (SELECT value FROM json_each($1)) AND role = $2"
+        );
+        assert_eq!(
+            q.sql_on(Kind::Postgres),
+            "SELECT id FROM users WHERE id = ANY($1::bigint[]) AND role = $2"
+        );
+    }
+
+    #[test]
+    fn pairs_take_one_parameter_on_sqlite_and_two_on_postgres() {
+        let mut q = Builder::new("SELECT r.user_id FROM ");
+        q.push_pairs(vec![(1, 2), (3, 4)], "r", "user_id", "seq")
+            .push(" WHERE r.seq > ")
+            .push_bind(0_i64);
+        assert_eq!(
+            q.sql_on(Kind::Sqlite),
+            "SELECT r.user_id FROM (SELECT value ->> 0 AS user_id, value ->> 1 AS seq \
+             FROM json_each($1)) AS r WHERE r.seq > $2"
+        );
+        assert_eq!(
+            q.sql_on(Kind::Postgres),
+            "SELECT r.user_id FROM UNNEST($1::bigint[], $2::bigint[]) AS r(user_id, seq) \
+             WHERE r.seq > $3"
+        );
+    }
+
+    #[test]
+    fn values_are_separated_tuples() {
+        let mut q = Builder::new("INSERT INTO t (a, b) ");
+        q.push_values([(1_i64, "x"), (2, "y")], |mut t, (a, b)| {
+            t.push_bind(a).push_bind(b);
+        });
+        assert_eq!(
+            q.sql_on(Kind::Sqlite),
+            "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4)"
+        );
+    }
+
+    /// A built statement's values reach SQLite as its text numbers them, whether its rows
+    /// are fetched or streamed.
+    #[tokio::test]
+    async fn a_built_statement_runs_with_its_values_where_its_text_puts_them() {
+        let pool = Pool::Sqlite(SqlitePool::connect("sqlite::memory:").await.unwrap());
+        let built = || {
+            let mut q = Builder::new("SELECT p.a, p.b FROM ");
+            q.push_pairs(vec![(1, 10), (2, 20), (3, 30)], "p", "a", "b")
+                .push(" WHERE p.a")
+                .push_in(vec![1, 3])
+                .push(" AND p.b > ")
+                .push_bind(10_i64);
+            q
+        };
+        let rows: Vec<(i64, i64)> = built().build_query_as().fetch_all(&pool).await.unwrap();
+        assert_eq!(rows, [(3, 30)]);
+        let mut streamed = Vec::new();
+        built()
+            .build_query_as::<(i64, i64)>()
+            .for_each(&pool, |row| streamed.push(row))
+            .await
+            .unwrap();
+        assert_eq!(streamed, rows);
+        let row = query("SELECT $2 AS b, $1 AS a")
+            .bind(1_i64)
+            .bind("two")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(row.try_get::<String, _>("b").unwrap(), "two");
+        assert_eq!(row.try_get::<i64, _>("a").unwrap(), 1);
+    }
+}
