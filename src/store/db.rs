@@ -115,15 +115,21 @@ enum Value<'q> {
 
 impl Value<'_> {
     /// Writes where the value goes in the statement's text on `kind`, its first parameter
-    /// numbered `n`; answers how many parameters it took.
+    /// numbered `n`; answers how many parameters it took. SQLite's are anonymous (`?`, numbered
+    /// in order by SQLite): a named one costs a lookup of its name on every bind, which in a
+    /// statement of many values adds up.
     fn render(&self, kind: Kind, n: usize, out: &mut String) -> usize {
         match (self, kind) {
-            (Value::One(_), _) => {
+            (Value::One(_), Kind::Sqlite) => {
+                out.push('?');
+                1
+            }
+            (Value::One(_), Kind::Postgres) => {
                 let _ = write!(out, "${n}");
                 1
             }
             (Value::Ids(_), Kind::Sqlite) => {
-                let _ = write!(out, " IN (SELECT value FROM json_each(${n}))");
+                out.push_str(" IN (SELECT value FROM json_each(?))");
                 1
             }
             (Value::Ids(_), Kind::Postgres) => {
@@ -134,7 +140,7 @@ impl Value<'_> {
             (Value::Pairs { name, a, b, .. }, Kind::Sqlite) => {
                 let _ = write!(
                     out,
-                    "(SELECT value ->> 0 AS {a}, value ->> 1 AS {b} FROM json_each(${n})) AS {name}"
+                    "(SELECT value ->> 0 AS {a}, value ->> 1 AS {b} FROM json_each(?)) AS {name}"
                 );
                 1
             }
@@ -593,7 +599,7 @@ impl On<'_> {
 }
 
 /// A statement built piece by piece, as sqlx's `QueryBuilder`, for either backend: each bound
-/// value becomes a `$n` parameter when it runs.
+/// value becomes a parameter when it runs (`?` on SQLite, `$n` on PostgreSQL).
 pub(crate) struct Builder<'q> {
     text: String,
     values: Vec<Value<'q>>,
@@ -627,7 +633,7 @@ impl<'q> Builder<'q> {
 
     /// Appends the test that the column just pushed is one of `ids`, bound as one value so
     /// that the text is the same however many there are (and stays prepared):
-    /// `IN (SELECT value FROM json_each($n))` on SQLite, `= ANY($n::bigint[])` on PostgreSQL.
+    /// `IN (SELECT value FROM json_each(?))` on SQLite, `= ANY($n::bigint[])` on PostgreSQL.
     pub(crate) fn push_in(&mut self, ids: Vec<i64>) -> &mut Self {
         self.mark(Value::Ids(ids))
     }
@@ -750,7 +756,7 @@ mod tests {
             .push_bind("ADMIN");
         assert_eq!(
             q.sql_on(Kind::Sqlite),
-            "SELECT id FROM users WHERE id IN (SELECT value FROM json_each($1)) AND role = $2"
+            "SELECT id FROM users WHERE id IN (SELECT value FROM json_each(?)) AND role = ?"
         );
         assert_eq!(
             q.sql_on(Kind::Postgres),
@@ -767,7 +773,7 @@ mod tests {
         assert_eq!(
             q.sql_on(Kind::Sqlite),
             "SELECT r.user_id FROM (SELECT value ->> 0 AS user_id, value ->> 1 AS seq \
-             FROM json_each($1)) AS r WHERE r.seq > $2"
+             FROM json_each(?)) AS r WHERE r.seq > ?"
         );
         assert_eq!(
             q.sql_on(Kind::Postgres),
@@ -784,6 +790,10 @@ mod tests {
         });
         assert_eq!(
             q.sql_on(Kind::Sqlite),
+            "INSERT INTO t (a, b) VALUES (?, ?), (?, ?)"
+        );
+        assert_eq!(
+            q.sql_on(Kind::Postgres),
             "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4)"
         );
     }
