@@ -12,7 +12,10 @@
 //! - a send that was never acknowledged reaches its recipients at most once;
 //! - a user receives only what was sent to them;
 //! - each user's seqs run 1, 2, 3, … without a gap, and no seq carries two notifications;
-//! - on each socket, seqs only go up.
+//! - on each socket, seqs only go up;
+//! - a mark as read that was acknowledged holds, and nothing is read that nobody marked: each
+//!   user's readers mark notifications they were sent read through any node, and once healed
+//!   every node lists the same unread notifications, those the marks leave.
 //!
 //! `TICKETHUB_NEMESIS_FAULTS` sets the number of faults (100 by default), and
 //! `TICKETHUB_NEMESIS_SEED` the seed of their choice (printed by each run).
@@ -37,6 +40,7 @@ const USERS: usize = 4;
 /// One frame a client read: the notification's seq, its title, and the socket it came on.
 #[derive(Clone, Debug)]
 struct Seen {
+    id: i64,
     seq: i64,
     title: String,
     socket: usize,
@@ -58,6 +62,8 @@ struct History {
     sends: Mutex<BTreeMap<usize, (Vec<usize>, Outcome)>>,
     /// Per user: every notification frame read, in order.
     seen: Vec<Mutex<Vec<Seen>>>,
+    /// Per user and notification id: how a mark as read ended.
+    reads: Mutex<BTreeMap<(usize, i64), Outcome>>,
     /// Sockets opened, in all.
     sockets: AtomicUsize,
 }
@@ -114,6 +120,7 @@ async fn client(
             if frame["type"] == "notification" {
                 let seq = frame["seq"].as_i64().unwrap_or(-1);
                 history.seen[user].lock().unwrap().push(Seen {
+                    id: frame["id"].as_i64().unwrap_or(-1),
                     seq,
                     title: frame["title"].as_str().unwrap_or_default().to_owned(),
                     socket,
@@ -174,6 +181,125 @@ async fn sender(
         history.sends.lock().unwrap().insert(op, (to, outcome));
         op += lanes;
     }
+}
+
+/// Whether the readers mark the notification `id` read: every third one, so that the rest
+/// must stay unread.
+fn marked(id: i64) -> bool {
+    id % 3 == 0
+}
+
+/// A user's reader: marks the notifications they were sent that [`marked`] names read, the
+/// oldest first, each through any node, tried again through others until one answers 200 or
+/// the tries run out.
+async fn reader(
+    user: usize,
+    token: String,
+    addrs: Addrs,
+    history: Arc<History>,
+    stop: Arc<AtomicBool>,
+) {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(3))
+        .build()
+        .unwrap();
+    let mut k = user;
+    while !stop.load(Ordering::SeqCst) {
+        let next = {
+            let reads = history.reads.lock().unwrap();
+            let seen = history.seen[user].lock().unwrap();
+            seen.iter()
+                .map(|s| s.id)
+                .find(|id| marked(*id) && !reads.contains_key(&(user, *id)))
+        };
+        let Some(id) = next else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let mut outcome = Outcome::Unknown;
+        for _ in 0..30 {
+            k += 1;
+            let answer = http
+                .post(format!(
+                    "http://{}/api/notifications/{id}/mark-as-read/",
+                    pick(&addrs, k)
+                ))
+                .bearer_auth(&token)
+                .send()
+                .await;
+            if answer.is_ok_and(|a| a.status().as_u16() == 200) {
+                outcome = Outcome::Acked;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        history.reads.lock().unwrap().insert((user, id), outcome);
+    }
+}
+
+/// The ids of the caller's unread notifications, as the node at `addr` lists them.
+async fn unread_on(
+    http: &reqwest::Client,
+    addr: &str,
+    token: &str,
+) -> Result<BTreeSet<i64>, String> {
+    let mut ids = BTreeSet::new();
+    for page in 1.. {
+        let answer = http
+            .get(format!(
+                "http://{addr}/api/notifications/unread/?page_size=100&page={page}"
+            ))
+            .bearer_auth(token)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if !answer.status().is_success() {
+            return Err(format!("{addr}: {}", answer.status()));
+        }
+        let body: Value = answer.json().await.map_err(|e| e.to_string())?;
+        for n in body["results"].as_array().into_iter().flatten() {
+            ids.insert(n["id"].as_i64().unwrap_or(-1));
+        }
+        if body["next"].is_null() {
+            break;
+        }
+    }
+    Ok(ids)
+}
+
+/// The anomalies of the read state: `unread[user][node]` is what each node lists.
+fn check_reads(history: &History, unread: &[Vec<BTreeSet<i64>>]) -> Vec<String> {
+    let reads = history.reads.lock().unwrap();
+    let mut anomalies = Vec::new();
+    for (user, lists) in unread.iter().enumerate() {
+        for (node, list) in lists.iter().enumerate().skip(1) {
+            if list != &lists[0] {
+                let apart: Vec<_> = list.symmetric_difference(&lists[0]).collect();
+                anomalies.push(format!(
+                    "user {user}: node {node} and node 0 list other unread notifications: {apart:?}"
+                ));
+            }
+        }
+        let seen: BTreeSet<i64> = history.seen[user]
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|s| s.id)
+            .collect();
+        for id in &seen {
+            let read = !lists[0].contains(id);
+            match reads.get(&(user, *id)) {
+                Some(Outcome::Acked) if !read => anomalies.push(format!(
+                    "user {user}: the acknowledged read of notification {id} was lost"
+                )),
+                None if read => anomalies.push(format!(
+                    "user {user}: notification {id} is read, but nobody marked it"
+                )),
+                _ => {}
+            }
+        }
+    }
+    anomalies
 }
 
 /// What the nemesis did to a target, and undoes later.
@@ -436,6 +562,19 @@ async fn acknowledged_sends_arrive_once_in_order_under_a_nemesis() {
             stop_clients.clone(),
         )));
     }
+    let readers: Vec<_> = users
+        .iter()
+        .enumerate()
+        .map(|(u, user)| {
+            tokio::spawn(reader(
+                u,
+                token(user),
+                addrs.clone(),
+                history.clone(),
+                stop_sends.clone(),
+            ))
+        })
+        .collect();
     let user_ids: Vec<i64> = users.iter().map(|u| u.id.0).collect();
     let senders: Vec<_> = (0..2)
         .map(|lane| {
@@ -453,7 +592,7 @@ async fn acknowledged_sends_arrive_once_in_order_under_a_nemesis() {
     let started = Instant::now();
     let done = nemesis(&mut c, &proxies, faults, seed).await;
     stop_sends.store(true, Ordering::SeqCst);
-    for s in senders {
+    for s in senders.into_iter().chain(readers) {
         s.await.unwrap();
     }
     // Healed: every acknowledged send reaches its recipients, live or by replay.
@@ -465,7 +604,27 @@ async fn acknowledged_sends_arrive_once_in_order_under_a_nemesis() {
     for client in clients {
         client.abort();
     }
-    let anomalies = check(&history);
+    let mut anomalies = check(&history);
+    // Every node lists each user's unread notifications as the marks leave them.
+    let http = reqwest::Client::new();
+    let mut unread = Vec::new();
+    for user in &users {
+        let mut lists = Vec::new();
+        for node in 0..c.nodes.len() {
+            lists.push(
+                unread_on(&http, &pick(&addrs, node), &token(user))
+                    .await
+                    .unwrap(),
+            );
+        }
+        unread.push(lists);
+    }
+    anomalies.extend(check_reads(&history, &unread));
+    let reads = history.reads.lock().unwrap().clone();
+    let reads_acked = reads
+        .values()
+        .filter(|o| matches!(o, Outcome::Acked))
+        .count();
     let sends = history.sends.lock().unwrap().clone();
     let acked = sends
         .values()
@@ -473,9 +632,10 @@ async fn acknowledged_sends_arrive_once_in_order_under_a_nemesis() {
         .count();
     let frames: usize = history.seen.iter().map(|s| s.lock().unwrap().len()).sum();
     eprintln!(
-        "nemesis: {faults} faults {done:?} in {:.0?}; {} sends ({acked} acknowledged), {frames} frames on {} sockets; {} anomalies",
+        "nemesis: {faults} faults {done:?} in {:.0?}; {} sends ({acked} acknowledged), {} marks as read ({reads_acked} acknowledged), {frames} frames on {} sockets; {} anomalies",
         started.elapsed(),
         sends.len(),
+        reads.len(),
         history.sockets.load(Ordering::SeqCst),
         anomalies.len()
     );
@@ -488,8 +648,50 @@ async fn acknowledged_sends_arrive_once_in_order_under_a_nemesis() {
     assert!(acked > 0, "no send was acknowledged");
 }
 
+/// The read checker finds an acknowledged read that did not hold, a read nobody made, and
+/// nodes that disagree; an unacknowledged read may have held or not.
+fn the_read_checker_finds_lost_and_stray_reads() {
+    let history = History {
+        seen: vec![Mutex::new(
+            [3, 4, 6, 9]
+                .iter()
+                .enumerate()
+                .map(|(i, id)| Seen {
+                    id: *id,
+                    seq: i as i64 + 1,
+                    title: format!("op-{i}"),
+                    socket: 0,
+                })
+                .collect(),
+        )],
+        ..History::default()
+    };
+    history.reads.lock().unwrap().extend([
+        ((0, 3), Outcome::Acked),
+        ((0, 6), Outcome::Acked),
+        ((0, 9), Outcome::Unknown),
+    ]);
+    let holds = BTreeSet::from([4, 9]);
+    assert_eq!(
+        check_reads(&history, &[vec![holds.clone(), holds.clone()]]),
+        Vec::<String>::new()
+    );
+    let anomalies = check_reads(
+        &history,
+        &[vec![BTreeSet::from([6]), BTreeSet::from([4, 6])]],
+    );
+    assert_eq!(
+        anomalies,
+        [
+            "user 0: node 1 and node 0 list other unread notifications: [4]",
+            "user 0: notification 4 is read, but nobody marked it",
+            "user 0: the acknowledged read of notification 6 was lost",
+        ],
+    );
+}
+
 crate::trials! {
     both: [],
     tests: [acknowledged_sends_arrive_once_in_order_under_a_nemesis],
-    sync: [],
+    sync: [the_read_checker_finds_lost_and_stray_reads],
 }
