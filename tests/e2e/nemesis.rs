@@ -15,7 +15,11 @@
 //! - on each socket, seqs only go up;
 //! - a mark as read that was acknowledged holds, and nothing is read that nobody marked: each
 //!   user's readers mark notifications they were sent read through any node, and once healed
-//!   every node lists the same unread notifications, those the marks leave.
+//!   every node lists the same unread notifications, those the marks leave;
+//! - each ticket's history, worked on by its admin, developer and client at once through any
+//!   node, is a walk of the state machine from `NEW`, the same on every node, holding every
+//!   action that was answered 200 (and none that was refused), and the ticket's status is its
+//!   last step.
 //!
 //! `TICKETHUB_NEMESIS_FAULTS` sets the number of faults (100 by default), and
 //! `TICKETHUB_NEMESIS_SEED` the seed of their choice (printed by each run).
@@ -32,7 +36,10 @@ use tickethub_actors::domain::{Role, User};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::harness::{patience, Backend, Proxy};
+
+mod checks;
 use crate::nodes::Cluster;
+use checks::*;
 
 /// How many users receive the workload's sends.
 const USERS: usize = 4;
@@ -64,9 +71,17 @@ struct History {
     seen: Vec<Mutex<Vec<Seen>>>,
     /// Per user and notification id: how a mark as read ended.
     reads: Mutex<BTreeMap<(usize, i64), Outcome>>,
+    /// Per ticket and action: how many were answered 200, and how many never answered.
+    actions: Mutex<BTreeMap<(i64, &'static str), Tally>>,
     /// Sockets opened, in all.
     sockets: AtomicUsize,
 }
+
+/// How many of a ticket's actions were answered 200, and how many were never answered.
+type Tally = (usize, usize);
+
+/// A ticket as a node shows it: its history's steps (action, status after), and its status.
+type TicketView = (Vec<(String, String)>, String);
 
 /// The addresses the workload reaches the nodes at (their client proxies).
 type Addrs = Arc<Mutex<Vec<String>>>;
@@ -267,39 +282,109 @@ async fn unread_on(
     Ok(ids)
 }
 
-/// The anomalies of the read state: `unread[user][node]` is what each node lists.
-fn check_reads(history: &History, unread: &[Vec<BTreeSet<i64>>]) -> Vec<String> {
-    let reads = history.reads.lock().unwrap();
-    let mut anomalies = Vec::new();
-    for (user, lists) in unread.iter().enumerate() {
-        for (node, list) in lists.iter().enumerate().skip(1) {
-            if list != &lists[0] {
-                let apart: Vec<_> = list.symmetric_difference(&lists[0]).collect();
-                anomalies.push(format!(
-                    "user {user}: node {node} and node 0 list other unread notifications: {apart:?}"
-                ));
+/// One of a ticket's workers: the `role`'s actions on ticket `id`, over and over, each through
+/// any node and tried again through others, under one idempotency key, until a node answers it
+/// (200, or a refusal) or the tries run out: each action is taken at most once. The client rejects finished work rather than approve it, so that the ticket
+/// never reaches its end.
+async fn worker(
+    id: i64,
+    role: Role,
+    token: String,
+    developer: i64,
+    addrs: Addrs,
+    history: Arc<History>,
+    stop: Arc<AtomicBool>,
+) {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(3))
+        .build()
+        .unwrap();
+    let actions: &[&'static str] = match role {
+        Role::Admin => &["open_ticket", "assign"],
+        Role::Developer => &["start_work", "finish_work"],
+        _ => &["reject"],
+    };
+    let mut k = id as usize;
+    let mut round = 0;
+    while !stop.load(Ordering::SeqCst) {
+        k += 1;
+        round += 1;
+        let action = &actions[k % actions.len()];
+        let body = match *action {
+            "assign" => json!({"developer_ids": [developer]}),
+            "reject" => json!({"reason": "not yet"}),
+            _ => json!({}),
+        };
+        let mut answered = None;
+        for _ in 0..30 {
+            k += 1;
+            let answer = http
+                .post(format!(
+                    "http://{}/api/tickets/{id}/{action}/",
+                    pick(&addrs, k)
+                ))
+                .bearer_auth(&token)
+                .header("Idempotency-Key", format!("t{id}-{role:?}-{round}"))
+                .json(&body)
+                .send()
+                .await;
+            match answer.map(|a| a.status().as_u16()) {
+                Ok(code @ (200 | 409)) => {
+                    answered = Some(code);
+                    break;
+                }
+                _ => tokio::time::sleep(Duration::from_millis(100)).await,
             }
         }
-        let seen: BTreeSet<i64> = history.seen[user]
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|s| s.id)
-            .collect();
-        for id in &seen {
-            let read = !lists[0].contains(id);
-            match reads.get(&(user, *id)) {
-                Some(Outcome::Acked) if !read => anomalies.push(format!(
-                    "user {user}: the acknowledged read of notification {id} was lost"
-                )),
-                None if read => anomalies.push(format!(
-                    "user {user}: notification {id} is read, but nobody marked it"
-                )),
-                _ => {}
+        {
+            let mut actions = history.actions.lock().unwrap();
+            let tally = actions.entry((id, *action)).or_default();
+            match answered {
+                Some(200) => tally.0 += 1,
+                Some(_) => {}
+                None => tally.1 += 1,
             }
         }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    anomalies
+}
+
+/// A ticket's history and status as the node at `addr` shows them.
+async fn ticket_on(
+    http: &reqwest::Client,
+    addr: &str,
+    token: &str,
+    id: i64,
+) -> Result<TicketView, String> {
+    let get = |path: String| async move {
+        let answer = http
+            .get(format!("http://{addr}{path}"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if !answer.status().is_success() {
+            return Err(format!("{addr}{path}: {}", answer.status()));
+        }
+        answer.json::<Value>().await.map_err(|e| e.to_string())
+    };
+    let steps = get(format!("/api/tickets/{id}/history/"))
+        .await?
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap_or_default().to_owned(),
+                e["status"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    let ticket = get(format!("/api/tickets/{id}/")).await?;
+    Ok((
+        steps,
+        ticket["status"].as_str().unwrap_or_default().to_owned(),
+    ))
 }
 
 /// What the nemesis did to a target, and undoes later.
@@ -414,89 +499,6 @@ async fn heal(c: &mut Cluster, proxies: &Proxies, fault: Fault) -> bool {
     true
 }
 
-/// The anomalies of a history (none: an empty list).
-fn check(history: &History) -> Vec<String> {
-    let sends = history.sends.lock().unwrap();
-    let mut anomalies = Vec::new();
-    for (user, seen) in history.seen.iter().enumerate() {
-        let seen = seen.lock().unwrap();
-        // One notification per seq, and the seqs of each socket only go up.
-        let mut by_seq: BTreeMap<i64, BTreeSet<&str>> = BTreeMap::new();
-        let mut last_on_socket: BTreeMap<usize, i64> = BTreeMap::new();
-        for s in seen.iter() {
-            by_seq.entry(s.seq).or_default().insert(&s.title);
-            let last = last_on_socket.entry(s.socket).or_insert(0);
-            if s.seq <= *last {
-                anomalies.push(format!(
-                    "user {user}: seq {} after {} on socket {}",
-                    s.seq, last, s.socket
-                ));
-            }
-            *last = s.seq;
-        }
-        for (seq, titles) in &by_seq {
-            if titles.len() > 1 {
-                anomalies.push(format!("user {user}: seq {seq} carried {titles:?}"));
-            }
-        }
-        // No gap: 1..=max.
-        if let Some(max) = by_seq.keys().next_back() {
-            let missing: Vec<i64> = (1..=*max).filter(|s| !by_seq.contains_key(s)).collect();
-            if !missing.is_empty() {
-                anomalies.push(format!("user {user}: seqs {missing:?} never arrived"));
-            }
-        }
-        // Each send once (by its title, under one seq), and only to its recipients.
-        let mut seqs_of: BTreeMap<&str, BTreeSet<i64>> = BTreeMap::new();
-        for (seq, titles) in &by_seq {
-            for t in titles {
-                seqs_of.entry(t).or_default().insert(*seq);
-            }
-        }
-        for (title, seqs) in &seqs_of {
-            let op: Option<usize> = title.strip_prefix("op-").and_then(|n| n.parse().ok());
-            match op.and_then(|op| sends.get(&op)) {
-                Some((to, _)) if !to.contains(&user) => {
-                    anomalies.push(format!("user {user} received {title}, not sent to them"))
-                }
-                None => anomalies.push(format!("user {user} received {title}, never sent")),
-                _ => {}
-            }
-            if seqs.len() > 1 {
-                anomalies.push(format!("user {user}: {title} under seqs {seqs:?}"));
-            }
-        }
-        for (op, (to, outcome)) in sends.iter() {
-            if to.contains(&user)
-                && matches!(outcome, Outcome::Acked)
-                && !seqs_of.contains_key(format!("op-{op}").as_str())
-            {
-                anomalies.push(format!(
-                    "user {user}: the acknowledged op-{op} never arrived"
-                ));
-            }
-        }
-    }
-    anomalies
-}
-
-/// Whether every acknowledged send has reached each of its recipients.
-fn all_arrived(history: &History) -> bool {
-    let sends = history.sends.lock().unwrap();
-    history.seen.iter().enumerate().all(|(user, seen)| {
-        let titles: BTreeSet<String> = seen
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|s| s.title.clone())
-            .collect();
-        sends.iter().all(|(op, (to, outcome))| {
-            !(to.contains(&user) && matches!(outcome, Outcome::Acked))
-                || titles.contains(&format!("op-{op}"))
-        })
-    })
-}
-
 async fn acknowledged_sends_arrive_once_in_order_under_a_nemesis() {
     let faults: usize = std::env::var("TICKETHUB_NEMESIS_FAULTS")
         .ok()
@@ -526,6 +528,30 @@ async fn acknowledged_sends_arrive_once_in_order_under_a_nemesis() {
     let mut users: Vec<User> = Vec::new();
     for u in 0..USERS {
         users.push(c.user(&format!("u{u}"), Role::Developer).await);
+    }
+    // Tickets, worked on by people no client watches (their notifications are not the sends').
+    let (carol, dave) = (
+        c.user("carol", Role::Client).await,
+        c.user("dave", Role::Developer).await,
+    );
+    let project = c
+        .store
+        .create_project("OPS", "Operations", &[carol.id, dave.id])
+        .await
+        .unwrap();
+    let mut tickets = Vec::new();
+    for t in 0..3 {
+        let made = c
+            .post(
+                0,
+                &carol,
+                "/api/tickets/",
+                json!({"project": project.id.0, "title": format!("t{t}"), "description": "d",
+                       "priority": "HIGH", "category": "BUG"}),
+                201,
+            )
+            .await;
+        tickets.push(made["id"].as_i64().unwrap());
     }
     // Tokens that outlast a long run (the nodes verify their signature and expiry).
     let mut config = crate::harness::test_config(c.db_url());
@@ -575,6 +601,24 @@ async fn acknowledged_sends_arrive_once_in_order_under_a_nemesis() {
             ))
         })
         .collect();
+    let mut workers = Vec::new();
+    for id in &tickets {
+        for (who, role) in [
+            (&admin, Role::Admin),
+            (&dave, Role::Developer),
+            (&carol, Role::Client),
+        ] {
+            workers.push(tokio::spawn(worker(
+                *id,
+                role,
+                token(who),
+                dave.id.0,
+                addrs.clone(),
+                history.clone(),
+                stop_sends.clone(),
+            )));
+        }
+    }
     let user_ids: Vec<i64> = users.iter().map(|u| u.id.0).collect();
     let senders: Vec<_> = (0..2)
         .map(|lane| {
@@ -592,7 +636,7 @@ async fn acknowledged_sends_arrive_once_in_order_under_a_nemesis() {
     let started = Instant::now();
     let done = nemesis(&mut c, &proxies, faults, seed).await;
     stop_sends.store(true, Ordering::SeqCst);
-    for s in senders.into_iter().chain(readers) {
+    for s in senders.into_iter().chain(readers).chain(workers) {
         s.await.unwrap();
     }
     // Healed: every acknowledged send reaches its recipients, live or by replay.
@@ -620,6 +664,20 @@ async fn acknowledged_sends_arrive_once_in_order_under_a_nemesis() {
         unread.push(lists);
     }
     anomalies.extend(check_reads(&history, &unread));
+    let mut shown = BTreeMap::new();
+    for id in &tickets {
+        let mut views = Vec::new();
+        for node in 0..c.nodes.len() {
+            views.push(
+                ticket_on(&http, &pick(&addrs, node), &token(&admin), *id)
+                    .await
+                    .unwrap(),
+            );
+        }
+        shown.insert(*id, views);
+    }
+    anomalies.extend(check_tickets(&history, &shown));
+    let steps: usize = shown.values().map(|v| v[0].0.len()).sum();
     let reads = history.reads.lock().unwrap().clone();
     let reads_acked = reads
         .values()
@@ -632,7 +690,7 @@ async fn acknowledged_sends_arrive_once_in_order_under_a_nemesis() {
         .count();
     let frames: usize = history.seen.iter().map(|s| s.lock().unwrap().len()).sum();
     eprintln!(
-        "nemesis: {faults} faults {done:?} in {:.0?}; {} sends ({acked} acknowledged), {} marks as read ({reads_acked} acknowledged), {frames} frames on {} sockets; {} anomalies",
+        "nemesis: {faults} faults {done:?} in {:.0?}; {} sends ({acked} acknowledged), {} marks as read ({reads_acked} acknowledged), {steps} ticket steps, {frames} frames on {} sockets; {} anomalies",
         started.elapsed(),
         sends.len(),
         reads.len(),
@@ -690,8 +748,72 @@ fn the_read_checker_finds_lost_and_stray_reads() {
     );
 }
 
+/// The ticket checker finds a step the state machine refuses, an action answered 200 that the
+/// history lacks, one taken more often than it was tried, a status that is not the history's
+/// last, and nodes that disagree.
+fn the_ticket_checker_finds_bad_walks_and_lost_actions() {
+    let history = History::default();
+    history.actions.lock().unwrap().extend([
+        ((1, "open_ticket"), (1, 0)),
+        ((1, "assign"), (1, 1)),
+        ((1, "start_work"), (1, 0)),
+        ((2, "open_ticket"), (1, 0)),
+        ((2, "start_work"), (0, 0)),
+    ]);
+    let steps = |s: &[(&str, &str)]| -> Vec<(String, String)> {
+        s.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    };
+    let good = steps(&[
+        ("create", "NEW"),
+        ("open_ticket", "OPEN"),
+        ("assign", "ASSIGNED"),
+        ("assign", "ASSIGNED"),
+        ("start_work", "IN_PROGRESS"),
+    ]);
+    let view = |s: &Vec<(String, String)>, status: &str| (s.clone(), status.to_owned());
+    let fine = BTreeMap::from([(
+        1,
+        vec![view(&good, "IN_PROGRESS"), view(&good, "IN_PROGRESS")],
+    )]);
+    assert_eq!(check_tickets(&history, &fine), Vec::<String>::new());
+    let bad = steps(&[
+        ("create", "NEW"),
+        ("open_ticket", "OPEN"),
+        ("start_work", "IN_PROGRESS"),
+    ]);
+    let shown = BTreeMap::from([
+        (
+            1,
+            vec![
+                view(&good, "ASSIGNED"),
+                view(&good[..4].to_vec(), "ASSIGNED"),
+            ],
+        ),
+        (2, vec![view(&bad, "IN_PROGRESS")]),
+    ]);
+    assert_eq!(
+        check_tickets(&history, &shown),
+        [
+            "ticket 1: node 1 shows another history than node 0",
+            "ticket 1: its status is ASSIGNED, its history ends at IN_PROGRESS",
+            "ticket 2: step 2, start_work from OPEN led to IN_PROGRESS, not None",
+            "ticket 2: start_work answered 200 0 times and unanswered 0, but taken 1 times",
+        ],
+    );
+    let lost = BTreeMap::from([(1, vec![view(&good[..3].to_vec(), "ASSIGNED")])]);
+    assert_eq!(
+        check_tickets(&history, &lost),
+        ["ticket 1: start_work answered 200 1 times and unanswered 0, but taken 0 times"],
+    );
+}
+
 crate::trials! {
     both: [],
     tests: [acknowledged_sends_arrive_once_in_order_under_a_nemesis],
-    sync: [the_read_checker_finds_lost_and_stray_reads],
+    sync: [
+        the_read_checker_finds_lost_and_stray_reads,
+        the_ticket_checker_finds_bad_walks_and_lost_actions,
+    ],
 }

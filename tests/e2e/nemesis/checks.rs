@@ -1,0 +1,186 @@
+//! The checker of the nemesis's history: what was acknowledged against what every node shows.
+
+use super::*;
+
+/// The status an action leads to from `from`, as the state machine decides; `None` where it
+/// refuses.
+pub(super) fn step(from: &str, action: &str) -> Option<&'static str> {
+    Some(match (action, from) {
+        ("open_ticket", "NEW") => "OPEN",
+        ("assign", "OPEN" | "ASSIGNED" | "REJECTED") => "ASSIGNED",
+        ("assign", "IN_PROGRESS") => "IN_PROGRESS",
+        ("start_work", "ASSIGNED" | "REJECTED") => "IN_PROGRESS",
+        ("finish_work", "IN_PROGRESS") => "FINISHED",
+        ("reject", "FINISHED") => "REJECTED",
+        ("approve", "FINISHED") => "APPROVED",
+        _ => return None,
+    })
+}
+
+/// The anomalies of the read state: `unread[user][node]` is what each node lists.
+pub(super) fn check_reads(history: &History, unread: &[Vec<BTreeSet<i64>>]) -> Vec<String> {
+    let reads = history.reads.lock().unwrap();
+    let mut anomalies = Vec::new();
+    for (user, lists) in unread.iter().enumerate() {
+        for (node, list) in lists.iter().enumerate().skip(1) {
+            if list != &lists[0] {
+                let apart: Vec<_> = list.symmetric_difference(&lists[0]).collect();
+                anomalies.push(format!(
+                    "user {user}: node {node} and node 0 list other unread notifications: {apart:?}"
+                ));
+            }
+        }
+        let seen: BTreeSet<i64> = history.seen[user]
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|s| s.id)
+            .collect();
+        for id in &seen {
+            let read = !lists[0].contains(id);
+            match reads.get(&(user, *id)) {
+                Some(Outcome::Acked) if !read => anomalies.push(format!(
+                    "user {user}: the acknowledged read of notification {id} was lost"
+                )),
+                None if read => anomalies.push(format!(
+                    "user {user}: notification {id} is read, but nobody marked it"
+                )),
+                _ => {}
+            }
+        }
+    }
+    anomalies
+}
+
+/// The anomalies of the tickets: `shown[ticket][node]` is what each node shows.
+pub(super) fn check_tickets(
+    history: &History,
+    shown: &BTreeMap<i64, Vec<TicketView>>,
+) -> Vec<String> {
+    let actions = history.actions.lock().unwrap();
+    let mut anomalies = Vec::new();
+    for (id, views) in shown {
+        for (node, view) in views.iter().enumerate().skip(1) {
+            if view != &views[0] {
+                anomalies.push(format!(
+                    "ticket {id}: node {node} shows another history than node 0"
+                ));
+            }
+        }
+        let (steps, status) = &views[0];
+        let mut at = "NEW".to_owned();
+        for (i, (action, after)) in steps.iter().enumerate() {
+            let expected = if i == 0 {
+                (action == "create").then_some("NEW")
+            } else {
+                step(&at, action)
+            };
+            if expected != Some(after.as_str()) {
+                anomalies.push(format!(
+                    "ticket {id}: step {i}, {action} from {at} led to {after}, not {expected:?}"
+                ));
+            }
+            at = after.clone();
+        }
+        if status != &at {
+            anomalies.push(format!(
+                "ticket {id}: its status is {status}, its history ends at {at}"
+            ));
+        }
+        for ((ticket, action), (ok, unknown)) in actions.iter() {
+            if ticket != id {
+                continue;
+            }
+            let taken = steps.iter().filter(|(a, _)| a == action).count();
+            if taken < *ok || taken > ok + unknown {
+                anomalies.push(format!(
+                    "ticket {id}: {action} answered 200 {ok} times and unanswered {unknown}, but taken {taken} times"
+                ));
+            }
+        }
+    }
+    anomalies
+}
+
+/// The anomalies of a history (none: an empty list).
+pub(super) fn check(history: &History) -> Vec<String> {
+    let sends = history.sends.lock().unwrap();
+    let mut anomalies = Vec::new();
+    for (user, seen) in history.seen.iter().enumerate() {
+        let seen = seen.lock().unwrap();
+        // One notification per seq, and the seqs of each socket only go up.
+        let mut by_seq: BTreeMap<i64, BTreeSet<&str>> = BTreeMap::new();
+        let mut last_on_socket: BTreeMap<usize, i64> = BTreeMap::new();
+        for s in seen.iter() {
+            by_seq.entry(s.seq).or_default().insert(&s.title);
+            let last = last_on_socket.entry(s.socket).or_insert(0);
+            if s.seq <= *last {
+                anomalies.push(format!(
+                    "user {user}: seq {} after {} on socket {}",
+                    s.seq, last, s.socket
+                ));
+            }
+            *last = s.seq;
+        }
+        for (seq, titles) in &by_seq {
+            if titles.len() > 1 {
+                anomalies.push(format!("user {user}: seq {seq} carried {titles:?}"));
+            }
+        }
+        // No gap: 1..=max.
+        if let Some(max) = by_seq.keys().next_back() {
+            let missing: Vec<i64> = (1..=*max).filter(|s| !by_seq.contains_key(s)).collect();
+            if !missing.is_empty() {
+                anomalies.push(format!("user {user}: seqs {missing:?} never arrived"));
+            }
+        }
+        // Each send once (by its title, under one seq), and only to its recipients.
+        let mut seqs_of: BTreeMap<&str, BTreeSet<i64>> = BTreeMap::new();
+        for (seq, titles) in &by_seq {
+            for t in titles {
+                seqs_of.entry(t).or_default().insert(*seq);
+            }
+        }
+        for (title, seqs) in &seqs_of {
+            let op: Option<usize> = title.strip_prefix("op-").and_then(|n| n.parse().ok());
+            match op.and_then(|op| sends.get(&op)) {
+                Some((to, _)) if !to.contains(&user) => {
+                    anomalies.push(format!("user {user} received {title}, not sent to them"))
+                }
+                None => anomalies.push(format!("user {user} received {title}, never sent")),
+                _ => {}
+            }
+            if seqs.len() > 1 {
+                anomalies.push(format!("user {user}: {title} under seqs {seqs:?}"));
+            }
+        }
+        for (op, (to, outcome)) in sends.iter() {
+            if to.contains(&user)
+                && matches!(outcome, Outcome::Acked)
+                && !seqs_of.contains_key(format!("op-{op}").as_str())
+            {
+                anomalies.push(format!(
+                    "user {user}: the acknowledged op-{op} never arrived"
+                ));
+            }
+        }
+    }
+    anomalies
+}
+
+/// Whether every acknowledged send has reached each of its recipients.
+pub(super) fn all_arrived(history: &History) -> bool {
+    let sends = history.sends.lock().unwrap();
+    history.seen.iter().enumerate().all(|(user, seen)| {
+        let titles: BTreeSet<String> = seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|s| s.title.clone())
+            .collect();
+        sends.iter().all(|(op, (to, outcome))| {
+            !(to.contains(&user) && matches!(outcome, Outcome::Acked))
+                || titles.contains(&format!("op-{op}"))
+        })
+    })
+}
