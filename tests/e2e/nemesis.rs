@@ -92,6 +92,51 @@ struct Proxies {
     clients: Vec<Proxy>,
 }
 
+/// A client whose calls give up after 3 s (a frozen node answers nothing).
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(3))
+        .build()
+        .unwrap()
+}
+
+/// Posts `body` to `path` through the nodes in turn, from the one after the `k`th (`k` moves
+/// on with each try), until one answers with a status in `answers` or 30 tries fail; answers
+/// that status. A refusal that asks to retry (`Retry-After`: the idempotency key's first try
+/// is still running) is tried again.
+#[allow(clippy::too_many_arguments)]
+async fn post_through_any(
+    http: &reqwest::Client,
+    addrs: &Addrs,
+    k: &mut usize,
+    path: &str,
+    token: &str,
+    key: Option<&str>,
+    body: &Value,
+    answers: &[u16],
+) -> Option<u16> {
+    for _ in 0..30 {
+        *k = k.wrapping_add(1);
+        let mut request = http
+            .post(format!("http://{}{path}", pick(addrs, *k)))
+            .bearer_auth(token)
+            .json(body);
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", key);
+        }
+        // A 409 with `Retry-After` is no answer: the key's first try still runs.
+        let answer = request.send().await.map(|a| {
+            let again = a.headers().contains_key(reqwest::header::RETRY_AFTER);
+            (a.status().as_u16(), again)
+        });
+        match answer {
+            Ok((code, false)) if answers.contains(&code) => return Some(code),
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    None
+}
+
 fn pick(addrs: &Addrs, k: usize) -> String {
     let addrs = addrs.lock().unwrap();
     addrs[k % addrs.len()].clone()
@@ -161,10 +206,7 @@ async fn sender(
     history: Arc<History>,
     stop: Arc<AtomicBool>,
 ) {
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(3))
-        .build()
-        .unwrap();
+    let http = http();
     let mut op = lane;
     while !stop.load(Ordering::SeqCst) {
         let to: Vec<usize> = (0..USERS)
@@ -175,24 +217,23 @@ async fn sender(
             "title": format!("op-{op}"),
             "message": "m",
         });
-        let mut outcome = Outcome::Unknown;
-        for attempt in 0..30 {
-            let answer = http
-                .post(format!(
-                    "http://{}/api/notifications/send/",
-                    pick(&addrs, op + attempt)
-                ))
-                .bearer_auth(&token)
-                .header("Idempotency-Key", format!("op-{op}"))
-                .json(&body)
-                .send()
-                .await;
-            if answer.is_ok_and(|a| a.status().as_u16() == 201) {
-                outcome = Outcome::Acked;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let key = format!("op-{op}");
+        let mut k = op.wrapping_sub(1);
+        let answered = post_through_any(
+            &http,
+            &addrs,
+            &mut k,
+            "/api/notifications/send/",
+            &token,
+            Some(&key),
+            &body,
+            &[201],
+        )
+        .await;
+        let outcome = match answered {
+            Some(_) => Outcome::Acked,
+            None => Outcome::Unknown,
+        };
         history.sends.lock().unwrap().insert(op, (to, outcome));
         op += lanes;
     }
@@ -214,10 +255,7 @@ async fn reader(
     history: Arc<History>,
     stop: Arc<AtomicBool>,
 ) {
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(3))
-        .build()
-        .unwrap();
+    let http = http();
     let mut k = user;
     while !stop.load(Ordering::SeqCst) {
         let next = {
@@ -231,23 +269,21 @@ async fn reader(
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
-        let mut outcome = Outcome::Unknown;
-        for _ in 0..30 {
-            k += 1;
-            let answer = http
-                .post(format!(
-                    "http://{}/api/notifications/{id}/mark-as-read/",
-                    pick(&addrs, k)
-                ))
-                .bearer_auth(&token)
-                .send()
-                .await;
-            if answer.is_ok_and(|a| a.status().as_u16() == 200) {
-                outcome = Outcome::Acked;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let answered = post_through_any(
+            &http,
+            &addrs,
+            &mut k,
+            &format!("/api/notifications/{id}/mark-as-read/"),
+            &token,
+            None,
+            &json!({}),
+            &[200],
+        )
+        .await;
+        let outcome = match answered {
+            Some(_) => Outcome::Acked,
+            None => Outcome::Unknown,
+        };
         history.reads.lock().unwrap().insert((user, id), outcome);
     }
 }
@@ -295,10 +331,7 @@ async fn worker(
     history: Arc<History>,
     stop: Arc<AtomicBool>,
 ) {
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(3))
-        .build()
-        .unwrap();
+    let http = http();
     let actions: &[&'static str] = match role {
         Role::Admin => &["open_ticket", "assign"],
         Role::Developer => &["start_work", "finish_work"],
@@ -315,27 +348,17 @@ async fn worker(
             "reject" => json!({"reason": "not yet"}),
             _ => json!({}),
         };
-        let mut answered = None;
-        for _ in 0..30 {
-            k += 1;
-            let answer = http
-                .post(format!(
-                    "http://{}/api/tickets/{id}/{action}/",
-                    pick(&addrs, k)
-                ))
-                .bearer_auth(&token)
-                .header("Idempotency-Key", format!("t{id}-{role:?}-{round}"))
-                .json(&body)
-                .send()
-                .await;
-            match answer.map(|a| a.status().as_u16()) {
-                Ok(code @ (200 | 409)) => {
-                    answered = Some(code);
-                    break;
-                }
-                _ => tokio::time::sleep(Duration::from_millis(100)).await,
-            }
-        }
+        let answered = post_through_any(
+            &http,
+            &addrs,
+            &mut k,
+            &format!("/api/tickets/{id}/{action}/"),
+            &token,
+            Some(&format!("t{id}-{role:?}-{round}")),
+            &body,
+            &[200, 409],
+        )
+        .await;
         {
             let mut actions = history.actions.lock().unwrap();
             let tally = actions.entry((id, *action)).or_default();
