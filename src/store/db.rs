@@ -219,12 +219,14 @@ impl<'q> Query<'q> {
         self
     }
 
-    /// The statement's text on `kind`.
-    fn text_on(&self, kind: Kind) -> Cow<'_, str> {
+    /// The statement's text on `kind`, and its values: a fixed text as it was given, a built
+    /// one rendered.
+    fn into_parts(self, kind: Kind) -> (Cow<'q, str>, Vec<Value<'q>>) {
         if self.built {
-            Cow::Owned(render(&self.text, &self.values, kind))
+            let text = render(&self.text, &self.values, kind);
+            (Cow::Owned(text), self.values)
         } else {
-            Cow::Borrowed(&self.text)
+            (self.text, self.values)
         }
     }
 
@@ -338,8 +340,7 @@ impl<'q, T: Decoded> QueryAs<'q, T> {
         mut each: impl FnMut(T) + Send,
     ) -> Result<(), sqlx::Error> {
         let on = on.into();
-        let text = self.query.text_on(on.kind()).into_owned();
-        let values = self.query.values;
+        let (text, values) = self.query.into_parts(on.kind());
         if on.kind() == Kind::Sqlite {
             let args = Query::sqlite_args(values).map_err(sqlx::Error::Encode)?;
             match on {
@@ -572,8 +573,7 @@ impl On<'_> {
 
     async fn run(self, query: Query<'_>, op: Op) -> Result<Out<Row>, sqlx::Error> {
         let kind = self.kind();
-        let text = query.text_on(kind).into_owned();
-        let values = query.values;
+        let (text, values) = query.into_parts(kind);
         if kind == Kind::Sqlite {
             let args = Query::sqlite_args(values).map_err(sqlx::Error::Encode)?;
             let n = sqlx::sqlite::SqliteQueryResult::rows_affected;

@@ -37,22 +37,15 @@ impl tickethub_actors::ports::OutboxStore for SqlStore {
     ) -> Result<Vec<tickethub_actors::ports::DeliveryJob>, tickethub_actors::ports::StoreError>
     {
         use tickethub_actors::ports::StoreError;
-        let claimed: Vec<(i64,)> = db::query_as(&format!(
-            "UPDATE deliveries SET status = 'SENDING', claimed_until = $1, claimed_by = $2, updated_at = $3 \
-             WHERE id IN (SELECT id FROM deliveries WHERE channel = $4 AND \
-             status IN ('QUEUED', 'SENDING') AND \
-             ((status = 'QUEUED' AND next_attempt_at <= $3) OR (status = 'SENDING' AND claimed_until < $3)) \
-             ORDER BY next_attempt_at, id LIMIT $5 {}) RETURNING id",
-            self.kind().skip_locked()
-        ))
-        .bind(lease_until)
-        .bind(node)
-        .bind(now)
-        .bind(channel.as_str())
-        .bind(limit)
-        .fetch_all(self.writer())
-        .await
-        .map_err(backend_error)?;
+        let claimed: Vec<(i64,)> = db::query_as(claim_sql(self.kind()))
+            .bind(lease_until)
+            .bind(node)
+            .bind(now)
+            .bind(channel.as_str())
+            .bind(limit)
+            .fetch_all(self.writer())
+            .await
+            .map_err(backend_error)?;
         if claimed.is_empty() {
             return Ok(Vec::new());
         }
@@ -472,5 +465,27 @@ impl tickethub_actors::ports::OutboxStore for SqlStore {
             }
         }
         Ok(out)
+    }
+}
+
+/// The claim of due deliveries, with `kind`'s row locks: its text made once per backend.
+fn claim_sql(kind: db::Kind) -> &'static str {
+    fn text(kind: db::Kind) -> String {
+        format!(
+            "UPDATE deliveries SET status = 'SENDING', claimed_until = $1, claimed_by = $2, updated_at = $3 \
+             WHERE id IN (SELECT id FROM deliveries WHERE channel = $4 AND \
+             status IN ('QUEUED', 'SENDING') AND \
+             ((status = 'QUEUED' AND next_attempt_at <= $3) OR (status = 'SENDING' AND claimed_until < $3)) \
+             ORDER BY next_attempt_at, id LIMIT $5 {}) RETURNING id",
+            kind.skip_locked()
+        )
+    }
+    static SQLITE: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| text(db::Kind::Sqlite));
+    static POSTGRES: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| text(db::Kind::Postgres));
+    match kind {
+        db::Kind::Sqlite => &SQLITE,
+        db::Kind::Postgres => &POSTGRES,
     }
 }
