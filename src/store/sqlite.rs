@@ -611,6 +611,33 @@ mod tests {
         s.close().await;
     }
 
+    /// The writer thread writes only while it holds the pool's one writer connection: a report
+    /// of what was sent waits while another holds it, and is written once it is given back.
+    #[tokio::test]
+    async fn the_writer_thread_waits_for_the_writer_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(&dir).await;
+        let user = s.create_user(new_user("di")).await.unwrap();
+        let super::super::Own::Sqlite(own) = &s.own else {
+            unreachable!("a SQLite store")
+        };
+        let direct = own.lane.clone().expect("a writer thread");
+        let held = writer_pool(&s).acquire().await.unwrap();
+        let mut report =
+            tokio::spawn(async move { direct.record_sent(vec![(user.id.0, 5)]).await });
+        assert!(
+            tokio::time::timeout(Duration::from_millis(200), &mut report)
+                .await
+                .is_err(),
+            "the report waits for the writer connection"
+        );
+        assert_eq!(s.notification_cursor(user.id).await.unwrap().sent_seq, 0);
+        drop(held);
+        report.await.unwrap().expect("the thread runs").unwrap();
+        assert_eq!(s.notification_cursor(user.id).await.unwrap().sent_seq, 5);
+        s.close().await;
+    }
+
     /// Writes go through the one writer connection: a reader connection refuses them.
     #[tokio::test]
     async fn a_reader_connection_cannot_write() {
