@@ -38,8 +38,14 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::harness::{patience, Backend, Proxy};
 
 mod checks;
+mod faults;
+mod rooms;
+mod workload;
 use crate::nodes::Cluster;
 use checks::*;
+use faults::*;
+use rooms::*;
+use workload::*;
 
 /// How many users receive the workload's sends.
 const USERS: usize = 4;
@@ -71,10 +77,14 @@ struct History {
     seen: Vec<Mutex<Vec<Seen>>>,
     /// Per user and notification id: how a mark as read ended.
     reads: Mutex<BTreeMap<(usize, i64), Outcome>>,
+    /// Per user and notification id: how a delete ended.
+    deletes: Mutex<BTreeMap<(usize, i64), Outcome>>,
     /// Per ticket and action: how many were answered 200, and how many never answered.
     actions: Mutex<BTreeMap<(i64, &'static str), Tally>>,
     /// Sockets opened, in all.
     sockets: AtomicUsize,
+    /// Presence sockets opened, in all.
+    joins: AtomicUsize,
 }
 
 /// How many of a ticket's actions were answered 200, and how many were never answered.
@@ -92,437 +102,19 @@ struct Proxies {
     clients: Vec<Proxy>,
 }
 
-/// A client whose calls give up after 3 s (a frozen node answers nothing).
-fn http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(3))
-        .build()
-        .unwrap()
-}
-
-/// Posts `body` to `path` through the nodes in turn, from the one after the `k`th (`k` moves
-/// on with each try), until one answers with a status in `answers` or 30 tries fail; answers
-/// that status. A refusal that asks to retry (`Retry-After`: the idempotency key's first try
-/// is still running) is tried again.
-#[allow(clippy::too_many_arguments)]
-async fn post_through_any(
-    http: &reqwest::Client,
-    addrs: &Addrs,
-    k: &mut usize,
-    path: &str,
-    token: &str,
-    key: Option<&str>,
-    body: &Value,
-    answers: &[u16],
-) -> Option<u16> {
-    for _ in 0..30 {
-        *k = k.wrapping_add(1);
-        let mut request = http
-            .post(format!("http://{}{path}", pick(addrs, *k)))
-            .bearer_auth(token)
-            .json(body);
-        if let Some(key) = key {
-            request = request.header("Idempotency-Key", key);
-        }
-        // A 409 with `Retry-After` is no answer: the key's first try still runs.
-        let answer = request.send().await.map(|a| {
-            let again = a.headers().contains_key(reqwest::header::RETRY_AFTER);
-            (a.status().as_u16(), again)
-        });
-        match answer {
-            Ok((code, false)) if answers.contains(&code) => return Some(code),
-            _ => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    }
-    None
-}
-
-fn pick(addrs: &Addrs, k: usize) -> String {
-    let addrs = addrs.lock().unwrap();
-    addrs[k % addrs.len()].clone()
-}
-
-/// A user's client: a socket to some node, read until it breaks or stalls, then another to
-/// another node with the highest seq read so far, until `stop`.
-async fn client(
-    user: usize,
-    token: String,
-    addrs: Addrs,
-    history: Arc<History>,
-    stop: Arc<AtomicBool>,
-) {
-    let mut last_seq = 0i64;
-    let mut attempt = user;
-    while !stop.load(Ordering::SeqCst) {
-        attempt += 1;
-        let url = format!(
-            "ws://{}/ws/notifications/?token={token}&last_seq={last_seq}",
-            pick(&addrs, attempt)
-        );
-        let connected = tokio::time::timeout(
-            Duration::from_secs(2),
-            tokio_tungstenite::connect_async(url),
-        )
-        .await;
-        let Ok(Ok((mut ws, _))) = connected else {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            continue;
-        };
-        let socket = history.sockets.fetch_add(1, Ordering::SeqCst);
-        // A frozen node answers nothing: a socket silent this long is left for another.
-        while let Ok(Some(Ok(message))) =
-            tokio::time::timeout(Duration::from_secs(2), ws.next()).await
-        {
-            let Message::Text(text) = message else {
-                continue;
-            };
-            let frame: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-            if frame["type"] == "notification" {
-                let seq = frame["seq"].as_i64().unwrap_or(-1);
-                history.seen[user].lock().unwrap().push(Seen {
-                    id: frame["id"].as_i64().unwrap_or(-1),
-                    seq,
-                    title: frame["title"].as_str().unwrap_or_default().to_owned(),
-                    socket,
-                });
-                last_seq = last_seq.max(seq);
-            }
-            if stop.load(Ordering::SeqCst) {
-                return;
-            }
-        }
-    }
-}
-
-/// The sender: `op-<n>` for every `n ≡ lane (mod lanes)` below `stop`'s end, each to a few
-/// users, through any node, tried again through others (with its idempotency key) until one
-/// answers 201 or the tries run out.
-async fn sender(
-    lane: usize,
-    lanes: usize,
-    token: String,
-    user_ids: Vec<i64>,
-    addrs: Addrs,
-    history: Arc<History>,
-    stop: Arc<AtomicBool>,
-) {
-    let http = http();
-    let mut op = lane;
-    while !stop.load(Ordering::SeqCst) {
-        let to: Vec<usize> = (0..USERS)
-            .filter(|u| (op >> u) & 1 == 1 || op % USERS == *u)
-            .collect();
-        let body = json!({
-            "user_ids": to.iter().map(|u| user_ids[*u]).collect::<Vec<_>>(),
-            "title": format!("op-{op}"),
-            "message": "m",
-        });
-        let key = format!("op-{op}");
-        let mut k = op.wrapping_sub(1);
-        let answered = post_through_any(
-            &http,
-            &addrs,
-            &mut k,
-            "/api/notifications/send/",
-            &token,
-            Some(&key),
-            &body,
-            &[201],
-        )
-        .await;
-        let outcome = match answered {
-            Some(_) => Outcome::Acked,
-            None => Outcome::Unknown,
-        };
-        history.sends.lock().unwrap().insert(op, (to, outcome));
-        op += lanes;
-    }
-}
-
-/// Whether the readers mark the notification `id` read: every third one, so that the rest
-/// must stay unread.
-fn marked(id: i64) -> bool {
-    id % 3 == 0
-}
-
-/// A user's reader: marks the notifications they were sent that [`marked`] names read, the
-/// oldest first, each through any node, tried again through others until one answers 200 or
-/// the tries run out.
-async fn reader(
-    user: usize,
-    token: String,
-    addrs: Addrs,
-    history: Arc<History>,
-    stop: Arc<AtomicBool>,
-) {
-    let http = http();
-    let mut k = user;
-    while !stop.load(Ordering::SeqCst) {
-        let next = {
-            let reads = history.reads.lock().unwrap();
-            let seen = history.seen[user].lock().unwrap();
-            seen.iter()
-                .map(|s| s.id)
-                .find(|id| marked(*id) && !reads.contains_key(&(user, *id)))
-        };
-        let Some(id) = next else {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            continue;
-        };
-        let answered = post_through_any(
-            &http,
-            &addrs,
-            &mut k,
-            &format!("/api/notifications/{id}/mark-as-read/"),
-            &token,
-            None,
-            &json!({}),
-            &[200],
-        )
-        .await;
-        let outcome = match answered {
-            Some(_) => Outcome::Acked,
-            None => Outcome::Unknown,
-        };
-        history.reads.lock().unwrap().insert((user, id), outcome);
-    }
-}
-
-/// The ids of the caller's unread notifications, as the node at `addr` lists them.
-async fn unread_on(
-    http: &reqwest::Client,
-    addr: &str,
-    token: &str,
-) -> Result<BTreeSet<i64>, String> {
-    let mut ids = BTreeSet::new();
-    for page in 1.. {
-        let answer = http
-            .get(format!(
-                "http://{addr}/api/notifications/unread/?page_size=100&page={page}"
-            ))
-            .bearer_auth(token)
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        if !answer.status().is_success() {
-            return Err(format!("{addr}: {}", answer.status()));
-        }
-        let body: Value = answer.json().await.map_err(|e| e.to_string())?;
-        for n in body["results"].as_array().into_iter().flatten() {
-            ids.insert(n["id"].as_i64().unwrap_or(-1));
-        }
-        if body["next"].is_null() {
-            break;
-        }
-    }
-    Ok(ids)
-}
-
-/// One of a ticket's workers: the `role`'s actions on ticket `id`, over and over, each through
-/// any node and tried again through others, under one idempotency key, until a node answers it
-/// (200, or a refusal) or the tries run out: each action is taken at most once. The client rejects finished work rather than approve it, so that the ticket
-/// never reaches its end.
-async fn worker(
-    id: i64,
-    role: Role,
-    token: String,
-    developer: i64,
-    addrs: Addrs,
-    history: Arc<History>,
-    stop: Arc<AtomicBool>,
-) {
-    let http = http();
-    let actions: &[&'static str] = match role {
-        Role::Admin => &["open_ticket", "assign"],
-        Role::Developer => &["start_work", "finish_work"],
-        _ => &["reject"],
-    };
-    let mut k = id as usize;
-    let mut round = 0;
-    while !stop.load(Ordering::SeqCst) {
-        k += 1;
-        round += 1;
-        let action = &actions[k % actions.len()];
-        let body = match *action {
-            "assign" => json!({"developer_ids": [developer]}),
-            "reject" => json!({"reason": "not yet"}),
-            _ => json!({}),
-        };
-        let answered = post_through_any(
-            &http,
-            &addrs,
-            &mut k,
-            &format!("/api/tickets/{id}/{action}/"),
-            &token,
-            Some(&format!("t{id}-{role:?}-{round}")),
-            &body,
-            &[200, 409],
-        )
-        .await;
-        {
-            let mut actions = history.actions.lock().unwrap();
-            let tally = actions.entry((id, *action)).or_default();
-            match answered {
-                Some(200) => tally.0 += 1,
-                Some(_) => {}
-                None => tally.1 += 1,
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// A ticket's history and status as the node at `addr` shows them.
-async fn ticket_on(
-    http: &reqwest::Client,
-    addr: &str,
-    token: &str,
-    id: i64,
-) -> Result<TicketView, String> {
-    let get = |path: String| async move {
-        let answer = http
-            .get(format!("http://{addr}{path}"))
-            .bearer_auth(token)
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        if !answer.status().is_success() {
-            return Err(format!("{addr}{path}: {}", answer.status()));
-        }
-        answer.json::<Value>().await.map_err(|e| e.to_string())
-    };
-    let steps = get(format!("/api/tickets/{id}/history/"))
-        .await?
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|e| {
-            (
-                e["action"].as_str().unwrap_or_default().to_owned(),
-                e["status"].as_str().unwrap_or_default().to_owned(),
-            )
-        })
-        .collect();
-    let ticket = get(format!("/api/tickets/{id}/")).await?;
-    Ok((
-        steps,
-        ticket["status"].as_str().unwrap_or_default().to_owned(),
-    ))
-}
-
-/// What the nemesis did to a target, and undoes later.
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Fault {
-    KillNode(usize),
-    PauseNode(usize),
-    CutDatabase(usize),
-    CutClients(usize),
-    KillRedis,
-    FreezeRedis,
-}
-
-/// Runs `faults` overlapping faults, then heals everything.
-async fn nemesis(
-    c: &mut Cluster,
-    proxies: &Proxies,
-    faults: usize,
-    seed: u64,
-) -> BTreeMap<&'static str, usize> {
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let mut active: Vec<(Instant, Fault)> = Vec::new();
-    let mut done: BTreeMap<&'static str, usize> = BTreeMap::new();
-    let mut applied = 0;
-    loop {
-        // Heal what is due (everything once the faults are all applied).
-        let now = Instant::now();
-        let (mut due, rest): (Vec<_>, Vec<_>) = active
-            .into_iter()
-            .partition(|(at, _)| *at <= now || applied >= faults);
-        active = rest;
-        // Redis first: a node does not start without it.
-        due.sort_by_key(|(_, f)| !matches!(f, Fault::KillRedis | Fault::FreezeRedis));
-        for (_, fault) in due {
-            if !heal(c, proxies, fault).await {
-                // Tried again shortly, as a supervisor would.
-                active.push((Instant::now() + Duration::from_millis(200), fault));
-            }
-        }
-        if applied >= faults {
-            if active.is_empty() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            continue;
-        }
-        // A new fault on a target no other fault holds, leaving at least one node whole.
-        let held: Vec<Fault> = active.iter().map(|(_, f)| *f).collect();
-        let nodes_held = held
-            .iter()
-            .filter(|f| matches!(f, Fault::KillNode(_) | Fault::PauseNode(_)))
-            .count();
-        let node = rng.random_range(0..c.nodes.len());
-        let node_free =
-            !held.contains(&Fault::KillNode(node)) && !held.contains(&Fault::PauseNode(node));
-        let redis_free = !held.contains(&Fault::KillRedis) && !held.contains(&Fault::FreezeRedis);
-        let fault = match rng.random_range(0..6) {
-            0 if node_free && nodes_held + 1 < c.nodes.len() => Fault::KillNode(node),
-            1 if node_free && nodes_held + 1 < c.nodes.len() => Fault::PauseNode(node),
-            2 if !held.contains(&Fault::CutDatabase(node)) => Fault::CutDatabase(node),
-            3 if !held.contains(&Fault::CutClients(node)) => Fault::CutClients(node),
-            4 if redis_free => Fault::KillRedis,
-            5 if redis_free => Fault::FreezeRedis,
-            _ => {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        match fault {
-            Fault::KillNode(k) => c.nodes[k].kill().await,
-            Fault::PauseNode(k) => c.nodes[k].pause(),
-            Fault::CutDatabase(k) => proxies.db[k].down(),
-            Fault::CutClients(k) => proxies.clients[k].down(),
-            Fault::KillRedis => c.redis.kill().await,
-            Fault::FreezeRedis => c.redis.freeze(),
-        }
-        *done
-            .entry(match fault {
-                Fault::KillNode(_) => "kill -9 a node",
-                Fault::PauseNode(_) => "pause a node",
-                Fault::CutDatabase(_) => "cut a node off PostgreSQL",
-                Fault::CutClients(_) => "cut the clients off a node",
-                Fault::KillRedis => "kill Redis",
-                Fault::FreezeRedis => "freeze Redis",
-            })
-            .or_default() += 1;
-        applied += 1;
-        let lasts = Duration::from_millis(rng.random_range(200..1500));
-        active.push((Instant::now() + lasts, fault));
-        tokio::time::sleep(Duration::from_millis(rng.random_range(50..400))).await;
-    }
-    done
-}
-
-/// Undoes a fault; `false` if a killed node did not start again (it does not while its Redis
-/// is unreachable), to be tried again.
-async fn heal(c: &mut Cluster, proxies: &Proxies, fault: Fault) -> bool {
-    match fault {
-        Fault::KillNode(k) => {
-            if !c.nodes[k].try_restart().await {
-                return false;
-            }
-            // On another port if its own was taken meanwhile.
-            proxies.clients[k].retarget(c.nodes[k].addr.clone());
-        }
-        Fault::PauseNode(k) => c.nodes[k].resume(),
-        Fault::CutDatabase(k) => proxies.db[k].up(),
-        Fault::CutClients(k) => proxies.clients[k].up(),
-        Fault::KillRedis => c.redis.restart().await,
-        Fault::FreezeRedis => c.redis.thaw(),
-    }
-    true
-}
-
 async fn acknowledged_sends_arrive_once_in_order_under_a_nemesis() {
+    under_a_nemesis(Topology::Single).await
+}
+
+async fn acknowledged_sends_arrive_once_in_order_under_a_nemesis_on_a_redis_sentinel() {
+    under_a_nemesis(Topology::Sentinel).await
+}
+
+async fn acknowledged_sends_arrive_once_in_order_under_a_nemesis_on_a_redis_cluster() {
+    under_a_nemesis(Topology::Cluster).await
+}
+
+async fn under_a_nemesis(topology: Topology) {
     let faults: usize = std::env::var("TICKETHUB_NEMESIS_FAULTS")
         .ok()
         .and_then(|n| n.parse().ok())
@@ -532,9 +124,11 @@ async fn acknowledged_sends_arrive_once_in_order_under_a_nemesis() {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(rand::random);
     eprintln!(
-        "nemesis: {faults} faults, seed {seed} (TICKETHUB_NEMESIS_SEED={seed} runs them again)"
+        "nemesis on {topology:?}: {faults} faults, seed {seed} (TICKETHUB_NEMESIS_SEED={seed} runs them again)"
     );
-    let mut c = Cluster::start(&Backend::postgres(), 3, &["--presence-lease", "3"]).await;
+    let mut c = topology
+        .start(3, &["--presence-lease", "3", "--presence-grace-ms", "300"])
+        .await;
     // Each node reaches PostgreSQL through a proxy of its own, which the nemesis cuts.
     let mut db = Vec::new();
     for node in &mut c.nodes {
@@ -562,6 +156,16 @@ async fn acknowledged_sends_arrive_once_in_order_under_a_nemesis() {
         .create_project("OPS", "Operations", &[carol.id, dave.id])
         .await
         .unwrap();
+    // A room the users join and leave on any node (no tickets: its members hear only the sends).
+    let mut members: Vec<_> = users.iter().map(|u| u.id).collect();
+    members.push(carol.id);
+    let room = c
+        .store
+        .create_project("ROOM", "Room", &members)
+        .await
+        .unwrap()
+        .id
+        .0;
     let mut tickets = Vec::new();
     for t in 0..3 {
         let made = c
@@ -624,6 +228,20 @@ async fn acknowledged_sends_arrive_once_in_order_under_a_nemesis() {
             ))
         })
         .collect();
+    let roomers: Vec<_> = users
+        .iter()
+        .enumerate()
+        .map(|(u, user)| {
+            tokio::spawn(roomer(
+                u,
+                token(user),
+                room,
+                addrs.clone(),
+                history.clone(),
+                stop_sends.clone(),
+            ))
+        })
+        .collect();
     let mut workers = Vec::new();
     for id in &tickets {
         for (who, role) in [
@@ -658,8 +276,14 @@ async fn acknowledged_sends_arrive_once_in_order_under_a_nemesis() {
         .collect();
     let started = Instant::now();
     let done = nemesis(&mut c, &proxies, faults, seed).await;
+    redis_healed(&c).await;
     stop_sends.store(true, Ordering::SeqCst);
-    for s in senders.into_iter().chain(readers).chain(workers) {
+    for s in senders
+        .into_iter()
+        .chain(readers)
+        .chain(workers)
+        .chain(roomers)
+    {
         s.await.unwrap();
     }
     // Healed: every acknowledged send reaches its recipients, live or by replay.
@@ -672,21 +296,22 @@ async fn acknowledged_sends_arrive_once_in_order_under_a_nemesis() {
         client.abort();
     }
     let mut anomalies = check(&history);
-    // Every node lists each user's unread notifications as the marks leave them.
+    // Every node lists each user's notifications, and the unread ones, as the marks and the
+    // deletes leave them.
     let http = reqwest::Client::new();
-    let mut unread = Vec::new();
+    let (mut unread, mut listed) = (Vec::new(), Vec::new());
     for user in &users {
-        let mut lists = Vec::new();
+        let (mut unread_lists, mut lists) = (Vec::new(), Vec::new());
         for node in 0..c.nodes.len() {
-            lists.push(
-                unread_on(&http, &pick(&addrs, node), &token(user))
-                    .await
-                    .unwrap(),
-            );
+            let (addr, token) = (pick(&addrs, node), token(user));
+            unread_lists.push(listed_on(&http, &addr, &token, true).await.unwrap());
+            lists.push(listed_on(&http, &addr, &token, false).await.unwrap());
         }
-        unread.push(lists);
+        unread.push(unread_lists);
+        listed.push(lists);
     }
     anomalies.extend(check_reads(&history, &unread));
+    anomalies.extend(check_deletes(&history, &listed));
     let mut shown = BTreeMap::new();
     for id in &tickets {
         let mut views = Vec::new();
@@ -700,7 +325,19 @@ async fn acknowledged_sends_arrive_once_in_order_under_a_nemesis() {
         shown.insert(*id, views);
     }
     anomalies.extend(check_tickets(&history, &shown));
+    let joiners: Vec<_> = users[..2].iter().map(|u| (token(u), u.id.0)).collect();
+    anomalies.extend(
+        check_rooms(
+            &addrs,
+            c.nodes.len(),
+            room,
+            (&token(&carol), carol.id.0),
+            &joiners,
+        )
+        .await,
+    );
     let steps: usize = shown.values().map(|v| v[0].0.len()).sum();
+    let deletes = history.deletes.lock().unwrap().len();
     let reads = history.reads.lock().unwrap().clone();
     let reads_acked = reads
         .values()
@@ -713,11 +350,12 @@ async fn acknowledged_sends_arrive_once_in_order_under_a_nemesis() {
         .count();
     let frames: usize = history.seen.iter().map(|s| s.lock().unwrap().len()).sum();
     eprintln!(
-        "nemesis: {faults} faults {done:?} in {:.0?}; {} sends ({acked} acknowledged), {} marks as read ({reads_acked} acknowledged), {steps} ticket steps, {frames} frames on {} sockets; {} anomalies",
+        "nemesis on {topology:?}: {faults} faults {done:?} in {:.0?}; {} sends ({acked} acknowledged), {} marks as read ({reads_acked} acknowledged), {deletes} deletes, {steps} ticket steps, {frames} frames on {} sockets, {} room joins; {} anomalies",
         started.elapsed(),
         sends.len(),
         reads.len(),
         history.sockets.load(Ordering::SeqCst),
+        history.joins.load(Ordering::SeqCst),
         anomalies.len()
     );
     assert!(
@@ -767,6 +405,55 @@ fn the_read_checker_finds_lost_and_stray_reads() {
             "user 0: node 1 and node 0 list other unread notifications: [4]",
             "user 0: notification 4 is read, but nobody marked it",
             "user 0: the acknowledged read of notification 6 was lost",
+        ],
+    );
+}
+
+/// The delete checker finds an acknowledged delete that did not hold, a notification gone that
+/// nobody deleted, and nodes that disagree; an unacknowledged delete may have held or not,
+/// and the read checker leaves a notification that may be gone alone.
+fn the_delete_checker_finds_lost_and_stray_deletes() {
+    let history = History {
+        seen: vec![Mutex::new(
+            [1, 2, 6, 11]
+                .iter()
+                .enumerate()
+                .map(|(i, id)| Seen {
+                    id: *id,
+                    seq: i as i64 + 1,
+                    title: format!("op-{i}"),
+                    socket: 0,
+                })
+                .collect(),
+        )],
+        ..History::default()
+    };
+    history
+        .deletes
+        .lock()
+        .unwrap()
+        .extend([((0, 1), Outcome::Acked), ((0, 11), Outcome::Unknown)]);
+    history.reads.lock().unwrap().insert((0, 6), Outcome::Acked);
+    let holds = BTreeSet::from([2, 6]);
+    assert_eq!(
+        check_deletes(&history, &[vec![holds.clone(), holds.clone()]]),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        check_reads(&history, &[vec![BTreeSet::from([2]), BTreeSet::from([2])]]),
+        Vec::<String>::new()
+    );
+    let anomalies = check_deletes(
+        &history,
+        &[vec![BTreeSet::from([1, 11]), BTreeSet::from([1, 2, 11])]],
+    );
+    assert_eq!(
+        anomalies,
+        [
+            "user 0: node 1 and node 0 list other notifications: [2]",
+            "user 0: the acknowledged delete of notification 1 did not hold",
+            "user 0: notification 2 is gone, but nobody deleted it",
+            "user 0: notification 6 is gone, but nobody deleted it",
         ],
     );
 }
@@ -832,11 +519,59 @@ fn the_ticket_checker_finds_bad_walks_and_lost_actions() {
     );
 }
 
+/// The room checker finds nodes that do not hear each other: two nodes on two Redis servers
+/// (as if the channel of a room were subscribed where nobody publishes).
+async fn the_room_checker_finds_nodes_that_do_not_hear_each_other() {
+    let mut c = Cluster::start(
+        &Backend::postgres(),
+        2,
+        &["--presence-lease", "3", "--presence-grace-ms", "300"],
+    )
+    .await;
+    let apart = crate::nodes::RedisServer::start().await;
+    c.nodes[1].set_arg("--redis-url", &apart.url());
+    c.nodes[1].kill().await;
+    c.nodes[1].restart().await;
+    let watcher = c.user("carol", Role::Client).await;
+    let joiner = c.user("u0", Role::Developer).await;
+    let room = c
+        .store
+        .create_project("ROOM", "Room", &[watcher.id, joiner.id])
+        .await
+        .unwrap()
+        .id
+        .0;
+    let addrs: Addrs = Arc::new(Mutex::new(c.nodes.iter().map(|n| n.addr.clone()).collect()));
+    let anomalies = check_rooms(
+        &addrs,
+        2,
+        room,
+        (&c.token(&watcher), watcher.id.0),
+        &[(c.token(&joiner), joiner.id.0)],
+    )
+    .await;
+    // The joiner joins on node 1: node 0 hears neither the join nor the leave.
+    let id = joiner.id.0;
+    assert_eq!(
+        anomalies,
+        [
+            format!("room: the watcher on node 0 did not hear user {id} join on node 1"),
+            format!("room: the watcher on node 0 did not hear user {id} leave node 1"),
+        ]
+    );
+}
+
 crate::trials! {
     both: [],
-    tests: [acknowledged_sends_arrive_once_in_order_under_a_nemesis],
+    tests: [
+        acknowledged_sends_arrive_once_in_order_under_a_nemesis,
+        acknowledged_sends_arrive_once_in_order_under_a_nemesis_on_a_redis_sentinel,
+        acknowledged_sends_arrive_once_in_order_under_a_nemesis_on_a_redis_cluster,
+        the_room_checker_finds_nodes_that_do_not_hear_each_other,
+    ],
     sync: [
         the_read_checker_finds_lost_and_stray_reads,
+        the_delete_checker_finds_lost_and_stray_deletes,
         the_ticket_checker_finds_bad_walks_and_lost_actions,
     ],
 }

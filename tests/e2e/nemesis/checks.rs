@@ -20,6 +20,8 @@ pub(super) fn step(from: &str, action: &str) -> Option<&'static str> {
 /// The anomalies of the read state: `unread[user][node]` is what each node lists.
 pub(super) fn check_reads(history: &History, unread: &[Vec<BTreeSet<i64>>]) -> Vec<String> {
     let reads = history.reads.lock().unwrap();
+    // A notification that may be gone is listed neither as read nor as unread.
+    let deletes = history.deletes.lock().unwrap();
     let mut anomalies = Vec::new();
     for (user, lists) in unread.iter().enumerate() {
         for (node, list) in lists.iter().enumerate().skip(1) {
@@ -37,6 +39,9 @@ pub(super) fn check_reads(history: &History, unread: &[Vec<BTreeSet<i64>>]) -> V
             .map(|s| s.id)
             .collect();
         for id in &seen {
+            if deletes.contains_key(&(user, *id)) {
+                continue;
+            }
             let read = !lists[0].contains(id);
             match reads.get(&(user, *id)) {
                 Some(Outcome::Acked) if !read => anomalies.push(format!(
@@ -44,6 +49,42 @@ pub(super) fn check_reads(history: &History, unread: &[Vec<BTreeSet<i64>>]) -> V
                 )),
                 None if read => anomalies.push(format!(
                     "user {user}: notification {id} is read, but nobody marked it"
+                )),
+                _ => {}
+            }
+        }
+    }
+    anomalies
+}
+
+/// The anomalies of the deletes: `listed[user][node]` is what each node lists. Every node
+/// lists the same; an acknowledged delete holds; nothing is gone that nobody deleted.
+pub(super) fn check_deletes(history: &History, listed: &[Vec<BTreeSet<i64>>]) -> Vec<String> {
+    let deletes = history.deletes.lock().unwrap();
+    let mut anomalies = Vec::new();
+    for (user, lists) in listed.iter().enumerate() {
+        for (node, list) in lists.iter().enumerate().skip(1) {
+            if list != &lists[0] {
+                let apart: Vec<_> = list.symmetric_difference(&lists[0]).collect();
+                anomalies.push(format!(
+                    "user {user}: node {node} and node 0 list other notifications: {apart:?}"
+                ));
+            }
+        }
+        let seen: BTreeSet<i64> = history.seen[user]
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|s| s.id)
+            .collect();
+        for id in &seen {
+            let gone = !lists[0].contains(id);
+            match deletes.get(&(user, *id)) {
+                Some(Outcome::Acked) if !gone => anomalies.push(format!(
+                    "user {user}: the acknowledged delete of notification {id} did not hold"
+                )),
+                None if gone => anomalies.push(format!(
+                    "user {user}: notification {id} is gone, but nobody deleted it"
                 )),
                 _ => {}
             }
