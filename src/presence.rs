@@ -9,6 +9,7 @@
 //! (or neither) that the user left.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -26,6 +27,10 @@ pub struct RedisPresence {
     node: String,
     prefix: String,
     lease: Duration,
+    /// Redis's clock less this node's, in milliseconds, as last measured: every node writes
+    /// and reads leases by Redis's clock, so that nodes whose own clocks disagree agree on
+    /// whose lease ran out.
+    offset_ms: AtomicI64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -41,9 +46,16 @@ struct Lease {
     expires_ms: i64,
 }
 
-fn now_ms() -> i64 {
+/// This node's own clock, in milliseconds since the Unix epoch.
+fn local_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
+
+/// Redis's clock, in milliseconds since the Unix epoch.
+const TIME: &str = r#"
+local t = redis.call('TIME')
+return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+"#;
 
 fn redis_error(e: Error) -> StoreError {
     StoreError::Backend(Box::new(e))
@@ -89,7 +101,26 @@ impl RedisPresence {
             node,
             prefix: prefix.to_owned(),
             lease,
+            offset_ms: AtomicI64::new(0),
         }
+    }
+
+    /// The time by Redis's clock, as last measured, in milliseconds since the Unix epoch.
+    fn now_ms(&self) -> i64 {
+        local_ms() + self.offset_ms.load(Ordering::Relaxed)
+    }
+
+    /// Measures this node's clock against Redis's.
+    async fn measure(&self) -> Result<(), StoreError> {
+        let before = local_ms();
+        let server: i64 = self
+            .fast()
+            .eval(TIME, Vec::<String>::new(), Vec::<String>::new())
+            .await
+            .map_err(redis_error)?;
+        let local = before + (local_ms() - before) / 2;
+        self.offset_ms.store(server - local, Ordering::Relaxed);
+        Ok(())
     }
 
     fn key(&self, project: ProjectId) -> String {
@@ -114,7 +145,7 @@ impl RedisPresence {
             username: entry.username.clone(),
             display_name: entry.display_name.clone(),
             viewing: entry.viewing.map(|t| t.0),
-            expires_ms: now_ms() + self.lease.as_millis() as i64,
+            expires_ms: self.now_ms() + self.lease.as_millis() as i64,
         })
         .expect("leases serialize")
     }
@@ -140,7 +171,24 @@ impl RedisPresence {
         project: ProjectId,
         args: Vec<String>,
     ) -> Result<Vec<UserId>, StoreError> {
-        let mut all = vec![self.node.clone(), now_ms().to_string()];
+        match self.script_once(script, project, args.clone()).await {
+            // Refused as stale: this node's clock may have moved since it was last measured
+            // (a script held back by a reconnect is answered by an error before it gets here).
+            Err(StoreError::Backend(e)) if e.to_string().contains(STALE) => {
+                self.measure().await?;
+                self.script_once(script, project, args).await
+            }
+            answer => answer,
+        }
+    }
+
+    async fn script_once(
+        &self,
+        script: &'static str,
+        project: ProjectId,
+        args: Vec<String>,
+    ) -> Result<Vec<UserId>, StoreError> {
+        let mut all = vec![self.node.clone(), self.now_ms().to_string()];
         all.extend(args);
         // A script is not failed fast by the client while it reconnects: do it here, and
         // bound the wait, so that a room never waits on Redis for long.
@@ -161,10 +209,14 @@ impl RedisPresence {
     }
 }
 
+/// What a presence script answers when it reached Redis long after it was sent.
+const STALE: &str = "stale presence script";
+
 /// The users with a live lease in the hash `KEYS[1]` (on nodes other than `ARGV[1]` when
-/// `others` is true), as a Lua set; `ARGV[2]` is the time in milliseconds. A script that
-/// reaches Redis more than 2 s after it was sent (queued by the client through a reconnect,
-/// its caller long gone) does nothing: its decision would be stale.
+/// `others` is true), as a Lua set; `ARGV[2]` is the time in milliseconds by Redis's clock, as
+/// the node last measured it. A script that reaches Redis more than 2 s after it was sent
+/// (queued by the client through a reconnect, its caller long gone) does nothing: its
+/// decision would be stale.
 const LIVE: &str = r#"
 local t = redis.call('TIME')
 local server_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -270,7 +322,9 @@ impl PresenceStore for RedisPresence {
         project: ProjectId,
         reap: bool,
     ) -> Result<(Vec<PresenceEntry>, Vec<(UserId, String)>), StoreError> {
-        let now = now_ms();
+        // The periodic look at the room: the clock is measured again here.
+        self.measure().await?;
+        let now = self.now_ms();
         let all = self.all(project).await?;
         let present = present_elsewhere(&all, &self.node, now);
         let mut gone = Vec::new();
@@ -334,14 +388,14 @@ mod tests {
     #[test]
     fn a_lease_carries_the_entry_and_runs_out_a_lease_length_from_now() {
         let p = presence("node-a");
-        let before = now_ms();
+        let before = local_ms();
         let text = p.lease_of(&PresenceEntry {
             user_id: UserId(5),
             username: "zoë".into(),
             display_name: "Zoë Ünal 🦀".into(),
             viewing: Some(TicketId(12)),
         });
-        let after = now_ms();
+        let after = local_ms();
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
         let mut keys: Vec<&str> = v.as_object().unwrap().keys().map(|k| k.as_str()).collect();
         keys.sort_unstable();

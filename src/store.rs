@@ -463,6 +463,13 @@ impl Store for SqlStore {
         &self.faults
     }
 
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        match &self.own {
+            Own::Postgres(own) => own.clock.now(),
+            Own::Sqlite(_) => chrono::Utc::now(),
+        }
+    }
+
     async fn close(&self) {
         self.close_held().await;
         self.writer().close().await;

@@ -395,7 +395,7 @@ impl ChannelActor {
     /// Claims as many due rows as the circuit and the concurrency bound allow, and starts
     /// sending them.
     async fn drain(&self, myself: &ActorRef<ChannelMsg>, state: &mut ChannelState) {
-        let now = Utc::now();
+        let now = self.store.now();
         let slots = claim_slots(
             &mut state.circuit,
             state.in_flight.len(),
@@ -656,7 +656,7 @@ async fn record(
     result: Result<Option<String>, TransportError>,
 ) -> Outcome {
     let attempts = job.attempts + 1;
-    let (outcome, write) = decide(policy, attempts, result, Utc::now());
+    let (outcome, write) = decide(policy, attempts, result, store.now());
     let give_up = tokio::time::Instant::now() + policy.lease / 2;
     let mut wait = std::time::Duration::from_millis(50);
     let written = loop {

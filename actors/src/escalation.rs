@@ -48,12 +48,18 @@ pub fn cancel_reason(job: &EscalationJob) -> Option<String> {
 }
 
 /// How long an actor of due rows (escalation steps, scheduled sends) waits before it looks
-/// again: until the next row it knows of is due, and at most `poll` (other nodes add rows).
+/// again: until the next row it knows of is due by `now` (the database's clock, which the
+/// rows are due by), and at most `poll` (other nodes add rows).
 /// After a failure, a row given back is due at once: the next look then waits a little, so
 /// that a row that keeps failing does not spin the actor.
-pub fn next_look(next_due: Option<DateTime<Utc>>, poll: Duration, failed: bool) -> Duration {
+pub fn next_look(
+    next_due: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+    poll: Duration,
+    failed: bool,
+) -> Duration {
     let wait = next_due
-        .map(|due| (due - Utc::now()).to_std().unwrap_or(Duration::ZERO))
+        .map(|due| (due - now).to_std().unwrap_or(Duration::ZERO))
         .unwrap_or(poll)
         .min(poll);
     let least = if failed {
@@ -176,7 +182,7 @@ impl Actor for EscalationActor {
                 if let Some(t) = state.timer.take() {
                     t.abort();
                 }
-                let wait = next_look(next_due, self.poll, failed);
+                let wait = next_look(next_due, self.deps.store.now(), self.poll, failed);
                 state.timer = Some(myself.send_after(wait, || EscalationMsg::Tick));
             }
             EscalationMsg::Snapshot(reply) => {
@@ -249,7 +255,7 @@ impl EscalationActor {
     async fn run_due(&self, state: &mut EscalationState) -> Result<(), StoreError> {
         let store = &self.deps.store;
         loop {
-            let now = Utc::now();
+            let now = store.now();
             let lease = chrono::Duration::from_std(self.lease).unwrap_or(chrono::Duration::MAX);
             let jobs = store
                 .claim_escalations(&self.node, now, now + lease, CLAIM_BATCH)

@@ -648,4 +648,9 @@ pub trait Store:
     /// The faults this store simulates (none unless a test asks).
     #[doc(hidden)]
     fn faults(&self) -> &StoreFaults;
+    /// The time by the database's clock, which every node of a cluster shares (a node's own
+    /// clock may be set wrong): what leases and due times are measured by.
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
 }

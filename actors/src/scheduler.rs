@@ -133,7 +133,8 @@ impl Actor for SchedulerActor {
                 if let Some(t) = state.timer.take() {
                     t.abort();
                 }
-                let wait = crate::escalation::next_look(next_due, self.poll, failed);
+                let now = self.deps.store.now();
+                let wait = crate::escalation::next_look(next_due, now, self.poll, failed);
                 state.timer = Some(myself.send_after(wait, || SchedulerMsg::Tick));
             }
             SchedulerMsg::Snapshot(reply) => {
@@ -150,7 +151,7 @@ impl SchedulerActor {
     /// Claims and fires due sends until none is left.
     async fn run_due(&self, state: &mut SchedulerState) -> Result<(), StoreError> {
         loop {
-            let now = Utc::now();
+            let now = self.deps.store.now();
             let lease = now + chrono::Duration::from_std(self.lease).unwrap_or_default();
             let due = self
                 .deps
@@ -165,7 +166,7 @@ impl SchedulerActor {
                 let id = send.id;
                 if let Err(e) = self.fire(state, send, lease).await {
                     // Given back, due again a little later.
-                    let again = Utc::now() + chrono::Duration::milliseconds(500);
+                    let again = self.deps.store.now() + chrono::Duration::milliseconds(500);
                     let _ = self
                         .deps
                         .store
@@ -189,7 +190,7 @@ impl SchedulerActor {
     ) -> Result<(), StoreError> {
         let store = &self.deps.store;
         let mark = fire_mark(send.id);
-        let now = Utc::now();
+        let now = store.now();
         let late = (now - send.send_at).to_std().unwrap_or_default();
         let outcome = match store.claim_idempotency(&mark, "fire", now, lease).await? {
             // A sender that lost its power since it scheduled the send (a race the cancelling
@@ -238,7 +239,8 @@ impl SchedulerActor {
             }
             // A try of a node that died may still be running: its claim decides, later.
             IdempotencyClaim::InProgress => {
-                let again = Utc::now() + chrono::Duration::from_std(self.lease).unwrap_or_default();
+                let again =
+                    store.now() + chrono::Duration::from_std(self.lease).unwrap_or_default();
                 store.release_sends(&[send.id], &self.node, again).await?;
                 return Ok(());
             }

@@ -115,7 +115,9 @@ where
         caller: caller.label(),
         key,
     };
-    let now = chrono::Utc::now();
+    // By the database's clock: a node whose own clock runs ahead must not take over a
+    // lease that has not run out.
+    let now = state.store.now();
     let claim = state
         .store
         .claim_idempotency(&mark, &fingerprint, now, now + state.idempotency_lease)

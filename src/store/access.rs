@@ -56,6 +56,8 @@ pub(crate) struct IdempotencyRow {
     pub(crate) status: Option<i32>,
     pub(crate) response: Option<String>,
     pub(crate) created_at: chrono::DateTime<chrono::Utc>,
+    /// The time the row was read at, by the clock its leases are measured by.
+    pub(crate) now: chrono::DateTime<chrono::Utc>,
 }
 
 impl SqlStore {
@@ -275,10 +277,16 @@ impl tickethub_actors::ports::IdempotencyStore for SqlStore {
     ) -> Result<tickethub_actors::ports::IdempotencyClaim, tickethub_actors::ports::StoreError>
     {
         use tickethub_actors::ports::IdempotencyClaim;
-        let inserted = db::query(
+        // Leases are written and compared by the database's clock on PostgreSQL
+        // ([`db::Kind::now`]): a node whose clock runs ahead must not take over a lease that
+        // has not run out, nor one behind write a lease that has.
+        let kind = self.kind();
+        let inserted = db::query(&format!(
             "INSERT INTO idempotency_keys (caller, idem_key, fingerprint, lease_until, created_at) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (caller, idem_key) DO NOTHING",
-        )
+             VALUES ($1, $2, $3, {}, {}) ON CONFLICT (caller, idem_key) DO NOTHING",
+            kind.lease_until("$4", "$5"),
+            kind.now("$5"),
+        ))
         .bind(&mark.caller)
         .bind(&mark.key)
         .bind(fingerprint)
@@ -290,12 +298,14 @@ impl tickethub_actors::ports::IdempotencyStore for SqlStore {
         if inserted.rows_affected() == 1 {
             return Ok(IdempotencyClaim::Claimed);
         }
-        let row: Option<crate::store::access::IdempotencyRow> = db::query_as(
-            "SELECT fingerprint, lease_until, committed_at, resource, status, response, created_at \
-             FROM idempotency_keys WHERE caller = $1 AND idem_key = $2",
-        )
+        let row: Option<crate::store::access::IdempotencyRow> = db::query_as(&format!(
+            "SELECT fingerprint, lease_until, committed_at, resource, status, response, created_at, \
+             {} AS now FROM idempotency_keys WHERE caller = $1 AND idem_key = $2",
+            kind.now("$3"),
+        ))
         .bind(&mark.caller)
         .bind(&mark.key)
+        .bind(now)
         .fetch_optional(self.writer())
         .await
         .map_err(backend_error)?;
@@ -305,7 +315,7 @@ impl tickethub_actors::ports::IdempotencyStore for SqlStore {
         };
         let ttl =
             chrono::Duration::from_std(tickethub_actors::ports::IDEMPOTENCY_TTL).expect("a day");
-        let expired = row.created_at < now - ttl;
+        let expired = row.created_at < row.now - ttl;
         if !expired {
             if row.fingerprint != fingerprint {
                 return Ok(IdempotencyClaim::Mismatch);
@@ -321,22 +331,24 @@ impl tickethub_actors::ports::IdempotencyStore for SqlStore {
                     resource: row.resource,
                 });
             }
-            if row.lease_until > now {
+            if row.lease_until > row.now {
                 return Ok(IdempotencyClaim::InProgress);
             }
         }
         // Expired, or a claim whose request died before committing: take it over,
         // unless another retry just did.
-        let taken = db::query(
+        let taken = db::query(&format!(
             // A try that committed part of an announcement keeps its progress for
             // the next (unless the record expired): it resumes after it.
-            "UPDATE idempotency_keys SET fingerprint = $1, lease_until = $2, created_at = $3, \
+            "UPDATE idempotency_keys SET fingerprint = $1, lease_until = {}, created_at = {}, \
              committed_at = NULL, status = NULL, response = NULL, \
              resource = CASE WHEN progress IS NULL OR created_at < $8 THEN NULL ELSE resource END, \
              progress = CASE WHEN created_at < $8 THEN NULL ELSE progress END \
              WHERE caller = $4 AND idem_key = $5 AND lease_until = $6 AND created_at = $7 \
              AND (committed_at IS NULL OR created_at < $8)",
-        )
+            kind.lease_until("$2", "$3"),
+            kind.now("$3"),
+        ))
         .bind(fingerprint)
         .bind(lease_until)
         .bind(now)
@@ -344,7 +356,7 @@ impl tickethub_actors::ports::IdempotencyStore for SqlStore {
         .bind(&mark.key)
         .bind(row.lease_until)
         .bind(row.created_at)
-        .bind(now - ttl)
+        .bind(row.now - ttl)
         .execute(self.writer())
         .await
         .map_err(backend_error)?;

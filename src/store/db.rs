@@ -46,6 +46,27 @@ impl Kind {
         }
     }
 
+    /// The time a timed row is due by, in SQL: on PostgreSQL the database's own clock, so
+    /// that nodes whose clocks disagree claim a row at the same moment and take over a lease
+    /// only once it ran out by one clock; on SQLite (one process) `now`, the bound time.
+    pub fn now(self, now: &str) -> String {
+        match self {
+            Kind::Sqlite => now.to_owned(),
+            Kind::Postgres => "statement_timestamp()".to_owned(),
+        }
+    }
+
+    /// The end of a lease the caller asks to run from `now` until `until` (both bound by
+    /// the caller's clock), by [`Kind::now`]'s clock: only its length is taken on PostgreSQL.
+    pub fn lease_until(self, until: &str, now: &str) -> String {
+        match self {
+            Kind::Sqlite => until.to_owned(),
+            Kind::Postgres => {
+                format!("statement_timestamp() + ({until}::timestamptz - {now}::timestamptz)")
+            }
+        }
+    }
+
     /// The clause that locks the rows a `SELECT` reads until the transaction ends: none on
     /// SQLite.
     pub fn row_lock(self) -> &'static str {

@@ -124,7 +124,8 @@ impl EscalationDbRow {
 impl SqlStore {
     /// Claims for `node` until `lease_until` the due rows of a table of timed jobs
     /// (`status` PENDING with `<due> <= now`, or FIRING with a lapsed lease), soonest
-    /// first, skipping rows another node holds; answers their ids.
+    /// first, skipping rows another node holds; answers their ids. On PostgreSQL, `now` is the
+    /// database's clock ([`db::Kind::now`]) and the lease is as long as asked from it.
     pub(crate) async fn claim_due(
         &self,
         table: &str,
@@ -134,12 +135,15 @@ impl SqlStore {
         lease_until: chrono::DateTime<chrono::Utc>,
         limit: i64,
     ) -> Result<Vec<i64>, tickethub_actors::ports::StoreError> {
+        let kind = self.kind();
         let sql = format!(
-            "UPDATE {table} SET status = 'FIRING', claimed_by = $1, claimed_until = $2, updated_at = $3 \
+            "UPDATE {table} SET status = 'FIRING', claimed_by = $1, claimed_until = {until}, updated_at = {now} \
              WHERE id IN (SELECT id FROM {table} WHERE status IN ('PENDING', 'FIRING') AND \
-             ((status = 'PENDING' AND {due} <= $3) OR (status = 'FIRING' AND claimed_until < $3)) \
+             ((status = 'PENDING' AND {due} <= {now}) OR (status = 'FIRING' AND claimed_until < {now})) \
              ORDER BY {due}, id LIMIT $4 {lock}) RETURNING id",
-            lock = self.kind().skip_locked(),
+            until = kind.lease_until("$2", "$3"),
+            now = kind.now("$3"),
+            lock = kind.skip_locked(),
         );
         let claimed: Vec<(i64,)> = db::query_as(&sql)
             .bind(node)

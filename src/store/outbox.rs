@@ -468,16 +468,19 @@ impl tickethub_actors::ports::OutboxStore for SqlStore {
     }
 }
 
-/// The claim of due deliveries, with `kind`'s row locks: its text made once per backend.
+/// The claim of due deliveries, with `kind`'s row locks and clock: its text made once per
+/// backend.
 fn claim_sql(kind: db::Kind) -> &'static str {
     fn text(kind: db::Kind) -> String {
         format!(
-            "UPDATE deliveries SET status = 'SENDING', claimed_until = $1, claimed_by = $2, updated_at = $3 \
+            "UPDATE deliveries SET status = 'SENDING', claimed_until = {until}, claimed_by = $2, updated_at = {now} \
              WHERE id IN (SELECT id FROM deliveries WHERE channel = $4 AND \
              status IN ('QUEUED', 'SENDING') AND \
-             ((status = 'QUEUED' AND next_attempt_at <= $3) OR (status = 'SENDING' AND claimed_until < $3)) \
-             ORDER BY next_attempt_at, id LIMIT $5 {}) RETURNING id",
-            kind.skip_locked()
+             ((status = 'QUEUED' AND next_attempt_at <= {now}) OR (status = 'SENDING' AND claimed_until < {now})) \
+             ORDER BY next_attempt_at, id LIMIT $5 {lock}) RETURNING id",
+            until = kind.lease_until("$1", "$3"),
+            now = kind.now("$3"),
+            lock = kind.skip_locked()
         )
     }
     static SQLITE: std::sync::LazyLock<String> =

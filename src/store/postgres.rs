@@ -1,7 +1,11 @@
 //! The PostgreSQL store: the production backend, shared by every node of a cluster.
 
 use std::str::FromStr;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
+
+use chrono::{DateTime, Utc};
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
@@ -15,6 +19,55 @@ mod held;
 pub(crate) struct Own {
     /// Connections outside the pool for a connect's read (none with a small pool).
     pub(crate) held: Option<held::HeldReads>,
+    /// The database's clock, as this node reads it.
+    pub(crate) clock: Arc<Clock>,
+    /// The task that measures it, stopped with the store.
+    measuring: tokio::task::AbortHandle,
+}
+
+impl Drop for Own {
+    fn drop(&mut self) {
+        self.measuring.abort();
+    }
+}
+
+/// The database's clock, which the nodes of a cluster share, as this node reads it: the
+/// local clock's offset from it, measured every second (a node's own clock may be set wrong,
+/// or jump). Leases and due times are compared in SQL by the database's clock itself; this
+/// is for what the node decides on its own (how long to wait for the next due row, whether an
+/// idempotency key's lease ran out).
+#[derive(Debug, Default)]
+pub(crate) struct Clock {
+    offset_ms: AtomicI64,
+}
+
+impl Clock {
+    /// The time by the database's clock, as last measured.
+    pub(crate) fn now(&self) -> DateTime<Utc> {
+        Utc::now() + chrono::Duration::milliseconds(self.offset_ms.load(Ordering::Relaxed))
+    }
+
+    /// Measures the offset every second until the pool closes.
+    async fn measure(self: Arc<Self>, pool: Pool) {
+        loop {
+            let before = Utc::now();
+            let read: Result<(DateTime<Utc>,), _> =
+                super::db::query_as("SELECT statement_timestamp()")
+                    .fetch_one(&pool)
+                    .await;
+            match read {
+                Ok((database,)) => {
+                    let local = before + (Utc::now() - before) / 2;
+                    let offset = (database - local).num_milliseconds();
+                    self.offset_ms.store(offset, Ordering::Relaxed);
+                }
+                Err(sqlx::Error::PoolClosed) => return,
+                // Measured again at the next turn; the last offset stands meanwhile.
+                Err(_) => {}
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
 }
 
 /// Connections held outside the pool for the connect's read, out of `--db-max-connections`
@@ -62,6 +115,8 @@ pub async fn connect(url: &str, store: super::StoreOptions) -> Result<SqlStore, 
         lane: None,
     };
     let commits = SqlStore::group_committer(committer, 4, faults.clone());
+    let clock = Arc::new(Clock::default());
+    let measuring = tokio::spawn(clock.clone().measure(pool.clone())).abort_handle();
     Ok(SqlStore {
         kind: super::db::Kind::Postgres,
         writer: pool.clone(),
@@ -72,6 +127,8 @@ pub async fn connect(url: &str, store: super::StoreOptions) -> Result<SqlStore, 
         users: std::sync::Arc::new(tickethub_actors::ports::UserCache::new(store.user_cache)),
         own: super::Own::Postgres(std::sync::Arc::new(Own {
             held: (held > 0).then(|| held::HeldReads::new(options, held as usize, acquire_timeout)),
+            clock,
+            measuring,
         })),
     })
 }

@@ -486,10 +486,21 @@ impl tickethub_actors::ports::ScheduleStore for SqlStore {
             return Ok(());
         }
         // Due again at `due` (never earlier than it was): a lease that ran out takes it
-        // back anyway.
+        // back anyway. On PostgreSQL `due` is taken as a wait from the store's `now`, which
+        // it was reckoned from, and the row is due by the database's clock after it.
         let mut q =
             db::Builder::new("UPDATE scheduled_sends SET status = 'FIRING', claimed_until = ");
-        q.push_bind(due);
+        match self.kind() {
+            db::Kind::Sqlite => {
+                q.push_bind(due);
+            }
+            db::Kind::Postgres => {
+                let wait = (due - tickethub_actors::ports::Store::now(self)).num_milliseconds();
+                q.push("statement_timestamp() + ");
+                q.push_bind(wait.max(0));
+                q.push(" * interval '1 millisecond'");
+            }
+        }
         q.push(" WHERE status = 'FIRING' AND claimed_by = ");
         q.push_bind(node);
         q.push(" AND id");

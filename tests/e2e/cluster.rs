@@ -10,6 +10,8 @@ mod redis;
 use redis::*;
 mod changes;
 use changes::*;
+mod clocks;
+use clocks::*;
 mod presence;
 use presence::*;
 
@@ -756,6 +758,8 @@ crate::trials! {
         a_redis_cluster_carries_everything_through_a_failover,
         rooms_on_a_failed_over_master_cross,
         a_sentinel_failover_carries_everything,
+        a_node_whose_clock_runs_ahead_fires_no_scheduled_send_early,
+        presence_holds_across_nodes_whose_clocks_disagree,
     ],
     sync: [],
 }

@@ -45,9 +45,68 @@ pub struct Node {
     pub addr: String,
     args: Vec<String>,
     child: Option<tokio::process::Child>,
+    /// The file the clock shim reads the process's clock offset from, if its clock can be skewed.
+    clock: Option<std::path::PathBuf>,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(file) = &self.clock {
+            let _ = std::fs::remove_file(file);
+        }
+    }
+}
+
+/// The clock shim ([`Node::skewable`]), built from `nodes/clock_shim.c` with the system's C
+/// compiler once per test process.
+fn clock_shim() -> &'static std::path::Path {
+    static SHIM: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    SHIM.get_or_init(|| {
+        let source = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/e2e/nodes/clock_shim.c");
+        let out = std::env::temp_dir().join(format!(
+            "tickethub-clock-shim-{}.so",
+            uuid::Uuid::new_v4().simple()
+        ));
+        let built = std::process::Command::new("cc")
+            .args(["-shared", "-fPIC", "-O2", "-o"])
+            .arg(&out)
+            .arg(source)
+            .output()
+            .unwrap_or_else(|e| crate::harness::missing("cc (a C compiler)", &e));
+        assert!(
+            built.status.success(),
+            "the clock shim does not build: {}",
+            String::from_utf8_lossy(&built.stderr)
+        );
+        out
+    })
 }
 
 impl Node {
+    /// Lets the process's wall clock be moved by [`Node::skew`], from the next restart on: it
+    /// runs with a clock shim preloaded, which reads the offset from a file of its own at most
+    /// 100 ms old; the monotonic clock (timers, timeouts) is left alone, as a skewed machine's
+    /// is.
+    pub fn skewable(&mut self) {
+        clock_shim();
+        let file =
+            std::env::temp_dir().join(format!("tickethub-clock-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::write(&file, "0\n").unwrap();
+        self.clock = Some(file);
+    }
+
+    /// Whether the node runs on the machine's clock, not made [`Node::skewable`].
+    pub fn clock_is_fixed(&self) -> bool {
+        self.clock.is_none()
+    }
+
+    /// Moves the wall clock of a [`Node::skewable`] node `seconds` away from the machine's
+    /// (0 puts it back), within a tenth of a second.
+    pub fn skew(&self, seconds: i64) {
+        let file = self.clock.as_ref().expect("the node was made skewable");
+        std::fs::write(file, format!("{seconds}\n")).unwrap();
+    }
+
     /// Starts `tickethub serve` with these settings on a port the system picks.
     pub async fn start(args: Vec<String>) -> Node {
         // The test's reqwest clients need rustls' provider, which an in-process hub would
@@ -57,6 +116,7 @@ impl Node {
             addr: "127.0.0.1:0".to_owned(),
             args,
             child: None,
+            clock: None,
         };
         node.restart().await;
         node
@@ -87,7 +147,13 @@ impl Node {
     /// Starts `serve` on `bind`; reads the address it listens on from its first line. `None`
     /// when it could not listen there.
     async fn spawn(&mut self, bind: &str) -> Option<tokio::process::Child> {
-        let mut child = tokio::process::Command::new(BIN)
+        let mut command = tokio::process::Command::new(BIN);
+        if let Some(file) = &self.clock {
+            command
+                .env("LD_PRELOAD", clock_shim())
+                .env("CLOCK_SHIM_FILE", file);
+        }
+        let mut child = command
             .arg("serve")
             .args(["--bind", bind])
             .args(&self.args)

@@ -1,0 +1,105 @@
+//! Nodes whose wall clocks disagree (one runs under libfaketime, moved while it runs): timed
+//! rows are due by the database's clock and presence leases run by Redis's, so a node set
+//! ahead fires nothing early and a node set behind keeps its users present.
+
+use super::*;
+
+/// Makes node `k` skewable, restarts it, and moves its clock `seconds`; waits until its
+/// answers' `Date` says so.
+async fn skew(c: &mut Cluster, k: usize, seconds: i64) {
+    if c.nodes[k].clock_is_fixed() {
+        c.nodes[k].skewable();
+        c.nodes[k].kill().await;
+        c.nodes[k].restart().await;
+    }
+    c.nodes[k].skew(seconds);
+    let url = c.nodes[k].url("/api/health/");
+    let http = c.http.clone();
+    eventually(&format!("node {k}'s clock is {seconds:+} s off"), || {
+        let (url, http) = (url.clone(), http.clone());
+        async move {
+            let Ok(answer) = http.get(&url).send().await else {
+                return false;
+            };
+            let date = answer
+                .headers()
+                .get("date")
+                .and_then(|d| d.to_str().ok())
+                .and_then(|d| chrono::DateTime::parse_from_rfc2822(d).ok());
+            date.is_some_and(|d| {
+                let off = (d.with_timezone(&chrono::Utc) - chrono::Utc::now()).num_seconds();
+                (off - seconds).abs() <= 2
+            })
+        }
+    })
+    .await;
+}
+
+/// A send scheduled through node 0 for 3 s from now arrives no earlier, though node 1, whose
+/// clock runs a minute ahead, looks for due sends every 100 ms.
+pub(super) async fn a_node_whose_clock_runs_ahead_fires_no_scheduled_send_early() {
+    let mut c = Cluster::start(&postgres(), 2, &["--escalation-poll-ms", "100"]).await;
+    skew(&mut c, 1, 60).await;
+    let admin = c.user("root", Role::Admin).await;
+    let alice = c.user("alice", Role::Client).await;
+    let mut ws = c.connect(0, &alice, None).await;
+    for round in 0..3 {
+        let send_at = chrono::Utc::now() + chrono::Duration::seconds(3);
+        let body = json!({
+            "user_ids": [alice.id.0], "title": format!("later {round}"), "message": "m",
+            "send_at": send_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        });
+        c.post(0, &admin, "/api/notifications/send/", body, 202)
+            .await;
+        let frame = loop {
+            let frame = ws.next_json().await;
+            if frame["type"] == "notification" {
+                break frame;
+            }
+        };
+        let arrived = chrono::Utc::now();
+        assert_eq!(frame["title"], format!("later {round}"));
+        assert!(
+            arrived >= send_at,
+            "round {round}: arrived {} ms before its send_at",
+            (send_at - arrived).num_milliseconds()
+        );
+    }
+}
+
+/// Alice's presence on node 1 holds on node 0 whether node 1's clock runs half a minute behind
+/// (ten leases) or ahead; and once node 1 (ahead) dies, she leaves within the lease, not
+/// half a minute later.
+pub(super) async fn presence_holds_across_nodes_whose_clocks_disagree() {
+    let mut c = Cluster::start(
+        &postgres(),
+        2,
+        &["--presence-lease", "3", "--presence-grace-ms", "300"],
+    )
+    .await;
+    let (alice, bob, _, project) = three_in_a_project(&c).await;
+    for offset in [-30, 30] {
+        skew(&mut c, 1, offset).await;
+        let (a1, _) = presence_on(&c, 1, &alice, project).await;
+        eventually(
+            &format!("node 0 sees Alice on node 1 ({offset:+} s)"),
+            || async {
+                let (_, state) = presence_on(&c, 0, &bob, project).await;
+                state["users"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|u| u["user_id"] == alice.id.0)
+            },
+        )
+        .await;
+        if offset < 0 {
+            drop(a1);
+            continue;
+        }
+        let (mut b0, _) = presence_on(&c, 0, &bob, project).await;
+        c.nodes[1].kill().await;
+        assert_eq!(next_status(&mut b0).await, ("left".into(), alice.id.0));
+        drop(a1);
+    }
+}
