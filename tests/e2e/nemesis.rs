@@ -1,25 +1,33 @@
 //! A history checker under a nemesis: three hub processes on one PostgreSQL database (each
-//! through a proxy of its own) and a Redis of the test's own, while a nemesis kills and
-//! restarts nodes (`kill -9`), freezes them (SIGSTOP/SIGCONT), cuts a node off the database,
-//! cuts the clients off a node (they reach each node through a proxy too), and kills,
-//! restarts and freezes Redis, several faults overlapping. The
-//! workload sends notifications with idempotency keys through any node (retrying through
-//! others when one fails) to a few users, whose clients read them on sockets to any node,
-//! reconnecting elsewhere with their `last_seq` when a socket breaks or stalls. Every frame is
-//! recorded; once the faults heal, the history is checked:
+//! through a proxy of its own) and a Redis of the test's own (one server, a primary and its
+//! replica watched by a Sentinel, or a Cluster of three masters and their replicas), while a
+//! nemesis kills and restarts nodes (`kill -9`), freezes them (SIGSTOP/SIGCONT), cuts a node
+//! off the database, cuts the clients off a node (they reach each node through a proxy too),
+//! moves a node's wall clock up to a minute ahead or behind, and kills and freezes Redis (on a
+//! Sentinel or a Cluster, whichever server is master then, so that a replica takes over),
+//! several faults overlapping. The workload sends notifications with idempotency keys through
+//! any node (retrying through others when one fails) to a few users, some of them scheduled a
+//! few seconds ahead, whose clients read them on sockets to any node, reconnecting elsewhere
+//! with their `last_seq` when a socket breaks or stalls. Every frame is recorded; once the
+//! faults heal, the history is checked:
 //!
 //! - every acknowledged send reaches each of its recipients, once, under one seq;
 //! - a send that was never acknowledged reaches its recipients at most once;
+//! - a scheduled send arrives no earlier than its `send_at`, whatever a node's clock says;
 //! - a user receives only what was sent to them;
 //! - each user's seqs run 1, 2, 3, … without a gap, and no seq carries two notifications;
 //! - on each socket, seqs only go up;
-//! - a mark as read that was acknowledged holds, and nothing is read that nobody marked: each
-//!   user's readers mark notifications they were sent read through any node, and once healed
-//!   every node lists the same unread notifications, those the marks leave;
+//! - a mark as read or a delete that was acknowledged holds, and nothing is read or gone that
+//!   nobody marked or deleted: each user's readers mark and delete notifications they were
+//!   sent through any node, and once healed every node lists the same notifications, and the
+//!   same unread ones, those the marks and deletes leave;
 //! - each ticket's history, worked on by its admin, developer and client at once through any
 //!   node, is a walk of the state machine from `NEW`, the same on every node, holding every
 //!   action that was answered 200 (and none that was refused), and the ticket's status is its
-//!   last step.
+//!   last step;
+//! - the users join and leave a project's presence room on any node throughout; once healed
+//!   and everyone left, every node's room is empty, and then hears each user who joins and
+//!   leaves on another node.
 //!
 //! `TICKETHUB_NEMESIS_FAULTS` sets the number of faults (100 by default), and
 //! `TICKETHUB_NEMESIS_SEED` the seed of their choice (printed by each run).
@@ -57,6 +65,8 @@ struct Seen {
     seq: i64,
     title: String,
     socket: usize,
+    /// When it arrived, by the machine's clock.
+    at: chrono::DateTime<chrono::Utc>,
 }
 
 /// How a send ended for the sender.
@@ -73,6 +83,8 @@ enum Outcome {
 struct History {
     /// Per send (`op-<n>`): its recipients' indexes, and how it ended.
     sends: Mutex<BTreeMap<usize, (Vec<usize>, Outcome)>>,
+    /// Per scheduled send: its `send_at`, which it must not arrive before.
+    not_before: Mutex<BTreeMap<usize, chrono::DateTime<chrono::Utc>>>,
     /// Per user: every notification frame read, in order.
     seen: Vec<Mutex<Vec<Seen>>>,
     /// Per user and notification id: how a mark as read ended.
@@ -127,7 +139,19 @@ async fn under_a_nemesis(topology: Topology) {
         "nemesis on {topology:?}: {faults} faults, seed {seed} (TICKETHUB_NEMESIS_SEED={seed} runs them again)"
     );
     let mut c = topology
-        .start(3, &["--presence-lease", "3", "--presence-grace-ms", "300"])
+        .start(
+            3,
+            // Leases short enough that what a killed node held is taken over within the
+            // wait for the last arrivals.
+            &[
+                "--presence-lease",
+                "3",
+                "--presence-grace-ms",
+                "300",
+                "--escalation-lease",
+                "5",
+            ],
+        )
         .await;
     // Each node reaches PostgreSQL through a proxy of its own, which the nemesis cuts.
     let mut db = Vec::new();
@@ -137,6 +161,7 @@ async fn under_a_nemesis(topology: Topology) {
         let proxy = Proxy::start(upstream).await;
         url.set_port(Some(proxy.port)).unwrap();
         node.set_arg("--database-url", url.as_str());
+        node.skewable();
         node.kill().await;
         node.restart().await;
         db.push(proxy);
@@ -261,11 +286,13 @@ async fn under_a_nemesis(topology: Topology) {
         }
     }
     let user_ids: Vec<i64> = users.iter().map(|u| u.id.0).collect();
-    let senders: Vec<_> = (0..2)
+    // Two lanes send at once, the third schedules its sends.
+    let senders: Vec<_> = (0..3)
         .map(|lane| {
             tokio::spawn(sender(
                 lane,
-                2,
+                3,
+                lane == 2,
                 token(&admin),
                 user_ids.clone(),
                 addrs.clone(),
@@ -367,24 +394,30 @@ async fn under_a_nemesis(topology: Topology) {
     assert!(acked > 0, "no send was acknowledged");
 }
 
-/// The read checker finds an acknowledged read that did not hold, a read nobody made, and
-/// nodes that disagree; an unacknowledged read may have held or not.
-fn the_read_checker_finds_lost_and_stray_reads() {
-    let history = History {
+/// A history of one user who read the notifications `ids`, as `op-0`, `op-1`, … under seqs 1,
+/// 2, ….
+fn one_user_saw(ids: &[i64]) -> History {
+    History {
         seen: vec![Mutex::new(
-            [3, 4, 6, 9]
-                .iter()
+            ids.iter()
                 .enumerate()
                 .map(|(i, id)| Seen {
                     id: *id,
                     seq: i as i64 + 1,
                     title: format!("op-{i}"),
                     socket: 0,
+                    at: chrono::Utc::now(),
                 })
                 .collect(),
         )],
         ..History::default()
-    };
+    }
+}
+
+/// The read checker finds an acknowledged read that did not hold, a read nobody made, and
+/// nodes that disagree; an unacknowledged read may have held or not.
+fn the_read_checker_finds_lost_and_stray_reads() {
+    let history = one_user_saw(&[3, 4, 6, 9]);
     history.reads.lock().unwrap().extend([
         ((0, 3), Outcome::Acked),
         ((0, 6), Outcome::Acked),
@@ -409,25 +442,44 @@ fn the_read_checker_finds_lost_and_stray_reads() {
     );
 }
 
+/// The checker finds a scheduled send that arrived before its `send_at`, and not one that
+/// arrived after it.
+fn the_checker_finds_a_scheduled_send_that_came_early() {
+    let due = chrono::Utc::now();
+    let seen = |op: usize, seq: i64, early: i64| Seen {
+        id: seq,
+        seq,
+        title: format!("op-{op}"),
+        socket: 0,
+        at: due - chrono::Duration::milliseconds(early),
+    };
+    let history = History {
+        seen: vec![Mutex::new(vec![
+            seen(0, 1, 0),
+            seen(1, 2, 250),
+            seen(2, 3, -5),
+        ])],
+        ..History::default()
+    };
+    for op in 0..3 {
+        history
+            .sends
+            .lock()
+            .unwrap()
+            .insert(op, (vec![0], Outcome::Acked));
+        history.not_before.lock().unwrap().insert(op, due);
+    }
+    assert_eq!(
+        check(&history),
+        ["user 0: op-1 arrived 250 ms before its send_at"]
+    );
+}
+
 /// The delete checker finds an acknowledged delete that did not hold, a notification gone that
 /// nobody deleted, and nodes that disagree; an unacknowledged delete may have held or not,
 /// and the read checker leaves a notification that may be gone alone.
 fn the_delete_checker_finds_lost_and_stray_deletes() {
-    let history = History {
-        seen: vec![Mutex::new(
-            [1, 2, 6, 11]
-                .iter()
-                .enumerate()
-                .map(|(i, id)| Seen {
-                    id: *id,
-                    seq: i as i64 + 1,
-                    title: format!("op-{i}"),
-                    socket: 0,
-                })
-                .collect(),
-        )],
-        ..History::default()
-    };
+    let history = one_user_saw(&[1, 2, 6, 11]);
     history
         .deletes
         .lock()
@@ -571,6 +623,7 @@ crate::trials! {
     ],
     sync: [
         the_read_checker_finds_lost_and_stray_reads,
+        the_checker_finds_a_scheduled_send_that_came_early,
         the_delete_checker_finds_lost_and_stray_deletes,
         the_ticket_checker_finds_bad_walks_and_lost_actions,
     ],

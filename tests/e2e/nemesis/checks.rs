@@ -17,18 +17,35 @@ pub(super) fn step(from: &str, action: &str) -> Option<&'static str> {
     })
 }
 
-/// The anomalies of the read state: `unread[user][node]` is what each node lists.
-pub(super) fn check_reads(history: &History, unread: &[Vec<BTreeSet<i64>>]) -> Vec<String> {
-    let reads = history.reads.lock().unwrap();
-    // A notification that may be gone is listed neither as read nor as unread.
-    let deletes = history.deletes.lock().unwrap();
+/// What [`check_lists`] says of a list, of an acknowledged operation that did not hold, and of
+/// a notification off the list that nobody took off.
+struct Words {
+    listed: &'static str,
+    lost: fn(i64) -> String,
+    stray: &'static str,
+}
+
+/// The anomalies of what each node lists of a user's notifications (`lists[user][node]`,
+/// all of them or only the unread ones): every node lists the same, and each notification a
+/// user was sent (but those `skip` passes over) is listed or not as the outcome of the one
+/// operation that takes it off the list says (`ops`: a mark as read, a delete). An
+/// acknowledged operation holds; nothing is off the list that nobody took off; one never
+/// acknowledged may have held or not.
+fn check_lists(
+    history: &History,
+    lists: &[Vec<BTreeSet<i64>>],
+    ops: &BTreeMap<(usize, i64), Outcome>,
+    skip: impl Fn(usize, i64) -> bool,
+    words: Words,
+) -> Vec<String> {
     let mut anomalies = Vec::new();
-    for (user, lists) in unread.iter().enumerate() {
+    for (user, lists) in lists.iter().enumerate() {
         for (node, list) in lists.iter().enumerate().skip(1) {
             if list != &lists[0] {
                 let apart: Vec<_> = list.symmetric_difference(&lists[0]).collect();
                 anomalies.push(format!(
-                    "user {user}: node {node} and node 0 list other unread notifications: {apart:?}"
+                    "user {user}: node {node} and node 0 list other {}: {apart:?}",
+                    words.listed
                 ));
             }
         }
@@ -38,18 +55,15 @@ pub(super) fn check_reads(history: &History, unread: &[Vec<BTreeSet<i64>>]) -> V
             .iter()
             .map(|s| s.id)
             .collect();
-        for id in &seen {
-            if deletes.contains_key(&(user, *id)) {
-                continue;
-            }
-            let read = !lists[0].contains(id);
-            match reads.get(&(user, *id)) {
-                Some(Outcome::Acked) if !read => anomalies.push(format!(
-                    "user {user}: the acknowledged read of notification {id} was lost"
-                )),
-                None if read => anomalies.push(format!(
-                    "user {user}: notification {id} is read, but nobody marked it"
-                )),
+        for id in seen.into_iter().filter(|id| !skip(user, *id)) {
+            let off = !lists[0].contains(&id);
+            match ops.get(&(user, id)) {
+                Some(Outcome::Acked) if !off => {
+                    anomalies.push(format!("user {user}: {}", (words.lost)(id)))
+                }
+                None if off => {
+                    anomalies.push(format!("user {user}: notification {id} {}", words.stray))
+                }
                 _ => {}
             }
         }
@@ -57,40 +71,29 @@ pub(super) fn check_reads(history: &History, unread: &[Vec<BTreeSet<i64>>]) -> V
     anomalies
 }
 
-/// The anomalies of the deletes: `listed[user][node]` is what each node lists. Every node
-/// lists the same; an acknowledged delete holds; nothing is gone that nobody deleted.
+/// The anomalies of the read state: `unread[user][node]` is what each node lists.
+pub(super) fn check_reads(history: &History, unread: &[Vec<BTreeSet<i64>>]) -> Vec<String> {
+    let reads = history.reads.lock().unwrap();
+    // A notification that may be gone is listed neither as read nor as unread.
+    let deletes = history.deletes.lock().unwrap();
+    let words = Words {
+        listed: "unread notifications",
+        lost: |id| format!("the acknowledged read of notification {id} was lost"),
+        stray: "is read, but nobody marked it",
+    };
+    let skip = |user, id| deletes.contains_key(&(user, id));
+    check_lists(history, unread, &reads, skip, words)
+}
+
+/// The anomalies of the deletes: `listed[user][node]` is what each node lists.
 pub(super) fn check_deletes(history: &History, listed: &[Vec<BTreeSet<i64>>]) -> Vec<String> {
     let deletes = history.deletes.lock().unwrap();
-    let mut anomalies = Vec::new();
-    for (user, lists) in listed.iter().enumerate() {
-        for (node, list) in lists.iter().enumerate().skip(1) {
-            if list != &lists[0] {
-                let apart: Vec<_> = list.symmetric_difference(&lists[0]).collect();
-                anomalies.push(format!(
-                    "user {user}: node {node} and node 0 list other notifications: {apart:?}"
-                ));
-            }
-        }
-        let seen: BTreeSet<i64> = history.seen[user]
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|s| s.id)
-            .collect();
-        for id in &seen {
-            let gone = !lists[0].contains(id);
-            match deletes.get(&(user, *id)) {
-                Some(Outcome::Acked) if !gone => anomalies.push(format!(
-                    "user {user}: the acknowledged delete of notification {id} did not hold"
-                )),
-                None if gone => anomalies.push(format!(
-                    "user {user}: notification {id} is gone, but nobody deleted it"
-                )),
-                _ => {}
-            }
-        }
-    }
-    anomalies
+    let words = Words {
+        listed: "notifications",
+        lost: |id| format!("the acknowledged delete of notification {id} did not hold"),
+        stray: "is gone, but nobody deleted it",
+    };
+    check_lists(history, listed, &deletes, |_, _| false, words)
 }
 
 /// The anomalies of the tickets: `shown[ticket][node]` is what each node shows.
@@ -146,9 +149,23 @@ pub(super) fn check_tickets(
 /// The anomalies of a history (none: an empty list).
 pub(super) fn check(history: &History) -> Vec<String> {
     let sends = history.sends.lock().unwrap();
+    let not_before = history.not_before.lock().unwrap();
     let mut anomalies = Vec::new();
     for (user, seen) in history.seen.iter().enumerate() {
         let seen = seen.lock().unwrap();
+        // A scheduled send arrives no earlier than its `send_at`.
+        for s in seen.iter() {
+            let op: Option<usize> = s.title.strip_prefix("op-").and_then(|n| n.parse().ok());
+            if let Some(due) = op.and_then(|op| not_before.get(&op)) {
+                if s.at < *due {
+                    anomalies.push(format!(
+                        "user {user}: {} arrived {} ms before its send_at",
+                        s.title,
+                        (*due - s.at).num_milliseconds()
+                    ));
+                }
+            }
+        }
         // One notification per seq, and the seqs of each socket only go up.
         let mut by_seq: BTreeMap<i64, BTreeSet<&str>> = BTreeMap::new();
         let mut last_on_socket: BTreeMap<usize, i64> = BTreeMap::new();

@@ -86,6 +86,8 @@ pub(super) enum Fault {
     CutClients(usize),
     KillRedis(usize),
     FreezeRedis(usize),
+    /// A node's wall clock moved this many seconds.
+    SkewClock(usize, i64),
 }
 
 impl Fault {
@@ -108,6 +110,8 @@ pub(super) async fn nemesis(
     let replicated = c.redis_cluster.is_some() || c.redis_sentinel.is_some();
     // The masters the last Redis fault found, to count the failovers since.
     let mut masters_before: Option<Vec<usize>> = None;
+    // Since when every fault was applied and the rest are being healed.
+    let mut healing_since: Option<Instant> = None;
     loop {
         // Heal what is due (everything once the faults are all applied).
         let now = Instant::now();
@@ -127,6 +131,12 @@ pub(super) async fn nemesis(
             if active.is_empty() {
                 break;
             }
+            let healing = healing_since.get_or_insert_with(Instant::now);
+            assert!(
+                healing.elapsed() < patience() * 8,
+                "not healed {:?} after the last fault: {active:?}",
+                healing.elapsed()
+            );
             tokio::time::sleep(Duration::from_millis(200)).await;
             continue;
         }
@@ -141,11 +151,14 @@ pub(super) async fn nemesis(
             !held.contains(&Fault::KillNode(node)) && !held.contains(&Fault::PauseNode(node));
         let redis_free = !held.iter().any(|f| f.on_redis());
         // A replicated Redis is failed over as often as the nodes are faulted.
-        let choice = match rng.random_range(0..if replicated { 8 } else { 6 }) {
-            6 => 4,
-            7 => 5,
+        let choice = match rng.random_range(0..if replicated { 9 } else { 7 }) {
+            7 => 4,
+            8 => 5,
             choice => choice,
         };
+        let skewed = held
+            .iter()
+            .any(|f| matches!(f, Fault::SkewClock(k, _) if *k == node));
         let redis = match choice {
             4 | 5 if redis_free => redis_masters(c).await,
             _ => None,
@@ -167,6 +180,11 @@ pub(super) async fn nemesis(
             (3, _) if !held.contains(&Fault::CutClients(node)) => Fault::CutClients(node),
             (4, Some(k)) => Fault::KillRedis(k),
             (5, Some(k)) => Fault::FreezeRedis(k),
+            // Up to a minute ahead or behind.
+            (6, _) if !skewed => {
+                let seconds = rng.random_range(5..60);
+                Fault::SkewClock(node, if rng.random() { seconds } else { -seconds })
+            }
             _ => {
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
@@ -179,6 +197,7 @@ pub(super) async fn nemesis(
             Fault::CutClients(k) => proxies.clients[k].down(),
             Fault::KillRedis(k) => redis_server(c, k).kill().await,
             Fault::FreezeRedis(k) => redis_server(c, k).freeze(),
+            Fault::SkewClock(k, seconds) => c.nodes[k].skew(seconds),
         }
         *done
             .entry(match fault {
@@ -188,6 +207,7 @@ pub(super) async fn nemesis(
                 Fault::CutClients(_) => "cut the clients off a node",
                 Fault::KillRedis(_) => "kill a Redis master",
                 Fault::FreezeRedis(_) => "freeze a Redis master",
+                Fault::SkewClock(..) => "skew a node's clock",
             })
             .or_default() += 1;
         applied += 1;
@@ -218,6 +238,7 @@ pub(super) async fn heal(c: &mut Cluster, proxies: &Proxies, fault: Fault) -> bo
         Fault::CutClients(k) => proxies.clients[k].up(),
         Fault::KillRedis(k) => redis_server(c, k).restart().await,
         Fault::FreezeRedis(k) => redis_server(c, k).thaw(),
+        Fault::SkewClock(k, _) => c.nodes[k].skew(0),
     }
     true
 }

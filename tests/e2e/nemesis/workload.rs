@@ -114,6 +114,7 @@ pub(super) async fn client(
                     seq,
                     title: frame["title"].as_str().unwrap_or_default().to_owned(),
                     socket,
+                    at: chrono::Utc::now(),
                 });
                 last_seq = last_seq.max(seq);
             }
@@ -126,10 +127,12 @@ pub(super) async fn client(
 
 /// The sender: `op-<n>` for every `n ≡ lane (mod lanes)` below `stop`'s end, each to a few
 /// users, through any node, tried again through others (with its idempotency key) until one
-/// answers 201 or the tries run out.
+/// answers 201 (202 when `scheduled`: each then due 1 to 4 s later) or the tries run out.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn sender(
     lane: usize,
     lanes: usize,
+    scheduled: bool,
     token: String,
     user_ids: Vec<i64>,
     addrs: Addrs,
@@ -142,11 +145,18 @@ pub(super) async fn sender(
         let to: Vec<usize> = (0..USERS)
             .filter(|u| (op >> u) & 1 == 1 || op % USERS == *u)
             .collect();
-        let body = json!({
+        let mut body = json!({
             "user_ids": to.iter().map(|u| user_ids[*u]).collect::<Vec<_>>(),
             "title": format!("op-{op}"),
             "message": "m",
         });
+        let send_at = scheduled.then(|| {
+            chrono::Utc::now() + chrono::Duration::milliseconds(1000 + (op as i64 * 37) % 3000)
+        });
+        if let Some(at) = send_at {
+            body["send_at"] = json!(at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+            history.not_before.lock().unwrap().insert(op, at);
+        }
         let key = format!("op-{op}");
         let mut k = op.wrapping_sub(1);
         let answered = post_through_any(
@@ -157,7 +167,7 @@ pub(super) async fn sender(
             &token,
             Some(&key),
             &body,
-            &[201],
+            if scheduled { &[202] } else { &[201] },
         )
         .await;
         let outcome = match answered {

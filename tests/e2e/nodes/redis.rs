@@ -15,10 +15,15 @@ impl RedisServer {
     /// Starts `redis-server` on a free port and waits until it listens; if another process
     /// took the port between the choice and the bind, again on another one.
     pub async fn start() -> RedisServer {
+        Self::start_with(Vec::new()).await
+    }
+
+    /// [`RedisServer::start`] with more settings.
+    pub async fn start_with(args: Vec<String>) -> RedisServer {
         let mut server = RedisServer {
             port: 0,
             child: None,
-            args: Vec::new(),
+            args,
         };
         let mut failures = Vec::new();
         for _ in 0..5 {
@@ -90,6 +95,11 @@ impl RedisServer {
                 "no",
                 "--logfile",
                 "",
+                // Its own file in a folder the servers of a Cluster or a Sentinel's pair share
+                // (a replica writes what it is sent): another's data, loaded at a restart,
+                // would hold keys of slots it does not serve.
+                "--dbfilename",
+                &format!("dump-{}.rdb", self.port) as &str,
             ])
             .args(&self.args)
             .stdout(Stdio::piped())
@@ -394,7 +404,9 @@ impl RedisSentinel {
             uuid::Uuid::new_v4().simple()
         ));
         std::fs::create_dir_all(&dir).unwrap();
-        let primary = RedisServer::start().await;
+        // The primary too, once a replica, writes what it is sent to the test's folder.
+        let primary =
+            RedisServer::start_with(vec!["--dir".into(), dir.display().to_string()]).await;
         // The replica writes the copy it is sent to its folder: the test's own, not the
         // working directory.
         let mut replica = RedisServer {
