@@ -113,11 +113,7 @@ impl RedisPresence {
     /// Measures this node's clock against Redis's.
     async fn measure(&self) -> Result<(), StoreError> {
         let before = local_ms();
-        let server: i64 = self
-            .fast()
-            .eval(TIME, Vec::<String>::new(), Vec::<String>::new())
-            .await
-            .map_err(redis_error)?;
+        let server: i64 = self.eval(TIME, Vec::new(), Vec::new()).await?;
         let local = before + (local_ms() - before) / 2;
         self.offset_ms.store(server - local, Ordering::Relaxed);
         Ok(())
@@ -182,6 +178,23 @@ impl RedisPresence {
         }
     }
 
+    /// Runs a Lua script. A script is not failed fast by the client while it reconnects: it
+    /// is here, and its wait is bounded, so that a room never waits on Redis for long.
+    async fn eval<R: FromValue>(
+        &self,
+        script: &'static str,
+        keys: Vec<String>,
+        args: Vec<String>,
+    ) -> Result<R, StoreError> {
+        if !self.client.is_connected() {
+            return Err(StoreError::Backend("Redis is not connected".into()));
+        }
+        tokio::time::timeout(Duration::from_secs(2), self.fast().eval(script, keys, args))
+            .await
+            .map_err(|_| StoreError::Backend("Redis did not answer in time".into()))?
+            .map_err(redis_error)
+    }
+
     async fn script_once(
         &self,
         script: &'static str,
@@ -190,18 +203,7 @@ impl RedisPresence {
     ) -> Result<Vec<UserId>, StoreError> {
         let mut all = vec![self.node.clone(), self.now_ms().to_string()];
         all.extend(args);
-        // A script is not failed fast by the client while it reconnects: do it here, and
-        // bound the wait, so that a room never waits on Redis for long.
-        if !self.client.is_connected() {
-            return Err(StoreError::Backend("Redis is not connected".into()));
-        }
-        let ids: Vec<String> = tokio::time::timeout(
-            Duration::from_secs(2),
-            self.fast().eval(script, vec![self.key(project)], all),
-        )
-        .await
-        .map_err(|_| StoreError::Backend("Redis did not answer in time".into()))?
-        .map_err(redis_error)?;
+        let ids: Vec<String> = self.eval(script, vec![self.key(project)], all).await?;
         Ok(ids
             .iter()
             .filter_map(|u| u.parse().ok().map(UserId))

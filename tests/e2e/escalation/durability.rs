@@ -80,15 +80,10 @@ pub(super) async fn kill_9_loses_no_step_and_fires_none_twice(backend: Backend) 
         "every developer's first step is still pending when the node dies: {at_kill:?}"
     );
     cluster.nodes[0].kill().await;
-    // A step claimed by a node that then died (its claim runs out after the 1 s lease).
-    let ghost = chrono::Utc::now();
-    let far = ghost + chrono::Duration::hours(1);
-    let claimed = cluster
-        .store
-        .claim_escalations("ghost", far, ghost + chrono::Duration::seconds(1), 1)
-        .await
-        .unwrap();
-    assert_eq!(claimed.len(), 1, "one step claimed by the ghost");
+    // A step claimed by a node that then died (its claim runs out after a second), as such a
+    // node leaves its row: no node can claim a step before it is due by the database's clock.
+    let claimed = ghost_claim(&cluster.db).await;
+    assert_eq!(claimed, 1, "one step claimed by the ghost");
     cluster.nodes[0].restart().await;
 
     // Every step settles: 20 steps per developer pair… each developer's assignment has two
@@ -248,4 +243,22 @@ pub(super) async fn reading_on_another_node_cancels_the_remaining_steps() {
         "{deliveries}"
     );
     assert_eq!(api.requests().len(), 1);
+}
+
+/// Marks the first pending step claimed for a second by a node `ghost`, as a node that died
+/// while firing it leaves its row; answers how many rows it marked.
+async fn ghost_claim(db: &crate::harness::TestDb) -> u64 {
+    use sqlx::Connection;
+    let until = chrono::Utc::now() + chrono::Duration::seconds(1);
+    let sql = "UPDATE escalations SET status = 'FIRING', claimed_by = 'ghost', claimed_until = $1 \
+               WHERE id = (SELECT id FROM escalations WHERE status = 'PENDING' ORDER BY due_at, id LIMIT 1)";
+    if db.url.starts_with("sqlite") {
+        let mut conn = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
+        let done = sqlx::query(sql).bind(until).execute(&mut conn).await;
+        done.unwrap().rows_affected()
+    } else {
+        let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+        let done = sqlx::query(sql).bind(until).execute(&mut conn).await;
+        done.unwrap().rows_affected()
+    }
 }
