@@ -226,6 +226,22 @@ pub(super) fn check(history: &History) -> Vec<String> {
     anomalies
 }
 
+/// How late the latest scheduled send arrived after its `send_at` (zero if none was
+/// scheduled).
+pub(super) fn latest_scheduled(history: &History) -> Duration {
+    let not_before = history.not_before.lock().unwrap();
+    let mut latest = chrono::Duration::zero();
+    for seen in &history.seen {
+        for s in seen.lock().unwrap().iter() {
+            let op: Option<usize> = s.title.strip_prefix("op-").and_then(|n| n.parse().ok());
+            if let Some(due) = op.and_then(|op| not_before.get(&op)) {
+                latest = latest.max(s.at - *due);
+            }
+        }
+    }
+    latest.to_std().unwrap_or_default()
+}
+
 /// Whether every acknowledged send has reached each of its recipients.
 pub(super) fn all_arrived(history: &History) -> bool {
     let sends = history.sends.lock().unwrap();

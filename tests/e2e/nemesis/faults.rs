@@ -88,6 +88,8 @@ pub(super) enum Fault {
     FreezeRedis(usize),
     /// A node's wall clock moved this many seconds.
     SkewClock(usize, i64),
+    /// A node cut off Redis (its other links kept).
+    CutRedis(usize),
 }
 
 impl Fault {
@@ -150,9 +152,10 @@ pub(super) async fn nemesis(
         let node_free =
             !held.contains(&Fault::KillNode(node)) && !held.contains(&Fault::PauseNode(node));
         let redis_free = !held.iter().any(|f| f.on_redis());
-        // A replicated Redis is failed over as often as the nodes are faulted.
-        let choice = match rng.random_range(0..if replicated { 9 } else { 7 }) {
-            7 => 4,
+        // A replicated Redis is failed over as often as the nodes are faulted; one server is
+        // cut off a node instead (through the node's proxy to it).
+        let choice = match rng.random_range(0..if replicated { 9 } else { 8 }) {
+            7 if replicated => 4,
             8 => 5,
             choice => choice,
         };
@@ -180,6 +183,7 @@ pub(super) async fn nemesis(
             (3, _) if !held.contains(&Fault::CutClients(node)) => Fault::CutClients(node),
             (4, Some(k)) => Fault::KillRedis(k),
             (5, Some(k)) => Fault::FreezeRedis(k),
+            (7, _) if !held.contains(&Fault::CutRedis(node)) => Fault::CutRedis(node),
             // Up to a minute ahead or behind.
             (6, _) if !skewed => {
                 let seconds = rng.random_range(5..60);
@@ -198,6 +202,7 @@ pub(super) async fn nemesis(
             Fault::KillRedis(k) => redis_server(c, k).kill().await,
             Fault::FreezeRedis(k) => redis_server(c, k).freeze(),
             Fault::SkewClock(k, seconds) => c.nodes[k].skew(seconds),
+            Fault::CutRedis(k) => proxies.redis[k].down(),
         }
         *done
             .entry(match fault {
@@ -208,6 +213,7 @@ pub(super) async fn nemesis(
                 Fault::KillRedis(_) => "kill a Redis master",
                 Fault::FreezeRedis(_) => "freeze a Redis master",
                 Fault::SkewClock(..) => "skew a node's clock",
+                Fault::CutRedis(_) => "cut a node off Redis",
             })
             .or_default() += 1;
         applied += 1;
@@ -239,6 +245,7 @@ pub(super) async fn heal(c: &mut Cluster, proxies: &Proxies, fault: Fault) -> bo
         Fault::KillRedis(k) => redis_server(c, k).restart().await,
         Fault::FreezeRedis(k) => redis_server(c, k).thaw(),
         Fault::SkewClock(k, _) => c.nodes[k].skew(0),
+        Fault::CutRedis(k) => proxies.redis[k].up(),
     }
     true
 }
