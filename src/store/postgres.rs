@@ -34,8 +34,8 @@ impl Drop for Own {
 /// The database's clock, which the nodes of a cluster share, as this node reads it: the
 /// local clock's offset from it, measured every second (a node's own clock may be set wrong,
 /// or jump). Leases and due times are compared in SQL by the database's clock itself; this
-/// is for what the node decides on its own (how long to wait for the next due row, whether an
-/// idempotency key's lease ran out).
+/// is for what the node decides on its own (how long to wait for the next due row, when a
+/// failed delivery is tried again).
 #[derive(Debug, Default)]
 pub(crate) struct Clock {
     offset_ms: AtomicI64,
