@@ -47,6 +47,8 @@ pub struct Node {
     child: Option<tokio::process::Child>,
     /// The file the clock shim reads the process's clock offset from, if its clock can be skewed.
     clock: Option<std::path::PathBuf>,
+    /// This node's name in its log file's (see [`log_file`]).
+    name: u64,
 }
 
 impl Drop for Node {
@@ -80,6 +82,25 @@ fn clock_shim() -> &'static std::path::Path {
         );
         out
     })
+}
+
+/// What nodes log (`RUST_LOG`): `TICKETHUB_NODE_LOG_LEVEL`, or warnings.
+fn log_level() -> String {
+    std::env::var("TICKETHUB_NODE_LOG_LEVEL").unwrap_or_else(|_| "warn".to_owned())
+}
+
+/// Where a node's log goes: with `TICKETHUB_NODE_LOGS=<folder>`, appended to
+/// `<folder>/node-<name>.log` (a node's restarts write on), else nowhere.
+fn log_file(name: u64) -> Stdio {
+    let Ok(folder) = std::env::var("TICKETHUB_NODE_LOGS") else {
+        return Stdio::null();
+    };
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(std::path::Path::new(&folder).join(format!("node-{name:016x}.log")))
+        .expect("the node log folder can be written to");
+    Stdio::from(file)
 }
 
 impl Node {
@@ -117,6 +138,7 @@ impl Node {
             args,
             child: None,
             clock: None,
+            name: rand::random(),
         };
         node.restart().await;
         node
@@ -159,9 +181,9 @@ impl Node {
             .args(&self.args)
             .env_remove("DATABASE_URL")
             .env_remove("REDIS_URL")
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", log_level())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(log_file(self.name))
             .kill_on_drop(true)
             .spawn()
             .unwrap();
