@@ -162,6 +162,10 @@ impl SchedulerActor {
                 return Ok(());
             }
             let count = due.len();
+            tracing::debug!(
+                ids = ?due.iter().map(|s| s.id).collect::<Vec<_>>(),
+                "scheduler: claimed due sends"
+            );
             for send in due {
                 let id = send.id;
                 if let Err(e) = self.fire(state, send, lease).await {
@@ -239,6 +243,10 @@ impl SchedulerActor {
             }
             // A try of a node that died may still be running: its claim decides, later.
             IdempotencyClaim::InProgress => {
+                tracing::debug!(
+                    id = send.id,
+                    "scheduler: another try of the send still runs"
+                );
                 let again =
                     store.now() + chrono::Duration::from_std(self.lease).unwrap_or_default();
                 store.release_sends(&[send.id], &self.node, again).await?;
@@ -248,6 +256,7 @@ impl SchedulerActor {
                 Fired::Failed("its firing record belongs to another request".to_owned())
             }
         };
+        tracing::debug!(id = send.id, late = ?late, outcome = ?outcome, "scheduler: send done");
         let kind = match &outcome {
             Fired::Fired { .. } => "fired",
             Fired::Failed(_) => "failed",

@@ -788,7 +788,7 @@ async fn send(
     }
     let body: SendIn = Json::parse(&headers, bytes.clone()).await?;
     let due = body
-        .due(chrono::Utc::now(), state.schedule.max_ahead)
+        .due(state.store.now(), state.schedule.max_ahead)
         .map_err(ApiError::bad_request)?;
     let mut announcement = body.into_announcement().map_err(ApiError::bad_request)?;
     announcement.sent_by = Some(caller.0.id);

@@ -1,7 +1,6 @@
 //! The PostgreSQL store: the production backend, shared by every node of a cluster.
 
 use std::str::FromStr;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,38 +30,47 @@ impl Drop for Own {
     }
 }
 
-/// The database's clock, which the nodes of a cluster share, as this node reads it: the
-/// local clock's offset from it, measured every second (a node's own clock may be set wrong,
-/// or jump). Leases and due times are compared in SQL by the database's clock itself; this
-/// is for what the node decides on its own (how long to wait for the next due row, when a
-/// failed delivery is tried again).
+/// The database's clock, which the nodes of a cluster share, as this node reads it: a
+/// reading of it, carried forward by the local monotonic clock and taken again every second.
+/// A node's own wall clock may be set wrong, or jump, and a jump counts for nothing here, not
+/// even for the moment until the next reading. Leases and due times are compared in SQL by
+/// the database's clock itself; this is for what the node decides on its own (how long to
+/// wait for the next due row, when a failed delivery is tried again, how late a send fired).
 #[derive(Debug, Default)]
 pub(crate) struct Clock {
-    offset_ms: AtomicI64,
+    /// The last reading: the database's time, and the local monotonic instant it was at.
+    read: std::sync::RwLock<Option<(std::time::Instant, DateTime<Utc>)>>,
 }
 
 impl Clock {
-    /// The time by the database's clock, as last measured.
+    /// The time by the database's clock, carried forward from the last reading (the local
+    /// clock's, before the first).
     pub(crate) fn now(&self) -> DateTime<Utc> {
-        Utc::now() + chrono::Duration::milliseconds(self.offset_ms.load(Ordering::Relaxed))
+        let read = *self.read.read().unwrap_or_else(|e| e.into_inner());
+        match read {
+            Some((at, database)) => {
+                database + chrono::Duration::from_std(at.elapsed()).unwrap_or_default()
+            }
+            None => Utc::now(),
+        }
     }
 
-    /// Measures the offset every second until the pool closes.
+    /// Reads the database's clock every second until the pool closes.
     async fn measure(self: Arc<Self>, pool: Pool) {
         loop {
-            let before = Utc::now();
+            let before = std::time::Instant::now();
             let read: Result<(DateTime<Utc>,), _> =
                 super::db::query_as("SELECT statement_timestamp()")
                     .fetch_one(&pool)
                     .await;
             match read {
                 Ok((database,)) => {
-                    let local = before + (Utc::now() - before) / 2;
-                    let offset = (database - local).num_milliseconds();
-                    self.offset_ms.store(offset, Ordering::Relaxed);
+                    // Read halfway through the round trip, as near as can be told.
+                    let at = before + before.elapsed() / 2;
+                    *self.read.write().unwrap_or_else(|e| e.into_inner()) = Some((at, database));
                 }
                 Err(sqlx::Error::PoolClosed) => return,
-                // Measured again at the next turn; the last offset stands meanwhile.
+                // Read again at the next turn; the last reading stands meanwhile.
                 Err(_) => {}
             }
             tokio::time::sleep(Duration::from_secs(1)).await;

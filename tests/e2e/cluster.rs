@@ -759,6 +759,7 @@ crate::trials! {
         rooms_on_a_failed_over_master_cross,
         a_sentinel_failover_carries_everything,
         a_node_whose_clock_runs_ahead_fires_no_scheduled_send_early,
+        a_send_scheduled_through_a_node_whose_clock_runs_ahead_is_due_on_time,
         presence_holds_across_nodes_whose_clocks_disagree,
     ],
     sync: [],

@@ -1,8 +1,9 @@
-//! Nodes whose wall clocks disagree (one runs under libfaketime, moved while it runs): timed
+//! Nodes whose wall clocks disagree (one runs under a clock shim, moved while it runs): timed
 //! rows are due by the database's clock and presence leases run by Redis's, so a node set
 //! ahead fires nothing early and a node set behind keeps its users present.
 
 use super::*;
+use chrono::SubsecRound;
 
 /// Makes node `k` skewable, restarts it, and moves its clock `seconds`; waits until its
 /// answers' `Date` says so.
@@ -102,4 +103,45 @@ pub(super) async fn presence_holds_across_nodes_whose_clocks_disagree() {
         assert_eq!(next_status(&mut b0).await, ("left".into(), alice.id.0));
         drop(a1);
     }
+}
+
+/// A send scheduled through a node whose clock runs ahead is due when it asked, by the
+/// database's clock: a `send_at` is kept as given, not moved up to the node's "now", and a
+/// `delay` runs from the database's now, not from the node's.
+pub(super) async fn a_send_scheduled_through_a_node_whose_clock_runs_ahead_is_due_on_time() {
+    let mut c = Cluster::start(&postgres(), 2, &[]).await;
+    skew(&mut c, 1, 40).await;
+    let admin = c.user("root", Role::Admin).await;
+    let alice = c.user("alice", Role::Client).await;
+    let due = |answer: &Value| {
+        let at = answer["send_at"].as_str().unwrap();
+        chrono::DateTime::parse_from_rfc3339(at)
+            .unwrap()
+            .with_timezone(&chrono::Utc)
+    };
+    let send_at = chrono::Utc::now() + chrono::Duration::seconds(20);
+    let body = json!({
+        "user_ids": [alice.id.0], "title": "at", "message": "m",
+        "send_at": send_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    });
+    let answer = c
+        .post(1, &admin, "/api/notifications/send/", body, 202)
+        .await;
+    assert_eq!(due(&answer), send_at.trunc_subsecs(0), "{answer}");
+
+    let before = chrono::Utc::now();
+    let body = json!({"user_ids": [alice.id.0], "title": "in", "message": "m", "delay": "20s"});
+    let answer = c
+        .post(1, &admin, "/api/notifications/send/", body, 202)
+        .await;
+    let after = chrono::Utc::now();
+    let (earliest, latest) = (
+        before + chrono::Duration::seconds(19),
+        after + chrono::Duration::seconds(21),
+    );
+    assert!(
+        (earliest..=latest).contains(&due(&answer)),
+        "due {} by a node 40 s ahead, not within {earliest}..{latest}",
+        due(&answer)
+    );
 }
