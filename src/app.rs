@@ -429,7 +429,9 @@ impl Application {
 
 /// Hands other nodes' events to the local actors, and catches every connected user up from
 /// the database after any gap on the bus (a resync) and on a slow timer. Requests that arrive
-/// while a catch-up runs are merged into the next one.
+/// while a catch-up runs are merged into the next one. After a gap, the sockets also hear the
+/// inbox changes (read, unread, deleted) made while it lasted, and
+/// [`tickethub_actors::hub::INBOX_LOOKBACK`] before.
 async fn follow_bus(
     hub: Hub,
     store: Arc<dyn tickethub_actors::ports::Store>,
@@ -437,9 +439,16 @@ async fn follow_bus(
     every: Duration,
 ) {
     let wanted = Arc::new(tokio::sync::Notify::new());
+    // The earliest inbox change a resync still owes the sockets, by the store's clock.
+    let inboxes = Arc::new(std::sync::Mutex::new(None::<chrono::DateTime<chrono::Utc>>));
+    let owe = |inboxes: &std::sync::Mutex<Option<chrono::DateTime<chrono::Utc>>>, since| {
+        let mut owed = inboxes.lock().unwrap_or_else(|e| e.into_inner());
+        *owed = Some(owed.map_or(since, |owed: chrono::DateTime<chrono::Utc>| owed.min(since)));
+    };
     let reconciler = {
         let hub = hub.clone();
         let wanted = wanted.clone();
+        let inboxes = inboxes.clone();
         tokio::spawn(async move {
             let mut timer = tokio::time::interval(every);
             timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -449,14 +458,25 @@ async fn follow_bus(
                     _ = wanted.notified() => "resync",
                     _ = timer.tick() => "periodic",
                 };
-                match hub.catch_up_all().await {
-                    Ok(users) => {
+                let owed = inboxes.lock().unwrap_or_else(|e| e.into_inner()).take();
+                let caught_up = match hub.catch_up_all().await {
+                    Ok(users) => match owed {
+                        Some(since) => hub.catch_up_inboxes(since).await.map(|told| (users, told)),
+                        None => Ok((users, 0)),
+                    },
+                    Err(e) => Err(e),
+                };
+                match caught_up {
+                    Ok((users, changes)) => {
                         metrics::counter!("tickethub_bus_catch_ups_total", "reason" => reason)
                             .increment(1);
-                        tracing::debug!(users, reason, "caught connected users up");
+                        tracing::debug!(users, changes, reason, "caught connected users up");
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, reason, "cannot catch connected users up");
+                        if let Some(since) = owed {
+                            owe(&inboxes, since);
+                        }
                         // Try again soon: the database may be back before the next tick.
                         tokio::time::sleep(Duration::from_secs(1)).await;
                         wanted.notify_one();
@@ -467,12 +487,17 @@ async fn follow_bus(
     };
     while let Some(event) = remote.recv().await {
         match event {
-            tickethub_actors::ports::BusEvent::Resync => {
+            tickethub_actors::ports::BusEvent::Resync(lost_for) => {
                 // Writes to users may have gone unheard as well.
                 if let Some(cache) = store.user_cache() {
                     cache.clear();
                 }
                 hub.resync_rooms();
+                let lookback = lost_for + tickethub_actors::hub::INBOX_LOOKBACK;
+                owe(
+                    &inboxes,
+                    store.now() - chrono::Duration::from_std(lookback).unwrap_or_default(),
+                );
                 wanted.notify_one();
             }
             event => hub.remote(event),

@@ -16,7 +16,7 @@
 //! | `x` | `<user>` | a user's tokens were ended: their sockets close |
 //! | `u` | `<user>:<origin node>:<nonce>` | a user's row was written: every node drops them from its user cache, then confirms |
 //! | `k` | `<origin node>:<nonce>` | a node dropped the user of `nonce`: the writer answers its call once every node confirmed |
-//! | `r` | (empty) | the sender may have lost messages: everyone resyncs |
+//! | `r` | `<ms>` | the sender may have lost messages for this long: everyone resyncs |
 //!
 //! The database stays the only copy of anything. A commit's notifications to a few users
 //! cross whole (`m`, at most [`interest::CARRIED_MOST`] and [`interest::CARRIED_BYTES`] of text
@@ -33,7 +33,7 @@
 //! while Redis is away rather than pile up; a message that finds the queue full is dropped,
 //! which counts as a gap (the other nodes resync once publishing works again).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -61,7 +61,7 @@ pub struct RedisBus {
     outbox: mpsc::Sender<Outgoing>,
     /// Set when a message could not be published (or queued): the other nodes are asked to
     /// resync once publishing works again.
-    lost: Arc<AtomicBool>,
+    lost: Arc<Owed>,
     publisher: Client,
     subscriber: fred::clients::SubscriberClient,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -198,16 +198,20 @@ impl RedisBus {
         // message that finds it full is dropped and counted, and the other nodes resync.
         let (out_tx, out_rx) = mpsc::channel::<Outgoing>(queue.max(1));
         // Set when a publish failed: once the publisher is back, every node is asked to resync.
-        let lost = Arc::new(AtomicBool::new(false));
+        let lost = Arc::new(Owed::default());
         let lost_marker = lost.clone();
-        let resync = encode(&node, &BusEvent::Resync);
         let health = Health::default();
+        let broken = Arc::new(Owed::default());
         let confirms = Arc::new(Confirms::default());
         let faults = Arc::new(BusFaults::default());
         let (interest_tx, interest_rx) = mpsc::unbounded_channel();
 
         let tasks = vec![
-            tokio::spawn(watch_errors(subscriber.clone(), health.clone())),
+            tokio::spawn(watch_errors(
+                subscriber.clone(),
+                health.clone(),
+                broken.clone(),
+            )),
             tokio::spawn(interest::follow(
                 subscriber.clone(),
                 channels.clone(),
@@ -220,7 +224,7 @@ impl RedisBus {
                 channels.clone(),
                 out_rx,
                 lost.clone(),
-                resync.clone(),
+                node.clone(),
             )),
             tokio::spawn(receive_loop(
                 subscriber.clone(),
@@ -233,14 +237,14 @@ impl RedisBus {
                 subscriber.clone(),
                 in_tx,
                 out_tx.clone(),
-                resync.clone(),
+                node.clone(),
                 lost.clone(),
-                health.clone(),
+                (health.clone(), broken),
             )),
             tokio::spawn(heal_publisher(
                 publisher.clone(),
                 out_tx.clone(),
-                resync,
+                node.clone(),
                 lost,
             )),
         ];
@@ -313,7 +317,7 @@ impl RedisBus {
             }
             Err(e) => {
                 tracing::debug!(error = %e, "cannot tell the other nodes of a user's change");
-                if !self.lost.swap(true, Ordering::SeqCst) {
+                if self.lost.owe() {
                     tracing::warn!(error = %e, "cannot publish to the bus; the other nodes will resync once it is back");
                 }
             }
@@ -359,8 +363,8 @@ async fn publish_loop(
     publisher: Client,
     channels: Channels,
     mut queue: mpsc::Receiver<Outgoing>,
-    lost: Arc<AtomicBool>,
-    resync: String,
+    lost: Arc<Owed>,
+    node: String,
 ) {
     let fast = publisher.with_options(&channels.publish_options(Duration::from_secs(2)));
     let publish = |(channel, payload): Outgoing| {
@@ -389,7 +393,7 @@ async fn publish_loop(
             }
         }
         let ok = if batch.is_empty() {
-            lost.load(Ordering::SeqCst)
+            lost.is_owed()
         } else {
             let mut ok = true;
             for sent in futures::future::join_all(batch.drain(..).map(publish)).await {
@@ -398,7 +402,7 @@ async fn publish_loop(
                     Err(e) => {
                         failures.increment(1);
                         ok = false;
-                        if !lost.swap(true, Ordering::SeqCst) {
+                        if lost.owe() {
                             tracing::warn!(error = %e, "cannot publish to the bus; the other nodes will resync once it is back");
                         }
                     }
@@ -406,24 +410,72 @@ async fn publish_loop(
             }
             ok
         };
-        if ok && lost.swap(false, Ordering::SeqCst) {
-            if publish((None, resync.clone())).await.is_ok() {
+        if !ok {
+            continue;
+        }
+        if let Some(since) = lost.take() {
+            let resync = encode(&node, &BusEvent::Resync(since.elapsed()));
+            if publish((None, resync)).await.is_ok() {
                 tracing::info!("bus publishing is back; asked every node to resync");
             } else {
-                lost.store(true, Ordering::SeqCst);
+                lost.owe_since(since);
             }
         }
     }
 }
 
-/// A broken subscriber connection is told at once, before fred reconnects.
-async fn watch_errors(subscriber: fred::clients::SubscriberClient, health: Health) {
+/// A resync owed since a moment: messages may have been lost from then on.
+#[derive(Default)]
+struct Owed(std::sync::Mutex<Option<std::time::Instant>>);
+
+impl Owed {
+    fn held(&self) -> std::sync::MutexGuard<'_, Option<std::time::Instant>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Owes a resync from now on, unless one is owed already; answers whether it is new.
+    fn owe(&self) -> bool {
+        let mut held = self.held();
+        let new = held.is_none();
+        held.get_or_insert_with(std::time::Instant::now);
+        new
+    }
+
+    /// Owes a resync from `since` on (or from earlier, if one was owed already).
+    fn owe_since(&self, since: std::time::Instant) {
+        let mut held = self.held();
+        *held = Some(held.map_or(since, |owed| owed.min(since)));
+    }
+
+    fn is_owed(&self) -> bool {
+        self.held().is_some()
+    }
+
+    /// Since when a resync is owed, if it is.
+    fn since(&self) -> Option<std::time::Instant> {
+        *self.held()
+    }
+
+    /// Since when a resync is owed, if it is; it is no longer.
+    fn take(&self) -> Option<std::time::Instant> {
+        self.held().take()
+    }
+}
+
+/// A broken subscriber connection is told at once, before fred reconnects, and when it broke
+/// is kept for the resync once it is back.
+async fn watch_errors(
+    subscriber: fred::clients::SubscriberClient,
+    health: Health,
+    broken: Arc<Owed>,
+) {
     let mut errors = subscriber.error_rx();
     loop {
         match errors.recv().await {
             Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
             Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
         }
+        broken.owe();
         if let Some(on) = health.get() {
             on(false);
         }
@@ -458,7 +510,7 @@ async fn receive_loop(
             Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
                 metrics::counter!("tickethub_bus_lagged_total").increment(missed);
                 tracing::warn!(missed, "the bus receiver lagged; resyncing");
-                BusEvent::Resync
+                BusEvent::Resync(Duration::ZERO)
             }
             Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
         };
@@ -577,9 +629,9 @@ async fn heal_subscriber(
     subscriber: fred::clients::SubscriberClient,
     events: mpsc::UnboundedSender<BusEvent>,
     outbox: mpsc::Sender<Outgoing>,
-    resync: String,
-    lost: Arc<AtomicBool>,
-    health: Health,
+    node: String,
+    lost: Arc<Owed>,
+    (health, broken): (Health, Arc<Owed>),
 ) {
     let mut reconnects = subscriber.reconnect_rx();
     loop {
@@ -599,11 +651,13 @@ async fn heal_subscriber(
         if let Some(on) = health.get() {
             on(true);
         }
-        if events.send(BusEvent::Resync).is_err() {
+        let since = broken.take().unwrap_or_else(std::time::Instant::now);
+        if events.send(BusEvent::Resync(since.elapsed())).is_err() {
             return;
         }
-        if outbox.try_send((None, resync.clone())).is_err() {
-            lost.store(true, Ordering::SeqCst);
+        let resync = encode(&node, &BusEvent::Resync(since.elapsed()));
+        if outbox.try_send((None, resync)).is_err() {
+            lost.owe_since(since);
         }
     }
 }
@@ -613,8 +667,8 @@ async fn heal_subscriber(
 async fn heal_publisher(
     publisher: Client,
     outbox: mpsc::Sender<Outgoing>,
-    resync: String,
-    lost: Arc<AtomicBool>,
+    node: String,
+    lost: Arc<Owed>,
 ) {
     let mut reconnects = publisher.reconnect_rx();
     loop {
@@ -624,8 +678,10 @@ async fn heal_publisher(
         }
         metrics::counter!("tickethub_bus_reconnects_total", "connection" => "publisher")
             .increment(1);
-        if lost.load(Ordering::SeqCst) {
-            let _ = outbox.try_send((None, resync.clone()));
+        // Still owed: the publish loop pays it again after its next success.
+        if let Some(since) = lost.since() {
+            let resync = encode(&node, &BusEvent::Resync(since.elapsed()));
+            let _ = outbox.try_send((None, resync));
         }
     }
 }
@@ -642,7 +698,7 @@ impl Bus for RedisBus {
             let text = encode(&self.node, &event);
             if self.outbox.try_send((channel, text)).is_err() {
                 metrics::counter!("tickethub_bus_publish_dropped_total").increment(1);
-                if !self.lost.swap(true, Ordering::SeqCst) {
+                if self.lost.owe() {
                     tracing::warn!("the bus's publish queue is full; the other nodes will resync");
                 }
             }

@@ -208,11 +208,6 @@ impl EscalationActor {
             Some(reason) => Finish::Cancelled(reason),
             None => self.fire(&job).await?,
         };
-        let outcome = match &finish {
-            Finish::Cancelled(_) => "cancelled",
-            Finish::Fired { .. } => "fired",
-            Finish::Failed(_) => "failed",
-        };
         let queued = match &finish {
             Finish::Fired {
                 deliveries, drafts, ..
@@ -226,7 +221,8 @@ impl EscalationActor {
             _ => Vec::new(),
         };
         match store.finish_escalation(job.id, &self.node, finish).await? {
-            Some(notifications) => {
+            Some(settled) => {
+                let (outcome, notifications) = (settled.outcome, settled.notifications);
                 metrics::counter!("tickethub_escalation_steps_total", "outcome" => outcome)
                     .increment(1);
                 match outcome {

@@ -35,7 +35,7 @@ pub use audit::{AuditEvent, AuditFilter, AuditStore, NewAuditEvent};
 pub use bus::{interest, publish, BoardNotice, Bus, BusEvent, BusFaults, PresenceStore, Topic};
 pub use credentials::{CredentialStore, RefreshRecord, Rotation};
 pub use devices::{Device, DeviceStore, NewDevice, Registered};
-pub use escalation::{EscalationJob, EscalationStore, Finish};
+pub use escalation::{EscalationJob, EscalationStore, Finish, Settled};
 pub use history::{
     DeliveryAttempt, EscalationRow, HistoryStore, PushRecord, Pushed, TicketEvent, TimelineRecord,
 };
@@ -409,6 +409,14 @@ pub trait InboxStore: Send + Sync {
     async fn delete_notification(&self, user: UserId, id: i64) -> Result<bool, StoreError>;
     /// Deletes all of a user's notifications; returns how many.
     async fn delete_all_notifications(&self, user: UserId) -> Result<i64, StoreError>;
+    /// The notifications of these users that they changed (read, unread, deleted) at or after
+    /// `since`, by [`Store::now`]'s clock, as each stands now: what a node whose bus was away
+    /// may not have told its sockets. Ordered by user and id.
+    async fn inbox_changes(
+        &self,
+        users: &[UserId],
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<(UserId, crate::notification::Update)>, StoreError>;
 }
 
 /// A user's stream of notifications as sockets see it: the backlog, gaps, acks and what was

@@ -320,7 +320,7 @@ pub(super) fn encode(node: &str, event: &BusEvent) -> String {
         ),
         BusEvent::SessionsEnded(user) => format!("{node}|x|{}", user.0),
         BusEvent::UserChanged(user) => format!("{node}|u|{}", user.0),
-        BusEvent::Resync => format!("{node}|r|"),
+        BusEvent::Resync(lost_for) => format!("{node}|r|{}", lost_for.as_millis()),
         // Told by this node's bus to itself, never published.
         BusEvent::Heard { .. } => format!("{node}|h|"),
     }
@@ -394,7 +394,10 @@ pub(super) fn decode(text: &str, own: &str) -> Option<BusEvent> {
         }
         "x" => Some(BusEvent::SessionsEnded(UserId(payload.parse().ok()?))),
         "u" => Some(BusEvent::UserChanged(UserId(payload.parse().ok()?))),
-        "r" => Some(BusEvent::Resync),
+        // Older nodes sent no length: a gap of unknown length counts as a short one.
+        "r" => Some(BusEvent::Resync(std::time::Duration::from_millis(
+            payload.parse().unwrap_or(0),
+        ))),
         _ => None,
     }
 }

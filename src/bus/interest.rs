@@ -444,7 +444,8 @@ mod tests {
             c.route(BusEvent::Committed(many.clone())),
             vec![(None, BusEvent::Committed(many))]
         );
-        assert_eq!(c.route(BusEvent::Resync), vec![(None, BusEvent::Resync)]);
+        let resync = BusEvent::Resync(std::time::Duration::ZERO);
+        assert_eq!(c.route(resync.clone()), vec![(None, resync)]);
         assert_eq!(
             c.route(BusEvent::Revoked(ProjectId(7), vec![UserId(1)])),
             vec![(

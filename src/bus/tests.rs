@@ -67,7 +67,7 @@ fn messages_round_trip_and_skip_their_own_node() {
         BusEvent::Revoked(ProjectId(3), vec![UserId(4), UserId(5)]),
         BusEvent::SessionsEnded(UserId(6)),
         BusEvent::UserChanged(UserId(7)),
-        BusEvent::Resync,
+        BusEvent::Resync(std::time::Duration::from_millis(1500)),
     ];
     for event in events {
         let text = encode("a", &event);

@@ -616,10 +616,7 @@ impl tickethub_actors::ports::EscalationStore for SqlStore {
         id: i64,
         node: &str,
         finish: tickethub_actors::escalation::Finish,
-    ) -> Result<
-        Option<Vec<tickethub_actors::notification::Notification>>,
-        tickethub_actors::ports::StoreError,
-    > {
+    ) -> Result<Option<tickethub_actors::ports::Settled>, tickethub_actors::ports::StoreError> {
         use tickethub_actors::escalation::Finish;
         if tickethub_actors::ports::StoreFaults::take(&self.faults.failed_escalation_finishes) {
             return Err(tickethub_actors::ports::StoreError::Backend(
@@ -627,24 +624,58 @@ impl tickethub_actors::ports::EscalationStore for SqlStore {
             ));
         }
         let now = chrono::Utc::now();
-        let (status, detail) = match &finish {
-            Finish::Cancelled(why) => ("CANCELLED", why.clone()),
-            Finish::Fired { detail, .. } => ("FIRED", detail.clone()),
-            Finish::Failed(why) => ("FAILED", why.clone()),
-        };
         let mut tx = self.writer().begin().await.map_err(backend_error)?;
-        let held: Option<(i64,)> = db::query_as(
-            "UPDATE escalations SET status = $1, detail = $2, claimed_until = NULL, updated_at = $3 \
-             WHERE id = $4 AND status = 'FIRING' AND claimed_by = $5 RETURNING notification_id",
-        )
-        .bind(status)
-        .bind(&detail)
-        .bind(now)
-        .bind(id)
-        .bind(node)
-        .fetch_optional(&mut tx)
-        .await
-        .map_err(backend_error)?;
+        // A step decided to fire is checked again against its notification, whose row is held
+        // until the commit: a read or delete either committed before (and stops the step) or
+        // waits for this transaction (and comes after the step fired).
+        let finish = match finish {
+            Finish::Fired { .. } => {
+                let sql = format!(
+                    "SELECT is_read, deleted_at IS NOT NULL AS deleted FROM notifications \
+                     WHERE id = (SELECT notification_id FROM escalations WHERE id = $1) {}",
+                    tx.kind().row_lock()
+                );
+                let seen: Option<(bool, bool)> = db::query_as(&sql)
+                    .bind(id)
+                    .fetch_optional(&mut tx)
+                    .await
+                    .map_err(backend_error)?;
+                match seen {
+                    Some((_, true)) => {
+                        Finish::Cancelled("the recipient deleted the notification".into())
+                    }
+                    Some((true, false)) => {
+                        Finish::Cancelled("the recipient read the notification".into())
+                    }
+                    _ => finish,
+                }
+            }
+            other => other,
+        };
+        let (status, outcome, detail) = match &finish {
+            Finish::Cancelled(why) => ("CANCELLED", "cancelled", why.clone()),
+            Finish::Fired { detail, .. } => ("FIRED", "fired", detail.clone()),
+            Finish::Failed(why) => ("FAILED", "failed", why.clone()),
+        };
+        // When it was settled, by the database's clock on PostgreSQL: the start of this
+        // transaction, which is before the check above.
+        let settled_at = match tx.kind() {
+            db::Kind::Postgres => "transaction_timestamp()",
+            db::Kind::Sqlite => "$3",
+        };
+        let sql = format!(
+            "UPDATE escalations SET status = $1, detail = $2, claimed_until = NULL, updated_at = {settled_at} \
+             WHERE id = $4 AND status = 'FIRING' AND claimed_by = $5 RETURNING notification_id"
+        );
+        let held: Option<(i64,)> = db::query_as(&sql)
+            .bind(status)
+            .bind(&detail)
+            .bind(now)
+            .bind(id)
+            .bind(node)
+            .fetch_optional(&mut tx)
+            .await
+            .map_err(backend_error)?;
         let Some((notification_id,)) = held else {
             return Ok(None);
         };
@@ -676,7 +707,10 @@ impl tickethub_actors::ports::EscalationStore for SqlStore {
             }
         }
         tx.commit().await.map_err(backend_error)?;
-        Ok(Some(committed))
+        Ok(Some(tickethub_actors::ports::Settled {
+            outcome,
+            notifications: committed,
+        }))
     }
 
     async fn release_escalations(

@@ -1,6 +1,7 @@
 //! A user's inbox changes in SQL: read, unread, delete, delete all.
 
 use crate::store::{backend_error, db, SqlStore};
+use tickethub_actors::ports::Store as _;
 
 #[async_trait::async_trait]
 impl tickethub_actors::ports::InboxStore for SqlStore {
@@ -16,17 +17,20 @@ impl tickethub_actors::ports::InboxStore for SqlStore {
         let read_at = read.then(chrono::Utc::now);
         // Only a change is written: marking a read notification read again keeps
         // when it was first read (what time-to-read figures are made of).
-        let done = db::query(
-            "UPDATE notifications SET is_read = $1, read_at = $2 \
+        let sql = format!(
+            "UPDATE notifications SET is_read = $1, read_at = $2, inbox_changed_at = {} \
              WHERE id = $3 AND user_id = $4 AND deleted_at IS NULL AND is_read <> $1",
-        )
-        .bind(read)
-        .bind(read_at)
-        .bind(id)
-        .bind(user.0)
-        .execute(self.writer())
-        .await
-        .map_err(backend_error)?;
+            self.kind().now("$5")
+        );
+        let done = db::query(&sql)
+            .bind(read)
+            .bind(read_at)
+            .bind(id)
+            .bind(user.0)
+            .bind(self.now())
+            .execute(self.writer())
+            .await
+            .map_err(backend_error)?;
         if read && done.rows_affected() > 0 {
             metrics::counter!("tickethub_notifications_read_total").increment(1);
         }
@@ -57,7 +61,9 @@ impl tickethub_actors::ports::InboxStore for SqlStore {
         q.push_bind(true)
             .push(", read_at = ")
             .push_bind(chrono::Utc::now())
-            .push(" WHERE deleted_at IS NULL AND is_read = ")
+            .push(", inbox_changed_at = ");
+        self.push_now(&mut q);
+        q.push(" WHERE deleted_at IS NULL AND is_read = ")
             .push_bind(false)
             .push(" AND user_id = ")
             .push_bind(user.0);
@@ -89,36 +95,91 @@ impl tickethub_actors::ports::InboxStore for SqlStore {
         user: tickethub_actors::domain::UserId,
         id: i64,
     ) -> Result<bool, tickethub_actors::ports::StoreError> {
-        let done = db::query(
-            "UPDATE notifications SET deleted_at = $1 WHERE id = $2 AND user_id = $3 AND deleted_at IS NULL",
-        )
-        .bind(chrono::Utc::now())
-        .bind(id)
-        .bind(user.0)
-        .execute(self.writer())
-        .await
-        .map_err(backend_error)?;
+        let sql = format!(
+            "UPDATE notifications SET deleted_at = $1, inbox_changed_at = {} \
+             WHERE id = $2 AND user_id = $3 AND deleted_at IS NULL",
+            self.kind().now("$4")
+        );
+        let done = db::query(&sql)
+            .bind(chrono::Utc::now())
+            .bind(id)
+            .bind(user.0)
+            .bind(self.now())
+            .execute(self.writer())
+            .await
+            .map_err(backend_error)?;
         if done.rows_affected() == 1 {
             Self::cancel_seen(self.writer(), user, true).await?;
         }
         Ok(done.rows_affected() == 1)
     }
 
+    async fn inbox_changes(
+        &self,
+        users: &[tickethub_actors::domain::UserId],
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<
+        Vec<(
+            tickethub_actors::domain::UserId,
+            tickethub_actors::notification::Update,
+        )>,
+        tickethub_actors::ports::StoreError,
+    > {
+        use tickethub_actors::notification::Update;
+        let mut changes = Vec::new();
+        for chunk in users.chunks(1000) {
+            let mut q = db::Builder::new(
+                "SELECT user_id, id, is_read, deleted_at IS NOT NULL AS deleted FROM notifications \
+                 WHERE inbox_changed_at >= ",
+            );
+            q.push_bind(since).push(" AND user_id");
+            q.push_in(chunk.iter().map(|u| u.0).collect());
+            q.push(" ORDER BY user_id, id");
+            let rows = q
+                .build_query_as::<(i64, i64, bool, bool)>()
+                .fetch_all(self.reader())
+                .await
+                .map_err(backend_error)?;
+            changes.extend(rows.into_iter().map(|(user, id, is_read, deleted)| {
+                let update = match deleted {
+                    true => Update::Deleted { id },
+                    false => Update::Read { id, is_read },
+                };
+                (tickethub_actors::domain::UserId(user), update)
+            }));
+        }
+        Ok(changes)
+    }
+
     async fn delete_all_notifications(
         &self,
         user: tickethub_actors::domain::UserId,
     ) -> Result<i64, tickethub_actors::ports::StoreError> {
-        let done = db::query(
-            "UPDATE notifications SET deleted_at = $1 WHERE user_id = $2 AND deleted_at IS NULL",
-        )
-        .bind(chrono::Utc::now())
-        .bind(user.0)
-        .execute(self.writer())
-        .await
-        .map_err(backend_error)?;
+        let sql = format!(
+            "UPDATE notifications SET deleted_at = $1, inbox_changed_at = {} \
+             WHERE user_id = $2 AND deleted_at IS NULL",
+            self.kind().now("$3")
+        );
+        let done = db::query(&sql)
+            .bind(chrono::Utc::now())
+            .bind(user.0)
+            .bind(self.now())
+            .execute(self.writer())
+            .await
+            .map_err(backend_error)?;
         if done.rows_affected() > 0 {
             Self::cancel_seen(self.writer(), user, true).await?;
         }
         Ok(done.rows_affected() as i64)
+    }
+}
+
+impl SqlStore {
+    /// Pushes the time of an inbox change, by [`db::Kind::now`]'s clock.
+    fn push_now(&self, q: &mut db::Builder) {
+        match self.kind() {
+            db::Kind::Postgres => q.push(self.kind().now("")),
+            db::Kind::Sqlite => q.push_bind(self.now()),
+        };
     }
 }

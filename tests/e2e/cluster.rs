@@ -746,6 +746,7 @@ crate::trials! {
         the_periodic_reconciliation_delivers_what_the_bus_never_carried,
         a_fan_out_on_one_node_reaches_every_user_on_the_others_in_order,
         an_inbox_change_never_overtakes_the_notification_it_changes,
+        inbox_changes_made_while_the_bus_was_away_reach_the_tabs,
         presence_holds_across_nodes_and_a_dead_nodes_users_leave,
         presence_heals_after_a_bus_gap,
         a_member_removed_from_a_project_is_dropped_from_its_rooms_on_every_node,

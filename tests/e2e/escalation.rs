@@ -794,6 +794,7 @@ crate::trials! {
         a_step_that_reaches_nobody_fails_with_the_reason,
         an_ack_stops_acked_steps_only_and_a_delete_stops_the_rest,
         kill_9_loses_no_step_and_fires_none_twice,
+        a_step_decided_before_a_read_does_not_fire_after_it,
         a_replayed_notification_is_shown_pushed_when_it_was_replayed,
         the_trace_explains_who_was_left_out_and_why,
     ],

@@ -2,6 +2,7 @@
 //! the other, in the order they came), presence, revocations and ended sessions.
 
 use super::*;
+use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 
 /// A remote board event: the room, the ticket and what happened to it.
@@ -59,6 +60,11 @@ pub(super) async fn read_board_events(
         }
     }
 }
+
+/// How far back before a gap on the bus began a node looks for the inbox changes its sockets
+/// may have missed: a message in flight when the link broke, a break noticed late. A change
+/// told again is harmless.
+pub const INBOX_LOOKBACK: Duration = Duration::from_secs(60);
 
 /// How long [`Hub::ended_since`] remembers an ending: longer than any handshake can take
 /// between reading its user and attaching its socket.
@@ -147,14 +153,21 @@ impl Hub {
                 if !users.is_empty() {
                     let hub = self.clone();
                     tokio::spawn(async move {
-                        if let Err(e) = hub.catch_up(users).await {
+                        if let Err(e) = hub.catch_up(users.clone()).await {
                             // The periodic reconciliation catches them up.
                             tracing::warn!(error = %e, "cannot catch newly heard users up");
+                        }
+                        // Their inboxes' changes from before this node heard them, too.
+                        let lookback =
+                            chrono::Duration::from_std(INBOX_LOOKBACK).unwrap_or_default();
+                        let since = hub.inner.deps.store.now() - lookback;
+                        if let Err(e) = hub.catch_up_inboxes_of(&users, since).await {
+                            tracing::warn!(error = %e, "cannot tell newly heard users their inboxes' changes");
                         }
                     });
                 }
             }
-            BusEvent::Resync => {}
+            BusEvent::Resync(_) => {}
         }
     }
 
@@ -296,6 +309,43 @@ impl Hub {
             .copied()
             .collect();
         self.catch_up(ids).await
+    }
+
+    /// Tells the sockets of every user connected here the changes to their inboxes made at or
+    /// after `since` (by the store's clock), as each notification stands now: after a gap on
+    /// the bus, the changes made on other nodes may not have reached them. A change told twice
+    /// is harmless (a socket hears its notification's state again). Returns how many changes
+    /// were told.
+    pub async fn catch_up_inboxes(&self, since: DateTime<Utc>) -> Result<usize, StoreError> {
+        let ids: Vec<UserId> = self
+            .inner
+            .deps
+            .users
+            .read()
+            .expect("user map poisoned")
+            .keys()
+            .copied()
+            .collect();
+        self.catch_up_inboxes_of(&ids, since).await
+    }
+
+    /// [`Hub::catch_up_inboxes`] for these users only.
+    pub async fn catch_up_inboxes_of(
+        &self,
+        users: &[UserId],
+        since: DateTime<Utc>,
+    ) -> Result<usize, StoreError> {
+        if users.is_empty() {
+            return Ok(0);
+        }
+        let changes = self.inner.deps.store.inbox_changes(users, since).await?;
+        let told = changes.len();
+        for (user, update) in changes {
+            if let Some(actor) = self.user(user) {
+                let _ = actor.send_message(UserMsg::Changed(update));
+            }
+        }
+        Ok(told)
     }
 
     /// Catches these users, where connected here, up from the database: one batched read of

@@ -42,9 +42,10 @@ pub enum BusEvent {
     /// A user's row was written (profile, role, activation, password, erasure): every node
     /// drops what it holds of them in its user cache.
     UserChanged(UserId),
-    /// Messages may have been lost (a node reconnected, or its publishes failed): every node
-    /// catches its connected users up from the database.
-    Resync,
+    /// Messages may have been lost (a node reconnected, or its publishes failed) for about
+    /// this long, as far as the node that noticed knows: every node catches its connected
+    /// users up from the database, their inboxes' changes of that while too.
+    Resync(std::time::Duration),
     /// This node now hears the channels of these users and projects, which it did not when
     /// their actors started: what was committed for them before then is read from the database
     /// (never crosses the bus; told by this node's own bus, not by another node).

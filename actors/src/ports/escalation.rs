@@ -50,6 +50,16 @@ pub enum Finish {
     Failed(String),
 }
 
+/// How a claimed step was settled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settled {
+    /// `fired`, `cancelled` or `failed`: as asked, or `cancelled` when the notification was
+    /// read or deleted since the step was decided.
+    pub outcome: &'static str,
+    /// The notifications committed with it (to the `also` audience).
+    pub notifications: Vec<crate::notification::Notification>,
+}
+
 /// The durable escalation steps.
 #[async_trait]
 pub trait EscalationStore: Send + Sync {
@@ -65,13 +75,16 @@ pub trait EscalationStore: Send + Sync {
     ) -> Result<Vec<EscalationJob>, StoreError>;
     /// Settles a claimed step in one transaction, if `node` still holds its claim and it was
     /// not cancelled meanwhile: its deliveries, the notifications it commits (answered), and
-    /// its status. `None`: the claim was lost and nothing was written.
+    /// its status. A step to fire whose notification was read or deleted since it was
+    /// decided is cancelled instead: the check holds the notification's row, so a read
+    /// committed before the step fired always stops it. `None`: the claim was lost and
+    /// nothing was written.
     async fn finish_escalation(
         &self,
         id: i64,
         node: &str,
         finish: Finish,
-    ) -> Result<Option<Vec<crate::notification::Notification>>, StoreError>;
+    ) -> Result<Option<Settled>, StoreError>;
     /// Gives claimed steps back (`PENDING`, due as they were), if `node` still holds them: a
     /// step whose firing failed is tried again at the next look, not after the lease.
     async fn release_escalations(&self, ids: &[i64], node: &str) -> Result<(), StoreError>;

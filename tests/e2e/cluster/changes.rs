@@ -243,3 +243,56 @@ pub(super) async fn a_membership_or_preference_change_on_one_node_holds_at_once_
         0.0
     );
 }
+
+/// An inbox change made on one node while Redis is away reaches the user's tab on another
+/// node once it is back, on the same socket: the node that missed the message tells its
+/// sockets the changes made while the bus was away. The periodic reconciliation is pushed out
+/// of the way, so only the gap's own healing may tell them.
+pub(super) async fn inbox_changes_made_while_the_bus_was_away_reach_the_tabs() {
+    let backend = postgres();
+    let mut c = Cluster::start(&backend, 2, &["--bus-reconcile-interval", "3600"]).await;
+    let admin = c.user("boss", Role::Admin).await;
+    let alice = c.user("alice", Role::Client).await;
+    let mut tab = c.connect(1, &alice, None).await;
+    for i in 0..3 {
+        c.send(0, &admin, &alice, &format!("n{i}")).await;
+    }
+    let ids: Vec<i64> = tab
+        .notifications(3)
+        .await
+        .iter()
+        .map(|n| n["id"].as_i64().unwrap())
+        .collect();
+
+    c.redis.kill().await;
+    c.bus_is(1, "disconnected").await;
+    // Through node 0, where alice has no socket: only the bus could tell node 1.
+    let read = format!("/api/notifications/{}/mark-as-read/", ids[0]);
+    c.post(0, &alice, &read, json!({}), 200).await;
+    let delete = format!("/api/notifications/{}/", ids[1]);
+    let (status, _) = c
+        .call(0, reqwest::Method::DELETE, &alice, &delete, None)
+        .await;
+    assert_eq!(status, 204);
+    c.redis.restart().await;
+
+    let mut heard = std::collections::BTreeSet::new();
+    while heard.len() < 2 {
+        let v = tab.next_of("notification_updated").await;
+        if v["id"] == ids[0] && v["is_read"] == true {
+            heard.insert("read");
+        }
+        if v["id"] == ids[1] && v["deleted"] == true {
+            heard.insert("deleted");
+        }
+    }
+    // The bus carries live changes again.
+    let read = format!("/api/notifications/{}/mark-as-read/", ids[2]);
+    c.post(0, &alice, &read, json!({}), 200).await;
+    loop {
+        let v = tab.next_of("notification_updated").await;
+        if v["id"] == ids[2] && v["is_read"] == true {
+            break;
+        }
+    }
+}

@@ -262,3 +262,67 @@ async fn ghost_claim(db: &crate::harness::TestDb) -> u64 {
         done.unwrap().rows_affected()
     }
 }
+
+/// A step decided to fire while its notification was unread does not fire once a read has
+/// committed before its settling: the read's own cancellation of open steps (a second
+/// statement) may not have run yet, or its node may have died before it, and the settling
+/// checks the notification again, holding its row.
+pub(super) async fn a_step_decided_before_a_read_does_not_fire_after_it(backend: Backend) {
+    use tickethub_actors::escalation::{Finish, PlannedStep, Unless};
+    use tickethub_actors::routing::Channel;
+    let db = crate::harness::TestDb::create(&backend).await;
+    let store = tickethub::store::connect(&db.url).await.unwrap();
+    let new = |name: &str| tickethub_actors::domain::NewUser::new(name, Role::Client, "x");
+    let alice = store.create_user(new("alice")).await.unwrap();
+    let draft = tickethub_actors::notification::Draft {
+        escalations: vec![PlannedStep {
+            policy: "p".into(),
+            step: 1,
+            after: Duration::ZERO,
+            unless: Unless::Read,
+            channels: vec![Channel::Email],
+            also: Vec::new(),
+            push_unless_seen: None,
+        }],
+        recipient: alice.id,
+        notification_type: "page".parse().unwrap(),
+        title: "page".into(),
+        message: "m".into(),
+        ticket: None,
+        data: "{}".into(),
+        action_url: None,
+        deliveries: Vec::new(),
+        webhook_recipients: Vec::new(),
+        cause: Default::default(),
+    };
+    let committed = store.commit_notifications(vec![draft], None).await.unwrap();
+    let id = committed[0].id;
+    let now = store.now();
+    let lease = now + chrono::Duration::seconds(30);
+    let claimed = store.claim_escalations("a", now, lease, 10).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert!(!claimed[0].notification.is_read);
+    // The read commits; its cancellation of open steps has not run.
+    crate::analytics::db_exec(&db, "UPDATE notifications SET is_read = TRUE", &[]).await;
+    let fire = Finish::Fired {
+        deliveries: vec![(Channel::Email, "alice@example.test".into())],
+        drafts: Vec::new(),
+        detail: "sent on email".into(),
+    };
+    let settled = store
+        .finish_escalation(claimed[0].id, "a", fire)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(settled.outcome, "cancelled");
+    let sql = format!("SELECT COUNT(*) FROM deliveries WHERE notification_id = {id}");
+    assert_eq!(
+        crate::harness::db_number(&db, &sql).await,
+        0,
+        "no delivery of the step"
+    );
+    let sql = "SELECT COUNT(*) FROM escalations WHERE status = 'CANCELLED' \
+               AND detail = 'the recipient read the notification'";
+    assert_eq!(crate::harness::db_number(&db, sql).await, 1);
+    store.close().await;
+}

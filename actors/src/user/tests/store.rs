@@ -129,7 +129,9 @@ inbox!(NotificationStore {
     fn notification(&self, user: UserId, id: i64) -> Result<Option<Notification>, StoreError>;
 });
 
-inbox!(InboxStore {}
+inbox!(InboxStore {
+    fn inbox_changes(&self, users: &[UserId], since: DateTime<Utc>) -> Result<Vec<(UserId, Update)>, StoreError>;
+}
     async fn set_read(&self, _: UserId, id: i64, read: bool) -> Result<Option<Notification>, StoreError> {
         let mut held = self.held();
         let found = held.notifications.values_mut().find(|n| n.id == id);
@@ -238,7 +240,7 @@ inbox!(HistoryStore {
 
 inbox!(EscalationStore {
     fn claim_escalations(&self, node: &str, now: DateTime<Utc>, lease_until: DateTime<Utc>, limit: i64) -> Result<Vec<EscalationJob>, StoreError>;
-    fn finish_escalation(&self, id: i64, node: &str, finish: Finish) -> Result<Option<Vec<Notification>>, StoreError>;
+    fn finish_escalation(&self, id: i64, node: &str, finish: Finish) -> Result<Option<crate::ports::Settled>, StoreError>;
     fn release_escalations(&self, ids: &[i64], node: &str) -> Result<(), StoreError>;
     fn escalation_outlook(&self) -> Result<(i64, Option<DateTime<Utc>>), StoreError>;
     fn list_escalations(&self, status: Option<&str>, limit: i64) -> Result<Vec<EscalationRow>, StoreError>;
