@@ -59,6 +59,14 @@ use workload::*;
 /// How many users receive the workload's sends.
 const USERS: usize = 4;
 
+/// The nodes' routing: a page unread after a second tells the admins (once).
+const ESCALATION: &str = r#"
+[[escalation]]
+name = "pages"
+events = ["page"]
+steps = [{ after = "1s", unless = "read", channels = ["email"], also = ["admins"] }]
+"#;
+
 /// One frame a client read: the notification's seq, its title, and the socket it came on.
 #[derive(Clone, Debug)]
 struct Seen {
@@ -68,6 +76,10 @@ struct Seen {
     socket: usize,
     /// When it arrived, by the machine's clock.
     at: chrono::DateTime<chrono::Utc>,
+    /// A scheduled send's firing as its notification says it (`fired_at`, when a node claimed
+    /// it; `created_at`, when its notification committed), to tell a late firing from a late
+    /// delivery.
+    fired: Option<(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)>,
 }
 
 /// How a send ended for the sender.
@@ -86,6 +98,10 @@ struct History {
     sends: Mutex<BTreeMap<usize, (Vec<usize>, Outcome)>>,
     /// Per scheduled send: its `send_at`, which it must not arrive before.
     not_before: Mutex<BTreeMap<usize, chrono::DateTime<chrono::Utc>>>,
+    /// Per scheduled send: when the sender stopped trying it (answered, or out of tries). A
+    /// send accepted after its `send_at` is due at once: how late it came is counted from the
+    /// later of the two.
+    scheduled_at: Mutex<BTreeMap<usize, chrono::DateTime<chrono::Utc>>>,
     /// Per user: every notification frame read, in order.
     seen: Vec<Mutex<Vec<Seen>>>,
     /// Per user and notification id: how a mark as read ended.
@@ -94,10 +110,29 @@ struct History {
     deletes: Mutex<BTreeMap<(usize, i64), Outcome>>,
     /// Per ticket and action: how many were answered 200, and how many never answered.
     actions: Mutex<BTreeMap<(i64, &'static str), Tally>>,
+    /// Per user, notification and change (`true`: deleted, `false`: read): when its first try
+    /// went out and when it was answered.
+    changed: Mutex<BTreeMap<(usize, i64, bool), Span>>,
+    /// Per socket of a client (a tab): what it heard of the inbox changes.
+    tabs: Mutex<BTreeMap<usize, Tab>>,
     /// Sockets opened, in all.
     sockets: AtomicUsize,
     /// Presence sockets opened, in all.
     joins: AtomicUsize,
+}
+
+/// From when to when, by the machine's clock.
+type Span = (chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>);
+
+/// One socket of a user's client, as a tab would show the inbox: when the hub said it was
+/// connected, when the client left it (`None`: still open), and the changes it heard
+/// (`notification_updated`: the notification's id, and whether it was deleted or read).
+#[derive(Clone, Debug)]
+struct Tab {
+    user: usize,
+    opened: chrono::DateTime<chrono::Utc>,
+    closed: Option<chrono::DateTime<chrono::Utc>>,
+    heard: BTreeSet<(i64, bool)>,
 }
 
 /// How many of a ticket's actions were answered 200, and how many were never answered.
@@ -141,6 +176,10 @@ async fn under_a_nemesis(topology: Topology) {
     eprintln!(
         "nemesis on {topology:?}: {faults} faults, seed {seed} (TICKETHUB_NEMESIS_SEED={seed} runs them again)"
     );
+    // Pages (one sender's lane) escalate to the admins while unread.
+    let routing = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(routing.path(), ESCALATION).unwrap();
+    let routing = routing.path().display().to_string();
     let mut c = topology
         .start(
             3,
@@ -153,6 +192,10 @@ async fn under_a_nemesis(topology: Topology) {
                 "300",
                 "--escalation-lease",
                 "5",
+                "--escalation-poll-ms",
+                "200",
+                "--routing",
+                &routing,
             ],
         )
         .await;
@@ -328,15 +371,23 @@ async fn under_a_nemesis(topology: Topology) {
     // Healed: every acknowledged send reaches its recipients, live or by replay.
     // Lateness is not loss: the wait is long (a scheduled send whose claim a dying node held
     // fires once the claim runs out), and how late the scheduled sends came is printed.
-    let deadline = Instant::now() + patience() * 8;
+    let deadline = Instant::now() + patience() * 4;
     while !all_arrived(&history) && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // Every open tab hears the last changes of its inbox too (or the wait runs out).
+    let forever = chrono::Utc::now() + chrono::TimeDelta::days(1);
+    let deadline = Instant::now() + HEARD_WITHIN.to_std().unwrap();
+    while !check_tabs(&history, forever).is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let tabs_checked = chrono::Utc::now();
     stop_clients.store(true, Ordering::SeqCst);
     for client in clients {
         client.abort();
     }
     let mut anomalies = check(&history);
+    anomalies.extend(check_tabs(&history, tabs_checked));
     // Every node lists each user's notifications, and the unread ones, as the marks and the
     // deletes leave them.
     let http = reqwest::Client::new();
@@ -371,6 +422,8 @@ async fn under_a_nemesis(topology: Topology) {
         shown.insert(*id, views);
     }
     anomalies.extend(check_tickets(&history, &shown));
+    let (found, (fired, cancelled)) = check_escalations(&c.db.url, &history).await;
+    anomalies.extend(found);
     let joiners: Vec<_> = users[..2].iter().map(|u| (token(u), u.id.0)).collect();
     anomalies.extend(
         check_rooms(
@@ -395,9 +448,9 @@ async fn under_a_nemesis(topology: Topology) {
         .filter(|(_, o)| matches!(o, Outcome::Acked))
         .count();
     let frames: usize = history.seen.iter().map(|s| s.lock().unwrap().len()).sum();
-    let latest = latest_scheduled(&history);
+    let (latest, latest_how) = latest_scheduled(&history);
     eprintln!(
-        "nemesis on {topology:?}: {faults} faults {done:?} in {:.0?}; {} sends ({acked} acknowledged), {} marks as read ({reads_acked} acknowledged), {deletes} deletes, {steps} ticket steps, {frames} frames on {} sockets, {} room joins; scheduled sends at most {latest:.1?} late; {} anomalies",
+        "nemesis on {topology:?}: {faults} faults {done:?} in {:.0?}; {} sends ({acked} acknowledged), {} marks as read ({reads_acked} acknowledged), {deletes} deletes, {steps} ticket steps, {fired} escalation steps fired and {cancelled} cancelled, {frames} frames on {} sockets, {} room joins; scheduled sends at most {latest:.1?} late ({latest_how}); {} anomalies",
         started.elapsed(),
         sends.len(),
         reads.len(),
@@ -427,6 +480,7 @@ fn one_user_saw(ids: &[i64]) -> History {
                     title: format!("op-{i}"),
                     socket: 0,
                     at: chrono::Utc::now(),
+                    fired: None,
                 })
                 .collect(),
         )],
@@ -472,6 +526,7 @@ fn the_checker_finds_a_scheduled_send_that_came_early() {
         title: format!("op-{op}"),
         socket: 0,
         at: due - chrono::Duration::milliseconds(early),
+        fired: None,
     };
     let history = History {
         seen: vec![Mutex::new(vec![
@@ -493,6 +548,53 @@ fn the_checker_finds_a_scheduled_send_that_came_early() {
         check(&history),
         ["user 0: op-1 arrived 250 ms before its send_at"]
     );
+}
+
+/// The tab checker finds a tab that stayed open long past a change of its inbox and never
+/// heard of it; a tab that closed soon after the change, or opened after it began, is left
+/// alone.
+fn the_tab_checker_finds_a_tab_that_missed_a_change() {
+    let t0 = chrono::Utc::now();
+    let s = chrono::TimeDelta::seconds;
+    let tab = |opened, closed, heard: &[(i64, bool)]| Tab {
+        user: 0,
+        opened,
+        closed,
+        heard: heard.iter().copied().collect(),
+    };
+    let history = History::default();
+    {
+        let mut tabs = history.tabs.lock().unwrap();
+        // Open all along: heard the read, not the delete.
+        tabs.insert(0, tab(t0, None, &[(1, false)]));
+        // Closed a second after the changes were answered.
+        tabs.insert(1, tab(t0, Some(t0 + s(12)), &[]));
+        // Opened after the changes were first tried.
+        tabs.insert(2, tab(t0 + s(11), None, &[]));
+        // Heard both.
+        tabs.insert(3, tab(t0, Some(t0 + s(60)), &[(1, false), (2, true)]));
+        // Another user's.
+        tabs.insert(
+            4,
+            Tab {
+                user: 1,
+                ..tab(t0, None, &[])
+            },
+        );
+    }
+    for change in [(0, 1, false), (0, 2, true)] {
+        let span = (t0 + s(10), t0 + s(11));
+        history.changed.lock().unwrap().insert(change, span);
+    }
+    let anomalies = check_tabs(&history, t0 + s(60));
+    assert_eq!(anomalies.len(), 1, "{anomalies:?}");
+    assert!(
+        anomalies[0].starts_with("user 0: socket 0 ")
+            && anomalies[0].contains("never heard that notification 2 was deleted"),
+        "{anomalies:?}"
+    );
+    // Still open, but the change too recent to count yet.
+    assert!(check_tabs(&history, t0 + s(30)).is_empty());
 }
 
 /// The delete checker finds an acknowledged delete that did not hold, a notification gone that
@@ -644,6 +746,7 @@ crate::trials! {
     sync: [
         the_read_checker_finds_lost_and_stray_reads,
         the_checker_finds_a_scheduled_send_that_came_early,
+        the_tab_checker_finds_a_tab_that_missed_a_change,
         the_delete_checker_finds_lost_and_stray_deletes,
         the_ticket_checker_finds_bad_walks_and_lost_actions,
     ],

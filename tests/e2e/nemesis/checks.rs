@@ -226,20 +226,38 @@ pub(super) fn check(history: &History) -> Vec<String> {
     anomalies
 }
 
-/// How late the latest scheduled send arrived after its `send_at` (zero if none was
-/// scheduled).
-pub(super) fn latest_scheduled(history: &History) -> Duration {
+/// How late the latest scheduled send arrived after it was due (zero if none was scheduled),
+/// and where that time went: how late a node claimed it, committed it, and it reached the
+/// client. A send is due at its `send_at`, or when the sender stopped trying it if that was
+/// later (a send accepted late fires at once).
+pub(super) fn latest_scheduled(history: &History) -> (Duration, String) {
     let not_before = history.not_before.lock().unwrap();
-    let mut latest = chrono::Duration::zero();
+    let scheduled_at = history.scheduled_at.lock().unwrap();
+    let mut latest = (chrono::Duration::zero(), String::new());
     for seen in &history.seen {
         for s in seen.lock().unwrap().iter() {
             let op: Option<usize> = s.title.strip_prefix("op-").and_then(|n| n.parse().ok());
-            if let Some(due) = op.and_then(|op| not_before.get(&op)) {
-                latest = latest.max(s.at - *due);
+            let Some((op, send_at)) = op.and_then(|op| Some((op, *not_before.get(&op)?))) else {
+                continue;
+            };
+            let due = scheduled_at.get(&op).map_or(send_at, |at| send_at.max(*at));
+            if s.at - due > latest.0 {
+                let ms = |t: chrono::DateTime<chrono::Utc>| (t - due).num_milliseconds();
+                let how = match s.fired {
+                    Some((claimed, committed)) => format!(
+                        "{}: claimed +{} ms, committed +{} ms, arrived +{} ms",
+                        s.title,
+                        ms(claimed),
+                        ms(committed),
+                        ms(s.at)
+                    ),
+                    None => format!("{}: arrived +{} ms", s.title, ms(s.at)),
+                };
+                latest = (s.at - due, how);
             }
         }
     }
-    latest.to_std().unwrap_or_default()
+    (latest.0.to_std().unwrap_or_default(), latest.1)
 }
 
 /// Whether every acknowledged send has reached each of its recipients.
@@ -257,4 +275,133 @@ pub(super) fn all_arrived(history: &History) -> bool {
                 || titles.contains(&format!("op-{op}"))
         })
     })
+}
+
+/// How long after a change of the inbox was answered a tab open all that while must have
+/// heard it: the bus may be away for seconds, and the nodes catch their sockets up once it
+/// is back.
+pub(super) const HEARD_WITHIN: chrono::TimeDelta = chrono::TimeDelta::seconds(20);
+
+/// Every tab hears each change of its user's inbox (`notification_updated`, read or deleted)
+/// made while it was open, from the first try of the change to [`HEARD_WITHIN`] after its
+/// answer; a tab still open counts as open until `now`.
+pub(super) fn check_tabs(history: &History, now: chrono::DateTime<chrono::Utc>) -> Vec<String> {
+    let changed = history.changed.lock().unwrap();
+    let tabs = history.tabs.lock().unwrap();
+    let mut anomalies = Vec::new();
+    for (socket, tab) in tabs.iter() {
+        let until = tab.closed.unwrap_or(now);
+        let mine = (tab.user, i64::MIN, false)..=(tab.user, i64::MAX, true);
+        for ((user, id, deleted), (tried, answered)) in changed.range(mine) {
+            if *tried < tab.opened || until < *answered + HEARD_WITHIN {
+                continue;
+            }
+            if !tab.heard.contains(&(*id, *deleted)) {
+                let what = if *deleted { "deleted" } else { "read" };
+                anomalies.push(format!(
+                    "user {user}: socket {socket} (open {} to {}) never heard that notification {id} was {what} (answered at {})",
+                    tab.opened.format("%T%.3f"),
+                    until.format("%T%.3f"),
+                    answered.format("%T%.3f"),
+                ));
+            }
+        }
+    }
+    anomalies
+}
+
+/// How the pages' escalation steps ended: fired, and cancelled.
+pub(super) type Escalated = (usize, usize);
+
+/// Every page's escalation step settles once the faults have healed (the wait for it is
+/// bounded): fired, telling the admins exactly once, or cancelled, telling nobody; and none
+/// fired in a transaction that began after a read or delete of its notification was answered
+/// (the database and the test share the machine's clock).
+pub(super) async fn check_escalations(url: &str, history: &History) -> (Vec<String>, Escalated) {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+    let deadline = Instant::now() + patience() * 4;
+    while Instant::now() < deadline {
+        let open: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM escalations WHERE status IN ('PENDING', 'FIRING')",
+        )
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+        if open == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    type Step = (
+        i64,
+        i64,
+        String,
+        Option<String>,
+        chrono::DateTime<chrono::Utc>,
+    );
+    let steps: Vec<Step> = sqlx::query_as(
+        "SELECT notification_id, step, status, detail, updated_at FROM escalations \
+         ORDER BY notification_id, step",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    let told: Vec<String> = sqlx::query_scalar(
+        "SELECT data FROM notifications WHERE notification_type = 'ticket_escalated'",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    let mut tellings: BTreeMap<(i64, i64), usize> = BTreeMap::new();
+    for data in told {
+        let data: Value = serde_json::from_str(&data).unwrap_or(Value::Null);
+        let key = (
+            data["notification_id"].as_i64().unwrap_or(-1),
+            data["policy_step"].as_i64().unwrap_or(-1),
+        );
+        *tellings.entry(key).or_default() += 1;
+    }
+    // When a read or delete of each notification was first answered.
+    let mut seen: BTreeMap<i64, chrono::DateTime<chrono::Utc>> = BTreeMap::new();
+    for ((_, id, _), (_, answered)) in history.changed.lock().unwrap().iter() {
+        let at = seen.entry(*id).or_insert(*answered);
+        *at = (*at).min(*answered);
+    }
+    let mut anomalies = Vec::new();
+    let (mut fired, mut cancelled) = (0, 0);
+    for (id, step, status, detail, settled) in steps {
+        let times = tellings.remove(&(id, step)).unwrap_or(0);
+        let detail = detail.unwrap_or_default();
+        match status.as_str() {
+            "FIRED" => {
+                fired += 1;
+                if times != 1 {
+                    anomalies.push(format!(
+                        "notification {id}: step {step} fired and told the admins {times} times"
+                    ));
+                }
+                if let Some(at) = seen.get(&id).filter(|at| settled > **at) {
+                    anomalies.push(format!(
+                        "notification {id}: step {step} fired at {} ({detail}), after its read or delete was answered at {}",
+                        settled.format("%T%.6f"),
+                        at.format("%T%.6f")
+                    ));
+                }
+            }
+            "CANCELLED" if times == 0 => cancelled += 1,
+            "CANCELLED" => anomalies.push(format!(
+                "notification {id}: step {step} was cancelled ({detail}) but told the admins {times} times"
+            )),
+            other => anomalies.push(format!(
+                "notification {id}: step {step} ended {other} ({detail})"
+            )),
+        }
+    }
+    for ((id, step), times) in tellings {
+        anomalies.push(format!(
+            "notification {id}: the admins were told {times} times of step {step}, which has no row"
+        ));
+    }
+    (anomalies, (fired, cancelled))
 }

@@ -107,6 +107,29 @@ pub(super) async fn client(
                 continue;
             };
             let frame: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+            let tab = |change: &dyn Fn(&mut Tab)| {
+                if let Some(tab) = history.tabs.lock().unwrap().get_mut(&socket) {
+                    change(tab);
+                }
+            };
+            if frame["type"] == "connection_established" {
+                let (opened, heard) = (chrono::Utc::now(), BTreeSet::new());
+                let tab = Tab {
+                    user,
+                    opened,
+                    closed: None,
+                    heard,
+                };
+                history.tabs.lock().unwrap().insert(socket, tab);
+            }
+            if frame["type"] == "notification_updated" {
+                let id = frame["id"].as_i64().unwrap_or(-1);
+                if frame["deleted"] == true {
+                    tab(&|t| _ = t.heard.insert((id, true)));
+                } else if frame["is_read"] == true {
+                    tab(&|t| _ = t.heard.insert((id, false)));
+                }
+            }
             if frame["type"] == "notification" {
                 let seq = frame["seq"].as_i64().unwrap_or(-1);
                 history.seen[user].lock().unwrap().push(Seen {
@@ -115,6 +138,7 @@ pub(super) async fn client(
                     title: frame["title"].as_str().unwrap_or_default().to_owned(),
                     socket,
                     at: chrono::Utc::now(),
+                    fired: fired(&frame),
                 });
                 last_seq = last_seq.max(seq);
             }
@@ -122,7 +146,23 @@ pub(super) async fn client(
                 return;
             }
         }
+        if let Some(tab) = history.tabs.lock().unwrap().get_mut(&socket) {
+            tab.closed = Some(chrono::Utc::now());
+        }
     }
+}
+
+/// When a scheduled send's notification says it was claimed and committed.
+fn fired(frame: &Value) -> Option<(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)> {
+    let time = |v: &Value| {
+        chrono::DateTime::parse_from_rfc3339(v.as_str()?)
+            .ok()
+            .map(|t| t.with_timezone(&chrono::Utc))
+    };
+    Some((
+        time(&frame["data"]["scheduled_send"]["fired_at"])?,
+        time(&frame["timestamp"])?,
+    ))
 }
 
 /// The sender: `op-<n>` for every `n ≡ lane (mod lanes)` below `stop`'s end, each to a few
@@ -150,6 +190,10 @@ pub(super) async fn sender(
             "title": format!("op-{op}"),
             "message": "m",
         });
+        // One lane pages: its sends escalate while unread.
+        if lane == 1 {
+            body["notification_type"] = json!("page");
+        }
         let send_at = scheduled.then(|| {
             chrono::Utc::now() + chrono::Duration::milliseconds(1000 + (op as i64 * 37) % 3000)
         });
@@ -170,6 +214,10 @@ pub(super) async fn sender(
             if scheduled { &[202] } else { &[201] },
         )
         .await;
+        if scheduled {
+            let at = chrono::Utc::now();
+            history.scheduled_at.lock().unwrap().insert(op, at);
+        }
         let outcome = match answered {
             Some(_) => Outcome::Acked,
             None => Outcome::Unknown,
@@ -235,12 +283,21 @@ pub(super) async fn reader(
                 &[204, 404][..],
             ),
         };
+        let tried = chrono::Utc::now();
         let answered = call_through_any(
             &http, &addrs, &mut k, method, &path, &token, None, None, answers,
         )
         .await;
         let outcome = match answered {
-            Some(_) => Outcome::Acked,
+            Some(_) => {
+                let span = (tried, chrono::Utc::now());
+                history
+                    .changed
+                    .lock()
+                    .unwrap()
+                    .insert((user, id, delete), span);
+                Outcome::Acked
+            }
             None => Outcome::Unknown,
         };
         match delete {
