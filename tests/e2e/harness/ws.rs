@@ -130,14 +130,17 @@ impl Ws {
         }
     }
 
-    /// The next `n` notification frames, failing on any other frame but pongs.
+    /// The next `n` notification frames, failing on any other frame but pongs and inbox
+    /// changes.
     pub async fn notifications(&mut self, n: usize) -> Vec<Value> {
         let mut out = Vec::new();
         while out.len() < n {
             let v = self.next_json().await;
             match v["type"].as_str() {
                 Some("notification") => out.push(v),
-                Some("pong") => continue,
+                // A node that healed a gap on the bus tells its sockets the inbox changes of
+                // the while again (a state they may have heard: hearing it twice is harmless).
+                Some("pong" | "notification_updated") => continue,
                 _ => panic!("expected a notification, got {v}"),
             }
         }
