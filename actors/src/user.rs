@@ -33,6 +33,26 @@ use crate::ports::{NotificationFilter, Store, StoreError};
 pub struct UserActor(Arc<UserSettings>);
 
 impl UserActor {
+    /// Tells every socket of the user these inbox changes. A change may be about a
+    /// notification committed on another node that has not reached this actor yet: what was
+    /// committed is pushed first, so that a socket never hears of a change before the
+    /// notification it changes.
+    async fn changed(&self, state: &mut UserState, updates: Vec<Update>) {
+        let caught_up = match self.store.notification_cursor(state.user_id).await {
+            Ok(cursor) if cursor.last_seq > state.delivered => {
+                self.fill(state, cursor.last_seq + 1).await
+            }
+            Ok(_) => Ok(()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = caught_up {
+            tracing::warn!(user_id = state.user_id.0, error = %e, "cannot catch up before an inbox change");
+        }
+        for update in updates {
+            state.push_all(None, || ConnectionMsg::Updated(Box::new(update.clone())));
+        }
+    }
+
     /// The actor of every user, with these settings.
     pub fn new(settings: UserSettings) -> Self {
         Self(Arc::new(settings))
@@ -237,6 +257,8 @@ pub enum UserMsg {
     Notify(Arc<Notification>),
     /// The user changed their inbox on another hub process: tell every socket here.
     Changed(Update),
+    /// Several changes of the inbox (told again after a gap on the bus): one catch-up for all.
+    ChangedMany(Vec<Update>),
     /// Apply a change to the user's inbox and tell the user's other sockets.
     Command(Box<CommandRequest>),
     /// Ping every socket and close those silent for longer than the idle timeout.
@@ -730,22 +752,8 @@ impl UserActor {
                     }
                 }
             }
-            UserMsg::Changed(update) => {
-                // The change may be about a notification committed on another node that has
-                // not reached this actor yet: push what was committed first, so that a socket
-                // never hears of a change before the notification it changes.
-                let caught_up = match self.store.notification_cursor(state.user_id).await {
-                    Ok(cursor) if cursor.last_seq > state.delivered => {
-                        self.fill(state, cursor.last_seq + 1).await
-                    }
-                    Ok(_) => Ok(()),
-                    Err(e) => Err(e),
-                };
-                if let Err(e) = caught_up {
-                    tracing::warn!(user_id = state.user_id.0, error = %e, "cannot catch up before an inbox change");
-                }
-                state.push_all(None, || ConnectionMsg::Updated(Box::new(update.clone())));
-            }
+            UserMsg::Changed(update) => self.changed(state, vec![update]).await,
+            UserMsg::ChangedMany(updates) => self.changed(state, updates).await,
             UserMsg::Heartbeat => {
                 let deadline = now_ms().saturating_sub(self.idle_timeout.as_millis() as u64);
                 state.conns.retain(|conn| {

@@ -299,16 +299,13 @@ impl Hub {
     pub async fn catch_up_all(&self) -> Result<usize, StoreError> {
         // An actor that starts after the list below is taken reads its own cursor.
         self.inner.deps.notices.news_for_everyone();
-        let ids: Vec<UserId> = self
-            .inner
-            .deps
-            .users
-            .read()
-            .expect("user map poisoned")
-            .keys()
-            .copied()
-            .collect();
-        self.catch_up(ids).await
+        self.catch_up(self.connected()).await
+    }
+
+    /// The users whose actors run here.
+    fn connected(&self) -> Vec<UserId> {
+        let users = self.inner.deps.users.read().expect("user map poisoned");
+        users.keys().copied().collect()
     }
 
     /// Tells the sockets of every user connected here the changes to their inboxes made at or
@@ -317,16 +314,7 @@ impl Hub {
     /// is harmless (a socket hears its notification's state again). Returns how many changes
     /// were told.
     pub async fn catch_up_inboxes(&self, since: DateTime<Utc>) -> Result<usize, StoreError> {
-        let ids: Vec<UserId> = self
-            .inner
-            .deps
-            .users
-            .read()
-            .expect("user map poisoned")
-            .keys()
-            .copied()
-            .collect();
-        self.catch_up_inboxes_of(&ids, since).await
+        self.catch_up_inboxes_of(&self.connected(), since).await
     }
 
     /// [`Hub::catch_up_inboxes`] for these users only.
@@ -340,9 +328,15 @@ impl Hub {
         }
         let changes = self.inner.deps.store.inbox_changes(users, since).await?;
         let told = changes.len();
-        for (user, update) in changes {
+        // Ordered by user: one message per user.
+        let mut changes = changes.into_iter().peekable();
+        while let Some((user, update)) = changes.next() {
+            let mut updates = vec![update];
+            while let Some((_, more)) = changes.next_if(|(u, _)| *u == user) {
+                updates.push(more);
+            }
             if let Some(actor) = self.user(user) {
-                let _ = actor.send_message(UserMsg::Changed(update));
+                let _ = actor.send_message(UserMsg::ChangedMany(updates));
             }
         }
         Ok(told)
