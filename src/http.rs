@@ -19,6 +19,7 @@ pub mod error;
 pub mod extract;
 pub mod idempotency;
 pub mod notifications;
+pub mod oncall;
 pub mod openapi;
 pub mod ops;
 pub mod pages;
@@ -53,6 +54,7 @@ pub fn api(metrics_on_main: bool) -> OpenApiRouter<AppState> {
         .merge(notifications::router())
         .merge(admin::router())
         .merge(api_keys::router())
+        .merge(oncall::router())
         .merge(devices::router())
         .merge(verify::router())
         .merge(audit::router())

@@ -24,6 +24,7 @@ pub mod devices;
 pub mod history;
 pub mod inbox;
 pub mod notifications;
+pub mod oncall;
 pub mod outbox;
 pub mod postgres;
 pub mod preferences;

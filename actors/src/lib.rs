@@ -43,6 +43,7 @@ pub mod hub;
 pub mod notices;
 pub mod notification;
 pub mod notifier;
+pub mod oncall;
 pub mod policy;
 pub mod ports;
 pub mod purge;

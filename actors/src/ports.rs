@@ -21,6 +21,7 @@ mod credentials;
 mod devices;
 mod escalation;
 mod history;
+mod oncall;
 mod retention;
 mod schedule;
 mod ticket_lists;
@@ -39,6 +40,7 @@ pub use escalation::{EscalationJob, EscalationStore, Finish, Settled};
 pub use history::{
     DeliveryAttempt, EscalationRow, HistoryStore, PushRecord, Pushed, TicketEvent, TimelineRecord,
 };
+pub use oncall::{NewOncallSchedule, OncallSchedule, OncallStore};
 pub use retention::{Purgeable, RetentionStore, StoreFaults};
 pub use schedule::{
     Cancelled, Fired, NewScheduledSend, ScheduleStore, Scheduled, ScheduledSend, Sender,
@@ -646,6 +648,7 @@ pub trait Store:
     + AnalyticsStore
     + AuditStore
     + VerificationStore
+    + OncallStore
 {
     /// The backend's name (`sqlite` or `postgres`), for logs and health output.
     fn backend(&self) -> &'static str;

@@ -133,6 +133,7 @@ fn covers(scope: &str, method: &Method, path: &str) -> bool {
         }
         ADMIN_READ => {
             get && (path.starts_with("/api/admin/")
+                || path.starts_with("/api/oncall/")
                 || path.starts_with("/api/users/")
                 || path.starts_with("/api/tickets/")
                 || path.starts_with("/api/projects/")

@@ -52,6 +52,7 @@ same inbox.";
         (name = "tickets", description = "Tickets, their comments and their lifecycle actions."),
         (name = "notifications", description = "The caller's inbox, deliveries, preferences and admins' sends."),
         (name = "devices", description = "The caller's push devices, and the Web Push key."),
+        (name = "oncall", description = "On-call schedules: who is on call now, their shifts, overrides."),
         (name = "ops", description = "Liveness, readiness and metrics."),
         (name = "admin", description = "Operators: why a user was or was not notified, and pending escalations."),
     )

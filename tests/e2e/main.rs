@@ -32,6 +32,7 @@ mod layers;
 mod lifecycle;
 mod nemesis;
 mod nodes;
+mod oncall;
 mod openapi;
 mod operators;
 mod outage;
@@ -61,6 +62,7 @@ fn main() {
         actors::trials(),
         analytics::trials(),
         api_keys::trials(),
+        oncall::trials(),
         auth::trials(),
         browser::trials(),
         channels::trials(),

@@ -303,6 +303,16 @@ inbox!(AuditStore {
     fn audit_events(&self, filter: &AuditFilter, offset: i64, limit: i64) -> Result<(i64, Vec<AuditEvent>), StoreError>;
 });
 
+inbox!(OncallStore {
+    fn create_oncall_schedule(&self, schedule: crate::ports::NewOncallSchedule) -> Result<Option<crate::ports::OncallSchedule>, StoreError>;
+    fn oncall_schedules(&self) -> Result<Vec<crate::ports::OncallSchedule>, StoreError>;
+    fn oncall_schedule(&self, name: &str) -> Result<Option<crate::ports::OncallSchedule>, StoreError>;
+    fn delete_oncall_schedule(&self, name: &str) -> Result<bool, StoreError>;
+    fn add_oncall_override(&self, schedule: i64, user: UserId, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<crate::oncall::Override, StoreError>;
+    fn oncall_overrides(&self, schedule: i64, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<crate::oncall::Override>, StoreError>;
+    fn delete_oncall_override(&self, schedule: i64, id: i64) -> Result<bool, StoreError>;
+});
+
 inbox!(VerificationStore {
     fn start_verification(&self, v: NewVerification) -> Result<Started, StoreError>;
     fn check_verification(&self, user: UserId, channel: Channel, code_hash: &str, now: DateTime<Utc>, attempts: i64) -> Result<Checked, StoreError>;
