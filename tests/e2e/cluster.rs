@@ -415,14 +415,9 @@ async fn the_periodic_reconciliation_delivers_what_the_bus_never_carried() {
     let mut ws = c.connect(0, &alice, None).await;
     // A hub on the same database with no bus at all: its commits are never published.
     let silent = crate::nodes::Node::start(
-        [
-            "--database-url",
-            c.db_url(),
-            "--jwt-secret",
-            crate::harness::SECRET,
-        ]
-        .map(String::from)
-        .to_vec(),
+        ["--database-url", c.db_url(), "--jwt-secret", &c.secret]
+            .map(String::from)
+            .to_vec(),
     )
     .await;
     let res = c

@@ -262,7 +262,7 @@ async fn under_a_nemesis(topology: Topology) {
     // Tokens that outlast a long run (the nodes verify their signature and expiry).
     let mut config = crate::harness::test_config(c.db_url());
     config.access_token_ttl = 24 * 3600;
-    let auth = tickethub::auth::Auth::from_config(&config, Some(crate::harness::SECRET)).unwrap();
+    let auth = tickethub::auth::Auth::from_config(&config, Some(&c.secret)).unwrap();
     let token = |user: &User| auth.issue_access(user).unwrap();
     let mut clients_to = Vec::new();
     for node in &c.nodes {

@@ -10,7 +10,7 @@ use tickethub_actors::domain::{NewUser, Role, User};
 use tickethub_actors::ports::Store;
 
 use crate::harness::{
-    eventually, patience, send_body, test_config, Backend, Metrics, TestDb, Ws, SECRET, SEND,
+    eventually, patience, send_body, test_config, Backend, Metrics, TestDb, Ws, SEND,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_tickethub");
@@ -258,6 +258,9 @@ pub struct Cluster {
     pub http: reqwest::Client,
     /// The nodes' Redis channel prefix.
     pub prefix: String,
+    /// The secret its tokens are signed with: its own, so that a request that reaches another
+    /// test's hub (on a port a killed node left, before the node is back) is refused there.
+    pub secret: String,
     pub db: TestDb,
     /// The Redis Cluster the nodes use instead of `redis`, if they were started on one.
     pub redis_cluster: Option<RedisCluster>,
@@ -300,11 +303,12 @@ impl Cluster {
         };
         let store = tickethub::store::connect(&db.url).await.unwrap();
         let prefix = format!("th-{}", uuid::Uuid::new_v4().simple());
+        let secret = format!("cluster-secret-{}", uuid::Uuid::new_v4().simple());
         let mut args: Vec<String> = [
             "--database-url",
             &db.url,
             "--jwt-secret",
-            SECRET,
+            &secret,
             "--redis-url",
             &redis_url,
             "--redis-prefix",
@@ -323,9 +327,10 @@ impl Cluster {
         for _ in 0..n {
             nodes.push(Node::start(args.clone()).await);
         }
-        let auth = Auth::from_config(&test_config(&db.url), Some(SECRET)).unwrap();
+        let auth = Auth::from_config(&test_config(&db.url), Some(&secret)).unwrap();
         Cluster {
             nodes,
+            secret,
             redis,
             store,
             auth,
