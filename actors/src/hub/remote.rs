@@ -66,6 +66,10 @@ pub(super) async fn read_board_events(
 /// told again is harmless.
 pub const INBOX_LOOKBACK: Duration = Duration::from_secs(60);
 
+/// How many times, a second apart, a node tries to tell newly heard users their inboxes'
+/// changes (the database may be away for a moment).
+const INBOX_TRIES: usize = 30;
+
 /// How long [`Hub::ended_since`] remembers an ending: longer than any handshake can take
 /// between reading its user and attaching its socket.
 pub(super) const ENDINGS_KEPT: Duration = Duration::from_secs(300);
@@ -157,12 +161,19 @@ impl Hub {
                             // The periodic reconciliation catches them up.
                             tracing::warn!(error = %e, "cannot catch newly heard users up");
                         }
-                        // Their inboxes' changes from before this node heard them, too.
+                        // Their inboxes' changes from before this node heard them, too: no
+                        // periodic pass tells those, so a failed read is tried again.
                         let lookback =
                             chrono::Duration::from_std(INBOX_LOOKBACK).unwrap_or_default();
                         let since = hub.inner.deps.store.now() - lookback;
-                        if let Err(e) = hub.catch_up_inboxes_of(&users, since).await {
-                            tracing::warn!(error = %e, "cannot tell newly heard users their inboxes' changes");
+                        for _ in 0..INBOX_TRIES {
+                            match hub.catch_up_inboxes_of(&users, since).await {
+                                Ok(_) => break,
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "cannot tell newly heard users their inboxes' changes; trying again");
+                                    tokio::time::sleep(Duration::from_secs(1)).await;
+                                }
+                            }
                         }
                     });
                 }
