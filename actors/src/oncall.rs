@@ -40,6 +40,9 @@ impl Rotation {
         }
         let unit = text.chars().last().ok_or_else(bad)?;
         let number = &text[..text.len() - unit.len_utf8()];
+        if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad());
+        }
         let n: u16 = number.parse().map_err(|_| bad())?;
         match unit {
             'd' if (1..=366).contains(&n) => Ok(Rotation::Days(n)),
@@ -97,7 +100,8 @@ impl Handoff {
     pub fn parse(text: &str) -> Result<Handoff, String> {
         let bad = || format!("handoff: `{text}` is not a time of day such as 09:00");
         let (h, m) = text.split_once(':').ok_or_else(bad)?;
-        if h.len() != 2 || m.len() != 2 {
+        let digits = |s: &str| s.len() == 2 && s.bytes().all(|b| b.is_ascii_digit());
+        if !digits(h) || !digits(m) {
             return Err(bad());
         }
         let (hour, minute): (i8, i8) =
@@ -386,12 +390,14 @@ mod tests {
         assert_eq!(Rotation::parse("12h"), Ok(Rotation::Hours(12)));
         assert_eq!(Rotation::parse("48h"), Ok(Rotation::Days(2)));
         for bad in [
-            "", "d", "0d", "5h", "monthly", "-1d", "400d", "12 h", "2é", "é",
+            "", "d", "0d", "5h", "monthly", "-1d", "+1d", "400d", "12 h", "2é", "é",
         ] {
             assert!(Rotation::parse(bad).is_err(), "{bad}");
         }
         assert_eq!(Handoff::parse("09:00").unwrap().name(), "09:00");
-        for bad in ["9:00", "24:00", "09:60", "0900", "", "aa:bb"] {
+        for bad in [
+            "9:00", "24:00", "09:60", "0900", "", "aa:bb", "+9:00", "09:+0",
+        ] {
             assert!(Handoff::parse(bad).is_err(), "{bad}");
         }
         assert!(time_zone("Europe/Berlin").is_ok());

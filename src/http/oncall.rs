@@ -40,12 +40,13 @@ const MOST_USERS: usize = 100;
 pub struct LayerJson {
     /// Who takes the shifts, in turn (user ids).
     #[schema(min_items = 1, max_items = 100)]
+    #[serde(deserialize_with = "crate::wire::integer::list")]
     pub users: Vec<i64>,
     /// `daily`, `weekly`, a number of days (`2d`) or of hours dividing a day (`12h`).
-    #[schema(example = "daily")]
+    #[schema(example = "daily", pattern = r"^(daily|weekly|[0-9]+[dh])$")]
     pub rotation: String,
     /// When a shift hands over, `HH:MM` in the schedule's time zone.
-    #[schema(example = "09:00", pattern = r"^[0-2][0-9]:[0-5][0-9]$")]
+    #[schema(example = "09:00", pattern = r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]
     pub handoff: String,
     /// From when the layer covers (RFC 3339); its first user is on call until the next handoff.
     #[schema(format = DateTime)]
@@ -98,9 +99,10 @@ pub(crate) struct ScheduleIn {
     #[schema(min_length = 1, max_length = 64, pattern = r"^[a-z0-9_-]+$")]
     name: String,
     /// An IANA time zone, such as `Europe/Berlin` or `UTC`.
+    #[schema(min_length = 1, max_length = 64, example = "Europe/Berlin")]
     time_zone: String,
     /// The project it belongs to (its members see it); without it, global.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::wire::integer::option")]
     project: Option<i64>,
     /// 1 to 10 layers.
     #[schema(min_items = 1, max_items = 10)]
@@ -136,6 +138,7 @@ fn override_json(o: &Override) -> OverrideJson {
 #[serde(deny_unknown_fields)]
 pub(crate) struct OverrideIn {
     /// Who is on call instead.
+    #[serde(deserialize_with = "crate::wire::integer::one")]
     user_id: i64,
     /// From when (RFC 3339).
     #[schema(format = DateTime)]
