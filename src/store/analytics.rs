@@ -326,7 +326,7 @@ impl tickethub_actors::ports::AnalyticsStore for SqlStore {
         let mut tallies = tickethub_actors::analytics::Tallies::default();
         // One snapshot for the rollups and the live rows: a purge batch that commits
         // meanwhile is seen either before or after, so nothing is counted twice.
-        let mut tx = self.reader().begin().await.map_err(backend_error)?;
+        let mut tx = self.reader().begin_read().await.map_err(backend_error)?;
         if self.kind() == db::Kind::Postgres {
             db::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
                 .execute(&mut tx)

@@ -447,8 +447,20 @@ impl Pool {
         }
     }
 
-    /// Begins a transaction on a connection of the pool's.
+    /// Begins a transaction that may write, on a connection of the pool's. On SQLite it takes
+    /// the write lock at once (`BEGIN IMMEDIATE`), waiting out the busy timeout for it: a
+    /// deferred transaction that read first and then meets another process's write (a second
+    /// process on the file, such as an operator's `tickethub` command) would fail at once with
+    /// "database is locked", since SQLite cannot wait for a snapshot that has gone stale.
     pub(crate) async fn begin(&self) -> Result<Tx, sqlx::Error> {
+        Ok(match self {
+            Pool::Sqlite(p) => Tx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
+            Pool::Postgres(p) => Tx::Postgres(p.begin().await?),
+        })
+    }
+
+    /// Begins a transaction that only reads (one snapshot for several statements).
+    pub(crate) async fn begin_read(&self) -> Result<Tx, sqlx::Error> {
         Ok(match self {
             Pool::Sqlite(p) => Tx::Sqlite(p.begin().await?),
             Pool::Postgres(p) => Tx::Postgres(p.begin().await?),
