@@ -28,7 +28,9 @@
 //! Gaps are noticed where they happen: a reconnect of either connection (fred reconnects with
 //! exponential backoff and the subscriber resubscribes before anything else), a subscriber
 //! that lagged behind its message buffer, or a publish that failed (the node then asks every
-//! node to resync once it is back). A slow periodic reconciliation catches anything else.
+//! node to resync once it is back). A node that starts asks every node to resync too: its
+//! earlier process may have been killed between answering a change and publishing it. A slow
+//! periodic reconciliation catches any notification missed otherwise.
 //! Publishing never waits: messages go through a bounded queue to one task, and fail fast
 //! while Redis is away rather than pile up; a message that finds the queue full is dropped,
 //! which counts as a gap (the other nodes resync once publishing works again).
@@ -197,6 +199,10 @@ impl RedisBus {
         // Bounded: a Redis that is connected but slow cannot grow the queue without end. A
         // message that finds it full is dropped and counted, and the other nodes resync.
         let (out_tx, out_rx) = mpsc::channel::<Outgoing>(queue.max(1));
+        // A node that starts may be one that was killed: between answering a change and
+        // publishing it, its earlier process may have died. The other nodes resync first thing,
+        // which tells their sockets the changes of the last minute from the database.
+        let _ = out_tx.try_send((None, encode(&node, &BusEvent::Resync(Duration::ZERO))));
         // Set when a publish failed: once the publisher is back, every node is asked to resync.
         let lost = Arc::new(Owed::default());
         let lost_marker = lost.clone();

@@ -48,6 +48,7 @@ impl UserActor {
         if let Err(e) = caught_up {
             tracing::warn!(user_id = state.user_id.0, error = %e, "cannot catch up before an inbox change");
         }
+        tracing::debug!(user_id = state.user_id.0, sockets = state.conns.len(), changes = ?updates, "telling the sockets inbox changes");
         for update in updates {
             state.push_all(None, || ConnectionMsg::Updated(Box::new(update.clone())));
         }
@@ -733,6 +734,7 @@ impl UserActor {
                     match execute(self.store.as_ref(), state.user_id, &cmd).await {
                         Ok(outcome) => {
                             if let Some(update) = outcome.update(&cmd) {
+                                tracing::debug!(user_id = state.user_id.0, sockets = state.conns.len(), change = ?update, "inbox command applied; telling the sockets and the bus");
                                 state.push_all(from, || {
                                     ConnectionMsg::Updated(Box::new(update.clone()))
                                 });

@@ -4,7 +4,7 @@ use serde_json::{json, Value};
 use tickethub_actors::domain::{Role, User};
 
 use crate::fakes::{Gate, Http, Reply};
-use crate::harness::{db_number, eventually, send_body, Backend, Ended, TestHub, Ws, SEND};
+use crate::harness::{db_number, eventually, send_body, Backend, Ended, Proxy, TestHub, Ws, SEND};
 use crate::nodes::Cluster;
 mod redis;
 use redis::*;
@@ -742,6 +742,7 @@ crate::trials! {
         a_fan_out_on_one_node_reaches_every_user_on_the_others_in_order,
         an_inbox_change_never_overtakes_the_notification_it_changes,
         inbox_changes_made_while_the_bus_was_away_reach_the_tabs,
+        a_change_a_killed_node_never_published_reaches_the_tabs_once_it_restarts,
         presence_holds_across_nodes_and_a_dead_nodes_users_leave,
         presence_heals_after_a_bus_gap,
         a_member_removed_from_a_project_is_dropped_from_its_rooms_on_every_node,

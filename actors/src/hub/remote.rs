@@ -101,7 +101,9 @@ impl Hub {
                 }
             }
             BusEvent::Inbox(user, update) => {
-                if let Some(actor) = self.user(user) {
+                let actor = self.user(user);
+                tracing::debug!(user_id = user.0, change = ?update, here = actor.is_some(), "inbox change heard on the bus");
+                if let Some(actor) = actor {
                     let _ = actor.send_message(UserMsg::Changed(update));
                 }
             }
@@ -339,6 +341,7 @@ impl Hub {
         }
         let changes = self.inner.deps.store.inbox_changes(users, since).await?;
         let told = changes.len();
+        tracing::debug!(users = users.len(), %since, told, "telling inbox changes again");
         // Ordered by user: one message per user.
         let mut changes = changes.into_iter().peekable();
         while let Some((user, update)) = changes.next() {

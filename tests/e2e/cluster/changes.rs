@@ -296,3 +296,38 @@ pub(super) async fn inbox_changes_made_while_the_bus_was_away_reach_the_tabs() {
         }
     }
 }
+
+/// A node that answered a read but could not publish it (its link to Redis was cut), and was
+/// then killed, owed the other nodes a resync that died with it: once it starts again, it asks
+/// every node to resync, and the tab on the other node hears the read.
+pub(super) async fn a_change_a_killed_node_never_published_reaches_the_tabs_once_it_restarts() {
+    let backend = postgres();
+    let mut c = Cluster::start(&backend, 2, &["--bus-reconcile-interval", "3600"]).await;
+    // Node 0 reaches Redis through a proxy of its own, which the test cuts.
+    let proxy = Proxy::start(format!("127.0.0.1:{}", c.redis.port)).await;
+    c.nodes[0].set_arg("--redis-url", &format!("redis://127.0.0.1:{}", proxy.port));
+    c.nodes[0].kill().await;
+    c.nodes[0].restart().await;
+    c.bus_is(0, "connected").await;
+    let admin = c.user("boss", Role::Admin).await;
+    let alice = c.user("alice", Role::Client).await;
+    let mut tab = c.connect(1, &alice, None).await;
+    c.send(1, &admin, &alice, "n0").await;
+    let id = tab.notifications(1).await[0]["id"].as_i64().unwrap();
+
+    proxy.down();
+    c.bus_is(0, "disconnected").await;
+    // Through node 0, where alice has no socket: only node 0 could tell node 1.
+    let read = format!("/api/notifications/{id}/mark-as-read/");
+    c.post(0, &alice, &read, json!({}), 200).await;
+    c.nodes[0].kill().await;
+    proxy.up();
+    c.nodes[0].restart().await;
+
+    loop {
+        let v = tab.next_of("notification_updated").await;
+        if v["id"] == id && v["is_read"] == true {
+            break;
+        }
+    }
+}
