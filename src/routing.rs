@@ -299,11 +299,22 @@ fn escalation(spec: &toml::Value, default_name: String) -> Result<Policy, String
                     c.as_str()
                 ));
             }
-            let also: Vec<Audience> = match step.get("also") {
-                Some(v) => parsed(v, &format!("{what}: `also`"))?,
-                None => Vec::new(),
-            };
-            if channels.is_empty() && also.is_empty() {
+            // Audiences, and on-call targets (`oncall:<schedule>[:next]`).
+            let (mut also, mut oncall) = (Vec::<Audience>::new(), Vec::new());
+            if let Some(v) = step.get("also") {
+                let field = format!("{what}: `also`");
+                for name in strings(v, &field)? {
+                    if name.starts_with(tickethub_actors::oncall::PREFIX) {
+                        oncall.push(
+                            tickethub_actors::oncall::Target::parse(&name)
+                                .map_err(|e| format!("{field}: {e}"))?,
+                        );
+                    } else {
+                        also.push(name.parse().map_err(|e| format!("{field}: {e}"))?);
+                    }
+                }
+            }
+            if channels.is_empty() && also.is_empty() && oncall.is_empty() {
                 return Err(format!("{what} has neither `channels` nor `also`"));
             }
             let push_unless_seen = push_options(step.get("push"), &channels, &what)?;
@@ -312,6 +323,7 @@ fn escalation(spec: &toml::Value, default_name: String) -> Result<Policy, String
                 unless,
                 channels,
                 also,
+                oncall,
                 push_unless_seen,
             })
         })
@@ -423,7 +435,7 @@ steps = [
 
 [[escalation]]
 events = ["comment_added"]
-steps = [{ after = "2s", unless = "acked", also = ["creator"] }]
+steps = [{ after = "2s", unless = "acked", also = ["creator", "oncall:primary", "oncall:db:next"] }]
 "#,
         )
         .unwrap();
@@ -439,6 +451,10 @@ steps = [{ after = "2s", unless = "acked", also = ["creator"] }]
         assert_eq!(p[0].steps[1].unless, Unless::Read);
         assert_eq!(p[0].steps[1].also, vec![Audience::Admins]);
         assert_eq!(p[1].steps[0].unless, Unless::Acked);
+        assert_eq!(p[1].steps[0].also, vec![Audience::Creator]);
+        let oncall: Vec<String> = p[1].steps[0].oncall.iter().map(|t| t.name()).collect();
+        assert_eq!(oncall, ["oncall:primary", "oncall:db:next"]);
+        assert!(p[0].steps[1].oncall.is_empty());
     }
 
     #[test]
@@ -451,6 +467,8 @@ steps = [{ after = "2s", unless = "acked", also = ["creator"] }]
             ("[[escalation]]\nevents=[\"ticket_assigned\"]\nsteps=[{after=\"1m\", channels=[\"websocket\"]}]", "not websocket"),
             ("[[escalation]]\nevents=[\"ticket_assigned\"]\nsteps=[{after=\"1m\", unless=\"seen\", channels=[\"email\"]}]", "seen"),
             ("[[escalation]]\nevents=[\"ticket_assigned\"]\nsteps=[{after=\"1m\"}]", "neither"),
+            ("[[escalation]]\nevents=[\"ticket_assigned\"]\nsteps=[{after=\"1m\", also=[\"oncall:Primary\"]}]", "oncall:<schedule>"),
+            ("[[escalation]]\nevents=[\"ticket_assigned\"]\nsteps=[{after=\"1m\", also=[\"oncall:a:later\"]}]", "oncall:a:later"),
             ("[[escalation]]\nevents=[\"ticket_assigned\"]\nwhen={owner=[\"x\"]}\nsteps=[{after=\"1m\", channels=[\"email\"]}]", "owner"),
             ("[[escalation]]\nevents=[\"ticket_assigned\"]\nwhen={priority=[\"URGENT\"]}\nsteps=[{after=\"1m\", channels=[\"email\"]}]", "URGENT"),
         ] {

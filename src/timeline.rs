@@ -116,10 +116,10 @@ pub struct Timeline {
     /// The notification: id, user_id, username, seq, notification_type, title, is_read, ticket.
     #[schema(value_type = Object)]
     pub notification: Value,
-    /// Its events, oldest first. Each has `event` (`committed`, `pushed`, `acked`, `read`,
-    /// `deleted`, `delivery_attempt`, `delivery_pending`, `escalation_scheduled`,
-    /// `escalation_fired`, `escalation_cancelled`, `escalation_failed`) and `at`, with the
-    /// fields of its kind.
+    /// Its events, oldest first. Each has `event` (`committed`, `oncall_resolved`,
+    /// `scheduled_send_due`, `pushed`, `acked`, `read`, `deleted`, `delivery_attempt`,
+    /// `delivery_pending`, `escalation_scheduled`, `escalation_fired`, `escalation_cancelled`,
+    /// `escalation_failed`) and `at`, with the fields of its kind.
     #[schema(value_type = Vec<Object>)]
     pub events: Vec<Value>,
 }
@@ -150,11 +150,21 @@ pub async fn timeline(
             "ticket_event_id": record.event.as_ref().map(|e| e.id),
         }),
     ));
+    let data = serde_json::from_str::<Value>(&n.data).unwrap_or(Value::Null);
+    // A send to whoever was on call says who was chosen, and why.
+    if let Some(paged) = data.get("oncall").filter(|p| p.is_object()) {
+        let resolved = paged["resolved_at"]
+            .as_str()
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap_or(n.created_at);
+        let mut event = paged.clone();
+        event["event"] = "oncall_resolved".into();
+        event["at"] = at(resolved).into();
+        events.push((resolved, 0, event));
+    }
     // A scheduled send says when it was due, and how late it fired.
-    if let Some(sent) = serde_json::from_str::<Value>(&n.data)
-        .ok()
-        .and_then(|d| d.get("scheduled_send").cloned())
-    {
+    if let Some(sent) = data.get("scheduled_send").cloned() {
         let due = sent["send_at"]
             .as_str()
             .and_then(|t| DateTime::parse_from_rfc3339(t).ok())

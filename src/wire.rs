@@ -12,7 +12,7 @@ use tickethub_actors::ticket_domain::{Comment, Ticket};
 pub mod dialect;
 mod send;
 
-pub use send::{check_link, SendIn};
+pub use send::{check_link, oncall_name, SendIn};
 
 use tickethub_actors::ticket_domain::{Category as Cat, Priority as Pri, TicketStatus as Status};
 use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};

@@ -300,6 +300,18 @@ impl EscalationActor {
                 }
             }
         }
+        // Whoever the step's on-call schedules name now, and why.
+        let mut on_call = Vec::new();
+        for target in &job.step.oncall {
+            match crate::oncall::resolve(store.as_ref(), target, store.now()).await {
+                Ok(paged) => {
+                    also.push(paged.user);
+                    on_call.push(paged.why());
+                }
+                Err(crate::oncall::Unpaged::Store(e)) => return Err(e),
+                Err(nobody) => on_call.push(format!("{}: {nobody}", target.name())),
+            }
+        }
         also.retain(|id| *id != n.user_id);
         also.sort();
         also.dedup();
@@ -350,7 +362,7 @@ impl EscalationActor {
         let mut channels = job.step.channels.clone();
         channels.push(Channel::Websocket);
         let drafts = audience.drafts_for(&also, &channels, &content);
-        let mut detail = Vec::new();
+        let mut detail = on_call;
         if !deliveries.is_empty() {
             detail.push(format!(
                 "sent on {}",

@@ -474,6 +474,12 @@ impl Hub {
         self.inner.deps.announce(a).await
     }
 
+    /// Resolves an on-call send to whoever is on call now (see
+    /// [`crate::notifier::Deps::page`]); any other send is returned as it was.
+    pub async fn page(&self, a: Announcement) -> Result<Announcement, crate::oncall::Unpaged> {
+        self.inner.deps.page(a).await
+    }
+
     /// Applies a change to a user's inbox: through the user's actor when they are connected
     /// (so their other sockets hear of it), directly otherwise.
     pub async fn user_command(
@@ -521,6 +527,7 @@ impl Hub {
                     .map_err(|e| e.to_string())?;
                 // The user's sockets on other hub processes hear of it too.
                 if let Some(update) = outcome.update(&cmd) {
+                    tracing::debug!(user_id = user.0, change = ?update, "inbox command applied without the user's actor; telling the bus");
                     self.inner.deps.publish(BusEvent::Inbox(user, update));
                 }
                 outcome

@@ -204,6 +204,9 @@ pub enum Recipients {
     Users(Vec<UserId>),
     /// Every active user of a role.
     Role(Role),
+    /// Whoever this on-call target names when the send commits (see
+    /// [`crate::notifier::Deps::page`]).
+    OnCall(crate::oncall::Target),
 }
 
 /// An admin's own notification.

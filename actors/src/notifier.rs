@@ -208,6 +208,26 @@ impl Deps {
         }
     }
 
+    /// Resolves an on-call send to whoever its target names now (by the store's clock): the
+    /// send goes to them, and its `data.oncall` says who was chosen and why. Any other send is
+    /// as it was.
+    pub async fn page(
+        &self,
+        mut a: crate::notification::Announcement,
+    ) -> Result<crate::notification::Announcement, crate::oncall::Unpaged> {
+        let crate::notification::Recipients::OnCall(target) = &a.to else {
+            return Ok(a);
+        };
+        let paged = crate::oncall::resolve(self.store.as_ref(), target, self.store.now()).await?;
+        tracing::debug!(why = %paged.why(), "on-call send resolved");
+        let mut data: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(&a.data).unwrap_or_default();
+        data.insert("oncall".into(), paged.json());
+        a.data = serde_json::Value::Object(data).to_string();
+        a.to = crate::notification::Recipients::Users(vec![paged.user]);
+        Ok(a)
+    }
+
     /// Commits an admin's notification (now, or as its schedule fires): its recipients are
     /// resolved here (a role's active users, ids of active users), and its deliveries queued
     /// and woken.
@@ -224,9 +244,20 @@ impl Deps {
         &self,
         a: crate::notification::Announcement,
     ) -> Result<Announced, StoreError> {
+        let a = match self.page(a).await {
+            Ok(a) => a,
+            Err(crate::oncall::Unpaged::Store(e)) => return Err(e),
+            Err(e) => return Err(StoreError::NotFound(e.to_string())),
+        };
         let deps = self;
         let mut ids: Vec<UserId> = match &a.to {
             crate::notification::Recipients::Users(ids) => ids.clone(),
+            crate::notification::Recipients::OnCall(target) => {
+                return Err(StoreError::NotFound(format!(
+                    "{} was not resolved",
+                    target.name()
+                )))
+            }
             crate::notification::Recipients::Role(role) => deps
                 .store
                 .users_with_role(*role)

@@ -16,6 +16,9 @@ use jiff::{Span, Timestamp};
 
 use crate::domain::UserId;
 
+mod page;
+pub use page::{resolve, valid_name, Paged, Target, Unpaged, PREFIX};
+
 /// How long one shift of a layer lasts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rotation {
@@ -286,12 +289,17 @@ impl Rota {
     /// The person on call after the one at `at`: whoever is on call once the current shift
     /// ends (the next turn of the same layer when that is the same person).
     pub fn next(&self, at: DateTime<Utc>) -> Option<UserId> {
-        let now = self.on_call(at)?.0;
+        self.next_shift(at).map(|s| s.user)
+    }
+
+    /// The first shift after `at` of someone other than the person on call at `at` (with
+    /// nobody on call, the first shift of anyone), looked for within the longest window.
+    pub fn next_shift(&self, at: DateTime<Utc>) -> Option<Shift> {
+        let now = self.on_call(at).map(|(user, _)| user);
         let horizon = at + chrono::Duration::days(LONGEST_WINDOW_DAYS);
         self.shifts(at, horizon)
             .into_iter()
-            .map(|s| s.user)
-            .find(|u| *u != now)
+            .find(|s| Some(s.user) != now)
     }
 
     /// Every moment in `[from, to]` at which who is on call may change.

@@ -54,6 +54,9 @@ pub struct Step {
     pub channels: Vec<Channel>,
     /// Who else is told, with a `ticket_escalated` notification.
     pub also: Vec<Audience>,
+    /// Whoever these on-call schedules name as the step fires is told too (`also =
+    /// ["oncall:primary"]`, or `"oncall:primary:next"` for the person after them).
+    pub oncall: Vec<crate::oncall::Target>,
     /// With `push` among the channels: how long the push then waits for the notification to
     /// be seen before it goes (none: at once).
     pub push_unless_seen: Option<Duration>,
@@ -103,6 +106,8 @@ pub struct PlannedStep {
     pub channels: Vec<Channel>,
     /// Who else is told.
     pub also: Vec<Audience>,
+    /// See [`Step::oncall`].
+    pub oncall: Vec<crate::oncall::Target>,
     /// See [`Step::push_unless_seen`].
     pub push_unless_seen: Option<Duration>,
 }
@@ -127,6 +132,7 @@ pub fn plan(
                     unless: s.unless,
                     channels: s.channels.clone(),
                     also: s.also.clone(),
+                    oncall: s.oncall.clone(),
                     push_unless_seen: s.push_unless_seen,
                 })
                 .collect()
@@ -163,6 +169,7 @@ mod tests {
                     unless: Unless::Read,
                     channels: vec![Channel::Whatsapp],
                     also: vec![],
+                    oncall: vec![],
                     push_unless_seen: None,
                 },
                 Step {
@@ -170,6 +177,7 @@ mod tests {
                     unless: Unless::Read,
                     channels: vec![Channel::Email],
                     also: vec![Audience::Admins],
+                    oncall: vec![],
                     push_unless_seen: None,
                 },
             ],

@@ -208,22 +208,37 @@ impl SchedulerActor {
                     // Its data says when it was due and when it fired (the claim wrote that in).
                     let mut announcement = send.announcement.clone();
                     announcement.idempotency = Some(mark.clone());
-                    match self.deps.announce(announcement).await {
-                        Ok(announced) => {
-                            let notified = announced.count;
-                            let _ = store
-                                .answer_idempotency(&mark, 201, &notified.to_string())
-                                .await;
-                            Fired::Fired {
-                                notified,
-                                at: now,
-                                detail: fired_detail(notified, late),
-                            }
-                        }
-                        Err(e) => {
+                    // An on-call send goes to whoever is on call as it fires.
+                    let announcement = match self.deps.page(announcement).await {
+                        Ok(a) => Ok(a),
+                        Err(crate::oncall::Unpaged::Store(e)) => {
                             let _ = store.release_idempotency(&mark).await;
                             return Err(e);
                         }
+                        Err(unpaged) => {
+                            let _ = store.release_idempotency(&mark).await;
+                            Err(Fired::Failed(unpaged.to_string()))
+                        }
+                    };
+                    match announcement {
+                        Err(failed) => failed,
+                        Ok(announcement) => match self.deps.announce(announcement).await {
+                            Ok(announced) => {
+                                let notified = announced.count;
+                                let _ = store
+                                    .answer_idempotency(&mark, 201, &notified.to_string())
+                                    .await;
+                                Fired::Fired {
+                                    notified,
+                                    at: now,
+                                    detail: fired_detail(notified, late),
+                                }
+                            }
+                            Err(e) => {
+                                let _ = store.release_idempotency(&mark).await;
+                                return Err(e);
+                            }
+                        },
                     }
                 }
             },

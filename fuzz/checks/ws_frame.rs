@@ -251,6 +251,7 @@ fn encode_announcement(a: &Announcement) -> Value {
     match &a.to {
         Recipients::Users(ids) => body["user_ids"] = ids.iter().map(|u| u.0).collect(),
         Recipients::Role(role) => body["role"] = role.as_str().into(),
+        Recipients::OnCall(target) => body["oncall"] = tickethub::wire::oncall_name(target).into(),
     }
     body
 }

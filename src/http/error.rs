@@ -140,6 +140,17 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// An on-call send whose target names nobody: the request's fault (400), unless the database
+/// did not answer.
+impl From<tickethub_actors::oncall::Unpaged> for ApiError {
+    fn from(e: tickethub_actors::oncall::Unpaged) -> Self {
+        match e {
+            tickethub_actors::oncall::Unpaged::Store(e) => e.into(),
+            e => ApiError::bad_request(format!("oncall: {e}.")),
+        }
+    }
+}
+
 impl From<crate::auth::AuthError> for ApiError {
     fn from(e: crate::auth::AuthError) -> Self {
         match e {

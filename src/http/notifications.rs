@@ -768,7 +768,7 @@ async fn put_preferences(
     responses(
         (status = 201, description = "Sent.", body = SendResult),
         (status = 202, description = "Scheduled (`send_at` or `delay`): the stored send, fired when due; its recipients are resolved then.", body = super::scheduled::ScheduledJson),
-        (status = 400, description = "The recipients or a field are invalid, or `send_at`/`delay` is in the past or too far ahead.", body = ErrorBody),
+        (status = 400, description = "The recipients or a field are invalid, `oncall` names no schedule or a schedule with nobody on call, or `send_at`/`delay` is in the past or too far ahead.", body = ErrorBody),
         (status = 401, description = "No valid access token.", body = ErrorBody),
         (status = 403, description = "The caller is not an admin (or the API key has no `notifications:send`).", body = ErrorBody),
         (status = 409, description = "A request with this `Idempotency-Key` is in progress, or the caller has as many sends scheduled as allowed.", body = ErrorBody),
@@ -793,6 +793,19 @@ async fn send(
     let mut announcement = body.into_announcement().map_err(ApiError::bad_request)?;
     announcement.sent_by = Some(caller.0.id);
     if let Some(send_at) = due {
+        // An on-call send is resolved as it fires; its schedule must exist now.
+        if let tickethub_actors::notification::Recipients::OnCall(target) = &announcement.to {
+            if state
+                .store
+                .oncall_schedule(&target.schedule)
+                .await?
+                .is_none()
+            {
+                return Err(
+                    tickethub_actors::oncall::Unpaged::NoSchedule(target.schedule.clone()).into(),
+                );
+            }
+        }
         return super::scheduled::schedule(&state, &caller, key, &bytes, announcement, send_at)
             .await;
     }
@@ -811,6 +824,8 @@ async fn send(
         request,
         |mark| async {
             announcement.idempotency = mark;
+            // Whoever is on call as it commits.
+            let announcement = state.hub.page(announcement).await?;
             let count = state.hub.announce(announcement).await?.count;
             Ok((StatusCode::CREATED, answer(count)))
         },

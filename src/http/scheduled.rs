@@ -49,6 +49,10 @@ pub struct ScheduledJson {
     /// The role whose active users it goes to, if it names a role.
     #[schema(required = true, value_type = Option<RoleName>)]
     pub role: Option<&'static str>,
+    /// The on-call schedule whose person on call it goes to as it fires (`primary`, or
+    /// `primary:next` for the next one), if it names one.
+    #[schema(required = true)]
+    pub oncall: Option<String>,
     /// Its type.
     pub notification_type: String,
     /// Its title.
@@ -81,9 +85,10 @@ impl ScheduledJson {
     /// `s`, its key named from `keys` (the API keys by id).
     fn of(s: &ScheduledSend, keys: &std::collections::HashMap<i64, String>) -> Self {
         let a = &s.announcement;
-        let (user_ids, role) = match &a.to {
-            Recipients::Users(ids) => (Some(ids.iter().map(|u| u.0).collect()), None),
-            Recipients::Role(role) => (None, Some(role.as_str())),
+        let (user_ids, role, oncall) = match &a.to {
+            Recipients::Users(ids) => (Some(ids.iter().map(|u| u.0).collect()), None, None),
+            Recipients::Role(role) => (None, Some(role.as_str()), None),
+            Recipients::OnCall(target) => (None, None, Some(crate::wire::oncall_name(target))),
         };
         Self {
             id: s.id,
@@ -91,6 +96,7 @@ impl ScheduledJson {
             status: s.status.clone(),
             user_ids,
             role,
+            oncall,
             notification_type: a.notification_type.clone(),
             title: a.title.clone(),
             message: a.message.clone(),

@@ -29,6 +29,16 @@ pub(crate) fn names<T>(items: &[T], name: impl Fn(&T) -> &'static str) -> String
     items.iter().map(name).collect::<Vec<_>>().join(",")
 }
 
+/// A step's `also` as stored: its audiences, then its on-call targets (`oncall:…`).
+fn also_names(s: &tickethub_actors::policy::PlannedStep) -> String {
+    s.also
+        .iter()
+        .map(|a| a.as_str().to_owned())
+        .chain(s.oncall.iter().map(|t| t.name()))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 fn parse_names<T: std::str::FromStr<Err = String>>(text: &str) -> Result<Vec<T>, StoreError> {
     text.split(',')
         .filter(|s| !s.is_empty())
@@ -106,7 +116,21 @@ impl EscalationDbRow {
                 after: (self.due_at - self.created_at).to_std().unwrap_or_default(),
                 unless: self.unless_seen.parse::<Unless>().map_err(corrupt)?,
                 channels: parse_names::<Channel>(&self.channels)?,
-                also: parse_names::<Audience>(&self.also)?,
+                also: parse_names::<Audience>(
+                    &self
+                        .also
+                        .split(',')
+                        .filter(|n| !n.starts_with(tickethub_actors::oncall::PREFIX))
+                        .collect::<Vec<_>>()
+                        .join(","),
+                )?,
+                oncall: self
+                    .also
+                    .split(',')
+                    .filter(|n| n.starts_with(tickethub_actors::oncall::PREFIX))
+                    .map(tickethub_actors::oncall::Target::parse)
+                    .collect::<Result<_, _>>()
+                    .map_err(corrupt)?,
                 push_unless_seen: self
                     .push_wait
                     .map(|s| std::time::Duration::from_secs(s.max(0) as u64)),
@@ -216,7 +240,7 @@ impl SqlStore {
                     .push_bind(s.step)
                     .push_bind(s.unless.as_str())
                     .push_bind(crate::store::history::names(&s.channels, |c| c.as_str()))
-                    .push_bind(crate::store::history::names(&s.also, |a| a.as_str()))
+                    .push_bind(also_names(s))
                     .push_bind(s.push_unless_seen.map(|w| w.as_secs() as i64))
                     .push_bind(due)
                     .push_bind("PENDING")

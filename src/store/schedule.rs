@@ -14,6 +14,7 @@ pub(crate) struct ScheduledRow {
     created_by: i64,
     user_ids: Option<String>,
     role: Option<String>,
+    oncall: Option<String>,
     notification_type: String,
     title: String,
     message: String,
@@ -31,7 +32,8 @@ pub(crate) struct ScheduledRow {
 }
 
 /// The columns of [`ScheduledRow`].
-pub(crate) const SCHEDULED_COLUMNS: &str = "id, created_by, user_ids, role, notification_type, \
+pub(crate) const SCHEDULED_COLUMNS: &str =
+    "id, created_by, user_ids, role, oncall, notification_type, \
      title, message, data, link, channels, send_at, status, fired_at, notified, detail, \
      created_at, updated_at, api_key_id";
 
@@ -70,15 +72,19 @@ fn corrupt(what: String) -> StoreError {
 
 impl ScheduledRow {
     pub(crate) fn into_send(self) -> Result<ScheduledSend, StoreError> {
-        let to = match (self.user_ids, self.role) {
-            (Some(ids), None) => Recipients::Users(
+        let to = match (self.user_ids, self.role, self.oncall) {
+            (None, None, Some(target)) => Recipients::OnCall(
+                tickethub_actors::oncall::Target::parse(&target)
+                    .map_err(|e| corrupt(format!("scheduled send {}: {e}", self.id)))?,
+            ),
+            (Some(ids), None, None) => Recipients::Users(
                 serde_json::from_str::<Vec<i64>>(&ids)
                     .map_err(|e| corrupt(format!("scheduled send {}: user_ids: {e}", self.id)))?
                     .into_iter()
                     .map(UserId)
                     .collect(),
             ),
-            (None, Some(role)) => Recipients::Role(
+            (None, Some(role), None) => Recipients::Role(
                 role.parse::<Role>()
                     .map_err(|e| corrupt(format!("scheduled send {}: {e}", self.id)))?,
             ),
@@ -260,21 +266,23 @@ impl tickethub_actors::ports::ScheduleStore for SqlStore {
         if pending >= cap {
             return Ok(Scheduled::Full { cap });
         }
-        let (user_ids, role) = match &a.to {
+        let (user_ids, role, oncall) = match &a.to {
             Recipients::Users(ids) => (
                 Some(
                     serde_json::to_string(&ids.iter().map(|u| u.0).collect::<Vec<_>>())
                         .expect("ids serialize"),
                 ),
                 None,
+                None,
             ),
-            Recipients::Role(role) => (None, Some(role.as_str())),
+            Recipients::Role(role) => (None, Some(role.as_str()), None),
+            Recipients::OnCall(target) => (None, None, Some(target.name())),
         };
         let channels: Vec<&str> = a.channels.iter().map(|c| c.as_str()).collect();
         let (id,): (i64,) = db::query_as(
             "INSERT INTO scheduled_sends (created_by, user_ids, role, notification_type, title, message, \
-             data, link, channels, send_at, status, created_at, updated_at, api_key_id) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'PENDING', $11, $11, $12) RETURNING id",
+             data, link, channels, send_at, status, created_at, updated_at, api_key_id, oncall) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'PENDING', $11, $11, $12, $13) RETURNING id",
         )
         .bind(owner.0)
         .bind(user_ids)
@@ -288,6 +296,7 @@ impl tickethub_actors::ports::ScheduleStore for SqlStore {
         .bind(send.send_at)
         .bind(now)
         .bind(send.api_key)
+        .bind(oncall)
         .fetch_one(&mut tx)
         .await
         .map_err(backend_error)?;

@@ -108,6 +108,7 @@ fn step(status: &str, detail: Option<&str>, created: i64, updated: i64) -> Escal
             unless: Unless::Acked,
             channels: vec![Channel::Email, Channel::Whatsapp],
             also: vec![Audience::Admins],
+            oncall: vec![],
             push_unless_seen: None,
         },
         due_at: secs(created + 300),

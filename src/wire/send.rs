@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 use super::{integer, ChannelName, RoleName};
 
 /// A notification an admin sends, over REST or the WebSocket. Give exactly one of
-/// `user_ids`, `user_id` or `role`.
+/// `user_ids`, `user_id`, `role` or `oncall`.
 #[derive(Deserialize, Debug, ToSchema)]
 #[schema(as = SendRequest)]
 pub struct SendIn {
@@ -25,6 +25,12 @@ pub struct SendIn {
     #[serde(default)]
     #[schema(value_type = Option<RoleName>)]
     role: Option<String>,
+    /// An on-call schedule's name: the notification goes to whoever is on call when it
+    /// commits (for a scheduled send, when it fires); `<schedule>:next` pages the person on
+    /// call after them. Its `data.oncall` says who was chosen and why.
+    #[serde(default)]
+    #[schema(pattern = r"^(oncall:)?[a-z0-9_-]{1,64}(:next)?$", example = "primary")]
+    oncall: Option<String>,
     /// The title, 1 to 200 characters, not only spaces.
     #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     title: String,
@@ -104,17 +110,19 @@ impl SendIn {
 
     /// Validates the request into an announcement.
     pub fn into_announcement(self) -> Result<Announcement, String> {
-        let to = match (self.user_ids, self.user_id, self.role) {
-            (Some(ids), None, None) if !ids.is_empty() && ids.len() <= 10_000 => {
+        let to = match (self.user_ids, self.user_id, self.role, self.oncall) {
+            (Some(ids), None, None, None) if !ids.is_empty() && ids.len() <= 10_000 => {
                 Recipients::Users(ids.into_iter().map(UserId).collect())
             }
-            (None, Some(id), None) => Recipients::Users(vec![UserId(id)]),
-            (None, None, Some(role)) => {
+            (None, Some(id), None, None) => Recipients::Users(vec![UserId(id)]),
+            (None, None, Some(role), None) => {
                 Recipients::Role(role.parse::<Role>().map_err(|e| format!("role: {e}"))?)
             }
+            (None, None, None, Some(target)) => Recipients::OnCall(oncall_target(&target)?),
             _ => {
                 return Err(
-                    "Give exactly one of user_ids (1 to 10000 ids), user_id or role.".into(),
+                    "Give exactly one of user_ids (1 to 10000 ids), user_id, role or oncall."
+                        .into(),
                 )
             }
         };
@@ -161,6 +169,26 @@ impl SendIn {
             idempotency: None,
         })
     }
+}
+
+/// The send API's `oncall`: `<schedule>` or `<schedule>:next` (`oncall:` before it is taken
+/// too, as escalation policies write it).
+fn oncall_target(text: &str) -> Result<tickethub_actors::oncall::Target, String> {
+    let prefix = tickethub_actors::oncall::PREFIX;
+    let full = if text.starts_with(prefix) {
+        text.to_owned()
+    } else {
+        format!("{prefix}{text}")
+    };
+    tickethub_actors::oncall::Target::parse(&full).map_err(|_| {
+        format!("oncall: `{text}` is not a schedule's name (1 to 64 lowercase letters, digits, `-` or `_`), optionally followed by `:next`.")
+    })
+}
+
+/// How the send API names an on-call target: `primary`, or `primary:next`.
+pub fn oncall_name(target: &tickethub_actors::oncall::Target) -> String {
+    let full = target.name();
+    full[tickethub_actors::oncall::PREFIX.len()..].to_owned()
 }
 
 /// A notification's link, which frontends navigate to (`action_url`): a path on the

@@ -144,21 +144,13 @@ async fn a_sent_delivery_whose_record_failed_is_not_sent_again(backend: Backend)
 /// A claimed escalation step whose firing fails is given back at once: it fires at a later
 /// look, and the steps claimed with it fire now, none waiting for the claims' lease.
 async fn a_failed_escalation_step_holds_back_neither_itself_nor_its_batch(backend: Backend) {
-    let file = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(
-        file.path(),
-        r#"
+    let routing = r#"
 [[escalation]]
 name = "created-unread"
 events = ["ticket_created"]
 steps = [ { after = "1s", unless = "read", channels = ["email"] } ]
-"#,
-    )
-    .unwrap();
-    let path = file.path().to_owned();
-    let hub = TestHub::start_with(&backend, |c| {
-        c.routing = Some(path);
-        c.escalation_poll_ms = 100;
+"#;
+    let hub = TestHub::start_routed(&backend, routing, |c| {
         // Longer than the test may take: a claim abandoned until its lease would fail it.
         c.escalation_lease = 600;
     })

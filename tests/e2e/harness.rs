@@ -496,6 +496,24 @@ impl TestHub {
             .unwrap()
     }
 
+    /// A hub whose routing file holds `routing` (read once, as it starts), looking for due
+    /// escalation steps every 100 ms; `tweak` adjusts the rest.
+    pub async fn start_routed(
+        backend: &Backend,
+        routing: &str,
+        tweak: impl FnOnce(&mut ServeConfig),
+    ) -> TestHub {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), routing).unwrap();
+        let path = file.path().to_owned();
+        Self::start_with(backend, |c| {
+            c.routing = Some(path);
+            c.escalation_poll_ms = 100;
+            tweak(c);
+        })
+        .await
+    }
+
     /// Starts a second hub on this hub's database (two processes sharing one database).
     pub async fn sibling(&self) -> TestHub {
         self.sibling_with(|_| {}).await

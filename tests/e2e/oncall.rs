@@ -6,7 +6,11 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use tickethub_actors::domain::Role;
 
-use crate::harness::{Backend, TestHub};
+use crate::harness::{Backend, TestHub, SEND};
+use tickethub_actors::domain::User;
+
+mod paging;
+use paging::*;
 
 const SCHEDULES: &str = "/api/oncall/schedules/";
 
@@ -304,6 +308,8 @@ crate::trials! {
     both: [
         a_daily_rotation_hands_over_at_nine_local_across_a_daylight_saving_change,
         schedules_refuse_bad_input_and_hide_a_project_s_schedule_from_non_members,
+        a_send_to_a_schedule_pages_whoever_is_on_call_as_it_commits,
+        an_unread_page_escalates_to_the_next_person_on_call,
     ],
     tests: [],
     sync: [],

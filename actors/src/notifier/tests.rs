@@ -313,6 +313,7 @@ fn every_draft_carries_the_first_matching_policy_s_steps() {
         unless: Unless::Read,
         channels: vec![channel],
         also: Vec::new(),
+        oncall: Vec::new(),
         push_unless_seen: None,
     };
     let policy = |name: &str, event: EventType, steps| Policy {

@@ -282,6 +282,7 @@ pub(super) async fn a_step_decided_before_a_read_does_not_fire_after_it(backend:
             unless: Unless::Read,
             channels: vec![Channel::Email],
             also: Vec::new(),
+            oncall: Vec::new(),
             push_unless_seen: None,
         }],
         recipient: alice.id,
