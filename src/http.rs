@@ -18,6 +18,7 @@ pub mod devices;
 pub mod error;
 pub mod extract;
 pub mod idempotency;
+pub mod inbound;
 pub mod notifications;
 pub mod oncall;
 pub mod openapi;
@@ -79,6 +80,7 @@ pub fn router(
         ))
         .merge(pages::router())
         .merge(verify::pages())
+        .merge(inbound::router())
         .fallback(|| async { error::ApiError::not_found() })
         .method_not_allowed_fallback(|| async {
             error::ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed.")

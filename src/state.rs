@@ -63,6 +63,8 @@ pub struct AppParts {
     pub dns: Arc<crate::delivery::outbound::Dns>,
     /// Sends and checks the codes that verify the addresses people type.
     pub verifier: Arc<crate::verification::Verifier>,
+    /// The Twilio auth token that signs inbound SMS webhooks, when the SMS channel is on.
+    pub twilio_auth_token: Option<String>,
 }
 
 /// Limits on scheduled sends.

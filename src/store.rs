@@ -29,6 +29,7 @@ pub mod outbox;
 pub mod postgres;
 pub mod preferences;
 pub mod projects;
+mod reply;
 pub mod retention;
 pub mod schedule;
 pub mod sqlite;

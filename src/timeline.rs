@@ -117,7 +117,8 @@ pub struct Timeline {
     #[schema(value_type = Object)]
     pub notification: Value,
     /// Its events, oldest first. Each has `event` (`committed`, `oncall_resolved`,
-    /// `scheduled_send_due`, `pushed`, `acked`, `read`, `deleted`, `delivery_attempt`,
+    /// `scheduled_send_due`, `pushed`, `acked`, `read`, `acknowledged` (with `via` and `by`),
+    /// `deleted`, `delivery_attempt`,
     /// `delivery_pending`, `escalation_scheduled`, `escalation_fired`, `escalation_cancelled`,
     /// `escalation_failed`) and `at`, with the fields of its kind.
     #[schema(value_type = Vec<Object>)]
@@ -197,6 +198,14 @@ pub async fn timeline(
     }
     if let (true, Some(t)) = (n.is_read, n.read_at) {
         events.push((t, 3, json!({"event": "read", "at": at(t)})));
+    }
+    // Acknowledged from outside the hub: by an SMS reply, say.
+    for a in store.acknowledgements(n.id).await? {
+        events.push((
+            a.at,
+            3,
+            json!({"event": "acknowledged", "at": at(a.at), "via": a.via, "by": who(Some(a.user), &names)}),
+        ));
     }
     if let Some(t) = record.deleted_at {
         events.push((t, 4, json!({"event": "deleted", "at": at(t)})));

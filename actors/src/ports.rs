@@ -22,6 +22,7 @@ mod devices;
 mod escalation;
 mod history;
 mod oncall;
+mod reply;
 mod retention;
 mod schedule;
 mod ticket_lists;
@@ -41,6 +42,7 @@ pub use history::{
     DeliveryAttempt, EscalationRow, HistoryStore, PushRecord, Pushed, TicketEvent, TimelineRecord,
 };
 pub use oncall::{NewOncallSchedule, OncallSchedule, OncallStore};
+pub use reply::{Acknowledgement, ReplyStore, Replyable};
 pub use retention::{Purgeable, RetentionStore, StoreFaults};
 pub use schedule::{
     Cancelled, Fired, NewScheduledSend, ScheduleStore, Scheduled, ScheduledSend, Sender,
@@ -649,6 +651,7 @@ pub trait Store:
     + AuditStore
     + VerificationStore
     + OncallStore
+    + ReplyStore
 {
     /// The backend's name (`sqlite` or `postgres`), for logs and health output.
     fn backend(&self) -> &'static str;

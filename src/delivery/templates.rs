@@ -150,6 +150,8 @@ impl Templates {
                 action_url => n.action_url.clone(),
                 data => data,
                 seq => n.seq,
+                // A page's code, for replies (`ACK 4F2K`); none for other notifications.
+                ack_code => tickethub_actors::reply::is_page(n).then(|| tickethub_actors::reply::code(n.seq)),
             })
             .map_err(|e| e.to_string())?;
         Ok(match part {

@@ -11,6 +11,8 @@ use tickethub_actors::domain::User;
 
 mod paging;
 use paging::*;
+mod replies;
+use replies::*;
 
 const SCHEDULES: &str = "/api/oncall/schedules/";
 
@@ -310,6 +312,7 @@ crate::trials! {
         schedules_refuse_bad_input_and_hide_a_project_s_schedule_from_non_members,
         a_send_to_a_schedule_pages_whoever_is_on_call_as_it_commits,
         an_unread_page_escalates_to_the_next_person_on_call,
+        a_page_is_acknowledged_and_its_ticket_resolved_by_sms_replies,
     ],
     tests: [],
     sync: [],

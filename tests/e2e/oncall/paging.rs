@@ -14,7 +14,7 @@ fn rfc3339(t: chrono::DateTime<chrono::Utc>) -> String {
 
 /// A schedule `primary` (UTC) whose layer puts `first` on call now, for about twelve hours,
 /// and `second` after them.
-async fn primary(hub: &TestHub, admin: &User, first: &User, second: &User) {
+pub(super) async fn primary(hub: &TestHub, admin: &User, first: &User, second: &User) {
     let start = rfc3339(chrono::Utc::now() - chrono::Duration::minutes(5));
     hub.post_as(
         admin,

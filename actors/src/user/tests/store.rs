@@ -313,6 +313,15 @@ inbox!(OncallStore {
     fn delete_oncall_override(&self, schedule: i64, id: i64) -> Result<bool, StoreError>;
 });
 
+inbox!(ReplyStore {
+    fn users_with_address(&self, channel: Channel, address: &str) -> Result<Vec<UserId>, StoreError>;
+    fn replyable(&self, user: UserId, channel: Channel, limit: i64) -> Result<Vec<crate::ports::Replyable>, StoreError>;
+    fn record_acknowledgement(&self, notification: i64, user: UserId, via: &str, at: DateTime<Utc>) -> Result<bool, StoreError>;
+    fn acknowledgements(&self, notification: i64) -> Result<Vec<crate::ports::Acknowledgement>, StoreError>;
+    fn inbound_answer(&self, provider: &str, id: &str) -> Result<Option<String>, StoreError>;
+    fn keep_inbound_answer(&self, provider: &str, id: &str, answer: &str, at: DateTime<Utc>) -> Result<String, StoreError>;
+});
+
 inbox!(VerificationStore {
     fn start_verification(&self, v: NewVerification) -> Result<Started, StoreError>;
     fn check_verification(&self, user: UserId, channel: Channel, code_hash: &str, now: DateTime<Utc>, attempts: i64) -> Result<Checked, StoreError>;

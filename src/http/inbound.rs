@@ -1,0 +1,287 @@
+//! Replies from outside the hub: Twilio's inbound SMS webhook,
+//! `POST /api/inbound/twilio/sms/`. A reply acts for the person whose verified SMS address sent
+//! it, on their own notifications only: `ACK`, `ACK 4F2K` or `1` acknowledges a page (it is
+//! read, so its escalation stops on every node), `RESOLVE 4F2K` finishes its ticket where they
+//! may, anything else gets the help text (see `tickethub_actors::reply`). Twilio's signature
+//! (`X-Twilio-Signature`: HMAC-SHA1 with the auth token over `--public-url`, the path and the
+//! form's fields sorted by name) is checked first; anything else is refused with 403. Each
+//! message's answer is kept by its `MessageSid`, so a message Twilio sends again is answered
+//! the same and acts once.
+
+use axum::body::Bytes;
+use axum::extract::{OriginalUri, State};
+use axum::http::header::CONTENT_TYPE;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use hmac::{KeyInit, Mac};
+use tickethub_actors::domain::UserId;
+use tickethub_actors::ports::{Replyable, StoreError};
+use tickethub_actors::reply::{self, Command};
+use tickethub_actors::routing::Channel;
+use tickethub_actors::ticket_domain::Action;
+use tickethub_actors::user::UserCommand;
+
+use crate::state::AppState;
+
+/// The path Twilio is told to call.
+pub const TWILIO_SMS: &str = "/api/inbound/twilio/sms/";
+
+/// The largest form Twilio sends is a few kilobytes; past this, the request is refused.
+const MOST_BYTES: usize = 64 * 1024;
+
+/// How many of a person's latest notifications sent by SMS a code may name.
+const REPLYABLE: i64 = 50;
+
+/// The inbound routes (outside the OpenAPI document: providers call them, not clients).
+pub fn router() -> axum::Router<AppState> {
+    axum::Router::new().route(TWILIO_SMS, axum::routing::post(twilio_sms))
+}
+
+fn plain(status: StatusCode, text: &'static str) -> Response {
+    (status, [(CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response()
+}
+
+/// TwiML that answers the sender with one message.
+fn twiml(text: &str) -> Response {
+    let escaped = text
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;");
+    (
+        StatusCode::OK,
+        [(CONTENT_TYPE, "text/xml; charset=utf-8")],
+        format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Message>{escaped}</Message></Response>"
+        ),
+    )
+        .into_response()
+}
+
+/// Twilio's signature of a request to `url` with these form fields: HMAC-SHA1 with the auth
+/// token over the URL and each field's name and value, sorted by name, base64.
+pub fn twilio_signature(token: &str, url: &str, fields: &[(String, String)]) -> String {
+    let mut sorted: Vec<&(String, String)> = fields.iter().collect();
+    sorted.sort();
+    let mut mac =
+        hmac::Hmac::<sha1::Sha1>::new_from_slice(token.as_bytes()).expect("HMAC takes any key");
+    mac.update(url.as_bytes());
+    for (name, value) in sorted {
+        mac.update(name.as_bytes());
+        mac.update(value.as_bytes());
+    }
+    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+}
+
+/// Whether `given` is the signature, compared in constant time.
+fn signed(token: &str, url: &str, fields: &[(String, String)], given: &str) -> bool {
+    let expected = twilio_signature(token, url, fields);
+    let (a, b) = (expected.as_bytes(), given.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn twilio_sms(
+    State(state): State<AppState>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (Some(token), Some(public)) = (&state.twilio_auth_token, &state.public_url) else {
+        return plain(
+            StatusCode::NOT_FOUND,
+            "SMS replies need the SMS channel (Twilio) and --public-url.",
+        );
+    };
+    if body.len() > MOST_BYTES {
+        return plain(StatusCode::PAYLOAD_TOO_LARGE, "The form is too large.");
+    }
+    let Ok(fields) = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&body) else {
+        return plain(StatusCode::BAD_REQUEST, "The body is not a form.");
+    };
+    let url = match uri.query() {
+        Some(query) => format!("{public}{}?{query}", uri.path()),
+        None => format!("{public}{}", uri.path()),
+    };
+    let given = headers
+        .get("x-twilio-signature")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if !signed(token, &url, &fields, given) {
+        metrics::counter!("tickethub_inbound_refused_total", "provider" => "twilio").increment(1);
+        return plain(
+            StatusCode::FORBIDDEN,
+            "The request is not signed by Twilio.",
+        );
+    }
+    let field = |name: &str| {
+        fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let (Some(sid), Some(from)) = (field("MessageSid"), field("From")) else {
+        return plain(StatusCode::BAD_REQUEST, "MessageSid and From are required.");
+    };
+    let text = field("Body").unwrap_or_default();
+    match answer_once(&state, sid, from, text).await {
+        Ok(answer) => twiml(&answer),
+        Err(e) => {
+            // Twilio tries again later; nothing was kept for this message.
+            tracing::warn!(error = %e, "cannot act on an SMS reply");
+            plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The database is unavailable; try again shortly.",
+            )
+        }
+    }
+}
+
+/// The answer to the message `sid`: the one kept, if it was answered before; else acts on
+/// it and keeps the answer.
+async fn answer_once(
+    state: &AppState,
+    sid: &str,
+    from: &str,
+    text: &str,
+) -> Result<String, StoreError> {
+    if let Some(kept) = state.store.inbound_answer("twilio", sid).await? {
+        return Ok(kept);
+    }
+    let answer = act(state, from, text).await?;
+    metrics::counter!("tickethub_inbound_replies_total", "channel" => "sms").increment(1);
+    state
+        .store
+        .keep_inbound_answer("twilio", sid, &answer, state.store.now())
+        .await
+}
+
+/// Acts on a reply from `from`, and says what was done.
+async fn act(state: &AppState, from: &str, text: &str) -> Result<String, StoreError> {
+    let user = match state
+        .store
+        .users_with_address(Channel::Sms, from)
+        .await?
+        .as_slice()
+    {
+        [] => return Ok("tickethub: this number is not a verified number of anyone here.".into()),
+        [one] => *one,
+        _ => {
+            return Ok(
+                "tickethub: this number belongs to several people here; acknowledge in the app."
+                    .into(),
+            )
+        }
+    };
+    let (code, resolve) = match reply::parse(text) {
+        Command::Ack(code) => (code, false),
+        Command::Resolve(code) => (code, true),
+        Command::Help => return Ok(reply::HELP.into()),
+    };
+    let pages = state.store.replyable(user, Channel::Sms, REPLYABLE).await?;
+    let page = match &code {
+        None => pages.first(),
+        Some(code) => pages.iter().find(|p| reply::code(p.seq) == *code),
+    };
+    let Some(page) = page else {
+        return Ok(match code {
+            Some(code) => format!("tickethub: none of your pages has the code {code}."),
+            None => "tickethub: you have no page to acknowledge.".into(),
+        });
+    };
+    if resolve {
+        return resolve_ticket(state, user, page).await;
+    }
+    Ok(if acknowledge(state, user, page).await? {
+        format!("tickethub: acknowledged \"{}\".", page.title)
+    } else {
+        format!("tickethub: \"{}\" was acknowledged already.", page.title)
+    })
+}
+
+/// Marks the page read (its escalation stops, on every node; the user's sockets hear it) and
+/// records how; `false` if it was read already.
+async fn acknowledge(state: &AppState, user: UserId, page: &Replyable) -> Result<bool, StoreError> {
+    let read_now = !page.is_read;
+    if read_now {
+        state
+            .hub
+            .user_command(
+                user,
+                None,
+                UserCommand::SetRead {
+                    id: page.id,
+                    read: true,
+                },
+            )
+            .await
+            .map_err(|e| StoreError::Backend(e.into()))?;
+    }
+    let recorded = state
+        .store
+        .record_acknowledgement(page.id, user, "sms", state.store.now())
+        .await?;
+    Ok(read_now || recorded)
+}
+
+/// Finishes the page's ticket as the user, by the rules of `finish_work`, and acknowledges the
+/// page.
+async fn resolve_ticket(
+    state: &AppState,
+    user: UserId,
+    page: &Replyable,
+) -> Result<String, StoreError> {
+    let Some(ticket) = page.ticket else {
+        return Ok(format!("tickethub: \"{}\" is about no ticket.", page.title));
+    };
+    let Some(person) = state.store.user_by_id(user).await? else {
+        return Ok("tickethub: this number is not a verified number of anyone here.".into());
+    };
+    use tickethub_actors::ticket::TicketError;
+    let answer = match state
+        .hub
+        .apply_marked(ticket, &person, Action::FinishWork, None)
+        .await
+    {
+        Ok(applied) => format!(
+            "tickethub: {} is {}.",
+            applied.ticket.key(),
+            applied.ticket.status.as_str()
+        ),
+        Err(TicketError::Store(e)) => return Err(e),
+        Err(TicketError::Unavailable) => {
+            return Err(StoreError::Backend("the ticket is busy".into()))
+        }
+        Err(e) => format!("tickethub: {e}"),
+    };
+    acknowledge(state, user, page).await?;
+    Ok(answer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Twilio's own documented example: this URL, these fields and this token sign as
+    /// `0/KCTR6DLpKmkAf8muzZqo1nDgQ=`.
+    #[test]
+    fn signatures_match_twilio_s_documented_example() {
+        let fields: Vec<(String, String)> = [
+            ("CallSid", "CA1234567890ABCDE"),
+            ("Caller", "+12349013030"),
+            ("Digits", "1234"),
+            ("From", "+12349013030"),
+            ("To", "+18005551212"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        assert_eq!(
+            twilio_signature(
+                "12345",
+                "https://mycompany.com/myapp.php?foo=1&bar=2",
+                &fields
+            ),
+            "0/KCTR6DLpKmkAf8muzZqo1nDgQ="
+        );
+    }
+}

@@ -1,0 +1,231 @@
+use super::*;
+use crate::harness::Crew;
+use crate::sms_fakes::{Twilio, AUTH_TOKEN};
+
+/// The hub's address as Twilio calls it (`--public-url`): Twilio signs this URL, not the
+/// address the test reaches.
+const PUBLIC: &str = "https://hub.example.com";
+
+/// The answer to an inbound SMS: its status and its text (the TwiML message, or the refusal).
+async fn reply(
+    hub: &TestHub,
+    from: &str,
+    body: &str,
+    sid: &str,
+    token: Option<&str>,
+) -> (u16, String) {
+    let fields: Vec<(String, String)> = [
+        ("AccountSid", crate::sms_fakes::ACCOUNT_SID),
+        ("Body", body),
+        ("From", from),
+        ("MessageSid", sid),
+        ("NumMedia", "0"),
+        ("To", crate::sms_fakes::FROM),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let path = tickethub::http::inbound::TWILIO_SMS;
+    let mut request = hub
+        .http
+        .post(hub.url(path))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(serde_urlencoded::to_string(&fields).unwrap());
+    if let Some(token) = token {
+        let signature =
+            tickethub::http::inbound::twilio_signature(token, &format!("{PUBLIC}{path}"), &fields);
+        request = request.header("x-twilio-signature", signature);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    if status != 200 {
+        return (status, text);
+    }
+    let message = text
+        .split_once("<Message>")
+        .and_then(|(_, rest)| rest.split_once("</Message>"))
+        .map(|(m, _)| {
+            m.replace("&quot;", "\"")
+                .replace("&lt;", "<")
+                .replace("&gt;", ">")
+                .replace("&amp;", "&")
+        })
+        .unwrap_or_else(|| panic!("not TwiML: {text}"));
+    assert!(text.starts_with("<?xml"), "{text}");
+    (status, message)
+}
+
+/// The code an SMS carries (`… (reply ACK 4F2K): …`).
+fn code_in(body: &str) -> String {
+    let (_, rest) = body
+        .split_once("(reply ACK ")
+        .unwrap_or_else(|| panic!("no code in {body:?}"));
+    rest[..4].to_owned()
+}
+
+/// A page sent by SMS to whoever is on call carries a code; their reply `ACK <code>`, signed
+/// by Twilio, marks it read (its escalation stops), shows on its timeline as acknowledged by
+/// SMS, and answers in TwiML. A message Twilio sends again is answered the same and acts once;
+/// an unsigned or wrongly signed request is refused; a code sent from another person's phone
+/// acts on nothing of theirs; `RESOLVE <code>` finishes the page's ticket by the rules of
+/// `finish_work`.
+pub(super) async fn a_page_is_acknowledged_and_its_ticket_resolved_by_sms_replies(
+    backend: Backend,
+) {
+    let twilio = Twilio::start().await;
+    let routing = r#"
+[ticket_assigned]
+recipients = ["newly_assigned"]
+channels = ["websocket", "sms"]
+
+[[escalation]]
+name = "pages"
+events = ["page"]
+steps = [{ after = "1h", unless = "read", also = ["admins"] }]
+"#;
+    let hub = TestHub::start_routed(&backend, routing, |c| {
+        twilio.configure(c);
+        c.public_url = Some(PUBLIC.into());
+    })
+    .await;
+    let admin = hub.user("boss", Role::Admin).await;
+    let ann = hub.user("ann", Role::Developer).await;
+    let bob = hub.user("bob", Role::Developer).await;
+    let carol = hub.user("carol", Role::Client).await;
+    let (ann_phone, bob_phone) = ("+15551230001", "+15551230002");
+    for (who, phone) in [(&ann, ann_phone), (&bob, bob_phone)] {
+        let changes = tickethub_actors::ports::ProfileChanges {
+            addresses: vec![(tickethub_actors::routing::Channel::Sms, Some(phone.into()))],
+            ..Default::default()
+        };
+        crate::delivery::vouch(&hub, who, changes).await;
+    }
+    paging::primary(&hub, &admin, &ann, &bob).await;
+    hub.post_as(
+        &admin,
+        SEND,
+        json!({"oncall": "primary", "notification_type": "page", "title": "db down",
+               "message": "primary is not answering", "channels": ["sms"]}),
+        201,
+    )
+    .await;
+    let sms = twilio.wait_for(1).await.remove(0);
+    assert_eq!(sms.to(), ann_phone);
+    let code = code_in(sms.body());
+    assert!(
+        sms.body()
+            .starts_with(&format!("db down (reply ACK {code}): primary")),
+        "{}",
+        sms.body()
+    );
+    let page = hub.get_as(&ann, "/api/notifications/", 200).await["results"][0].clone();
+    let id = page["id"].as_i64().unwrap();
+
+    // Refused: no signature, another token's, and a signed request whose fields were changed.
+    let ack = format!("ACK {code}");
+    assert_eq!(reply(&hub, ann_phone, &ack, "SM0", None).await.0, 403);
+    assert_eq!(
+        reply(&hub, ann_phone, &ack, "SM0", Some("not-the-token"))
+            .await
+            .0,
+        403
+    );
+    // Answered, acting on nothing: an unknown number, bob sending ann's code, and help.
+    let (status, text) = reply(&hub, "+15559999999", &ack, "SM1", Some(AUTH_TOKEN)).await;
+    assert_eq!(
+        (status, text.as_str()),
+        (
+            200,
+            "tickethub: this number is not a verified number of anyone here."
+        )
+    );
+    let (_, text) = reply(&hub, bob_phone, &ack, "SM2", Some(AUTH_TOKEN)).await;
+    assert_eq!(
+        text,
+        format!("tickethub: none of your pages has the code {code}.")
+    );
+    let (_, text) = reply(&hub, ann_phone, "what is this?", "SM3", Some(AUTH_TOKEN)).await;
+    assert!(text.starts_with("tickethub: reply ACK <code>"), "{text}");
+    let unread = hub.get_as(&ann, "/api/notifications/", 200).await;
+    assert_eq!(unread["results"][0]["is_read"], false, "{unread}");
+
+    // Ann acknowledges: read, its escalation step cancelled, on the timeline.
+    let (_, text) = reply(
+        &hub,
+        ann_phone,
+        &ack.to_lowercase(),
+        "SM4",
+        Some(AUTH_TOKEN),
+    )
+    .await;
+    assert_eq!(text, "tickethub: acknowledged \"db down\".");
+    let read = hub.get_as(&ann, "/api/notifications/", 200).await;
+    assert_eq!(read["results"][0]["is_read"], true, "{read}");
+    let steps = hub
+        .get_as(&admin, "/api/admin/escalations?status=all", 200)
+        .await;
+    assert_eq!(steps["results"][0]["notification_id"], id, "{steps}");
+    assert_eq!(steps["results"][0]["status"], "CANCELLED", "{steps}");
+    // Twilio sending the same message again gets the same answer; it acts once.
+    let (_, again) = reply(
+        &hub,
+        ann_phone,
+        &ack.to_lowercase(),
+        "SM4",
+        Some(AUTH_TOKEN),
+    )
+    .await;
+    assert_eq!(again, text);
+    let (_, later) = reply(&hub, ann_phone, "1", "SM5", Some(AUTH_TOKEN)).await;
+    assert_eq!(later, "tickethub: \"db down\" was acknowledged already.");
+    let timeline = hub
+        .get_as(&admin, &format!("/api/notifications/{id}/timeline/"), 200)
+        .await;
+    let acknowledged: Vec<&Value> = timeline["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event"] == "acknowledged")
+        .collect();
+    assert_eq!(acknowledged.len(), 1, "{timeline}");
+    assert_eq!(acknowledged[0]["via"], "sms");
+    assert_eq!(acknowledged[0]["by"]["username"], "ann");
+
+    // A CRITICAL ticket assigned to ann reaches her by SMS with its code; RESOLVE finishes it
+    // once she has started work, as `finish_work` allows, and not before.
+    let project = hub.project("OPS", &[&ann, &carol, &admin]).await;
+    let crew = Crew {
+        creator: &carol,
+        admin: &admin,
+        devs: &[&ann],
+    };
+    let ticket = hub
+        .ticket_in(
+            "ASSIGNED",
+            &crew,
+            json!({"project": project.id.0, "title": "Checkout is down", "priority": "CRITICAL", "category": "BUG"}),
+        )
+        .await;
+    let sms = twilio.wait_for(2).await.remove(1);
+    assert_eq!(sms.to(), ann_phone);
+    let resolve = format!("RESOLVE {}", code_in(sms.body()));
+    let (_, text) = reply(&hub, ann_phone, &resolve, "SM6", Some(AUTH_TOKEN)).await;
+    assert_eq!(
+        text,
+        "tickethub: Cannot finish_work a ticket whose status is ASSIGNED."
+    );
+    let ticket_path = format!("/api/tickets/{}/", ticket["id"]);
+    hub.post_as(&ann, &format!("{ticket_path}start_work/"), json!({}), 200)
+        .await;
+    let (_, text) = reply(&hub, ann_phone, &resolve, "SM7", Some(AUTH_TOKEN)).await;
+    assert_eq!(
+        text,
+        format!(
+            "tickethub: {} is FINISHED.",
+            ticket["key"].as_str().unwrap()
+        )
+    );
+    let now = hub.get_as(&carol, &ticket_path, 200).await;
+    assert_eq!(now["status"], "FINISHED", "{now}");
+}
