@@ -303,12 +303,12 @@ impl EscalationActor {
         // Whoever the step's on-call schedules name now, and why.
         let mut on_call = Vec::new();
         for target in &job.step.oncall {
-            match crate::oncall::resolve(store.as_ref(), target, store.now()).await {
+            match crate::notifier::resolve(store.as_ref(), target, store.now()).await {
                 Ok(paged) => {
                     also.push(paged.user);
                     on_call.push(paged.why());
                 }
-                Err(crate::oncall::Unpaged::Store(e)) => return Err(e),
+                Err(crate::notifier::Unpaged::Store(e)) => return Err(e),
                 Err(nobody) => on_call.push(format!("{}: {nobody}", target.name())),
             }
         }

@@ -476,7 +476,7 @@ impl Hub {
 
     /// Resolves an on-call send to whoever is on call now (see
     /// [`crate::notifier::Deps::page`]); any other send is returned as it was.
-    pub async fn page(&self, a: Announcement) -> Result<Announcement, crate::oncall::Unpaged> {
+    pub async fn page(&self, a: Announcement) -> Result<Announcement, crate::notifier::Unpaged> {
         self.inner.deps.page(a).await
     }
 

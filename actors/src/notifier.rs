@@ -13,6 +13,9 @@ use crate::routing::{
 };
 use crate::user::UserMsg;
 
+mod paging;
+pub use paging::{resolve, Unpaged};
+
 /// Shared dependencies of the actors.
 pub struct Deps {
     /// Batches the users' `sent_seq` writes.
@@ -214,11 +217,11 @@ impl Deps {
     pub async fn page(
         &self,
         mut a: crate::notification::Announcement,
-    ) -> Result<crate::notification::Announcement, crate::oncall::Unpaged> {
+    ) -> Result<crate::notification::Announcement, crate::notifier::Unpaged> {
         let crate::notification::Recipients::OnCall(target) = &a.to else {
             return Ok(a);
         };
-        let paged = crate::oncall::resolve(self.store.as_ref(), target, self.store.now()).await?;
+        let paged = crate::notifier::resolve(self.store.as_ref(), target, self.store.now()).await?;
         tracing::debug!(why = %paged.why(), "on-call send resolved");
         let mut data: serde_json::Map<String, serde_json::Value> =
             serde_json::from_str(&a.data).unwrap_or_default();
@@ -246,7 +249,7 @@ impl Deps {
     ) -> Result<Announced, StoreError> {
         let a = match self.page(a).await {
             Ok(a) => a,
-            Err(crate::oncall::Unpaged::Store(e)) => return Err(e),
+            Err(crate::notifier::Unpaged::Store(e)) => return Err(e),
             Err(e) => return Err(StoreError::NotFound(e.to_string())),
         };
         let deps = self;

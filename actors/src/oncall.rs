@@ -17,7 +17,7 @@ use jiff::{Span, Timestamp};
 use crate::domain::UserId;
 
 mod page;
-pub use page::{resolve, valid_name, Paged, Target, Unpaged, PREFIX};
+pub use page::{valid_name, Paged, Target, PREFIX};
 
 /// How long one shift of a layer lasts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

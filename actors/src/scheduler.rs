@@ -211,7 +211,7 @@ impl SchedulerActor {
                     // An on-call send goes to whoever is on call as it fires.
                     let announcement = match self.deps.page(announcement).await {
                         Ok(a) => Ok(a),
-                        Err(crate::oncall::Unpaged::Store(e)) => {
+                        Err(crate::notifier::Unpaged::Store(e)) => {
                             let _ = store.release_idempotency(&mark).await;
                             return Err(e);
                         }

@@ -142,10 +142,10 @@ impl From<StoreError> for ApiError {
 
 /// An on-call send whose target names nobody: the request's fault (400), unless the database
 /// did not answer.
-impl From<tickethub_actors::oncall::Unpaged> for ApiError {
-    fn from(e: tickethub_actors::oncall::Unpaged) -> Self {
+impl From<tickethub_actors::notifier::Unpaged> for ApiError {
+    fn from(e: tickethub_actors::notifier::Unpaged) -> Self {
         match e {
-            tickethub_actors::oncall::Unpaged::Store(e) => e.into(),
+            tickethub_actors::notifier::Unpaged::Store(e) => e.into(),
             e => ApiError::bad_request(format!("oncall: {e}.")),
         }
     }

@@ -801,9 +801,10 @@ async fn send(
                 .await?
                 .is_none()
             {
-                return Err(
-                    tickethub_actors::oncall::Unpaged::NoSchedule(target.schedule.clone()).into(),
-                );
+                return Err(tickethub_actors::notifier::Unpaged::NoSchedule(
+                    target.schedule.clone(),
+                )
+                .into());
             }
         }
         return super::scheduled::schedule(&state, &caller, key, &bytes, announcement, send_at)

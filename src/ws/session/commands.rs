@@ -117,7 +117,7 @@ impl Ctx {
                 }
                 let announcement = body.into_announcement().map_err(|e| ("bad_request", e))?;
                 let announcement = hub.page(announcement).await.map_err(|e| match e {
-                    tickethub_actors::oncall::Unpaged::Store(e) => unavailable(e.to_string()),
+                    tickethub_actors::notifier::Unpaged::Store(e) => unavailable(e.to_string()),
                     e => ("bad_request", format!("oncall: {e}.")),
                 })?;
                 let ids = hub
