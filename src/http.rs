@@ -19,6 +19,7 @@ pub mod error;
 pub mod extract;
 pub mod idempotency;
 pub mod inbound;
+pub mod maintenance;
 pub mod notifications;
 pub mod oncall;
 pub mod openapi;
@@ -51,6 +52,7 @@ pub fn api(metrics_on_main: bool) -> OpenApiRouter<AppState> {
         .merge(users::router())
         .merge(tickets::router())
         .merge(projects::router())
+        .merge(maintenance::router())
         .merge(scheduled::router())
         .merge(notifications::router())
         .merge(admin::router())

@@ -22,6 +22,7 @@ pub mod credentials;
 pub mod db;
 pub mod devices;
 pub mod history;
+mod hold;
 pub mod inbox;
 pub mod notifications;
 pub mod oncall;

@@ -209,6 +209,8 @@ pub enum Outcome {
     Retried,
     /// Not sent: the notification was seen while the delivery waited for it not to be.
     Suppressed,
+    /// Not sent yet: quiet hours or a maintenance window hold it back, untried.
+    Held,
 }
 
 /// A channel actor.
@@ -452,6 +454,9 @@ impl ChannelActor {
                     if job.seen {
                         return suppress(store.as_ref(), &node, &job).await;
                     }
+                    if let Some(hold) = holds(store.as_ref(), &job).await {
+                        return hold_back(store.as_ref(), &node, &job, hold).await;
+                    }
                     let result = transport.send(&job).await;
                     settle_device(store.as_ref(), &job, &result).await;
                     settle_address(store.as_ref(), &job, &result).await;
@@ -514,6 +519,7 @@ impl ChannelState {
                 self.suppressed += 1;
                 Verdict::Neutral
             }
+            Outcome::Held => Verdict::Neutral,
         }
     }
 }
@@ -595,6 +601,57 @@ async fn suppress(store: &dyn Store, node: &str, job: &crate::ports::DeliveryJob
     metrics::counter!("tickethub_outbox_attempts_total", "channel" => job.channel.as_str(), "result" => "suppressed")
         .increment(1);
     Outcome::Suppressed
+}
+
+/// Whether a claimed delivery waits: a maintenance window of its ticket's project holds any
+/// channel; the recipient's quiet hours hold a channel that reaches a person, unless the
+/// notification is a page. A hold that cannot be read holds nothing back.
+async fn holds(store: &dyn Store, job: &crate::ports::DeliveryJob) -> Option<crate::quiet::Hold> {
+    let now = store.now();
+    let n = &job.notification;
+    let maintenance = match &n.ticket {
+        Some(t) => store.maintenance_until(t.id, now).await,
+        None => Ok(None),
+    };
+    let personal = matches!(
+        job.channel.reach(),
+        crate::event::Reach::Personal | crate::event::Reach::Devices
+    );
+    let quiet = match personal {
+        true => store.quiet(n.user_id).await.map(|q| q.hours),
+        false => Ok(None),
+    };
+    match (maintenance, quiet) {
+        (Ok(until), Ok(hours)) => {
+            crate::quiet::hold(now, hours.as_ref(), crate::reply::is_page(n), until)
+        }
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::warn!(id = job.id, error = %e, "cannot read a delivery's holds; it goes now");
+            None
+        }
+    }
+}
+
+/// Puts a held delivery back until its hold ends.
+async fn hold_back(
+    store: &dyn Store,
+    node: &str,
+    job: &crate::ports::DeliveryJob,
+    hold: crate::quiet::Hold,
+) -> Outcome {
+    match store
+        .hold_delivery(job.id, node, hold.until, hold.reason)
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => tracing::warn!(id = job.id, "a delivery's claim was lost"),
+        Err(e) => {
+            tracing::warn!(id = job.id, error = %e, "cannot hold a delivery back; the row is taken back once its claim runs out")
+        }
+    }
+    metrics::counter!("tickethub_outbox_held_total", "channel" => job.channel.as_str(), "reason" => hold.reason)
+        .increment(1);
+    Outcome::Held
 }
 
 /// What an attempt's outcome writes to the outbox.
@@ -706,6 +763,7 @@ async fn record(
         Outcome::Failed { .. } => "failed",
         Outcome::Retried => "retried",
         Outcome::Suppressed => "suppressed",
+        Outcome::Held => "held",
     };
     metrics::counter!("tickethub_outbox_attempts_total", "channel" => job.channel.as_str(), "result" => result)
         .increment(1);

@@ -47,6 +47,7 @@ pub mod oncall;
 pub mod policy;
 pub mod ports;
 pub mod purge;
+pub mod quiet;
 pub mod reply;
 pub mod room;
 pub mod routing;

@@ -21,6 +21,7 @@ mod credentials;
 mod devices;
 mod escalation;
 mod history;
+mod hold;
 mod oncall;
 mod reply;
 mod retention;
@@ -41,6 +42,7 @@ pub use escalation::{EscalationJob, EscalationStore, Finish, Settled};
 pub use history::{
     DeliveryAttempt, EscalationRow, HistoryStore, PushRecord, Pushed, TicketEvent, TimelineRecord,
 };
+pub use hold::{HoldStore, MaintenanceWindow, Quiet};
 pub use oncall::{NewOncallSchedule, OncallSchedule, OncallStore};
 pub use reply::{Acknowledgement, ReplyStore, Replyable};
 pub use retention::{Purgeable, RetentionStore, StoreFaults};
@@ -652,6 +654,7 @@ pub trait Store:
     + VerificationStore
     + OncallStore
     + ReplyStore
+    + HoldStore
 {
     /// The backend's name (`sqlite` or `postgres`), for logs and health output.
     fn backend(&self) -> &'static str;

@@ -174,6 +174,15 @@ async fn prometheus(
                 .set(depth as f64);
         }
     }
+    if let Ok(held) = state.store.held_deliveries().await {
+        for reason in ["quiet_hours", "maintenance"] {
+            let n = held
+                .iter()
+                .find(|(r, _)| r == reason)
+                .map_or(0, |(_, n)| *n);
+            metrics::gauge!("tickethub_outbox_held", "reason" => reason).set(n as f64);
+        }
+    }
     Ok((
         [(
             axum::http::header::CONTENT_TYPE,

@@ -212,13 +212,54 @@ async fn list_users(
     operation_id = "users_me",
     tag = "users",
     responses(
-        (status = 200, description = "The caller.", body = UserOut),
+        (status = 200, description = "The caller.", body = MeOut),
         (status = 401, description = "No valid access token.", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
-async fn me(caller: Caller) -> Json<UserOut> {
-    Json(UserOut::from(&caller.0))
+async fn me(State(state): State<AppState>, caller: Caller) -> Result<Json<MeOut>, ApiError> {
+    Ok(Json(MeOut::of(&state, &caller.0).await?))
+}
+
+/// The caller: their profile, time zone and quiet hours.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Me)]
+pub struct MeOut {
+    #[serde(flatten)]
+    user: UserOut,
+    /// Their IANA time zone, if they gave one.
+    #[schema(required = true)]
+    time_zone: Option<String>,
+    /// When email, SMS, push, chat and voice wait for them (`HH:MM` in `time_zone`, or UTC
+    /// without one), unless the notification is a page; null: never.
+    #[schema(required = true)]
+    quiet_hours: Option<QuietHoursJson>,
+}
+
+/// Quiet hours: from `start` to `end` each day (an `end` before `start` runs past midnight).
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QuietHoursJson {
+    /// When they begin, `HH:MM`.
+    #[schema(example = "22:00", pattern = r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]
+    start: String,
+    /// When they end, `HH:MM`.
+    #[schema(example = "07:00", pattern = r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]
+    end: String,
+}
+
+impl MeOut {
+    async fn of(state: &AppState, user: &User) -> Result<Self, ApiError> {
+        let quiet = state.store.quiet(user.id).await?;
+        Ok(Self {
+            user: UserOut::from(user),
+            time_zone: quiet.time_zone,
+            quiet_hours: quiet.hours.map(|h| QuietHoursJson {
+                start: h.start.name(),
+                end: h.end.name(),
+            }),
+        })
+    }
 }
 
 /// Changes to the caller's profile; absent fields stay as they are.
@@ -248,6 +289,14 @@ pub(crate) struct ProfileIn {
     #[serde(default)]
     #[schema(value_type = Option<std::collections::BTreeMap<String, Option<String>>>)]
     pub(crate) addresses: Option<std::collections::BTreeMap<String, Option<String>>>,
+    /// An IANA time zone (`Europe/Berlin`) for quiet hours; `null` clears it (UTC).
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, max_length = 64)]
+    pub(crate) time_zone: Option<Option<String>>,
+    /// Quiet hours, `{"start": "22:00", "end": "07:00"}`; `null` turns them off.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<QuietHoursJson>)]
+    pub(crate) quiet_hours: Option<Option<QuietHoursJson>>,
 }
 
 /// Tells a field that is absent (`None`) from one that is `null` (`Some(None)`).
@@ -267,7 +316,7 @@ where
     tag = "users",
     request_body = ProfileIn,
     responses(
-        (status = 200, description = "The caller, changed.", body = UserOut),
+        (status = 200, description = "The caller, changed.", body = MeOut),
         (status = 400, description = "A field is invalid or unknown.", body = ErrorBody),
         (status = 401, description = "No valid access token.", body = ErrorBody),
     ),
@@ -277,7 +326,8 @@ async fn update_me(
     State(state): State<AppState>,
     caller: Caller,
     Json(body): Json<ProfileIn>,
-) -> Result<Json<UserOut>, ApiError> {
+) -> Result<Json<MeOut>, ApiError> {
+    let quiet = quiet_changes(&state, &caller.0, body.time_zone, body.quiet_hours).await?;
     let changes = profile_changes(
         body.display_name,
         super::addresses::changes(
@@ -297,7 +347,57 @@ async fn update_me(
     if typed {
         state.verifier.start_all(&user).await;
     }
-    Ok(Json(UserOut::from(&user)))
+    if let Some(quiet) = quiet {
+        state.store.set_quiet(user.id, quiet).await?;
+    }
+    Ok(Json(MeOut::of(&state, &user).await?))
+}
+
+/// The caller's time zone and quiet hours after a change, checked; `None` when the request
+/// changes neither.
+async fn quiet_changes(
+    state: &AppState,
+    user: &User,
+    time_zone: Option<Option<String>>,
+    hours: Option<Option<QuietHoursJson>>,
+) -> Result<Option<tickethub_actors::ports::Quiet>, ApiError> {
+    use tickethub_actors::oncall::Handoff;
+    if time_zone.is_none() && hours.is_none() {
+        return Ok(None);
+    }
+    let mut quiet = state.store.quiet(user.id).await?;
+    if let Some(zone) = time_zone {
+        if let Some(zone) = &zone {
+            tickethub_actors::oncall::time_zone(zone).map_err(ApiError::bad_request)?;
+        }
+        quiet.time_zone = zone;
+    }
+    let zone = quiet.time_zone.clone().unwrap_or_else(|| "UTC".into());
+    quiet.hours = match hours {
+        None => quiet.hours.map(|h| tickethub_actors::quiet::QuietHours {
+            time_zone: zone.clone(),
+            ..h
+        }),
+        Some(None) => None,
+        Some(Some(h)) => {
+            let at = |field: &str, text: &str| {
+                Handoff::parse(text)
+                    .map_err(|e| ApiError::bad_request(format!("quiet_hours.{field}: {e}.")))
+            };
+            let (start, end) = (at("start", &h.start)?, at("end", &h.end)?);
+            if start == end {
+                return Err(ApiError::bad_request(
+                    "quiet_hours: start and end are the same time; give null to turn them off.",
+                ));
+            }
+            Some(tickethub_actors::quiet::QuietHours {
+                time_zone: zone,
+                start,
+                end,
+            })
+        }
+    };
+    Ok(Some(quiet))
 }
 
 /// Validates a name into profile changes, with the addresses checked already

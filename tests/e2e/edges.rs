@@ -89,15 +89,7 @@ async fn made_up_methods_never_become_metric_series() {
             .unwrap();
         assert_eq!(res.status(), 405);
     }
-    let body = hub
-        .http
-        .get(hub.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let body = hub.metrics_text().await;
     assert!(!body.contains("MQQQ"), "a made-up method became a label");
     assert!(
         body.lines()

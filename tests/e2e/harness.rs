@@ -446,6 +446,13 @@ impl TestHub {
         ws
     }
 
+    /// `/metrics` as text (served beside the API, without a token).
+    pub async fn metrics_text(&self) -> String {
+        let res = self.http.get(self.url("/metrics")).send().await.unwrap();
+        assert_eq!(res.status(), 200);
+        res.text().await.unwrap()
+    }
+
     /// GET with a bearer token.
     pub async fn get(&self, path: &str, token: Option<&str>) -> (u16, Value) {
         let mut req = self.http.get(self.url(path));

@@ -11,7 +11,9 @@ use tickethub_actors::domain::User;
 
 mod paging;
 use paging::*;
+mod holds;
 mod replies;
+use holds::*;
 use replies::*;
 
 const SCHEDULES: &str = "/api/oncall/schedules/";
@@ -313,6 +315,7 @@ crate::trials! {
         a_send_to_a_schedule_pages_whoever_is_on_call_as_it_commits,
         an_unread_page_escalates_to_the_next_person_on_call,
         a_page_is_acknowledged_and_its_ticket_resolved_by_sms_replies,
+        quiet_hours_and_maintenance_windows_hold_outbound_messages,
     ],
     tests: [],
     sync: [],

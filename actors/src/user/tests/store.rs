@@ -322,6 +322,17 @@ inbox!(ReplyStore {
     fn keep_inbound_answer(&self, provider: &str, id: &str, answer: &str, at: DateTime<Utc>) -> Result<String, StoreError>;
 });
 
+inbox!(HoldStore {
+    fn quiet(&self, user: UserId) -> Result<crate::ports::Quiet, StoreError>;
+    fn set_quiet(&self, user: UserId, quiet: crate::ports::Quiet) -> Result<(), StoreError>;
+    fn add_maintenance(&self, project: crate::domain::ProjectId, from: DateTime<Utc>, to: DateTime<Utc>, by: UserId) -> Result<crate::ports::MaintenanceWindow, StoreError>;
+    fn maintenance_windows(&self, project: crate::domain::ProjectId, after: DateTime<Utc>) -> Result<Vec<crate::ports::MaintenanceWindow>, StoreError>;
+    fn delete_maintenance(&self, project: crate::domain::ProjectId, id: i64) -> Result<bool, StoreError>;
+    fn maintenance_until(&self, ticket: crate::ticket_domain::TicketId, at: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, StoreError>;
+    fn held_deliveries(&self) -> Result<Vec<(String, i64)>, StoreError>;
+    fn hold_delivery(&self, id: i64, node: &str, until: DateTime<Utc>, why: &str) -> Result<bool, StoreError>;
+});
+
 inbox!(VerificationStore {
     fn start_verification(&self, v: NewVerification) -> Result<Started, StoreError>;
     fn check_verification(&self, user: UserId, channel: Channel, code_hash: &str, now: DateTime<Utc>, attempts: i64) -> Result<Checked, StoreError>;
