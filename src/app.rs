@@ -285,6 +285,7 @@ impl Application {
                 apns: config.channels.apns.apns_key.is_some(),
             }),
             verifier,
+            vapid: vapid.clone(),
             twilio_auth_token: match &config.channels.sms {
                 s if s.twilio_account_sid.is_some() && s.twilio_from.is_some() => {
                     s.twilio_auth_token.clone()

@@ -65,6 +65,8 @@ pub struct AppParts {
     pub verifier: Arc<crate::verification::Verifier>,
     /// The Twilio auth token that signs inbound SMS webhooks, when the SMS channel is on.
     pub twilio_auth_token: Option<String>,
+    /// The Web Push key, whose derived key signs the acknowledge tokens of pushes.
+    pub vapid: Option<Arc<crate::channels::push::VapidKey>>,
 }
 
 /// Limits on scheduled sends.

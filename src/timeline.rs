@@ -50,7 +50,9 @@ pub fn escalation_json(e: &EscalationRow) -> Value {
         "step": e.step.step,
         "unless": e.step.unless.as_str(),
         "channels": e.step.channels.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
-        "also": e.step.also.iter().map(|a| a.as_str()).collect::<Vec<_>>(),
+        "also": e.step.also.iter().map(|a| a.as_str().to_owned())
+            .chain(e.step.oncall.iter().map(|t| t.name()))
+            .collect::<Vec<_>>(),
         "due_at": at(e.due_at),
         "status": e.status,
         "detail": e.detail,

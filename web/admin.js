@@ -1,6 +1,7 @@
 // The operator page: the hub's supervision tree from GET /api/admin/actors, polled every
 // second, with a filter that goes to the hub as `?q=` and also narrows what is shown at once;
-// the escalation steps (GET /api/admin/escalations) on the same cycle; and "why wasn't this
+// the escalation steps (GET /api/admin/escalations) on the same cycle; who is on call on each
+// schedule (GET /api/oncall/schedules/ and …/now/), every ten seconds; and "why wasn't this
 // user notified?" (GET /api/admin/trace) with each notification's timeline; and delivery
 // analytics (GET /api/admin/analytics), loaded when the page starts and when a filter changes,
 // drawn as SVG charts and a table.
@@ -382,6 +383,44 @@ function pollSoon() {
   clearTimeout(view.timer);
   if (view.inFlight) view.pending = true;
   else poll();
+}
+
+// On call: every schedule and who is on call now, loaded with the page and every ten seconds.
+
+const ONCALL_MS = 10_000;
+
+async function loadOncall() {
+  if (!session.loggedIn) return;
+  const panel = byTestId('oncall-panel');
+  const error = byTestId('oncall-error');
+  try {
+    const schedules = await session.api('GET', '/api/oncall/schedules/');
+    const now = await Promise.all(schedules.map((s) =>
+      session.api('GET', `/api/oncall/schedules/${encodeURIComponent(s.name)}/now/`).catch(() => null)));
+    byTestId('oncall-list').replaceChildren(...schedules.map((s, i) => oncallRow(s, now[i])));
+    const count = byTestId('oncall-count');
+    count.textContent = String(schedules.length);
+    count.dataset.count = String(schedules.length);
+    byTestId('oncall-empty').hidden = schedules.length > 0;
+    error.hidden = true;
+    panel.dataset.state = 'loaded';
+  } catch (e) {
+    if (!session.loggedIn) return;
+    error.textContent = e instanceof ApiError ? `GET /api/oncall/schedules/ failed: ${e.message}` : `Cannot reach the hub: ${e.message}`;
+    error.hidden = false;
+    panel.dataset.state = 'error';
+  }
+}
+
+function oncallRow(s, now) {
+  const who = now && now.username ? `${now.username} (#${now.user_id})` : 'nobody';
+  const why = now && now.source ? `${now.source} ${now.source_id}` : '–';
+  return el('tr', { testid: 'oncall-row', dataset: { schedule: s.name, userId: now?.user_id ?? '' } },
+    el('td', { class: 'mono', testid: 'oncall-schedule' }, s.name, el('div', { class: 'muted' }, s.time_zone)),
+    el('td', { testid: 'oncall-who' }, who),
+    el('td', { testid: 'oncall-until', title: now?.until ?? '' }, now?.until ? clock(now.until) : '–',
+      now?.until ? el('div', { class: 'muted' }, relative(now.until)) : null),
+    el('td', { testid: 'oncall-why' }, why));
 }
 
 // Escalation steps: every node's, soonest due first, loaded with each refresh of the tree.
@@ -951,6 +990,9 @@ async function start() {
   loadPeople(true);
   pollSoon();
   loadAnalytics();
+  loadOncall();
+  clearInterval(view.oncallTimer);
+  view.oncallTimer = setInterval(loadOncall, ONCALL_MS);
 }
 
 function showLogin(message) {
@@ -965,6 +1007,7 @@ function showLogin(message) {
 
 function logout(message) {
   clearTimeout(view.timer);
+  clearInterval(view.oncallTimer);
   session.logout();
   view.tree = null;
   Object.assign(view.escalations, { rows: null, error: null, signature: '', again: false });
@@ -1016,6 +1059,7 @@ document.addEventListener('DOMContentLoaded', () => {
     loadEscalations();
   });
   byTestId('escalations-refresh').addEventListener('click', () => loadEscalations());
+  byTestId('oncall-refresh').addEventListener('click', () => loadOncall());
   byTestId('escalation-timeline-close').addEventListener('click', hideEscalationTimeline);
   byTestId('trace-form').addEventListener('submit', runTrace);
   byTestId('analytics-form').addEventListener('submit', loadAnalytics);

@@ -2,7 +2,9 @@
 // notifications, and a click on one opens its link in a window of the hub (or a new one).
 //
 // A push carries JSON: `{title, body, url, notification_id, seq, type, priority}`, or only
-// `{title, notification_id, seq}` when the hub sends minimal pushes. It is served at `/sw.js` so
+// `{title, notification_id, seq}` when the hub sends minimal pushes. A page carries an
+// Acknowledge button too (`actions`), whose click posts the push's one-time token (`ack`) to
+// the hub, which marks the page read and stops its escalation. It is served at `/sw.js` so
 // that its scope is the whole site.
 
 const ORIGIN = self.location.origin;
@@ -34,7 +36,8 @@ function showPush(push) {
   return self.registration.showNotification(String(push.title || 'tickethub'), {
     body: push.body ? String(push.body) : '',
     tag: `tickethub-${id}`,
-    data: { url: push.url ?? null, notification_id: push.notification_id ?? null },
+    data: { url: push.url ?? null, notification_id: push.notification_id ?? null, ack: push.ack ?? null },
+    actions: Array.isArray(push.actions) ? push.actions.slice(0, 2) : [],
     icon: '/assets/icon.svg',
     requireInteraction: push.priority === 'CRITICAL',
   });
@@ -102,6 +105,25 @@ function clickNotification(notification) {
   return openLink(notification.data?.url ?? null);
 }
 
+/** The Acknowledge button: posts the push's token; the notification closes either way. */
+async function acknowledge(notification) {
+  notification.close();
+  const ack = notification.data?.ack;
+  if (!ack || typeof ack.url !== 'string' || typeof ack.token !== 'string') return;
+  try {
+    await fetch(new URL(ack.url, ORIGIN), {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ token: ack.token }),
+    });
+  } catch {
+    // Offline: the page stays unread, and escalates as it would have.
+  }
+}
+
 self.addEventListener('notificationclick', (event) => {
-  event.waitUntil(clickNotification(event.notification));
+  const work = event.action === 'ack'
+    ? acknowledge(event.notification)
+    : clickNotification(event.notification);
+  event.waitUntil(work);
 });

@@ -226,7 +226,18 @@ impl Transport for WebPushTransport {
             device.device.p256dh.as_deref(),
             device.device.auth.as_deref(),
         )?;
-        let plain = push::payload(job, self.content).to_string().into_bytes();
+        let mut payload = push::payload(job, self.content);
+        // A page gets an Acknowledge button: the service worker posts its token.
+        let n = &job.notification;
+        if tickethub_actors::reply::is_page(n) {
+            let expires = chrono::Utc::now() + push::ACK_TOKEN_LIFE;
+            payload["actions"] = serde_json::json!([{"action": "ack", "title": "Acknowledge"}]);
+            payload["ack"] = serde_json::json!({
+                "url": crate::http::inbound::PUSH_ACK,
+                "token": self.vapid.ack_token(n.id, n.user_id.0, expires),
+            });
+        }
+        let plain = payload.to_string().into_bytes();
         let body = web_push_native::encrypt(plain, &public, &auth)
             .map_err(|e| TransportError::Permanent(format!("cannot encrypt the push: {e}")))?;
         let urgency = if push::is_critical(job) {

@@ -27,6 +27,9 @@ use crate::state::AppState;
 /// The path Twilio is told to call.
 pub const TWILIO_SMS: &str = "/api/inbound/twilio/sms/";
 
+/// Where a push's Acknowledge button posts its token.
+pub const PUSH_ACK: &str = "/api/inbound/push/ack/";
+
 /// The largest form Twilio sends is a few kilobytes; past this, the request is refused.
 const MOST_BYTES: usize = 64 * 1024;
 
@@ -35,7 +38,9 @@ const REPLYABLE: i64 = 50;
 
 /// The inbound routes (outside the OpenAPI document: providers call them, not clients).
 pub fn router() -> axum::Router<AppState> {
-    axum::Router::new().route(TWILIO_SMS, axum::routing::post(twilio_sms))
+    axum::Router::new()
+        .route(TWILIO_SMS, axum::routing::post(twilio_sms))
+        .route(PUSH_ACK, axum::routing::post(push_ack))
 }
 
 fn plain(status: StatusCode, text: &'static str) -> Response {
@@ -136,6 +141,52 @@ async fn twilio_sms(
     }
 }
 
+/// A push's Acknowledge button: `{"token"}`, signed by this hub for one notification of one
+/// user. 200 `{"notification_id", "acknowledged"}` (`false` when it was acknowledged already);
+/// 403 for a token that is not this hub's or has expired; 404 when the notification is gone.
+async fn push_ack(State(state): State<AppState>, body: Bytes) -> Response {
+    let Some(vapid) = &state.vapid else {
+        return plain(StatusCode::NOT_FOUND, "Web Push is off on this hub.");
+    };
+    #[derive(serde::Deserialize)]
+    struct Ack {
+        token: String,
+    }
+    let Ok(ack) = serde_json::from_slice::<Ack>(&body) else {
+        return plain(StatusCode::BAD_REQUEST, "Give {\"token\": \"…\"}.");
+    };
+    let (id, user) = match vapid.check_ack_token(&ack.token, chrono::Utc::now()) {
+        Ok(named) => named,
+        Err(why) => {
+            metrics::counter!("tickethub_inbound_refused_total", "provider" => "push").increment(1);
+            let detail = serde_json::json!({"detail": format!("The token is {why}.")});
+            return (StatusCode::FORBIDDEN, axum::Json(detail)).into_response();
+        }
+    };
+    let user = UserId(user);
+    let found = match state.store.notification(user, id).await {
+        Ok(found) => found,
+        Err(e) => return crate::http::error::ApiError::from(e).into_response(),
+    };
+    let Some(n) = found else {
+        return plain(StatusCode::NOT_FOUND, "The notification is gone.");
+    };
+    let page = Replyable {
+        id: n.id,
+        seq: n.seq,
+        title: n.title,
+        ticket: n.ticket.map(|t| t.id),
+        is_read: n.is_read,
+    };
+    match acknowledge(&state, user, &page, "push").await {
+        Ok(acknowledged) => {
+            let answer = serde_json::json!({"notification_id": id, "acknowledged": acknowledged});
+            axum::Json(answer).into_response()
+        }
+        Err(e) => crate::http::error::ApiError::from(e).into_response(),
+    }
+}
+
 /// The answer to the message `sid`: the one kept, if it was answered before; else acts on
 /// it and keeps the answer.
 async fn answer_once(
@@ -191,7 +242,7 @@ async fn act(state: &AppState, from: &str, text: &str) -> Result<String, StoreEr
     if resolve {
         return resolve_ticket(state, user, page).await;
     }
-    Ok(if acknowledge(state, user, page).await? {
+    Ok(if acknowledge(state, user, page, "sms").await? {
         format!("tickethub: acknowledged \"{}\".", page.title)
     } else {
         format!("tickethub: \"{}\" was acknowledged already.", page.title)
@@ -200,7 +251,12 @@ async fn act(state: &AppState, from: &str, text: &str) -> Result<String, StoreEr
 
 /// Marks the page read (its escalation stops, on every node; the user's sockets hear it) and
 /// records how; `false` if it was read already.
-async fn acknowledge(state: &AppState, user: UserId, page: &Replyable) -> Result<bool, StoreError> {
+async fn acknowledge(
+    state: &AppState,
+    user: UserId,
+    page: &Replyable,
+    via: &'static str,
+) -> Result<bool, StoreError> {
     let read_now = !page.is_read;
     if read_now {
         state
@@ -218,8 +274,11 @@ async fn acknowledge(state: &AppState, user: UserId, page: &Replyable) -> Result
     }
     let recorded = state
         .store
-        .record_acknowledgement(page.id, user, "sms", state.store.now())
+        .record_acknowledgement(page.id, user, via, state.store.now())
         .await?;
+    if recorded {
+        metrics::counter!("tickethub_acknowledgements_total", "via" => via).increment(1);
+    }
     Ok(read_now || recorded)
 }
 
@@ -253,7 +312,7 @@ async fn resolve_ticket(
         }
         Err(e) => format!("tickethub: {e}"),
     };
-    acknowledge(state, user, page).await?;
+    acknowledge(state, user, page, "sms").await?;
     Ok(answer)
 }
 

@@ -5,7 +5,8 @@
 //   node tests/browser/escalations.mjs http://127.0.0.1:8080 admin=USER:PASS client=USER:PASS \
 //     developer=USER:PASS outsider=USER:PASS
 //
-// The admin, the client and the developer share a project; the outsider does not. The client
+// The admin, the client and the developer share a project; the outsider does not. A global
+// on-call schedule `primary` has the developer on call. The client
 // has a ticket the admin opened and nobody is assigned yet. Once the page shows no pending step,
 // the script prints the line `cue: assign the ticket now` and waits for the step of the
 // developer's assignment, which whoever runs the script makes (over REST, as the admin). Exits
@@ -82,6 +83,18 @@ await new Run('escalations').main(async (run) => {
   run.check(await text(tid(escalationNode, 'escalation-pending')) === '0', 'the escalation actor has nothing pending');
   run.check(await text(tid(escalationNode, 'escalation-policies')) === '1', 'the escalation actor counts one policy');
   const loadedAt = await op.evaluate(() => window.__loadedAt);
+
+  run.log('the on-call panel names who is on call on the schedule `primary`, and why');
+  const oncall = await until(op, 'the on-call schedules are loaded', () => {
+    const r = document.querySelector('[data-testid="oncall-row"][data-schedule="primary"]');
+    if (!r) return null;
+    const cell = (id) => r.querySelector(`[data-testid="${id}"]`).textContent;
+    return { who: cell('oncall-who'), why: cell('oncall-why'), until: cell('oncall-until') };
+  });
+  run.check(oncall.who.startsWith(users.developer.username), `the developer is on call (${oncall.who})`);
+  run.check(oncall.why === 'layer 1', `because of layer 1 (${oncall.why})`);
+  run.check(oncall.until !== '–', `until the next handoff (${oncall.until})`);
+  run.check(await text(tid(op, 'oncall-count')) === '1', 'the panel counts one schedule');
 
   run.log('the admin assigns the developer over REST; the step appears without a reload');
   console.log(CUE);

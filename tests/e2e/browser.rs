@@ -288,6 +288,18 @@ async fn operator_page_lists_escalation_steps_and_explains_who_was_left_out() {
         200,
     )
     .await;
+    // The developer is on call until about twelve hours from now.
+    let now = chrono::Utc::now();
+    hub.post_as(
+        &admin,
+        "/api/oncall/schedules/",
+        serde_json::json!({"name": "primary", "time_zone": "UTC", "layers": [{
+            "users": [developer.id.0, admin.id.0], "rotation": "daily",
+            "handoff": (now + chrono::Duration::hours(12)).format("%H:%M").to_string(),
+            "start": (now - chrono::Duration::minutes(5)).to_rfc3339()}]}),
+        201,
+    )
+    .await;
     // The page first shows no step; then the admin assigns the developer.
     run_script_with(
         "escalations.mjs",

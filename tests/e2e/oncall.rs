@@ -18,6 +18,20 @@ use replies::*;
 
 const SCHEDULES: &str = "/api/oncall/schedules/";
 
+/// The events of kind `event` on a notification's timeline, as `admin` reads it.
+async fn timeline_events(hub: &TestHub, admin: &User, id: &Value, event: &str) -> Vec<Value> {
+    let timeline = hub
+        .get_as(admin, &format!("/api/notifications/{id}/timeline/"), 200)
+        .await;
+    timeline["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event"] == event)
+        .cloned()
+        .collect()
+}
+
 /// `GET …/primary/now/?at=<at>`: who, and until when.
 async fn on_call_at(hub: &TestHub, token: &str, at: &str) -> (Value, Value) {
     let (status, body) = hub
@@ -316,6 +330,7 @@ crate::trials! {
         an_unread_page_escalates_to_the_next_person_on_call,
         a_page_is_acknowledged_and_its_ticket_resolved_by_sms_replies,
         quiet_hours_and_maintenance_windows_hold_outbound_messages,
+        a_pushed_page_is_acknowledged_from_its_button,
     ],
     tests: [],
     sync: [],

@@ -164,7 +164,10 @@ fn vapid_file() -> tempfile::NamedTempFile {
 }
 
 /// A hub whose pushes may go to the local push service.
-async fn push_hub(backend: &Backend, tweak: impl FnOnce(&mut tickethub::ServeConfig)) -> TestHub {
+pub(crate) async fn push_hub(
+    backend: &Backend,
+    tweak: impl FnOnce(&mut tickethub::ServeConfig),
+) -> TestHub {
     let key = vapid_file();
     TestHub::start_with(backend, |c| {
         if !matches!(backend, Backend::Sqlite) {
@@ -180,7 +183,7 @@ async fn push_hub(backend: &Backend, tweak: impl FnOnce(&mut tickethub::ServeCon
 }
 
 /// Registers `sub` as `user`'s device; answers the device.
-async fn register(hub: &TestHub, user: &User, sub: &Subscription, expect: u16) -> Value {
+pub(crate) async fn register(hub: &TestHub, user: &User, sub: &Subscription, expect: u16) -> Value {
     hub.post_as(
         user,
         "/api/devices/",
@@ -190,7 +193,7 @@ async fn register(hub: &TestHub, user: &User, sub: &Subscription, expect: u16) -
     .await
 }
 
-async fn vapid(hub: &TestHub) -> String {
+pub(crate) async fn vapid(hub: &TestHub) -> String {
     let (status, body) = hub.get("/api/push/vapid/", None).await;
     assert_eq!(status, 200, "{body}");
     let key = body["public_key"].as_str().unwrap().to_owned();

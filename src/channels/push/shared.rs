@@ -133,7 +133,58 @@ pub struct VapidKey {
 
 const SETTING: &str = "--webpush-vapid-key (TICKETHUB_WEBPUSH_VAPID_KEY)";
 
+/// How long a push's acknowledge button works.
+pub const ACK_TOKEN_LIFE: chrono::TimeDelta = chrono::TimeDelta::days(7);
+
 impl VapidKey {
+    /// The key that signs acknowledge tokens: derived from the private key, so that only this
+    /// hub (and the nodes that share its key) makes and accepts them.
+    fn ack_key(&self) -> [u8; 32] {
+        use sha2::Digest;
+        let mut hash = sha2::Sha256::new();
+        hash.update(b"tickethub push acknowledge\0");
+        hash.update(self.pem.as_bytes());
+        hash.finalize().into()
+    }
+
+    fn ack_mac(&self, claims: &str) -> String {
+        use hmac::{KeyInit, Mac};
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.ack_key())
+            .expect("HMAC takes any key");
+        mac.update(claims.as_bytes());
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+    }
+
+    /// A token that acknowledges one notification for its recipient until `expires`:
+    /// `<notification>.<user>.<expiry, unix seconds>.<HMAC-SHA256>`.
+    pub fn ack_token(&self, notification: i64, user: i64, expires: chrono::DateTime<chrono::Utc>) -> String {
+        let claims = format!("{notification}.{user}.{}", expires.timestamp());
+        let mac = self.ack_mac(&claims);
+        format!("{claims}.{mac}")
+    }
+
+    /// The notification and user an acknowledge token names, if it is this hub's and has not
+    /// expired at `now`.
+    pub fn check_ack_token(&self, token: &str, now: chrono::DateTime<chrono::Utc>) -> Result<(i64, i64), &'static str> {
+        let (claims, mac) = token.rsplit_once('.').ok_or("not a token")?;
+        let expected = self.ack_mac(claims);
+        let same = expected.len() == mac.len()
+            && expected.bytes().zip(mac.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
+        if !same {
+            return Err("not signed by this hub");
+        }
+        let mut parts = claims.split('.').map(str::parse::<i64>);
+        let (Some(Ok(notification)), Some(Ok(user)), Some(Ok(expires)), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err("not a token");
+        };
+        if now.timestamp() >= expires {
+            return Err("expired");
+        }
+        Ok((notification, user))
+    }
+
     fn from_secret(secret: p256::SecretKey) -> Result<Self, ConfigError> {
         use p256::elliptic_curve::sec1::ToEncodedPoint;
         let pem = secret
@@ -214,6 +265,25 @@ impl VapidKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn acknowledge_tokens_name_one_notification_of_one_user_until_they_expire() {
+        let key = VapidKey::generate().unwrap();
+        let now = chrono::Utc::now();
+        let token = key.ack_token(41, 7, now + ACK_TOKEN_LIFE);
+        assert_eq!(key.check_ack_token(&token, now), Ok((41, 7)));
+        assert_eq!(
+            key.check_ack_token(&token, now + ACK_TOKEN_LIFE),
+            Err("expired")
+        );
+        // Another notification or user in the same signature, or another hub's key: refused.
+        let (_, mac) = token.rsplit_once('.').unwrap();
+        let forged = format!("42.7.{}.{mac}", (now + ACK_TOKEN_LIFE).timestamp());
+        assert_eq!(key.check_ack_token(&forged, now), Err("not signed by this hub"));
+        let other = VapidKey::generate().unwrap();
+        assert_eq!(other.check_ack_token(&token, now), Err("not signed by this hub"));
+        assert_eq!(key.check_ack_token("nonsense", now), Err("not a token"));
+    }
     use tickethub_actors::domain::UserId;
     use tickethub_actors::notification::Notification;
     use tickethub_actors::routing::{Channel, EventType};

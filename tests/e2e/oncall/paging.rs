@@ -70,20 +70,8 @@ pub(super) async fn a_send_to_a_schedule_pages_whoever_is_on_call_as_it_commits(
         "{why}"
     );
     // The timeline says it too.
-    let timeline = hub
-        .get_as(
-            &admin,
-            &format!("/api/notifications/{}/timeline/", got["id"]),
-            200,
-        )
-        .await;
-    let resolved: Vec<&Value> = timeline["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["event"] == "oncall_resolved")
-        .collect();
-    assert_eq!(resolved.len(), 1, "{timeline}");
+    let resolved = timeline_events(&hub, &admin, &got["id"], "oncall_resolved").await;
+    assert_eq!(resolved.len(), 1, "{resolved:?}");
     assert_eq!(resolved[0]["username"], "ann");
 
     // The person after them.
@@ -210,6 +198,7 @@ steps = [{ after = "500ms", unless = "read", also = ["oncall:primary:next"] }]
         .await;
     let step = &steps["results"][0];
     assert_eq!(step["status"], "FIRED", "{steps}");
+    assert_eq!(step["also"], json!(["oncall:primary:next"]), "{steps}");
     let detail = step["detail"].as_str().unwrap();
     assert!(
         detail.starts_with("bob is next on call for primary (layer 1, from ")

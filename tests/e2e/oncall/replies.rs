@@ -179,18 +179,15 @@ steps = [{ after = "1h", unless = "read", also = ["admins"] }]
     assert_eq!(again, text);
     let (_, later) = reply(&hub, ann_phone, "1", "SM5", Some(AUTH_TOKEN)).await;
     assert_eq!(later, "tickethub: \"db down\" was acknowledged already.");
-    let timeline = hub
-        .get_as(&admin, &format!("/api/notifications/{id}/timeline/"), 200)
-        .await;
-    let acknowledged: Vec<&Value> = timeline["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["event"] == "acknowledged")
-        .collect();
-    assert_eq!(acknowledged.len(), 1, "{timeline}");
+    let acknowledged = timeline_events(&hub, &admin, &json!(id), "acknowledged").await;
+    assert_eq!(acknowledged.len(), 1, "{acknowledged:?}");
     assert_eq!(acknowledged[0]["via"], "sms");
     assert_eq!(acknowledged[0]["by"]["username"], "ann");
+    let metrics = hub.metrics_text().await;
+    assert!(
+        metrics.contains("tickethub_acknowledgements_total{via=\"sms\"}"),
+        "{metrics}"
+    );
 
     // A CRITICAL ticket assigned to ann reaches her by SMS with its code; RESOLVE finishes it
     // once she has started work, as `finish_work` allows, and not before.
@@ -228,4 +225,93 @@ steps = [{ after = "1h", unless = "read", also = ["admins"] }]
     );
     let now = hub.get_as(&carol, &ticket_path, 200).await;
     assert_eq!(now["status"], "FINISHED", "{now}");
+}
+
+/// A page pushed to a browser carries an Acknowledge button and its token; posting the token
+/// (as the service worker does on a click) marks the page read, shows on its timeline as
+/// acknowledged by push, and acts once. A token changed by a byte, or one for a notification
+/// that is gone, acts on nothing; a notification that is no page carries no button.
+pub(super) async fn a_pushed_page_is_acknowledged_from_its_button(backend: Backend) {
+    use crate::webpush::{push_hub, register, vapid, PushService};
+    let service = PushService::start().await;
+    let hub = push_hub(&backend, |_| {}).await;
+    let admin = hub.user("boss", Role::Admin).await;
+    let ann = hub.user("ann", Role::Developer).await;
+    let sub = service.subscribe(&vapid(&hub).await).await;
+    register(&hub, &ann, &sub, 201).await;
+    let send = |kind: &str, title: &str| {
+        json!({"user_id": ann.id.0, "notification_type": kind, "title": title,
+               "message": "m", "channels": ["push"]})
+    };
+    hub.post_as(&admin, SEND, send("notice", "Lunch"), 201)
+        .await;
+    hub.post_as(&admin, SEND, send("page", "db down"), 201)
+        .await;
+    let pushes = crate::harness::eventually_some("both pushes arrive", || async {
+        let m = service.messages(&sub).await;
+        (m.len() == 2).then_some(m)
+    })
+    .await;
+    let notice = pushes.iter().find(|p| p["title"] == "Lunch").unwrap();
+    assert!(
+        notice.get("ack").is_none() && notice.get("actions").is_none(),
+        "{notice}"
+    );
+    let page = pushes.iter().find(|p| p["title"] == "db down").unwrap();
+    assert_eq!(
+        page["actions"],
+        json!([{"action": "ack", "title": "Acknowledge"}]),
+        "{page}"
+    );
+    assert_eq!(page["ack"]["url"], "/api/inbound/push/ack/");
+    let token = page["ack"]["token"].as_str().unwrap().to_owned();
+    let id = page["notification_id"].as_i64().unwrap();
+
+    let ack = |token: String| {
+        let hub = &hub;
+        async move {
+            hub.post("/api/inbound/push/ack/", None, json!({"token": token}))
+                .await
+        }
+    };
+    // Changed by a byte: refused.
+    let mut forged = token.clone().into_bytes();
+    let last = forged.len() - 1;
+    forged[last] = if forged[last] == b'A' { b'B' } else { b'A' };
+    let (status, answer) = ack(String::from_utf8(forged).unwrap()).await;
+    assert_eq!(status, 403, "{answer}");
+    let (status, answer) = ack(token.clone()).await;
+    assert_eq!(
+        (status, answer.clone()),
+        (200, json!({"notification_id": id, "acknowledged": true})),
+        "{answer}"
+    );
+    let (status, answer) = ack(token.clone()).await;
+    assert_eq!(
+        (status, answer),
+        (200, json!({"notification_id": id, "acknowledged": false}))
+    );
+    let inbox = hub.get_as(&ann, "/api/notifications/", 200).await;
+    let read = inbox["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["id"] == id)
+        .unwrap()
+        .clone();
+    assert_eq!(read["is_read"], true, "{read}");
+    let acknowledged = timeline_events(&hub, &admin, &json!(id), "acknowledged").await;
+    let vias: Vec<&Value> = acknowledged.iter().map(|e| &e["via"]).collect();
+    assert_eq!(vias, [&json!("push")], "{acknowledged:?}");
+    // Gone: nothing to acknowledge.
+    let (status, _) = hub
+        .call(
+            Method::DELETE,
+            &format!("/api/notifications/{id}/"),
+            Some(&hub.token(&ann)),
+            None,
+        )
+        .await;
+    assert_eq!(status, 204);
+    assert_eq!(ack(token).await.0, 404);
 }
