@@ -233,7 +233,7 @@ impl Transport for WebPushTransport {
             let expires = chrono::Utc::now() + push::ACK_TOKEN_LIFE;
             payload["actions"] = serde_json::json!([{"action": "ack", "title": "Acknowledge"}]);
             payload["ack"] = serde_json::json!({
-                "url": crate::http::inbound::PUSH_ACK,
+                "url": push::PUSH_ACK,
                 "token": self.vapid.ack_token(n.id, n.user_id.0, expires),
             });
         }

@@ -27,8 +27,7 @@ use crate::state::AppState;
 /// The path Twilio is told to call.
 pub const TWILIO_SMS: &str = "/api/inbound/twilio/sms/";
 
-/// Where a push's Acknowledge button posts its token.
-pub const PUSH_ACK: &str = "/api/inbound/push/ack/";
+pub use crate::channels::push::PUSH_ACK;
 
 /// The largest form Twilio sends is a few kilobytes; past this, the request is refused.
 const MOST_BYTES: usize = 64 * 1024;

@@ -10,6 +10,7 @@ use tickethub_actors::domain::{Role, User};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::harness::{eventually_ok, patience, scaled_ms, ticket_in, Backend, Crew, TestHub};
+use tickethub::ServeConfig;
 
 /// A running `web-push-testing` server, in a Node process this test owns.
 pub struct PushService {
@@ -164,10 +165,7 @@ fn vapid_file() -> tempfile::NamedTempFile {
 }
 
 /// A hub whose pushes may go to the local push service.
-pub(crate) async fn push_hub(
-    backend: &Backend,
-    tweak: impl FnOnce(&mut tickethub::ServeConfig),
-) -> TestHub {
+pub(crate) async fn push_hub(backend: &Backend, tweak: impl FnOnce(&mut ServeConfig)) -> TestHub {
     let key = vapid_file();
     TestHub::start_with(backend, |c| {
         if !matches!(backend, Backend::Sqlite) {

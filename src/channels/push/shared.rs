@@ -133,6 +133,9 @@ pub struct VapidKey {
 
 const SETTING: &str = "--webpush-vapid-key (TICKETHUB_WEBPUSH_VAPID_KEY)";
 
+/// Where a push's Acknowledge button posts its token (served by `crate::http::inbound`).
+pub const PUSH_ACK: &str = "/api/inbound/push/ack/";
+
 /// How long a push's acknowledge button works.
 pub const ACK_TOKEN_LIFE: chrono::TimeDelta = chrono::TimeDelta::days(7);
 
