@@ -50,9 +50,7 @@ pub fn escalation_json(e: &EscalationRow) -> Value {
         "step": e.step.step,
         "unless": e.step.unless.as_str(),
         "channels": e.step.channels.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
-        "also": e.step.also.iter().map(|a| a.as_str().to_owned())
-            .chain(e.step.oncall.iter().map(|t| t.name()))
-            .collect::<Vec<_>>(),
+        "also": also_names(&e.step),
         "due_at": at(e.due_at),
         "status": e.status,
         "detail": e.detail,
@@ -60,6 +58,15 @@ pub fn escalation_json(e: &EscalationRow) -> Value {
         "created_at": at(e.created_at),
         "updated_at": at(e.updated_at),
     })
+}
+
+/// A step's `also`: its audiences, then its on-call targets (`oncall:primary:next`).
+fn also_names(step: &tickethub_actors::policy::PlannedStep) -> Vec<String> {
+    step.also
+        .iter()
+        .map(|a| a.as_str().to_owned())
+        .chain(step.oncall.iter().map(|t| t.name()))
+        .collect()
 }
 
 /// Who reads a timeline, which decides what it shows of the hub's outbound side.
@@ -260,7 +267,7 @@ pub async fn timeline(
                 "due_at": at(e.due_at),
                 "unless": e.step.unless.as_str(),
                 "channels": e.step.channels.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
-                "also": e.step.also.iter().map(|a| a.as_str()).collect::<Vec<_>>(),
+                "also": also_names(&e.step),
                 "status": e.status,
             }),
         ));

@@ -301,7 +301,15 @@ impl Cluster {
             (None, Some(sentinel)) => sentinel.url(),
             (None, None) => redis.url(),
         };
-        let store = tickethub::store::connect(&db.url).await.unwrap();
+        // A few connections for the test's own reads and writes: PostgreSQL serves 100 in
+        // all, and two clusters under a nemesis run side by side.
+        let options = tickethub::store::StoreOptions {
+            max_connections: 4,
+            ..Default::default()
+        };
+        let store = tickethub::store::connect_with(&db.url, options)
+            .await
+            .unwrap();
         let prefix = format!("th-{}", uuid::Uuid::new_v4().simple());
         let secret = format!("cluster-secret-{}", uuid::Uuid::new_v4().simple());
         let mut args: Vec<String> = [
@@ -318,6 +326,10 @@ impl Cluster {
                 .join(format!("tickethub-mail-{prefix}"))
                 .display()
                 .to_string(),
+            // Eight connections a node (six pooled, two for handshakes): three nodes of two
+            // clusters side by side, and the other tests' hubs, stay within PostgreSQL's 100.
+            "--db-max-connections",
+            "8",
         ]
         .iter()
         .map(|s| s.to_string())

@@ -332,6 +332,6 @@ crate::trials! {
         quiet_hours_and_maintenance_windows_hold_outbound_messages,
         a_pushed_page_is_acknowledged_from_its_button,
     ],
-    tests: [],
+    tests: [an_sms_acknowledgement_holds_across_nodes_and_a_kill_9],
     sync: [],
 }

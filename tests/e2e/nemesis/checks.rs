@@ -319,7 +319,13 @@ pub(super) type Escalated = (usize, usize);
 /// (the database and the test share the machine's clock).
 pub(super) async fn check_escalations(url: &str, history: &History) -> (Vec<String>, Escalated) {
     use sqlx::Connection;
-    let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+    // The server may be at its limit for a moment while the other tests' hubs come and go.
+    let mut conn = eventually_ok("a connection to PostgreSQL", || async {
+        sqlx::PgConnection::connect(url)
+            .await
+            .map_err(|e| e.to_string())
+    })
+    .await;
     let deadline = Instant::now() + patience() * 4;
     while Instant::now() < deadline {
         let open: i64 = sqlx::query_scalar(

@@ -199,6 +199,18 @@ steps = [{ after = "500ms", unless = "read", also = ["oncall:primary:next"] }]
     let step = &steps["results"][0];
     assert_eq!(step["status"], "FIRED", "{steps}");
     assert_eq!(step["also"], json!(["oncall:primary:next"]), "{steps}");
+    let scheduled = timeline_events(
+        &hub,
+        &admin,
+        &step["notification_id"],
+        "escalation_scheduled",
+    )
+    .await;
+    assert_eq!(
+        scheduled[0]["also"],
+        json!(["oncall:primary:next"]),
+        "{scheduled:?}"
+    );
     let detail = step["detail"].as_str().unwrap();
     assert!(
         detail.starts_with("bob is next on call for primary (layer 1, from ")

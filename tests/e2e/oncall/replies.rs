@@ -6,9 +6,22 @@ use crate::sms_fakes::{Twilio, AUTH_TOKEN};
 /// address the test reaches.
 const PUBLIC: &str = "https://hub.example.com";
 
-/// The answer to an inbound SMS: its status and its text (the TwiML message, or the refusal).
+/// The answer to an inbound SMS: its status and its text (the TwiML message, or the refusal;
+/// status 0 when the connection broke).
 async fn reply(
     hub: &TestHub,
+    from: &str,
+    body: &str,
+    sid: &str,
+    token: Option<&str>,
+) -> (u16, String) {
+    let path = tickethub::http::inbound::TWILIO_SMS;
+    reply_at(&hub.url(path), from, body, sid, token).await
+}
+
+/// [`reply`] to the hub at `url` (a node's address of the webhook).
+async fn reply_at(
+    url: &str,
     from: &str,
     body: &str,
     sid: &str,
@@ -26,9 +39,8 @@ async fn reply(
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
     let path = tickethub::http::inbound::TWILIO_SMS;
-    let mut request = hub
-        .http
-        .post(hub.url(path))
+    let mut request = reqwest::Client::new()
+        .post(url)
         .header("content-type", "application/x-www-form-urlencoded")
         .body(serde_urlencoded::to_string(&fields).unwrap());
     if let Some(token) = token {
@@ -36,9 +48,12 @@ async fn reply(
             tickethub::http::inbound::twilio_signature(token, &format!("{PUBLIC}{path}"), &fields);
         request = request.header("x-twilio-signature", signature);
     }
-    let response = request.send().await.unwrap();
+    // A node killed as it answers answers nothing: status 0.
+    let Ok(response) = request.send().await else {
+        return (0, String::new());
+    };
     let status = response.status().as_u16();
-    let text = response.text().await.unwrap();
+    let text = response.text().await.unwrap_or_default();
     if status != 200 {
         return (status, text);
     }
@@ -314,4 +329,112 @@ pub(super) async fn a_pushed_page_is_acknowledged_from_its_button(backend: Backe
         .await;
     assert_eq!(status, 204);
     assert_eq!(ack(token).await.0, 404);
+}
+
+/// Two nodes on one database: a page sent through one is acknowledged by an SMS reply that
+/// reaches the other, and its escalation step is cancelled for both (a step is a row either
+/// node may fire). The node that took the reply is killed as it answers; Twilio's retry of the
+/// same message, through the other node, is answered the same and acknowledges once.
+pub(super) async fn an_sms_acknowledgement_holds_across_nodes_and_a_kill_9() {
+    let backend = Backend::postgres();
+    let twilio = Twilio::start().await;
+    let routing = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        routing.path(),
+        "[[escalation]]\nname = \"pages\"\nevents = [\"page\"]\n\
+         steps = [{ after = \"1h\", unless = \"read\", also = [\"admins\"] }]\n",
+    )
+    .unwrap();
+    let twilio_url = twilio.url();
+    let args = [
+        "--routing",
+        routing.path().to_str().unwrap(),
+        "--public-url",
+        PUBLIC,
+        "--twilio-api-url",
+        &twilio_url,
+        "--twilio-account-sid",
+        crate::sms_fakes::ACCOUNT_SID,
+        "--twilio-auth-token",
+        AUTH_TOKEN,
+        "--twilio-from",
+        crate::sms_fakes::FROM,
+        "--delivery-poll-ms",
+        "50",
+    ];
+    let mut c = crate::nodes::Cluster::start(&backend, 2, &args).await;
+    let admin = c.user("boss", Role::Admin).await;
+    let ann = c.user("ann", Role::Developer).await;
+    let phone = "+15551230001";
+    c.store
+        .update_profile(
+            ann.id,
+            tickethub_actors::ports::ProfileChanges {
+                addresses: vec![(tickethub_actors::routing::Channel::Sms, Some(phone.into()))],
+                vouched: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    c.post(
+        0,
+        &admin,
+        SEND,
+        json!({"user_id": ann.id.0, "notification_type": "page", "title": "db down",
+               "message": "m", "channels": ["sms"]}),
+        201,
+    )
+    .await;
+    let sms = twilio.wait_for(1).await.remove(0);
+    let ack = format!("ACK {}", code_in(sms.body()));
+    let path = tickethub::http::inbound::TWILIO_SMS;
+    // Node 1 takes the reply and dies as it answers (before, during or after its commit).
+    let url = c.nodes[1].url(path);
+    let first =
+        tokio::spawn(async move { reply_at(&url, phone, &ack, "SM1", Some(AUTH_TOKEN)).await });
+    let ack = format!("ACK {}", code_in(sms.body()));
+    c.nodes[1].kill().await;
+    let _ = first.await;
+    // Twilio tries again, and reaches node 0.
+    let (status, text) =
+        reply_at(&c.nodes[0].url(path), phone, &ack, "SM1", Some(AUTH_TOKEN)).await;
+    assert_eq!(status, 200, "{text}");
+    assert!(
+        text == "tickethub: acknowledged \"db down\"."
+            || text == "tickethub: \"db down\" was acknowledged already.",
+        "{text}"
+    );
+    // Once more: the answer kept for the message.
+    let (_, again) = reply_at(&c.nodes[0].url(path), phone, &ack, "SM1", Some(AUTH_TOKEN)).await;
+    assert_eq!(again, text);
+    c.nodes[1].restart().await;
+    let (status, steps) = c
+        .call(
+            1,
+            reqwest::Method::GET,
+            &admin,
+            "/api/admin/escalations?status=all",
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{steps}");
+    assert_eq!(steps["results"][0]["status"], "CANCELLED", "{steps}");
+    let id = steps["results"][0]["notification_id"].clone();
+    let (_, timeline) = c
+        .call(
+            1,
+            reqwest::Method::GET,
+            &admin,
+            &format!("/api/notifications/{id}/timeline/"),
+            None,
+        )
+        .await;
+    let acknowledged: Vec<&Value> = timeline["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event"] == "acknowledged")
+        .collect();
+    assert_eq!(acknowledged.len(), 1, "{timeline}");
 }
