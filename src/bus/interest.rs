@@ -273,9 +273,14 @@ pub async fn follow(
                 if !gone.is_empty() {
                     match channels.leave(&subscriber, gone.clone()).await {
                         Ok(()) => interest.left(&gone),
-                        // Kept, and tried again at the next sweep: hearing too much loses
-                        // nothing.
-                        Err(e) => tracing::debug!(error = %e, "cannot leave the bus's idle channels"),
+                        // The UNSUBSCRIBE may have applied though its answer never came (a
+                        // timeout, a broken link): the channels are no longer counted as
+                        // heard, so that a hold subscribes again, and are left again at the
+                        // next sweep unless held by then.
+                        Err(e) => {
+                            tracing::debug!(error = %e, "cannot leave the bus's idle channels");
+                            interest.leave_failed(&gone);
+                        }
                     }
                 }
                 gauge.set(interest.heard() as f64);
@@ -324,6 +329,8 @@ struct Interest {
     held: HashMap<String, usize>,
     heard: HashSet<String>,
     idle: HashMap<String, Instant>,
+    /// Channels whose leaving failed: perhaps still subscribed, perhaps not.
+    doubtful: HashSet<String>,
 }
 
 impl Interest {
@@ -353,6 +360,7 @@ impl Interest {
             if hold {
                 *count += 1;
                 self.idle.remove(&channel);
+                self.doubtful.remove(&channel);
                 if !self.heard.contains(&channel) {
                     match topic {
                         Topic::User(user) => waiting_users.push(user),
@@ -383,15 +391,25 @@ impl Interest {
 
     /// Records a subscription.
     fn joined(&mut self, channels: Vec<String>) {
+        for channel in &channels {
+            self.doubtful.remove(channel);
+        }
         self.heard.extend(channels);
     }
 
-    /// The heard channels that have carried no topic for `linger`.
+    /// The heard channels that have carried no topic for `linger`, and the doubtful ones
+    /// nothing holds.
     fn idle_for(&self, linger: Duration, now: Instant) -> Vec<String> {
         self.idle
             .iter()
             .filter(|(_, since)| now.duration_since(**since) >= linger)
             .map(|(c, _)| c.clone())
+            .chain(
+                self.doubtful
+                    .iter()
+                    .filter(|c| !self.held.contains_key(*c))
+                    .cloned(),
+            )
             .collect()
     }
 
@@ -400,6 +418,18 @@ impl Interest {
         for channel in channels {
             self.idle.remove(channel);
             self.heard.remove(channel);
+            self.doubtful.remove(channel);
+        }
+    }
+
+    /// Records that leaving `channels` failed: whether they are still subscribed is unknown,
+    /// so they no longer count as heard (a hold subscribes again) and are doubtful (left again
+    /// at the next sweep, unless held).
+    fn leave_failed(&mut self, channels: &[String]) {
+        for channel in channels {
+            self.idle.remove(channel);
+            self.heard.remove(channel);
+            self.doubtful.insert(channel.clone());
         }
     }
 
@@ -502,6 +532,35 @@ mod tests {
         let (users, _) = i.apply(&c, vec![hold(1)], t0 + LINGER);
         assert_eq!(users, vec![UserId(1)]);
         assert_eq!(i.unheard(), vec!["th:bus:u:1".to_owned()]);
+    }
+
+    /// An UNSUBSCRIBE whose answer never came may have applied: a user held again afterwards
+    /// waits for a new subscription (without it, the node would never hear their channel),
+    /// and a channel still unheld is left again at the next sweep.
+    #[test]
+    fn a_channel_whose_leaving_failed_is_subscribed_again_when_held() {
+        let c = Channels::new("th", false);
+        let t0 = Instant::now();
+        let mut i = Interest::default();
+        i.apply(&c, vec![hold(1), hold(2)], t0);
+        i.joined(i.unheard());
+        i.apply(&c, vec![release(1), release(2)], t0);
+        let mut gone = i.idle_for(LINGER, t0 + LINGER);
+        gone.sort();
+        assert_eq!(gone, ["th:bus:u:1", "th:bus:u:2"]);
+        i.leave_failed(&gone);
+        assert_eq!(i.heard(), 0);
+        let (users, _) = i.apply(&c, vec![hold(1)], t0 + LINGER);
+        assert_eq!(users, vec![UserId(1)], "user 1 waits for a subscription");
+        assert_eq!(i.unheard(), vec!["th:bus:u:1".to_owned()]);
+        i.joined(i.unheard());
+        // User 2's channel, still unheld, is left again; user 1's is not.
+        assert_eq!(
+            i.idle_for(LINGER, t0 + LINGER),
+            vec!["th:bus:u:2".to_owned()]
+        );
+        i.left(&["th:bus:u:2".to_owned()]);
+        assert!(i.idle_for(LINGER, t0 + LINGER * 3).is_empty());
     }
 
     #[test]
