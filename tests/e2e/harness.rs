@@ -278,6 +278,8 @@ pub struct TestHub {
     pub addr: SocketAddr,
     /// Where `/metrics` is served when it has a listener of its own (`--metrics-bind`).
     pub metrics_addr: Option<SocketAddr>,
+    /// The SMTP listener for replies, when it is on (`--inbound-smtp-bind`).
+    pub smtp_addr: Option<SocketAddr>,
     pub hub: Hub,
     pub store: Arc<dyn Store>,
     pub auth: Arc<Auth>,
@@ -323,6 +325,7 @@ impl TestHub {
         let (stop, stopped) = tokio::sync::oneshot::channel();
         let addr = app.local_addr();
         let metrics_addr = app.metrics_addr();
+        let smtp_addr = app.smtp_addr();
         let hub = app.hub();
         let store = app.store();
         let auth = app.auth();
@@ -332,6 +335,7 @@ impl TestHub {
         TestHub {
             addr,
             metrics_addr,
+            smtp_addr,
             hub,
             store,
             auth,
@@ -767,11 +771,17 @@ pub async fn admin_and_client(db: &TestDb) -> (User, User) {
 /// The hub binary this build made.
 pub const BIN: &str = env!("CARGO_BIN_EXE_tickethub");
 
+/// The hub binary the hubs of the suite run: [`BIN`], or `TICKETHUB_TEST_BIN` when set (a
+/// copy of a build, say, so that long runs go on while the tree is built again).
+pub fn hub_bin() -> String {
+    std::env::var("TICKETHUB_TEST_BIN").unwrap_or_else(|_| BIN.to_owned())
+}
+
 /// A `tickethub` command with none of the test's own settings leaking in (no `TICKETHUB_*`,
 /// `DATABASE_URL` or `REDIS_URL` from this environment), its stdin closed and its output
 /// piped. Turn it into a `tokio::process::Command` with `From` to run it from a test body.
 pub fn tickethub_command() -> std::process::Command {
-    let mut cmd = std::process::Command::new(BIN);
+    let mut cmd = std::process::Command::new(hub_bin());
     for (key, _) in std::env::vars_os() {
         let key = key.to_string_lossy().into_owned();
         if key.starts_with("TICKETHUB_") || key == "DATABASE_URL" || key == "REDIS_URL" {

@@ -13,8 +13,6 @@ use crate::harness::{
     eventually, patience, send_body, test_config, Backend, Metrics, TestDb, Ws, SEND,
 };
 
-const BIN: &str = env!("CARGO_BIN_EXE_tickethub");
-
 mod redis;
 pub use redis::*;
 
@@ -169,7 +167,7 @@ impl Node {
     /// Starts `serve` on `bind`; reads the address it listens on from its first line. `None`
     /// when it could not listen there.
     async fn spawn(&mut self, bind: &str) -> Option<tokio::process::Child> {
-        let mut command = tokio::process::Command::new(BIN);
+        let mut command = tokio::process::Command::new(crate::harness::hub_bin());
         if let Some(file) = &self.clock {
             command
                 .env("LD_PRELOAD", clock_shim())
