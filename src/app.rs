@@ -61,6 +61,8 @@ pub struct Application {
     request_timeout: Duration,
     /// Where project rooms run, when they have threads of their own.
     _rooms_runtime: Option<NicedRuntime>,
+    /// The SMTP listener for replies to pages (`--inbound-smtp-bind`), and what it needs.
+    smtp: Option<(TcpListener, Arc<crate::channels::email::ReplyKey>, usize)>,
 }
 
 /// A multi-threaded runtime whose threads run at a lower CPU priority (a higher nice value).
@@ -180,7 +182,8 @@ impl Application {
                 )
             })?),
         };
-        let delivery = delivery_config(&config, vapid.clone())?;
+        let replies = reply_key(&config, secret.as_deref())?;
+        let delivery = delivery_config(&config, vapid.clone(), replies.clone())?;
         let verifier = Arc::new(crate::verification::Verifier::new(
             store.clone(),
             &delivery.transports,
@@ -248,6 +251,14 @@ impl Application {
             addr: config.bind,
             source,
         })?;
+        let smtp = match (config.channels.email.inbound_smtp_bind, &replies) {
+            (Some(addr), Some(key)) => Some((
+                crate::serve::listen(addr).map_err(|source| BuildError::Bind { addr, source })?,
+                key.clone(),
+                config.channels.email.inbound_smtp_max_bytes.max(1024),
+            )),
+            _ => None,
+        };
         let ws = Arc::new(WsSettings {
             allowed_origins: config.allowed_origins.clone(),
             max_message_bytes: config.ws_max_message_bytes,
@@ -334,7 +345,13 @@ impl Application {
             },
             request_timeout: Duration::from_secs(config.http_request_timeout),
             _rooms_runtime: rooms_runtime,
+            smtp,
         })
+    }
+
+    /// The address the SMTP listener for replies listens on, when it is on.
+    pub fn smtp_addr(&self) -> Option<SocketAddr> {
+        self.smtp.as_ref().and_then(|(l, _, _)| l.local_addr().ok())
     }
 
     /// The address the hub listens on (useful with port 0).
@@ -378,8 +395,17 @@ impl Application {
             shutdown_timeout,
             limits,
             request_timeout,
+            smtp,
             ..
         } = self;
+        let smtp = smtp.map(|(listener, key, max_bytes)| {
+            let mailbox = crate::mailbox::Mailbox {
+                state: state.clone(),
+                key,
+                max_bytes,
+            };
+            tokio::spawn(crate::mailbox::serve(listener, mailbox))
+        });
         let streams = crate::sse::router().merge(crate::ws::router().into());
         let router = http::router(state.clone(), streams, max_body_bytes, request_timeout);
         let stop_accepting = CancellationToken::new();
@@ -405,6 +431,9 @@ impl Application {
         shutdown.await;
         tracing::info!("shutting down");
         stop_accepting.cancel();
+        if let Some(smtp) = smtp {
+            smtp.abort();
+        }
         let told = state.hub.disconnect_all().await;
         state.ws.sessions.close();
         // Each socket's actor closes it with 1001 behind everything it still had to push (its
@@ -566,6 +595,7 @@ fn watch_user_cache(
 fn delivery_config(
     config: &ServeConfig,
     vapid: Option<Arc<crate::channels::push::VapidKey>>,
+    replies: Option<Arc<crate::channels::email::ReplyKey>>,
 ) -> Result<tickethub_actors::DeliveryConfig, ConfigError> {
     // reqwest and lettre share rustls with the ring provider.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -578,6 +608,7 @@ fn delivery_config(
         timeout,
         vapid,
         public_url: config.public_url.clone(),
+        replies,
     };
     let transports = crate::channels::transports(&config.channels, &ctx)?;
     Ok(tickethub_actors::DeliveryConfig {
@@ -612,6 +643,35 @@ fn vapid_key(config: &ServeConfig) -> Result<Option<crate::channels::push::Vapid
         Some(path) => VapidKey::beside(&path)?,
         None => VapidKey::generate()?,
     }))
+}
+
+/// The key of pages' reply addresses, when the hub takes replies by email
+/// (`--inbound-email-domain`): derived from the token secret (HS256), else from the token
+/// private key's file, so that every node of a cluster derives the same.
+fn reply_key(
+    config: &ServeConfig,
+    secret: Option<&str>,
+) -> Result<Option<Arc<crate::channels::email::ReplyKey>>, BuildError> {
+    let Some(domain) = &config.channels.email.inbound_email_domain else {
+        return Ok(None);
+    };
+    let material = match (secret, &config.jwt_private_key) {
+        (Some(secret), _) => secret.as_bytes().to_vec(),
+        (None, Some(path)) => std::fs::read(path).map_err(|e| {
+            ConfigError::new(
+                "--jwt-private-key (TICKETHUB_JWT_PRIVATE_KEY)",
+                format!("cannot read {}: {e}", path.display()),
+            )
+        })?,
+        (None, None) => return Err(ConfigError::new(
+            "--inbound-email-domain (TICKETHUB_INBOUND_EMAIL_DOMAIN)",
+            "reply addresses are signed with the token secret or private key; this hub has neither",
+        )
+        .into()),
+    };
+    Ok(Some(Arc::new(crate::channels::email::ReplyKey::derive(
+        &material, domain,
+    ))))
 }
 
 /// The HS256 secret of an embedded hub: kept in `<database file>.jwt-secret`, created on

@@ -19,6 +19,8 @@ use crate::channels::push::VapidKey;
 use crate::delivery::templates::Templates;
 use crate::setting::ConfigError;
 
+pub mod signed;
+
 /// What a channel's transport is built with, besides the settings.
 pub struct Context {
     /// The message templates.
@@ -29,6 +31,9 @@ pub struct Context {
     pub vapid: Option<Arc<VapidKey>>,
     /// The hub's public address (`--public-url`), when it has one.
     pub public_url: Option<String>,
+    /// Signs the reply addresses of pages' emails, when the hub takes replies
+    /// (`--inbound-email-domain`).
+    pub replies: Option<Arc<crate::channels::email::ReplyKey>>,
 }
 
 /// A channel.

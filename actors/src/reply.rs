@@ -95,6 +95,43 @@ pub fn is_code(word: &str) -> bool {
 pub const HELP: &str =
     "tickethub: reply ACK <code> to acknowledge a page, or RESOLVE <code> to resolve its ticket. ACK alone acknowledges your latest page.";
 
+/// What a person wrote in an email reply, without what their mail program added: the quoted
+/// message (lines starting with `>`, and everything from an attribution such as `On Tue, …
+/// wrote:`, `-----Original Message-----` or Outlook's rule and header block on), and the
+/// signature (from a `-- ` line on, and a trailing `Sent from my …`). Trimmed.
+pub fn written_part(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().map(|l| l.trim_end_matches('\r')).collect();
+    let mut kept: Vec<&str> = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let trimmed = line.trim();
+        let next = lines.get(i + 1).map_or("", |l| l.trim());
+        let attribution = |l: &str| {
+            (l.starts_with("On ") || l.starts_with("Am ") || l.starts_with("Le "))
+                && (l.ends_with("wrote:") || l.ends_with("schrieb:") || l.ends_with("écrit :"))
+        };
+        let quote_starts = attribution(trimmed)
+            // An attribution wrapped onto two lines.
+            || (trimmed.starts_with("On ") && !trimmed.ends_with(':') && attribution(&format!("{trimmed} {next}")) && next.ends_with("wrote:"))
+            || trimmed.starts_with("-----Original Message-----")
+            || (trimmed.starts_with("________________") && next.starts_with("From:"))
+            || (trimmed.starts_with("From:") && kept.last().is_some_and(|l| l.trim().is_empty()) && lines[i..].iter().take(5).any(|l| l.trim_start().starts_with("Sent:") || l.trim_start().starts_with("Date:")));
+        if quote_starts || *line == "-- " || trimmed == "--" {
+            break;
+        }
+        if trimmed.starts_with('>') {
+            continue;
+        }
+        kept.push(line);
+    }
+    while kept
+        .last()
+        .is_some_and(|l| l.trim().is_empty() || l.trim().starts_with("Sent from my "))
+    {
+        kept.pop();
+    }
+    kept.join("\n").trim().to_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,5 +176,27 @@ mod tests {
         ] {
             assert_eq!(parse(help), Command::Help, "{help}");
         }
+    }
+    #[test]
+    fn an_email_reply_is_what_its_writer_wrote() {
+        let gmail = "Looking at it now, the disk is full.\r\n\r\nOn Tue, 3 Nov 2026 at 09:14, tickethub <noreply@example.com> wrote:\r\n> [PAGE] WEB-42 is down\r\n> reply ACK 4F2K\r\n";
+        assert_eq!(written_part(gmail), "Looking at it now, the disk is full.");
+        let wrapped = "ack\n\nOn Tue, 3 Nov 2026 at 09:14, tickethub\n<noreply@example.com> wrote:\n> quoted\n";
+        assert_eq!(written_part(wrapped), "ack");
+        let outlook = "Resolve\n\n________________________________\nFrom: tickethub <noreply@example.com>\nSent: Tuesday\nSubject: page\n\nthe page\n";
+        assert_eq!(written_part(outlook), "Resolve");
+        let original = "On it.\n-----Original Message-----\nFrom: tickethub\n";
+        assert_eq!(written_part(original), "On it.");
+        let signed = "First line.\nSecond line.\n\n-- \nAlice Example\nSRE\n";
+        assert_eq!(written_part(signed), "First line.\nSecond line.");
+        let phone = "ack\n\nSent from my iPhone\n";
+        assert_eq!(written_part(phone), "ack");
+        let inline = "> the page\nmy answer\n> more\n";
+        assert_eq!(written_part(inline), "my answer");
+        // A line that merely mentions someone writing stays.
+        assert_eq!(
+            written_part("On call tonight: Bob wrote the runbook"),
+            "On call tonight: Bob wrote the runbook"
+        );
     }
 }

@@ -13,6 +13,9 @@ use tickethub_actors::ports::{DeliveryJob, Transport, TransportError};
 use crate::delivery::templates::{Part, Templates};
 use crate::setting::{redact_url, ConfigError};
 
+pub mod reply_address;
+pub use reply_address::ReplyKey;
+
 /// The email settings: SMTP, or a folder of `.eml` files.
 #[derive(clap::Args, Clone, Debug)]
 #[group(skip)]
@@ -39,6 +42,20 @@ pub struct Settings {
     /// Folder that receives emails as `.eml` files when no SMTP server is configured.
     #[arg(long, env = "TICKETHUB_MAIL_OUTBOX_DIR", default_value = "mail-outbox")]
     pub mail_outbox_dir: PathBuf,
+
+    /// Where the hub's own SMTP listener for replies to pages listens, e.g. `0.0.0.0:2525`
+    /// (plain SMTP, behind the reply domain's MX). Needs `--inbound-email-domain`.
+    #[arg(long, env = "TICKETHUB_INBOUND_SMTP_BIND", requires = "inbound_email_domain")]
+    pub inbound_smtp_bind: Option<std::net::SocketAddr>,
+
+    /// The domain replies to pages go to: a page's email carries
+    /// `Reply-To: ack+<token>@<domain>`, whose mail reaches `--inbound-smtp-bind`.
+    #[arg(long, env = "TICKETHUB_INBOUND_EMAIL_DOMAIN", requires = "inbound_smtp_bind")]
+    pub inbound_email_domain: Option<String>,
+
+    /// The largest reply the SMTP listener takes, in bytes; larger ones are refused (552).
+    #[arg(long, env = "TICKETHUB_INBOUND_SMTP_MAX_BYTES", default_value_t = 1024 * 1024)]
+    pub inbound_smtp_max_bytes: usize,
 }
 
 /// A cheap shape check; delivery finds out the rest.
@@ -68,11 +85,22 @@ impl crate::channels::Plugin for Email {
         settings: &crate::channels::Settings,
         ctx: &crate::channels::Context,
     ) -> Result<Option<Arc<dyn tickethub_actors::ports::Transport>>, ConfigError> {
-        Ok(Some(Arc::new(EmailTransport::new(
-            settings,
-            ctx.templates.clone(),
-            ctx.timeout,
-        )?)))
+        Ok(Some(Arc::new(
+            EmailTransport::new(settings, ctx.templates.clone(), ctx.timeout)?
+                .replies_to(ctx.replies.clone()),
+        )))
+    }
+
+    fn validate(settings: &Settings) -> Result<(), ConfigError> {
+        if let Some(domain) = &settings.inbound_email_domain {
+            if !is_plausible_email(&format!("ack@{domain}")) {
+                return Err(ConfigError::new(
+                    "--inbound-email-domain (TICKETHUB_INBOUND_EMAIL_DOMAIN)",
+                    format!("`{domain}` is not a domain"),
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn check_address(address: &str) -> Result<String, String> {
@@ -96,7 +124,12 @@ pub struct EmailTransport {
     mailer: Mailer,
     from: Mailbox,
     templates: Arc<Templates>,
+    /// Signs the reply address of pages, when the hub takes replies.
+    replies: Option<Arc<ReplyKey>>,
 }
+
+/// How long a page's reply address acts.
+pub const REPLY_FOR: chrono::TimeDelta = chrono::TimeDelta::days(7);
 
 impl EmailTransport {
     /// SMTP if `--smtp-url` is set, else the outbox folder (created if missing).
@@ -143,7 +176,14 @@ impl EmailTransport {
             mailer,
             from,
             templates,
+            replies: None,
         })
+    }
+
+    /// Pages go out with a reply address signed by `key` (none without one).
+    pub fn replies_to(mut self, key: Option<Arc<ReplyKey>>) -> Self {
+        self.replies = key;
+        self
     }
 }
 
@@ -186,14 +226,27 @@ impl Transport for EmailTransport {
         let to: Mailbox = job.address.parse().map_err(|e| {
             TransportError::Permanent(format!("bad address `{}`: {e}", job.address))
         })?;
+        let n = &job.notification;
+        let reply_to = match &self.replies {
+            Some(key) if tickethub_actors::reply::is_page(n) => {
+                let expires = chrono::Utc::now() + REPLY_FOR;
+                Some(key.address(n.id, n.user_id.0, expires))
+            }
+            _ => None,
+        };
         let render = |part| {
             self.templates
-                .render(part, job)
+                .render_with(part, job, reply_to.as_deref())
                 .map_err(|e| TransportError::Permanent(format!("template: {e}")))
         };
-        let message = Message::builder()
-            .from(self.from.clone())
-            .to(to)
+        let mut message = Message::builder().from(self.from.clone()).to(to);
+        if let Some(address) = &reply_to {
+            let mailbox = address.parse().map_err(|e| {
+                TransportError::Permanent(format!("bad reply address `{address}`: {e}"))
+            })?;
+            message = message.reply_to(mailbox);
+        }
+        let message = message
             .subject(render(Part::Subject)?)
             .multipart(MultiPart::alternative_plain_html(
                 render(Part::Text)?,

@@ -115,6 +115,17 @@ impl Templates {
 
     /// Renders one part for a delivery: the type's own template, else the default.
     pub fn render(&self, part: Part, job: &DeliveryJob) -> Result<String, String> {
+        self.render_with(part, job, None)
+    }
+
+    /// [`Templates::render`] for a message people may answer at `reply_to` (a page's email,
+    /// when the hub takes replies): the templates get it as `reply_to`.
+    pub fn render_with(
+        &self,
+        part: Part,
+        job: &DeliveryJob,
+        reply_to: Option<&str>,
+    ) -> Result<String, String> {
         let kind = job.notification.notification_type.as_str();
         let own = format!("{kind}.{}", part.suffix());
         let template = self
@@ -152,6 +163,7 @@ impl Templates {
                 seq => n.seq,
                 // A page's code, for replies (`ACK 4F2K`); none for other notifications.
                 ack_code => tickethub_actors::reply::is_page(n).then(|| tickethub_actors::reply::code(n.seq)),
+                reply_to => reply_to,
             })
             .map_err(|e| e.to_string())?;
         Ok(match part {

@@ -20,8 +20,8 @@ use tickethub_actors::ports::{Replyable, StoreError};
 use tickethub_actors::reply::{self, Command};
 use tickethub_actors::routing::Channel;
 use tickethub_actors::ticket_domain::Action;
-use tickethub_actors::user::UserCommand;
 
+use crate::replies::{acknowledge, on_ticket, Acted};
 use crate::state::AppState;
 
 /// The path Twilio is told to call.
@@ -170,13 +170,7 @@ async fn push_ack(State(state): State<AppState>, body: Bytes) -> Response {
     let Some(n) = found else {
         return plain(StatusCode::NOT_FOUND, "The notification is gone.");
     };
-    let page = Replyable {
-        id: n.id,
-        seq: n.seq,
-        title: n.title,
-        ticket: n.ticket.map(|t| t.id),
-        is_read: n.is_read,
-    };
+    let page = Replyable::from(n);
     match acknowledge(&state, user, &page, "push").await {
         Ok(acknowledged) => {
             let answer = serde_json::json!({"notification_id": id, "acknowledged": acknowledged});
@@ -248,39 +242,6 @@ async fn act(state: &AppState, from: &str, text: &str) -> Result<String, StoreEr
     })
 }
 
-/// Marks the page read (its escalation stops, on every node; the user's sockets hear it) and
-/// records how; `false` if it was read already.
-async fn acknowledge(
-    state: &AppState,
-    user: UserId,
-    page: &Replyable,
-    via: &'static str,
-) -> Result<bool, StoreError> {
-    let read_now = !page.is_read;
-    if read_now {
-        state
-            .hub
-            .user_command(
-                user,
-                None,
-                UserCommand::SetRead {
-                    id: page.id,
-                    read: true,
-                },
-            )
-            .await
-            .map_err(|e| StoreError::Backend(e.into()))?;
-    }
-    let recorded = state
-        .store
-        .record_acknowledgement(page.id, user, via, state.store.now())
-        .await?;
-    if recorded {
-        metrics::counter!("tickethub_acknowledgements_total", "via" => via).increment(1);
-    }
-    Ok(read_now || recorded)
-}
-
 /// Finishes the page's ticket as the user, by the rules of `finish_work`, and acknowledges the
 /// page.
 async fn resolve_ticket(
@@ -288,28 +249,12 @@ async fn resolve_ticket(
     user: UserId,
     page: &Replyable,
 ) -> Result<String, StoreError> {
-    let Some(ticket) = page.ticket else {
-        return Ok(format!("tickethub: \"{}\" is about no ticket.", page.title));
-    };
     let Some(person) = state.store.user_by_id(user).await? else {
         return Ok("tickethub: this number is not a verified number of anyone here.".into());
     };
-    use tickethub_actors::ticket::TicketError;
-    let answer = match state
-        .hub
-        .apply_marked(ticket, &person, Action::FinishWork, None)
-        .await
-    {
-        Ok(applied) => format!(
-            "tickethub: {} is {}.",
-            applied.ticket.key(),
-            applied.ticket.status.as_str()
-        ),
-        Err(TicketError::Store(e)) => return Err(e),
-        Err(TicketError::Unavailable) => {
-            return Err(StoreError::Backend("the ticket is busy".into()))
-        }
-        Err(e) => format!("tickethub: {e}"),
+    let answer = match on_ticket(state, &person, page, Action::FinishWork, None).await? {
+        Acted::Done(done) => format!("tickethub: {done}"),
+        Acted::Refused(why) => format!("tickethub: {why}"),
     };
     acknowledge(state, user, page, "sms").await?;
     Ok(answer)

@@ -11,8 +11,10 @@ use tickethub_actors::domain::User;
 
 mod paging;
 use paging::*;
+mod email_replies;
 mod holds;
 mod replies;
+use email_replies::*;
 use holds::*;
 use replies::*;
 
@@ -331,6 +333,7 @@ crate::trials! {
         a_page_is_acknowledged_and_its_ticket_resolved_by_sms_replies,
         quiet_hours_and_maintenance_windows_hold_outbound_messages,
         a_pushed_page_is_acknowledged_from_its_button,
+        a_page_is_acknowledged_commented_and_resolved_by_email_replies,
     ],
     tests: [an_sms_acknowledgement_holds_across_nodes_and_a_kill_9],
     sync: [],

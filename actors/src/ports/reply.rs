@@ -25,6 +25,18 @@ pub struct Replyable {
     pub is_read: bool,
 }
 
+impl From<crate::notification::Notification> for Replyable {
+    fn from(n: crate::notification::Notification) -> Self {
+        Self {
+            id: n.id,
+            seq: n.seq,
+            title: n.title,
+            ticket: n.ticket.map(|t| t.id),
+            is_read: n.is_read,
+        }
+    }
+}
+
 /// A notification acknowledged from outside the hub.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Acknowledgement {

@@ -161,7 +161,7 @@ impl VapidKey {
     /// A token that acknowledges one notification for its recipient until `expires`:
     /// `<notification>.<user>.<expiry, unix seconds>.<HMAC-SHA256>`.
     pub fn ack_token(&self, notification: i64, user: i64, expires: chrono::DateTime<chrono::Utc>) -> String {
-        let claims = format!("{notification}.{user}.{}", expires.timestamp());
+        let claims = crate::channels::signed::claims(notification, user, expires, '.');
         let mac = self.ack_mac(&claims);
         format!("{claims}.{mac}")
     }
@@ -170,22 +170,7 @@ impl VapidKey {
     /// expired at `now`.
     pub fn check_ack_token(&self, token: &str, now: chrono::DateTime<chrono::Utc>) -> Result<(i64, i64), &'static str> {
         let (claims, mac) = token.rsplit_once('.').ok_or("not a token")?;
-        let expected = self.ack_mac(claims);
-        let same = expected.len() == mac.len()
-            && expected.bytes().zip(mac.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
-        if !same {
-            return Err("not signed by this hub");
-        }
-        let mut parts = claims.split('.').map(str::parse::<i64>);
-        let (Some(Ok(notification)), Some(Ok(user)), Some(Ok(expires)), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err("not a token");
-        };
-        if now.timestamp() >= expires {
-            return Err("expired");
-        }
-        Ok((notification, user))
+        crate::channels::signed::check(claims, mac, &self.ack_mac(claims), '.', now)
     }
 
     fn from_secret(secret: p256::SecretKey) -> Result<Self, ConfigError> {
