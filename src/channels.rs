@@ -161,4 +161,5 @@ plugins! {
     fcm::Fcm,
     apns::Apns,
     file::FileSink,
+    voice::Voice,
 }

@@ -55,7 +55,7 @@ pub fn address_of(user: &User, channel: Channel) -> Option<(&str, bool)> {
         .map(|a| (a.address.as_str(), a.verified_at.is_some()))
 }
 
-/// The channel a request names: `email`, `whatsapp` or `sms`.
+/// The channel a request names: a personal channel (`email`, `whatsapp`, `sms`, `voice`, …).
 pub fn channel_named(name: &str) -> Option<Channel> {
     channels().into_iter().find(|c| c.as_str() == name)
 }

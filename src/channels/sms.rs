@@ -291,23 +291,34 @@ impl Transport for SmsTransport {
         .map(|(k, v)| format!("{k}={}", form_encode(v)))
         .collect::<Vec<_>>()
         .join("&");
-        let response = self
-            .client
-            .post(&self.url)
-            .basic_auth(&self.account_sid, Some(&self.auth_token))
-            .header(
-                reqwest::header::CONTENT_TYPE,
-                "application/x-www-form-urlencoded",
-            )
-            .body(form)
-            .send()
-            .await
-            .map_err(network_error)?;
-        let status = response.status();
-        let retry_after = crate::delivery::outbound::header(&response, reqwest::header::RETRY_AFTER);
-        let text = crate::delivery::outbound::answer_text(response).await;
-        answer(status, retry_after.as_deref(), &text)
+        let account = (self.account_sid.as_str(), self.auth_token.as_str());
+        post_form(&self.client, &self.url, account, form).await
     }
+}
+
+/// Posts a form to Twilio's API as the account (basic auth with its SID and auth token), and
+/// reads the answer ([`answer`]).
+pub(crate) async fn post_form(
+    client: &reqwest::Client,
+    url: &str,
+    (account_sid, auth_token): (&str, &str),
+    form: String,
+) -> Result<Option<String>, TransportError> {
+    let response = client
+        .post(url)
+        .basic_auth(account_sid, Some(auth_token))
+        .header(
+            reqwest::header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded",
+        )
+        .body(form)
+        .send()
+        .await
+        .map_err(network_error)?;
+    let status = response.status();
+    let retry_after = crate::delivery::outbound::header(&response, reqwest::header::RETRY_AFTER);
+    let text = crate::delivery::outbound::answer_text(response).await;
+    answer(status, retry_after.as_deref(), &text)
 }
 
 /// Twilio's error codes that say the number itself cannot take SMS, for good: not a valid

@@ -10,7 +10,7 @@ use tickethub_actors::ports::DeliveryJob;
 
 use crate::setting::ConfigError;
 
-const DEFAULTS: [(&str, &str); 10] = [
+const DEFAULTS: [(&str, &str); 12] = [
     (
         "default.subject.txt",
         include_str!("../../templates/default.subject.txt"),
@@ -24,6 +24,14 @@ const DEFAULTS: [(&str, &str); 10] = [
     (
         "default.sms.txt",
         include_str!("../../templates/default.sms.txt"),
+    ),
+    (
+        "default.voice.txt",
+        include_str!("../../templates/default.voice.txt"),
+    ),
+    (
+        "address_verification.voice.txt",
+        include_str!("../../templates/address_verification.voice.txt"),
     ),
     // Verification codes go to addresses nobody has proved yet: they carry the hub's own words
     // and the code, never a name or text the person typed.
@@ -62,6 +70,8 @@ pub enum Part {
     Whatsapp,
     /// An SMS text.
     Sms,
+    /// What a voice call reads out.
+    Voice,
 }
 
 impl Part {
@@ -72,6 +82,7 @@ impl Part {
             Part::Html => "html",
             Part::Whatsapp => "whatsapp.txt",
             Part::Sms => "sms.txt",
+            Part::Voice => "voice.txt",
         }
     }
 }

@@ -1,6 +1,8 @@
 //! Replies from outside the hub: Twilio's inbound SMS webhook,
-//! `POST /api/inbound/twilio/sms/`. A reply acts for the person whose verified SMS address sent
-//! it, on their own notifications only: `ACK`, `ACK 4F2K` or `1` acknowledges a page (it is
+//! `POST /api/inbound/twilio/sms/`, the key pressed in a page's voice call
+//! (`POST /api/inbound/twilio/voice/`, see `crate::channels::voice`), and a push's Acknowledge
+//! button (`POST /api/inbound/push/ack/`). An SMS reply acts for the person whose verified SMS
+//! address sent it, on their own notifications only: `ACK`, `ACK 4F2K` or `1` acknowledges a page (it is
 //! read, so its escalation stops on every node), `RESOLVE 4F2K` finishes its ticket where they
 //! may, anything else gets the help text (see `tickethub_actors::reply`). Twilio's signature
 //! (`X-Twilio-Signature`: HMAC-SHA1 with the auth token over `--public-url`, the path and the
@@ -29,6 +31,9 @@ pub const TWILIO_SMS: &str = "/api/inbound/twilio/sms/";
 
 pub use crate::channels::push::PUSH_ACK;
 
+/// The path a call's key pressed is posted to.
+pub use crate::channels::voice::GATHERED as TWILIO_VOICE;
+
 /// The largest form Twilio sends is a few kilobytes; past this, the request is refused.
 const MOST_BYTES: usize = 64 * 1024;
 
@@ -39,6 +44,7 @@ const REPLYABLE: i64 = 50;
 pub fn router() -> axum::Router<AppState> {
     axum::Router::new()
         .route(TWILIO_SMS, axum::routing::post(twilio_sms))
+        .route(TWILIO_VOICE, axum::routing::post(twilio_voice))
         .route(PUSH_ACK, axum::routing::post(push_ack))
 }
 
@@ -48,6 +54,16 @@ fn plain(status: StatusCode, text: &'static str) -> Response {
 
 /// TwiML that answers the sender with one message.
 fn twiml(text: &str) -> Response {
+    twiml_verb("Message", text)
+}
+
+/// TwiML that says `text` to a caller.
+fn say(text: &str) -> Response {
+    twiml_verb("Say", text)
+}
+
+/// TwiML of one verb holding `text`.
+fn twiml_verb(verb: &str, text: &str) -> Response {
     let escaped = text
         .replace('&', "&amp;")
         .replace('<', "&lt;")
@@ -56,7 +72,7 @@ fn twiml(text: &str) -> Response {
         StatusCode::OK,
         [(CONTENT_TYPE, "text/xml; charset=utf-8")],
         format!(
-            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Message>{escaped}</Message></Response>"
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><{verb}>{escaped}</{verb}></Response>"
         ),
     )
         .into_response()
@@ -84,23 +100,23 @@ fn signed(token: &str, url: &str, fields: &[(String, String)], given: &str) -> b
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-async fn twilio_sms(
-    State(state): State<AppState>,
-    OriginalUri(uri): OriginalUri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+/// The form of a request from Twilio, once its signature holds: the fields; or the status
+/// and the words that refuse it.
+fn twilio_form(
+    state: &AppState,
+    uri: &axum::http::Uri,
+    headers: &HeaderMap,
+    body: &Bytes,
+    what: &'static str,
+) -> Result<Vec<(String, String)>, (StatusCode, &'static str)> {
     let (Some(token), Some(public)) = (&state.twilio_auth_token, &state.public_url) else {
-        return plain(
-            StatusCode::NOT_FOUND,
-            "SMS replies need the SMS channel (Twilio) and --public-url.",
-        );
+        return Err((StatusCode::NOT_FOUND, what));
     };
     if body.len() > MOST_BYTES {
-        return plain(StatusCode::PAYLOAD_TOO_LARGE, "The form is too large.");
+        return Err((StatusCode::PAYLOAD_TOO_LARGE, "The form is too large."));
     }
-    let Ok(fields) = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&body) else {
-        return plain(StatusCode::BAD_REQUEST, "The body is not a form.");
+    let Ok(fields) = serde_urlencoded::from_bytes::<Vec<(String, String)>>(body) else {
+        return Err((StatusCode::BAD_REQUEST, "The body is not a form."));
     };
     let url = match uri.query() {
         Some(query) => format!("{public}{}?{query}", uri.path()),
@@ -112,21 +128,37 @@ async fn twilio_sms(
         .unwrap_or_default();
     if !signed(token, &url, &fields, given) {
         metrics::counter!("tickethub_inbound_refused_total", "provider" => "twilio").increment(1);
-        return plain(
+        return Err((
             StatusCode::FORBIDDEN,
             "The request is not signed by Twilio.",
-        );
+        ));
     }
-    let field = |name: &str| {
-        fields
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+    Ok(fields)
+}
+
+/// A form field's value.
+fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    fields
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+async fn twilio_sms(
+    State(state): State<AppState>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let what = "SMS replies need the SMS channel (Twilio) and --public-url.";
+    let fields = match twilio_form(&state, &uri, &headers, &body, what) {
+        Ok(fields) => fields,
+        Err((status, why)) => return plain(status, why),
     };
-    let (Some(sid), Some(from)) = (field("MessageSid"), field("From")) else {
+    let (Some(sid), Some(from)) = (field(&fields, "MessageSid"), field(&fields, "From")) else {
         return plain(StatusCode::BAD_REQUEST, "MessageSid and From are required.");
     };
-    let text = field("Body").unwrap_or_default();
+    let text = field(&fields, "Body").unwrap_or_default();
     match answer_once(&state, sid, from, text).await {
         Ok(answer) => twiml(&answer),
         Err(e) => {
@@ -138,6 +170,72 @@ async fn twilio_sms(
             )
         }
     }
+}
+
+/// The key a person pressed during a page's call (Twilio's `<Gather>` action, signed; the
+/// page and its recipient in the query, as the call's script gave them): 1 acknowledges the
+/// page, if the call went to that person's voice number.
+async fn twilio_voice(
+    State(state): State<AppState>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let what = "Voice calls need the voice channel (Twilio) and --public-url.";
+    let fields = match twilio_form(&state, &uri, &headers, &body, what) {
+        Ok(fields) => fields,
+        Err((status, why)) => return plain(status, why),
+    };
+    #[derive(serde::Deserialize)]
+    struct Page {
+        notification: i64,
+        user: i64,
+    }
+    let Ok(page) = serde_urlencoded::from_str::<Page>(uri.query().unwrap_or_default()) else {
+        return plain(
+            StatusCode::BAD_REQUEST,
+            "The query names no notification and user.",
+        );
+    };
+    if field(&fields, "Digits") != Some("1") {
+        return say("Not acknowledged. Goodbye.");
+    }
+    let called = field(&fields, "To").unwrap_or_default();
+    match acknowledge_call(&state, UserId(page.user), page.notification, called).await {
+        Ok(said) => say(said),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot act on a key pressed in a call");
+            plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The database is unavailable; try again shortly.",
+            )
+        }
+    }
+}
+
+/// Acknowledges the page of a call to `called`, if that is its recipient's voice number.
+async fn acknowledge_call(
+    state: &AppState,
+    user: UserId,
+    id: i64,
+    called: &str,
+) -> Result<&'static str, StoreError> {
+    let Some(person) = state.store.user_by_id(user).await? else {
+        return Ok("This page is gone. Goodbye.");
+    };
+    let voice = Channel::stored("voice").expect("the voice channel is registered");
+    if person.address(voice).map(|a| a.address.as_str()) != Some(called) {
+        return Ok("This call is not to the page's recipient. Goodbye.");
+    }
+    let Some(n) = state.store.notification(user, id).await? else {
+        return Ok("This page is gone. Goodbye.");
+    };
+    Ok(
+        match acknowledge(state, user, &Replyable::from(n), "voice").await? {
+            true => "Acknowledged. Goodbye.",
+            false => "It was acknowledged already. Goodbye.",
+        },
+    )
 }
 
 /// A push's Acknowledge button: `{"token"}`, signed by this hub for one notification of one

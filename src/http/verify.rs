@@ -35,7 +35,7 @@ pub fn pages() -> axum::Router<AppState> {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ChannelIn {
-    /// `email`, `whatsapp` or `sms`.
+    /// A personal channel: `email`, `whatsapp`, `sms`, `voice`, …
     #[schema(value_type = String, example = "sms")]
     channel: String,
 }
@@ -44,7 +44,7 @@ pub(crate) struct ChannelIn {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CodeIn {
-    /// `email`, `whatsapp` or `sms`.
+    /// A personal channel: `email`, `whatsapp`, `sms`, `voice`, …
     #[schema(value_type = String, example = "sms")]
     channel: String,
     /// The six digits the message carried.
@@ -60,8 +60,13 @@ pub(crate) struct SentOut {
 }
 
 fn channel(name: &str) -> Result<Channel, ApiError> {
-    channel_named(name)
-        .ok_or_else(|| ApiError::bad_request("channel: `email`, `whatsapp` or `sms`."))
+    channel_named(name).ok_or_else(|| {
+        let names: Vec<String> = crate::verification::channels()
+            .iter()
+            .map(|c| format!("`{}`", c.as_str()))
+            .collect();
+        ApiError::bad_request(format!("channel: One of {}.", names.join(", ")))
+    })
 }
 
 /// Checks the code sent to one of the caller's addresses: right, the address is verified and

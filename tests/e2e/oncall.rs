@@ -14,9 +14,11 @@ use paging::*;
 mod email_replies;
 mod holds;
 mod replies;
+mod voice;
 use email_replies::*;
 use holds::*;
 use replies::*;
+use voice::*;
 
 const SCHEDULES: &str = "/api/oncall/schedules/";
 
@@ -334,6 +336,8 @@ crate::trials! {
         quiet_hours_and_maintenance_windows_hold_outbound_messages,
         a_pushed_page_is_acknowledged_from_its_button,
         a_page_is_acknowledged_commented_and_resolved_by_email_replies,
+        an_escalated_page_calls_and_one_key_acknowledges_it,
+        a_voice_number_is_verified_by_a_call_that_reads_the_code,
     ],
     tests: [an_sms_acknowledgement_holds_across_nodes_and_a_kill_9],
     sync: [],

@@ -1,7 +1,9 @@
 //! A Twilio Messages API stand-in on a random port: it checks a send the way Twilio does
 //! (basic auth with the account SID and auth token, the account in the path, a form with a
 //! `To` in E.164, the account's `From` and a `Body` of 1 to 1600 characters), answers 201 with
-//! a message SID, or Twilio's JSON error, and records every request.
+//! a message SID, or Twilio's JSON error, and records every request. Calls likewise
+//! (`Calls.json`: the account's voice number as `From`, a `Twiml` script of at most 4,000
+//! characters, a `<Response>` document).
 
 #![allow(dead_code)]
 
@@ -27,6 +29,8 @@ pub const ACCOUNT_SID: &str = "AC0123456789abcdef0123456789abcdef";
 pub const AUTH_TOKEN: &str = "twilio-test-auth-token";
 /// Its one SMS-capable number.
 pub const FROM: &str = "+15005550006";
+/// Its one voice-capable number.
+pub const VOICE_FROM: &str = "+15005550007";
 
 /// One request the stand-in received.
 #[derive(Clone, Debug)]
@@ -149,6 +153,7 @@ impl Twilio {
         };
         let app = Router::new()
             .route("/2010-04-01/Accounts/{sid}/Messages.json", post(send))
+            .route("/2010-04-01/Accounts/{sid}/Calls.json", post(call))
             .fallback(|| async { error(404, 20404, "The requested resource was not found") })
             .with_state(twilio.clone());
         tokio::spawn(async move {
@@ -196,6 +201,46 @@ impl Twilio {
     }
 }
 
+impl Twilio {
+    /// Records a request and answers its refusal, if it has one: the checks' (`refused`), or
+    /// else the next scripted one.
+    fn record(
+        &self,
+        uri: &axum::http::Uri,
+        headers: &HeaderMap,
+        fields: &[(String, String)],
+        refused: Option<(u16, u64, String)>,
+    ) -> Option<Response> {
+        let scripted = if refused.is_none() {
+            self.script.lock().unwrap().pop_front()
+        } else {
+            None
+        };
+        let header = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        self.sent.lock().unwrap().push(Sent {
+            at: std::time::Instant::now(),
+            path: uri.path().to_owned(),
+            authorization: header("authorization"),
+            content_type: header("content-type"),
+            fields: fields.to_vec(),
+            refused: refused
+                .as_ref()
+                .map(|(_, code, _)| *code)
+                .or(scripted.as_ref().map(|s| s.code)),
+        });
+        self.arrived.notify_waiters();
+        if let Some((status, code, message)) = refused {
+            return Some(error(status, code, &message));
+        }
+        scripted.map(Refusal::into_response)
+    }
+}
+
 /// `application/x-www-form-urlencoded` decoding.
 fn form_fields(body: &str) -> Vec<(String, String)> {
     fn decode(s: &str) -> String {
@@ -236,13 +281,8 @@ fn e164(number: &str) -> bool {
         .is_some_and(|d| (8..=15).contains(&d.len()) && d.bytes().all(|b| b.is_ascii_digit()))
 }
 
-/// What Twilio says of a send: the refusal's status, code and message, or `None` if it is
-/// well-formed.
-fn check(
-    sid: &str,
-    headers: &HeaderMap,
-    fields: &[(String, String)],
-) -> Option<(u16, u64, String)> {
+/// Twilio's checks of the account: the basic auth, and the account in the path.
+fn check_account(sid: &str, headers: &HeaderMap, resource: &str) -> Option<(u16, u64, String)> {
     let expected = format!(
         "Basic {}",
         base64::engine::general_purpose::STANDARD.encode(format!("{ACCOUNT_SID}:{AUTH_TOKEN}"))
@@ -255,10 +295,21 @@ fn check(
         return Some((
             404,
             20404,
-            format!(
-                "The requested resource /2010-04-01/Accounts/{sid}/Messages.json was not found"
-            ),
+            format!("The requested resource /2010-04-01/Accounts/{sid}/{resource} was not found"),
         ));
+    }
+    None
+}
+
+/// What Twilio says of a send: the refusal's status, code and message, or `None` if it is
+/// well-formed.
+fn check(
+    sid: &str,
+    headers: &HeaderMap,
+    fields: &[(String, String)],
+) -> Option<(u16, u64, String)> {
+    if let Some(refused) = check_account(sid, headers, "Messages.json") {
+        return Some(refused);
     }
     // Twilio reads the parameters of a form only: any other body names none of them.
     let form = headers
@@ -319,34 +370,8 @@ async fn send(
 ) -> Response {
     let fields = form_fields(&body);
     let refused = check(&sid, &headers, &fields);
-    let scripted = if refused.is_none() {
-        twilio.script.lock().unwrap().pop_front()
-    } else {
-        None
-    };
-    let header = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    };
-    twilio.sent.lock().unwrap().push(Sent {
-        at: std::time::Instant::now(),
-        path: uri.path().to_owned(),
-        authorization: header("authorization"),
-        content_type: header("content-type"),
-        fields: fields.clone(),
-        refused: refused
-            .as_ref()
-            .map(|(_, code, _)| *code)
-            .or(scripted.as_ref().map(|s| s.code)),
-    });
-    twilio.arrived.notify_waiters();
-    if let Some((status, code, message)) = refused {
-        return error(status, code, &message);
-    }
-    if let Some(refusal) = scripted {
-        return refusal.into_response();
+    if let Some(refusal) = twilio.record(&uri, &headers, &fields, refused) {
+        return refusal;
     }
     let value = |name: &str| {
         fields
@@ -373,6 +398,74 @@ async fn send(
             "to": value("To"),
             "uri": format!("/2010-04-01/Accounts/{ACCOUNT_SID}/Messages/{message_sid}.json"),
         })),
+    )
+        .into_response()
+}
+
+/// What Twilio says of a call: its account, a `To` in E.164, the account's voice number, and
+/// a script (`Twiml`) of at most 4,000 characters that is a `<Response>`.
+fn check_call(
+    sid: &str,
+    headers: &HeaderMap,
+    fields: &[(String, String)],
+) -> Option<(u16, u64, String)> {
+    if let Some(refused) = check_account(sid, headers, "Calls.json") {
+        return Some(refused);
+    }
+    let get = |name: &str| {
+        fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    match get("To") {
+        Some(to) if e164(to) => {}
+        Some(to) => return Some((400, 21211, format!("Invalid 'To' Phone Number: {to}"))),
+        None => return Some((400, 21201, "No 'To' number is specified".into())),
+    }
+    match get("From") {
+        Some(VOICE_FROM) => {}
+        Some(from) => {
+            return Some((
+                400,
+                21210,
+                format!(
+                "The source phone number provided, {from}, is not yet verified for your account."
+            ),
+            ))
+        }
+        None => return Some((400, 21213, "Caller phone number is required".into())),
+    }
+    match get("Twiml") {
+        None => Some((400, 21205, "Url parameter is required.".into())),
+        Some(script) if script.chars().count() > 4000 => Some((
+            400,
+            21208,
+            "The Twiml parameter exceeds 4000 characters.".into(),
+        )),
+        Some(script) if !(script.starts_with("<Response>") && script.ends_with("</Response>")) => {
+            Some((400, 21240, "Twiml is not a Response document.".into()))
+        }
+        Some(_) => None,
+    }
+}
+
+async fn call(
+    State(twilio): State<Twilio>,
+    Path(sid): Path<String>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    let fields = form_fields(&body);
+    let refused = check_call(&sid, &headers, &fields);
+    if let Some(refusal) = twilio.record(&uri, &headers, &fields, refused) {
+        return refusal;
+    }
+    let call_sid = format!("CA{}", uuid::Uuid::new_v4().simple());
+    (
+        StatusCode::CREATED,
+        axum::Json(json!({"sid": call_sid, "status": "queued", "account_sid": ACCOUNT_SID})),
     )
         .into_response()
 }
