@@ -235,6 +235,7 @@ impl Transport for WebPushTransport {
             payload["ack"] = serde_json::json!({
                 "url": push::PUSH_ACK,
                 "token": self.vapid.ack_token(n.id, n.user_id.0, expires),
+                "code": tickethub_actors::reply::code(n.seq),
             });
         }
         let plain = payload.to_string().into_bytes();

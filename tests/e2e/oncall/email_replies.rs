@@ -137,8 +137,12 @@ pub(super) async fn a_page_is_acknowledged_commented_and_resolved_by_email_repli
     .await
     .expect("ann's page arrives by email");
     let text = mail.text();
+    let page = hub.get_as(&ann, "/api/notifications/", 200).await["results"][0].clone();
+    let code = tickethub_actors::reply::code(page["seq"].as_i64().unwrap());
     assert!(
-        text.contains("Reply ACK to acknowledge, RESOLVE to resolve WEB-"),
+        text.contains(&format!(
+            "Page {code}. Reply ACK to acknowledge it, RESOLVE to resolve WEB-"
+        )),
         "{text}"
     );
     let reply_to = mail

@@ -279,6 +279,12 @@ pub(super) async fn a_pushed_page_is_acknowledged_from_its_button(backend: Backe
         "{page}"
     );
     assert_eq!(page["ack"]["url"], "/api/inbound/push/ack/");
+    let seq = page["seq"].as_i64().unwrap();
+    assert_eq!(
+        page["ack"]["code"],
+        tickethub_actors::reply::code(seq),
+        "{page}"
+    );
     let token = page["ack"]["token"].as_str().unwrap().to_owned();
     let id = page["notification_id"].as_i64().unwrap();
 
