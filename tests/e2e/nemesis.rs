@@ -605,6 +605,24 @@ fn the_tab_checker_finds_a_tab_that_missed_a_change() {
     );
     // Still open, but the change too recent to count yet.
     assert!(check_tabs(&history, t0 + s(30)).is_empty());
+    // A notification read, then deleted: a tab told only of the deletion (as a resync tells
+    // it) heard enough; one told of neither did not.
+    let history = History::default();
+    history
+        .tabs
+        .lock()
+        .unwrap()
+        .extend([(0, tab(t0, None, &[(1, true)])), (1, tab(t0, None, &[]))]);
+    for change in [(0, 1, false), (0, 1, true)] {
+        let span = (t0 + s(10), t0 + s(11));
+        history.changed.lock().unwrap().insert(change, span);
+    }
+    let anomalies = check_tabs(&history, t0 + s(60));
+    assert_eq!(anomalies.len(), 2, "{anomalies:?}");
+    assert!(
+        anomalies.iter().all(|a| a.starts_with("user 0: socket 1 ")),
+        "{anomalies:?}"
+    );
 }
 
 /// The delete checker finds an acknowledged delete that did not hold, a notification gone that
