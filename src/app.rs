@@ -463,11 +463,15 @@ impl Application {
     }
 }
 
+/// How much earlier than the last periodic pass the next one looks for inbox changes.
+const INBOX_MARGIN: Duration = Duration::from_secs(5);
+
 /// Hands other nodes' events to the local actors, and catches every connected user up from
 /// the database after any gap on the bus (a resync) and on a slow timer. Requests that arrive
 /// while a catch-up runs are merged into the next one. After a gap, the sockets also hear the
 /// inbox changes (read, unread, deleted) made while it lasted, and
-/// [`tickethub_actors::hub::INBOX_LOOKBACK`] before.
+/// [`tickethub_actors::hub::INBOX_LOOKBACK`] before; each periodic pass, those since the last
+/// pass that the actors never told them.
 async fn follow_bus(
     hub: Hub,
     store: Arc<dyn tickethub_actors::ports::Store>,
@@ -485,6 +489,7 @@ async fn follow_bus(
         let hub = hub.clone();
         let wanted = wanted.clone();
         let inboxes = inboxes.clone();
+        let store = store.clone();
         tokio::spawn(async move {
             let mut timer = tokio::time::interval(every);
             timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -494,7 +499,16 @@ async fn follow_bus(
                     _ = wanted.notified() => "resync",
                     _ = timer.tick() => "periodic",
                 };
-                let owed = inboxes.lock().unwrap_or_else(|e| e.into_inner()).take();
+                let mut owed = inboxes.lock().unwrap_or_else(|e| e.into_inner()).take();
+                // Each periodic pass tells the changes since the last one (and a margin for
+                // commits that became visible late) again: the actors tell their sockets only
+                // those they never heard, which heals a message lost without any sign of a gap.
+                if reason == "periodic" {
+                    let margin =
+                        chrono::Duration::from_std(every + INBOX_MARGIN).unwrap_or_default();
+                    let since = store.now() - margin;
+                    owed = Some(owed.map_or(since, |owed| owed.min(since)));
+                }
                 let caught_up = match hub.catch_up_all().await {
                     Ok(users) => match owed {
                         Some(since) => hub.catch_up_inboxes(since).await.map(|told| (users, told)),

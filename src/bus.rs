@@ -30,7 +30,7 @@
 //! that lagged behind its message buffer, or a publish that failed (the node then asks every
 //! node to resync once it is back). A node that starts asks every node to resync too: its
 //! earlier process may have been killed between answering a change and publishing it. A slow
-//! periodic reconciliation catches any notification missed otherwise.
+//! periodic reconciliation catches any notification and inbox change missed otherwise.
 //! Publishing never waits: messages go through a bounded queue to one task, and fail fast
 //! while Redis is away rather than pile up; a message that finds the queue full is dropped,
 //! which counts as a gap (the other nodes resync once publishing works again).
@@ -236,7 +236,7 @@ impl RedisBus {
                 subscriber.clone(),
                 node.clone(),
                 in_tx.clone(),
-                confirms.clone(),
+                (confirms.clone(), faults.clone()),
                 out_tx.clone(),
             )),
             tokio::spawn(heal_subscriber(
@@ -493,13 +493,14 @@ async fn receive_loop(
     subscriber: fred::clients::SubscriberClient,
     own: String,
     events: mpsc::UnboundedSender<BusEvent>,
-    confirms: Arc<Confirms>,
+    (confirms, faults): (Arc<Confirms>, Arc<BusFaults>),
     outbox: mpsc::Sender<Outgoing>,
 ) {
     let mut messages = subscriber.message_rx();
     let heard = Heard::new();
     loop {
         let event = match messages.recv().await {
+            Ok(_) if *faults.drop_received.borrow() => continue,
             Ok(message) => {
                 let Some(text) = message.value.as_string() else {
                     continue;

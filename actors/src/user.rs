@@ -37,7 +37,20 @@ impl UserActor {
     /// notification committed on another node that has not reached this actor yet: what was
     /// committed is pushed first, so that a socket never hears of a change before the
     /// notification it changes.
-    async fn changed(&self, state: &mut UserState, updates: Vec<Update>) {
+    ///
+    /// A change of a notification is told once: one that is the state this actor last told of
+    /// that notification (heard live, then again in a catch-up) is left out. Changes caught up
+    /// from the database (`caught_up`) that are news were missed live: they are counted.
+    async fn changed(&self, state: &mut UserState, updates: Vec<Update>, caught_up: bool) {
+        let updates: Vec<Update> = updates.into_iter().filter(|u| state.is_news(u)).collect();
+        if updates.is_empty() {
+            return;
+        }
+        if caught_up {
+            metrics::counter!("tickethub_inbox_changes_healed_total")
+                .increment(updates.len() as u64);
+            tracing::debug!(user_id = state.user_id.0, changes = ?updates, "inbox changes missed live, told from the database");
+        }
         let caught_up = match self.store.notification_cursor(state.user_id).await {
             Ok(cursor) if cursor.last_seq > state.delivered => {
                 self.fill(state, cursor.last_seq + 1).await
@@ -50,6 +63,7 @@ impl UserActor {
         }
         tracing::debug!(user_id = state.user_id.0, sockets = state.conns.len(), changes = ?updates, "telling the sockets inbox changes");
         for update in updates {
+            state.remember(&update);
             state.push_all(None, || ConnectionMsg::Updated(Box::new(update.clone())));
         }
     }
@@ -134,7 +148,12 @@ pub struct UserState {
     /// them with its first message, not as it starts, so that its directory, which starts the
     /// actors of every connecting user one after the other, never waits on the database.
     loaded: bool,
+    /// The last change told of each notification lately, and when.
+    told: std::collections::HashMap<i64, (Update, std::time::Instant)>,
 }
+
+/// How long a told change is remembered: past the catch-ups' look back.
+const TOLD_FOR: Duration = Duration::from_secs(300);
 
 /// What the user actor answers when a socket attaches.
 #[derive(Debug, Clone)]
@@ -354,6 +373,29 @@ pub async fn execute(
 }
 
 impl UserState {
+    /// Whether an inbox change is news: not the state last told of its notification (changes
+    /// of every notification at once always are).
+    fn is_news(&self, update: &Update) -> bool {
+        match update {
+            Update::Read { id, .. } | Update::Deleted { id } => {
+                self.told.get(id).map(|(told, _)| told) != Some(update)
+            }
+            Update::AllRead { .. } | Update::AllDeleted { .. } => true,
+        }
+    }
+
+    /// Remembers a change told, forgetting those told long ago once there are many.
+    fn remember(&mut self, update: &Update) {
+        if let Update::Read { id, .. } | Update::Deleted { id } = update {
+            let now = std::time::Instant::now();
+            if self.told.len() >= 512 {
+                self.told
+                    .retain(|_, (_, at)| now.duration_since(*at) < TOLD_FOR);
+            }
+            self.told.insert(*id, (update.clone(), now));
+        }
+    }
+
     /// Pushes to every socket but `except`, dropping the sockets that are gone or kicked.
     fn push_all(&mut self, except: Option<ConnId>, make: impl Fn() -> ConnectionMsg) {
         self.conns
@@ -552,6 +594,7 @@ impl Actor for UserActor {
             flushed_sent: 0,
             sent: self.sent.clone(),
             loaded: false,
+            told: std::collections::HashMap::new(),
         })
     }
 
@@ -735,6 +778,7 @@ impl UserActor {
                         Ok(outcome) => {
                             if let Some(update) = outcome.update(&cmd) {
                                 tracing::debug!(user_id = state.user_id.0, sockets = state.conns.len(), change = ?update, "inbox command applied; telling the sockets and the bus");
+                                state.remember(&update);
                                 state.push_all(from, || {
                                     ConnectionMsg::Updated(Box::new(update.clone()))
                                 });
@@ -754,8 +798,8 @@ impl UserActor {
                     }
                 }
             }
-            UserMsg::Changed(update) => self.changed(state, vec![update]).await,
-            UserMsg::ChangedMany(updates) => self.changed(state, updates).await,
+            UserMsg::Changed(update) => self.changed(state, vec![update], false).await,
+            UserMsg::ChangedMany(updates) => self.changed(state, updates, true).await,
             UserMsg::Heartbeat => {
                 let deadline = now_ms().saturating_sub(self.idle_timeout.as_millis() as u64);
                 state.conns.retain(|conn| {

@@ -133,12 +133,16 @@ pub trait Bus: Send + Sync {
 pub struct BusFaults {
     /// While `true`, the bus's new subscriptions wait, as a slow `SUBSCRIBE` would.
     pub hold_subscriptions: tokio::sync::watch::Sender<bool>,
+    /// While `true`, the bus drops what it hears without a sign, as a message lost on its way
+    /// would be: only the periodic reconciliation heals it.
+    pub drop_received: tokio::sync::watch::Sender<bool>,
 }
 
 impl Default for BusFaults {
     fn default() -> Self {
         Self {
             hold_subscriptions: tokio::sync::watch::Sender::new(false),
+            drop_received: tokio::sync::watch::Sender::new(false),
         }
     }
 }

@@ -96,22 +96,34 @@ pub(super) async fn a_node_without_recipients_hears_nothing_of_their_messages() 
     assert_eq!(heard_n(2).await, before_2 + 1.0);
 }
 
+/// A bus prefix of a test's own.
+fn fresh_prefix() -> String {
+    format!("tickethub-test-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// An in-process hub's settings for the Redis at `url`, under `prefix`, reconciling every
+/// `reconcile` seconds.
+fn on_bus(
+    url: &str,
+    prefix: &str,
+    reconcile: u64,
+) -> impl FnOnce(&mut tickethub::config::ServeConfig) {
+    let (url, prefix) = (url.to_owned(), prefix.to_owned());
+    move |c| {
+        c.redis_url = Some(url);
+        c.redis_prefix = prefix;
+        c.bus_reconcile_interval = reconcile;
+    }
+}
+
 /// A node that subscribes to a new user's shard while a commit for that user is published
 /// loses nothing: its subscription is held back (fault injection) until the commit has
 /// crossed Redis, and the user still gets it once the node hears the shard, though the
 /// periodic reconciliation is out of the way.
 pub(super) async fn a_commit_published_while_a_node_subscribes_is_not_lost(backend: Backend) {
-    let url = crate::harness::redis();
-    let prefix = format!("tickethub-test-{}", uuid::Uuid::new_v4().simple());
-    let tweak = |url: String, prefix: String| {
-        move |c: &mut tickethub::config::ServeConfig| {
-            c.redis_url = Some(url);
-            c.redis_prefix = prefix;
-            c.bus_reconcile_interval = 3600;
-        }
-    };
-    let a = TestHub::start_with(&backend, tweak(url.clone(), prefix.clone())).await;
-    let b = a.sibling_with(tweak(url.clone(), prefix.clone())).await;
+    let (url, prefix) = (crate::harness::redis(), fresh_prefix());
+    let a = TestHub::start_with(&backend, on_bus(&url, &prefix, 3600)).await;
+    let b = a.sibling_with(on_bus(&url, &prefix, 3600)).await;
     let admin = a.user("boss", Role::Admin).await;
     let alice = a.user("alice", Role::Client).await;
     // The test listens on alice's shard itself, to know when the commit has crossed Redis.
@@ -145,6 +157,64 @@ pub(super) async fn a_commit_published_while_a_node_subscribes_is_not_lost(backe
     assert_eq!(got[0]["title"], "in flight");
     assert_eq!(got[0]["seq"], 1);
     let _ = fred::prelude::ClientLike::quit(&listener).await;
+}
+
+/// An inbox change whose bus message is lost without any sign of a gap (the node that holds
+/// the tab drops everything it hears, fault injection: no reconnect, no lag) reaches the tab at
+/// the next periodic reconciliation, once; a change the node heard live is not told again by
+/// the passes that follow.
+pub(super) async fn an_inbox_change_lost_without_a_sign_reaches_the_tab_at_the_next_pass(
+    backend: Backend,
+) {
+    let (url, prefix) = (crate::harness::redis(), fresh_prefix());
+    let a = TestHub::start_with(&backend, on_bus(&url, &prefix, 1)).await;
+    let b = a.sibling_with(on_bus(&url, &prefix, 1)).await;
+    let admin = a.user("boss", Role::Admin).await;
+    let alice = a.user("alice", Role::Client).await;
+    let mut tab = b.connect(&alice).await;
+    for title in ["one", "two"] {
+        a.send(&admin, &[&alice], json!({ "title": title })).await;
+    }
+    let ids: Vec<i64> = tab
+        .notifications(2)
+        .await
+        .iter()
+        .map(|n| n["id"].as_i64().unwrap())
+        .collect();
+    let read = |id: i64| format!("/api/notifications/{id}/mark-as-read/");
+    // Heard live.
+    a.post_as(&alice, &read(ids[0]), json!({}), 200).await;
+    let heard = tab.next_of("notification_updated").await;
+    assert_eq!(
+        (heard["id"].as_i64(), heard["is_read"].as_bool()),
+        (Some(ids[0]), Some(true))
+    );
+    // Lost on its way to node b, which notices nothing.
+    b.hub
+        .bus_faults()
+        .expect("a Redis bus has faults")
+        .drop_received
+        .send_replace(true);
+    a.post_as(&alice, &read(ids[1]), json!({}), 200).await;
+    let healed = tab.next_of("notification_updated").await;
+    assert_eq!(
+        (healed["id"].as_i64(), healed["is_read"].as_bool()),
+        (Some(ids[1]), Some(true))
+    );
+    // A notification sent now reaches the tab by a later pass too (node b still hears
+    // nothing); the passes up to it told neither read again.
+    a.send(&admin, &[&alice], json!({ "title": "three" })).await;
+    loop {
+        let frame = tab.next_json().await;
+        match frame["type"].as_str() {
+            Some("notification") => {
+                assert_eq!(frame["title"], "three");
+                break;
+            }
+            Some("pong") => {}
+            _ => panic!("told again, or unexpected: {frame}"),
+        }
+    }
 }
 
 /// On a Redis Cluster of three masters and three replicas (sharded pub/sub): notifications,
