@@ -215,6 +215,10 @@ pub(super) async fn a_page_is_acknowledged_commented_and_resolved_by_email_repli
     )
     .await;
     assert_eq!(said, [220, 250, 250, 250, 354, 552, 250, 221]);
+    // A line past 64 KiB is refused, and the session ends.
+    let long = format!("NOOP {}", "x".repeat(70 * 1024));
+    let said = smtp_session(&hub, &["EHLO mail.example.test", &long]).await;
+    assert_eq!(said, [220, 250, 500]);
     let unread = hub.get_as(&ann, "/api/notifications/", 200).await;
     assert_eq!(unread["results"][0]["is_read"], false, "{unread}");
     assert!(comments(&hub, &admin, ticket_id).await.is_empty());

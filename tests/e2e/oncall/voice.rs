@@ -168,6 +168,19 @@ pub(super) async fn a_voice_number_is_verified_by_a_call_that_reads_the_code(bac
         "{script}"
     );
     assert!(!script.contains("<Gather"), "{script}");
+    // A channel the hub does not have is refused, naming those it has.
+    let wrong = hub
+        .post_as(
+            &ann,
+            "/api/users/me/verify/",
+            json!({"channel": "fax", "code": digits}),
+            400,
+        )
+        .await;
+    assert!(
+        wrong["detail"].as_str().unwrap().contains("`voice`"),
+        "{wrong}"
+    );
     hub.post_as(
         &ann,
         "/api/users/me/verify/",
