@@ -49,6 +49,7 @@ use crate::config::{redact_url, ConfigError};
 
 mod encoding;
 mod interest;
+mod probe;
 
 pub use interest::{shard, Channels, USER_SHARDS};
 
@@ -210,6 +211,7 @@ impl RedisBus {
         let broken = Arc::new(Owed::default());
         let confirms = Arc::new(Confirms::default());
         let faults = Arc::new(BusFaults::default());
+        let echo = Arc::new(probe::Echo::default());
         let (interest_tx, interest_rx) = mpsc::unbounded_channel();
 
         let tasks = vec![
@@ -236,8 +238,14 @@ impl RedisBus {
                 subscriber.clone(),
                 node.clone(),
                 in_tx.clone(),
-                (confirms.clone(), faults.clone()),
+                (confirms.clone(), faults.clone(), echo.clone()),
                 out_tx.clone(),
+            )),
+            tokio::spawn(probe::probe(
+                publisher.clone(),
+                subscriber.clone(),
+                channels.clone(),
+                (node.clone(), echo, broken.clone()),
             )),
             tokio::spawn(heal_subscriber(
                 subscriber.clone(),
@@ -245,7 +253,7 @@ impl RedisBus {
                 out_tx.clone(),
                 node.clone(),
                 lost.clone(),
-                (health.clone(), broken),
+                (health.clone(), broken, faults.clone()),
             )),
             tokio::spawn(heal_publisher(
                 publisher.clone(),
@@ -493,19 +501,22 @@ async fn receive_loop(
     subscriber: fred::clients::SubscriberClient,
     own: String,
     events: mpsc::UnboundedSender<BusEvent>,
-    (confirms, faults): (Arc<Confirms>, Arc<BusFaults>),
+    (confirms, faults, echo): (Arc<Confirms>, Arc<BusFaults>, Arc<probe::Echo>),
     outbox: mpsc::Sender<Outgoing>,
 ) {
     let mut messages = subscriber.message_rx();
     let heard = Heard::new();
     loop {
         let event = match messages.recv().await {
-            Ok(_) if *faults.drop_received.borrow() => continue,
+            Ok(_) if *faults.deaf.borrow() => continue,
             Ok(message) => {
                 let Some(text) = message.value.as_string() else {
                     continue;
                 };
                 heard.count(&text);
+                if echo.hears(&text, &own) || *faults.drop_received.borrow() {
+                    continue;
+                }
                 if confirm_traffic(&text, &own, &confirms, &outbox) {
                     continue;
                 }
@@ -540,7 +551,7 @@ impl Heard {
         let counter =
             |kind: &'static str| metrics::counter!("tickethub_bus_received_total", "kind" => kind);
         Self {
-            kinds: ["n", "m", "i", "t", "b", "p", "v", "x", "u", "k", "r"]
+            kinds: ["n", "m", "i", "t", "b", "p", "v", "x", "u", "k", "r", "e"]
                 .into_iter()
                 .map(|kind| (kind, counter(kind)))
                 .collect(),
@@ -638,7 +649,7 @@ async fn heal_subscriber(
     outbox: mpsc::Sender<Outgoing>,
     node: String,
     lost: Arc<Owed>,
-    (health, broken): (Health, Arc<Owed>),
+    (health, broken, faults): (Health, Arc<Owed>, Arc<BusFaults>),
 ) {
     let mut reconnects = subscriber.reconnect_rx();
     loop {
@@ -655,6 +666,7 @@ async fn heal_subscriber(
             delay = (delay * 2).min(Duration::from_secs(2));
         }
         tracing::info!("bus subscriber reconnected; resyncing");
+        faults.deaf.send_replace(false);
         if let Some(on) = health.get() {
             on(true);
         }

@@ -731,6 +731,7 @@ crate::trials! {
         a_user_on_one_node_hears_of_commits_on_another,
         a_commit_published_while_a_node_subscribes_is_not_lost,
         an_inbox_change_lost_without_a_sign_reaches_the_tab_at_the_next_pass,
+        a_subscriber_that_hears_nothing_is_reconnected_and_resyncs,
     ],
     tests: [
         a_hub_without_its_redis_does_not_start,

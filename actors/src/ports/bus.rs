@@ -136,6 +136,9 @@ pub struct BusFaults {
     /// While `true`, the bus drops what it hears without a sign, as a message lost on its way
     /// would be: only the periodic reconciliation heals it.
     pub drop_received: tokio::sync::watch::Sender<bool>,
+    /// While `true`, the bus's subscriber hears nothing at all, its own probes included, as
+    /// one left on a demoted Redis would, until it reconnects (which sets this back).
+    pub deaf: tokio::sync::watch::Sender<bool>,
 }
 
 impl Default for BusFaults {
@@ -143,6 +146,7 @@ impl Default for BusFaults {
         Self {
             hold_subscriptions: tokio::sync::watch::Sender::new(false),
             drop_received: tokio::sync::watch::Sender::new(false),
+            deaf: tokio::sync::watch::Sender::new(false),
         }
     }
 }

@@ -217,6 +217,33 @@ pub(super) async fn an_inbox_change_lost_without_a_sign_reaches_the_tab_at_the_n
     }
 }
 
+/// A subscriber that is connected but hears nothing (as one left on a demoted Redis does) is
+/// found out by its own probe going unheard, and reconnected: what it missed reaches the tab
+/// by the resync that follows, with no periodic pass to heal it (one an hour).
+pub(super) async fn a_subscriber_that_hears_nothing_is_reconnected_and_resyncs(backend: Backend) {
+    let (url, prefix) = (crate::harness::redis(), fresh_prefix());
+    let a = TestHub::start_with(&backend, on_bus(&url, &prefix, 3600)).await;
+    let b = a.sibling_with(on_bus(&url, &prefix, 3600)).await;
+    let admin = a.user("boss", Role::Admin).await;
+    let alice = a.user("alice", Role::Client).await;
+    let mut tab = b.connect(&alice).await;
+    a.send(&admin, &[&alice], json!({ "title": "heard" })).await;
+    assert_eq!(tab.notifications(1).await[0]["title"], "heard");
+    let faults = b.hub.bus_faults().expect("a Redis bus has faults");
+    let mut deaf = faults.deaf.subscribe();
+    faults.deaf.send_replace(true);
+    a.send(&admin, &[&alice], json!({ "title": "unheard" }))
+        .await;
+    let missed = tab.notifications(1).await;
+    assert_eq!(
+        (missed[0]["title"].as_str(), missed[0]["seq"].as_i64()),
+        (Some("unheard"), Some(2))
+    );
+    // It came by the reconnect, which is what ends the deafness.
+    deaf.wait_for(|deaf| !deaf).await.unwrap();
+    assert!(b.metrics().await.total("tickethub_bus_deaf_total") >= 1.0);
+}
+
 /// On a Redis Cluster of three masters and three replicas (sharded pub/sub): notifications,
 /// inbox changes, board events and presence cross from node 0 to node 1; then the master that
 /// serves the bus's common channel is killed, its replica takes over, and all of it crosses
