@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use tickethub_actors::domain::{NewUser, Role, User};
 use tickethub_actors::ports::{Store, StoreError};
+use tickethub_actors::user::CatchUp;
 use tickethub_actors::{Hub, HubConfig, HubDeps};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -229,12 +230,14 @@ impl Application {
             },
         )
         .await?;
-        if let Some(remote) = remote {
+        if let (Some(remote), Some(bus)) = (remote, &bus) {
+            let listening = bus.listening();
             tokio::spawn(follow_bus(
                 hub.clone(),
                 store.clone(),
                 remote,
                 Duration::from_secs(config.bus_reconcile_interval.max(1)),
+                listening,
             ));
         }
         let listener = crate::serve::listen(config.bind).map_err(|source| BuildError::Bind {
@@ -477,6 +480,7 @@ async fn follow_bus(
     store: Arc<dyn tickethub_actors::ports::Store>,
     mut remote: crate::bus::Remote,
     every: Duration,
+    listening: impl Fn() -> bool + Send + 'static,
 ) {
     let wanted = Arc::new(tokio::sync::Notify::new());
     // The earliest inbox change a resync still owes the sockets, by the store's clock.
@@ -500,6 +504,11 @@ async fn follow_bus(
                     _ = timer.tick() => "periodic",
                 };
                 let mut owed = inboxes.lock().unwrap_or_else(|e| e.into_inner()).take();
+                // A pass while the bus is away, or with a resync owed, heals a known gap.
+                let why = match (reason, owed) {
+                    ("periodic", None) if listening() => CatchUp::Periodic,
+                    _ => CatchUp::Resync,
+                };
                 // Each periodic pass tells the changes since the last one (and a margin for
                 // commits that became visible late) again: the actors tell their sockets only
                 // those they never heard, which heals a message lost without any sign of a gap.
@@ -511,7 +520,10 @@ async fn follow_bus(
                 }
                 let caught_up = match hub.catch_up_all().await {
                     Ok(users) => match owed {
-                        Some(since) => hub.catch_up_inboxes(since).await.map(|told| (users, told)),
+                        Some(since) => hub
+                            .catch_up_inboxes(since, why)
+                            .await
+                            .map(|told| (users, told)),
                         None => Ok((users, 0)),
                     },
                     Err(e) => Err(e),

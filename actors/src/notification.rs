@@ -166,6 +166,10 @@ pub fn excerpt(text: &str, max: usize) -> String {
     }
 }
 
+/// The most notification ids a bulk [`Update`] carries: a mark-all of more tells the rest again
+/// one by one at the next catch-up, as any change a node had not told.
+pub const UPDATE_IDS: usize = 1000;
+
 /// A change another socket (or the REST API, or another hub process) made to the user's inbox.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Update {
@@ -185,11 +189,16 @@ pub enum Update {
     AllDeleted {
         /// How many.
         count: i64,
+        /// Which, up to [`UPDATE_IDS`] of them: the user actors remember them as told, so
+        /// that a catch-up does not tell them again one by one. Not sent to sockets.
+        ids: Vec<i64>,
     },
     /// Every unread notification matching a filter was marked read: one frame, however many.
     AllRead {
         /// How many changed.
         count: i64,
+        /// Which, up to [`UPDATE_IDS`] of them, as for [`Update::AllDeleted`].
+        ids: Vec<i64>,
         /// The type filter, if any.
         notification_type: Option<String>,
         /// The ticket filter, if any.
@@ -267,4 +276,16 @@ mod tests {
         );
         assert_eq!(excerpt("abcdef", 4), "abc…");
     }
+}
+
+/// An inbox change read back from the database: whose, what the notification is now, and when
+/// it last changed (by [`crate::ports::Store::now`]'s clock).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InboxChange {
+    /// Whose inbox.
+    pub user: UserId,
+    /// The notification as it stands.
+    pub update: Update,
+    /// When it changed.
+    pub at: DateTime<Utc>,
 }

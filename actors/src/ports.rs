@@ -413,16 +413,16 @@ pub trait InboxStore: Send + Sync {
     ) -> Result<Vec<i64>, StoreError>;
     /// Deletes one of a user's notifications; `false` if it is not theirs.
     async fn delete_notification(&self, user: UserId, id: i64) -> Result<bool, StoreError>;
-    /// Deletes all of a user's notifications; returns how many.
-    async fn delete_all_notifications(&self, user: UserId) -> Result<i64, StoreError>;
+    /// Deletes all of a user's notifications; returns their ids.
+    async fn delete_all_notifications(&self, user: UserId) -> Result<Vec<i64>, StoreError>;
     /// The notifications of these users that they changed (read, unread, deleted) at or after
     /// `since`, by [`Store::now`]'s clock, as each stands now: what a node whose bus was away
-    /// may not have told its sockets. Ordered by user and id.
+    /// may not have told its sockets, with when each changed. Ordered by user and id.
     async fn inbox_changes(
         &self,
         users: &[UserId],
         since: chrono::DateTime<chrono::Utc>,
-    ) -> Result<Vec<(UserId, crate::notification::Update)>, StoreError>;
+    ) -> Result<Vec<crate::notification::InboxChange>, StoreError>;
 }
 
 /// A user's stream of notifications as sockets see it: the backlog, gaps, acks and what was

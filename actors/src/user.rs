@@ -24,7 +24,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use crate::connection::{now_ms, ConnHandle, ConnId, ConnectionMsg, Disconnect, Replay, Update};
 use crate::directory::Keyed;
 use crate::domain::UserId;
-use crate::notification::Notification;
+use crate::notification::{InboxChange, Notification, UPDATE_IDS};
 use crate::ports::{NotificationFilter, Store, StoreError};
 
 /// The user actor. Every user's actor holds the same settings: cloning it for a new user is
@@ -39,17 +39,14 @@ impl UserActor {
     /// notification it changes.
     ///
     /// A change of a notification is told once: one that is the state this actor last told of
-    /// that notification (heard live, then again in a catch-up) is left out. Changes caught up
-    /// from the database (`caught_up`) that are news were missed live: they are counted.
-    async fn changed(&self, state: &mut UserState, updates: Vec<Update>, caught_up: bool) {
-        let updates: Vec<Update> = updates.into_iter().filter(|u| state.is_news(u)).collect();
+    /// that notification (heard live, then again in a catch-up) is left out.
+    async fn changed(&self, state: &mut UserState, updates: Vec<Update>) {
+        let updates: Vec<Update> = updates
+            .into_iter()
+            .filter(|u| state.told.is_news(u))
+            .collect();
         if updates.is_empty() {
             return;
-        }
-        if caught_up {
-            metrics::counter!("tickethub_inbox_changes_healed_total")
-                .increment(updates.len() as u64);
-            tracing::debug!(user_id = state.user_id.0, changes = ?updates, "inbox changes missed live, told from the database");
         }
         let caught_up = match self.store.notification_cursor(state.user_id).await {
             Ok(cursor) if cursor.last_seq > state.delivered => {
@@ -63,7 +60,7 @@ impl UserActor {
         }
         tracing::debug!(user_id = state.user_id.0, sockets = state.conns.len(), changes = ?updates, "telling the sockets inbox changes");
         for update in updates {
-            state.remember(&update);
+            state.told.remember(&update);
             state.push_all(None, || ConnectionMsg::Updated(Box::new(update.clone())));
         }
     }
@@ -148,12 +145,9 @@ pub struct UserState {
     /// them with its first message, not as it starts, so that its directory, which starts the
     /// actors of every connecting user one after the other, never waits on the database.
     loaded: bool,
-    /// The last change told of each notification lately, and when.
-    told: std::collections::HashMap<i64, (Update, std::time::Instant)>,
+    /// The last change told of each notification lately, and since when a socket is here.
+    told: told::Told,
 }
-
-/// How long a told change is remembered: past the catch-ups' look back.
-const TOLD_FOR: Duration = Duration::from_secs(300);
 
 /// What the user actor answers when a socket attaches.
 #[derive(Debug, Clone)]
@@ -227,8 +221,8 @@ pub enum CommandOutcome {
         /// Whether it was the user's and is gone now.
         success: bool,
     },
-    /// How many were deleted.
-    AllDeleted(i64),
+    /// The ids deleted.
+    AllDeleted(Vec<i64>),
     /// The acknowledged seq now.
     Acked(i64),
 }
@@ -277,8 +271,9 @@ pub enum UserMsg {
     Notify(Arc<Notification>),
     /// The user changed their inbox on another hub process: tell every socket here.
     Changed(Update),
-    /// Several changes of the inbox (told again after a gap on the bus): one catch-up for all.
-    ChangedMany(Vec<Update>),
+    /// Changes of the inbox read back from the database (after a gap on the bus, when the
+    /// node began to hear the user, or at a periodic pass), and why: one catch-up for all.
+    ChangedMany(Vec<InboxChange>, CatchUp),
     /// Apply a change to the user's inbox and tell the user's other sockets.
     Command(Box<CommandRequest>),
     /// Ping every socket and close those silent for longer than the idle timeout.
@@ -333,14 +328,16 @@ impl CommandOutcome {
                 };
                 Some(Update::AllRead {
                     count: ids.len() as i64,
+                    ids: ids.iter().take(UPDATE_IDS).copied().collect(),
                     notification_type: filter.notification_type.clone(),
                     ticket: filter.ticket.map(|t| t.0),
                 })
             }
             CommandOutcome::Deleted { id, success: true } => Some(Update::Deleted { id: *id }),
-            CommandOutcome::AllDeleted(count) if *count > 0 => {
-                Some(Update::AllDeleted { count: *count })
-            }
+            CommandOutcome::AllDeleted(ids) if !ids.is_empty() => Some(Update::AllDeleted {
+                count: ids.len() as i64,
+                ids: ids.iter().take(UPDATE_IDS).copied().collect(),
+            }),
             _ => None,
         }
     }
@@ -373,29 +370,6 @@ pub async fn execute(
 }
 
 impl UserState {
-    /// Whether an inbox change is news: not the state last told of its notification (changes
-    /// of every notification at once always are).
-    fn is_news(&self, update: &Update) -> bool {
-        match update {
-            Update::Read { id, .. } | Update::Deleted { id } => {
-                self.told.get(id).map(|(told, _)| told) != Some(update)
-            }
-            Update::AllRead { .. } | Update::AllDeleted { .. } => true,
-        }
-    }
-
-    /// Remembers a change told, forgetting those told long ago once there are many.
-    fn remember(&mut self, update: &Update) {
-        if let Update::Read { id, .. } | Update::Deleted { id } = update {
-            let now = std::time::Instant::now();
-            if self.told.len() >= 512 {
-                self.told
-                    .retain(|_, (_, at)| now.duration_since(*at) < TOLD_FOR);
-            }
-            self.told.insert(*id, (update.clone(), now));
-        }
-    }
-
     /// Pushes to every socket but `except`, dropping the sockets that are gone or kicked.
     fn push_all(&mut self, except: Option<ConnId>, make: impl Fn() -> ConnectionMsg) {
         self.conns
@@ -515,6 +489,7 @@ impl UserActor {
         match self.replay(state, &conn, resume, cursor).await {
             Ok((sent, newest)) => {
                 state.conns.push(Conn { handle: conn, sent });
+                state.told.attached(self.store.now());
                 let _ = reply.send(Attached {
                     actor: myself,
                     connections: state.conns.len(),
@@ -594,7 +569,7 @@ impl Actor for UserActor {
             flushed_sent: 0,
             sent: self.sent.clone(),
             loaded: false,
-            told: std::collections::HashMap::new(),
+            told: told::Told::default(),
         })
     }
 
@@ -778,7 +753,7 @@ impl UserActor {
                         Ok(outcome) => {
                             if let Some(update) = outcome.update(&cmd) {
                                 tracing::debug!(user_id = state.user_id.0, sockets = state.conns.len(), change = ?update, "inbox command applied; telling the sockets and the bus");
-                                state.remember(&update);
+                                state.told.remember(&update);
                                 state.push_all(from, || {
                                     ConnectionMsg::Updated(Box::new(update.clone()))
                                 });
@@ -798,8 +773,11 @@ impl UserActor {
                     }
                 }
             }
-            UserMsg::Changed(update) => self.changed(state, vec![update], false).await,
-            UserMsg::ChangedMany(updates) => self.changed(state, updates, true).await,
+            UserMsg::Changed(update) => self.changed(state, vec![update]).await,
+            UserMsg::ChangedMany(changes, why) => {
+                let (news, _) = state.told.news(state.user_id, changes, why);
+                self.changed(state, news).await
+            }
             UserMsg::Heartbeat => {
                 let deadline = now_ms().saturating_sub(self.idle_timeout.as_millis() as u64);
                 state.conns.retain(|conn| {
@@ -810,6 +788,7 @@ impl UserActor {
                     conn.handle.push(ConnectionMsg::Ping).is_ok()
                 });
                 self.report_sent(state, false);
+                state.told.settle(std::time::Instant::now());
             }
             UserMsg::Shutdown => {
                 self.close_all(state, Disconnect::Shutdown).await;
@@ -848,3 +827,6 @@ impl UserActor {
 
 #[cfg(test)]
 mod tests;
+mod told;
+
+pub use told::CatchUp;

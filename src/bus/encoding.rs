@@ -128,9 +128,13 @@ enum InboxWire {
     },
     AllDeleted {
         count: i64,
+        #[serde(default)]
+        ids: Vec<i64>,
     },
     AllRead {
         count: i64,
+        #[serde(default)]
+        ids: Vec<i64>,
         notification_type: Option<String>,
         ticket: Option<i64>,
     },
@@ -141,13 +145,15 @@ impl From<&Update> for InboxWire {
         match u.clone() {
             Update::Read { id, is_read } => InboxWire::Read { id, is_read },
             Update::Deleted { id } => InboxWire::Deleted { id },
-            Update::AllDeleted { count } => InboxWire::AllDeleted { count },
+            Update::AllDeleted { count, ids } => InboxWire::AllDeleted { count, ids },
             Update::AllRead {
                 count,
+                ids,
                 notification_type,
                 ticket,
             } => InboxWire::AllRead {
                 count,
+                ids,
                 notification_type,
                 ticket,
             },
@@ -160,13 +166,15 @@ impl From<InboxWire> for Update {
         match w {
             InboxWire::Read { id, is_read } => Update::Read { id, is_read },
             InboxWire::Deleted { id } => Update::Deleted { id },
-            InboxWire::AllDeleted { count } => Update::AllDeleted { count },
+            InboxWire::AllDeleted { count, ids } => Update::AllDeleted { count, ids },
             InboxWire::AllRead {
                 count,
+                ids,
                 notification_type,
                 ticket,
             } => Update::AllRead {
                 count,
+                ids,
                 notification_type,
                 ticket,
             },

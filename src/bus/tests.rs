@@ -3,7 +3,7 @@
 use super::*;
 use tickethub_actors::connection::Update;
 use tickethub_actors::domain::ProjectId;
-use tickethub_actors::notification::{Notification, TicketSummary};
+use tickethub_actors::notification::{Notification, TicketSummary, UPDATE_IDS};
 use tickethub_actors::ports::BoardNotice;
 use tickethub_actors::room::{BoardAction, PresenceChange, PresenceEntry};
 use tickethub_actors::ticket_domain::TicketId;
@@ -20,11 +20,18 @@ fn messages_round_trip_and_skip_their_own_node() {
             },
         ),
         BusEvent::Inbox(UserId(3), Update::Deleted { id: 9 }),
-        BusEvent::Inbox(UserId(3), Update::AllDeleted { count: 4 }),
+        BusEvent::Inbox(
+            UserId(3),
+            Update::AllDeleted {
+                count: 4,
+                ids: vec![1, 2, 3, 4],
+            },
+        ),
         BusEvent::Inbox(
             UserId(3),
             Update::AllRead {
                 count: 600,
+                ids: (1..=UPDATE_IDS as i64).collect(),
                 notification_type: Some("a|b".into()),
                 ticket: Some(2),
             },

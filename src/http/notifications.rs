@@ -514,9 +514,9 @@ async fn delete_all(
     caller: Caller,
 ) -> Result<Json<BulkResult>, ApiError> {
     match command(&state, caller.0.id, UserCommand::DeleteAll).await? {
-        CommandOutcome::AllDeleted(count) => Ok(Json(BulkResult {
-            message: format!("{count} notification(s) deleted"),
-            count,
+        CommandOutcome::AllDeleted(ids) => Ok(Json(BulkResult {
+            message: format!("{} notification(s) deleted", ids.len()),
+            count: ids.len() as i64,
         })),
         _ => Err(ApiError::unavailable("Unexpected answer.")),
     }

@@ -74,15 +74,12 @@ impl tickethub_actors::ports::InboxStore for SqlStore {
             q.push(" AND ticket_id = ").push_bind(t.0);
         }
         q.push(" RETURNING id");
-        let mut ids: Vec<i64> = q
-            .build_query_as::<(i64,)>()
-            .fetch_all(self.writer())
-            .await
-            .map_err(backend_error)?
-            .into_iter()
-            .map(|(id,)| id)
-            .collect();
-        ids.sort_unstable();
+        let ids = sorted_ids(
+            q.build_query_as::<(i64,)>()
+                .fetch_all(self.writer())
+                .await
+                .map_err(backend_error)?,
+        );
         if !ids.is_empty() {
             metrics::counter!("tickethub_notifications_read_total").increment(ids.len() as u64);
             Self::cancel_seen(self.writer(), user, false).await?;
@@ -118,34 +115,33 @@ impl tickethub_actors::ports::InboxStore for SqlStore {
         &self,
         users: &[tickethub_actors::domain::UserId],
         since: chrono::DateTime<chrono::Utc>,
-    ) -> Result<
-        Vec<(
-            tickethub_actors::domain::UserId,
-            tickethub_actors::notification::Update,
-        )>,
-        tickethub_actors::ports::StoreError,
-    > {
-        use tickethub_actors::notification::Update;
+    ) -> Result<Vec<tickethub_actors::notification::InboxChange>, tickethub_actors::ports::StoreError>
+    {
+        use tickethub_actors::notification::{InboxChange, Update};
         let mut changes = Vec::new();
         for chunk in users.chunks(1000) {
             let mut q = db::Builder::new(
-                "SELECT user_id, id, is_read, deleted_at IS NOT NULL AS deleted FROM notifications \
-                 WHERE inbox_changed_at >= ",
+                "SELECT user_id, id, is_read, deleted_at IS NOT NULL AS deleted, inbox_changed_at \
+                 FROM notifications WHERE inbox_changed_at >= ",
             );
             q.push_bind(since).push(" AND user_id");
             q.push_in(chunk.iter().map(|u| u.0).collect());
             q.push(" ORDER BY user_id, id");
             let rows = q
-                .build_query_as::<(i64, i64, bool, bool)>()
+                .build_query_as::<(i64, i64, bool, bool, chrono::DateTime<chrono::Utc>)>()
                 .fetch_all(self.reader())
                 .await
                 .map_err(backend_error)?;
-            changes.extend(rows.into_iter().map(|(user, id, is_read, deleted)| {
+            changes.extend(rows.into_iter().map(|(user, id, is_read, deleted, at)| {
                 let update = match deleted {
                     true => Update::Deleted { id },
                     false => Update::Read { id, is_read },
                 };
-                (tickethub_actors::domain::UserId(user), update)
+                InboxChange {
+                    user: tickethub_actors::domain::UserId(user),
+                    update,
+                    at,
+                }
             }));
         }
         Ok(changes)
@@ -154,24 +150,33 @@ impl tickethub_actors::ports::InboxStore for SqlStore {
     async fn delete_all_notifications(
         &self,
         user: tickethub_actors::domain::UserId,
-    ) -> Result<i64, tickethub_actors::ports::StoreError> {
+    ) -> Result<Vec<i64>, tickethub_actors::ports::StoreError> {
         let sql = format!(
             "UPDATE notifications SET deleted_at = $1, inbox_changed_at = {} \
-             WHERE user_id = $2 AND deleted_at IS NULL",
+             WHERE user_id = $2 AND deleted_at IS NULL RETURNING id",
             self.kind().now("$3")
         );
-        let done = db::query(&sql)
-            .bind(chrono::Utc::now())
-            .bind(user.0)
-            .bind(self.now())
-            .execute(self.writer())
-            .await
-            .map_err(backend_error)?;
-        if done.rows_affected() > 0 {
+        let ids = sorted_ids(
+            db::query_as::<(i64,)>(&sql)
+                .bind(chrono::Utc::now())
+                .bind(user.0)
+                .bind(self.now())
+                .fetch_all(self.writer())
+                .await
+                .map_err(backend_error)?,
+        );
+        if !ids.is_empty() {
             Self::cancel_seen(self.writer(), user, true).await?;
         }
-        Ok(done.rows_affected() as i64)
+        Ok(ids)
     }
+}
+
+/// The ids a `RETURNING id` answered, in order.
+fn sorted_ids(rows: Vec<(i64,)>) -> Vec<i64> {
+    let mut ids: Vec<i64> = rows.into_iter().map(|(id,)| id).collect();
+    ids.sort_unstable();
+    ids
 }
 
 impl SqlStore {

@@ -393,14 +393,34 @@ async fn under_a_nemesis(topology: Topology) {
     let mut anomalies = check(&history);
     let tab_misses = check_tabs(&history, tabs_checked);
     anomalies.extend(tab_misses.iter().cloned());
-    // Inbox changes a node's sockets missed live and were told at a periodic pass: messages
-    // lost without a sign of a gap (counted since each node's last start).
-    let mut healed = 0.0;
-    for node in 0..c.nodes.len() {
-        healed += c
-            .counter_with(node, "tickethub_inbox_changes_healed_total", &[])
-            .await;
+    // Inbox changes a node's sockets missed live and were told from the database, by why they
+    // were read: after a resync, when the node began to hear the user (both expected), or at a
+    // periodic pass: messages lost without a sign of a gap (counted since each node's last
+    // start). A user actor counts a periodic pass's heals once a resync has had the time to
+    // tell them (or when it stops): so the counts are read once every socket is gone.
+    eventually_ok("the nodes have no socket left", || async {
+        let mut open = 0.0;
+        for node in 0..c.nodes.len() {
+            open += c.counter(node, "tickethub_connections_open").await;
+        }
+        if open > 0.0 {
+            return Err(format!("{open} sockets open"));
+        }
+        Ok(())
+    })
+    .await;
+    let mut late = Vec::new();
+    for after in ["resync", "heard", "periodic"] {
+        let mut count = 0.0;
+        for node in 0..c.nodes.len() {
+            let label = format!("after=\"{after}\"");
+            count += c
+                .counter_with(node, "tickethub_inbox_changes_healed_total", &[&label])
+                .await;
+        }
+        late.push(format!("{count} after a {after}"));
     }
+    let healed = late.join(", ");
     // Every node lists each user's notifications, and the unread ones, as the marks and the
     // deletes leave them.
     let http = reqwest::Client::new();
@@ -463,7 +483,7 @@ async fn under_a_nemesis(topology: Topology) {
     let frames: usize = history.seen.iter().map(|s| s.lock().unwrap().len()).sum();
     let (latest, latest_how) = latest_scheduled(&history);
     eprintln!(
-        "nemesis on {topology:?}: {faults} faults {done:?} in {:.0?}; {} sends ({acked} acknowledged), {} marks as read ({reads_acked} acknowledged), {deletes} deletes, {steps} ticket steps, {fired} escalation steps fired and {cancelled} cancelled, {frames} frames on {} sockets, {} room joins; scheduled sends at most {latest:.1?} late ({latest_how}); {} tab misses, {healed} inbox changes told late; {} anomalies",
+        "nemesis on {topology:?}: {faults} faults {done:?} in {:.0?}; {} sends ({acked} acknowledged), {} marks as read ({reads_acked} acknowledged), {deletes} deletes, {steps} ticket steps, {fired} escalation steps fired and {cancelled} cancelled, {frames} frames on {} sockets, {} room joins; scheduled sends at most {latest:.1?} late ({latest_how}); {} tab misses, inbox changes missed live and told late: {healed}; {} anomalies",
         started.elapsed(),
         sends.len(),
         reads.len(),

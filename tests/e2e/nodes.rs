@@ -90,18 +90,29 @@ fn log_level() -> String {
 /// Where a node's log goes: with `TICKETHUB_NODE_LOGS=<folder>`, appended to
 /// `<folder>/node-<name>.log` (a node's restarts write on), else nowhere.
 fn log_file(name: u64) -> Stdio {
-    let Ok(folder) = std::env::var("TICKETHUB_NODE_LOGS") else {
-        return Stdio::null();
-    };
+    match log_path(&format!("node-{name:016x}.log")) {
+        Some(path) => Stdio::from(path),
+        None => Stdio::null(),
+    }
+}
+
+/// A file of the node log folder (`TICKETHUB_NODE_LOGS`), opened to append, if there is one.
+pub fn log_path(file: &str) -> Option<std::fs::File> {
+    let folder = std::env::var("TICKETHUB_NODE_LOGS").ok()?;
     let file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
-        .open(std::path::Path::new(&folder).join(format!("node-{name:016x}.log")))
+        .open(std::path::Path::new(&folder).join(file))
         .expect("the node log folder can be written to");
-    Stdio::from(file)
+    Some(file)
 }
 
 impl Node {
+    /// This node's log file's name (see [`log_file`]), for timelines beside it.
+    pub fn log_name(&self) -> String {
+        format!("node-{:016x}", self.name)
+    }
+
     /// Lets the process's wall clock be moved by [`Node::skew`], from the next restart on: it
     /// runs with a clock shim preloaded, which reads the offset from a file of its own at most
     /// 100 ms old; the monotonic clock (timers, timeouts) is left alone, as a skewed machine's

@@ -2,6 +2,7 @@
 //! the other, in the order they came), presence, revocations and ended sessions.
 
 use super::*;
+use crate::user::CatchUp;
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 
@@ -169,7 +170,7 @@ impl Hub {
                             chrono::Duration::from_std(INBOX_LOOKBACK).unwrap_or_default();
                         let since = hub.inner.deps.store.now() - lookback;
                         for _ in 0..INBOX_TRIES {
-                            match hub.catch_up_inboxes_of(&users, since).await {
+                            match hub.catch_up_inboxes_of(&users, since, CatchUp::Heard).await {
                                 Ok(_) => break,
                                 Err(e) => {
                                     tracing::warn!(error = %e, "cannot tell newly heard users their inboxes' changes; trying again");
@@ -323,11 +324,16 @@ impl Hub {
 
     /// Tells the sockets of every user connected here the changes to their inboxes made at or
     /// after `since` (by the store's clock), as each notification stands now: after a gap on
-    /// the bus, the changes made on other nodes may not have reached them. A change told twice
-    /// is harmless (a socket hears its notification's state again). Returns how many changes
-    /// were told.
-    pub async fn catch_up_inboxes(&self, since: DateTime<Utc>) -> Result<usize, StoreError> {
-        self.catch_up_inboxes_of(&self.connected(), since).await
+    /// the bus, the changes made on other nodes may not have reached them. Each actor tells
+    /// only what it has not told, and counts what its sockets missed by `why`. Returns how many
+    /// changes were read.
+    pub async fn catch_up_inboxes(
+        &self,
+        since: DateTime<Utc>,
+        why: CatchUp,
+    ) -> Result<usize, StoreError> {
+        self.catch_up_inboxes_of(&self.connected(), since, why)
+            .await
     }
 
     /// [`Hub::catch_up_inboxes`] for these users only.
@@ -335,22 +341,24 @@ impl Hub {
         &self,
         users: &[UserId],
         since: DateTime<Utc>,
+        why: CatchUp,
     ) -> Result<usize, StoreError> {
         if users.is_empty() {
             return Ok(0);
         }
         let changes = self.inner.deps.store.inbox_changes(users, since).await?;
         let told = changes.len();
-        tracing::debug!(users = users.len(), %since, told, "telling inbox changes again");
+        tracing::debug!(users = users.len(), %since, told, why = why.as_str(), "telling inbox changes again");
         // Ordered by user: one message per user.
         let mut changes = changes.into_iter().peekable();
-        while let Some((user, update)) = changes.next() {
-            let mut updates = vec![update];
-            while let Some((_, more)) = changes.next_if(|(u, _)| *u == user) {
-                updates.push(more);
+        while let Some(change) = changes.next() {
+            let user = change.user;
+            let mut all = vec![change];
+            while let Some(more) = changes.next_if(|c| c.user == user) {
+                all.push(more);
             }
             if let Some(actor) = self.user(user) {
-                let _ = actor.send_message(UserMsg::ChangedMany(updates));
+                let _ = actor.send_message(UserMsg::ChangedMany(all, why));
             }
         }
         Ok(told)

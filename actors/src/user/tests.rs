@@ -87,6 +87,7 @@ fn only_changes_that_changed_something_are_told_to_other_sockets() {
             &all_read,
             Some(Update::AllRead {
                 count: 2,
+                ids: vec![4, 9],
                 notification_type: Some("comment_added".into()),
                 ticket: Some(5),
             }),
@@ -111,11 +112,18 @@ fn only_changes_that_changed_something_are_told_to_other_sockets() {
             None,
         ),
         (
-            CommandOutcome::AllDeleted(3),
+            CommandOutcome::AllDeleted(vec![1, 2, 3]),
             &UserCommand::DeleteAll,
-            Some(Update::AllDeleted { count: 3 }),
+            Some(Update::AllDeleted {
+                count: 3,
+                ids: vec![1, 2, 3],
+            }),
         ),
-        (CommandOutcome::AllDeleted(0), &UserCommand::DeleteAll, None),
+        (
+            CommandOutcome::AllDeleted(Vec::new()),
+            &UserCommand::DeleteAll,
+            None,
+        ),
         (CommandOutcome::Acked(7), &UserCommand::Ack(7), None),
     ] {
         assert_eq!(outcome.update(cmd), update, "{outcome:?}");
@@ -418,14 +426,14 @@ async fn a_change_from_one_socket_is_told_to_the_user_s_other_sockets() {
     assert_eq!(outcome, CommandOutcome::AllRead(vec![10]));
     assert_eq!(
         received(&mut a),
-        ["AllRead { count: 1, notification_type: None, ticket: None }"]
+        ["AllRead { count: 1, ids: [10], notification_type: None, ticket: None }"]
     );
     assert!(received(&mut b).is_empty());
     assert_eq!(
         user.command(None, UserCommand::DeleteAll).await.unwrap(),
-        CommandOutcome::AllDeleted(2)
+        CommandOutcome::AllDeleted(vec![10, 20])
     );
-    assert_eq!(received(&mut b), ["AllDeleted { count: 2 }"]);
+    assert_eq!(received(&mut b), ["AllDeleted { count: 2, ids: [10, 20] }"]);
     assert_eq!(
         user.command(None, UserCommand::Ack(99)).await.unwrap(),
         CommandOutcome::Acked(3)

@@ -228,12 +228,16 @@ fn inbox_changes_elsewhere_become_their_frames() {
             json!({"type": "notification_updated", "id": 8, "deleted": true}),
         ),
         (
-            Update::AllDeleted { count: 0 },
+            Update::AllDeleted {
+                count: 0,
+                ids: vec![],
+            },
             json!({"type": "notifications_cleared", "count": 0}),
         ),
         (
             Update::AllRead {
                 count: 3,
+                ids: vec![1, 2, 3],
                 notification_type: Some("comment_added".into()),
                 ticket: Some(5),
             },
@@ -242,6 +246,7 @@ fn inbox_changes_elsewhere_become_their_frames() {
         (
             Update::AllRead {
                 count: 1,
+                ids: vec![7],
                 notification_type: None,
                 ticket: None,
             },

@@ -167,11 +167,14 @@ pub(crate) fn update_frame(update: Update) -> Value {
         Update::Deleted { id } => {
             json!({ "type": "notification_updated", "id": id, "deleted": true })
         }
-        Update::AllDeleted { count } => json!({ "type": "notifications_cleared", "count": count }),
+        Update::AllDeleted { count, .. } => {
+            json!({ "type": "notifications_cleared", "count": count })
+        }
         Update::AllRead {
             count,
             notification_type,
             ticket,
+            ..
         } => json!({
             "type": "all_marked_read",
             "count": count,

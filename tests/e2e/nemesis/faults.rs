@@ -194,6 +194,7 @@ pub(super) async fn nemesis(
                 continue;
             }
         };
+        timeline(c, "apply", fault);
         match fault {
             Fault::KillNode(k) => c.nodes[k].kill().await,
             Fault::PauseNode(k) => c.nodes[k].pause(),
@@ -231,6 +232,7 @@ pub(super) async fn nemesis(
 /// Undoes a fault; `false` if a killed node did not start again (it does not while its Redis
 /// is unreachable), to be tried again.
 pub(super) async fn heal(c: &mut Cluster, proxies: &Proxies, fault: Fault) -> bool {
+    timeline(c, "heal", fault);
     match fault {
         Fault::KillNode(k) => {
             if !c.nodes[k].try_restart().await {
@@ -248,4 +250,25 @@ pub(super) async fn heal(c: &mut Cluster, proxies: &Proxies, fault: Fault) -> bo
         Fault::CutRedis(k) => proxies.redis[k].up(),
     }
     true
+}
+
+/// With `TICKETHUB_NODE_LOGS`, each fault applied and healed, at the wall clock's time, in
+/// `faults.log` beside the nodes' logs (a node named by its log's name): to read the nodes'
+/// logs against.
+fn timeline(c: &Cluster, what: &str, fault: Fault) {
+    use std::io::Write as _;
+    let Some(mut file) = crate::nodes::log_path("faults.log") else {
+        return;
+    };
+    let node = match fault {
+        Fault::KillNode(k)
+        | Fault::PauseNode(k)
+        | Fault::CutDatabase(k)
+        | Fault::CutClients(k)
+        | Fault::SkewClock(k, _)
+        | Fault::CutRedis(k) => c.nodes[k].log_name(),
+        Fault::KillRedis(_) | Fault::FreezeRedis(_) => String::from("redis"),
+    };
+    let now = chrono::Utc::now().format("%H:%M:%S%.3f");
+    let _ = writeln!(file, "{now} {what} {fault:?} on {node}");
 }

@@ -130,7 +130,7 @@ inbox!(NotificationStore {
 });
 
 inbox!(InboxStore {
-    fn inbox_changes(&self, users: &[UserId], since: DateTime<Utc>) -> Result<Vec<(UserId, Update)>, StoreError>;
+    fn inbox_changes(&self, users: &[UserId], since: DateTime<Utc>) -> Result<Vec<InboxChange>, StoreError>;
 }
     async fn set_read(&self, _: UserId, id: i64, read: bool) -> Result<Option<Notification>, StoreError> {
         let mut held = self.held();
@@ -162,11 +162,12 @@ inbox!(InboxStore {
         Ok(held.notifications.len() < before)
     }
 
-    async fn delete_all_notifications(&self, _: UserId) -> Result<i64, StoreError> {
+    async fn delete_all_notifications(&self, _: UserId) -> Result<Vec<i64>, StoreError> {
         let mut held = self.held();
-        let count = held.notifications.len() as i64;
+        let mut ids: Vec<i64> = held.notifications.values().map(|n| n.id).collect();
+        ids.sort_unstable();
         held.notifications.clear();
-        Ok(count)
+        Ok(ids)
     }
 );
 
