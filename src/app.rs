@@ -300,6 +300,7 @@ impl Application {
             }),
             verifier,
             vapid: vapid.clone(),
+            slack: slack_inbound(&config)?,
             twilio_auth_token: match &config.channels.sms {
                 s if s.twilio_account_sid.is_some() && s.twilio_from.is_some() => {
                     s.twilio_auth_token.clone()
@@ -566,6 +567,23 @@ async fn follow_bus(
         }
     }
     reconciler.abort();
+}
+
+/// What takes Slack's interactions: with a bot token and a signing secret.
+fn slack_inbound(
+    config: &ServeConfig,
+) -> Result<Option<Arc<crate::channels::slack::SlackInbound>>, BuildError> {
+    let s = &config.channels.slack;
+    let (Some(_), Some(secret)) = (&s.slack_bot_token, &s.slack_signing_secret) else {
+        return Ok(None);
+    };
+    Ok(Some(Arc::new(crate::channels::slack::SlackInbound {
+        signing_secret: secret.clone(),
+        api_host: reqwest::Url::parse(&s.slack_api_url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_owned)),
+        client: crate::delivery::http_client(Duration::from_secs(10))?,
+    })))
 }
 
 /// The user cache hears of the other nodes' writes only through the bus: this node's writes

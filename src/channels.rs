@@ -1,5 +1,5 @@
 //! The channels that carry notifications off the hub, as plug-ins: email, WhatsApp, SMS,
-//! webhooks, push (Web Push, FCM, APNs) and a file sink.
+//! webhooks, push (Web Push, FCM, APNs), voice calls, Slack and a file sink.
 //!
 //! A channel is one module that implements [`Plugin`]: its name and reach (a personal address,
 //! the deployment's destinations, or a device carrier), its settings (flags, environment
@@ -162,4 +162,5 @@ plugins! {
     apns::Apns,
     file::FileSink,
     voice::Voice,
+    slack::Slack,
 }

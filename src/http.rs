@@ -27,6 +27,7 @@ pub mod ops;
 pub mod pages;
 pub mod projects;
 pub mod scheduled;
+pub mod slack;
 pub mod tickets;
 pub mod users;
 pub mod verify;

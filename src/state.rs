@@ -67,6 +67,8 @@ pub struct AppParts {
     pub twilio_auth_token: Option<String>,
     /// The Web Push key, whose derived key signs the acknowledge tokens of pushes.
     pub vapid: Option<Arc<crate::channels::push::VapidKey>>,
+    /// What takes Slack's interactions, when the Slack channel has a signing secret.
+    pub slack: Option<Arc<crate::channels::slack::SlackInbound>>,
 }
 
 /// Limits on scheduled sends.

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use tickethub_actors::ports::{DeliveryJob, Transport, TransportError};
 
 use crate::delivery::templates::{Part, Templates};
-use crate::delivery::{classify, http_client, network_error};
+use crate::delivery::{classify, http_client};
 use crate::setting::ConfigError;
 
 /// How WhatsApp messages are sent.
@@ -206,17 +206,9 @@ impl WhatsappTransport {
 impl Transport for WhatsappTransport {
     async fn send(&self, job: &DeliveryJob) -> Result<Option<String>, TransportError> {
         let body = self.body(job)?;
-        let response = self
-            .client
-            .post(&self.url)
-            .bearer_auth(&self.token)
-            .json(&body)
-            .send()
-            .await
-            .map_err(network_error)?;
-        let status = response.status();
-        let retry_after = crate::delivery::outbound::header(&response, reqwest::header::RETRY_AFTER);
-        let text = crate::delivery::outbound::answer_text(response).await;
+        let (status, retry_after, text) =
+            crate::delivery::outbound::post_json_bearer(&self.client, &self.url, &self.token, &body)
+                .await?;
         classify(status, retry_after.as_deref(), &text)?;
         let id = serde_json::from_str::<Value>(&text)
             .ok()

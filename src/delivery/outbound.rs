@@ -276,6 +276,26 @@ pub async fn read_limited(
 
 /// An answer's text for the record: at most [`MAX_ANSWER_BYTES`], and a note instead of a
 /// larger one.
+/// POSTs `body` as JSON with a bearer token; answers the status, the `Retry-After` and the
+/// answer's text (its first bytes).
+pub async fn post_json_bearer(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    body: &serde_json::Value,
+) -> Result<(reqwest::StatusCode, Option<String>, String), TransportError> {
+    let response = client
+        .post(url)
+        .bearer_auth(token)
+        .json(body)
+        .send()
+        .await
+        .map_err(crate::delivery::network_error)?;
+    let status = response.status();
+    let retry_after = header(&response, reqwest::header::RETRY_AFTER);
+    Ok((status, retry_after, answer_text(response).await))
+}
+
 pub async fn answer_text(response: reqwest::Response) -> String {
     match read_limited(response, MAX_ANSWER_BYTES).await {
         Ok(body) => String::from_utf8_lossy(&body).into_owned(),

@@ -1,7 +1,8 @@
-//! Message templates (minijinja): a subject, a text body, an HTML body, a WhatsApp text and an
-//! SMS text per notification type, with defaults that read like the seeds' messages. A folder
-//! of files overrides any of them: `<type>.subject.txt`, `<type>.txt`, `<type>.html`,
-//! `<type>.whatsapp.txt`, `<type>.sms.txt`, or `default.*` for every type.
+//! Message templates (minijinja): a subject, a text body, an HTML body, a WhatsApp text, an
+//! SMS text, a voice call's words and a Slack message per notification type, with defaults
+//! that read like the seeds' messages. A folder of files overrides any of them:
+//! `<type>.subject.txt`, `<type>.txt`, `<type>.html`, `<type>.whatsapp.txt`, `<type>.sms.txt`,
+//! `<type>.voice.txt`, `<type>.slack.txt`, or `default.*` for every type.
 
 use std::path::Path;
 
@@ -10,7 +11,7 @@ use tickethub_actors::ports::DeliveryJob;
 
 use crate::setting::ConfigError;
 
-const DEFAULTS: [(&str, &str); 12] = [
+const DEFAULTS: [(&str, &str); 14] = [
     (
         "default.subject.txt",
         include_str!("../../templates/default.subject.txt"),
@@ -24,6 +25,14 @@ const DEFAULTS: [(&str, &str); 12] = [
     (
         "default.sms.txt",
         include_str!("../../templates/default.sms.txt"),
+    ),
+    (
+        "default.slack.txt",
+        include_str!("../../templates/default.slack.txt"),
+    ),
+    (
+        "address_verification.slack.txt",
+        include_str!("../../templates/address_verification.slack.txt"),
     ),
     (
         "default.voice.txt",
@@ -72,6 +81,8 @@ pub enum Part {
     Sms,
     /// What a voice call reads out.
     Voice,
+    /// A Slack message's text (mrkdwn).
+    Slack,
 }
 
 impl Part {
@@ -83,6 +94,7 @@ impl Part {
             Part::Whatsapp => "whatsapp.txt",
             Part::Sms => "sms.txt",
             Part::Voice => "voice.txt",
+            Part::Slack => "slack.txt",
         }
     }
 }

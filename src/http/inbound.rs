@@ -46,6 +46,10 @@ pub fn router() -> axum::Router<AppState> {
         .route(TWILIO_SMS, axum::routing::post(twilio_sms))
         .route(TWILIO_VOICE, axum::routing::post(twilio_voice))
         .route(PUSH_ACK, axum::routing::post(push_ack))
+        .route(
+            crate::http::slack::INTERACTIONS,
+            axum::routing::post(crate::http::slack::interactions),
+        )
 }
 
 fn plain(status: StatusCode, text: &'static str) -> Response {

@@ -45,6 +45,8 @@ mod routing_rules;
 mod scheduled;
 mod security;
 mod seed;
+mod slack;
+mod slack_fakes;
 mod sms;
 mod sms_fakes;
 mod sse;
@@ -63,6 +65,7 @@ fn main() {
         analytics::trials(),
         api_keys::trials(),
         oncall::trials(),
+        slack::trials(),
         auth::trials(),
         browser::trials(),
         channels::trials(),

@@ -23,7 +23,12 @@ use voice::*;
 const SCHEDULES: &str = "/api/oncall/schedules/";
 
 /// The events of kind `event` on a notification's timeline, as `admin` reads it.
-async fn timeline_events(hub: &TestHub, admin: &User, id: &Value, event: &str) -> Vec<Value> {
+pub(crate) async fn timeline_events(
+    hub: &TestHub,
+    admin: &User,
+    id: &Value,
+    event: &str,
+) -> Vec<Value> {
     let timeline = hub
         .get_as(admin, &format!("/api/notifications/{id}/timeline/"), 200)
         .await;

@@ -1,0 +1,312 @@
+//! Slack end to end, against the Web API stand-in (`slack_fakes`): direct messages in Block
+//! Kit with the buttons a notification asks for, clicks signed as Slack signs them and acted
+//! on once by the rules of the REST actions, rate limits honoured.
+
+use reqwest::Method;
+use serde_json::json;
+use tickethub_actors::domain::{Role, User};
+
+use crate::harness::{Backend, Crew, TestHub};
+use crate::oncall::timeline_events;
+use crate::slack_fakes::{deliver, Slack, ANN, BOB, CAROL, SIGNING_SECRET};
+
+/// Gives `user` the verified Slack address `member`.
+async fn link(hub: &TestHub, user: &User, member: &str) {
+    let slack = tickethub_actors::routing::Channel::stored("slack").unwrap();
+    let changes = tickethub_actors::ports::ProfileChanges {
+        addresses: vec![(slack, Some(member.into()))],
+        ..Default::default()
+    };
+    crate::delivery::vouch(hub, user, changes).await;
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// A page reaches its recipient's Slack DM with Acknowledge and Open buttons, its text
+/// escaped (no mention of the whole channel), after a rate limit's `Retry-After`. A click is
+/// taken only signed with the app's secret and fresh; it acknowledges once (read, on the
+/// timeline as via `slack`), however often Slack sends it; the clicker alone hears what it
+/// came to. A click by a member linked to nobody, and a click on someone else's
+/// notification, act on nothing.
+async fn a_page_reaches_slack_and_a_signed_click_acknowledges_it_once(backend: Backend) {
+    let slack = Slack::start().await;
+    let hub = TestHub::start_with(&backend, |c| {
+        slack.configure(c);
+        c.public_url = Some("https://hub.example.com".into());
+        c.delivery_backoff_ms = 50;
+    })
+    .await;
+    let admin = hub.user("boss", Role::Admin).await;
+    let ann = hub.user("ann", Role::Developer).await;
+    let bob = hub.user("bob", Role::Developer).await;
+    link(&hub, &ann, ANN).await;
+    link(&hub, &bob, BOB).await;
+    slack.rate_limit([1]);
+    hub.send(
+        &admin,
+        &[&ann],
+        json!({"notification_type": "page", "title": "db down <!channel> & out",
+               "message": "primary is not answering", "link": "/tickets/",
+               "channels": ["slack"]}),
+    )
+    .await;
+    let posts = slack.wait_for(2).await;
+    assert_eq!(posts[0].refused.as_deref(), Some("ratelimited"));
+    let post = &posts[1];
+    assert_eq!(post.refused, None, "{post:?}");
+    assert_eq!(post.body["channel"], ANN);
+    assert!(
+        post.text().contains("*db down &lt;!channel&gt; &amp; out*"),
+        "{}",
+        post.text()
+    );
+    assert!(post.context().starts_with("Page "), "{}", post.context());
+    assert_eq!(post.actions(), ["ack", "open"]);
+    assert_eq!(
+        post.button("open")["url"],
+        "https://hub.example.com/tickets/"
+    );
+    let id = post.button("ack")["value"].as_str().unwrap().to_owned();
+
+    // Refused: unsigned, signed with another secret, stale, or over the size cap.
+    let click = slack.click(ANN, "ack", &id);
+    assert_eq!(deliver(&hub, &click, None).await, 403);
+    assert_eq!(
+        deliver(&hub, &click, Some(("not-the-secret", now()))).await,
+        403
+    );
+    assert_eq!(
+        deliver(&hub, &click, Some((SIGNING_SECRET, now() - 301))).await,
+        403
+    );
+    let huge = format!("payload={}", "x".repeat(70_000));
+    assert_eq!(
+        deliver(&hub, &huge, Some((SIGNING_SECRET, now()))).await,
+        413
+    );
+    let junk = "payload=%7Bnot%20json";
+    assert_eq!(
+        deliver(&hub, junk, Some((SIGNING_SECRET, now()))).await,
+        400
+    );
+    let unread = hub.get_as(&ann, "/api/notifications/", 200).await;
+    assert_eq!(unread["results"][0]["is_read"], false, "{unread}");
+
+    // Acting on nothing: a member linked to nobody; bob clicking ann's button.
+    let stranger = slack.click(CAROL, "ack", &id);
+    assert_eq!(
+        deliver(&hub, &stranger, Some((SIGNING_SECRET, now()))).await,
+        200
+    );
+    let bobs = slack.click(BOB, "ack", &id);
+    assert_eq!(
+        deliver(&hub, &bobs, Some((SIGNING_SECRET, now()))).await,
+        200
+    );
+    let answers = slack.answers(2).await;
+    assert!(
+        answers.iter().any(|a| a.contains("not linked")),
+        "{answers:?}"
+    );
+    assert!(
+        answers.iter().any(|a| a.contains("not yours")),
+        "{answers:?}"
+    );
+    let unread = hub.get_as(&ann, "/api/notifications/", 200).await;
+    assert_eq!(unread["results"][0]["is_read"], false, "{unread}");
+
+    // Ann's click acknowledges, once, though Slack sends it twice.
+    for _ in 0..2 {
+        assert_eq!(
+            deliver(&hub, &click, Some((SIGNING_SECRET, now()))).await,
+            200
+        );
+    }
+    let answers = slack.answers(4).await;
+    assert_eq!(
+        answers[2..],
+        [
+            "Acknowledged \"db down <!channel> & out\".",
+            "Acknowledged \"db down <!channel> & out\"."
+        ]
+    );
+    let read = hub.get_as(&ann, "/api/notifications/", 200).await;
+    assert_eq!(read["results"][0]["is_read"], true, "{read}");
+    let acknowledged = timeline_events(
+        &hub,
+        &admin,
+        &json!(id.parse::<i64>().unwrap()),
+        "acknowledged",
+    )
+    .await;
+    assert_eq!(acknowledged.len(), 1, "{acknowledged:?}");
+    assert_eq!(acknowledged[0]["via"], "slack");
+    // A new click on the button says so.
+    let again = slack.click(ANN, "ack", &id);
+    assert_eq!(
+        deliver(&hub, &again, Some((SIGNING_SECRET, now()))).await,
+        200
+    );
+    assert!(slack.answers(5).await[4].contains("acknowledged already"));
+    // One delivery: the rate limit was waited out, not counted twice.
+    assert_eq!(slack.posted().len(), 2);
+}
+
+/// Slack sends a click again when an answer is slow, and a load balancer may hand the two
+/// to different nodes: the click acts once (one acknowledgement on the timeline), and both
+/// answers say the same.
+async fn a_click_sent_to_two_nodes_at_once_acts_once(backend: Backend) {
+    let slack = Slack::start().await;
+    let a = TestHub::start_with(&backend, |c| slack.configure(c)).await;
+    let b = a.sibling_with(|c| slack.configure(c)).await;
+    let admin = a.user("boss", Role::Admin).await;
+    let ann = a.user("ann", Role::Developer).await;
+    link(&a, &ann, ANN).await;
+    a.send(
+        &admin,
+        &[&ann],
+        json!({"notification_type": "page", "title": "disk full", "channels": ["slack"]}),
+    )
+    .await;
+    let post = slack.wait_for(1).await.remove(0);
+    let id = post.button("ack")["value"].as_str().unwrap().to_owned();
+    let click = slack.click(ANN, "ack", &id);
+    let signed = Some((SIGNING_SECRET, now()));
+    let (on_a, on_b) = tokio::join!(deliver(&a, &click, signed), deliver(&b, &click, signed));
+    assert_eq!((on_a, on_b), (200, 200));
+    let answers = slack.answers(2).await;
+    assert_eq!(answers[0], answers[1], "{answers:?}");
+    let acknowledged = timeline_events(
+        &a,
+        &admin,
+        &json!(id.parse::<i64>().unwrap()),
+        "acknowledged",
+    )
+    .await;
+    assert_eq!(acknowledged.len(), 1, "{acknowledged:?}");
+}
+
+/// A ticket's notifications carry the buttons of its next step, and a click runs it by the
+/// ticket's rules: the assignee starts work from Slack; the client who created the ticket
+/// is shown Resolve but cannot finish the work, and is told why.
+async fn ticket_buttons_run_the_ticket_s_rules(backend: Backend) {
+    let slack = Slack::start().await;
+    let routing = r#"
+[ticket_assigned]
+recipients = ["newly_assigned"]
+channels = ["websocket", "slack"]
+
+[work_started]
+recipients = ["creator"]
+channels = ["websocket", "slack"]
+"#;
+    let hub = TestHub::start_routed(&backend, routing, |c| slack.configure(c)).await;
+    let admin = hub.user("boss", Role::Admin).await;
+    let client = hub.user("cli", Role::Client).await;
+    let dev = hub.user("dev", Role::Developer).await;
+    link(&hub, &dev, ANN).await;
+    link(&hub, &client, BOB).await;
+    let crew = Crew {
+        creator: &client,
+        admin: &admin,
+        devs: &[&dev],
+    };
+    let project = hub.project("WEB", &[&admin, &client, &dev]).await;
+    let ticket = hub
+        .ticket_in("ASSIGNED", &crew, json!({"project": project.id.0}))
+        .await;
+    let key = ticket["key"].as_str().unwrap().to_owned();
+    let assigned = slack.wait_for(1).await.remove(0);
+    assert_eq!(assigned.body["channel"], ANN);
+    assert!(assigned.context().contains(&key), "{}", assigned.context());
+    assert_eq!(assigned.actions(), ["start_work"]);
+    let id = assigned.button("start_work")["value"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let click = slack.click(ANN, "start_work", &id);
+    assert_eq!(
+        deliver(&hub, &click, Some((SIGNING_SECRET, now()))).await,
+        200
+    );
+    assert_eq!(slack.answers(1).await[0], format!("{key} is IN_PROGRESS."));
+    let path = format!("/api/tickets/{}/", ticket["id"]);
+    let now_is = hub.get_as(&admin, &path, 200).await;
+    assert_eq!(now_is["status"], "IN_PROGRESS", "{now_is}");
+
+    // The client hears that work started, with a Resolve button it has no power to use.
+    let started = slack.wait_for(2).await.remove(1);
+    assert_eq!(started.body["channel"], BOB);
+    assert_eq!(started.actions(), ["finish_work"]);
+    let id = started.button("finish_work")["value"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let click = slack.click(BOB, "finish_work", &id);
+    assert_eq!(
+        deliver(&hub, &click, Some((SIGNING_SECRET, now()))).await,
+        200
+    );
+    let refused = &slack.answers(2).await[1];
+    assert!(refused.contains("Only a developer assigned"), "{refused}");
+    let still = hub.get_as(&admin, &path, 200).await;
+    assert_eq!(still["status"], "IN_PROGRESS", "{still}");
+}
+
+/// A Slack address is a member id, checked when it is set; the hub has no interactions
+/// endpoint without a signing secret.
+async fn slack_addresses_are_member_ids(backend: Backend) {
+    let slack = Slack::start().await;
+    let hub = TestHub::start_with(&backend, |c| {
+        slack.configure(c);
+        c.channels.slack.slack_signing_secret = None;
+    })
+    .await;
+    let ann = hub.user("ann", Role::Developer).await;
+    for bad in ["ann", "<@U0ANN0001>", "C0123ABCD"] {
+        let (status, body) = hub
+            .call(
+                Method::PATCH,
+                "/api/users/me/",
+                Some(&hub.token(&ann)),
+                Some(json!({"addresses": {"slack": bad}})),
+            )
+            .await;
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert!(body.to_string().contains("member id"), "{body}");
+    }
+    // Its verification code goes by direct message.
+    let (status, body) = hub
+        .call(
+            Method::PATCH,
+            "/api/users/me/",
+            Some(&hub.token(&ann)),
+            Some(json!({"addresses": {"slack": ANN}})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let code = slack.wait_for(1).await.remove(0);
+    assert_eq!(code.body["channel"], ANN);
+    assert!(
+        code.actions().is_empty(),
+        "no buttons without a signing secret"
+    );
+    let click = slack.click(ANN, "ack", "1");
+    assert_eq!(
+        deliver(&hub, &click, Some((SIGNING_SECRET, now()))).await,
+        404
+    );
+}
+
+crate::trials! {
+    both: [
+        a_page_reaches_slack_and_a_signed_click_acknowledges_it_once,
+        a_click_sent_to_two_nodes_at_once_acts_once,
+        ticket_buttons_run_the_ticket_s_rules,
+        slack_addresses_are_member_ids,
+    ],
+    tests: [],
+    sync: [],
+}
