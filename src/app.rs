@@ -301,6 +301,12 @@ impl Application {
             verifier,
             vapid: vapid.clone(),
             slack: slack_inbound(&config)?,
+            mattermost_action_token: match &config.channels.mattermost {
+                m if m.mattermost_url.is_some() && m.mattermost_bot_token.is_some() => {
+                    m.mattermost_action_token.clone()
+                }
+                _ => None,
+            },
             twilio_auth_token: match &config.channels.sms {
                 s if s.twilio_account_sid.is_some() && s.twilio_from.is_some() => {
                     s.twilio_auth_token.clone()

@@ -1,5 +1,5 @@
 //! The channels that carry notifications off the hub, as plug-ins: email, WhatsApp, SMS,
-//! webhooks, push (Web Push, FCM, APNs), voice calls, Slack and a file sink.
+//! webhooks, push (Web Push, FCM, APNs), voice calls, Slack, Mattermost and a file sink.
 //!
 //! A channel is one module that implements [`Plugin`]: its name and reach (a personal address,
 //! the deployment's destinations, or a device carrier), its settings (flags, environment
@@ -19,6 +19,7 @@ use crate::channels::push::VapidKey;
 use crate::delivery::templates::Templates;
 use crate::setting::ConfigError;
 
+pub mod chat;
 pub mod signed;
 
 /// What a channel's transport is built with, besides the settings.
@@ -163,4 +164,5 @@ plugins! {
     file::FileSink,
     voice::Voice,
     slack::Slack,
+    mattermost::Mattermost,
 }

@@ -20,6 +20,7 @@ pub mod extract;
 pub mod idempotency;
 pub mod inbound;
 pub mod maintenance;
+pub mod mattermost;
 pub mod notifications;
 pub mod oncall;
 pub mod openapi;

@@ -1,10 +1,11 @@
 //! Acting on a reply from outside the hub, whichever way it came (an SMS, an email, a push's
-//! button): acknowledging a page (it is read, so its escalation stops on every node, and the
+//! button, a chat message's button): acknowledging a page (it is read, so its escalation stops on every node, and the
 //! acknowledgement is kept with how it came), finishing its ticket, or commenting on it, as
 //! the person the reply proves it came from, by the rules of the REST actions.
 
 use tickethub_actors::domain::{IdempotencyMark, User, UserId};
-use tickethub_actors::ports::{Replyable, StoreError};
+use tickethub_actors::ports::{IdempotencyClaim, Replyable, StoreError};
+use tickethub_actors::routing::Channel;
 use tickethub_actors::ticket::TicketError;
 use tickethub_actors::ticket_domain::Action;
 use tickethub_actors::user::UserCommand;
@@ -84,4 +85,128 @@ pub async fn on_ticket(
         Err(TicketError::Unavailable) => Err(StoreError::Backend("the ticket is busy".into())),
         Err(e) => Ok(Acted::Refused(e.to_string())),
     }
+}
+
+/// A click on a button of a message the hub sent to a chat: who clicked (their id on the
+/// chat), the click's own id, the button's action and the notification it names.
+pub struct Click<'a> {
+    /// The chat channel (`slack`, `mattermost`): the clicker is the user whose verified
+    /// address on it is `member`.
+    pub via: &'static str,
+    /// The clicker's id on the chat.
+    pub member: &'a str,
+    /// The click's id, the same however often the chat sends it.
+    pub trigger: &'a str,
+    /// `ack`, `start_work`, `finish_work` or `approve`.
+    pub action: &'a str,
+    /// The notification's id, as the button carries it.
+    pub notification: Option<&'a str>,
+}
+
+/// The answer to a click: the one kept, if it was handled before (on any node); else acts
+/// on it, as the person the chat says clicked, on their own notification, by the REST
+/// actions' rules, and keeps the answer.
+pub async fn clicked(state: &AppState, click: Click<'_>) -> Result<String, StoreError> {
+    let chat = Channel::stored(click.via).expect("a registered chat channel");
+    let user = match state
+        .store
+        .users_with_address(chat, click.member)
+        .await?
+        .as_slice()
+    {
+        [one] => *one,
+        [] => {
+            return Ok(format!(
+                "Your {} account is not linked to anyone in tickethub: add your member id to your profile there.",
+                click.via
+            ))
+        }
+        _ => {
+            return Ok(format!(
+                "Your {} account is linked to several people in tickethub; act in the app.",
+                click.via
+            ))
+        }
+    };
+    let mark = IdempotencyMark {
+        caller: format!("user:{}", user.0),
+        key: format!("{}:{}", click.via, click.trigger),
+    };
+    // The same click handled elsewhere at this moment: its answer is waited for, within
+    // Slack's 3 s.
+    let mut waits = 0;
+    loop {
+        let now = state.store.now();
+        match state
+            .store
+            .claim_idempotency(&mark, "chat click", now, now + state.idempotency_lease)
+            .await?
+        {
+            IdempotencyClaim::Claimed => break,
+            IdempotencyClaim::Answered { body, .. } => return Ok(body),
+            IdempotencyClaim::Committed { .. } => return Ok("Done already.".into()),
+            IdempotencyClaim::InProgress if waits < 20 => {
+                waits += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            IdempotencyClaim::InProgress | IdempotencyClaim::Mismatch => {
+                return Ok("This click is being handled.".into())
+            }
+        }
+    }
+    match act(state, user, &click, mark.clone()).await {
+        Ok(said) => {
+            state.store.answer_idempotency(&mark, 200, &said).await?;
+            metrics::counter!("tickethub_inbound_replies_total", "channel" => click.via)
+                .increment(1);
+            Ok(said)
+        }
+        Err(e) => {
+            let _ = state.store.release_idempotency(&mark).await;
+            Err(e)
+        }
+    }
+}
+
+/// Runs the click's action as `user` on their notification; says what it came to.
+async fn act(
+    state: &AppState,
+    user: UserId,
+    click: &Click<'_>,
+    mark: IdempotencyMark,
+) -> Result<String, StoreError> {
+    let id = click.notification.and_then(|v| v.parse::<i64>().ok());
+    let found = match id {
+        Some(id) => state.store.notification(user, id).await?,
+        None => None,
+    };
+    let Some(n) = found else {
+        return Ok("This notification is not yours, or is gone.".into());
+    };
+    let is_page = tickethub_actors::reply::is_page(&n);
+    let page = Replyable::from(n);
+    let action = match click.action {
+        "ack" => {
+            return Ok(match acknowledge(state, user, &page, click.via).await? {
+                true => format!("Acknowledged \"{}\".", page.title),
+                false => format!("\"{}\" was acknowledged already.", page.title),
+            })
+        }
+        "start_work" => Action::StartWork,
+        "finish_work" => Action::FinishWork,
+        "approve" => Action::Approve,
+        _ => return Ok("tickethub does not know this button.".into()),
+    };
+    let Some(person) = state.store.user_by_id(user).await? else {
+        return Ok("This notification is not yours, or is gone.".into());
+    };
+    let said = match on_ticket(state, &person, &page, action, Some(mark)).await? {
+        Acted::Done(done) => done,
+        Acted::Refused(why) => why,
+    };
+    // Acting on a page's ticket answers the page too.
+    if is_page {
+        acknowledge(state, user, &page, click.via).await?;
+    }
+    Ok(said)
 }

@@ -69,6 +69,8 @@ pub struct AppParts {
     pub vapid: Option<Arc<crate::channels::push::VapidKey>>,
     /// What takes Slack's interactions, when the Slack channel has a signing secret.
     pub slack: Option<Arc<crate::channels::slack::SlackInbound>>,
+    /// The token Mattermost's button clicks carry, when the Mattermost channel has buttons.
+    pub mattermost_action_token: Option<String>,
 }
 
 /// Limits on scheduled sends.

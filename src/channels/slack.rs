@@ -11,7 +11,9 @@
 //! Slack answers HTTP 200 with `{"ok": false, "error"}` for most refusals: a member the app
 //! cannot reach (`user_not_found`, `channel_not_found`, `cannot_dm_bot`, `account_inactive`,
 //! `is_archived`) marks the address unreachable; bad credentials fail the delivery; 429 (with
-//! `Retry-After`) and 5xx are tried again by the outbox's rules.
+//! `Retry-After`) and 5xx are tried again by the outbox's rules. Slack's rate limits are per
+//! app and workspace: after a 429 no message is posted (on this node) until its `Retry-After`
+//! has passed.
 
 use std::sync::Arc;
 
@@ -19,7 +21,6 @@ use async_trait::async_trait;
 use hmac::{KeyInit, Mac};
 use serde_json::{json, Value};
 use tickethub_actors::ports::{DeliveryJob, Transport, TransportError};
-use tickethub_actors::ticket_domain::TicketStatus;
 
 use crate::delivery::http_client;
 use crate::delivery::templates::{Part, Templates};
@@ -99,6 +100,7 @@ impl crate::channels::Plugin for Slack {
             buttons: s.slack_signing_secret.is_some(),
             public_url: ctx.public_url.clone(),
             texts: ctx.templates.clone(),
+            paused_until: std::sync::Mutex::new(None),
         })))
     }
 
@@ -133,6 +135,24 @@ struct SlackTransport {
     buttons: bool,
     public_url: Option<String>,
     texts: Arc<Templates>,
+    /// Until when Slack asked the workspace's app to wait (its last 429's `Retry-After`):
+    /// no message is posted before, on this node.
+    paused_until: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+impl SlackTransport {
+    /// How long the workspace must still wait, if Slack asked it to.
+    fn paused_for(&self) -> Option<std::time::Duration> {
+        let until = (*self.paused_until.lock().unwrap_or_else(|e| e.into_inner()))?;
+        until.checked_duration_since(std::time::Instant::now())
+    }
+
+    /// Slack rate-limited the app: every message waits `retry_after`.
+    fn pause(&self, retry_after: std::time::Duration) {
+        let until = std::time::Instant::now() + retry_after;
+        let mut paused = self.paused_until.lock().unwrap_or_else(|e| e.into_inner());
+        *paused = Some(paused.map_or(until, |p| p.max(until)));
+    }
 }
 
 /// Text for Slack's mrkdwn: its three control characters escaped, as Slack asks.
@@ -151,14 +171,14 @@ fn cut(text: &str, max: usize) -> String {
 }
 
 /// A button: its action, its label, the notification it acts on.
-fn button(action: &str, label: &str, notification: i64, style: Option<&str>) -> Value {
+fn button(action: &str, label: &str, notification: i64, style: &str) -> Value {
     let mut b = json!({
         "type": "button",
         "action_id": action,
         "text": { "type": "plain_text", "text": label },
         "value": notification.to_string(),
     });
-    if let Some(style) = style {
+    if style == "primary" {
         b["style"] = json!(style);
     }
     b
@@ -167,19 +187,7 @@ fn button(action: &str, label: &str, notification: i64, style: Option<&str>) -> 
 /// The message's blocks: the text, a context line, and the buttons (`buttons`) and link.
 pub fn blocks(job: &DeliveryJob, text: &str, buttons: bool, public_url: Option<&str>) -> Value {
     let n = &job.notification;
-    let mut context = Vec::new();
-    if let Some(t) = &n.ticket {
-        context.push(format!(
-            "{} · {} · {}",
-            escape(&t.key),
-            t.priority.display(),
-            t.status.display()
-        ));
-    }
-    let page = tickethub_actors::reply::is_page(n);
-    if page {
-        context.push(format!("Page {}", tickethub_actors::reply::code(n.seq)));
-    }
+    let context = crate::channels::chat::context(n, escape);
     let mut blocks = vec![json!({
         "type": "section",
         "text": { "type": "mrkdwn", "text": cut(text.trim(), SECTION_TEXT) },
@@ -187,35 +195,16 @@ pub fn blocks(job: &DeliveryJob, text: &str, buttons: bool, public_url: Option<&
     if !context.is_empty() {
         blocks.push(json!({
             "type": "context",
-            "elements": [{ "type": "mrkdwn", "text": context.join(" · ") }],
+            "elements": [{ "type": "mrkdwn", "text": context }],
         }));
     }
     let mut actions = Vec::new();
     if buttons {
-        if page && !n.is_read {
-            actions.push(button("ack", "Acknowledge", n.id, Some("primary")));
-        }
-        match n.ticket.as_ref().map(|t| t.status) {
-            Some(TicketStatus::Assigned | TicketStatus::Rejected) => {
-                actions.push(button("start_work", "Start work", n.id, None))
-            }
-            Some(TicketStatus::InProgress) => {
-                actions.push(button("finish_work", "Resolve", n.id, None))
-            }
-            Some(TicketStatus::Finished) => {
-                actions.push(button("approve", "Approve", n.id, None))
-            }
-            _ => {}
+        for (action, label, style) in crate::channels::chat::next_steps(n) {
+            actions.push(button(action, label, n.id, style));
         }
     }
-    let link = match (&n.action_url, public_url) {
-        (Some(url), _) if url.starts_with("https://") || url.starts_with("http://") => {
-            Some(url.clone())
-        }
-        (Some(path), Some(public)) if path.starts_with('/') => Some(format!("{public}{path}")),
-        _ => None,
-    };
-    if let Some(url) = link {
+    if let Some(url) = crate::channels::chat::link(n, public_url) {
         actions.push(json!({
             "type": "button",
             "action_id": "open",
@@ -232,6 +221,13 @@ pub fn blocks(job: &DeliveryJob, text: &str, buttons: bool, public_url: Option<&
 #[async_trait]
 impl Transport for SlackTransport {
     async fn send(&self, job: &DeliveryJob) -> Result<Option<String>, TransportError> {
+        // Slack's rate limits are the app's, per workspace: while one holds, nothing is posted.
+        if let Some(wait) = self.paused_for() {
+            return Err(TransportError::Retryable {
+                message: "Slack asked the app to wait (rate limited)".into(),
+                retry_after: Some(wait),
+            });
+        }
         let text = self
             .texts
             .render(Part::Slack, job)
@@ -253,7 +249,17 @@ impl Transport for SlackTransport {
         let (status, retry_after, answer) =
             crate::delivery::outbound::post_json_bearer(&self.client, &self.url, &self.token, &body)
                 .await?;
-        classify(status, retry_after.as_deref(), &answer)
+        let answered = classify(status, retry_after.as_deref(), &answer);
+        if let Err(TransportError::Retryable {
+            retry_after: Some(wait),
+            ..
+        }) = &answered
+        {
+            if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+                self.pause(*wait);
+            }
+        }
+        answered
     }
 }
 

@@ -1,8 +1,9 @@
 //! Message templates (minijinja): a subject, a text body, an HTML body, a WhatsApp text, an
-//! SMS text, a voice call's words and a Slack message per notification type, with defaults
+//! SMS text, a voice call's words, a Slack message and a Mattermost post per notification type, with defaults
 //! that read like the seeds' messages. A folder of files overrides any of them:
 //! `<type>.subject.txt`, `<type>.txt`, `<type>.html`, `<type>.whatsapp.txt`, `<type>.sms.txt`,
-//! `<type>.voice.txt`, `<type>.slack.txt`, or `default.*` for every type.
+//! `<type>.voice.txt`, `<type>.slack.txt`, `<type>.mattermost.txt`, or `default.*` for every
+//! type.
 
 use std::path::Path;
 
@@ -11,7 +12,7 @@ use tickethub_actors::ports::DeliveryJob;
 
 use crate::setting::ConfigError;
 
-const DEFAULTS: [(&str, &str); 14] = [
+const DEFAULTS: [(&str, &str); 16] = [
     (
         "default.subject.txt",
         include_str!("../../templates/default.subject.txt"),
@@ -33,6 +34,14 @@ const DEFAULTS: [(&str, &str); 14] = [
     (
         "address_verification.slack.txt",
         include_str!("../../templates/address_verification.slack.txt"),
+    ),
+    (
+        "default.mattermost.txt",
+        include_str!("../../templates/default.mattermost.txt"),
+    ),
+    (
+        "address_verification.mattermost.txt",
+        include_str!("../../templates/address_verification.mattermost.txt"),
     ),
     (
         "default.voice.txt",
@@ -83,6 +92,8 @@ pub enum Part {
     Voice,
     /// A Slack message's text (mrkdwn).
     Slack,
+    /// A Mattermost post's text (Markdown).
+    Mattermost,
 }
 
 impl Part {
@@ -95,6 +106,7 @@ impl Part {
             Part::Sms => "sms.txt",
             Part::Voice => "voice.txt",
             Part::Slack => "slack.txt",
+            Part::Mattermost => "mattermost.txt",
         }
     }
 }

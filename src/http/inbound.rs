@@ -50,6 +50,10 @@ pub fn router() -> axum::Router<AppState> {
             crate::http::slack::INTERACTIONS,
             axum::routing::post(crate::http::slack::interactions),
         )
+        .route(
+            crate::http::mattermost::ACTIONS,
+            axum::routing::post(crate::http::mattermost::actions),
+        )
 }
 
 fn plain(status: StatusCode, text: &'static str) -> Response {

@@ -9,19 +9,14 @@
 //! on whichever node. What it came to is told to the clicker alone, through the click's
 //! `response_url` (only one on Slack's hooks host or on `--slack-api-url`'s).
 
+use crate::replies::Click;
+use crate::state::AppState;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use tickethub_actors::domain::{IdempotencyMark, UserId};
-use tickethub_actors::ports::{IdempotencyClaim, Replyable, StoreError};
-use tickethub_actors::routing::Channel;
-use tickethub_actors::ticket_domain::Action;
-
-use crate::replies::{acknowledge, on_ticket, Acted};
-use crate::state::AppState;
 
 pub use crate::channels::slack::{SlackInbound, INTERACTIONS};
 
@@ -127,7 +122,14 @@ pub async fn interactions(
     if payload.kind != "block_actions" || click.action_id == "open" {
         return StatusCode::OK.into_response();
     }
-    let answer = match once(&state, &payload, click).await {
+    let click = Click {
+        via: "slack",
+        member: &payload.user.id,
+        trigger: &payload.trigger_id,
+        action: &click.action_id,
+        notification: click.value.as_deref(),
+    };
+    let answer = match crate::replies::clicked(&state, click).await {
         Ok(answer) => answer,
         Err(e) => {
             // Slack shows the clicker an error; nothing was kept for this click.
@@ -164,112 +166,6 @@ fn followed(url: &str, slack: &SlackInbound) -> bool {
         Some(host) => slack.api_host.as_deref() == Some(host),
         None => false,
     }
-}
-
-/// The answer to this click: the one kept, if it was handled before (on any node); else acts
-/// on it and keeps the answer.
-async fn once(state: &AppState, payload: &Payload, click: &Clicked) -> Result<String, StoreError> {
-    let slack = Channel::stored("slack").expect("the slack channel is registered");
-    let user = match state
-        .store
-        .users_with_address(slack, &payload.user.id)
-        .await?
-        .as_slice()
-    {
-        [one] => *one,
-        [] => {
-            return Ok(
-                "Your Slack account is not linked to anyone in tickethub: add your member id to your profile there."
-                    .into(),
-            )
-        }
-        _ => {
-            return Ok(
-                "Your Slack account is linked to several people in tickethub; act in the app."
-                    .into(),
-            )
-        }
-    };
-    let mark = IdempotencyMark {
-        caller: format!("user:{}", user.0),
-        key: format!("slack:{}", payload.trigger_id),
-    };
-    // The same click handled elsewhere at this moment: its answer is waited for, within
-    // Slack's 3 s.
-    let mut waits = 0;
-    loop {
-        let now = state.store.now();
-        match state
-            .store
-            .claim_idempotency(&mark, "slack click", now, now + state.idempotency_lease)
-            .await?
-        {
-            IdempotencyClaim::Claimed => break,
-            IdempotencyClaim::Answered { body, .. } => return Ok(body),
-            IdempotencyClaim::Committed { .. } => return Ok("Done already.".into()),
-            IdempotencyClaim::InProgress if waits < 20 => {
-                waits += 1;
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            }
-            IdempotencyClaim::InProgress | IdempotencyClaim::Mismatch => {
-                return Ok("This click is being handled.".into())
-            }
-        }
-    }
-    match act(state, user, click, mark.clone()).await {
-        Ok(said) => {
-            state.store.answer_idempotency(&mark, 200, &said).await?;
-            metrics::counter!("tickethub_inbound_replies_total", "channel" => "slack").increment(1);
-            Ok(said)
-        }
-        Err(e) => {
-            let _ = state.store.release_idempotency(&mark).await;
-            Err(e)
-        }
-    }
-}
-
-/// Runs the click's action as `user` on their notification; says what it came to.
-async fn act(
-    state: &AppState,
-    user: UserId,
-    click: &Clicked,
-    mark: IdempotencyMark,
-) -> Result<String, StoreError> {
-    let id = click.value.as_deref().and_then(|v| v.parse::<i64>().ok());
-    let found = match id {
-        Some(id) => state.store.notification(user, id).await?,
-        None => None,
-    };
-    let Some(n) = found else {
-        return Ok("This notification is not yours, or is gone.".into());
-    };
-    let is_page = tickethub_actors::reply::is_page(&n);
-    let page = Replyable::from(n);
-    let action = match click.action_id.as_str() {
-        "ack" => {
-            return Ok(match acknowledge(state, user, &page, "slack").await? {
-                true => format!("Acknowledged \"{}\".", page.title),
-                false => format!("\"{}\" was acknowledged already.", page.title),
-            })
-        }
-        "start_work" => Action::StartWork,
-        "finish_work" => Action::FinishWork,
-        "approve" => Action::Approve,
-        _ => return Ok("tickethub does not know this button.".into()),
-    };
-    let Some(person) = state.store.user_by_id(user).await? else {
-        return Ok("This notification is not yours, or is gone.".into());
-    };
-    let said = match on_ticket(state, &person, &page, action, Some(mark)).await? {
-        Acted::Done(done) => done,
-        Acted::Refused(why) => why,
-    };
-    // Acting on a page's ticket answers the page too.
-    if is_page {
-        acknowledge(state, user, &page, "slack").await?;
-    }
-    Ok(said)
 }
 
 #[cfg(test)]

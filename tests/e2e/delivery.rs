@@ -35,6 +35,16 @@ pub(crate) async fn vouch(
         .unwrap()
 }
 
+/// A user's address on `channel`, set as an admin sets it: verified at once.
+pub(crate) async fn vouch_address(hub: &TestHub, user: &User, channel: &str, address: &str) {
+    let channel = Channel::stored(channel).expect("a registered channel");
+    let changes = tickethub_actors::ports::ProfileChanges {
+        addresses: vec![(channel, Some(address.into()))],
+        ..Default::default()
+    };
+    vouch(hub, user, changes).await;
+}
+
 /// A user's WhatsApp number, set as an admin sets it: verified at once.
 pub(crate) async fn set_whatsapp(hub: &TestHub, user: &User, number: &str) {
     let changes = tickethub_actors::ports::ProfileChanges {

@@ -30,6 +30,8 @@ mod idempotency;
 mod inbox;
 mod layers;
 mod lifecycle;
+mod mattermost;
+mod mattermost_fakes;
 mod nemesis;
 mod nodes;
 mod oncall;
@@ -66,6 +68,7 @@ fn main() {
         api_keys::trials(),
         oncall::trials(),
         slack::trials(),
+        mattermost::trials(),
         auth::trials(),
         browser::trials(),
         channels::trials(),

@@ -11,13 +11,8 @@ use crate::oncall::timeline_events;
 use crate::slack_fakes::{deliver, Slack, ANN, BOB, CAROL, SIGNING_SECRET};
 
 /// Gives `user` the verified Slack address `member`.
-async fn link(hub: &TestHub, user: &User, member: &str) {
-    let slack = tickethub_actors::routing::Channel::stored("slack").unwrap();
-    let changes = tickethub_actors::ports::ProfileChanges {
-        addresses: vec![(slack, Some(member.into()))],
-        ..Default::default()
-    };
-    crate::delivery::vouch(hub, user, changes).await;
+async fn link(hub: &TestHub, user: &User, id: &str) {
+    crate::delivery::vouch_address(hub, user, "slack", id).await;
 }
 
 fn now() -> i64 {
@@ -188,6 +183,66 @@ async fn a_click_sent_to_two_nodes_at_once_acts_once(backend: Backend) {
     assert_eq!(acknowledged.len(), 1, "{acknowledged:?}");
 }
 
+/// Slack's rate limit is the app's, for the whole workspace: after a 429, no message to
+/// anyone is posted until its `Retry-After` has passed, and then each goes once.
+async fn a_rate_limit_holds_every_message_until_it_ends(backend: Backend) {
+    let slack = Slack::start().await;
+    let hub = TestHub::start_with(&backend, |c| {
+        slack.configure(c);
+        c.delivery_backoff_ms = 50;
+    })
+    .await;
+    let admin = hub.user("boss", Role::Admin).await;
+    let mut people = Vec::new();
+    for (name, member) in [("ann", ANN), ("bob", BOB), ("carol", CAROL)] {
+        let user = hub.user(name, Role::Developer).await;
+        link(&hub, &user, member).await;
+        people.push(user);
+    }
+    slack.rate_limit([2]);
+    let body = json!({"title": "deploy at 5", "channels": ["slack"]});
+    hub.send(&admin, &[&people[0]], body.clone()).await;
+    let limited = slack.wait_for(1).await.remove(0);
+    assert_eq!(limited.refused.as_deref(), Some("ratelimited"));
+    // Once the hub has taken the 429 (the attempt is recorded):
+    let ann = &people[0];
+    let id = hub.get_as(ann, "/api/notifications/", 200).await["results"][0]["id"].clone();
+    crate::harness::eventually_ok("the 429 recorded", || async {
+        let d = hub
+            .get_as(ann, &format!("/api/notifications/{id}/deliveries/"), 200)
+            .await;
+        let attempts = d["deliveries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["channel"] == "slack")
+            .map_or(0, |d| d["attempts"].as_i64().unwrap_or(0));
+        match attempts {
+            0 => Err(d.to_string()),
+            _ => Ok(()),
+        }
+    })
+    .await;
+    // Sent once Slack has said to wait: they wait too.
+    hub.send(&admin, &[&people[1], &people[2]], body).await;
+    let posts = slack.wait_for(4).await;
+    let waited = limited.at + std::time::Duration::from_secs(2);
+    for p in &posts[1..] {
+        assert!(
+            p.at >= waited,
+            "a post came {:?} after the 429",
+            p.at - limited.at
+        );
+    }
+    let mut delivered: Vec<String> = posts
+        .iter()
+        .filter(|p| p.refused.is_none())
+        .map(|p| p.body["channel"].as_str().unwrap().to_owned())
+        .collect();
+    delivered.sort();
+    assert_eq!(delivered, [ANN, BOB, CAROL]);
+}
+
 /// A ticket's notifications carry the buttons of its next step, and a click runs it by the
 /// ticket's rules: the assignee starts work from Slack; the client who created the ticket
 /// is shown Resolve but cannot finish the work, and is told why.
@@ -304,6 +359,7 @@ crate::trials! {
     both: [
         a_page_reaches_slack_and_a_signed_click_acknowledges_it_once,
         a_click_sent_to_two_nodes_at_once_acts_once,
+        a_rate_limit_holds_every_message_until_it_ends,
         ticket_buttons_run_the_ticket_s_rules,
         slack_addresses_are_member_ids,
     ],

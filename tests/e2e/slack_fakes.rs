@@ -37,6 +37,8 @@ pub const CAROL: &str = "U0CAR0003";
 /// One `chat.postMessage` the stand-in received.
 #[derive(Clone, Debug)]
 pub struct Posted {
+    /// When it arrived.
+    pub at: std::time::Instant,
     pub authorization: Option<String>,
     pub body: Value,
     /// The error it was refused with, if it was.
@@ -290,6 +292,7 @@ async fn post_message(State(slack): State<Slack>, headers: HeaderMap, body: Stri
     let n = {
         let mut posted = slack.posted.lock().unwrap();
         posted.push(Posted {
+            at: std::time::Instant::now(),
             authorization,
             body: parsed.clone(),
             refused: refused
