@@ -107,24 +107,27 @@ pub struct Click<'a> {
 /// on it, as the person the chat says clicked, on their own notification, by the REST
 /// actions' rules, and keeps the answer.
 pub async fn clicked(state: &AppState, click: Click<'_>) -> Result<String, StoreError> {
-    let chat = Channel::stored(click.via).expect("a registered chat channel");
+    let channel = Channel::stored(click.via).expect("a registered chat channel");
+    let chat = match click.via {
+        "slack" => "Slack",
+        "mattermost" => "Mattermost",
+        other => other,
+    };
     let user = match state
         .store
-        .users_with_address(chat, click.member)
+        .users_with_address(channel, click.member)
         .await?
         .as_slice()
     {
         [one] => *one,
         [] => {
             return Ok(format!(
-                "Your {} account is not linked to anyone in tickethub: add your member id to your profile there.",
-                click.via
+                "Your {chat} account is not linked to anyone in tickethub: add your {chat} id to your profile there."
             ))
         }
         _ => {
             return Ok(format!(
-                "Your {} account is linked to several people in tickethub; act in the app.",
-                click.via
+                "Your {chat} account is linked to several people in tickethub; act in the app."
             ))
         }
     };
