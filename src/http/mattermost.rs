@@ -59,8 +59,7 @@ pub async fn actions(State(state): State<AppState>, body: Bytes) -> Response {
             "The body is not a Mattermost action.",
         );
     };
-    let (a, b) = (expected.as_bytes(), request.context.token.as_bytes());
-    if !(a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0) {
+    if !crate::auth::constant_time_eq(expected.as_bytes(), request.context.token.as_bytes()) {
         metrics::counter!("tickethub_inbound_refused_total", "provider" => "mattermost")
             .increment(1);
         return refused(StatusCode::FORBIDDEN, "The action token is not this hub's.");

@@ -72,8 +72,7 @@ fn verified(secret: &str, headers: &HeaderMap, body: &[u8], now: i64) -> Result<
     }
     let expected = crate::channels::slack::signature(secret, timestamp, body);
     let given = header("x-slack-signature");
-    let (a, b) = (expected.as_bytes(), given.as_bytes());
-    match a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0 {
+    match crate::auth::constant_time_eq(expected.as_bytes(), given.as_bytes()) {
         true => Ok(()),
         false => Err("The request is not signed by Slack."),
     }
