@@ -184,7 +184,7 @@ impl Application {
             })?),
         };
         let replies = reply_key(&config, secret.as_deref())?;
-        let delivery = delivery_config(&config, vapid.clone(), replies.clone())?;
+        let (delivery, rooms) = delivery_config(&config, vapid.clone(), replies.clone())?;
         let verifier = Arc::new(crate::verification::Verifier::new(
             store.clone(),
             &delivery.transports,
@@ -301,6 +301,12 @@ impl Application {
             verifier,
             vapid: vapid.clone(),
             slack: slack_inbound(&config)?,
+            rooms: rooms.clone(),
+            slack_members: crate::channels::slack::SlackMembers::new(
+                &config.channels.slack,
+                Duration::from_secs(config.delivery_timeout.max(1)),
+            )?
+            .map(Arc::new),
             mattermost_action_token: match &config.channels.mattermost {
                 m if m.mattermost_url.is_some() && m.mattermost_bot_token.is_some() => {
                     m.mattermost_action_token.clone()
@@ -426,6 +432,16 @@ impl Application {
             stop_accepting.clone(),
             shutdown_timeout,
         ));
+        let chats = CancellationToken::new();
+        let poster = (!state.rooms.is_empty()).then(|| {
+            crate::chats::spawn(
+                state.store.clone(),
+                state.rooms.clone(),
+                state.hub.node().to_owned(),
+                state.public_url.clone(),
+                chats.clone(),
+            )
+        });
         if let Some(listener) = metrics_listener {
             tokio::spawn(crate::serve::serve(
                 listener,
@@ -443,6 +459,16 @@ impl Application {
         stop_accepting.cancel();
         if let Some(smtp) = smtp {
             smtp.abort();
+        }
+        // The project chats' poster finishes what it is telling.
+        chats.cancel();
+        if let Some(mut poster) = poster {
+            if tokio::time::timeout(shutdown_timeout, &mut poster)
+                .await
+                .is_err()
+            {
+                poster.abort();
+            }
         }
         let told = state.hub.disconnect_all().await;
         state.ws.sessions.close();
@@ -635,18 +661,16 @@ fn watch_user_cache(
     });
 }
 
-/// The Web Push key: the file `--webpush-vapid-key` names; else, for an embedded hub, the one
-/// kept beside its database (a fresh one for an in-memory database); else none, and Web Push
 /// Builds the transports the configuration turns on, one per channel plug-in whose settings
 /// turn it on (see `crate::channels`): email always (SMTP, or `.eml` files in the outbox
 /// folder), WhatsApp with a token and phone-number id, SMS with a Twilio account SID, auth
 /// token and sender, webhooks with URLs, Web Push with a VAPID key, FCM with a service account,
-/// APNs with a token key.
+/// APNs with a token key, the chats with theirs; and the chats' rooms for project chats.
 fn delivery_config(
     config: &ServeConfig,
     vapid: Option<Arc<crate::channels::push::VapidKey>>,
     replies: Option<Arc<crate::channels::email::ReplyKey>>,
-) -> Result<tickethub_actors::DeliveryConfig, ConfigError> {
+) -> Result<(tickethub_actors::DeliveryConfig, crate::chats::Rooms), ConfigError> {
     // reqwest and lettre share rustls with the ring provider.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let templates = Arc::new(crate::delivery::templates::Templates::load(
@@ -661,7 +685,8 @@ fn delivery_config(
         replies,
     };
     let transports = crate::channels::transports(&config.channels, &ctx)?;
-    Ok(tickethub_actors::DeliveryConfig {
+    let rooms = crate::channels::rooms(&config.channels, &ctx)?;
+    let delivery = tickethub_actors::DeliveryConfig {
         transports,
         destinations: crate::channels::destinations(&config.channels),
         policy: tickethub_actors::delivery::RetryPolicy {
@@ -677,9 +702,12 @@ fn delivery_config(
             circuit_cooldown: Duration::from_millis(config.circuit_cooldown_ms),
             poll_interval: Duration::from_millis(config.delivery_poll_ms.max(10)),
         },
-    })
+    };
+    Ok((delivery, Arc::new(rooms.into_iter().collect())))
 }
 
+/// The Web Push key: the file `--webpush-vapid-key` names; else, for an embedded hub, the one
+/// kept beside its database (a fresh one for an in-memory database); else none, and Web Push
 /// is off (hubs sharing a PostgreSQL database must share one key, so it is never made up).
 fn vapid_key(config: &ServeConfig) -> Result<Option<crate::channels::push::VapidKey>, BuildError> {
     use crate::channels::push::VapidKey;

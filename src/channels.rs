@@ -1,5 +1,6 @@
 //! The channels that carry notifications off the hub, as plug-ins: email, WhatsApp, SMS,
-//! webhooks, push (Web Push, FCM, APNs), voice calls, Slack, Mattermost and a file sink.
+//! webhooks, push (Web Push, FCM, APNs), voice calls, Slack, Mattermost, Microsoft Teams and a
+//! file sink.
 //!
 //! A channel is one module that implements [`Plugin`]: its name and reach (a personal address,
 //! the deployment's destinations, or a device carrier), its settings (flags, environment
@@ -57,6 +58,15 @@ pub trait Plugin {
         settings: &crate::channels::Settings,
         ctx: &Context,
     ) -> Result<Option<Arc<dyn Transport>>, ConfigError>;
+
+    /// A chat channel's rooms for project chats (see [`chat::Room`]), when its settings turn
+    /// it on.
+    fn room(
+        _settings: &Self::Settings,
+        _ctx: &Context,
+    ) -> Result<Option<Arc<dyn chat::Room>>, ConfigError> {
+        Ok(None)
+    }
 
     /// A deployment channel's destinations: where every notification is also delivered.
     fn destinations(_settings: &Self::Settings) -> Vec<String> {
@@ -125,6 +135,20 @@ macro_rules! plugins {
             Ok(out)
         }
 
+        /// The chat channels' rooms the settings turn on, by channel name.
+        pub fn rooms(
+            settings: &Settings,
+            ctx: &Context,
+        ) -> Result<Vec<(&'static str, Arc<dyn chat::Room>)>, ConfigError> {
+            let mut out = Vec::new();
+            $(
+                if let Some(r) = <$field::$name as Plugin>::room(&settings.$field, ctx)? {
+                    out.push((<$field::$name as Plugin>::NAME, r));
+                }
+            )*
+            Ok(out)
+        }
+
         /// The deployment channels' destinations.
         pub fn destinations(settings: &Settings) -> Vec<(Channel, String)> {
             register();
@@ -165,4 +189,5 @@ plugins! {
     voice::Voice,
     slack::Slack,
     mattermost::Mattermost,
+    teams::Teams,
 }

@@ -26,6 +26,7 @@ pub mod oncall;
 pub mod openapi;
 pub mod ops;
 pub mod pages;
+pub mod project_chats;
 pub mod projects;
 pub mod scheduled;
 pub mod slack;
@@ -55,6 +56,7 @@ pub fn api(metrics_on_main: bool) -> OpenApiRouter<AppState> {
         .merge(tickets::router())
         .merge(projects::router())
         .merge(maintenance::router())
+        .merge(project_chats::router())
         .merge(scheduled::router())
         .merge(notifications::router())
         .merge(admin::router())

@@ -19,6 +19,7 @@ pub mod app;
 pub mod auth;
 pub mod bus;
 pub mod channels;
+pub mod chats;
 pub mod cli;
 pub mod config;
 pub mod delivery;

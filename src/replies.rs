@@ -70,6 +70,17 @@ pub async fn on_ticket(
             page.title
         )));
     };
+    on_ticket_id(state, person, ticket, action, mark).await
+}
+
+/// Runs `action` on a ticket as `person`, by the rules of the REST action.
+async fn on_ticket_id(
+    state: &AppState,
+    person: &User,
+    ticket: tickethub_actors::ticket_domain::TicketId,
+    action: Action,
+    mark: Option<IdempotencyMark>,
+) -> Result<Acted, StoreError> {
     let comment = matches!(action, Action::Comment { .. });
     match state.hub.apply_marked(ticket, person, action, mark).await {
         Ok(applied) if comment => Ok(Acted::Done(format!(
@@ -178,6 +189,13 @@ async fn act(
     click: &Click<'_>,
     mark: IdempotencyMark,
 ) -> Result<String, StoreError> {
+    if let Some(ticket) = click
+        .notification
+        .and_then(|v| v.strip_prefix("ticket:"))
+        .and_then(|v| v.parse::<i64>().ok())
+    {
+        return on_card(state, user, click, ticket, mark).await;
+    }
     let id = click.notification.and_then(|v| v.parse::<i64>().ok());
     let found = match id {
         Some(id) => state.store.notification(user, id).await?,
@@ -195,10 +213,10 @@ async fn act(
                 false => format!("\"{}\" was acknowledged already.", page.title),
             })
         }
-        "start_work" => Action::StartWork,
-        "finish_work" => Action::FinishWork,
-        "approve" => Action::Approve,
-        _ => return Ok("tickethub does not know this button.".into()),
+        action => match ticket_action(action) {
+            Some(action) => action,
+            None => return Ok("tickethub does not know this button.".into()),
+        },
     };
     let Some(person) = state.store.user_by_id(user).await? else {
         return Ok("This notification is not yours, or is gone.".into());
@@ -212,4 +230,50 @@ async fn act(
         acknowledge(state, user, &page, click.via).await?;
     }
     Ok(said)
+}
+
+/// The ticket action a button names.
+fn ticket_action(action: &str) -> Option<Action> {
+    match action {
+        "start_work" => Some(Action::StartWork),
+        "finish_work" => Some(Action::FinishWork),
+        "approve" => Some(Action::Approve),
+        _ => None,
+    }
+}
+
+/// A click on a project chat's message about a ticket: the clicker acts on the ticket if they
+/// may see it (an admin, a member of its project, its creator or an assignee), by the REST
+/// action's rules.
+async fn on_card(
+    state: &AppState,
+    user: UserId,
+    click: &Click<'_>,
+    ticket: i64,
+    mark: IdempotencyMark,
+) -> Result<String, StoreError> {
+    let gone = || Ok("This ticket is not one you can see in tickethub, or is gone.".to_owned());
+    let Some(action) = ticket_action(click.action) else {
+        return Ok("tickethub does not know this button.".into());
+    };
+    let Some(person) = state.store.user_by_id(user).await? else {
+        return gone();
+    };
+    let ticket = tickethub_actors::ticket_domain::TicketId(ticket);
+    let Some(found) = state.store.ticket(ticket).await? else {
+        return gone();
+    };
+    let sees = person.role == tickethub_actors::domain::Role::Admin
+        || found.created_by == user
+        || found.assignees.contains(&user)
+        || state.store.membership(found.project_id, user).await? == Some(true);
+    if !sees {
+        return gone();
+    }
+    Ok(
+        match on_ticket_id(state, &person, ticket, action, Some(mark)).await? {
+            Acted::Done(done) => done,
+            Acted::Refused(why) => why,
+        },
+    )
 }

@@ -69,6 +69,10 @@ pub struct AppParts {
     pub vapid: Option<Arc<crate::channels::push::VapidKey>>,
     /// What takes Slack's interactions, when the Slack channel has a signing secret.
     pub slack: Option<Arc<crate::channels::slack::SlackInbound>>,
+    /// Slack's members, looked up by email, when Slack is on.
+    pub slack_members: Option<Arc<crate::channels::slack::SlackMembers>>,
+    /// The chats project chats can post to, by channel name.
+    pub rooms: crate::chats::Rooms,
     /// The token Mattermost's button clicks carry, when the Mattermost channel has buttons.
     pub mattermost_action_token: Option<String>,
 }

@@ -18,6 +18,7 @@ use crate::config::{database_kind, ConfigError, DatabaseKind};
 pub mod access;
 pub mod analytics;
 pub mod audit;
+mod chats;
 pub mod credentials;
 pub mod db;
 pub mod devices;

@@ -17,6 +17,7 @@ mod access;
 mod analytics;
 mod audit;
 mod bus;
+mod chat;
 mod credentials;
 mod devices;
 mod escalation;
@@ -36,6 +37,7 @@ pub use access::{
 pub use analytics::AnalyticsStore;
 pub use audit::{AuditEvent, AuditFilter, AuditStore, NewAuditEvent};
 pub use bus::{interest, publish, BoardNotice, Bus, BusEvent, BusFaults, PresenceStore, Topic};
+pub use chat::{ChatStore, ChatUpdate, NewProjectChat, ProjectChat};
 pub use credentials::{CredentialStore, RefreshRecord, Rotation};
 pub use devices::{Device, DeviceStore, NewDevice, Registered};
 pub use escalation::{EscalationJob, EscalationStore, Finish, Settled};
@@ -655,6 +657,7 @@ pub trait Store:
     + OncallStore
     + ReplyStore
     + HoldStore
+    + ChatStore
 {
     /// The backend's name (`sqlite` or `postgres`), for logs and health output.
     fn backend(&self) -> &'static str;

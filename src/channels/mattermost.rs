@@ -21,6 +21,7 @@ use async_trait::async_trait;
 use serde_json::{json, Value};
 use tickethub_actors::ports::{DeliveryJob, Transport, TransportError};
 
+use crate::channels::chat::{Card, Room};
 use crate::delivery::http_client;
 use crate::delivery::templates::{Part, Templates};
 use crate::setting::ConfigError;
@@ -81,31 +82,15 @@ impl crate::channels::Plugin for Mattermost {
         settings: &crate::channels::Settings,
         ctx: &crate::channels::Context,
     ) -> Result<Option<Arc<dyn Transport>>, ConfigError> {
-        let s = &settings.mattermost;
-        let (Some(url), Some(token)) = (&s.mattermost_url, &s.mattermost_bot_token) else {
-            return Ok(None);
-        };
-        let public = ctx
-            .public_url
-            .as_deref()
-            .map(|p| p.trim_end_matches('/').to_owned());
-        let buttons = match (&s.mattermost_action_token, &public) {
-            (Some(secret), Some(public)) => Some(Buttons {
-                url: format!("{public}{ACTIONS}"),
-                token: secret.clone(),
-            }),
-            _ => None,
-        };
-        Ok(Some(Arc::new(MattermostTransport {
-            client: http_client(ctx.timeout)?,
-            api: format!("{}/api/v4", url.trim_end_matches('/')),
-            token: token.clone(),
-            buttons,
-            public,
-            texts: ctx.templates.clone(),
-            bot: tokio::sync::OnceCell::new(),
-            channels: std::sync::Mutex::new(HashMap::new()),
-        })))
+        Ok(MattermostTransport::new(&settings.mattermost, ctx)?
+            .map(|t| Arc::new(t) as Arc<dyn Transport>))
+    }
+
+    fn room(
+        settings: &Settings,
+        ctx: &crate::channels::Context,
+    ) -> Result<Option<Arc<dyn Room>>, ConfigError> {
+        Ok(MattermostTransport::new(settings, ctx)?.map(|t| Arc::new(t) as Arc<dyn Room>))
     }
 
     fn check_address(address: &str) -> Result<String, String> {
@@ -178,10 +163,51 @@ fn classify(
 }
 
 impl MattermostTransport {
+    fn new(
+        s: &Settings,
+        ctx: &crate::channels::Context,
+    ) -> Result<Option<MattermostTransport>, ConfigError> {
+        let (Some(url), Some(token)) = (&s.mattermost_url, &s.mattermost_bot_token) else {
+            return Ok(None);
+        };
+        let public = ctx
+            .public_url
+            .as_deref()
+            .map(|p| p.trim_end_matches('/').to_owned());
+        let buttons = match (&s.mattermost_action_token, &public) {
+            (Some(secret), Some(public)) => Some(Buttons {
+                url: format!("{public}{ACTIONS}"),
+                token: secret.clone(),
+            }),
+            _ => None,
+        };
+        Ok(Some(MattermostTransport {
+            client: http_client(ctx.timeout)?,
+            api: format!("{}/api/v4", url.trim_end_matches('/')),
+            token: token.clone(),
+            buttons,
+            public,
+            texts: ctx.templates.clone(),
+            bot: tokio::sync::OnceCell::new(),
+            channels: std::sync::Mutex::new(HashMap::new()),
+        }))
+    }
+
+    /// GETs `path`, or POSTs `body` to it.
     async fn call(&self, path: &str, body: Option<&Value>) -> Result<Value, TransportError> {
+        self.request(reqwest::Method::POST, path, body).await
+    }
+
+    /// Sends a request to the API (a GET without `body`).
+    async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, TransportError> {
         let url = format!("{}{path}", self.api);
         let request = match body {
-            Some(body) => self.client.post(&url).json(body),
+            Some(body) => self.client.request(method, &url).json(body),
             None => self.client.get(&url),
         };
         let response = request
@@ -298,6 +324,86 @@ impl Transport for MattermostTransport {
         });
         let posted = self.call("/posts", Some(&post)).await?;
         Ok(posted["id"].as_str().map(str::to_owned))
+    }
+}
+
+/// A project chat's post about a ticket: its attachment holds the key (a link to it) and
+/// title, the facts and latest event, and the button for its next step.
+fn card_attachment(card: &Card, buttons: Option<&Buttons>) -> Value {
+    let mut actions = Vec::new();
+    if let (Some(b), Some((action, name, style))) =
+        (buttons, crate::channels::chat::ticket_steps(card.status))
+    {
+        actions.push(json!({
+            "id": action.replace('_', ""),
+            "name": name,
+            "type": "button",
+            "style": style,
+            "integration": {
+                "url": b.url,
+                "context": { "action": action, "notification": card.value(), "token": b.token },
+            },
+        }));
+    }
+    json!({
+        "fallback": format!("{} {}", card.key, card.title),
+        "color": "#1c58d9",
+        "title": format!("{} {}", card.key, card.title),
+        "title_link": card.url,
+        "text": format!("{}\n{}", card.facts(), card.latest),
+        "actions": actions,
+    })
+}
+
+#[async_trait]
+impl Room for MattermostTransport {
+    fn check_channel(&self, channel: &str) -> Result<String, String> {
+        user_id(channel).map_err(|_| {
+            "a Mattermost channel id: 26 lowercase letters and digits (in Mattermost: the channel's View Info); add the bot to the channel".into()
+        })
+    }
+
+    async fn post(&self, channel: &str, card: &Card) -> Result<Option<String>, TransportError> {
+        let post = json!({
+            "channel_id": channel,
+            "message": "",
+            "props": { "attachments": [card_attachment(card, self.buttons.as_ref())] },
+        });
+        let posted = self.call("/posts", Some(&post)).await?;
+        match posted["id"].as_str() {
+            Some(id) => Ok(Some(id.to_owned())),
+            None => Err(TransportError::Permanent("Mattermost gave no post id".into())),
+        }
+    }
+
+    async fn update(&self, _channel: &str, post: &str, card: &Card) -> Result<(), TransportError> {
+        if post.is_empty() || !post.chars().all(|c| c.is_ascii_alphanumeric()) {
+            return Err(TransportError::Unreachable(format!(
+                "Mattermost: not a post id: {post}"
+            )));
+        }
+        let patch = json!({
+            "message": "",
+            "props": { "attachments": [card_attachment(card, self.buttons.as_ref())] },
+        });
+        match self
+            .request(reqwest::Method::PUT, &format!("/posts/{post}/patch"), Some(&patch))
+            .await
+        {
+            Err(TransportError::Permanent(why)) if why.contains(" 404 ") => {
+                Err(TransportError::Unreachable(why))
+            }
+            other => other.map(drop),
+        }
+    }
+
+    async fn reply(&self, channel: &str, post: &str, line: &str) -> Result<(), TransportError> {
+        let reply = json!({
+            "channel_id": channel,
+            "root_id": post,
+            "message": line.chars().take(16_000).collect::<String>(),
+        });
+        self.call("/posts", Some(&reply)).await.map(drop)
     }
 }
 

@@ -15,6 +15,7 @@
 //! app and workspace: after a 429 no message is posted (on this node) until its `Retry-After`
 //! has passed.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -22,6 +23,7 @@ use hmac::{KeyInit, Mac};
 use serde_json::{json, Value};
 use tickethub_actors::ports::{DeliveryJob, Transport, TransportError};
 
+use crate::channels::chat::{Card, Room};
 use crate::delivery::http_client;
 use crate::delivery::templates::{Part, Templates};
 use crate::setting::ConfigError;
@@ -89,19 +91,14 @@ impl crate::channels::Plugin for Slack {
         settings: &crate::channels::Settings,
         ctx: &crate::channels::Context,
     ) -> Result<Option<Arc<dyn Transport>>, ConfigError> {
-        let s = &settings.slack;
-        let Some(token) = &s.slack_bot_token else {
-            return Ok(None);
-        };
-        Ok(Some(Arc::new(SlackTransport {
-            client: http_client(ctx.timeout)?,
-            url: format!("{}/chat.postMessage", s.slack_api_url.trim_end_matches('/')),
-            token: token.clone(),
-            buttons: s.slack_signing_secret.is_some(),
-            public_url: ctx.public_url.clone(),
-            texts: ctx.templates.clone(),
-            paused_until: std::sync::Mutex::new(None),
-        })))
+        Ok(SlackTransport::new(&settings.slack, ctx)?.map(|t| Arc::new(t) as Arc<dyn Transport>))
+    }
+
+    fn room(
+        settings: &Settings,
+        ctx: &crate::channels::Context,
+    ) -> Result<Option<Arc<dyn Room>>, ConfigError> {
+        Ok(SlackTransport::new(settings, ctx)?.map(|t| Arc::new(t) as Arc<dyn Room>))
     }
 
     fn check_address(address: &str) -> Result<String, String> {
@@ -126,21 +123,54 @@ pub fn member_id(address: &str) -> Result<String, String> {
     }
 }
 
+/// Until when Slack asked an app to wait (its last 429's `Retry-After`), by bot token: its
+/// direct messages and its project chats wait alike.
+type Pause = std::sync::Mutex<Option<std::time::Instant>>;
+
+fn pause_of(token: &str) -> Arc<Pause> {
+    static PAUSES: std::sync::OnceLock<std::sync::Mutex<HashMap<String, Arc<Pause>>>> =
+        std::sync::OnceLock::new();
+    let mut pauses = PAUSES
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    pauses.entry(token.to_owned()).or_default().clone()
+}
+
 /// Posts messages.
 struct SlackTransport {
     client: reqwest::Client,
-    url: String,
+    /// The Web API's base URL.
+    api: String,
     token: String,
     /// Whether messages carry buttons (the hub takes their clicks).
     buttons: bool,
     public_url: Option<String>,
     texts: Arc<Templates>,
-    /// Until when Slack asked the workspace's app to wait (its last 429's `Retry-After`):
-    /// no message is posted before, on this node.
-    paused_until: std::sync::Mutex<Option<std::time::Instant>>,
+    /// No message is posted before Slack's last `Retry-After` for the app has passed (on
+    /// this node).
+    paused_until: Arc<Pause>,
 }
 
 impl SlackTransport {
+    fn new(
+        s: &Settings,
+        ctx: &crate::channels::Context,
+    ) -> Result<Option<SlackTransport>, ConfigError> {
+        let Some(token) = &s.slack_bot_token else {
+            return Ok(None);
+        };
+        Ok(Some(SlackTransport {
+            client: http_client(ctx.timeout)?,
+            api: s.slack_api_url.trim_end_matches('/').to_owned(),
+            token: token.clone(),
+            buttons: s.slack_signing_secret.is_some(),
+            public_url: ctx.public_url.clone(),
+            texts: ctx.templates.clone(),
+            paused_until: pause_of(token),
+        }))
+    }
+
     /// How long the workspace must still wait, if Slack asked it to.
     fn paused_for(&self) -> Option<std::time::Duration> {
         let until = (*self.paused_until.lock().unwrap_or_else(|e| e.into_inner()))?;
@@ -152,6 +182,32 @@ impl SlackTransport {
         let until = std::time::Instant::now() + retry_after;
         let mut paused = self.paused_until.lock().unwrap_or_else(|e| e.into_inner());
         *paused = Some(paused.map_or(until, |p| p.max(until)));
+    }
+
+    /// Calls a Web API method (unless Slack asked the app to wait); answers Slack's answer.
+    async fn call(&self, method: &str, body: &Value) -> Result<Value, TransportError> {
+        // Slack's rate limits are the app's, per workspace: while one holds, nothing is posted.
+        if let Some(wait) = self.paused_for() {
+            return Err(TransportError::Retryable {
+                message: "Slack asked the app to wait (rate limited)".into(),
+                retry_after: Some(wait),
+            });
+        }
+        let url = format!("{}/{method}", self.api);
+        let (status, retry_after, answer) =
+            crate::delivery::outbound::post_json_bearer(&self.client, &url, &self.token, body)
+                .await?;
+        let answered = answer_of(status, retry_after.as_deref(), &answer);
+        if let Err(TransportError::Retryable {
+            retry_after: Some(wait),
+            ..
+        }) = &answered
+        {
+            if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+                self.pause(*wait);
+            }
+        }
+        answered
     }
 }
 
@@ -170,18 +226,32 @@ fn cut(text: &str, max: usize) -> String {
     }
 }
 
-/// A button: its action, its label, the notification it acts on.
-fn button(action: &str, label: &str, notification: i64, style: &str) -> Value {
+/// A button: its action, its label, what it acts on (a notification's id, `ticket:<id>`).
+fn button(action: &str, label: &str, value: String, style: &str) -> Value {
     let mut b = json!({
         "type": "button",
         "action_id": action,
         "text": { "type": "plain_text", "text": label },
-        "value": notification.to_string(),
+        "value": value,
     });
     if style == "primary" {
         b["style"] = json!(style);
     }
     b
+}
+
+/// The actions block: `actions`, then Open to `url`; none when both are missing.
+fn actions_block(mut actions: Vec<Value>, url: Option<&str>) -> Option<Value> {
+    if let Some(url) = url {
+        actions.push(json!({
+            "type": "button",
+            "action_id": "open",
+            "text": { "type": "plain_text", "text": "Open" },
+            "url": url,
+        }));
+    }
+    (!actions.is_empty())
+        .then(|| json!({ "type": "actions", "block_id": "tickethub", "elements": actions }))
 }
 
 /// The message's blocks: the text, a context line, and the buttons (`buttons`) and link.
@@ -201,33 +271,17 @@ pub fn blocks(job: &DeliveryJob, text: &str, buttons: bool, public_url: Option<&
     let mut actions = Vec::new();
     if buttons {
         for (action, label, style) in crate::channels::chat::next_steps(n) {
-            actions.push(button(action, label, n.id, style));
+            actions.push(button(action, label, n.id.to_string(), style));
         }
     }
-    if let Some(url) = crate::channels::chat::link(n, public_url) {
-        actions.push(json!({
-            "type": "button",
-            "action_id": "open",
-            "text": { "type": "plain_text", "text": "Open" },
-            "url": url,
-        }));
-    }
-    if !actions.is_empty() {
-        blocks.push(json!({ "type": "actions", "block_id": "tickethub", "elements": actions }));
-    }
+    let url = crate::channels::chat::link(n, public_url);
+    blocks.extend(actions_block(actions, url.as_deref()));
     Value::Array(blocks)
 }
 
 #[async_trait]
 impl Transport for SlackTransport {
     async fn send(&self, job: &DeliveryJob) -> Result<Option<String>, TransportError> {
-        // Slack's rate limits are the app's, per workspace: while one holds, nothing is posted.
-        if let Some(wait) = self.paused_for() {
-            return Err(TransportError::Retryable {
-                message: "Slack asked the app to wait (rate limited)".into(),
-                retry_after: Some(wait),
-            });
-        }
         let text = self
             .texts
             .render(Part::Slack, job)
@@ -246,20 +300,107 @@ impl Transport for SlackTransport {
             "unfurl_links": false,
             "unfurl_media": false,
         });
-        let (status, retry_after, answer) =
-            crate::delivery::outbound::post_json_bearer(&self.client, &self.url, &self.token, &body)
-                .await?;
-        let answered = classify(status, retry_after.as_deref(), &answer);
-        if let Err(TransportError::Retryable {
-            retry_after: Some(wait),
-            ..
-        }) = &answered
-        {
-            if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
-                self.pause(*wait);
-            }
+        Ok(sent_ref(&self.call("chat.postMessage", &body).await?))
+    }
+}
+
+/// A project chat's message about a ticket: its key (a link to it) and title, the facts and
+/// latest event, and buttons for its next step (with `buttons`) and Open.
+pub fn card_blocks(card: &Card, buttons: bool) -> Value {
+    let key = match &card.url {
+        Some(url) => format!("<{url}|{}>", escape(&card.key)),
+        None => escape(&card.key),
+    };
+    let mut blocks = vec![
+        json!({
+            "type": "section",
+            "text": { "type": "mrkdwn", "text": cut(&format!("*{key}* {}", escape(&card.title)), SECTION_TEXT) },
+        }),
+        json!({
+            "type": "context",
+            "elements": [
+                { "type": "mrkdwn", "text": cut(&escape(&card.facts()), SECTION_TEXT) },
+                { "type": "mrkdwn", "text": cut(&card.latest, SECTION_TEXT) },
+            ],
+        }),
+    ];
+    let mut actions = Vec::new();
+    if let Some((action, label, style)) = crate::channels::chat::ticket_steps(card.status) {
+        if buttons {
+            actions.push(button(action, label, card.value(), style));
         }
-        answered
+    }
+    blocks.extend(actions_block(actions, card.url.as_deref()));
+    Value::Array(blocks)
+}
+
+#[async_trait]
+impl Room for SlackTransport {
+    fn text(&self, text: &str) -> String {
+        escape(text)
+    }
+
+    fn bold(&self, text: &str) -> String {
+        format!("*{text}*")
+    }
+
+    fn check_channel(&self, channel: &str) -> Result<String, String> {
+        let id = channel.trim();
+        let ok = (3..=24).contains(&id.len())
+            && id.starts_with(['C', 'G'])
+            && id
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
+        match ok {
+            true => Ok(id.to_owned()),
+            false => Err(
+                "a Slack channel id, e.g. C0123ABCD (in Slack: the channel's details, at the bottom); invite the app to it"
+                    .into(),
+            ),
+        }
+    }
+
+    async fn post(&self, channel: &str, card: &Card) -> Result<Option<String>, TransportError> {
+        let body = json!({
+            "channel": channel,
+            "text": cut(&format!("{} {}", escape(&card.key), escape(&card.title)), 300),
+            "blocks": card_blocks(card, self.buttons),
+            "unfurl_links": false,
+            "unfurl_media": false,
+        });
+        let answer = self.call("chat.postMessage", &body).await?;
+        match answer["ts"].as_str() {
+            Some(ts) => Ok(Some(ts.to_owned())),
+            None => Err(TransportError::Permanent("Slack gave no message ts".into())),
+        }
+    }
+
+    async fn update(&self, channel: &str, ts: &str, card: &Card) -> Result<(), TransportError> {
+        let body = json!({
+            "channel": channel,
+            "ts": ts,
+            "text": cut(&format!("{} {}", escape(&card.key), escape(&card.title)), 300),
+            "blocks": card_blocks(card, self.buttons),
+        });
+        match self.call("chat.update", &body).await {
+            Err(TransportError::Permanent(why))
+                if why.ends_with("message_not_found") || why.ends_with("cant_update_message") =>
+            {
+                Err(TransportError::Unreachable(why))
+            }
+            other => other.map(drop),
+        }
+    }
+
+    async fn reply(&self, channel: &str, ts: &str, line: &str) -> Result<(), TransportError> {
+        let body = json!({
+            "channel": channel,
+            "thread_ts": ts,
+            "text": cut(line, SECTION_TEXT),
+            "unfurl_links": false,
+            "unfurl_media": false,
+        });
+        self.call("chat.postMessage", &body).await.map(drop)
     }
 }
 
@@ -279,6 +420,23 @@ pub fn classify(
     retry_after: Option<&str>,
     text: &str,
 ) -> Result<Option<String>, TransportError> {
+    answer_of(status, retry_after, text).map(|answer| sent_ref(&answer))
+}
+
+/// A posted message's `channel:ts`.
+fn sent_ref(answer: &Value) -> Option<String> {
+    match (answer["channel"].as_str(), answer["ts"].as_str()) {
+        (Some(channel), Some(ts)) => Some(format!("{channel}:{ts}")),
+        _ => None,
+    }
+}
+
+/// Slack's answer when it is `ok`; else the error it comes to.
+fn answer_of(
+    status: reqwest::StatusCode,
+    retry_after: Option<&str>,
+    text: &str,
+) -> Result<Value, TransportError> {
     let retry_after = retry_after
         .and_then(|s| s.trim().parse::<u64>().ok())
         .map(std::time::Duration::from_secs);
@@ -290,11 +448,7 @@ pub fn classify(
     }
     let answer: Value = serde_json::from_str(text).unwrap_or(Value::Null);
     if status.is_success() && answer["ok"] == true {
-        let sent = match (answer["channel"].as_str(), answer["ts"].as_str()) {
-            (Some(channel), Some(ts)) => Some(format!("{channel}:{ts}")),
-            _ => None,
-        };
-        return Ok(sent);
+        return Ok(answer);
     }
     let error = answer["error"].as_str().unwrap_or("no answer").to_owned();
     Err(match error.as_str() {
@@ -318,6 +472,58 @@ pub fn signature(secret: &str, timestamp: &str, body: &[u8]) -> String {
     mac.update(b":");
     mac.update(body);
     format!("v0={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// The workspace's members, looked up by the app (`users.lookupByEmail`, scope
+/// `users:read.email`).
+#[derive(Debug, Clone)]
+pub struct SlackMembers {
+    client: reqwest::Client,
+    url: String,
+    token: String,
+}
+
+impl SlackMembers {
+    /// The lookup, when Slack is on.
+    pub fn new(s: &Settings, timeout: std::time::Duration) -> Result<Option<Self>, ConfigError> {
+        let Some(token) = &s.slack_bot_token else {
+            return Ok(None);
+        };
+        Ok(Some(SlackMembers {
+            client: http_client(timeout)?,
+            url: format!("{}/users.lookupByEmail", s.slack_api_url.trim_end_matches('/')),
+            token: token.clone(),
+        }))
+    }
+
+    /// The member id of the workspace's active person with this email address, if there is
+    /// one (bots and deactivated accounts are no one).
+    pub async fn by_email(&self, email: &str) -> Result<Option<String>, TransportError> {
+        let url = reqwest::Url::parse_with_params(&self.url, [("email", email)])
+            .map_err(|e| TransportError::Permanent(format!("Slack's URL: {e}")))?;
+        let response = self
+            .client
+            .get(url)
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(crate::delivery::network_error)?;
+        let status = response.status();
+        let retry_after = crate::delivery::outbound::header(&response, reqwest::header::RETRY_AFTER);
+        let text = crate::delivery::outbound::answer_text(response).await;
+        match answer_of(status, retry_after.as_deref(), &text) {
+            Ok(answer) => {
+                let user = &answer["user"];
+                let someone = user["deleted"] != true && user["is_bot"] != true;
+                Ok(user["id"]
+                    .as_str()
+                    .filter(|_| someone)
+                    .and_then(|id| member_id(id).ok()))
+            }
+            Err(TransportError::Permanent(why)) if why.ends_with("users_not_found") => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
 }
 
 /// What the hub needs to take Slack's interactions.

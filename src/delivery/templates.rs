@@ -1,8 +1,8 @@
 //! Message templates (minijinja): a subject, a text body, an HTML body, a WhatsApp text, an
-//! SMS text, a voice call's words, a Slack message and a Mattermost post per notification type, with defaults
+//! SMS text, a voice call's words, a Slack message, a Mattermost post and a Teams card's text per notification type, with defaults
 //! that read like the seeds' messages. A folder of files overrides any of them:
 //! `<type>.subject.txt`, `<type>.txt`, `<type>.html`, `<type>.whatsapp.txt`, `<type>.sms.txt`,
-//! `<type>.voice.txt`, `<type>.slack.txt`, `<type>.mattermost.txt`, or `default.*` for every
+//! `<type>.voice.txt`, `<type>.slack.txt`, `<type>.mattermost.txt`, `<type>.teams.txt`, or `default.*` for every
 //! type.
 
 use std::path::Path;
@@ -12,7 +12,15 @@ use tickethub_actors::ports::DeliveryJob;
 
 use crate::setting::ConfigError;
 
-const DEFAULTS: [(&str, &str); 16] = [
+const DEFAULTS: [(&str, &str); 18] = [
+    (
+        "default.teams.txt",
+        include_str!("../../templates/default.teams.txt"),
+    ),
+    (
+        "address_verification.teams.txt",
+        include_str!("../../templates/address_verification.teams.txt"),
+    ),
     (
         "default.subject.txt",
         include_str!("../../templates/default.subject.txt"),
@@ -94,6 +102,8 @@ pub enum Part {
     Slack,
     /// A Mattermost post's text (Markdown).
     Mattermost,
+    /// A Microsoft Teams card's text (the Markdown Adaptive Cards take).
+    Teams,
 }
 
 impl Part {
@@ -107,6 +117,7 @@ impl Part {
             Part::Voice => "voice.txt",
             Part::Slack => "slack.txt",
             Part::Mattermost => "mattermost.txt",
+            Part::Teams => "teams.txt",
         }
     }
 }

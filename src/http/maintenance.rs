@@ -71,7 +71,11 @@ pub(crate) struct MaintenanceIn {
 }
 
 /// The project, if the caller may see it: admins and its members (404 otherwise, as for none).
-async fn project(state: &AppState, caller: &Caller, id: &str) -> Result<ProjectId, ApiError> {
+pub(crate) async fn project(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+) -> Result<ProjectId, ApiError> {
     let id = ProjectId(id.parse().map_err(|_| ApiError::not_found())?);
     match state.store.membership(id, caller.0.id).await? {
         Some(member) if member || caller.is_admin() => Ok(id),

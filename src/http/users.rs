@@ -249,7 +249,7 @@ pub struct QuietHoursJson {
 }
 
 impl MeOut {
-    async fn of(state: &AppState, user: &User) -> Result<Self, ApiError> {
+    pub(crate) async fn of(state: &AppState, user: &User) -> Result<Self, ApiError> {
         let quiet = state.store.quiet(user.id).await?;
         Ok(Self {
             user: UserOut::from(user),

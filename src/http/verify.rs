@@ -24,6 +24,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(verify))
         .routes(routes!(send_code))
+        .routes(routes!(slack_lookup))
 }
 
 /// The link's page: `GET /verify/` shows a button, `POST /verify/` confirms.
@@ -176,6 +177,69 @@ async fn send_code(
             format!("Your {} address is verified already.", channel.as_str()),
         )),
     }
+}
+
+/// Finds the caller in the Slack workspace by their verified email address
+/// (`users.lookupByEmail`) and makes that member id their `slack` address, verified: the
+/// workspace vouches for the email, the hub for the caller's.
+#[utoipa::path(
+    post,
+    path = "/api/users/me/slack/lookup/",
+    operation_id = "users_me_slack_lookup",
+    tag = "users",
+    responses(
+        (status = 200, description = "Found: the caller as `GET /api/users/me/` shows them, with their `slack` address.", body = super::users::MeOut),
+        (status = 400, description = "Slack is off, or the caller has no verified email address.", body = ErrorBody),
+        (status = 401, description = "No valid access token.", body = ErrorBody),
+        (status = 404, description = "No active member of the workspace has the caller's email address.", body = ErrorBody),
+        (status = 429, description = "Too many writes.", body = ErrorBody),
+        (status = 503, description = "Slack did not answer; try again.", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+async fn slack_lookup(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<super::users::MeOut>, ApiError> {
+    state.limits.write(caller.0.id)?;
+    let Some(members) = state.slack_members.clone() else {
+        return Err(ApiError::bad_request("This hub does not send to Slack."));
+    };
+    let email = match caller.0.address(Channel::Email) {
+        Some(a) if a.verified_at.is_some() && a.invalid_at.is_none() => a.address.clone(),
+        _ => {
+            return Err(ApiError::bad_request(
+                "You have no verified email address to look you up by; set your Slack member id instead.",
+            ))
+        }
+    };
+    let member = match members.by_email(&email).await {
+        Ok(Some(member)) => member,
+        Ok(None) => {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "No one in the Slack workspace has your email address; set your Slack member id instead.",
+            ))
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot look a member up in Slack");
+            return Err(ApiError::unavailable("Slack did not answer; try again shortly."));
+        }
+    };
+    let changes = tickethub_actors::ports::ProfileChanges {
+        addresses: vec![(
+            Channel::stored("slack").expect("a registered channel"),
+            Some(member),
+        )],
+        vouched: true,
+        ..Default::default()
+    };
+    let user = state
+        .store
+        .update_profile(caller.0.id, changes)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    Ok(Json(super::users::MeOut::of(&state, &user).await?))
 }
 
 /// The link's field: the token the email carried.

@@ -180,7 +180,8 @@ impl SqlStore {
         Ok(claimed.into_iter().map(|(id,)| id).collect())
     }
 
-    /// Records a ticket's event; answers its id.
+    /// Records a ticket's event, and queues it for the project's chats that hear it (with
+    /// `detail`, a rejection's reason or a comment's text); answers its id.
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn insert_ticket_event(
         tx: &mut db::Tx,
@@ -191,6 +192,7 @@ impl SqlStore {
         status: tickethub_actors::ticket_domain::TicketStatus,
         assignees: &[tickethub_actors::domain::UserId],
         newly_assigned: &[tickethub_actors::domain::UserId],
+        detail: Option<&str>,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<i64, tickethub_actors::ports::StoreError> {
         let (id,): (i64,) = db::query_as(
@@ -208,6 +210,7 @@ impl SqlStore {
         .fetch_one(&mut *tx)
         .await
         .map_err(backend_error)?;
+        Self::queue_chat_updates(tx, ticket, id, event, actor, detail, now).await?;
         Ok(id)
     }
 

@@ -216,6 +216,7 @@ impl tickethub_actors::ports::TicketStore for SqlStore {
             ticket.status,
             &[],
             &[],
+            None,
             now,
         )
         .await?;
@@ -351,6 +352,7 @@ impl tickethub_actors::ports::TicketStore for SqlStore {
             change.status,
             &change.assignees,
             &change.newly_assigned,
+            change.reason.as_deref().or(change.comment.as_deref()),
             now,
         )
         .await?;

@@ -39,6 +39,7 @@ mod openapi;
 mod operators;
 mod outage;
 mod process;
+mod project_chat;
 mod push_fakes;
 mod push_mobile;
 mod replay;
@@ -53,6 +54,7 @@ mod sms;
 mod sms_fakes;
 mod sse;
 mod store;
+mod teams_fakes;
 mod throttles;
 mod tickets;
 mod webpush;
@@ -69,6 +71,7 @@ fn main() {
         oncall::trials(),
         slack::trials(),
         mattermost::trials(),
+        project_chat::trials(),
         auth::trials(),
         browser::trials(),
         channels::trials(),

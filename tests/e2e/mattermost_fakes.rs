@@ -30,6 +30,8 @@ pub const BOT: &str = "b0tb0tb0tb0tb0tb0tb0tb0t01";
 /// The server's users.
 pub const ANN: &str = "annannannannannannannann01";
 pub const BOB: &str = "bobbobbobbobbobbobbobbob02";
+/// A channel the bot is in.
+pub const ROOM: &str = "roomroomroomroomroomroom01";
 
 fn error(status: u16, message: &str) -> Response {
     (
@@ -59,6 +61,7 @@ impl Mattermost {
             .route("/api/v4/users/me", get(me))
             .route("/api/v4/channels/direct", post(direct))
             .route("/api/v4/posts", post(create_post))
+            .route("/api/v4/posts/{id}/patch", axum::routing::put(patch_post))
             .fallback(|| async { error(404, "Sorry, we could not find the page.") })
             .with_state(mm.clone());
         tokio::spawn(async move {
@@ -152,14 +155,21 @@ async fn create_post(
         return error(401, "Invalid or expired session, please login again.");
     }
     let channel = post["channel_id"].as_str().unwrap_or_default();
-    if ![ANN, BOB]
-        .iter()
-        .any(|u| channel == format!("dm{}", &u[..24]))
+    if channel != ROOM
+        && ![ANN, BOB]
+            .iter()
+            .any(|u| channel == format!("dm{}", &u[..24]))
     {
         return error(403, "You do not have the appropriate permissions.");
     }
     if post["message"].as_str().unwrap_or_default().chars().count() > 16_383 {
         return error(400, "Invalid message.");
+    }
+    if let Some(root) = post["root_id"].as_str() {
+        let known = mm.posts.lock().unwrap().iter().any(|p| p["id"] == root);
+        if !known {
+            return error(400, "Invalid RootId parameter.");
+        }
     }
     for attachment in post["props"]["attachments"]
         .as_array()
@@ -193,4 +203,29 @@ async fn create_post(
     mm.arrived.notify_waiters();
     let _ = id;
     (StatusCode::CREATED, Json(stored)).into_response()
+}
+
+/// `PUT /api/v4/posts/{id}/patch`: a post of the bot's that exists (404 otherwise) takes the
+/// patch's message and props; the patch is recorded as a post with `patched` set.
+async fn patch_post(
+    State(mm): State<Mattermost>,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    Json(patch): Json<Value>,
+) -> Response {
+    if !authorized(&headers) {
+        return error(401, "Invalid or expired session, please login again.");
+    }
+    let mut posts = mm.posts.lock().unwrap();
+    let Some(original) = posts.iter().find(|p| p["id"] == id.as_str()).cloned() else {
+        return error(404, "Unable to find the existing post.");
+    };
+    let mut patched = original.clone();
+    patched["message"] = patch["message"].clone();
+    patched["props"] = patch["props"].clone();
+    patched["patched"] = json!(true);
+    posts.push(patched.clone());
+    drop(posts);
+    mm.arrived.notify_waiters();
+    Json(patched).into_response()
 }

@@ -355,8 +355,64 @@ async fn slack_addresses_are_member_ids(backend: Backend) {
     );
 }
 
+/// A user finds themselves in the workspace by their verified email address: their `slack`
+/// address is set, verified, and takes their messages. A bot, a deactivated member or an
+/// unknown email finds no one (404); a user without a verified email, or a hub without Slack,
+/// is told why (400).
+async fn a_member_is_found_by_their_verified_email(backend: Backend) {
+    let slack = Slack::start().await;
+    let hub = TestHub::start_with(&backend, |c| slack.configure(c)).await;
+    let admin = hub.user("boss", Role::Admin).await;
+    let ann = hub.user("ann", Role::Developer).await;
+    let lookup = "/api/users/me/slack/lookup/";
+    let me = hub.post_as(&ann, lookup, json!({}), 200).await;
+    assert_eq!(me["addresses"]["slack"]["address"], ANN, "{me}");
+    assert!(me["addresses"]["slack"]["verified_at"].is_string(), "{me}");
+    hub.send(
+        &admin,
+        &[&ann],
+        json!({"notification_type": "heads_up", "title": "Hello", "message": "there",
+               "channels": ["slack"]}),
+    )
+    .await;
+    let posts = slack.wait_for(1).await;
+    assert_eq!(posts[0].body["channel"], ANN);
+
+    for name in ["robo", "gone", "nobody"] {
+        let user = hub.user(name, Role::Developer).await;
+        let refused = hub.post_as(&user, lookup, json!({}), 404).await;
+        assert!(
+            refused["detail"].as_str().unwrap().contains("member id"),
+            "{refused}"
+        );
+    }
+    let unverified = hub.user("una", Role::Developer).await;
+    let (status, _) = hub
+        .call(
+            Method::PATCH,
+            "/api/users/me/",
+            Some(&hub.token(&unverified)),
+            Some(json!({"email": "ann@example.test"})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let refused = hub.post_as(&unverified, lookup, json!({}), 400).await;
+    assert!(
+        refused["detail"]
+            .as_str()
+            .unwrap()
+            .contains("verified email"),
+        "{refused}"
+    );
+
+    let plain = TestHub::start(&backend).await;
+    let someone = plain.user("ann", Role::Developer).await;
+    plain.post_as(&someone, lookup, json!({}), 400).await;
+}
+
 crate::trials! {
     both: [
+        a_member_is_found_by_their_verified_email,
         a_page_reaches_slack_and_a_signed_click_acknowledges_it_once,
         a_click_sent_to_two_nodes_at_once_acts_once,
         a_rate_limit_holds_every_message_until_it_ends,

@@ -33,6 +33,8 @@ pub const SIGNING_SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
 pub const ANN: &str = "U0ANN0001";
 pub const BOB: &str = "U0BOB0002";
 pub const CAROL: &str = "U0CAR0003";
+/// A channel of the workspace the app is in.
+pub const CHANNEL: &str = "C0PROJ0001";
 
 /// One `chat.postMessage` the stand-in received.
 #[derive(Clone, Debug)]
@@ -100,6 +102,10 @@ pub struct Slack {
     /// Rate limits to answer next, by their `Retry-After`.
     limited: Arc<Mutex<VecDeque<u64>>>,
     posted: Arc<Mutex<Vec<Posted>>>,
+    /// The `chat.update`s received.
+    updated: Arc<Mutex<Vec<Posted>>>,
+    /// The messages deleted in the workspace, by ts.
+    deleted: Arc<Mutex<Vec<String>>>,
     answers: Arc<Mutex<Vec<Value>>>,
     arrived: Arc<Notify>,
     clicks: Arc<std::sync::atomic::AtomicU64>,
@@ -112,12 +118,19 @@ impl Slack {
             addr: listener.local_addr().unwrap(),
             limited: Arc::default(),
             posted: Arc::default(),
+            updated: Arc::default(),
+            deleted: Arc::default(),
             answers: Arc::default(),
             arrived: Arc::default(),
             clicks: Arc::default(),
         };
         let app = Router::new()
             .route("/api/chat.postMessage", post(post_message))
+            .route("/api/chat.update", post(update_message))
+            .route(
+                "/api/users.lookupByEmail",
+                axum::routing::get(lookup_by_email),
+            )
             .route("/hooks/response/{n}", post(response))
             .fallback(|| async { Json(json!({"ok": false, "error": "unknown_method"})) })
             .with_state(slack.clone());
@@ -162,7 +175,18 @@ impl Slack {
             .collect()
     }
 
-    async fn until(&self, done: impl Fn(&Slack) -> bool) {
+    /// Someone deletes the message of this `ts` in Slack.
+    pub fn delete(&self, ts: &str) {
+        self.deleted.lock().unwrap().push(ts.to_owned());
+    }
+
+    /// The `chat.update`s received.
+    pub fn updated(&self) -> Vec<Posted> {
+        self.updated.lock().unwrap().clone()
+    }
+
+    /// Waits until `done` holds.
+    pub async fn until(&self, done: impl Fn(&Slack) -> bool) {
         tokio::time::timeout(patience(), async {
             loop {
                 let notified = self.arrived.notified();
@@ -274,7 +298,9 @@ async fn post_message(State(slack): State<Slack>, headers: HeaderMap, body: Stri
         None => Some("not_authed".to_owned()),
         Some(a) if a != format!("Bearer {BOT_TOKEN}") => Some("invalid_auth".to_owned()),
         _ if !json_body || !parsed.is_object() => Some("invalid_arguments".to_owned()),
-        _ if ![ANN, BOB, CAROL].contains(&parsed["channel"].as_str().unwrap_or_default()) => {
+        _ if ![ANN, BOB, CAROL, CHANNEL]
+            .contains(&parsed["channel"].as_str().unwrap_or_default()) =>
+        {
             Some("channel_not_found".to_owned())
         }
         _ if parsed["text"]
@@ -316,7 +342,10 @@ async fn post_message(State(slack): State<Slack>, headers: HeaderMap, body: Stri
             Json(json!({"ok": false, "error": code})).into_response()
         }
         None => {
-            let channel = format!("D{}", &parsed["channel"].as_str().unwrap_or_default()[1..]);
+            let channel = match parsed["channel"].as_str().unwrap_or_default() {
+                CHANNEL => CHANNEL.to_owned(),
+                member => format!("D{}", &member[1..]),
+            };
             Json(json!({
                 "ok": true,
                 "channel": channel,
@@ -336,4 +365,71 @@ async fn response(
     slack.answers.lock().unwrap().push(body);
     slack.arrived.notify_waiters();
     Json(json!({"ok": true})).into_response()
+}
+
+/// `chat.update`: the same checks as a post, and a `ts` of a message posted in the channel
+/// (`message_not_found` otherwise).
+async fn update_message(State(slack): State<Slack>, headers: HeaderMap, body: String) -> Response {
+    let authorization = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let parsed: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+    let posted = |p: &Posted| {
+        p.refused.is_none()
+            && p.body["channel"] == parsed["channel"]
+            && p.body.get("thread_ts").is_none()
+    };
+    let n = slack
+        .posted
+        .lock()
+        .unwrap()
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| posted(p))
+        .map(|(i, _)| format!("1700000000.{:06}", i + 1))
+        .any(|ts| parsed["ts"] == ts && !slack.deleted.lock().unwrap().contains(&ts));
+    let refused = match authorization.as_deref() {
+        None => Some("not_authed".to_owned()),
+        Some(a) if a != format!("Bearer {BOT_TOKEN}") => Some("invalid_auth".to_owned()),
+        _ if !parsed.is_object() => Some("invalid_arguments".to_owned()),
+        _ if !n => Some("message_not_found".to_owned()),
+        _ => invalid_blocks(&parsed["blocks"]).map(|why| format!("invalid_blocks: {why}")),
+    };
+    slack.updated.lock().unwrap().push(Posted {
+        at: std::time::Instant::now(),
+        authorization,
+        body: parsed.clone(),
+        refused: refused.clone(),
+    });
+    slack.arrived.notify_waiters();
+    match refused {
+        Some(error) => {
+            let code = error.split(':').next().unwrap_or_default().to_owned();
+            Json(json!({"ok": false, "error": code})).into_response()
+        }
+        None => Json(json!({"ok": true, "channel": parsed["channel"], "ts": parsed["ts"]}))
+            .into_response(),
+    }
+}
+
+/// `users.lookupByEmail`: the workspace's people by email (`ann@example.test` is Ann; `robo@`
+/// a bot, `gone@` a deactivated member), `users_not_found` for anyone else.
+async fn lookup_by_email(
+    headers: HeaderMap,
+    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    if headers.get("authorization").and_then(|v| v.to_str().ok())
+        != Some(&format!("Bearer {BOT_TOKEN}"))
+    {
+        return Json(json!({"ok": false, "error": "not_authed"})).into_response();
+    }
+    let user = match q.get("email").map(String::as_str) {
+        Some("ann@example.test") => json!({"id": ANN, "deleted": false, "is_bot": false}),
+        Some("robo@example.test") => json!({"id": "U0ROBO004", "deleted": false, "is_bot": true}),
+        Some("gone@example.test") => json!({"id": "U0GONE005", "deleted": true, "is_bot": false}),
+        Some(_) => return Json(json!({"ok": false, "error": "users_not_found"})).into_response(),
+        None => return Json(json!({"ok": false, "error": "invalid_arguments"})).into_response(),
+    };
+    Json(json!({"ok": true, "user": user})).into_response()
 }
