@@ -228,10 +228,14 @@ impl Verifier {
             .as_deref()
             .zip(token)
             .map(|(base, token)| format!("{base}/verify/?token={token}"));
-        let what = match channel {
-            Channel::Email => "email address",
-            Channel::Whatsapp => "WhatsApp number",
-            _ => "phone number",
+        let what = match channel.as_str() {
+            "email" => "email address",
+            "whatsapp" => "WhatsApp number",
+            "sms" | "voice" => "phone number",
+            "slack" => "Slack account",
+            "mattermost" => "Mattermost account",
+            "teams" => "Teams chat",
+            _ => "address",
         };
         let minutes = lifetime(channel).as_secs() / 60;
         let message = match &link {

@@ -53,7 +53,8 @@ pub struct ProjectChatJson {
     project: i64,
     /// The chat: `slack`, `mattermost` or `teams`.
     provider: String,
-    /// Where on it: a Slack channel id (`C…`), a Mattermost channel id, a Teams workflow's URL.
+    /// Where on it: a Slack channel id (`C…`), a Mattermost channel id, a Teams workflow's URL
+    /// (its host only: the URL is a secret).
     channel: String,
     /// The events it hears; empty: every ticket event.
     events: Vec<String>,
@@ -75,9 +76,12 @@ fn json(c: &ProjectChat) -> ProjectChatJson {
         id: c.id,
         project: c.project.0,
         provider: c.provider.clone(),
-        // A Teams URL is a secret: only its start is shown again.
+        // A Teams URL is a secret: only its host is shown again.
         channel: match c.provider.as_str() {
-            "teams" => format!("{}…", c.channel.chars().take(40).collect::<String>()),
+            "teams" => match reqwest::Url::parse(&c.channel) {
+                Ok(url) => format!("{}://{}/…", url.scheme(), url.host_str().unwrap_or("")),
+                Err(_) => "…".into(),
+            },
             _ => c.channel.clone(),
         },
         events: c.events.iter().map(|e| e.as_str().to_owned()).collect(),

@@ -468,8 +468,37 @@ async fn mattermost_patches_its_post_and_teams_gets_a_card_per_event(backend: Ba
         format!("https://hub.example.com/tickets/{id}/")
     );
 
-    // Teams as a personal channel: ann's notifications as cards in her chat's workflow.
-    crate::delivery::vouch_address(&hub, &ann, "teams", &teams.url("ann-chat")).await;
+    // Teams as a personal channel: an address typed is verified by a code sent as a card;
+    // ann's notifications are cards in her chat's workflow.
+    let (status, _) = hub
+        .call(
+            Method::PATCH,
+            "/api/users/me/",
+            Some(&hub.token(&ann)),
+            Some(json!({"addresses": {"teams": teams.url("ann-chat")}})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let code = teams.wait_for("ann-chat", 1).await;
+    assert_eq!(
+        code[0]["body"][0]["text"], "Confirm your Teams chat",
+        "{}",
+        code[0]
+    );
+    let digits: String = code[0]["body"][1]["text"]
+        .as_str()
+        .unwrap()
+        .chars()
+        .filter(char::is_ascii_digit)
+        .take(6)
+        .collect();
+    hub.post_as(
+        &ann,
+        "/api/users/me/verify/",
+        json!({"channel": "teams", "code": digits}),
+        200,
+    )
+    .await;
     hub.send(
         &admin,
         &[&ann],
@@ -477,15 +506,15 @@ async fn mattermost_patches_its_post_and_teams_gets_a_card_per_event(backend: Ba
                "message": "Freeze starts now", "channels": ["teams"]}),
     )
     .await;
-    let mine = teams.wait_for("ann-chat", 1).await;
-    assert_eq!(mine[0]["body"][0]["text"], "Deploy at 5");
+    let mine = teams.wait_for("ann-chat", 2).await;
+    assert_eq!(mine[1]["body"][0]["text"], "Deploy at 5");
     assert!(
-        mine[0]["body"][1]["text"]
+        mine[1]["body"][1]["text"]
             .as_str()
             .unwrap()
             .contains("Freeze starts now"),
         "{}",
-        mine[0]
+        mine[1]
     );
 }
 
