@@ -340,6 +340,16 @@ inbox!(VerificationStore {
     fn check_verification_link(&self, link_hash: &str, now: DateTime<Utc>) -> Result<Checked, StoreError>;
 });
 
+inbox!(ChatStore {
+    fn add_project_chat(&self, chat: crate::ports::NewProjectChat) -> Result<crate::ports::ProjectChat, StoreError>;
+    fn project_chats(&self, project: crate::domain::ProjectId) -> Result<Vec<crate::ports::ProjectChat>, StoreError>;
+    fn delete_project_chat(&self, project: crate::domain::ProjectId, id: i64) -> Result<bool, StoreError>;
+    fn claim_chat_updates(&self, node: &str, now: DateTime<Utc>, lease_until: DateTime<Utc>, limit: i64) -> Result<Vec<crate::ports::ChatUpdate>, StoreError>;
+    fn set_chat_thread(&self, chat: i64, ticket: crate::ticket_domain::TicketId, message: &str) -> Result<(), StoreError>;
+    fn chat_update_told(&self, id: i64) -> Result<(), StoreError>;
+    fn chat_update_failed(&self, id: i64, error: &str, due: Option<DateTime<Utc>>) -> Result<(), StoreError>;
+});
+
 #[async_trait]
 impl Store for Inbox {
     fn backend(&self) -> &'static str {
