@@ -123,18 +123,21 @@ pub fn member_id(address: &str) -> Result<String, String> {
     }
 }
 
-/// Until when Slack asked an app to wait (its last 429's `Retry-After`), by bot token: its
-/// direct messages and its project chats wait alike.
+/// Until when Slack asked an app to wait (its last 429's `Retry-After`), by Web API and bot
+/// token (a workspace's app): its direct messages and its project chats wait alike.
 type Pause = std::sync::Mutex<Option<std::time::Instant>>;
 
-fn pause_of(token: &str) -> Arc<Pause> {
+fn pause_of(api: &str, token: &str) -> Arc<Pause> {
     static PAUSES: std::sync::OnceLock<std::sync::Mutex<HashMap<String, Arc<Pause>>>> =
         std::sync::OnceLock::new();
     let mut pauses = PAUSES
         .get_or_init(Default::default)
         .lock()
         .unwrap_or_else(|e| e.into_inner());
-    pauses.entry(token.to_owned()).or_default().clone()
+    pauses
+        .entry(format!("{api} {token}"))
+        .or_default()
+        .clone()
 }
 
 /// Posts messages.
@@ -160,14 +163,15 @@ impl SlackTransport {
         let Some(token) = &s.slack_bot_token else {
             return Ok(None);
         };
+        let api = s.slack_api_url.trim_end_matches('/').to_owned();
         Ok(Some(SlackTransport {
             client: http_client(ctx.timeout)?,
-            api: s.slack_api_url.trim_end_matches('/').to_owned(),
+            paused_until: pause_of(&api, token),
+            api,
             token: token.clone(),
             buttons: s.slack_signing_secret.is_some(),
             public_url: ctx.public_url.clone(),
             texts: ctx.templates.clone(),
-            paused_until: pause_of(token),
         }))
     }
 
