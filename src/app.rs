@@ -21,6 +21,9 @@ use crate::http::{self, AppState};
 use crate::store::{self, ConnectError};
 use crate::ws::WsSettings;
 
+mod keys;
+use keys::{reply_key, unsubscribe_key};
+
 /// Why the hub could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
@@ -184,7 +187,9 @@ impl Application {
             })?),
         };
         let replies = reply_key(&config, secret.as_deref())?;
-        let (delivery, rooms) = delivery_config(&config, vapid.clone(), replies.clone())?;
+        let unsubscribe = unsubscribe_key(&config, secret.as_deref())?;
+        let (delivery, rooms) =
+            delivery_config(&config, vapid.clone(), replies.clone(), unsubscribe.clone())?;
         let verifier = Arc::new(crate::verification::Verifier::new(
             store.clone(),
             &delivery.transports,
@@ -302,6 +307,7 @@ impl Application {
             vapid: vapid.clone(),
             slack: slack_inbound(&config)?,
             rooms: rooms.clone(),
+            unsubscribe,
             slack_members: crate::channels::slack::SlackMembers::new(
                 &config.channels.slack,
                 Duration::from_secs(config.delivery_timeout.max(1)),
@@ -670,6 +676,7 @@ fn delivery_config(
     config: &ServeConfig,
     vapid: Option<Arc<crate::channels::push::VapidKey>>,
     replies: Option<Arc<crate::channels::email::ReplyKey>>,
+    unsubscribe: Option<Arc<crate::channels::email::UnsubscribeKey>>,
 ) -> Result<(tickethub_actors::DeliveryConfig, crate::chats::Rooms), ConfigError> {
     // reqwest and lettre share rustls with the ring provider.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -683,6 +690,7 @@ fn delivery_config(
         vapid,
         public_url: config.public_url.clone(),
         replies,
+        unsubscribe,
     };
     let transports = crate::channels::transports(&config.channels, &ctx)?;
     let rooms = crate::channels::rooms(&config.channels, &ctx)?;
@@ -721,35 +729,6 @@ fn vapid_key(config: &ServeConfig) -> Result<Option<crate::channels::push::Vapid
         Some(path) => VapidKey::beside(&path)?,
         None => VapidKey::generate()?,
     }))
-}
-
-/// The key of pages' reply addresses, when the hub takes replies by email
-/// (`--inbound-email-domain`): derived from the token secret (HS256), else from the token
-/// private key's file, so that every node of a cluster derives the same.
-fn reply_key(
-    config: &ServeConfig,
-    secret: Option<&str>,
-) -> Result<Option<Arc<crate::channels::email::ReplyKey>>, BuildError> {
-    let Some(domain) = &config.channels.email.inbound_email_domain else {
-        return Ok(None);
-    };
-    let material = match (secret, &config.jwt_private_key) {
-        (Some(secret), _) => secret.as_bytes().to_vec(),
-        (None, Some(path)) => std::fs::read(path).map_err(|e| {
-            ConfigError::new(
-                "--jwt-private-key (TICKETHUB_JWT_PRIVATE_KEY)",
-                format!("cannot read {}: {e}", path.display()),
-            )
-        })?,
-        (None, None) => return Err(ConfigError::new(
-            "--inbound-email-domain (TICKETHUB_INBOUND_EMAIL_DOMAIN)",
-            "reply addresses are signed with the token secret or private key; this hub has neither",
-        )
-        .into()),
-    };
-    Ok(Some(Arc::new(crate::channels::email::ReplyKey::derive(
-        &material, domain,
-    ))))
 }
 
 /// The HS256 secret of an embedded hub: kept in `<database file>.jwt-secret`, created on

@@ -36,6 +36,8 @@ pub struct Context {
     /// Signs the reply addresses of pages' emails, when the hub takes replies
     /// (`--inbound-email-domain`).
     pub replies: Option<Arc<crate::channels::email::ReplyKey>>,
+    /// Signs the one-click unsubscribe links of notification emails.
+    pub unsubscribe: Option<Arc<crate::channels::email::UnsubscribeKey>>,
 }
 
 /// A channel.

@@ -31,6 +31,7 @@ pub mod projects;
 pub mod scheduled;
 pub mod slack;
 pub mod tickets;
+pub mod unsubscribe;
 pub mod users;
 pub mod verify;
 
@@ -86,6 +87,7 @@ pub fn router(
         ))
         .merge(pages::router())
         .merge(verify::pages())
+        .merge(unsubscribe::pages())
         .merge(inbound::router())
         .fallback(|| async { error::ApiError::not_found() })
         .method_not_allowed_fallback(|| async {

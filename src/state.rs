@@ -71,6 +71,8 @@ pub struct AppParts {
     pub slack: Option<Arc<crate::channels::slack::SlackInbound>>,
     /// Slack's members, looked up by email, when Slack is on.
     pub slack_members: Option<Arc<crate::channels::slack::SlackMembers>>,
+    /// Checks the one-click unsubscribe links of notification emails.
+    pub unsubscribe: Option<Arc<crate::channels::email::UnsubscribeKey>>,
     /// The chats project chats can post to, by channel name.
     pub rooms: crate::chats::Rooms,
     /// The token Mattermost's button clicks carry, when the Mattermost channel has buttons.

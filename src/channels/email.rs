@@ -14,7 +14,9 @@ use crate::delivery::templates::{Part, Templates};
 use crate::setting::{redact_url, ConfigError};
 
 pub mod reply_address;
+pub mod unsubscribe;
 pub use reply_address::ReplyKey;
+pub use unsubscribe::UnsubscribeKey;
 
 /// The email settings: SMTP, or a folder of `.eml` files.
 #[derive(clap::Args, Clone, Debug)]
@@ -87,7 +89,8 @@ impl crate::channels::Plugin for Email {
     ) -> Result<Option<Arc<dyn tickethub_actors::ports::Transport>>, ConfigError> {
         Ok(Some(Arc::new(
             EmailTransport::new(settings, ctx.templates.clone(), ctx.timeout)?
-                .replies_to(ctx.replies.clone()),
+                .replies_to(ctx.replies.clone())
+                .unsubscribes(ctx.unsubscribe.clone(), ctx.public_url.as_deref()),
         )))
     }
 
@@ -126,6 +129,8 @@ pub struct EmailTransport {
     templates: Arc<Templates>,
     /// Signs the reply address of pages, when the hub takes replies.
     replies: Option<Arc<ReplyKey>>,
+    /// Signs the one-click unsubscribe links, and the hub's address they are on.
+    unsubscribe: Option<(Arc<UnsubscribeKey>, String)>,
 }
 
 /// How long a page's reply address acts.
@@ -177,6 +182,7 @@ impl EmailTransport {
             from,
             templates,
             replies: None,
+            unsubscribe: None,
         })
     }
 
@@ -184,6 +190,29 @@ impl EmailTransport {
     pub fn replies_to(mut self, key: Option<Arc<ReplyKey>>) -> Self {
         self.replies = key;
         self
+    }
+
+    /// Notification emails carry a one-click unsubscribe link (RFC 8058) signed by `key`, on
+    /// the hub at `public` (none without both).
+    pub fn unsubscribes(mut self, key: Option<Arc<UnsubscribeKey>>, public: Option<&str>) -> Self {
+        self.unsubscribe = key.zip(public.map(|p| p.trim_end_matches('/').to_owned()));
+        self
+    }
+
+    /// The unsubscribe link of a notification's email, and the hub's address: none for a
+    /// page (whoever is on call does not switch pages off from an email) or a verification
+    /// code.
+    fn unsubscribe_link(&self, n: &tickethub_actors::notification::Notification) -> Option<(String, String)> {
+        let (key, public) = self.unsubscribe.as_ref()?;
+        let kind = n.notification_type.as_str();
+        if tickethub_actors::reply::is_page(n) || kind == "address_verification" || n.user_id.0 <= 0 {
+            return None;
+        }
+        let token = key.token(n.user_id.0, kind);
+        Some((
+            format!("{public}{}?token={token}", unsubscribe::PATH),
+            format!("{public}/"),
+        ))
     }
 }
 
@@ -234,12 +263,30 @@ impl Transport for EmailTransport {
             }
             _ => None,
         };
+        let unsubscribe = self.unsubscribe_link(n);
+        let links = crate::delivery::templates::Links {
+            reply_to: reply_to.as_deref(),
+            unsubscribe_url: unsubscribe.as_ref().map(|(u, _)| u.as_str()),
+            settings_url: unsubscribe.as_ref().map(|(_, s)| s.as_str()),
+        };
         let render = |part| {
             self.templates
-                .render_with(part, job, reply_to.as_deref())
+                .render_with(part, job, &links)
                 .map_err(|e| TransportError::Permanent(format!("template: {e}")))
         };
         let mut message = Message::builder().from(self.from.clone()).to(to);
+        if let Some((url, _)) = &unsubscribe {
+            use lettre::message::header::{HeaderName, HeaderValue};
+            message = message
+                .raw_header(HeaderValue::new(
+                    HeaderName::new_from_ascii_str("List-Unsubscribe"),
+                    format!("<{url}>"),
+                ))
+                .raw_header(HeaderValue::new(
+                    HeaderName::new_from_ascii_str("List-Unsubscribe-Post"),
+                    "List-Unsubscribe=One-Click".to_owned(),
+                ));
+        }
         if let Some(address) = &reply_to {
             let mailbox = address.parse().map_err(|e| {
                 TransportError::Permanent(format!("bad reply address `{address}`: {e}"))

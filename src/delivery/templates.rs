@@ -122,6 +122,18 @@ impl Part {
     }
 }
 
+/// What an email offers besides its notification: where a reply goes (a page's, when the
+/// hub takes replies), the one-click link that switches the type's email off, and the hub.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Links<'a> {
+    /// A page's reply address.
+    pub reply_to: Option<&'a str>,
+    /// The type's unsubscribe link.
+    pub unsubscribe_url: Option<&'a str>,
+    /// Where the person changes their notification settings.
+    pub settings_url: Option<&'a str>,
+}
+
 /// The loaded templates.
 pub struct Templates {
     env: Environment<'static>,
@@ -161,16 +173,16 @@ impl Templates {
 
     /// Renders one part for a delivery: the type's own template, else the default.
     pub fn render(&self, part: Part, job: &DeliveryJob) -> Result<String, String> {
-        self.render_with(part, job, None)
+        self.render_with(part, job, &Links::default())
     }
 
-    /// [`Templates::render`] for a message people may answer at `reply_to` (a page's email,
-    /// when the hub takes replies): the templates get it as `reply_to`.
+    /// [`Templates::render`] with an email's links: the templates get them as `reply_to`,
+    /// `unsubscribe_url` and `settings_url`.
     pub fn render_with(
         &self,
         part: Part,
         job: &DeliveryJob,
-        reply_to: Option<&str>,
+        links: &Links<'_>,
     ) -> Result<String, String> {
         let kind = job.notification.notification_type.as_str();
         let own = format!("{kind}.{}", part.suffix());
@@ -209,7 +221,9 @@ impl Templates {
                 seq => n.seq,
                 // A page's code, for replies (`ACK 4F2K`); none for other notifications.
                 ack_code => tickethub_actors::reply::is_page(n).then(|| tickethub_actors::reply::code(n.seq)),
-                reply_to => reply_to,
+                reply_to => links.reply_to,
+                unsubscribe_url => links.unsubscribe_url,
+                settings_url => links.settings_url,
             })
             .map_err(|e| e.to_string())?;
         Ok(match part {

@@ -249,7 +249,7 @@ struct LinkIn {
 }
 
 /// Text for an HTML page: `&`, `<`, `>`, `"` and `'` escaped.
-fn escape(text: &str) -> String {
+pub(crate) fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
@@ -257,7 +257,9 @@ fn escape(text: &str) -> String {
         .replace('\'', "&#39;")
 }
 
-fn html(status: StatusCode, body: String) -> Response {
+/// One of the hub's small pages (a link's confirmation): `body` in the page's frame, never
+/// cached, framed or sent with a referrer.
+pub(crate) fn html(status: StatusCode, body: String) -> Response {
     let page = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>tickethub</title><link rel=\"stylesheet\" href=\"/assets/app.css\"></head><body><main class=\"verify\">{body}</main></body></html>"
     );

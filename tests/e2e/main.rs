@@ -57,6 +57,7 @@ mod store;
 mod teams_fakes;
 mod throttles;
 mod tickets;
+mod unsubscribe;
 mod webpush;
 mod ws;
 
@@ -72,6 +73,7 @@ fn main() {
         slack::trials(),
         mattermost::trials(),
         project_chat::trials(),
+        unsubscribe::trials(),
         auth::trials(),
         browser::trials(),
         channels::trials(),
