@@ -31,6 +31,7 @@ pub mod outbox;
 pub mod postgres;
 pub mod preferences;
 pub mod projects;
+mod receipts;
 mod reply;
 pub mod retention;
 pub mod schedule;

@@ -236,6 +236,22 @@ pub async fn timeline(
             }),
         ));
     }
+    // What the provider said of a message after taking it (delivered to the handset, or not).
+    for r in store.receipts(n.id).await? {
+        events.push((
+            r.at,
+            5,
+            json!({
+                "event": "delivery_receipt",
+                "at": at(r.at),
+                "delivery_id": r.delivery_id,
+                "channel": r.channel.as_str(),
+                "address": viewer.address(r.channel, &r.address),
+                "status": r.status,
+                "error_code": r.error_code,
+            }),
+        ));
+    }
     for d in record
         .deliveries
         .iter()

@@ -24,6 +24,7 @@ mod escalation;
 mod history;
 mod hold;
 mod oncall;
+mod receipts;
 mod reply;
 mod retention;
 mod schedule;
@@ -46,6 +47,7 @@ pub use history::{
 };
 pub use hold::{HoldStore, MaintenanceWindow, Quiet};
 pub use oncall::{NewOncallSchedule, OncallSchedule, OncallStore};
+pub use receipts::{Receipt, ReceiptStore};
 pub use reply::{Acknowledgement, ReplyStore, Replyable};
 pub use retention::{Purgeable, RetentionStore, StoreFaults};
 pub use schedule::{
@@ -658,6 +660,7 @@ pub trait Store:
     + ReplyStore
     + HoldStore
     + ChatStore
+    + ReceiptStore
 {
     /// The backend's name (`sqlite` or `postgres`), for logs and health output.
     fn backend(&self) -> &'static str;

@@ -84,7 +84,8 @@ impl crate::channels::Plugin for Sms {
             from,
             ctx.templates.clone(),
             ctx.timeout,
-        )?)))
+        )?
+        .reports_to(ctx.public_url.as_deref()))))
     }
 
     fn check_address(address: &str) -> Result<String, String> {
@@ -231,6 +232,8 @@ pub struct SmsTransport {
     sender: (&'static str, String),
     segments: u32,
     texts: Arc<Templates>,
+    /// Where Twilio reports each message's status (with `--public-url`).
+    status_callback: Option<String>,
 }
 
 impl SmsTransport {
@@ -259,7 +262,15 @@ impl SmsTransport {
             sender: (field, from.to_owned()),
             segments: settings.sms.sms_segments,
             texts,
+            status_callback: None,
         })
+    }
+
+    /// Twilio reports each message's status to the hub at `public` (`--public-url`).
+    pub fn reports_to(mut self, public: Option<&str>) -> Self {
+        self.status_callback =
+            public.map(|p| format!("{}{STATUS_CALLBACK}", p.trim_end_matches('/')));
+        self
     }
 
     /// The text of a delivery, cut to the segments allowed.
@@ -282,12 +293,16 @@ impl SmsTransport {
 impl Transport for SmsTransport {
     async fn send(&self, job: &DeliveryJob) -> Result<Option<String>, TransportError> {
         let body = self.body(job)?;
-        let form = [
+        let mut fields = vec![
             ("To", job.address.as_str()),
             (self.sender.0, self.sender.1.as_str()),
             ("Body", body.as_str()),
-        ]
-        .iter()
+        ];
+        if let Some(url) = &self.status_callback {
+            fields.push(("StatusCallback", url.as_str()));
+        }
+        let form = fields
+            .iter()
         .map(|(k, v)| format!("{k}={}", form_encode(v)))
         .collect::<Vec<_>>()
         .join("&");
@@ -320,6 +335,9 @@ pub(crate) async fn post_form(
     let text = crate::delivery::outbound::answer_text(response).await;
     answer(status, retry_after.as_deref(), &text)
 }
+
+/// The path Twilio posts each message's status to (its `StatusCallback`, on `--public-url`).
+pub const STATUS_CALLBACK: &str = "/api/inbound/twilio/status/";
 
 /// Twilio's error codes that say the number itself cannot take SMS, for good: not a valid
 /// phone number (21211), not a mobile number (21614), unsubscribed with STOP (21610).

@@ -46,6 +46,7 @@ pub fn router() -> axum::Router<AppState> {
         .route(TWILIO_SMS, axum::routing::post(twilio_sms))
         .route(TWILIO_VOICE, axum::routing::post(twilio_voice))
         .route(PUSH_ACK, axum::routing::post(push_ack))
+        .route(TWILIO_STATUS, axum::routing::post(twilio_status))
         .route(
             crate::http::slack::INTERACTIONS,
             axum::routing::post(crate::http::slack::interactions),
@@ -363,6 +364,85 @@ async fn resolve_ticket(
     };
     acknowledge(state, user, page, "sms").await?;
     Ok(answer)
+}
+
+pub use crate::channels::sms::STATUS_CALLBACK as TWILIO_STATUS;
+
+/// The statuses that end a message's journey; the ones before (`queued`, `sent`, …) are not
+/// kept.
+const FINAL: [&str; 5] = ["delivered", "undelivered", "failed", "read", "canceled"];
+
+/// Twilio's error codes that say the number cannot take SMS, for good: not a valid number
+/// (21211), unsubscribed with STOP (21610), not a mobile number (21614), blocked by its owner
+/// (30004), an unknown destination (30005), a landline or unreachable carrier (30006).
+const HARD: [&str; 6] = ["21211", "21610", "21614", "30004", "30005", "30006"];
+
+/// An SMS's status callback (signed): its receipt is kept for the notification's timeline;
+/// `undelivered` or `failed` fails the delivery with Twilio's error code, and a code that
+/// says the number cannot take SMS marks it invalid (nothing goes to it until it is set
+/// again). A callback for a message whose send the hub has not recorded yet is waited for
+/// briefly, then dropped.
+async fn twilio_status(
+    State(state): State<AppState>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let what = "SMS receipts need the SMS channel (Twilio) and --public-url.";
+    let fields = match twilio_form(&state, &uri, &headers, &body, what) {
+        Ok(fields) => fields,
+        Err((status, why)) => return plain(status, why),
+    };
+    let (Some(sid), Some(status)) = (
+        field(&fields, "MessageSid"),
+        field(&fields, "MessageStatus"),
+    ) else {
+        return plain(
+            StatusCode::BAD_REQUEST,
+            "MessageSid and MessageStatus are required.",
+        );
+    };
+    if !FINAL.contains(&status) {
+        return StatusCode::NO_CONTENT.into_response();
+    }
+    let failed = matches!(status, "undelivered" | "failed");
+    let code = field(&fields, "ErrorCode").filter(|c| !c.is_empty() && *c != "0");
+    let mut tries = 0;
+    let receipt = loop {
+        let now = state.store.now();
+        match state
+            .store
+            .record_receipt(Channel::Sms, sid, status, failed, code, now)
+            .await
+        {
+            Ok(Some(receipt)) => break receipt,
+            // The send's answer may not be recorded yet.
+            Ok(None) if tries < 10 => {
+                tries += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            Ok(None) => return StatusCode::NO_CONTENT.into_response(),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot keep an SMS receipt");
+                return plain(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "The database is unavailable; try again shortly.",
+                );
+            }
+        }
+    };
+    metrics::counter!("tickethub_delivery_receipts_total", "channel" => "sms", "status" => receipt.status.clone()).increment(1);
+    if let Some(code) = code.filter(|c| failed && HARD.contains(c)) {
+        let why = format!("Twilio: {status} (error {code})");
+        if let Err(e) = state
+            .store
+            .phone_number_invalid(receipt.user, &receipt.address, &why, receipt.at)
+            .await
+        {
+            tracing::warn!(error = %e, "cannot mark a number invalid");
+        }
+    }
+    StatusCode::NO_CONTENT.into_response()
 }
 
 #[cfg(test)]

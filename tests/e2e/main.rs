@@ -42,6 +42,7 @@ mod process;
 mod project_chat;
 mod push_fakes;
 mod push_mobile;
+mod receipts;
 mod replay;
 mod rooms;
 mod routing_rules;
@@ -74,6 +75,7 @@ fn main() {
         mattermost::trials(),
         project_chat::trials(),
         unsubscribe::trials(),
+        receipts::trials(),
         auth::trials(),
         browser::trials(),
         channels::trials(),

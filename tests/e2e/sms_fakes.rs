@@ -44,6 +44,8 @@ pub struct Sent {
     pub fields: Vec<(String, String)>,
     /// The error code it was refused with, if it was.
     pub refused: Option<u64>,
+    /// The sid of the message it made, once answered.
+    pub sid: Option<String>,
 }
 
 impl Sent {
@@ -232,6 +234,7 @@ impl Twilio {
                 .as_ref()
                 .map(|(_, code, _)| *code)
                 .or(scripted.as_ref().map(|s| s.code)),
+            sid: None,
         });
         self.arrived.notify_waiters();
         if let Some((status, code, message)) = refused {
@@ -381,6 +384,16 @@ async fn send(
             .unwrap_or(Value::Null)
     };
     let message_sid = format!("SM{}", uuid::Uuid::new_v4().simple());
+    if let Some(this) = twilio
+        .sent
+        .lock()
+        .unwrap()
+        .iter_mut()
+        .rev()
+        .find(|s| s.fields == fields && s.sid.is_none())
+    {
+        this.sid = Some(message_sid.clone());
+    }
     (
         StatusCode::CREATED,
         axum::Json(json!({

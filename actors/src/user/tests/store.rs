@@ -350,6 +350,11 @@ inbox!(ChatStore {
     fn chat_update_failed(&self, id: i64, error: &str, due: Option<DateTime<Utc>>) -> Result<(), StoreError>;
 });
 
+inbox!(ReceiptStore {
+    fn record_receipt(&self, channel: Channel, provider_id: &str, status: &str, failed: bool, error_code: Option<&str>, at: DateTime<Utc>) -> Result<Option<crate::ports::Receipt>, StoreError>;
+    fn receipts(&self, notification: i64) -> Result<Vec<crate::ports::Receipt>, StoreError>;
+});
+
 #[async_trait]
 impl Store for Inbox {
     fn backend(&self) -> &'static str {
