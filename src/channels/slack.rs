@@ -108,19 +108,21 @@ impl crate::channels::Plugin for Slack {
 
 /// A Slack member id (`U…` or `W…`, then letters and digits), or why it is not one.
 pub fn member_id(address: &str) -> Result<String, String> {
-    let id = address.trim();
+    slack_id(address, ['U', 'W']).ok_or_else(|| {
+        "a Slack member id, e.g. U0123ABCD (in Slack: the profile's ⋮ menu, Copy member ID)"
+            .into()
+    })
+}
+
+/// A Slack id (3 to 24 uppercase letters and digits) starting with one of `kinds`, trimmed.
+fn slack_id(text: &str, kinds: [char; 2]) -> Option<String> {
+    let id = text.trim();
     let ok = (3..=24).contains(&id.len())
-        && id.starts_with(['U', 'W'])
+        && id.starts_with(kinds)
         && id
             .chars()
             .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
-    match ok {
-        true => Ok(id.to_owned()),
-        false => Err(
-            "a Slack member id, e.g. U0123ABCD (in Slack: the profile's ⋮ menu, Copy member ID)"
-                .into(),
-        ),
-    }
+    ok.then(|| id.to_owned())
 }
 
 /// Until when Slack asked an app to wait (its last 429's `Retry-After`), by Web API and bot
@@ -349,19 +351,10 @@ impl Room for SlackTransport {
     }
 
     fn check_channel(&self, channel: &str) -> Result<String, String> {
-        let id = channel.trim();
-        let ok = (3..=24).contains(&id.len())
-            && id.starts_with(['C', 'G'])
-            && id
-                .chars()
-                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
-        match ok {
-            true => Ok(id.to_owned()),
-            false => Err(
-                "a Slack channel id, e.g. C0123ABCD (in Slack: the channel's details, at the bottom); invite the app to it"
-                    .into(),
-            ),
-        }
+        slack_id(channel, ['C', 'G']).ok_or_else(|| {
+            "a Slack channel id, e.g. C0123ABCD (in Slack: the channel's details, at the bottom); invite the app to it"
+                .into()
+        })
     }
 
     async fn post(&self, channel: &str, card: &Card) -> Result<Option<String>, TransportError> {

@@ -323,6 +323,40 @@ mod tests {
         ));
     }
 
+    #[tokio::test]
+    async fn only_urls_on_the_allowed_hosts_are_posted_to() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let teams = TeamsTransport {
+            client: reqwest::Client::new(),
+            hosts: vec!["logic.azure.com".into(), "webhook.office.com".into()],
+            public_url: None,
+            texts: Arc::new(Templates::load(None).unwrap()),
+        };
+        for ok in [
+            "https://prod-01.westus.logic.azure.com:443/workflows/a",
+            "https://logic.azure.com/workflows/a",
+            "https://contoso.webhook.office.com/webhookb2/x",
+        ] {
+            assert!(teams.allowed(ok), "{ok}");
+        }
+        for refused in [
+            "https://evil.example.com/workflows/a",
+            "https://logic.azure.com.evil.example/a",
+            "https://evillogic.azure.com/a",
+            "http://127.0.0.1:8080/hook",
+            "not a url",
+        ] {
+            assert!(!teams.allowed(refused), "{refused}");
+        }
+        // Refused before any request is made.
+        assert!(matches!(
+            teams
+                .post_card("http://127.0.0.1:9/hook", json!({}))
+                .await,
+            Err(TransportError::Unreachable(_))
+        ));
+    }
+
     #[test]
     fn cards_are_adaptive_cards_in_a_message() {
         let card = adaptive_card(
