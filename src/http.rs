@@ -30,6 +30,7 @@ pub mod project_chats;
 pub mod projects;
 pub mod scheduled;
 pub mod slack;
+pub mod suppressions;
 pub mod tickets;
 pub mod unsubscribe;
 pub mod users;
@@ -66,6 +67,7 @@ pub fn api(metrics_on_main: bool) -> OpenApiRouter<AppState> {
         .merge(devices::router())
         .merge(verify::router())
         .merge(audit::router())
+        .merge(suppressions::router())
         .merge(ops::router(metrics_on_main))
 }
 

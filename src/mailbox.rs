@@ -1,6 +1,8 @@
-//! The hub's own SMTP listener for replies to pages (`--inbound-smtp-bind`): a page's email
-//! goes out with `Reply-To: ack+<token>@<--inbound-email-domain>` (see
-//! [`crate::channels::email::reply_address`]), and a reply to that address is read here. It accepts mail
+//! The hub's own SMTP listener for replies to pages and for bounces (`--inbound-smtp-bind`): a
+//! page's email goes out with `Reply-To: ack+<token>@<--inbound-email-domain>`, and every
+//! notification email with the return path `bounce+<token>@<--inbound-email-domain>` (see
+//! [`crate::channels::email::reply_address`]); a reply to the one is read here ([`reply`]), a
+//! bounce or complaint to the other too ([`bounce`]). It accepts mail
 //! for those addresses only (no relay: any other recipient is refused at `RCPT`), at most
 //! `--inbound-smtp-max-bytes` a message, and acts on it ([`reply`]) before it answers the end
 //! of the message: `250` once done, `451` when the database is away (the sending server tries
@@ -22,6 +24,7 @@ use tokio::net::{TcpListener, TcpStream};
 use crate::channels::email::ReplyKey;
 use crate::state::AppState;
 
+pub mod bounce;
 pub mod reply;
 
 /// How long a connection may stay silent.
@@ -76,6 +79,7 @@ struct Collector {
     key: Option<Arc<ReplyKey>>,
     max_bytes: usize,
     pages: Vec<(i64, i64)>,
+    bounces: Vec<(i64, i64)>,
     data: Vec<u8>,
     too_big: bool,
     /// Set at the end of a message, for the session to answer.
@@ -86,6 +90,8 @@ struct Collector {
 pub struct Received {
     /// The pages its recipients name: (notification, user).
     pub pages: Vec<(i64, i64)>,
+    /// The deliveries its return-path recipients name: (delivery, user).
+    pub bounces: Vec<(i64, i64)>,
     /// Its bytes.
     pub data: Vec<u8>,
 }
@@ -93,6 +99,7 @@ pub struct Received {
 impl Handler for Collector {
     fn mail(&mut self, _ip: IpAddr, _domain: &str, _from: &str) -> Response {
         self.pages.clear();
+        self.bounces.clear();
         self.data.clear();
         self.too_big = false;
         mailin::response::OK
@@ -102,7 +109,14 @@ impl Handler for Collector {
         let Some(key) = &self.key else {
             return mailin::response::NO_MAILBOX;
         };
-        match key.check(to, chrono::Utc::now()) {
+        let now = chrono::Utc::now();
+        if let Ok(delivery) = key.check_bounce(to, now) {
+            if !self.bounces.contains(&delivery) {
+                self.bounces.push(delivery);
+            }
+            return mailin::response::OK;
+        }
+        match key.check(to, now) {
             Ok(page) => {
                 if !self.pages.contains(&page) {
                     self.pages.push(page);
@@ -143,6 +157,7 @@ impl Handler for Collector {
         } else {
             Ended::Received(Received {
                 pages: std::mem::take(&mut self.pages),
+                bounces: std::mem::take(&mut self.bounces),
                 data: std::mem::take(&mut self.data),
             })
         };
@@ -197,10 +212,11 @@ async fn session(stream: TcpStream, peer: SocketAddr, mailbox: Mailbox) -> std::
             }
             line.extend_from_slice(b"\r\n");
         }
+        null_reverse_path(&mut line);
         let response = smtp.process(&line);
         let taken = ended.lock().unwrap_or_else(|e| e.into_inner()).take();
         let answer = match taken {
-            Some(Ended::Received(received)) => reply::answer(&mailbox.state, received).await,
+            Some(Ended::Received(received)) => answer(&mailbox.state, received).await,
             Some(Ended::TooBig) => format!(
                 "552 5.3.4 The message is larger than {} bytes.\r\n",
                 mailbox.max_bytes
@@ -216,6 +232,32 @@ async fn session(stream: TcpStream, peer: SocketAddr, mailbox: Mailbox) -> std::
             }
             Action::Reply | Action::UpgradeTls => write.write_all(&answer).await?,
         }
+    }
+}
+
+/// Acts on a message: bounces first (they never refuse for what they say), then replies.
+async fn answer(state: &AppState, received: Received) -> Vec<u8> {
+    if received.pages.is_empty() {
+        return bounce::answer(state, &received.bounces, &received.data).await;
+    }
+    if !received.bounces.is_empty() {
+        let said = bounce::answer(state, &received.bounces, &received.data).await;
+        if !said.starts_with(b"2") {
+            return said;
+        }
+    }
+    reply::answer(state, received).await
+}
+
+/// Bounces come from the null reverse path, `MAIL FROM:<>` (RFC 5321 4.5.5), which the SMTP
+/// parser does not take: it is read as the mailer daemon's.
+fn null_reverse_path(line: &mut Vec<u8>) {
+    const NULL: &[u8] = b"MAIL FROM:<>";
+    if line.len() >= NULL.len() && line[..NULL.len()].eq_ignore_ascii_case(NULL) {
+        line.splice(
+            NULL.len() - 1..NULL.len() - 1,
+            b"MAILER-DAEMON".iter().copied(),
+        );
     }
 }
 

@@ -249,6 +249,7 @@ pub async fn timeline(
                 "address": viewer.address(r.channel, &r.address),
                 "status": r.status,
                 "error_code": r.error_code,
+                "detail": viewer.error(r.channel, r.detail.as_deref()),
             }),
         ));
     }

@@ -132,6 +132,16 @@ impl Verifier {
         let Some(transport) = self.transports.get(&channel).cloned() else {
             return Ok(Started::NoAddress);
         };
+        let key = address_key(channel, address);
+        let (_, listed) = self
+            .store
+            .suppressions(Some(channel), Some(&key), 0, 1)
+            .await?;
+        if let Some(entry) = listed.into_iter().next() {
+            return Ok(Started::Suppressed {
+                reason: entry.reason,
+            });
+        }
         let code = format!("{:06}", rand::random_range(0..1_000_000u32));
         // The email's link carries a token of its own, 128 random bits.
         let token = (channel == Channel::Email && self.public_url.is_some())
@@ -145,7 +155,7 @@ impl Verifier {
                 address: address.to_owned(),
                 code_hash: code_hash(user.id, channel, &code),
                 link_hash: token.as_deref().map(crate::auth::api_keys::hash),
-                address_key: address_key(channel, address),
+                address_key: key,
                 expires_at: crate::timespan::later(now, lifetime(channel)),
                 now,
                 limits: self.limits,
@@ -275,6 +285,7 @@ impl Verifier {
             }],
             device: None,
             seen: false,
+            suppressed: None,
         }
     }
 }

@@ -452,7 +452,12 @@ impl ChannelActor {
                         panic!("injected panic in a send");
                     }
                     if job.seen {
-                        return suppress(store.as_ref(), &node, &job).await;
+                        let why = "the notification was seen before the push was due";
+                        return suppress(store.as_ref(), &node, &job, why).await;
+                    }
+                    if let Some(reason) = &job.suppressed {
+                        let why = format!("the address is on the suppression list: {reason}");
+                        return suppress(store.as_ref(), &node, &job, &why).await;
                     }
                     if let Some(hold) = holds(store.as_ref(), &job).await {
                         return hold_back(store.as_ref(), &node, &job, hold).await;
@@ -563,7 +568,7 @@ async fn settle_device(
 /// After an attempt the provider refused because the address cannot be reached for good (an
 /// SMS number that is not a valid mobile number, or that unsubscribed): the user's number is
 /// marked, with the SMS still queued to it, so that none is sent again until they set a
-/// number. A failure to write is logged: the next SMS is refused again, and marks it then.
+/// number, and the number goes on the suppression list. A failure to write is logged: the next SMS is refused again, and marks it then.
 async fn settle_address(
     store: &dyn Store,
     job: &crate::ports::DeliveryJob,
@@ -580,17 +585,34 @@ async fn settle_address(
     metrics::counter!("tickethub_phone_numbers_invalidated_total", "channel" => job.channel.as_str())
         .increment(1);
     let note = format!("the number was refused for good ({why})");
+    let now = Utc::now();
     if let Err(e) = store
-        .phone_number_invalid(user, &job.address, &note, Utc::now())
+        .phone_number_invalid(user, &job.address, &note, now)
         .await
     {
         tracing::warn!(user = user.0, error = %e, "cannot mark a phone number invalid");
     }
+    let entry = crate::ports::NewSuppression {
+        channel: job.channel,
+        address: &job.address,
+        source: "provider",
+        reason: why,
+        delivery_id: Some(job.id),
+        at: now,
+    };
+    if let Err(e) = store.suppress(entry).await {
+        tracing::warn!(user = user.0, error = %e, "cannot put a number on the suppression list");
+    }
 }
 
-/// Records a delivery not sent because its notification was seen while it waited.
-async fn suppress(store: &dyn Store, node: &str, job: &crate::ports::DeliveryJob) -> Outcome {
-    let why = "the notification was seen before the push was due";
+/// Records a delivery not sent: its notification was seen while it waited, or its address is
+/// on the suppression list.
+async fn suppress(
+    store: &dyn Store,
+    node: &str,
+    job: &crate::ports::DeliveryJob,
+    why: &str,
+) -> Outcome {
     match store.delivery_suppressed(job.id, node, why).await {
         Ok(true) => {}
         Ok(false) => tracing::warn!(id = job.id, "a delivery's claim was lost"),

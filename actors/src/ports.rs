@@ -47,7 +47,7 @@ pub use history::{
 };
 pub use hold::{HoldStore, MaintenanceWindow, Quiet};
 pub use oncall::{NewOncallSchedule, OncallSchedule, OncallStore};
-pub use receipts::{Receipt, ReceiptStore};
+pub use receipts::{NewSuppression, Receipt, ReceiptStore, Report, Suppression};
 pub use reply::{Acknowledgement, ReplyStore, Replyable};
 pub use retention::{Purgeable, RetentionStore, StoreFaults};
 pub use schedule::{
@@ -533,6 +533,8 @@ pub struct DeliveryJob {
     /// The delivery was to go only if its notification stayed unseen, and a client of the
     /// recipient has acknowledged or read it since: it is not sent.
     pub seen: bool,
+    /// The address is on the suppression list, for this reason: it is not sent.
+    pub suppressed: Option<String>,
 }
 
 /// The durable outbox the channel actors drain.

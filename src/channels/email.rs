@@ -274,7 +274,24 @@ impl Transport for EmailTransport {
                 .render_with(part, job, &links)
                 .map_err(|e| TransportError::Permanent(format!("template: {e}")))
         };
+        // Bounces come back to the hub's listener, signed for this delivery.
+        let return_path = match &self.replies {
+            Some(key) if job.id > 0 => {
+                let expires = chrono::Utc::now() + reply_address::BOUNCES_FOR;
+                let address = key.bounce_address(job.id, n.user_id.0, expires);
+                Some(address.parse::<lettre::Address>().map_err(|e| {
+                    TransportError::Permanent(format!("bad return path `{address}`: {e}"))
+                })?)
+            }
+            _ => None,
+        };
+        let recipient = to.email.clone();
         let mut message = Message::builder().from(self.from.clone()).to(to);
+        if let Some(path) = return_path {
+            let envelope = lettre::address::Envelope::new(Some(path), vec![recipient])
+                .map_err(|e| TransportError::Permanent(format!("cannot build the envelope: {e}")))?;
+            message = message.envelope(envelope);
+        }
         if let Some((url, _)) = &unsubscribe {
             use lettre::message::header::{HeaderName, HeaderValue};
             message = message

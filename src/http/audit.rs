@@ -33,9 +33,9 @@ pub struct AuditJson {
     pub actor: String,
     /// What: `api_key.created`, `api_key.revoked`, `user.demoted`, `user.promoted`,
     /// `user.deactivated`, `user.activated`, `user.erased`, `scheduled_send.cancelled`,
-    /// `device.moved`, `address.verified`.
+    /// `device.moved`, `address.verified`, `address.suppressed`, `suppression.removed`.
     pub action: String,
-    /// Of what: `api_key:<id>`, `user:<id>`, `scheduled_send:<id>`, `device:<id>`.
+    /// Of what: `api_key:<id>`, `user:<id>`, `scheduled_send:<id>`, `device:<id>`, `suppression:<id>`.
     pub subject: String,
     /// The rest: ids and reasons.
     #[schema(value_type = Object)]

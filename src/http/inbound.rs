@@ -379,8 +379,8 @@ const HARD: [&str; 6] = ["21211", "21610", "21614", "30004", "30005", "30006"];
 
 /// An SMS's status callback (signed): its receipt is kept for the notification's timeline;
 /// `undelivered` or `failed` fails the delivery with Twilio's error code, and a code that
-/// says the number cannot take SMS marks it invalid (nothing goes to it until it is set
-/// again). A callback for a message whose send the hub has not recorded yet is waited for
+/// says the number cannot take SMS marks it invalid and puts it on the suppression list
+/// (nothing goes to it until an admin takes it off). A callback for a message whose send the hub has not recorded yet is waited for
 /// briefly, then dropped.
 async fn twilio_status(
     State(state): State<AppState>,
@@ -440,6 +440,17 @@ async fn twilio_status(
             .await
         {
             tracing::warn!(error = %e, "cannot mark a number invalid");
+        }
+        let entry = tickethub_actors::ports::NewSuppression {
+            channel: Channel::Sms,
+            address: &receipt.address,
+            source: "provider",
+            reason: &why,
+            delivery_id: Some(receipt.delivery_id),
+            at: receipt.at,
+        };
+        if let Err(e) = state.store.suppress(entry).await {
+            tracing::warn!(error = %e, "cannot put a number on the suppression list");
         }
     }
     StatusCode::NO_CONTENT.into_response()

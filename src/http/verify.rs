@@ -176,6 +176,10 @@ async fn send_code(
             StatusCode::CONFLICT,
             format!("Your {} address is verified already.", channel.as_str()),
         )),
+        Started::Suppressed { reason } => Err(ApiError::bad_request(format!(
+            "channel: Your {} address cannot take messages ({reason}); an admin can take it off the suppression list.",
+            channel.as_str()
+        ))),
     }
 }
 

@@ -53,7 +53,9 @@ impl tickethub_actors::ports::OutboxStore for SqlStore {
             "SELECT d.id, d.notification_id, d.channel, d.address, d.status, d.attempts, d.last_error, \
              d.sent_at, COALESCE(NULLIF(u.display_name, ''), u.username) AS recipient_name, \
              d.recipients, u.username, u.display_name, \
-             (d.unless_seen AND (n.is_read OR u.acked_seq >= n.seq OR n.deleted_at IS NOT NULL)) AS seen \
+             (d.unless_seen AND (n.is_read OR u.acked_seq >= n.seq OR n.deleted_at IS NOT NULL)) AS seen, \
+             (SELECT s.reason FROM suppressions s \
+              WHERE s.channel = d.channel AND s.address = LOWER(d.address)) AS suppressed \
              FROM deliveries d JOIN notifications n ON n.id = d.notification_id \
              JOIN users u ON u.id = n.user_id WHERE d.id IN (",
         );
@@ -77,6 +79,7 @@ impl tickethub_actors::ports::OutboxStore for SqlStore {
             String,
             String,
             bool,
+            Option<String>,
         )> = q
             .build_query_as()
             .fetch_all(self.writer())
@@ -122,6 +125,7 @@ impl tickethub_actors::ports::OutboxStore for SqlStore {
                     username,
                     display_name,
                     seen,
+                    suppressed,
                 )| {
                     let notification =
                         notifications
@@ -153,6 +157,7 @@ impl tickethub_actors::ports::OutboxStore for SqlStore {
                         recipient_name,
                         recipients,
                         seen,
+                        suppressed,
                     })
                 },
             )

@@ -11,6 +11,7 @@ mod actors;
 mod analytics;
 mod api_keys;
 mod auth;
+mod bounces;
 mod browser;
 mod channels;
 mod cli;
@@ -76,6 +77,7 @@ fn main() {
         project_chat::trials(),
         unsubscribe::trials(),
         receipts::trials(),
+        bounces::trials(),
         auth::trials(),
         browser::trials(),
         channels::trials(),

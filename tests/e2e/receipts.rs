@@ -189,6 +189,36 @@ async fn twilio_receipts_reach_the_timeline_and_fail_what_was_not_delivered(back
         let list = hub.get_as(user, "/api/notifications/", 200).await;
         assert_eq!(list["results"][0]["status"], "FAILED", "{list}");
     }
+    // 30005 put bob's number on the suppression list, with the code; 30003 did not.
+    let listed = hub
+        .get_as(&admin, "/api/admin/suppressions/?channel=sms", 200)
+        .await;
+    assert_eq!(listed["count"], 1, "{listed}");
+    let entry = &listed["results"][0];
+    assert_eq!(
+        (&entry["address"], &entry["source"]),
+        (&json!("+15005550102"), &json!("provider")),
+        "{entry}"
+    );
+    assert!(
+        entry["reason"].as_str().unwrap().contains("30005"),
+        "{entry}"
+    );
+    // Twilio sending a callback again keeps one receipt.
+    assert_eq!(
+        callback(
+            &hub,
+            &sid["bob"],
+            "undelivered",
+            Some("30005"),
+            Some(AUTH_TOKEN)
+        )
+        .await,
+        204
+    );
+    let id = hub.get_as(bob, "/api/notifications/", 200).await["results"][0]["id"].clone();
+    let receipts = crate::oncall::timeline_events(&hub, &admin, &id, "delivery_receipt").await;
+    assert_eq!(receipts.len(), 1, "{receipts:?}");
 }
 
 crate::trials! {

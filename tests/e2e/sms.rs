@@ -376,6 +376,12 @@ async fn an_invalid_number_fails_at_once_and_gets_no_more_sms(backend: Backend) 
     let me = hub.get_as(&ann, "/api/users/me/", 200).await;
     assert_eq!(me["phone_number"], "+15550001234", "{me}");
     assert!(me["phone_number_invalid_at"].is_string(), "{me}");
+    // The number is on the suppression list, with the provider's words.
+    let listed = hub
+        .get_as(&admin, "/api/admin/suppressions/?channel=sms", 200)
+        .await;
+    assert_eq!(listed["results"][0]["address"], "+15550001234", "{listed}");
+    assert_eq!(listed["results"][0]["source"], "provider", "{listed}");
 
     // Later notifications queue no SMS.
     hub.send(

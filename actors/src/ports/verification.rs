@@ -75,6 +75,12 @@ pub enum Started {
     NoAddress,
     /// The address is verified already.
     Verified,
+    /// The address is on the suppression list (it bounced, or its owner complained): nothing
+    /// is sent to it until an admin takes it off.
+    Suppressed {
+        /// Why it is on the list.
+        reason: String,
+    },
 }
 
 /// What checking a code came to.

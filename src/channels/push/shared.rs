@@ -300,6 +300,7 @@ mod tests {
             recipients: Vec::new(),
             device: None,
             seen: false,
+            suppressed: None,
         }
     }
 

@@ -352,7 +352,11 @@ inbox!(ChatStore {
 
 inbox!(ReceiptStore {
     fn record_receipt(&self, channel: Channel, provider_id: &str, status: &str, failed: bool, error_code: Option<&str>, at: DateTime<Utc>) -> Result<Option<crate::ports::Receipt>, StoreError>;
+    fn record_report(&self, channel: Channel, delivery: i64, user: UserId, report: &crate::ports::Report, at: DateTime<Utc>) -> Result<Option<crate::ports::Receipt>, StoreError>;
     fn receipts(&self, notification: i64) -> Result<Vec<crate::ports::Receipt>, StoreError>;
+    fn suppress(&self, entry: crate::ports::NewSuppression<'_>) -> Result<(), StoreError>;
+    fn suppressions(&self, channel: Option<Channel>, address: Option<&str>, offset: i64, limit: i64) -> Result<(i64, Vec<crate::ports::Suppression>), StoreError>;
+    fn unsuppress(&self, id: i64, actor: &str) -> Result<Option<crate::ports::Suppression>, StoreError>;
 });
 
 #[async_trait]
