@@ -162,7 +162,10 @@ impl Verifier {
             })
             .await?;
         if started == Started::Send {
-            let job = self.message(user, channel, address, &code, token.as_deref(), now);
+            let mut job = self.message(user, channel, address, &code, token.as_deref(), now);
+            // In the person's language, if the hub has it.
+            let quiet = self.store.quiet(user.id).await.unwrap_or_default();
+            (job.locale, job.time_zone) = (quiet.locale, quiet.time_zone);
             let user_id = user.id.0;
             self.sends.spawn(async move {
                 if let Err(e) = transport.send(&job).await {
@@ -286,6 +289,8 @@ impl Verifier {
             device: None,
             seen: false,
             suppressed: None,
+            locale: None,
+            time_zone: None,
         }
     }
 }

@@ -535,6 +535,10 @@ pub struct DeliveryJob {
     pub seen: bool,
     /// The address is on the suppression list, for this reason: it is not sent.
     pub suppressed: Option<String>,
+    /// The recipient's language for messages (a BCP 47 tag), if they gave one.
+    pub locale: Option<String>,
+    /// The recipient's IANA time zone, if they gave one.
+    pub time_zone: Option<String>,
 }
 
 /// The durable outbox the channel actors drain.

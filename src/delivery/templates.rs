@@ -4,6 +4,13 @@
 //! `<type>.subject.txt`, `<type>.txt`, `<type>.html`, `<type>.whatsapp.txt`, `<type>.sms.txt`,
 //! `<type>.voice.txt`, `<type>.slack.txt`, `<type>.mattermost.txt`, `<type>.teams.txt`, or `default.*` for every
 //! type.
+//!
+//! Each is looked up in the recipient's language first (`locale`, a BCP 47 tag):
+//! `<type>.<locale>.<part>`, then `<type>.<language>.<part>`, then `<type>.<part>`, and the same
+//! for `default`: `ticket_assigned.de-CH.txt`, `ticket_assigned.de.txt`, `ticket_assigned.txt`,
+//! `default.de-CH.txt`, `default.de.txt`, `default.txt`. The hub's own templates are in English
+//! and German (`de`). Times (`created_at`) are written in the recipient's time zone, the way
+//! their language writes them.
 
 use std::path::Path;
 
@@ -12,7 +19,81 @@ use tickethub_actors::ports::DeliveryJob;
 
 use crate::setting::ConfigError;
 
-const DEFAULTS: [(&str, &str); 18] = [
+const DEFAULTS: [(&str, &str); 37] = [
+    // German: the same parts, with the hub's words for each ticket event.
+    ("de.words", include_str!("../../templates/de.words")),
+    (
+        "default.de.subject.txt",
+        include_str!("../../templates/default.de.subject.txt"),
+    ),
+    (
+        "default.de.txt",
+        include_str!("../../templates/default.de.txt"),
+    ),
+    (
+        "default.de.html",
+        include_str!("../../templates/default.de.html"),
+    ),
+    (
+        "default.de.whatsapp.txt",
+        include_str!("../../templates/default.de.whatsapp.txt"),
+    ),
+    (
+        "default.de.sms.txt",
+        include_str!("../../templates/default.de.sms.txt"),
+    ),
+    (
+        "default.de.slack.txt",
+        include_str!("../../templates/default.de.slack.txt"),
+    ),
+    (
+        "default.de.mattermost.txt",
+        include_str!("../../templates/default.de.mattermost.txt"),
+    ),
+    (
+        "default.de.teams.txt",
+        include_str!("../../templates/default.de.teams.txt"),
+    ),
+    (
+        "default.de.voice.txt",
+        include_str!("../../templates/default.de.voice.txt"),
+    ),
+    (
+        "address_verification.de.subject.txt",
+        include_str!("../../templates/address_verification.de.subject.txt"),
+    ),
+    (
+        "address_verification.de.txt",
+        include_str!("../../templates/address_verification.de.txt"),
+    ),
+    (
+        "address_verification.de.html",
+        include_str!("../../templates/address_verification.de.html"),
+    ),
+    (
+        "address_verification.de.sms.txt",
+        include_str!("../../templates/address_verification.de.sms.txt"),
+    ),
+    (
+        "address_verification.de.whatsapp.txt",
+        include_str!("../../templates/address_verification.de.sms.txt"),
+    ),
+    (
+        "address_verification.de.slack.txt",
+        include_str!("../../templates/address_verification.de.sms.txt"),
+    ),
+    (
+        "address_verification.de.mattermost.txt",
+        include_str!("../../templates/address_verification.de.sms.txt"),
+    ),
+    (
+        "address_verification.de.teams.txt",
+        include_str!("../../templates/address_verification.de.sms.txt"),
+    ),
+    (
+        "address_verification.de.voice.txt",
+        include_str!("../../templates/address_verification.de.voice.txt"),
+    ),
     (
         "default.teams.txt",
         include_str!("../../templates/default.teams.txt"),
@@ -185,12 +266,11 @@ impl Templates {
         links: &Links<'_>,
     ) -> Result<String, String> {
         let kind = job.notification.notification_type.as_str();
-        let own = format!("{kind}.{}", part.suffix());
-        let template = self
-            .env
-            .get_template(&own)
-            .or_else(|_| self.env.get_template(&format!("default.{}", part.suffix())))
-            .map_err(|e| e.to_string())?;
+        let locale = job.locale.as_deref().and_then(|l| locale_tag(l).ok());
+        let template = names(kind, locale.as_deref(), part)
+            .iter()
+            .find_map(|name| self.env.get_template(name).ok())
+            .ok_or_else(|| format!("no template for {kind}.{}", part.suffix()))?;
         let n = &job.notification;
         let ticket = n.ticket.as_ref().map(|t| {
             context! {
@@ -224,11 +304,181 @@ impl Templates {
                 reply_to => links.reply_to,
                 unsubscribe_url => links.unsubscribe_url,
                 settings_url => links.settings_url,
+                locale => locale.clone(),
+                created_at => local_time(n.created_at, locale.as_deref(), job.time_zone.as_deref()),
+                // What follows the ticket's key in the message: the title, a rejection's
+                // reason, a comment's words.
+                said => said(&n.message, n.ticket.as_ref().map(|t| t.key.as_str())),
             })
             .map_err(|e| e.to_string())?;
         Ok(match part {
             Part::Subject => out.lines().next().unwrap_or_default().trim().to_owned(),
             _ => out,
         })
+    }
+}
+
+/// The names a part is looked up by, first found first: the type's in the locale, in its
+/// language, then without one; then the same of `default`.
+fn names(kind: &str, locale: Option<&str>, part: Part) -> Vec<String> {
+    let suffix = part.suffix();
+    let mut tags: Vec<&str> = Vec::new();
+    if let Some(locale) = locale {
+        tags.push(locale);
+        if let Some((language, _)) = locale.split_once('-') {
+            tags.push(language);
+        }
+    }
+    let mut names = Vec::new();
+    for base in [kind, "default"] {
+        for tag in &tags {
+            names.push(format!("{base}.{tag}.{suffix}"));
+        }
+        names.push(format!("{base}.{suffix}"));
+    }
+    names
+}
+
+/// A BCP 47 language tag as the hub keeps it: a language of two or three letters in lower
+/// case, then a script (four letters, `Latn`) and a region (two letters in upper case, or
+/// three digits) if given: `de`, `de-CH`, `zh-Hant-TW`, `es-419`. `_` is taken for `-`.
+pub fn locale_tag(text: &str) -> Result<String, String> {
+    let bad = || format!("`{text}` is not a language tag like `de` or `pt-BR`.");
+    let text = text.trim().replace('_', "-");
+    if text.is_empty() || text.len() > 35 {
+        return Err(bad());
+    }
+    let mut parts = text.split('-');
+    let language = parts.next().unwrap_or_default();
+    if !(2..=3).contains(&language.len()) || !language.bytes().all(|b| b.is_ascii_alphabetic()) {
+        return Err(bad());
+    }
+    let mut tag = language.to_ascii_lowercase();
+    let (mut script, mut region) = (false, false);
+    for part in parts {
+        let letters = part.bytes().all(|b| b.is_ascii_alphabetic());
+        let digits = part.bytes().all(|b| b.is_ascii_digit());
+        tag.push('-');
+        if part.len() == 4 && letters && !script && !region {
+            script = true;
+            let mut chars = part.chars();
+            let first = chars.next().unwrap_or_default().to_ascii_uppercase();
+            tag.push(first);
+            tag.push_str(&chars.as_str().to_ascii_lowercase());
+        } else if ((part.len() == 2 && letters) || (part.len() == 3 && digits)) && !region {
+            region = true;
+            tag.push_str(&part.to_ascii_uppercase());
+        } else {
+            return Err(bad());
+        }
+    }
+    Ok(tag)
+}
+
+/// A moment as a person reads it: in their time zone (UTC without one), written the way
+/// their language writes dates: `27.11.2026, 20:10 CET` in German, `Nov 27, 2026, 8:10 PM CET`
+/// in American English (and English without a region), `27 Nov 2026, 20:10 CET` in other
+/// English, `2026-11-27 20:10 CET` otherwise.
+pub fn local_time(
+    at: chrono::DateTime<chrono::Utc>,
+    locale: Option<&str>,
+    time_zone: Option<&str>,
+) -> String {
+    let zone = time_zone
+        .and_then(|z| jiff::tz::TimeZone::get(z).ok())
+        .unwrap_or(jiff::tz::TimeZone::UTC);
+    let Ok(instant) = jiff::Timestamp::from_millisecond(at.timestamp_millis()) else {
+        return at.to_rfc3339();
+    };
+    let local = instant.to_zoned_datetime(zone);
+    let locale = locale.unwrap_or("en");
+    let (language, region) = locale.split_once('-').unwrap_or((locale, ""));
+    let format = match (language, region) {
+        ("de", _) => "%d.%m.%Y, %H:%M %Z",
+        ("en", "" | "US") => "%b %-d, %Y, %-I:%M %p %Z",
+        ("en", _) => "%-d %b %Y, %H:%M %Z",
+        _ => "%Y-%m-%d %H:%M %Z",
+    };
+    local.strftime(format).to_string()
+}
+
+/// What follows the ticket's key (or the first `: `) in a message, or all of it.
+fn said(message: &str, key: Option<&str>) -> String {
+    let after_key = key.and_then(|k| message.split_once(&format!("{k}: ")).map(|(_, rest)| rest));
+    after_key
+        .or_else(|| message.split_once(": ").map(|(_, rest)| rest))
+        .unwrap_or(message)
+        .to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn language_tags_are_checked_and_written_one_way() {
+        for (given, kept) in [
+            ("de", "de"),
+            ("DE", "de"),
+            ("de-ch", "de-CH"),
+            ("pt_BR", "pt-BR"),
+            ("zh-hant-tw", "zh-Hant-TW"),
+            ("es-419", "es-419"),
+        ] {
+            assert_eq!(locale_tag(given).as_deref(), Ok(kept), "{given}");
+        }
+        for bad in [
+            "", "d", "deutsch", "de-", "de-CH-AT", "../de", "de.txt", "12",
+        ] {
+            assert!(locale_tag(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn parts_are_looked_up_by_locale_then_language_then_default() {
+        assert_eq!(
+            names("ticket_assigned", Some("de-CH"), Part::Text),
+            [
+                "ticket_assigned.de-CH.txt",
+                "ticket_assigned.de.txt",
+                "ticket_assigned.txt",
+                "default.de-CH.txt",
+                "default.de.txt",
+                "default.txt"
+            ]
+        );
+        assert_eq!(
+            names("x", None, Part::Subject),
+            ["x.subject.txt", "default.subject.txt"]
+        );
+    }
+
+    #[test]
+    fn times_are_written_in_the_zone_and_the_language_s_way() {
+        let at = chrono::DateTime::parse_from_rfc3339("2026-11-27T19:10:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        let berlin = Some("Europe/Berlin");
+        assert_eq!(local_time(at, Some("de"), berlin), "27.11.2026, 20:10 CET");
+        assert_eq!(local_time(at, None, berlin), "Nov 27, 2026, 8:10 PM CET");
+        assert_eq!(
+            local_time(at, Some("en-GB"), Some("Europe/London")),
+            "27 Nov 2026, 19:10 GMT"
+        );
+        assert_eq!(local_time(at, Some("fr"), None), "2026-11-27 19:10 UTC");
+    }
+
+    #[test]
+    fn what_follows_the_key_is_said() {
+        assert_eq!(
+            said("Ann rejected ticket WEB-4: not a bug", Some("WEB-4")),
+            "not a bug"
+        );
+        assert_eq!(said("Ann commented on WEB-4: a: b", Some("WEB-4")), "a: b");
+        assert_eq!(
+            said("New High priority ticket created: Login", Some("WEB-4")),
+            "Login"
+        );
+        assert_eq!(said("Deploy at five", None), "Deploy at five");
     }
 }

@@ -221,15 +221,20 @@ async fn me(State(state): State<AppState>, caller: Caller) -> Result<Json<MeOut>
     Ok(Json(MeOut::of(&state, &caller.0).await?))
 }
 
-/// The caller: their profile, time zone and quiet hours.
+/// The caller: their profile, time zone, language and quiet hours.
 #[derive(Serialize, ToSchema)]
 #[schema(as = Me)]
 pub struct MeOut {
     #[serde(flatten)]
     user: UserOut,
-    /// Their IANA time zone, if they gave one.
+    /// Their IANA time zone, if they gave one: quiet hours and the times in their messages
+    /// are in it.
     #[schema(required = true)]
     time_zone: Option<String>,
+    /// Their language for messages (a BCP 47 tag, `de`, `pt-BR`), if they gave one: templates
+    /// are looked up in it first.
+    #[schema(required = true)]
+    locale: Option<String>,
     /// When email, SMS, push, chat and voice wait for them (`HH:MM` in `time_zone`, or UTC
     /// without one), unless the notification is a page; null: never.
     #[schema(required = true)]
@@ -254,6 +259,7 @@ impl MeOut {
         Ok(Self {
             user: UserOut::from(user),
             time_zone: quiet.time_zone,
+            locale: quiet.locale,
             quiet_hours: quiet.hours.map(|h| QuietHoursJson {
                 start: h.start.name(),
                 end: h.end.name(),
@@ -297,6 +303,16 @@ pub(crate) struct ProfileIn {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<QuietHoursJson>)]
     pub(crate) quiet_hours: Option<Option<QuietHoursJson>>,
+    /// A language for messages, as a BCP 47 tag (`de`, `de-CH`, `pt-BR`); `null` clears it
+    /// (the default templates).
+    #[serde(default, deserialize_with = "present")]
+    #[schema(
+        value_type = Option<String>,
+        max_length = 35,
+        example = "de",
+        pattern = r"^[A-Za-z]{2,3}([-_][A-Za-z]{4})?([-_]([A-Za-z]{2}|[0-9]{3}))?$"
+    )]
+    pub(crate) locale: Option<Option<String>>,
 }
 
 /// Tells a field that is absent (`None`) from one that is `null` (`Some(None)`).
@@ -327,7 +343,14 @@ async fn update_me(
     caller: Caller,
     Json(body): Json<ProfileIn>,
 ) -> Result<Json<MeOut>, ApiError> {
-    let quiet = quiet_changes(&state, &caller.0, body.time_zone, body.quiet_hours).await?;
+    let quiet = quiet_changes(
+        &state,
+        &caller.0,
+        body.time_zone,
+        body.quiet_hours,
+        body.locale,
+    )
+    .await?;
     let changes = profile_changes(
         body.display_name,
         super::addresses::changes(
@@ -353,19 +376,29 @@ async fn update_me(
     Ok(Json(MeOut::of(&state, &user).await?))
 }
 
-/// The caller's time zone and quiet hours after a change, checked; `None` when the request
-/// changes neither.
+/// The caller's time zone, quiet hours and language after a change, checked; `None` when the
+/// request changes none of them.
 async fn quiet_changes(
     state: &AppState,
     user: &User,
     time_zone: Option<Option<String>>,
     hours: Option<Option<QuietHoursJson>>,
+    locale: Option<Option<String>>,
 ) -> Result<Option<tickethub_actors::ports::Quiet>, ApiError> {
     use tickethub_actors::oncall::Handoff;
-    if time_zone.is_none() && hours.is_none() {
+    if time_zone.is_none() && hours.is_none() && locale.is_none() {
         return Ok(None);
     }
     let mut quiet = state.store.quiet(user.id).await?;
+    if let Some(locale) = locale {
+        quiet.locale = match locale {
+            Some(tag) => Some(
+                crate::delivery::templates::locale_tag(&tag)
+                    .map_err(|e| ApiError::bad_request(format!("locale: {e}")))?,
+            ),
+            None => None,
+        };
+    }
     if let Some(zone) = time_zone {
         if let Some(zone) = &zone {
             tickethub_actors::oncall::time_zone(zone).map_err(ApiError::bad_request)?;

@@ -47,14 +47,20 @@ impl SqlStore {
 #[async_trait::async_trait]
 impl tickethub_actors::ports::HoldStore for SqlStore {
     async fn quiet(&self, user: UserId) -> Result<Quiet, StoreError> {
-        let row: Option<(Option<String>, Option<String>, Option<String>)> = db::query_as(
-            "SELECT time_zone, quiet_start, quiet_end FROM user_quiet WHERE user_id = $1",
+        #[allow(clippy::type_complexity)]
+        let row: Option<(
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+        )> = db::query_as(
+            "SELECT time_zone, quiet_start, quiet_end, locale FROM user_quiet WHERE user_id = $1",
         )
         .bind(user.0)
         .fetch_optional(self.reader())
         .await
         .map_err(backend_error)?;
-        let Some((time_zone, start, end)) = row else {
+        let Some((time_zone, start, end, locale)) = row else {
             return Ok(Quiet::default());
         };
         let hours = match (start, end) {
@@ -65,7 +71,11 @@ impl tickethub_actors::ports::HoldStore for SqlStore {
             }),
             _ => None,
         };
-        Ok(Quiet { time_zone, hours })
+        Ok(Quiet {
+            time_zone,
+            locale,
+            hours,
+        })
     }
 
     async fn set_quiet(&self, user: UserId, quiet: Quiet) -> Result<(), StoreError> {
@@ -74,15 +84,16 @@ impl tickethub_actors::ports::HoldStore for SqlStore {
             None => (None, None),
         };
         db::query(
-            "INSERT INTO user_quiet (user_id, time_zone, quiet_start, quiet_end) \
-             VALUES ($1, $2, $3, $4) ON CONFLICT (user_id) DO UPDATE SET \
+            "INSERT INTO user_quiet (user_id, time_zone, quiet_start, quiet_end, locale) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (user_id) DO UPDATE SET \
              time_zone = excluded.time_zone, quiet_start = excluded.quiet_start, \
-             quiet_end = excluded.quiet_end",
+             quiet_end = excluded.quiet_end, locale = excluded.locale",
         )
         .bind(user.0)
         .bind(quiet.time_zone)
         .bind(start)
         .bind(end)
+        .bind(quiet.locale)
         .execute(self.writer())
         .await
         .map_err(backend_error)?;

@@ -55,9 +55,11 @@ impl tickethub_actors::ports::OutboxStore for SqlStore {
              d.recipients, u.username, u.display_name, \
              (d.unless_seen AND (n.is_read OR u.acked_seq >= n.seq OR n.deleted_at IS NOT NULL)) AS seen, \
              (SELECT s.reason FROM suppressions s \
-              WHERE s.channel = d.channel AND s.address = LOWER(d.address)) AS suppressed \
+              WHERE s.channel = d.channel AND s.address = LOWER(d.address)) AS suppressed, \
+             q.locale, q.time_zone \
              FROM deliveries d JOIN notifications n ON n.id = d.notification_id \
-             JOIN users u ON u.id = n.user_id WHERE d.id IN (",
+             JOIN users u ON u.id = n.user_id LEFT JOIN user_quiet q ON q.user_id = n.user_id \
+             WHERE d.id IN (",
         );
         let mut sep = q.separated(", ");
         for (id,) in &claimed {
@@ -79,6 +81,8 @@ impl tickethub_actors::ports::OutboxStore for SqlStore {
             String,
             String,
             bool,
+            Option<String>,
+            Option<String>,
             Option<String>,
         )> = q
             .build_query_as()
@@ -126,6 +130,8 @@ impl tickethub_actors::ports::OutboxStore for SqlStore {
                     display_name,
                     seen,
                     suppressed,
+                    locale,
+                    time_zone,
                 )| {
                     let notification =
                         notifications
@@ -158,6 +164,8 @@ impl tickethub_actors::ports::OutboxStore for SqlStore {
                         recipients,
                         seen,
                         suppressed,
+                        locale,
+                        time_zone,
                     })
                 },
             )

@@ -31,6 +31,7 @@ mod idempotency;
 mod inbox;
 mod layers;
 mod lifecycle;
+mod locales;
 mod mattermost;
 mod mattermost_fakes;
 mod nemesis;
@@ -78,6 +79,7 @@ fn main() {
         unsubscribe::trials(),
         receipts::trials(),
         bounces::trials(),
+        locales::trials(),
         auth::trials(),
         browser::trials(),
         channels::trials(),

@@ -9,11 +9,13 @@ use crate::domain::{ProjectId, UserId};
 use crate::quiet::QuietHours;
 use crate::ticket_domain::TicketId;
 
-/// A person's time zone and quiet hours, as they set them.
+/// A person's time zone, quiet hours and language, as they set them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Quiet {
     /// Their IANA time zone, if they gave one.
     pub time_zone: Option<String>,
+    /// Their language for messages (a BCP 47 tag, `de`, `pt-BR`), if they gave one.
+    pub locale: Option<String>,
     /// Their quiet hours, if any (in `time_zone`, or UTC without one).
     pub hours: Option<QuietHours>,
 }

@@ -301,6 +301,8 @@ mod tests {
             device: None,
             seen: false,
             suppressed: None,
+            locale: None,
+            time_zone: None,
         }
     }
 
