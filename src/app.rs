@@ -67,6 +67,8 @@ pub struct Application {
     _rooms_runtime: Option<NicedRuntime>,
     /// The SMTP listener for replies to pages (`--inbound-smtp-bind`), and what it needs.
     smtp: Option<(TcpListener, Arc<crate::channels::email::ReplyKey>, usize)>,
+    /// Posts the event webhooks' events.
+    webhooks: crate::webhooks::Poster,
 }
 
 /// A multi-threaded runtime whose threads run at a lower CPU priority (a higher nice value).
@@ -368,6 +370,7 @@ impl Application {
             request_timeout: Duration::from_secs(config.http_request_timeout),
             _rooms_runtime: rooms_runtime,
             smtp,
+            webhooks: crate::webhooks::Poster::from_config(&config)?,
         })
     }
 
@@ -418,6 +421,7 @@ impl Application {
             limits,
             request_timeout,
             smtp,
+            webhooks,
             ..
         } = self;
         let smtp = smtp.map(|(listener, key, max_bytes)| {
@@ -448,6 +452,7 @@ impl Application {
                 chats.clone(),
             )
         });
+        let webhooks = crate::webhooks::spawn(state.clone(), webhooks, chats.clone());
         if let Some(listener) = metrics_listener {
             tokio::spawn(crate::serve::serve(
                 listener,
@@ -466,9 +471,9 @@ impl Application {
         if let Some(smtp) = smtp {
             smtp.abort();
         }
-        // The project chats' poster finishes what it is telling.
+        // The project chats' and event webhooks' posters finish what they are telling.
         chats.cancel();
-        if let Some(mut poster) = poster {
+        for mut poster in poster.into_iter().chain([webhooks]) {
             if tokio::time::timeout(shutdown_timeout, &mut poster)
                 .await
                 .is_err()

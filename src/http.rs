@@ -35,6 +35,7 @@ pub mod tickets;
 pub mod unsubscribe;
 pub mod users;
 pub mod verify;
+pub mod webhooks;
 
 /// The hub's address as people reach it (`--public-url`, e.g. `https://tickets.example.com`):
 /// the links the API builds start with it. Without it they are relative (`/api/…?page=2`):
@@ -68,6 +69,7 @@ pub fn api(metrics_on_main: bool) -> OpenApiRouter<AppState> {
         .merge(verify::router())
         .merge(audit::router())
         .merge(suppressions::router())
+        .merge(webhooks::router())
         .merge(ops::router(metrics_on_main))
 }
 

@@ -42,6 +42,7 @@ pub mod timeline;
 pub mod timespan;
 pub mod tree;
 pub mod verification;
+pub mod webhooks;
 pub mod wire;
 pub mod ws;
 

@@ -40,6 +40,7 @@ pub mod stream;
 pub mod tickets;
 pub mod users;
 pub mod verification;
+mod webhooks;
 
 /// The default wait for a pooled connection.
 pub const ACQUIRE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);

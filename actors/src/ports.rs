@@ -31,6 +31,7 @@ mod schedule;
 mod ticket_lists;
 mod user_cache;
 mod verification;
+mod webhooks;
 pub use crate::domain::IdempotencyMark;
 pub use access::{
     ApiKey, ApiKeyStore, IdempotencyClaim, IdempotencyStore, NewApiKey, Progress, IDEMPOTENCY_TTL,
@@ -56,6 +57,10 @@ pub use schedule::{
 pub use ticket_lists::{TicketFilter, TicketOrdering};
 pub use user_cache::{Generation, UserCache, UserCacheOptions};
 pub use verification::{Checked, NewVerification, Started, VerificationLimits, VerificationStore};
+pub use webhooks::{
+    NewWebhook, Webhook, WebhookDelivery, WebhookFailed, WebhookJob, WebhookStore,
+    EVENTS as WEBHOOK_EVENTS, TEST_EVENT as WEBHOOK_TEST_EVENT,
+};
 
 /// Why a storage call failed.
 #[derive(Debug, thiserror::Error)]
@@ -667,6 +672,7 @@ pub trait Store:
     + HoldStore
     + ChatStore
     + ReceiptStore
+    + WebhookStore
 {
     /// The backend's name (`sqlite` or `postgres`), for logs and health output.
     fn backend(&self) -> &'static str;

@@ -37,9 +37,15 @@ pub struct Settings {
     #[arg(long, env = "TICKETHUB_WEBHOOK_SECRET", hide_env_values = true)]
     pub webhook_secret: Option<String>,
 
-    /// Allow webhook URLs that resolve to private, loopback or link-local addresses.
+    /// Allow webhook URLs (the channel's and event webhooks') that resolve to private,
+    /// loopback or link-local addresses.
     #[arg(long, env = "TICKETHUB_WEBHOOK_ALLOW_PRIVATE")]
     pub webhook_allow_private: bool,
+
+    /// Turn an event webhook off once every post to it has failed for this many days (0: at
+    /// its first failure).
+    #[arg(long, env = "TICKETHUB_WEBHOOK_DISABLE_AFTER_DAYS", default_value_t = 5)]
+    pub webhook_disable_after_days: u32,
 }
 
 /// Webhooks: every notification posted, signed (Standard Webhooks), to each of the

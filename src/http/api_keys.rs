@@ -101,14 +101,6 @@ pub(crate) struct CreateKeyIn {
     user: Option<String>,
 }
 
-fn admin_only(caller: &Caller) -> Result<(), ApiError> {
-    if caller.is_admin() {
-        Ok(())
-    } else {
-        Err(ApiError::forbidden("Only admins can manage API keys."))
-    }
-}
-
 /// Lists the API keys, revoked ones too (admins).
 #[utoipa::path(
     get,
@@ -126,7 +118,7 @@ async fn list(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Json<Vec<ApiKeyJson>>, ApiError> {
-    admin_only(&caller)?;
+    caller.admin_only("manage API keys")?;
     let keys = state.store.api_keys().await?;
     Ok(Json(keys.iter().map(ApiKeyJson::from).collect()))
 }
@@ -151,7 +143,7 @@ async fn create(
     caller: Caller,
     Json(body): Json<CreateKeyIn>,
 ) -> Result<(StatusCode, Json<CreatedKey>), ApiError> {
-    admin_only(&caller)?;
+    caller.admin_only("manage API keys")?;
     let (stored, key) = api_keys::create(
         state.store.as_ref(),
         &body.name,
@@ -194,7 +186,7 @@ async fn revoke(
     caller: Caller,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    admin_only(&caller)?;
+    caller.admin_only("manage API keys")?;
     if state
         .store
         .revoke_api_key(&name, chrono::Utc::now(), &caller.label())

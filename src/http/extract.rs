@@ -89,6 +89,17 @@ impl Caller {
         self.0.role == Role::Admin
     }
 
+    /// Refuses (403) a caller who is not an admin: "Only admins can `what`."
+    pub fn admin_only(&self, what: &str) -> Result<(), super::error::ApiError> {
+        if self.is_admin() {
+            Ok(())
+        } else {
+            Err(super::error::ApiError::forbidden(format!(
+                "Only admins can {what}."
+            )))
+        }
+    }
+
     /// Who the caller is for idempotency records: `user:<id>`, or `key:<id>` (a key's retries
     /// are its own, whoever else acts as its service user).
     pub fn label(&self) -> String {

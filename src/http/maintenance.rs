@@ -83,16 +83,6 @@ pub(crate) async fn project(
     }
 }
 
-fn admin_only(caller: &Caller) -> Result<(), ApiError> {
-    if caller.is_admin() {
-        Ok(())
-    } else {
-        Err(ApiError::forbidden(
-            "Only admins can change maintenance windows.",
-        ))
-    }
-}
-
 /// The project's maintenance windows that have not ended, by start.
 #[utoipa::path(
     get,
@@ -143,7 +133,7 @@ async fn add(
     Path(id): Path<String>,
     Json(body): Json<MaintenanceIn>,
 ) -> Result<(StatusCode, Json<MaintenanceJson>), ApiError> {
-    admin_only(&caller)?;
+    caller.admin_only("change maintenance windows")?;
     let project = project(&state, &caller, &id).await?;
     let instant = |field: &str, text: &str| {
         crate::timespan::parse_instant(text)
@@ -190,7 +180,7 @@ async fn remove(
     caller: Caller,
     Path((id, window)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    admin_only(&caller)?;
+    caller.admin_only("change maintenance windows")?;
     let project = project(&state, &caller, &id).await?;
     let window: i64 = window.parse().map_err(|_| ApiError::not_found())?;
     if state.store.delete_maintenance(project, window).await? {

@@ -219,16 +219,6 @@ pub(crate) struct WindowQuery {
     to: Option<String>,
 }
 
-fn admin_only(caller: &Caller) -> Result<(), ApiError> {
-    if caller.is_admin() {
-        Ok(())
-    } else {
-        Err(ApiError::forbidden(
-            "Only admins can change on-call schedules.",
-        ))
-    }
-}
-
 fn instant(field: &str, text: &str) -> Result<DateTime<Utc>, ApiError> {
     crate::timespan::parse_instant(text)
         .map_err(|e| ApiError::bad_request(format!("{field}: {e}.")))
@@ -341,7 +331,7 @@ async fn create(
     caller: Caller,
     Json(body): Json<ScheduleIn>,
 ) -> Result<(StatusCode, Json<ScheduleJson>), ApiError> {
-    admin_only(&caller)?;
+    caller.admin_only("change on-call schedules")?;
     let name_ok = !body.name.is_empty()
         && body.name.len() <= 64
         && body
@@ -444,7 +434,7 @@ async fn delete(
     caller: Caller,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    admin_only(&caller)?;
+    caller.admin_only("change on-call schedules")?;
     if state.store.delete_oncall_schedule(&name).await? {
         tracing::info!(schedule = %name, by = caller.0.id.0, "on-call schedule deleted");
         Ok(StatusCode::NO_CONTENT)
@@ -607,7 +597,7 @@ async fn add_override(
     Path(name): Path<String>,
     Json(body): Json<OverrideIn>,
 ) -> Result<(StatusCode, Json<OverrideJson>), ApiError> {
-    admin_only(&caller)?;
+    caller.admin_only("change on-call schedules")?;
     // An admin sees every schedule.
     let s = visible(&state, &caller, &name).await?;
     let (from, to) = (instant("from", &body.from)?, instant("to", &body.to)?);
@@ -654,7 +644,7 @@ async fn delete_override(
     caller: Caller,
     Path((name, id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    admin_only(&caller)?;
+    caller.admin_only("change on-call schedules")?;
     let id: i64 = id.parse().map_err(|_| ApiError::not_found())?;
     // An admin sees every schedule.
     let s = visible(&state, &caller, &name).await?;

@@ -114,13 +114,6 @@ pub(crate) struct ProjectChatIn {
     when: When,
 }
 
-fn admin_only(caller: &Caller) -> Result<(), ApiError> {
-    match caller.is_admin() {
-        true => Ok(()),
-        false => Err(ApiError::forbidden("Only admins can manage project chats.")),
-    }
-}
-
 /// The project's chats, oldest first (admins).
 #[utoipa::path(
     get,
@@ -141,7 +134,7 @@ async fn list(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Vec<ProjectChatJson>>, ApiError> {
-    admin_only(&caller)?;
+    caller.admin_only("manage project chats")?;
     let project = project(&state, &caller, &id).await?;
     let chats = state.store.project_chats(project).await?;
     Ok(Json(chats.iter().map(json).collect()))
@@ -170,7 +163,7 @@ async fn add(
     Path(id): Path<String>,
     Json(body): Json<ProjectChatIn>,
 ) -> Result<(StatusCode, Json<ProjectChatJson>), ApiError> {
-    admin_only(&caller)?;
+    caller.admin_only("manage project chats")?;
     let project = project(&state, &caller, &id).await?;
     let Some((provider, room)) = state.rooms.get_key_value(body.provider.as_str()) else {
         let mut on: Vec<&str> = state.rooms.keys().copied().collect();
@@ -258,7 +251,7 @@ async fn remove(
     caller: Caller,
     Path((id, chat)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    admin_only(&caller)?;
+    caller.admin_only("manage project chats")?;
     let project = project(&state, &caller, &id).await?;
     let chat: i64 = chat.parse().map_err(|_| ApiError::not_found())?;
     match state.store.delete_project_chat(project, chat).await? {

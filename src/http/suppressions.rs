@@ -70,16 +70,6 @@ struct SuppressionQuery {
     page: PageParams,
 }
 
-fn admin_only(caller: &Caller) -> Result<(), ApiError> {
-    if caller.is_admin() {
-        Ok(())
-    } else {
-        Err(ApiError::forbidden(
-            "Only admins can manage the suppression list.",
-        ))
-    }
-}
-
 /// The suppression list, newest first (admins).
 #[utoipa::path(
     get,
@@ -105,7 +95,7 @@ async fn list(
     Query(q): Query<SuppressionQuery>,
     parts: Parts,
 ) -> Result<axum::Json<Page<SuppressionJson>>, ApiError> {
-    admin_only(&caller)?;
+    caller.admin_only("manage the suppression list")?;
     // A channel this hub does not know has nothing on the list.
     let named = q.channel.as_deref().filter(|c| !c.is_empty());
     let channel = named.and_then(|name| {
@@ -156,7 +146,7 @@ async fn remove(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    admin_only(&caller)?;
+    caller.admin_only("manage the suppression list")?;
     let id: i64 = id.parse().map_err(|_| ApiError::not_found())?;
     match state.store.unsuppress(id, &caller.label()).await? {
         Some(entry) => {

@@ -181,7 +181,8 @@ impl SqlStore {
     }
 
     /// Records a ticket's event, and queues it for the project's chats that hear it (with
-    /// `detail`, a rejection's reason or a comment's text); answers its id.
+    /// `detail`, a rejection's reason or a comment's text) and, a change of status, for the
+    /// event webhooks that hear `ticket.status_changed`; answers its id.
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn insert_ticket_event(
         tx: &mut db::Tx,
@@ -211,6 +212,11 @@ impl SqlStore {
         .await
         .map_err(backend_error)?;
         Self::queue_chat_updates(tx, ticket, id, event, actor, detail, now).await?;
+        if *event != tickethub_actors::routing::EventType::CommentAdded {
+            let known = serde_json::json!({ "ticket_id": ticket, "status": status.as_str(), "reason": detail });
+            Self::queue_webhooks(tx, "ticket.status_changed", &[(id, known.to_string())], now)
+                .await?;
+        }
         Ok(id)
     }
 

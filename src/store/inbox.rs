@@ -22,15 +22,27 @@ impl tickethub_actors::ports::InboxStore for SqlStore {
              WHERE id = $3 AND user_id = $4 AND deleted_at IS NULL AND is_read <> $1",
             self.kind().now("$5")
         );
+        let mut tx = self.writer().begin().await.map_err(backend_error)?;
         let done = db::query(&sql)
             .bind(read)
             .bind(read_at)
             .bind(id)
             .bind(user.0)
             .bind(self.now())
-            .execute(self.writer())
+            .execute(&mut tx)
             .await
             .map_err(backend_error)?;
+        if read && done.rows_affected() > 0 {
+            let known = serde_json::json!({ "notification_id": id, "user_id": user.0 });
+            Self::queue_webhooks(
+                &mut tx,
+                "notification.read",
+                &[(id, known.to_string())],
+                chrono::Utc::now(),
+            )
+            .await?;
+        }
+        tx.commit().await.map_err(backend_error)?;
         if read && done.rows_affected() > 0 {
             metrics::counter!("tickethub_notifications_read_total").increment(1);
         }
@@ -74,12 +86,22 @@ impl tickethub_actors::ports::InboxStore for SqlStore {
             q.push(" AND ticket_id = ").push_bind(t.0);
         }
         q.push(" RETURNING id");
+        let mut tx = self.writer().begin().await.map_err(backend_error)?;
         let ids = sorted_ids(
             q.build_query_as::<(i64,)>()
-                .fetch_all(self.writer())
+                .fetch_all(&mut tx)
                 .await
                 .map_err(backend_error)?,
         );
+        let read: Vec<(i64, String)> = ids
+            .iter()
+            .map(|id| {
+                let known = serde_json::json!({ "notification_id": id, "user_id": user.0 });
+                (*id, known.to_string())
+            })
+            .collect();
+        Self::queue_webhooks(&mut tx, "notification.read", &read, chrono::Utc::now()).await?;
+        tx.commit().await.map_err(backend_error)?;
         if !ids.is_empty() {
             metrics::counter!("tickethub_notifications_read_total").increment(ids.len() as u64);
             Self::cancel_seen(self.writer(), user, false).await?;

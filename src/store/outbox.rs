@@ -20,6 +20,15 @@ impl SqlStore {
             return Ok(false);
         }
         Self::insert_attempt(&mut tx, id, attempt, outcome, error, node, now).await?;
+        let event = match outcome {
+            "sent" => Some("notification.delivered"),
+            "failed" => Some("delivery.failed"),
+            _ => None,
+        };
+        if let Some(event) = event {
+            let known = serde_json::json!({ "attempt": attempt, "error": error });
+            Self::queue_webhooks(&mut tx, event, &[(id, known.to_string())], now).await?;
+        }
         tx.commit().await.map_err(backend_error)?;
         Ok(true)
     }

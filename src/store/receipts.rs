@@ -113,16 +113,21 @@ impl SqlStore {
                 Some(code) => format!("{} (error {code})", report.status),
                 None => report.status.clone(),
             };
-            db::query(
+            let failed = db::query(
                 "UPDATE deliveries SET status = 'FAILED', last_error = $1, updated_at = $2 \
                  WHERE id = $3 AND status = 'SENT'",
             )
-            .bind(why)
+            .bind(&why)
             .bind(at)
             .bind(delivery)
             .execute(&mut *tx)
             .await
             .map_err(backend_error)?;
+            if failed.rows_affected() == 1 {
+                let known = serde_json::json!({ "error": why, "receipt": report.status });
+                Self::queue_webhooks(tx, "delivery.failed", &[(delivery, known.to_string())], at)
+                    .await?;
+            }
         }
         let row: ReceiptRow = db::query_as(&format!("{RECEIPT} WHERE r.id = $1"))
             .bind(id)

@@ -143,8 +143,10 @@ async fn delete_as(hub: &TestHub, user: &User, path: &str) -> u16 {
 /// at `RCPT`, an out-of-office answer is taken and left.
 async fn a_hard_bounce_suppresses_the_address_until_an_admin_takes_it_off(backend: Backend) {
     let smtp = Smtp::start().await;
+    let receiver = crate::fakes::Http::start().await;
     let hub = TestHub::start_with(&backend, |c| {
         quick(c);
+        c.channels.webhook.webhook_allow_private = true;
         c.channels.email.smtp_url = Some(smtp.url());
         c.channels.email.inbound_smtp_bind = Some("127.0.0.1:0".parse().unwrap());
         c.channels.email.inbound_email_domain = Some(DOMAIN.into());
@@ -154,6 +156,14 @@ async fn a_hard_bounce_suppresses_the_address_until_an_admin_takes_it_off(backen
     let ann = hub.user("ann", Role::Developer).await;
     let bob = hub.user("bob", Role::Developer).await;
     let (ann_mail, bob_mail) = ("ann@example.test", "bob@example.test");
+    // An event webhook hears deliveries that fail, a bounce's too.
+    hub.post_as(
+        &admin,
+        "/api/admin/webhooks/",
+        json!({"url": receiver.url(), "events": ["delivery.failed"]}),
+        201,
+    )
+    .await;
     hub.send(
         &admin,
         &[&ann, &bob],
@@ -214,6 +224,14 @@ async fn a_hard_bounce_suppresses_the_address_until_an_admin_takes_it_off(backen
             .unwrap()
             .contains("bounced (error 5.1.1)"),
         "{failed}"
+    );
+    let told = receiver.wait_for(1).await;
+    assert_eq!(told.len(), 1, "{told:?}");
+    let data = &told[0].body["data"];
+    assert_eq!(
+        (&data["delivery_id"], &data["receipt"], &data["channel"]),
+        (&failed["id"], &json!("bounced"), &json!("email")),
+        "{data}"
     );
     let id = hub.get_as(&ann, "/api/notifications/", 200).await["results"][0]["id"].clone();
     let receipts = crate::oncall::timeline_events(&hub, &admin, &id, "delivery_receipt").await;

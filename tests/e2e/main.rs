@@ -22,6 +22,7 @@ mod dialect_replay;
 mod dialects;
 mod edges;
 mod escalation;
+mod event_webhooks;
 mod fakes;
 mod faults;
 mod fuzz_seeds;
@@ -80,6 +81,7 @@ fn main() {
         receipts::trials(),
         bounces::trials(),
         locales::trials(),
+        event_webhooks::trials(),
         auth::trials(),
         browser::trials(),
         channels::trials(),

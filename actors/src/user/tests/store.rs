@@ -359,6 +359,19 @@ inbox!(ReceiptStore {
     fn unsuppress(&self, id: i64, actor: &str) -> Result<Option<crate::ports::Suppression>, StoreError>;
 });
 
+inbox!(WebhookStore {
+    fn add_webhook(&self, webhook: crate::ports::NewWebhook) -> Result<crate::ports::Webhook, StoreError>;
+    fn webhooks(&self) -> Result<Vec<crate::ports::Webhook>, StoreError>;
+    fn webhook(&self, id: i64) -> Result<Option<crate::ports::Webhook>, StoreError>;
+    fn set_webhook_enabled(&self, id: i64, enabled: bool) -> Result<Option<crate::ports::Webhook>, StoreError>;
+    fn delete_webhook(&self, id: i64) -> Result<bool, StoreError>;
+    fn webhook_deliveries(&self, subscription: i64, offset: i64, limit: i64) -> Result<(i64, Vec<crate::ports::WebhookDelivery>), StoreError>;
+    fn queue_webhook_test(&self, subscription: i64, at: DateTime<Utc>) -> Result<Option<crate::ports::WebhookDelivery>, StoreError>;
+    fn claim_webhook_deliveries(&self, node: &str, now: DateTime<Utc>, lease_until: DateTime<Utc>, limit: i64) -> Result<Vec<crate::ports::WebhookJob>, StoreError>;
+    fn webhook_delivered(&self, id: i64, status: i64, at: DateTime<Utc>) -> Result<(), StoreError>;
+    fn webhook_failed(&self, id: i64, status: Option<i64>, error: &str, due: Option<DateTime<Utc>>, at: DateTime<Utc>, disable_before: DateTime<Utc>) -> Result<crate::ports::WebhookFailed, StoreError>;
+});
+
 #[async_trait]
 impl Store for Inbox {
     fn backend(&self) -> &'static str {
