@@ -23,9 +23,6 @@ use crate::delivery::outbound;
 /// How often the database is looked at for events to post.
 const POLL: Duration = Duration::from_millis(250);
 
-/// How long a claim holds before another node may take the event over.
-const LEASE: Duration = Duration::from_secs(60);
-
 /// The waits between tries (Standard Webhooks' schedule): after the last, the event failed.
 const RETRIES: [Duration; 7] = [
     Duration::from_secs(5),
@@ -46,6 +43,11 @@ pub struct Poster {
     pub backoff_max: Duration,
     /// How long a subscription may fail before it is turned off.
     pub disable_after: chrono::TimeDelta,
+    /// Whether destinations off the public internet are allowed (`--webhook-allow-private`).
+    pub allow_private: bool,
+    /// How long a claim holds before another node may take the event over: past a post's
+    /// timeout, so that no two nodes post one event at once.
+    pub lease: Duration,
 }
 
 /// A new subscription's secret: `whsec_` + base64 of 24 random bytes.
@@ -106,7 +108,7 @@ pub fn spawn(
 async fn pass(state: &crate::state::AppState, poster: &Poster) -> Result<usize, StoreError> {
     let store = &state.store;
     let now = store.now();
-    let lease = chrono::Duration::from_std(LEASE).unwrap_or_default();
+    let lease = chrono::Duration::from_std(poster.lease).unwrap_or_default();
     let jobs = store
         .claim_webhook_deliveries(state.hub.node(), now, now + lease, 20)
         .await?;
@@ -142,7 +144,9 @@ async fn settle(
         Ok(status) => {
             metrics::counter!("tickethub_event_webhooks_total", "outcome" => "delivered")
                 .increment(1);
-            return store.webhook_delivered(d.id, status, now).await;
+            return store
+                .webhook_delivered(d.id, state.hub.node(), status, now)
+                .await;
         }
         Err(failed) => failed,
     };
@@ -153,7 +157,15 @@ async fn settle(
     metrics::counter!("tickethub_event_webhooks_total", "outcome" => outcome).increment(1);
     tracing::info!(id = d.id, subscription = d.subscription, %error, outcome, "an event webhook was not taken");
     let failed = store
-        .webhook_failed(d.id, status, &error, due, now, now - poster.disable_after)
+        .webhook_failed(
+            d.id,
+            state.hub.node(),
+            status,
+            &error,
+            due,
+            now,
+            now - poster.disable_after,
+        )
         .await?;
     if let WebhookFailed::Disabled(w) = failed {
         tell_admins(state, &w).await;
@@ -165,13 +177,21 @@ async fn settle(
 /// answered).
 async fn post(poster: &Poster, job: &WebhookJob) -> Result<i64, (Option<i64>, String)> {
     let key = secret_key(&job.secret).ok_or((None, "the secret is not a whsec_ secret".into()))?;
+    let url: reqwest::Url = job
+        .url
+        .parse()
+        .map_err(|e| (None, format!("bad URL: {e}")))?;
+    // A name is checked as it resolves; an address given as such, here.
+    if !poster.allow_private {
+        outbound::check_literal(&url).map_err(|e| (None, e.to_string()))?;
+    }
     let body = body(job);
     let id = format!("msg_{}", job.delivery.id);
     let timestamp = chrono::Utc::now().timestamp();
     let signature = crate::channels::webhook::sign(&key, &id, timestamp, &body);
     let response = poster
         .client
-        .post(&job.url)
+        .post(url)
         .header("content-type", "application/json")
         .header("webhook-id", &id)
         .header("webhook-timestamp", timestamp.to_string())
@@ -232,6 +252,8 @@ impl Poster {
             })?,
             backoff_max: Duration::from_millis(config.delivery_backoff_max_ms.max(1)),
             disable_after: chrono::TimeDelta::days(i64::from(webhook.webhook_disable_after_days)),
+            allow_private: webhook.webhook_allow_private,
+            lease: (timeout * 2 + Duration::from_secs(10)).max(Duration::from_secs(60)),
         })
     }
 }

@@ -176,8 +176,9 @@ async fn send_code(
             StatusCode::CONFLICT,
             format!("Your {} address is verified already.", channel.as_str()),
         )),
-        Started::Suppressed { reason } => Err(ApiError::bad_request(format!(
-            "channel: Your {} address cannot take messages ({reason}); an admin can take it off the suppression list.",
+        // Why is not said: the address may be someone else's.
+        Started::Suppressed { .. } => Err(ApiError::bad_request(format!(
+            "channel: Your {} address cannot take messages (it bounced, or was reported); an admin can take it off the suppression list.",
             channel.as_str()
         ))),
     }

@@ -49,6 +49,18 @@ pub struct WebhookJson {
     pub created_at: String,
 }
 
+impl WebhookJson {
+    /// A subscription as `caller` sees it: an API key (`admin:read`) sees only the URL's
+    /// scheme and host, as for the deployment's webhooks.
+    fn shown(w: &Webhook, caller: &Caller) -> Self {
+        let mut json = Self::from(w);
+        if caller.1.is_some() {
+            json.url = crate::timeline::masked_url(&w.url);
+        }
+        json
+    }
+}
+
 impl From<&Webhook> for WebhookJson {
     fn from(w: &Webhook) -> Self {
         Self {
@@ -198,7 +210,9 @@ async fn list(
 ) -> Result<axum::Json<Vec<WebhookJson>>, ApiError> {
     caller.admin_only("manage event webhooks")?;
     let all = state.store.webhooks().await?;
-    Ok(axum::Json(all.iter().map(WebhookJson::from).collect()))
+    Ok(axum::Json(
+        all.iter().map(|w| WebhookJson::shown(w, &caller)).collect(),
+    ))
 }
 
 /// Subscribes a URL to events (admins): the answer holds its secret, once.
@@ -303,7 +317,10 @@ async fn detail(
     Path(id): Path<String>,
 ) -> Result<axum::Json<WebhookJson>, ApiError> {
     caller.admin_only("manage event webhooks")?;
-    Ok(axum::Json(WebhookJson::from(&found(&state, &id).await?)))
+    Ok(axum::Json(WebhookJson::shown(
+        &found(&state, &id).await?,
+        &caller,
+    )))
 }
 
 /// Turns a subscription on or off (admins).

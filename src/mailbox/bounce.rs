@@ -43,6 +43,8 @@ pub struct Recipient {
     pub status: Option<String>,
     /// The remote server's diagnostic, if any.
     pub diagnostic: Option<String>,
+    /// The addresses it names: `Final-Recipient` and `Original-Recipient`, in lower case.
+    pub addresses: Vec<String>,
 }
 
 /// The fields of a report part: blocks of `Name: value` lines (continued by lines that start
@@ -112,6 +114,10 @@ pub fn read(data: &[u8]) -> Found {
                             action: field(b, "action")?.to_ascii_lowercase(),
                             status: field(b, "status").and_then(status_code),
                             diagnostic: field(b, "diagnostic-code").map(str::to_owned),
+                            addresses: ["final-recipient", "original-recipient"]
+                                .iter()
+                                .filter_map(|f| field(b, f).and_then(named_address))
+                                .collect(),
                         })
                     })
                     .collect();
@@ -128,6 +134,13 @@ pub fn read(data: &[u8]) -> Found {
         }
     }
     Found::Other
+}
+
+/// The address of an `rfc822; ann@example.com` field, in lower case.
+fn named_address(value: &str) -> Option<String> {
+    let (kind, address) = value.split_once(';')?;
+    let address = address.trim().trim_matches(['<', '>']).to_ascii_lowercase();
+    (kind.trim().eq_ignore_ascii_case("rfc822") && address.contains('@')).then_some(address)
 }
 
 /// Whether a status says the address cannot take mail, for good.
@@ -170,6 +183,7 @@ pub fn report_of(found: &Found) -> Option<Report> {
                 error_code: worst.status.clone(),
                 detail: worst.diagnostic.clone(),
                 suppress,
+                about: worst.addresses.clone(),
             })
         }
         Found::Complaint(kind) => Some(Report {
@@ -178,6 +192,7 @@ pub fn report_of(found: &Found) -> Option<Report> {
             error_code: None,
             detail: Some(format!("feedback type: {kind}")),
             suppress: Some(("complaint".into(), format!("complaint: {kind}"))),
+            about: Vec::new(),
         }),
         Found::Other => None,
     }
@@ -263,6 +278,7 @@ mod tests {
                     "smtp; 550 5.1.1 <ann@example.test>: Recipient address rejected: User unknown"
                         .into()
                 ),
+                addresses: vec!["ann@example.test".into(), "ann@example.test".into()],
             }])
         );
         let report = report_of(&found).unwrap();

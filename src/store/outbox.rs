@@ -64,7 +64,7 @@ impl tickethub_actors::ports::OutboxStore for SqlStore {
              d.recipients, u.username, u.display_name, \
              (d.unless_seen AND (n.is_read OR u.acked_seq >= n.seq OR n.deleted_at IS NOT NULL)) AS seen, \
              (SELECT s.reason FROM suppressions s \
-              WHERE s.channel = d.channel AND s.address = LOWER(d.address)) AS suppressed, \
+              WHERE s.channel = d.channel AND s.address = LOWER(TRIM(d.address))) AS suppressed, \
              q.locale, q.time_zone \
              FROM deliveries d JOIN notifications n ON n.id = d.notification_id \
              JOIN users u ON u.id = n.user_id LEFT JOIN user_quiet q ON q.user_id = n.user_id \

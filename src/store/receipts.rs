@@ -73,7 +73,7 @@ fn suppression(row: SuppressionRow) -> Result<Suppression, StoreError> {
 
 /// An address as the list keeps it: in lower case (`Ann@X.com` and `ann@x.com` are one inbox).
 fn listed(address: &str) -> String {
-    address.trim().to_lowercase()
+    address.trim().to_ascii_lowercase()
 }
 
 impl SqlStore {
@@ -86,10 +86,12 @@ impl SqlStore {
         at: DateTime<Utc>,
     ) -> Result<(Receipt, bool), StoreError> {
         let kept: Option<ReceiptRow> = db::query_as(&format!(
-            "{RECEIPT} WHERE r.delivery_id = $1 AND r.status = $2 ORDER BY r.id LIMIT 1"
+            "{RECEIPT} WHERE r.delivery_id = $1 AND r.status = $2 \
+             AND COALESCE(r.error_code, '') = $3 ORDER BY r.id LIMIT 1"
         ))
         .bind(delivery)
         .bind(&report.status)
+        .bind(report.error_code.clone().unwrap_or_default())
         .fetch_optional(&mut *tx)
         .await
         .map_err(backend_error)?;
@@ -141,7 +143,7 @@ impl SqlStore {
     async fn list_address(tx: &mut db::Tx, entry: &NewSuppression<'_>) -> Result<(), StoreError> {
         db::query(
             "INSERT INTO suppressions (channel, address, source, reason, delivery_id, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (channel, address) DO NOTHING",
+             VALUES ($1, LOWER($2), $3, $4, $5, $6) ON CONFLICT (channel, address) DO NOTHING",
         )
         .bind(entry.channel.as_str())
         .bind(listed(entry.address))
@@ -185,6 +187,7 @@ impl ReceiptStore for SqlStore {
             error_code: error_code.map(str::to_owned),
             detail: None,
             suppress: None,
+            about: Vec::new(),
         };
         let (receipt, _) = Self::keep_receipt(&mut tx, delivery, &report, at).await?;
         tx.commit().await.map_err(backend_error)?;
@@ -215,7 +218,8 @@ impl ReceiptStore for SqlStore {
         };
         let (receipt, new) = Self::keep_receipt(&mut tx, delivery, report, at).await?;
         let mut marked = false;
-        if let Some((source, reason)) = report.suppress.as_ref().filter(|_| new) {
+        let named = report.about.is_empty() || report.about.contains(&listed(&address));
+        if let Some((source, reason)) = report.suppress.as_ref().filter(|_| new && named) {
             let entry = NewSuppression {
                 channel,
                 address: &address,
@@ -227,7 +231,8 @@ impl ReceiptStore for SqlStore {
             Self::list_address(&mut tx, &entry).await?;
             marked = db::query(
                 "UPDATE user_addresses SET invalid_at = $1 \
-                 WHERE user_id = $2 AND channel = $3 AND LOWER(address) = $4 AND invalid_at IS NULL",
+                 WHERE user_id = $2 AND channel = $3 AND LOWER(address) = LOWER($4) \
+                 AND invalid_at IS NULL",
             )
             .bind(at)
             .bind(user.0)
@@ -292,7 +297,9 @@ impl ReceiptStore for SqlStore {
                 q.push(" AND channel = ").push_bind(channel.as_str());
             }
             if let Some(address) = address {
-                q.push(" AND address = ").push_bind(listed(address));
+                q.push(" AND address = LOWER(")
+                    .push_bind(listed(address))
+                    .push(")");
             }
             q
         };
@@ -335,7 +342,8 @@ impl ReceiptStore for SqlStore {
         // Its owners may be reached there again.
         let owners: Vec<(i64,)> = db::query_as(
             "UPDATE user_addresses SET invalid_at = NULL \
-             WHERE channel = $1 AND LOWER(address) = $2 AND invalid_at IS NOT NULL RETURNING user_id",
+             WHERE channel = $1 AND LOWER(address) = LOWER($2) AND invalid_at IS NOT NULL \
+             RETURNING user_id",
         )
         .bind(entry.channel.as_str())
         .bind(&entry.address)

@@ -325,12 +325,14 @@ impl WebhookStore for SqlStore {
         limit: i64,
     ) -> Result<Vec<WebhookJob>, StoreError> {
         let kind = self.kind();
-        let _ = node;
+        // A subscription that is off keeps what waits for it until it is on again.
         let sql = format!(
-            "UPDATE webhook_deliveries SET status = 'SENDING', claimed_until = {until} \
-             WHERE id IN (SELECT id FROM webhook_deliveries \
-             WHERE (status = 'PENDING' AND next_attempt_at <= {now}) \
-             OR (status = 'SENDING' AND claimed_until < {now}) ORDER BY id LIMIT $3 {lock}) \
+            "UPDATE webhook_deliveries SET status = 'SENDING', claimed_until = {until}, \
+             claimed_by = $4 WHERE id IN (SELECT d.id FROM webhook_deliveries d \
+             JOIN webhook_subscriptions s ON s.id = d.subscription_id \
+             WHERE ((d.status = 'PENDING' AND d.next_attempt_at <= {now}) \
+             OR (d.status = 'SENDING' AND d.claimed_until < {now})) \
+             AND (s.enabled = TRUE OR d.event_type = $5) ORDER BY d.id LIMIT $3 {lock}) \
              AND (status = 'PENDING' OR claimed_until < {now}) RETURNING {DELIVERY_COLUMNS}",
             until = kind.lease_until("$1", "$2"),
             now = kind.now("$2"),
@@ -340,6 +342,8 @@ impl WebhookStore for SqlStore {
             .bind(lease_until)
             .bind(now)
             .bind(limit)
+            .bind(node)
+            .bind(WEBHOOK_TEST_EVENT)
             .fetch_all(self.writer())
             .await
             .map_err(backend_error)?;
@@ -364,21 +368,29 @@ impl WebhookStore for SqlStore {
     async fn webhook_delivered(
         &self,
         id: i64,
+        node: &str,
         status: i64,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let mut tx = self.writer().begin().await.map_err(backend_error)?;
-        db::query(
+        // A late answer to a claim another node has taken over changes nothing.
+        let held = db::query(
             "UPDATE webhook_deliveries SET status = 'DELIVERED', attempts = attempts + 1, \
              response_status = $1, last_error = NULL, delivered_at = $2, claimed_until = NULL \
-             WHERE id = $3",
+             WHERE id = $3 AND status = 'SENDING' AND claimed_by = $4",
         )
         .bind(status)
         .bind(at)
         .bind(id)
+        .bind(node)
         .execute(&mut tx)
         .await
-        .map_err(backend_error)?;
+        .map_err(backend_error)?
+        .rows_affected()
+            == 1;
+        if !held {
+            return Ok(());
+        }
         db::query(
             "UPDATE webhook_subscriptions SET failing_since = NULL WHERE id = \
              (SELECT subscription_id FROM webhook_deliveries WHERE id = $1)",
@@ -393,6 +405,7 @@ impl WebhookStore for SqlStore {
     async fn webhook_failed(
         &self,
         id: i64,
+        node: &str,
         status: Option<i64>,
         error: &str,
         due: Option<DateTime<Utc>>,
@@ -407,13 +420,14 @@ impl WebhookStore for SqlStore {
         let found: Option<(i64,)> = db::query_as(
             "UPDATE webhook_deliveries SET status = $1, attempts = attempts + 1, \
              response_status = $2, last_error = $3, next_attempt_at = $4, claimed_until = NULL \
-             WHERE id = $5 RETURNING subscription_id",
+             WHERE id = $5 AND status = 'SENDING' AND claimed_by = $6 RETURNING subscription_id",
         )
         .bind(state)
         .bind(status)
         .bind(error)
         .bind(next)
         .bind(id)
+        .bind(node)
         .fetch_optional(&mut tx)
         .await
         .map_err(backend_error)?;

@@ -155,6 +155,7 @@ async fn a_hard_bounce_suppresses_the_address_until_an_admin_takes_it_off(backen
     let admin = hub.user("boss", Role::Admin).await;
     let ann = hub.user("ann", Role::Developer).await;
     let bob = hub.user("bob", Role::Developer).await;
+    let cy = hub.user("cy", Role::Developer).await;
     let (ann_mail, bob_mail) = ("ann@example.test", "bob@example.test");
     // An event webhook hears deliveries that fail, a bounce's too.
     hub.post_as(
@@ -166,10 +167,13 @@ async fn a_hard_bounce_suppresses_the_address_until_an_admin_takes_it_off(backen
     .await;
     hub.send(
         &admin,
-        &[&ann, &bob],
+        &[&ann, &bob, &cy],
         json!({"title": "Deploy at five", "channels": ["email"]}),
     )
     .await;
+    let cy_path = mail_to(&smtp, "cy@example.test", "Deploy at five")
+        .await
+        .from;
     let to_ann = mail_to(&smtp, ann_mail, "Deploy at five").await;
     let to_bob = mail_to(&smtp, bob_mail, "Deploy at five").await;
     // Each message's return path is its own, at the listener's domain.
@@ -382,6 +386,23 @@ async fn a_hard_bounce_suppresses_the_address_until_an_admin_takes_it_off(backen
         .await;
     assert_eq!(code, 400, "{said}");
     assert!(said.to_string().contains("suppression list"), "{said}");
+
+    // A hard bounce about another address (cy's mailbox forwards to one that is gone) fails
+    // cy's delivery, and leaves cy's address alone.
+    let forwarded = dsn(
+        &cy_path,
+        "cy@elsewhere.example",
+        "failed",
+        "5.1.1",
+        "550 no such user",
+    );
+    let (code, _) = bounce_to(&hub, &cy_path, &forwarded).await;
+    assert_eq!(code, 250);
+    email_delivery(&hub, &cy, "FAILED").await;
+    let listed = hub.get_as(&admin, "/api/admin/suppressions/", 200).await;
+    assert_eq!(listed["count"], 2, "{listed}");
+    let me = hub.get_as(&cy, "/api/users/me/", 200).await;
+    assert_eq!(me["addresses"]["email"]["invalid_at"], Value::Null, "{me}");
 
     // Taken off the list (audited): mail reaches ann again.
     assert_eq!(delete_as(&hub, &admin, &path).await, 204);

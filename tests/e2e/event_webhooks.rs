@@ -127,6 +127,32 @@ async fn the_hub_s_events_reach_a_subscribed_url_signed(backend: Backend) {
     assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
     assert!(listed[0].get("secret").is_none(), "{listed}");
     assert_eq!(listed[0]["enabled"], true);
+    // An `admin:read` key sees the URL's scheme and host only.
+    let key = hub
+        .post_as(
+            &admin,
+            "/api/admin/api-keys/",
+            json!({"name": "reader", "scopes": ["admin:read"]}),
+            201,
+        )
+        .await["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let seen: Value = reqwest::Client::new()
+        .get(hub.url("/api/admin/webhooks/"))
+        .header("authorization", format!("Api-Key {key}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        seen[0]["url"],
+        format!("http://{}/…", receiver.addr),
+        "{seen}"
+    );
 
     // A ticket from new to assigned; ann's assignment email goes out; an email to an address
     // the server refuses fails; carol reads a notification.

@@ -48,6 +48,9 @@ pub struct Report {
     /// The address cannot take messages for good: it goes on the suppression list with this
     /// source (`bounce`, `complaint`) and reason, and its owner's address is marked invalid.
     pub suppress: Option<(String, String)>,
+    /// The addresses the report names (in lower case), if it names any: it suppresses only
+    /// when one is the delivery's (a forwarded mailbox's bounce is about another address).
+    pub about: Vec<String>,
 }
 
 /// An address nothing more goes to.

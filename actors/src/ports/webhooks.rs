@@ -139,7 +139,8 @@ pub trait WebhookStore: Send + Sync {
         subscription: i64,
         at: DateTime<Utc>,
     ) -> Result<Option<WebhookDelivery>, StoreError>;
-    /// Claims up to `limit` due deliveries for `node` until `lease_until`.
+    /// Claims up to `limit` due deliveries for `node` until `lease_until`: those of
+    /// subscriptions that are on (a test event, whatever the subscription).
     async fn claim_webhook_deliveries(
         &self,
         node: &str,
@@ -147,18 +148,23 @@ pub trait WebhookStore: Send + Sync {
         lease_until: DateTime<Utc>,
         limit: i64,
     ) -> Result<Vec<WebhookJob>, StoreError>;
-    /// Records a post the receiver took (its subscription fails no more).
+    /// Records a post the receiver took (its subscription fails no more), if `node` still
+    /// holds the claim.
     async fn webhook_delivered(
         &self,
         id: i64,
+        node: &str,
         status: i64,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError>;
-    /// Records a failed post: tried again at `due`, or failed for good without one; a
-    /// subscription failing since before `disable_before` is turned off.
+    /// Records a failed post, if `node` still holds the claim: tried again at `due`, or
+    /// failed for good without one; a subscription failing since before `disable_before` is
+    /// turned off.
+    #[allow(clippy::too_many_arguments)]
     async fn webhook_failed(
         &self,
         id: i64,
+        node: &str,
         status: Option<i64>,
         error: &str,
         due: Option<DateTime<Utc>>,

@@ -368,8 +368,8 @@ inbox!(WebhookStore {
     fn webhook_deliveries(&self, subscription: i64, offset: i64, limit: i64) -> Result<(i64, Vec<crate::ports::WebhookDelivery>), StoreError>;
     fn queue_webhook_test(&self, subscription: i64, at: DateTime<Utc>) -> Result<Option<crate::ports::WebhookDelivery>, StoreError>;
     fn claim_webhook_deliveries(&self, node: &str, now: DateTime<Utc>, lease_until: DateTime<Utc>, limit: i64) -> Result<Vec<crate::ports::WebhookJob>, StoreError>;
-    fn webhook_delivered(&self, id: i64, status: i64, at: DateTime<Utc>) -> Result<(), StoreError>;
-    fn webhook_failed(&self, id: i64, status: Option<i64>, error: &str, due: Option<DateTime<Utc>>, at: DateTime<Utc>, disable_before: DateTime<Utc>) -> Result<crate::ports::WebhookFailed, StoreError>;
+    fn webhook_delivered(&self, id: i64, node: &str, status: i64, at: DateTime<Utc>) -> Result<(), StoreError>;
+    fn webhook_failed(&self, id: i64, node: &str, status: Option<i64>, error: &str, due: Option<DateTime<Utc>>, at: DateTime<Utc>, disable_before: DateTime<Utc>) -> Result<crate::ports::WebhookFailed, StoreError>;
 });
 
 #[async_trait]
