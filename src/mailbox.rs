@@ -132,7 +132,7 @@ impl Handler for Collector {
                     .increment(1);
                 Response::custom(
                     550,
-                    "5.1.1 No such mailbox here (replies to pages only).".into(),
+                    "5.1.1 No such mailbox here (replies to pages and bounces only).".into(),
                 )
             }
         }
