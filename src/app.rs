@@ -69,6 +69,8 @@ pub struct Application {
     smtp: Option<(TcpListener, Arc<crate::channels::email::ReplyKey>, usize)>,
     /// Posts the event webhooks' events.
     webhooks: crate::webhooks::Poster,
+    /// Sends the digests: the email transport, and how long a claim holds.
+    digests: Option<crate::digests::Email>,
 }
 
 /// A multi-threaded runtime whose threads run at a lower CPU priority (a higher nice value).
@@ -190,8 +192,13 @@ impl Application {
         };
         let replies = reply_key(&config, secret.as_deref())?;
         let unsubscribe = unsubscribe_key(&config, secret.as_deref())?;
-        let (delivery, rooms) =
+        let (mut delivery, rooms) =
             delivery_config(&config, vapid.clone(), replies.clone(), unsubscribe.clone())?;
+        let digests = crate::digests::email(&delivery);
+        delivery.policy.batching = tickethub_actors::batch::Batching {
+            window: config.batch_window,
+            per_type: routing.batches().clone(),
+        };
         let verifier = Arc::new(crate::verification::Verifier::new(
             store.clone(),
             &delivery.transports,
@@ -371,6 +378,7 @@ impl Application {
             _rooms_runtime: rooms_runtime,
             smtp,
             webhooks: crate::webhooks::Poster::from_config(&config)?,
+            digests,
         })
     }
 
@@ -422,6 +430,7 @@ impl Application {
             request_timeout,
             smtp,
             webhooks,
+            digests,
             ..
         } = self;
         let smtp = smtp.map(|(listener, key, max_bytes)| {
@@ -453,6 +462,7 @@ impl Application {
             )
         });
         let webhooks = crate::webhooks::spawn(state.clone(), webhooks, chats.clone());
+        let digests = digests.map(|d| crate::digests::spawn(d.on(&state), chats.clone()));
         if let Some(listener) = metrics_listener {
             tokio::spawn(crate::serve::serve(
                 listener,
@@ -471,9 +481,9 @@ impl Application {
         if let Some(smtp) = smtp {
             smtp.abort();
         }
-        // The project chats' and event webhooks' posters finish what they are telling.
+        // The project chats', event webhooks' and digests' posters finish what they are telling.
         chats.cancel();
-        for mut poster in poster.into_iter().chain([webhooks]) {
+        for mut poster in poster.into_iter().chain([webhooks]).chain(digests) {
             if tokio::time::timeout(shutdown_timeout, &mut poster)
                 .await
                 .is_err()
@@ -714,6 +724,7 @@ fn delivery_config(
             circuit_threshold: config.circuit_threshold,
             circuit_cooldown: Duration::from_millis(config.circuit_cooldown_ms),
             poll_interval: Duration::from_millis(config.delivery_poll_ms.max(10)),
+            batching: Default::default(),
         },
     };
     Ok((delivery, Arc::new(rooms.into_iter().collect())))

@@ -55,6 +55,36 @@ pub enum Command {
     Trace(TraceArgs),
     /// Delete what retention says is old enough (`--retention`), once; `--dry-run` only counts.
     Purge(PurgeArgs),
+    /// Digests: see what a person's next one would say.
+    Digest {
+        /// What to do.
+        #[command(subcommand)]
+        command: DigestCommand,
+    },
+}
+
+/// `tickethub digest …`.
+#[derive(Subcommand, Debug)]
+pub enum DigestCommand {
+    /// Print the email a person's digest would be if it were sent now (nothing is sent).
+    Preview(DigestPreviewArgs),
+}
+
+/// `tickethub digest preview`.
+#[derive(Args, Debug)]
+pub struct DigestPreviewArgs {
+    /// Whose digest.
+    #[arg(long)]
+    pub user: String,
+    /// A folder of templates, as `serve --templates-dir`.
+    #[arg(long, env = "TICKETHUB_TEMPLATES_DIR")]
+    pub templates_dir: Option<std::path::PathBuf>,
+    /// The hub's public address, as `serve --public-url` (the digest links tickets on it).
+    #[arg(long, env = "TICKETHUB_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub db: DatabaseArgs,
 }
 
 /// `tickethub purge`.

@@ -273,6 +273,13 @@ pub struct ServeConfig {
     #[arg(long, env = "TICKETHUB_SIGNUP_NOTICE_INTERVAL", default_value_t = 300)]
     pub signup_notice_interval: u64,
 
+    /// How long a person's updates about one ticket wait for each other on email, SMS,
+    /// WhatsApp and chats, to go out as one message (`3 updates on WEB-42`), e.g. `2m`; `0s`
+    /// sends each at once. In-app notifications, pushes and pages never wait. A type's
+    /// `batch` in the routing file overrides it.
+    #[arg(long, env = "TICKETHUB_BATCH_WINDOW", default_value = "2m", value_parser = crate::timespan::parse)]
+    pub batch_window: std::time::Duration,
+
     /// How far ahead a send may be scheduled (`send_at`, `delay`).
     #[arg(long, env = "TICKETHUB_SCHEDULE_MAX_AHEAD", default_value = "30d", value_parser = crate::timespan::parse)]
     pub schedule_max_ahead: std::time::Duration,

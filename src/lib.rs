@@ -23,6 +23,7 @@ pub mod chats;
 pub mod cli;
 pub mod config;
 pub mod delivery;
+pub mod digests;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod http;

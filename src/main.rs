@@ -73,7 +73,27 @@ async fn run(command: Command) -> ExitCode {
         Command::Actors(args) => fail_on_err(actors(args).await),
         Command::Trace(args) => fail_on_err(trace(args).await),
         Command::Purge(args) => fail_on_err(purge(args).await),
+        Command::Digest {
+            command: cli::DigestCommand::Preview(args),
+        } => fail_on_err(digest_preview(args).await),
     }
+}
+
+async fn digest_preview(args: cli::DigestPreviewArgs) -> Result<(), String> {
+    let store = store::connect(&args.db.database_url)
+        .await
+        .map_err(|e| e.to_string())?;
+    let templates = tickethub::delivery::templates::Templates::load(args.templates_dir.as_deref())
+        .map_err(|e| e.to_string())?;
+    let text = tickethub::digests::preview(
+        store.as_ref(),
+        &templates,
+        &args.user,
+        args.public_url.as_deref(),
+    )
+    .await?;
+    print!("{text}");
+    Ok(())
 }
 
 async fn keys(command: cli::KeysCommand) -> Result<(), String> {

@@ -10,6 +10,10 @@
 //! to be unseen: `push = { unless_seen_within = "30s" }` waits that long and sends only if no
 //! client of the recipient acknowledged or read the notification meanwhile.
 //!
+//! `batch = "5m"` gives a type its own batch window (`--batch-window` for the others; `"0s"`
+//! sends each at once): updates about one ticket to one person within it go out on email,
+//! SMS and chats as one message.
+//!
 //! Each table replaces one event type's route; types not named keep the default (seed 001's
 //! table). `[[escalation]]` tables add escalation policies, tried in order:
 //!
@@ -108,11 +112,22 @@ pub fn apply(table: &mut RoutingTable, text: &str) -> Result<(), String> {
             .collect::<Result<Vec<_>, _>>()?;
         if let Some(unknown) = spec
             .keys()
-            .find(|k| !["recipients", "channels", "push"].contains(&k.as_str()))
+            .find(|k| !["recipients", "channels", "push", "batch"].contains(&k.as_str()))
         {
             return Err(format!("[{event}] unknown key `{unknown}`"));
         }
         let push_unless_seen = push_options(spec.get("push"), &channels, &format!("[{event}]"))?;
+        if let Some(batch) = spec.get("batch") {
+            let text = batch.as_str().ok_or_else(|| {
+                format!("[{event}] `batch` must be a duration such as \"5m\" (\"0s\": never)")
+            })?;
+            let window = crate::timespan::parse(text)
+                .map_err(|e| format!("[{event}] `batch = \"{text}\"`: {e}"))?;
+            if window > std::time::Duration::from_secs(86_400) {
+                return Err(format!("[{event}] `batch` must be at most a day"));
+            }
+            table.set_batch(event.clone(), window);
+        }
         table.set(
             event,
             Route {

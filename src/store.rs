@@ -22,6 +22,7 @@ mod chats;
 pub mod credentials;
 pub mod db;
 pub mod devices;
+mod digests;
 pub mod history;
 mod hold;
 pub mod inbox;

@@ -291,6 +291,7 @@ impl Verifier {
             suppressed: None,
             locale: None,
             time_zone: None,
+            batch: Vec::new(),
         }
     }
 }

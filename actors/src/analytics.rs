@@ -139,6 +139,10 @@ pub struct Tally {
     pub suppressed: i64,
     /// Escalation steps that fired (in-app rows).
     pub escalations: i64,
+    /// Outbox rows sent inside another's message: a batch's later updates (outbound).
+    pub batched: i64,
+    /// Notifications summed up in the digests sent (on the `digest` type's email row).
+    pub digested: i64,
     /// Read.
     pub reads: i64,
     /// Read within 5 minutes, an hour and a day of the commit (see [`WITHIN`]).
@@ -171,6 +175,8 @@ impl Tally {
         self.failed += other.failed;
         self.suppressed += other.suppressed;
         self.escalations += other.escalations;
+        self.batched += other.batched;
+        self.digested += other.digested;
         self.reads += other.reads;
         for (a, b) in self.reads_within.iter_mut().zip(other.reads_within) {
             *a += b;
@@ -255,6 +261,8 @@ pub struct DeliveryFacts {
     pub status: String,
     /// Attempts made.
     pub attempts: i64,
+    /// It went, or goes, inside another row's message (a batch).
+    pub batched: bool,
 }
 
 /// An escalation step that fired, by its notification.
@@ -301,16 +309,28 @@ impl Tallies {
     pub fn delivery(&mut self, d: &DeliveryFacts) {
         let t = self.entry(d.created_at, &d.notification_type, &d.channel);
         t.committed += 1;
-        t.pushed += i64::from(d.attempts > 0);
+        let settled = matches!(d.status.as_str(), "SENT" | "FAILED" | "SUPPRESSED");
+        t.pushed += i64::from(d.attempts > 0 || (d.batched && settled));
         match d.status.as_str() {
             "SENT" => t.delivered += 1,
             "FAILED" => t.failed += 1,
             "SUPPRESSED" => t.suppressed += 1,
             _ => {}
         }
+        t.batched += i64::from(d.batched && d.status == "SENT");
         if let Some(read_at) = d.read_at {
             t.read_after(delay(d.created_at, read_at));
         }
+    }
+
+    /// Counts a digest sent at `sent_at` that summed up `notifications`, on the email row of
+    /// the type `digest`.
+    pub fn digest(&mut self, sent_at: DateTime<Utc>, notifications: i64) {
+        let t = self.entry(sent_at, DIGEST, "email");
+        t.committed += 1;
+        t.pushed += 1;
+        t.delivered += 1;
+        t.digested += notifications;
     }
 
     /// Counts a fired escalation step on its notification's in-app row.
@@ -367,6 +387,8 @@ impl Tallies {
                     approximate: t.approximate(),
                     escalations_per_100,
                     push_suppressed: t.suppressed,
+                    batched: t.batched,
+                    digested: t.digested,
                     notification_type: kind,
                     channel,
                 }
@@ -410,7 +432,14 @@ pub struct AnalyticsRow {
     pub escalations_per_100: f64,
     /// See [`Tally::suppressed`].
     pub push_suppressed: i64,
+    /// See [`Tally::batched`].
+    pub batched: i64,
+    /// See [`Tally::digested`].
+    pub digested: i64,
 }
+
+/// The type digests are counted under.
+pub const DIGEST: &str = "digest";
 
 #[cfg(test)]
 mod tests {
@@ -504,6 +533,7 @@ mod tests {
             channel: channel.into(),
             status: status.into(),
             attempts,
+            batched: false,
         };
         t.delivery(&d("2024-03-05T01:00:00Z", "email", "SENT", 1));
         t.delivery(&d("2024-03-05T23:00:00Z", "email", "FAILED", 3));
@@ -524,5 +554,47 @@ mod tests {
         assert_eq!(email.time_to_read_p50_s, None);
         assert_eq!(email.escalations_per_100, 0.0);
         assert_eq!(rows[0].bucket, at("2024-03-05T00:00:00Z"));
+    }
+
+    #[test]
+    fn batched_rows_and_digests_are_counted_as_sent() {
+        let mut t = Tallies::default();
+        let d = |status: &str, attempts, batched| DeliveryFacts {
+            created_at: at("2024-03-05T01:00:00Z"),
+            notification_type: "work_started".into(),
+            read_at: None,
+            channel: "email".into(),
+            status: status.into(),
+            attempts,
+            batched,
+        };
+        t.delivery(&d("SENT", 1, false));
+        t.delivery(&d("SENT", 0, true));
+        t.delivery(&d("QUEUED", 0, true));
+        t.digest(at("2024-03-05T08:00:00Z"), 4);
+        t.digest(at("2024-03-05T09:00:00Z"), 2);
+        let rows = t.rows(Bucket::Day);
+        let email = rows
+            .iter()
+            .find(|r| r.notification_type == "work_started")
+            .unwrap();
+        assert_eq!(
+            (
+                email.committed,
+                email.pushed,
+                email.delivered,
+                email.batched
+            ),
+            (3, 2, 2, 1)
+        );
+        let digests = rows.iter().find(|r| r.notification_type == DIGEST).unwrap();
+        assert_eq!(
+            (
+                digests.channel.as_str(),
+                digests.delivered,
+                digests.digested
+            ),
+            ("email", 2, 6)
+        );
     }
 }

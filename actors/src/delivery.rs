@@ -37,6 +37,8 @@ pub struct RetryPolicy {
     pub circuit_cooldown: Duration,
     /// How often the actor looks for due retries without being woken.
     pub poll_interval: Duration,
+    /// How long a person's updates about a ticket wait for each other.
+    pub batching: crate::batch::Batching,
 }
 
 impl Default for RetryPolicy {
@@ -50,6 +52,7 @@ impl Default for RetryPolicy {
             circuit_threshold: 5,
             circuit_cooldown: Duration::from_secs(30),
             poll_interval: Duration::from_secs(1),
+            batching: crate::batch::Batching::default(),
         }
     }
 }
@@ -461,6 +464,38 @@ impl ChannelActor {
                     }
                     if let Some(hold) = holds(store.as_ref(), &job).await {
                         return hold_back(store.as_ref(), &node, &job, hold).await;
+                    }
+                    let batching = &policy.batching;
+                    let n = &job.notification;
+                    if let Some(until) =
+                        batching.wait_until(job.channel, n, job.attempts, store.now())
+                    {
+                        let hold = crate::quiet::Hold {
+                            until,
+                            reason: "batch",
+                        };
+                        return hold_back(store.as_ref(), &node, &job, hold).await;
+                    }
+                    let mut job = job;
+                    if batching.batches(job.channel, &job.notification) {
+                        let channel = job.channel;
+                        let joins =
+                            |n: &crate::notification::Notification| batching.batches(channel, n);
+                        match store.gather_batch(job.id, &node, &joins).await {
+                            Ok(Some(batch)) => job.batch = batch,
+                            Ok(None) => {
+                                // An older one leads the batch: it gathers this one soon.
+                                let until = store.now() + chrono::Duration::seconds(1);
+                                let hold = crate::quiet::Hold {
+                                    until,
+                                    reason: "batch",
+                                };
+                                return hold_back(store.as_ref(), &node, &job, hold).await;
+                            }
+                            Err(e) => {
+                                tracing::warn!(id = job.id, error = %e, "cannot gather a delivery's batch; it goes alone")
+                            }
+                        }
                     }
                     let result = transport.send(&job).await;
                     settle_device(store.as_ref(), &job, &result).await;

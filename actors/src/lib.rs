@@ -32,6 +32,7 @@
 
 pub mod acks;
 pub mod analytics;
+pub mod batch;
 pub mod board;
 pub mod connection;
 pub mod delivery;

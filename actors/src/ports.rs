@@ -20,6 +20,7 @@ mod bus;
 mod chat;
 mod credentials;
 mod devices;
+mod digests;
 mod escalation;
 mod history;
 mod hold;
@@ -42,6 +43,7 @@ pub use bus::{interest, publish, BoardNotice, Bus, BusEvent, BusFaults, Presence
 pub use chat::{ChatStore, ChatUpdate, NewProjectChat, ProjectChat};
 pub use credentials::{CredentialStore, RefreshRecord, Rotation};
 pub use devices::{Device, DeviceStore, NewDevice, Registered};
+pub use digests::{DigestStore, DueDigest};
 pub use escalation::{EscalationJob, EscalationStore, Finish, Settled};
 pub use history::{
     DeliveryAttempt, EscalationRow, HistoryStore, PushRecord, Pushed, TicketEvent, TimelineRecord,
@@ -544,6 +546,9 @@ pub struct DeliveryJob {
     pub locale: Option<String>,
     /// The recipient's IANA time zone, if they gave one.
     pub time_zone: Option<String>,
+    /// The other notifications this message carries, oldest first: a batch's updates about
+    /// the same ticket (`crate::batch`). Empty for a message of its own.
+    pub batch: Vec<Notification>,
 }
 
 /// The durable outbox the channel actors drain.
@@ -601,6 +606,19 @@ pub trait OutboxStore: Send + Sync {
         node: &str,
         sending: &[i64],
     ) -> Result<u64, StoreError>;
+    /// Gathers a batch for delivery `id`, which `node` holds: the deliveries still queued
+    /// and untried on its channel, to its address, about the same ticket and person, whose
+    /// notifications `joins` accepts, go out with it from now on (they settle as it does). Answers
+    /// the notifications of every delivery it carries besides its own, oldest first (those
+    /// gathered on an earlier attempt too); none if the claim was lost. `None` when an older
+    /// untried delivery of the same batch, queued or being sent, leads it: this one waits to
+    /// be gathered by that one.
+    async fn gather_batch(
+        &self,
+        id: i64,
+        node: &str,
+        joins: &(dyn for<'n> Fn(&'n Notification) -> bool + Sync),
+    ) -> Result<Option<Vec<Notification>>, StoreError>;
     /// Deliveries of a channel not yet final.
     async fn outbox_depth(&self, channel: Channel) -> Result<i64, StoreError>;
     /// The outbound deliveries of one of a user's notifications.
@@ -673,6 +691,7 @@ pub trait Store:
     + ChatStore
     + ReceiptStore
     + WebhookStore
+    + DigestStore
 {
     /// The backend's name (`sqlite` or `postgres`), for logs and health output.
     fn backend(&self) -> &'static str;

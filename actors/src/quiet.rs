@@ -67,6 +67,81 @@ impl QuietHours {
     }
 }
 
+/// How often a person wants a digest of what reached them nowhere else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DigestEvery {
+    /// Each hour, at `at`'s minute.
+    Hourly,
+    /// Each day, at `at`.
+    Daily,
+}
+
+impl DigestEvery {
+    /// `hourly` or `daily`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DigestEvery::Hourly => "hourly",
+            DigestEvery::Daily => "daily",
+        }
+    }
+
+    /// The word, as [`DigestEvery::as_str`] writes it.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "hourly" => Some(DigestEvery::Hourly),
+            "daily" => Some(DigestEvery::Daily),
+            _ => None,
+        }
+    }
+}
+
+/// A person's digest: how often, and at what local time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Digest {
+    /// How often.
+    pub every: DigestEvery,
+    /// When, in their time zone (hourly: the minute).
+    pub at: Handoff,
+}
+
+impl Digest {
+    /// The first moment after `after` the digest is due, in `time_zone` (UTC when none or
+    /// unknown). A local time that a change of clocks skips is taken as the moment after it.
+    pub fn next_due(&self, after: DateTime<Utc>, time_zone: Option<&str>) -> DateTime<Utc> {
+        let tz = time_zone
+            .and_then(|z| TimeZone::get(z).ok())
+            .unwrap_or(TimeZone::UTC);
+        let fallback = after + chrono::Duration::hours(1);
+        let Ok(instant) = Timestamp::from_millisecond(after.timestamp_millis()) else {
+            return fallback;
+        };
+        let local = instant.to_zoned_datetime(tz.clone());
+        let due = |day: jiff::civil::Date, hour: i8| {
+            let civil = day.at(hour, self.at.minute, 0, 0);
+            tz.to_ambiguous_timestamp(civil)
+                .compatible()
+                .ok()
+                .and_then(|t| DateTime::from_timestamp_millis(t.as_millisecond()))
+        };
+        let day = local.date();
+        let candidates: Vec<Option<DateTime<Utc>>> = match self.every {
+            DigestEvery::Daily => vec![
+                due(day, self.at.hour),
+                day.tomorrow().ok().and_then(|d| due(d, self.at.hour)),
+            ],
+            DigestEvery::Hourly => {
+                let this_hour = due(day, local.hour());
+                vec![this_hour, this_hour.map(|t| t + chrono::Duration::hours(1))]
+            }
+        };
+        candidates
+            .into_iter()
+            .flatten()
+            .find(|t| *t > after)
+            .unwrap_or(fallback)
+    }
+}
+
 /// Whether a message on a channel that reaches a person waits, and until when: a maintenance
 /// window of its ticket's project holds every message (`maintenance_until`); quiet hours hold
 /// one that is not a page.
@@ -102,6 +177,41 @@ mod tests {
             start: Handoff::parse(start).unwrap(),
             end: Handoff::parse(end).unwrap(),
         }
+    }
+
+    #[test]
+    fn a_digest_is_due_next_at_its_local_time() {
+        let daily = Digest {
+            every: DigestEvery::Daily,
+            at: Handoff::parse("08:00").unwrap(),
+        };
+        // 08:00 in Berlin is 07:00 UTC in winter: before it, today; after it, tomorrow.
+        let berlin = Some("Europe/Berlin");
+        assert_eq!(
+            daily.next_due(utc("2026-11-27T06:00:00Z"), berlin),
+            utc("2026-11-27T07:00:00Z")
+        );
+        assert_eq!(
+            daily.next_due(utc("2026-11-27T07:00:00Z"), berlin),
+            utc("2026-11-28T07:00:00Z")
+        );
+        assert_eq!(
+            daily.next_due(utc("2026-11-27T06:00:00Z"), None),
+            utc("2026-11-27T08:00:00Z")
+        );
+        let hourly = Digest {
+            every: DigestEvery::Hourly,
+            at: Handoff::parse("00:15").unwrap(),
+        };
+        assert_eq!(
+            hourly.next_due(utc("2026-11-27T06:10:00Z"), berlin),
+            utc("2026-11-27T06:15:00Z")
+        );
+        assert_eq!(
+            hourly.next_due(utc("2026-11-27T06:20:00Z"), berlin),
+            utc("2026-11-27T07:15:00Z")
+        );
+        assert_eq!(DigestEvery::parse("weekly"), None);
     }
 
     #[test]

@@ -25,6 +25,7 @@ pub struct Route {
 pub struct RoutingTable {
     routes: HashMap<EventType, Route>,
     escalations: Vec<crate::policy::Policy>,
+    batches: HashMap<EventType, std::time::Duration>,
 }
 
 impl Default for RoutingTable {
@@ -75,11 +76,22 @@ impl Default for RoutingTable {
                 })
                 .collect(),
             escalations: Vec::new(),
+            batches: HashMap::new(),
         }
     }
 }
 
 impl RoutingTable {
+    /// The types with a batch window of their own (`batch = "5m"`; zero: never batched).
+    pub fn batches(&self) -> &HashMap<EventType, std::time::Duration> {
+        &self.batches
+    }
+
+    /// Gives a type a batch window of its own.
+    pub fn set_batch(&mut self, event: EventType, window: std::time::Duration) {
+        self.batches.insert(event, window);
+    }
+
     /// The escalation policies, in the order they are tried.
     pub fn escalations(&self) -> &[crate::policy::Policy] {
         &self.escalations

@@ -102,6 +102,8 @@ pub async fn serve_child(
     config.ws_idle_timeout = 600;
     config.ws_ping_interval = 300;
     config.channels.email.mail_outbox_dir = dir.join("mail");
+    // Each message is its own, as the figures before batching were measured.
+    config.batch_window = std::time::Duration::ZERO;
     if let Some(url) = webhook {
         config.channels.webhook.webhook_urls = vec![url];
         config.channels.webhook.webhook_secret =

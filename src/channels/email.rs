@@ -268,6 +268,7 @@ impl Transport for EmailTransport {
             reply_to: reply_to.as_deref(),
             unsubscribe_url: unsubscribe.as_ref().map(|(u, _)| u.as_str()),
             settings_url: unsubscribe.as_ref().map(|(_, s)| s.as_str()),
+            hub_url: self.unsubscribe.as_ref().map(|(_, p)| p.as_str()),
         };
         let render = |part| {
             self.templates
@@ -303,6 +304,11 @@ impl Transport for EmailTransport {
                     HeaderName::new_from_ascii_str("List-Unsubscribe-Post"),
                     "List-Unsubscribe=One-Click".to_owned(),
                 ));
+        }
+        // A digest sent again (its node died before it was recorded) is the same message.
+        if n.notification_type.as_str() == crate::delivery::templates::DIGEST {
+            let host = self.from.email.domain().to_owned();
+            message = message.message_id(Some(format!("<digest.{}.{}@{host}>", n.user_id.0, n.id)));
         }
         if let Some(address) = &reply_to {
             let mailbox = address.parse().map_err(|e| {

@@ -11,6 +11,14 @@
 //! `default.de-CH.txt`, `default.de.txt`, `default.txt`. The hub's own templates are in English
 //! and German (`de`). Times (`created_at`) are written in the recipient's time zone, the way
 //! their language writes them.
+//!
+//! A batch (several updates about one ticket in one message) is rendered as the type `batch`:
+//! its `title` says how many (`3 updates on WEB-42`), its `message` joins theirs, and
+//! `updates` lists each (`title`, `message`, `said`, `notification_type`, `created_at`),
+//! oldest first; `updates` is empty otherwise.
+//!
+//! A digest is rendered as the type `digest`: `count` notifications, `groups` of them by
+//! ticket (`key`, `title`, `status_display`, `url`, `updates`), in order.
 
 use std::path::Path;
 
@@ -19,7 +27,26 @@ use tickethub_actors::ports::DeliveryJob;
 
 use crate::setting::ConfigError;
 
-const DEFAULTS: [(&str, &str); 37] = [
+const DEFAULTS: [(&str, &str); 43] = [
+    // A digest: a person's unread notifications by ticket.
+    (
+        "digest.subject.txt",
+        include_str!("../../templates/digest.subject.txt"),
+    ),
+    ("digest.txt", include_str!("../../templates/digest.txt")),
+    ("digest.html", include_str!("../../templates/digest.html")),
+    (
+        "digest.de.subject.txt",
+        include_str!("../../templates/digest.de.subject.txt"),
+    ),
+    (
+        "digest.de.txt",
+        include_str!("../../templates/digest.de.txt"),
+    ),
+    (
+        "digest.de.html",
+        include_str!("../../templates/digest.de.html"),
+    ),
     // German: the same parts, with the hub's words for each ticket event.
     ("de.words", include_str!("../../templates/de.words")),
     (
@@ -213,7 +240,12 @@ pub struct Links<'a> {
     pub unsubscribe_url: Option<&'a str>,
     /// Where the person changes their notification settings.
     pub settings_url: Option<&'a str>,
+    /// The hub's public address, without a trailing `/` (a digest links each ticket on it).
+    pub hub_url: Option<&'a str>,
 }
+
+/// The type of a digest's email.
+pub const DIGEST: &str = "digest";
 
 /// The loaded templates.
 pub struct Templates {
@@ -265,8 +297,16 @@ impl Templates {
         job: &DeliveryJob,
         links: &Links<'_>,
     ) -> Result<String, String> {
-        let kind = job.notification.notification_type.as_str();
         let locale = job.locale.as_deref().and_then(|l| locale_tag(l).ok());
+        // A digest is looked up as `digest`, a batch as `batch` (then `default`): their
+        // notifications are listed.
+        let digest = job.notification.notification_type.as_str() == DIGEST;
+        let batched = !job.batch.is_empty() && !digest;
+        let kind = match (digest, batched) {
+            (true, _) => DIGEST,
+            (false, true) => "batch",
+            (false, false) => job.notification.notification_type.as_str(),
+        };
         let template = names(kind, locale.as_deref(), part)
             .iter()
             .find_map(|name| self.env.get_template(name).ok())
@@ -289,11 +329,77 @@ impl Templates {
         let data: Value = serde_json::from_str::<serde_json::Value>(&n.data)
             .map(|v| Value::from(minijinja::value::Serde(v)))
             .unwrap_or_default();
+        let key = n.ticket.as_ref().map(|t| t.key.as_str());
+        let ticket_url = |key: &str| links.hub_url.map(|hub| format!("{hub}/#/tickets/{key}"));
+        let update = |u: &tickethub_actors::notification::Notification| {
+            let key = u.ticket.as_ref().map(|t| t.key.as_str());
+            let ticket = u.ticket.as_ref().map(|t| {
+                context! {
+                    key => t.key.clone(),
+                    title => t.title.clone(),
+                    priority => t.priority.as_str(),
+                    status => t.status.as_str(),
+                }
+            });
+            context! {
+                ticket => ticket,
+                title => u.title.clone(),
+                message => u.message.clone(),
+                said => said(&u.message, key),
+                notification_type => u.notification_type.as_str(),
+                created_at => local_time(u.created_at, locale.as_deref(), job.time_zone.as_deref()),
+            }
+        };
+        let items: Vec<&tickethub_actors::notification::Notification> = match (digest, batched) {
+            (true, _) => job.batch.iter().collect(),
+            (false, true) => std::iter::once(n).chain(&job.batch).collect(),
+            (false, false) => Vec::new(),
+        };
+        let updates: Vec<Value> = items.iter().map(|u| update(u)).collect();
+        // A digest's notifications by ticket, in the order their tickets first come.
+        let mut groups: Vec<(
+            Option<&tickethub_actors::ticket_domain::TicketSummary>,
+            Vec<Value>,
+        )> = Vec::new();
+        for u in &items {
+            let id = u.ticket.as_ref().map(|t| t.id);
+            match groups.iter_mut().find(|(t, _)| t.map(|t| t.id) == id) {
+                Some((_, list)) => list.push(update(u)),
+                None => groups.push((u.ticket.as_ref(), vec![update(u)])),
+            }
+        }
+        let groups: Vec<Value> = groups
+            .into_iter()
+            .map(|(t, updates)| {
+                context! {
+                    key => t.map(|t| t.key.clone()),
+                    title => t.map(|t| t.title.clone()),
+                    status_display => t.map(|t| t.status.display()),
+                    url => t.and_then(|t| ticket_url(&t.key)),
+                    updates => updates,
+                }
+            })
+            .collect();
+        let (title, message) = match batched {
+            true => (
+                batch_title(updates.len(), key.unwrap_or_default(), locale.as_deref()),
+                items
+                    .iter()
+                    .map(|u| u.message.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" · "),
+            ),
+            false => (n.title.clone(), n.message.clone()),
+        };
         let out = template
             .render(context! {
-                title => n.title.clone(),
-                message => n.message.clone(),
-                notification_type => kind,
+                title => title,
+                message => message,
+                updates => updates,
+                groups => groups,
+                count => items.len(),
+                hub_url => links.hub_url,
+                notification_type => n.notification_type.as_str(),
                 recipient_name => job.recipient_name.clone(),
                 ticket => ticket,
                 action_url => n.action_url.clone(),
@@ -315,6 +421,14 @@ impl Templates {
             Part::Subject => out.lines().next().unwrap_or_default().trim().to_owned(),
             _ => out,
         })
+    }
+}
+
+/// A batch's title in the recipient's language: `3 updates on WEB-42`.
+fn batch_title(count: usize, key: &str, locale: Option<&str>) -> String {
+    match locale.map(|l| l.split('-').next().unwrap_or(l)) {
+        Some("de") => format!("{count} Neuigkeiten zu {key}"),
+        _ => format!("{count} updates on {key}"),
     }
 }
 
@@ -466,6 +580,171 @@ mod tests {
             "27 Nov 2026, 19:10 GMT"
         );
         assert_eq!(local_time(at, Some("fr"), None), "2026-11-27 19:10 UTC");
+    }
+
+    fn note(
+        id: i64,
+        kind: &str,
+        message: &str,
+        ticket: Option<(&str, &str)>,
+    ) -> tickethub_actors::notification::Notification {
+        use tickethub_actors::ticket_domain::*;
+        let at = chrono::DateTime::parse_from_rfc3339("2026-11-27T19:10:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        tickethub_actors::notification::Notification {
+            id,
+            user_id: tickethub_actors::domain::UserId(7),
+            seq: id,
+            notification_type: kind.parse().unwrap(),
+            title: "Title".into(),
+            message: message.into(),
+            ticket: ticket.map(|(key, title)| TicketSummary {
+                id: TicketId(key.len() as i64),
+                key: key.into(),
+                title: title.into(),
+                priority: Priority::High,
+                category: Category::Bug,
+                status: TicketStatus::Assigned,
+                created_by: "carol".into(),
+                project_name: "Web".into(),
+                created_at: at,
+            }),
+            data: "{}".into(),
+            action_url: None,
+            is_read: false,
+            read_at: None,
+            created_at: at,
+        }
+    }
+
+    fn job(
+        notification: tickethub_actors::notification::Notification,
+        batch: Vec<tickethub_actors::notification::Notification>,
+        locale: Option<&str>,
+    ) -> DeliveryJob {
+        DeliveryJob {
+            id: 1,
+            channel: tickethub_actors::routing::Channel::Email,
+            address: "ann@example.test".into(),
+            attempts: 0,
+            notification,
+            recipient_name: "Ann".into(),
+            recipients: Vec::new(),
+            device: None,
+            seen: false,
+            suppressed: None,
+            locale: locale.map(str::to_owned),
+            time_zone: Some("Europe/Berlin".into()),
+            batch,
+        }
+    }
+
+    #[test]
+    fn a_batch_lists_its_updates_in_each_language() {
+        let t = Templates::load(None).unwrap();
+        let ticket = Some(("WEB-4", "Login"));
+        let first = note(
+            1,
+            "ticket_opened",
+            "Your ticket WEB-4 has been opened: Login",
+            ticket,
+        );
+        let later = note(
+            2,
+            "work_finished",
+            "Ann finished work on ticket WEB-4: Login",
+            ticket,
+        );
+        let en = job(first.clone(), vec![later.clone()], None);
+        assert_eq!(
+            t.render(Part::Subject, &en).unwrap(),
+            "2 updates on WEB-4: WEB-4 Login"
+        );
+        let text = t.render(Part::Text, &en).unwrap();
+        assert!(text.contains("2 updates on WEB-4:\n\n- Nov 27, 2026, 8:10 PM CET: Your ticket WEB-4 has been opened: Login\n- Nov 27, 2026, 8:10 PM CET: Ann finished"), "{text}");
+        assert_eq!(
+            t.render(Part::Sms, &en).unwrap(),
+            "2 updates on WEB-4: Your ticket WEB-4 has been opened: Login · Ann finished work on ticket WEB-4: Login"
+        );
+        let de = job(first, vec![later], Some("de"));
+        assert_eq!(
+            t.render(Part::Subject, &de).unwrap(),
+            "2 Neuigkeiten zu WEB-4: WEB-4 Login"
+        );
+        let text = t.render(Part::Text, &de).unwrap();
+        assert!(
+            text.contains("- 27.11.2026, 20:10 CET: Ihr Ticket WEB-4 wurde geöffnet: Login"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "- 27.11.2026, 20:10 CET: Die Arbeit an Ticket WEB-4 ist erledigt: Login"
+            ),
+            "{text}"
+        );
+        let sms = t.render(Part::Sms, &de).unwrap();
+        assert!(
+            sms.starts_with("2 Neuigkeiten zu WEB-4: Ihr Ticket WEB-4 wurde geöffnet"),
+            "{sms}"
+        );
+    }
+
+    #[test]
+    fn a_digest_groups_by_ticket_with_links_and_escapes_html() {
+        let t = Templates::load(None).unwrap();
+        let digest = note(0, DIGEST, "", None);
+        let listed = vec![
+            note(
+                1,
+                "ticket_assigned",
+                "You have been assigned to ticket WEB-4: <b>Login</b>",
+                Some(("WEB-4", "<b>Login</b>")),
+            ),
+            note(2, "general", "Deploy at five", None),
+            note(
+                3,
+                "comment_added",
+                "Carol commented on WEB-4: still",
+                Some(("WEB-4", "<b>Login</b>")),
+            ),
+        ];
+        let d = job(digest, listed, None);
+        let links = Links {
+            hub_url: Some("https://hub.example.com"),
+            ..Links::default()
+        };
+        assert_eq!(
+            t.render_with(Part::Subject, &d, &links).unwrap(),
+            "Your tickethub digest: 3 unread notifications"
+        );
+        let text = t.render_with(Part::Text, &d, &links).unwrap();
+        let web4 = text
+            .find("WEB-4 <b>Login</b> (Assigned)\nhttps://hub.example.com/#/tickets/WEB-4\n- ")
+            .unwrap();
+        let other = text.find("Other\n- ").unwrap();
+        assert!(web4 < other, "{text}");
+        assert!(
+            text.contains("still\n\nOther"),
+            "tickets first, grouped: {text}"
+        );
+        let html = t.render_with(Part::Html, &d, &links).unwrap();
+        assert!(
+            html.contains("&lt;b&gt;Login&lt;&#x2f;b&gt;")
+                || html.contains("&lt;b&gt;Login&lt;/b&gt;"),
+            "{html}"
+        );
+        assert!(!html.contains("<b>Login</b>"), "{html}");
+        let de = job(
+            note(0, DIGEST, "", None),
+            vec![note(1, "ticket_assigned", "x", Some(("WEB-4", "Login")))],
+            Some("de"),
+        );
+        let text = t.render_with(Part::Text, &de, &links).unwrap();
+        assert!(
+            text.contains("Sie wurden dem Ticket WEB-4 zugewiesen: Login"),
+            "{text}"
+        );
     }
 
     #[test]

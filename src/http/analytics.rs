@@ -110,6 +110,12 @@ pub struct AnalyticsRow {
     /// Pushes held back because the notification was seen in time (push carriers; 0 on the
     /// others).
     pub push_suppressed: i64,
+    /// Outbox rows sent inside another's message: the later updates of a batch about one
+    /// ticket (counted in `delivered` too).
+    pub batched: i64,
+    /// Notifications summed up by the digests sent (on the `digest` type's `email` row, whose
+    /// `delivered` counts the digests).
+    pub digested: i64,
 }
 
 fn instant(name: &str, value: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiError> {
@@ -248,6 +254,8 @@ pub(crate) async fn analytics(
                 time_to_read_approximate: r.approximate,
                 escalations_per_100: r.escalations_per_100,
                 push_suppressed: r.push_suppressed,
+                batched: r.batched,
+                digested: r.digested,
             })
             .collect(),
     }))

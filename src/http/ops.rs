@@ -175,7 +175,7 @@ async fn prometheus(
         }
     }
     if let Ok(held) = state.store.held_deliveries().await {
-        for reason in ["quiet_hours", "maintenance"] {
+        for reason in ["quiet_hours", "maintenance", "batch"] {
             let n = held
                 .iter()
                 .find(|(r, _)| r == reason)

@@ -77,7 +77,12 @@ async fn unsubscribe(
         return gone();
     };
     let switch = [(kind.clone(), Channel::Email, false)];
-    match state.store.set_preferences(UserId(user), &switch).await {
+    // A digest's link stops the digest.
+    let done = match kind.as_str() {
+        crate::delivery::templates::DIGEST => stop_digest(&state, UserId(user)).await,
+        _ => state.store.set_preferences(UserId(user), &switch).await,
+    };
+    match done {
         Ok(()) => {
             tracing::info!(user, kind = %kind, "unsubscribed from a type's email");
             metrics::counter!("tickethub_unsubscribes_total", "outcome" => "done").increment(1);
@@ -100,4 +105,11 @@ async fn unsubscribe(
             )
         }
     }
+}
+
+/// Stops a person's digest.
+async fn stop_digest(state: &AppState, user: UserId) -> Result<(), StoreError> {
+    let mut quiet = state.store.quiet(user).await?;
+    quiet.digest = None;
+    state.store.set_quiet(user, quiet).await
 }

@@ -239,6 +239,24 @@ pub struct MeOut {
     /// without one), unless the notification is a page; null: never.
     #[schema(required = true)]
     quiet_hours: Option<QuietHoursJson>,
+    /// Their digest of what reached them nowhere else; null: none.
+    #[schema(required = true)]
+    digest: Option<DigestJson>,
+}
+
+/// A digest: one email, `hourly` (at `at`'s minute) or `daily` (at `at`), in the person's
+/// `time_zone` (UTC without one), summing up their unread notifications that no other channel
+/// sent them, by ticket. `off` stops it.
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DigestJson {
+    /// `hourly`, `daily` or `off`.
+    #[schema(example = "daily", pattern = r"^(hourly|daily|off)$")]
+    every: String,
+    /// When, `HH:MM` (default `08:00`; hourly digests use its minute).
+    #[serde(default)]
+    #[schema(example = "08:00", pattern = r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]
+    at: Option<String>,
 }
 
 /// Quiet hours: from `start` to `end` each day (an `end` before `start` runs past midnight).
@@ -263,6 +281,10 @@ impl MeOut {
             quiet_hours: quiet.hours.map(|h| QuietHoursJson {
                 start: h.start.name(),
                 end: h.end.name(),
+            }),
+            digest: quiet.digest.map(|d| DigestJson {
+                every: d.every.as_str().to_owned(),
+                at: Some(d.at.name()),
             }),
         })
     }
@@ -313,6 +335,10 @@ pub(crate) struct ProfileIn {
         pattern = r"^[A-Za-z]{2,3}([-_][A-Za-z]{4})?([-_]([A-Za-z]{2}|[0-9]{3}))?$"
     )]
     pub(crate) locale: Option<Option<String>>,
+    /// A digest, `{"every": "daily", "at": "08:00"}`; `{"every": "off"}` or `null` stops it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<DigestJson>)]
+    pub(crate) digest: Option<Option<DigestJson>>,
 }
 
 /// Tells a field that is absent (`None`) from one that is `null` (`Some(None)`).
@@ -349,6 +375,7 @@ async fn update_me(
         body.time_zone,
         body.quiet_hours,
         body.locale,
+        body.digest,
     )
     .await?;
     let changes = profile_changes(
@@ -384,12 +411,28 @@ async fn quiet_changes(
     time_zone: Option<Option<String>>,
     hours: Option<Option<QuietHoursJson>>,
     locale: Option<Option<String>>,
+    digest: Option<Option<DigestJson>>,
 ) -> Result<Option<tickethub_actors::ports::Quiet>, ApiError> {
     use tickethub_actors::oncall::Handoff;
-    if time_zone.is_none() && hours.is_none() && locale.is_none() {
+    if time_zone.is_none() && hours.is_none() && locale.is_none() && digest.is_none() {
         return Ok(None);
     }
     let mut quiet = state.store.quiet(user.id).await?;
+    if let Some(digest) = digest {
+        quiet.digest = match digest {
+            None => None,
+            Some(d) if d.every == "off" => None,
+            Some(d) => {
+                use tickethub_actors::quiet::{Digest, DigestEvery};
+                let every = DigestEvery::parse(&d.every).ok_or_else(|| {
+                    ApiError::bad_request("digest.every: `hourly`, `daily` or `off`.")
+                })?;
+                let at = Handoff::parse(d.at.as_deref().unwrap_or("08:00"))
+                    .map_err(|e| ApiError::bad_request(format!("digest.at: {e}.")))?;
+                Some(Digest { every, at })
+            }
+        };
+    }
     if let Some(locale) = locale {
         quiet.locale = match locale {
             Some(tag) => Some(

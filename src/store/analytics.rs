@@ -23,8 +23,8 @@ pub(crate) const NOTIFICATION_FACTS: &str = "SELECT n.notification_type, n.creat
 /// An outbox row's figures, with its notification's: `deliveries d JOIN notifications n`.
 /// Attempts are the row's own count, which outlives the purge of `delivery_attempts`.
 pub(crate) const DELIVERY_FACTS: &str =
-    "SELECT n.notification_type, n.created_at, n.read_at, d.channel, d.status, d.attempts \
-     FROM deliveries d JOIN notifications n ON n.id = d.notification_id";
+    "SELECT n.notification_type, n.created_at, n.read_at, d.channel, d.status, d.attempts, \
+     d.batch_of IS NOT NULL AS batched FROM deliveries d JOIN notifications n ON n.id = d.notification_id";
 
 /// An escalation step's status, with its notification's figures: `escalations e JOIN
 /// notifications n`.
@@ -33,7 +33,7 @@ pub(crate) const ESCALATION_FACTS: &str = "SELECT n.notification_type, n.created
 
 /// The counters of a rollup, in the order [`rollup_tally`] reads them.
 pub(crate) const ROLLUP_COLUMNS: &str = "hour, notification_type, channel, committed, pushed, \
-     delivered, failed, suppressed, escalations, reads, reads_5m, reads_1h, reads_1d";
+     delivered, failed, suppressed, escalations, reads, reads_5m, reads_1h, reads_1d, batched";
 
 pub(crate) type NotificationRow = (String, DateTime<Utc>, Option<DateTime<Utc>>, bool, bool);
 pub(crate) type DeliveryRow = (
@@ -43,12 +43,14 @@ pub(crate) type DeliveryRow = (
     String,
     String,
     i64,
+    bool,
 );
 pub(crate) type EscalationRow = (String, DateTime<Utc>, String);
 pub(crate) type RollupRow = (
     DateTime<Utc>,
     String,
     String,
+    i64,
     i64,
     i64,
     i64,
@@ -74,7 +76,7 @@ pub(crate) fn notification_facts(
 }
 
 pub(crate) fn delivery_facts(
-    (notification_type, created_at, read_at, channel, status, attempts): DeliveryRow,
+    (notification_type, created_at, read_at, channel, status, attempts, batched): DeliveryRow,
 ) -> DeliveryFacts {
     DeliveryFacts {
         created_at,
@@ -83,6 +85,7 @@ pub(crate) fn delivery_facts(
         channel,
         status,
         attempts,
+        batched,
     }
 }
 
@@ -117,6 +120,7 @@ pub(crate) fn rollup_tally(
             escalations,
             reads: row.9,
             reads_within: [row.10, row.11, row.12],
+            batched: row.13,
             ..Default::default()
         },
     )
@@ -170,7 +174,8 @@ impl SqlStore {
                     .push_bind(t.reads)
                     .push_bind(t.reads_within[0])
                     .push_bind(t.reads_within[1])
-                    .push_bind(t.reads_within[2]);
+                    .push_bind(t.reads_within[2])
+                    .push_bind(t.batched);
             });
             q.push(
                 " ON CONFLICT (hour, notification_type, channel) DO UPDATE SET \
@@ -183,7 +188,8 @@ impl SqlStore {
                  reads = analytics_rollups.reads + excluded.reads, \
                  reads_5m = analytics_rollups.reads_5m + excluded.reads_5m, \
                  reads_1h = analytics_rollups.reads_1h + excluded.reads_1h, \
-                 reads_1d = analytics_rollups.reads_1d + excluded.reads_1d",
+                 reads_1d = analytics_rollups.reads_1d + excluded.reads_1d, \
+                 batched = analytics_rollups.batched + excluded.batched",
             );
             q.build().execute(&mut *tx).await.map_err(backend_error)?;
         }
@@ -398,6 +404,25 @@ impl tickethub_actors::ports::AnalyticsStore for SqlStore {
                 .for_each(&mut tx, |row| tallies.delivery(&sql::delivery_facts(row)))
                 .await
                 .map_err(backend_error)?;
+        }
+        // Digests are counted when they were sent, on the email row of `digest`.
+        let wants_digests = query
+            .notification_type
+            .as_deref()
+            .is_none_or(|t| t == tickethub_actors::analytics::DIGEST)
+            && query.channel.as_deref().is_none_or(|c| c == "email");
+        if wants_digests {
+            let sent: Vec<(DateTime<Utc>, i64)> = db::query_as(
+                "SELECT sent_at, notifications FROM digest_sends WHERE sent_at >= $1 AND sent_at < $2",
+            )
+            .bind(query.from)
+            .bind(query.to)
+            .fetch_all(&mut tx)
+            .await
+            .map_err(backend_error)?;
+            for (at, n) in sent {
+                tallies.digest(at, n);
+            }
         }
         tx.commit().await.map_err(backend_error)?;
         Ok(tallies)

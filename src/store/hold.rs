@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use tickethub_actors::domain::{ProjectId, UserId};
 use tickethub_actors::oncall::Handoff;
 use tickethub_actors::ports::{MaintenanceWindow, Quiet, StoreError};
-use tickethub_actors::quiet::QuietHours;
+use tickethub_actors::quiet::{Digest, DigestEvery, QuietHours};
 use tickethub_actors::ticket_domain::TicketId;
 
 use crate::store::{backend_error, db, SqlStore};
@@ -53,14 +53,17 @@ impl tickethub_actors::ports::HoldStore for SqlStore {
             Option<String>,
             Option<String>,
             Option<String>,
+            Option<String>,
+            Option<String>,
         )> = db::query_as(
-            "SELECT time_zone, quiet_start, quiet_end, locale FROM user_quiet WHERE user_id = $1",
+            "SELECT time_zone, quiet_start, quiet_end, locale, digest_every, digest_at \
+             FROM user_quiet WHERE user_id = $1",
         )
         .bind(user.0)
         .fetch_optional(self.reader())
         .await
         .map_err(backend_error)?;
-        let Some((time_zone, start, end, locale)) = row else {
+        let Some((time_zone, start, end, locale, every, at)) = row else {
             return Ok(Quiet::default());
         };
         let hours = match (start, end) {
@@ -71,10 +74,18 @@ impl tickethub_actors::ports::HoldStore for SqlStore {
             }),
             _ => None,
         };
+        let digest = match (every.as_deref().and_then(DigestEvery::parse), at) {
+            (Some(every), Some(at)) => Some(Digest {
+                every,
+                at: Handoff::parse(&at).map_err(|e| StoreError::Backend(e.into()))?,
+            }),
+            _ => None,
+        };
         Ok(Quiet {
             time_zone,
             locale,
             hours,
+            digest,
         })
     }
 
@@ -83,20 +94,51 @@ impl tickethub_actors::ports::HoldStore for SqlStore {
             Some(h) => (Some(h.start.name()), Some(h.end.name())),
             None => (None, None),
         };
+        let now = Utc::now();
+        let mut tx = self.writer().begin().await.map_err(backend_error)?;
         db::query(
-            "INSERT INTO user_quiet (user_id, time_zone, quiet_start, quiet_end, locale) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (user_id) DO UPDATE SET \
+            "INSERT INTO user_quiet (user_id, time_zone, quiet_start, quiet_end, locale, \
+             digest_every, digest_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (user_id) DO UPDATE SET \
              time_zone = excluded.time_zone, quiet_start = excluded.quiet_start, \
-             quiet_end = excluded.quiet_end, locale = excluded.locale",
+             quiet_end = excluded.quiet_end, locale = excluded.locale, \
+             digest_every = excluded.digest_every, digest_at = excluded.digest_at",
         )
         .bind(user.0)
-        .bind(quiet.time_zone)
+        .bind(quiet.time_zone.as_deref())
         .bind(start)
         .bind(end)
         .bind(quiet.locale)
-        .execute(self.writer())
+        .bind(quiet.digest.map(|d| d.every.as_str()))
+        .bind(quiet.digest.map(|d| d.at.name()))
+        .execute(&mut tx)
         .await
         .map_err(backend_error)?;
+        // The next digest's row: due at its next local time; what it covers starts when
+        // digests were switched on, and runs on from the last one sent.
+        match quiet.digest {
+            Some(digest) => {
+                let due = digest.next_due(now, quiet.time_zone.as_deref());
+                db::query(
+                    "INSERT INTO digests (user_id, due_at, since) VALUES ($1, $2, $3) \
+                     ON CONFLICT (user_id) DO UPDATE SET due_at = excluded.due_at",
+                )
+                .bind(user.0)
+                .bind(due)
+                .bind(now)
+                .execute(&mut tx)
+                .await
+                .map_err(backend_error)?;
+            }
+            None => {
+                db::query("DELETE FROM digests WHERE user_id = $1")
+                    .bind(user.0)
+                    .execute(&mut tx)
+                    .await
+                    .map_err(backend_error)?;
+            }
+        }
+        tx.commit().await.map_err(backend_error)?;
         self.release_held(
             "quiet_hours",
             "SELECT id FROM notifications WHERE user_id = $3",
@@ -200,14 +242,16 @@ impl tickethub_actors::ports::HoldStore for SqlStore {
         let now = Utc::now();
         let reason = if why.starts_with("maintenance") {
             "maintenance"
+        } else if why == "batch" {
+            "batch"
         } else {
             "quiet_hours"
         };
-        let detail = format!(
-            "held by {} until {}",
-            why.replace('_', " "),
-            until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-        );
+        let until_text = until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let detail = match reason {
+            "batch" => format!("waits for updates to batch with until {until_text}"),
+            _ => format!("held by {} until {until_text}", why.replace('_', " ")),
+        };
         let done = db::query(
             "UPDATE deliveries SET status = 'QUEUED', next_attempt_at = $2, held = $3, \
              last_error = $4, claimed_until = NULL, claimed_by = NULL, updated_at = $5 \

@@ -20,17 +20,83 @@ impl SqlStore {
             return Ok(false);
         }
         Self::insert_attempt(&mut tx, id, attempt, outcome, error, node, now).await?;
-        let event = match outcome {
-            "sent" => Some("notification.delivered"),
-            "failed" => Some("delivery.failed"),
-            _ => None,
+        let (event, status) = match outcome {
+            "sent" => (Some("notification.delivered"), Some("SENT")),
+            "failed" => (Some("delivery.failed"), Some("FAILED")),
+            "suppressed" => (None, Some("SUPPRESSED")),
+            _ => (None, None),
         };
+        // The deliveries it carried in a batch end as it did.
+        let mut settled = vec![id];
+        if let Some(status) = status {
+            let members: Vec<(i64,)> = db::query_as(
+                "UPDATE deliveries SET status = $2, last_error = $3, updated_at = $4, held = NULL, \
+                 sent_at = CASE WHEN $2 = 'SENT' THEN $4 ELSE sent_at END \
+                 WHERE batch_of = $1 AND status IN ('QUEUED', 'SENDING') RETURNING id",
+            )
+            .bind(id)
+            .bind(status)
+            .bind(error)
+            .bind(now)
+            .fetch_all(&mut tx)
+            .await
+            .map_err(backend_error)?;
+            settled.extend(members.into_iter().map(|(m,)| m));
+        }
         if let Some(event) = event {
-            let known = serde_json::json!({ "attempt": attempt, "error": error });
-            Self::queue_webhooks(&mut tx, event, &[(id, known.to_string())], now).await?;
+            let known = serde_json::json!({ "attempt": attempt, "error": error }).to_string();
+            let subjects: Vec<(i64, String)> =
+                settled.into_iter().map(|d| (d, known.clone())).collect();
+            Self::queue_webhooks(&mut tx, event, &subjects, now).await?;
         }
         tx.commit().await.map_err(backend_error)?;
         Ok(true)
+    }
+
+    /// Whether delivery `id` is still `node`'s to send and in no other's batch.
+    async fn leads_alone(
+        &self,
+        id: i64,
+        node: &str,
+    ) -> Result<bool, tickethub_actors::ports::StoreError> {
+        let held: Option<(Option<i64>,)> = db::query_as(
+            "SELECT batch_of FROM deliveries WHERE id = $1 AND status = 'SENDING' AND claimed_by = $2",
+        )
+        .bind(id)
+        .bind(node)
+        .fetch_optional(self.writer())
+        .await
+        .map_err(backend_error)?;
+        Ok(matches!(held, Some((None,))))
+    }
+
+    /// Notifications by id, as the writer sees them.
+    pub(crate) async fn notifications_by_id(
+        &self,
+        ids: impl IntoIterator<Item = i64>,
+    ) -> Result<
+        std::collections::HashMap<i64, tickethub_actors::notification::Notification>,
+        tickethub_actors::ports::StoreError,
+    > {
+        let mut nq = db::Builder::new(crate::store::notifications::NOTIFICATION_SELECT);
+        nq.push(" WHERE n.id IN (");
+        let mut sep = nq.separated(", ");
+        let mut any = false;
+        for id in ids {
+            sep.push_bind(id);
+            any = true;
+        }
+        if !any {
+            return Ok(std::collections::HashMap::new());
+        }
+        nq.push(")");
+        nq.build_query_as::<crate::store::notifications::NotificationRow>()
+            .fetch_all(self.writer())
+            .await
+            .map_err(backend_error)?
+            .into_iter()
+            .map(|r| r.into_notification().map(|n| (n.id, n)))
+            .collect()
     }
 }
 
@@ -98,24 +164,7 @@ impl tickethub_actors::ports::OutboxStore for SqlStore {
             .fetch_all(self.writer())
             .await
             .map_err(backend_error)?;
-        let mut nq = db::Builder::new(crate::store::notifications::NOTIFICATION_SELECT);
-        nq.push(" WHERE n.id IN (");
-        let mut sep = nq.separated(", ");
-        for row in &rows {
-            sep.push_bind(row.1);
-        }
-        nq.push(")");
-        let notifications: std::collections::HashMap<
-            i64,
-            tickethub_actors::notification::Notification,
-        > = nq
-            .build_query_as::<crate::store::notifications::NotificationRow>()
-            .fetch_all(self.writer())
-            .await
-            .map_err(backend_error)?
-            .into_iter()
-            .map(|r| r.into_notification().map(|n| (n.id, n)))
-            .collect::<Result<_, _>>()?;
+        let notifications = self.notifications_by_id(rows.iter().map(|r| r.1)).await?;
         let devices = if tickethub_actors::routing::Channel::CARRIERS.contains(&channel) {
             let ids: Vec<i64> = rows.iter().filter_map(|r| r.3.parse().ok()).collect();
             self.devices_by_id(&ids).await?
@@ -175,6 +224,7 @@ impl tickethub_actors::ports::OutboxStore for SqlStore {
                         suppressed,
                         locale,
                         time_zone,
+                        batch: Vec::new(),
                     })
                 },
             )
@@ -393,6 +443,94 @@ impl tickethub_actors::ports::OutboxStore for SqlStore {
         Ok(done.rows_affected())
     }
 
+    async fn gather_batch(
+        &self,
+        id: i64,
+        node: &str,
+        joins: &(dyn for<'n> Fn(&'n tickethub_actors::notification::Notification) -> bool + Sync),
+    ) -> Result<
+        Option<Vec<tickethub_actors::notification::Notification>>,
+        tickethub_actors::ports::StoreError,
+    > {
+        // A delivery another gathered meanwhile goes with that one.
+        if !self.leads_alone(id, node).await? {
+            return Ok(None);
+        }
+        // What is untried and in no batch, for the same person, ticket, channel and address,
+        // and whether each carries others itself (a claim let go: it is never gathered).
+        let candidates: Vec<(i64, i64, bool)> = db::query_as(
+            "SELECT d.id, d.notification_id, \
+             EXISTS (SELECT 1 FROM deliveries m WHERE m.batch_of = d.id) AS leads \
+             FROM deliveries l \
+             JOIN notifications ln ON ln.id = l.notification_id \
+             JOIN notifications n ON n.user_id = ln.user_id AND n.ticket_id = ln.ticket_id \
+             JOIN deliveries d ON d.notification_id = n.id \
+             WHERE l.id = $1 AND d.id <> l.id AND d.channel = l.channel AND d.address = l.address \
+             AND d.status IN ('QUEUED', 'SENDING') AND d.batch_of IS NULL AND d.attempts = 0 \
+             ORDER BY d.id",
+        )
+        .bind(id)
+        .fetch_all(self.writer())
+        .await
+        .map_err(backend_error)?;
+        if !candidates.is_empty() {
+            let notes = self
+                .notifications_by_id(candidates.iter().map(|(_, n, _)| *n))
+                .await?;
+            let batched: Vec<&(i64, i64, bool)> = candidates
+                .iter()
+                .filter(|(_, n, _)| notes.get(n).is_some_and(joins))
+                .collect();
+            // The oldest leads: a younger one tried meanwhile finds this one and waits for it.
+            if batched.iter().any(|(d, _, _)| *d < id) {
+                return Ok(None);
+            }
+            // Read again now that no older one is left: one that gathered this one before it
+            // was sent is no longer left either, and this one must not go alone.
+            if !self.leads_alone(id, node).await? {
+                return Ok(None);
+            }
+            let joining: Vec<i64> = batched
+                .iter()
+                .filter(|(_, _, leads)| !leads)
+                .map(|(d, _, _)| *d)
+                .collect();
+            if !joining.is_empty() {
+                let mut q = db::Builder::new("UPDATE deliveries SET batch_of = ");
+                q.push_bind(id);
+                q.push(
+                    ", held = NULL WHERE status IN ('QUEUED', 'SENDING') AND batch_of IS NULL \
+                     AND attempts = 0 AND id IN (",
+                );
+                let mut sep = q.separated(", ");
+                for d in &joining {
+                    sep.push_bind(*d);
+                }
+                q.push(")");
+                q.build()
+                    .execute(self.writer())
+                    .await
+                    .map_err(backend_error)?;
+            }
+        }
+        let carried: Vec<(i64,)> = db::query_as(
+            "SELECT notification_id FROM deliveries WHERE batch_of = $1 ORDER BY notification_id",
+        )
+        .bind(id)
+        .fetch_all(self.writer())
+        .await
+        .map_err(backend_error)?;
+        let notes = self
+            .notifications_by_id(carried.iter().map(|(n,)| *n))
+            .await?;
+        Ok(Some(
+            carried
+                .into_iter()
+                .filter_map(|(n,)| notes.get(&n).cloned())
+                .collect(),
+        ))
+    }
+
     async fn outbox_depth(
         &self,
         channel: tickethub_actors::routing::Channel,
@@ -497,7 +635,7 @@ fn claim_sql(kind: db::Kind) -> &'static str {
         format!(
             "UPDATE deliveries SET status = 'SENDING', claimed_until = {until}, claimed_by = $2, updated_at = {now} \
              WHERE id IN (SELECT id FROM deliveries WHERE channel = $4 AND \
-             status IN ('QUEUED', 'SENDING') AND \
+             status IN ('QUEUED', 'SENDING') AND batch_of IS NULL AND \
              ((status = 'QUEUED' AND next_attempt_at <= {now}) OR (status = 'SENDING' AND claimed_until < {now})) \
              ORDER BY next_attempt_at, id LIMIT $5 {lock}) RETURNING id",
             until = kind.lease_until("$1", "$3"),

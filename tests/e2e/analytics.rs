@@ -28,8 +28,9 @@ pub(crate) enum Bind {
     Int(i64),
 }
 
-/// Runs `sql` (with `$1`… bound to `binds`) on the test database, past the hub.
-pub(crate) async fn db_exec(db: &TestDb, sql: &str, binds: &[Bind]) {
+/// Runs `sql` (with `$1`… bound to `binds`) on the test database, past the hub; answers how
+/// many rows it changed.
+pub(crate) async fn db_exec(db: &TestDb, sql: &str, binds: &[Bind]) -> u64 {
     use sqlx::Connection;
     macro_rules! run {
         ($conn:ty) => {{
@@ -41,8 +42,9 @@ pub(crate) async fn db_exec(db: &TestDb, sql: &str, binds: &[Bind]) {
                     Bind::Int(i) => q.bind(i),
                 };
             }
-            q.execute(&mut conn).await.unwrap();
+            let done = q.execute(&mut conn).await.unwrap().rows_affected();
             let _ = conn.close().await;
+            done
         }};
     }
     if db.url.starts_with("sqlite") {
@@ -263,7 +265,7 @@ fn expected() -> BTreeMap<(&'static str, &'static str), Value> {
             "committed": committed, "pushed": pushed, "delivered": delivered, "failed": failed,
             "read": read, "read_5m": within[0], "read_1h": within[1], "read_1d": within[2],
             "time_to_read_p50_s": p50, "time_to_read_p90_s": p90,
-            "escalations_per_100": esc, "push_suppressed": 0,
+            "escalations_per_100": esc, "push_suppressed": 0, "batched": 0, "digested": 0,
         })
     };
     BTreeMap::from([

@@ -296,6 +296,8 @@ pub fn test_config(db_url: &str) -> ServeConfig {
     c.database_url = db_url.to_owned();
     c.jwt_secret = Some(SECRET.to_owned());
     c.shutdown_timeout = 5;
+    // Each message goes at once; the batching tests set a window.
+    c.batch_window = std::time::Duration::ZERO;
     // Mail goes to a folder nobody reads unless a test points the hub at its SMTP server.
     c.channels.email.mail_outbox_dir =
         std::env::temp_dir().join(format!("tickethub-mail-{}", uuid::Uuid::new_v4().simple()));
@@ -788,6 +790,8 @@ pub fn tickethub_command() -> std::process::Command {
             cmd.env_remove(key);
         }
     }
+    // Each message goes at once, as in the in-process hubs; a test may pass a window.
+    cmd.env("TICKETHUB_BATCH_WINDOW", "0s");
     cmd.stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());

@@ -20,6 +20,7 @@ mod cluster;
 mod delivery;
 mod dialect_replay;
 mod dialects;
+mod digests;
 mod edges;
 mod escalation;
 mod event_webhooks;
@@ -81,6 +82,7 @@ fn main() {
         receipts::trials(),
         bounces::trials(),
         locales::trials(),
+        digests::trials(),
         event_webhooks::trials(),
         auth::trials(),
         browser::trials(),

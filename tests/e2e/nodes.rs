@@ -190,6 +190,7 @@ impl Node {
             .args(&self.args)
             .env_remove("DATABASE_URL")
             .env_remove("REDIS_URL")
+            .env("TICKETHUB_BATCH_WINDOW", "0s")
             .env("RUST_LOG", log_level())
             .stdout(Stdio::piped())
             .stderr(log_file(self.name))

@@ -18,6 +18,8 @@ pub struct Quiet {
     pub locale: Option<String>,
     /// Their quiet hours, if any (in `time_zone`, or UTC without one).
     pub hours: Option<QuietHours>,
+    /// Their digest, if they want one (in `time_zone`, or UTC without one).
+    pub digest: Option<crate::quiet::Digest>,
 }
 
 /// A stretch of time when every outbound message about a project's tickets waits.

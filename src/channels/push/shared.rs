@@ -303,6 +303,7 @@ mod tests {
             suppressed: None,
             locale: None,
             time_zone: None,
+            batch: Vec::new(),
         }
     }
 

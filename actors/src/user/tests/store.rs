@@ -226,6 +226,7 @@ inbox!(OutboxStore {
     fn delivery_suppressed(&self, id: i64, node: &str, why: &str) -> Result<bool, StoreError>;
     fn delivery_release(&self, ids: &[i64]) -> Result<(), StoreError>;
     fn delivery_reclaim(&self, channel: Channel, node: &str, sending: &[i64]) -> Result<u64, StoreError>;
+    fn gather_batch(&self, id: i64, node: &str, joins: &(dyn for<'n> Fn(&'n Notification) -> bool + Sync)) -> Result<Option<Vec<Notification>>, StoreError>;
     fn outbox_depth(&self, channel: Channel) -> Result<i64, StoreError>;
 });
 
@@ -524,3 +525,10 @@ impl Running {
             .unwrap();
     }
 }
+
+inbox!(DigestStore {
+    fn claim_digests(&self, node: &str, now: DateTime<Utc>, lease_until: DateTime<Utc>, limit: i64) -> Result<Vec<crate::ports::DueDigest>, StoreError>;
+    fn next_digest(&self, user: UserId) -> Result<Option<crate::ports::DueDigest>, StoreError>;
+    fn digest_contents(&self, user: UserId, since: DateTime<Utc>, until: DateTime<Utc>, limit: i64) -> Result<Vec<Notification>, StoreError>;
+    fn digest_done(&self, user: UserId, node: &str, until: DateTime<Utc>, next: DateTime<Utc>, sent: i64) -> Result<bool, StoreError>;
+});
