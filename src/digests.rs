@@ -142,6 +142,11 @@ async fn send(digests: &Digests, digest: DueDigest) -> Result<(), StoreError> {
     if let Some(job) = &drafted.job {
         match digests.email.send(job).await {
             Ok(_) => sent = drafted.count as i64,
+            // Refused for good (the address, say): this one is not sent, the next is due.
+            Err(e @ tickethub_actors::ports::TransportError::Permanent(_)) => {
+                tracing::warn!(user = digest.user.0, error = %e, "a digest was refused; it is skipped");
+                metrics::counter!("tickethub_digests_total", "outcome" => "refused").increment(1);
+            }
             Err(e) => {
                 tracing::warn!(user = digest.user.0, error = %e, "a digest was not sent; it is tried again");
                 metrics::counter!("tickethub_digests_total", "outcome" => "retry").increment(1);

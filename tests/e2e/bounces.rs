@@ -156,6 +156,7 @@ async fn a_hard_bounce_suppresses_the_address_until_an_admin_takes_it_off(backen
     let ann = hub.user("ann", Role::Developer).await;
     let bob = hub.user("bob", Role::Developer).await;
     let cy = hub.user("cy", Role::Developer).await;
+    let dee = hub.user("dee", Role::Developer).await;
     let (ann_mail, bob_mail) = ("ann@example.test", "bob@example.test");
     // An event webhook hears deliveries that fail, a bounce's too.
     hub.post_as(
@@ -167,13 +168,15 @@ async fn a_hard_bounce_suppresses_the_address_until_an_admin_takes_it_off(backen
     .await;
     hub.send(
         &admin,
-        &[&ann, &bob, &cy],
+        &[&ann, &bob, &cy, &dee],
         json!({"title": "Deploy at five", "channels": ["email"]}),
     )
     .await;
     let cy_path = mail_to(&smtp, "cy@example.test", "Deploy at five")
         .await
         .from;
+    let dee_mail = "dee@example.test";
+    let dee_path = mail_to(&smtp, dee_mail, "Deploy at five").await.from;
     let to_ann = mail_to(&smtp, ann_mail, "Deploy at five").await;
     let to_bob = mail_to(&smtp, bob_mail, "Deploy at five").await;
     // Each message's return path is its own, at the listener's domain.
@@ -423,6 +426,43 @@ async fn a_hard_bounce_suppresses_the_address_until_an_admin_takes_it_off(backen
     .await;
     mail_to(&smtp, ann_mail, "Fourth").await;
     email_delivery(&hub, &ann, "SENT").await;
+
+    // Dee's mailbox is full (a soft bounce: nothing listed), then gone (a hard one: listed).
+    let full = dsn(
+        &dee_path,
+        dee_mail,
+        "failed",
+        "4.2.2",
+        "452 4.2.2 mailbox full",
+    );
+    assert_eq!(bounce_to(&hub, &dee_path, &full).await.0, 250);
+    let listed = hub
+        .get_as(
+            &admin,
+            "/api/admin/suppressions/?address=dee@example.test",
+            200,
+        )
+        .await;
+    assert_eq!(listed["count"], 0, "{listed}");
+    let gone = dsn(
+        &dee_path,
+        dee_mail,
+        "failed",
+        "5.1.1",
+        "550 5.1.1 no such user",
+    );
+    assert_eq!(bounce_to(&hub, &dee_path, &gone).await.0, 250);
+    let listed = hub
+        .get_as(
+            &admin,
+            "/api/admin/suppressions/?address=dee@example.test",
+            200,
+        )
+        .await;
+    assert_eq!(listed["count"], 1, "{listed}");
+    assert_eq!(listed["results"][0]["source"], "bounce", "{listed}");
+    let me = hub.get_as(&dee, "/api/users/me/", 200).await;
+    assert!(me["addresses"]["email"]["invalid_at"].is_string(), "{me}");
 }
 
 crate::trials! {

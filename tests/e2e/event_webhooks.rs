@@ -410,10 +410,126 @@ async fn a_failing_subscription_is_turned_off_and_admins_are_told(backend: Backe
     assert_eq!(delete().await.0, 404);
 }
 
+/// Without `--webhook-allow-private`, a subscription whose URL is an address off the public
+/// internet (the receiver on loopback) gets nothing: each try is refused before a byte is
+/// sent, and the log says why. With it, an event that failed once and whose subscription is
+/// switched off waits, untried, until it is on again, and then goes under its one id.
+async fn a_private_address_is_refused_and_a_paused_subscription_keeps_its_events(backend: Backend) {
+    let receiver = Http::start().await;
+    let strict = TestHub::start_with(&backend, quick).await;
+    let admin = strict.user("boss", Role::Admin).await;
+    let hook = subscribe(&strict, &admin, &receiver.url(), &ALL).await;
+    assert!(receiver.url().contains("127.0.0.1"), "{}", receiver.url());
+    let path = format!("/api/admin/webhooks/{}/", hook["id"]);
+    strict
+        .post_as(&admin, &format!("{path}test/"), json!({}), 202)
+        .await;
+    let refused = eventually_ok("the post is refused", || async {
+        let log = strict
+            .get_as(&admin, &format!("{path}deliveries/"), 200)
+            .await;
+        let row = log["results"][0].clone();
+        let error = row["last_error"].as_str().unwrap_or_default().to_owned();
+        error
+            .contains("non-public address")
+            .then_some(row.clone())
+            .ok_or(row.to_string())
+    })
+    .await;
+    assert_eq!(refused["response_status"], Value::Null, "{refused}");
+    assert!(
+        receiver.requests().is_empty(),
+        "nothing reached the receiver"
+    );
+
+    // Allowed: refused once, then switched off before its retry (a test event would go even
+    // to a subscription that is off; a read does not).
+    let open = TestHub::start_with(&backend, |c| {
+        quick(c);
+        c.channels.webhook.webhook_allow_private = true;
+        c.delivery_backoff_max_ms = 3_000;
+    })
+    .await;
+    let admin = open.user("boss", Role::Admin).await;
+    let hook = subscribe(&open, &admin, &receiver.url(), &["notification.read"]).await;
+    let path = format!("/api/admin/webhooks/{}/", hook["id"]);
+    receiver.script([Reply::Status(500, json!({}))]);
+    open.send(&admin, &[&admin], json!({"title": "Ping"})).await;
+    let ping = open.get_as(&admin, "/api/notifications/", 200).await["results"][0]["id"].clone();
+    open.post_as(
+        &admin,
+        &format!("/api/notifications/{ping}/mark_as_read/"),
+        json!({}),
+        200,
+    )
+    .await;
+    receiver.wait_for(1).await;
+    let token = open.token(&admin);
+    let switch = |on: bool| {
+        let (open, path, token) = (&open, path.clone(), token.clone());
+        async move {
+            let (code, w) = open
+                .call(
+                    reqwest::Method::PATCH,
+                    &path,
+                    Some(&token),
+                    Some(json!({ "enabled": on })),
+                )
+                .await;
+            assert_eq!(code, 200, "{w}");
+        }
+    };
+    switch(false).await;
+    let row = eventually_ok("the failed try is logged", || async {
+        let log = open
+            .get_as(&admin, &format!("{path}deliveries/"), 200)
+            .await;
+        let row = log["results"][0].clone();
+        (row["attempts"] == 1)
+            .then_some(row.clone())
+            .ok_or(row.to_string())
+    })
+    .await;
+    assert_eq!(row["status"], "PENDING", "{row}");
+    // Past its retry's time it is still waiting, untried.
+    let due = chrono::DateTime::parse_from_rfc3339(row["next_attempt_at"].as_str().unwrap())
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    let wait = (due - chrono::Utc::now()).to_std().unwrap_or_default();
+    tokio::time::sleep(wait + std::time::Duration::from_secs(1)).await;
+    let log = open
+        .get_as(&admin, &format!("{path}deliveries/"), 200)
+        .await;
+    assert_eq!(
+        (&log["results"][0]["status"], &log["results"][0]["attempts"]),
+        (&json!("PENDING"), &json!(1)),
+        "{log}"
+    );
+    assert_eq!(receiver.requests().len(), 1);
+    // On again: it goes, under the id it was first tried with.
+    switch(true).await;
+    let both = receiver.wait_for(2).await;
+    assert_eq!(both.len(), 2);
+    assert_eq!(
+        both[0].headers["webhook-id"], both[1].headers["webhook-id"],
+        "one event"
+    );
+    eventually_ok("it is delivered", || async {
+        let log = open
+            .get_as(&admin, &format!("{path}deliveries/"), 200)
+            .await;
+        (log["results"][0]["status"] == "DELIVERED")
+            .then_some(())
+            .ok_or(log.to_string())
+    })
+    .await;
+}
+
 crate::trials! {
     both: [
         the_hub_s_events_reach_a_subscribed_url_signed,
         a_failing_subscription_is_turned_off_and_admins_are_told,
+        a_private_address_is_refused_and_a_paused_subscription_keeps_its_events,
     ],
     tests: [],
     sync: [],
