@@ -445,6 +445,22 @@ async fn a_digest_sums_up_what_reached_a_person_only_in_the_app(backend: Backend
     assert_eq!((code, &me["digest"]), (200, &Value::Null), "{me}");
     let left = crate::harness::db_number(&hub.db, "SELECT COUNT(*) FROM digests").await;
     assert_eq!(left, 0);
+
+    // On again, then the first digest's one-click link (a mail client's POST) stops it.
+    let (code, _) = patch(json!({"digest": {"every": "daily"}})).await;
+    assert_eq!(code, 200);
+    let clicked = reqwest::Client::new()
+        .post(hub.url(&crate::unsubscribe::link(&mail[0])))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("List-Unsubscribe=One-Click")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(clicked.status(), 200);
+    let me = hub.get_as(&ann, "/api/users/me/", 200).await;
+    assert_eq!(me["digest"], Value::Null, "{me}");
+    let left = crate::harness::db_number(&hub.db, "SELECT COUNT(*) FROM digests").await;
+    assert_eq!(left, 0);
 }
 
 /// `kill -9` around a digest's send, on a hub process: killed while it holds the digest (its

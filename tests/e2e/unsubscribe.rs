@@ -20,7 +20,7 @@ fn header(mail: &Mail, name: &str) -> Option<String> {
 }
 
 /// The path and query of the hub's unsubscribe link in a mail's header.
-fn link(mail: &Mail) -> String {
+pub(crate) fn link(mail: &Mail) -> String {
     let value = header(mail, "List-Unsubscribe").expect("a List-Unsubscribe header");
     let url = value.trim_start_matches('<').trim_end_matches('>');
     let rest = url
