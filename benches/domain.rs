@@ -163,6 +163,7 @@ fn routing(c: &mut Criterion) {
             newly_assigned: &newly_assigned,
             admins: &admins,
             super_admins: &super_admins,
+            mentioned: &[],
         };
         group.bench_with_input(BenchmarkId::from_parameter(&event), &event, |b, event| {
             b.iter(|| {

@@ -29,6 +29,7 @@ pub mod fuzzing;
 pub mod http;
 pub mod limits;
 pub mod mailbox;
+pub mod markdown;
 pub mod presence;
 pub mod replies;
 pub mod routing;

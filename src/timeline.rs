@@ -394,6 +394,8 @@ pub async fn trace(
             newly_assigned: &e.newly_assigned,
             admins: &admin_ids,
             super_admins: &super_ids,
+            // Whom a text mentioned is not in the history: a mention is its own notification.
+            mentioned: &[],
         };
         let audiences: Vec<&str> = route
             .map(|r| r.audiences.iter().map(|a| a.as_str()).collect())

@@ -352,11 +352,18 @@ pub struct CommentJson {
     pub author: i64,
     /// The author's name.
     pub author_name: String,
-    /// The text.
+    /// The text (empty once deleted), Markdown as its author wrote it.
     pub body: String,
+    /// The text as safe HTML (see the API guide's Markdown), for pages to show as it is.
+    pub body_html: String,
     /// When it was written.
     #[schema(format = DateTime)]
     pub created_at: String,
+    /// When its author last edited it; null if never.
+    #[schema(format = DateTime)]
+    pub edited_at: Option<String>,
+    /// Deleted: the comment stays in its place as a tombstone, without its text.
+    pub deleted: bool,
 }
 
 /// A comment as the REST API shows it.
@@ -367,7 +374,10 @@ pub fn comment(c: &Comment) -> CommentJson {
         author: c.author.0,
         author_name: c.author_name.clone(),
         body: c.body.clone(),
+        body_html: crate::markdown::to_html(&c.body),
         created_at: timestamp(c.created_at),
+        edited_at: c.edited_at.map(timestamp),
+        deleted: c.deleted_at.is_some(),
     }
 }
 
@@ -463,6 +473,7 @@ pub fn room_event(event: &tickethub_actors::room::RoomEvent) -> Value {
                     "author": comment.author_name,
                     "author_id": comment.author.0,
                     "body": comment.body,
+                    "body_html": crate::markdown::to_html(&comment.body),
                     "created_at": timestamp(comment.created_at),
                 },
             },

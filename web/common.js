@@ -388,6 +388,8 @@ const EVENT_WORDS = {
   ticket_approved: 'Ticket approved',
   ticket_rejected: 'Ticket rejected',
   comment_added: 'New comment',
+  ticket_updated: 'Ticket changed',
+  ticket_mentioned: 'You were mentioned',
   user_registered: 'New account',
 };
 
@@ -426,6 +428,7 @@ const ACTION_WORDS = {
   approve: 'approved the work',
   reject: 'rejected the work',
   comment: 'commented',
+  edit: 'changed the ticket',
 };
 
 /**

@@ -49,6 +49,8 @@ const state = {
   frames: [],
   // The ticket open in the ticket view, if any: its id and what the hub said about it.
   detail: null,
+  // The ticket whose fields are being edited, if any.
+  editing: null,
   ticket: null,
   history: [],
   detailRequest: 0,
@@ -80,12 +82,14 @@ const room = new Room({
     if (open && open.id === u.ticket_id && !(typeof open.version === 'number' && u.version <= open.version)) {
       Object.assign(open, fields);
       renderTicketView();
-      loadHistory(open.id);
+      // An edit changes what the frame does not carry (the description, the category).
+      if (u.action === 'updated') reloadTicket();
+      else loadHistory(open.id);
     }
   },
   onComment: (d) => {
     if (state.detail === d.ticket_id) {
-      appendComment({ ...d.comment, author: d.comment.author_id ?? null, author_name: d.comment.author });
+      showComment({ ...d.comment, author: d.comment.author_id ?? null, author_name: d.comment.author });
     }
   },
   ticketKey: (id) => state.tickets.find((t) => t.id === id)?.key || (state.ticket?.id === id ? state.ticket.key : `#${id}`),
@@ -783,13 +787,30 @@ async function loadTicket(id, request = state.detailRequest) {
     followRoom(full);
     room.view(full.id);
   }
-  for (const c of full.comments || []) appendComment(c);
+  for (const c of full.comments || []) showComment(c);
+  if (first) readTicket(full.id);
   renderTicketView();
   renderHistory();
   room.render();
   if (first) {
     document.title = `${full.key} · tickethub`;
     byTestId('detail-title')?.focus({ preventScroll: false });
+  }
+}
+
+/**
+ * Marks the notifications about ticket `id` read: the user is looking at it. Every tab and
+ * device of theirs hears it from the hub.
+ */
+async function readTicket(id) {
+  const unread = [...state.notifications.values()].filter((n) => !n.is_read && n.ticket?.id === id);
+  if (!hub || (unread.length === 0 && state.unreadElsewhere === 0)) return;
+  try {
+    await session.api('POST', `/api/notifications/mark_all_as_read/?ticket=${id}`);
+    for (const n of unread) n.is_read = true;
+    renderNotifications();
+  } catch {
+    // They stay unread; the bell says so.
   }
 }
 
@@ -828,10 +849,86 @@ function closeTicket() {
   renderNotificationsTitle();
 }
 
+/** Whether this user may change the ticket's fields: its creator while NEW or OPEN, admins. */
+function canEdit(t) {
+  return state.me.role === 'admin' || (t.created_by === state.me.id && ['NEW', 'OPEN'].includes(t.status));
+}
+
+/** The form that changes a ticket's title, description, priority and category. */
+function editForm(t) {
+  const options = (values, names, current) => values.map((v) => el('option', { value: v, selected: v === current }, names(v)));
+  const form = el('form', { class: 'edit-ticket', testid: 'edit-form', 'aria-label': `Edit ${t.key}`, onsubmit: (ev) => saveEdit(ev, t) },
+    el('label', {}, 'Title', el('input', { name: 'title', testid: 'edit-title', required: true, maxlength: '200', value: t.title })),
+    el('label', {}, 'Priority', el('select', { name: 'priority', testid: 'edit-priority' },
+      options(['LOW', 'MEDIUM', 'HIGH', 'CRITICAL'], priorityName, t.priority))),
+    el('label', {}, 'Category', el('select', { name: 'category', testid: 'edit-category' },
+      options(['BUG', 'FEATURE', 'SUPPORT', 'OTHER'], categoryName, t.category))),
+    el('label', { class: 'wide' }, 'Description', el('textarea', { name: 'description', testid: 'edit-description', rows: '5', maxlength: '20000' }, t.description || '')),
+    el('div', { class: 'actions' },
+      el('button', { type: 'submit', class: 'small primary', testid: 'edit-save' }, 'Save changes'),
+      el('button', { type: 'button', class: 'small', testid: 'edit-cancel', onclick: () => { state.editing = null; renderTicketView(); } }, 'Cancel')));
+  return form;
+}
+
+async function saveEdit(ev, t) {
+  ev.preventDefault();
+  const f = ev.target.elements;
+  const changed = {};
+  for (const name of ['title', 'priority', 'category', 'description']) {
+    const value = name === 'title' ? f[name].value.trim() : f[name].value;
+    if (value !== (t[name] ?? '')) changed[name] = value;
+  }
+  if (Object.keys(changed).length === 0) {
+    state.editing = null;
+    renderTicketView();
+    return;
+  }
+  byTestId('edit-save').disabled = true;
+  try {
+    await session.api('PATCH', `/api/tickets/${t.id}/`, changed);
+    state.editing = null;
+    flash(`${t.key} changed. The people on it are told.`);
+    await reloadTicket();
+    await refreshTickets();
+    renderTickets();
+  } catch (e) {
+    flash(`Cannot change ${t.key}: ${describe(e)}`, 'error');
+    const save = byTestId('edit-save');
+    if (save) save.disabled = false;
+  }
+}
+
+/**
+ * The ticket's description: the hub's safe HTML of its Markdown (raw HTML in it is text,
+ * links http(s), mailto or relative), or the text itself when the hub sent none.
+ */
+function description(t) {
+  const box = el('div', { class: 'description markdown', testid: 'ticket-description' });
+  if (!t.description) box.append(el('span', { class: 'muted' }, 'No description.'));
+  else if (typeof t.description_html === 'string') box.innerHTML = t.description_html;
+  else box.textContent = t.description;
+  return box;
+}
+
+/** A comment's text: the hub's safe HTML of its Markdown, or the text itself. */
+function commentBody(c) {
+  const box = el('div', { class: 'body markdown', testid: 'comment-body' });
+  if (typeof c.body_html === 'string') box.innerHTML = c.body_html;
+  else box.textContent = c.body;
+  return box;
+}
+
 function renderTicketView() {
   const t = state.ticket;
   if (!t) return;
   const controls = actionControls(t, 'view');
+  if (state.editing === t.id && !canEdit(t)) state.editing = null;
+  if (canEdit(t) && state.editing !== t.id) {
+    controls.push(el('button', {
+      type: 'button', class: 'small', testid: 'action-edit',
+      onclick: () => { state.editing = t.id; renderTicketView(); byTestId('edit-title')?.focus(); },
+    }, 'Edit'));
+  }
   const assignees = t.assignees.map((id) => person(id));
   const fact = (label, ...value) => [el('dt', {}, label), el('dd', {}, ...value)];
   byTestId('comment-form').hidden = t.status === 'APPROVED';
@@ -848,8 +945,9 @@ function renderTicketView() {
       fact('Assigned to', el('span', { testid: 'ticket-assignees' },
         assignees.length ? assignees.flatMap((p, i) => (i ? [', ', p] : [p])) : 'Nobody yet')),
       fact('Last change', el('time', { datetime: t.updated_at }, clock(t.updated_at)))),
-    el('div', { class: 'description', testid: 'ticket-description' },
-      t.description ? t.description : el('span', { class: 'muted' }, 'No description.')),
+    state.editing === t.id
+      ? byTestId('edit-form') || editForm(t)
+      : description(t),
     controls.length
       ? el('div', { class: 'actions view-actions', testid: 'ticket-actions' }, el('span', { class: 'muted' }, 'You can: '), ...controls)
       : el('p', { class: 'muted', testid: 'ticket-actions' }, waitingFor(t)),
@@ -883,10 +981,21 @@ function historyText(h) {
     case 'start_work': return `${who} started work`;
     case 'finish_work': return `${who} finished work`;
     case 'approve': return `${who} approved the work`;
-    case 'reject': return `${who} rejected the work`;
+    case 'reject': return h.reason ? `${who} rejected the work: “${h.reason}”` : `${who} rejected the work`;
+    case 'edit': return `${who} changed ${(h.changes || []).map(changeText).join(', ') || 'the ticket'}`;
     case 'comment':
     case 'comments': return `${who} commented`;
     default: return h.event === 'comment_added' ? `${who} commented` : `${who}: ${eventName(h.event).toLowerCase()}`;
+  }
+}
+
+/** One field an edit changed, in words: "the priority from High to Critical". */
+function changeText(c) {
+  switch (c.field) {
+    case 'title': return `the title to “${c.after}”`;
+    case 'priority': return `the priority from ${priorityName(c.before)} to ${priorityName(c.after)}`;
+    case 'category': return `the category from ${categoryName(c.before)} to ${categoryName(c.after)}`;
+    default: return `the ${c.field}`;
   }
 }
 
@@ -904,14 +1013,113 @@ function renderHistory() {
   if (!state.history.length) list.append(el('li', { class: 'muted' }, 'Nothing recorded yet.'));
 }
 
-function appendComment(c) {
+/** Shows a comment: added at the end, or in its place when it is there (edited, deleted). */
+function showComment(c) {
   const list = byTestId('comment-list');
-  if (list.querySelector(`[data-comment-id="${CSS.escape(String(c.id))}"]`)) return;
-  list.append(el('li', { testid: 'comment-item', dataset: { commentId: c.id } },
+  const item = commentItem(c);
+  const there = list.querySelector(`[data-comment-id="${CSS.escape(String(c.id))}"]`);
+  if (there) {
+    // A frame of the room carries no edit; what the REST API said last stands.
+    if (there.dataset.edited && !c.edited_at && !c.deleted) return;
+    there.replaceWith(item);
+  } else list.append(item);
+  byTestId('comments-empty').hidden = true;
+}
+
+function commentItem(c) {
+  const t = state.ticket;
+  const open = t && t.status !== 'APPROVED';
+  const mine = c.author === state.me.id;
+  const buttons = [];
+  if (open && !c.deleted && mine) {
+    buttons.push(el('button', { type: 'button', class: 'link', testid: 'comment-edit', 'aria-label': 'Edit your comment', onclick: () => editComment(c) }, 'Edit'));
+  }
+  if (open && !c.deleted && (mine || state.me.role === 'admin')) {
+    buttons.push(el('button', { type: 'button', class: 'link danger', testid: 'comment-delete', 'aria-label': mine ? 'Delete your comment' : `Delete the comment of ${c.author_name}`, onclick: () => deleteComment(c) }, 'Delete'));
+  }
+  return el('li', { testid: 'comment-item', dataset: { commentId: c.id, ...(c.edited_at ? { edited: 'true' } : {}), ...(c.deleted ? { deleted: 'true' } : {}) } },
     el('strong', {}, person(c.author, c.author_name)), ' ',
     el('time', { class: 'muted', datetime: c.created_at }, clock(c.created_at)),
-    el('div', { class: 'body' }, c.body)));
-  byTestId('comments-empty').hidden = true;
+    c.edited_at && !c.deleted ? el('span', { class: 'muted', testid: 'comment-edited', title: `Edited ${new Date(c.edited_at).toLocaleString()}` }, ' · edited') : null,
+    buttons.length ? el('span', { class: 'comment-tools' }, ' ', ...buttons) : null,
+    c.deleted
+      ? el('div', { class: 'body muted tombstone', testid: 'comment-tombstone' }, 'This comment was deleted.')
+      : commentBody(c));
+}
+
+function editComment(c) {
+  const item = byTestId('comment-list').querySelector(`[data-comment-id="${CSS.escape(String(c.id))}"]`);
+  if (!item) return;
+  const input = el('textarea', { testid: 'comment-edit-input', rows: '3', 'aria-label': 'Your comment', maxlength: '10000' }, c.body);
+  const form = el('form', { class: 'comment-form', testid: 'comment-edit-form', onsubmit: async (ev) => {
+    ev.preventDefault();
+    if (!input.value.trim()) return;
+    try {
+      const changed = await session.api('PATCH', `/api/tickets/${c.ticket}/comments/${c.id}/`, { body: input.value });
+      showComment(changed);
+    } catch (e) {
+      flash(`Cannot change the comment: ${describe(e)}`, 'error');
+    }
+  } },
+  input,
+  el('div', { class: 'actions' },
+    el('button', { type: 'submit', class: 'small primary', testid: 'comment-edit-save' }, 'Save'),
+    el('button', { type: 'button', class: 'small', onclick: () => item.replaceWith(commentItem(c)) }, 'Cancel')));
+  item.querySelector('.body')?.replaceWith(form);
+  input.focus();
+}
+
+async function deleteComment(c) {
+  const answer = await ask({
+    title: 'Delete this comment?',
+    message: 'Its text is removed for everyone; the ticket shows that a comment was deleted.',
+    confirm: 'Delete',
+    danger: true,
+  });
+  if (!answer) return;
+  try {
+    await session.api('DELETE', `/api/tickets/${c.ticket}/comments/${c.id}/`);
+    showComment({ ...c, body: '', deleted: true });
+  } catch (e) {
+    flash(`Cannot delete the comment: ${describe(e)}`, 'error');
+  }
+}
+
+/**
+ * Offers the people who share a project with this user as `@name` completions while one is
+ * typed in `input`: a list of buttons under it, by username or display name.
+ */
+function mentionHelper(input) {
+  const list = el('ul', { class: 'mentions', testid: 'mention-suggestions', 'aria-label': 'People to mention', hidden: true });
+  const typed = () => /(?:^|[^\p{L}\p{N}._+@-])@([\p{L}\p{N}._+-]*)$/u.exec(input.value.slice(0, input.selectionStart ?? input.value.length));
+  const close = () => { list.hidden = true; list.replaceChildren(); };
+  const pick = (username, start) => {
+    const caret = input.selectionStart ?? input.value.length;
+    input.value = `${input.value.slice(0, start)}@${username} ${input.value.slice(caret)}`;
+    const at = start + username.length + 2;
+    input.focus();
+    input.setSelectionRange(at, at);
+    close();
+  };
+  input.addEventListener('input', () => {
+    const m = typed();
+    if (!m) return close();
+    const word = m[1].toLowerCase();
+    const start = m.index + m[0].indexOf('@');
+    const matches = [...state.people.entries()]
+      .filter(([id, p]) => id !== state.me.id && (p.username.toLowerCase().startsWith(word) || (p.display_name || '').toLowerCase().split(/\s+/).some((w) => w.startsWith(word))))
+      .slice(0, 6);
+    if (!matches.length) return close();
+    list.replaceChildren(...matches.map(([, p]) => el('li', {},
+      el('button', { type: 'button', class: 'small', testid: 'mention-option', dataset: { username: p.username },
+        onclick: () => pick(p.username, start) }, p.display_name ? `${p.display_name} (@${p.username})` : `@${p.username}`))));
+    list.hidden = false;
+  });
+  input.addEventListener('keydown', (ev) => {
+    if (ev.key === 'Escape' && !list.hidden) { ev.stopPropagation(); close(); }
+  });
+  input.after(list);
+  return list;
 }
 
 async function postComment(ev) {
@@ -923,7 +1131,7 @@ async function postComment(ev) {
     const c = await session.api('POST', `/api/tickets/${id}/comments/`, { body: input.value });
     input.value = '';
     room.stoppedTyping(id);
-    appendComment(c);
+    showComment(c);
   } catch (e) {
     flash(`Cannot comment: ${describe(e)}`, 'error');
   }
@@ -1054,6 +1262,8 @@ function onNotification(n) {
   state.notifications.set(n.id, n);
   renderNotifications();
   scheduleTicketRefresh();
+  // About the ticket on the screen: the user sees it there.
+  if (!n.is_read && !n.replayed && n.ticket?.id === state.detail && document.visibilityState === 'visible') markRead(n.id);
 }
 
 /** A notification as the REST API lists it, in the shape the socket sends. */
@@ -1235,7 +1445,8 @@ function renderNotifications() {
     badge.textContent = String(unread);
     badge.dataset.count = String(unread);
   }
-  byTestId('bell').setAttribute('aria-label', unread ? `Notifications, ${unread} unread` : 'Notifications');
+  // The visible words first ("Notifications 3"), so that speech input finds it by what it shows.
+  byTestId('bell').setAttribute('aria-label', `Notifications ${unread} unread`);
   renderNotificationsTitle();
 }
 
@@ -1659,6 +1870,7 @@ document.addEventListener('DOMContentLoaded', () => {
     if (state.detail !== null) room.view(state.detail);
   });
   byTestId('comment-form').addEventListener('submit', postComment);
+  mentionHelper(byTestId('comment-input'));
   byTestId('comment-input').addEventListener('input', () => {
     if (state.detail !== null) room.typed(state.detail);
   });

@@ -298,6 +298,8 @@ impl EscalationActor {
                 Audience::Assignees | Audience::NewlyAssigned => {
                     also.extend(job.ticket.iter().flat_map(|t| t.assignees.iter().copied()))
                 }
+                // Who a text mentioned is known as it commits only.
+                Audience::Mentioned => {}
             }
         }
         // Whoever the step's on-call schedules name now, and why.

@@ -23,6 +23,10 @@ pub enum EventType {
     TicketRejected,
     /// Someone commented.
     CommentAdded,
+    /// The creator or an admin changed the ticket's title, description, priority or category.
+    TicketUpdated,
+    /// Someone mentioned the user (`@name`) in a comment or a ticket's description.
+    TicketMentioned,
     /// A client signed up.
     UserRegistered,
     /// An admin's own type, sent with `send`.
@@ -31,7 +35,7 @@ pub enum EventType {
 
 impl EventType {
     /// The built-in types.
-    pub const BUILT_IN: [EventType; 9] = [
+    pub const BUILT_IN: [EventType; 11] = [
         EventType::TicketCreated,
         EventType::TicketOpened,
         EventType::TicketAssigned,
@@ -40,6 +44,8 @@ impl EventType {
         EventType::TicketApproved,
         EventType::TicketRejected,
         EventType::CommentAdded,
+        EventType::TicketUpdated,
+        EventType::TicketMentioned,
         EventType::UserRegistered,
     ];
 
@@ -54,6 +60,8 @@ impl EventType {
             EventType::TicketApproved => "ticket_approved",
             EventType::TicketRejected => "ticket_rejected",
             EventType::CommentAdded => "comment_added",
+            EventType::TicketUpdated => "ticket_updated",
+            EventType::TicketMentioned => "ticket_mentioned",
             EventType::UserRegistered => "user_registered",
             EventType::Custom(s) => s,
         }
@@ -332,6 +340,8 @@ pub enum Audience {
     Assignees,
     /// Assignees added by this change.
     NewlyAssigned,
+    /// The people the change's text mentions (`@name`), who may see the ticket.
+    Mentioned,
 }
 
 impl Audience {
@@ -343,6 +353,7 @@ impl Audience {
             Audience::Creator => "creator",
             Audience::Assignees => "assignees",
             Audience::NewlyAssigned => "newly_assigned",
+            Audience::Mentioned => "mentioned",
         }
     }
 }
@@ -357,8 +368,9 @@ impl FromStr for Audience {
             "creator" => Ok(Audience::Creator),
             "assignees" => Ok(Audience::Assignees),
             "newly_assigned" => Ok(Audience::NewlyAssigned),
+            "mentioned" => Ok(Audience::Mentioned),
             other => Err(format!(
-                "unknown audience `{other}` (expected admins, super_admins, creator, assignees or newly_assigned)"
+                "unknown audience `{other}` (expected admins, super_admins, creator, assignees, newly_assigned or mentioned)"
             )),
         }
     }

@@ -41,6 +41,7 @@ pub mod domain;
 pub mod escalation;
 pub mod event;
 pub mod hub;
+pub mod mention;
 pub mod notices;
 pub mod notification;
 pub mod notifier;

@@ -95,6 +95,8 @@ pub struct EventDetails<'a> {
     pub reason: Option<&'a str>,
     /// The comment text.
     pub comment: Option<&'a str>,
+    /// The fields an edit changed.
+    pub changes: &'a [crate::ticket_domain::FieldChange],
 }
 
 /// The title and message of a ticket event, in the seeds' words.
@@ -150,9 +152,56 @@ pub fn ticket_wording(event: &EventType, t: &Ticket, d: &EventDetails<'_>) -> (S
                 excerpt(d.comment.unwrap_or_default(), 140)
             ),
         ),
+        EventType::TicketMentioned => (
+            "You Were Mentioned",
+            format!(
+                "{} mentioned you on {key}: {}",
+                d.actor_name,
+                excerpt(d.comment.unwrap_or(&t.title), 140)
+            ),
+        ),
+        EventType::TicketUpdated => (
+            "Ticket Updated",
+            format!(
+                "{} changed {key}: {}",
+                d.actor_name,
+                changed_fields(t, d.changes)
+            ),
+        ),
         EventType::UserRegistered | EventType::Custom(_) => ("Notification", t.title.clone()),
     };
     (title.to_owned(), message)
+}
+
+/// What an edit changed, in words: "priority High → Critical, the description".
+fn changed_fields(t: &Ticket, changes: &[crate::ticket_domain::FieldChange]) -> String {
+    use crate::ticket_domain::{Category, Field, Priority};
+    let words: Vec<String> = changes
+        .iter()
+        .map(|c| match c.field {
+            Field::Title => format!("the title to \"{}\"", excerpt(&c.after, 80)),
+            Field::Description => "the description".to_owned(),
+            Field::Priority => {
+                let name = |v: &str| {
+                    v.parse::<Priority>()
+                        .map_or(v.to_owned(), |p| p.display().to_owned())
+                };
+                format!("priority {} → {}", name(&c.before), name(&c.after))
+            }
+            Field::Category => {
+                let name = |v: &str| {
+                    v.parse::<Category>()
+                        .map_or(v.to_owned(), |p| p.display().to_owned())
+                };
+                format!("category {} → {}", name(&c.before), name(&c.after))
+            }
+        })
+        .collect();
+    if words.is_empty() {
+        t.title.clone()
+    } else {
+        words.join(", ")
+    }
 }
 
 /// At most `max` characters of `text`, with an ellipsis when cut.

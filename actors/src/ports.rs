@@ -370,6 +370,14 @@ pub trait TicketStore: Send + Sync {
     ) -> Result<(i64, Vec<Comment>), StoreError>;
     /// One comment.
     async fn comment(&self, id: i64) -> Result<Option<Comment>, StoreError>;
+    /// Changes comment `id`'s text to `body` (marked edited at `at`), or with `None` deletes
+    /// it: its text is emptied and it stays as a tombstone. Answers the comment as it is then.
+    async fn change_comment(
+        &self,
+        id: i64,
+        body: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Comment>, StoreError>;
 }
 
 /// Notifications, read and changed by their recipient only.

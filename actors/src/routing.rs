@@ -56,6 +56,16 @@ impl Default for RoutingTable {
                 vec![websocket, email],
             ),
             (
+                EventType::TicketUpdated,
+                vec![Creator, Assignees, Admins],
+                vec![websocket, email],
+            ),
+            (
+                EventType::TicketMentioned,
+                vec![Mentioned],
+                vec![websocket, email],
+            ),
+            (
                 EventType::UserRegistered,
                 vec![SuperAdmins],
                 vec![websocket, email],
@@ -133,6 +143,8 @@ pub struct Parties<'a> {
     pub admins: &'a [UserId],
     /// Active super admins.
     pub super_admins: &'a [UserId],
+    /// The people the change's text mentions, who may see the ticket.
+    pub mentioned: &'a [UserId],
 }
 
 /// The recipients of an event: the route's audiences, deduplicated, in order of first
@@ -146,6 +158,7 @@ pub fn recipients(route: &Route, parties: &Parties<'_>) -> Vec<UserId> {
             Audience::Creator => parties.creator.as_slice(),
             Audience::Assignees => parties.assignees,
             Audience::NewlyAssigned => parties.newly_assigned,
+            Audience::Mentioned => parties.mentioned,
         };
         for id in ids {
             if Some(*id) != parties.actor && !out.contains(id) {
@@ -388,6 +401,7 @@ pub fn why(
                 Audience::Creator => parties.creator.as_slice(),
                 Audience::Assignees => parties.assignees,
                 Audience::NewlyAssigned => parties.newly_assigned,
+                Audience::Mentioned => parties.mentioned,
             };
             ids.contains(&user.id)
         })
@@ -427,6 +441,7 @@ mod tests {
             newly_assigned: new,
             admins: &[A1, A2],
             super_admins: &[A1],
+            mentioned: &[D2],
         }
     }
 

@@ -173,6 +173,18 @@ impl Actor for TicketActor {
                     .apply(state, by, &by_name, &action, mark.as_ref())
                     .await;
                 match result {
+                    Ok((committed, _))
+                        if state
+                            .ticket
+                            .as_ref()
+                            .is_some_and(|t| t.version == committed.ticket.version) =>
+                    {
+                        // Nothing changed (an edit to the values the ticket has).
+                        let _ = reply.send(Ok(Applied {
+                            ticket: committed.ticket,
+                            comment: None,
+                        }));
+                    }
                     Ok((committed, before)) => {
                         state.ticket = Some(committed.ticket.clone());
                         self.deps.publish(crate::ports::BusEvent::Ticket(
@@ -251,6 +263,107 @@ impl TicketActor {
         }
     }
 
+    /// The `ticket_mentioned` drafts of an action's text: a comment's mentions, or those an
+    /// edit of the description adds. They go to the people named who may see the ticket (its
+    /// project's members, its creator and assignees, admins), are active, and are not told of
+    /// the change already; never to the actor.
+    #[allow(clippy::too_many_arguments)]
+    async fn mention_drafts(
+        &self,
+        before: &Ticket,
+        after: &Ticket,
+        by: Principal,
+        by_name: &str,
+        action: &Action,
+        change: &crate::ticket_domain::Change,
+        told: &[crate::notification::Draft],
+    ) -> Result<Vec<crate::notification::Draft>, StoreError> {
+        use crate::mention::mentions;
+        let (text, names) = match action {
+            Action::Comment { .. } => {
+                let text = change.comment.clone().unwrap_or_default();
+                let names = mentions(&text);
+                (text, names)
+            }
+            Action::Edit(_)
+                if change
+                    .edits
+                    .iter()
+                    .any(|e| e.field == crate::ticket_domain::Field::Description) =>
+            {
+                let had = mentions(&before.description);
+                let names = mentions(&after.description)
+                    .into_iter()
+                    .filter(|n| !had.iter().any(|h| h.eq_ignore_ascii_case(n)))
+                    .collect();
+                (after.description.clone(), names)
+            }
+            _ => return Ok(Vec::new()),
+        };
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let store = &self.deps.store;
+        let members = store
+            .project_by_id(after.project_id)
+            .await?
+            .map(|p| p.member_ids)
+            .unwrap_or_default();
+        let mut mentioned = Vec::new();
+        for name in &names {
+            let Some((user, _)) = store.user_with_hash(name).await? else {
+                continue;
+            };
+            let sees = user.role == crate::domain::Role::Admin
+                || members.contains(&user.id)
+                || after.created_by == user.id
+                || after.assignees.contains(&user.id);
+            if user.is_active
+                && sees
+                && user.id != by.id
+                && !told.iter().any(|d| d.recipient == user.id)
+                && !mentioned.contains(&user.id)
+            {
+                mentioned.push(user.id);
+            }
+        }
+        if mentioned.is_empty() {
+            return Ok(Vec::new());
+        }
+        let event = crate::event::EventType::TicketMentioned;
+        let (title, message) = ticket_wording(
+            &event,
+            after,
+            &EventDetails {
+                actor_name: by_name,
+                comment: Some(&text),
+                ..EventDetails::default()
+            },
+        );
+        let audience = self.deps.audience(&event, &mentioned).await?;
+        Ok(audience.drafts(
+            Parties {
+                actor: Some(by.id),
+                creator: Some(after.created_by),
+                assignees: &after.assignees,
+                mentioned: &mentioned,
+                ..Parties::default()
+            },
+            &Content {
+                event,
+                title,
+                message,
+                ticket: Some(TicketSummary::from(after)),
+                data: "{}".into(),
+                action_url: Some(format!("/tickets/{}/", after.id)),
+                cause: crate::notification::Cause {
+                    action: change.action,
+                    actor: Some(by.id),
+                },
+            },
+        ))
+    }
+
     /// Decides, drafts and commits one action on the latest committed state of the ticket.
     ///
     /// Another hub process may have moved the ticket since this actor loaded it. Three things
@@ -317,9 +430,16 @@ impl TicketActor {
                     .into());
                 }
             }
-            let mut after = ticket.clone();
-            after.status = change.status;
-            after.assignees = change.assignees.clone();
+            if matches!(action, Action::Edit(_)) && change.edits.is_empty() {
+                // An edit that changes nothing: nothing to commit, tell or record.
+                let unchanged = Committed {
+                    ticket: ticket.clone(),
+                    notifications: Vec::new(),
+                    comment: None,
+                };
+                return Ok((unchanged, ticket.status));
+            }
+            let after = change.applied_to(ticket);
             let (title, message) = ticket_wording(
                 &change.event,
                 &after,
@@ -327,12 +447,13 @@ impl TicketActor {
                     actor_name: by_name,
                     reason: change.reason.as_deref(),
                     comment: change.comment.as_deref(),
+                    changes: &change.edits,
                 },
             );
             let mut candidates = vec![after.created_by];
             candidates.extend(&after.assignees);
             let audience = self.deps.audience(&change.event, &candidates).await?;
-            let drafts = audience.drafts(
+            let mut drafts = audience.drafts(
                 Parties {
                     actor: Some(by.id),
                     creator: Some(after.created_by),
@@ -353,6 +474,10 @@ impl TicketActor {
                     },
                 },
             );
+            let mentioned = self
+                .mention_drafts(ticket, &after, by, by_name, action, &change, &drafts)
+                .await?;
+            drafts.extend(mentioned);
             match store
                 .commit_change(ticket.id, ticket.version, &change, by.id, drafts, mark)
                 .await

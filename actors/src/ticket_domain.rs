@@ -200,10 +200,99 @@ pub struct Comment {
     pub author: UserId,
     /// The author's display name.
     pub author_name: String,
-    /// The text.
+    /// The text (empty once deleted).
     pub body: String,
     /// When it was written.
     pub created_at: DateTime<Utc>,
+    /// When its author last edited it.
+    pub edited_at: Option<DateTime<Utc>>,
+    /// When it was deleted: it stays as a tombstone, its text gone.
+    pub deleted_at: Option<DateTime<Utc>>,
+}
+
+/// A field of a ticket that its creator (while it is `NEW` or `OPEN`) and admins may change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Field {
+    /// The one line.
+    Title,
+    /// The free text.
+    Description,
+    /// The urgency.
+    Priority,
+    /// The kind of work.
+    Category,
+}
+
+impl Field {
+    /// Every field, in the order changes are listed.
+    pub const ALL: [Field; 4] = [
+        Field::Title,
+        Field::Description,
+        Field::Priority,
+        Field::Category,
+    ];
+
+    /// The wire name, which is also the column's.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Field::Title => "title",
+            Field::Description => "description",
+            Field::Priority => "priority",
+            Field::Category => "category",
+        }
+    }
+
+    /// The field of a wire name.
+    pub fn parse(name: &str) -> Option<Field> {
+        Field::ALL.into_iter().find(|f| f.as_str() == name)
+    }
+
+    /// The field's value in `t`, as stored.
+    pub fn value(self, t: &Ticket) -> String {
+        match self {
+            Field::Title => t.title.clone(),
+            Field::Description => t.description.clone(),
+            Field::Priority => t.priority.as_str().to_owned(),
+            Field::Category => t.category.as_str().to_owned(),
+        }
+    }
+}
+
+/// New values for some of a ticket's fields (validated by the caller: a title of 1 to 200
+/// characters, a description of at most 20000).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Edits {
+    /// A new title.
+    pub title: Option<String>,
+    /// A new description.
+    pub description: Option<String>,
+    /// A new priority.
+    pub priority: Option<Priority>,
+    /// A new category.
+    pub category: Option<Category>,
+}
+
+impl Edits {
+    /// The value it gives `field`, as stored, if it gives one.
+    fn value(&self, field: Field) -> Option<String> {
+        match field {
+            Field::Title => self.title.as_ref().map(|t| t.trim().to_owned()),
+            Field::Description => self.description.clone(),
+            Field::Priority => self.priority.map(|p| p.as_str().to_owned()),
+            Field::Category => self.category.map(|c| c.as_str().to_owned()),
+        }
+    }
+}
+
+/// One field an edit changed, before and after (as stored: `HIGH`, not `High`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldChange {
+    /// The field.
+    pub field: Field,
+    /// Its value before.
+    pub before: String,
+    /// Its value after.
+    pub after: String,
 }
 
 /// Who is acting, as far as permissions go.
@@ -241,6 +330,8 @@ pub enum Action {
         /// The text.
         body: String,
     },
+    /// Change some fields, by the creator while the ticket is NEW or OPEN, by admins always.
+    Edit(Edits),
 }
 
 impl Action {
@@ -254,6 +345,7 @@ impl Action {
             Action::Approve => "approve",
             Action::Reject { .. } => "reject",
             Action::Comment { .. } => "comments",
+            Action::Edit(_) => "edit",
         }
     }
 }
@@ -294,6 +386,63 @@ pub struct Change {
     pub reason: Option<String>,
     /// The REST action that made the change (`assign`, `start_work`, …).
     pub action: &'static str,
+    /// The fields an edit changed; none for the other actions, and none for an edit that
+    /// changes nothing (which is not committed).
+    pub edits: Vec<FieldChange>,
+}
+
+impl Change {
+    /// `ticket` as this change leaves it.
+    pub fn applied_to(&self, ticket: &Ticket) -> Ticket {
+        let mut t = ticket.clone();
+        t.status = self.status;
+        t.assignees = self.assignees.clone();
+        for e in &self.edits {
+            match e.field {
+                Field::Title => t.title = e.after.clone(),
+                Field::Description => t.description = e.after.clone(),
+                Field::Priority => t.priority = e.after.parse().unwrap_or(t.priority),
+                Field::Category => t.category = e.after.parse().unwrap_or(t.category),
+            }
+        }
+        t
+    }
+}
+
+/// Whether `by` may edit (or, with `delete`, delete) `comment` on `ticket`: its author may
+/// edit and delete it, admins may delete it; not on an `APPROVED` ticket, whose comments are
+/// closed, nor once it is deleted (for an edit).
+pub fn may_change_comment(
+    ticket: &Ticket,
+    comment: &Comment,
+    by: Principal,
+    delete: bool,
+) -> Result<(), TransitionError> {
+    let action = if delete {
+        "delete a comment on"
+    } else {
+        "edit a comment on"
+    };
+    let own = comment.author == by.id;
+    if !(own || (delete && by.role == Role::Admin)) {
+        return Err(TransitionError::Forbidden(if delete {
+            "Only its author and admins can delete a comment."
+        } else {
+            "Only its author can edit a comment."
+        }));
+    }
+    if ticket.status == TicketStatus::Approved {
+        return Err(TransitionError::Conflict {
+            action,
+            current: ticket.status,
+        });
+    }
+    if !delete && comment.deleted_at.is_some() {
+        return Err(TransitionError::Invalid(
+            "This comment was deleted; write a new one.".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Decides what `action` by `by` does to `ticket`. Permissions are checked before status, so
@@ -320,6 +469,7 @@ pub fn transition(
         comment: None,
         reason: None,
         action: action.name(),
+        edits: Vec::new(),
     };
     match action {
         Action::Open => {
@@ -420,6 +570,32 @@ pub fn transition(
                 ..change(ticket.status, E::CommentAdded)
             })
         }
+        Action::Edit(edits) => {
+            if !(is_admin || is_creator) {
+                return Err(TransitionError::Forbidden(
+                    "Only the client who created this ticket and admins can edit it.",
+                ));
+            }
+            if !is_admin && !matches!(ticket.status, S::New | S::Open) {
+                return Err(conflict(action));
+            }
+            let edits = Field::ALL
+                .into_iter()
+                .filter_map(|field| {
+                    let after = edits.value(field)?;
+                    let before = field.value(ticket);
+                    (after != before).then_some(FieldChange {
+                        field,
+                        before,
+                        after,
+                    })
+                })
+                .collect();
+            Ok(Change {
+                edits,
+                ..change(ticket.status, E::TicketUpdated)
+            })
+        }
     }
 }
 
@@ -487,241 +663,4 @@ impl From<&Ticket> for TicketSummary {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::event::EventType as E;
-    use TicketStatus as S;
-
-    const ADMIN: Principal = Principal {
-        id: UserId(1),
-        role: Role::Admin,
-    };
-    const DEV: Principal = Principal {
-        id: UserId(2),
-        role: Role::Developer,
-    };
-    const OTHER_DEV: Principal = Principal {
-        id: UserId(3),
-        role: Role::Developer,
-    };
-    const CLIENT: Principal = Principal {
-        id: UserId(4),
-        role: Role::Client,
-    };
-    const OTHER_CLIENT: Principal = Principal {
-        id: UserId(5),
-        role: Role::Client,
-    };
-
-    fn ticket(status: TicketStatus) -> Ticket {
-        let mut t = super::sample_ticket(status);
-        t.created_by = CLIENT.id;
-        t.assignees = vec![DEV.id];
-        t
-    }
-
-    fn outcome(
-        status: TicketStatus,
-        by: Principal,
-        action: Action,
-    ) -> Result<(TicketStatus, E), TransitionError> {
-        transition(&ticket(status), by, &action).map(|c| (c.status, c.event))
-    }
-
-    #[test]
-    fn the_happy_path_walks_the_whole_lifecycle() {
-        assert_eq!(
-            outcome(S::New, ADMIN, Action::Open),
-            Ok((S::Open, E::TicketOpened))
-        );
-        assert_eq!(
-            outcome(
-                S::Open,
-                ADMIN,
-                Action::Assign {
-                    developer_ids: vec![DEV.id]
-                }
-            ),
-            Ok((S::Assigned, E::TicketAssigned))
-        );
-        assert_eq!(
-            outcome(S::Assigned, DEV, Action::StartWork),
-            Ok((S::InProgress, E::WorkStarted))
-        );
-        assert_eq!(
-            outcome(S::InProgress, DEV, Action::FinishWork),
-            Ok((S::Finished, E::WorkFinished))
-        );
-        assert_eq!(
-            outcome(S::Finished, CLIENT, Action::Approve),
-            Ok((S::Approved, E::TicketApproved))
-        );
-        assert_eq!(
-            outcome(
-                S::Finished,
-                CLIENT,
-                Action::Reject {
-                    reason: " meh ".into()
-                }
-            ),
-            Ok((S::Rejected, E::TicketRejected))
-        );
-        assert_eq!(
-            outcome(S::Rejected, DEV, Action::StartWork),
-            Ok((S::InProgress, E::WorkStarted))
-        );
-    }
-
-    /// Every action from every status, by the right person: which apply and which are 409.
-    #[test]
-    fn each_action_applies_only_from_its_statuses() {
-        let table: &[(Action, Principal, &[TicketStatus])] = &[
-            (Action::Open, ADMIN, &[S::New]),
-            (
-                Action::Assign {
-                    developer_ids: vec![DEV.id],
-                },
-                ADMIN,
-                &[S::Open, S::Assigned, S::InProgress, S::Rejected],
-            ),
-            (Action::StartWork, DEV, &[S::Assigned, S::Rejected]),
-            (Action::FinishWork, DEV, &[S::InProgress]),
-            (Action::Approve, CLIENT, &[S::Finished]),
-            (
-                Action::Reject {
-                    reason: "no".into(),
-                },
-                CLIENT,
-                &[S::Finished],
-            ),
-            (
-                Action::Comment { body: "hi".into() },
-                CLIENT,
-                &[
-                    S::New,
-                    S::Open,
-                    S::Assigned,
-                    S::InProgress,
-                    S::Finished,
-                    S::Rejected,
-                ],
-            ),
-        ];
-        for (action, by, from) in table {
-            for status in TicketStatus::ALL {
-                let res = transition(&ticket(*status), *by, action);
-                if from.contains(status) {
-                    assert!(res.is_ok(), "{} from {status}: {res:?}", action.name());
-                } else {
-                    assert_eq!(
-                        res,
-                        Err(TransitionError::Conflict {
-                            action: action.name(),
-                            current: *status
-                        }),
-                        "{} from {status}",
-                        action.name()
-                    );
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn assigning_in_progress_keeps_the_status_and_reports_only_new_assignees() {
-        let c = transition(
-            &ticket(S::InProgress),
-            ADMIN,
-            &Action::Assign {
-                developer_ids: vec![OTHER_DEV.id, DEV.id, OTHER_DEV.id],
-            },
-        )
-        .unwrap();
-        assert_eq!(c.status, S::InProgress);
-        assert_eq!(c.assignees, vec![DEV.id, OTHER_DEV.id]);
-        assert_eq!(c.newly_assigned, vec![OTHER_DEV.id]);
-        assert!(matches!(
-            transition(
-                &ticket(S::Open),
-                ADMIN,
-                &Action::Assign {
-                    developer_ids: vec![]
-                }
-            ),
-            Err(TransitionError::Invalid(_))
-        ));
-    }
-
-    /// The wrong role or person is 403 from every status, before any status check.
-    #[test]
-    fn the_wrong_person_is_forbidden_whatever_the_status() {
-        let table: &[(Action, &[Principal])] = &[
-            (Action::Open, &[DEV, CLIENT]),
-            (
-                Action::Assign {
-                    developer_ids: vec![DEV.id],
-                },
-                &[DEV, CLIENT],
-            ),
-            (Action::StartWork, &[ADMIN, OTHER_DEV, CLIENT]),
-            (Action::FinishWork, &[ADMIN, OTHER_DEV, CLIENT]),
-            (Action::Approve, &[ADMIN, DEV, OTHER_CLIENT]),
-            (
-                Action::Reject {
-                    reason: String::new(),
-                },
-                &[ADMIN, DEV, OTHER_CLIENT],
-            ),
-            (
-                Action::Comment { body: "x".into() },
-                &[OTHER_DEV, OTHER_CLIENT],
-            ),
-        ];
-        for (action, who) in table {
-            for by in *who {
-                for status in TicketStatus::ALL {
-                    assert!(
-                        matches!(
-                            transition(&ticket(*status), *by, action),
-                            Err(TransitionError::Forbidden(_))
-                        ),
-                        "{} by {by:?} from {status}",
-                        action.name()
-                    );
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn comments_need_a_body_and_an_unapproved_ticket() {
-        assert!(matches!(
-            transition(
-                &ticket(S::Open),
-                ADMIN,
-                &Action::Comment { body: "  ".into() }
-            ),
-            Err(TransitionError::Invalid(_))
-        ));
-        let c = transition(
-            &ticket(S::Open),
-            DEV,
-            &Action::Comment {
-                body: " ok ".into(),
-            },
-        )
-        .unwrap();
-        assert_eq!((c.status, c.comment.as_deref()), (S::Open, Some("ok")));
-    }
-
-    #[test]
-    fn names_round_trip() {
-        for s in TicketStatus::ALL {
-            assert_eq!(s.as_str().parse::<TicketStatus>().unwrap(), *s);
-        }
-        assert_eq!(Priority::High.display(), "High");
-        assert_eq!(TicketStatus::InProgress.display(), "In Progress");
-        assert!("URGENT".parse::<Priority>().is_err());
-        assert_eq!(ticket(S::New).key(), "WEB-5");
-    }
-}
+mod tests;

@@ -128,7 +128,11 @@ fn covers(scope: &str, method: &Method, path: &str) -> bool {
                     && (get || method == Method::DELETE))
         }
         TICKETS_WRITE => {
-            path.starts_with("/api/tickets/") && (get || method == Method::POST)
+            path.starts_with("/api/tickets/")
+                && (get
+                    || method == Method::POST
+                    || method == Method::PATCH
+                    || (method == Method::DELETE && path.contains("/comments/")))
                 || (get && path.starts_with("/api/projects/"))
         }
         ADMIN_READ => {
@@ -344,6 +348,14 @@ mod tests {
         assert_eq!(
             grant(&write, &Method::DELETE, "/api/tickets/4/"),
             Grant::Refused
+        );
+        assert_eq!(
+            grant(&write, &Method::PATCH, "/api/tickets/4/"),
+            Grant::AsUser
+        );
+        assert_eq!(
+            grant(&write, &Method::DELETE, "/api/tickets/4/comments/9/"),
+            Grant::AsUser
         );
         assert_eq!(
             grant(&write, &Method::POST, "/api/notifications/send/"),

@@ -128,6 +128,7 @@ pub fn event_line(
         }
         EventType::TicketRejected => format!("{who} rejected the work."),
         EventType::CommentAdded => format!("{who} commented: {detail}"),
+        EventType::TicketUpdated => format!("{who} changed the {detail}."),
         other => format!("{who}: {}", other.as_str()),
     }
 }

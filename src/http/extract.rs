@@ -84,6 +84,14 @@ pub struct KeyCaller {
 }
 
 impl Caller {
+    /// Who acts, as the ticket rules see them.
+    pub fn principal(&self) -> tickethub_actors::ticket_domain::Principal {
+        tickethub_actors::ticket_domain::Principal {
+            id: self.0.id,
+            role: self.0.role,
+        }
+    }
+
     /// Whether the caller is an admin.
     pub fn is_admin(&self) -> bool {
         self.0.role == Role::Admin

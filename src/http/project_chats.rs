@@ -20,11 +20,12 @@ use super::maintenance::project;
 use super::timestamp;
 use crate::state::AppState;
 
-/// The events a project chat can hear: a ticket's (every built-in type but sign-ups).
+/// The events a project chat can hear: a ticket's (every built-in type but sign-ups and
+/// mentions, which are personal).
 fn ticket_events() -> impl Iterator<Item = &'static EventType> {
     EventType::BUILT_IN
         .iter()
-        .filter(|e| **e != EventType::UserRegistered)
+        .filter(|e| !matches!(e, EventType::UserRegistered | EventType::TicketMentioned))
 }
 
 /// The routes of this module.

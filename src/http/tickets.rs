@@ -8,7 +8,9 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tickethub_actors::domain::{ProjectId, Role, UserId};
 use tickethub_actors::ports::{NewTicket, TicketFilter};
-use tickethub_actors::ticket_domain::{Action, Category, Priority, Ticket, TicketId, TicketStatus};
+use tickethub_actors::ticket_domain::{
+    Action, Category, Edits, Priority, Ticket, TicketId, TicketStatus,
+};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -21,13 +23,15 @@ use super::{paginated, parse_bool, parse_id, Page, PageParams};
 use crate::state::AppState;
 use crate::wire;
 
+mod comments;
+
 /// The routes of this module.
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list, create))
-        .routes(routes!(detail))
+        .routes(routes!(detail, update))
         .routes(routes!(history))
-        .routes(routes!(comments, comment))
+        .merge(comments::router())
         .routes(routes!(open_ticket))
         .routes(routes!(assign))
         .routes(routes!(start_work))
@@ -306,13 +310,128 @@ async fn detail(
     let ticket = visible(&state, &caller, ticket_id(&id)?).await?;
     let (count, comments) = state
         .store
-        .latest_comments(ticket.id, DETAIL_COMMENTS)
+        .latest_comments(ticket.id, comments::DETAIL_COMMENTS)
         .await?;
     Ok(Json(TicketDetail {
+        description_html: crate::markdown::to_html(&ticket.description),
         ticket: wire::ticket(&ticket),
         comments: comments.iter().map(wire::comment).collect(),
         comment_count: count,
     }))
+}
+
+/// New values for some of a ticket's fields; the fields left out stay as they are.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = TicketUpdate)]
+pub(crate) struct UpdateIn {
+    /// 1 to 200 characters, not only spaces.
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
+    title: Option<String>,
+    /// At most 20000 characters.
+    #[schema(max_length = 20000)]
+    description: Option<String>,
+    /// The priority.
+    #[schema(value_type = Option<PriorityName>)]
+    priority: Option<String>,
+    /// The category.
+    #[schema(value_type = Option<CategoryName>)]
+    category: Option<String>,
+}
+
+impl UpdateIn {
+    /// The edits it asks for, validated as a new ticket's fields are.
+    fn edits(self) -> Result<Edits, ApiError> {
+        if let Some(title) = &self.title {
+            let n = title.trim().chars().count();
+            if n == 0 || n > 200 {
+                return Err(ApiError::bad_request(
+                    "title: Give a title of 1 to 200 characters.",
+                ));
+            }
+        }
+        if self
+            .description
+            .as_ref()
+            .is_some_and(|d| d.chars().count() > 20_000)
+        {
+            return Err(ApiError::bad_request(
+                "description: At most 20000 characters.",
+            ));
+        }
+        Ok(Edits {
+            title: self.title,
+            description: self.description,
+            priority: self
+                .priority
+                .map(|p| p.parse())
+                .transpose()
+                .map_err(|e| ApiError::bad_request(format!("priority: {e}")))?,
+            category: self
+                .category
+                .map(|c| c.parse())
+                .transpose()
+                .map_err(|e| ApiError::bad_request(format!("category: {e}")))?,
+        })
+    }
+}
+
+/// Changes a ticket's title, description, priority or category: its creator while it is `NEW`
+/// or `OPEN`, admins always. The change is in the history with each field before and after, and
+/// notified as `ticket_updated`; a change to the values the ticket has records and tells nothing.
+#[utoipa::path(
+    patch,
+    path = "/api/tickets/{id}/",
+    operation_id = "tickets_update",
+    tag = "tickets",
+    params(("id" = i64, Path, description = "The ticket's id.")),
+    request_body = UpdateIn,
+    responses(
+        (status = 200, description = "The ticket as it is now.", body = wire::TicketJson),
+        (status = 400, description = "A field is invalid or unknown.", body = ErrorBody),
+        (status = 401, description = "No valid access token.", body = ErrorBody),
+        (status = 403, description = "The caller is neither the ticket's creator nor an admin.", body = ErrorBody),
+        (status = 404, description = "No such ticket, or the caller may not see it.", body = ErrorBody),
+        (status = 409, description = "The creator edits only while the ticket is `NEW` or `OPEN`.", body = ConflictBody),
+        (status = 429, description = "Too many changes from this user in a minute.", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    key: IdempotencyKey,
+    headers: axum::http::HeaderMap,
+    Path(id): Path<String>,
+    RawBody(bytes): RawBody,
+) -> Result<axum::response::Response, ApiError> {
+    let ticket = visible(&state, &caller, ticket_id(&id)?).await?;
+    let body: UpdateIn = Json::parse(&headers, bytes.clone()).await?;
+    let edits = body.edits()?;
+    let path = format!("/api/tickets/{}/", ticket.id);
+    idempotency::once(
+        &state,
+        &caller,
+        key,
+        ("PATCH", &path, &bytes),
+        |mark| async {
+            state.limits.write(caller.0.id)?;
+            let applied = state
+                .hub
+                .apply_marked(ticket.id, &caller.0, Action::Edit(edits), mark)
+                .await?;
+            Ok((StatusCode::OK, json!(wire::ticket(&applied.ticket))))
+        },
+        |_| async {
+            let now = state
+                .store
+                .ticket(ticket.id)
+                .await?
+                .ok_or_else(ApiError::not_found)?;
+            Ok((StatusCode::OK, json!(wire::ticket(&now))))
+        },
+    )
+    .await
 }
 
 /// A ticket's history: every change, oldest first, as recorded with it (until retention
@@ -361,6 +480,16 @@ async fn history(
                 assignees: e.assignees.iter().map(|u| u.0).collect(),
                 newly_assigned: e.newly_assigned.iter().map(|u| u.0).collect(),
                 at: wire::timestamp(e.at),
+                reason: e.reason.clone(),
+                changes: e
+                    .changes
+                    .iter()
+                    .map(|c| FieldChangeJson {
+                        field: c.field.as_str().to_owned(),
+                        before: c.before.clone(),
+                        after: c.after.clone(),
+                    })
+                    .collect(),
             })
             .collect(),
     ))
@@ -374,7 +503,7 @@ pub struct HistoryEntry {
     /// What happened, as a notification type: `ticket_created`, `ticket_assigned`, ….
     pub event: String,
     /// The action that did it: `create`, `open_ticket`, `assign`, `start_work`, `finish_work`,
-    /// `approve`, `reject`.
+    /// `approve`, `reject`, `comments`, `edit`.
     pub action: String,
     /// Who did it.
     pub actor: Option<i64>,
@@ -390,6 +519,22 @@ pub struct HistoryEntry {
     /// When.
     #[schema(format = DateTime)]
     pub at: String,
+    /// A rejection's reason, as the client gave it.
+    pub reason: Option<String>,
+    /// The fields an edit (`ticket_updated`) changed, before and after; empty for the rest.
+    pub changes: Vec<FieldChangeJson>,
+}
+
+/// One field an edit changed.
+#[derive(serde::Serialize, ToSchema)]
+#[schema(as = FieldChange)]
+pub struct FieldChangeJson {
+    /// `title`, `description`, `priority` or `category`.
+    pub field: String,
+    /// Its value before (priorities and categories by their names: `HIGH`).
+    pub before: String,
+    /// Its value after.
+    pub after: String,
 }
 
 /// A ticket with its comments.
@@ -398,116 +543,12 @@ pub struct TicketDetail {
     /// The ticket.
     #[serde(flatten)]
     pub ticket: wire::TicketJson,
+    /// The description as safe HTML (Markdown rendered, raw HTML shown as text).
+    pub description_html: String,
     /// Its newest comments (at most 100), oldest first; `…/comments/` pages through all.
     pub comments: Vec<wire::CommentJson>,
     /// How many comments the ticket has in all.
     pub comment_count: i64,
-}
-
-/// A ticket's comments, oldest first, a page at a time.
-#[utoipa::path(
-    get,
-    path = "/api/tickets/{id}/comments/",
-    operation_id = "tickets_comments",
-    tag = "tickets",
-    params(("id" = i64, Path, description = "The ticket's id."), PageQuery),
-    responses(
-        (status = 200, description = "A page of the comments, oldest first.", body = Page<wire::CommentJson>),
-        (status = 401, description = "No valid access token.", body = ErrorBody),
-        (status = 404, description = "No such ticket, the caller may not see it, or an invalid page.", body = ErrorBody),
-    ),
-    security(("bearer" = []))
-)]
-async fn comments(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<String>,
-    Query(page): Query<PageParams>,
-    parts: axum::http::request::Parts,
-) -> Result<Json<Page<wire::CommentJson>>, ApiError> {
-    let ticket = visible(&state, &caller, ticket_id(&id)?).await?;
-    let (n, slice) = page.page()?;
-    let (count, comments) = state.store.comments(ticket.id, slice).await?;
-    Ok(Json(crate::http::paginated(
-        &parts,
-        n,
-        slice.limit,
-        count,
-        comments.iter().map(wire::comment).collect(),
-    )?))
-}
-
-/// The newest comments a ticket's detail carries; the rest are paged at `…/comments/`.
-const DETAIL_COMMENTS: i64 = 100;
-
-/// Comments on a ticket (its creator, its assignees and admins).
-#[utoipa::path(
-    post,
-    path = "/api/tickets/{id}/comments/",
-    operation_id = "tickets_comment",
-    tag = "tickets",
-    params(("id" = i64, Path, description = "The ticket's id.")),
-    request_body = CommentIn,
-    responses(
-        (status = 201, description = "The new comment.", body = wire::CommentJson),
-        (status = 400, description = "The body is missing, blank or too long.", body = ErrorBody),
-        (status = 401, description = "No valid access token.", body = ErrorBody),
-        (status = 403, description = "The caller may see the ticket but not comment on it.", body = ErrorBody),
-        (status = 404, description = "No such ticket, or the caller may not see it.", body = ErrorBody),
-        (status = 409, description = "The ticket is `APPROVED`.", body = ConflictBody),
-        (status = 429, description = "Too many tickets and comments from this user in a minute.", body = ErrorBody),
-    ),
-    security(("bearer" = []))
-)]
-async fn comment(
-    State(state): State<AppState>,
-    caller: Caller,
-    key: IdempotencyKey,
-    Path(id): Path<String>,
-    RawBody(bytes): RawBody,
-) -> Result<axum::response::Response, ApiError> {
-    let ticket = visible(&state, &caller, ticket_id(&id)?).await?;
-    let CommentIn { body } = typed_body(&bytes)?;
-    let text = body.ok_or_else(|| ApiError::bad_request("body: This field is required."))?;
-    let text = text.as_str();
-    if text.chars().count() > 10_000 {
-        return Err(ApiError::bad_request("body: At most 10000 characters."));
-    }
-    let path = format!("/api/tickets/{}/comments/", ticket.id);
-    let store = &state.store;
-    idempotency::once(
-        &state,
-        &caller,
-        key,
-        ("POST", &path, &bytes),
-        |mark| async {
-            state.limits.write(caller.0.id)?;
-            let applied = state
-                .hub
-                .apply_marked(
-                    ticket.id,
-                    &caller.0,
-                    Action::Comment {
-                        body: text.to_owned(),
-                    },
-                    mark,
-                )
-                .await?;
-            let comment = applied
-                .comment
-                .ok_or_else(|| ApiError::unavailable("The comment was not stored."))?;
-            Ok((StatusCode::CREATED, json!(wire::comment(&comment))))
-        },
-        |id| async move {
-            let comment = match id {
-                Some(id) => store.comment(id).await?,
-                None => None,
-            };
-            let comment = comment.ok_or_else(ApiError::not_found)?;
-            Ok((StatusCode::CREATED, json!(wire::comment(&comment))))
-        },
-    )
-    .await
 }
 
 /// An action's body: empty (the seed clients post none) or a JSON object.
@@ -529,15 +570,6 @@ pub(crate) fn json_body(bytes: &Bytes) -> Result<Value, ApiError> {
 pub(crate) fn typed_body<T: serde::de::DeserializeOwned>(bytes: &Bytes) -> Result<T, ApiError> {
     serde_json::from_value(json_body(bytes)?)
         .map_err(|e| ApiError::bad_request(format!("JSON parse error - {e}")))
-}
-
-/// A new comment.
-#[derive(Deserialize, ToSchema)]
-pub(crate) struct CommentIn {
-    /// The text, at most 10000 characters, not only spaces.
-    #[schema(value_type = String, required = true, min_length = 1, max_length = 10000, pattern = r"\S")]
-    #[serde(default)]
-    body: Option<String>,
 }
 
 /// Whom a ticket is assigned to.

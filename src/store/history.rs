@@ -57,11 +57,61 @@ pub(crate) struct TicketEventRow {
     assignees: String,
     newly_assigned: String,
     created_at: DateTime<Utc>,
+    detail: Option<String>,
+}
+
+/// What a ticket's history keeps of a change besides its status: an edit's fields before and
+/// after, or a rejection's reason, as JSON.
+pub(crate) fn event_record(change: &tickethub_actors::ticket_domain::Change) -> Option<String> {
+    if !change.edits.is_empty() {
+        let changes: Vec<_> = change
+            .edits
+            .iter()
+            .map(|e| serde_json::json!({"field": e.field.as_str(), "before": e.before, "after": e.after}))
+            .collect();
+        return Some(serde_json::json!({ "changes": changes }).to_string());
+    }
+    change
+        .reason
+        .as_ref()
+        .map(|r| serde_json::json!({ "reason": r }).to_string())
+}
+
+/// [`event_record`]'s JSON, read back.
+#[derive(serde::Deserialize, Default)]
+struct EventRecord {
+    #[serde(default)]
+    reason: Option<String>,
+    #[serde(default)]
+    changes: Vec<RecordedChange>,
+}
+
+#[derive(serde::Deserialize)]
+struct RecordedChange {
+    field: String,
+    before: String,
+    after: String,
 }
 
 impl TicketEventRow {
     pub(crate) fn into_event(self) -> Result<TicketEvent, StoreError> {
+        let record: EventRecord = match &self.detail {
+            Some(json) => serde_json::from_str(json).map_err(corrupt)?,
+            None => EventRecord::default(),
+        };
         Ok(TicketEvent {
+            reason: record.reason,
+            changes: record
+                .changes
+                .into_iter()
+                .filter_map(|c| {
+                    Some(tickethub_actors::ticket_domain::FieldChange {
+                        field: tickethub_actors::ticket_domain::Field::parse(&c.field)?,
+                        before: c.before,
+                        after: c.after,
+                    })
+                })
+                .collect(),
             id: self.id,
             ticket: TicketId(self.ticket_id),
             event: self.event_type.parse().expect("infallible"),
@@ -77,7 +127,7 @@ impl TicketEventRow {
 
 pub(crate) const TICKET_EVENT_COLUMNS: &str =
     "id, ticket_id, event_type, action, actor_id, status, \
-     assignees, newly_assigned, created_at";
+     assignees, newly_assigned, created_at, detail";
 
 #[derive(sqlx::FromRow)]
 pub(crate) struct EscalationDbRow {
@@ -180,8 +230,9 @@ impl SqlStore {
         Ok(claimed.into_iter().map(|(id,)| id).collect())
     }
 
-    /// Records a ticket's event, and queues it for the project's chats that hear it (with
-    /// `detail`, a rejection's reason or a comment's text) and, a change of status, for the
+    /// Records a ticket's event (with `record`, what the history shows of it: see
+    /// [`event_record`]), and queues it for the project's chats that hear it (with `detail`, a
+    /// rejection's reason, a comment's text or an edit's fields) and, a change of status, for the
     /// event webhooks that hear `ticket.status_changed`; answers its id.
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn insert_ticket_event(
@@ -194,11 +245,12 @@ impl SqlStore {
         assignees: &[tickethub_actors::domain::UserId],
         newly_assigned: &[tickethub_actors::domain::UserId],
         detail: Option<&str>,
+        record: Option<&str>,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<i64, tickethub_actors::ports::StoreError> {
         let (id,): (i64,) = db::query_as(
             "INSERT INTO ticket_events (ticket_id, event_type, action, actor_id, status, assignees, \
-             newly_assigned, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+             newly_assigned, created_at, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
         )
         .bind(ticket)
         .bind(event.as_str())
@@ -208,11 +260,16 @@ impl SqlStore {
         .bind(crate::store::history::ids_json(assignees))
         .bind(crate::store::history::ids_json(newly_assigned))
         .bind(now)
+        .bind(record)
         .fetch_one(&mut *tx)
         .await
         .map_err(backend_error)?;
         Self::queue_chat_updates(tx, ticket, id, event, actor, detail, now).await?;
-        if *event != tickethub_actors::routing::EventType::CommentAdded {
+        if !matches!(
+            event,
+            tickethub_actors::routing::EventType::CommentAdded
+                | tickethub_actors::routing::EventType::TicketUpdated
+        ) {
             let known = serde_json::json!({ "ticket_id": ticket, "status": status.as_str(), "reason": detail });
             Self::queue_webhooks(tx, "ticket.status_changed", &[(id, known.to_string())], now)
                 .await?;

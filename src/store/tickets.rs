@@ -91,6 +91,8 @@ pub(crate) struct CommentRow {
     author_name: String,
     body: String,
     created_at: DateTime<Utc>,
+    edited_at: Option<DateTime<Utc>>,
+    deleted_at: Option<DateTime<Utc>>,
 }
 
 impl From<CommentRow> for Comment {
@@ -102,6 +104,8 @@ impl From<CommentRow> for Comment {
             author_name: r.author_name,
             body: r.body,
             created_at: r.created_at,
+            edited_at: r.edited_at,
+            deleted_at: r.deleted_at,
         }
     }
 }
@@ -217,6 +221,7 @@ impl tickethub_actors::ports::TicketStore for SqlStore {
             &[],
             &[],
             None,
+            None,
             now,
         )
         .await?;
@@ -317,6 +322,22 @@ impl tickethub_actors::ports::TicketStore for SqlStore {
                     .map_err(backend_error)?;
             }
         }
+        for edit in &change.edits {
+            // The column is the field's own name, never the caller's text.
+            db::query(&format!(
+                "UPDATE tickets SET {} = $1 WHERE id = $2",
+                edit.field.as_str()
+            ))
+            .bind(&edit.after)
+            .bind(id.0)
+            .execute(&mut tx)
+            .await
+            .map_err(backend_error)?;
+        }
+        let edited = (!change.edits.is_empty()).then(|| {
+            let fields: Vec<&str> = change.edits.iter().map(|e| e.field.as_str()).collect();
+            fields.join(", ")
+        });
         let comment = match &change.comment {
             Some(body) => {
                 let (cid,): (i64,) = db::query_as(
@@ -330,15 +351,12 @@ impl tickethub_actors::ports::TicketStore for SqlStore {
                 .fetch_one(&mut tx)
                 .await
                 .map_err(backend_error)?;
-                let row: crate::store::tickets::CommentRow = db::query_as(
-                    "SELECT c.id, c.ticket_id, c.author_id, \
-                     COALESCE(NULLIF(u.display_name, ''), u.username) AS author_name, c.body, c.created_at \
-                     FROM comments c JOIN users u ON u.id = c.author_id WHERE c.id = $1",
-                )
-                .bind(cid)
-                .fetch_one(&mut tx)
-                .await
-                .map_err(backend_error)?;
+                let row: crate::store::tickets::CommentRow =
+                    db::query_as(&format!("{COMMENT_SELECT} WHERE c.id = $1"))
+                        .bind(cid)
+                        .fetch_one(&mut tx)
+                        .await
+                        .map_err(backend_error)?;
                 Some(row.into())
             }
             None => None,
@@ -352,7 +370,12 @@ impl tickethub_actors::ports::TicketStore for SqlStore {
             change.status,
             &change.assignees,
             &change.newly_assigned,
-            change.reason.as_deref().or(change.comment.as_deref()),
+            change
+                .reason
+                .as_deref()
+                .or(change.comment.as_deref())
+                .or(edited.as_deref()),
+            crate::store::history::event_record(change).as_deref(),
             now,
         )
         .await?;
@@ -533,9 +556,43 @@ impl tickethub_actors::ports::TicketStore for SqlStore {
                 .map_err(backend_error)?;
         Ok(row.map(Into::into))
     }
+
+    async fn change_comment(
+        &self,
+        id: i64,
+        body: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> Result<Option<tickethub_actors::ticket_domain::Comment>, tickethub_actors::ports::StoreError>
+    {
+        let mut tx = self.writer().begin().await.map_err(backend_error)?;
+        let change = match body {
+            Some(body) => db::query(
+                "UPDATE comments SET body = $1, edited_at = $2 WHERE id = $3 AND deleted_at IS NULL",
+            )
+            .bind(body),
+            None => db::query(
+                "UPDATE comments SET body = '', deleted_at = $1 WHERE id = $2 AND deleted_at IS NULL",
+            ),
+        };
+        change
+            .bind(at)
+            .bind(id)
+            .execute(&mut tx)
+            .await
+            .map_err(backend_error)?;
+        let row: Option<crate::store::tickets::CommentRow> =
+            db::query_as(&format!("{COMMENT_SELECT} WHERE c.id = $1"))
+                .bind(id)
+                .fetch_optional(&mut tx)
+                .await
+                .map_err(backend_error)?;
+        tx.commit().await.map_err(backend_error)?;
+        Ok(row.map(Into::into))
+    }
 }
 
 /// The columns of a comment with its author's name, before a condition.
 const COMMENT_SELECT: &str = "SELECT c.id, c.ticket_id, c.author_id, \
-     COALESCE(NULLIF(u.display_name, ''), u.username) AS author_name, c.body, c.created_at \
+     COALESCE(NULLIF(u.display_name, ''), u.username) AS author_name, c.body, c.created_at, \
+     c.edited_at, c.deleted_at \
      FROM comments c JOIN users u ON u.id = c.author_id";

@@ -270,6 +270,8 @@ async fn the_ticket_event_names_the_action_and_actor_over_the_notification_s_own
         assignees: vec![ids[0]],
         newly_assigned: vec![ids[0]],
         at: t0(),
+        reason: None,
+        changes: Vec::new(),
     });
     let v = timeline_value(store.as_ref(), r, Viewer::Operator)
         .await

@@ -157,22 +157,7 @@ async fn pages_are_served_with_their_types() {
 }
 
 async fn demo_page_shows_a_ticket_lifecycle_in_real_time() {
-    require_browser();
-    let hub = TestHub::start(&Backend::Sqlite).await;
-    let admin = hub.user_with("ada", Role::Admin, true).await;
-    let client = hub.user("carl", Role::Client).await;
-    let developer = hub.user("dev", Role::Developer).await;
-    hub.project("WEB", &[&admin, &client, &developer]).await;
-    run_script(
-        "demo.mjs",
-        &hub,
-        &[
-            credentials("client", &client.username),
-            credentials("admin", &admin.username),
-            credentials("developer", &developer.username),
-        ],
-    )
-    .await;
+    run_with_crew("demo.mjs").await;
 }
 
 async fn operator_page_shows_the_live_supervision_tree() {
@@ -222,6 +207,12 @@ async fn demo_page_shows_the_board_presence_and_typing() {
 /// address, history and comments, notifications that open their ticket, sign-up, dialogs and
 /// accessibility. Its screenshots go to `docs/screenshots/`.
 async fn demo_page_works_as_a_ticket_workspace_on_desktop_and_phone() {
+    run_with_crew("workspace.mjs").await;
+}
+
+/// Runs `script` on a fresh hub with a client, an admin and a developer in one project, which
+/// holds no ticket yet.
+async fn run_with_crew(script: &str) {
     require_browser();
     let hub = TestHub::start(&Backend::Sqlite).await;
     let admin = hub.user_with("ada", Role::Admin, true).await;
@@ -229,7 +220,7 @@ async fn demo_page_works_as_a_ticket_workspace_on_desktop_and_phone() {
     let developer = hub.user("dev", Role::Developer).await;
     hub.project("WEB", &[&admin, &client, &developer]).await;
     run_script(
-        "workspace.mjs",
+        script,
         &hub,
         &[
             credentials("client", &client.username),
@@ -238,6 +229,12 @@ async fn demo_page_works_as_a_ticket_workspace_on_desktop_and_phone() {
         ],
     )
     .await;
+}
+
+/// Editing in the workspace at both widths: a ticket's fields in place, comments edited and
+/// deleted, the history's words, reading a ticket marks its notifications read.
+async fn demo_page_edits_tickets_and_comments() {
+    run_with_crew("edits.mjs").await;
 }
 
 async fn demo_page_says_when_sign_up_is_closed() {
@@ -479,6 +476,7 @@ crate::trials! {
         demo_page_shows_the_board_presence_and_typing,
         demo_page_works_as_a_ticket_workspace_on_desktop_and_phone,
         demo_page_says_when_sign_up_is_closed,
+        demo_page_edits_tickets_and_comments,
         demo_page_turns_browser_notifications_on_and_off,
         operator_page_lists_escalation_steps_and_explains_who_was_left_out,
         operator_page_charts_delivery_analytics,

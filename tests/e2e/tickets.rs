@@ -8,7 +8,11 @@ use serde_json::{json, Value};
 use tickethub_actors::domain::{Role, User};
 
 use crate::harness::{Backend, Crew, TestHub, Ws};
+mod edits;
+mod mentions;
 mod search;
+use edits::*;
+use mentions::*;
 use search::*;
 
 /// Two admins (one a super admin), two developers, two clients, one project.
@@ -740,6 +744,10 @@ crate::trials! {
         comments_reach_creator_and_assignees_but_not_the_author,
         ticket_lists_filter_paginate_and_hide_other_projects,
         preferences_and_addresses_decide_the_outbox,
+        creators_and_admins_edit_tickets_with_history_and_notice,
+        comments_are_edited_and_deleted_by_their_authors,
+        mentions_reach_the_people_named_who_may_see_the_ticket,
+        markdown_is_rendered_to_safe_html,
     ],
     tests: [],
     sync: [],

@@ -47,6 +47,10 @@ pub struct TicketEvent {
     pub newly_assigned: Vec<UserId>,
     /// When.
     pub at: DateTime<Utc>,
+    /// A rejection's reason.
+    pub reason: Option<String>,
+    /// The fields an edit changed.
+    pub changes: Vec<crate::ticket_domain::FieldChange>,
 }
 
 /// An escalation step as stored.

@@ -119,6 +119,7 @@ inbox!(TicketStore {
     fn comments(&self, id: TicketId, page: Page) -> Result<(i64, Vec<Comment>), StoreError>;
     fn latest_comments(&self, id: TicketId, limit: i64) -> Result<(i64, Vec<Comment>), StoreError>;
     fn comment(&self, id: i64) -> Result<Option<Comment>, StoreError>;
+    fn change_comment(&self, id: i64, body: Option<&str>, at: DateTime<Utc>) -> Result<Option<Comment>, StoreError>;
 });
 
 inbox!(NotificationStore {
