@@ -198,6 +198,49 @@ export function clock(iso) {
   return today ? d.toLocaleTimeString() : d.toLocaleString();
 }
 
+/** The time zone exact times are shown in: the user's own (`time_zone`), else the browser's. */
+let zone;
+
+/** Shows exact times in `timeZone` (an IANA name) from now on; none: the browser's. */
+export function setTimeZone(timeZone) {
+  try {
+    zone = timeZone ? new Intl.DateTimeFormat('en', { timeZone }).resolvedOptions().timeZone : undefined;
+  } catch {
+    zone = undefined;
+  }
+}
+
+/** `iso` relative to now, as people say it: "just now", "5 minutes ago", "yesterday". */
+export function ago(iso, now = Date.now()) {
+  const t = new Date(iso).getTime();
+  if (Number.isNaN(t)) return '';
+  const seconds = Math.round((t - now) / 1000);
+  if (Math.abs(seconds) < 45) return 'just now';
+  const words = new Intl.RelativeTimeFormat(undefined, { numeric: 'auto' });
+  for (const [unit, size] of [['year', 31_536_000], ['month', 2_592_000], ['week', 604_800], ['day', 86_400], ['hour', 3_600], ['minute', 60]]) {
+    if (Math.abs(seconds) >= size) return words.format(Math.round(seconds / size), unit);
+  }
+  return words.format(Math.round(seconds / 60), 'minute');
+}
+
+/** `iso` exactly, in the user's time zone, named: "28 Nov 2026, 14:41:21 (Europe/Berlin)". */
+export function exact(iso) {
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return '';
+  const format = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'medium', timeZone: zone });
+  return `${format.format(d)} (${format.resolvedOptions().timeZone})`;
+}
+
+/** A `<time>` saying `iso` relative to now (kept current), the exact time on hover. */
+export function when(iso, attrs = {}) {
+  return el('time', { ...attrs, datetime: iso ?? '', title: exact(iso), dataset: { relative: 'true' } }, ago(iso));
+}
+
+/** Brings every relative time on the page up to date. */
+export function refreshTimes() {
+  for (const t of document.querySelectorAll('time[data-relative]')) t.textContent = ago(t.dateTime);
+}
+
 /** Wires a login form: calls `done()` after a successful login, shows errors in place. */
 export function loginForm(session, done) {
   const form = byTestId('login-form');

@@ -4,7 +4,7 @@
 // through the service worker `/sw.js` while the page is closed), and see who else is here.
 
 import {
-  el, byTestId, ApiError, Session, clock, loginForm, peopleTimelineView,
+  el, byTestId, ApiError, Session, loginForm, peopleTimelineView, when, exact, setTimeZone, refreshTimes,
   statusName, priorityName, categoryName, eventName,
 } from '/assets/common.js';
 import { Room } from '/assets/rooms.js';
@@ -155,6 +155,7 @@ async function start() {
   byTestId('login').hidden = true;
   const me = await session.api('GET', '/api/users/me/');
   state.me = me;
+  setTimeZone(me.time_zone);
   const who = byTestId('whoami');
   who.textContent = `${me.display_name || me.username} · ${me.role}`;
   who.title = me.username;
@@ -941,10 +942,10 @@ function renderTicketView() {
       el('div', { class: 'tags' }, statusPill(t.status), priorityTag(t.priority), el('span', { class: 'chip category', testid: 'ticket-category' }, categoryName(t.category)))),
     el('dl', { class: 'facts-list' },
       fact('Project', t.project_name || t.project_key || ''),
-      fact('Filed by', person(t.created_by, t.created_by_name), ' · ', el('time', { datetime: t.created_at }, clock(t.created_at))),
+      fact('Filed by', person(t.created_by, t.created_by_name), ' · ', when(t.created_at, { testid: 'ticket-created-at' })),
       fact('Assigned to', el('span', { testid: 'ticket-assignees' },
         assignees.length ? assignees.flatMap((p, i) => (i ? [', ', p] : [p])) : 'Nobody yet')),
-      fact('Last change', el('time', { datetime: t.updated_at }, clock(t.updated_at)))),
+      fact('Last change', when(t.updated_at))),
     state.editing === t.id
       ? byTestId('edit-form') || editForm(t)
       : description(t),
@@ -1008,7 +1009,7 @@ function renderHistory() {
       el('span', { class: 'what', title: state.people.get(h.actor)?.username }, historyText(h)),
       ' ',
       el('span', { class: 'muted' }, h.status !== before ? `· now ${statusName(h.status).toLowerCase()} · ` : '· '),
-      el('time', { class: 'muted', datetime: h.at }, clock(h.at)));
+      when(h.at, { class: 'muted' }));
   }));
   if (!state.history.length) list.append(el('li', { class: 'muted' }, 'Nothing recorded yet.'));
 }
@@ -1039,8 +1040,8 @@ function commentItem(c) {
   }
   return el('li', { testid: 'comment-item', dataset: { commentId: c.id, ...(c.edited_at ? { edited: 'true' } : {}), ...(c.deleted ? { deleted: 'true' } : {}) } },
     el('strong', {}, person(c.author, c.author_name)), ' ',
-    el('time', { class: 'muted', datetime: c.created_at }, clock(c.created_at)),
-    c.edited_at && !c.deleted ? el('span', { class: 'muted', testid: 'comment-edited', title: `Edited ${new Date(c.edited_at).toLocaleString()}` }, ' · edited') : null,
+    when(c.created_at, { class: 'muted' }),
+    c.edited_at && !c.deleted ? el('span', { class: 'muted', testid: 'comment-edited', title: `Edited ${exact(c.edited_at)}` }, ' · edited') : null,
     buttons.length ? el('span', { class: 'comment-tools' }, ' ', ...buttons) : null,
     c.deleted
       ? el('div', { class: 'body muted tombstone', testid: 'comment-tombstone' }, 'This comment was deleted.')
@@ -1120,6 +1121,51 @@ function mentionHelper(input) {
   });
   input.after(list);
   return list;
+}
+
+/** What the keyboard shortcuts do, for `?`. */
+const SHORTCUTS = 'c: create a ticket · /: search · j and k: next and previous ticket in the list · ?: this help · Esc: close a dialog';
+
+/**
+ * The desktop's keyboard shortcuts: `c` create, `/` search, `j`/`k` move through the list,
+ * `?` help; never while typing in a field, nor with a modifier held.
+ */
+function shortcut(ev) {
+  if (ev.defaultPrevented || ev.ctrlKey || ev.metaKey || ev.altKey || !state.me) return;
+  const target = ev.target;
+  if (target instanceof HTMLElement && (target.isContentEditable || target.closest('input, textarea, select, dialog[open]'))) return;
+  const visible = (id) => { const e = byTestId(id); return e && e.offsetParent !== null ? e : null; };
+  switch (ev.key) {
+    case 'c': {
+      if (!byTestId('create-ticket-form') || byTestId('create-ticket-form').hidden) return;
+      if (location.hash.startsWith('#/tickets/')) go('#/');
+      ev.preventDefault();
+      setTimeout(() => visible('create-title')?.focus(), 0);
+      break;
+    }
+    case '/': {
+      if (location.hash.startsWith('#/tickets/')) go('#/');
+      ev.preventDefault();
+      setTimeout(() => visible('find-search')?.focus(), 0);
+      break;
+    }
+    case 'j':
+    case 'k': {
+      const links = [...document.querySelectorAll('[data-testid="ticket-row"] a.ticket-link')].filter((a) => a.offsetParent !== null);
+      if (!links.length) return;
+      ev.preventDefault();
+      const at = links.indexOf(document.activeElement);
+      const next = at < 0 ? 0 : Math.min(links.length - 1, Math.max(0, at + (ev.key === 'j' ? 1 : -1)));
+      links[next].focus();
+      break;
+    }
+    case '?':
+      ev.preventDefault();
+      ask({ title: 'Keyboard shortcuts', message: SHORTCUTS, confirm: 'Close' });
+      break;
+    default:
+      break;
+  }
 }
 
 async function postComment(ev) {
@@ -1468,7 +1514,7 @@ function notificationItem(n) {
       ? null
       : el('span', { class: 'chip', testid: 'notification-type' }, eventName(n.notification_type)),
     n.ticket ? el('span', { class: 'chip mono' }, n.ticket.key) : null,
-    el('time', { datetime: n.timestamp ?? '' }, clock(n.timestamp)),
+    when(n.timestamp),
     n.is_read ? null : el('span', { class: 'unread-tag' }, 'unread')),
   el('div', { class: 'title' },
     n.ticket?.key
@@ -1874,6 +1920,8 @@ document.addEventListener('DOMContentLoaded', () => {
   byTestId('comment-input').addEventListener('input', () => {
     if (state.detail !== null) room.typed(state.detail);
   });
+  setInterval(refreshTimes, 30_000);
+  document.addEventListener('keydown', shortcut);
   window.addEventListener('hashchange', () => {
     route().catch((e) => flash(describe(e), 'error'));
   });

@@ -14,6 +14,9 @@ import { Run, parseArgs, restClient, tid, logIn, until } from './lib.mjs';
 const { base, users } = parseArgs('edits.mjs', ['client', 'admin', 'developer']);
 const api = restClient(base);
 
+/** The ticket view, where its own buttons and times are. */
+const view = (page) => tid(page, 'ticket-view');
+
 const noSidewaysScroll = (page) => page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth);
 
 async function openTicket(page, key) {
@@ -28,6 +31,7 @@ await new Run('edits').main(async (run) => {
   const token = async (u) => (await api('POST', '/api/auth/login/', null, u)).access;
   const [clientToken, adminToken, devToken] = [await token(users.client), await token(users.admin), await token(users.developer)];
   const dev = await api('GET', '/api/users/me/', devToken);
+  await api('PATCH', '/api/users/me/', clientToken, { time_zone: 'Europe/Berlin' });
   const project = (await api('GET', '/api/projects/?page_size=100', clientToken)).results[0];
   const file = (title) => api('POST', '/api/tickets/', clientToken, { project: project.id, title, priority: 'MEDIUM', category: 'BUG' });
   const slow = await file('Login page slow');
@@ -123,6 +127,39 @@ await new Run('edits').main(async (run) => {
   const rejected = await until(client, 'the rejection in the history', () => document.querySelector('[data-testid="history-item"][data-action="reject"]')?.textContent);
   run.check(rejected.includes('“CSV files still fail”'), `the reason shows (${rejected})`);
   run.check((await tid(client, 'action-edit').count()) === 0, 'no edit once the ticket is assigned');
+
+  run.log('times are relative, exact in the client\'s own time zone on hover');
+  const filed = tid(view(client), 'ticket-created-at');
+  run.check(/just now|minute/.test(await filed.textContent()), `relative (${await filed.textContent()})`);
+  const hover = await filed.getAttribute('title');
+  run.check(/\(Europe\/Berlin\)$/.test(hover) && /2026|20\d\d/.test(hover), `exact, in Europe/Berlin (${hover})`);
+
+  run.log('keyboard shortcuts: j and k walk the list, / searches, c creates, ? tells them');
+  await client.goto(`${base}/#/`);
+  await until(client, 'the list', () => document.querySelectorAll('[data-testid="ticket-row"]').length === 2);
+  await client.locator('body').click({ position: { x: 5, y: 300 } });
+  const focused = () => client.evaluate(() => document.activeElement?.closest('[data-testid="ticket-row"]')?.dataset.key ?? document.activeElement?.dataset.testid ?? null);
+  const rows = await client.evaluate(() => [...document.querySelectorAll('[data-testid="ticket-row"]')].map((r) => r.dataset.key));
+  await client.keyboard.press('j');
+  run.check((await focused()) === rows[0], `j focuses the first ticket (${await focused()})`);
+  await client.keyboard.press('j');
+  run.check((await focused()) === rows[1], 'j again, the second');
+  await client.keyboard.press('k');
+  run.check((await focused()) === rows[0], 'k goes back');
+  await client.keyboard.press('/');
+  await until(client, '/ focuses the search', () => document.activeElement?.dataset.testid === 'find-search');
+  await client.keyboard.press('c');
+  run.check((await tid(client, 'find-search').inputValue()) === 'c', 'typing in a field is typing, not a shortcut');
+  await tid(client, 'find-search').fill('');
+  await client.locator('body').click({ position: { x: 5, y: 300 } });
+  await client.keyboard.press('c');
+  await until(client, 'c focuses the new ticket\'s title', () => document.activeElement?.dataset.testid === 'create-title');
+  await client.locator('body').click({ position: { x: 5, y: 300 } });
+  await client.keyboard.press('?');
+  await until(client, '? opens the help', () => document.querySelector('[data-testid="dialog"]').open
+    && document.querySelector('[data-testid="dialog-title"]').textContent === 'Keyboard shortcuts');
+  await run.accessible(client, 'keyboard shortcuts help');
+  await tid(client, 'dialog-confirm').click();
 
   run.log('at 360×740: the edit form fits, with no sideways scroll');
   await client.setViewportSize({ width: 360, height: 740 });
