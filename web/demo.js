@@ -51,6 +51,9 @@ const state = {
   detail: null,
   // The ticket whose fields are being edited, if any.
   editing: null,
+  // The notification the phone's banner shows, and when the banner goes.
+  bannerFor: null,
+  bannerTimer: null,
   ticket: null,
   history: [],
   detailRequest: 0,
@@ -245,7 +248,7 @@ function logout(message) {
   resetPush();
   byTestId('ticket-list').replaceChildren();
   renderNotifications();
-  setWsState('closed', 'not connected');
+  setWsState('closed', 'Offline');
   showLogin(message);
 }
 
@@ -496,6 +499,9 @@ function fillFindForm() {
   form.elements.project.value = q.project;
   form.elements.ordering.value = q.ordering;
   form.elements.mine.checked = q.mine;
+  // Folded on a phone, the filters say how many are on.
+  const on = [q.status, q.priority, q.project].filter(Boolean).length + (q.mine ? 1 : 0);
+  byTestId('filters-toggle').textContent = on ? `Filters (${on})` : 'Filters';
 }
 
 /** Clears the filters. The form is cleared at once, not when the address change is handled,
@@ -1190,12 +1196,19 @@ async function postComment(ev) {
 // (`?last_seq=`, or `Last-Event-ID` on the stream), hands each notification over once and in
 // order, acknowledges what it delivered, and renews the token when the hub says it runs out.
 
-function setWsState(name, text, code) {
+/**
+ * The connection's state in people's words (`Live`, `Offline · trying again in 3 s`); the
+ * technical reason (the close code, the transport, the resume point) is on hover and in the
+ * connection log.
+ */
+function setWsState(name, text, code, detail = '') {
   const pill = byTestId('ws-state');
   pill.dataset.state = name;
   if (code === undefined) delete pill.dataset.closeCode;
   else pill.dataset.closeCode = String(code);
   pill.textContent = text;
+  if (detail) pill.title = detail;
+  else pill.removeAttribute('title');
 }
 
 /** Seconds until the JWT `jwt` expires; -1 when it cannot be read. */
@@ -1259,21 +1272,23 @@ function onState({ state: now, transport }) {
   byTestId('mark-all-read').disabled = now !== 'connected';
   if (now === 'connected') {
     clearInterval(state.countdownTimer);
-    setWsState('connected', transport === 'sse' ? 'connected · event stream' : 'connected');
+    setWsState('connected', 'Live', undefined, transport === 'sse'
+      ? 'Connected over the event stream (a WebSocket could not be opened)'
+      : 'Connected over a WebSocket');
   } else if (now === 'connecting') {
-    setWsState('connecting', 'connecting…');
+    setWsState('connecting', 'Connecting…');
   } else if (now === 'closed') {
     clearInterval(state.countdownTimer);
-    setWsState('closed', state.closeLabel || 'not connected', state.closeCode ?? undefined);
+    setWsState('closed', 'Offline', state.closeCode ?? undefined, state.closeLabel);
   }
 }
 
 function onDisconnect({ code, reason, willReconnect }) {
   state.closeCode = code;
-  state.closeLabel = `closed (${code}${reason ? `: ${reason}` : ''})`;
+  state.closeLabel = `closed (${code}${reason ? `: ${reason}` : ''}): ${describeClose(code)}`;
   logEvent('←', `${state.closeLabel}${willReconnect ? '' : ', for good'}`);
   // 4001: the token was refused or ran out; the client asks for a renewed one.
-  setWsState('closed', code === 4001 ? `${state.closeLabel} · renewing the login…` : state.closeLabel, code);
+  setWsState('closed', code === 4001 ? 'Signing in again…' : 'Offline', code, state.closeLabel);
   if (!willReconnect) flash(`The hub closed the connection: ${describeClose(code)}`, 'error');
 }
 
@@ -1281,16 +1296,17 @@ function onDisconnect({ code, reason, willReconnect }) {
 function onRetry({ delay }) {
   clearInterval(state.countdownTimer);
   const until = Date.now() + delay;
-  const label = state.closeLabel || 'cannot connect';
+  const label = state.closeLabel || 'the hub cannot be reached';
   const tick = () => {
     const left = Math.ceil((until - Date.now()) / 1000);
     if (left > 0) {
-      setWsState('closed', `${label} · reconnecting in ${left} s`, state.closeCode ?? undefined);
+      setWsState('closed', `Offline · trying again in ${left} s`, state.closeCode ?? undefined, label);
       return;
     }
     clearInterval(state.countdownTimer);
     const seq = hub?.lastSeq;
-    setWsState('connecting', seq === null || seq === undefined ? 'reconnecting…' : `reconnecting from seq ${seq}…`);
+    setWsState('connecting', 'Reconnecting…', undefined,
+      seq === null || seq === undefined ? '' : `Nothing is lost: it resumes after notification ${seq}`);
   };
   tick();
   state.countdownTimer = setInterval(tick, 250);
@@ -1308,8 +1324,25 @@ function onNotification(n) {
   state.notifications.set(n.id, n);
   renderNotifications();
   scheduleTicketRefresh();
+  if (!n.replayed && NARROW.matches && !document.body.classList.contains('show-notifications')) showBanner(n);
   // About the ticket on the screen: the user sees it there.
   if (!n.is_read && !n.replayed && n.ticket?.id === state.detail && document.visibilityState === 'visible') markRead(n.id);
+}
+
+/** Shows a new notification as a banner at the top (on a phone, where the list is folded). */
+function showBanner(n) {
+  state.bannerFor = n;
+  byTestId('notification-banner-text').textContent = `${n.title}: ${n.message}`;
+  byTestId('notification-banner-open').hidden = !n.ticket?.key;
+  byTestId('notification-banner').hidden = false;
+  clearTimeout(state.bannerTimer);
+  state.bannerTimer = setTimeout(hideBanner, 10_000);
+}
+
+function hideBanner() {
+  clearTimeout(state.bannerTimer);
+  state.bannerFor = null;
+  byTestId('notification-banner').hidden = true;
 }
 
 /** A notification as the REST API lists it, in the shape the socket sends. */
@@ -1893,6 +1926,16 @@ document.addEventListener('DOMContentLoaded', () => {
   byTestId('bell').addEventListener('click', () => showNotifications(!document.body.classList.contains('show-notifications')));
   NARROW.addEventListener('change', (ev) => {
     byTestId('create-details').open = !ev.matches;
+  });
+  byTestId('filters-toggle').addEventListener('click', () => {
+    const open = byTestId('find-form').classList.toggle('filters-open');
+    byTestId('filters-toggle').setAttribute('aria-expanded', String(open));
+  });
+  byTestId('notification-banner-close').addEventListener('click', hideBanner);
+  byTestId('notification-banner-open').addEventListener('click', () => {
+    const n = state.bannerFor;
+    hideBanner();
+    if (n) openNotification(n);
   });
   byTestId('create-ticket-form').addEventListener('submit', createTicket);
   byTestId('tickets-reload').addEventListener('click', refreshTickets);

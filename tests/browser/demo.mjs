@@ -205,7 +205,7 @@ await new Run('demo').main(async (run) => {
   await client.evaluate(() => {
     const pill = document.querySelector('[data-testid="ws-state"]');
     window.__states = [];
-    new MutationObserver(() => window.__states.push(`${pill.dataset.state}|${pill.dataset.closeCode ?? ''}|${pill.textContent}`))
+    new MutationObserver(() => window.__states.push(`${pill.dataset.state}|${pill.dataset.closeCode ?? ''}|${pill.textContent}|${pill.title}`))
       .observe(pill, { attributes: true, childList: true, characterData: true, subtree: true });
   });
   // Close the socket under the page's feet, keeping the code its close event carries.
@@ -222,7 +222,9 @@ await new Run('demo').main(async (run) => {
   }
   const states = await client.evaluate(() => window.__states);
   const code = await client.evaluate(() => window.__closeCode);
-  run.check(states.some((s) => s.startsWith(`closed|${code}|closed (${code}`)), `the page showed "closed (${code}…)"`);
+  run.check(states.some((s) => s.startsWith(`closed|${code}|Offline`) && s.includes(`|closed (${code})`)),
+    `the page said "Offline", with "closed (${code})…" on hover`);
+  run.check(states.every((s) => !/seq|\(\d{4}\)/.test(s.split('|')[2])), `the words shown are people's (${JSON.stringify(states)})`);
   const again = await client.evaluate(() => window.__sockets.filter((s) => s.url.includes('/ws/notifications/')).at(-1).url);
   run.check(new URL(again).searchParams.get('last_seq') === String(seqBefore),
     `the reconnect resumes from seq ${seqBefore} (${again})`);

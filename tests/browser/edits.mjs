@@ -161,8 +161,44 @@ await new Run('edits').main(async (run) => {
   await run.accessible(client, 'keyboard shortcuts help');
   await tid(client, 'dialog-confirm').click();
 
-  run.log('at 360×740: the edit form fits, with no sideways scroll');
+  run.log('dark mode, as the system asks: dark surfaces, every state still at AA contrast');
+  await client.emulateMedia({ colorScheme: 'dark' });
+  const dark = await client.evaluate(() => getComputedStyle(document.body).backgroundColor);
+  run.check(dark === 'rgb(15, 18, 24)', `the page is dark (${dark})`);
+  await run.accessible(client, 'the list in dark mode');
+  await openTicket(client, slow.key);
+  await run.accessible(client, 'a ticket in dark mode');
+  await run.screenshot(client, 'edits-dark.png');
+  await tid(client, 'action-edit').click();
+  await run.accessible(client, 'editing in dark mode');
+  await tid(client, 'edit-cancel').click();
+  await client.emulateMedia({ colorScheme: 'light' });
+
+  run.log('on a phone the filters fold behind one button, and a new notification shows as a banner');
   await client.setViewportSize({ width: 360, height: 740 });
+  await client.goto(`${base}/#/`);
+  await until(client, 'the list at 360', () => document.querySelectorAll('[data-testid="ticket-row"]').length === 2);
+  run.check(await tid(client, 'find-search').isVisible(), 'the search stays');
+  run.check(!(await tid(client, 'find-status').isVisible()), 'the filters are folded');
+  await tid(client, 'filters-toggle').click();
+  run.check(await tid(client, 'find-status').isVisible(), 'Filters unfolds them');
+  await tid(client, 'find-status').selectOption('NEW');
+  await until(client, 'the toggle counts the filter', () => document.querySelector('[data-testid="filters-toggle"]').textContent === 'Filters (1)');
+  await run.accessible(client, 'filters unfolded on a phone');
+  await tid(client, 'find-clear').click();
+  await api('POST', `/api/tickets/${slow.id}/comments/`, adminToken, { body: 'Which Safari version?' });
+  const banner = await until(client, 'a banner for the new notification',
+    () => !document.querySelector('[data-testid="notification-banner"]').hidden && document.querySelector('[data-testid="notification-banner-text"]').textContent);
+  run.check(/New Comment: ada display commented on WEB-1: Which Safari version\?/.test(banner), `the banner says what came (${banner})`);
+  const box = await tid(client, 'notification-banner').boundingBox();
+  run.check(box.y >= 0 && box.y + box.height <= 740 && box.x >= 0 && box.x + box.width <= 360, 'the banner is on screen');
+  await run.accessible(client, 'a notification banner on a phone');
+  await tid(client, 'notification-banner-open').click();
+  await until(client, 'the banner opens the ticket', (k) => document.querySelector('[data-testid="ticket-view-head"]')?.dataset.key === k
+    && !document.querySelector('[data-testid="ticket-view"]').hidden, slow.key);
+  run.check(await tid(client, 'notification-banner').isHidden(), 'and goes');
+
+  run.log('at 360×740: the edit form fits, with no sideways scroll');
   await openTicket(client, slow.key);
   await tid(client, 'action-edit').click();
   run.check(await tid(client, 'edit-form').isVisible(), 'the edit form shows on a phone');
