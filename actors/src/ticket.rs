@@ -431,7 +431,17 @@ impl TicketActor {
                 }
             }
             if matches!(action, Action::Edit(_)) && change.edits.is_empty() {
-                // An edit that changes nothing: nothing to commit, tell or record.
+                // An edit that changes nothing: nothing to commit, tell or record. As for a
+                // refusal, the copy is checked against the database first (one read, on
+                // no-ops only): another node may have changed the fields since.
+                let latest = store
+                    .ticket(ticket.id)
+                    .await?
+                    .ok_or(TicketError::NotFound)?;
+                if latest.version != ticket.version {
+                    *current = latest;
+                    continue;
+                }
                 let unchanged = Committed {
                     ticket: ticket.clone(),
                     notifications: Vec::new(),

@@ -746,6 +746,7 @@ crate::trials! {
         preferences_and_addresses_decide_the_outbox,
         creators_and_admins_edit_tickets_with_history_and_notice,
         comments_are_edited_and_deleted_by_their_authors,
+        an_edit_back_to_a_value_another_node_changed_is_applied,
         mentions_reach_the_people_named_who_may_see_the_ticket,
         markdown_is_rendered_to_safe_html,
     ],

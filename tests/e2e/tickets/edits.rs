@@ -310,3 +310,26 @@ pub(super) async fn comments_are_edited_and_deleted_by_their_authors(backend: Ba
     assert_eq!(closed["status"], "APPROVED");
     assert_eq!(delete(&hub, &c.d1, &one).await, 409);
 }
+
+pub(super) async fn an_edit_back_to_a_value_another_node_changed_is_applied(backend: Backend) {
+    // Two hubs on one database and no bus between them: the first keeps its ticket actor's
+    // copy, which the second's edit makes stale without telling it.
+    let a = TestHub::start(&backend).await;
+    let c = cast(&a).await;
+    let b = a.sibling().await;
+    let t = create_ticket(&a, &c.c1, c.project, "Original title").await;
+    let path = format!("/api/tickets/{}/", t["id"]);
+    patch(&a, &c.c1, &path, json!({"priority": "LOW"}), 200).await;
+    patch(&b, &c.c1, &path, json!({"title": "Changed elsewhere"}), 200).await;
+    // On the first hub's stale copy the title is as asked already; the database's is not.
+    let back = patch(&a, &c.c1, &path, json!({"title": "Original title"}), 200).await;
+    assert_eq!(back["title"], "Original title");
+    assert_eq!(a.get_as(&c.c1, &path, 200).await["title"], "Original title");
+    let h = history(&a, &c.c1, t["id"].as_i64().unwrap()).await;
+    let edits: Vec<&Value> = h.iter().filter(|e| e["action"] == "edit").collect();
+    assert_eq!(edits.len(), 3, "{h:?}");
+    assert_eq!(
+        edits[2]["changes"],
+        json!([{"field": "title", "before": "Changed elsewhere", "after": "Original title"}])
+    );
+}
