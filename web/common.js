@@ -198,6 +198,38 @@ export function clock(iso) {
   return today ? d.toLocaleTimeString() : d.toLocaleString();
 }
 
+/** The elements Markdown renders to that a page shows; anything else shows as its text. */
+const MARKDOWN_TAGS = new Set(['P', 'STRONG', 'EM', 'CODE', 'PRE', 'A', 'UL', 'OL', 'LI', 'BLOCKQUOTE',
+  'DEL', 'H1', 'H2', 'H3', 'H4', 'H5', 'H6', 'HR', 'BR']);
+
+/**
+ * The hub's rendering of Markdown (already cleaned by the hub: see the API guide's "Markdown and
+ * mentions") as nodes built here, element by element: only the tags above, only `href`s that
+ * are http(s), mailto or relative, and no other attribute. The HTML is parsed into an inert
+ * document, never into the page.
+ */
+export function markdownNodes(html) {
+  const parsed = new DOMParser().parseFromString(html, 'text/html');
+  const copy = (node) => {
+    if (node.nodeType === Node.TEXT_NODE) return document.createTextNode(node.data);
+    if (node.nodeType !== Node.ELEMENT_NODE) return null;
+    if (node.tagName === 'INPUT') return document.createTextNode(node.hasAttribute('checked') ? '☑ ' : '☐ ');
+    if (!MARKDOWN_TAGS.has(node.tagName)) return document.createTextNode(node.textContent);
+    const out = document.createElement(node.tagName.toLowerCase());
+    if (node.tagName === 'A') {
+      const href = node.getAttribute('href') ?? '';
+      if (/^(https?:|mailto:)/i.test(href) || !/^[a-z][a-z0-9+.-]*:/i.test(href)) out.setAttribute('href', href);
+      out.setAttribute('rel', 'noopener noreferrer nofollow');
+    }
+    for (const child of node.childNodes) {
+      const c = copy(child);
+      if (c) out.append(c);
+    }
+    return out;
+  };
+  return [...parsed.body.childNodes].map(copy).filter(Boolean);
+}
+
 /** The time zone exact times are shown in: the user's own (`time_zone`), else the browser's. */
 let zone;
 

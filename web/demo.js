@@ -4,7 +4,7 @@
 // through the service worker `/sw.js` while the page is closed), and see who else is here.
 
 import {
-  el, byTestId, ApiError, Session, loginForm, peopleTimelineView, when, exact, setTimeZone, refreshTimes,
+  el, byTestId, ApiError, Session, loginForm, markdownNodes, peopleTimelineView, when, exact, setTimeZone, refreshTimes,
   statusName, priorityName, categoryName, eventName,
 } from '/assets/common.js';
 import { Room } from '/assets/rooms.js';
@@ -907,12 +907,12 @@ async function saveEdit(ev, t) {
 
 /**
  * The ticket's description: the hub's safe HTML of its Markdown (raw HTML in it is text,
- * links http(s), mailto or relative), or the text itself when the hub sent none.
+ * links http(s), mailto or relative), built as nodes, or the text itself when the hub sent none.
  */
 function description(t) {
   const box = el('div', { class: 'description markdown', testid: 'ticket-description' });
   if (!t.description) box.append(el('span', { class: 'muted' }, 'No description.'));
-  else if (typeof t.description_html === 'string') box.innerHTML = t.description_html;
+  else if (typeof t.description_html === 'string') box.append(...markdownNodes(t.description_html));
   else box.textContent = t.description;
   return box;
 }
@@ -920,7 +920,7 @@ function description(t) {
 /** A comment's text: the hub's safe HTML of its Markdown, or the text itself. */
 function commentBody(c) {
   const box = el('div', { class: 'body markdown', testid: 'comment-body' });
-  if (typeof c.body_html === 'string') box.innerHTML = c.body_html;
+  if (typeof c.body_html === 'string') box.append(...markdownNodes(c.body_html));
   else box.textContent = c.body;
   return box;
 }
