@@ -63,7 +63,7 @@ export type InboxEvent =
   | { type: "cleared"; count: number }
   | { type: "all_read"; count: number; notification_type: string | null; ticket: number | null };
 
-export type State = "idle" | "connecting" | "connected" | "reconnecting" | "closed";
+export type State = "idle" | "connecting" | "connected" | "reconnecting" | "unauthorized" | "closed";
 export type Transport = "websocket" | "sse";
 
 export interface StateEvent {
@@ -121,7 +121,10 @@ export interface TicketHubOptions {
 /**
  * A close or error code from the hub, with what it means: a close code as a string (`"4003"`),
  * an HTTP status of a REST call (`"404"`), an error frame's code (`"rate_limited"`), `"token"`
- * (the token function threw), `"transport"` (no WebSocket or fetch) or `"closed"`.
+ * (the token function threw or gave no string), `"token_unchanged"` (asked for a renewal, it
+ * gave back the token that runs out), `"token_refused"` (the hub refused a token and the
+ * provider gave it again: the client stops until `connect()`), `"transport"` (no WebSocket or
+ * fetch) or `"closed"`.
  */
 export class TicketHubError extends Error {
   name: "TicketHubError";
@@ -153,8 +156,13 @@ export class TicketHub {
   on<K extends keyof HubEvents>(event: K, listener: (value: HubEvents[K]) => void): () => void;
   once<K extends keyof HubEvents>(event: K, listener: (value: HubEvents[K]) => void): () => void;
   off<K extends keyof HubEvents>(event: K, listener: (value: HubEvents[K]) => void): void;
-  /** Resolves once the hub greeted the connection; rejects if the client stops first. */
+  /**
+   * Resolves once the hub greeted the connection; rejects if the client stops first. From
+   * `"unauthorized"`, asks the token provider again and goes on.
+   */
   connect(): Promise<void>;
+  /** A token from the provider (one call at a time; concurrent callers share it). */
+  token(reason?: TokenContext["reason"], holding?: string | null): Promise<string>;
   /** Stops for good. */
   close(): void;
   request<T = unknown>(method: string, path: string, body?: unknown): Promise<T>;
@@ -218,6 +226,8 @@ export class ProjectRoom {
 
 export function backoff(attempt: number, base?: number, max?: number, random?: () => number): number;
 export function describeClose(code: number): string;
+/** The `exp` claim of a JWT, in seconds since the epoch; `null` for a token that is not one. */
+export function tokenExpiry(token: string): number | null;
 
 export class SseParser {
   push(text: string): Array<{ event: string; data: string; id: string | null }>;

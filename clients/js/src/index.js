@@ -144,6 +144,43 @@ export class SseParser {
   }
 }
 
+/** The `exp` claim of a JWT, in seconds since the epoch; `null` for a token that is not one. */
+export function tokenExpiry(token) {
+  try {
+    const part = String(token).split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
+    const claims = JSON.parse(atob(part));
+    return typeof claims.exp === 'number' ? claims.exp : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Whether `next` renews nothing of `held`: the same token, or a JWT that runs out no later. */
+function noNewer(next, held) {
+  if (next === held) return true;
+  const [a, b] = [tokenExpiry(next), tokenExpiry(held)];
+  return a !== null && b !== null && a <= b;
+}
+
+/**
+ * Whether `token` has time left past the hub's warning (30 s before its expiry), so that a
+ * socket that takes it is not warned again at once; a token that is not a JWT is taken as is.
+ */
+function lasting(token) {
+  const exp = tokenExpiry(token);
+  return exp === null || exp * 1000 - Date.now() > 35000;
+}
+
+/** Whether `token` is no answer to the hub's refusal of `refused`: the same, or run out. */
+function noAnswer(token, refused) {
+  if (token === refused) return true;
+  const exp = tokenExpiry(token);
+  return exp !== null && exp * 1000 <= Date.now();
+}
+
+const REFUSED_AGAIN = 'the hub refused the token, and the token provider gave it again (or one that has run out): '
+  + 'reconnecting stops until connect() is called with a provider that gives a new one';
+
 /**
  * The client. Events: `notification` (each exactly once, in order), `inbox` (read, unread,
  * deleted, cleared, all_read), `replayed` (`{count, lastSeq}`: the backlog of a connection was
@@ -198,8 +235,16 @@ export class TicketHub extends Emitter {
     this.wsFailed = false;
     this.waiters = [];
     this.rooms = new Set();
-    // The hub refused the last token (4001): the next one is asked for as `refused`.
+    // The hub refused the last token (4001): the next one is asked for as `refused`, and
+    // must differ from it.
     this.refused = false;
+    this.refusedToken = null;
+    // The token the open transport holds, and the one whose renewal is under way or done.
+    this.heldToken = null;
+    this.renewing = null;
+    this.renewTimer = null;
+    // The provider's answer being awaited: every caller shares it (one call at a time).
+    this.tokenFlight = null;
   }
 
   setState(state) {
@@ -213,7 +258,7 @@ export class TicketHub extends Emitter {
   connect() {
     if (this.state === 'connected') return Promise.resolve();
     const ready = new Promise((resolve, reject) => this.waiters.push({ resolve, reject }));
-    if (this.state === 'idle' || this.state === 'closed') {
+    if (this.state === 'idle' || this.state === 'closed' || this.state === 'unauthorized') {
       this.closing = false;
       this.setState('connecting');
       this.open();
@@ -227,6 +272,7 @@ export class TicketHub extends Emitter {
     clearTimeout(this.retryTimer);
     clearTimeout(this.upgradeTimer);
     clearTimeout(this.ackTimer);
+    clearTimeout(this.renewTimer);
     this.flushAck();
     this.dropWs(1000, 'closing');
     this.dropSse();
@@ -236,10 +282,41 @@ export class TicketHub extends Emitter {
     for (const w of this.waiters.splice(0)) w.reject(error);
   }
 
-  /** Asks the application for a token; `reason` is `connect`, `expiring` or `refused`. */
-  async token(reason = 'connect') {
-    this.currentToken = await this.tokenSource({ reason });
-    return this.currentToken;
+  /**
+   * A token from the application's provider; `reason` is `connect`, `expiring` or `refused`.
+   * One call at a time: callers that ask while one is under way share its answer. A caller
+   * replacing `holding` takes a token another socket already got, if it is newer.
+   */
+  token(reason = 'connect', holding = null) {
+    if (holding !== null && this.currentToken && !noNewer(this.currentToken, holding) && lasting(this.currentToken)) {
+      return Promise.resolve(this.currentToken);
+    }
+    if (!this.tokenFlight) {
+      const flight = Promise.resolve()
+        .then(() => this.tokenSource({ reason }))
+        .then((token) => {
+          if (typeof token !== 'string' || token === '') throw new TypeError('the token provider gave no token');
+          this.currentToken = token;
+          return token;
+        });
+      this.tokenFlight = flight;
+      const done = () => {
+        if (this.tokenFlight === flight) this.tokenFlight = null;
+      };
+      flight.then(done, done);
+    }
+    return this.tokenFlight;
+  }
+
+  /** The provider gave back a token the hub refused: stop until `connect()` is called. */
+  unauthorized() {
+    const error = new TicketHubError('token_refused', REFUSED_AGAIN);
+    clearTimeout(this.retryTimer);
+    clearTimeout(this.upgradeTimer);
+    this.transport = null;
+    this.setState('unauthorized');
+    this.emit('error', error);
+    for (const w of this.waiters.splice(0)) w.reject(error);
   }
 
   /** Opens the preferred transport that can work. */
@@ -248,14 +325,18 @@ export class TicketHub extends Emitter {
     const useSse = this.transports.includes('sse') && this.fetchImpl;
     let token;
     try {
-      token = await this.token(this.refused ? 'refused' : 'connect');
-      this.refused = false;
+      token = this.refused ? await this.token('refused', this.refusedToken) : await this.token('connect');
     } catch (e) {
       this.emit('error', new TicketHubError('token', `token() failed: ${e?.message ?? e}`));
       this.retry();
       return;
     }
     if (this.closing) return;
+    if (this.refused && noAnswer(token, this.refusedToken)) {
+      this.unauthorized();
+      return;
+    }
+    this.refused = false;
     if (useWs) this.openWs(token);
     else if (useSse) this.openSse(token);
     else {
@@ -279,8 +360,10 @@ export class TicketHub extends Emitter {
       return;
     }
     let opened = false;
-    if (!probe) this.ws = ws;
-    else this.probeWs = ws;
+    if (!probe) {
+      this.ws = ws;
+      this.heldToken = token;
+    } else this.probeWs = ws;
     ws.onopen = () => {
       opened = true;
     };
@@ -296,6 +379,7 @@ export class TicketHub extends Emitter {
         // The socket works again: it takes over from the stream.
         this.probeWs = null;
         this.ws = ws;
+        this.heldToken = token;
         this.dropSse();
         this.wsFailed = false;
         this.transport = 'websocket';
@@ -363,6 +447,7 @@ export class TicketHub extends Emitter {
     const controller = new AbortController();
     const sse = { controller, token };
     this.sse = sse;
+    this.heldToken = token;
     const query = this.lastSeq === null ? '' : `?last_event_id=${this.lastSeq}`;
     let response;
     try {
@@ -545,15 +630,19 @@ export class TicketHub extends Emitter {
     }
   }
 
-  /** A new token before the current one runs out: sent on the socket, or a fresh stream. */
+  /**
+   * A new token before the held one runs out: sent on the socket, or a fresh stream. Once per
+   * token, however often the hub says it runs out (each new stream says so again); a provider
+   * that fails is asked again with backoff while the token lasts; one that gives the same
+   * token back is told so (`token_unchanged`) once, and the hub refuses it when it runs out.
+   */
   async renew(transport) {
-    let token;
-    try {
-      token = await this.token('expiring');
-    } catch (e) {
-      this.emit('error', new TicketHubError('token', `token() failed: ${e?.message ?? e}`));
-      return;
-    }
+    const held = this.heldToken;
+    if (held === null || this.renewing === held) return;
+    this.renewing = held;
+    const token = await this.replacement(held, () => !this.closing && this.heldToken === held, this);
+    if (token === null) return;
+    this.heldToken = token;
     if (transport === 'websocket' && this.ws && this.ws.readyState === 1) {
       this.ws.send(JSON.stringify({ type: 'refresh_token', token }));
     } else if (transport === 'sse' && this.sse) {
@@ -563,6 +652,41 @@ export class TicketHub extends Emitter {
       this.sse = null;
       old.controller.abort();
       this.openSse(token);
+    }
+  }
+
+  /**
+   * A token to replace `held` (which the hub says runs out soon) on a socket of `owner`'s, or
+   * `null`: the provider is asked again with backoff while it fails and `held` lasts; a token
+   * no newer than `held` is reported once (`token_unchanged`) and not sent; `holds()` says
+   * whether the socket still wants one.
+   */
+  async replacement(held, holds, owner) {
+    for (let attempt = 0; ; attempt += 1) {
+      let token;
+      try {
+        token = await this.token('expiring', held);
+      } catch (e) {
+        owner.emit('error', new TicketHubError('token', `token() failed: ${e?.message ?? e}`));
+        const wait = backoff(attempt, this.backoffBase, this.backoffMax);
+        const exp = tokenExpiry(held);
+        if (exp !== null && Date.now() + wait >= exp * 1000) return null;
+        await new Promise((resume) => {
+          owner.renewTimer = setTimeout(resume, wait);
+        });
+        if (!holds()) return null;
+        continue;
+      }
+      if (!holds()) return null;
+      if (noNewer(token, held)) {
+        if (owner.unchanged !== held) {
+          owner.unchanged = held;
+          owner.emit('error', new TicketHubError('token_unchanged',
+            'the token provider gave back the token that runs out; the hub refuses it when it does'));
+        }
+        return null;
+      }
+      return token;
     }
   }
 
@@ -577,7 +701,11 @@ export class TicketHub extends Emitter {
       this.close(error);
       return;
     }
-    if (code === 4001) this.refused = true;
+    if (code === 4001) {
+      this.refused = true;
+      this.refusedToken = this.heldToken;
+    }
+    this.heldToken = null;
     this.transport = null;
     this.setState('reconnecting');
     this.retry();
@@ -607,10 +735,13 @@ export class TicketHub extends Emitter {
       },
       body: body === undefined ? undefined : JSON.stringify(body),
     });
-    let res = await call(this.currentToken ?? (await this.token('connect')));
+    const first = this.currentToken ?? (await this.token('connect'));
+    let res = await call(first);
     if (res.status === 401) {
       await res.text().catch(() => {});
-      res = await call(await this.token('refused'));
+      const again = await this.token('refused', first);
+      if (noAnswer(again, first)) throw new TicketHubError('token_refused', REFUSED_AGAIN);
+      res = await call(again);
     }
     const text = await res.text();
     let data = text;
@@ -674,6 +805,8 @@ export class ProjectRoom extends Emitter {
     this.hub = hub;
     this.id = id;
     this.refused = false;
+    this.refusedToken = null;
+    this.renewTimer = null;
     this.present = new Map();
     this.versions = new Map();
     this.board = null;
@@ -700,19 +833,28 @@ export class ProjectRoom extends Emitter {
     }
     let token;
     try {
-      token = await this.hub.token(this.refused ? 'refused' : 'connect');
-      this.refused = false;
+      token = this.refused
+        ? await this.hub.token('refused', this.refusedToken)
+        : await this.hub.token('connect');
     } catch (e) {
       this.emit('error', new TicketHubError('token', `token() failed: ${e?.message ?? e}`));
       this.retry();
       return;
     }
     if (this.closed) return;
+    if (this.refused && noAnswer(token, this.refusedToken)) {
+      this.emit('error', new TicketHubError('token_refused', REFUSED_AGAIN));
+      this.close();
+      return;
+    }
+    this.refused = false;
     const base = `${wsBase(this.hub.url)}/ws/projects/${this.id}`;
     const protocols = ['tickethub.v1', `bearer.${token}`];
     let live = 0;
     const socket = (url, onFrame) => {
       const ws = new Impl(url, protocols);
+      // The token this socket holds (each renews its own).
+      ws.heldToken = token;
       ws.onmessage = (ev) => {
         let frame;
         try {
@@ -747,7 +889,10 @@ export class ProjectRoom extends Emitter {
           this.close();
           return;
         }
-        if (code === 4001) this.refused = true;
+        if (code === 4001) {
+          this.refused = true;
+          this.refusedToken = ws.heldToken;
+        }
         this.setState('reconnecting');
         this.retry();
       };
@@ -788,21 +933,23 @@ export class ProjectRoom extends Emitter {
     if (this.closed) return;
     this.closed = true;
     clearTimeout(this.retryTimer);
+    clearTimeout(this.renewTimer);
     this.drop();
     this.setState('closed');
     this.emit('closed');
   }
 
-  /** The hub says this socket's token runs out soon: a fresh one goes on the same socket. */
+  /**
+   * The hub says this socket's token runs out soon: a fresh one goes on the same socket (both
+   * sockets share one renewal, and the hub's client shares its own with them).
+   */
   async renew(ws) {
-    let token;
-    try {
-      token = await this.hub.token('expiring');
-    } catch (e) {
-      this.emit('error', new TicketHubError('token', `token() failed: ${e?.message ?? e}`));
-      return;
-    }
-    if ((ws === this.board || ws === this.presence) && ws.readyState === 1) {
+    const held = ws.heldToken;
+    const live = () => !this.closed && (ws === this.board || ws === this.presence);
+    const token = await this.hub.replacement(held, live, this);
+    if (token === null) return;
+    if (ws.readyState === 1) {
+      ws.heldToken = token;
       ws.send(JSON.stringify({ type: 'refresh_token', token }));
     }
   }

@@ -109,7 +109,7 @@ test('each notification once and in order, acknowledged, across kill -9 and a re
   assert.equal(c.state, 'closed');
 });
 
-test('a refused token is asked for again; one about to expire is renewed on each socket', async () => {
+test('a refused token is asked for again; one about to expire is renewed once for every socket', async () => {
   const hub = await started(['--access-token-ttl', '60']);
   const { admin, clientId } = await cast(hub);
   const good = hub.tokens('client');
@@ -137,7 +137,8 @@ test('a refused token is asked for again; one about to expire is renewed on each
   // 30 s before the token's expiry the hub says so: the client fetches another and sends it.
   await until('the token is renewed', () => renewed.length === 1, 30000);
   await until('both room sockets renewed theirs', () => roomRenewed.length === 2, 30000);
-  assert.deepEqual(reasons, ['connect', 'refused', 'connect', 'expiring', 'expiring', 'expiring']);
+  // One refresh for the three sockets: the room's take the token the first one got.
+  assert.deepEqual(reasons, ['connect', 'refused', 'connect', 'expiring']);
   assert.ok(renewed[0].expiresAt > Date.now() / 1000 + 50, JSON.stringify(renewed));
   assert.ok(roomRenewed.every((r) => r.expiresAt > Date.now() / 1000 + 50), JSON.stringify(roomRenewed));
   await hub.notify(admin, clientId, 'still here');
