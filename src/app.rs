@@ -2,7 +2,6 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,13 +15,13 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::{self, Auth};
-use crate::config::{write_private, ConfigError, DatabaseKind, JwtAlgorithm, ServeConfig};
+use crate::config::{ConfigError, DatabaseKind, JwtAlgorithm, ServeConfig};
 use crate::http::{self, AppState};
 use crate::store::{self, ConnectError};
 use crate::ws::WsSettings;
 
 mod keys;
-use keys::{reply_key, unsubscribe_key};
+use keys::{attachment_store, embedded_secret, reply_key, sqlite_file, unsubscribe_key};
 
 /// Why the hub could not start.
 #[derive(Debug, thiserror::Error)]
@@ -192,6 +191,7 @@ impl Application {
         };
         let replies = reply_key(&config, secret.as_deref())?;
         let unsubscribe = unsubscribe_key(&config, secret.as_deref())?;
+        let attachments = attachment_store(&config, secret.as_deref())?;
         let (mut delivery, rooms) =
             delivery_config(&config, vapid.clone(), replies.clone(), unsubscribe.clone())?;
         let digests = crate::digests::email(&delivery);
@@ -317,6 +317,7 @@ impl Application {
             slack: slack_inbound(&config)?,
             rooms: rooms.clone(),
             unsubscribe,
+            attachments,
             slack_members: crate::channels::slack::SlackMembers::new(
                 &config.channels.slack,
                 Duration::from_secs(config.delivery_timeout.max(1)),
@@ -463,6 +464,9 @@ impl Application {
         });
         let webhooks = crate::webhooks::spawn(state.clone(), webhooks, chats.clone());
         let digests = digests.map(|d| crate::digests::spawn(d.on(&state), chats.clone()));
+        let sweeper = state.attachments.clone().map(|a| {
+            tokio::spawn(a.sweep(state.store.clone(), Duration::from_secs(60), chats.clone()))
+        });
         if let Some(listener) = metrics_listener {
             tokio::spawn(crate::serve::serve(
                 listener,
@@ -483,6 +487,9 @@ impl Application {
         }
         // The project chats', event webhooks' and digests' posters finish what they are telling.
         chats.cancel();
+        if let Some(sweeper) = sweeper {
+            sweeper.abort();
+        }
         for mut poster in poster.into_iter().chain([webhooks]).chain(digests) {
             if tokio::time::timeout(shutdown_timeout, &mut poster)
                 .await
@@ -745,58 +752,6 @@ fn vapid_key(config: &ServeConfig) -> Result<Option<crate::channels::push::Vapid
         Some(path) => VapidKey::beside(&path)?,
         None => VapidKey::generate()?,
     }))
-}
-
-/// The HS256 secret of an embedded hub: kept in `<database file>.jwt-secret`, created on
-/// first start, so that tokens survive restarts. An in-memory database gets a fresh one.
-fn embedded_secret(database_url: &str) -> Result<String, BuildError> {
-    if crate::config::database_kind(database_url)? != DatabaseKind::Sqlite {
-        return Err(ConfigError::new(
-            "--jwt-secret (TICKETHUB_JWT_SECRET)",
-            "is required with a PostgreSQL database",
-        )
-        .into());
-    }
-    let Some(path) = sqlite_file(database_url) else {
-        return Ok(auth::generate_secret());
-    };
-    let mut secret_path = path.into_os_string();
-    secret_path.push(".jwt-secret");
-    let secret_path = PathBuf::from(secret_path);
-    match std::fs::read_to_string(&secret_path) {
-        Ok(s) if s.trim().len() >= 32 => return Ok(s.trim().to_owned()),
-        Ok(_) => {
-            return Err(BuildError::Secret(format!(
-                "{} is shorter than 32 characters",
-                secret_path.display()
-            )))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => {
-            return Err(BuildError::Secret(format!(
-                "cannot read {}: {e}",
-                secret_path.display()
-            )))
-        }
-    }
-    let secret = auth::generate_secret();
-    write_private(&secret_path, &secret)
-        .map_err(|e| BuildError::Secret(format!("cannot write {}: {e}", secret_path.display())))?;
-    tracing::info!(path = %secret_path.display(), "generated a token secret");
-    Ok(secret)
-}
-
-/// The file an SQLite URL names, or `None` for an in-memory database.
-fn sqlite_file(url: &str) -> Option<PathBuf> {
-    let rest = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))?;
-    let path = rest.split('?').next().unwrap_or_default();
-    if path.is_empty() || path == ":memory:" || url.contains("mode=memory") {
-        None
-    } else {
-        Some(PathBuf::from(path))
-    }
 }
 
 /// One demo account.

@@ -491,6 +491,20 @@ mod tests {
     }
 
     #[test]
+    fn a_list_default_stays_a_list_and_a_comma_separated_value_splits() {
+        let c = serve(parse(["tickethub", "serve"]).unwrap());
+        assert_eq!(
+            c.attachments.attachment_types,
+            crate::attachments::kinds::DEFAULT_TYPES.map(String::from)
+        );
+        let env = |name: &str| {
+            (name == "TICKETHUB_ATTACHMENT_TYPES").then(|| "image/*,text/plain".into())
+        };
+        let c = serve(parse_with_env(["tickethub", "serve"], env).unwrap());
+        assert_eq!(c.attachments.attachment_types, ["image/*", "text/plain"]);
+    }
+
+    #[test]
     fn management_commands_read_the_file_and_their_positionals() {
         let mut f = tempfile::NamedTempFile::new().unwrap();
         writeln!(

@@ -432,6 +432,10 @@ pub struct ServeConfig {
     #[command(flatten)]
     pub channels: crate::channels::Settings,
 
+    /// Where attached files are kept, and what they may be (see `crate::attachments`).
+    #[command(flatten)]
+    pub attachments: crate::attachments::AttachmentSettings,
+
     /// Folder of message templates overriding the defaults (`<type>.subject.txt`, `<type>.txt`,
     /// `<type>.html`, `<type>.whatsapp.txt`, `<type>.sms.txt`, or `default.*`).
     #[arg(long, env = "TICKETHUB_TEMPLATES_DIR")]

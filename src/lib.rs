@@ -16,6 +16,7 @@
 //! can start the very same hub on port 0.
 
 pub mod app;
+pub mod attachments;
 pub mod auth;
 pub mod bus;
 pub mod channels;

@@ -73,6 +73,8 @@ pub struct AppParts {
     pub slack_members: Option<Arc<crate::channels::slack::SlackMembers>>,
     /// Checks the one-click unsubscribe links of notification emails.
     pub unsubscribe: Option<Arc<crate::channels::email::UnsubscribeKey>>,
+    /// Where attached files are kept; none when the hub takes no attachments.
+    pub attachments: Option<Arc<crate::attachments::Attachments>>,
     /// The chats project chats can post to, by channel name.
     pub rooms: crate::chats::Rooms,
     /// The token Mattermost's button clicks carry, when the Mattermost channel has buttons.

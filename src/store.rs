@@ -17,12 +17,14 @@ use crate::config::{database_kind, ConfigError, DatabaseKind};
 
 pub mod access;
 pub mod analytics;
+mod attachments;
 pub mod audit;
 mod chats;
 pub mod credentials;
 pub mod db;
 pub mod devices;
 mod digests;
+mod follow_ups;
 pub mod history;
 mod hold;
 pub mod inbox;

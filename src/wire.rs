@@ -478,6 +478,10 @@ pub fn room_event(event: &tickethub_actors::room::RoomEvent) -> Value {
                 },
             },
         }),
+        RoomEvent::AttachmentsChanged { ticket } => json!({
+            "type": "attachments_changed",
+            "data": {"ticket_id": ticket.id.0, "key": ticket.key()},
+        }),
         RoomEvent::PresenceState(users) => json!({
             "type": "presence_state",
             "users": users.iter().map(presence_entry).collect::<Vec<_>>(),

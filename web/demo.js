@@ -8,6 +8,8 @@ import {
   statusName, priorityName, categoryName, eventName,
 } from '/assets/common.js';
 import { Room } from '/assets/rooms.js';
+import { Files } from '/assets/attachments.js';
+import { InvitePanel, JoinPanel, inviteToken } from '/assets/join.js';
 import { TicketHub, TicketHubError, describeClose } from '/assets/tickethub-client.js';
 
 // The same key as the operator page's: logging in on one logs in on the other.
@@ -63,6 +65,15 @@ const state = {
   timeline: { id: null, data: null, error: null, loading: false, request: 0, timer: null },
 };
 
+/** The open ticket's files. */
+const files = new Files({ session, me: () => state.me, ask, flash, describe });
+
+/** "Ask to join a project", for someone in no project. */
+let joinPanel = null;
+
+/** An invitation's link (`#/invite/<token>`), shown in place of the login. */
+let invitePanel = null;
+
 // The project room: the board moves tickets in place; presence shows who is here.
 const room = new Room({
   onTicket: (u) => {
@@ -93,6 +104,19 @@ const room = new Room({
   onComment: (d) => {
     if (state.detail === d.ticket_id) {
       showComment({ ...d.comment, author: d.comment.author_id ?? null, author_name: d.comment.author });
+    }
+  },
+  // Someone attached or deleted a file of the open ticket: its files again (each viewer's
+  // links are signed for them, so the frame carries none).
+  onFiles: async (d) => {
+    if (state.detail !== d.ticket_id) return;
+    try {
+      const list = await session.api('GET', `/api/tickets/${d.ticket_id}/attachments/`);
+      if (state.ticket?.id !== d.ticket_id) return;
+      state.ticket.attachments = list;
+      files.show(state.ticket);
+    } catch {
+      // The next load of the ticket shows them.
     }
   },
   ticketKey: (id) => state.tickets.find((t) => t.id === id)?.key || (state.ticket?.id === id ? state.ticket.key : `#${id}`),
@@ -819,6 +843,7 @@ async function readTicket(id) {
   } catch {
     // They stay unread; the bell says so.
   }
+  files.show(full);
 }
 
 /** Loads the open ticket again (after an action or a notification about it). */
@@ -1012,12 +1037,19 @@ function renderHistory() {
   list.replaceChildren(...state.history.map((h, i) => {
     const before = i > 0 ? state.history[i - 1].status : h.status;
     return el('li', { testid: 'history-item', dataset: { event: h.event, action: h.action } },
+    case 'escalate': return `${h.recipient_name || 'Someone'} was paged again by ${(h.channels || []).map(channelWord).join(', ') || 'more channels'} (${h.policy}, step ${h.step})`;
+    case 'acknowledge': return `${who} acknowledged the page by ${channelWord(h.via)}`;
       el('span', { class: 'what', title: state.people.get(h.actor)?.username }, historyText(h)),
       ' ',
       el('span', { class: 'muted' }, h.status !== before ? `· now ${statusName(h.status).toLowerCase()} · ` : '· '),
       when(h.at, { class: 'muted' }));
   }));
   if (!state.history.length) list.append(el('li', { class: 'muted' }, 'Nothing recorded yet.'));
+/** A channel in people's words: "SMS", "push", "Slack". */
+function channelWord(c) {
+  return { sms: 'SMS', whatsapp: 'WhatsApp', slack: 'Slack', mattermost: 'Mattermost', teams: 'Teams', email: 'email', push: 'push', voice: 'a call', webpush: 'push', fcm: 'push', apns: 'push' }[c] || c;
+}
+
 }
 
 /** Shows a comment: added at the end, or in its place when it is there (edited, deleted). */
@@ -1302,6 +1334,10 @@ function onRetry({ delay }) {
     if (left > 0) {
       setWsState('closed', `Offline · trying again in ${left} s`, state.closeCode ?? undefined, label);
       return;
+  } else if (now === 'unauthorized') {
+    // The hub refused the session's token and no new one could be had: log in again.
+    clearInterval(state.countdownTimer);
+    setWsState('closed', 'Signed out · log in again', 4001, state.closeLabel);
     }
     clearInterval(state.countdownTimer);
     const seq = hub?.lastSeq;

@@ -12,6 +12,7 @@ export class Room {
    * @param {object} hooks
    * @param {(update: object) => void} hooks.onTicket a `ticket_update`'s data and action
    * @param {(comment: object) => void} hooks.onComment a `comment_added`'s data
+   * @param {(data: object) => void} [hooks.onFiles] an `attachments_changed`'s data
    * @param {(id: number) => string} hooks.ticketKey a ticket's key, for the presence list
    * @param {(dir: string, text: string) => void} hooks.log the event log
    */
@@ -57,6 +58,10 @@ export class Room {
     room.on('comment_added', mine((d) => {
       this.hooks.log('⇠', `comment_added ${d.key}`);
       this.hooks.onComment(d);
+    }));
+    room.on('attachments_changed', mine((d) => {
+      this.hooks.log('⇠', `attachments_changed ${d.key}`);
+      this.hooks.onFiles?.(d);
     }));
     room.on('presence', mine(() => this.render()));
     room.on('joined', mine((u) => this.hooks.log('⇠', `joined: ${u.username}`)));

@@ -69,6 +69,12 @@ pub enum RoomEvent {
         /// The comment.
         comment: Arc<Comment>,
     },
+    /// A file was attached to a ticket of the project, or deleted (board sockets): pages that
+    /// show the ticket load its files again (each viewer's links are their own).
+    AttachmentsChanged {
+        /// The ticket.
+        ticket: Arc<Ticket>,
+    },
     /// Who is present, sent to a presence socket when it joins.
     PresenceState(Vec<PresenceEntry>),
     /// A user joined or left, looks at a ticket, or types (presence sockets).

@@ -185,6 +185,9 @@ impl Deps {
             RoomEvent::CommentAdded { ticket, comment } => {
                 (ticket, crate::ports::BoardNotice::Comment(comment.id))
             }
+            RoomEvent::AttachmentsChanged { ticket } => {
+                (ticket, crate::ports::BoardNotice::Attachments)
+            }
             _ => return,
         };
         let project = ticket.project_id;

@@ -15,6 +15,7 @@ use crate::ticket_domain::{Category, Change, Comment, Priority, Ticket, TicketId
 
 mod access;
 mod analytics;
+mod attachments;
 mod audit;
 mod bus;
 mod chat;
@@ -39,6 +40,7 @@ pub use access::{
 };
 pub use analytics::AnalyticsStore;
 pub use audit::{AuditEvent, AuditFilter, AuditStore, NewAuditEvent};
+pub use attachments::{Attachment, AttachmentStore, NewAttachment};
 pub use bus::{interest, publish, BoardNotice, Bus, BusEvent, BusFaults, PresenceStore, Topic};
 pub use chat::{ChatStore, ChatUpdate, NewProjectChat, ProjectChat};
 pub use credentials::{CredentialStore, RefreshRecord, Rotation};
@@ -46,7 +48,8 @@ pub use devices::{Device, DeviceStore, NewDevice, Registered};
 pub use digests::{DigestStore, DueDigest};
 pub use escalation::{EscalationJob, EscalationStore, Finish, Settled};
 pub use history::{
-    DeliveryAttempt, EscalationRow, HistoryStore, PushRecord, Pushed, TicketEvent, TimelineRecord,
+    DeliveryAttempt, EscalationRow, FollowUp, HistoryStore, PushRecord, Pushed, TicketEvent,
+    TimelineRecord,
 };
 pub use hold::{HoldStore, MaintenanceWindow, Quiet};
 pub use oncall::{NewOncallSchedule, OncallSchedule, OncallStore};
@@ -704,6 +707,8 @@ pub trait Store:
     /// The backend's name (`sqlite` or `postgres`), for logs and health output.
     fn backend(&self) -> &'static str;
     /// Checks that the database answers.
+    + AttachmentStore
+    + InvitationStore
     async fn ping(&self) -> Result<(), StoreError>;
     /// Closes the pool, waiting for in-flight transactions to finish.
     async fn close(&self);

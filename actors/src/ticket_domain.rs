@@ -445,6 +445,47 @@ pub fn may_change_comment(
     Ok(())
 }
 
+/// Whether `by` may attach a file to `ticket`: those who may comment (its creator, its
+/// assignees and admins), while it is not `APPROVED`.
+pub fn may_attach(ticket: &Ticket, by: Principal) -> Result<(), TransitionError> {
+    let allowed = by.role == Role::Admin
+        || by.id == ticket.created_by
+        || (by.role == Role::Developer && ticket.assignees.contains(&by.id));
+    if !allowed {
+        return Err(TransitionError::Forbidden(
+            "Only the creator, the assignees and admins can attach files to this ticket.",
+        ));
+    }
+    if ticket.status == TicketStatus::Approved {
+        return Err(TransitionError::Conflict {
+            action: "attach a file to",
+            current: ticket.status,
+        });
+    }
+    Ok(())
+}
+
+/// Whether `by` may delete a file `uploader` attached to `ticket`: the uploader and admins,
+/// while the ticket is not `APPROVED`.
+pub fn may_remove_attachment(
+    ticket: &Ticket,
+    uploader: UserId,
+    by: Principal,
+) -> Result<(), TransitionError> {
+    if !(uploader == by.id || by.role == Role::Admin) {
+        return Err(TransitionError::Forbidden(
+            "Only the person who attached a file and admins can delete it.",
+        ));
+    }
+    if ticket.status == TicketStatus::Approved {
+        return Err(TransitionError::Conflict {
+            action: "delete a file of",
+            current: ticket.status,
+        });
+    }
+    Ok(())
+}
+
 /// Decides what `action` by `by` does to `ticket`. Permissions are checked before status, so
 /// an action by the wrong person is 403 whatever the status.
 pub fn transition(

@@ -197,6 +197,8 @@ export interface TicketUpdate {
 export interface RoomEvents {
   ticket_update: TicketUpdate;
   comment_added: { ticket_id: number; key: string; comment: { id: number; author: string; author_id: number; body: string; created_at: string } };
+  /** A file was attached to a ticket of the project or deleted: load its files again. */
+  attachments_changed: { ticket_id: number; key: string };
   presence: Present[];
   joined: Present;
   left: { user_id: number; username: string };

@@ -132,7 +132,8 @@ fn covers(scope: &str, method: &Method, path: &str) -> bool {
                 && (get
                     || method == Method::POST
                     || method == Method::PATCH
-                    || (method == Method::DELETE && path.contains("/comments/")))
+                    || (method == Method::DELETE
+                        && (path.contains("/comments/") || path.contains("/attachments/"))))
                 || (get && path.starts_with("/api/projects/"))
         }
         ADMIN_READ => {
@@ -355,6 +356,10 @@ mod tests {
         );
         assert_eq!(
             grant(&write, &Method::DELETE, "/api/tickets/4/comments/9/"),
+            Grant::AsUser
+        );
+        assert_eq!(
+            grant(&write, &Method::DELETE, "/api/tickets/4/attachments/9/"),
             Grant::AsUser
         );
         assert_eq!(

@@ -309,6 +309,7 @@ pub(super) fn encode(node: &str, event: &BusEvent) -> String {
             let notice = match notice {
                 BoardNotice::Update(action) => format!("u:{}", action.as_str()),
                 BoardNotice::Comment(id) => format!("c:{id}"),
+                BoardNotice::Attachments => "a:".to_owned(),
             };
             format!("{node}|b|{}:{}:{notice}", project.0, ticket.0)
         }
@@ -376,6 +377,7 @@ pub(super) fn decode(text: &str, own: &str) -> Option<BusEvent> {
             let notice = match (parts.next()?, parts.next()?) {
                 ("u", action) => BoardNotice::Update(BoardAction::parse(action)?),
                 ("c", id) => BoardNotice::Comment(id.parse().ok()?),
+                ("a", "") => BoardNotice::Attachments,
                 _ => return None,
             };
             Some(BusEvent::Board {

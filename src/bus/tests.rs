@@ -47,6 +47,11 @@ fn messages_round_trip_and_skip_their_own_node() {
             ticket: TicketId(12),
             notice: BoardNotice::Comment(77),
         },
+        BusEvent::Board {
+            project: ProjectId(3),
+            ticket: TicketId(12),
+            notice: BoardNotice::Attachments,
+        },
         BusEvent::Presence(
             ProjectId(3),
             PresenceChange::Typing {

@@ -207,6 +207,28 @@ where
     }
 }
 
+/// A caller when the request names one (an `Authorization` header), else none: for routes
+/// that also take another proof (a signed link).
+impl<S> axum::extract::OptionalFromRequestParts<S> for Caller
+where
+    AppState: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &S,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        if parts.headers.get(AUTHORIZATION).is_none() {
+            return Ok(None);
+        }
+        <Caller as FromRequestParts<S>>::from_request_parts(parts, state)
+            .await
+            .map(Some)
+    }
+}
+
 /// The client's address: the peer's, or, when the peer is a trusted proxy, the nearest
 /// address of its `X-Forwarded-For` that is not a trusted proxy too. The leftmost addresses
 /// are whatever the client chose to write, so they are never believed.

@@ -73,6 +73,11 @@ const ASSETS: &[Asset] = &[
         body: include_str!("../../web/admin.js"),
     },
     // The service worker shows Web Push messages. Its scope is its own directory, so it is
+    Asset {
+        path: "/assets/attachments.js",
+        content_type: JS,
+        body: include_str!("../../web/attachments.js"),
+    },
     // served from the root to cover `/`; `script-src 'self'` (the workers' fallback) allows it.
     Asset {
         path: "/sw.js",

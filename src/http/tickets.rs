@@ -23,15 +23,18 @@ use super::{paginated, parse_bool, parse_id, Page, PageParams};
 use crate::state::AppState;
 use crate::wire;
 
+mod attachments;
 mod comments;
+mod history;
 
 /// The routes of this module.
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list, create))
         .routes(routes!(detail, update))
-        .routes(routes!(history))
+        .merge(history::router())
         .merge(comments::router())
+        .merge(attachments::router())
         .routes(routes!(open_ticket))
         .routes(routes!(assign))
         .routes(routes!(start_work))
@@ -317,6 +320,7 @@ async fn detail(
         ticket: wire::ticket(&ticket),
         comments: comments.iter().map(wire::comment).collect(),
         comment_count: count,
+        attachments: attachments::listed(&state, &caller, ticket.id).await?,
     }))
 }
 
@@ -434,109 +438,6 @@ async fn update(
     .await
 }
 
-/// A ticket's history: every change, oldest first, as recorded with it (until retention
-/// removes it).
-#[utoipa::path(
-    get,
-    path = "/api/tickets/{id}/history/",
-    operation_id = "tickets_history",
-    tag = "tickets",
-    params(("id" = i64, Path, description = "The ticket's id.")),
-    responses(
-        (status = 200, description = "The ticket's changes, oldest first.", body = Vec<HistoryEntry>),
-        (status = 401, description = "No valid access token.", body = ErrorBody),
-        (status = 404, description = "No such ticket, or the caller may not see it.", body = ErrorBody),
-    ),
-    security(("bearer" = []))
-)]
-async fn history(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> Result<Json<Vec<HistoryEntry>>, ApiError> {
-    let ticket = visible(&state, &caller, ticket_id(&id)?).await?;
-    let events = state.store.ticket_events(ticket.id).await?;
-    let mut names = std::collections::HashMap::new();
-    for actor in events.iter().filter_map(|e| e.actor) {
-        if let std::collections::hash_map::Entry::Vacant(slot) = names.entry(actor) {
-            let name = state
-                .store
-                .user_by_id(actor)
-                .await?
-                .map(|u| u.name().to_owned());
-            slot.insert(name);
-        }
-    }
-    Ok(Json(
-        events
-            .iter()
-            .map(|e| HistoryEntry {
-                id: e.id,
-                event: e.event.as_str().to_owned(),
-                action: e.action.clone(),
-                actor: e.actor.map(|u| u.0),
-                actor_name: e.actor.and_then(|u| names.get(&u).cloned().flatten()),
-                status: e.status.as_str().to_owned(),
-                assignees: e.assignees.iter().map(|u| u.0).collect(),
-                newly_assigned: e.newly_assigned.iter().map(|u| u.0).collect(),
-                at: wire::timestamp(e.at),
-                reason: e.reason.clone(),
-                changes: e
-                    .changes
-                    .iter()
-                    .map(|c| FieldChangeJson {
-                        field: c.field.as_str().to_owned(),
-                        before: c.before.clone(),
-                        after: c.after.clone(),
-                    })
-                    .collect(),
-            })
-            .collect(),
-    ))
-}
-
-/// One change of a ticket.
-#[derive(serde::Serialize, ToSchema)]
-pub struct HistoryEntry {
-    /// The event's id.
-    pub id: i64,
-    /// What happened, as a notification type: `ticket_created`, `ticket_assigned`, ….
-    pub event: String,
-    /// The action that did it: `create`, `open_ticket`, `assign`, `start_work`, `finish_work`,
-    /// `approve`, `reject`, `comments`, `edit`.
-    pub action: String,
-    /// Who did it.
-    pub actor: Option<i64>,
-    /// Their name as shown to people (display name, else username).
-    pub actor_name: Option<String>,
-    /// The ticket's status after it.
-    #[schema(value_type = TicketStatusName)]
-    pub status: String,
-    /// The assignees after it.
-    pub assignees: Vec<i64>,
-    /// The assignees it added.
-    pub newly_assigned: Vec<i64>,
-    /// When.
-    #[schema(format = DateTime)]
-    pub at: String,
-    /// A rejection's reason, as the client gave it.
-    pub reason: Option<String>,
-    /// The fields an edit (`ticket_updated`) changed, before and after; empty for the rest.
-    pub changes: Vec<FieldChangeJson>,
-}
-
-/// One field an edit changed.
-#[derive(serde::Serialize, ToSchema)]
-#[schema(as = FieldChange)]
-pub struct FieldChangeJson {
-    /// `title`, `description`, `priority` or `category`.
-    pub field: String,
-    /// Its value before (priorities and categories by their names: `HIGH`).
-    pub before: String,
-    /// Its value after.
-    pub after: String,
-}
-
 /// A ticket with its comments.
 #[derive(serde::Serialize, ToSchema)]
 pub struct TicketDetail {
@@ -549,6 +450,8 @@ pub struct TicketDetail {
     pub comments: Vec<wire::CommentJson>,
     /// How many comments the ticket has in all.
     pub comment_count: i64,
+    /// Its files, oldest first, deleted ones as tombstones (empty where the hub keeps none).
+    pub attachments: Vec<attachments::AttachmentJson>,
 }
 
 /// An action's body: empty (the seed clients post none) or a JSON object.

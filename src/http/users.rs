@@ -724,6 +724,10 @@ pub fn validate_username(username: &str) -> Result<(), ApiError> {
             "username: Names that read `key:` are kept for API keys.",
         ));
     }
+    // The files they attached are removed now, not at the sweeper's next round.
+    if let Some(files) = &state.attachments {
+        files.sweep_soon();
+    }
     Ok(())
 }
 

@@ -612,6 +612,13 @@ impl tickethub_actors::ports::HistoryStore for SqlStore {
         .collect()
     }
 
+    async fn ticket_follow_ups(
+        &self,
+        ticket: tickethub_actors::ticket_domain::TicketId,
+    ) -> Result<Vec<tickethub_actors::ports::FollowUp>, tickethub_actors::ports::StoreError> {
+        self.follow_ups(ticket).await
+    }
+
     async fn event_notifications(
         &self,
         ticket: tickethub_actors::ticket_domain::TicketId,

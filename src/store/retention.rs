@@ -73,6 +73,7 @@ pub(crate) fn rows_of(
             "created_at",
             "created_at < $1".to_owned(),
         ),
+        RemovedAttachments => ("attachments", "id", "removed_at < $1".to_owned()),
     }
 }
 
@@ -89,7 +90,8 @@ pub(crate) fn bound_of(
         DeliveryAttempts => Some(("delivery_attempts", "at")),
         FinishedDeliveries => Some(("deliveries", "created_at")),
         Escalations => Some(("escalations", "created_at")),
-        ReadNotifications | DeletedNotifications | RefreshTokens | IdempotencyKeys => None,
+        ReadNotifications | DeletedNotifications | RefreshTokens | IdempotencyKeys
+        | RemovedAttachments => None,
     }
 }
 

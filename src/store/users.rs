@@ -620,6 +620,22 @@ impl tickethub_actors::ports::UserStore for SqlStore {
         )
         .await?;
         db::query("DELETE FROM address_verifications WHERE user_id = $1")
+        // The files they uploaded go (their rows stay as tombstones until the sweeper has
+        // removed the objects and retention purges them).
+        db::query(
+            "UPDATE attachments SET deleted_at = $1 WHERE uploader_id = $2 AND deleted_at IS NULL",
+        )
+        .bind(now)
+        .bind(user.0)
+        .execute(&mut tx)
+        .await
+        .map_err(backend_error)?;
+        // The address an invitation of theirs was sent to.
+        db::query("UPDATE invitations SET email = '' WHERE accepted_user_id = $1")
+            .bind(user.0)
+            .execute(&mut tx)
+            .await
+            .map_err(backend_error)?;
             .bind(user.0)
             .execute(&mut tx)
             .await

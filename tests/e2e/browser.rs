@@ -287,6 +287,22 @@ async fn operator_page_lists_escalation_steps_and_explains_who_was_left_out() {
     .await;
     // The developer is on call until about twelve hours from now.
     let now = chrono::Utc::now();
+/// The administration page at `/manage/` at both widths, light and dark: people added, found,
+/// given another role, deactivated, given a new password and erased (behind a dialog); an
+/// invitation's link, shown once and copied, accepted by a newcomer in another tab who lands in
+/// the project; a sign-up asking to join a project by key, approved on the page, the project
+/// shown after a reload; projects created and their members changed; an API key made (shown
+/// once) and revoked; a scheduled send cancelled. axe-core checks every new state.
+async fn manage_page_runs_people_invitations_projects_keys_and_sends() {
+    run_with_crew("manage.mjs").await;
+}
+
+/// Files in the workspace at both widths: a picture and its thumbnail, a name that is markup,
+/// a refused type, a download, who may delete, a tombstone.
+async fn demo_page_attaches_files() {
+    run_with_crew("attachments.mjs").await;
+}
+
     hub.post_as(
         &admin,
         "/api/oncall/schedules/",
@@ -483,3 +499,6 @@ crate::trials! {
     ],
     sync: [],
 }
+        demo_page_attaches_files,
+        settings_page_changes_profile_addresses_choices_devices_and_sessions,
+        manage_page_runs_people_invitations_projects_keys_and_sends,

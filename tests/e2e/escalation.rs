@@ -160,7 +160,7 @@ async fn an_unread_critical_assignment_escalates_to_whatsapp_then_email_and_admi
     // The developer is online: the notification reaches their socket and is acked, but never
     // read. An ack does not count as seen for `unless = "read"`.
     let mut ws = hub.connect(&c.d1).await;
-    let (_, note) = assign_critical(&hub, &c.c1, &c.a1, &c.d1, c.project).await;
+    let (ticket, note) = assign_critical(&hub, &c.c1, &c.a1, &c.d1, c.project).await;
     let pushed = ws.next_of("notification").await;
     assert_eq!(pushed["id"], note, "{pushed}");
     ws.send_json(json!({"type": "ack", "seq": pushed["seq"]}))
@@ -360,6 +360,33 @@ async fn an_unread_critical_assignment_escalates_to_whatsapp_then_email_and_admi
     }
     hub.get_as(&c.a1, "/api/admin/escalations?status=soon", 400)
         .await;
+    // The ticket's history shows both steps, after the assignment, with whom they paged.
+    let history = hub
+        .get_as(&c.c1, &format!("/api/tickets/{ticket}/history/"), 200)
+        .await;
+    let entries = history.as_array().unwrap();
+    let paged: Vec<&Value> = entries
+        .iter()
+        .filter(|e| e["kind"] == "escalation")
+        .collect();
+    assert_eq!(paged.len(), 2, "{history}");
+    let assigned = entries
+        .iter()
+        .position(|e| e["action"] == "assign")
+        .unwrap();
+    let first = entries
+        .iter()
+        .position(|e| e["kind"] == "escalation")
+        .unwrap();
+    assert!(first > assigned, "{history}");
+    for (step, e) in paged.iter().enumerate() {
+        assert_eq!(e["event"], "escalation_fired");
+        assert_eq!(e["recipient"], c.d1.id.0);
+        assert_eq!(e["recipient_name"], "d1 display");
+        assert_eq!(e["step"], step as i64 + 1, "{e}");
+        assert_eq!(e["status"], "ASSIGNED");
+    }
+    assert_eq!(paged[0]["channels"], json!(["whatsapp"]), "{history}");
     let metrics = hub.metrics().await;
     // The recorder is shared by every hub of this test process: at least these two.
     let fired = metrics.value("tickethub_escalation_steps_total", &["outcome=\"fired\""]);

@@ -301,6 +301,13 @@ pub fn test_config(db_url: &str) -> ServeConfig {
     // Mail goes to a folder nobody reads unless a test points the hub at its SMTP server.
     c.channels.email.mail_outbox_dir =
         std::env::temp_dir().join(format!("tickethub-mail-{}", uuid::Uuid::new_v4().simple()));
+    // An SQLite hub keeps attachments beside its database; a PostgreSQL one needs a folder.
+    if !db_url.starts_with("sqlite") {
+        c.attachments.attachments_dir = Some(std::env::temp_dir().join(format!(
+            "tickethub-attachments-{}",
+            uuid::Uuid::new_v4().simple()
+        )));
+    }
     c
 }
 

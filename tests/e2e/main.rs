@@ -10,6 +10,7 @@
 mod actors;
 mod analytics;
 mod api_keys;
+mod attachments;
 mod auth;
 mod bounces;
 mod browser;
@@ -77,6 +78,7 @@ fn main() {
         oncall::trials(),
         slack::trials(),
         mattermost::trials(),
+        attachments::trials(),
         project_chat::trials(),
         unsubscribe::trials(),
         receipts::trials(),

@@ -39,6 +39,7 @@ pub(super) async fn read_board_events(
                 crate::ports::BoardNotice::Update(action) => {
                     RoomEvent::TicketUpdate { action, ticket }
                 }
+                crate::ports::BoardNotice::Attachments => RoomEvent::AttachmentsChanged { ticket },
                 crate::ports::BoardNotice::Comment(id) => RoomEvent::CommentAdded {
                     ticket,
                     comment: Arc::new(
@@ -197,6 +198,16 @@ impl Hub {
         if let Some(room) = self.room(project) {
             let _ = room.send_message(RoomMsg::Revoke(users, Disconnect::Forbidden));
         }
+    }
+
+    /// A file was attached to `ticket` or deleted: its project's board sockets hear it, on
+    /// every node.
+    pub fn attachments_changed(&self, ticket: crate::ticket_domain::Ticket) {
+        self.inner
+            .deps
+            .board(crate::room::RoomEvent::AttachmentsChanged {
+                ticket: std::sync::Arc::new(ticket),
+            });
     }
 
     /// This user's tokens were ended (a deactivation, another role, a new password): every

@@ -109,6 +109,8 @@ pub enum BoardNotice {
     Update(crate::board::BoardAction),
     /// A comment with this id was added.
     Comment(i64),
+    /// The ticket's files changed.
+    Attachments,
 }
 
 /// Fan-out between hub processes: each node announces what it committed, and every other node

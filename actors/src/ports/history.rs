@@ -53,6 +53,48 @@ pub struct TicketEvent {
     pub changes: Vec<crate::ticket_domain::FieldChange>,
 }
 
+/// What followed a ticket's notifications, for its history: an escalation step that fired
+/// (someone was paged on more channels), or an acknowledgement from outside the hub (an SMS
+/// reply, a push or chat button).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FollowUp {
+    /// An escalation step fired for `recipient`'s notification, on `channels`.
+    Escalated {
+        /// The step's row id.
+        id: i64,
+        /// Whose notification.
+        recipient: UserId,
+        /// The policy's name.
+        policy: String,
+        /// The step's number, from 1.
+        step: i64,
+        /// The channels it sent on.
+        channels: Vec<String>,
+        /// When it fired.
+        at: DateTime<Utc>,
+    },
+    /// `by` acknowledged a notification about the ticket, `via` a channel.
+    Acknowledged {
+        /// The notification.
+        notification: i64,
+        /// Who.
+        by: UserId,
+        /// How (`sms`, `push`, `slack`, …).
+        via: String,
+        /// When.
+        at: DateTime<Utc>,
+    },
+}
+
+impl FollowUp {
+    /// When it happened.
+    pub fn at(&self) -> DateTime<Utc> {
+        match self {
+            FollowUp::Escalated { at, .. } | FollowUp::Acknowledged { at, .. } => *at,
+        }
+    }
+}
+
 /// An escalation step as stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EscalationRow {
@@ -149,6 +191,9 @@ pub trait HistoryStore: Send + Sync {
     async fn timeline(&self, id: i64) -> Result<Option<TimelineRecord>, StoreError>;
     /// A ticket's events, oldest first.
     async fn ticket_events(&self, ticket: TicketId) -> Result<Vec<TicketEvent>, StoreError>;
+    /// The escalation steps that fired for notifications about `ticket`, and the
+    /// acknowledgements of those notifications, oldest first (until retention removes them).
+    async fn ticket_follow_ups(&self, ticket: TicketId) -> Result<Vec<FollowUp>, StoreError>;
     /// The notifications a ticket's events committed for one user: event id and notification
     /// id.
     async fn event_notifications(

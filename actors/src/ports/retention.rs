@@ -30,11 +30,13 @@ pub enum Purgeable {
     RefreshTokens,
     /// Idempotency records older than [`IDEMPOTENCY_TTL`](super::IDEMPOTENCY_TTL) (whatever the cutoff).
     IdempotencyKeys,
+    /// The tombstones of deleted attachments whose files were removed before the cutoff.
+    RemovedAttachments,
 }
 
 impl Purgeable {
     /// Every kind, in the order a sweep takes them.
-    pub const ALL: [Purgeable; 10] = [
+    pub const ALL: [Purgeable; 11] = [
         Purgeable::ReadNotifications,
         Purgeable::DeletedNotifications,
         Purgeable::UnreadNotifications,
@@ -45,6 +47,7 @@ impl Purgeable {
         Purgeable::Escalations,
         Purgeable::RefreshTokens,
         Purgeable::IdempotencyKeys,
+        Purgeable::RemovedAttachments,
     ];
 
     /// Its name in metrics, the supervision tree and `tickethub purge`.
@@ -60,6 +63,7 @@ impl Purgeable {
             Purgeable::Escalations => "escalations",
             Purgeable::RefreshTokens => "refresh_tokens",
             Purgeable::IdempotencyKeys => "idempotency_keys",
+            Purgeable::RemovedAttachments => "removed_attachments",
         }
     }
 }

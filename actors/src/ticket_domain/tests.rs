@@ -321,3 +321,31 @@ fn names_round_trip() {
     assert!("URGENT".parse::<Priority>().is_err());
     assert_eq!(ticket(S::New).key(), "WEB-5");
 }
+
+#[test]
+fn files_are_attached_by_those_who_comment_and_deleted_by_their_uploader_or_admins() {
+    let t = ticket(S::InProgress);
+    for by in [ADMIN, DEV, CLIENT] {
+        assert_eq!(may_attach(&t, by), Ok(()), "{by:?}");
+    }
+    for by in [OTHER_DEV, OTHER_CLIENT] {
+        assert!(matches!(
+            may_attach(&t, by),
+            Err(TransitionError::Forbidden(_))
+        ));
+    }
+    assert!(matches!(
+        may_attach(&ticket(S::Approved), CLIENT),
+        Err(TransitionError::Conflict { .. })
+    ));
+    assert_eq!(may_remove_attachment(&t, CLIENT.id, CLIENT), Ok(()));
+    assert_eq!(may_remove_attachment(&t, CLIENT.id, ADMIN), Ok(()));
+    assert!(matches!(
+        may_remove_attachment(&t, CLIENT.id, DEV),
+        Err(TransitionError::Forbidden(_))
+    ));
+    assert!(matches!(
+        may_remove_attachment(&ticket(S::Approved), CLIENT.id, CLIENT),
+        Err(TransitionError::Conflict { .. })
+    ));
+}

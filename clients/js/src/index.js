@@ -795,9 +795,10 @@ export class TicketHub extends Emitter {
 /**
  * A project's board (`/ws/projects/{id}/tickets/`) and presence
  * (`/ws/projects/{id}/presence/`). Events: `ticket_update` (stale versions dropped),
- * `comment_added`, `presence` (everyone present, after each change), `joined`, `left`,
- * `viewing`, `typing`, `state`, `retry`, `renewed`, `error`, `closed`. Each socket answers
- * the hub's `token_expiring` with a fresh token of its own.
+ * `comment_added`, `attachments_changed` (a ticket's files: load them again), `presence`
+ * (everyone present, after each change), `joined`, `left`, `viewing`, `typing`, `state`,
+ * `retry`, `renewed`, `error`, `closed`. Each socket answers the hub's `token_expiring` with
+ * a fresh token of its own.
  */
 export class ProjectRoom extends Emitter {
   constructor(hub, id) {
@@ -976,6 +977,8 @@ export class ProjectRoom extends Emitter {
       this.emit('ticket_update', { action: f.action, ...d });
     } else if (f.type === 'comment_added') {
       this.emit('comment_added', f.data);
+    } else if (f.type === 'attachments_changed') {
+      this.emit('attachments_changed', f.data);
     } else if (f.type === 'error') {
       this.emit('error', new TicketHubError(f.code ?? 'error', f.message ?? 'refused'));
     }

@@ -240,6 +240,27 @@ steps = [{ after = "1h", unless = "read", also = ["admins"] }]
     );
     let now = hub.get_as(&carol, &ticket_path, 200).await;
     assert_eq!(now["status"], "FINISHED", "{now}");
+    // The first RESOLVE, refused while ASSIGNED, acknowledged the page all the same: the
+    // ticket's history says who and how, in its place between the changes.
+    let history = hub
+        .get_as(&carol, &format!("{ticket_path}history/"), 200)
+        .await;
+    let entries = history.as_array().unwrap();
+    let acks: Vec<&Value> = entries
+        .iter()
+        .filter(|e| e["kind"] == "acknowledgement")
+        .collect();
+    assert_eq!(acks.len(), 1, "{history}");
+    assert_eq!(acks[0]["via"], "sms");
+    assert_eq!(acks[0]["actor"], ann.id.0);
+    assert_eq!(acks[0]["actor_name"], "ann display");
+    assert_eq!(acks[0]["action"], "acknowledge");
+    assert_eq!(acks[0]["status"], "ASSIGNED");
+    let at = |f: &dyn Fn(&Value) -> bool| entries.iter().position(f).unwrap();
+    let assigned = at(&|e| e["action"] == "assign");
+    let acked = at(&|e| e["kind"] == "acknowledgement");
+    let started = at(&|e| e["action"] == "start_work");
+    assert!(assigned < acked && acked < started, "{history}");
 }
 
 /// A page pushed to a browser carries an Acknowledge button and its token; posting the token

@@ -234,6 +234,7 @@ inbox!(OutboxStore {
 inbox!(HistoryStore {
     fn timeline(&self, id: i64) -> Result<Option<TimelineRecord>, StoreError>;
     fn ticket_events(&self, ticket: TicketId) -> Result<Vec<TicketEvent>, StoreError>;
+    fn ticket_follow_ups(&self, ticket: TicketId) -> Result<Vec<crate::ports::FollowUp>, StoreError>;
     fn event_notifications(&self, ticket: TicketId, user: UserId) -> Result<Vec<(i64, i64)>, StoreError>;
 }
     async fn record_pushes(&self, _: &str, _: &[Pushed]) -> Result<(), StoreError> {
@@ -532,4 +533,14 @@ inbox!(DigestStore {
     fn next_digest(&self, user: UserId) -> Result<Option<crate::ports::DueDigest>, StoreError>;
     fn digest_contents(&self, user: UserId, since: DateTime<Utc>, until: DateTime<Utc>, limit: i64) -> Result<Vec<Notification>, StoreError>;
     fn digest_done(&self, user: UserId, node: &str, until: DateTime<Utc>, next: DateTime<Utc>, sent: i64) -> Result<bool, StoreError>;
+});
+
+inbox!(AttachmentStore {
+    fn add_attachment(&self, new: crate::ports::NewAttachment, at: DateTime<Utc>) -> Result<crate::ports::Attachment, StoreError>;
+    fn attachments(&self, ticket: crate::ticket_domain::TicketId) -> Result<Vec<crate::ports::Attachment>, StoreError>;
+    fn attachment(&self, ticket: crate::ticket_domain::TicketId, id: i64) -> Result<Option<crate::ports::Attachment>, StoreError>;
+    fn delete_attachment(&self, id: i64, at: DateTime<Utc>) -> Result<(), StoreError>;
+    fn objects_to_remove(&self, limit: i64) -> Result<Vec<(i64, String)>, StoreError>;
+    fn object_removed(&self, id: i64, at: DateTime<Utc>) -> Result<(), StoreError>;
+    fn attachment_totals(&self) -> Result<(i64, i64), StoreError>;
 });
