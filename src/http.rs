@@ -26,6 +26,7 @@ pub mod oncall;
 pub mod openapi;
 pub mod ops;
 pub mod pages;
+pub mod people;
 pub mod project_chats;
 pub mod projects;
 pub mod scheduled;
@@ -70,6 +71,7 @@ pub fn api(metrics_on_main: bool) -> OpenApiRouter<AppState> {
         .merge(audit::router())
         .merge(suppressions::router())
         .merge(webhooks::router())
+        .merge(people::router())
         .merge(ops::router(metrics_on_main))
 }
 

@@ -28,6 +28,7 @@ mod follow_ups;
 pub mod history;
 mod hold;
 pub mod inbox;
+mod invitations;
 pub mod notifications;
 pub mod oncall;
 pub mod outbox;

@@ -163,7 +163,7 @@ async function request(method, path, token, body) {
   const res = await fetch(path, {
     method,
     headers,
-    body: body === undefined ? undefined : JSON.stringify(body),
+    body: body === undefined || form ? body : JSON.stringify(body),
     credentials: 'omit',
     cache: 'no-store',
   });

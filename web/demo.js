@@ -179,7 +179,8 @@ function priorityTag(priority, testid = 'ticket-priority') {
 // Logging in starts the page; logging out or an expired session takes it back to the form.
 
 async function start() {
-  byTestId('login').hidden = true;
+  // An invitation open on this tab stays in front of the workspace.
+  byTestId('login').hidden = !invitePanel.shown;
   const me = await session.api('GET', '/api/users/me/');
   state.me = me;
   setTimeZone(me.time_zone);
@@ -191,7 +192,9 @@ async function start() {
   who.hidden = false;
   byTestId('logout').hidden = false;
   byTestId('bell').hidden = false;
-  byTestId('app').hidden = false;
+  byTestId('manage-link').hidden = me.role !== 'admin';
+  byTestId('app').hidden = invitePanel.shown;
+  invitePanel.signedInAs(me.display_name || me.username);
   byTestId('create-ticket-form').hidden = me.role !== 'client';
   byTestId('create-details').hidden = me.role !== 'client';
   // On a phone the form waits behind its summary, so that the tickets come first.
@@ -200,6 +203,8 @@ async function start() {
   byTestId('mark-all-read').disabled = true;
   checkPush();
   await Promise.all([loadProjects(), loadPeople()]);
+  // Someone in no project has nothing to see yet: they ask to join one.
+  joinPanel.show(me.role !== 'admin' && state.projects.length === 0);
   await route();
   connect();
   await loadRooms();
@@ -233,6 +238,8 @@ function showLogin(message) {
   byTestId('whoami').hidden = true;
   byTestId('logout').hidden = true;
   byTestId('bell').hidden = true;
+  byTestId('manage-link').hidden = true;
+  invitePanel.hide();
   byTestId('login').hidden = false;
   byTestId('login-panel').hidden = false;
   byTestId('signup').hidden = true;
@@ -255,7 +262,9 @@ async function offerSignup() {
   offer.dataset.checked = 'true';
 }
 
-function logout(message) {
+/** Ends the session here; `show` is false where something else takes the screen (an
+ * invitation). */
+function logout(message, show = true) {
   disconnect();
   room.close();
   session.logout();
@@ -270,13 +279,26 @@ function logout(message) {
   state.closeLabel = '';
   closeTimeline(false);
   resetPush();
+  joinPanel.show(false);
   byTestId('ticket-list').replaceChildren();
   renderNotifications();
   setWsState('closed', 'Offline');
-  showLogin(message);
+  byTestId('app').hidden = true;
+  byTestId('whoami').hidden = true;
+  byTestId('logout').hidden = true;
+  byTestId('bell').hidden = true;
+  byTestId('manage-link').hidden = true;
+  if (show) showLogin(message);
 }
 
-session.onExpired = () => logout('Your session has expired; please log in again.');
+session.onExpired = () => {
+  if (invitePanel.shown) {
+    logout('', false);
+    invitePanel.signedInAs(null);
+  } else {
+    logout('Your session has expired; please log in again.');
+  }
+};
 
 /** Logging out by hand also stops this browser's pushes for the user: on a shared computer
  * the next person must not see them. */
@@ -342,7 +364,7 @@ async function signUp(ev) {
     await session.login(body.username, body.password);
     form.reset();
     await start();
-    flash(`Welcome, ${body.display_name || body.username}. An admin adds you to a project so that you can file tickets.`);
+    flash(`Welcome, ${body.display_name || body.username}. Ask to join a project with its key, or wait for an admin to add you to one.`);
   } catch (e) {
     error.textContent = e instanceof ApiError ? e.message : `Cannot reach the hub: ${e.message}`;
   } finally {
@@ -466,7 +488,7 @@ function ticketHash(t) {
 }
 
 async function route() {
-  if (!state.me) return;
+  if (!state.me || inviteToken()) return;
   const r = parseRoute();
   if (r.view === 'ticket') {
     byTestId('tickets-panel').hidden = true;
@@ -631,9 +653,9 @@ function emptyTickets(q) {
     }, 'Show all tickets')];
   }
   const role = state.me.role;
-  if (role === 'client' && state.projects.length === 0) {
+  if (role !== 'admin' && state.projects.length === 0) {
     return [el('p', { testid: 'empty-no-project' },
-      'You are not a member of any project yet, so you cannot file tickets. Ask an admin of this hub to add you to a project; your tickets appear here once you have filed them.')];
+      'You are not a member of any project yet, so there are no tickets to show. Ask to join a project with its key above, or ask an admin of this hub to add you to one.')];
   }
   if (role === 'client') return [el('p', {}, 'No tickets yet. File the first one with the New ticket form above: give it a title, and it goes to the admins.')];
   if (role === 'developer') return [el('p', {}, 'No tickets for you yet. Tickets appear here once an admin assigns them to you.')];
@@ -821,6 +843,7 @@ async function loadTicket(id, request = state.detailRequest) {
   for (const c of full.comments || []) showComment(c);
   if (first) readTicket(full.id);
   renderTicketView();
+  files.show(full);
   renderHistory();
   room.render();
   if (first) {
@@ -843,7 +866,6 @@ async function readTicket(id) {
   } catch {
     // They stay unread; the bell says so.
   }
-  files.show(full);
 }
 
 /** Loads the open ticket again (after an action or a notification about it). */
@@ -1015,10 +1037,17 @@ function historyText(h) {
     case 'approve': return `${who} approved the work`;
     case 'reject': return h.reason ? `${who} rejected the work: “${h.reason}”` : `${who} rejected the work`;
     case 'edit': return `${who} changed ${(h.changes || []).map(changeText).join(', ') || 'the ticket'}`;
+    case 'escalate': return `${h.recipient_name || 'Someone'} was paged again by ${(h.channels || []).map(channelWord).join(', ') || 'more channels'} (${h.policy}, step ${h.step})`;
+    case 'acknowledge': return `${who} acknowledged the page by ${channelWord(h.via)}`;
     case 'comment':
     case 'comments': return `${who} commented`;
     default: return h.event === 'comment_added' ? `${who} commented` : `${who}: ${eventName(h.event).toLowerCase()}`;
   }
+}
+
+/** A channel in people's words: "SMS", "push", "Slack". */
+function channelWord(c) {
+  return { sms: 'SMS', whatsapp: 'WhatsApp', slack: 'Slack', mattermost: 'Mattermost', teams: 'Teams', email: 'email', push: 'push', voice: 'a call', webpush: 'push', fcm: 'push', apns: 'push' }[c] || c;
 }
 
 /** One field an edit changed, in words: "the priority from High to Critical". */
@@ -1037,19 +1066,12 @@ function renderHistory() {
   list.replaceChildren(...state.history.map((h, i) => {
     const before = i > 0 ? state.history[i - 1].status : h.status;
     return el('li', { testid: 'history-item', dataset: { event: h.event, action: h.action } },
-    case 'escalate': return `${h.recipient_name || 'Someone'} was paged again by ${(h.channels || []).map(channelWord).join(', ') || 'more channels'} (${h.policy}, step ${h.step})`;
-    case 'acknowledge': return `${who} acknowledged the page by ${channelWord(h.via)}`;
       el('span', { class: 'what', title: state.people.get(h.actor)?.username }, historyText(h)),
       ' ',
       el('span', { class: 'muted' }, h.status !== before ? `· now ${statusName(h.status).toLowerCase()} · ` : '· '),
       when(h.at, { class: 'muted' }));
   }));
   if (!state.history.length) list.append(el('li', { class: 'muted' }, 'Nothing recorded yet.'));
-/** A channel in people's words: "SMS", "push", "Slack". */
-function channelWord(c) {
-  return { sms: 'SMS', whatsapp: 'WhatsApp', slack: 'Slack', mattermost: 'Mattermost', teams: 'Teams', email: 'email', push: 'push', voice: 'a call', webpush: 'push', fcm: 'push', apns: 'push' }[c] || c;
-}
-
 }
 
 /** Shows a comment: added at the end, or in its place when it is there (edited, deleted). */
@@ -1169,7 +1191,7 @@ const SHORTCUTS = 'c: create a ticket · /: search · j and k: next and previous
  * `?` help; never while typing in a field, nor with a modifier held.
  */
 function shortcut(ev) {
-  if (ev.defaultPrevented || ev.ctrlKey || ev.metaKey || ev.altKey || !state.me) return;
+  if (ev.defaultPrevented || ev.ctrlKey || ev.metaKey || ev.altKey || !state.me || invitePanel.shown) return;
   const target = ev.target;
   if (target instanceof HTMLElement && (target.isContentEditable || target.closest('input, textarea, select, dialog[open]'))) return;
   const visible = (id) => { const e = byTestId(id); return e && e.offsetParent !== null ? e : null; };
@@ -1312,6 +1334,10 @@ function onState({ state: now, transport }) {
   } else if (now === 'closed') {
     clearInterval(state.countdownTimer);
     setWsState('closed', 'Offline', state.closeCode ?? undefined, state.closeLabel);
+  } else if (now === 'unauthorized') {
+    // The hub refused the session's token and no new one could be had: log in again.
+    clearInterval(state.countdownTimer);
+    setWsState('closed', 'Signed out · log in again', 4001, state.closeLabel);
   }
 }
 
@@ -1334,10 +1360,6 @@ function onRetry({ delay }) {
     if (left > 0) {
       setWsState('closed', `Offline · trying again in ${left} s`, state.closeCode ?? undefined, label);
       return;
-  } else if (now === 'unauthorized') {
-    // The hub refused the session's token and no new one could be had: log in again.
-    clearInterval(state.countdownTimer);
-    setWsState('closed', 'Signed out · log in again', 4001, state.closeLabel);
     }
     clearInterval(state.countdownTimer);
     const seq = hub?.lastSeq;
@@ -1951,9 +1973,47 @@ function showNotifications(show) {
   }
 }
 
+// An invitation's link shows what it offers in place of the login, whoever is logged in; the
+// account it makes is logged in at once and lands in the workspace.
+
+function showInvite(token) {
+  clearTimeout(flashTimer);
+  byTestId('flash').hidden = true;
+  byTestId('app').hidden = true;
+  byTestId('login').hidden = false;
+  byTestId('login-panel').hidden = true;
+  byTestId('signup').hidden = true;
+  invitePanel.show(token);
+  invitePanel.signedInAs(state.me ? state.me.display_name || state.me.username : null);
+}
+
+/** Leaves the invitation for the page the address names now. */
+function leaveInvite() {
+  invitePanel.hide();
+  if (!state.me) {
+    showLogin();
+    return;
+  }
+  byTestId('login').hidden = true;
+  byTestId('app').hidden = false;
+  route().catch((e) => flash(describe(e), 'error'));
+}
+
+async function acceptedInvitation({ username, password, name }) {
+  if (state.me) logout('', false);
+  await session.login(username, password);
+  // The link is used up: the address becomes the workspace's own.
+  history.replaceState(null, '', `${location.pathname}${location.search}#/`);
+  invitePanel.hide();
+  await start();
+  flash(`Welcome, ${name}. Your account is ready.`);
+}
+
 // The buttons and forms are wired once the document is parsed.
 
 document.addEventListener('DOMContentLoaded', () => {
+  joinPanel = new JoinPanel({ session });
+  invitePanel = new InvitePanel({ onAccepted: acceptedInvitation });
   loginForm(session, start);
   byTestId('signup-link').addEventListener('click', () => showSignup(true));
   byTestId('login-link').addEventListener('click', () => showSignup(false));
@@ -2002,9 +2062,17 @@ document.addEventListener('DOMContentLoaded', () => {
   setInterval(refreshTimes, 30_000);
   document.addEventListener('keydown', shortcut);
   window.addEventListener('hashchange', () => {
-    route().catch((e) => flash(describe(e), 'error'));
+    const token = inviteToken();
+    if (token) showInvite(token);
+    else if (invitePanel.shown) leaveInvite();
+    else route().catch((e) => flash(describe(e), 'error'));
   });
-  if (session.loggedIn) {
+  const token = inviteToken();
+  if (token) {
+    showInvite(token);
+    // Whoever is logged in on this tab stays so, behind the invitation.
+    if (session.loggedIn) start().catch(() => {});
+  } else if (session.loggedIn) {
     start().catch((e) => logout(e instanceof ApiError && e.status === 401 ? '' : describe(e)));
   } else {
     showLogin();

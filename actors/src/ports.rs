@@ -25,6 +25,7 @@ mod digests;
 mod escalation;
 mod history;
 mod hold;
+mod invitations;
 mod oncall;
 mod receipts;
 mod reply;
@@ -39,8 +40,8 @@ pub use access::{
     ApiKey, ApiKeyStore, IdempotencyClaim, IdempotencyStore, NewApiKey, Progress, IDEMPOTENCY_TTL,
 };
 pub use analytics::AnalyticsStore;
-pub use audit::{AuditEvent, AuditFilter, AuditStore, NewAuditEvent};
 pub use attachments::{Attachment, AttachmentStore, NewAttachment};
+pub use audit::{AuditEvent, AuditFilter, AuditStore, NewAuditEvent};
 pub use bus::{interest, publish, BoardNotice, Bus, BusEvent, BusFaults, PresenceStore, Topic};
 pub use chat::{ChatStore, ChatUpdate, NewProjectChat, ProjectChat};
 pub use credentials::{CredentialStore, RefreshRecord, Rotation};
@@ -52,6 +53,7 @@ pub use history::{
     TimelineRecord,
 };
 pub use hold::{HoldStore, MaintenanceWindow, Quiet};
+pub use invitations::{Invitation, InvitationStore, JoinRequest, NewInvitation};
 pub use oncall::{NewOncallSchedule, OncallSchedule, OncallStore};
 pub use receipts::{NewSuppression, Receipt, ReceiptStore, Report, Suppression};
 pub use reply::{Acknowledgement, ReplyStore, Replyable};
@@ -183,8 +185,10 @@ pub struct ProfileChanges {
     pub role: Option<crate::domain::Role>,
     /// Activate or deactivate the account (admins only).
     pub is_active: Option<bool>,
-    /// A new password hash (the command line).
+    /// A new password hash (the command line, or the user's own change).
     pub password_hash: Option<String>,
+    /// Ends every token the user holds, as a new password does (logging out everywhere).
+    pub end_sessions: bool,
     /// Addresses set here count as verified: an admin (or the command line) set them and
     /// vouches for them. Otherwise a changed address is unverified until its owner proves it.
     pub vouched: bool,
@@ -703,12 +707,12 @@ pub trait Store:
     + ReceiptStore
     + WebhookStore
     + DigestStore
+    + AttachmentStore
+    + InvitationStore
 {
     /// The backend's name (`sqlite` or `postgres`), for logs and health output.
     fn backend(&self) -> &'static str;
     /// Checks that the database answers.
-    + AttachmentStore
-    + InvitationStore
     async fn ping(&self) -> Result<(), StoreError>;
     /// Closes the pool, waiting for in-flight transactions to finish.
     async fn close(&self);

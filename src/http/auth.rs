@@ -11,7 +11,7 @@ use utoipa_axum::routes;
 
 use super::addresses::{is_plausible_email, is_plausible_phone};
 use super::error::{ApiError, ErrorBody};
-use super::extract::{ClientIp, Json};
+use super::extract::{Caller, ClientIp, Json};
 use super::users::{check_display_name, validate_username, UserOut};
 use crate::auth::{self, TokenType};
 use crate::state::AppState;
@@ -24,6 +24,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(logout))
         .routes(routes!(register))
         .routes(routes!(registration))
+        .routes(routes!(logout_everywhere))
+        .routes(routes!(change_password))
 }
 
 /// What a logout answers: an empty object, as simplejwt's blacklist view does.
@@ -207,6 +209,155 @@ async fn logout(
     Ok(Json(LoggedOut {}))
 }
 
+/// The shortest password, in characters.
+const MIN_PASSWORD: usize = 8;
+
+/// A new password's rules, as registration has them: 8 to 128 characters. `field` names it in
+/// the error.
+pub(crate) fn check_password(field: &str, password: &str) -> Result<(), ApiError> {
+    let n = password.chars().count();
+    if n < MIN_PASSWORD {
+        return Err(ApiError::bad_request(format!(
+            "{field}: This password is too short. It must contain at least {MIN_PASSWORD} characters."
+        )));
+    }
+    if n > MAX_PASSWORD {
+        return Err(ApiError::bad_request(format!(
+            "{field}: Ensure this field has no more than {MAX_PASSWORD} characters."
+        )));
+    }
+    Ok(())
+}
+
+/// A person's own login: an API key has none to end or change.
+fn own_login(caller: &Caller) -> Result<(), ApiError> {
+    match caller.1 {
+        Some(_) => Err(ApiError::forbidden(
+            "An API key has no login of its own; use a person's access token.",
+        )),
+        None => Ok(()),
+    }
+}
+
+/// The caller's account went (erased) while the request ran.
+fn gone() -> ApiError {
+    ApiError::unauthorized("No active account found with the given credentials")
+}
+
+/// Ends every login of the caller's, this one included: every access and refresh token they
+/// hold stops working (the user's token version moves on, as with a new password), and their
+/// sockets close with 4001 on every node.
+#[utoipa::path(
+    post,
+    path = "/api/auth/logout-everywhere/",
+    operation_id = "auth_logout_everywhere",
+    tag = "auth",
+    responses(
+        (status = 204, description = "Every token of the caller's is ended; log in again to go on."),
+        (status = 401, description = "No valid access token.", body = ErrorBody),
+        (status = 403, description = "The caller is an API key, which has no login.", body = ErrorBody),
+        (status = 429, description = "Too many writes.", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+async fn logout_everywhere(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<StatusCode, ApiError> {
+    own_login(&caller)?;
+    state.limits.write(caller.0.id)?;
+    let changes = tickethub_actors::ports::ProfileChanges {
+        end_sessions: true,
+        ..Default::default()
+    };
+    let user = state
+        .store
+        .update_profile(caller.0.id, changes)
+        .await?
+        .ok_or_else(gone)?;
+    tracing::info!(user_id = user.id.0, "user logged out everywhere");
+    state.hub.sessions_ended(user.id);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A change of one's own password.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = PasswordChange)]
+pub(crate) struct PasswordIn {
+    /// The password the caller logs in with now.
+    #[schema(format = Password)]
+    current_password: String,
+    /// The new password, 8 to 128 characters.
+    #[schema(min_length = 8, max_length = 128, format = Password)]
+    new_password: String,
+}
+
+/// Changes the caller's password. The current one is checked as a login checks it (and counts
+/// toward the same limits); then every other login of theirs ends, as with
+/// `POST /api/auth/logout-everywhere/`, and this one goes on with the tokens answered.
+#[utoipa::path(
+    post,
+    path = "/api/users/me/password/",
+    operation_id = "users_me_password",
+    tag = "users",
+    request_body = PasswordIn,
+    responses(
+        (status = 200, description = "Changed: a new access and refresh token for this login; every token issued before no longer works.", body = TokensOut),
+        (status = 400, description = "The current password is wrong, or the new one is too short or too long (the detail names the field).", body = ErrorBody),
+        (status = 401, description = "No valid access token.", body = ErrorBody),
+        (status = 403, description = "The caller is an API key, which has no password.", body = ErrorBody),
+        (status = 429, description = "Too many tries for this account or from this address.", body = ErrorBody),
+        (status = 503, description = "Every password-hashing slot is busy (`Retry-After`), or this hub verifies an identity provider's tokens and issues none.", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+async fn change_password(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    caller: Caller,
+    Json(body): Json<PasswordIn>,
+) -> Result<Json<TokensOut>, ApiError> {
+    own_login(&caller)?;
+    if !state.auth.can_issue() {
+        return Err(cannot_issue());
+    }
+    check_password("new_password", &body.new_password)?;
+    state.limits.login(ip, &caller.0.username)?;
+    let _turn = state.limits.hashing().await?;
+    let hash = match state.store.user_with_hash(&caller.0.username).await? {
+        Some((user, hash)) if user.id == caller.0.id => hash,
+        _ => return Err(gone()),
+    };
+    if !auth::verify_password(body.current_password, hash).await {
+        return Err(ApiError::bad_request(
+            "current_password: This is not your current password.",
+        ));
+    }
+    let changes = tickethub_actors::ports::ProfileChanges {
+        password_hash: Some(auth::hash_password(body.new_password).await),
+        ..Default::default()
+    };
+    let user = state
+        .store
+        .update_profile(caller.0.id, changes)
+        .await?
+        .ok_or_else(gone)?;
+    tracing::info!(user_id = user.id.0, "user changed their password");
+    // The new password ended every token the user held: their sockets close everywhere, and
+    // this login goes on with a pair of the new version.
+    state.hub.sessions_ended(user.id);
+    let (pair, record) = state
+        .auth
+        .issue_pair(&user, None)
+        .ok_or_else(cannot_issue)?;
+    state.store.record_refresh(record).await?;
+    Ok(Json(TokensOut {
+        access: pair.access,
+        refresh: pair.refresh,
+    }))
+}
+
 fn cannot_issue() -> ApiError {
     ApiError::unavailable("This hub verifies tokens from an identity provider and issues none.")
 }
@@ -286,16 +437,7 @@ async fn register(
     state.limits.register(ip)?;
     let username = body.username.trim().to_owned();
     validate_username(&username)?;
-    if body.password.chars().count() < 8 {
-        return Err(ApiError::bad_request(
-            "password: This password is too short. It must contain at least 8 characters.",
-        ));
-    }
-    if body.password.chars().count() > MAX_PASSWORD {
-        return Err(ApiError::bad_request(
-            "password: Ensure this field has no more than 128 characters.",
-        ));
-    }
+    check_password("password", &body.password)?;
     if let Some(name) = &body.display_name {
         check_display_name(name.trim())?;
     }

@@ -1,4 +1,5 @@
-//! The pages the hub serves itself: the demo client at `/` and the operator page at `/admin/`.
+//! The pages the hub serves itself: the demo client at `/`, each person's settings at
+//! `/settings/`, the administration page at `/manage/` and the operator page at `/admin/`.
 //!
 //! Their HTML, CSS and JavaScript live in `web/` and are compiled into the binary, so the hub
 //! stays one file with nothing to deploy beside it. The pages are plain HTML with ES modules:
@@ -43,6 +44,16 @@ const ASSETS: &[Asset] = &[
         body: include_str!("../../web/admin.html"),
     },
     Asset {
+        path: "/settings/",
+        content_type: HTML,
+        body: include_str!("../../web/settings.html"),
+    },
+    Asset {
+        path: "/manage/",
+        content_type: HTML,
+        body: include_str!("../../web/manage.html"),
+    },
+    Asset {
         path: "/assets/app.css",
         content_type: CSS,
         body: include_str!("../../web/app.css"),
@@ -63,9 +74,59 @@ const ASSETS: &[Asset] = &[
         body: include_str!("../../web/rooms.js"),
     },
     Asset {
+        path: "/assets/attachments.js",
+        content_type: JS,
+        body: include_str!("../../web/attachments.js"),
+    },
+    Asset {
         path: "/assets/tickethub-client.js",
         content_type: JS,
         body: include_str!("../../clients/js/src/index.js"),
+    },
+    Asset {
+        path: "/assets/settings.js",
+        content_type: JS,
+        body: include_str!("../../web/settings.js"),
+    },
+    Asset {
+        path: "/assets/settings-parts.js",
+        content_type: JS,
+        body: include_str!("../../web/settings-parts.js"),
+    },
+    Asset {
+        path: "/assets/join.js",
+        content_type: JS,
+        body: include_str!("../../web/join.js"),
+    },
+    Asset {
+        path: "/assets/manage.js",
+        content_type: JS,
+        body: include_str!("../../web/manage.js"),
+    },
+    Asset {
+        path: "/assets/manage-parts.js",
+        content_type: JS,
+        body: include_str!("../../web/manage-parts.js"),
+    },
+    Asset {
+        path: "/assets/manage-people.js",
+        content_type: JS,
+        body: include_str!("../../web/manage-people.js"),
+    },
+    Asset {
+        path: "/assets/manage-access.js",
+        content_type: JS,
+        body: include_str!("../../web/manage-access.js"),
+    },
+    Asset {
+        path: "/assets/manage-projects.js",
+        content_type: JS,
+        body: include_str!("../../web/manage-projects.js"),
+    },
+    Asset {
+        path: "/assets/manage-keys.js",
+        content_type: JS,
+        body: include_str!("../../web/manage-keys.js"),
     },
     Asset {
         path: "/assets/admin.js",
@@ -73,11 +134,6 @@ const ASSETS: &[Asset] = &[
         body: include_str!("../../web/admin.js"),
     },
     // The service worker shows Web Push messages. Its scope is its own directory, so it is
-    Asset {
-        path: "/assets/attachments.js",
-        content_type: JS,
-        body: include_str!("../../web/attachments.js"),
-    },
     // served from the root to cover `/`; `script-src 'self'` (the workers' fallback) allows it.
     Asset {
         path: "/sw.js",
@@ -99,8 +155,13 @@ const ASSETS: &[Asset] = &[
 
 /// The routes of this module.
 pub fn router() -> Router<AppState> {
-    let mut router =
-        Router::new().route("/admin", get(|| async { Redirect::permanent("/admin/") }));
+    let mut router = Router::new()
+        .route("/admin", get(|| async { Redirect::permanent("/admin/") }))
+        .route(
+            "/settings",
+            get(|| async { Redirect::permanent("/settings/") }),
+        )
+        .route("/manage", get(|| async { Redirect::permanent("/manage/") }));
     for asset in ASSETS {
         router = router.route(asset.path, get(move || async move { serve(asset) }));
     }
@@ -147,6 +208,12 @@ mod tests {
         }
         assert!(referenced(ASSETS[0].body).contains(&"/assets/demo.js"));
         assert!(referenced(ASSETS[1].body).contains(&"/assets/admin.js"));
+        let settings = ASSETS.iter().find(|a| a.path == "/settings/").unwrap();
+        assert!(referenced(settings.body).contains(&"/assets/settings.js"));
+        let manage = ASSETS.iter().find(|a| a.path == "/manage/").unwrap();
+        assert!(referenced(manage.body).contains(&"/assets/manage.js"));
+        let workspace = ASSETS.iter().find(|a| a.path == "/assets/demo.js").unwrap();
+        assert!(referenced(workspace.body).contains(&"/assets/join.js"));
     }
 
     #[test]

@@ -150,13 +150,31 @@ impl From<&User> for UserOut {
 struct UsersQuery {
     #[serde(default)]
     role: Option<String>,
+    #[serde(default)]
+    is_active: Option<String>,
+    #[serde(default)]
+    search: Option<String>,
     #[serde(flatten)]
     page: super::PageParams,
 }
 
+/// Which accounts an admin lists.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+#[schema(rename_all = "lowercase")]
+pub(crate) enum ActiveFilter {
+    /// Active accounts (the default).
+    True,
+    /// Deactivated (and erased) ones.
+    False,
+    /// Both.
+    All,
+}
+
 /// Lists active users, optionally of one role, a page at a time: everyone for admins; for
 /// others, the people who share a project with them (so a client can see who works on their
-/// tickets).
+/// tickets). Admins may list deactivated accounts too (`is_active=false` or `all`); `search`
+/// keeps the usernames that contain it.
 #[utoipa::path(
     get,
     path = "/api/users/",
@@ -164,11 +182,13 @@ struct UsersQuery {
     tag = "users",
     params(
         ("role" = Option<RoleName>, Query, description = "Only users of this role."),
+        ("is_active" = Option<ActiveFilter>, Query, description = "Admins: `true` (the default), `false` or `all`; others always see active users."),
+        ("search" = Option<String>, Query, description = "Only usernames that contain this text."),
         super::openapi::PageQuery,
     ),
     responses(
         (status = 200, description = "A page of the active users the caller may see, by id: admins see every field, others see their co-members' public fields only (`PublicUser`).", body = super::Page<ShownUser>),
-        (status = 400, description = "The role is unknown.", body = ErrorBody),
+        (status = 400, description = "The role or `is_active` is unknown.", body = ErrorBody),
         (status = 401, description = "No valid access token.", body = ErrorBody),
         (status = 404, description = "Invalid page.", body = ErrorBody),
     ),
@@ -188,12 +208,30 @@ async fn list_users(
                 .map_err(|e| ApiError::bad_request(format!("role: {e}")))
         })
         .transpose()?;
+    let active = match q.is_active.as_deref() {
+        None | Some("true") => Some(true),
+        Some("false") => Some(false),
+        Some("all") => None,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "is_active: \"{other}\" is not a valid choice (true, false, all)."
+            )))
+        }
+    };
     let (n, page) = q.page.page()?;
     let query = tickethub_actors::ports::UserQuery {
         role,
-        active: Some(true),
+        // Others see the active people they share a project with, whatever they ask.
+        active: if caller.is_admin() {
+            active
+        } else {
+            Some(true)
+        },
         visible_to: (!caller.is_admin()).then_some(caller.0.id),
-        username_contains: None,
+        username_contains: q
+            .search
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty()),
     };
     let (count, users) = state.store.find_users(query, page).await?;
     Ok(Json(super::paginated(
@@ -686,6 +724,10 @@ async fn erase_user(
         .ok_or_else(ApiError::not_found)?;
     tracing::info!(user_id = target.id.0, by = caller.0.id.0, "user erased");
     state.hub.sessions_ended(target.id);
+    // The files they attached are removed now, not at the sweeper's next round.
+    if let Some(files) = &state.attachments {
+        files.sweep_soon();
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -723,10 +765,6 @@ pub fn validate_username(username: &str) -> Result<(), ApiError> {
         return Err(ApiError::bad_request(
             "username: Names that read `key:` are kept for API keys.",
         ));
-    }
-    // The files they attached are removed now, not at the sweeper's next round.
-    if let Some(files) = &state.attachments {
-        files.sweep_soon();
     }
     Ok(())
 }

@@ -397,8 +397,8 @@ impl tickethub_actors::ports::UserStore for SqlStore {
         if let Some(hash) = &changes.password_hash {
             q.push(", password_hash = ").push_bind(hash.clone());
         }
-        // A new password, another role or a deactivation ends every token the user
-        // holds: the hub's tokens carry the version they were issued under.
+        // A new password, another role, a deactivation or a logout everywhere ends every
+        // token the user holds: the hub's tokens carry the version they were issued under.
         q.push(", token_version = token_version + CASE WHEN ");
         match changes.role {
             Some(role) => {
@@ -411,7 +411,7 @@ impl tickethub_actors::ports::UserStore for SqlStore {
         if changes.is_active == Some(false) {
             q.push(" OR is_active = ").push_bind(true);
         }
-        if changes.password_hash.is_some() {
+        if changes.password_hash.is_some() || changes.end_sessions {
             q.push(" OR 1 = 1");
         }
         q.push(" THEN 1 ELSE 0 END");
@@ -588,6 +588,7 @@ impl tickethub_actors::ports::UserStore for SqlStore {
             "project_members",
             "devices",
             "user_addresses",
+            "join_requests",
         ] {
             db::query(&format!("DELETE FROM {table} WHERE user_id = $1"))
                 .bind(user.0)
@@ -619,7 +620,6 @@ impl tickethub_actors::ports::UserStore for SqlStore {
             now,
         )
         .await?;
-        db::query("DELETE FROM address_verifications WHERE user_id = $1")
         // The files they uploaded go (their rows stay as tombstones until the sweeper has
         // removed the objects and retention purges them).
         db::query(
@@ -636,6 +636,7 @@ impl tickethub_actors::ports::UserStore for SqlStore {
             .execute(&mut tx)
             .await
             .map_err(backend_error)?;
+        db::query("DELETE FROM address_verifications WHERE user_id = $1")
             .bind(user.0)
             .execute(&mut tx)
             .await

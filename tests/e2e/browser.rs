@@ -2,7 +2,10 @@
 //! demo client at `/`, `tests/browser/operator.mjs` the operator page at `/admin/`, and
 //! `tests/browser/escalations.mjs` its escalation steps and trace, `tests/browser/analytics.mjs`
 //! its delivery analytics, `tests/browser/push.mjs` the
-//! demo client's browser notifications and the service worker `/sw.js`, and
+//! demo client's browser notifications and the service worker `/sw.js`,
+//! `tests/browser/settings.mjs` the settings page at `/settings/`, `tests/browser/manage.mjs`
+//! the administration page at `/manage/` with invitations and join requests in the workspace,
+//! and
 //! `tests/browser/docs.mjs` the API reference at `/api/docs/` with every request to another host
 //! refused.
 //!
@@ -117,6 +120,24 @@ async fn pages_are_served_with_their_types() {
     for (path, kind, needle) in [
         ("/", "text/html", "/assets/demo.js"),
         ("/admin/", "text/html", "/assets/admin.js"),
+        ("/settings/", "text/html", "/assets/settings.js"),
+        ("/manage/", "text/html", "/assets/manage.js"),
+        (
+            "/assets/manage-access.js",
+            "text/javascript",
+            "/api/admin/invitations/",
+        ),
+        ("/assets/join.js", "text/javascript", "/api/join-requests/"),
+        (
+            "/assets/settings.js",
+            "text/javascript",
+            "/api/auth/logout-everywhere/",
+        ),
+        (
+            "/assets/settings-parts.js",
+            "text/javascript",
+            "/api/notifications/preferences/",
+        ),
         ("/assets/app.css", "text/css", ".topbar"),
         (
             "/assets/common.js",
@@ -152,6 +173,35 @@ async fn pages_are_served_with_their_types() {
     }
     let res = hub.http.get(hub.url("/admin")).send().await.unwrap();
     assert_eq!(res.url().path(), "/admin/", "/admin redirects to /admin/");
+    let res = hub.http.get(hub.url("/settings")).send().await.unwrap();
+    assert_eq!(
+        res.url().path(),
+        "/settings/",
+        "/settings redirects to /settings/"
+    );
+    let res = hub.http.get(hub.url("/manage")).send().await.unwrap();
+    assert_eq!(
+        res.url().path(),
+        "/manage/",
+        "/manage redirects to /manage/"
+    );
+    let workspace = hub
+        .http
+        .get(hub.url("/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        workspace.contains("href=\"/settings/\""),
+        "the workspace links to the settings"
+    );
+    assert!(
+        workspace.contains("href=\"/manage/\""),
+        "the workspace links to the administration page"
+    );
     let (status, _) = hub.get("/assets/missing.js", None).await;
     assert_eq!(status, 404);
 }
@@ -237,6 +287,22 @@ async fn demo_page_edits_tickets_and_comments() {
     run_with_crew("edits.mjs").await;
 }
 
+/// The administration page at `/manage/` at both widths, light and dark: people added, found,
+/// given another role, deactivated, given a new password and erased (behind a dialog); an
+/// invitation's link, shown once and copied, accepted by a newcomer in another tab who lands in
+/// the project; a sign-up asking to join a project by key, approved on the page, the project
+/// shown after a reload; projects created and their members changed; an API key made (shown
+/// once) and revoked; a scheduled send cancelled. axe-core checks every new state.
+async fn manage_page_runs_people_invitations_projects_keys_and_sends() {
+    run_with_crew("manage.mjs").await;
+}
+
+/// Files in the workspace at both widths: a picture and its thumbnail, a name that is markup,
+/// a refused type, a download, who may delete, a tombstone.
+async fn demo_page_attaches_files() {
+    run_with_crew("attachments.mjs").await;
+}
+
 async fn demo_page_says_when_sign_up_is_closed() {
     require_browser();
     let hub = TestHub::start_with(&Backend::Sqlite, |c| {
@@ -287,22 +353,6 @@ async fn operator_page_lists_escalation_steps_and_explains_who_was_left_out() {
     .await;
     // The developer is on call until about twelve hours from now.
     let now = chrono::Utc::now();
-/// The administration page at `/manage/` at both widths, light and dark: people added, found,
-/// given another role, deactivated, given a new password and erased (behind a dialog); an
-/// invitation's link, shown once and copied, accepted by a newcomer in another tab who lands in
-/// the project; a sign-up asking to join a project by key, approved on the page, the project
-/// shown after a reload; projects created and their members changed; an API key made (shown
-/// once) and revoked; a scheduled send cancelled. axe-core checks every new state.
-async fn manage_page_runs_people_invitations_projects_keys_and_sends() {
-    run_with_crew("manage.mjs").await;
-}
-
-/// Files in the workspace at both widths: a picture and its thumbnail, a name that is markup,
-/// a refused type, a download, who may delete, a tombstone.
-async fn demo_page_attaches_files() {
-    run_with_crew("attachments.mjs").await;
-}
-
     hub.post_as(
         &admin,
         "/api/oncall/schedules/",
@@ -476,6 +526,67 @@ async fn operator_page_charts_delivery_analytics() {
     .await;
 }
 
+/// The address whose verification code `tests/browser/settings.mjs` types.
+const NEW_EMAIL: &str = "carl.new@example.test";
+
+/// The settings page at `/settings/`, at 1280×800 and 360×740: reached from the workspace's
+/// header; the profile (name and time zone, kept after a reload); a new email address verified
+/// with the code its mail carried (read here from the SMTP server, handed to the script in a
+/// file when it asks); notification choices saved and read back over the API; quiet hours and
+/// the digest; two browsers registered for pushes, turned off one by one; the password changed
+/// (a wrong current one refused in words, the old token refused after); and logging out
+/// everywhere, which ends on the login form with the page's token refused. axe-core checks
+/// every new state.
+async fn settings_page_changes_profile_addresses_choices_devices_and_sessions() {
+    require_browser();
+    let smtp = crate::fakes::Smtp::start().await;
+    let url = smtp.url();
+    let hub = TestHub::start_with(&Backend::Sqlite, |c| {
+        c.channels.email.smtp_url = Some(url);
+        c.channels.push.push_allow_private = true;
+    })
+    .await;
+    let admin = hub.user_with("ada", Role::Admin, true).await;
+    let client = hub.user("carl", Role::Client).await;
+    hub.project("WEB", &[&admin, &client]).await;
+    let mut second = fake_subscription();
+    second["endpoint"] = serde_json::json!("http://127.0.0.1:9/push/settings-second");
+    let devices = serde_json::json!([fake_subscription(), second]);
+    let dir = tempfile::tempdir().unwrap();
+    let code_file = dir.path().join("code");
+    let written = code_file.clone();
+    let smtp = &smtp;
+    run_script_with(
+        "settings.mjs",
+        &hub,
+        &[
+            credentials("client", &client.username),
+            format!("devices={devices}"),
+            format!("codefile={}", code_file.display()),
+        ],
+        Some(Cue {
+            line: "cue: read the code sent to carl.new@example.test",
+            action: Box::pin(async move {
+                let mail =
+                    crate::harness::eventually_some("the code reaches the new address", || async {
+                        smtp.mails()
+                            .into_iter()
+                            .find(|m| m.to.iter().any(|to| to == NEW_EMAIL))
+                    })
+                    .await;
+                let text = mail.text();
+                let at = text.find("code is ").expect("a code") + "code is ".len();
+                std::fs::write(&written, &text[at..at + 6]).unwrap();
+            }),
+        }),
+    )
+    .await;
+    // The new password and the logout everywhere each ended every token the client held.
+    let after = hub.store.user_by_id(client.id).await.unwrap().unwrap();
+    assert_eq!(after.token_version, client.token_version + 2);
+    assert_eq!(after.display_name, "Carl C.");
+}
+
 async fn api_reference_renders_without_the_internet() {
     require_browser();
     let hub = TestHub::start(&Backend::Sqlite).await;
@@ -493,12 +604,12 @@ crate::trials! {
         demo_page_works_as_a_ticket_workspace_on_desktop_and_phone,
         demo_page_says_when_sign_up_is_closed,
         demo_page_edits_tickets_and_comments,
+        demo_page_attaches_files,
+        settings_page_changes_profile_addresses_choices_devices_and_sessions,
+        manage_page_runs_people_invitations_projects_keys_and_sends,
         demo_page_turns_browser_notifications_on_and_off,
         operator_page_lists_escalation_steps_and_explains_who_was_left_out,
         operator_page_charts_delivery_analytics,
     ],
     sync: [],
 }
-        demo_page_attaches_files,
-        settings_page_changes_profile_addresses_choices_devices_and_sessions,
-        manage_page_runs_people_invitations_projects_keys_and_sends,

@@ -43,6 +43,7 @@ mod oncall;
 mod openapi;
 mod operators;
 mod outage;
+mod people;
 mod process;
 mod project_chat;
 mod push_fakes;
@@ -55,6 +56,7 @@ mod scheduled;
 mod security;
 mod seed;
 mod slack;
+mod sessions;
 mod slack_fakes;
 mod sms;
 mod sms_fakes;
@@ -109,6 +111,7 @@ fn main() {
         operators::trials(),
         outage::trials(),
         process::trials(),
+        people::trials(),
         push_mobile::trials(),
         replay::trials(),
         rooms::trials(),
@@ -118,6 +121,7 @@ fn main() {
         seed::trials(),
         sms::trials(),
         sse::trials(),
+        sessions::trials(),
         store::trials(),
         throttles::trials(),
         tickets::trials(),

@@ -544,3 +544,16 @@ inbox!(AttachmentStore {
     fn object_removed(&self, id: i64, at: DateTime<Utc>) -> Result<(), StoreError>;
     fn attachment_totals(&self) -> Result<(i64, i64), StoreError>;
 });
+
+inbox!(InvitationStore {
+    fn add_invitation(&self, new: crate::ports::NewInvitation, at: DateTime<Utc>) -> Result<crate::ports::Invitation, StoreError>;
+    fn invitations(&self, limit: i64) -> Result<Vec<crate::ports::Invitation>, StoreError>;
+    fn invitation_by_token(&self, token_hash: &str) -> Result<Option<crate::ports::Invitation>, StoreError>;
+    fn revoke_invitation(&self, id: i64, at: DateTime<Utc>) -> Result<bool, StoreError>;
+    fn claim_invitation(&self, token_hash: &str, at: DateTime<Utc>) -> Result<Option<crate::ports::Invitation>, StoreError>;
+    fn release_invitation(&self, id: i64) -> Result<(), StoreError>;
+    fn invitation_accepted(&self, id: i64, user: UserId) -> Result<(), StoreError>;
+    fn add_join_request(&self, project: ProjectId, user: UserId, message: &str, at: DateTime<Utc>) -> Result<crate::ports::JoinRequest, StoreError>;
+    fn join_requests(&self, user: Option<UserId>, waiting: bool, limit: i64) -> Result<Vec<crate::ports::JoinRequest>, StoreError>;
+    fn decide_join_request(&self, id: i64, approve: bool, by: UserId, at: DateTime<Utc>) -> Result<Option<crate::ports::JoinRequest>, StoreError>;
+});
