@@ -52,11 +52,12 @@ mod receipts;
 mod replay;
 mod rooms;
 mod routing_rules;
+mod rust_client;
 mod scheduled;
 mod security;
 mod seed;
-mod slack;
 mod sessions;
+mod slack;
 mod slack_fakes;
 mod sms;
 mod sms_fakes;
@@ -77,10 +78,10 @@ fn main() {
         actors::trials(),
         analytics::trials(),
         api_keys::trials(),
+        attachments::trials(),
         oncall::trials(),
         slack::trials(),
         mattermost::trials(),
-        attachments::trials(),
         project_chat::trials(),
         unsubscribe::trials(),
         receipts::trials(),
@@ -110,18 +111,19 @@ fn main() {
         openapi::trials(),
         operators::trials(),
         outage::trials(),
-        process::trials(),
         people::trials(),
+        process::trials(),
         push_mobile::trials(),
         replay::trials(),
         rooms::trials(),
+        rust_client::trials(),
         routing_rules::trials(),
         scheduled::trials(),
         security::trials(),
         seed::trials(),
+        sessions::trials(),
         sms::trials(),
         sse::trials(),
-        sessions::trials(),
         store::trials(),
         throttles::trials(),
         tickets::trials(),

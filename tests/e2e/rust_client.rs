@@ -1,0 +1,229 @@
+//! The official Rust client (`clients/rust`, `tickethub-client`) against a real hub: each
+//! notification once and in order, resumed from the last seq, acknowledged; sends with an API
+//! key and an idempotency key; inbox commands heard on the socket; one renewal per expiry; a
+//! refused token given again stops the subscription.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use jsonwebtoken::{encode, EncodingKey, Header};
+use serde_json::json;
+use tickethub_actors::domain::Role;
+use tickethub_client::{
+    BoxError, Client, Error, Event, InboxChange, NewNotification, Sender, Subscribe, Subscription,
+    TokenReason,
+};
+
+use crate::harness::{patience, Backend, TestHub, SECRET};
+
+/// The next event that is not a warning, within the patience.
+async fn next(sub: &mut Subscription) -> Event {
+    loop {
+        let event = tokio::time::timeout(patience(), sub.next())
+            .await
+            .expect("an event in time")
+            .expect("the subscription goes on");
+        if !matches!(event, Event::Warning(_)) {
+            return event;
+        }
+    }
+}
+
+fn note(user: i64, title: &str) -> NewNotification {
+    NewNotification {
+        user_ids: vec![user],
+        notification_type: "system".into(),
+        title: title.into(),
+        message: format!("{title}, from the Rust client"),
+        ..Default::default()
+    }
+}
+
+async fn api_key(hub: &TestHub, admin: &tickethub_actors::domain::User) -> String {
+    let made = hub
+        .post_as(
+            admin,
+            "/api/admin/api-keys/",
+            json!({"name": "sender", "scopes": ["notifications:send"]}),
+            201,
+        )
+        .await;
+    made["key"].as_str().unwrap().to_owned()
+}
+
+async fn each_notification_once_in_order_resumed_and_acknowledged(backend: Backend) {
+    let hub = TestHub::start(&backend).await;
+    let admin = hub.user("boss", Role::Admin).await;
+    let alice = hub.user("alice", Role::Client).await;
+    let token = hub.token(&alice);
+    let client = Client::new(&hub.url(""), move |_: TokenReason| {
+        let token = token.clone();
+        async move { Ok::<_, BoxError>(token) }
+    });
+    let sender = Sender::new(&hub.url(""), &api_key(&hub, &admin).await);
+    let mut sub = client.subscribe(Subscribe::default());
+    assert_eq!(next(&mut sub).await, Event::Connected);
+    assert!(matches!(
+        next(&mut sub).await,
+        Event::Replayed { count: 0, .. }
+    ));
+
+    for (i, title) in ["one", "two", "three"].into_iter().enumerate() {
+        sender
+            .send(&note(alice.id.0, title), &format!("k-{i}"))
+            .await
+            .unwrap();
+    }
+    // A retried send notifies once; the key with another request is refused.
+    sender.send(&note(alice.id.0, "two"), "k-1").await.unwrap();
+    match sender.send(&note(alice.id.0, "other"), "k-1").await {
+        Err(Error::Http { status: 422, .. }) => {}
+        other => panic!("the key with another request: {other:?}"),
+    }
+    let mut seqs = Vec::new();
+    for title in ["one", "two", "three"] {
+        match next(&mut sub).await {
+            Event::Notification(n) => {
+                assert_eq!(n.title, title);
+                assert!(!n.replayed);
+                seqs.push(n.seq);
+            }
+            other => panic!("expected {title}: {other:?}"),
+        }
+    }
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    let last = sub.last_seq();
+    assert_eq!(last, seqs.last().copied());
+    sub.close().await;
+    // Closing acknowledged what was delivered.
+    crate::harness::eventually("the last seq is acknowledged", || async {
+        let cursor = hub.store.notification_cursor(alice.id).await.unwrap();
+        Some(cursor.acked_seq) == last
+    })
+    .await;
+
+    // Two more while away: a new subscription from the saved seq gets exactly those.
+    for title in ["four", "five"] {
+        sender
+            .send(&note(alice.id.0, title), &format!("k-{title}"))
+            .await
+            .unwrap();
+    }
+    let mut sub = client.subscribe(Subscribe {
+        last_seq: last,
+        ..Default::default()
+    });
+    assert_eq!(next(&mut sub).await, Event::Connected);
+    let mut replayed = Vec::new();
+    loop {
+        match next(&mut sub).await {
+            Event::Notification(n) => replayed.push(n),
+            Event::Replayed { count, .. } => {
+                assert_eq!(count, 2);
+                break;
+            }
+            other => panic!("during the replay: {other:?}"),
+        }
+    }
+    let titles: Vec<&str> = replayed.iter().map(|n| n.title.as_str()).collect();
+    assert_eq!(titles, ["four", "five"]);
+    assert!(replayed.iter().all(|n| n.replayed));
+
+    // Inbox commands over REST, heard on the socket.
+    let id = replayed[0].id;
+    client.mark_read(id).await.unwrap();
+    assert_eq!(next(&mut sub).await, Event::Inbox(InboxChange::Read(id)));
+    client.delete(id).await.unwrap();
+    assert_eq!(next(&mut sub).await, Event::Inbox(InboxChange::Deleted(id)));
+    let page = client.list("is_read=false").await.unwrap();
+    assert_eq!(page["count"], 4, "{page}");
+    match client.mark_read(999_999).await {
+        Err(Error::Http { status: 404, .. }) => {}
+        other => panic!("an unknown notification: {other:?}"),
+    }
+    sub.close().await;
+}
+
+async fn one_renewal_per_expiry_and_a_refused_token_given_again_stops(backend: Backend) {
+    let hub = TestHub::start(&backend).await;
+    let alice = hub.user("alice", Role::Client).await;
+    // Tokens with 31 s left: the hub warns at once.
+    let short = {
+        let id = alice.id.0;
+        move || {
+            let claims = json!({"user_id": id, "exp": chrono::Utc::now().timestamp() + 31, "token_type": "access"});
+            encode(
+                &Header::default(),
+                &claims,
+                &EncodingKey::from_secret(SECRET.as_bytes()),
+            )
+            .unwrap()
+        }
+    };
+    let fresh = hub.token(&alice);
+    let asked = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let client = {
+        let asked = asked.clone();
+        Client::new(&hub.url(""), move |reason: TokenReason| {
+            asked.lock().unwrap().push(reason);
+            let token = match reason {
+                TokenReason::Expiring => fresh.clone(),
+                _ => short(),
+            };
+            async move { Ok::<_, BoxError>(token) }
+        })
+    };
+    let mut sub = client.subscribe(Subscribe::default());
+    assert_eq!(next(&mut sub).await, Event::Connected);
+    loop {
+        if next(&mut sub).await == Event::Renewed {
+            break;
+        }
+    }
+    assert_eq!(
+        *asked.lock().unwrap(),
+        [TokenReason::Connect, TokenReason::Expiring],
+        "one renewal"
+    );
+    sub.close().await;
+
+    // A provider that only has a token the hub refuses: refused once, then given again: the
+    // subscription stops instead of reconnecting for ever.
+    let calls = Arc::new(AtomicUsize::new(0));
+    let stuck = {
+        let calls = calls.clone();
+        Client::new(&hub.url(""), move |_: TokenReason| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            async move { Ok::<_, BoxError>("not-a-token".to_owned()) }
+        })
+    };
+    let mut sub = stuck.subscribe(Subscribe {
+        backoff_base: Duration::from_millis(10),
+        ..Default::default()
+    });
+    match next(&mut sub).await {
+        Event::Disconnected {
+            code: 4001,
+            will_reconnect: true,
+            ..
+        } => {}
+        other => panic!("expected a 4001: {other:?}"),
+    }
+    assert_eq!(next(&mut sub).await, Event::Unauthorized);
+    assert_eq!(sub.next().await, None, "the subscription ended");
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    match stuck.list("").await {
+        Err(Error::TokenRefused) => {}
+        other => panic!("a REST call with the same refused token: {other:?}"),
+    }
+}
+
+crate::trials! {
+    both: [
+        each_notification_once_in_order_resumed_and_acknowledged,
+        one_renewal_per_expiry_and_a_refused_token_given_again_stops,
+    ],
+    tests: [],
+    sync: [],
+}
