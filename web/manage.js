@@ -2,8 +2,8 @@
 // line. People (GET, PATCH and DELETE /api/users/…, POST /api/users/ and …/password/),
 // invitation links (/api/admin/invitations/), requests to join a project (/api/join-requests/),
 // projects and their members (/api/projects/), API keys (/api/admin/api-keys/) and scheduled
-// sends (/api/notifications/scheduled/). It shares the workspace's login; anyone but an admin is
-// told the page is not for them.
+// sends (/api/notifications/scheduled/) and on-call schedules (/api/oncall/schedules/). It
+// shares the workspace's login; anyone but an admin is told the page is not for them.
 
 import { byTestId, ApiError, Session, loginForm, setTimeZone, refreshTimes } from '/assets/common.js';
 import { explain } from '/assets/settings-parts.js';
@@ -11,6 +11,7 @@ import { People } from '/assets/manage-people.js';
 import { Invitations, JoinRequests } from '/assets/manage-access.js';
 import { Projects } from '/assets/manage-projects.js';
 import { ApiKeys, ScheduledSends } from '/assets/manage-keys.js';
+import { OnCall } from '/assets/manage-oncall.js';
 import { ROLE_WORDS } from '/assets/manage-parts.js';
 
 // The same key as the workspace's, the settings page's and the operator page's: one login.
@@ -83,6 +84,7 @@ const sections = {
   join: new JoinRequests(ctx),
   keys: new ApiKeys(ctx),
   scheduled: new ScheduledSends(ctx),
+  oncall: new OnCall(ctx),
 };
 
 // Logging in shows the page; logging out, or a session that ends, the login form.
@@ -128,6 +130,7 @@ async function start() {
     sections.join.load(),
     sections.keys.load(),
     sections.scheduled.load(),
+    sections.oncall.load(),
   ]);
   const wanted = decodeURIComponent(window.location.hash.slice(1));
   if (wanted) document.getElementById(wanted)?.scrollIntoView();

@@ -124,6 +124,11 @@ const ASSETS: &[Asset] = &[
         body: include_str!("../../web/manage-projects.js"),
     },
     Asset {
+        path: "/assets/manage-oncall.js",
+        content_type: JS,
+        body: include_str!("../../web/manage-oncall.js"),
+    },
+    Asset {
         path: "/assets/manage-keys.js",
         content_type: JS,
         body: include_str!("../../web/manage-keys.js"),

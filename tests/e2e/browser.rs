@@ -292,6 +292,13 @@ async fn demo_page_edits_tickets_and_comments() {
 /// invitation's link, shown once and copied, accepted by a newcomer in another tab who lands in
 /// the project; a sign-up asking to join a project by key, approved on the page, the project
 /// shown after a reload; projects created and their members changed; an API key made (shown
+/// On-call schedules on the administration page at both widths: made (one with nobody is
+/// refused), who is on call now, an override added (one ending before it starts is refused)
+/// and taken off, the schedule deleted behind a dialog.
+async fn manage_page_runs_oncall_schedules_and_overrides() {
+    run_with_crew("oncall-admin.mjs").await;
+}
+
 /// once) and revoked; a scheduled send cancelled. axe-core checks every new state.
 async fn manage_page_runs_people_invitations_projects_keys_and_sends() {
     run_with_crew("manage.mjs").await;
@@ -607,6 +614,7 @@ crate::trials! {
         demo_page_attaches_files,
         settings_page_changes_profile_addresses_choices_devices_and_sessions,
         manage_page_runs_people_invitations_projects_keys_and_sends,
+        manage_page_runs_oncall_schedules_and_overrides,
         demo_page_turns_browser_notifications_on_and_off,
         operator_page_lists_escalation_steps_and_explains_who_was_left_out,
         operator_page_charts_delivery_analytics,
