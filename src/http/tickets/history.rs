@@ -66,7 +66,7 @@ async fn history(
         }
     }
     let name = |u: UserId| names.get(&u).cloned().flatten();
-    let mut entries: Vec<HistoryEntry> = events
+    let entries: Vec<HistoryEntry> = events
         .iter()
         .map(|e| HistoryEntry {
             id: e.id,
@@ -98,13 +98,14 @@ async fn history(
             sort_at: e.at,
         })
         .collect();
-    // Each follow-up goes after the last change at or before it, with the status then.
-    for f in &follow_ups {
+    // The changes stay in the order they were committed (their ids: nodes' clocks may
+    // disagree); each follow-up goes before the first change recorded after it, with the
+    // ticket's status and assignees as the changes before it left them.
+    let changes = entries;
+    let mut entries = Vec::with_capacity(changes.len() + follow_ups.len());
+    let mut pending = follow_ups.iter().peekable();
+    let follow_up = |f: &FollowUp, before: Option<&HistoryEntry>| {
         let at = f.at();
-        let before = entries
-            .iter()
-            .rev()
-            .find(|e| e.kind == "change" && e.sort_at <= at);
         let (status, assignees) = match before {
             Some(e) => (e.status.clone(), e.assignees.clone()),
             None => (ticket.status.as_str().to_owned(), Vec::new()),
@@ -130,7 +131,7 @@ async fn history(
             via: None,
             sort_at: at,
         };
-        entries.push(match f {
+        match f {
             FollowUp::Escalated {
                 id,
                 recipient,
@@ -162,10 +163,21 @@ async fn history(
                     "acknowledge",
                 )
             },
-        });
+        }
+    };
+    let mut last_change: Option<usize> = None;
+    for change in changes {
+        while let Some(f) = pending.next_if(|f| f.at() < change.sort_at) {
+            let entry = follow_up(f, last_change.map(|i| &entries[i]));
+            entries.push(entry);
+        }
+        entries.push(change);
+        last_change = Some(entries.len() - 1);
     }
-    // Stable: changes keep their order, and a follow-up comes after the changes of its moment.
-    entries.sort_by_key(|e| (e.sort_at, e.kind != "change"));
+    for f in pending {
+        let entry = follow_up(f, last_change.map(|i| &entries[i]));
+        entries.push(entry);
+    }
     Ok(Json(entries))
 }
 

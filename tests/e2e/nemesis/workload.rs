@@ -418,6 +418,8 @@ pub(super) async fn ticket_on(
         .as_array()
         .into_iter()
         .flatten()
+        // The ticket's changes; escalations and acknowledgements change nothing.
+        .filter(|e| e["kind"] == "change")
         .map(|e| {
             (
                 e["action"].as_str().unwrap_or_default().to_owned(),
