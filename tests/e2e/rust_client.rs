@@ -219,8 +219,160 @@ async fn one_renewal_per_expiry_and_a_refused_token_given_again_stops(backend: B
     }
 }
 
+/// Scenario `resume-after-kill-9`: a hub process killed with SIGKILL and started again on its
+/// database and address; the subscription reconnects by itself and hands over what follows,
+/// each once, in order.
+async fn the_subscription_rides_out_a_kill_9(backend: Backend) {
+    let db = crate::harness::TestDb::create(&backend).await;
+    let (admin, alice) = crate::harness::admin_and_client(&db).await;
+    let auth =
+        tickethub::auth::Auth::from_config(&crate::harness::test_config(&db.url), Some(SECRET))
+            .unwrap();
+    let admin_token = auth.issue_access(&admin).unwrap();
+    let alice_token = auth.issue_access(&alice).unwrap();
+    let mut node = crate::nodes::Node::start(
+        ["--database-url", &db.url, "--jwt-secret", SECRET]
+            .map(String::from)
+            .to_vec(),
+    )
+    .await;
+    let base = format!("http://{}", node.addr);
+    let client = Client::new(&base, move |_: TokenReason| {
+        let token = alice_token.clone();
+        async move { Ok::<_, BoxError>(token) }
+    });
+    let http = reqwest::Client::new();
+    let send = |title: &str| {
+        let req = http
+            .post(format!("http://{}/api/notifications/send/", node.addr))
+            .bearer_auth(&admin_token)
+            .json(
+                &json!({"user_ids": [alice.id.0], "notification_type": "system",
+                          "title": title, "message": title}),
+            );
+        async move { assert_eq!(req.send().await.unwrap().status(), 201) }
+    };
+    let mut sub = client.subscribe(Subscribe {
+        backoff_base: Duration::from_millis(50),
+        backoff_max: Duration::from_millis(500),
+        ..Default::default()
+    });
+    assert_eq!(next(&mut sub).await, Event::Connected);
+    for title in ["a", "b", "c"] {
+        send(title).await;
+    }
+    let mut titles = Vec::new();
+    let mut seqs = Vec::new();
+    while titles.len() < 3 {
+        if let Event::Notification(n) = next(&mut sub).await {
+            titles.push(n.title.clone());
+            seqs.push(n.seq);
+        }
+    }
+    node.kill().await;
+    loop {
+        match next(&mut sub).await {
+            Event::Disconnected { will_reconnect, .. } => {
+                assert!(will_reconnect);
+                break;
+            }
+            Event::Notification(n) => panic!("nothing more was sent: {n:?}"),
+            _ => {}
+        }
+    }
+    node.restart().await;
+    assert_eq!(base, format!("http://{}", node.addr), "the same address");
+    loop {
+        if next(&mut sub).await == Event::Connected {
+            break;
+        }
+    }
+    let send = |title: &str| {
+        let req = http
+            .post(format!("http://{}/api/notifications/send/", node.addr))
+            .bearer_auth(&admin_token)
+            .json(
+                &json!({"user_ids": [alice.id.0], "notification_type": "system",
+                          "title": title, "message": title}),
+            );
+        async move { assert_eq!(req.send().await.unwrap().status(), 201) }
+    };
+    for title in ["d", "e"] {
+        send(title).await;
+    }
+    while titles.len() < 5 {
+        if let Event::Notification(n) = next(&mut sub).await {
+            titles.push(n.title.clone());
+            seqs.push(n.seq);
+        }
+    }
+    assert_eq!(titles, ["a", "b", "c", "d", "e"]);
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    sub.close().await;
+    node.kill().await;
+}
+
+/// Scenario `slow-consumer`: an application that stops taking events stops the client reading
+/// its socket; the hub cuts the slow socket off, and once the application reads again the
+/// subscription reconnects and hands over every notification once, in order.
+async fn a_consumer_that_falls_behind_is_cut_off_and_resumes(backend: Backend) {
+    let hub = TestHub::start_with(&backend, |c| {
+        c.ws_outbound_queue = 8;
+        c.ws_outbound_queue_bytes = 1024 * 1024;
+    })
+    .await;
+    let admin = hub.user("boss", Role::Admin).await;
+    let alice = hub.user("alice", Role::Client).await;
+    let token = hub.token(&alice);
+    let client = Client::new(&hub.url(""), move |_: TokenReason| {
+        let token = token.clone();
+        async move { Ok::<_, BoxError>(token) }
+    });
+    let mut sub = client.subscribe(Subscribe {
+        buffer: 2,
+        backoff_base: Duration::from_millis(50),
+        backoff_max: Duration::from_millis(500),
+        ..Default::default()
+    });
+    assert_eq!(next(&mut sub).await, Event::Connected);
+    // 60 notifications of 150 KB while the application takes nothing: more than the kernel's
+    // buffers and the hub's queue hold together.
+    const TOTAL: usize = 60;
+    let blob = "x".repeat(150 * 1024);
+    for i in 0..TOTAL {
+        hub.send(
+            &admin,
+            &[&alice],
+            json!({"title": format!("n{i}"), "message": "big", "data": {"blob": blob}}),
+        )
+        .await;
+    }
+    let mut titles = Vec::new();
+    let mut cut_off = None;
+    while titles.len() < TOTAL {
+        match next(&mut sub).await {
+            Event::Notification(n) => titles.push(n.title.clone()),
+            Event::Disconnected {
+                code,
+                will_reconnect,
+                ..
+            } => {
+                assert!(will_reconnect);
+                cut_off.get_or_insert(code);
+            }
+            _ => {}
+        }
+    }
+    assert!(cut_off.is_some(), "the slow socket was cut off");
+    let expected: Vec<String> = (0..TOTAL).map(|i| format!("n{i}")).collect();
+    assert_eq!(titles, expected, "every notification once, in order");
+    sub.close().await;
+}
+
 crate::trials! {
     both: [
+        the_subscription_rides_out_a_kill_9,
+        a_consumer_that_falls_behind_is_cut_off_and_resumes,
         each_notification_once_in_order_resumed_and_acknowledged,
         one_renewal_per_expiry_and_a_refused_token_given_again_stops,
     ],

@@ -30,9 +30,10 @@ def binary() -> str:
 
 
 class Hub:
-    def __init__(self) -> None:
+    def __init__(self, *args: str) -> None:
         self.dir = tempfile.mkdtemp(prefix="tickethub-py-")
         self.port = 0
+        self.args = list(args)
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -43,7 +44,7 @@ class Hub:
         proc = subprocess.Popen(
             [binary(), "serve", "--demo", "--bind", f"127.0.0.1:{self.port}",
              "--database-url", f"sqlite://{self.dir}/hub.db", "--jwt-secret", SECRET,
-             "--mail-outbox-dir", f"{self.dir}/mail"],
+             "--mail-outbox-dir", f"{self.dir}/mail", *self.args],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
             env={**os.environ, "RUST_LOG": "warn"},
         )

@@ -157,3 +157,38 @@ def test_a_refused_token_given_again_stops_the_client(hub):
         assert refused.value.code == "token_refused"
 
     run(scenario())
+
+
+def test_a_consumer_that_falls_behind_is_cut_off_and_resumes():
+    """Scenario `slow-consumer`: the application takes nothing while 60 notifications of 150 KB
+    arrive; the hub cuts the socket off, and once the application reads again every
+    notification arrives once, in order."""
+    hub = Hub("--ws-outbound-queue", "8", "--ws-outbound-queue-bytes", "1048576").start()
+    try:
+        client_id = hub.user_id("client")
+        key = hub.api_key()
+
+        async def scenario():
+            client = Client(hub.url, fresh_tokens(hub))
+            sender = Sender(hub.url, key)
+            sub = client.subscribe(buffer=2, backoff_base=0.05, backoff_max=0.5)
+            assert isinstance(await next_event(sub), Connected)
+            blob = "x" * (150 * 1024)
+            for i in range(60):
+                body = {**note(client_id, f"n{i}"), "data": {"blob": blob}}
+                await sender.send(body, f"big-{i}")
+            titles, cut_off = [], []
+            while len(titles) < 60:
+                event = await next_event(sub)
+                if isinstance(event, Delivered):
+                    titles.append(event.notification.title)
+                elif isinstance(event, Disconnected):
+                    assert event.will_reconnect
+                    cut_off.append(event.code)
+            assert cut_off, "the slow socket was cut off"
+            assert titles == [f"n{i}" for i in range(60)]
+            await sub.close()
+
+        run(scenario())
+    finally:
+        hub.stop()

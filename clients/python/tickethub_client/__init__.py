@@ -201,7 +201,7 @@ class Subscription:
     order; ``last_seq`` is where it stands (save it to resume elsewhere)."""
 
     def __init__(self, client: "Client", last_seq: Optional[int], backoff_base: float,
-                 backoff_max: float) -> None:
+                 backoff_max: float, buffer: int = 256) -> None:
         self._client = client
         self.last_seq = last_seq
         self._base = backoff_base
@@ -209,7 +209,7 @@ class Subscription:
         # Bounded: an application that stops reading stops the socket's reading too, so the
         # hub sees a slow consumer (and closes it; the next connection resumes) rather than
         # this process buffering without end.
-        self._events: asyncio.Queue = asyncio.Queue(maxsize=1024)
+        self._events: asyncio.Queue = asyncio.Queue(maxsize=max(1, buffer))
         self._ended = False
         self._stopping = asyncio.Event()
         self._task = asyncio.get_running_loop().create_task(self._run())
@@ -406,9 +406,12 @@ class Client:
         return token
 
     def subscribe(self, last_seq: Optional[int] = None, backoff_base: float = 0.5,
-                  backoff_max: float = 30.0) -> Subscription:
-        """Follows the user's notifications, resuming after ``last_seq`` if given."""
-        return Subscription(self, last_seq, backoff_base, backoff_max)
+                  backoff_max: float = 30.0, buffer: int = 256) -> Subscription:
+        """Follows the user's notifications, resuming after ``last_seq`` if given. At most
+        ``buffer`` events wait for the application; past it the socket is not read either, so
+        a consumer that falls behind is cut off by the hub (4008) and resumes where it stopped
+        once it reads again."""
+        return Subscription(self, last_seq, backoff_base, backoff_max, buffer)
 
     async def request(self, method: str, path: str, body: Any = None) -> Any:
         """Any REST call with the provider's token; a 401 asks for a new token and tries once

@@ -22,6 +22,11 @@ pub struct Subscribe {
     pub backoff_base: Duration,
     /// The largest backoff ceiling (30 s).
     pub backoff_max: Duration,
+    /// Events held for an application that has not taken them yet (256). Past it the socket
+    /// is not read either: a consumer that falls behind is seen by the hub as slow, closed
+    /// (4008), and resumes where it stopped once it reads again, instead of this process
+    /// buffering without end.
+    pub buffer: usize,
 }
 
 impl Default for Subscribe {
@@ -30,6 +35,7 @@ impl Default for Subscribe {
             last_seq: None,
             backoff_base: Duration::from_millis(500),
             backoff_max: Duration::from_secs(30),
+            buffer: 256,
         }
     }
 }
@@ -45,7 +51,7 @@ pub struct Subscription {
 
 impl Subscription {
     pub(crate) fn start(client: Client, options: Subscribe) -> Subscription {
-        let (events, rx) = mpsc::channel(1024);
+        let (events, rx) = mpsc::channel(options.buffer.max(1));
         let (seq_tx, seq_rx) = watch::channel(options.last_seq);
         let (stop, stopped) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(run(client, options, events, seq_tx, stopped));
