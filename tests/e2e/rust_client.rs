@@ -335,9 +335,9 @@ async fn a_consumer_that_falls_behind_is_cut_off_and_resumes(backend: Backend) {
         ..Default::default()
     });
     assert_eq!(next(&mut sub).await, Event::Connected);
-    // 60 notifications of 150 KB while the application takes nothing: more than the kernel's
-    // buffers and the hub's queue hold together.
-    const TOTAL: usize = 60;
+    // 120 notifications of 150 KB (18 MB) while the application takes nothing: far more than
+    // the kernel's buffers (a few MiB each way) and the hub's queue hold together.
+    const TOTAL: usize = 120;
     let blob = "x".repeat(150 * 1024);
     for i in 0..TOTAL {
         hub.send(

@@ -160,9 +160,10 @@ def test_a_refused_token_given_again_stops_the_client(hub):
 
 
 def test_a_consumer_that_falls_behind_is_cut_off_and_resumes():
-    """Scenario `slow-consumer`: the application takes nothing while 60 notifications of 150 KB
-    arrive; the hub cuts the socket off, and once the application reads again every
-    notification arrives once, in order."""
+    """Scenario `slow-consumer`: the application takes nothing while 120 notifications of
+    150 KB (18 MB, far more than the kernel's buffers and the hub's queue hold) arrive; the hub
+    cuts the socket off, and once the application reads again every notification arrives once,
+    in order."""
     hub = Hub("--ws-outbound-queue", "8", "--ws-outbound-queue-bytes", "1048576").start()
     try:
         client_id = hub.user_id("client")
@@ -174,11 +175,11 @@ def test_a_consumer_that_falls_behind_is_cut_off_and_resumes():
             sub = client.subscribe(buffer=2, backoff_base=0.05, backoff_max=0.5)
             assert isinstance(await next_event(sub), Connected)
             blob = "x" * (150 * 1024)
-            for i in range(60):
+            for i in range(120):
                 body = {**note(client_id, f"n{i}"), "data": {"blob": blob}}
                 await sender.send(body, f"big-{i}")
             titles, cut_off = [], []
-            while len(titles) < 60:
+            while len(titles) < 120:
                 event = await next_event(sub)
                 if isinstance(event, Delivered):
                     titles.append(event.notification.title)
@@ -186,7 +187,7 @@ def test_a_consumer_that_falls_behind_is_cut_off_and_resumes():
                     assert event.will_reconnect
                     cut_off.append(event.code)
             assert cut_off, "the slow socket was cut off"
-            assert titles == [f"n{i}" for i in range(60)]
+            assert titles == [f"n{i}" for i in range(120)]
             await sub.close()
 
         run(scenario())
