@@ -188,7 +188,8 @@ enum Scenario {
     Slow(scenarios::SlowArgs),
     /// A ticket storm through the REST API with every recipient checked. [--target]
     Lifecycle(scenarios::LifecycleArgs),
-    /// M clients drop, miss X notifications each, and reconnect at once with `last_seq`.
+    /// M clients drop, miss X notifications each, and reconnect at once with `last_seq`; then
+    /// the official Rust client resumes ten of them from the same point (after the figures).
     Reconnect {
         /// How many clients (one user each).
         #[arg(long, default_value_t = 5_000)]
@@ -478,6 +479,20 @@ async fn reconnect(clients: usize, missed: usize, common: &Common) -> bool {
     );
     run.metric("replayed_per_second", delivered / all_secs, "/s");
     run.metric("hub_cpu_us_per_replayed", cpu * 1e6 / delivered, "us");
+    // The official Rust client resumes a sample of them from the same point, after the
+    // figures: it must get the same backlog, once, in order.
+    let mut checked = 0.0;
+    for (id, token) in users.iter().take(10) {
+        let from = last_seen[id];
+        let want: Vec<i64> = (from + 1..=from + missed as i64).collect();
+        let seqs = official_client_backlog(addr, token.clone(), from, missed).await;
+        if seqs != want {
+            eprintln!("the Rust client resumed user {id} after {from} with {seqs:?}, not {want:?}");
+            run.lost += want.iter().filter(|s| !seqs.contains(s)).count().max(1) as u64;
+        }
+        checked += 1.0;
+    }
+    run.metric("official_client_resumes_checked", checked, "");
     let mut report = Report::new(
         "reconnect",
         json!({"clients": clients, "missed": missed, "database": db_label(common)}),
@@ -486,6 +501,42 @@ async fn reconnect(clients: usize, missed: usize, common: &Common) -> bool {
     report.runs.push(run);
     hub.stop().await;
     report.finish(&common.out)
+}
+
+/// The seqs the official Rust client (`tickethub-client`) is handed when it resumes after
+/// `from`, up to its replay's end.
+async fn official_client_backlog(
+    addr: SocketAddr,
+    token: String,
+    from: i64,
+    missed: usize,
+) -> Vec<i64> {
+    use tickethub_client::{BoxError, Client, Event, Subscribe};
+    let client = Client::new(&format!("http://{addr}"), move |_| {
+        let token = token.clone();
+        async move { Ok::<_, BoxError>(token) }
+    });
+    let mut sub = client.subscribe(Subscribe {
+        last_seq: Some(from),
+        buffer: missed + 16,
+        ..Default::default()
+    });
+    let mut seqs = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(event) = sub.next().await {
+            match event {
+                Event::Notification(n) => seqs.push(n.seq),
+                Event::Replayed { .. } | Event::Unauthorized => break,
+                _ => {}
+            }
+        }
+    })
+    .await;
+    if read.is_err() {
+        eprintln!("the Rust client did not finish its replay within 60 s");
+    }
+    sub.close().await;
+    seqs
 }
 
 /// Outbox throughput: notifications committed through the hub, each with one webhook

@@ -46,7 +46,7 @@ def fresh_tokens(hub: Hub):
 
 
 def test_once_in_order_across_kill_9_and_a_restart(hub):
-    """Scenario `resume-after-kill-9`."""
+    """Scenarios `resume-after-kill-9` and `acks`."""
     client_id = hub.user_id("client")
     key = hub.api_key()
 
@@ -79,6 +79,14 @@ def test_once_in_order_across_kill_9_and_a_restart(hub):
         assert seqs == sorted(set(seqs)), seqs
         assert sub.last_seq == seqs[-1]
         await sub.close()
+        # Scenario `acks`: what was delivered was acknowledged (its timeline says so).
+        for _ in range(int(PATIENCE * 10)):
+            timeline = await client.request("GET", f"/api/notifications/{more[-1].id}/timeline/")
+            if any(e.get("event") == "acked" for e in timeline["events"]):
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError(f"the last notification was never acknowledged: {timeline}")
 
     run(scenario())
 
