@@ -90,7 +90,13 @@ const RECENTLY_USED: Duration = Duration::from_secs(1);
 /// connection.
 pub async fn connect(url: &str, store: super::StoreOptions) -> Result<SqlStore, ConnectError> {
     let acquire_timeout = store.acquire_timeout;
-    let options = PgConnectOptions::from_str(url)?;
+    // Generic plans: the hub's statements are prepared once per connection and their text
+    // never carries a value, so planning each execution again for its values (the server's
+    // default for a statement's first runs, and for good when its values change the estimates,
+    // as an array's length does) only costs the server CPU. A group commit's statement is
+    // planned once instead of on every call.
+    let options =
+        PgConnectOptions::from_str(url)?.options([("plan_cache_mode", "force_generic_plan")]);
     let held = if store.max_connections >= HELD_FROM {
         HELD
     } else {
