@@ -205,9 +205,10 @@ struct Checkpointer {
 async fn checkpoints(c: Checkpointer, alive: std::sync::Weak<()>) {
     let mut every = tokio::time::interval(CHECKPOINT_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut meter = LogMeter::default();
     while alive.strong_count() > 0 {
         every.tick().await;
-        if let Err(e) = passive(&c.own).await {
+        if let Err(e) = passive(&c.own, &mut meter).await {
             tracing::warn!(error = %e, "cannot checkpoint the SQLite log");
             continue;
         }
@@ -215,7 +216,7 @@ async fn checkpoints(c: Checkpointer, alive: std::sync::Weak<()>) {
         metrics::gauge!("tickethub_sqlite_wal_bytes").set(size as f64);
         if size > c.limit {
             let started = std::time::Instant::now();
-            match truncate(&c).await {
+            match truncate(&c, &mut meter).await {
                 Ok(()) => {
                     metrics::counter!("tickethub_sqlite_wal_restarts_total").increment(1);
                     metrics::histogram!("tickethub_sqlite_wal_restart_seconds")
@@ -231,18 +232,56 @@ async fn checkpoints(c: Checkpointer, alive: std::sync::Weak<()>) {
     c.own.close().await;
 }
 
-async fn passive(pool: &SqlitePool) -> Result<(), sqlx::Error> {
-    sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-        .execute(pool)
-        .await
-        .map(|_| ())
+/// Counts the bytes commits write to the log, from the frames each checkpoint finds in it:
+/// `tickethub_sqlite_wal_written_bytes_total`. A log started over between two looks counts
+/// from its start (frames written over in between are missed, so the figure errs low).
+#[derive(Default)]
+struct LogMeter {
+    /// Frames in the log at the last look.
+    frames: i64,
+    /// A frame's size: the page and its 24-byte header.
+    frame_bytes: i64,
+}
+
+impl LogMeter {
+    /// Takes the frames the log holds now and counts what was written since the last look.
+    fn saw(&mut self, frames: i64) {
+        let written = self.written(frames);
+        if written > 0 {
+            metrics::counter!("tickethub_sqlite_wal_written_bytes_total").increment(written);
+        }
+    }
+
+    /// The bytes written since the last look, given the frames the log holds now.
+    fn written(&mut self, frames: i64) -> u64 {
+        let frames = frames.max(0);
+        let new = if frames >= self.frames {
+            frames - self.frames
+        } else {
+            frames
+        };
+        self.frames = frames;
+        (new * self.frame_bytes).max(0) as u64
+    }
+}
+
+async fn passive(pool: &SqlitePool, meter: &mut LogMeter) -> Result<(), sqlx::Error> {
+    if meter.frame_bytes == 0 {
+        let (page,): (i64,) = sqlx::query_as("PRAGMA page_size").fetch_one(pool).await?;
+        meter.frame_bytes = page + 24;
+    }
+    let (_, frames, _): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
+        .fetch_one(pool)
+        .await?;
+    meter.saw(frames);
+    Ok(())
 }
 
 /// How long a truncation waits for the readers, then the writer, before it gives up until the
 /// next round (nothing may wait on it for long, whatever holds a connection).
 const TRUNCATE_WAIT: Duration = Duration::from_secs(1);
 
-async fn truncate(c: &Checkpointer) -> Result<(), sqlx::Error> {
+async fn truncate(c: &Checkpointer, meter: &mut LogMeter) -> Result<(), sqlx::Error> {
     let held = tokio::time::timeout(TRUNCATE_WAIT, async {
         let mut held = Vec::with_capacity(c.readers as usize);
         for _ in 0..c.readers {
@@ -255,7 +294,7 @@ async fn truncate(c: &Checkpointer) -> Result<(), sqlx::Error> {
     // Taken between two reads: each runs to its end before it lets the connection go.
     let _inline = c.inline.as_ref().map(|r| r.hold());
     // With no reader left on the log, this copies all of it while commits go on.
-    passive(&c.own).await?;
+    passive(&c.own, meter).await?;
     let writer = tokio::time::timeout(TRUNCATE_WAIT, c.writer.acquire())
         .await
         .map_err(|_| sqlx::Error::PoolTimedOut)??;
@@ -271,9 +310,13 @@ async fn truncate(c: &Checkpointer) -> Result<(), sqlx::Error> {
     metrics::histogram!("tickethub_sqlite_wal_restart_hold_seconds")
         .record(held_since.elapsed().as_secs_f64());
     drop(held);
-    let (busy, _, _) = restarted?;
+    let (busy, frames, _) = restarted?;
+    meter.saw(frames);
     if busy != 0 {
         tracing::debug!("the SQLite log could not be restarted: a connection was busy");
+    } else {
+        // The next commit writes from the log's first frame.
+        meter.frames = 0;
     }
     Ok(())
 }
@@ -433,6 +476,20 @@ mod tests {
     async fn store(dir: &tempfile::TempDir) -> SqlStore {
         let url = format!("sqlite://{}", dir.path().join("hub.db").display());
         connect(&url, Default::default()).await.unwrap()
+    }
+
+    #[test]
+    fn the_log_meter_counts_new_frames_and_a_log_started_over() {
+        let mut meter = LogMeter {
+            frames: 0,
+            frame_bytes: 4096 + 24,
+        };
+        assert_eq!(meter.written(10), 10 * 4120);
+        assert_eq!(meter.written(10), 0);
+        assert_eq!(meter.written(15), 5 * 4120);
+        // Started over from its first frame: what it holds now was written since.
+        assert_eq!(meter.written(3), 3 * 4120);
+        assert_eq!(meter.written(-1), 0);
     }
 
     /// The store's one writer connection's pool.

@@ -234,6 +234,15 @@ async fn metrics_move_as_traffic_flows() {
         "{after}"
     );
     assert!(after.total("tickethub_connections_open") >= 1.0);
+    // What the commits wrote to SQLite's log, as the checkpointer next finds it.
+    let logged = before.total("tickethub_sqlite_wal_written_bytes_total");
+    eventually("the log's written bytes are counted", || async {
+        scrape()
+            .await
+            .total("tickethub_sqlite_wal_written_bytes_total")
+            > logged
+    })
+    .await;
     // The raw query string never becomes a label: the socket's request is counted by its
     // route, and its token appears nowhere.
     let token = hub.token(&c.d1);
