@@ -240,6 +240,15 @@ impl<'q> Query<'q> {
         self
     }
 
+    /// Whether the connection keeps the statement prepared for the next time its text comes
+    /// again. A built statement of many values (a `VALUES` list of a batch) is prepared, run
+    /// and let go: its text comes with each batch's length, so it would rarely come again,
+    /// and each kept copy holds its text and a type per value in the connection's cache (and
+    /// its plan in PostgreSQL's server process) until the connection closes.
+    fn persistent(&self) -> bool {
+        !self.built || self.values.len() <= KEPT_VALUES_MAX
+    }
+
     /// The statement's text on `kind`, and its values: a fixed text as it was given, a built
     /// one rendered.
     fn into_parts(self, kind: Kind) -> (Cow<'q, str>, Vec<Value<'q>>) {
@@ -574,20 +583,25 @@ impl<R> Out<R> {
     }
 }
 
-/// Runs `text` on `on` as `op` asks; `affected` reads a result's count of rows.
+/// The most values a built statement may bind and still be kept prepared (see
+/// `Query::persistent`).
+const KEPT_VALUES_MAX: usize = 64;
+
+/// Runs `text` on `on` as `op` asks, kept prepared or not; `affected` reads a result's count
+/// of rows.
 async fn run_on<'c, 'q, DB, E>(
     on: E,
-    text: &'q str,
+    (text, persistent): (&'q str, bool),
     args: <DB as sqlx::Database>::Arguments<'q>,
     op: Op,
     affected: fn(&DB::QueryResult) -> u64,
 ) -> Result<Out<DB::Row>, sqlx::Error>
 where
-    DB: sqlx::Database,
+    DB: sqlx::Database + sqlx::database::HasStatementCache,
     <DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
     E: 'q + sqlx::Executor<'c, Database = DB>,
 {
-    let query = sqlx::query_with::<DB, _>(text, args);
+    let query = sqlx::query_with::<DB, _>(text, args).persistent(persistent);
     Ok(match op {
         Op::Execute => Out::Done(affected(&query.execute(on).await?)),
         Op::All => Out::Rows(query.fetch_all(on).await?),
@@ -606,14 +620,16 @@ impl On<'_> {
 
     async fn run(self, query: Query<'_>, op: Op) -> Result<Out<Row>, sqlx::Error> {
         let kind = self.kind();
+        let persistent = query.persistent();
         let (text, values) = query.into_parts(kind);
+        let text = (&*text, persistent);
         if kind == Kind::Sqlite {
             let args = Query::sqlite_args(values).map_err(sqlx::Error::Encode)?;
             let n = sqlx::sqlite::SqliteQueryResult::rows_affected;
             let out = match self {
-                On::Pool(Pool::Sqlite(p)) => run_on(p, &text, args, op, n).await?,
-                On::Tx(Tx::Sqlite(tx)) => run_on(&mut **tx, &text, args, op, n).await?,
-                On::Conn(Conn::Sqlite(c)) => run_on(&mut **c, &text, args, op, n).await?,
+                On::Pool(Pool::Sqlite(p)) => run_on(p, text, args, op, n).await?,
+                On::Tx(Tx::Sqlite(tx)) => run_on(&mut **tx, text, args, op, n).await?,
+                On::Conn(Conn::Sqlite(c)) => run_on(&mut **c, text, args, op, n).await?,
                 _ => unreachable!("the kind is SQLite's"),
             };
             Ok(out.map(Row::Sqlite))
@@ -621,9 +637,9 @@ impl On<'_> {
             let args = Query::postgres_args(values).map_err(sqlx::Error::Encode)?;
             let n = sqlx::postgres::PgQueryResult::rows_affected;
             let out = match self {
-                On::Pool(Pool::Postgres(p)) => run_on(p, &text, args, op, n).await?,
-                On::Tx(Tx::Postgres(tx)) => run_on(&mut **tx, &text, args, op, n).await?,
-                On::Conn(Conn::Postgres(c)) => run_on(&mut **c, &text, args, op, n).await?,
+                On::Pool(Pool::Postgres(p)) => run_on(p, text, args, op, n).await?,
+                On::Tx(Tx::Postgres(tx)) => run_on(&mut **tx, text, args, op, n).await?,
+                On::Conn(Conn::Postgres(c)) => run_on(&mut **c, text, args, op, n).await?,
                 _ => unreachable!("the kind is PostgreSQL's"),
             };
             Ok(out.map(Row::Postgres))
@@ -780,6 +796,23 @@ impl<'q> Separated<'_, 'q> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_batch_of_many_values_is_not_kept_prepared() {
+        let rows: Vec<i64> = (0..KEPT_VALUES_MAX as i64 + 1).collect();
+        let batch = |n: usize| {
+            let mut q = Builder::new("INSERT INTO t (a) ");
+            q.push_values(&rows[..n], |mut row, v| {
+                row.push_bind(*v);
+            });
+            q.build()
+        };
+        assert!(batch(KEPT_VALUES_MAX).persistent());
+        assert!(!batch(KEPT_VALUES_MAX + 1).persistent());
+        // A fixed text is kept however many values it binds.
+        let fixed = rows.iter().fold(query("SELECT 1"), |q, v| q.bind(*v));
+        assert!(fixed.persistent());
+    }
 
     #[test]
     fn an_id_set_is_rendered_for_each_backend() {
