@@ -19,6 +19,8 @@ mod child;
 mod clients;
 #[path = "load/cluster.rs"]
 mod cluster;
+#[path = "load/curves.rs"]
+mod curves;
 #[path = "load/report.rs"]
 mod report;
 #[path = "load/rooms.rs"]

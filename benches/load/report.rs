@@ -329,7 +329,7 @@ fn fmt_value(v: f64) -> String {
 }
 
 /// A round step for axis ticks: 1, 2 or 5 times a power of ten, giving about `n` ticks.
-fn nice_step(max: f64, n: f64) -> f64 {
+pub fn nice_step(max: f64, n: f64) -> f64 {
     let raw = (max / n).max(1e-9);
     let mag = 10f64.powf(raw.log10().floor());
     let norm = raw / mag;
@@ -478,7 +478,7 @@ pub fn cdf_svg(title: &str, series: &[(&str, &[f64])]) -> String {
     svg
 }
 
-fn fmt_tick(v: f64, step: f64) -> String {
+pub fn fmt_tick(v: f64, step: f64) -> String {
     if step >= 1.0 {
         format!("{v:.0}")
     } else {
@@ -487,7 +487,7 @@ fn fmt_tick(v: f64, step: f64) -> String {
     }
 }
 
-fn escape(s: &str) -> String {
+pub fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

@@ -433,6 +433,7 @@ pub async fn tail(a: TailArgs, common: &Common) -> bool {
         let ids: Vec<i64> = connected.last_seq.keys().copied().collect();
         let mut rng = Rng(0x2545_F491_4F6C_DD1D);
         let calls = (a.rate * a.seconds).ceil().max(1.0) as usize;
+        let log_before = log_written_bytes(&target).await;
         let (step, _) = paced(
             &target,
             &mut pool,
@@ -473,6 +474,16 @@ pub async fn tail(a: TailArgs, common: &Common) -> bool {
         run.metric("max_ms", step.p(1.0), "ms");
         if let Some(c) = step.server_cpu_us {
             run.metric("server_cpu_us_per_notification", c, "us");
+        }
+        if let (Some(before), Some(after)) = (log_before, log_written_bytes(&target).await) {
+            if step.calls_ok > 0 {
+                let per = (after - before) / 1024.0 / step.calls_ok as f64;
+                println!(
+                    "  {}: the database's log: {per:.2} KiB written per notification",
+                    kind.label()
+                );
+                run.metric("log_kib_per_notification", per, "KiB");
+            }
         }
         run.latencies_ms = step.latencies_ms.clone();
         run.extra = json!({"step": step.to_json()});
