@@ -86,17 +86,22 @@ const HELD_FROM: u32 = 6;
 /// A pooled connection used this recently is handed out without a test.
 const RECENTLY_USED: Duration = Duration::from_secs(1);
 
+/// The options of every connection the hub opens to the server at `url`.
+///
+/// Generic plans: the hub's statements are prepared once per connection and their text never
+/// carries a value, so planning each execution again for its values (the server's default for
+/// a statement's first runs, and for good when its values change the estimates, as an array's
+/// length does) only costs the server CPU. A group commit's statement is planned once instead
+/// of on every call.
+pub fn connect_options(url: &str) -> Result<PgConnectOptions, sqlx::Error> {
+    Ok(PgConnectOptions::from_str(url)?.options([("plan_cache_mode", "force_generic_plan")]))
+}
+
 /// Connects and runs the migrations; a call waits at most `acquire_timeout` for a
 /// connection.
 pub async fn connect(url: &str, store: super::StoreOptions) -> Result<SqlStore, ConnectError> {
     let acquire_timeout = store.acquire_timeout;
-    // Generic plans: the hub's statements are prepared once per connection and their text
-    // never carries a value, so planning each execution again for its values (the server's
-    // default for a statement's first runs, and for good when its values change the estimates,
-    // as an array's length does) only costs the server CPU. A group commit's statement is
-    // planned once instead of on every call.
-    let options =
-        PgConnectOptions::from_str(url)?.options([("plan_cache_mode", "force_generic_plan")]);
+    let options = connect_options(url)?;
     let held = if store.max_connections >= HELD_FROM {
         HELD
     } else {

@@ -4,7 +4,9 @@ use tickethub_actors::domain::{NewUser, Role, UserId};
 use tickethub_actors::notification::Draft;
 use tickethub_actors::ports::{NotificationCursor, Store, StoreError};
 
-use crate::harness::{eventually, eventually_ok, patience, Backend, TestDb};
+use crate::harness::{patience, Backend, TestDb};
+mod postgres_connections;
+use postgres_connections::*;
 use std::time::Duration;
 
 async fn open(db: &TestDb) -> std::sync::Arc<dyn Store> {
@@ -790,69 +792,6 @@ async fn acks_of_many_users_are_written_in_one_call(backend: Backend) {
     assert_eq!(store.notification_cursor(b.id).await.unwrap().acked_seq, 1);
 }
 
-/// The held connections' pids and last statements (`pg_stat_activity`).
-async fn held_connections(admin: &mut sqlx::PgConnection) -> Vec<(i32, String)> {
-    sqlx::query_as(
-        "SELECT pid, query FROM pg_stat_activity \
-         WHERE datname = current_database() AND application_name = 'tickethub held reads'",
-    )
-    .fetch_all(admin)
-    .await
-    .unwrap()
-}
-
-/// On PostgreSQL, the read every socket's connect makes (its user's cursor) goes over a
-/// connection held outside the pool, and goes on answering after the server drops every
-/// connection: the failed read is answered through the pool, and the next opens a new one.
-async fn a_connects_read_goes_over_a_held_connection_that_survives_the_server_dropping_it() {
-    use sqlx::Connection;
-    let db = TestDb::create(&Backend::postgres()).await;
-    let store = open(&db).await;
-    let ann = add_user(&store, "ann").await;
-    assert_eq!(store.notification_cursor(ann.id).await.unwrap().last_seq, 0);
-    let mut admin = sqlx::PgConnection::connect(&db.url).await.unwrap();
-    let held = held_connections(&mut admin).await;
-    assert_eq!(
-        held.len(),
-        1,
-        "one held connection after one read: {held:?}"
-    );
-    assert!(
-        held[0].1.contains("acked_seq, sent_seq FROM users"),
-        "the held connection read the cursor: {held:?}"
-    );
-    sqlx::query(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-         WHERE datname = current_database() AND pid <> pg_backend_pid()",
-    )
-    .execute(&mut admin)
-    .await
-    .unwrap();
-    let dropped = held[0].0;
-    eventually_ok("a read on a new held connection", || {
-        let (store, ann) = (store.clone(), ann.id);
-        async move {
-            let cursor = store
-                .notification_cursor(ann)
-                .await
-                .map_err(|e| e.to_string())?;
-            Ok::<_, String>(cursor)
-        }
-    })
-    .await;
-    eventually("a new held connection", || {
-        let url = db.url.clone();
-        async move {
-            let mut admin = sqlx::PgConnection::connect(&url).await.unwrap();
-            let held = held_connections(&mut admin).await;
-            held.len() == 1 && held[0].0 != dropped
-        }
-    })
-    .await;
-    let cursor = store.notification_cursor(ann.id).await.unwrap();
-    assert_eq!(cursor.last_seq, 0);
-}
-
 crate::trials! {
     both: [
         users_round_trip,
@@ -867,6 +806,7 @@ crate::trials! {
         the_sqlite_log_is_copied_into_the_database_file_and_reused,
         the_sqlite_log_stays_bounded_while_readers_never_pause,
         a_connects_read_goes_over_a_held_connection_that_survives_the_server_dropping_it,
+        postgres_connections_plan_a_statement_once_for_all_its_values,
     ],
     sync: [],
 }
