@@ -229,7 +229,7 @@ impl Attachments {
             .ok()
             .and_then(|c| String::from_utf8(c).ok())?;
         let expected = self.mac(&claims);
-        if !subtle_eq(expected.as_bytes(), given.as_bytes()) {
+        if !crate::secret::constant_time_eq(expected.as_bytes(), given.as_bytes()) {
             return None;
         }
         let mut parts = claims.split(':');
@@ -297,11 +297,6 @@ impl Attachments {
             }
         }
     }
-}
-
-/// Compares two byte strings in time that depends on their length only.
-fn subtle_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn folder(

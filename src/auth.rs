@@ -613,17 +613,6 @@ pub async fn verify_password(password: String, hash: String) -> bool {
     .unwrap_or(false)
 }
 
-/// Compares two secrets in time that does not depend on where they differ (their digests are
-/// compared, so not on their lengths either).
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    use sha2::Digest;
-    let (a, b) = (sha2::Sha256::digest(a), sha2::Sha256::digest(b));
-    a.iter()
-        .zip(b.iter())
-        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-        == 0
-}
-
 /// Seconds since the Unix epoch, as tokens count them.
 fn unix_now() -> i64 {
     Utc::now().timestamp()

@@ -34,6 +34,7 @@ pub mod markdown;
 pub mod presence;
 pub mod replies;
 pub mod routing;
+pub mod secret;
 pub mod serve;
 pub mod setting;
 pub mod sockets;

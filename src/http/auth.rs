@@ -229,6 +229,12 @@ pub(crate) fn check_password(field: &str, password: &str) -> Result<(), ApiError
     Ok(())
 }
 
+/// A password's hash, made in its turn among the hashes the hub makes at once.
+pub(super) async fn hashed(state: &AppState, password: String) -> Result<String, ApiError> {
+    let _turn = state.limits.hashing().await?;
+    Ok(auth::hash_password(password).await)
+}
+
 /// A person's own login: an API key has none to end or change.
 fn own_login(caller: &Caller) -> Result<(), ApiError> {
     match caller.1 {
@@ -471,10 +477,7 @@ async fn register(
         phone_number,
         role: Role::Client,
         is_superuser: false,
-        password_hash: {
-            let _turn = state.limits.hashing().await?;
-            auth::hash_password(body.password).await
-        },
+        password_hash: hashed(&state, body.password).await?,
     };
     // What they typed is theirs to prove: unverified, with a code sent to each address.
     let user = state.store.register_user(new).await.map_err(|e| match e {

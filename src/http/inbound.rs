@@ -105,7 +105,7 @@ pub fn twilio_signature(token: &str, url: &str, fields: &[(String, String)]) -> 
 /// Whether `given` is the signature, compared in constant time.
 fn signed(token: &str, url: &str, fields: &[(String, String)], given: &str) -> bool {
     let expected = twilio_signature(token, url, fields);
-    crate::auth::constant_time_eq(expected.as_bytes(), given.as_bytes())
+    crate::secret::constant_time_eq(expected.as_bytes(), given.as_bytes())
 }
 
 /// The form of a request from Twilio, once its signature holds: the fields; or the status

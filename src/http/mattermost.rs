@@ -59,7 +59,7 @@ pub async fn actions(State(state): State<AppState>, body: Bytes) -> Response {
             "The body is not a Mattermost action.",
         );
     };
-    if !crate::auth::constant_time_eq(expected.as_bytes(), request.context.token.as_bytes()) {
+    if !crate::secret::constant_time_eq(expected.as_bytes(), request.context.token.as_bytes()) {
         metrics::counter!("tickethub_inbound_refused_total", "provider" => "mattermost")
             .increment(1);
         return refused(StatusCode::FORBIDDEN, "The action token is not this hub's.");

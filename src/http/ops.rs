@@ -161,7 +161,7 @@ async fn prometheus(
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::trim)
             .unwrap_or_default();
-        if !crate::auth::constant_time_eq(given.as_bytes(), expected.as_bytes()) {
+        if !crate::secret::constant_time_eq(given.as_bytes(), expected.as_bytes()) {
             return Err(super::error::ApiError::unauthorized(
                 "The metrics token is missing or wrong.",
             ));

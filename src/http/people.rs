@@ -14,12 +14,11 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::addresses::is_plausible_email;
-use super::auth::check_password;
+use super::auth::{check_password, hashed};
 use super::error::{ApiError, ErrorBody};
 use super::extract::{Caller, ClientIp, Json, Query};
 use super::openapi::RoleName;
 use super::users::{check_display_name, validate_username, UserOut};
-use crate::auth;
 use crate::state::AppState;
 use crate::wire::timestamp;
 
@@ -40,11 +39,6 @@ pub fn router() -> OpenApiRouter<AppState> {
 fn role_of(raw: &str) -> Result<Role, ApiError> {
     raw.parse()
         .map_err(|_| ApiError::bad_request(format!("role: \"{raw}\" is not a valid choice.")))
-}
-
-async fn hashed(state: &AppState, password: String) -> Result<String, ApiError> {
-    let _turn = state.limits.hashing().await?;
-    Ok(auth::hash_password(password).await)
 }
 
 /// A taken username, in the words of a form.
@@ -716,22 +710,15 @@ async fn decide(
     match state
         .store
         .decide_join_request(id, approve, caller.0.id, chrono::Utc::now())
-        .await?
+        .await
     {
-        Some(decided) => Ok(Json(join_out(&decided))),
-        None => {
-            let exists = state
-                .store
-                .join_requests(None, false, 1_000)
-                .await?
-                .iter()
-                .any(|j| j.id == id);
-            Err(if exists {
-                ApiError::new(StatusCode::CONFLICT, "This request was decided already.")
-            } else {
-                ApiError::not_found()
-            })
-        }
+        Ok(Some(decided)) => Ok(Json(join_out(&decided))),
+        Ok(None) => Err(ApiError::not_found()),
+        Err(StoreError::Conflict(_)) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "This request was decided already.",
+        )),
+        Err(e) => Err(e.into()),
     }
 }
 

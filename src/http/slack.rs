@@ -72,7 +72,7 @@ fn verified(secret: &str, headers: &HeaderMap, body: &[u8], now: i64) -> Result<
     }
     let expected = crate::channels::slack::signature(secret, timestamp, body);
     let given = header("x-slack-signature");
-    match crate::auth::constant_time_eq(expected.as_bytes(), given.as_bytes()) {
+    match crate::secret::constant_time_eq(expected.as_bytes(), given.as_bytes()) {
         true => Ok(()),
         false => Err("The request is not signed by Slack."),
     }

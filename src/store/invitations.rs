@@ -317,7 +317,17 @@ impl InvitationStore for SqlStore {
         .await
         .map_err(backend_error)?;
         let Some((project, user)) = decided else {
-            return Ok(None);
+            let known: Option<(i64,)> = db::query_as("SELECT id FROM join_requests WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&mut tx)
+                .await
+                .map_err(backend_error)?;
+            return match known {
+                Some(_) => Err(StoreError::Conflict(format!(
+                    "join request {id} was decided already"
+                ))),
+                None => Ok(None),
+            };
         };
         if approve {
             db::query(

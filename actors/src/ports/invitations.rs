@@ -140,7 +140,8 @@ pub trait InvitationStore: Send + Sync {
         limit: i64,
     ) -> Result<Vec<JoinRequest>, StoreError>;
     /// Approves (adding the person to the project, in the same transaction) or declines a
-    /// waiting request; `None` when there is no such request or it was decided already.
+    /// waiting request; `None` when there is no such request, `Conflict` when it was decided
+    /// already.
     async fn decide_join_request(
         &self,
         id: i64,
