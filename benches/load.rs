@@ -152,8 +152,8 @@ pub struct Common {
     /// `--hub-arg=--retention=2m`.
     #[arg(long = "hub-arg", global = true, allow_hyphen_values = true)]
     pub hub_args: Vec<String>,
-    /// Pin the hub processes to these CPUs (`taskset` list, e.g. `1`), and this driver with
-    /// its clients to the others, so that the two never share a core.
+    /// Start the hub processes (and the bare stack) on these CPUs (`taskset` list, e.g. `1`),
+    /// and pin this driver with its clients to the others, so that the two never share a core.
     #[arg(long, global = true, alias = "pin")]
     pub pin_hub: Option<String>,
 }
@@ -274,6 +274,7 @@ fn main() {
         .unwrap();
     let common = cli.common;
     child::add_hub_args(common.hub_args.iter().cloned());
+    child::start_servers_on(common.pin_hub.as_deref());
     let ok = match cli.scenario {
         Scenario::ServeChild {
             users,

@@ -29,6 +29,17 @@ const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$YmVuY2hzYWx0YmVuY2g$3e1hTVsxk
 /// (`--retention=2m`, …): the driver's `--hub-arg`s, and what a scenario adds.
 static HUB_ARGS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
 
+/// The CPUs (a `taskset` list) the hub and bare-stack children start on, if pinned.
+static SERVER_CPUS: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+/// Starts the hub and bare-stack children from now on on `cpus` (`--pin-hub`): pinned from
+/// their first instruction, so that their runtimes size themselves for those CPUs (a process
+/// pinned after it started keeps a worker thread per CPU of the machine, two workers taking
+/// turns on one core), as a process started on them (`taskset`, a container's CPU limit) does.
+pub fn start_servers_on(cpus: Option<&str>) {
+    *SERVER_CPUS.lock().unwrap() = cpus.map(str::to_owned);
+}
+
 /// Adds settings for the hub children started from now on.
 pub fn add_hub_args(args: impl IntoIterator<Item = String>) {
     HUB_ARGS.lock().unwrap().extend(args);
@@ -502,7 +513,17 @@ impl Child {
     }
 
     async fn spawn(args: &[String], dir: Option<tempfile::TempDir>) -> Child {
-        let mut proc = tokio::process::Command::new(std::env::current_exe().unwrap())
+        let exe = std::env::current_exe().unwrap();
+        let cpus = SERVER_CPUS.lock().unwrap().clone();
+        let mut command = match &cpus {
+            Some(cpus) => {
+                let mut c = tokio::process::Command::new("taskset");
+                c.args(["-c", cpus]).arg(exe);
+                c
+            }
+            None => tokio::process::Command::new(exe),
+        };
+        let mut proc = command
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
