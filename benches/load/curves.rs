@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use crate::report::{escape, fmt_tick, nice_step};
+use crate::report::{escape, fmt_tick, nice_step, svg_start};
 
 /// One panel: its title (with the unit) and its values, one per minute.
 pub struct Panel<'a> {
@@ -28,18 +28,7 @@ pub fn curves_svg(title: &str, panels: &[Panel<'_>]) -> String {
     let minutes = panels.iter().map(|p| p.values.len()).max().unwrap_or(0);
     let x_max = minutes.max(1) as f64;
     let x = |minute: f64| LEFT + minute / x_max * plot_w;
-    let mut svg = String::new();
-    let _ = writeln!(
-        svg,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{h}" viewBox="0 0 {W} {h}" font-family="sans-serif" font-size="12">"#
-    );
-    let _ = writeln!(svg, r#"<rect width="{W}" height="{h}" fill="white"/>"#);
-    let _ = writeln!(
-        svg,
-        r#"<text x="{}" y="24" text-anchor="middle" font-size="15">{}</text>"#,
-        W / 2.0,
-        escape(title)
-    );
+    let mut svg = svg_start(W, h, title);
     let x_step = nice_step(x_max, 12.0).max(1.0);
     for (i, panel) in panels.iter().enumerate() {
         let top = TOP + i as f64 * (PANEL_H + GAP);

@@ -375,18 +375,7 @@ pub fn cdf_svg(title: &str, series: &[(&str, &[f64])]) -> String {
     let x_max = (x_max_raw / step).ceil() * step;
     let x = |v: f64| LEFT + (v.min(x_max) / x_max) * plot_w;
     let y = |share: f64| TOP + plot_h - share * plot_h;
-    let mut svg = String::new();
-    let _ = writeln!(
-        svg,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="12">"#
-    );
-    let _ = writeln!(svg, r#"<rect width="{W}" height="{H}" fill="white"/>"#);
-    let _ = writeln!(
-        svg,
-        r#"<text x="{}" y="24" text-anchor="middle" font-size="15">{}</text>"#,
-        W / 2.0,
-        escape(title)
-    );
+    let mut svg = svg_start(W, H, title);
     // Grid and ticks.
     let mut t = 0.0;
     while t <= x_max + step / 2.0 {
@@ -485,6 +474,23 @@ pub fn fmt_tick(v: f64, step: f64) -> String {
         let decimals = (-step.log10()).ceil() as usize;
         format!("{v:.decimals$}")
     }
+}
+
+/// An SVG picture's opening: its size, a white ground and its title, centred at the top.
+pub fn svg_start(w: f64, h: f64, title: &str) -> String {
+    let mut svg = String::new();
+    let _ = writeln!(
+        svg,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = writeln!(svg, r#"<rect width="{w}" height="{h}" fill="white"/>"#);
+    let _ = writeln!(
+        svg,
+        r#"<text x="{}" y="24" text-anchor="middle" font-size="15">{}</text>"#,
+        w / 2.0,
+        escape(title)
+    );
+    svg
 }
 
 pub fn escape(s: &str) -> String {
