@@ -792,6 +792,44 @@ async fn acks_of_many_users_are_written_in_one_call(backend: Backend) {
     assert_eq!(store.notification_cursor(b.id).await.unwrap().acked_seq, 1);
 }
 
+/// A join request is decided once: deciding it again is a conflict, however old it is, and
+/// one that does not exist is not found.
+async fn a_join_request_is_decided_once(backend: Backend) {
+    let db = TestDb::create(&backend).await;
+    let store = open(&db).await;
+    let ann = store
+        .create_user(new_user("ann", Role::Admin))
+        .await
+        .unwrap();
+    let bob = add_user(&store, "bob").await;
+    let project = store
+        .create_project("JR", "Joins", &[ann.id])
+        .await
+        .unwrap();
+    let now = chrono::Utc::now();
+    let asked = store
+        .add_join_request(project.id, bob.id, "let me in", now)
+        .await
+        .unwrap();
+    let decided = store
+        .decide_join_request(asked.id, true, ann.id, now)
+        .await
+        .unwrap()
+        .expect("a waiting request is decided");
+    assert_eq!(decided.id, asked.id);
+    assert!(matches!(
+        store
+            .decide_join_request(asked.id, false, ann.id, now)
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(store
+        .decide_join_request(asked.id + 1_000, true, ann.id, now)
+        .await
+        .unwrap()
+        .is_none());
+}
+
 crate::trials! {
     both: [
         users_round_trip,
@@ -801,6 +839,7 @@ crate::trials! {
         concurrent_commits_are_grouped_and_a_bad_call_fails_alone,
         sent_seqs_of_many_users_are_recorded_in_one_call_and_never_move_back,
         acks_of_many_users_are_written_in_one_call,
+        a_join_request_is_decided_once,
     ],
     tests: [
         the_sqlite_log_is_copied_into_the_database_file_and_reused,
