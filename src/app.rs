@@ -142,6 +142,7 @@ impl Application {
                 max_connections: config.db_max_connections,
                 durability: config.sqlite_synchronous,
                 wal_limit_bytes: config.sqlite_wal_limit_mb.max(1) * 1024 * 1024,
+                page_size: config.sqlite_page_size,
                 user_cache: tickethub_actors::ports::UserCacheOptions {
                     ttl: Duration::from_secs(config.user_cache_ttl),
                     capacity: config.user_cache_size.max(1),

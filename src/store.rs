@@ -61,6 +61,8 @@ pub struct StoreOptions {
     pub durability: crate::config::SqliteDurability,
     /// The size past which SQLite's write-ahead log is truncated.
     pub wal_limit_bytes: u64,
+    /// The page size of a new SQLite database file, in bytes.
+    pub page_size: u32,
     /// The cache of active users.
     pub user_cache: tickethub_actors::ports::UserCacheOptions,
 }
@@ -72,6 +74,7 @@ impl Default for StoreOptions {
             max_connections: 16,
             durability: Default::default(),
             wal_limit_bytes: 64 * 1024 * 1024,
+            page_size: 2048,
             user_cache: Default::default(),
         }
     }

@@ -13,6 +13,10 @@ use crate::store::{backend_error, db, SqlStore};
 use chrono::{DateTime, Utc};
 use tickethub_actors::analytics::{DeliveryFacts, EscalationFacts, NotificationFacts};
 
+/// How far beyond an analytics range SQLite's search for its notifications' ids reaches: a
+/// commit's clock reading and its id may come in a different order by this much.
+const LIVE_SLACK: chrono::TimeDelta = chrono::TimeDelta::minutes(1);
+
 /// A notification's figures: `notifications n JOIN users u`. Pushed and acknowledged are read
 /// from the user's stream cursors (`sent_seq`, `acked_seq`), which outlive the purge of
 /// `stream_events`.
@@ -298,19 +302,72 @@ impl SqlStore {
         Self::store_rollups(tx, tallies).await
     }
 
-    /// The `WHERE` of an analytics statement: `time_column` in the query's range, and
-    /// the query's type and (where the statement has one) channel.
+    /// The ids of the notifications committed in `[from, to)`, as a range `[lo, hi)` that
+    /// holds them, for SQLite, whose notifications have no index on `created_at` (it cost
+    /// every commit a page of the log). Ids grow with the commit time: one writer takes both
+    /// in turn, so each end is found by a binary search over the ids, widened by
+    /// [`LIVE_SLACK`] for commits that read the clock and took their id in a different order.
+    /// The statements still compare `created_at` itself.
+    async fn live_ids(
+        tx: &mut db::Tx,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<(i64, i64), tickethub_actors::ports::StoreError> {
+        let (min, max): (Option<i64>, Option<i64>) =
+            db::query_as("SELECT MIN(id), MAX(id) FROM notifications")
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(backend_error)?;
+        let (Some(min), Some(max)) = (min, max) else {
+            return Ok((0, 0));
+        };
+        let mut ends = [0; 2];
+        for (end, at) in ends.iter_mut().zip([from - LIVE_SLACK, to + LIVE_SLACK]) {
+            // The least id from which every id was committed at or after `at` (`max + 1`
+            // when none was): `hi` is always one such, `lo` never above the least.
+            let (mut lo, mut hi) = (min, max + 1);
+            while lo < hi {
+                let mid = lo + (hi - lo) / 2;
+                let (id, created_at): (i64, DateTime<Utc>) = db::query_as(
+                    "SELECT id, created_at FROM notifications WHERE id >= $1 ORDER BY id LIMIT 1",
+                )
+                .bind(mid)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(backend_error)?;
+                if created_at >= at {
+                    // No id between `mid` and `id`: from `mid` on, every one is young enough.
+                    hi = mid;
+                } else {
+                    lo = id + 1;
+                }
+            }
+            *end = lo;
+        }
+        Ok((ends[0], ends[1]))
+    }
+
+    /// The `WHERE` of an analytics statement: `time_column` in the query's range (and the
+    /// notification in `ids`, where the range was found as ids), and the query's type and
+    /// (where the statement has one) channel.
     fn analytics_where(
         q: &mut db::Builder<'_>,
         query: &tickethub_actors::analytics::AnalyticsQuery,
         time_column: &str,
         type_column: &str,
         channel_column: Option<&str>,
+        ids: Option<(i64, i64)>,
     ) {
         q.push(format!(" WHERE {time_column} >= "))
             .push_bind(query.from)
             .push(format!(" AND {time_column} < "))
             .push_bind(query.to);
+        if let Some((lo, hi)) = ids {
+            q.push(" AND n.id >= ")
+                .push_bind(lo)
+                .push(" AND n.id < ")
+                .push_bind(hi);
+        }
         if let Some(kind) = &query.notification_type {
             q.push(format!(" AND {type_column} = "))
                 .push_bind(kind.clone());
@@ -343,7 +400,14 @@ impl tickethub_actors::ports::AnalyticsStore for SqlStore {
             "SELECT {} FROM analytics_rollups",
             sql::ROLLUP_COLUMNS
         ));
-        Self::analytics_where(&mut q, query, "hour", "notification_type", Some("channel"));
+        Self::analytics_where(
+            &mut q,
+            query,
+            "hour",
+            "notification_type",
+            Some("channel"),
+            None,
+        );
         for row in q
             .build_query_as::<sql::RollupRow>()
             .fetch_all(&mut tx)
@@ -356,7 +420,14 @@ impl tickethub_actors::ports::AnalyticsStore for SqlStore {
         let mut q = db::Builder::new(
             "SELECT hour, notification_type, channel, le_seconds, reads FROM analytics_read_delays",
         );
-        Self::analytics_where(&mut q, query, "hour", "notification_type", Some("channel"));
+        Self::analytics_where(
+            &mut q,
+            query,
+            "hour",
+            "notification_type",
+            Some("channel"),
+            None,
+        );
         #[allow(clippy::type_complexity)]
         let delays: Vec<(chrono::DateTime<chrono::Utc>, String, String, i64, i64)> = q
             .build_query_as()
@@ -370,9 +441,22 @@ impl tickethub_actors::ports::AnalyticsStore for SqlStore {
         }
 
         // The live rows, streamed: a long range is never held in memory as rows.
+        let ids = match self.kind() {
+            db::Kind::Sqlite if query.wants_in_app() || query.wants_outbound() => {
+                Some(Self::live_ids(&mut tx, query.from, query.to).await?)
+            }
+            _ => None,
+        };
         if query.wants_in_app() {
             let mut q = db::Builder::new(sql::NOTIFICATION_FACTS);
-            Self::analytics_where(&mut q, query, "n.created_at", "n.notification_type", None);
+            Self::analytics_where(
+                &mut q,
+                query,
+                "n.created_at",
+                "n.notification_type",
+                None,
+                ids,
+            );
             q.build_query_as::<sql::NotificationRow>()
                 .for_each(&mut tx, |row| {
                     tallies.notification(&sql::notification_facts(row))
@@ -380,7 +464,14 @@ impl tickethub_actors::ports::AnalyticsStore for SqlStore {
                 .await
                 .map_err(backend_error)?;
             let mut q = db::Builder::new(sql::ESCALATION_FACTS);
-            Self::analytics_where(&mut q, query, "n.created_at", "n.notification_type", None);
+            Self::analytics_where(
+                &mut q,
+                query,
+                "n.created_at",
+                "n.notification_type",
+                None,
+                ids,
+            );
             q.push(" AND e.status = 'FIRED'");
             q.build_query_as::<sql::EscalationRow>()
                 .for_each(&mut tx, |row| {
@@ -399,6 +490,7 @@ impl tickethub_actors::ports::AnalyticsStore for SqlStore {
                 "n.created_at",
                 "n.notification_type",
                 Some("d.channel"),
+                ids,
             );
             q.build_query_as::<sql::DeliveryRow>()
                 .for_each(&mut tx, |row| tallies.delivery(&sql::delivery_facts(row)))

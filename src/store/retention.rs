@@ -23,14 +23,25 @@ pub(crate) fn rows_of(
     // Below the first id of an append-only table whose time column is at or past the cutoff
     // ([`bound_of`]; the caller writes it in for `BOUND`).
     let bound = |_table: &str, _at: &str| "id < BOUND".to_owned();
+    // The newest notification is never purged: SQLite gives the next one the largest id
+    // plus one (its table has no AUTOINCREMENT), and an id is never given twice.
+    const NOT_NEWEST: &str = "id < (SELECT MAX(id) FROM notifications)";
     match what {
-        ReadNotifications => ("notifications", "id", "read_at < $1".to_owned()),
-        DeletedNotifications => ("notifications", "id", "deleted_at < $1".to_owned()),
+        ReadNotifications => (
+            "notifications",
+            "id",
+            format!("read_at < $1 AND {NOT_NEWEST}"),
+        ),
+        DeletedNotifications => (
+            "notifications",
+            "id",
+            format!("deleted_at < $1 AND {NOT_NEWEST}"),
+        ),
         UnreadNotifications => (
             "notifications",
             "id",
             format!(
-                "{} AND is_read = $2 AND deleted_at IS NULL AND created_at < $1 AND \
+                "{} AND is_read = $2 AND deleted_at IS NULL AND created_at < $1 AND {NOT_NEWEST} AND \
                  seq <= (SELECT CASE WHEN u.sent_seq > u.acked_seq THEN u.sent_seq ELSE u.acked_seq END \
                          FROM users u WHERE u.id = notifications.user_id)",
                 bound("notifications", "created_at")

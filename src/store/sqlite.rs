@@ -339,6 +339,7 @@ pub async fn connect(url: &str, store: super::StoreOptions) -> Result<SqlStore, 
         options.shared_cache(true)
     } else {
         options
+            .page_size(store.page_size)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(match durability {
                 crate::config::SqliteDurability::Full => SqliteSynchronous::Full,
@@ -367,9 +368,18 @@ pub async fn connect(url: &str, store: super::StoreOptions) -> Result<SqlStore, 
         .min_connections(1)
         .idle_timeout(None)
         .max_lifetime(None)
-        .connect_with(writer_options)
+        .connect_with(writer_options.clone())
         .await?;
-    sqlx::migrate!("migrations/sqlite").run(&writer).await?;
+    {
+        // Migrations run on a connection of their own with foreign keys off: one that rebuilds
+        // a table (SQLite's twelve steps) drops the old table, which with them on would delete
+        // the rows that point at it or fail. sqlx runs each migration in a transaction, where
+        // the pragma cannot be changed.
+        use sqlx::{ConnectOptions, Connection};
+        let mut conn = writer_options.clone().foreign_keys(false).connect().await?;
+        sqlx::migrate!("migrations/sqlite").run(&mut conn).await?;
+        conn.close().await?;
+    }
     super::backfill_username_keys(&Pool::Sqlite(writer.clone())).await?;
     let alive = std::sync::Arc::new(());
     let reader = if memory {

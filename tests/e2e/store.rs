@@ -5,7 +5,9 @@ use tickethub_actors::notification::Draft;
 use tickethub_actors::ports::{NotificationCursor, Store, StoreError};
 
 use crate::harness::{patience, Backend, TestDb};
+mod notification_pages;
 mod postgres_connections;
+use notification_pages::*;
 use postgres_connections::*;
 use std::time::Duration;
 
@@ -840,12 +842,16 @@ crate::trials! {
         sent_seqs_of_many_users_are_recorded_in_one_call_and_never_move_back,
         acks_of_many_users_are_written_in_one_call,
         a_join_request_is_decided_once,
+        the_purge_keeps_the_newest_notification_so_no_id_is_given_twice,
+        analytics_count_the_notifications_of_a_range_exactly,
     ],
     tests: [
         the_sqlite_log_is_copied_into_the_database_file_and_reused,
         the_sqlite_log_stays_bounded_while_readers_never_pause,
         a_connects_read_goes_over_a_held_connection_that_survives_the_server_dropping_it,
         postgres_connections_plan_a_statement_once_for_all_its_values,
+        a_new_sqlite_database_writes_three_small_pages_a_notification,
+        the_notifications_table_is_rebuilt_with_what_points_at_it,
     ],
     sync: [],
 }

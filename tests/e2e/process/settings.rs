@@ -42,6 +42,16 @@ pub(super) fn bad_values_of_these_settings_exit_64_naming_them() {
             "--sqlite-synchronous",
         ),
         (
+            &["serve", "--sqlite-page-size", "3000"],
+            &[],
+            "--sqlite-page-size",
+        ),
+        (
+            &["serve"],
+            &[("TICKETHUB_SQLITE_PAGE_SIZE", "131072")],
+            "--sqlite-page-size",
+        ),
+        (
             &["serve", "--ws-handshake-concurrency", "0"],
             &[],
             "--ws-handshake-concurrency",

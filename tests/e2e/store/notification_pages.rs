@@ -1,0 +1,275 @@
+//! The pages a commit of notifications writes: SQLite's page size and the notifications table
+//! without AUTOINCREMENT or the `is_read` and `created_at` indexes (migration 0031), what that
+//! keeps of an older database, and what it asks of the purge and the analytics.
+
+use super::{add_user, open, plain_draft};
+use crate::analytics::{db_exec, Bind};
+use crate::harness::{Backend, TestDb};
+use tickethub_actors::ports::{Purgeable, Store};
+
+/// A connection of the test's own to a SQLite store's file.
+async fn sqlite_file(db: &TestDb) -> sqlx::SqliteConnection {
+    use sqlx::ConnectOptions;
+    <sqlx::sqlite::SqliteConnectOptions as std::str::FromStr>::from_str(&db.url)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
+
+/// One notification to `to`, committed alone.
+async fn commit_one(
+    store: &std::sync::Arc<dyn Store>,
+    to: tickethub_actors::domain::UserId,
+    title: &str,
+) -> i64 {
+    let committed = store
+        .commit_notifications(vec![plain_draft(to, title.into(), "m".into())], None)
+        .await
+        .unwrap();
+    committed[0].id
+}
+
+/// A new SQLite database is made of 2 KiB pages, and its notifications table neither counts
+/// its ids in `sqlite_sequence` nor keeps an index on `is_read` or `created_at`: what a
+/// commit of one notification writes is its row's leaf, its (user, seq) index's leaf and the
+/// recipient's `users` leaf.
+pub(super) async fn a_new_sqlite_database_writes_three_small_pages_a_notification() {
+    let db = TestDb::create(&Backend::Sqlite).await;
+    let store = open(&db).await;
+    let ann = add_user(&store, "ann").await;
+    let first = commit_one(&store, ann.id, "first").await;
+    let second = commit_one(&store, ann.id, "second").await;
+    assert_eq!(second, first + 1, "ids still grow by one");
+    let mut conn = sqlite_file(&db).await;
+    let page: i64 = sqlx::query_scalar("PRAGMA page_size")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(page, 2048);
+    let counted: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM sqlite_sequence WHERE name = 'notifications'")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(counted, 0, "no AUTOINCREMENT counter is written");
+    let indexes: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'notifications' ORDER BY name",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(
+        indexes,
+        [
+            "notifications_deleted_at",
+            "notifications_event",
+            "notifications_inbox_changed",
+            "notifications_read_at",
+            "sqlite_autoindex_notifications_1",
+        ]
+    );
+    // The unread figures are still read, through the (user, seq) index.
+    let (unread, by_type) = store.unread_counts(ann.id).await.unwrap();
+    assert_eq!((unread, by_type), (2, vec![("general".to_owned(), 2)]));
+
+    // `--sqlite-page-size` makes a new file of other pages; an existing file keeps its own.
+    let other = TestDb::create(&Backend::Sqlite).await;
+    for size in [4096, 1024] {
+        let store = tickethub::store::connect_with(
+            &other.url,
+            tickethub::store::StoreOptions {
+                page_size: size,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        drop(store);
+        let page: i64 = sqlx::query_scalar("PRAGMA page_size")
+            .fetch_one(&mut sqlite_file(&other).await)
+            .await
+            .unwrap();
+        assert_eq!(page, 4096, "made with 4096, opened with {size}");
+    }
+}
+
+/// A database made before migration 0031 keeps every notification, with its id, and what
+/// points at it (its outbox rows would have gone with a rebuilt table's drop had foreign keys
+/// been on); the next notification takes the id after the largest.
+pub(super) async fn the_notifications_table_is_rebuilt_with_what_points_at_it() {
+    let db = TestDb::create(&Backend::Sqlite).await;
+    let migrator = sqlx::migrate!("migrations/sqlite");
+    let before = sqlx::migrate::Migrator {
+        migrations: std::borrow::Cow::Owned(
+            migrator
+                .migrations
+                .iter()
+                .filter(|m| m.version < 31)
+                .cloned()
+                .collect(),
+        ),
+        ..sqlx::migrate::Migrator::DEFAULT
+    };
+    {
+        use sqlx::ConnectOptions;
+        let mut conn = <sqlx::sqlite::SqliteConnectOptions as std::str::FromStr>::from_str(&db.url)
+            .unwrap()
+            .create_if_missing(true)
+            .foreign_keys(true)
+            .connect()
+            .await
+            .unwrap();
+        before.run(&mut conn).await.unwrap();
+        for sql in [
+            "INSERT INTO users (id, username, role, password_hash, created_at, last_seq) \
+             VALUES (7, 'ann', 'client', 'x', '2026-01-01T00:00:00Z', 2)",
+            "INSERT INTO notifications (id, user_id, seq, notification_type, title, message, created_at) \
+             VALUES (40, 7, 1, 'general', 'old', 'm', '2026-01-01T00:00:00Z'), \
+                    (41, 7, 2, 'general', 'newer', 'm', '2026-01-01T00:00:01Z')",
+            "INSERT INTO deliveries (notification_id, channel, address, next_attempt_at, created_at, updated_at) \
+             VALUES (41, 'email', 'ann@example.com', '2026-01-01T00:00:01Z', '2026-01-01T00:00:01Z', '2026-01-01T00:00:01Z')",
+        ] {
+            sqlx::query(sql).execute(&mut conn).await.unwrap();
+        }
+    }
+    let store = open(&db).await;
+    let mut conn = sqlite_file(&db).await;
+    let rows: Vec<(i64, i64, String)> =
+        sqlx::query_as("SELECT id, seq, title FROM notifications ORDER BY id")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(rows, [(40, 1, "old".into()), (41, 2, "newer".into())]);
+    let outbox: Vec<(i64,)> = sqlx::query_as("SELECT notification_id FROM deliveries")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(outbox, [(41,)], "the outbox row is kept");
+    let broken: Vec<(String,)> = sqlx::query_as("SELECT \"table\" FROM pragma_foreign_key_check")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+    assert!(
+        broken.is_empty(),
+        "no foreign key is left dangling: {broken:?}"
+    );
+    let on: i64 = sqlx::query_scalar("SELECT foreign_keys FROM pragma_foreign_keys")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(on, 1);
+    let next = commit_one(&store, tickethub_actors::domain::UserId(7), "next").await;
+    assert_eq!(next, 42);
+    let (unread, _) = store
+        .unread_counts(tickethub_actors::domain::UserId(7))
+        .await
+        .unwrap();
+    assert_eq!(unread, 3);
+}
+
+/// The purge never deletes the newest notification, whatever its age: on SQLite the next one
+/// would take its id again. Once a newer one exists, it goes too.
+pub(super) async fn the_purge_keeps_the_newest_notification_so_no_id_is_given_twice(
+    backend: Backend,
+) {
+    let db = TestDb::create(&backend).await;
+    let store = open(&db).await;
+    let ann = add_user(&store, "ann").await;
+    let ids = [
+        commit_one(&store, ann.id, "one").await,
+        commit_one(&store, ann.id, "two").await,
+        commit_one(&store, ann.id, "three").await,
+    ];
+    store
+        .mark_all_read(ann.id, &Default::default())
+        .await
+        .unwrap();
+    let later = chrono::Utc::now() + chrono::TimeDelta::hours(1);
+    let purged = store
+        .purge(Purgeable::ReadNotifications, later, 100)
+        .await
+        .unwrap();
+    assert_eq!(purged, 2, "all but the newest");
+    let next = commit_one(&store, ann.id, "four").await;
+    assert!(next > ids[2], "a new id: {next} after {ids:?}");
+    store
+        .mark_all_read(ann.id, &Default::default())
+        .await
+        .unwrap();
+    let purged = store
+        .purge(Purgeable::ReadNotifications, later, 100)
+        .await
+        .unwrap();
+    assert_eq!(purged, 1, "the one that was newest");
+    let (total, left) = store
+        .list_notifications(
+            ann.id,
+            &Default::default(),
+            tickethub_actors::ports::Page {
+                offset: 0,
+                limit: 10,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(total, 1);
+    assert_eq!(left[0].id, next);
+}
+
+/// The analytics' live rows of a range are its notifications exactly, on SQLite found by an
+/// id range: rows an hour apart with gaps in their ids, counted by ranges that start and end
+/// on them, between them and in the gaps.
+pub(super) async fn analytics_count_the_notifications_of_a_range_exactly(backend: Backend) {
+    let db = TestDb::create(&backend).await;
+    let store = open(&db).await;
+    let ann = add_user(&store, "ann").await;
+    let start = chrono::DateTime::parse_from_rfc3339("2026-03-01T00:00:00Z")
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    let mut ids = Vec::new();
+    for i in 0..12 {
+        ids.push(commit_one(&store, ann.id, &format!("n{i}")).await);
+    }
+    for (i, id) in ids.iter().enumerate() {
+        let at = start + chrono::TimeDelta::hours(i as i64);
+        db_exec(
+            &db,
+            "UPDATE notifications SET created_at = $1 WHERE id = $2",
+            &[Bind::At(at), Bind::Int(*id)],
+        )
+        .await;
+    }
+    // Gaps in the ids, as the purge leaves them.
+    for h in [1, 2, 5, 8, 9] {
+        db_exec(
+            &db,
+            "DELETE FROM notifications WHERE id = $1",
+            &[Bind::Int(ids[h])],
+        )
+        .await;
+    }
+    let hour = |h: i64| start + chrono::TimeDelta::hours(h);
+    for (from, to, expect) in [
+        (0, 12, 7),
+        (3, 7, 3),
+        (0, 1, 1),
+        (1, 3, 0),
+        (2, 4, 1),
+        (8, 10, 0),
+        (7, 11, 2),
+        (11, 24, 1),
+        (12, 24, 0),
+        (-5, 0, 0),
+    ] {
+        let query = tickethub_actors::analytics::AnalyticsQuery {
+            from: hour(from),
+            to: hour(to),
+            notification_type: None,
+            channel: None,
+        };
+        let tallies = store.analytics(&query).await.unwrap();
+        let committed: i64 = tallies.0.values().map(|t| t.committed).sum();
+        assert_eq!(committed, expect, "hours {from}..{to}");
+    }
+}
