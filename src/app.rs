@@ -251,7 +251,10 @@ impl Application {
                 hub.clone(),
                 store.clone(),
                 remote,
-                Duration::from_secs(config.bus_reconcile_interval.max(1)),
+                (
+                    Duration::from_secs(config.bus_reconcile_interval.max(1)),
+                    Duration::from_millis(config.bus_outage_poll_ms.max(1)),
+                ),
                 listening,
             ));
         }
@@ -536,12 +539,13 @@ const INBOX_MARGIN: Duration = Duration::from_secs(5);
 /// while a catch-up runs are merged into the next one. After a gap, the sockets also hear the
 /// inbox changes (read, unread, deleted) made while it lasted, and
 /// [`tickethub_actors::hub::INBOX_LOOKBACK`] before; each periodic pass, those since the last
-/// pass that the actors never told them.
+/// pass that the actors never told them. While the bus is away, a pass runs every `away`
+/// (`--bus-outage-poll-ms`), so that other nodes' commits still reach this node's sockets.
 async fn follow_bus(
     hub: Hub,
     store: Arc<dyn tickethub_actors::ports::Store>,
     mut remote: crate::bus::Remote,
-    every: Duration,
+    (every, away): (Duration, Duration),
     listening: impl Fn() -> bool + Send + 'static,
 ) {
     let wanted = Arc::new(tokio::sync::Notify::new());
@@ -560,10 +564,20 @@ async fn follow_bus(
             let mut timer = tokio::time::interval(every);
             timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             timer.tick().await;
+            // Looks at the bus every `away`; a pass runs only while it is away.
+            let mut outage = tokio::time::interval(away);
+            outage.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            outage.tick().await;
             loop {
                 let reason = tokio::select! {
                     _ = wanted.notified() => "resync",
                     _ = timer.tick() => "periodic",
+                    _ = outage.tick() => {
+                        if listening() {
+                            continue;
+                        }
+                        "outage"
+                    }
                 };
                 let mut owed = inboxes.lock().unwrap_or_else(|e| e.into_inner()).take();
                 // A pass while the bus is away, or with a resync owed, heals a known gap.
@@ -574,9 +588,15 @@ async fn follow_bus(
                 // Each periodic pass tells the changes since the last one (and a margin for
                 // commits that became visible late) again: the actors tell their sockets only
                 // those they never heard, which heals a message lost without any sign of a gap.
-                if reason == "periodic" {
+                // A pass while the bus is away does the same over its own, shorter, interval.
+                let since_last = match reason {
+                    "periodic" => Some(every),
+                    "outage" => Some(away),
+                    _ => None,
+                };
+                if let Some(since_last) = since_last {
                     let margin =
-                        chrono::Duration::from_std(every + INBOX_MARGIN).unwrap_or_default();
+                        chrono::Duration::from_std(since_last + INBOX_MARGIN).unwrap_or_default();
                     let since = store.now() - margin;
                     owed = Some(owed.map_or(since, |owed| owed.min(since)));
                 }

@@ -97,6 +97,13 @@ pub struct ServeConfig {
     #[arg(long, env = "TICKETHUB_BUS_RECONCILE_INTERVAL", default_value_t = 30)]
     pub bus_reconcile_interval: u64,
 
+    /// Milliseconds between the catch-ups of a node whose bus is away (Redis down or
+    /// unreachable): every connected user is caught up from the database, so that other
+    /// nodes' commits still reach this node's sockets, within about this delay, until the bus
+    /// is back.
+    #[arg(long, env = "TICKETHUB_BUS_OUTAGE_POLL_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub bus_outage_poll_ms: u64,
+
     /// Secret that signs HS256 tokens. Without one, an SQLite hub generates a secret and keeps
     /// it beside the database file (`<file>.jwt-secret`); a PostgreSQL hub needs one.
     #[arg(long, env = "TICKETHUB_JWT_SECRET", hide_env_values = true)]

@@ -117,6 +117,11 @@ impl ServeConfig {
                 self.bus_reconcile_interval,
                 1000,
             ),
+            (
+                "--bus-outage-poll-ms (TICKETHUB_BUS_OUTAGE_POLL_MS)",
+                self.bus_outage_poll_ms,
+                1,
+            ),
             ("--jwt-leeway (TICKETHUB_JWT_LEEWAY)", self.jwt_leeway, 1000),
             (
                 "--jwt-jwks-refetch-floor (TICKETHUB_JWT_JWKS_REFETCH_FLOOR)",

@@ -62,8 +62,9 @@ fn postgres() -> Backend {
 
 async fn a_redis_restart_heals_without_any_client_reconnecting() {
     let backend = postgres();
-    // The periodic reconciliation is pushed out of the way: only the reconnect may heal.
-    let mut c = Cluster::start(&backend, 2, &["--bus-reconcile-interval", "3600"]).await;
+    // The periodic reconciliation and the outage's catch-ups are pushed out of the way: only
+    // the reconnect may heal.
+    let mut c = Cluster::start(&backend, 2, crate::nodes::ONLY_THE_RECONNECT_HEALS).await;
     let admin = c.user("boss", Role::Admin).await;
     let alice = c.user("alice", Role::Client).await;
     let mut ws = c.connect(1, &alice, None).await;
@@ -107,6 +108,68 @@ async fn a_redis_restart_heals_without_any_client_reconnecting() {
     c.send(1, &admin, &alice, "back").await;
     assert_eq!(on_zero.notifications(1).await[0]["seq"], 8);
     assert_eq!(ws.notifications(1).await[0]["seq"], 8);
+}
+
+/// While Redis is down, a node catches its connected users up from the database every
+/// `--bus-outage-poll-ms`: a commit on another node reaches the socket before Redis is back,
+/// with an inbox change after it, and nothing twice once the bus returns.
+async fn a_node_without_its_bus_still_delivers_other_nodes_commits() {
+    let backend = postgres();
+    let mut c = Cluster::start(
+        &backend,
+        2,
+        &[
+            "--bus-reconcile-interval",
+            "3600",
+            "--bus-outage-poll-ms",
+            "200",
+        ],
+    )
+    .await;
+    let admin = c.user("boss", Role::Admin).await;
+    let alice = c.user("alice", Role::Client).await;
+    let mut ws = c.connect(1, &alice, None).await;
+    c.send(0, &admin, &alice, "before").await;
+    assert_eq!(ws.notifications(1).await[0]["seq"], 1);
+    const PASSES: &str = "tickethub_bus_catch_ups_total";
+    const OUTAGE: &[&str] = &["reason=\"outage\""];
+    assert_eq!(
+        c.counter_with(1, PASSES, OUTAGE).await,
+        0.0,
+        "no outage pass while the bus is up"
+    );
+
+    c.redis.kill().await;
+    c.bus_is(1, "disconnected").await;
+    // Through node 0, where alice has no socket: only the database can tell node 1.
+    for i in 0..3 {
+        c.send(0, &admin, &alice, &format!("during {i}")).await;
+    }
+    let during = ws.notifications(3).await;
+    let seqs: Vec<i64> = during.iter().map(|n| n["seq"].as_i64().unwrap()).collect();
+    assert_eq!(seqs, vec![2, 3, 4]);
+    assert_eq!(during[0]["title"], "during 0");
+    let read = format!("/api/notifications/{}/mark-as-read/", during[0]["id"]);
+    c.post(0, &alice, &read, json!({}), 200).await;
+    loop {
+        let v = ws.next_of("notification_updated").await;
+        if v["id"] == during[0]["id"] && v["is_read"] == true {
+            break;
+        }
+    }
+    // All of it while Redis was still down.
+    assert_eq!(c.ready(1).await.1["bus"], "disconnected");
+    assert!(c.counter_with(1, PASSES, OUTAGE).await >= 1.0);
+
+    c.redis.restart().await;
+    c.bus_is(1, "connected").await;
+    // The resync after the gap repeats nothing: the next frame is the next commit.
+    c.send(0, &admin, &alice, "after").await;
+    let after = ws.notifications(1).await;
+    assert_eq!(
+        (after[0]["seq"].as_i64(), after[0]["title"].as_str()),
+        (Some(5), Some("after"))
+    );
 }
 
 async fn inbox_changes_reach_the_tabs_on_every_node() {
@@ -736,6 +799,7 @@ crate::trials! {
     tests: [
         a_hub_without_its_redis_does_not_start,
         a_redis_restart_heals_without_any_client_reconnecting,
+        a_node_without_its_bus_still_delivers_other_nodes_commits,
         inbox_changes_reach_the_tabs_on_every_node,
         a_ticket_walks_its_lifecycle_with_each_action_on_the_other_node,
         a_killed_node_loses_nothing_and_rejoins_when_restarted,

@@ -279,6 +279,15 @@ pub struct Cluster {
     pub redis_sentinel: Option<RedisSentinel>,
 }
 
+/// Settings that leave a bus gap to the reconnect's own healing: no periodic reconciliation
+/// and no catch-ups while the bus is away, within a test's time.
+pub const ONLY_THE_RECONNECT_HEALS: &[&str] = &[
+    "--bus-reconcile-interval",
+    "3600",
+    "--bus-outage-poll-ms",
+    "3600000",
+];
+
 impl Cluster {
     /// `n` nodes on a fresh database of `backend`, each given `extra` settings too.
     pub async fn start(backend: &Backend, n: usize, extra: &[&str]) -> Cluster {

@@ -246,11 +246,12 @@ pub(super) async fn a_membership_or_preference_change_on_one_node_holds_at_once_
 
 /// An inbox change made on one node while Redis is away reaches the user's tab on another
 /// node once it is back, on the same socket: the node that missed the message tells its
-/// sockets the changes made while the bus was away. The periodic reconciliation is pushed out
-/// of the way, so only the gap's own healing may tell them.
+/// sockets the changes made while the bus was away. The periodic reconciliation and the
+/// catch-ups during the outage are pushed out of the way, so only the gap's own healing may
+/// tell them.
 pub(super) async fn inbox_changes_made_while_the_bus_was_away_reach_the_tabs() {
     let backend = postgres();
-    let mut c = Cluster::start(&backend, 2, &["--bus-reconcile-interval", "3600"]).await;
+    let mut c = Cluster::start(&backend, 2, crate::nodes::ONLY_THE_RECONNECT_HEALS).await;
     let admin = c.user("boss", Role::Admin).await;
     let alice = c.user("alice", Role::Client).await;
     let mut tab = c.connect(1, &alice, None).await;

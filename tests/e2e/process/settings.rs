@@ -61,6 +61,16 @@ pub(super) fn bad_values_of_these_settings_exit_64_naming_them() {
             &[],
             "--ws-handshake-concurrency",
         ),
+        (
+            &["serve", "--bus-outage-poll-ms", "0"],
+            &[],
+            "--bus-outage-poll-ms",
+        ),
+        (
+            &["serve"],
+            &[("TICKETHUB_BUS_OUTAGE_POLL_MS", "584542046091000000")],
+            "--bus-outage-poll-ms",
+        ),
         (&["serve", "--registration", "maybe"], &[], "--registration"),
         (
             &["--config", &bad_value, "serve"],
