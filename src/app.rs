@@ -565,6 +565,8 @@ async fn follow_bus(
             timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             timer.tick().await;
             // Looks at the bus every `away`; a pass runs only while it is away.
+            // The seqs the last pass of this outage read (none once the bus is back).
+            let mut seen = tickethub_actors::hub::Seen::new();
             let mut outage = tokio::time::interval(away);
             outage.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             outage.tick().await;
@@ -600,7 +602,13 @@ async fn follow_bus(
                     let since = store.now() - margin;
                     owed = Some(owed.map_or(since, |owed| owed.min(since)));
                 }
-                let caught_up = match hub.catch_up_all().await {
+                // A pass while the bus is away asks only the actors whose users' seqs moved
+                // since the last such pass; every other pass asks them all.
+                if reason != "outage" {
+                    seen.clear();
+                }
+                let moved = (reason == "outage").then_some(&mut seen);
+                let caught_up = match hub.catch_up_all(moved).await {
                     Ok(users) => match owed {
                         Some(since) => hub
                             .catch_up_inboxes(since, why)

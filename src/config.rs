@@ -98,10 +98,10 @@ pub struct ServeConfig {
     pub bus_reconcile_interval: u64,
 
     /// Milliseconds between the catch-ups of a node whose bus is away (Redis down or
-    /// unreachable): every connected user is caught up from the database, so that other
-    /// nodes' commits still reach this node's sockets, within about this delay, until the bus
-    /// is back.
-    #[arg(long, env = "TICKETHUB_BUS_OUTAGE_POLL_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    /// unreachable): every connected user is caught up from the database (one read per 1,000
+    /// connected users), so that other nodes' commits still reach this node's sockets, within
+    /// about this delay, until the bus is back.
+    #[arg(long, env = "TICKETHUB_BUS_OUTAGE_POLL_MS", default_value_t = 250, value_parser = clap::value_parser!(u64).range(1..))]
     pub bus_outage_poll_ms: u64,
 
     /// Secret that signs HS256 tokens. Without one, an SQLite hub generates a secret and keeps

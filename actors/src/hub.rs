@@ -24,7 +24,7 @@ use crate::user::{execute, Attached, CommandOutcome, Resume, UserActor, UserComm
 mod config;
 mod operations;
 mod remote;
-pub use remote::INBOX_LOOKBACK;
+pub use remote::{Seen, INBOX_LOOKBACK};
 mod root;
 
 pub use crate::notification::{Announcement, Recipients};

@@ -678,14 +678,11 @@ impl tickethub_actors::ports::UserStore for SqlStore {
     ) -> Result<Vec<(tickethub_actors::domain::UserId, i64)>, tickethub_actors::ports::StoreError>
     {
         let mut out = Vec::with_capacity(users.len());
-        // One query per thousand users, however many are connected.
+        // One query per thousand users, however many are connected; its text is the same
+        // for every chunk, so it stays prepared (the ids are one bound array).
         for chunk in users.chunks(1000) {
-            let mut q = db::Builder::new("SELECT id, last_seq FROM users WHERE id IN (");
-            let mut sep = q.separated(", ");
-            for id in chunk {
-                sep.push_bind(id.0);
-            }
-            q.push(")");
+            let mut q = db::Builder::new("SELECT id, last_seq FROM users WHERE id");
+            q.push_in(chunk.iter().map(|id| id.0).collect());
             let rows: Vec<(i64, i64)> = q
                 .build_query_as()
                 .fetch_all(self.reader())

@@ -1,7 +1,7 @@
 //! The actor tree seen from outside: one actor per user, fault isolation, shutdown, scale.
 
 use futures::future::join_all;
-use tickethub_actors::domain::Role;
+use tickethub_actors::domain::{Role, UserId};
 use tickethub_actors::ports::BusEvent;
 use tickethub_actors::user::UserMsg;
 
@@ -236,14 +236,66 @@ async fn every_path_of_a_user_s_news_is_counted(backend: Backend) {
     assert!(counted(stamp), "a shard newly heard");
 
     let stamp = hub.hub.notice_stamp(user.id);
-    hub.hub.catch_up_all().await.unwrap();
+    hub.hub.catch_up_all(None).await.unwrap();
     assert!(counted(stamp), "a resync");
+}
+
+/// The passes while a node's bus is away remember the seqs they read: a pass asks only the
+/// actors of users whose committed seq moved since the last, and a full pass asks them all.
+async fn a_pass_with_seen_seqs_asks_only_the_users_whose_seq_moved(backend: Backend) {
+    use tickethub_actors::hub::Seen;
+    let hub = TestHub::start(&backend).await;
+    let alice = hub.user("alice", Role::Client).await;
+    let bob = hub.user("bob", Role::Client).await;
+    let mut alice_ws = hub.connect(&alice).await;
+    let mut bob_ws = hub.connect(&bob).await;
+    // Behind the hub's back: committed, never handed to the actors.
+    let commit = |to: UserId, title: &'static str| {
+        let store = hub.store.clone();
+        async move {
+            let draft = crate::store::plain_draft(to, title.into(), "m".into());
+            store.commit_notifications(vec![draft], None).await.unwrap();
+        }
+    };
+    let mut seen = Seen::new();
+    assert_eq!(
+        hub.hub.catch_up_all(Some(&mut seen)).await.unwrap(),
+        2,
+        "the first pass asks everyone"
+    );
+    assert_eq!(seen.get(&alice.id), Some(&0));
+    assert_eq!(
+        hub.hub.catch_up_all(Some(&mut seen)).await.unwrap(),
+        0,
+        "nothing moved"
+    );
+
+    commit(bob.id, "b1").await;
+    assert_eq!(
+        hub.hub.catch_up_all(Some(&mut seen)).await.unwrap(),
+        1,
+        "bob's seq moved"
+    );
+    assert_eq!(bob_ws.notifications(1).await[0]["title"], "b1");
+    assert_eq!(seen.get(&bob.id), Some(&1));
+
+    // A seq the last pass already read is trusted to have been told; a full pass asks anyway.
+    commit(alice.id, "a1").await;
+    seen.insert(alice.id, 1);
+    assert_eq!(hub.hub.catch_up_all(Some(&mut seen)).await.unwrap(), 0);
+    assert_eq!(hub.hub.catch_up_all(None).await.unwrap(), 2);
+    let a = alice_ws.notifications(1).await;
+    assert_eq!(
+        (a[0]["seq"].as_i64(), a[0]["title"].as_str()),
+        (Some(1), Some("a1"))
+    );
 }
 
 crate::trials! {
     both: [
         tabs_share_one_actor_which_ends_with_the_last_socket,
         every_path_of_a_user_s_news_is_counted,
+        a_pass_with_seen_seqs_asks_only_the_users_whose_seq_moved,
         a_panicking_user_actor_takes_nobody_else_down,
         graceful_shutdown_closes_sockets_with_1001,
         shutdown_writes_what_is_queued_before_1001,

@@ -745,7 +745,7 @@ fn wal_restarts(path: &std::path::Path) -> u32 {
 }
 
 /// An in-app `general` notification with no deliveries.
-fn plain_draft(to: UserId, title: String, message: String) -> Draft {
+pub(crate) fn plain_draft(to: UserId, title: String, message: String) -> Draft {
     Draft {
         recipient: to,
         notification_type: "general".parse().unwrap(),

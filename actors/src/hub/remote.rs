@@ -6,6 +6,11 @@ use crate::user::CatchUp;
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 
+/// The committed seq of each connected user as the last catch-up of a run of them read it
+/// (the passes while a node's bus is away): that pass told each actor to reach it, so the next
+/// asks only the actors of users whose seq moved since.
+pub type Seen = HashMap<UserId, i64>;
+
 /// A remote board event: the room, the ticket and what happened to it.
 pub(super) type BoardRead = (
     ActorRef<RoomMsg>,
@@ -321,10 +326,14 @@ impl Hub {
     /// their committed seqs, then each actor reads what it has not pushed yet (an actor that is
     /// current does nothing). Run after any gap on the bus and periodically. Returns how many
     /// users were checked.
-    pub async fn catch_up_all(&self) -> Result<usize, StoreError> {
+    ///
+    /// With `seen`, the seqs the last pass of a run found (see [`Seen`]): only the actors of
+    /// users whose committed seq moved since are asked where they are, and only they are
+    /// counted.
+    pub async fn catch_up_all(&self, seen: Option<&mut Seen>) -> Result<usize, StoreError> {
         // An actor that starts after the list below is taken reads its own cursor.
         self.inner.deps.notices.news_for_everyone();
-        self.catch_up(self.connected()).await
+        self.catch_up_moved(self.connected(), seen).await
     }
 
     /// The users whose actors run here.
@@ -380,6 +389,16 @@ impl Hub {
     /// batched reads (a thousand users a statement) and pushed to it as live notifications,
     /// which it orders and gap-fills as any. Returns how many users were checked.
     pub async fn catch_up(&self, ids: Vec<UserId>) -> Result<usize, StoreError> {
+        self.catch_up_moved(ids, None).await
+    }
+
+    /// [`Hub::catch_up`], asking only the actors of users whose committed seq differs from
+    /// `seen`'s (which then holds the seqs read now).
+    async fn catch_up_moved(
+        &self,
+        ids: Vec<UserId>,
+        seen: Option<&mut Seen>,
+    ) -> Result<usize, StoreError> {
         if ids.is_empty() {
             return Ok(0);
         }
@@ -389,7 +408,14 @@ impl Hub {
             self.inner.deps.notices.news(*id);
         }
         let store = self.inner.deps.store.clone();
-        let seqs = store.last_seqs(&ids).await?;
+        let mut seqs = store.last_seqs(&ids).await?;
+        if let Some(seen) = seen {
+            let last = std::mem::replace(seen, HashMap::with_capacity(seqs.len()));
+            seen.extend(seqs.iter().copied());
+            // The last pass told each of these actors to reach the seq it read; unmoved, they
+            // have nothing new.
+            seqs.retain(|(user, seq)| last.get(user) != Some(seq));
+        }
         let checked = seqs.len();
         let local: Vec<(UserId, i64, ActorRef<UserMsg>)> = {
             let users = self.inner.deps.users.read().expect("user map poisoned");
