@@ -564,9 +564,9 @@ async fn follow_bus(
             let mut timer = tokio::time::interval(every);
             timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             timer.tick().await;
-            // Looks at the bus every `away`; a pass runs only while it is away.
             // The seqs the last pass of this outage read (none once the bus is back).
             let mut seen = tickethub_actors::hub::Seen::new();
+            // Looks at the bus every `away`; a pass runs only while it is away.
             let mut outage = tokio::time::interval(away);
             outage.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             outage.tick().await;
