@@ -399,6 +399,15 @@ impl SqlStore {
         &self.reader
     }
 
+    /// SQLite's writer thread (none on PostgreSQL, nor for an in-memory database).
+    fn lane(&self) -> &sqlite::Lane {
+        const NO_LANE: &sqlite::Lane = &None;
+        match &self.own {
+            Own::Sqlite(own) => &own.lane,
+            Own::Postgres(_) => NO_LANE,
+        }
+    }
+
     /// SQLite's reader of a handshake's point read, on the caller's thread.
     fn inline(&self) -> Option<&sqlite::InlineReader> {
         match &self.own {

@@ -39,6 +39,46 @@ pub(crate) const ESCALATION_FACTS: &str = "SELECT n.notification_type, n.created
 pub(crate) const ROLLUP_COLUMNS: &str = "hour, notification_type, channel, committed, pushed, \
      delivered, failed, suppressed, escalations, reads, reads_5m, reads_1h, reads_1d, batched";
 
+/// A rollup's counters after its key (hour, type, channel), in [`ROLLUP_COLUMNS`]' order.
+pub(crate) fn rollup_counts(t: &tickethub_actors::analytics::Tally) -> [i64; 11] {
+    [
+        t.committed,
+        t.pushed,
+        t.delivered,
+        t.failed,
+        t.suppressed,
+        t.escalations,
+        t.reads,
+        t.reads_within[0],
+        t.reads_within[1],
+        t.reads_within[2],
+        t.batched,
+    ]
+}
+
+/// What adds a rollup's row to the one of its key already there.
+pub(crate) const ROLLUP_UPSERT: &str =
+    " ON CONFLICT (hour, notification_type, channel) DO UPDATE SET \
+     committed = analytics_rollups.committed + excluded.committed, \
+     pushed = analytics_rollups.pushed + excluded.pushed, \
+     delivered = analytics_rollups.delivered + excluded.delivered, \
+     failed = analytics_rollups.failed + excluded.failed, \
+     suppressed = analytics_rollups.suppressed + excluded.suppressed, \
+     escalations = analytics_rollups.escalations + excluded.escalations, \
+     reads = analytics_rollups.reads + excluded.reads, \
+     reads_5m = analytics_rollups.reads_5m + excluded.reads_5m, \
+     reads_1h = analytics_rollups.reads_1h + excluded.reads_1h, \
+     reads_1d = analytics_rollups.reads_1d + excluded.reads_1d, \
+     batched = analytics_rollups.batched + excluded.batched";
+
+/// The columns of a rolled-up read delay's bin.
+pub(crate) const READ_DELAY_COLUMNS: &str = "hour, notification_type, channel, le_seconds, reads";
+
+/// What adds a read delay's bin to the one of its key already there.
+pub(crate) const READ_DELAYS_UPSERT: &str =
+    " ON CONFLICT (hour, notification_type, channel, le_seconds) DO UPDATE SET \
+     reads = analytics_read_delays.reads + excluded.reads";
+
 pub(crate) type NotificationRow = (String, DateTime<Utc>, Option<DateTime<Utc>>, bool, bool);
 pub(crate) type DeliveryRow = (
     String,
@@ -168,33 +208,12 @@ impl SqlStore {
             q.push_values(chunk, |mut row, ((hour, kind, channel), t)| {
                 row.push_bind(*hour)
                     .push_bind(kind.clone())
-                    .push_bind(channel.clone())
-                    .push_bind(t.committed)
-                    .push_bind(t.pushed)
-                    .push_bind(t.delivered)
-                    .push_bind(t.failed)
-                    .push_bind(t.suppressed)
-                    .push_bind(t.escalations)
-                    .push_bind(t.reads)
-                    .push_bind(t.reads_within[0])
-                    .push_bind(t.reads_within[1])
-                    .push_bind(t.reads_within[2])
-                    .push_bind(t.batched);
+                    .push_bind(channel.clone());
+                for count in rollup_counts(t) {
+                    row.push_bind(count);
+                }
             });
-            q.push(
-                " ON CONFLICT (hour, notification_type, channel) DO UPDATE SET \
-                 committed = analytics_rollups.committed + excluded.committed, \
-                 pushed = analytics_rollups.pushed + excluded.pushed, \
-                 delivered = analytics_rollups.delivered + excluded.delivered, \
-                 failed = analytics_rollups.failed + excluded.failed, \
-                 suppressed = analytics_rollups.suppressed + excluded.suppressed, \
-                 escalations = analytics_rollups.escalations + excluded.escalations, \
-                 reads = analytics_rollups.reads + excluded.reads, \
-                 reads_5m = analytics_rollups.reads_5m + excluded.reads_5m, \
-                 reads_1h = analytics_rollups.reads_1h + excluded.reads_1h, \
-                 reads_1d = analytics_rollups.reads_1d + excluded.reads_1d, \
-                 batched = analytics_rollups.batched + excluded.batched",
-            );
+            q.push(ROLLUP_UPSERT);
             q.build().execute(&mut *tx).await.map_err(backend_error)?;
         }
         let delays: Vec<_> = entries
@@ -206,9 +225,9 @@ impl SqlStore {
             })
             .collect();
         for chunk in delays.chunks(100) {
-            let mut q = db::Builder::new(
-                "INSERT INTO analytics_read_delays (hour, notification_type, channel, le_seconds, reads) ",
-            );
+            let mut q = db::Builder::new(format!(
+                "INSERT INTO analytics_read_delays ({READ_DELAY_COLUMNS}) "
+            ));
             q.push_values(chunk, |mut row, ((hour, kind, channel), bound, n)| {
                 row.push_bind(*hour)
                     .push_bind(kind.clone())
@@ -216,10 +235,7 @@ impl SqlStore {
                     .push_bind(*bound)
                     .push_bind(*n);
             });
-            q.push(
-                " ON CONFLICT (hour, notification_type, channel, le_seconds) DO UPDATE SET \
-                 reads = analytics_read_delays.reads + excluded.reads",
-            );
+            q.push(READ_DELAYS_UPSERT);
             q.build().execute(&mut *tx).await.map_err(backend_error)?;
         }
         Ok(())

@@ -198,17 +198,42 @@ impl tickethub_actors::ports::RetentionStore for SqlStore {
             }
             None => (rows, String::new()),
         };
-        if let Some(fold) = crate::store::analytics::fold_of(what) {
+        let limit_at = if takes_false { 3 } else { 2 };
+        let select = format!(
+            "SELECT {key} FROM {table} WHERE {rows}{order} LIMIT ${limit_at} {}",
+            self.kind().skip_locked()
+        );
+        let fold = crate::store::analytics::fold_of(what);
+        let statement = match fold {
+            Some(_) => select,
+            None => format!("DELETE FROM {table} WHERE {key} IN ({select})"),
+        };
+        if let Some(direct) = self.lane() {
+            use rusqlite::types::Value;
+            let mut params = vec![("$1", crate::store::sqlite::purge::time(cutoff))];
+            if takes_false {
+                params.push(("$2", Value::Integer(0)));
+            }
+            params.push((if takes_false { "$3" } else { "$2" }, Value::Integer(limit)));
+            let batch = crate::store::sqlite::purge::Batch {
+                table,
+                key,
+                fold,
+                select: statement.clone(),
+                params,
+            };
+            // On the writer thread, whose cache holds what the batch and the commits touch;
+            // through the pool if the thread is gone.
+            if let Some(done) = direct.purge(batch).await {
+                return done;
+            }
+        }
+        if let Some(fold) = fold {
             // Rows analytics counts are folded into its rollups in the transaction
             // that deletes them: each is counted live or rolled up, never both, and
             // never lost.
-            let select = format!(
-                "SELECT {key} FROM {table} WHERE {rows}{order} LIMIT ${} {}",
-                if takes_false { 3 } else { 2 },
-                self.kind().skip_locked()
-            );
             let mut tx = self.writer().begin().await.map_err(backend_error)?;
-            let mut q = db::query_as::<(i64,)>(&select).bind(cutoff);
+            let mut q = db::query_as::<(i64,)>(&statement).bind(cutoff);
             if takes_false {
                 q = q.bind(false);
             }
@@ -234,13 +259,7 @@ impl tickethub_actors::ports::RetentionStore for SqlStore {
             tx.commit().await.map_err(backend_error)?;
             return Ok(done.rows_affected());
         }
-        let sql = format!(
-            "DELETE FROM {table} WHERE {key} IN \
-             (SELECT {key} FROM {table} WHERE {rows}{order} LIMIT ${} {})",
-            if takes_false { 3 } else { 2 },
-            self.kind().skip_locked()
-        );
-        let mut q = db::query(&sql).bind(cutoff);
+        let mut q = db::query(&statement).bind(cutoff);
         if takes_false {
             q = q.bind(false);
         }

@@ -14,6 +14,7 @@ use sqlx::sqlite::{
 use super::db::Pool;
 use super::{ConnectError, SqlStore};
 
+pub(crate) mod purge;
 mod writer;
 
 /// What only the SQLite store has.

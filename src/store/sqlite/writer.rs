@@ -15,9 +15,9 @@
 //!
 //! It writes only while it holds the store's one pooled writer connection, so it never meets
 //! another of the hub's writes (nor the checkpointer's truncation, which takes that connection
-//! too): its two writes, [`DirectWriter::commit`] and [`DirectWriter::record_sent`], take that
-//! connection first, and nothing else can hand the thread a write. Its busy timeout is there
-//! for writers outside the hub.
+//! too): its writes, [`DirectWriter::commit`], [`DirectWriter::record_sent`] and the purge's
+//! batches ([`DirectWriter::purge`]), take that connection first, and nothing else can hand the
+//! thread a write. Its busy timeout is there for writers outside the hub.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -145,19 +145,36 @@ impl DirectWriter {
         committed
     }
 
-    /// Records `sent_seq`s (`(user, seq)`, sorted by user), holding the pool's writer
-    /// connection until it answers. `None` if the thread is gone, and nothing was written.
+    /// Records `sent_seq`s (`(user, seq)`, sorted by user). `None` if the thread is gone, and
+    /// nothing was written.
     pub(crate) async fn record_sent(
         &self,
         sent: Vec<(i64, i64)>,
     ) -> Option<Result<(), StoreError>> {
+        self.run(move |conn| record_sent(conn, &sent)).await
+    }
+
+    /// Deletes one batch of the purge. `None` if the thread is gone, and nothing was deleted.
+    pub(crate) async fn purge(
+        &self,
+        batch: super::purge::Batch,
+    ) -> Option<Result<u64, StoreError>> {
+        self.run(move |conn| super::purge::run(conn, &batch)).await
+    }
+
+    /// Runs `write` on the thread's connection, holding the pool's writer connection until it
+    /// answers. `None` if the thread is gone, and nothing was written.
+    async fn run<T: Send + 'static>(
+        &self,
+        write: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Option<Result<T, StoreError>> {
         let held = match self.pool.acquire().await {
             Ok(held) => held,
             Err(e) => return Some(Err(crate::store::backend_error(e))),
         };
         let (reply, answer) = tokio::sync::oneshot::channel();
         let job = Job::Run(Box::new(move |conn| {
-            let _ = reply.send(record_sent(conn, &sent));
+            let _ = reply.send(write(conn));
         }));
         self.jobs.send(job).ok()?;
         let written = answer.await.ok();
