@@ -524,6 +524,28 @@ mod tests {
         }
     }
 
+    /// The writer thread's purge compares times as text: it must write a time as the pool
+    /// does, or its cutoffs would fall between the rows'.
+    #[tokio::test]
+    async fn the_purge_on_the_writer_thread_writes_a_time_as_the_pool_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(&dir).await;
+        let pool = writer_pool(&s);
+        for at in [
+            chrono::DateTime::parse_from_rfc3339("2026-11-28T23:59:59.123456789Z").unwrap(),
+            chrono::DateTime::parse_from_rfc3339("2026-01-02T03:04:05Z").unwrap(),
+        ] {
+            let at = at.to_utc();
+            let (written,): (String,) = sqlx::query_as("SELECT CAST($1 AS TEXT)")
+                .bind(at)
+                .fetch_one(pool)
+                .await
+                .unwrap();
+            assert_eq!(purge::time(at), rusqlite::types::Value::Text(written));
+        }
+        s.close().await;
+    }
+
     /// What the pool reads for this user: a cold cache, so the read is not answered from it.
     async fn pooled(
         s: &SqlStore,
