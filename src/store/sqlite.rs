@@ -503,6 +503,28 @@ mod tests {
         assert_eq!(meter.written(-1), 0);
     }
 
+    /// The bundled SQLite is built as `.cargo/config.toml` says: no process-wide lock taken for
+    /// every allocation (memory status) or every page (one page cache group for all
+    /// connections). (Its fdatasync is checked where the log is synced, in the end-to-end tests.)
+    #[test]
+    fn sqlite_is_built_without_the_process_wide_locks() {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        let mut stmt = conn.prepare("PRAGMA compile_options").unwrap();
+        let options: Vec<String> = stmt
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(
+            options.iter().any(|o| o == "DEFAULT_MEMSTATUS=0"),
+            "{options:?}"
+        );
+        assert!(
+            !options.iter().any(|o| o == "ENABLE_MEMORY_MANAGEMENT"),
+            "{options:?}"
+        );
+    }
+
     /// The store's one writer connection's pool.
     fn writer_pool(s: &SqlStore) -> &SqlitePool {
         match s.writer() {
