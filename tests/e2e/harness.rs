@@ -289,6 +289,22 @@ pub struct TestHub {
     pub db: TestDb,
 }
 
+/// The folder this test process writes its files to (the hubs' mail and attachments, keys,
+/// clocks), under the system's temporary folder; `main` removes it once every test has run.
+pub fn scratch() -> &'static std::path::Path {
+    static DIR: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("tickethub-e2e-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    })
+}
+
+/// A fresh path in [`scratch`]: `what` followed by a random suffix.
+pub fn scratch_path(what: &str) -> std::path::PathBuf {
+    scratch().join(format!("{what}-{}", uuid::Uuid::new_v4().simple()))
+}
+
 /// The configuration every test hub starts from.
 pub fn test_config(db_url: &str) -> ServeConfig {
     let mut c = ServeConfig::defaults();
@@ -299,14 +315,10 @@ pub fn test_config(db_url: &str) -> ServeConfig {
     // Each message goes at once; the batching tests set a window.
     c.batch_window = std::time::Duration::ZERO;
     // Mail goes to a folder nobody reads unless a test points the hub at its SMTP server.
-    c.channels.email.mail_outbox_dir =
-        std::env::temp_dir().join(format!("tickethub-mail-{}", uuid::Uuid::new_v4().simple()));
+    c.channels.email.mail_outbox_dir = scratch_path("mail");
     // An SQLite hub keeps attachments beside its database; a PostgreSQL one needs a folder.
     if !db_url.starts_with("sqlite") {
-        c.attachments.attachments_dir = Some(std::env::temp_dir().join(format!(
-            "tickethub-attachments-{}",
-            uuid::Uuid::new_v4().simple()
-        )));
+        c.attachments.attachments_dir = Some(scratch_path("attachments"));
     }
     c
 }

@@ -135,5 +135,6 @@ fn main() {
     .collect();
     let conclusion = libtest_mimic::run(&args, trials);
     harness::stop_private_services();
+    let _ = std::fs::remove_dir_all(harness::scratch());
     conclusion.exit();
 }

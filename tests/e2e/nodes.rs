@@ -63,10 +63,7 @@ fn clock_shim() -> &'static std::path::Path {
     static SHIM: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
     SHIM.get_or_init(|| {
         let source = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/e2e/nodes/clock_shim.c");
-        let out = std::env::temp_dir().join(format!(
-            "tickethub-clock-shim-{}.so",
-            uuid::Uuid::new_v4().simple()
-        ));
+        let out = crate::harness::scratch_path("clock-shim").with_extension("so");
         let built = std::process::Command::new("cc")
             .args(["-shared", "-fPIC", "-O2", "-o"])
             .arg(&out)
@@ -119,8 +116,7 @@ impl Node {
     /// is.
     pub fn skewable(&mut self) {
         clock_shim();
-        let file =
-            std::env::temp_dir().join(format!("tickethub-clock-{}", uuid::Uuid::new_v4().simple()));
+        let file = crate::harness::scratch_path("clock");
         std::fs::write(&file, "0\n").unwrap();
         self.clock = Some(file);
     }
@@ -341,10 +337,7 @@ impl Cluster {
             "--redis-prefix",
             &prefix,
             "--mail-outbox-dir",
-            &std::env::temp_dir()
-                .join(format!("tickethub-mail-{prefix}"))
-                .display()
-                .to_string(),
+            &crate::harness::scratch_path("mail").display().to_string(),
             // Eight connections a node (six pooled, two for handshakes): three nodes of two
             // clusters side by side, and the other tests' hubs, stay within PostgreSQL's 100.
             "--db-max-connections",

@@ -407,7 +407,7 @@ async fn a_device_is_not_taken_over_without_its_own_keys(backend: Backend) {
         c.channels.push.push_device_cap = 2;
         if !matches!(backend, Backend::Sqlite) {
             let key = tickethub::channels::push::VapidKey::generate().unwrap();
-            let path = std::env::temp_dir().join(format!("vapid-{}.pem", uuid::Uuid::new_v4()));
+            let path = crate::harness::scratch_path("vapid").with_extension("pem");
             std::fs::write(&path, &key.pem).unwrap();
             c.channels.webpush.webpush_vapid_key = Some(path);
         }
