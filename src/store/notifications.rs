@@ -518,18 +518,15 @@ impl SqlStore {
         // One row needs no ordering: the `UPDATE` takes the same lock at the same
         // point, and a call to one user saves a round trip.
         if tx.kind() == db::Kind::Postgres && counts.len() > 1 {
-            for chunk in counts.chunks(CHUNK) {
-                let mut lock = db::Builder::new("SELECT id FROM users WHERE id IN (");
-                let mut sep = lock.separated(", ");
-                for (user, _) in chunk {
-                    sep.push_bind(*user);
-                }
-                lock.push(") ORDER BY id FOR NO KEY UPDATE");
-                lock.build()
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(backend_error)?;
-            }
+            // The ids bound as one array: one text (and one prepared statement) whatever
+            // their number.
+            let mut lock = db::Builder::new("SELECT id FROM users WHERE id");
+            lock.push_in(counts.iter().map(|(user, _)| *user).collect());
+            lock.push(" ORDER BY id FOR NO KEY UPDATE");
+            lock.build()
+                .execute(&mut *tx)
+                .await
+                .map_err(backend_error)?;
         }
         let users = counts.len();
         let mut bump = db::Builder::new("UPDATE users SET last_seq = last_seq + c.n FROM ");

@@ -519,6 +519,18 @@ async fn concurrent_commits_are_grouped_and_a_bad_call_fails_alone(backend: Back
         let cursor = store.notification_cursor(UserId(user)).await.unwrap();
         assert_eq!(cursor.last_seq, got.len() as i64);
     }
+    // A lone call to one user (on PostgreSQL, the statement that takes no lock of its own
+    // first): an unknown user fails it, and a known one gets the next seq.
+    let lone = store
+        .commit_notifications(vec![draft(UserId(999_998), "nobody".into())], None)
+        .await;
+    assert!(lone.is_err(), "a lone call to an unknown user must fail");
+    let before = store.notification_cursor(users[0]).await.unwrap().last_seq;
+    let lone = store
+        .commit_notifications(vec![draft(users[0], "lone".into())], None)
+        .await
+        .unwrap();
+    assert_eq!(lone[0].seq, before + 1);
 }
 
 /// The batched `sent_seq` write: several users in one call, each only ever moving forward.
