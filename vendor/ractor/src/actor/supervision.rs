@@ -193,6 +193,9 @@ impl SupervisionTree {
             {
                 match res {
                     Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
+                    // Only a runtime that shuts down cancels these tasks: the children go
+                    // with it, and there is nothing left to wait for.
+                    Err(err) if err.is_cancelled() => {}
                     Err(err) => panic!("{err}"),
                     _ => {}
                 }
@@ -227,6 +230,9 @@ impl SupervisionTree {
             {
                 match res {
                     Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
+                    // Only a runtime that shuts down cancels these tasks: the children go
+                    // with it, and there is nothing left to wait for.
+                    Err(err) if err.is_cancelled() => {}
                     Err(err) => panic!("{err}"),
                     _ => {}
                 }
