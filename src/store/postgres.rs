@@ -127,13 +127,17 @@ pub async fn connect(url: &str, store: super::StoreOptions) -> Result<SqlStore, 
     sqlx::migrate!("migrations/postgres").run(&pool).await?;
     let pool = Pool::Postgres(pool);
     super::backfill_username_keys(&pool).await?;
-    // A few committers: one gathers the next group while others commit theirs.
+    // Two committers: one gathers the next group while the other commits its own. Each group
+    // costs the server a statement's fixed work (its executor's start, its commit), so fewer
+    // and larger groups cost it less: at 2,000 calls/s the server's CPU was a fifth lower with
+    // two than with four, the calls' p99 lower too; one alone commits a large announcement's
+    // parts one after another (a fan-out to 10,000 took 1.6 times as long).
     let faults = std::sync::Arc::<tickethub_actors::ports::StoreFaults>::default();
     let committer = super::Committer {
         pool: pool.clone(),
         lane: None,
     };
-    let commits = SqlStore::group_committer(committer, 4, faults.clone());
+    let commits = SqlStore::group_committer(committer, 2, faults.clone());
     let clock = Arc::new(Clock::default());
     let measuring = tokio::spawn(clock.clone().measure(pool.clone())).abort_handle();
     Ok(SqlStore {
