@@ -519,8 +519,8 @@ async fn concurrent_commits_are_grouped_and_a_bad_call_fails_alone(backend: Back
         let cursor = store.notification_cursor(UserId(user)).await.unwrap();
         assert_eq!(cursor.last_seq, got.len() as i64);
     }
-    // A lone call to one user (on PostgreSQL, the statement that takes no lock of its own
-    // first): an unknown user fails it, and a known one gets the next seq.
+    // A lone call to one user, committed in a group of its own: an unknown user fails it,
+    // and a known one gets the next seq.
     let lone = store
         .commit_notifications(vec![draft(UserId(999_998), "nobody".into())], None)
         .await;
