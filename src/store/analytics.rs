@@ -13,8 +13,9 @@ use crate::store::{backend_error, db, SqlStore};
 use chrono::{DateTime, Utc};
 use tickethub_actors::analytics::{DeliveryFacts, EscalationFacts, NotificationFacts};
 
-/// How far beyond an analytics range SQLite's search for its notifications' ids reaches: a
-/// commit's clock reading and its id may come in a different order by this much.
+/// How far beyond an analytics range the search for its notifications' ids reaches: a
+/// commit's clock reading and its id may come in a different order by this much (on
+/// PostgreSQL, between committers and between nodes).
 const LIVE_SLACK: chrono::TimeDelta = chrono::TimeDelta::minutes(1);
 
 /// A notification's figures: `notifications n JOIN users u`. Pushed and acknowledged are read
@@ -319,11 +320,12 @@ impl SqlStore {
     }
 
     /// The ids of the notifications committed in `[from, to)`, as a range `[lo, hi)` that
-    /// holds them, for SQLite, whose notifications have no index on `created_at` (it cost
-    /// every commit a page of the log). Ids grow with the commit time: one writer takes both
-    /// in turn, so each end is found by a binary search over the ids, widened by
-    /// [`LIVE_SLACK`] for commits that read the clock and took their id in a different order.
-    /// The statements still compare `created_at` itself.
+    /// holds them: notifications have no index on `created_at` (on SQLite it cost every
+    /// commit a page of the log, on PostgreSQL an index entry per recipient). Ids grow with
+    /// the commit time (a commit reads the clock and takes its ids within milliseconds), so
+    /// each end is found by a binary search over the ids, widened by [`LIVE_SLACK`] for
+    /// commits that read the clock and took their ids in a different order. The statements
+    /// still compare `created_at` itself.
     async fn live_ids(
         tx: &mut db::Tx,
         from: DateTime<Utc>,
@@ -457,11 +459,10 @@ impl tickethub_actors::ports::AnalyticsStore for SqlStore {
         }
 
         // The live rows, streamed: a long range is never held in memory as rows.
-        let ids = match self.kind() {
-            db::Kind::Sqlite if query.wants_in_app() || query.wants_outbound() => {
-                Some(Self::live_ids(&mut tx, query.from, query.to).await?)
-            }
-            _ => None,
+        let ids = if query.wants_in_app() || query.wants_outbound() {
+            Some(Self::live_ids(&mut tx, query.from, query.to).await?)
+        } else {
+            None
         };
         if query.wants_in_app() {
             let mut q = db::Builder::new(sql::NOTIFICATION_FACTS);

@@ -863,6 +863,8 @@ crate::trials! {
         a_connects_read_goes_over_a_held_connection_that_survives_the_server_dropping_it,
         postgres_connections_plan_a_statement_once_for_all_its_values,
         a_new_sqlite_database_writes_three_small_pages_a_notification,
+        a_postgresql_notification_writes_two_index_entries,
+        a_postgresql_seq_bump_keeps_each_users_row_on_its_page,
         the_notifications_table_is_rebuilt_with_what_points_at_it,
     ],
     sync: [],

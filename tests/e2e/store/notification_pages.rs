@@ -1,6 +1,7 @@
 //! The pages a commit of notifications writes: SQLite's page size and the notifications table
-//! without AUTOINCREMENT or the `is_read` and `created_at` indexes (migration 0031), what that
-//! keeps of an older database, and what it asks of the purge and the analytics.
+//! without AUTOINCREMENT or the `is_read` and `created_at` indexes (migration 0031 on both
+//! backends), what that keeps of an older database, and what it asks of the purge and the
+//! analytics.
 
 use super::{add_user, open, plain_draft};
 use crate::analytics::{db_exec, Bind};
@@ -92,6 +93,121 @@ pub(super) async fn a_new_sqlite_database_writes_three_small_pages_a_notificatio
             .unwrap();
         assert_eq!(page, 4096, "made with 4096, opened with {size}");
     }
+}
+
+/// A PostgreSQL notification inserts two index entries, its id's and its (user, seq)'s (the
+/// partial indexes skip a new row): no unread or `created_at` index; the unread figures are
+/// read through the (user, seq) index.
+pub(super) async fn a_postgresql_notification_writes_two_index_entries() {
+    let db = TestDb::create(&Backend::postgres()).await;
+    let store = open(&db).await;
+    let ann = add_user(&store, "ann").await;
+    commit_one(&store, ann.id, "first").await;
+    commit_one(&store, ann.id, "second").await;
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    let indexes: Vec<(String, String)> = sqlx::query_as(
+        "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'notifications' \
+         AND schemaname = current_schema() ORDER BY indexname",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    let names: Vec<&str> = indexes.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "notifications_deleted_at",
+            "notifications_event",
+            "notifications_inbox_changed",
+            "notifications_pkey",
+            "notifications_read_at",
+            "notifications_user_id_seq_key",
+        ],
+        "{indexes:?}"
+    );
+    for (name, def) in &indexes {
+        if !matches!(
+            name.as_str(),
+            "notifications_pkey" | "notifications_user_id_seq_key"
+        ) {
+            assert!(def.contains(" WHERE "), "{name} is partial: {def}");
+        }
+    }
+    let (unread, by_type) = store.unread_counts(ann.id).await.unwrap();
+    assert_eq!((unread, by_type), (2, vec![("general".to_owned(), 2)]));
+    store
+        .mark_all_read(ann.id, &Default::default())
+        .await
+        .unwrap();
+    let (unread, _) = store.unread_counts(ann.id).await.unwrap();
+    assert_eq!(unread, 0);
+}
+
+/// The block of each user's row's current version (`ctid` is `(block,offset)`), by id.
+async fn user_blocks(conn: &mut sqlx::PgConnection) -> Vec<(i64, String)> {
+    sqlx::query_as(
+        "SELECT id, split_part(trim(both '()' from ctid::text), ',', 1) FROM users ORDER BY id",
+    )
+    .fetch_all(conn)
+    .await
+    .unwrap()
+}
+
+/// A seq bump keeps the recipient's users row on its page (a heap-only update, no index
+/// entry written), even when one commit bumps every user of the table's pages: PostgreSQL's
+/// `users` leaves half of each page free. Pages filled to the brim (the default) sent nearly
+/// every bumped row to another page.
+pub(super) async fn a_postgresql_seq_bump_keeps_each_users_row_on_its_page() {
+    let db = TestDb::create(&Backend::postgres()).await;
+    let store = open(&db).await;
+    let mut users = Vec::new();
+    for i in 0..120 {
+        users.push(add_user(&store, &format!("user{i}")).await.id);
+    }
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    let options: Option<Vec<String>> =
+        sqlx::query_scalar("SELECT reloptions FROM pg_class WHERE relname = 'users'")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(options, Some(vec!["fillfactor=50".to_owned()]));
+    let pages = user_blocks(&mut conn)
+        .await
+        .iter()
+        .map(|(_, b)| b.as_str())
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
+    assert!(pages >= 2, "the users span several pages: {pages}");
+    for round in 0..3 {
+        let drafts = users
+            .iter()
+            .map(|u| plain_draft(*u, format!("round {round}"), "m".into()))
+            .collect();
+        let now = user_blocks(&mut conn).await;
+        store.commit_notifications(drafts, None).await.unwrap();
+        let after = user_blocks(&mut conn).await;
+        let moved: Vec<i64> = now
+            .iter()
+            .zip(&after)
+            .filter(|(a, b)| a != b)
+            .map(|(a, _)| a.0)
+            .collect();
+        // A page a user's creation filled past its half may send a row or two elsewhere;
+        // with full pages nearly every row went.
+        assert!(
+            moved.len() <= users.len() / 20,
+            "round {round}: {} of {} bumped rows left their page: {moved:?}",
+            moved.len(),
+            users.len()
+        );
+    }
+    let seqs: Vec<i64> = sqlx::query_scalar("SELECT last_seq FROM users ORDER BY id")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+    assert!(seqs.iter().all(|s| *s == 3), "{seqs:?}");
 }
 
 /// A database made before migration 0031 keeps every notification, with its id, and what
