@@ -865,6 +865,7 @@ crate::trials! {
         a_new_sqlite_database_writes_three_small_pages_a_notification,
         a_postgresql_notification_writes_two_index_entries,
         a_postgresql_seq_bump_keeps_each_users_row_on_its_page,
+        a_postgresql_notification_needs_its_recipient_without_a_foreign_key,
         the_notifications_table_is_rebuilt_with_what_points_at_it,
     ],
     sync: [],

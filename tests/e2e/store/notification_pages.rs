@@ -144,6 +144,54 @@ pub(super) async fn a_postgresql_notification_writes_two_index_entries() {
     assert_eq!(unread, 0);
 }
 
+/// A PostgreSQL notification's recipient is checked by the commit's own statement, not by a
+/// foreign key: a commit naming a user without a row applies nothing, and a users row deleted
+/// takes its notifications with it, as the key's `ON DELETE CASCADE` did.
+pub(super) async fn a_postgresql_notification_needs_its_recipient_without_a_foreign_key() {
+    let db = TestDb::create(&Backend::postgres()).await;
+    let store = open(&db).await;
+    let ann = add_user(&store, "ann").await;
+    let bob = add_user(&store, "bob").await;
+    commit_one(&store, ann.id, "to ann").await;
+    commit_one(&store, bob.id, "to bob").await;
+    let nobody = tickethub_actors::domain::UserId(bob.id.0 + 1_000);
+    for drafts in [
+        vec![plain_draft(nobody, "lost".into(), "m".into())],
+        vec![
+            plain_draft(ann.id, "with".into(), "m".into()),
+            plain_draft(nobody, "lost".into(), "m".into()),
+        ],
+    ] {
+        assert!(store.commit_notifications(drafts, None).await.is_err());
+    }
+    let count = |db: &TestDb| {
+        let db = TestDb::existing(&db.url);
+        async move { crate::harness::db_number(&db, "SELECT COUNT(*) FROM notifications").await }
+    };
+    assert_eq!(count(&db).await, 2, "nothing of a refused commit applied");
+    let keys = crate::harness::db_number(
+        &db,
+        "SELECT COUNT(*) FROM pg_constraint WHERE conrelid = 'notifications'::regclass \
+         AND confrelid = 'users'::regclass",
+    )
+    .await;
+    assert_eq!(keys, 0, "no foreign key from notifications to users");
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    sqlx::query("DELETE FROM users WHERE id = $1")
+        .bind(ann.id.0)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let left: Vec<i64> = sqlx::query_scalar("SELECT user_id FROM notifications ORDER BY id")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(left, [bob.id.0], "ann's notification went with her row");
+    commit_one(&store, bob.id, "still").await;
+    assert_eq!(count(&db).await, 2);
+}
+
 /// The block of each user's row's current version (`ctid` is `(block,offset)`), by id.
 async fn user_blocks(conn: &mut sqlx::PgConnection) -> Vec<(i64, String)> {
     sqlx::query_as(
@@ -185,6 +233,13 @@ pub(super) async fn a_postgresql_seq_bump_keeps_each_users_row_on_its_page() {
             .iter()
             .map(|u| plain_draft(*u, format!("round {round}"), "m".into()))
             .collect();
+        // The round before's versions are cleared first: a page's own pruning waits until
+        // no transaction of the server could see them, and the suite's other databases
+        // keep some running (a vacuum looks at this database's alone).
+        sqlx::query("VACUUM users")
+            .execute(&mut conn)
+            .await
+            .unwrap();
         let now = user_blocks(&mut conn).await;
         store.commit_notifications(drafts, None).await.unwrap();
         let after = user_blocks(&mut conn).await;
