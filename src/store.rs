@@ -291,7 +291,51 @@ pub(crate) type CommitJob = (
 /// The queue of the group committer: concurrent `commit_notifications` calls are committed
 /// together, in one transaction, by whichever committer takes them.
 #[derive(Clone, Debug)]
-pub struct CommitQueue(tokio::sync::mpsc::UnboundedSender<CommitJob>);
+pub struct CommitQueue {
+    jobs: tokio::sync::mpsc::UnboundedSender<CommitJob>,
+    waiting: Arc<Waiting>,
+}
+
+/// What waits in a [`CommitQueue`], counted as it is queued and taken, and a wake-up for the
+/// helping committers when more than a group's worth waits.
+#[derive(Debug, Default)]
+struct Waiting {
+    calls: std::sync::atomic::AtomicUsize,
+    rows: std::sync::atomic::AtomicUsize,
+    grown: tokio::sync::Notify,
+}
+
+impl Waiting {
+    /// Whether more waits than the next group can take.
+    fn over_a_group(&self) -> bool {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.calls.load(SeqCst) > MAX_GROUP || self.rows.load(SeqCst) > MAX_GROUP_ROWS
+    }
+
+    fn taken(&self, job: &CommitJob) {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.calls.fetch_sub(1, SeqCst);
+        self.rows.fetch_sub(job.0.len(), SeqCst);
+    }
+}
+
+impl CommitQueue {
+    /// Queues a call for the committers; `Err` when they are gone.
+    pub(crate) fn send(&self, job: CommitJob) -> Result<(), CommitJob> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let rows = job.0.len();
+        self.waiting.calls.fetch_add(1, SeqCst);
+        self.waiting.rows.fetch_add(rows, SeqCst);
+        if let Err(e) = self.jobs.send(job) {
+            self.waiting.taken(&e.0);
+            return Err(e.0);
+        }
+        if self.waiting.over_a_group() {
+            self.waiting.grown.notify_waiters();
+        }
+        Ok(())
+    }
+}
 
 /// At most this many calls share one transaction.
 pub(crate) const MAX_GROUP: usize = 256;
@@ -302,9 +346,11 @@ pub(crate) const MAX_GROUP: usize = 256;
 pub(crate) const MAX_GROUP_ROWS: usize = 1_000;
 
 /// Starts `workers` group committers, each handing the groups it takes to `commit`, which
-/// answers their calls. Each takes every call waiting when it is free (a lone call is
+/// answers their calls. The first takes every call waiting when it is free (a lone call is
 /// committed at once, never waiting for company), at most [`MAX_GROUP`] calls and, past
-/// [`MAX_GROUP_ROWS`] notifications, no more.
+/// [`MAX_GROUP_ROWS`] notifications, no more. The others help only while more waits than one
+/// group takes (the parts of a large announcement, or a backlog): otherwise the first alone
+/// takes every call, in groups as large as what waited while it committed the last one.
 pub(crate) fn group_committer<F, Fut>(workers: usize, commit: F) -> CommitQueue
 where
     F: Fn(Vec<CommitJob>) -> Fut + Clone + Send + 'static,
@@ -312,20 +358,42 @@ where
 {
     let (queue, jobs) = tokio::sync::mpsc::unbounded_channel::<CommitJob>();
     let jobs = Arc::new(tokio::sync::Mutex::new(jobs));
-    for _ in 0..workers.max(1) {
-        let (commit, jobs) = (commit.clone(), jobs.clone());
+    let waiting = Arc::new(Waiting::default());
+    for worker in 0..workers.max(1) {
+        let (commit, jobs, waiting) = (commit.clone(), jobs.clone(), waiting.clone());
+        let helping = worker > 0;
         tokio::spawn(async move {
             loop {
+                if helping {
+                    let grown = waiting.grown.notified();
+                    tokio::pin!(grown);
+                    grown.as_mut().enable();
+                    if !waiting.over_a_group() {
+                        grown.await;
+                        continue;
+                    }
+                }
                 let group = {
                     let mut jobs = jobs.lock().await;
-                    let Some(first) = jobs.recv().await else {
-                        return;
+                    let first = if helping {
+                        match jobs.try_recv() {
+                            Ok(job) => job,
+                            Err(tokio::sync::mpsc::error::TryRecvError::Empty) => continue,
+                            Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => return,
+                        }
+                    } else {
+                        match jobs.recv().await {
+                            Some(job) => job,
+                            None => return,
+                        }
                     };
+                    waiting.taken(&first);
                     let mut rows = first.0.len();
                     let mut group = vec![first];
                     while group.len() < MAX_GROUP && rows < MAX_GROUP_ROWS {
                         match jobs.try_recv() {
                             Ok(job) => {
+                                waiting.taken(&job);
                                 rows += job.0.len();
                                 group.push(job);
                             }
@@ -345,7 +413,10 @@ where
             }
         });
     }
-    CommitQueue(queue)
+    CommitQueue {
+        jobs: queue,
+        waiting,
+    }
 }
 
 /// The store: every port, for either backend.
@@ -523,7 +594,6 @@ mod tests {
     fn call_with(queue: &CommitQueue, rows: usize) -> Answer {
         let (reply, answer) = tokio::sync::oneshot::channel();
         queue
-            .0
             .send((
                 (0..rows as i64)
                     .map(|i| notifications::tests::draft(i, ""))
@@ -534,15 +604,18 @@ mod tests {
         answer
     }
 
-    /// While the committer is busy, calls of 600, 600, 600 and 1 notifications queue up: the
-    /// next group stops taking calls once past [`MAX_GROUP_ROWS`], and the one after takes
-    /// the rest.
-    #[tokio::test]
-    async fn a_group_takes_no_more_calls_once_it_holds_enough_rows() {
-        let groups = Arc::new(std::sync::Mutex::new(Vec::new()));
+    /// The notification counts of the groups committed so far, in order.
+    type Groups = Arc<std::sync::Mutex<Vec<usize>>>;
+
+    /// `workers` committers whose first group, one call of one notification, waits for a
+    /// permit of the semaphore; returned once that group is being committed.
+    async fn busy_committers(
+        workers: usize,
+    ) -> (CommitQueue, Groups, Arc<tokio::sync::Semaphore>, Answer) {
+        let groups = Groups::default();
         let gate = Arc::new(tokio::sync::Semaphore::new(0));
         let (seen, opened) = (groups.clone(), gate.clone());
-        let queue = group_committer(1, move |group: Vec<CommitJob>| {
+        let queue = group_committer(workers, move |group: Vec<CommitJob>| {
             let (seen, opened) = (seen.clone(), opened.clone());
             async move {
                 let first = {
@@ -562,20 +635,60 @@ mod tests {
         while groups.lock().unwrap().is_empty() {
             tokio::task::yield_now().await;
         }
-        let queued: Vec<Answer> = [600, 600, 600, 1]
-            .into_iter()
-            .map(|rows| call_with(&queue, rows))
-            .collect();
-        gate.add_permits(1);
-        busy.await.unwrap().unwrap();
-        for answer in queued {
+        (queue, groups, gate, busy)
+    }
+
+    /// Waits for each answer (at most 5 s), which must be a success.
+    async fn answered(answers: impl IntoIterator<Item = Answer>) {
+        for answer in answers {
             tokio::time::timeout(Duration::from_secs(5), answer)
                 .await
                 .expect("every call is answered in time")
                 .unwrap()
                 .unwrap();
         }
+    }
+
+    /// While the committer is busy, calls of 600, 600, 600 and 1 notifications queue up: the
+    /// next group stops taking calls once past [`MAX_GROUP_ROWS`], and the one after takes
+    /// the rest.
+    #[tokio::test]
+    async fn a_group_takes_no_more_calls_once_it_holds_enough_rows() {
+        let (queue, groups, gate, busy) = busy_committers(1).await;
+        let queued: Vec<Answer> = [600, 600, 600, 1]
+            .into_iter()
+            .map(|rows| call_with(&queue, rows))
+            .collect();
+        gate.add_permits(1);
+        busy.await.unwrap().unwrap();
+        answered(queued).await;
         assert_eq!(*groups.lock().unwrap(), [1, 1_200, 601]);
+    }
+
+    /// Two committers, the second helping only over a group's worth: while the first commits,
+    /// five lone calls wait for it (the second leaves them), and once three calls of 600 more
+    /// wait, the second takes a group of its own, the lone calls first.
+    #[tokio::test]
+    async fn the_second_committer_helps_only_with_more_than_a_group() {
+        let (queue, groups, gate, busy) = busy_committers(2).await;
+        let lone: Vec<Answer> = (0..5).map(|_| call_with(&queue, 1)).collect();
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(
+            *groups.lock().unwrap(),
+            [1],
+            "the lone calls wait for the first"
+        );
+        let large: Vec<Answer> = (0..3).map(|_| call_with(&queue, 600)).collect();
+        while groups.lock().unwrap().len() < 2 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(*groups.lock().unwrap(), [1, 1_205]);
+        gate.add_permits(1);
+        busy.await.unwrap().unwrap();
+        answered(lone.into_iter().chain(large)).await;
+        assert_eq!(*groups.lock().unwrap(), [1, 1_205, 600]);
     }
 
     /// The committer loop with a commit that panics on its first group: that group's callers

@@ -188,9 +188,9 @@ pub(crate) fn parse_recipients(
 }
 
 impl SqlStore {
-    /// Starts `workers` group committers on the committer's pool. Each takes every call waiting when it
-    /// is free (a lone call is committed at once, never waiting for company), inserts
-    /// each call's drafts, and commits them all in one transaction; each caller is
+    /// Starts `workers` group committers on the committer's pool (see
+    /// [`crate::store::group_committer`] for which calls each takes). Each inserts the
+    /// drafts of the calls it took, and commits them all in one transaction; each caller is
     /// answered once its rows are durable. If the shared transaction fails, each call
     /// is committed on its own, so that one bad call fails alone.
     pub(crate) fn group_committer(
@@ -661,7 +661,7 @@ impl tickethub_actors::ports::NotificationStore for SqlStore {
                 "the commit failed unexpectedly; see the hub's log".into(),
             )
         };
-        self.commits.0.send((drafts, reply)).map_err(|_| gone())?;
+        self.commits.send((drafts, reply)).map_err(|_| gone())?;
         answer.await.map_err(|_| gone())?
     }
 
