@@ -103,9 +103,17 @@ pub async fn serve_child(
         Some(url) => {
             let name = format!("tickethub_load_{}", std::process::id());
             run_pg(&url, &format!("CREATE DATABASE {name}")).await;
-            let base = url.rsplit_once('/').map(|(b, _)| b).unwrap_or(&url);
+            // The database's name is the URL's path; a query (`?host=/var/run/postgresql`
+            // for the server's socket) stays.
+            let (path, query) = url.split_once('?').unwrap_or((&url, ""));
+            let base = path.rsplit_once('/').map(|(b, _)| b).unwrap_or(path);
+            let query = if query.is_empty() {
+                String::new()
+            } else {
+                format!("?{query}")
+            };
             pg_admin = Some((url.clone(), name.clone()));
-            format!("{base}/{name}")
+            format!("{base}/{name}{query}")
         }
         None => format!("sqlite://{}", dir.join("load.db").display()),
     };
