@@ -216,18 +216,12 @@ async fn handshake_with(
             Some(admitted.map(|p| (p, kind)).ok_or(()))
         }
     };
-    let connection = req
-        .extensions()
-        .get::<crate::serve::ConnectionSlot>()
-        .cloned();
-    // A user's socket always writes a first frame (its greeting, or the close that refuses
-    // it): the `101` goes out with it, in one write.
-    if let Some(connection) = connection.as_ref().filter(|_| room.is_none() && !echo) {
-        connection.hold_head();
-    }
     let session = session::Session {
         authenticated_at,
-        connection,
+        connection: req
+            .extensions()
+            .get::<crate::serve::ConnectionSlot>()
+            .cloned(),
         state: state.clone(),
         upgrade,
         user,
