@@ -303,6 +303,8 @@ struct Waiting {
     calls: std::sync::atomic::AtomicUsize,
     rows: std::sync::atomic::AtomicUsize,
     grown: tokio::sync::Notify,
+    /// Every sender is gone: the helpers end too.
+    closed: std::sync::atomic::AtomicBool,
 }
 
 impl Waiting {
@@ -368,6 +370,9 @@ where
                     let grown = waiting.grown.notified();
                     tokio::pin!(grown);
                     grown.as_mut().enable();
+                    if waiting.closed.load(std::sync::atomic::Ordering::SeqCst) {
+                        return;
+                    }
                     if !waiting.over_a_group() {
                         grown.await;
                         continue;
@@ -384,7 +389,13 @@ where
                     } else {
                         match jobs.recv().await {
                             Some(job) => job,
-                            None => return,
+                            None => {
+                                waiting
+                                    .closed
+                                    .store(true, std::sync::atomic::Ordering::SeqCst);
+                                waiting.grown.notify_waiters();
+                                return;
+                            }
                         }
                     };
                     waiting.taken(&first);
@@ -689,6 +700,31 @@ mod tests {
         busy.await.unwrap().unwrap();
         answered(lone.into_iter().chain(large)).await;
         assert_eq!(*groups.lock().unwrap(), [1, 1_205, 600]);
+    }
+
+    /// Once every sender is gone, every committer ends, the helper too (none holds what
+    /// `commit` holds, a pool, past the queue's life).
+    #[tokio::test]
+    async fn every_committer_ends_with_the_queue() {
+        let held = Arc::new(());
+        let witness = held.clone();
+        let queue = group_committer(2, move |group: Vec<CommitJob>| {
+            let _held = witness.clone();
+            async move {
+                for (_, reply) in group {
+                    let _ = reply.send(Ok(Vec::new()));
+                }
+            }
+        });
+        call(&queue).await.unwrap().unwrap();
+        drop(queue);
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while Arc::strong_count(&held) > 1 {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("both committers end");
     }
 
     /// The committer loop with a commit that panics on its first group: that group's callers
