@@ -541,7 +541,7 @@ impl SqlStore {
         Result<Vec<(i64, i64)>, notifications::CommitFailure>,
     ) {
         match &committer.pool {
-            db::Pool::Sqlite(pool) => {
+            db::Pool::Sqlite(pool, _) => {
                 sqlite::commit_at_once(pool, &committer.lane, drafts, now).await
             }
             db::Pool::Postgres(pool) => postgres::commit_at_once(pool, drafts, now).await,

@@ -178,8 +178,8 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
 struct Checkpointer {
     /// A connection of its own, for the copies that stop no one.
     own: SqlitePool,
-    /// The one writer connection: held for the moment of a truncation.
-    writer: SqlitePool,
+    /// The writers' gate: held for the moment of a truncation.
+    writer: super::db::WriteGate,
     /// Every reader connection: held for the moment of a truncation.
     reader: SqlitePool,
     readers: u32,
@@ -199,7 +199,7 @@ struct Checkpointer {
 /// snapshot from the log. Under a steady load some reader or commit is always in flight, so
 /// the log would grow without end. Once it passes its limit, the checkpointer makes that
 /// moment: it holds every reader connection (each finishes its query first), copies again,
-/// then takes the writer connection (the group committer waits for it) and checkpoints with
+/// then takes the writers' gate (the group committer waits for it) and checkpoints with
 /// `RESTART`, which now waits on nobody and has little left to copy: the next commit writes
 /// the log from its start. Readers wait for that moment, and commits for the last copy only.
 /// The file then stays near the limit (`journal_size_limit` cuts it back when it went past).
@@ -296,9 +296,9 @@ async fn truncate(c: &Checkpointer, meter: &mut LogMeter) -> Result<(), sqlx::Er
     let _inline = c.inline.as_ref().map(|r| r.hold());
     // With no reader left on the log, this copies all of it while commits go on.
     passive(&c.own, meter).await?;
-    let writer = tokio::time::timeout(TRUNCATE_WAIT, c.writer.acquire())
+    let writer = tokio::time::timeout(TRUNCATE_WAIT, c.writer.clone().lock_owned())
         .await
-        .map_err(|_| sqlx::Error::PoolTimedOut)??;
+        .map_err(|_| sqlx::Error::PoolTimedOut)?;
     // Commits wait from here: copy what they wrote meanwhile, then start the log over from
     // its beginning. `RESTART`, not `TRUNCATE`: the file keeps its size and is written over
     // (shrinking it would cost the commits behind this a file-system truncation).
@@ -381,7 +381,9 @@ pub async fn connect(url: &str, store: super::StoreOptions) -> Result<SqlStore, 
         sqlx::migrate!("migrations/sqlite").run(&mut conn).await?;
         conn.close().await?;
     }
-    super::backfill_username_keys(&Pool::Sqlite(writer.clone())).await?;
+    super::backfill_username_keys(&Pool::Sqlite(writer.clone(), None)).await?;
+    // Every writer takes its turn at the gate: the pool's, the writer thread, a truncation.
+    let gate = super::db::WriteGate::default();
     let alive = std::sync::Arc::new(());
     let reader = if memory {
         writer.clone()
@@ -406,7 +408,7 @@ pub async fn connect(url: &str, store: super::StoreOptions) -> Result<SqlStore, 
         wal.push("-wal");
         let checkpointer = Checkpointer {
             own,
-            writer: writer.clone(),
+            writer: gate.clone(),
             reader: reader.clone(),
             readers: READERS,
             inline: inline.clone(),
@@ -430,11 +432,12 @@ pub async fn connect(url: &str, store: super::StoreOptions) -> Result<SqlStore, 
                 wal_limit_bytes: store.wal_limit_bytes,
             },
             writer.clone(),
+            gate.clone(),
         )
         .map(std::sync::Arc::new)
     };
     let faults = std::sync::Arc::<tickethub_actors::ports::StoreFaults>::default();
-    let writer = Pool::Sqlite(writer);
+    let writer = Pool::Sqlite(writer, (!memory).then_some(gate));
     let committer = super::Committer {
         pool: writer.clone(),
         lane: lane.clone(),
@@ -443,7 +446,7 @@ pub async fn connect(url: &str, store: super::StoreOptions) -> Result<SqlStore, 
     Ok(SqlStore {
         kind: super::db::Kind::Sqlite,
         writer,
-        reader: Pool::Sqlite(reader),
+        reader: Pool::Sqlite(reader, None),
         commits,
         faults,
         purge_bounds: Default::default(),
@@ -460,8 +463,8 @@ pub async fn connect(url: &str, store: super::StoreOptions) -> Result<SqlStore, 
 pub(crate) type Lane = Option<std::sync::Arc<writer::DirectWriter>>;
 
 /// Commits drafts that need no push rows and no escalation steps as one unit of work on the
-/// writer thread, which holds the pool's one writer connection meanwhile, so that no other
-/// write of the hub's (nor the log's truncation) runs. Without a writer thread (an in-memory
+/// writer thread, which holds the writers' gate meanwhile, so that no other write of the
+/// hub's (nor the log's truncation) runs. Without a writer thread (an in-memory
 /// database), statement by statement through the pool.
 pub(crate) async fn commit_at_once(
     pool: &SqlitePool,
@@ -470,7 +473,8 @@ pub(crate) async fn commit_at_once(
     now: chrono::DateTime<chrono::Utc>,
 ) -> writer::Committed {
     let Some(direct) = lane else {
-        let applied = SqlStore::commit_in_steps(&Pool::Sqlite(pool.clone()), &drafts, now).await;
+        let applied =
+            SqlStore::commit_in_steps(&Pool::Sqlite(pool.clone(), None), &drafts, now).await;
         return (drafts, applied);
     };
     direct.commit(drafts, now).await
@@ -528,7 +532,7 @@ mod tests {
     /// The store's one writer connection's pool.
     fn writer_pool(s: &SqlStore) -> &SqlitePool {
         match s.writer() {
-            Pool::Sqlite(pool) => pool,
+            Pool::Sqlite(pool, _) => pool,
             Pool::Postgres(_) => unreachable!("a SQLite store"),
         }
     }
@@ -684,6 +688,10 @@ mod tests {
                 wal_limit_bytes: 1 << 20,
             },
             writer_pool(&s).clone(),
+            match s.writer() {
+                Pool::Sqlite(_, Some(gate)) => gate.clone(),
+                _ => unreachable!("a SQLite file's writer pool has a gate"),
+            },
         )
         .map(std::sync::Arc::new);
         assert!(direct.is_some());
@@ -723,8 +731,9 @@ mod tests {
         s.close().await;
     }
 
-    /// The writer thread writes only while it holds the pool's one writer connection: a report
-    /// of what was sent waits while another holds it, and is written once it is given back.
+    /// The writer thread writes only in its turn at the writers' gate: a report of what was
+    /// sent waits while the writer pool's connection is taken, and is written once it is given
+    /// back.
     #[tokio::test]
     async fn the_writer_thread_waits_for_the_writer_connection() {
         let dir = tempfile::tempdir().unwrap();
@@ -734,7 +743,7 @@ mod tests {
             unreachable!("a SQLite store")
         };
         let direct = own.lane.clone().expect("a writer thread");
-        let held = writer_pool(&s).acquire().await.unwrap();
+        let held = s.writer().acquire().await.unwrap();
         let mut report =
             tokio::spawn(async move { direct.record_sent(vec![(user.id.0, 5)]).await });
         assert!(

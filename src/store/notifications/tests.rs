@@ -315,7 +315,10 @@ fn no_calls_merge_into_nothing() {
 
 #[tokio::test]
 async fn sqlite_reads_the_recipient_rows_back_exactly() {
-    let pool = db::Pool::Sqlite(sqlx::SqlitePool::connect("sqlite::memory:").await.unwrap());
+    let pool = db::Pool::Sqlite(
+        sqlx::SqlitePool::connect("sqlite::memory:").await.unwrap(),
+        None,
+    );
     for rows in [
         vec![],
         vec![(1, 1)],

@@ -13,10 +13,11 @@
 //! one drop its whole page cache (SQLite's pager starts again after any other connection's
 //! commit), and its next commit read every page it touches from the files again.
 //!
-//! It writes only while it holds the store's one pooled writer connection, so it never meets
-//! another of the hub's writes (nor the checkpointer's truncation, which takes that connection
-//! too): its writes, [`DirectWriter::commit`], [`DirectWriter::record_sent`] and the purge's
-//! batches ([`DirectWriter::purge`]), take that connection first, and nothing else can hand the
+//! It writes only in its turn at the writers' gate ([`crate::store::db::WriteGate`]), which
+//! the writer pool's statements, transactions and connections take too, as does the
+//! checkpointer's truncation, so it never meets another of the hub's writes: its writes,
+//! [`DirectWriter::commit`], [`DirectWriter::record_sent`] and the purge's batches
+//! ([`DirectWriter::purge`]), take their turn first, and nothing else can hand the
 //! thread a write. Its busy timeout is there for writers outside the hub.
 
 use std::collections::HashMap;
@@ -51,8 +52,10 @@ enum Job {
 #[derive(Debug)]
 pub(crate) struct DirectWriter {
     jobs: std::sync::mpsc::Sender<Job>,
-    /// The store's writer pool, of one connection: held while the thread writes.
+    /// The store's writer pool, of one connection: once it is closed, nothing is written.
     pool: sqlx::SqlitePool,
+    /// The writer pool's gate, held while the thread writes.
+    gate: crate::store::db::WriteGate,
 }
 
 /// How the writer connection is opened: as the pool's writer is.
@@ -81,7 +84,11 @@ static INSERT_DELIVERY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|
 impl DirectWriter {
     /// Opens the connection and starts its thread; `None` (with a warning) if it cannot be
     /// opened, and groups are then committed through the pool.
-    pub(crate) fn start(settings: WriterSettings<'_>, pool: sqlx::SqlitePool) -> Option<Self> {
+    pub(crate) fn start(
+        settings: WriterSettings<'_>,
+        pool: sqlx::SqlitePool,
+        gate: crate::store::db::WriteGate,
+    ) -> Option<Self> {
         let conn = match open(&settings) {
             Ok(conn) => conn,
             Err(e) => {
@@ -105,7 +112,7 @@ impl DirectWriter {
                 }
             });
         match spawned {
-            Ok(_) => Some(Self { jobs, pool }),
+            Ok(_) => Some(Self { jobs, pool, gate }),
             Err(e) => {
                 tracing::warn!(error = %e, "group commits go through the pool: no thread for their connection");
                 None
@@ -113,8 +120,8 @@ impl DirectWriter {
         }
     }
 
-    /// Commits `drafts` (sorted by recipient) in one transaction, holding the pool's writer
-    /// connection until it answers. If the thread is gone, nothing was tried and the drafts
+    /// Commits `drafts` (sorted by recipient) in one transaction, holding the writer pool's
+    /// gate until it answers. If the thread is gone, nothing was tried and the drafts
     /// come back with `NotApplied`; if it went away with the drafts, whether they were
     /// committed is unknown, and no drafts come back.
     pub(crate) async fn commit(
@@ -122,14 +129,9 @@ impl DirectWriter {
         drafts: Vec<Draft>,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Committed {
-        let held = match self.pool.acquire().await {
-            Ok(held) => held,
-            Err(e) => {
-                return (
-                    drafts,
-                    Err(CommitFailure::NotApplied(crate::store::backend_error(e))),
-                )
-            }
+        let Some(held) = self.turn().await else {
+            let closed = crate::store::backend_error(sqlx::Error::PoolClosed);
+            return (drafts, Err(CommitFailure::NotApplied(closed)));
         };
         let (reply, answer) = tokio::sync::oneshot::channel();
         let job = Job::Commit { drafts, now, reply };
@@ -149,6 +151,12 @@ impl DirectWriter {
         committed
     }
 
+    /// A turn at the writer pool's gate; none once the pool is closed.
+    async fn turn(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        let turn = self.gate.clone().lock_owned().await;
+        (!self.pool.is_closed()).then_some(turn)
+    }
+
     /// Records `sent_seq`s (`(user, seq)`, sorted by user). `None` if the thread is gone, and
     /// nothing was written.
     pub(crate) async fn record_sent(
@@ -166,15 +174,14 @@ impl DirectWriter {
         self.run(move |conn| super::purge::run(conn, &batch)).await
     }
 
-    /// Runs `write` on the thread's connection, holding the pool's writer connection until it
+    /// Runs `write` on the thread's connection, holding the writer pool's gate until it
     /// answers. `None` if the thread is gone, and nothing was written.
     async fn run<T: Send + 'static>(
         &self,
         write: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Option<Result<T, StoreError>> {
-        let held = match self.pool.acquire().await {
-            Ok(held) => held,
-            Err(e) => return Some(Err(crate::store::backend_error(e))),
+        let Some(held) = self.turn().await else {
+            return Some(Err(crate::store::backend_error(sqlx::Error::PoolClosed)));
         };
         let (reply, answer) = tokio::sync::oneshot::channel();
         let job = Job::Run(Box::new(move |conn| {
