@@ -378,7 +378,7 @@ impl<'q, T: Decoded> QueryAs<'q, T> {
                     let _turn = turn(gate).await;
                     each_row(p, &text, args, &mut each).await
                 }
-                On::Tx(Tx::Sqlite(tx, _)) => each_row(&mut **tx, &text, args, &mut each).await,
+                On::Tx(Tx::Sqlite(tx)) => each_row(tx.conn(), &text, args, &mut each).await,
                 On::Conn(Conn::Sqlite(c, _)) => each_row(&mut **c, &text, args, &mut each).await,
                 _ => unreachable!("the kind is SQLite's"),
             }
@@ -487,7 +487,7 @@ impl Pool {
         Ok(match self {
             Pool::Sqlite(p, gate) => {
                 let turn = turn(gate).await;
-                Tx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?, turn)
+                Tx::Sqlite(SqliteTx::new(p.begin_with("BEGIN IMMEDIATE").await?, turn))
             }
             Pool::Postgres(p) => Tx::Postgres(p.begin().await?),
         })
@@ -498,7 +498,7 @@ impl Pool {
         Ok(match self {
             Pool::Sqlite(p, gate) => {
                 let turn = turn(gate).await;
-                Tx::Sqlite(p.begin().await?, turn)
+                Tx::Sqlite(SqliteTx::new(p.begin().await?, turn))
             }
             Pool::Postgres(p) => Tx::Postgres(p.begin().await?),
         })
@@ -527,8 +527,53 @@ impl Pool {
 /// A transaction of either backend, rolled back if dropped before its commit.
 #[derive(Debug)]
 pub(crate) enum Tx {
-    Sqlite(sqlx::Transaction<'static, Sqlite>, Turn),
+    Sqlite(SqliteTx),
     Postgres(sqlx::Transaction<'static, Postgres>),
+}
+
+/// A SQLite transaction and the turn at the gate it was begun in. Dropped before its commit
+/// (an error path), it keeps the turn until its rollback has run, so that the next writer
+/// never meets its locks in SQLite's busy handler, which sleeps rather than being woken.
+#[derive(Debug)]
+pub(crate) struct SqliteTx {
+    /// `None` only once committed or handed to its rollback.
+    tx: Option<sqlx::Transaction<'static, Sqlite>>,
+    turn: Turn,
+}
+
+impl SqliteTx {
+    fn new(tx: sqlx::Transaction<'static, Sqlite>, turn: Turn) -> Self {
+        Self { tx: Some(tx), turn }
+    }
+
+    fn conn(&mut self) -> &mut sqlx::SqliteConnection {
+        self.tx.as_mut().expect("open until committed or dropped")
+    }
+
+    async fn commit(mut self) -> Result<(), sqlx::Error> {
+        self.tx.take().expect("open until committed").commit().await
+    }
+}
+
+impl Drop for SqliteTx {
+    fn drop(&mut self) {
+        let (Some(tx), Some(turn)) = (self.tx.take(), self.turn.take()) else {
+            // Committed, or no gate: sqlx rolls an open transaction back on its own.
+            return;
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    if let Err(e) = tx.rollback().await {
+                        tracing::warn!(error = %e, "a dropped transaction's rollback failed");
+                    }
+                    drop(turn);
+                });
+            }
+            // No runtime left to run it on: sqlx's own rollback on drop, the turn given up.
+            Err(_) => drop((tx, turn)),
+        }
+    }
 }
 
 impl Tx {
@@ -543,7 +588,7 @@ impl Tx {
     /// Commits the transaction.
     pub(crate) async fn commit(self) -> Result<(), sqlx::Error> {
         match self {
-            Tx::Sqlite(tx, _turn) => tx.commit().await,
+            Tx::Sqlite(tx) => tx.commit().await,
             Tx::Postgres(tx) => tx.commit().await,
         }
     }
@@ -669,7 +714,7 @@ impl On<'_> {
                     let _turn = turn(gate).await;
                     run_on(p, text, args, op, n).await?
                 }
-                On::Tx(Tx::Sqlite(tx, _)) => run_on(&mut **tx, text, args, op, n).await?,
+                On::Tx(Tx::Sqlite(tx)) => run_on(tx.conn(), text, args, op, n).await?,
                 On::Conn(Conn::Sqlite(c, _)) => run_on(&mut **c, text, args, op, n).await?,
                 _ => unreachable!("the kind is SQLite's"),
             };

@@ -176,7 +176,7 @@ impl DirectWriter {
 
     /// Runs `write` on the thread's connection, holding the writer pool's gate until it
     /// answers. `None` if the thread is gone, and nothing was written.
-    async fn run<T: Send + 'static>(
+    pub(super) async fn run<T: Send + 'static>(
         &self,
         write: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Option<Result<T, StoreError>> {
