@@ -24,7 +24,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
-use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use tickethub_actors::notification::Draft;
 use tickethub_actors::ports::StoreError;
 use tickethub_actors::routing::Channel;
@@ -197,16 +197,29 @@ impl DirectWriter {
 /// Records how far each user's sockets were sent (`(user, seq)`, sorted by user): a seq
 /// never goes back.
 fn record_sent(conn: &mut Connection, sent: &[(i64, i64)]) -> Result<(), StoreError> {
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(backend)?;
-    {
-        let mut update = tx.prepare_cached(RECORD_SENT).map_err(backend)?;
+    run_prepared(conn, BEGIN).map_err(backend)?;
+    let written = (|| {
+        let mut update = conn.prepare_cached(RECORD_SENT)?;
         for (user, seq) in sent {
-            update.execute(params![user, seq]).map_err(backend)?;
+            update.execute(params![user, seq])?;
         }
-    }
-    tx.commit().map_err(backend)
+        run_prepared(conn, COMMIT)
+    })();
+    written.or_else(|e| {
+        if !conn.is_autocommit() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        Err(backend(e))
+    })
+}
+
+/// A transaction's statements without arguments, prepared once: `execute_batch` would parse
+/// them again for every commit.
+const BEGIN: &str = "BEGIN IMMEDIATE";
+const COMMIT: &str = "COMMIT";
+
+fn run_prepared(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(drop)
 }
 
 fn gone() -> StoreError {
@@ -233,7 +246,12 @@ fn open(s: &WriterSettings<'_>) -> rusqlite::Result<Connection> {
     // notifications' indexes and of their `users` row. SQLite's default (2 MiB) holds them for
     // a few hundred users only, and every other leaf would be read again from the file.
     conn.pragma_update(None, "cache_size", -CACHE_KIB)?;
+    // Room for the purge's statements (a few a table) beside the commits', which the default
+    // of 16 would push out and parse again after each purge.
+    conn.set_prepared_statement_cache_capacity(64);
     for sql in [
+        BEGIN,
+        COMMIT,
         LAST_SEQ,
         BUMP,
         &INSERT_NOTIFICATION,
@@ -253,11 +271,11 @@ fn commit(
     drafts: &[Draft],
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<Vec<(i64, i64)>, CommitFailure> {
-    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+    if let Err(e) = run_prepared(conn, BEGIN) {
         return Err(CommitFailure::NotApplied(backend(e)));
     }
     match write(conn, drafts, now) {
-        Ok(placed) => match conn.execute_batch("COMMIT") {
+        Ok(placed) => match run_prepared(conn, COMMIT) {
             Ok(()) => Ok(placed),
             // Still open (a busy database): roll back, nothing applied.
             Err(e) if !conn.is_autocommit() => rollback(conn, backend(e)),
