@@ -574,7 +574,8 @@ async fn paced(
     }
     let want = tracker.expected_total();
     let pb = bar(want as u64, &format!("{} {label}", target.kind.label()));
-    let failed: Arc<Mutex<Vec<String>>> = Arc::default();
+    // Each failed call's title and why it failed.
+    let failed: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
     let cpu0 = target.cpu_secs();
     let wcpu0 = workers_cpu(pool);
     let reconnects0 = pool.reconnects;
@@ -594,12 +595,8 @@ async fn paced(
                 let failed = failed.clone();
                 let payload = payload.clone();
                 tasks.push(tokio::spawn(async move {
-                    if target
-                        .send(&users, &title, payload.as_deref())
-                        .await
-                        .is_err()
-                    {
-                        failed.lock().unwrap().push(title);
+                    if let Err(why) = target.send(&users, &title, payload.as_deref()).await {
+                        failed.lock().unwrap().push((title, why));
                     }
                     drop(permit);
                 }));
@@ -622,7 +619,16 @@ async fn paced(
         }
     };
     let failed = std::mem::take(&mut *failed.lock().unwrap());
-    for title in &failed {
+    let mut reasons: Vec<&str> = failed.iter().map(|(_, why)| why.as_str()).collect();
+    reasons.sort_unstable();
+    reasons.dedup();
+    for why in reasons.iter().take(3) {
+        println!(
+            "  {} {label}: a send call failed: {why}",
+            target.kind.label()
+        );
+    }
+    for (title, _) in &failed {
         tracker.cancel(title);
     }
     let want = tracker.expected_total();

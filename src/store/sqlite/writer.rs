@@ -205,11 +205,11 @@ fn record_sent(conn: &mut Connection, sent: &[(i64, i64)]) -> Result<(), StoreEr
         }
         run_prepared(conn, COMMIT)
     })();
-    written.or_else(|e| {
+    written.map_err(|e| {
         if !conn.is_autocommit() {
             let _ = conn.execute_batch("ROLLBACK");
         }
-        Err(backend(e))
+        backend(e)
     })
 }
 
