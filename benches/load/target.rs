@@ -81,9 +81,13 @@ pub fn mint(secret: &str, user_id: i64) -> String {
     .unwrap()
 }
 
+/// Idle connections are dropped before the hub closes them (`--http-header-timeout`, 10 s by
+/// default, is also its keep-alive): reqwest keeps them 90 s, and a call sent on a connection
+/// as the hub closes it fails.
 fn http_client() -> reqwest::Client {
     reqwest::Client::builder()
         .pool_max_idle_per_host(1024)
+        .pool_idle_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(60))
         .build()
         .unwrap()

@@ -199,6 +199,17 @@ pub enum Event {
     Unauthorized,
 }
 
+/// The HTTP client of every call. An idle connection is dropped after 5 s, before the hub
+/// closes it: the hub's keep-alive is its `--http-header-timeout` (10 s by default), and a call
+/// sent on a connection at the moment the hub closes it fails with no answer (reqwest's own
+/// default keeps idle connections for 90 s).
+pub(crate) fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_idle_timeout(std::time::Duration::from_secs(5))
+        .build()
+        .unwrap_or_else(|_| reqwest::Client::new())
+}
+
 /// A client of one hub, for one user (whose tokens the provider gives).
 #[derive(Clone)]
 pub struct Client {
@@ -225,7 +236,7 @@ impl Client {
     {
         Client {
             base: base.trim_end_matches('/').to_owned(),
-            http: reqwest::Client::new(),
+            http: http_client(),
             tokens: Arc::new(move |reason| Box::pin(provider(reason)) as TokenFuture),
         }
     }
