@@ -7,6 +7,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
 use jsonwebtoken::{encode, EncodingKey, Header};
 use serde_json::json;
 use tickethub_actors::domain::Role;
@@ -369,6 +371,80 @@ async fn a_consumer_that_falls_behind_is_cut_off_and_resumes(backend: Backend) {
     sub.close().await;
 }
 
+/// A server that keeps its connections alive, answers `{}` to every request and counts the
+/// connections it accepts.
+async fn keep_alive_server() -> (String, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counted = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            counted.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let Ok(n) = tcp.read(&mut chunk).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    while let Some(end) = request_end(&buf) {
+                        buf.drain(..end);
+                        let answer = "HTTP/1.1 201 Created\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}";
+                        if tcp.write_all(answer.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (base, accepted)
+}
+
+/// Where the first whole request in `buf` ends (its head and a `content-length` body).
+fn request_end(buf: &[u8]) -> Option<usize> {
+    let head = buf.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let text = String::from_utf8_lossy(&buf[..head]).to_ascii_lowercase();
+    let length = text
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .map_or(0, |n| n.trim().parse::<usize>().unwrap_or(0));
+    (buf.len() >= head + length).then_some(head + length)
+}
+
+/// A connection idle for longer than the client keeps one is not used again: the hub
+/// closes its idle connections after 10 s (by default), and a call sent on one as it is
+/// closed would fail with no answer.
+async fn a_connection_idle_past_the_pools_limit_is_not_used_again() {
+    let (base, accepted) = keep_alive_server().await;
+    // reqwest here is built with rustls and no provider of its own (the hub installs one).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let sender = Sender::new(&base, "key");
+    let note = NewNotification {
+        user_ids: vec![1],
+        notification_type: "system".into(),
+        title: "t".into(),
+        message: "m".into(),
+        ..Default::default()
+    };
+    sender.send(&note, "k1").await.unwrap();
+    sender.send(&note, "k2").await.unwrap();
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        1,
+        "a busy connection is kept"
+    );
+    // The pool's limit is the idle time under test: nothing else can be awaited here.
+    tokio::time::sleep(Duration::from_millis(5_500)).await;
+    sender.send(&note, "k3").await.unwrap();
+    assert_eq!(accepted.load(Ordering::SeqCst), 2, "an idle one is not");
+}
+
 crate::trials! {
     both: [
         the_subscription_rides_out_a_kill_9,
@@ -376,6 +452,6 @@ crate::trials! {
         each_notification_once_in_order_resumed_and_acknowledged,
         one_renewal_per_expiry_and_a_refused_token_given_again_stops,
     ],
-    tests: [],
+    tests: [a_connection_idle_past_the_pools_limit_is_not_used_again],
     sync: [],
 }
