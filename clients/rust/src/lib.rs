@@ -207,7 +207,7 @@ pub(crate) fn http_client() -> reqwest::Client {
     reqwest::Client::builder()
         .pool_idle_timeout(std::time::Duration::from_secs(5))
         .build()
-        .unwrap_or_else(|_| reqwest::Client::new())
+        .expect("an HTTP client builds as reqwest::Client::new's does")
 }
 
 /// A client of one hub, for one user (whose tokens the provider gives).

@@ -17,19 +17,22 @@ fn a_batch_of_many_values_is_not_kept_prepared() {
     assert!(fixed.persistent());
 }
 
+/// The text `q` is run as on SQLite and on PostgreSQL.
+fn assert_renders(q: &Builder, sqlite: &str, postgres: &str) {
+    assert_eq!(q.sql_on(Kind::Sqlite), sqlite);
+    assert_eq!(q.sql_on(Kind::Postgres), postgres);
+}
+
 #[test]
 fn an_id_set_is_rendered_for_each_backend() {
     let mut q = Builder::new("SELECT id FROM users WHERE id");
     q.push_in(vec![1, 2])
         .push(" AND role = ")
         .push_bind("ADMIN");
-    assert_eq!(
-        q.sql_on(Kind::Sqlite),
-        "SELECT id FROM users WHERE id IN (SELECT value FROM json_each(?)) AND role = ?"
-    );
-    assert_eq!(
-        q.sql_on(Kind::Postgres),
-        "SELECT id FROM users WHERE id = ANY($1::bigint[]) AND role = $2"
+    assert_renders(
+        &q,
+        "SELECT id FROM users WHERE id IN (SELECT value FROM json_each(?)) AND role = ?",
+        "SELECT id FROM users WHERE id = ANY($1::bigint[]) AND role = $2",
     );
 }
 
@@ -39,15 +42,12 @@ fn pairs_take_one_parameter_on_sqlite_and_two_on_postgres() {
     q.push_pairs(vec![(1, 2), (3, 4)], "r", "user_id", "seq")
         .push(" WHERE r.seq > ")
         .push_bind(0_i64);
-    assert_eq!(
-        q.sql_on(Kind::Sqlite),
+    assert_renders(
+        &q,
         "SELECT r.user_id FROM (SELECT value ->> 0 AS user_id, value ->> 1 AS seq \
-         FROM json_each(?)) AS r WHERE r.seq > ?"
-    );
-    assert_eq!(
-        q.sql_on(Kind::Postgres),
+         FROM json_each(?)) AS r WHERE r.seq > ?",
         "SELECT r.user_id FROM UNNEST($1::bigint[], $2::bigint[]) AS r(user_id, seq) \
-         WHERE r.seq > $3"
+         WHERE r.seq > $3",
     );
 }
 
@@ -57,13 +57,10 @@ fn values_are_separated_tuples() {
     q.push_values([(1_i64, "x"), (2, "y")], |mut t, (a, b)| {
         t.push_bind(a).push_bind(b);
     });
-    assert_eq!(
-        q.sql_on(Kind::Sqlite),
-        "INSERT INTO t (a, b) VALUES (?, ?), (?, ?)"
-    );
-    assert_eq!(
-        q.sql_on(Kind::Postgres),
-        "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4)"
+    assert_renders(
+        &q,
+        "INSERT INTO t (a, b) VALUES (?, ?), (?, ?)",
+        "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4)",
     );
 }
 
