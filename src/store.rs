@@ -456,11 +456,14 @@ enum Own {
 }
 
 /// How a group committer reaches the database: the writer pool, and on SQLite the writer
-/// thread (none for an in-memory database).
+/// thread (none for an in-memory database), on PostgreSQL connections held for it.
 #[derive(Clone, Debug)]
 pub(crate) struct Committer {
     pub(crate) pool: db::Pool,
     pub(crate) lane: sqlite::Lane,
+    /// PostgreSQL's connections held for the committers (none on SQLite, nor with a small
+    /// pool).
+    pub(crate) held: Option<Arc<postgres::Held>>,
 }
 
 impl SqlStore {
@@ -518,6 +521,9 @@ impl SqlStore {
             if let Some(held) = &own.held {
                 held.close().await;
             }
+            if let Some(held) = &own.committer {
+                held.close().await;
+            }
         }
     }
 
@@ -544,7 +550,9 @@ impl SqlStore {
             db::Pool::Sqlite(pool, _) => {
                 sqlite::commit_at_once(pool, &committer.lane, drafts, now).await
             }
-            db::Pool::Postgres(pool) => postgres::commit_at_once(pool, drafts, now).await,
+            db::Pool::Postgres(pool) => {
+                postgres::commit_at_once(pool, committer.held.as_deref(), drafts, now).await
+            }
         }
     }
 }

@@ -13,11 +13,15 @@ use super::{ConnectError, SqlStore};
 
 mod held;
 
+pub(crate) use held::Held;
+
 /// What only the PostgreSQL store has.
 #[derive(Debug)]
 pub(crate) struct Own {
     /// Connections outside the pool for a connect's read (none with a small pool).
-    pub(crate) held: Option<held::HeldReads>,
+    pub(crate) held: Option<held::Held>,
+    /// The group committers' held connections (none with a small pool).
+    pub(crate) committer: Option<Arc<held::Held>>,
     /// The database's clock, as this node reads it.
     pub(crate) clock: Arc<Clock>,
     /// The task that measures it, stopped with the store.
@@ -83,6 +87,11 @@ impl Clock {
 const HELD: u32 = 2;
 const HELD_FROM: u32 = 6;
 
+/// The group committers, each with a connection held outside the pool, out of
+/// `--db-max-connections` when it is at least `HELD_COMMITS_FROM`.
+const COMMITTERS: u32 = 2;
+const HELD_COMMITS_FROM: u32 = 8;
+
 /// A pooled connection used this recently is handed out without a test.
 const RECENTLY_USED: Duration = Duration::from_secs(1);
 
@@ -107,6 +116,11 @@ pub async fn connect(url: &str, store: super::StoreOptions) -> Result<SqlStore, 
     } else {
         0
     };
+    let held_commits = if store.max_connections >= HELD_COMMITS_FROM {
+        COMMITTERS
+    } else {
+        0
+    };
     // A connection idle for a while is tested before it is handed out (a database restart
     // breaks it); one used within the last second is not, which saves every busy query a
     // round trip to the server.
@@ -120,7 +134,7 @@ pub async fn connect(url: &str, store: super::StoreOptions) -> Result<SqlStore, 
                 Ok(true)
             })
         })
-        .max_connections((store.max_connections - held).max(2))
+        .max_connections((store.max_connections - held - held_commits).max(2))
         .acquire_timeout(acquire_timeout)
         .connect_with(options.clone())
         .await?;
@@ -133,13 +147,23 @@ pub async fn connect(url: &str, store: super::StoreOptions) -> Result<SqlStore, 
     // the last one (at 5,000 calls/s the server's CPU 13 % lower, the hub's 9 %, than with
     // both taking every call); the second helps only while more waits than one group takes,
     // so that a large announcement's parts are committed side by side (one committer alone
-    // delivered a fan-out to 10,000 0.74 times as fast).
+    // delivered a fan-out to 10,000 0.74 times as fast). A group's one statement runs on a
+    // connection held for the committers: through the pool, each would cost the hub and the
+    // server a second round trip, the ping of its connection's release.
     let faults = std::sync::Arc::<tickethub_actors::ports::StoreFaults>::default();
     let committer = super::Committer {
         pool: pool.clone(),
         lane: None,
+        held: (held_commits > 0).then(|| {
+            Arc::new(held::Held::new(
+                options.clone(),
+                held::COMMITS,
+                held_commits as usize,
+                acquire_timeout,
+            ))
+        }),
     };
-    let commits = SqlStore::group_committer(committer, 2, faults.clone());
+    let commits = SqlStore::group_committer(committer.clone(), COMMITTERS as usize, faults.clone());
     let clock = Arc::new(Clock::default());
     let measuring = tokio::spawn(clock.clone().measure(pool.clone())).abort_handle();
     Ok(SqlStore {
@@ -151,7 +175,9 @@ pub async fn connect(url: &str, store: super::StoreOptions) -> Result<SqlStore, 
         purge_bounds: Default::default(),
         users: std::sync::Arc::new(tickethub_actors::ports::UserCache::new(store.user_cache)),
         own: super::Own::Postgres(std::sync::Arc::new(Own {
-            held: (held > 0).then(|| held::HeldReads::new(options, held as usize, acquire_timeout)),
+            held: (held > 0)
+                .then(|| held::Held::new(options, held::READS, held as usize, acquire_timeout)),
+            committer: committer.held,
             clock,
             measuring,
         })),
@@ -232,23 +258,56 @@ static ONE_STATEMENT_EACH: std::sync::LazyLock<String> = std::sync::LazyLock::ne
 /// in id order (`FOR NO KEY UPDATE` under `ORDER BY`, as the statement-by-statement path
 /// does), so concurrent groups cannot deadlock; a recipient that does not exist leaves its
 /// seq NULL, which NOT NULL refuses, and the statement applies nothing.
+/// The statement runs on one of `held`'s connections, or through the pool when none is free.
 pub(crate) async fn commit_at_once(
     pool: &PgPool,
+    held: Option<&held::Held>,
     drafts: Vec<tickethub_actors::notification::Draft>,
     now: chrono::DateTime<chrono::Utc>,
 ) -> (
     Vec<tickethub_actors::notification::Draft>,
     Result<Vec<(i64, i64)>, super::notifications::CommitFailure>,
 ) {
-    let applied = commit_one_statement(pool, &drafts, now).await;
+    let taken = match held {
+        Some(held) => held.take().await,
+        None => None,
+    };
+    let applied = match taken {
+        Some(mut taken) => {
+            let (applied, usable) = commit_one_statement(taken.conn(), &drafts, now).await;
+            // A connection the server refused a statement on is kept; one that broke, or that
+            // the server is closing, is closed, and the next group opens a fresh one.
+            if usable {
+                taken.keep();
+            }
+            applied
+        }
+        None => commit_one_statement(pool, &drafts, now).await.0,
+    };
     (drafts, applied)
 }
 
-async fn commit_one_statement(
-    pool: &PgPool,
+/// Whether a connection is fit for the next statement after this one failed on it: the server
+/// refused the statement and goes on serving the connection (an `ERROR`, not a `FATAL`), or the
+/// statement was never sent.
+fn still_usable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(e) => e
+            .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+            .is_some_and(|e| e.severity() == sqlx::postgres::PgSeverity::Error),
+        sqlx::Error::Encode(_) => true,
+        _ => false,
+    }
+}
+
+async fn commit_one_statement<'c>(
+    on: impl sqlx::PgExecutor<'c>,
     drafts: &[tickethub_actors::notification::Draft],
     now: chrono::DateTime<chrono::Utc>,
-) -> Result<Vec<(i64, i64)>, super::notifications::CommitFailure> {
+) -> (
+    Result<Vec<(i64, i64)>, super::notifications::CommitFailure>,
+    bool,
+) {
     use super::notifications::CommitFailure;
     let (counts, back) = super::notifications::seq_plan(drafts);
     let (users, ns): (Vec<i64>, Vec<i64>) = counts.into_iter().unzip();
@@ -334,17 +393,23 @@ async fn commit_one_statement(
         .bind(x_channels)
         .bind(x_addresses)
         .bind(x_recipients)
-        .fetch_all(pool)
-        .await
-        .map_err(|e| match e {
-            // The server refused the statement, or it never reached the server: nothing
-            // applied.
-            sqlx::Error::Database(_)
-            | sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::Encode(_) => CommitFailure::NotApplied(super::backend_error(e)),
-            // The connection broke on the way: it may have applied.
-            e => CommitFailure::Unknown(super::backend_error(e)),
-        })?;
-    super::notifications::placement(drafts, &back, rows)
+        .fetch_all(on)
+        .await;
+    match rows {
+        Ok(rows) => (super::notifications::placement(drafts, &back, rows), true),
+        Err(e) => {
+            let usable = still_usable(&e);
+            let failure = match e {
+                // The server refused the statement, or it never reached the server: nothing
+                // applied.
+                sqlx::Error::Database(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::Encode(_) => CommitFailure::NotApplied(super::backend_error(e)),
+                // The connection broke on the way: it may have applied.
+                e => CommitFailure::Unknown(super::backend_error(e)),
+            };
+            (Err(failure), usable)
+        }
+    }
 }

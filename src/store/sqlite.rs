@@ -441,6 +441,7 @@ pub async fn connect(url: &str, store: super::StoreOptions) -> Result<SqlStore, 
     let committer = super::Committer {
         pool: writer.clone(),
         lane: lane.clone(),
+        held: None,
     };
     let commits = SqlStore::group_committer(committer, 1, faults.clone());
     Ok(SqlStore {
