@@ -20,6 +20,46 @@ impl SqlStore {
         }
     }
 
+    /// One user by id, with where their notification stream stands, kept in the cache when
+    /// active: the read a socket's connect makes, also for a token's user and a send's one
+    /// recipient missing from the cache. On SQLite it runs on the caller's thread when the
+    /// inline reader is free, on PostgreSQL on a held connection when one is free (no hand-off
+    /// to a pool's worker, no ping of a pooled connection given back), else through the pool.
+    async fn read_user(
+        &self,
+        id: tickethub_actors::domain::UserId,
+    ) -> Result<
+        Option<(
+            tickethub_actors::domain::User,
+            tickethub_actors::ports::NotificationCursor,
+        )>,
+        tickethub_actors::ports::StoreError,
+    > {
+        let cache = self.users();
+        let generation = cache.generation();
+        if let Some(read) = self.inline().and_then(|r| r.user_and_cursor(id.0)) {
+            cache.fill(generation, read.as_ref().map(|(user, _)| user));
+            return Ok(read);
+        }
+        let sql = format!(
+            "SELECT {}, last_seq, acked_seq, sent_seq FROM users WHERE id = $1",
+            crate::store::user_columns(self.kind())
+        );
+        let row = self.row_by_id(&sql, id.0).await?;
+        let Some(row) = row else { return Ok(None) };
+        let cursor = tickethub_actors::ports::NotificationCursor {
+            last_seq: row.try_get("last_seq").map_err(backend_error)?,
+            acked_seq: row.try_get("acked_seq").map_err(backend_error)?,
+            sent_seq: row.try_get("sent_seq").map_err(backend_error)?,
+        };
+        let user = row
+            .decode::<crate::store::UserRow>()
+            .map_err(backend_error)?
+            .into_user()?;
+        cache.fill(generation, Some(&user));
+        Ok(Some((user, cursor)))
+    }
+
     /// Reads these users and keeps the active ones in the cache.
     async fn read_users(
         &self,
@@ -157,24 +197,10 @@ impl tickethub_actors::ports::UserStore for SqlStore {
         &self,
         id: tickethub_actors::domain::UserId,
     ) -> Result<Option<tickethub_actors::domain::User>, tickethub_actors::ports::StoreError> {
-        let cache = self.users();
-        if let Some(user) = cache.get(id) {
+        if let Some(user) = self.users().get(id) {
             return Ok(Some(user));
         }
-        let generation = cache.generation();
-        let sql = format!(
-            "SELECT {} FROM users WHERE id = $1",
-            crate::store::user_columns(self.kind())
-        );
-        let user = db::query_as::<crate::store::UserRow>(&sql)
-            .bind(id.0)
-            .fetch_optional(self.reader())
-            .await
-            .map_err(backend_error)?
-            .map(crate::store::UserRow::into_user)
-            .transpose()?;
-        cache.fill(generation, user.as_ref());
-        Ok(user)
+        Ok(self.read_user(id).await?.map(|(user, _)| user))
     }
 
     async fn user_and_cursor(
@@ -187,32 +213,13 @@ impl tickethub_actors::ports::UserStore for SqlStore {
         )>,
         tickethub_actors::ports::StoreError,
     > {
-        let cache = self.users();
-        if let Some(user) = cache.get(id) {
+        if let Some(user) = self.users().get(id) {
             return Ok(Some((user, None)));
         }
-        let generation = cache.generation();
-        if let Some(read) = self.inline().and_then(|r| r.user_and_cursor(id.0)) {
-            cache.fill(generation, read.as_ref().map(|(user, _)| user));
-            return Ok(read.map(|(user, cursor)| (user, Some(cursor))));
-        }
-        let sql = format!(
-            "SELECT {}, last_seq, acked_seq, sent_seq FROM users WHERE id = $1",
-            crate::store::user_columns(self.kind())
-        );
-        let row = self.row_by_id(&sql, id.0).await?;
-        let Some(row) = row else { return Ok(None) };
-        let cursor = tickethub_actors::ports::NotificationCursor {
-            last_seq: row.try_get("last_seq").map_err(backend_error)?,
-            acked_seq: row.try_get("acked_seq").map_err(backend_error)?,
-            sent_seq: row.try_get("sent_seq").map_err(backend_error)?,
-        };
-        let user = row
-            .decode::<crate::store::UserRow>()
-            .map_err(backend_error)?
-            .into_user()?;
-        cache.fill(generation, Some(&user));
-        Ok(Some((user, Some(cursor))))
+        Ok(self
+            .read_user(id)
+            .await?
+            .map(|(user, cursor)| (user, Some(cursor))))
     }
 
     async fn user_with_hash(
@@ -358,9 +365,18 @@ impl tickethub_actors::ports::UserStore for SqlStore {
         // so that the next call finds them held.
         let cache = self.users();
         let (mut active, missing) = cache.held_ids(ids);
-        if !missing.is_empty() {
-            let read = self.read_users(&missing).await?;
-            active.extend(read.iter().filter(|u| u.is_active).map(|u| u.id));
+        match missing[..] {
+            [] => {}
+            // A send to one person: read as a connect reads its user.
+            [id] => {
+                if let Some((user, _)) = self.read_user(id).await? {
+                    active.extend(user.is_active.then_some(user.id));
+                }
+            }
+            _ => {
+                let read = self.read_users(&missing).await?;
+                active.extend(read.iter().filter(|u| u.is_active).map(|u| u.id));
+            }
         }
         active.sort_unstable();
         active.dedup();

@@ -7,9 +7,11 @@ use tickethub_actors::ports::{NotificationCursor, Store, StoreError};
 use crate::harness::{patience, Backend, TestDb};
 mod notification_pages;
 mod postgres_connections;
+mod user_reads;
 use notification_pages::*;
 use postgres_connections::*;
 use std::time::Duration;
+use user_reads::*;
 
 async fn open(db: &TestDb) -> std::sync::Arc<dyn Store> {
     tickethub::store::connect(&db.url).await.unwrap()
@@ -847,6 +849,7 @@ async fn a_join_request_is_decided_once(backend: Backend) {
 crate::trials! {
     both: [
         users_round_trip,
+        one_user_is_read_by_key_for_a_send_and_a_token,
         projects_and_members,
         migrations_are_idempotent,
         batched_commits_give_every_recipient_the_next_seq,
