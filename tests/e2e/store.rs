@@ -865,6 +865,7 @@ crate::trials! {
         the_sqlite_log_stays_bounded_while_readers_never_pause,
         a_connects_read_goes_over_a_held_connection_that_survives_the_server_dropping_it,
         a_group_commit_goes_over_a_held_connection_that_survives_the_server_dropping_it,
+        a_sends_one_missing_recipient_is_read_on_a_held_connection,
         postgres_connections_plan_a_statement_once_for_all_its_values,
         a_new_sqlite_database_writes_three_small_pages_a_notification,
         a_postgresql_notification_writes_two_index_entries,

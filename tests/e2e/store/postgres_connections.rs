@@ -228,3 +228,21 @@ pub(super) async fn a_group_commit_goes_over_a_held_connection_that_survives_the
     assert_eq!(titles, expected, "{third:?}");
     assert_eq!(fourth[0].seq, expected.len() as i64);
 }
+
+/// On PostgreSQL, a send's one recipient missing from the user cache is read on a held
+/// connection, as a connect reads its user, not through the pool.
+pub(super) async fn a_sends_one_missing_recipient_is_read_on_a_held_connection() {
+    use sqlx::Connection;
+    let db = TestDb::create(&Backend::postgres()).await;
+    let store = open(&db).await;
+    let ann = add_user(&store, "ann").await;
+    let mut admin = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    assert_eq!(held_connections(&mut admin, READS).await, []);
+    assert_eq!(store.active_user_ids(&[ann.id]).await.unwrap(), [ann.id]);
+    let held = held_connections(&mut admin, READS).await;
+    assert_eq!(held.len(), 1, "{held:?}");
+    assert!(
+        held[0].1.contains("acked_seq, sent_seq FROM users"),
+        "the held connection read the recipient: {held:?}"
+    );
+}
