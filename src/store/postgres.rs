@@ -258,6 +258,7 @@ static ONE_STATEMENT_EACH: std::sync::LazyLock<String> = std::sync::LazyLock::ne
 /// in id order (`FOR NO KEY UPDATE` under `ORDER BY`, as the statement-by-statement path
 /// does), so concurrent groups cannot deadlock; a recipient that does not exist leaves its
 /// seq NULL, which NOT NULL refuses, and the statement applies nothing.
+///
 /// The statement runs on one of `held`'s connections, or through the pool when none is free.
 pub(crate) async fn commit_at_once(
     pool: &PgPool,

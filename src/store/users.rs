@@ -60,11 +60,20 @@ impl SqlStore {
         Ok(Some((user, cursor)))
     }
 
-    /// Reads these users and keeps the active ones in the cache.
+    /// Reads these users and keeps the active ones in the cache; one alone (a send to one
+    /// person) is read by key, as a connect reads its user.
     async fn read_users(
         &self,
         ids: &[tickethub_actors::domain::UserId],
     ) -> Result<Vec<tickethub_actors::domain::User>, tickethub_actors::ports::StoreError> {
+        if let [id] = ids {
+            return Ok(self
+                .read_user(*id)
+                .await?
+                .into_iter()
+                .map(|(user, _)| user)
+                .collect());
+        }
         let cache = self.users();
         let generation = cache.generation();
         let mut q = db::Builder::new(format!(
@@ -365,18 +374,9 @@ impl tickethub_actors::ports::UserStore for SqlStore {
         // so that the next call finds them held.
         let cache = self.users();
         let (mut active, missing) = cache.held_ids(ids);
-        match missing[..] {
-            [] => {}
-            // A send to one person: read as a connect reads its user.
-            [id] => {
-                if let Some((user, _)) = self.read_user(id).await? {
-                    active.extend(user.is_active.then_some(user.id));
-                }
-            }
-            _ => {
-                let read = self.read_users(&missing).await?;
-                active.extend(read.iter().filter(|u| u.is_active).map(|u| u.id));
-            }
+        if !missing.is_empty() {
+            let read = self.read_users(&missing).await?;
+            active.extend(read.iter().filter(|u| u.is_active).map(|u| u.id));
         }
         active.sort_unstable();
         active.dedup();

@@ -21,8 +21,8 @@ const REOPEN_AFTER: Duration = Duration::from_secs(1);
 
 /// A few connections, each used by one statement at a time. When all are busy, or one fails
 /// to open, the statement goes through the pool instead, which tests and reopens its own; a
-/// connection whose statement fails is dropped (a database restart breaks every held
-/// connection, and the next statements open new ones). As in the pool, a connection idle for
+/// connection whose statement fails is dropped unless its user keeps it (a database restart
+/// breaks every held connection, and the next statements open new ones). As in the pool, a connection idle for
 /// a second or more is tested before it is used, so that a restart is noticed before a
 /// statement is sent rather than by it.
 #[derive(Debug)]
