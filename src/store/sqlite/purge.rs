@@ -69,18 +69,15 @@ pub(crate) fn run(conn: &mut Connection, batch: &Batch) -> Result<u64, StoreErro
     if ids.is_empty() {
         return Ok(0);
     }
+    let ids = json_ids(&ids);
     let tallies = tally(&tx, fold, &ids).map_err(backend)?;
     store_rollups(&tx, tallies).map_err(backend)?;
     let deleted = tx
-        .execute(
-            &format!(
-                "DELETE FROM {} WHERE {} IN ({})",
-                batch.table,
-                batch.key,
-                marks(ids.len())
-            ),
-            rusqlite::params_from_iter(&ids),
-        )
+        .prepare_cached(&format!(
+            "DELETE FROM {} WHERE {}{IDS}",
+            batch.table, batch.key
+        ))
+        .and_then(|mut delete| delete.execute([&ids]))
         .map_err(backend)?;
     tx.commit().map_err(backend)?;
     Ok(deleted as u64)
@@ -89,6 +86,25 @@ pub(crate) fn run(conn: &mut Connection, batch: &Batch) -> Result<u64, StoreErro
 /// `?, ?, …`: `n` parameters.
 fn marks(n: usize) -> String {
     vec!["?"; n].join(", ")
+}
+
+/// A batch's keys, as the one parameter `?1` of [`IDS`]: every statement of a batch has one
+/// text whatever the batch's length, so that each is prepared once per connection, not once
+/// per batch (a third of a 200-row batch's time went to parsing and planning its statements).
+const IDS: &str = " IN (SELECT value FROM json_each(?1))";
+
+/// `[1,2,…]`: the keys of a batch as one JSON text.
+fn json_ids(ids: &[i64]) -> String {
+    let mut json = String::with_capacity(ids.len() * 8 + 2);
+    json.push('[');
+    for (i, id) in ids.iter().enumerate() {
+        if i > 0 {
+            json.push(',');
+        }
+        json.push_str(&id.to_string());
+    }
+    json.push(']');
+    json
 }
 
 /// A time column's value.
@@ -118,12 +134,13 @@ fn from_sql(i: usize, e: FromSqlError) -> rusqlite::Error {
 
 /// The rows `ids` name, tallied as the pool's fold tallies them: for notifications, with
 /// their outbox rows and steps, which their deletion takes along.
-fn tally(conn: &Connection, fold: Fold, ids: &[i64]) -> rusqlite::Result<Tallies> {
+fn tally(conn: &Connection, fold: Fold, ids: &str) -> rusqlite::Result<Tallies> {
     let mut tallies = Tallies::default();
-    let within = |column: &str| format!(" WHERE {column} IN ({})", marks(ids.len()));
+    let within = |column: &str| format!(" WHERE {column}{IDS}");
     if fold == Fold::Notifications {
-        let mut q = conn.prepare(&format!("{}{}", sql::NOTIFICATION_FACTS, within("n.id")))?;
-        let mut rows = q.query(rusqlite::params_from_iter(ids))?;
+        let mut q =
+            conn.prepare_cached(&format!("{}{}", sql::NOTIFICATION_FACTS, within("n.id")))?;
+        let mut rows = q.query([ids])?;
         while let Some(row) = rows.next()? {
             tallies.notification(&sql::notification_facts((
                 row.get(0)?,
@@ -139,8 +156,8 @@ fn tally(conn: &Connection, fold: Fold, ids: &[i64]) -> rusqlite::Result<Tallies
             Fold::Notifications => "d.notification_id",
             _ => "d.id",
         };
-        let mut q = conn.prepare(&format!("{}{}", sql::DELIVERY_FACTS, within(column)))?;
-        let mut rows = q.query(rusqlite::params_from_iter(ids))?;
+        let mut q = conn.prepare_cached(&format!("{}{}", sql::DELIVERY_FACTS, within(column)))?;
+        let mut rows = q.query([ids])?;
         while let Some(row) = rows.next()? {
             tallies.delivery(&sql::delivery_facts((
                 row.get(0)?,
@@ -158,8 +175,8 @@ fn tally(conn: &Connection, fold: Fold, ids: &[i64]) -> rusqlite::Result<Tallies
             Fold::Notifications => "e.notification_id",
             _ => "e.id",
         };
-        let mut q = conn.prepare(&format!("{}{}", sql::ESCALATION_FACTS, within(column)))?;
-        let mut rows = q.query(rusqlite::params_from_iter(ids))?;
+        let mut q = conn.prepare_cached(&format!("{}{}", sql::ESCALATION_FACTS, within(column)))?;
+        let mut rows = q.query([ids])?;
         while let Some(row) = rows.next()? {
             if let Some(fired) = sql::escalation_facts((row.get(0)?, at(row, 1)?, row.get(2)?)) {
                 tallies.escalation(&fired);
