@@ -107,7 +107,9 @@ pub struct PurgeSnapshot {
     pub last_finished: Option<DateTime<Utc>>,
     /// See `last_started`.
     pub last_removed: u64,
-    /// Batches that failed since the actor started.
+    /// Tables vacuumed after a sweep since the actor started ([`RetentionStore::reclaim`]).
+    pub vacuumed: u64,
+    /// Batches (and reclaims) that failed since the actor started.
     pub errors: u64,
     /// Why the last failed.
     pub last_error: Option<String>,
@@ -124,6 +126,8 @@ struct Sweep {
     /// What is left to purge, each with its cutoff.
     left: Vec<(Purgeable, DateTime<Utc>)>,
     removed: u64,
+    /// What it deleted rows of.
+    purged: Vec<Purgeable>,
     /// The failures of the batch being tried, in a row.
     failures: u32,
 }
@@ -174,6 +178,7 @@ impl Actor for PurgeActor {
                 state.sweep = Some(Sweep {
                     left,
                     removed: 0,
+                    purged: Vec::new(),
                     failures: 0,
                 });
                 state.snapshot.sweeping = true;
@@ -211,12 +216,17 @@ impl PurgeActor {
                         .increment(n);
                     *state.snapshot.removed.entry(what.as_str()).or_default() += n;
                     sweep.removed += n;
+                    if !sweep.purged.contains(&what) {
+                        sweep.purged.push(what);
+                    }
                 }
                 // A short batch: nothing of this kind is left.
                 if (n as i64) < self.policy.batch {
                     sweep.left.pop();
                 }
                 if sweep.left.is_empty() {
+                    let purged = std::mem::take(&mut sweep.purged);
+                    self.reclaim(&purged, &mut state.snapshot).await;
                     self.finish(myself, state);
                 } else {
                     myself.send_after(self.policy.pause, || PurgeMsg::Batch);
@@ -234,6 +244,31 @@ impl PurgeActor {
                 } else {
                     self.finish(myself, state);
                 }
+            }
+        }
+    }
+
+    /// Gives the space of what a finished sweep deleted back to the database, where it
+    /// would not take it back on its own. A failure is logged and counted; the rows are gone
+    /// either way, and the next sweep tries again.
+    async fn reclaim(&self, purged: &[Purgeable], snapshot: &mut PurgeSnapshot) {
+        if purged.is_empty() {
+            return;
+        }
+        match self.store.reclaim(purged).await {
+            Ok(tables) => {
+                if !tables.is_empty() {
+                    tracing::debug!(?tables, "purge: vacuumed what the sweep deleted");
+                    metrics::counter!("tickethub_purge_vacuums_total")
+                        .increment(tables.len() as u64);
+                    snapshot.vacuumed += tables.len() as u64;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "purge: vacuuming what the sweep deleted failed");
+                metrics::counter!("tickethub_purge_errors_total").increment(1);
+                snapshot.errors += 1;
+                snapshot.last_error = Some(e.to_string());
             }
         }
     }

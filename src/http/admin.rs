@@ -488,6 +488,7 @@ async fn actors(
             "last_started": s.last_started.map(crate::timeline::at),
             "last_finished": s.last_finished.map(crate::timeline::at),
             "last_removed": s.last_removed,
+            "vacuumed": s.vacuumed,
             "errors": s.errors,
             "last_error": s.last_error,
         }),

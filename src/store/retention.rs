@@ -292,4 +292,46 @@ impl tickethub_actors::ports::RetentionStore for SqlStore {
         let (n,) = q.fetch_one(self.reader()).await.map_err(backend_error)?;
         Ok(n.max(0) as u64)
     }
+
+    async fn reclaim(
+        &self,
+        purged: &[tickethub_actors::ports::Purgeable],
+    ) -> Result<Vec<String>, tickethub_actors::ports::StoreError> {
+        let db::Pool::Postgres(pool) = self.writer() else {
+            return Ok(Vec::new());
+        };
+        // Autovacuum (PostgreSQL's default) reclaims the dead rows of a table once they are a
+        // fifth of it; without it, nothing would, and the database would grow by every row
+        // the purge deletes. Asked at every sweep: an operator may turn it on or off.
+        let (autovacuum,): (String,) = sqlx::query_as("SELECT current_setting('autovacuum')")
+            .fetch_one(pool)
+            .await
+            .map_err(backend_error)?;
+        if autovacuum == "on" {
+            return Ok(Vec::new());
+        }
+        let mut tables: Vec<String> = purged
+            .iter()
+            .map(|what| crate::store::retention::rows_of(*what).0.to_owned())
+            .collect();
+        // And the tables whose rows went with them, by `ON DELETE CASCADE`.
+        let cascaded: Vec<(String,)> = sqlx::query_as(
+            "SELECT DISTINCT conrelid::regclass::text FROM pg_constraint \
+             WHERE contype = 'f' AND confdeltype = 'c' AND confrelid = ANY($1::text[]::regclass[])",
+        )
+        .bind(&tables)
+        .fetch_all(pool)
+        .await
+        .map_err(backend_error)?;
+        tables.extend(cascaded.into_iter().map(|(t,)| t));
+        tables.sort();
+        tables.dedup();
+        // Outside any transaction (`VACUUM` cannot run in one), beside live commits: it takes
+        // no lock they wait for.
+        sqlx::raw_sql(&format!("VACUUM (ANALYZE) {}", tables.join(", ")))
+            .execute(pool)
+            .await
+            .map_err(backend_error)?;
+        Ok(tables)
+    }
 }

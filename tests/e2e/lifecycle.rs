@@ -348,6 +348,65 @@ async fn a_purge_runs_beside_live_commits(backend: Backend) {
     );
 }
 
+/// `SELECT` of one text on the hub's PostgreSQL database.
+async fn pg_text(hub: &TestHub, sql: &str) -> String {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(&hub.db.url).await.unwrap();
+    let (text,): (String,) = sqlx::query_as(sql).fetch_one(&mut conn).await.unwrap();
+    text
+}
+
+async fn a_sweep_vacuums_what_it_deleted_where_nothing_else_would(backend: Backend) {
+    let postgres = matches!(backend, Backend::Postgres(_));
+    let hub = purging_hub(&backend, |_| {}).await;
+    let admin = hub.user("root", Role::Admin).await;
+    let ann = hub.user("ann", Role::Client).await;
+    for i in 0..3 {
+        send(&hub, &admin, &ann, &format!("n{i}")).await;
+    }
+    hub.post_as(&ann, "/api/notifications/mark_all_as_read/", json!({}), 200)
+        .await;
+    // A sweep that deletes nothing vacuums nothing.
+    let before = sweep(&hub).await;
+    // All but the newest, which is always kept.
+    assert_eq!(before.removed.get("read_notifications"), Some(&2));
+    let idle = sweep(&hub).await;
+    assert_eq!(idle.last_removed, 0, "{idle:?}");
+    assert_eq!(idle.vacuumed, before.vacuumed, "{idle:?}");
+    // PostgreSQL's autovacuum (its default) reclaims dead rows on its own; with it off the
+    // sweep vacuums the tables it deleted from, and those its deletions cascaded to. SQLite
+    // reuses a deleted row's pages at once.
+    let autovacuum = if postgres {
+        pg_text(&hub, "SELECT current_setting('autovacuum')").await == "on"
+    } else {
+        true
+    };
+    if autovacuum {
+        assert_eq!(before.vacuumed, 0, "{before:?}");
+        return;
+    }
+    // notifications, and the tables pointing at it (deliveries, escalations, replies …).
+    assert!(before.vacuumed >= 2, "{before:?}");
+    assert_eq!(before.errors, 0, "{before:?}");
+    // PostgreSQL's own count of the table's vacuums (its dead rows are not counted here: a
+    // transaction open elsewhere in the database at that moment may keep some for the next).
+    let vacuums = "SELECT vacuum_count::text FROM pg_stat_user_tables \
+                   WHERE relname = 'notifications' AND schemaname = current_schema()";
+    eventually_some("notifications was vacuumed", || async {
+        (pg_text(&hub, vacuums).await.parse::<i64>().unwrap() >= 1).then_some(())
+    })
+    .await;
+    // The supervision tree says so.
+    let text = hub
+        .get_as(&admin, "/api/admin/actors", 200)
+        .await
+        .to_string();
+    assert!(
+        text.contains(&format!("\"vacuumed\":{}", before.vacuumed)),
+        "{text}"
+    );
+}
+
 async fn erasure_removes_a_person_and_keeps_their_tickets(backend: Backend) {
     let (a, b) = TestHub::pair_on_redis(&backend).await;
     let admin = a.user_with("root", Role::Admin, true).await;
@@ -465,6 +524,7 @@ crate::trials! {
         retention_purges_read_history_and_keeps_what_was_never_delivered,
         unread_notifications_stay_unless_retention_unread_says_otherwise,
         a_purge_runs_beside_live_commits,
+        a_sweep_vacuums_what_it_deleted_where_nothing_else_would,
         erasure_removes_a_person_and_keeps_their_tickets,
     ],
     tests: [],

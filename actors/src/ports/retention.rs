@@ -82,6 +82,14 @@ pub trait RetentionStore: Send + Sync {
     ) -> Result<u64, StoreError>;
     /// How many rows of `what` a purge with this cutoff would delete.
     async fn purgeable(&self, what: Purgeable, cutoff: DateTime<Utc>) -> Result<u64, StoreError>;
+    /// After a sweep that deleted rows of each of `purged`: makes the deleted rows' space
+    /// reusable where the database would not do it on its own (PostgreSQL with autovacuum off
+    /// vacuums their tables, and those the deletions cascaded to); answers the tables it
+    /// reclaimed. SQLite reuses a deleted row's pages at once.
+    async fn reclaim(&self, purged: &[Purgeable]) -> Result<Vec<String>, StoreError> {
+        let _ = purged;
+        Ok(Vec::new())
+    }
 }
 
 /// Faults a store can be told to simulate, for fault-injection tests: each counter is how many
