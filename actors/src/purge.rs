@@ -250,7 +250,7 @@ impl PurgeActor {
 
     /// Gives the space of what a finished sweep deleted back to the database, where it
     /// would not take it back on its own. A failure is logged and counted; the rows are gone
-    /// either way, and the next sweep tries again.
+    /// either way, and the next sweep that deletes rows vacuums their tables again.
     async fn reclaim(&self, purged: &[Purgeable], snapshot: &mut PurgeSnapshot) {
         if purged.is_empty() {
             return;
