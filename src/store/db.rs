@@ -67,6 +67,20 @@ impl Kind {
         }
     }
 
+    /// A user's highest seq, in SQL, for the `users` row in scope: on PostgreSQL its
+    /// `last_seq`, which every commit bumps; on SQLite the larger of that floor and the
+    /// highest seq of the user's notifications (one seek of the (user_id, seq) index), since
+    /// a commit there writes no `users` row (SQLite's migration 0032).
+    pub fn last_seq(self) -> &'static str {
+        match self {
+            Kind::Sqlite => {
+                "MAX(users.last_seq, COALESCE((SELECT MAX(seq) FROM notifications \
+                 WHERE notifications.user_id = users.id), 0))"
+            }
+            Kind::Postgres => "users.last_seq",
+        }
+    }
+
     /// The clause that locks the rows a `SELECT` reads until the transaction ends: none on
     /// SQLite.
     pub fn row_lock(self) -> &'static str {

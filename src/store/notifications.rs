@@ -529,7 +529,10 @@ impl SqlStore {
                 .map_err(backend_error)?;
         }
         let users = counts.len();
-        let mut bump = db::Builder::new("UPDATE users SET last_seq = last_seq + c.n FROM ");
+        let mut bump = db::Builder::new(format!(
+            "UPDATE users SET last_seq = {} + c.n FROM ",
+            tx.kind().last_seq()
+        ));
         bump.push_pairs(counts, "c", "user_id", "n");
         bump.push(" WHERE users.id = c.user_id RETURNING id, last_seq");
         let last: HashMap<i64, i64> = bump

@@ -91,8 +91,9 @@ impl InlineReader {
     > {
         static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
             format!(
-                "SELECT {}, last_seq, acked_seq, sent_seq FROM users WHERE id = ?1",
-                super::USER_COLUMNS_SQLITE
+                "SELECT {}, {} AS last_seq, acked_seq, sent_seq FROM users WHERE id = ?1",
+                super::USER_COLUMNS_SQLITE,
+                super::db::Kind::Sqlite.last_seq()
             )
         });
         self.try_read(|c| {

@@ -45,17 +45,20 @@ impl SqlStore {
         user: tickethub_actors::domain::UserId,
         seq: i64,
     ) -> Result<Option<i64>, tickethub_actors::ports::StoreError> {
-        let row: Option<(i64,)> = db::query_as(
+        // Never past the user's highest seq.
+        let last = tx.kind().last_seq();
+        let sql = format!(
             "UPDATE users SET acked_seq = CASE \
-               WHEN $2 > acked_seq THEN (CASE WHEN $2 < last_seq THEN $2 ELSE last_seq END) \
+               WHEN $2 > acked_seq THEN (CASE WHEN $2 < {last} THEN $2 ELSE {last} END) \
                ELSE acked_seq END \
-             WHERE id = $1 RETURNING acked_seq",
-        )
-        .bind(user.0)
-        .bind(seq)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(backend_error)?;
+             WHERE id = $1 RETURNING acked_seq"
+        );
+        let row: Option<(i64,)> = db::query_as(&sql)
+            .bind(user.0)
+            .bind(seq)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend_error)?;
         let Some((acked,)) = row else {
             return Ok(None);
         };

@@ -42,8 +42,9 @@ impl SqlStore {
             return Ok(read);
         }
         let sql = format!(
-            "SELECT {}, last_seq, acked_seq, sent_seq FROM users WHERE id = $1",
-            crate::store::user_columns(self.kind())
+            "SELECT {}, {} AS last_seq, acked_seq, sent_seq FROM users WHERE id = $1",
+            crate::store::user_columns(self.kind()),
+            self.kind().last_seq()
         );
         let row = self.row_by_id(&sql, id.0).await?;
         let Some(row) = row else { return Ok(None) };
@@ -674,9 +675,12 @@ impl tickethub_actors::ports::UserStore for SqlStore {
         user: tickethub_actors::domain::UserId,
     ) -> Result<tickethub_actors::ports::NotificationCursor, tickethub_actors::ports::StoreError>
     {
-        const SQL: &str = "SELECT last_seq, acked_seq, sent_seq FROM users WHERE id = $1";
+        let sql = format!(
+            "SELECT {}, acked_seq, sent_seq FROM users WHERE id = $1",
+            self.kind().last_seq()
+        );
         let row = self
-            .row_by_id(SQL, user.0)
+            .row_by_id(&sql, user.0)
             .await?
             .ok_or_else(|| tickethub_actors::ports::StoreError::NotFound(format!("user {user}")))?;
         let (last_seq, acked_seq, sent_seq): (i64, i64, i64) =
@@ -697,7 +701,10 @@ impl tickethub_actors::ports::UserStore for SqlStore {
         // One query per thousand users, however many are connected; its text is the same
         // for every chunk, so it stays prepared (the ids are one bound array).
         for chunk in users.chunks(1000) {
-            let mut q = db::Builder::new("SELECT id, last_seq FROM users WHERE id");
+            let mut q = db::Builder::new(format!(
+                "SELECT id, {} FROM users WHERE id",
+                self.kind().last_seq()
+            ));
             q.push_in(chunk.iter().map(|id| id.0).collect());
             let rows: Vec<(i64, i64)> = q
                 .build_query_as()

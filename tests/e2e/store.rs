@@ -858,6 +858,7 @@ crate::trials! {
         acks_of_many_users_are_written_in_one_call,
         a_join_request_is_decided_once,
         the_purge_keeps_the_newest_notification_so_no_id_is_given_twice,
+        seqs_go_on_after_every_notification_of_a_user_was_purged,
         analytics_count_the_notifications_of_a_range_exactly,
     ],
     tests: [
@@ -867,7 +868,7 @@ crate::trials! {
         a_group_commit_goes_over_a_held_connection_that_survives_the_server_dropping_it,
         a_sends_one_missing_recipient_is_read_on_a_held_connection,
         postgres_connections_plan_a_statement_once_for_all_its_values,
-        a_new_sqlite_database_writes_three_small_pages_a_notification,
+        a_new_sqlite_database_writes_two_small_pages_a_notification,
         a_postgresql_notification_writes_two_index_entries,
         a_postgresql_seq_bump_keeps_each_users_row_on_its_page,
         a_postgresql_notification_needs_its_recipient_without_a_foreign_key,

@@ -68,11 +68,17 @@ pub(crate) struct WriterSettings<'a> {
 /// The writer connection's page cache, in KiB.
 const CACHE_KIB: i64 = 32 * 1024;
 
-/// A recipient's seq is read, then written: `UPDATE … RETURNING` would buffer its one row in a
-/// temporary b-tree of its own (opened, its first page zeroed, closed), which cost a group
-/// commit more than the two lookups of a leaf already in the cache.
-const LAST_SEQ: &str = "SELECT last_seq FROM users WHERE id = ?1";
-const BUMP: &str = "UPDATE users SET last_seq = ?2 WHERE id = ?1";
+/// A recipient's highest seq: the larger of its `users.last_seq` (the floor the deletes of
+/// its newest notifications leave) and its notifications' highest, one seek of the (user_id,
+/// seq) index. A commit writes no `users` row (migration 0032): the new rows' index entries
+/// are what the next commit reads its seqs from, and a commit of one notification logs two
+/// pages instead of three.
+static LAST_SEQ: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "SELECT {} FROM users WHERE id = ?1",
+        crate::store::db::Kind::Sqlite.last_seq()
+    )
+});
 static INSERT_NOTIFICATION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!("{INSERT_NOTIFICATIONS}VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9, NULL, ?10, ?11)")
 });
@@ -252,18 +258,17 @@ fn open(s: &WriterSettings<'_>) -> rusqlite::Result<Connection> {
     for sql in [
         BEGIN,
         COMMIT,
-        LAST_SEQ,
-        BUMP,
+        RECORD_SENT,
+        &LAST_SEQ,
         &INSERT_NOTIFICATION,
         &INSERT_DELIVERY,
-        RECORD_SENT,
     ] {
         conn.prepare_cached(sql)?;
     }
     Ok(conn)
 }
 
-/// Each recipient's seqs come from bumping `users.last_seq` by the number of drafts it gets; a
+/// Each recipient's seqs follow its highest ([`LAST_SEQ`]), one per draft it gets; a
 /// recipient's drafts take its new seqs in order. A recipient that does not exist rolls the
 /// transaction back (`NotApplied`, and the caller's statement-by-statement commit names it).
 fn commit(
@@ -308,15 +313,13 @@ fn write(
     let now = now.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, false);
     let (counts, back) = seq_plan(drafts);
     let mut last: HashMap<i64, i64> = HashMap::with_capacity(counts.len());
-    let mut read = conn.prepare_cached(LAST_SEQ).map_err(backend)?;
-    let mut bump = conn.prepare_cached(BUMP).map_err(backend)?;
+    let mut read = conn.prepare_cached(&LAST_SEQ).map_err(backend)?;
     for (user, n) in counts {
         let seq: Option<i64> = read
             .query_row(params![user], |row| row.get(0))
             .optional()
             .map_err(backend)?;
         let top = seq.ok_or_else(|| StoreError::NotFound(format!("user {user}")))? + n;
-        bump.execute(params![user, top]).map_err(backend)?;
         last.insert(user, top);
     }
     let mut insert = conn.prepare_cached(&INSERT_NOTIFICATION).map_err(backend)?;

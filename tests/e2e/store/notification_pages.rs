@@ -33,10 +33,11 @@ async fn commit_one(
 }
 
 /// A new SQLite database is made of 2 KiB pages, and its notifications table neither counts
-/// its ids in `sqlite_sequence` nor keeps an index on `is_read` or `created_at`: what a
-/// commit of one notification writes is its row's leaf, its (user, seq) index's leaf and the
-/// recipient's `users` leaf.
-pub(super) async fn a_new_sqlite_database_writes_three_small_pages_a_notification() {
+/// its ids in `sqlite_sequence` nor keeps an index on `is_read` or `created_at`, and a commit
+/// leaves the recipient's `users` row as it was (its seqs are read from the (user, seq)
+/// index): what a commit of one notification writes is its row's leaf and its (user, seq)
+/// index's leaf.
+pub(super) async fn a_new_sqlite_database_writes_two_small_pages_a_notification() {
     let db = TestDb::create(&Backend::Sqlite).await;
     let store = open(&db).await;
     let ann = add_user(&store, "ann").await;
@@ -44,6 +45,14 @@ pub(super) async fn a_new_sqlite_database_writes_three_small_pages_a_notificatio
     let second = commit_one(&store, ann.id, "second").await;
     assert_eq!(second, first + 1, "ids still grow by one");
     let mut conn = sqlite_file(&db).await;
+    let floor: i64 = sqlx::query_scalar("SELECT last_seq FROM users WHERE id = ?")
+        .bind(ann.id.0)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(floor, 0, "no commit wrote ann's users row");
+    let cursor = store.notification_cursor(ann.id).await.unwrap();
+    assert_eq!(cursor.last_seq, 2, "her highest seq, from the index");
     let page: i64 = sqlx::query_scalar("PRAGMA page_size")
         .fetch_one(&mut conn)
         .await
@@ -341,6 +350,31 @@ pub(super) async fn the_notifications_table_is_rebuilt_with_what_points_at_it() 
     assert_eq!(unread, 3);
 }
 
+/// Marks every notification of `user` read and purges the read ones older than `before`, in
+/// batches of `batch`, until a batch finds none: how many went.
+async fn read_and_purge(
+    store: &std::sync::Arc<dyn Store>,
+    user: tickethub_actors::domain::UserId,
+    before: chrono::DateTime<chrono::Utc>,
+    batch: i64,
+) -> u64 {
+    store
+        .mark_all_read(user, &Default::default())
+        .await
+        .unwrap();
+    let mut purged = 0;
+    loop {
+        let n = store
+            .purge(Purgeable::ReadNotifications, before, batch)
+            .await
+            .unwrap();
+        if n == 0 {
+            return purged;
+        }
+        purged += n;
+    }
+}
+
 /// The purge never deletes the newest notification, whatever its age: on SQLite the next one
 /// would take its id again. Once a newer one exists, it goes too.
 pub(super) async fn the_purge_keeps_the_newest_notification_so_no_id_is_given_twice(
@@ -354,26 +388,12 @@ pub(super) async fn the_purge_keeps_the_newest_notification_so_no_id_is_given_tw
         commit_one(&store, ann.id, "two").await,
         commit_one(&store, ann.id, "three").await,
     ];
-    store
-        .mark_all_read(ann.id, &Default::default())
-        .await
-        .unwrap();
     let later = chrono::Utc::now() + chrono::TimeDelta::hours(1);
-    let purged = store
-        .purge(Purgeable::ReadNotifications, later, 100)
-        .await
-        .unwrap();
+    let purged = read_and_purge(&store, ann.id, later, 100).await;
     assert_eq!(purged, 2, "all but the newest");
     let next = commit_one(&store, ann.id, "four").await;
     assert!(next > ids[2], "a new id: {next} after {ids:?}");
-    store
-        .mark_all_read(ann.id, &Default::default())
-        .await
-        .unwrap();
-    let purged = store
-        .purge(Purgeable::ReadNotifications, later, 100)
-        .await
-        .unwrap();
+    let purged = read_and_purge(&store, ann.id, later, 100).await;
     assert_eq!(purged, 1, "the one that was newest");
     let (total, left) = store
         .list_notifications(
@@ -388,6 +408,77 @@ pub(super) async fn the_purge_keeps_the_newest_notification_so_no_id_is_given_tw
         .unwrap();
     assert_eq!(total, 1);
     assert_eq!(left[0].id, next);
+}
+
+/// A user's seqs go on where they were once the purge removed every notification of theirs
+/// (on SQLite, where a commit writes no `users` row, the delete of a user's newest
+/// notification leaves its seq in `users.last_seq`), on the writer's path and on the pool's
+/// (a ticket's transition commits its notifications in its own transaction).
+pub(super) async fn seqs_go_on_after_every_notification_of_a_user_was_purged(backend: Backend) {
+    let db = TestDb::create(&backend).await;
+    let store = open(&db).await;
+    let ann = add_user(&store, "ann").await;
+    let bob = add_user(&store, "bob").await;
+    for title in ["one", "two", "three"] {
+        commit_one(&store, ann.id, title).await;
+    }
+    // The newest notification of all is never purged: bob's.
+    commit_one(&store, bob.id, "newest").await;
+    let later = chrono::Utc::now() + chrono::TimeDelta::hours(1);
+    let purged = read_and_purge(&store, ann.id, later, 2).await;
+    assert_eq!(purged, 3, "every one of ann's, in two batches");
+    let cursor = store.notification_cursor(ann.id).await.unwrap();
+    assert_eq!(
+        cursor.last_seq, 3,
+        "her highest seq outlives her notifications"
+    );
+    let committed = store
+        .commit_notifications(
+            vec![
+                plain_draft(ann.id, "four".into(), "m".into()),
+                plain_draft(ann.id, "five".into(), "m".into()),
+                plain_draft(bob.id, "two".into(), "m".into()),
+            ],
+            None,
+        )
+        .await
+        .unwrap();
+    let mut seqs: Vec<(i64, i64)> = committed.iter().map(|n| (n.user_id.0, n.seq)).collect();
+    seqs.sort();
+    assert_eq!(seqs, [(ann.id.0, 4), (ann.id.0, 5), (bob.id.0, 2)]);
+    // Acks stop at her highest seq, whichever way it is kept.
+    store.ack(ann.id, 99).await.unwrap();
+    let cursor = store.notification_cursor(ann.id).await.unwrap();
+    assert_eq!((cursor.last_seq, cursor.acked_seq), (5, 5));
+    // The pool's path (an idempotent send, marked in the notifications' own transaction)
+    // takes the next one too, and leaves the next for the writer's.
+    let purged = read_and_purge(&store, ann.id, later, 100).await;
+    assert_eq!(purged, 2, "ann's two (bob's newest of all stays)");
+    let mark = tickethub_actors::ports::IdempotencyMark {
+        caller: format!("user:{}", bob.id.0),
+        key: "once".into(),
+    };
+    let now = chrono::Utc::now();
+    store
+        .claim_idempotency(&mark, "send", now, now + chrono::TimeDelta::minutes(1))
+        .await
+        .unwrap();
+    let marked = store
+        .commit_notifications(
+            vec![plain_draft(ann.id, "six".into(), "m".into())],
+            Some(&mark),
+        )
+        .await
+        .unwrap();
+    assert_eq!(marked[0].seq, 6);
+    let next = store
+        .commit_notifications(vec![plain_draft(ann.id, "seven".into(), "m".into())], None)
+        .await
+        .unwrap();
+    assert_eq!(next[0].seq, 7);
+    let mut last = store.last_seqs(&[ann.id, bob.id]).await.unwrap();
+    last.sort();
+    assert_eq!(last, [(ann.id, 7), (bob.id, 2)]);
 }
 
 /// The analytics' live rows of a range are its notifications exactly, on SQLite found by an
