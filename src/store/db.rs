@@ -91,6 +91,27 @@ impl Kind {
     }
 }
 
+/// A statement text that differs by backend, built on its first use on each backend and
+/// kept: a statement run on every call (an ack, a connect's cursor) allocates no text.
+pub(crate) struct PerKind {
+    build: fn(Kind) -> String,
+    texts: [std::sync::OnceLock<String>; 2],
+}
+
+impl PerKind {
+    pub(crate) const fn new(build: fn(Kind) -> String) -> Self {
+        Self {
+            build,
+            texts: [std::sync::OnceLock::new(), std::sync::OnceLock::new()],
+        }
+    }
+
+    /// The text for `kind`'s backend.
+    pub(crate) fn get(&self, kind: Kind) -> &str {
+        self.texts[kind as usize].get_or_init(|| (self.build)(kind))
+    }
+}
+
 /// A value either backend can bind.
 pub(crate) trait Bind<'q>: Send {
     /// Adds the value to SQLite's arguments.
@@ -866,28 +887,9 @@ impl<'q> Separated<'_, 'q> {
         self.first = false;
     }
 
-    /// Appends SQL text after a separator.
-    pub(crate) fn push(&mut self, sql: impl std::fmt::Display) -> &mut Self {
-        self.separate();
-        self.builder.push(sql);
-        self
-    }
-
     /// Appends a bound value's `$n` after a separator.
     pub(crate) fn push_bind<T: Bind<'q> + 'q>(&mut self, value: T) -> &mut Self {
         self.separate();
-        self.builder.push_bind(value);
-        self
-    }
-
-    /// Appends SQL text with no separator.
-    pub(crate) fn push_unseparated(&mut self, sql: impl std::fmt::Display) -> &mut Self {
-        self.builder.push(sql);
-        self
-    }
-
-    /// Appends a bound value's `$n` with no separator.
-    pub(crate) fn push_bind_unseparated<T: Bind<'q> + 'q>(&mut self, value: T) -> &mut Self {
         self.builder.push_bind(value);
         self
     }

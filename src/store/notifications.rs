@@ -407,15 +407,13 @@ impl SqlStore {
         }
     }
 
-    /// Pushes the `INSERT` of a chunk of drafts (each with its index): `offsets[i]` is
-    /// draft i's seq, or with `bumped`, how far below its recipient's `last_seq` (read
-    /// in SQL, after the bump) its seq is. Drafts that share their content (one
-    /// event's) bind it once, and the recipients with their offsets as whole arrays.
+    /// Pushes the `INSERT` of a chunk of drafts (each with its index): `seqs[i]` is draft
+    /// i's seq. Drafts that share their content (one event's) bind it once, and the
+    /// recipients with their seqs as whole arrays.
     fn push_insert<'args>(
         q: &mut db::Builder<'args>,
         chunk: &[(usize, &'args tickethub_actors::notification::Draft)],
-        offsets: &[i64],
-        bumped: bool,
+        seqs: &[i64],
         now: chrono::DateTime<chrono::Utc>,
         event_id: Option<i64>,
     ) {
@@ -425,29 +423,18 @@ impl SqlStore {
             .iter()
             .all(|(_, d)| crate::store::notifications::same_content(d, first))
         {
-            q.push(if bumped {
-                "SELECT r.user_id, (SELECT last_seq FROM users WHERE id = r.user_id) - r.k, "
-            } else {
-                "SELECT r.user_id, r.k, "
-            });
+            q.push("SELECT r.user_id, r.k, ");
             Self::push_content(&mut q.separated(", "), first, now, event_id);
             q.push(" FROM ");
             let rows = chunk
                 .iter()
-                .map(|(i, d)| (d.recipient.0, offsets[*i]))
+                .map(|(i, d)| (d.recipient.0, seqs[*i]))
                 .collect();
             q.push_pairs(rows, "r", "user_id", "k");
         } else {
             q.push_values(chunk, |mut row, (i, d)| {
                 row.push_bind(d.recipient.0);
-                if bumped {
-                    row.push("(SELECT last_seq FROM users WHERE id = ")
-                        .push_bind_unseparated(d.recipient.0)
-                        .push_unseparated(") - ")
-                        .push_bind_unseparated(offsets[*i]);
-                } else {
-                    row.push_bind(offsets[*i]);
-                }
+                row.push_bind(seqs[*i]);
                 Self::push_content(&mut row, d, now, event_id);
             });
         }
@@ -562,7 +549,7 @@ impl SqlStore {
         let mut ids: HashMap<(i64, i64), i64> = HashMap::with_capacity(drafts.len());
         for chunk in indexed.chunks(CHUNK) {
             let mut insert = db::Builder::new("");
-            Self::push_insert(&mut insert, chunk, &seqs, false, now, event_id);
+            Self::push_insert(&mut insert, chunk, &seqs, now, event_id);
             insert.push(" RETURNING id, user_id, seq");
             let rows: Vec<(i64, i64, i64)> = insert
                 .build_query_as()

@@ -46,14 +46,16 @@ impl SqlStore {
         seq: i64,
     ) -> Result<Option<i64>, tickethub_actors::ports::StoreError> {
         // Never past the user's highest seq.
-        let last = tx.kind().last_seq();
-        let sql = format!(
-            "UPDATE users SET acked_seq = CASE \
-               WHEN $2 > acked_seq THEN (CASE WHEN $2 < {last} THEN $2 ELSE {last} END) \
-               ELSE acked_seq END \
-             WHERE id = $1 RETURNING acked_seq"
-        );
-        let row: Option<(i64,)> = db::query_as(&sql)
+        static SQL: db::PerKind = db::PerKind::new(|kind| {
+            let last = kind.last_seq();
+            format!(
+                "UPDATE users SET acked_seq = CASE \
+                   WHEN $2 > acked_seq THEN (CASE WHEN $2 < {last} THEN $2 ELSE {last} END) \
+                   ELSE acked_seq END \
+                 WHERE id = $1 RETURNING acked_seq"
+            )
+        });
+        let row: Option<(i64,)> = db::query_as(SQL.get(tx.kind()))
             .bind(user.0)
             .bind(seq)
             .fetch_optional(&mut *tx)

@@ -41,12 +41,14 @@ impl SqlStore {
             cache.fill(generation, read.as_ref().map(|(user, _)| user));
             return Ok(read);
         }
-        let sql = format!(
-            "SELECT {}, {} AS last_seq, acked_seq, sent_seq FROM users WHERE id = $1",
-            crate::store::user_columns(self.kind()),
-            self.kind().last_seq()
-        );
-        let row = self.row_by_id(&sql, id.0).await?;
+        static SQL: db::PerKind = db::PerKind::new(|kind| {
+            format!(
+                "SELECT {}, {} AS last_seq, acked_seq, sent_seq FROM users WHERE id = $1",
+                crate::store::user_columns(kind),
+                kind.last_seq()
+            )
+        });
+        let row = self.row_by_id(SQL.get(self.kind()), id.0).await?;
         let Some(row) = row else { return Ok(None) };
         let cursor = tickethub_actors::ports::NotificationCursor {
             last_seq: row.try_get("last_seq").map_err(backend_error)?,
@@ -675,12 +677,14 @@ impl tickethub_actors::ports::UserStore for SqlStore {
         user: tickethub_actors::domain::UserId,
     ) -> Result<tickethub_actors::ports::NotificationCursor, tickethub_actors::ports::StoreError>
     {
-        let sql = format!(
-            "SELECT {}, acked_seq, sent_seq FROM users WHERE id = $1",
-            self.kind().last_seq()
-        );
+        static SQL: db::PerKind = db::PerKind::new(|kind| {
+            format!(
+                "SELECT {}, acked_seq, sent_seq FROM users WHERE id = $1",
+                kind.last_seq()
+            )
+        });
         let row = self
-            .row_by_id(&sql, user.0)
+            .row_by_id(SQL.get(self.kind()), user.0)
             .await?
             .ok_or_else(|| tickethub_actors::ports::StoreError::NotFound(format!("user {user}")))?;
         let (last_seq, acked_seq, sent_seq): (i64, i64, i64) =
@@ -701,10 +705,10 @@ impl tickethub_actors::ports::UserStore for SqlStore {
         // One query per thousand users, however many are connected; its text is the same
         // for every chunk, so it stays prepared (the ids are one bound array).
         for chunk in users.chunks(1000) {
-            let mut q = db::Builder::new(format!(
-                "SELECT id, {} FROM users WHERE id",
-                self.kind().last_seq()
-            ));
+            static SQL: db::PerKind = db::PerKind::new(|kind| {
+                format!("SELECT id, {} FROM users WHERE id", kind.last_seq())
+            });
+            let mut q = db::Builder::new(SQL.get(self.kind()));
             q.push_in(chunk.iter().map(|id| id.0).collect());
             let rows: Vec<(i64, i64)> = q
                 .build_query_as()
