@@ -14,6 +14,10 @@ use crate::store::{backend_error, db, SqlStore};
 /// The largest id: the bound of a table with nothing young enough to keep.
 pub(crate) const NO_BOUND: i64 = i64::MAX;
 
+/// The pace of the purge's `VACUUM` on PostgreSQL: autovacuum's own (a 2 ms rest for every
+/// 200 units of page cost), where a `VACUUM` an operator types runs unpaced.
+const VACUUM_PACE: &str = "SET vacuum_cost_delay = '2ms'";
+
 /// The `WHERE` of the rows of `what` older than `$1` (and `$2` = false, where it says so), and
 /// the table and key the batch deletes from.
 pub(crate) fn rows_of(
@@ -327,11 +331,29 @@ impl tickethub_actors::ports::RetentionStore for SqlStore {
         tables.sort();
         tables.dedup();
         // Outside any transaction (`VACUUM` cannot run in one), beside live commits: it takes
-        // no lock they wait for.
-        sqlx::raw_sql(&format!("VACUUM (ANALYZE) {}", tables.join(", ")))
-            .execute(pool)
-            .await
-            .map_err(backend_error)?;
+        // no lock they wait for. Paced as autovacuum paces itself (`vacuum_cost_delay` 2 ms
+        // where a manual `VACUUM` defaults to 0), so that its reads and writes come in short
+        // bursts between the commits instead of one run that holds the disk.
+        vacuum_paced(pool, &tables).await.map_err(backend_error)?;
         Ok(tables)
     }
+}
+
+/// `VACUUM (ANALYZE)` of `tables` at [`VACUUM_PACE`], on a connection of its own that goes back
+/// to the pool unpaced (or is dropped, if it cannot be reset).
+fn vacuum_paced<'a>(
+    pool: &'a sqlx::PgPool,
+    tables: &'a [String],
+) -> futures::future::BoxFuture<'a, Result<(), sqlx::Error>> {
+    Box::pin(async move {
+        use sqlx::Executor as _;
+        let mut conn = pool.acquire().await?;
+        let vacuum = format!("VACUUM (ANALYZE) {}", tables.join(", "));
+        conn.execute(VACUUM_PACE).await?;
+        let vacuumed = conn.execute(vacuum.as_str()).await;
+        if conn.execute("RESET vacuum_cost_delay").await.is_err() {
+            conn.detach();
+        }
+        vacuumed.map(|_| ())
+    })
 }
