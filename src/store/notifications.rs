@@ -516,10 +516,13 @@ impl SqlStore {
                 .map_err(backend_error)?;
         }
         let users = counts.len();
-        let mut bump = db::Builder::new(format!(
-            "UPDATE users SET last_seq = {} + c.n FROM ",
-            tx.kind().last_seq()
-        ));
+        static BUMP: db::PerKind = db::PerKind::new(|kind| {
+            format!(
+                "UPDATE users SET last_seq = {} + c.n FROM ",
+                kind.last_seq()
+            )
+        });
+        let mut bump = db::Builder::new(BUMP.get(tx.kind()));
         bump.push_pairs(counts, "c", "user_id", "n");
         bump.push(" WHERE users.id = c.user_id RETURNING id, last_seq");
         let last: HashMap<i64, i64> = bump
