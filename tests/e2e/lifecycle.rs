@@ -404,6 +404,80 @@ async fn a_sweep_vacuums_what_it_deleted_where_nothing_else_would(backend: Backe
     );
 }
 
+/// With the server's autovacuum off, the sweep's `VACUUM` rests as autovacuum does
+/// (`vacuum_cost_delay`) rather than holding the server's disk against the commits: the
+/// server shows the rest as its session's `VacuumDelay` wait, which an unpaced vacuum never
+/// takes.
+async fn a_sweeps_vacuum_rests_as_autovacuum_does() {
+    let hub = purging_hub(&Backend::postgres(), |c| {
+        c.retention_unread = None;
+        c.retention_batch = 5000;
+        c.retention_pause_ms = 0;
+    })
+    .await;
+    let autovacuum = db_number(
+        &hub.db,
+        "SELECT (current_setting('autovacuum') = 'on')::int::bigint",
+    )
+    .await;
+    if autovacuum == 1 {
+        println!("the server's autovacuum is on: no sweep vacuums, nothing to pace");
+        return;
+    }
+    let ann = hub.user("ann", Role::Client).await;
+    // 20,000 read notifications, a day old: enough pages for the vacuum to rest many times.
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(&hub.db.url).await.unwrap();
+    sqlx::query(
+        "INSERT INTO notifications (user_id, seq, notification_type, title, message, is_read, \
+           read_at, created_at) \
+         SELECT $1, g, 'general', 't', repeat('m', 200), true, now() - interval '1 day', \
+           now() - interval '1 day' FROM generate_series(1, 20000) g",
+    )
+    .bind(ann.id.0)
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    sqlx::query("UPDATE users SET last_seq = 20000 WHERE id = $1")
+        .bind(ann.id.0)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let (swept, rested) = tokio::join!(
+        async {
+            let s = sweep(&hub).await;
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+            s
+        },
+        async {
+            let mut conn = sqlx::PgConnection::connect(&hub.db.url).await.unwrap();
+            loop {
+                let resting: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM pg_stat_activity \
+                     WHERE datname = current_database() AND wait_event = 'VacuumDelay'",
+                )
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+                if resting > 0 {
+                    return true;
+                }
+                if done.load(std::sync::atomic::Ordering::SeqCst) {
+                    return false;
+                }
+            }
+        }
+    );
+    assert_eq!(
+        swept.removed.get("read_notifications"),
+        Some(&19_999),
+        "all but the newest: {swept:?}"
+    );
+    assert!(swept.vacuumed >= 2, "{swept:?}");
+    assert!(rested, "the sweep's vacuum never rested: {swept:?}");
+}
+
 async fn erasure_removes_a_person_and_keeps_their_tickets(backend: Backend) {
     let (a, b) = TestHub::pair_on_redis(&backend).await;
     let admin = a.user_with("root", Role::Admin, true).await;
@@ -524,6 +598,6 @@ crate::trials! {
         a_sweep_vacuums_what_it_deleted_where_nothing_else_would,
         erasure_removes_a_person_and_keeps_their_tickets,
     ],
-    tests: [],
+    tests: [a_sweeps_vacuum_rests_as_autovacuum_does],
     sync: [],
 }
