@@ -18,6 +18,9 @@ pub(crate) const NO_BOUND: i64 = i64::MAX;
 /// 200 units of page cost), where a `VACUUM` an operator types runs unpaced.
 const VACUUM_PACE: &str = "SET vacuum_cost_delay = '2ms'";
 
+/// A purge batch's commit on PostgreSQL: not waiting for the disk ([`SqlStore::begin_batch`]).
+const ASYNC_COMMIT: &str = "SET LOCAL synchronous_commit = off";
+
 /// How long a table's statistics serve before a sweep's `VACUUM` analyzes it again. The planner
 /// takes a table's size from what every `VACUUM` records; what `ANALYZE` adds (the spread of
 /// each column's values) barely moves while retention keeps the table at its size, and on a
@@ -163,6 +166,23 @@ pub(crate) fn takes_false(what: tickethub_actors::ports::Purgeable) -> bool {
 }
 
 impl SqlStore {
+    /// The transaction of a purge batch. On PostgreSQL its commit does not wait for its log to
+    /// reach the disk (`synchronous_commit = off`, for this transaction only): a crash may
+    /// forget the last batches, each whole (its deletions and what it folded into the
+    /// rollups), and the next sweep deletes their rows again; meanwhile no live commit waits
+    /// behind a batch's sync, and the server's log writer syncs the batches with the commits
+    /// around them.
+    async fn begin_batch(&self) -> Result<db::Tx, tickethub_actors::ports::StoreError> {
+        let mut tx = self.writer().begin().await.map_err(backend_error)?;
+        if tx.kind() == db::Kind::Postgres {
+            db::query(ASYNC_COMMIT)
+                .execute(&mut tx)
+                .await
+                .map_err(backend_error)?;
+        }
+        Ok(tx)
+    }
+
     /// The first id of `table` whose time column `at` is at or past `cutoff` (the
     /// largest id when none is): rows below it are the old ones.
     async fn purge_bound(
@@ -243,7 +263,7 @@ impl tickethub_actors::ports::RetentionStore for SqlStore {
             // Rows analytics counts are folded into its rollups in the transaction
             // that deletes them: each is counted live or rolled up, never both, and
             // never lost.
-            let mut tx = self.writer().begin().await.map_err(backend_error)?;
+            let mut tx = self.begin_batch().await?;
             let mut q = db::query_as::<(i64,)>(&statement).bind(cutoff);
             if takes_false {
                 q = q.bind(false);
@@ -270,15 +290,17 @@ impl tickethub_actors::ports::RetentionStore for SqlStore {
             tx.commit().await.map_err(backend_error)?;
             return Ok(done.rows_affected());
         }
+        let mut tx = self.begin_batch().await?;
         let mut q = db::query(&statement).bind(cutoff);
         if takes_false {
             q = q.bind(false);
         }
         let done = q
             .bind(limit)
-            .execute(self.writer())
+            .execute(&mut tx)
             .await
             .map_err(backend_error)?;
+        tx.commit().await.map_err(backend_error)?;
         Ok(done.rows_affected())
     }
 

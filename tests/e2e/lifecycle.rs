@@ -504,6 +504,71 @@ async fn a_sweeps_vacuum_rests_as_autovacuum_does() {
     assert!(rested, "the sweep's vacuum never rested: {swept:?}");
 }
 
+/// On PostgreSQL a purge batch commits without waiting for the disk (`synchronous_commit`
+/// off for its transaction alone), where a live notification's commit waits. Triggers record
+/// the setting each statement ran under: the batches' deletions (the folded path of
+/// notifications, the plain one of `stream_events`) and the live inserts.
+async fn a_purge_batch_commits_without_waiting_for_the_disk() {
+    let hub = purging_hub(&Backend::postgres(), |_| {}).await;
+    let admin = hub.user("root", Role::Admin).await;
+    let ann = hub.user("ann", Role::Client).await;
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(&hub.db.url).await.unwrap();
+    sqlx::raw_sql(
+        "CREATE TABLE commit_modes (tbl TEXT NOT NULL, op TEXT NOT NULL, mode TEXT NOT NULL); \
+         CREATE FUNCTION record_commit_mode() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+           INSERT INTO commit_modes VALUES (TG_TABLE_NAME, TG_OP, \
+             current_setting('synchronous_commit')); RETURN NULL; END $$; \
+         CREATE TRIGGER record_commit_mode AFTER INSERT OR DELETE ON notifications \
+           FOR EACH STATEMENT EXECUTE FUNCTION record_commit_mode(); \
+         CREATE TRIGGER record_commit_mode AFTER DELETE ON stream_events \
+           FOR EACH STATEMENT EXECUTE FUNCTION record_commit_mode();",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    for i in 0..3 {
+        send(&hub, &admin, &ann, &format!("n{i}")).await;
+    }
+    hub.post_as(&ann, "/api/notifications/mark_all_as_read/", json!({}), 200)
+        .await;
+    sqlx::query(
+        "INSERT INTO stream_events (user_id, kind, first_seq, last_seq, at) \
+         SELECT $1, 'acked', g, g, now() - interval '1 day' FROM generate_series(1, 3) g",
+    )
+    .bind(ann.id.0)
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let swept = sweep(&hub).await;
+    assert_eq!(
+        swept.removed.get("read_notifications"),
+        Some(&2),
+        "{swept:?}"
+    );
+    assert_eq!(swept.removed.get("stream_events"), Some(&3), "{swept:?}");
+    // Live commits, after the batches as before them, keep the server's setting.
+    send(&hub, &admin, &ann, "after").await;
+    let (server,): (String,) = sqlx::query_as("SELECT current_setting('synchronous_commit')")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    let modes: Vec<(String, String, String)> =
+        sqlx::query_as("SELECT DISTINCT tbl, op, mode FROM commit_modes ORDER BY 1, 2")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+    let row = |t: &str, o: &str, m: &str| (t.to_owned(), o.to_owned(), m.to_owned());
+    assert_eq!(
+        modes,
+        vec![
+            row("notifications", "DELETE", "off"),
+            row("notifications", "INSERT", &server),
+            row("stream_events", "DELETE", "off"),
+        ]
+    );
+}
+
 async fn erasure_removes_a_person_and_keeps_their_tickets(backend: Backend) {
     let (a, b) = TestHub::pair_on_redis(&backend).await;
     let admin = a.user_with("root", Role::Admin, true).await;
@@ -624,6 +689,9 @@ crate::trials! {
         a_sweep_vacuums_what_it_deleted_where_nothing_else_would,
         erasure_removes_a_person_and_keeps_their_tickets,
     ],
-    tests: [a_sweeps_vacuum_rests_as_autovacuum_does],
+    tests: [
+        a_sweeps_vacuum_rests_as_autovacuum_does,
+        a_purge_batch_commits_without_waiting_for_the_disk,
+    ],
     sync: [],
 }
