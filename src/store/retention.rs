@@ -1,11 +1,12 @@
 //! Retention in SQL: the batches the purge actor deletes, and the counts `tickethub purge
 //! --dry-run` prints.
 //!
-//! Every batch is one short statement that finds at most `limit` rows through an index and
-//! deletes them (their deliveries, attempts and escalation steps go with a notification, by
-//! the foreign keys' `ON DELETE CASCADE`), so that commits never wait long behind it. A batch
-//! of notifications, outbox rows or escalation steps is one short transaction instead: its rows
-//! are found, folded into the analytics rollups (`crate::store::analytics`), and deleted.
+//! Every batch is one short transaction: one statement that finds at most `limit` rows through
+//! an index and deletes them (their deliveries, attempts and escalation steps go with a
+//! notification, by the foreign keys' `ON DELETE CASCADE`), so that commits never wait long
+//! behind it. A batch of notifications, outbox rows or escalation steps finds its rows first,
+//! folds them into the analytics rollups (`crate::store::analytics`), and deletes them. On
+//! PostgreSQL a batch's commit does not wait for the disk (`SqlStore::begin_batch`).
 //! Append-only history tables are walked from their oldest id: the bound `first id young
 //! enough to keep` is found by reading the old rows only, never the whole table.
 
