@@ -371,16 +371,19 @@ async fn a_consumer_that_falls_behind_is_cut_off_and_resumes(backend: Backend) {
     sub.close().await;
 }
 
-/// A server that keeps its connections alive, answers `{}` to every request and counts the
-/// connections it accepts.
-async fn keep_alive_server() -> (String, Arc<AtomicUsize>) {
+/// A server that keeps its connections alive, answers `{}` to every request and logs, for
+/// each request in the order they come, the number of the connection it came on.
+async fn keep_alive_server() -> (String, Arc<std::sync::Mutex<Vec<usize>>>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let counted = accepted.clone();
+    let served = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = served.clone();
     tokio::spawn(async move {
+        let mut connections = 0;
         while let Ok((mut tcp, _)) = listener.accept().await {
-            counted.fetch_add(1, Ordering::SeqCst);
+            connections += 1;
+            let connection = connections;
+            let log = log.clone();
             tokio::spawn(async move {
                 let mut buf = Vec::new();
                 let mut chunk = [0u8; 4096];
@@ -394,6 +397,7 @@ async fn keep_alive_server() -> (String, Arc<AtomicUsize>) {
                     buf.extend_from_slice(&chunk[..n]);
                     while let Some(end) = request_end(&buf) {
                         buf.drain(..end);
+                        log.lock().unwrap().push(connection);
                         let answer = "HTTP/1.1 201 Created\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}";
                         if tcp.write_all(answer.as_bytes()).await.is_err() {
                             return;
@@ -403,7 +407,7 @@ async fn keep_alive_server() -> (String, Arc<AtomicUsize>) {
             });
         }
     });
-    (base, accepted)
+    (base, served)
 }
 
 /// Where the first whole request in `buf` ends (its head and a `content-length` body).
@@ -421,7 +425,7 @@ fn request_end(buf: &[u8]) -> Option<usize> {
 /// closes its idle connections after 10 s (by default), and a call sent on one as it is
 /// closed would fail with no answer.
 async fn a_connection_idle_past_the_pools_limit_is_not_used_again() {
-    let (base, accepted) = keep_alive_server().await;
+    let (base, served) = keep_alive_server().await;
     // reqwest here is built with rustls and no provider of its own (the hub installs one).
     let _ = rustls::crypto::ring::default_provider().install_default();
     let sender = Sender::new(&base, "key");
@@ -432,17 +436,32 @@ async fn a_connection_idle_past_the_pools_limit_is_not_used_again() {
         message: "m".into(),
         ..Default::default()
     };
-    sender.send(&note, "k1").await.unwrap();
-    sender.send(&note, "k2").await.unwrap();
-    assert_eq!(
-        accepted.load(Ordering::SeqCst),
-        1,
-        "a busy connection is kept"
+    let used = |served: &std::sync::Mutex<Vec<usize>>| served.lock().unwrap().clone();
+    // A connection goes back to the pool a moment after its answer is read, so a call sent
+    // at once may still open another; within a few calls one is used again.
+    let mut reused = false;
+    for call in 0..20 {
+        sender.send(&note, &format!("k{call}")).await.unwrap();
+        let log = used(&served);
+        if log.len() > 1 && log[..log.len() - 1].contains(log.last().unwrap()) {
+            reused = true;
+            break;
+        }
+    }
+    assert!(
+        reused,
+        "a connection that is kept busy is used again: {:?}",
+        used(&served)
     );
+    let before = used(&served);
     // The pool's limit is the idle time under test: nothing else can be awaited here.
     tokio::time::sleep(Duration::from_millis(5_500)).await;
-    sender.send(&note, "k3").await.unwrap();
-    assert_eq!(accepted.load(Ordering::SeqCst), 2, "an idle one is not");
+    sender.send(&note, "late").await.unwrap();
+    let last = *used(&served).last().unwrap();
+    assert!(
+        !before.contains(&last),
+        "a connection idle past the limit is not used again: {before:?} then {last}"
+    );
 }
 
 crate::trials! {
