@@ -436,13 +436,13 @@ async fn a_connection_idle_past_the_pools_limit_is_not_used_again() {
         message: "m".into(),
         ..Default::default()
     };
-    let used = |served: &std::sync::Mutex<Vec<usize>>| served.lock().unwrap().clone();
+    let used = || served.lock().unwrap().clone();
     // A connection goes back to the pool a moment after its answer is read, so a call sent
     // at once may still open another; within a few calls one is used again.
     let mut reused = false;
     for call in 0..20 {
         sender.send(&note, &format!("k{call}")).await.unwrap();
-        let log = used(&served);
+        let log = used();
         if log.len() > 1 && log[..log.len() - 1].contains(log.last().unwrap()) {
             reused = true;
             break;
@@ -451,13 +451,13 @@ async fn a_connection_idle_past_the_pools_limit_is_not_used_again() {
     assert!(
         reused,
         "a connection that is kept busy is used again: {:?}",
-        used(&served)
+        used()
     );
-    let before = used(&served);
+    let before = used();
     // The pool's limit is the idle time under test: nothing else can be awaited here.
     tokio::time::sleep(Duration::from_millis(5_500)).await;
     sender.send(&note, "late").await.unwrap();
-    let last = *used(&served).last().unwrap();
+    let last = *used().last().unwrap();
     assert!(
         !before.contains(&last),
         "a connection idle past the limit is not used again: {before:?} then {last}"
