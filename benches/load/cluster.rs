@@ -69,6 +69,11 @@ pub struct ClusterArgs {
     /// Spread calls per second, sent on a clock whether or not the earlier ones answered.
     #[arg(long, default_value_t = 500)]
     spread_rate: u64,
+    /// Send each spread call through the node that holds its user, so that no delivery
+    /// crosses the bus: beside a run without it, what the bus adds to the scaling curve and
+    /// what the number of processes does.
+    #[arg(long)]
+    spread_own_node: bool,
     /// Seconds before the spread sends with nothing sent, to measure what each node spends
     /// idle (heartbeats, reconciliation, timers); the spread's CPU per delivery is also given
     /// net of it.
@@ -528,7 +533,7 @@ pub async fn cluster(a: ClusterArgs, common: &Common) -> bool {
         "cluster",
         json!({"nodes": nodes, "clients": a.clients, "rounds": a.rounds,
                "bus_fault": a.bus_fault, "spread_seconds": a.spread_seconds,
-               "spread_rate": a.spread_rate, "database": db_label(common)}),
+               "spread_rate": a.spread_rate, "spread_own_node": a.spread_own_node, "database": db_label(common)}),
         "per-recipient latency, send call on node 0 to frame on any node (the fault round left out)",
     );
     report.runs.push(run);
@@ -642,9 +647,18 @@ async fn spread_phase(
     use futures::{FutureExt, StreamExt};
     let total = (a.spread_seconds * a.spread_rate.max(1)) as usize;
     // A fixed scatter of the users, the same on every run.
-    let user_of = |k: usize| {
+    // Users are dealt to the nodes in turn: the user at `i` is on node `i % nodes`.
+    let pick = |k: usize| {
         let h = (k as u64 ^ 0x5eed).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        users[(h >> 17) as usize % users.len()]
+        (h >> 17) as usize % users.len()
+    };
+    let user_of = |k: usize| users[pick(k)];
+    let through = |k: usize| {
+        if a.spread_own_node {
+            &senders[pick(k) % senders.len()]
+        } else {
+            &senders[k % senders.len()]
+        }
     };
     let latencies_before = tracker.take_latencies();
     let idle0 = cpu_of(children);
@@ -675,7 +689,7 @@ async fn spread_phase(
             let body = json!({"user_ids": [user], "title": title, "message": "spread",
                               "notification_type": "load"});
             let call = http
-                .post(&senders[sent % senders.len()])
+                .post(through(sent))
                 .bearer_auth(admin_token)
                 .json(&body)
                 .send();
