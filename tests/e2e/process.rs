@@ -64,6 +64,15 @@ impl Proc {
 
     /// [`Proc::serve`], with environment variables.
     async fn serve_with(args: &[&str], env: &[(&str, &str)]) -> Proc {
+        let (cmd, dir) = Self::command(args, env);
+        Self::start(cmd, Some(dir)).await
+    }
+
+    /// The command [`Proc::serve_with`] starts, and the fresh folder it runs in.
+    fn command(
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> (tokio::process::Command, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let mut cmd = tickethub(dir.path());
         cmd.arg("serve");
@@ -75,7 +84,7 @@ impl Proc {
             cmd.args(["--database-url", &db]);
         }
         cmd.args(args).envs(env.iter().copied());
-        Self::start(cmd, Some(dir)).await
+        (cmd, dir)
     }
 
     /// Spawns `cmd` and waits for its first line on stdout, which names the address.
@@ -435,6 +444,34 @@ async fn a_request_that_never_ends_holds_the_hub_only_for_the_shutdown_timeout()
         !String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 2"),
         "{answer:?}"
     );
+}
+
+/// At the default log level a request has no span of its own, and one that fails is logged
+/// with its method, route and status.
+async fn a_failed_request_is_logged_with_its_route_at_the_default_level() {
+    let (mut cmd, dir) = Proc::command(&["--http-request-timeout", "1"], &[]);
+    cmd.env_remove("RUST_LOG");
+    let hub = Proc::start(cmd, Some(dir)).await;
+    // A body that stops half-way: the request's deadline answers it.
+    let mut request = InFlight::begin(&hub.addr, "/api/auth/login/").await;
+    request.send("{\"username\": ").await;
+    let head = read_head(&mut request.stream).await;
+    assert!(head.starts_with("HTTP/1.1 503"), "{head:?}");
+    let failed = |l: &str| {
+        l.contains("request failed")
+            && l.contains("method=POST")
+            && l.contains("route=/api/auth/login/")
+            && l.contains("status=503")
+    };
+    hub.logged("the failed request, with its route", 1, failed)
+        .await;
+    let logs = hub.log_text();
+    let line = logs.lines().find(|l| failed(l)).unwrap();
+    assert!(
+        !line.contains("http{"),
+        "a request's span at the default level: {line}"
+    );
+    hub.stop().await;
 }
 
 /// The line with the hub's address means it is running: a SIGTERM or SIGINT sent as soon as
@@ -842,6 +879,7 @@ crate::trials! {
     tests: [
         sigint_stops_the_hub_as_sigterm_does,
         a_request_that_never_ends_holds_the_hub_only_for_the_shutdown_timeout,
+        a_failed_request_is_logged_with_its_route_at_the_default_level,
         a_signal_right_after_the_address_line_is_still_a_graceful_stop,
         flags_win_over_the_environment_which_wins_over_the_config_file_over_defaults,
         sqlite_synchronous_normal_commits_without_syncing_the_log,
