@@ -26,7 +26,9 @@ use crate::harness::{
     eventually, eventually_ok, patience, send_body, services_required, skip, Backend, TestDb, Ws,
     SECRET, SEND,
 };
+mod logging;
 mod settings;
+use logging::*;
 use settings::*;
 
 /// The log filter of every hub started here: the usual lines, and one per request as it
@@ -446,34 +448,6 @@ async fn a_request_that_never_ends_holds_the_hub_only_for_the_shutdown_timeout()
     );
 }
 
-/// At the default log level a request has no span of its own, and one that fails is logged
-/// with its method, route and status.
-async fn a_failed_request_is_logged_with_its_route_at_the_default_level() {
-    let (mut cmd, dir) = Proc::command(&["--http-request-timeout", "1"], &[]);
-    cmd.env_remove("RUST_LOG");
-    let hub = Proc::start(cmd, Some(dir)).await;
-    // A body that stops half-way: the request's deadline answers it.
-    let mut request = InFlight::begin(&hub.addr, "/api/auth/login/").await;
-    request.send("{\"username\": ").await;
-    let head = read_head(&mut request.stream).await;
-    assert!(head.starts_with("HTTP/1.1 503"), "{head:?}");
-    let failed = |l: &str| {
-        l.contains("request failed")
-            && l.contains("method=POST")
-            && l.contains("route=/api/auth/login/")
-            && l.contains("status=503")
-    };
-    hub.logged("the failed request, with its route", 1, failed)
-        .await;
-    let logs = hub.log_text();
-    let line = logs.lines().find(|l| failed(l)).unwrap();
-    assert!(
-        !line.contains("http{"),
-        "a request's span at the default level: {line}"
-    );
-    hub.stop().await;
-}
-
 /// The line with the hub's address means it is running: a SIGTERM or SIGINT sent as soon as
 /// it is printed stops the hub gracefully (exit 0), not by the signal's default action.
 async fn a_signal_right_after_the_address_line_is_still_a_graceful_stop() {
@@ -879,7 +853,7 @@ crate::trials! {
     tests: [
         sigint_stops_the_hub_as_sigterm_does,
         a_request_that_never_ends_holds_the_hub_only_for_the_shutdown_timeout,
-        a_failed_request_is_logged_with_its_route_at_the_default_level,
+        a_failed_request_is_logged_with_its_route_and_a_shed_one_is_not,
         a_signal_right_after_the_address_line_is_still_a_graceful_stop,
         flags_win_over_the_environment_which_wins_over_the_config_file_over_defaults,
         sqlite_synchronous_normal_commits_without_syncing_the_log,
