@@ -1,5 +1,6 @@
 //! Extractors: JSON bodies and query strings with `{"detail"}` rejections, and the caller.
 
+use axum::extract::rejection::{JsonRejection, MissingJsonContentType};
 use axum::extract::{FromRef, FromRequest, FromRequestParts};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
@@ -18,32 +19,48 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> 
     type Rejection = ApiError;
 
     async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
-        let axum::Json(raw) =
-            axum::Json::<Box<serde_json::value::RawValue>>::from_request(req, state).await?;
-        if !raw.get().trim_start().starts_with('{') {
-            return Err(ApiError::bad_request("Expected a JSON object."));
+        if !json_content_type(req.headers()) {
+            return Err(JsonRejection::from(MissingJsonContentType::default()).into());
         }
-        serde_json::from_str(raw.get())
-            .map(Json)
-            .map_err(|e| ApiError::bad_request(format!("JSON parse error - {e}")))
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(JsonRejection::from)?;
+        Self::read(&bytes).map(Json)
     }
 }
 
 impl<T: serde::de::DeserializeOwned> Json<T> {
     /// Reads a body already taken as bytes (to be fingerprinted, say), as the extractor would
     /// have: the same `Content-Type` check and the same refusals.
-    pub async fn parse(
-        headers: &axum::http::HeaderMap,
-        body: axum::body::Bytes,
-    ) -> Result<T, ApiError> {
-        let mut request = axum::extract::Request::new(axum::body::Body::from(body));
-        if let Some(ct) = headers.get(axum::http::header::CONTENT_TYPE) {
-            request
-                .headers_mut()
-                .insert(axum::http::header::CONTENT_TYPE, ct.clone());
+    pub fn parse(headers: &axum::http::HeaderMap, body: &[u8]) -> Result<T, ApiError> {
+        if !json_content_type(headers) {
+            return Err(JsonRejection::from(MissingJsonContentType::default()).into());
         }
-        Ok(Json::<T>::from_request(request, &()).await?.0)
+        Self::read(body)
     }
+
+    /// A JSON object of the endpoint's shape, from the body's bytes.
+    fn read(body: &[u8]) -> Result<T, ApiError> {
+        let axum::Json(raw) = axum::Json::<Box<serde_json::value::RawValue>>::from_bytes(body)?;
+        if !raw.get().trim_start().starts_with('{') {
+            return Err(ApiError::bad_request("Expected a JSON object."));
+        }
+        serde_json::from_str(raw.get())
+            .map_err(|e| ApiError::bad_request(format!("JSON parse error - {e}")))
+    }
+}
+
+/// Whether the request says its body is JSON (`application/json`, or `application/…+json`),
+/// as axum's own `Json` extractor decides.
+fn json_content_type(headers: &axum::http::HeaderMap) -> bool {
+    let Some(content_type) = headers.get(axum::http::header::CONTENT_TYPE) else {
+        return false;
+    };
+    let Ok(Ok(mime)) = content_type.to_str().map(str::parse::<mime::Mime>) else {
+        return false;
+    };
+    mime.type_() == "application"
+        && (mime.subtype() == "json" || mime.suffix().is_some_and(|name| name == "json"))
 }
 
 /// A raw body whose rejection (over the size limit) is a `{"detail"}` error.

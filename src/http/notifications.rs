@@ -786,7 +786,7 @@ async fn send(
     if !caller.is_admin() {
         return Err(ApiError::forbidden("Only admins can send notifications."));
     }
-    let body: SendIn = Json::parse(&headers, bytes.clone()).await?;
+    let body: SendIn = Json::parse(&headers, &bytes)?;
     let due = body
         .due(state.store.now(), state.schedule.max_ahead)
         .map_err(ApiError::bad_request)?;

@@ -191,7 +191,7 @@ async fn create(
     if caller.0.role != Role::Client {
         return Err(ApiError::forbidden("Only clients can create tickets."));
     }
-    let body: CreateIn = Json::parse(&headers, bytes.clone()).await?;
+    let body: CreateIn = Json::parse(&headers, &bytes)?;
     let title = body.title.trim().to_owned();
     if title.is_empty() || title.chars().count() > 200 {
         return Err(ApiError::bad_request(
@@ -410,7 +410,7 @@ async fn update(
     RawBody(bytes): RawBody,
 ) -> Result<axum::response::Response, ApiError> {
     let ticket = visible(&state, &caller, ticket_id(&id)?).await?;
-    let body: UpdateIn = Json::parse(&headers, bytes.clone()).await?;
+    let body: UpdateIn = Json::parse(&headers, &bytes)?;
     let edits = body.edits()?;
     let path = format!("/api/tickets/{}/", ticket.id);
     idempotency::once(

@@ -10,7 +10,9 @@ use tickethub_actors::domain::{Role, User};
 
 use crate::harness::*;
 mod floods_and_webhooks;
+mod json_bodies;
 use floods_and_webhooks::*;
+use json_bodies::*;
 
 /// Logs in over the API: `(access, refresh)`.
 async fn login(hub: &TestHub, username: &str) -> (String, String) {
@@ -810,6 +812,7 @@ crate::trials! {
         a_member_flooding_unknown_tickets_stalls_nobody_else,
         a_webhook_name_that_resolves_to_a_private_address_is_refused,
         a_receivers_oversized_answer_is_not_read,
+        every_json_write_checks_its_body_alike,
     ],
     sync: [],
 }
