@@ -467,17 +467,23 @@ impl Hub {
     /// user who received it, and their count with an idempotency key's earlier tries. Unknown
     /// or inactive users are left out. See [`crate::notifier::Deps::announce`] for the parts
     /// a large one commits in.
-    pub async fn announce(
+    pub fn announce(
         &self,
         a: Announcement,
-    ) -> Result<crate::notifier::Announced, StoreError> {
-        self.inner.deps.announce(a).await
+    ) -> impl std::future::Future<Output = Result<crate::notifier::Announced, StoreError>> + Send + '_
+    {
+        // Not an `async fn`: a wrapper's future would hold `a` beside the inner future.
+        self.inner.deps.announce(a)
     }
 
     /// Resolves an on-call send to whoever is on call now (see
     /// [`crate::notifier::Deps::page`]); any other send is returned as it was.
-    pub async fn page(&self, a: Announcement) -> Result<Announcement, crate::notifier::Unpaged> {
-        self.inner.deps.page(a).await
+    pub fn page(
+        &self,
+        a: Announcement,
+    ) -> impl std::future::Future<Output = Result<Announcement, crate::notifier::Unpaged>> + Send + '_
+    {
+        self.inner.deps.page(a)
     }
 
     /// Applies a change to a user's inbox: through the user's actor when they are connected

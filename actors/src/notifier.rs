@@ -217,21 +217,31 @@ impl Deps {
     /// Resolves an on-call send to whoever its target names now (by the store's clock): the
     /// send goes to them, and its `data.oncall` says who was chosen and why. Any other send is
     /// as it was.
-    pub async fn page(
+    pub fn page(
         &self,
-        mut a: crate::notification::Announcement,
-    ) -> Result<crate::notification::Announcement, crate::notifier::Unpaged> {
-        let crate::notification::Recipients::OnCall(target) = &a.to else {
-            return Ok(a);
+        a: crate::notification::Announcement,
+    ) -> impl std::future::Future<
+        Output = Result<crate::notification::Announcement, crate::notifier::Unpaged>,
+    > + Send
+           + '_ {
+        use futures::future::{ready, Either};
+        let target = match &a.to {
+            crate::notification::Recipients::OnCall(target) => target.clone(),
+            // Most sends: ready at once, and no bigger than the send itself.
+            _ => return Either::Left(ready(Ok(a))),
         };
-        let paged = crate::notifier::resolve(self.store.as_ref(), target, self.store.now()).await?;
-        tracing::debug!(why = %paged.why(), "on-call send resolved");
-        let mut data: serde_json::Map<String, serde_json::Value> =
-            serde_json::from_str(&a.data).unwrap_or_default();
-        data.insert("oncall".into(), paged.json());
-        a.data = serde_json::Value::Object(data).to_string();
-        a.to = crate::notification::Recipients::Users(vec![paged.user]);
-        Ok(a)
+        Either::Right(Box::pin(async move {
+            let mut a = a;
+            let paged =
+                crate::notifier::resolve(self.store.as_ref(), &target, self.store.now()).await?;
+            tracing::debug!(why = %paged.why(), "on-call send resolved");
+            let mut data: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_str(&a.data).unwrap_or_default();
+            data.insert("oncall".into(), paged.json());
+            a.data = serde_json::Value::Object(data).to_string();
+            a.to = crate::notification::Recipients::Users(vec![paged.user]);
+            Ok(a)
+        }))
     }
 
     /// Commits an admin's notification (now, or as its schedule fires): its recipients are

@@ -98,7 +98,34 @@ where
         let (status, body) = run(None).await?;
         return Ok(respond(status, body.to_string(), false));
     };
-    let state = AppState::from_ref(state);
+    // Boxed: a keyed write makes round trips of its own, and a write without a key should
+    // not carry the size of their future.
+    Box::pin(keyed(
+        AppState::from_ref(state),
+        caller,
+        key,
+        request,
+        run,
+        redo,
+    ))
+    .await
+}
+
+/// [`once`] with a key: claims it, runs the write or answers as an earlier try did.
+async fn keyed<Run, RunFut, Redo, RedoFut>(
+    state: AppState,
+    caller: &Caller,
+    key: String,
+    request: (&str, &str, &[u8]),
+    run: Run,
+    redo: Redo,
+) -> Result<Response, ApiError>
+where
+    Run: FnOnce(Option<IdempotencyMark>) -> RunFut,
+    RunFut: Future<Output = Result<Answer, ApiError>>,
+    Redo: FnOnce(Option<i64>) -> RedoFut,
+    RedoFut: Future<Output = Result<Answer, ApiError>>,
+{
     let (method, path, body) = request;
     let mut hasher = Sha256::new();
     hasher.update(method.as_bytes());

@@ -807,8 +807,16 @@ async fn send(
                 .into());
             }
         }
-        return super::scheduled::schedule(&state, &caller, key, &bytes, announcement, send_at)
-            .await;
+        // A rare branch: boxed, so that the handler's future stays small for the common one.
+        return Box::pin(super::scheduled::schedule(
+            &state,
+            &caller,
+            key,
+            &bytes,
+            announcement,
+            send_at,
+        ))
+        .await;
     }
     let answer = |count: i64| {
         serde_json::to_value(SendResult {
