@@ -19,9 +19,7 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> 
     type Rejection = ApiError;
 
     async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
-        if !json_content_type(req.headers()) {
-            return Err(JsonRejection::from(MissingJsonContentType::default()).into());
-        }
+        require_json(req.headers())?;
         let bytes = axum::body::Bytes::from_request(req, state)
             .await
             .map_err(JsonRejection::from)?;
@@ -33,9 +31,7 @@ impl<T: serde::de::DeserializeOwned> Json<T> {
     /// Reads a body already taken as bytes (to be fingerprinted, say), as the extractor would
     /// have: the same `Content-Type` check and the same refusals.
     pub fn parse(headers: &axum::http::HeaderMap, body: &[u8]) -> Result<T, ApiError> {
-        if !json_content_type(headers) {
-            return Err(JsonRejection::from(MissingJsonContentType::default()).into());
-        }
+        require_json(headers)?;
         Self::read(body)
     }
 
@@ -50,17 +46,22 @@ impl<T: serde::de::DeserializeOwned> Json<T> {
     }
 }
 
-/// Whether the request says its body is JSON (`application/json`, or `application/…+json`),
-/// as axum's own `Json` extractor decides.
-fn json_content_type(headers: &axum::http::HeaderMap) -> bool {
-    let Some(content_type) = headers.get(axum::http::header::CONTENT_TYPE) else {
-        return false;
-    };
-    let Ok(Ok(mime)) = content_type.to_str().map(str::parse::<mime::Mime>) else {
-        return false;
-    };
-    mime.type_() == "application"
-        && (mime.subtype() == "json" || mime.suffix().is_some_and(|name| name == "json"))
+/// That the request says its body is JSON (`application/json`, or `application/…+json`),
+/// as axum's own `Json` extractor decides; else its 415.
+fn require_json(headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
+    let json = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<mime::Mime>().ok())
+        .is_some_and(|mime| {
+            mime.type_() == "application"
+                && (mime.subtype() == "json" || mime.suffix().is_some_and(|name| name == "json"))
+        });
+    if json {
+        Ok(())
+    } else {
+        Err(JsonRejection::from(MissingJsonContentType::default()).into())
+    }
 }
 
 /// A raw body whose rejection (over the size limit) is a `{"detail"}` error.
