@@ -536,6 +536,19 @@ impl SqlStore {
         }
     }
 
+    /// Records runs of socket writes on SQLite's writer thread, in parts; `None` without one,
+    /// and the caller writes them through the pool.
+    async fn record_pushes_directly(
+        &self,
+        node: &str,
+        pushes: &[tickethub_actors::ports::Pushed],
+    ) -> Option<Result<(), StoreError>> {
+        match &self.own {
+            Own::Sqlite(own) => own.lane.as_ref()?.record_pushes(node, pushes).await,
+            Own::Postgres(_) => None,
+        }
+    }
+
     /// Commits drafts that need no push rows and no escalation steps as one unit of work:
     /// on SQLite's writer thread, or as one statement on PostgreSQL.
     pub(crate) async fn commit_at_once(

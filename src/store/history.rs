@@ -430,6 +430,9 @@ impl tickethub_actors::ports::HistoryStore for SqlStore {
         node: &str,
         pushes: &[tickethub_actors::ports::Pushed],
     ) -> Result<(), tickethub_actors::ports::StoreError> {
+        if let Some(written) = self.record_pushes_directly(node, pushes).await {
+            return written;
+        }
         for chunk in pushes.chunks(1000) {
             let mut q = db::Builder::new(
                 "INSERT INTO stream_events (user_id, kind, first_seq, last_seq, sockets, node, first_at, at) ",

@@ -7,9 +7,11 @@ use tickethub_actors::ports::{NotificationCursor, Store, StoreError};
 use crate::harness::{patience, Backend, TestDb};
 mod notification_pages;
 mod postgres_connections;
+mod socket_writes;
 mod user_reads;
 use notification_pages::*;
 use postgres_connections::*;
+use socket_writes::*;
 use std::time::Duration;
 use user_reads::*;
 
@@ -855,6 +857,7 @@ crate::trials! {
         batched_commits_give_every_recipient_the_next_seq,
         concurrent_commits_are_grouped_and_a_bad_call_fails_alone,
         sent_seqs_of_many_users_are_recorded_in_one_call_and_never_move_back,
+        socket_write_runs_of_many_users_are_recorded_whole_in_parts,
         acks_of_many_users_are_written_in_one_call,
         a_join_request_is_decided_once,
         the_purge_keeps_the_newest_notification_so_no_id_is_given_twice,

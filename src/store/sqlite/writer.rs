@@ -9,14 +9,16 @@
 //! which needs a statement journal. A group is one hand-off to the thread and one back.
 //!
 //! The reports of what each user's sockets were sent (`sent_seq`, written in batches many times
-//! a second under load) are written here too. A write on another connection would make this
+//! a second under load) are written here too, and so are the timelines' runs of socket writes
+//! (every few seconds, in parts). A write on another connection would make this
 //! one drop its whole page cache (SQLite's pager starts again after any other connection's
 //! commit), and its next commit read every page it touches from the files again.
 //!
 //! It writes only in its turn at the writers' gate ([`crate::store::db::WriteGate`]), which
 //! the writer pool's statements, transactions and connections take too, as does the
 //! checkpointer's truncation, so it never meets another of the hub's writes: its writes,
-//! [`DirectWriter::commit`], [`DirectWriter::record_sent`] and the purge's batches
+//! [`DirectWriter::commit`], [`DirectWriter::record_sent`], [`DirectWriter::record_pushes`]
+//! and the purge's batches
 //! ([`DirectWriter::purge`]), take their turn first, and nothing else can hand the
 //! thread a write. Its busy timeout is there for writers outside the hub.
 
@@ -29,6 +31,7 @@ use tickethub_actors::notification::Draft;
 use tickethub_actors::ports::StoreError;
 use tickethub_actors::routing::Channel;
 
+use super::purge::time;
 use crate::store::notifications::{
     recipients_json, seq_plan, CommitFailure, INSERT_DELIVERIES, INSERT_NOTIFICATIONS,
 };
@@ -83,6 +86,24 @@ static INSERT_NOTIFICATION: std::sync::LazyLock<String> = std::sync::LazyLock::n
     format!("{INSERT_NOTIFICATIONS}VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9, NULL, ?10, ?11)")
 });
 const RECORD_SENT: &str = "UPDATE users SET sent_seq = ?2 WHERE id = ?1 AND sent_seq < ?2";
+const RECORD_PUSH: &str = "INSERT INTO stream_events (user_id, kind, first_seq, last_seq, sockets, node, first_at, at) VALUES (?1, 'pushed', ?2, ?3, ?4, ?5, ?6, ?7)";
+
+/// Runs of socket writes recorded in one turn at the writers' gate. The timelines' records
+/// come every few seconds, a row for each user written to meanwhile: a thousand users' rows in
+/// one transaction touch a leaf of the index for each, and held the group commits behind them
+/// for tens of milliseconds; written this many at a time, a commit waits for one part.
+const PUSHES_PER_TURN: usize = 64;
+
+/// A run of socket writes as the thread writes it: user, first and last seq, sockets, and the
+/// times of the first and the last write.
+type PushRow = (
+    i64,
+    i64,
+    i64,
+    i64,
+    rusqlite::types::Value,
+    rusqlite::types::Value,
+);
 static INSERT_DELIVERY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!("{INSERT_DELIVERIES}VALUES (?1, ?2, ?3, ?4, 'QUEUED', 0, ?5, ?5, ?5)")
 });
@@ -172,6 +193,38 @@ impl DirectWriter {
         self.run(move |conn| record_sent(conn, &sent)).await
     }
 
+    /// Records runs of seqs written to sockets (the timelines' history), in the index's order,
+    /// [`PUSHES_PER_TURN`] runs a transaction, each in its own turn at the gate, so that the
+    /// group commits that wait meanwhile go between two. `None` if the thread was gone before
+    /// the first part, and nothing was written.
+    pub(crate) async fn record_pushes(
+        &self,
+        node: &str,
+        pushes: &[tickethub_actors::ports::Pushed],
+    ) -> Option<Result<(), StoreError>> {
+        let node: std::sync::Arc<str> = node.into();
+        let mut rows: Vec<PushRow> = pushes
+            .iter()
+            .map(|p| {
+                let (first_at, at) = (time(p.first_at), time(p.at));
+                (p.user.0, p.first_seq, p.last_seq, p.sockets, first_at, at)
+            })
+            .collect();
+        rows.sort_by_key(|row| (row.0, row.1));
+        for (part, chunk) in rows.chunks(PUSHES_PER_TURN).enumerate() {
+            let (chunk, node) = (chunk.to_vec(), node.clone());
+            match self
+                .run(move |conn| record_pushes(conn, &node, &chunk))
+                .await
+            {
+                Some(Ok(())) => {}
+                None if part > 0 => return Some(Err(gone())),
+                other => return other,
+            }
+        }
+        Some(Ok(()))
+    }
+
     /// Deletes one batch of the purge. `None` if the thread is gone, and nothing was deleted.
     pub(crate) async fn purge(
         &self,
@@ -203,14 +256,33 @@ impl DirectWriter {
 /// Records how far each user's sockets were sent (`(user, seq)`, sorted by user): a seq
 /// never goes back.
 fn record_sent(conn: &mut Connection, sent: &[(i64, i64)]) -> Result<(), StoreError> {
-    run_prepared(conn, BEGIN).map_err(backend)?;
-    let written = (|| {
+    in_transaction(conn, |conn| {
         let mut update = conn.prepare_cached(RECORD_SENT)?;
         for (user, seq) in sent {
             update.execute(params![user, seq])?;
         }
-        run_prepared(conn, COMMIT)
-    })();
+        Ok(())
+    })
+}
+
+/// Inserts runs of socket writes in one transaction.
+fn record_pushes(conn: &mut Connection, node: &str, rows: &[PushRow]) -> Result<(), StoreError> {
+    in_transaction(conn, |conn| {
+        let mut insert = conn.prepare_cached(RECORD_PUSH)?;
+        for (user, first, last, sockets, first_at, at) in rows {
+            insert.execute(params![user, first, last, sockets, node, first_at, at])?;
+        }
+        Ok(())
+    })
+}
+
+/// Runs `write` in a transaction of its own, rolled back if it fails.
+fn in_transaction(
+    conn: &mut Connection,
+    write: impl FnOnce(&Connection) -> rusqlite::Result<()>,
+) -> Result<(), StoreError> {
+    run_prepared(conn, BEGIN).map_err(backend)?;
+    let written = write(conn).and_then(|()| run_prepared(conn, COMMIT));
     written.map_err(|e| {
         if !conn.is_autocommit() {
             let _ = conn.execute_batch("ROLLBACK");
@@ -259,6 +331,7 @@ fn open(s: &WriterSettings<'_>) -> rusqlite::Result<Connection> {
         BEGIN,
         COMMIT,
         RECORD_SENT,
+        RECORD_PUSH,
         &LAST_SEQ,
         &INSERT_NOTIFICATION,
         &INSERT_DELIVERY,
