@@ -28,6 +28,9 @@ pub struct Tracker {
     orphans: Vec<Rec>,
     /// Latency of each first delivery, in ms.
     pub latencies_ms: Vec<f64>,
+    /// When each of those deliveries was due (its call's send time, µs since the epoch), in
+    /// the same order.
+    due_us: Vec<i64>,
     /// Seqs that arrived after a larger one.
     pub out_of_order: u64,
     /// Seqs that arrived twice.
@@ -76,6 +79,7 @@ impl Tracker {
             seen: HashMap::new(),
             orphans: Vec::new(),
             latencies_ms: Vec::new(),
+            due_us: Vec::new(),
             out_of_order: 0,
             seq_duplicates: 0,
             unexpected: 0,
@@ -144,6 +148,7 @@ impl Tracker {
             self.received += 1;
             self.latencies_ms
                 .push((r.recv_us - send.sent_us) as f64 / 1000.0);
+            self.due_us.push(send.sent_us);
             self.last_recv_us = self.last_recv_us.max(r.recv_us);
         }
     }
@@ -182,6 +187,42 @@ impl Tracker {
 
     /// Clears the latencies, so that the next phase is measured on its own.
     pub fn take_latencies(&mut self) -> Vec<f64> {
+        self.due_us.clear();
         std::mem::take(&mut self.latencies_ms)
     }
+
+    /// The latencies by the second their calls were due in (from the first call's), each
+    /// second's p99 and max in ms; clears them, as [`Tracker::take_latencies`] does. A stall
+    /// that comes back every few seconds shows here, where a whole run's percentiles hide it.
+    pub fn take_seconds(&mut self) -> (Vec<f64>, Vec<Second>) {
+        let due = std::mem::take(&mut self.due_us);
+        let latencies = std::mem::take(&mut self.latencies_ms);
+        let first = due.iter().copied().min().unwrap_or(0);
+        let mut by_second: Vec<Vec<f64>> = Vec::new();
+        for (at, ms) in due.iter().zip(&latencies) {
+            let second = ((at - first) / 1_000_000) as usize;
+            if by_second.len() <= second {
+                by_second.resize_with(second + 1, Vec::new);
+            }
+            by_second[second].push(*ms);
+        }
+        let seconds = by_second
+            .iter()
+            .enumerate()
+            .map(|(second, ms)| Second {
+                second,
+                p99_ms: crate::report::percentile_of(ms, 0.99),
+                max_ms: crate::report::percentile_of(ms, 1.0),
+            })
+            .collect();
+        (latencies, seconds)
+    }
+}
+
+/// One second of a run: the p99 and max latency of the deliveries due in it.
+#[derive(Clone, Copy, Debug)]
+pub struct Second {
+    pub second: usize,
+    pub p99_ms: f64,
+    pub max_ms: f64,
 }

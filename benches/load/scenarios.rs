@@ -485,8 +485,27 @@ pub async fn tail(a: TailArgs, common: &Common) -> bool {
                 run.metric("log_kib_per_notification", per, "KiB");
             }
         }
+        // The seconds whose slowest delivery was slowest: when a stall comes back on a period
+        // (a timer's work), their times show it.
+        let mut slowest = step.seconds.clone();
+        slowest.sort_by(|a, b| b.max_ms.total_cmp(&a.max_ms));
+        let shown: Vec<String> = slowest
+            .iter()
+            .take(8)
+            .map(|s| format!("{}s {:.0} ms", s.second, s.max_ms))
+            .collect();
+        println!(
+            "  {}: the slowest seconds (from the first call, max): {}",
+            kind.label(),
+            shown.join(", ")
+        );
+        let seconds: Vec<Value> = step
+            .seconds
+            .iter()
+            .map(|s| json!([s.second, s.p99_ms, s.max_ms]))
+            .collect();
         run.latencies_ms = step.latencies_ms.clone();
-        run.extra = json!({"step": step.to_json()});
+        run.extra = json!({"step": step.to_json(), "seconds_p99_max_ms": seconds});
         report.runs.push(run);
         pool.close().await;
         Arc::try_unwrap(target)
@@ -507,6 +526,8 @@ struct Step {
     achieved: f64,
     delivered: usize,
     latencies_ms: Vec<f64>,
+    /// Each second's p99 and max, by when the calls were due.
+    seconds: Vec<crate::check::Second>,
     lost: u64,
     duplicated: u64,
     out_of_order: u64,
@@ -643,13 +664,15 @@ async fn paced(
     let clients_cpu_us = (workers_cpu(pool) - wcpu0) * 1e6 / delivered.max(1) as f64;
     let calls_ok = calls - failed.len();
     let nominal = calls as f64 / calls_per_sec;
+    let (latencies_ms, seconds) = tracker.take_seconds();
     let step = Step {
         rate: calls_per_sec * users_per_call as f64,
         calls_ok,
         calls_failed: failed.len(),
         achieved: (calls_ok * users_per_call) as f64 / send_secs.max(nominal),
         delivered,
-        latencies_ms: tracker.take_latencies(),
+        latencies_ms,
+        seconds,
         lost: tracker.lost(),
         duplicated: tracker.duplicated(),
         out_of_order: tracker.out_of_order,
