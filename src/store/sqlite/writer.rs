@@ -10,8 +10,8 @@
 //!
 //! The reports of what each user's sockets were sent (`sent_seq`, written in batches many times
 //! a second under load) are written here too, and so are the timelines' runs of socket writes
-//! (every few seconds, in parts). A write on another connection would make this
-//! one drop its whole page cache (SQLite's pager starts again after any other connection's
+//! (every few seconds, in parts). A write on another connection would make this one drop its
+//! whole page cache (SQLite's pager starts again after any other connection's
 //! commit), and its next commit read every page it touches from the files again.
 //!
 //! It writes only in its turn at the writers' gate ([`crate::store::db::WriteGate`]), which
@@ -87,11 +87,15 @@ static INSERT_NOTIFICATION: std::sync::LazyLock<String> = std::sync::LazyLock::n
 });
 const RECORD_SENT: &str = "UPDATE users SET sent_seq = ?2 WHERE id = ?1 AND sent_seq < ?2";
 const RECORD_PUSH: &str = "INSERT INTO stream_events (user_id, kind, first_seq, last_seq, sockets, node, first_at, at) VALUES (?1, 'pushed', ?2, ?3, ?4, ?5, ?6, ?7)";
+static INSERT_DELIVERY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!("{INSERT_DELIVERIES}VALUES (?1, ?2, ?3, ?4, 'QUEUED', 0, ?5, ?5, ?5)")
+});
 
 /// Runs of socket writes recorded in one turn at the writers' gate. The timelines' records
 /// come every few seconds, a row for each user written to meanwhile: a thousand users' rows in
 /// one transaction touch a leaf of the index for each, and held the group commits behind them
-/// for tens of milliseconds; written this many at a time, a commit waits for one part.
+/// for 9–18 ms (more as the index grows); written this many at a time, a commit waits for one
+/// part.
 const PUSHES_PER_TURN: usize = 64;
 
 /// A run of socket writes as the thread writes it: user, first and last seq, sockets, and the
@@ -104,9 +108,6 @@ type PushRow = (
     rusqlite::types::Value,
     rusqlite::types::Value,
 );
-static INSERT_DELIVERY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    format!("{INSERT_DELIVERIES}VALUES (?1, ?2, ?3, ?4, 'QUEUED', 0, ?5, ?5, ?5)")
-});
 
 impl DirectWriter {
     /// Opens the connection and starts its thread; `None` (with a warning) if it cannot be
