@@ -21,7 +21,9 @@ use crate::store::{self, ConnectError};
 use crate::ws::WsSettings;
 
 mod keys;
+mod user_cache;
 use keys::{attachment_store, embedded_secret, reply_key, sqlite_file, unsubscribe_key};
+use user_cache::{warm_user_cache, watch_user_cache};
 
 /// Why the hub could not start.
 #[derive(Debug, thiserror::Error)]
@@ -245,6 +247,14 @@ impl Application {
             },
         )
         .await?;
+        if bus.is_none() {
+            warm_user_cache(
+                &store,
+                &hub,
+                config.user_cache_warm.min(config.user_cache_size / 2),
+            )
+            .await;
+        }
         if let (Some(remote), Some(bus)) = (remote, &bus) {
             let listening = bus.listening();
             tokio::spawn(follow_bus(
@@ -673,49 +683,6 @@ fn slack_inbound(
             .and_then(|u| u.host_str().map(str::to_owned)),
         client: crate::delivery::http_client(Duration::from_secs(10))?,
     })))
-}
-
-/// The user cache hears of the other nodes' writes only through the bus: this node's writes
-/// are told to them, and while the bus is broken the cache is bypassed.
-fn watch_user_cache(
-    store: &Arc<dyn tickethub_actors::ports::Store>,
-    bus: &Arc<crate::bus::RedisBus>,
-) {
-    let Some(cache) = store.user_cache() else {
-        return;
-    };
-    let tell = Arc::downgrade(bus);
-    cache.on_change(move |user| {
-        let bus = tell.upgrade();
-        Box::pin(async move {
-            if let Some(bus) = bus {
-                bus.user_changed(user).await;
-            }
-        })
-    });
-    let heard = Arc::downgrade(store);
-    bus.on_user_changed(move |user| {
-        if let Some(cache) = heard.upgrade().as_ref().and_then(|s| s.user_cache()) {
-            cache.forget(user);
-        }
-    });
-    cache.serve_while(bus.listening());
-    let store = Arc::downgrade(store);
-    bus.on_health(move |up| {
-        let Some(store) = store.upgrade() else {
-            return;
-        };
-        if let Some(cache) = store.user_cache() {
-            if up {
-                cache.trust();
-            } else {
-                tracing::info!(
-                    "the bus is broken: users are read from the database until it is back"
-                );
-                cache.distrust();
-            }
-        }
-    });
 }
 
 /// Builds the transports the configuration turns on, one per channel plug-in whose settings

@@ -51,6 +51,14 @@ pub struct ServeConfig {
     #[arg(long, env = "TICKETHUB_USER_CACHE_SIZE", default_value_t = 100_000)]
     pub user_cache_size: usize,
 
+    /// How many users a hub without `--redis-url` reads into the cache at start, the newest
+    /// accounts first, with where each one's notification stream stands: the sockets that come
+    /// back within the cache's lifetime of a restart open without a read (0: none; at most
+    /// half of `--user-cache-size`, which leaves room for the users read after). A hub with a
+    /// bus reads each connecting user, as other nodes' acknowledgements are not heard here.
+    #[arg(long, env = "TICKETHUB_USER_CACHE_WARM", default_value_t = 50_000)]
+    pub user_cache_warm: usize,
+
     /// SQLite durability. `full`: an acknowledged notification survives a power loss (each
     /// group commit waits for the log's `fdatasync`). `normal`: it survives a crash of the
     /// process only; the last commits before a power loss may be lost.

@@ -253,9 +253,16 @@ pub(crate) async fn resolve_with_hint(
         Subject::Username(_) => None,
     };
     let (user, verified, cursor) = Auth::resolve_socket(&*state.store, claimed).await?;
-    let hint = cursor
-        .zip(stamp)
-        .map(|(cursor, stamp)| CursorHint { cursor, stamp });
+    let hint = match cursor {
+        Some(cursor) => stamp.map(|stamp| CursorHint { cursor, stamp }),
+        // A user held in the cache: where their stream stood when a start's warm-up read it,
+        // once (its stamp is the warm-up's).
+        None => state
+            .store
+            .user_cache()
+            .and_then(|cache| cache.take_cursor(user.id))
+            .map(|(cursor, stamp)| CursorHint { cursor, stamp }),
+    };
     Ok((user, verified, hint))
 }
 

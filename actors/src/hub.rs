@@ -253,6 +253,11 @@ impl Hub {
         self.inner.deps.notices.stamp(user)
     }
 
+    /// [`Hub::notice_stamp`] of every user at once, taken before a read of many users' cursors.
+    pub fn notice_snapshot(&self) -> crate::notices::Snapshot {
+        self.inner.deps.notices.snapshot()
+    }
+
     /// Hands a socket to its user's actor, starting the actor if needed; the actor queues the
     /// socket's replay (from `resume`) before anything live. `hint` is the user's cursor as
     /// the handshake read it, which a starting actor uses instead of reading it again when

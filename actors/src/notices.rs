@@ -72,6 +72,36 @@ impl Notices {
     pub fn unchanged(&self, user: UserId, stamp: Stamp) -> bool {
         self.stamp(user) == stamp
     }
+
+    /// Every counter at one moment: the stamps of all users at once, taken before a read of
+    /// many users' cursors (a start's warm-up of the user cache).
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            slots: self
+                .slots
+                .iter()
+                .map(|s| s.load(Ordering::SeqCst))
+                .collect(),
+            everyone: self.everyone.load(Ordering::SeqCst),
+        }
+    }
+}
+
+/// The counters of every slot at one moment: see [`Notices::snapshot`].
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    slots: Box<[u64]>,
+    everyone: u64,
+}
+
+impl Snapshot {
+    /// The stamp `user` had when the snapshot was taken.
+    pub fn stamp(&self, user: UserId) -> Stamp {
+        Stamp {
+            slot: self.slots[user.0.rem_euclid(SLOTS as i64) as usize],
+            everyone: self.everyone,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -96,5 +126,20 @@ mod tests {
         let stamp = notices.stamp(a);
         notices.news_for_everyone();
         assert!(!notices.unchanged(a, stamp));
+    }
+
+    #[test]
+    fn a_snapshot_stamps_every_user_as_of_its_moment() {
+        let notices = Notices::default();
+        let (a, b) = (UserId(7), UserId(8));
+        notices.news(a);
+        let snapshot = notices.snapshot();
+        assert_eq!(snapshot.stamp(a), notices.stamp(a));
+        assert!(notices.unchanged(b, snapshot.stamp(b)));
+        notices.news(b);
+        assert!(notices.unchanged(a, snapshot.stamp(a)));
+        assert!(!notices.unchanged(b, snapshot.stamp(b)));
+        notices.news_for_everyone();
+        assert!(!notices.unchanged(a, snapshot.stamp(a)));
     }
 }

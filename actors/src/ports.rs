@@ -105,6 +105,16 @@ pub trait UserStore: Send + Sync {
     ) -> Result<Option<(User, Option<NotificationCursor>)>, StoreError> {
         Ok(self.user_by_id(id).await?.map(|u| (u, None)))
     }
+    /// Up to `limit` active users with where each one's notification stream stands, the newest
+    /// accounts first: what a start reads in one statement to warm the user cache (see
+    /// [`UserCache::warm`]). A store without a cache reads none.
+    async fn warm_users(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<(User, NotificationCursor)>, StoreError> {
+        let _ = limit;
+        Ok(Vec::new())
+    }
     /// Finds a user and their password hash by username.
     async fn user_with_hash(&self, username: &str) -> Result<Option<(User, String)>, StoreError>;
     /// Lists every user, ordered by id.

@@ -50,15 +50,7 @@ impl SqlStore {
         });
         let row = self.row_by_id(SQL.get(self.kind()), id.0).await?;
         let Some(row) = row else { return Ok(None) };
-        let cursor = tickethub_actors::ports::NotificationCursor {
-            last_seq: row.try_get("last_seq").map_err(backend_error)?,
-            acked_seq: row.try_get("acked_seq").map_err(backend_error)?,
-            sent_seq: row.try_get("sent_seq").map_err(backend_error)?,
-        };
-        let user = row
-            .decode::<crate::store::UserRow>()
-            .map_err(backend_error)?
-            .into_user()?;
+        let (user, cursor) = user_and_cursor_of(&row)?;
         cache.fill(generation, Some(&user));
         Ok(Some((user, cursor)))
     }
@@ -95,6 +87,29 @@ impl SqlStore {
         cache.fill(generation, &read);
         Ok(read)
     }
+}
+
+/// A user's row read with where their notification stream stands (`last_seq`, `acked_seq`,
+/// `sent_seq` beside the user's columns).
+fn user_and_cursor_of(
+    row: &db::Row,
+) -> Result<
+    (
+        tickethub_actors::domain::User,
+        tickethub_actors::ports::NotificationCursor,
+    ),
+    tickethub_actors::ports::StoreError,
+> {
+    let cursor = tickethub_actors::ports::NotificationCursor {
+        last_seq: row.try_get("last_seq").map_err(backend_error)?,
+        acked_seq: row.try_get("acked_seq").map_err(backend_error)?,
+        sent_seq: row.try_get("sent_seq").map_err(backend_error)?,
+    };
+    let user = row
+        .decode::<crate::store::UserRow>()
+        .map_err(backend_error)?
+        .into_user()?;
+    Ok((user, cursor))
 }
 
 impl SqlStore {
@@ -232,6 +247,33 @@ impl tickethub_actors::ports::UserStore for SqlStore {
             .read_user(id)
             .await?
             .map(|(user, cursor)| (user, Some(cursor))))
+    }
+
+    async fn warm_users(
+        &self,
+        limit: usize,
+    ) -> Result<
+        Vec<(
+            tickethub_actors::domain::User,
+            tickethub_actors::ports::NotificationCursor,
+        )>,
+        tickethub_actors::ports::StoreError,
+    > {
+        // The newest accounts first: one walk of the primary key backwards, no sort.
+        let sql = format!(
+            "SELECT {}, {} AS last_seq, acked_seq, sent_seq FROM users \
+             WHERE is_active ORDER BY id DESC LIMIT $1",
+            crate::store::user_columns(self.kind()),
+            self.kind().last_seq()
+        );
+        db::query(&sql)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(self.reader())
+            .await
+            .map_err(backend_error)?
+            .iter()
+            .map(user_and_cursor_of)
+            .collect()
     }
 
     async fn user_with_hash(

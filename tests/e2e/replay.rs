@@ -606,6 +606,60 @@ async fn a_crashed_actor_does_not_repeat_what_a_seed_client_was_sent(backend: Ba
     assert_eq!(seqs(&ws.replayed), vec![6]);
 }
 
+/// A restarted hub alone (no bus) reads its users with where each one's stream stands in one
+/// statement at start: a socket that comes back takes that cursor instead of a read, unless
+/// news reached its user since, when the user's actor reads for itself. A hub with a bus reads.
+async fn a_restarted_hub_opens_sockets_from_the_cursors_it_read_at_start(backend: Backend) {
+    let hub = TestHub::start(&backend).await;
+    let admin = hub.user("boss", Role::Admin).await;
+    let alice = hub.user("alice", Role::Client).await;
+    let bob = hub.user("bob", Role::Client).await;
+    for i in 0..3 {
+        assert_eq!(send(&hub, &admin, &alice, &format!("a{i}")).await, 201);
+    }
+    // A lifetime no loaded machine outlasts between the start and the connects.
+    let warm = |c: &mut tickethub::ServeConfig| c.user_cache_ttl = 3_600;
+    let hub = TestHub::start_on(hub.stop_keep_db().await, warm).await;
+    // An acknowledgement written beside the hub is not heard (the lifetime bounds it, as for
+    // any write beside the hubs): the cursor read at start stands, with nothing acknowledged.
+    hub.store.ack(alice.id, 3).await.unwrap();
+    let ws = connect_from(&hub, &alice, None).await;
+    assert_eq!(
+        seqs(&ws.replayed),
+        vec![1, 2, 3],
+        "the cursor read at start"
+    );
+    // Bob's news after the start: the cursor read at start (nothing) is not believed.
+    assert_eq!(send(&hub, &admin, &bob, "b0").await, 201);
+    let ws = connect_from(&hub, &bob, None).await;
+    assert_eq!(
+        seqs(&ws.replayed),
+        vec![1],
+        "news since the start is replayed"
+    );
+    drop(ws);
+
+    // With a bus, other nodes' acknowledgements are not heard: every connect reads.
+    let db = hub.stop_keep_db().await;
+    let (redis, prefix) = (
+        crate::harness::redis(),
+        format!("tickethub-test-{}", uuid::Uuid::new_v4().simple()),
+    );
+    let hub = TestHub::start_on(db, |c| {
+        warm(c);
+        c.redis_url = Some(redis);
+        c.redis_prefix = prefix;
+    })
+    .await;
+    hub.store.ack(bob.id, 1).await.unwrap();
+    let ws = connect_from(&hub, &bob, None).await;
+    assert_eq!(
+        seqs(&ws.replayed),
+        Vec::<i64>::new(),
+        "the cursor as it is now"
+    );
+}
+
 crate::trials! {
     both: [
         last_seq_replays_exactly_what_was_missed,
@@ -617,6 +671,7 @@ crate::trials! {
         kill_9_mid_stream_loses_nothing_that_was_acknowledged,
         a_slow_attach_that_is_retried_replays_once,
         a_crashed_actor_does_not_repeat_what_a_seed_client_was_sent,
+        a_restarted_hub_opens_sockets_from_the_cursors_it_read_at_start,
     ],
     tests: [],
     sync: [],

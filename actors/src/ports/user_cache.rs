@@ -18,6 +18,10 @@
 //!   activation. Likewise only memberships are kept, never their absence: a removal from a
 //!   project drops the user as any write of theirs does, and an addition needs no drop.
 //! - A user's preferences are dropped with the user, by a write of their switches.
+//! - A start's warm-up ([`UserCache::warm`]) keeps, beside each user, where their notification
+//!   stream stood, stamped with the news counters taken before the read: a connect takes it
+//!   once ([`UserCache::take_cursor`]), and the user's actor believes it only if nothing
+//!   reached the user since (see [`crate::notices`]); otherwise it reads the cursor itself.
 //! - Every entry ends after a lifetime (the backstop for writes from outside any hub, such as
 //!   the command line without `--redis-url`), and the cache holds at most a bounded number.
 
@@ -27,6 +31,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::domain::{ProjectId, User, UserId};
+use crate::notices::Stamp;
+use crate::ports::NotificationCursor;
 use crate::routing::Preferences;
 
 /// How large, and how long an entry lives.
@@ -74,6 +80,8 @@ struct State {
     memberships: HashMap<UserId, HashMap<ProjectId, Instant>>,
     /// Each user's preferences (the defaults when they set none), and when they were read.
     preferences: HashMap<UserId, (Preferences, Instant)>,
+    /// Where each warmed user's notification stream stood, until a connect takes it.
+    cursors: HashMap<UserId, ((NotificationCursor, Stamp), Instant)>,
     /// Moves with every drop: a fill read under an older generation is not kept.
     generation: u64,
 }
@@ -194,6 +202,50 @@ impl UserCache {
         }
     }
 
+    /// [`UserCache::fill`] with where each user's notification stream stood when read, and the
+    /// news counters' stamp taken before the read: a start's warm-up, so that the sockets
+    /// coming back after a restart open without a read. Returns how many users were kept.
+    pub fn warm(
+        &self,
+        generation: Generation,
+        read: impl IntoIterator<Item = (User, NotificationCursor, Stamp)>,
+    ) -> usize {
+        if !self.on() {
+            return 0;
+        }
+        let now = Instant::now();
+        let mut state = self.state();
+        if state.generation != generation.0 {
+            return 0;
+        }
+        let (ttl, capacity) = (self.options.ttl, self.options.capacity);
+        let mut kept = 0;
+        for (user, cursor, stamp) in read {
+            if !user.is_active {
+                continue;
+            }
+            make_room(&mut state.users, capacity, |(_, at)| {
+                now.duration_since(*at) < ttl
+            });
+            make_room(&mut state.cursors, capacity, |(_, at)| {
+                now.duration_since(*at) < ttl
+            });
+            state.cursors.insert(user.id, ((cursor, stamp), now));
+            state.users.insert(user.id, (Box::new(user), now));
+            kept += 1;
+        }
+        kept
+    }
+
+    /// Where a warmed user's notification stream stood, with the stamp taken before it was
+    /// read, once: the user's actor keeps it from then on.
+    pub fn take_cursor(&self, id: UserId) -> Option<(NotificationCursor, Stamp)> {
+        let taken = self.state().cursors.remove(&id);
+        taken
+            .filter(|(_, at)| self.on() && at.elapsed() < self.options.ttl)
+            .map(|(warm, _)| warm)
+    }
+
     /// Drops one user, here only (another node's write, heard on the bus).
     pub fn forget(&self, id: UserId) {
         let mut state = self.state();
@@ -201,6 +253,7 @@ impl UserCache {
         state.users.remove(&id);
         state.memberships.remove(&id);
         state.preferences.remove(&id);
+        state.cursors.remove(&id);
     }
 
     /// A write of this user's row was committed through this node: drops it here and tells
@@ -221,6 +274,7 @@ impl UserCache {
         state.users.clear();
         state.memberships.clear();
         state.preferences.clear();
+        state.cursors.clear();
     }
 
     /// Whether `user` is held as a member of `project` (`false`: not known here, read it).
@@ -436,6 +490,43 @@ mod tests {
         c.forget(UserId(8));
         assert_eq!(*told.lock().unwrap(), vec![UserId(9)]);
         assert!(c.get(UserId(9)).is_none());
+    }
+
+    #[test]
+    fn a_warmed_cursor_is_taken_once_and_goes_with_its_user() {
+        let c = cache(Duration::from_secs(60));
+        let notices = crate::notices::Notices::default();
+        let stamp = notices.stamp(UserId(1));
+        let cursor = NotificationCursor {
+            last_seq: 5,
+            acked_seq: 3,
+            sent_seq: 4,
+        };
+        let read = |id| (user(id, id != 3), cursor, stamp);
+        assert_eq!(c.warm(c.generation(), [read(1), read(2), read(3)]), 2);
+        assert!(c.get(UserId(1)).is_some(), "the users are held too");
+        assert_eq!(c.take_cursor(UserId(1)), Some((cursor, stamp)));
+        assert_eq!(c.take_cursor(UserId(1)), None, "taken once");
+        assert_eq!(
+            c.take_cursor(UserId(3)),
+            None,
+            "an inactive user is not kept"
+        );
+        c.forget(UserId(2));
+        assert_eq!(c.take_cursor(UserId(2)), None, "dropped with its user");
+        // A warm-up read before a drop keeps nothing, as a fill does.
+        let before = c.generation();
+        c.forget(UserId(9));
+        assert_eq!(c.warm(before, [read(4)]), 0);
+        assert!(c.take_cursor(UserId(4)).is_none());
+        // Nor does it outlive the lifetime, or serve while the bus is down.
+        let short = cache(Duration::from_millis(1));
+        short.warm(short.generation(), [read(1)]);
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(short.take_cursor(UserId(1)).is_none());
+        c.warm(c.generation(), [read(5)]);
+        c.distrust();
+        assert!(c.take_cursor(UserId(5)).is_none());
     }
 
     #[test]
