@@ -179,6 +179,10 @@ enum Scenario {
         /// Seconds to hold the sockets before measuring memory.
         #[arg(long, default_value_t = 2)]
         hold: u64,
+        /// Restart the hub on its seeded database before connecting, as the sockets come
+        /// back after a deploy (the bare stack has nothing to restart).
+        #[arg(long)]
+        restart: bool,
     },
     /// One notification to N connected users, K times. [baseline] [--target]
     Fanout(scenarios::FanoutArgs),
@@ -241,6 +245,9 @@ enum Scenario {
         /// Join the database at --database-url as it is (no creation, no seeding).
         #[arg(long)]
         join: bool,
+        /// Stop the hub after seeding and start it again on the same database.
+        #[arg(long)]
+        restart: bool,
     },
     /// Internal: run the raw-stack baseline server.
     #[command(hide = true)]
@@ -285,12 +292,14 @@ fn main() {
             webhook,
             redis_url,
             join,
+            restart,
         } => {
             let seed = Seed {
                 clients: users,
                 admins,
                 developers,
                 project,
+                restart,
             };
             let node = child::NodeArgs { redis_url, join };
             rt.block_on(child::serve_child(
@@ -311,7 +320,11 @@ fn main() {
             rt.block_on(clients::client_child(addr, sources, hub));
             true
         }
-        Scenario::Idle { clients, hold } => rt.block_on(scenarios::idle(clients, hold, &common)),
+        Scenario::Idle {
+            clients,
+            hold,
+            restart,
+        } => rt.block_on(scenarios::idle(clients, hold, restart, &common)),
         Scenario::Fanout(args) => rt.block_on(scenarios::fanout(args, &common)),
         Scenario::Steady(args) => rt.block_on(scenarios::steady(args, &common)),
         Scenario::Tail(args) => rt.block_on(scenarios::tail(args, &common)),

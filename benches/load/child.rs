@@ -65,6 +65,9 @@ pub struct Seed {
     pub developers: usize,
     /// Whether to create a project with every client and developer as a member.
     pub project: bool,
+    /// Whether the hub is stopped and started again on the seeded database before it is
+    /// ready, as after a deploy: its users were written by a hub that is gone.
+    pub restart: bool,
 }
 
 /// The hub process: seeds users, prints `READY`, serves until stdin closes.
@@ -131,12 +134,12 @@ pub async fn serve_child(
         config.delivery_concurrency = 32;
     }
     let database_url_used = config.database_url.clone();
+    let again = seed.restart.then(|| config.clone());
     // Logging as `tickethub serve` sets it up (`RUST_LOG`, default `info`): a span that the
     // default filter keeps costs memory and CPU, and the figures are the ones users get.
     tickethub::telemetry::init(config.log_format);
-    let app = tickethub::Application::build(config).await.unwrap();
-    let store = app.store();
-    let hub = app.hub();
+    let mut app = tickethub::Application::build(config).await.unwrap();
+    let mut store = app.store();
     use tickethub_actors::domain::{NewUser, Role, UserId};
     let new_user = |username: String, role: Role| NewUser::new(username, role, HASH);
     let seed = if node.join { Seed::default() } else { seed };
@@ -187,6 +190,12 @@ pub async fn serve_child(
     } else {
         None
     };
+    if let Some(config) = again {
+        app.run_until_stopped(async {}).await.unwrap();
+        app = tickethub::Application::build(config).await.unwrap();
+        store = app.store();
+    }
+    let hub = app.hub();
     let ready = json!({
         "database_url": database_url_used,
         "addr": app.local_addr().to_string(),
@@ -508,6 +517,9 @@ impl Child {
         }
         if node.join {
             args.push("--join".into());
+        }
+        if seed.restart {
+            args.push("--restart".into());
         }
         for arg in HUB_ARGS.lock().unwrap().iter() {
             args.push(format!("--hub-arg={arg}"));

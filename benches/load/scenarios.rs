@@ -150,18 +150,20 @@ fn fill_checks(run: &mut Run, tracker: &Tracker) {
 
 // ---------------------------------------------------------------------------------------------
 
-/// Idle sockets: server RSS per socket, connect rate, CPU per connect.
-pub async fn idle(n: usize, hold: u64, common: &Common) -> bool {
+/// Idle sockets: server RSS per socket, connect rate, CPU per connect; with `restart`, of a
+/// hub restarted on its seeded database.
+pub async fn idle(n: usize, hold: u64, restart: bool, common: &Common) -> bool {
     let mut report = Report::new(
         "idle",
         json!({"sockets": n, "sources": common.sources, "per_process": common.per_process,
-               "database": db_label(common)}),
+               "database": db_label(common), "restart": restart}),
         "connect latency (TCP connect to greeting)",
     );
     for kind in common.kinds(true) {
         let seed = Seed {
             clients: n,
             admins: 1,
+            restart,
             ..Default::default()
         };
         let Some(target) = start(kind, common, &seed).await else {

@@ -169,6 +169,7 @@ pub async fn lifecycle(a: LifecycleArgs, common: &Common) -> bool {
         admins: a.admins.max(1),
         developers: a.developers.max(1),
         project: true,
+        restart: false,
     };
     let Some(target) = start(Kind::Hub, common, &seed).await else {
         return false;
