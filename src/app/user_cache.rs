@@ -35,6 +35,18 @@ pub(super) async fn warm_user_cache(store: &Arc<dyn Store>, hub: &Hub, limit: us
                 ms = started.elapsed().as_millis() as u64,
                 "user cache warmed"
             );
+            if kept == 0 {
+                return;
+            }
+            // What no connect took within the lifetime is not kept for nothing.
+            let lifetime = cache.lifetime();
+            let store = Arc::downgrade(store);
+            tokio::spawn(async move {
+                tokio::time::sleep(lifetime).await;
+                if let Some(cache) = store.upgrade().as_ref().and_then(|s| s.user_cache()) {
+                    cache.expire_cursors();
+                }
+            });
         }
         Err(e) => {
             tracing::warn!(error = %e, "cannot warm the user cache: each connect reads its user")

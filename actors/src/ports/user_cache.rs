@@ -246,6 +246,18 @@ impl UserCache {
             .map(|(warm, _)| warm)
     }
 
+    /// Drops the warmed cursors no connect took within the lifetime (a warm-up's users that
+    /// did not come back).
+    pub fn expire_cursors(&self) {
+        let ttl = self.options.ttl;
+        self.state().cursors.retain(|_, (_, at)| at.elapsed() < ttl);
+    }
+
+    /// How long an entry is believed.
+    pub fn lifetime(&self) -> Duration {
+        self.options.ttl
+    }
+
     /// Drops one user, here only (another node's write, heard on the bus).
     pub fn forget(&self, id: UserId) {
         let mut state = self.state();
@@ -521,9 +533,14 @@ mod tests {
         assert!(c.take_cursor(UserId(4)).is_none());
         // Nor does it outlive the lifetime, or serve while the bus is down.
         let short = cache(Duration::from_millis(1));
-        short.warm(short.generation(), [read(1)]);
+        short.warm(short.generation(), [read(1), read(2)]);
         std::thread::sleep(Duration::from_millis(5));
         assert!(short.take_cursor(UserId(1)).is_none());
+        short.expire_cursors();
+        assert!(
+            short.state().cursors.is_empty(),
+            "what no connect took is dropped"
+        );
         c.warm(c.generation(), [read(5)]);
         c.distrust();
         assert!(c.take_cursor(UserId(5)).is_none());
