@@ -15,7 +15,8 @@ pub(super) async fn warm_user_cache(store: &Arc<dyn Store>, hub: &Hub, limit: us
     let Some(cache) = store.user_cache() else {
         return;
     };
-    if limit == 0 {
+    // With the cache off (a zero lifetime) nothing read would be kept.
+    if limit == 0 || cache.lifetime().is_zero() {
         return;
     }
     let started = std::time::Instant::now();
