@@ -54,8 +54,10 @@ pub struct ServeConfig {
     /// How many users a hub without `--redis-url` reads into the cache at start, the newest
     /// accounts first, with where each one's notification stream stands: the sockets that come
     /// back within the cache's lifetime of a restart open without a read (0: none; at most
-    /// half of `--user-cache-size`, which leaves room for the users read after). A hub with a
-    /// bus reads each connecting user, as other nodes' acknowledgements are not heard here.
+    /// half of `--user-cache-size`, which leaves room for the users read after). As the
+    /// lifetime ends, one pass catches every connected user up from the database (for what was
+    /// committed beside the hub meanwhile). A hub with a bus reads each connecting user, as
+    /// other nodes' acknowledgements are not heard here.
     #[arg(long, env = "TICKETHUB_USER_CACHE_WARM", default_value_t = 50_000)]
     pub user_cache_warm: usize,
 

@@ -11,6 +11,11 @@
 //! unchanged, any later news will find the actor and be pushed to it; when it finds it changed,
 //! it reads the cursor itself, as it always did.
 //!
+//! A start's warm-up reads many users' cursors under one [`Snapshot`] and holds them for the
+//! user cache's lifetime, a window in which a commit that counted no news here (another
+//! process's, or one whose caller never learned its outcome) could go unseen: the hub catches
+//! every connected user up from the database once that window ends.
+//!
 //! Users share counters (`user mod` [`SLOTS`]): news for one user sends the handshake of
 //! another in the same slot to the database, which costs a read, never a notification.
 

@@ -39,13 +39,22 @@ pub(super) async fn warm_user_cache(store: &Arc<dyn Store>, hub: &Hub, limit: us
             if kept == 0 {
                 return;
             }
-            // What no connect took within the lifetime is not kept for nothing.
+            // Once no connect can take a cursor read at start: what no connect took is not kept
+            // for nothing, and every user connected here is caught up from the database in
+            // batched reads. A commit that counted no news here (another process's, one whose
+            // outcome its caller never learned) may be missing from a replay that started from
+            // a cursor read at start; the pass finds it, as the periodic pass of a node with a
+            // bus would.
             let lifetime = cache.lifetime();
             let store = Arc::downgrade(store);
+            let hub = hub.clone();
             tokio::spawn(async move {
                 tokio::time::sleep(lifetime).await;
                 if let Some(cache) = store.upgrade().as_ref().and_then(|s| s.user_cache()) {
-                    cache.expire_cursors();
+                    cache.expire();
+                }
+                if let Err(e) = hub.catch_up_all(None).await {
+                    tracing::warn!(error = %e, "cannot catch the users warmed at start up");
                 }
             });
         }

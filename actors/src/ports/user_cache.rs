@@ -246,11 +246,23 @@ impl UserCache {
             .map(|(warm, _)| warm)
     }
 
-    /// Drops the warmed cursors no connect took within the lifetime (a warm-up's users that
-    /// did not come back).
-    pub fn expire_cursors(&self) {
+    /// Drops every entry past its lifetime and gives back the room it held: after a warm-up,
+    /// the users that did not come back and the cursors no connect took.
+    pub fn expire(&self) {
         let ttl = self.options.ttl;
-        self.state().cursors.retain(|_, (_, at)| at.elapsed() < ttl);
+        let live = |at: &Instant| at.elapsed() < ttl;
+        let mut state = self.state();
+        state.users.retain(|_, (_, at)| live(at));
+        state.users.shrink_to_fit();
+        state.cursors.retain(|_, (_, at)| live(at));
+        state.cursors.shrink_to_fit();
+        state.preferences.retain(|_, (_, at)| live(at));
+        state.preferences.shrink_to_fit();
+        state.memberships.retain(|_, projects| {
+            projects.retain(|_, at| live(at));
+            !projects.is_empty()
+        });
+        state.memberships.shrink_to_fit();
     }
 
     /// How long an entry is believed.
@@ -536,9 +548,9 @@ mod tests {
         short.warm(short.generation(), [read(1), read(2)]);
         std::thread::sleep(Duration::from_millis(5));
         assert!(short.take_cursor(UserId(1)).is_none());
-        short.expire_cursors();
+        short.expire();
         assert!(
-            short.state().cursors.is_empty(),
+            short.state().cursors.is_empty() && short.is_empty(),
             "what no connect took is dropped"
         );
         c.warm(c.generation(), [read(5)]);
