@@ -115,7 +115,8 @@ export class Files {
     try {
       const added = await this.deps.session.api('POST', `/api/tickets/${t.id}/attachments/`, form);
       if (this.ticket?.id !== t.id) return;
-      t.attachments = [...(t.attachments || []), added];
+      // The board's live notice of this very file may have listed it already.
+      t.attachments = [...(t.attachments || []).filter((x) => x.id !== added.id), added];
       this.render();
       this.say(`Attached ${added.file_name}.`, 'ok');
       byTestId('attach-input').value = '';
