@@ -4,11 +4,14 @@
 //! node that dies stops renewing, and the first node to find the lease run out removes it
 //! (`HDEL` answers 1 to exactly one node) and, if that was the user's last, says `left`.
 //!
+//! Leases are written and read by Redis's clock alone: a node sends the lease's length, the
+//! script stamps when it runs out, and reads take Redis's time with the hash. A node whose own
+//! clock jumps (or was never right) can neither make a lease outlive it nor cut another's short.
+//!
 //! Entering and leaving are Lua scripts, each one atomic step over the hash: two nodes that
 //! take in the same user at once cannot both (or neither) decide that the user joined, nor both
 //! (or neither) that the user left.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
@@ -27,13 +30,24 @@ pub struct RedisPresence {
     node: String,
     prefix: String,
     lease: Duration,
-    /// Redis's clock less this node's, in milliseconds, as last measured: every node writes
-    /// and reads leases by Redis's clock, so that nodes whose own clocks disagree agree on
-    /// whose lease ran out.
+    /// Redis's clock less this node's, in milliseconds, as last measured: what a script is
+    /// told the time is, for Redis to refuse one that reached it late (see [`STALE`]).
     offset_ms: AtomicI64,
 }
 
-#[derive(Serialize, Deserialize)]
+/// A lease as the node writes it: the scripts add when it runs out (see `LEASED`).
+#[derive(Serialize)]
+struct Body<'a> {
+    #[serde(rename = "n")]
+    username: &'a str,
+    #[serde(rename = "d")]
+    display_name: &'a str,
+    #[serde(rename = "v")]
+    viewing: Option<i64>,
+}
+
+/// A lease as it is read back.
+#[derive(Deserialize)]
 struct Lease {
     #[serde(rename = "n")]
     username: String,
@@ -123,10 +137,6 @@ impl RedisPresence {
         format!("{}:presence:{}", self.prefix, project.0)
     }
 
-    fn field(&self, user: UserId) -> String {
-        format!("{}@{}", user.0, self.node)
-    }
-
     fn fast(&self) -> fred::clients::WithOptions<Client> {
         self.client.with_options(&Options {
             fail_fast: true,
@@ -136,31 +146,40 @@ impl RedisPresence {
         })
     }
 
-    fn lease_of(&self, entry: &PresenceEntry) -> String {
-        serde_json::to_string(&Lease {
-            username: entry.username.clone(),
-            display_name: entry.display_name.clone(),
+    /// The lease of `entry` without its expiry, which the script that writes it adds.
+    fn body_of(entry: &PresenceEntry) -> String {
+        serde_json::to_string(&Body {
+            username: &entry.username,
+            display_name: &entry.display_name,
             viewing: entry.viewing.map(|t| t.0),
-            expires_ms: self.now_ms() + self.lease.as_millis() as i64,
         })
         .expect("leases serialize")
     }
 
-    /// Every field of the project's hash: (user, node, lease).
-    async fn all(&self, project: ProjectId) -> Result<Vec<(UserId, String, Lease)>, StoreError> {
-        let fields: HashMap<String, String> = self
-            .fast()
-            .hgetall(self.key(project))
-            .await
-            .map_err(redis_error)?;
-        Ok(fields
-            .into_iter()
-            .filter_map(|(field, value)| parse_lease(&field, &value))
-            .collect())
+    /// Every field of the project's hash, (user, node, lease), and Redis's time as it read
+    /// them, in milliseconds since the Unix epoch; measures this node's clock against it.
+    async fn all(
+        &self,
+        project: ProjectId,
+    ) -> Result<(Vec<(UserId, String, Lease)>, i64), StoreError> {
+        let before = local_ms();
+        let reply: Vec<String> = self.eval(READ, vec![self.key(project)], Vec::new()).await?;
+        let local = before + (local_ms() - before) / 2;
+        let mut reply = reply.into_iter();
+        let now: i64 = reply
+            .next()
+            .and_then(|t| t.parse().ok())
+            .ok_or_else(|| StoreError::Backend("Redis answered no time".into()))?;
+        self.offset_ms.store(now - local, Ordering::Relaxed);
+        let mut all = Vec::new();
+        while let (Some(field), Some(value)) = (reply.next(), reply.next()) {
+            all.extend(parse_lease(&field, &value));
+        }
+        Ok((all, now))
     }
 
-    /// Runs one of the scripts below with this node, the time, and `args`; answers the user ids
-    /// it returns.
+    /// Runs one of the scripts below with this node, the time, the lease's length and `args`;
+    /// answers the user ids it returns.
     async fn script(
         &self,
         script: &'static str,
@@ -201,7 +220,11 @@ impl RedisPresence {
         project: ProjectId,
         args: Vec<String>,
     ) -> Result<Vec<UserId>, StoreError> {
-        let mut all = vec![self.node.clone(), self.now_ms().to_string()];
+        let mut all = vec![
+            self.node.clone(),
+            self.now_ms().to_string(),
+            self.lease.as_millis().to_string(),
+        ];
         all.extend(args);
         let ids: Vec<String> = self.eval(script, vec![self.key(project)], all).await?;
         Ok(ids
@@ -214,21 +237,35 @@ impl RedisPresence {
 /// What a presence script answers when it reached Redis long after it was sent.
 const STALE: &str = "stale presence script";
 
-/// The users with a live lease in the hash `KEYS[1]` (on nodes other than `ARGV[1]` when
-/// `others` is true), as a Lua set; `ARGV[2]` is the time in milliseconds by Redis's clock, as
-/// the node last measured it. A script that reaches Redis more than 2 s after it was sent
-/// (queued by the client through a reconnect, its caller long gone) does nothing: its
-/// decision would be stale.
+/// Redis's time and every field and value of the hash `KEYS[1]`, in one array.
+const READ: &str = r#"
+local t = redis.call('TIME')
+local all = redis.call('HGETALL', KEYS[1])
+table.insert(all, 1, string.format('%d', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)))
+return all
+"#;
+
+/// What every script that writes begins with. `ARGV[1]` is the node, `ARGV[2]` the time in
+/// milliseconds by Redis's clock as the node last measured it, `ARGV[3]` the lease's length in
+/// milliseconds. A script that reaches Redis more than 2 s after it was sent (queued by the
+/// client through a reconnect, its caller long gone) does nothing: its decision would be
+/// stale. `leased(body)` is a lease body (`{…}`) with its expiry, by Redis's clock; `live`
+/// answers the users with a live lease in the hash (on nodes other than `ARGV[1]` when
+/// `others` is true), as a Lua set.
 const LIVE: &str = r#"
 local t = redis.call('TIME')
 local server_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 if math.abs(server_ms - tonumber(ARGV[2])) > 2000 then
   return redis.error_reply('stale presence script')
 end
+local expiry = string.format('%d', server_ms + tonumber(ARGV[3]))
+local function leased(body)
+  return string.sub(body, 1, -2) .. ',"x":' .. expiry .. '}'
+end
 local function live(others)
   local set = {}
   local all = redis.call('HGETALL', KEYS[1])
-  local now = tonumber(ARGV[2])
+  local now = server_ms
   for i = 1, #all, 2 do
     local at = string.find(all[i], '@', 1, true)
     if at then
@@ -244,27 +281,35 @@ local function live(others)
 end
 "#;
 
-/// Sets this node's leases (`ARGV[3..]`: user, lease, user, lease…) and answers the users that
-/// no other node held a live lease for.
+/// Sets this node's leases (`ARGV[4..]`: user, lease body, user, lease body…) and answers the
+/// users that no other node held a live lease for.
 const ENTER: &str = r#"
 local elsewhere = live(true)
 local new = {}
-for i = 3, #ARGV, 2 do
-  redis.call('HSET', KEYS[1], ARGV[i] .. '@' .. ARGV[1], ARGV[i + 1])
+for i = 4, #ARGV, 2 do
+  redis.call('HSET', KEYS[1], ARGV[i] .. '@' .. ARGV[1], leased(ARGV[i + 1]))
   if not elsewhere[ARGV[i]] then table.insert(new, ARGV[i]) end
 end
 return new
 "#;
 
-/// Removes this node's leases of the users `ARGV[3..]` and answers those with no live lease
+/// Renews this node's leases (`ARGV[4..]` as for `ENTER`); answers no one.
+const RENEW: &str = r#"
+for i = 4, #ARGV, 2 do
+  redis.call('HSET', KEYS[1], ARGV[i] .. '@' .. ARGV[1], leased(ARGV[i + 1]))
+end
+return {}
+"#;
+
+/// Removes this node's leases of the users `ARGV[4..]` and answers those with no live lease
 /// left on any node.
 const EXIT: &str = r#"
-for i = 3, #ARGV do
+for i = 4, #ARGV do
   redis.call('HDEL', KEYS[1], ARGV[i] .. '@' .. ARGV[1])
 end
 local still = live(false)
 local gone = {}
-for i = 3, #ARGV do
+for i = 4, #ARGV do
   if not still[ARGV[i]] then table.insert(gone, ARGV[i]) end
 end
 return gone
@@ -274,6 +319,8 @@ static ENTER_SCRIPT: std::sync::LazyLock<String> =
     std::sync::LazyLock::new(|| format!("{LIVE}{ENTER}"));
 static EXIT_SCRIPT: std::sync::LazyLock<String> =
     std::sync::LazyLock::new(|| format!("{LIVE}{EXIT}"));
+static RENEW_SCRIPT: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| format!("{LIVE}{RENEW}"));
 
 #[async_trait]
 impl PresenceStore for RedisPresence {
@@ -287,7 +334,7 @@ impl PresenceStore for RedisPresence {
         }
         let args = entries
             .iter()
-            .flat_map(|e| [e.user_id.0.to_string(), self.lease_of(e)])
+            .flat_map(|e| [e.user_id.0.to_string(), Self::body_of(e)])
             .collect();
         self.script(&ENTER_SCRIPT, project, args).await
     }
@@ -308,14 +355,11 @@ impl PresenceStore for RedisPresence {
         if entries.is_empty() {
             return Ok(());
         }
-        let fields: Vec<(String, String)> = entries
+        let args = entries
             .iter()
-            .map(|e| (self.field(e.user_id), self.lease_of(e)))
+            .flat_map(|e| [e.user_id.0.to_string(), Self::body_of(e)])
             .collect();
-        self.fast()
-            .hset::<i64, _, _>(self.key(project), fields)
-            .await
-            .map_err(redis_error)?;
+        self.script(&RENEW_SCRIPT, project, args).await?;
         Ok(())
     }
 
@@ -325,9 +369,7 @@ impl PresenceStore for RedisPresence {
         reap: bool,
     ) -> Result<(Vec<PresenceEntry>, Vec<(UserId, String)>), StoreError> {
         // The periodic look at the room: the clock is measured again here.
-        self.measure().await?;
-        let now = self.now_ms();
-        let all = self.all(project).await?;
+        let (all, now) = self.all(project).await?;
         let present = present_elsewhere(&all, &self.node, now);
         let mut gone = Vec::new();
         if !reap {
@@ -379,39 +421,31 @@ mod tests {
     }
 
     #[test]
-    fn a_project_is_one_hash_and_a_user_one_field_per_node() {
+    fn a_project_is_one_hash() {
         let p = presence("node-a");
         assert_eq!(p.key(ProjectId(7)), "th:presence:7");
         assert_eq!(p.key(ProjectId(0)), "th:presence:0");
-        assert_eq!(p.field(UserId(42)), "42@node-a");
-        assert_eq!(p.field(UserId(-1)), "-1@node-a");
     }
 
     #[test]
-    fn a_lease_carries_the_entry_and_runs_out_a_lease_length_from_now() {
-        let p = presence("node-a");
-        let before = local_ms();
-        let text = p.lease_of(&PresenceEntry {
+    fn a_lease_is_written_with_the_entry_and_without_an_expiry_which_redis_stamps() {
+        let text = RedisPresence::body_of(&PresenceEntry {
             user_id: UserId(5),
             username: "zoë".into(),
             display_name: "Zoë Ünal 🦀".into(),
             viewing: Some(TicketId(12)),
         });
-        let after = local_ms();
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
         let mut keys: Vec<&str> = v.as_object().unwrap().keys().map(|k| k.as_str()).collect();
         keys.sort_unstable();
         // Short names: a lease is written for every user every few seconds.
-        assert_eq!(keys, ["d", "n", "v", "x"]);
+        assert_eq!(keys, ["d", "n", "v"]);
         assert_eq!(v["n"], "zoë");
         assert_eq!(v["d"], "Zoë Ünal 🦀");
         assert_eq!(v["v"], 12);
-        let x = v["x"].as_i64().unwrap();
-        assert!(
-            (before + 45_000..=after + 45_000).contains(&x),
-            "{x} not within {before}..{after} + 45 s"
-        );
-        let nobody_viewed = p.lease_of(&PresenceEntry {
+        // The scripts put the expiry before the closing brace.
+        assert!(text.starts_with('{') && text.ends_with('}'), "{text}");
+        let nobody_viewed = RedisPresence::body_of(&PresenceEntry {
             user_id: UserId(5),
             username: String::new(),
             display_name: String::new(),

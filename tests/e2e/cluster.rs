@@ -824,6 +824,7 @@ crate::trials! {
         a_node_whose_clock_runs_ahead_fires_no_scheduled_send_early,
         a_send_scheduled_through_a_node_whose_clock_runs_ahead_is_due_on_time,
         presence_holds_across_nodes_whose_clocks_disagree,
+        a_lease_renewed_just_after_a_clock_jump_runs_out_by_redis_clock,
     ],
     sync: [],
 }

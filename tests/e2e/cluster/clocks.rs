@@ -105,6 +105,77 @@ pub(super) async fn presence_holds_across_nodes_whose_clocks_disagree() {
     }
 }
 
+/// Node 1's clock jumps 50 s ahead while Alice is present through it: every lease it renews
+/// after the jump still runs out a lease's length (3 s) after Redis's time, so once it dies
+/// she leaves within the lease rather than fifty seconds later.
+pub(super) async fn a_lease_renewed_just_after_a_clock_jump_runs_out_by_redis_clock() {
+    let mut c = Cluster::start(
+        &postgres(),
+        2,
+        &["--presence-lease", "3", "--presence-grace-ms", "300"],
+    )
+    .await;
+    let (alice, bob, _, project) = three_in_a_project(&c).await;
+    skew(&mut c, 1, 0).await;
+    let (a1, _) = presence_on(&c, 1, &alice, project).await;
+    let (mut b0, _) = presence_on(&c, 0, &bob, project).await;
+    eventually("node 0 sees Alice on node 1", || async {
+        let (_, state) = presence_on(&c, 0, &bob, project).await;
+        state["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|u| u["user_id"] == alice.id.0)
+    })
+    .await;
+    let redis = fred::prelude::Builder::from_config(
+        fred::prelude::Config::from_url(&c.redis.url()).unwrap(),
+    )
+    .build()
+    .unwrap();
+    fred::prelude::ClientLike::init(&redis).await.unwrap();
+    let key = format!("{}:presence:{project}", c.prefix);
+    let field = format!("{}@", alice.id.0);
+    c.nodes[1].skew(50);
+    // Renewed every second: four renewals after the jump are watched, each read beside Redis's
+    // own time.
+    let (mut renewals, mut last) = (0, None);
+    while renewals < 4 {
+        // Redis's time (seconds, microseconds), then the hash's fields and values.
+        let reply: Vec<String> = fred::prelude::LuaInterface::eval(
+            &redis,
+            "local t = redis.call('TIME') local all = redis.call('HGETALL', KEYS[1]) \
+             table.insert(all, 1, t[2]) table.insert(all, 1, t[1]) return all",
+            vec![key.clone()],
+            None::<String>,
+        )
+        .await
+        .unwrap();
+        let now = reply[0].parse::<i64>().unwrap() * 1000 + reply[1].parse::<i64>().unwrap() / 1000;
+        let value = reply[2..]
+            .chunks(2)
+            .find(|pair| pair[0].starts_with(&field))
+            .map(|pair| &pair[1])
+            .expect("Alice's lease on node 1 is held");
+        let lease: Value = serde_json::from_str(value).unwrap();
+        let expiry = lease["x"].as_i64().unwrap();
+        assert!(
+            expiry <= now + 3_000,
+            "Alice's lease runs out {} ms after Redis's time, past the 3-s lease",
+            expiry - now
+        );
+        if last.is_some_and(|x| x != expiry) {
+            renewals += 1;
+        }
+        last = Some(expiry);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    c.nodes[1].kill().await;
+    assert_eq!(next_status(&mut b0).await, ("left".into(), alice.id.0));
+    drop(a1);
+    let _ = fred::prelude::ClientLike::quit(&redis).await;
+}
+
 /// A send scheduled through a node whose clock runs ahead is due when it asked, by the
 /// database's clock: a `send_at` is kept as given, not moved up to the node's "now", and a
 /// `delay` runs from the database's now, not from the node's.
