@@ -68,32 +68,40 @@ pub(super) async fn a_node_whose_clock_runs_ahead_fires_no_scheduled_send_early(
     }
 }
 
-/// Alice's presence on node 1 holds on node 0 whether node 1's clock runs half a minute behind
-/// (ten leases) or ahead; and once node 1 (ahead) dies, she leaves within the lease, not
-/// half a minute later.
-pub(super) async fn presence_holds_across_nodes_whose_clocks_disagree() {
-    let mut c = Cluster::start(
+/// Two nodes with 3-s presence leases, and Alice, Bob and Carol in one project.
+async fn presence_cluster() -> (Cluster, User, User, i64) {
+    let c = Cluster::start(
         &postgres(),
         2,
         &["--presence-lease", "3", "--presence-grace-ms", "300"],
     )
     .await;
     let (alice, bob, _, project) = three_in_a_project(&c).await;
+    (c, alice, bob, project)
+}
+
+/// Waits until Bob, opening a presence socket on node 0, is told Alice is present.
+async fn node_0_sees(c: &Cluster, alice: &User, bob: &User, project: i64, what: &str) {
+    eventually(&format!("node 0 sees Alice on node 1 ({what})"), || async {
+        let (_, state) = presence_on(c, 0, bob, project).await;
+        state["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|u| u["user_id"] == alice.id.0)
+    })
+    .await;
+}
+
+/// Alice's presence on node 1 holds on node 0 whether node 1's clock runs half a minute behind
+/// (ten leases) or ahead; and once node 1 (ahead) dies, she leaves within the lease, not
+/// half a minute later.
+pub(super) async fn presence_holds_across_nodes_whose_clocks_disagree() {
+    let (mut c, alice, bob, project) = presence_cluster().await;
     for offset in [-30, 30] {
         skew(&mut c, 1, offset).await;
         let (a1, _) = presence_on(&c, 1, &alice, project).await;
-        eventually(
-            &format!("node 0 sees Alice on node 1 ({offset:+} s)"),
-            || async {
-                let (_, state) = presence_on(&c, 0, &bob, project).await;
-                state["users"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .any(|u| u["user_id"] == alice.id.0)
-            },
-        )
-        .await;
+        node_0_sees(&c, &alice, &bob, project, &format!("{offset:+} s")).await;
         if offset < 0 {
             drop(a1);
             continue;
@@ -109,25 +117,11 @@ pub(super) async fn presence_holds_across_nodes_whose_clocks_disagree() {
 /// after the jump still runs out a lease's length (3 s) after Redis's time, so once it dies
 /// she leaves within the lease rather than fifty seconds later.
 pub(super) async fn a_lease_renewed_just_after_a_clock_jump_runs_out_by_redis_clock() {
-    let mut c = Cluster::start(
-        &postgres(),
-        2,
-        &["--presence-lease", "3", "--presence-grace-ms", "300"],
-    )
-    .await;
-    let (alice, bob, _, project) = three_in_a_project(&c).await;
+    let (mut c, alice, bob, project) = presence_cluster().await;
     skew(&mut c, 1, 0).await;
     let (a1, _) = presence_on(&c, 1, &alice, project).await;
     let (mut b0, _) = presence_on(&c, 0, &bob, project).await;
-    eventually("node 0 sees Alice on node 1", || async {
-        let (_, state) = presence_on(&c, 0, &bob, project).await;
-        state["users"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|u| u["user_id"] == alice.id.0)
-    })
-    .await;
+    node_0_sees(&c, &alice, &bob, project, "clocks agree").await;
     let redis = fred::prelude::Builder::from_config(
         fred::prelude::Config::from_url(&c.redis.url()).unwrap(),
     )
