@@ -35,7 +35,7 @@ pub struct RedisPresence {
     offset_ms: AtomicI64,
 }
 
-/// A lease as the node writes it: the scripts add when it runs out (see `LEASED`).
+/// A lease as the node writes it: the scripts add when it runs out (`leased` in [`LIVE`]).
 #[derive(Serialize)]
 struct Body<'a> {
     #[serde(rename = "n")]
