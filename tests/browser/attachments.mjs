@@ -2,7 +2,8 @@
 // attaches a picture (its thumbnail loads through the signed link, under the pages' content
 // security policy) and a file whose name is markup (it stays text), a type the hub does not
 // take is refused in words, the assignee on a phone sees both and downloads one under its
-// name, may not delete the creator's file, the creator deletes the picture (a tombstone
+// name, may not delete the creator's file, uploads one whose answer comes after the live
+// notice of it (listed once), the creator deletes the picture (a tombstone
 // stays), each sees the other's change live, and axe-core checks every new state.
 //
 //   node tests/browser/attachments.mjs http://127.0.0.1:8080 client=USER:PASS admin=USER:PASS developer=USER:PASS
@@ -93,8 +94,19 @@ await new Run('attachments').main(async (run) => {
   const path = await download.path();
   const { readFileSync } = await import('node:fs');
   run.check(readFileSync(path, 'utf8') === 'steps to reproduce', 'the download is the file');
+  // The upload's answer is held until the board's live notice of the same file has listed it:
+  // the answer then replaces that entry rather than listing the file twice.
+  await developer.route('**/api/tickets/*/attachments/', async (route) => {
+    if (route.request().method() !== 'POST') return route.continue();
+    const response = await route.fetch();
+    await until(developer, 'the live notice lists the assignee\'s file before the upload answers',
+      () => document.querySelectorAll('[data-testid="attachment-item"]').length === 3);
+    return route.fulfill({ response });
+  });
   await tid(developer, 'attach-input').setInputFiles({ name: 'fix.txt', mimeType: 'text/plain', buffer: Buffer.from('patched') });
-  await until(developer, 'the assignee\'s file is listed', () => document.querySelectorAll('[data-testid="attachment-item"]').length === 3);
+  await until(developer, 'the upload answered', () => document.querySelector('[data-testid="attach-status"]').textContent === 'Attached fix.txt.');
+  await developer.unroute('**/api/tickets/*/attachments/');
+  run.check((await files(developer)).length === 3, `the assignee's file is listed once (${(await files(developer)).map((f) => f.text)})`);
   run.check((await tid(developer, 'attachment-delete').count()) === 1, 'the assignee may delete their own file');
   await until(client, 'the client, watching the ticket, sees the new file live', () => document.querySelectorAll('[data-testid="attachment-item"]').length === 3);
 
