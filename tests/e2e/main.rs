@@ -22,6 +22,7 @@ mod delivery;
 mod dialect_replay;
 mod dialects;
 mod digests;
+mod docs;
 mod edges;
 mod escalation;
 mod event_webhooks;
@@ -88,6 +89,7 @@ fn main() {
         bounces::trials(),
         locales::trials(),
         digests::trials(),
+        docs::trials(),
         event_webhooks::trials(),
         auth::trials(),
         browser::trials(),
