@@ -98,6 +98,14 @@ impl Tracker {
         self.sends.push(Expected { sent_us, users });
     }
 
+    /// Moves every expectation's send time `by_us` later: a plan written with times from
+    /// zero is dated once it is ready to run.
+    pub fn shift(&mut self, by_us: i64) {
+        for send in &mut self.sends {
+            send.sent_us += by_us;
+        }
+    }
+
     /// Forgets an expectation (its send failed).
     pub fn cancel(&mut self, key: &str) {
         if let Some(&i) = self.expected.get(key) {
